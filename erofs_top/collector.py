@@ -1,0 +1,84 @@
+"""Collector: one data source (BPF probes or ground truth) + resolvers + aggregator.
+
+Every face uses it the same way::
+
+    with open_collector(no_bpf=False) as col:     # raises CollectorError (one line)
+        model = col.refresh()                     # a fresh Model, cheap (reads maps)
+
+The faces (TUI, exporter, recorder, once) never compute attributions: they
+read the Model that ``refresh()`` returns.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from . import aggregate, truth
+from .model import TIER_SNAPSHOT, TIER_TRACEPOINT, Model
+from .readings import Readings
+from .resolve.cgroups import SysCgroups
+from .resolve.content import ImageContent
+from .resolve.mounts import SysMounts
+
+
+class CollectorError(Exception):
+    """A one-line, user-facing reason why collection cannot start or go on."""
+
+
+class Collector:
+    tier: str = TIER_SNAPSHOT
+
+    def __init__(self, *, cgroup_root: str | None = None, files_cap: int = 200,
+                 fingerprint_xattr: str = "trusted.erofs.fingerprint"):
+        self.mounts = SysMounts()
+        self.cgroups = SysCgroups(root=cgroup_root)
+        self.content = ImageContent(fingerprint_xattr=fingerprint_xattr)
+        self.files_cap = files_cap
+        self.started_at = time.time()
+        self.page_size = os.sysconf("SC_PAGE_SIZE")
+        self._lock = threading.Lock()
+        self.last_model: Model | None = None
+
+    # subclasses: read the source
+    def read(self) -> Readings:
+        raise NotImplementedError
+
+    def refresh(self) -> Model:
+        with self._lock:
+            self.mounts.refresh()
+            readings = self.read()
+            model = aggregate.aggregate(
+                readings, self.mounts, self.cgroups, self.content,
+                tier=self.tier, started_at=self.started_at, files_cap=self.files_cap)
+            self.last_model = model
+            return model
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SnapshotCollector(Collector):
+    """Lowest tier: ground truth from cachestat/mincore + kpagecgroup, no BPF."""
+    tier = TIER_SNAPSHOT
+
+    def read(self) -> Readings:
+        return truth.snapshot_readings(self.mounts, self.cgroups)
+
+
+def open_collector(*, no_bpf: bool = False, **kw) -> Collector:
+    """The best tier this host allows; CollectorError with the reason otherwise."""
+    if no_bpf:
+        return SnapshotCollector(**kw)
+    from .kernel.probes import ProbeCollector   # imports bcc lazily
+    return ProbeCollector(**kw)
+
+
+__all__ = ["Collector", "CollectorError", "SnapshotCollector", "open_collector",
+           "TIER_SNAPSHOT", "TIER_TRACEPOINT"]

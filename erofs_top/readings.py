@@ -1,0 +1,97 @@
+"""Readings: the aggregator's input, one consistent read of the kernel state.
+
+Produced by erofs_top.kernel (BPF maps), by erofs_top.truth (ground truth, no BPF)
+and by the recorder's reader (offline).  Pure data; kernel dev_t values are in
+the kernel encoding (major << 20 | minor), as the tracepoints report them.
+
+Page residency is kept as 64-page chunks: ``PageChunk.owners`` maps the cgroup
+id that inserted pages (0 = unknown) to a 64-bit mask of page indices
+``chunk*64 .. chunk*64+63`` that are resident and were inserted by it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CHUNK_PAGES = 64
+UNKNOWN_CGROUP = 0
+
+
+def kdev(major: int, minor: int) -> int:
+    """Kernel-internal dev_t (what tracepoints print as s_dev)."""
+    return (major << 20) | minor
+
+
+def kdev_split(dev: int) -> tuple[int, int]:
+    return dev >> 20, dev & 0xFFFFF
+
+
+def kdev_str(dev: int) -> str:
+    major, minor = kdev_split(dev)
+    return f"{major}:{minor}"
+
+
+def kdev_from_st_dev(st_dev: int) -> int:
+    """userspace st_dev (glibc new_encode_dev) -> kernel dev_t."""
+    import os
+    return kdev(os.major(st_dev), os.minor(st_dev))
+
+
+def st_dev_from_kdev(dev: int) -> int:
+    import os
+    major, minor = kdev_split(dev)
+    return os.makedev(major, minor)
+
+
+@dataclass
+class PageChunk:
+    dev: int                    # kernel dev_t of the EROFS superblock
+    ino: int
+    chunk: int                  # page index // 64
+    owners: dict[int, int]      # cgroup id -> bitmask of resident pages it inserted
+    seeded_mask: int = 0        # pages that were already resident when tracing started
+
+
+@dataclass
+class FileIO:
+    """Counters over the run for one (file, cgroup)."""
+    dev: int
+    ino: int
+    cgroup_id: int
+    inserted_pages: int = 0
+    evicted_pages: int = 0      # attributed to the cgroup that had inserted them
+    readahead_pages: int = 0
+    read_folio_count: int = 0
+
+
+@dataclass
+class SharedInode:
+    """Full tier: one shared (inode_share) inode on the pseudo_erofs superblock.
+
+    Its pages are keyed by the address_space pointer, never by (dev, ino): every
+    shared inode has i_ino 0.  ``members`` are the real inodes (dev, ino) that
+    joined it; ``users`` maps a cgroup id to the members it opened/read/mapped.
+    """
+    mapping: int                            # kernel pointer, an opaque key only
+    chunks: dict[int, dict[int, int]]       # chunk -> {inserting cgroup id -> mask}
+    members: set[tuple[int, int]] = field(default_factory=set)
+    users: dict[int, set[tuple[int, int]]] = field(default_factory=dict)
+    size: int = 0
+
+
+@dataclass
+class Readings:
+    taken_at: float
+    page_size: int
+    chunks: list[PageChunk] = field(default_factory=list)
+    io: list[FileIO] = field(default_factory=list)
+    # (kernel dev_t of host fs, ino of image file) -> resident pages of the backing file
+    backing_pages: dict[tuple[int, int], int] = field(default_factory=dict)
+    shared: list[SharedInode] = field(default_factory=list)
+    # kernel counters: map name -> (entries, capacity, update failures)
+    maps: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    lost_events: int = 0
+    owner_overflow_pages: int = 0
+    probes_attached: bool = False
+    bpf_run_time_ns: dict[str, int] = field(default_factory=dict)
+    bpf_run_count: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
