@@ -89,9 +89,31 @@ class Readings:
     shared: list[SharedInode] = field(default_factory=list)
     # kernel counters: map name -> (entries, capacity, update failures)
     maps: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    page_cache_bytes: int = 0       # /proc/meminfo Cached, for scale
     lost_events: int = 0
     owner_overflow_pages: int = 0
     probes_attached: bool = False
     bpf_run_time_ns: dict[str, int] = field(default_factory=dict)
     bpf_run_count: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+# record mode: one event per hook (probes/filemap.c struct page_event)
+EVENT_ADD = 1
+EVENT_DELETE = 2
+EVENT_READAHEAD = 3
+EVENT_READ_FOLIO = 4
+EVENT_BACKING_ADD = 5
+EVENT_BACKING_DELETE = 6
+
+
+@dataclass
+class PageEvent:
+    ts_ns: int          # bpf_ktime_get_ns (monotonic)
+    kind: int           # EVENT_*
+    dev: int            # kernel dev_t: the EROFS sb, or the host fs for backing kinds
+    ino: int
+    index: int          # page index (add/delete/read_folio) or readahead start
+    nr_pages: int       # 1<<order for add/delete, nrpage for readahead, 1 for read_folio
+    cgroup_id: int      # the current task's cgroup (for delete: not the owner)
+    pid: int

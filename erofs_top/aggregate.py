@@ -1,0 +1,384 @@
+"""Readings + resolvers -> Model.  The only place that computes an attribution.
+
+Pure: no bcc, no /proc; all I/O goes through the resolvers passed in.
+
+Definitions (docs/json.md has them for users):
+- resident: a page is resident; it belongs to the cgroup that inserted it (the
+  memcg the kernel charged).  Shared (inode_share) pages too: the kernel charges
+  the first reader, later readers pay nothing.
+- duplicate: a resident page (file content C, page index i) such that page i of
+  content C is also resident in another inode.
+- redundant: for each (C, i) resident k >= 2 times, k - 1 pages.
+- potential savings: the part of redundant that inode_share could remove under
+  the kernel's rules: regular files of equal size (implied by equal content),
+  same address_space operations (plain file-backed / plain loop-or-block /
+  compressed), i.e. redundant computed within those classes only.
+- shared (full tier): resident pages of a shared inode count in shared_bytes of
+  every cgroup that uses it (opened, read or mapped one of its members); fair
+  share splits each such page equally among the users; sharing saved counts,
+  per shared page, the copies the kernel did not have to cache: distinct member
+  inodes in use - 1 (each would have held its own copy without sharing).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .model import (Container, File, Health, MapUsage, Model, Mount, Totals)
+from .readings import Readings, UNKNOWN_CGROUP, kdev_str
+from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
+                           CgroupResolver, FileInfo, MountInfo, MountResolver)
+
+UNKNOWN_CGROUP_PATH = "(unknown)"
+CONTENT_ID_HEX = 16        # content_id shows 64 bits of the digest
+
+
+@dataclass
+class _Entry:
+    """One cached copy of file content: an EROFS inode, or a shared inode."""
+    dev: int
+    ino: int
+    chunks: dict[int, dict[int, int]] = field(default_factory=dict)  # chunk -> cg -> mask
+    seeded: dict[int, int] = field(default_factory=dict)             # chunk -> mask
+    mount: MountInfo | None = None
+    info: FileInfo | None = None
+    shared_mapping: int = 0           # != 0: a shared inode (full tier)
+    users: dict[int, int] = field(default_factory=dict)   # cg -> member inodes it used
+    used_members: int = 0
+    content_key: str = ""
+    union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
+    dup: dict[int, int] = field(default_factory=dict)     # chunk -> mask of duplicate pages
+
+    def resident_pages(self) -> int:
+        return sum(m.bit_count() for m in self.union.values())
+
+
+def _popcount_map(masks: dict[int, int]) -> int:
+    return sum(m.bit_count() for m in masks.values())
+
+
+def _content_id(key: str) -> str:
+    """"sha256:<64 hex>:<size>" or "img:<64 hex>" -> "sha256:<16 hex>" / "img:<16 hex>"."""
+    if not key:
+        return ""
+    scheme, digest = key.split(":")[:2]
+    return f"{scheme}:{digest[:CONTENT_ID_HEX]}"
+
+
+def _content_keys(entries: list[_Entry], content: ContentResolver) -> int:
+    """Give entries that could share content a content key; returns how many
+    identities are still pending (digest rate limit)."""
+    pending = 0
+    by_size: dict[int, list[_Entry]] = defaultdict(list)
+    for e in entries:
+        if e.info and e.info.regular and e.info.size > 0:
+            by_size[e.info.size].append(e)
+    for size, group in by_size.items():
+        if len(group) < 2:
+            continue
+        images = {(e.mount.image_id if e.mount else "", e.ino) for e in group}
+        if len(images) == 1 and next(iter(images))[0]:
+            # the same image (mounted twice): same nid is the same content, no hashing
+            img, nid = next(iter(images))
+            key = "img:" + hashlib.sha256(f"{img}:{nid}".encode()).hexdigest()
+            for e in group:
+                e.content_key = key
+            continue
+        # ELF build-ids: a cheap first check; different build-ids are different content
+        build_ids = {}
+        for e in group:
+            build_ids[id(e)] = content.build_id(e.mount, e.ino) if e.mount else None
+        counts: dict[str, int] = defaultdict(int)
+        for b in build_ids.values():
+            if b:
+                counts[b] += 1
+        for e in group:
+            b = build_ids[id(e)]
+            if b and counts[b] == 1 and all(x for x in build_ids.values()):
+                e.content_key = ""          # unique build-id among ELF peers: unique content
+                continue
+            if e.mount is None:
+                continue
+            fp = content.fingerprint(e.mount, e.ino)
+            digest = fp or content.digest(e.mount, e.ino)
+            if digest is None:
+                pending += 1
+                continue
+            e.content_key = f"sha256:{digest}:{size}"
+    return pending
+
+
+def _aops(e: _Entry) -> str:
+    if e.info:
+        return e.info.aops
+    if e.mount is None:
+        return "?"
+    return AOPS_FILEIO if e.mount.backing == "file" else AOPS_BLOCK
+
+
+def _duplicates(entries: list[_Entry]) -> tuple[int, int]:
+    """Fill e.dup for entries sharing a content key.  Returns (redundant pages,
+    potential-savings pages)."""
+    redundant = potential = 0
+    by_key: dict[str, list[_Entry]] = defaultdict(list)
+    for e in entries:
+        if e.content_key:
+            by_key[e.content_key].append(e)
+    for group in by_key.values():
+        if len(group) < 2:
+            continue
+        chunk_ids = set().union(*(e.union.keys() for e in group))
+        for c in chunk_ids:
+            masks = [e.union.get(c, 0) for e in group]
+            total = sum(m.bit_count() for m in masks)
+            if total == 0:
+                continue
+            any_mask = 0
+            for m in masks:
+                any_mask |= m
+            redundant += total - any_mask.bit_count()
+            # page resident in >= 2 entries: OR over pairs, cheaply via "seen twice"
+            once = twice = 0
+            for m in masks:
+                twice |= once & m
+                once |= m
+            if twice:
+                for e, m in zip(group, masks):
+                    d = m & twice
+                    if d:
+                        e.dup[c] = d
+        # what inode_share could share: same aops class (and same content => same size)
+        by_class: dict[str, list[_Entry]] = defaultdict(list)
+        for e in group:
+            if e.shared_mapping == 0:   # already shared pages save nothing more
+                by_class[_aops(e)].append(e)
+        for members in by_class.values():
+            if len(members) < 2:
+                continue
+            chunk_ids = set().union(*(e.union.keys() for e in members))
+            for c in chunk_ids:
+                any_mask = 0
+                total = 0
+                for e in members:
+                    m = e.union.get(c, 0)
+                    total += m.bit_count()
+                    any_mask |= m
+                potential += total - any_mask.bit_count()
+    return redundant, potential
+
+
+def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
+              content: ContentResolver, *, tier: str, started_at: float,
+              files_cap: int = 200, kernel: str = "") -> Model:
+    page = readings.page_size
+    health = Health(
+        maps=[MapUsage(name, used, cap, fails) for name, (used, cap, fails)
+              in sorted(readings.maps.items())],
+        lost_events=readings.lost_events,
+        owner_overflow_pages=readings.owner_overflow_pages,
+        probes_attached=readings.probes_attached,
+        bpf_run_time_ns=dict(readings.bpf_run_time_ns),
+        bpf_run_count=dict(readings.bpf_run_count),
+        warnings=list(readings.warnings),
+        files_cap=files_cap,
+    )
+    health.update_failures = sum(f for _, _, f in readings.maps.values())
+
+    # ---- entries: one per cached copy
+    entries: dict[tuple, _Entry] = {}
+    for pc in readings.chunks:
+        e = entries.get((pc.dev, pc.ino))
+        if e is None:
+            e = entries[(pc.dev, pc.ino)] = _Entry(pc.dev, pc.ino)
+        owners = e.chunks.setdefault(pc.chunk, {})
+        for cg, mask in pc.owners.items():
+            if mask:
+                owners[cg] = owners.get(cg, 0) | mask
+        if pc.seeded_mask:
+            e.seeded[pc.chunk] = e.seeded.get(pc.chunk, 0) | pc.seeded_mask
+    for si in readings.shared:
+        # shared pages live on the pseudo_erofs superblock: key by mapping, name by a member
+        members = sorted(si.members)
+        dev, ino = members[0] if members else (0, 0)
+        e = entries[("shared", si.mapping)] = _Entry(dev, ino, shared_mapping=si.mapping)
+        for c, owners in si.chunks.items():
+            e.chunks[c] = {cg: m for cg, m in owners.items() if m}
+        used = set()
+        for cg, ms in si.users.items():
+            e.users[cg] = len(ms)
+            used |= ms
+        e.used_members = len(used)
+
+    unresolved_devs = set()
+    for e in entries.values():
+        for c, owners in e.chunks.items():
+            u = 0
+            for m in owners.values():
+                u |= m
+            if u:
+                e.union[c] = u
+        e.mount = mounts.by_dev(e.dev) if e.dev else None
+        if e.mount is None:
+            if e.dev:
+                unresolved_devs.add(e.dev)
+        else:
+            e.info = content.file_info(e.mount, e.ino)
+    live = [e for e in entries.values() if e.union]
+    health.unresolved_mounts = len(unresolved_devs)
+
+    pending = _content_keys(live, content)
+    if pending:
+        health.warnings.append(f"{pending} file(s) not yet identified by content "
+                               f"(hashing is rate-limited); their duplicates show later")
+    redundant_pages, potential_pages = _duplicates(live)
+
+    # ---- per cgroup
+    @dataclass
+    class Acc:
+        resident: int = 0
+        dup: int = 0
+        shared: int = 0
+        fair: float = 0.0
+        seeded: int = 0
+        files: int = 0
+        devs: set = field(default_factory=set)
+        inserted: int = 0
+        evicted: int = 0
+        readahead: int = 0
+        read_folio: int = 0
+
+    acc: dict[int, Acc] = defaultdict(Acc)
+    totals = Totals()
+    sharing_saved_pages = shared_pages_total = 0
+    mount_resident: dict[int, int] = defaultdict(int)
+    mount_dup: dict[int, int] = defaultdict(int)
+    mount_cgroups: dict[int, set] = defaultdict(set)
+    files: list[File] = []
+    seeded_pages_total = 0
+
+    for e in live:
+        resident_pages = e.resident_pages()
+        dup_pages = _popcount_map(e.dup)
+        owners_of_file = set()
+        for c, owners in e.chunks.items():
+            dmask = e.dup.get(c, 0)
+            smask = e.seeded.get(c, 0)
+            for cg, m in owners.items():
+                a = acc[cg]
+                a.resident += m.bit_count()
+                a.dup += (m & dmask).bit_count()
+                a.seeded += (m & smask).bit_count()
+                owners_of_file.add(cg)
+            seeded_pages_total += (smask & e.union.get(c, 0)).bit_count()
+        for cg in owners_of_file:
+            acc[cg].files += 1
+            if e.mount:
+                acc[cg].devs.add(e.mount.dev_str)
+        if e.shared_mapping:
+            users = set(e.users) or owners_of_file
+            for cg in users:
+                acc[cg].shared += resident_pages
+                acc[cg].fair += resident_pages / len(users)
+                if e.mount:
+                    acc[cg].devs.add(e.mount.dev_str)
+            shared_pages_total += resident_pages
+            sharing_saved_pages += resident_pages * max(0, max(e.used_members, len(users)) - 1)
+        if e.mount:
+            mount_resident[e.mount.dev] += resident_pages
+            mount_dup[e.mount.dev] += dup_pages
+            mount_cgroups[e.mount.dev] |= owners_of_file | set(e.users)
+        totals.resident_bytes += resident_pages * page
+        totals.duplicate_bytes += dup_pages * page
+        path = e.info.path if e.info else ""
+        files.append(File(
+            dev=kdev_str(e.dev), ino=e.ino, path=path,
+            content_id=_content_id(e.content_key),
+            size=e.info.size if e.info else 0,
+            resident_bytes=resident_pages * page, duplicate_bytes=dup_pages * page,
+            copies=0, cgroups=sorted(owners_of_file | set(e.users)),
+            shared=bool(e.shared_mapping)))
+    # copies: entries resident with the same content
+    key_count: dict[str, int] = defaultdict(int)
+    for e in live:
+        if e.content_key:
+            key_count[e.content_key] += 1
+    for f, e in zip(files, live):
+        f.copies = max(1, key_count.get(e.content_key, 1)) * (1 if not e.shared_mapping
+                                                               else max(1, e.used_members))
+
+    # non-shared pages: fair share is the page itself (one user: its owner)
+    for e in live:
+        if e.shared_mapping:
+            continue
+        for owners in e.chunks.values():
+            for cg, m in owners.items():
+                acc[cg].fair += m.bit_count()
+
+    for fio in readings.io:
+        a = acc[fio.cgroup_id]
+        a.inserted += fio.inserted_pages
+        a.evicted += fio.evicted_pages
+        a.readahead += fio.readahead_pages
+        a.read_folio += fio.read_folio_count
+
+    containers: list[Container] = []
+    for cg, a in acc.items():
+        if cg == UNKNOWN_CGROUP:
+            info_path, runtime, cid, pod, resolved = UNKNOWN_CGROUP_PATH, "", "", "", True
+        else:
+            ci = cgroups.resolve(cg)
+            info_path, runtime, cid, pod, resolved = (ci.path, ci.runtime, ci.container_id,
+                                                     ci.pod_uid, ci.resolved)
+        if not resolved:
+            health.unresolved_cgroups += 1
+        containers.append(Container(
+            cgroup_id=cg, cgroup=info_path, runtime=runtime, container_id=cid, pod_uid=pod,
+            resident_bytes=a.resident * page, duplicate_bytes=a.dup * page,
+            shared_bytes=a.shared * page, fair_bytes=round(a.fair * page),
+            inserted_bytes=a.inserted * page, evicted_bytes=a.evicted * page,
+            readahead_bytes=a.readahead * page, read_folio_count=a.read_folio,
+            seeded_bytes=a.seeded * page, files_count=a.files, mounts=sorted(a.devs)))
+        totals.inserted_bytes += a.inserted * page
+        totals.evicted_bytes += a.evicted * page
+    containers.sort(key=lambda c: (-c.resident_bytes, c.cgroup))
+
+    mount_rows: list[Mount] = []
+    for m in mounts.mounts():
+        img = m.image
+        backing_pages = readings.backing_pages.get((m.backing_dev, m.backing_ino), 0) \
+            if m.backing_ino else 0
+        mount_rows.append(Mount(
+            dev=m.dev_str, mountpoint=m.mountpoint, source=m.source, backing=m.backing,
+            backing_file=m.backing_file, image_id=m.image_id,
+            uuid=img.uuid if img else "", volume_name=img.volume_name if img else "",
+            inode_share=m.inode_share, directio=m.directio,
+            ishare_xattrs=img.ishare_xattrs if img else False,
+            compressed=img.compressed if img else False,
+            resident_bytes=mount_resident.get(m.dev, 0) * page,
+            duplicate_bytes=mount_dup.get(m.dev, 0) * page,
+            backing_resident_bytes=max(0, backing_pages) * page,
+            containers_count=len(mount_cgroups.get(m.dev, ()))))
+        totals.backing_resident_bytes += max(0, backing_pages) * page
+
+    files.sort(key=lambda f: (-f.resident_bytes, -f.duplicate_bytes, f.dev, f.ino))
+    health.files_total = len(files)
+    health.seeded_bytes = seeded_pages_total * page
+    totals.redundant_bytes = redundant_pages * page
+    totals.potential_savings_bytes = potential_pages * page
+    totals.shared_bytes = shared_pages_total * page
+    totals.sharing_saved_bytes = sharing_saved_pages * page
+    totals.page_cache_bytes = readings.page_cache_bytes
+    if health.unresolved_mounts:
+        health.warnings.append(f"{health.unresolved_mounts} device(s) with resident pages "
+                               f"match no current EROFS mount (unmounted?)")
+    if health.update_failures:
+        health.warnings.append(f"BPF maps refused {health.update_failures} update(s): "
+                               f"maps full, numbers are low")
+
+    return Model(tier=tier, started_at=started_at, ended_at=readings.taken_at, page_size=page,
+                 containers=containers, mounts=mount_rows, files=files[:files_cap],
+                 totals=totals, health=health, kernel=kernel)
+
+
+__all__ = ["aggregate", "UNKNOWN_CGROUP_PATH", "AOPS_BLOCK", "AOPS_COMPRESSED", "AOPS_FILEIO"]

@@ -1,0 +1,332 @@
+"""Real workloads for tests, benchmarks and `erofs-top demo`.
+
+Everything here makes real kernel objects (EROFS images via mkfs.erofs,
+file-backed and loop mounts via mount(2), cgroup v2 children, reader
+processes inside them) and removes them again, also on failure: every class
+is a context manager and `Stack` unwinds whatever was made, in reverse.
+Needs root.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .readings import kdev, kdev_from_st_dev
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                        ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+MS_RDONLY = 1
+MNT_DETACH = 2
+
+# file-backed EROFS mounts need a backing fs with ->read_folio: not tmpfs
+DEFAULT_WORK_PARENT = "/var/tmp"
+
+
+class WorkloadError(Exception):
+    pass
+
+
+def _mountinfo_fs(fstype: str) -> list[str]:
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split(" ", 1)[0] == fstype:
+                out.append(left.split()[4].replace("\\040", " "))
+    return out
+
+
+def cgroup2_root() -> str:
+    roots = _mountinfo_fs("cgroup2")
+    if not roots:
+        raise WorkloadError("no cgroup2 filesystem mounted (mount -t cgroup2 none /sys/fs/cgroup)")
+    return "/sys/fs/cgroup/unified" if "/sys/fs/cgroup/unified" in roots else roots[0]
+
+
+def memory_v1_root() -> str | None:
+    """The cgroup v1 memory hierarchy on hybrid hosts (where memcg charges go)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            parts = right.split()
+            if parts and parts[0] == "cgroup" and "memory" in parts[-1].split(","):
+                return left.split()[4]
+    return None
+
+
+# ---------------------------------------------------------------- cgroups
+class Cgroup:
+    """A cgroup v2 child playing a container; on hybrid hosts also a v1 memory
+    cgroup of the same relative path, so memcg charges (kpagecgroup) land in a
+    cgroup with the same name."""
+
+    def __init__(self, relpath: str):
+        self.relpath = "/" + relpath.strip("/")
+        self.root = cgroup2_root()
+        self.dir = Path(self.root + self.relpath)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.id = os.stat(self.dir).st_ino     # == bpf_get_current_cgroup_id()
+        self.mem_dir: Path | None = None
+        mem_root = memory_v1_root()
+        if mem_root:
+            self.mem_dir = Path(mem_root + self.relpath)
+            self.mem_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def path(self) -> str:
+        return self.relpath
+
+    def _enter(self) -> None:     # runs in the child between fork and exec
+        with open(self.dir / "cgroup.procs", "w") as f:
+            f.write("0")
+        if self.mem_dir:
+            with open(self.mem_dir / "cgroup.procs", "w") as f:
+                f.write("0")
+
+    def popen(self, argv, **kw) -> subprocess.Popen:
+        return subprocess.Popen(argv, preexec_fn=self._enter, **kw)
+
+    def run(self, argv, check=True, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, preexec_fn=self._enter, check=check, **kw)
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in (self.dir / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def remove(self) -> None:
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+        for d in (self.dir, self.mem_dir):
+            if d is None:
+                continue
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY:
+                        raise
+                    time.sleep(0.05)
+        # remove empty parents we may have created (only our own prefix)
+        for d in (self.dir.parent, self.mem_dir.parent if self.mem_dir else None):
+            if d is not None and d.name.startswith("erofs-top-"):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+# ---------------------------------------------------------------- images
+def make_tree(root: str | Path, files: dict[str, int | bytes], seed: int = 1) -> Path:
+    """Files of random bytes (int = size) or given bytes, under root."""
+    root = Path(root)
+    rng = random.Random(seed)
+    for rel, content in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = content if isinstance(content, bytes) else rng.randbytes(content)
+        p.write_bytes(data)
+    return root
+
+
+def build_image(src: str | Path, image: str | Path, *mkfs_args: str) -> Path:
+    if not shutil.which("mkfs.erofs"):
+        raise WorkloadError("mkfs.erofs not found: apt-get install erofs-utils")
+    # fixed timestamps and uuid-free options keep images reproducible for tests
+    r = subprocess.run(["mkfs.erofs", *mkfs_args, str(image), str(src)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise WorkloadError(f"mkfs.erofs failed: {r.stderr.strip() or r.stdout.strip()}")
+    return Path(image)
+
+
+def _mount(source: str, target: str, options: str) -> None:
+    opts = options.encode() if options else None
+    if _libc.mount(source.encode(), target.encode(), b"erofs", MS_RDONLY, opts) != 0:
+        e = ctypes.get_errno()
+        raise WorkloadError(f"mount -t erofs {source} {target} ({options or 'no options'}): "
+                            f"{os.strerror(e)}")
+
+
+class ErofsMount:
+    """mode "file": mount(2) on the image file itself (file-backed, anonymous 0:N dev;
+    util-linux mount may silently use a loop device instead, so we call mount(2)).
+    mode "loop": losetup a loop device first (7:N dev)."""
+
+    def __init__(self, image: str | Path, mountpoint: str | Path, mode: str = "file",
+                 options: str = ""):
+        self.image = str(image)
+        self.mountpoint = str(mountpoint)
+        self.mode = mode
+        self.loopdev: str | None = None
+        os.makedirs(self.mountpoint, exist_ok=True)
+        source = self.image
+        if mode == "loop":
+            r = subprocess.run(["losetup", "-f", "--show", "-r", self.image],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise WorkloadError(f"losetup failed: {r.stderr.strip()}")
+            self.loopdev = source = r.stdout.strip()
+        elif mode != "file":
+            raise ValueError(f"mode must be file or loop, not {mode!r}")
+        try:
+            _mount(source, self.mountpoint, options)
+        except Exception:
+            self._detach_loop()
+            raise
+        st = os.stat(self.mountpoint)
+        self.dev = kdev_from_st_dev(st.st_dev)    # kernel dev_t, as tracepoints see it
+        self.dev_str = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.mountpoint, rel)
+
+    def _detach_loop(self):
+        if self.loopdev:
+            subprocess.run(["losetup", "-d", self.loopdev], capture_output=True)
+            self.loopdev = None
+
+    def umount(self) -> None:
+        if os.path.ismount(self.mountpoint):
+            if _libc.umount2(self.mountpoint.encode(), 0) != 0:
+                _libc.umount2(self.mountpoint.encode(), MNT_DETACH)
+        self._detach_loop()
+        with contextlib.suppress(OSError):
+            os.rmdir(self.mountpoint)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.umount()
+
+
+# ---------------------------------------------------------------- readers
+_READER = r"""
+import mmap, os, sys
+mode, path, off, length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(path, os.O_RDONLY)
+size = os.fstat(fd).st_size
+if length < 0: length = size - off
+if mode == "read":
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_NORMAL)
+    left = length; pos = off
+    while left > 0:
+        b = os.pread(fd, min(1 << 20, left), pos)
+        if not b: break
+        left -= len(b); pos += len(b)
+else:
+    m = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    ps = mmap.PAGESIZE
+    s = 0
+    for p in range(off - off % ps, min(off + length, size), ps):
+        s += m[p]
+    m.close()
+"""
+
+
+def read_file(path: str, cgroup: Cgroup | None = None, mode: str = "read",
+              offset: int = 0, length: int = -1) -> None:
+    """Read (pread) or fault in (mmap) a range of a file, inside a cgroup."""
+    argv = [sys.executable, "-S", "-c", _READER, mode, path, str(offset), str(length)]
+    if cgroup is None:
+        subprocess.run(argv, check=True)
+    else:
+        cgroup.run(argv)
+
+
+def drop_file_cache(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- stack
+class Stack(contextlib.ExitStack):
+    """ExitStack that also owns a scratch directory on a disk filesystem."""
+
+    def __init__(self, prefix: str = "erofs-top-", parent: str = DEFAULT_WORK_PARENT):
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        self.callback(shutil.rmtree, self.dir, True)
+
+    def cgroup(self, relpath: str) -> Cgroup:
+        return self.enter_context(Cgroup(relpath))
+
+    def mount(self, image, name: str, mode: str = "file", options: str = "") -> ErofsMount:
+        return self.enter_context(ErofsMount(image, self.dir / "mnt" / name, mode, options))
+
+
+# ---------------------------------------------------------------- demo
+DEMO_FILES = {
+    "usr/lib/libdemo.so.1": 6 << 20,
+    "usr/bin/demo-server": 3 << 20,
+    "usr/share/demo/data.bin": 4 << 20,
+    "etc/demo.conf": 8 << 10,
+}
+
+
+class DemoScenario:
+    """Two containers on EROFS images, the node shape erofs-top is for:
+
+    - image v1 and image v2 (a "minor version": data.bin differs, the library
+      and the binary are the same bytes);
+    - container `ctr-a` runs image v1 (file-backed mount), `ctr-b` runs image
+      v2 (loop mount); both read everything, so the library and the binary are
+      cached twice (duplicate), while data.bin differs (unique).
+    """
+
+    def __init__(self, stack: Stack, cgroup_prefix: str | None = None):
+        self.stack = stack
+        prefix = cgroup_prefix or f"erofs-top-demo-{os.getpid()}"
+        src1 = make_tree(stack.dir / "v1", DEMO_FILES, seed=1)
+        src2 = make_tree(stack.dir / "v2", DEMO_FILES, seed=1)
+        make_tree(src2, {"usr/share/demo/data.bin": 4 << 20}, seed=2)
+        # same mtimes so only content differs
+        for src in (src1, src2):
+            for p in Path(src).rglob("*"):
+                os.utime(p, (1_700_000_000, 1_700_000_000))
+        self.image_v1 = build_image(src1, stack.dir / "app-v1.erofs", "-T0")
+        self.image_v2 = build_image(src2, stack.dir / "app-v2.erofs", "-T0")
+        self.mount_a = stack.mount(self.image_v1, "ctr-a", "file")
+        self.mount_b = stack.mount(self.image_v2, "ctr-b", "loop")
+        self.ctr_a = stack.cgroup(f"{prefix}/ctr-a")
+        self.ctr_b = stack.cgroup(f"{prefix}/ctr-b")
+
+    def read_all(self) -> None:
+        for ctr, mnt in ((self.ctr_a, self.mount_a), (self.ctr_b, self.mount_b)):
+            for rel in DEMO_FILES:
+                read_file(mnt.path(rel), ctr)
+
+
+__all__ = ["Cgroup", "ErofsMount", "Stack", "DemoScenario", "make_tree", "build_image",
+           "read_file", "drop_file_cache", "cgroup2_root", "memory_v1_root", "kdev",
+           "WorkloadError"]

@@ -1,0 +1,345 @@
+/* erofs-top, tracepoint tier: which EROFS pages are resident, who inserted them.
+ *
+ * Hooks (tracepoints only: no kprobes, no kernel struct reads, so this runs
+ * under lockdown=confidentiality and on kernels without a matching header tree):
+ *   filemap:mm_filemap_add_to_page_cache       every kernel with the `order`
+ *   filemap:mm_filemap_delete_from_page_cache  field (large folios, 5.18+)
+ *   erofs:erofs_readahead    (HAVE_EROFS_READAHEAD; plain files only from 6.16)
+ *   erofs:erofs_read_folio   (HAVE_EROFS_READ_FOLIO; 7.2 swapped `uptodate`
+ *                             for `order`: neither field is read here)
+ * BCC builds the tracepoint argument structs from tracefs at load time, so the
+ * 7.1 move of i_ino (u64, first field) needs nothing here.
+ *
+ * Filter, in the kernel: `watched_devs` holds the s_dev (kernel encoding,
+ * major<<20|minor) of every EROFS superblock (kind 1) and of every host
+ * filesystem that holds the image file of a file-backed or loop mount
+ * (kind 2; then (dev, ino) must also be in `backing`).  User space keeps both
+ * current as mounts come and go.
+ *
+ * Maps:
+ *   chunks   (dev, ino, page_index/64) -> up to 4 (cgroup id, 64-bit page mask)
+ *            + a mask of pages whose owner did not fit + a mask of seeded pages.
+ *            One entry per 64 pages of a file that has resident pages: memory
+ *            grows with resident pages / 64.  No prealloc.
+ *   io       (dev, ino, cgroup id) -> inserted/evicted pages, readahead pages,
+ *            read_folio calls over the run.  Evictions go to the cgroup that
+ *            inserted the page (found in `chunks`), not to the evicting context.
+ *   backing  (host dev, image ino) -> pages inserted minus pages deleted
+ *            since attach (the double cache of file-backed/loop mounts).
+ *   counters per-CPU: map update failures, lost pages, owner overflow, ...
+ * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
+ * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
+ */
+#include <uapi/linux/ptrace.h>
+
+/* erofs tracepoint formats name these types; they live in fs/erofs/internal.h */
+typedef u64 erofs_nid_t;
+typedef u64 erofs_off_t;
+typedef u64 erofs_blk_t;
+
+#ifndef CHUNK_ENTRIES
+#define CHUNK_ENTRIES 262144
+#endif
+#ifndef IO_ENTRIES
+#define IO_ENTRIES 65536
+#endif
+#define MAX_OWNERS 4
+#define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
+
+#define KIND_EROFS 1
+#define KIND_BACKING_FS 2
+
+enum counter {
+    CNT_CHUNK_UPDATE_FAIL = 0,   /* chunks map full: pages not tracked */
+    CNT_IO_UPDATE_FAIL,          /* io map full */
+    CNT_OWNER_OVERFLOW_PAGES,    /* pages whose chunk had 4 owners already */
+    CNT_BIG_FOLIO_LOST_PAGES,    /* folios beyond MAX_FOLIO_CHUNKS */
+    CNT_DELETE_UNTRACKED_PAGES,  /* deletions of pages we never saw inserted */
+    CNT_EVENTS_LOST,             /* record mode: ring buffer full */
+    CNT_MAX,
+};
+
+struct chunk_key {
+    u32 dev;
+    u32 pad;
+    u64 ino;
+    u64 chunk;
+};
+
+struct chunk_val {
+    u64 cgid[MAX_OWNERS];
+    u64 bits[MAX_OWNERS];
+    u64 other_bits;     /* resident, owner did not fit in the slots */
+    u64 seeded_bits;    /* resident before tracing started (set by user space) */
+};
+
+struct io_key {
+    u32 dev;
+    u32 pad;
+    u64 ino;
+    u64 cgid;
+};
+
+struct io_val {
+    u64 inserted_pages;
+    u64 evicted_pages;
+    u64 readahead_pages;
+    u64 read_folio_count;
+};
+
+struct backing_key {
+    u32 dev;
+    u32 pad;
+    u64 ino;
+};
+
+BPF_HASH(watched_devs, u32, u8, 4096);
+BPF_HASH(backing, struct backing_key, s64, 4096);
+BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+
+static __always_inline void count(int idx, u64 n)
+{
+    u64 *c = counters.lookup(&idx);
+    if (c)
+        *c += n;   /* per-CPU slot: no atomic needed */
+}
+
+#ifdef EROFS_TOP_RECORD
+struct page_event {
+    u64 ts_ns;
+    u64 cgroup_id;
+    u64 ino;
+    u64 index;
+    u32 dev;
+    u32 nr_pages;
+    u32 pid;
+    u8 kind;        /* 1 add, 2 delete, 3 readahead, 4 read_folio, 5/6 backing add/delete */
+    u8 pad[3];
+};
+#ifdef USE_PERF_BUFFER
+BPF_PERF_OUTPUT(events);
+#else
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+#endif
+
+static __always_inline void emit(void *ctx, u8 kind, u32 dev, u64 ino, u64 index, u32 nr, u64 cg)
+{
+    struct page_event ev = {};
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.cgroup_id = cg;
+    ev.ino = ino;
+    ev.index = index;
+    ev.dev = dev;
+    ev.nr_pages = nr;
+    ev.pid = bpf_get_current_pid_tgid() >> 32;
+    ev.kind = kind;
+#ifdef USE_PERF_BUFFER
+    if (events.perf_submit(ctx, &ev, sizeof(ev)) != 0)
+        count(CNT_EVENTS_LOST, 1);
+#else
+    if (events.ringbuf_output(&ev, sizeof(ev), 0) != 0)
+        count(CNT_EVENTS_LOST, 1);
+#endif
+}
+#define EMIT(ctx, kind, dev, ino, index, nr, cg) emit(ctx, kind, dev, ino, index, nr, cg)
+#else
+#define EMIT(ctx, kind, dev, ino, index, nr, cg) do {} while (0)
+#endif
+
+/* user space may hold the root cgroup as 1; 0 means "unknown" everywhere */
+static __always_inline void io_add(u32 dev, u64 ino, u64 cg, int field, u64 n)
+{
+    struct io_key k = {.dev = dev, .ino = ino, .cgid = cg};
+    struct io_val *v = io.lookup(&k);
+    if (!v) {
+        struct io_val z = {};
+        io.insert(&k, &z);          /* may fail (full) or race: look up again */
+        v = io.lookup(&k);
+        if (!v) {
+            count(CNT_IO_UPDATE_FAIL, 1);
+            return;
+        }
+    }
+    switch (field) {
+    case 0: __sync_fetch_and_add(&v->inserted_pages, n); break;
+    case 1: __sync_fetch_and_add(&v->evicted_pages, n); break;
+    case 2: __sync_fetch_and_add(&v->readahead_pages, n); break;
+    default: __sync_fetch_and_add(&v->read_folio_count, n); break;
+    }
+}
+
+static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
+{
+    struct chunk_val *v = chunks.lookup(k);
+    if (!v) {
+        struct chunk_val z = {};
+        z.cgid[0] = cg;
+        z.bits[0] = mask;
+        if (chunks.insert(k, &z) == 0)
+            return;
+        v = chunks.lookup(k);       /* lost a race with another CPU, or full */
+        if (!v) {
+            count(CNT_CHUNK_UPDATE_FAIL, __builtin_popcountll(mask));
+            return;
+        }
+    }
+    /* pages re-inserted after an eviction: drop them from the unknown mask */
+    if (v->other_bits & mask)
+        __sync_fetch_and_and(&v->other_bits, ~mask);
+#pragma unroll
+    for (int s = 0; s < MAX_OWNERS; s++) {
+        u64 c = v->cgid[s];
+        if (c == cg) {
+            __sync_fetch_and_or(&v->bits[s], mask);
+            return;
+        }
+        /* free slot, or a slot whose pages were all evicted: claim it */
+        if (c == 0 || v->bits[s] == 0) {
+            if (__sync_val_compare_and_swap(&v->cgid[s], c, cg) == c) {
+                __sync_fetch_and_or(&v->bits[s], mask);
+                return;
+            }
+        }
+    }
+    __sync_fetch_and_or(&v->other_bits, mask);
+    count(CNT_OWNER_OVERFLOW_PAGES, __builtin_popcountll(mask));
+}
+
+static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
+{
+    struct chunk_val *v = chunks.lookup(k);
+    if (!v) {
+        count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask));
+        return;
+    }
+    u64 seen = 0;
+#pragma unroll
+    for (int s = 0; s < MAX_OWNERS; s++) {
+        u64 hit = v->bits[s] & mask;
+        if (hit) {
+            __sync_fetch_and_and(&v->bits[s], ~hit);
+            io_add(k->dev, k->ino, v->cgid[s], 1, __builtin_popcountll(hit));
+            seen |= hit;
+        }
+    }
+    u64 hit = v->other_bits & mask;
+    if (hit) {
+        __sync_fetch_and_and(&v->other_bits, ~hit);
+        io_add(k->dev, k->ino, 0, 1, __builtin_popcountll(hit));
+        seen |= hit;
+    }
+    if (v->seeded_bits & mask)
+        __sync_fetch_and_and(&v->seeded_bits, ~mask);
+    if (mask & ~seen)
+        count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask & ~seen));
+}
+
+/* A folio of 2^order pages starting at index (aligned to its size) touches
+ * one chunk when order <= 6, else 2^(order-6) whole chunks. */
+static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, u64 cg, int add)
+{
+    struct chunk_key k = {.dev = dev, .ino = ino};
+    if (order <= 6) {
+        u64 nr = 1ULL << order;
+        u64 mask = nr == 64 ? ~0ULL : ((1ULL << nr) - 1) << (index & 63);
+        k.chunk = index >> 6;
+        if (add)
+            chunk_set(&k, cg, mask);
+        else
+            chunk_clear(&k, mask);
+        return;
+    }
+    u32 nchunks = 1U << (order - 6);
+    /* a bounded loop (kernel 5.3+), not unrolled: it is rarely taken */
+    for (u32 i = 0; i < MAX_FOLIO_CHUNKS; i++) {
+        if (i >= nchunks)
+            break;
+        k.chunk = (index >> 6) + i;
+        if (add)
+            chunk_set(&k, cg, ~0ULL);
+        else
+            chunk_clear(&k, ~0ULL);
+    }
+    if (nchunks > MAX_FOLIO_CHUNKS)
+        count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - MAX_FOLIO_CHUNKS) * 64);
+}
+
+static __always_inline int backing_delta(u32 dev, u64 ino, s64 nr)
+{
+    struct backing_key bk = {.dev = dev, .ino = ino};
+    s64 *v = backing.lookup(&bk);
+    if (!v)
+        return 0;
+    __sync_fetch_and_add(v, nr);
+    return 1;
+}
+
+TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
+{
+    u32 dev = args->s_dev;
+    u8 *kind = watched_devs.lookup(&dev);
+    if (!kind)
+        return 0;
+    u64 ino = args->i_ino;
+    u32 order = args->order;
+    u64 nr = 1ULL << order;
+    u64 cg = bpf_get_current_cgroup_id();
+    if (*kind == KIND_BACKING_FS) {
+        if (backing_delta(dev, ino, nr))
+            EMIT(args, 5, dev, ino, args->index, nr, cg);
+        return 0;
+    }
+    folio_pages(dev, ino, args->index, order, cg, 1);
+    io_add(dev, ino, cg, 0, nr);
+    EMIT(args, 1, dev, ino, args->index, nr, cg);
+    return 0;
+}
+
+TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
+{
+    u32 dev = args->s_dev;
+    u8 *kind = watched_devs.lookup(&dev);
+    if (!kind)
+        return 0;
+    u64 ino = args->i_ino;
+    u32 order = args->order;
+    u64 nr = 1ULL << order;
+    if (*kind == KIND_BACKING_FS) {
+        if (backing_delta(dev, ino, -(s64)nr))
+            EMIT(args, 6, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
+        return 0;
+    }
+    folio_pages(dev, ino, args->index, order, 0, 0);
+    EMIT(args, 2, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
+    return 0;
+}
+
+#ifdef HAVE_EROFS_READAHEAD
+TRACEPOINT_PROBE(erofs, erofs_readahead)
+{
+    u32 dev = args->dev;
+    u8 *kind = watched_devs.lookup(&dev);
+    if (!kind || *kind != KIND_EROFS)
+        return 0;
+    u64 cg = bpf_get_current_cgroup_id();
+    io_add(dev, args->nid, cg, 2, args->nrpage);
+    EMIT(args, 3, dev, args->nid, args->start, args->nrpage, cg);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_EROFS_READ_FOLIO
+TRACEPOINT_PROBE(erofs, erofs_read_folio)
+{
+    u32 dev = args->dev;
+    u8 *kind = watched_devs.lookup(&dev);
+    if (!kind || *kind != KIND_EROFS)
+        return 0;
+    u64 cg = bpf_get_current_cgroup_id();
+    io_add(dev, args->nid, cg, 3, 1);
+    EMIT(args, 4, dev, args->nid, args->index, 1, cg);
+    return 0;
+}
+#endif
