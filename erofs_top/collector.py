@@ -11,15 +11,13 @@ read the Model that ``refresh()`` returns.
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 
 from . import aggregate, truth
 from .model import TIER_SNAPSHOT, TIER_TRACEPOINT, Model
 from .readings import Readings
-from .resolve.cgroups import SysCgroups
-from .resolve.content import ImageContent
-from .resolve.mounts import SysMounts
 
 
 class CollectorError(Exception):
@@ -31,6 +29,9 @@ class Collector:
 
     def __init__(self, *, cgroup_root: str | None = None, files_cap: int = 200,
                  fingerprint_xattr: str = "trusted.erofs.fingerprint"):
+        from .resolve.cgroups import SysCgroups
+        from .resolve.content import ImageContent
+        from .resolve.mounts import SysMounts
         self.mounts = SysMounts()
         self.cgroups = SysCgroups(root=cgroup_root)
         self.content = ImageContent(fingerprint_xattr=fingerprint_xattr)
@@ -50,7 +51,8 @@ class Collector:
             readings = self.read()
             model = aggregate.aggregate(
                 readings, self.mounts, self.cgroups, self.content,
-                tier=self.tier, started_at=self.started_at, files_cap=self.files_cap)
+                tier=self.tier, started_at=self.started_at, files_cap=self.files_cap,
+                kernel=platform.release())
             self.last_model = model
             return model
 

@@ -1,0 +1,295 @@
+"""erofs-top command line (click).  Thin: every command asks a Collector for a
+Model and hands it to a face.  Errors are one line on stderr, never a traceback.
+
+Exit codes: 0 ok; 1 erofs-top could not do its job (reason on stderr);
+2 usage error; 130 interrupted (Ctrl-C); with `once -- CMD`, CMD's status.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from . import __version__
+from .collector import CollectorError, open_collector
+from .model import Model
+from .units import fmt_bytes
+
+EXIT_FAIL = 1
+EXIT_INTERRUPTED = 130
+
+
+def fail(msg: str, code: int = EXIT_FAIL):
+    click.echo(f"erofs-top: {msg}", err=True)
+    sys.exit(code)
+
+
+def _open(no_bpf: bool, **kw):
+    try:
+        return open_collector(no_bpf=no_bpf, **kw)
+    except CollectorError as e:
+        fail(str(e))
+    except PermissionError as e:
+        fail(f"permission denied: {e.filename or e} (run as root, or --no-bpf)")
+
+
+# ---------------------------------------------------------------- human tables
+def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
+def render_text(m: Model, files: int = 10) -> str:
+    t = m.totals
+    out = [f"erofs-top {__version__}  tier: {m.tier}  kernel: {m.kernel}  "
+           f"window: {m.ended_at - m.started_at:.1f} s  page: {m.page_size} B",
+           f"EROFS resident {fmt_bytes(t.resident_bytes)} of page cache "
+           f"{fmt_bytes(t.page_cache_bytes)}; duplicate {fmt_bytes(t.duplicate_bytes)}, "
+           f"redundant {fmt_bytes(t.redundant_bytes)}, potential savings "
+           f"{fmt_bytes(t.potential_savings_bytes)}; shared {fmt_bytes(t.shared_bytes)}, "
+           f"sharing saved {fmt_bytes(t.sharing_saved_bytes)}; image-file cache "
+           f"{fmt_bytes(t.backing_resident_bytes)}", ""]
+    rows = [[c.cgroup, c.runtime or "-", fmt_bytes(c.resident_bytes), fmt_bytes(c.duplicate_bytes),
+             fmt_bytes(c.shared_bytes), fmt_bytes(c.fair_bytes), fmt_bytes(c.inserted_bytes),
+             fmt_bytes(c.evicted_bytes), fmt_bytes(c.readahead_bytes), str(c.read_folio_count)]
+            for c in m.containers]
+    out.append(_table(["CGROUP", "RUNTIME", "RESIDENT", "DUPLICATE", "SHARED", "FAIR",
+                       "INSERTED", "EVICTED", "READAHEAD", "MISSES"], rows,
+                      set(range(2, 10))) if rows else "no container holds EROFS page cache")
+    out.append("")
+    rows = [[mt.dev, mt.mountpoint, mt.backing, "yes" if mt.inode_share else "no",
+             fmt_bytes(mt.resident_bytes), fmt_bytes(mt.duplicate_bytes),
+             fmt_bytes(mt.backing_resident_bytes), str(mt.containers_count)] for mt in m.mounts]
+    out.append(_table(["DEV", "MOUNTPOINT", "BACKING", "SHARE", "RESIDENT", "DUPLICATE",
+                       "IMAGE-CACHE", "CONTAINERS"], rows, {4, 5, 6, 7})
+               if rows else "no EROFS mounts")
+    if m.files and files:
+        out.append("")
+        shown = m.files[:files]
+        rows = [[f.path or f"{f.dev}/{f.ino}", fmt_bytes(f.resident_bytes),
+                 fmt_bytes(f.duplicate_bytes), str(f.copies), f.content_id or "-"] for f in shown]
+        out.append(_table(["FILE", "RESIDENT", "DUPLICATE", "COPIES", "CONTENT"], rows, {1, 2, 3}))
+        if m.health.files_total > len(shown):
+            out.append(f"({m.health.files_total - len(shown)} more files; --json lists "
+                       f"{min(m.health.files_total, m.health.files_cap)})")
+    h = m.health
+    if h.warnings or h.update_failures or h.lost_events:
+        out.append("")
+        for w in h.warnings:
+            out.append(f"warning: {w}")
+        if h.lost_events:
+            out.append(f"warning: {h.lost_events} page events not accounted (see health)")
+    return "\n".join(out)
+
+
+def emit(model: Model, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(model.to_dict(), indent=2, sort_keys=False))
+    else:
+        click.echo(render_text(model))
+
+
+# ---------------------------------------------------------------- commands
+class DefaultGroup(click.Group):
+    """`erofs-top` with no subcommand runs `top`."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h", "--version")):
+            args = ["top", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="erofs-top")
+def main():
+    """How much memory EROFS page cache costs, which container holds it, how
+    much of it is the same bytes cached twice, and what page-cache sharing
+    (inode_share, Linux 7.0+) saves or would save.
+
+    With no command, opens the live terminal UI (`top`).  Needs root for BPF;
+    `--no-bpf` / `snapshot` work from kernel ground truth alone.
+    """
+
+
+common_opts = [
+    click.option("--cgroup-root", type=click.Path(), default=None,
+                 help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo)."),
+    click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=200,
+                 show_default=True, help="At most this many files in files[] (the total is "
+                                         "reported in health.files_total)."),
+    click.option("--fingerprint-xattr", default="trusted.erofs.fingerprint", show_default=True,
+                 help="xattr holding mkfs.erofs --xattr-inode-digest fingerprints."),
+]
+
+
+def with_common(f):
+    for opt in reversed(common_opts):
+        f = opt(f)
+    return f
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the model as one JSON document "
+                                                       "(schema: docs/json.md).")
+@click.option("--duration", type=click.FloatRange(0), default=None,
+              help="Seconds to watch (default 1, or until CMD ends).")
+@click.option("--no-bpf", is_flag=True, help="Ground truth only (same as `snapshot`).")
+@with_common
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+def once(as_json, duration, no_bpf, cgroup_root, files_cap, fingerprint_xattr, cmd):
+    """Attach, watch for --duration seconds or while `-- CMD ARGS...` runs,
+    print the model, detach.  Exits with CMD's status when CMD is given.
+
+    \b
+    Examples:
+      erofs-top once --json --duration 10
+      erofs-top once --json -- ./start-my-pods.sh
+    """
+    if cmd and duration is not None:
+        fail("give --duration or -- CMD, not both", 2)
+    col = _open(no_bpf, cgroup_root=cgroup_root, files_cap=files_cap,
+                fingerprint_xattr=fingerprint_xattr)
+    rc = 0
+    try:
+        if cmd:
+            try:
+                proc = subprocess.Popen(list(cmd))
+            except OSError as e:
+                fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
+            try:
+                rc = proc.wait()
+            except KeyboardInterrupt:
+                proc.send_signal(signal.SIGINT)
+                rc = proc.wait()
+        else:
+            time.sleep(1.0 if duration is None else duration)
+        model = col.refresh()
+    except KeyboardInterrupt:
+        col.close()
+        fail("interrupted", EXIT_INTERRUPTED)
+    except CollectorError as e:
+        col.close()
+        fail(str(e))
+    finally:
+        col.close()
+    emit(model, as_json)
+    sys.exit(rc if rc >= 0 else 128 - rc)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (docs/json.md).")
+@with_common
+def snapshot(as_json, cgroup_root, files_cap, fingerprint_xattr):
+    """The same picture from kernel ground truth, without BPF: cachestat(2)/
+    mincore(2) per file, page owners from /proc/self/pagemap + /proc/kpagecgroup.
+    No live counters (inserted/evicted/readahead stay 0)."""
+    col = _open(True, cgroup_root=cgroup_root, files_cap=files_cap,
+                fingerprint_xattr=fingerprint_xattr)
+    try:
+        model = col.refresh()
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+    finally:
+        col.close()
+    emit(model, as_json)
+
+
+@main.command()
+def doctor():
+    """What this host can do: kernel, BTF, lockdown, BPF permission, each
+    tracepoint, kprobes, the header tree BCC will use, EROFS mounts, page-cache
+    sharing support, cgroup v2, kpagecgroup -> the tier that runs, and the fix
+    for each missing piece.  Exits 1 when no tier can run."""
+    from .kernel import caps
+    from .resolve.mounts import SysMounts
+    try:
+        mounts = SysMounts()
+        mounts.refresh()
+    except Exception as e:   # doctor must report, not crash
+        mounts = None
+        click.echo(f"  mounts: unreadable ({e})")
+    rep = caps.doctor(mounts)
+    for c in rep.checks:
+        mark = "ok  " if c.ok else "MISS"
+        click.echo(f"[{mark}] {c.name}: {c.detail}")
+        if c.fix:
+            click.echo(f"       fix: {c.fix}")
+    if rep.tier:
+        click.echo(f"\ntier: {rep.tier}")
+    else:
+        fail("no tier can run on this host (see the fixes above)")
+
+
+@main.command()
+@click.option("--no-ui", is_flag=True, help="Print the result once instead of opening the UI "
+                                            "(default when stdout is not a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="With --no-ui: print JSON.")
+@click.option("--no-bpf", is_flag=True, help="Use the snapshot tier.")
+@click.option("--hold", type=click.FloatRange(0), default=0,
+              help="With --no-ui: keep the demo up this many seconds before printing.")
+def demo(no_ui, as_json, no_bpf, hold):
+    """Run erofs-top on a built-in workload: two small EROFS images (a "minor
+    version" pair) mounted file-backed and via loop, readers in two cgroups
+    `ctr-a` and `ctr-b` reading every file.  The library and binary are the same
+    bytes in both images, so they show up as duplicate.  Everything the demo
+    made (mounts, loop device, cgroups, images) is removed on exit or Ctrl-C."""
+    from . import workload
+    if os.geteuid() != 0:
+        fail("the demo mounts images and makes cgroups: run it as root")
+    ui = not no_ui and sys.stdout.isatty()
+    # SIGTERM -> KeyboardInterrupt so the cleanup below runs
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    col = None
+    try:
+        with workload.Stack(prefix="erofs-top-demo-") as stack:
+            col = _open(no_bpf)
+            scen = workload.DemoScenario(stack)
+            scen.read_all()
+            if ui:
+                from .tui.app import run_app
+                run_app(col, title="erofs-top demo")
+            else:
+                time.sleep(hold)
+                emit(col.refresh(), as_json)
+            col.close()
+    except KeyboardInterrupt:
+        if col:
+            col.close()
+        fail("interrupted; demo removed", EXIT_INTERRUPTED)
+    except workload.WorkloadError as e:
+        if col:
+            col.close()
+        fail(str(e))
+
+
+def _register_faces() -> None:
+    """Faces live in their own packages; a missing one must not break the rest."""
+    import importlib
+    faces = [("erofs_top.tui.cli", "top_command", "top"),
+             ("exporters.cli", "exporter_command", "exporter"),
+             ("erofs_top.record.cli", "record_command", "record"),
+             ("erofs_top.record.cli", "report_command", "report"),
+             ("erofs_top.record.cli", "replay_command", "replay"),
+             ("erofs_top.record.cli", "export_command", "export")]
+    for module, attr, name in faces:
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+        main.add_command(cmd, name)
+
+
+_register_faces()
+
+
+if __name__ == "__main__":
+    main()

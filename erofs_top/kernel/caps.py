@@ -1,0 +1,221 @@
+"""What this host can do: the checks behind the tier choice and `erofs-top doctor`.
+
+No bcc import here: doctor must work where bcc is missing.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+EVENTS = ("filemap:mm_filemap_add_to_page_cache", "filemap:mm_filemap_delete_from_page_cache",
+          "erofs:erofs_readahead", "erofs:erofs_read_folio")
+SHARING_SYMBOL = "erofs_ishare_fill_inode"
+
+
+def tracefs() -> str | None:
+    for d in TRACEFS_DIRS:
+        if os.path.isdir(os.path.join(d, "events")):
+            return d
+    return None
+
+
+def tracepoints() -> dict[str, bool]:
+    base = tracefs()
+    out = {}
+    for ev in EVENTS:
+        sub, name = ev.split(":")
+        out[ev] = bool(base) and os.path.isfile(os.path.join(base, "events", sub, name, "format"))
+    return out
+
+
+def tracepoint_format(event: str) -> str:
+    base = tracefs()
+    sub, name = event.split(":")
+    try:
+        return Path(base, "events", sub, name, "format").read_text() if base else ""
+    except OSError:
+        return ""
+
+
+def kernel_version() -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def has_ringbuf() -> bool:
+    return kernel_version() >= (5, 8)
+
+
+def lockdown() -> str:
+    try:
+        text = Path("/sys/kernel/security/lockdown").read_text()
+    except OSError:
+        return "unknown"
+    m = re.search(r"\[(\w+)\]", text)
+    return m.group(1) if m else text.strip()
+
+
+def kallsyms_has(symbol: str) -> bool:
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == symbol:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def kprobes_available() -> bool:
+    base = tracefs()
+    return bool(base) and os.path.exists(os.path.join(base, "kprobe_events"))
+
+
+def header_tree() -> tuple[str, str | None]:
+    """(path BCC will use, the kernel release it was built for, or None)."""
+    build = f"/lib/modules/{platform.release()}/build"
+    if not os.path.exists(os.path.join(build, "include")):
+        return build, None
+    real = os.path.realpath(build)
+    # Debian trees: /usr/src/linux-headers-<release>; also include/config/kernel.release
+    rel_file = Path(real, "include/config/kernel.release")
+    if rel_file.is_file():
+        return real, rel_file.read_text().strip()
+    m = re.search(r"linux-headers-(.+)$", real)
+    return real, m.group(1) if m else "unknown"
+
+
+def headers_match() -> bool:
+    _, rel = header_tree()
+    return rel == platform.release()
+
+
+def bpf_problem() -> str | None:
+    """None when BPF tracepoint programs can be loaded, else a one-line reason + fix."""
+    if os.geteuid() != 0:
+        return "BPF needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN): run with sudo, or --no-bpf"
+    if not tracefs():
+        return ("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing "
+                "(or use --no-bpf)")
+    build, rel = header_tree()
+    if rel is None:
+        return (f"no kernel header tree at {build}: BCC needs one to compile "
+                f"(apt-get install linux-headers-$(uname -r), or the distro's linux-headers "
+                f"package linked there; see scripts/setup.sh), or use --no-bpf")
+    try:
+        v = int(Path("/proc/sys/kernel/unprivileged_bpf_disabled").read_text())
+        del v   # root is not affected; read only to prove /proc/sys is there
+    except OSError:
+        pass
+    return None
+
+
+def kpagecgroup_readable() -> bool:
+    try:
+        with open("/proc/kpagecgroup", "rb") as f:
+            f.read(8)
+        return True
+    except OSError:
+        return False
+
+
+def cgroup2_mount() -> str | None:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.startswith("cgroup2 "):
+                mp = left.split()[4]
+                if mp == "/sys/fs/cgroup/unified" or mp == "/sys/fs/cgroup":
+                    return mp
+    return None
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    tier: str = ""          # best tier that can run, "" when none
+
+    def add(self, name, ok, detail, fix=""):
+        self.checks.append(Check(name, ok, detail, fix))
+
+
+def doctor(mounts=None) -> Report:
+    """Everything `erofs-top doctor` prints, and the tier it concludes."""
+    r = Report()
+    rel = platform.release()
+    r.add("kernel", True, rel)
+    btf = os.path.exists("/sys/kernel/btf/vmlinux")
+    r.add("BTF", btf, "/sys/kernel/btf/vmlinux" if btf else "missing",
+          "" if btf else "a kernel with CONFIG_DEBUG_INFO_BTF=y (only the full tier's fentry needs it)")
+    ld = lockdown()
+    r.add("lockdown", ld != "confidentiality", ld,
+          "" if ld != "confidentiality" else
+          "kernel memory reads are refused: the full tier (struct reads) cannot run; "
+          "tracepoint tier is fine")
+    root = os.geteuid() == 0
+    r.add("root", root, "uid 0" if root else f"uid {os.geteuid()}",
+          "" if root else "run as root (sudo), or grant CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN")
+    tf = tracefs()
+    r.add("tracefs", bool(tf), tf or "not mounted",
+          "" if tf else "mount -t tracefs tracefs /sys/kernel/tracing")
+    tps = tracepoints()
+    for ev, ok in tps.items():
+        essential = ev.startswith("filemap:")
+        r.add(f"tracepoint {ev}", ok, "present" if ok else "missing",
+              "" if ok else ("a kernel with large-folio filemap tracepoints (5.18+)" if essential
+                             else "EROFS read events: plain files need 6.16+; "
+                                  "readahead/miss counters stay 0"))
+    kp = kprobes_available()
+    r.add("kprobes", kp, "kprobe_events present" if kp else "CONFIG_KPROBES off or tracefs missing",
+          "" if kp else "only the full (sharing) tier needs kprobes; fentry is tried instead")
+    build, hrel = header_tree()
+    match = hrel == rel
+    if hrel is None:
+        r.add("kernel headers", False, f"none at {build}",
+              "apt-get install linux-headers-$(uname -r) or run scripts/setup.sh")
+    else:
+        r.add("kernel headers", True,
+              f"{build} (built for {hrel}" + (", matches)" if match else
+                                                f", does NOT match {rel}: tracepoint tier only, "
+                                                f"no struct reads)"),
+              "" if match else "install the headers of the running kernel for the full tier")
+    share = kallsyms_has(SHARING_SYMBOL)
+    r.add("page-cache sharing", share,
+          f"{SHARING_SYMBOL} in kallsyms" if share else
+          "kernel without CONFIG_EROFS_FS_PAGE_CACHE_SHARE (or erofs module not loaded yet)",
+          "" if share else "Linux 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y, mount with "
+                           "inode_share,domain_id=...")
+    cg = cgroup2_mount()
+    r.add("cgroup v2", bool(cg), cg or "not mounted", "" if cg else "mount -t cgroup2 none /sys/fs/cgroup")
+    kpc = kpagecgroup_readable()
+    r.add("kpagecgroup", kpc, "readable" if kpc else "not readable",
+          "" if kpc else "run as root; without it seeded pages have unknown owners")
+    if mounts is not None:
+        ms = mounts.mounts()
+        if not ms:
+            r.add("EROFS mounts", True, "none now (erofs-top picks up new mounts while running)")
+        for m in ms:
+            opts = ",".join(o for o in ("inode_share", "directio") if o in m.options) or "-"
+            r.add(f"mount {m.dev_str}", True,
+                  f"{m.mountpoint} <- {m.source} ({m.backing}; options {opts})")
+    bpf_ok = root and bool(tf) and hrel is not None and all(
+        tps[e] for e in EVENTS[:2])
+    full_ok = bpf_ok and share and match and ld != "confidentiality" and (kp or btf)
+    r.tier = "full" if full_ok else "tracepoint" if bpf_ok else "snapshot" if root or kpc else ""
+    # the snapshot tier needs to read page residency (any user can mincore their files)
+    if not r.tier:
+        r.tier = "snapshot"
+    return r

@@ -1,0 +1,303 @@
+"""Tracepoint tier: load probes/filemap.c with BCC, keep its filters current,
+read its maps into Readings.  The only module (with sharing.py) that imports bcc.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import platform
+import time
+from pathlib import Path
+
+from .. import truth
+from ..collector import Collector, CollectorError
+from ..model import TIER_FULL, TIER_TRACEPOINT
+from ..readings import CHUNK_PAGES, FileIO, PageChunk, PageEvent, Readings
+from . import caps
+
+PROBE_DIR = Path(__file__).resolve().parents[2] / "probes"
+KIND_EROFS = 1
+KIND_BACKING_FS = 2
+MAX_OWNERS = 4
+COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
+            "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
+
+
+class ProbeCollector(Collector):
+    tier = TIER_TRACEPOINT
+
+    def __init__(self, *, record: bool = False, ringbuf_pages: int = 4096,
+                 max_chunks: int = 262144, max_io: int = 65536, seed: bool = True,
+                 sharing: bool = True, **kw):
+        super().__init__(**kw)
+        problem = caps.bpf_problem()
+        if problem:
+            raise CollectorError(problem)
+        try:
+            from bcc import BPF   # noqa: deferred: only this tier needs bcc
+        except ImportError:
+            raise CollectorError("the bcc Python module is missing: apt-get install python3-bpfcc "
+                                 "(and use a venv with --system-site-packages)") from None
+        self._events = caps.tracepoints()
+        missing = [e for e in ("filemap:mm_filemap_add_to_page_cache",
+                               "filemap:mm_filemap_delete_from_page_cache")
+                   if not self._events.get(e)]
+        if missing:
+            raise CollectorError(f"tracepoint {missing[0]} is missing on this kernel: "
+                                 f"no tracepoint tier (use --no-bpf for the snapshot tier)")
+        self.degraded: list[str] = []
+        cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}"]
+        if self._events.get("erofs:erofs_readahead"):
+            cflags.append("-DHAVE_EROFS_READAHEAD")
+        else:
+            self.degraded.append("erofs:erofs_readahead missing: readahead_bytes stay 0")
+        if self._events.get("erofs:erofs_read_folio"):
+            cflags.append("-DHAVE_EROFS_READ_FOLIO")
+        else:
+            self.degraded.append("erofs:erofs_read_folio missing: read_folio_count stays 0")
+        self.record = record
+        if record:
+            cflags += ["-DEROFS_TOP_RECORD", f"-DRINGBUF_PAGES={ringbuf_pages}"]
+            if not caps.has_ringbuf():
+                cflags.append("-DUSE_PERF_BUFFER")
+        self.max_chunks, self.max_io = max_chunks, max_io
+        src = (PROBE_DIR / "filemap.c").read_text()
+        try:
+            self.bpf = BPF(text=src, cflags=cflags)
+        except Exception as e:   # bcc raises plain Exception with the compiler log
+            msg = str(e).strip().splitlines()
+            raise CollectorError(f"BPF programs failed to load: {msg[-1] if msg else e}"
+                                 f" (run `erofs-top doctor`)") from None
+        self._attached = True
+        self.watched: dict[int, int] = {}
+        self.backing: set[tuple[int, int]] = set()
+        self._empty_chunks: set = set()
+        self.lost_events = 0
+        self._ring_open = False
+        self.sharing = None
+        if sharing:
+            self._start_sharing()
+        self.mounts.refresh()
+        self._sync_mounts()
+        self.seeded_pages = self._seed() if seed else 0
+
+    # ---------------------------------------------------------- sharing (full tier)
+    def _start_sharing(self) -> None:
+        try:
+            from . import sharing as sharing_mod
+        except ImportError:
+            return
+        ok, reason = sharing_mod.sharing_supported()
+        if not ok:
+            self.degraded.append(f"page-cache sharing tier off: {reason}")
+            return
+        try:
+            self.sharing = sharing_mod.SharingProbes()
+            self.tier = TIER_FULL
+        except Exception as e:   # the tracepoint tier goes on without it
+            self.degraded.append(f"page-cache sharing probes failed: {str(e).splitlines()[-1]}")
+
+    # ---------------------------------------------------------- filters
+    def _sync_mounts(self) -> None:
+        """Make watched_devs / backing match the current EROFS mounts."""
+        want: dict[int, int] = {}
+        want_backing: set[tuple[int, int]] = set()
+        for m in self.mounts.mounts():
+            want[m.dev] = KIND_EROFS
+            if m.backing_ino and m.backing_dev:
+                want.setdefault(m.backing_dev, KIND_BACKING_FS)
+                want_backing.add((m.backing_dev, m.backing_ino))
+        wd = self.bpf["watched_devs"]
+        for dev, kind in want.items():
+            if self.watched.get(dev) != kind:
+                wd[ct.c_uint32(dev)] = ct.c_uint8(kind)
+        for dev in set(self.watched) - set(want):
+            try:
+                del wd[ct.c_uint32(dev)]
+            except KeyError:
+                pass
+        self.watched = want
+        bt = self.bpf["backing"]
+        for dev, ino in want_backing - self.backing:
+            key = bt.Key(dev, 0, ino)
+            # start from what is cached now; the kernel adds and subtracts from there
+            bfile = next((m.backing_file for m in self.mounts.mounts()
+                          if (m.backing_dev, m.backing_ino) == (dev, ino)), "")
+            bt[key] = ct.c_int64(truth.file_resident_pages(bfile) if bfile else 0)
+        for dev, ino in self.backing - want_backing:
+            try:
+                del bt[bt.Key(dev, 0, ino)]
+            except KeyError:
+                pass
+        self.backing = want_backing
+
+    def _seed(self) -> int:
+        """Pages resident before we attached: from ground truth, owners through
+        /proc/kpagecgroup where readable, marked seeded.  Only chunks the kernel
+        has not seen yet are written (an insert since attach is more exact)."""
+        snap = truth.snapshot_readings(self.mounts, self.cgroups)
+        chunks = self.bpf["chunks"]
+        seeded = 0
+        for pc in snap.chunks:
+            key = chunks.Key(pc.dev, 0, pc.ino, pc.chunk)
+            if key in chunks:
+                continue
+            val = chunks.Leaf()
+            slot = 0
+            for cg, mask in sorted(pc.owners.items(), key=lambda x: -x[1].bit_count()):
+                if not mask:
+                    continue
+                if slot < MAX_OWNERS and cg:
+                    val.cgid[slot] = cg
+                    val.bits[slot] = mask
+                    slot += 1
+                else:
+                    val.other_bits |= mask
+                val.seeded_bits |= mask
+                seeded += mask.bit_count()
+            chunks[key] = val
+        self._seed_warnings = snap.warnings
+        return seeded
+
+    # ---------------------------------------------------------- reading
+    def _items(self, table):
+        try:
+            return list(table.items_lookup_batch())
+        except Exception:   # kernels/BCC without batch ops
+            return list(table.items())
+
+    def read(self) -> Readings:
+        if not self._attached:
+            raise CollectorError("probes are detached")
+        self._sync_mounts()
+        r = Readings(taken_at=time.time(), page_size=self.page_size, probes_attached=True)
+        chunks_items = self._items(self.bpf["chunks"])
+        empty = set()
+        for k, v in chunks_items:
+            owners: dict[int, int] = {}
+            for s in range(MAX_OWNERS):
+                if v.bits[s]:
+                    owners[v.cgid[s]] = owners.get(v.cgid[s], 0) | v.bits[s]
+            if v.other_bits:
+                owners[0] = owners.get(0, 0) | v.other_bits
+            if not owners:
+                empty.add((k.dev, k.ino, k.chunk))
+                continue
+            r.chunks.append(PageChunk(k.dev, k.ino, k.chunk, owners, v.seeded_bits))
+        # garbage-collect entries empty at two reads in a row (an insert racing
+        # a delete of the entry would be lost, so give it a refresh interval)
+        chunks = self.bpf["chunks"]
+        for dev, ino, c in empty & self._empty_chunks:
+            key = chunks.Key(dev, 0, ino, c)
+            try:
+                v = chunks[key]
+                if not any(v.bits) and not v.other_bits:
+                    del chunks[key]
+            except KeyError:
+                pass
+        self._empty_chunks = empty
+        io_items = self._items(self.bpf["io"])
+        for k, v in io_items:
+            r.io.append(FileIO(k.dev, k.ino, k.cgid, v.inserted_pages, v.evicted_pages,
+                               v.readahead_pages, v.read_folio_count))
+        for k, v in self._items(self.bpf["backing"]):
+            r.backing_pages[(k.dev, k.ino)] = v.value
+        counters = self._counters()
+        r.maps = {
+            "chunks": (len(chunks_items), self.max_chunks, counters["chunk_update_failures"]),
+            "io": (len(io_items), self.max_io, counters["io_update_failures"]),
+        }
+        r.owner_overflow_pages = counters["owner_overflow_pages"]
+        r.lost_events = (counters["big_folio_lost_pages"] + counters["events_lost"]
+                         + self.lost_events)
+        if self.sharing is not None:
+            try:
+                r.shared = self.sharing.read()
+            except Exception as e:
+                r.warnings.append(f"sharing probes unreadable: {e}")
+        r.warnings += self.degraded
+        if getattr(self, "_seed_warnings", None):
+            r.warnings += self._seed_warnings
+        r.bpf_run_time_ns, r.bpf_run_count = self._prog_stats()
+        r.page_cache_bytes = truth.meminfo_cached_bytes()
+        return r
+
+    def _counters(self) -> dict[str, int]:
+        t = self.bpf["counters"]
+        out = {}
+        for i, name in enumerate(COUNTERS):
+            try:
+                out[name] = int(sum(t[ct.c_int(i)]))
+            except (KeyError, TypeError):
+                out[name] = 0
+        return out
+
+    def _prog_stats(self) -> tuple[dict[str, int], dict[str, int]]:
+        """run_time_ns / run_cnt per program from /proc/self/fdinfo (needs
+        kernel.bpf_stats_enabled=1; zeros otherwise)."""
+        run_ns: dict[str, int] = {}
+        run_cnt: dict[str, int] = {}
+        for name, fn in getattr(self.bpf, "funcs", {}).items():
+            short = (name.decode() if isinstance(name, bytes) else name).split("__")[-1]
+            try:
+                text = Path(f"/proc/self/fdinfo/{fn.fd}").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                k, _, v = line.partition(":")
+                if k == "run_time_ns":
+                    run_ns[short] = int(v)
+                elif k == "run_cnt":
+                    run_cnt[short] = int(v)
+        return run_ns, run_cnt
+
+    # ---------------------------------------------------------- record mode
+    def poll_events(self, callback, timeout_ms: int = 100) -> None:
+        """Record mode: decode pending events and pass them to callback(list)."""
+        if not self.record:
+            raise RuntimeError("ProbeCollector(record=True) needed for events")
+        if not self._ring_open:
+            batch: list[PageEvent] = []
+            self._batch = batch
+            table = self.bpf["events"]
+
+            def on_event(*args):
+                data = args[1] if len(args) >= 2 else args[0]
+                ev = table.event(data)
+                batch.append(PageEvent(ev.ts_ns, ev.kind, ev.dev, ev.ino, ev.index,
+                                       ev.nr_pages, ev.cgroup_id, ev.pid))
+
+            def on_lost(n):
+                self.lost_events += n
+
+            if caps.has_ringbuf():
+                table.open_ring_buffer(on_event)
+            else:
+                table.open_perf_buffer(on_event, page_cnt=256, lost_cb=on_lost)
+            self._ring_open = True
+        if caps.has_ringbuf():
+            self.bpf.ring_buffer_poll(timeout_ms)
+        else:
+            self.bpf.perf_buffer_poll(timeout_ms)
+        if self._batch:
+            events, self._batch[:] = list(self._batch), []
+            callback(events)
+
+    # ---------------------------------------------------------- teardown
+    def close(self) -> None:
+        if self.sharing is not None:
+            try:
+                self.sharing.close()
+            except Exception:
+                pass
+            self.sharing = None
+        if self._attached:
+            self._attached = False
+            try:
+                self.bpf.cleanup()
+            except Exception:
+                pass
+
+
+def kernel_release() -> str:
+    return platform.release()
