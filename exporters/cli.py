@@ -1,0 +1,135 @@
+"""``erofs-top exporter``: the click command (registered by erofs_top/cli.py)."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+
+from . import DEFAULT_LISTEN, DEFAULT_PORT
+from .collector import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
+
+
+def _fail(msg: str, code: int = 1):
+    click.echo(f"erofs-top exporter: {msg}", err=True)
+    sys.exit(code)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("erofs-top")
+    except Exception:
+        return "unknown"
+
+
+@click.command("exporter", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="ADDR:PORT",
+              help=f"Address to serve /metrics and /healthz on. ':PORT' listens on all IPv4 "
+                   f"addresses, '[::]:PORT' on IPv6. {DEFAULT_PORT} is free in the Prometheus "
+                   "default port allocations list.")
+@click.option("--interval", default=10.0, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(min=0.2),
+              help="Seconds between Model refreshes (a scrape serves the latest one).")
+@click.option("--stale-after", default=3.0, show_default=True, metavar="N",
+              type=click.FloatRange(min=1.0),
+              help="/healthz fails when the last successful refresh is older than N intervals.")
+@click.option("--no-bpf", is_flag=True,
+              help="Snapshot tier: no BPF, resident/duplicate bytes from cachestat and "
+                   "/proc/kpagecgroup only (no insert/evict counters).")
+@click.option("--max-containers", default=DEFAULT_MAX_CONTAINERS, show_default=True,
+              type=click.IntRange(min=1), metavar="N",
+              help="Cgroups exported with their own series (largest resident first); the "
+                   "rest are summed into id=\"(other)\" and counted in "
+                   "erofs_top_exporter_containers_aggregated.")
+@click.option("--kube-names", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True,
+              help="Fill namespace/pod/container labels from the kubelet's /var/log/pods and "
+                   "/var/log/containers names ('auto': when /var/log/pods exists).")
+@click.option("--keep-caps", default=None, metavar="CAP,...",
+              help="Capabilities kept after the probes are attached (default: dac_read_search; "
+                   "plus sys_admin on the snapshot tier). '' keeps none.")
+@click.option("--no-drop-caps", is_flag=True, help="Keep every capability the process started with.")
+def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube_names,
+                     keep_caps, no_drop_caps):
+    """Serve the erofs-top Model as Prometheus metrics.
+
+    A background thread refreshes the Model every --interval seconds; a scrape
+    only encodes the latest one (no BPF work).  /healthz answers 503 when the
+    probes are detached or the refresh is stale.  Metrics: docs/metrics.md;
+    deployment (DaemonSet, systemd unit, rules, dashboard): docs/exporter.md.
+    """
+    from . import caps
+    from .podnames import KubeletLogNames
+    from .server import Exporter, ListenError, bind, parse_listen, serve
+
+    try:
+        host, port = parse_listen(listen, DEFAULT_PORT)
+    except ListenError as e:
+        _fail(str(e), 2)
+    try:
+        keep = caps.parse_caps(keep_caps) if keep_caps is not None else None
+    except caps.CapsError as e:
+        _fail(str(e), 2)
+
+    names = NoNames()
+    if kube_names != "off":
+        k = KubeletLogNames()
+        if k.available():
+            names = k
+        elif kube_names == "on":
+            _fail(f"--kube-names on: {k.pods_dir} is not a directory (mount it from the host)", 2)
+
+    # bind first: a busy port or a bad address fails before BPF compiles for seconds
+    try:
+        server = bind(host, port)
+    except ListenError as e:
+        _fail(str(e))
+
+    from erofs_top.collector import CollectorError, open_collector
+    try:
+        source = open_collector(no_bpf=no_bpf)
+    except CollectorError as e:
+        server.server_close()
+        _fail(f"cannot start collection: {e}")
+    except Exception as e:     # bcc missing, no permission, ...: one line, not a traceback
+        server.server_close()
+        _fail(f"cannot start collection: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+    serving = False
+    exporter = Exporter(source, interval=interval, stale_after=stale_after,
+                        builder=FamilyBuilder(names, max_containers), version=_version())
+    try:
+        if not exporter.refresh_once():
+            _fail(f"first refresh failed: {exporter.last_error.removeprefix('refresh failed: ')}")
+        model = exporter.model
+        if model.tier != "snapshot" and not model.health.probes_attached:
+            _fail(f"probes are not attached (tier {model.tier}); see `erofs-top doctor`")
+
+        kept = "all (--no-drop-caps)"
+        if not no_drop_caps:
+            if keep is None:
+                keep = caps.KEEP_SNAPSHOT_TIER if model.tier == "snapshot" else caps.KEEP_BPF_TIER
+            try:
+                kept = ", ".join(caps.drop_capabilities(keep)) or "none"
+            except caps.CapsError as e:
+                _fail(str(e))
+
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        serve(server, exporter)
+        serving = True
+        exporter.start()
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"erofs-top exporter: serving http://{shown}:{port}/metrics, tier "
+                   f"{model.tier}, refresh every {interval:g} s, capabilities kept: {kept}",
+                   err=True)
+        stop.wait()
+    finally:
+        exporter.stop()
+        if serving:
+            server.shutdown()
+        server.server_close()
+        source.close()

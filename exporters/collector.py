@@ -1,0 +1,407 @@
+"""Metric families from a Model: names, labels, monotonic counters.
+
+Pure: ``FamilyBuilder.build(model)`` turns one Model into prometheus-client
+metric families; ``ModelCollector`` serves the latest built list to scrapes,
+so a scrape never touches BPF or the aggregator.  Every family is declared
+once in ``FAMILIES`` (docs/metrics.md documents the same list; a unit test
+keeps them in step).
+
+Label rules (docs/metrics.md):
+- containers carry ``namespace, pod, container, id`` like cAdvisor, ``id``
+  being the cgroup path, so ``container_memory_cache`` joins without
+  relabeling; runtime, container id and pod UID sit in ``*_container_info``;
+- mounts carry ``dev, image_id, volume_name``; never a file path, inode, PID
+  or fingerprint;
+- unresolved cgroups are summed into one series with ``id="?"`` and
+  containers beyond ``max_containers`` into ``id="(other)"`` (reported by
+  ``erofs_top_exporter_containers_aggregated``), so node totals still add up.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    InfoMetricFamily, Metric)
+
+from erofs_top.model import TIER_SNAPSHOT, Container, Model
+
+PREFIX = "erofs_top_"
+CONTAINER_LABELS = ("namespace", "pod", "container", "id")
+MOUNT_LABELS = ("dev", "image_id", "volume_name")
+UNRESOLVED_ID = "?"
+OTHER_ID = "(other)"
+DEFAULT_MAX_CONTAINERS = 2000
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str               # exposition name without the "_total"/"_info" suffix
+    kind: str               # gauge | counter | info
+    help: str
+    labels: tuple[str, ...] = ()
+
+    @property
+    def exposed(self) -> str:
+        """The sample name a query uses."""
+        return self.name + {"counter": "_total", "info": "_info"}.get(self.kind, "")
+
+
+def _c(name, kind, help_, labels=CONTAINER_LABELS):
+    return FamilySpec(PREFIX + name, kind, help_, labels)
+
+
+FAMILIES: tuple[FamilySpec, ...] = (
+    # ---- per container (one cgroup)
+    _c("container", "info", "Container identity: runtime, container id and pod UID of a cgroup "
+       "(value 1).", CONTAINER_LABELS + ("runtime", "container_id", "pod_uid")),
+    _c("container_resident_bytes", "gauge",
+       "EROFS page-cache bytes resident now that this cgroup inserted (the memcg that pays)."),
+    _c("container_duplicate_bytes", "gauge",
+       "Part of resident bytes whose content is also resident in another EROFS inode."),
+    _c("container_shared_bytes", "gauge",
+       "Resident bytes in shared (inode_share) inodes this cgroup uses."),
+    _c("container_fair_share_bytes", "gauge",
+       "Resident bytes with each page split equally among the cgroups using it (like PSS)."),
+    _c("container_resident_files", "gauge", "Files with resident pages inserted by this cgroup."),
+    _c("container_inserted_bytes", "counter", "EROFS page-cache insertions by this cgroup."),
+    _c("container_evicted_bytes", "counter",
+       "Removals of EROFS page-cache pages this cgroup had inserted."),
+    _c("container_readahead_bytes", "counter", "Bytes requested by erofs_readahead in this cgroup."),
+    _c("container_read_folio_misses", "counter",
+       "erofs_read_folio calls (synchronous page-cache misses) in this cgroup."),
+    # ---- per EROFS mount (superblock)
+    FamilySpec(PREFIX + "mount", "info", "EROFS mount identity and options (value 1).",
+               MOUNT_LABELS + ("backing", "inode_share", "directio", "ishare_xattrs", "compressed")),
+    FamilySpec(PREFIX + "mount_resident_bytes", "gauge",
+               "EROFS page-cache bytes resident for this mount.", MOUNT_LABELS),
+    FamilySpec(PREFIX + "mount_duplicate_bytes", "gauge",
+               "Part of the mount's resident bytes whose content is also resident elsewhere.",
+               MOUNT_LABELS),
+    FamilySpec(PREFIX + "mount_backing_resident_bytes", "gauge",
+               "Resident bytes of the image file behind a file-backed or loop mount "
+               "(the second copy unless mounted with directio).", MOUNT_LABELS),
+    FamilySpec(PREFIX + "mount_containers", "gauge",
+               "Cgroups holding resident pages of this mount.", MOUNT_LABELS),
+    # ---- node
+    FamilySpec(PREFIX + "node_resident_bytes", "gauge", "EROFS page-cache bytes resident on the node."),
+    FamilySpec(PREFIX + "node_duplicate_bytes", "gauge",
+               "Resident EROFS bytes whose content is also resident in another inode."),
+    FamilySpec(PREFIX + "node_redundant_bytes", "gauge",
+               "For content resident k >= 2 times, (k - 1) copies' worth of bytes."),
+    FamilySpec(PREFIX + "node_potential_savings_bytes", "gauge",
+               "Part of redundant bytes that inode_share could share under the kernel's rules."),
+    FamilySpec(PREFIX + "node_shared_bytes", "gauge", "Resident bytes in shared (inode_share) inodes."),
+    FamilySpec(PREFIX + "node_sharing_saved_bytes", "gauge",
+               "Bytes inode_share saves now: shared pages x (users - 1)."),
+    FamilySpec(PREFIX + "node_backing_resident_bytes", "gauge",
+               "Resident bytes of image files behind file-backed and loop mounts."),
+    FamilySpec(PREFIX + "node_page_cache_bytes", "gauge",
+               "All page cache on the node (/proc/meminfo Cached), for scale."),
+    FamilySpec(PREFIX + "node_inserted_bytes", "counter", "EROFS page-cache insertions on the node."),
+    FamilySpec(PREFIX + "node_evicted_bytes", "counter", "EROFS page-cache removals on the node."),
+    # ---- self
+    FamilySpec(PREFIX + "build", "info", "erofs-top version, kernel release and collection tier (value 1).",
+               ("version", "kernel", "tier")),
+    FamilySpec(PREFIX + "probes_attached", "gauge",
+               "1 when the BPF probes are attached (always 0 on the snapshot tier)."),
+    FamilySpec(PREFIX + "bpf_program_run_seconds", "counter",
+               "Time spent in each BPF program (only while kernel.bpf_stats_enabled=1).", ("program",)),
+    FamilySpec(PREFIX + "bpf_program_runs", "counter",
+               "Runs of each BPF program (only while kernel.bpf_stats_enabled=1).", ("program",)),
+    FamilySpec(PREFIX + "bpf_map_entries", "gauge", "Entries in each BPF map.", ("map",)),
+    FamilySpec(PREFIX + "bpf_map_capacity_entries", "gauge", "Maximum entries of each BPF map.", ("map",)),
+    FamilySpec(PREFIX + "bpf_map_update_failures", "counter",
+               "Map updates the kernel refused (full map): events not counted.", ("map",)),
+    FamilySpec(PREFIX + "lost_events", "counter",
+               "Events not accounted (full maps, large folios beyond the loop bound)."),
+    FamilySpec(PREFIX + "owner_overflow_bytes", "gauge",
+               "Resident bytes whose chunk had too many owners; attributed to cgroup 0."),
+    FamilySpec(PREFIX + "unresolved_cgroups", "gauge", "Cgroup ids that could not be named."),
+    FamilySpec(PREFIX + "unresolved_mounts", "gauge", "Devices seen in the kernel that match no mount."),
+    FamilySpec(PREFIX + "exporter_refresh_duration_seconds", "gauge",
+               "Duration of the last Model refresh (reading maps, resolving, aggregating)."),
+    FamilySpec(PREFIX + "exporter_last_refresh_timestamp_seconds", "gauge",
+               "Unix time of the last successful refresh."),
+    FamilySpec(PREFIX + "exporter_refreshes", "counter", "Successful Model refreshes."),
+    FamilySpec(PREFIX + "exporter_refresh_failures", "counter", "Failed Model refreshes."),
+    FamilySpec(PREFIX + "exporter_scrape_duration_seconds", "gauge",
+               "Time the previous /metrics request took to collect and encode."),
+    FamilySpec(PREFIX + "exporter_containers_aggregated", "gauge",
+               'Cgroups folded into the id="(other)" series because of --max-containers.'),
+)
+SPEC = {f.name[len(PREFIX):]: f for f in FAMILIES}
+
+# Model counter field -> family key, in the order MonotonicCounters stores them
+CONTAINER_COUNTERS = (("inserted_bytes", "container_inserted_bytes"),
+                      ("evicted_bytes", "container_evicted_bytes"),
+                      ("readahead_bytes", "container_readahead_bytes"),
+                      ("read_folio_count", "container_read_folio_misses"))
+CONTAINER_GAUGES = (("resident_bytes", "container_resident_bytes"),
+                    ("duplicate_bytes", "container_duplicate_bytes"),
+                    ("shared_bytes", "container_shared_bytes"),
+                    ("fair_bytes", "container_fair_share_bytes"),
+                    ("files_count", "container_resident_files"))
+
+
+def _family(key: str, labels: Iterable[str] | None = None) -> Metric:
+    spec = SPEC[key]
+    labels = list(spec.labels if labels is None else labels)
+    if spec.kind == "counter":
+        return CounterMetricFamily(spec.name, spec.help, labels=labels)
+    if spec.kind == "info":
+        # InfoMetricFamily takes the label names from each sample's dict
+        return InfoMetricFamily(spec.name, spec.help)
+    return GaugeMetricFamily(spec.name, spec.help, labels=labels)
+
+
+# ---------------------------------------------------------------- counters
+class MonotonicCounters:
+    """Exported counters that never go backwards.
+
+    The Model's counters are per cgroup id and "over the run"; the exported
+    series are per label set.  A label set can be fed by several cgroup ids
+    over time (a path re-created, the "?"/"(other)" sums) and a cgroup id can
+    move between label sets (id reuse, crossing the container cap).  So each
+    series accumulates the *growth* of its sources: growth = raw - last raw of
+    that source id; a source whose raw value went down (its kernel counters
+    were reset) counts its whole raw value as growth.  State for sources and
+    series that vanished is kept (bounded, oldest dropped first) so a series
+    that comes back continues where it stopped.
+    """
+
+    def __init__(self, width: int, keep: int = 100_000):
+        self.width = width
+        self.keep = keep
+        self._sources: OrderedDict[object, tuple[object, tuple[int, ...]]] = OrderedDict()
+        self._totals: OrderedDict[object, list[int]] = OrderedDict()
+
+    def add(self, series, source, raw: tuple[int, ...]) -> None:
+        prev = self._sources.pop(source, None)
+        last = prev[1] if prev is not None else (0,) * self.width
+        total = self._totals.pop(series, None) or [0] * self.width
+        for i, value in enumerate(raw):
+            growth = value - last[i]
+            total[i] += value if growth < 0 else growth
+        self._sources[source] = (series, tuple(raw))
+        self._totals[series] = total          # re-insert: most recently used last
+        self._trim()
+
+    def value(self, series) -> list[int]:
+        return list(self._totals.get(series) or [0] * self.width)
+
+    def _trim(self) -> None:
+        while len(self._sources) > self.keep:
+            self._sources.popitem(last=False)
+        while len(self._totals) > self.keep:
+            self._totals.popitem(last=False)
+
+
+# ---------------------------------------------------------------- names
+class NoNames:
+    """Pod and namespace names are not in the Model (cgroups give only the pod
+    UID and the container id): without a lookup the labels stay empty."""
+
+    def refresh(self) -> None:
+        pass
+
+    def lookup(self, container: Container) -> tuple[str, str, str]:
+        return "", "", ""
+
+
+@dataclass
+class ExporterStatus:
+    """What the refresh loop knows about itself, published with each Model."""
+    version: str = ""
+    refresh_duration_seconds: float = 0.0
+    last_refresh_timestamp: float = 0.0
+    refreshes: int = 0
+    refresh_failures: int = 0
+
+
+@dataclass
+class _Row:
+    labels: tuple[str, str, str, str]
+    gauges: list[int] = field(default_factory=lambda: [0] * len(CONTAINER_GAUGES))
+
+
+class FamilyBuilder:
+    """Model -> list of metric families; keeps the counter state between Models."""
+
+    def __init__(self, names=None, max_containers: int = DEFAULT_MAX_CONTAINERS):
+        self.names = names or NoNames()
+        self.max_containers = max_containers
+        self.container_counters = MonotonicCounters(len(CONTAINER_COUNTERS))
+        self.scalar_counters = MonotonicCounters(1, keep=10_000)
+
+    # -- helpers
+    def _scalar(self, key: str, value: int) -> int:
+        self.scalar_counters.add(key, key, (int(value),))
+        return self.scalar_counters.value(key)[0]
+
+    def _container_rows(self, model: Model) -> tuple[list[_Row], list[dict[str, str]], int]:
+        ranked = sorted(model.containers, key=lambda c: (-c.resident_bytes, c.cgroup, c.cgroup_id))
+        rows: dict[tuple, _Row] = {}
+        infos: list[dict[str, str]] = []
+        aggregated = 0
+        named = 0
+        for c in ranked:
+            if c.cgroup == UNRESOLVED_ID or not c.cgroup:
+                key = ("", "", "", UNRESOLVED_ID)
+            elif named >= self.max_containers:
+                key = ("", "", "", OTHER_ID)
+                aggregated += 1
+            else:
+                named += 1
+                namespace, pod, container = self.names.lookup(c)
+                key = (namespace, pod, container, c.cgroup)
+                infos.append(dict(zip(CONTAINER_LABELS, key),
+                                  runtime=c.runtime, container_id=c.container_id,
+                                  pod_uid=c.pod_uid))
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = _Row(key)
+            for i, (attr, _) in enumerate(CONTAINER_GAUGES):
+                row.gauges[i] += int(getattr(c, attr))
+            self.container_counters.add(
+                key, c.cgroup_id, tuple(int(getattr(c, attr)) for attr, _ in CONTAINER_COUNTERS))
+        return list(rows.values()), infos, aggregated
+
+    # -- the one entry point
+    def build(self, model: Model, status: ExporterStatus | None = None) -> list[Metric]:
+        status = status or ExporterStatus()
+        self.names.refresh()
+        events = model.tier != TIER_SNAPSHOT    # the snapshot tier sees no events
+        out: list[Metric] = []
+
+        rows, infos, aggregated = self._container_rows(model)
+        info = _family("container")
+        for labels in infos:
+            info.add_metric([], labels)
+        out.append(info)
+        for i, (_, key) in enumerate(CONTAINER_GAUGES):
+            fam = _family(key)
+            for row in rows:
+                fam.add_metric(row.labels, row.gauges[i])
+            out.append(fam)
+        if events:
+            fams = [_family(key) for _, key in CONTAINER_COUNTERS]
+            for row in rows:
+                for fam, value in zip(fams, self.container_counters.value(row.labels)):
+                    fam.add_metric(row.labels, value)
+            out.extend(fams)
+
+        # mounts: current ones only; a bind mount of one superblock is listed once
+        mounts = [m for m in model.mounts if not m.gone]
+        minfo = _family("mount")
+        mfams = {k: _family(k) for k in ("mount_resident_bytes", "mount_duplicate_bytes",
+                                         "mount_backing_resident_bytes", "mount_containers")}
+        for m in mounts:
+            labels = [m.dev, m.image_id, m.volume_name]
+            minfo.add_metric([], dict(zip(MOUNT_LABELS, labels), backing=m.backing,
+                                      inode_share=_bool(m.inode_share), directio=_bool(m.directio),
+                                      ishare_xattrs=_bool(m.ishare_xattrs),
+                                      compressed=_bool(m.compressed)))
+            mfams["mount_resident_bytes"].add_metric(labels, m.resident_bytes)
+            mfams["mount_duplicate_bytes"].add_metric(labels, m.duplicate_bytes)
+            mfams["mount_backing_resident_bytes"].add_metric(labels, m.backing_resident_bytes)
+            mfams["mount_containers"].add_metric(labels, m.containers_count)
+        out.append(minfo)
+        out.extend(mfams.values())
+
+        t = model.totals
+        for key, value in (("node_resident_bytes", t.resident_bytes),
+                           ("node_duplicate_bytes", t.duplicate_bytes),
+                           ("node_redundant_bytes", t.redundant_bytes),
+                           ("node_potential_savings_bytes", t.potential_savings_bytes),
+                           ("node_shared_bytes", t.shared_bytes),
+                           ("node_sharing_saved_bytes", t.sharing_saved_bytes),
+                           ("node_backing_resident_bytes", t.backing_resident_bytes),
+                           ("node_page_cache_bytes", t.page_cache_bytes)):
+            out.append(_gauge(key, value))
+        if events:
+            for key, value in (("node_inserted_bytes", t.inserted_bytes),
+                               ("node_evicted_bytes", t.evicted_bytes)):
+                out.append(_counter(key, self._scalar(key, value)))
+
+        h = model.health
+        build = _family("build")
+        build.add_metric([], {"version": status.version, "kernel": model.kernel, "tier": model.tier})
+        out.append(build)
+        out.append(_gauge("probes_attached", 1 if h.probes_attached else 0))
+        if h.bpf_run_time_ns:
+            fam = _family("bpf_program_run_seconds")
+            for prog, ns in sorted(h.bpf_run_time_ns.items()):
+                fam.add_metric([prog], self._scalar(("run_ns", prog), ns) / 1e9)
+            out.append(fam)
+        if h.bpf_run_count:
+            fam = _family("bpf_program_runs")
+            for prog, n in sorted(h.bpf_run_count.items()):
+                fam.add_metric([prog], self._scalar(("runs", prog), n))
+            out.append(fam)
+        if h.maps:
+            fams = [_family(k) for k in ("bpf_map_entries", "bpf_map_capacity_entries",
+                                         "bpf_map_update_failures")]
+            for mu in sorted(h.maps, key=lambda m: m.name):
+                fams[0].add_metric([mu.name], mu.entries)
+                fams[1].add_metric([mu.name], mu.capacity)
+                fams[2].add_metric([mu.name], self._scalar(("upd", mu.name), mu.update_failures))
+            out.extend(fams)
+        if events:
+            out.append(_counter("lost_events", self._scalar("lost_events", h.lost_events)))
+        out.append(_gauge("owner_overflow_bytes", h.owner_overflow_pages * model.page_size))
+        out.append(_gauge("unresolved_cgroups", h.unresolved_cgroups))
+        out.append(_gauge("unresolved_mounts", h.unresolved_mounts))
+        out.append(_gauge("exporter_refresh_duration_seconds", status.refresh_duration_seconds))
+        out.append(_gauge("exporter_last_refresh_timestamp_seconds", status.last_refresh_timestamp))
+        out.append(_counter("exporter_refreshes", status.refreshes))
+        out.append(_counter("exporter_refresh_failures", status.refresh_failures))
+        out.append(_gauge("exporter_containers_aggregated", aggregated))
+        return out
+
+
+def _bool(v: bool) -> str:
+    return "true" if v else "false"
+
+
+def _gauge(key: str, value: float) -> Metric:
+    fam = _family(key)
+    fam.add_metric([], value)
+    return fam
+
+
+def _counter(key: str, value: float) -> Metric:
+    fam = _family(key)
+    fam.add_metric([], value)
+    return fam
+
+
+# ---------------------------------------------------------------- collector
+class ModelCollector:
+    """prometheus-client custom collector: yields the families built from the
+    latest Model (swapped in atomically by the refresh thread) plus the
+    duration of the previous scrape.  A scrape costs encoding only."""
+
+    def __init__(self):
+        self._families: list[Metric] = []
+        self._lock = threading.Lock()
+        self.last_scrape_seconds = 0.0
+
+    def publish(self, families: list[Metric]) -> None:
+        with self._lock:
+            self._families = families
+
+    def describe(self):
+        return []           # no collect() at registration time
+
+    def collect(self):
+        with self._lock:
+            families = self._families
+        yield from families
+        yield _gauge("exporter_scrape_duration_seconds", self.last_scrape_seconds)
+
+    def scrape_done(self, started: float) -> None:
+        self.last_scrape_seconds = time.perf_counter() - started

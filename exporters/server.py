@@ -1,0 +1,186 @@
+"""Background refresh + HTTP server (/metrics, /healthz).
+
+The refresh thread calls ``collector.refresh()`` every ``interval`` seconds,
+builds the metric families and publishes them to the ModelCollector; HTTP
+requests only encode what was published.  ``/healthz`` answers 503 with a
+one-line reason when the probes are detached (BPF tiers) or the last
+successful refresh is older than ``stale_after`` intervals.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import threading
+import time
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import make_wsgi_app
+
+from erofs_top.model import TIER_SNAPSHOT, Model
+
+from .collector import ExporterStatus, FamilyBuilder, ModelCollector
+
+
+class ListenError(Exception):
+    pass
+
+
+def parse_listen(text: str, default_port: int) -> tuple[str, int]:
+    """"ADDR:PORT", ":PORT", "[::1]:PORT", "ADDR" -> (host, port); ListenError if bad."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ListenError(f"bad listen address {text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ListenError(f"bad listen address {text!r}: expected [ADDR]:PORT")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif text.count(":") > 1:
+        raise ListenError(f"bad listen address {text!r}: write IPv6 addresses as [ADDR]:PORT")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ListenError(f"bad listen port {port_text!r} in {text!r}: expected 1-65535")
+        port = int(port_text)
+    else:
+        port = default_port
+    if not host:
+        host = "0.0.0.0"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise ListenError(f"bad listen address {host!r}: {e.strerror}") from None
+    return host, port
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = 128       # 50+ concurrent scrapes must not be refused
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass                       # no per-request lines on stderr
+
+
+def bind(host: str, port: int) -> _Server:
+    """Bind the listen socket now (before probes load), so errors come first."""
+    cls = _Server6 if ":" in host else _Server
+    try:
+        return cls((host, port), _QuietHandler, bind_and_activate=True)
+    except PermissionError:
+        raise ListenError(f"cannot listen on {host}:{port}: permission denied "
+                          "(ports below 1024 need CAP_NET_BIND_SERVICE)") from None
+    except OSError as e:
+        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+class Exporter:
+    """Owns the refresh loop and the latest state; serves WSGI requests."""
+
+    def __init__(self, source, *, interval: float, stale_after: float = 3.0,
+                 builder: FamilyBuilder | None = None, version: str = "",
+                 log=None):
+        self.source = source            # object with .refresh() -> Model and .tier
+        self.interval = interval
+        self.stale_after = stale_after
+        self.builder = builder or FamilyBuilder()
+        self.collector = ModelCollector()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        self.status = ExporterStatus(version=version)
+        self.model: Model | None = None
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._metrics_app = make_wsgi_app(self.registry)
+        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    # -- refresh
+    def refresh_once(self) -> bool:
+        started = time.perf_counter()
+        try:
+            model = self.source.refresh()
+        except Exception as e:            # keep serving the last Model; healthz goes stale
+            self.status.refresh_failures += 1
+            msg = f"refresh failed: {e}".splitlines()[0]
+            if msg != self.last_error:    # one line per distinct error, not per interval
+                self._log(f"erofs-top exporter: {msg}")
+            self.last_error = msg
+            return False
+        self.status.refresh_duration_seconds = time.perf_counter() - started
+        self.status.last_refresh_timestamp = time.time()
+        self.status.refreshes += 1
+        self.collector.publish(self.builder.build(model, self.status))
+        self.model = model
+        self.last_error = ""
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.refresh_once()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="erofs-top-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.interval + 5)
+
+    # -- health
+    def health(self) -> tuple[bool, str]:
+        if self.model is None:
+            return False, "no successful refresh yet" + (f": {self.last_error}" if self.last_error else "")
+        age = time.time() - self.status.last_refresh_timestamp
+        limit = self.stale_after * self.interval
+        if age > limit:
+            why = f": {self.last_error}" if self.last_error else ""
+            return False, f"stale: last successful refresh {age:.0f} s ago (limit {limit:.0f} s){why}"
+        if self.model.tier != TIER_SNAPSHOT and not self.model.health.probes_attached:
+            return False, f"probes detached (tier {self.model.tier})"
+        return True, f"ok: tier {self.model.tier}, last refresh {age:.1f} s ago"
+
+    # -- WSGI
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            started = time.perf_counter()
+            try:
+                return self._metrics_app(environ, start_response)
+            finally:
+                self.collector.scrape_done(started)
+        if path == "/healthz":
+            ok, text = self.health()
+            start_response("200 OK" if ok else "503 Service Unavailable",
+                           [("Content-Type", "text/plain; charset=utf-8")])
+            return [(text + "\n").encode()]
+        if path == "/":
+            body = ("<html><head><title>erofs-top exporter</title></head><body>"
+                    "<h1>erofs-top exporter</h1><p><a href='/metrics'>/metrics</a> "
+                    "<a href='/healthz'>/healthz</a></p></body></html>")
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [body.encode()]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: try /metrics or /healthz\n"]
+
+
+def serve(server: _Server, exporter: Exporter) -> threading.Thread:
+    server.set_app(exporter)
+    t = threading.Thread(target=server.serve_forever, name="erofs-top-http", daemon=True)
+    t.start()
+    return t
