@@ -1,0 +1,299 @@
+"""Small real-world helpers for the in-guest lab tests (tests/vm).
+
+Real EROFS images (mkfs.erofs), real file-backed mounts (mount(2)), real
+cgroup v2 children, readers forked into those cgroups, and the kernel's own
+ground truth: /proc/meminfo Cached, memory.stat ``file``, mincore(2) on an
+mmap and cachestat(2).  Everything made here is removed again by the context
+managers, also when a test fails.
+
+TODO(lead): switch to erofs_top.workload once it offers the same (images,
+file-backed mounts with options, cgroups, readers); this module then shrinks
+to the ground-truth readers.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import mmap
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MiB = 1 << 20
+CGROUP2 = "/sys/fs/cgroup"
+# File-backed EROFS needs a backing filesystem with ->read_folio: the guest's
+# /var/tmp is on the ext4 root (tmpfs would make mount(2) fail with ENOTBLK).
+WORK = "/var/tmp/erofs-top-lab"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
+MS_RDONLY = 1
+SYS_cachestat = 451     # x86_64
+
+
+def sh(*cmd: str) -> str:
+    return subprocess.run(cmd, check=True, text=True, capture_output=True).stdout
+
+
+def workdir(name: str) -> str:
+    d = tempfile.mkdtemp(prefix=f"{name}-", dir=_ensure(WORK))
+    return d
+
+
+def _ensure(d: str) -> str:
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+# ------------------------------------------------------------------ images
+def mkfs_erofs(image: str, src: str, *opts: str) -> str:
+    """mkfs.erofs IMAGE SRC with OPTS (e.g. "--xattr-inode-digest", "-zlz4")."""
+    sh("mkfs.erofs", "--quiet", *opts, image, src)
+    return image
+
+
+def write_random(path: str, size: int, seed: int | None = None) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    data = os.urandom(size) if seed is None else _seeded(size, seed)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _seeded(size: int, seed: int) -> bytes:
+    import random
+    return random.Random(seed).randbytes(size)
+
+
+def write_text(path: str, size: int, seed: int = 1) -> str:
+    """Compressible text (LZ4 has no entropy coder: it needs repeats)."""
+    import random
+    rnd = random.Random(seed)
+    words = [f"w{i:02d}{'xyz' * (i % 5)}" for i in range(64)]
+    out = bytearray()
+    while len(out) < size:
+        out += (" ".join(rnd.choices(words, k=12)) + "\n").encode()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(out[:size])
+    return path
+
+
+# ------------------------------------------------------------------ mounts
+@contextlib.contextmanager
+def erofs_mount(image: str, options: str = "", loop: bool = False):
+    """Mount IMAGE read-only; file-backed through mount(2) unless loop=True.
+
+    Yields the mount point.  The backing image is read once first, so that its
+    own page cache does not show up in Cached deltas taken later.
+    """
+    read_file(image)
+    target = tempfile.mkdtemp(prefix="mnt-", dir=_ensure(WORK))
+    dev = None
+    try:
+        if loop:
+            dev = sh("losetup", "--find", "--show", "--read-only", image).strip()
+            src = dev
+        else:
+            src = image
+        if _libc.mount(src.encode(), target.encode(), b"erofs", MS_RDONLY,
+                       options.encode() if options else None) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"mount -t erofs -o {options or '(none)'} {src}: {os.strerror(e)}")
+        try:
+            yield target
+        finally:
+            if _libc.umount2(target.encode(), 0) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"umount {target}: {os.strerror(e)}")
+    finally:
+        if dev:
+            subprocess.run(["losetup", "-d", dev], check=False)
+        os.rmdir(target)
+
+
+def mount_options(path: str) -> str:
+    """Super options of the mount at PATH (mountinfo field after " - erofs SRC")."""
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            a, b = line.split(" - ", 1)
+            if a.split()[4] == path:
+                return b.split()[2]
+    raise LookupError(path)
+
+
+# ------------------------------------------------------------------ cgroups
+def enable_memory_controller() -> None:
+    with open(f"{CGROUP2}/cgroup.subtree_control") as f:
+        if "memory" in f.read().split():
+            return
+    with open(f"{CGROUP2}/cgroup.subtree_control", "w") as f:
+        f.write("+memory")
+
+
+class Cgroup:
+    """A cgroup v2 child (a "container"); removed on exit."""
+
+    def __init__(self, name: str):
+        self.path = f"{CGROUP2}/{name}"
+        self.name = name
+
+    def __enter__(self) -> "Cgroup":
+        enable_memory_controller()
+        os.mkdir(self.path)
+        self.id = os.stat(self.path).st_ino          # == bpf_get_current_cgroup_id()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                time.sleep(0.1)                          # a reader still exiting
+        os.rmdir(self.path)
+
+    def file_bytes(self) -> int:
+        """memory.stat ``file``: page cache charged to this cgroup."""
+        with open(f"{self.path}/memory.stat") as f:
+            for line in f:
+                k, v = line.split()
+                if k == "file":
+                    return int(v)
+        raise LookupError("file")
+
+    def run(self, fn, *args) -> None:
+        """Run fn(*args) in a forked child that first joins this cgroup."""
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                with open(f"{self.path}/cgroup.procs", "w") as f:
+                    f.write(str(os.getpid()))
+                fn(*args)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"reader in {self.path} failed (status {status})")
+
+    def read(self, *paths: str) -> None:
+        self.run(lambda: [read_file(p) for p in paths])
+
+    def mmap_touch(self, *paths: str) -> None:
+        self.run(lambda: [mmap_touch(p) for p in paths])
+
+
+# ------------------------------------------------------------------ readers
+def read_file(path: str) -> int:
+    n = 0
+    with open(path, "rb", buffering=0) as f:
+        while b := f.read(MiB):
+            n += len(b)
+    return n
+
+
+def mmap_touch(path: str) -> int:
+    """Fault every page of PATH in through a shared read-only mmap (no read())."""
+    size = os.path.getsize(path)
+    s = 0
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as m:
+        for off in range(0, size, PAGE):
+            s += m[off]
+    return s
+
+
+def read_tree(root: str) -> int:
+    n = 0
+    for d, _, files in os.walk(root):
+        for name in files:
+            p = os.path.join(d, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                n += read_file(p)
+    return n
+
+
+# ------------------------------------------------------------------ ground truth
+def meminfo_kib(key: str = "Cached") -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise LookupError(key)
+
+
+def cached_bytes() -> int:
+    return meminfo_kib("Cached") * 1024
+
+
+def drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def mincore_pages(path: str) -> int:
+    """Resident pages of PATH as mincore(2) sees them through an mmap.
+
+    For an inode_share file this follows the shared inode (erofs_ishare_mmap
+    points the vma at the shared realfile)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    libc = _libc
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap {path}")
+        try:
+            n = (size + PAGE - 1) // PAGE
+            vec = (ctypes.c_ubyte * n)()
+            if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore {path}")
+            return sum(v & 1 for v in vec)
+        finally:
+            libc.munmap(ctypes.c_void_p(addr), size)
+    finally:
+        os.close(fd)
+
+
+class _CsRange(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Cs(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in
+                ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
+
+
+def cachestat_pages(path: str) -> int:
+    """cachestat(2) on PATH's own mapping (0 for an inode_share file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        rng, cs = _CsRange(0, 0), _Cs()
+        if _libc.syscall(SYS_cachestat, fd, ctypes.byref(rng), ctypes.byref(cs), 0):
+            raise OSError(ctypes.get_errno(), f"cachestat {path}")
+        return cs.nr_cache
+    finally:
+        os.close(fd)
+
+
+def pages(nbytes: int) -> int:
+    return (nbytes + PAGE - 1) // PAGE
+
+
+def rmtree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
