@@ -4,6 +4,8 @@
  * under lockdown=confidentiality and on kernels without a matching header tree):
  *   filemap:mm_filemap_add_to_page_cache       every kernel with the `order`
  *   filemap:mm_filemap_delete_from_page_cache  field (large folios, 5.18+)
+ *   erofs:erofs_fill_inode   (HAVE_EROFS_FILL_INODE; adds new superblocks to the
+ *                             filter at mount time, before user space sees them)
  *   erofs:erofs_readahead    (HAVE_EROFS_READAHEAD; plain files only from 6.16)
  *   erofs:erofs_read_folio   (HAVE_EROFS_READ_FOLIO; 7.2 swapped `uptodate`
  *                             for `order`: neither field is read here)
@@ -11,9 +13,9 @@
  * 7.1 move of i_ino (u64, first field) needs nothing here.
  *
  * Filter, in the kernel: `watched_devs` holds the s_dev (kernel encoding,
- * major<<20|minor) of every EROFS superblock (kind 1) and of every host
+ * major<<20|minor) of every EROFS superblock (bit 1) and of every host
  * filesystem that holds the image file of a file-backed or loop mount
- * (kind 2; then (dev, ino) must also be in `backing`).  User space keeps both
+ * (bit 2; then (dev, ino) must also be in `backing`).  User space keeps both
  * current as mounts come and go.
  *
  * Maps:
@@ -93,7 +95,7 @@ struct backing_key {
     u64 ino;
 };
 
-BPF_HASH(watched_devs, u32, u8, 4096);
+BPF_HASH(watched_devs, u32, u32, 4096);   /* value: KIND_* bits */
 BPF_HASH(backing, struct backing_key, s64, 4096);
 BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, BPF_F_NO_PREALLOC);
@@ -279,18 +281,20 @@ static __always_inline int backing_delta(u32 dev, u64 ino, s64 nr)
 TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 {
     u32 dev = args->s_dev;
-    u8 *kind = watched_devs.lookup(&dev);
+    u32 *kind = watched_devs.lookup(&dev);
     if (!kind)
         return 0;
     u64 ino = args->i_ino;
     u32 order = args->order;
     u64 nr = 1ULL << order;
     u64 cg = bpf_get_current_cgroup_id();
-    if (*kind == KIND_BACKING_FS) {
-        if (backing_delta(dev, ino, nr))
-            EMIT(args, 5, dev, ino, args->index, nr, cg);
+    /* an image file inside another EROFS mount makes a dev both kinds */
+    if ((*kind & KIND_BACKING_FS) && backing_delta(dev, ino, nr)) {
+        EMIT(args, 5, dev, ino, args->index, nr, cg);
         return 0;
     }
+    if (!(*kind & KIND_EROFS))
+        return 0;
     folio_pages(dev, ino, args->index, order, cg, 1);
     io_add(dev, ino, cg, 0, nr);
     EMIT(args, 1, dev, ino, args->index, nr, cg);
@@ -300,28 +304,48 @@ TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
 {
     u32 dev = args->s_dev;
-    u8 *kind = watched_devs.lookup(&dev);
+    u32 *kind = watched_devs.lookup(&dev);
     if (!kind)
         return 0;
     u64 ino = args->i_ino;
     u32 order = args->order;
     u64 nr = 1ULL << order;
-    if (*kind == KIND_BACKING_FS) {
-        if (backing_delta(dev, ino, -(s64)nr))
-            EMIT(args, 6, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
+    if ((*kind & KIND_BACKING_FS) && backing_delta(dev, ino, -(s64)nr)) {
+        EMIT(args, 6, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
         return 0;
     }
+    if (!(*kind & KIND_EROFS))
+        return 0;
     folio_pages(dev, ino, args->index, order, 0, 0);
     EMIT(args, 2, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
     return 0;
 }
 
+#ifdef HAVE_EROFS_FILL_INODE
+/* A new EROFS superblock fills its root inode at mount time, before any data
+ * page is read: watch it from then on, without waiting for user space to see
+ * the mount (containers read right after mounting). */
+TRACEPOINT_PROBE(erofs, erofs_fill_inode)
+{
+    u32 dev = args->dev;
+    u32 *kind = watched_devs.lookup(&dev);
+    if (kind) {
+        if (!(*kind & KIND_EROFS))
+            __sync_fetch_and_or(kind, KIND_EROFS);
+        return 0;
+    }
+    u32 k = KIND_EROFS;
+    watched_devs.update(&dev, &k);
+    return 0;
+}
+#endif
+
 #ifdef HAVE_EROFS_READAHEAD
 TRACEPOINT_PROBE(erofs, erofs_readahead)
 {
     u32 dev = args->dev;
-    u8 *kind = watched_devs.lookup(&dev);
-    if (!kind || *kind != KIND_EROFS)
+    u32 *kind = watched_devs.lookup(&dev);
+    if (!kind || !(*kind & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     io_add(dev, args->nid, cg, 2, args->nrpage);
@@ -334,8 +358,8 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
 TRACEPOINT_PROBE(erofs, erofs_read_folio)
 {
     u32 dev = args->dev;
-    u8 *kind = watched_devs.lookup(&dev);
-    if (!kind || *kind != KIND_EROFS)
+    u32 *kind = watched_devs.lookup(&dev);
+    if (!kind || !(*kind & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     io_add(dev, args->nid, cg, 3, 1);

@@ -12,7 +12,7 @@ from pathlib import Path
 
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("filemap:mm_filemap_add_to_page_cache", "filemap:mm_filemap_delete_from_page_cache",
-          "erofs:erofs_readahead", "erofs:erofs_read_folio")
+          "erofs:erofs_fill_inode", "erofs:erofs_readahead", "erofs:erofs_read_folio")
 SHARING_SYMBOL = "erofs_ishare_fill_inode"
 
 

@@ -47,6 +47,11 @@ class ProbeCollector(Collector):
                                  f"no tracepoint tier (use --no-bpf for the snapshot tier)")
         self.degraded: list[str] = []
         cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}"]
+        if self._events.get("erofs:erofs_fill_inode"):
+            cflags.append("-DHAVE_EROFS_FILL_INODE")
+        else:
+            self.degraded.append("erofs:erofs_fill_inode missing: new mounts are watched "
+                                 "from the next refresh on")
         if self._events.get("erofs:erofs_readahead"):
             cflags.append("-DHAVE_EROFS_READAHEAD")
         else:
@@ -99,37 +104,51 @@ class ProbeCollector(Collector):
 
     # ---------------------------------------------------------- filters
     def _sync_mounts(self) -> None:
-        """Make watched_devs / backing match the current EROFS mounts."""
+        """Make watched_devs / backing match the current EROFS mounts.
+
+        The kernel adds new EROFS superblocks itself (erofs_fill_inode fires at
+        mount time); user space adds the backing-file filters, and removes the
+        EROFS bit of superblocks it saw mounted and now sees gone.  Devs only
+        the kernel knows (mounts in other mount namespaces) are left watched.
+        """
+        mounts = self.mounts.mounts()
         want: dict[int, int] = {}
-        want_backing: set[tuple[int, int]] = set()
-        for m in self.mounts.mounts():
-            want[m.dev] = KIND_EROFS
+        want_backing: dict[tuple[int, int], str] = {}
+        for m in mounts:
+            want[m.dev] = want.get(m.dev, 0) | KIND_EROFS
             if m.backing_ino and m.backing_dev:
-                want.setdefault(m.backing_dev, KIND_BACKING_FS)
-                want_backing.add((m.backing_dev, m.backing_ino))
+                want[m.backing_dev] = want.get(m.backing_dev, 0) | KIND_BACKING_FS
+                want_backing[(m.backing_dev, m.backing_ino)] = m.backing_file
         wd = self.bpf["watched_devs"]
-        for dev, kind in want.items():
-            if self.watched.get(dev) != kind:
-                wd[ct.c_uint32(dev)] = ct.c_uint8(kind)
-        for dev in set(self.watched) - set(want):
-            try:
-                del wd[ct.c_uint32(dev)]
-            except KeyError:
-                pass
+        current = {k.value: v.value for k, v in wd.items()}
+        for dev in set(current) | set(want):
+            have = current.get(dev, 0)
+            new = have | want.get(dev, 0)
+            if dev in self.watched and dev not in want:      # we saw it; it is gone
+                new &= ~self.watched[dev]
+            elif dev in self.watched:
+                new &= ~(self.watched[dev] & ~want[dev])
+            if new != have:
+                if new:
+                    wd[ct.c_uint32(dev)] = ct.c_uint32(new)
+                else:
+                    try:
+                        del wd[ct.c_uint32(dev)]
+                    except KeyError:
+                        pass
         self.watched = want
         bt = self.bpf["backing"]
-        for dev, ino in want_backing - self.backing:
-            key = bt.Key(dev, 0, ino)
+        for (dev, ino), path in want_backing.items():
+            if (dev, ino) in self.backing:
+                continue
             # start from what is cached now; the kernel adds and subtracts from there
-            bfile = next((m.backing_file for m in self.mounts.mounts()
-                          if (m.backing_dev, m.backing_ino) == (dev, ino)), "")
-            bt[key] = ct.c_int64(truth.file_resident_pages(bfile) if bfile else 0)
-        for dev, ino in self.backing - want_backing:
+            bt[bt.Key(dev, 0, ino)] = ct.c_int64(truth.file_resident_pages(path) if path else 0)
+        for dev, ino in self.backing - set(want_backing):
             try:
                 del bt[bt.Key(dev, 0, ino)]
             except KeyError:
                 pass
-        self.backing = want_backing
+        self.backing = set(want_backing)
 
     def _seed(self) -> int:
         """Pages resident before we attached: from ground truth, owners through

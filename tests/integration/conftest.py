@@ -1,0 +1,78 @@
+"""Root integration tests on the real kernel: real images, mounts, cgroups, BPF.
+
+They are real tests: on a machine where they cannot run (not root, no tracefs,
+no mkfs.erofs) they FAIL with the reason, unless EROFS_TOP_ALLOW_SKIP=1 says
+the caller knowingly runs without root (a developer laptop).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from erofs_top import workload
+
+
+def _blocker() -> str | None:
+    if os.geteuid() != 0:
+        return "integration tests need root (they mount images and make cgroups)"
+    if not shutil.which("mkfs.erofs"):
+        return "mkfs.erofs missing: apt-get install erofs-utils (scripts/setup.sh)"
+    if not os.path.isdir("/sys/kernel/tracing/events") and \
+            not os.path.isdir("/sys/kernel/debug/tracing/events"):
+        return "tracefs not mounted (scripts/setup.sh mounts it)"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _need_root():
+    reason = _blocker()
+    if reason:
+        if os.environ.get("EROFS_TOP_ALLOW_SKIP") == "1":
+            pytest.skip(reason)
+        pytest.fail(reason)
+
+
+@pytest.fixture
+def stack():
+    """Scratch dir + everything a test mounts/creates, removed also on failure."""
+    with workload.Stack(prefix="erofs-top-test-") as st:
+        yield st
+
+
+@pytest.fixture
+def cgroup_prefix(request):
+    return f"erofs-top-test-{os.getpid()}-{request.node.name[:40]}"
+
+
+@pytest.fixture
+def probes():
+    """A tracepoint-tier collector, attached; detached after the test."""
+    from erofs_top.kernel.probes import ProbeCollector
+    col = ProbeCollector()
+    try:
+        yield col
+    finally:
+        col.close()
+
+
+def leftovers() -> list[str]:
+    """EROFS mounts, loop devices and cgroups the tests may have left."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if " - erofs " in line and "erofs-top-" in line:
+                out.append("mount: " + line.split()[4])
+    root = workload.cgroup2_root()
+    out += ["cgroup: " + d for d in os.listdir(root) if d.startswith("erofs-top-test-")]
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftovers():
+    before = set(leftovers()) if _blocker() is None else set()
+    yield
+    if _blocker() is None:
+        left = set(leftovers()) - before
+        assert not left, f"tests left these behind: {sorted(left)}"
