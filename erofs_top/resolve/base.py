@@ -42,6 +42,8 @@ class MountInfo:
     inode_share: bool = False
     directio: bool = False
     image: ImageInfo | None = None
+    image_path: str = ""        # where the image bytes can be read (file or device)
+    image_offset: int = 0       # byte offset of the image there (loop offset)
 
     @property
     def image_id(self) -> str:
@@ -56,6 +58,7 @@ class CgroupInfo:
     container_id: str = ""
     pod_uid: str = ""
     resolved: bool = True
+    deleted: bool = False       # the cgroup was removed; path is the last one known
 
 
 @dataclass

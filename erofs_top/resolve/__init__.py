@@ -1,0 +1,1 @@
+"""Resolvers: kernel ids -> mounts, images, cgroups, containers, content identity."""

@@ -1,0 +1,316 @@
+"""Content identity of EROFS files: names, data path (aops), fingerprints, digests.
+
+The aggregator asks, per resident (mount, inode):
+  file_info    path through the mount point, size, regular?, aops class
+  fingerprint  the erofs-utils ``--xattr-inode-digest`` xattr (sha256 of the content)
+  build_id     ELF NT_GNU_BUILD_ID (cheap first check for binaries)
+  digest       our own SHA-256 of the content, lazy and rate-limited
+
+``fingerprint`` and ``digest`` return the same string for the same bytes (the hex
+SHA-256 of the whole content), so an image with fingerprints and one without are
+still matched.  The raw xattr value never leaves this module: the kernel appends
+the secret domain_id to it for sharing, and only the digest is needed here.
+
+Everything erofs-top reads itself (ELF notes, content for digests) goes through
+truth.preserve_residency: pages that were not cached before are dropped again, so
+the tool does not change the page cache it measures.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import time
+
+from ..truth import preserve_residency
+from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
+from .superblock import ErofsFormatError, Superblock, read_inode, read_superblock
+
+FINGERPRINT_PREFIX = b"sha256:"
+DEFAULT_DIGEST_BUDGET_BYTES_PER_S = 64 << 20
+READ_CHUNK_BYTES = 1 << 20
+ELF_MAGIC = b"\x7fELF"
+
+
+def fingerprint_hex(value: bytes) -> str:
+    """Content id from a fingerprint xattr value.
+
+    ``sha256:`` + 32 raw bytes (erofs-utils) -> the 64-hex digest, equal to our own
+    digest of the same content.  Any other format -> ``xattr:`` + sha256 of the
+    value: still a stable identity, never the raw blob.
+    """
+    if value.startswith(FINGERPRINT_PREFIX) and len(value) == len(FINGERPRINT_PREFIX) + 32:
+        return value[len(FINGERPRINT_PREFIX):].hex()
+    return "xattr:" + hashlib.sha256(value).hexdigest()
+
+
+def build_id_of(stream) -> str | None:
+    """Hex NT_GNU_BUILD_ID of an ELF stream, or None (not ELF, no note, damaged)."""
+    try:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import NoteSection
+    except ImportError:        # pyelftools is a dependency; degrade if it is missing
+        return None
+    head = stream.read(4)
+    if head != ELF_MAGIC:
+        return None
+    stream.seek(0)
+    try:
+        elf = ELFFile(stream)
+        for sec in elf.iter_sections():
+            if isinstance(sec, NoteSection):
+                for note in sec.iter_notes():
+                    if note["n_type"] == "NT_GNU_BUILD_ID":
+                        return note["n_desc"]
+        for seg in elf.iter_segments():
+            if seg["p_type"] == "PT_NOTE":
+                for note in seg.iter_notes():
+                    if note["n_type"] == "NT_GNU_BUILD_ID":
+                        return note["n_desc"]
+    except (ELFError, ValueError, OSError, KeyError, AttributeError, TypeError):
+        return None
+    return None
+
+
+class _MountIndex:
+    """ino -> path below one mount, built by one walk.  EROFS is read-only, so it
+    never goes stale while the superblock stays mounted."""
+
+    def __init__(self, mount: MountInfo):
+        self.paths: dict[int, str] = {}
+        self.error = ""
+        root = mount.mountpoint
+        try:
+            root_st = os.stat(root)
+        except OSError as e:
+            self.error = f"{root}: {e.strerror}"
+            return
+        self.paths[root_st.st_ino] = root
+        stack = [root]
+        while stack:
+            d = stack.pop()
+            try:
+                it = os.scandir(d)
+            except OSError:
+                continue
+            with it:
+                for ent in it:
+                    try:
+                        ino = ent.inode()
+                        self.paths.setdefault(ino, ent.path)   # hard links: first name
+                        if ent.is_dir(follow_symlinks=False):
+                            # do not descend into something mounted on top
+                            if ent.stat(follow_symlinks=False).st_dev == root_st.st_dev:
+                                stack.append(ent.path)
+                    except OSError:
+                        continue
+
+
+class ImageContent:
+    """ContentResolver for real mounts."""
+
+    def __init__(self, fingerprint_xattr: str = "trusted.erofs.fingerprint",
+                 digest_budget_bytes_per_s: int | None = DEFAULT_DIGEST_BUDGET_BYTES_PER_S,
+                 *, clock=time.monotonic, preserve_cache: bool = True):
+        self.fingerprint_xattr = fingerprint_xattr
+        self.digest_budget_bytes_per_s = digest_budget_bytes_per_s
+        self.clock = clock
+        self.preserve_cache = preserve_cache
+        self._index: dict[tuple, _MountIndex] = {}
+        self._sb: dict[tuple[str, int], Superblock | None] = {}
+        self._layout: dict[tuple, bool | None] = {}      # -> compressed?
+        self._fp: dict[tuple, str | None] = {}
+        self._bid: dict[tuple, str | None] = {}
+        self._digest: dict[tuple, str] = {}
+        self._pending: set[tuple] = set()
+        self._tokens = float(digest_budget_bytes_per_s or 0)
+        self._tokens_at = clock()
+        # counters the aggregator can report (health)
+        self.digest_bytes_total = 0
+        self.digest_files_total = 0
+        self.digest_errors = 0
+        self.digest_deferred = 0     # calls answered None because of the budget
+
+    # ---------------------------------------------------------------- keys
+    @staticmethod
+    def _mount_key(mount: MountInfo) -> tuple:
+        return (mount.dev, mount.mountpoint, mount.image_id)
+
+    @staticmethod
+    def _content_key(mount: MountInfo, ino: int) -> tuple:
+        # the same image mounted twice: same image_id, same nid -> same content
+        if mount.image_id:
+            return ("img", mount.image_id, ino)
+        return ("dev", mount.dev, mount.mountpoint, ino)
+
+    @property
+    def digest_pending(self) -> int:
+        """Files asked for a digest that the budget has not allowed yet."""
+        return len(self._pending)
+
+    def forget(self, mount: MountInfo) -> None:
+        """Drop what is cached for a mount that went away (the index, mostly)."""
+        self._index.pop(self._mount_key(mount), None)
+        if not mount.image_id:
+            k = ("dev", mount.dev, mount.mountpoint)
+            for cache in (self._layout, self._fp, self._bid, self._digest):
+                for key in [key for key in cache if key[:3] == k]:
+                    del cache[key]
+            self._pending = {p for p in self._pending if p[:3] != k}
+
+    # ---------------------------------------------------------------- names
+    def _index_of(self, mount: MountInfo) -> _MountIndex:
+        k = self._mount_key(mount)
+        idx = self._index.get(k)
+        if idx is None:
+            idx = self._index[k] = _MountIndex(mount)
+        return idx
+
+    def path_of(self, mount: MountInfo, ino: int) -> str:
+        return self._index_of(mount).paths.get(ino, "")
+
+    def _compressed(self, mount: MountInfo, ino: int) -> bool | None:
+        """Per-file data layout from the on-disk inode (None when unreadable)."""
+        key = self._content_key(mount, ino)
+        if key in self._layout:
+            return self._layout[key]
+        result = None
+        if mount.image_path:
+            sk = (mount.image_path, mount.image_offset)
+            if sk not in self._sb:
+                try:
+                    self._sb[sk] = read_superblock(mount.image_path, mount.image_offset)[0]
+                except (OSError, ErofsFormatError):
+                    self._sb[sk] = None
+            sb = self._sb[sk]
+            if sb is not None:
+                try:
+                    result = read_inode(mount.image_path, sb, ino, mount.image_offset).compressed
+                except (OSError, ErofsFormatError):
+                    result = None
+        self._layout[key] = result
+        return result
+
+    def file_info(self, mount: MountInfo, ino: int) -> FileInfo | None:
+        path = self.path_of(mount, ino)
+        if not path:
+            return None
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return None
+        compressed = self._compressed(mount, ino)
+        if compressed is None:      # inode unreadable: fall back to the image's features
+            compressed = bool(mount.image and mount.image.compressed)
+        if compressed:
+            aops = AOPS_COMPRESSED
+        elif mount.backing == "file":
+            aops = AOPS_FILEIO
+        else:
+            aops = AOPS_BLOCK
+        return FileInfo(ino=ino, path=path, size=st.st_size,
+                        regular=stat.S_ISREG(st.st_mode), aops=aops)
+
+    # ---------------------------------------------------------------- identities
+    def fingerprint(self, mount: MountInfo, ino: int) -> str | None:
+        key = self._content_key(mount, ino)
+        if key in self._fp:
+            return self._fp[key]
+        path = self.path_of(mount, ino)
+        result = None
+        if path and self.fingerprint_xattr:
+            try:
+                result = fingerprint_hex(os.getxattr(path, self.fingerprint_xattr,
+                                                     follow_symlinks=False))
+            except OSError as e:
+                if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOENT,
+                                   errno.EACCES, errno.EPERM, errno.ERANGE):
+                    return None     # unexpected: do not cache, try again later
+        self._fp[key] = result
+        return result
+
+    def _reading(self, mount: MountInfo, path: str):
+        if not self.preserve_cache:
+            return _null()
+        return preserve_residency([path, mount.backing_file])
+
+    def build_id(self, mount: MountInfo, ino: int) -> str | None:
+        key = self._content_key(mount, ino)
+        if key in self._bid:
+            return self._bid[key]
+        path = self.path_of(mount, ino)
+        result = None
+        if path:
+            try:
+                with self._reading(mount, path), open(path, "rb") as f:
+                    result = build_id_of(f)     # checks the ELF magic first
+            except OSError:
+                result = None
+        self._bid[key] = result
+        return result
+
+    def _refill(self) -> None:
+        rate = self.digest_budget_bytes_per_s
+        now = self.clock()
+        if rate:
+            self._tokens = min(float(rate), self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+
+    def digest(self, mount: MountInfo, ino: int) -> str | None:
+        """SHA-256 (hex) of the file's content, or None (budget spent, unreadable).
+
+        Cached by (image, nid, size): the same image mounted twice is hashed once.
+        Budget: a token bucket of ``digest_budget_bytes_per_s`` (1 s deep).  A file
+        may overdraw it, so big files get hashed too; later calls then wait until the
+        bucket is positive again.  Requests the budget defers count in
+        ``digest_pending`` until done.
+        """
+        info = self.file_info(mount, ino)
+        if info is None or not info.regular:
+            return None
+        key = self._content_key(mount, ino) + (info.size,)
+        hit = self._digest.get(key)
+        if hit is not None:
+            return hit
+        if self.digest_budget_bytes_per_s:
+            self._refill()
+            if self._tokens <= 0:
+                self._pending.add(key)
+                self.digest_deferred += 1
+                return None
+        h = hashlib.sha256()
+        n = 0
+        try:
+            with self._reading(mount, info.path):
+                fd = os.open(info.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    while True:
+                        chunk = os.read(fd, READ_CHUNK_BYTES)
+                        if not chunk:
+                            break
+                        h.update(chunk)
+                        n += len(chunk)
+                finally:
+                    os.close(fd)
+        except OSError:
+            self.digest_errors += 1
+            self._pending.discard(key)
+            return None
+        if self.digest_budget_bytes_per_s:
+            self._tokens -= n
+        self.digest_bytes_total += n
+        self.digest_files_total += 1
+        self._pending.discard(key)
+        result = h.hexdigest()
+        self._digest[key] = result
+        return result
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

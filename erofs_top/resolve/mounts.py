@@ -1,0 +1,280 @@
+"""EROFS mounts from /proc/self/mountinfo: device, mount point, backing, image.
+
+Backing modes (kernel-facts section 7):
+  file  -- file-backed mount (Linux 6.12+): anonymous ``0:N`` dev, source = image path;
+  loop  -- a loop device (``/sys/dev/block/M:m/loop`` exists; major 7 normally); the
+           image is its backing file (LOOP_GET_STATUS64 gives its dev/inode exactly,
+           even when the path was set up in another mount namespace);
+  block -- any other block device.
+One MountInfo per superblock: bind mounts of the same superblock are listed once
+(the mount of the filesystem root wins, then the first in mountinfo order).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import stat
+import struct
+from dataclasses import dataclass, field
+
+from ..readings import kdev, kdev_from_st_dev, kdev_str
+from .base import ImageInfo, MountInfo
+from .superblock import ErofsFormatError, image_info
+
+LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64 = struct.Struct("<QQQQQIIII64s64s32s16s")   # struct loop_info64, 232 bytes
+
+
+@dataclass
+class MountinfoEntry:
+    mount_id: int
+    parent_id: int
+    major: int
+    minor: int
+    root: str                   # path inside the filesystem that is mounted here
+    mountpoint: str
+    mount_options: frozenset[str]
+    optional: list[str]
+    fstype: str
+    source: str
+    super_options: frozenset[str]
+
+    @property
+    def dev(self) -> int:
+        return kdev(self.major, self.minor)
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def unescape(s: str) -> str:
+    r"""Undo mountinfo's octal escapes (``\040`` space, ``\011`` tab, ``\012``, ``\134``)."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), s) if "\\" in s else s
+
+
+def parse_mountinfo_line(line: str) -> MountinfoEntry | None:
+    """One mountinfo line -> entry; None for a malformed line (never raises)."""
+    parts = line.split()
+    try:
+        sep = parts.index("-", 6)
+        mount_id, parent_id = int(parts[0]), int(parts[1])
+        major_s, minor_s = parts[2].split(":")
+        major, minor = int(major_s), int(minor_s)
+        root, mountpoint, mopts = parts[3], parts[4], parts[5]
+        optional = parts[6:sep]
+        fstype = parts[sep + 1]
+        source = parts[sep + 2] if len(parts) > sep + 2 else ""
+        sopts = parts[sep + 3] if len(parts) > sep + 3 else ""
+    except (ValueError, IndexError):
+        return None
+    return MountinfoEntry(
+        mount_id=mount_id, parent_id=parent_id, major=major, minor=minor,
+        root=unescape(root), mountpoint=unescape(mountpoint),
+        mount_options=frozenset(o for o in mopts.split(",") if o),
+        optional=optional, fstype=unescape(fstype), source=unescape(source),
+        super_options=frozenset(unescape(o) for o in sopts.split(",") if o))
+
+
+def parse_mountinfo(text: str, fstype: str | None = None) -> list[MountinfoEntry]:
+    """All well-formed entries of a mountinfo text, optionally only of one fstype."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        e = parse_mountinfo_line(line)
+        if e is not None and (fstype is None or e.fstype == fstype):
+            out.append(e)
+    return out
+
+
+def pick_per_superblock(entries: list[MountinfoEntry]) -> list[MountinfoEntry]:
+    """One entry per dev: the first mount of the fs root, else the first bind mount."""
+    chosen: dict[int, MountinfoEntry] = {}
+    for e in entries:
+        cur = chosen.get(e.dev)
+        if cur is None or (cur.root != "/" and e.root == "/"):
+            chosen[e.dev] = e
+    return list(chosen.values())
+
+
+# ---------------------------------------------------------------- backing
+@dataclass
+class Backing:
+    mode: str                   # file | loop | block
+    backing_file: str = ""
+    backing_dev: int = 0        # kernel dev_t of the fs holding the image file
+    backing_ino: int = 0
+    image_path: str = ""        # where to read the image from (file or device)
+    image_offset: int = 0       # loop offset
+    notes: list[str] = field(default_factory=list)
+
+
+def loop_status(dev_path: str) -> tuple[int, int, int] | None:
+    """(kernel dev_t of the backing file's fs, its inode, loop offset) or None."""
+    try:
+        fd = os.open(dev_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        raw = fcntl.ioctl(fd, LOOP_GET_STATUS64, bytes(_LOOP_INFO64.size))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    lo_device, lo_inode, _rdev, lo_offset = _LOOP_INFO64.unpack(raw)[:4]
+    # lo_device is huge_encode_dev(): the same encoding as userspace st_dev
+    return kdev_from_st_dev(lo_device), lo_inode, lo_offset
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def resolve_backing(e: MountinfoEntry, sys_root: str = "/sys",
+                    dev_root: str = "/dev") -> Backing:
+    """How the superblock of mountinfo entry ``e`` gets its bytes."""
+    blk = f"{sys_root}/dev/block/{e.major}:{e.minor}"
+    if e.major == 0:
+        # anonymous dev: a file-backed mount (or a nodev/fscache one without a file)
+        b = Backing("file")
+        try:
+            st = os.stat(e.source)
+        except OSError:
+            b.notes.append(f"file-backed source {e.source!r} not visible here")
+            return b
+        if stat.S_ISREG(st.st_mode):
+            b.backing_file = e.source
+            b.backing_dev, b.backing_ino = kdev_from_st_dev(st.st_dev), st.st_ino
+            b.image_path = e.source
+        else:
+            b.notes.append(f"source {e.source!r} of anonymous dev {e.major}:{e.minor} "
+                           "is not a regular file")
+        return b
+    dev_path = f"{dev_root}/block/{e.major}:{e.minor}"
+    if not os.path.exists(dev_path) and e.source.startswith("/dev/"):
+        dev_path = e.source
+    bf = _read_text(f"{blk}/loop/backing_file")
+    if bf is None and e.major == 7:
+        # some kernels only expose /sys/block/loopN/loop
+        bf = _read_text(f"{sys_root}/block/loop{e.minor}/loop/backing_file")
+    if bf is not None:
+        b = Backing("loop", backing_file=bf.removesuffix(" (deleted)"))
+        if bf.endswith(" (deleted)"):
+            b.notes.append(f"loop backing file {b.backing_file!r} was deleted")
+        status = loop_status(dev_path)
+        if status is not None:
+            b.backing_dev, b.backing_ino, b.image_offset = status
+        else:
+            try:
+                st = os.stat(b.backing_file)
+                b.backing_dev, b.backing_ino = kdev_from_st_dev(st.st_dev), st.st_ino
+            except OSError:
+                b.notes.append(f"loop backing file {b.backing_file!r} not visible here")
+        # read through the image file when we can see it (O_DIRECT works there),
+        # else through the loop device itself
+        if b.backing_ino and _same_file(b.backing_file, b.backing_dev, b.backing_ino):
+            b.image_path = b.backing_file
+        else:
+            b.image_path, b.image_offset = dev_path, 0
+        return b
+    return Backing("block", image_path=dev_path)
+
+
+def _same_file(path: str, dev: int, ino: int) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_ino == ino and kdev_from_st_dev(st.st_dev) == dev
+
+
+# ---------------------------------------------------------------- the resolver
+class SysMounts:
+    """MountResolver over /proc/self/mountinfo (EROFS entries only).
+
+    ``refresh()`` re-reads mountinfo and returns (added, removed) so the kernel side
+    can update its watched-device map; it costs one read and a string compare when
+    nothing changed.  A mount is identified by (dev, source, backing dev, backing
+    inode): anonymous devs are reused after umount, so a new image on an old dev
+    number counts as removed + added.
+    """
+
+    def __init__(self, mountinfo_path: str = "/proc/self/mountinfo",
+                 sys_root: str = "/sys", dev_root: str = "/dev"):
+        self.mountinfo_path = mountinfo_path
+        self.sys_root = sys_root
+        self.dev_root = dev_root
+        self._text: str | None = None
+        self._by_key: dict[tuple, MountInfo] = {}
+        self._by_dev: dict[int, MountInfo] = {}
+        self.notes: dict[int, list[str]] = {}     # dev -> what could not be resolved
+        self.error = ""                            # why mountinfo could not be read
+
+    def refresh(self) -> tuple[list[MountInfo], list[MountInfo]]:
+        try:
+            with open(self.mountinfo_path) as f:
+                text = f.read()
+            self.error = ""
+        except OSError as e:
+            self.error = f"{self.mountinfo_path}: {e.strerror}"
+            return [], []
+        if text == self._text:
+            return [], []
+        self._text = text
+        new_by_key: dict[tuple, MountInfo] = {}
+        added: list[MountInfo] = []
+        notes: dict[int, list[str]] = {}
+        for e in pick_per_superblock(parse_mountinfo(text, "erofs")):
+            b = resolve_backing(e, self.sys_root, self.dev_root)
+            key = (e.dev, e.source, b.backing_dev, b.backing_ino)
+            old = self._by_key.get(key)
+            if old is not None:
+                # same superblock: follow a moved mount point / remount options
+                old.mountpoint = e.mountpoint
+                old.options = e.super_options
+                old.inode_share = "inode_share" in e.super_options
+                old.directio = "directio" in e.super_options
+                new_by_key[key] = old
+                notes[e.dev] = self.notes.get(e.dev, [])
+                continue
+            m, n = self._build(e, b)
+            new_by_key[key] = m
+            notes[e.dev] = n
+            added.append(m)
+        removed = [m for k, m in self._by_key.items() if k not in new_by_key]
+        self._by_key = new_by_key
+        self._by_dev = {m.dev: m for m in new_by_key.values()}
+        self.notes = notes
+        return added, removed
+
+    def _build(self, e: MountinfoEntry, b: Backing) -> tuple[MountInfo, list[str]]:
+        notes = list(b.notes)
+        image: ImageInfo | None = None
+        if b.image_path:
+            try:
+                image = image_info(b.image_path, b.image_offset)
+            except (OSError, ErofsFormatError) as err:
+                notes.append(f"superblock unreadable: {err}")
+        m = MountInfo(
+            dev=e.dev, dev_str=kdev_str(e.dev), mountpoint=e.mountpoint, source=e.source,
+            backing=b.mode, backing_file=b.backing_file, backing_dev=b.backing_dev,
+            backing_ino=b.backing_ino, options=e.super_options,
+            inode_share="inode_share" in e.super_options,
+            directio="directio" in e.super_options, image=image,
+            image_path=b.image_path, image_offset=b.image_offset)
+        return m, notes
+
+    def mounts(self) -> list[MountInfo]:
+        if self._text is None:
+            self.refresh()
+        return list(self._by_dev.values())
+
+    def by_dev(self, dev: int) -> MountInfo | None:
+        if self._text is None:
+            self.refresh()
+        return self._by_dev.get(dev)

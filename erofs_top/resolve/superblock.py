@@ -1,0 +1,303 @@
+"""EROFS on-disk format: the superblock (image identity) and inodes (data layout).
+
+Layout from ``fs/erofs/erofs_fs.h`` (Linux 6.6 .. 7.x), all little-endian.  The
+superblock sits at byte 1024 of the image: 128 bytes, +16 per ``sb_extslots``.
+Inodes live at ``meta_blkaddr * block_size + nid * 32`` (32-byte compact or
+64-byte extended form); ``i_format`` bit 0 = extended, bits 1..3 = data layout.
+
+Reads of a live image go through ``read_image`` which does not leave pages in the
+host page cache that were not there before (see truth.preserve_residency), so
+looking at a superblock never changes the backing-file numbers we report.
+"""
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import struct
+import uuid as uuidlib
+from dataclasses import dataclass
+
+from .base import ImageInfo
+
+EROFS_SUPER_OFFSET = 1024
+EROFS_SUPER_MAGIC = 0xE0F5E1E2
+SB_BASE_SIZE = 128
+SB_EXTSLOT_SIZE = 16
+
+COMPAT_SB_CHKSUM = 0x01
+COMPAT_MTIME = 0x02
+COMPAT_XATTR_FILTER = 0x04
+COMPAT_SHARED_EA_IN_METABOX = 0x08
+COMPAT_PLAIN_XATTR_PFX = 0x10
+COMPAT_ISHARE_XATTRS = 0x20
+
+INCOMPAT_ZERO_PADDING = 0x01        # a.k.a. LZ4_0PADDING: only set by compressing mkfs
+INCOMPAT_COMPR_CFGS = 0x02          # == BIG_PCLUSTER
+INCOMPAT_CHUNKED_FILE = 0x04
+INCOMPAT_DEVICE_TABLE = 0x08        # == COMPR_HEAD2 (meaning depends on other bits)
+INCOMPAT_ZTAILPACKING = 0x10
+INCOMPAT_FRAGMENTS = 0x20           # == DEDUPE
+INCOMPAT_XATTR_PREFIXES = 0x40
+INCOMPAT_48BIT = 0x80
+INCOMPAT_METABOX = 0x100
+# Bits that only a compressing mkfs sets.  (0x08 is also DEVICE_TABLE, so it is not
+# a compression proof on its own; 0x01 ZERO_PADDING is what every -z image has.)
+INCOMPAT_COMPRESSION_BITS = (INCOMPAT_ZERO_PADDING | INCOMPAT_COMPR_CFGS
+                             | INCOMPAT_ZTAILPACKING | INCOMPAT_FRAGMENTS)
+
+COMPAT_NAMES = {COMPAT_SB_CHKSUM: "sb_csum", COMPAT_MTIME: "mtime",
+                COMPAT_XATTR_FILTER: "xattr_filter",
+                COMPAT_SHARED_EA_IN_METABOX: "shared_ea_in_metabox",
+                COMPAT_PLAIN_XATTR_PFX: "plain_xattr_pfx",
+                COMPAT_ISHARE_XATTRS: "ishare_xattrs"}
+INCOMPAT_NAMES = {INCOMPAT_ZERO_PADDING: "0padding", INCOMPAT_COMPR_CFGS: "compr_cfgs",
+                  INCOMPAT_CHUNKED_FILE: "chunked_file",
+                  INCOMPAT_DEVICE_TABLE: "device_table",
+                  INCOMPAT_ZTAILPACKING: "ztailpacking", INCOMPAT_FRAGMENTS: "fragments",
+                  INCOMPAT_XATTR_PREFIXES: "xattr_prefixes", INCOMPAT_48BIT: "48bit",
+                  INCOMPAT_METABOX: "metabox"}
+
+# inode data layouts (i_format bits 1..3)
+FLAT_PLAIN = 0
+COMPRESSED_FULL = 1
+FLAT_INLINE = 2
+COMPRESSED_COMPACT = 3
+CHUNK_BASED = 4
+LAYOUT_NAMES = {FLAT_PLAIN: "flat_plain", COMPRESSED_FULL: "compressed_full",
+                FLAT_INLINE: "flat_inline", COMPRESSED_COMPACT: "compressed_compact",
+                CHUNK_BASED: "chunk_based"}
+ISLOT_SIZE = 32
+NID_METABOX_BIT = 1 << 63
+
+
+class ErofsFormatError(ValueError):
+    """Not an EROFS image, or a damaged one; str() is a one-line reason."""
+
+
+@dataclass(frozen=True)
+class Superblock:
+    feature_compat: int
+    feature_incompat: int
+    blkszbits: int
+    sb_extslots: int
+    root_nid: int
+    inos: int
+    blocks: int
+    meta_blkaddr: int
+    xattr_blkaddr: int
+    uuid: bytes
+    volume_name: str
+    checksum: int
+    packed_nid: int
+    metabox_nid: int
+    xattr_prefix_count: int
+    ishare_xattr_prefix_id: int
+
+    @property
+    def block_size(self) -> int:
+        return 1 << self.blkszbits
+
+    @property
+    def sb_size(self) -> int:
+        return SB_BASE_SIZE + self.sb_extslots * SB_EXTSLOT_SIZE
+
+    @property
+    def image_size(self) -> int:
+        """Bytes the filesystem occupies (blocks x block size), independent of
+        whether it sits in a file, a loop device or a larger partition."""
+        return self.blocks << self.blkszbits
+
+    @property
+    def uuid_str(self) -> str:
+        return "" if not any(self.uuid) else str(uuidlib.UUID(bytes=self.uuid))
+
+    @property
+    def ishare_xattrs(self) -> bool:
+        return bool(self.feature_compat & COMPAT_ISHARE_XATTRS)
+
+    @property
+    def compressed(self) -> bool:
+        return bool(self.feature_incompat & INCOMPAT_COMPRESSION_BITS)
+
+    def feature_names(self) -> list[str]:
+        names = [n for b, n in COMPAT_NAMES.items() if self.feature_compat & b]
+        names += [n for b, n in INCOMPAT_NAMES.items() if self.feature_incompat & b]
+        return names
+
+    def inode_offset(self, nid: int) -> int:
+        """Byte offset of inode ``nid`` in the image (not for metabox inodes)."""
+        if nid & NID_METABOX_BIT or self.feature_incompat & INCOMPAT_METABOX:
+            raise ErofsFormatError("inode is in a metabox (compressed metadata): not parsed")
+        return self.meta_blkaddr * self.block_size + nid * ISLOT_SIZE
+
+
+def parse_superblock(sb_bytes: bytes) -> Superblock:
+    """Parse the superblock from the bytes starting at image offset 1024.
+
+    ``sb_bytes`` needs 128 bytes (144 for 48-bit/metabox images); shorter or
+    invalid input raises ErofsFormatError with a one-line reason.
+    """
+    if len(sb_bytes) < 4:
+        raise ErofsFormatError(f"too short for an EROFS superblock ({len(sb_bytes)} bytes)")
+    magic = struct.unpack_from("<I", sb_bytes, 0)[0]
+    if magic != EROFS_SUPER_MAGIC:
+        raise ErofsFormatError(f"no EROFS magic at offset 1024 (found 0x{magic:08x})")
+    if len(sb_bytes) < SB_BASE_SIZE:
+        raise ErofsFormatError(f"truncated EROFS superblock ({len(sb_bytes)} of 128 bytes)")
+    (checksum, compat, blkszbits, extslots, rootnid_2b, inos, _epoch, _nsec, blocks_lo,
+     meta_blkaddr, xattr_blkaddr) = struct.unpack_from("<IIBBHQQIIII", sb_bytes, 4)
+    uuid = bytes(sb_bytes[48:64])
+    volume_name = bytes(sb_bytes[64:80]).split(b"\0", 1)[0].decode("utf-8", "replace")
+    incompat = struct.unpack_from("<I", sb_bytes, 80)[0]
+    xattr_prefix_count = sb_bytes[91]
+    packed_nid = struct.unpack_from("<Q", sb_bytes, 96)[0]
+    ishare_prefix_id = sb_bytes[105]
+    if not 9 <= blkszbits <= 16:
+        raise ErofsFormatError(f"implausible EROFS block size 2^{blkszbits}")
+    root_nid, blocks, metabox_nid = rootnid_2b, blocks_lo, 0
+    if incompat & (INCOMPAT_48BIT | INCOMPAT_METABOX):
+        if len(sb_bytes) < 144:
+            raise ErofsFormatError("truncated 48-bit EROFS superblock (needs 144 bytes)")
+    if incompat & INCOMPAT_48BIT:
+        blocks = blocks_lo | rootnid_2b << 32          # the u16 is blocks_hi here
+        root_nid = struct.unpack_from("<Q", sb_bytes, 112)[0]
+    if incompat & INCOMPAT_METABOX:
+        metabox_nid = struct.unpack_from("<Q", sb_bytes, 128)[0]
+    return Superblock(
+        feature_compat=compat, feature_incompat=incompat, blkszbits=blkszbits,
+        sb_extslots=extslots, root_nid=root_nid, inos=inos, blocks=blocks,
+        meta_blkaddr=meta_blkaddr, xattr_blkaddr=xattr_blkaddr, uuid=uuid,
+        volume_name=volume_name, checksum=checksum, packed_nid=packed_nid,
+        metabox_nid=metabox_nid, xattr_prefix_count=xattr_prefix_count,
+        ishare_xattr_prefix_id=ishare_prefix_id)
+
+
+@dataclass(frozen=True)
+class DiskInode:
+    nid: int
+    extended: bool
+    layout: int                 # FLAT_PLAIN .. CHUNK_BASED
+    mode: int
+    size: int
+
+    @property
+    def compressed(self) -> bool:
+        return self.layout in (COMPRESSED_FULL, COMPRESSED_COMPACT)
+
+    @property
+    def regular(self) -> bool:
+        return (self.mode & 0o170000) == 0o100000
+
+    @property
+    def layout_name(self) -> str:
+        return LAYOUT_NAMES.get(self.layout, f"layout{self.layout}")
+
+
+def parse_inode(raw: bytes, nid: int = 0) -> DiskInode:
+    """Parse a 32- or 64-byte on-disk inode (``raw`` from the inode's offset)."""
+    if len(raw) < ISLOT_SIZE:
+        raise ErofsFormatError(f"truncated EROFS inode {nid} ({len(raw)} bytes)")
+    i_format, _xattr_icount, mode = struct.unpack_from("<HHH", raw, 0)
+    extended = bool(i_format & 1)
+    layout = (i_format >> 1) & 7
+    if layout > CHUNK_BASED:
+        raise ErofsFormatError(f"EROFS inode {nid}: unknown data layout {layout}")
+    if extended:
+        if len(raw) < 64:
+            raise ErofsFormatError(f"truncated extended EROFS inode {nid}")
+        size = struct.unpack_from("<Q", raw, 8)[0]
+    else:
+        size = struct.unpack_from("<I", raw, 8)[0]
+    return DiskInode(nid=nid, extended=extended, layout=layout, mode=mode, size=size)
+
+
+# ---------------------------------------------------------------- reading images
+def _read_direct(fd: int, offset: int, length: int) -> bytes | None:
+    """Aligned O_DIRECT pread; None when the file or fs refuses O_DIRECT."""
+    bs = 4096
+    start = offset // bs * bs
+    end = (offset + length + bs - 1) // bs * bs
+    buf = mmap.mmap(-1, end - start)          # page aligned, as O_DIRECT needs
+    try:
+        try:
+            n = os.preadv(fd, [buf], start)
+        except OSError:
+            return None
+        return bytes(buf[offset - start:min(n, offset - start + length)])
+    finally:
+        buf.close()
+
+
+def read_image(path: str, offset: int, length: int) -> bytes:
+    """Read bytes of an image file or block device without polluting the cache.
+
+    O_DIRECT first (no page-cache insertions at all); where that is refused
+    (tmpfs before 6.6, some FUSE), a buffered read whose new pages are dropped
+    again (truth.preserve_residency).  Raises OSError.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            data = _read_direct(fd, offset, length)
+        finally:
+            os.close(fd)
+        if data is not None:
+            return data
+    from ..truth import preserve_residency
+    with preserve_residency([path]):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+
+def read_superblock(path: str, base: int = 0) -> tuple[Superblock, bytes]:
+    """(superblock, bytes of the first block) of the image at ``path`` + ``base``."""
+    head = read_image(path, base, 8192)
+    if len(head) < EROFS_SUPER_OFFSET + 4:
+        raise ErofsFormatError(f"{path}: {len(head)} bytes, too short for an EROFS image")
+    sb = parse_superblock(head[EROFS_SUPER_OFFSET:EROFS_SUPER_OFFSET + 144])
+    first = head[:max(sb.block_size, EROFS_SUPER_OFFSET + sb.sb_size)]
+    return sb, first
+
+
+def image_id_from(sb: Superblock, first_block: bytes, extra: bytes = b"") -> str:
+    """Stable image id: uuid + digest(first block, root inode, size) + size.
+
+    The same image file mounted twice (file-backed or via loop) gets the same id;
+    two builds differ in uuid (random by default), build time or layout.  Two builds
+    with a forced equal uuid (-U) and timestamp (-T) whose metadata is identical too
+    would collide; ``extra`` (the root directory inode) narrows that further.
+    """
+    h = hashlib.sha256(first_block)
+    h.update(extra)
+    h.update(sb.image_size.to_bytes(8, "little"))
+    uuid = sb.uuid.hex() if any(sb.uuid) else "nouuid"
+    return f"{uuid[:12]}-{h.hexdigest()[:16]}-{sb.image_size}"
+
+
+def image_info(path: str, base: int = 0) -> ImageInfo:
+    """ImageInfo of the EROFS image at ``path`` (file or block device)."""
+    sb, first = read_superblock(path, base)
+    root = b""
+    try:
+        root = read_image(path, base + sb.inode_offset(sb.root_nid), 64)
+    except (OSError, ErofsFormatError):
+        pass
+    return ImageInfo(
+        uuid=sb.uuid_str, volume_name=sb.volume_name, feature_compat=sb.feature_compat,
+        feature_incompat=sb.feature_incompat, block_size=sb.block_size,
+        image_id=image_id_from(sb, first, root), ishare_xattrs=sb.ishare_xattrs,
+        compressed=sb.compressed)
+
+
+def read_inode(path: str, sb: Superblock, nid: int, base: int = 0) -> DiskInode:
+    """The on-disk inode ``nid`` of the image at ``path`` (+ ``base`` for loop offsets)."""
+    off = sb.inode_offset(nid)
+    raw = read_image(path, base + off, 64)
+    return parse_inode(raw, nid)
