@@ -238,7 +238,7 @@ def doctor():
               help="With --no-ui: keep the demo up this many seconds before printing.")
 def demo(no_ui, as_json, no_bpf, hold):
     """Run erofs-top on a built-in workload: two small EROFS images (a "minor
-    version" pair) mounted file-backed and via loop, readers in two cgroups
+    version" pair) mounted file-backed, readers in two cgroups
     `ctr-a` and `ctr-b` reading every file.  The library and binary are the same
     bytes in both images, so they show up as duplicate.  Everything the demo
     made (mounts, loop device, cgroups, images) is removed on exit or Ctrl-C."""

@@ -317,7 +317,7 @@ class DemoScenario:
         self.image_v1 = build_image(src1, stack.dir / "app-v1.erofs", "-T0")
         self.image_v2 = build_image(src2, stack.dir / "app-v2.erofs", "-T0")
         self.mount_a = stack.mount(self.image_v1, "ctr-a", "file")
-        self.mount_b = stack.mount(self.image_v2, "ctr-b", "loop")
+        self.mount_b = stack.mount(self.image_v2, "ctr-b", "file")
         self.ctr_a = stack.cgroup(f"{prefix}/ctr-a")
         self.ctr_b = stack.cgroup(f"{prefix}/ctr-b")
 

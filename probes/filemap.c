@@ -95,7 +95,7 @@ struct backing_key {
     u64 ino;
 };
 
-BPF_HASH(watched_devs, u32, u32, 4096);   /* value: KIND_* bits */
+BPF_HASH(watched_devs, u32, u64, 4096);   /* value: KIND_* bits */
 BPF_HASH(backing, struct backing_key, s64, 4096);
 BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, BPF_F_NO_PREALLOC);
@@ -281,7 +281,7 @@ static __always_inline int backing_delta(u32 dev, u64 ino, s64 nr)
 TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 {
     u32 dev = args->s_dev;
-    u32 *kind = watched_devs.lookup(&dev);
+    u64 *kind = watched_devs.lookup(&dev);
     if (!kind)
         return 0;
     u64 ino = args->i_ino;
@@ -304,7 +304,7 @@ TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
 {
     u32 dev = args->s_dev;
-    u32 *kind = watched_devs.lookup(&dev);
+    u64 *kind = watched_devs.lookup(&dev);
     if (!kind)
         return 0;
     u64 ino = args->i_ino;
@@ -328,13 +328,13 @@ TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
 TRACEPOINT_PROBE(erofs, erofs_fill_inode)
 {
     u32 dev = args->dev;
-    u32 *kind = watched_devs.lookup(&dev);
+    u64 *kind = watched_devs.lookup(&dev);
     if (kind) {
         if (!(*kind & KIND_EROFS))
             __sync_fetch_and_or(kind, KIND_EROFS);
         return 0;
     }
-    u32 k = KIND_EROFS;
+    u64 k = KIND_EROFS;
     watched_devs.update(&dev, &k);
     return 0;
 }
@@ -344,7 +344,7 @@ TRACEPOINT_PROBE(erofs, erofs_fill_inode)
 TRACEPOINT_PROBE(erofs, erofs_readahead)
 {
     u32 dev = args->dev;
-    u32 *kind = watched_devs.lookup(&dev);
+    u64 *kind = watched_devs.lookup(&dev);
     if (!kind || !(*kind & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
@@ -358,7 +358,7 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
 TRACEPOINT_PROBE(erofs, erofs_read_folio)
 {
     u32 dev = args->dev;
-    u32 *kind = watched_devs.lookup(&dev);
+    u64 *kind = watched_devs.lookup(&dev);
     if (!kind || !(*kind & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes as ct
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -120,7 +119,7 @@ class ProbeCollector(Collector):
                 want[m.backing_dev] = want.get(m.backing_dev, 0) | KIND_BACKING_FS
                 want_backing[(m.backing_dev, m.backing_ino)] = m.backing_file
         wd = self.bpf["watched_devs"]
-        current = {k.value: v.value for k, v in wd.items()}
+        current = {_num(k): _num(v) for k, v in wd.items()}
         for dev in set(current) | set(want):
             have = current.get(dev, 0)
             new = have | want.get(dev, 0)
@@ -130,7 +129,7 @@ class ProbeCollector(Collector):
                 new &= ~(self.watched[dev] & ~want[dev])
             if new != have:
                 if new:
-                    wd[ct.c_uint32(dev)] = ct.c_uint32(new)
+                    wd[ct.c_uint32(dev)] = ct.c_uint64(new)
                 else:
                     try:
                         del wd[ct.c_uint32(dev)]
@@ -220,7 +219,7 @@ class ProbeCollector(Collector):
             r.io.append(FileIO(k.dev, k.ino, k.cgid, v.inserted_pages, v.evicted_pages,
                                v.readahead_pages, v.read_folio_count))
         for k, v in self._items(self.bpf["backing"]):
-            r.backing_pages[(k.dev, k.ino)] = v.value
+            r.backing_pages[(k.dev, k.ino)] = _num(v)
         counters = self._counters()
         r.maps = {
             "chunks": (len(chunks_items), self.max_chunks, counters["chunk_update_failures"]),
@@ -318,5 +317,6 @@ class ProbeCollector(Collector):
                 pass
 
 
-def kernel_release() -> str:
-    return platform.release()
+def _num(v) -> int:
+    """ctypes scalar or int (BCC's batch reads return either) -> int."""
+    return v if isinstance(v, int) else v.value
