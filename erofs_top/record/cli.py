@@ -1,0 +1,306 @@
+"""Click commands of the recorder face; erofs_top/cli.py registers them.
+
+    record_command   erofs-top record -o FILE [--duration S | -- CMD ARGS...]
+    report_command   erofs-top report FILE [--json]
+    replay_command   erofs-top replay FILE
+    export_command   erofs-top export FILE --format perfetto -o OUT.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import click
+
+from ..units import fmt_bytes
+from . import format as fmt
+
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
+
+
+def parse_size(text: str) -> int:
+    """'512K', '100M', '1.5GiB', '4096' -> bytes (powers of 1024)."""
+    m = _SIZE.match(text or "")
+    if not m:
+        raise ValueError(f"not a size: {text!r} (examples: 4096, 512K, 100M, 2GiB)")
+    n = float(m.group(1)) * 1024 ** " kmgt".index((m.group(2) or " ").lower())
+    return int(n)
+
+
+class SizeParam(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def fail(msg: str, code: int = EXIT_FAIL):
+    click.echo(f"erofs-top: {msg}", err=True)
+    sys.exit(code)
+
+
+def _open_recording(path: str):
+    from .reader import Recording
+    try:
+        rec = Recording.open(path)
+    except fmt.RecordingError as e:
+        fail(str(e))
+    for w in rec.warnings:
+        click.echo(f"erofs-top: warning: {w}", err=True)
+    return rec
+
+
+# ---------------------------------------------------------------- record
+@click.command("record", context_settings={"ignore_unknown_options": False})
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Recording file to write (overwritten).")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), default=None,
+              help="Seconds to record (default: until CMD ends, or Ctrl-C).")
+@click.option("--max-size", type=SizeParam(), default=None,
+              help="Stop recording cleanly when the file would grow past SIZE "
+                   "(e.g. 100M, 2GiB); the report says so.")
+@click.option("--model-interval", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="Seconds between live Model snapshots stored alongside the events "
+                   "(a cross-check; 0: only one at the end).")
+@click.option("--compress", type=click.Choice(["auto", "zstd", "zlib", "none"]), default="auto",
+              show_default=True, help="Block compression (auto: zstd if the zstandard "
+                                      "package is installed, else zlib).")
+@click.option("--ring-buffer-pages", type=click.IntRange(1), default=4096, show_default=True,
+              help="BPF ring buffer size in pages (rounded up to a power of 2): more absorbs "
+                   "longer bursts before events are lost.")
+@click.option("--cgroup-root", type=click.Path(), default=None,
+              help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo).")
+@click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=200,
+              show_default=True, help="At most this many files in each Model's files[].")
+@click.option("--fingerprint-xattr", default="trusted.erofs.fingerprint", show_default=True,
+              help="xattr holding mkfs.erofs --xattr-inode-digest fingerprints.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+def record_command(output, duration, max_size, model_interval, compress, ring_buffer_pages,
+                   cgroup_root, files_cap, fingerprint_xattr, quiet, cmd):
+    """Record EROFS page-cache events to FILE for later `report`, `replay` and
+    `export`, on this or another machine, without root.
+
+    Streams every page-cache insert and eviction on EROFS mounts (cgroup, dev,
+    inode, page index, size, time), readahead and read_folio events, plus the
+    metadata needed offline (mounts, images, cgroup paths, file names and
+    content digests; never a raw fingerprint) and a Model every
+    --model-interval seconds.  Ends after --duration, when `-- CMD ARGS...`
+    exits (then exits with CMD's status), at --max-size, or on Ctrl-C; the file
+    is complete in every case.  Events the kernel drops when the ring buffer is
+    full are counted per second and shown by `report`.  Needs root (BPF).
+
+    \b
+    Examples:
+      erofs-top record -o boot.rec --duration 60
+      erofs-top record -o pods.rec --max-size 200M -- ./start-my-pods.sh
+    """
+    from ..collector import CollectorError
+    from .recorder import Recorder
+    from .writer import RecordingWriter
+
+    if cmd and duration is not None:
+        fail("give --duration or -- CMD, not both", EXIT_USAGE)
+    try:
+        codec = fmt.default_codec() if compress == "auto" else fmt.codec_from_name(compress)
+    except fmt.RecordingError as e:
+        fail(str(e), EXIT_USAGE)
+    try:
+        from ..kernel.probes import ProbeCollector
+    except ImportError as e:
+        fail(f"the tracepoint tier is not available in this install ({e})")
+    pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
+    # SIGTERM ends the recording like Ctrl-C: flush, END block
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        col = ProbeCollector(record=True, ringbuf_pages=pages, cgroup_root=cgroup_root,
+                             files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
+    except CollectorError as e:
+        fail(str(e))
+    except PermissionError as e:
+        fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
+    except KeyboardInterrupt:
+        fail("interrupted before recording started", EXIT_INTERRUPTED)
+    rc = 0
+    proc = None
+    rec = None
+    try:
+        try:
+            w = RecordingWriter(output, codec=codec, max_size_bytes=max_size)
+        except fmt.RecordingError as e:
+            fail(str(e))
+        status = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+        rec = Recorder(col, w, model_interval_s=model_interval, command=list(cmd),
+                       max_size_bytes=max_size, status=status)
+        rec.start()
+        if cmd:
+            try:
+                proc = subprocess.Popen(list(cmd))
+            except OSError as e:
+                rec.stop_reason = "command failed to start"
+                rec.finish()
+                fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
+        if not quiet:
+            what = f"until {cmd[0]} exits" if cmd else (
+                f"for {duration:g} s" if duration else "until Ctrl-C")
+            click.echo(f"erofs-top: recording to {output} {what} "
+                       f"({fmt.CODEC_NAMES[codec]}, tier {col.tier})", err=True)
+        try:
+            reason = rec.run(duration_s=duration, proc=proc)
+        except fmt.RecordingError as e:
+            click.echo(f"erofs-top: {e}; the recording ends here", err=True)
+            rec.stop_reason = "write error"
+        rec.finish()
+        if proc is not None:
+            if proc.poll() is None and rec.stop_reason == "interrupted":
+                proc.send_signal(signal.SIGINT)
+            if proc.poll() is None and not quiet:
+                click.echo(f"erofs-top: recording stopped ({rec.stop_reason}); waiting for "
+                           f"{cmd[0]} to exit", err=True)
+            try:
+                rc = proc.wait()
+            except KeyboardInterrupt:
+                proc.send_signal(signal.SIGINT)
+                rc = proc.wait()
+    except KeyboardInterrupt:
+        if rec is not None and not rec.w.closed:
+            rec.stop_reason = "interrupted"
+            rec.finish()
+    except CollectorError as e:
+        if rec is not None and not rec.w.closed:
+            rec.stop_reason = "collector error"
+            rec.finish()
+        fail(str(e))
+    finally:
+        col.close()
+    if rec is not None:
+        size = os.path.getsize(output) if os.path.exists(output) else 0
+        bpe = f", {size / rec.events_total:.1f} B/event" if rec.events_total else ""
+        lost = f"{_lost(rec)} lost in the kernel"
+        unwritten = f", {rec.w.events_unwritten} not written" if rec.w.events_unwritten else ""
+        click.echo(f"erofs-top: recorded {rec.events_total} events ({lost}{unwritten}) to "
+                   f"{output} ({fmt_bytes(size)}{bpe}); stopped: {rec.stop_reason}", err=True)
+        if rec.stop_reason == "max-size":
+            click.echo(f"erofs-top: --max-size {fmt_bytes(max_size)} reached: the recording "
+                       f"ends early", err=True)
+    if rec is not None and rec.stop_reason == "interrupted" and proc is None:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(rc if rc >= 0 else 128 - rc)
+
+
+def _lost(rec) -> int:
+    from .recorder import _events_lost
+    return _events_lost(rec.col)
+
+
+# ---------------------------------------------------------------- report
+@click.command("report")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document: the `once --json` keys (docs/json.md) plus "
+                   "`timeline` and `recording` (docs/recording.md).")
+@click.option("--files", "files_rows", type=click.IntRange(0), default=10, show_default=True,
+              help="File rows in the text tables.")
+@click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
+              help="At most this many files in files[] (default: as recorded).")
+@click.option("--samples", type=click.IntRange(2, 100_000), default=300, show_default=True,
+              help="At most this many timeline points (one a second, coarser for long "
+                   "recordings).")
+def report_command(file, as_json, files_rows, files_cap, samples):
+    """The same Model and tables as `once`, computed offline from a recording
+    (no root, any machine), plus a timeline: peaks of resident and duplicate
+    bytes, the fastest insert window and who inserted most in it, and the
+    events lost per second.  A recording cut by a crash is read up to its last
+    good block, with a warning."""
+    from .report import build_report, render_text
+    rec = _open_recording(file)
+    try:
+        model, doc = build_report(rec, files_cap=files_cap, max_samples=samples)
+    except fmt.RecordingError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(render_text(model, doc, files_rows))
+
+
+# ---------------------------------------------------------------- replay
+@click.command("replay")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--speed", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Recording seconds per wall-clock second (change live with < and >).")
+@click.option("--step", "step_s", type=click.FloatRange(0, min_open=True), default=1.0,
+              show_default=True, help="Seconds one step moves while paused.")
+@click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
+              help="At most this many files per Model (default: as recorded).")
+def replay_command(file, speed, step_s, files_cap):
+    """The live UI on a recording: pause, step, speed and jump-to-time work as
+    in the UI's help (?).  No root needed."""
+    from .source import RecordingSource
+    rec = _open_recording(file)
+    if not sys.stdout.isatty():
+        fail("replay needs a terminal; use `erofs-top report` for text or JSON")
+    try:
+        from ..tui.app import run_app
+    except ImportError as e:
+        fail(f"the terminal UI is not available in this install ({e})")
+    src = RecordingSource(rec, speed=speed, step_s=step_s, files_cap=files_cap)
+    try:
+        run_app(src, title=f"erofs-top replay {os.path.basename(file)}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        src.close()
+
+
+# ---------------------------------------------------------------- export
+@click.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "format_", type=click.Choice(["perfetto"]), default="perfetto",
+              show_default=True, help="perfetto: Chrome trace-event JSON for ui.perfetto.dev.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Output file ('-': stdout).")
+@click.option("--burst-min-rate", type=SizeParam(), default="1M", show_default=True,
+              help="A container inserting at least SIZE per second is a burst "
+                   "(instant event + slice on its track).")
+@click.option("--samples", type=click.IntRange(2, 100_000), default=300, show_default=True,
+              help="At most this many counter points per track.")
+def export_command(file, format_, output, burst_min_rate, samples):
+    """Convert a recording to a trace for the Perfetto UI: one track per
+    container with resident/duplicate bytes and insert rate counters, a node
+    track with totals and lost events, instant events for insert bursts."""
+    from . import perfetto, timeline
+    from .replay import Replayer
+    rec = _open_recording(file)
+    try:
+        tl = timeline.build(rec, Replayer(rec), max_samples=samples)
+        doc = perfetto.trace(rec, tl, burst_min_rate_bytes_per_s=burst_min_rate)
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+    text = json.dumps(doc)
+    if output == "-":
+        click.echo(text)
+        return
+    try:
+        with open(output, "w") as f:
+            f.write(text)
+    except OSError as e:
+        fail(f"cannot write {output}: {e.strerror}")
+    n = len(doc["traceEvents"])
+    click.echo(f"erofs-top: wrote {output} ({n} trace events, {fmt_bytes(len(text))}); open it "
+               f"in https://ui.perfetto.dev", err=True)

@@ -1,0 +1,339 @@
+"""The recording loop: kernel events + metadata + periodic Models -> a recording file.
+
+One thread.  The main loop polls the ring buffer every POLL_MS; once a second
+(a tick) it cuts an events block, writes the loss counters, and stores the
+metadata of what appeared since the last tick (cgroups, files, mounts); every
+``model_interval_s`` it asks the live collector for a Model (stored as a
+cross-check and so the content identities the aggregator asked for get
+recorded).  The ring buffer absorbs events while a tick or a Model runs; what
+it cannot hold the kernel counts as lost, and the report shows it per second.
+
+The collector's resolvers are wrapped (Logging*) so that every answer they
+give the live aggregator is stored: offline, the same questions get the same
+answers from fixtures.  Digests only: resolve/content.py never hands out a raw
+fingerprint xattr, and meta.safe_digest drops anything that is not a digest.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import threading
+import time
+from typing import Any, Callable
+
+from .. import __version__
+from . import format as fmt
+from .meta import file_to_json, mount_to_json, readings_to_json
+from .writer import RecordingWriter
+
+POLL_MS = 100
+TICK_S = 1.0
+
+
+def monotonic_ns() -> int:
+    """CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+class LoggingContent:
+    """Wraps a ContentResolver; remembers every answer, per (dev, ino)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self._lock = threading.Lock()
+        self.known: dict[tuple[int, int], dict[str, Any]] = {}
+        self.dirty: set[tuple[int, int]] = set()
+
+    def _note(self, mount, ino, name, value):
+        if mount is None:
+            return
+        key = (mount.dev, ino)
+        with self._lock:
+            d = self.known.setdefault(key, {})
+            if value is not None and d.get(name) != value:
+                d[name] = value
+                self.dirty.add(key)
+
+    def file_info(self, mount, ino):
+        v = self.inner.file_info(mount, ino)
+        self._note(mount, ino, "info", v)
+        return v
+
+    def fingerprint(self, mount, ino):
+        v = self.inner.fingerprint(mount, ino)
+        self._note(mount, ino, "fingerprint", v)
+        return v
+
+    def build_id(self, mount, ino):
+        v = self.inner.build_id(mount, ino)
+        self._note(mount, ino, "build_id", v)
+        return v
+
+    def digest(self, mount, ino):
+        v = self.inner.digest(mount, ino)
+        self._note(mount, ino, "digest", v)
+        return v
+
+    def __getattr__(self, name):          # digest_pending, forget, ... of the real resolver
+        return getattr(self.inner, name)
+
+    def drain(self) -> list[dict[str, Any]]:
+        with self._lock:
+            keys, self.dirty = self.dirty, set()
+            out = []
+            for dev, ino in sorted(keys):
+                d = self.known[(dev, ino)]
+                out.append(file_to_json(dev, ino, d.get("info"), d.get("digest"),
+                                        d.get("fingerprint"), d.get("build_id")))
+            return out
+
+
+class LoggingCgroups:
+    def __init__(self, inner):
+        self.inner = inner
+        self.known: dict[int, str] = {}
+        self.dirty: dict[int, str] = {}
+
+    def resolve(self, cgroup_id):
+        ci = self.inner.resolve(cgroup_id)
+        if ci.resolved and ci.path and ci.path != "?" and self.known.get(cgroup_id) != ci.path:
+            self.known[cgroup_id] = ci.path
+            self.dirty[cgroup_id] = ci.path
+        return ci
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def drain(self) -> dict[str, str]:
+        d, self.dirty = self.dirty, {}
+        return {str(k): v for k, v in d.items()}
+
+
+def _events_lost(col) -> int:
+    """Kernel-side ring buffer drops (BPF counter) + perf-buffer drops seen in user space."""
+    lost = int(getattr(col, "lost_events", 0) or 0)
+    counters = getattr(col, "_counters", None)
+    if callable(counters):
+        try:
+            lost += int(counters().get("events_lost", 0))
+        except Exception:   # a counter read must never end a recording
+            pass
+    return lost
+
+
+def _page_cache_bytes() -> int:
+    try:
+        from ..truth import meminfo_cached_bytes
+        return int(meminfo_cached_bytes())
+    except Exception:
+        return 0
+
+
+class Recorder:
+    """Drives one recording.  ``col``: a ProbeCollector(record=True) (or anything
+    with poll_events/read/refresh/mounts/cgroups/content/tier/page_size)."""
+
+    def __init__(self, col, writer: RecordingWriter, *, model_interval_s: float = 5.0,
+                 command: list[str] | None = None, max_size_bytes: int | None = None,
+                 status: Callable[[str], None] | None = None):
+        self.col = col
+        self.w = writer
+        self.model_interval_s = model_interval_s
+        self.command = list(command or [])
+        self.max_size_bytes = max_size_bytes
+        self.status = status or (lambda msg: None)
+        self.content = col.content = LoggingContent(col.content)
+        self.cgroups = col.cgroups = LoggingCgroups(col.cgroups)
+        self.events_total = 0
+        self.polls = 0
+        self._new_files: set[tuple[int, int]] = set()
+        self._new_cgroups: set[int] = set()
+        self._seen_files: set[tuple[int, int]] = set()
+        self._seen_cgroups: set[int] = set()
+        self._mounts_written: dict[int, dict] = {}
+        self.stop_reason: str | None = None
+
+    # ------------------------------------------------------------ start
+    def start(self) -> None:
+        col = self.col
+        self.mono_start_ns = monotonic_ns()
+        self.started_at = time.time()
+        col.mounts.refresh()
+        start = {
+            "erofs_top": __version__,
+            "started_at": self.started_at,
+            "mono_start_ns": self.mono_start_ns,
+            "hostname": socket.gethostname(),
+            "kernel": platform.release(),
+            "tier": col.tier,
+            "page_size": col.page_size,
+            "files_cap": getattr(col, "files_cap", 200),
+            "command": self.command,
+            "max_size_bytes": self.max_size_bytes,
+            "model_interval_s": self.model_interval_s,
+            "pid": os.getpid(),
+            "mounts": [],
+            "cgroups": {},
+            "files": [],
+        }
+        for m in col.mounts.mounts():
+            j = mount_to_json(m)
+            self._mounts_written[m.dev] = j
+            start["mounts"].append(j)
+        self.w.write_json(fmt.BLOCK_META, start)
+        # the seed: everything resident now, with owners (the collector seeded its
+        # maps from ground truth at attach; events since then are in the ring buffer)
+        seed_ts = monotonic_ns()
+        seed = col.read()
+        self.w.write_json(fmt.BLOCK_SEED, {"ts_ns": seed_ts, "readings": readings_to_json(seed)})
+        for pc in seed.chunks:
+            self._note_file(pc.dev, pc.ino)
+            for cg in pc.owners:
+                self._note_cgroup(cg)
+        for x in seed.io:
+            self._note_cgroup(x.cgroup_id)
+        self._meta_update()
+
+    def _note_file(self, dev, ino):
+        k = (dev, ino)
+        if k not in self._seen_files:
+            self._seen_files.add(k)
+            self._new_files.add(k)
+
+    def _note_cgroup(self, cg):
+        if cg and cg not in self._seen_cgroups:
+            self._seen_cgroups.add(cg)
+            self._new_cgroups.add(cg)
+
+    # ------------------------------------------------------------ events
+    def on_events(self, events) -> None:
+        self.w.add_events(events)
+        self.events_total += len(events)
+        seen_f, seen_c = self._seen_files, self._seen_cgroups
+        for e in events:
+            if e.kind <= fmt.KIND_READ_FOLIO:
+                if (e.dev, e.ino) not in seen_f:
+                    self._note_file(e.dev, e.ino)
+            if e.cgroup_id not in seen_c:
+                self._note_cgroup(e.cgroup_id)
+
+    # ------------------------------------------------------------ metadata
+    def _meta_update(self) -> None:
+        col = self.col
+        upd: dict[str, Any] = {}
+        mounts = []
+        for m in col.mounts.mounts():
+            j = mount_to_json(m)
+            if self._mounts_written.get(m.dev) != j:
+                self._mounts_written[m.dev] = j
+                mounts.append(j)
+        if mounts:
+            upd["mounts"] = mounts
+        for cg in sorted(self._new_cgroups):
+            try:
+                self.cgroups.resolve(cg)
+            except Exception:
+                pass
+        self._new_cgroups.clear()
+        for dev, ino in sorted(self._new_files):
+            m = col.mounts.by_dev(dev)
+            if m is None:
+                continue
+            try:
+                self.content.file_info(m, ino)
+            except Exception:   # a vanished file: the aggregator would see the same
+                pass
+        self._new_files.clear()
+        cgs = self.cgroups.drain()
+        if cgs:
+            upd["cgroups"] = cgs
+        files = self.content.drain()
+        if files:
+            upd["files"] = files
+        if upd:
+            self.w.write_json(fmt.BLOCK_META, upd)
+
+    def _sync_mounts(self) -> None:
+        col = self.col
+        col.mounts.refresh()
+        sync = getattr(col, "_sync_mounts", None)    # keep the kernel filter current
+        if callable(sync):
+            sync()
+
+    def tick(self, now_ns: int) -> None:
+        self.w.flush_events()
+        self._sync_mounts()
+        self._meta_update()
+        self.w.write_json(fmt.BLOCK_TICK, {
+            "ts_ns": now_ns, "wall": time.time(), "events_total": self.events_total,
+            "lost_events_total": _events_lost(self.col), "bytes_written": self.w.bytes_written,
+            "page_cache_bytes": _page_cache_bytes()})
+
+    def snapshot_model(self) -> None:
+        ts = monotonic_ns()
+        model = self.col.refresh()
+        self.w.write_json(fmt.BLOCK_MODEL, {"ts_ns": ts, "model": model.to_dict()})
+        self._meta_update()     # what the aggregator just asked (digests, build-ids)
+
+    # ------------------------------------------------------------ loop
+    def run(self, *, duration_s: float | None = None, proc: subprocess.Popen | None = None,
+            should_stop: Callable[[], bool] = lambda: False) -> str:
+        """Record until duration, CMD exit, --max-size, or should_stop().  Returns the reason."""
+        col = self.col
+        t0 = time.monotonic()
+        next_tick = t0 + TICK_S
+        next_model = t0 + self.model_interval_s if self.model_interval_s > 0 else None
+        reason = None
+        try:
+            while reason is None:
+                col.poll_events(self.on_events, POLL_MS)
+                self.polls += 1
+                now = time.monotonic()
+                if now >= next_tick:
+                    self.tick(monotonic_ns())
+                    next_tick = max(next_tick + TICK_S, now)
+                if next_model is not None and now >= next_model:
+                    self.snapshot_model()
+                    next_model = max(next_model + self.model_interval_s, time.monotonic())
+                if self.w.full:
+                    reason = "max-size"
+                elif duration_s is not None and now - t0 >= duration_s:
+                    reason = "duration"
+                elif proc is not None and proc.poll() is not None:
+                    reason = "command exited"
+                elif should_stop():
+                    reason = "interrupted"
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        except fmt.RecordingError:
+            reason = "write error"
+            raise
+        finally:
+            self.stop_reason = reason or "error"
+        return self.stop_reason
+
+    def finish(self) -> None:
+        """Drain the ring buffer, store a last Model and the metadata, write END."""
+        col = self.col
+        try:
+            if not self.w.full:
+                col.poll_events(self.on_events, 0)
+                self.w.flush_events()
+                self.snapshot_model()
+        except KeyboardInterrupt:
+            pass        # a second Ctrl-C: still write the END block below
+        except fmt.RecordingError:
+            pass
+        end_ts = monotonic_ns()
+        lost = _events_lost(col)
+        try:
+            self.w.write_json(fmt.BLOCK_TICK, {
+                "ts_ns": end_ts, "wall": time.time(), "events_total": self.events_total,
+                "lost_events_total": lost, "bytes_written": self.w.bytes_written,
+                "page_cache_bytes": _page_cache_bytes()})
+        except fmt.RecordingError:
+            pass
+        self.w.close({"ts_ns": end_ts, "ended_at": time.time(), "reason": self.stop_reason,
+                      "events_total": self.events_total, "lost_events_total": lost})

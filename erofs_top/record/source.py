@@ -1,0 +1,74 @@
+"""RecordingSource: a recording as a ModelSource for the UI (erofs_top/tui/source.py).
+
+Each ``refresh()`` moves the replay clock forward by the wall time since the
+previous refresh times ``speed`` (at most MAX_ADVANCE_S of wall time, so a
+pause in the UI does not make it jump), and returns the Model there.  ``step``
+moves by ``step_s`` recording seconds (back too), ``seek`` jumps to a unix
+time.  At the end it keeps returning the last Model.
+"""
+from __future__ import annotations
+
+import time
+
+from ..model import Model
+from .reader import Recording
+from .replay import Replayer
+
+MAX_ADVANCE_S = 2.0
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+
+
+class RecordingSource:
+    def __init__(self, rec: Recording, *, speed: float = 1.0, step_s: float = 1.0,
+                 files_cap: int | None = None, clock=time.monotonic):
+        self.rec = rec
+        self.replayer = Replayer(rec, files_cap=files_cap)
+        self.speed = speed
+        self.step_s = step_s
+        self.clock = clock
+        self.offset_s = 0.0            # position: seconds since the recording started
+        self._last_wall: float | None = None
+        self.closed = False
+
+    @property
+    def tier(self) -> str:
+        return self.replayer.tier
+
+    @property
+    def duration_s(self) -> float:
+        return self.rec.duration_s
+
+    @property
+    def at_end(self) -> bool:
+        return self.offset_s >= self.duration_s
+
+    def _model(self) -> Model:
+        self.offset_s = min(max(0.0, self.offset_s), self.duration_s)
+        return self.replayer.model_at(self.rec.mono_start_ns + int(self.offset_s * 1e9))
+
+    def refresh(self) -> Model:
+        now = self.clock()
+        if self._last_wall is not None:
+            self.offset_s += min(now - self._last_wall, MAX_ADVANCE_S) * self.speed
+        self._last_wall = now
+        return self._model()
+
+    def step(self, n: int = 1) -> Model:
+        self._last_wall = self.clock()
+        self.offset_s += n * self.step_s
+        return self._model()
+
+    def seek(self, t: float) -> Model:
+        """t: unix seconds (as Model.started_at/ended_at); values below 1e9 are taken
+        as seconds since the start of the recording."""
+        self._last_wall = self.clock()
+        self.offset_s = t - self.rec.started_at if t >= 1e9 else t
+        return self._model()
+
+    def position(self) -> str:
+        wall = time.strftime("%H:%M:%S", time.localtime(self.rec.started_at + self.offset_s))
+        pct = 100.0 * self.offset_s / self.duration_s if self.duration_s > 0 else 100.0
+        return f"{wall} (+{self.offset_s:.1f} s, {pct:.0f}%) x{self.speed:g}"
+
+    def close(self) -> None:
+        self.closed = True
