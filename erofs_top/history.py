@@ -1,0 +1,271 @@
+"""Bounded history of Models: per-row rates, sparkline series, fading rows.
+
+The one history object every face shares (TUI, exporter, recorder replay).
+It only reads Models: rates are differences of the Model's cumulative
+counters between two refreshes, divided by the time between them
+(``Model.ended_at``, so a replayed recording gives the same rates as the
+live run did).
+
+Rows are keyed by stable keys (``row_key``): ``cgroup_id`` for containers,
+``dev`` for mounts, ``(dev, ino)`` for files.  A row that vanishes from the
+Model is kept, marked gone, for ``grace_s`` seconds of Model time and then
+dropped, so a face can fade it out instead of letting it blink away.
+
+Memory is bounded: at most ``capacity`` samples per series, series only for
+containers and mounts (files keep their last object only), two Models kept.
+"""
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from typing import Any, Hashable, Iterator
+
+from .model import Container, File, Model, Mount
+
+CONTAINERS = "containers"
+MOUNTS = "mounts"
+FILES = "files"
+ROW_KINDS = (CONTAINERS, MOUNTS, FILES)
+SERIES_KINDS = (CONTAINERS, MOUNTS)    # kinds that keep resident/duplicate series
+
+DEFAULT_CAPACITY = 180                  # 6 minutes at the default 2 s interval
+DEFAULT_GRACE_S = 30.0
+
+
+def row_key(kind: str, row: Any) -> Hashable:
+    """Stable key of a Model row: cgroup_id, dev, or (dev, ino)."""
+    if kind == CONTAINERS:
+        return row.cgroup_id
+    if kind == MOUNTS:
+        return row.dev
+    if kind == FILES:
+        return (row.dev, row.ino)
+    raise ValueError(f"unknown row kind {kind!r} (one of {', '.join(ROW_KINDS)})")
+
+
+def _rows_of(model: Model, kind: str) -> list:
+    if kind == CONTAINERS:
+        return model.containers
+    if kind == MOUNTS:
+        return model.mounts
+    if kind == FILES:
+        return model.files
+    raise ValueError(f"unknown row kind {kind!r}")
+
+
+class Ring:
+    """Fixed-capacity ring of integers (array-backed: 8 bytes a sample)."""
+    __slots__ = ("capacity", "_data", "_head")
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError("ring capacity must be at least 1")
+        self.capacity = capacity
+        self._data = array("q")
+        self._head = 0          # index of the oldest sample once full
+
+    def append(self, value: int) -> None:
+        if len(self._data) < self.capacity:
+            self._data.append(value)
+        else:
+            self._data[self._head] = value
+            self._head = (self._head + 1) % self.capacity
+
+    def values(self) -> list[int]:
+        """Oldest first."""
+        d = self._data
+        return list(d[self._head:]) + list(d[:self._head])
+
+    def last(self) -> int | None:
+        if not self._data:
+            return None
+        return self._data[(self._head - 1) % len(self._data)]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class RowSeries:
+    """Resident and duplicate bytes of one row, one sample per Model."""
+    __slots__ = ("resident_bytes", "duplicate_bytes")
+
+    def __init__(self, capacity: int):
+        self.resident_bytes = Ring(capacity)
+        self.duplicate_bytes = Ring(capacity)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Per-second rates of one container between the last two Models (None: unknown)."""
+    insert_bytes_per_s: float | None = None
+    evict_bytes_per_s: float | None = None
+    readahead_bytes_per_s: float | None = None
+    read_folio_per_s: float | None = None      # synchronous reads (misses) per second
+
+
+NO_RATES = Rates()
+_RATE_FIELDS = (("insert_bytes_per_s", "inserted_bytes"),
+                ("evict_bytes_per_s", "evicted_bytes"),
+                ("readahead_bytes_per_s", "readahead_bytes"),
+                ("read_folio_per_s", "read_folio_count"))
+
+
+def _rate(cur: int, prev: int, dt: float) -> float | None:
+    # A counter that went down was reset (collector restarted): no honest rate.
+    if dt <= 0 or cur < prev:
+        return None
+    return (cur - prev) / dt
+
+
+class _KindState:
+    __slots__ = ("current", "previous", "gone", "series")
+
+    def __init__(self) -> None:
+        self.current: dict[Hashable, Any] = {}      # key -> row object of the latest Model
+        self.previous: dict[Hashable, Any] = {}     # key -> row object of the Model before
+        self.gone: dict[Hashable, tuple[Any, float]] = {}  # key -> (last row, gone since)
+        self.series: dict[Hashable, RowSeries] = {}
+
+
+class History:
+    """Feed it every Model (``push``); ask it for rows, rates and series.
+
+    Time runs on ``Model.ended_at``.  A Model older than the latest one (a
+    replay seeking backwards) resets the history first.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, grace_s: float = DEFAULT_GRACE_S):
+        if capacity < 2:
+            raise ValueError("history capacity must be at least 2 samples")
+        if grace_s < 0:
+            raise ValueError("grace period must be >= 0 seconds")
+        self.capacity = capacity
+        self.grace_s = grace_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.latest: Model | None = None
+        self.previous: Model | None = None
+        self.times = Ring(self.capacity)                # Model.ended_at, seconds * 1000
+        self.node_series = RowSeries(self.capacity)     # Totals resident/duplicate
+        self.samples_count = 0
+        self._kinds = {kind: _KindState() for kind in ROW_KINDS}
+
+    # ------------------------------------------------------------- feeding
+    def push(self, model: Model) -> None:
+        now = model.ended_at
+        if self.latest is not None and now < self.latest.ended_at:
+            self.reset()
+        self.previous, self.latest = self.latest, model
+        self.samples_count += 1
+        self.times.append(int(now * 1000))
+        self.node_series.resident_bytes.append(model.totals.resident_bytes)
+        self.node_series.duplicate_bytes.append(model.totals.duplicate_bytes)
+        for kind in ROW_KINDS:
+            self._push_kind(kind, _rows_of(model, kind), now)
+
+    def _push_kind(self, kind: str, rows: list, now: float) -> None:
+        st = self._kinds[kind]
+        keyf = _KEY_FUNCS[kind]
+        new = {keyf(r): r for r in rows}
+        old = st.current
+        # Rows that vanished now start their grace period; rows back are no longer gone.
+        for key in old.keys() - new.keys():
+            st.gone[key] = (old[key], now)
+        if st.gone:
+            for key in [k for k, (_, since) in st.gone.items()
+                        if k in new or now - since >= self.grace_s]:
+                del st.gone[key]
+                if key not in new:
+                    st.series.pop(key, None)
+        st.previous, st.current = old, new
+        if kind in SERIES_KINDS:
+            series = st.series
+            cap = self.capacity
+            for key, r in new.items():
+                s = series.get(key)
+                if s is None:
+                    s = series[key] = RowSeries(cap)
+                s.resident_bytes.append(r.resident_bytes)
+                s.duplicate_bytes.append(r.duplicate_bytes)
+
+    # ------------------------------------------------------------- reading
+    def rows(self, kind: str) -> dict[Hashable, Any]:
+        """Rows of the latest Model, key -> row object."""
+        return self._kinds[kind].current
+
+    def gone_rows(self, kind: str) -> dict[Hashable, tuple[Any, float]]:
+        """Vanished rows still in their grace period: key -> (last row, gone since)."""
+        return self._kinds[kind].gone
+
+    def iter_rows(self, kind: str) -> Iterator[tuple[Hashable, Any, float | None]]:
+        """(key, row, gone_since or None) for live rows, then fading ones."""
+        for key, r in self._kinds[kind].current.items():
+            yield key, r, None
+        for key, (r, since) in self._kinds[kind].gone.items():
+            yield key, r, since
+
+    def fade(self, kind: str, key: Hashable) -> float:
+        """0.0 for a live row, rising to 1.0 at the end of its grace period."""
+        g = self._kinds[kind].gone.get(key)
+        if g is None or self.latest is None:
+            return 0.0
+        if self.grace_s == 0:
+            return 1.0
+        return min(1.0, max(0.0, (self.latest.ended_at - g[1]) / self.grace_s))
+
+    def series(self, kind: str, key: Hashable) -> RowSeries | None:
+        return self._kinds[kind].series.get(key)
+
+    def interval_s(self) -> float | None:
+        """Model time between the last two refreshes."""
+        if self.latest is None or self.previous is None:
+            return None
+        return self.latest.ended_at - self.previous.ended_at
+
+    def rates(self, kind: str, key: Hashable) -> Rates:
+        """Container rates between the last two Models; NO_RATES when unknown."""
+        st = self._kinds[kind]
+        cur = st.current.get(key)
+        prev = st.previous.get(key)
+        dt = self.interval_s()
+        if cur is None or prev is None or dt is None or not isinstance(cur, Container):
+            return NO_RATES
+        return Rates(**{name: _rate(getattr(cur, field), getattr(prev, field), dt)
+                        for name, field in _RATE_FIELDS})
+
+    def node_rates(self) -> dict[str, float | None]:
+        """Node-wide insert/evict bytes per second from Totals."""
+        dt = self.interval_s()
+        if dt is None:
+            return {"insert_bytes_per_s": None, "evict_bytes_per_s": None}
+        cur, prev = self.latest.totals, self.previous.totals
+        return {"insert_bytes_per_s": _rate(cur.inserted_bytes, prev.inserted_bytes, dt),
+                "evict_bytes_per_s": _rate(cur.evicted_bytes, prev.evicted_bytes, dt)}
+
+    def bpf_cost(self) -> float | None:
+        """CPU seconds the BPF programs ran per second of wall time (bpf_stats)."""
+        dt = self.interval_s()
+        if dt is None or dt <= 0:
+            return None
+        cur = sum(self.latest.health.bpf_run_time_ns.values())
+        prev = sum(self.previous.health.bpf_run_time_ns.values())
+        if not self.latest.health.bpf_run_time_ns or cur < prev:
+            return None
+        return (cur - prev) / 1e9 / dt
+
+    def lost_events_delta(self) -> int | None:
+        """Lost events since the previous Model (None with one Model)."""
+        if self.previous is None:
+            return None
+        return max(0, self.latest.health.lost_events - self.previous.health.lost_events)
+
+
+_KEY_FUNCS = {
+    CONTAINERS: lambda c: c.cgroup_id,
+    MOUNTS: lambda m: m.dev,
+    FILES: lambda f: (f.dev, f.ino),
+}
+
+__all__ = ["History", "Rates", "NO_RATES", "Ring", "RowSeries", "row_key",
+           "CONTAINERS", "MOUNTS", "FILES", "ROW_KINDS", "Container", "Mount", "File"]

@@ -1,0 +1,70 @@
+"""`erofs-top top`: the live terminal UI (also what `erofs-top` alone runs)."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .app import DEFAULT_INTERVAL_S, INTERVALS_S, sort_keys
+
+EXIT_FAIL = 1
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"erofs-top: {msg}", err=True)
+    sys.exit(EXIT_FAIL)
+
+
+@click.command("top", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--interval", "interval_s", type=click.FloatRange(min=0.1, max=3600),
+              default=DEFAULT_INTERVAL_S, show_default=True, metavar="SECONDS",
+              help="Seconds between refreshes; + and - change it while running "
+                   f"({', '.join(f'{i:g}' for i in INTERVALS_S)}).")
+@click.option("--cgroup-root", type=click.Path(exists=True, file_okay=False), default=None,
+              help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo).")
+@click.option("--sort", "sort", type=click.Choice(sort_keys(), case_sensitive=False),
+              default=None, help="Column to sort by, high to low (default: resident). "
+                                 "Applies to every view that has the column; `s` and `r` "
+                                 "change it while running.")
+@click.option("--filter", "filter_text", default="", metavar="TEXT",
+              help="Show only rows whose name, cgroup path, mount point or file path "
+                   "contains TEXT (case-insensitive); `/` edits it while running.")
+@click.option("--no-bpf", is_flag=True,
+              help="No BPF: the snapshot tier (resident and duplicate bytes from "
+                   "mincore/kpagecgroup; no insert/evict/miss rates).")
+@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, metavar="SECONDS",
+              help="How long rows of vanished cgroups, mounts and files stay (dimmed) "
+                   "before they are dropped.")
+def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, grace_s):
+    """Live view of EROFS page cache: per container, per image, per file.
+
+    The header shows node totals (EROFS resident vs the node's page cache,
+    duplicate and redundant bytes, what inode_share saves or could save), the
+    capability tier, and erofs-top's own cost.  Keys: Tab/1-3 views, Enter
+    detail, s/r sort, / filter, p pause, +/- interval, ? help, q quit.
+    Needs root for BPF; --no-bpf works from kernel ground truth alone.
+    """
+    from ..collector import CollectorError, open_collector
+    from .app import run_app
+
+    if not sys.stdout.isatty() and not os.environ.get("EROFS_TOP_FORCE_TUI"):
+        _fail("the live UI needs a terminal; use `erofs-top once` or `erofs-top snapshot --json` "
+              "for scripts")
+    try:
+        source = open_collector(no_bpf=no_bpf, cgroup_root=cgroup_root)
+    except CollectorError as exc:
+        _fail(str(exc))
+    except PermissionError as exc:
+        _fail(f"permission denied: {exc.filename or exc} (run as root, or use --no-bpf)")
+    except OSError as exc:
+        _fail(f"cannot start collecting: {exc.strerror or exc}")
+    try:
+        run_app(source, interval_s=interval_s, sort=sort.lower() if sort else None,
+                filter_text=filter_text, grace_s=grace_s)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["top_command"]

@@ -1,0 +1,202 @@
+"""Detail pane (Enter): a container's mounts, top files and charts; an image's
+containers; a file's ELF sections.  Live: rebuilt on every refresh."""
+from __future__ import annotations
+
+from typing import Hashable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Static
+
+from ..history import CONTAINERS, FILES, MOUNTS
+from ..model import Container, File, Model, Mount
+from ..units import fmt_bytes, fmt_count_rate, fmt_rate, UNKNOWN
+from .common import ViewContext, chart, container_name
+from .images import backing_text, share_text
+
+TOP_FILES = 10
+
+
+def _kv(pairs: list[tuple[str, str]]) -> str:
+    return "   ".join(f"{k} {v}" for k, v in pairs if v != "")
+
+
+def _chart_block(title: str, values: list[int], width: int, height: int) -> list[str]:
+    if not values:
+        return [f"{title}: no samples yet"]
+    top = max(values)
+    lines = [f"{title} (last {len(values[-width:])} refreshes, top {fmt_bytes(top)}, "
+             f"now {fmt_bytes(values[-1])})"]
+    lines += ["│" + line for line in chart(values, width, height)]
+    return lines
+
+
+def _files_table(files: list[File], width: int) -> list[str]:
+    if not files:
+        return ["  (none in the Model's file list)"]
+    w = max(20, width - 34)
+    out = [f"  {'FILE':<{w}} {'RESIDENT':>9} {'DUPLICATE':>10} {'COPIES':>6}"]
+    for f in files:
+        path = f.path or f"ino {f.ino} (unnamed)"
+        if len(path) > w:
+            path = "…" + path[-(w - 1):]
+        out.append(f"  {path:<{w}} {fmt_bytes(f.resident_bytes):>9} "
+                   f"{fmt_bytes(f.duplicate_bytes):>10} {f.copies:>5}x")
+    return out
+
+
+def container_lines(ctx: ViewContext, key: Hashable, c: Container, width: int) -> list[str]:
+    model: Model = ctx.model
+    h = ctx.history
+    r = h.rates(CONTAINERS, key)
+    gone = " (gone)" if h.fade(CONTAINERS, key) > 0 else ""
+    lines = [f"Container {container_name(c)}{gone}",
+             _kv([("cgroup", c.cgroup), ("id", str(c.cgroup_id)), ("runtime", c.runtime or "-")]),
+             ]
+    if c.container_id or c.pod_uid:
+        lines.append(_kv([("container", c.container_id), ("pod", c.pod_uid)]))
+    lines.append(_kv([
+        ("resident", fmt_bytes(c.resident_bytes)), ("duplicate", fmt_bytes(c.duplicate_bytes)),
+        ("shared", fmt_bytes(c.shared_bytes) if ctx.full else UNKNOWN),
+        ("fair", fmt_bytes(c.fair_bytes) if ctx.full else UNKNOWN),
+        ("seeded", fmt_bytes(c.seeded_bytes)), ("files", str(c.files_count))]))
+    if ctx.live_rates:
+        lines.append(_kv([("insert", fmt_rate(r.insert_bytes_per_s)),
+                          ("evict", fmt_rate(r.evict_bytes_per_s)),
+                          ("readahead", fmt_rate(r.readahead_bytes_per_s)),
+                          ("misses", fmt_count_rate(r.read_folio_per_s))]))
+    lines.append("")
+    lines.append(f"Mounts it holds pages of ({len(c.mounts)}):")
+    mounts = {m.dev: m for m in model.mounts} if model else {}
+    for dev in c.mounts:
+        m = mounts.get(dev)
+        if m is None:
+            lines.append(f"  {dev}  (no longer mounted)")
+        else:
+            lines.append(f"  {dev:<8} {m.mountpoint}  {backing_text(m)}, inode_share "
+                         f"{share_text(m)}, image resident {fmt_bytes(m.resident_bytes)}")
+    mine = [f for f in (model.files if model else []) if c.cgroup_id in f.cgroups]
+    mine.sort(key=lambda f: -f.resident_bytes)
+    lines.append("")
+    lines.append(f"Top files it inserted ({min(len(mine), TOP_FILES)} of {len(mine)} listed):")
+    lines += _files_table(mine[:TOP_FILES], width)
+    s = h.series(CONTAINERS, key)
+    cw = max(10, width - 4)
+    lines.append("")
+    lines += _chart_block("Resident", s.resident_bytes.values() if s else [], cw, 6)
+    lines += _chart_block("Duplicate", s.duplicate_bytes.values() if s else [], cw, 4)
+    return lines
+
+
+def mount_lines(ctx: ViewContext, key: Hashable, m: Mount, width: int) -> list[str]:
+    model: Model = ctx.model
+    h = ctx.history
+    gone = " (gone)" if m.gone or h.fade(MOUNTS, key) > 0 else ""
+    lines = [f"Image at {m.mountpoint}{gone}",
+             _kv([("dev", m.dev), ("source", m.source), ("backing", backing_text(m)),
+                  ("inode_share", share_text(m))]),
+             _kv([("image file", m.backing_file), ("image id", m.image_id[:16]),
+                  ("uuid", m.uuid), ("volume", m.volume_name)]),
+             _kv([("compressed", "yes" if m.compressed else "no"),
+                  ("fingerprints", "yes" if m.ishare_xattrs else "no")]),
+             _kv([("resident", fmt_bytes(m.resident_bytes)),
+                  ("duplicate", fmt_bytes(m.duplicate_bytes)),
+                  ("backing file resident", fmt_bytes(m.backing_resident_bytes))])]
+    if m.backing in ("file", "loop") and m.backing_resident_bytes and not m.directio:
+        lines.append("  the image file is cached too (double caching); mount with directio "
+                     "to avoid it")
+    holders = [c for c in (model.containers if model else []) if m.dev in c.mounts]
+    holders.sort(key=lambda c: -c.resident_bytes)
+    lines.append("")
+    lines.append(f"Containers holding its pages ({len(holders)}; bytes are each container's "
+                 "total over all its mounts):")
+    for c in holders:
+        lines.append(f"  {container_name(c):<40} resident {fmt_bytes(c.resident_bytes):>9}"
+                     f"  duplicate {fmt_bytes(c.duplicate_bytes):>9}")
+    if not holders:
+        lines.append("  (none)")
+    files = [f for f in (model.files if model else []) if f.dev == m.dev]
+    files.sort(key=lambda f: -f.resident_bytes)
+    lines.append("")
+    lines.append(f"Top files ({min(len(files), TOP_FILES)} of {len(files)} listed):")
+    lines += _files_table(files[:TOP_FILES], width)
+    s = h.series(MOUNTS, key)
+    lines.append("")
+    lines += _chart_block("Resident", s.resident_bytes.values() if s else [], max(10, width - 4), 6)
+    return lines
+
+
+def file_lines(ctx: ViewContext, key: Hashable, f: File, width: int) -> list[str]:
+    model: Model = ctx.model
+    names = {c.cgroup_id: container_name(c) for c in (model.containers if model else [])}
+    gone = " (gone)" if ctx.history.fade(FILES, key) > 0 else ""
+    lines = [f"File {f.path or '(unnamed)'}{gone}",
+             _kv([("dev", f.dev), ("ino", str(f.ino)), ("size", fmt_bytes(f.size)),
+                  ("content", f.content_id or "-"), ("copies", f"{f.copies}x"),
+                  ("shared", ("yes" if f.shared else "no") if ctx.full else UNKNOWN)]),
+             _kv([("resident", fmt_bytes(f.resident_bytes)),
+                  ("duplicate", fmt_bytes(f.duplicate_bytes))]),
+             "", "Cgroups that inserted its pages:"]
+    lines += [f"  {names.get(cg, f'cgroup #{cg}')}" for cg in f.cgroups] or ["  (none known)"]
+    lines.append("")
+    info = ctx.elf.get(f.path, f.size, f.resident_bytes) if ctx.elf and f.path else None
+    if info is None:
+        lines.append("ELF: reading…" if f.path else "ELF: no path to read")
+    elif info.error:
+        lines.append(f"ELF: {info.error}")
+    else:
+        lines.append(f"ELF build-id {info.build_id or '(none)'}")
+        lines.append(f"Resident pages by section (mincore now: {fmt_bytes(info.resident_bytes)}):")
+        for name, b in info.sections:
+            lines.append(f"  {name:<24} {fmt_bytes(b):>9}")
+    return lines
+
+
+class DetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("enter", "app.pop_screen", "back", show=False),
+        Binding("backspace", "app.pop_screen", "back", show=False),
+    ]
+
+    def __init__(self, ctx: ViewContext, kind: str, key: Hashable):
+        super().__init__()
+        self.ctx, self.kind, self.key = ctx, kind, key
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-scroll"):
+            yield Static(id="detail-body")
+        yield Static("Esc back   q quit", id="detail-keys")
+
+    def on_mount(self) -> None:
+        self.update_view()
+
+    def on_resize(self) -> None:
+        self.update_view()
+
+    def _row(self):
+        h = self.ctx.history
+        row = h.rows(self.kind).get(self.key)
+        if row is None:
+            gone = h.gone_rows(self.kind).get(self.key)
+            row = gone[0] if gone else None
+        return row
+
+    def update_view(self) -> None:
+        width = max(40, self.size.width - 2)
+        row = self._row()
+        if row is None:
+            lines = ["This row is gone (its grace period ended). Esc goes back."]
+        elif self.kind == CONTAINERS:
+            lines = container_lines(self.ctx, self.key, row, width)
+        elif self.kind == MOUNTS:
+            lines = mount_lines(self.ctx, self.key, row, width)
+        else:
+            lines = file_lines(self.ctx, self.key, row, width)
+        text = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
+        if lines:
+            text.stylize("bold", 0, len(lines[0]))
+        self.query_one("#detail-body", Static).update(text)
