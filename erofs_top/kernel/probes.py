@@ -118,7 +118,7 @@ class ProbeCollector(Collector):
             if m.backing_ino and m.backing_dev:
                 want[m.backing_dev] = want.get(m.backing_dev, 0) | KIND_BACKING_FS
                 want_backing[(m.backing_dev, m.backing_ino)] = m.backing_file
-        wd = self.bpf["watched_devs"]
+        wd = self.bpf[b"watched_devs"]
         current = {_num(k): _num(v) for k, v in wd.items()}
         for dev in set(current) | set(want):
             have = current.get(dev, 0)
@@ -136,7 +136,7 @@ class ProbeCollector(Collector):
                     except KeyError:
                         pass
         self.watched = want
-        bt = self.bpf["backing"]
+        bt = self.bpf[b"backing"]
         for (dev, ino), path in want_backing.items():
             if (dev, ino) in self.backing:
                 continue
@@ -154,7 +154,7 @@ class ProbeCollector(Collector):
         /proc/kpagecgroup where readable, marked seeded.  Only chunks the kernel
         has not seen yet are written (an insert since attach is more exact)."""
         snap = truth.snapshot_readings(self.mounts, self.cgroups)
-        chunks = self.bpf["chunks"]
+        chunks = self.bpf[b"chunks"]
         seeded = 0
         for pc in snap.chunks:
             key = chunks.Key(pc.dev, 0, pc.ino, pc.chunk)
@@ -189,7 +189,7 @@ class ProbeCollector(Collector):
             raise CollectorError("probes are detached")
         self._sync_mounts()
         r = Readings(taken_at=time.time(), page_size=self.page_size, probes_attached=True)
-        chunks_items = self._items(self.bpf["chunks"])
+        chunks_items = self._items(self.bpf[b"chunks"])
         empty = set()
         for k, v in chunks_items:
             owners: dict[int, int] = {}
@@ -204,7 +204,7 @@ class ProbeCollector(Collector):
             r.chunks.append(PageChunk(k.dev, k.ino, k.chunk, owners, v.seeded_bits))
         # garbage-collect entries empty at two reads in a row (an insert racing
         # a delete of the entry would be lost, so give it a refresh interval)
-        chunks = self.bpf["chunks"]
+        chunks = self.bpf[b"chunks"]
         for dev, ino, c in empty & self._empty_chunks:
             key = chunks.Key(dev, 0, ino, c)
             try:
@@ -214,11 +214,11 @@ class ProbeCollector(Collector):
             except KeyError:
                 pass
         self._empty_chunks = empty
-        io_items = self._items(self.bpf["io"])
+        io_items = self._items(self.bpf[b"io"])
         for k, v in io_items:
             r.io.append(FileIO(k.dev, k.ino, k.cgid, v.inserted_pages, v.evicted_pages,
                                v.readahead_pages, v.read_folio_count))
-        for k, v in self._items(self.bpf["backing"]):
+        for k, v in self._items(self.bpf[b"backing"]):
             r.backing_pages[(k.dev, k.ino)] = _num(v)
         counters = self._counters()
         r.maps = {
@@ -241,7 +241,7 @@ class ProbeCollector(Collector):
         return r
 
     def _counters(self) -> dict[str, int]:
-        t = self.bpf["counters"]
+        t = self.bpf[b"counters"]
         out = {}
         for i, name in enumerate(COUNTERS):
             try:
@@ -277,7 +277,7 @@ class ProbeCollector(Collector):
         if not self._ring_open:
             batch: list[PageEvent] = []
             self._batch = batch
-            table = self.bpf["events"]
+            table = self.bpf[b"events"]
 
             def on_event(*args):
                 data = args[1] if len(args) >= 2 else args[0]

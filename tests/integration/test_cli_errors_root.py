@@ -1,0 +1,91 @@
+"""Bad input and hostile conditions: a one-line reason, the right exit code,
+never a traceback, nothing left attached or mounted."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from erofs_top.workload import build_image, make_tree
+
+pytestmark = pytest.mark.root
+CLI = [sys.executable, "-m", "erofs_top.cli"]
+
+
+def run(args, user=None, **kw):
+    argv = CLI + list(args)
+    if user:
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, **kw)
+
+
+def one_line_error(r):
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("erofs-top: "), r.stderr
+
+
+def test_not_root_once_is_one_line_and_exit_1():
+    r = run(["once", "--json", "--duration", "0"], user="nobody")
+    assert r.returncode == 1
+    one_line_error(r)
+    assert "root" in r.stderr and "--no-bpf" in r.stderr
+
+
+def test_not_root_snapshot_still_works_with_unknown_owners(stack):
+    r = run(["snapshot", "--json"], user="nobody")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_duration_and_cmd_together_is_usage_error():
+    r = run(["once", "--duration", "1", "--", "true"])
+    assert r.returncode == 2
+    one_line_error(r)
+
+
+def test_missing_command_exit_127():
+    r = run(["once", "--", "/nonexistent/cmd"])
+    assert r.returncode == 127
+    one_line_error(r)
+
+
+def test_ctrl_c_detaches_and_exits_130(stack):
+    src = make_tree(stack.dir / "src", {"f": 1 << 20})
+    build_image(src, stack.dir / "a.erofs")
+    p = subprocess.Popen(CLI + ["once", "--json", "--duration", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # wait until the probes are attached (the program shows up in its fdinfo)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        fds = os.listdir(f"/proc/{p.pid}/fd") if p.poll() is None else []
+        if any(os.readlink(f"/proc/{p.pid}/fd/{fd}") == "anon_inode:bpf-prog"
+               for fd in fds if os.path.exists(f"/proc/{p.pid}/fd/{fd}")):
+            break
+        time.sleep(0.2)
+    else:
+        p.kill()
+        pytest.fail("probes never attached")
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+
+
+def test_demo_no_ui_json_cleans_up():
+    r = run(["demo", "--no-ui", "--json"])
+    assert r.returncode == 0, r.stderr
+    import json
+    doc = json.loads(r.stdout)
+    names = {c["cgroup"].rsplit("/", 1)[-1]: c for c in doc["containers"]}
+    assert {"ctr-a", "ctr-b"} <= set(names)
+    assert names["ctr-a"]["duplicate_bytes"] >= 9 << 20       # library + binary + conf
+    assert doc["totals"]["potential_savings_bytes"] >= 9 << 20
+    mounts = open("/proc/self/mountinfo").read()
+    assert "erofs-top-demo-" not in mounts
