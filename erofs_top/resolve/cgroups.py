@@ -77,8 +77,9 @@ def _walk_dirs(root: str):
 class _Tree:
     """id <-> path of one cgroup hierarchy, walked lazily, re-walked on misses."""
 
-    def __init__(self, root: str, rewalk_interval_s: float, clock):
+    def __init__(self, root: str, rewalk_interval_s: float, clock, monotonic_ids: bool = True):
         self.root = root
+        self.monotonic_ids = monotonic_ids
         self.rewalk_interval_s = rewalk_interval_s
         self.clock = clock
         self.by_id: dict[int, tuple[str, float]] = {}     # id -> (path, checked_at)
@@ -123,7 +124,9 @@ class _Tree:
                 return path
             self._forget(cid, path)
             return None
-        if cid in self.gone or (0 <= cid <= self.max_id and self.walked_at is not None):
+        if cid in self.gone:
+            return None
+        if self.monotonic_ids and self.walked_at is not None and 0 <= cid <= self.max_id:
             return None          # ids are never reused: gone, or never a cgroup here
         if self.walked_at is None or now - self.walked_at >= self.rewalk_interval_s:
             self.walk()
@@ -151,7 +154,10 @@ class SysCgroups:
     def __init__(self, root: str | None = None, *, memory_v1_root: str | None = None,
                  mountinfo_path: str = "/proc/self/mountinfo",
                  proc_cgroups_path: str = "/proc/cgroups",
-                 rewalk_interval_s: float = DEFAULT_REWALK_INTERVAL_S, clock=time.monotonic):
+                 rewalk_interval_s: float = DEFAULT_REWALK_INTERVAL_S, clock=time.monotonic,
+                 monotonic_ids: bool = True):
+        """``monotonic_ids``: ids only grow (true for cgroupfs/kernfs); tests on plain
+        directories, whose inode numbers do not, pass False."""
         self.error = ""
         v2 = v1mem = None
         try:
@@ -168,8 +174,9 @@ class SysCgroups:
         if self.root is None and not self.error:
             self.error = "no cgroup2 mount found (cgroup ids cannot be named)"
         self.memory_v1_root = memory_v1_root or (v1mem if on_v1 else None)
-        self._v2 = _Tree(self.root, rewalk_interval_s, clock) if self.root else None
-        self._v1mem = (_Tree(self.memory_v1_root, rewalk_interval_s, clock)
+        self._v2 = (_Tree(self.root, rewalk_interval_s, clock, monotonic_ids)
+                    if self.root else None)
+        self._v1mem = (_Tree(self.memory_v1_root, rewalk_interval_s, clock, monotonic_ids)
                        if self.memory_v1_root else None)
         self.unmapped_memcgs: dict[int, str] = {}   # v1 memcg ino -> path without v2 twin
 
