@@ -1,0 +1,161 @@
+"""Content identity: fingerprint xattr format, ELF build-ids, digest budget/cache,
+and that hashing does not leave pages in the page cache.  A plain directory on a
+disk filesystem stands in for the mount here (real EROFS mounts: integration)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from erofs_top import truth
+from erofs_top.readings import kdev_from_st_dev
+from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ImageInfo,
+                                    MountInfo)
+from erofs_top.resolve.content import ImageContent, build_id_of, fingerprint_hex
+
+PS = truth.PAGE_SIZE
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def tree():
+    with tempfile.TemporaryDirectory(prefix="erofs-top-unit-", dir="/var/tmp") as d:
+        os.makedirs(os.path.join(d, "sub"))
+        for name, size in (("big", 3 << 20), ("sub/small", 5000), ("other", 3 << 20)):
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(os.urandom(size))
+                os.fsync(f.fileno())
+        os.link(os.path.join(d, "big"), os.path.join(d, "big-hardlink"))
+        yield d
+
+
+def mount_of(d, backing="file", compressed=False, image_id="img-1"):
+    st = os.stat(d)
+    img = ImageInfo("", "", 0, 0, 4096, image_id, False, compressed) if image_id else None
+    return MountInfo(dev=kdev_from_st_dev(st.st_dev), dev_str="x", mountpoint=d, source=d,
+                     backing=backing, image=img)
+
+
+def ino(path):
+    return os.stat(path).st_ino
+
+
+def test_fingerprint_hex_formats():
+    digest = hashlib.sha256(b"abc").digest()
+    assert fingerprint_hex(b"sha256:" + digest) == digest.hex()
+    other = fingerprint_hex(b"blake3:whatever")
+    assert other.startswith("xattr:") and "whatever" not in other
+    assert fingerprint_hex(b"sha256:short").startswith("xattr:")
+
+
+def test_file_info_paths_and_aops(tree):
+    ic = ImageContent()
+    m = mount_of(tree)
+    fi = ic.file_info(m, ino(os.path.join(tree, "sub/small")))
+    assert fi.path == os.path.join(tree, "sub/small") and fi.size == 5000 and fi.regular
+    assert fi.aops == AOPS_FILEIO
+    assert ic.file_info(m, ino(os.path.join(tree, "sub"))).regular is False
+    assert ic.file_info(m, 999_999_999) is None
+    # hard links: one inode, one (first found) name
+    assert ic.path_of(m, ino(os.path.join(tree, "big"))) in (
+        os.path.join(tree, "big"), os.path.join(tree, "big-hardlink"))
+    assert ic.file_info(mount_of(tree, "loop", image_id="i2"),
+                        ino(os.path.join(tree, "big"))).aops == AOPS_BLOCK
+    # no readable on-disk inode here: the image's compression feature decides
+    assert ic.file_info(mount_of(tree, "file", compressed=True, image_id="i3"),
+                        ino(os.path.join(tree, "big"))).aops == AOPS_COMPRESSED
+
+
+def test_fingerprint_from_xattr(tree):
+    path = os.path.join(tree, "sub/small")
+    want = hashlib.sha256(open(path, "rb").read()).digest()
+    try:
+        os.setxattr(path, "user.erofs-top.fp", b"sha256:" + want)
+    except OSError as e:
+        pytest.skip(f"no user xattrs on {tree}: {e}")
+    ic = ImageContent(fingerprint_xattr="user.erofs-top.fp")
+    m = mount_of(tree)
+    assert ic.fingerprint(m, ino(path)) == want.hex()
+    assert ic.fingerprint(m, ino(path)) == ic.digest(m, ino(path))   # comparable ids
+    assert ic.fingerprint(m, ino(os.path.join(tree, "big"))) is None
+
+
+def test_digest_budget_and_cache(tree):
+    clock = Clock()
+    ic = ImageContent(digest_budget_bytes_per_s=1 << 20, clock=clock)
+    m = mount_of(tree)
+    big, other = ino(os.path.join(tree, "big")), ino(os.path.join(tree, "other"))
+    want = hashlib.sha256(open(os.path.join(tree, "big"), "rb").read()).hexdigest()
+    assert ic.digest(m, big) == want           # overdraws the bucket: 1 MiB - 3 MiB
+    assert ic.digest(m, other) is None and ic.digest_pending == 1
+    clock.t += 1.0
+    assert ic.digest(m, other) is None          # still in debt (-1 MiB)
+    clock.t += 1.5
+    assert ic.digest(m, other) is not None and ic.digest_pending == 0
+    files = ic.digest_files_total
+    assert ic.digest(m, big) == want and ic.digest_files_total == files    # cached
+    # the same image mounted elsewhere: same (image_id, nid, size) -> not re-hashed
+    m2 = mount_of(tree)
+    m2.dev, m2.mountpoint = m.dev + 1, tree + "/."
+    assert ic.digest(m2, big) == want and ic.digest_files_total == files
+    assert ic.digest_bytes_total == 6 << 20
+
+
+def test_digest_does_not_perturb_page_cache(tree):
+    path = os.path.join(tree, "big")
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    os.pread(fd, 1, 10 * PS)                   # the "workload" holds page 10
+    os.close(fd)
+    m = mount_of(tree)
+    assert ImageContent(digest_budget_bytes_per_s=None).digest(m, ino(path))
+    assert truth.resident_pages(path) == [10]
+    # and the test can fail: without preservation the pages stay
+    ImageContent(digest_budget_bytes_per_s=None, preserve_cache=False).digest(m, ino(path))
+    assert truth.file_resident_pages(path) > 700
+
+
+def readelf_build_id(path):
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "Build ID:" in line:
+            return line.split("Build ID:")[1].strip()
+    return None
+
+
+def test_build_id(tree, tmp_path):
+    exe = os.path.realpath(sys.executable)
+    if not shutil.which("readelf") or not readelf_build_id(exe):
+        pytest.skip("readelf or a build-id'd python binary missing")
+    dst = os.path.join(tree, "python-copy")
+    shutil.copy(exe, dst)
+    ic = ImageContent()
+    m = mount_of(tree)
+    assert ic.build_id(m, ino(dst)) == readelf_build_id(exe)
+    assert ic.build_id(m, ino(os.path.join(tree, "big"))) is None        # not ELF
+    broken = tmp_path / "broken"
+    broken.write_bytes(b"\x7fELF" + b"\x02\x01\x01" + b"\0" * 20)
+    with open(broken, "rb") as f:
+        assert build_id_of(f) is None                                   # no traceback
+
+
+def test_forget_mount_drops_index(tree):
+    ic = ImageContent()
+    m = mount_of(tree, image_id="")
+    small = ino(os.path.join(tree, "sub/small"))
+    assert ic.digest(m, small)
+    ic.forget(m)
+    assert ic._index == {} and ic._digest == {}
