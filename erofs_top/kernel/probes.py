@@ -65,7 +65,7 @@ class ProbeCollector(Collector):
             if not caps.has_ringbuf():
                 cflags.append("-DUSE_PERF_BUFFER")
         self.max_chunks, self.max_io = max_chunks, max_io
-        src = (PROBE_DIR / "filemap.c").read_text()
+        src = (PROBE_DIR / "filemap.c").read_bytes()
         try:
             self.bpf = BPF(text=src, cflags=cflags)
         except Exception as e:   # bcc raises plain Exception with the compiler log

@@ -229,3 +229,40 @@ def test_cli_snapshot_json_and_doctor(stack):
     d = _cli("doctor")
     assert d.returncode == 0, d.stderr
     assert "tier: " in d.stdout and m.dev_str in d.stdout
+
+
+def test_full_map_is_counted_and_reported(stack, cgroup_prefix):
+    from erofs_top.kernel.probes import ProbeCollector
+    src = make_tree(stack.dir / "src", {"big.bin": 8 * MiB})
+    img = build_image(src, stack.dir / "a.erofs")
+    col = ProbeCollector(max_chunks=4, seed=False)    # 4 x 64 pages = 1 MiB of tracking
+    try:
+        m = stack.mount(img, "m")
+        a = stack.cgroup(f"{cgroup_prefix}/a")
+        read_file(m.path("big.bin"), a)
+        model = col.refresh()
+    finally:
+        col.close()
+    chunks = next(u for u in model.health.maps if u.name == "chunks")
+    assert chunks.capacity == 4 and chunks.entries <= 4
+    assert chunks.update_failures > 0 and model.health.update_failures >= chunks.update_failures
+    assert any("full" in w for w in model.health.warnings)
+    # what was tracked is right, what was not is reported, never silently dropped
+    assert model.container(a.path).resident_bytes <= 1 * MiB
+
+
+def test_cgroup_removed_mid_run_keeps_its_pages_visible(stack, cgroup_prefix, probes):
+    from erofs_top.workload import Cgroup
+    src = make_tree(stack.dir / "src", {"lib.so": 1 * MiB})
+    img = build_image(src, stack.dir / "a.erofs")
+    m = stack.mount(img, "m")
+    cg = Cgroup(f"{cgroup_prefix}/gone")
+    try:
+        read_file(m.path("lib.so"), cg)
+        first = probes.refresh()
+        assert first.container(cg.path).resident_bytes == approx(MiB)
+    finally:
+        cg.remove()
+    after = probes.refresh()
+    row = next(c for c in after.containers if c.cgroup_id == cg.id)
+    assert row.resident_bytes == approx(MiB)       # the pages are still charged somewhere
