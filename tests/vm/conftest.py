@@ -17,6 +17,11 @@ HERE = pathlib.Path(__file__).parent.resolve()
 SKIP_REASON = "runs only inside the qemu Linux 7.x lab: make vm-test (tests/vm/lab.sh test)"
 
 
+def pytest_configure(config):
+    # BCC 0.37 under Python 3.14: noise about str names and ctypes _pack_
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:bcc")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if HERE not in pathlib.Path(item.path).resolve().parents:

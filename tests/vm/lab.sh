@@ -403,9 +403,13 @@ cmd_test() {
     cmd_build
     local args="" a
     [[ -t 1 ]] || args=" --color=no"      # a log file or CI: no escape codes
-    for a in "$@"; do args+=" $(printf '%q' "$a")"; done
+    local where=" tests/vm"
+    for a in "$@"; do
+        args+=" $(printf '%q' "$a")"
+        [[ $a == tests/* ]] && where=""      # the caller named what to run
+    done
     # -p no:cacheprovider: the checkout copy is thrown away anyway
-    cmd_run "python3 -m pytest -p no:cacheprovider tests/vm$args"
+    cmd_run "python3 -m pytest -p no:cacheprovider$where$args"
 }
 
 cmd_info() {

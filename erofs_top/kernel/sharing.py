@@ -1,0 +1,271 @@
+"""Full tier: EROFS page-cache sharing (inode_share, Linux 7.0+).
+
+Loads probes/ishare.c with BCC and reads its maps into
+``readings.SharedInode`` lists: per shared inode (keyed by its address_space
+pointer) the resident pages per inserting cgroup, the real inodes that joined
+it (members) and the cgroups that opened, read or mapped it (users).
+
+The tracepoint tier (probes.py) creates ``SharingProbes`` when
+``sharing_supported()`` says yes and puts ``read()`` into ``Readings.shared``;
+the aggregator turns that into shared / fair / saved bytes.  This module and
+probes.py are the only ones that import bcc.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import platform
+from pathlib import Path
+
+from ..readings import SharedInode
+from . import caps
+
+PROBE = Path(__file__).resolve().parents[2] / "probes" / "ishare.c"
+MAX_OWNERS = 4
+COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_failures",
+            "owner_overflow_pages", "big_folio_lost_pages", "delete_untracked_pages",
+            "fill_shared", "fill_not_shared", "free_inode", "open", "read", "mmap",
+            "fill_no_iget")
+# (function, BPF function, return probe?, required?)
+KPROBES = (
+    ("erofs_ishare_file_open", "kp_ishare_open", False, True),
+    ("erofs_ishare_file_open", "kr_ishare_open", True, True),
+    ("erofs_ishare_file_read_iter", "kp_ishare_read_iter", False, True),
+    ("erofs_ishare_mmap", "kp_ishare_mmap", False, True),
+    ("erofs_ishare_free_inode", "kp_free_inode", False, True),
+    ("erofs_ishare_fill_inode", "kp_fill_inode", False, False),
+    ("erofs_ishare_fill_inode", "kr_fill_inode", True, False),
+    ("iget5_locked", "kr_iget5_locked", True, False),
+)
+SYMBOLS = ("erofs_ishare_fill_inode", "erofs_ishare_file_open", "erofs_ishare_file_read_iter",
+           "erofs_ishare_mmap", "erofs_ishare_free_inode")
+
+
+class SharingError(Exception):
+    """One-line reason why the sharing probes cannot run."""
+
+
+def _module_loaded(name: str) -> bool:
+    return os.path.isdir(f"/sys/module/{name}")
+
+
+def _config_says_sharing() -> bool | None:
+    """CONFIG_EROFS_FS_PAGE_CACHE_SHARE from the kernel's config file, None if unknown."""
+    rel = platform.release()
+    for p in (f"/lib/modules/{rel}/config", f"/boot/config-{rel}"):
+        try:
+            text = Path(p).read_text()
+        except OSError:
+            continue
+        return "CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y" in text.splitlines()
+    return None
+
+
+def sharing_supported() -> tuple[bool, str]:
+    """(True, how) when the full tier can run here, else (False, one-line reason)."""
+    if os.geteuid() != 0:
+        return False, "needs root"
+    missing = [s for s in SYMBOLS if not caps.kallsyms_has(s)]
+    if missing:
+        if not _module_loaded("erofs") and not any(
+                line.split()[-1] == "erofs" for line in _read_lines("/proc/filesystems")):
+            if _config_says_sharing():
+                return False, ("the erofs module is not loaded yet: the sharing probes attach "
+                               "after it loads (modprobe erofs, or the first EROFS mount)")
+            return False, "erofs is not loaded and the kernel config does not show page-cache sharing"
+        if len(missing) == len(SYMBOLS):
+            return False, ("this kernel has no EROFS page-cache sharing "
+                           "(CONFIG_EROFS_FS_PAGE_CACHE_SHARE, Linux 7.0+)")
+        return False, f"kernel symbol {missing[0]} is missing (inlined or renamed on this kernel)"
+    ld = caps.lockdown()
+    if ld == "confidentiality":
+        return False, "lockdown=confidentiality refuses the kernel struct reads the probes need"
+    if not caps.kprobes_available() and not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return False, "neither kprobes nor BTF (fentry) are available"
+    build, rel = caps.header_tree()
+    if rel is None:
+        return False, f"no kernel header tree at {build}"
+    if rel != platform.release():
+        return False, (f"the header tree {build} is for {rel}, not the running "
+                       f"{platform.release()}: struct offsets would be wrong")
+    how = "kprobes" if caps.kprobes_available() else "fentry"
+    return True, f"{how} on erofs_ishare_*, raw tracepoints on filemap add/delete, headers match"
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+class SharingProbes:
+    """probes/ishare.c compiled, loaded and attached.
+
+    ``mode``: "auto" (kprobes, else fentry), "kprobe" or "fentry".
+    ``hook`` then says which one runs (for doctor); ``warnings`` lists what is
+    degraded (e.g. members learned only from opens when fill_inode cannot be
+    probed).
+    """
+
+    def __init__(self, *, mode: str = "auto", max_chunks: int = 262144,
+                 max_members: int = 65536, max_users: int = 65536):
+        try:
+            from bcc import BPF
+        except ImportError:
+            raise SharingError("the bcc Python module is missing (apt-get install python3-bpfcc)") from None
+        self._BPF = BPF
+        self.max_chunks, self.max_members, self.max_users = max_chunks, max_members, max_users
+        self.warnings: list[str] = []
+        self._empty: set[tuple[int, int]] = set()
+        self.bpf = None
+        errors = []
+        order = {"auto": ("kprobe", "fentry"), "kprobe": ("kprobe",), "fentry": ("fentry",)}[mode]
+        for hook in order:
+            try:
+                self._load(hook)
+                self.hook = hook
+                break
+            except SharingError as e:
+                errors.append(f"{hook}: {e}")
+                self._cleanup()
+        else:
+            raise SharingError("; ".join(errors))
+
+    # ---------------------------------------------------------- loading
+    def _cflags(self, hook: str) -> list[str]:
+        fl = [f"-DSHARED_CHUNK_ENTRIES={self.max_chunks}", f"-DMEMBER_ENTRIES={self.max_members}",
+              f"-DUSER_ENTRIES={self.max_users}"]
+        if hook == "fentry":
+            fl.append("-DISHARE_FENTRY")
+        return fl
+
+    def _load(self, hook: str) -> None:
+        BPF = self._BPF
+        if hook == "fentry" and not BPF.support_kfunc():
+            raise SharingError("fentry (BPF trampolines) not supported here")
+        if hook == "kprobe" and not caps.kprobes_available():
+            raise SharingError("kprobes not available")
+        try:
+            self.bpf = BPF(src_file=str(PROBE).encode(), cflags=self._cflags(hook))
+        except Exception as e:   # bcc raises plain Exception with the compiler log
+            lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+            raise SharingError(f"probes/ishare.c failed to load: {lines[-1] if lines else e}") from None
+        if hook == "fentry":
+            return                # BCC attached the kfunc programs at load
+        for fn, prog, ret, required in KPROBES:
+            try:
+                if ret:
+                    self.bpf.attach_kretprobe(event=fn, fn_name=prog)
+                else:
+                    self.bpf.attach_kprobe(event=fn, fn_name=prog)
+            except Exception as e:
+                if required:
+                    raise SharingError(f"cannot attach {'kretprobe' if ret else 'kprobe'} "
+                                       f"{fn}: {str(e).strip().splitlines()[-1]}") from None
+                self.warnings.append(f"sharing: {fn} not probed ({str(e).strip()}); members "
+                                     f"are learned from opens, reads and mmaps only")
+
+    def _cleanup(self) -> None:
+        if self.bpf is not None:
+            try:
+                self.bpf.cleanup()
+            except Exception:
+                pass
+            self.bpf = None
+
+    def close(self) -> None:
+        self._cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---------------------------------------------------------- reading
+    @staticmethod
+    def _items(table):
+        try:
+            return list(table.items_lookup_batch())
+        except Exception:   # kernels/BCC without batch ops
+            return list(table.items())
+
+    def counters(self) -> dict[str, int]:
+        t = self.bpf["counters"]
+        out = {}
+        for i, name in enumerate(COUNTERS):
+            try:
+                out[name] = int(sum(t[ct.c_int(i)]))
+            except (KeyError, TypeError):
+                out[name] = 0
+        return out
+
+    def map_usage(self) -> dict[str, tuple[int, int, int]]:
+        """name -> (entries, capacity, update failures), for Readings.maps."""
+        c = self.counters()
+        return {
+            "shared_chunks": (len(self.bpf["shared_chunks"]), self.max_chunks, c["chunk_update_failures"]),
+            "shared_members": (len(self.bpf["members"]), self.max_members, c["member_update_failures"]),
+            "shared_users": (len(self.bpf["users"]), self.max_users, c["user_update_failures"]),
+        }
+
+    def read(self) -> list[SharedInode]:
+        """Every shared inode with resident pages or live members."""
+        if self.bpf is None:
+            raise SharingError("the sharing probes are closed")
+        out: dict[int, SharedInode] = {}
+
+        def inode(mapping: int) -> SharedInode:
+            s = out.get(mapping)
+            if s is None:
+                s = out[mapping] = SharedInode(mapping=mapping, chunks={})
+            return s
+
+        empty = set()
+        for k, v in self._items(self.bpf["shared_chunks"]):
+            owners: dict[int, int] = {}
+            for s in range(MAX_OWNERS):
+                if v.bits[s]:
+                    owners[v.cgid[s]] = owners.get(v.cgid[s], 0) | v.bits[s]
+            if v.other_bits:
+                owners[0] = owners.get(0, 0) | v.other_bits
+            if not owners:
+                empty.add((k.mapping, k.chunk))
+                continue
+            inode(k.mapping).chunks[k.chunk] = owners
+        self._gc_chunks(empty)
+
+        for k, v in self._items(self.bpf["members"]):
+            s = inode(k.mapping)
+            s.members.add((k.dev, k.ino))
+            s.size = max(s.size, v.size)
+
+        users = self.bpf["users"]
+        stale = []
+        for k, _ in self._items(users):
+            s = out.get(k.mapping)
+            if s is None or (k.dev, k.ino) not in s.members:
+                stale.append(k)       # its real inode was evicted: forget the use
+                continue
+            s.users.setdefault(k.cgid, set()).add((k.dev, k.ino))
+        for k in stale:
+            try:
+                del users[k]
+            except KeyError:
+                pass
+        return [s for s in out.values() if s.chunks or s.members]
+
+    def _gc_chunks(self, empty: set[tuple[int, int]]) -> None:
+        """Delete chunk entries that were empty at two reads in a row (an insert
+        racing a delete of the entry would be lost, so give it one interval)."""
+        t = self.bpf["shared_chunks"]
+        for mapping, chunk in empty & self._empty:
+            key = t.Key(mapping, chunk)
+            try:
+                v = t[key]
+                if not any(v.bits) and not v.other_bits:
+                    del t[key]
+            except KeyError:
+                pass
+        self._empty = empty

@@ -1,0 +1,526 @@
+/* erofs-top, full tier: EROFS page-cache sharing (inode_share, Linux 7.0+).
+ *
+ * With `mount -o inode_share,domain_id=D`, regular files whose fingerprint
+ * xattr, domain, aops and size match share one page cache: a "shared inode"
+ * on the kernel-internal `pseudo_erofs` superblock.  Every shared inode has
+ * i_ino 0 on that superblock, so its pages are keyed by the address_space
+ * pointer (`folio->mapping`), never by (s_dev, i_ino).
+ *
+ * Hooks:
+ *   raw_tracepoint mm_filemap_add_to_page_cache       args[0] = folio: pages
+ *   raw_tracepoint mm_filemap_delete_from_page_cache  of pseudo_erofs inodes
+ *   erofs_ishare_file_open (entry + return)  on success file->private_data is
+ *                  the backing "realfile": its f_mapping is the shared mapping
+ *   erofs_ishare_file_read_iter (entry)      read(2) users
+ *   erofs_ishare_mmap (entry)                mmap users (faults never call read)
+ *   erofs_ishare_fill_inode (entry + return) + iget5_locked (return, only
+ *                  inside fill_inode): which real inodes joined which shared one
+ *   erofs_ishare_free_inode (entry)          a real inode leaves: forget it
+ * kprobes/kretprobes by default; with -DISHARE_FENTRY the same logic as
+ * fentry/fexit (BCC MODULE_KFUNC_PROBE; needs module BTF).  erofs.ko must be
+ * loaded before attaching (the symbols appear in kallsyms only then).
+ *
+ * Kernels: 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y, compiled against the
+ * running kernel's own header tree (struct offsets).  Only public VFS structs
+ * are read (folio, address_space, inode, super_block, file, file_system_type);
+ * never struct erofs_inode, and never the fingerprint blob: it carries the
+ * secret domain_id.  The pseudo superblock is recognised by its
+ * file_system_type name "pseudo_erofs" (major 0 is not enough: file-backed
+ * mounts are 0:N too), cached per file_system_type pointer.
+ *
+ * Maps:
+ *   shared_chunks (mapping, page_index/64) -> up to 4 (inserting cgroup id,
+ *                 64-bit resident mask) + a mask of pages whose owner did not
+ *                 fit (the same layout as the tracepoint tier's chunks).
+ *   members       (mapping, real s_dev, real i_ino) -> i_size, real inode ptr
+ *   real_inodes   real inode ptr -> member key (for erofs_ishare_free_inode)
+ *   users         (mapping, cgroup id, real s_dev, real i_ino) -> open, read
+ *                 and mmap calls, last use (ns)
+ *   fs_types      file_system_type ptr -> 1 pseudo_erofs, 2 another erofs type
+ *   counters      per-CPU: map update failures, owner overflow, ...
+ */
+#include <uapi/linux/ptrace.h>
+#include <linux/fs.h>
+#include <linux/mm_types.h>
+#include <linux/page-flags.h>
+
+#ifndef SHARED_CHUNK_ENTRIES
+#define SHARED_CHUNK_ENTRIES 262144
+#endif
+#ifndef MEMBER_ENTRIES
+#define MEMBER_ENTRIES 65536
+#endif
+#ifndef USER_ENTRIES
+#define USER_ENTRIES 65536
+#endif
+#define MAX_OWNERS 4
+#define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
+#define EROFS_MAGIC 0xE0F5E1E2U
+#define FS_PSEUDO 1
+#define FS_OTHER 2
+
+enum counter {
+    CNT_CHUNK_UPDATE_FAIL = 0,   /* shared_chunks full: pages not tracked */
+    CNT_MEMBER_UPDATE_FAIL,      /* members / real_inodes full */
+    CNT_USER_UPDATE_FAIL,        /* users full */
+    CNT_OWNER_OVERFLOW_PAGES,    /* pages whose chunk had 4 owners already */
+    CNT_BIG_FOLIO_LOST_PAGES,    /* folios beyond MAX_FOLIO_CHUNKS */
+    CNT_DELETE_UNTRACKED_PAGES,  /* deletions of pages never seen inserted */
+    CNT_FILL_SHARED,             /* erofs_ishare_fill_inode returned true */
+    CNT_FILL_NOT_SHARED,         /* ... returned false (no digest, size, aops) */
+    CNT_FREE,                    /* erofs_ishare_free_inode calls */
+    CNT_OPEN,
+    CNT_READ,
+    CNT_MMAP,
+    CNT_FILL_NO_IGET,            /* shared, but the iget5_locked return was not seen */
+    CNT_MAX,
+};
+
+struct chunk_key {
+    u64 mapping;
+    u64 chunk;
+};
+
+struct chunk_val {
+    u64 cgid[MAX_OWNERS];
+    u64 bits[MAX_OWNERS];
+    u64 other_bits;     /* resident, owner did not fit in the slots */
+};
+
+struct member_key {
+    u64 mapping;
+    u32 dev;            /* kernel dev_t (major << 20 | minor) of the real sb */
+    u32 pad;
+    u64 ino;
+};
+
+struct member_val {
+    u64 size;           /* i_size in bytes */
+    u64 inode;          /* real inode pointer */
+};
+
+struct user_key {
+    u64 mapping;
+    u64 cgid;
+    u32 dev;
+    u32 pad;
+    u64 ino;
+};
+
+struct user_val {
+    u64 opens;
+    u64 reads;
+    u64 mmaps;
+    u64 last_ns;
+};
+
+struct fill_arg {
+    u64 inode;          /* real inode passed to erofs_ishare_fill_inode */
+    u64 shared;         /* iget5_locked() result inside it: the shared inode */
+};
+
+BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, shared_chunks,
+            SHARED_CHUNK_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct member_key, struct member_val, members, MEMBER_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", u64, struct member_key, real_inodes, MEMBER_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct user_key, struct user_val, users, USER_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_HASH(fs_types, u64, u32, 64);
+BPF_HASH(fill_args, u64, struct fill_arg, 4096);    /* thread id -> args */
+BPF_HASH(open_args, u64, u64, 4096);                /* thread id -> struct file * */
+BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+
+static __always_inline void count(int idx, u64 n)
+{
+    u64 *c = counters.lookup(&idx);
+    if (c)
+        *c += n;   /* per-CPU slot: no atomic needed */
+}
+
+/* ------------------------------------------------------------ pseudo sb */
+static __always_inline int is_pseudo_sb(struct super_block *sb)
+{
+    unsigned long magic = 0;
+    struct file_system_type *t = NULL;
+    bpf_probe_read_kernel(&magic, sizeof(magic), &sb->s_magic);
+    if ((u32)magic != EROFS_MAGIC)
+        return 0;
+    bpf_probe_read_kernel(&t, sizeof(t), &sb->s_type);
+    u64 key = (u64)t;
+    u32 *kind = fs_types.lookup(&key);
+    if (kind)
+        return *kind == FS_PSEUDO;
+    const char *np = NULL;
+    char name[16] = {};
+    bpf_probe_read_kernel(&np, sizeof(np), &t->name);
+    if (np)
+        bpf_probe_read_kernel_str(name, sizeof(name), np);
+    const char want[] = "pseudo_erofs";
+    u32 v = FS_PSEUDO;
+#pragma unroll
+    for (int i = 0; i < sizeof(want); i++) {
+        if (name[i] != want[i]) {
+            v = FS_OTHER;
+            break;
+        }
+    }
+    fs_types.update(&key, &v);
+    return v == FS_PSEUDO;
+}
+
+/* ------------------------------------------------------------ page chunks */
+static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
+{
+    struct chunk_val *v = shared_chunks.lookup(k);
+    if (!v) {
+        struct chunk_val z = {};
+        z.cgid[0] = cg;
+        z.bits[0] = mask;
+        if (shared_chunks.insert(k, &z) == 0)
+            return;
+        v = shared_chunks.lookup(k);     /* lost a race with another CPU, or full */
+        if (!v) {
+            count(CNT_CHUNK_UPDATE_FAIL, __builtin_popcountll(mask));
+            return;
+        }
+    }
+    if (v->other_bits & mask)
+        __sync_fetch_and_and(&v->other_bits, ~mask);
+#pragma unroll
+    for (int s = 0; s < MAX_OWNERS; s++) {
+        u64 c = v->cgid[s];
+        if (c == cg) {
+            __sync_fetch_and_or(&v->bits[s], mask);
+            return;
+        }
+        /* free slot, or a slot whose pages were all evicted: claim it */
+        if (c == 0 || v->bits[s] == 0) {
+            if (__sync_val_compare_and_swap(&v->cgid[s], c, cg) == c) {
+                __sync_fetch_and_or(&v->bits[s], mask);
+                return;
+            }
+        }
+    }
+    __sync_fetch_and_or(&v->other_bits, mask);
+    count(CNT_OWNER_OVERFLOW_PAGES, __builtin_popcountll(mask));
+}
+
+static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
+{
+    struct chunk_val *v = shared_chunks.lookup(k);
+    if (!v) {
+        count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask));
+        return;
+    }
+    u64 seen = 0;
+#pragma unroll
+    for (int s = 0; s < MAX_OWNERS; s++) {
+        u64 hit = v->bits[s] & mask;
+        if (hit) {
+            __sync_fetch_and_and(&v->bits[s], ~hit);
+            seen |= hit;
+        }
+    }
+    u64 hit = v->other_bits & mask;
+    if (hit) {
+        __sync_fetch_and_and(&v->other_bits, ~hit);
+        seen |= hit;
+    }
+    if (mask & ~seen)
+        count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask & ~seen));
+}
+
+static __always_inline void folio_event(struct folio *folio, int add)
+{
+    struct address_space *mapping = NULL;
+    struct inode *host = NULL;
+    struct super_block *sb = NULL;
+    bpf_probe_read_kernel(&mapping, sizeof(mapping), &folio->mapping);
+    if (!mapping)
+        return;
+    bpf_probe_read_kernel(&host, sizeof(host), &mapping->host);
+    if (!host)
+        return;
+    bpf_probe_read_kernel(&sb, sizeof(sb), &host->i_sb);
+    if (!sb || !is_pseudo_sb(sb))
+        return;
+    unsigned long index = 0, flags = 0, flags1 = 0;
+    bpf_probe_read_kernel(&index, sizeof(index), &folio->index);
+    /* folio_order(): the flags word is the first member of struct folio
+     * (memdesc_flags_t since 6.18, unsigned long before), the order sits
+     * in _flags_1 of large (PG_head) folios */
+    bpf_probe_read_kernel(&flags, sizeof(flags), (void *)folio);
+    u32 order = 0;
+    if (flags & (1UL << PG_head)) {
+        bpf_probe_read_kernel(&flags1, sizeof(flags1), &folio->_flags_1);
+        order = flags1 & 0xff;
+    }
+    u64 cg = add ? bpf_get_current_cgroup_id() : 0;
+    struct chunk_key k = {.mapping = (u64)mapping};
+    if (order <= 6) {
+        u64 nr = 1ULL << order;
+        u64 mask = nr == 64 ? ~0ULL : ((1ULL << nr) - 1) << (index & 63);
+        k.chunk = index >> 6;
+        if (add)
+            chunk_set(&k, cg, mask);
+        else
+            chunk_clear(&k, mask);
+        return;
+    }
+    u32 nchunks = 1U << (order - 6);
+    for (u32 i = 0; i < MAX_FOLIO_CHUNKS; i++) {
+        if (i >= nchunks)
+            break;
+        k.chunk = (index >> 6) + i;
+        if (add)
+            chunk_set(&k, cg, ~0ULL);
+        else
+            chunk_clear(&k, ~0ULL);
+    }
+    if (nchunks > MAX_FOLIO_CHUNKS)
+        count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - MAX_FOLIO_CHUNKS) * 64);
+}
+
+RAW_TRACEPOINT_PROBE(mm_filemap_add_to_page_cache)
+{
+    folio_event((struct folio *)ctx->args[0], 1);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(mm_filemap_delete_from_page_cache)
+{
+    folio_event((struct folio *)ctx->args[0], 0);
+    return 0;
+}
+
+/* ------------------------------------------------------------ members, users */
+static __always_inline void add_member(struct member_key *mk, struct inode *real)
+{
+    struct member_val mv = {};
+    if (members.lookup(mk))
+        return;
+    bpf_probe_read_kernel(&mv.size, sizeof(mv.size), &real->i_size);
+    mv.inode = (u64)real;
+    u64 ik = (u64)real;
+    if (members.update(mk, &mv) != 0 || real_inodes.update(&ik, mk) != 0)
+        count(CNT_MEMBER_UPDATE_FAIL, 1);
+}
+
+static __always_inline void inode_id(struct inode *inode, u32 *dev, u64 *ino)
+{
+    struct super_block *sb = NULL;
+    bpf_probe_read_kernel(ino, sizeof(*ino), &inode->i_ino);
+    bpf_probe_read_kernel(&sb, sizeof(sb), &inode->i_sb);
+    if (sb)
+        bpf_probe_read_kernel(dev, sizeof(*dev), &sb->s_dev);
+}
+
+/* A task opened, read or mapped a shared-capable file: its cgroup uses the
+ * shared mapping behind file->private_data (the realfile). */
+static __always_inline void note_use(struct file *f, int what)
+{
+    struct file *rf = NULL;
+    struct inode *oi = NULL, *si = NULL;
+    struct address_space *m = NULL;
+    if (!f)
+        return;
+    bpf_probe_read_kernel(&rf, sizeof(rf), &f->private_data);
+    bpf_probe_read_kernel(&oi, sizeof(oi), &f->f_inode);
+    if (!rf || !oi)
+        return;
+    bpf_probe_read_kernel(&m, sizeof(m), &rf->f_mapping);
+    bpf_probe_read_kernel(&si, sizeof(si), &rf->f_inode);
+    if (!m || !si)
+        return;
+    /* learn the pseudo superblock's type from the realfile's inode */
+    struct super_block *ssb = NULL;
+    struct file_system_type *t = NULL;
+    bpf_probe_read_kernel(&ssb, sizeof(ssb), &si->i_sb);
+    if (ssb) {
+        bpf_probe_read_kernel(&t, sizeof(t), &ssb->s_type);
+        u64 tk = (u64)t;
+        u32 kind = FS_PSEUDO;
+        if (t && !fs_types.lookup(&tk))
+            fs_types.update(&tk, &kind);
+    }
+    struct member_key mk = {.mapping = (u64)m};
+    inode_id(oi, &mk.dev, &mk.ino);
+    add_member(&mk, oi);
+    struct user_key uk = {.mapping = (u64)m, .cgid = bpf_get_current_cgroup_id(),
+                          .dev = mk.dev, .ino = mk.ino};
+    struct user_val *uv = users.lookup(&uk);
+    if (!uv) {
+        struct user_val z = {};
+        users.insert(&uk, &z);
+        uv = users.lookup(&uk);
+        if (!uv) {
+            count(CNT_USER_UPDATE_FAIL, 1);
+            return;
+        }
+    }
+    uv->last_ns = bpf_ktime_get_ns();
+    if (what == CNT_OPEN)
+        __sync_fetch_and_add(&uv->opens, 1);
+    else if (what == CNT_READ)
+        __sync_fetch_and_add(&uv->reads, 1);
+    else
+        __sync_fetch_and_add(&uv->mmaps, 1);
+    count(what, 1);
+}
+
+static __always_inline void fill_done(u64 tid, int shared)
+{
+    struct fill_arg *a = fill_args.lookup(&tid);
+    if (!a)
+        return;
+    if (shared && !a->shared)
+        count(CNT_FILL_NO_IGET, 1);
+    if (shared && a->shared) {
+        struct inode *si = (struct inode *)a->shared;
+        struct inode *real = (struct inode *)a->inode;
+        struct address_space *m = NULL;
+        bpf_probe_read_kernel(&m, sizeof(m), &si->i_mapping);
+        if (m) {
+            struct member_key mk = {.mapping = (u64)m};
+            inode_id(real, &mk.dev, &mk.ino);
+            add_member(&mk, real);
+        }
+    }
+    count(shared ? CNT_FILL_SHARED : CNT_FILL_NOT_SHARED, 1);
+    fill_args.delete(&tid);
+}
+
+static __always_inline void free_real(struct inode *inode)
+{
+    u64 ik = (u64)inode;
+    struct member_key *mk = real_inodes.lookup(&ik);
+    count(CNT_FREE, 1);
+    if (!mk)
+        return;
+    struct member_key k = *mk;
+    members.delete(&k);
+    real_inodes.delete(&ik);
+}
+
+static __always_inline void fill_enter(struct inode *inode)
+{
+    u64 tid = bpf_get_current_pid_tgid();
+    struct fill_arg a = {.inode = (u64)inode};
+    fill_args.update(&tid, &a);
+}
+
+/* iget5_locked() runs for many filesystems: only the call made from inside
+ * erofs_ishare_fill_inode (same thread, stashed) is of interest */
+static __always_inline void iget5_done(u64 ret)
+{
+    u64 tid = bpf_get_current_pid_tgid();
+    struct fill_arg *a = fill_args.lookup(&tid);
+    if (a)
+        a->shared = ret;
+}
+
+#ifndef ISHARE_FENTRY
+/* ------------------------------------------------------------ kprobes */
+int kp_ishare_open(struct pt_regs *ctx, struct inode *inode, struct file *file)
+{
+    u64 tid = bpf_get_current_pid_tgid(), f = (u64)file;
+    open_args.update(&tid, &f);
+    return 0;
+}
+
+int kr_ishare_open(struct pt_regs *ctx)
+{
+    u64 tid = bpf_get_current_pid_tgid();
+    u64 *f = open_args.lookup(&tid);
+    if (!f)
+        return 0;
+    if (PT_REGS_RC(ctx) == 0)
+        note_use((struct file *)*f, CNT_OPEN);
+    open_args.delete(&tid);
+    return 0;
+}
+
+int kp_ishare_read_iter(struct pt_regs *ctx, struct kiocb *iocb)
+{
+    struct file *f = NULL;
+    bpf_probe_read_kernel(&f, sizeof(f), &iocb->ki_filp);
+    note_use(f, CNT_READ);
+    return 0;
+}
+
+int kp_ishare_mmap(struct pt_regs *ctx, struct file *file)
+{
+    note_use(file, CNT_MMAP);
+    return 0;
+}
+
+int kp_fill_inode(struct pt_regs *ctx, struct inode *inode)
+{
+    fill_enter(inode);
+    return 0;
+}
+
+int kr_iget5_locked(struct pt_regs *ctx)
+{
+    iget5_done(PT_REGS_RC(ctx));
+    return 0;
+}
+
+int kr_fill_inode(struct pt_regs *ctx)
+{
+    fill_done(bpf_get_current_pid_tgid(), (PT_REGS_RC(ctx) & 0xff) != 0);
+    return 0;
+}
+
+int kp_free_inode(struct pt_regs *ctx, struct inode *inode)
+{
+    free_real(inode);
+    return 0;
+}
+#else
+/* ------------------------------------------------------------ fentry/fexit */
+MODULE_KRETFUNC_PROBE(erofs, erofs_ishare_file_open, struct inode *inode, struct file *file, int ret)
+{
+    if (ret == 0)
+        note_use(file, CNT_OPEN);
+    return 0;
+}
+
+MODULE_KFUNC_PROBE(erofs, erofs_ishare_file_read_iter, struct kiocb *iocb, struct iov_iter *to)
+{
+    struct file *f = NULL;
+    bpf_probe_read_kernel(&f, sizeof(f), &iocb->ki_filp);
+    note_use(f, CNT_READ);
+    return 0;
+}
+
+MODULE_KFUNC_PROBE(erofs, erofs_ishare_mmap, struct file *file, struct vm_area_struct *vma)
+{
+    note_use(file, CNT_MMAP);
+    return 0;
+}
+
+MODULE_KFUNC_PROBE(erofs, erofs_ishare_fill_inode, struct inode *inode)
+{
+    fill_enter(inode);
+    return 0;
+}
+
+KRETFUNC_PROBE(iget5_locked, struct super_block *sb, u64 hashval, void *test, void *set,
+               void *data, struct inode *ret)
+{
+    iget5_done((u64)ret);
+    return 0;
+}
+
+MODULE_KRETFUNC_PROBE(erofs, erofs_ishare_fill_inode, struct inode *inode, bool ret)
+{
+    fill_done(bpf_get_current_pid_tgid(), ret);
+    return 0;
+}
+
+MODULE_KFUNC_PROBE(erofs, erofs_ishare_free_inode, struct inode *inode)
+{
+    free_real(inode);
+    return 0;
+}
+#endif
