@@ -205,6 +205,10 @@ class History:
         for key, (r, since) in self._kinds[kind].gone.items():
             yield key, r, since
 
+    def is_gone(self, kind: str, key: Hashable) -> bool:
+        """The row vanished from the latest Model and is in its grace period."""
+        return key in self._kinds[kind].gone
+
     def fade(self, kind: str, key: Hashable) -> float:
         """0.0 for a live row, rising to 1.0 at the end of its grace period."""
         g = self._kinds[kind].gone.get(key)

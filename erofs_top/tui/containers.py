@@ -20,8 +20,7 @@ def columns(ctx: ViewContext) -> list[Column]:
     h = ctx.history
 
     def name_text(key: Hashable, c: Any) -> str:
-        fade = h.fade(KIND, key)
-        return container_name(c) + (" (gone)" if fade > 0 else "")
+        return container_name(c) + (" (gone)" if h.is_gone(KIND, key) else "")
 
     def full_only(attr: str):
         # shared / fair need the full tier; elsewhere they are not measured, not zero.
@@ -63,7 +62,7 @@ def columns(ctx: ViewContext) -> list[Column]:
     ra = rate("readahead_bytes_per_s", fmt_rate)
     miss = rate("read_folio_per_s", fmt_count_rate)
     return [
-        Column("name", "CONTAINER", name_text, lambda k, c: container_name(c), width=20,
+        Column("name", "CONTAINER", name_text, lambda k, c: container_name(c), width=24,
                align="left", flex=1, max_width=64, shorten="path", descending=False,
                total=lambda rows: f"TOTAL {len(rows)}"),
         Column("runtime", "RUNTIME", lambda k, c: c.runtime or "-", lambda k, c: c.runtime,

@@ -52,7 +52,7 @@ def container_lines(ctx: ViewContext, key: Hashable, c: Container, width: int) -
     model: Model = ctx.model
     h = ctx.history
     r = h.rates(CONTAINERS, key)
-    gone = " (gone)" if h.fade(CONTAINERS, key) > 0 else ""
+    gone = " (gone)" if h.is_gone(CONTAINERS, key) else ""
     lines = [f"Container {container_name(c)}{gone}",
              _kv([("cgroup", c.cgroup), ("id", str(c.cgroup_id)), ("runtime", c.runtime or "-")]),
              ]
@@ -94,7 +94,7 @@ def container_lines(ctx: ViewContext, key: Hashable, c: Container, width: int) -
 def mount_lines(ctx: ViewContext, key: Hashable, m: Mount, width: int) -> list[str]:
     model: Model = ctx.model
     h = ctx.history
-    gone = " (gone)" if m.gone or h.fade(MOUNTS, key) > 0 else ""
+    gone = " (gone)" if m.gone or h.is_gone(MOUNTS, key) else ""
     lines = [f"Image at {m.mountpoint}{gone}",
              _kv([("dev", m.dev), ("source", m.source), ("backing", backing_text(m)),
                   ("inode_share", share_text(m))]),
@@ -132,7 +132,7 @@ def mount_lines(ctx: ViewContext, key: Hashable, m: Mount, width: int) -> list[s
 def file_lines(ctx: ViewContext, key: Hashable, f: File, width: int) -> list[str]:
     model: Model = ctx.model
     names = {c.cgroup_id: container_name(c) for c in (model.containers if model else [])}
-    gone = " (gone)" if ctx.history.fade(FILES, key) > 0 else ""
+    gone = " (gone)" if ctx.history.is_gone(FILES, key) else ""
     lines = [f"File {f.path or '(unnamed)'}{gone}",
              _kv([("dev", f.dev), ("ino", str(f.ino)), ("size", fmt_bytes(f.size)),
                   ("content", f.content_id or "-"), ("copies", f"{f.copies}x"),

@@ -27,7 +27,7 @@ def columns(ctx: ViewContext) -> list[Column]:
     h = ctx.history
 
     def path_text(key, f):
-        return file_name(key, f) + (" (gone)" if h.fade(KIND, key) > 0 else "")
+        return file_name(key, f) + (" (gone)" if h.is_gone(KIND, key) else "")
 
     def elf(f: File):
         if ctx.elf is None or not f.path:
@@ -52,7 +52,7 @@ def columns(ctx: ViewContext) -> list[Column]:
         return "yes" if f.shared else "no"
 
     return [
-        Column("path", "FILE", path_text, lambda k, f: file_name(k, f), width=16, align="left",
+        Column("path", "FILE", path_text, lambda k, f: file_name(k, f), width=20, align="left",
                flex=2, max_width=100, shorten="path", descending=False,
                total=lambda rows: f"TOTAL {len(rows)}"),
         Column("resident", "RESIDENT", lambda k, f: fmt_bytes(f.resident_bytes),

@@ -32,7 +32,7 @@ def columns(ctx: ViewContext) -> list[Column]:
     h = ctx.history
 
     def mp_text(key, m):
-        gone = m.gone or h.fade(KIND, key) > 0
+        gone = m.gone or h.is_gone(KIND, key)
         return m.mountpoint + (" (gone)" if gone else "")
 
     def trend(key, m):
