@@ -14,8 +14,8 @@ from erofs_top.resolve.mounts import (SysMounts, parse_mountinfo, parse_mountinf
 MI = """\
 22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
 47 22 0:40 / /var/tmp/a\\040b ro,relatime shared:20 master:3 - erofs /var/tmp/img\\040one.erofs ro,user_xattr,acl,cache_strategy=readaround,inode_share
-48 22 7:2 / /mnt/loop ro,relatime - erofs /dev/loop2 ro,user_xattr,directio
-49 22 7:2 /sub /mnt/bind ro,relatime - erofs /dev/loop2 ro,user_xattr,directio
+48 22 7:2 / /mnt/loop ro,relatime - erofs /dev/erofs-top-fixture-loop2 ro,user_xattr,directio
+49 22 7:2 /sub /mnt/bind ro,relatime - erofs /dev/erofs-top-fixture-loop2 ro,user_xattr,directio
 50 22 259:1 / /mnt/nvme ro - erofs /dev/nvme0n1p1 ro
 garbage line
 51 22 0:41 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
@@ -125,7 +125,7 @@ def test_sysmounts_refresh_added_removed(tmp_path, image):
 def test_sysmounts_missing_things_are_notes_not_errors(tmp_path):
     mi = tmp_path / "mountinfo"
     mi.write_text("47 22 0:40 / /m ro - erofs /nonexistent/img ro\n"
-                  "48 22 7:2 / /l ro - erofs /dev/loop2 ro\n")
+                  "48 22 7:2 / /l ro - erofs /dev/erofs-top-fixture-loop2 ro\n")
     m = SysMounts(str(mi), sys_root=_sysfs(tmp_path, "/gone/img.erofs (deleted)"))
     a, _ = m.refresh()
     assert {x.backing for x in a} == {"file", "loop"}
