@@ -20,7 +20,7 @@ import ctypes
 import errno
 import mmap
 import os
-import stat
+import struct
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -255,19 +255,28 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
                 raise TruthError(e.errno, f"/proc/kpagecgroup: {e.strerror}") from None
             try:
                 vpage0 = m.addr // PAGE_SIZE
+                pfns: list[tuple[int, int]] = []          # (pfn, page index)
                 for first, count in _runs(resident):
                     addr = m.addr + first * PAGE_SIZE
                     if _libc.madvise(addr, count * PAGE_SIZE, MADV_POPULATE_READ) != 0:
                         continue    # I/O error or EINVAL on old kernels: owners unknown
                     raw = os.pread(pm, 8 * count, 8 * (vpage0 + first))
-                    for i in range(count):
-                        ent = int.from_bytes(raw[8 * i:8 * i + 8], "little")
+                    for i, ent in enumerate(struct.unpack(f"<{len(raw) // 8}Q", raw)):
                         pfn = ent & PAGEMAP_PFN_MASK
-                        if not ent & PAGEMAP_PRESENT or pfn == 0:
-                            continue   # PFN hidden (no CAP_SYS_ADMIN) or not mapped
-                        cg = os.pread(kpc, 8, 8 * pfn)
-                        if len(cg) == 8:
-                            owners[first + i] = int.from_bytes(cg, "little")
+                        if ent & PAGEMAP_PRESENT and pfn:   # else PFN hidden (no CAP_SYS_ADMIN)
+                            pfns.append((pfn, first + i))
+                # one kpagecgroup read per run of consecutive PFNs (large folios)
+                pfns.sort()
+                i = 0
+                while i < len(pfns):
+                    j = i + 1
+                    while j < len(pfns) and pfns[j][0] == pfns[j - 1][0] + 1:
+                        j += 1
+                    raw = os.pread(kpc, 8 * (j - i), 8 * pfns[i][0])
+                    vals = struct.unpack(f"<{len(raw) // 8}Q", raw)
+                    for k, memcg in enumerate(vals):
+                        owners[pfns[i + k][1]] = memcg
+                    i = j
             finally:
                 os.close(pm)
                 os.close(kpc)
