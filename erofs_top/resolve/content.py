@@ -80,6 +80,7 @@ class _MountIndex:
 
     def __init__(self, mount: MountInfo):
         self.paths: dict[int, str] = {}
+        self.infos: dict[int, FileInfo | None] = {}
         self.error = ""
         root = mount.mountpoint
         try:
@@ -194,6 +195,14 @@ class ImageContent:
         return result
 
     def file_info(self, mount: MountInfo, ino: int) -> FileInfo | None:
+        """Cached per mount: EROFS is read-only, a mounted file never changes."""
+        idx = self._index_of(mount)
+        hit = idx.infos.get(ino)
+        if hit is None:
+            hit = idx.infos[ino] = self._file_info(mount, ino)
+        return hit
+
+    def _file_info(self, mount: MountInfo, ino: int) -> FileInfo | None:
         path = self.path_of(mount, ino)
         if not path:
             return None

@@ -133,3 +133,22 @@ def test_sysmounts_missing_things_are_notes_not_errors(tmp_path):
     assert any("deleted" in n for n in m.notes[kdev(7, 2)])
     bad = SysMounts(str(tmp_path / "nope"))
     assert bad.refresh() == ([], []) and "nope" in bad.error
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+def kernel_escape(s: str) -> str:
+    """What the kernel's mangle() does to paths in mountinfo (seq_file escapes)."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in s)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_unescape_inverts_kernel_escape(path):
+    assert unescape(kernel_escape(path)) == path
+
+
+@given(st.text(max_size=200))
+def test_any_line_parses_or_is_none(line):
+    e = parse_mountinfo_line(line)
+    assert e is None or isinstance(e.dev, int)

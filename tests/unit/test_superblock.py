@@ -153,3 +153,27 @@ def test_not_an_image_files(tmp_path):
         image_info(str(big))
     with pytest.raises(OSError):
         read_superblock(str(tmp_path / "missing"))
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.binary(max_size=200))
+def test_random_superblock_bytes_never_traceback(data):
+    data = struct.pack("<I", sbm.EROFS_SUPER_MAGIC) + data
+    try:
+        sb = parse_superblock(data)
+    except ErofsFormatError as e:
+        assert "\n" not in str(e)
+    else:
+        assert 512 <= sb.block_size <= 65536
+
+
+@given(st.binary(max_size=80))
+def test_random_inode_bytes_never_traceback(data):
+    try:
+        ino = parse_inode(data)
+    except ErofsFormatError:
+        pass
+    else:
+        assert ino.layout <= sbm.CHUNK_BASED and ino.size >= 0
