@@ -466,8 +466,8 @@ class Snapshotter:
         if unmapped_pages:
             examples = list(getattr(cgroups, "unmapped_memcgs", {}).values())[:3]
             r.warnings.append(
-                f"{unmapped_pages} pages charged to cgroup-v1 memory cgroups with no "
-                f"cgroup v2 twin (owner unknown), e.g. {', '.join(examples) or '?'}")
+                f"{unmapped_pages} pages charged to cgroup-v1 memory cgroups with neither a "
+                f"cgroup v2 twin nor tasks (owner unknown), e.g. {', '.join(examples) or '?'}")
         return r
 
 

@@ -10,7 +10,7 @@ the walk, so a miss on it triggers a re-walk (at most one per ``rewalk_interval_
 Hybrid hosts (memory controller on cgroup v1, like this lab machine) charge page
 cache to a *v1* memory cgroup, whose inode /proc/kpagecgroup reports.
 ``memcg_cgroup_id`` maps that to the v2 cgroup with the same relative path (what
-systemd and our test workloads create), or 0 when there is none.
+systemd and our test workloads create), else to the v2 cgroup of its tasks, or 0.
 """
 from __future__ import annotations
 
@@ -179,6 +179,7 @@ class SysCgroups:
         self._v1mem = (_Tree(self.memory_v1_root, rewalk_interval_s, clock, monotonic_ids)
                        if self.memory_v1_root else None)
         self.unmapped_memcgs: dict[int, str] = {}   # v1 memcg ino -> path without v2 twin
+        self._memcg_cache: dict[int, tuple[str | None, float]] = {}
 
     @property
     def hybrid(self) -> bool:
@@ -208,20 +209,55 @@ class SysCgroups:
         """cgroup v2 path of the memory cgroup whose inode /proc/kpagecgroup gave.
 
         Pure v2: the inode is the v2 cgroup id.  Hybrid: it is a directory of the
-        v1 memory hierarchy; its relative path is looked up in the v2 tree.
+        v1 memory hierarchy.  It maps to (1) the v2 cgroup with the same relative
+        path (systemd and our workloads create such twins), else (2) the v2 cgroup
+        its tasks are in (/proc/PID/cgroup "0::"), which is the cgroup
+        bpf_get_current_cgroup_id() reports for them.  None when neither exists
+        (an empty v1-only memcg); those are kept in ``unmapped_memcgs``.
         """
         if memcg_ino == 0:
             return None
         if self._v1mem is None:
             return self.path_of(memcg_ino)
+        now = self._v1mem.clock()
+        hit = self._memcg_cache.get(memcg_ino)
+        if hit is not None and now - hit[1] < REVALIDATE_AFTER_S:
+            return hit[0]
         v1 = self._v1mem.path_of(memcg_ino)
-        if v1 is None:
+        result = None
+        if v1 is not None:
+            if self.id_of(v1) is not None:
+                result = v1
+            else:
+                result = self._v2_path_of_tasks(v1)
+                if result is None and len(self.unmapped_memcgs) < 1024:
+                    self.unmapped_memcgs[memcg_ino] = v1
+        self._memcg_cache[memcg_ino] = (result, now)
+        return result
+
+    def _v2_path_of_tasks(self, v1_path: str) -> str | None:
+        """The v2 cgroup of the tasks in a v1 memory cgroup (the first task's,
+        checked against a few more; None if empty or they disagree)."""
+        d = self.memory_v1_root + (v1_path if v1_path != "/" else "")
+        try:
+            with open(d + "/cgroup.procs") as f:
+                pids = f.read().split()[:8]
+        except OSError:
             return None
-        if self.id_of(v1) is None:
-            if len(self.unmapped_memcgs) < 1024:
-                self.unmapped_memcgs[memcg_ino] = v1
+        seen = set()
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    for line in f:
+                        if line.startswith("0::"):
+                            seen.add(line[3:].strip())
+                            break
+            except OSError:
+                continue
+        if len(seen) != 1:
             return None
-        return v1
+        path = seen.pop()
+        return path if self.id_of(path) is not None else None
 
     def memcg_cgroup_id(self, memcg_ino: int) -> int:
         """cgroup v2 id charged for a page whose memcg inode is ``memcg_ino`` (0 unknown)."""

@@ -147,3 +147,21 @@ def test_no_cgroup2_is_a_one_line_error(tmp_path):
     cg = SysCgroups(mountinfo_path=str(mi), proc_cgroups_path=str(tmp_path / "none"))
     assert cg.root is None and "no cgroup2" in cg.error
     assert not cg.resolve(5).resolved
+
+
+def test_hybrid_memcg_without_twin_maps_through_its_tasks(env):
+    tmp, mi, pc = env
+    v2, v1 = str(tmp / "v2"), str(tmp / "v1")
+    ids2 = make(v2, "/")
+    ids1 = make(v1, "/", "/svc/job", "/svc/empty")
+    # the job memcg holds this very process; its v2 cgroup comes from /proc/PID/cgroup
+    (tmp / "v1/svc/job/cgroup.procs").write_text(f"{os.getpid()}\n")
+    with open("/proc/self/cgroup") as f:
+        mine = next(line[3:].strip() for line in f if line.startswith("0::"))
+    make(v2, mine)
+    cg = SysCgroups(v2, memory_v1_root=v1, mountinfo_path=mi, proc_cgroups_path=pc,
+                    monotonic_ids=False)
+    assert cg.memcg_path(ids1["/svc/job"]) == mine
+    assert cg.memcg_cgroup_id(ids1["/svc/job"]) == cg.id_of(mine)
+    assert cg.memcg_cgroup_id(ids1["/svc/empty"]) == 0       # no twin, no tasks
+    assert ids2["/"] == cg.id_of("/")
