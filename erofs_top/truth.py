@@ -395,6 +395,7 @@ class Snapshotter:
 
     def snapshot(self, mounts, cgroups) -> Readings:
         r = Readings(taken_at=time.time(), page_size=PAGE_SIZE, probes_attached=False)
+        r.page_cache_bytes = meminfo_cached_bytes()
         owners_ok = self.owners
         if owners_ok:
             owners_ok, reason = kpagecgroup_readable()

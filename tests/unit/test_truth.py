@@ -98,7 +98,7 @@ def test_snapshot_readings_chunks(disk_dir):
                   source=backing, backing="file", backing_file=backing,
                   backing_dev=kdev_from_st_dev(bst.st_dev), backing_ino=bst.st_ino)
     r = truth.snapshot_readings(FixtureMounts([m]), FixtureCgroups(), owners=False)
-    assert r.page_size == PS and not r.probes_attached
+    assert r.page_size == PS and not r.probes_attached and r.page_cache_bytes > 0
     got = {(c.ino, c.chunk): c.owners for c in r.chunks}
     ino_a = os.stat(a).st_ino
     assert got == {(ino_a, 0): {UNKNOWN_CGROUP: (1 << 0) | (1 << 63)},
