@@ -262,14 +262,12 @@ class EventBatch:
         n = len(self.ts_ns)
         flags = EV_FLAG_MAPPING if any(self.mapping) else 0
         first = self.ts_ns[0] if n else 0
-        # timestamps as signed deltas: events from different CPUs may arrive slightly out of order
-        deltas = array("q", [0] * n)
+        # timestamps as deltas modulo 2**64: events from different CPUs may arrive
+        # slightly out of order (a small negative delta is 0xffff..., still compresses)
+        deltas = array("Q", [0] * n)
         prev = first
         for i, t in enumerate(self.ts_ns):
-            d = t - prev
-            if d >= 1 << 63 or d < -(1 << 63):
-                d = 0   # impossible with ktime; keeps encode total
-            deltas[i] = d
+            deltas[i] = (t - prev) & 0xFFFFFFFFFFFFFFFF
             prev = t
         parts = [_EV_HEAD.pack(n, flags, 0, first), _le(deltas)]
         for name, _code in _COLUMNS:
@@ -301,7 +299,7 @@ class EventBatch:
             off += size
             return a
 
-        deltas = take("q")
+        deltas = take("Q")
         ts = array("Q", [0] * n)
         t = first
         for i, d in enumerate(deltas):
