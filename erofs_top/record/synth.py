@@ -95,15 +95,16 @@ def demo_script() -> Script:
     resident (seeded) before the recording."""
     s = Script()
     s.seed_chunks.append(PageChunk(DEV_A, LIB_INO, 0, {CG_A: 0xFF}, 0xFF))
-    s.read_file(1.0, DEV_A, LIB_INO, LIB_PAGES, CG_A)
-    s.read_file(2.0, DEV_A, DATA_INO, DATA_PAGES, CG_A)
-    s.read_file(3.0, DEV_B, LIB_INO, LIB_PAGES, CG_B, folio_pages=16)
-    s.read_file(3.1, DEV_B, DATA_INO, DATA_PAGES, CG_B, folio_pages=16)
+    # (times off the whole seconds, where the report takes its samples)
+    s.read_file(1.05, DEV_A, LIB_INO, LIB_PAGES, CG_A)
+    s.read_file(2.05, DEV_A, DATA_INO, DATA_PAGES, CG_A)
+    s.read_file(3.05, DEV_B, LIB_INO, LIB_PAGES, CG_B, folio_pages=16)
+    s.read_file(3.15, DEV_B, DATA_INO, DATA_PAGES, CG_B, folio_pages=16)
     for i in range(0, 64, 4):        # reclaim: 64 pages of ctr-a's data.bin, by the root cgroup
-        s.ev(5.0 + i / 1000, fmt.KIND_DELETE, DEV_A, DATA_INO, i, 4, CG_ROOT)
+        s.ev(5.05 + i / 1000, fmt.KIND_DELETE, DEV_A, DATA_INO, i, 4, CG_ROOT)
     for t in range(1, 7):
         s.ticks.append((float(t), 0 if t < 3 else 7))
-    s.ev(6.0, fmt.KIND_READ_FOLIO, DEV_A, DATA_INO, 200, 1, CG_A)
+    s.ev(5.95, fmt.KIND_READ_FOLIO, DEV_A, DATA_INO, 200, 1, CG_A)
     s.duration_s = 6.0
     return s
 
