@@ -291,5 +291,22 @@ def _register_faces() -> None:
 _register_faces()
 
 
+def entry() -> None:
+    """Console entry point: click's own Ctrl-C handling prints "Aborted!" and
+    exits 1; erofs-top says what happened and exits 130 wherever Ctrl-C lands."""
+    try:
+        rv = main.main(standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        fail("interrupted", EXIT_INTERRUPTED)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        # e.g. `erofs-top once --json | head`: not an error of ours
+        sys.stderr.close()
+        sys.exit(0)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -47,8 +47,16 @@ class Collector:
 
     def refresh(self) -> Model:
         with self._lock:
-            self.mounts.refresh()
+            _added, removed = self.mounts.refresh()
+            for m in removed:
+                self.content.forget(m)      # its ino -> path index and caches
             readings = self.read()
+            for source in (self.mounts, self.cgroups):
+                if getattr(source, "error", ""):
+                    readings.warnings.append(source.error)
+            if getattr(self.content, "digest_errors", 0):
+                readings.warnings.append(f"{self.content.digest_errors} file(s) could not be "
+                                         f"read to identify their content")
             model = aggregate.aggregate(
                 readings, self.mounts, self.cgroups, self.content,
                 tier=self.tier, started_at=self.started_at, files_cap=self.files_cap,

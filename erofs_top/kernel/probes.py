@@ -45,6 +45,8 @@ class ProbeCollector(Collector):
             raise CollectorError(f"tracepoint {missing[0]} is missing on this kernel: "
                                  f"no tracepoint tier (use --no-bpf for the snapshot tier)")
         self.degraded: list[str] = []
+        # erofs-top's own reads (content hashing) are counted like anyone's:
+        # they did insert pages (dropped again right after, so not resident)
         cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}"]
         if self._events.get("erofs:erofs_fill_inode"):
             cflags.append("-DHAVE_EROFS_FILL_INODE")

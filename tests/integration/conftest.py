@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -37,7 +38,7 @@ def _need_root():
 @pytest.fixture
 def stack():
     """Scratch dir + everything a test mounts/creates, removed also on failure."""
-    with workload.Stack(prefix="erofs-top-test-") as st:
+    with workload.Stack(prefix=f"erofs-top-test-{os.getpid()}-") as st:
         yield st
 
 
@@ -58,14 +59,18 @@ def probes():
 
 
 def leftovers() -> list[str]:
-    """EROFS mounts, loop devices and cgroups the tests may have left."""
+    """EROFS mounts, loop devices and cgroups this test run may have left
+    (named with our pid, so concurrent runs elsewhere do not count)."""
+    mine = f"erofs-top-test-{os.getpid()}-"
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            if " - erofs " in line and "erofs-top-" in line:
+            if " - erofs " in line and mine in line:
                 out.append("mount: " + line.split()[4])
+    r = subprocess.run(["losetup", "-a"], capture_output=True, text=True)
+    out += ["loop: " + l for l in r.stdout.splitlines() if mine in l]
     root = workload.cgroup2_root()
-    out += ["cgroup: " + d for d in os.listdir(root) if d.startswith("erofs-top-test-")]
+    out += ["cgroup: " + d for d in os.listdir(root) if d.startswith(mine)]
     return out
 
 

@@ -55,8 +55,12 @@ def test_same_image_twice_duplicates_exact(stack, cgroup_prefix, probes):
     assert cb.resident_bytes == approx(pages(mask_b) * PAGE)
     assert ca.duplicate_bytes == approx(dup_pages * PAGE)
     assert cb.duplicate_bytes == approx(dup_pages * PAGE)
-    assert model.totals.redundant_bytes == approx(dup_pages * PAGE)
-    assert model.totals.potential_savings_bytes == approx(dup_pages * PAGE)
+    # node totals include whatever else is cached on the node: bound them
+    assert model.totals.redundant_bytes >= dup_pages * PAGE * 0.99
+    assert model.totals.potential_savings_bytes >= dup_pages * PAGE * 0.99
+    for mnt in (m1, m2):
+        row = next(x for x in model.mounts if x.dev == mnt.dev_str)
+        assert row.duplicate_bytes == approx(dup_pages * PAGE)
 
     # the snapshot tier (kpagecgroup owners) agrees per cgroup
     snap = SnapshotCollector().refresh()
