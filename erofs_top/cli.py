@@ -218,8 +218,16 @@ def doctor():
         mounts = None
         click.echo(f"  mounts: unreadable ({e})")
     rep = caps.doctor(mounts)
+    if rep.tier in ("tracepoint", "full"):
+        # prove it: load and attach a tiny tracepoint program
+        from .kernel.probes import try_load_bpf
+        err = try_load_bpf()
+        rep.add("BPF load", err is None, "a tracepoint program loaded and attached" if err is None
+                else err, "" if err is None else "see the error; --no-bpf runs the snapshot tier")
+        if err is not None:
+            rep.tier = "snapshot"
     for c in rep.checks:
-        mark = "ok  " if c.ok else "MISS"
+        mark = ("ok  " if not c.fix else "warn") if c.ok else "MISS"
         click.echo(f"[{mark}] {c.name}: {c.detail}")
         if c.fix:
             click.echo(f"       fix: {c.fix}")

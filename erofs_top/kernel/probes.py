@@ -322,3 +322,18 @@ class ProbeCollector(Collector):
 def _num(v) -> int:
     """ctypes scalar or int (BCC's batch reads return either) -> int."""
     return v if isinstance(v, int) else v.value
+
+
+def try_load_bpf() -> str | None:
+    """None when BCC can compile, load and attach a tracepoint program here."""
+    try:
+        from bcc import BPF
+    except ImportError:
+        return "the bcc Python module is missing (apt-get install python3-bpfcc)"
+    try:
+        b = BPF(text=b"TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache) { return 0; }")
+        b.cleanup()
+    except Exception as e:
+        lines = str(e).strip().splitlines()
+        return f"BPF load failed: {lines[-1] if lines else e}"
+    return None
