@@ -47,6 +47,31 @@ class SizeParam(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
+
+
+def parse_time(text: str, started_at: float, duration_s: float) -> float:
+    """'90' / '12.5' (seconds since the start) or 'HH:MM[:SS]' (local wall clock
+    during the recording) -> seconds since the start, within the recording."""
+    import time as _time
+    t = text.strip()
+    try:
+        off = float(t)
+    except ValueError:
+        m = _CLOCK.match(t)
+        if not m:
+            raise ValueError(f"not a time: {text!r} (seconds since the start, or HH:MM[:SS])")
+        lt = _time.localtime(started_at)
+        base = _time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
+        off = base + int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3) or 0) \
+            - started_at
+        if off < -60:           # a recording across midnight: the time is on the next day
+            off += 86400
+    if not -1.0 <= off <= duration_s + 1.0:
+        raise ValueError(f"--at {text}: outside the recording (0 to {duration_s:.1f} s)")
+    return min(max(off, 0.0), duration_s)
+
+
 def fail(msg: str, code: int = EXIT_FAIL):
     click.echo(f"erofs-top: {msg}", err=True)
     sys.exit(code)
@@ -246,13 +271,23 @@ def report_command(file, as_json, files_rows, files_cap, samples):
               help="Recording seconds per wall-clock second (change live with < and >).")
 @click.option("--step", "step_s", type=click.FloatRange(0, min_open=True), default=1.0,
               show_default=True, help="Seconds one step moves while paused.")
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="Start at TIME: seconds since the recording began (90, 12.5) or the "
+                   "wall-clock time HH:MM[:SS] it was recorded at.")
 @click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
               help="At most this many files per Model (default: as recorded).")
-def replay_command(file, speed, step_s, files_cap):
-    """The live UI on a recording: pause, step, speed and jump-to-time work as
-    in the UI's help (?).  No root needed."""
+def replay_command(file, speed, step_s, at, files_cap):
+    """The live UI on a recording, no root needed.  Keys: p pause, n / b one
+    step forward / back (pauses), > / < replay faster / slower, ? help; --at
+    jumps to a time before it starts."""
     from .source import RecordingSource
     rec = _open_recording(file)
+    start_offset = None
+    if at is not None:
+        try:
+            start_offset = parse_time(at, rec.started_at, rec.duration_s)
+        except ValueError as e:
+            fail(str(e), EXIT_USAGE)
     if not sys.stdout.isatty():
         fail("replay needs a terminal; use `erofs-top report` for text or JSON")
     try:
@@ -260,6 +295,8 @@ def replay_command(file, speed, step_s, files_cap):
     except ImportError as e:
         fail(f"the terminal UI is not available in this install ({e})")
     src = RecordingSource(rec, speed=speed, step_s=step_s, files_cap=files_cap)
+    if start_offset is not None:
+        src.seek(start_offset)
     try:
         run_app(src, title=f"erofs-top replay {os.path.basename(file)}")
     except KeyboardInterrupt:

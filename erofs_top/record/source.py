@@ -1,21 +1,23 @@
 """RecordingSource: a recording as a ModelSource for the UI (erofs_top/tui/source.py).
 
 Each ``refresh()`` moves the replay clock forward by the wall time since the
-previous refresh times ``speed`` (at most MAX_ADVANCE_S of wall time, so a
-pause in the UI does not make it jump), and returns the Model there.  ``step``
+previous refresh times ``speed`` and returns the Model there.  A gap much
+longer than the usual refresh interval means the UI was paused: it counts as
+one usual interval, so resuming does not jump.  ``step``
 moves by ``step_s`` recording seconds (back too), ``seek`` jumps to a unix
 time.  At the end it keeps returning the last Model.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from ..model import Model
 from .reader import Recording
 from .replay import Replayer
 
-MAX_ADVANCE_S = 2.0
-SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+MAX_ADVANCE_S = 2.0        # the first gap, before the usual interval is known
+PAUSE_FACTOR = 3.0         # a gap this many usual intervals long was a pause
 
 
 class RecordingSource:
@@ -28,6 +30,9 @@ class RecordingSource:
         self.clock = clock
         self.offset_s = 0.0            # position: seconds since the recording started
         self._last_wall: float | None = None
+        self._usual_gap_s: float | None = None
+        # the UI calls refresh from its poll thread and step from a worker
+        self._lock = threading.Lock()
         self.closed = False
 
     @property
@@ -47,28 +52,41 @@ class RecordingSource:
         return self.replayer.model_at(self.rec.mono_start_ns + int(self.offset_s * 1e9))
 
     def refresh(self) -> Model:
-        now = self.clock()
-        if self._last_wall is not None:
-            self.offset_s += min(now - self._last_wall, MAX_ADVANCE_S) * self.speed
-        self._last_wall = now
-        return self._model()
+        with self._lock:
+            now = self.clock()
+            if self._last_wall is not None:
+                gap = max(0.0, now - self._last_wall)
+                usual = self._usual_gap_s
+                if usual is None:
+                    used = min(gap, MAX_ADVANCE_S)
+                elif gap > PAUSE_FACTOR * usual:
+                    used = usual
+                else:
+                    used = gap
+                if usual is None or gap <= PAUSE_FACTOR * usual:
+                    self._usual_gap_s = gap if gap > 0 else usual
+                self.offset_s += used * self.speed
+            self._last_wall = now
+            return self._model()
 
     def step(self, n: int = 1) -> Model:
-        self._last_wall = self.clock()
-        self.offset_s += n * self.step_s
-        return self._model()
+        with self._lock:
+            self._last_wall = self.clock()
+            self.offset_s += n * self.step_s
+            return self._model()
 
     def seek(self, t: float) -> Model:
         """t: unix seconds (as Model.started_at/ended_at); values below 1e9 are taken
         as seconds since the start of the recording."""
-        self._last_wall = self.clock()
-        self.offset_s = t - self.rec.started_at if t >= 1e9 else t
-        return self._model()
+        with self._lock:
+            self._last_wall = self.clock()
+            self.offset_s = t - self.rec.started_at if t >= 1e9 else t
+            return self._model()
 
     def position(self) -> str:
         wall = time.strftime("%H:%M:%S", time.localtime(self.rec.started_at + self.offset_s))
         pct = 100.0 * self.offset_s / self.duration_s if self.duration_s > 0 else 100.0
-        return f"{wall} (+{self.offset_s:.1f} s, {pct:.0f}%) x{self.speed:g}"
+        return f"{wall} (+{self.offset_s:.1f} s of {self.duration_s:.1f} s, {pct:.0f}%)"
 
     def close(self) -> None:
         self.closed = True

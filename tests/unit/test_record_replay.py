@@ -253,16 +253,19 @@ def test_recording_source_clock_step_seek(demo):
     now[0] += 1.0
     src.refresh()
     assert src.offset_s == pytest.approx(2.0)
-    now[0] += 600.0      # the UI was paused: at most MAX_ADVANCE_S of wall time counts
+    now[0] += 600.0      # the UI was paused: the gap counts as one usual interval
     src.refresh()
-    assert src.offset_s == pytest.approx(6.0)
+    assert src.offset_s == pytest.approx(4.0)
+    now[0] += 1.5
+    src.refresh()
+    assert src.offset_s == pytest.approx(6.0)      # clamped at the end
     assert src.at_end
     m = src.step(-2)
     assert src.offset_s == pytest.approx(4.0)
     assert m.totals.resident_bytes == 2 * (synth.LIB_PAGES + synth.DATA_PAGES) * PAGE
     src.seek(demo.started_at + 1.5)
     assert src.offset_s == pytest.approx(1.5)
-    assert "%" in src.position() and "x2" in src.position()
+    assert "+1.5 s of 6.0 s, 25%" in src.position()
     src.seek(-5)
     assert src.offset_s == 0
     assert src.tier == "tracepoint"
@@ -339,3 +342,16 @@ def test_parse_size():
     assert parse_size("1.5GiB") == 3 << 29
     with pytest.raises(ValueError):
         parse_size("-1M")
+
+
+def test_parse_time():
+    from erofs_top.record.cli import parse_time
+    import time as _t
+    start = _t.mktime((2026, 11, 26, 14, 0, 0, 0, 0, -1))
+    assert parse_time("90", start, 600) == 90
+    assert parse_time("14:01:30", start, 600) == 90
+    assert parse_time("14:05", start, 600) == 300
+    with pytest.raises(ValueError, match="outside the recording"):
+        parse_time("15:00", start, 600)
+    with pytest.raises(ValueError, match="not a time"):
+        parse_time("soon", start, 600)
