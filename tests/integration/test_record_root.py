@@ -1,0 +1,146 @@
+"""Recordings on this real kernel: record the demo workload with real BPF,
+then the offline report must agree with `once --json` over the same workload;
+CMD exit status, Ctrl-C and --max-size end a recording cleanly."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from erofs_top.record.reader import Recording
+from erofs_top.workload import DEMO_FILES, DemoScenario, drop_file_cache
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
+PAGE = os.sysconf("SC_PAGE_SIZE")
+CLI = [sys.executable, "-m", "erofs_top.cli"]
+
+
+def approx(x):
+    return pytest.approx(x, rel=0.01, abs=2 * PAGE)
+
+
+def start_recording(out, *args):
+    """Start `erofs-top record` and wait until its probes are attached."""
+    p = subprocess.Popen(CLI + ["record", "-o", str(out), *args], stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    if "recording to" not in line:
+        p.kill()
+        rest = p.stderr.read()
+        pytest.fail(f"record did not start: {line}{rest}")
+    return p
+
+
+def finish(p, timeout=60):
+    _out, err = p.communicate(timeout=timeout)
+    return p.returncode, err
+
+
+def run_json(*args):
+    r = subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_report_agrees_with_once(stack, cgroup_prefix, tmp_path):
+    scen = DemoScenario(stack, cgroup_prefix=cgroup_prefix)
+    out = tmp_path / "demo.rec"
+    p = start_recording(out, "--duration", "4", "--model-interval", "1")
+    scen.read_all()
+    rc, err = finish(p)
+    assert rc == 0, err
+    assert "stopped: duration" in err
+
+    once = run_json("once", "--json", "--duration", "0.2")
+    rep = run_json("report", "--json", str(out))
+
+    # the report is the once document plus two sections
+    assert set(once) <= set(rep) and set(rep) - set(once) == {"timeline", "recording"}
+    assert rep["recording"]["complete"] and rep["recording"]["end_reason"] == "duration"
+    assert rep["recording"]["events_count"] > 1000
+    assert rep["recording"]["lost_events"] == 0, rep["recording"]
+    for ctr in (scen.ctr_a, scen.ctr_b):
+        live = next(c for c in once["containers"] if c["cgroup"] == ctr.path)
+        offline = next(c for c in rep["containers"] if c["cgroup"] == ctr.path)
+        assert live["resident_bytes"] > 12 << 20
+        assert live["duplicate_bytes"] > 8 << 20
+        assert offline["resident_bytes"] == approx(live["resident_bytes"]), ctr.path
+        assert offline["duplicate_bytes"] == approx(live["duplicate_bytes"]), ctr.path
+        # seen inserted during the recording, not found resident at its start
+        assert offline["inserted_bytes"] == approx(offline["resident_bytes"])
+        assert offline["seeded_bytes"] == 0
+    # the timeline saw the reads: the fastest window names both containers
+    top = {c["cgroup"] for c in rep["timeline"]["peaks"]["insert_rate"]["top_inserters"]}
+    assert {scen.ctr_a.path, scen.ctr_b.path} <= top
+
+    trace = tmp_path / "trace.json"
+    r = subprocess.run(CLI + ["export", str(out), "--format", "perfetto", "-o", str(trace)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(trace.read_text())
+    names = [e["args"]["name"] for e in doc["traceEvents"]
+             if e["ph"] == "M" and e["name"] == "process_name"]
+    assert any(n.startswith(scen.ctr_a.path) for n in names)
+    assert any(n.startswith(scen.ctr_b.path) for n in names)
+
+
+def test_record_runs_cmd_and_exits_with_its_status(stack, cgroup_prefix, tmp_path):
+    scen = DemoScenario(stack, cgroup_prefix=cgroup_prefix)
+    out = tmp_path / "cmd.rec"
+    reader = (f"import sys; sys.path[:0] = {sys.path!r}\n"
+              f"from erofs_top.workload import read_file\n"
+              f"read_file({scen.mount_a.path('usr/lib/libdemo.so.1')!r})\n"
+              f"sys.exit(3)\n")
+    r = subprocess.run(CLI + ["record", "-o", str(out), "--", sys.executable, "-c", reader],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    rec = Recording.open(str(out))
+    assert rec.complete and rec.end["reason"] == "command exited"
+    assert rec.events_count > 0
+    assert rec.start["command"][0] == sys.executable
+
+
+def test_ctrl_c_ends_cleanly(stack, tmp_path):
+    out = tmp_path / "int.rec"
+    p = start_recording(out)
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    rc, err = finish(p)
+    assert rc == 130, err
+    assert "Traceback" not in err
+    rec = Recording.open(str(out))
+    assert rec.complete and rec.end["reason"] == "interrupted"
+    assert rec.warnings == []
+    assert len(rec.ticks) >= 1
+
+
+def test_max_size_stops_recording_and_report_says_so(stack, cgroup_prefix, tmp_path):
+    scen = DemoScenario(stack, cgroup_prefix=cgroup_prefix)
+    out = tmp_path / "small.rec"
+    limit = 64 << 10
+    p = start_recording(out, "--max-size", "64K", "--duration", "120")
+    try:
+        for _ in range(40):            # re-read cold until the file is full
+            if p.poll() is not None:
+                break
+            for mnt in (scen.mount_a, scen.mount_b):
+                for rel in DEMO_FILES:
+                    drop_file_cache(mnt.path(rel))
+            scen.read_all()
+    finally:
+        if p.poll() is None:
+            time.sleep(2)
+    rc, err = finish(p)
+    assert rc == 0, err
+    assert "stopped: max-size" in err and "--max-size 64.0 KiB reached" in err
+    assert os.path.getsize(out) <= limit
+    rec = Recording.open(str(out))
+    assert rec.complete and rec.end["max_size_reached"]
+    r = subprocess.run(CLI + ["report", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "ended: max-size" in r.stdout
