@@ -35,7 +35,8 @@
  *   members       (mapping, real s_dev, real i_ino) -> i_size, real inode ptr
  *   real_inodes   real inode ptr -> member key (for erofs_ishare_free_inode)
  *   users         (mapping, cgroup id, real s_dev, real i_ino) -> open, read
- *                 and mmap calls, last use (ns)
+ *                 and mmap calls, last use (ns); the loading process itself
+ *                 (-DSELF_TGID) is never a user
  *   fs_types      file_system_type ptr -> 1 pseudo_erofs, 2 another erofs type
  *   counters      per-CPU: map update failures, owner overflow, ...
  */
@@ -323,6 +324,11 @@ static __always_inline void note_use(struct file *f, int what)
     struct address_space *m = NULL;
     if (!f)
         return;
+#ifdef SELF_TGID
+    /* erofs-top's own reads (ELF build-ids, digests) make it no user */
+    if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID)
+        return;
+#endif
     bpf_probe_read_kernel(&rf, sizeof(rf), &f->private_data);
     bpf_probe_read_kernel(&oi, sizeof(oi), &f->f_inode);
     if (!rf || !oi)

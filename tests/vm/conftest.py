@@ -46,10 +46,43 @@ def lab():
     return os.uname().release
 
 
+FINGERPRINT_XATTR = "trusted.erofs.fingerprint"   # images: --xattr-inode-digest=<this>
+REPORT: list[str] = []                             # lines for the end of the run
+
+
 @pytest.fixture(scope="session")
-def sharing_probes(lab):
-    """The full-tier probes (probes/ishare.c), compiled and attached ONCE per
-    boot: the BCC compile takes ~20-25 s under TCG."""
+def _collector(lab):
+    """erofs-top's own collector (full tier), opened once per boot: it
+    compiles probes/filemap.c and probes/ishare.c (~50 s under TCG)."""
+    from erofs_top.collector import open_collector
+    try:
+        col = open_collector(fingerprint_xattr=FINGERPRINT_XATTR, files_cap=1_000_000)
+    except Exception as e:      # reported by the tests that need it
+        yield e
+        return
+    try:
+        yield col
+    finally:
+        col.close()
+
+
+@pytest.fixture(scope="session")
+def collector(_collector):
+    if isinstance(_collector, Exception):
+        pytest.fail(f"open_collector() failed in the lab: {_collector}")
+    assert _collector.tier == "full", \
+        f"the lab must run the full tier, got {_collector.tier}: {getattr(_collector, 'degraded', '')}"
+    return _collector
+
+
+@pytest.fixture(scope="session")
+def sharing_probes(_collector):
+    """The full-tier probes (probes/ishare.c): the collector's own instance when
+    it runs, else a standalone one (so these tests do not depend on the
+    tracepoint tier).  One BCC compile per boot either way."""
+    if not isinstance(_collector, Exception) and getattr(_collector, "sharing", None):
+        yield _collector.sharing
+        return
     from erofs_top.kernel import sharing
     ok, reason = sharing.sharing_supported()
     assert ok, f"the lab kernel must support the full tier: {reason}"
@@ -58,3 +91,10 @@ def sharing_probes(lab):
         yield probes
     finally:
         probes.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPORT:
+        terminalreporter.section("lab measurements")
+        for line in REPORT:
+            terminalreporter.write_line(line)
