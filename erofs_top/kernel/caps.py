@@ -23,6 +23,22 @@ def tracefs() -> str | None:
     return None
 
 
+def ensure_erofs_loaded() -> str | None:
+    """Load the erofs module when it is a module not loaded yet: its
+    tracepoints and ishare symbols exist only once it is (the first EROFS mount
+    would load it, after we attached).  Returns what happened, for doctor."""
+    if os.path.isdir("/sys/fs/erofs") or os.path.isdir("/sys/module/erofs"):
+        return None
+    try:
+        import subprocess
+        r = subprocess.run(["modprobe", "-q", "erofs"], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"erofs module not loaded and modprobe failed: {e}"
+    if r.returncode != 0:
+        return "erofs module not loaded and `modprobe erofs` failed"
+    return "loaded the erofs module (modprobe erofs) so its tracepoints exist"
+
+
 def tracepoints() -> dict[str, bool]:
     base = tracefs()
     out = {}
@@ -171,6 +187,10 @@ def doctor(mounts=None) -> Report:
     tf = tracefs()
     r.add("tracefs", bool(tf), tf or "not mounted",
           "" if tf else "mount -t tracefs tracefs /sys/kernel/tracing")
+    loaded = os.path.isdir("/sys/fs/erofs") or os.path.isdir("/sys/module/erofs")
+    r.add("erofs filesystem", loaded, "loaded" if loaded else "module not loaded yet",
+          "" if loaded else "erofs-top runs `modprobe erofs` at start: its tracepoints and "
+                            "ishare symbols exist only once the module is loaded")
     tps = tracepoints()
     for ev, ok in tps.items():
         essential = ev.startswith("filemap:")

@@ -37,6 +37,10 @@ class ProbeCollector(Collector):
         except ImportError:
             raise CollectorError("the bcc Python module is missing: apt-get install python3-bpfcc "
                                  "(and use a venv with --system-site-packages)") from None
+        self.degraded: list[str] = []
+        loaded = caps.ensure_erofs_loaded()
+        if loaded and "failed" in loaded:
+            self.degraded.append(loaded)
         self._events = caps.tracepoints()
         missing = [e for e in ("filemap:mm_filemap_add_to_page_cache",
                                "filemap:mm_filemap_delete_from_page_cache")
@@ -44,7 +48,6 @@ class ProbeCollector(Collector):
         if missing:
             raise CollectorError(f"tracepoint {missing[0]} is missing on this kernel: "
                                  f"no tracepoint tier (use --no-bpf for the snapshot tier)")
-        self.degraded: list[str] = []
         # erofs-top's own reads (content hashing) are counted like anyone's:
         # they did insert pages (dropped again right after, so not resident)
         cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}"]
