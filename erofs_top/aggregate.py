@@ -304,8 +304,10 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
         if e.content_key:
             key_count[e.content_key] += 1
     for f, e in zip(files, live):
-        f.copies = max(1, key_count.get(e.content_key, 1)) * (1 if not e.shared_mapping
-                                                               else max(1, e.used_members))
+        if e.shared_mapping:
+            f.copies = max(1, e.used_members)    # inodes served by the one shared copy
+        else:
+            f.copies = key_count.get(e.content_key, 1) if e.content_key else 1
 
     # non-shared pages: fair share is the page itself (one user: its owner)
     for e in live:
