@@ -12,13 +12,14 @@ Model is kept, marked gone, for ``grace_s`` seconds of Model time and then
 dropped, so a face can fade it out instead of letting it blink away.
 
 Memory is bounded: at most ``capacity`` samples per series, series only for
-containers and mounts (files keep their last object only), two Models kept.
+containers and mounts (files keep their last object only), one Model kept
+(plus the previous Model's container rows, for rates).
 """
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterator
+from typing import Any, Hashable, Iterator, NamedTuple
 
 from .model import Container, File, Model, Mount
 
@@ -94,9 +95,10 @@ class RowSeries:
         self.duplicate_bytes = Ring(capacity)
 
 
-@dataclass(frozen=True)
-class Rates:
-    """Per-second rates of one container between the last two Models (None: unknown)."""
+class Rates(NamedTuple):
+    """Per-second rates of one container between the last two Models (None: unknown).
+
+    A NamedTuple, not a dataclass: 10,000 of them are made per refresh."""
     insert_bytes_per_s: float | None = None
     evict_bytes_per_s: float | None = None
     readahead_bytes_per_s: float | None = None
@@ -104,10 +106,6 @@ class Rates:
 
 
 NO_RATES = Rates()
-_RATE_FIELDS = (("insert_bytes_per_s", "inserted_bytes"),
-                ("evict_bytes_per_s", "evicted_bytes"),
-                ("readahead_bytes_per_s", "readahead_bytes"),
-                ("read_folio_per_s", "read_folio_count"))
 
 
 def _rate(cur: int, prev: int, dt: float) -> float | None:
@@ -118,13 +116,33 @@ def _rate(cur: int, prev: int, dt: float) -> float | None:
 
 
 class _KindState:
-    __slots__ = ("current", "previous", "gone", "series")
+    __slots__ = ("current", "previous", "gone", "series", "rates")
 
     def __init__(self) -> None:
         self.current: dict[Hashable, Any] = {}      # key -> row object of the latest Model
-        self.previous: dict[Hashable, Any] = {}     # key -> row object of the Model before
+        # key -> row object of the Model before; kept for containers only (their rates),
+        # so the previous Model's files can be freed.
+        self.previous: dict[Hashable, Any] = {}
         self.gone: dict[Hashable, tuple[Any, float]] = {}  # key -> (last row, gone since)
         self.series: dict[Hashable, RowSeries] = {}
+        self.rates: dict[Hashable, Rates] | None = None    # computed on first use per push
+
+
+@dataclass(frozen=True)
+class _NodeSample:
+    """What node-wide rates need from the previous Model (not the Model itself)."""
+    ended_at: float
+    inserted_bytes: int
+    evicted_bytes: int
+    bpf_run_time_ns: int
+    has_bpf_stats: bool
+    lost_events: int
+
+
+def _node_sample(m: Model) -> _NodeSample:
+    return _NodeSample(m.ended_at, m.totals.inserted_bytes, m.totals.evicted_bytes,
+                       sum(m.health.bpf_run_time_ns.values()), bool(m.health.bpf_run_time_ns),
+                       m.health.lost_events)
 
 
 class History:
@@ -145,7 +163,7 @@ class History:
 
     def reset(self) -> None:
         self.latest: Model | None = None
-        self.previous: Model | None = None
+        self.previous: _NodeSample | None = None    # node numbers of the Model before
         self.times = Ring(self.capacity)                # Model.ended_at, seconds * 1000
         self.node_series = RowSeries(self.capacity)     # Totals resident/duplicate
         self.samples_count = 0
@@ -156,7 +174,8 @@ class History:
         now = model.ended_at
         if self.latest is not None and now < self.latest.ended_at:
             self.reset()
-        self.previous, self.latest = self.latest, model
+        self.previous = _node_sample(self.latest) if self.latest is not None else None
+        self.latest = model
         self.samples_count += 1
         self.times.append(int(now * 1000))
         self.node_series.resident_bytes.append(model.totals.resident_bytes)
@@ -166,8 +185,13 @@ class History:
 
     def _push_kind(self, kind: str, rows: list, now: float) -> None:
         st = self._kinds[kind]
-        keyf = _KEY_FUNCS[kind]
-        new = {keyf(r): r for r in rows}
+        # Comprehensions per kind (no key function call per row: 50,000 files add up).
+        if kind == FILES:
+            new = {(r.dev, r.ino): r for r in rows}
+        elif kind == CONTAINERS:
+            new = {r.cgroup_id: r for r in rows}
+        else:
+            new = {r.dev: r for r in rows}
         old = st.current
         # Rows that vanished now start their grace period; rows back are no longer gone.
         for key in old.keys() - new.keys():
@@ -178,12 +202,15 @@ class History:
                 del st.gone[key]
                 if key not in new:
                     st.series.pop(key, None)
-        st.previous, st.current = old, new
+        st.previous = old if kind == CONTAINERS else {}
+        st.current = new
+        st.rates = None
         if kind in SERIES_KINDS:
             series = st.series
             cap = self.capacity
+            get = series.get
             for key, r in new.items():
-                s = series.get(key)
+                s = get(key)
                 if s is None:
                     s = series[key] = RowSeries(cap)
                 s.resident_bytes.append(r.resident_bytes)
@@ -229,21 +256,40 @@ class History:
 
     def rates(self, kind: str, key: Hashable) -> Rates:
         """Container rates between the last two Models; NO_RATES when unknown."""
-        st = self._kinds[kind]
-        cur = st.current.get(key)
-        prev = st.previous.get(key)
-        dt = self.interval_s()
-        if cur is None or prev is None or dt is None or not isinstance(cur, Container):
+        if kind != CONTAINERS:
             return NO_RATES
-        return Rates(**{name: _rate(getattr(cur, field), getattr(prev, field), dt)
-                        for name, field in _RATE_FIELDS})
+        return self.all_rates().get(key, NO_RATES)
+
+    def all_rates(self) -> dict[Hashable, Rates]:
+        """cgroup_id -> Rates for every container seen in the last two Models."""
+        st = self._kinds[CONTAINERS]
+        if st.rates is None:
+            st.rates = self._container_rates(st)
+        return st.rates
+
+    def _container_rates(self, st: _KindState) -> dict[Hashable, Rates]:
+        # All at once, once per push: sorting and totals ask for every row's rates.
+        dt = self.interval_s()
+        if dt is None or dt <= 0:
+            return {}
+        out = {}
+        prev_rows = st.previous
+        for key, cur in st.current.items():
+            prev = prev_rows.get(key)
+            if prev is None:
+                continue
+            out[key] = Rates(_rate(cur.inserted_bytes, prev.inserted_bytes, dt),
+                             _rate(cur.evicted_bytes, prev.evicted_bytes, dt),
+                             _rate(cur.readahead_bytes, prev.readahead_bytes, dt),
+                             _rate(cur.read_folio_count, prev.read_folio_count, dt))
+        return out
 
     def node_rates(self) -> dict[str, float | None]:
         """Node-wide insert/evict bytes per second from Totals."""
         dt = self.interval_s()
         if dt is None:
             return {"insert_bytes_per_s": None, "evict_bytes_per_s": None}
-        cur, prev = self.latest.totals, self.previous.totals
+        cur, prev = self.latest.totals, self.previous
         return {"insert_bytes_per_s": _rate(cur.inserted_bytes, prev.inserted_bytes, dt),
                 "evict_bytes_per_s": _rate(cur.evicted_bytes, prev.evicted_bytes, dt)}
 
@@ -253,7 +299,7 @@ class History:
         if dt is None or dt <= 0:
             return None
         cur = sum(self.latest.health.bpf_run_time_ns.values())
-        prev = sum(self.previous.health.bpf_run_time_ns.values())
+        prev = self.previous.bpf_run_time_ns
         if not self.latest.health.bpf_run_time_ns or cur < prev:
             return None
         return (cur - prev) / 1e9 / dt
@@ -262,14 +308,8 @@ class History:
         """Lost events since the previous Model (None with one Model)."""
         if self.previous is None:
             return None
-        return max(0, self.latest.health.lost_events - self.previous.health.lost_events)
+        return max(0, self.latest.health.lost_events - self.previous.lost_events)
 
-
-_KEY_FUNCS = {
-    CONTAINERS: lambda c: c.cgroup_id,
-    MOUNTS: lambda m: m.dev,
-    FILES: lambda f: (f.dev, f.ino),
-}
 
 __all__ = ["History", "Rates", "NO_RATES", "Ring", "RowSeries", "row_key",
            "CONTAINERS", "MOUNTS", "FILES", "ROW_KINDS", "Container", "Mount", "File"]

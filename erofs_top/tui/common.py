@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Hashable
 
 from ..history import History
@@ -92,9 +93,17 @@ def container_match_text(key: Hashable, c: Container) -> str:
 
 def bytes_total(attr: str):
     """Totals-row function summing a byte field over the live rows shown."""
-    def total(rows: list[tuple[Hashable, Any]]) -> str:
-        return fmt_bytes(sum(getattr(r, attr) for _, r in rows))
+    getter = attrgetter(attr)
+
+    def total(keys: list[Hashable], rows: dict[Hashable, Any]) -> str:
+        if len(keys) == len(rows):          # every row is live and shown: no lookups
+            return fmt_bytes(sum(map(getter, rows.values())))
+        return fmt_bytes(sum(map(getter, map(rows.__getitem__, keys))))
     return total
+
+
+def count_total(keys: list[Hashable], rows: dict[Hashable, Any]) -> str:
+    return f"TOTAL {len(keys)}"
 
 
 def gone_marker(fade: float) -> str:

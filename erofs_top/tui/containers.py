@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-from ..history import CONTAINERS
+from ..history import CONTAINERS, Rates
 from ..units import (BYTES_WIDTH, COUNT_RATE_WIDTH, RATE_WIDTH, UNKNOWN, fmt_bytes,
                      fmt_count_rate, fmt_rate)
-from .common import ViewContext, bytes_total, container_match_text, container_name, sparkline
+from .common import ViewContext, bytes_total, count_total, container_match_text, container_name, sparkline
 from .table import Column, RowTable
 
 KIND = CONTAINERS
@@ -30,24 +30,26 @@ def columns(ctx: ViewContext) -> list[Column]:
         def value(key, c):
             return getattr(c, attr) if ctx.full else None
 
-        def total(rows):
-            return fmt_bytes(sum(getattr(c, attr) for _, c in rows)) if ctx.full else UNKNOWN
+        def total(keys, rows):
+            return bytes_total(attr)(keys, rows) if ctx.full else UNKNOWN
         return text, value, total
 
     def rate(field: str, fmt):
+        index = Rates._fields.index(field)
+
         def value(key, c):
             if not ctx.live_rates:
                 return None
-            return getattr(h.rates(KIND, key), field)
+            return h.rates(KIND, key)[index]
 
         def text(key, c):
             return fmt(value(key, c))
 
-        def total(rows):
+        def total(keys, rows):
             if not ctx.live_rates:
                 return UNKNOWN
-            vals = [getattr(h.rates(KIND, k), field) for k, _ in rows]
-            known = [v for v in vals if v is not None]
+            known = [r[index] for r in map(h.all_rates().get, keys)
+                     if r is not None and r[index] is not None]
             return fmt(sum(known)) if known else UNKNOWN
         return text, value, total
 
@@ -64,14 +66,14 @@ def columns(ctx: ViewContext) -> list[Column]:
     return [
         Column("name", "CONTAINER", name_text, lambda k, c: container_name(c), width=24,
                align="left", flex=1, max_width=64, shorten="path", descending=False,
-               total=lambda rows: f"TOTAL {len(rows)}"),
+               total=count_total),
         Column("runtime", "RUNTIME", lambda k, c: c.runtime or "-", lambda k, c: c.runtime,
                width=10, align="left", priority=7, descending=False),
         Column("resident", "RESIDENT", lambda k, c: fmt_bytes(c.resident_bytes),
-               lambda k, c: c.resident_bytes, width=BYTES_WIDTH + 1,
+               lambda k, c: c.resident_bytes, attr="resident_bytes", width=BYTES_WIDTH + 1,
                total=bytes_total("resident_bytes")),
         Column("duplicate", "DUPLICATE", lambda k, c: fmt_bytes(c.duplicate_bytes),
-               lambda k, c: c.duplicate_bytes, width=BYTES_WIDTH + 2,
+               lambda k, c: c.duplicate_bytes, attr="duplicate_bytes", width=BYTES_WIDTH + 2,
                total=bytes_total("duplicate_bytes")),
         Column("shared", "SHARED", shared_t, shared_v, width=BYTES_WIDTH + 1, priority=5,
                total=shared_tot),

@@ -6,7 +6,7 @@ from typing import Any, Hashable
 from ..history import FILES
 from ..model import File
 from ..units import BYTES_WIDTH, UNKNOWN, fmt_bytes
-from .common import ViewContext, bytes_total
+from .common import ViewContext, bytes_total, count_total
 from .table import Column, RowTable
 
 KIND = FILES
@@ -54,16 +54,16 @@ def columns(ctx: ViewContext) -> list[Column]:
     return [
         Column("path", "FILE", path_text, lambda k, f: file_name(k, f), width=20, align="left",
                flex=2, max_width=100, shorten="path", descending=False,
-               total=lambda rows: f"TOTAL {len(rows)}"),
+               total=count_total),
         Column("resident", "RESIDENT", lambda k, f: fmt_bytes(f.resident_bytes),
-               lambda k, f: f.resident_bytes, width=BYTES_WIDTH + 1,
+               lambda k, f: f.resident_bytes, attr="resident_bytes", width=BYTES_WIDTH + 1,
                total=bytes_total("resident_bytes")),
         Column("duplicate", "DUPLICATE", lambda k, f: fmt_bytes(f.duplicate_bytes),
-               lambda k, f: f.duplicate_bytes, width=BYTES_WIDTH + 2,
+               lambda k, f: f.duplicate_bytes, attr="duplicate_bytes", width=BYTES_WIDTH + 2,
                total=bytes_total("duplicate_bytes")),
-        Column("copies", "COPIES", lambda k, f: f"{f.copies}x", lambda k, f: f.copies, width=7),
+        Column("copies", "COPIES", lambda k, f: f"{f.copies}x", lambda k, f: f.copies, attr="copies", width=7),
         Column("size", "SIZE", lambda k, f: fmt_bytes(f.size), lambda k, f: f.size,
-               width=BYTES_WIDTH + 1, priority=4, total=bytes_total("size")),
+               attr="size", width=BYTES_WIDTH + 1, priority=4),
         Column("content", "CONTENT", lambda k, f: f.content_id[:8] or UNKNOWN,
                lambda k, f: f.content_id, width=9, align="left", priority=2, descending=False),
         Column("shared", "SHARED", shared_text, None, width=6, align="left", priority=5),

@@ -86,7 +86,10 @@ class NodeHeader(Widget):
                      replay_note: str = "") -> None:
         self.interval_s, self.paused = interval_s, paused
         self.source_error, self.replay_note = source_error, replay_note
-        self.refresh(layout=True)
+        # A layout pass only when the number of lines changes (warnings come and go).
+        width = max(20, self.size.width or 80)
+        plain, warn = self.lines(width)
+        self.refresh(layout=len(plain) + len(warn) != self.size.height)
 
     def lines(self, width: int) -> tuple[list[str], list[str]]:
         """(plain lines, warning lines) for a given width."""

@@ -6,7 +6,7 @@ from typing import Any, Hashable
 from ..history import MOUNTS
 from ..model import Mount
 from ..units import BYTES_WIDTH, fmt_bytes
-from .common import ViewContext, bytes_total, sparkline
+from .common import ViewContext, bytes_total, count_total, sparkline
 from .table import Column, RowTable
 
 KIND = MOUNTS
@@ -42,7 +42,7 @@ def columns(ctx: ViewContext) -> list[Column]:
     return [
         Column("mountpoint", "MOUNT POINT", mp_text, lambda k, m: m.mountpoint, width=14,
                align="left", flex=2, max_width=60, shorten="path", descending=False,
-               total=lambda rows: f"TOTAL {len(rows)}"),
+               total=count_total),
         Column("source", "SOURCE", lambda k, m: m.backing_file or m.source,
                lambda k, m: m.backing_file or m.source, width=12, align="left", flex=1,
                max_width=60, shorten="path", priority=3, descending=False),
@@ -51,17 +51,17 @@ def columns(ctx: ViewContext) -> list[Column]:
         Column("share", "SHARE", lambda k, m: share_text(m), lambda k, m: m.inode_share,
                width=6, align="left", priority=2),
         Column("resident", "RESIDENT", lambda k, m: fmt_bytes(m.resident_bytes),
-               lambda k, m: m.resident_bytes, width=BYTES_WIDTH + 1,
+               lambda k, m: m.resident_bytes, attr="resident_bytes", width=BYTES_WIDTH + 1,
                total=bytes_total("resident_bytes")),
         Column("backing_resident", "BACKING$", lambda k, m: fmt_bytes(m.backing_resident_bytes)
                if m.backing in ("file", "loop") else "-",
-               lambda k, m: m.backing_resident_bytes, width=BYTES_WIDTH + 1, priority=1,
+               lambda k, m: m.backing_resident_bytes, attr="backing_resident_bytes", width=BYTES_WIDTH + 1, priority=1,
                total=bytes_total("backing_resident_bytes")),
         Column("duplicate", "DUPLICATE", lambda k, m: fmt_bytes(m.duplicate_bytes),
-               lambda k, m: m.duplicate_bytes, width=BYTES_WIDTH + 2,
+               lambda k, m: m.duplicate_bytes, attr="duplicate_bytes", width=BYTES_WIDTH + 2,
                total=bytes_total("duplicate_bytes")),
         Column("containers", "CTRS", lambda k, m: str(m.containers_count),
-               lambda k, m: m.containers_count, width=5, priority=1),
+               lambda k, m: m.containers_count, attr="containers_count", width=5, priority=1),
         Column("trend", "RESIDENT TREND", trend, None, width=TREND_WIDTH + 2, align="left",
                priority=5),
     ]

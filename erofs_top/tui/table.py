@@ -14,6 +14,7 @@ which); only flexible text columns (names, paths) are shortened, with "…".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Callable, ClassVar, Hashable
 
 from rich.segment import Segment
@@ -62,7 +63,9 @@ class Column:
     max_width: int = 0                          # flex columns stop growing here (0: no cap)
     shorten: str = "end"                        # end | middle | path (flex columns only)
     descending: bool = True                     # first sort direction
-    total: Callable[[list[tuple[Hashable, Any]]], str] | None = None
+    # (keys, rows by key) of the live rows shown -> totals-row text
+    total: Callable[[list[Hashable], dict[Hashable, Any]], str] | None = None
+    attr: str = ""      # sort value is this int attribute of the row: a C-speed sort path
 
     @property
     def sortable(self) -> bool:
@@ -153,6 +156,7 @@ class RowTable(ScrollView, can_focus=True):
         self.rows: dict[Hashable, Any] = {}
         self.fades: dict[Hashable, float] = {}     # key -> 0..1 for vanished rows
         self.order: list[Hashable] = []           # keys after filter + sort
+        self.gone_count = 0                         # fading rows in order
         self.cursor_key: Hashable | None = None
         self.cursor_index = 0
         self.layout_columns: list[tuple[Column, int]] = []   # (column, width) shown
@@ -160,6 +164,8 @@ class RowTable(ScrollView, can_focus=True):
         self._layout_width = -1
         self._line_cache: dict[tuple, Strip] = {}
         self._total_text: str | None = None
+        self._total_sig: tuple = ()
+        self._rows_version = 0
 
     # ------------------------------------------------------------ public API
     def column(self, key: str) -> Column:
@@ -204,6 +210,7 @@ class RowTable(ScrollView, can_focus=True):
         """Replace the row data (same keys update in place; order is recomputed)."""
         self.rows = rows
         self.fades = fades or {}
+        self._rows_version += 1
         self._reorder()
 
     @property
@@ -235,12 +242,25 @@ class RowTable(ScrollView, can_focus=True):
         keys = self._matching_keys()
         col = self.sort_column
         if col is not None:
-            rows, val = self.rows, col.value
-            # Tie-break on the key so equal rows keep their place between refreshes.
-            keys.sort(key=lambda k: (_sort_value(val(k, rows[k])), k),
-                      reverse=self.sort_descending)
+            rows = self.rows
+            # Python's sort is stable (also reversed): equal rows keep the Model's order,
+            # so they do not jump around between refreshes.
+            if col.attr:
+                # keys == list(rows) when nothing is filtered: zip with values(), no lookups
+                source = rows.values() if len(keys) == len(rows) else map(rows.__getitem__, keys)
+                values = dict(zip(keys, map(attrgetter(col.attr), source)))
+            else:
+                val = col.value
+                values = {k: val(k, rows[k]) for k in keys}
+                if any(v is None or isinstance(v, str) for v in values.values()):
+                    values = {k: _sort_value(v) for k, v in values.items()}
+            keys.sort(key=values.__getitem__, reverse=self.sort_descending)
         self.order = keys
-        self._total_text = None
+        if self.fades:
+            shown = set(keys)
+            self.gone_count = sum(1 for k in self.fades if k in shown)
+        else:
+            self.gone_count = 0
         self._line_cache.clear()
         # The cursor follows its row; if the row went away, it stays at the same index.
         if self.cursor_key is not None and self.cursor_key in self.rows:
@@ -409,18 +429,29 @@ class RowTable(ScrollView, can_focus=True):
             texts.append(label)
         return self._cells(texts)
 
+    def live_keys(self) -> list[Hashable]:
+        """Keys in order, without the fading rows."""
+        if not self.gone_count:
+            return self.order
+        fades = self.fades
+        return [k for k in self.order if k not in fades]
+
     def total_text(self) -> str:
-        if self._total_text is None:
-            live = [(k, self.rows[k]) for k in self.order if self.fades.get(k, 0.0) == 0.0]
+        # Totals depend on the rows, the filter and the columns shown, not on the sort
+        # order or the cursor: recomputed only when one of those changed.
+        sig = (self._rows_version, self.filter_text, self._layout_width)
+        if self._total_text is None or self._total_sig != sig:
+            live = self.live_keys()
             texts = []
             for i, (col, _) in enumerate(self.layout_columns):
                 if col.total is not None:
-                    texts.append(col.total(live))
+                    texts.append(col.total(live, self.rows))
                 elif i == 0:
                     texts.append(f"TOTAL {len(live)} rows")
                 else:
                     texts.append("")
             self._total_text = self._cells(texts)
+            self._total_sig = sig
         return self._total_text
 
     def row_text(self, key: Hashable) -> str:

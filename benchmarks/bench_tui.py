@@ -1,0 +1,177 @@
+"""Refresh cost and memory of the live UI on a big synthetic Model.
+
+One "refresh render" is what the UI thread does when a Model arrives:
+History.push (all rows of all kinds), re-sort/re-filter of the active view,
+and repainting the screen, measured from ``ingest()`` until Textual is idle
+again (headless, 200x50), as CPU time of the process (the target) and as wall
+time (which also holds Textual's frame timer, ~20 ms of waiting even with
+nothing to do).  Building the synthetic Models is not counted (the collector
+thread does that).  Memory is the peak RSS of a fresh process per
+scale: it includes the interpreter, Textual, the Model the UI shows and the
+next Model being built (as with a live collector).
+
+Targets (issue 4): 10,000 containers and 50,000 files render in < 100 ms and
+stay < 150 MB.  Ratios are against a 100-container / 500-file baseline run
+the same way in the same invocation.
+
+Run:  .venv/bin/python benchmarks/bench_tui.py [--refreshes 8] [--containers 10000]
+      [--files 50000] [--baseline-containers 100] [--baseline-files 500]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+MiB = 1 << 20
+
+
+def synthetic_models(n_containers: int, n_files: int, refreshes: int, seed: int = 7):
+    """Models like a busy node, one per refresh, built lazily (like a collector would):
+    every counter moves, ~1% of cgroups vanish and come back."""
+    from erofs_top.model import (Container, File, Health, MapUsage, Model, Mount, Totals,
+                                 TIER_TRACEPOINT)
+    rnd = random.Random(seed)
+    n_mounts = max(1, n_containers // 20)
+    base_res = [rnd.randrange(1, 2000) * 64 * 1024 for _ in range(n_containers)]
+    file_res = [rnd.randrange(1, 500) * 4096 for _ in range(n_files)]
+    t0 = 1_700_000_000.0
+    for step in range(refreshes):
+        containers = []
+        for i in range(n_containers):
+            if (i + step) % 97 == 0:
+                continue
+            res = base_res[i] + rnd.randrange(0, 64) * 4096
+            containers.append(Container(
+                cgroup_id=10_000 + i,
+                cgroup=f"/kubepods.slice/kubepods-burstable.slice/pod{i:08x}/cri-containerd-{i:016x}.scope",
+                runtime="containerd", container_id=f"{i:064x}", pod_uid=f"{i:08x}-0000",
+                resident_bytes=res, duplicate_bytes=res // 3,
+                inserted_bytes=res + step * rnd.randrange(0, 1 << 20),
+                evicted_bytes=step * rnd.randrange(0, 1 << 19),
+                readahead_bytes=res // 2 + step * 4096, read_folio_count=step * 10 + i % 7,
+                files_count=5, mounts=[f"7:{i % n_mounts}"]))
+        mounts = [Mount(dev=f"7:{j}", mountpoint=f"/run/containerd/io.containerd.runtime.v2.task/k8s.io/{j:064x}/rootfs",
+                        source=f"/dev/loop{j}", backing="loop",
+                        backing_file=f"/var/lib/images/{j:016x}.erofs",
+                        resident_bytes=rnd.randrange(1, 1 << 30), duplicate_bytes=1 << 20,
+                        containers_count=20) for j in range(n_mounts)]
+        files = [File(dev=f"7:{k % n_mounts}", ino=1000 + k,
+                      path=f"/run/containerd/rootfs/{k % n_mounts}/usr/lib/lib{k}.so",
+                      content_id=f"{k:016x}", size=file_res[k] * 2,
+                      resident_bytes=file_res[k] + (step % 3) * 4096,
+                      duplicate_bytes=file_res[k] // 2, copies=1 + k % 4,
+                      cgroups=[10_000 + k % n_containers])
+                 for k in range(n_files)]
+        total_res = sum(c.resident_bytes for c in containers)
+        yield Model(
+            tier=TIER_TRACEPOINT, started_at=t0, ended_at=t0 + 2.0 * (step + 1), page_size=4096,
+            containers=containers, mounts=mounts, files=files,
+            totals=Totals(resident_bytes=total_res, duplicate_bytes=total_res // 3,
+                          inserted_bytes=total_res + step * MiB, page_cache_bytes=64 << 30),
+            health=Health(maps=[MapUsage("pages", 50_000, 262_144)],
+                          bpf_run_time_ns={"insert": 1_000_000 * step}, files_total=n_files,
+                          files_cap=n_files),
+            kernel="synthetic")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MiB
+
+
+async def _measure(n_containers: int, n_files: int, refreshes: int) -> dict:
+    from erofs_top.tui.app import ErofsTopApp, tune_gc
+    tune_gc()                       # as run_app() does
+    app = ErofsTopApp(None, elf=False)
+    wall: dict[str, list[float]] = {"containers": [], "files": []}
+    cpu: dict[str, list[float]] = {"containers": [], "files": []}
+    rss_before = _rss_mb()
+    async with app.run_test(size=(200, 50)) as pilot:
+        for i, m in enumerate(synthetic_models(n_containers, n_files, refreshes)):
+            view = "files" if i % 2 else "containers"
+            await pilot.press("3" if view == "files" else "1")   # switching is not timed
+            await pilot.pause()
+            t, c = time.perf_counter(), time.process_time()
+            app.ingest(m)
+            await pilot.pause()                                   # until repainted and idle
+            cpu[view].append(time.process_time() - c)
+            wall[view].append(time.perf_counter() - t)
+            del m
+        assert len(app.table().rows) > 0
+    return {
+        "containers": n_containers, "files": n_files,
+        # the first refresh of a view builds its rows; the rest is the steady state
+        "first_ms": wall["containers"][0] * 1000,
+        "containers_cpu_ms": statistics.median(cpu["containers"][1:]) * 1000,
+        "files_cpu_ms": statistics.median(cpu["files"][1:]) * 1000,
+        "containers_wall_ms": statistics.median(wall["containers"][1:]) * 1000,
+        "files_wall_ms": statistics.median(wall["files"][1:]) * 1000,
+        "max_ms": max(wall["containers"] + wall["files"]) * 1000,
+        "rss_start_mb": rss_before,
+        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _child(args) -> None:
+    res = asyncio.run(_measure(args.containers, args.files, args.refreshes))
+    print(json.dumps(res))
+
+
+def _run_scale(containers: int, files: int, refreshes: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", "--containers", str(containers),
+                          "--files", str(files), "--refreshes", str(refreshes)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"bench_tui: the {containers}/{files} run failed:\n{out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--refreshes", type=int, default=8)
+    ap.add_argument("--containers", type=int, default=10_000)
+    ap.add_argument("--files", type=int, default=50_000)
+    ap.add_argument("--baseline-containers", type=int, default=100)
+    ap.add_argument("--baseline-files", type=int, default=500)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.refreshes < 4:
+        ap.error("--refreshes must be at least 4 (two per view)")
+    if args.child:
+        _child(args)
+        return
+    base = _run_scale(args.baseline_containers, args.baseline_files, args.refreshes)
+    big = _run_scale(args.containers, args.files, args.refreshes)
+    rows = [("refresh CPU, Containers view (ms)", "containers_cpu_ms", 100.0),
+            ("refresh CPU, Files view (ms)", "files_cpu_ms", 100.0),
+            ("refresh wall, Containers view (ms)", "containers_wall_ms", None),
+            ("refresh wall, Files view (ms)", "files_wall_ms", None),
+            ("first refresh, wall (ms)", "first_ms", None),
+            ("slowest refresh, wall (ms)", "max_ms", None),
+            ("RSS before the first Model (MB)", "rss_start_mb", None),
+            ("peak RSS, whole process (MB)", "rss_peak_mb", 150.0)]
+    print(f"erofs-top TUI benchmark: {args.refreshes} refreshes, headless 200x50, "
+          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"{'':40} {'baseline':>10} {'scale':>10} {'ratio':>7}  target")
+    print(f"{'rows (containers / files)':40} {base['containers']:>5}/{base['files']:<5}"
+          f"{big['containers']:>5}/{big['files']:<5}")
+    for label, key, target in rows:
+        ratio = big[key] / base[key] if base[key] else float("nan")
+        verdict = ""
+        if target is not None:
+            verdict = f"< {target:g}  {'ok' if big[key] < target else 'OVER'}"
+        print(f"{label:40} {base[key]:>10.1f} {big[key]:>10.1f} {ratio:>6.1f}x  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
