@@ -1,0 +1,247 @@
+"""Per-event cost of the tracepoint-tier probes against an empty program.
+
+Loads erofs-top's probes (ProbeCollector) and, at the same time, an empty BPF
+program on every tracepoint they use; runs real page-cache traffic; reads the
+kernel's BPF run-time statistics (run_time_ns / run_cnt per program) and
+prints ns/event per program and the ratio to the empty program on the same
+events.  Target: <= 2.0x.
+
+Phases (each a delta of the statistics):
+  other-unwatched  reads of plain files on a filesystem no EROFS image lives
+                   on (a scratch ext4 on a direct-I/O loop device): the
+                   filter's cost on the bulk of a node's traffic
+  erofs-cold       cold reads of real EROFS images, mounted file-backed and
+                   via loop, from a cgroup; the cache is dropped between
+                   rounds (POSIX_FADV_DONTNEED on every file and the image),
+                   so both insertions and deletions are measured
+  other-backing-fs reads of plain files on the filesystem that holds the
+                   image files (watched as a backing fs: a second lookup)
+
+Run:  sudo .venv/bin/python benchmarks/bench_probes.py [--rounds 3]
+      [--candidate a.c --candidate b.c]   also measure candidate probe sources,
+      loaded next to the real one (same events, filters copied from it)
+Other processes' page-cache events on the node are counted too (same events
+for both programs, so the ratio stays fair; the mix is noted).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes as ct
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import benchlib  # noqa: E402  (sets sys.path)
+from benchlib import MiB
+
+from erofs_top.kernel import caps
+from erofs_top.readings import kdev_from_st_dev
+from erofs_top.workload import Stack, build_image, make_tree, read_file
+
+EROFS_FILES = {f"big/f{i}.bin": s for i, s in enumerate((4 * MiB, 8 * MiB, 16 * MiB, 24 * MiB))}
+EROFS_FILES.update({f"small/s{i:03d}": 16 << 10 for i in range(200)})
+OTHER_FILES = {f"o{i}.bin": 16 * MiB for i in range(4)}
+PROGS = ("mm_filemap_add_to_page_cache", "mm_filemap_delete_from_page_cache",
+         "erofs_readahead", "erofs_read_folio")
+SHORT = {"mm_filemap_add_to_page_cache": "add_to_page_cache",
+         "mm_filemap_delete_from_page_cache": "delete_from_page_cache",
+         "erofs_readahead": "erofs_readahead", "erofs_read_folio": "erofs_read_folio"}
+
+
+def snap(sets: dict) -> dict:
+    return {name: benchlib.prog_stats(bpf) for name, bpf in sets.items()}
+
+
+def report(phase: str, before: dict, after: dict, results: dict) -> None:
+    """ns/event per program of every loaded set, and the ratio to "empty"."""
+    delta = {n: benchlib.stats_delta(after[n], before[n]) for n in after}
+    names = [n for n in delta if n != "empty"]
+    print(f"\n[{phase}]")
+    print(f"  {'program':<24} {'events':>9} {'empty ns/ev':>12}"
+          + "".join(f" {n + ' ns/ev':>16} {'ratio':>6}" for n in names))
+    for prog in PROGS:
+        ens, ecnt = delta["empty"].get(prog, (0, 0))
+        if prog not in delta["empty"]:
+            continue
+        if not ecnt:
+            print(f"  {SHORT[prog]:<24} {0:>9} {'-':>12}")
+            continue
+        e = ens / ecnt
+        line = f"  {SHORT[prog]:<24} {ecnt:>9} {e:>12.1f}"
+        for n in names:
+            pns, pcnt = delta[n].get(prog, (0, 0))
+            if not pcnt:
+                line += f" {'-':>16} {'-':>6}"
+                continue
+            p = pns / pcnt
+            results[(n, phase, prog)] = (pcnt, p, e)
+            line += f" {p:>16.1f} {p / e:>5.2f}x"
+        print(line)
+
+
+def load_candidate(path: Path, col):
+    """A candidate source with the cflags the collector used."""
+    from bcc import BPF
+    cflags = [f"-DCHUNK_ENTRIES={col.max_chunks}", f"-DIO_ENTRIES={col.max_io}"]
+    for ev, flag in (("erofs:erofs_fill_inode", "HAVE_EROFS_FILL_INODE"),
+                     ("erofs:erofs_readahead", "HAVE_EROFS_READAHEAD"),
+                     ("erofs:erofs_read_folio", "HAVE_EROFS_READ_FOLIO")):
+        if col._events.get(ev):
+            cflags.append(f"-D{flag}")
+    return BPF(text=path.read_text(), cflags=cflags)
+
+
+def copy_filters(col, bpf) -> None:
+    """Make a candidate's watched_devs/backing equal to the collector's."""
+    for name in ("watched_devs", "backing"):
+        src, dst = col.bpf[name], bpf[name]
+        for k, v in src.items():
+            dst[k] = v
+    try:    # a candidate with a direct-mapped filter (slot = (dev ^ dev >> 20) % size)
+        fast = bpf["watched_fast"]
+    except KeyError:
+        return
+    size = fast.max_entries
+    for k, v in col.bpf["watched_devs"].items():
+        slot = fast[ct.c_uint32((k.value ^ (k.value >> 20)) % size)]
+        slot.dev, slot.kind = k.value, v.value
+        fast[ct.c_uint32((k.value ^ (k.value >> 20)) % size)] = slot
+
+
+def scratch_ext4(st, size_mib: int) -> Path:
+    """An ext4 on a direct-I/O loop device (its backing file is not cached
+    twice), mounted in the stack's dir; unmounted and detached by the stack."""
+    backing = st.dir / "ext4.img"
+    with open(backing, "wb") as f:
+        f.truncate(size_mib * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(backing)], check=True)
+    loop = subprocess.run(["losetup", "-f", "--show", "--direct-io=on", str(backing)],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    st.callback(subprocess.run, ["losetup", "-d", loop], capture_output=True)
+    mnt = st.dir / "ext4"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "ext4", loop, str(mnt)], check=True)
+    st.callback(subprocess.run, ["umount", str(mnt)], capture_output=True)
+    return mnt
+
+
+def read_all(paths, cgroup=None) -> None:
+    for p in paths:
+        read_file(str(p), cgroup)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="cold-read rounds per phase (default 3)")
+    ap.add_argument("--candidate", type=Path, action="append", default=[],
+                    help="a candidate probe source (same maps as probes/filemap.c) to "
+                    "measure next to it; repeatable")
+    args = ap.parse_args()
+    benchlib.need_root()
+    from erofs_top.collector import CollectorError
+    from erofs_top.kernel.probes import ProbeCollector
+    for c in args.candidate:
+        if not c.is_file():
+            sys.exit(f"--candidate {c}: no such file")
+
+    events = caps.tracepoints()
+    results: dict = {}
+    with Stack(prefix="erofs-top-bench-") as st:
+        t0 = time.monotonic()
+        src = make_tree(st.dir / "src", EROFS_FILES, seed=7)
+        img = build_image(src, st.dir / "bench.erofs", "-T0")
+        img_loop = build_image(src, st.dir / "bench-loop.erofs", "-T0")
+        other_watched = make_tree(st.dir / "other", OTHER_FILES, seed=8)
+        other_watched_paths = [other_watched / n for n in OTHER_FILES]
+        other = make_tree(scratch_ext4(st, 2 * sum(OTHER_FILES.values()) // MiB),
+                          OTHER_FILES, seed=9)
+        other_paths = [other / n for n in OTHER_FILES]
+        os.sync()
+        print(f"workload: EROFS image {os.path.getsize(img) / MiB:.0f} MiB "
+              f"({len(EROFS_FILES)} files), mounted file-backed and via loop; "
+              f"plain files {sum(OTHER_FILES.values()) / MiB:.0f} MiB on a scratch ext4 and "
+              f"on {st.dir}; "
+              f"{args.rounds} rounds per phase (built in {time.monotonic() - t0:.1f} s)")
+        cg = st.cgroup(f"erofs-top-bench-{os.getpid()}/reader")
+        with benchlib.bpf_stats() as how:
+            print(f"BPF statistics via {how}")
+            # the empty programs first: they run first on every event, so
+            # they pay any cold-cache cost of the tracepoint, not the probe
+            empty = benchlib.load_empty(events)
+            st.callback(empty.cleanup)
+            try:
+                col = ProbeCollector(seed=False, sharing=False)
+            except CollectorError as e:
+                sys.exit(f"probes failed to load: {e}")
+            st.callback(col.close)
+            sets = {"empty": empty, "probe": col.bpf}
+            for c in args.candidate:
+                try:
+                    sets[c.stem] = load_candidate(c, col)
+                except Exception as e:
+                    sys.exit(f"candidate {c} failed to load: {str(e).splitlines()[-1]}")
+                st.callback(sets[c.stem].cleanup)
+                print(f"candidate {c.stem}: {c}")
+            candidates = [b for n, b in sets.items() if n not in ("empty", "probe")]
+            host_dev = kdev_from_st_dev(os.stat(st.dir).st_dev)
+            ext4_dev = kdev_from_st_dev(os.stat(other).st_dev)
+
+            def sync():
+                col.read()      # user space adds the backing-file filters
+                for b in candidates:
+                    copy_filters(col, b)
+
+            def watched_kind(dev):
+                wd = col.bpf["watched_devs"]
+                for k, v in wd.items():
+                    if k.value == dev:
+                        return v.value
+                return 0
+
+            # phase 1: plain files on a fs that is not watched
+            sync()
+            kind = watched_kind(ext4_dev)
+            label = "other-unwatched" if not kind else f"other-watched(kind={kind})"
+            before = snap(sets)
+            for _ in range(args.rounds):
+                benchlib.drop_cache(other_paths)
+                read_all(other_paths)
+            report(label, before, snap(sets), results)
+
+            # phase 2: EROFS cold reads, file-backed + loop
+            m_file = st.mount(img, "file", "file")
+            m_loop = st.mount(img_loop, "loop", "loop")
+            sync()
+            erofs_paths = [m.path(n) for m in (m_file, m_loop) for n in EROFS_FILES]
+            before = snap(sets)
+            for _ in range(args.rounds):
+                benchlib.drop_cache(erofs_paths + [img, img_loop])
+                read_all(erofs_paths, cg)
+            report("erofs-cold (file-backed + loop, incl. backing-file pages)",
+                   before, snap(sets), results)
+            r = col.read()
+            resident = sum(sum(m.bit_count() for m in c.owners.values()) for c in r.chunks)
+            print(f"  probe sees {resident * r.page_size / MiB:.1f} MiB resident in "
+                  f"{len(r.chunks)} chunks, {len(r.io)} io entries; counters "
+                  f"update_fail={sum(v[2] for v in r.maps.values())} lost={r.lost_events}")
+
+            # phase 3: plain files on the fs holding the images
+            sync()
+            label = f"other-backing-fs(kind={watched_kind(host_dev)})"
+            before = snap(sets)
+            for _ in range(args.rounds):
+                benchlib.drop_cache(other_watched_paths)
+                read_all(other_watched_paths)
+            report(label, before, snap(sets), results)
+
+    for name in [n for n in sets if n != "empty"]:
+        worst = max((p / e for (n, _, _), (_, p, e) in results.items() if n == name),
+                    default=0)
+        print(f"{name}: worst ratio to the empty program {worst:.2f}x (target <= 2.00x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

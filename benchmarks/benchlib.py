@@ -1,0 +1,122 @@
+"""Shared helpers of the erofs-top benchmarks (not a test module).
+
+- BPF run-time statistics: enabled through BPF_ENABLE_STATS (an fd that keeps
+  them on until it is closed, so an interrupted benchmark never leaves
+  kernel.bpf_stats_enabled switched on), falling back to the sysctl (restored
+  on exit) on kernels without that command (< 5.8).
+- Per-program run_time_ns / run_cnt from /proc/self/fdinfo.
+- An "empty" BPF program on the same tracepoints: the per-event baseline.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MiB = 1 << 20
+BPF_ENABLE_STATS = 32           # enum bpf_cmd
+BPF_STATS_RUN_TIME = 0
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361,
+            "s390x": 351}.get(platform.machine())
+SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+# An empty program per tracepoint: what the kernel pays to run any BPF program
+# there (dispatch + the run-time accounting itself).  The probe's cost is
+# reported as a ratio to this, measured on the same events in the same run.
+EMPTY_SRC = """
+#include <uapi/linux/ptrace.h>
+typedef u64 erofs_nid_t;     /* named by the erofs tracepoint formats */
+typedef u64 erofs_off_t;
+typedef u64 erofs_blk_t;
+TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache) { return 0; }
+TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache) { return 0; }
+#ifdef HAVE_EROFS_READAHEAD
+TRACEPOINT_PROBE(erofs, erofs_readahead) { return 0; }
+#endif
+#ifdef HAVE_EROFS_READ_FOLIO
+TRACEPOINT_PROBE(erofs, erofs_read_folio) { return 0; }
+#endif
+"""
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        sys.exit("this benchmark needs root (it loads BPF programs, mounts images "
+                 "and makes cgroups)")
+
+
+@contextlib.contextmanager
+def bpf_stats():
+    """Keep BPF run-time statistics on for the duration of the block."""
+    fd = -1
+    if _SYS_BPF is not None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        attr = (ctypes.c_uint32 * 2)(BPF_STATS_RUN_TIME, 0)
+        fd = libc.syscall(_SYS_BPF, BPF_ENABLE_STATS, ctypes.byref(attr),
+                          ctypes.sizeof(attr))
+    if fd >= 0:
+        try:
+            yield "BPF_ENABLE_STATS"
+        finally:
+            os.close(fd)
+        return
+    old = SYSCTL.read_text().strip()
+    SYSCTL.write_text("1")
+    try:
+        yield "sysctl kernel.bpf_stats_enabled"
+    finally:
+        SYSCTL.write_text(old)
+
+
+def prog_stats(bpf) -> dict[str, tuple[int, int]]:
+    """{tracepoint name: (run_time_ns, run_cnt)} of the programs a BCC object loaded."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, fn in getattr(bpf, "funcs", {}).items():
+        short = (name.decode() if isinstance(name, bytes) else name).split("__")[-1]
+        try:
+            text = Path(f"/proc/self/fdinfo/{fn.fd}").read_text()
+        except OSError:
+            continue
+        vals = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if "run_time_ns" in vals:
+            out[short] = (int(vals["run_time_ns"]), int(vals["run_cnt"]))
+    return out
+
+
+def stats_delta(after: dict, before: dict) -> dict[str, tuple[int, int]]:
+    return {k: (v[0] - before.get(k, (0, 0))[0], v[1] - before.get(k, (0, 0))[1])
+            for k, v in after.items()}
+
+
+def load_empty(events: dict[str, bool]):
+    """BCC object with empty programs on the tracepoints the probe uses."""
+    from bcc import BPF
+    cflags = []
+    if events.get("erofs:erofs_readahead"):
+        cflags.append("-DHAVE_EROFS_READAHEAD")
+    if events.get("erofs:erofs_read_folio"):
+        cflags.append("-DHAVE_EROFS_READ_FOLIO")
+    return BPF(text=EMPTY_SRC, cflags=cflags)
+
+
+def drop_cache(paths) -> None:
+    """POSIX_FADV_DONTNEED on every path (EROFS files, image files)."""
+    from erofs_top.workload import drop_file_cache
+    for p in paths:
+        drop_file_cache(str(p))
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def fmt_ms(s: float) -> str:
+    return f"{s * 1000:.1f} ms"
