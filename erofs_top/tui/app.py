@@ -251,6 +251,9 @@ class ErofsTopApp(App):
         self.models_seen += 1
         self.source_error = ""
         self._dirty = [True] * len(VIEWS)
+        for index, table in enumerate(self.tables()):
+            if index != self.active_view:
+                table.release()
         self._render_view(self.active_view)
         self._update_header()
         if isinstance(self.screen, DetailScreen):

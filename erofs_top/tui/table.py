@@ -213,6 +213,16 @@ class RowTable(ScrollView, can_focus=True):
         self._rows_version += 1
         self._reorder()
 
+    def release(self) -> None:
+        """Drop the rows of a hidden table (they pin a whole old Model in memory);
+        sort, filter and the cursor's key stay for when it is shown again."""
+        self.rows = {}
+        self.fades = {}
+        self.order = []
+        self.gone_count = 0
+        self._line_cache.clear()
+        self._total_text = None
+
     @property
     def cursor_row(self) -> Any | None:
         return self.rows.get(self.cursor_key) if self.cursor_key is not None else None
