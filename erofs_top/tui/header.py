@@ -1,6 +1,8 @@
 """Header: node totals, tier, interval, the tool's own cost, and the warning line."""
 from __future__ import annotations
 
+import textwrap
+
 from rich.text import Text
 from textual.widget import Widget
 
@@ -17,6 +19,14 @@ def pack(items: list[str], width: int, sep: str = "  ") -> list[str]:
     cur = ""
     for item in items:
         if not item:
+            continue
+        if len(item) > width:
+            # One item wider than the screen (a long warning): wrap it at words.
+            if cur:
+                lines.append(cur)
+                cur = ""
+            lines.extend(textwrap.wrap(item, width, subsequent_indent="  ",
+                                       break_on_hyphens=False) or [item[:width]])
             continue
         if cur and len(cur) + len(sep) + len(item) > width:
             lines.append(cur)
@@ -108,7 +118,13 @@ class NodeHeader(Widget):
             top.append(self.replay_note)
         cost = h.bpf_cost()
         if model.tier != TIER_SNAPSHOT:
-            top.append("BPF cost " + (f"{cost * 1000:.2f} ms/s" if cost is not None else "-"))
+            hl = model.health
+            if not any(hl.bpf_run_count.values()) and not any(hl.bpf_run_time_ns.values()):
+                # bpf_stats report zeros unless the kernel collects them
+                top.append("BPF cost - (no bpf_stats)")
+            else:
+                top.append("BPF cost " + (f"{cost * 1000:.2f} ms/s" if cost is not None
+                                          else "-"))
             fullness, name = map_fullness(model)
             maps = f"maps {fullness * 100:.0f}% full" if model.health.maps else ""
             top.append(" ".join(filter(None, (maps, f"lost {fmt_count(model.health.lost_events)}"))))
