@@ -299,8 +299,8 @@ class ErofsTopApp(App):
             parts.append(f"row {table.cursor_index + 1}")
         if table.hidden_columns:
             need = sum(c.width + 1 for c in table.columns) + 1
-            parts.append(f"{len(table.hidden_columns)} columns hidden, {need} wide shows all: "
-                         + " ".join(c.key for c in table.hidden_columns))
+            parts.append(f"{len(table.hidden_columns)} cols hidden (all at {need} wide: "
+                         + " ".join(c.key for c in table.hidden_columns) + ")")
         self.query_one("#status", Static).update(Text(" · ".join(parts), no_wrap=True,
                                                       overflow="ellipsis"))
 

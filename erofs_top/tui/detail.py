@@ -2,6 +2,7 @@
 containers; a file's ELF sections.  Live: rebuilt on every refresh."""
 from __future__ import annotations
 
+import textwrap
 from typing import Hashable
 
 from rich.text import Text
@@ -15,13 +16,20 @@ from ..history import CONTAINERS, FILES, MOUNTS
 from ..model import Container, File, Model, Mount
 from ..units import fmt_bytes, fmt_count_rate, fmt_rate, UNKNOWN
 from .common import ViewContext, chart, container_name
+from .table import shorten
+from .header import pack
 from .images import backing_text, share_text
 
 TOP_FILES = 10
 
 
-def _kv(pairs: list[tuple[str, str]]) -> str:
-    return "   ".join(f"{k} {v}" for k, v in pairs if v != "")
+def _kv(width: int, pairs: list[tuple[str, str]]) -> str:
+    """'key value' items packed into lines of the screen width (never split mid-item)."""
+    return "\n".join(pack([f"{k} {v}" for k, v in pairs if v != ""], width, sep="   "))
+
+
+def _para(text: str, width: int, indent: str = "  ") -> list[str]:
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent)
 
 
 def _chart_block(title: str, values: list[int], width: int, height: int) -> list[str]:
@@ -42,7 +50,7 @@ def _files_table(files: list[File], width: int) -> list[str]:
     for f in files:
         path = f.path or f"ino {f.ino} (unnamed)"
         if len(path) > w:
-            path = "…" + path[-(w - 1):]
+            path = shorten(path, w, "path")
         out.append(f"  {path:<{w}} {fmt_bytes(f.resident_bytes):>9} "
                    f"{fmt_bytes(f.duplicate_bytes):>10} {f.copies:>5}x")
     return out
@@ -54,17 +62,17 @@ def container_lines(ctx: ViewContext, key: Hashable, c: Container, width: int) -
     r = h.rates(CONTAINERS, key)
     gone = " (gone)" if h.is_gone(CONTAINERS, key) else ""
     lines = [f"Container {container_name(c)}{gone}",
-             _kv([("cgroup", c.cgroup), ("id", str(c.cgroup_id)), ("runtime", c.runtime or "-")]),
+             _kv(width, [("cgroup", c.cgroup), ("id", str(c.cgroup_id)), ("runtime", c.runtime or "-")]),
              ]
     if c.container_id or c.pod_uid:
-        lines.append(_kv([("container", c.container_id), ("pod", c.pod_uid)]))
-    lines.append(_kv([
+        lines.append(_kv(width, [("container", c.container_id), ("pod", c.pod_uid)]))
+    lines.append(_kv(width, [
         ("resident", fmt_bytes(c.resident_bytes)), ("duplicate", fmt_bytes(c.duplicate_bytes)),
         ("shared", fmt_bytes(c.shared_bytes) if ctx.full else UNKNOWN),
         ("fair", fmt_bytes(c.fair_bytes) if ctx.full else UNKNOWN),
         ("seeded", fmt_bytes(c.seeded_bytes)), ("files", str(c.files_count))]))
     if ctx.live_rates:
-        lines.append(_kv([("insert", fmt_rate(r.insert_bytes_per_s)),
+        lines.append(_kv(width, [("insert", fmt_rate(r.insert_bytes_per_s)),
                           ("evict", fmt_rate(r.evict_bytes_per_s)),
                           ("readahead", fmt_rate(r.readahead_bytes_per_s)),
                           ("misses", fmt_count_rate(r.read_folio_per_s))]))
@@ -96,25 +104,30 @@ def mount_lines(ctx: ViewContext, key: Hashable, m: Mount, width: int) -> list[s
     h = ctx.history
     gone = " (gone)" if m.gone or h.is_gone(MOUNTS, key) else ""
     lines = [f"Image at {m.mountpoint}{gone}",
-             _kv([("dev", m.dev), ("source", m.source), ("backing", backing_text(m)),
+             _kv(width, [("dev", m.dev), ("source", m.source), ("backing", backing_text(m)),
                   ("inode_share", share_text(m))]),
-             _kv([("image file", m.backing_file), ("image id", m.image_id[:16]),
+             _kv(width, [("image file", m.backing_file), ("image id", m.image_id[:16]),
                   ("uuid", m.uuid), ("volume", m.volume_name)]),
-             _kv([("compressed", "yes" if m.compressed else "no"),
+             _kv(width, [("compressed", "yes" if m.compressed else "no"),
                   ("fingerprints", "yes" if m.ishare_xattrs else "no")]),
-             _kv([("resident", fmt_bytes(m.resident_bytes)),
+             _kv(width, [("resident", fmt_bytes(m.resident_bytes)),
                   ("duplicate", fmt_bytes(m.duplicate_bytes)),
                   ("backing file resident", fmt_bytes(m.backing_resident_bytes))])]
     if m.backing in ("file", "loop") and m.backing_resident_bytes and not m.directio:
-        lines.append("  the image file is cached too (double caching); mount with directio "
-                     "to avoid it")
+        lines += _para("the image file is cached too (double caching); "
+                       "mount with directio to avoid it", width)
     holders = [c for c in (model.containers if model else []) if m.dev in c.mounts]
     holders.sort(key=lambda c: -c.resident_bytes)
     lines.append("")
-    lines.append(f"Containers holding its pages ({len(holders)}; bytes are each container's "
-                 "total over all its mounts):")
+    lines.append(f"Containers holding its pages ({len(holders)}):")
+    lines += _para("(bytes are each container's total over all its mounts: the Model does "
+                   "not split them per mount)", width)
+    name_w = max(16, width - 44)
     for c in holders:
-        lines.append(f"  {container_name(c):<40} resident {fmt_bytes(c.resident_bytes):>9}"
+        name = container_name(c)
+        if len(name) > name_w:
+            name = shorten(name, name_w, "path")
+        lines.append(f"  {name:<{name_w}} resident {fmt_bytes(c.resident_bytes):>9}"
                      f"  duplicate {fmt_bytes(c.duplicate_bytes):>9}")
     if not holders:
         lines.append("  (none)")
@@ -134,10 +147,10 @@ def file_lines(ctx: ViewContext, key: Hashable, f: File, width: int) -> list[str
     names = {c.cgroup_id: container_name(c) for c in (model.containers if model else [])}
     gone = " (gone)" if ctx.history.is_gone(FILES, key) else ""
     lines = [f"File {f.path or '(unnamed)'}{gone}",
-             _kv([("dev", f.dev), ("ino", str(f.ino)), ("size", fmt_bytes(f.size)),
+             _kv(width, [("dev", f.dev), ("ino", str(f.ino)), ("size", fmt_bytes(f.size)),
                   ("content", f.content_id or "-"), ("copies", f"{f.copies}x"),
                   ("shared", ("yes" if f.shared else "no") if ctx.full else UNKNOWN)]),
-             _kv([("resident", fmt_bytes(f.resident_bytes)),
+             _kv(width, [("resident", fmt_bytes(f.resident_bytes)),
                   ("duplicate", fmt_bytes(f.duplicate_bytes))]),
              "", "Cgroups that inserted its pages:"]
     lines += [f"  {names.get(cg, f'cgroup #{cg}')}" for cg in f.cgroups] or ["  (none known)"]

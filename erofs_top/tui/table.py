@@ -41,12 +41,11 @@ def shorten(text: str, width: int, how: str = "end") -> str:
         tail = width - 1 - head
         return text[:head] + ELLIPSIS + text[len(text) - tail:]
     if how == "path":
-        # Keep the last components: the container/file name is what tells rows apart.
-        tail = text[len(text) - (width - 1):]
-        cut = tail.find("/")
-        if 0 <= cut < len(tail) - 4:
-            tail = tail[cut:]
-        return ELLIPSIS + tail
+        # A third of the head (which mount / which cgroup subtree) and two thirds of
+        # the tail (the file or container name): copies of one file differ in the head.
+        head = (width - 1) // 3 if width >= 16 else 0
+        tail = width - 1 - head
+        return text[:head] + ELLIPSIS + text[len(text) - tail:]
     return text[:width - 1] + ELLIPSIS
 
 

@@ -438,7 +438,7 @@ async def test_narrow_terminal_hides_columns_and_says_so():
         await started(app, pilot)
         hidden = [c.key for c in app.table().hidden_columns]
         assert "trend" in hidden
-        assert "columns hidden" in screen_text(app)
+        assert "cols hidden (all at" in screen_text(app)
 
 
 @run_async
