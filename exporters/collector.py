@@ -35,6 +35,7 @@ MOUNT_LABELS = ("dev", "image_id", "volume_name")
 UNRESOLVED_ID = "?"
 OTHER_ID = "(other)"
 DEFAULT_MAX_CONTAINERS = 2000
+IDLE_REFRESHES = 3       # refreshes with nothing resident and no I/O before a cgroup's series go
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,12 @@ class _Row:
 class FamilyBuilder:
     """Model -> list of metric families; keeps the counter state between Models."""
 
-    def __init__(self, names=None, max_containers: int = DEFAULT_MAX_CONTAINERS):
+    def __init__(self, names=None, max_containers: int = DEFAULT_MAX_CONTAINERS,
+                 idle_refreshes: int = IDLE_REFRESHES):
         self.names = names or NoNames()
         self.max_containers = max_containers
+        self.idle_refreshes = idle_refreshes
+        self._idle: dict[int, tuple[tuple[int, ...], int]] = {}   # cgroup id -> (counters, idle builds)
         self.container_counters = MonotonicCounters(len(CONTAINER_COUNTERS))
         self.scalar_counters = MonotonicCounters(1, keep=10_000)
 
@@ -244,11 +248,21 @@ class FamilyBuilder:
 
     def _container_rows(self, model: Model) -> tuple[list[_Row], list[dict[str, str]], int]:
         ranked = sorted(model.containers, key=lambda c: (-c.resident_bytes, c.cgroup, c.cgroup_id))
+        idle_before, self._idle = self._idle, {}
         rows: dict[tuple, _Row] = {}
         infos: list[dict[str, str]] = []
         aggregated = 0
         named = 0
         for c in ranked:
+            counters = tuple(int(getattr(c, attr)) for attr, _ in CONTAINER_COUNTERS)
+            last, idle = idle_before.get(c.cgroup_id, (None, 0))
+            idle = idle + 1 if counters == last else 0
+            self._idle[c.cgroup_id] = (counters, idle)
+            if idle >= self.idle_refreshes and not any(getattr(c, a) for a, _ in CONTAINER_GAUGES):
+                # nothing resident and no I/O for a while (e.g. a removed cgroup the
+                # Model still names): no series; its counter state is kept
+                self.container_counters.add(("idle",), c.cgroup_id, counters)
+                continue
             if c.cgroup == UNRESOLVED_ID or not c.cgroup:
                 key = ("", "", "", UNRESOLVED_ID)
             elif named >= self.max_containers:
@@ -266,8 +280,7 @@ class FamilyBuilder:
                 row = rows[key] = _Row(key)
             for i, (attr, _) in enumerate(CONTAINER_GAUGES):
                 row.gauges[i] += int(getattr(c, attr))
-            self.container_counters.add(
-                key, c.cgroup_id, tuple(int(getattr(c, attr)) for attr, _ in CONTAINER_COUNTERS))
+            self.container_counters.add(key, c.cgroup_id, counters)
         return list(rows.values()), infos, aggregated
 
     # -- the one entry point

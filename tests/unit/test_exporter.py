@@ -433,3 +433,23 @@ def test_every_family_documented():
     doc = (REPO / "docs" / "metrics.md").read_text()
     for f in FAMILIES:
         assert f"`{f.exposed}`" in doc, f"{f.exposed} missing from docs/metrics.md"
+
+
+def test_idle_empty_container_drops_series_and_resumes():
+    """A removed cgroup the Model still names (nothing resident, no I/O) goes after
+    IDLE_REFRESHES builds; when it shows activity again its counter continues."""
+    from exporters.collector import IDLE_REFRESHES
+    b = FamilyBuilder()
+    m = make_model(2)
+    gone = m.containers[1]
+    gone.inserted_bytes = 8 * MiB
+    scrape(b, m)
+    for attr in ("resident_bytes", "duplicate_bytes", "fair_bytes", "files_count"):
+        setattr(gone, attr, 0)
+    for _ in range(IDLE_REFRESHES - 1):     # the 1st build after the change counts 1
+        assert value(scrape(b, m), "erofs_top_container_inserted_bytes_total", id=gone.cgroup) == 8 * MiB
+    fams = scrape(b, m)
+    assert gone.cgroup not in {lab["id"] for _, lab, _ in fams["erofs_top_container_resident_bytes"]}
+    assert gone.cgroup not in {lab["id"] for _, lab, _ in fams["erofs_top_container_inserted_bytes"]}
+    gone.inserted_bytes = 9 * MiB
+    assert value(scrape(b, m), "erofs_top_container_inserted_bytes_total", id=gone.cgroup) == 9 * MiB
