@@ -17,6 +17,12 @@
  * filesystem that holds the image file of a file-backed or loop mount
  * (bit 2; then (dev, ino) must also be in `backing`).  User space keeps both
  * current as mounts come and go.
+ * Every event first asks `watched_cache`, a per-CPU direct-mapped cache of
+ * watched_devs lookups (hits and misses, 64 slots): most page-cache events on
+ * a node are not EROFS, and a hash lookup per event costs more than the whole
+ * empty program.  Cached answers live WATCHED_TTL_JIFFIES ticks, so a change
+ * user space makes to watched_devs takes effect within ~12 ms (HZ=250);
+ * erofs_fill_inode's own additions bump `watched_gen` and take effect at once.
  *
  * Maps:
  *   chunks   (dev, ino, page_index/64) -> up to 4 (cgroup id, 64-bit page mask)
@@ -100,6 +106,42 @@ BPF_HASH(backing, struct backing_key, s64, 4096);
 BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+
+/* watched_devs through the per-CPU cache (see the top).  Per-CPU slots need
+ * no atomics: tracepoint programs do not nest on a CPU (bpf_prog_active). */
+#ifndef WATCHED_TTL_JIFFIES
+#define WATCHED_TTL_JIFFIES 3            /* 2-3 ticks: <= 12 ms at HZ=250 */
+#endif
+#define WCACHE_SLOTS 64
+struct wcache {
+    u32 dev;
+    u32 kind;
+    u64 gen;
+    u64 expires;
+};
+BPF_PERCPU_ARRAY(watched_cache, struct wcache, WCACHE_SLOTS);
+BPF_ARRAY(watched_gen, u64, 1);
+
+static __always_inline u64 watched_kind(u32 dev)
+{
+    u32 slot = (dev ^ (dev >> 7) ^ (dev >> 20)) & (WCACHE_SLOTS - 1);
+    u32 zero = 0;
+    u64 *genp = watched_gen.lookup(&zero);
+    u64 gen = genp ? *genp : 0;
+    u64 now = bpf_jiffies64();
+    struct wcache *c = watched_cache.lookup(&slot);
+    if (c && c->dev == dev && c->gen == gen && now < c->expires)
+        return c->kind;
+    u64 *k = watched_devs.lookup(&dev);
+    u64 kind = k ? *k : 0;
+    if (c) {
+        c->dev = dev;
+        c->kind = kind;
+        c->gen = gen;
+        c->expires = now + WATCHED_TTL_JIFFIES;
+    }
+    return kind;
+}
 
 static __always_inline void count(int idx, u64 n)
 {
@@ -281,20 +323,21 @@ static __always_inline int backing_delta(u32 dev, u64 ino, s64 nr)
 TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 {
     u32 dev = args->s_dev;
-    u64 *kind = watched_devs.lookup(&dev);
+    u64 kind = watched_kind(dev);
     if (!kind)
         return 0;
     u64 ino = args->i_ino;
     u32 order = args->order;
     u64 nr = 1ULL << order;
-    u64 cg = bpf_get_current_cgroup_id();
-    /* an image file inside another EROFS mount makes a dev both kinds */
-    if ((*kind & KIND_BACKING_FS) && backing_delta(dev, ino, nr)) {
-        EMIT(args, 5, dev, ino, args->index, nr, cg);
+    /* an image file inside another EROFS mount makes a dev both kinds;
+     * backing pages need no cgroup id: ask for it only on the EROFS path */
+    if ((kind & KIND_BACKING_FS) && backing_delta(dev, ino, nr)) {
+        EMIT(args, 5, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
         return 0;
     }
-    if (!(*kind & KIND_EROFS))
+    if (!(kind & KIND_EROFS))
         return 0;
+    u64 cg = bpf_get_current_cgroup_id();
     folio_pages(dev, ino, args->index, order, cg, 1);
     io_add(dev, ino, cg, 0, nr);
     EMIT(args, 1, dev, ino, args->index, nr, cg);
@@ -304,17 +347,17 @@ TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
 {
     u32 dev = args->s_dev;
-    u64 *kind = watched_devs.lookup(&dev);
+    u64 kind = watched_kind(dev);
     if (!kind)
         return 0;
     u64 ino = args->i_ino;
     u32 order = args->order;
     u64 nr = 1ULL << order;
-    if ((*kind & KIND_BACKING_FS) && backing_delta(dev, ino, -(s64)nr)) {
+    if ((kind & KIND_BACKING_FS) && backing_delta(dev, ino, -(s64)nr)) {
         EMIT(args, 6, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
         return 0;
     }
-    if (!(*kind & KIND_EROFS))
+    if (!(kind & KIND_EROFS))
         return 0;
     folio_pages(dev, ino, args->index, order, 0, 0);
     EMIT(args, 2, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
@@ -330,12 +373,21 @@ TRACEPOINT_PROBE(erofs, erofs_fill_inode)
     u32 dev = args->dev;
     u64 *kind = watched_devs.lookup(&dev);
     if (kind) {
-        if (!(*kind & KIND_EROFS))
+        if (!(*kind & KIND_EROFS)) {
             __sync_fetch_and_or(kind, KIND_EROFS);
+            u32 zero = 0;
+            u64 *gen = watched_gen.lookup(&zero);
+            if (gen)
+                __sync_fetch_and_add(gen, 1);
+        }
         return 0;
     }
     u64 k = KIND_EROFS;
     watched_devs.update(&dev, &k);
+    u32 zero = 0;
+    u64 *gen = watched_gen.lookup(&zero);
+    if (gen)
+        __sync_fetch_and_add(gen, 1);
     return 0;
 }
 #endif
@@ -344,8 +396,7 @@ TRACEPOINT_PROBE(erofs, erofs_fill_inode)
 TRACEPOINT_PROBE(erofs, erofs_readahead)
 {
     u32 dev = args->dev;
-    u64 *kind = watched_devs.lookup(&dev);
-    if (!kind || !(*kind & KIND_EROFS))
+    if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     io_add(dev, args->nid, cg, 2, args->nrpage);
@@ -358,8 +409,7 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
 TRACEPOINT_PROBE(erofs, erofs_read_folio)
 {
     u32 dev = args->dev;
-    u64 *kind = watched_devs.lookup(&dev);
-    if (!kind || !(*kind & KIND_EROFS))
+    if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     io_add(dev, args->nid, cg, 3, 1);
