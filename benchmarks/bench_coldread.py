@@ -42,7 +42,9 @@ SIZES_MIB = (4, 6, 8, 12, 16, 20, 24, 32, 48, 64, 40, 28, 18, 10, 6)
 
 # One process reads all files, --passes times, dropping the page cache of the
 # files (and of the image file, when given) after each pass; only the reads
-# are timed (prints the sum of their seconds).
+# are timed (prints the sums of their wall and CPU seconds; CPU time, user +
+# system of the reader, includes the probes that run in its context and is far
+# less sensitive to other load on the machine than wall time).
 READER = r"""
 import os, sys, time
 passes, drop_image = int(sys.argv[1]), sys.argv[2]
@@ -51,20 +53,21 @@ def drop(p):
     fd = os.open(p, os.O_RDONLY)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     os.close(fd)
-elapsed = 0.0
+elapsed = cpu = 0.0
 for _ in range(passes):
     for p in paths:
         drop(p)
     if drop_image != "-":
         drop(drop_image)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for p in paths:
         fd = os.open(p, os.O_RDONLY)
         while os.read(fd, 1 << 20):
             pass
         os.close(fd)
     elapsed += time.perf_counter() - t
-print(elapsed)
+    cpu += time.process_time() - c
+print(elapsed, cpu)
 """
 
 
@@ -105,21 +108,24 @@ class Attached:
         self.col.close()
 
 
-def timed_read(cg, paths, passes: int = 1, drop_image: str = "-") -> float:
+def timed_read(cg, paths, passes: int = 1, drop_image: str = "-") -> tuple[float, float]:
+    """(wall s, CPU s) of the reads."""
     r = cg.run([sys.executable, "-S", "-c", READER, str(passes), drop_image,
                 *map(str, paths)], capture_output=True, text=True)
-    return float(r.stdout)
+    wall, cpu = r.stdout.split()
+    return float(wall), float(cpu)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=5, help="with/without pairs per case (default 5)")
-    ap.add_argument("--passes", type=int, default=4,
-                    help="cold reads of all files per measurement (default 4)")
+    ap.add_argument("--rounds", type=int, default=6,
+                    help="measurements per variant and case (default 6)")
+    ap.add_argument("--passes", type=int, default=8,
+                    help="cold reads of all files per measurement (default 8)")
     ap.add_argument("--mode", choices=("file", "loop"), default="file",
                     help="mount the image file-backed (default) or via a loop device")
-    ap.add_argument("--refresh-interval", type=float, default=2.0, metavar="SECONDS",
-                    help="model refresh period while attached (TUI default 2 s; 0: none)")
+    ap.add_argument("--refresh-interval", type=float, default=1.0, metavar="SECONDS",
+                    help="model refresh period while attached (default 1 s, so every measurement includes refreshes; the TUI uses 2 s; 0: none)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply the file sizes (e.g. 0.25 for a quick run)")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
@@ -152,6 +158,7 @@ def main() -> int:
         for case in ("cold", "img-warm"):
             drop_image = str(img) if case == "cold" else "-"
             times = {"without": [], "empty": [], "with": []}
+            cpus = {k: [] for k in times}
             refreshes = 0
             if case == "img-warm":
                 timed_read(cg, paths)       # brings the image into the cache
@@ -169,7 +176,9 @@ def main() -> int:
                     except Exception as e:     # bcc: the compiler log
                         sys.exit(f"BPF load failed: {str(e).splitlines()[-1]}")
                     try:
-                        times[which].append(timed_read(cg, paths, args.passes, drop_image))
+                        wall, cpu = timed_read(cg, paths, args.passes, drop_image)
+                        times[which].append(wall)
+                        cpus[which].append(cpu)
                     finally:
                         if att:
                             refreshes += att.refreshes
@@ -178,17 +187,23 @@ def main() -> int:
             ratio = med["with"] / med["without"]
             ratio_empty = med["empty"] / med["without"]
             paired = statistics.median(w / o for w, o in zip(times["with"], times["without"]))
+            cmed = {k: statistics.median(v) for k, v in cpus.items()}
             print(f"\n[{case}]  (image file {'dropped' if case == 'cold' else 'cached'})")
             for which, ts in times.items():
                 print(f"  {which:<8} " + " ".join(f"{t:6.3f}" for t in ts)
                       + f"  s   median {med[which]:.3f} s "
-                      f"({args.passes * out['total_mib'] / med[which]:.0f} MiB/s)")
+                      f"({args.passes * out['total_mib'] / med[which]:.0f} MiB/s); "
+                      f"reader CPU median {cmed[which]:.3f} s")
             print(f"  median ratio with/without: {ratio:.3f} (target <= 1.02); "
                   f"empty/without: {ratio_empty:.3f}; median of per-round with/without "
                   f"{paired:.3f}; {refreshes} refreshes while attached")
+            print(f"  reader CPU-time ratio with/without: {cmed['with'] / cmed['without']:.3f}; "
+                  f"empty/without: {cmed['empty'] / cmed['without']:.3f}")
             out["cases"][case] = {**{f"{k}_s": v for k, v in times.items()},
                                   "median_ratio": ratio, "empty_median_ratio": ratio_empty,
-                                  "paired_median_ratio": paired}
+                                  "paired_median_ratio": paired,
+                                  **{f"{k}_cpu_s": v for k, v in cpus.items()},
+                                  "cpu_median_ratio": cmed["with"] / cmed["without"]}
     if args.json:
         print(json.dumps(out, indent=1))
     return 0

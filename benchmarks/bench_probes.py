@@ -81,16 +81,24 @@ def report(phase: str, before: dict, after: dict, results: dict) -> None:
         print(line)
 
 
-def load_candidate(path: Path, col):
-    """A candidate source with the cflags the collector used."""
+def load_candidate(path: Path, col, st):
+    """A candidate source with the cflags the collector uses (its default map
+    sizes); cleaned up by the stack."""
     from bcc import BPF
-    cflags = [f"-DCHUNK_ENTRIES={col.max_chunks}", f"-DIO_ENTRIES={col.max_io}"]
+    events = caps.tracepoints()
+    cflags = []
     for ev, flag in (("erofs:erofs_fill_inode", "HAVE_EROFS_FILL_INODE"),
                      ("erofs:erofs_readahead", "HAVE_EROFS_READAHEAD"),
                      ("erofs:erofs_read_folio", "HAVE_EROFS_READ_FOLIO")):
-        if col._events.get(ev):
+        if events.get(ev):
             cflags.append(f"-D{flag}")
-    return BPF(text=path.read_text(), cflags=cflags)
+    try:
+        bpf = BPF(text=path.read_text(), cflags=cflags)
+    except Exception as e:
+        sys.exit(f"candidate {path} failed to load: {str(e).strip().splitlines()[-1]}")
+    st.callback(bpf.cleanup)
+    print(f"candidate {path.stem}: {path}")
+    return bpf
 
 
 def copy_filters(col, bpf) -> None:
@@ -138,6 +146,9 @@ def main() -> int:
     ap.add_argument("--candidate", type=Path, action="append", default=[],
                     help="a candidate probe source (same maps as probes/filemap.c) to "
                     "measure next to it; repeatable")
+    ap.add_argument("--candidates-first", action="store_true",
+                    help="attach the candidates before the real probe (programs on a "
+                    "tracepoint run in attach order; swap to see the position effect)")
     args = ap.parse_args()
     benchlib.need_root()
     from erofs_top.collector import CollectorError
@@ -171,19 +182,24 @@ def main() -> int:
             # they pay any cold-cache cost of the tracepoint, not the probe
             empty = benchlib.load_empty(events)
             st.callback(empty.cleanup)
+            sets = {"empty": empty}
+            cand = {}
+            for c in args.candidate if args.candidates_first else ():
+                cand[c.stem] = load_candidate(c, None, st)
             try:
                 col = ProbeCollector(seed=False, sharing=False)
             except CollectorError as e:
                 sys.exit(f"probes failed to load: {e}")
             st.callback(col.close)
-            sets = {"empty": empty, "probe": col.bpf}
-            for c in args.candidate:
-                try:
-                    sets[c.stem] = load_candidate(c, col)
-                except Exception as e:
-                    sys.exit(f"candidate {c} failed to load: {str(e).splitlines()[-1]}")
-                st.callback(sets[c.stem].cleanup)
-                print(f"candidate {c.stem}: {c}")
+            sets["probe"] = col.bpf
+            for c in () if args.candidates_first else args.candidate:
+                cand[c.stem] = load_candidate(c, col, st)
+            sets.update(cand)
+            print("attach order (programs on one tracepoint run in this order): "
+                  + ", ".join(n if n != "probe" else "probe (probes/filemap.c)"
+                              for n in (["empty"] + (list(cand) + ["probe"]
+                                                     if args.candidates_first
+                                                     else ["probe"] + list(cand)))))
             candidates = [b for n, b in sets.items() if n not in ("empty", "probe")]
             host_dev = kdev_from_st_dev(os.stat(st.dir).st_dev)
             ext4_dev = kdev_from_st_dev(os.stat(other).st_dev)
