@@ -7,13 +7,16 @@ counters between two refreshes, divided by the time between them
 live run did).
 
 Rows are keyed by stable keys (``row_key``): ``cgroup_id`` for containers,
-``dev`` for mounts, ``(dev, ino)`` for files.  A row that vanishes from the
-Model is kept, marked gone, for ``grace_s`` seconds of Model time and then
-dropped, so a face can fade it out instead of letting it blink away.
+``dev`` for mounts, ``(dev, ino)`` for files.  A container or mount that
+vanishes from the Model is kept, marked gone, for ``grace_s`` seconds of
+Model time and then dropped, so a face can fade it out instead of letting it
+blink away.  Files are indexed lazily (on first read after a push) and not
+faded: the files list is a capped top-N, so a file leaving it has not
+vanished.
 
 Memory is bounded: at most ``capacity`` samples per series, series only for
 containers and mounts (files keep their last object only), one Model kept
-(plus the previous Model's container rows, for rates).
+(plus the previous Model's container counters, for rates).
 """
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ MOUNTS = "mounts"
 FILES = "files"
 ROW_KINDS = (CONTAINERS, MOUNTS, FILES)
 SERIES_KINDS = (CONTAINERS, MOUNTS)    # kinds that keep resident/duplicate series
+# Kinds indexed only when someone reads them, and never faded: at 50,000 files,
+# indexing every Model costs more than the rest of a refresh, most refreshes nobody
+# looks at files, and a file leaving the capped top-N list has not vanished anyway.
+LAZY_KINDS = (FILES,)
 
 DEFAULT_CAPACITY = 180                  # 6 minutes at the default 2 s interval
 DEFAULT_GRACE_S = 30.0
@@ -116,16 +123,16 @@ def _rate(cur: int, prev: int, dt: float) -> float | None:
 
 
 class _KindState:
-    __slots__ = ("current", "previous", "gone", "series", "rates")
+    __slots__ = ("current", "previous", "gone", "series", "rates", "pending")
 
     def __init__(self) -> None:
         self.current: dict[Hashable, Any] = {}      # key -> row object of the latest Model
-        # key -> row object of the Model before; kept for containers only (their rates),
-        # so the previous Model's files can be freed.
-        self.previous: dict[Hashable, Any] = {}
+        # containers only: key -> (inserted, evicted, readahead, read_folio) of the Model before
+        self.previous: dict[Hashable, tuple[int, int, int, int]] = {}
         self.gone: dict[Hashable, tuple[Any, float]] = {}  # key -> (last row, gone since)
         self.series: dict[Hashable, RowSeries] = {}
         self.rates: dict[Hashable, Rates] | None = None    # computed on first use per push
+        self.pending: tuple[list, float] | None = None     # lazy kinds: (rows, Model time)
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,22 @@ class History:
         self.node_series.resident_bytes.append(model.totals.resident_bytes)
         self.node_series.duplicate_bytes.append(model.totals.duplicate_bytes)
         for kind in ROW_KINDS:
-            self._push_kind(kind, _rows_of(model, kind), now)
+            if kind in LAZY_KINDS:
+                st = self._kinds[kind]
+                st.pending = (_rows_of(model, kind), now)
+                st.current = {}         # do not pin the previous Model's rows
+                st.gone.clear()
+            else:
+                self._push_kind(kind, _rows_of(model, kind), now)
+
+    def _state(self, kind: str) -> _KindState:
+        """The kind's state; a lazy kind's latest rows are indexed on first read."""
+        st = self._kinds[kind]
+        if st.pending is not None:
+            rows, now = st.pending
+            st.pending = None
+            self._push_kind(kind, rows, now)     # current is {}: nothing counts as gone
+        return st
 
     def _push_kind(self, kind: str, rows: list, now: float) -> None:
         st = self._kinds[kind]
@@ -202,7 +224,11 @@ class History:
                 del st.gone[key]
                 if key not in new:
                     st.series.pop(key, None)
-        st.previous = old if kind == CONTAINERS else {}
+        # Containers keep their previous counters (not the objects, which would pin the
+        # previous Model's rows) for rates.
+        st.previous = ({k: (c.inserted_bytes, c.evicted_bytes, c.readahead_bytes,
+                            c.read_folio_count) for k, c in old.items()}
+                       if kind == CONTAINERS else {})
         st.current = new
         st.rates = None
         if kind in SERIES_KINDS:
@@ -219,26 +245,27 @@ class History:
     # ------------------------------------------------------------- reading
     def rows(self, kind: str) -> dict[Hashable, Any]:
         """Rows of the latest Model, key -> row object."""
-        return self._kinds[kind].current
+        return self._state(kind).current
 
     def gone_rows(self, kind: str) -> dict[Hashable, tuple[Any, float]]:
         """Vanished rows still in their grace period: key -> (last row, gone since)."""
-        return self._kinds[kind].gone
+        return self._state(kind).gone
 
     def iter_rows(self, kind: str) -> Iterator[tuple[Hashable, Any, float | None]]:
         """(key, row, gone_since or None) for live rows, then fading ones."""
-        for key, r in self._kinds[kind].current.items():
+        st = self._state(kind)
+        for key, r in st.current.items():
             yield key, r, None
-        for key, (r, since) in self._kinds[kind].gone.items():
+        for key, (r, since) in st.gone.items():
             yield key, r, since
 
     def is_gone(self, kind: str, key: Hashable) -> bool:
         """The row vanished from the latest Model and is in its grace period."""
-        return key in self._kinds[kind].gone
+        return key in self._state(kind).gone
 
     def fade(self, kind: str, key: Hashable) -> float:
         """0.0 for a live row, rising to 1.0 at the end of its grace period."""
-        g = self._kinds[kind].gone.get(key)
+        g = self._state(kind).gone.get(key)
         if g is None or self.latest is None:
             return 0.0
         if self.grace_s == 0:
@@ -246,7 +273,7 @@ class History:
         return min(1.0, max(0.0, (self.latest.ended_at - g[1]) / self.grace_s))
 
     def series(self, kind: str, key: Hashable) -> RowSeries | None:
-        return self._kinds[kind].series.get(key)
+        return self._state(kind).series.get(key)
 
     def interval_s(self) -> float | None:
         """Model time between the last two refreshes."""
@@ -278,10 +305,10 @@ class History:
             prev = prev_rows.get(key)
             if prev is None:
                 continue
-            out[key] = Rates(_rate(cur.inserted_bytes, prev.inserted_bytes, dt),
-                             _rate(cur.evicted_bytes, prev.evicted_bytes, dt),
-                             _rate(cur.readahead_bytes, prev.readahead_bytes, dt),
-                             _rate(cur.read_folio_count, prev.read_folio_count, dt))
+            out[key] = Rates(_rate(cur.inserted_bytes, prev[0], dt),
+                             _rate(cur.evicted_bytes, prev[1], dt),
+                             _rate(cur.readahead_bytes, prev[2], dt),
+                             _rate(cur.read_folio_count, prev[3], dt))
         return out
 
     def node_rates(self) -> dict[str, float | None]:

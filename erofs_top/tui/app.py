@@ -16,6 +16,7 @@ from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widget import Widget
@@ -208,7 +209,10 @@ class ErofsTopApp(App):
         self._update_header()
         self._update_status()
         self._check_size(self.size.width, self.size.height)
-        if self.source is not None:
+
+    def on_ready(self) -> None:
+        # Only once the screen is composed and painted: Models may then arrive at any time.
+        if self.source is not None and self._thread is None:
             self._thread = threading.Thread(target=self._poll, name="erofs-top-collector",
                                             daemon=True)
             self._thread.start()
@@ -238,11 +242,17 @@ class ErofsTopApp(App):
         self._wake.set()
 
     def on_model_ready(self, message: ModelReady) -> None:
-        self.ingest(message.model)
+        try:
+            self.ingest(message.model)
+        except NoMatches:       # shutting down: the widgets are already gone
+            pass
 
     def on_source_failed(self, message: SourceFailed) -> None:
         self.source_error = message.error + f" (retrying every {fmt_seconds(self.interval_s)})"
-        self._update_header()
+        try:
+            self._update_header()
+        except NoMatches:
+            pass
 
     # ------------------------------------------------------------ rendering
     def ingest(self, model: Model) -> None:

@@ -24,7 +24,7 @@ def _fail(msg: str) -> None:
 @click.option("--cgroup-root", type=click.Path(exists=True, file_okay=False), default=None,
               help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo).")
 @click.option("--sort", "sort", type=click.Choice(sort_keys(), case_sensitive=False),
-              default=None, help="Column to sort by, high to low (default: resident). "
+              default=None, help="Column to sort by (numbers high to low, names A to Z; default: resident). "
                                  "Applies to every view that has the column; `s` and `r` "
                                  "change it while running.")
 @click.option("--filter", "filter_text", default="", metavar="TEXT",
@@ -33,11 +33,14 @@ def _fail(msg: str) -> None:
 @click.option("--no-bpf", is_flag=True,
               help="No BPF: the snapshot tier (resident and duplicate bytes from "
                    "mincore/kpagecgroup; no insert/evict/miss rates).")
+@click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=200,
+              show_default=True, help="At most this many files in the Files view (the header "
+                                      "says when more have resident pages).")
 @click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=30.0,
               show_default=True, metavar="SECONDS",
               help="How long rows of vanished cgroups, mounts and files stay (dimmed) "
                    "before they are dropped.")
-def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, grace_s):
+def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, files_cap, grace_s):
     """Live view of EROFS page cache: per container, per image, per file.
 
     The header shows node totals (EROFS resident vs the node's page cache,
@@ -53,7 +56,7 @@ def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, grace_s):
         _fail("the live UI needs a terminal; use `erofs-top once` or `erofs-top snapshot --json` "
               "for scripts")
     try:
-        source = open_collector(no_bpf=no_bpf, cgroup_root=cgroup_root)
+        source = open_collector(no_bpf=no_bpf, cgroup_root=cgroup_root, files_cap=files_cap)
     except CollectorError as exc:
         _fail(str(exc))
     except PermissionError as exc:

@@ -252,18 +252,21 @@ class RowTable(ScrollView, can_focus=True):
         col = self.sort_column
         if col is not None:
             rows = self.rows
+            # Sort positions by a list of values (no hashing of keys), then map back.
             # Python's sort is stable (also reversed): equal rows keep the Model's order,
             # so they do not jump around between refreshes.
             if col.attr:
-                # keys == list(rows) when nothing is filtered: zip with values(), no lookups
+                # keys == list(rows) when nothing is filtered: values(), no lookups
                 source = rows.values() if len(keys) == len(rows) else map(rows.__getitem__, keys)
-                values = dict(zip(keys, map(attrgetter(col.attr), source)))
+                values = list(map(attrgetter(col.attr), source))
             else:
                 val = col.value
-                values = {k: val(k, rows[k]) for k in keys}
-                if any(v is None or isinstance(v, str) for v in values.values()):
-                    values = {k: _sort_value(v) for k, v in values.items()}
-            keys.sort(key=values.__getitem__, reverse=self.sort_descending)
+                values = [val(k, rows[k]) for k in keys]
+                if any(v is None or isinstance(v, str) for v in values):
+                    values = [_sort_value(v) for v in values]
+            positions = sorted(range(len(keys)), key=values.__getitem__,
+                               reverse=self.sort_descending)
+            keys = list(map(keys.__getitem__, positions))
         self.order = keys
         if self.fades:
             shown = set(keys)
