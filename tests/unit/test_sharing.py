@@ -1,0 +1,105 @@
+"""erofs_top.kernel.sharing without a 7.x kernel: the map -> SharedInode
+conversion (against stand-in BPF tables: the real ones need the lab, where
+tests/vm covers them) and the capability check's contract."""
+from __future__ import annotations
+
+from types import SimpleNamespace as NS
+
+from erofs_top.kernel import sharing
+
+
+class FakeBpfTable(dict):
+    """Stand-in for a BCC hash table: items(), lookup, delete, Key()."""
+
+    def __init__(self, key_fields=(), items=()):
+        super().__init__(items)
+        self._fields = key_fields
+
+    def Key(self, *vals):                        # noqa: N802 (BCC's name)
+        return NS(**dict(zip(self._fields, vals)))
+
+    def items_lookup_batch(self):
+        raise RuntimeError("no batch ops in the stand-in")
+
+
+class HashableNS(NS):
+    def __hash__(self):
+        return hash(tuple(sorted(vars(self).items())))
+
+    def __eq__(self, other):
+        return vars(self) == vars(other)
+
+
+def ck(mapping, chunk):
+    return HashableNS(mapping=mapping, chunk=chunk)
+
+
+def cv(cgid=(0, 0, 0, 0), bits=(0, 0, 0, 0), other=0):
+    return NS(cgid=list(cgid), bits=list(bits), other_bits=other)
+
+
+def mk(mapping, dev, ino):
+    return HashableNS(mapping=mapping, dev=dev, pad=0, ino=ino)
+
+
+def uk(mapping, cg, dev, ino):
+    return HashableNS(mapping=mapping, cgid=cg, dev=dev, pad=0, ino=ino)
+
+
+def probes_with(chunks, members, users):
+    p = sharing.SharingProbes.__new__(sharing.SharingProbes)   # no BCC: tables only
+    chunk_t = FakeBpfTable(("mapping", "chunk"), chunks)
+    chunk_t.Key = lambda m, c: ck(m, c)
+    p.bpf = {"shared_chunks": chunk_t, "members": FakeBpfTable(items=members),
+             "users": FakeBpfTable(items=users)}
+    p._empty = set()
+    p.warnings = []
+    return p
+
+
+def test_read_builds_shared_inodes_with_owners_members_users():
+    A, B = 101, 202
+    p = probes_with(
+        chunks={ck(0xAA, 0): cv((A, 0, 0, 0), (0xFF, 0, 0, 0)),
+                ck(0xAA, 1): cv((A, B, 0, 0), (0x1, 0x2, 0, 0), other=0x4)},
+        members={mk(0xAA, 31, 40): NS(size=8192, inode=1),
+                 mk(0xAA, 32, 40): NS(size=8192, inode=2)},
+        users={uk(0xAA, A, 31, 40): NS(), uk(0xAA, B, 32, 40): NS()})
+    (s,) = p.read()
+    assert s.mapping == 0xAA
+    assert s.chunks == {0: {A: 0xFF}, 1: {A: 0x1, B: 0x2, 0: 0x4}}   # overflow -> cgroup 0
+    assert s.members == {(31, 40), (32, 40)}
+    assert s.users == {A: {(31, 40)}, B: {(32, 40)}}
+    assert s.size == 8192
+
+
+def test_users_of_evicted_members_are_forgotten():
+    A = 7
+    stale = uk(0xBB, A, 33, 50)              # member (33, 50) was freed
+    p = probes_with(chunks={ck(0xBB, 0): cv((A, 0, 0, 0), (1, 0, 0, 0))},
+                    members={mk(0xBB, 31, 40): NS(size=4096, inode=1)},
+                    users={uk(0xBB, A, 31, 40): NS(), stale: NS()})
+    (s,) = p.read()
+    assert s.users == {A: {(31, 40)}}
+    assert stale not in p.bpf["users"], "a forgotten use is deleted from the kernel map"
+
+
+def test_gone_inodes_disappear_and_empty_chunks_are_collected_on_the_second_read():
+    empty = ck(0xCC, 3)
+    p = probes_with(chunks={empty: cv()}, members={}, users={})
+    assert p.read() == []                    # no pages, no members: nothing to show
+    assert empty in p.bpf["shared_chunks"]   # kept one interval (racing insert)
+    assert p.read() == []
+    assert empty not in p.bpf["shared_chunks"]
+
+
+def test_members_without_resident_pages_are_listed():
+    p = probes_with(chunks={}, members={mk(0xDD, 31, 9): NS(size=100, inode=1)}, users={})
+    (s,) = p.read()
+    assert s.chunks == {} and s.members == {(31, 9)}
+
+
+def test_sharing_supported_answers_in_one_line():
+    ok, reason = sharing.sharing_supported()
+    assert isinstance(ok, bool)
+    assert reason and "\n" not in reason
