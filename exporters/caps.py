@@ -3,12 +3,14 @@
 Loading BPF programs, attaching them, raising RLIMIT_MEMLOCK and binding the
 listen socket need privileges; reading the maps afterwards does not (the map
 fds are already open and, since Linux 6.5, map lookups on an fd need no
-capability).  What a refresh still needs is kept (docs/exporter.md):
+capability).  What a refresh still needs is kept (``default_keep``,
+docs/exporter.md):
 
 - CAP_DAC_READ_SEARCH: read image superblocks, name files and hash their
   content on mounts whose files root cannot read by mode bits;
 - CAP_SYS_ADMIN only on the snapshot tier: /proc/kpagecgroup and
-  pagemap PFNs (ground truth every refresh), trusted.* fingerprint xattrs.
+  pagemap PFNs (ground truth every refresh), trusted.* fingerprint xattrs;
+- CAP_BPF on kernels before 6.5 (CAP_SYS_ADMIN before 5.8) to read the maps.
 
 Capabilities are per thread on Linux: call ``drop_capabilities`` while the
 process has a single thread, before the refresh and HTTP threads start (it
@@ -33,6 +35,21 @@ CAPS = {   # linux/capability.h
 }
 KEEP_BPF_TIER = ("dac_read_search",)
 KEEP_SNAPSHOT_TIER = ("dac_read_search", "sys_admin")
+
+
+def default_keep(tier: str, kernel: tuple[int, int]) -> tuple[str, ...]:
+    """What a refresh needs on this tier and kernel.
+
+    Before Linux 6.5 every bpf(2) command, map reads included, needs CAP_BPF
+    (CAP_SYS_ADMIN before 5.8, which has no CAP_BPF) when
+    kernel.unprivileged_bpf_disabled is set, the distribution default."""
+    if tier == "snapshot":
+        return KEEP_SNAPSHOT_TIER
+    if kernel < (5, 8):
+        return KEEP_BPF_TIER + ("sys_admin",)
+    if kernel < (6, 5):
+        return KEEP_BPF_TIER + ("bpf",)
+    return KEEP_BPF_TIER
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 PR_SET_NO_NEW_PRIVS = 38

@@ -16,6 +16,13 @@ def _fail(msg: str, code: int = 1):
     sys.exit(code)
 
 
+def _kernel_version() -> tuple[int, int]:
+    import os
+    import re
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(m[1]), int(m[2])) if m else (0, 0)
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -49,7 +56,7 @@ def _version() -> str:
                    "/var/log/containers names ('auto': when /var/log/pods exists).")
 @click.option("--keep-caps", default=None, metavar="CAP,...",
               help="Capabilities kept after the probes are attached (default: dac_read_search; "
-                   "plus sys_admin on the snapshot tier). '' keeps none.")
+                   "plus sys_admin on the snapshot tier, bpf on kernels before 6.5). '' keeps none.")
 @click.option("--no-drop-caps", is_flag=True, help="Keep every capability the process started with.")
 def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube_names,
                      keep_caps, no_drop_caps):
@@ -110,7 +117,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         kept = "all (--no-drop-caps)"
         if not no_drop_caps:
             if keep is None:
-                keep = caps.KEEP_SNAPSHOT_TIER if model.tier == "snapshot" else caps.KEEP_BPF_TIER
+                keep = caps.default_keep(model.tier, _kernel_version())
             try:
                 kept = ", ".join(caps.drop_capabilities(keep)) or "none"
             except caps.CapsError as e:

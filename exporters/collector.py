@@ -110,9 +110,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(PREFIX + "probes_attached", "gauge",
                "1 when the BPF probes are attached (always 0 on the snapshot tier)."),
     FamilySpec(PREFIX + "bpf_program_run_seconds", "counter",
-               "Time spent in each BPF program (only while kernel.bpf_stats_enabled=1).", ("program",)),
+               "Time spent in each BPF program (counted only while kernel.bpf_stats_enabled=1).", ("program",)),
     FamilySpec(PREFIX + "bpf_program_runs", "counter",
-               "Runs of each BPF program (only while kernel.bpf_stats_enabled=1).", ("program",)),
+               "Runs of each BPF program (counted only while kernel.bpf_stats_enabled=1).", ("program",)),
     FamilySpec(PREFIX + "bpf_map_entries", "gauge", "Entries in each BPF map.", ("map",)),
     FamilySpec(PREFIX + "bpf_map_capacity_entries", "gauge", "Maximum entries of each BPF map.", ("map",)),
     FamilySpec(PREFIX + "bpf_map_update_failures", "counter",
@@ -130,7 +130,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(PREFIX + "exporter_refreshes", "counter", "Successful Model refreshes."),
     FamilySpec(PREFIX + "exporter_refresh_failures", "counter", "Failed Model refreshes."),
     FamilySpec(PREFIX + "exporter_scrape_duration_seconds", "gauge",
-               "Time the previous /metrics request took to collect and encode."),
+               "Time the last encoding of /metrics took (once per refresh and format; "
+               "other scrapes of the same Model are served from a cache)."),
     FamilySpec(PREFIX + "exporter_containers_aggregated", "gauge",
                'Cgroups folded into the id="(other)" series because of --max-containers.'),
 )
@@ -396,7 +397,7 @@ def _counter(key: str, value: float) -> Metric:
 class ModelCollector:
     """prometheus-client custom collector: yields the families built from the
     latest Model (swapped in atomically by the refresh thread) plus the
-    duration of the previous scrape.  A scrape costs encoding only."""
+    duration of the previous encoding.  A scrape never touches BPF."""
 
     def __init__(self):
         self._families: list[Metric] = []

@@ -1,13 +1,16 @@
 """Background refresh + HTTP server (/metrics, /healthz).
 
 The refresh thread calls ``collector.refresh()`` every ``interval`` seconds,
-builds the metric families and publishes them to the ModelCollector; HTTP
-requests only encode what was published.  ``/healthz`` answers 503 with a
+builds the metric families, publishes them to the ModelCollector and encodes
+them in every format scrapes asked for under the previous Model (text or
+OpenMetrics, gzip or not).  /metrics serves those bytes: concurrent scrapes
+cost a copy, not an encode; only a format never asked before pays one encode.  ``/healthz`` answers 503 with a
 one-line reason when the probes are detached (BPF tiers) or the last
 successful refresh is older than ``stale_after`` intervals.
 """
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import socket
 import sys
@@ -17,7 +20,7 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import make_wsgi_app
+from prometheus_client.exposition import choose_encoder
 
 from erofs_top.model import TIER_SNAPSHOT, Model
 
@@ -106,7 +109,10 @@ class Exporter:
         self.last_error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._metrics_app = make_wsgi_app(self.registry)
+        self.generation = 0             # bumps with every published Model
+        self._cache: dict[tuple, bytes] = {}            # (generation, content type, gzip) -> body
+        self._encoders: dict[str, object] = {}
+        self._render_lock = threading.Lock()
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
 
     # -- refresh
@@ -127,7 +133,28 @@ class Exporter:
         self.collector.publish(self.builder.build(model, self.status))
         self.model = model
         self.last_error = ""
+        self._prerender()
         return True
+
+    def _prerender(self) -> None:
+        """Encode the new Model in the formats scrapes asked for last time, here in
+        the refresh thread, then swap: a scrape never waits for an encode."""
+        with self._render_lock:
+            wanted = {(k[1], k[2]) for k in self._cache}
+        fresh = {}
+        for content_type, gz in wanted:
+            fresh[(self.generation + 1, content_type, gz)] = self._render(content_type, gz)
+        with self._render_lock:
+            self.generation += 1
+            self._cache = fresh
+
+    def _render(self, content_type: str, gz: bool) -> bytes:
+        started = time.perf_counter()
+        body = self._encoders[content_type](self.registry)
+        if gz:
+            body = gzip.compress(body, compresslevel=6)
+        self.collector.scrape_done(started)
+        return body
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -156,14 +183,26 @@ class Exporter:
         return True, f"ok: tier {self.model.tier}, last refresh {age:.1f} s ago"
 
     # -- WSGI
+    def _metrics(self, environ, start_response):
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        self._encoders.setdefault(content_type, encoder)
+        gz = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
+        with self._render_lock:      # one encode per Model and format, however many scrapes
+            key = (self.generation, content_type, gz)
+            body = self._cache.get(key)
+            if body is None:         # a format not asked for before this Model
+                body = self._render(content_type, gz)
+                self._cache[key] = body
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        if gz:
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
+
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            started = time.perf_counter()
-            try:
-                return self._metrics_app(environ, start_response)
-            finally:
-                self.collector.scrape_done(started)
+            return self._metrics(environ, start_response)
         if path == "/healthz":
             ok, text = self.health()
             start_response("200 OK" if ok else "503 Service Unavailable",

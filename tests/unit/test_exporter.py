@@ -453,3 +453,48 @@ def test_idle_empty_container_drops_series_and_resumes():
     assert gone.cgroup not in {lab["id"] for _, lab, _ in fams["erofs_top_container_inserted_bytes"]}
     gone.inserted_bytes = 9 * MiB
     assert value(scrape(b, m), "erofs_top_container_inserted_bytes_total", id=gone.cgroup) == 9 * MiB
+
+
+def test_metrics_encoded_once_per_model_and_format():
+    import gzip
+    src = FakeSource(make_model())
+    ex = Exporter(src, interval=3600, log=lambda m: None)
+    ex.refresh_once()
+    calls = []
+    real = ex.registry.collect
+
+    def counting_collect():
+        calls.append(1)
+        return real()
+    ex.registry.collect = counting_collect
+
+    def call(accept="", encoding=""):
+        got = {}
+        body = b"".join(ex({"PATH_INFO": "/metrics", "HTTP_ACCEPT": accept,
+                            "HTTP_ACCEPT_ENCODING": encoding},
+                           lambda status, headers: got.update(status=status, headers=dict(headers))))
+        return got, body
+    h1, b1 = call()
+    h2, b2 = call()
+    assert b1 == b2 and len(calls) == 1 and h1["status"] == "200 OK"
+    assert h1["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
+    h3, b3 = call("application/openmetrics-text;version=1.0.0", "gzip")
+    assert h3["headers"]["Content-Encoding"] == "gzip" and len(calls) == 2
+    text = gzip.decompress(b3).decode()
+    assert text.endswith("# EOF\n") and "erofs_top_container_resident_bytes{" in text
+    src.model = make_model(3)
+    ex.refresh_once()        # a new Model: the refresh thread encodes both formats asked before
+    assert len(calls) == 4 and len(ex._cache) == 2
+    _, b4 = call()
+    h5, b5 = call("application/openmetrics-text;version=1.0.0", "gzip")
+    assert len(calls) == 4, "a scrape after a refresh must not encode"
+    assert b"/kubepods/pod2/ctr2" in b4 and b"/kubepods/pod2/ctr2" not in b1
+    assert b"/kubepods/pod2/ctr2" in gzip.decompress(b5)
+
+
+def test_default_keep_by_tier_and_kernel():
+    assert caps.default_keep("tracepoint", (6, 18)) == ("dac_read_search",)
+    assert caps.default_keep("full", (7, 0)) == ("dac_read_search",)
+    assert caps.default_keep("tracepoint", (6, 1)) == ("dac_read_search", "bpf")
+    assert caps.default_keep("tracepoint", (5, 4)) == ("dac_read_search", "sys_admin")
+    assert "sys_admin" in caps.default_keep("snapshot", (6, 18))
