@@ -148,8 +148,6 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     except ImportError as e:
         fail(f"the tracepoint tier is not available in this install ({e})")
     pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
-    # SIGTERM ends the recording like Ctrl-C: flush, END block
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         col = ProbeCollector(record=True, ringbuf_pages=pages, cgroup_root=cgroup_root,
                              files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
@@ -159,6 +157,18 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
     except KeyboardInterrupt:
         fail("interrupted before recording started", EXIT_INTERRUPTED)
+    # Ctrl-C / SIGTERM set a flag the loop checks: a KeyboardInterrupt raised
+    # inside the ring buffer callback would be swallowed by ctypes.  A third
+    # signal gives up waiting (the file is still readable up to its last block).
+    signals = {"count": 0}
+
+    def on_signal(signum, frame):
+        signals["count"] += 1
+        if signals["count"] >= 3:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     rc = 0
     proc = None
     rec = None
@@ -184,7 +194,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
             click.echo(f"erofs-top: recording to {output} {what} "
                        f"({fmt.CODEC_NAMES[codec]}, tier {col.tier})", err=True)
         try:
-            reason = rec.run(duration_s=duration, proc=proc)
+            rec.run(duration_s=duration, proc=proc, should_stop=lambda: signals["count"] > 0)
         except fmt.RecordingError as e:
             click.echo(f"erofs-top: {e}; the recording ends here", err=True)
             rec.stop_reason = "write error"
@@ -192,6 +202,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         if proc is not None:
             if proc.poll() is None and rec.stop_reason == "interrupted":
                 proc.send_signal(signal.SIGINT)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             if proc.poll() is None and not quiet:
                 click.echo(f"erofs-top: recording stopped ({rec.stop_reason}); waiting for "
                            f"{cmd[0]} to exit", err=True)

@@ -1,0 +1,261 @@
+"""The recorder: events/s it keeps up with, bytes per event, and the slowdown of
+a cold read while `erofs-top record` runs.
+
+Builds a real EROFS image (default 8 files, 128 MiB), mounts it file-backed,
+and runs, all in the same run:
+
+  offline     the pure-Python halves on 500k synthetic events: the writer
+              (encode + compress + write) and the replay (file -> Readings)
+  slowdown    one reader reads every file sequentially, its EROFS page cache
+              dropped first (the image file stays cached: CPU-bound, the
+              worst case for per-event costs): without erofs-top, with the
+              probes attached but not recording (the live tiers' cost), and
+              while `erofs-top record` runs (the real command, in its own
+              process), interleaved, --rounds times; median wall-time ratios
+  stress      1, then 2 reader processes doing 4 KiB random reads with
+              readahead off (one order-0 page per read: the most events per
+              byte), for --stress-seconds each, recorded; events/s recorded,
+              events lost, bytes per event
+
+Run:  sudo .venv/bin/python benchmarks/bench_record.py [--rounds 3] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import benchlib  # noqa: F401  (sets sys.path)
+from benchlib import MiB
+
+SIZES_MIB = (8, 12, 16, 24, 32, 16, 12, 8)
+CLI = [sys.executable, "-m", "erofs_top.cli"]
+
+READER = r"""
+import os, sys, time
+t = time.perf_counter()
+total = 0
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_RDONLY)
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            break
+        total += len(b)
+    os.close(fd)
+print(time.perf_counter() - t, total)
+"""
+
+# 4 KiB preads in a shuffled order, readahead off, until the deadline; drops the
+# file's cache whenever it has read all of it.  Prints pages read.
+RANDOM_READER = r"""
+import os, random, sys, time
+deadline = time.monotonic() + float(sys.argv[1])
+paths = sys.argv[2:]
+rnd = random.Random(os.getpid())
+pages = 0
+while time.monotonic() < deadline:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        n = os.fstat(fd).st_size // 4096
+        order = list(range(n)); rnd.shuffle(order)
+        for i in order:
+            os.pread(fd, 4096, i * 4096)
+            pages += 1
+            if pages % 256 == 0 and time.monotonic() >= deadline:
+                break
+        os.close(fd)
+        if time.monotonic() >= deadline:
+            break
+print(pages)
+"""
+
+
+class Recording:
+    """`erofs-top record` in its own process, stopped with SIGINT (Ctrl-C).
+    Waits for its "recording to" line (never pass -q: it silences that line)."""
+
+    def __init__(self, out: str, *extra: str):
+        self.out = out
+        self.p = subprocess.Popen(CLI + ["record", "-o", out, *extra], stderr=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, text=True)
+        line = self.p.stderr.readline()
+        if "recording to" not in line:
+            self.p.kill()
+            sys.exit(f"erofs-top record did not start: {line}{self.p.stderr.read()}")
+
+    def stop(self):
+        self.p.send_signal(signal.SIGINT)
+        try:
+            _out, err = self.p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.communicate()
+            sys.exit("erofs-top record did not stop within 120 s of SIGINT")
+        from erofs_top.record.reader import Recording as R
+        rec = R.open(self.out)
+        return rec, err.strip()
+
+
+def timed_read(cg, paths) -> float:
+    r = cg.run([sys.executable, "-S", "-c", READER, *map(str, paths)],
+               capture_output=True, text=True)
+    return float(r.stdout.split()[0])
+
+
+def offline(n_events: int, tmpdir: str) -> dict:
+    from erofs_top.readings import PageEvent
+    from erofs_top.record import format as fmt
+    from erofs_top.record.reader import Recording as R
+    from erofs_top.record.replay import Replayer
+    from erofs_top.record.writer import RecordingWriter
+    import random
+    rnd = random.Random(5)
+    evs = []
+    t = 10**12
+    for i in range(n_events):
+        t += rnd.randrange(200, 4000)
+        kind = 1 if i % 3 else 2
+        evs.append(PageEvent(t, kind, 41 << 20 | 3, 40 + i % 50, (i * 4) % 60000,
+                             rnd.choice((1, 1, 4, 16)), 1000 + i % 3, 2000 + i % 7))
+    out = {}
+    for codec in (fmt.CODEC_ZSTD, fmt.CODEC_ZLIB):
+        if codec == fmt.CODEC_ZSTD and not fmt.zstd_available():
+            continue
+        path = os.path.join(tmpdir, f"off-{codec}.rec")
+        t0 = time.perf_counter()
+        w = RecordingWriter(path, codec=codec)
+        w.write_json(fmt.BLOCK_META, {"started_at": time.time(), "mono_start_ns": 10**12,
+                                      "page_size": 4096, "tier": "tracepoint"})
+        for i in range(0, n_events, 4096):     # the recorder's poll batches
+            w.add_events(evs[i:i + 4096])
+        w.close({"ts_ns": t, "reason": "bench"})
+        wt = time.perf_counter() - t0
+        size = os.path.getsize(path)
+        t0 = time.perf_counter()
+        rec = R.open(path)
+        rp = Replayer(rec)
+        rp.advance_to(rec.end_ts_ns)
+        rt = time.perf_counter() - t0
+        name = fmt.CODEC_NAMES[codec]
+        out[name] = {"writer_events_per_s": n_events / wt, "replay_events_per_s": n_events / rt,
+                     "bytes_per_event": size / n_events}
+        print(f"  {name:<5} writer {n_events / wt / 1e3:8.0f}k events/s   replay "
+              f"{n_events / rt / 1e3:6.0f}k events/s   {size / n_events:5.2f} B/event")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of each case (default 5)")
+    ap.add_argument("--stress-seconds", type=float, default=5.0)
+    ap.add_argument("--offline-events", type=int, default=500_000)
+    ap.add_argument("--scale", type=float, default=2.0,
+                    help="multiply the file sizes (default 2: 256 MiB)")
+    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = ap.parse_args()
+    benchlib.need_root()
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: mounts and cgroups are removed
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    from erofs_top.workload import Stack, build_image, make_tree
+
+    res: dict = {"rounds": args.rounds}
+    tmpdir = tempfile.mkdtemp(prefix="erofs-top-bench-rec-", dir="/var/tmp")
+    try:
+        print(f"[offline] {args.offline_events} synthetic events")
+        res["offline"] = offline(args.offline_events, tmpdir)
+
+        files = {f"data/f{i:02d}.bin": max(1, int(s * args.scale * MiB))
+                 for i, s in enumerate(SIZES_MIB)}
+        total_mib = sum(files.values()) / MiB
+        with Stack(prefix="erofs-top-bench-") as st:
+            src = make_tree(st.dir / "src", files, seed=12)
+            img = build_image(src, st.dir / "rec.erofs", "-T0")
+            for p in src.rglob("*"):
+                if p.is_file():
+                    p.unlink()
+            mnt = st.mount(img, "rec", "file")
+            cg = st.cgroup(f"erofs-top-bench-{os.getpid()}/reader")
+            paths = [mnt.path(n) for n in files]
+            timed_read(cg, paths)       # warm: image file cached, reader code paths
+            print(f"\n[slowdown] {len(files)} files, {total_mib:.0f} MiB, sequential cold "
+                  f"read (EROFS cache dropped, image cached), {args.rounds} rounds")
+            from erofs_top.kernel.probes import ProbeCollector
+            cases = ("without", "probes", "recording")
+            times = {c: [] for c in cases}
+            rec_stats = []
+            for rnd in range(args.rounds):
+                order = cases if rnd % 2 == 0 else cases[::-1]
+                for which in order:
+                    benchlib.drop_cache(paths)
+                    if which == "without":
+                        times[which].append(timed_read(cg, paths))
+                    elif which == "probes":
+                        col = ProbeCollector()
+                        try:
+                            times[which].append(timed_read(cg, paths))
+                        finally:
+                            col.close()
+                    else:
+                        r = Recording(os.path.join(tmpdir, f"slow{rnd}.rec"))
+                        try:
+                            times[which].append(timed_read(cg, paths))
+                        finally:
+                            rec, _err = r.stop()
+                        rec_stats.append((rec.events_count, rec.lost_events, rec.file_size))
+            med = {c: statistics.median(times[c]) for c in cases}
+            for which in cases:
+                print(f"  {which:<10} " + " ".join(f"{t:6.3f}" for t in times[which])
+                      + f" s  median {med[which]:.3f} s ({total_mib / med[which]:.0f} MiB/s)")
+            ev = sum(s[0] for s in rec_stats)
+            print(f"  ratio probes/without: {med['probes'] / med['without']:.3f}; "
+                  f"recording/without: {med['recording'] / med['without']:.3f}; "
+                  f"{ev // len(rec_stats)} events per read pass, "
+                  f"{sum(s[1] for s in rec_stats)} lost, "
+                  f"{sum(s[2] for s in rec_stats) / max(1, ev):.2f} B/event (file incl. metadata)")
+            res["slowdown"] = {"times_s": times,
+                               "probes_ratio": med["probes"] / med["without"],
+                               "recording_ratio": med["recording"] / med["without"],
+                               "events_per_pass": ev / len(rec_stats),
+                               "lost_events": sum(s[1] for s in rec_stats)}
+
+            print(f"\n[stress] 4 KiB random reads, readahead off, {args.stress_seconds:g} s "
+                  f"per case, recorded")
+            res["stress"] = {}
+            for readers in (1, 2):
+                out = os.path.join(tmpdir, f"stress{readers}.rec")
+                r = Recording(out)
+                t0 = time.monotonic()
+                procs = [cg.popen([sys.executable, "-S", "-c", RANDOM_READER,
+                                   str(args.stress_seconds), *paths[i::readers]],
+                                  stdout=subprocess.PIPE, text=True) for i in range(readers)]
+                pages = sum(int(p.communicate()[0].strip() or 0) for p in procs)
+                secs = time.monotonic() - t0
+                rec, _err = r.stop()
+                seen = rec.events_count
+                rate = seen / secs
+                print(f"  {readers} reader(s): {pages / secs / 1e3:6.1f}k pages/s read, "
+                      f"{rate / 1e3:6.1f}k events/s recorded, {rec.lost_events} lost "
+                      f"({100 * rec.lost_events / max(1, seen + rec.lost_events):.2f} %), "
+                      f"{rec.file_size / max(1, seen):.2f} B/event")
+                res["stress"][readers] = {"pages_per_s": pages / secs, "events_per_s": rate,
+                                          "events": seen, "lost_events": rec.lost_events,
+                                          "bytes_per_event": rec.file_size / max(1, seen)}
+    finally:
+        import shutil
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
