@@ -93,6 +93,7 @@ async def _measure(n_containers: int, n_files: int, refreshes: int) -> dict:
     from erofs_top.tui.app import ErofsTopApp, tune_gc
     tune_gc()                       # as run_app() does
     app = ErofsTopApp(None, elf=False)
+    app.defer_free = True           # as with a collector thread: old Models are freed there
     wall: dict[str, list[float]] = {"containers": [], "files": []}
     cpu: dict[str, list[float]] = {"containers": [], "files": []}
     rss_before = _rss_mb()
@@ -107,6 +108,7 @@ async def _measure(n_containers: int, n_files: int, refreshes: int) -> dict:
             cpu[view].append(time.process_time() - c)
             wall[view].append(time.perf_counter() - t)
             del m
+            app.dispose_retired()     # what the collector thread does between refreshes
         assert len(app.table().rows) > 0
     return {
         "containers": n_containers, "files": n_files,
