@@ -144,3 +144,41 @@ def test_max_size_stops_recording_and_report_says_so(stack, cgroup_prefix, tmp_p
     r = subprocess.run(CLI + ["report", str(out)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "ended: max-size" in r.stdout
+
+
+# 4 KiB reads with readahead off: one event per page, as fast as Python goes
+BUSY_READER = r"""
+import os, sys, time
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    for path in sys.argv[2:]:
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for i in range(os.fstat(fd).st_size // 4096 - 1, -1, -1):
+            os.pread(fd, 4096, i * 4096)
+        os.close(fd)
+"""
+
+
+def test_ctrl_c_while_busy_still_stops(stack, cgroup_prefix, tmp_path):
+    """Ctrl-C arriving while the recorder is inside the ring buffer callback
+    (a KeyboardInterrupt there would be swallowed by ctypes) still ends it."""
+    scen = DemoScenario(stack, cgroup_prefix=cgroup_prefix)
+    out = tmp_path / "busy.rec"
+    p = start_recording(out)
+    paths = [scen.mount_a.path(rel) for rel in DEMO_FILES]
+    readers = [scen.ctr_a.popen([sys.executable, "-S", "-c", BUSY_READER, "6", *paths])
+               for _ in range(2)]
+    try:
+        time.sleep(2.0)
+        p.send_signal(signal.SIGINT)
+        rc, err = finish(p, timeout=30)
+    finally:
+        for r in readers:
+            r.kill()
+            r.wait()
+    assert rc == 130, err
+    rec = Recording.open(str(out))
+    assert rec.complete and rec.end["reason"] == "interrupted"
+    assert rec.events_count > 10_000
