@@ -152,7 +152,9 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         col = ProbeCollector(record=True, ringbuf_pages=pages, cgroup_root=cgroup_root,
                              files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
     except CollectorError as e:
-        fail(str(e))
+        # the collector suggests --no-bpf for the live faces; a recording needs BPF
+        fail(re.sub(r",? or --no-bpf|\s*\(use --no-bpf[^)]*\)", "", str(e))
+             + " (recording needs the tracepoint tier)")
     except PermissionError as e:
         fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
     except KeyboardInterrupt:

@@ -44,6 +44,28 @@ def recording_json(rec: Recording, rp: Replayer | None = None) -> dict[str, Any]
     return d
 
 
+def live_check(rec: Recording, rp: Replayer) -> dict[str, Any] | None:
+    """Replay vs the last Model the live collector stored: per-cgroup resident
+    bytes, summed absolute difference as a share of the live total."""
+    for snap in reversed(rec.models):
+        try:
+            live = Model.from_dict(snap["model"])
+        except (KeyError, TypeError, ValueError):
+            continue        # another schema, or damaged: try an older one
+        ts = int(snap["ts_ns"])
+        replay = rp.model_at(ts)
+        a = {c.cgroup_id: c.resident_bytes for c in live.containers}
+        b = {c.cgroup_id: c.resident_bytes for c in replay.containers}
+        diff = sum(abs(a.get(k, 0) - b.get(k, 0)) for k in set(a) | set(b))
+        total = max(1, live.totals.resident_bytes)
+        return {"t_s": round((ts - rec.mono_start_ns) / 1e9, 3),
+                "live_resident_bytes": live.totals.resident_bytes,
+                "replay_resident_bytes": replay.totals.resident_bytes,
+                "cgroup_difference_bytes": diff,
+                "cgroup_difference_pct": round(100.0 * diff / total, 3)}
+    return None
+
+
 def build_report(rec: Recording, *, files_cap: int | None = None,
                  max_samples: int = tlmod.DEFAULT_MAX_SAMPLES) -> tuple[Model, dict[str, Any]]:
     """(final Model, report JSON document)."""
@@ -53,6 +75,7 @@ def build_report(rec: Recording, *, files_cap: int | None = None,
     doc = final.to_dict()
     doc["timeline"] = tlmod.to_json(rec, tl)
     doc["recording"] = recording_json(rec, rp)
+    doc["recording"]["live_check"] = live_check(rec, rp)
     return final, doc
 
 
@@ -68,6 +91,12 @@ def render_text(model: Model, doc: dict[str, Any], files: int = 10) -> str:
     bpe = f", {r['bytes_per_event']:.1f} B/event" if r["bytes_per_event"] else ""
     out.append(f"events: {r['events_count']} recorded{bpe}; lost in the kernel: "
                f"{r['lost_events']}; not written (--max-size): {r['events_unwritten']}")
+    lc = r.get("live_check")
+    if lc:
+        out.append(f"cross-check: at {lc['t_s']:.1f} s the live collector and the replay differ "
+                   f"by {fmt_bytes(lc['cgroup_difference_bytes'])} per cgroup "
+                   f"({lc['cgroup_difference_pct']:.2f} % of {fmt_bytes(lc['live_resident_bytes'])} "
+                   f"resident)")
     tl = doc["timeline"]
     p = tl["peaks"]
     out.append("")

@@ -112,7 +112,8 @@ def demo_script() -> Script:
 def write(path: str, script: Script | None = None, *, codec: int | None = None,
           max_size_bytes: int | None = None, end: bool = True,
           mounts: list[MountInfo] | None = None, files: list[dict] | None = None,
-          cgroups: dict[int, str] | None = None, events_per_block: int | None = None) -> str:
+          cgroups: dict[int, str] | None = None, events_per_block: int | None = None,
+          models: list[tuple[float, dict]] | None = None) -> str:
     """Write a recording of `script` (default demo_script()) to path."""
     s = script or demo_script()
     w = RecordingWriter(path, codec=codec, max_size_bytes=max_size_bytes)
@@ -157,6 +158,8 @@ def write(path: str, script: Script | None = None, *, codec: int | None = None,
     for t, lost in ticks[ti:]:
         w.write_json(fmt.BLOCK_TICK, {"ts_ns": MONO0 + int(t * SEC), "events_total": total,
                                       "lost_events_total": lost})
+    for t, model in models or []:      # live Models (Model.to_dict()) at t seconds
+        w.write_json(fmt.BLOCK_MODEL, {"ts_ns": MONO0 + int(t * SEC), "model": model})
     if end:
         lost = ticks[-1][1] if ticks else 0
         w.close({"ts_ns": MONO0 + int(s.duration_s * SEC), "reason": "duration",

@@ -64,6 +64,8 @@ def test_report_agrees_with_once(stack, cgroup_prefix, tmp_path):
     assert rep["recording"]["complete"] and rep["recording"]["end_reason"] == "duration"
     assert rep["recording"]["events_count"] > 1000
     assert rep["recording"]["lost_events"] == 0, rep["recording"]
+    # the replay agrees with the live collector's own last Model in the file
+    assert rep["recording"]["live_check"]["cgroup_difference_pct"] < 1.0, rep["recording"]
     for ctr in (scen.ctr_a, scen.ctr_b):
         live = next(c for c in once["containers"] if c["cgroup"] == ctr.path)
         offline = next(c for c in rep["containers"] if c["cgroup"] == ctr.path)

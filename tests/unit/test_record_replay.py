@@ -355,3 +355,24 @@ def test_parse_time():
         parse_time("15:00", start, 600)
     with pytest.raises(ValueError, match="not a time"):
         parse_time("soon", start, 600)
+
+
+def test_live_check_compares_replay_with_stored_live_model(tmp_path, demo):
+    from erofs_top.record.report import live_check
+    at4 = Replayer(demo).model_at(demo.mono_start_ns + 4 * synth.SEC).to_dict()
+    same = Recording.open(synth.write(str(tmp_path / "same.rec"), models=[(4.0, at4)]))
+    lc = live_check(same, Replayer(same))
+    assert lc["t_s"] == 4.0 and lc["cgroup_difference_bytes"] == 0
+    off = json.loads(json.dumps(at4))
+    off["containers"][0]["resident_bytes"] += 10 * PAGE          # the live view disagreed
+    other = Recording.open(synth.write(str(tmp_path / "off.rec"),
+                                       models=[(4.0, off), (5.0, {"schema": 99})]))
+    lc = live_check(other, Replayer(other))
+    assert lc["cgroup_difference_bytes"] == 10 * PAGE
+    assert lc["cgroup_difference_pct"] == pytest.approx(100 * 10 / ALL_PAGES_AT_4, abs=0.01)
+    _m, doc = build_report(other)
+    assert doc["recording"]["live_check"]["cgroup_difference_bytes"] == 10 * PAGE
+    assert build_report(demo)[1]["recording"]["live_check"] is None
+
+
+ALL_PAGES_AT_4 = 2 * (synth.LIB_PAGES + synth.DATA_PAGES)
