@@ -8,7 +8,8 @@ time (which also holds Textual's frame timer, ~20 ms of waiting even with
 nothing to do).  Building the synthetic Models is not counted (the collector
 thread does that).  Memory is the peak RSS of a fresh process per
 scale: it includes the interpreter, Textual, the Model the UI shows and the
-next Model being built (as with a live collector).
+next Model being built (as with a live collector); the size of one Model is
+measured in a separate process and subtracted to give the UI's own share.
 
 Targets (issue 4): 10,000 containers and 50,000 files render in < 100 ms and
 stay < 150 MB.  Ratios are against a 100-container / 500-file baseline run
@@ -125,13 +126,19 @@ async def _measure(n_containers: int, n_files: int, refreshes: int) -> dict:
 
 
 def _child(args) -> None:
+    if args.model_size:
+        # What one Model of this scale costs, without any UI (a fresh process).
+        before = _rss_mb()
+        model = next(synthetic_models(args.containers, args.files, 1))
+        print(json.dumps({"model_mb": _rss_mb() - before, "rows": len(model.files)}))
+        return
     res = asyncio.run(_measure(args.containers, args.files, args.refreshes))
     print(json.dumps(res))
 
 
-def _run_scale(containers: int, files: int, refreshes: int) -> dict:
+def _run_scale(containers: int, files: int, refreshes: int, *extra: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", "--containers", str(containers),
-                          "--files", str(files), "--refreshes", str(refreshes)],
+                          "--files", str(files), "--refreshes", str(refreshes), *extra],
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         sys.exit(f"bench_tui: the {containers}/{files} run failed:\n{out.stderr.strip()[-2000:]}")
@@ -146,6 +153,7 @@ def main() -> None:
     ap.add_argument("--baseline-containers", type=int, default=100)
     ap.add_argument("--baseline-files", type=int, default=500)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model-size", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.refreshes < 4:
         ap.error("--refreshes must be at least 4 (two per view)")
@@ -154,6 +162,11 @@ def main() -> None:
         return
     base = _run_scale(args.baseline_containers, args.baseline_files, args.refreshes)
     big = _run_scale(args.containers, args.files, args.refreshes)
+    for res, n_c, n_f in ((base, args.baseline_containers, args.baseline_files),
+                          (big, args.containers, args.files)):
+        one = _run_scale(n_c, n_f, args.refreshes, "--model-size")["model_mb"]
+        res["two_models_mb"] = 2 * one
+        res["ui_own_mb"] = res["rss_peak_mb"] - res["rss_start_mb"] - 2 * one
     rows = [("refresh CPU, Containers view (ms)", "containers_cpu_ms", 100.0),
             ("refresh CPU, Files view (ms)", "files_cpu_ms", 100.0),
             ("refresh wall, Containers view (ms)", "containers_wall_ms", None),
@@ -161,7 +174,9 @@ def main() -> None:
             ("first refresh, wall (ms)", "first_ms", None),
             ("slowest refresh, wall (ms)", "max_ms", None),
             ("RSS before the first Model (MB)", "rss_start_mb", None),
-            ("peak RSS, whole process (MB)", "rss_peak_mb", 150.0)]
+            ("peak RSS, whole process (MB)", "rss_peak_mb", 150.0),
+            ("  of which 2 Models: shown + next (MB)", "two_models_mb", None),
+            ("  of which the UI's own state (MB)", "ui_own_mb", None)]
     print(f"erofs-top TUI benchmark: {args.refreshes} refreshes, headless 200x50, "
           f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     print(f"{'':40} {'baseline':>10} {'scale':>10} {'ratio':>7}  target")

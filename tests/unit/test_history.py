@@ -110,3 +110,35 @@ def test_tier_does_not_matter_to_history():
     h = History()
     h.push(model(0, tier=TIER_TRACEPOINT))
     assert h.latest.tier == TIER_TRACEPOINT
+
+
+def test_series_keep_order_when_the_ring_wraps():
+    h = History(capacity=3)
+    for step in range(5):
+        m = model(step)
+        m.containers[0].resident_bytes = step * MiB
+        m.containers[0].duplicate_bytes = step
+        h.push(m)
+    s = h.series(CONTAINERS, 101)
+    assert s.resident_bytes.values() == [2 * MiB, 3 * MiB, 4 * MiB]
+    assert s.duplicate_bytes.values() == [2, 3, 4]
+    assert s.resident_bytes.last() == 4 * MiB and len(s.duplicate_bytes) == 3
+
+
+def test_push_returns_what_it_let_go_of():
+    h = History()
+    first = model(0)
+    assert h.push(first)[0] is None
+    retired = h.push(model(1))
+    assert retired[0] is first           # a UI may free it in another thread
+
+
+def test_files_are_indexed_lazily_and_not_faded():
+    h = History(grace_s=30)
+    h.push(model(0))
+    assert ("7:3", 36) in h.rows(FILES)
+    m = model(1)
+    m.files = m.files[1:]                 # a file left the (capped) list
+    h.push(m)
+    assert ("7:3", 36) not in h.rows(FILES)
+    assert not h.gone_rows(FILES)
