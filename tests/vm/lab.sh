@@ -152,6 +152,15 @@ cmd_build() {
     fi
     need_cmd debootstrap debootstrap; need_cmd mke2fs e2fsprogs
     mkdir -p "$LAB_CACHE"
+    # one build at a time (CI and a developer may start one together)
+    exec 8>"$LAB_CACHE/.build.lock"
+    if ! flock -n 8; then
+        log "another build holds $LAB_CACHE/.build.lock; waiting"
+        flock 8
+        if [[ -z ${LAB_REBUILD:-} && -f $ROOT_IMG && -f $KERNEL && -f $INFO ]] && grep -qx "LAB_RECIPE=$r" "$INFO"; then
+            log "lab is built ($LAB_CACHE)"; exec 8>&-; return 0
+        fi
+    fi
     : > "$LAB_CACHE/apt.log"
     local t0 m kpkg kver p cfg
     t0=$(date +%s)
@@ -164,7 +173,8 @@ cmd_build() {
         rm_rootfs
         log "debootstrap --variant=minbase $LAB_SUITE (about 30 s)"
         debootstrap --variant=minbase "$LAB_SUITE" "$ROOTFS" "$m" > "$LAB_CACHE/debootstrap.log" 2>&1 \
-            || { tail -n 25 "$LAB_CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $LAB_CACHE/debootstrap.log)"; }
+            || { tail -n 25 "$LAB_CACHE/debootstrap.log" >&2
+                 die "debootstrap $LAB_SUITE from $m failed (log: $LAB_CACHE/debootstrap.log); LAB_MIRROR=<a Debian mirror> picks another"; }
         touch "$ROOTFS/.lab-debootstrap"
     fi
     chroot_up
@@ -262,6 +272,7 @@ LAB_BUILD_SECONDS=$(( $(date +%s) - t0 ))
 LAB_ROOTFS_MB=$used_mb
 EOF
     log "built in $(( $(date +%s) - t0 )) s: kernel $kver"
+    exec 8>&-
 }
 
 # Two versions of real packages for the headline check. A second apt state
