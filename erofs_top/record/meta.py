@@ -37,12 +37,7 @@ def readings_to_json(r: Readings) -> dict[str, Any]:
         "io": [[x.dev, x.ino, x.cgroup_id, x.inserted_pages, x.evicted_pages,
                 x.readahead_pages, x.read_folio_count] for x in r.io],
         "backing_pages": [[d, i, n] for (d, i), n in r.backing_pages.items()],
-        "shared": [{"mapping": s.mapping, "size": s.size,
-                    "chunks": [[ch, [[cg, m] for cg, m in own.items() if m]]
-                               for ch, own in s.chunks.items()],
-                    "members": sorted([d, i] for d, i in s.members),
-                    "users": [[cg, sorted([d, i] for d, i in mem)] for cg, mem in s.users.items()]}
-                   for s in r.shared],
+        "shared": shared_to_json(r.shared),
         "maps": {k: list(v) for k, v in r.maps.items()},
         "page_cache_bytes": getattr(r, "page_cache_bytes", 0),
         "lost_events": r.lost_events,
@@ -62,13 +57,7 @@ def readings_from_json(d: dict[str, Any]) -> Readings:
                           int(seeded)) for dev, ino, ch, seeded, owners in d.get("chunks", [])],
         io=[FileIO(*map(int, row)) for row in d.get("io", [])],
         backing_pages={(int(a), int(b)): int(n) for a, b, n in d.get("backing_pages", [])},
-        shared=[SharedInode(mapping=int(s["mapping"]), size=int(s.get("size", 0)),
-                            chunks={int(ch): {int(cg): int(m) for cg, m in own}
-                                    for ch, own in s.get("chunks", [])},
-                            members={(int(a), int(b)) for a, b in s.get("members", [])},
-                            users={int(cg): {(int(a), int(b)) for a, b in mem}
-                                   for cg, mem in s.get("users", [])})
-                for s in d.get("shared", [])],
+        shared=shared_from_json(d.get("shared", [])),
         maps={k: tuple(v) for k, v in d.get("maps", {}).items()},
         page_cache_bytes=int(d.get("page_cache_bytes", 0)),
         lost_events=int(d.get("lost_events", 0)),
@@ -78,6 +67,26 @@ def readings_from_json(d: dict[str, Any]) -> Readings:
         bpf_run_count=dict(d.get("bpf_run_count", {})),
         warnings=list(d.get("warnings", [])),
     )
+
+
+def shared_to_json(shared: list[SharedInode]) -> list[dict[str, Any]]:
+    """Shared inodes; `mapping` is the kernel's opaque id, nothing else of the kernel."""
+    return [{"mapping": s.mapping, "size": s.size,
+             "chunks": [[ch, [[cg, m] for cg, m in own.items() if m]]
+                        for ch, own in s.chunks.items()],
+             "members": sorted([d, i] for d, i in s.members),
+             "users": [[cg, sorted([d, i] for d, i in mem)] for cg, mem in s.users.items()]}
+            for s in shared]
+
+
+def shared_from_json(items: list[dict[str, Any]]) -> list[SharedInode]:
+    return [SharedInode(mapping=int(s["mapping"]), size=int(s.get("size", 0)),
+                        chunks={int(ch): {int(cg): int(m) for cg, m in own}
+                                for ch, own in s.get("chunks", [])},
+                        members={(int(a), int(b)) for a, b in s.get("members", [])},
+                        users={int(cg): {(int(a), int(b)) for a, b in mem}
+                               for cg, mem in s.get("users", [])})
+            for s in items]
 
 
 # ---------------------------------------------------------------- mounts

@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 from . import format as fmt
 from .format import EventBatch, RecordingError
-from .meta import file_from_json, mount_from_json, readings_from_json
-from ..readings import Readings
+from .meta import file_from_json, mount_from_json, readings_from_json, shared_from_json
+from ..readings import Readings, SharedInode
 from ..resolve.base import FileInfo, MountInfo
 
 
@@ -49,6 +49,9 @@ class Recording:
     event_blocks: list[EventBlockRef] = field(default_factory=list)
     ticks: list[dict[str, Any]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)   # {"ts_ns", "model"}
+    # full tier: shared inodes as the sharing probes held them, (ts_ns, inodes)
+    shared_snapshots: list[tuple[int, list[SharedInode]]] = field(default_factory=list)
+    shared_events_count: int = 0            # events of kinds >= 16
     end: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     good_bytes: int = 0                     # bytes up to the end of the last good block
@@ -205,6 +208,8 @@ class Recording:
             b = EventBatch.decode(raw)
             if len(b):
                 self.event_blocks.append(EventBlockRef(offset, len(b), b.ts_ns[0], max(b.ts_ns)))
+                if max(b.kind) >= fmt.KIND_SHARE_OPEN:
+                    self.shared_events_count += sum(1 for k in b.kind if k >= fmt.KIND_SHARE_OPEN)
         elif btype == fmt.BLOCK_META:
             self._merge_meta(_json(raw))
         elif btype == fmt.BLOCK_SEED:
@@ -222,6 +227,9 @@ class Recording:
             if not isinstance(d.get("model"), dict):
                 raise ValueError("model block without a model")
             self.models.append(d)
+        elif btype == fmt.BLOCK_SHARED:
+            d = _json(raw)
+            self.shared_snapshots.append((int(d["ts_ns"]), shared_from_json(d["shared"])))
         elif btype == fmt.BLOCK_END:
             d = _json(raw)
             if not isinstance(d, dict):

@@ -15,6 +15,7 @@ fingerprint xattr, and meta.safe_digest drops anything that is not a digest.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import socket
@@ -25,7 +26,8 @@ from typing import Any, Callable
 
 from .. import __version__
 from . import format as fmt
-from .meta import file_to_json, mount_to_json, readings_to_json
+from .meta import (file_to_json, mount_to_json, readings_to_json, safe_digest,
+                   shared_to_json)
 from .writer import RecordingWriter
 
 POLL_MS = 100
@@ -49,6 +51,11 @@ class LoggingContent:
     def _note(self, mount, ino, name, value):
         if mount is None:
             return
+        if name in ("fingerprint", "digest") and value is not None and not safe_digest(value):
+            # not a plain digest (a raw xattr value would carry the domain_id): keep
+            # only a hash of it, which still tells equal values from different ones
+            raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+            value = "xattr:" + hashlib.sha256(bytes(raw)).hexdigest()
         key = (mount.dev, ino)
         with self._lock:
             d = self.known.setdefault(key, {})
@@ -154,6 +161,17 @@ class Recorder:
         self._seen_cgroups: set[int] = set()
         self._mounts_written: dict[int, dict] = {}
         self.stop_reason: str | None = None
+        # the sharing probes keep maps, no event stream: store the shared inodes
+        # each live refresh read (wrapping read() sees them without a second read)
+        self._last_readings = None
+        self._shared_written = False
+        inner_read = col.read
+
+        def read_and_keep():
+            r = inner_read()
+            self._last_readings = r
+            return r
+        col.read = read_and_keep
 
     # ------------------------------------------------------------ start
     def start(self) -> None:
@@ -188,6 +206,7 @@ class Recorder:
         seed_ts = monotonic_ns()
         seed = col.read()
         self.w.write_json(fmt.BLOCK_SEED, {"ts_ns": seed_ts, "readings": readings_to_json(seed)})
+        self._shared_written = bool(seed.shared)
         for pc in seed.chunks:
             self._note_file(pc.dev, pc.ino)
             for cg in pc.owners:
@@ -273,8 +292,13 @@ class Recorder:
 
     def snapshot_model(self) -> None:
         ts = monotonic_ns()
+        self._last_readings = None
         model = self.col.refresh()
         self.w.write_json(fmt.BLOCK_MODEL, {"ts_ns": ts, "model": model.to_dict()})
+        r = self._last_readings
+        if r is not None and (r.shared or self._shared_written):
+            self.w.write_json(fmt.BLOCK_SHARED, {"ts_ns": ts, "shared": shared_to_json(r.shared)})
+            self._shared_written = True
         self._meta_update()     # what the aggregator just asked (digests, build-ids)
 
     # ------------------------------------------------------------ loop

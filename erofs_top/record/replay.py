@@ -245,6 +245,19 @@ class Replayer:
         else:
             self.bad_events += 1    # a sharing kind newer than this reader
 
+    def _shared_now(self) -> list[SharedInode]:
+        """Shared inodes at the current position.  Streamed shared events win; a
+        recording without them (the sharing probes only keep maps) carries
+        snapshots taken with every live Model: the latest one not after now."""
+        rec = self.rec
+        if rec.shared_events_count or not rec.shared_snapshots:
+            return list(self.shared.values())
+        current = None
+        for ts, inodes in rec.shared_snapshots:
+            if ts <= self.pos_ns:
+                current = inodes
+        return list(self.shared.values()) if current is None else current
+
     # ------------------------------------------------------------ output
     def lost_events_until(self, ts_ns: int) -> int:
         lost = 0
@@ -268,7 +281,7 @@ class Replayer:
         r.backing_pages = dict(self.backing)
         r.shared = [SharedInode(s.mapping, {c: dict(o) for c, o in s.chunks.items()},
                                 set(s.members), {cg: set(m) for cg, m in s.users.items()},
-                                s.size) for s in self.shared.values()]
+                                s.size) for s in self._shared_now()]
         if seed is not None:
             r.maps = dict(seed.maps)
             r.owner_overflow_pages = 0      # no owner slots offline: every owner is kept

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..readings import PageChunk, PageEvent, Readings, kdev
 from ..resolve.base import AOPS_BLOCK, AOPS_FILEIO, FileInfo, ImageInfo, MountInfo
 from . import format as fmt
-from .meta import file_to_json, mount_to_json, readings_to_json
+from .meta import file_to_json, mount_to_json, readings_to_json, shared_to_json
 from .writer import RecordingWriter
 
 MONO0 = 1_000_000_000_000     # an arbitrary CLOCK_MONOTONIC start
@@ -113,7 +113,8 @@ def write(path: str, script: Script | None = None, *, codec: int | None = None,
           max_size_bytes: int | None = None, end: bool = True,
           mounts: list[MountInfo] | None = None, files: list[dict] | None = None,
           cgroups: dict[int, str] | None = None, events_per_block: int | None = None,
-          models: list[tuple[float, dict]] | None = None) -> str:
+          models: list[tuple[float, dict]] | None = None,
+          shared: list[tuple[float, list]] | None = None) -> str:
     """Write a recording of `script` (default demo_script()) to path."""
     s = script or demo_script()
     w = RecordingWriter(path, codec=codec, max_size_bytes=max_size_bytes)
@@ -158,6 +159,9 @@ def write(path: str, script: Script | None = None, *, codec: int | None = None,
     for t, lost in ticks[ti:]:
         w.write_json(fmt.BLOCK_TICK, {"ts_ns": MONO0 + int(t * SEC), "events_total": total,
                                       "lost_events_total": lost})
+    for t, inodes in shared or []:     # shared-inode snapshots (list of SharedInode)
+        w.write_json(fmt.BLOCK_SHARED, {"ts_ns": MONO0 + int(t * SEC),
+                                        "shared": shared_to_json(inodes)})
     for t, model in models or []:      # live Models (Model.to_dict()) at t seconds
         w.write_json(fmt.BLOCK_MODEL, {"ts_ns": MONO0 + int(t * SEC), "model": model})
     if end:

@@ -375,7 +375,9 @@ def test_logging_content_never_writes_raw_fingerprint(tmp_path):
 
     lc = LoggingContent(Inner())
     m = MountInfo(5, "0:5", "/m", "/img", "file")
-    lc.file_info(m, 3), lc.fingerprint(m, 3), lc.digest(m, 3)
+    assert lc.fingerprint(m, 3) == "sha256:\x00\x01raw-blob-with-domain_id"   # live: unchanged
+    lc.file_info(m, 3), lc.digest(m, 3)
     (entry,) = lc.drain()
-    assert "fingerprint" not in entry and entry["digest"] == "cd" * 32
+    assert entry["digest"] == "cd" * 32
+    assert entry["fingerprint"].startswith("xattr:") and "raw" not in entry["fingerprint"]
     assert lc.drain() == []
