@@ -101,13 +101,26 @@ def split_pages(pages: list[int], page_size: int,
     return out
 
 
-def elf_info(path: str, page_size: int | None = None) -> ElfInfo:
-    """Build-id and resident bytes per section of the file at path (never raises)."""
+def elf_info(path: str, page_size: int | None = None,
+             ranges_cache: dict | None = None) -> ElfInfo:
+    """Build-id and resident bytes per section of the file at path (never raises).
+
+    ranges_cache: (path, size, mtime) -> (build id, ranges) so the ELF headers are
+    parsed once per file; only the residency (mincore) is read again."""
     page_size = page_size or os.sysconf("SC_PAGE_SIZE")
     if not path:
         return ElfInfo(error="no path")
     try:
-        build_id, ranges = section_ranges(path)
+        st = os.stat(path)
+        key = (path, st.st_size, st.st_mtime_ns)
+        cached = ranges_cache.get(key) if ranges_cache is not None else None
+        if cached is None:
+            cached = section_ranges(path)
+            if ranges_cache is not None:
+                if len(ranges_cache) >= 256:
+                    ranges_cache.pop(next(iter(ranges_cache)))
+                ranges_cache[key] = cached
+        build_id, ranges = cached
     except ValueError as exc:
         return ElfInfo(error=str(exc))
     except OSError as exc:
@@ -117,7 +130,7 @@ def elf_info(path: str, page_size: int | None = None) -> ElfInfo:
     except OSError as exc:
         return ElfInfo(build_id=build_id, error=f"mincore failed: {exc.strerror or exc}")
     split = split_pages(pages, page_size, ranges)
-    size = os.path.getsize(path)
+    size = st.st_size
     # The last page is partial: do not count bytes past the end of the file.
     if pages and (pages[-1] + 1) * page_size > size and OUTSIDE in split:
         split[OUTSIDE] = max(0, split[OUTSIDE] - ((pages[-1] + 1) * page_size - size))
@@ -129,11 +142,13 @@ def elf_info(path: str, page_size: int | None = None) -> ElfInfo:
 
 
 class ElfCache:
-    """ElfInfo per (path, size, resident bytes): recomputed when residency changes."""
+    """ElfInfo per (path, size, resident bytes): the split is recomputed when the
+    residency changes; the section table is parsed once per file."""
 
     def __init__(self, max_entries: int = 512):
         self.max_entries = max_entries
         self._cache: dict[tuple, ElfInfo] = {}
+        self._ranges: dict[tuple, tuple] = {}       # parsed section tables, per file
 
     @staticmethod
     def key(path: str, size: int, resident_bytes: int) -> tuple:
@@ -143,7 +158,7 @@ class ElfCache:
         return self._cache.get(self.key(path, size, resident_bytes))
 
     def compute(self, path: str, size: int, resident_bytes: int) -> ElfInfo:
-        info = elf_info(path)
+        info = elf_info(path, ranges_cache=self._ranges)
         if len(self._cache) >= self.max_entries:
             self._cache.pop(next(iter(self._cache)))
         self._cache[self.key(path, size, resident_bytes)] = info

@@ -68,3 +68,8 @@ def test_filter_and_gone_row(snap_compare):
 
 def test_too_small(snap_compare):
     assert snap_compare(app(), terminal_size=(50, 12), run_before=fed())
+
+
+def test_no_color(snap_compare, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=fed())
