@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from typing import Any, Hashable
 
 from rich.text import Text
@@ -231,6 +232,7 @@ class ErofsTopApp(App):
     def _poll(self) -> None:
         while not self._stop.is_set():
             self.dispose_retired()
+            started = time.monotonic()
             if not self.paused:
                 try:
                     model = self.source.refresh()
@@ -238,7 +240,9 @@ class ErofsTopApp(App):
                     self.post_message(SourceFailed(f"refresh failed: {one_line(exc)}"))
                 else:
                     self.post_message(ModelReady(model))
-            self._wake.wait(self.interval_s)
+            # The interval runs from the start of a refresh, so a slow one does not
+            # stretch it (a refresh longer than the interval starts the next at once).
+            self._wake.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
             self._wake.clear()
 
     def stop_collector(self, timeout_s: float = 10.0) -> None:
