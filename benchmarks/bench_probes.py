@@ -13,7 +13,8 @@ Phases (each a delta of the statistics):
   erofs-cold       cold reads of real EROFS images, mounted file-backed and
                    via loop, from a cgroup; the cache is dropped between
                    rounds (POSIX_FADV_DONTNEED on every file and the image),
-                   so both insertions and deletions are measured
+                   so both insertions and deletions are measured; the first
+                   read (which creates the map entries) apart from re-reads
   other-backing-fs reads of plain files on the filesystem that holds the
                    image files (watched as a backing fs: a second lookup)
 
@@ -54,9 +55,10 @@ def snap(sets: dict) -> dict:
     return {name: benchlib.prog_stats(bpf) for name, bpf in sets.items()}
 
 
-def report(phase: str, before: dict, after: dict, results: dict) -> None:
-    """ns/event per program of every loaded set, and the ratio to "empty"."""
-    delta = {n: benchlib.stats_delta(after[n], before[n]) for n in after}
+def report(phase: str, before: dict, after: dict, results: dict, mix=None) -> None:
+    """ns/event per program of every loaded set, and the ratio to "empty".
+    mix: (before, after, {label: set of devs}) from the event counter."""
+    delta = {n: benchlib.stats_delta(after[n], before[n]) for n in after if n != "mix"}
     names = [n for n in delta if n != "empty"]
     print(f"\n[{phase}]")
     print(f"  {'program':<24} {'events':>9} {'empty ns/ev':>12}"
@@ -79,6 +81,19 @@ def report(phase: str, before: dict, after: dict, results: dict) -> None:
             results[(n, phase, prog)] = (pcnt, p, e)
             line += f" {p:>16.1f} {p / e:>5.2f}x"
         print(line)
+    if mix:
+        m0, m1, classes = mix
+        for kind in ("adds", "dels"):
+            d = {dev: n - m0[kind].get(dev, 0) for dev, n in m1[kind].items()}
+            total = sum(d.values()) or 1
+            parts = []
+            for label, devs in classes.items():
+                n = sum(v for dev, v in d.items() if dev in devs)
+                parts.append(f"{label} {100 * n / total:.0f}%")
+            n_other = total - sum(v for dev, v in d.items()
+                                  if any(dev in devs for devs in classes.values()))
+            parts.append(f"other processes {100 * n_other / total:.0f}%")
+            print(f"  {kind[:-1]} event mix: " + ", ".join(parts))
 
 
 def load_candidate(path: Path, col, st):
@@ -195,6 +210,8 @@ def main() -> int:
             for c in () if args.candidates_first else args.candidate:
                 cand[c.stem] = load_candidate(c, col, st)
             sets.update(cand)
+            mixer = benchlib.load_mix()       # last: counts events, not timed
+            st.callback(mixer.cleanup)
             print("attach order (programs on one tracepoint run in this order): "
                   + ", ".join(n if n != "probe" else "probe (probes/filemap.c)"
                               for n in (["empty"] + (list(cand) + ["probe"]
@@ -220,23 +237,29 @@ def main() -> int:
             sync()
             kind = watched_kind(ext4_dev)
             label = "other-unwatched" if not kind else f"other-watched(kind={kind})"
-            before = snap(sets)
+            classes = {"scratch ext4": {ext4_dev}}
+            before, m0 = snap(sets), benchlib.read_mix(mixer)
             for _ in range(args.rounds):
                 benchlib.drop_cache(other_paths)
                 read_all(other_paths)
-            report(label, before, snap(sets), results)
+            report(label, before, snap(sets), results, (m0, benchlib.read_mix(mixer), classes))
 
             # phase 2: EROFS cold reads, file-backed + loop
             m_file = st.mount(img, "file", "file")
             m_loop = st.mount(img_loop, "loop", "loop")
             sync()
             erofs_paths = [m.path(n) for m in (m_file, m_loop) for n in EROFS_FILES]
-            before = snap(sets)
-            for _ in range(args.rounds):
-                benchlib.drop_cache(erofs_paths + [img, img_loop])
-                read_all(erofs_paths, cg)
-            report("erofs-cold (file-backed + loop, incl. backing-file pages)",
-                   before, snap(sets), results)
+            classes = {"EROFS": {m_file.dev, m_loop.dev}, "images' fs": {host_dev}}
+            # the first round creates the map entries (one per 64 pages and one
+            # per file and cgroup); later rounds find them (evicted, not deleted)
+            for label, rounds in (("erofs-cold first read (map entries created)", 1),
+                                  ("erofs-cold re-reads (entries exist)", args.rounds)):
+                before, m0 = snap(sets), benchlib.read_mix(mixer)
+                for _ in range(rounds):
+                    benchlib.drop_cache(erofs_paths + [img, img_loop])
+                    read_all(erofs_paths, cg)
+                report(label + ", file-backed + loop", before, snap(sets), results,
+                       (m0, benchlib.read_mix(mixer), classes))
             r = col.read()
             resident = sum(sum(m.bit_count() for m in c.owners.values()) for c in r.chunks)
             print(f"  probe sees {resident * r.page_size / MiB:.1f} MiB resident in "
@@ -246,11 +269,12 @@ def main() -> int:
             # phase 3: plain files on the fs holding the images
             sync()
             label = f"other-backing-fs(kind={watched_kind(host_dev)})"
-            before = snap(sets)
+            classes = {"images' fs": {host_dev}}
+            before, m0 = snap(sets), benchlib.read_mix(mixer)
             for _ in range(args.rounds):
                 benchlib.drop_cache(other_watched_paths)
                 read_all(other_watched_paths)
-            report(label, before, snap(sets), results)
+            report(label, before, snap(sets), results, (m0, benchlib.read_mix(mixer), classes))
 
     for name in [n for n in sets if n != "empty"]:
         worst = max((p / e for (n, _, _), (_, p, e) in results.items() if n == name),

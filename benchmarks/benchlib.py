@@ -107,6 +107,33 @@ def load_empty(events: dict[str, bool]):
     return BPF(text=EMPTY_SRC, cflags=cflags)
 
 
+# Not timed: counts add/delete events per s_dev, so a phase can say which
+# share of the events were its own (other processes on the machine add theirs).
+MIX_SRC = """
+BPF_HASH(adds, u32, u64, 1024);
+BPF_HASH(dels, u32, u64, 1024);
+TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache) {
+    u32 dev = args->s_dev;
+    adds.increment(dev);
+    return 0;
+}
+TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache) {
+    u32 dev = args->s_dev;
+    dels.increment(dev);
+    return 0;
+}
+"""
+
+
+def load_mix():
+    from bcc import BPF
+    return BPF(text=MIX_SRC)
+
+
+def read_mix(bpf) -> dict[str, dict[int, int]]:
+    return {name: {k.value: v.value for k, v in bpf[name].items()} for name in ("adds", "dels")}
+
+
 def drop_cache(paths) -> None:
     """POSIX_FADV_DONTNEED on every path (EROFS files, image files)."""
     from erofs_top.workload import drop_file_cache
