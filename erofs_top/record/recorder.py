@@ -164,10 +164,12 @@ class Recorder:
         # the sharing probes keep maps, no event stream: store the shared inodes
         # each live refresh read (wrapping read() sees them without a second read)
         self._last_readings = None
+        self._last_read_ns = 0
         self._shared_written = False
         inner_read = col.read
 
         def read_and_keep():
+            self._last_read_ns = monotonic_ns()
             r = inner_read()
             self._last_readings = r
             return r
@@ -294,7 +296,10 @@ class Recorder:
         ts = monotonic_ns()
         self._last_readings = None
         model = self.col.refresh()
-        self.w.write_json(fmt.BLOCK_MODEL, {"ts_ns": ts, "model": model.to_dict()})
+        # read_ts_ns: when the maps were read (the refresh first resolves mounts):
+        # the moment the replay must be compared at
+        self.w.write_json(fmt.BLOCK_MODEL, {"ts_ns": ts, "read_ts_ns": self._last_read_ns or ts,
+                                            "model": model.to_dict()})
         r = self._last_readings
         if r is not None and (r.shared or self._shared_written):
             self.w.write_json(fmt.BLOCK_SHARED, {"ts_ns": ts, "shared": shared_to_json(r.shared)})
@@ -339,18 +344,25 @@ class Recorder:
         return self.stop_reason
 
     def finish(self) -> None:
-        """Drain the ring buffer, store a last Model and the metadata, write END."""
+        """A last Model, then drain the ring buffer and write END: every event up
+        to the END time is in the file (and the last Model's read before it)."""
         col = self.col
+        try:
+            if not self.w.full:
+                self.snapshot_model()
+        except KeyboardInterrupt:
+            pass        # a third Ctrl-C: still drain and write the END block below
+        except fmt.RecordingError:
+            pass
+        end_ts = monotonic_ns()
         try:
             if not self.w.full:
                 col.poll_events(self.on_events, 0)
                 self.w.flush_events()
-                self.snapshot_model()
         except KeyboardInterrupt:
-            pass        # a second Ctrl-C: still write the END block below
+            pass
         except fmt.RecordingError:
             pass
-        end_ts = monotonic_ns()
         lost = _events_lost(col)
         try:
             self.w.write_json(fmt.BLOCK_TICK, {

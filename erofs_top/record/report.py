@@ -52,7 +52,7 @@ def live_check(rec: Recording, rp: Replayer) -> dict[str, Any] | None:
             live = Model.from_dict(snap["model"])
         except (KeyError, TypeError, ValueError):
             continue        # another schema, or damaged: try an older one
-        ts = int(snap["ts_ns"])
+        ts = int(snap.get("read_ts_ns") or snap["ts_ns"])
         replay = rp.model_at(ts)
         a = {c.cgroup_id: c.resident_bytes for c in live.containers}
         b = {c.cgroup_id: c.resident_bytes for c in replay.containers}
