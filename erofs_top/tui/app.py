@@ -53,8 +53,8 @@ erofs-top: EROFS page cache per container, duplicates, sharing
 
 Units: bytes in KiB/MiB/GiB (1024-based), rates per second over the last
 interval. "-" means not measured on this tier (shared/fair need the full tier,
-rates need BPF), not zero. Rows of vanished cgroups stay dimmed with "(gone)"
-for {grace} before they are dropped.
+rates need BPF), not zero. Rows of vanished cgroups and mounts stay dimmed
+with "(gone)" for {grace} before they are dropped.
 """
 
 
@@ -181,6 +181,7 @@ class ErofsTopApp(App):
         self._elf_inflight: set[tuple] = set()
         self._retired: list = []            # old Models for the collector thread to free
         self.defer_free = False             # set when a collector thread runs
+        self.last_refresh_s = 0.0           # how long the source's last refresh() took
         self._retired_lock = threading.Lock()
 
     # ------------------------------------------------------------ layout
@@ -241,8 +242,12 @@ class ErofsTopApp(App):
                 else:
                     self.post_message(ModelReady(model))
             # The interval runs from the start of a refresh, so a slow one does not
-            # stretch it (a refresh longer than the interval starts the next at once).
-            self._wake.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+            # stretch it; a refresh longer than the interval is followed by a full
+            # interval of rest (erofs-top never spends more than half its time refreshing).
+            elapsed = time.monotonic() - started
+            self.last_refresh_s = elapsed
+            rest = self.interval_s - elapsed if elapsed < self.interval_s else self.interval_s
+            self._wake.wait(rest)
             self._wake.clear()
 
     def stop_collector(self, timeout_s: float = 10.0) -> None:
@@ -308,8 +313,12 @@ class ErofsTopApp(App):
                     note += f" x{speed:g}"
             except Exception:
                 note = ""
+        error = self.source_error
+        if not error and self.last_refresh_s > self.interval_s:
+            error = (f"a refresh takes {fmt_seconds(self.last_refresh_s)}, longer than the "
+                     f"{fmt_seconds(self.interval_s)} interval (+ makes it longer)")
         self.query_one(NodeHeader).update_state(
-            interval_s=self.interval_s, paused=self.paused, source_error=self.source_error,
+            interval_s=self.interval_s, paused=self.paused, source_error=error,
             replay_note=note)
 
     def _update_status(self) -> None:

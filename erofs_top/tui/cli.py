@@ -38,8 +38,8 @@ def _fail(msg: str) -> None:
                                       "says when more have resident pages).")
 @click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=30.0,
               show_default=True, metavar="SECONDS",
-              help="How long rows of vanished cgroups, mounts and files stay (dimmed) "
-                   "before they are dropped.")
+              help="How long rows of vanished cgroups and mounts stay (dimmed, "
+                   "marked (gone)) before they are dropped.")
 def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, files_cap, grace_s):
     """Live view of EROFS page cache: per container, per image, per file.
 

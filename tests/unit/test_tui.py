@@ -577,3 +577,23 @@ def test_top_command_without_a_terminal_says_so():
     assert res.exit_code == 1
     assert "needs a terminal" in res.output
     assert "Traceback" not in res.output
+
+
+class SlowSource(ListSource):
+    def refresh(self):
+        time.sleep(0.15)
+        return super().refresh()
+
+
+@run_async
+async def test_a_refresh_slower_than_the_interval_is_reported():
+    src = SlowSource([model(i) for i in range(20)])
+    app = ErofsTopApp(src, elf=False, interval_s=0.1)
+    async with app.run_test(size=(120, 30)) as pilot:
+        for _ in range(100):
+            if app.models_seen >= 2:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause()
+        assert "longer than the 100 ms interval" in screen_text(app)
+    app.stop_collector()
