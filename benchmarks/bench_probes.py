@@ -189,7 +189,7 @@ def main() -> int:
               f"({len(EROFS_FILES)} files), mounted file-backed and via loop; "
               f"plain files {sum(OTHER_FILES.values()) / MiB:.0f} MiB on a scratch ext4 and "
               f"on {st.dir}; "
-              f"{args.rounds} rounds per phase (built in {time.monotonic() - t0:.1f} s)")
+              f"{args.rounds} round(s) per phase (built in {time.monotonic() - t0:.1f} s)")
         cg = st.cgroup(f"erofs-top-bench-{os.getpid()}/reader")
         with benchlib.bpf_stats() as how:
             print(f"BPF statistics via {how}")
@@ -284,4 +284,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(benchlib.run(main))

@@ -134,6 +134,22 @@ def read_mix(bpf) -> dict[str, dict[int, int]]:
     return {name: {k.value: v.value for k, v in bpf[name].items()} for name in ("adds", "dels")}
 
 
+def run(main) -> int:
+    """Run a benchmark's main(): one line instead of a traceback for the
+    expected failures and for Ctrl-C (the Stack has unwound by then)."""
+    from erofs_top.collector import CollectorError
+    from erofs_top.workload import WorkloadError
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: mounts, loop devices and cgroups it made are removed",
+              file=sys.stderr)
+        return 130
+    except (WorkloadError, CollectorError, OSError) as e:
+        print(f"benchmark failed: {e}", file=sys.stderr)
+        return 1
+
+
 def drop_cache(paths) -> None:
     """POSIX_FADV_DONTNEED on every path (EROFS files, image files)."""
     from erofs_top.workload import drop_file_cache
