@@ -372,8 +372,13 @@ class ErofsTopApp(App):
     @work(thread=True, group="elf")
     def _elf_worker(self, wanted: list[tuple[str, int, int]]) -> None:
         for path, size, resident in wanted:
+            if self._stop.is_set():
+                return
             self.ctx.elf.compute(path, size, resident)
-        self.call_from_thread(self._elf_done, wanted)
+        try:
+            self.call_from_thread(self._elf_done, wanted)
+        except RuntimeError:        # the app ended meanwhile
+            pass
 
     def _elf_done(self, wanted: list[tuple[str, int, int]]) -> None:
         self._elf_inflight.difference_update(wanted)

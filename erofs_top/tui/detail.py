@@ -157,7 +157,12 @@ def file_lines(ctx: ViewContext, key: Hashable, f: File, width: int) -> list[str
     lines.append("")
     info = ctx.elf.get(f.path, f.size, f.resident_bytes) if ctx.elf and f.path else None
     if info is None:
-        lines.append("ELF: reading…" if f.path else "ELF: no path to read")
+        if not f.path:
+            lines.append("ELF: the file has no path to read")
+        elif ctx.elf is None:
+            lines.append("ELF: not read (disabled)")
+        else:
+            lines.append("ELF: reading…")
     elif info.error:
         lines.append(f"ELF: {info.error}")
     else:
