@@ -18,6 +18,7 @@ Pure: no kernel, no bcc.
 from __future__ import annotations
 
 import json
+import operator
 import struct
 import sys
 import zlib
@@ -192,6 +193,8 @@ def json_bytes(obj) -> bytes:
 # mostly-constant columns (dev, kind, pid, cgroup) to almost nothing.
 _COLUMNS = (("kind", "B"), ("dev", "I"), ("ino", "Q"), ("index", "Q"),
             ("nr_pages", "I"), ("cgroup_id", "Q"), ("pid", "I"))
+_HOT_COLUMNS = (("ts_ns", "Q"),) + _COLUMNS
+_HOT_GETTERS = tuple((operator.attrgetter(name), code) for name, code in _HOT_COLUMNS)
 _EV_HEAD = struct.Struct("<IHHQ")   # count, flags, reserved, first ts_ns
 EV_FLAG_MAPPING = 1                 # a `mapping` column follows (shared-inode events)
 _BIG_ENDIAN = sys.byteorder == "big"
@@ -247,11 +250,20 @@ class EventBatch:
 
     def extend_events(self, events) -> None:
         """Append PageEvent-like objects (attributes ts_ns, kind, dev, ...; mapping optional)."""
-        for e in events:
-            self.append(e.ts_ns & 0xFFFFFFFFFFFFFFFF, e.kind & 0xFF, e.dev & 0xFFFFFFFF,
-                        e.ino & 0xFFFFFFFFFFFFFFFF, e.index & 0xFFFFFFFFFFFFFFFF,
-                        e.nr_pages & 0xFFFFFFFF, e.cgroup_id & 0xFFFFFFFFFFFFFFFF,
-                        e.pid & 0xFFFFFFFF, getattr(e, "mapping", 0) & 0xFFFFFFFFFFFFFFFF)
+        try:
+            # column by column (the recorder's hot path): build every column first so
+            # an out-of-range value changes nothing, then append them all
+            cols = [array(code, list(map(get, events))) for get, code in _HOT_GETTERS]
+            cols.append(array("Q", [getattr(e, "mapping", 0) for e in events]))
+        except (OverflowError, TypeError):
+            for e in events:        # values out of their field's range: wrap like C would
+                self.append(e.ts_ns & 0xFFFFFFFFFFFFFFFF, e.kind & 0xFF, e.dev & 0xFFFFFFFF,
+                            e.ino & 0xFFFFFFFFFFFFFFFF, e.index & 0xFFFFFFFFFFFFFFFF,
+                            e.nr_pages & 0xFFFFFFFF, e.cgroup_id & 0xFFFFFFFFFFFFFFFF,
+                            e.pid & 0xFFFFFFFF, getattr(e, "mapping", 0) & 0xFFFFFFFFFFFFFFFF)
+            return
+        for (name, _code), col in zip(_HOT_COLUMNS + (("mapping", "Q"),), cols):
+            getattr(self, name).extend(col)
 
     def slice(self, start: int, stop: int) -> "EventBatch":
         return EventBatch(*(getattr(self, f)[start:stop] for f in _FIELDS))
