@@ -230,9 +230,19 @@ class Recorder:
 
     # ------------------------------------------------------------ events
     def on_events(self, events) -> None:
+        """A list of PageEvent, or an EventBatch (bulk-decoded probe records)."""
+        seen_f, seen_c = self._seen_files, self._seen_cgroups
+        if isinstance(events, fmt.EventBatch):
+            self.w.add_batch(events)
+            self.events_total += len(events)
+            for kind, dev, ino in zip(events.kind, events.dev, events.ino):
+                if kind <= fmt.KIND_READ_FOLIO and (dev, ino) not in seen_f:
+                    self._note_file(dev, ino)
+            for cg in set(events.cgroup_id) - seen_c:
+                self._note_cgroup(cg)
+            return
         self.w.add_events(events)
         self.events_total += len(events)
-        seen_f, seen_c = self._seen_files, self._seen_cgroups
         for e in events:
             if e.kind <= fmt.KIND_READ_FOLIO:
                 if (e.dev, e.ino) not in seen_f:

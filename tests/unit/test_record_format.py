@@ -381,3 +381,15 @@ def test_logging_content_never_writes_raw_fingerprint(tmp_path):
     assert entry["digest"] == "cd" * 32
     assert entry["fingerprint"].startswith("xattr:") and "raw" not in entry["fingerprint"]
     assert lc.drain() == []
+
+
+def test_probe_records_bulk_decode():
+    """probes/filemap.c struct page_event, as the ring buffer hands it over."""
+    recs = [(10**12 + i, 4242, 40 + i, i * 4, (41 << 20) | 3, 4, 777, 1 + i % 4)
+            for i in range(100)]
+    buf = b"".join(fmt.PROBE_EVENT.pack(*r) for r in recs)
+    assert fmt.PROBE_EVENT.size == 48
+    b = EventBatch.from_probe_records(buf + b"\0" * 7)     # a partial trailing record is ignored
+    assert [row[:8] for row in b.rows()] == [(t, k, d, ino, ix, nr, cg, pid)
+                                             for t, cg, ino, ix, d, nr, pid, k in recs]
+    assert len(EventBatch.from_probe_records(b"")) == 0

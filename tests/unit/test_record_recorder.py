@@ -150,3 +150,19 @@ def test_shared_snapshots_step_the_replay(tmp_path):
     assert at(2.0) == 16 * PAGE
     assert at(5.0) == 32 * PAGE
     assert at(1.5) == 16 * PAGE          # backwards too
+
+
+def test_recorder_takes_bulk_decoded_probe_records(tmp_path):
+    now = monotonic_ns()
+    raw = b"".join(fmt.PROBE_EVENT.pack(now + i, synth.CG_B, synth.LIB_INO, i, synth.DEV_B, 1,
+                                        9, fmt.KIND_ADD) for i in range(64))
+    col = FakeRecordCollector([fmt.EventBatch.from_probe_records(raw)])
+    w = RecordingWriter(str(tmp_path / "b.rec"))
+    rec = Recorder(col, w, model_interval_s=0)
+    rec.start()
+    rec.run(duration_s=0.3)
+    rec.finish()
+    r = Recording.open(str(tmp_path / "b.rec"))
+    assert r.events_count == 64
+    assert r.cgroups[synth.CG_B] == "/pods/b"
+    assert r.files[(synth.DEV_B, synth.LIB_INO)].path == "/b/lib.so"
