@@ -102,9 +102,9 @@ def test_daemonset_resources_fit_bcc_compile():
     (ds,) = _kind("DaemonSet")
     (ctr,) = ds["spec"]["template"]["spec"]["containers"]
     res = ctr["resources"]
-    # measured ~210 MiB peak RSS while BCC compiles (docs/performance.md): headroom 2x
-    assert _quantity_mib(res["limits"]["memory"]) >= 400
-    assert _quantity_mib(res["requests"]["memory"]) >= 210
+    # measured 180-230 MiB peak RSS while BCC compiles (docs/performance.md): headroom 2x
+    assert _quantity_mib(res["limits"]["memory"]) >= 460
+    assert _quantity_mib(res["requests"]["memory"]) >= 230
     assert res["limits"]["cpu"] in ("1", 1, "1000m")
 
 
