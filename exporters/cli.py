@@ -121,7 +121,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
             try:
                 kept = ", ".join(caps.drop_capabilities(keep)) or "none"
             except caps.CapsError as e:
-                _fail(str(e))
+                _fail(f"{e} (--no-drop-caps runs without dropping)")
 
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

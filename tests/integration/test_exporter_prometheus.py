@@ -239,3 +239,24 @@ def test_exporter_under_prometheus_matches_once(stack, cgroup_prefix, tmp_path):
     finally:
         stop(prometheus)
         stop(exporter)
+
+
+@pytest.mark.parametrize("hide,expect", [
+    # tracefs gone: the probes cannot attach
+    ("umount -l /sys/kernel/debug/tracing; umount -l /sys/kernel/tracing; umount -l /sys/kernel/debug",
+     "tracefs is not mounted"),
+    # no kernel headers for BCC: the probes cannot compile
+    ("mount -t tmpfs none /lib/modules", "no kernel header tree"),
+])
+def test_exporter_probes_failing_at_start_is_one_line(hide, expect):
+    """Real failures (in a private mount namespace): one line, exit 1, nothing served."""
+    port = free_port()
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        f"{hide}; exec \"$@\"", "hide", sys.executable, "-m", "erofs_top.cli",
+                        "exporter", f"--listen=127.0.0.1:{port}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("erofs-top exporter: cannot start "
+                                                             "collection: "), r.stderr
+    assert expect in r.stderr
+    assert http_get(f"http://127.0.0.1:{port}/healthz", 2)[0] == 0      # nothing listens

@@ -498,3 +498,16 @@ def test_default_keep_by_tier_and_kernel():
     assert caps.default_keep("tracepoint", (6, 1)) == ("dac_read_search", "bpf")
     assert caps.default_keep("tracepoint", (5, 4)) == ("dac_read_search", "sys_admin")
     assert "sys_admin" in caps.default_keep("snapshot", (6, 18))
+
+
+def test_cli_no_permission_is_one_line():
+    """A privileged port as an unprivileged user: one line, exit 1, before any BPF."""
+    if int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()) <= 80:
+        pytest.skip("this host lets unprivileged users bind port 80")
+    cmd = [sys.executable, "-m", "erofs_top.cli", "exporter", "--listen", "127.0.0.1:80"]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+               "--bounding-set=-all", *cmd]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r
+    assert r.stderr.count("\n") == 1 and "permission denied" in r.stderr, r.stderr
