@@ -218,6 +218,21 @@ def test_exporter_under_prometheus_matches_once(stack, cgroup_prefix, tmp_path):
         wait_for("recording rule", lambda: prom.query(
             'image:erofs_top_mount_resident_bytes:sum{image_id="%s"}' % next(
                 m.image_id for m in model.mounts if m.dev == demo.mount_a.dev_str)), 20)
+        # every rule evaluates without error on real data
+        code, body = http_get(f"{prom.base}/api/v1/rules")
+        rules = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]
+        assert rules and all(r["health"] == "ok" for r in rules), \
+            [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+        # every dashboard query is valid PromQL and the node summary has data
+        dash = json.loads((REPO / "exporters" / "grafana" / "erofs-top.json").read_text())
+        for panel in dash["panels"]:
+            for t in panel.get("targets", []):
+                q = (t["expr"].replace("$node", ".*").replace("$namespace", ".*")
+                     .replace("$pod", ".*").replace("$__rate_interval", "1m"))
+                code, body = http_get(f"{prom.base}/api/v1/query?" + urllib.parse.urlencode({"query": q}))
+                assert code == 200, (panel["title"], q, body)
+                if panel["title"] == "Resident":
+                    assert json.loads(body)["data"]["result"], q
         # no alert fires on a healthy exporter
         alerts = prom.query('ALERTS{alertstate="firing"}')
         assert not [a for a in alerts if a["metric"]["alertname"].startswith("ErofsTop")], alerts
