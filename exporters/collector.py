@@ -346,12 +346,14 @@ class FamilyBuilder:
         build.add_metric([], {"version": status.version, "kernel": model.kernel, "tier": model.tier})
         out.append(build)
         out.append(_gauge("probes_attached", 1 if h.probes_attached else 0))
-        if h.bpf_run_time_ns:
+        # all-zero run counts: kernel.bpf_stats_enabled is off (or nothing ran): no series
+        stats_on = any(h.bpf_run_count.values()) or any(h.bpf_run_time_ns.values())
+        if h.bpf_run_time_ns and stats_on:
             fam = _family("bpf_program_run_seconds")
             for prog, ns in sorted(h.bpf_run_time_ns.items()):
                 fam.add_metric([prog], self._scalar(("run_ns", prog), ns) / 1e9)
             out.append(fam)
-        if h.bpf_run_count:
+        if h.bpf_run_count and stats_on:
             fam = _family("bpf_program_runs")
             for prog, n in sorted(h.bpf_run_count.items()):
                 fam.add_metric([prog], self._scalar(("runs", prog), n))

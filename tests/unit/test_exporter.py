@@ -511,3 +511,16 @@ def test_cli_no_permission_is_one_line():
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r
     assert r.stderr.count("\n") == 1 and "permission denied" in r.stderr, r.stderr
+
+
+def test_bpf_stats_only_when_counted():
+    m = make_model()
+    m.health.bpf_run_time_ns = {"add": 0, "delete": 0}      # kernel.bpf_stats_enabled=0
+    m.health.bpf_run_count = {"add": 0, "delete": 0}
+    fams = scrape(FamilyBuilder(), m)
+    assert "erofs_top_bpf_program_runs" not in fams and "erofs_top_bpf_program_run_seconds" not in fams
+    m.health.bpf_run_count = {"add": 3, "delete": 0}
+    m.health.bpf_run_time_ns = {"add": 1500, "delete": 0}
+    fams = scrape(FamilyBuilder(), m)
+    assert value(fams, "erofs_top_bpf_program_runs_total", program="delete") == 0
+    assert value(fams, "erofs_top_bpf_program_run_seconds_total", program="add") == 1.5e-6
