@@ -174,7 +174,8 @@ class Exporter:
         if self.model is None:
             return False, "no successful refresh yet" + (f": {self.last_error}" if self.last_error else "")
         age = time.time() - self.status.last_refresh_timestamp
-        limit = self.stale_after * self.interval
+        # the loop period is the wait plus the refresh itself
+        limit = self.stale_after * (self.interval + self.status.refresh_duration_seconds)
         if age > limit:
             why = f": {self.last_error}" if self.last_error else ""
             return False, f"stale: last successful refresh {age:.0f} s ago (limit {limit:.0f} s){why}"
