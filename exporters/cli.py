@@ -41,7 +41,8 @@ def _version() -> str:
               help="Seconds between Model refreshes (a scrape serves the latest one).")
 @click.option("--stale-after", default=3.0, show_default=True, metavar="N",
               type=click.FloatRange(min=1.0),
-              help="/healthz fails when the last successful refresh is older than N intervals.")
+              help="/healthz fails when the last successful refresh is older than N refresh "
+                   "periods (--interval plus the time a refresh takes).")
 @click.option("--no-bpf", is_flag=True,
               help="Snapshot tier: no BPF, resident/duplicate bytes from cachestat and "
                    "/proc/kpagecgroup only (no insert/evict counters).")
