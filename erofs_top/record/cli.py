@@ -179,7 +179,10 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
             w = RecordingWriter(output, codec=codec, max_size_bytes=max_size)
         except fmt.RecordingError as e:
             fail(str(e))
-        status = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+        # a progress line that rewrites itself, on a terminal only (not into logs)
+        live = not quiet and sys.stderr.isatty()
+        status = (lambda m: click.echo(f"\rerofs-top: recording: {m}\033[K", err=True, nl=False)) \
+            if live else (lambda m: None)
         rec = Recorder(col, w, model_interval_s=model_interval, command=list(cmd),
                        max_size_bytes=max_size, status=status)
         rec.start()
@@ -201,6 +204,8 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
             click.echo(f"erofs-top: {e}; the recording ends here", err=True)
             rec.stop_reason = "write error"
         rec.finish()
+        if live:
+            click.echo("", err=True)        # end the progress line
         if proc is not None:
             if proc.poll() is None and rec.stop_reason == "interrupted":
                 proc.send_signal(signal.SIGINT)

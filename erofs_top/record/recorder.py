@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable
 
 from .. import __version__
+from ..units import fmt_bytes
 from . import format as fmt
 from .meta import (file_to_json, mount_to_json, readings_to_json, safe_digest,
                    shared_to_json)
@@ -140,7 +141,8 @@ def _page_cache_bytes() -> int:
 
 class Recorder:
     """Drives one recording.  ``col``: a ProbeCollector(record=True) (or anything
-    with poll_events/read/refresh/mounts/cgroups/content/tier/page_size)."""
+    with poll_events/read/refresh/mounts/cgroups/content/tier/page_size).
+    ``status`` gets a one-line progress note once a second."""
 
     def __init__(self, col, writer: RecordingWriter, *, model_interval_s: float = 5.0,
                  command: list[str] | None = None, max_size_bytes: int | None = None,
@@ -297,10 +299,13 @@ class Recorder:
         self.w.flush_events()
         self._sync_mounts()
         self._meta_update()
+        lost = _events_lost(self.col)
         self.w.write_json(fmt.BLOCK_TICK, {
             "ts_ns": now_ns, "wall": time.time(), "events_total": self.events_total,
-            "lost_events_total": _events_lost(self.col), "bytes_written": self.w.bytes_written,
+            "lost_events_total": lost, "bytes_written": self.w.bytes_written,
             "page_cache_bytes": _page_cache_bytes()})
+        self.status(f"{(now_ns - self.mono_start_ns) / 1e9:.0f} s, {self.events_total} events, "
+                    f"{lost} lost, {fmt_bytes(self.w.bytes_written)} written")
 
     def snapshot_model(self) -> None:
         ts = monotonic_ns()
