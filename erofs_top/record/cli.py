@@ -222,17 +222,17 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         if rec is not None and not rec.w.closed:
             rec.stop_reason = "interrupted"
             rec.finish()
-    except CollectorError as e:
+    except (CollectorError, OSError) as e:
         if rec is not None and not rec.w.closed:
             rec.stop_reason = "collector error"
             rec.finish()
-        fail(str(e))
+        fail(f"{e}; the recording ends here" if rec is not None else str(e))
     finally:
         col.close()
     if rec is not None:
         size = os.path.getsize(output) if os.path.exists(output) else 0
         bpe = f", {size / rec.events_total:.1f} B/event" if rec.events_total else ""
-        lost = f"{_lost(rec)} lost in the kernel"
+        lost = f"{rec.lost_events} lost in the kernel"
         unwritten = f", {rec.w.events_unwritten} not written" if rec.w.events_unwritten else ""
         click.echo(f"erofs-top: recorded {rec.events_total} events ({lost}{unwritten}) to "
                    f"{output} ({fmt_bytes(size)}{bpe}); stopped: {rec.stop_reason}", err=True)
@@ -242,11 +242,6 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     if rec is not None and rec.stop_reason == "interrupted" and proc is None:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(rc if rc >= 0 else 128 - rc)
-
-
-def _lost(rec) -> int:
-    from .recorder import _events_lost
-    return _events_lost(rec.col)
 
 
 # ---------------------------------------------------------------- report

@@ -163,6 +163,7 @@ class Recorder:
         self._seen_cgroups: set[int] = set()
         self._mounts_written: dict[int, dict] = {}
         self.stop_reason: str | None = None
+        self.lost_events = 0            # kernel drops, as of the last tick / the end
         # the sharing probes keep maps, no event stream: store the shared inodes
         # each live refresh read (wrapping read() sees them without a second read)
         self._last_readings = None
@@ -299,7 +300,7 @@ class Recorder:
         self.w.flush_events()
         self._sync_mounts()
         self._meta_update()
-        lost = _events_lost(self.col)
+        lost = self.lost_events = _events_lost(self.col)
         self.w.write_json(fmt.BLOCK_TICK, {
             "ts_ns": now_ns, "wall": time.time(), "events_total": self.events_total,
             "lost_events_total": lost, "bytes_written": self.w.bytes_written,
@@ -378,7 +379,7 @@ class Recorder:
             pass
         except fmt.RecordingError:
             pass
-        lost = _events_lost(col)
+        lost = self.lost_events = _events_lost(col)
         try:
             self.w.write_json(fmt.BLOCK_TICK, {
                 "ts_ns": end_ts, "wall": time.time(), "events_total": self.events_total,
