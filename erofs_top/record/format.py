@@ -40,10 +40,10 @@ BLOCK_EVENTS = 3    # binary, columnar: kernel events (see EventBatch)
 BLOCK_TICK = 4      # JSON: once a second: event and loss counters
 BLOCK_MODEL = 5     # JSON: a Model the live collector computed (periodic snapshot)
 BLOCK_END = 6       # JSON: clean end: reason, totals
-BLOCK_SHARED = 7    # JSON: shared (inode_share) inodes as the sharing probes hold them now
+BLOCK_STATE = 7     # JSON: kernel state no event carries (shared inodes, image-file cache)
 BLOCK_NAMES = {BLOCK_META: "meta", BLOCK_SEED: "seed", BLOCK_EVENTS: "events",
                BLOCK_TICK: "tick", BLOCK_MODEL: "model", BLOCK_END: "end",
-               BLOCK_SHARED: "shared"}
+               BLOCK_STATE: "state"}
 
 CODEC_NONE = 0
 CODEC_ZLIB = 1

@@ -7,7 +7,7 @@ domain_id) is dropped here, so it can never reach a file.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from ..readings import FileIO, PageChunk, Readings, SharedInode
@@ -34,8 +34,9 @@ def readings_to_json(r: Readings) -> dict[str, Any]:
         # [dev, ino, chunk, seeded_mask, [[cgroup_id, mask], ...]]
         "chunks": [[c.dev, c.ino, c.chunk, c.seeded_mask,
                     [[cg, m] for cg, m in c.owners.items() if m]] for c in r.chunks],
-        "io": [[x.dev, x.ino, x.cgroup_id, x.inserted_pages, x.evicted_pages,
-                x.readahead_pages, x.read_folio_count] for x in r.io],
+        # rows in the order of io_fields (FileIO's fields, so new counters travel too)
+        "io_fields": list(_IO_FIELDS),
+        "io": [[getattr(x, f) for f in _IO_FIELDS] for x in r.io],
         "backing_pages": [[d, i, n] for (d, i), n in r.backing_pages.items()],
         "shared": shared_to_json(r.shared),
         "maps": {k: list(v) for k, v in r.maps.items()},
@@ -49,13 +50,27 @@ def readings_to_json(r: Readings) -> dict[str, Any]:
     }
 
 
+_IO_FIELDS = tuple(f.name for f in fields(FileIO))
+
+
+def _io_from_json(d: dict[str, Any]) -> list[FileIO]:
+    names = d.get("io_fields") or ["dev", "ino", "cgroup_id", "inserted_pages", "evicted_pages",
+                                   "readahead_pages", "read_folio_count"]
+    known = set(_IO_FIELDS)
+    out = []
+    for row in d.get("io", []):
+        kw = {n: int(v) for n, v in zip(names, row) if n in known}   # newer fields: dropped
+        out.append(FileIO(**kw))
+    return out
+
+
 def readings_from_json(d: dict[str, Any]) -> Readings:
     return Readings(
         taken_at=float(d.get("taken_at", 0.0)),
         page_size=int(d.get("page_size", 4096)),
         chunks=[PageChunk(int(dev), int(ino), int(ch), {int(cg): int(m) for cg, m in owners},
                           int(seeded)) for dev, ino, ch, seeded, owners in d.get("chunks", [])],
-        io=[FileIO(*map(int, row)) for row in d.get("io", [])],
+        io=_io_from_json(d),
         backing_pages={(int(a), int(b)): int(n) for a, b, n in d.get("backing_pages", [])},
         shared=shared_from_json(d.get("shared", [])),
         maps={k: tuple(v) for k, v in d.get("maps", {}).items()},

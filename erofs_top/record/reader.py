@@ -49,9 +49,12 @@ class Recording:
     event_blocks: list[EventBlockRef] = field(default_factory=list)
     ticks: list[dict[str, Any]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)   # {"ts_ns", "model"}
-    # full tier: shared inodes as the sharing probes held them, (ts_ns, inodes)
+    # state no event carries, as the live collector read it with each Model:
+    # shared inodes (full tier) and image-file pages in the host page cache
     shared_snapshots: list[tuple[int, list[SharedInode]]] = field(default_factory=list)
+    backing_snapshots: list[tuple[int, dict[tuple[int, int], int]]] = field(default_factory=list)
     shared_events_count: int = 0            # events of kinds >= 16
+    backing_events_count: int = 0           # events of kinds 5 and 6
     end: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     good_bytes: int = 0                     # bytes up to the end of the last good block
@@ -208,8 +211,10 @@ class Recording:
             b = EventBatch.decode(raw)
             if len(b):
                 self.event_blocks.append(EventBlockRef(offset, len(b), b.ts_ns[0], max(b.ts_ns)))
-                if max(b.kind) >= fmt.KIND_SHARE_OPEN:
+                if max(b.kind) >= fmt.KIND_BACKING_ADD:
                     self.shared_events_count += sum(1 for k in b.kind if k >= fmt.KIND_SHARE_OPEN)
+                    self.backing_events_count += sum(
+                        1 for k in b.kind if k in (fmt.KIND_BACKING_ADD, fmt.KIND_BACKING_DELETE))
         elif btype == fmt.BLOCK_META:
             self._merge_meta(_json(raw))
         elif btype == fmt.BLOCK_SEED:
@@ -227,9 +232,14 @@ class Recording:
             if not isinstance(d.get("model"), dict):
                 raise ValueError("model block without a model")
             self.models.append(d)
-        elif btype == fmt.BLOCK_SHARED:
+        elif btype == fmt.BLOCK_STATE:
             d = _json(raw)
-            self.shared_snapshots.append((int(d["ts_ns"]), shared_from_json(d["shared"])))
+            ts = int(d["ts_ns"])
+            if "shared" in d:
+                self.shared_snapshots.append((ts, shared_from_json(d["shared"])))
+            if "backing_pages" in d:
+                self.backing_snapshots.append(
+                    (ts, {(int(a), int(b)): int(n) for a, b, n in d["backing_pages"]}))
         elif btype == fmt.BLOCK_END:
             d = _json(raw)
             if not isinstance(d, dict):

@@ -164,8 +164,9 @@ class Recorder:
         self._mounts_written: dict[int, dict] = {}
         self.stop_reason: str | None = None
         self.lost_events = 0            # kernel drops, as of the last tick / the end
-        # the sharing probes keep maps, no event stream: store the shared inodes
-        # each live refresh read (wrapping read() sees them without a second read)
+        # what the probes keep in maps and do not stream (shared inodes, the
+        # image files' cache): stored from each live refresh's read (wrapping
+        # read() sees it without a second read)
         self._last_readings = None
         self._last_read_ns = 0
         self._shared_written = False
@@ -317,9 +318,13 @@ class Recorder:
         self.w.write_json(fmt.BLOCK_MODEL, {"ts_ns": ts, "read_ts_ns": self._last_read_ns or ts,
                                             "model": model.to_dict()})
         r = self._last_readings
-        if r is not None and (r.shared or self._shared_written):
-            self.w.write_json(fmt.BLOCK_SHARED, {"ts_ns": ts, "shared": shared_to_json(r.shared)})
-            self._shared_written = True
+        if r is not None:
+            state = {"ts_ns": self._last_read_ns or ts,
+                     "backing_pages": [[d, i, n] for (d, i), n in r.backing_pages.items()]}
+            if r.shared or self._shared_written:
+                state["shared"] = shared_to_json(r.shared)
+                self._shared_written = True
+            self.w.write_json(fmt.BLOCK_STATE, state)
         self._meta_update()     # what the aggregator just asked (digests, build-ids)
 
     # ------------------------------------------------------------ loop

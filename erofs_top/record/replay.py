@@ -258,6 +258,19 @@ class Replayer:
                 current = inodes
         return list(self.shared.values()) if current is None else current
 
+    def _backing_now(self) -> dict[tuple[int, int], int]:
+        """Image-file pages in the host page cache.  Probes that stream backing
+        events (kinds 5/6) give them exactly; otherwise (the collector asks
+        cachestat at each refresh) the latest state snapshot not after now."""
+        rec = self.rec
+        if rec.backing_events_count or not rec.backing_snapshots:
+            return dict(self.backing)
+        current = None
+        for ts, pages in rec.backing_snapshots:
+            if ts <= self.pos_ns:
+                current = pages
+        return dict(self.backing if current is None else current)
+
     # ------------------------------------------------------------ output
     def lost_events_until(self, ts_ns: int) -> int:
         lost = 0
@@ -278,7 +291,7 @@ class Replayer:
                 r.chunks.append(PageChunk(dev, ino, chunk, dict(owners),
                                           self.seeded.get((dev, ino, chunk), 0)))
         r.io = [FileIO(dev, ino, cg, *v) for (dev, ino, cg), v in self.io.items()]
-        r.backing_pages = dict(self.backing)
+        r.backing_pages = self._backing_now()
         r.shared = [SharedInode(s.mapping, {c: dict(o) for c, o in s.chunks.items()},
                                 set(s.members), {cg: set(m) for cg, m in s.users.items()},
                                 s.size) for s in self._shared_now()]

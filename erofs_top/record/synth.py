@@ -114,7 +114,8 @@ def write(path: str, script: Script | None = None, *, codec: int | None = None,
           mounts: list[MountInfo] | None = None, files: list[dict] | None = None,
           cgroups: dict[int, str] | None = None, events_per_block: int | None = None,
           models: list[tuple[float, dict]] | None = None,
-          shared: list[tuple[float, list]] | None = None) -> str:
+          shared: list[tuple[float, list]] | None = None,
+          backing: list[tuple[float, dict]] | None = None) -> str:
     """Write a recording of `script` (default demo_script()) to path."""
     s = script or demo_script()
     w = RecordingWriter(path, codec=codec, max_size_bytes=max_size_bytes)
@@ -160,8 +161,11 @@ def write(path: str, script: Script | None = None, *, codec: int | None = None,
         w.write_json(fmt.BLOCK_TICK, {"ts_ns": MONO0 + int(t * SEC), "events_total": total,
                                       "lost_events_total": lost})
     for t, inodes in shared or []:     # shared-inode snapshots (list of SharedInode)
-        w.write_json(fmt.BLOCK_SHARED, {"ts_ns": MONO0 + int(t * SEC),
-                                        "shared": shared_to_json(inodes)})
+        w.write_json(fmt.BLOCK_STATE, {"ts_ns": MONO0 + int(t * SEC),
+                                       "shared": shared_to_json(inodes)})
+    for t, pages in backing or []:     # image-file cache snapshots {(dev, ino): pages}
+        w.write_json(fmt.BLOCK_STATE, {"ts_ns": MONO0 + int(t * SEC),
+                                       "backing_pages": [[d, i, n] for (d, i), n in pages.items()]})
     for t, model in models or []:      # live Models (Model.to_dict()) at t seconds
         w.write_json(fmt.BLOCK_MODEL, {"ts_ns": MONO0 + int(t * SEC), "model": model})
     if end:

@@ -376,3 +376,40 @@ def test_live_check_compares_replay_with_stored_live_model(tmp_path, demo):
 
 
 ALL_PAGES_AT_4 = 2 * (synth.LIB_PAGES + synth.DATA_PAGES)
+
+
+def test_readings_json_round_trip_keeps_every_io_counter():
+    from dataclasses import fields
+    from erofs_top.readings import FileIO, Readings
+    from erofs_top.record.meta import readings_from_json, readings_to_json
+    vals = {f.name: i + 1 for i, f in enumerate(fields(FileIO))}
+    r = Readings(taken_at=1.0, page_size=PAGE, io=[FileIO(**vals)],
+                 chunks=[PageChunk(1, 2, 3, {7: 0b1010}, 0b10)], backing_pages={(5, 6): 9})
+    back = readings_from_json(json.loads(json.dumps(readings_to_json(r))))
+    assert back.io == r.io and back.chunks == r.chunks and back.backing_pages == r.backing_pages
+    # an older recording: positional io rows without io_fields
+    old = readings_to_json(r)
+    del old["io_fields"]
+    old["io"] = [[1, 2, 3, 4, 5, 6, 7]]
+    (x,) = readings_from_json(old).io
+    assert (x.dev, x.ino, x.cgroup_id, x.inserted_pages, x.read_folio_count) == (1, 2, 3, 4, 7)
+
+
+def test_backing_cache_snapshots_step_the_replay(tmp_path):
+    """The image files' cache comes from state snapshots (cachestat at each live
+    refresh) when the recording has no backing events."""
+    img_a = (synth.HOST_DEV, 7)
+    p = synth.write(str(tmp_path / "b.rec"),
+                    backing=[(2.0, {img_a: 100}), (4.0, {img_a: 300})])
+    rec = Recording.open(p)
+    assert rec.backing_events_count == 0 and len(rec.backing_snapshots) == 2
+    rp = Replayer(rec)
+
+    def image_cache(t_s):
+        m = rp.model_at(rec.mono_start_ns + int(t_s * synth.SEC))
+        return next(x for x in m.mounts if x.dev == "0:41").backing_resident_bytes
+
+    assert image_cache(1.0) == 0             # the seed's value
+    assert image_cache(3.0) == 100 * PAGE
+    assert image_cache(5.0) == 300 * PAGE
+    assert image_cache(2.5) == 100 * PAGE    # backwards too
