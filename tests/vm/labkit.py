@@ -1,14 +1,14 @@
-"""Small real-world helpers for the in-guest lab tests (tests/vm).
+"""Helpers for the in-guest lab tests (tests/vm), on top of erofs_top.workload.
 
-Real EROFS images (mkfs.erofs), real file-backed mounts (mount(2)), real
-cgroup v2 children, readers forked into those cgroups, and the kernel's own
-ground truth: /proc/meminfo Cached, memory.stat ``file``, mincore(2) on an
-mmap and cachestat(2).  Everything made here is removed again by the context
-managers, also when a test fails.
-
-TODO(lead): switch to erofs_top.workload once it offers the same (images,
-file-backed mounts with options, cgroups, readers); this module then shrinks
-to the ground-truth readers.
+Images, file-backed or loop mounts and cgroup v2 children come from the
+project's own workload module (erofs_top.workload), the same code the host
+tests and `erofs-top demo` use.  Added here, for the lab only:
+  - readers forked (not exec'd) into a cgroup: reading a package's thousands
+    of files costs no interpreter start per file under TCG;
+  - the kernel's ground truth: /proc/meminfo Cached, memory.stat ``file``,
+    mincore(2) on an mmap and cachestat(2).
+Everything made here is removed again by the context managers, also when a
+test fails.
 """
 from __future__ import annotations
 
@@ -19,20 +19,17 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
+
+from erofs_top import workload
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MiB = 1 << 20
-CGROUP2 = "/sys/fs/cgroup"
 # File-backed EROFS needs a backing filesystem with ->read_folio: the guest's
 # /var/tmp is on the ext4 root (tmpfs would make mount(2) fail with ENOTBLK).
 WORK = "/var/tmp/erofs-top-lab"
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
-MS_RDONLY = 1
 SYS_cachestat = 451     # x86_64
 
 
@@ -53,7 +50,7 @@ def _ensure(d: str) -> str:
 # ------------------------------------------------------------------ images
 def mkfs_erofs(image: str, src: str, *opts: str) -> str:
     """mkfs.erofs IMAGE SRC with OPTS (e.g. "--xattr-inode-digest", "-zlz4")."""
-    sh("mkfs.erofs", "--quiet", *opts, image, src)
+    workload.build_image(src, image, "--quiet", *opts)
     return image
 
 
@@ -87,34 +84,19 @@ def write_text(path: str, size: int, seed: int = 1) -> str:
 # ------------------------------------------------------------------ mounts
 @contextlib.contextmanager
 def erofs_mount(image: str, options: str = "", loop: bool = False):
-    """Mount IMAGE read-only; file-backed through mount(2) unless loop=True.
+    """Mount IMAGE read-only (workload.ErofsMount): file-backed through
+    mount(2), or on a loop device with loop=True.  Yields the mount point.
 
-    Yields the mount point.  The backing image is read once first, so that its
-    own page cache does not show up in Cached deltas taken later.
-    """
+    The backing image is read once first, so that its own page cache does not
+    show up in Cached deltas taken later."""
     read_file(image)
     target = tempfile.mkdtemp(prefix="mnt-", dir=_ensure(WORK))
-    dev = None
     try:
-        if loop:
-            dev = sh("losetup", "--find", "--show", "--read-only", image).strip()
-            src = dev
-        else:
-            src = image
-        if _libc.mount(src.encode(), target.encode(), b"erofs", MS_RDONLY,
-                       options.encode() if options else None) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"mount -t erofs -o {options or '(none)'} {src}: {os.strerror(e)}")
-        try:
+        with workload.ErofsMount(image, target, "loop" if loop else "file", options):
             yield target
-        finally:
-            if _libc.umount2(target.encode(), 0) != 0:
-                e = ctypes.get_errno()
-                raise OSError(e, f"umount {target}: {os.strerror(e)}")
     finally:
-        if dev:
-            subprocess.run(["losetup", "-d", dev], check=False)
-        os.rmdir(target)
+        with contextlib.suppress(OSError):
+            os.rmdir(target)
 
 
 def mount_options(path: str) -> str:
@@ -130,38 +112,27 @@ def mount_options(path: str) -> str:
 
 # ------------------------------------------------------------------ cgroups
 def enable_memory_controller() -> None:
-    with open(f"{CGROUP2}/cgroup.subtree_control") as f:
+    """memory.stat exists in children only with +memory in the root's subtree_control."""
+    ctl = f"{workload.cgroup2_root()}/cgroup.subtree_control"
+    with open(ctl) as f:
         if "memory" in f.read().split():
             return
-    with open(f"{CGROUP2}/cgroup.subtree_control", "w") as f:
+    with open(ctl, "w") as f:
         f.write("+memory")
 
 
-class Cgroup:
-    """A cgroup v2 child (a "container"); removed on exit."""
+class Cgroup(workload.Cgroup):
+    """A cgroup v2 child (a "container") with the memory controller on;
+    removed on exit (its processes killed first)."""
 
     def __init__(self, name: str):
-        self.path = f"{CGROUP2}/{name}"
-        self.name = name
-
-    def __enter__(self) -> "Cgroup":
         enable_memory_controller()
-        os.mkdir(self.path)
-        self.id = os.stat(self.path).st_ino          # == bpf_get_current_cgroup_id()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for _ in range(50):
-            try:
-                os.rmdir(self.path)
-                return
-            except OSError:
-                time.sleep(0.1)                          # a reader still exiting
-        os.rmdir(self.path)
+        super().__init__(name)
+        self.path_abs = str(self.dir)
 
     def file_bytes(self) -> int:
         """memory.stat ``file``: page cache charged to this cgroup."""
-        with open(f"{self.path}/memory.stat") as f:
+        with open(f"{self.path_abs}/memory.stat") as f:
             for line in f:
                 k, v = line.split()
                 if k == "file":
@@ -174,7 +145,7 @@ class Cgroup:
         if pid == 0:
             code = 1
             try:
-                with open(f"{self.path}/cgroup.procs", "w") as f:
+                with open(f"{self.path_abs}/cgroup.procs", "w") as f:
                     f.write(str(os.getpid()))
                 fn(*args)
                 code = 0
@@ -182,7 +153,7 @@ class Cgroup:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"reader in {self.path} failed (status {status})")
+            raise RuntimeError(f"reader in {self.path_abs} failed (status {status})")
 
     def read(self, *paths: str) -> None:
         self.run(lambda: [read_file(p) for p in paths])
