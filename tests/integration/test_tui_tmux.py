@@ -32,6 +32,9 @@ UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 BYTES_RE = re.compile(r"(\d+(?:\.\d+)?) (B|KiB|MiB|GiB|TiB)\b")
 DEMO_DUPLICATE_MIN = 9 * MiB          # libdemo.so.1 (6 MiB) + demo-server (3 MiB)
 WIDTH, HEIGHT = 160, 40
+# env execs the command (the pane's pid stays erofs-top's); COLUMNS/LINES inherited
+# from the environment would override the real terminal size (shutil.get_terminal_size).
+LAUNCH = "env -u COLUMNS -u LINES TERM=xterm-256color"
 
 
 def erofs_top_bin() -> str:
@@ -115,7 +118,7 @@ def test_demo_in_tmux_shows_both_containers_and_their_duplicates():
     pid = None
     try:
         # exec: the pane's pid is erofs-top's, which names the demo's cgroups
-        pid = tmux.start(f"TERM=xterm-256color exec {exe} demo")
+        pid = tmux.start(f"exec {LAUNCH} {exe} demo")
         prefix = f"erofs-top-demo-{pid}"
         ctr_a, ctr_b = f"{prefix}/ctr-a", f"{prefix}/ctr-b"
 
@@ -159,6 +162,62 @@ def test_demo_in_tmux_shows_both_containers_and_their_duplicates():
             except ProcessLookupError:
                 pass
             deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not tmux.pane_dead():
+                time.sleep(0.5)
+        tmux.kill()
+
+
+def test_files_view_shows_elf_build_id_and_sections_of_a_real_image(stack, cgroup_prefix):
+    """A real ELF (this Python's binary) in a real EROFS image, read by a cgroup:
+    the Files view names its build-id and puts its resident bytes in .text etc."""
+    from erofs_top.tui.elfinfo import section_ranges
+    exe = erofs_top_bin()
+    if not shutil.which("tmux"):
+        pytest.fail("tmux is missing: apt-get install tmux (scripts/setup.sh)")
+    if not exe:
+        pytest.fail("the erofs-top command is not installed: pip install -e . in the venv")
+    elf = os.path.realpath(sys.executable)
+    build_id, _ = section_ranges(elf)
+    with open(elf, "rb") as f:
+        src = workload.make_tree(stack.dir / "src", {"usr/bin/elfapp": f.read()})
+    image = workload.build_image(src, stack.dir / "elf.erofs", "-T0")
+    mnt = stack.mount(image, "elfimg", "file")
+    ctr = stack.cgroup(f"{cgroup_prefix}/reader")
+    path = mnt.path("usr/bin/elfapp")
+    workload.read_file(path, ctr)
+    unique = os.path.basename(stack.dir)
+
+    tmux = Tmux()
+    pid = None
+    try:
+        pid = tmux.start(f"exec {LAUNCH} {exe} top --filter {unique} --interval 1")
+
+        def elf_row(screen):
+            for line in screen.splitlines():
+                if "elfapp" in line and ".text" in line:
+                    return line
+            return None
+
+        tmux.keys("3")
+        line = wait_for(elf_row, 120, "the ELF file's row with its .text bytes in Files view",
+                        tmux.screen)
+        if build_id:
+            assert build_id[:12] in line, line
+        text = re.search(r"\.text (\d+(?:\.\d+)?) (B|KiB|MiB|GiB)", line)
+        assert text and float(text.group(1)) * UNITS[text.group(2)] > 0, line
+        # the detail pane: every section with its resident bytes
+        tmux.keys("Enter")
+        wait_for(lambda s: "Resident pages by section" in s and ".text" in s, 30,
+                 "the ELF section table in the detail pane", tmux.screen)
+        tmux.keys("q")
+        wait_for(lambda s: tmux.pane_dead(), 30, "erofs-top to exit after q", tmux.screen)
+    finally:
+        if pid is not None and not tmux.pane_dead():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 15
             while time.monotonic() < deadline and not tmux.pane_dead():
                 time.sleep(0.5)
         tmux.kill()
