@@ -63,6 +63,13 @@ def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, files_cap, g
         _fail(f"permission denied: {exc.filename or exc} (run as root, or use --no-bpf)")
     except OSError as exc:
         _fail(f"cannot start collecting: {exc.strerror or exc}")
+    except ImportError as exc:
+        _fail(f"BPF needs BCC (python3-bpfcc), which cannot be imported ({exc}); "
+              "use --no-bpf for the snapshot tier")
+    except Exception as exc:        # one line, never a traceback
+        text = str(exc).strip().splitlines()
+        _fail(f"cannot start collecting: {text[0] if text else type(exc).__name__}"
+              " (--no-bpf runs without BPF)")
     try:
         run_app(source, interval_s=interval_s, sort=sort.lower() if sort else None,
                 filter_text=filter_text, grace_s=grace_s)

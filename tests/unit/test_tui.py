@@ -597,3 +597,21 @@ async def test_a_refresh_slower_than_the_interval_is_reported():
         await pilot.pause()
         assert "longer than the 100 ms interval" in screen_text(app)
     app.stop_collector()
+
+
+@pytest.mark.parametrize("exc, phrase", [
+    (ImportError("No module named 'bcc'"), "BPF needs BCC"),
+    (RuntimeError("Failed to load BPF program: Operation not permitted\nmore"),
+     "cannot start collecting: Failed to load BPF program: Operation not permitted"),
+])
+def test_top_command_collector_failures_are_one_line(monkeypatch, exc, phrase):
+    import erofs_top.collector as collector
+
+    def failing_open(**kw):
+        raise exc
+    monkeypatch.setattr(collector, "open_collector", failing_open)
+    monkeypatch.setenv("EROFS_TOP_FORCE_TUI", "1")
+    res = CliRunner().invoke(top_command, [])
+    assert res.exit_code == 1
+    assert phrase in res.output
+    assert "Traceback" not in res.output and "more" not in res.output
