@@ -470,12 +470,13 @@ class ErofsTopApp(App):
 
     def action_interval(self, step: int) -> None:
         cur = self.interval_s
+        # Next step of the ladder; outside it (--interval 0.1 or 600) stay put.
         if step > 0:
             bigger = [i for i in INTERVALS_S if i > cur]
-            self.interval_s = bigger[0] if bigger else INTERVALS_S[-1]
+            self.interval_s = bigger[0] if bigger else cur
         else:
             smaller = [i for i in INTERVALS_S if i < cur]
-            self.interval_s = smaller[-1] if smaller else INTERVALS_S[0]
+            self.interval_s = smaller[-1] if smaller else cur
         self._wake.set()
         self._update_header()
 

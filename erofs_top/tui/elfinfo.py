@@ -14,6 +14,7 @@ table at the end of the file often is not.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 
 from .. import truth
@@ -149,6 +150,7 @@ class ElfCache:
         self.max_entries = max_entries
         self._cache: dict[tuple, ElfInfo] = {}
         self._ranges: dict[tuple, tuple] = {}       # parsed section tables, per file
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(path: str, size: int, resident_bytes: int) -> tuple:
@@ -158,8 +160,10 @@ class ElfCache:
         return self._cache.get(self.key(path, size, resident_bytes))
 
     def compute(self, path: str, size: int, resident_bytes: int) -> ElfInfo:
-        info = elf_info(path, ranges_cache=self._ranges)
-        if len(self._cache) >= self.max_entries:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[self.key(path, size, resident_bytes)] = info
+        # Several worker threads may compute at once: one at a time (a few ms each).
+        with self._lock:
+            info = elf_info(path, ranges_cache=self._ranges)
+            if len(self._cache) >= self.max_entries:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[self.key(path, size, resident_bytes)] = info
         return info

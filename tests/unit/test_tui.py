@@ -223,6 +223,16 @@ async def test_plus_minus_change_the_interval():
 
 
 @run_async
+async def test_interval_outside_the_ladder_stays_put_in_the_wrong_direction():
+    app = ErofsTopApp(None, elf=False, interval_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("minus")
+        assert app.interval_s == 0.1                     # "faster" never makes it slower
+        await pilot.press("plus")
+        assert app.interval_s == 0.5
+
+
+@run_async
 async def test_help_opens_and_closes():
     app = ErofsTopApp(None, elf=False)
     async with app.run_test(size=(80, 24)) as pilot:
