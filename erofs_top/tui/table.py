@@ -65,6 +65,9 @@ class Column:
     # (keys, rows by key) of the live rows shown -> totals-row text
     total: Callable[[list[Hashable], dict[Hashable, Any]], str] | None = None
     attr: str = ""      # sort value is this int attribute of the row: a C-speed sort path
+    # False when the column means nothing now (e.g. shared bytes below the full tier):
+    # left out of the layout, not listed as hidden for lack of width.
+    available: Callable[[], bool] | None = None
 
     @property
     def sortable(self) -> bool:
@@ -161,6 +164,7 @@ class RowTable(ScrollView, can_focus=True):
         self.layout_columns: list[tuple[Column, int]] = []   # (column, width) shown
         self.hidden_columns: list[Column] = []
         self._layout_width = -1
+        self._layout_avail: tuple = ()
         self._line_cache: dict[tuple, Strip] = {}
         self._total_text: str | None = None
         self._total_sig: tuple = ()
@@ -369,19 +373,28 @@ class RowTable(ScrollView, can_focus=True):
     def _content_width(self) -> int:
         return self.scrollable_content_region.width or self.size.width
 
+    def _availability(self) -> tuple:
+        return tuple(c.available() for c in self.columns if c.available is not None)
+
     def _layout(self, width: int) -> None:
         """Pick the columns that fit in width; give spare cells to flex columns."""
-        if width == self._layout_width:
+        avail = self._availability()
+        if width == self._layout_width and avail == self._layout_avail:
             return
         self._layout_width = width
+        self._layout_avail = avail
         self._line_cache.clear()
         self._total_text = None
         sep = len(SEP)
         by_priority = sorted(range(len(self.columns)), key=lambda i: self.columns[i].priority)
         chosen: set[int] = set()
+        unavailable = {i for i, c in enumerate(self.columns)
+                       if c.available is not None and not c.available()}
         used = 0
         full = False
         for i in by_priority:
+            if i in unavailable:
+                continue
             col = self.columns[i]
             need = col.width + (sep if chosen else 0)
             # Strict priority: once one column does not fit, no less important one is shown.
@@ -391,7 +404,8 @@ class RowTable(ScrollView, can_focus=True):
             else:
                 full = True
         shown = [c for i, c in enumerate(self.columns) if i in chosen]
-        self.hidden_columns = [c for i, c in enumerate(self.columns) if i not in chosen]
+        self.hidden_columns = [c for i, c in enumerate(self.columns)
+                               if i not in chosen and i not in unavailable]
         spare = max(0, width - used)
         widths = {id(c): c.width for c in shown}
         # Hand out spare cells by flex weight; capped columns give back what they cannot take.
@@ -451,7 +465,7 @@ class RowTable(ScrollView, can_focus=True):
     def total_text(self) -> str:
         # Totals depend on the rows, the filter and the columns shown, not on the sort
         # order or the cursor: recomputed only when one of those changed.
-        sig = (self._rows_version, self.filter_text, self._layout_width)
+        sig = (self._rows_version, self.filter_text, self._layout_width, self._layout_avail)
         if self._total_text is None or self._total_sig != sig:
             live = self.live_keys()
             texts = []
