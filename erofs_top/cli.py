@@ -254,11 +254,15 @@ def demo(no_ui, as_json, no_bpf, hold):
     if os.geteuid() != 0:
         fail("the demo mounts images and makes cgroups: run it as root")
     ui = not no_ui and sys.stdout.isatty()
-    # SIGTERM -> KeyboardInterrupt so the cleanup below runs
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM, and SIGHUP (terminal or tmux session closed), run the cleanup
+    # below like Ctrl-C does
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
     col = None
     try:
-        with workload.Stack(prefix="erofs-top-demo-") as stack:
+        with workload.Stack(prefix=f"erofs-top-demo-{os.getpid()}-") as stack:
             col = _open(no_bpf)
             scen = workload.DemoScenario(stack)
             scen.read_all()

@@ -13,10 +13,11 @@
  * 7.1 move of i_ino (u64, first field) needs nothing here.
  *
  * Filter, in the kernel: `watched_devs` holds the s_dev (kernel encoding,
- * major<<20|minor) of every EROFS superblock (bit 1) and of every host
- * filesystem that holds the image file of a file-backed or loop mount
- * (bit 2; then (dev, ino) must also be in `backing`).  User space keeps both
- * current as mounts come and go.
+ * major<<20|minor) of every EROFS superblock.  erofs_fill_inode adds new ones
+ * at mount time; user space removes the ones it saw unmounted.  The image
+ * files' own page cache (the double cache of file-backed and loop mounts) is
+ * not traced: user space asks cachestat(2) for it at each refresh, so events
+ * on the host filesystem cost nothing but the filter.
  * Every event first asks `watched_cache`, a per-CPU direct-mapped cache of
  * watched_devs lookups (hits and misses, 64 slots): most page-cache events on
  * a node are not EROFS, and a hash lookup per event costs more than the whole
@@ -29,11 +30,13 @@
  *            + a mask of pages whose owner did not fit + a mask of seeded pages.
  *            One entry per 64 pages of a file that has resident pages: memory
  *            grows with resident pages / 64.  No prealloc.
- *   io       (dev, ino, cgroup id) -> inserted/evicted pages, readahead pages,
- *            read_folio calls over the run.  Evictions go to the cgroup that
- *            inserted the page (found in `chunks`), not to the evicting context.
- *   backing  (host dev, image ino) -> pages inserted minus pages deleted
- *            since attach (the double cache of file-backed/loop mounts).
+ *   io       (dev, ino, cgroup id) -> evicted pages (and the seeded part of
+ *            them), readahead pages, read_folio calls over the run.  Evictions
+ *            go to the cgroup that inserted the page (found in `chunks`), not
+ *            to the evicting context.  Inserted pages are not counted here:
+ *            user space derives them exactly as pages held now (not seeded)
+ *            + evicted - evicted that were seeded, which saves a map update
+ *            on every insertion.
  *   counters per-CPU: map update failures, lost pages, owner overflow, ...
  * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
@@ -55,7 +58,6 @@ typedef u64 erofs_blk_t;
 #define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
 
 #define KIND_EROFS 1
-#define KIND_BACKING_FS 2
 
 enum counter {
     CNT_CHUNK_UPDATE_FAIL = 0,   /* chunks map full: pages not tracked */
@@ -88,21 +90,16 @@ struct io_key {
     u64 cgid;
 };
 
+enum io_field { IO_EVICTED, IO_READAHEAD, IO_READ_FOLIO, IO_EVICTED_SEEDED };
+
 struct io_val {
-    u64 inserted_pages;
     u64 evicted_pages;
     u64 readahead_pages;
     u64 read_folio_count;
-};
-
-struct backing_key {
-    u32 dev;
-    u32 pad;
-    u64 ino;
+    u64 evicted_seeded_pages;   /* part of evicted_pages that was seeded, not inserted */
 };
 
 BPF_HASH(watched_devs, u32, u64, 4096);   /* value: KIND_* bits */
-BPF_HASH(backing, struct backing_key, s64, 4096);
 BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
@@ -159,7 +156,7 @@ struct page_event {
     u32 dev;
     u32 nr_pages;
     u32 pid;
-    u8 kind;        /* 1 add, 2 delete, 3 readahead, 4 read_folio, 5/6 backing add/delete */
+    u8 kind;        /* 1 add, 2 delete, 3 readahead, 4 read_folio */
     u8 pad[3];
 };
 #ifdef USE_PERF_BUFFER
@@ -207,10 +204,10 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, int field, u64 n)
         }
     }
     switch (field) {
-    case 0: __sync_fetch_and_add(&v->inserted_pages, n); break;
-    case 1: __sync_fetch_and_add(&v->evicted_pages, n); break;
-    case 2: __sync_fetch_and_add(&v->readahead_pages, n); break;
-    default: __sync_fetch_and_add(&v->read_folio_count, n); break;
+    case IO_EVICTED: __sync_fetch_and_add(&v->evicted_pages, n); break;
+    case IO_READAHEAD: __sync_fetch_and_add(&v->readahead_pages, n); break;
+    case IO_READ_FOLIO: __sync_fetch_and_add(&v->read_folio_count, n); break;
+    default: __sync_fetch_and_add(&v->evicted_seeded_pages, n); break;
     }
 }
 
@@ -264,14 +261,18 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
         u64 hit = v->bits[s] & mask;
         if (hit) {
             __sync_fetch_and_and(&v->bits[s], ~hit);
-            io_add(k->dev, k->ino, v->cgid[s], 1, __builtin_popcountll(hit));
+            io_add(k->dev, k->ino, v->cgid[s], IO_EVICTED, __builtin_popcountll(hit));
+            if (hit & v->seeded_bits)
+                io_add(k->dev, k->ino, v->cgid[s], IO_EVICTED_SEEDED, __builtin_popcountll(hit & v->seeded_bits));
             seen |= hit;
         }
     }
     u64 hit = v->other_bits & mask;
     if (hit) {
         __sync_fetch_and_and(&v->other_bits, ~hit);
-        io_add(k->dev, k->ino, 0, 1, __builtin_popcountll(hit));
+        io_add(k->dev, k->ino, 0, IO_EVICTED, __builtin_popcountll(hit));
+        if (hit & v->seeded_bits)
+            io_add(k->dev, k->ino, 0, IO_EVICTED_SEEDED, __builtin_popcountll(hit & v->seeded_bits));
         seen |= hit;
     }
     if (v->seeded_bits & mask)
@@ -310,57 +311,25 @@ static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, 
         count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - MAX_FOLIO_CHUNKS) * 64);
 }
 
-static __always_inline int backing_delta(u32 dev, u64 ino, s64 nr)
-{
-    struct backing_key bk = {.dev = dev, .ino = ino};
-    s64 *v = backing.lookup(&bk);
-    if (!v)
-        return 0;
-    __sync_fetch_and_add(v, nr);
-    return 1;
-}
-
 TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 {
+    /* two map operations per EROFS folio: the filter (cached) and `chunks` */
     u32 dev = args->s_dev;
-    u64 kind = watched_kind(dev);
-    if (!kind)
-        return 0;
-    u64 ino = args->i_ino;
-    u32 order = args->order;
-    u64 nr = 1ULL << order;
-    /* an image file inside another EROFS mount makes a dev both kinds;
-     * backing pages need no cgroup id: ask for it only on the EROFS path */
-    if ((kind & KIND_BACKING_FS) && backing_delta(dev, ino, nr)) {
-        EMIT(args, 5, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
-        return 0;
-    }
-    if (!(kind & KIND_EROFS))
+    if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    folio_pages(dev, ino, args->index, order, cg, 1);
-    io_add(dev, ino, cg, 0, nr);
-    EMIT(args, 1, dev, ino, args->index, nr, cg);
+    folio_pages(dev, args->i_ino, args->index, args->order, cg, 1);
+    EMIT(args, 1, dev, args->i_ino, args->index, 1ULL << args->order, cg);
     return 0;
 }
 
 TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
 {
     u32 dev = args->s_dev;
-    u64 kind = watched_kind(dev);
-    if (!kind)
+    if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
-    u64 ino = args->i_ino;
-    u32 order = args->order;
-    u64 nr = 1ULL << order;
-    if ((kind & KIND_BACKING_FS) && backing_delta(dev, ino, -(s64)nr)) {
-        EMIT(args, 6, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
-        return 0;
-    }
-    if (!(kind & KIND_EROFS))
-        return 0;
-    folio_pages(dev, ino, args->index, order, 0, 0);
-    EMIT(args, 2, dev, ino, args->index, nr, bpf_get_current_cgroup_id());
+    folio_pages(dev, args->i_ino, args->index, args->order, 0, 0);
+    EMIT(args, 2, dev, args->i_ino, args->index, 1ULL << args->order, bpf_get_current_cgroup_id());
     return 0;
 }
 
@@ -399,7 +368,7 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    io_add(dev, args->nid, cg, 2, args->nrpage);
+    io_add(dev, args->nid, cg, IO_READAHEAD, args->nrpage);
     EMIT(args, 3, dev, args->nid, args->start, args->nrpage, cg);
     return 0;
 }
@@ -412,7 +381,7 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    io_add(dev, args->nid, cg, 3, 1);
+    io_add(dev, args->nid, cg, IO_READ_FOLIO, 1);
     EMIT(args, 4, dev, args->nid, args->index, 1, cg);
     return 0;
 }

@@ -16,7 +16,6 @@ from . import caps
 
 PROBE_DIR = Path(__file__).resolve().parents[2] / "probes"
 KIND_EROFS = 1
-KIND_BACKING_FS = 2
 MAX_OWNERS = 4
 COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
@@ -78,8 +77,7 @@ class ProbeCollector(Collector):
             raise CollectorError(f"BPF programs failed to load: {msg[-1] if msg else e}"
                                  f" (run `erofs-top doctor`)") from None
         self._attached = True
-        self.watched: dict[int, int] = {}
-        self.backing: set[tuple[int, int]] = set()
+        self.watched: set[int] = set()
         self._empty_chunks: set = set()
         self.lost_events = 0
         self._ring_open = False
@@ -108,51 +106,21 @@ class ProbeCollector(Collector):
 
     # ---------------------------------------------------------- filters
     def _sync_mounts(self) -> None:
-        """Make watched_devs / backing match the current EROFS mounts.
-
-        The kernel adds new EROFS superblocks itself (erofs_fill_inode fires at
-        mount time); user space adds the backing-file filters, and removes the
-        EROFS bit of superblocks it saw mounted and now sees gone.  Devs only
-        the kernel knows (mounts in other mount namespaces) are left watched.
-        """
-        mounts = self.mounts.mounts()
-        want: dict[int, int] = {}
-        want_backing: dict[tuple[int, int], str] = {}
-        for m in mounts:
-            want[m.dev] = want.get(m.dev, 0) | KIND_EROFS
-            if m.backing_ino and m.backing_dev:
-                want[m.backing_dev] = want.get(m.backing_dev, 0) | KIND_BACKING_FS
-                want_backing[(m.backing_dev, m.backing_ino)] = m.backing_file
+        """Keep watched_devs current.  The kernel adds new EROFS superblocks
+        itself (erofs_fill_inode fires at mount time); user space adds the ones
+        it finds in mountinfo and removes those it saw mounted and now sees
+        gone.  Devs only the kernel knows (mounts in other mount namespaces)
+        stay watched."""
+        want = {m.dev for m in self.mounts.mounts()}
         wd = self.bpf[b"watched_devs"]
-        current = {_num(k): _num(v) for k, v in wd.items()}
-        for dev in set(current) | set(want):
-            have = current.get(dev, 0)
-            new = have | want.get(dev, 0)
-            if dev in self.watched and dev not in want:      # we saw it; it is gone
-                new &= ~self.watched[dev]
-            elif dev in self.watched:
-                new &= ~(self.watched[dev] & ~want[dev])
-            if new != have:
-                if new:
-                    wd[ct.c_uint32(dev)] = ct.c_uint64(new)
-                else:
-                    try:
-                        del wd[ct.c_uint32(dev)]
-                    except KeyError:
-                        pass
-        self.watched = want
-        bt = self.bpf[b"backing"]
-        for (dev, ino), path in want_backing.items():
-            if (dev, ino) in self.backing:
-                continue
-            # start from what is cached now; the kernel adds and subtracts from there
-            bt[bt.Key(dev, 0, ino)] = ct.c_int64(truth.file_resident_pages(path) if path else 0)
-        for dev, ino in self.backing - set(want_backing):
+        for dev in want - self.watched:
+            wd[ct.c_uint32(dev)] = ct.c_uint64(KIND_EROFS)
+        for dev in self.watched - want:
             try:
-                del bt[bt.Key(dev, 0, ino)]
+                del wd[ct.c_uint32(dev)]
             except KeyError:
                 pass
-        self.backing = set(want_backing)
+        self.watched = want
 
     def _seed(self) -> int:
         """Pages resident before we attached: from ground truth, owners through
@@ -220,11 +188,34 @@ class ProbeCollector(Collector):
                 pass
         self._empty_chunks = empty
         io_items = self._items(self.bpf[b"io"])
+        io_by_key: dict[tuple[int, int, int], FileIO] = {}
+        evicted_seeded: dict[tuple[int, int, int], int] = {}
         for k, v in io_items:
-            r.io.append(FileIO(k.dev, k.ino, k.cgid, v.inserted_pages, v.evicted_pages,
-                               v.readahead_pages, v.read_folio_count))
-        for k, v in self._items(self.bpf[b"backing"]):
-            r.backing_pages[(k.dev, k.ino)] = _num(v)
+            key = (k.dev, k.ino, k.cgid)
+            io_by_key[key] = FileIO(k.dev, k.ino, k.cgid, 0, v.evicted_pages,
+                                    v.readahead_pages, v.read_folio_count)
+            evicted_seeded[key] = v.evicted_seeded_pages
+        # inserted = pages held now that were not seeded + pages evicted that
+        # were inserted (not seeded): exact, and one map update per insert less
+        for pc in r.chunks:
+            for cg, mask in pc.owners.items():
+                key = (pc.dev, pc.ino, cg)
+                fio = io_by_key.get(key)
+                if fio is None:
+                    fio = io_by_key[key] = FileIO(pc.dev, pc.ino, cg)
+                fio.inserted_pages += (mask & ~pc.seeded_mask).bit_count()
+        for key, fio in io_by_key.items():
+            fio.inserted_pages += fio.evicted_pages - evicted_seeded.get(key, 0)
+        r.io = list(io_by_key.values())
+        # the image files' own cache (file-backed/loop double caching): one
+        # cachestat(2) per image, instead of tracing the host filesystem
+        for m in self.mounts.mounts():
+            if m.backing_ino and m.backing_file:
+                try:
+                    r.backing_pages[(m.backing_dev, m.backing_ino)] = \
+                        truth.file_resident_pages(m.backing_file)
+                except OSError:
+                    pass
         counters = self._counters()
         r.maps = {
             "chunks": (len(chunks_items), self.max_chunks, counters["chunk_update_failures"]),

@@ -79,13 +79,35 @@ def test_ctrl_c_detaches_and_exits_130(stack):
 
 
 def test_demo_no_ui_json_cleans_up():
-    r = run(["demo", "--no-ui", "--json"])
-    assert r.returncode == 0, r.stderr
     import json
-    doc = json.loads(r.stdout)
-    names = {c["cgroup"].rsplit("/", 1)[-1]: c for c in doc["containers"]}
-    assert {"ctr-a", "ctr-b"} <= set(names)
+    p = subprocess.Popen(CLI + ["demo", "--no-ui", "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    doc = json.loads(out)
+    mine = f"/erofs-top-demo-{p.pid}/"        # other demos may run on this node too
+    names = {c["cgroup"].rsplit("/", 1)[-1]: c for c in doc["containers"]
+             if c["cgroup"].startswith(mine)}
+    assert {"ctr-a", "ctr-b"} <= set(names), [c["cgroup"] for c in doc["containers"]]
     assert names["ctr-a"]["duplicate_bytes"] >= 9 << 20       # library + binary + conf
     assert doc["totals"]["potential_savings_bytes"] >= 9 << 20
     mounts = open("/proc/self/mountinfo").read()
-    assert "erofs-top-demo-" not in mounts
+    assert f"erofs-top-demo-{p.pid}-" not in mounts
+    assert not os.path.exists(f"/sys/fs/cgroup/unified{mine}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_demo_killed_by_signal_cleans_up(sig):
+    p = subprocess.Popen(CLI + ["demo", "--no-ui", "--hold", "60"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    mine = f"erofs-top-demo-{p.pid}-"
+    deadline = time.time() + 60
+    while time.time() < deadline and mine not in open("/proc/self/mountinfo").read():
+        time.sleep(0.2)
+    time.sleep(1.0)       # readers done, holding
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    assert mine not in open("/proc/self/mountinfo").read()
+    assert not os.path.exists(f"/sys/fs/cgroup/unified/erofs-top-demo-{p.pid}")
