@@ -13,7 +13,8 @@ import time
 import pytest
 
 from erofs_top.record.reader import Recording
-from erofs_top.workload import DEMO_FILES, DemoScenario, drop_file_cache
+from erofs_top.workload import (DEMO_FILES, DemoScenario, build_image, drop_file_cache,
+                                make_tree, read_file)
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -47,8 +48,33 @@ def run_json(*args):
     return json.loads(r.stdout)
 
 
+class UniqueDemo:
+    """The demo's shape (image v1 file-backed for ctr-a, image v2 on a loop
+    device for ctr-b; the library and binary the same bytes in both, data.bin
+    different) with content unique to this run: the shared DemoScenario's
+    fixed seeds would also duplicate with any other demo on the host."""
+
+    FILES = {"usr/lib/libdemo.so.1": 6 << 20, "usr/bin/demo-server": 3 << 20,
+             "etc/demo.conf": 8 << 10}
+
+    def __init__(self, stack, cgroup_prefix):
+        common = {rel: os.urandom(n) for rel, n in self.FILES.items()}
+        src1 = make_tree(stack.dir / "v1", {**common, "usr/share/demo/data.bin": os.urandom(4 << 20)})
+        src2 = make_tree(stack.dir / "v2", {**common, "usr/share/demo/data.bin": os.urandom(4 << 20)})
+        self.rels = [*self.FILES, "usr/share/demo/data.bin"]
+        self.mount_a = stack.mount(build_image(src1, stack.dir / "v1.erofs"), "ctr-a", "file")
+        self.mount_b = stack.mount(build_image(src2, stack.dir / "v2.erofs"), "ctr-b", "loop")
+        self.ctr_a = stack.cgroup(f"{cgroup_prefix}/ctr-a")
+        self.ctr_b = stack.cgroup(f"{cgroup_prefix}/ctr-b")
+
+    def read_all(self):
+        for ctr, mnt in ((self.ctr_a, self.mount_a), (self.ctr_b, self.mount_b)):
+            for rel in self.rels:
+                read_file(mnt.path(rel), ctr)
+
+
 def test_report_agrees_with_once(stack, cgroup_prefix, tmp_path):
-    scen = DemoScenario(stack, cgroup_prefix=cgroup_prefix)
+    scen = UniqueDemo(stack, cgroup_prefix)
     out = tmp_path / "demo.rec"
     p = start_recording(out, "--duration", "4", "--model-interval", "1")
     scen.read_all()
@@ -56,8 +82,15 @@ def test_report_agrees_with_once(stack, cgroup_prefix, tmp_path):
     assert rc == 0, err
     assert "stopped: duration" in err
 
-    once = run_json("once", "--json", "--duration", "0.2")
     rep = run_json("report", "--json", str(out))
+    # `once` hashes content under a byte budget per run: on a host with many
+    # other EROFS mounts it may leave files unidentified (it warns) and miss
+    # duplicates the recording (many refreshes) has identified.  Retry it.
+    for _ in range(4):
+        once = run_json("once", "--json", "--duration", "0.2")
+        pending = [w for w in once["health"]["warnings"] if "not yet identified" in w]
+        if not pending:
+            break
 
     # the report is the once document plus two sections
     assert set(once) <= set(rep) and set(rep) - set(once) == {"timeline", "recording"}
@@ -69,16 +102,29 @@ def test_report_agrees_with_once(stack, cgroup_prefix, tmp_path):
     for ctr in (scen.ctr_a, scen.ctr_b):
         live = next(c for c in once["containers"] if c["cgroup"] == ctr.path)
         offline = next(c for c in rep["containers"] if c["cgroup"] == ctr.path)
-        assert live["resident_bytes"] > 12 << 20
-        assert live["duplicate_bytes"] > 8 << 20
+        assert live["resident_bytes"] > 12 << 20       # 13 MiB read
+        assert live["duplicate_bytes"] > 8 << 20       # the 9 MiB library + binary
         assert offline["resident_bytes"] == approx(live["resident_bytes"]), ctr.path
-        assert offline["duplicate_bytes"] == approx(live["duplicate_bytes"]), ctr.path
+        if pending:     # a busy host: compare with the recorder's own last live Model
+            rec = Recording.open(str(out))
+            last = next(c for c in rec.models[-1]["model"]["containers"] if c["cgroup"] == ctr.path)
+            assert offline["duplicate_bytes"] == approx(last["duplicate_bytes"]), ctr.path
+        else:
+            assert offline["duplicate_bytes"] == approx(live["duplicate_bytes"]), ctr.path
         # seen inserted during the recording, not found resident at its start
         assert offline["inserted_bytes"] == approx(offline["resident_bytes"])
         assert offline["seeded_bytes"] == 0
-    # the timeline saw the reads: the fastest window names both containers
-    top = {c["cgroup"] for c in rep["timeline"]["peaks"]["insert_rate"]["top_inserters"]}
-    assert {scen.ctr_a.path, scen.ctr_b.path} <= top
+    # the timeline saw the reads: each container's inserted bytes rise from 0
+    # at the first sample to what it holds at the last
+    samples = rep["timeline"]["samples"]
+    assert len(samples) >= 4 and "insert_rate" in rep["timeline"]["peaks"]
+    for ctr in (scen.ctr_a, scen.ctr_b):
+        def inserted(sample):
+            return next((c["inserted_bytes"] for c in sample["containers"]
+                         if c["cgroup"] == ctr.path), 0)
+        final = next(c for c in rep["containers"] if c["cgroup"] == ctr.path)
+        assert inserted(samples[0]) == 0
+        assert inserted(samples[-1]) == approx(final["resident_bytes"])
 
     trace = tmp_path / "trace.json"
     r = subprocess.run(CLI + ["export", str(out), "--format", "perfetto", "-o", str(trace)],
