@@ -255,6 +255,7 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
     mount_dup: dict[int, int] = defaultdict(int)
     mount_cgroups: dict[int, set] = defaultdict(set)
     files: list[File] = []
+    file_rank: list[tuple] = []
     seeded_pages_total = 0
 
     for e in live:
@@ -290,24 +291,24 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             mount_cgroups[e.mount.dev] |= owners_of_file | set(e.users)
         totals.resident_bytes += resident_pages * page
         totals.duplicate_bytes += dup_pages * page
-        path = e.info.path if e.info else ""
-        files.append(File(
-            dev=kdev_str(e.dev), ino=e.ino, path=path,
-            content_id=_content_id(e.content_key),
-            size=e.info.size if e.info else 0,
-            resident_bytes=resident_pages * page, duplicate_bytes=dup_pages * page,
-            copies=0, cgroups=sorted(owners_of_file | set(e.users)),
-            shared=bool(e.shared_mapping)))
-    # copies: entries resident with the same content
+        file_rank.append((-resident_pages, -dup_pages, e.dev, e.ino, e,
+                          owners_of_file | set(e.users)))
+    # rows only for the files listed (a node may have 100k resident files)
     key_count: dict[str, int] = defaultdict(int)
     for e in live:
         if e.content_key:
             key_count[e.content_key] += 1
-    for f, e in zip(files, live):
+    file_rank.sort(key=lambda x: x[:4])
+    for neg_res, neg_dup, dev, ino, e, users in file_rank[:files_cap]:
         if e.shared_mapping:
-            f.copies = max(1, e.used_members)    # inodes served by the one shared copy
+            copies = max(1, e.used_members)    # inodes served by the one shared copy
         else:
-            f.copies = key_count.get(e.content_key, 1) if e.content_key else 1
+            copies = key_count.get(e.content_key, 1) if e.content_key else 1
+        files.append(File(
+            dev=kdev_str(dev), ino=ino, path=e.info.path if e.info else "",
+            content_id=_content_id(e.content_key), size=e.info.size if e.info else 0,
+            resident_bytes=-neg_res * page, duplicate_bytes=-neg_dup * page,
+            copies=copies, cgroups=sorted(users), shared=bool(e.shared_mapping)))
 
     # non-shared pages: fair share is the page itself (one user: its owner)
     for e in live:
@@ -363,8 +364,7 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             containers_count=len(mount_cgroups.get(m.dev, ()))))
         totals.backing_resident_bytes += max(0, backing_pages) * page
 
-    files.sort(key=lambda f: (-f.resident_bytes, -f.duplicate_bytes, f.dev, f.ino))
-    health.files_total = len(files)
+    health.files_total = len(file_rank)
     health.seeded_bytes = seeded_pages_total * page
     totals.redundant_bytes = redundant_pages * page
     totals.potential_savings_bytes = potential_pages * page
@@ -379,7 +379,7 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
                                f"maps full, numbers are low")
 
     return Model(tier=tier, started_at=started_at, ended_at=readings.taken_at, page_size=page,
-                 containers=containers, mounts=mount_rows, files=files[:files_cap],
+                 containers=containers, mounts=mount_rows, files=files,
                  totals=totals, health=health, kernel=kernel)
 
 
