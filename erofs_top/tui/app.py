@@ -183,6 +183,7 @@ class ErofsTopApp(App):
         self.defer_free = False             # set when a collector thread runs
         self.last_refresh_s = 0.0           # how long the source's last refresh() took
         self._retired_lock = threading.Lock()
+        self._tables: list[RowTable] | None = None
 
     # ------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -202,8 +203,11 @@ class ErofsTopApp(App):
         yield Static(id="too-small")
 
     def tables(self) -> list[RowTable]:
-        return [self.query_one(f"#table-{v.__name__.rsplit('.', 1)[-1]}", RowTable)
-                for v in VIEWS]
+        """The views' tables, in VIEWS order (looked up once)."""
+        if self._tables is None:
+            self._tables = [self.query_one(f"#table-{v.__name__.rsplit('.', 1)[-1]}", RowTable)
+                            for v in VIEWS]
+        return self._tables
 
     def table(self, index: int | None = None) -> RowTable:
         return self.tables()[self.active_view if index is None else index]
