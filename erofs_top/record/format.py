@@ -281,6 +281,18 @@ class EventBatch:
                    array("Q", index), array("I", nr), array("Q", cg), array("I", pid),
                    array("Q", bytes(8 * n)))
 
+    def time_ordered(self) -> "EventBatch":
+        """The events sorted by ts_ns (stable).  Ring buffer order is time order
+        up to tiny inversions between CPUs; a perf buffer (older kernels) hands
+        each CPU's events over in turn, so an insert and the removal of the same
+        page on two CPUs could arrive swapped."""
+        ts = self.ts_ns
+        if all(a <= b for a, b in zip(ts, ts[1:])):
+            return self
+        order = sorted(range(len(ts)), key=ts.__getitem__)
+        return EventBatch(*(array(getattr(self, f).typecode, [getattr(self, f)[i] for i in order])
+                            for f in _FIELDS))
+
     def slice(self, start: int, stop: int) -> "EventBatch":
         return EventBatch(*(getattr(self, f)[start:stop] for f in _FIELDS))
 

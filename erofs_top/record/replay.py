@@ -97,7 +97,7 @@ class Replayer:
 
     def _next_batch(self) -> bool:
         try:
-            self._batch = next(self._batches)
+            self._batch = next(self._batches).time_ordered()
         except StopIteration:
             self._batch, self._done = None, True
             return False

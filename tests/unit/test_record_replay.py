@@ -413,3 +413,28 @@ def test_backing_cache_snapshots_step_the_replay(tmp_path):
     assert image_cache(3.0) == 100 * PAGE
     assert image_cache(5.0) == 300 * PAGE
     assert image_cache(2.5) == 100 * PAGE    # backwards too
+
+
+def test_events_swapped_across_cpus_replay_in_time_order(tmp_path):
+    """A perf buffer delivers CPU by CPU: the removal of a page may be written
+    before its insert.  The replay orders each block by time."""
+    s = synth.Script()
+    s.ev(0.2, fmt.KIND_DELETE, synth.DEV_A, synth.LIB_INO, 0, 4, synth.CG_ROOT)   # cpu 1
+    s.ev(0.1, fmt.KIND_ADD, synth.DEV_A, synth.LIB_INO, 0, 4, synth.CG_A)         # cpu 0
+    s.ev(0.3, fmt.KIND_ADD, synth.DEV_A, synth.LIB_INO, 8, 4, synth.CG_A)
+    s.duration_s = 1.0
+    from erofs_top.record.writer import RecordingWriter
+    p = str(tmp_path / "swap.rec")
+    w = RecordingWriter(p)
+    w.write_json(fmt.BLOCK_META, {"started_at": 1.7e9, "mono_start_ns": synth.MONO0,
+                                  "page_size": PAGE, "tier": "tracepoint"})
+    w.add_events(s.events)              # file order: delete, add, add
+    w.close({"ts_ns": synth.MONO0 + synth.SEC, "reason": "test"})
+    rec = Recording.open(p)
+    assert [row[1] for b in rec.batches() for row in b.rows()] == [2, 1, 1]
+    rp = Replayer(rec)
+    rp.advance_to(rec.end_ts_ns)
+    r = rp.readings()
+    assert sum(m.bit_count() for pc in r.chunks for m in pc.owners.values()) == 4
+    (fio,) = [x for x in r.io if x.cgroup_id == synth.CG_A]
+    assert fio.evicted_pages == 4
