@@ -393,3 +393,32 @@ def test_probe_records_bulk_decode():
     assert [row[:8] for row in b.rows()] == [(t, k, d, ino, ix, nr, cg, pid)
                                              for t, cg, ino, ix, d, nr, pid, k in recs]
     assert len(EventBatch.from_probe_records(b"")) == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_full_disk_is_one_line_error():
+    with pytest.raises(RecordingError, match="No space left"):
+        RecordingWriter("/dev/full")
+
+
+def test_write_error_mid_recording_leaves_a_readable_prefix(tmp_path, monkeypatch):
+    p = tmp_path / "enospc.rec"
+    w = RecordingWriter(str(p))
+    w.write_json(fmt.BLOCK_META, {"started_at": 1.7e9, "mono_start_ns": 0})
+    evs = _events(500)
+    w.add_events(evs)
+    w.flush_events()
+    real_write = w._f.write
+
+    def failing_write(data):
+        real_write(data[:len(data) // 2])       # the disk fills up mid-block
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(w._f, "write", failing_write)
+    w.add_events(_events(500, seed=2))
+    with pytest.raises(RecordingError, match="No space left"):
+        w.flush_events()
+    assert w.full
+    w.close({"ts_ns": 1, "reason": "test"})     # END cannot be written: no exception
+    rec = Recording.open(str(p))
+    assert all_events(rec) == as_rows(evs)
+    assert not rec.complete and any("cut short" in x for x in rec.warnings)
