@@ -31,6 +31,7 @@ class RecordingSource:
         self.offset_s = 0.0            # position: seconds since the recording started
         self._last_wall: float | None = None
         self._usual_gap_s: float | None = None
+        self._cached: tuple[int, Model] | None = None
         # the UI calls refresh from its poll thread and step from a worker
         self._lock = threading.Lock()
         self.closed = False
@@ -49,7 +50,12 @@ class RecordingSource:
 
     def _model(self) -> Model:
         self.offset_s = min(max(0.0, self.offset_s), self.duration_s)
-        return self.replayer.model_at(self.rec.mono_start_ns + int(self.offset_s * 1e9))
+        ts = self.rec.mono_start_ns + int(self.offset_s * 1e9)
+        if self._cached is not None and self._cached[0] == ts:
+            return self._cached[1]          # at the end, or not moved: no new aggregation
+        model = self.replayer.model_at(ts)
+        self._cached = (ts, model)
+        return model
 
     def refresh(self) -> Model:
         with self._lock:
