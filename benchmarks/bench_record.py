@@ -252,13 +252,15 @@ def main() -> int:
             for rate in args.stress_rates:
                 out = os.path.join(tmpdir, f"stress{rate}.rec")
                 r = Recording(out)
-                t0 = time.monotonic()
-                procs = [cg.popen([sys.executable, "-S", "-c", RANDOM_READER,
-                                   str(args.stress_seconds), str(rate / 2), *paths[i::2]],
-                                  stdout=subprocess.PIPE, text=True) for i in range(2)]
-                pages = sum(int(p.communicate()[0].strip() or 0) for p in procs)
-                secs = time.monotonic() - t0
-                rec, _err = r.stop()
+                try:
+                    t0 = time.monotonic()
+                    procs = [cg.popen([sys.executable, "-S", "-c", RANDOM_READER,
+                                       str(args.stress_seconds), str(rate / 2), *paths[i::2]],
+                                      stdout=subprocess.PIPE, text=True) for i in range(2)]
+                    pages = sum(int(p.communicate()[0].strip() or 0) for p in procs)
+                    secs = time.monotonic() - t0
+                finally:
+                    rec, _err = r.stop()
                 offered = (rec.events_count + rec.lost_events) / secs
                 print(f"  target {rate / 1e3:5.0f}k pages/s: read {pages / secs / 1e3:6.1f}k "
                       f"pages/s, {offered / 1e3:6.1f}k events/s offered, {rec.events_count} "
