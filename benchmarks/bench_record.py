@@ -276,8 +276,10 @@ def main() -> int:
             if best is None:
                 print("  lost events already at the lowest step")
             else:
+                bound = "" if res["stress"][-1]["lost_events"] else \
+                    "; no step lost events, so this is a lower bound: add --stress-rates"
                 print(f"  sustained without loss: {best / 1e3:.0f}k events/s (highest step with "
-                      f"0 lost)")
+                      f"0 lost{bound})")
             res["sustained_events_per_s"] = best
 
     finally:
