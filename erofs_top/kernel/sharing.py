@@ -153,6 +153,9 @@ class SharingProbes:
             raise SharingError(f"probes/ishare.c failed to load: {lines[-1] if lines else e}") from None
         if hook == "fentry":
             return                # BCC attached the kfunc programs at load
+        self._attach_kprobes()
+
+    def _attach_kprobes(self) -> None:
         for fn, prog, ret, required in KPROBES:
             try:
                 if ret:
@@ -163,8 +166,9 @@ class SharingProbes:
                 if required:
                     raise SharingError(f"cannot attach {'kretprobe' if ret else 'kprobe'} "
                                        f"{fn}: {str(e).strip().splitlines()[-1]}") from None
-                self.warnings.append(f"sharing: {fn} not probed ({str(e).strip()}); members "
-                                     f"are learned from opens, reads and mmaps only")
+                why = str(e).strip().splitlines()
+                self.warnings.append(f"sharing: {fn} not probed ({why[-1] if why else e}); "
+                                     f"members are learned from opens, reads and mmaps only")
 
     def _cleanup(self) -> None:
         if self.bpf is not None:

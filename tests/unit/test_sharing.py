@@ -156,3 +156,30 @@ def test_refusals_name_the_reason(monkeypatch):
             assert ok, reason
             continue
         assert not ok and words in reason and "\n" not in reason, (kw, reason)
+
+
+def test_auto_falls_back_to_fentry_and_reports_both_failures(monkeypatch):
+    """The order of hooks in mode "auto" (the real loads run in tests/vm)."""
+    tried = []
+
+    def fake_load(self, hook):                  # stands in for the BCC compile + attach
+        tried.append(hook)
+        if hook == "kprobe":
+            raise sharing.SharingError("cannot attach kprobe erofs_ishare_mmap: no such symbol")
+        self.bpf = object()
+
+    monkeypatch.setattr(sharing.SharingProbes, "_load", fake_load)
+    monkeypatch.setattr(sharing.SharingProbes, "_cleanup", lambda self: None)
+    p = sharing.SharingProbes(mode="auto")
+    assert tried == ["kprobe", "fentry"] and p.hook == "fentry"
+
+    def always_fails(self, hook):
+        raise sharing.SharingError(f"{hook} broken")
+
+    monkeypatch.setattr(sharing.SharingProbes, "_load", always_fails)
+    try:
+        sharing.SharingProbes(mode="auto")
+    except sharing.SharingError as e:
+        assert str(e) == "kprobe: kprobe broken; fentry: fentry broken"
+    else:
+        raise AssertionError("no SharingError")

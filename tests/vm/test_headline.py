@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -77,7 +78,9 @@ def _phase(collector, img1: str, img2: str, opts: str) -> dict:
         c1 = lk.cached_bytes()
         cb.run(lk.read_tree, m2)
         c2 = lk.cached_bytes()
+        t0 = time.monotonic()
         model = collector.refresh()
+        refresh_s = time.monotonic() - t0
         a_file, b_file = ca.file_bytes(), cb.file_bytes()
     t = model.totals
     return {"cached_bytes": c2 - c0, "cached_a_bytes": c1 - c0, "cached_b_bytes": c2 - c1,
@@ -86,6 +89,7 @@ def _phase(collector, img1: str, img2: str, opts: str) -> dict:
             "redundant_bytes": t.redundant_bytes,
             "potential_savings_bytes": t.potential_savings_bytes,
             "sharing_saved_bytes": t.sharing_saved_bytes,
+            "files_total": model.health.files_total, "refresh_seconds": round(refresh_s, 1),
             "warnings": model.health.warnings}
 
 

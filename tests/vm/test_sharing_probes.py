@@ -183,8 +183,9 @@ def test_no_shared_inode_where_the_kernel_did_not_share(sharing_probes, images, 
             assert cb.id not in s.users, s
 
 
-def test_fentry_fallback_loads_and_sees_reads(lab, images, sharing_probes):
-    """fentry/fexit variant of the same probes (used where kprobes are off)."""
+def test_fentry_variant_sees_the_same(lab, images, sharing_probes):
+    """The fentry/fexit build of probes/ishare.c (what "auto" falls back to
+    when kprobes cannot attach; the fallback order is unit-tested)."""
     from erofs_top.kernel import sharing
     with sharing.SharingProbes(mode="fentry") as fp:
         assert fp.hook == "fentry"
@@ -192,8 +193,28 @@ def test_fentry_fallback_loads_and_sees_reads(lab, images, sharing_probes):
                 lk.erofs_mount(f"{images}/b-dig.erofs", SHARE) as mb, \
                 lk.Cgroup("fe-a") as ca, lk.Cgroup("fe-b") as cb:
             ca.read(f"{ma}/big.bin")
-            cb.read(f"{mb}/big.bin")
+            cb.mmap_touch(f"{mb}/big.bin")
             (s,) = shared_of(fp, f"{ma}/big.bin")
             assert resident_by_owner(s).get(ca.id, 0) == NPAGES
             assert {ca.id, cb.id} <= set(s.users)
             assert len(s.members) == 2
+            assert fp.counters()["fill_shared"] >= 2
+
+
+def test_kprobe_attach_failure_is_one_line(sharing_probes, monkeypatch):
+    """kprobe-only mode: a required probe that cannot attach is a SharingError
+    of one line naming it (attached to the session's loaded program: a second
+    compile would cost ~20 s under TCG)."""
+    from erofs_top.kernel import sharing
+    bogus = ("erofs_top_no_such_function", "kp_ishare_mmap", False, True)
+    monkeypatch.setattr(sharing, "KPROBES", (bogus,))
+    shell = sharing.SharingProbes.__new__(sharing.SharingProbes)
+    shell.bpf, shell.warnings = sharing_probes.bpf, []
+    with pytest.raises(sharing.SharingError) as e:
+        shell._attach_kprobes()
+    msg = str(e.value)
+    assert "kprobe erofs_top_no_such_function" in msg and "\n" not in msg, msg
+    # an optional probe only warns
+    monkeypatch.setattr(sharing, "KPROBES", (bogus[:3] + (False,),))
+    shell._attach_kprobes()
+    assert any("erofs_top_no_such_function" in w for w in shell.warnings), shell.warnings
