@@ -200,7 +200,7 @@ EOF
     # kernel: the newest 7.x cloud kernel; its config must enable page-cache sharing
     kpkg=$(in_chroot apt-cache search --names-only "^linux-image-7\.[0-9.]+.*-$LAB_KERNEL_FLAVOUR\$" \
            | awk '{print $1}' | grep -v -e -dbg -e -unsigned | sort -V | tail -n1)
-    [[ -n $kpkg ]] || die "no linux-image-7.*-$LAB_KERNEL_FLAVOUR package in $LAB_SUITE"
+    [[ -n $kpkg ]] || die "no linux-image-7.*-$LAB_KERNEL_FLAVOUR package in $LAB_SUITE at $m (an old snapshot mirror? set LAB_MIRROR)"
     kver=${kpkg#linux-image-}
     log "kernel $kver"
     # linux-image-$kver is a metapackage that only adds an initramfs generator;
