@@ -111,3 +111,25 @@ def test_duplicates_not_sharing_where_the_kernel_did_not_share(collector, images
     assert m.totals.redundant_bytes == SIZE, m.totals
     assert a.duplicate_bytes == b.duplicate_bytes == SIZE, (a, b)
     assert m.totals.potential_savings_bytes == (SIZE if shareable else 0), m.totals
+
+
+def test_mmap_only_container_is_a_user_and_eviction_empties_the_model(collector, images):
+    """B only maps the file (no read(2)): it still shares it.  Unmounting both
+    evicts the real inodes, the kernel drops the shared inode and its pages,
+    and the Model follows."""
+    with lk.Cgroup("mv-a") as ca, lk.Cgroup("mv-b") as cb:
+        with lk.erofs_mount(f"{images}/a-dig.erofs", SHARE) as ma, \
+                lk.erofs_mount(f"{images}/b-dig.erofs", SHARE) as mb:
+            collector.refresh()
+            ca.read(f"{ma}/big.bin")
+            cb.mmap_touch(f"{mb}/big.bin")
+            m = collector.refresh()
+            b = container(m, cb)
+            assert b is not None and b.shared_bytes == SIZE, b
+            assert m.totals.sharing_saved_bytes == SIZE, m.totals
+        m = collector.refresh()
+    assert m.totals.shared_bytes == 0 and m.totals.sharing_saved_bytes == 0, m.totals
+    assert not [f for f in m.files if f.shared], m.files
+    for cg in (ca, cb):
+        c = container(m, cg)
+        assert c is None or (c.resident_bytes == 0 and c.shared_bytes == 0), c
