@@ -39,11 +39,12 @@ def test_tier_is_full(collector):
     assert collector.tier == "full"
 
 
-def test_inode_share_model(collector, images):
+@pytest.mark.parametrize("img_b", ["a-dig", "b-dig"], ids=["same-image-twice", "two-images"])
+def test_inode_share_model(collector, images, img_b):
     """Same content mounted twice with inode_share: B inserts nothing, both
     use it, sharing saved = the file's resident bytes."""
     with lk.erofs_mount(f"{images}/a-dig.erofs", SHARE) as ma, \
-            lk.erofs_mount(f"{images}/b-dig.erofs", SHARE) as mb, \
+            lk.erofs_mount(f"{images}/{img_b}.erofs", SHARE) as mb, \
             lk.Cgroup("md-a") as ca, lk.Cgroup("md-b") as cb:
         collector.refresh()
         ca.read(f"{ma}/big.bin")
