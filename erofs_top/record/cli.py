@@ -257,7 +257,10 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
 @click.option("--samples", type=click.IntRange(2, 100_000), default=300, show_default=True,
               help="At most this many timeline points (one a second, coarser for long "
                    "recordings).")
-def report_command(file, as_json, files_rows, files_cap, samples):
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="The Model at TIME instead of the end: seconds since the recording "
+                   "began (90, 12.5) or the wall-clock time HH:MM[:SS] it was recorded at.")
+def report_command(file, as_json, files_rows, files_cap, samples, at):
     """The same Model and tables as `once`, computed offline from a recording
     (no root, any machine), plus a timeline: peaks of resident and duplicate
     bytes, the fastest insert window and who inserted most in it, and the
@@ -265,8 +268,14 @@ def report_command(file, as_json, files_rows, files_cap, samples):
     good block, with a warning."""
     from .report import build_report, render_text
     rec = _open_recording(file)
+    at_s = None
+    if at is not None:
+        try:
+            at_s = parse_time(at, rec.started_at, rec.duration_s)
+        except ValueError as e:
+            fail(str(e), EXIT_USAGE)
     try:
-        model, doc = build_report(rec, files_cap=files_cap, max_samples=samples)
+        model, doc = build_report(rec, files_cap=files_cap, max_samples=samples, at_s=at_s)
     except fmt.RecordingError as e:
         fail(str(e))
     except KeyboardInterrupt:

@@ -67,16 +67,22 @@ def live_check(rec: Recording, rp: Replayer) -> dict[str, Any] | None:
 
 
 def build_report(rec: Recording, *, files_cap: int | None = None,
-                 max_samples: int = tlmod.DEFAULT_MAX_SAMPLES) -> tuple[Model, dict[str, Any]]:
-    """(final Model, report JSON document)."""
+                 max_samples: int = tlmod.DEFAULT_MAX_SAMPLES,
+                 at_s: float | None = None) -> tuple[Model, dict[str, Any]]:
+    """(Model at the end, or at_s seconds after the start; report JSON document).
+    The timeline always covers the whole recording."""
     rp = Replayer(rec, files_cap=files_cap)
     tl = tlmod.build(rec, rp, max_samples=max_samples)
-    final = tl.samples[-1].model
-    doc = final.to_dict()
+    model = tl.samples[-1].model
+    if at_s is not None:
+        at_s = min(max(0.0, at_s), rec.duration_s)
+        model = rp.model_at(rec.mono_start_ns + int(at_s * 1e9))
+    doc = model.to_dict()
     doc["timeline"] = tlmod.to_json(rec, tl)
     doc["recording"] = recording_json(rec, rp)
+    doc["recording"]["model_at_s"] = round(rec.duration_s if at_s is None else at_s, 3)
     doc["recording"]["live_check"] = live_check(rec, rp)
-    return final, doc
+    return model, doc
 
 
 def render_text(model: Model, doc: dict[str, Any], files: int = 10) -> str:
@@ -85,6 +91,9 @@ def render_text(model: Model, doc: dict[str, Any], files: int = 10) -> str:
     out = [once_text(model, files), ""]
     r = doc["recording"]
     state = "complete" if r["complete"] else "INCOMPLETE"
+    if r["model_at_s"] < r["duration_s"]:
+        out.append(f"(the tables above: {r['model_at_s']:.1f} s after the start, of "
+                   f"{r['duration_s']:.1f} s)")
     out.append(f"recording: {r['file']}  format {r['format']} ({r['compression']})  "
                f"{fmt_bytes(r['file_bytes'])}  {r['duration_s']:.1f} s  {state}, "
                f"ended: {r['end_reason']}")

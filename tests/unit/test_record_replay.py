@@ -438,3 +438,17 @@ def test_events_swapped_across_cpus_replay_in_time_order(tmp_path):
     assert sum(m.bit_count() for pc in r.chunks for m in pc.owners.values()) == 4
     (fio,) = [x for x in r.io if x.cgroup_id == synth.CG_A]
     assert fio.evicted_pages == 4
+
+
+def test_report_at_a_time(demo):
+    r = CliRunner().invoke(report_command, [demo.path, "--json", "--at", "3.5"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["recording"]["model_at_s"] == 3.5
+    b = next(c for c in doc["containers"] if c["cgroup"] == "/kubepods/ctr-b")
+    assert 0 < b["resident_bytes"] < (synth.LIB_PAGES + synth.DATA_PAGES) * PAGE   # mid-read
+    assert len(doc["timeline"]["samples"]) == 7                                  # still all of it
+    r = CliRunner().invoke(report_command, [demo.path, "--at", "3.5"])
+    assert "3.5 s after the start" in r.output
+    r = CliRunner().invoke(report_command, [demo.path, "--at", "99"])
+    assert r.exit_code == 2 and "outside the recording" in r.output
