@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-
 from erofs_top import aggregate
 from erofs_top.readings import PageChunk, PageEvent, Readings, SharedInode
 from erofs_top.record import format as fmt
