@@ -1,7 +1,6 @@
 """`erofs-top replay`: the live UI on a small synthetic recording, driven by Pilot."""
 from __future__ import annotations
 
-
 import pytest
 
 from erofs_top.record import synth
