@@ -239,3 +239,29 @@ def test_ctrl_c_while_busy_still_stops(stack, cgroup_prefix, tmp_path):
     rec = Recording.open(str(out))
     assert rec.complete and rec.end["reason"] == "interrupted"
     assert rec.events_count > 10_000
+
+
+def test_losses_are_counted_per_second_and_reported(stack, cgroup_prefix, tmp_path):
+    """A one-page ring buffer overflows under a busy reader: the kernel's drops
+    are in the ticks, the report's health, the per-second list and the text."""
+    scen = DemoScenario(stack, cgroup_prefix=cgroup_prefix)
+    out = tmp_path / "lossy.rec"
+    p = start_recording(out, "--ring-buffer-pages", "1", "--duration", "4")
+    paths = [scen.mount_a.path(rel) for rel in DEMO_FILES]
+    reader = scen.ctr_a.popen([sys.executable, "-S", "-c", BUSY_READER, "3", *paths])
+    try:
+        rc, err = finish(p)
+    finally:
+        reader.kill()
+        reader.wait()
+    assert rc == 0, err
+    rep = run_json("report", "--json", str(out))
+    lost = rep["recording"]["lost_events"]
+    assert lost > 0, rep["recording"]
+    assert rep["health"]["lost_events"] >= lost
+    per_second = rep["timeline"]["losses"]["per_second"]
+    assert per_second and sum(x["lost_events"] for x in per_second) == lost
+    assert f"({lost} lost in the kernel" in err
+    text = subprocess.run(CLI + ["report", str(out)], capture_output=True, text=True,
+                          timeout=120).stdout
+    assert "lost events per second:" in text
