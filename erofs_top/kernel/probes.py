@@ -266,17 +266,24 @@ class ProbeCollector(Collector):
         return run_ns, run_cnt
 
     # ---------------------------------------------------------- record mode
+    # the recorder sets this to decode raw `struct page_event` records in bulk
+    # (bytes -> batch): a ctypes decode per event costs more than the event
+    event_decoder = None
+
     def poll_events(self, callback, timeout_ms: int = 100) -> None:
-        """Record mode: decode pending events and pass them to callback(list)."""
+        """Record mode: pass the pending events to callback, as a list of
+        PageEvent, or as event_decoder(concatenated raw records) when set."""
         if not self.record:
             raise RuntimeError("ProbeCollector(record=True) needed for events")
         if not self._ring_open:
-            batch: list[PageEvent] = []
-            self._batch = batch
+            self._batch: list = []
             table = self.bpf[b"events"]
+            batch = self._batch
 
-            def on_event(*args):
-                data = args[1] if len(args) >= 2 else args[0]
+            def on_event(_ctx_or_cpu, data, size):
+                if self.event_decoder is not None:
+                    batch.append(ct.string_at(data, size))
+                    return
                 ev = table.event(data)
                 batch.append(PageEvent(ev.ts_ns, ev.kind, ev.dev, ev.ino, ev.index,
                                        ev.nr_pages, ev.cgroup_id, ev.pid))
@@ -294,8 +301,22 @@ class ProbeCollector(Collector):
         else:
             self.bpf.perf_buffer_poll(timeout_ms)
         if self._batch:
-            events, self._batch[:] = list(self._batch), []
-            callback(events)
+            items, self._batch[:] = list(self._batch), []
+            if self.event_decoder is not None:
+                callback(self.event_decoder(b"".join(items)))
+            else:
+                callback(items)
+
+    def events_lost(self) -> int:
+        """Record mode: events the ring buffer (kernel) or perf buffer (user
+        space) dropped so far."""
+        return self._counters()["events_lost"] + self.lost_events
+
+    def sync_mounts(self) -> None:
+        """Re-read mountinfo and update the kernel filter now (the recorder
+        calls this between refreshes)."""
+        self.mounts.refresh()
+        self._sync_mounts()
 
     # ---------------------------------------------------------- teardown
     def close(self) -> None:

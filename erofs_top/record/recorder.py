@@ -121,14 +121,13 @@ class LoggingCgroups:
 
 def _events_lost(col) -> int:
     """Kernel-side ring buffer drops (BPF counter) + perf-buffer drops seen in user space."""
-    lost = int(getattr(col, "lost_events", 0) or 0)
-    counters = getattr(col, "_counters", None)
-    if callable(counters):
+    public = getattr(col, "events_lost", None)
+    if callable(public):
         try:
-            lost += int(counters().get("events_lost", 0))
+            return int(public())
         except Exception:   # a counter read must never end a recording
-            pass
-    return lost
+            return int(getattr(col, "lost_events", 0) or 0)
+    return int(getattr(col, "lost_events", 0) or 0)
 
 
 def _page_cache_bytes() -> int:
@@ -148,6 +147,9 @@ class Recorder:
                  command: list[str] | None = None, max_size_bytes: int | None = None,
                  status: Callable[[str], None] | None = None):
         self.col = col
+        if hasattr(col, "event_decoder"):
+            # bulk-decode raw probe records: half the recorder's CPU per event
+            col.event_decoder = fmt.EventBatch.from_probe_records
         self.w = writer
         self.model_interval_s = model_interval_s
         self.command = list(command or [])
@@ -292,10 +294,11 @@ class Recorder:
 
     def _sync_mounts(self) -> None:
         col = self.col
-        col.mounts.refresh()
-        sync = getattr(col, "_sync_mounts", None)    # keep the kernel filter current
+        sync = getattr(col, "sync_mounts", None)     # keep the kernel filter current
         if callable(sync):
             sync()
+        else:
+            col.mounts.refresh()
 
     def tick(self, now_ns: int) -> None:
         self.w.flush_events()
