@@ -218,6 +218,10 @@ def doctor(mounts=None) -> Report:
           "kernel without CONFIG_EROFS_FS_PAGE_CACHE_SHARE (or erofs module not loaded yet)",
           "" if share else "Linux 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y, mount with "
                            "inode_share,domain_id=...")
+    from .sharing import sharing_supported      # no bcc import at module level
+    full, how = sharing_supported()
+    r.add("sharing tier (full)", full, how,
+          "" if full else "the tracepoint tier runs instead; fix the reason above for the full tier")
     cg = cgroup2_mount()
     r.add("cgroup v2", bool(cg), cg or "not mounted", "" if cg else "mount -t cgroup2 none /sys/fs/cgroup")
     kpc = kpagecgroup_readable()
@@ -233,7 +237,7 @@ def doctor(mounts=None) -> Report:
                   f"{m.mountpoint} <- {m.source} ({m.backing}; options {opts})")
     bpf_ok = root and bool(tf) and hrel is not None and all(
         tps[e] for e in EVENTS[:2])
-    full_ok = bpf_ok and share and match and ld != "confidentiality" and (kp or btf)
+    full_ok = bpf_ok and full
     r.tier = "full" if full_ok else "tracepoint" if bpf_ok else "snapshot" if root or kpc else ""
     # the snapshot tier needs to read page residency (any user can mincore their files)
     if not r.tier:

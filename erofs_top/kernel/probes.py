@@ -101,6 +101,7 @@ class ProbeCollector(Collector):
         try:
             self.sharing = sharing_mod.SharingProbes()
             self.tier = TIER_FULL
+            self.degraded += self.sharing.warnings
         except Exception as e:   # the tracepoint tier goes on without it
             self.degraded.append(f"page-cache sharing probes failed: {str(e).splitlines()[-1]}")
 
@@ -227,6 +228,8 @@ class ProbeCollector(Collector):
         if self.sharing is not None:
             try:
                 r.shared = self.sharing.read()
+                for name, usage in self.sharing.map_usage().items():
+                    r.maps[f"ishare_{name}"] = usage
             except Exception as e:
                 r.warnings.append(f"sharing probes unreadable: {e}")
         r.warnings += self.degraded
