@@ -42,6 +42,7 @@
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
  */
 #include <uapi/linux/ptrace.h>
+#include "chunk_owners.h"      /* owners_claim / owners_release, MAX_OWNERS */
 
 /* erofs tracepoint formats name these types; they live in fs/erofs/internal.h */
 typedef u64 erofs_nid_t;
@@ -54,7 +55,6 @@ typedef u64 erofs_blk_t;
 #ifndef IO_ENTRIES
 #define IO_ENTRIES 65536
 #endif
-#define MAX_OWNERS 4
 #define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
 
 #define KIND_EROFS 1
@@ -226,26 +226,9 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
             return;
         }
     }
-    /* pages re-inserted after an eviction: drop them from the unknown mask */
-    if (v->other_bits & mask)
-        __sync_fetch_and_and(&v->other_bits, ~mask);
-#pragma unroll
-    for (int s = 0; s < MAX_OWNERS; s++) {
-        u64 c = v->cgid[s];
-        if (c == cg) {
-            __sync_fetch_and_or(&v->bits[s], mask);
-            return;
-        }
-        /* free slot, or a slot whose pages were all evicted: claim it */
-        if (c == 0 || v->bits[s] == 0) {
-            if (__sync_val_compare_and_swap(&v->cgid[s], c, cg) == c) {
-                __sync_fetch_and_or(&v->bits[s], mask);
-                return;
-            }
-        }
-    }
-    __sync_fetch_and_or(&v->other_bits, mask);
-    count(CNT_OWNER_OVERFLOW_PAGES, __builtin_popcountll(mask));
+    u64 overflow = owners_claim(v->cgid, v->bits, &v->other_bits, cg, mask);
+    if (overflow)
+        count(CNT_OWNER_OVERFLOW_PAGES, __builtin_popcountll(overflow));
 }
 
 static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
@@ -255,27 +238,19 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
         count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask));
         return;
     }
-    u64 seen = 0;
+    u64 hits[MAX_OWNERS + 1];
+    u64 seeded = v->seeded_bits & mask;
+    u64 seen = owners_release(v->cgid, v->bits, &v->other_bits, mask, hits);
 #pragma unroll
-    for (int s = 0; s < MAX_OWNERS; s++) {
-        u64 hit = v->bits[s] & mask;
-        if (hit) {
-            __sync_fetch_and_and(&v->bits[s], ~hit);
-            io_add(k->dev, k->ino, v->cgid[s], IO_EVICTED, __builtin_popcountll(hit));
-            if (hit & v->seeded_bits)
-                io_add(k->dev, k->ino, v->cgid[s], IO_EVICTED_SEEDED, __builtin_popcountll(hit & v->seeded_bits));
-            seen |= hit;
-        }
+    for (int s = 0; s <= MAX_OWNERS; s++) {
+        if (!hits[s])
+            continue;
+        u64 cg = s < MAX_OWNERS ? v->cgid[s] : 0;
+        io_add(k->dev, k->ino, cg, IO_EVICTED, __builtin_popcountll(hits[s]));
+        if (hits[s] & seeded)
+            io_add(k->dev, k->ino, cg, IO_EVICTED_SEEDED, __builtin_popcountll(hits[s] & seeded));
     }
-    u64 hit = v->other_bits & mask;
-    if (hit) {
-        __sync_fetch_and_and(&v->other_bits, ~hit);
-        io_add(k->dev, k->ino, 0, IO_EVICTED, __builtin_popcountll(hit));
-        if (hit & v->seeded_bits)
-            io_add(k->dev, k->ino, 0, IO_EVICTED_SEEDED, __builtin_popcountll(hit & v->seeded_bits));
-        seen |= hit;
-    }
-    if (v->seeded_bits & mask)
+    if (seeded)
         __sync_fetch_and_and(&v->seeded_bits, ~mask);
     if (mask & ~seen)
         count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask & ~seen));

@@ -44,6 +44,7 @@
 #include <linux/fs.h>
 #include <linux/mm_types.h>
 #include <linux/page-flags.h>
+#include "chunk_owners.h"      /* owners_claim / owners_release, MAX_OWNERS */
 
 #ifndef SHARED_CHUNK_ENTRIES
 #define SHARED_CHUNK_ENTRIES 262144
@@ -54,7 +55,6 @@
 #ifndef USER_ENTRIES
 #define USER_ENTRIES 65536
 #endif
-#define MAX_OWNERS 4
 #define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
 #define EROFS_MAGIC 0xE0F5E1E2U
 #define FS_PSEUDO 1
@@ -178,31 +178,15 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
         z.bits[0] = mask;
         if (shared_chunks.insert(k, &z) == 0)
             return;
-        v = shared_chunks.lookup(k);     /* lost a race with another CPU, or full */
+        v = shared_chunks.lookup(k);       /* lost a race with another CPU, or full */
         if (!v) {
             count(CNT_CHUNK_UPDATE_FAIL, __builtin_popcountll(mask));
             return;
         }
     }
-    if (v->other_bits & mask)
-        __sync_fetch_and_and(&v->other_bits, ~mask);
-#pragma unroll
-    for (int s = 0; s < MAX_OWNERS; s++) {
-        u64 c = v->cgid[s];
-        if (c == cg) {
-            __sync_fetch_and_or(&v->bits[s], mask);
-            return;
-        }
-        /* free slot, or a slot whose pages were all evicted: claim it */
-        if (c == 0 || v->bits[s] == 0) {
-            if (__sync_val_compare_and_swap(&v->cgid[s], c, cg) == c) {
-                __sync_fetch_and_or(&v->bits[s], mask);
-                return;
-            }
-        }
-    }
-    __sync_fetch_and_or(&v->other_bits, mask);
-    count(CNT_OWNER_OVERFLOW_PAGES, __builtin_popcountll(mask));
+    u64 overflow = owners_claim(v->cgid, v->bits, &v->other_bits, cg, mask);
+    if (overflow)
+        count(CNT_OWNER_OVERFLOW_PAGES, __builtin_popcountll(overflow));
 }
 
 static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
@@ -212,20 +196,8 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
         count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask));
         return;
     }
-    u64 seen = 0;
-#pragma unroll
-    for (int s = 0; s < MAX_OWNERS; s++) {
-        u64 hit = v->bits[s] & mask;
-        if (hit) {
-            __sync_fetch_and_and(&v->bits[s], ~hit);
-            seen |= hit;
-        }
-    }
-    u64 hit = v->other_bits & mask;
-    if (hit) {
-        __sync_fetch_and_and(&v->other_bits, ~hit);
-        seen |= hit;
-    }
+    u64 hits[MAX_OWNERS + 1];
+    u64 seen = owners_release(v->cgid, v->bits, &v->other_bits, mask, hits);
     if (mask & ~seen)
         count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask & ~seen));
 }

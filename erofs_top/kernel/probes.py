@@ -49,7 +49,7 @@ class ProbeCollector(Collector):
                                  f"no tracepoint tier (use --no-bpf for the snapshot tier)")
         # erofs-top's own reads (content hashing) are counted like anyone's:
         # they did insert pages (dropped again right after, so not resident)
-        cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}"]
+        cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}", f"-I{PROBE_DIR}"]
         if self._events.get("erofs:erofs_fill_inode"):
             cflags.append("-DHAVE_EROFS_FILL_INODE")
         else:

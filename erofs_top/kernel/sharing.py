@@ -135,7 +135,8 @@ class SharingProbes:
     # ---------------------------------------------------------- loading
     def _cflags(self, hook: str) -> list[str]:
         fl = [f"-DSHARED_CHUNK_ENTRIES={self.max_chunks}", f"-DMEMBER_ENTRIES={self.max_members}",
-              f"-DUSER_ENTRIES={self.max_users}", f"-DSELF_TGID={os.getpid()}"]
+              f"-DUSER_ENTRIES={self.max_users}", f"-DSELF_TGID={os.getpid()}",
+              f"-I{PROBE.parent}"]     # chunk_owners.h, shared with filemap.c
         if hook == "fentry":
             fl.append("-DISHARE_FENTRY")
         return fl
