@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 echo "== host tests (kernel $(uname -r))"
 host_rc=0
-.venv/bin/python -m pytest -p no:cacheprovider "$@" || host_rc=$?
+# tests/vm runs inside the lab below, not on the host
+.venv/bin/python -m pytest -p no:cacheprovider --ignore=tests/vm "$@" || host_rc=$?
 vm_rc=0
 if [[ ${EROFS_TOP_SKIP_VM:-0} != 1 ]]; then
     echo "== qemu lab tests (Linux 7.x with page-cache sharing)"
