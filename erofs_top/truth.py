@@ -349,33 +349,22 @@ def meminfo_cached_bytes() -> int:
 # ---------------------------------------------------------------- snapshot
 def _regular_files(mount) -> tuple[list[tuple[str, int]], str]:
     """(path, ino) of every regular file of the mounted superblock; error text."""
-    root = mount.mountpoint
-    try:
-        root_dev = os.stat(root).st_dev
-    except OSError as e:
-        return [], f"{root}: {e.strerror}"
+    from .resolve.mounts import walk_mount
     out: list[tuple[str, int]] = []
     seen: set[int] = set()
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for ent in it:
-                try:
-                    if ent.is_dir(follow_symlinks=False):
-                        if ent.stat(follow_symlinks=False).st_dev == root_dev:
-                            stack.append(ent.path)
-                    elif ent.is_file(follow_symlinks=False):
-                        ino = ent.inode()
-                        if ino not in seen:         # hard links: one entry per inode
-                            seen.add(ino)
-                            out.append((ent.path, ino))
-                except OSError:
+    try:
+        for ent in walk_mount(mount.mountpoint):
+            try:
+                if not ent.is_file(follow_symlinks=False):
                     continue
+            except OSError:
+                continue
+            ino = ent.inode()
+            if ino not in seen:         # hard links: one entry per inode
+                seen.add(ino)
+                out.append((ent.path, ino))
+    except OSError as e:
+        return out, f"{mount.mountpoint}: {e.strerror}"
     return out, ""
 
 

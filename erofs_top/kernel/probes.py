@@ -12,11 +12,11 @@ from .. import truth
 from ..collector import Collector, CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
 from ..readings import CHUNK_PAGES, FileIO, PageChunk, PageEvent, Readings
-from . import caps
+from . import caps, maps
+from .maps import MAX_OWNERS
 
 PROBE_DIR = Path(__file__).resolve().parents[2] / "probes"
 KIND_EROFS = 1
-MAX_OWNERS = 4
 COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
 
@@ -78,7 +78,7 @@ class ProbeCollector(Collector):
                                  f" (run `erofs-top doctor`)") from None
         self._attached = True
         self.watched: set[int] = set()
-        self._empty_chunks: set = set()
+        self._chunk_gc = maps.EmptyChunkGC(self.bpf[b"chunks"])
         self.lost_events = 0
         self._ring_open = False
         self.sharing = None
@@ -152,43 +152,21 @@ class ProbeCollector(Collector):
         return seeded
 
     # ---------------------------------------------------------- reading
-    def _items(self, table):
-        try:
-            return list(table.items_lookup_batch())
-        except Exception:   # kernels/BCC without batch ops
-            return list(table.items())
-
     def read(self) -> Readings:
         if not self._attached:
             raise CollectorError("probes are detached")
         self._sync_mounts()
         r = Readings(taken_at=time.time(), page_size=self.page_size, probes_attached=True)
-        chunks_items = self._items(self.bpf[b"chunks"])
+        chunks_items = maps.items(self.bpf[b"chunks"])
         empty = set()
         for k, v in chunks_items:
-            owners: dict[int, int] = {}
-            for s in range(MAX_OWNERS):
-                if v.bits[s]:
-                    owners[v.cgid[s]] = owners.get(v.cgid[s], 0) | v.bits[s]
-            if v.other_bits:
-                owners[0] = owners.get(0, 0) | v.other_bits
+            owners = maps.chunk_owners(v)
             if not owners:
-                empty.add((k.dev, k.ino, k.chunk))
+                empty.add((k.dev, 0, k.ino, k.chunk))
                 continue
             r.chunks.append(PageChunk(k.dev, k.ino, k.chunk, owners, v.seeded_bits))
-        # garbage-collect entries empty at two reads in a row (an insert racing
-        # a delete of the entry would be lost, so give it a refresh interval)
-        chunks = self.bpf[b"chunks"]
-        for dev, ino, c in empty & self._empty_chunks:
-            key = chunks.Key(dev, 0, ino, c)
-            try:
-                v = chunks[key]
-                if not any(v.bits) and not v.other_bits:
-                    del chunks[key]
-            except KeyError:
-                pass
-        self._empty_chunks = empty
-        io_items = self._items(self.bpf[b"io"])
+        self._chunk_gc.collect(empty)
+        io_items = maps.items(self.bpf[b"io"])
         io_by_key: dict[tuple[int, int, int], FileIO] = {}
         evicted_seeded: dict[tuple[int, int, int], int] = {}
         for k, v in io_items:

@@ -18,10 +18,9 @@ import platform
 from pathlib import Path
 
 from ..readings import SharedInode
-from . import caps
+from . import caps, maps
 
 PROBE = Path(__file__).resolve().parents[2] / "probes" / "ishare.c"
-MAX_OWNERS = 4
 COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_failures",
             "owner_overflow_pages", "big_folio_lost_pages", "delete_untracked_pages",
             "fill_shared", "fill_not_shared", "free_inode", "open", "read", "mmap",
@@ -117,7 +116,7 @@ class SharingProbes:
         self._BPF = BPF
         self.max_chunks, self.max_members, self.max_users = max_chunks, max_members, max_users
         self.warnings: list[str] = []
-        self._empty: set[tuple[int, int]] = set()
+        self._chunk_gc = None         # set once the probes are loaded
         self.bpf = None
         errors = []
         order = {"auto": ("kprobe", "fentry"), "kprobe": ("kprobe",), "fentry": ("fentry",)}[mode]
@@ -152,6 +151,7 @@ class SharingProbes:
         except Exception as e:   # bcc raises plain Exception with the compiler log
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
             raise SharingError(f"probes/ishare.c failed to load: {lines[-1] if lines else e}") from None
+        self._chunk_gc = maps.EmptyChunkGC(self.bpf["shared_chunks"])
         if hook == "fentry":
             return                # BCC attached the kfunc programs at load
         self._attach_kprobes()
@@ -189,13 +189,6 @@ class SharingProbes:
         self.close()
 
     # ---------------------------------------------------------- reading
-    @staticmethod
-    def _items(table):
-        try:
-            return list(table.items_lookup_batch())
-        except Exception:   # kernels/BCC without batch ops
-            return list(table.items())
-
     def counters(self) -> dict[str, int]:
         t = self.bpf["counters"]
         out = {}
@@ -228,27 +221,22 @@ class SharingProbes:
             return s
 
         empty = set()
-        for k, v in self._items(self.bpf["shared_chunks"]):
-            owners: dict[int, int] = {}
-            for s in range(MAX_OWNERS):
-                if v.bits[s]:
-                    owners[v.cgid[s]] = owners.get(v.cgid[s], 0) | v.bits[s]
-            if v.other_bits:
-                owners[0] = owners.get(0, 0) | v.other_bits
+        for k, v in maps.items(self.bpf["shared_chunks"]):
+            owners = maps.chunk_owners(v)
             if not owners:
                 empty.add((k.mapping, k.chunk))
                 continue
             inode(k.mapping).chunks[k.chunk] = owners
-        self._gc_chunks(empty)
+        self._chunk_gc.collect(empty)
 
-        for k, v in self._items(self.bpf["members"]):
+        for k, v in maps.items(self.bpf["members"]):
             s = inode(k.mapping)
             s.members.add((k.dev, k.ino))
             s.size = max(s.size, v.size)
 
         users = self.bpf["users"]
         stale = []
-        for k, _ in self._items(users):
+        for k, _ in maps.items(users):
             s = out.get(k.mapping)
             if s is None or (k.dev, k.ino) not in s.members:
                 stale.append(k)       # its real inode was evicted: forget the use
@@ -260,17 +248,3 @@ class SharingProbes:
             except KeyError:
                 pass
         return [s for s in out.values() if s.chunks or s.members]
-
-    def _gc_chunks(self, empty: set[tuple[int, int]]) -> None:
-        """Delete chunk entries that were empty at two reads in a row (an insert
-        racing a delete of the entry would be lost, so give it one interval)."""
-        t = self.bpf["shared_chunks"]
-        for mapping, chunk in empty & self._empty:
-            key = t.Key(mapping, chunk)
-            try:
-                v = t[key]
-                if not any(v.bits) and not v.other_bits:
-                    del t[key]
-            except KeyError:
-                pass
-        self._empty = empty

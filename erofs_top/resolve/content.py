@@ -25,6 +25,7 @@ import time
 
 from ..truth import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
+from .mounts import walk_mount
 from .superblock import ErofsFormatError, Superblock, read_inode, read_superblock
 
 FINGERPRINT_PREFIX = b"sha256:"
@@ -84,29 +85,11 @@ class _MountIndex:
         self.error = ""
         root = mount.mountpoint
         try:
-            root_st = os.stat(root)
+            self.paths[os.stat(root).st_ino] = root
+            for ent in walk_mount(root):
+                self.paths.setdefault(ent.inode(), ent.path)   # hard links: first name
         except OSError as e:
             self.error = f"{root}: {e.strerror}"
-            return
-        self.paths[root_st.st_ino] = root
-        stack = [root]
-        while stack:
-            d = stack.pop()
-            try:
-                it = os.scandir(d)
-            except OSError:
-                continue
-            with it:
-                for ent in it:
-                    try:
-                        ino = ent.inode()
-                        self.paths.setdefault(ino, ent.path)   # hard links: first name
-                        if ent.is_dir(follow_symlinks=False):
-                            # do not descend into something mounted on top
-                            if ent.stat(follow_symlinks=False).st_dev == root_st.st_dev:
-                                stack.append(ent.path)
-                    except OSError:
-                        continue
 
 
 class ImageContent:

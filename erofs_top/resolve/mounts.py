@@ -26,6 +26,29 @@ LOOP_GET_STATUS64 = 0x4C05
 _LOOP_INFO64 = struct.Struct("<QQQQQIIII64s64s32s16s")   # struct loop_info64, 232 bytes
 
 
+def walk_mount(root: str):
+    """Every directory entry below the mount point root (root excluded), not
+    descending into filesystems mounted on top.  Unreadable directories are
+    passed over.  Raises OSError when root itself cannot be stat'ed."""
+    root_dev = os.stat(root).st_dev
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for ent in it:
+                try:
+                    if ent.is_dir(follow_symlinks=False) and \
+                            ent.stat(follow_symlinks=False).st_dev == root_dev:
+                        stack.append(ent.path)
+                except OSError:
+                    continue
+                yield ent
+
+
 @dataclass
 class MountinfoEntry:
     mount_id: int

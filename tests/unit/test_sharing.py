@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace as NS
 
-from erofs_top.kernel import sharing
+from erofs_top.kernel import maps, sharing
 
 
 class FakeBpfTable(dict):
@@ -52,7 +52,7 @@ def probes_with(chunks, members, users):
     chunk_t.Key = lambda m, c: ck(m, c)
     p.bpf = {"shared_chunks": chunk_t, "members": FakeBpfTable(items=members),
              "users": FakeBpfTable(items=users)}
-    p._empty = set()
+    p._chunk_gc = maps.EmptyChunkGC(chunk_t)
     p.warnings = []
     return p
 
