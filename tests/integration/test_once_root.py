@@ -270,3 +270,17 @@ def test_cgroup_removed_mid_run_keeps_its_pages_visible(stack, cgroup_prefix, pr
     after = probes.refresh()
     row = next(c for c in after.containers if c.cgroup_id == cg.id)
     assert row.resident_bytes == approx(MiB)       # the pages are still charged somewhere
+
+
+def test_mount_created_after_start_is_picked_up(stack, cgroup_prefix, probes):
+    src = make_tree(stack.dir / "src", {"lib.so": 2 * MiB})
+    img = build_image(src, stack.dir / "a.erofs")
+    a = stack.cgroup(f"{cgroup_prefix}/a")
+    before = probes.refresh()
+    m = stack.mount(img, "late")              # after attach and a first refresh
+    assert m.dev_str not in {x.dev for x in before.mounts}
+    read_file(m.path("lib.so"), a)            # read at once, before any refresh
+    after = probes.refresh()
+    row = next(x for x in after.mounts if x.dev == m.dev_str)
+    assert row.resident_bytes == approx(resident_bytes(m.path("lib.so")))
+    assert after.container(a.path).inserted_bytes >= 2 * MiB * 0.99
