@@ -25,7 +25,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .model import (Container, File, Health, MapUsage, Model, Mount, Totals)
+from .model import (Container, File, Health, MapUsage, Model, Mount, MountHolder, Totals)
 from .readings import Readings, UNKNOWN_CGROUP, kdev_str
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
                            CgroupResolver, FileInfo, MountInfo, MountResolver)
@@ -254,6 +254,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
     mount_resident: dict[int, int] = defaultdict(int)
     mount_dup: dict[int, int] = defaultdict(int)
     mount_cgroups: dict[int, set] = defaultdict(set)
+    # (mount dev, cgroup) -> [resident pages, duplicate pages] it inserted there
+    mount_holder: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
     files: list[File] = []
     file_rank: list[tuple] = []
     seeded_pages_total = 0
@@ -267,10 +269,15 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             smask = e.seeded.get(c, 0)
             for cg, m in owners.items():
                 a = acc[cg]
-                a.resident += m.bit_count()
-                a.dup += (m & dmask).bit_count()
+                res, dup = m.bit_count(), (m & dmask).bit_count()
+                a.resident += res
+                a.dup += dup
                 a.seeded += (m & smask).bit_count()
                 owners_of_file.add(cg)
+                if e.mount:
+                    h = mount_holder[(e.mount.dev, cg)]
+                    h[0] += res
+                    h[1] += dup
             seeded_pages_total += (smask & e.union.get(c, 0)).bit_count()
         for cg in owners_of_file:
             acc[cg].files += 1
@@ -346,6 +353,12 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
         totals.evicted_bytes += a.evicted * page
     containers.sort(key=lambda c: (-c.resident_bytes, c.cgroup))
 
+    holders_of: dict[int, list[MountHolder]] = defaultdict(list)
+    for (dev, cg), (res, dup) in mount_holder.items():
+        if res:
+            holders_of[dev].append(MountHolder(cg, res * page, dup * page))
+    for hs in holders_of.values():
+        hs.sort(key=lambda x: (-x.resident_bytes, x.cgroup_id))
     mount_rows: list[Mount] = []
     for m in mounts.mounts():
         img = m.image
@@ -361,7 +374,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             resident_bytes=mount_resident.get(m.dev, 0) * page,
             duplicate_bytes=mount_dup.get(m.dev, 0) * page,
             backing_resident_bytes=max(0, backing_pages) * page,
-            containers_count=len(mount_cgroups.get(m.dev, ()))))
+            containers_count=len(mount_cgroups.get(m.dev, ())),
+            holders=holders_of.get(m.dev, [])))
         totals.backing_resident_bytes += max(0, backing_pages) * page
 
     health.files_total = len(file_rank)

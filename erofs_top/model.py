@@ -41,6 +41,14 @@ class Container:
 
 
 @dataclass
+class MountHolder:
+    """One cgroup's pages on one mount."""
+    cgroup_id: int
+    resident_bytes: int
+    duplicate_bytes: int
+
+
+@dataclass
 class Mount:
     """One EROFS superblock (a mount point; bind mounts of it are listed once)."""
     dev: str                    # "maj:min" as in mountinfo
@@ -60,6 +68,8 @@ class Mount:
     backing_resident_bytes: int = 0   # pages of the image file in the host page cache
     containers_count: int = 0
     gone: bool = False          # unmounted while we were watching
+    # per cgroup that inserted pages of this mount, largest first
+    holders: list[MountHolder] = field(default_factory=list)
 
 
 @dataclass
@@ -147,7 +157,8 @@ class Model:
             schema=d["schema"], tier=d["tier"], kernel=d.get("kernel", ""),
             started_at=d["started_at"], ended_at=d["ended_at"], page_size=d["page_size"],
             containers=[Container(**c) for c in d.get("containers", [])],
-            mounts=[Mount(**m) for m in d.get("mounts", [])],
+            mounts=[Mount(**{**m, "holders": [MountHolder(**x) for x in m.get("holders", [])]})
+                    for m in d.get("mounts", [])],
             files=[File(**f) for f in d.get("files", [])],
             totals=Totals(**d.get("totals", {})),
             health=Health(**h),

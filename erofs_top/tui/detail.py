@@ -116,20 +116,17 @@ def mount_lines(ctx: ViewContext, key: Hashable, m: Mount, width: int) -> list[s
     if m.backing in ("file", "loop") and m.backing_resident_bytes and not m.directio:
         lines += _para("the image file is cached too (double caching); "
                        "mount with directio to avoid it", width)
-    holders = [c for c in (model.containers if model else []) if m.dev in c.mounts]
-    holders.sort(key=lambda c: -c.resident_bytes)
+    names = {c.cgroup_id: container_name(c) for c in (model.containers if model else [])}
     lines.append("")
-    lines.append(f"Containers holding its pages ({len(holders)}):")
-    lines += _para("(bytes are each container's total over all its mounts: the Model does "
-                   "not split them per mount)", width)
+    lines.append(f"Containers holding its pages ({len(m.holders)}):")
     name_w = max(16, width - 44)
-    for c in holders:
-        name = container_name(c)
+    for hd in m.holders:
+        name = names.get(hd.cgroup_id, f"cgroup #{hd.cgroup_id}")
         if len(name) > name_w:
             name = shorten(name, name_w, "path")
-        lines.append(f"  {name:<{name_w}} resident {fmt_bytes(c.resident_bytes):>9}"
-                     f"  duplicate {fmt_bytes(c.duplicate_bytes):>9}")
-    if not holders:
+        lines.append(f"  {name:<{name_w}} resident {fmt_bytes(hd.resident_bytes):>9}"
+                     f"  duplicate {fmt_bytes(hd.duplicate_bytes):>9}")
+    if not m.holders:
         lines.append("  (none)")
     files = [f for f in (model.files if model else []) if f.dev == m.dev]
     files.sort(key=lambda f: -f.resident_bytes)

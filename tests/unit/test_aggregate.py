@@ -210,3 +210,18 @@ def test_compressed_and_plain_copies_not_shareable(env):
     m = run(r, env)
     assert m.totals.redundant_bytes == 64 * PAGE
     assert m.totals.potential_savings_bytes == 0
+
+
+def test_mount_holders_split_each_cgroup_per_mount(env):
+    r = Readings(taken_at=1.0, page_size=PAGE)
+    r.chunks += chunks_for(DEV_A, 40, 100, CG_A)
+    r.chunks += chunks_for(DEV_B, 40, 30, CG_A)
+    r.chunks += chunks_for(DEV_B, 40 + 1000, 20, CG_B)   # another file on B
+    m = run(r, env)
+    rows = {x.dev: x for x in m.mounts}
+    a_on_a = [(h.cgroup_id, h.resident_bytes, h.duplicate_bytes) for h in rows["0:40"].holders]
+    assert a_on_a == [(CG_A, 100 * PAGE, 30 * PAGE)]
+    on_b = [(h.cgroup_id, h.resident_bytes) for h in rows["0:41"].holders]
+    assert on_b == [(CG_A, 30 * PAGE), (CG_B, 20 * PAGE)]
+    assert sum(h.resident_bytes for h in rows["0:41"].holders) == rows["0:41"].resident_bytes
+    assert Model.from_dict(json.loads(json.dumps(m.to_dict()))) == m

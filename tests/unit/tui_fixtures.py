@@ -1,8 +1,8 @@
 """Fixed Models for the TUI tests (built from model.py dataclasses; no root)."""
 from __future__ import annotations
 
-from erofs_top.model import (Container, File, Health, MapUsage, Model, Mount, Totals,
-                             TIER_TRACEPOINT)
+from erofs_top.model import (Container, File, Health, MapUsage, Model, Mount, MountHolder,
+                             Totals, TIER_TRACEPOINT)
 
 MiB = 1 << 20
 T0 = 1_700_000_000.0
@@ -66,9 +66,14 @@ def files() -> list[File]:
 def model(step: int = 0, *, tier: str = TIER_TRACEPOINT, drop_cgroups: tuple[int, ...] = (),
           t0: float = T0, interval_s: float = 2.0) -> Model:
     cs = [c for c in containers(step) if c.cgroup_id not in drop_cgroups]
+    ms = mounts()
+    for m in ms:    # each fixture container holds pages of one mount only
+        m.holders = sorted((MountHolder(c.cgroup_id, c.resident_bytes, c.duplicate_bytes)
+                            for c in cs if m.dev in c.mounts),
+                           key=lambda h: -h.resident_bytes)
     return Model(
         tier=tier, started_at=t0, ended_at=t0 + interval_s * step, page_size=4096,
-        containers=cs, mounts=mounts(), files=files(),
+        containers=cs, mounts=ms, files=files(),
         totals=Totals(resident_bytes=26 * MiB, duplicate_bytes=18 * MiB,
                       redundant_bytes=9 * MiB, potential_savings_bytes=9 * MiB,
                       backing_resident_bytes=13 * MiB,
