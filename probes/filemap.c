@@ -211,6 +211,8 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, int field, u64 n)
     }
 }
 
+/* find-or-create stays per file: BCC rewrites map calls only outside macros,
+ * so the slot logic is what chunk_owners.h shares */
 static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
 {
     struct chunk_val *v = chunks.lookup(k);

@@ -169,6 +169,8 @@ static __always_inline int is_pseudo_sb(struct super_block *sb)
 }
 
 /* ------------------------------------------------------------ page chunks */
+/* find-or-create stays per file: BCC rewrites map calls only outside macros,
+ * so the slot logic is what chunk_owners.h shares */
 static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
 {
     struct chunk_val *v = shared_chunks.lookup(k);

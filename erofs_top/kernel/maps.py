@@ -15,6 +15,19 @@ def items(table) -> list:
         return list(table.items())
 
 
+def percpu_counters(table, names) -> dict[str, int]:
+    """A BPF_PERCPU_ARRAY of counters, summed over CPUs: {name: total} with
+    names in index order (missing slots read 0)."""
+    import ctypes as ct
+    out = {}
+    for i, name in enumerate(names):
+        try:
+            out[name] = int(sum(table[ct.c_int(i)]))
+        except (KeyError, TypeError):
+            out[name] = 0
+    return out
+
+
 def chunk_owners(v) -> dict[int, int]:
     """A chunk value's owner slots -> {cgroup id: page mask}; pages whose owner
     did not fit in a slot go to cgroup 0 (unknown)."""

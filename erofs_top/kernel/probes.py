@@ -218,14 +218,7 @@ class ProbeCollector(Collector):
         return r
 
     def _counters(self) -> dict[str, int]:
-        t = self.bpf[b"counters"]
-        out = {}
-        for i, name in enumerate(COUNTERS):
-            try:
-                out[name] = int(sum(t[ct.c_int(i)]))
-            except (KeyError, TypeError):
-                out[name] = 0
-        return out
+        return maps.percpu_counters(self.bpf[b"counters"], COUNTERS)
 
     def _prog_stats(self) -> tuple[dict[str, int], dict[str, int]]:
         """run_time_ns / run_cnt per program from /proc/self/fdinfo (needs

@@ -12,7 +12,6 @@ probes.py are the only ones that import bcc.
 """
 from __future__ import annotations
 
-import ctypes as ct
 import os
 import platform
 from pathlib import Path
@@ -190,14 +189,7 @@ class SharingProbes:
 
     # ---------------------------------------------------------- reading
     def counters(self) -> dict[str, int]:
-        t = self.bpf["counters"]
-        out = {}
-        for i, name in enumerate(COUNTERS):
-            try:
-                out[name] = int(sum(t[ct.c_int(i)]))
-            except (KeyError, TypeError):
-                out[name] = 0
-        return out
+        return maps.percpu_counters(self.bpf["counters"], COUNTERS)
 
     def map_usage(self) -> dict[str, tuple[int, int, int]]:
         """name -> (entries, capacity, update failures), for Readings.maps."""
