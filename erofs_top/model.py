@@ -38,6 +38,9 @@ class Container:
     seeded_bytes: int = 0       # part of resident_bytes found resident at start (not seen inserted)
     files_count: int = 0        # files with resident pages inserted by this cgroup
     mounts: list[str] = field(default_factory=list)   # devs ("maj:min") it holds pages of
+    # page cache this cgroup would stop paying for if sharing were on (its part
+    # of totals.potential_savings_bytes: EROFS pages + image-file pages)
+    potential_savings_bytes: int = 0
 
 
 @dataclass
@@ -91,9 +94,17 @@ class Totals:
     resident_bytes: int = 0
     duplicate_bytes: int = 0
     redundant_bytes: int = 0            # (k-1) copies of content resident k >= 2 times
-    potential_savings_bytes: int = 0    # part of redundant that inode_share could share
+    # page cache inode_share would save on stock mounts (docs/sharing.md):
+    potential_savings_bytes: int = 0             # = file + image cache
+    potential_savings_file_bytes: int = 0        # EROFS inode pages
+    potential_savings_image_cache_bytes: int = 0  # image-file pages (file-backed, loop)
+    potential_savings_now_bytes: int = 0         # stage a: images that carry fingerprints
+    potential_savings_rebuild_bytes: int = 0     # stage b: more after --xattr-inode-digest
     shared_bytes: int = 0
-    sharing_saved_bytes: int = 0        # shared pages x (users - 1)
+    # page cache inode_share saves now: per page, members that touched it - 1
+    sharing_saved_bytes: int = 0                 # = file + image cache
+    sharing_saved_file_bytes: int = 0
+    sharing_saved_image_cache_bytes: int = 0
     backing_resident_bytes: int = 0
     inserted_bytes: int = 0
     evicted_bytes: int = 0

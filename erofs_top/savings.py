@@ -1,0 +1,227 @@
+"""What page-cache sharing saves (inode_share mounts) or would save (stock
+mounts), page by page, in the page cache the kernel charges.  Pure: called by
+erofs_top.aggregate with its entries; docs/sharing.md has the rules and a
+worked example each.
+
+Rules (the kernel's, fs/erofs/ishare.c):
+- Without sharing every EROFS inode caches the pages its readers touched; with
+  it, one shared inode per content caches them once.  A page saves only where
+  another resident copy of the same content page would otherwise be held:
+  per content page, holders - 1 (intersection of page sets, not user counts).
+- Readers through one mount use one inode, shared or not: no saving.
+- splice/sendfile readers of an inode_share mount read the member inode's own
+  cache (``.splice_read = filemap_splice_read``): they touch no shared page.
+- Sharing needs the same data path (aops class) and, to happen now, images
+  with fingerprints (``mkfs.erofs --xattr-inode-digest``); copies on images
+  without them save only after a rebuild (stage "rebuild").
+- File-backed and loop mounts read the image file through the host page cache,
+  charged to the reader: with sharing, the shared inode reads through ONE
+  member's image, so the other members' image pages for that content are not
+  read.  Image pages that other resident files of the same image need, and
+  pages charged to cgroups that do not read the mount (a warm image), stay.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .readings import CHUNK_PAGES
+
+PageMap = dict[int, tuple[int, ...]]      # file page -> image-file pages
+
+
+@dataclass
+class Savings:
+    """Pages saved, split by where they sit.  ``by_cgroup``: the cgroups that
+    would stop paying (potential) for the file pages and image pages counted."""
+    file_pages: int = 0                 # EROFS inode pages
+    image_pages: int = 0                # the image file's own cache
+    now_file_pages: int = 0             # of file_pages: images already carry fingerprints
+    by_cgroup: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def pages(self) -> int:
+        return self.file_pages + self.image_pages
+
+
+@dataclass
+class Copy:
+    """One cached copy of some content, as the savings code needs it."""
+    key: tuple                          # unique per copy (the aggregator's entry key)
+    union: dict[int, int]               # chunk -> resident mask
+    owners: dict[int, dict[int, int]]   # chunk -> cgroup -> mask
+    image: tuple[int, int] | None       # (host dev, image ino) of a file/loop mount
+    page_map: PageMap | None            # file page -> image pages (None: unknown)
+    fingerprinted: bool                 # its image carries --xattr-inode-digest xattrs
+
+
+def _pages_of(mask: int, chunk: int) -> Iterable[int]:
+    base = chunk * CHUNK_PAGES
+    while mask:
+        low = mask & -mask
+        yield base + low.bit_length() - 1
+        mask ^= low
+
+
+def _file_pages(members: list[Copy], out: Savings, removed: dict[tuple, dict[int, int]]) -> None:
+    """Per content page, every resident copy after the first is saved; the
+    first holder in ``members`` order keeps it.  Fills ``removed``."""
+    chunks = set().union(*(m.union.keys() for m in members))
+    for c in chunks:
+        held = 0
+        held_fp = 0
+        for m in members:
+            mask = m.union.get(c, 0)
+            gone = mask & held
+            held |= mask
+            if m.fingerprinted:
+                out.now_file_pages += (mask & held_fp).bit_count()
+                held_fp |= mask
+            if not gone:
+                continue
+            removed.setdefault(m.key, {})[c] = gone
+            out.file_pages += gone.bit_count()
+            for cg, om in m.owners.get(c, {}).items():
+                n = (om & gone).bit_count()
+                if n:
+                    out.by_cgroup[cg] += n
+
+
+def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
+    """The copy whose image the shared inode would read through: the one with
+    the most of its image pages already charged to its readers."""
+    def held(m: Copy) -> int:
+        pages = owned.get(m.image, {}) if m.image else {}
+        rd = readers.get(m.image, ())
+        return sum(1 for ps in (m.page_map or {}).values()
+                   for p in ps if pages.get(p) in rd)
+    return max(members, key=lambda m: (held(m), -members.index(m)))
+
+
+def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
+                     readers: dict[tuple, set[int]], *, resident: bool
+                     ) -> tuple[dict[tuple, dict[int, int]], dict[tuple, set[int]]]:
+    """Image pages one content group would stop reading, and those it keeps.
+
+    Per file page: the members whose image holds that page (``resident``:
+    charged to a reader of that image; else: NOT resident, i.e. sharing kept it
+    out) are its holders; one keeps it, the others' image pages are candidates.
+    Returns ({image: {page: owner cgroup}}, {image: pages kept})."""
+    mapped = [m for m in members if m.image and m.page_map is not None]
+    cand: dict[tuple, dict[int, int]] = defaultdict(dict)
+    kept: dict[tuple, set[int]] = defaultdict(set)
+    if len(mapped) < 2:
+        for m in mapped:
+            kept[m.image].update(p for ps in m.page_map.values() for p in ps)
+        return cand, kept
+    keeper = _keeper(mapped, owned, readers)
+    for fpage in set().union(*(m.page_map.keys() for m in mapped)):
+        holders, read_through = [], False
+        for m in mapped:
+            ps = m.page_map.get(fpage, ())
+            pages = owned.get(m.image, {})
+            if resident:
+                hit = [p for p in ps if pages.get(p) in readers.get(m.image, ())]
+            else:
+                hit = [p for p in ps if p not in pages]
+                read_through |= len(hit) < len(ps)
+            if hit:
+                holders.append((m, hit))
+            else:
+                kept[m.image].update(ps)
+        if not holders:
+            continue
+        # one holder keeps its copy, unless (realized) another image already served it
+        keep = None if read_through else next((h for h in holders if h[0] is keeper), holders[0])
+        for m, hit in holders:
+            if keep is not None and (m is keep[0] or m.image == keep[0].image):
+                kept[m.image].update(hit)
+                continue
+            for p in hit:
+                cand[m.image][p] = owned.get(m.image, {}).get(p, 0)
+    return cand, kept
+
+
+def potential(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
+              readers: dict[tuple, set[int]], other_kept: dict[tuple, set[int]]) -> Savings:
+    """What inode_share would save on stock mounts.  ``groups``: copies of one
+    content in one aops class (shared inodes excluded); ``other_kept``: image
+    pages that resident files outside every group need."""
+    out = Savings()
+    removed: dict[tuple, dict[int, int]] = {}
+    cand: dict[tuple, dict[int, int]] = defaultdict(dict)
+    kept: dict[tuple, set[int]] = defaultdict(set, {k: set(v) for k, v in other_kept.items()})
+    for members in groups:
+        # fingerprinted copies first: with sharing on, they are the ones that merge now
+        members = sorted(members, key=lambda m: not m.fingerprinted)
+        _file_pages(members, out, removed)
+        c, k = image_candidates(members, owned, readers, resident=True)
+        for img, pages in c.items():
+            cand[img].update(pages)
+        for img, pages in k.items():
+            kept[img] |= pages
+    _count_images(cand, kept, out)
+    return out
+
+
+def _count_images(cand: dict[tuple, dict[int, int]], kept: dict[tuple, set[int]],
+                  out: Savings) -> None:
+    for img, pages in cand.items():
+        keep = kept.get(img, set())
+        for p, cg in pages.items():
+            if p not in keep:
+                out.image_pages += 1
+                out.by_cgroup[cg] += 1
+
+
+def realized_file_pages(union: dict[int, int], touched: dict[tuple, dict[int, int]]) -> int:
+    """Shared inode: per resident page, the members that touched it - 1."""
+    saved = 0
+    for c, res in union.items():
+        any_mask = 0
+        total = 0
+        for chunks in touched.values():
+            m = chunks.get(c, 0) & res
+            total += m.bit_count()
+            any_mask |= m
+        saved += total - any_mask.bit_count()
+    return saved
+
+
+def touched_copies(union: dict[int, int], touched: dict[tuple, dict[int, int]],
+                   image_of: Callable[[tuple], tuple | None],
+                   map_of: Callable[[tuple], PageMap | None]) -> list[Copy]:
+    """The members of a shared inode as copies holding what they touched (for
+    the image-file part of the realized saving)."""
+    out = []
+    for member, chunks in sorted(touched.items()):
+        mine = {c: m & union.get(c, 0) for c, m in chunks.items() if m & union.get(c, 0)}
+        if not mine:
+            continue
+        pm = map_of(member)
+        pages = {p for c, m in mine.items() for p in _pages_of(m, c)}
+        out.append(Copy(key=member, union=mine, owners={}, image=image_of(member),
+                        page_map=None if pm is None else
+                        {p: v for p, v in pm.items() if p in pages},
+                        fingerprinted=True))
+    return out
+
+
+def realized_image_pages(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
+                         readers: dict[tuple, set[int]],
+                         other_kept: dict[tuple, set[int]]) -> int:
+    """Image pages that sharing kept out of the cache: pages of members other
+    than the one read through, for content pages they touched, that are not
+    resident (a resident one, warm or read another way, saved nothing)."""
+    out = Savings()
+    cand: dict[tuple, dict[int, int]] = defaultdict(dict)
+    kept: dict[tuple, set[int]] = defaultdict(set, {k: set(v) for k, v in other_kept.items()})
+    for members in groups:
+        c, k = image_candidates(members, owned, readers, resident=False)
+        for img, pages in c.items():
+            cand[img].update(pages)
+        for img, pages in k.items():
+            kept[img] |= pages
+    _count_images(cand, kept, out)
+    return out.image_pages
