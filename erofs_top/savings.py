@@ -135,7 +135,7 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
         # one holder keeps its copy, unless (realized) another image already served it
         keep = None if read_through else next((h for h in holders if h[0] is keeper), holders[0])
         for m, hit in holders:
-            if keep is not None and (m is keep[0] or m.image == keep[0].image):
+            if keep is not None and m is keep[0]:
                 kept[m.image].update(hit)
                 continue
             for p in hit:
@@ -175,9 +175,39 @@ def _count_images(cand: dict[tuple, dict[int, int]], kept: dict[tuple, set[int]]
                 out.by_cgroup[cg] += 1
 
 
+RA_PAGES = 32         # VM_READAHEAD_PAGES: the default read_ahead_kb (128 KiB), 4 KiB pages
+
+
+def init_ra_pages(req: int, max_pages: int = RA_PAGES) -> int:
+    """mm/readahead.c get_init_ra_size(): the window a first read of ``req``
+    pages at the start of a file reads."""
+    size = 1 << max(0, (req - 1).bit_length())       # roundup_pow_of_two
+    if size <= max_pages // 32:
+        return size * 4
+    if size <= max_pages // 4:
+        return size * 2
+    return max(max_pages, req)
+
+
+def with_first_readahead(chunks: dict[int, int]) -> dict[int, int]:
+    """A member whose readers read a file from its first page would, on its
+    own inode, have read the initial readahead window too (on the shared
+    inode, a reader that finds the pages cached triggers none)."""
+    run = 0
+    while chunks.get(run // CHUNK_PAGES, 0) >> (run % CHUNK_PAGES) & 1:
+        run += 1
+    if run == 0:
+        return chunks
+    out = dict(chunks)
+    for p in range(run, init_ra_pages(run)):
+        out[p // CHUNK_PAGES] = out.get(p // CHUNK_PAGES, 0) | 1 << (p % CHUNK_PAGES)
+    return out
+
+
 def realized_file_pages(union: dict[int, int], touched: dict[tuple, dict[int, int]]) -> int:
     """Shared inode: per resident page, the members that touched it - 1."""
     saved = 0
+    touched = {m: with_first_readahead(chunks) for m, chunks in touched.items()}
     for c, res in union.items():
         any_mask = 0
         total = 0

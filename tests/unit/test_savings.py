@@ -1,7 +1,8 @@
 """erofs_top.savings: the page-granular rules of docs/sharing.md, one case each."""
 from __future__ import annotations
 
-from erofs_top.savings import (Copy, potential, realized_file_pages, realized_image_pages,
+from erofs_top.savings import (Copy, init_ra_pages, potential, realized_file_pages,
+                               realized_image_pages,
                                touched_copies)
 
 A, B, C = 101, 202, 303          # reader cgroups
@@ -77,11 +78,13 @@ def test_same_image_mounted_twice_has_one_image_cache():
 
 
 def test_realized_counts_members_that_touched_each_page():
-    union = {0: bits(0, 10)}
-    # one member read it all, another half; a splice/sendfile reader's member
-    # touched no shared page (it reads its own private copy)
-    touched = {(31, 5): {0: bits(0, 10)}, (32, 5): {0: bits(0, 5)}, (33, 5): {}}
-    assert realized_file_pages(union, touched) == 5
+    union = {0: bits(0, 64), 1: bits(0, 64)}
+    # one member read all 128 pages, another the first 40 in one read (its own
+    # inode's first readahead window would be those 40); a splice/sendfile
+    # reader's member touched no shared page (it reads its own private copy)
+    touched = {(31, 5): {0: bits(0, 64), 1: bits(0, 64)}, (32, 5): {0: bits(0, 40)},
+               (33, 5): {}}
+    assert realized_file_pages(union, touched) == 40
 
 
 def test_realized_one_member_many_readers_saves_nothing():
@@ -100,3 +103,21 @@ def test_realized_image_pages_are_those_sharing_kept_out_of_the_cache():
     # image 2 warm (resident anyway): sharing kept nothing out
     owned[IMG2] = {200 + i: WARMER for i in range(4)}
     assert realized_image_pages([copies], owned, {IMG1: {A}, IMG2: {B}}, {}) == 0
+
+
+def test_identical_files_inside_one_image_save_their_own_image_pages():
+    # redis-check-aof and redis-server: the same bytes in two files of one image,
+    # in different blocks: sharing reads one file's blocks only
+    owned = {IMG1: {100 + i: A for i in range(4)} | {200 + i: A for i in range(4)}}
+    s = potential([[copy("x", bits(0, 4), A, IMG1, linear(4, 100)),
+                    copy("y", bits(0, 4), A, IMG1, linear(4, 200))]], owned, {IMG1: {A}}, {})
+    assert (s.file_pages, s.image_pages) == (4, 4)
+
+
+def test_first_read_counts_the_initial_readahead_window():
+    # mm/readahead.c get_init_ra_size with the default 32-page window
+    assert [init_ra_pages(n) for n in (1, 2, 3, 4, 8, 9, 32, 40)] == [4, 4, 8, 8, 16, 32, 32, 40]
+    # a member that read pages 0-2 of a 16-page file would have cached 0-7 on its own
+    union = {0: bits(0, 16)}
+    touched = {(31, 5): {0: bits(0, 16)}, (32, 5): {0: bits(0, 3)}}
+    assert realized_file_pages(union, touched) == 8
