@@ -26,8 +26,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .model import (Container, File, Health, MapUsage, Model, Mount, MountHolder, Totals)
-from .readings import Readings, UNKNOWN_CGROUP, kdev_str
-from .savings import (Copy, Savings, potential, realized_file_pages, realized_image_pages,
+from .readings import CHUNK_PAGES, Readings, UNKNOWN_CGROUP, kdev_str
+from .savings import (Copy, Savings, potential, realized_cache_pages, realized_file_pages,
                       touched_copies)
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
                            CgroupResolver, FileInfo, MountInfo, MountResolver)
@@ -173,40 +173,70 @@ class _Saved:
     potential_now: Savings
     realized_file_pages: int = 0
     realized_image_pages: int = 0
+    realized_compressed_pages: int = 0
+
+
+MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
+
+
+def _managed_key(dev: int) -> tuple:
+    return ("managed", dev)
+
+
+def _managed_map(content: ContentResolver, mount: MountInfo | None, ino: int):
+    fn = getattr(content, "managed_pages", None)
+    return fn(mount, ino) if (fn is not None and mount is not None) else None
+
+
+def _cache_owners(live: list[_Entry], readings: Readings):
+    """Who paid for each page of each cache a copy reads through: image files
+    (ground truth) and compressed-data caches (the probes' own entries, ino 0);
+    and which cgroups read each cache (own EROFS pages of its mounts)."""
+    owned: dict[tuple, dict[int, int]] = dict(readings.image_cache_owners)
+    readers: dict[tuple, set[int]] = defaultdict(set)
+    for e in live:
+        cgs = set().union(*e.chunks.values()) if e.chunks else set()
+        img = _image_key(e.mount)
+        if img:
+            readers[img] |= cgs
+        if e.dev and not e.shared_mapping:
+            readers[_managed_key(e.dev)] |= cgs
+        if e.ino == MANAGED_CACHE_INO and not e.shared_mapping:
+            pages = owned.setdefault(_managed_key(e.dev), {})
+            for c, owners in e.chunks.items():
+                for cg, mask in owners.items():
+                    for p in range(CHUNK_PAGES):
+                        if mask >> p & 1:
+                            pages[c * CHUNK_PAGES + p] = cg
+    return owned, readers
 
 
 def _savings(live: list[_Entry], mergeable: list[list[_Entry]], readings: Readings,
              mounts: MountResolver, content: ContentResolver, health: Health) -> _Saved:
     """Potential (stock mounts) and realized (inode_share) savings: savings.py."""
-    owned = readings.image_cache_owners
-    readers: dict[tuple, set[int]] = defaultdict(set)
-    for e in live:
-        img = _image_key(e.mount)
-        if img:
-            for owners in e.chunks.values():
-                readers[img].update(owners)
+    owned, readers = _cache_owners(live, readings)
 
     def copy(e: _Entry) -> Copy:
         img = _image_key(e.mount)
+        mm = _managed_map(content, e.mount, e.ino)
         return Copy(key=(e.dev, e.ino, e.shared_mapping), union=e.union, owners=e.chunks,
                     image=img, page_map=_page_map(content, e.mount, e.ino) if img else None,
-                    fingerprinted=bool(e.mount and e.mount.image and e.mount.image.ishare_xattrs))
+                    fingerprinted=bool(e.mount and e.mount.image and e.mount.image.ishare_xattrs),
+                    managed=None if mm is None else (_managed_key(e.dev), mm))
 
     groups = [[copy(e) for e in members] for members in mergeable]
     grouped = {id(e) for members in mergeable for e in members}
-    images = {c.image for g in groups for c in g if c.image}
     shared = [e for e in live if e.shared_mapping]
-    for e in shared:
-        for dev, _ino in (e.touched or {}):
-            images.add(_image_key(mounts.by_dev(dev)))
-    # image pages other resident files need: they stay whatever sharing does
+    # cache pages other resident files need: they stay whatever sharing does
     other_kept: dict[tuple, set[int]] = defaultdict(set)
+    devs = {c.key[0] for g in groups for c in g} | {d for e in shared for d, _ in (e.touched or {})}
     for e in live:
-        img = _image_key(e.mount)
-        if img in images and id(e) not in grouped and not e.shared_mapping:
-            pm = _page_map(content, e.mount, e.ino)
-            for ps in (pm or {}).values():
-                other_kept[img].update(ps)
+        if e.dev not in devs or id(e) in grouped or e.shared_mapping:
+            continue
+        for key, pm in ((_image_key(e.mount), _page_map(content, e.mount, e.ino)),
+                        (_managed_key(e.dev), _managed_map(content, e.mount, e.ino))):
+            for ps in (pm or {}).values() if key else ():
+                other_kept[key].update(ps)
     out = _Saved(potential(groups, owned, readers, other_kept),
                  potential([[c for c in g if c.fingerprinted] for g in groups],
                            owned, readers, other_kept))
@@ -216,13 +246,20 @@ def _savings(live: list[_Entry], mergeable: list[list[_Entry]], readings: Readin
             out.realized_file_pages += e.resident_pages() * max(0, e.used_members - 1)
             continue
         out.realized_file_pages += realized_file_pages(e.union, e.touched)
+
+        def managed_of(mem):
+            mm = _managed_map(content, mounts.by_dev(mem[0]), mem[1])
+            return None if mm is None else (_managed_key(mem[0]), mm)
         realized_groups.append(touched_copies(
             e.union, e.touched, lambda mem: _image_key(mounts.by_dev(mem[0])),
-            lambda mem: _page_map(content, mounts.by_dev(mem[0]), mem[1])))
-    out.realized_image_pages = realized_image_pages(realized_groups, owned, readers, other_kept)
-    if any(_aops(e) == AOPS_COMPRESSED for g in mergeable for e in g):
-        health.warnings.append("compressed files: their compressed-data cache is not in the "
-                               "savings yet (a few % low on compressed images)")
+            lambda mem: _page_map(content, mounts.by_dev(mem[0]), mem[1]), managed_of))
+    out.realized_image_pages, out.realized_compressed_pages = realized_cache_pages(
+        realized_groups, owned, readers, other_kept)
+    unmapped = sum(1 for g in groups for c in g if c.managed is not None and c.managed[1] is None)
+    if unmapped:
+        health.warnings.append(f"{unmapped} compressed file copies could not be mapped to their "
+                               f"compressed clusters (dump.erofs missing?): their compressed-data "
+                               f"cache is not in the savings")
     return out
 
 
@@ -444,11 +481,14 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
     totals.potential_savings_bytes = saved.potential.pages * page
     totals.potential_savings_file_bytes = saved.potential.file_pages * page
     totals.potential_savings_image_cache_bytes = saved.potential.image_pages * page
+    totals.potential_savings_compressed_cache_bytes = saved.potential.compressed_pages * page
     totals.potential_savings_now_bytes = saved.potential_now.pages * page
     totals.potential_savings_rebuild_bytes = (saved.potential.pages
                                               - saved.potential_now.pages) * page
     totals.shared_bytes = shared_pages_total * page
-    totals.sharing_saved_bytes = (saved.realized_file_pages + saved.realized_image_pages) * page
+    totals.sharing_saved_bytes = (saved.realized_file_pages + saved.realized_image_pages
+                                  + saved.realized_compressed_pages) * page
+    totals.sharing_saved_compressed_cache_bytes = saved.realized_compressed_pages * page
     totals.sharing_saved_file_bytes = saved.realized_file_pages * page
     totals.sharing_saved_image_cache_bytes = saved.realized_image_pages * page
     totals.page_cache_bytes = readings.page_cache_bytes

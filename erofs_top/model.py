@@ -95,16 +95,18 @@ class Totals:
     duplicate_bytes: int = 0
     redundant_bytes: int = 0            # (k-1) copies of content resident k >= 2 times
     # page cache inode_share would save on stock mounts (docs/sharing.md):
-    potential_savings_bytes: int = 0             # = file + image cache
+    potential_savings_bytes: int = 0             # = file + image + compressed cache
     potential_savings_file_bytes: int = 0        # EROFS inode pages
     potential_savings_image_cache_bytes: int = 0  # image-file pages (file-backed, loop)
+    potential_savings_compressed_cache_bytes: int = 0  # the mounts' compressed-data cache
     potential_savings_now_bytes: int = 0         # stage a: images that carry fingerprints
     potential_savings_rebuild_bytes: int = 0     # stage b: more after --xattr-inode-digest
     shared_bytes: int = 0
     # page cache inode_share saves now: per page, members that touched it - 1
-    sharing_saved_bytes: int = 0                 # = file + image cache
+    sharing_saved_bytes: int = 0                 # = file + image + compressed cache
     sharing_saved_file_bytes: int = 0
     sharing_saved_image_cache_bytes: int = 0
+    sharing_saved_compressed_cache_bytes: int = 0
     backing_resident_bytes: int = 0
     inserted_bytes: int = 0
     evicted_bytes: int = 0

@@ -23,7 +23,7 @@ Rules (the kernel's, fs/erofs/ishare.c):
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from .readings import CHUNK_PAGES
@@ -37,12 +37,13 @@ class Savings:
     would stop paying (potential) for the file pages and image pages counted."""
     file_pages: int = 0                 # EROFS inode pages
     image_pages: int = 0                # the image file's own cache
+    compressed_pages: int = 0           # the mounts' compressed-data (managed) cache
     now_file_pages: int = 0             # of file_pages: images already carry fingerprints
     by_cgroup: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
     @property
     def pages(self) -> int:
-        return self.file_pages + self.image_pages
+        return self.file_pages + self.image_pages + self.compressed_pages
 
 
 @dataclass
@@ -54,6 +55,15 @@ class Copy:
     image: tuple[int, int] | None       # (host dev, image ino) of a file/loop mount
     page_map: PageMap | None            # file page -> image pages (None: unknown)
     fingerprinted: bool                 # its image carries --xattr-inode-digest xattrs
+    # compressed files: (("managed", sb dev), file page -> compressed-cache pages)
+    managed: tuple[tuple, PageMap | None] | None = None
+
+
+def _as_managed(c: Copy) -> Copy:
+    """The copy seen through its mount's compressed-data cache instead of its
+    image file: the same rules apply to both caches."""
+    key, pm = c.managed or (None, None)
+    return replace(c, image=key, page_map=pm)
 
 
 def _pages_of(mask: int, chunk: int) -> Iterable[int]:
@@ -146,33 +156,45 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
 def potential(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
               readers: dict[tuple, set[int]], other_kept: dict[tuple, set[int]]) -> Savings:
     """What inode_share would save on stock mounts.  ``groups``: copies of one
-    content in one aops class (shared inodes excluded); ``other_kept``: image
-    pages that resident files outside every group need."""
+    content in one aops class (shared inodes excluded); ``owned``/``readers``/
+    ``other_kept`` are keyed by cache: an image file (host dev, ino) or a
+    mount's compressed-data cache ("managed", dev); ``other_kept``: pages that
+    resident files outside every group need."""
     out = Savings()
     removed: dict[tuple, dict[int, int]] = {}
+    # fingerprinted copies first: with sharing on, they are the ones that merge now
+    groups = [sorted(members, key=lambda m: not m.fingerprinted) for members in groups]
+    for members in groups:
+        _file_pages(members, out, removed)
+    out.image_pages = _cache_pages(groups, owned, readers, other_kept, out, resident=True)
+    out.compressed_pages = _cache_pages([[_as_managed(c) for c in g] for g in groups],
+                                        owned, readers, other_kept, out, resident=True)
+    return out
+
+
+def _cache_pages(groups: list[list[Copy]], owned, readers, other_kept, out: Savings, *,
+                 resident: bool) -> int:
     cand: dict[tuple, dict[int, int]] = defaultdict(dict)
     kept: dict[tuple, set[int]] = defaultdict(set, {k: set(v) for k, v in other_kept.items()})
     for members in groups:
-        # fingerprinted copies first: with sharing on, they are the ones that merge now
-        members = sorted(members, key=lambda m: not m.fingerprinted)
-        _file_pages(members, out, removed)
-        c, k = image_candidates(members, owned, readers, resident=True)
+        c, k = image_candidates(members, owned, readers, resident=resident)
         for img, pages in c.items():
             cand[img].update(pages)
         for img, pages in k.items():
             kept[img] |= pages
-    _count_images(cand, kept, out)
-    return out
+    return _count_images(cand, kept, out)
 
 
 def _count_images(cand: dict[tuple, dict[int, int]], kept: dict[tuple, set[int]],
-                  out: Savings) -> None:
+                  out: Savings) -> int:
+    n = 0
     for img, pages in cand.items():
         keep = kept.get(img, set())
         for p, cg in pages.items():
             if p not in keep:
-                out.image_pages += 1
+                n += 1
                 out.by_cgroup[cg] += 1
+    return n
 
 
 RA_PAGES = 32         # VM_READAHEAD_PAGES: the default read_ahead_kb (128 KiB), 4 KiB pages
@@ -221,7 +243,8 @@ def realized_file_pages(union: dict[int, int], touched: dict[tuple, dict[int, in
 
 def touched_copies(union: dict[int, int], touched: dict[tuple, dict[int, int]],
                    image_of: Callable[[tuple], tuple | None],
-                   map_of: Callable[[tuple], PageMap | None]) -> list[Copy]:
+                   map_of: Callable[[tuple], PageMap | None],
+                   managed_of: Callable[[tuple], tuple | None] = lambda m: None) -> list[Copy]:
     """The members of a shared inode as copies holding what they touched (for
     the image-file part of the realized saving)."""
     out = []
@@ -229,29 +252,27 @@ def touched_copies(union: dict[int, int], touched: dict[tuple, dict[int, int]],
         mine = {c: m & union.get(c, 0) for c, m in chunks.items() if m & union.get(c, 0)}
         if not mine:
             continue
-        pm = map_of(member)
         pages = {p for c, m in mine.items() for p in _pages_of(m, c)}
+
+        def only_touched(pm):
+            return None if pm is None else {p: v for p, v in pm.items() if p in pages}
+        managed = managed_of(member)
         out.append(Copy(key=member, union=mine, owners={}, image=image_of(member),
-                        page_map=None if pm is None else
-                        {p: v for p, v in pm.items() if p in pages},
-                        fingerprinted=True))
+                        page_map=only_touched(map_of(member)), fingerprinted=True,
+                        managed=None if managed is None else
+                        (managed[0], only_touched(managed[1]))))
     return out
 
 
-def realized_image_pages(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
+def realized_cache_pages(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
                          readers: dict[tuple, set[int]],
-                         other_kept: dict[tuple, set[int]]) -> int:
-    """Image pages that sharing kept out of the cache: pages of members other
-    than the one read through, for content pages they touched, that are not
-    resident (a resident one, warm or read another way, saved nothing)."""
+                         other_kept: dict[tuple, set[int]]) -> tuple[int, int]:
+    """(image-file pages, compressed-cache pages) that sharing kept out of the
+    cache: pages of members other than the one read through, for content pages
+    they touched, that are not resident (a resident one, warm or read another
+    way, saved nothing)."""
     out = Savings()
-    cand: dict[tuple, dict[int, int]] = defaultdict(dict)
-    kept: dict[tuple, set[int]] = defaultdict(set, {k: set(v) for k, v in other_kept.items()})
-    for members in groups:
-        c, k = image_candidates(members, owned, readers, resident=False)
-        for img, pages in c.items():
-            cand[img].update(pages)
-        for img, pages in k.items():
-            kept[img] |= pages
-    _count_images(cand, kept, out)
-    return out.image_pages
+    image = _cache_pages(groups, owned, readers, other_kept, out, resident=False)
+    managed = _cache_pages([[_as_managed(c) for c in g] for g in groups],
+                           owned, readers, other_kept, out, resident=False)
+    return image, managed

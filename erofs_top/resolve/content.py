@@ -27,8 +27,8 @@ import time
 from ..truth import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
-from .superblock import (ErofsFormatError, Superblock, data_extents, file_page_map, read_image,
-                         read_inode, read_superblock)
+from .superblock import (ErofsFormatError, Superblock, compressed_page_map, data_extents,
+                         dump_extents, file_page_map, read_image, read_inode, read_superblock)
 
 FINGERPRINT_PREFIX = b"sha256:"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -185,13 +185,12 @@ class ImageContent:
         self._layout[key] = result
         return result
 
-    def image_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
-        """file page -> pages of the backing image file that hold its data, for
-        file-backed and loop mounts; None where that is not known (no backing
-        file, compressed or unreadable inode).  Cached: images are read-only."""
-        if not mount.backing_file:
-            return None
-        key = self._content_key(mount, ino) + (mount.image_offset,)
+    def physical_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
+        """file page -> image pages (image-relative) holding its data: the data
+        blocks of a plain file, the compressed clusters of a compressed one
+        (from ``dump.erofs -e``).  None where that is not known (unreadable,
+        fragments only, no dump.erofs).  Cached: images are read-only."""
+        key = self._content_key(mount, ino)
         if key in self._page_maps:
             return self._page_maps[key]
         result = None
@@ -203,11 +202,32 @@ class ImageContent:
                 ext = data_extents(sb, ino_rec,
                                    lambda off, n: read_image(mount.image_path, base + off, n))
                 if ext is not None:
-                    result = file_page_map(ext, base, PAGE_SIZE)
-            except (OSError, ErofsFormatError, struct.error):
+                    result = file_page_map(ext, 0, PAGE_SIZE)
+                elif ino_rec.compressed and base == 0:
+                    result = compressed_page_map(dump_extents(mount.image_path, ino), PAGE_SIZE)
+            except (OSError, ErofsFormatError, struct.error, ValueError):
                 result = None
         self._page_maps[key] = result
         return result
+
+    def image_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
+        """file page -> pages of the backing image file (file-backed and loop
+        mounts) that a read of it goes through; None where not known."""
+        if not mount.backing_file:
+            return None
+        phys = self.physical_pages(mount, ino)
+        if phys is None or mount.image_offset % PAGE_SIZE:
+            return None
+        shift = mount.image_offset // PAGE_SIZE
+        return phys if not shift else {p: tuple(x + shift for x in v) for p, v in phys.items()}
+
+    def managed_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
+        """Compressed files: file page -> pages of the mount's compressed-data
+        cache (indexed by physical address) that decompressing it reads."""
+        info = self.file_info(mount, ino)
+        if info is None or info.aops != AOPS_COMPRESSED:
+            return None
+        return self.physical_pages(mount, ino)
 
     def file_info(self, mount: MountInfo, ino: int) -> FileInfo | None:
         """Cached per mount: EROFS is read-only, a mounted file never changes."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import re
 import struct
+import subprocess
 import uuid as uuidlib
 from dataclasses import dataclass
 
@@ -299,6 +301,51 @@ def file_page_map(extents: list[tuple[int, int, int]], image_base: int,
             last = (image_base + ioff + pos + run - 1) // page_size
             out.setdefault(fpage, set()).update(range(first, last + 1))
             pos += run
+    return {p: tuple(sorted(v)) for p, v in out.items()}
+
+
+_DUMP_EXTENT = re.compile(rb"^\s*\d+:\s*(\d+)\.\.\s*(\d+)\s*\|\s*(\d+)\s*:"
+                          rb"\s*(\d+)\.\.\s*(\d+)\s*\|\s*(\d+)\s*$")
+DUMP_TIMEOUT_S = 10
+
+
+def parse_dump_extents(text: bytes) -> list[tuple[int, int, int, int]]:
+    """``dump.erofs -e`` extent lines -> (logical offset, logical length,
+    physical offset, physical length); extents without blocks (fragments,
+    inline tails, holes: physical length 0) are left out."""
+    out = []
+    for line in text.splitlines():
+        m = _DUMP_EXTENT.match(line)
+        if m:
+            lo, _hi, llen, pa, _pe, plen = (int(x) for x in m.groups())
+            if plen:
+                out.append((lo, llen, pa, plen))
+    return out
+
+
+def dump_extents(image: str, nid: int) -> list[tuple[int, int, int, int]]:
+    """Physical extents of inode ``nid`` through erofs-utils' dump.erofs (the
+    compressed index formats are erofs-utils' to decode).  Raises OSError
+    when dump.erofs is missing or fails."""
+    try:
+        r = subprocess.run(["dump.erofs", "-e", f"--nid={nid}", image], capture_output=True,
+                           timeout=DUMP_TIMEOUT_S)
+    except (subprocess.TimeoutExpired, FileNotFoundError) as e:
+        raise OSError(f"dump.erofs: {e}") from None
+    if r.returncode != 0:
+        raise OSError(f"dump.erofs -e --nid={nid} {image}: exit {r.returncode}")
+    return parse_dump_extents(r.stdout)
+
+
+def compressed_page_map(extents: list[tuple[int, int, int, int]],
+                        page_size: int) -> dict[int, tuple[int, ...]]:
+    """file page -> image pages of the compressed cluster(s) it decompresses
+    from: a cluster is read whole for any page of its logical range."""
+    out: dict[int, set[int]] = {}
+    for lo, llen, pa, plen in extents:
+        phys = range(pa // page_size, (pa + plen - 1) // page_size + 1)
+        for fpage in range(lo // page_size, (lo + llen - 1) // page_size + 1):
+            out.setdefault(fpage, set()).update(phys)
     return {p: tuple(sorted(v)) for p, v in out.items()}
 
 

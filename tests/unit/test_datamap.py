@@ -3,13 +3,15 @@ file_page_map), checked against the source bytes on real mkfs.erofs images:
 the image bytes at the mapped offsets must be the file's own bytes."""
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
 
-from erofs_top.resolve.superblock import (CHUNK_BASED, FLAT_INLINE, FLAT_PLAIN, data_extents,
-                                          file_page_map, read_image, read_inode,
-                                          read_superblock)
+from erofs_top.resolve.superblock import (CHUNK_BASED, FLAT_INLINE, FLAT_PLAIN,
+                                          compressed_page_map, data_extents, dump_extents,
+                                          file_page_map, parse_dump_extents, read_image,
+                                          read_inode, read_superblock)
 
 from test_superblock import mkfs, nid_of
 
@@ -76,3 +78,24 @@ def test_file_page_map_with_small_blocks_and_a_loop_offset():
     # 1 KiB blocks: file bytes 0..4095 in two runs; image at offset 512 in its file
     ext = [(0, 2048, 10 * 1024), (2048, 2048, 20 * 1024)]
     assert file_page_map(ext, 512, 4096) == {0: (2, 3, 5)}
+
+
+def test_dump_erofs_extent_lines():
+    # dump.erofs 1.9 -e output: a compressed cluster, a plain extent, a fragment
+    out = b"""
+ Ext:   logical offset   |  length :     physical offset    |  length
+   0:        0..  500000 |  500000 :     303104..    307200 |    4096
+   1:   500000..  503000 |    3000 :          0..         0 |       0
+"""
+    ext = parse_dump_extents(out)
+    assert ext == [(0, 500000, 303104, 4096)]
+    pm = compressed_page_map(ext, 4096)
+    assert pm[0] == pm[122] == (74,) and 123 not in pm
+
+
+def test_dump_extents_of_a_real_compressed_file(src, tmp_path):
+    (src / "text.txt").write_bytes(b"erofs-top " * 50_000)
+    img = mkfs(tmp_path / "z.erofs", src, "-zlz4hc")
+    ext = dump_extents(img, nid_of(img, "text.txt"))
+    assert ext and sum(llen for _, llen, _, _ in ext) == 500_000
+    assert all(0 < pa < os.path.getsize(img) for _, _, pa, _ in ext)

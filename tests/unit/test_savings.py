@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from erofs_top.savings import (Copy, init_ra_pages, potential, realized_file_pages,
-                               realized_image_pages,
+                               realized_cache_pages,
                                touched_copies)
 
 A, B, C = 101, 202, 303          # reader cgroups
@@ -99,10 +99,10 @@ def test_realized_image_pages_are_those_sharing_kept_out_of_the_cache():
     copies = touched_copies(union, touched, lambda m: images[m[0]], lambda m: maps[m[0]])
     # read through image 1 (resident, charged to A); image 2 was never read
     owned = {IMG1: {100 + i: A for i in range(4)}, IMG2: {}}
-    assert realized_image_pages([copies], owned, {IMG1: {A}, IMG2: {B}}, {}) == 4
+    assert realized_cache_pages([copies], owned, {IMG1: {A}, IMG2: {B}}, {}) == (4, 0)
     # image 2 warm (resident anyway): sharing kept nothing out
     owned[IMG2] = {200 + i: WARMER for i in range(4)}
-    assert realized_image_pages([copies], owned, {IMG1: {A}, IMG2: {B}}, {}) == 0
+    assert realized_cache_pages([copies], owned, {IMG1: {A}, IMG2: {B}}, {}) == (0, 0)
 
 
 def test_identical_files_inside_one_image_save_their_own_image_pages():
@@ -121,3 +121,17 @@ def test_first_read_counts_the_initial_readahead_window():
     union = {0: bits(0, 16)}
     touched = {(31, 5): {0: bits(0, 16)}, (32, 5): {0: bits(0, 3)}}
     assert realized_file_pages(union, touched) == 8
+
+
+def test_compressed_copies_save_the_second_mounts_compressed_cache():
+    # two compressed copies: each file page decompresses from one 4-page cluster
+    # (pages 0-3 -> cluster 50-53 on mount 1, 70-73 on mount 2)
+    m1, m2 = ("managed", 41), ("managed", 42)
+    cl1 = {i: (50, 51, 52, 53) for i in range(4)}
+    cl2 = {i: (70, 71, 72, 73) for i in range(4)}
+    owned = {m1: {50 + i: A for i in range(4)}, m2: {70 + i: B for i in range(4)}}
+    a = copy("a", bits(0, 4), A)
+    b = copy("b", bits(0, 4), B)
+    a.managed, b.managed = (m1, cl1), (m2, cl2)
+    s = potential([[a, b]], owned, {m1: {A}, m2: {B}}, {})
+    assert (s.file_pages, s.image_pages, s.compressed_pages) == (4, 0, 4)
