@@ -212,16 +212,18 @@ def init_ra_pages(req: int, max_pages: int = RA_PAGES) -> int:
 
 
 def with_first_readahead(chunks: dict[int, int]) -> dict[int, int]:
-    """A member whose readers read a file from its first page would, on its
-    own inode, have read the initial readahead window too (on the shared
-    inode, a reader that finds the pages cached triggers none)."""
+    """A member whose readers read a file sequentially from its first page
+    would, on its own inode, have read ahead too (on the shared inode, a
+    reader that finds the pages cached triggers none): the initial window
+    for a short run, one more async window (``ra_pages``) past a longer one."""
     run = 0
     while chunks.get(run // CHUNK_PAGES, 0) >> (run % CHUNK_PAGES) & 1:
         run += 1
     if run == 0:
         return chunks
     out = dict(chunks)
-    for p in range(run, init_ra_pages(run)):
+    end = init_ra_pages(run) if run < RA_PAGES else run + RA_PAGES
+    for p in range(run, end):
         out[p // CHUNK_PAGES] = out.get(p // CHUNK_PAGES, 0) | 1 << (p % CHUNK_PAGES)
     return out
 
@@ -267,12 +269,33 @@ def touched_copies(union: dict[int, int], touched: dict[tuple, dict[int, int]],
 def realized_cache_pages(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
                          readers: dict[tuple, set[int]],
                          other_kept: dict[tuple, set[int]]) -> tuple[int, int]:
-    """(image-file pages, compressed-cache pages) that sharing kept out of the
-    cache: pages of members other than the one read through, for content pages
-    they touched, that are not resident (a resident one, warm or read another
-    way, saved nothing)."""
+    """(image-file pages, compressed-cache pages) that sharing saves now.
+
+    Image files: a buffered read always caches what it reads, so the other
+    members' image pages for content pages they touched that are not resident
+    are what sharing kept out (a resident one, warm or read another way,
+    saved nothing).  The compressed-data cache keeps only some clusters
+    (cache_strategy), so absence proves nothing there: each other member
+    that touched a content page would have cached what the member read
+    through holds for it."""
     out = Savings()
     image = _cache_pages(groups, owned, readers, other_kept, out, resident=False)
-    managed = _cache_pages([[_as_managed(c) for c in g] for g in groups],
-                           owned, readers, other_kept, out, resident=False)
-    return image, managed
+    return image, sum(_mirrored(g, owned) for g in groups)
+
+
+def _mirrored(members: list[Copy], owned: dict[tuple, dict[int, int]]) -> int:
+    managed = [_as_managed(c) for c in members]
+    mapped = [m for m in managed if m.image and m.page_map is not None]
+    if len(mapped) < 2:
+        return 0
+    saved: set[tuple] = set()
+    for fpage in set().union(*(m.page_map.keys() for m in mapped)):
+        held = [(m, [p for p in m.page_map.get(fpage, ()) if p in owned.get(m.image, {})])
+                for m in mapped if fpage in m.page_map]
+        through = next(((m, ps) for m, ps in held if ps), None)
+        if through is None:
+            continue
+        for m, _ in held:
+            if m is not through[0]:
+                saved.update((m.key, p) for p in through[1])
+    return len(saved)

@@ -79,12 +79,13 @@ def test_same_image_mounted_twice_has_one_image_cache():
 
 def test_realized_counts_members_that_touched_each_page():
     union = {0: bits(0, 64), 1: bits(0, 64)}
-    # one member read all 128 pages, another the first 40 in one read (its own
-    # inode's first readahead window would be those 40); a splice/sendfile
-    # reader's member touched no shared page (it reads its own private copy)
+    # one member read all 128 pages, another the first 40 sequentially (on its
+    # own inode the kernel would have read one 32-page async window further);
+    # a splice/sendfile reader's member touched no shared page (it reads its
+    # own private copy)
     touched = {(31, 5): {0: bits(0, 64), 1: bits(0, 64)}, (32, 5): {0: bits(0, 40)},
                (33, 5): {}}
-    assert realized_file_pages(union, touched) == 40
+    assert realized_file_pages(union, touched) == 40 + 32
 
 
 def test_realized_one_member_many_readers_saves_nothing():
@@ -135,3 +136,16 @@ def test_compressed_copies_save_the_second_mounts_compressed_cache():
     a.managed, b.managed = (m1, cl1), (m2, cl2)
     s = potential([[a, b]], owned, {m1: {A}, m2: {B}}, {})
     assert (s.file_pages, s.image_pages, s.compressed_pages) == (4, 0, 4)
+
+
+def test_realized_compressed_cache_mirrors_the_member_read_through():
+    # the compressed-data cache keeps only some clusters: a missing one proves
+    # nothing, so each other member that touched a page would have cached what
+    # the member read through holds for it
+    union = {0: bits(0, 4)}
+    touched = {(41, 5): {0: bits(0, 4)}, (42, 5): {0: bits(0, 2)}}
+    clusters = {41: {i: (50,) for i in range(4)}, 42: {i: (70,) for i in range(4)}}
+    copies = touched_copies(union, touched, lambda m: None, lambda m: None,
+                            lambda m: (("managed", m[0]), clusters[m[0]]))
+    owned = {("managed", 41): {50: A}}
+    assert realized_cache_pages([copies], owned, {}, {}) == (0, 1)
