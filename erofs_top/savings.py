@@ -211,27 +211,32 @@ def init_ra_pages(req: int, max_pages: int = RA_PAGES) -> int:
     return max(max_pages, req)
 
 
-def with_first_readahead(chunks: dict[int, int]) -> dict[int, int]:
-    """A member whose readers read a file sequentially from its first page
-    would, on its own inode, have read ahead too (on the shared inode, a
-    reader that finds the pages cached triggers none): the initial window
-    for a short run, one more async window (``ra_pages``) past a longer one."""
-    run = 0
-    while chunks.get(run // CHUNK_PAGES, 0) >> (run % CHUNK_PAGES) & 1:
-        run += 1
-    if run == 0:
-        return chunks
+def with_readahead(chunks: dict[int, int]) -> dict[int, int]:
+    """What a member's own inode would have cached for the pages its readers
+    touched: on the shared inode, a reader that finds pages cached triggers
+    no readahead, on its own inode it would have.  Each run of touched pages
+    is one read stream (mm/readahead.c): a short one gets the initial window
+    (``get_init_ra_size``: 4x a 1-page read), a longer one one more async
+    window (``ra_pages``) past its end."""
+    touched = sorted(p for c, m in chunks.items() for p in _pages_of(m, c))
     out = dict(chunks)
-    end = init_ra_pages(run) if run < RA_PAGES else run + RA_PAGES
-    for p in range(run, end):
-        out[p // CHUNK_PAGES] = out.get(p // CHUNK_PAGES, 0) | 1 << (p % CHUNK_PAGES)
+    i = 0
+    while i < len(touched):
+        j = i
+        while j + 1 < len(touched) and touched[j + 1] == touched[j] + 1:
+            j += 1
+        start, run = touched[i], j - i + 1
+        end = start + (init_ra_pages(run) if run < RA_PAGES else run + RA_PAGES)
+        for p in range(start + run, end):
+            out[p // CHUNK_PAGES] = out.get(p // CHUNK_PAGES, 0) | 1 << (p % CHUNK_PAGES)
+        i = j + 1
     return out
 
 
 def realized_file_pages(union: dict[int, int], touched: dict[tuple, dict[int, int]]) -> int:
     """Shared inode: per resident page, the members that touched it - 1."""
     saved = 0
-    touched = {m: with_first_readahead(chunks) for m, chunks in touched.items()}
+    touched = {m: with_readahead(chunks) for m, chunks in touched.items()}
     for c, res in union.items():
         any_mask = 0
         total = 0
@@ -280,10 +285,11 @@ def realized_cache_pages(groups: list[list[Copy]], owned: dict[tuple, dict[int, 
     through holds for it."""
     out = Savings()
     image = _cache_pages(groups, owned, readers, other_kept, out, resident=False)
-    return image, sum(_mirrored(g, owned) for g in groups)
+    return image, sum(_mirrored(g, owned, other_kept) for g in groups)
 
 
-def _mirrored(members: list[Copy], owned: dict[tuple, dict[int, int]]) -> int:
+def _mirrored(members: list[Copy], owned: dict[tuple, dict[int, int]],
+              other_kept: dict[tuple, set[int]]) -> int:
     managed = [_as_managed(c) for c in members]
     mapped = [m for m in managed if m.image and m.page_map is not None]
     if len(mapped) < 2:
@@ -295,7 +301,11 @@ def _mirrored(members: list[Copy], owned: dict[tuple, dict[int, int]]) -> int:
         through = next(((m, ps) for m, ps in held if ps), None)
         if through is None:
             continue
-        for m, _ in held:
-            if m is not through[0]:
-                saved.update((m.key, p) for p in through[1])
+        for m, own in held:
+            # its own clusters cached anyway, or needed by other files (dedupe,
+            # fragments): no saving through this member
+            if m is through[0] or own or any(
+                    p in other_kept.get(m.image, ()) for p in m.page_map.get(fpage, ())):
+                continue
+            saved.update((m.key, p) for p in through[1])
     return len(saved)
