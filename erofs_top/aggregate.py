@@ -472,6 +472,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             duplicate_bytes=mount_dup.get(m.dev, 0) * page,
             backing_resident_bytes=max(0, backing_pages) * page,
             containers_count=len(mount_cgroups.get(m.dev, ())),
+            potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
+            potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
             holders=holders_of.get(m.dev, [])))
         totals.backing_resident_bytes += max(0, backing_pages) * page
 

@@ -71,6 +71,10 @@ class Mount:
     backing_resident_bytes: int = 0   # pages of the image file in the host page cache
     containers_count: int = 0
     gone: bool = False          # unmounted while we were watching
+    # page cache sharing would save on this mount's copies (EROFS pages + the
+    # caches they read through); _now: with the images as they are
+    potential_savings_bytes: int = 0
+    potential_savings_now_bytes: int = 0
     # per cgroup that inserted pages of this mount, largest first
     holders: list[MountHolder] = field(default_factory=list)
 

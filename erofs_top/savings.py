@@ -40,6 +40,7 @@ class Savings:
     compressed_pages: int = 0           # the mounts' compressed-data (managed) cache
     now_file_pages: int = 0             # of file_pages: images already carry fingerprints
     by_cgroup: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    by_dev: dict[int, int] = field(default_factory=lambda: defaultdict(int))   # copies' mounts
 
     @property
     def pages(self) -> int:
@@ -92,6 +93,7 @@ def _file_pages(members: list[Copy], out: Savings, removed: dict[tuple, dict[int
                 continue
             removed.setdefault(m.key, {})[c] = gone
             out.file_pages += gone.bit_count()
+            out.by_dev[m.key[0]] += gone.bit_count()
             for cg, om in m.owners.get(c, {}).items():
                 n = (om & gone).bit_count()
                 if n:
@@ -117,7 +119,7 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
     Per file page: the members whose image holds that page (``resident``:
     charged to a reader of that image; else: NOT resident, i.e. sharing kept it
     out) are its holders; one keeps it, the others' image pages are candidates.
-    Returns ({image: {page: owner cgroup}}, {image: pages kept})."""
+    Returns ({image: {page: (owner cgroup, copy's dev)}}, {image: pages kept})."""
     mapped = [m for m in members if m.image and m.page_map is not None]
     cand: dict[tuple, dict[int, int]] = defaultdict(dict)
     kept: dict[tuple, set[int]] = defaultdict(set)
@@ -149,7 +151,7 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
                 kept[m.image].update(hit)
                 continue
             for p in hit:
-                cand[m.image][p] = owned.get(m.image, {}).get(p, 0)
+                cand[m.image][p] = (owned.get(m.image, {}).get(p, 0), m.key[0])
     return cand, kept
 
 
@@ -190,10 +192,11 @@ def _count_images(cand: dict[tuple, dict[int, int]], kept: dict[tuple, set[int]]
     n = 0
     for img, pages in cand.items():
         keep = kept.get(img, set())
-        for p, cg in pages.items():
+        for p, (cg, dev) in pages.items():
             if p not in keep:
                 n += 1
                 out.by_cgroup[cg] += 1
+                out.by_dev[dev] += 1
     return n
 
 
