@@ -6,6 +6,7 @@ import textwrap
 from rich.text import Text
 from textual.widget import Widget
 
+from ..advise import advise
 from ..history import History
 from ..model import TIER_FULL, TIER_SNAPSHOT, Model
 from ..units import fmt_bytes, fmt_count, fmt_pct, fmt_rate, fmt_seconds
@@ -144,6 +145,12 @@ class NodeHeader(Widget):
             dup.append(f"sharing saved {fmt_bytes(t.sharing_saved_bytes)}")
         else:
             dup.append(f"inode_share could save {fmt_bytes(t.potential_savings_bytes)}")
+        acts = advise(model)
+        if acts:        # the top action of `erofs-top advise`
+            a = acts[0]
+            what = "mount with inode_share" if a.kind == "inode_share" else "rebuild an image"
+            dup.append(f"advise: {what} ({len(a.mounts)} mount(s)) saves "
+                       f"{fmt_bytes(a.saves_bytes)}")
         out = pack(top, width) + pack(node, width) + pack(dup, width)
         warn = warnings(model, self.source_error)
         return out, (pack(["! " + w for w in warn], width, sep=" · ") if warn else [])
