@@ -229,7 +229,12 @@ def with_readahead(chunks: dict[int, int]) -> dict[int, int]:
         while j + 1 < len(touched) and touched[j + 1] == touched[j] + 1:
             j += 1
         start, run = touched[i], j - i + 1
-        end = start + (init_ra_pages(run) if run < RA_PAGES else run + RA_PAGES)
+        if run >= RA_PAGES:
+            end = start + run + RA_PAGES
+        elif start == 0:
+            end = init_ra_pages(run)
+        else:
+            end = start + run
         for p in range(start + run, end):
             out[p // CHUNK_PAGES] = out.get(p // CHUNK_PAGES, 0) | 1 << (p % CHUNK_PAGES)
         i = j + 1

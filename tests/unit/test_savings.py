@@ -151,9 +151,10 @@ def test_realized_compressed_cache_mirrors_the_member_read_through():
     assert realized_cache_pages([copies], owned, {}, {}) == (0, 1)
 
 
-def test_each_read_stream_counts_its_readahead_window():
-    # random 1-page reads at pages 10 and 40 of a 64-page file: on its own inode
-    # each would have started a 4-page initial window
-    union = {0: bits(0, 64)}
-    touched = {(31, 5): {0: bits(0, 64)}, (32, 5): {0: (1 << 10) | (1 << 40)}}
-    assert realized_file_pages(union, touched) == 8
+def test_standalone_random_reads_get_no_readahead_long_runs_one_window():
+    # 1-page reads at pages 10 and 40 of a 128-page file: the kernel reads them
+    # as is; a 40-page run from page 64 would have had one async window more
+    union = {0: bits(0, 64), 1: bits(0, 64)}
+    touched = {(31, 5): {0: bits(0, 64), 1: bits(0, 64)},
+               (32, 5): {0: (1 << 10) | (1 << 40), 1: bits(0, 40)}}
+    assert realized_file_pages(union, touched) == 2 + 40 + 24

@@ -112,6 +112,13 @@ CELLS = {
     "3 images inline/noinline": ([("v1", False), ("v2", False), ("v1-noinline", False)],
                                  [(0, read_whole), (1, read_whole), (2, read_whole)], False),
 }
+# Known misses, measured and documented in docs/sharing.md: random readers.
+# The kernel's context readahead depends on each inode's own cache history,
+# which erofs-top does not model yet.  strict: a pass would be news.
+KNOWN_MISSES = {
+    "plain random offsets, cold": "random reads: context readahead not modeled",
+    "lz4hc random offsets": "random reads: context readahead not modeled",
+}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +158,9 @@ def _run(collector, images: list[tuple[str, bool]], opts: str, plan, cold: bool)
     return {"charged": charged, "totals": model.totals, "warnings": model.health.warnings}
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", [
+    pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN_MISSES[c], strict=True))
+    if c in KNOWN_MISSES else c for c in CELLS])
 def test_cell_matches_the_kernel(collector, images, cell):
     mounts, plan, cold = CELLS[cell]
     imgs = [(images(b), loop) for b, loop in mounts]
