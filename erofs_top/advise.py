@@ -11,7 +11,8 @@ Actions:
                and mount it in that domain: saves its copies' part of the
                potential (stage b)
 Merging mounts that already share in different domains (stage c) is not
-advised yet: the kernel hides domain_id, so erofs-top cannot tell domains apart.
+advised yet: erofs-top does not compare domain_ids (secrets it keeps out of
+its output).
 """
 from __future__ import annotations
 
