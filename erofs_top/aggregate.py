@@ -168,6 +168,15 @@ def _duplicates(entries: list[_Entry]) -> tuple[int, int]:
     return redundant, potential
 
 
+_NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_namespace",
+                "pod_name", "container_name")
+
+
+def _runtime_names(ci) -> dict[str, str]:
+    """Runtime names a cgroup resolver gave (CgroupInfo fields; "" when absent)."""
+    return {k: getattr(ci, k, "") or "" for k in _NAME_FIELDS} if ci is not None else {}
+
+
 def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
               content: ContentResolver, *, tier: str, started_at: float,
               files_cap: int = 200, kernel: str = "") -> Model:
@@ -334,6 +343,7 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
 
     containers: list[Container] = []
     for cg, a in acc.items():
+        ci = None
         if cg == UNKNOWN_CGROUP:
             info_path, runtime, cid, pod, resolved = UNKNOWN_CGROUP_PATH, "", "", "", True
         else:
@@ -348,7 +358,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             shared_bytes=a.shared * page, fair_bytes=round(a.fair * page),
             inserted_bytes=a.inserted * page, evicted_bytes=a.evicted * page,
             readahead_bytes=a.readahead * page, read_folio_count=a.read_folio,
-            seeded_bytes=a.seeded * page, files_count=a.files, mounts=sorted(a.devs)))
+            seeded_bytes=a.seeded * page, files_count=a.files, mounts=sorted(a.devs),
+            **_runtime_names(ci)))
         totals.inserted_bytes += a.inserted * page
         totals.evicted_bytes += a.evicted * page
     containers.sort(key=lambda c: (-c.resident_bytes, c.cgroup))
@@ -375,7 +386,10 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             duplicate_bytes=mount_dup.get(m.dev, 0) * page,
             backing_resident_bytes=max(0, backing_pages) * page,
             containers_count=len(mount_cgroups.get(m.dev, ())),
-            holders=holders_of.get(m.dev, [])))
+            holders=holders_of.get(m.dev, []),
+            layer_digest=getattr(m, "layer_digest", ""),
+            snapshot_id=getattr(m, "snapshot_id", ""),
+            images=list(getattr(m, "images", ()))))
         totals.backing_resident_bytes += max(0, backing_pages) * page
 
     health.files_total = len(file_rank)

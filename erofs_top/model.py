@@ -38,6 +38,14 @@ class Container:
     seeded_bytes: int = 0       # part of resident_bytes found resident at start (not seen inserted)
     files_count: int = 0        # files with resident pages inserted by this cgroup
     mounts: list[str] = field(default_factory=list)   # devs ("maj:min") it holds pages of
+    # names from the runtime's state (containerd meta.db and bundles, kubelet dirs)
+    namespace: str = ""         # containerd namespace ("default", "k8s.io")
+    image: str = ""             # image name ("docker.io/library/redis:8.0")
+    image_digest: str = ""      # the image's target (manifest or index) digest
+    snapshot_key: str = ""      # the container's rootfs snapshot key
+    pod_namespace: str = ""     # kubernetes names, where labels or kubelet dirs give them
+    pod_name: str = ""
+    container_name: str = ""
 
 
 @dataclass
@@ -70,6 +78,10 @@ class Mount:
     gone: bool = False          # unmounted while we were watching
     # per cgroup that inserted pages of this mount, largest first
     holders: list[MountHolder] = field(default_factory=list)
+    # an image layer of a container runtime (containerd's EROFS snapshotter)
+    layer_digest: str = ""      # the layer blob's digest (matched by superblock UUID)
+    snapshot_id: str = ""       # the snapshotter's id (.../snapshots/<id>/fs)
+    images: list[str] = field(default_factory=list)   # image names that use this layer
 
 
 @dataclass
