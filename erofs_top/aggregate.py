@@ -25,6 +25,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from .imageview import image_view
 from .model import (Container, File, Health, MapUsage, Model, Mount, MountHolder, Totals)
 from .readings import Readings, UNKNOWN_CGROUP, kdev_str
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
@@ -408,7 +409,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
 
     return Model(tier=tier, started_at=started_at, ended_at=readings.taken_at, page_size=page,
                  containers=containers, mounts=mount_rows, files=files,
-                 totals=totals, health=health, kernel=kernel)
+                 totals=totals, health=health, kernel=kernel,
+                 images=image_view(containers, mount_rows))
 
 
 __all__ = ["aggregate", "UNKNOWN_CGROUP_PATH", "AOPS_BLOCK", "AOPS_COMPRESSED", "AOPS_FILEIO"]

@@ -113,6 +113,30 @@ class Totals:
 
 
 @dataclass
+class ImageLayer:
+    """One layer of an image, as mounted on this node (a Mount with a layer_digest)."""
+    digest: str                 # layer digest
+    dev: str                    # the layer mount's "maj:min"
+    snapshot_id: str = ""
+    resident_bytes: int = 0     # the layer mount's resident bytes (once per node)
+    duplicate_bytes: int = 0
+    backing_resident_bytes: int = 0
+    shared_with: list[str] = field(default_factory=list)   # other images using this layer
+
+
+@dataclass
+class Image:
+    """A container image as a stack of its mounted layers (erofs_top/imageview.py)."""
+    name: str
+    digest: str = ""            # target digest, from a container of this image
+    layers: list[ImageLayer] = field(default_factory=list)   # bottom first
+    resident_bytes: int = 0     # sum over its layers (a shared layer counts in each image)
+    duplicate_bytes: int = 0
+    unique_bytes: int = 0       # resident bytes in layers no other image uses
+    containers: list[int] = field(default_factory=list)      # cgroup ids running it
+
+
+@dataclass
 class MapUsage:
     name: str
     entries: int
@@ -150,12 +174,13 @@ class Model:
     health: Health = field(default_factory=Health)
     kernel: str = ""
     schema: int = SCHEMA_VERSION
+    images: list[Image] = field(default_factory=list)
 
     # --- (de)serialisation: the JSON document of docs/json.md -------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         order = ["schema", "tier", "kernel", "started_at", "ended_at", "page_size",
-                 "containers", "mounts", "files", "totals", "health"]
+                 "containers", "mounts", "images", "files", "totals", "health"]
         return {k: d[k] for k in order}
 
     @classmethod
@@ -172,6 +197,8 @@ class Model:
             mounts=[Mount(**{**m, "holders": [MountHolder(**x) for x in m.get("holders", [])]})
                     for m in d.get("mounts", [])],
             files=[File(**f) for f in d.get("files", [])],
+            images=[Image(**{**i, "layers": [ImageLayer(**x) for x in i.get("layers", [])]})
+                    for i in d.get("images", [])],
             totals=Totals(**d.get("totals", {})),
             health=Health(**h),
         )

@@ -257,3 +257,52 @@ def test_kubelet_dirs_name_pods(tree, tmp_path):
     k = names.name_cgroup(CgroupInfo(6, f"/kubepods/besteffort/pod{POD}/{K1}", "kubepods", K1, POD))
     assert (k.pod_namespace, k.pod_name, k.container_name) == ("shop", "web-7d9", "redis")
     assert k.image == "docker.io/lab/redis:2"
+
+
+# ---------------------------------------------------------------- image view, text, JSON
+def _lab_model():
+    """`erofs-top once --json` from tests/vm/test_containerd.py (files left out)."""
+    import json
+
+    from erofs_top.model import Model
+    with open(f"{FIX}/once.json") as f:
+        return Model.from_dict(json.load(f))
+
+
+def test_image_view_stacks_layers_and_counts_a_shared_layer_in_each_image():
+    from erofs_top.imageview import image_view
+    m = _lab_model()
+    view = {i.name: i for i in image_view(m.containers, m.mounts)}
+    assert set(view) == {"docker.io/lab/redis:a", "docker.io/lab/redis:b"}
+    a, b = view["docker.io/lab/redis:a"], view["docker.io/lab/redis:b"]
+    mounts = {x.layer_digest: x for x in m.mounts}
+    # bottom first: the shared base layer, then the app layer
+    assert [x.digest for x in a.layers][0] == [x.digest for x in b.layers][0]
+    base = a.layers[0]
+    assert base.shared_with == ["docker.io/lab/redis:b"] and a.layers[1].shared_with == []
+    assert a.resident_bytes == sum(mounts[x.digest].resident_bytes for x in a.layers)
+    assert a.unique_bytes == a.resident_bytes - base.resident_bytes
+    by_cg = {c.cgroup_id: c for c in m.containers}
+    assert [by_cg[i].container_id for i in a.containers] == ["lab-a"]
+    assert a.digest == by_cg[a.containers[0]].image_digest != ""
+    assert len(b.containers) == 1 and by_cg[b.containers[0]].pod_uid == POD
+
+
+def test_model_with_names_round_trips_through_json():
+    import json
+
+    from erofs_top.imageview import image_view
+    from erofs_top.model import Model
+    m = _lab_model()
+    m.images = image_view(m.containers, m.mounts)
+    again = Model.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert again == m
+    assert again.images[0].layers[0].digest.startswith("sha256:")
+
+
+def test_text_tables_show_runtime_names():
+    from erofs_top.cli import render_text
+    out = render_text(_lab_model(), files=0)
+    assert "CONTAINER" in out and "IMAGE" in out and "LAYER" in out
+    assert "default/lab-a" in out and "docker.io/lab/redis:a" in out
+    assert "sha256:cbc3b3677e0f" in out
