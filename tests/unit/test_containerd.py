@@ -306,3 +306,28 @@ def test_text_tables_show_runtime_names():
     assert "CONTAINER" in out and "IMAGE" in out and "LAYER" in out
     assert "default/lab-a" in out and "docker.io/lab/redis:a" in out
     assert "sha256:cbc3b3677e0f" in out
+
+
+def test_exporter_labels_image_and_layer_never_a_file():
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from erofs_top.imageview import image_view
+    from exporters.collector import FamilyBuilder
+    m = _lab_model()
+    m.images = image_view(m.containers, m.mounts)
+    fams = FamilyBuilder().build(m)
+
+    class _C:
+        def collect(self):
+            return fams
+    reg = CollectorRegistry()
+    reg.register(_C())
+    text = generate_latest(reg).decode()
+    assert 'erofs_top_image_resident_bytes{image="docker.io/lab/redis:a"}' in text
+    assert f'erofs_top_layer_images{{layer_digest="{BASE}"}} 2.0' in text
+    info = [line for line in text.splitlines() if line.startswith("erofs_top_container_info{")
+            and 'container_id="lab-a"' in line]
+    assert info and 'image="docker.io/lab/redis:a"' in info[0] and \
+        'runtime="containerd"' in info[0] and 'runtime_namespace="default"' in info[0]
+    assert "/usr/bin/" not in text and "snapshots/1/fs" not in text
