@@ -41,6 +41,12 @@ from . import labkit as lk
 from .conftest import FINGERPRINT_XATTR, REPORT
 
 DATA = "/opt/lab-data/redis-tools"
+# files with the same bytes in both redis-tools versions, in different layers:
+# each container caches its own copy (busybox cat: sendfile(2))
+SAME_FILES = ("usr/share/doc/redis-tools/copyright",
+              "usr/share/doc/redis-tools/examples/lru/lfu-simulation.c",
+              "usr/share/doc/redis-tools/examples/lru/test-lru.rb",
+              "usr/share/doc/redis-tools/examples/redis-trib.rb")
 ROOT = "/var/lib/containerd"
 STATE = "/run/containerd"
 SNAPSHOTS = f"{ROOT}/io.containerd.snapshotter.v1.erofs/snapshots"
@@ -169,7 +175,8 @@ set -e
 wait_read() {{ for i in $(seq 600); do grep -q read-done "$1" 2>/dev/null && return 0; sleep 0.1; done
                echo "no read-done in $1" >&2; cat "$1" >&2; return 1; }}
 READ='dd if=/usr/bin/redis-check-aof of=/dev/null bs=1M 2>/dev/null; \
-/usr/bin/dd if=/usr/bin/redis-cli of=/dev/null bs=64k 2>/dev/null; echo read-done; exec sleep 100000'
+/usr/bin/dd if=/usr/bin/redis-cli of=/dev/null bs=64k 2>/dev/null; \
+cat {same} > /dev/null; echo read-done; exec sleep 100000'
 ctr run -d --snapshotter erofs --log-uri file://{work}/a.log {image_a} lab-a sh -c "$READ"
 wait_read {work}/a.log
 ctr run -d --snapshotter erofs --cgroup /kubepods/besteffort/pod{pod}/{kid} \
@@ -207,7 +214,15 @@ def test_containerd_containers_and_layers_named(containerd):
         if os.path.exists(f"{SNAPSHOTS}/{n}/layer.erofs"):
             lk.read_file(f"{SNAPSHOTS}/{n}/layer.erofs")
     with open(f"{work}/run.sh", "w") as f:
-        f.write(RUN.format(work=work, image_a=IMAGE_A, image_b=IMAGE_B, pod=POD_UID, kid=KUBE_ID))
+        f.write(RUN.format(work=work, image_a=IMAGE_A, image_b=IMAGE_B, pod=POD_UID, kid=KUBE_ID,
+                           same=" ".join("/" + p for p in SAME_FILES)))
+    vers = containerd["versions"]
+    same_pages = 0
+    for p in SAME_FILES:
+        with open(f"{DATA}/{vers[0]}/{p}", "rb") as fa, open(f"{DATA}/{vers[1]}/{p}", "rb") as fb:
+            data = fa.read()
+            assert data == fb.read(), p
+        same_pages += lk.pages(len(data))
     t1 = time.monotonic()
     r = erofs_top("once", "--json", "--", "bash", f"{work}/run.sh")
     timings["erofs-top once (BCC compile + 2 containers)"] = time.monotonic() - t1
@@ -250,6 +265,47 @@ def test_containerd_containers_and_layers_named(containerd):
                     f"({c['resident_bytes'] - want:+d})")
         assert want > 1 << 20, (c, want)
         assert abs(c["resident_bytes"] - want) <= max(0.01 * want, 8 * lk.PAGE), (c, want)
+    # the same files in both app layers: each container's copy is a duplicate
+    assert a["duplicate_bytes"] == k["duplicate_bytes"] == same_pages * lk.PAGE, (a, k)
+    copies = {f["path"].split("/fs/", 1)[1]: f["copies"] for f in doc["files"]
+              if f["path"].split("/fs/", 1)[-1] in SAME_FILES}
+    assert copies == {p: 2 for p in SAME_FILES}, copies
+    assert doc["totals"]["potential_savings_bytes"] >= same_pages * lk.PAGE, doc["totals"]
+
+    # the image view: two images on one shared base layer
+    view = {i["name"]: i for i in doc["images"]}
+    assert set(view) == {IMAGE_A, IMAGE_B}, view.keys()
+    for name, c in ((IMAGE_A, a), (IMAGE_B, k)):
+        im = view[name]
+        assert [x["digest"] for x in im["layers"]] == images[name]["layers"], im
+        assert im["layers"][0]["shared_with"] == [IMAGE_B if name == IMAGE_A else IMAGE_A]
+        assert im["containers"] == [c["cgroup_id"]] and im["digest"] == images[name]["manifest"]
+        assert im["unique_bytes"] == layers[images[name]["layers"][1]]["resident_bytes"]
+
+    # exporter families from this Model: image and layer labels, container_info names
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    from erofs_top.model import Model
+    from exporters.collector import FamilyBuilder
+    fams = FamilyBuilder().build(Model.from_dict(doc))
+    reg = CollectorRegistry()
+    reg.register(type("C", (), {"collect": lambda self: fams})())
+    text = generate_latest(reg).decode()
+    assert f'erofs_top_layer_images{{layer_digest="{base}"}} 2.0' in text
+    assert f'erofs_top_image_containers{{image="{IMAGE_A}"}} 1.0' in text
+    assert any(line.startswith("erofs_top_container_info{") and f'image="{IMAGE_B}"' in line
+               and f'container_id="{KUBE_ID}"' in line for line in text.splitlines())
+
+    # doctor: what containerd state it read
+    r = erofs_top("doctor")
+    assert "[ok  ] containerd metadata:" in r.stdout and "2 image(s)" in r.stdout, r.stdout
+    assert f"layer {layers[base]['dev']}: snapshot {layers[base]['snapshot_id']}, layer {base}" \
+        in r.stdout, r.stdout
+    with contextlib.suppress(OSError):
+        with open("/out/containerd-doctor.txt", "w") as f:
+            f.write(r.stdout)
+
     # the app layers were read only by their own container
     assert layers[app_a]["holders"][0]["cgroup_id"] == a["cgroup_id"]
     assert layers[app_b]["holders"][0]["cgroup_id"] == k["cgroup_id"]
