@@ -331,3 +331,18 @@ def test_exporter_labels_image_and_layer_never_a_file():
     assert info and 'image="docker.io/lab/redis:a"' in info[0] and \
         'runtime="containerd"' in info[0] and 'runtime_namespace="default"' in info[0]
     assert "/usr/bin/" not in text and "snapshots/1/fs" not in text
+
+
+def test_tui_names_containers_and_layers():
+    from erofs_top.tui.common import container_match_text, container_name
+    from erofs_top.tui.images import match_text
+    m = _lab_model()
+    by_id = {c.container_id: c for c in m.containers if c.container_id}
+    assert container_name(by_id["lab-a"]) == "default/lab-a"
+    assert container_name(by_id[K1]) == f"default/{K1[:12]}"
+    assert "docker.io/lab/redis:b" in container_match_text(None, by_id[K1])
+    k = by_id[K1]
+    k.pod_namespace, k.pod_name, k.container_name = "shop", "redis-7d9f", "redis"
+    assert container_name(k) == "shop/redis-7d9f/redis"
+    base = next(x for x in m.mounts if x.snapshot_id == "1")
+    assert BASE in match_text(None, base) and "docker.io/lab/redis:a" in match_text(None, base)
