@@ -30,7 +30,10 @@ class RuntimeNames:
             return info
         n = self.containerd.names_for(info.path, info.container_id)
         if n is not None:
-            info = replace(info, runtime=n.runtime, container_id=n.container_id,
+            # Docker and others run on containerd too (namespace "moby"): a runtime the
+            # cgroup path already names stays; containerd replaces "" and "kubepods"
+            runtime = n.runtime if info.runtime in ("", "kubepods", n.runtime) else info.runtime
+            info = replace(info, runtime=runtime, container_id=n.container_id,
                            namespace=n.namespace, image=n.image, image_digest=n.image_digest,
                            snapshot_key=n.snapshot_key, pod_namespace=n.pod_namespace,
                            pod_name=n.pod_name, container_name=n.container_name)

@@ -346,3 +346,17 @@ def test_tui_names_containers_and_layers():
     assert container_name(k) == "shop/redis-7d9f/redis"
     base = next(x for x in m.mounts if x.snapshot_id == "1")
     assert BASE in match_text(None, base) and "docker.io/lab/redis:a" in match_text(None, base)
+
+
+def test_docker_on_containerd_keeps_its_runtime(tree, tmp_path):
+    # dockerd runs its containers as containerd tasks in namespace "moby", cgroup
+    # "system.slice:docker:<id>" (runc's systemd form)
+    import json
+    did = "d" * 64
+    d = os.path.join(tree[1], "io.containerd.runtime.v2.task", "moby", did)
+    os.makedirs(d)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"linux": {"cgroupsPath": f"system.slice:docker:{did}"}}, f)
+    names = RuntimeNames(_state(tree), KubeletLogs(str(tmp_path / "p"), str(tmp_path / "c")))
+    c = names.name_cgroup(CgroupInfo(8, f"/system.slice/docker-{did}.scope", "docker", did))
+    assert (c.runtime, c.namespace, c.container_id) == ("docker", "moby", did)
