@@ -21,9 +21,11 @@ Format (bbolt 1.3/1.4, ``page.go``, little-endian):
 
 Consistency without the lock: bbolt is copy-on-write.  The tree reachable from
 the newest valid meta page is only overwritten two commits later (pages freed by
-a commit are reused by a later one).  ``BoltFile.read()`` reads the file, parses
-the tree of the newest meta, and reads the meta pages again: if the txid moved
-by more than one commit meanwhile it retries (``BoltError`` after 3 attempts).
+a commit are reused by a later one).  ``read()`` reads the meta pages, then only
+the pages of the newest tree (pread, not the whole mostly-free file), then the
+meta pages again: if the txid moved by more than one commit meanwhile it
+retries (``BoltError`` after 3 attempts).  A damaged newest meta page (checksum)
+makes it use the older one.
 """
 from __future__ import annotations
 
@@ -111,38 +113,30 @@ def _metas(data: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
-def meta_txid(path: str) -> int:
-    """The newest committed txid (reads only the two meta pages)."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
-        metas = _metas(head)
-        psize = metas[0][1] if metas else 4096
-        f.seek(0)
-        data = f.read(psize + 4096)
-    metas = _metas(data)
-    if not metas:
-        raise BoltError(f"{path}: no valid bbolt meta page")
-    return metas[0][0]
-
-
 class _Parser:
-    def __init__(self, data: bytes, page_size: int):
-        self.data = data
+    """Walks the tree page by page through ``read_at(offset, size) -> bytes``:
+    only the pages of live data are read, not the whole (mostly free) file."""
+
+    def __init__(self, read_at, page_size: int):
+        self.read_at = read_at
         self.page_size = page_size
 
-    def _page(self, pgid: int) -> tuple[int, int, int]:
-        """(offset, flags, count) of page pgid."""
+    def _page(self, pgid: int) -> tuple[bytes, int, int]:
+        """(bytes of page pgid with its overflow pages, flags, count)."""
         off = pgid * self.page_size
-        if pgid < 2 or off + PAGE_HEADER.size > len(self.data):
+        head = self.read_at(off, PAGE_HEADER.size) if pgid >= 2 else b""
+        if len(head) < PAGE_HEADER.size:
             raise BoltError(f"page {pgid} outside the file")
-        pid, flags, count, _overflow = PAGE_HEADER.unpack_from(self.data, off)
-        if pid != pgid:
+        pid, flags, count, overflow = PAGE_HEADER.unpack(head)
+        if pid != pgid or overflow > (1 << 20):
             raise BoltError(f"page {pgid} has id {pid} (file changed while read?)")
-        return off, flags, count
+        buf = self.read_at(off, (overflow + 1) * self.page_size)
+        return buf, flags, count
 
     def bucket_at(self, pgid: int, depth: int = 0) -> Bucket:
         b = Bucket()
-        self._walk(self.data, *self._page(pgid), b, depth)
+        buf, flags, count = self._page(pgid)
+        self._walk(buf, flags, count, b, depth)
         return b
 
     def _inline(self, value: bytes, depth: int) -> Bucket:
@@ -153,19 +147,18 @@ class _Parser:
         b = Bucket()
         if len(page) >= PAGE_HEADER.size:
             _pid, flags, count, _o = PAGE_HEADER.unpack_from(page, 0)
-            self._walk(page, 0, flags, count, b, depth + 1)
+            self._walk(page, flags, count, b, depth + 1)
         return b
 
-    def _walk(self, buf: bytes, off: int, flags: int, count: int, into: Bucket,
-              depth: int) -> None:
+    def _walk(self, buf: bytes, flags: int, count: int, into: Bucket, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise BoltError("tree too deep (damaged file?)")
-        base = off + PAGE_HEADER.size
+        base = PAGE_HEADER.size
         if flags & FLAG_BRANCH:
             for i in range(count):
-                e = base + i * BRANCH_ELEM.size
-                _pos, _ksize, child = BRANCH_ELEM.unpack_from(buf, e)
-                self._walk(self.data, *self._page(child), into, depth + 1)
+                _pos, _ksize, child = BRANCH_ELEM.unpack_from(buf, base + i * BRANCH_ELEM.size)
+                cbuf, cflags, ccount = self._page(child)
+                self._walk(cbuf, cflags, ccount, into, depth + 1)
         elif flags & FLAG_LEAF:
             for i in range(count):
                 e = base + i * LEAF_ELEM.size
@@ -183,40 +176,47 @@ class _Parser:
             raise BoltError(f"page flags {flags:#x} where a branch or leaf was expected")
 
 
-def parse(data: bytes) -> tuple[int, Bucket]:
-    """(txid, root bucket) of a bbolt file's bytes."""
-    metas = _metas(data)
+def _parse(read_at, head: bytes) -> tuple[int, Bucket]:
+    metas = _metas(head)
     if not metas:
         raise BoltError("no valid bbolt meta page (not a bbolt file?)")
     last: Exception | None = None
     for txid, psize, root in metas:      # newest first; the older one if it is damaged
         try:
-            return txid, _Parser(data, psize).bucket_at(root)
+            return txid, _Parser(read_at, psize).bucket_at(root)
         except (BoltError, struct.error) as e:
             last = e
     raise BoltError(str(last))
 
 
+def parse(data: bytes) -> tuple[int, Bucket]:
+    """(txid, root bucket) of a bbolt file's bytes."""
+    return _parse(lambda off, size: data[off:off + size], data[:2 * 65536])
+
+
 def read(path: str, attempts: int = 3) -> tuple[int, Bucket]:
-    """(txid, root bucket) of the bbolt file at path, read without locking."""
+    """(txid, root bucket) of the bbolt file at path, read without locking
+    (pread of the meta pages and of the tree's pages only)."""
     last: Exception | None = None
     for _ in range(attempts):
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            txid, root = parse(data)
-        except BoltError as e:
-            last = e
-            continue
-        try:
-            now = meta_txid(path)
-        except (OSError, BoltError):
-            now = txid
+            def read_at(off: int, size: int) -> bytes:
+                return os.pread(fd, size, off)
+            head = read_at(0, 4096)
+            metas = _metas(head)
+            if metas:
+                head = read_at(0, 2 * metas[0][1])
+            try:
+                txid, root = _parse(read_at, head)
+            except BoltError as e:
+                last = e
+                continue
+            metas = _metas(read_at(0, 2 * metas[0][1]) if metas else b"")
+        finally:
+            os.close(fd)
+        now = metas[0][0] if metas else txid
         if now - txid <= 1:
             return txid, root
-        last = BoltError(f"{path} changed while read (txid {txid} -> {now})")
+        last = BoltError(f"changed while read (txid {txid} -> {now})")
     raise BoltError(f"{path}: {last}")
-
-
-def size_of(path: str) -> int:
-    return os.stat(path).st_size
