@@ -223,8 +223,19 @@ def test_containerd_containers_and_layers_named(containerd):
             data = fa.read()
             assert data == fb.read(), p
         same_pages += lk.pages(len(data))
+    # the kubelet's log directories name the kubelet-style container's pod
+    pod_dir = f"/var/log/pods/shop_redis-7d9f_{POD_UID}"
+    os.makedirs(f"{pod_dir}/redis", exist_ok=True)
+    os.makedirs("/var/log/containers", exist_ok=True)
+    ctr_log = f"/var/log/containers/redis-7d9f_shop_redis-{KUBE_ID}.log"
+    open(ctr_log, "w").close()
     t1 = time.monotonic()
-    r = erofs_top("once", "--json", "--", "bash", f"{work}/run.sh")
+    try:
+        r = erofs_top("once", "--json", "--", "bash", f"{work}/run.sh")
+    finally:
+        shutil.rmtree(pod_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(ctr_log)
     timings["erofs-top once (BCC compile + 2 containers)"] = time.monotonic() - t1
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(r.stdout)
@@ -244,6 +255,7 @@ def test_containerd_containers_and_layers_named(containerd):
     assert (k["runtime"], k["namespace"], k["container_id"], k["pod_uid"], k["image"]) == \
         ("containerd", "default", KUBE_ID, POD_UID, IMAGE_B), k
     assert k["image_digest"] == images[IMAGE_B]["manifest"], k
+    assert (k["pod_namespace"], k["pod_name"], k["container_name"]) == ("shop", "redis-7d9f", "redis")
     layers = {m["layer_digest"]: m for m in doc["mounts"] if m["snapshot_id"]}
     base, app_a, app_b = (images[IMAGE_A]["layers"][0], images[IMAGE_A]["layers"][1],
                           images[IMAGE_B]["layers"][1])
