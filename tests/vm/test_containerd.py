@@ -277,6 +277,16 @@ def test_containerd_containers_and_layers_named(containerd):
                     f"({c['resident_bytes'] - want:+d})")
         assert want > 1 << 20, (c, want)
         assert abs(c["resident_bytes"] - want) <= max(0.01 * want, 8 * lk.PAGE), (c, want)
+    # no sharing here: fair = resident, nothing shared
+    for c in (a, k):
+        assert c["fair_bytes"] == c["resident_bytes"] and c["shared_bytes"] == 0, c
+    # every listed regular file's resident bytes = mincore(2) through an mmap of it
+    # (files[] also lists directories whose pages overlay's lookups brought in)
+    off = [(f["path"], f["resident_bytes"], lk.mincore_pages(f["path"]) * lk.PAGE)
+           for f in doc["files"] if f["path"].startswith(SNAPSHOTS)
+           and os.path.isfile(f["path"]) and not os.path.islink(f["path"])]
+    assert off and all(res == mc for _, res, mc in off), [x for x in off if x[1] != x[2]]
+
     # the same files in both app layers: each container's copy is a duplicate
     assert a["duplicate_bytes"] == k["duplicate_bytes"] == same_pages * lk.PAGE, (a, k)
     copies = {f["path"].split("/fs/", 1)[1]: f["copies"] for f in doc["files"]
