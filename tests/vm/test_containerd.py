@@ -334,3 +334,65 @@ def test_containerd_containers_and_layers_named(containerd):
     REPORT.append("containerd (EROFS snapshotter): resident bytes per container vs memory.stat file")
     REPORT.extend(rows)
     REPORT.append("  timings: " + ", ".join(f"{n} {s:.1f} s" for n, s in timings.items()))
+
+
+def _layer_files() -> tuple[list[str], list[str]]:
+    """(regular files under every layer mount, the layer image files)."""
+    files, images = [], []
+    for n in sorted(os.listdir(SNAPSHOTS)):
+        img = f"{SNAPSHOTS}/{n}/layer.erofs"
+        if not os.path.exists(img):
+            continue
+        images.append(img)
+        for d, _, names in os.walk(f"{SNAPSHOTS}/{n}/fs"):
+            files += [p for p in (os.path.join(d, x) for x in names)
+                      if os.path.isfile(p) and not os.path.islink(p)]
+    return files, images
+
+
+def _evict(paths: list[str]) -> None:
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def test_file_backed_layers_charge_their_image_file_pages_too(containerd):
+    """With the layers' image files not cached, a container's first reads bring in
+    both the EROFS pages and the layer.erofs pages under them, and memcg charges
+    both to the container: memory.stat ``file`` = erofs-top's resident bytes of
+    the container + the image-file pages (``backing_resident_bytes`` of the
+    mounts).  Only the layer files are evicted (fadvise DONTNEED; pages mapped by
+    the running containers stay), not the runc binary."""
+    work = containerd["work"]
+    files, layer_images = _layer_files()
+    _evict(files + layer_images)
+    backing0 = sum(lk.mincore_pages(p) for p in layer_images) * lk.PAGE
+    read = ("dd if=/usr/bin/redis-check-aof of=/dev/null bs=1M 2>/dev/null; "
+            "cat /usr/bin/redis-check-rdb > /dev/null; echo read-done; exec sleep 100000")
+    ctr("run", "-d", "--snapshotter", "erofs", "--log-uri", f"file://{work}/c.log",
+        IMAGE_A, "lab-c", "sh", "-c", read)
+    for _ in range(600):
+        with contextlib.suppress(OSError):
+            if "read-done" in open(f"{work}/c.log").read():
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail("lab-c never finished reading")
+    charged = _memcg_file("/default/lab-c")
+    backing = sum(lk.mincore_pages(p) for p in layer_images) * lk.PAGE - backing0
+    r = erofs_top("snapshot", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    c = next(x for x in doc["containers"] if x["cgroup"] == "/default/lab-c")
+    reported_backing = sum(m["backing_resident_bytes"] for m in doc["mounts"] if m["snapshot_id"])
+    REPORT.append(f"containerd, layer image files not cached: lab-c memory.stat file {charged}, "
+                  f"erofs-top resident {c['resident_bytes']} + image-file pages {backing} "
+                  f"(mincore; erofs-top backing_resident_bytes {reported_backing}) = "
+                  f"{c['resident_bytes'] + backing} ({c['resident_bytes'] + backing - charged:+d})")
+    assert c["image"] == IMAGE_A and c["runtime"] == "containerd"
+    assert backing >= 0.5 * c["resident_bytes"], (backing, c)
+    assert abs(c["resident_bytes"] + backing - charged) <= 0.01 * charged, (charged, backing, c)
+    assert abs(reported_backing - backing - backing0) <= 0.01 * (backing + backing0) + 8 * lk.PAGE
