@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 _CONTAINER_LOG = re.compile(r"^(?P<pod>[^_]+)_(?P<ns>[^_]+)_(?P<ctr>.+)-(?P<id>[0-9a-f]{64})\.log$")
 
@@ -24,9 +25,13 @@ def norm_uid(uid: str) -> str:
 
 class KubeletLogs:
     def __init__(self, pods_dir: str = "/var/log/pods",
-                 containers_dir: str = "/var/log/containers"):
+                 containers_dir: str = "/var/log/containers", *,
+                 min_interval_s: float = 2.0, clock=time.monotonic):
         self.pods_dir = pods_dir
         self.containers_dir = containers_dir
+        self.min_interval_s = min_interval_s
+        self.clock = clock
+        self._listed_at: float | None = None
         self._pods: dict[str, tuple[str, str]] = {}        # pod uid -> (namespace, pod)
         self._containers: dict[str, str] = {}               # container id -> container name
         self._stale = True
@@ -35,9 +40,13 @@ class KubeletLogs:
         return os.path.isdir(self.pods_dir)
 
     def refresh(self) -> None:
-        if not self._stale:
+        """Re-list after a miss, at most every ``min_interval_s``."""
+        now = self.clock()
+        if not self._stale or (self._listed_at is not None
+                               and now - self._listed_at < self.min_interval_s):
             return
         self._stale = False
+        self._listed_at = now
         pods: dict[str, tuple[str, str]] = {}
         try:
             for name in os.listdir(self.pods_dir):

@@ -360,3 +360,18 @@ def test_docker_on_containerd_keeps_its_runtime(tree, tmp_path):
     names = RuntimeNames(_state(tree), KubeletLogs(str(tmp_path / "p"), str(tmp_path / "c")))
     c = names.name_cgroup(CgroupInfo(8, f"/system.slice/docker-{did}.scope", "docker", did))
     assert (c.runtime, c.namespace, c.container_id) == ("docker", "moby", did)
+
+
+def test_kubelet_dirs_are_listed_again_after_a_miss_at_most_every_2_s(tmp_path):
+    now = [100.0]
+    pods, ctrs = tmp_path / "pods", tmp_path / "containers"
+    pods.mkdir()
+    ctrs.mkdir()
+    k = KubeletLogs(str(pods), str(ctrs), clock=lambda: now[0])
+    assert k.lookup(POD, K1) == ("", "", "")
+    (pods / f"shop_web_{POD}").mkdir()
+    (ctrs / f"web_shop_redis-{K1}.log").touch()
+    for _ in range(100):
+        assert k.lookup(POD, K1) == ("", "", "")      # a miss: no re-list within 2 s
+    now[0] += 2.5
+    assert k.lookup(POD, K1) == ("shop", "web", "redis")
