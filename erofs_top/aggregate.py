@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 
 from .imageview import image_view
 from .model import (Container, File, Health, MapUsage, Model, Mount, MountHolder, Totals)
-from .readings import Readings, UNKNOWN_CGROUP, kdev_str
+from .readings import CHUNK_PAGES, Readings, UNKNOWN_CGROUP, kdev_str
+from .savings import (Copy, Savings, potential, realized_cache_pages, realized_file_pages,
+                      touched_copies)
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
                            CgroupResolver, FileInfo, MountInfo, MountResolver)
 
@@ -50,6 +52,7 @@ class _Entry:
     content_key: str = ""
     union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
     dup: dict[int, int] = field(default_factory=dict)     # chunk -> mask of duplicate pages
+    touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
 
     def resident_pages(self) -> int:
         return sum(m.bit_count() for m in self.union.values())
@@ -118,10 +121,12 @@ def _aops(e: _Entry) -> str:
     return AOPS_FILEIO if e.mount.backing == "file" else AOPS_BLOCK
 
 
-def _duplicates(entries: list[_Entry]) -> tuple[int, int]:
+def _duplicates(entries: list[_Entry]) -> tuple[int, list[list[_Entry]]]:
     """Fill e.dup for entries sharing a content key.  Returns (redundant pages,
-    potential-savings pages)."""
-    redundant = potential = 0
+    the groups inode_share could merge: same content, same aops class, not
+    already in a shared inode)."""
+    redundant = 0
+    mergeable: list[list[_Entry]] = []
     by_key: dict[str, list[_Entry]] = defaultdict(list)
     for e in entries:
         if e.content_key:
@@ -132,41 +137,131 @@ def _duplicates(entries: list[_Entry]) -> tuple[int, int]:
         chunk_ids = set().union(*(e.union.keys() for e in group))
         for c in chunk_ids:
             masks = [e.union.get(c, 0) for e in group]
-            total = sum(m.bit_count() for m in masks)
-            if total == 0:
-                continue
-            any_mask = 0
+            any_mask = once = twice = 0
             for m in masks:
                 any_mask |= m
-            redundant += total - any_mask.bit_count()
-            # page resident in >= 2 entries: OR over pairs, cheaply via "seen twice"
-            once = twice = 0
-            for m in masks:
-                twice |= once & m
+                twice |= once & m      # page resident in >= 2 entries
                 once |= m
+            redundant += sum(m.bit_count() for m in masks) - any_mask.bit_count()
             if twice:
                 for e, m in zip(group, masks):
                     d = m & twice
                     if d:
                         e.dup[c] = d
-        # what inode_share could share: same aops class (and same content => same size)
         by_class: dict[str, list[_Entry]] = defaultdict(list)
         for e in group:
             if e.shared_mapping == 0:   # already shared pages save nothing more
                 by_class[_aops(e)].append(e)
-        for members in by_class.values():
-            if len(members) < 2:
-                continue
-            chunk_ids = set().union(*(e.union.keys() for e in members))
-            for c in chunk_ids:
-                any_mask = 0
-                total = 0
-                for e in members:
-                    m = e.union.get(c, 0)
-                    total += m.bit_count()
-                    any_mask |= m
-                potential += total - any_mask.bit_count()
-    return redundant, potential
+        mergeable += [members for members in by_class.values() if len(members) >= 2]
+    return redundant, mergeable
+
+
+def _image_key(m: MountInfo | None) -> tuple[int, int] | None:
+    """The image file whose host page cache a file-backed or loop mount reads."""
+    if m is None or m.backing not in ("file", "loop") or not m.backing_ino:
+        return None
+    return (m.backing_dev, m.backing_ino)
+
+
+def _page_map(content: ContentResolver, mount: MountInfo | None, ino: int):
+    fn = getattr(content, "image_pages", None)      # resolvers without it: unknown
+    return fn(mount, ino) if (fn is not None and mount is not None) else None
+
+
+@dataclass
+class _Saved:
+    potential: Savings
+    potential_now: Savings
+    realized_file_pages: int = 0
+    realized_image_pages: int = 0
+    realized_compressed_pages: int = 0
+
+
+MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
+
+
+def _managed_key(dev: int) -> tuple:
+    return ("managed", dev)
+
+
+def _managed_map(content: ContentResolver, mount: MountInfo | None, ino: int):
+    fn = getattr(content, "managed_pages", None)
+    return fn(mount, ino) if (fn is not None and mount is not None) else None
+
+
+def _cache_owners(live: list[_Entry], readings: Readings):
+    """Who paid for each page of each cache a copy reads through: image files
+    (ground truth) and compressed-data caches (the probes' own entries, ino 0);
+    and which cgroups read each cache (own EROFS pages of its mounts)."""
+    owned: dict[tuple, dict[int, int]] = dict(readings.image_cache_owners)
+    readers: dict[tuple, set[int]] = defaultdict(set)
+    for e in live:
+        cgs = set().union(*e.chunks.values()) if e.chunks else set()
+        img = _image_key(e.mount)
+        if img:
+            readers[img] |= cgs
+        if e.dev and not e.shared_mapping:
+            readers[_managed_key(e.dev)] |= cgs
+        if e.ino == MANAGED_CACHE_INO and not e.shared_mapping:
+            pages = owned.setdefault(_managed_key(e.dev), {})
+            for c, owners in e.chunks.items():
+                for cg, mask in owners.items():
+                    for p in range(CHUNK_PAGES):
+                        if mask >> p & 1:
+                            pages[c * CHUNK_PAGES + p] = cg
+    return owned, readers
+
+
+def _savings(live: list[_Entry], mergeable: list[list[_Entry]], readings: Readings,
+             mounts: MountResolver, content: ContentResolver, health: Health) -> _Saved:
+    """Potential (stock mounts) and realized (inode_share) savings: savings.py."""
+    owned, readers = _cache_owners(live, readings)
+
+    def copy(e: _Entry) -> Copy:
+        img = _image_key(e.mount)
+        mm = _managed_map(content, e.mount, e.ino)
+        return Copy(key=(e.dev, e.ino, e.shared_mapping), union=e.union, owners=e.chunks,
+                    image=img, page_map=_page_map(content, e.mount, e.ino) if img else None,
+                    fingerprinted=bool(e.mount and e.mount.image and e.mount.image.ishare_xattrs),
+                    managed=None if mm is None else (_managed_key(e.dev), mm))
+
+    groups = [[copy(e) for e in members] for members in mergeable]
+    grouped = {id(e) for members in mergeable for e in members}
+    shared = [e for e in live if e.shared_mapping]
+    # cache pages other resident files need: they stay whatever sharing does
+    other_kept: dict[tuple, set[int]] = defaultdict(set)
+    devs = {c.key[0] for g in groups for c in g} | {d for e in shared for d, _ in (e.touched or {})}
+    for e in live:
+        if e.dev not in devs or id(e) in grouped or e.shared_mapping:
+            continue
+        for key, pm in ((_image_key(e.mount), _page_map(content, e.mount, e.ino)),
+                        (_managed_key(e.dev), _managed_map(content, e.mount, e.ino))):
+            for ps in (pm or {}).values() if key else ():
+                other_kept[key].update(ps)
+    out = _Saved(potential(groups, owned, readers, other_kept),
+                 potential([[c for c in g if c.fingerprinted] for g in groups],
+                           owned, readers, other_kept))
+    realized_groups = []
+    for e in shared:
+        if e.touched is None:       # no per-member pages: every member in use holds all
+            out.realized_file_pages += e.resident_pages() * max(0, e.used_members - 1)
+            continue
+        out.realized_file_pages += realized_file_pages(e.union, e.touched)
+
+        def managed_of(mem):
+            mm = _managed_map(content, mounts.by_dev(mem[0]), mem[1])
+            return None if mm is None else (_managed_key(mem[0]), mm)
+        realized_groups.append(touched_copies(
+            e.union, e.touched, lambda mem: _image_key(mounts.by_dev(mem[0])),
+            lambda mem: _page_map(content, mounts.by_dev(mem[0]), mem[1]), managed_of))
+    out.realized_image_pages, out.realized_compressed_pages = realized_cache_pages(
+        realized_groups, owned, readers, other_kept)
+    unmapped = sum(1 for g in groups for c in g if c.managed is not None and c.managed[1] is None)
+    if unmapped:
+        health.warnings.append(f"{unmapped} compressed file copies could not be mapped to their "
+                               f"compressed clusters (dump.erofs missing?): their compressed-data "
+                               f"cache is not in the savings")
+    return out
 
 
 _NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_namespace",
@@ -219,6 +314,7 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             e.users[cg] = len(ms)
             used |= ms
         e.used_members = len(used)
+        e.touched = si.touched
 
     unresolved_devs = set()
     for e in entries.values():
@@ -241,7 +337,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
     if pending:
         health.warnings.append(f"{pending} file(s) not yet identified by content "
                                f"(hashing is rate-limited); their duplicates show later")
-    redundant_pages, potential_pages = _duplicates(live)
+    redundant_pages, mergeable = _duplicates(live)
+    saved = _savings(live, mergeable, readings, mounts, content, health)
 
     # ---- per cgroup
     @dataclass
@@ -260,7 +357,7 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
 
     acc: dict[int, Acc] = defaultdict(Acc)
     totals = Totals()
-    sharing_saved_pages = shared_pages_total = 0
+    shared_pages_total = 0
     mount_resident: dict[int, int] = defaultdict(int)
     mount_dup: dict[int, int] = defaultdict(int)
     mount_cgroups: dict[int, set] = defaultdict(set)
@@ -301,7 +398,6 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
                 if e.mount:
                     acc[cg].devs.add(e.mount.dev_str)
             shared_pages_total += resident_pages
-            sharing_saved_pages += resident_pages * max(0, max(e.used_members, len(users)) - 1)
         if e.mount:
             mount_resident[e.mount.dev] += resident_pages
             mount_dup[e.mount.dev] += dup_pages
@@ -360,6 +456,7 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             inserted_bytes=a.inserted * page, evicted_bytes=a.evicted * page,
             readahead_bytes=a.readahead * page, read_folio_count=a.read_folio,
             seeded_bytes=a.seeded * page, files_count=a.files, mounts=sorted(a.devs),
+            potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page,
             **_runtime_names(ci)))
         totals.inserted_bytes += a.inserted * page
         totals.evicted_bytes += a.evicted * page
@@ -387,6 +484,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             duplicate_bytes=mount_dup.get(m.dev, 0) * page,
             backing_resident_bytes=max(0, backing_pages) * page,
             containers_count=len(mount_cgroups.get(m.dev, ())),
+            potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
+            potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
             holders=holders_of.get(m.dev, []),
             layer_digest=getattr(m, "layer_digest", ""),
             snapshot_id=getattr(m, "snapshot_id", ""),
@@ -396,9 +495,19 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
     health.files_total = len(file_rank)
     health.seeded_bytes = seeded_pages_total * page
     totals.redundant_bytes = redundant_pages * page
-    totals.potential_savings_bytes = potential_pages * page
+    totals.potential_savings_bytes = saved.potential.pages * page
+    totals.potential_savings_file_bytes = saved.potential.file_pages * page
+    totals.potential_savings_image_cache_bytes = saved.potential.image_pages * page
+    totals.potential_savings_compressed_cache_bytes = saved.potential.compressed_pages * page
+    totals.potential_savings_now_bytes = saved.potential_now.pages * page
+    totals.potential_savings_rebuild_bytes = (saved.potential.pages
+                                              - saved.potential_now.pages) * page
     totals.shared_bytes = shared_pages_total * page
-    totals.sharing_saved_bytes = sharing_saved_pages * page
+    totals.sharing_saved_bytes = (saved.realized_file_pages + saved.realized_image_pages
+                                  + saved.realized_compressed_pages) * page
+    totals.sharing_saved_compressed_cache_bytes = saved.realized_compressed_pages * page
+    totals.sharing_saved_file_bytes = saved.realized_file_pages * page
+    totals.sharing_saved_image_cache_bytes = saved.realized_image_pages * page
     totals.page_cache_bytes = readings.page_cache_bytes
     if health.unresolved_mounts:
         health.warnings.append(f"{health.unresolved_mounts} device(s) with resident pages "

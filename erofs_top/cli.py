@@ -330,7 +330,8 @@ def _register_faces() -> None:
              ("erofs_top.record.cli", "record_command", "record"),
              ("erofs_top.record.cli", "report_command", "report"),
              ("erofs_top.record.cli", "replay_command", "replay"),
-             ("erofs_top.record.cli", "export_command", "export")]
+             ("erofs_top.record.cli", "export_command", "export"),
+             ("erofs_top.advise", "advise_command", "advise")]
     for module, attr, name in faces:
         try:
             cmd = getattr(importlib.import_module(module), attr)

@@ -42,6 +42,8 @@ class Collector:
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self._lock = threading.Lock()
         self.last_model: Model | None = None
+        from .image_cache import ImageCacheReader
+        self.image_cache = ImageCacheReader()
 
     # subclasses: read the source
     def read(self) -> Readings:
@@ -53,6 +55,14 @@ class Collector:
             for m in removed:
                 self.content.forget(m)      # its ino -> path index and caches
             readings = self.read()
+            # the image files' cache, page by page with owners: what sharing saves there
+            inserted: dict[int, int] = {}
+            for fio in readings.io:
+                inserted[fio.dev] = inserted.get(fio.dev, 0) + fio.inserted_pages
+            readings.image_cache_owners = self.image_cache.read(self.mounts, self.cgroups,
+                                                                inserted)
+            if self.image_cache.warning:
+                readings.warnings.append(self.image_cache.warning)
             self.names.refresh()
             self.names.name_mounts(self.mounts.mounts())
             readings.warnings.extend(self.names.warnings())

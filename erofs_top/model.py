@@ -46,6 +46,9 @@ class Container:
     pod_namespace: str = ""     # kubernetes names, where labels or kubelet dirs give them
     pod_name: str = ""
     container_name: str = ""
+    # page cache this cgroup would stop paying for if sharing were on (its part
+    # of totals.potential_savings_bytes: EROFS pages + image-file pages)
+    potential_savings_bytes: int = 0
 
 
 @dataclass
@@ -76,6 +79,10 @@ class Mount:
     backing_resident_bytes: int = 0   # pages of the image file in the host page cache
     containers_count: int = 0
     gone: bool = False          # unmounted while we were watching
+    # page cache sharing would save on this mount's copies (EROFS pages + the
+    # caches they read through); _now: with the images as they are
+    potential_savings_bytes: int = 0
+    potential_savings_now_bytes: int = 0
     # per cgroup that inserted pages of this mount, largest first
     holders: list[MountHolder] = field(default_factory=list)
     # an image layer of a container runtime (containerd's EROFS snapshotter)
@@ -103,9 +110,19 @@ class Totals:
     resident_bytes: int = 0
     duplicate_bytes: int = 0
     redundant_bytes: int = 0            # (k-1) copies of content resident k >= 2 times
-    potential_savings_bytes: int = 0    # part of redundant that inode_share could share
+    # page cache inode_share would save on stock mounts (docs/sharing.md):
+    potential_savings_bytes: int = 0             # = file + image + compressed cache
+    potential_savings_file_bytes: int = 0        # EROFS inode pages
+    potential_savings_image_cache_bytes: int = 0  # image-file pages (file-backed, loop)
+    potential_savings_compressed_cache_bytes: int = 0  # the mounts' compressed-data cache
+    potential_savings_now_bytes: int = 0         # stage a: images that carry fingerprints
+    potential_savings_rebuild_bytes: int = 0     # stage b: more after --xattr-inode-digest
     shared_bytes: int = 0
-    sharing_saved_bytes: int = 0        # shared pages x (users - 1)
+    # page cache inode_share saves now: per page, members that touched it - 1
+    sharing_saved_bytes: int = 0                 # = file + image + compressed cache
+    sharing_saved_file_bytes: int = 0
+    sharing_saved_image_cache_bytes: int = 0
+    sharing_saved_compressed_cache_bytes: int = 0
     backing_resident_bytes: int = 0
     inserted_bytes: int = 0
     evicted_bytes: int = 0

@@ -76,6 +76,9 @@ class SharedInode:
     members: set[tuple[int, int]] = field(default_factory=set)
     users: dict[int, set[tuple[int, int]]] = field(default_factory=dict)
     size: int = 0
+    # member (dev, ino) -> chunk -> mask of pages its readers asked for (read,
+    # fault, map-around: mm_filemap_get_pages/map_pages/fault); None: not traced
+    touched: dict[tuple[int, int], dict[int, int]] | None = None
 
 
 @dataclass
@@ -86,6 +89,8 @@ class Readings:
     io: list[FileIO] = field(default_factory=list)
     # (kernel dev_t of host fs, ino of image file) -> resident pages of the backing file
     backing_pages: dict[tuple[int, int], int] = field(default_factory=dict)
+    # (host dev, image ino) -> {resident image-file page: cgroup id charged}
+    image_cache_owners: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
     shared: list[SharedInode] = field(default_factory=list)
     # kernel counters: map name -> (entries, capacity, update failures)
     maps: dict[str, tuple[int, int, int]] = field(default_factory=dict)

@@ -16,6 +16,11 @@
  *   erofs_ishare_fill_inode (entry + return) + iget5_locked (return, only
  *                  inside fill_inode): which real inodes joined which shared one
  *   erofs_ishare_free_inode (entry)          a real inode leaves: forget it
+ *   raw_tracepoint mm_filemap_get_pages      pages a read asked for,
+ *   raw_tracepoint mm_filemap_map_pages      pages a fault-around mapped and
+ *   raw_tracepoint mm_filemap_fault          a fault hit (all three 6.10+):
+ *                  which pages each member's readers touched (a page saves
+ *                  only where two members touched it)
  * kprobes/kretprobes by default; with -DISHARE_FENTRY the same logic as
  * fentry/fexit (BCC MODULE_KFUNC_PROBE; needs module BTF).  erofs.ko must be
  * loaded before attaching (the symbols appear in kallsyms only then).
@@ -37,6 +42,12 @@
  *   users         (mapping, cgroup id, real s_dev, real i_ino) -> open, read
  *                 and mmap calls, last use (ns); the loading process itself
  *                 (-DSELF_TGID) is never a user
+ *   touched       (mapping, member s_dev, member i_ino, page_index/64) -> 64-bit
+ *                 mask of pages that member's readers asked for; a fault marks
+ *                 the read-around window the member's own inode would have read
+ *   read_member   thread id -> the member its current read(2) goes through
+ *   cg_member     (mapping, cgroup id) -> the member that cgroup used last (faults
+ *                 carry no file: the mmap user's member)
  *   fs_types      file_system_type ptr -> 1 pseudo_erofs, 2 another erofs type
  *   counters      per-CPU: map update failures, owner overflow, ...
  */
@@ -55,7 +66,12 @@
 #ifndef USER_ENTRIES
 #define USER_ENTRIES 65536
 #endif
+#ifndef TOUCH_ENTRIES
+#define TOUCH_ENTRIES 262144
+#endif
 #define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
+#define MAX_TOUCH_CHUNKS 64          /* one event marks up to 16 MiB (4 KiB pages) */
+#define FAULT_AROUND_PAGES 32        /* default ra_pages: an mmap miss reads this window */
 #define EROFS_MAGIC 0xE0F5E1E2U
 #define FS_PSEUDO 1
 #define FS_OTHER 2
@@ -74,6 +90,9 @@ enum counter {
     CNT_READ,
     CNT_MMAP,
     CNT_FILL_NO_IGET,            /* shared, but the iget5_locked return was not seen */
+    CNT_TOUCH_UPDATE_FAIL,       /* touched full: pages not marked */
+    CNT_TOUCH_NO_MEMBER,         /* a shared page touched by a task with no known member */
+    CNT_TOUCH_TRUNCATED_PAGES,   /* pages beyond MAX_TOUCH_CHUNKS in one event */
     CNT_MAX,
 };
 
@@ -115,6 +134,26 @@ struct user_val {
     u64 last_ns;
 };
 
+struct touch_key {
+    u64 mapping;
+    u32 dev;
+    u32 pad;
+    u64 ino;
+    u64 chunk;
+};
+
+struct member_ref {
+    u64 mapping;
+    u32 dev;
+    u32 pad;
+    u64 ino;
+};
+
+struct cg_key {
+    u64 mapping;
+    u64 cgid;
+};
+
 struct fill_arg {
     u64 inode;          /* real inode passed to erofs_ishare_fill_inode */
     u64 shared;         /* iget5_locked() result inside it: the shared inode */
@@ -126,6 +165,9 @@ BPF_F_TABLE("hash", struct member_key, struct member_val, members, MEMBER_ENTRIE
 BPF_F_TABLE("hash", u64, struct member_key, real_inodes, MEMBER_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct user_key, struct user_val, users, USER_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_HASH(fs_types, u64, u32, 64);
+BPF_F_TABLE("hash", struct touch_key, u64, touched, TOUCH_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_HASH(read_member, u64, struct member_ref, 4096);
+BPF_HASH(cg_member, struct cg_key, struct member_ref, USER_ENTRIES);
 BPF_HASH(fill_args, u64, struct fill_arg, 4096);    /* thread id -> args */
 BPF_HASH(open_args, u64, u64, 4096);                /* thread id -> struct file * */
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
@@ -267,6 +309,82 @@ RAW_TRACEPOINT_PROBE(mm_filemap_delete_from_page_cache)
     return 0;
 }
 
+/* ------------------------------------------------------------ touched pages */
+static __always_inline void touch(struct address_space *mapping, u64 first, u64 last)
+{
+    struct inode *host = NULL;
+    struct super_block *sb = NULL;
+    if (!mapping || last < first)
+        return;
+    bpf_probe_read_kernel(&host, sizeof(host), &mapping->host);
+    if (!host)
+        return;
+    bpf_probe_read_kernel(&sb, sizeof(sb), &host->i_sb);
+    if (!sb || !is_pseudo_sb(sb))
+        return;
+#ifdef SELF_TGID
+    if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID)
+        return;
+#endif
+    /* the member: this thread's read(2), else the member its cgroup mapped */
+    u64 tid = bpf_get_current_pid_tgid();
+    struct member_ref *ref = read_member.lookup(&tid);
+    if (!ref || ref->mapping != (u64)mapping) {
+        struct cg_key ck = {.mapping = (u64)mapping, .cgid = bpf_get_current_cgroup_id()};
+        ref = cg_member.lookup(&ck);
+    }
+    if (!ref) {
+        count(CNT_TOUCH_NO_MEMBER, last - first + 1);
+        return;
+    }
+    struct touch_key k = {.mapping = (u64)mapping, .dev = ref->dev, .ino = ref->ino};
+    u64 c0 = first >> 6, c1 = last >> 6;
+    for (u32 i = 0; i < MAX_TOUCH_CHUNKS; i++) {
+        u64 c = c0 + i;
+        if (c > c1)
+            return;
+        u64 lo = c == c0 ? (first & 63) : 0;
+        u64 hi = c == c1 ? (last & 63) : 63;
+        u64 mask = (hi - lo == 63) ? ~0ULL : (((1ULL << (hi - lo + 1)) - 1) << lo);
+        k.chunk = c;
+        u64 *v = touched.lookup(&k);
+        if (v) {
+            if ((*v & mask) != mask)
+                __sync_fetch_and_or(v, mask);
+        } else if (touched.insert(&k, &mask) != 0) {
+            v = touched.lookup(&k);      /* lost a race, or full */
+            if (v)
+                __sync_fetch_and_or(v, mask);
+            else
+                count(CNT_TOUCH_UPDATE_FAIL, __builtin_popcountll(mask));
+        }
+    }
+    count(CNT_TOUCH_TRUNCATED_PAGES, last - ((c0 + MAX_TOUCH_CHUNKS) << 6) + 1);
+}
+
+RAW_TRACEPOINT_PROBE(mm_filemap_get_pages)
+{
+    /* (mapping, index, last_index): the pages one read(2) batch asks for */
+    touch((struct address_space *)ctx->args[0], ctx->args[1], ctx->args[2]);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(mm_filemap_map_pages)
+{
+    touch((struct address_space *)ctx->args[0], ctx->args[1], ctx->args[2]);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(mm_filemap_fault)
+{
+    /* without sharing, a miss here would read the ra window around the page
+     * (do_sync_mmap_readahead): the member's own inode would hold all of it */
+    u64 index = ctx->args[1];
+    u64 first = index > FAULT_AROUND_PAGES / 2 ? index - FAULT_AROUND_PAGES / 2 : 0;
+    touch((struct address_space *)ctx->args[0], first, first + FAULT_AROUND_PAGES - 1);
+    return 0;
+}
+
 /* ------------------------------------------------------------ members, users */
 static __always_inline void add_member(struct member_key *mk, struct inode *real)
 {
@@ -327,6 +445,13 @@ static __always_inline void note_use(struct file *f, int what)
     add_member(&mk, oi);
     struct user_key uk = {.mapping = (u64)m, .cgid = bpf_get_current_cgroup_id(),
                           .dev = mk.dev, .ino = mk.ino};
+    struct member_ref ref = {.mapping = (u64)m, .dev = mk.dev, .ino = mk.ino};
+    struct cg_key ck = {.mapping = (u64)m, .cgid = uk.cgid};
+    cg_member.update(&ck, &ref);
+    if (what == CNT_READ) {
+        u64 tid = bpf_get_current_pid_tgid();
+        read_member.update(&tid, &ref);
+    }
     struct user_val *uv = users.lookup(&uk);
     if (!uv) {
         struct user_val z = {};

@@ -23,7 +23,8 @@ PROBE = Path(__file__).resolve().parents[2] / "probes" / "ishare.c"
 COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_failures",
             "owner_overflow_pages", "big_folio_lost_pages", "delete_untracked_pages",
             "fill_shared", "fill_not_shared", "free_inode", "open", "read", "mmap",
-            "fill_no_iget")
+            "fill_no_iget", "touch_update_failures", "touch_no_member",
+            "touch_truncated_pages")
 # (function, BPF function, return probe?, required?)
 KPROBES = (
     ("erofs_ishare_file_open", "kp_ishare_open", False, True),
@@ -133,7 +134,8 @@ class SharingProbes:
     # ---------------------------------------------------------- loading
     def _cflags(self, hook: str) -> list[str]:
         fl = [f"-DSHARED_CHUNK_ENTRIES={self.max_chunks}", f"-DMEMBER_ENTRIES={self.max_members}",
-              f"-DUSER_ENTRIES={self.max_users}", f"-DSELF_TGID={os.getpid()}",
+              f"-DUSER_ENTRIES={self.max_users}", f"-DTOUCH_ENTRIES={self.max_chunks}",
+              f"-DSELF_TGID={os.getpid()}",
               f"-I{PROBE.parent}"]     # chunk_owners.h, shared with filemap.c
         if hook == "fentry":
             fl.append("-DISHARE_FENTRY")
@@ -198,6 +200,8 @@ class SharingProbes:
             "shared_chunks": (len(self.bpf["shared_chunks"]), self.max_chunks, c["chunk_update_failures"]),
             "shared_members": (len(self.bpf["members"]), self.max_members, c["member_update_failures"]),
             "shared_users": (len(self.bpf["users"]), self.max_users, c["user_update_failures"]),
+            "shared_touched": (len(self.bpf["touched"]), self.max_chunks,
+                               c["touch_update_failures"]),
         }
 
     def read(self) -> list[SharedInode]:
@@ -239,4 +243,23 @@ class SharingProbes:
                 del users[k]
             except KeyError:
                 pass
+        self._read_touched(out)
         return [s for s in out.values() if s.chunks or s.members]
+
+    def _read_touched(self, out: dict[int, SharedInode]) -> None:
+        """Pages each member's readers asked for; marks of members that left go."""
+        for s in out.values():
+            s.touched = {}
+        touched = self.bpf["touched"]
+        stale = []
+        for k, v in maps.items(touched):
+            s = out.get(k.mapping)
+            if s is None or (k.dev, k.ino) not in s.members:
+                stale.append(k)
+                continue
+            s.touched.setdefault((k.dev, k.ino), {})[k.chunk] = v.value
+        for k in stale:
+            try:
+                del touched[k]
+            except KeyError:
+                pass

@@ -21,14 +21,17 @@ import errno
 import hashlib
 import os
 import stat
+import struct
 import time
 
 from ..truth import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
-from .superblock import ErofsFormatError, Superblock, read_inode, read_superblock
+from .superblock import (ErofsFormatError, Superblock, compressed_page_map, data_extents,
+                         dump_extents, file_page_map, read_image, read_inode, read_superblock)
 
 FINGERPRINT_PREFIX = b"sha256:"
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 DEFAULT_DIGEST_BUDGET_BYTES_PER_S = 64 << 20
 READ_CHUNK_BYTES = 1 << 20
 ELF_MAGIC = b"\x7fELF"
@@ -105,6 +108,7 @@ class ImageContent:
         self._index: dict[tuple, _MountIndex] = {}
         self._sb: dict[tuple[str, int], Superblock | None] = {}
         self._layout: dict[tuple, bool | None] = {}      # -> compressed?
+        self._page_maps: dict[tuple, dict[int, tuple[int, ...]] | None] = {}
         self._fp: dict[tuple, str | None] = {}
         self._bid: dict[tuple, str | None] = {}
         self._digest: dict[tuple, str] = {}
@@ -155,27 +159,75 @@ class ImageContent:
     def path_of(self, mount: MountInfo, ino: int) -> str:
         return self._index_of(mount).paths.get(ino, "")
 
+    def _superblock(self, mount: MountInfo) -> Superblock | None:
+        if not mount.image_path:
+            return None
+        sk = (mount.image_path, mount.image_offset)
+        if sk not in self._sb:
+            try:
+                self._sb[sk] = read_superblock(mount.image_path, mount.image_offset)[0]
+            except (OSError, ErofsFormatError):
+                self._sb[sk] = None
+        return self._sb[sk]
+
     def _compressed(self, mount: MountInfo, ino: int) -> bool | None:
         """Per-file data layout from the on-disk inode (None when unreadable)."""
         key = self._content_key(mount, ino)
         if key in self._layout:
             return self._layout[key]
         result = None
-        if mount.image_path:
-            sk = (mount.image_path, mount.image_offset)
-            if sk not in self._sb:
-                try:
-                    self._sb[sk] = read_superblock(mount.image_path, mount.image_offset)[0]
-                except (OSError, ErofsFormatError):
-                    self._sb[sk] = None
-            sb = self._sb[sk]
-            if sb is not None:
-                try:
-                    result = read_inode(mount.image_path, sb, ino, mount.image_offset).compressed
-                except (OSError, ErofsFormatError):
-                    result = None
+        sb = self._superblock(mount)
+        if sb is not None:
+            try:
+                result = read_inode(mount.image_path, sb, ino, mount.image_offset).compressed
+            except (OSError, ErofsFormatError):
+                result = None
         self._layout[key] = result
         return result
+
+    def physical_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
+        """file page -> image pages (image-relative) holding its data: the data
+        blocks of a plain file, the compressed clusters of a compressed one
+        (from ``dump.erofs -e``).  None where that is not known (unreadable,
+        fragments only, no dump.erofs).  Cached: images are read-only."""
+        key = self._content_key(mount, ino)
+        if key in self._page_maps:
+            return self._page_maps[key]
+        result = None
+        sb = self._superblock(mount)
+        if sb is not None:
+            base = mount.image_offset
+            try:
+                ino_rec = read_inode(mount.image_path, sb, ino, base)
+                ext = data_extents(sb, ino_rec,
+                                   lambda off, n: read_image(mount.image_path, base + off, n))
+                if ext is not None:
+                    result = file_page_map(ext, 0, PAGE_SIZE)
+                elif ino_rec.compressed and base == 0:
+                    result = compressed_page_map(dump_extents(mount.image_path, ino), PAGE_SIZE)
+            except (OSError, ErofsFormatError, struct.error, ValueError):
+                result = None
+        self._page_maps[key] = result
+        return result
+
+    def image_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
+        """file page -> pages of the backing image file (file-backed and loop
+        mounts) that a read of it goes through; None where not known."""
+        if not mount.backing_file:
+            return None
+        phys = self.physical_pages(mount, ino)
+        if phys is None or mount.image_offset % PAGE_SIZE:
+            return None
+        shift = mount.image_offset // PAGE_SIZE
+        return phys if not shift else {p: tuple(x + shift for x in v) for p, v in phys.items()}
+
+    def managed_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
+        """Compressed files: file page -> pages of the mount's compressed-data
+        cache (indexed by physical address) that decompressing it reads."""
+        info = self.file_info(mount, ino)
+        if info is None or info.aops != AOPS_COMPRESSED:
+            return None
+        return self.physical_pages(mount, ino)
 
     def file_info(self, mount: MountInfo, ino: int) -> FileInfo | None:
         """Cached per mount: EROFS is read-only, a mounted file never changes."""

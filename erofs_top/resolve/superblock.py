@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import re
 import struct
+import subprocess
 import uuid as uuidlib
 from dataclasses import dataclass
 
@@ -180,6 +182,9 @@ class DiskInode:
     layout: int                 # FLAT_PLAIN .. CHUNK_BASED
     mode: int
     size: int
+    xattr_icount: int = 0
+    i_u: int = 0                # raw_blkaddr (flat), chunk format (chunk-based), ...
+    startblk_hi: int = 0        # high 16 bits of raw_blkaddr on 48-bit images
 
     @property
     def compressed(self) -> bool:
@@ -193,12 +198,21 @@ class DiskInode:
     def layout_name(self) -> str:
         return LAYOUT_NAMES.get(self.layout, f"layout{self.layout}")
 
+    @property
+    def inode_size(self) -> int:
+        return 64 if self.extended else ISLOT_SIZE
+
+    @property
+    def xattr_size(self) -> int:
+        # erofs_xattr_ibody_header (12 bytes) + (icount - 1) 4-byte slots
+        return 0 if self.xattr_icount == 0 else 12 + (self.xattr_icount - 1) * 4
+
 
 def parse_inode(raw: bytes, nid: int = 0) -> DiskInode:
     """Parse a 32- or 64-byte on-disk inode (``raw`` from the inode's offset)."""
     if len(raw) < ISLOT_SIZE:
         raise ErofsFormatError(f"truncated EROFS inode {nid} ({len(raw)} bytes)")
-    i_format, _xattr_icount, mode = struct.unpack_from("<HHH", raw, 0)
+    i_format, xattr_icount, mode, i_nb = struct.unpack_from("<HHHH", raw, 0)
     extended = bool(i_format & 1)
     layout = (i_format >> 1) & 7
     if layout > CHUNK_BASED:
@@ -209,7 +223,130 @@ def parse_inode(raw: bytes, nid: int = 0) -> DiskInode:
         size = struct.unpack_from("<Q", raw, 8)[0]
     else:
         size = struct.unpack_from("<I", raw, 8)[0]
-    return DiskInode(nid=nid, extended=extended, layout=layout, mode=mode, size=size)
+    i_u = struct.unpack_from("<I", raw, 16)[0]
+    return DiskInode(nid=nid, extended=extended, layout=layout, mode=mode, size=size,
+                     xattr_icount=xattr_icount, i_u=i_u, startblk_hi=i_nb)
+
+
+# ---------------------------------------------------------------- data maps
+NULL_ADDR = 0xFFFFFFFF          # EROFS_NULL_ADDR: a hole (no blocks)
+CHUNK_FORMAT_BLKBITS_MASK = 0x001F
+CHUNK_FORMAT_INDEXES = 0x0020   # 8-byte chunk indexes instead of 4-byte block addresses
+CHUNK_INDEX_SIZE = 8
+BLOCK_MAP_ENTRY_SIZE = 4
+
+
+def data_extents(sb: Superblock, ino: DiskInode, read) -> list[tuple[int, int, int]] | None:
+    """Where an uncompressed file's data blocks sit in the image.
+
+    ``read(offset, length) -> bytes`` reads the image (image-relative offsets).
+    Returns (file offset, length, image offset) extents, in file order, for the
+    parts held in data blocks; an inline tail (FLAT_INLINE) lives in the
+    metadata block beside the inode and is left out (every mount reads its
+    own metadata anyway).  None for layouts that are not mapped here:
+    compressed files, metabox inodes, chunks on another device.
+    """
+    bs = sb.block_size
+    if ino.layout in (FLAT_PLAIN, FLAT_INLINE):
+        blkaddr = ino.i_u
+        if sb.feature_incompat & INCOMPAT_48BIT:
+            blkaddr |= ino.startblk_hi << 32
+        full = ino.size if ino.layout == FLAT_PLAIN else ino.size // bs * bs
+        if full == 0 or ino.i_u == NULL_ADDR:
+            return []
+        return [(0, full, blkaddr * bs)]
+    if ino.layout != CHUNK_BASED:
+        return None
+    fmt = ino.i_u & 0xFFFF
+    chunk_bytes = bs << (fmt & CHUNK_FORMAT_BLKBITS_MASK)
+    nchunks = -(-ino.size // chunk_bytes)
+    if nchunks == 0:
+        return []
+    base = sb.inode_offset(ino.nid) + ino.inode_size + ino.xattr_size
+    if fmt & CHUNK_FORMAT_INDEXES:
+        base = -(-base // CHUNK_INDEX_SIZE) * CHUNK_INDEX_SIZE
+        raw = read(base, nchunks * CHUNK_INDEX_SIZE)
+        entries = []
+        for k in range(nchunks):
+            hi, device_id, lo = struct.unpack_from("<HHI", raw, k * CHUNK_INDEX_SIZE)
+            if device_id:
+                return None                 # chunk in another blob device
+            entries.append(NULL_ADDR if lo == NULL_ADDR else (lo | hi << 32))
+    else:
+        raw = read(base, nchunks * BLOCK_MAP_ENTRY_SIZE)
+        entries = list(struct.unpack_from(f"<{nchunks}I", raw, 0))
+    extents = []
+    for k, blk in enumerate(entries):
+        if blk == NULL_ADDR:
+            continue
+        length = min(chunk_bytes, ino.size - k * chunk_bytes)
+        extents.append((k * chunk_bytes, length, blk * bs))
+    return extents
+
+
+def file_page_map(extents: list[tuple[int, int, int]], image_base: int,
+                  page_size: int) -> dict[int, tuple[int, ...]]:
+    """file page index -> the image-file pages holding its data blocks.
+
+    ``image_base`` is the image's offset in the backing file (loop offset).
+    A block smaller than a page makes one file page span several image pages
+    (and one image page hold several files' blocks)."""
+    out: dict[int, set[int]] = {}
+    for foff, length, ioff in extents:
+        pos = 0
+        while pos < length:
+            fpage = (foff + pos) // page_size
+            run = min(length - pos, (fpage + 1) * page_size - (foff + pos))
+            first = (image_base + ioff + pos) // page_size
+            last = (image_base + ioff + pos + run - 1) // page_size
+            out.setdefault(fpage, set()).update(range(first, last + 1))
+            pos += run
+    return {p: tuple(sorted(v)) for p, v in out.items()}
+
+
+_DUMP_EXTENT = re.compile(rb"^\s*\d+:\s*(\d+)\.\.\s*(\d+)\s*\|\s*(\d+)\s*:"
+                          rb"\s*(\d+)\.\.\s*(\d+)\s*\|\s*(\d+)\s*$")
+DUMP_TIMEOUT_S = 10
+
+
+def parse_dump_extents(text: bytes) -> list[tuple[int, int, int, int]]:
+    """``dump.erofs -e`` extent lines -> (logical offset, logical length,
+    physical offset, physical length); extents without blocks (fragments,
+    inline tails, holes: physical length 0) are left out."""
+    out = []
+    for line in text.splitlines():
+        m = _DUMP_EXTENT.match(line)
+        if m:
+            lo, _hi, llen, pa, _pe, plen = (int(x) for x in m.groups())
+            if plen:
+                out.append((lo, llen, pa, plen))
+    return out
+
+
+def dump_extents(image: str, nid: int) -> list[tuple[int, int, int, int]]:
+    """Physical extents of inode ``nid`` through erofs-utils' dump.erofs (the
+    compressed index formats are erofs-utils' to decode).  Raises OSError
+    when dump.erofs is missing or fails."""
+    try:
+        r = subprocess.run(["dump.erofs", "-e", f"--nid={nid}", image], capture_output=True,
+                           timeout=DUMP_TIMEOUT_S)
+    except (subprocess.TimeoutExpired, FileNotFoundError) as e:
+        raise OSError(f"dump.erofs: {e}") from None
+    if r.returncode != 0:
+        raise OSError(f"dump.erofs -e --nid={nid} {image}: exit {r.returncode}")
+    return parse_dump_extents(r.stdout)
+
+
+def compressed_page_map(extents: list[tuple[int, int, int, int]],
+                        page_size: int) -> dict[int, tuple[int, ...]]:
+    """file page -> image pages of the compressed cluster(s) it decompresses
+    from: a cluster is read whole for any page of its logical range."""
+    out: dict[int, set[int]] = {}
+    for lo, llen, pa, plen in extents:
+        phys = range(pa // page_size, (pa + plen - 1) // page_size + 1)
+        for fpage in range(lo // page_size, (lo + llen - 1) // page_size + 1):
+            out.setdefault(fpage, set()).update(phys)
+    return {p: tuple(sorted(v)) for p, v in out.items()}
 
 
 # ---------------------------------------------------------------- reading images

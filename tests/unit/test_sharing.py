@@ -46,12 +46,17 @@ def uk(mapping, cg, dev, ino):
     return HashableNS(mapping=mapping, cgid=cg, dev=dev, pad=0, ino=ino)
 
 
-def probes_with(chunks, members, users):
+def tk(mapping, dev, ino, chunk):
+    return HashableNS(mapping=mapping, dev=dev, pad=0, ino=ino, chunk=chunk)
+
+
+def probes_with(chunks, members, users, touched=()):
     p = sharing.SharingProbes.__new__(sharing.SharingProbes)   # no BCC: tables only
     chunk_t = FakeBpfTable(("mapping", "chunk"), chunks)
     chunk_t.Key = lambda m, c: ck(m, c)
     p.bpf = {"shared_chunks": chunk_t, "members": FakeBpfTable(items=members),
-             "users": FakeBpfTable(items=users)}
+             "users": FakeBpfTable(items=users),
+             "touched": FakeBpfTable(items={k: NS(value=v) for k, v in dict(touched).items()})}
     p._chunk_gc = maps.EmptyChunkGC(chunk_t)
     p.warnings = []
     return p
@@ -71,6 +76,19 @@ def test_read_builds_shared_inodes_with_owners_members_users():
     assert s.members == {(31, 40), (32, 40)}
     assert s.users == {A: {(31, 40)}, B: {(32, 40)}}
     assert s.size == 8192
+
+
+def test_touched_pages_are_per_member_and_marks_of_members_that_left_go():
+    A = 101
+    p = probes_with(chunks={ck(0xEE, 0): cv((A, 0, 0, 0), (0xF, 0, 0, 0))},
+                    members={mk(0xEE, 31, 5): NS(size=4 * 4096, inode=1),
+                             mk(0xEE, 32, 5): NS(size=4 * 4096, inode=2)},
+                    users={uk(0xEE, A, 31, 5): NS()},
+                    touched={tk(0xEE, 31, 5, 0): 0xF, tk(0xEE, 32, 5, 0): 0x3,
+                             tk(0xEE, 33, 5, 0): 0x1})       # dev 33: no longer a member
+    (s,) = p.read()
+    assert s.touched == {(31, 5): {0: 0xF}, (32, 5): {0: 0x3}}
+    assert tk(0xEE, 33, 5, 0) not in p.bpf["touched"]
 
 
 def test_users_of_evicted_members_are_forgotten():

@@ -1,0 +1,116 @@
+"""`erofs-top advise`: what to change on this node to save page cache, ranked
+by what each change saves now.  Pure: actions from a Model (the aggregator's
+savings, docs/sharing.md); the command only fetches the Model and prints.
+
+Actions:
+  inode_share  remount the stock mounts whose images carry fingerprints with
+               ``inode_share,domain_id=<one domain>``: saves the Model's
+               ``potential_savings_now_bytes`` (stage a)
+  rebuild      rebuild one image without fingerprints with
+               ``mkfs.erofs --xattr-inode-digest=trusted.erofs.fingerprint``
+               and mount it in that domain: saves its copies' part of the
+               potential (stage b)
+Merging mounts that already share in different domains (stage c) is not
+advised yet: the kernel hides domain_id, so erofs-top cannot tell domains apart.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import click
+
+from .model import Model
+from .units import fmt_bytes
+
+DOMAIN_PLACEHOLDER = "<domain>"
+FINGERPRINT_XATTR = "trusted.erofs.fingerprint"
+
+
+@dataclass
+class Action:
+    kind: str                       # inode_share | rebuild
+    saves_bytes: int                # page cache this action saves now (charged)
+    mounts: list[str]               # mount points it touches
+    image: str = ""                 # rebuild: the image file (or source)
+    image_id: str = ""
+    commands: list[str] = field(default_factory=list)   # what an operator runs
+    why: str = ""
+
+
+def advise(model: Model) -> list[Action]:
+    """Ranked actions, largest saving first; none when nothing would save."""
+    actions: list[Action] = []
+    ready = [m for m in model.mounts
+             if not m.inode_share and m.ishare_xattrs and m.potential_savings_now_bytes > 0]
+    if ready and model.totals.potential_savings_now_bytes > 0:
+        opts = f"ro,inode_share,domain_id={DOMAIN_PLACEHOLDER}"
+        actions.append(Action(
+            kind="inode_share", saves_bytes=model.totals.potential_savings_now_bytes,
+            mounts=[m.mountpoint for m in ready],
+            commands=[f"mount -t erofs -o {opts} {m.backing_file or m.source} {m.mountpoint}"
+                      for m in ready],
+            why=f"{len(ready)} stock mount(s) hold the same content and their images carry "
+                f"fingerprints: mount them in one domain (pick one secret {DOMAIN_PLACEHOLDER} "
+                f"for the images you trust together)"))
+    by_image: dict[str, list] = {}
+    for m in model.mounts:
+        if not m.ishare_xattrs and m.potential_savings_bytes > 0:
+            by_image.setdefault(m.image_id or m.dev, []).append(m)
+    for image_id, ms in by_image.items():
+        src = ms[0].backing_file or ms[0].source
+        actions.append(Action(
+            kind="rebuild", saves_bytes=sum(m.potential_savings_bytes for m in ms),
+            mounts=[m.mountpoint for m in ms], image=src, image_id=image_id,
+            commands=[f"mkfs.erofs --xattr-inode-digest={FINGERPRINT_XATTR} NEW.erofs "
+                      f"<the tree of {src}>"],
+            why="the image has no fingerprints (mkfs.erofs --xattr-inode-digest): the kernel "
+                "cannot share its files"))
+    actions.sort(key=lambda a: (-a.saves_bytes, a.kind, a.image))
+    return actions
+
+
+def render(actions: list[Action], model: Model) -> str:
+    if not actions:
+        return ("nothing to advise: no page cache would be saved by inode_share on this node "
+                f"now (EROFS resident {fmt_bytes(model.totals.resident_bytes)}, "
+                f"sharing saves {fmt_bytes(model.totals.sharing_saved_bytes)})")
+    out = [f"{len(actions)} action(s), largest saving first (page cache charged now; "
+           f"tier {model.tier}):"]
+    for i, a in enumerate(actions, 1):
+        out.append(f"{i}. {a.kind}: saves {fmt_bytes(a.saves_bytes)}: {a.why}")
+        out += [f"     {c}" for c in a.commands]
+    return "\n".join(out)
+
+
+def to_json(actions: list[Action], model: Model) -> str:
+    return json.dumps({"schema": 1, "tier": model.tier, "ended_at": model.ended_at,
+                       "actions": [asdict(a) for a in actions]}, indent=2)
+
+
+@click.command("advise")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: {schema, tier, "
+                                                       "ended_at, actions[]} (docs/sharing.md).")
+@click.option("--duration", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Seconds to watch before advising (live tiers).")
+@click.option("--no-bpf", is_flag=True, help="Advise from ground truth (snapshot tier).")
+def advise_command(as_json: bool, duration: float, no_bpf: bool) -> None:
+    """Ranked changes that would save EROFS page cache on this node now, with
+    the MiB each saves and the commands to make them: which mounts to mount
+    with inode_share (and one domain_id for them), which images to rebuild
+    with fingerprints.  Savings are in page cache the kernel charges (EROFS
+    pages, compressed-data cache, image-file cache): docs/sharing.md."""
+    import time
+
+    from .cli import EXIT_INTERRUPTED, _open, fail
+    col = _open(no_bpf)
+    try:
+        col.refresh()
+        time.sleep(duration)
+        model = col.refresh()
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+    finally:
+        col.close()
+    actions = advise(model)
+    click.echo(to_json(actions, model) if as_json else render(actions, model))

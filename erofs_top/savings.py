@@ -1,0 +1,314 @@
+"""What page-cache sharing saves (inode_share mounts) or would save (stock
+mounts), page by page, in the page cache the kernel charges.  Pure: called by
+erofs_top.aggregate with its entries; docs/sharing.md has the rules and a
+worked example each.
+
+Rules (the kernel's, fs/erofs/ishare.c):
+- Without sharing every EROFS inode caches the pages its readers touched; with
+  it, one shared inode per content caches them once.  A page saves only where
+  another resident copy of the same content page would otherwise be held:
+  per content page, holders - 1 (intersection of page sets, not user counts).
+- Readers through one mount use one inode, shared or not: no saving.
+- splice/sendfile readers of an inode_share mount read the member inode's own
+  cache (``.splice_read = filemap_splice_read``): they touch no shared page.
+- Sharing needs the same data path (aops class) and, to happen now, images
+  with fingerprints (``mkfs.erofs --xattr-inode-digest``); copies on images
+  without them save only after a rebuild (stage "rebuild").
+- File-backed and loop mounts read the image file through the host page cache,
+  charged to the reader: with sharing, the shared inode reads through ONE
+  member's image, so the other members' image pages for that content are not
+  read.  Image pages that other resident files of the same image need, and
+  pages charged to cgroups that do not read the mount (a warm image), stay.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
+
+from .readings import CHUNK_PAGES
+
+PageMap = dict[int, tuple[int, ...]]      # file page -> image-file pages
+
+
+@dataclass
+class Savings:
+    """Pages saved, split by where they sit.  ``by_cgroup``: the cgroups that
+    would stop paying (potential) for the file pages and image pages counted."""
+    file_pages: int = 0                 # EROFS inode pages
+    image_pages: int = 0                # the image file's own cache
+    compressed_pages: int = 0           # the mounts' compressed-data (managed) cache
+    now_file_pages: int = 0             # of file_pages: images already carry fingerprints
+    by_cgroup: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    by_dev: dict[int, int] = field(default_factory=lambda: defaultdict(int))   # copies' mounts
+
+    @property
+    def pages(self) -> int:
+        return self.file_pages + self.image_pages + self.compressed_pages
+
+
+@dataclass
+class Copy:
+    """One cached copy of some content, as the savings code needs it."""
+    key: tuple                          # unique per copy (the aggregator's entry key)
+    union: dict[int, int]               # chunk -> resident mask
+    owners: dict[int, dict[int, int]]   # chunk -> cgroup -> mask
+    image: tuple[int, int] | None       # (host dev, image ino) of a file/loop mount
+    page_map: PageMap | None            # file page -> image pages (None: unknown)
+    fingerprinted: bool                 # its image carries --xattr-inode-digest xattrs
+    # compressed files: (("managed", sb dev), file page -> compressed-cache pages)
+    managed: tuple[tuple, PageMap | None] | None = None
+
+
+def _as_managed(c: Copy) -> Copy:
+    """The copy seen through its mount's compressed-data cache instead of its
+    image file: the same rules apply to both caches."""
+    key, pm = c.managed or (None, None)
+    return replace(c, image=key, page_map=pm)
+
+
+def _pages_of(mask: int, chunk: int) -> Iterable[int]:
+    base = chunk * CHUNK_PAGES
+    while mask:
+        low = mask & -mask
+        yield base + low.bit_length() - 1
+        mask ^= low
+
+
+def _file_pages(members: list[Copy], out: Savings, removed: dict[tuple, dict[int, int]]) -> None:
+    """Per content page, every resident copy after the first is saved; the
+    first holder in ``members`` order keeps it.  Fills ``removed``."""
+    chunks = set().union(*(m.union.keys() for m in members))
+    for c in chunks:
+        held = 0
+        held_fp = 0
+        for m in members:
+            mask = m.union.get(c, 0)
+            gone = mask & held
+            held |= mask
+            if m.fingerprinted:
+                out.now_file_pages += (mask & held_fp).bit_count()
+                held_fp |= mask
+            if not gone:
+                continue
+            removed.setdefault(m.key, {})[c] = gone
+            out.file_pages += gone.bit_count()
+            out.by_dev[m.key[0]] += gone.bit_count()
+            for cg, om in m.owners.get(c, {}).items():
+                n = (om & gone).bit_count()
+                if n:
+                    out.by_cgroup[cg] += n
+
+
+def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
+    """The copy whose image the shared inode would read through: the one with
+    the most of its image pages already charged to its readers."""
+    def held(m: Copy) -> int:
+        pages = owned.get(m.image, {}) if m.image else {}
+        rd = readers.get(m.image, ())
+        return sum(1 for ps in (m.page_map or {}).values()
+                   for p in ps if pages.get(p) in rd)
+    return max(members, key=lambda m: (held(m), -members.index(m)))
+
+
+def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
+                     readers: dict[tuple, set[int]], *, resident: bool
+                     ) -> tuple[dict[tuple, dict[int, int]], dict[tuple, set[int]]]:
+    """Image pages one content group would stop reading, and those it keeps.
+
+    Per file page: the members whose image holds that page (``resident``:
+    charged to a reader of that image; else: NOT resident, i.e. sharing kept it
+    out) are its holders; one keeps it, the others' image pages are candidates.
+    Returns ({image: {page: (owner cgroup, copy's dev)}}, {image: pages kept})."""
+    mapped = [m for m in members if m.image and m.page_map is not None]
+    cand: dict[tuple, dict[int, int]] = defaultdict(dict)
+    kept: dict[tuple, set[int]] = defaultdict(set)
+    if len(mapped) < 2:
+        for m in mapped:
+            kept[m.image].update(p for ps in m.page_map.values() for p in ps)
+        return cand, kept
+    keeper = _keeper(mapped, owned, readers)
+    for fpage in set().union(*(m.page_map.keys() for m in mapped)):
+        holders, read_through = [], False
+        for m in mapped:
+            ps = m.page_map.get(fpage, ())
+            pages = owned.get(m.image, {})
+            if resident:
+                hit = [p for p in ps if pages.get(p) in readers.get(m.image, ())]
+            else:
+                hit = [p for p in ps if p not in pages]
+                read_through |= len(hit) < len(ps)
+            if hit:
+                holders.append((m, hit))
+            else:
+                kept[m.image].update(ps)
+        if not holders:
+            continue
+        # one holder keeps its copy, unless (realized) another image already served it
+        keep = None if read_through else next((h for h in holders if h[0] is keeper), holders[0])
+        for m, hit in holders:
+            if keep is not None and m is keep[0]:
+                kept[m.image].update(hit)
+                continue
+            for p in hit:
+                cand[m.image][p] = (owned.get(m.image, {}).get(p, 0), m.key[0])
+    return cand, kept
+
+
+def potential(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
+              readers: dict[tuple, set[int]], other_kept: dict[tuple, set[int]]) -> Savings:
+    """What inode_share would save on stock mounts.  ``groups``: copies of one
+    content in one aops class (shared inodes excluded); ``owned``/``readers``/
+    ``other_kept`` are keyed by cache: an image file (host dev, ino) or a
+    mount's compressed-data cache ("managed", dev); ``other_kept``: pages that
+    resident files outside every group need."""
+    out = Savings()
+    removed: dict[tuple, dict[int, int]] = {}
+    # fingerprinted copies first: with sharing on, they are the ones that merge now
+    groups = [sorted(members, key=lambda m: not m.fingerprinted) for members in groups]
+    for members in groups:
+        _file_pages(members, out, removed)
+    out.image_pages = _cache_pages(groups, owned, readers, other_kept, out, resident=True)
+    out.compressed_pages = _cache_pages([[_as_managed(c) for c in g] for g in groups],
+                                        owned, readers, other_kept, out, resident=True)
+    return out
+
+
+def _cache_pages(groups: list[list[Copy]], owned, readers, other_kept, out: Savings, *,
+                 resident: bool) -> int:
+    cand: dict[tuple, dict[int, int]] = defaultdict(dict)
+    kept: dict[tuple, set[int]] = defaultdict(set, {k: set(v) for k, v in other_kept.items()})
+    for members in groups:
+        c, k = image_candidates(members, owned, readers, resident=resident)
+        for img, pages in c.items():
+            cand[img].update(pages)
+        for img, pages in k.items():
+            kept[img] |= pages
+    return _count_images(cand, kept, out)
+
+
+def _count_images(cand: dict[tuple, dict[int, int]], kept: dict[tuple, set[int]],
+                  out: Savings) -> int:
+    n = 0
+    for img, pages in cand.items():
+        keep = kept.get(img, set())
+        for p, (cg, dev) in pages.items():
+            if p not in keep:
+                n += 1
+                out.by_cgroup[cg] += 1
+                out.by_dev[dev] += 1
+    return n
+
+
+RA_PAGES = 32         # VM_READAHEAD_PAGES: the default read_ahead_kb (128 KiB), 4 KiB pages
+
+
+def init_ra_pages(req: int, max_pages: int = RA_PAGES) -> int:
+    """mm/readahead.c get_init_ra_size(): the window a first read of ``req``
+    pages at the start of a file reads."""
+    size = 1 << max(0, (req - 1).bit_length())       # roundup_pow_of_two
+    if size <= max_pages // 32:
+        return size * 4
+    if size <= max_pages // 4:
+        return size * 2
+    return max(max_pages, req)
+
+
+def with_readahead(chunks: dict[int, int]) -> dict[int, int]:
+    """What a member's own inode would have cached for the pages its readers
+    touched: on the shared inode, a reader that finds pages cached triggers
+    no readahead, on its own inode it would have.  Each run of touched pages
+    is one read stream (mm/readahead.c): a short one gets the initial window
+    (``get_init_ra_size``: 4x a 1-page read), a longer one one more async
+    window (``ra_pages``) past its end."""
+    touched = sorted(p for c, m in chunks.items() for p in _pages_of(m, c))
+    out = dict(chunks)
+    i = 0
+    while i < len(touched):
+        j = i
+        while j + 1 < len(touched) and touched[j + 1] == touched[j] + 1:
+            j += 1
+        start, run = touched[i], j - i + 1
+        end = start + (init_ra_pages(run) if run < RA_PAGES else run + RA_PAGES)
+        for p in range(start + run, end):
+            out[p // CHUNK_PAGES] = out.get(p // CHUNK_PAGES, 0) | 1 << (p % CHUNK_PAGES)
+        i = j + 1
+    return out
+
+
+def realized_file_pages(union: dict[int, int], touched: dict[tuple, dict[int, int]]) -> int:
+    """Shared inode: per resident page, the members that touched it - 1."""
+    saved = 0
+    touched = {m: with_readahead(chunks) for m, chunks in touched.items()}
+    for c, res in union.items():
+        any_mask = 0
+        total = 0
+        for chunks in touched.values():
+            m = chunks.get(c, 0) & res
+            total += m.bit_count()
+            any_mask |= m
+        saved += total - any_mask.bit_count()
+    return saved
+
+
+def touched_copies(union: dict[int, int], touched: dict[tuple, dict[int, int]],
+                   image_of: Callable[[tuple], tuple | None],
+                   map_of: Callable[[tuple], PageMap | None],
+                   managed_of: Callable[[tuple], tuple | None] = lambda m: None) -> list[Copy]:
+    """The members of a shared inode as copies holding what they touched (for
+    the image-file part of the realized saving)."""
+    out = []
+    for member, chunks in sorted(touched.items()):
+        mine = {c: m & union.get(c, 0) for c, m in chunks.items() if m & union.get(c, 0)}
+        if not mine:
+            continue
+        pages = {p for c, m in mine.items() for p in _pages_of(m, c)}
+
+        def only_touched(pm):
+            return None if pm is None else {p: v for p, v in pm.items() if p in pages}
+        managed = managed_of(member)
+        out.append(Copy(key=member, union=mine, owners={}, image=image_of(member),
+                        page_map=only_touched(map_of(member)), fingerprinted=True,
+                        managed=None if managed is None else
+                        (managed[0], only_touched(managed[1]))))
+    return out
+
+
+def realized_cache_pages(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
+                         readers: dict[tuple, set[int]],
+                         other_kept: dict[tuple, set[int]]) -> tuple[int, int]:
+    """(image-file pages, compressed-cache pages) that sharing saves now.
+
+    Image files: a buffered read always caches what it reads, so the other
+    members' image pages for content pages they touched that are not resident
+    are what sharing kept out (a resident one, warm or read another way,
+    saved nothing).  The compressed-data cache keeps only some clusters
+    (cache_strategy), so absence proves nothing there: each other member
+    that touched a content page would have cached what the member read
+    through holds for it."""
+    out = Savings()
+    image = _cache_pages(groups, owned, readers, other_kept, out, resident=False)
+    return image, sum(_mirrored(g, owned, other_kept) for g in groups)
+
+
+def _mirrored(members: list[Copy], owned: dict[tuple, dict[int, int]],
+              other_kept: dict[tuple, set[int]]) -> int:
+    managed = [_as_managed(c) for c in members]
+    mapped = [m for m in managed if m.image and m.page_map is not None]
+    if len(mapped) < 2:
+        return 0
+    saved: set[tuple] = set()
+    for fpage in set().union(*(m.page_map.keys() for m in mapped)):
+        held = [(m, [p for p in m.page_map.get(fpage, ()) if p in owned.get(m.image, {})])
+                for m in mapped if fpage in m.page_map]
+        through = next(((m, ps) for m, ps in held if ps), None)
+        if through is None:
+            continue
+        for m, own in held:
+            # its own clusters cached anyway, or needed by other files (dedupe,
+            # fragments): no saving through this member
+            if m is through[0] or own or any(
+                    p in other_kept.get(m.image, ()) for p in m.page_map.get(fpage, ())):
+                continue
+            saved.update((m.key, p) for p in through[1])
+    return len(saved)

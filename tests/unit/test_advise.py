@@ -1,0 +1,41 @@
+"""erofs_top.advise: actions from a Model (the aggregator's savings)."""
+from __future__ import annotations
+
+from erofs_top.advise import advise, render, to_json
+from erofs_top.model import Model, Mount, Totals
+
+MiB = 1 << 20
+
+
+def mount(dev, mp, *, fp, share=False, pot=0, now=0, image="img"):
+    return Mount(dev=dev, mountpoint=mp, source=f"/images/{mp[-1]}.erofs", backing="file",
+                 backing_file=f"/images/{mp[-1]}.erofs", image_id=image, inode_share=share,
+                 ishare_xattrs=fp, potential_savings_bytes=pot, potential_savings_now_bytes=now)
+
+
+def model(mounts, now=0):
+    return Model(tier="tracepoint", started_at=0, ended_at=1, page_size=4096, mounts=mounts,
+                 totals=Totals(potential_savings_bytes=sum(m.potential_savings_bytes for m in mounts),
+                               potential_savings_now_bytes=now))
+
+
+def test_ranked_inode_share_first_then_rebuilds():
+    m = model([mount("0:41", "/m/a", fp=True, pot=6 * MiB, now=6 * MiB, image="A"),
+               mount("0:42", "/m/b", fp=True, image="B"),
+               mount("0:43", "/m/c", fp=False, pot=2 * MiB, image="C"),
+               mount("0:44", "/m/d", fp=False, pot=9 * MiB, image="D")], now=6 * MiB)
+    acts = advise(m)
+    assert [(a.kind, a.saves_bytes) for a in acts] == [
+        ("rebuild", 9 * MiB), ("inode_share", 6 * MiB), ("rebuild", 2 * MiB)]
+    share = acts[1]
+    assert share.mounts == ["/m/a"]
+    assert "inode_share,domain_id=" in share.commands[0] and "/images/a.erofs" in share.commands[0]
+    assert acts[0].image == "/images/d.erofs"
+    assert "9.0 MiB" in render(acts, m) and '"kind": "rebuild"' in to_json(acts, m)
+
+
+def test_mounts_already_sharing_are_not_advised():
+    m = model([mount("0:41", "/m/a", fp=True, share=True), mount("0:42", "/m/b", fp=True,
+                                                                 share=True)])
+    assert advise(m) == []
+    assert render([], m).startswith("nothing to advise")

@@ -1,0 +1,101 @@
+"""Where a file's data blocks sit in the image (superblock.data_extents and
+file_page_map), checked against the source bytes on real mkfs.erofs images:
+the image bytes at the mapped offsets must be the file's own bytes."""
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from erofs_top.resolve.superblock import (CHUNK_BASED, FLAT_INLINE, FLAT_PLAIN,
+                                          compressed_page_map, data_extents, dump_extents,
+                                          file_page_map, parse_dump_extents, read_image,
+                                          read_inode, read_superblock)
+
+from test_superblock import mkfs, nid_of
+
+PAGE = 4096
+
+
+@pytest.fixture
+def src(tmp_path):
+    d = tmp_path / "src"
+    d.mkdir()
+    rng = random.Random(7)
+    for name, size in (("a.bin", 300_000), ("b.bin", 8192), ("odd.bin", 12_345),
+                       ("big.bin", 1 << 20), ("tiny", 3)):
+        (d / name).write_bytes(rng.randbytes(size))
+    return d
+
+
+CASES = {
+    "inline tails": (FLAT_INLINE, ()),
+    "no inline data": (FLAT_PLAIN, ("-Enoinline_data",)),
+    "chunks 4 KiB indexes": (CHUNK_BASED, ("--chunksize=4096",)),
+    "chunks 64 KiB": (CHUNK_BASED, ("--chunksize=65536",)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mapped_image_bytes_are_the_file_bytes(src, tmp_path, case):
+    layout, opts = CASES[case]
+    img = mkfs(tmp_path / "i.erofs", src, *opts)
+    sb, _ = read_superblock(img)
+    layouts = set()
+    for f in sorted(src.iterdir()):
+        data = f.read_bytes()
+        ino = read_inode(img, sb, nid_of(img, f.name))
+        layouts.add(ino.layout)
+        ext = data_extents(sb, ino, lambda off, n: read_image(img, off, n))
+        assert ext is not None, f.name
+        covered = 0
+        for foff, length, ioff in ext:
+            assert read_image(img, ioff, length) == data[foff:foff + length], (case, f.name)
+            covered += length
+        # everything but an inline tail sits in data blocks
+        tail = len(data) % sb.block_size if ino.layout == FLAT_INLINE else 0
+        assert covered == len(data) - tail, (case, f.name, covered, len(data))
+        pages = file_page_map(ext, 0, PAGE)
+        for fpage, img_pages in pages.items():
+            start = fpage * PAGE
+            in_blocks = data[start:min(start + PAGE, len(data) - tail)]
+            blob = b"".join(read_image(img, p * PAGE, PAGE) for p in img_pages)
+            assert in_blocks and in_blocks in blob, (case, f.name, fpage)
+    assert layout in layouts, (case, layouts)
+
+
+def test_compressed_files_are_not_mapped(src, tmp_path):
+    (src / "text.txt").write_bytes(b"erofs-top " * 50_000)     # compresses well
+    img = mkfs(tmp_path / "z.erofs", src, "-zlz4hc")
+    sb, _ = read_superblock(img)
+    ino = read_inode(img, sb, nid_of(img, "text.txt"))
+    assert ino.compressed
+    assert data_extents(sb, ino, lambda off, n: read_image(img, off, n)) is None
+
+
+def test_file_page_map_with_small_blocks_and_a_loop_offset():
+    # 1 KiB blocks: file bytes 0..4095 in two runs; image at offset 512 in its file
+    ext = [(0, 2048, 10 * 1024), (2048, 2048, 20 * 1024)]
+    assert file_page_map(ext, 512, 4096) == {0: (2, 3, 5)}
+
+
+def test_dump_erofs_extent_lines():
+    # dump.erofs 1.9 -e output: a compressed cluster, a plain extent, a fragment
+    out = b"""
+ Ext:   logical offset   |  length :     physical offset    |  length
+   0:        0..  500000 |  500000 :     303104..    307200 |    4096
+   1:   500000..  503000 |    3000 :          0..         0 |       0
+"""
+    ext = parse_dump_extents(out)
+    assert ext == [(0, 500000, 303104, 4096)]
+    pm = compressed_page_map(ext, 4096)
+    assert pm[0] == pm[122] == (74,) and 123 not in pm
+
+
+def test_dump_extents_of_a_real_compressed_file(src, tmp_path):
+    (src / "text.txt").write_bytes(b"erofs-top " * 50_000)
+    img = mkfs(tmp_path / "z.erofs", src, "-zlz4hc")
+    ext = dump_extents(img, nid_of(img, "text.txt"))
+    assert ext and sum(llen for _, llen, _, _ in ext) == 500_000
+    assert all(0 < pa < os.path.getsize(img) for _, _, pa, _ in ext)

@@ -1,0 +1,198 @@
+"""Savings against the kernel's own accounting, beyond the friendliest setup.
+
+Each cell runs a workload twice, on stock mounts and on inode_share mounts,
+and takes the real saving from memory.stat ``file`` of the reader cgroups
+(the kernel's charge: EROFS pages, the compressed-data cache and, for
+file-backed and loop mounts, the image file's pages).  erofs-top's
+``potential_savings_bytes`` (stock) must be within 5 % of it,
+``sharing_saved_bytes`` (inode_share) within 1 % of the charged total.
+
+Data: two versions of a real Debian package (/opt/lab-data), built into
+images with fingerprints.  The cells combine the axes (image builds x read
+patterns x topologies) so that every value of every axis runs at least once;
+docs/sharing.md has the table with the measured errors.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+import random
+
+import pytest
+
+from . import labkit as lk
+from .conftest import FINGERPRINT_XATTR, REPORT
+from .test_headline import DATA, PACKAGES, SHARE
+
+PKG = "redis-tools"     # small (14 MiB a version), ELF binaries + identical copies inside
+PAIR = next((p for p in PACKAGES if p[0] == PKG), None)
+RESULTS: list[dict] = []
+
+
+def _files(root: str):
+    for d, _, files in os.walk(root):
+        for name in sorted(files):
+            p = os.path.join(d, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                yield p
+
+
+def read_whole(root: str) -> None:
+    lk.read_tree(root)
+
+
+def read_half(root: str) -> None:
+    """read(2) the first half of every regular file, 64 KiB at a time."""
+    for p in _files(root):
+        left = os.path.getsize(p) // 2
+        with open(p, "rb", buffering=0) as f:
+            while left > 0 and (b := f.read(min(left, 64 << 10))):
+                left -= len(b)
+
+
+def read_random(root: str) -> None:
+    """pread(2) 4 KiB at seeded random offsets, a third of each file's pages."""
+    rng = random.Random(7)
+    for p in _files(root):
+        size = os.path.getsize(p)
+        with open(p, "rb", buffering=0) as f:
+            for _ in range(max(1, size // lk.PAGE // 3)):
+                os.pread(f.fileno(), lk.PAGE, rng.randrange(0, max(1, size)))
+
+
+def mmap_every_4th(root: str) -> None:
+    """Fault in every 4th page through a shared read-only mmap (no read(2))."""
+    for p in _files(root):
+        size = os.path.getsize(p)
+        if not size:
+            continue
+        with open(p, "rb") as f, mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as m:
+            for off in range(0, size, 4 * lk.PAGE):
+                m[off]
+
+
+# image builds: name -> (version index, mkfs options)
+BUILDS = {
+    "v1": (0, ()), "v2": (1, ()),
+    "v1-noinline": (0, ("-Enoinline_data",)),
+    "v1-lz4hc": (0, ("-zlz4hc",)), "v2-lz4hc": (1, ("-zlz4hc",)),
+    "v2-lzma": (1, ("-zlzma",)),
+    "v1-frag": (0, ("-zlz4hc", "-Efragments,dedupe")), "v2-frag": (1, ("-zlz4hc", "-Efragments,dedupe")),
+    "v1-ztail": (0, ("-zlz4", "-Eztailpacking")), "v2-ztail": (1, ("-zlz4", "-Eztailpacking")),
+    "v1-chunk": (0, ("--chunksize=65536",)), "v2-chunk": (1, ("--chunksize=65536",)),
+    "v1-1k": (0, ("-b", "1024")), "v2-1k": (1, ("-b", "1024")),
+}
+
+# cell -> (mounts: [(build, loop?)], readers: [(mount index, reader)], cold image files)
+CELLS = {
+    "plain cold 2 versions": ([("v1", False), ("v2", False)],
+                              [(0, read_whole), (1, read_whole)], True),
+    "one mount, two readers": ([("v1", False)], [(0, read_whole), (0, read_whole)], True),
+    "plain half reader": ([("v1", False), ("v2", False)], [(0, read_whole), (1, read_half)], False),
+    "lz4hc cold mmap": ([("v1-lz4hc", False), ("v2-lz4hc", False)],
+                        [(0, read_whole), (1, mmap_every_4th)], True),
+    "lz4hc vs lzma": ([("v1-lz4hc", False), ("v2-lzma", False)],
+                      [(0, read_whole), (1, read_whole)], False),
+    "fragments+dedupe": ([("v1-frag", False), ("v2-frag", False)],
+                         [(0, read_whole), (1, read_whole)], False),
+    "ztailpacking, cold": ([("v1-ztail", False), ("v2-ztail", False)],
+                           [(0, read_whole), (1, read_whole)], True),
+    "plain random offsets, cold": ([("v1", False), ("v2", False)],
+                                   [(0, read_random), (1, read_random)], True),
+    "lz4hc random offsets": ([("v1-lz4hc", False), ("v2-lz4hc", False)],
+                             [(0, read_random), (1, read_random)], False),
+    "chunked on loop, cold": ([("v1-chunk", True), ("v2-chunk", True)],
+                              [(0, read_whole), (1, read_whole)], True),
+    "1 KiB blocks": ([("v1-1k", False), ("v2-1k", False)], [(0, read_whole), (1, read_whole)],
+                     False),
+    "same image 3x": ([("v1", False), ("v1", False), ("v1", False)],
+                      [(0, read_whole), (1, read_half), (2, read_whole)], True),
+    "3 images inline/noinline": ([("v1", False), ("v2", False), ("v1-noinline", False)],
+                                 [(0, read_whole), (1, read_whole), (2, read_whole)], False),
+}
+
+
+@pytest.fixture(scope="module")
+def images(lab):
+    if PAIR is None:
+        pytest.fail(f"{DATA}/{PKG} must hold two versions (tests/vm/lab.sh build fetches them)")
+    d = lk.workdir("matrix")
+    built: dict[str, str] = {}
+
+    def build(name: str) -> str:
+        if name not in built:
+            ver, opts = BUILDS[name]
+            built[name] = lk.mkfs_erofs(f"{d}/{name}.erofs", f"{DATA}/{PKG}/{PAIR[1 + ver]}",
+                                        f"--xattr-inode-digest={FINGERPRINT_XATTR}", *opts)
+        return built[name]
+    try:
+        yield build
+    finally:
+        lk.rmtree(d)
+        if RESULTS:
+            _report()
+
+
+def _run(collector, images: list[tuple[str, bool]], opts: str, plan, cold: bool) -> dict:
+    """Mount the images with ``opts``; one cgroup per reader in ``plan``.
+    Returns the readers' memcg charge and erofs-top's totals."""
+    with contextlib.ExitStack() as st:
+        mnts = [st.enter_context(lk.erofs_mount(img, opts, loop=loop)) for img, loop in images]
+        cgs = [st.enter_context(lk.Cgroup(f"mx-{i}")) for i in range(len(plan))]
+        collector.refresh()
+        if cold:
+            lk.drop_caches()     # the image files' cache goes to the readers, as on a node
+        for cg, (idx, fn) in zip(cgs, plan):
+            cg.run(fn, mnts[idx])
+        model = collector.refresh()
+        charged = sum(cg.file_bytes() for cg in cgs)
+    return {"charged": charged, "totals": model.totals, "warnings": model.health.warnings}
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_cell_matches_the_kernel(collector, images, cell):
+    mounts, plan, cold = CELLS[cell]
+    imgs = [(images(b), loop) for b, loop in mounts]
+    plain = _run(collector, imgs, "", plan, cold)
+    shared = _run(collector, imgs, SHARE, plan, cold)
+    real = plain["charged"] - shared["charged"]
+    pt, st = plain["totals"], shared["totals"]
+    row = {"cell": cell, "charged_without": plain["charged"], "charged_with": shared["charged"],
+           "real": real, "predicted": pt.potential_savings_bytes,
+           "predicted_parts": [pt.potential_savings_file_bytes,
+                               pt.potential_savings_image_cache_bytes,
+                               pt.potential_savings_compressed_cache_bytes],
+           "reported": st.sharing_saved_bytes,
+           "reported_parts": [st.sharing_saved_file_bytes, st.sharing_saved_image_cache_bytes,
+                              st.sharing_saved_compressed_cache_bytes],
+           "warnings": plain["warnings"] + shared["warnings"]}
+    RESULTS.append(row)
+    base = plain["charged"]
+    assert real >= 0, row
+    assert abs(row["predicted"] - real) <= max(0.05 * real, 0.01 * base), row
+    assert abs(row["reported"] - real) <= 0.01 * base, row
+
+
+def _mib(n: int) -> str:
+    return f"{n / lk.MiB:6.2f}"
+
+
+def _report() -> None:
+    REPORT.append(f"matrix ({PKG} {PAIR[1]} / {PAIR[2]}; MiB charged to the readers; "
+                  f"parts: file / image / compressed cache)")
+    REPORT.append(f"{'cell':28} {'without':>7} {'with':>7} {'real':>6} {'predicted':>9} "
+                  f"{'err':>6} {'reported':>8} {'err/base':>8}  parts predicted | reported")
+    for r in RESULTS:
+        real, base = r["real"], r["charged_without"] or 1
+        perr = 100 * (r["predicted"] - real) / real if real else 0.0
+        REPORT.append(
+            f"{r['cell']:28} {_mib(r['charged_without'])} {_mib(r['charged_with'])} "
+            f"{_mib(real)} {_mib(r['predicted'])}   {perr:+5.1f}% {_mib(r['reported'])}  "
+            f"{100 * (r['reported'] - real) / base:+6.2f}%  "
+            f"{'/'.join(_mib(x).strip() for x in r['predicted_parts'])} | "
+            f"{'/'.join(_mib(x).strip() for x in r['reported_parts'])}")
+    with contextlib.suppress(OSError):
+        with open("/out/matrix.json", "w") as f:
+            json.dump(RESULTS, f, indent=1)
