@@ -28,7 +28,8 @@ def image_view(containers: list[Container], mounts: list[Mount]) -> list[Image]:
                 digest=m.layer_digest, dev=m.dev, snapshot_id=m.snapshot_id,
                 resident_bytes=m.resident_bytes, duplicate_bytes=m.duplicate_bytes,
                 backing_resident_bytes=m.backing_resident_bytes,
-                shared_with=[n for n in m.images if n != name]))
+                shared_with=[n for n in m.images if n != name],
+                potential_savings_bytes=getattr(m, "potential_savings_bytes", 0)))
     for c in containers:
         im = images.get(c.image) if c.image else None
         if im is not None:
@@ -39,5 +40,6 @@ def image_view(containers: list[Container], mounts: list[Mount]) -> list[Image]:
         im.resident_bytes = sum(x.resident_bytes for x in im.layers)
         im.duplicate_bytes = sum(x.duplicate_bytes for x in im.layers)
         im.unique_bytes = sum(x.resident_bytes for x in im.layers if not x.shared_with)
+        im.potential_savings_bytes = sum(x.potential_savings_bytes for x in im.layers)
         im.containers.sort()
     return sorted(images.values(), key=lambda i: (-i.resident_bytes, i.name))

@@ -139,6 +139,7 @@ class ImageLayer:
     duplicate_bytes: int = 0
     backing_resident_bytes: int = 0
     shared_with: list[str] = field(default_factory=list)   # other images using this layer
+    potential_savings_bytes: int = 0     # the layer mount's (Mount.potential_savings_bytes)
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Image:
     resident_bytes: int = 0     # sum over its layers (a shared layer counts in each image)
     duplicate_bytes: int = 0
     unique_bytes: int = 0       # resident bytes in layers no other image uses
+    potential_savings_bytes: int = 0     # sum over its layers
     containers: list[int] = field(default_factory=list)      # cgroup ids running it
 
 

@@ -101,6 +101,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(PREFIX + "image_duplicate_bytes", "gauge",
                "Part of the image's resident bytes whose content is also resident elsewhere.",
                IMAGE_LABELS),
+    FamilySpec(PREFIX + "image_potential_savings_bytes", "gauge",
+               "Page cache inode_share would save on this image's layer mounts.", IMAGE_LABELS),
     FamilySpec(PREFIX + "image_containers", "gauge",
                "Containers (cgroups) running this image that hold or use EROFS page cache.",
                IMAGE_LABELS),
@@ -356,11 +358,14 @@ class FamilyBuilder:
 
         # images and layers: one series per image name / layer digest, never per file
         ifams = {k: _family(k) for k in ("image_resident_bytes", "image_unique_bytes",
-                                         "image_duplicate_bytes", "image_containers")}
+                                         "image_duplicate_bytes", "image_potential_savings_bytes",
+                                         "image_containers")}
         for im in model.images:
             ifams["image_resident_bytes"].add_metric([im.name], im.resident_bytes)
             ifams["image_unique_bytes"].add_metric([im.name], im.unique_bytes)
             ifams["image_duplicate_bytes"].add_metric([im.name], im.duplicate_bytes)
+            ifams["image_potential_savings_bytes"].add_metric([im.name],
+                                                              im.potential_savings_bytes)
             ifams["image_containers"].add_metric([im.name], len(im.containers))
         out.extend(ifams.values())
         lfams = {k: _family(k) for k in ("layer_resident_bytes", "layer_duplicate_bytes",

@@ -304,6 +304,11 @@ def test_containerd_containers_and_layers_named(containerd):
         assert im["containers"] == [c["cgroup_id"]] and im["digest"] == images[name]["manifest"]
         assert im["unique_bytes"] == layers[images[name]["layers"][1]]["resident_bytes"]
 
+    REPORT.append("  images: " + "; ".join(
+        f"{i['name']} resident {i['resident_bytes']} unique {i['unique_bytes']} duplicate "
+        f"{i['duplicate_bytes']} potential savings {i['potential_savings_bytes']}"
+        for i in doc["images"]) + f"; node potential savings {doc['totals']['potential_savings_bytes']}")
+
     # exporter families from this Model: image and layer labels, container_info names
     from prometheus_client import generate_latest
     from prometheus_client.registry import CollectorRegistry
