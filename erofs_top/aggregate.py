@@ -25,6 +25,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from .imageview import image_view
 from .model import (Container, File, Health, MapUsage, Model, Mount, MountHolder, Totals)
 from .readings import CHUNK_PAGES, Readings, UNKNOWN_CGROUP, kdev_str
 from .savings import (Copy, Savings, potential, realized_cache_pages, realized_file_pages,
@@ -263,6 +264,15 @@ def _savings(live: list[_Entry], mergeable: list[list[_Entry]], readings: Readin
     return out
 
 
+_NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_namespace",
+                "pod_name", "container_name")
+
+
+def _runtime_names(ci) -> dict[str, str]:
+    """Runtime names a cgroup resolver gave (CgroupInfo fields; "" when absent)."""
+    return {k: getattr(ci, k, "") or "" for k in _NAME_FIELDS} if ci is not None else {}
+
+
 def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
               content: ContentResolver, *, tier: str, started_at: float,
               files_cap: int = 200, kernel: str = "") -> Model:
@@ -430,6 +440,7 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
 
     containers: list[Container] = []
     for cg, a in acc.items():
+        ci = None
         if cg == UNKNOWN_CGROUP:
             info_path, runtime, cid, pod, resolved = UNKNOWN_CGROUP_PATH, "", "", "", True
         else:
@@ -445,7 +456,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             inserted_bytes=a.inserted * page, evicted_bytes=a.evicted * page,
             readahead_bytes=a.readahead * page, read_folio_count=a.read_folio,
             seeded_bytes=a.seeded * page, files_count=a.files, mounts=sorted(a.devs),
-            potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page))
+            potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page,
+            **_runtime_names(ci)))
         totals.inserted_bytes += a.inserted * page
         totals.evicted_bytes += a.evicted * page
     containers.sort(key=lambda c: (-c.resident_bytes, c.cgroup))
@@ -474,7 +486,10 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             containers_count=len(mount_cgroups.get(m.dev, ())),
             potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
             potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
-            holders=holders_of.get(m.dev, [])))
+            holders=holders_of.get(m.dev, []),
+            layer_digest=getattr(m, "layer_digest", ""),
+            snapshot_id=getattr(m, "snapshot_id", ""),
+            images=list(getattr(m, "images", ()))))
         totals.backing_resident_bytes += max(0, backing_pages) * page
 
     health.files_total = len(file_rank)
@@ -503,7 +518,8 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
 
     return Model(tier=tier, started_at=started_at, ended_at=readings.taken_at, page_size=page,
                  containers=containers, mounts=mount_rows, files=files,
-                 totals=totals, health=health, kernel=kernel)
+                 totals=totals, health=health, kernel=kernel,
+                 images=image_view(containers, mount_rows))
 
 
 __all__ = ["aggregate", "UNKNOWN_CGROUP_PATH", "AOPS_BLOCK", "AOPS_COMPRESSED", "AOPS_FILEIO"]

@@ -48,6 +48,15 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
     return "\n".join([line(headers)] + [line(r) for r in rows])
 
 
+def container_name(c) -> str:
+    """A short human name from runtime names: pod/container, else namespace/id."""
+    if c.pod_name:
+        return f"{c.pod_namespace}/{c.pod_name}/{c.container_name}".strip("/")
+    if c.namespace:
+        return f"{c.namespace}/{c.container_id[:12]}"
+    return ""
+
+
 def render_text(m: Model, files: int = 10) -> str:
     t = m.totals
     out = [f"erofs-top {__version__}  tier: {m.tier}  kernel: {m.kernel}  "
@@ -62,16 +71,26 @@ def render_text(m: Model, files: int = 10) -> str:
              fmt_bytes(c.shared_bytes), fmt_bytes(c.fair_bytes), fmt_bytes(c.inserted_bytes),
              fmt_bytes(c.evicted_bytes), fmt_bytes(c.readahead_bytes), str(c.read_folio_count)]
             for c in m.containers]
-    out.append(_table(["CGROUP", "RUNTIME", "RESIDENT", "DUPLICATE", "SHARED", "FAIR",
-                       "INSERTED", "EVICTED", "READAHEAD", "MISSES"], rows,
-                      set(range(2, 10))) if rows else "no container holds EROFS page cache")
+    heads = ["CGROUP", "RUNTIME", "RESIDENT", "DUPLICATE", "SHARED", "FAIR",
+             "INSERTED", "EVICTED", "READAHEAD", "MISSES"]
+    if any(c.image or c.namespace or c.pod_name for c in m.containers):
+        # runtime names (containerd, kubelet): only when some container has them
+        heads += ["CONTAINER", "IMAGE"]
+        for r, c in zip(rows, m.containers):
+            r += [container_name(c) or "-", c.image or "-"]
+    out.append(_table(heads, rows, set(range(2, 10))) if rows
+               else "no container holds EROFS page cache")
     out.append("")
     rows = [[mt.dev, mt.mountpoint, mt.backing, "yes" if mt.inode_share else "no",
              fmt_bytes(mt.resident_bytes), fmt_bytes(mt.duplicate_bytes),
              fmt_bytes(mt.backing_resident_bytes), str(mt.containers_count)] for mt in m.mounts]
-    out.append(_table(["DEV", "MOUNTPOINT", "BACKING", "SHARE", "RESIDENT", "DUPLICATE",
-                       "IMAGE-CACHE", "CONTAINERS"], rows, {4, 5, 6, 7})
-               if rows else "no EROFS mounts")
+    heads = ["DEV", "MOUNTPOINT", "BACKING", "SHARE", "RESIDENT", "DUPLICATE",
+             "IMAGE-CACHE", "CONTAINERS"]
+    if any(mt.layer_digest or mt.snapshot_id for mt in m.mounts):
+        heads += ["LAYER", "IMAGES"]
+        for r, mt in zip(rows, m.mounts):
+            r += [mt.layer_digest[:19] or "-", ",".join(mt.images) or "-"]
+    out.append(_table(heads, rows, {4, 5, 6, 7}) if rows else "no EROFS mounts")
     if m.files and files:
         out.append("")
         shown = m.files[:files]
@@ -218,6 +237,26 @@ def doctor():
         mounts = None
         click.echo(f"  mounts: unreadable ({e})")
     rep = caps.doctor(mounts)
+    try:
+        from .resolve.names import RuntimeNames
+        names = RuntimeNames()
+        names.refresh()
+        for name, ok, detail, cost in names.checks():
+            rep.add(name, ok, detail, "" if ok else f"without it: {cost}")
+        if mounts is not None:
+            ms = mounts.mounts()
+            names.name_mounts(ms)
+            for m in ms:
+                if m.layer_digest or m.snapshot_id:
+                    rep.add(f"layer {m.dev_str}", bool(m.layer_digest),
+                            f"snapshot {m.snapshot_id or '-'}, layer "
+                            f"{m.layer_digest or 'unknown'}, images "
+                            f"{', '.join(m.images) or '-'}",
+                            "" if m.layer_digest else
+                            "no manifest in the content store lists a layer with this "
+                            "superblock UUID (unpacked by another differ, or image removed)")
+    except Exception as e:   # doctor must report, not crash
+        rep.add("runtime names", False, f"could not be read ({e})")
     if rep.tier in ("tracepoint", "full"):
         # prove it: load and attach a tiny tracepoint program
         from .kernel.probes import try_load_bpf

@@ -32,8 +32,10 @@ class Collector:
         from .resolve.cgroups import SysCgroups
         from .resolve.content import ImageContent
         from .resolve.mounts import SysMounts
+        from .resolve.names import RuntimeNames
         self.mounts = SysMounts()
-        self.cgroups = SysCgroups(root=cgroup_root)
+        self.names = RuntimeNames()
+        self.cgroups = SysCgroups(root=cgroup_root, names=self.names)
         self.content = ImageContent(fingerprint_xattr=fingerprint_xattr)
         self.files_cap = files_cap
         self.started_at = time.time()
@@ -61,6 +63,9 @@ class Collector:
                                                                 inserted)
             if self.image_cache.warning:
                 readings.warnings.append(self.image_cache.warning)
+            self.names.refresh()
+            self.names.name_mounts(self.mounts.mounts())
+            readings.warnings.extend(self.names.warnings())
             for source in (self.mounts, self.cgroups):
                 if getattr(source, "error", ""):
                     readings.warnings.append(source.error)

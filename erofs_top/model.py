@@ -38,6 +38,14 @@ class Container:
     seeded_bytes: int = 0       # part of resident_bytes found resident at start (not seen inserted)
     files_count: int = 0        # files with resident pages inserted by this cgroup
     mounts: list[str] = field(default_factory=list)   # devs ("maj:min") it holds pages of
+    # names from the runtime's state (containerd meta.db and bundles, kubelet dirs)
+    namespace: str = ""         # containerd namespace ("default", "k8s.io")
+    image: str = ""             # image name ("docker.io/library/redis:8.0")
+    image_digest: str = ""      # the image's target (manifest or index) digest
+    snapshot_key: str = ""      # the container's rootfs snapshot key
+    pod_namespace: str = ""     # kubernetes names, where labels or kubelet dirs give them
+    pod_name: str = ""
+    container_name: str = ""
     # page cache this cgroup would stop paying for if sharing were on (its part
     # of totals.potential_savings_bytes: EROFS pages + image-file pages)
     potential_savings_bytes: int = 0
@@ -77,6 +85,10 @@ class Mount:
     potential_savings_now_bytes: int = 0
     # per cgroup that inserted pages of this mount, largest first
     holders: list[MountHolder] = field(default_factory=list)
+    # an image layer of a container runtime (containerd's EROFS snapshotter)
+    layer_digest: str = ""      # the layer blob's digest (matched by superblock UUID)
+    snapshot_id: str = ""       # the snapshotter's id (.../snapshots/<id>/fs)
+    images: list[str] = field(default_factory=list)   # image names that use this layer
 
 
 @dataclass
@@ -118,6 +130,32 @@ class Totals:
 
 
 @dataclass
+class ImageLayer:
+    """One layer of an image, as mounted on this node (a Mount with a layer_digest)."""
+    digest: str                 # layer digest
+    dev: str                    # the layer mount's "maj:min"
+    snapshot_id: str = ""
+    resident_bytes: int = 0     # the layer mount's resident bytes (once per node)
+    duplicate_bytes: int = 0
+    backing_resident_bytes: int = 0
+    shared_with: list[str] = field(default_factory=list)   # other images using this layer
+    potential_savings_bytes: int = 0     # the layer mount's (Mount.potential_savings_bytes)
+
+
+@dataclass
+class Image:
+    """A container image as a stack of its mounted layers (erofs_top/imageview.py)."""
+    name: str
+    digest: str = ""            # target digest, from a container of this image
+    layers: list[ImageLayer] = field(default_factory=list)   # bottom first
+    resident_bytes: int = 0     # sum over its layers (a shared layer counts in each image)
+    duplicate_bytes: int = 0
+    unique_bytes: int = 0       # resident bytes in layers no other image uses
+    potential_savings_bytes: int = 0     # sum over its layers
+    containers: list[int] = field(default_factory=list)      # cgroup ids running it
+
+
+@dataclass
 class MapUsage:
     name: str
     entries: int
@@ -155,12 +193,13 @@ class Model:
     health: Health = field(default_factory=Health)
     kernel: str = ""
     schema: int = SCHEMA_VERSION
+    images: list[Image] = field(default_factory=list)
 
     # --- (de)serialisation: the JSON document of docs/json.md -------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         order = ["schema", "tier", "kernel", "started_at", "ended_at", "page_size",
-                 "containers", "mounts", "files", "totals", "health"]
+                 "containers", "mounts", "images", "files", "totals", "health"]
         return {k: d[k] for k in order}
 
     @classmethod
@@ -177,6 +216,8 @@ class Model:
             mounts=[Mount(**{**m, "holders": [MountHolder(**x) for x in m.get("holders", [])]})
                     for m in d.get("mounts", [])],
             files=[File(**f) for f in d.get("files", [])],
+            images=[Image(**{**i, "layers": [ImageLayer(**x) for x in i.get("layers", [])]})
+                    for i in d.get("images", [])],
             totals=Totals(**d.get("totals", {})),
             health=Health(**h),
         )

@@ -11,7 +11,8 @@ Label rules (docs/metrics.md):
   being the cgroup path, so ``container_memory_cache`` joins without
   relabeling; runtime, container id and pod UID sit in ``*_container_info``;
 - mounts carry ``dev, image_id, volume_name``; never a file path, inode, PID
-  or fingerprint;
+  or fingerprint; container images carry ``image`` and image layers
+  ``layer_digest`` (bounded by the images and layers on the node);
 - unresolved cgroups are summed into one series with ``id="?"`` and
   containers beyond ``max_containers`` into ``id="(other)"`` (reported by
   ``erofs_top_exporter_containers_aggregated``), so node totals still add up.
@@ -32,6 +33,8 @@ from erofs_top.model import TIER_SNAPSHOT, Container, Model
 PREFIX = "erofs_top_"
 CONTAINER_LABELS = ("namespace", "pod", "container", "id")
 MOUNT_LABELS = ("dev", "image_id", "volume_name")
+IMAGE_LABELS = ("image",)
+LAYER_LABELS = ("layer_digest",)
 UNRESOLVED_ID = "?"
 OTHER_ID = "(other)"
 DEFAULT_MAX_CONTAINERS = 2000
@@ -57,8 +60,9 @@ def _c(name, kind, help_, labels=CONTAINER_LABELS):
 
 FAMILIES: tuple[FamilySpec, ...] = (
     # ---- per container (one cgroup)
-    _c("container", "info", "Container identity: runtime, container id and pod UID of a cgroup "
-       "(value 1).", CONTAINER_LABELS + ("runtime", "container_id", "pod_uid")),
+    _c("container", "info", "Container identity: runtime, container id, pod UID, image and "
+       "runtime namespace of a cgroup (value 1).",
+       CONTAINER_LABELS + ("runtime", "container_id", "pod_uid", "image", "runtime_namespace")),
     _c("container_resident_bytes", "gauge",
        "EROFS page-cache bytes resident now that this cgroup inserted (the memcg that pays)."),
     _c("container_duplicate_bytes", "gauge",
@@ -75,8 +79,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
     _c("container_read_folio_misses", "counter",
        "erofs_read_folio calls (synchronous page-cache misses) in this cgroup."),
     # ---- per EROFS mount (superblock)
-    FamilySpec(PREFIX + "mount", "info", "EROFS mount identity and options (value 1).",
-               MOUNT_LABELS + ("backing", "inode_share", "directio", "ishare_xattrs", "compressed")),
+    FamilySpec(PREFIX + "mount", "info", "EROFS mount identity, options and image layer (value 1).",
+               MOUNT_LABELS + ("backing", "inode_share", "directio", "ishare_xattrs", "compressed",
+                               "layer_digest", "snapshot_id")),
     FamilySpec(PREFIX + "mount_resident_bytes", "gauge",
                "EROFS page-cache bytes resident for this mount.", MOUNT_LABELS),
     FamilySpec(PREFIX + "mount_duplicate_bytes", "gauge",
@@ -87,6 +92,27 @@ FAMILIES: tuple[FamilySpec, ...] = (
                "(the second copy unless mounted with directio).", MOUNT_LABELS),
     FamilySpec(PREFIX + "mount_containers", "gauge",
                "Cgroups holding resident pages of this mount.", MOUNT_LABELS),
+    # ---- per container image and layer (containerd's EROFS snapshotter)
+    FamilySpec(PREFIX + "image_resident_bytes", "gauge",
+               "EROFS page-cache bytes resident in the mounted layers of this image (a layer "
+               "shared by several images counts in each).", IMAGE_LABELS),
+    FamilySpec(PREFIX + "image_unique_bytes", "gauge",
+               "Resident bytes in layers of this image that no other image uses.", IMAGE_LABELS),
+    FamilySpec(PREFIX + "image_duplicate_bytes", "gauge",
+               "Part of the image's resident bytes whose content is also resident elsewhere.",
+               IMAGE_LABELS),
+    FamilySpec(PREFIX + "image_potential_savings_bytes", "gauge",
+               "Page cache inode_share would save on this image's layer mounts.", IMAGE_LABELS),
+    FamilySpec(PREFIX + "image_containers", "gauge",
+               "Containers (cgroups) running this image that hold or use EROFS page cache.",
+               IMAGE_LABELS),
+    FamilySpec(PREFIX + "layer_resident_bytes", "gauge",
+               "EROFS page-cache bytes resident in this image layer (its mount; once per node).",
+               LAYER_LABELS),
+    FamilySpec(PREFIX + "layer_duplicate_bytes", "gauge",
+               "Part of the layer's resident bytes whose content is also resident elsewhere.",
+               LAYER_LABELS),
+    FamilySpec(PREFIX + "layer_images", "gauge", "Images that use this layer.", LAYER_LABELS),
     # ---- node
     FamilySpec(PREFIX + "node_resident_bytes", "gauge", "EROFS page-cache bytes resident on the node."),
     FamilySpec(PREFIX + "node_duplicate_bytes", "gauge",
@@ -271,11 +297,14 @@ class FamilyBuilder:
                 aggregated += 1
             else:
                 named += 1
-                namespace, pod, container = self.names.lookup(c)
+                namespace, pod, container = (
+                    (c.pod_namespace, c.pod_name, c.container_name) if c.pod_name
+                    else self.names.lookup(c))
                 key = (namespace, pod, container, c.cgroup)
                 infos.append(dict(zip(CONTAINER_LABELS, key),
                                   runtime=c.runtime, container_id=c.container_id,
-                                  pod_uid=c.pod_uid))
+                                  pod_uid=c.pod_uid, image=c.image,
+                                  runtime_namespace=c.namespace))
             row = rows.get(key)
             if row is None:
                 row = rows[key] = _Row(key)
@@ -318,13 +347,42 @@ class FamilyBuilder:
             minfo.add_metric([], dict(zip(MOUNT_LABELS, labels), backing=m.backing,
                                       inode_share=_bool(m.inode_share), directio=_bool(m.directio),
                                       ishare_xattrs=_bool(m.ishare_xattrs),
-                                      compressed=_bool(m.compressed)))
+                                      compressed=_bool(m.compressed),
+                                      layer_digest=m.layer_digest, snapshot_id=m.snapshot_id))
             mfams["mount_resident_bytes"].add_metric(labels, m.resident_bytes)
             mfams["mount_duplicate_bytes"].add_metric(labels, m.duplicate_bytes)
             mfams["mount_backing_resident_bytes"].add_metric(labels, m.backing_resident_bytes)
             mfams["mount_containers"].add_metric(labels, m.containers_count)
         out.append(minfo)
         out.extend(mfams.values())
+
+        # images and layers: one series per image name / layer digest, never per file
+        ifams = {k: _family(k) for k in ("image_resident_bytes", "image_unique_bytes",
+                                         "image_duplicate_bytes", "image_potential_savings_bytes",
+                                         "image_containers")}
+        for im in model.images:
+            ifams["image_resident_bytes"].add_metric([im.name], im.resident_bytes)
+            ifams["image_unique_bytes"].add_metric([im.name], im.unique_bytes)
+            ifams["image_duplicate_bytes"].add_metric([im.name], im.duplicate_bytes)
+            ifams["image_potential_savings_bytes"].add_metric([im.name],
+                                                              im.potential_savings_bytes)
+            ifams["image_containers"].add_metric([im.name], len(im.containers))
+        out.extend(ifams.values())
+        lfams = {k: _family(k) for k in ("layer_resident_bytes", "layer_duplicate_bytes",
+                                         "layer_images")}
+        layers: dict[str, list] = {}
+        for m in mounts:
+            if m.layer_digest:
+                # one layer unpacked twice (e.g. two containerd namespaces): summed
+                acc = layers.setdefault(m.layer_digest, [0, 0, set()])
+                acc[0] += m.resident_bytes
+                acc[1] += m.duplicate_bytes
+                acc[2].update(m.images)
+        for digest, (res, dup, names) in layers.items():
+            lfams["layer_resident_bytes"].add_metric([digest], res)
+            lfams["layer_duplicate_bytes"].add_metric([digest], dup)
+            lfams["layer_images"].add_metric([digest], len(names))
+        out.extend(lfams.values())
 
         t = model.totals
         for key, value in (("node_resident_bytes", t.resident_bytes),

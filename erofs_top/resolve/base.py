@@ -44,6 +44,10 @@ class MountInfo:
     image: ImageInfo | None = None
     image_path: str = ""        # where the image bytes can be read (file or device)
     image_offset: int = 0       # byte offset of the image there (loop offset)
+    # container-runtime layer identity (resolve/containerd.py), set by the names step
+    layer_digest: str = ""
+    snapshot_id: str = ""
+    images: tuple[str, ...] = ()
 
     @property
     def image_id(self) -> str:
@@ -59,6 +63,14 @@ class CgroupInfo:
     pod_uid: str = ""
     resolved: bool = True
     deleted: bool = False       # the cgroup was removed; path is the last one known
+    # names from runtime state (resolve/containerd.py, resolve/kubelet.py)
+    namespace: str = ""
+    image: str = ""
+    image_digest: str = ""
+    snapshot_key: str = ""
+    pod_namespace: str = ""
+    pod_name: str = ""
+    container_name: str = ""
 
 
 @dataclass

@@ -155,10 +155,12 @@ class SysCgroups:
                  mountinfo_path: str = "/proc/self/mountinfo",
                  proc_cgroups_path: str = "/proc/cgroups",
                  rewalk_interval_s: float = DEFAULT_REWALK_INTERVAL_S, clock=time.monotonic,
-                 monotonic_ids: bool = True):
+                 monotonic_ids: bool = True, names=None):
         """``monotonic_ids``: ids only grow (true for cgroupfs/kernfs); tests on plain
-        directories, whose inode numbers do not, pass False."""
+        directories, whose inode numbers do not, pass False.  ``names``: a
+        resolve.names.RuntimeNames (containerd state, kubelet dirs) or None."""
         self.error = ""
+        self.names = names
         v2 = v1mem = None
         try:
             with open(mountinfo_path) as f:
@@ -199,10 +201,14 @@ class SysCgroups:
             if last is None:
                 return CgroupInfo(cgroup_id, "?", resolved=False)
             ident = identify(last)
-            return CgroupInfo(cgroup_id, last, ident.runtime, ident.container_id,
-                              ident.pod_uid, resolved=True, deleted=True)
+            return self._named(CgroupInfo(cgroup_id, last, ident.runtime, ident.container_id,
+                                          ident.pod_uid, resolved=True, deleted=True))
         ident = identify(path)
-        return CgroupInfo(cgroup_id, path, ident.runtime, ident.container_id, ident.pod_uid)
+        return self._named(CgroupInfo(cgroup_id, path, ident.runtime, ident.container_id,
+                                      ident.pod_uid))
+
+    def _named(self, info: CgroupInfo) -> CgroupInfo:
+        return self.names.name_cgroup(info) if self.names is not None else info
 
     # ---------------------------------------------------------------- memcg
     def memcg_path(self, memcg_ino: int) -> str | None:

@@ -80,6 +80,11 @@ def container_name(c: Container) -> str:
     """pod/container when the runtime is known, else the cgroup path."""
     if c.cgroup == "?" or not c.cgroup:
         return f"cgroup #{c.cgroup_id} (unresolved)"
+    if getattr(c, "pod_name", ""):
+        return f"{c.pod_namespace}/{c.pod_name}/{c.container_name or c.container_id[:12]}"
+    if getattr(c, "namespace", "") and c.container_id:
+        # containerd: its namespace and container id (ctr's /<ns>/<id>, --cgroup paths)
+        return f"{c.namespace}/{c.container_id[:12]}"
     if c.pod_uid and c.container_id:
         return f"pod {c.pod_uid[:8]}/{c.container_id[:12]}"
     if c.container_id:
@@ -88,7 +93,8 @@ def container_name(c: Container) -> str:
 
 
 def container_match_text(key: Hashable, c: Container) -> str:
-    return " ".join((container_name(c), c.cgroup, c.runtime, c.container_id, c.pod_uid))
+    return " ".join((container_name(c), c.cgroup, c.runtime, c.container_id, c.pod_uid,
+                     getattr(c, "image", "")))
 
 
 def bytes_total(attr: str):

@@ -66,6 +66,9 @@ def container_lines(ctx: ViewContext, key: Hashable, c: Container, width: int) -
              ]
     if c.container_id or c.pod_uid:
         lines.append(_kv(width, [("container", c.container_id), ("pod", c.pod_uid)]))
+    if c.image or c.namespace:
+        lines.append(_kv(width, [("namespace", c.namespace or "-"), ("image", c.image or "-"),
+                                 ("digest", c.image_digest[:19] or "-")]))
     lines.append(_kv(width, [
         ("resident", fmt_bytes(c.resident_bytes)), ("duplicate", fmt_bytes(c.duplicate_bytes)),
         ("shared", fmt_bytes(c.shared_bytes) if ctx.full else UNKNOWN),
@@ -110,6 +113,9 @@ def mount_lines(ctx: ViewContext, key: Hashable, m: Mount, width: int) -> list[s
                   ("uuid", m.uuid), ("volume", m.volume_name)]),
              _kv(width, [("compressed", "yes" if m.compressed else "no"),
                   ("fingerprints", "yes" if m.ishare_xattrs else "no")]),
+             *([_kv(width, [("layer", m.layer_digest or "-"), ("snapshot", m.snapshot_id or "-"),
+                            ("images", ", ".join(m.images) or "-")])]
+               if m.layer_digest or m.snapshot_id else []),
              _kv(width, [("resident", fmt_bytes(m.resident_bytes)),
                   ("duplicate", fmt_bytes(m.duplicate_bytes)),
                   ("backing file resident", fmt_bytes(m.backing_resident_bytes))])]

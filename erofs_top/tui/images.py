@@ -25,7 +25,8 @@ def share_text(m: Mount) -> str:
 
 
 def match_text(key: Hashable, m: Mount) -> str:
-    return " ".join((m.mountpoint, m.source, m.backing_file, m.dev, m.volume_name, m.image_id))
+    return " ".join((m.mountpoint, m.source, m.backing_file, m.dev, m.volume_name, m.image_id,
+                     getattr(m, "layer_digest", ""), " ".join(getattr(m, "images", ()))))
 
 
 def columns(ctx: ViewContext) -> list[Column]:

@@ -195,7 +195,7 @@ def test_json_round_trip_and_schema(env):
     d = json.loads(json.dumps(m.to_dict()))
     assert list(d)[:2] == ["schema", "tier"] and d["schema"] == 1
     assert set(d) == {"schema", "tier", "kernel", "started_at", "ended_at", "page_size",
-                      "containers", "mounts", "files", "totals", "health"}
+                      "containers", "mounts", "images", "files", "totals", "health"}
     assert Model.from_dict(d) == m
     with pytest.raises(ValueError, match="schema"):
         Model.from_dict({**d, "schema": 2})
