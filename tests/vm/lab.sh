@@ -51,7 +51,9 @@ GUEST_PKGS=(python3 python3-bpfcc erofs-utils kmod util-linux util-linux-extra
 DATA_PKGS=(${LAB_DATA_PKGS:-forky:python3-django sid:python3-django
            forky:libpython3.14-stdlib sid:libpython3.14-stdlib
            trixie:redis-tools sid:redis-tools
-           forky:mariadb-server-core sid:mariadb-server-core})
+           forky:mariadb-server-core sid:mariadb-server-core
+           trixie:tzdata sid:tzdata
+           trixie:python3-urllib3 sid:python3-urllib3})
 MIN_EROFS_UTILS=1.9
 
 # PID-1 stub baked into root.img. The real init travels on the per-run ctl
@@ -268,6 +270,7 @@ EOF
 LAB_RECIPE=$r
 LAB_KVER=$kver
 LAB_PACKAGES="$versions"
+LAB_DATA="$(cd "$ROOTFS/opt/lab-data" && for f in */*.suite; do printf '%s=%s(%s) ' "${f%%/*}" "$(basename "$f" .suite)" "$(cat "$f")"; done)"
 LAB_BUILT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 LAB_BUILD_SECONDS=$(( $(date +%s) - t0 ))
 LAB_ROOTFS_MB=$used_mb
