@@ -18,6 +18,7 @@ import click
 from . import __version__
 from .collector import CollectorError, open_collector
 from .model import Model
+from .names import display
 from .units import fmt_bytes
 
 EXIT_FAIL = 1
@@ -58,7 +59,7 @@ def render_text(m: Model, files: int = 10) -> str:
            f"{fmt_bytes(t.potential_savings_bytes)}; shared {fmt_bytes(t.shared_bytes)}, "
            f"sharing saved {fmt_bytes(t.sharing_saved_bytes)}; image-file cache "
            f"{fmt_bytes(t.backing_resident_bytes)}", ""]
-    rows = [[c.cgroup, c.runtime or "-", fmt_bytes(c.resident_bytes), fmt_bytes(c.duplicate_bytes),
+    rows = [[display(c.cgroup), c.runtime or "-", fmt_bytes(c.resident_bytes), fmt_bytes(c.duplicate_bytes),
              fmt_bytes(c.shared_bytes), fmt_bytes(c.fair_bytes), fmt_bytes(c.inserted_bytes),
              fmt_bytes(c.evicted_bytes), fmt_bytes(c.readahead_bytes), str(c.read_folio_count)]
             for c in m.containers]
@@ -66,7 +67,7 @@ def render_text(m: Model, files: int = 10) -> str:
                        "INSERTED", "EVICTED", "READAHEAD", "MISSES"], rows,
                       set(range(2, 10))) if rows else "no container holds EROFS page cache")
     out.append("")
-    rows = [[mt.dev, mt.mountpoint, mt.backing, "yes" if mt.inode_share else "no",
+    rows = [[mt.dev, display(mt.mountpoint), mt.backing, "yes" if mt.inode_share else "no",
              fmt_bytes(mt.resident_bytes), fmt_bytes(mt.duplicate_bytes),
              fmt_bytes(mt.backing_resident_bytes), str(mt.containers_count)] for mt in m.mounts]
     out.append(_table(["DEV", "MOUNTPOINT", "BACKING", "SHARE", "RESIDENT", "DUPLICATE",
@@ -75,7 +76,7 @@ def render_text(m: Model, files: int = 10) -> str:
     if m.files and files:
         out.append("")
         shown = m.files[:files]
-        rows = [[f.path or f"{f.dev}/{f.ino}", fmt_bytes(f.resident_bytes),
+        rows = [[display(f.path) or f"{f.dev}/{f.ino}", fmt_bytes(f.resident_bytes),
                  fmt_bytes(f.duplicate_bytes), str(f.copies), f.content_id or "-"] for f in shown]
         out.append(_table(["FILE", "RESIDENT", "DUPLICATE", "COPIES", "CONTENT"], rows, {1, 2, 3}))
         if m.health.files_total > len(shown):
@@ -85,7 +86,7 @@ def render_text(m: Model, files: int = 10) -> str:
     if h.warnings or h.update_failures or h.lost_events:
         out.append("")
         for w in h.warnings:
-            out.append(f"warning: {w}")
+            out.append(f"warning: {display(w)}")
         if h.lost_events:
             out.append(f"warning: {h.lost_events} page events not accounted (see health)")
     return "\n".join(out)

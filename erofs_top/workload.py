@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .names import read_text
 from .readings import kdev, kdev_from_st_dev
+from .resolve.mounts import parse_mountinfo
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
@@ -39,13 +41,7 @@ class WorkloadError(Exception):
 
 
 def _mountinfo_fs(fstype: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split(" ", 1)[0] == fstype:
-                out.append(left.split()[4].replace("\\040", " "))
-    return out
+    return [e.mountpoint for e in parse_mountinfo(read_text("/proc/self/mountinfo"), fstype)]
 
 
 def cgroup2_root() -> str:
@@ -57,12 +53,9 @@ def cgroup2_root() -> str:
 
 def memory_v1_root() -> str | None:
     """The cgroup v1 memory hierarchy on hybrid hosts (where memcg charges go)."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            parts = right.split()
-            if parts and parts[0] == "cgroup" and "memory" in parts[-1].split(","):
-                return left.split()[4]
+    for e in parse_mountinfo(read_text("/proc/self/mountinfo"), "cgroup"):
+        if "memory" in e.super_options:
+            return e.mountpoint
     return None
 
 
@@ -160,7 +153,7 @@ def build_image(src: str | Path, image: str | Path, *mkfs_args: str) -> Path:
         raise WorkloadError("mkfs.erofs not found: apt-get install erofs-utils")
     # fixed timestamps and uuid-free options keep images reproducible for tests
     r = subprocess.run(["mkfs.erofs", *mkfs_args, str(image), str(src)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, errors="replace")   # it echoes names
     if r.returncode != 0:
         raise WorkloadError(f"mkfs.erofs failed: {r.stderr.strip() or r.stdout.strip()}")
     return Path(image)
@@ -168,7 +161,7 @@ def build_image(src: str | Path, image: str | Path, *mkfs_args: str) -> Path:
 
 def _mount(source: str, target: str, options: str) -> None:
     opts = options.encode() if options else None
-    if _libc.mount(source.encode(), target.encode(), b"erofs", MS_RDONLY, opts) != 0:
+    if _libc.mount(os.fsencode(source), os.fsencode(target), b"erofs", MS_RDONLY, opts) != 0:
         e = ctypes.get_errno()
         raise WorkloadError(f"mount -t erofs {source} {target} ({options or 'no options'}): "
                             f"{os.strerror(e)}")
@@ -189,7 +182,7 @@ class ErofsMount:
         source = self.image
         if mode == "loop":
             r = subprocess.run(["losetup", "-f", "--show", "-r", self.image],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, errors="surrogateescape")
             if r.returncode != 0:
                 raise WorkloadError(f"losetup failed: {r.stderr.strip()}")
             self.loopdev = source = r.stdout.strip()
@@ -214,8 +207,8 @@ class ErofsMount:
 
     def umount(self) -> None:
         if os.path.ismount(self.mountpoint):
-            if _libc.umount2(self.mountpoint.encode(), 0) != 0:
-                _libc.umount2(self.mountpoint.encode(), MNT_DETACH)
+            if _libc.umount2(os.fsencode(self.mountpoint), 0) != 0:
+                _libc.umount2(os.fsencode(self.mountpoint), MNT_DETACH)
         self._detach_loop()
         with contextlib.suppress(OSError):
             os.rmdir(self.mountpoint)

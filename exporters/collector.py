@@ -28,6 +28,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     InfoMetricFamily, Metric)
 
 from erofs_top.model import TIER_SNAPSHOT, Container, Model
+from erofs_top.names import display
 
 PREFIX = "erofs_top_"
 CONTAINER_LABELS = ("namespace", "pod", "container", "id")
@@ -272,10 +273,12 @@ class FamilyBuilder:
             else:
                 named += 1
                 namespace, pod, container = self.names.lookup(c)
-                key = (namespace, pod, container, c.cgroup)
+                # label values are printable: control and undecodable bytes escaped
+                key = (display(namespace), display(pod), display(container), display(c.cgroup))
                 infos.append(dict(zip(CONTAINER_LABELS, key),
-                                  runtime=c.runtime, container_id=c.container_id,
-                                  pod_uid=c.pod_uid))
+                                  runtime=display(c.runtime),
+                                  container_id=display(c.container_id),
+                                  pod_uid=display(c.pod_uid)))
             row = rows.get(key)
             if row is None:
                 row = rows[key] = _Row(key)
@@ -314,7 +317,7 @@ class FamilyBuilder:
         mfams = {k: _family(k) for k in ("mount_resident_bytes", "mount_duplicate_bytes",
                                          "mount_backing_resident_bytes", "mount_containers")}
         for m in mounts:
-            labels = [m.dev, m.image_id, m.volume_name]
+            labels = [m.dev, m.image_id, display(m.volume_name)]
             minfo.add_metric([], dict(zip(MOUNT_LABELS, labels), backing=m.backing,
                                       inode_share=_bool(m.inode_share), directio=_bool(m.directio),
                                       ishare_xattrs=_bool(m.ishare_xattrs),

@@ -141,13 +141,11 @@ def kpagecgroup_readable() -> bool:
 
 
 def cgroup2_mount() -> str | None:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.startswith("cgroup2 "):
-                mp = left.split()[4]
-                if mp == "/sys/fs/cgroup/unified" or mp == "/sys/fs/cgroup":
-                    return mp
+    from ..names import read_text
+    from ..resolve.mounts import parse_mountinfo
+    for e in parse_mountinfo(read_text("/proc/self/mountinfo"), "cgroup2"):
+        if e.mountpoint in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+            return e.mountpoint
     return None
 
 
