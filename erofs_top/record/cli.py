@@ -16,6 +16,7 @@ import sys
 
 import click
 
+from ..names import json_safe
 from ..units import fmt_bytes
 from . import format as fmt
 
@@ -281,7 +282,7 @@ def report_command(file, as_json, files_rows, files_cap, samples, at):
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(json.dumps(json_safe(doc), indent=2))
     else:
         click.echo(render_text(model, doc, files_rows))
 
@@ -351,7 +352,7 @@ def export_command(file, format_, output, burst_min_rate, samples):
         doc = perfetto.trace(rec, tl, burst_min_rate_bytes_per_s=burst_min_rate)
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
-    text = json.dumps(doc)
+    text = json.dumps(json_safe(doc))       # valid UTF-8 even for non-UTF-8 names
     if output == "-":
         click.echo(text)
         return
