@@ -19,6 +19,7 @@ from . import __version__
 from .collector import CollectorError, open_collector
 from .model import Model
 from .names import display
+from .params import count, seconds
 from .units import fmt_bytes
 
 EXIT_FAIL = 1
@@ -124,7 +125,7 @@ def main():
 common_opts = [
     click.option("--cgroup-root", type=click.Path(), default=None,
                  help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo)."),
-    click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=200,
+    click.option("--files", "files_cap", type=count(1, 1_000_000), default=200,
                  show_default=True, help="At most this many files in files[] (the total is "
                                          "reported in health.files_total)."),
     click.option("--fingerprint-xattr", default="trusted.erofs.fingerprint", show_default=True,
@@ -141,7 +142,7 @@ def with_common(f):
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the model as one JSON document "
                                                        "(schema: docs/json.md).")
-@click.option("--duration", type=click.FloatRange(0), default=None,
+@click.option("--duration", type=seconds(0), default=None,
               help="Seconds to watch (default 1, or until CMD ends).")
 @click.option("--no-bpf", is_flag=True, help="Ground truth only (same as `snapshot`).")
 @with_common
@@ -243,7 +244,7 @@ def doctor():
                                             "(default when stdout is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="With --no-ui: print JSON.")
 @click.option("--no-bpf", is_flag=True, help="Use the snapshot tier.")
-@click.option("--hold", type=click.FloatRange(0), default=0,
+@click.option("--hold", type=seconds(0), default=0,
               help="With --no-ui: keep the demo up this many seconds before printing.")
 def demo(no_ui, as_json, no_bpf, hold):
     """Run erofs-top on a built-in workload: two small EROFS images (a "minor
@@ -304,6 +305,16 @@ def _register_faces() -> None:
 _register_faces()
 
 
+def usage_line(e: click.exceptions.ClickException) -> str:
+    """click's error as the one line the README promises (click prints four)."""
+    msg = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.exceptions.UsageError) and ctx is not None:
+        cmd = "erofs-top" + (f" {ctx.info_name}" if ctx.parent is not None else "")
+        msg += f" (see {cmd} --help)"
+    return display(msg)
+
+
 def entry() -> None:
     """Console entry point: click's own Ctrl-C handling prints "Aborted!" and
     exits 1; erofs-top says what happened and exits 130 wherever Ctrl-C lands."""
@@ -312,7 +323,7 @@ def entry() -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         fail("interrupted", EXIT_INTERRUPTED)
     except click.exceptions.ClickException as e:
-        e.show()
+        click.echo(f"erofs-top: {usage_line(e)}", err=True)
         sys.exit(e.exit_code)
     except BrokenPipeError:
         # e.g. `erofs-top once --json | head`: not an error of ours

@@ -8,6 +8,8 @@ import threading
 import click
 
 from . import DEFAULT_LISTEN, DEFAULT_PORT
+from erofs_top.params import DAY_S, Number, count, seconds
+
 from .collector import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
 
 
@@ -37,17 +39,17 @@ def _version() -> str:
                    f"addresses, '[::]:PORT' on IPv6. {DEFAULT_PORT} is free in the Prometheus "
                    "default port allocations list.")
 @click.option("--interval", default=10.0, show_default=True, metavar="SECONDS",
-              type=click.FloatRange(min=0.2),
+              type=seconds(0.2, DAY_S),
               help="Seconds between Model refreshes (a scrape serves the latest one).")
 @click.option("--stale-after", default=3.0, show_default=True, metavar="N",
-              type=click.FloatRange(min=1.0),
+              type=Number(float, 1.0, 1e6),
               help="/healthz fails when the last successful refresh is older than N refresh "
                    "periods (--interval plus the time a refresh takes).")
 @click.option("--no-bpf", is_flag=True,
               help="Snapshot tier: no BPF, resident/duplicate bytes from cachestat and "
                    "/proc/kpagecgroup only (no insert/evict counters).")
 @click.option("--max-containers", default=DEFAULT_MAX_CONTAINERS, show_default=True,
-              type=click.IntRange(min=1), metavar="N",
+              type=count(1, 1_000_000), metavar="N",
               help="Cgroups exported with their own series (largest resident first); the "
                    "rest are summed into id=\"(other)\" and counted in "
                    "erofs_top_exporter_containers_aggregated.")

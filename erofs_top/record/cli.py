@@ -17,6 +17,7 @@ import sys
 import click
 
 from ..names import json_safe
+from ..params import DAY_S, Number, count, seconds
 from ..units import fmt_bytes
 from . import format as fmt
 
@@ -36,16 +37,25 @@ def parse_size(text: str) -> int:
     return int(n)
 
 
+MIN_MAX_SIZE = 64 * 1024        # RecordingWriter's lower bound, checked before BPF
+MAX_MAX_SIZE = 1 << 60
+
+
 class SizeParam(click.ParamType):
     name = "SIZE"
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):
-            return value
-        try:
-            return parse_size(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+            n = value
+        else:
+            try:
+                n = parse_size(value)
+            except ValueError as e:
+                self.fail(str(e), param, ctx)
+        if not MIN_MAX_SIZE <= n <= MAX_MAX_SIZE:
+            self.fail(f"{value} is out of range (must be at least 64K and at most 1024P)",
+                      param, ctx)
+        return n
 
 
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
@@ -93,23 +103,23 @@ def _open_recording(path: str):
 @click.command("record", context_settings={"ignore_unknown_options": False})
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Recording file to write (overwritten).")
-@click.option("--duration", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--duration", type=seconds(0, min_open=True), default=None,
               help="Seconds to record (default: until CMD ends, or Ctrl-C).")
 @click.option("--max-size", type=SizeParam(), default=None,
               help="Stop recording cleanly when the file would grow past SIZE "
                    "(e.g. 100M, 2GiB); the report says so.")
-@click.option("--model-interval", type=click.FloatRange(0), default=5.0, show_default=True,
+@click.option("--model-interval", type=seconds(0, DAY_S), default=5.0, show_default=True,
               help="Seconds between live Model snapshots stored alongside the events "
                    "(a cross-check; 0: only one at the end).")
 @click.option("--compress", type=click.Choice(["auto", "zstd", "zlib", "none"]), default="auto",
               show_default=True, help="Block compression (auto: zstd if the zstandard "
                                       "package is installed, else zlib).")
-@click.option("--ring-buffer-pages", type=click.IntRange(1), default=4096, show_default=True,
+@click.option("--ring-buffer-pages", type=count(1, 1 << 20), default=4096, show_default=True,
               help="BPF ring buffer size in pages (rounded up to a power of 2): more absorbs "
                    "longer bursts before events are lost.")
 @click.option("--cgroup-root", type=click.Path(), default=None,
               help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo).")
-@click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=200,
+@click.option("--files", "files_cap", type=count(1, 1_000_000), default=200,
               show_default=True, help="At most this many files in each Model's files[].")
 @click.option("--fingerprint-xattr", default="trusted.erofs.fingerprint", show_default=True,
               help="xattr holding mkfs.erofs --xattr-inode-digest fingerprints.")
@@ -251,11 +261,11 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document: the `once --json` keys (docs/json.md) plus "
                    "`timeline` and `recording` (docs/recording.md).")
-@click.option("--files", "files_rows", type=click.IntRange(0), default=10, show_default=True,
+@click.option("--files", "files_rows", type=count(0, 1_000_000), default=10, show_default=True,
               help="File rows in the text tables.")
-@click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
+@click.option("--files-cap", type=count(1, 1_000_000), default=None,
               help="At most this many files in files[] (default: as recorded).")
-@click.option("--samples", type=click.IntRange(2, 100_000), default=300, show_default=True,
+@click.option("--samples", type=count(2, 100_000), default=300, show_default=True,
               help="At most this many timeline points (one a second, coarser for long "
                    "recordings).")
 @click.option("--at", "at", default=None, metavar="TIME",
@@ -290,14 +300,14 @@ def report_command(file, as_json, files_rows, files_cap, samples, at):
 # ---------------------------------------------------------------- replay
 @click.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--speed", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+@click.option("--speed", type=Number(float, 0, 1e6, min_open=True), default=1.0, show_default=True,
               help="Recording seconds per wall-clock second (change live with < and >).")
-@click.option("--step", "step_s", type=click.FloatRange(0, min_open=True), default=1.0,
+@click.option("--step", "step_s", type=seconds(0, min_open=True), default=1.0,
               show_default=True, help="Seconds one step moves while paused.")
 @click.option("--at", "at", default=None, metavar="TIME",
               help="Start at TIME: seconds since the recording began (90, 12.5) or the "
                    "wall-clock time HH:MM[:SS] it was recorded at.")
-@click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
+@click.option("--files-cap", type=count(1, 1_000_000), default=None,
               help="At most this many files per Model (default: as recorded).")
 def replay_command(file, speed, step_s, at, files_cap):
     """The live UI on a recording, no root needed.  Keys: p pause, n / b one
@@ -338,7 +348,7 @@ def replay_command(file, speed, step_s, at, files_cap):
 @click.option("--burst-min-rate", type=SizeParam(), default="1M", show_default=True,
               help="A container inserting at least SIZE per second is a burst "
                    "(instant event + slice on its track).")
-@click.option("--samples", type=click.IntRange(2, 100_000), default=300, show_default=True,
+@click.option("--samples", type=count(2, 100_000), default=300, show_default=True,
               help="At most this many counter points per track.")
 def export_command(file, format_, output, burst_min_rate, samples):
     """Convert a recording to a trace for the Perfetto UI: one track per
