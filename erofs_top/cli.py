@@ -19,6 +19,7 @@ from . import __version__
 from .collector import CollectorError, open_collector
 from .model import Model
 from .names import display
+from .output import EXIT_PIPE, OutputClosed, OutputError, echo_out, flush_stdout, quiet_stdout
 from .params import count, seconds
 from .units import fmt_bytes
 
@@ -95,9 +96,9 @@ def render_text(m: Model, files: int = 10) -> str:
 
 def emit(model: Model, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(model.to_dict(), indent=2, sort_keys=False))
+        echo_out(json.dumps(model.to_dict(), indent=2, sort_keys=False))
     else:
-        click.echo(render_text(model))
+        echo_out(render_text(model))
 
 
 # ---------------------------------------------------------------- commands
@@ -218,7 +219,7 @@ def doctor():
         mounts.refresh()
     except Exception as e:   # doctor must report, not crash
         mounts = None
-        click.echo(f"  mounts: unreadable ({e})")
+        echo_out(f"  mounts: unreadable ({display(str(e))})")
     rep = caps.doctor(mounts)
     if rep.tier in ("tracepoint", "full"):
         # prove it: load and attach a tiny tracepoint program
@@ -230,11 +231,11 @@ def doctor():
             rep.tier = "snapshot"
     for c in rep.checks:
         mark = ("ok  " if not c.fix else "warn") if c.ok else "MISS"
-        click.echo(f"[{mark}] {c.name}: {c.detail}")
+        echo_out(f"[{mark}] {c.name}: {display(c.detail)}")
         if c.fix:
-            click.echo(f"       fix: {c.fix}")
+            echo_out(f"       fix: {display(c.fix)}")
     if rep.tier:
-        click.echo(f"\ntier: {rep.tier}")
+        echo_out(f"\ntier: {rep.tier}")
     else:
         fail("no tier can run on this host (see the fixes above)")
 
@@ -325,10 +326,26 @@ def entry() -> None:
     except click.exceptions.ClickException as e:
         click.echo(f"erofs-top: {usage_line(e)}", err=True)
         sys.exit(e.exit_code)
-    except BrokenPipeError:
-        # e.g. `erofs-top once --json | head`: not an error of ours
-        sys.stderr.close()
-        sys.exit(0)
+    except (OutputClosed, BrokenPipeError):
+        # e.g. `erofs-top once --json | head`: the reader went away; end quietly
+        # with the status a SIGPIPE gives (141), like cat or yes
+        quiet_stdout()
+        sys.exit(EXIT_PIPE)
+    except OutputError as e:
+        quiet_stdout()
+        fail(str(e))
+    except OSError as e:
+        # a write click made itself (--help into /dev/full): one line
+        quiet_stdout()
+        fail(display(e.strerror or str(e)))
+    try:
+        flush_stdout()
+    except OutputClosed:
+        quiet_stdout()
+        sys.exit(EXIT_PIPE)
+    except OutputError as e:
+        quiet_stdout()
+        fail(str(e))
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

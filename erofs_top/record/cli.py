@@ -17,6 +17,7 @@ import sys
 import click
 
 from ..names import json_safe
+from ..output import echo_out
 from ..params import DAY_S, Number, count, seconds
 from ..units import fmt_bytes
 from . import format as fmt
@@ -185,6 +186,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     rc = 0
     proc = None
     rec = None
+    failed = False          # a write or collector error ended the recording: exit 1
     try:
         try:
             w = RecordingWriter(output, codec=codec, max_size_bytes=max_size)
@@ -214,6 +216,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         except fmt.RecordingError as e:
             click.echo(f"erofs-top: {e}; the recording ends here", err=True)
             rec.stop_reason = "write error"
+            failed = True
         rec.finish()
         if live:
             click.echo("", err=True)        # end the progress line
@@ -234,10 +237,14 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
             rec.stop_reason = "interrupted"
             rec.finish()
     except (CollectorError, OSError) as e:
-        if rec is not None and not rec.w.closed:
+        if rec is None:
+            col.close()
+            fail(str(e))
+        click.echo(f"erofs-top: {e}; the recording ends here", err=True)
+        failed = True
+        if not rec.w.closed:
             rec.stop_reason = "collector error"
             rec.finish()
-        fail(f"{e}; the recording ends here" if rec is not None else str(e))
     finally:
         col.close()
     if rec is not None:
@@ -250,6 +257,8 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         if rec.stop_reason == "max-size":
             click.echo(f"erofs-top: --max-size {fmt_bytes(max_size)} reached: the recording "
                        f"ends early", err=True)
+    if failed:
+        sys.exit(EXIT_FAIL)
     if rec is not None and rec.stop_reason == "interrupted" and proc is None:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(rc if rc >= 0 else 128 - rc)
@@ -292,9 +301,9 @@ def report_command(file, as_json, files_rows, files_cap, samples, at):
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
     if as_json:
-        click.echo(json.dumps(json_safe(doc), indent=2))
+        echo_out(json.dumps(json_safe(doc), indent=2))
     else:
-        click.echo(render_text(model, doc, files_rows))
+        echo_out(render_text(model, doc, files_rows))
 
 
 # ---------------------------------------------------------------- replay
@@ -364,7 +373,7 @@ def export_command(file, format_, output, burst_min_rate, samples):
         fail("interrupted", EXIT_INTERRUPTED)
     text = json.dumps(json_safe(doc))       # valid UTF-8 even for non-UTF-8 names
     if output == "-":
-        click.echo(text)
+        echo_out(text)
         return
     try:
         with open(output, "w") as f:
