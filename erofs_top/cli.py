@@ -2,7 +2,9 @@
 Model and hands it to a face.  Errors are one line on stderr, never a traceback.
 
 Exit codes: 0 ok; 1 erofs-top could not do its job (reason on stderr);
-2 usage error; 130 interrupted (Ctrl-C); with `once -- CMD`, CMD's status.
+2 usage error; 128 + the signal when stopped by one (130 SIGINT, 143 SIGTERM,
+129 SIGHUP; erofs_top/signals.py); 141 stdout closed; with `once -- CMD`,
+CMD's status.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .model import Model
 from .names import display
 from .output import EXIT_PIPE, OutputClosed, OutputError, echo_out, flush_stdout, quiet_stdout
 from .params import count, seconds
+from .signals import POLICY
 from .units import fmt_bytes
 
 EXIT_FAIL = 1
@@ -168,22 +171,28 @@ def once(as_json, duration, no_bpf, cgroup_root, files_cap, fingerprint_xattr, c
                 proc = subprocess.Popen(list(cmd))
             except OSError as e:
                 fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
-            try:
-                rc = proc.wait()
-            except KeyboardInterrupt:
-                proc.send_signal(signal.SIGINT)
-                rc = proc.wait()
+            # CMD gets the first stop signal too; erofs-top waits for it to end
+            with POLICY.child(proc):
+                try:
+                    rc = proc.wait()
+                except KeyboardInterrupt:
+                    with POLICY.cleanup():
+                        proc.wait()
+                    raise
         else:
             time.sleep(1.0 if duration is None else duration)
         model = col.refresh()
     except KeyboardInterrupt:
-        col.close()
-        fail("interrupted", EXIT_INTERRUPTED)
+        with POLICY.cleanup():
+            col.close()
+        fail("interrupted", POLICY.exit_code)
     except CollectorError as e:
-        col.close()
+        with POLICY.cleanup():
+            col.close()
         fail(str(e))
     finally:
-        col.close()
+        with POLICY.cleanup():
+            col.close()
     emit(model, as_json)
     sys.exit(rc if rc >= 0 else 128 - rc)
 
@@ -200,9 +209,10 @@ def snapshot(as_json, cgroup_root, files_cap, fingerprint_xattr):
     try:
         model = col.refresh()
     except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
+        fail("interrupted", POLICY.exit_code)
     finally:
-        col.close()
+        with POLICY.cleanup():
+            col.close()
     emit(model, as_json)
 
 
@@ -221,6 +231,7 @@ def doctor():
         mounts = None
         echo_out(f"  mounts: unreadable ({display(str(e))})")
     rep = caps.doctor(mounts)
+    _doctor_leftovers(rep)
     if rep.tier in ("tracepoint", "full"):
         # prove it: load and attach a tiny tracepoint program
         from .kernel.probes import try_load_bpf
@@ -240,6 +251,27 @@ def doctor():
         fail("no tier can run on this host (see the fixes above)")
 
 
+def _doctor_leftovers(rep) -> None:
+    """Leftovers of killed demos (by their dead owner pid): removed as root."""
+    from . import workload
+    found = workload.demo_leftovers()
+    if not found:
+        rep.add("demo leftovers", True, "none")
+        return
+    if os.geteuid() != 0:
+        rep.add("demo leftovers", False, f"{len(found)} left by killed demos: " +
+                ", ".join(display(f"{k} {p}") for k, p in found[:4]),
+                "run `erofs-top doctor` or `erofs-top demo` as root to remove them")
+        return
+    removed, failed = workload.reap_demo_leftovers()
+    if failed:
+        rep.add("demo leftovers", False, "cannot remove: " + "; ".join(map(display, failed)),
+                "remove them by hand (umount, rmdir)")
+    else:
+        rep.add("demo leftovers", True, f"removed {len(removed)} left by killed demos: " +
+                ", ".join(map(display, removed[:4])) + (" ..." if len(removed) > 4 else ""))
+
+
 @main.command()
 @click.option("--no-ui", is_flag=True, help="Print the result once instead of opening the UI "
                                             "(default when stdout is not a terminal).")
@@ -256,16 +288,21 @@ def demo(no_ui, as_json, no_bpf, hold):
     from . import workload
     if os.geteuid() != 0:
         fail("the demo mounts images and makes cgroups: run it as root")
+    # a demo killed by SIGKILL (or a forced exit) could not clean up: its
+    # mounts, cgroups and images carry its pid; remove those of dead pids
+    removed, failed = workload.reap_demo_leftovers()
+    for what in removed:
+        click.echo(f"erofs-top: removed what a killed demo left: {display(what)}", err=True)
+    for what in failed:
+        click.echo(f"erofs-top: warning: cannot remove a killed demo's {display(what)}", err=True)
     ui = not no_ui and sys.stdout.isatty()
-    # SIGTERM, and SIGHUP (terminal or tmux session closed), run the cleanup
-    # below like Ctrl-C does
-    def interrupt(*_):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGHUP, interrupt)
+    # SIGINT, SIGTERM and SIGHUP (terminal or tmux session closed) all run the
+    # cleanup below (erofs_top/signals.py); a second one is absorbed meanwhile
     col = None
+    stack = None
     try:
-        with workload.Stack(prefix=f"erofs-top-demo-{os.getpid()}-") as stack:
+        stack = workload.Stack(prefix=f"erofs-top-demo-{os.getpid()}-")
+        try:
             col = _open(no_bpf)
             scen = workload.DemoScenario(stack)
             scen.read_all()
@@ -275,15 +312,18 @@ def demo(no_ui, as_json, no_bpf, hold):
             else:
                 time.sleep(hold)
                 emit(col.refresh(), as_json)
-            col.close()
+        finally:
+            with POLICY.cleanup():
+                if col:
+                    col.close()
+                stack.close()
     except KeyboardInterrupt:
-        if col:
-            col.close()
-        fail("interrupted; demo removed", EXIT_INTERRUPTED)
+        fail("interrupted; demo removed" if stack is not None else "interrupted",
+             POLICY.exit_code)
     except workload.WorkloadError as e:
-        if col:
-            col.close()
         fail(str(e))
+    if POLICY.stopping:         # the UI ended on a signal
+        fail("interrupted; demo removed", POLICY.exit_code)
 
 
 def _register_faces() -> None:
@@ -318,11 +358,20 @@ def usage_line(e: click.exceptions.ClickException) -> str:
 
 def entry() -> None:
     """Console entry point: click's own Ctrl-C handling prints "Aborted!" and
-    exits 1; erofs-top says what happened and exits 130 wherever Ctrl-C lands."""
+    exits 1; erofs-top says what happened and exits 128 + the signal."""
+    try:
+        _entry()
+    finally:
+        POLICY.raising = False  # a signal during the interpreter's exit must not raise
+
+
+def _entry() -> None:
+    POLICY.install()        # SIGINT/SIGTERM/SIGHUP: erofs_top/signals.py
     try:
         rv = main.main(standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        fail("interrupted", EXIT_INTERRUPTED)
+        POLICY.raising = False
+        fail("interrupted", POLICY.exit_code)
     except click.exceptions.ClickException as e:
         click.echo(f"erofs-top: {usage_line(e)}", err=True)
         sys.exit(e.exit_code)

@@ -1,7 +1,6 @@
 """``erofs-top exporter``: the click command (registered by erofs_top/cli.py)."""
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 
@@ -9,6 +8,7 @@ import click
 
 from . import DEFAULT_LISTEN, DEFAULT_PORT
 from erofs_top.params import DAY_S, Number, count, seconds
+from erofs_top.signals import POLICY
 
 from .collector import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
 
@@ -126,9 +126,13 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
             except caps.CapsError as e:
                 _fail(f"{e} (--no-drop-caps runs without dropping)")
 
+        # SIGTERM/SIGINT/SIGHUP: stop serving, detach (erofs_top/signals.py); before
+        # this point the first one raises and ends the start-up with one line
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        POLICY.raising = False
+        POLICY.on_first.append(lambda _sig: stop.set())
+        if POLICY.stopping:
+            stop.set()
         serve(server, exporter)
         serving = True
         exporter.start()
@@ -136,10 +140,13 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         click.echo(f"erofs-top exporter: serving http://{shown}:{port}/metrics, tier "
                    f"{model.tier}, refresh every {interval:g} s, capabilities kept: {kept}",
                    err=True)
-        stop.wait()
+        while not stop.wait(1.0):
+            pass
     finally:
         exporter.stop()
         if serving:
             server.shutdown()
         server.server_close()
         source.close()
+    if POLICY.stopping:     # an orderly stop on a signal: 128 + the signal, like every command
+        sys.exit(POLICY.exit_code)

@@ -18,6 +18,7 @@ import click
 
 from ..names import json_safe
 from ..output import echo_out
+from ..signals import POLICY
 from ..params import DAY_S, Number, count, seconds
 from ..units import fmt_bytes
 from . import format as fmt
@@ -170,19 +171,12 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     except PermissionError as e:
         fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
     except KeyboardInterrupt:
-        fail("interrupted before recording started", EXIT_INTERRUPTED)
-    # Ctrl-C / SIGTERM set a flag the loop checks: a KeyboardInterrupt raised
-    # inside the ring buffer callback would be swallowed by ctypes.  A third
-    # signal gives up waiting (the file is still readable up to its last block).
-    signals = {"count": 0}
-
-    def on_signal(signum, frame):
-        signals["count"] += 1
-        if signals["count"] >= 3:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+        fail("interrupted before recording started", POLICY.exit_code)
+    # From here on a stop signal sets POLICY.stopping, which the loop checks (a
+    # KeyboardInterrupt raised inside the ring buffer callback would be swallowed
+    # by ctypes); a second is absorbed; a third forces the exit (the file is still
+    # readable up to its last block).
+    POLICY.raising = False
     rc = 0
     proc = None
     rec = None
@@ -206,13 +200,14 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
                 rec.stop_reason = "command failed to start"
                 rec.finish()
                 fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
+            POLICY.adopt(proc)      # CMD gets the first stop signal too
         if not quiet:
             what = f"until {cmd[0]} exits" if cmd else (
                 f"for {duration:g} s" if duration else "until Ctrl-C")
             click.echo(f"erofs-top: recording to {output} {what} "
                        f"({fmt.CODEC_NAMES[codec]}, tier {col.tier})", err=True)
         try:
-            rec.run(duration_s=duration, proc=proc, should_stop=lambda: signals["count"] > 0)
+            rec.run(duration_s=duration, proc=proc, should_stop=lambda: POLICY.stopping)
         except fmt.RecordingError as e:
             click.echo(f"erofs-top: {e}; the recording ends here", err=True)
             rec.stop_reason = "write error"
@@ -221,17 +216,10 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         if live:
             click.echo("", err=True)        # end the progress line
         if proc is not None:
-            if proc.poll() is None and rec.stop_reason == "interrupted":
-                proc.send_signal(signal.SIGINT)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
             if proc.poll() is None and not quiet:
                 click.echo(f"erofs-top: recording stopped ({rec.stop_reason}); waiting for "
                            f"{cmd[0]} to exit", err=True)
-            try:
-                rc = proc.wait()
-            except KeyboardInterrupt:
-                proc.send_signal(signal.SIGINT)
-                rc = proc.wait()
+            rc = proc.wait()        # a stop signal reached CMD too; a third kills it
     except KeyboardInterrupt:
         if rec is not None and not rec.w.closed:
             rec.stop_reason = "interrupted"
@@ -260,7 +248,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     if failed:
         sys.exit(EXIT_FAIL)
     if rec is not None and rec.stop_reason == "interrupted" and proc is None:
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(POLICY.exit_code)
     sys.exit(rc if rc >= 0 else 128 - rc)
 
 
@@ -299,7 +287,7 @@ def report_command(file, as_json, files_rows, files_cap, samples, at):
     except fmt.RecordingError as e:
         fail(str(e))
     except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
+        fail("interrupted", POLICY.exit_code)
     if as_json:
         echo_out(json.dumps(json_safe(doc), indent=2))
     else:
@@ -345,6 +333,8 @@ def replay_command(file, speed, step_s, at, files_cap):
         pass
     finally:
         src.close()
+    if POLICY.stopping:
+        sys.exit(POLICY.exit_code)
 
 
 # ---------------------------------------------------------------- export
@@ -370,7 +360,7 @@ def export_command(file, format_, output, burst_min_rate, samples):
         tl = timeline.build(rec, Replayer(rec), max_samples=samples)
         doc = perfetto.trace(rec, tl, burst_min_rate_bytes_per_s=burst_min_rate)
     except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
+        fail("interrupted", POLICY.exit_code)
     text = json.dumps(json_safe(doc))       # valid UTF-8 even for non-UTF-8 names
     if output == "-":
         echo_out(text)

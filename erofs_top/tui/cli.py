@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..params import count, seconds
+from ..signals import POLICY
 from .app import DEFAULT_INTERVAL_S, INTERVALS_S, sort_keys
 
 EXIT_FAIL = 1
@@ -75,7 +76,9 @@ def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, files_cap, g
         run_app(source, interval_s=interval_s, sort=sort.lower() if sort else None,
                 filter_text=filter_text, grace_s=grace_s)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(POLICY.exit_code)
+    if POLICY.stopping:         # left on SIGTERM/SIGHUP: 128 + the signal
+        sys.exit(POLICY.exit_code)
 
 
 __all__ = ["top_command"]
