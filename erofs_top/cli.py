@@ -127,7 +127,7 @@ def main():
 
 
 common_opts = [
-    click.option("--cgroup-root", type=click.Path(), default=None,
+    click.option("--cgroup-root", type=click.Path(exists=True, file_okay=False), default=None,
                  help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo)."),
     click.option("--files", "files_cap", type=count(1, 1_000_000), default=200,
                  show_default=True, help="At most this many files in files[] (the total is "

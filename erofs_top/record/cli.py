@@ -119,7 +119,7 @@ def _open_recording(path: str):
 @click.option("--ring-buffer-pages", type=count(1, 1 << 20), default=4096, show_default=True,
               help="BPF ring buffer size in pages (rounded up to a power of 2): more absorbs "
                    "longer bursts before events are lost.")
-@click.option("--cgroup-root", type=click.Path(), default=None,
+@click.option("--cgroup-root", type=click.Path(exists=True, file_okay=False), default=None,
               help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo).")
 @click.option("--files", "files_cap", type=count(1, 1_000_000), default=200,
               show_default=True, help="At most this many files in each Model's files[].")

@@ -43,6 +43,15 @@ def test_not_root_snapshot_still_works_with_unknown_owners(stack):
     assert "Traceback" not in r.stderr
 
 
+def test_not_root_doctor_names_permissions_not_the_kernel():
+    r = run(["doctor"], user="nobody")
+    assert "Traceback" not in r.stderr
+    assert "permission denied" in r.stdout
+    tp = [l for l in r.stdout.splitlines() if l.startswith("[") and "tracepoint " in l]
+    assert tp and not any(l.endswith(": missing") for l in tp), tp
+    assert "not mounted" not in r.stdout
+
+
 def test_duration_and_cmd_together_is_usage_error():
     r = run(["once", "--duration", "1", "--", "true"])
     assert r.returncode == 2

@@ -49,6 +49,8 @@ CASES = [
     ["replay", "/nonexistent.rec", "--speed", "nan"],
     ["replay", "/nonexistent.rec", "--step", "inf"],
     ["once", "--no-such-option"], ["no-such-command"],
+    ["snapshot", "--cgroup-root", "/nonexistent"], ["once", "--cgroup-root", "/nonexistent"],
+    ["record", "-o", "/nonexistent/x.rec", "--cgroup-root", "/nonexistent"],
 ]
 
 
