@@ -217,7 +217,10 @@ def snapshot(as_json, cgroup_root, files_cap, fingerprint_xattr):
 
 
 @main.command()
-def doctor():
+@click.option("--selftest", is_flag=True,
+              help="Also run a known workload (a tiny EROFS image read in a scratch cgroup) "
+                   "and check what the probes saw; exit 1 if a check fails.")
+def doctor(selftest):
     """What this host can do: kernel, BTF, lockdown, BPF permission, each
     tracepoint, kprobes, the header tree BCC will use, EROFS mounts, page-cache
     sharing support, cgroup v2, kpagecgroup -> the tier that runs, and the fix
@@ -249,6 +252,25 @@ def doctor():
         echo_out(f"\ntier: {rep.tier}")
     else:
         fail("no tier can run on this host (see the fixes above)")
+    if selftest:
+        _selftest(rep.tier)
+
+
+def _selftest(tier: str) -> None:
+    from . import selftest, workload
+    if tier not in ("tracepoint", "full") or os.geteuid() != 0:
+        fail(f"--selftest needs root and a BPF tier (this host: {tier or 'none'})")
+    try:
+        ran, results = selftest.run()
+    except (CollectorError, workload.WorkloadError, OSError) as e:
+        fail(f"selftest could not run: {display(str(e))}")
+    echo_out("")
+    for r in results:
+        echo_out(f"[{'pass' if r.ok else 'FAIL'}] selftest {r.name} (tier {ran}): "
+                 f"{display(r.detail)}")
+    if not all(r.ok for r in results):
+        fail("selftest failed (see above)")
+    echo_out("selftest: pass")
 
 
 def _doctor_leftovers(rep) -> None:
