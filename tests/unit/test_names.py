@@ -94,3 +94,15 @@ def test_text_tables_escape_names():
         mounts=[Mount(dev="0:1", mountpoint="/m", source="/i", backing="file")],
         files=[File(dev="0:1", ino=1, path="/m/f", content_id="", size=1,
                     resident_bytes=4096, duplicate_bytes=0, copies=1)])).splitlines())
+
+
+def test_tui_names_escaped():
+    from erofs_top.tui.common import container_name
+    from erofs_top.tui.detail import _files_table, _kv
+    c = Container(cgroup_id=5, cgroup=os.fsdecode(b"/k/\xe9\x1b]0;t\x07\nx"))
+    assert container_name(c) == "/k/\\xe9\\x1b]0;t\\x07\\nx"
+    line = _kv(200, [("cgroup", c.cgroup)])
+    assert "\n" not in line and "\x1b" not in line and "\\xe9" in line
+    rows = _files_table([File(dev="0:1", ino=1, path="/m/a\tb\x1b[2J", content_id="", size=1,
+                              resident_bytes=1, duplicate_bytes=0, copies=1)], 120)
+    assert len(rows) == 2 and all(r.isprintable() for r in rows)
