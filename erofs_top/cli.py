@@ -2,7 +2,9 @@
 Model and hands it to a face.  Errors are one line on stderr, never a traceback.
 
 Exit codes: 0 ok; 1 erofs-top could not do its job (reason on stderr);
-2 usage error; 130 interrupted (Ctrl-C); with `once -- CMD`, CMD's status.
+2 usage error; 128 + the signal when stopped by one (130 SIGINT, 143 SIGTERM,
+129 SIGHUP; erofs_top/signals.py); 141 stdout closed; with `once -- CMD`,
+CMD's status.
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ import click
 from . import __version__
 from .collector import CollectorError, open_collector
 from .model import Model
+from .names import display
+from .output import EXIT_PIPE, OutputClosed, OutputError, echo_out, flush_stdout, quiet_stdout
+from .params import count, seconds
+from .signals import POLICY
 from .units import fmt_bytes
 
 EXIT_FAIL = 1
@@ -67,7 +73,7 @@ def render_text(m: Model, files: int = 10) -> str:
            f"{fmt_bytes(t.potential_savings_bytes)}; shared {fmt_bytes(t.shared_bytes)}, "
            f"sharing saved {fmt_bytes(t.sharing_saved_bytes)}; image-file cache "
            f"{fmt_bytes(t.backing_resident_bytes)}", ""]
-    rows = [[c.cgroup, c.runtime or "-", fmt_bytes(c.resident_bytes), fmt_bytes(c.duplicate_bytes),
+    rows = [[display(c.cgroup), c.runtime or "-", fmt_bytes(c.resident_bytes), fmt_bytes(c.duplicate_bytes),
              fmt_bytes(c.shared_bytes), fmt_bytes(c.fair_bytes), fmt_bytes(c.inserted_bytes),
              fmt_bytes(c.evicted_bytes), fmt_bytes(c.readahead_bytes), str(c.read_folio_count)]
             for c in m.containers]
@@ -81,7 +87,7 @@ def render_text(m: Model, files: int = 10) -> str:
     out.append(_table(heads, rows, set(range(2, 10))) if rows
                else "no container holds EROFS page cache")
     out.append("")
-    rows = [[mt.dev, mt.mountpoint, mt.backing, "yes" if mt.inode_share else "no",
+    rows = [[mt.dev, display(mt.mountpoint), mt.backing, "yes" if mt.inode_share else "no",
              fmt_bytes(mt.resident_bytes), fmt_bytes(mt.duplicate_bytes),
              fmt_bytes(mt.backing_resident_bytes), str(mt.containers_count)] for mt in m.mounts]
     heads = ["DEV", "MOUNTPOINT", "BACKING", "SHARE", "RESIDENT", "DUPLICATE",
@@ -94,7 +100,7 @@ def render_text(m: Model, files: int = 10) -> str:
     if m.files and files:
         out.append("")
         shown = m.files[:files]
-        rows = [[f.path or f"{f.dev}/{f.ino}", fmt_bytes(f.resident_bytes),
+        rows = [[display(f.path) or f"{f.dev}/{f.ino}", fmt_bytes(f.resident_bytes),
                  fmt_bytes(f.duplicate_bytes), str(f.copies), f.content_id or "-"] for f in shown]
         out.append(_table(["FILE", "RESIDENT", "DUPLICATE", "COPIES", "CONTENT"], rows, {1, 2, 3}))
         if m.health.files_total > len(shown):
@@ -104,7 +110,7 @@ def render_text(m: Model, files: int = 10) -> str:
     if h.warnings or h.update_failures or h.lost_events:
         out.append("")
         for w in h.warnings:
-            out.append(f"warning: {w}")
+            out.append(f"warning: {display(w)}")
         if h.lost_events:
             out.append(f"warning: {h.lost_events} page events not accounted (see health)")
     return "\n".join(out)
@@ -112,9 +118,9 @@ def render_text(m: Model, files: int = 10) -> str:
 
 def emit(model: Model, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(model.to_dict(), indent=2, sort_keys=False))
+        echo_out(json.dumps(model.to_dict(), indent=2, sort_keys=False))
     else:
-        click.echo(render_text(model))
+        echo_out(render_text(model))
 
 
 # ---------------------------------------------------------------- commands
@@ -140,9 +146,9 @@ def main():
 
 
 common_opts = [
-    click.option("--cgroup-root", type=click.Path(), default=None,
+    click.option("--cgroup-root", type=click.Path(exists=True, file_okay=False), default=None,
                  help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo)."),
-    click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=200,
+    click.option("--files", "files_cap", type=count(1, 1_000_000), default=200,
                  show_default=True, help="At most this many files in files[] (the total is "
                                          "reported in health.files_total)."),
     click.option("--fingerprint-xattr", default="trusted.erofs.fingerprint", show_default=True,
@@ -159,7 +165,7 @@ def with_common(f):
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the model as one JSON document "
                                                        "(schema: docs/json.md).")
-@click.option("--duration", type=click.FloatRange(0), default=None,
+@click.option("--duration", type=seconds(0), default=None,
               help="Seconds to watch (default 1, or until CMD ends).")
 @click.option("--no-bpf", is_flag=True, help="Ground truth only (same as `snapshot`).")
 @with_common
@@ -184,22 +190,28 @@ def once(as_json, duration, no_bpf, cgroup_root, files_cap, fingerprint_xattr, c
                 proc = subprocess.Popen(list(cmd))
             except OSError as e:
                 fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
-            try:
-                rc = proc.wait()
-            except KeyboardInterrupt:
-                proc.send_signal(signal.SIGINT)
-                rc = proc.wait()
+            # CMD gets the first stop signal too; erofs-top waits for it to end
+            with POLICY.child(proc):
+                try:
+                    rc = proc.wait()
+                except KeyboardInterrupt:
+                    with POLICY.cleanup():
+                        proc.wait()
+                    raise
         else:
             time.sleep(1.0 if duration is None else duration)
         model = col.refresh()
     except KeyboardInterrupt:
-        col.close()
-        fail("interrupted", EXIT_INTERRUPTED)
+        with POLICY.cleanup():
+            col.close()
+        fail("interrupted", POLICY.exit_code)
     except CollectorError as e:
-        col.close()
+        with POLICY.cleanup():
+            col.close()
         fail(str(e))
     finally:
-        col.close()
+        with POLICY.cleanup():
+            col.close()
     emit(model, as_json)
     sys.exit(rc if rc >= 0 else 128 - rc)
 
@@ -216,14 +228,18 @@ def snapshot(as_json, cgroup_root, files_cap, fingerprint_xattr):
     try:
         model = col.refresh()
     except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
+        fail("interrupted", POLICY.exit_code)
     finally:
-        col.close()
+        with POLICY.cleanup():
+            col.close()
     emit(model, as_json)
 
 
 @main.command()
-def doctor():
+@click.option("--selftest", is_flag=True,
+              help="Also run a known workload (a tiny EROFS image read in a scratch cgroup) "
+                   "and check what the probes saw; exit 1 if a check fails.")
+def doctor(selftest):
     """What this host can do: kernel, BTF, lockdown, BPF permission, each
     tracepoint, kprobes, the header tree BCC will use, EROFS mounts, page-cache
     sharing support, cgroup v2, kpagecgroup -> the tier that runs, and the fix
@@ -235,7 +251,7 @@ def doctor():
         mounts.refresh()
     except Exception as e:   # doctor must report, not crash
         mounts = None
-        click.echo(f"  mounts: unreadable ({e})")
+        echo_out(f"  mounts: unreadable ({display(str(e))})")
     rep = caps.doctor(mounts)
     try:
         from .resolve.names import RuntimeNames
@@ -256,7 +272,8 @@ def doctor():
                             "no manifest in the content store lists a layer with this "
                             "superblock UUID (unpacked by another differ, or image removed)")
     except Exception as e:   # doctor must report, not crash
-        rep.add("runtime names", False, f"could not be read ({e})")
+        rep.add("runtime names", False, f"could not be read ({display(str(e))})")
+    _doctor_leftovers(rep)
     if rep.tier in ("tracepoint", "full"):
         # prove it: load and attach a tiny tracepoint program
         from .kernel.probes import try_load_bpf
@@ -267,13 +284,53 @@ def doctor():
             rep.tier = "snapshot"
     for c in rep.checks:
         mark = ("ok  " if not c.fix else "warn") if c.ok else "MISS"
-        click.echo(f"[{mark}] {c.name}: {c.detail}")
+        echo_out(f"[{mark}] {c.name}: {display(c.detail)}")
         if c.fix:
-            click.echo(f"       fix: {c.fix}")
+            echo_out(f"       fix: {display(c.fix)}")
     if rep.tier:
-        click.echo(f"\ntier: {rep.tier}")
+        echo_out(f"\ntier: {rep.tier}")
     else:
         fail("no tier can run on this host (see the fixes above)")
+    if selftest:
+        _selftest(rep.tier)
+
+
+def _selftest(tier: str) -> None:
+    from . import selftest, workload
+    if tier not in ("tracepoint", "full") or os.geteuid() != 0:
+        fail(f"--selftest needs root and a BPF tier (this host: {tier or 'none'})")
+    try:
+        ran, results = selftest.run()
+    except (CollectorError, workload.WorkloadError, OSError) as e:
+        fail(f"selftest could not run: {display(str(e))}")
+    echo_out("")
+    for r in results:
+        echo_out(f"[{'pass' if r.ok else 'FAIL'}] selftest {r.name} (tier {ran}): "
+                 f"{display(r.detail)}")
+    if not all(r.ok for r in results):
+        fail("selftest failed (see above)")
+    echo_out("selftest: pass")
+
+
+def _doctor_leftovers(rep) -> None:
+    """Leftovers of killed demos (by their dead owner pid): removed as root."""
+    from . import workload
+    found = workload.demo_leftovers()
+    if not found:
+        rep.add("demo leftovers", True, "none")
+        return
+    if os.geteuid() != 0:
+        rep.add("demo leftovers", False, f"{len(found)} left by killed demos: " +
+                ", ".join(display(f"{k} {p}") for k, p in found[:4]),
+                "run `erofs-top doctor` or `erofs-top demo` as root to remove them")
+        return
+    removed, failed = workload.reap_demo_leftovers()
+    if failed:
+        rep.add("demo leftovers", False, "cannot remove: " + "; ".join(map(display, failed)),
+                "remove them by hand (umount, rmdir)")
+    else:
+        rep.add("demo leftovers", True, f"removed {len(removed)} left by killed demos: " +
+                ", ".join(map(display, removed[:4])) + (" ..." if len(removed) > 4 else ""))
 
 
 @main.command()
@@ -281,7 +338,7 @@ def doctor():
                                             "(default when stdout is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="With --no-ui: print JSON.")
 @click.option("--no-bpf", is_flag=True, help="Use the snapshot tier.")
-@click.option("--hold", type=click.FloatRange(0), default=0,
+@click.option("--hold", type=seconds(0), default=0,
               help="With --no-ui: keep the demo up this many seconds before printing.")
 def demo(no_ui, as_json, no_bpf, hold):
     """Run erofs-top on a built-in workload: two small EROFS images (a "minor
@@ -292,16 +349,21 @@ def demo(no_ui, as_json, no_bpf, hold):
     from . import workload
     if os.geteuid() != 0:
         fail("the demo mounts images and makes cgroups: run it as root")
+    # a demo killed by SIGKILL (or a forced exit) could not clean up: its
+    # mounts, cgroups and images carry its pid; remove those of dead pids
+    removed, failed = workload.reap_demo_leftovers()
+    for what in removed:
+        click.echo(f"erofs-top: removed what a killed demo left: {display(what)}", err=True)
+    for what in failed:
+        click.echo(f"erofs-top: warning: cannot remove a killed demo's {display(what)}", err=True)
     ui = not no_ui and sys.stdout.isatty()
-    # SIGTERM, and SIGHUP (terminal or tmux session closed), run the cleanup
-    # below like Ctrl-C does
-    def interrupt(*_):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGHUP, interrupt)
+    # SIGINT, SIGTERM and SIGHUP (terminal or tmux session closed) all run the
+    # cleanup below (erofs_top/signals.py); a second one is absorbed meanwhile
     col = None
+    stack = None
     try:
-        with workload.Stack(prefix=f"erofs-top-demo-{os.getpid()}-") as stack:
+        stack = workload.Stack(prefix=f"erofs-top-demo-{os.getpid()}-")
+        try:
             col = _open(no_bpf)
             scen = workload.DemoScenario(stack)
             scen.read_all()
@@ -311,15 +373,18 @@ def demo(no_ui, as_json, no_bpf, hold):
             else:
                 time.sleep(hold)
                 emit(col.refresh(), as_json)
-            col.close()
+        finally:
+            with POLICY.cleanup():
+                if col:
+                    col.close()
+                stack.close()
     except KeyboardInterrupt:
-        if col:
-            col.close()
-        fail("interrupted; demo removed", EXIT_INTERRUPTED)
+        fail("interrupted; demo removed" if stack is not None else "interrupted",
+             POLICY.exit_code)
     except workload.WorkloadError as e:
-        if col:
-            col.close()
         fail(str(e))
+    if POLICY.stopping:         # the UI ended on a signal
+        fail("interrupted; demo removed", POLICY.exit_code)
 
 
 def _register_faces() -> None:
@@ -343,20 +408,55 @@ def _register_faces() -> None:
 _register_faces()
 
 
+def usage_line(e: click.exceptions.ClickException) -> str:
+    """click's error as the one line the README promises (click prints four)."""
+    msg = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.exceptions.UsageError) and ctx is not None:
+        cmd = "erofs-top" + (f" {ctx.info_name}" if ctx.parent is not None else "")
+        msg += f" (see {cmd} --help)"
+    return display(msg)
+
+
 def entry() -> None:
     """Console entry point: click's own Ctrl-C handling prints "Aborted!" and
-    exits 1; erofs-top says what happened and exits 130 wherever Ctrl-C lands."""
+    exits 1; erofs-top says what happened and exits 128 + the signal."""
+    try:
+        _entry()
+    finally:
+        POLICY.raising = False  # a signal during the interpreter's exit must not raise
+
+
+def _entry() -> None:
+    POLICY.install()        # SIGINT/SIGTERM/SIGHUP: erofs_top/signals.py
     try:
         rv = main.main(standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        fail("interrupted", EXIT_INTERRUPTED)
+        POLICY.raising = False
+        fail("interrupted", POLICY.exit_code)
     except click.exceptions.ClickException as e:
-        e.show()
+        click.echo(f"erofs-top: {usage_line(e)}", err=True)
         sys.exit(e.exit_code)
-    except BrokenPipeError:
-        # e.g. `erofs-top once --json | head`: not an error of ours
-        sys.stderr.close()
-        sys.exit(0)
+    except (OutputClosed, BrokenPipeError):
+        # e.g. `erofs-top once --json | head`: the reader went away; end quietly
+        # with the status a SIGPIPE gives (141), like cat or yes
+        quiet_stdout()
+        sys.exit(EXIT_PIPE)
+    except OutputError as e:
+        quiet_stdout()
+        fail(str(e))
+    except OSError as e:
+        # a write click made itself (--help into /dev/full): one line
+        quiet_stdout()
+        fail(display(e.strerror or str(e)))
+    try:
+        flush_stdout()
+    except OutputClosed:
+        quiet_stdout()
+        sys.exit(EXIT_PIPE)
+    except OutputError as e:
+        quiet_stdout()
+        fail(str(e))
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .names import model_names_from_json, model_names_to_json
+
 SCHEMA_VERSION = 1
 
 TIER_SNAPSHOT = "snapshot"      # /proc + cachestat/mincore only, no BPF
@@ -200,13 +202,15 @@ class Model:
         d = dataclasses.asdict(self)
         order = ["schema", "tier", "kernel", "started_at", "ended_at", "page_size",
                  "containers", "mounts", "images", "files", "totals", "health"]
-        return {k: d[k] for k in order}
+        # names are bytes: valid UTF-8 text plus *_b64 where it cannot be exact
+        return model_names_to_json({k: d[k] for k in order})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Model":
         if d.get("schema") != SCHEMA_VERSION:
             raise ValueError(f"unsupported erofs-top JSON schema {d.get('schema')!r} "
                              f"(this erofs-top reads schema {SCHEMA_VERSION})")
+        d = model_names_from_json(d)
         h = dict(d.get("health", {}))
         h["maps"] = [MapUsage(**m) for m in h.get("maps", [])]
         return cls(

@@ -13,6 +13,7 @@ import ctypes
 import errno
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .names import read_text
 from .readings import kdev, kdev_from_st_dev
+from .resolve.mounts import parse_mountinfo
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
@@ -39,13 +42,7 @@ class WorkloadError(Exception):
 
 
 def _mountinfo_fs(fstype: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split(" ", 1)[0] == fstype:
-                out.append(left.split()[4].replace("\\040", " "))
-    return out
+    return [e.mountpoint for e in parse_mountinfo(read_text("/proc/self/mountinfo"), fstype)]
 
 
 def cgroup2_root() -> str:
@@ -57,12 +54,9 @@ def cgroup2_root() -> str:
 
 def memory_v1_root() -> str | None:
     """The cgroup v1 memory hierarchy on hybrid hosts (where memcg charges go)."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            parts = right.split()
-            if parts and parts[0] == "cgroup" and "memory" in parts[-1].split(","):
-                return left.split()[4]
+    for e in parse_mountinfo(read_text("/proc/self/mountinfo"), "cgroup"):
+        if "memory" in e.super_options:
+            return e.mountpoint
     return None
 
 
@@ -160,7 +154,7 @@ def build_image(src: str | Path, image: str | Path, *mkfs_args: str) -> Path:
         raise WorkloadError("mkfs.erofs not found: apt-get install erofs-utils")
     # fixed timestamps and uuid-free options keep images reproducible for tests
     r = subprocess.run(["mkfs.erofs", *mkfs_args, str(image), str(src)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, errors="replace")   # it echoes names
     if r.returncode != 0:
         raise WorkloadError(f"mkfs.erofs failed: {r.stderr.strip() or r.stdout.strip()}")
     return Path(image)
@@ -168,7 +162,7 @@ def build_image(src: str | Path, image: str | Path, *mkfs_args: str) -> Path:
 
 def _mount(source: str, target: str, options: str) -> None:
     opts = options.encode() if options else None
-    if _libc.mount(source.encode(), target.encode(), b"erofs", MS_RDONLY, opts) != 0:
+    if _libc.mount(os.fsencode(source), os.fsencode(target), b"erofs", MS_RDONLY, opts) != 0:
         e = ctypes.get_errno()
         raise WorkloadError(f"mount -t erofs {source} {target} ({options or 'no options'}): "
                             f"{os.strerror(e)}")
@@ -189,7 +183,7 @@ class ErofsMount:
         source = self.image
         if mode == "loop":
             r = subprocess.run(["losetup", "-f", "--show", "-r", self.image],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, errors="surrogateescape")
             if r.returncode != 0:
                 raise WorkloadError(f"losetup failed: {r.stderr.strip()}")
             self.loopdev = source = r.stdout.strip()
@@ -214,8 +208,8 @@ class ErofsMount:
 
     def umount(self) -> None:
         if os.path.ismount(self.mountpoint):
-            if _libc.umount2(self.mountpoint.encode(), 0) != 0:
-                _libc.umount2(self.mountpoint.encode(), MNT_DETACH)
+            if _libc.umount2(os.fsencode(self.mountpoint), 0) != 0:
+                _libc.umount2(os.fsencode(self.mountpoint), MNT_DETACH)
         self._detach_loop()
         with contextlib.suppress(OSError):
             os.rmdir(self.mountpoint)
@@ -327,6 +321,115 @@ class DemoScenario:
                 read_file(mnt.path(rel), ctr)
 
 
+# ---------------------------------------------------------------- leftovers
+_DEMO_OWNER = re.compile(r"^erofs-top-demo-(\d+)(?:-|$)")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead_owner(name: str) -> int | None:
+    """The pid in a demo name (erofs-top-demo-<pid>[-...]) when that process is dead."""
+    m = _DEMO_OWNER.match(name)
+    if m is None:
+        return None
+    pid = int(m.group(1))
+    return None if _pid_alive(pid) else pid
+
+
+def demo_leftovers(parent: str = DEFAULT_WORK_PARENT) -> list[tuple[str, str]]:
+    """What demos killed by SIGKILL (or a forced exit) left: (kind, path) of
+    mounts, loop devices, cgroups and scratch directories whose recorded
+    owner PID (in their name) is dead.  Mounts first, innermost first."""
+    out: list[tuple[str, str]] = []
+    try:
+        entries = parse_mountinfo(read_text("/proc/self/mountinfo"))
+    except OSError:
+        entries = []
+    pre = parent.rstrip("/") + "/"
+    mps = [e.mountpoint for e in entries if e.mountpoint.startswith(pre)
+           and _dead_owner(e.mountpoint[len(pre):].split("/", 1)[0]) is not None]
+    out += [("mount", mp) for mp in sorted(set(mps), key=len, reverse=True)]
+    with contextlib.suppress(OSError):
+        for loop in sorted(os.listdir("/sys/block")):
+            try:
+                bf = read_text(f"/sys/block/{loop}/loop/backing_file").strip()
+            except OSError:
+                continue
+            if bf.startswith(pre) and _dead_owner(bf[len(pre):].split("/", 1)[0]) is not None:
+                out.append(("loop", f"/dev/{loop}"))
+    roots = []
+    with contextlib.suppress(WorkloadError, OSError):
+        roots.append(cgroup2_root())
+    with contextlib.suppress(OSError):
+        v1 = memory_v1_root()
+        if v1:
+            roots.append(v1)
+    for root in roots:
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(root)):
+                if _dead_owner(name) is not None and os.path.isdir(os.path.join(root, name)):
+                    out.append(("cgroup", os.path.join(root, name)))
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(parent)):
+            if _dead_owner(name) is not None:
+                out.append(("dir", os.path.join(parent, name)))
+    return out
+
+
+def _remove_cgroup_tree(top: str) -> None:
+    dirs = [top]
+    for d, subs, _files in os.walk(top):
+        dirs += [os.path.join(d, s) for s in subs]
+    for d in sorted(dirs, key=len, reverse=True):       # children first
+        with contextlib.suppress(OSError):
+            for pid in read_text(os.path.join(d, "cgroup.procs")).split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        for _ in range(50):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+                time.sleep(0.05)
+
+
+def reap_demo_leftovers(parent: str = DEFAULT_WORK_PARENT) -> tuple[list[str], list[str]]:
+    """Remove what killed demos left (demo_leftovers).  Returns (removed, failed),
+    one "kind path: reason" each; never raises."""
+    removed, failed = [], []
+    for kind, path in demo_leftovers(parent):
+        try:
+            if kind == "mount":
+                if _libc.umount2(os.fsencode(path), 0) != 0 and \
+                        _libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
+                    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+            elif kind == "loop":
+                r = subprocess.run(["losetup", "-d", path], capture_output=True, text=True,
+                                   errors="replace")
+                if r.returncode != 0:
+                    raise OSError(0, r.stderr.strip() or "losetup -d failed")
+            elif kind == "cgroup":
+                _remove_cgroup_tree(path)
+            else:
+                shutil.rmtree(path)
+            removed.append(f"{kind} {path}")
+        except OSError as e:
+            failed.append(f"{kind} {path}: {e.strerror or e}")
+    return removed, failed
+
+
 __all__ = ["Cgroup", "ErofsMount", "Stack", "DemoScenario", "make_tree", "build_image",
            "read_file", "drop_file_cache", "cgroup2_root", "memory_v1_root", "kdev",
-           "WorkloadError"]
+           "WorkloadError", "demo_leftovers", "reap_demo_leftovers"]

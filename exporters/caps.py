@@ -100,7 +100,7 @@ def _mask(names) -> int:
 def current_caps(pid: int | str = "self") -> dict[str, int]:
     """CapEff/CapPrm/CapBnd/... of a task from /proc (hex masks as ints)."""
     out = {}
-    with open(f"/proc/{pid}/status") as f:
+    with open(f"/proc/{pid}/status", errors="surrogateescape") as f:
         for line in f:
             if line.startswith("Cap"):
                 k, v = line.split(":", 1)

@@ -1,13 +1,15 @@
 """``erofs-top exporter``: the click command (registered by erofs_top/cli.py)."""
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 
 import click
 
 from . import DEFAULT_LISTEN, DEFAULT_PORT
+from erofs_top.params import DAY_S, Number, count, seconds
+from erofs_top.signals import POLICY
+
 from .collector import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
 
 
@@ -37,17 +39,17 @@ def _version() -> str:
                    f"addresses, '[::]:PORT' on IPv6. {DEFAULT_PORT} is free in the Prometheus "
                    "default port allocations list.")
 @click.option("--interval", default=10.0, show_default=True, metavar="SECONDS",
-              type=click.FloatRange(min=0.2),
+              type=seconds(0.2, DAY_S),
               help="Seconds between Model refreshes (a scrape serves the latest one).")
 @click.option("--stale-after", default=3.0, show_default=True, metavar="N",
-              type=click.FloatRange(min=1.0),
+              type=Number(float, 1.0, 1e6),
               help="/healthz fails when the last successful refresh is older than N refresh "
                    "periods (--interval plus the time a refresh takes).")
 @click.option("--no-bpf", is_flag=True,
               help="Snapshot tier: no BPF, resident/duplicate bytes from cachestat and "
                    "/proc/kpagecgroup only (no insert/evict counters).")
 @click.option("--max-containers", default=DEFAULT_MAX_CONTAINERS, show_default=True,
-              type=click.IntRange(min=1), metavar="N",
+              type=count(1, 1_000_000), metavar="N",
               help="Cgroups exported with their own series (largest resident first); the "
                    "rest are summed into id=\"(other)\" and counted in "
                    "erofs_top_exporter_containers_aggregated.")
@@ -124,9 +126,13 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
             except caps.CapsError as e:
                 _fail(f"{e} (--no-drop-caps runs without dropping)")
 
+        # SIGTERM/SIGINT/SIGHUP: stop serving, detach (erofs_top/signals.py); before
+        # this point the first one raises and ends the start-up with one line
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        POLICY.raising = False
+        POLICY.on_first.append(lambda _sig: stop.set())
+        if POLICY.stopping:
+            stop.set()
         serve(server, exporter)
         serving = True
         exporter.start()
@@ -134,10 +140,13 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         click.echo(f"erofs-top exporter: serving http://{shown}:{port}/metrics, tier "
                    f"{model.tier}, refresh every {interval:g} s, capabilities kept: {kept}",
                    err=True)
-        stop.wait()
+        while not stop.wait(1.0):
+            pass
     finally:
         exporter.stop()
         if serving:
             server.shutdown()
         server.server_close()
         source.close()
+    if POLICY.stopping:     # an orderly stop on a signal: 128 + the signal, like every command
+        sys.exit(POLICY.exit_code)

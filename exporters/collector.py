@@ -29,6 +29,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     InfoMetricFamily, Metric)
 
 from erofs_top.model import TIER_SNAPSHOT, Container, Model
+from erofs_top.names import display
 
 PREFIX = "erofs_top_"
 CONTAINER_LABELS = ("namespace", "pod", "container", "id")
@@ -300,11 +301,13 @@ class FamilyBuilder:
                 namespace, pod, container = (
                     (c.pod_namespace, c.pod_name, c.container_name) if c.pod_name
                     else self.names.lookup(c))
-                key = (namespace, pod, container, c.cgroup)
+                # label values are printable: control and undecodable bytes escaped
+                key = (display(namespace), display(pod), display(container), display(c.cgroup))
                 infos.append(dict(zip(CONTAINER_LABELS, key),
-                                  runtime=c.runtime, container_id=c.container_id,
-                                  pod_uid=c.pod_uid, image=c.image,
-                                  runtime_namespace=c.namespace))
+                                  runtime=display(c.runtime),
+                                  container_id=display(c.container_id),
+                                  pod_uid=display(c.pod_uid), image=display(c.image),
+                                  runtime_namespace=display(c.namespace)))
             row = rows.get(key)
             if row is None:
                 row = rows[key] = _Row(key)
@@ -343,7 +346,7 @@ class FamilyBuilder:
         mfams = {k: _family(k) for k in ("mount_resident_bytes", "mount_duplicate_bytes",
                                          "mount_backing_resident_bytes", "mount_containers")}
         for m in mounts:
-            labels = [m.dev, m.image_id, m.volume_name]
+            labels = [m.dev, m.image_id, display(m.volume_name)]
             minfo.add_metric([], dict(zip(MOUNT_LABELS, labels), backing=m.backing,
                                       inode_share=_bool(m.inode_share), directio=_bool(m.directio),
                                       ishare_xattrs=_bool(m.ishare_xattrs),
@@ -361,12 +364,12 @@ class FamilyBuilder:
                                          "image_duplicate_bytes", "image_potential_savings_bytes",
                                          "image_containers")}
         for im in model.images:
-            ifams["image_resident_bytes"].add_metric([im.name], im.resident_bytes)
-            ifams["image_unique_bytes"].add_metric([im.name], im.unique_bytes)
-            ifams["image_duplicate_bytes"].add_metric([im.name], im.duplicate_bytes)
-            ifams["image_potential_savings_bytes"].add_metric([im.name],
-                                                              im.potential_savings_bytes)
-            ifams["image_containers"].add_metric([im.name], len(im.containers))
+            name = [display(im.name)]
+            ifams["image_resident_bytes"].add_metric(name, im.resident_bytes)
+            ifams["image_unique_bytes"].add_metric(name, im.unique_bytes)
+            ifams["image_duplicate_bytes"].add_metric(name, im.duplicate_bytes)
+            ifams["image_potential_savings_bytes"].add_metric(name, im.potential_savings_bytes)
+            ifams["image_containers"].add_metric(name, len(im.containers))
         out.extend(ifams.values())
         lfams = {k: _family(k) for k in ("layer_resident_bytes", "layer_duplicate_bytes",
                                          "layer_images")}

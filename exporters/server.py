@@ -65,9 +65,54 @@ def parse_listen(text: str, default_port: int) -> tuple[str, int]:
     return host, port
 
 
+IDLE_TIMEOUT_S = 10.0           # a connection that sends nothing for this long is closed
+MAX_CONNECTIONS = 64            # connections served at once; more get a 503 and are closed
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+         b"Connection: close\r\nContent-Length: 38\r\n\r\ntoo many connections to the exporter\r\n")
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     request_queue_size = 128       # 50+ concurrent scrapes must not be refused
+    max_connections = MAX_CONNECTIONS
+
+    def server_activate(self):
+        super().server_activate()
+        self._slots = None
+        self.rejected_connections = 0
+
+    def process_request(self, request, client_address):
+        """One thread per connection, at most max_connections of them."""
+        if self._slots is None:
+            self._slots = threading.BoundedSemaphore(self.max_connections)
+        if not self._slots.acquire(blocking=False):
+            self.rejected_connections += 1
+            try:
+                request.settimeout(0.2)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address):
+        """A client that timed out or went away is not news; anything else is one line."""
+        e = sys.exc_info()[1]
+        if isinstance(e, OSError):
+            return
+        print(f"erofs-top exporter: request from {client_address[0]} failed: "
+              f"{type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
 
 
 class _Server6(_Server):
@@ -75,6 +120,8 @@ class _Server6(_Server):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = IDLE_TIMEOUT_S       # idle or slow clients: the socket times out, is closed
+
     def log_message(self, *args):
         pass                       # no per-request lines on stderr
 
@@ -113,6 +160,7 @@ class Exporter:
         self._cache: dict[tuple, bytes] = {}            # (generation, content type, gzip) -> body
         self._encoders: dict[str, object] = {}
         self._render_lock = threading.Lock()
+        self.render_error = ""          # the last /metrics encode failed: healthz says so
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
 
     # -- refresh
@@ -134,6 +182,7 @@ class Exporter:
         self.model = model
         self.last_error = ""
         self._prerender()
+        self.render_error = ""
         return True
 
     def _prerender(self) -> None:
@@ -158,7 +207,15 @@ class Exporter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.refresh_once()
+            try:
+                self.refresh_once()
+            except Exception as e:      # building or encoding failed: keep the thread alive
+                self.status.refresh_failures += 1
+                msg = " ".join(f"refresh failed: {type(e).__name__}: {e}".split())
+                if msg != self.last_error:
+                    self._log(f"erofs-top exporter: {msg}")
+                self.last_error = msg
+                self.render_error = msg
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="erofs-top-refresh", daemon=True)
@@ -171,6 +228,10 @@ class Exporter:
 
     # -- health
     def health(self) -> tuple[bool, str]:
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return False, "the refresh thread is not running"
+        if self.render_error:
+            return False, f"the last scrape failed to render: {self.render_error}"
         if self.model is None:
             return False, "no successful refresh yet" + (f": {self.last_error}" if self.last_error else "")
         age = time.time() - self.status.last_refresh_timestamp
@@ -192,8 +253,17 @@ class Exporter:
             key = (self.generation, content_type, gz)
             body = self._cache.get(key)
             if body is None:         # a format not asked for before this Model
-                body = self._render(content_type, gz)
+                try:
+                    body = self._render(content_type, gz)
+                except Exception as e:
+                    self.render_error = " ".join(f"{type(e).__name__}: {e}".split())
+                    self._log(f"erofs-top exporter: /metrics failed to render: "
+                              f"{self.render_error}")
+                    start_response("500 Internal Server Error",
+                                   [("Content-Type", "text/plain; charset=utf-8")])
+                    return [f"metrics failed to render: {self.render_error}\n".encode()]
                 self._cache[key] = body
+                self.render_error = ""
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         if gz:
             headers.append(("Content-Encoding", "gzip"))

@@ -23,6 +23,18 @@ def tracefs() -> str | None:
     return None
 
 
+def tracefs_denied() -> str | None:
+    """A tracefs directory that exists but this user may not look into (not root)."""
+    for d in TRACEFS_DIRS:
+        try:
+            os.stat(os.path.join(d, "events"))
+        except PermissionError:
+            return d
+        except OSError:
+            continue
+    return None
+
+
 def ensure_erofs_loaded() -> str | None:
     """Load the erofs module when it is a module not loaded yet: its
     tracepoints and ishare symbols exist only once it is (the first EROFS mount
@@ -141,13 +153,11 @@ def kpagecgroup_readable() -> bool:
 
 
 def cgroup2_mount() -> str | None:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.startswith("cgroup2 "):
-                mp = left.split()[4]
-                if mp == "/sys/fs/cgroup/unified" or mp == "/sys/fs/cgroup":
-                    return mp
+    from ..names import read_text
+    from ..resolve.mounts import parse_mountinfo
+    for e in parse_mountinfo(read_text("/proc/self/mountinfo"), "cgroup2"):
+        if e.mountpoint in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+            return e.mountpoint
     return None
 
 
@@ -185,8 +195,14 @@ def doctor(mounts=None) -> Report:
     r.add("root", root, "uid 0" if root else f"uid {os.geteuid()}",
           "" if root else "run as root (sudo), or grant CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN")
     tf = tracefs()
-    r.add("tracefs", bool(tf), tf or "not mounted",
-          "" if tf else "mount -t tracefs tracefs /sys/kernel/tracing")
+    denied = None if tf else tracefs_denied()
+    if denied:
+        # not the kernel's fault: this user may not read tracefs
+        r.add("tracefs", False, f"{denied}: permission denied (uid {os.geteuid()})",
+              "run as root: tracepoints and kprobes cannot be checked or used without it")
+    else:
+        r.add("tracefs", bool(tf), tf or "not mounted",
+              "" if tf else "mount -t tracefs tracefs /sys/kernel/tracing")
     loaded = os.path.isdir("/sys/fs/erofs") or os.path.isdir("/sys/module/erofs")
     r.add("erofs filesystem", loaded, "loaded" if loaded else "module not loaded yet",
           "" if loaded else "erofs-top runs `modprobe erofs` at start: its tracepoints and "
@@ -194,13 +210,22 @@ def doctor(mounts=None) -> Report:
     tps = tracepoints()
     for ev, ok in tps.items():
         essential = ev.startswith("filemap:")
+        if denied:
+            r.add(f"tracepoint {ev}", False, "unknown: tracefs not readable (permission denied)",
+                  "run as root to check")
+            continue
         r.add(f"tracepoint {ev}", ok, "present" if ok else "missing",
               "" if ok else ("a kernel with large-folio filemap tracepoints (5.18+)" if essential
                              else "EROFS read events: plain files need 6.16+; "
                                   "readahead/miss counters stay 0"))
     kp = kprobes_available()
-    r.add("kprobes", kp, "kprobe_events present" if kp else "CONFIG_KPROBES off or tracefs missing",
-          "" if kp else "only the full (sharing) tier needs kprobes; fentry is tried instead")
+    if denied:
+        r.add("kprobes", False, "unknown: tracefs not readable (permission denied)",
+              "run as root to check")
+    else:
+        r.add("kprobes", kp, "kprobe_events present" if kp else
+              "CONFIG_KPROBES off or tracefs missing",
+              "" if kp else "only the full (sharing) tier needs kprobes; fentry is tried instead")
     build, hrel = header_tree()
     match = hrel == rel
     if hrel is None:

@@ -16,6 +16,10 @@ import sys
 
 import click
 
+from ..names import json_safe
+from ..output import echo_out
+from ..signals import POLICY
+from ..params import DAY_S, Number, count, seconds
 from ..units import fmt_bytes
 from . import format as fmt
 
@@ -35,16 +39,25 @@ def parse_size(text: str) -> int:
     return int(n)
 
 
+MIN_MAX_SIZE = 64 * 1024        # RecordingWriter's lower bound, checked before BPF
+MAX_MAX_SIZE = 1 << 60
+
+
 class SizeParam(click.ParamType):
     name = "SIZE"
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):
-            return value
-        try:
-            return parse_size(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+            n = value
+        else:
+            try:
+                n = parse_size(value)
+            except ValueError as e:
+                self.fail(str(e), param, ctx)
+        if not MIN_MAX_SIZE <= n <= MAX_MAX_SIZE:
+            self.fail(f"{value} is out of range (must be at least 64K and at most 1024P)",
+                      param, ctx)
+        return n
 
 
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
@@ -92,23 +105,23 @@ def _open_recording(path: str):
 @click.command("record", context_settings={"ignore_unknown_options": False})
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Recording file to write (overwritten).")
-@click.option("--duration", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--duration", type=seconds(0, min_open=True), default=None,
               help="Seconds to record (default: until CMD ends, or Ctrl-C).")
 @click.option("--max-size", type=SizeParam(), default=None,
               help="Stop recording cleanly when the file would grow past SIZE "
                    "(e.g. 100M, 2GiB); the report says so.")
-@click.option("--model-interval", type=click.FloatRange(0), default=5.0, show_default=True,
+@click.option("--model-interval", type=seconds(0, DAY_S), default=5.0, show_default=True,
               help="Seconds between live Model snapshots stored alongside the events "
                    "(a cross-check; 0: only one at the end).")
 @click.option("--compress", type=click.Choice(["auto", "zstd", "zlib", "none"]), default="auto",
               show_default=True, help="Block compression (auto: zstd if the zstandard "
                                       "package is installed, else zlib).")
-@click.option("--ring-buffer-pages", type=click.IntRange(1), default=4096, show_default=True,
+@click.option("--ring-buffer-pages", type=count(1, 1 << 20), default=4096, show_default=True,
               help="BPF ring buffer size in pages (rounded up to a power of 2): more absorbs "
                    "longer bursts before events are lost.")
-@click.option("--cgroup-root", type=click.Path(), default=None,
+@click.option("--cgroup-root", type=click.Path(exists=True, file_okay=False), default=None,
               help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo).")
-@click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=200,
+@click.option("--files", "files_cap", type=count(1, 1_000_000), default=200,
               show_default=True, help="At most this many files in each Model's files[].")
 @click.option("--fingerprint-xattr", default="trusted.erofs.fingerprint", show_default=True,
               help="xattr holding mkfs.erofs --xattr-inode-digest fingerprints.")
@@ -158,22 +171,16 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     except PermissionError as e:
         fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
     except KeyboardInterrupt:
-        fail("interrupted before recording started", EXIT_INTERRUPTED)
-    # Ctrl-C / SIGTERM set a flag the loop checks: a KeyboardInterrupt raised
-    # inside the ring buffer callback would be swallowed by ctypes.  A third
-    # signal gives up waiting (the file is still readable up to its last block).
-    signals = {"count": 0}
-
-    def on_signal(signum, frame):
-        signals["count"] += 1
-        if signals["count"] >= 3:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+        fail("interrupted before recording started", POLICY.exit_code)
+    # From here on a stop signal sets POLICY.stopping, which the loop checks (a
+    # KeyboardInterrupt raised inside the ring buffer callback would be swallowed
+    # by ctypes); a second is absorbed; a third forces the exit (the file is still
+    # readable up to its last block).
+    POLICY.raising = False
     rc = 0
     proc = None
     rec = None
+    failed = False          # a write or collector error ended the recording: exit 1
     try:
         try:
             w = RecordingWriter(output, codec=codec, max_size_bytes=max_size)
@@ -193,40 +200,39 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
                 rec.stop_reason = "command failed to start"
                 rec.finish()
                 fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
+            POLICY.adopt(proc)      # CMD gets the first stop signal too
         if not quiet:
             what = f"until {cmd[0]} exits" if cmd else (
                 f"for {duration:g} s" if duration else "until Ctrl-C")
             click.echo(f"erofs-top: recording to {output} {what} "
                        f"({fmt.CODEC_NAMES[codec]}, tier {col.tier})", err=True)
         try:
-            rec.run(duration_s=duration, proc=proc, should_stop=lambda: signals["count"] > 0)
+            rec.run(duration_s=duration, proc=proc, should_stop=lambda: POLICY.stopping)
         except fmt.RecordingError as e:
             click.echo(f"erofs-top: {e}; the recording ends here", err=True)
             rec.stop_reason = "write error"
+            failed = True
         rec.finish()
         if live:
             click.echo("", err=True)        # end the progress line
         if proc is not None:
-            if proc.poll() is None and rec.stop_reason == "interrupted":
-                proc.send_signal(signal.SIGINT)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
             if proc.poll() is None and not quiet:
                 click.echo(f"erofs-top: recording stopped ({rec.stop_reason}); waiting for "
                            f"{cmd[0]} to exit", err=True)
-            try:
-                rc = proc.wait()
-            except KeyboardInterrupt:
-                proc.send_signal(signal.SIGINT)
-                rc = proc.wait()
+            rc = proc.wait()        # a stop signal reached CMD too; a third kills it
     except KeyboardInterrupt:
         if rec is not None and not rec.w.closed:
             rec.stop_reason = "interrupted"
             rec.finish()
     except (CollectorError, OSError) as e:
-        if rec is not None and not rec.w.closed:
+        if rec is None:
+            col.close()
+            fail(str(e))
+        click.echo(f"erofs-top: {e}; the recording ends here", err=True)
+        failed = True
+        if not rec.w.closed:
             rec.stop_reason = "collector error"
             rec.finish()
-        fail(f"{e}; the recording ends here" if rec is not None else str(e))
     finally:
         col.close()
     if rec is not None:
@@ -239,8 +245,10 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         if rec.stop_reason == "max-size":
             click.echo(f"erofs-top: --max-size {fmt_bytes(max_size)} reached: the recording "
                        f"ends early", err=True)
+    if failed:
+        sys.exit(EXIT_FAIL)
     if rec is not None and rec.stop_reason == "interrupted" and proc is None:
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(POLICY.exit_code)
     sys.exit(rc if rc >= 0 else 128 - rc)
 
 
@@ -250,11 +258,11 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document: the `once --json` keys (docs/json.md) plus "
                    "`timeline` and `recording` (docs/recording.md).")
-@click.option("--files", "files_rows", type=click.IntRange(0), default=10, show_default=True,
+@click.option("--files", "files_rows", type=count(0, 1_000_000), default=10, show_default=True,
               help="File rows in the text tables.")
-@click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
+@click.option("--files-cap", type=count(1, 1_000_000), default=None,
               help="At most this many files in files[] (default: as recorded).")
-@click.option("--samples", type=click.IntRange(2, 100_000), default=300, show_default=True,
+@click.option("--samples", type=count(2, 100_000), default=300, show_default=True,
               help="At most this many timeline points (one a second, coarser for long "
                    "recordings).")
 @click.option("--at", "at", default=None, metavar="TIME",
@@ -279,24 +287,24 @@ def report_command(file, as_json, files_rows, files_cap, samples, at):
     except fmt.RecordingError as e:
         fail(str(e))
     except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
+        fail("interrupted", POLICY.exit_code)
     if as_json:
-        click.echo(json.dumps(doc, indent=2))
+        echo_out(json.dumps(json_safe(doc), indent=2))
     else:
-        click.echo(render_text(model, doc, files_rows))
+        echo_out(render_text(model, doc, files_rows))
 
 
 # ---------------------------------------------------------------- replay
 @click.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--speed", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+@click.option("--speed", type=Number(float, 0, 1e6, min_open=True), default=1.0, show_default=True,
               help="Recording seconds per wall-clock second (change live with < and >).")
-@click.option("--step", "step_s", type=click.FloatRange(0, min_open=True), default=1.0,
+@click.option("--step", "step_s", type=seconds(0, min_open=True), default=1.0,
               show_default=True, help="Seconds one step moves while paused.")
 @click.option("--at", "at", default=None, metavar="TIME",
               help="Start at TIME: seconds since the recording began (90, 12.5) or the "
                    "wall-clock time HH:MM[:SS] it was recorded at.")
-@click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
+@click.option("--files-cap", type=count(1, 1_000_000), default=None,
               help="At most this many files per Model (default: as recorded).")
 def replay_command(file, speed, step_s, at, files_cap):
     """The live UI on a recording, no root needed.  Keys: p pause, n / b one
@@ -325,6 +333,8 @@ def replay_command(file, speed, step_s, at, files_cap):
         pass
     finally:
         src.close()
+    if POLICY.stopping:
+        sys.exit(POLICY.exit_code)
 
 
 # ---------------------------------------------------------------- export
@@ -337,7 +347,7 @@ def replay_command(file, speed, step_s, at, files_cap):
 @click.option("--burst-min-rate", type=SizeParam(), default="1M", show_default=True,
               help="A container inserting at least SIZE per second is a burst "
                    "(instant event + slice on its track).")
-@click.option("--samples", type=click.IntRange(2, 100_000), default=300, show_default=True,
+@click.option("--samples", type=count(2, 100_000), default=300, show_default=True,
               help="At most this many counter points per track.")
 def export_command(file, format_, output, burst_min_rate, samples):
     """Convert a recording to a trace for the Perfetto UI: one track per
@@ -350,10 +360,10 @@ def export_command(file, format_, output, burst_min_rate, samples):
         tl = timeline.build(rec, Replayer(rec), max_samples=samples)
         doc = perfetto.trace(rec, tl, burst_min_rate_bytes_per_s=burst_min_rate)
     except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
-    text = json.dumps(doc)
+        fail("interrupted", POLICY.exit_code)
+    text = json.dumps(json_safe(doc))       # valid UTF-8 even for non-UTF-8 names
     if output == "-":
-        click.echo(text)
+        echo_out(text)
         return
     try:
         with open(output, "w") as f:

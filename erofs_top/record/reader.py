@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from . import format as fmt
+from . import validate
 from .format import EventBatch, RecordingError
 from .meta import file_from_json, mount_from_json, readings_from_json, shared_from_json
 from ..readings import Readings, SharedInode
@@ -173,17 +174,20 @@ class Recording:
                     rec = cls(path=path, major=hdr.major, minor=hdr.minor, codec=hdr.codec,
                               file_size=size, start=start)
                     try:
-                        rec._merge_meta(start)
-                    except (KeyError, TypeError, ValueError) as e:
-                        raise RecordingError(f"{path}: metadata is malformed ({e})") from None
+                        rec._merge_meta(start, first=True)
+                    except (KeyError, TypeError, ValueError, AttributeError,
+                            OverflowError) as e:
+                        raise RecordingError(f"{path}: meta block at byte {offset} is "
+                                             f"malformed ({_one_line(e)})") from None
                 else:
                     try:
                         rec._take(btype, raw, offset)
-                    except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
+                            IndexError) as e:
                         rec.warnings.append(
                             f"recording damaged at byte {offset} of {size}: "
-                            f"{fmt.BLOCK_NAMES.get(btype, btype)} block unreadable ({e}); "
-                            f"read up to the last good block")
+                            f"{fmt.BLOCK_NAMES.get(btype, btype)} block unreadable "
+                            f"({_one_line(e)}); read up to the last good block")
                         break
                 rec.good_bytes = nxt
                 offset = nxt
@@ -219,45 +223,54 @@ class Recording:
             self._merge_meta(_json(raw))
         elif btype == fmt.BLOCK_SEED:
             d = _json(raw)
+            validate.seed(d)
             if self.seed is None:
-                self.seed = readings_from_json(d["readings"])
+                seed = readings_from_json(d["readings"])
+                validate.check_dataclass(seed, "readings")
+                self.seed = seed
                 self.seed_ts_ns = int(d.get("ts_ns", self.mono_start_ns))
         elif btype == fmt.BLOCK_TICK:
             d = _json(raw)
-            int(d["ts_ns"])
+            validate.tick(d)
             self.ticks.append(d)
         elif btype == fmt.BLOCK_MODEL:
             d = _json(raw)
-            int(d["ts_ns"])
-            if not isinstance(d.get("model"), dict):
-                raise ValueError("model block without a model")
+            validate.model_block(d)
             self.models.append(d)
         elif btype == fmt.BLOCK_STATE:
             d = _json(raw)
+            validate.state(d)
             ts = int(d["ts_ns"])
             if "shared" in d:
-                self.shared_snapshots.append((ts, shared_from_json(d["shared"])))
+                shared = shared_from_json(d["shared"])
+                for i, sh in enumerate(shared):
+                    validate.check_dataclass(sh, f"shared[{i}]")
+                self.shared_snapshots.append((ts, shared))
             if "backing_pages" in d:
                 self.backing_snapshots.append(
                     (ts, {(int(a), int(b)): int(n) for a, b, n in d["backing_pages"]}))
         elif btype == fmt.BLOCK_END:
             d = _json(raw)
-            if not isinstance(d, dict):
-                raise ValueError("end block is not a JSON object")
+            validate.end(d)
             self.end = d
         else:
             self.unknown_blocks += 1
 
-    def _merge_meta(self, d: dict[str, Any]) -> None:
-        if not isinstance(d, dict):
-            raise ValueError("metadata block is not a JSON object")
-        for m in d.get("mounts", []):
+    def _merge_meta(self, d: dict[str, Any], first: bool = False) -> None:
+        validate.meta(d, first)
+        for i, m in enumerate(d.get("mounts", [])):
             mi = mount_from_json(m)
+            validate.check_dataclass(mi, f"mounts[{i}]")
             self.mounts[mi.dev] = mi
         for cg, path in d.get("cgroups", {}).items():
             self.cgroups[int(cg)] = str(path)
-        for fj in d.get("files", []):
+        for i, fj in enumerate(d.get("files", [])):
             dev, ino, info, digest, fp, bid = file_from_json(fj)
+            if info is not None:
+                validate.check_dataclass(info, f"files[{i}]")
+            for k, v in (("digest", digest), ("fingerprint", fp), ("build_id", bid)):
+                if v is not None and not isinstance(v, (str, bytes)):
+                    raise validate.Invalid(f"files[{i}].{k} must be a string, not {v!r:.40}")
             if info is not None:
                 self.files[(dev, ino)] = info
             if digest:
@@ -266,6 +279,11 @@ class Recording:
                 self.fingerprints[(dev, ino)] = fp
             if bid:
                 self.build_ids[(dev, ino)] = bid
+
+
+def _one_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text if isinstance(e, validate.Invalid) else f"{type(e).__name__}: {text}"
 
 
 def _json(raw: bytes):

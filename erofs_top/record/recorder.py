@@ -350,6 +350,8 @@ class Recorder:
                 if next_model is not None and now >= next_model:
                     self.snapshot_model()
                     next_model = max(next_model + self.model_interval_s, time.monotonic())
+                if self.w.error:
+                    raise fmt.RecordingError(self.w.error)   # a full disk, met in a callback
                 if self.w.full:
                     reason = "max-size"
                 elif duration_s is not None and now - t0 >= duration_s:

@@ -88,13 +88,14 @@ def build_report(rec: Recording, *, files_cap: int | None = None,
 def render_text(model: Model, doc: dict[str, Any], files: int = 10) -> str:
     """The `once` tables for the final Model, then the recording and its timeline."""
     from ..cli import render_text as once_text   # lazy: cli imports this package
+    from ..names import display
     out = [once_text(model, files), ""]
     r = doc["recording"]
     state = "complete" if r["complete"] else "INCOMPLETE"
     if r["model_at_s"] < r["duration_s"]:
         out.append(f"(the tables above: {r['model_at_s']:.1f} s after the start, of "
                    f"{r['duration_s']:.1f} s)")
-    out.append(f"recording: {r['file']}  format {r['format']} ({r['compression']})  "
+    out.append(f"recording: {display(r['file'])}  format {r['format']} ({r['compression']})  "
                f"{fmt_bytes(r['file_bytes'])}  {r['duration_s']:.1f} s  {state}, "
                f"ended: {r['end_reason']}")
     bpe = f", {r['bytes_per_event']:.1f} B/event" if r["bytes_per_event"] else ""
@@ -112,7 +113,8 @@ def render_text(model: Model, doc: dict[str, Any], files: int = 10) -> str:
     out.append(f"timeline: {len(tl['samples'])} samples, every {tl['step_s']:.1f} s")
     if "resident" in p:
         pr = p["resident"]
-        who = ", ".join(f"{c['cgroup']} {fmt_bytes(c['resident_bytes'])}" for c in pr["top"]) or "-"
+        who = ", ".join(f"{display(c['cgroup'])} {fmt_bytes(c['resident_bytes'])}"
+                        for c in pr["top"]) or "-"
         out.append(f"  peak resident  {fmt_bytes(pr['resident_bytes'])} at {pr['t_s']:.1f} s "
                    f"(duplicate {fmt_bytes(pr['duplicate_bytes'])}): {who}")
     if "duplicate" in p:
@@ -121,7 +123,7 @@ def render_text(model: Model, doc: dict[str, Any], files: int = 10) -> str:
                    f"(redundant {fmt_bytes(pd['redundant_bytes'])})")
     if "insert_rate" in p:
         pi = p["insert_rate"]
-        who = ", ".join(f"{c['cgroup']} {fmt_bytes(c['inserted_bytes'])}"
+        who = ", ".join(f"{display(c['cgroup'])} {fmt_bytes(c['inserted_bytes'])}"
                         for c in pi["top_inserters"]) or "-"
         out.append(f"  peak inserts   {fmt_bytes(pi['inserted_bytes_per_s'])}/s from "
                    f"{pi['t_start_s']:.1f} s to {pi['t_end_s']:.1f} s; inserted most: {who}")

@@ -9,6 +9,7 @@ the END block, for which room is always kept, says so.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import Any
@@ -32,7 +33,8 @@ class RecordingWriter:
             raise fmt.RecordingError("--max-size must be at least 64 KiB")
         self.max_size_bytes = max_size_bytes
         try:
-            self._f = open(path, "wb")
+            # unbuffered: a failed write is known at once, and cut back (below)
+            self._f = open(path, "wb", buffering=0)
         except OSError as e:
             raise fmt.RecordingError(f"cannot write {path}: {e.strerror}") from None
         self._lock = threading.Lock()
@@ -42,18 +44,28 @@ class RecordingWriter:
         self.events_unwritten = 0      # dropped at the --max-size bound (reported in END)
         self.blocks_written = 0
         self.closed = False
+        self.error = ""                # why writing failed (a full disk): the recording ends
         self._pending = EventBatch.empty()
         self._write_raw(fmt.pack_file_header(self.codec))
 
     # ------------------------------------------------------------ low level
     def _write_raw(self, data: bytes) -> None:
         try:
-            self._f.write(data)
-            self._f.flush()
+            view = memoryview(data)
+            while view:
+                n = self._f.write(view)
+                if not n:
+                    raise OSError(28, os.strerror(28))
+                view = view[n:]
         except OSError as e:
-            # a full disk ends the recording like --max-size: what is written stays readable
+            # a full disk ends the recording like --max-size: what is written stays
+            # readable, and the torn block is cut off so the END block may still fit
             self.full = True
-            raise fmt.RecordingError(f"writing {self.path} failed: {e.strerror}") from None
+            with contextlib.suppress(OSError, ValueError):
+                os.ftruncate(self._f.fileno(), self.bytes_written)
+                os.lseek(self._f.fileno(), self.bytes_written, os.SEEK_SET)
+            self.error = self.error or f"writing {self.path} failed: {e.strerror or e}"
+            raise fmt.RecordingError(self.error) from None
         self.bytes_written += len(data)
 
     def _room(self, reserve: int) -> int | None:
@@ -82,14 +94,17 @@ class RecordingWriter:
 
     # ------------------------------------------------------------ events
     def add_events(self, events) -> None:
-        """Buffer PageEvent-like objects; cuts a block every EVENTS_PER_BLOCK events."""
+        """Buffer PageEvent-like objects; cuts a block every EVENTS_PER_BLOCK events.
+        Never raises (it runs in the ring buffer callback): a write error is kept
+        in ``error`` and ends the recording (``full``)."""
         with self._lock:
             if self.full:
                 self.events_unwritten += len(events)
                 return
             self._pending.extend_events(events)
             if len(self._pending) >= EVENTS_PER_BLOCK:
-                self._flush_locked()
+                with contextlib.suppress(fmt.RecordingError):
+                    self._flush_locked()
 
     def add_batch(self, batch: EventBatch) -> None:
         with self._lock:
@@ -99,7 +114,8 @@ class RecordingWriter:
             for f in fmt._FIELDS:
                 getattr(self._pending, f).extend(getattr(batch, f))
             if len(self._pending) >= EVENTS_PER_BLOCK:
-                self._flush_locked()
+                with contextlib.suppress(fmt.RecordingError):
+                    self._flush_locked()
 
     def flush_events(self) -> None:
         with self._lock:
@@ -115,7 +131,12 @@ class RecordingWriter:
         self._write_events(batch)
 
     def _write_events(self, batch: EventBatch) -> None:
-        if self._put(fmt.BLOCK_EVENTS, batch.encode()):
+        try:
+            ok = self._put(fmt.BLOCK_EVENTS, batch.encode())
+        except fmt.RecordingError:
+            self.events_unwritten += len(batch)       # lost to the write error: counted
+            raise
+        if ok:
             self.events_written += len(batch)
             return
         # does not fit under --max-size: write the biggest head that does (halving)
@@ -141,9 +162,10 @@ class RecordingWriter:
             end.setdefault("max_size_reached", self.full)
             end["events_written"] = self.events_written
             end["events_unwritten"] = self.events_unwritten
+            if self.error:
+                end.setdefault("write_error", self.error)
             try:
                 self._put(fmt.BLOCK_END, fmt.json_bytes(end), reserve=0)
-                self._f.flush()
                 os.fsync(self._f.fileno())
             except (OSError, fmt.RecordingError):
                 pass    # the blocks before END stay readable; the reader warns "no end block"

@@ -18,6 +18,7 @@ import os
 import time
 from collections import OrderedDict
 
+from .. import names as bytenames
 from .base import CgroupInfo
 from .containers import identify
 from .mounts import parse_mountinfo
@@ -163,8 +164,7 @@ class SysCgroups:
         self.names = names
         v2 = v1mem = None
         try:
-            with open(mountinfo_path) as f:
-                v2, v1mem = find_cgroup_mounts(f.read())
+            v2, v1mem = find_cgroup_mounts(bytenames.read_text(mountinfo_path))
         except OSError as e:
             self.error = f"{mountinfo_path}: {e.strerror}"
         try:
@@ -246,18 +246,16 @@ class SysCgroups:
         checked against a few more; None if empty or they disagree)."""
         d = self.memory_v1_root + (v1_path if v1_path != "/" else "")
         try:
-            with open(d + "/cgroup.procs") as f:
-                pids = f.read().split()[:8]
+            pids = bytenames.read_text(d + "/cgroup.procs").split()[:8]
         except OSError:
             return None
         seen = set()
         for pid in pids:
             try:
-                with open(f"/proc/{pid}/cgroup") as f:
-                    for line in f:
-                        if line.startswith("0::"):
-                            seen.add(line[3:].strip())
-                            break
+                for line in bytenames.read_text(f"/proc/{pid}/cgroup").split("\n"):
+                    if line.startswith("0::"):
+                        seen.add(line[3:])
+                        break
             except OSError:
                 continue
         if len(seen) != 1:

@@ -18,6 +18,7 @@ import stat
 import struct
 from dataclasses import dataclass, field
 
+from .. import names
 from ..readings import kdev, kdev_from_st_dev, kdev_str
 from .base import ImageInfo, MountInfo
 from .superblock import ErofsFormatError, image_info
@@ -68,17 +69,24 @@ class MountinfoEntry:
         return kdev(self.major, self.minor)
 
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
+_OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
 def unescape(s: str) -> str:
-    r"""Undo mountinfo's octal escapes (``\040`` space, ``\011`` tab, ``\012``, ``\134``)."""
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), s) if "\\" in s else s
+    r"""Undo mountinfo's octal escapes (``\040`` space, ``\011`` tab, ``\012``,
+    ``\134``): each one is a byte of the name, like the unescaped bytes around
+    it (names are bytes: ``s`` and the result are os.fsdecode'd, see names.py)."""
+    if "\\" not in s:
+        return s
+    raw = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), names.encode(s))
+    return names.decode(raw)
 
 
 def parse_mountinfo_line(line: str) -> MountinfoEntry | None:
-    """One mountinfo line -> entry; None for a malformed line (never raises)."""
-    parts = line.split()
+    """One mountinfo line -> entry; None for a malformed line (never raises).
+    Fields are separated by single spaces (str.split() would also split names
+    at U+0085, U+2028 or \\x1c, which the kernel does not escape)."""
+    parts = [p for p in line.split(" ") if p]
     try:
         sep = parts.index("-", 6)
         mount_id, parent_id = int(parts[0]), int(parts[1])
@@ -102,7 +110,7 @@ def parse_mountinfo_line(line: str) -> MountinfoEntry | None:
 def parse_mountinfo(text: str, fstype: str | None = None) -> list[MountinfoEntry]:
     """All well-formed entries of a mountinfo text, optionally only of one fstype."""
     out = []
-    for line in text.splitlines():
+    for line in text.split("\n"):      # not splitlines(): \\x0b, \\x1c, U+2028 are name bytes
         if not line.strip():
             continue
         e = parse_mountinfo_line(line)
@@ -152,8 +160,7 @@ def loop_status(dev_path: str) -> tuple[int, int, int] | None:
 
 def _read_text(path: str) -> str | None:
     try:
-        with open(path) as f:
-            return f.read().strip()
+        return names.read_text(path).rstrip("\n")
     except OSError:
         return None
 
@@ -240,8 +247,7 @@ class SysMounts:
 
     def refresh(self) -> tuple[list[MountInfo], list[MountInfo]]:
         try:
-            with open(self.mountinfo_path) as f:
-                text = f.read()
+            text = names.read_text(self.mountinfo_path)
             self.error = ""
         except OSError as e:
             self.error = f"{self.mountinfo_path}: {e.strerror}"

@@ -544,15 +544,23 @@ def run_app(source: Any, *, interval_s: float = DEFAULT_INTERVAL_S, sort: str | 
 
     Returns the exit status (0).  Used by ``erofs-top top`` and ``erofs-top replay``.
     """
+    from ..signals import POLICY
     app = ErofsTopApp(source, interval_s=interval_s, sort=sort, filter_text=filter_text,
                       history=history, grace_s=grace_s, elf=elf, title=title)
     tune_gc()
+    # SIGTERM/SIGHUP (Ctrl-C is a key here): leave the UI like q does, then clean up
+    quit_ = lambda _sig: app.exit()            # noqa: E731
+    POLICY.on_first.append(quit_)
     try:
-        app.run()
+        with POLICY.polling():
+            if not POLICY.stopping:
+                app.run()
     finally:
-        app.stop_collector()
-        if source is not None:
-            source.close()      # detaches every probe
+        POLICY.on_first.remove(quit_)
+        with POLICY.cleanup():
+            app.stop_collector()
+            if source is not None:
+                source.close()      # detaches every probe
     return app.return_code or 0
 
 

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from ..params import count, seconds
+from ..signals import POLICY
 from .app import DEFAULT_INTERVAL_S, INTERVALS_S, sort_keys
 
 EXIT_FAIL = 1
@@ -17,7 +19,7 @@ def _fail(msg: str) -> None:
 
 
 @click.command("top", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--interval", "interval_s", type=click.FloatRange(min=0.1, max=3600),
+@click.option("--interval", "interval_s", type=seconds(0.1, 3600),
               default=DEFAULT_INTERVAL_S, show_default=True, metavar="SECONDS",
               help="Seconds between refreshes; + and - change it while running "
                    f"({', '.join(f'{i:g}' for i in INTERVALS_S)}).")
@@ -33,10 +35,10 @@ def _fail(msg: str) -> None:
 @click.option("--no-bpf", is_flag=True,
               help="No BPF: the snapshot tier (resident and duplicate bytes from "
                    "mincore/kpagecgroup; no insert/evict/miss rates).")
-@click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=200,
+@click.option("--files", "files_cap", type=count(1, 1_000_000), default=200,
               show_default=True, help="At most this many files in the Files view (the header "
                                       "says when more have resident pages).")
-@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=30.0,
+@click.option("--grace", "grace_s", type=seconds(0), default=30.0,
               show_default=True, metavar="SECONDS",
               help="How long rows of vanished cgroups and mounts stay (dimmed, "
                    "marked (gone)) before they are dropped.")
@@ -74,7 +76,9 @@ def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, files_cap, g
         run_app(source, interval_s=interval_s, sort=sort.lower() if sort else None,
                 filter_text=filter_text, grace_s=grace_s)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(POLICY.exit_code)
+    if POLICY.stopping:         # left on SIGTERM/SIGHUP: 128 + the signal
+        sys.exit(POLICY.exit_code)
 
 
 __all__ = ["top_command"]

@@ -6,6 +6,7 @@ from operator import attrgetter
 from typing import Any, Hashable
 
 from ..history import History
+from ..names import display
 from ..model import TIER_FULL, TIER_SNAPSHOT, Container, Model
 from ..units import fmt_bytes
 
@@ -89,7 +90,7 @@ def container_name(c: Container) -> str:
         return f"pod {c.pod_uid[:8]}/{c.container_id[:12]}"
     if c.container_id:
         return f"{c.runtime or 'ctr'}:{c.container_id[:12]}"
-    return c.cgroup
+    return display(c.cgroup)
 
 
 def container_match_text(key: Hashable, c: Container) -> str:

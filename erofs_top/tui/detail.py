@@ -17,6 +17,7 @@ from ..model import Container, File, Model, Mount
 from ..units import fmt_bytes, fmt_count_rate, fmt_rate, UNKNOWN
 from .common import ViewContext, chart, container_name
 from .table import shorten
+from ..names import display
 from .header import pack
 from .images import backing_text, share_text
 
@@ -25,7 +26,7 @@ TOP_FILES = 10
 
 def _kv(width: int, pairs: list[tuple[str, str]]) -> str:
     """'key value' items packed into lines of the screen width (never split mid-item)."""
-    return "\n".join(pack([f"{k} {v}" for k, v in pairs if v != ""], width, sep="   "))
+    return "\n".join(pack([f"{k} {display(v)}" for k, v in pairs if v != ""], width, sep="   "))
 
 
 def _para(text: str, width: int, indent: str = "  ") -> list[str]:
@@ -48,7 +49,7 @@ def _files_table(files: list[File], width: int) -> list[str]:
     w = max(20, width - 34)
     out = [f"  {'FILE':<{w}} {'RESIDENT':>9} {'DUPLICATE':>10} {'COPIES':>6}"]
     for f in files:
-        path = f.path or f"ino {f.ino} (unnamed)"
+        path = display(f.path) or f"ino {f.ino} (unnamed)"
         if len(path) > w:
             path = shorten(path, w, "path")
         out.append(f"  {path:<{w}} {fmt_bytes(f.resident_bytes):>9} "
@@ -87,7 +88,7 @@ def container_lines(ctx: ViewContext, key: Hashable, c: Container, width: int) -
         if m is None:
             lines.append(f"  {dev}  (no longer mounted)")
         else:
-            lines.append(f"  {dev:<8} {m.mountpoint}  {backing_text(m)}, inode_share "
+            lines.append(f"  {dev:<8} {display(m.mountpoint)}  {backing_text(m)}, inode_share "
                          f"{share_text(m)}, image resident {fmt_bytes(m.resident_bytes)}")
     mine = [f for f in (model.files if model else []) if c.cgroup_id in f.cgroups]
     mine.sort(key=lambda f: -f.resident_bytes)
@@ -106,7 +107,7 @@ def mount_lines(ctx: ViewContext, key: Hashable, m: Mount, width: int) -> list[s
     model: Model = ctx.model
     h = ctx.history
     gone = " (gone)" if m.gone or h.is_gone(MOUNTS, key) else ""
-    lines = [f"Image at {m.mountpoint}{gone}",
+    lines = [f"Image at {display(m.mountpoint)}{gone}",
              _kv(width, [("dev", m.dev), ("source", m.source), ("backing", backing_text(m)),
                   ("inode_share", share_text(m))]),
              _kv(width, [("image file", m.backing_file), ("image id", m.image_id[:16]),
@@ -149,7 +150,7 @@ def file_lines(ctx: ViewContext, key: Hashable, f: File, width: int) -> list[str
     model: Model = ctx.model
     names = {c.cgroup_id: container_name(c) for c in (model.containers if model else [])}
     gone = " (gone)" if ctx.history.is_gone(FILES, key) else ""
-    lines = [f"File {f.path or '(unnamed)'}{gone}",
+    lines = [f"File {display(f.path) or '(unnamed)'}{gone}",
              _kv(width, [("dev", f.dev), ("ino", str(f.ino)), ("size", fmt_bytes(f.size)),
                   ("content", f.content_id or "-"), ("copies", f"{f.copies}x"),
                   ("shared", ("yes" if f.shared else "no") if ctx.full else UNKNOWN)]),

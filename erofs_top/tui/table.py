@@ -26,6 +26,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ..names import display
+
 ELLIPSIS = "…"
 SEP = " "
 
@@ -440,6 +442,7 @@ class RowTable(ScrollView, can_focus=True):
     def _cells(self, texts: list[str]) -> str:
         out = []
         for (col, width), text in zip(self.layout_columns, texts):
+            text = display(text)        # names are bytes: no escape reaches the terminal
             if len(text) > width:
                 text = shorten(text, width, col.shorten)
             out.append(text.rjust(width) if col.align == "right" else text.ljust(width))

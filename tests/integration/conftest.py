@@ -63,11 +63,12 @@ def leftovers() -> list[str]:
     (named with our pid, so concurrent runs elsewhere do not count)."""
     mine = f"erofs-top-test-{os.getpid()}-"
     out = []
-    with open("/proc/self/mountinfo") as f:
+    with open("/proc/self/mountinfo", errors="surrogateescape") as f:   # names are bytes
         for line in f:
             if " - erofs " in line and mine in line:
                 out.append("mount: " + line.split()[4])
-    r = subprocess.run(["losetup", "-a"], capture_output=True, text=True)
+    r = subprocess.run(["losetup", "-a"], capture_output=True, text=True,
+                       errors="surrogateescape")
     out += ["loop: " + l for l in r.stdout.splitlines() if mine in l]
     root = workload.cgroup2_root()
     out += ["cgroup: " + d for d in os.listdir(root) if d.startswith(mine)]

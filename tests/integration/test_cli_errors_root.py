@@ -43,6 +43,15 @@ def test_not_root_snapshot_still_works_with_unknown_owners(stack):
     assert "Traceback" not in r.stderr
 
 
+def test_not_root_doctor_names_permissions_not_the_kernel():
+    r = run(["doctor"], user="nobody")
+    assert "Traceback" not in r.stderr
+    assert "permission denied" in r.stdout
+    tp = [l for l in r.stdout.splitlines() if l.startswith("[") and "tracepoint " in l]
+    assert tp and not any(l.endswith(": missing") for l in tp), tp
+    assert "not mounted" not in r.stdout
+
+
 def test_duration_and_cmd_together_is_usage_error():
     r = run(["once", "--duration", "1", "--", "true"])
     assert r.returncode == 2
@@ -107,7 +116,29 @@ def test_demo_killed_by_signal_cleans_up(sig):
     time.sleep(1.0)       # readers done, holding
     p.send_signal(sig)
     out, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err
+    assert p.returncode == 128 + sig, err
     assert "Traceback" not in err
     assert mine not in open("/proc/self/mountinfo").read()
     assert not os.path.exists(f"/sys/fs/cgroup/unified/erofs-top-demo-{p.pid}")
+
+
+def test_doctor_selftest_passes_and_cleans_up():
+    r = run(["doctor", "--selftest"])
+    assert "Traceback" not in r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
+    checks = [l for l in r.stdout.splitlines() if " selftest " in l]
+    assert len(checks) == 4 and all(l.startswith("[pass]") for l in checks), checks
+    assert all("(tier tracepoint)" in l or "(tier full)" in l for l in checks)
+    assert "selftest: pass" in r.stdout
+    mine = "erofs-top-selftest-"
+    assert mine not in open("/proc/self/mountinfo").read()
+    from erofs_top import workload
+    assert not [d for d in os.listdir(workload.cgroup2_root()) if d.startswith(mine)]
+    assert not [d for d in os.listdir("/var/tmp") if d.startswith(mine)]
+
+
+def test_doctor_selftest_not_root_is_one_line():
+    r = run(["doctor", "--selftest"], user="nobody")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("erofs-top: --selftest needs root")

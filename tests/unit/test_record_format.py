@@ -18,7 +18,7 @@ from erofs_top.record.format import EventBatch, RecordingError
 from erofs_top.record.meta import file_to_json, safe_digest
 from erofs_top.record.reader import Recording
 from erofs_top.record.replay import Replayer
-from erofs_top.record.writer import RecordingWriter
+from erofs_top.record.writer import EVENTS_PER_BLOCK, RecordingWriter
 from erofs_top.resolve.base import FileInfo
 
 U64 = st.integers(0, 2**64 - 1)
@@ -421,4 +421,38 @@ def test_write_error_mid_recording_leaves_a_readable_prefix(tmp_path, monkeypatc
     w.close({"ts_ns": 1, "reason": "test"})     # END cannot be written: no exception
     rec = Recording.open(str(p))
     assert all_events(rec) == as_rows(evs)
-    assert not rec.complete and any("cut short" in x for x in rec.warnings)
+    # the torn half block was cut off: the file ends at its last good block
+    assert not rec.complete and any("no end block" in x for x in rec.warnings)
+    assert os.path.getsize(p) == w.bytes_written
+
+
+def test_disk_full_once_then_end_block_fits(tmp_path, monkeypatch):
+    """A full disk met in the ring-buffer callback path: add_events never
+    raises, the lost events are counted, the torn block is cut off, and the
+    END block (room freed by the cut) says why and how many were lost."""
+    p = tmp_path / "enospc.rec"
+    w = RecordingWriter(str(p))
+    w.write_json(fmt.BLOCK_META, {"started_at": 1.7e9, "mono_start_ns": 0})
+    evs = _events(500)
+    w.add_events(evs)
+    w.flush_events()
+    real_write = w._f.write
+    fails = {"n": 1}
+
+    def write_once_failing(data):
+        if fails["n"]:
+            fails["n"] -= 1
+            real_write(bytes(data[:len(data) // 2]))
+            raise OSError(28, "No space left on device")
+        return real_write(data)
+    monkeypatch.setattr(w._f, "write", write_once_failing)
+    lost = _events(EVENTS_PER_BLOCK, seed=3)
+    w.add_events(lost)                       # cuts a block: the write fails, no exception
+    assert w.full and "No space left" in w.error
+    w.add_events(_events(10, seed=4))        # after the error: counted, not written
+    w.close({"ts_ns": 1, "reason": "write error"})
+    rec = Recording.open(str(p))
+    assert rec.complete
+    assert all_events(rec) == as_rows(evs)
+    assert rec.end["events_unwritten"] == len(lost) + 10
+    assert "No space left" in rec.end["write_error"]
