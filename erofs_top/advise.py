@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import click
 
 from .model import Model
+from .params import DAY_S, seconds
 from .units import fmt_bytes
 
 DOMAIN_PLACEHOLDER = "<domain>"
@@ -92,7 +93,7 @@ def to_json(actions: list[Action], model: Model) -> str:
 @click.command("advise")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: {schema, tier, "
                                                        "ended_at, actions[]} (docs/sharing.md).")
-@click.option("--duration", type=click.FloatRange(0), default=1.0, show_default=True,
+@click.option("--duration", type=seconds(max=DAY_S), default=1.0, show_default=True,
               help="Seconds to watch before advising (live tiers).")
 @click.option("--no-bpf", is_flag=True, help="Advise from ground truth (snapshot tier).")
 def advise_command(as_json: bool, duration: float, no_bpf: bool) -> None:
