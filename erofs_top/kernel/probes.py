@@ -13,9 +13,9 @@ from ..collector import Collector, CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
 from ..readings import CHUNK_PAGES, FileIO, PageChunk, PageEvent, Readings
 from . import caps, maps
+from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS
 
-PROBE_DIR = Path(__file__).resolve().parents[2] / "probes"
 KIND_EROFS = 1
 COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
@@ -49,7 +49,12 @@ class ProbeCollector(Collector):
                                  f"no tracepoint tier (use --no-bpf for the snapshot tier)")
         # erofs-top's own reads (content hashing) are counted like anyone's:
         # they did insert pages (dropped again right after, so not resident)
-        cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}", f"-I{PROBE_DIR}"]
+        try:
+            probe = probe_file("filemap.c")
+        except ProbeFileMissing as e:
+            raise CollectorError(str(e)) from None
+        cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}",
+                  f"-I{probe.parent}"]     # chunk_owners.h
         if self._events.get("erofs:erofs_fill_inode"):
             cflags.append("-DHAVE_EROFS_FILL_INODE")
         else:
@@ -69,7 +74,7 @@ class ProbeCollector(Collector):
             if not caps.has_ringbuf():
                 cflags.append("-DUSE_PERF_BUFFER")
         self.max_chunks, self.max_io = max_chunks, max_io
-        src = (PROBE_DIR / "filemap.c").read_bytes()
+        src = probe.read_bytes()
         try:
             self.bpf = BPF(text=src, cflags=cflags)
         except Exception as e:   # bcc raises plain Exception with the compiler log

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ..readings import SharedInode
 from . import caps, maps
+from .probe_files import ProbeFileMissing, probe_file
 
-PROBE = Path(__file__).resolve().parents[2] / "probes" / "ishare.c"
 COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_failures",
             "owner_overflow_pages", "big_folio_lost_pages", "delete_untracked_pages",
             "fill_shared", "fill_not_shared", "free_inode", "open", "read", "mmap",
@@ -132,11 +132,11 @@ class SharingProbes:
             raise SharingError("; ".join(errors))
 
     # ---------------------------------------------------------- loading
-    def _cflags(self, hook: str) -> list[str]:
+    def _cflags(self, hook: str, probe: Path) -> list[str]:
         fl = [f"-DSHARED_CHUNK_ENTRIES={self.max_chunks}", f"-DMEMBER_ENTRIES={self.max_members}",
               f"-DUSER_ENTRIES={self.max_users}", f"-DTOUCH_ENTRIES={self.max_chunks}",
               f"-DSELF_TGID={os.getpid()}",
-              f"-I{PROBE.parent}"]     # chunk_owners.h, shared with filemap.c
+              f"-I{probe.parent}"]     # chunk_owners.h, shared with filemap.c
         if hook == "fentry":
             fl.append("-DISHARE_FENTRY")
         return fl
@@ -148,7 +148,11 @@ class SharingProbes:
         if hook == "kprobe" and not caps.kprobes_available():
             raise SharingError("kprobes not available")
         try:
-            self.bpf = BPF(src_file=str(PROBE).encode(), cflags=self._cflags(hook))
+            probe = probe_file("ishare.c")
+        except ProbeFileMissing as e:
+            raise SharingError(str(e)) from None
+        try:
+            self.bpf = BPF(src_file=str(probe).encode(), cflags=self._cflags(hook, probe))
         except Exception as e:   # bcc raises plain Exception with the compiler log
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
             raise SharingError(f"probes/ishare.c failed to load: {lines[-1] if lines else e}") from None
