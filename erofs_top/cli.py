@@ -287,7 +287,7 @@ def _register_faces() -> None:
     """Faces live in their own packages; a missing one must not break the rest."""
     import importlib
     faces = [("erofs_top.tui.cli", "top_command", "top"),
-             ("exporters.cli", "exporter_command", "exporter"),
+             ("erofs_top.exporter.cli", "exporter_command", "exporter"),
              ("erofs_top.record.cli", "record_command", "record"),
              ("erofs_top.record.cli", "report_command", "report"),
              ("erofs_top.record.cli", "replay_command", "replay"),

@@ -27,7 +27,7 @@ import pytest
 
 from erofs_top.model import Model
 from erofs_top.workload import DEMO_FILES, DemoScenario, drop_file_cache
-from exporters import caps
+from erofs_top.exporter import caps
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]

@@ -23,12 +23,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from erofs_top.model import (TIER_SNAPSHOT, TIER_TRACEPOINT, Container, File, Health, MapUsage,
                              Model, Mount, Totals)
-from exporters import caps
-from exporters.cli import exporter_command
-from exporters.collector import (CONTAINER_LABELS, FAMILIES, OTHER_ID, PREFIX, UNRESOLVED_ID,
+from erofs_top.exporter import caps
+from erofs_top.exporter.cli import exporter_command
+from erofs_top.exporter.collector import (CONTAINER_LABELS, FAMILIES, OTHER_ID, PREFIX, UNRESOLVED_ID,
                                  FamilyBuilder, ModelCollector, MonotonicCounters)
-from exporters.podnames import KubeletLogNames
-from exporters.server import Exporter, ListenError, bind, parse_listen, serve
+from erofs_top.exporter.podnames import KubeletLogNames
+from erofs_top.exporter.server import Exporter, ListenError, bind, parse_listen, serve
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -405,7 +405,7 @@ def test_parse_caps():
 
 
 def test_drop_capabilities_in_child():
-    code = ("import json; from exporters import caps; "
+    code = ("import json; from erofs_top.exporter import caps; "
             "kept = caps.drop_capabilities(('dac_read_search',)); "
             "print(json.dumps([kept, caps.current_caps()]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
@@ -420,7 +420,7 @@ def test_drop_capabilities_in_child():
 
 
 def test_drop_capabilities_refuses_with_threads():
-    code = ("import threading, time; from exporters import caps\n"
+    code = ("import threading, time; from erofs_top.exporter import caps\n"
             "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
             "try:\n    caps.drop_capabilities(())\nexcept caps.CapsError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
@@ -438,7 +438,7 @@ def test_every_family_documented():
 def test_idle_empty_container_drops_series_and_resumes():
     """A removed cgroup the Model still names (nothing resident, no I/O) goes after
     IDLE_REFRESHES builds; when it shows activity again its counter continues."""
-    from exporters.collector import IDLE_REFRESHES
+    from erofs_top.exporter.collector import IDLE_REFRESHES
     b = FamilyBuilder()
     m = make_model(2)
     gone = m.containers[1]
