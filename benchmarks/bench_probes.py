@@ -166,7 +166,7 @@ def main() -> int:
                     "tracepoint run in attach order; swap to see the position effect)")
     args = ap.parse_args()
     benchlib.need_root()
-    from erofs_top.collector import CollectorError
+    from erofs_top.errors import CollectorError
     from erofs_top.kernel.probes import ProbeCollector
     for c in args.candidate:
         if not c.is_file():

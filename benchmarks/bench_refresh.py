@@ -122,7 +122,7 @@ def part_aggregate(repeat: int, quick: bool) -> None:
 
 def part_probe_read(sizes) -> None:
     benchlib.need_root()
-    from erofs_top.collector import CollectorError
+    from erofs_top.errors import CollectorError
     from erofs_top.kernel.probes import ProbeCollector
     print("\nProbeCollector.read() with the real maps filled from user space")
     print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'read()':>10} {'us/entry':>9}")

@@ -16,7 +16,8 @@ import time
 import click
 
 from . import __version__
-from .collector import CollectorError, open_collector
+from .errors import CollectorError
+from .tiers import open_collector
 from .model import Model
 from .units import fmt_bytes
 

@@ -2,7 +2,7 @@
 
 Every face uses it the same way::
 
-    with open_collector(no_bpf=False) as col:     # raises CollectorError (one line)
+    with open_collector(no_bpf=False) as col:     # erofs_top.tiers; raises CollectorError
         model = col.refresh()                     # a fresh Model, cheap (reads maps)
 
 The faces (TUI, exporter, recorder, once) never compute attributions: they
@@ -15,13 +15,10 @@ import platform
 import threading
 import time
 
-from . import aggregate, truth
+from . import aggregate
+from .snapshot import snapshot_readings
 from .model import TIER_SNAPSHOT, TIER_TRACEPOINT, Model
 from .readings import Readings
-
-
-class CollectorError(Exception):
-    """A one-line, user-facing reason why collection cannot start or go on."""
 
 
 class Collector:
@@ -89,16 +86,7 @@ class SnapshotCollector(Collector):
     tier = TIER_SNAPSHOT
 
     def read(self) -> Readings:
-        return truth.snapshot_readings(self.mounts, self.cgroups)
+        return snapshot_readings(self.mounts, self.cgroups)
 
 
-def open_collector(*, no_bpf: bool = False, **kw) -> Collector:
-    """The best tier this host allows; CollectorError with the reason otherwise."""
-    if no_bpf:
-        return SnapshotCollector(**kw)
-    from .kernel.probes import ProbeCollector   # imports bcc lazily
-    return ProbeCollector(**kw)
-
-
-__all__ = ["Collector", "CollectorError", "SnapshotCollector", "open_collector",
-           "TIER_SNAPSHOT", "TIER_TRACEPOINT"]
+__all__ = ["Collector", "SnapshotCollector", "TIER_SNAPSHOT", "TIER_TRACEPOINT"]

@@ -95,7 +95,8 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     except ListenError as e:
         _fail(str(e))
 
-    from erofs_top.collector import CollectorError, open_collector
+    from erofs_top.errors import CollectorError
+    from erofs_top.tiers import open_collector
     try:
         source = open_collector(no_bpf=no_bpf)
     except CollectorError as e:

@@ -14,6 +14,9 @@ TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("filemap:mm_filemap_add_to_page_cache", "filemap:mm_filemap_delete_from_page_cache",
           "erofs:erofs_fill_inode", "erofs:erofs_readahead", "erofs:erofs_read_folio")
 SHARING_SYMBOL = "erofs_ishare_fill_inode"
+# what probes/ishare.c hooks (kernel/sharing.py KPROBES)
+SHARING_SYMBOLS = ("erofs_ishare_fill_inode", "erofs_ishare_file_open",
+                   "erofs_ishare_file_read_iter", "erofs_ishare_mmap", "erofs_ishare_free_inode")
 
 
 def tracefs() -> str | None:
@@ -151,6 +154,60 @@ def cgroup2_mount() -> str | None:
     return None
 
 
+def _module_loaded(name: str) -> bool:
+    return os.path.isdir(f"/sys/module/{name}")
+
+
+def _config_says_sharing() -> bool | None:
+    """CONFIG_EROFS_FS_PAGE_CACHE_SHARE from the kernel's config file, None if unknown."""
+    rel = platform.release()
+    for p in (f"/lib/modules/{rel}/config", f"/boot/config-{rel}"):
+        try:
+            text = Path(p).read_text()
+        except OSError:
+            continue
+        return "CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y" in text.splitlines()
+    return None
+
+
+def sharing_supported() -> tuple[bool, str]:
+    """(True, how) when the full tier can run here, else (False, one-line reason)."""
+    if os.geteuid() != 0:
+        return False, "needs root"
+    missing = [s for s in SHARING_SYMBOLS if not kallsyms_has(s)]
+    if missing:
+        if not _module_loaded("erofs") and not any(
+                line.split()[-1] == "erofs" for line in _read_lines("/proc/filesystems")):
+            if _config_says_sharing():
+                return False, ("the erofs module is not loaded yet: the sharing probes attach "
+                               "after it loads (modprobe erofs, or the first EROFS mount)")
+            return False, "erofs is not loaded and the kernel config does not show page-cache sharing"
+        if len(missing) == len(SHARING_SYMBOLS):
+            return False, ("this kernel has no EROFS page-cache sharing "
+                           "(CONFIG_EROFS_FS_PAGE_CACHE_SHARE, Linux 7.0+)")
+        return False, f"kernel symbol {missing[0]} is missing (inlined or renamed on this kernel)"
+    ld = lockdown()
+    if ld == "confidentiality":
+        return False, "lockdown=confidentiality refuses the kernel struct reads the probes need"
+    if not kprobes_available() and not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return False, "neither kprobes nor BTF (fentry) are available"
+    build, rel = header_tree()
+    if rel is None:
+        return False, f"no kernel header tree at {build}"
+    if rel != platform.release():
+        return False, (f"the header tree {build} is for {rel}, not the running "
+                       f"{platform.release()}: struct offsets would be wrong")
+    how = "kprobes" if kprobes_available() else "fentry"
+    return True, f"{how} on erofs_ishare_*, raw tracepoints on filemap add/delete, headers match"
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
 @dataclass
 class Check:
     name: str
@@ -218,7 +275,6 @@ def doctor(mounts=None) -> Report:
           "kernel without CONFIG_EROFS_FS_PAGE_CACHE_SHARE (or erofs module not loaded yet)",
           "" if share else "Linux 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y, mount with "
                            "inode_share,domain_id=...")
-    from .sharing import sharing_supported      # no bcc import at module level
     full, how = sharing_supported()
     r.add("sharing tier (full)", full, how,
           "" if full else "the tracepoint tier runs instead; fix the reason above for the full tier")

@@ -8,9 +8,11 @@ import os
 import time
 from pathlib import Path
 
-from .. import truth
-from ..collector import Collector, CollectorError
+from .. import pagecache
+from ..collector import Collector
+from ..errors import CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
+from ..snapshot import snapshot_readings
 from ..readings import CHUNK_PAGES, FileIO, PageChunk, PageEvent, Readings
 from . import caps, maps
 from .probe_files import ProbeFileMissing, probe_file
@@ -99,7 +101,7 @@ class ProbeCollector(Collector):
             from . import sharing as sharing_mod
         except ImportError:
             return
-        ok, reason = sharing_mod.sharing_supported()
+        ok, reason = caps.sharing_supported()
         if not ok:
             self.degraded.append(f"page-cache sharing tier off: {reason}")
             return
@@ -132,7 +134,7 @@ class ProbeCollector(Collector):
         """Pages resident before we attached: from ground truth, owners through
         /proc/kpagecgroup where readable, marked seeded.  Only chunks the kernel
         has not seen yet are written (an insert since attach is more exact)."""
-        snap = truth.snapshot_readings(self.mounts, self.cgroups)
+        snap = snapshot_readings(self.mounts, self.cgroups)
         chunks = self.bpf[b"chunks"]
         seeded = 0
         for pc in snap.chunks:
@@ -197,7 +199,7 @@ class ProbeCollector(Collector):
             if m.backing_ino and m.backing_file:
                 try:
                     r.backing_pages[(m.backing_dev, m.backing_ino)] = \
-                        truth.file_resident_pages(m.backing_file)
+                        pagecache.file_resident_pages(m.backing_file)
                 except OSError:
                     pass
         counters = self._counters()
@@ -219,7 +221,7 @@ class ProbeCollector(Collector):
         if getattr(self, "_seed_warnings", None):
             r.warnings += self._seed_warnings
         r.bpf_run_time_ns, r.bpf_run_count = self._prog_stats()
-        r.page_cache_bytes = truth.meminfo_cached_bytes()
+        r.page_cache_bytes = pagecache.meminfo_cached_bytes()
         return r
 
     def _counters(self) -> dict[str, int]:

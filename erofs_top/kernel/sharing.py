@@ -5,15 +5,14 @@ Loads probes/ishare.c with BCC and reads its maps into
 pointer) the resident pages per inserting cgroup, the real inodes that joined
 it (members) and the cgroups that opened, read or mapped it (users).
 
-The tracepoint tier (probes.py) creates ``SharingProbes`` when
-``sharing_supported()`` says yes and puts ``read()`` into ``Readings.shared``;
+The tracepoint tier (probes.py) creates ``SharingProbes`` when the host
+check ``caps.sharing_supported()`` says yes and puts ``read()`` into ``Readings.shared``;
 the aggregator turns that into shared / fair / saved bytes.  This module and
 probes.py are the only ones that import bcc.
 """
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 from ..readings import SharedInode
@@ -36,66 +35,10 @@ KPROBES = (
     ("erofs_ishare_fill_inode", "kr_fill_inode", True, False),
     ("iget5_locked", "kr_iget5_locked", True, False),
 )
-SYMBOLS = ("erofs_ishare_fill_inode", "erofs_ishare_file_open", "erofs_ishare_file_read_iter",
-           "erofs_ishare_mmap", "erofs_ishare_free_inode")
 
 
 class SharingError(Exception):
     """One-line reason why the sharing probes cannot run."""
-
-
-def _module_loaded(name: str) -> bool:
-    return os.path.isdir(f"/sys/module/{name}")
-
-
-def _config_says_sharing() -> bool | None:
-    """CONFIG_EROFS_FS_PAGE_CACHE_SHARE from the kernel's config file, None if unknown."""
-    rel = platform.release()
-    for p in (f"/lib/modules/{rel}/config", f"/boot/config-{rel}"):
-        try:
-            text = Path(p).read_text()
-        except OSError:
-            continue
-        return "CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y" in text.splitlines()
-    return None
-
-
-def sharing_supported() -> tuple[bool, str]:
-    """(True, how) when the full tier can run here, else (False, one-line reason)."""
-    if os.geteuid() != 0:
-        return False, "needs root"
-    missing = [s for s in SYMBOLS if not caps.kallsyms_has(s)]
-    if missing:
-        if not _module_loaded("erofs") and not any(
-                line.split()[-1] == "erofs" for line in _read_lines("/proc/filesystems")):
-            if _config_says_sharing():
-                return False, ("the erofs module is not loaded yet: the sharing probes attach "
-                               "after it loads (modprobe erofs, or the first EROFS mount)")
-            return False, "erofs is not loaded and the kernel config does not show page-cache sharing"
-        if len(missing) == len(SYMBOLS):
-            return False, ("this kernel has no EROFS page-cache sharing "
-                           "(CONFIG_EROFS_FS_PAGE_CACHE_SHARE, Linux 7.0+)")
-        return False, f"kernel symbol {missing[0]} is missing (inlined or renamed on this kernel)"
-    ld = caps.lockdown()
-    if ld == "confidentiality":
-        return False, "lockdown=confidentiality refuses the kernel struct reads the probes need"
-    if not caps.kprobes_available() and not os.path.exists("/sys/kernel/btf/vmlinux"):
-        return False, "neither kprobes nor BTF (fentry) are available"
-    build, rel = caps.header_tree()
-    if rel is None:
-        return False, f"no kernel header tree at {build}"
-    if rel != platform.release():
-        return False, (f"the header tree {build} is for {rel}, not the running "
-                       f"{platform.release()}: struct offsets would be wrong")
-    how = "kprobes" if caps.kprobes_available() else "fentry"
-    return True, f"{how} on erofs_ishare_*, raw tracepoints on filemap add/delete, headers match"
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
 
 
 class SharingProbes:

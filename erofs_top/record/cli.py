@@ -133,7 +133,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
       erofs-top record -o boot.rec --duration 60
       erofs-top record -o pods.rec --max-size 200M -- ./start-my-pods.sh
     """
-    from ..collector import CollectorError
+    from ..errors import CollectorError
     from .recorder import Recorder
     from .writer import RecordingWriter
 

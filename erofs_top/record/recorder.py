@@ -132,7 +132,7 @@ def _events_lost(col) -> int:
 
 def _page_cache_bytes() -> int:
     try:
-        from ..truth import meminfo_cached_bytes
+        from ..pagecache import meminfo_cached_bytes
         return int(meminfo_cached_bytes())
     except Exception:
         return 0

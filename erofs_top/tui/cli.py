@@ -49,7 +49,8 @@ def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, files_cap, g
     detail, s/r sort, / filter, p pause, +/- interval, ? help, q quit.
     Needs root for BPF; --no-bpf works from kernel ground truth alone.
     """
-    from ..collector import CollectorError, open_collector
+    from ..errors import CollectorError
+    from ..tiers import open_collector
     from .app import run_app
 
     if not sys.stdout.isatty() and not os.environ.get("EROFS_TOP_FORCE_TUI"):

@@ -1,6 +1,6 @@
 """The tracepoint tier against kernel ground truth, on this real kernel.
 
-Oracles: mincore(2) page masks and cachestat(2) per file (erofs_top.truth),
+Oracles: mincore(2) page masks and cachestat(2) per file (erofs_top.pagecache),
 and the snapshot tier (owners through /proc/kpagecgroup).  Every scenario
 asserts per-cgroup resident and duplicate bytes within 1 %.
 """
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from erofs_top import truth
+from erofs_top import pagecache
 from erofs_top.collector import SnapshotCollector
 from erofs_top.workload import build_image, drop_file_cache, make_tree, read_file
 
@@ -31,7 +31,7 @@ def approx(x):
 
 
 def resident_bytes(path) -> int:
-    return truth.file_resident_pages(path) * PAGE
+    return pagecache.file_resident_pages(path) * PAGE
 
 
 def test_same_image_twice_duplicates_exact(stack, cgroup_prefix, probes):
@@ -46,8 +46,8 @@ def test_same_image_twice_duplicates_exact(stack, cgroup_prefix, probes):
     model = probes.refresh()
     ca, cb = model.container(a.path), model.container(b.path)
     assert ca is not None and cb is not None, [c.cgroup for c in model.containers]
-    mask_a = truth.resident_mask(m1.path("lib.so"))
-    mask_b = truth.resident_mask(m2.path("lib.so"))
+    mask_a = pagecache.resident_mask(m1.path("lib.so"))
+    mask_b = pagecache.resident_mask(m2.path("lib.so"))
     dup_pages = pages(mask_a & mask_b)
     assert dup_pages > 0
     assert ca.resident_bytes == approx(resident_bytes(m1.path("lib.so"))
@@ -89,8 +89,8 @@ def test_two_images_identical_file_found_by_content(stack, cgroup_prefix, probes
 
     model = probes.refresh()
     ca, cb = model.container(a.path), model.container(b.path)
-    dup = pages(truth.resident_mask(m1.path("shared.so"))
-                & truth.resident_mask(m2.path("x/y/shared.so"))) * PAGE
+    dup = pages(pagecache.resident_mask(m1.path("shared.so"))
+                & pagecache.resident_mask(m2.path("x/y/shared.so"))) * PAGE
     assert dup == approx(2 * MiB)
     assert ca.duplicate_bytes == approx(dup) and cb.duplicate_bytes == approx(dup)
     f = next(f for f in model.files if f.path == m1.path("shared.so"))
