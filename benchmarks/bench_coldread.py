@@ -76,8 +76,8 @@ class Empty:
     """Empty programs on erofs-top's tracepoints."""
 
     def __init__(self):
-        from erofs_top.kernel import caps
-        self.bpf = benchlib.load_empty(caps.tracepoints())
+        from erofs_top.kernel import host
+        self.bpf = benchlib.load_empty(host.tracepoints())
         self.refreshes = 0
 
     def close(self):

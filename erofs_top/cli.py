@@ -210,7 +210,7 @@ def doctor():
     tracepoint, kprobes, the header tree BCC will use, EROFS mounts, page-cache
     sharing support, cgroup v2, kpagecgroup -> the tier that runs, and the fix
     for each missing piece.  Exits 1 when no tier can run."""
-    from .kernel import caps
+    from .kernel import host
     from .resolve.mounts import SysMounts
     try:
         mounts = SysMounts()
@@ -218,7 +218,7 @@ def doctor():
     except Exception as e:   # doctor must report, not crash
         mounts = None
         click.echo(f"  mounts: unreadable ({e})")
-    rep = caps.doctor(mounts)
+    rep = host.doctor(mounts)
     if rep.tier in ("tracepoint", "full"):
         # prove it: load and attach a tiny tracepoint program
         from .kernel.probes import try_load_bpf

@@ -12,5 +12,5 @@ def open_collector(*, no_bpf: bool = False, **kw) -> Collector:
     """The best tier this host allows; CollectorError with the reason otherwise."""
     if no_bpf:
         return SnapshotCollector(**kw)
-    from .kernel.probes import ProbeCollector   # imports bcc lazily
-    return ProbeCollector(**kw)
+    from .kernel.probes import TracepointCollector   # imports bcc lazily
+    return TracepointCollector(**kw)

@@ -8,7 +8,7 @@ import threading
 import click
 
 from . import DEFAULT_LISTEN, DEFAULT_PORT
-from .collector import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
+from .metrics import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
 
 
 def _fail(msg: str, code: int = 1):
@@ -68,7 +68,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     probes are detached or the refresh is stale.  Metrics: docs/metrics.md;
     deployment (DaemonSet, systemd unit, rules, dashboard): docs/exporter.md.
     """
-    from . import caps
+    from . import privileges
     from .podnames import KubeletLogNames
     from .server import Exporter, ListenError, bind, parse_listen, serve
 
@@ -77,8 +77,8 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     except ListenError as e:
         _fail(str(e), 2)
     try:
-        keep = caps.parse_caps(keep_caps) if keep_caps is not None else None
-    except caps.CapsError as e:
+        keep = privileges.parse_caps(keep_caps) if keep_caps is not None else None
+    except privileges.CapsError as e:
         _fail(str(e), 2)
 
     names = NoNames()
@@ -119,10 +119,10 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         kept = "all (--no-drop-caps)"
         if not no_drop_caps:
             if keep is None:
-                keep = caps.default_keep(model.tier, _kernel_version())
+                keep = privileges.default_keep(model.tier, _kernel_version())
             try:
-                kept = ", ".join(caps.drop_capabilities(keep)) or "none"
-            except caps.CapsError as e:
+                kept = ", ".join(privileges.drop_capabilities(keep)) or "none"
+            except privileges.CapsError as e:
                 _fail(f"{e} (--no-drop-caps runs without dropping)")
 
         stop = threading.Event()

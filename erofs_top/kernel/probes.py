@@ -14,7 +14,7 @@ from ..errors import CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
 from ..snapshot import snapshot_readings
 from ..readings import CHUNK_PAGES, FileIO, PageChunk, PageEvent, Readings
-from . import caps, maps
+from . import host, maps
 from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS
 
@@ -23,14 +23,14 @@ COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
 
 
-class ProbeCollector(Collector):
+class TracepointCollector(Collector):
     tier = TIER_TRACEPOINT
 
     def __init__(self, *, record: bool = False, ringbuf_pages: int = 4096,
                  max_chunks: int = 262144, max_io: int = 65536, seed: bool = True,
                  sharing: bool = True, **kw):
         super().__init__(**kw)
-        problem = caps.bpf_problem()
+        problem = host.bpf_problem()
         if problem:
             raise CollectorError(problem)
         try:
@@ -39,10 +39,10 @@ class ProbeCollector(Collector):
             raise CollectorError("the bcc Python module is missing: apt-get install python3-bpfcc "
                                  "(and use a venv with --system-site-packages)") from None
         self.degraded: list[str] = []
-        loaded = caps.ensure_erofs_loaded()
+        loaded = host.ensure_erofs_loaded()
         if loaded and "failed" in loaded:
             self.degraded.append(loaded)
-        self._events = caps.tracepoints()
+        self._events = host.tracepoints()
         missing = [e for e in ("filemap:mm_filemap_add_to_page_cache",
                                "filemap:mm_filemap_delete_from_page_cache")
                    if not self._events.get(e)]
@@ -73,7 +73,7 @@ class ProbeCollector(Collector):
         self.record = record
         if record:
             cflags += ["-DEROFS_TOP_RECORD", f"-DRINGBUF_PAGES={ringbuf_pages}"]
-            if not caps.has_ringbuf():
+            if not host.has_ringbuf():
                 cflags.append("-DUSE_PERF_BUFFER")
         self.max_chunks, self.max_io = max_chunks, max_io
         src = probe.read_bytes()
@@ -101,7 +101,7 @@ class ProbeCollector(Collector):
             from . import sharing as sharing_mod
         except ImportError:
             return
-        ok, reason = caps.sharing_supported()
+        ok, reason = host.sharing_supported()
         if not ok:
             self.degraded.append(f"page-cache sharing tier off: {reason}")
             return
@@ -255,7 +255,7 @@ class ProbeCollector(Collector):
         """Record mode: pass the pending events to callback, as a list of
         PageEvent, or as event_decoder(concatenated raw records) when set."""
         if not self.record:
-            raise RuntimeError("ProbeCollector(record=True) needed for events")
+            raise RuntimeError("TracepointCollector(record=True) needed for events")
         if not self._ring_open:
             self._batch: list = []
             table = self.bpf[b"events"]
@@ -272,12 +272,12 @@ class ProbeCollector(Collector):
             def on_lost(n):
                 self.lost_events += n
 
-            if caps.has_ringbuf():
+            if host.has_ringbuf():
                 table.open_ring_buffer(on_event)
             else:
                 table.open_perf_buffer(on_event, page_cnt=256, lost_cb=on_lost)
             self._ring_open = True
-        if caps.has_ringbuf():
+        if host.has_ringbuf():
             self.bpf.ring_buffer_poll(timeout_ms)
         else:
             self.bpf.perf_buffer_poll(timeout_ms)

@@ -6,7 +6,7 @@ pointer) the resident pages per inserting cgroup, the real inodes that joined
 it (members) and the cgroups that opened, read or mapped it (users).
 
 The tracepoint tier (probes.py) creates ``SharingProbes`` when the host
-check ``caps.sharing_supported()`` says yes and puts ``read()`` into ``Readings.shared``;
+check ``host.sharing_supported()`` says yes and puts ``read()`` into ``Readings.shared``;
 the aggregator turns that into shared / fair / saved bytes.  This module and
 probes.py are the only ones that import bcc.
 """
@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from ..readings import SharedInode
-from . import caps, maps
+from . import host, maps
 from .probe_files import ProbeFileMissing, probe_file
 
 COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_failures",
@@ -88,7 +88,7 @@ class SharingProbes:
         BPF = self._BPF
         if hook == "fentry" and not BPF.support_kfunc():
             raise SharingError("fentry (BPF trampolines) not supported here")
-        if hook == "kprobe" and not caps.kprobes_available():
+        if hook == "kprobe" and not host.kprobes_available():
             raise SharingError("kprobes not available")
         try:
             probe = probe_file("ishare.c")

@@ -144,12 +144,12 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     except fmt.RecordingError as e:
         fail(str(e), EXIT_USAGE)
     try:
-        from ..kernel.probes import ProbeCollector
+        from ..kernel.probes import TracepointCollector
     except ImportError as e:
         fail(f"the tracepoint tier is not available in this install ({e})")
     pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
     try:
-        col = ProbeCollector(record=True, ringbuf_pages=pages, cgroup_root=cgroup_root,
+        col = TracepointCollector(record=True, ringbuf_pages=pages, cgroup_root=cgroup_root,
                              files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
     except CollectorError as e:
         # the collector suggests --no-bpf for the live faces; a recording needs BPF

@@ -10,7 +10,7 @@ it cannot hold the kernel counts as lost, and the report shows it per second.
 
 The collector's resolvers are wrapped (Logging*) so that every answer they
 give the live aggregator is stored: offline, the same questions get the same
-answers from fixtures.  Digests only: resolve/content.py never hands out a raw
+answers from static resolvers (Static*).  Digests only: resolve/content.py never hands out a raw
 fingerprint xattr, and meta.safe_digest drops anything that is not a digest.
 """
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _page_cache_bytes() -> int:
 
 
 class Recorder:
-    """Drives one recording.  ``col``: a ProbeCollector(record=True) (or anything
+    """Drives one recording.  ``col``: a TracepointCollector(record=True) (or anything
     with poll_events/read/refresh/mounts/cgroups/content/tier/page_size).
     ``status`` gets a one-line progress note once a second."""
 

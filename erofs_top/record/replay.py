@@ -3,7 +3,7 @@
 ``Replayer`` keeps the kernel state the probes keep (64-page chunks with the
 cgroup that inserted each page, per-file I/O counters, backing-file pages,
 shared inodes) and moves it forward through the events.  The Model is then
-made by ``erofs_top.aggregate.aggregate`` with fixture resolvers filled from
+made by ``erofs_top.aggregate.aggregate`` with static resolvers (Static*) filled from
 the recording's metadata: nothing here computes an attribution.
 
 Events before the seed was read are applied to page bits (idempotent: setting
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .. import aggregate as agg
 from ..model import Model
 from ..readings import CHUNK_PAGES, FileIO, PageChunk, Readings, SharedInode
-from ..resolve.base import FixtureCgroups, FixtureContent, FixtureMounts
+from ..resolve.base import StaticCgroups, StaticContent, StaticMounts
 from . import format as fmt
 from .reader import Recording
 
@@ -35,8 +35,8 @@ def page_ranges(index: int, nr_pages: int):
 
 
 @dataclass
-class RecordedContent(FixtureContent):
-    """FixtureContent that also answers build-ids (stored in the recording)."""
+class RecordedContent(StaticContent):
+    """StaticContent that also answers build-ids (stored in the recording)."""
     build_ids: dict = None
 
     def build_id(self, mount, ino):
@@ -54,8 +54,8 @@ class Replayer:
         self.files_cap = int(files_cap if files_cap is not None else rec.start.get("files_cap", 200))
         self.tier = str(rec.start.get("tier", "tracepoint"))
         self.kernel = str(rec.start.get("kernel", ""))
-        self.mounts = FixtureMounts(list(rec.mounts.values()))
-        self.cgroups = FixtureCgroups(dict(rec.cgroups))
+        self.mounts = StaticMounts(list(rec.mounts.values()))
+        self.cgroups = StaticCgroups(dict(rec.cgroups))
         self.content = RecordedContent(files=dict(rec.files), content=dict(rec.digests),
                                        fingerprints=dict(rec.fingerprints),
                                        build_ids=dict(getattr(rec, "build_ids", {}) or {}))

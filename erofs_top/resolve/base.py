@@ -1,7 +1,8 @@
 """Resolver interfaces: ids from the kernel -> names and identities.
 
-Each resolver has a real implementation (mounts.py, cgroups.py, content.py)
-and a fixture-fed one (``Fixture*`` below) for unit tests of the aggregator.
+Each resolver has a live implementation (mounts.py, cgroups.py, content.py),
+reading this host, and a static one (``Static*`` below) answering from fixed
+tables: a recording's (replay, report) and unit tests'.
 """
 from __future__ import annotations
 
@@ -89,10 +90,10 @@ class ContentResolver(Protocol):
     def digest(self, mount: MountInfo, ino: int) -> str | None: ...
 
 
-# ---------------------------------------------------------------- fixtures
+# ---------------------------------------------------------------- static (recordings, tests)
 @dataclass
-class FixtureMounts:
-    """Mount resolver fed from a list (unit tests, recordings)."""
+class StaticMounts:
+    """Mount resolver answering from a fixed list (recordings, unit tests)."""
     items: list[MountInfo] = field(default_factory=list)
 
     def refresh(self):
@@ -106,7 +107,7 @@ class FixtureMounts:
 
 
 @dataclass
-class FixtureCgroups:
+class StaticCgroups:
     paths: dict[int, str] = field(default_factory=dict)
 
     def resolve(self, cgroup_id):
@@ -119,7 +120,7 @@ class FixtureCgroups:
 
 
 @dataclass
-class FixtureContent:
+class StaticContent:
     """files: (dev, ino) -> FileInfo; content: (dev, ino) -> sha256 hex."""
     files: dict[tuple[int, int], FileInfo] = field(default_factory=dict)
     content: dict[tuple[int, int], str] = field(default_factory=dict)

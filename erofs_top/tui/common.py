@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Hashable
 
-from ..history import History
+from .history import History
 from ..model import TIER_FULL, TIER_SNAPSHOT, Container, Model
 from ..units import fmt_bytes
 

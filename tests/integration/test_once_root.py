@@ -221,13 +221,13 @@ def test_loop_mount_attributed(stack, cgroup_prefix, probes):
 
 
 def test_pages_resident_before_start_are_seeded(stack, cgroup_prefix):
-    from erofs_top.kernel.probes import ProbeCollector
+    from erofs_top.kernel.probes import TracepointCollector
     src = make_tree(stack.dir / "src", {"lib.so": 2 * MiB})
     img = build_image(src, stack.dir / "a.erofs")
     m = stack.mount(img, "m")
     a = stack.cgroup(f"{cgroup_prefix}/a")
     read_file(m.path("lib.so"), a)
-    col = ProbeCollector()          # attaches after the read
+    col = TracepointCollector()          # attaches after the read
     try:
         model = col.refresh()
     finally:
@@ -275,10 +275,10 @@ def test_cli_snapshot_json_and_doctor(stack):
 
 
 def test_full_map_is_counted_and_reported(stack, cgroup_prefix):
-    from erofs_top.kernel.probes import ProbeCollector
+    from erofs_top.kernel.probes import TracepointCollector
     src = make_tree(stack.dir / "src", {"big.bin": 8 * MiB})
     img = build_image(src, stack.dir / "a.erofs")
-    col = ProbeCollector(max_chunks=4, seed=False)    # 4 x 64 pages = 1 MiB of tracking
+    col = TracepointCollector(max_chunks=4, seed=False)    # 4 x 64 pages = 1 MiB of tracking
     try:
         m = stack.mount(img, "m")
         a = stack.cgroup(f"{cgroup_prefix}/a")

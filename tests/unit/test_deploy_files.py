@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from erofs_top.exporter import DEFAULT_PORT
-from erofs_top.exporter.collector import FAMILIES
+from erofs_top.exporter.metrics import FAMILIES
 
 REPO = Path(__file__).resolve().parents[2]
 EXP = REPO / "exporters"

@@ -8,7 +8,7 @@ import pytest
 
 from erofs_top import pagecache, snapshot
 from erofs_top.readings import CHUNK_PAGES, UNKNOWN_CGROUP, kdev_from_st_dev
-from erofs_top.resolve.base import FixtureCgroups, FixtureMounts, MountInfo
+from erofs_top.resolve.base import StaticCgroups, StaticMounts, MountInfo
 
 PS = pagecache.PAGE_SIZE
 
@@ -97,7 +97,7 @@ def test_snapshot_readings_chunks(disk_dir):
     m = MountInfo(dev=kdev_from_st_dev(st.st_dev), dev_str="x", mountpoint=os.path.dirname(sub),
                   source=backing, backing="file", backing_file=backing,
                   backing_dev=kdev_from_st_dev(bst.st_dev), backing_ino=bst.st_ino)
-    r = snapshot.snapshot_readings(FixtureMounts([m]), FixtureCgroups(), owners=False)
+    r = snapshot.snapshot_readings(StaticMounts([m]), StaticCgroups(), owners=False)
     assert r.page_size == PS and not r.probes_attached and r.page_cache_bytes > 0
     got = {(c.ino, c.chunk): c.owners for c in r.chunks}
     ino_a = os.stat(a).st_ino
@@ -112,7 +112,7 @@ def test_snapshot_readings_chunks(disk_dir):
 def test_snapshot_reports_unreadable_mount():
     m = MountInfo(dev=1, dev_str="0:1", mountpoint="/nonexistent/erofs-top", source="",
                   backing="block")
-    r = snapshot.snapshot_readings(FixtureMounts([m]), FixtureCgroups(), owners=False)
+    r = snapshot.snapshot_readings(StaticMounts([m]), StaticCgroups(), owners=False)
     assert r.chunks == [] and any("unreadable" in w for w in r.warnings)
 
 

@@ -13,27 +13,27 @@ from erofs_top.record.reader import Recording
 from erofs_top.record.recorder import Recorder, monotonic_ns
 from erofs_top.record.replay import Replayer
 from erofs_top.record.writer import RecordingWriter
-from erofs_top.resolve.base import FileInfo, FixtureCgroups, FixtureContent, FixtureMounts
+from erofs_top.resolve.base import FileInfo, StaticCgroups, StaticContent, StaticMounts
 
 PAGE = synth.PAGE
 MAPPING = 0xFFFF8880DEAD0000
 
 
 class FakeRecordCollector:
-    """Scripted stand-in for ProbeCollector(record=True): events in batches,
+    """Scripted stand-in for TracepointCollector(record=True): events in batches,
     Readings with a shared inode, fixture resolvers."""
     tier = "full"
     page_size = PAGE
     files_cap = 50
 
     def __init__(self, batches):
-        self.mounts = FixtureMounts(synth.demo_mounts())
-        self.cgroups = FixtureCgroups({synth.CG_A: "/pods/a", synth.CG_B: "/pods/b"})
+        self.mounts = StaticMounts(synth.demo_mounts())
+        self.cgroups = StaticCgroups({synth.CG_A: "/pods/a", synth.CG_B: "/pods/b"})
         files = {(synth.DEV_A, synth.LIB_INO): FileInfo(synth.LIB_INO, "/a/lib.so", 64 * PAGE,
                                                         True, "fileio"),
                  (synth.DEV_B, synth.LIB_INO): FileInfo(synth.LIB_INO, "/b/lib.so", 64 * PAGE,
                                                         True, "block")}
-        self.content = FixtureContent(files=files, content={k: "ef" * 32 for k in files},
+        self.content = StaticContent(files=files, content={k: "ef" * 32 for k in files},
                                       fingerprints={k: "sha256:\x00raw+domain" for k in files})
         self.batches = list(batches)
         self.lost_events = 0

@@ -8,7 +8,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from erofs_top.history import CONTAINERS
+from erofs_top.tui.history import CONTAINERS
 from erofs_top.model import TIER_FULL, TIER_SNAPSHOT, File
 from erofs_top.tui import containers as containers_view
 from erofs_top.tui.app import MIN_HEIGHT, MIN_WIDTH, ErofsTopApp, HelpScreen, run_app

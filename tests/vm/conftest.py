@@ -83,8 +83,8 @@ def sharing_probes(_collector):
     if not isinstance(_collector, Exception) and getattr(_collector, "sharing", None):
         yield _collector.sharing
         return
-    from erofs_top.kernel import caps, sharing
-    ok, reason = caps.sharing_supported()
+    from erofs_top.kernel import host, sharing
+    ok, reason = host.sharing_supported()
     assert ok, f"the lab kernel must support the full tier: {reason}"
     probes = sharing.SharingProbes()
     try:

@@ -1,7 +1,7 @@
 """Metric families from a Model: names, labels, monotonic counters.
 
 Pure: ``FamilyBuilder.build(model)`` turns one Model into prometheus-client
-metric families; ``ModelCollector`` serves the latest built list to scrapes,
+metric families; ``ModelMetrics`` serves the latest built list to scrapes,
 so a scrape never touches BPF or the aggregator.  Every family is declared
 once in ``FAMILIES`` (docs/metrics.md documents the same list; a unit test
 keeps them in step).
@@ -396,7 +396,7 @@ def _counter(key: str, value: float) -> Metric:
 
 
 # ---------------------------------------------------------------- collector
-class ModelCollector:
+class ModelMetrics:
     """prometheus-client custom collector: yields the families built from the
     latest Model (swapped in atomically by the refresh thread) plus the
     duration of the previous encoding.  A scrape never touches BPF."""
