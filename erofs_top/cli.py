@@ -1,8 +1,7 @@
 """erofs-top command line (click).  Thin: every command asks a Collector for a
 Model and hands it to a face.  Errors are one line on stderr, never a traceback.
 
-Exit codes: 0 ok; 1 erofs-top could not do its job (reason on stderr);
-2 usage error; 130 interrupted (Ctrl-C); with `once -- CMD`, CMD's status.
+Exit codes and fail(): erofs_top/errors.py.
 """
 from __future__ import annotations
 
@@ -16,19 +15,10 @@ import time
 import click
 
 from . import __version__
-from .errors import CollectorError
+from .errors import EXIT_INTERRUPTED, EXIT_NO_COMMAND, EXIT_USAGE, CollectorError, fail
 from .tiers import open_collector
 from .model import Model
 from .units import fmt_bytes
-
-EXIT_FAIL = 1
-EXIT_INTERRUPTED = 130
-
-
-def fail(msg: str, code: int = EXIT_FAIL):
-    click.echo(f"erofs-top: {msg}", err=True)
-    sys.exit(code)
-
 
 def _open(no_bpf: bool, **kw):
     try:
@@ -156,7 +146,7 @@ def once(as_json, duration, no_bpf, cgroup_root, files_cap, fingerprint_xattr, c
       erofs-top once --json -- ./start-my-pods.sh
     """
     if cmd and duration is not None:
-        fail("give --duration or -- CMD, not both", 2)
+        fail("give --duration or -- CMD, not both", EXIT_USAGE)
     col = _open(no_bpf, cgroup_root=cgroup_root, files_cap=files_cap,
                 fingerprint_xattr=fingerprint_xattr)
     rc = 0
@@ -165,7 +155,7 @@ def once(as_json, duration, no_bpf, cgroup_root, files_cap, fingerprint_xattr, c
             try:
                 proc = subprocess.Popen(list(cmd))
             except OSError as e:
-                fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
+                fail(f"cannot run {cmd[0]}: {e.strerror}", EXIT_NO_COMMAND)
             try:
                 rc = proc.wait()
             except KeyboardInterrupt:

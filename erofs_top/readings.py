@@ -36,12 +36,6 @@ def kdev_from_st_dev(st_dev: int) -> int:
     return kdev(os.major(st_dev), os.minor(st_dev))
 
 
-def st_dev_from_kdev(dev: int) -> int:
-    import os
-    major, minor = kdev_split(dev)
-    return os.makedev(major, minor)
-
-
 @dataclass
 class PageChunk:
     dev: int                    # kernel dev_t of the EROFS superblock

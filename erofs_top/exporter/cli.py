@@ -2,25 +2,18 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 
 import click
 
+from ..errors import EXIT_FAIL, EXIT_USAGE, fail
+from ..kernel.host import kernel_version
 from . import DEFAULT_LISTEN, DEFAULT_PORT
 from .metrics import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
 
 
-def _fail(msg: str, code: int = 1):
-    click.echo(f"erofs-top exporter: {msg}", err=True)
-    sys.exit(code)
-
-
-def _kernel_version() -> tuple[int, int]:
-    import os
-    import re
-    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
-    return (int(m[1]), int(m[2])) if m else (0, 0)
+def _fail(msg: str, code: int = EXIT_FAIL):
+    fail(msg, code, who="erofs-top exporter")
 
 
 def _version() -> str:
@@ -75,11 +68,11 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     try:
         host, port = parse_listen(listen, DEFAULT_PORT)
     except ListenError as e:
-        _fail(str(e), 2)
+        _fail(str(e), EXIT_USAGE)
     try:
         keep = privileges.parse_caps(keep_caps) if keep_caps is not None else None
     except privileges.CapsError as e:
-        _fail(str(e), 2)
+        _fail(str(e), EXIT_USAGE)
 
     names = NoNames()
     if kube_names != "off":
@@ -87,7 +80,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         if k.available():
             names = k
         elif kube_names == "on":
-            _fail(f"--kube-names on: {k.pods_dir} is not a directory (mount it from the host)", 2)
+            _fail(f"--kube-names on: {k.pods_dir} is not a directory (mount it from the host)", EXIT_USAGE)
 
     # bind first: a busy port or a bad address fails before BPF compiles for seconds
     try:
@@ -119,7 +112,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         kept = "all (--no-drop-caps)"
         if not no_drop_caps:
             if keep is None:
-                keep = privileges.default_keep(model.tier, _kernel_version())
+                keep = privileges.default_keep(model.tier, kernel_version())
             try:
                 kept = ", ".join(privileges.drop_capabilities(keep)) or "none"
             except privileges.CapsError as e:

@@ -51,15 +51,6 @@ def tracepoints() -> dict[str, bool]:
     return out
 
 
-def tracepoint_format(event: str) -> str:
-    base = tracefs()
-    sub, name = event.split(":")
-    try:
-        return Path(base, "events", sub, name, "format").read_text() if base else ""
-    except OSError:
-        return ""
-
-
 def kernel_version() -> tuple[int, int]:
     m = re.match(r"(\d+)\.(\d+)", platform.release())
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
@@ -107,11 +98,6 @@ def header_tree() -> tuple[str, str | None]:
         return real, rel_file.read_text().strip()
     m = re.search(r"linux-headers-(.+)$", real)
     return real, m.group(1) if m else "unknown"
-
-
-def headers_match() -> bool:
-    _, rel = header_tree()
-    return rel == platform.release()
 
 
 def bpf_problem() -> str | None:

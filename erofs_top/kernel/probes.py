@@ -315,11 +315,6 @@ class TracepointCollector(Collector):
                 pass
 
 
-def _num(v) -> int:
-    """ctypes scalar or int (BCC's batch reads return either) -> int."""
-    return v if isinstance(v, int) else v.value
-
-
 def try_load_bpf() -> str | None:
     """None when BCC can compile, load and attach a tracepoint program here."""
     try:

@@ -16,12 +16,10 @@ import sys
 
 import click
 
+from ..errors import EXIT_INTERRUPTED, EXIT_NO_COMMAND, EXIT_USAGE, fail
 from ..units import fmt_bytes
 from . import format as fmt
 
-EXIT_FAIL = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
 
@@ -70,11 +68,6 @@ def parse_time(text: str, started_at: float, duration_s: float) -> float:
     if not -1.0 <= off <= duration_s + 1.0:
         raise ValueError(f"--at {text}: outside the recording (0 to {duration_s:.1f} s)")
     return min(max(off, 0.0), duration_s)
-
-
-def fail(msg: str, code: int = EXIT_FAIL):
-    click.echo(f"erofs-top: {msg}", err=True)
-    sys.exit(code)
 
 
 def _open_recording(path: str):
@@ -192,7 +185,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
             except OSError as e:
                 rec.stop_reason = "command failed to start"
                 rec.finish()
-                fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
+                fail(f"cannot run {cmd[0]}: {e.strerror}", EXIT_NO_COMMAND)
         if not quiet:
             what = f"until {cmd[0]} exits" if cmd else (
                 f"for {duration:g} s" if duration else "until Ctrl-C")
@@ -250,10 +243,10 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document: the `once --json` keys (docs/json.md) plus "
                    "`timeline` and `recording` (docs/recording.md).")
-@click.option("--files", "files_rows", type=click.IntRange(0), default=10, show_default=True,
-              help="File rows in the text tables.")
-@click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
+@click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=None,
               help="At most this many files in files[] (default: as recorded).")
+@click.option("--rows", "files_rows", type=click.IntRange(0), default=10, show_default=True,
+              help="File rows in the text tables.")
 @click.option("--samples", type=click.IntRange(2, 100_000), default=300, show_default=True,
               help="At most this many timeline points (one a second, coarser for long "
                    "recordings).")
@@ -296,7 +289,7 @@ def report_command(file, as_json, files_rows, files_cap, samples, at):
 @click.option("--at", "at", default=None, metavar="TIME",
               help="Start at TIME: seconds since the recording began (90, 12.5) or the "
                    "wall-clock time HH:MM[:SS] it was recorded at.")
-@click.option("--files-cap", type=click.IntRange(1, 1_000_000), default=None,
+@click.option("--files", "files_cap", type=click.IntRange(1, 1_000_000), default=None,
               help="At most this many files per Model (default: as recorded).")
 def replay_command(file, speed, step_s, at, files_cap):
     """The live UI on a recording, no root needed.  Keys: p pause, n / b one

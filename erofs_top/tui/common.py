@@ -104,7 +104,3 @@ def bytes_total(attr: str):
 
 def count_total(keys: list[Hashable], rows: dict[Hashable, Any]) -> str:
     return f"TOTAL {len(keys)}"
-
-
-def gone_marker(fade: float) -> str:
-    return " (gone)" if fade > 0 else ""
