@@ -4,7 +4,6 @@ read its maps into Readings.  The only module (with sharing.py) that imports bcc
 from __future__ import annotations
 
 import ctypes as ct
-import os
 import time
 from pathlib import Path
 
@@ -12,8 +11,8 @@ from .. import pagecache
 from ..collector import Collector
 from ..errors import CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
+from ..readings import FileIO, PageChunk, PageEvent, Readings
 from ..snapshot import snapshot_readings
-from ..readings import CHUNK_PAGES, FileIO, PageChunk, PageEvent, Readings
 from . import host, maps
 from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS

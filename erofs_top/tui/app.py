@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from typing import Any, Hashable
+from typing import Any
 
 from rich.text import Text
 from textual import events, work
