@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..units import fmt_bytes
+from ..readings import EventKind
 from . import format as fmt
 from .meta import (file_to_json, mount_to_json, readings_to_json, safe_digest,
                    shared_to_json)
@@ -241,8 +242,9 @@ class Recorder:
         if isinstance(events, fmt.EventBatch):
             self.w.add_batch(events)
             self.events_total += len(events)
+            last_file_kind = EventKind.READ_FOLIO     # a local: no Enum lookup per event
             for kind, dev, ino in zip(events.kind, events.dev, events.ino):
-                if kind <= fmt.KIND_READ_FOLIO and (dev, ino) not in seen_f:
+                if kind <= last_file_kind and (dev, ino) not in seen_f:
                     self._note_file(dev, ino)
             for cg in set(events.cgroup_id) - seen_c:
                 self._note_cgroup(cg)
@@ -250,7 +252,7 @@ class Recorder:
         self.w.add_events(events)
         self.events_total += len(events)
         for e in events:
-            if e.kind <= fmt.KIND_READ_FOLIO:
+            if e.kind <= EventKind.READ_FOLIO:
                 if (e.dev, e.ino) not in seen_f:
                     self._note_file(e.dev, e.ino)
             if e.cgroup_id not in seen_c:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from erofs_top import aggregate
-from erofs_top.readings import PageChunk, PageEvent, Readings, SharedInode
+from erofs_top.readings import EventKind, PageChunk, PageEvent, Readings, SharedInode
 from erofs_top.record import format as fmt
 from erofs_top.record import synth
 from erofs_top.record.reader import Recording
@@ -65,7 +65,7 @@ class FakeRecordCollector:
 
 def events(n, cg, dev, start_index=0):
     now = monotonic_ns()
-    return [PageEvent(now + i, fmt.KIND_ADD, dev, synth.LIB_INO, start_index + i, 1, cg, 7)
+    return [PageEvent(now + i, EventKind.ADD, dev, synth.LIB_INO, start_index + i, 1, cg, 7)
             for i in range(n)]
 
 
@@ -153,7 +153,7 @@ def test_shared_snapshots_step_the_replay(tmp_path):
 def test_recorder_takes_bulk_decoded_probe_records(tmp_path):
     now = monotonic_ns()
     raw = b"".join(fmt.PROBE_EVENT.pack(now + i, synth.CG_B, synth.LIB_INO, i, synth.DEV_B, 1,
-                                        9, fmt.KIND_ADD) for i in range(64))
+                                        9, EventKind.ADD) for i in range(64))
     col = FakeRecordCollector([fmt.EventBatch.from_probe_records(raw)])
     w = RecordingWriter(str(tmp_path / "b.rec"))
     rec = Recorder(col, w, model_interval_s=0)
