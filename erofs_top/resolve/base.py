@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 # inode_share only shares files whose address_space_operations are the same
-# (7.0-rc2 "same aops only"): the three classes of kernel-facts section 1.
+# (7.0-rc2 "same aops only").  The three classes are what erofs_get_aops()
+# (fs/erofs/internal.h) gives a data inode: z_erofs_aops for compressed
+# layouts, erofs_fileio_aops on a file-backed superblock, erofs_aops otherwise.
 AOPS_FILEIO = "fileio"          # plain file on a file-backed mount (erofs_fileio_aops)
 AOPS_BLOCK = "block"            # plain file on a loop or block device (erofs_aops)
 AOPS_COMPRESSED = "compressed"  # compressed file, any backing (z_erofs_aops)
