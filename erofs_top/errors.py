@@ -20,7 +20,18 @@ EXIT_INTERRUPTED = 130
 
 
 class CollectorError(Exception):
-    """A one-line, user-facing reason why collection cannot start or go on."""
+    """A one-line, user-facing reason why collection cannot start or go on.
+
+    ``reason`` says what is wrong; ``hint`` (may be empty) is the way around it
+    that the live faces offer, with its own leading separator (", or --no-bpf").
+    str() is both; a face that has no such way around (a recording needs BPF)
+    prints ``reason`` alone.
+    """
+
+    def __init__(self, reason: str, hint: str = ""):
+        super().__init__(reason + hint)
+        self.reason = reason
+        self.hint = hint
 
 
 def fail(msg: str, code: int = EXIT_FAIL, *, who: str = "erofs-top") -> NoReturn:

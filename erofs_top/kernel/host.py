@@ -100,18 +100,20 @@ def header_tree() -> tuple[str, str | None]:
     return real, m.group(1) if m else "unknown"
 
 
-def bpf_problem() -> str | None:
-    """None when BPF tracepoint programs can be loaded, else a one-line reason + fix."""
+def bpf_problem() -> tuple[str, str] | None:
+    """None when BPF tracepoint programs can be loaded, else (one-line reason
+    with its fix, the --no-bpf hint): errors.CollectorError's two fields."""
     if os.geteuid() != 0:
-        return "BPF needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN): run with sudo, or --no-bpf"
+        return ("BPF needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN): run with sudo",
+                ", or --no-bpf")
     if not tracefs():
-        return ("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing "
-                "(or use --no-bpf)")
+        return ("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing",
+                " (or use --no-bpf)")
     build, rel = header_tree()
     if rel is None:
         return (f"no kernel header tree at {build}: BCC needs one to compile "
                 f"(apt-get install linux-headers-$(uname -r), or the distro's linux-headers "
-                f"package linked there; see scripts/setup.sh), or use --no-bpf")
+                f"package linked there; see scripts/setup.sh)", ", or use --no-bpf")
     try:
         v = int(Path("/proc/sys/kernel/unprivileged_bpf_disabled").read_text())
         del v   # root is not affected; read only to prove /proc/sys is there

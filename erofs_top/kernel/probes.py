@@ -31,7 +31,7 @@ class TracepointCollector(Collector):
         super().__init__(**kw)
         problem = host.bpf_problem()
         if problem:
-            raise CollectorError(problem)
+            raise CollectorError(*problem)
         try:
             from bcc import BPF   # noqa: deferred: only this tier needs bcc
         except ImportError:
@@ -47,7 +47,7 @@ class TracepointCollector(Collector):
                    if not self._events.get(e)]
         if missing:
             raise CollectorError(f"tracepoint {missing[0]} is missing on this kernel: "
-                                 f"no tracepoint tier (use --no-bpf for the snapshot tier)")
+                                 f"no tracepoint tier", " (use --no-bpf for the snapshot tier)")
         # erofs-top's own reads (content hashing) are counted like anyone's:
         # they did insert pages (dropped again right after, so not resident)
         try:

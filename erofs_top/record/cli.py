@@ -143,11 +143,10 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
     try:
         col = TracepointCollector(record=True, ringbuf_pages=pages, cgroup_root=cgroup_root,
-                             files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
+                                  files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
     except CollectorError as e:
-        # the collector suggests --no-bpf for the live faces; a recording needs BPF
-        fail(re.sub(r",? or --no-bpf|\s*\(use --no-bpf[^)]*\)", "", str(e))
-             + " (recording needs the tracepoint tier)")
+        # its hint (--no-bpf) is for the live faces; a recording needs BPF
+        fail(f"{e.reason} (recording needs the tracepoint tier)")
     except PermissionError as e:
         fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
     except KeyboardInterrupt:
