@@ -289,8 +289,16 @@ class FamilyBuilder:
         status = status or ExporterStatus()
         self.names.refresh()
         events = model.tier != TIER_SNAPSHOT    # the snapshot tier sees no events
-        out: list[Metric] = []
+        out, aggregated = self._container_families(model, events)
+        out += self._mount_families(model)
+        out += self._node_families(model, events)
+        out += self._health_families(model, status, events, aggregated)
+        return out
 
+    def _container_families(self, model: Model, events: bool) -> tuple[list[Metric], int]:
+        """Per container: info, gauges, counters (live tiers); and how many
+        containers went into the (other) series."""
+        out: list[Metric] = []
         rows, infos, aggregated = self._container_rows(model)
         info = _family("container")
         for labels in infos:
@@ -307,8 +315,11 @@ class FamilyBuilder:
                 for fam, value in zip(fams, self.container_counters.value(row.labels)):
                     fam.add_metric(row.labels, value)
             out.extend(fams)
+        return out, aggregated
 
-        # mounts: current ones only; a bind mount of one superblock is listed once
+    @staticmethod
+    def _mount_families(model: Model) -> list[Metric]:
+        """Per mount: current ones only; a bind mount of one superblock is listed once."""
         mounts = [m for m in model.mounts if not m.gone]
         minfo = _family("mount")
         mfams = {k: _family(k) for k in ("mount_resident_bytes", "mount_duplicate_bytes",
@@ -323,29 +334,33 @@ class FamilyBuilder:
             mfams["mount_duplicate_bytes"].add_metric(labels, m.duplicate_bytes)
             mfams["mount_backing_resident_bytes"].add_metric(labels, m.backing_resident_bytes)
             mfams["mount_containers"].add_metric(labels, m.containers_count)
-        out.append(minfo)
-        out.extend(mfams.values())
+        return [minfo, *mfams.values()]
 
+    def _node_families(self, model: Model, events: bool) -> list[Metric]:
+        """Node totals."""
         t = model.totals
-        for key, value in (("node_resident_bytes", t.resident_bytes),
-                           ("node_duplicate_bytes", t.duplicate_bytes),
-                           ("node_redundant_bytes", t.redundant_bytes),
-                           ("node_potential_savings_bytes", t.potential_savings_bytes),
-                           ("node_shared_bytes", t.shared_bytes),
-                           ("node_sharing_saved_bytes", t.sharing_saved_bytes),
-                           ("node_backing_resident_bytes", t.backing_resident_bytes),
-                           ("node_page_cache_bytes", t.page_cache_bytes)):
-            out.append(_gauge(key, value))
+        out = [_gauge(key, value) for key, value in (
+            ("node_resident_bytes", t.resident_bytes),
+            ("node_duplicate_bytes", t.duplicate_bytes),
+            ("node_redundant_bytes", t.redundant_bytes),
+            ("node_potential_savings_bytes", t.potential_savings_bytes),
+            ("node_shared_bytes", t.shared_bytes),
+            ("node_sharing_saved_bytes", t.sharing_saved_bytes),
+            ("node_backing_resident_bytes", t.backing_resident_bytes),
+            ("node_page_cache_bytes", t.page_cache_bytes))]
         if events:
             for key, value in (("node_inserted_bytes", t.inserted_bytes),
                                ("node_evicted_bytes", t.evicted_bytes)):
                 out.append(_counter(key, self._scalar(key, value)))
+        return out
 
+    def _health_families(self, model: Model, status: ExporterStatus, events: bool,
+                         aggregated: int) -> list[Metric]:
+        """Build info, BPF programs and maps, losses, resolution and the exporter's own state."""
         h = model.health
         build = _family("build")
         build.add_metric([], {"version": status.version, "kernel": model.kernel, "tier": model.tier})
-        out.append(build)
-        out.append(_gauge("probes_attached", 1 if h.probes_attached else 0))
+        out = [build, _gauge("probes_attached", 1 if h.probes_attached else 0)]
         # all-zero run counts: kernel.bpf_stats_enabled is off (or nothing ran): no series
         stats_on = any(h.bpf_run_count.values()) or any(h.bpf_run_time_ns.values())
         if h.bpf_run_time_ns and stats_on:

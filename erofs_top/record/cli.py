@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from ..errors import EXIT_INTERRUPTED, EXIT_NO_COMMAND, EXIT_USAGE, fail
+from ..errors import EXIT_INTERRUPTED, EXIT_NO_COMMAND, EXIT_USAGE, CollectorError, fail
 from ..units import fmt_bytes
 from . import format as fmt
 
@@ -126,7 +126,6 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
       erofs-top record -o boot.rec --duration 60
       erofs-top record -o pods.rec --max-size 200M -- ./start-my-pods.sh
     """
-    from ..errors import CollectorError
     from .recorder import Recorder
     from .writer import RecordingWriter
 
@@ -136,33 +135,9 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         codec = fmt.default_codec() if compress == "auto" else fmt.codec_from_name(compress)
     except fmt.RecordingError as e:
         fail(str(e), EXIT_USAGE)
-    try:
-        from ..kernel.probes import TracepointCollector
-    except ImportError as e:
-        fail(f"the tracepoint tier is not available in this install ({e})")
-    pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
-    try:
-        col = TracepointCollector(record=True, ringbuf_pages=pages, cgroup_root=cgroup_root,
-                                  files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
-    except CollectorError as e:
-        # its hint (--no-bpf) is for the live faces; a recording needs BPF
-        fail(f"{e.reason} (recording needs the tracepoint tier)")
-    except PermissionError as e:
-        fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
-    except KeyboardInterrupt:
-        fail("interrupted before recording started", EXIT_INTERRUPTED)
-    # Ctrl-C / SIGTERM set a flag the loop checks: a KeyboardInterrupt raised
-    # inside the ring buffer callback would be swallowed by ctypes.  A third
-    # signal gives up waiting (the file is still readable up to its last block).
-    signals = {"count": 0}
-
-    def on_signal(signum, frame):
-        signals["count"] += 1
-        if signals["count"] >= 3:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    col = _open_record_collector(ring_buffer_pages, cgroup_root=cgroup_root,
+                                 files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
+    signals = _count_stop_signals()
     rc = 0
     proc = None
     rec = None
@@ -199,17 +174,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
         if live:
             click.echo("", err=True)        # end the progress line
         if proc is not None:
-            if proc.poll() is None and rec.stop_reason == "interrupted":
-                proc.send_signal(signal.SIGINT)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            if proc.poll() is None and not quiet:
-                click.echo(f"erofs-top: recording stopped ({rec.stop_reason}); waiting for "
-                           f"{cmd[0]} to exit", err=True)
-            try:
-                rc = proc.wait()
-            except KeyboardInterrupt:
-                proc.send_signal(signal.SIGINT)
-                rc = proc.wait()
+            rc = _wait_for_command(proc, rec.stop_reason, cmd[0], quiet)
     except KeyboardInterrupt:
         if rec is not None and not rec.w.closed:
             rec.stop_reason = "interrupted"
@@ -222,18 +187,72 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     finally:
         col.close()
     if rec is not None:
-        size = os.path.getsize(output) if os.path.exists(output) else 0
-        bpe = f", {size / rec.events_total:.1f} B/event" if rec.events_total else ""
-        lost = f"{rec.lost_events} lost in the kernel"
-        unwritten = f", {rec.w.events_unwritten} not written" if rec.w.events_unwritten else ""
-        click.echo(f"erofs-top: recorded {rec.events_total} events ({lost}{unwritten}) to "
-                   f"{output} ({fmt_bytes(size)}{bpe}); stopped: {rec.stop_reason}", err=True)
-        if rec.stop_reason == "max-size":
-            click.echo(f"erofs-top: --max-size {fmt_bytes(max_size)} reached: the recording "
-                       f"ends early", err=True)
+        _say_what_was_recorded(rec, output, max_size)
     if rec is not None and rec.stop_reason == "interrupted" and proc is None:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(rc if rc >= 0 else 128 - rc)
+
+
+def _open_record_collector(ring_buffer_pages: int, **kw):
+    """The tracepoint tier in record mode, or a one-line failure (no --no-bpf hint:
+    a recording needs BPF)."""
+    try:
+        from ..kernel.probes import TracepointCollector
+    except ImportError as e:
+        fail(f"the tracepoint tier is not available in this install ({e})")
+    pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
+    try:
+        return TracepointCollector(record=True, ringbuf_pages=pages, **kw)
+    except CollectorError as e:
+        # its hint (--no-bpf) is for the live faces; a recording needs BPF
+        fail(f"{e.reason} (recording needs the tracepoint tier)")
+    except PermissionError as e:
+        fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
+    except KeyboardInterrupt:
+        fail("interrupted before recording started", EXIT_INTERRUPTED)
+
+
+def _count_stop_signals() -> dict[str, int]:
+    """Ctrl-C / SIGTERM set a flag the loop checks: a KeyboardInterrupt raised
+    inside the ring buffer callback would be swallowed by ctypes.  A third
+    signal gives up waiting (the file is still readable up to its last block)."""
+    signals = {"count": 0}
+
+    def on_signal(signum, frame):
+        signals["count"] += 1
+        if signals["count"] >= 3:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return signals
+
+
+def _wait_for_command(proc, stop_reason: str, name: str, quiet: bool) -> int:
+    """The recording is over: pass an interrupt on to CMD, wait for it, its status."""
+    if proc.poll() is None and stop_reason == "interrupted":
+        proc.send_signal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if proc.poll() is None and not quiet:
+        click.echo(f"erofs-top: recording stopped ({stop_reason}); waiting for "
+                   f"{name} to exit", err=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+
+
+def _say_what_was_recorded(rec, output: str, max_size: int | None) -> None:
+    size = os.path.getsize(output) if os.path.exists(output) else 0
+    bpe = f", {size / rec.events_total:.1f} B/event" if rec.events_total else ""
+    lost = f"{rec.lost_events} lost in the kernel"
+    unwritten = f", {rec.w.events_unwritten} not written" if rec.w.events_unwritten else ""
+    click.echo(f"erofs-top: recorded {rec.events_total} events ({lost}{unwritten}) to "
+               f"{output} ({fmt_bytes(size)}{bpe}); stopped: {rec.stop_reason}", err=True)
+    if rec.stop_reason == "max-size":
+        click.echo(f"erofs-top: --max-size {fmt_bytes(max_size)} reached: the recording "
+                   f"ends early", err=True)
 
 
 # ---------------------------------------------------------------- report
