@@ -6,7 +6,7 @@ import threading
 
 import click
 
-from ..errors import EXIT_FAIL, EXIT_USAGE, fail
+from ..errors import EXIT_FAIL, EXIT_USAGE, CollectorError, fail
 from ..kernel.host import kernel_version
 from . import DEFAULT_LISTEN, DEFAULT_PORT
 from .metrics import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
@@ -62,7 +62,6 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     deployment (DaemonSet, systemd unit, rules, dashboard): docs/exporter.md.
     """
     from . import privileges
-    from .podnames import KubeletLogNames
     from .server import Exporter, ListenError, bind, parse_listen, serve
 
     try:
@@ -74,13 +73,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     except privileges.CapsError as e:
         _fail(str(e), EXIT_USAGE)
 
-    names = NoNames()
-    if kube_names != "off":
-        k = KubeletLogNames()
-        if k.available():
-            names = k
-        elif kube_names == "on":
-            _fail(f"--kube-names on: {k.pods_dir} is not a directory (mount it from the host)", EXIT_USAGE)
+    names = _pod_names(kube_names)
 
     # bind first: a busy port or a bad address fails before BPF compiles for seconds
     try:
@@ -88,16 +81,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     except ListenError as e:
         _fail(str(e))
 
-    from erofs_top.errors import CollectorError
-    from erofs_top.tiers import open_collector
-    try:
-        source = open_collector(no_bpf=no_bpf)
-    except CollectorError as e:
-        server.server_close()
-        _fail(f"cannot start collection: {e}")
-    except Exception as e:     # bcc missing, no permission, ...: one line, not a traceback
-        server.server_close()
-        _fail(f"cannot start collection: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    source = _open_source(no_bpf, server)
 
     serving = False
     exporter = Exporter(source, interval=interval, stale_after=stale_after,
@@ -109,14 +93,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         if model.tier != "snapshot" and not model.health.probes_attached:
             _fail(f"probes are not attached (tier {model.tier}); see `erofs-top doctor`")
 
-        kept = "all (--no-drop-caps)"
-        if not no_drop_caps:
-            if keep is None:
-                keep = privileges.default_keep(model.tier, kernel_version())
-            try:
-                kept = ", ".join(privileges.drop_capabilities(keep)) or "none"
-            except privileges.CapsError as e:
-                _fail(f"{e} (--no-drop-caps runs without dropping)")
+        kept = "all (--no-drop-caps)" if no_drop_caps else _drop_privileges(keep, model.tier)
 
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -135,3 +112,41 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
             server.shutdown()
         server.server_close()
         source.close()
+
+
+def _pod_names(kube_names: str):
+    """Pod names from the kubelet's log directories (auto: when they are there)."""
+    from .podnames import KubeletLogNames
+    if kube_names != "off":
+        k = KubeletLogNames()
+        if k.available():
+            return k
+        if kube_names == "on":
+            _fail(f"--kube-names on: {k.pods_dir} is not a directory (mount it from the host)",
+                  EXIT_USAGE)
+    return NoNames()
+
+
+def _open_source(no_bpf: bool, server):
+    """The best tier's collector; the bound socket is closed when none starts."""
+    from ..tiers import open_collector
+    try:
+        return open_collector(no_bpf=no_bpf)
+    except CollectorError as e:
+        server.server_close()
+        _fail(f"cannot start collection: {e}")
+    except Exception as e:     # bcc missing, no permission, ...: one line, not a traceback
+        server.server_close()
+        _fail(f"cannot start collection: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def _drop_privileges(keep: tuple[str, ...] | None, tier: str) -> str:
+    """Drop every capability but ``keep`` (default: what the tier's refresh needs);
+    the ones kept, for the start-up line."""
+    from . import privileges
+    if keep is None:
+        keep = privileges.default_keep(tier, kernel_version())
+    try:
+        return ", ".join(privileges.drop_capabilities(keep)) or "none"
+    except privileges.CapsError as e:
+        _fail(f"{e} (--no-drop-caps runs without dropping)")

@@ -146,10 +146,8 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
             w = RecordingWriter(output, codec=codec, max_size_bytes=max_size)
         except fmt.RecordingError as e:
             fail(str(e))
-        # a progress line that rewrites itself, on a terminal only (not into logs)
         live = not quiet and sys.stderr.isatty()
-        status = (lambda m: click.echo(f"\rerofs-top: recording: {m}\033[K", err=True, nl=False)) \
-            if live else (lambda m: None)
+        status = _progress_line if live else (lambda m: None)
         rec = Recorder(col, w, model_interval_s=model_interval, command=list(cmd),
                        max_size_bytes=max_size, status=status)
         rec.start()
@@ -161,10 +159,7 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
                 rec.finish()
                 fail(f"cannot run {cmd[0]}: {e.strerror}", EXIT_NO_COMMAND)
         if not quiet:
-            what = f"until {cmd[0]} exits" if cmd else (
-                f"for {duration:g} s" if duration else "until Ctrl-C")
-            click.echo(f"erofs-top: recording to {output} {what} "
-                       f"({fmt.CODEC_NAMES[codec]}, tier {col.tier})", err=True)
+            _announce(output, cmd, duration, codec, col.tier)
         try:
             rec.run(duration_s=duration, proc=proc, should_stop=lambda: signals["count"] > 0)
         except fmt.RecordingError as e:
@@ -191,6 +186,18 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
     if rec is not None and rec.stop_reason == "interrupted" and proc is None:
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(rc if rc >= 0 else 128 - rc)
+
+
+def _announce(output: str, cmd, duration: float | None, codec: int, tier: str) -> None:
+    what = f"until {cmd[0]} exits" if cmd else (
+        f"for {duration:g} s" if duration else "until Ctrl-C")
+    click.echo(f"erofs-top: recording to {output} {what} "
+               f"({fmt.CODEC_NAMES[codec]}, tier {tier})", err=True)
+
+
+def _progress_line(m: str) -> None:
+    """A progress line that rewrites itself (on a terminal only, not into logs)."""
+    click.echo(f"\rerofs-top: recording: {m}\033[K", err=True, nl=False)
 
 
 def _open_record_collector(ring_buffer_pages: int, **kw):
