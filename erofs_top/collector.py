@@ -25,13 +25,18 @@ class Collector:
     tier: str = TIER_SNAPSHOT
 
     def __init__(self, *, cgroup_root: str | None = None, files_cap: int = 200,
-                 fingerprint_xattr: str = "trusted.erofs.fingerprint"):
+                 fingerprint_xattr: str = "trusted.erofs.fingerprint",
+                 mounts=None, cgroups=None, content=None):
+        """``mounts``, ``cgroups``, ``content``: the resolvers (resolve/base.py);
+        by default the live ones of this host.  Tests and recordings pass
+        Static* ones and get the same refresh()."""
         from .resolve.cgroups import SysCgroups
         from .resolve.content import ImageContent
         from .resolve.mounts import SysMounts
-        self.mounts = SysMounts()
-        self.cgroups = SysCgroups(root=cgroup_root)
-        self.content = ImageContent(fingerprint_xattr=fingerprint_xattr)
+        self.mounts = mounts if mounts is not None else SysMounts()
+        self.cgroups = cgroups if cgroups is not None else SysCgroups(root=cgroup_root)
+        self.content = content if content is not None else \
+            ImageContent(fingerprint_xattr=fingerprint_xattr)
         self.files_cap = files_cap
         self.started_at = time.time()
         self.page_size = os.sysconf("SC_PAGE_SIZE")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from erofs_top import aggregate
+from erofs_top.collector import Collector
 from erofs_top.readings import EventKind, PageChunk, PageEvent, Readings, SharedInode
 from erofs_top.record import format as fmt
 from erofs_top.record import synth
@@ -19,22 +19,22 @@ PAGE = synth.PAGE
 MAPPING = 0xFFFF8880DEAD0000
 
 
-class FakeRecordCollector:
+class FakeRecordCollector(Collector):
     """Scripted stand-in for TracepointCollector(record=True): events in batches,
-    Readings with a shared inode, fixture resolvers."""
+    Readings with a shared inode, static resolvers; the real Collector.refresh()."""
     tier = "full"
-    page_size = PAGE
-    files_cap = 50
 
     def __init__(self, batches):
-        self.mounts = StaticMounts(synth.demo_mounts())
-        self.cgroups = StaticCgroups({synth.CG_A: "/pods/a", synth.CG_B: "/pods/b"})
         files = {(synth.DEV_A, synth.LIB_INO): FileInfo(synth.LIB_INO, "/a/lib.so", 64 * PAGE,
                                                         True, "fileio"),
                  (synth.DEV_B, synth.LIB_INO): FileInfo(synth.LIB_INO, "/b/lib.so", 64 * PAGE,
                                                         True, "block")}
-        self.content = StaticContent(files=files, content={k: "ef" * 32 for k in files},
-                                      fingerprints={k: "sha256:\x00raw+domain" for k in files})
+        super().__init__(
+            files_cap=50, mounts=StaticMounts(synth.demo_mounts()),
+            cgroups=StaticCgroups({synth.CG_A: "/pods/a", synth.CG_B: "/pods/b"}),
+            content=StaticContent(files=files, content={k: "ef" * 32 for k in files},
+                                  fingerprints={k: "sha256:\x00raw+domain" for k in files}))
+        self.page_size = PAGE
         self.batches = list(batches)
         self.lost_events = 0
         self.reads = 0
@@ -51,10 +51,6 @@ class FakeRecordCollector:
                         chunks=[PageChunk(synth.DEV_A, synth.LIB_INO, 0, {synth.CG_A: 0b11}, 0b11),
                                 PageChunk(synth.DEV_B, synth.LIB_INO, 1, {synth.CG_B: 0b1}, 0b1)],
                         shared=[si])
-
-    def refresh(self):
-        return aggregate.aggregate(self.read(), self.mounts, self.cgroups, self.content,
-                                   tier=self.tier, started_at=0.0, files_cap=self.files_cap)
 
     def poll_events(self, callback, timeout_ms):
         if self.batches:
