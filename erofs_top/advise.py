@@ -102,7 +102,8 @@ def advise_command(as_json: bool, duration: float, no_bpf: bool) -> None:
     pages, compressed-data cache, image-file cache): docs/sharing.md."""
     import time
 
-    from .cli import EXIT_INTERRUPTED, _open, fail
+    from .cli import _open
+    from .errors import EXIT_INTERRUPTED, fail
     col = _open(no_bpf)
     try:
         col.refresh()
