@@ -16,17 +16,9 @@ import click
 
 from . import __version__
 from .errors import EXIT_INTERRUPTED, EXIT_NO_COMMAND, EXIT_USAGE, CollectorError, fail
-from .tiers import open_collector
 from .model import Model
+from .tiers import open_or_fail as _open
 from .units import fmt_bytes
-
-def _open(no_bpf: bool, **kw):
-    try:
-        return open_collector(no_bpf=no_bpf, **kw)
-    except CollectorError as e:
-        fail(str(e))
-    except PermissionError as e:
-        fail(f"permission denied: {e.filename or e} (run as root, or --no-bpf)")
 
 
 # ---------------------------------------------------------------- human tables
