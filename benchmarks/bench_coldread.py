@@ -35,7 +35,7 @@ import time
 import benchlib  # noqa: F401  (sets sys.path)
 from benchlib import MiB
 
-from erofs_top import truth
+from erofs_top import pagecache
 from erofs_top.workload import Stack, build_image, make_tree
 
 # all sizes differ: same-size files would make every fresh collector hash them
@@ -76,8 +76,8 @@ class Empty:
     """Empty programs on erofs-top's tracepoints."""
 
     def __init__(self):
-        from erofs_top.kernel import caps
-        self.bpf = benchlib.load_empty(caps.tracepoints())
+        from erofs_top.kernel import host
+        self.bpf = benchlib.load_empty(host.tracepoints())
         self.refreshes = 0
 
     def close(self):
@@ -88,7 +88,7 @@ class Attached:
     """erofs-top attached: a collector, refreshed in a thread until closed."""
 
     def __init__(self, interval_s: float):
-        from erofs_top.collector import open_collector
+        from erofs_top.tiers import open_collector
         self.col = open_collector()
         self.refreshes = 0
         self.stop = threading.Event()
@@ -135,7 +135,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args()
     benchlib.need_root()
-    from erofs_top.collector import CollectorError
+    from erofs_top.errors import CollectorError
 
     files = {f"data/f{i:02d}.bin": max(1, int(s * args.scale * MiB))
              for i, s in enumerate(SIZES_MIB)}
@@ -156,7 +156,7 @@ def main() -> int:
               f"{args.rounds} rounds per case of {args.passes} cold passes each; refresh every {args.refresh_interval:g} s "
               f"while attached (set-up {time.monotonic() - t0:.1f} s)")
         benchlib.drop_cache(paths + [img])
-        left = sum(truth.file_resident_pages(p) for p in paths + [str(img)])
+        left = sum(pagecache.file_resident_pages(p) for p in paths + [str(img)])
         if left:
             print(f"warning: {left} pages stay cached after POSIX_FADV_DONTNEED")
         for case in ("cold", "img-warm"):

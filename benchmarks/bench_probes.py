@@ -1,6 +1,6 @@
 """Per-event cost of the tracepoint-tier probes against an empty program.
 
-Loads erofs-top's probes (ProbeCollector) and, at the same time, an empty BPF
+Loads erofs-top's probes (TracepointCollector) and, at the same time, an empty BPF
 program on every tracepoint they use; runs real page-cache traffic; reads the
 kernel's BPF run-time statistics (run_time_ns / run_cnt per program) and
 prints ns/event per program and the ratio to the empty program on the same
@@ -37,7 +37,7 @@ from pathlib import Path
 import benchlib  # noqa: E402  (sets sys.path)
 from benchlib import MiB
 
-from erofs_top.kernel import caps
+from erofs_top.kernel import host
 from erofs_top.readings import kdev_from_st_dev
 from erofs_top.workload import Stack, build_image, make_tree, read_file
 
@@ -100,7 +100,7 @@ def load_candidate(path: Path, col, st):
     """A candidate source with the cflags the collector uses (its default map
     sizes); cleaned up by the stack."""
     from bcc import BPF
-    events = caps.tracepoints()
+    events = host.tracepoints()
     cflags = []
     for ev, flag in (("erofs:erofs_fill_inode", "HAVE_EROFS_FILL_INODE"),
                      ("erofs:erofs_readahead", "HAVE_EROFS_READAHEAD"),
@@ -166,13 +166,13 @@ def main() -> int:
                     "tracepoint run in attach order; swap to see the position effect)")
     args = ap.parse_args()
     benchlib.need_root()
-    from erofs_top.collector import CollectorError
-    from erofs_top.kernel.probes import ProbeCollector
+    from erofs_top.errors import CollectorError
+    from erofs_top.kernel.probes import TracepointCollector
     for c in args.candidate:
         if not c.is_file():
             sys.exit(f"--candidate {c}: no such file")
 
-    events = caps.tracepoints()
+    events = host.tracepoints()
     results: dict = {}
     with Stack(prefix="erofs-top-bench-") as st:
         t0 = time.monotonic()
@@ -202,7 +202,7 @@ def main() -> int:
             for c in args.candidate if args.candidates_first else ():
                 cand[c.stem] = load_candidate(c, None, st)
             try:
-                col = ProbeCollector(seed=False, sharing=False)
+                col = TracepointCollector(seed=False, sharing=False)
             except CollectorError as e:
                 sys.exit(f"probes failed to load: {e}")
             st.callback(col.close)

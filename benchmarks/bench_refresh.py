@@ -10,7 +10,7 @@ Each case runs twice: with the counters of N events and of 10 x N events on
 the same keys.  Readings hold map *state*, not events, so the two must cost the
 same: the refresh grows with keys, not with events.
 
-Part 2 (root, --probe-read): ProbeCollector.read() (map reading, the
+Part 2 (root, --probe-read): TracepointCollector.read() (map reading, the
 kernel side of a refresh) with the real BPF maps filled from user space with
 10k/50k/200k chunk entries and 1/4 as many io entries.
 
@@ -32,8 +32,8 @@ import benchlib  # noqa: F401  (sets sys.path)
 
 from erofs_top.aggregate import aggregate
 from erofs_top.readings import FileIO, PageChunk, Readings, kdev
-from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_FILEIO, FileInfo, FixtureCgroups,
-                                    FixtureContent, FixtureMounts, ImageInfo, MountInfo)
+from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_FILEIO, FileInfo, StaticCgroups,
+                                    StaticContent, StaticMounts, ImageInfo, MountInfo)
 
 PAGE = 4096
 CONTAINERS_PER_IMAGE = 4
@@ -86,8 +86,8 @@ def synthetic_node(n_files: int, n_containers: int, events_factor: int = 1, seed
                                read_folio_count=nchunks * events_factor))
         made += count
     r.maps = {"chunks": (len(r.chunks), 262144, 0), "io": (len(r.io), 65536, 0)}
-    return (r, FixtureMounts(mounts), FixtureCgroups(cg_paths),
-            FixtureContent(files=files, content=content))
+    return (r, StaticMounts(mounts), StaticCgroups(cg_paths),
+            StaticContent(files=files, content=content))
 
 
 def time_refresh(node, repeat: int) -> float:
@@ -122,13 +122,13 @@ def part_aggregate(repeat: int, quick: bool) -> None:
 
 def part_probe_read(sizes) -> None:
     benchlib.need_root()
-    from erofs_top.collector import CollectorError
-    from erofs_top.kernel.probes import ProbeCollector
-    print("\nProbeCollector.read() with the real maps filled from user space")
+    from erofs_top.errors import CollectorError
+    from erofs_top.kernel.probes import TracepointCollector
+    print("\nTracepointCollector.read() with the real maps filled from user space")
     print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'read()':>10} {'us/entry':>9}")
     for n in sizes:
         try:
-            col = ProbeCollector(seed=False, sharing=False, max_chunks=max(262144, n))
+            col = TracepointCollector(seed=False, sharing=False, max_chunks=max(262144, n))
         except CollectorError as e:
             sys.exit(f"probes failed to load: {e}")
         try:
@@ -175,7 +175,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
     ap.add_argument("--quick", action="store_true", help="skip the 50k-file cases")
     ap.add_argument("--probe-read", action="store_true",
-                    help="also time ProbeCollector.read() on filled BPF maps (root)")
+                    help="also time TracepointCollector.read() on filled BPF maps (root)")
     ap.add_argument("--no-aggregate", action="store_true", help="skip part 1")
     args = ap.parse_args()
     if not args.no_aggregate:

@@ -137,7 +137,7 @@ def read_mix(bpf) -> dict[str, dict[int, int]]:
 def run(main) -> int:
     """Run a benchmark's main(): one line instead of a traceback for the
     expected failures and for Ctrl-C (the Stack has unwound by then)."""
-    from erofs_top.collector import CollectorError
+    from erofs_top.errors import CollectorError
     from erofs_top.workload import WorkloadError
     try:
         return main()

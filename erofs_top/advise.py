@@ -104,8 +104,9 @@ def advise_command(as_json: bool, duration: float, no_bpf: bool) -> None:
     pages, compressed-data cache, image-file cache): docs/sharing.md."""
     import time
 
-    from .cli import EXIT_INTERRUPTED, _open, fail
-    col = _open(no_bpf)
+    from .errors import EXIT_INTERRUPTED, fail
+    from .tiers import open_or_fail
+    col = open_or_fail(no_bpf)
     try:
         col.refresh()
         time.sleep(duration)

@@ -4,7 +4,8 @@ Model and hands it to a face.  Errors are one line on stderr, never a traceback.
 Exit codes: 0 ok; 1 erofs-top could not do its job (reason on stderr);
 2 usage error; 128 + the signal when stopped by one (130 SIGINT, 143 SIGTERM,
 129 SIGHUP; erofs_top/signals.py); 141 stdout closed; with `once -- CMD`,
-CMD's status.
+CMD's status. fail() and the codes:
+erofs_top/errors.py.
 """
 from __future__ import annotations
 
@@ -18,30 +19,14 @@ import time
 import click
 
 from . import __version__
-from .collector import CollectorError, open_collector
+from .errors import EXIT_INTERRUPTED, EXIT_NO_COMMAND, EXIT_USAGE, CollectorError, fail
 from .model import Model
 from .names import display
 from .output import EXIT_PIPE, OutputClosed, OutputError, echo_out, flush_stdout, quiet_stdout
 from .params import count, seconds
 from .signals import POLICY
+from .tiers import open_or_fail as _open
 from .units import fmt_bytes
-
-EXIT_FAIL = 1
-EXIT_INTERRUPTED = 130
-
-
-def fail(msg: str, code: int = EXIT_FAIL):
-    click.echo(f"erofs-top: {msg}", err=True)
-    sys.exit(code)
-
-
-def _open(no_bpf: bool, **kw):
-    try:
-        return open_collector(no_bpf=no_bpf, **kw)
-    except CollectorError as e:
-        fail(str(e))
-    except PermissionError as e:
-        fail(f"permission denied: {e.filename or e} (run as root, or --no-bpf)")
 
 
 # ---------------------------------------------------------------- human tables
@@ -180,7 +165,7 @@ def once(as_json, duration, no_bpf, cgroup_root, files_cap, fingerprint_xattr, c
       erofs-top once --json -- ./start-my-pods.sh
     """
     if cmd and duration is not None:
-        fail("give --duration or -- CMD, not both", 2)
+        fail("give --duration or -- CMD, not both", EXIT_USAGE)
     col = _open(no_bpf, cgroup_root=cgroup_root, files_cap=files_cap,
                 fingerprint_xattr=fingerprint_xattr)
     rc = 0
@@ -189,7 +174,7 @@ def once(as_json, duration, no_bpf, cgroup_root, files_cap, fingerprint_xattr, c
             try:
                 proc = subprocess.Popen(list(cmd))
             except OSError as e:
-                fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
+                fail(f"cannot run {cmd[0]}: {e.strerror}", EXIT_NO_COMMAND)
             # CMD gets the first stop signal too; erofs-top waits for it to end
             with POLICY.child(proc):
                 try:
@@ -244,7 +229,7 @@ def doctor(selftest):
     tracepoint, kprobes, the header tree BCC will use, EROFS mounts, page-cache
     sharing support, cgroup v2, kpagecgroup -> the tier that runs, and the fix
     for each missing piece.  Exits 1 when no tier can run."""
-    from .kernel import caps
+    from .kernel import host
     from .resolve.mounts import SysMounts
     try:
         mounts = SysMounts()
@@ -252,7 +237,7 @@ def doctor(selftest):
     except Exception as e:   # doctor must report, not crash
         mounts = None
         echo_out(f"  mounts: unreadable ({display(str(e))})")
-    rep = caps.doctor(mounts)
+    rep = host.doctor(mounts)
     try:
         from .resolve.names import RuntimeNames
         names = RuntimeNames()
@@ -391,7 +376,7 @@ def _register_faces() -> None:
     """Faces live in their own packages; a missing one must not break the rest."""
     import importlib
     faces = [("erofs_top.tui.cli", "top_command", "top"),
-             ("exporters.cli", "exporter_command", "exporter"),
+             ("erofs_top.exporter.cli", "exporter_command", "exporter"),
              ("erofs_top.record.cli", "record_command", "record"),
              ("erofs_top.record.cli", "report_command", "report"),
              ("erofs_top.record.cli", "replay_command", "replay"),

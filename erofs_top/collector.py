@@ -2,7 +2,7 @@
 
 Every face uses it the same way::
 
-    with open_collector(no_bpf=False) as col:     # raises CollectorError (one line)
+    with open_collector(no_bpf=False) as col:     # erofs_top.tiers; raises CollectorError
         model = col.refresh()                     # a fresh Model, cheap (reads maps)
 
 The faces (TUI, exporter, recorder, once) never compute attributions: they
@@ -15,35 +15,41 @@ import platform
 import threading
 import time
 
-from . import aggregate, truth
+from . import aggregate
+from .snapshot import snapshot_readings
 from .model import TIER_SNAPSHOT, TIER_TRACEPOINT, Model
 from .readings import Readings
-
-
-class CollectorError(Exception):
-    """A one-line, user-facing reason why collection cannot start or go on."""
 
 
 class Collector:
     tier: str = TIER_SNAPSHOT
 
     def __init__(self, *, cgroup_root: str | None = None, files_cap: int = 200,
-                 fingerprint_xattr: str = "trusted.erofs.fingerprint"):
+                 fingerprint_xattr: str = "trusted.erofs.fingerprint",
+                 mounts=None, cgroups=None, content=None, names=None):
+        """``mounts``, ``cgroups``, ``content``: the resolvers (resolve/base.py);
+        by default the live ones of this host.  Tests and recordings pass
+        Static* ones and get the same refresh()."""
         from .resolve.cgroups import SysCgroups
         from .resolve.content import ImageContent
         from .resolve.mounts import SysMounts
         from .resolve.names import RuntimeNames
-        self.mounts = SysMounts()
-        self.names = RuntimeNames()
-        self.cgroups = SysCgroups(root=cgroup_root, names=self.names)
-        self.content = ImageContent(fingerprint_xattr=fingerprint_xattr)
+        live = mounts is None
+        self.mounts = SysMounts() if live else mounts
+        # runtime names (containerd, kubelet) belong to this host's resolvers
+        self.names = names if names is not None else (RuntimeNames() if live else None)
+        self.cgroups = cgroups if cgroups is not None else \
+            SysCgroups(root=cgroup_root, names=self.names)
+        self.content = content if content is not None else \
+            ImageContent(fingerprint_xattr=fingerprint_xattr)
         self.files_cap = files_cap
         self.started_at = time.time()
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self._lock = threading.Lock()
         self.last_model: Model | None = None
         from .image_cache import ImageCacheReader
-        self.image_cache = ImageCacheReader()
+        # the image files' own cache is read from this host, like the live resolvers
+        self.image_cache = ImageCacheReader() if live else None
 
     # subclasses: read the source
     def read(self) -> Readings:
@@ -55,17 +61,12 @@ class Collector:
             for m in removed:
                 self.content.forget(m)      # its ino -> path index and caches
             readings = self.read()
-            # the image files' cache, page by page with owners: what sharing saves there
-            inserted: dict[int, int] = {}
-            for fio in readings.io:
-                inserted[fio.dev] = inserted.get(fio.dev, 0) + fio.inserted_pages
-            readings.image_cache_owners = self.image_cache.read(self.mounts, self.cgroups,
-                                                                inserted)
-            if self.image_cache.warning:
-                readings.warnings.append(self.image_cache.warning)
-            self.names.refresh()
-            self.names.name_mounts(self.mounts.mounts())
-            readings.warnings.extend(self.names.warnings())
+            if self.image_cache is not None:
+                self._read_image_cache(readings)
+            if self.names is not None:
+                self.names.refresh()
+                self.names.name_mounts(self.mounts.mounts())
+                readings.warnings.extend(self.names.warnings())
             for source in (self.mounts, self.cgroups):
                 if getattr(source, "error", ""):
                     readings.warnings.append(source.error)
@@ -78,6 +79,15 @@ class Collector:
                 kernel=platform.release())
             self.last_model = model
             return model
+
+    def _read_image_cache(self, readings: Readings) -> None:
+        """The image files' cache, page by page with owners: what sharing saves there."""
+        inserted: dict[int, int] = {}
+        for fio in readings.io:
+            inserted[fio.dev] = inserted.get(fio.dev, 0) + fio.inserted_pages
+        readings.image_cache_owners = self.image_cache.read(self.mounts, self.cgroups, inserted)
+        if self.image_cache.warning:
+            readings.warnings.append(self.image_cache.warning)
 
     def close(self) -> None:
         pass
@@ -94,16 +104,7 @@ class SnapshotCollector(Collector):
     tier = TIER_SNAPSHOT
 
     def read(self) -> Readings:
-        return truth.snapshot_readings(self.mounts, self.cgroups)
+        return snapshot_readings(self.mounts, self.cgroups)
 
 
-def open_collector(*, no_bpf: bool = False, **kw) -> Collector:
-    """The best tier this host allows; CollectorError with the reason otherwise."""
-    if no_bpf:
-        return SnapshotCollector(**kw)
-    from .kernel.probes import ProbeCollector   # imports bcc lazily
-    return ProbeCollector(**kw)
-
-
-__all__ = ["Collector", "CollectorError", "SnapshotCollector", "open_collector",
-           "TIER_SNAPSHOT", "TIER_TRACEPOINT"]
+__all__ = ["Collector", "SnapshotCollector", "TIER_SNAPSHOT", "TIER_TRACEPOINT"]

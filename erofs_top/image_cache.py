@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from .readings import UNKNOWN_CGROUP
-from .truth import TruthError, file_resident_pages, kpagecgroup_readable, page_owners
+from .pagecache import PageCacheError, file_resident_pages, kpagecgroup_readable, page_owners
 
 
 FULL_READ_EVERY_S = 60.0       # owners can move without any count changing
@@ -57,7 +57,7 @@ class ImageCacheReader:
                     out[key] = last[1]
                     continue
                 memcgs = page_owners(m.backing_file) if owners_ok and count else {}
-            except (OSError, TruthError):
+            except (OSError, PageCacheError):
                 continue
             ids: dict[int, int] = {0: UNKNOWN_CGROUP}
             owned = {}

@@ -1,6 +1,6 @@
 """Readings: the aggregator's input, one consistent read of the kernel state.
 
-Produced by erofs_top.kernel (BPF maps), by erofs_top.truth (ground truth, no BPF)
+Produced by erofs_top.kernel (BPF maps), by erofs_top.snapshot (ground truth, no BPF)
 and by the recorder's reader (offline).  Pure data; kernel dev_t values are in
 the kernel encoding (major << 20 | minor), as the tracepoints report them.
 
@@ -11,6 +11,7 @@ id that inserted pages (0 = unknown) to a 64-bit mask of page indices
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 CHUNK_PAGES = 64
 UNKNOWN_CGROUP = 0
@@ -34,12 +35,6 @@ def kdev_from_st_dev(st_dev: int) -> int:
     """userspace st_dev (glibc new_encode_dev) -> kernel dev_t."""
     import os
     return kdev(os.major(st_dev), os.minor(st_dev))
-
-
-def st_dev_from_kdev(dev: int) -> int:
-    import os
-    major, minor = kdev_split(dev)
-    return os.makedev(major, minor)
 
 
 @dataclass
@@ -103,19 +98,33 @@ class Readings:
     warnings: list[str] = field(default_factory=list)
 
 
-# record mode: one event per hook (probes/filemap.c struct page_event)
-EVENT_ADD = 1
-EVENT_DELETE = 2
-EVENT_READAHEAD = 3
-EVENT_READ_FOLIO = 4
-EVENT_BACKING_ADD = 5
-EVENT_BACKING_DELETE = 6
+class EventKind(IntEnum):
+    """``PageEvent.kind``: what a record-mode event says happened.
+
+    1-4 are probes/filemap.c ``enum event_kind`` (``EV_`` + the same name;
+    tests/unit/test_probe_contracts.py checks it), one per hook.  The others no
+    probe emits: 5/6 are in recordings of older versions (image-file pages, now
+    read with cachestat(2) at each Model), 16+ are shared-inode (inode_share)
+    events keyed by the shared mapping, an opaque 64-bit id (never a
+    fingerprint or domain_id), for recordings and synthetic scripts.
+    """
+    ADD = 1             # pages [index, index+nr) inserted into an EROFS file's cache
+    DELETE = 2          # ... removed from it
+    READAHEAD = 3       # erofs_readahead: nr pages from index
+    READ_FOLIO = 4      # erofs_read_folio: a miss on one folio
+    BACKING_ADD = 5     # image-file pages inserted (older recordings)
+    BACKING_DELETE = 6  # ... removed (older recordings)
+    SHARE_OPEN = 16     # a cgroup opened real inode (dev, ino) backed by shared `mapping`
+    SHARE_READ = 17     # ... read it
+    SHARE_MMAP = 18     # ... mapped it
+    SHARE_FILL = 19     # pages [index, index+nr) inserted into the shared mapping
+    SHARE_FREE = 20     # pages removed from the shared mapping
 
 
 @dataclass
 class PageEvent:
     ts_ns: int          # bpf_ktime_get_ns (monotonic)
-    kind: int           # EVENT_*
+    kind: int           # EventKind
     dev: int            # kernel dev_t: the EROFS sb, or the host fs for backing kinds
     ino: int
     index: int          # page index (add/delete/read_folio) or readahead start

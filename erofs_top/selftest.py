@@ -23,7 +23,7 @@ def run(tier_hint: str = "") -> tuple[str, list[Result]]:
     """(tier the probes ran, results).  Raises CollectorError/WorkloadError when
     the test cannot even start."""
     from . import workload
-    from .collector import open_collector
+    from .tiers import open_collector
     from .signals import POLICY
     out: list[Result] = []
     pid = os.getpid()

@@ -59,14 +59,25 @@ typedef u64 erofs_blk_t;
 
 #define KIND_EROFS 1
 
+/* Counters, in the order of erofs_top/kernel/probes.py COUNTERS (lower case,
+ * without CNT_); tests/unit/test_probe_contracts.py checks it. */
 enum counter {
-    CNT_CHUNK_UPDATE_FAIL = 0,   /* chunks map full: pages not tracked */
-    CNT_IO_UPDATE_FAIL,          /* io map full */
-    CNT_OWNER_OVERFLOW_PAGES,    /* pages whose chunk had 4 owners already */
-    CNT_BIG_FOLIO_LOST_PAGES,    /* folios beyond MAX_FOLIO_CHUNKS */
-    CNT_DELETE_UNTRACKED_PAGES,  /* deletions of pages we never saw inserted */
-    CNT_EVENTS_LOST,             /* record mode: ring buffer full */
+    CNT_CHUNK_UPDATE_FAILURES = 0,  /* chunks map full: pages not tracked */
+    CNT_IO_UPDATE_FAILURES,         /* io map full */
+    CNT_OWNER_OVERFLOW_PAGES,       /* pages whose chunk had 4 owners already */
+    CNT_BIG_FOLIO_LOST_PAGES,       /* folios beyond MAX_FOLIO_CHUNKS */
+    CNT_DELETE_UNTRACKED_PAGES,     /* deletions of pages we never saw inserted */
+    CNT_EVENTS_LOST,                /* record mode: ring buffer full */
     CNT_MAX,
+};
+
+/* Record mode: struct page_event.kind, erofs_top/readings.py EventKind (same
+ * names without EV_); kinds 5, 6 and 16+ are not emitted by any probe. */
+enum event_kind {
+    EV_ADD = 1,
+    EV_DELETE = 2,
+    EV_READAHEAD = 3,
+    EV_READ_FOLIO = 4,
 };
 
 struct chunk_key {
@@ -156,7 +167,7 @@ struct page_event {
     u32 dev;
     u32 nr_pages;
     u32 pid;
-    u8 kind;        /* 1 add, 2 delete, 3 readahead, 4 read_folio */
+    u8 kind;        /* enum event_kind */
     u8 pad[3];
 };
 #ifdef USE_PERF_BUFFER
@@ -199,7 +210,7 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, int field, u64 n)
         io.insert(&k, &z);          /* may fail (full) or race: look up again */
         v = io.lookup(&k);
         if (!v) {
-            count(CNT_IO_UPDATE_FAIL, 1);
+            count(CNT_IO_UPDATE_FAILURES, 1);
             return;
         }
     }
@@ -224,7 +235,7 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
             return;
         v = chunks.lookup(k);       /* lost a race with another CPU, or full */
         if (!v) {
-            count(CNT_CHUNK_UPDATE_FAIL, __builtin_popcountll(mask));
+            count(CNT_CHUNK_UPDATE_FAILURES, __builtin_popcountll(mask));
             return;
         }
     }
@@ -296,7 +307,7 @@ TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     folio_pages(dev, args->i_ino, args->index, args->order, cg, 1);
-    EMIT(args, 1, dev, args->i_ino, args->index, 1ULL << args->order, cg);
+    EMIT(args, EV_ADD, dev, args->i_ino, args->index, 1ULL << args->order, cg);
     return 0;
 }
 
@@ -306,7 +317,7 @@ TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     folio_pages(dev, args->i_ino, args->index, args->order, 0, 0);
-    EMIT(args, 2, dev, args->i_ino, args->index, 1ULL << args->order, bpf_get_current_cgroup_id());
+    EMIT(args, EV_DELETE, dev, args->i_ino, args->index, 1ULL << args->order, bpf_get_current_cgroup_id());
     return 0;
 }
 
@@ -346,7 +357,7 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     io_add(dev, args->nid, cg, IO_READAHEAD, args->nrpage);
-    EMIT(args, 3, dev, args->nid, args->start, args->nrpage, cg);
+    EMIT(args, EV_READAHEAD, dev, args->nid, args->start, args->nrpage, cg);
     return 0;
 }
 #endif
@@ -359,7 +370,7 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     io_add(dev, args->nid, cg, IO_READ_FOLIO, 1);
-    EMIT(args, 4, dev, args->nid, args->index, 1, cg);
+    EMIT(args, EV_READ_FOLIO, dev, args->nid, args->index, 1, cg);
     return 0;
 }
 #endif

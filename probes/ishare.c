@@ -76,23 +76,25 @@
 #define FS_PSEUDO 1
 #define FS_OTHER 2
 
+/* Counters, in the order of erofs_top/kernel/sharing.py COUNTERS (lower case,
+ * without CNT_); tests/unit/test_probe_contracts.py checks it. */
 enum counter {
-    CNT_CHUNK_UPDATE_FAIL = 0,   /* shared_chunks full: pages not tracked */
-    CNT_MEMBER_UPDATE_FAIL,      /* members / real_inodes full */
-    CNT_USER_UPDATE_FAIL,        /* users full */
-    CNT_OWNER_OVERFLOW_PAGES,    /* pages whose chunk had 4 owners already */
-    CNT_BIG_FOLIO_LOST_PAGES,    /* folios beyond MAX_FOLIO_CHUNKS */
-    CNT_DELETE_UNTRACKED_PAGES,  /* deletions of pages never seen inserted */
-    CNT_FILL_SHARED,             /* erofs_ishare_fill_inode returned true */
-    CNT_FILL_NOT_SHARED,         /* ... returned false (no digest, size, aops) */
-    CNT_FREE,                    /* erofs_ishare_free_inode calls */
+    CNT_CHUNK_UPDATE_FAILURES = 0,  /* shared_chunks full: pages not tracked */
+    CNT_MEMBER_UPDATE_FAILURES,     /* members / real_inodes full */
+    CNT_USER_UPDATE_FAILURES,       /* users full */
+    CNT_OWNER_OVERFLOW_PAGES,       /* pages whose chunk had 4 owners already */
+    CNT_BIG_FOLIO_LOST_PAGES,       /* folios beyond MAX_FOLIO_CHUNKS */
+    CNT_DELETE_UNTRACKED_PAGES,     /* deletions of pages never seen inserted */
+    CNT_FILL_SHARED,                /* erofs_ishare_fill_inode returned true */
+    CNT_FILL_NOT_SHARED,            /* ... returned false (no digest, size, aops) */
+    CNT_FREE_INODE,                 /* erofs_ishare_free_inode calls */
     CNT_OPEN,
     CNT_READ,
     CNT_MMAP,
-    CNT_FILL_NO_IGET,            /* shared, but the iget5_locked return was not seen */
-    CNT_TOUCH_UPDATE_FAIL,       /* touched full: pages not marked */
-    CNT_TOUCH_NO_MEMBER,         /* a shared page touched by a task with no known member */
-    CNT_TOUCH_TRUNCATED_PAGES,   /* pages beyond MAX_TOUCH_CHUNKS in one event */
+    CNT_FILL_NO_IGET,               /* shared, but the iget5_locked return was not seen */
+    CNT_TOUCH_UPDATE_FAILURES,      /* touched full: pages not marked */
+    CNT_TOUCH_NO_MEMBER,            /* a shared page touched by a task with no known member */
+    CNT_TOUCH_TRUNCATED_PAGES,      /* pages beyond MAX_TOUCH_CHUNKS in one event */
     CNT_MAX,
 };
 
@@ -224,7 +226,7 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
             return;
         v = shared_chunks.lookup(k);       /* lost a race with another CPU, or full */
         if (!v) {
-            count(CNT_CHUNK_UPDATE_FAIL, __builtin_popcountll(mask));
+            count(CNT_CHUNK_UPDATE_FAILURES, __builtin_popcountll(mask));
             return;
         }
     }
@@ -356,7 +358,7 @@ static __always_inline void touch(struct address_space *mapping, u64 first, u64 
             if (v)
                 __sync_fetch_and_or(v, mask);
             else
-                count(CNT_TOUCH_UPDATE_FAIL, __builtin_popcountll(mask));
+                count(CNT_TOUCH_UPDATE_FAILURES, __builtin_popcountll(mask));
         }
     }
     count(CNT_TOUCH_TRUNCATED_PAGES, last - ((c0 + MAX_TOUCH_CHUNKS) << 6) + 1);
@@ -395,7 +397,7 @@ static __always_inline void add_member(struct member_key *mk, struct inode *real
     mv.inode = (u64)real;
     u64 ik = (u64)real;
     if (members.update(mk, &mv) != 0 || real_inodes.update(&ik, mk) != 0)
-        count(CNT_MEMBER_UPDATE_FAIL, 1);
+        count(CNT_MEMBER_UPDATE_FAILURES, 1);
 }
 
 static __always_inline void inode_id(struct inode *inode, u32 *dev, u64 *ino)
@@ -458,7 +460,7 @@ static __always_inline void note_use(struct file *f, int what)
         users.insert(&uk, &z);
         uv = users.lookup(&uk);
         if (!uv) {
-            count(CNT_USER_UPDATE_FAIL, 1);
+            count(CNT_USER_UPDATE_FAILURES, 1);
             return;
         }
     }
@@ -498,7 +500,7 @@ static __always_inline void free_real(struct inode *inode)
 {
     u64 ik = (u64)inode;
     struct member_key *mk = real_inodes.lookup(&ik);
-    count(CNT_FREE, 1);
+    count(CNT_FREE_INODE, 1);
     if (!mk)
         return;
     struct member_key k = *mk;

@@ -4,52 +4,58 @@ read its maps into Readings.  The only module (with sharing.py) that imports bcc
 from __future__ import annotations
 
 import ctypes as ct
-import os
 import time
 from pathlib import Path
 
-from .. import truth
-from ..collector import Collector, CollectorError
+from .. import pagecache
+from ..collector import Collector
+from ..errors import CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
-from ..readings import CHUNK_PAGES, FileIO, PageChunk, PageEvent, Readings
-from . import caps, maps
+from ..readings import FileIO, PageChunk, PageEvent, Readings
+from ..snapshot import snapshot_readings
+from . import host, maps
+from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS
 
-PROBE_DIR = Path(__file__).resolve().parents[2] / "probes"
 KIND_EROFS = 1
 COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
 
 
-class ProbeCollector(Collector):
+class TracepointCollector(Collector):
     tier = TIER_TRACEPOINT
 
     def __init__(self, *, record: bool = False, ringbuf_pages: int = 4096,
                  max_chunks: int = 262144, max_io: int = 65536, seed: bool = True,
                  sharing: bool = True, **kw):
         super().__init__(**kw)
-        problem = caps.bpf_problem()
+        problem = host.bpf_problem()
         if problem:
-            raise CollectorError(problem)
+            raise CollectorError(*problem)
         try:
             from bcc import BPF   # noqa: deferred: only this tier needs bcc
         except ImportError:
             raise CollectorError("the bcc Python module is missing: apt-get install python3-bpfcc "
                                  "(and use a venv with --system-site-packages)") from None
         self.degraded: list[str] = []
-        loaded = caps.ensure_erofs_loaded()
+        loaded = host.ensure_erofs_loaded()
         if loaded and "failed" in loaded:
             self.degraded.append(loaded)
-        self._events = caps.tracepoints()
+        self._events = host.tracepoints()
         missing = [e for e in ("filemap:mm_filemap_add_to_page_cache",
                                "filemap:mm_filemap_delete_from_page_cache")
                    if not self._events.get(e)]
         if missing:
             raise CollectorError(f"tracepoint {missing[0]} is missing on this kernel: "
-                                 f"no tracepoint tier (use --no-bpf for the snapshot tier)")
+                                 f"no tracepoint tier", " (use --no-bpf for the snapshot tier)")
         # erofs-top's own reads (content hashing) are counted like anyone's:
         # they did insert pages (dropped again right after, so not resident)
-        cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}", f"-I{PROBE_DIR}"]
+        try:
+            probe = probe_file("filemap.c")
+        except ProbeFileMissing as e:
+            raise CollectorError(str(e)) from None
+        cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}",
+                  f"-I{probe.parent}"]     # chunk_owners.h
         if self._events.get("erofs:erofs_fill_inode"):
             cflags.append("-DHAVE_EROFS_FILL_INODE")
         else:
@@ -66,10 +72,10 @@ class ProbeCollector(Collector):
         self.record = record
         if record:
             cflags += ["-DEROFS_TOP_RECORD", f"-DRINGBUF_PAGES={ringbuf_pages}"]
-            if not caps.has_ringbuf():
+            if not host.has_ringbuf():
                 cflags.append("-DUSE_PERF_BUFFER")
         self.max_chunks, self.max_io = max_chunks, max_io
-        src = (PROBE_DIR / "filemap.c").read_bytes()
+        src = probe.read_bytes()
         try:
             self.bpf = BPF(text=src, cflags=cflags)
         except Exception as e:   # bcc raises plain Exception with the compiler log
@@ -94,7 +100,7 @@ class ProbeCollector(Collector):
             from . import sharing as sharing_mod
         except ImportError:
             return
-        ok, reason = sharing_mod.sharing_supported()
+        ok, reason = host.sharing_supported()
         if not ok:
             self.degraded.append(f"page-cache sharing tier off: {reason}")
             return
@@ -127,7 +133,7 @@ class ProbeCollector(Collector):
         """Pages resident before we attached: from ground truth, owners through
         /proc/kpagecgroup where readable, marked seeded.  Only chunks the kernel
         has not seen yet are written (an insert since attach is more exact)."""
-        snap = truth.snapshot_readings(self.mounts, self.cgroups)
+        snap = snapshot_readings(self.mounts, self.cgroups)
         chunks = self.bpf[b"chunks"]
         seeded = 0
         for pc in snap.chunks:
@@ -192,7 +198,7 @@ class ProbeCollector(Collector):
             if m.backing_ino and m.backing_file:
                 try:
                     r.backing_pages[(m.backing_dev, m.backing_ino)] = \
-                        truth.file_resident_pages(m.backing_file)
+                        pagecache.file_resident_pages(m.backing_file)
                 except OSError:
                     pass
         counters = self._counters()
@@ -214,7 +220,7 @@ class ProbeCollector(Collector):
         if getattr(self, "_seed_warnings", None):
             r.warnings += self._seed_warnings
         r.bpf_run_time_ns, r.bpf_run_count = self._prog_stats()
-        r.page_cache_bytes = truth.meminfo_cached_bytes()
+        r.page_cache_bytes = pagecache.meminfo_cached_bytes()
         return r
 
     def _counters(self) -> dict[str, int]:
@@ -248,7 +254,7 @@ class ProbeCollector(Collector):
         """Record mode: pass the pending events to callback, as a list of
         PageEvent, or as event_decoder(concatenated raw records) when set."""
         if not self.record:
-            raise RuntimeError("ProbeCollector(record=True) needed for events")
+            raise RuntimeError("TracepointCollector(record=True) needed for events")
         if not self._ring_open:
             self._batch: list = []
             table = self.bpf[b"events"]
@@ -265,12 +271,12 @@ class ProbeCollector(Collector):
             def on_lost(n):
                 self.lost_events += n
 
-            if caps.has_ringbuf():
+            if host.has_ringbuf():
                 table.open_ring_buffer(on_event)
             else:
                 table.open_perf_buffer(on_event, page_cnt=256, lost_cb=on_lost)
             self._ring_open = True
-        if caps.has_ringbuf():
+        if host.has_ringbuf():
             self.bpf.ring_buffer_poll(timeout_ms)
         else:
             self.bpf.perf_buffer_poll(timeout_ms)
@@ -306,11 +312,6 @@ class ProbeCollector(Collector):
                 self.bpf.cleanup()
             except Exception:
                 pass
-
-
-def _num(v) -> int:
-    """ctypes scalar or int (BCC's batch reads return either) -> int."""
-    return v if isinstance(v, int) else v.value
 
 
 def try_load_bpf() -> str | None:

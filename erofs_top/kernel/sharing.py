@@ -5,21 +5,20 @@ Loads probes/ishare.c with BCC and reads its maps into
 pointer) the resident pages per inserting cgroup, the real inodes that joined
 it (members) and the cgroups that opened, read or mapped it (users).
 
-The tracepoint tier (probes.py) creates ``SharingProbes`` when
-``sharing_supported()`` says yes and puts ``read()`` into ``Readings.shared``;
+The tracepoint tier (probes.py) creates ``SharingProbes`` when the host
+check ``host.sharing_supported()`` says yes and puts ``read()`` into ``Readings.shared``;
 the aggregator turns that into shared / fair / saved bytes.  This module and
 probes.py are the only ones that import bcc.
 """
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 from ..readings import SharedInode
-from . import caps, maps
+from . import host, maps
+from .probe_files import ProbeFileMissing, probe_file
 
-PROBE = Path(__file__).resolve().parents[2] / "probes" / "ishare.c"
 COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_failures",
             "owner_overflow_pages", "big_folio_lost_pages", "delete_untracked_pages",
             "fill_shared", "fill_not_shared", "free_inode", "open", "read", "mmap",
@@ -36,66 +35,10 @@ KPROBES = (
     ("erofs_ishare_fill_inode", "kr_fill_inode", True, False),
     ("iget5_locked", "kr_iget5_locked", True, False),
 )
-SYMBOLS = ("erofs_ishare_fill_inode", "erofs_ishare_file_open", "erofs_ishare_file_read_iter",
-           "erofs_ishare_mmap", "erofs_ishare_free_inode")
 
 
 class SharingError(Exception):
     """One-line reason why the sharing probes cannot run."""
-
-
-def _module_loaded(name: str) -> bool:
-    return os.path.isdir(f"/sys/module/{name}")
-
-
-def _config_says_sharing() -> bool | None:
-    """CONFIG_EROFS_FS_PAGE_CACHE_SHARE from the kernel's config file, None if unknown."""
-    rel = platform.release()
-    for p in (f"/lib/modules/{rel}/config", f"/boot/config-{rel}"):
-        try:
-            text = Path(p).read_text()
-        except OSError:
-            continue
-        return "CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y" in text.splitlines()
-    return None
-
-
-def sharing_supported() -> tuple[bool, str]:
-    """(True, how) when the full tier can run here, else (False, one-line reason)."""
-    if os.geteuid() != 0:
-        return False, "needs root"
-    missing = [s for s in SYMBOLS if not caps.kallsyms_has(s)]
-    if missing:
-        if not _module_loaded("erofs") and not any(
-                line.split()[-1] == "erofs" for line in _read_lines("/proc/filesystems")):
-            if _config_says_sharing():
-                return False, ("the erofs module is not loaded yet: the sharing probes attach "
-                               "after it loads (modprobe erofs, or the first EROFS mount)")
-            return False, "erofs is not loaded and the kernel config does not show page-cache sharing"
-        if len(missing) == len(SYMBOLS):
-            return False, ("this kernel has no EROFS page-cache sharing "
-                           "(CONFIG_EROFS_FS_PAGE_CACHE_SHARE, Linux 7.0+)")
-        return False, f"kernel symbol {missing[0]} is missing (inlined or renamed on this kernel)"
-    ld = caps.lockdown()
-    if ld == "confidentiality":
-        return False, "lockdown=confidentiality refuses the kernel struct reads the probes need"
-    if not caps.kprobes_available() and not os.path.exists("/sys/kernel/btf/vmlinux"):
-        return False, "neither kprobes nor BTF (fentry) are available"
-    build, rel = caps.header_tree()
-    if rel is None:
-        return False, f"no kernel header tree at {build}"
-    if rel != platform.release():
-        return False, (f"the header tree {build} is for {rel}, not the running "
-                       f"{platform.release()}: struct offsets would be wrong")
-    how = "kprobes" if caps.kprobes_available() else "fentry"
-    return True, f"{how} on erofs_ishare_*, raw tracepoints on filemap add/delete, headers match"
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
 
 
 class SharingProbes:
@@ -132,11 +75,11 @@ class SharingProbes:
             raise SharingError("; ".join(errors))
 
     # ---------------------------------------------------------- loading
-    def _cflags(self, hook: str) -> list[str]:
+    def _cflags(self, hook: str, probe: Path) -> list[str]:
         fl = [f"-DSHARED_CHUNK_ENTRIES={self.max_chunks}", f"-DMEMBER_ENTRIES={self.max_members}",
               f"-DUSER_ENTRIES={self.max_users}", f"-DTOUCH_ENTRIES={self.max_chunks}",
               f"-DSELF_TGID={os.getpid()}",
-              f"-I{PROBE.parent}"]     # chunk_owners.h, shared with filemap.c
+              f"-I{probe.parent}"]     # chunk_owners.h, shared with filemap.c
         if hook == "fentry":
             fl.append("-DISHARE_FENTRY")
         return fl
@@ -145,10 +88,14 @@ class SharingProbes:
         BPF = self._BPF
         if hook == "fentry" and not BPF.support_kfunc():
             raise SharingError("fentry (BPF trampolines) not supported here")
-        if hook == "kprobe" and not caps.kprobes_available():
+        if hook == "kprobe" and not host.kprobes_available():
             raise SharingError("kprobes not available")
         try:
-            self.bpf = BPF(src_file=str(PROBE).encode(), cflags=self._cflags(hook))
+            probe = probe_file("ishare.c")
+        except ProbeFileMissing as e:
+            raise SharingError(str(e)) from None
+        try:
+            self.bpf = BPF(src_file=str(probe).encode(), cflags=self._cflags(hook, probe))
         except Exception as e:   # bcc raises plain Exception with the compiler log
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
             raise SharingError(f"probes/ishare.c failed to load: {lines[-1] if lines else e}") from None

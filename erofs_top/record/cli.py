@@ -10,22 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 
 import click
 
+from ..errors import EXIT_FAIL, EXIT_NO_COMMAND, EXIT_USAGE, CollectorError, fail
 from ..names import json_safe
 from ..output import echo_out
-from ..signals import POLICY
 from ..params import DAY_S, Number, count, seconds
+from ..signals import POLICY
 from ..units import fmt_bytes
 from . import format as fmt
 
-EXIT_FAIL = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
 
@@ -85,11 +82,6 @@ def parse_time(text: str, started_at: float, duration_s: float) -> float:
     return min(max(off, 0.0), duration_s)
 
 
-def fail(msg: str, code: int = EXIT_FAIL):
-    click.echo(f"erofs-top: {msg}", err=True)
-    sys.exit(code)
-
-
 def _open_recording(path: str):
     from .reader import Recording
     try:
@@ -146,110 +138,132 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
       erofs-top record -o boot.rec --duration 60
       erofs-top record -o pods.rec --max-size 200M -- ./start-my-pods.sh
     """
-    from ..collector import CollectorError
-    from .recorder import Recorder
-    from .writer import RecordingWriter
-
     if cmd and duration is not None:
         fail("give --duration or -- CMD, not both", EXIT_USAGE)
     try:
         codec = fmt.default_codec() if compress == "auto" else fmt.codec_from_name(compress)
     except fmt.RecordingError as e:
         fail(str(e), EXIT_USAGE)
-    try:
-        from ..kernel.probes import ProbeCollector
-    except ImportError as e:
-        fail(f"the tracepoint tier is not available in this install ({e})")
-    pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
-    try:
-        col = ProbeCollector(record=True, ringbuf_pages=pages, cgroup_root=cgroup_root,
-                             files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
-    except CollectorError as e:
-        # the collector suggests --no-bpf for the live faces; a recording needs BPF
-        fail(re.sub(r",? or --no-bpf|\s*\(use --no-bpf[^)]*\)", "", str(e))
-             + " (recording needs the tracepoint tier)")
-    except PermissionError as e:
-        fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
-    except KeyboardInterrupt:
-        fail("interrupted before recording started", POLICY.exit_code)
+    col = _open_record_collector(ring_buffer_pages, cgroup_root=cgroup_root,
+                                 files_cap=files_cap, fingerprint_xattr=fingerprint_xattr)
     # From here on a stop signal sets POLICY.stopping, which the loop checks (a
     # KeyboardInterrupt raised inside the ring buffer callback would be swallowed
     # by ctypes); a second is absorbed; a third forces the exit (the file is still
     # readable up to its last block).
     POLICY.raising = False
-    rc = 0
-    proc = None
-    rec = None
-    failed = False          # a write or collector error ended the recording: exit 1
+    state = {"rc": 0, "proc": None, "rec": None, "failed": False}
     try:
-        try:
-            w = RecordingWriter(output, codec=codec, max_size_bytes=max_size)
-        except fmt.RecordingError as e:
-            fail(str(e))
-        # a progress line that rewrites itself, on a terminal only (not into logs)
-        live = not quiet and sys.stderr.isatty()
-        status = (lambda m: click.echo(f"\rerofs-top: recording: {m}\033[K", err=True, nl=False)) \
-            if live else (lambda m: None)
-        rec = Recorder(col, w, model_interval_s=model_interval, command=list(cmd),
-                       max_size_bytes=max_size, status=status)
-        rec.start()
-        if cmd:
-            try:
-                proc = subprocess.Popen(list(cmd))
-            except OSError as e:
-                rec.stop_reason = "command failed to start"
-                rec.finish()
-                fail(f"cannot run {cmd[0]}: {e.strerror}", 127)
-            POLICY.adopt(proc)      # CMD gets the first stop signal too
-        if not quiet:
-            what = f"until {cmd[0]} exits" if cmd else (
-                f"for {duration:g} s" if duration else "until Ctrl-C")
-            click.echo(f"erofs-top: recording to {output} {what} "
-                       f"({fmt.CODEC_NAMES[codec]}, tier {col.tier})", err=True)
-        try:
-            rec.run(duration_s=duration, proc=proc, should_stop=lambda: POLICY.stopping)
-        except fmt.RecordingError as e:
-            click.echo(f"erofs-top: {e}; the recording ends here", err=True)
-            rec.stop_reason = "write error"
-            failed = True
-        rec.finish()
-        if live:
-            click.echo("", err=True)        # end the progress line
-        if proc is not None:
-            if proc.poll() is None and not quiet:
-                click.echo(f"erofs-top: recording stopped ({rec.stop_reason}); waiting for "
-                           f"{cmd[0]} to exit", err=True)
-            rc = proc.wait()        # a stop signal reached CMD too; a third kills it
+        _record(col, state, output, codec, max_size, model_interval, duration, quiet, cmd)
     except KeyboardInterrupt:
+        rec = state["rec"]
         if rec is not None and not rec.w.closed:
             rec.stop_reason = "interrupted"
             rec.finish()
     except (CollectorError, OSError) as e:
+        rec = state["rec"]
         if rec is None:
             col.close()
             fail(str(e))
         click.echo(f"erofs-top: {e}; the recording ends here", err=True)
-        failed = True
+        state["failed"] = True
         if not rec.w.closed:
             rec.stop_reason = "collector error"
             rec.finish()
     finally:
         col.close()
+    rec, proc, rc = state["rec"], state["proc"], state["rc"]
     if rec is not None:
-        size = os.path.getsize(output) if os.path.exists(output) else 0
-        bpe = f", {size / rec.events_total:.1f} B/event" if rec.events_total else ""
-        lost = f"{rec.lost_events} lost in the kernel"
-        unwritten = f", {rec.w.events_unwritten} not written" if rec.w.events_unwritten else ""
-        click.echo(f"erofs-top: recorded {rec.events_total} events ({lost}{unwritten}) to "
-                   f"{output} ({fmt_bytes(size)}{bpe}); stopped: {rec.stop_reason}", err=True)
-        if rec.stop_reason == "max-size":
-            click.echo(f"erofs-top: --max-size {fmt_bytes(max_size)} reached: the recording "
-                       f"ends early", err=True)
-    if failed:
+        _say_what_was_recorded(rec, output, max_size)
+    if state["failed"]:
         sys.exit(EXIT_FAIL)
     if rec is not None and rec.stop_reason == "interrupted" and proc is None:
         sys.exit(POLICY.exit_code)
     sys.exit(rc if rc >= 0 else 128 - rc)
+
+
+def _record(col, state: dict, output: str, codec: int, max_size, model_interval: float,
+            duration, quiet: bool, cmd) -> None:
+    """Write the recording until its end; ``state`` carries what the caller
+    reports (the recorder, CMD and its status, a failure) even on an exception."""
+    from .recorder import Recorder
+    from .writer import RecordingWriter
+    try:
+        w = RecordingWriter(output, codec=codec, max_size_bytes=max_size)
+    except fmt.RecordingError as e:
+        fail(str(e))
+    live = not quiet and sys.stderr.isatty()
+    status = _progress_line if live else (lambda m: None)
+    rec = state["rec"] = Recorder(col, w, model_interval_s=model_interval, command=list(cmd),
+                                  max_size_bytes=max_size, status=status)
+    rec.start()
+    proc = None
+    if cmd:
+        try:
+            proc = state["proc"] = subprocess.Popen(list(cmd))
+        except OSError as e:
+            rec.stop_reason = "command failed to start"
+            rec.finish()
+            fail(f"cannot run {cmd[0]}: {e.strerror}", EXIT_NO_COMMAND)
+        POLICY.adopt(proc)      # CMD gets the first stop signal too
+    if not quiet:
+        _announce(output, cmd, duration, codec, col.tier)
+    try:
+        rec.run(duration_s=duration, proc=proc, should_stop=lambda: POLICY.stopping)
+    except fmt.RecordingError as e:
+        click.echo(f"erofs-top: {e}; the recording ends here", err=True)
+        rec.stop_reason = "write error"
+        state["failed"] = True
+    rec.finish()
+    if live:
+        click.echo("", err=True)        # end the progress line
+    if proc is not None:
+        if proc.poll() is None and not quiet:
+            click.echo(f"erofs-top: recording stopped ({rec.stop_reason}); waiting for "
+                       f"{cmd[0]} to exit", err=True)
+        state["rc"] = proc.wait()   # a stop signal reached CMD too; a third kills it
+
+
+def _announce(output: str, cmd, duration: float | None, codec: int, tier: str) -> None:
+    what = f"until {cmd[0]} exits" if cmd else (
+        f"for {duration:g} s" if duration else "until Ctrl-C")
+    click.echo(f"erofs-top: recording to {output} {what} "
+               f"({fmt.CODEC_NAMES[codec]}, tier {tier})", err=True)
+
+
+def _progress_line(m: str) -> None:
+    """A progress line that rewrites itself (on a terminal only, not into logs)."""
+    click.echo(f"\rerofs-top: recording: {m}\033[K", err=True, nl=False)
+
+
+def _open_record_collector(ring_buffer_pages: int, **kw):
+    """The tracepoint tier in record mode, or a one-line failure (no --no-bpf hint:
+    a recording needs BPF)."""
+    try:
+        from ..kernel.probes import TracepointCollector
+    except ImportError as e:
+        fail(f"the tracepoint tier is not available in this install ({e})")
+    pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
+    try:
+        return TracepointCollector(record=True, ringbuf_pages=pages, **kw)
+    except CollectorError as e:
+        # its hint (--no-bpf) is for the live faces; a recording needs BPF
+        fail(f"{e.reason} (recording needs the tracepoint tier)")
+    except PermissionError as e:
+        fail(f"permission denied: {e.filename or e} (recording needs root for BPF)")
+    except KeyboardInterrupt:
+        fail("interrupted before recording started", POLICY.exit_code)
+
+
+def _say_what_was_recorded(rec, output: str, max_size: int | None) -> None:
+    size = os.path.getsize(output) if os.path.exists(output) else 0
+    bpe = f", {size / rec.events_total:.1f} B/event" if rec.events_total else ""
+    lost = f"{rec.lost_events} lost in the kernel"
+    unwritten = f", {rec.w.events_unwritten} not written" if rec.w.events_unwritten else ""
+    click.echo(f"erofs-top: recorded {rec.events_total} events ({lost}{unwritten}) to "
+               f"{output} ({fmt_bytes(size)}{bpe}); stopped: {rec.stop_reason}", err=True)
+    if rec.stop_reason == "max-size":
+        click.echo(f"erofs-top: --max-size {fmt_bytes(max_size)} reached: the recording "
+                   f"ends early", err=True)
 
 
 # ---------------------------------------------------------------- report
@@ -258,10 +272,10 @@ def record_command(output, duration, max_size, model_interval, compress, ring_bu
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document: the `once --json` keys (docs/json.md) plus "
                    "`timeline` and `recording` (docs/recording.md).")
-@click.option("--files", "files_rows", type=count(0, 1_000_000), default=10, show_default=True,
-              help="File rows in the text tables.")
-@click.option("--files-cap", type=count(1, 1_000_000), default=None,
+@click.option("--files", "files_cap", type=count(1, 1_000_000), default=None,
               help="At most this many files in files[] (default: as recorded).")
+@click.option("--rows", "files_rows", type=count(0, 1_000_000), default=10, show_default=True,
+              help="File rows in the text tables.")
 @click.option("--samples", type=count(2, 100_000), default=300, show_default=True,
               help="At most this many timeline points (one a second, coarser for long "
                    "recordings).")
@@ -304,7 +318,7 @@ def report_command(file, as_json, files_rows, files_cap, samples, at):
 @click.option("--at", "at", default=None, metavar="TIME",
               help="Start at TIME: seconds since the recording began (90, 12.5) or the "
                    "wall-clock time HH:MM[:SS] it was recorded at.")
-@click.option("--files-cap", type=count(1, 1_000_000), default=None,
+@click.option("--files", "files_cap", type=count(1, 1_000_000), default=None,
               help="At most this many files per Model (default: as recorded).")
 def replay_command(file, speed, step_s, at, files_cap):
     """The live UI on a recording, no root needed.  Keys: p pause, n / b one

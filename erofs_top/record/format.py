@@ -53,26 +53,6 @@ CODEC_NAMES = {CODEC_NONE: "none", CODEC_ZLIB: "zlib", CODEC_ZSTD: "zstd"}
 # A damaged length field must not make a reader allocate gigabytes.
 MAX_BLOCK_RAW_BYTES = 256 << 20
 
-# Event kinds (readings.PageEvent.kind).  >= 16: shared-inode (inode_share) events,
-# keyed by the shared mapping, an opaque 64-bit id (never a fingerprint or domain_id).
-KIND_ADD = 1
-KIND_DELETE = 2
-KIND_READAHEAD = 3
-KIND_READ_FOLIO = 4
-KIND_BACKING_ADD = 5
-KIND_BACKING_DELETE = 6
-KIND_SHARE_OPEN = 16    # a cgroup opened real inode (dev, ino) backed by shared `mapping`
-KIND_SHARE_READ = 17    # ... read it
-KIND_SHARE_MMAP = 18    # ... mapped it
-KIND_SHARE_FILL = 19    # pages [index, index+nr) inserted into the shared mapping
-KIND_SHARE_FREE = 20    # pages removed from the shared mapping
-KIND_NAMES = {KIND_ADD: "add", KIND_DELETE: "delete", KIND_READAHEAD: "readahead",
-              KIND_READ_FOLIO: "read_folio", KIND_BACKING_ADD: "backing_add",
-              KIND_BACKING_DELETE: "backing_delete", KIND_SHARE_OPEN: "share_open",
-              KIND_SHARE_READ: "share_read", KIND_SHARE_MMAP: "share_mmap",
-              KIND_SHARE_FILL: "share_fill", KIND_SHARE_FREE: "share_free"}
-
-
 class RecordingError(Exception):
     """A one-line, user-facing reason why a recording cannot be read or written."""
 
@@ -193,9 +173,13 @@ def json_bytes(obj) -> bytes:
 # mostly-constant columns (dev, kind, pid, cgroup) to almost nothing.
 _COLUMNS = (("kind", "B"), ("dev", "I"), ("ino", "Q"), ("index", "Q"),
             ("nr_pages", "I"), ("cgroup_id", "Q"), ("pid", "I"))
-# probes/filemap.c `struct page_event`: ts_ns, cgroup_id, ino, index (u64), dev,
-# nr_pages, pid (u32), kind (u8), 3 pad bytes
-PROBE_EVENT = struct.Struct("<QQQQIIIB3x")
+# probes/filemap.c `struct page_event`, field by field (name, struct code; the
+# pad has no name); tests/unit/test_probe_contracts.py compares it with the C
+PROBE_EVENT_FIELDS = (("ts_ns", "Q"), ("cgroup_id", "Q"), ("ino", "Q"), ("index", "Q"),
+                      ("dev", "I"), ("nr_pages", "I"), ("pid", "I"), ("kind", "B"),
+                      ("", "3x"))
+PROBE_EVENT = struct.Struct("<" + "".join(code for _, code in PROBE_EVENT_FIELDS))
+_PROBE_EVENT_NAMES = tuple(name for name, _ in PROBE_EVENT_FIELDS if name)
 _HOT_COLUMNS = (("ts_ns", "Q"),) + _COLUMNS
 _HOT_GETTERS = tuple((operator.attrgetter(name), code) for name, code in _HOT_COLUMNS)
 _EV_HEAD = struct.Struct("<IHHQ")   # count, flags, reserved, first ts_ns
@@ -275,11 +259,11 @@ class EventBatch:
         n = len(buf) // PROBE_EVENT.size
         if n == 0:
             return cls.empty()
-        ts, cg, ino, index, dev, nr, pid, kind = zip(*PROBE_EVENT.iter_unpack(
-            memoryview(buf)[:n * PROBE_EVENT.size]))
-        return cls(array("Q", ts), array("B", kind), array("I", dev), array("Q", ino),
-                   array("Q", index), array("I", nr), array("Q", cg), array("I", pid),
-                   array("Q", bytes(8 * n)))
+        c = dict(zip(_PROBE_EVENT_NAMES, zip(*PROBE_EVENT.iter_unpack(
+            memoryview(buf)[:n * PROBE_EVENT.size]))))
+        return cls(array("Q", c["ts_ns"]), array("B", c["kind"]), array("I", c["dev"]),
+                   array("Q", c["ino"]), array("Q", c["index"]), array("I", c["nr_pages"]),
+                   array("Q", c["cgroup_id"]), array("I", c["pid"]), array("Q", bytes(8 * n)))
 
     def time_ordered(self) -> "EventBatch":
         """The events sorted by ts_ns (stable).  Ring buffer order is time order

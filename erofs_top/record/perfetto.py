@@ -22,6 +22,36 @@ def _us(t_s: float) -> float:
     return round(t_s * 1e6, 3)
 
 
+def _container_pids(tl: tlmod.Timeline) -> tuple[dict[int, int], dict[int, str]]:
+    """A trace process per cgroup seen in the timeline, in order of appearance."""
+    pids: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for s in tl.samples:
+        for c in s.model.containers:
+            if c.cgroup_id not in pids:
+                pids[c.cgroup_id] = FIRST_CONTAINER_PID + len(pids)
+                names[c.cgroup_id] = c.cgroup
+    return pids, names
+
+
+def _burst_events(bursts: list[dict[str, Any]], pids: dict[int, int]) -> list[dict[str, Any]]:
+    """An instant and a span per insert burst, on its cgroup's track."""
+    ev = []
+    for b in bursts:
+        pid = pids.get(b["cgroup_id"])
+        if pid is None:
+            continue
+        args = {"inserted_bytes": b["inserted_bytes"],
+                "inserted_bytes_per_s": b["inserted_bytes_per_s"],
+                "duration_s": round(b["t_end_s"] - b["t_start_s"], 3)}
+        ev.append({"ph": "i", "pid": pid, "tid": 1, "s": "p", "ts": _us(b["t_start_s"]),
+                   "name": "insert burst", "args": args})
+        ev.append({"ph": "X", "pid": pid, "tid": 1, "ts": _us(b["t_start_s"]),
+                   "dur": _us(b["t_end_s"] - b["t_start_s"]), "name": "insert burst",
+                   "args": args})
+    return ev
+
+
 def trace(rec: Recording, tl: tlmod.Timeline, *,
           burst_min_rate_bytes_per_s: float = DEFAULT_BURST_MIN_RATE) -> dict[str, Any]:
     ev: list[dict[str, Any]] = []
@@ -39,13 +69,7 @@ def trace(rec: Recording, tl: tlmod.Timeline, *,
 
     host = rec.start.get("hostname", "")
     meta(NODE_PID, f"node {host}".strip() + " (EROFS page cache)", 1, "events")
-    pids: dict[int, int] = {}
-    names: dict[int, str] = {}
-    for s in tl.samples:
-        for c in s.model.containers:
-            if c.cgroup_id not in pids:
-                pids[c.cgroup_id] = FIRST_CONTAINER_PID + len(pids)
-                names[c.cgroup_id] = c.cgroup
+    pids, names = _container_pids(tl)
     for cg, pid in pids.items():
         meta(pid, f"{names[cg]} (cgroup {cg})", 1, "bursts")
 
@@ -80,18 +104,7 @@ def trace(rec: Recording, tl: tlmod.Timeline, *,
                    "name": f"{n} events lost", "args": {"lost_events": n}})
 
     bursts = tlmod.bursts(tl, burst_min_rate_bytes_per_s)
-    for b in bursts:
-        pid = pids.get(b["cgroup_id"])
-        if pid is None:
-            continue
-        args = {"inserted_bytes": b["inserted_bytes"],
-                "inserted_bytes_per_s": b["inserted_bytes_per_s"],
-                "duration_s": round(b["t_end_s"] - b["t_start_s"], 3)}
-        ev.append({"ph": "i", "pid": pid, "tid": 1, "s": "p", "ts": _us(b["t_start_s"]),
-                   "name": "insert burst", "args": args})
-        ev.append({"ph": "X", "pid": pid, "tid": 1, "ts": _us(b["t_start_s"]),
-                   "dur": _us(b["t_end_s"] - b["t_start_s"]), "name": "insert burst",
-                   "args": args})
+    ev += _burst_events(bursts, pids)
     end = rec.end or {}
     ev.append({"ph": "i", "pid": NODE_PID, "tid": 1, "s": "g", "ts": _us(tl.duration_s),
                "name": f"recording end: {end.get('reason', 'cut (no end block)')}", "args": {}})

@@ -19,7 +19,7 @@ from . import format as fmt
 from . import validate
 from .format import EventBatch, RecordingError
 from .meta import file_from_json, mount_from_json, readings_from_json, shared_from_json
-from ..readings import Readings, SharedInode
+from ..readings import EventKind, Readings, SharedInode
 from ..resolve.base import FileInfo, MountInfo
 
 
@@ -215,10 +215,11 @@ class Recording:
             b = EventBatch.decode(raw)
             if len(b):
                 self.event_blocks.append(EventBlockRef(offset, len(b), b.ts_ns[0], max(b.ts_ns)))
-                if max(b.kind) >= fmt.KIND_BACKING_ADD:
-                    self.shared_events_count += sum(1 for k in b.kind if k >= fmt.KIND_SHARE_OPEN)
-                    self.backing_events_count += sum(
-                        1 for k in b.kind if k in (fmt.KIND_BACKING_ADD, fmt.KIND_BACKING_DELETE))
+                if max(b.kind) >= EventKind.BACKING_ADD:
+                    share, backing = EventKind.SHARE_OPEN, (EventKind.BACKING_ADD,
+                                                            EventKind.BACKING_DELETE)
+                    self.shared_events_count += sum(1 for k in b.kind if k >= share)
+                    self.backing_events_count += sum(1 for k in b.kind if k in backing)
         elif btype == fmt.BLOCK_META:
             self._merge_meta(_json(raw))
         elif btype == fmt.BLOCK_SEED:

@@ -10,7 +10,7 @@ it cannot hold the kernel counts as lost, and the report shows it per second.
 
 The collector's resolvers are wrapped (Logging*) so that every answer they
 give the live aggregator is stored: offline, the same questions get the same
-answers from fixtures.  Digests only: resolve/content.py never hands out a raw
+answers from static resolvers (Static*).  Digests only: resolve/content.py never hands out a raw
 fingerprint xattr, and meta.safe_digest drops anything that is not a digest.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..units import fmt_bytes
+from ..readings import EventKind
 from . import format as fmt
 from .meta import (file_to_json, mount_to_json, readings_to_json, safe_digest,
                    shared_to_json)
@@ -132,14 +133,14 @@ def _events_lost(col) -> int:
 
 def _page_cache_bytes() -> int:
     try:
-        from ..truth import meminfo_cached_bytes
+        from ..pagecache import meminfo_cached_bytes
         return int(meminfo_cached_bytes())
     except Exception:
         return 0
 
 
 class Recorder:
-    """Drives one recording.  ``col``: a ProbeCollector(record=True) (or anything
+    """Drives one recording.  ``col``: a TracepointCollector(record=True) (or anything
     with poll_events/read/refresh/mounts/cgroups/content/tier/page_size).
     ``status`` gets a one-line progress note once a second."""
 
@@ -241,8 +242,9 @@ class Recorder:
         if isinstance(events, fmt.EventBatch):
             self.w.add_batch(events)
             self.events_total += len(events)
+            last_file_kind = EventKind.READ_FOLIO     # a local: no Enum lookup per event
             for kind, dev, ino in zip(events.kind, events.dev, events.ino):
-                if kind <= fmt.KIND_READ_FOLIO and (dev, ino) not in seen_f:
+                if kind <= last_file_kind and (dev, ino) not in seen_f:
                     self._note_file(dev, ino)
             for cg in set(events.cgroup_id) - seen_c:
                 self._note_cgroup(cg)
@@ -250,7 +252,7 @@ class Recorder:
         self.w.add_events(events)
         self.events_total += len(events)
         for e in events:
-            if e.kind <= fmt.KIND_READ_FOLIO:
+            if e.kind <= EventKind.READ_FOLIO:
                 if (e.dev, e.ino) not in seen_f:
                     self._note_file(e.dev, e.ino)
             if e.cgroup_id not in seen_c:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..readings import PageChunk, PageEvent, Readings, kdev
+from ..readings import EventKind, PageChunk, PageEvent, Readings, kdev
 from ..resolve.base import AOPS_BLOCK, AOPS_FILEIO, FileInfo, ImageInfo, MountInfo
 from . import format as fmt
 from .meta import file_to_json, mount_to_json, readings_to_json, shared_to_json
@@ -84,8 +84,8 @@ class Script:
         n = max(1, pages // folio_pages)
         for i in range(n):
             t = t_s + spread_s * i / n
-            self.ev(t, fmt.KIND_READAHEAD, dev, ino, i * folio_pages, folio_pages, cg)
-            self.ev(t, fmt.KIND_ADD, dev, ino, i * folio_pages, folio_pages, cg)
+            self.ev(t, EventKind.READAHEAD, dev, ino, i * folio_pages, folio_pages, cg)
+            self.ev(t, EventKind.ADD, dev, ino, i * folio_pages, folio_pages, cg)
 
 
 def demo_script() -> Script:
@@ -101,10 +101,10 @@ def demo_script() -> Script:
     s.read_file(3.05, DEV_B, LIB_INO, LIB_PAGES, CG_B, folio_pages=16)
     s.read_file(3.15, DEV_B, DATA_INO, DATA_PAGES, CG_B, folio_pages=16)
     for i in range(0, 64, 4):        # reclaim: 64 pages of ctr-a's data.bin, by the root cgroup
-        s.ev(5.05 + i / 1000, fmt.KIND_DELETE, DEV_A, DATA_INO, i, 4, CG_ROOT)
+        s.ev(5.05 + i / 1000, EventKind.DELETE, DEV_A, DATA_INO, i, 4, CG_ROOT)
     for t in range(1, 7):
         s.ticks.append((float(t), 0 if t < 3 else 7))
-    s.ev(5.95, fmt.KIND_READ_FOLIO, DEV_A, DATA_INO, 200, 1, CG_A)
+    s.ev(5.95, EventKind.READ_FOLIO, DEV_A, DATA_INO, 200, 1, CG_A)
     s.duration_s = 6.0
     return s
 

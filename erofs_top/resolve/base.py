@@ -1,7 +1,8 @@
 """Resolver interfaces: ids from the kernel -> names and identities.
 
-Each resolver has a real implementation (mounts.py, cgroups.py, content.py)
-and a fixture-fed one (``Fixture*`` below) for unit tests of the aggregator.
+Each resolver has a live implementation (mounts.py, cgroups.py, content.py),
+reading this host, and a static one (``Static*`` below) answering from fixed
+tables: a recording's (replay, report) and unit tests'.
 """
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 # inode_share only shares files whose address_space_operations are the same
-# (7.0-rc2 "same aops only"): the three classes of kernel-facts section 1.
+# (7.0-rc2 "same aops only").  The three classes are what erofs_get_aops()
+# (fs/erofs/internal.h) gives a data inode: z_erofs_aops for compressed
+# layouts, erofs_fileio_aops on a file-backed superblock, erofs_aops otherwise.
 AOPS_FILEIO = "fileio"          # plain file on a file-backed mount (erofs_fileio_aops)
 AOPS_BLOCK = "block"            # plain file on a loop or block device (erofs_aops)
 AOPS_COMPRESSED = "compressed"  # compressed file, any backing (z_erofs_aops)
@@ -101,10 +104,10 @@ class ContentResolver(Protocol):
     def digest(self, mount: MountInfo, ino: int) -> str | None: ...
 
 
-# ---------------------------------------------------------------- fixtures
+# ---------------------------------------------------------------- static (recordings, tests)
 @dataclass
-class FixtureMounts:
-    """Mount resolver fed from a list (unit tests, recordings)."""
+class StaticMounts:
+    """Mount resolver answering from a fixed list (recordings, unit tests)."""
     items: list[MountInfo] = field(default_factory=list)
 
     def refresh(self):
@@ -118,7 +121,7 @@ class FixtureMounts:
 
 
 @dataclass
-class FixtureCgroups:
+class StaticCgroups:
     paths: dict[int, str] = field(default_factory=dict)
 
     def resolve(self, cgroup_id):
@@ -131,7 +134,7 @@ class FixtureCgroups:
 
 
 @dataclass
-class FixtureContent:
+class StaticContent:
     """files: (dev, ino) -> FileInfo; content: (dev, ino) -> sha256 hex."""
     files: dict[tuple[int, int], FileInfo] = field(default_factory=dict)
     content: dict[tuple[int, int], str] = field(default_factory=dict)

@@ -12,7 +12,7 @@ still matched.  The raw xattr value never leaves this module: the kernel appends
 the secret domain_id to it for sharing, and only the digest is needed here.
 
 Everything erofs-top reads itself (ELF notes, content for digests) goes through
-truth.preserve_residency: pages that were not cached before are dropped again, so
+pagecache.preserve_residency: pages that were not cached before are dropped again, so
 the tool does not change the page cache it measures.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import stat
 import struct
 import time
 
-from ..truth import preserve_residency
+from ..pagecache import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
 from .superblock import (ErofsFormatError, Superblock, compressed_page_map, data_extents,

@@ -1,6 +1,7 @@
 """EROFS mounts from /proc/self/mountinfo: device, mount point, backing, image.
 
-Backing modes (kernel-facts section 7):
+Backing modes (fs/erofs/super.c, erofs_fc_get_tree: a source that is not a block
+device is opened as the image file when CONFIG_EROFS_FS_BACKED_BY_FILE):
   file  -- file-backed mount (Linux 6.12+): anonymous ``0:N`` dev, source = image path;
   loop  -- a loop device (``/sys/dev/block/M:m/loop`` exists; major 7 normally); the
            image is its backing file (LOOP_GET_STATUS64 gives its dev/inode exactly,

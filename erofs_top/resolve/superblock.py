@@ -6,7 +6,7 @@ Inodes live at ``meta_blkaddr * block_size + nid * 32`` (32-byte compact or
 64-byte extended form); ``i_format`` bit 0 = extended, bits 1..3 = data layout.
 
 Reads of a live image go through ``read_image`` which does not leave pages in the
-host page cache that were not there before (see truth.preserve_residency), so
+host page cache that were not there before (see pagecache.preserve_residency), so
 looking at a superblock never changes the backing-file numbers we report.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import subprocess
 import uuid as uuidlib
 from dataclasses import dataclass
 
+from ..pagecache import preserve_residency
 from .base import ImageInfo
 
 EROFS_SUPER_OFFSET = 1024
@@ -371,7 +372,7 @@ def read_image(path: str, offset: int, length: int) -> bytes:
 
     O_DIRECT first (no page-cache insertions at all); where that is refused
     (tmpfs before 6.6, some FUSE), a buffered read whose new pages are dropped
-    again (truth.preserve_residency).  Raises OSError.
+    again (pagecache.preserve_residency).  Raises OSError.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
@@ -384,7 +385,6 @@ def read_image(path: str, offset: int, length: int) -> bytes:
             os.close(fd)
         if data is not None:
             return data
-    from ..truth import preserve_residency
     with preserve_residency([path]):
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:

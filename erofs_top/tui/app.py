@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from typing import Any, Hashable
+from typing import Any
 
 from rich.text import Text
 from textual import events, work
@@ -23,7 +23,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static
 
-from ..history import DEFAULT_GRACE_S, History
+from .history import DEFAULT_GRACE_S, History
 from ..model import Model
 from ..units import fmt_seconds
 from . import containers, files, images

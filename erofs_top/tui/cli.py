@@ -6,17 +6,10 @@ import sys
 
 import click
 
+from ..errors import fail
 from ..params import count, seconds
 from ..signals import POLICY
 from .app import DEFAULT_INTERVAL_S, INTERVALS_S, sort_keys
-
-EXIT_FAIL = 1
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"erofs-top: {msg}", err=True)
-    sys.exit(EXIT_FAIL)
-
 
 @click.command("top", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--interval", "interval_s", type=seconds(0.1, 3600),
@@ -51,26 +44,27 @@ def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, files_cap, g
     detail, s/r sort, / filter, p pause, +/- interval, ? help, q quit.
     Needs root for BPF; --no-bpf works from kernel ground truth alone.
     """
-    from ..collector import CollectorError, open_collector
+    from ..errors import CollectorError
+    from ..tiers import open_collector
     from .app import run_app
 
     if not sys.stdout.isatty() and not os.environ.get("EROFS_TOP_FORCE_TUI"):
-        _fail("the live UI needs a terminal; use `erofs-top once` or `erofs-top snapshot --json` "
+        fail("the live UI needs a terminal; use `erofs-top once` or `erofs-top snapshot --json` "
               "for scripts")
     try:
         source = open_collector(no_bpf=no_bpf, cgroup_root=cgroup_root, files_cap=files_cap)
     except CollectorError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except PermissionError as exc:
-        _fail(f"permission denied: {exc.filename or exc} (run as root, or use --no-bpf)")
+        fail(f"permission denied: {exc.filename or exc} (run as root, or use --no-bpf)")
     except OSError as exc:
-        _fail(f"cannot start collecting: {exc.strerror or exc}")
+        fail(f"cannot start collecting: {exc.strerror or exc}")
     except ImportError as exc:
-        _fail(f"BPF needs BCC (python3-bpfcc), which cannot be imported ({exc}); "
+        fail(f"BPF needs BCC (python3-bpfcc), which cannot be imported ({exc}); "
               "use --no-bpf for the snapshot tier")
     except Exception as exc:        # one line, never a traceback
         text = str(exc).strip().splitlines()
-        _fail(f"cannot start collecting: {text[0] if text else type(exc).__name__}"
+        fail(f"cannot start collecting: {text[0] if text else type(exc).__name__}"
               " (--no-bpf runs without BPF)")
     try:
         run_app(source, interval_s=interval_s, sort=sort.lower() if sort else None,

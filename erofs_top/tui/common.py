@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Hashable
 
-from ..history import History
 from ..names import display
+from .history import History
 from ..model import TIER_FULL, TIER_SNAPSHOT, Container, Model
 from ..units import fmt_bytes
 
@@ -111,7 +111,3 @@ def bytes_total(attr: str):
 
 def count_total(keys: list[Hashable], rows: dict[Hashable, Any]) -> str:
     return f"TOTAL {len(keys)}"
-
-
-def gone_marker(fade: float) -> str:
-    return " (gone)" if fade > 0 else ""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-from ..history import CONTAINERS, Rates
+from .history import CONTAINERS, Rates
 from ..units import (BYTES_WIDTH, COUNT_RATE_WIDTH, RATE_WIDTH, UNKNOWN, fmt_bytes,
                      fmt_count_rate, fmt_rate)
 from .common import ViewContext, bytes_total, count_total, container_match_text, container_name, sparkline

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from ..history import CONTAINERS, FILES, MOUNTS
+from .history import CONTAINERS, FILES, MOUNTS
 from ..model import Container, File, Model, Mount
 from ..units import fmt_bytes, fmt_count_rate, fmt_rate, UNKNOWN
 from .common import ViewContext, chart, container_name

@@ -1,7 +1,7 @@
 """ELF build-id and "which sections do the resident pages fall in" for a file.
 
 The Model's File has a path and resident bytes, not page indices, so the
-Files view asks the page cache itself: ``truth.resident_pages`` (mincore on a
+Files view asks the page cache itself: ``pagecache.resident_pages`` (mincore on a
 mapping, which faults nothing in) gives the resident page indices, and
 pyelftools gives the section ranges.  Only done for the rows on screen and
 cached per (path, size, resident bytes).
@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from .. import truth
+from .. import pagecache
 from ..units import fmt_bytes
 
 DEBUG = "debug"
@@ -127,7 +127,7 @@ def elf_info(path: str, page_size: int | None = None,
     except OSError as exc:
         return ElfInfo(error=f"unreadable: {exc.strerror or exc}")
     try:
-        pages = truth.resident_pages(path)
+        pages = pagecache.resident_pages(path)
     except OSError as exc:
         return ElfInfo(build_id=build_id, error=f"mincore failed: {exc.strerror or exc}")
     split = split_pages(pages, page_size, ranges)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-from ..history import FILES
+from .history import FILES
 from ..model import File
 from ..units import BYTES_WIDTH, UNKNOWN, fmt_bytes
 from .common import ViewContext, bytes_total, count_total

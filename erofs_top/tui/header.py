@@ -7,9 +7,9 @@ from rich.text import Text
 from textual.widget import Widget
 
 from ..advise import advise
-from ..history import History
 from ..model import TIER_FULL, TIER_SNAPSHOT, Model
 from ..units import fmt_bytes, fmt_count, fmt_pct, fmt_rate, fmt_seconds
+from .history import History
 
 MAP_FULL_WARN = 0.90        # map fullness that earns a warning
 

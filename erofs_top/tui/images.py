@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-from ..history import MOUNTS
+from .history import MOUNTS
 from ..model import Mount
 from ..units import BYTES_WIDTH, fmt_bytes
 from .common import ViewContext, bytes_total, count_total, sparkline

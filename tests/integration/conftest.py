@@ -50,8 +50,8 @@ def cgroup_prefix(request):
 @pytest.fixture
 def probes():
     """A tracepoint-tier collector, attached; detached after the test."""
-    from erofs_top.kernel.probes import ProbeCollector
-    col = ProbeCollector()
+    from erofs_top.kernel.probes import TracepointCollector
+    col = TracepointCollector()
     try:
         yield col
     finally:

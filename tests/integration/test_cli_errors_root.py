@@ -64,11 +64,19 @@ def test_missing_command_exit_127():
     one_line_error(r)
 
 
+def _default_sigint():
+    """A suite started in the background by a shell without job control (`cmd &`
+    in a script) inherits SIGINT ignored, and so would erofs-top: Python then
+    never raises KeyboardInterrupt.  Ctrl-C at a terminal is what is tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_detaches_and_exits_130(stack):
     src = make_tree(stack.dir / "src", {"f": 1 << 20})
     build_image(src, stack.dir / "a.erofs")
     p = subprocess.Popen(CLI + ["once", "--json", "--duration", "60"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)
     # wait until the probes are attached (the program shows up in its fdinfo)
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -27,7 +27,7 @@ import pytest
 
 from erofs_top.model import Model
 from erofs_top.workload import DEMO_FILES, DemoScenario, drop_file_cache
-from exporters import caps
+from erofs_top.exporter import privileges
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -127,9 +127,9 @@ def test_exporter_under_prometheus_matches_once(stack, cgroup_prefix, tmp_path):
         pid = exporter.pid      # unshare and sh exec: the same process ends up as python
         root_opts = next(ln.split()[5] for ln in open(f"/proc/{pid}/mountinfo") if ln.split()[4] == "/")
         assert root_opts.split(",")[0] == "ro", root_opts
-        allowed = 1 << caps.CAPS["dac_read_search"]
+        allowed = 1 << privileges.CAPS["dac_read_search"]
         for task in os.listdir(f"/proc/{pid}/task"):
-            c = caps.current_caps(f"{pid}/task/{task}")
+            c = privileges.current_caps(f"{pid}/task/{task}")
             assert c["CapEff"] & ~allowed == 0 and c["CapBnd"] & ~allowed == 0, (task, c)
 
         demo.read_all()

@@ -1,6 +1,6 @@
 """The tracepoint tier against kernel ground truth, on this real kernel.
 
-Oracles: mincore(2) page masks and cachestat(2) per file (erofs_top.truth),
+Oracles: mincore(2) page masks and cachestat(2) per file (erofs_top.pagecache),
 and the snapshot tier (owners through /proc/kpagecgroup).  Every scenario
 asserts per-cgroup resident and duplicate bytes within 1 %.
 """
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from erofs_top import truth
+from erofs_top import pagecache
 from erofs_top.collector import SnapshotCollector
 from erofs_top.workload import build_image, drop_file_cache, make_tree, read_file
 
@@ -31,7 +31,7 @@ def approx(x):
 
 
 def resident_bytes(path) -> int:
-    return truth.file_resident_pages(path) * PAGE
+    return pagecache.file_resident_pages(path) * PAGE
 
 
 def test_same_image_twice_duplicates_exact(stack, cgroup_prefix, probes):
@@ -46,8 +46,8 @@ def test_same_image_twice_duplicates_exact(stack, cgroup_prefix, probes):
     model = probes.refresh()
     ca, cb = model.container(a.path), model.container(b.path)
     assert ca is not None and cb is not None, [c.cgroup for c in model.containers]
-    mask_a = truth.resident_mask(m1.path("lib.so"))
-    mask_b = truth.resident_mask(m2.path("lib.so"))
+    mask_a = pagecache.resident_mask(m1.path("lib.so"))
+    mask_b = pagecache.resident_mask(m2.path("lib.so"))
     dup_pages = pages(mask_a & mask_b)
     assert dup_pages > 0
     assert ca.resident_bytes == approx(resident_bytes(m1.path("lib.so"))
@@ -89,8 +89,8 @@ def test_two_images_identical_file_found_by_content(stack, cgroup_prefix, probes
 
     model = probes.refresh()
     ca, cb = model.container(a.path), model.container(b.path)
-    dup = pages(truth.resident_mask(m1.path("shared.so"))
-                & truth.resident_mask(m2.path("x/y/shared.so"))) * PAGE
+    dup = pages(pagecache.resident_mask(m1.path("shared.so"))
+                & pagecache.resident_mask(m2.path("x/y/shared.so"))) * PAGE
     assert dup == approx(2 * MiB)
     assert ca.duplicate_bytes == approx(dup) and cb.duplicate_bytes == approx(dup)
     f = next(f for f in model.files if f.path == m1.path("shared.so"))
@@ -221,13 +221,13 @@ def test_loop_mount_attributed(stack, cgroup_prefix, probes):
 
 
 def test_pages_resident_before_start_are_seeded(stack, cgroup_prefix):
-    from erofs_top.kernel.probes import ProbeCollector
+    from erofs_top.kernel.probes import TracepointCollector
     src = make_tree(stack.dir / "src", {"lib.so": 2 * MiB})
     img = build_image(src, stack.dir / "a.erofs")
     m = stack.mount(img, "m")
     a = stack.cgroup(f"{cgroup_prefix}/a")
     read_file(m.path("lib.so"), a)
-    col = ProbeCollector()          # attaches after the read
+    col = TracepointCollector()          # attaches after the read
     try:
         model = col.refresh()
     finally:
@@ -275,10 +275,10 @@ def test_cli_snapshot_json_and_doctor(stack):
 
 
 def test_full_map_is_counted_and_reported(stack, cgroup_prefix):
-    from erofs_top.kernel.probes import ProbeCollector
+    from erofs_top.kernel.probes import TracepointCollector
     src = make_tree(stack.dir / "src", {"big.bin": 8 * MiB})
     img = build_image(src, stack.dir / "a.erofs")
-    col = ProbeCollector(max_chunks=4, seed=False)    # 4 x 64 pages = 1 MiB of tracking
+    col = TracepointCollector(max_chunks=4, seed=False)    # 4 x 64 pages = 1 MiB of tracking
     try:
         m = stack.mount(img, "m")
         a = stack.cgroup(f"{cgroup_prefix}/a")

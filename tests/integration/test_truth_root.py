@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from erofs_top import truth
+from erofs_top import pagecache, snapshot
 from erofs_top.readings import CHUNK_PAGES, kdev_from_st_dev
 from erofs_top.resolve.base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO
 from erofs_top.resolve.cgroups import SysCgroups
@@ -23,7 +23,7 @@ from erofs_top.resolve.mounts import SysMounts
 from erofs_top.workload import build_image, drop_file_cache, make_tree, read_file
 
 pytestmark = pytest.mark.root
-PAGE = truth.PAGE_SIZE
+PAGE = pagecache.PAGE_SIZE
 MiB = 1 << 20
 UUID = "0e0f0e0f-1111-2222-3333-444455556666"
 
@@ -42,7 +42,7 @@ def pages_of(readings, dev, ino):
     for c in readings.chunks:
         if (c.dev, c.ino) == (dev, ino):
             for cg, mask in c.owners.items():
-                for p in truth.mask_pages(mask):
+                for p in pagecache.mask_pages(mask):
                     out[c.chunk * CHUNK_PAGES + p] = cg
     return out
 
@@ -94,27 +94,27 @@ def test_snapshot_matches_reads_cachestat_and_owners(stack, image, cgroup_prefix
 
     sm, cg = SysMounts(), SysCgroups()
     t0 = time.perf_counter()
-    r = truth.snapshot_readings(sm, cg)
+    r = snapshot.snapshot_readings(sm, cg)
     elapsed = time.perf_counter() - t0
     assert not r.probes_attached
     ino_lib, ino_blob = os.stat(mf.path("lib.so")).st_ino, os.stat(ml.path("data/blob.bin")).st_ino
 
     lib = pages_of(r, mf.dev, ino_lib)
     assert set(range(256)) <= set(lib)                                  # what was read
-    assert len(lib) == truth.file_resident_pages(mf.path("lib.so"))     # == cachestat
-    assert sorted(lib) == truth.resident_pages(mf.path("lib.so"))       # == mincore
+    assert len(lib) == pagecache.file_resident_pages(mf.path("lib.so"))     # == cachestat
+    assert sorted(lib) == pagecache.resident_pages(mf.path("lib.so"))       # == mincore
     assert set(lib.values()) == {a.id}, r.warnings                      # charged to a
 
     blob = pages_of(r, ml.dev, ino_blob)
     assert set(range(256, 320)) <= set(blob)
-    assert len(blob) == truth.file_resident_pages(ml.path("data/blob.bin"))
+    assert len(blob) == pagecache.file_resident_pages(ml.path("data/blob.bin"))
     assert set(blob.values()) == {b.id}, r.warnings
     assert cg.resolve(a.id).path == a.path and cg.resolve(b.id).path == b.path
 
     # the image file holds the file-backed mount's data a second time (and the loop's)
     st = os.stat(image)
     key = (kdev_from_st_dev(st.st_dev), st.st_ino)
-    assert r.backing_pages[key] == truth.file_resident_pages(str(image))
+    assert r.backing_pages[key] == pagecache.file_resident_pages(str(image))
     assert r.backing_pages[key] >= 256
     print(f"snapshot of 2 mounts: {elapsed * 1000:.1f} ms")
 
@@ -153,13 +153,13 @@ def test_content_on_real_mounts(stack):
     for p in (mf.path("rand.bin"), ml.path("rand.bin")):
         drop_file_cache(p)
     read_file(mf.path("rand.bin"), None, offset=0, length=64 << 10)
-    before = (truth.resident_mask(mf.path("rand.bin")), truth.file_resident_pages(str(img)),
-              truth.file_resident_pages(ml.path("rand.bin")))
+    before = (pagecache.resident_mask(mf.path("rand.bin")), pagecache.file_resident_pages(str(img)),
+              pagecache.file_resident_pages(ml.path("rand.bin")))
     assert ic.digest(f, ino_rand) == want["rand.bin"].hex()
     assert ic.digest(lo, ino_rand) == want["rand.bin"].hex()
     assert ic.digest_files_total == 1                      # same image: hashed once
-    after = (truth.resident_mask(mf.path("rand.bin")), truth.file_resident_pages(str(img)),
-             truth.file_resident_pages(ml.path("rand.bin")))
+    after = (pagecache.resident_mask(mf.path("rand.bin")), pagecache.file_resident_pages(str(img)),
+             pagecache.file_resident_pages(ml.path("rand.bin")))
     assert after == before
 
 

@@ -7,7 +7,7 @@ from erofs_top.aggregate import UNKNOWN_CGROUP_PATH, aggregate
 from erofs_top.model import Model
 from erofs_top.readings import FileIO, PageChunk, Readings, SharedInode, kdev
 from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo,
-                                    FixtureCgroups, FixtureContent, FixtureMounts, ImageInfo,
+                                    StaticCgroups, StaticContent, StaticMounts, ImageInfo,
                                     MountInfo)
 
 PAGE = 4096
@@ -45,11 +45,11 @@ def chunks_for(dev, ino, pages, cg):
 @pytest.fixture
 def env():
     img1, img2 = image("one"), image("two")
-    mounts = FixtureMounts([mount(DEV_A, "file", img1), mount(DEV_B, "file", img1),
+    mounts = StaticMounts([mount(DEV_A, "file", img1), mount(DEV_B, "file", img1),
                             mount(DEV_C, "loop", img2)])
-    cgroups = FixtureCgroups({CG_A: "/pods/ctrA", CG_B: "/pods/ctrB"})
+    cgroups = StaticCgroups({CG_A: "/pods/ctrA", CG_B: "/pods/ctrB"})
     size = 200 * PAGE
-    content = FixtureContent(files={
+    content = StaticContent(files={
         (DEV_A, 40): FileInfo(40, "/mnt/40/lib.so", size, True, AOPS_FILEIO),
         (DEV_B, 40): FileInfo(40, "/mnt/41/lib.so", size, True, AOPS_FILEIO),
         (DEV_C, 77): FileInfo(77, "/mnt/0/lib.so", size, True, AOPS_BLOCK),

@@ -60,3 +60,23 @@ def test_json_document_is_the_model():
 def test_once_usage_error_is_exit_2():
     r = CliRunner().invoke(main, ["once", "--duration", "-1"])
     assert r.exit_code == 2
+
+
+def test_collector_error_keeps_its_hint_apart():
+    from erofs_top.errors import CollectorError
+    e = CollectorError("tracefs is not mounted", " (or use --no-bpf)")
+    assert str(e) == "tracefs is not mounted (or use --no-bpf)"
+    assert (e.reason, e.hint) == ("tracefs is not mounted", " (or use --no-bpf)")
+    assert str(CollectorError("plain")) == "plain"
+
+
+def test_record_drops_the_no_bpf_hint(monkeypatch, tmp_path):
+    """The live faces offer --no-bpf; a recording cannot run without BPF."""
+    from erofs_top.kernel import host
+    from erofs_top.record.cli import record_command
+    monkeypatch.setattr(host, "bpf_problem", lambda: ("tracefs is not mounted: mount it",
+                                                      " (or use --no-bpf)"))
+    res = CliRunner().invoke(record_command, ["-o", str(tmp_path / "x.rec"), "--duration", "1"])
+    assert res.exit_code == 1
+    assert res.output.strip() == ("erofs-top: tracefs is not mounted: mount it "
+                                  "(recording needs the tracepoint tier)")

@@ -313,7 +313,7 @@ def test_exporter_labels_image_and_layer_never_a_file():
     from prometheus_client.registry import CollectorRegistry
 
     from erofs_top.imageview import image_view
-    from exporters.collector import FamilyBuilder
+    from erofs_top.exporter.metrics import FamilyBuilder
     m = _lab_model()
     m.images = image_view(m.containers, m.mounts)
     fams = FamilyBuilder().build(m)

@@ -12,13 +12,13 @@ import tempfile
 
 import pytest
 
-from erofs_top import truth
+from erofs_top import pagecache
 from erofs_top.readings import kdev_from_st_dev
 from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ImageInfo,
                                     MountInfo)
 from erofs_top.resolve.content import ImageContent, build_id_of, fingerprint_hex
 
-PS = truth.PAGE_SIZE
+PS = pagecache.PAGE_SIZE
 
 
 class Clock:
@@ -122,10 +122,10 @@ def test_digest_does_not_perturb_page_cache(tree):
     os.close(fd)
     m = mount_of(tree)
     assert ImageContent(digest_budget_bytes_per_s=None).digest(m, ino(path))
-    assert truth.resident_pages(path) == [10]
+    assert pagecache.resident_pages(path) == [10]
     # and the test can fail: without preservation the pages stay
     ImageContent(digest_budget_bytes_per_s=None, preserve_cache=False).digest(m, ino(path))
-    assert truth.file_resident_pages(path) > 700
+    assert pagecache.file_resident_pages(path) > 700
 
 
 def readelf_build_id(path):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporters import DEFAULT_PORT
-from exporters.collector import FAMILIES
+from erofs_top.exporter import DEFAULT_PORT
+from erofs_top.exporter.metrics import FAMILIES
 
 REPO = Path(__file__).resolve().parents[2]
 EXP = REPO / "exporters"

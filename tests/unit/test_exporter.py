@@ -23,12 +23,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from erofs_top.model import (TIER_SNAPSHOT, TIER_TRACEPOINT, Container, File, Health, MapUsage,
                              Model, Mount, Totals)
-from exporters import caps
-from exporters.cli import exporter_command
-from exporters.collector import (CONTAINER_LABELS, FAMILIES, OTHER_ID, PREFIX, UNRESOLVED_ID,
-                                 FamilyBuilder, ModelCollector, MonotonicCounters)
-from exporters.podnames import KubeletLogNames
-from exporters.server import Exporter, ListenError, bind, parse_listen, serve
+from erofs_top.exporter import privileges
+from erofs_top.exporter.cli import exporter_command
+from erofs_top.exporter.metrics import (CONTAINER_LABELS, FAMILIES, OTHER_ID, PREFIX, UNRESOLVED_ID,
+                                 FamilyBuilder, ModelMetrics, MonotonicCounters)
+from erofs_top.exporter.podnames import KubeletLogNames
+from erofs_top.exporter.server import Exporter, ListenError, bind, parse_listen, serve
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -64,7 +64,7 @@ def make_model(n_containers=2, n_mounts=2, tier=TIER_TRACEPOINT, **kw) -> Model:
 
 def scrape(builder: FamilyBuilder, model: Model) -> dict:
     """Build, encode, parse: {family name: [(sample name, labels, value)]}."""
-    col = ModelCollector()
+    col = ModelMetrics()
     col.publish(builder.build(model))
     reg = CollectorRegistry(auto_describe=False)
     reg.register(col)
@@ -400,18 +400,18 @@ def test_cli_bad_cap_name():
 
 # ---------------------------------------------------------------- capabilities
 def test_parse_caps():
-    assert caps.parse_caps("CAP_DAC_READ_SEARCH, sys_admin,") == ("dac_read_search", "sys_admin")
-    assert caps.parse_caps("") == ()
+    assert privileges.parse_caps("CAP_DAC_READ_SEARCH, sys_admin,") == ("dac_read_search", "sys_admin")
+    assert privileges.parse_caps("") == ()
 
 
 def test_drop_capabilities_in_child():
-    code = ("import json; from exporters import caps; "
-            "kept = caps.drop_capabilities(('dac_read_search',)); "
-            "print(json.dumps([kept, caps.current_caps()]))")
+    code = ("import json; from erofs_top.exporter import privileges; "
+            "kept = privileges.drop_capabilities(('dac_read_search',)); "
+            "print(json.dumps([kept, privileges.current_caps()]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     kept, now = json.loads(out)
-    allowed = 1 << caps.CAPS["dac_read_search"]
+    allowed = 1 << privileges.CAPS["dac_read_search"]
     assert now["CapEff"] & ~allowed == 0 and now["CapPrm"] & ~allowed == 0
     assert now["CapAmb"] == 0 and now["CapInh"] == 0
     if os.geteuid() == 0:
@@ -420,9 +420,9 @@ def test_drop_capabilities_in_child():
 
 
 def test_drop_capabilities_refuses_with_threads():
-    code = ("import threading, time; from exporters import caps\n"
+    code = ("import threading, time; from erofs_top.exporter import privileges\n"
             "threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
-            "try:\n    caps.drop_capabilities(())\nexcept caps.CapsError as e:\n    print(e)\n")
+            "try:\n    privileges.drop_capabilities(())\nexcept privileges.CapsError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert "2 threads running" in out
@@ -438,7 +438,7 @@ def test_every_family_documented():
 def test_idle_empty_container_drops_series_and_resumes():
     """A removed cgroup the Model still names (nothing resident, no I/O) goes after
     IDLE_REFRESHES builds; when it shows activity again its counter continues."""
-    from exporters.collector import IDLE_REFRESHES
+    from erofs_top.exporter.metrics import IDLE_REFRESHES
     b = FamilyBuilder()
     m = make_model(2)
     gone = m.containers[1]
@@ -493,11 +493,11 @@ def test_metrics_encoded_once_per_model_and_format():
 
 
 def test_default_keep_by_tier_and_kernel():
-    assert caps.default_keep("tracepoint", (6, 18)) == ("dac_read_search",)
-    assert caps.default_keep("full", (7, 0)) == ("dac_read_search",)
-    assert caps.default_keep("tracepoint", (6, 1)) == ("dac_read_search", "bpf")
-    assert caps.default_keep("tracepoint", (5, 4)) == ("dac_read_search", "sys_admin")
-    assert "sys_admin" in caps.default_keep("snapshot", (6, 18))
+    assert privileges.default_keep("tracepoint", (6, 18)) == ("dac_read_search",)
+    assert privileges.default_keep("full", (7, 0)) == ("dac_read_search",)
+    assert privileges.default_keep("tracepoint", (6, 1)) == ("dac_read_search", "bpf")
+    assert privileges.default_keep("tracepoint", (5, 4)) == ("dac_read_search", "sys_admin")
+    assert "sys_admin" in privileges.default_keep("snapshot", (6, 18))
 
 
 def test_cli_no_permission_is_one_line():

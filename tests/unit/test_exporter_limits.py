@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 
 from erofs_top.model import TIER_SNAPSHOT, Model
-from exporters import server as srv
-from exporters.server import Exporter, bind, serve
+from erofs_top.exporter import server as srv
+from erofs_top.exporter.server import Exporter, bind, serve
 
 
 class Source:

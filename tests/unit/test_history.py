@@ -1,7 +1,7 @@
-"""erofs_top.history: rates from counter differences, series, fading rows."""
+"""erofs_top.tui.history: rates from counter differences, series, fading rows."""
 import pytest
 
-from erofs_top.history import (CONTAINERS, FILES, MOUNTS, NO_RATES, History, Ring, row_key)
+from erofs_top.tui.history import (CONTAINERS, FILES, MOUNTS, NO_RATES, History, Ring, row_key)
 from erofs_top.model import TIER_TRACEPOINT
 
 from tui_fixtures import MiB, model

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from erofs_top.readings import PageEvent
+from erofs_top.readings import EventKind, PageEvent
 from erofs_top.record import format as fmt
 from erofs_top.record import synth
 from erofs_top.record.format import EventBatch, RecordingError
@@ -68,9 +68,9 @@ def test_events_round_trip_any_values(tmp_path, events, codec, blocks):
 
 
 def test_mapping_column_round_trip(tmp_path):
-    evs = [PageEvent(10, fmt.KIND_SHARE_FILL, 0, 0, 5, 4, 7, 1)]
+    evs = [PageEvent(10, EventKind.SHARE_FILL, 0, 0, 5, 4, 7, 1)]
     evs[0].mapping = 0xFFFF888812345678
-    evs.append(PageEvent(5, fmt.KIND_ADD, 1, 2, 3, 1, 7, 1))     # ts goes back: signed deltas
+    evs.append(PageEvent(5, EventKind.ADD, 1, 2, 3, 1, 7, 1))     # ts goes back: signed deltas
     p = tmp_path / "m.rec"
     minimal(p, evs)
     assert all_events(Recording.open(str(p))) == as_rows(evs)

@@ -5,36 +5,36 @@ from __future__ import annotations
 
 import time
 
-from erofs_top import aggregate
-from erofs_top.readings import PageChunk, PageEvent, Readings, SharedInode
+from erofs_top.collector import Collector
+from erofs_top.readings import EventKind, PageChunk, PageEvent, Readings, SharedInode
 from erofs_top.record import format as fmt
 from erofs_top.record import synth
 from erofs_top.record.reader import Recording
 from erofs_top.record.recorder import Recorder, monotonic_ns
 from erofs_top.record.replay import Replayer
 from erofs_top.record.writer import RecordingWriter
-from erofs_top.resolve.base import FileInfo, FixtureCgroups, FixtureContent, FixtureMounts
+from erofs_top.resolve.base import FileInfo, StaticCgroups, StaticContent, StaticMounts
 
 PAGE = synth.PAGE
 MAPPING = 0xFFFF8880DEAD0000
 
 
-class FakeRecordCollector:
-    """Scripted stand-in for ProbeCollector(record=True): events in batches,
-    Readings with a shared inode, fixture resolvers."""
+class FakeRecordCollector(Collector):
+    """Scripted stand-in for TracepointCollector(record=True): events in batches,
+    Readings with a shared inode, static resolvers; the real Collector.refresh()."""
     tier = "full"
-    page_size = PAGE
-    files_cap = 50
 
     def __init__(self, batches):
-        self.mounts = FixtureMounts(synth.demo_mounts())
-        self.cgroups = FixtureCgroups({synth.CG_A: "/pods/a", synth.CG_B: "/pods/b"})
         files = {(synth.DEV_A, synth.LIB_INO): FileInfo(synth.LIB_INO, "/a/lib.so", 64 * PAGE,
                                                         True, "fileio"),
                  (synth.DEV_B, synth.LIB_INO): FileInfo(synth.LIB_INO, "/b/lib.so", 64 * PAGE,
                                                         True, "block")}
-        self.content = FixtureContent(files=files, content={k: "ef" * 32 for k in files},
-                                      fingerprints={k: "sha256:\x00raw+domain" for k in files})
+        super().__init__(
+            files_cap=50, mounts=StaticMounts(synth.demo_mounts()),
+            cgroups=StaticCgroups({synth.CG_A: "/pods/a", synth.CG_B: "/pods/b"}),
+            content=StaticContent(files=files, content={k: "ef" * 32 for k in files},
+                                  fingerprints={k: "sha256:\x00raw+domain" for k in files}))
+        self.page_size = PAGE
         self.batches = list(batches)
         self.lost_events = 0
         self.reads = 0
@@ -52,10 +52,6 @@ class FakeRecordCollector:
                                 PageChunk(synth.DEV_B, synth.LIB_INO, 1, {synth.CG_B: 0b1}, 0b1)],
                         shared=[si])
 
-    def refresh(self):
-        return aggregate.aggregate(self.read(), self.mounts, self.cgroups, self.content,
-                                   tier=self.tier, started_at=0.0, files_cap=self.files_cap)
-
     def poll_events(self, callback, timeout_ms):
         if self.batches:
             callback(self.batches.pop(0))
@@ -65,7 +61,7 @@ class FakeRecordCollector:
 
 def events(n, cg, dev, start_index=0):
     now = monotonic_ns()
-    return [PageEvent(now + i, fmt.KIND_ADD, dev, synth.LIB_INO, start_index + i, 1, cg, 7)
+    return [PageEvent(now + i, EventKind.ADD, dev, synth.LIB_INO, start_index + i, 1, cg, 7)
             for i in range(n)]
 
 
@@ -153,7 +149,7 @@ def test_shared_snapshots_step_the_replay(tmp_path):
 def test_recorder_takes_bulk_decoded_probe_records(tmp_path):
     now = monotonic_ns()
     raw = b"".join(fmt.PROBE_EVENT.pack(now + i, synth.CG_B, synth.LIB_INO, i, synth.DEV_B, 1,
-                                        9, fmt.KIND_ADD) for i in range(64))
+                                        9, EventKind.ADD) for i in range(64))
     col = FakeRecordCollector([fmt.EventBatch.from_probe_records(raw)])
     w = RecordingWriter(str(tmp_path / "b.rec"))
     rec = Recorder(col, w, model_interval_s=0)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from erofs_top.model import Model
-from erofs_top.readings import CHUNK_PAGES, PageChunk
+from erofs_top.readings import CHUNK_PAGES, EventKind, PageChunk
 from erofs_top.record import format as fmt
 from erofs_top.record import perfetto, synth, timeline
 from erofs_top.record.cli import (export_command, parse_size, record_command, replay_command,
@@ -44,7 +44,7 @@ def test_page_ranges_cover_exactly(index, nr):
 
 
 @settings(max_examples=80, deadline=None)
-@given(ops=st.lists(st.tuples(st.sampled_from([fmt.KIND_ADD, fmt.KIND_DELETE]),
+@given(ops=st.lists(st.tuples(st.sampled_from([EventKind.ADD, EventKind.DELETE]),
                               st.integers(0, 200), st.sampled_from([1, 2, 4, 16, 64, 128]),
                               st.sampled_from([11, 12, 13])), max_size=120))
 def test_replay_matches_a_page_by_page_oracle(tmp_path_factory, ops):
@@ -57,12 +57,12 @@ def test_replay_matches_a_page_by_page_oracle(tmp_path_factory, ops):
     for i, (kind, index, nr, cg) in enumerate(ops):
         s.ev(0.001 * (i + 1), kind, synth.DEV_A, synth.LIB_INO, index, nr, cg)
         for p in range(index, index + nr):
-            if kind == fmt.KIND_ADD:
+            if kind == EventKind.ADD:
                 owner[p] = cg
             elif p in owner:
                 o = owner.pop(p)
                 evicted[o] = evicted.get(o, 0) + 1
-        if kind == fmt.KIND_ADD:
+        if kind == EventKind.ADD:
             inserted[cg] = inserted.get(cg, 0) + nr
     s.duration_s = 1.0
     path = str(tmp_path_factory.mktemp("o") / "o.rec")
@@ -90,8 +90,8 @@ def test_events_before_seed_do_not_double_count(tmp_path):
     idempotent, counters only count events after the seed."""
     s = synth.Script()
     s.seed_chunks.append(PageChunk(synth.DEV_A, synth.LIB_INO, 0, {synth.CG_A: 0xF}, 0))
-    s.ev(-0.5, fmt.KIND_ADD, synth.DEV_A, synth.LIB_INO, 0, 4, synth.CG_A)   # before the seed
-    s.ev(0.5, fmt.KIND_ADD, synth.DEV_A, synth.LIB_INO, 4, 4, synth.CG_A)
+    s.ev(-0.5, EventKind.ADD, synth.DEV_A, synth.LIB_INO, 0, 4, synth.CG_A)   # before the seed
+    s.ev(0.5, EventKind.ADD, synth.DEV_A, synth.LIB_INO, 4, 4, synth.CG_A)
     s.duration_s = 1.0
     rec = Recording.open(synth.write(str(tmp_path / "s.rec"), s))
     m = Replayer(rec).final_model()
@@ -165,7 +165,7 @@ def test_timeline_peaks_and_losses(demo):
 def test_long_recording_caps_samples(tmp_path):
     s = synth.Script()
     for i in range(100):
-        s.ev(i * 10.0, fmt.KIND_ADD, synth.DEV_A, synth.LIB_INO, i, 1, synth.CG_A)
+        s.ev(i * 10.0, EventKind.ADD, synth.DEV_A, synth.LIB_INO, i, 1, synth.CG_A)
     s.duration_s = 1000.0
     rec = Recording.open(synth.write(str(tmp_path / "l.rec"), s))
     tl = timeline.build(rec, max_samples=50)
@@ -190,10 +190,10 @@ def test_shared_inode_events_replay(tmp_path):
     """Kinds >= 16: a shared mapping, filled by one cgroup, used by two."""
     s = synth.Script()
     mp = 0xFFFF888800001000
-    s.ev(0.1, fmt.KIND_SHARE_OPEN, synth.DEV_A, synth.LIB_INO, 0, 0, synth.CG_A, mapping=mp)
-    s.ev(0.2, fmt.KIND_SHARE_FILL, 0, 0, 0, 32, synth.CG_A, mapping=mp)
-    s.ev(0.3, fmt.KIND_SHARE_MMAP, synth.DEV_B, synth.LIB_INO, 0, 0, synth.CG_B, mapping=mp)
-    s.ev(0.4, fmt.KIND_SHARE_FREE, 0, 0, 24, 8, synth.CG_B, mapping=mp)
+    s.ev(0.1, EventKind.SHARE_OPEN, synth.DEV_A, synth.LIB_INO, 0, 0, synth.CG_A, mapping=mp)
+    s.ev(0.2, EventKind.SHARE_FILL, 0, 0, 0, 32, synth.CG_A, mapping=mp)
+    s.ev(0.3, EventKind.SHARE_MMAP, synth.DEV_B, synth.LIB_INO, 0, 0, synth.CG_B, mapping=mp)
+    s.ev(0.4, EventKind.SHARE_FREE, 0, 0, 24, 8, synth.CG_B, mapping=mp)
     s.ev(0.5, 31, 0, 0, 0, 0, synth.CG_B, mapping=mp)       # a future kind: skipped, counted
     s.duration_s = 1.0
     rec = Recording.open(synth.write(str(tmp_path / "sh.rec"), s))
@@ -419,9 +419,9 @@ def test_events_swapped_across_cpus_replay_in_time_order(tmp_path):
     """A perf buffer delivers CPU by CPU: the removal of a page may be written
     before its insert.  The replay orders each block by time."""
     s = synth.Script()
-    s.ev(0.2, fmt.KIND_DELETE, synth.DEV_A, synth.LIB_INO, 0, 4, synth.CG_ROOT)   # cpu 1
-    s.ev(0.1, fmt.KIND_ADD, synth.DEV_A, synth.LIB_INO, 0, 4, synth.CG_A)         # cpu 0
-    s.ev(0.3, fmt.KIND_ADD, synth.DEV_A, synth.LIB_INO, 8, 4, synth.CG_A)
+    s.ev(0.2, EventKind.DELETE, synth.DEV_A, synth.LIB_INO, 0, 4, synth.CG_ROOT)   # cpu 1
+    s.ev(0.1, EventKind.ADD, synth.DEV_A, synth.LIB_INO, 0, 4, synth.CG_A)         # cpu 0
+    s.ev(0.3, EventKind.ADD, synth.DEV_A, synth.LIB_INO, 8, 4, synth.CG_A)
     s.duration_s = 1.0
     from erofs_top.record.writer import RecordingWriter
     p = str(tmp_path / "swap.rec")

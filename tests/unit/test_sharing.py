@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace as NS
 
-from erofs_top.kernel import maps, sharing
+from erofs_top.kernel import host, maps, sharing
 
 
 class FakeBpfTable(dict):
@@ -118,39 +118,39 @@ def test_members_without_resident_pages_are_listed():
 
 
 def test_sharing_supported_answers_in_one_line():
-    ok, reason = sharing.sharing_supported()
+    ok, reason = host.sharing_supported()
     assert isinstance(ok, bool)
     assert reason and "\n" not in reason
 
 
-def _host(monkeypatch, *, root=True, symbols=sharing.SYMBOLS, module=True, filesystems=True,
+def _host(monkeypatch, *, root=True, symbols=host.SHARING_SYMBOLS, module=True, filesystems=True,
           config=True, lockdown="none", kprobes=True, btf=True, headers=("/b", "match")):
     """Pretend-host for sharing_supported(): each probe of the system replaced."""
-    rel = sharing.platform.release()
-    monkeypatch.setattr(sharing.os, "geteuid", lambda: 0 if root else 1000)
-    monkeypatch.setattr(sharing.caps, "kallsyms_has", lambda s: s in symbols)
-    monkeypatch.setattr(sharing, "_module_loaded", lambda n: module)
-    monkeypatch.setattr(sharing, "_read_lines",
+    rel = host.platform.release()
+    monkeypatch.setattr(host.os, "geteuid", lambda: 0 if root else 1000)
+    monkeypatch.setattr(host, "kallsyms_has", lambda s: s in symbols)
+    monkeypatch.setattr(host, "_module_loaded", lambda n: module)
+    monkeypatch.setattr(host, "_read_lines",
                         lambda p: ["nodev\terofs"] if filesystems else ["nodev\tproc"])
-    monkeypatch.setattr(sharing, "_config_says_sharing", lambda: config)
-    monkeypatch.setattr(sharing.caps, "lockdown", lambda: lockdown)
-    monkeypatch.setattr(sharing.caps, "kprobes_available", lambda: kprobes)
-    monkeypatch.setattr(sharing.os.path, "exists",
+    monkeypatch.setattr(host, "_config_says_sharing", lambda: config)
+    monkeypatch.setattr(host, "lockdown", lambda: lockdown)
+    monkeypatch.setattr(host, "kprobes_available", lambda: kprobes)
+    monkeypatch.setattr(host.os.path, "exists",
                         lambda p: btf if p == "/sys/kernel/btf/vmlinux" else False)
     build, hrel = headers
-    monkeypatch.setattr(sharing.caps, "header_tree",
+    monkeypatch.setattr(host, "header_tree",
                         lambda: (build, rel if hrel == "match" else hrel))
 
 
 def test_supported_with_everything_in_place(monkeypatch):
     _host(monkeypatch)
-    ok, how = sharing.sharing_supported()
+    ok, how = host.sharing_supported()
     assert ok and how.startswith("kprobes")
 
 
 def test_fentry_named_when_kprobes_are_off(monkeypatch):
     _host(monkeypatch, kprobes=False)
-    ok, how = sharing.sharing_supported()
+    ok, how = host.sharing_supported()
     assert ok and how.startswith("fentry")
 
 
@@ -160,7 +160,7 @@ def test_refusals_name_the_reason(monkeypatch):
         (dict(symbols=(), module=False, filesystems=False), "not loaded yet"),
         (dict(symbols=(), module=False, filesystems=False, config=False), "kernel config"),
         (dict(symbols=()), "no EROFS page-cache sharing"),
-        (dict(symbols=sharing.SYMBOLS[1:]), "erofs_ishare_fill_inode is missing"),
+        (dict(symbols=host.SHARING_SYMBOLS[1:]), "erofs_ishare_fill_inode is missing"),
         (dict(lockdown="confidentiality"), "lockdown=confidentiality"),
         (dict(kprobes=False, btf=False), "neither kprobes nor BTF"),
         (dict(headers=("/lib/modules/x/build", "6.1.0-9-amd64")), "is for 6.1.0-9-amd64"),
@@ -169,7 +169,7 @@ def test_refusals_name_the_reason(monkeypatch):
     ]
     for kw, words in cases:
         _host(monkeypatch, **kw)
-        ok, reason = sharing.sharing_supported()
+        ok, reason = host.sharing_supported()
         if words is None:
             assert ok, reason
             continue

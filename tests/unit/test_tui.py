@@ -8,7 +8,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from erofs_top.history import CONTAINERS
+from erofs_top.tui.history import CONTAINERS
 from erofs_top.model import TIER_FULL, TIER_SNAPSHOT, File
 from erofs_top.tui import containers as containers_view
 from erofs_top.tui.app import MIN_HEIGHT, MIN_WIDTH, ErofsTopApp, HelpScreen, run_app
@@ -617,11 +617,11 @@ async def test_a_refresh_slower_than_the_interval_is_reported():
      "cannot start collecting: Failed to load BPF program: Operation not permitted"),
 ])
 def test_top_command_collector_failures_are_one_line(monkeypatch, exc, phrase):
-    import erofs_top.collector as collector
+    import erofs_top.tiers as tiers
 
     def failing_open(**kw):
         raise exc
-    monkeypatch.setattr(collector, "open_collector", failing_open)
+    monkeypatch.setattr(tiers, "open_collector", failing_open)
     monkeypatch.setenv("EROFS_TOP_FORCE_TUI", "1")
     res = CliRunner().invoke(top_command, [])
     assert res.exit_code == 1

@@ -54,7 +54,7 @@ REPORT: list[str] = []                             # lines for the end of the ru
 def _collector(lab):
     """erofs-top's own collector (full tier), opened once per boot: it
     compiles probes/filemap.c and probes/ishare.c (~50 s under TCG)."""
-    from erofs_top.collector import open_collector
+    from erofs_top.tiers import open_collector
     try:
         col = open_collector(fingerprint_xattr=FINGERPRINT_XATTR, files_cap=1_000_000)
     except Exception as e:      # reported by the tests that need it
@@ -83,8 +83,8 @@ def sharing_probes(_collector):
     if not isinstance(_collector, Exception) and getattr(_collector, "sharing", None):
         yield _collector.sharing
         return
-    from erofs_top.kernel import sharing
-    ok, reason = sharing.sharing_supported()
+    from erofs_top.kernel import host, sharing
+    ok, reason = host.sharing_supported()
     assert ok, f"the lab kernel must support the full tier: {reason}"
     probes = sharing.SharingProbes()
     try:

@@ -314,7 +314,7 @@ def test_containerd_containers_and_layers_named(containerd):
     from prometheus_client.registry import CollectorRegistry
 
     from erofs_top.model import Model
-    from exporters.collector import FamilyBuilder
+    from erofs_top.exporter.metrics import FamilyBuilder
     fams = FamilyBuilder().build(Model.from_dict(doc))
     reg = CollectorRegistry()
     reg.register(type("C", (), {"collect": lambda self: fams})())

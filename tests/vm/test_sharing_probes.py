@@ -57,8 +57,8 @@ def images(lab):
 
 
 def test_supported_in_lab(lab):
-    from erofs_top.kernel import sharing
-    ok, how = sharing.sharing_supported()
+    from erofs_top.kernel import host
+    ok, how = host.sharing_supported()
     assert ok, how
     assert "headers match" in how
 

@@ -1,9 +1,9 @@
 """Prometheus exporter face of erofs-top (``erofs-top exporter``).
 
-- ``collector``: the metric families built from a Model (pure, unit-tested);
+- ``metrics``: the metric families built from a Model (pure, unit-tested);
 - ``podnames``: optional namespace/pod/container names from kubelet log dirs;
 - ``server``: background refresh thread, HTTP server (/metrics, /healthz);
-- ``caps``: drop Linux capabilities once the probes are attached;
+- ``privileges``: drop Linux capabilities once the probes are attached;
 - ``cli``: the click command ``exporter_command``.
 
 The exporter never computes an attribution: it reads the Model that

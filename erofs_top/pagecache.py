@@ -1,6 +1,6 @@
-"""Ground truth without BPF: what is in the page cache now, and who pays for it.
+"""Page-cache primitives without BPF: what is in the page cache now, and who pays for it.
 
-Primitives (all read-only with respect to the page cache, see each one):
+All read-only with respect to the page cache (see each one):
 
 * ``cachestat(fd)``      -- cachestat(2), syscall 451 (Linux 6.5+): resident page count.
 * ``resident_mask(path)`` -- mmap + mincore(2): which page indices are resident.
@@ -11,8 +11,9 @@ Primitives (all read-only with respect to the page cache, see each one):
   that reading inside it pulled into the page cache (used by the content resolver,
   whose hashing must not perturb what erofs-top measures).
 
-``snapshot_readings(mounts, cgroups)`` turns them into ``readings.Readings`` for every
-EROFS mount: the lowest capability tier, and the oracle of the integration tests.
+``snapshot.snapshot_readings(mounts, cgroups)`` turns them into ``readings.Readings``
+for every EROFS mount: the lowest capability tier, and the oracle of the integration
+tests.  This module imports nothing of erofs-top: resolvers use it too.
 """
 from __future__ import annotations
 
@@ -21,11 +22,7 @@ import errno
 import mmap
 import os
 import struct
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-
-from .readings import CHUNK_PAGES, UNKNOWN_CGROUP, PageChunk, Readings
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -46,7 +43,7 @@ PAGEMAP_PFN_MASK = (1 << 55) - 1
 PAGEMAP_PRESENT = 1 << 63
 
 
-class TruthError(OSError):
+class PageCacheError(OSError):
     """A ground-truth primitive failed; str() is a one-line reason."""
 
 
@@ -71,12 +68,12 @@ def cachestat_available() -> bool:
 def cachestat(fd: int, offset: int = 0, length: int = 0) -> dict[str, int]:
     """cachestat(2) of ``fd`` over [offset, offset+length) (length 0 = to EOF).
 
-    Counts are in pages.  Raises TruthError (errno ENOSYS when the kernel has no
+    Counts are in pages.  Raises PageCacheError (errno ENOSYS when the kernel has no
     cachestat; callers then fall back to mincore).
     """
     global _cachestat_missing
     if _cachestat_missing:
-        raise TruthError(errno.ENOSYS, "cachestat(2) not available on this kernel")
+        raise PageCacheError(errno.ENOSYS, "cachestat(2) not available on this kernel")
     rng = _CachestatRange(offset, length)
     out = _Cachestat()
     rc = _libc.syscall(SYS_CACHESTAT, ctypes.c_int(fd), ctypes.byref(rng),
@@ -85,7 +82,7 @@ def cachestat(fd: int, offset: int = 0, length: int = 0) -> dict[str, int]:
         err = ctypes.get_errno()
         if err == errno.ENOSYS:
             _cachestat_missing = True
-        raise TruthError(err, f"cachestat(2): {os.strerror(err)}")
+        raise PageCacheError(err, f"cachestat(2): {os.strerror(err)}")
     return {name: getattr(out, name) for name, _ in _Cachestat._fields_}
 
 
@@ -93,19 +90,19 @@ def file_resident_pages(path: str) -> int:
     """Resident pages of one file (cachestat, or mincore where cachestat is missing)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return _fd_resident_pages(fd)
+        return fd_resident_pages(fd)
     finally:
         os.close(fd)
 
 
-def _fd_resident_pages(fd: int) -> int:
+def fd_resident_pages(fd: int) -> int:
     if not _cachestat_missing:
         try:
             return cachestat(fd)["nr_cache"]
-        except TruthError as e:
+        except PageCacheError as e:
             if e.errno != errno.ENOSYS:
                 raise
-    return bin(_fd_resident_mask(fd)).count("1")
+    return bin(fd_resident_mask(fd)).count("1")
 
 
 # ---------------------------------------------------------------- mmap + mincore
@@ -118,7 +115,7 @@ class _Mapping:
         addr = _libc.mmap(None, self.length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
         if addr in (None, MAP_FAILED):
             err = ctypes.get_errno()
-            raise TruthError(err, f"mmap: {os.strerror(err)}")
+            raise PageCacheError(err, f"mmap: {os.strerror(err)}")
         self.addr = addr
 
     @property
@@ -129,7 +126,7 @@ class _Mapping:
         vec = ctypes.create_string_buffer(self.pages)
         if _libc.mincore(self.addr, self.length, vec) != 0:
             err = ctypes.get_errno()
-            raise TruthError(err, f"mincore: {os.strerror(err)}")
+            raise PageCacheError(err, f"mincore: {os.strerror(err)}")
         return vec.raw
 
     def close(self) -> None:
@@ -153,7 +150,7 @@ def _mask_from_vec(vec: bytes) -> int:
 _BIT0 = bytes((0x31 if b & 1 else 0x30) for b in range(256))
 
 
-def _fd_resident_mask(fd: int) -> int:
+def fd_resident_mask(fd: int) -> int:
     size = os.fstat(fd).st_size
     if size == 0:
         return 0
@@ -169,7 +166,7 @@ def resident_mask(path: str) -> int:
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return _fd_resident_mask(fd)
+        return fd_resident_mask(fd)
     finally:
         os.close(fd)
 
@@ -229,7 +226,7 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
     readahead from starting async readahead).  A page evicted between mincore and
     the touch would be read back in (one page); the window is microseconds.
     memcg inode 0 means the page has no memcg (or the kernel hid it).
-    Raises TruthError when pagemap/kpagecgroup cannot give PFNs (not root).
+    Raises PageCacheError when pagemap/kpagecgroup cannot give PFNs (not root).
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -247,12 +244,12 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
             try:
                 pm = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
-                raise TruthError(e.errno, f"/proc/self/pagemap: {e.strerror}") from None
+                raise PageCacheError(e.errno, f"/proc/self/pagemap: {e.strerror}") from None
             try:
                 kpc = os.open("/proc/kpagecgroup", os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
                 os.close(pm)
-                raise TruthError(e.errno, f"/proc/kpagecgroup: {e.strerror}") from None
+                raise PageCacheError(e.errno, f"/proc/kpagecgroup: {e.strerror}") from None
             try:
                 vpage0 = m.addr // PAGE_SIZE
                 pfns: list[tuple[int, int]] = []          # (pfn, page index)
@@ -323,7 +320,7 @@ def drop_new_pages(path: str, old_mask: int) -> int:
     """posix_fadvise(DONTNEED) the pages resident now but not in ``old_mask``."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        new = _fd_resident_mask(fd) & ~old_mask
+        new = fd_resident_mask(fd) & ~old_mask
         dropped = 0
         for first, count in _runs(mask_pages(new)):
             os.posix_fadvise(fd, first * PAGE_SIZE, count * PAGE_SIZE,
@@ -344,132 +341,3 @@ def meminfo_cached_bytes() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
-
-
-# ---------------------------------------------------------------- snapshot
-def _regular_files(mount) -> tuple[list[tuple[str, int]], str]:
-    """(path, ino) of every regular file of the mounted superblock; error text."""
-    from .resolve.mounts import walk_mount
-    out: list[tuple[str, int]] = []
-    seen: set[int] = set()
-    try:
-        for ent in walk_mount(mount.mountpoint):
-            try:
-                if not ent.is_file(follow_symlinks=False):
-                    continue
-            except OSError:
-                continue
-            ino = ent.inode()
-            if ino not in seen:         # hard links: one entry per inode
-                seen.add(ino)
-                out.append((ent.path, ino))
-    except OSError as e:
-        return out, f"{mount.mountpoint}: {e.strerror}"
-    return out, ""
-
-
-@dataclass
-class Snapshotter:
-    """Ground-truth readings; keeps the file list of each mount between calls
-    (EROFS is read-only, so a mounted superblock's files never change)."""
-    owners: bool = True                         # look up page owners (kpagecgroup)
-    _files: dict = field(default_factory=dict)  # (dev, mountpoint, image_id) -> files
-
-    def files_of(self, mount) -> tuple[list[tuple[str, int]], str]:
-        key = (mount.dev, mount.mountpoint, getattr(mount, "image_id", ""))
-        hit = self._files.get(key)
-        if hit is None:
-            hit = self._files[key] = _regular_files(mount)
-        return hit
-
-    def snapshot(self, mounts, cgroups) -> Readings:
-        r = Readings(taken_at=time.time(), page_size=PAGE_SIZE, probes_attached=False)
-        r.page_cache_bytes = meminfo_cached_bytes()
-        owners_ok = self.owners
-        if owners_ok:
-            owners_ok, reason = kpagecgroup_readable()
-            if not owners_ok:
-                r.warnings.append(f"{reason}: page owners unknown")
-        memcg_to_id = getattr(cgroups, "memcg_cgroup_id", None)
-        id_cache: dict[int, int] = {UNKNOWN_CGROUP: UNKNOWN_CGROUP}
-        unmapped_pages = 0
-        owner_errors = 0
-        live = set()
-        for m in mounts.mounts():
-            live.add((m.dev, m.mountpoint, getattr(m, "image_id", "")))
-            files, err = self.files_of(m)
-            if err:
-                r.warnings.append(f"mount {m.mountpoint} unreadable: {err}")
-                continue
-            for path, ino in files:
-                try:
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError:
-                    continue
-                try:
-                    if _fd_resident_pages(fd) == 0:     # cheap: most files are cold
-                        continue
-                    mask = _fd_resident_mask(fd)
-                except OSError:
-                    continue
-                finally:
-                    os.close(fd)
-                pages = mask_pages(mask)
-                by_page: dict[int, int] = {}
-                if owners_ok and pages:
-                    try:
-                        by_page = page_owners(path, pages)
-                    except OSError:
-                        owner_errors += 1
-                chunks: dict[int, dict[int, int]] = {}
-                for p in pages:
-                    memcg = by_page.get(p, 0)
-                    cid = id_cache.get(memcg)
-                    if cid is None:
-                        cid = memcg_to_id(memcg) if memcg_to_id else memcg
-                        id_cache[memcg] = cid
-                    if cid == UNKNOWN_CGROUP and memcg:
-                        unmapped_pages += 1
-                    own = chunks.setdefault(p // CHUNK_PAGES, {})
-                    own[cid] = own.get(cid, 0) | (1 << (p % CHUNK_PAGES))
-                for c, own in sorted(chunks.items()):
-                    r.chunks.append(PageChunk(dev=m.dev, ino=ino, chunk=c, owners=own))
-            if m.backing_file and m.backing_ino:
-                key = (m.backing_dev, m.backing_ino)
-                if key in r.backing_pages:
-                    continue
-                try:
-                    st = os.stat(m.backing_file)
-                    if st.st_ino != m.backing_ino:
-                        raise FileNotFoundError(errno.ENOENT, "replaced since mount")
-                    r.backing_pages[key] = file_resident_pages(m.backing_file)
-                except OSError as e:
-                    r.warnings.append(f"backing file {m.backing_file} of {m.mountpoint}: "
-                                      f"{e.strerror or e}")
-        # forget file lists of superblocks that went away
-        for k in [k for k in self._files if k not in live]:
-            del self._files[k]
-        if not cachestat_available():
-            r.warnings.append("cachestat(2) missing (Linux < 6.5): counted with mincore")
-        if owner_errors:
-            r.warnings.append(f"page owners unreadable for {owner_errors} files")
-        if unmapped_pages:
-            examples = list(getattr(cgroups, "unmapped_memcgs", {}).values())[:3]
-            r.warnings.append(
-                f"{unmapped_pages} pages charged to cgroup-v1 memory cgroups with neither a "
-                f"cgroup v2 twin nor tasks (owner unknown), e.g. {', '.join(examples) or '?'}")
-        return r
-
-
-_default_snapshotter = Snapshotter()
-
-
-def snapshot_readings(mounts, cgroups, *, owners: bool = True) -> Readings:
-    """Readings for every EROFS mount from cachestat/mincore + kpagecgroup.
-
-    Per regular file: resident pages as 64-page chunks, each page attributed to the
-    cgroup (v2 id) its memcg maps to, UNKNOWN_CGROUP (0) when that cannot be told;
-    ``backing_pages`` from the image files of file-backed and loop mounts.
-    """
-    snap = _default_snapshotter if owners else Snapshotter(owners=False)
-    return snap.snapshot(mounts, cgroups)

@@ -1,7 +1,7 @@
 """Background refresh + HTTP server (/metrics, /healthz).
 
 The refresh thread calls ``collector.refresh()`` every ``interval`` seconds,
-builds the metric families, publishes them to the ModelCollector and encodes
+builds the metric families, publishes them to the ModelMetrics and encodes
 them in every format scrapes asked for under the previous Model (text or
 OpenMetrics, gzip or not).  /metrics serves those bytes: concurrent scrapes
 cost a copy, not an encode; only a format never asked before pays one encode.  ``/healthz`` answers 503 with a
@@ -24,7 +24,7 @@ from prometheus_client.exposition import choose_encoder
 
 from erofs_top.model import TIER_SNAPSHOT, Model
 
-from .collector import ExporterStatus, FamilyBuilder, ModelCollector
+from .metrics import ExporterStatus, FamilyBuilder, ModelMetrics
 
 
 class ListenError(Exception):
@@ -148,7 +148,7 @@ class Exporter:
         self.interval = interval
         self.stale_after = stale_after
         self.builder = builder or FamilyBuilder()
-        self.collector = ModelCollector()
+        self.collector = ModelMetrics()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         self.status = ExporterStatus(version=version)

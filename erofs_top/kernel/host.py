@@ -14,6 +14,9 @@ TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("filemap:mm_filemap_add_to_page_cache", "filemap:mm_filemap_delete_from_page_cache",
           "erofs:erofs_fill_inode", "erofs:erofs_readahead", "erofs:erofs_read_folio")
 SHARING_SYMBOL = "erofs_ishare_fill_inode"
+# what probes/ishare.c hooks (kernel/sharing.py KPROBES)
+SHARING_SYMBOLS = ("erofs_ishare_fill_inode", "erofs_ishare_file_open",
+                   "erofs_ishare_file_read_iter", "erofs_ishare_mmap", "erofs_ishare_free_inode")
 
 
 def tracefs() -> str | None:
@@ -58,15 +61,6 @@ def tracepoints() -> dict[str, bool]:
         sub, name = ev.split(":")
         out[ev] = bool(base) and os.path.isfile(os.path.join(base, "events", sub, name, "format"))
     return out
-
-
-def tracepoint_format(event: str) -> str:
-    base = tracefs()
-    sub, name = event.split(":")
-    try:
-        return Path(base, "events", sub, name, "format").read_text() if base else ""
-    except OSError:
-        return ""
 
 
 def kernel_version() -> tuple[int, int]:
@@ -118,23 +112,20 @@ def header_tree() -> tuple[str, str | None]:
     return real, m.group(1) if m else "unknown"
 
 
-def headers_match() -> bool:
-    _, rel = header_tree()
-    return rel == platform.release()
-
-
-def bpf_problem() -> str | None:
-    """None when BPF tracepoint programs can be loaded, else a one-line reason + fix."""
+def bpf_problem() -> tuple[str, str] | None:
+    """None when BPF tracepoint programs can be loaded, else (one-line reason
+    with its fix, the --no-bpf hint): errors.CollectorError's two fields."""
     if os.geteuid() != 0:
-        return "BPF needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN): run with sudo, or --no-bpf"
+        return ("BPF needs root (or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN): run with sudo",
+                ", or --no-bpf")
     if not tracefs():
-        return ("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing "
-                "(or use --no-bpf)")
+        return ("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing",
+                " (or use --no-bpf)")
     build, rel = header_tree()
     if rel is None:
         return (f"no kernel header tree at {build}: BCC needs one to compile "
                 f"(apt-get install linux-headers-$(uname -r), or the distro's linux-headers "
-                f"package linked there; see scripts/setup.sh), or use --no-bpf")
+                f"package linked there; see scripts/setup.sh)", ", or use --no-bpf")
     try:
         v = int(Path("/proc/sys/kernel/unprivileged_bpf_disabled").read_text())
         del v   # root is not affected; read only to prove /proc/sys is there
@@ -161,6 +152,60 @@ def cgroup2_mount() -> str | None:
     return None
 
 
+def _module_loaded(name: str) -> bool:
+    return os.path.isdir(f"/sys/module/{name}")
+
+
+def _config_says_sharing() -> bool | None:
+    """CONFIG_EROFS_FS_PAGE_CACHE_SHARE from the kernel's config file, None if unknown."""
+    rel = platform.release()
+    for p in (f"/lib/modules/{rel}/config", f"/boot/config-{rel}"):
+        try:
+            text = Path(p).read_text()
+        except OSError:
+            continue
+        return "CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y" in text.splitlines()
+    return None
+
+
+def sharing_supported() -> tuple[bool, str]:
+    """(True, how) when the full tier can run here, else (False, one-line reason)."""
+    if os.geteuid() != 0:
+        return False, "needs root"
+    missing = [s for s in SHARING_SYMBOLS if not kallsyms_has(s)]
+    if missing:
+        if not _module_loaded("erofs") and not any(
+                line.split()[-1] == "erofs" for line in _read_lines("/proc/filesystems")):
+            if _config_says_sharing():
+                return False, ("the erofs module is not loaded yet: the sharing probes attach "
+                               "after it loads (modprobe erofs, or the first EROFS mount)")
+            return False, "erofs is not loaded and the kernel config does not show page-cache sharing"
+        if len(missing) == len(SHARING_SYMBOLS):
+            return False, ("this kernel has no EROFS page-cache sharing "
+                           "(CONFIG_EROFS_FS_PAGE_CACHE_SHARE, Linux 7.0+)")
+        return False, f"kernel symbol {missing[0]} is missing (inlined or renamed on this kernel)"
+    ld = lockdown()
+    if ld == "confidentiality":
+        return False, "lockdown=confidentiality refuses the kernel struct reads the probes need"
+    if not kprobes_available() and not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return False, "neither kprobes nor BTF (fentry) are available"
+    build, rel = header_tree()
+    if rel is None:
+        return False, f"no kernel header tree at {build}"
+    if rel != platform.release():
+        return False, (f"the header tree {build} is for {rel}, not the running "
+                       f"{platform.release()}: struct offsets would be wrong")
+    how = "kprobes" if kprobes_available() else "fentry"
+    return True, f"{how} on erofs_ishare_*, raw tracepoints on filemap add/delete, headers match"
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
 @dataclass
 class Check:
     name: str
@@ -178,22 +223,8 @@ class Report:
         self.checks.append(Check(name, ok, detail, fix))
 
 
-def doctor(mounts=None) -> Report:
-    """Everything `erofs-top doctor` prints, and the tier it concludes."""
-    r = Report()
-    rel = platform.release()
-    r.add("kernel", True, rel)
-    btf = os.path.exists("/sys/kernel/btf/vmlinux")
-    r.add("BTF", btf, "/sys/kernel/btf/vmlinux" if btf else "missing",
-          "" if btf else "a kernel with CONFIG_DEBUG_INFO_BTF=y (only the full tier's fentry needs it)")
-    ld = lockdown()
-    r.add("lockdown", ld != "confidentiality", ld,
-          "" if ld != "confidentiality" else
-          "kernel memory reads are refused: the full tier (struct reads) cannot run; "
-          "tracepoint tier is fine")
-    root = os.geteuid() == 0
-    r.add("root", root, "uid 0" if root else f"uid {os.geteuid()}",
-          "" if root else "run as root (sudo), or grant CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN")
+def _doctor_tracing(r: Report):
+    """tracefs, the tracepoints and kprobes: (tracefs path, path denied, tracepoints)."""
     tf = tracefs()
     denied = None if tf else tracefs_denied()
     if denied:
@@ -226,6 +257,26 @@ def doctor(mounts=None) -> Report:
         r.add("kprobes", kp, "kprobe_events present" if kp else
               "CONFIG_KPROBES off or tracefs missing",
               "" if kp else "only the full (sharing) tier needs kprobes; fentry is tried instead")
+    return tf, denied, tps
+
+
+def doctor(mounts=None) -> Report:
+    """Everything `erofs-top doctor` prints, and the tier it concludes."""
+    r = Report()
+    rel = platform.release()
+    r.add("kernel", True, rel)
+    btf = os.path.exists("/sys/kernel/btf/vmlinux")
+    r.add("BTF", btf, "/sys/kernel/btf/vmlinux" if btf else "missing",
+          "" if btf else "a kernel with CONFIG_DEBUG_INFO_BTF=y (only the full tier's fentry needs it)")
+    ld = lockdown()
+    r.add("lockdown", ld != "confidentiality", ld,
+          "" if ld != "confidentiality" else
+          "kernel memory reads are refused: the full tier (struct reads) cannot run; "
+          "tracepoint tier is fine")
+    root = os.geteuid() == 0
+    r.add("root", root, "uid 0" if root else f"uid {os.geteuid()}",
+          "" if root else "run as root (sudo), or grant CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN")
+    tf, denied, tps = _doctor_tracing(r)
     build, hrel = header_tree()
     match = hrel == rel
     if hrel is None:
@@ -243,7 +294,6 @@ def doctor(mounts=None) -> Report:
           "kernel without CONFIG_EROFS_FS_PAGE_CACHE_SHARE (or erofs module not loaded yet)",
           "" if share else "Linux 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y, mount with "
                            "inode_share,domain_id=...")
-    from .sharing import sharing_supported      # no bcc import at module level
     full, how = sharing_supported()
     r.add("sharing tier (full)", full, how,
           "" if full else "the tracepoint tier runs instead; fix the reason above for the full tier")

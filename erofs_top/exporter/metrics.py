@@ -1,7 +1,7 @@
 """Metric families from a Model: names, labels, monotonic counters.
 
 Pure: ``FamilyBuilder.build(model)`` turns one Model into prometheus-client
-metric families; ``ModelCollector`` serves the latest built list to scrapes,
+metric families; ``ModelMetrics`` serves the latest built list to scrapes,
 so a scrape never touches BPF or the aggregator.  Every family is declared
 once in ``FAMILIES`` (docs/metrics.md documents the same list; a unit test
 keeps them in step).
@@ -121,10 +121,32 @@ FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec(PREFIX + "node_redundant_bytes", "gauge",
                "For content resident k >= 2 times, (k - 1) copies' worth of bytes."),
     FamilySpec(PREFIX + "node_potential_savings_bytes", "gauge",
-               "Part of redundant bytes that inode_share could share under the kernel's rules."),
+               "Page cache inode_share would save on the stock mounts (charged bytes: EROFS "
+               "pages + image-file cache + compressed-data cache; docs/sharing.md)."),
+    FamilySpec(PREFIX + "node_potential_savings_file_bytes", "gauge",
+               "Part of the potential savings in EROFS file pages."),
+    FamilySpec(PREFIX + "node_potential_savings_image_cache_bytes", "gauge",
+               "Part of the potential savings in the image files' own cache (file-backed, loop)."),
+    FamilySpec(PREFIX + "node_potential_savings_compressed_cache_bytes", "gauge",
+               "Part of the potential savings in the mounts' compressed-data cache."),
+    FamilySpec(PREFIX + "node_potential_savings_now_bytes", "gauge",
+               "Potential savings with the images as they are (those with fingerprints)."),
+    FamilySpec(PREFIX + "node_potential_savings_rebuild_bytes", "gauge",
+               "Potential savings that rebuilding images with --xattr-inode-digest adds."),
     FamilySpec(PREFIX + "node_shared_bytes", "gauge", "Resident bytes in shared (inode_share) inodes."),
     FamilySpec(PREFIX + "node_sharing_saved_bytes", "gauge",
-               "Bytes inode_share saves now: shared pages x (users - 1)."),
+               "Page cache inode_share saves now (per page: members that touched it - 1; "
+               "EROFS pages + image-file cache + compressed-data cache)."),
+    FamilySpec(PREFIX + "node_sharing_saved_file_bytes", "gauge",
+               "Part of the sharing savings in EROFS file pages."),
+    FamilySpec(PREFIX + "node_sharing_saved_image_cache_bytes", "gauge",
+               "Part of the sharing savings in the image files' own cache."),
+    FamilySpec(PREFIX + "node_sharing_saved_compressed_cache_bytes", "gauge",
+               "Part of the sharing savings in the compressed-data cache."),
+    FamilySpec(PREFIX + "advice_savings_bytes", "gauge",
+               "What each `erofs-top advise` action would save now: action inode_share "
+               "(image=\"\", the node's stock mounts with fingerprints) or rebuild (one series "
+               "per image without fingerprints).", ("action", "image")),
     FamilySpec(PREFIX + "node_backing_resident_bytes", "gauge",
                "Resident bytes of image files behind file-backed and loop mounts."),
     FamilySpec(PREFIX + "node_page_cache_bytes", "gauge",
@@ -321,8 +343,18 @@ class FamilyBuilder:
         status = status or ExporterStatus()
         self.names.refresh()
         events = model.tier != TIER_SNAPSHOT    # the snapshot tier sees no events
-        out: list[Metric] = []
+        out, aggregated = self._container_families(model, events)
+        out += self._mount_families(model)
+        out += self._image_families(model)
+        out += self._node_families(model, events)
+        out += self._advice_families(model)
+        out += self._health_families(model, status, events, aggregated)
+        return out
 
+    def _container_families(self, model: Model, events: bool) -> tuple[list[Metric], int]:
+        """Per container: info, gauges, counters (live tiers); and how many
+        containers went into the (other) series."""
+        out: list[Metric] = []
         rows, infos, aggregated = self._container_rows(model)
         info = _family("container")
         for labels in infos:
@@ -339,8 +371,11 @@ class FamilyBuilder:
                 for fam, value in zip(fams, self.container_counters.value(row.labels)):
                     fam.add_metric(row.labels, value)
             out.extend(fams)
+        return out, aggregated
 
-        # mounts: current ones only; a bind mount of one superblock is listed once
+    @staticmethod
+    def _mount_families(model: Model) -> list[Metric]:
+        """Per mount: current ones only; a bind mount of one superblock is listed once."""
         mounts = [m for m in model.mounts if not m.gone]
         minfo = _family("mount")
         mfams = {k: _family(k) for k in ("mount_resident_bytes", "mount_duplicate_bytes",
@@ -356,9 +391,14 @@ class FamilyBuilder:
             mfams["mount_duplicate_bytes"].add_metric(labels, m.duplicate_bytes)
             mfams["mount_backing_resident_bytes"].add_metric(labels, m.backing_resident_bytes)
             mfams["mount_containers"].add_metric(labels, m.containers_count)
-        out.append(minfo)
-        out.extend(mfams.values())
+        return [minfo, *mfams.values()]
 
+    @staticmethod
+    def _image_families(model: Model) -> list[Metric]:
+        """Per image and per layer: one series per image name / layer digest,
+        never per file."""
+        out: list[Metric] = []
+        mounts = [m for m in model.mounts if not m.gone]
         # images and layers: one series per image name / layer digest, never per file
         ifams = {k: _family(k) for k in ("image_resident_bytes", "image_unique_bytes",
                                          "image_duplicate_bytes", "image_potential_savings_bytes",
@@ -386,27 +426,53 @@ class FamilyBuilder:
             lfams["layer_duplicate_bytes"].add_metric([digest], dup)
             lfams["layer_images"].add_metric([digest], len(names))
         out.extend(lfams.values())
+        return out
 
+    @staticmethod
+    def _advice_families(model: Model) -> list[Metric]:
+        """`erofs-top advise` per action; bounded: one inode_share series, one
+        rebuild series per image."""
+        from ..advise import advise
+        fam = _family("advice_savings_bytes")
+        for a in advise(model):
+            fam.add_metric([a.kind, display(a.image_id if a.kind == "rebuild" else "")],
+                           a.saves_bytes)
+        return [fam]
+
+    def _node_families(self, model: Model, events: bool) -> list[Metric]:
+        """Node totals."""
         t = model.totals
-        for key, value in (("node_resident_bytes", t.resident_bytes),
-                           ("node_duplicate_bytes", t.duplicate_bytes),
-                           ("node_redundant_bytes", t.redundant_bytes),
-                           ("node_potential_savings_bytes", t.potential_savings_bytes),
-                           ("node_shared_bytes", t.shared_bytes),
-                           ("node_sharing_saved_bytes", t.sharing_saved_bytes),
-                           ("node_backing_resident_bytes", t.backing_resident_bytes),
-                           ("node_page_cache_bytes", t.page_cache_bytes)):
-            out.append(_gauge(key, value))
+        out = [_gauge(key, value) for key, value in (
+            ("node_resident_bytes", t.resident_bytes),
+            ("node_duplicate_bytes", t.duplicate_bytes),
+            ("node_redundant_bytes", t.redundant_bytes),
+            ("node_potential_savings_bytes", t.potential_savings_bytes),
+            ("node_potential_savings_file_bytes", t.potential_savings_file_bytes),
+            ("node_potential_savings_image_cache_bytes", t.potential_savings_image_cache_bytes),
+            ("node_potential_savings_compressed_cache_bytes",
+             t.potential_savings_compressed_cache_bytes),
+            ("node_potential_savings_now_bytes", t.potential_savings_now_bytes),
+            ("node_potential_savings_rebuild_bytes", t.potential_savings_rebuild_bytes),
+            ("node_shared_bytes", t.shared_bytes),
+            ("node_sharing_saved_bytes", t.sharing_saved_bytes),
+            ("node_sharing_saved_file_bytes", t.sharing_saved_file_bytes),
+            ("node_sharing_saved_image_cache_bytes", t.sharing_saved_image_cache_bytes),
+            ("node_sharing_saved_compressed_cache_bytes", t.sharing_saved_compressed_cache_bytes),
+            ("node_backing_resident_bytes", t.backing_resident_bytes),
+            ("node_page_cache_bytes", t.page_cache_bytes))]
         if events:
             for key, value in (("node_inserted_bytes", t.inserted_bytes),
                                ("node_evicted_bytes", t.evicted_bytes)):
                 out.append(_counter(key, self._scalar(key, value)))
+        return out
 
+    def _health_families(self, model: Model, status: ExporterStatus, events: bool,
+                         aggregated: int) -> list[Metric]:
+        """Build info, BPF programs and maps, losses, resolution and the exporter's own state."""
         h = model.health
         build = _family("build")
         build.add_metric([], {"version": status.version, "kernel": model.kernel, "tier": model.tier})
-        out.append(build)
-        out.append(_gauge("probes_attached", 1 if h.probes_attached else 0))
+        out = [build, _gauge("probes_attached", 1 if h.probes_attached else 0)]
         # all-zero run counts: kernel.bpf_stats_enabled is off (or nothing ran): no series
         stats_on = any(h.bpf_run_count.values()) or any(h.bpf_run_time_ns.values())
         if h.bpf_run_time_ns and stats_on:
@@ -457,7 +523,7 @@ def _counter(key: str, value: float) -> Metric:
 
 
 # ---------------------------------------------------------------- collector
-class ModelCollector:
+class ModelMetrics:
     """prometheus-client custom collector: yields the families built from the
     latest Model (swapped in atomically by the refresh thread) plus the
     duration of the previous encoding.  A scrape never touches BPF."""

@@ -6,11 +6,11 @@ import tempfile
 
 import pytest
 
-from erofs_top import truth
+from erofs_top import pagecache, snapshot
 from erofs_top.readings import CHUNK_PAGES, UNKNOWN_CGROUP, kdev_from_st_dev
-from erofs_top.resolve.base import FixtureCgroups, FixtureMounts, MountInfo
+from erofs_top.resolve.base import StaticCgroups, StaticMounts, MountInfo
 
-PS = truth.PAGE_SIZE
+PS = pagecache.PAGE_SIZE
 
 
 def cold_file(dirpath, name, pages):
@@ -44,43 +44,43 @@ def disk_dir():
 
 def test_cachestat_and_mincore_agree_with_reads(disk_dir):
     p = cold_file(disk_dir, "f", 200)
-    assert truth.file_resident_pages(p) == 0
-    assert truth.resident_mask(p) == 0
+    assert pagecache.file_resident_pages(p) == 0
+    assert pagecache.resident_mask(p) == 0
     read_pages(p, [1, 2, 70, 199])
     fd = os.open(p, os.O_RDONLY)
     try:
-        cs = truth.cachestat(fd)
+        cs = pagecache.cachestat(fd)
         assert cs["nr_cache"] == 4 and cs["nr_dirty"] == 0
-        assert truth.cachestat(fd, 64 * PS, 64 * PS)["nr_cache"] == 1     # a range
+        assert pagecache.cachestat(fd, 64 * PS, 64 * PS)["nr_cache"] == 1     # a range
     finally:
         os.close(fd)
-    assert truth.resident_pages(p) == [1, 2, 70, 199]
-    assert truth.file_resident_pages(p) == 4
+    assert pagecache.resident_pages(p) == [1, 2, 70, 199]
+    assert pagecache.file_resident_pages(p) == 4
 
 
 def test_mask_helpers():
-    assert truth.mask_pages(0) == []
-    assert truth.mask_pages((1 << 0) | (1 << 63) | (1 << 64) | (1 << 200)) == [0, 63, 64, 200]
-    assert truth._mask_from_vec(bytes([1, 0, 1, 0x81, 0])) == 0b1101
-    assert list(truth._runs([1, 2, 3, 7, 9, 10])) == [(1, 3), (7, 1), (9, 2)]
-    assert list(truth._runs([])) == []
+    assert pagecache.mask_pages(0) == []
+    assert pagecache.mask_pages((1 << 0) | (1 << 63) | (1 << 64) | (1 << 200)) == [0, 63, 64, 200]
+    assert pagecache._mask_from_vec(bytes([1, 0, 1, 0x81, 0])) == 0b1101
+    assert list(pagecache._runs([1, 2, 3, 7, 9, 10])) == [(1, 3), (7, 1), (9, 2)]
+    assert list(pagecache._runs([])) == []
 
 
 def test_empty_file(disk_dir):
     p = os.path.join(disk_dir, "empty")
     open(p, "wb").close()
-    assert truth.resident_mask(p) == 0 and truth.file_resident_pages(p) == 0
-    assert truth.page_owners(p) == {}
+    assert pagecache.resident_mask(p) == 0 and pagecache.file_resident_pages(p) == 0
+    assert pagecache.page_owners(p) == {}
 
 
 def test_preserve_residency_drops_only_new_pages(disk_dir):
     p = cold_file(disk_dir, "f", 64)
     read_pages(p, [5])
-    with truth.preserve_residency([p, "", os.path.join(disk_dir, "missing")]):
+    with pagecache.preserve_residency([p, "", os.path.join(disk_dir, "missing")]):
         with open(p, "rb") as f:
             f.read()
-        assert truth.file_resident_pages(p) == 64
-    assert truth.resident_pages(p) == [5]            # ours gone, the workload's kept
+        assert pagecache.file_resident_pages(p) == 64
+    assert pagecache.resident_pages(p) == [5]            # ours gone, the workload's kept
 
 
 def test_snapshot_readings_chunks(disk_dir):
@@ -97,7 +97,7 @@ def test_snapshot_readings_chunks(disk_dir):
     m = MountInfo(dev=kdev_from_st_dev(st.st_dev), dev_str="x", mountpoint=os.path.dirname(sub),
                   source=backing, backing="file", backing_file=backing,
                   backing_dev=kdev_from_st_dev(bst.st_dev), backing_ino=bst.st_ino)
-    r = truth.snapshot_readings(FixtureMounts([m]), FixtureCgroups(), owners=False)
+    r = snapshot.snapshot_readings(StaticMounts([m]), StaticCgroups(), owners=False)
     assert r.page_size == PS and not r.probes_attached and r.page_cache_bytes > 0
     got = {(c.ino, c.chunk): c.owners for c in r.chunks}
     ino_a = os.stat(a).st_ino
@@ -112,23 +112,23 @@ def test_snapshot_readings_chunks(disk_dir):
 def test_snapshot_reports_unreadable_mount():
     m = MountInfo(dev=1, dev_str="0:1", mountpoint="/nonexistent/erofs-top", source="",
                   backing="block")
-    r = truth.snapshot_readings(FixtureMounts([m]), FixtureCgroups(), owners=False)
+    r = snapshot.snapshot_readings(StaticMounts([m]), StaticCgroups(), owners=False)
     assert r.chunks == [] and any("unreadable" in w for w in r.warnings)
 
 
 def test_owners_need_privilege_or_work(disk_dir):
     p = cold_file(disk_dir, "f", 4)
     read_pages(p, [0, 1])
-    ok, reason = truth.kpagecgroup_readable()
+    ok, reason = pagecache.kpagecgroup_readable()
     if not ok:
         assert "kpagecgroup" in reason
-        with pytest.raises(truth.TruthError):
-            truth.page_owners(p)
+        with pytest.raises(pagecache.PageCacheError):
+            pagecache.page_owners(p)
     else:
-        owners = truth.page_owners(p)
+        owners = pagecache.page_owners(p)
         assert set(owners) == {0, 1} and all(v > 0 for v in owners.values())
-    assert truth.resident_pages(p) == [0, 1]       # looking did not load anything
+    assert pagecache.resident_pages(p) == [0, 1]       # looking did not load anything
 
 
 def test_meminfo_cached_bytes():
-    assert truth.meminfo_cached_bytes() > 0
+    assert pagecache.meminfo_cached_bytes() > 0

@@ -6,23 +6,16 @@ import threading
 
 import click
 
+from ..errors import EXIT_FAIL, EXIT_USAGE, CollectorError, fail
+from ..kernel.host import kernel_version
 from . import DEFAULT_LISTEN, DEFAULT_PORT
-from erofs_top.params import DAY_S, Number, count, seconds
-from erofs_top.signals import POLICY
-
-from .collector import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
-
-
-def _fail(msg: str, code: int = 1):
-    click.echo(f"erofs-top exporter: {msg}", err=True)
-    sys.exit(code)
+from ..params import DAY_S, Number, count, seconds
+from ..signals import POLICY
+from .metrics import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
 
 
-def _kernel_version() -> tuple[int, int]:
-    import os
-    import re
-    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
-    return (int(m[1]), int(m[2])) if m else (0, 0)
+def _fail(msg: str, code: int = EXIT_FAIL):
+    fail(msg, code, who="erofs-top exporter")
 
 
 def _version() -> str:
@@ -70,26 +63,19 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     probes are detached or the refresh is stale.  Metrics: docs/metrics.md;
     deployment (DaemonSet, systemd unit, rules, dashboard): docs/exporter.md.
     """
-    from . import caps
-    from .podnames import KubeletLogNames
+    from . import privileges
     from .server import Exporter, ListenError, bind, parse_listen, serve
 
     try:
         host, port = parse_listen(listen, DEFAULT_PORT)
     except ListenError as e:
-        _fail(str(e), 2)
+        _fail(str(e), EXIT_USAGE)
     try:
-        keep = caps.parse_caps(keep_caps) if keep_caps is not None else None
-    except caps.CapsError as e:
-        _fail(str(e), 2)
+        keep = privileges.parse_caps(keep_caps) if keep_caps is not None else None
+    except privileges.CapsError as e:
+        _fail(str(e), EXIT_USAGE)
 
-    names = NoNames()
-    if kube_names != "off":
-        k = KubeletLogNames()
-        if k.available():
-            names = k
-        elif kube_names == "on":
-            _fail(f"--kube-names on: {k.pods_dir} is not a directory (mount it from the host)", 2)
+    names = _pod_names(kube_names)
 
     # bind first: a busy port or a bad address fails before BPF compiles for seconds
     try:
@@ -97,15 +83,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     except ListenError as e:
         _fail(str(e))
 
-    from erofs_top.collector import CollectorError, open_collector
-    try:
-        source = open_collector(no_bpf=no_bpf)
-    except CollectorError as e:
-        server.server_close()
-        _fail(f"cannot start collection: {e}")
-    except Exception as e:     # bcc missing, no permission, ...: one line, not a traceback
-        server.server_close()
-        _fail(f"cannot start collection: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    source = _open_source(no_bpf, server)
 
     serving = False
     exporter = Exporter(source, interval=interval, stale_after=stale_after,
@@ -117,14 +95,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         if model.tier != "snapshot" and not model.health.probes_attached:
             _fail(f"probes are not attached (tier {model.tier}); see `erofs-top doctor`")
 
-        kept = "all (--no-drop-caps)"
-        if not no_drop_caps:
-            if keep is None:
-                keep = caps.default_keep(model.tier, _kernel_version())
-            try:
-                kept = ", ".join(caps.drop_capabilities(keep)) or "none"
-            except caps.CapsError as e:
-                _fail(f"{e} (--no-drop-caps runs without dropping)")
+        kept = "all (--no-drop-caps)" if no_drop_caps else _drop_privileges(keep, model.tier)
 
         # SIGTERM/SIGINT/SIGHUP: stop serving, detach (erofs_top/signals.py); before
         # this point the first one raises and ends the start-up with one line
@@ -150,3 +121,41 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         source.close()
     if POLICY.stopping:     # an orderly stop on a signal: 128 + the signal, like every command
         sys.exit(POLICY.exit_code)
+
+
+def _pod_names(kube_names: str):
+    """Pod names from the kubelet's log directories (auto: when they are there)."""
+    from .podnames import KubeletLogNames
+    if kube_names != "off":
+        k = KubeletLogNames()
+        if k.available():
+            return k
+        if kube_names == "on":
+            _fail(f"--kube-names on: {k.pods_dir} is not a directory (mount it from the host)",
+                  EXIT_USAGE)
+    return NoNames()
+
+
+def _open_source(no_bpf: bool, server):
+    """The best tier's collector; the bound socket is closed when none starts."""
+    from ..tiers import open_collector
+    try:
+        return open_collector(no_bpf=no_bpf)
+    except CollectorError as e:
+        server.server_close()
+        _fail(f"cannot start collection: {e}")
+    except Exception as e:     # bcc missing, no permission, ...: one line, not a traceback
+        server.server_close()
+        _fail(f"cannot start collection: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def _drop_privileges(keep: tuple[str, ...] | None, tier: str) -> str:
+    """Drop every capability but ``keep`` (default: what the tier's refresh needs);
+    the ones kept, for the start-up line."""
+    from . import privileges
+    if keep is None:
+        keep = privileges.default_keep(tier, kernel_version())
+    try:
+        return ", ".join(privileges.drop_capabilities(keep)) or "none"
+    except privileges.CapsError as e:
+        _fail(f"{e} (--no-drop-caps runs without dropping)")

@@ -25,7 +25,7 @@ from operator import attrgetter
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterator, NamedTuple
 
-from .model import Container, File, Model, Mount
+from ..model import Container, File, Model, Mount
 
 CONTAINERS = "containers"
 MOUNTS = "mounts"
