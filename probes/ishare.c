@@ -212,6 +212,20 @@ static __always_inline int is_pseudo_sb(struct super_block *sb)
     return v == FS_PSEUDO;
 }
 
+/* a mapping of a shared inode: its host lives on the pseudo_erofs superblock */
+static __always_inline int is_shared_mapping(struct address_space *mapping)
+{
+    struct inode *host = NULL;
+    struct super_block *sb = NULL;
+    if (!mapping)
+        return 0;
+    bpf_probe_read_kernel(&host, sizeof(host), &mapping->host);
+    if (!host)
+        return 0;
+    bpf_probe_read_kernel(&sb, sizeof(sb), &host->i_sb);
+    return sb && is_pseudo_sb(sb);
+}
+
 /* ------------------------------------------------------------ page chunks */
 /* find-or-create stays per file: BCC rewrites map calls only outside macros,
  * so the slot logic is what chunk_owners.h shares */
@@ -251,16 +265,8 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
 static __always_inline void folio_event(struct folio *folio, int add)
 {
     struct address_space *mapping = NULL;
-    struct inode *host = NULL;
-    struct super_block *sb = NULL;
     bpf_probe_read_kernel(&mapping, sizeof(mapping), &folio->mapping);
-    if (!mapping)
-        return;
-    bpf_probe_read_kernel(&host, sizeof(host), &mapping->host);
-    if (!host)
-        return;
-    bpf_probe_read_kernel(&sb, sizeof(sb), &host->i_sb);
-    if (!sb || !is_pseudo_sb(sb))
+    if (!is_shared_mapping(mapping))
         return;
     unsigned long index = 0, flags = 0, flags1 = 0;
     bpf_probe_read_kernel(&index, sizeof(index), &folio->index);
@@ -314,15 +320,7 @@ RAW_TRACEPOINT_PROBE(mm_filemap_delete_from_page_cache)
 /* ------------------------------------------------------------ touched pages */
 static __always_inline void touch(struct address_space *mapping, u64 first, u64 last)
 {
-    struct inode *host = NULL;
-    struct super_block *sb = NULL;
-    if (!mapping || last < first)
-        return;
-    bpf_probe_read_kernel(&host, sizeof(host), &mapping->host);
-    if (!host)
-        return;
-    bpf_probe_read_kernel(&sb, sizeof(sb), &host->i_sb);
-    if (!sb || !is_pseudo_sb(sb))
+    if (last < first || !is_shared_mapping(mapping))
         return;
 #ifdef SELF_TGID
     if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID)
