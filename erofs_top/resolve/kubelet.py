@@ -39,10 +39,10 @@ class KubeletLogs:
     def available(self) -> bool:
         return os.path.isdir(self.pods_dir)
 
-    def refresh(self) -> None:
-        """Re-list after a miss, at most every ``min_interval_s``."""
+    def refresh(self, force: bool = False) -> None:
+        """Re-list after a miss, at most every ``min_interval_s`` (``force``: now)."""
         now = self.clock()
-        if not self._stale or (self._listed_at is not None
+        if not self._stale or (not force and self._listed_at is not None
                                and now - self._listed_at < self.min_interval_s):
             return
         self._stale = False
