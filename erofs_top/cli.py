@@ -24,7 +24,7 @@ from .model import Model
 from .names import display
 from .output import EXIT_PIPE, OutputClosed, OutputError, echo_out, flush_stdout, quiet_stdout
 from .params import count, seconds
-from .signals import POLICY
+from .signals import POLICY, STOP_SIGNALS
 from .tiers import open_or_fail as _open
 from .units import fmt_bytes
 
@@ -410,6 +410,10 @@ def entry() -> None:
         _entry()
     finally:
         POLICY.raising = False  # a signal during the interpreter's exit must not raise
+        if POLICY.stopping:
+            # Python's teardown puts the default handlers back: a second signal
+            # then would kill the process instead of being absorbed
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def _entry() -> None:
