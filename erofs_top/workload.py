@@ -111,18 +111,8 @@ class Cgroup:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.02)
         for d in (self.dir, self.mem_dir):
-            if d is None:
-                continue
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as e:
-                    if e.errno != errno.EBUSY:
-                        raise
-                    time.sleep(0.05)
+            if d is not None:
+                rmdir_cgroup(str(d))
         # remove empty parents we may have created (only our own prefix)
         for d in (self.dir.parent, self.mem_dir.parent if self.mem_dir else None):
             if d is not None and d.name.startswith("erofs-top-"):
@@ -384,6 +374,21 @@ def demo_leftovers(parent: str = DEFAULT_WORK_PARENT) -> list[tuple[str, str]]:
     return out
 
 
+def rmdir_cgroup(d: str) -> None:
+    """rmdir a cgroup whose last task just died: EBUSY until the kernel has
+    reaped it, so retry for up to 2.5 s."""
+    for _ in range(50):
+        try:
+            os.rmdir(d)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.05)
+
+
 def _remove_cgroup_tree(top: str) -> None:
     dirs = [top]
     for d, subs, _files in os.walk(top):
@@ -393,16 +398,7 @@ def _remove_cgroup_tree(top: str) -> None:
             for pid in read_text(os.path.join(d, "cgroup.procs")).split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
-        for _ in range(50):
-            try:
-                os.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError as e:
-                if e.errno != errno.EBUSY:
-                    raise
-                time.sleep(0.05)
+        rmdir_cgroup(d)
 
 
 def reap_demo_leftovers(parent: str = DEFAULT_WORK_PARENT) -> tuple[list[str], list[str]]:
