@@ -27,7 +27,7 @@ import time
 from ..pagecache import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
-from .superblock import (ErofsFormatError, Superblock, compressed_page_map, data_extents,
+from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
                          dump_extents, file_page_map, read_image, read_inode, read_superblock)
 
 FINGERPRINT_PREFIX = b"sha256:"
@@ -107,7 +107,7 @@ class ImageContent:
         self.preserve_cache = preserve_cache
         self._index: dict[tuple, _MountIndex] = {}
         self._sb: dict[tuple[str, int], Superblock | None] = {}
-        self._layout: dict[tuple, bool | None] = {}      # -> compressed?
+        self._inodes: dict[tuple, tuple[Superblock, DiskInode] | None] = {}
         self._page_maps: dict[tuple, dict[int, tuple[int, ...]] | None] = {}
         self._fp: dict[tuple, str | None] = {}
         self._bid: dict[tuple, str | None] = {}
@@ -143,7 +143,7 @@ class ImageContent:
         self._index.pop(self._mount_key(mount), None)
         if not mount.image_id:
             k = ("dev", mount.dev, mount.mountpoint)
-            for cache in (self._layout, self._fp, self._bid, self._digest):
+            for cache in (self._inodes, self._page_maps, self._fp, self._bid, self._digest):
                 for key in [key for key in cache if key[:3] == k]:
                     del cache[key]
             self._pending = {p for p in self._pending if p[:3] != k}
@@ -170,20 +170,26 @@ class ImageContent:
                 self._sb[sk] = None
         return self._sb[sk]
 
-    def _compressed(self, mount: MountInfo, ino: int) -> bool | None:
-        """Per-file data layout from the on-disk inode (None when unreadable)."""
+    def _disk_inode(self, mount: MountInfo, ino: int) -> tuple[Superblock, DiskInode] | None:
+        """The on-disk inode (and its superblock), read once per image and nid:
+        the data layout and the data map both come from it."""
         key = self._content_key(mount, ino)
-        if key in self._layout:
-            return self._layout[key]
+        if key in self._inodes:
+            return self._inodes[key]
         result = None
         sb = self._superblock(mount)
         if sb is not None:
             try:
-                result = read_inode(mount.image_path, sb, ino, mount.image_offset).compressed
+                result = sb, read_inode(mount.image_path, sb, ino, mount.image_offset)
             except (OSError, ErofsFormatError):
                 result = None
-        self._layout[key] = result
+        self._inodes[key] = result
         return result
+
+    def _compressed(self, mount: MountInfo, ino: int) -> bool | None:
+        """Per-file data layout from the on-disk inode (None when unreadable)."""
+        hit = self._disk_inode(mount, ino)
+        return None if hit is None else hit[1].compressed
 
     def physical_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """file page -> image pages (image-relative) holding its data: the data
@@ -194,11 +200,11 @@ class ImageContent:
         if key in self._page_maps:
             return self._page_maps[key]
         result = None
-        sb = self._superblock(mount)
-        if sb is not None:
+        hit = self._disk_inode(mount, ino)
+        if hit is not None:
+            sb, ino_rec = hit
             base = mount.image_offset
             try:
-                ino_rec = read_inode(mount.image_path, sb, ino, base)
                 ext = data_extents(sb, ino_rec,
                                    lambda off, n: read_image(mount.image_path, base + off, n))
                 if ext is not None:
