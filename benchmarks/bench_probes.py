@@ -1,6 +1,6 @@
 """Per-event cost of the tracepoint-tier probes against an empty program.
 
-Loads erofs-top's probes (TracepointCollector) and, at the same time, an empty BPF
+Loads erofs-top's probes (TracepointSource) and, at the same time, an empty BPF
 program on every tracepoint they use; runs real page-cache traffic; reads the
 kernel's BPF run-time statistics (run_time_ns / run_cnt per program) and
 prints ns/event per program and the ratio to the empty program on the same
@@ -119,7 +119,7 @@ def load_candidate(path: Path, col, st):
 def copy_filters(col, bpf) -> None:
     """Make a candidate's watched_devs/backing equal to the collector's."""
     for name in ("watched_devs", "backing"):
-        src, dst = col.bpf[name], bpf[name]
+        src, dst = col.source.bpf[name], bpf[name]
         for k, v in src.items():
             dst[k] = v
     try:    # a candidate with a direct-mapped filter (slot = (dev ^ dev >> 20) % size)
@@ -127,7 +127,7 @@ def copy_filters(col, bpf) -> None:
     except KeyError:
         return
     size = fast.max_entries
-    for k, v in col.bpf["watched_devs"].items():
+    for k, v in col.source.bpf["watched_devs"].items():
         slot = fast[ct.c_uint32((k.value ^ (k.value >> 20)) % size)]
         slot.dev, slot.kind = k.value, v.value
         fast[ct.c_uint32((k.value ^ (k.value >> 20)) % size)] = slot
@@ -167,7 +167,7 @@ def main() -> int:
     args = ap.parse_args()
     benchlib.need_root()
     from erofs_top.errors import CollectorError
-    from erofs_top.kernel.probes import TracepointCollector
+    from erofs_top.tiers import open_collector
     for c in args.candidate:
         if not c.is_file():
             sys.exit(f"--candidate {c}: no such file")
@@ -202,11 +202,11 @@ def main() -> int:
             for c in args.candidate if args.candidates_first else ():
                 cand[c.stem] = load_candidate(c, None, st)
             try:
-                col = TracepointCollector(seed=False, sharing=False)
+                col = open_collector(seed=False, sharing=False)
             except CollectorError as e:
                 sys.exit(f"probes failed to load: {e}")
             st.callback(col.close)
-            sets["probe"] = col.bpf
+            sets["probe"] = col.source.bpf
             for c in () if args.candidates_first else args.candidate:
                 cand[c.stem] = load_candidate(c, col, st)
             sets.update(cand)
@@ -227,7 +227,7 @@ def main() -> int:
                     copy_filters(col, b)
 
             def watched_kind(dev):
-                wd = col.bpf["watched_devs"]
+                wd = col.source.bpf["watched_devs"]
                 for k, v in wd.items():
                     if k.value == dev:
                         return v.value

@@ -199,7 +199,7 @@ def main() -> int:
             timed_read(cg, paths)       # warm: image file cached, reader code paths
             print(f"\n[slowdown] {len(files)} files, {total_mib:.0f} MiB, sequential cold "
                   f"read (EROFS cache dropped, image cached), {args.rounds} rounds")
-            from erofs_top.kernel.probes import TracepointCollector
+            from erofs_top.tiers import open_collector
             cases = ("without", "probes", "recording")
             times = {c: [] for c in cases}
             rec_stats = []
@@ -210,7 +210,7 @@ def main() -> int:
                     if which == "without":
                         times[which].append(timed_read(cg, paths))
                     elif which == "probes":
-                        col = TracepointCollector()
+                        col = open_collector()
                         try:
                             times[which].append(timed_read(cg, paths))
                         finally:

@@ -10,7 +10,7 @@ Each case runs twice: with the counters of N events and of 10 x N events on
 the same keys.  Readings hold map *state*, not events, so the two must cost the
 same: the refresh grows with keys, not with events.
 
-Part 2 (root, --probe-read): TracepointCollector.read() (map reading, the
+Part 2 (root, --probe-read): TracepointSource.read() (map reading, the
 kernel side of a refresh) with the real BPF maps filled from user space with
 10k/50k/200k chunk entries and 1/4 as many io entries.
 
@@ -123,17 +123,17 @@ def part_aggregate(repeat: int, quick: bool) -> None:
 def part_probe_read(sizes) -> None:
     benchlib.need_root()
     from erofs_top.errors import CollectorError
-    from erofs_top.kernel.probes import TracepointCollector
-    print("\nTracepointCollector.read() with the real maps filled from user space")
+    from erofs_top.tiers import open_collector
+    print("\nTracepointSource.read() with the real maps filled from user space")
     print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'read()':>10} {'us/entry':>9}")
     for n in sizes:
         try:
-            col = TracepointCollector(seed=False, sharing=False, max_chunks=max(262144, n))
+            col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
         except CollectorError as e:
             sys.exit(f"probes failed to load: {e}")
         try:
-            chunks, io = col.bpf["chunks"], col.bpf["io"]
-            n_io = min(n // 4, col.max_io)
+            chunks, io = col.source.bpf["chunks"], col.source.bpf["io"]
+            n_io = min(n // 4, col.source.max_io)
             dev = kdev(0, 0xFFFF0)        # no such mount: nothing else reads these keys
             t = time.perf_counter()
             keys = (chunks.Key * n)()
@@ -175,7 +175,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
     ap.add_argument("--quick", action="store_true", help="skip the 50k-file cases")
     ap.add_argument("--probe-read", action="store_true",
-                    help="also time TracepointCollector.read() on filled BPF maps (root)")
+                    help="also time TracepointSource.read() on filled BPF maps (root)")
     ap.add_argument("--no-aggregate", action="store_true", help="skip part 1")
     args = ap.parse_args()
     if not args.no_aggregate:

@@ -1,59 +1,60 @@
-"""Collector: one data source (BPF probes or ground truth) + resolvers + aggregator.
+"""Collector: one Source (a tier's reader) + resolvers + the aggregator.
 
 Every face uses it the same way::
 
     with open_collector(no_bpf=False) as col:     # erofs_top.tiers; raises CollectorError
         model = col.refresh()                     # a fresh Model, cheap (reads maps)
 
-The faces (TUI, exporter, recorder, once) never compute attributions: they
-read the Model that ``refresh()`` returns.
+A Source is what differs per tier (erofs_top/source.py: the protocol and the
+snapshot tier; kernel/probes.py: tracepoint and full; record/replay.py: a
+recording).  The resolvers are passed in: the live ones of this host
+(``tiers.live_resolvers``) or static ones (tests, recordings), and every one of
+them gets the same ``refresh()``.  The faces (TUI, exporter, recorder, once)
+never compute attributions: they read the Model that ``refresh()`` returns.
 """
 from __future__ import annotations
 
-import os
 import platform
 import threading
 import time
 
 from . import aggregate
-from .snapshot import snapshot_readings
-from .model import TIER_SNAPSHOT, TIER_TRACEPOINT, Model
+from .model import Model
 from .readings import Readings
+from .source import Source
 
 
 class Collector:
-    tier: str = TIER_SNAPSHOT
-
-    def __init__(self, *, cgroup_root: str | None = None, files_cap: int = 200,
-                 fingerprint_xattr: str = "trusted.erofs.fingerprint",
-                 mounts=None, cgroups=None, content=None, names=None):
-        """``mounts``, ``cgroups``, ``content``: the resolvers (resolve/base.py);
-        by default the live ones of this host.  Tests and recordings pass
-        Static* ones and get the same refresh()."""
-        from .resolve.cgroups import SysCgroups
-        from .resolve.content import ImageContent
-        from .resolve.mounts import SysMounts
-        from .resolve.names import RuntimeNames
-        live = mounts is None
-        self.mounts = SysMounts() if live else mounts
-        # runtime names (containerd, kubelet) belong to this host's resolvers
-        self.names = names if names is not None else (RuntimeNames() if live else None)
-        self.cgroups = cgroups if cgroups is not None else \
-            SysCgroups(root=cgroup_root, names=self.names)
-        self.content = content if content is not None else \
-            ImageContent(fingerprint_xattr=fingerprint_xattr)
+    def __init__(self, source: Source, *, mounts, cgroups, content, names=None,
+                 image_cache=None, files_cap: int = 200, started_at: float | None = None,
+                 kernel: str | None = None):
+        """``mounts``, ``cgroups``, ``content``: the resolvers (resolve/base.py).
+        ``names`` (resolve/names.py RuntimeNames) and ``image_cache``
+        (image_cache.py) read this host: only live collectors have them.
+        ``started_at``/``kernel``: the run's, when not now/here (a recording)."""
+        self.source = source
+        self.mounts = mounts
+        self.cgroups = cgroups
+        self.content = content
+        self.names = names
+        self.image_cache = image_cache
         self.files_cap = files_cap
-        self.started_at = time.time()
-        self.page_size = os.sysconf("SC_PAGE_SIZE")
+        self.started_at = time.time() if started_at is None else started_at
+        self.kernel = platform.release() if kernel is None else kernel
         self._lock = threading.Lock()
         self.last_model: Model | None = None
-        from .image_cache import ImageCacheReader
-        # the image files' own cache is read from this host, like the live resolvers
-        self.image_cache = ImageCacheReader() if live else None
 
-    # subclasses: read the source
+    @property
+    def tier(self) -> str:
+        return self.source.tier
+
+    @property
+    def page_size(self) -> int:
+        return self.source.page_size
+
     def read(self) -> Readings:
-        raise NotImplementedError
+        """One read of the source (the recorder wraps this to keep what it read)."""
+        return self.source.read()
 
     def refresh(self) -> Model:
         with self._lock:
@@ -67,18 +68,21 @@ class Collector:
                 self.names.refresh()
                 self.names.name_mounts(self.mounts.mounts())
                 readings.warnings.extend(self.names.warnings())
-            for source in (self.mounts, self.cgroups):
-                if getattr(source, "error", ""):
-                    readings.warnings.append(source.error)
-            if getattr(self.content, "digest_errors", 0):
-                readings.warnings.append(f"{self.content.digest_errors} file(s) could not be "
-                                         f"read to identify their content")
+            self._resolver_warnings(readings)
             model = aggregate.aggregate(
                 readings, self.mounts, self.cgroups, self.content,
                 tier=self.tier, started_at=self.started_at, files_cap=self.files_cap,
-                kernel=platform.release())
+                kernel=self.kernel)
             self.last_model = model
             return model
+
+    def _resolver_warnings(self, readings: Readings) -> None:
+        for resolver in (self.mounts, self.cgroups):
+            if getattr(resolver, "error", ""):
+                readings.warnings.append(resolver.error)
+        if getattr(self.content, "digest_errors", 0):
+            readings.warnings.append(f"{self.content.digest_errors} file(s) could not be "
+                                     f"read to identify their content")
 
     def _read_image_cache(self, readings: Readings) -> None:
         """The image files' cache, page by page with owners: what sharing saves there."""
@@ -90,7 +94,7 @@ class Collector:
             readings.warnings.append(self.image_cache.warning)
 
     def close(self) -> None:
-        pass
+        self.source.close()
 
     def __enter__(self):
         return self
@@ -99,12 +103,4 @@ class Collector:
         self.close()
 
 
-class SnapshotCollector(Collector):
-    """Lowest tier: ground truth from cachestat/mincore + kpagecgroup, no BPF."""
-    tier = TIER_SNAPSHOT
-
-    def read(self) -> Readings:
-        return snapshot_readings(self.mounts, self.cgroups)
-
-
-__all__ = ["Collector", "SnapshotCollector", "TIER_SNAPSHOT", "TIER_TRACEPOINT"]
+__all__ = ["Collector"]

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from .. import pagecache
-from ..collector import Collector
 from ..errors import CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
+from ..pagecache import PAGE_SIZE
 from ..readings import FileIO, PageChunk, PageEvent, Readings
 from ..snapshot import snapshot_readings
 from . import host, maps
@@ -22,13 +22,17 @@ COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
 
 
-class TracepointCollector(Collector):
-    tier = TIER_TRACEPOINT
+class TracepointSource:
+    """The tracepoint tier: probes/filemap.c's maps read into Readings.
 
-    def __init__(self, *, record: bool = False, ringbuf_pages: int = 4096,
-                 max_chunks: int = 262144, max_io: int = 65536, seed: bool = True,
-                 sharing: bool = True, **kw):
-        super().__init__(**kw)
+    ``mounts``/``cgroups``: the resolvers it keeps the kernel filter current
+    with and seeds its maps from (what was resident before it attached)."""
+    tier = TIER_TRACEPOINT
+    page_size = PAGE_SIZE
+
+    def __init__(self, mounts, cgroups, *, record: bool = False, ringbuf_pages: int = 4096,
+                 max_chunks: int = 262144, max_io: int = 65536, seed: bool = True):
+        self.mounts, self.cgroups = mounts, cgroups
         problem = host.bpf_problem()
         if problem:
             raise CollectorError(*problem)
@@ -88,28 +92,14 @@ class TracepointCollector(Collector):
         self.lost_events = 0
         self._ring_open = False
         self.sharing = None
-        if sharing:
-            self._start_sharing()
+        self._start_sharing()
         self.mounts.refresh()
         self._sync_mounts()
         self.seeded_pages = self._seed() if seed else 0
 
     # ---------------------------------------------------------- sharing (full tier)
     def _start_sharing(self) -> None:
-        try:
-            from . import sharing as sharing_mod
-        except ImportError:
-            return
-        ok, reason = host.sharing_supported()
-        if not ok:
-            self.degraded.append(f"page-cache sharing tier off: {reason}")
-            return
-        try:
-            self.sharing = sharing_mod.SharingProbes()
-            self.tier = TIER_FULL
-            self.degraded += self.sharing.warnings
-        except Exception as e:   # the tracepoint tier goes on without it
-            self.degraded.append(f"page-cache sharing probes failed: {str(e).splitlines()[-1]}")
+        """The tracepoint tier has no sharing probes (FullSource does)."""
 
     # ---------------------------------------------------------- filters
     def _sync_mounts(self) -> None:
@@ -254,7 +244,7 @@ class TracepointCollector(Collector):
         """Record mode: pass the pending events to callback, as a list of
         PageEvent, or as event_decoder(concatenated raw records) when set."""
         if not self.record:
-            raise RuntimeError("TracepointCollector(record=True) needed for events")
+            raise RuntimeError("TracepointSource(record=True) needed for events")
         if not self._ring_open:
             self._batch: list = []
             table = self.bpf[b"events"]
@@ -312,6 +302,35 @@ class TracepointCollector(Collector):
                 self.bpf.cleanup()
             except Exception:
                 pass
+
+
+class FullSource(TracepointSource):
+    """The full tier: the tracepoint tier + the page-cache sharing probes
+    (kernel/sharing.py, probes/ishare.c) on kernels with inode_share.  When
+    those fail to load, it goes on as the tracepoint tier and says why."""
+    tier = TIER_FULL
+
+    def _start_sharing(self) -> None:
+        try:
+            from . import sharing as sharing_mod
+            self.sharing = sharing_mod.SharingProbes()
+            self.degraded += self.sharing.warnings
+        except Exception as e:   # the tracepoint tier goes on without it
+            self.tier = TIER_TRACEPOINT
+            self.degraded.append(f"page-cache sharing probes failed: {str(e).splitlines()[-1]}")
+
+
+def open_probe_source(mounts, cgroups, *, sharing: bool = True, **kw) -> TracepointSource:
+    """The full tier where this kernel has page-cache sharing (and ``sharing``),
+    the tracepoint tier otherwise; CollectorError when neither loads."""
+    if not sharing:
+        return TracepointSource(mounts, cgroups, **kw)
+    ok, reason = host.sharing_supported()
+    if ok:
+        return FullSource(mounts, cgroups, **kw)
+    source = TracepointSource(mounts, cgroups, **kw)
+    source.degraded.append(f"page-cache sharing tier off: {reason}")
+    return source
 
 
 def try_load_bpf() -> str | None:

@@ -238,13 +238,12 @@ def _progress_line(m: str) -> None:
 def _open_record_collector(ring_buffer_pages: int, **kw):
     """The tracepoint tier in record mode, or a one-line failure (no --no-bpf hint:
     a recording needs BPF)."""
-    try:
-        from ..kernel.probes import TracepointCollector
-    except ImportError as e:
-        fail(f"the tracepoint tier is not available in this install ({e})")
+    from ..tiers import open_collector
     pages = 1 << max(0, (ring_buffer_pages - 1).bit_length())
     try:
-        return TracepointCollector(record=True, ringbuf_pages=pages, **kw)
+        return open_collector(record=True, ringbuf_pages=pages, **kw)
+    except ImportError as e:
+        fail(f"the tracepoint tier is not available in this install ({e})")
     except CollectorError as e:
         # its hint (--no-bpf) is for the live faces; a recording needs BPF
         fail(f"{e.reason} (recording needs the tracepoint tier)")

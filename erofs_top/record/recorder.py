@@ -120,15 +120,15 @@ class LoggingCgroups:
         return {str(k): v for k, v in d.items()}
 
 
-def _events_lost(col) -> int:
+def _events_lost(source) -> int:
     """Kernel-side ring buffer drops (BPF counter) + perf-buffer drops seen in user space."""
-    public = getattr(col, "events_lost", None)
+    public = getattr(source, "events_lost", None)
     if callable(public):
         try:
             return int(public())
         except Exception:   # a counter read must never end a recording
-            return int(getattr(col, "lost_events", 0) or 0)
-    return int(getattr(col, "lost_events", 0) or 0)
+            return int(getattr(source, "lost_events", 0) or 0)
+    return int(getattr(source, "lost_events", 0) or 0)
 
 
 def _page_cache_bytes() -> int:
@@ -140,17 +140,17 @@ def _page_cache_bytes() -> int:
 
 
 class Recorder:
-    """Drives one recording.  ``col``: a TracepointCollector(record=True) (or anything
-    with poll_events/read/refresh/mounts/cgroups/content/tier/page_size).
+    """Drives one recording.  ``col``: a Collector whose source is a
+    TracepointSource(record=True) (or any source with poll_events/events_lost).
     ``status`` gets a one-line progress note once a second."""
 
     def __init__(self, col, writer: RecordingWriter, *, model_interval_s: float = 5.0,
                  command: list[str] | None = None, max_size_bytes: int | None = None,
                  status: Callable[[str], None] | None = None):
         self.col = col
-        if hasattr(col, "event_decoder"):
+        if hasattr(col.source, "event_decoder"):
             # bulk-decode raw probe records: half the recorder's CPU per event
-            col.event_decoder = fmt.EventBatch.from_probe_records
+            col.source.event_decoder = fmt.EventBatch.from_probe_records
         self.w = writer
         self.model_interval_s = model_interval_s
         self.command = list(command or [])
@@ -296,7 +296,7 @@ class Recorder:
 
     def _sync_mounts(self) -> None:
         col = self.col
-        sync = getattr(col, "sync_mounts", None)     # keep the kernel filter current
+        sync = getattr(col.source, "sync_mounts", None)     # keep the kernel filter current
         if callable(sync):
             sync()
         else:
@@ -306,7 +306,7 @@ class Recorder:
         self.w.flush_events()
         self._sync_mounts()
         self._meta_update()
-        lost = self.lost_events = _events_lost(self.col)
+        lost = self.lost_events = _events_lost(self.col.source)
         self.w.write_json(fmt.BLOCK_TICK, {
             "ts_ns": now_ns, "wall": time.time(), "events_total": self.events_total,
             "lost_events_total": lost, "bytes_written": self.w.bytes_written,
@@ -343,7 +343,7 @@ class Recorder:
         reason = None
         try:
             while reason is None:
-                col.poll_events(self.on_events, POLL_MS)
+                col.source.poll_events(self.on_events, POLL_MS)
                 self.polls += 1
                 now = time.monotonic()
                 if now >= next_tick:
@@ -385,13 +385,13 @@ class Recorder:
         end_ts = monotonic_ns()
         try:
             if not self.w.full:
-                col.poll_events(self.on_events, 0)
+                col.source.poll_events(self.on_events, 0)
                 self.w.flush_events()
         except KeyboardInterrupt:
             pass
         except fmt.RecordingError:
             pass
-        lost = self.lost_events = _events_lost(col)
+        lost = self.lost_events = _events_lost(col.source)
         try:
             self.w.write_json(fmt.BLOCK_TICK, {
                 "ts_ns": end_ts, "wall": time.time(), "events_total": self.events_total,

@@ -2,9 +2,10 @@
 
 ``Replayer`` keeps the kernel state the probes keep (64-page chunks with the
 cgroup that inserted each page, per-file I/O counters, backing-file pages,
-shared inodes) and moves it forward through the events.  The Model is then
-made by ``erofs_top.aggregate.aggregate`` with static resolvers (Static*) filled from
-the recording's metadata: nothing here computes an attribution.
+shared inodes) and moves it forward through the events.  It is the replay
+tier's Source (``read()``, erofs_top/source.py); the Model is then made by a
+Collector around it with static resolvers (Static*) filled from the
+recording's metadata: nothing here computes an attribution.
 
 Events before the seed was read are applied to page bits (idempotent: setting
 a bit twice, or clearing an absent one, changes nothing) but not to counters,
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import aggregate as agg
+from ..collector import Collector
 from ..model import Model
 from ..readings import CHUNK_PAGES, EventKind, FileIO, PageChunk, Readings, SharedInode
 from ..resolve.base import StaticCgroups, StaticContent, StaticMounts
@@ -73,6 +74,9 @@ class Replayer:
         self.content = RecordedContent(files=dict(rec.files), content=dict(rec.digests),
                                        fingerprints=dict(rec.fingerprints),
                                        build_ids=dict(getattr(rec, "build_ids", {}) or {}))
+        self.collector = Collector(self, mounts=self.mounts, cgroups=self.cgroups,
+                                   content=self.content, files_cap=self.files_cap,
+                                   started_at=rec.started_at, kernel=self.kernel)
         self.reset()
 
     # ------------------------------------------------------------ state
@@ -322,10 +326,14 @@ class Replayer:
             r.warnings.append(f"{self.bad_events} malformed events skipped")
         return r
 
+    # the Source protocol: the state at the replay clock
+    read = readings
+
+    def close(self) -> None:
+        pass
+
     def model(self) -> Model:
-        return agg.aggregate(self.readings(), self.mounts, self.cgroups, self.content,
-                             tier=self.tier, started_at=self.rec.started_at,
-                             files_cap=self.files_cap, kernel=self.kernel)
+        return self.collector.refresh()
 
     def model_at(self, ts_ns: int) -> Model:
         self.advance_to(ts_ns)

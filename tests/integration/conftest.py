@@ -50,8 +50,8 @@ def cgroup_prefix(request):
 @pytest.fixture
 def probes():
     """A tracepoint-tier collector, attached; detached after the test."""
-    from erofs_top.kernel.probes import TracepointCollector
-    col = TracepointCollector()
+    from erofs_top.tiers import open_collector
+    col = open_collector()
     try:
         yield col
     finally:

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from erofs_top import pagecache
-from erofs_top.collector import SnapshotCollector
+from erofs_top.tiers import open_collector
 from erofs_top.workload import build_image, drop_file_cache, make_tree, read_file
 
 pytestmark = pytest.mark.root
@@ -65,7 +65,7 @@ def test_same_image_twice_duplicates_exact(stack, cgroup_prefix, probes):
         assert row.duplicate_bytes == approx(dup_pages * PAGE)
 
     # the snapshot tier (kpagecgroup owners) agrees per cgroup
-    snap = SnapshotCollector().refresh()
+    snap = open_collector(no_bpf=True).refresh()
     sa, sb = snap.container(a.path), snap.container(b.path)
     assert sa is not None and sb is not None, [c.cgroup for c in snap.containers]
     assert ca.resident_bytes == approx(sa.resident_bytes)
@@ -221,13 +221,12 @@ def test_loop_mount_attributed(stack, cgroup_prefix, probes):
 
 
 def test_pages_resident_before_start_are_seeded(stack, cgroup_prefix):
-    from erofs_top.kernel.probes import TracepointCollector
     src = make_tree(stack.dir / "src", {"lib.so": 2 * MiB})
     img = build_image(src, stack.dir / "a.erofs")
     m = stack.mount(img, "m")
     a = stack.cgroup(f"{cgroup_prefix}/a")
     read_file(m.path("lib.so"), a)
-    col = TracepointCollector()          # attaches after the read
+    col = open_collector()          # attaches after the read
     try:
         model = col.refresh()
     finally:
@@ -275,10 +274,9 @@ def test_cli_snapshot_json_and_doctor(stack):
 
 
 def test_full_map_is_counted_and_reported(stack, cgroup_prefix):
-    from erofs_top.kernel.probes import TracepointCollector
     src = make_tree(stack.dir / "src", {"big.bin": 8 * MiB})
     img = build_image(src, stack.dir / "a.erofs")
-    col = TracepointCollector(max_chunks=4, seed=False)    # 4 x 64 pages = 1 MiB of tracking
+    col = open_collector(max_chunks=4, seed=False)    # 4 x 64 pages = 1 MiB of tracking
     try:
         m = stack.mount(img, "m")
         a = stack.cgroup(f"{cgroup_prefix}/a")

@@ -30,6 +30,8 @@ from erofs_top.exporter.metrics import (CONTAINER_LABELS, FAMILIES, OTHER_ID, PR
 from erofs_top.exporter.podnames import KubeletLogNames
 from erofs_top.exporter.server import Exporter, ListenError, bind, parse_listen, serve
 
+from fixture_sources import ScriptedProbeSource, fixture_collector
+
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
@@ -281,44 +283,29 @@ def test_kubelet_log_names(tmp_path):
 
 
 # ---------------------------------------------------------------- health + HTTP
-class FakeSource:
-    """Stands in for erofs_top.collector (no BPF in unit tests): returns given Models."""
-
-    def __init__(self, model: Model):
-        self.model = model
-        self.tier = model.tier
-        self.fail = False
-
-    def refresh(self) -> Model:
-        if self.fail:
-            raise RuntimeError("map read failed\nsecond line")
-        return self.model
-
-    def close(self):
-        pass
-
-
 def test_health_states():
-    src = FakeSource(make_model())
+    probe = ScriptedProbeSource()
+    src = fixture_collector(probe)
     ex = Exporter(src, interval=1.0, stale_after=3, log=lambda m: None)
     ok, why = ex.health()
     assert not ok and "no successful refresh" in why
     assert ex.refresh_once()
     assert ex.health()[0]
-    src.model.health.probes_attached = False
+    probe.attached = False
     assert ex.refresh_once()
     ok, why = ex.health()
     assert not ok and "probes detached" in why
-    src.model.health.probes_attached = True
+    probe.attached = True
     ex.refresh_once()
     ex.status.last_refresh_timestamp -= 10
-    src.fail = True
+    probe.fail = True
     assert not ex.refresh_once()
     ok, why = ex.health()
     assert not ok and "stale" in why and "map read failed" in why and "\n" not in why
     assert ex.status.refresh_failures == 1
     # the snapshot tier has no probes to detach
-    snap = Exporter(FakeSource(make_model(tier=TIER_SNAPSHOT)), interval=1.0, log=lambda m: None)
+    snap = Exporter(fixture_collector(ScriptedProbeSource(tier=TIER_SNAPSHOT)), interval=1.0,
+                    log=lambda m: None)
     snap.refresh_once()
     assert snap.health()[0]
 
@@ -332,7 +319,8 @@ def _get(url):
 
 
 def test_http_endpoints():
-    src = FakeSource(make_model())
+    probe = ScriptedProbeSource()
+    src = fixture_collector(probe)
     ex = Exporter(src, interval=0.2, log=lambda m: None)
     server = bind("127.0.0.1", 0)
     port = server.server_address[1]
@@ -345,8 +333,7 @@ def test_http_endpoints():
         code, text = _get(f"http://127.0.0.1:{port}/healthz")
         assert code == 200 and text.startswith("ok")
         assert _get(f"http://127.0.0.1:{port}/nope")[0] == 404
-        src.model = make_model()
-        src.model.health.probes_attached = False
+        probe.attached = False
         deadline = time.time() + 10
         while "erofs_top_probes_attached 0.0" not in (text := _get(f"http://127.0.0.1:{port}/metrics")[1]):
             assert time.time() < deadline, "the refresh thread never published the new Model"
@@ -457,8 +444,8 @@ def test_idle_empty_container_drops_series_and_resumes():
 
 def test_metrics_encoded_once_per_model_and_format():
     import gzip
-    src = FakeSource(make_model())
-    ex = Exporter(src, interval=3600, log=lambda m: None)
+    probe = ScriptedProbeSource()
+    ex = Exporter(fixture_collector(probe), interval=3600, log=lambda m: None)
     ex.refresh_once()
     calls = []
     real = ex.registry.collect
@@ -482,7 +469,7 @@ def test_metrics_encoded_once_per_model_and_format():
     assert h3["headers"]["Content-Encoding"] == "gzip" and len(calls) == 2
     text = gzip.decompress(b3).decode()
     assert text.endswith("# EOF\n") and "erofs_top_container_resident_bytes{" in text
-    src.model = make_model(3)
+    probe.containers = 3
     ex.refresh_once()        # a new Model: the refresh thread encodes both formats asked before
     assert len(calls) == 4 and len(ex._cache) == 2
     _, b4 = call()

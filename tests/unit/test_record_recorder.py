@@ -1,5 +1,5 @@
 """The recording loop (recorder.py) against a scripted stand-in for the BPF
-collector (FakeRecordCollector: the real one needs root; the root round trip
+collector (a real Collector around ScriptedRecordSource: the probes need root; the root round trip
 is tests/integration/test_record_root.py).  Checks what reaches the file."""
 from __future__ import annotations
 
@@ -19,22 +19,14 @@ PAGE = synth.PAGE
 MAPPING = 0xFFFF8880DEAD0000
 
 
-class FakeRecordCollector(Collector):
-    """Scripted stand-in for TracepointCollector(record=True): events in batches,
-    Readings with a shared inode, static resolvers; the real Collector.refresh()."""
+class ScriptedRecordSource:
+    """Mock of TracepointSource(record=True) (the real one needs root and BPF;
+    its round trip is tests/integration/test_record_root.py): events in
+    scripted batches, Readings with a shared inode."""
     tier = "full"
+    page_size = PAGE
 
     def __init__(self, batches):
-        files = {(synth.DEV_A, synth.LIB_INO): FileInfo(synth.LIB_INO, "/a/lib.so", 64 * PAGE,
-                                                        True, "fileio"),
-                 (synth.DEV_B, synth.LIB_INO): FileInfo(synth.LIB_INO, "/b/lib.so", 64 * PAGE,
-                                                        True, "block")}
-        super().__init__(
-            files_cap=50, mounts=StaticMounts(synth.demo_mounts()),
-            cgroups=StaticCgroups({synth.CG_A: "/pods/a", synth.CG_B: "/pods/b"}),
-            content=StaticContent(files=files, content={k: "ef" * 32 for k in files},
-                                  fingerprints={k: "sha256:\x00raw+domain" for k in files}))
-        self.page_size = PAGE
         self.batches = list(batches)
         self.lost_events = 0
         self.reads = 0
@@ -58,6 +50,23 @@ class FakeRecordCollector(Collector):
         else:
             time.sleep(timeout_ms / 1000)
 
+    def close(self):
+        pass
+
+
+def scripted_collector(batches) -> Collector:
+    """The real Collector (static resolvers, the real refresh) around the
+    scripted source."""
+    files = {(synth.DEV_A, synth.LIB_INO): FileInfo(synth.LIB_INO, "/a/lib.so", 64 * PAGE,
+                                                    True, "fileio"),
+             (synth.DEV_B, synth.LIB_INO): FileInfo(synth.LIB_INO, "/b/lib.so", 64 * PAGE,
+                                                    True, "block")}
+    return Collector(
+        ScriptedRecordSource(batches), files_cap=50, mounts=StaticMounts(synth.demo_mounts()),
+        cgroups=StaticCgroups({synth.CG_A: "/pods/a", synth.CG_B: "/pods/b"}),
+        content=StaticContent(files=files, content={k: "ef" * 32 for k in files},
+                              fingerprints={k: "sha256:\x00raw+domain" for k in files}))
+
 
 def events(n, cg, dev, start_index=0):
     now = monotonic_ns()
@@ -66,7 +75,7 @@ def events(n, cg, dev, start_index=0):
 
 
 def test_recorder_writes_events_metadata_models_and_shared_snapshots(tmp_path):
-    col = FakeRecordCollector([events(16, synth.CG_A, synth.DEV_A, 2),
+    col = scripted_collector([events(16, synth.CG_A, synth.DEV_A, 2),
                                events(32, synth.CG_B, synth.DEV_B)])
     w = RecordingWriter(str(tmp_path / "r.rec"))
     rec = Recorder(col, w, model_interval_s=0.3)
@@ -94,7 +103,7 @@ def test_recorder_writes_events_metadata_models_and_shared_snapshots(tmp_path):
     # the shared inode as of the last snapshot (the fake adds 8 pages per read)
     last_shared = r.shared_snapshots[-1][1][0]
     pages = sum(m.bit_count() for o in last_shared.chunks.values() for m in o.values())
-    assert pages == 8 * col.reads
+    assert pages == 8 * col.source.reads
     assert m.totals.shared_bytes == pages * PAGE
     # ctr-a inserted the shared pages (the owner pays) + 2 seeded + 16 inserted
     assert a.resident_bytes == (pages + 18) * PAGE
@@ -108,7 +117,7 @@ def test_recorder_writes_events_metadata_models_and_shared_snapshots(tmp_path):
 
 def test_recorder_stops_at_max_size(tmp_path):
     big = [events(4096, synth.CG_A, synth.DEV_A, i * 4096) for i in range(40)]
-    col = FakeRecordCollector(big)
+    col = scripted_collector(big)
     w = RecordingWriter(str(tmp_path / "m.rec"), codec=fmt.CODEC_NONE, max_size_bytes=128 << 10)
     rec = Recorder(col, w, model_interval_s=0)
     rec.start()
@@ -121,7 +130,7 @@ def test_recorder_stops_at_max_size(tmp_path):
 
 
 def test_recorder_stop_flag(tmp_path):
-    col = FakeRecordCollector([])
+    col = scripted_collector([])
     w = RecordingWriter(str(tmp_path / "s.rec"))
     rec = Recorder(col, w, model_interval_s=0)
     rec.start()
@@ -150,7 +159,7 @@ def test_recorder_takes_bulk_decoded_probe_records(tmp_path):
     now = monotonic_ns()
     raw = b"".join(fmt.PROBE_EVENT.pack(now + i, synth.CG_B, synth.LIB_INO, i, synth.DEV_B, 1,
                                         9, EventKind.ADD) for i in range(64))
-    col = FakeRecordCollector([fmt.EventBatch.from_probe_records(raw)])
+    col = scripted_collector([fmt.EventBatch.from_probe_records(raw)])
     w = RecordingWriter(str(tmp_path / "b.rec"))
     rec = Recorder(col, w, model_interval_s=0)
     rec.start()

@@ -17,6 +17,7 @@ from erofs_top.tui.detail import DetailScreen
 from erofs_top.tui.source import ListSource
 from erofs_top.units import fmt_bytes
 
+from fixture_sources import ScriptedProbeSource, cgroup_path, fixture_collector
 from tui_fixtures import MiB, model, run_async, screen_text
 
 pytestmark = pytest.mark.timeout(60)
@@ -553,6 +554,25 @@ async def test_source_errors_show_in_the_header_and_the_ui_keeps_going():
     assert not app._thread.is_alive()
 
 
+@run_async
+async def test_the_ui_shows_what_the_real_refresh_made_of_a_scripted_source():
+    probe = ScriptedProbeSource(containers=3)
+    col = fixture_collector(probe)
+    app = ErofsTopApp(col, elf=False, interval_s=0.05)
+    async with app.run_test(size=(160, 30)) as pilot:
+        for _ in range(100):
+            if probe.reads >= 2:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause()
+        text = screen_text(app)
+    app.stop_collector()
+    for i in range(3):
+        assert cgroup_path(i) in text, text
+    # the third cgroup holds 3 pages of the library: 12.0 KiB (4 KiB pages)
+    assert "12.0 KiB" in text
+
+
 def test_run_app_closes_the_source_even_when_the_app_fails(monkeypatch):
     src = ListSource([model(0)])
 
@@ -593,7 +613,7 @@ def test_top_command_without_a_terminal_says_so():
 
 class SlowSource(ListSource):
     def refresh(self):
-        time.sleep(0.15)
+        time.sleep(0.15)     # not a wait: this source is slow on purpose (longer than the interval)
         return super().refresh()
 
 
