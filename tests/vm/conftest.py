@@ -71,7 +71,7 @@ def collector(_collector):
     if isinstance(_collector, Exception):
         pytest.fail(f"open_collector() failed in the lab: {_collector}")
     assert _collector.tier == "full", \
-        f"the lab must run the full tier, got {_collector.tier}: {getattr(_collector, 'degraded', '')}"
+        f"the lab must run the full tier, got {_collector.tier}: {getattr(_collector.source, 'degraded', '')}"
     return _collector
 
 
@@ -80,8 +80,8 @@ def sharing_probes(_collector):
     """The full-tier probes (probes/ishare.c): the collector's own instance when
     it runs, else a standalone one (so these tests do not depend on the
     tracepoint tier).  One BCC compile per boot either way."""
-    if not isinstance(_collector, Exception) and getattr(_collector, "sharing", None):
-        yield _collector.sharing
+    if not isinstance(_collector, Exception) and getattr(_collector.source, "sharing", None):
+        yield _collector.source.sharing
         return
     from erofs_top.kernel import host, sharing
     ok, reason = host.sharing_supported()
