@@ -10,9 +10,12 @@ Actions:
                ``mkfs.erofs --xattr-inode-digest=trusted.erofs.fingerprint``
                and mount it in that domain: saves its copies' part of the
                potential (stage b)
-Merging mounts that already share in different domains (stage c) is not
-advised yet: erofs-top does not compare domain_ids (secrets it keeps out of
-its output).
+  domain       move inode_share mounts whose shared inodes hold the same
+               content as those of other inode_share mounts into those
+               mounts' domain: saves ``potential_savings_domains_bytes``
+               (stage c).  erofs-top never reads domain_ids (secrets); it sees
+               the kernel keep two shared inodes for one content, which only
+               different domains do.
 """
 from __future__ import annotations
 
@@ -55,6 +58,7 @@ def advise(model: Model) -> list[Action]:
             why=f"{len(ready)} stock mount(s) hold the same content and their images carry "
                 f"fingerprints: mount them in one domain (pick one secret {DOMAIN_PLACEHOLDER} "
                 f"for the images you trust together)"))
+    actions += _domain_actions(model)
     by_image: dict[str, list] = {}
     for m in model.mounts:
         if not m.ishare_xattrs and m.potential_savings_bytes > 0:
@@ -70,6 +74,24 @@ def advise(model: Model) -> list[Action]:
                 "cannot share its files"))
     actions.sort(key=lambda a: (-a.saves_bytes, a.kind, a.image))
     return actions
+
+
+def _domain_actions(model: Model) -> list[Action]:
+    movers = [m for m in model.mounts if m.inode_share and m.potential_savings_domains_bytes > 0]
+    if not movers or model.totals.potential_savings_domains_bytes <= 0:
+        return []
+    keepers = [m.mountpoint for m in model.mounts
+               if m.inode_share and m.potential_savings_domains_bytes <= 0]
+    target = ", ".join(keepers[:3]) + (" ..." if len(keepers) > 3 else "") or "the others"
+    opts = f"ro,inode_share,domain_id={DOMAIN_PLACEHOLDER}"
+    return [Action(
+        kind="domain", saves_bytes=model.totals.potential_savings_domains_bytes,
+        mounts=[m.mountpoint for m in movers],
+        commands=[f"umount {m.mountpoint} && mount -t erofs -o {opts} "
+                  f"{m.backing_file or m.source} {m.mountpoint}" for m in movers],
+        why=f"{len(movers)} inode_share mount(s) cache content that other inode_share mounts "
+            f"({target}) cache too, in another domain: remount them with that domain's "
+            f"{DOMAIN_PLACEHOLDER}")]
 
 
 def render(actions: list[Action], model: Model) -> str:
@@ -99,8 +121,9 @@ def to_json(actions: list[Action], model: Model) -> str:
 def advise_command(as_json: bool, duration: float, no_bpf: bool) -> None:
     """Ranked changes that would save EROFS page cache on this node now, with
     the MiB each saves and the commands to make them: which mounts to mount
-    with inode_share (and one domain_id for them), which images to rebuild
-    with fingerprints.  Savings are in page cache the kernel charges (EROFS
+    with inode_share (and one domain_id for them), which inode_share mounts
+    to move into another mount's domain, which images to rebuild with
+    fingerprints.  Savings are in page cache the kernel charges (EROFS
     pages, compressed-data cache, image-file cache): docs/sharing.md."""
     import time
 

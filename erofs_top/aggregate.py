@@ -123,8 +123,8 @@ def _aops(e: _Entry) -> str:
 
 def _duplicates(entries: list[_Entry]) -> tuple[int, list[list[_Entry]]]:
     """Fill e.dup for entries sharing a content key.  Returns (redundant pages,
-    the groups inode_share could merge: same content, same aops class, not
-    already in a shared inode)."""
+    the groups inode_share could merge: same content, same aops class; shared
+    inodes of one content in several groups sit in different domains)."""
     redundant = 0
     mergeable: list[list[_Entry]] = []
     by_key: dict[str, list[_Entry]] = defaultdict(list)
@@ -150,7 +150,9 @@ def _duplicates(entries: list[_Entry]) -> tuple[int, list[list[_Entry]]]:
                         e.dup[c] = d
         by_class: dict[str, list[_Entry]] = defaultdict(list)
         for e in group:
-            if e.shared_mapping == 0:   # already shared pages save nothing more
+            # an inode_share mount's own-inode pages are private (splice
+            # readers): no remount merges them
+            if e.shared_mapping or not (e.mount and e.mount.inode_share):
                 by_class[_aops(e)].append(e)
         mergeable += [members for members in by_class.values() if len(members) >= 2]
     return redundant, mergeable
@@ -169,9 +171,37 @@ def _page_map(content: ContentResolver, mount: MountInfo | None, ino: int):
 
 
 @dataclass
+class _StageGroups:
+    """Copies per mergeable group for each stage of the prediction: ``now``
+    (a: stock mounts of images with fingerprints join one shared inode),
+    ``domains`` (a + c: the shared inodes of one content in different domains
+    merge too), ``rebuild`` (a + b + c: images without fingerprints rebuilt).
+    Shared inodes come first, largest first: they keep their pages."""
+    now: list[list[Copy]]
+    domains: list[list[Copy]]
+    rebuild: list[list[Copy]]
+
+
+def _stage_groups(mergeable: list[list[_Entry]], copy) -> _StageGroups:
+    out = _StageGroups([], [], [])
+    for members in mergeable:
+        shared = sorted((e for e in members if e.shared_mapping),
+                        key=lambda e: (-e.resident_pages(), e.shared_mapping))
+        stock = [e for e in members if not e.shared_mapping]
+        copies = {id(e): copy(e) for e in shared + stock}
+        ready = [copies[id(e)] for e in stock if copies[id(e)].fingerprinted]
+        first = [copies[id(e)] for e in shared]
+        out.now.append(first[:1] + ready)
+        out.domains.append(first + ready)
+        out.rebuild.append(first + [copies[id(e)] for e in stock])
+    return out
+
+
+@dataclass
 class _Saved:
     potential: Savings
     potential_now: Savings
+    potential_domains: Savings          # stages a + c (see _StageGroups)
     realized_file_pages: int = 0
     realized_image_pages: int = 0
     realized_compressed_pages: int = 0
@@ -225,7 +255,8 @@ def _savings(live: list[_Entry], mergeable: list[list[_Entry]], readings: Readin
                     fingerprinted=bool(e.mount and e.mount.image and e.mount.image.ishare_xattrs),
                     managed=None if mm is None else (_managed_key(e.dev), mm))
 
-    groups = [[copy(e) for e in members] for members in mergeable]
+    stage_groups = _stage_groups(mergeable, copy)
+    groups = stage_groups.rebuild
     grouped = {id(e) for members in mergeable for e in members}
     shared = [e for e in live if e.shared_mapping]
     # cache pages other resident files need: they stay whatever sharing does
@@ -239,8 +270,8 @@ def _savings(live: list[_Entry], mergeable: list[list[_Entry]], readings: Readin
             for ps in (pm or {}).values() if key else ():
                 other_kept[key].update(ps)
     out = _Saved(potential(groups, owned, readers, other_kept),
-                 potential([[c for c in g if c.fingerprinted] for g in groups],
-                           owned, readers, other_kept))
+                 potential(stage_groups.now, owned, readers, other_kept),
+                 potential(stage_groups.domains, owned, readers, other_kept))
     realized_groups = []
     for e in shared:
         if e.touched is None:       # no per-member pages: every member in use holds all
@@ -486,6 +517,9 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
             containers_count=len(mount_cgroups.get(m.dev, ())),
             potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
             potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
+            potential_savings_domains_bytes=max(
+                0, saved.potential_domains.by_dev.get(m.dev, 0)
+                - saved.potential_now.by_dev.get(m.dev, 0)) * page,
             holders=holders_of.get(m.dev, []),
             layer_digest=getattr(m, "layer_digest", ""),
             snapshot_id=getattr(m, "snapshot_id", ""),
@@ -500,8 +534,10 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
     totals.potential_savings_image_cache_bytes = saved.potential.image_pages * page
     totals.potential_savings_compressed_cache_bytes = saved.potential.compressed_pages * page
     totals.potential_savings_now_bytes = saved.potential_now.pages * page
-    totals.potential_savings_rebuild_bytes = (saved.potential.pages
+    totals.potential_savings_domains_bytes = (saved.potential_domains.pages
                                               - saved.potential_now.pages) * page
+    totals.potential_savings_rebuild_bytes = (saved.potential.pages
+                                              - saved.potential_domains.pages) * page
     totals.shared_bytes = shared_pages_total * page
     totals.sharing_saved_bytes = (saved.realized_file_pages + saved.realized_image_pages
                                   + saved.realized_compressed_pages) * page

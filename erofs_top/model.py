@@ -85,6 +85,8 @@ class Mount:
     # caches they read through); _now: with the images as they are
     potential_savings_bytes: int = 0
     potential_savings_now_bytes: int = 0
+    # stage c: its shared inodes merging with those of other domains
+    potential_savings_domains_bytes: int = 0
     # per cgroup that inserted pages of this mount, largest first
     holders: list[MountHolder] = field(default_factory=list)
     # an image layer of a container runtime (containerd's EROFS snapshotter)
@@ -118,6 +120,7 @@ class Totals:
     potential_savings_image_cache_bytes: int = 0  # image-file pages (file-backed, loop)
     potential_savings_compressed_cache_bytes: int = 0  # the mounts' compressed-data cache
     potential_savings_now_bytes: int = 0         # stage a: images that carry fingerprints
+    potential_savings_domains_bytes: int = 0     # stage c: more with one domain for all
     potential_savings_rebuild_bytes: int = 0     # stage b: more after --xattr-inode-digest
     shared_bytes: int = 0
     # page cache inode_share saves now: per page, members that touched it - 1

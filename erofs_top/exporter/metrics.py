@@ -131,6 +131,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
                "Part of the potential savings in the mounts' compressed-data cache."),
     FamilySpec(PREFIX + "node_potential_savings_now_bytes", "gauge",
                "Potential savings with the images as they are (those with fingerprints)."),
+    FamilySpec(PREFIX + "node_potential_savings_domains_bytes", "gauge",
+               "Potential savings that putting inode_share mounts of one content in one "
+               "domain adds."),
     FamilySpec(PREFIX + "node_potential_savings_rebuild_bytes", "gauge",
                "Potential savings that rebuilding images with --xattr-inode-digest adds."),
     FamilySpec(PREFIX + "node_shared_bytes", "gauge", "Resident bytes in shared (inode_share) inodes."),
@@ -452,6 +455,7 @@ class FamilyBuilder:
             ("node_potential_savings_compressed_cache_bytes",
              t.potential_savings_compressed_cache_bytes),
             ("node_potential_savings_now_bytes", t.potential_savings_now_bytes),
+            ("node_potential_savings_domains_bytes", t.potential_savings_domains_bytes),
             ("node_potential_savings_rebuild_bytes", t.potential_savings_rebuild_bytes),
             ("node_shared_bytes", t.shared_bytes),
             ("node_sharing_saved_bytes", t.sharing_saved_bytes),

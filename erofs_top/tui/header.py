@@ -148,7 +148,8 @@ class NodeHeader(Widget):
         acts = advise(model)
         if acts:        # the top action of `erofs-top advise`
             a = acts[0]
-            what = "mount with inode_share" if a.kind == "inode_share" else "rebuild an image"
+            what = {"inode_share": "mount with inode_share",
+                    "domain": "move mounts into one domain"}.get(a.kind, "rebuild an image")
             dup.append(f"advise: {what} ({len(a.mounts)} mount(s)) saves "
                        f"{fmt_bytes(a.saves_bytes)}")
         out = pack(top, width) + pack(node, width) + pack(dup, width)

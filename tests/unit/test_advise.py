@@ -39,3 +39,16 @@ def test_mounts_already_sharing_are_not_advised():
                                                                  share=True)])
     assert advise(m) == []
     assert render([], m).startswith("nothing to advise")
+
+
+def test_inode_share_mounts_in_two_domains_are_advised_to_move():
+    a = mount("0:41", "/m/a", fp=True, share=True, image="A")
+    b = mount("0:42", "/m/b", fp=True, share=True, pot=3 * MiB, image="A")
+    b.potential_savings_domains_bytes = 3 * MiB
+    m = model([a, b])
+    m.totals.potential_savings_domains_bytes = 3 * MiB
+    acts = advise(m)
+    assert [(x.kind, x.saves_bytes, x.mounts) for x in acts] == [("domain", 3 * MiB, ["/m/b"])]
+    assert "/m/a" in acts[0].why
+    assert acts[0].commands == ["umount /m/b && mount -t erofs -o ro,inode_share,"
+                                "domain_id=<domain> /images/b.erofs /m/b"]

@@ -225,3 +225,63 @@ def test_mount_holders_split_each_cgroup_per_mount(env):
     assert on_b == [(CG_A, 30 * PAGE), (CG_B, 20 * PAGE)]
     assert sum(h.resident_bytes for h in rows["0:41"].holders) == rows["0:41"].resident_bytes
     assert Model.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
+def _sharing_env(share_a: bool, share_b: bool):
+    """Image "one" (with fingerprints) mounted twice, file-backed; either mount
+    may carry inode_share."""
+    img = ImageInfo(uuid="one", volume_name="", feature_compat=0, feature_incompat=0,
+                    block_size=4096, image_id="img-one", ishare_xattrs=True, compressed=False)
+    ma, mb = mount(DEV_A, "file", img), mount(DEV_B, "file", img)
+    ma.inode_share, mb.inode_share = share_a, share_b
+    content = StaticContent(files={
+        (DEV_A, 40): FileInfo(40, "/mnt/40/lib.so", 200 * PAGE, True, AOPS_FILEIO),
+        (DEV_B, 40): FileInfo(40, "/mnt/41/lib.so", 200 * PAGE, True, AOPS_FILEIO)})
+    return StaticMounts([ma, mb]), StaticCgroups({CG_A: "/pods/ctrA", CG_B: "/pods/ctrB"}), content
+
+
+def _shared(mapping, dev, cg, pages):
+    return SharedInode(mapping=mapping, chunks={c: {cg: m} for c, m in
+                                                enumerate(chunks_mask(pages))},
+                       members={(dev, 40)}, users={cg: {(dev, 40)}}, size=200 * PAGE)
+
+
+def chunks_mask(pages):
+    return [mask(0, min(64, pages - c * 64)) for c in range((pages + 63) // 64)]
+
+
+def test_shared_inodes_of_one_content_in_two_domains_are_stage_c():
+    # both mounts share, but each has its own shared inode for the same
+    # content: their domains differ; one domain would hold the 50 common pages once
+    r = Readings(taken_at=1.0, page_size=PAGE)
+    r.shared += [_shared(0xffff0001, DEV_A, CG_A, 100), _shared(0xffff0002, DEV_B, CG_B, 50)]
+    m = run(r, _sharing_env(True, True))
+    t = m.totals
+    assert t.potential_savings_domains_bytes == 50 * PAGE
+    assert t.potential_savings_now_bytes == 0 and t.potential_savings_rebuild_bytes == 0
+    assert t.potential_savings_bytes == 50 * PAGE
+    # the smaller shared inode is the one that would merge into the larger
+    assert {x.dev: x.potential_savings_domains_bytes for x in m.mounts} == \
+        {"0:40": 0, "0:41": 50 * PAGE}
+    assert m.container("/pods/ctrB").potential_savings_bytes == 50 * PAGE
+
+
+def test_a_stock_mount_joins_an_existing_shared_inode_now():
+    r = Readings(taken_at=1.0, page_size=PAGE)
+    r.shared.append(_shared(0xffff0001, DEV_A, CG_A, 100))
+    r.chunks += chunks_for(DEV_B, 40, 60, CG_B)       # stock mount, image with fingerprints
+    m = run(r, _sharing_env(True, False))
+    assert m.totals.potential_savings_now_bytes == 60 * PAGE
+    assert m.totals.potential_savings_domains_bytes == 0
+    assert m.totals.potential_savings_bytes == 60 * PAGE
+
+
+def test_own_inode_pages_on_an_inode_share_mount_are_no_potential():
+    # splice/sendfile readers of an inode_share mount fill the member inode's
+    # own cache: private on every kernel, no remount merges it
+    r = Readings(taken_at=1.0, page_size=PAGE)
+    r.shared.append(_shared(0xffff0001, DEV_A, CG_A, 100))
+    r.chunks += chunks_for(DEV_B, 40, 60, CG_B)
+    m = run(r, _sharing_env(True, True))
+    assert m.totals.redundant_bytes == 60 * PAGE
+    assert m.totals.potential_savings_bytes == 0
