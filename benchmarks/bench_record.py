@@ -22,8 +22,6 @@ Run:  sudo .venv/bin/python benchmarks/bench_record.py [--rounds 3] [--json]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import signal
 import statistics
@@ -161,8 +159,7 @@ def offline(n_events: int, tmpdir: str) -> dict:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _add_args(ap) -> None:
     ap.add_argument("--rounds", type=int, default=7, help="rounds of each case (default 7)")
     ap.add_argument("--stress-seconds", type=float, default=4.0)
     ap.add_argument("--stress-rates", type=lambda t: [int(x) for x in t.split(",")],
@@ -171,22 +168,104 @@ def main() -> int:
     ap.add_argument("--offline-events", type=int, default=500_000)
     ap.add_argument("--scale", type=float, default=2.0,
                     help="multiply the file sizes (default 2: 256 MiB)")
-    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    args = ap.parse_args()
-    benchlib.need_root()
-    # SIGTERM (timeout, kill) unwinds like Ctrl-C: mounts and cgroups are removed
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    from erofs_top.workload import Stack, build_image, make_tree
 
+
+def _slowdown(args, tmpdir: str, cg, paths: list, total_mib: float) -> dict:
+    """Cold sequential read without erofs-top, with its probes, recording."""
+    from erofs_top.tiers import open_collector
+    print(f"\n[slowdown] {len(paths)} files, {total_mib:.0f} MiB, sequential cold "
+          f"read (EROFS cache dropped, image cached), {args.rounds} rounds")
+    rec_stats = []
+
+    def measure(which: str, rnd: int) -> float:
+        benchlib.drop_cache(paths)
+        if which == "without":
+            return timed_read(cg, paths)
+        if which == "probes":
+            col = open_collector()
+            try:
+                return timed_read(cg, paths)
+            finally:
+                col.close()
+        r = Recording(os.path.join(tmpdir, f"slow{rnd}.rec"))
+        try:
+            return timed_read(cg, paths)
+        finally:
+            rec, _err = r.stop()
+            rec_stats.append((rec.events_count, rec.lost_events, rec.file_size))
+    times = benchlib.interleaved(("without", "probes", "recording"), args.rounds, measure)
+    for which, ts in times.items():
+        med = statistics.median(ts)
+        print(f"  {which:<10} " + " ".join(f"{t:6.3f}" for t in ts)
+              + f" s  median {med:.3f} s ({total_mib / med:.0f} MiB/s)")
+    rat = benchlib.ratios(times, "without")
+    print(f"  ratio probes/without: median {rat['probes']['median_ratio']:.3f}, best-of "
+          f"{rat['probes']['best_of_ratio']:.3f}; recording/without: median "
+          f"{rat['recording']['median_ratio']:.3f}, best-of "
+          f"{rat['recording']['best_of_ratio']:.3f} (best-of: the least disturbed "
+          f"runs on a shared machine)")
+    ev = sum(s[0] for s in rec_stats)
+    print(f"  {ev // len(rec_stats)} events per read pass, {sum(s[1] for s in rec_stats)} lost, "
+          f"{sum(s[2] for s in rec_stats) / max(1, ev):.2f} B/event (file incl. metadata)")
+    return {"times_s": times,
+            "probes_ratio": rat["probes"]["median_ratio"],
+            "recording_ratio": rat["recording"]["median_ratio"],
+            "probes_ratio_best_of": rat["probes"]["best_of_ratio"],
+            "recording_ratio_best_of": rat["recording"]["best_of_ratio"],
+            "events_per_pass": ev / len(rec_stats),
+            "lost_events": sum(s[1] for s in rec_stats)}
+
+
+def _stress_step(args, tmpdir: str, cg, paths: list, rate: int) -> dict:
+    r = Recording(os.path.join(tmpdir, f"stress{rate}.rec"))
+    try:
+        t0 = time.monotonic()
+        procs = [cg.popen([sys.executable, "-S", "-c", RANDOM_READER,
+                           str(args.stress_seconds), str(rate / 2), *paths[i::2]],
+                          stdout=subprocess.PIPE, text=True) for i in range(2)]
+        pages = sum(int(p.communicate()[0].strip() or 0) for p in procs)
+        secs = time.monotonic() - t0
+    finally:
+        rec, _err = r.stop()
+    offered = (rec.events_count + rec.lost_events) / secs
+    bpe = rec.file_size / max(1, rec.events_count)
+    print(f"  target {rate / 1e3:5.0f}k pages/s: read {pages / secs / 1e3:6.1f}k pages/s, "
+          f"{offered / 1e3:6.1f}k events/s offered, {rec.events_count} recorded, "
+          f"{rec.lost_events} lost, {bpe:.2f} B/event")
+    return {"target_pages_per_s": rate, "pages_per_s": pages / secs,
+            "offered_events_per_s": offered, "events": rec.events_count,
+            "lost_events": rec.lost_events, "bytes_per_event": bpe}
+
+
+def _stress(args, tmpdir: str, cg, paths: list) -> tuple[list, float | None]:
+    """Offered load doubled until the kernel drops events."""
+    print(f"\n[stress] 4 KiB random reads, readahead off, {args.stress_seconds:g} s per "
+          f"step, recorded; offered load doubled until the kernel drops events")
+    steps, best = [], None
+    for rate in args.stress_rates:
+        steps.append(_stress_step(args, tmpdir, cg, paths, rate))
+        if steps[-1]["lost_events"]:
+            break
+        best = steps[-1]["offered_events_per_s"]
+    if best is None:
+        print("  lost events already at the lowest step")
+    else:
+        bound = "" if steps[-1]["lost_events"] else \
+            "; no step lost events, so this is a lower bound: add --stress-rates"
+        print(f"  sustained without loss: {best / 1e3:.0f}k events/s (highest step with "
+              f"0 lost{bound})")
+    return steps, best
+
+
+def _body(args) -> dict:
+    from erofs_top.workload import Stack, build_image, make_tree
     res: dict = {"rounds": args.rounds}
     tmpdir = tempfile.mkdtemp(prefix="erofs-top-bench-rec-", dir="/var/tmp")
     try:
         print(f"[offline] {args.offline_events} synthetic events")
         res["offline"] = offline(args.offline_events, tmpdir)
-
         files = {f"data/f{i:02d}.bin": max(1, int(s * args.scale * MiB))
                  for i, s in enumerate(SIZES_MIB)}
-        total_mib = sum(files.values()) / MiB
         with Stack(prefix="erofs-top-bench-") as st:
             src = make_tree(st.dir / "src", files, seed=12)
             img = build_image(src, st.dir / "rec.erofs", "-T0")
@@ -197,97 +276,16 @@ def main() -> int:
             cg = st.cgroup(f"erofs-top-bench-{os.getpid()}/reader")
             paths = [mnt.path(n) for n in files]
             timed_read(cg, paths)       # warm: image file cached, reader code paths
-            print(f"\n[slowdown] {len(files)} files, {total_mib:.0f} MiB, sequential cold "
-                  f"read (EROFS cache dropped, image cached), {args.rounds} rounds")
-            from erofs_top.tiers import open_collector
-            cases = ("without", "probes", "recording")
-            times = {c: [] for c in cases}
-            rec_stats = []
-            for rnd in range(args.rounds):
-                order = cases if rnd % 2 == 0 else cases[::-1]
-                for which in order:
-                    benchlib.drop_cache(paths)
-                    if which == "without":
-                        times[which].append(timed_read(cg, paths))
-                    elif which == "probes":
-                        col = open_collector()
-                        try:
-                            times[which].append(timed_read(cg, paths))
-                        finally:
-                            col.close()
-                    else:
-                        r = Recording(os.path.join(tmpdir, f"slow{rnd}.rec"))
-                        try:
-                            times[which].append(timed_read(cg, paths))
-                        finally:
-                            rec, _err = r.stop()
-                        rec_stats.append((rec.events_count, rec.lost_events, rec.file_size))
-            med = {c: statistics.median(times[c]) for c in cases}
-            best = {c: min(times[c]) for c in cases}
-            for which in cases:
-                print(f"  {which:<10} " + " ".join(f"{t:6.3f}" for t in times[which])
-                      + f" s  median {med[which]:.3f} s ({total_mib / med[which]:.0f} MiB/s)")
-            ev = sum(s[0] for s in rec_stats)
-            print(f"  ratio probes/without: median {med['probes'] / med['without']:.3f}, "
-                  f"best-of {best['probes'] / best['without']:.3f}; recording/without: median "
-                  f"{med['recording'] / med['without']:.3f}, best-of "
-                  f"{best['recording'] / best['without']:.3f} (best-of: the least disturbed "
-                  f"runs on a shared machine)")
-            print(f"  "
-                  f"{ev // len(rec_stats)} events per read pass, "
-                  f"{sum(s[1] for s in rec_stats)} lost, "
-                  f"{sum(s[2] for s in rec_stats) / max(1, ev):.2f} B/event (file incl. metadata)")
-            res["slowdown"] = {"times_s": times,
-                               "probes_ratio": med["probes"] / med["without"],
-                               "recording_ratio": med["recording"] / med["without"],
-                               "probes_ratio_best_of": best["probes"] / best["without"],
-                               "recording_ratio_best_of": best["recording"] / best["without"],
-                               "events_per_pass": ev / len(rec_stats),
-                               "lost_events": sum(s[1] for s in rec_stats)}
-
-            print(f"\n[stress] 4 KiB random reads, readahead off, {args.stress_seconds:g} s per "
-                  f"step, recorded; offered load doubled until the kernel drops events")
-            res["stress"] = []
-            best = None
-            for rate in args.stress_rates:
-                out = os.path.join(tmpdir, f"stress{rate}.rec")
-                r = Recording(out)
-                try:
-                    t0 = time.monotonic()
-                    procs = [cg.popen([sys.executable, "-S", "-c", RANDOM_READER,
-                                       str(args.stress_seconds), str(rate / 2), *paths[i::2]],
-                                      stdout=subprocess.PIPE, text=True) for i in range(2)]
-                    pages = sum(int(p.communicate()[0].strip() or 0) for p in procs)
-                    secs = time.monotonic() - t0
-                finally:
-                    rec, _err = r.stop()
-                offered = (rec.events_count + rec.lost_events) / secs
-                print(f"  target {rate / 1e3:5.0f}k pages/s: read {pages / secs / 1e3:6.1f}k "
-                      f"pages/s, {offered / 1e3:6.1f}k events/s offered, {rec.events_count} "
-                      f"recorded, {rec.lost_events} lost, {rec.file_size / max(1, rec.events_count):.2f} "
-                      f"B/event")
-                res["stress"].append({"target_pages_per_s": rate, "pages_per_s": pages / secs,
-                                      "offered_events_per_s": offered,
-                                      "events": rec.events_count, "lost_events": rec.lost_events,
-                                      "bytes_per_event": rec.file_size / max(1, rec.events_count)})
-                if rec.lost_events:
-                    break
-                best = offered
-            if best is None:
-                print("  lost events already at the lowest step")
-            else:
-                bound = "" if res["stress"][-1]["lost_events"] else \
-                    "; no step lost events, so this is a lower bound: add --stress-rates"
-                print(f"  sustained without loss: {best / 1e3:.0f}k events/s (highest step with "
-                      f"0 lost{bound})")
-            res["sustained_events_per_s"] = best
-
+            res["slowdown"] = _slowdown(args, tmpdir, cg, paths, sum(files.values()) / MiB)
+            res["stress"], res["sustained_events_per_s"] = _stress(args, tmpdir, cg, paths)
     finally:
         import shutil
         shutil.rmtree(tmpdir, ignore_errors=True)
-    if args.json:
-        print(json.dumps(res, indent=1))
-    return 0
+    return res
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=True)
 
 
 if __name__ == "__main__":

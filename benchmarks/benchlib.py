@@ -163,3 +163,49 @@ def median(xs):
 
 def fmt_ms(s: float) -> str:
     return f"{s * 1000:.1f} ms"
+
+
+# ---------------------------------------------------------------- the driver
+def bench_main(doc: str, add_args, body, *, root: bool) -> int:
+    """What every benchmark's main() does: parse its options (``add_args(ap)``),
+    check root, make SIGTERM unwind like Ctrl-C (mounts and cgroups removed),
+    run ``body(args) -> dict`` through run(), print the figures as JSON with
+    --json.  Returns the exit status."""
+    import argparse
+    import json
+    import signal
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    add_args(ap)
+    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = ap.parse_args()
+    if root:
+        need_root()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    figures: dict = {}
+
+    def main() -> int:
+        figures.update(body(args) or {})
+        return 0
+    status = run(main)
+    if status == 0 and args.json:
+        print(json.dumps(figures, indent=1))
+    return status
+
+
+def interleaved(cases, rounds: int, measure) -> dict[str, list[float]]:
+    """``measure(case, round) -> value`` for every case in every round, the
+    order reversed every other round (ABC, CBA, ...) so that a drift of the
+    machine hits every case alike.  Returns case -> values."""
+    values: dict[str, list[float]] = {c: [] for c in cases}
+    for rnd in range(rounds):
+        for case in (cases if rnd % 2 == 0 else cases[::-1]):
+            values[case].append(measure(case, rnd))
+    return values
+
+
+def ratios(values: dict[str, list[float]], baseline: str) -> dict[str, dict[str, float]]:
+    """Per case: median and best-of (the least disturbed run on a shared
+    machine) as ratios to the baseline case measured in the same rounds."""
+    base_med, base_best = median(values[baseline]), min(values[baseline])
+    return {c: {"median_ratio": median(v) / base_med, "best_of_ratio": min(v) / base_best}
+            for c, v in values.items() if c != baseline}
