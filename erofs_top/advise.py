@@ -82,7 +82,11 @@ def _domain_actions(model: Model) -> list[Action]:
         return []
     keepers = [m.mountpoint for m in model.mounts
                if m.inode_share and m.potential_savings_domains_bytes <= 0]
-    target = ", ".join(keepers[:3]) + (" ..." if len(keepers) > 3 else "") or "the others"
+    if not keepers:     # each holds some content first: the largest keeps its domain
+        largest = max(movers, key=lambda m: (m.resident_bytes, m.mountpoint))
+        movers.remove(largest)
+        keepers = [largest.mountpoint]
+    target = ", ".join(keepers[:3]) + (" ..." if len(keepers) > 3 else "")
     opts = f"ro,inode_share,domain_id={DOMAIN_PLACEHOLDER}"
     return [Action(
         kind="domain", saves_bytes=model.totals.potential_savings_domains_bytes,

@@ -52,3 +52,14 @@ def test_inode_share_mounts_in_two_domains_are_advised_to_move():
     assert "/m/a" in acts[0].why
     assert acts[0].commands == ["umount /m/b && mount -t erofs -o ro,inode_share,"
                                 "domain_id=<domain> /images/b.erofs /m/b"]
+
+
+def test_when_every_shared_mount_would_gain_the_largest_keeps_its_domain():
+    a = mount("0:41", "/m/a", fp=True, share=True, pot=MiB, image="A")
+    b = mount("0:42", "/m/b", fp=True, share=True, pot=2 * MiB, image="B")
+    a.potential_savings_domains_bytes, b.potential_savings_domains_bytes = MiB, 2 * MiB
+    a.resident_bytes, b.resident_bytes = 9 * MiB, 5 * MiB
+    m = model([a, b])
+    m.totals.potential_savings_domains_bytes = 3 * MiB
+    (act,) = advise(m)
+    assert act.kind == "domain" and act.mounts == ["/m/b"] and "(/m/a)" in act.why
