@@ -46,9 +46,13 @@ class Action:
 def advise(model: Model) -> list[Action]:
     """Ranked actions, largest saving first; none when nothing would save."""
     actions: list[Action] = []
-    ready = [m for m in model.mounts
-             if not m.inode_share and m.ishare_xattrs and m.potential_savings_now_bytes > 0]
-    if ready and model.totals.potential_savings_now_bytes > 0:
+    # Every stock mount of a fingerprinted image that holds duplicate content: the
+    # copy that keeps a page saves nothing itself (its potential_savings_now_bytes is
+    # 0) but must be in the domain too, or the others have nothing to share with.
+    ready = [m for m in model.mounts if not m.inode_share and m.ishare_xattrs
+             and (m.potential_savings_now_bytes > 0 or m.duplicate_bytes > 0)]
+    if any(m.potential_savings_now_bytes > 0 for m in ready) \
+            and model.totals.potential_savings_now_bytes > 0:
         opts = f"ro,inode_share,domain_id={DOMAIN_PLACEHOLDER}"
         actions.append(Action(
             kind="inode_share", saves_bytes=model.totals.potential_savings_now_bytes,
@@ -98,11 +102,31 @@ def _domain_actions(model: Model) -> list[Action]:
             f"{DOMAIN_PLACEHOLDER}")]
 
 
+def nothing_to_advise(model: Model) -> str:
+    """Why advise(model) is empty, in one phrase, from the Model's own figures."""
+    t = model.totals
+    if not model.mounts:
+        return "no EROFS mounts on this node"
+    if t.resident_bytes <= 0:
+        return "no EROFS page cache resident (yet)"
+    if t.potential_savings_bytes <= 0 and all(m.inode_share for m in model.mounts):
+        return ("every EROFS mount already shares (inode_share): sharing saves "
+                f"{fmt_bytes(t.sharing_saved_bytes)} now")
+    if t.potential_savings_bytes <= 0 and t.duplicate_bytes <= 0:
+        return "no duplicate content resident: every cached page is the only copy of its content"
+    if t.potential_savings_bytes <= 0:
+        return (f"the duplicate content resident ({fmt_bytes(t.duplicate_bytes)}) is not "
+                "shareable by inode_share (already shared, or different data paths: "
+                "docs/sharing.md)")
+    return (f"inode_share could save {fmt_bytes(t.potential_savings_bytes)}, but on no "
+            "stock mount this node could change now")
+
+
 def render(actions: list[Action], model: Model) -> str:
     if not actions:
-        return ("nothing to advise: no page cache would be saved by inode_share on this node "
-                f"now (EROFS resident {fmt_bytes(model.totals.resident_bytes)}, "
-                f"sharing saves {fmt_bytes(model.totals.sharing_saved_bytes)})")
+        return (f"nothing to advise: {nothing_to_advise(model)} (EROFS resident "
+                f"{fmt_bytes(model.totals.resident_bytes)}, sharing saves "
+                f"{fmt_bytes(model.totals.sharing_saved_bytes)})")
     out = [f"{len(actions)} action(s), largest saving first (page cache charged now; "
            f"tier {model.tier}):"]
     for i, a in enumerate(actions, 1):

@@ -1,22 +1,24 @@
 """erofs_top.advise: actions from a Model (the aggregator's savings)."""
 from __future__ import annotations
 
-from erofs_top.advise import advise, render, to_json
+from erofs_top.advise import advise, nothing_to_advise, render, to_json
 from erofs_top.model import Model, Mount, Totals
 
 MiB = 1 << 20
 
 
-def mount(dev, mp, *, fp, share=False, pot=0, now=0, image="img"):
+def mount(dev, mp, *, fp, share=False, pot=0, now=0, image="img", dup=0):
     return Mount(dev=dev, mountpoint=mp, source=f"/images/{mp[-1]}.erofs", backing="file",
                  backing_file=f"/images/{mp[-1]}.erofs", image_id=image, inode_share=share,
-                 ishare_xattrs=fp, potential_savings_bytes=pot, potential_savings_now_bytes=now)
+                 ishare_xattrs=fp, potential_savings_bytes=pot, potential_savings_now_bytes=now,
+                 duplicate_bytes=dup)
 
 
-def model(mounts, now=0):
+def model(mounts, now=0, resident=0, dup=0, saved=0):
     return Model(tier="tracepoint", started_at=0, ended_at=1, page_size=4096, mounts=mounts,
                  totals=Totals(potential_savings_bytes=sum(m.potential_savings_bytes for m in mounts),
-                               potential_savings_now_bytes=now))
+                               potential_savings_now_bytes=now, resident_bytes=resident,
+                               duplicate_bytes=dup, sharing_saved_bytes=saved))
 
 
 def test_ranked_inode_share_first_then_rebuilds():
@@ -63,3 +65,35 @@ def test_when_every_shared_mount_would_gain_the_largest_keeps_its_domain():
     m.totals.potential_savings_domains_bytes = 3 * MiB
     (act,) = advise(m)
     assert act.kind == "domain" and act.mounts == ["/m/b"] and "(/m/a)" in act.why
+
+
+def test_the_copy_that_keeps_the_pages_is_remounted_too():
+    # /m/a keeps the one cached copy (it saves nothing itself), /m/b's copy goes: both
+    # must be in the domain, or /m/b has nothing to share with.  /m/c holds only
+    # unique content, /m/d shares already.
+    m = model([mount("0:41", "/m/a", fp=True, dup=4 * MiB),
+               mount("0:42", "/m/b", fp=True, pot=4 * MiB, now=4 * MiB, dup=4 * MiB),
+               mount("0:43", "/m/c", fp=True),
+               mount("0:44", "/m/d", fp=True, share=True, dup=4 * MiB)], now=4 * MiB)
+    (share,) = advise(m)
+    assert share.mounts == ["/m/a", "/m/b"]
+    assert [c.split()[-1] for c in share.commands] == ["/m/a", "/m/b"]
+
+
+def test_duplicates_without_a_saving_now_are_not_an_inode_share_action():
+    m = model([mount("0:41", "/m/a", fp=True, dup=4 * MiB),
+               mount("0:42", "/m/b", fp=True, dup=4 * MiB)])
+    assert advise(m) == []
+
+
+def test_nothing_to_advise_says_why():
+    assert nothing_to_advise(model([])) == "no EROFS mounts on this node"
+    stock = [mount("0:41", "/m/a", fp=True), mount("0:42", "/m/b", fp=False)]
+    assert nothing_to_advise(model(stock)) == "no EROFS page cache resident (yet)"
+    assert nothing_to_advise(model(stock, resident=MiB)).startswith("no duplicate content")
+    assert "(2.0 MiB) is not shareable" in nothing_to_advise(model(stock, resident=MiB,
+                                                                    dup=2 * MiB))
+    sharing = [mount("0:41", "/m/a", fp=True, share=True),
+               mount("0:42", "/m/b", fp=True, share=True)]
+    assert nothing_to_advise(model(sharing, resident=MiB, dup=0, saved=3 * MiB)) == (
+        "every EROFS mount already shares (inode_share): sharing saves 3.0 MiB now")
