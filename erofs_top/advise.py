@@ -103,23 +103,22 @@ def _domain_actions(model: Model) -> list[Action]:
 
 
 def nothing_to_advise(model: Model) -> str:
-    """Why advise(model) is empty, in one phrase, from the Model's own figures."""
+    """Why advise(model) is empty: one short phrase (it fits an 80-column line
+    after "Nothing to advise: "), from the Model's own figures."""
     t = model.totals
     if not model.mounts:
         return "no EROFS mounts on this node"
     if t.resident_bytes <= 0:
-        return "no EROFS page cache resident (yet)"
+        return "no EROFS page cache resident yet"
     if t.potential_savings_bytes <= 0 and all(m.inode_share for m in model.mounts):
-        return ("every EROFS mount already shares (inode_share): sharing saves "
-                f"{fmt_bytes(t.sharing_saved_bytes)} now")
+        return (f"every mount already shares (inode_share), saving "
+                f"{fmt_bytes(t.sharing_saved_bytes)}")
     if t.potential_savings_bytes <= 0 and t.duplicate_bytes <= 0:
-        return "no duplicate content resident: every cached page is the only copy of its content"
+        return "no duplicate content resident"
     if t.potential_savings_bytes <= 0:
-        return (f"the duplicate content resident ({fmt_bytes(t.duplicate_bytes)}) is not "
-                "shareable by inode_share (already shared, or different data paths: "
-                "docs/sharing.md)")
-    return (f"inode_share could save {fmt_bytes(t.potential_savings_bytes)}, but on no "
-            "stock mount this node could change now")
+        return (f"{fmt_bytes(t.duplicate_bytes)} duplicate, none of it shareable "
+                "(docs/sharing.md)")
+    return "no change to a stock mount would save page cache now"
 
 
 def render(actions: list[Action], model: Model) -> str:

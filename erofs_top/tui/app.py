@@ -1,4 +1,4 @@
-"""The erofs-top live UI: header, three views, detail pane, help.
+"""The erofs-top live UI: header, four views, detail pane, help.
 
 Threads: one collector thread calls ``source.refresh()`` every interval and
 posts the Model to the UI thread (``ModelReady``); the UI thread only pushes
@@ -26,7 +26,7 @@ from textual.widgets import ContentSwitcher, Input, Static
 from .history import DEFAULT_GRACE_S, History
 from ..model import Model
 from ..units import fmt_seconds
-from . import containers, files, images
+from . import advice, containers, files, images
 from .common import ViewContext
 from .detail import DetailScreen
 from .elfinfo import ElfCache
@@ -34,7 +34,7 @@ from .header import NodeHeader
 from .source import can_step
 from .table import RowTable
 
-VIEWS = (containers, images, files)
+VIEWS = (containers, images, files, advice)
 INTERVALS_S = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 MIN_WIDTH, MIN_HEIGHT = 60, 15
 DEFAULT_INTERVAL_S = 2.0
@@ -42,7 +42,10 @@ DEFAULT_INTERVAL_S = 2.0
 HELP = """\
 erofs-top: EROFS page cache per container, duplicates, sharing
 
-  Views       Tab / Shift+Tab, 1 Containers, 2 Images, 3 Files (or click the bar)
+  Views       Tab / Shift+Tab, 1 Containers, 2 Images, 3 Files, 4 Advice
+              (or click the bar)
+  Advice      `erofs-top advise`, ranked: what each change saves now, the mounts
+              it touches, its commands (Enter: why, and the commands in full)
   Move        Up Down PgUp PgDn Home End, mouse wheel, click a row
   Detail      Enter (or click the selected row); Esc goes back
   Sort        s next column, S previous, r reverse (or click a column header)
@@ -76,7 +79,7 @@ class SourceFailed(Message):
 
 
 class ViewBar(Widget):
-    """1 Containers  2 Images  3 Files: the active one reversed; clickable."""
+    """1 Containers  2 Images  3 Files  4 Advice: the active one reversed; clickable."""
 
     def __init__(self, *, id: str | None = None):
         super().__init__(id=id)
@@ -141,6 +144,7 @@ class ErofsTopApp(App):
         Binding("1", "view(0)", "containers", show=False),
         Binding("2", "view(1)", "images", show=False),
         Binding("3", "view(2)", "files", show=False),
+        Binding("4", "view(3)", "advice", show=False),
         Binding("s", "sort(1)", "sort", show=False),
         Binding("S", "sort(-1)", "sort back", show=False),
         Binding("r", "reverse", "reverse", show=False),
@@ -304,7 +308,10 @@ class ErofsTopApp(App):
         if not self._dirty[index] or self.history.latest is None:
             return
         self._dirty[index] = False
-        rows, fades = VIEWS[index].rows(self.ctx)
+        view = VIEWS[index]
+        rows, fades = view.rows(self.ctx)
+        if hasattr(view, "empty_text"):     # a view that says why it is empty
+            self.table(index).empty_text = view.empty_text(self.ctx)
         self.table(index).set_rows(rows, fades)
 
     def _update_header(self) -> None:

@@ -1,5 +1,6 @@
 """Detail pane (Enter): a container's mounts, top files and charts; an image's
-containers; a file's ELF sections.  Live: rebuilt on every refresh."""
+containers; a file's ELF sections; an advised action's why and commands.
+Live: rebuilt on every refresh."""
 from __future__ import annotations
 
 import textwrap
@@ -20,6 +21,7 @@ from .table import shorten
 from ..names import display
 from .header import pack
 from .images import backing_text, share_text
+from .advice import KIND as ADVICE, AdviceRow, current as current_advice
 
 TOP_FILES = 10
 
@@ -177,6 +179,51 @@ def file_lines(ctx: ViewContext, key: Hashable, f: File, width: int) -> list[str
     return lines
 
 
+def shell_lines(command: str, width: int) -> list[str]:
+    """A command in lines of at most width cells that a shell reads back as the same
+    command: each line but the last ends in a backslash (line continuation), after a
+    space where one is near, else mid-word (bash drops backslash-newline there too)."""
+    width = max(8, width)
+    out: list[str] = []
+    rest = command
+    while len(rest) > width:
+        cut = rest.rfind(" ", 0, width - 1)
+        if cut > 0:
+            out.append(rest[:cut] + " \\")
+            rest = rest[cut + 1:]
+        else:
+            out.append(rest[:width - 1] + "\\")
+            rest = rest[width - 1:]
+    out.append(rest)
+    return out
+
+
+def advice_lines(ctx: ViewContext, key: Hashable, r: AdviceRow, width: int) -> list[str]:
+    a = r.action
+    model: Model = ctx.model
+    lines = [f"Advice #{r.rank}: {a.kind}, saves {fmt_bytes(a.saves_bytes)} of page cache now"]
+    if a.image or a.image_id:
+        lines.append(_kv(width, [("image", a.image), ("image id", a.image_id[:16])]))
+    lines += ["", "Why:", *_para(display(a.why), width), ""]
+    lines.append(f"Mounts it touches ({len(a.mounts)}):")
+    by_mp = {m.mountpoint: m for m in (model.mounts if model else [])}
+    for mp in a.mounts:
+        m = by_mp.get(mp)
+        if m is None:
+            lines.append(f"  {display(mp)}  (no longer mounted)")
+            continue
+        lines.append(f"  {display(mp)}  {m.dev} {backing_text(m)}, inode_share "
+                     f"{share_text(m)}, fingerprints {'yes' if m.ishare_xattrs else 'no'}")
+        lines.append(f"    resident {fmt_bytes(m.resident_bytes)}, duplicate "
+                     f"{fmt_bytes(m.duplicate_bytes)}")
+    lines += ["", "Commands (as root; a line ending in \\ goes on to the next):"]
+    for command in a.commands:
+        lines += shell_lines(display(command), width - 2) + [""]
+    lines += _para("The saving is erofs-top advise's: page cache the kernel charges now "
+                   "(docs/sharing.md).", width, indent="")
+    return lines
+
+
 class DetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back"),
@@ -200,6 +247,8 @@ class DetailScreen(Screen):
         self.update_view()
 
     def _row(self):
+        if self.kind == ADVICE:
+            return current_advice(self.ctx).get(self.key)
         h = self.ctx.history
         row = h.rows(self.kind).get(self.key)
         if row is None:
@@ -210,8 +259,13 @@ class DetailScreen(Screen):
     def update_view(self) -> None:
         width = max(40, self.size.width - 2)
         row = self._row()
-        if row is None:
+        if row is None and self.kind == ADVICE:
+            lines = ["This action is no longer advised (the latest refresh changed it). "
+                     "Esc goes back."]
+        elif row is None:
             lines = ["This row is gone (its grace period ended). Esc goes back."]
+        elif self.kind == ADVICE:
+            lines = advice_lines(self.ctx, self.key, row, width)
         elif self.kind == CONTAINERS:
             lines = container_lines(self.ctx, self.key, row, width)
         elif self.kind == MOUNTS:

@@ -89,11 +89,14 @@ def test_duplicates_without_a_saving_now_are_not_an_inode_share_action():
 def test_nothing_to_advise_says_why():
     assert nothing_to_advise(model([])) == "no EROFS mounts on this node"
     stock = [mount("0:41", "/m/a", fp=True), mount("0:42", "/m/b", fp=False)]
-    assert nothing_to_advise(model(stock)) == "no EROFS page cache resident (yet)"
-    assert nothing_to_advise(model(stock, resident=MiB)).startswith("no duplicate content")
-    assert "(2.0 MiB) is not shareable" in nothing_to_advise(model(stock, resident=MiB,
-                                                                    dup=2 * MiB))
+    assert nothing_to_advise(model(stock)) == "no EROFS page cache resident yet"
+    assert nothing_to_advise(model(stock, resident=MiB)) == "no duplicate content resident"
+    assert nothing_to_advise(model(stock, resident=MiB, dup=2 * MiB)) == (
+        "2.0 MiB duplicate, none of it shareable (docs/sharing.md)")
     sharing = [mount("0:41", "/m/a", fp=True, share=True),
                mount("0:42", "/m/b", fp=True, share=True)]
     assert nothing_to_advise(model(sharing, resident=MiB, dup=0, saved=3 * MiB)) == (
-        "every EROFS mount already shares (inode_share): sharing saves 3.0 MiB now")
+        "every mount already shares (inode_share), saving 3.0 MiB")
+    reasons = [nothing_to_advise(model(stock, resident=MiB, dup=1023 * MiB)),
+               nothing_to_advise(model(sharing, resident=MiB, saved=1023 * MiB))]
+    assert all(len("Nothing to advise: " + r) <= 80 for r in reasons)

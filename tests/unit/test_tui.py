@@ -48,8 +48,9 @@ async def test_default_view_is_containers_sorted_by_resident():
 
 
 @pytest.mark.parametrize("keys, view", [
-    (["tab"], 1), (["tab", "tab"], 2), (["tab", "tab", "tab"], 0), (["shift+tab"], 2),
-    (["2"], 1), (["3"], 2), (["3", "1"], 0),
+    (["tab"], 1), (["tab", "tab"], 2), (["tab", "tab", "tab"], 3), (["tab"] * 4, 0),
+    (["shift+tab"], 3), (["shift+tab"] * 2, 2), (["2"], 1), (["3"], 2), (["4"], 3),
+    (["3", "1"], 0),
 ])
 @run_async
 async def test_view_switch_keys(keys, view):
@@ -60,7 +61,7 @@ async def test_view_switch_keys(keys, view):
             await pilot.press(k)
         assert app.active_view == view
         assert app.table().has_focus
-        heading = {0: "CONTAINER", 1: "MOUNT POINT", 2: "FILE"}[view]
+        heading = {0: "CONTAINER", 1: "MOUNT POINT", 2: "FILE", 3: "ACTION"}[view]
         assert heading in screen_text(app)
 
 

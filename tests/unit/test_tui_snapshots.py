@@ -10,6 +10,7 @@ import pytest
 from erofs_top.model import TIER_FULL
 from erofs_top.tui.app import ErofsTopApp
 
+from fixture_advice import AdviceNode, advice_collector
 from tui_fixtures import MiB, model
 
 pytestmark = pytest.mark.timeout(120)
@@ -73,3 +74,27 @@ def test_too_small(snap_compare):
 def test_no_color(snap_compare, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     assert snap_compare(app(), terminal_size=(80, 24), run_before=fed())
+
+
+def refreshed(scenario: str):
+    """run_before hook: one real refresh of the Advice fixture node (fixture_advice.py)."""
+    async def run_before(pilot):
+        node = AdviceNode(scenario)
+        pilot.app.ingest(advice_collector(node).refresh())
+        await pilot.pause()
+    return run_before
+
+
+def test_advice_80x24(snap_compare):
+    assert snap_compare(app(), press=["4"], terminal_size=(80, 24),
+                        run_before=refreshed("actions"))
+
+
+def test_advice_detail(snap_compare):
+    assert snap_compare(app(), press=["4", "enter"], terminal_size=(80, 30),
+                        run_before=refreshed("actions"))
+
+
+def test_advice_nothing_to_advise(snap_compare):
+    assert snap_compare(app(), press=["4"], terminal_size=(80, 24),
+                        run_before=refreshed("unique"))
