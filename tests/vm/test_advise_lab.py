@@ -13,6 +13,8 @@ import json
 import re
 import shlex
 
+import pytest
+
 from . import labkit as lk
 from .conftest import REPORT
 from .test_cli_lab import erofs_top
@@ -30,8 +32,10 @@ def _workload(mounts: list[str], then=None):
         return sum(cg.file_bytes() for cg in cgs), then() if then else None
 
 
-def test_top_recommendation_saves_what_it_promised(lab, images):  # noqa: F811
-    imgs = [images("v1"), images("v2")]
+# Two versions; and one image mounted twice (every file the same content).
+@pytest.mark.parametrize("builds", [("v1", "v2"), ("v1", "v1")], ids=["versions", "same-image"])
+def test_top_recommendation_saves_what_it_promised(lab, images, builds):  # noqa: F811
+    imgs = [images(b) for b in builds]
     with lk.erofs_mount(imgs[0]) as m1, lk.erofs_mount(imgs[1]) as m2:
         charged_stock, r = _workload(
             [m1, m2], lambda: erofs_top("advise", "--json", "--no-bpf", "--duration", "0"))
@@ -48,7 +52,7 @@ def test_top_recommendation_saves_what_it_promised(lab, images):  # noqa: F811
                   for src, o in zip(srcs, opts)]
         charged_shared, _ = _workload(shared)
     real = charged_stock - charged_shared
-    REPORT.append(f"advise: promised {top['saves_bytes'] / lk.MiB:.2f} MiB, real "
+    REPORT.append(f"advise {'/'.join(builds)}: promised {top['saves_bytes'] / lk.MiB:.2f} MiB, real "
                            f"{real / lk.MiB:.2f} MiB ({charged_stock / lk.MiB:.2f} -> "
                            f"{charged_shared / lk.MiB:.2f} MiB charged)")
     assert real > 0
