@@ -12,7 +12,9 @@ root), with static resolvers of four file-backed mounts.
 ``set_scenario()`` changes what the next refresh sees: ``"actions"`` (the
 above), ``"sharing"`` (full tier: only the two fingerprinted images are
 mounted, both with inode_share, and libapp.so sits in one shared inode that
-both containers use), ``"unique"`` (each mount caches content no other has).
+both containers use), ``"domains"`` (like ``"sharing"``, but the two mounts
+are in different domains: two shared inodes of libapp.so, all of it and its
+first half), ``"unique"`` (each mount caches content no other has).
 """
 from __future__ import annotations
 
@@ -70,11 +72,12 @@ class AdviceNode:
         self.set_scenario(scenario)
 
     def set_scenario(self, scenario: str) -> None:
-        if scenario not in ("actions", "sharing", "unique"):
+        if scenario not in ("actions", "sharing", "domains", "unique"):
             raise ValueError(scenario)
         self.scenario = scenario
-        self.tier = TIER_FULL if scenario == "sharing" else TIER_TRACEPOINT
-        self.mounts.items[:] = ([_mount(n, True) for n in (1, 2)] if scenario == "sharing"
+        shares = scenario in ("sharing", "domains")
+        self.tier = TIER_FULL if shares else TIER_TRACEPOINT
+        self.mounts.items[:] = ([_mount(n, True) for n in (1, 2)] if shares
                                 else [_mount(n, False) for n in range(1, 5)])
         for i, m in enumerate(self.mounts.items):
             n = i + 1
@@ -101,6 +104,16 @@ class AdviceNode:
                                  size=LIB_PAGES * PAGE)
             return Readings(taken_at=time.time(), page_size=PAGE, shared=[shared],
                             probes_attached=True, maps={"chunks": (4, 65536, 0)})
+        if self.scenario == "domains":
+            shared = [SharedInode(0xFFFF888012340000 + i, {c: {FIRST_CGROUP + i: ALL}
+                                                          for c in range(pages // 64)},
+                                  members={(m.dev, LIB_INO)},
+                                  users={FIRST_CGROUP + i: {(m.dev, LIB_INO)}},
+                                  size=LIB_PAGES * PAGE)
+                      for i, (m, pages) in enumerate(zip(self.mounts.items,
+                                                         (LIB_PAGES, LIB_PAGES // 2)))]
+            return Readings(taken_at=time.time(), page_size=PAGE, shared=shared,
+                            probes_attached=True, maps={"chunks": (6, 65536, 0)})
         chunks = []
         for i, m in enumerate(self.mounts.items):
             pages = LIB_PAGES if fingerprinted(i + 1) else BASE_PAGES

@@ -243,3 +243,25 @@ def test_advice_sort_keys_are_accepted_by_top():
     from erofs_top.tui.app import sort_keys
     assert {"rank", "saves"} <= set(sort_keys())
     assert advice_view.SORT_KEYS[0] == "rank"
+
+
+@run_async
+async def test_mounts_in_two_domains_get_the_domain_action():
+    app = ErofsTopApp(None, elf=False)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await on_advice(app, pilot, AdviceNode(), "domains")
+        # two shared inodes of libapp.so: all 256 pages and the first 128; one
+        # domain would hold those 128 pages (512 KiB) once
+        t = app.table()
+        assert t.order == [("domain", "")]
+        row = next(line for line in screen_text(app).splitlines()
+                   if line.startswith("  1 domain "))
+        assert "512 KiB" in row and mountpoint(2) in row
+        await pilot.press("enter")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Advice #1: domain, saves 512 KiB of page cache now" in text
+        assert f"({mountpoint(1)})" in text             # the domain to move into
+        assert shown_commands(text) == [
+            f"umount {mountpoint(2)} && mount -t erofs -o ro,inode_share,domain_id=<domain> "
+            f"{image_file(2)} {mountpoint(2)}"]
