@@ -11,7 +11,7 @@ Containers view are measured alternately in the same run, so the ratio
 advice / containers is what the view adds (both include the header, which
 runs ``advise()`` on every refresh anyway).
 
-Run:  .venv/bin/python benchmarks/bench_tui_advice.py [--refreshes 8]
+Run:  .venv/bin/python benchmarks/bench_tui_advice.py [--refreshes 8] [--json]
 """
 from __future__ import annotations
 
@@ -80,16 +80,17 @@ def _run(containers: int, files: int, refreshes: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def _add_args(ap) -> None:
     ap.add_argument("--refreshes", type=int, default=8)
     ap.add_argument("--containers", type=int, default=10_000)
     ap.add_argument("--files", type=int, default=50_000)
-    ap.add_argument("--child", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+
+
+def _body(args) -> dict:
     if args.child:
         print(json.dumps(asyncio.run(_measure(args.containers, args.files, args.refreshes))))
-        return
+        return {}
     base = _run(100, 500, args.refreshes)
     scale = _run(args.containers, args.files, args.refreshes)
     for name, r in (("baseline", base), ("scale", scale)):
@@ -97,8 +98,11 @@ def main() -> None:
               f"{r['advice_rows']} advice rows: Containers view {r['containers_cpu_ms']:.1f} ms, "
               f"Advice view {r['advice_cpu_ms']:.1f} ms CPU per refresh "
               f"(advice/containers {r['advice_cpu_ms'] / r['containers_cpu_ms']:.2f} x)")
-    print(f"scale/baseline, Advice view: {scale['advice_cpu_ms'] / base['advice_cpu_ms']:.1f} x")
+    ratio = scale["advice_cpu_ms"] / base["advice_cpu_ms"]
+    print(f"scale/baseline, Advice view: {ratio:.1f} x")
+    return {"baseline": base, "scale": scale, "advice_scale_ratio": ratio}
 
 
 if __name__ == "__main__":
-    main()
+    from benchlib import bench_main
+    sys.exit(bench_main(__doc__, _add_args, _body, root=False))
