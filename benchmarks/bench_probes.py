@@ -101,7 +101,7 @@ def load_candidate(path: Path, col, st):
     sizes); cleaned up by the stack."""
     from bcc import BPF
     events = host.tracepoints()
-    cflags = []
+    cflags = [f"-I{path.resolve().parent}"]     # its headers (chunk_owners.h) next to it
     for ev, flag in (("erofs:erofs_fill_inode", "HAVE_EROFS_FILL_INODE"),
                      ("erofs:erofs_readahead", "HAVE_EROFS_READAHEAD"),
                      ("erofs:erofs_read_folio", "HAVE_EROFS_READ_FOLIO")):
@@ -118,10 +118,19 @@ def load_candidate(path: Path, col, st):
 
 def copy_filters(col, bpf) -> None:
     """Make a candidate's watched_devs/backing equal to the collector's."""
-    for name in ("watched_devs", "backing"):
-        src, dst = col.source.bpf[name], bpf[name]
+    for name in ("watched_devs", "backing"):     # `backing`: older probe sources
+        try:
+            src, dst = col.source.bpf[name], bpf[name]
+        except KeyError:
+            continue
         for k, v in src.items():
             dst[k] = v
+    try:    # a candidate with a generation-checked filter cache: drop its answers
+        gen = bpf["watched_gen"]
+        if gen.max_entries > 1:
+            gen[ct.c_int(1)] = ct.c_uint64(gen[ct.c_int(1)].value + 1)
+    except KeyError:
+        pass
     try:    # a candidate with a direct-mapped filter (slot = (dev ^ dev >> 20) % size)
         fast = bpf["watched_fast"]
     except KeyError:

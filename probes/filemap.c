@@ -21,22 +21,26 @@
  * Every event first asks `watched_cache`, a per-CPU direct-mapped cache of
  * watched_devs lookups (hits and misses, 64 slots): most page-cache events on
  * a node are not EROFS, and a hash lookup per event costs more than the whole
- * empty program.  Cached answers live WATCHED_TTL_JIFFIES ticks, so a change
- * user space makes to watched_devs takes effect within ~12 ms (HZ=250);
- * erofs_fill_inode's own additions bump `watched_gen` and take effect at once.
+ * empty program.  A cached answer holds while `watched_gen` is unchanged:
+ * slot 0 is bumped by erofs_fill_inode's own additions, slot 1 by user space
+ * after each change it makes to watched_devs, so every change takes effect at
+ * once (no expiry, no clock read per event).
  *
  * Maps:
  *   chunks   (dev, ino, page_index/64) -> up to 4 (cgroup id, 64-bit page mask)
  *            + a mask of pages whose owner did not fit + a mask of seeded pages.
- *            One entry per 64 pages of a file that has resident pages: memory
- *            grows with resident pages / 64.  No prealloc.
+ *            One entry per 64 pages of a file that has resident pages.
+ *            Preallocated (CHUNK_ENTRIES x ~170 bytes of kernel memory at
+ *            load): creating an entry on the insert path then takes one from
+ *            a per-CPU free list instead of allocating.
  *   io       (dev, ino, cgroup id) -> evicted pages (and the seeded part of
  *            them), readahead pages, read_folio calls over the run.  Evictions
  *            go to the cgroup that inserted the page (found in `chunks`), not
  *            to the evicting context.  Inserted pages are not counted here:
  *            user space derives them exactly as pages held now (not seeded)
  *            + evicted - evicted that were seeded, which saves a map update
- *            on every insertion.
+ *            on every insertion.  Preallocated (IO_ENTRIES x ~120 bytes):
+ *            readahead and read_folio create these entries.
  *   counters per-CPU: map update failures, lost pages, owner overflow, ...
  * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
@@ -111,34 +115,35 @@ struct io_val {
 };
 
 BPF_HASH(watched_devs, u32, u64, 4096);   /* value: KIND_* bits */
-BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, BPF_F_NO_PREALLOC);
+/* preallocated (no BPF_F_NO_PREALLOC): entries are created on the hot path */
+BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, 0);
+BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, 0);
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
 
 /* watched_devs through the per-CPU cache (see the top).  Per-CPU slots need
  * no atomics: tracepoint programs do not nest on a CPU (bpf_prog_active). */
-#ifndef WATCHED_TTL_JIFFIES
-#define WATCHED_TTL_JIFFIES 3            /* 2-3 ticks: <= 12 ms at HZ=250 */
-#endif
 #define WCACHE_SLOTS 64
+#define GEN_KERNEL 0                     /* watched_gen slots */
+#define GEN_USER 1
 struct wcache {
     u32 dev;
     u32 kind;
-    u64 gen;
-    u64 expires;
+    u64 gen;        /* (kernel gen & 0xffffffff) | user gen << 32 when filled */
 };
 BPF_PERCPU_ARRAY(watched_cache, struct wcache, WCACHE_SLOTS);
-BPF_ARRAY(watched_gen, u64, 1);
+BPF_ARRAY(watched_gen, u64, 2);
 
+/* The generation is read before watched_devs: a change (update, then bump)
+ * that the lookup missed bumps after this read, so the entry is stale at once. */
 static __always_inline u64 watched_kind(u32 dev)
 {
     u32 slot = (dev ^ (dev >> 7) ^ (dev >> 20)) & (WCACHE_SLOTS - 1);
-    u32 zero = 0;
-    u64 *genp = watched_gen.lookup(&zero);
-    u64 gen = genp ? *genp : 0;
-    u64 now = bpf_jiffies64();
+    u32 ki = GEN_KERNEL, ui = GEN_USER;
+    u64 *kgen = watched_gen.lookup(&ki);
+    u64 *ugen = watched_gen.lookup(&ui);
+    u64 gen = ((kgen ? *kgen : 0) & 0xffffffffULL) | ((ugen ? *ugen : 0) << 32);
     struct wcache *c = watched_cache.lookup(&slot);
-    if (c && c->dev == dev && c->gen == gen && now < c->expires)
+    if (c && c->dev == dev && c->gen == gen)
         return c->kind;
     u64 *k = watched_devs.lookup(&dev);
     u64 kind = k ? *k : 0;
@@ -146,7 +151,6 @@ static __always_inline u64 watched_kind(u32 dev)
         c->dev = dev;
         c->kind = kind;
         c->gen = gen;
-        c->expires = now + WATCHED_TTL_JIFFIES;
     }
     return kind;
 }
@@ -206,9 +210,17 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, int field, u64 n)
     struct io_key k = {.dev = dev, .ino = ino, .cgid = cg};
     struct io_val *v = io.lookup(&k);
     if (!v) {
+        /* a new entry starts with its first count: one map operation */
         struct io_val z = {};
-        io.insert(&k, &z);          /* may fail (full) or race: look up again */
-        v = io.lookup(&k);
+        switch (field) {
+        case IO_EVICTED: z.evicted_pages = n; break;
+        case IO_READAHEAD: z.readahead_pages = n; break;
+        case IO_READ_FOLIO: z.read_folio_count = n; break;
+        default: z.evicted_seeded_pages = n; break;
+        }
+        if (io.insert(&k, &z) == 0)
+            return;
+        v = io.lookup(&k);          /* lost a race with another CPU, or full */
         if (!v) {
             count(CNT_IO_UPDATE_FAILURES, 1);
             return;
@@ -332,8 +344,8 @@ TRACEPOINT_PROBE(erofs, erofs_fill_inode)
     if (kind) {
         if (!(*kind & KIND_EROFS)) {
             __sync_fetch_and_or(kind, KIND_EROFS);
-            u32 zero = 0;
-            u64 *gen = watched_gen.lookup(&zero);
+            u32 ki = GEN_KERNEL;
+            u64 *gen = watched_gen.lookup(&ki);
             if (gen)
                 __sync_fetch_and_add(gen, 1);
         }
@@ -341,8 +353,8 @@ TRACEPOINT_PROBE(erofs, erofs_fill_inode)
     }
     u64 k = KIND_EROFS;
     watched_devs.update(&dev, &k);
-    u32 zero = 0;
-    u64 *gen = watched_gen.lookup(&zero);
+    u32 ki = GEN_KERNEL;
+    u64 *gen = watched_gen.lookup(&ki);
     if (gen)
         __sync_fetch_and_add(gen, 1);
     return 0;

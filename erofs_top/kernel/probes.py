@@ -18,6 +18,7 @@ from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS
 
 KIND_EROFS = 1
+GEN_USER = 1        # probes/filemap.c watched_gen slot user space bumps
 COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
 
@@ -109,6 +110,8 @@ class TracepointSource:
         gone.  Devs only the kernel knows (mounts in other mount namespaces)
         stay watched."""
         want = {m.dev for m in self.mounts.mounts()}
+        if want == self.watched:
+            return
         wd = self.bpf[b"watched_devs"]
         for dev in want - self.watched:
             wd[ct.c_uint32(dev)] = ct.c_uint64(KIND_EROFS)
@@ -118,6 +121,9 @@ class TracepointSource:
             except KeyError:
                 pass
         self.watched = want
+        # after the change: the probes' per-CPU filter caches drop their answers
+        gen = self.bpf[b"watched_gen"]
+        gen[ct.c_int(GEN_USER)] = ct.c_uint64(gen[ct.c_int(GEN_USER)].value + 1)
 
     def _seed(self) -> int:
         """Pages resident before we attached: from ground truth, owners through
