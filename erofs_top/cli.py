@@ -229,8 +229,9 @@ def doctor(selftest):
     tracepoint, kprobes, the header tree BCC will use, EROFS mounts, page-cache
     sharing support, cgroup v2, kpagecgroup -> the tier that runs, and the fix
     for each missing piece.  Exits 1 when no tier can run."""
-    from .kernel import host
+    from .kernel import host, startup
     from .resolve.mounts import SysMounts
+    before_s = startup.process_age_s()      # python start + imports, as every command pays
     try:
         mounts = SysMounts()
         mounts.refresh()
@@ -267,6 +268,8 @@ def doctor(selftest):
                 else err, "" if err is None else "see the error; --no-bpf runs the snapshot tier")
         if err is not None:
             rep.tier = "snapshot"
+        else:
+            _doctor_startup(rep, before_s)
     for c in rep.checks:
         mark = ("ok  " if not c.fix else "warn") if c.ok else "MISS"
         echo_out(f"[{mark}] {c.name}: {display(c.detail)}")
@@ -295,6 +298,27 @@ def _selftest(tier: str) -> None:
     if not all(r.ok for r in results):
         fail("selftest failed (see above)")
     echo_out("selftest: pass")
+
+
+def _doctor_startup(rep, before_s: float | None) -> None:
+    """Start the real probes once (no seeding) and say what each stage cost."""
+    from .kernel import startup
+    from .kernel.probes import TracepointCollector
+    try:
+        col = TracepointCollector(seed=False)
+    except CollectorError as e:
+        rep.add("start-up", False, f"the probes did not start: {e}",
+                "see the error; --no-bpf runs the snapshot tier")
+        return
+    try:
+        clock = col.startup
+        clock.stages_s.pop(startup.BEFORE, None)    # here: doctor's own checks too
+        if before_s is not None:
+            clock.stages_s = {startup.BEFORE: before_s, **clock.stages_s}
+        rep.add("start-up", True, f"{clock.summary()}; tier {col.tier}")
+    finally:
+        with POLICY.cleanup():
+            col.close()
 
 
 def _doctor_leftovers(rep) -> None:

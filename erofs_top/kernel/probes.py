@@ -13,7 +13,7 @@ from ..model import TIER_FULL, TIER_TRACEPOINT
 from ..pagecache import PAGE_SIZE
 from ..readings import FileIO, PageChunk, PageEvent, Readings
 from ..snapshot import snapshot_readings
-from . import host, maps
+from . import host, maps, startup
 from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS
 
@@ -27,12 +27,15 @@ class TracepointSource:
     """The tracepoint tier: probes/filemap.c's maps read into Readings.
 
     ``mounts``/``cgroups``: the resolvers it keeps the kernel filter current
-    with and seeds its maps from (what was resident before it attached)."""
+    with and seeds its maps from (what was resident before it attached).
+    ``startup``: what each start-up stage cost (kernel/startup.py)."""
     tier = TIER_TRACEPOINT
     page_size = PAGE_SIZE
 
     def __init__(self, mounts, cgroups, *, record: bool = False, ringbuf_pages: int = 4096,
                  max_chunks: int = 262144, max_io: int = 65536, seed: bool = True):
+        self.startup = startup.StartupClock()     # process start -> probes attached
+        host_checks = time.monotonic()
         self.mounts, self.cgroups = mounts, cgroups
         problem = host.bpf_problem()
         if problem:
@@ -81,8 +84,9 @@ class TracepointSource:
                 cflags.append("-DUSE_PERF_BUFFER")
         self.max_chunks, self.max_io = max_chunks, max_io
         src = probe.read_bytes()
+        self.startup.add(startup.HOST_CHECKS, time.monotonic() - host_checks)
         try:
-            self.bpf = BPF(text=src, cflags=cflags)
+            self.bpf = startup.compile_load_attach(self.startup, text=src, cflags=cflags)
         except Exception as e:   # bcc raises plain Exception with the compiler log
             msg = str(e).strip().splitlines()
             raise CollectorError(f"BPF programs failed to load: {msg[-1] if msg else e}"
@@ -93,7 +97,8 @@ class TracepointSource:
         self.lost_events = 0
         self._ring_open = False
         self.sharing = None
-        self._start_sharing()
+        with self.startup.stage(startup.SHARING):
+            self._start_sharing()
         self.mounts.refresh()
         self._sync_mounts()
         self.seeded_pages = self._seed() if seed else 0

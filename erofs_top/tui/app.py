@@ -24,6 +24,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static
 
 from .history import DEFAULT_GRACE_S, History
+from .intervals import DEFAULT_INTERVAL_S, INTERVALS_S
 from ..model import Model
 from ..units import fmt_seconds
 from . import advice, containers, files, images
@@ -35,9 +36,7 @@ from .source import can_step
 from .table import RowTable
 
 VIEWS = (containers, images, files, advice)
-INTERVALS_S = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 MIN_WIDTH, MIN_HEIGHT = 60, 15
-DEFAULT_INTERVAL_S = 2.0
 
 HELP = """\
 erofs-top: EROFS page cache per container, duplicates, sharing

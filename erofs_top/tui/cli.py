@@ -9,7 +9,25 @@ import click
 from ..errors import fail
 from ..params import count, seconds
 from ..signals import POLICY
-from .app import DEFAULT_INTERVAL_S, INTERVALS_S, sort_keys
+from .intervals import DEFAULT_INTERVAL_S, INTERVALS_S
+
+
+class SortKeyChoice(click.Choice):
+    """--sort's choices, every view's sortable columns: they live in the view
+    modules, which import Textual (~0.2 s), so they are looked up only when
+    --sort is given or help is shown, not at every erofs-top start."""
+
+    def __init__(self):
+        super().__init__((), case_sensitive=False)
+
+    @property
+    def choices(self):
+        from .app import sort_keys
+        return tuple(sort_keys())
+
+    @choices.setter
+    def choices(self, _value):
+        pass
 
 @click.command("top", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--interval", "interval_s", type=seconds(0.1, 3600),
@@ -18,7 +36,7 @@ from .app import DEFAULT_INTERVAL_S, INTERVALS_S, sort_keys
                    f"({', '.join(f'{i:g}' for i in INTERVALS_S)}).")
 @click.option("--cgroup-root", type=click.Path(exists=True, file_okay=False), default=None,
               help="cgroup v2 mount to resolve cgroup ids in (default: found in mountinfo).")
-@click.option("--sort", "sort", type=click.Choice(sort_keys(), case_sensitive=False),
+@click.option("--sort", "sort", type=SortKeyChoice(),
               default=None, help="Column to sort by (numbers high to low, names A to Z; default: resident). "
                                  "Applies to every view that has the column; `s` and `r` "
                                  "change it while running.")

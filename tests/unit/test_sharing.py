@@ -123,12 +123,23 @@ def test_sharing_supported_answers_in_one_line():
     assert reason and "\n" not in reason
 
 
+def test_kallsyms_missing_agrees_with_a_line_by_line_parse():
+    with open("/proc/kallsyms") as f:
+        names = [line.split()[2] for line in f if len(line.split()) >= 3]
+    # a few real ones (first, last, one with a module tag if any), and absent ones
+    present = [names[0], names[-1], names[len(names) // 2]]
+    absent = ["erofs_top_no_such_symbol", names[0] + "_x", names[-1][:-1] + "\u00e9"]
+    assert host.kallsyms_missing(present + absent) == [
+        s for s in present + absent if s not in set(names)]
+    assert host.kallsyms_has(names[-1]) and not host.kallsyms_has(absent[0])
+
+
 def _host(monkeypatch, *, root=True, symbols=host.SHARING_SYMBOLS, module=True, filesystems=True,
           config=True, lockdown="none", kprobes=True, btf=True, headers=("/b", "match")):
     """Pretend-host for sharing_supported(): each probe of the system replaced."""
     rel = host.platform.release()
     monkeypatch.setattr(host.os, "geteuid", lambda: 0 if root else 1000)
-    monkeypatch.setattr(host, "kallsyms_has", lambda s: s in symbols)
+    monkeypatch.setattr(host, "kallsyms_missing", lambda syms: [s for s in syms if s not in symbols])
     monkeypatch.setattr(host, "_module_loaded", lambda n: module)
     monkeypatch.setattr(host, "_read_lines",
                         lambda p: ["nodev\terofs"] if filesystems else ["nodev\tproc"])
