@@ -263,8 +263,11 @@ def doctor(selftest):
     if rep.tier in ("tracepoint", "full"):
         # prove it: load and attach a tiny tracepoint program
         from .kernel.probes import try_load_bpf
+        tiny_s = time.monotonic()
         err = try_load_bpf()
-        rep.add("BPF load", err is None, "a tracepoint program loaded and attached" if err is None
+        tiny_s = time.monotonic() - tiny_s
+        rep.add("BPF load", err is None, f"a tracepoint program loaded and attached in "
+                f"{tiny_s:.2f} s (BCC's fixed cost: its headers, clang, LLVM)" if err is None
                 else err, "" if err is None else "see the error; --no-bpf runs the snapshot tier")
         if err is not None:
             rep.tier = "snapshot"

@@ -1,0 +1,112 @@
+"""Start-up: from command start to probes attached, this checkout against a baseline.
+
+Each measurement starts a fresh Python process that does what every erofs-top
+command does before its first refresh: import erofs_top.cli, then start the
+tracepoint-tier collector (compile, load and attach the probes; the sharing
+probes too where the kernel has inode_share), without seeding.  The process
+prints a line once the probes are attached; the wall time from spawning it to
+that line is the start-up.  The same runner is used for this checkout and for
+the baseline (`git archive REF`, unpacked into a scratch directory), rounds
+interleaved in alternating order, in the same run.  This checkout's own
+stage split (erofs_top/kernel/startup.py, what `erofs-top doctor` prints) is
+shown as medians next to it.
+
+Run:  sudo .venv/bin/python benchmarks/bench_startup.py [--baseline REF] [--rounds 7]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import benchlib  # noqa: F401  (sets sys.path)
+from benchlib import REPO
+
+RUNNER = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import erofs_top.cli                                  # what every command imports
+from erofs_top.kernel.probes import TracepointCollector
+assert erofs_top.cli.__file__.startswith(sys.argv[1]), erofs_top.cli.__file__
+col = TracepointCollector(seed=False)
+print("attached", flush=True)
+clock = getattr(col, "startup", None)
+print(json.dumps({"tier": col.tier, "stages_s": clock.stages_s if clock else {}}), flush=True)
+col.close()
+"""
+
+
+def one_start(root: Path) -> tuple[float, float, dict]:
+    """(wall s to "attached", CPU s of the whole process, its report)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([sys.executable, "-c", RUNNER, str(root)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    wall = time.monotonic() - t0
+    if line.strip() != "attached":
+        p.wait()
+        sys.exit(f"start-up failed in {root}: {p.stderr.read().strip().splitlines()[-1:]}")
+    report = json.loads(p.stdout.readline())
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, report
+
+
+def unpack(ref: str, into: Path) -> Path:
+    """The tree of git REF (erofs_top/ and probes/) under into/."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "erofs_top", "probes"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--baseline", default="main",
+                    help="git ref to compare with (default main)")
+    ap.add_argument("--rounds", type=int, default=7, help="starts per tree (default 7)")
+    args = ap.parse_args()
+    benchlib.need_root()
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.baseline],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="erofs-top-bench-startup-") as tmp:
+        trees = {f"baseline {args.baseline} ({rev})": unpack(args.baseline, Path(tmp)),
+                 "this checkout": REPO}
+        walls = {k: [] for k in trees}
+        cpus = {k: [] for k in trees}
+        stages: dict[str, list[float]] = {}
+        tier = ""
+        one_start(REPO)          # warm the page cache (headers, LLVM) for both
+        for rnd in range(args.rounds):
+            order = list(trees) if rnd % 2 == 0 else list(reversed(trees))
+            for name in order:
+                wall, cpu, rep = one_start(trees[name])
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+                if trees[name] == REPO:
+                    tier = rep["tier"]
+                    for stage, s in rep["stages_s"].items():
+                        stages.setdefault(stage, []).append(s)
+    print(f"start-up to probes attached (tier {tier}), {args.rounds} starts per tree, "
+          f"interleaved; kernel {os.uname().release}")
+    base = next(iter(trees))
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    for name in trees:
+        print(f"  {name:<28} wall median {med[name]:.3f} s (min {min(walls[name]):.3f}, "
+              f"max {max(walls[name]):.3f}); process CPU median "
+              f"{statistics.median(cpus[name]):.3f} s")
+    print(f"  ratio this checkout / baseline: {med['this checkout'] / med[base]:.2f}x wall")
+    print("  this checkout by stage (medians; python start + imports has 10 ms steps):")
+    for stage, v in stages.items():
+        print(f"    {stage:<40} {statistics.median(v):.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(benchlib.run(main))
