@@ -105,8 +105,6 @@ struct io_key {
     u64 cgid;
 };
 
-enum io_field { IO_EVICTED, IO_READAHEAD, IO_READ_FOLIO, IO_EVICTED_SEEDED };
-
 struct io_val {
     u64 evicted_pages;
     u64 readahead_pages;
@@ -204,20 +202,21 @@ static __always_inline void emit(void *ctx, u8 kind, u32 dev, u64 ino, u64 index
 #define EMIT(ctx, kind, dev, ino, index, nr, cg) do {} while (0)
 #endif
 
-/* user space may hold the root cgroup as 1; 0 means "unknown" everywhere */
-static __always_inline void io_add(u32 dev, u64 ino, u64 cg, int field, u64 n)
+/* user space may hold the root cgroup as 1; 0 means "unknown" everywhere.
+ * Adds the given counts to (dev, ino, cg) in one map operation (constant
+ * zero arguments compile away). */
+static __always_inline void io_add(u32 dev, u64 ino, u64 cg, u64 evicted, u64 evicted_seeded,
+                                   u64 readahead, u64 read_folio)
 {
     struct io_key k = {.dev = dev, .ino = ino, .cgid = cg};
     struct io_val *v = io.lookup(&k);
     if (!v) {
-        /* a new entry starts with its first count: one map operation */
+        /* a new entry starts with its first counts */
         struct io_val z = {};
-        switch (field) {
-        case IO_EVICTED: z.evicted_pages = n; break;
-        case IO_READAHEAD: z.readahead_pages = n; break;
-        case IO_READ_FOLIO: z.read_folio_count = n; break;
-        default: z.evicted_seeded_pages = n; break;
-        }
+        z.evicted_pages = evicted;
+        z.evicted_seeded_pages = evicted_seeded;
+        z.readahead_pages = readahead;
+        z.read_folio_count = read_folio;
         if (io.insert(&k, &z) == 0)
             return;
         v = io.lookup(&k);          /* lost a race with another CPU, or full */
@@ -226,12 +225,14 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, int field, u64 n)
             return;
         }
     }
-    switch (field) {
-    case IO_EVICTED: __sync_fetch_and_add(&v->evicted_pages, n); break;
-    case IO_READAHEAD: __sync_fetch_and_add(&v->readahead_pages, n); break;
-    case IO_READ_FOLIO: __sync_fetch_and_add(&v->read_folio_count, n); break;
-    default: __sync_fetch_and_add(&v->evicted_seeded_pages, n); break;
-    }
+    if (evicted)
+        __sync_fetch_and_add(&v->evicted_pages, evicted);
+    if (evicted_seeded)
+        __sync_fetch_and_add(&v->evicted_seeded_pages, evicted_seeded);
+    if (readahead)
+        __sync_fetch_and_add(&v->readahead_pages, readahead);
+    if (read_folio)
+        __sync_fetch_and_add(&v->read_folio_count, read_folio);
 }
 
 /* find-or-create stays per file: BCC rewrites map calls only outside macros,
@@ -271,9 +272,8 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
         if (!hits[s])
             continue;
         u64 cg = s < MAX_OWNERS ? v->cgid[s] : 0;
-        io_add(k->dev, k->ino, cg, IO_EVICTED, __builtin_popcountll(hits[s]));
-        if (hits[s] & seeded)
-            io_add(k->dev, k->ino, cg, IO_EVICTED_SEEDED, __builtin_popcountll(hits[s] & seeded));
+        io_add(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
+               __builtin_popcountll(hits[s] & seeded), 0, 0);
     }
     if (seeded)
         __sync_fetch_and_and(&v->seeded_bits, ~mask);
@@ -368,7 +368,7 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    io_add(dev, args->nid, cg, IO_READAHEAD, args->nrpage);
+    io_add(dev, args->nid, cg, 0, 0, args->nrpage, 0);
     EMIT(args, EV_READAHEAD, dev, args->nid, args->start, args->nrpage, cg);
     return 0;
 }
@@ -381,7 +381,7 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    io_add(dev, args->nid, cg, IO_READ_FOLIO, 1);
+    io_add(dev, args->nid, cg, 0, 0, 0, 1);
     EMIT(args, EV_READ_FOLIO, dev, args->nid, args->index, 1, cg);
     return 0;
 }
