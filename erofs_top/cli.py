@@ -260,19 +260,8 @@ def doctor(selftest):
     except Exception as e:   # doctor must report, not crash
         rep.add("runtime names", False, f"could not be read ({display(str(e))})")
     _doctor_leftovers(rep)
-    if rep.tier in ("tracepoint", "full"):
-        # prove it: load and attach a tiny tracepoint program
-        from .kernel.probes import try_load_bpf
-        tiny_s = time.monotonic()
-        err = try_load_bpf()
-        tiny_s = time.monotonic() - tiny_s
-        rep.add("BPF load", err is None, f"a tracepoint program loaded and attached in "
-                f"{tiny_s:.2f} s (BCC's fixed cost: its headers, clang, LLVM)" if err is None
-                else err, "" if err is None else "see the error; --no-bpf runs the snapshot tier")
-        if err is not None:
-            rep.tier = "snapshot"
-        else:
-            _doctor_startup(rep, before_s)
+    if rep.tier in ("tracepoint", "full") and not _doctor_startup(rep, before_s):
+        rep.tier = "snapshot"
     for c in rep.checks:
         mark = ("ok  " if not c.fix else "warn") if c.ok else "MISS"
         echo_out(f"[{mark}] {c.name}: {display(c.detail)}")
@@ -303,25 +292,31 @@ def _selftest(tier: str) -> None:
     echo_out("selftest: pass")
 
 
-def _doctor_startup(rep, before_s: float | None) -> None:
-    """Start the real probes once (no seeding) and say what each stage cost."""
+def _doctor_startup(rep, before_s: float | None) -> bool:
+    """Prove BPF works by starting the real probes once (no seeding), and say
+    what each start-up stage cost.  False when they cannot start."""
     from .kernel import startup
-    from .kernel.probes import TracepointCollector
+    from .kernel.probes import TracepointCollector, try_load_bpf
     try:
         col = TracepointCollector(seed=False)
     except CollectorError as e:
-        rep.add("start-up", False, f"the probes did not start: {e}",
+        # is it BPF itself, or erofs-top's probes? a tiny program tells
+        err = try_load_bpf()
+        rep.add("BPF load", err is None, err or "a tiny tracepoint program loads and attaches, "
+                f"but erofs-top's probes do not: {e}",
                 "see the error; --no-bpf runs the snapshot tier")
-        return
+        return False
     try:
+        rep.add("BPF load", True, f"the {col.tier} tier's probes compiled, loaded and attached")
         clock = col.startup
         clock.stages_s.pop(startup.BEFORE, None)    # here: doctor's own checks too
         if before_s is not None:
             clock.stages_s = {startup.BEFORE: before_s, **clock.stages_s}
-        rep.add("start-up", True, f"{clock.summary()}; tier {col.tier}")
+        rep.add("start-up", True, clock.summary())
     finally:
         with POLICY.cleanup():
             col.close()
+    return True
 
 
 def _doctor_leftovers(rep) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -271,6 +272,48 @@ def test_cli_snapshot_json_and_doctor(stack):
     d = _cli("doctor")
     assert d.returncode == 0, d.stderr
     assert "tier: " in d.stdout and m.dev_str in d.stdout
+    # the real probes started once, the start-up split by stage
+    line = next(x for x in d.stdout.splitlines() if x.startswith("[ok  ] start-up: "))
+    total = float(line.split("start-up: ")[1].split(" s to probes attached")[0])
+    stages = re.findall(r"(python start \+ imports|compile \(clang, headers, maps\)|"
+                        r"load \(verifier\)|attach) (\d+\.\d+) s", line)
+    assert [n for n, _ in stages] == ["python start + imports", "compile (clang, headers, maps)",
+                                      "load (verifier)", "attach"], line
+    assert float(dict(stages)["compile (clang, headers, maps)"]) > 0.0
+    assert sum(float(v) for _, v in stages) <= total + 0.05, line
+
+
+def test_startup_stages_and_filter_generation(stack):
+    """The collector's start-up stages add up to no more than the process's
+    age; every change user space makes to watched_devs bumps watched_gen[1]
+    (the probes' per-CPU filter caches drop their answers), no change none."""
+    import ctypes as ct
+    from erofs_top.kernel import startup
+    from erofs_top.kernel.probes import GEN_USER, TracepointCollector
+    col = TracepointCollector(seed=False, sharing=False)
+    try:
+        stages = col.startup.stages_s
+        assert list(stages)[:5] == [startup.BEFORE, startup.HOST_CHECKS, startup.COMPILE,
+                                    startup.LOAD, startup.ATTACH]
+        assert stages[startup.COMPILE] > 0 and stages[startup.LOAD] > 0
+        assert col.startup.total_s() <= startup.process_age_s() + 0.02
+
+        def user_gen():
+            return col.bpf[b"watched_gen"][ct.c_int(GEN_USER)].value
+
+        gen0 = user_gen()
+        col.sync_mounts()
+        assert user_gen() == gen0                  # nothing changed
+        src = make_tree(stack.dir / "src", {"a.bin": 64 << 10})
+        m = stack.mount(build_image(src, stack.dir / "g.erofs"), "g")
+        col.sync_mounts()
+        assert user_gen() == gen0 + 1
+        assert m.dev in col.watched
+        m.umount()
+        col.sync_mounts()
+        assert user_gen() == gen0 + 2 and m.dev not in col.watched
+    finally:
+        col.close()
 
 
 def test_full_map_is_counted_and_reported(stack, cgroup_prefix):
