@@ -308,6 +308,7 @@ def _doctor_startup(rep, before_s: float | None) -> bool:
         return False
     try:
         rep.add("BPF load", True, f"the {col.tier} tier's probes compiled, loaded and attached")
+        rep.tier = col.tier     # what really started (it loads the erofs module first)
         clock = col.startup
         clock.stages_s.pop(startup.BEFORE, None)    # here: doctor's own checks too
         if before_s is not None:
