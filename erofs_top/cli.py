@@ -299,12 +299,17 @@ def _doctor_startup(rep, before_s: float | None) -> bool:
     from .kernel.probes import TracepointCollector, try_load_bpf
     try:
         col = TracepointCollector(seed=False)
-    except CollectorError as e:
+    except Exception as e:   # doctor must report, not crash
         # is it BPF itself, or erofs-top's probes? a tiny program tells
         err = try_load_bpf()
-        rep.add("BPF load", err is None, err or "a tiny tracepoint program loads and attaches, "
-                f"but erofs-top's probes do not: {e}",
-                "see the error; --no-bpf runs the snapshot tier")
+        fix = "see the error; --no-bpf runs the snapshot tier"
+        if err is not None:
+            rep.add("BPF load", False, err, fix)
+        else:
+            rep.add("BPF load", True, "a tiny tracepoint program loads and attaches")
+            lines = str(e).strip().splitlines()
+            rep.add("start-up", False, "erofs-top's probes did not start: "
+                    + (lines[-1] if lines else repr(e)), fix)
         return False
     try:
         rep.add("BPF load", True, f"the {col.tier} tier's probes compiled, loaded and attached")
