@@ -1,9 +1,10 @@
 """Start-up: from command start to probes attached, this checkout against a baseline.
 
 Each measurement starts a fresh Python process that does what every erofs-top
-command does before its first refresh: import erofs_top.cli, then start the
-tracepoint-tier collector (compile, load and attach the probes; the sharing
-probes too where the kernel has inode_share), without seeding.  The process
+command does before its first refresh: import erofs_top.cli, then
+open_collector() (this host's resolvers, the tier choice, and the probes
+compiled, loaded and attached; the sharing probes too where the kernel has
+inode_share), without seeding.  The process
 prints a line once the probes are attached; the wall time from spawning it to
 that line is the start-up.  The same runner is used for this checkout and for
 the baseline (`git archive REF`, unpacked into a scratch directory), rounds
@@ -32,11 +33,11 @@ RUNNER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import erofs_top.cli                                  # what every command imports
-from erofs_top.kernel.probes import TracepointCollector
+from erofs_top.tiers import open_collector
 assert erofs_top.cli.__file__.startswith(sys.argv[1]), erofs_top.cli.__file__
-col = TracepointCollector(seed=False)
+col = open_collector(seed=False)                      # resolvers, tier choice, probes
 print("attached", flush=True)
-clock = getattr(col, "startup", None)
+clock = getattr(getattr(col, "source", col), "startup", None)
 print(json.dumps({"tier": col.tier, "stages_s": clock.stages_s if clock else {}}), flush=True)
 col.close()
 """

@@ -296,9 +296,11 @@ def _doctor_startup(rep, before_s: float | None) -> bool:
     """Prove BPF works by starting the real probes once (no seeding), and say
     what each start-up stage cost.  False when they cannot start."""
     from .kernel import startup
-    from .kernel.probes import TracepointCollector, try_load_bpf
+    from .kernel.probes import try_load_bpf
+    from .tiers import open_collector
+    opened_at = time.monotonic()
     try:
-        col = TracepointCollector(seed=False)
+        col = open_collector(seed=False)
     except Exception as e:   # doctor must report, not crash
         # is it BPF itself, or erofs-top's probes? a tiny program tells
         err = try_load_bpf()
@@ -314,10 +316,12 @@ def _doctor_startup(rep, before_s: float | None) -> bool:
     try:
         rep.add("BPF load", True, f"the {col.tier} tier's probes compiled, loaded and attached")
         rep.tier = col.tier     # what really started (it loads the erofs module first)
-        clock = col.startup
-        clock.stages_s.pop(startup.BEFORE, None)    # here: doctor's own checks too
-        if before_s is not None:
-            clock.stages_s = {startup.BEFORE: before_s, **clock.stages_s}
+        clock = col.source.startup
+        # the clock's first stage counts doctor's own checks too: as a command
+        # pays it, python start + imports, then resolvers and the tier choice
+        clock.stages_s.pop(startup.BEFORE, None)
+        clock.stages_s = {**({startup.PYTHON: before_s} if before_s is not None else {}),
+                          startup.RESOLVERS: clock.created_at - opened_at, **clock.stages_s}
         rep.add("start-up", True, clock.summary())
     finally:
         with POLICY.cleanup():

@@ -1,9 +1,9 @@
 """Start-up cost of the BPF tiers, by stage: from process start to probes attached.
 
-A ``StartupClock`` is created first thing in the tracepoint collector; it
-knows how long the process ran before that (interpreter start and imports:
-``/proc/self/stat`` start time, 10 ms resolution) and records each stage
-after it.  ``compile_load_attach()`` splits BCC's one constructor into its
+A ``StartupClock`` is created first thing in the tracepoint source; it
+knows how long the process ran before that (interpreter start, imports,
+open_collector()'s resolvers and tier choice: ``/proc/self/stat`` start
+time, 10 ms resolution) and records each stage after it.  ``compile_load_attach()`` splits BCC's one constructor into its
 compile (clang, the header tree, LLVM), load (map creation is part of the
 compile; the verifier is here) and attach stages.  `erofs-top doctor` prints
 the result; benchmarks/bench_startup.py measures it from outside.
@@ -15,7 +15,9 @@ import time
 from contextlib import contextmanager
 
 # stage names, in the order they run
-BEFORE = "python start + imports"
+BEFORE = "python start, imports, resolvers"   # until the probe source starts
+PYTHON = "python start + imports"             # what doctor splits BEFORE into
+RESOLVERS = "resolvers, tier choice"
 HOST_CHECKS = "host checks, bcc import"
 COMPILE = "compile (clang, headers, maps)"
 LOAD = "load (verifier)"
@@ -40,6 +42,7 @@ class StartupClock:
     """Seconds per stage, in the order recorded (a stage recorded twice adds up)."""
 
     def __init__(self):
+        self.created_at = time.monotonic()
         self.stages_s: dict[str, float] = {}
         age = process_age_s()
         if age is not None:

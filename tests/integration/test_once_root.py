@@ -289,29 +289,30 @@ def test_startup_stages_and_filter_generation(stack):
     (the probes' per-CPU filter caches drop their answers), no change none."""
     import ctypes as ct
     from erofs_top.kernel import startup
-    from erofs_top.kernel.probes import GEN_USER, TracepointCollector
-    col = TracepointCollector(seed=False, sharing=False)
+    from erofs_top.kernel.probes import GEN_USER
+    col = open_collector(seed=False, sharing=False)
+    src = col.source
     try:
-        stages = col.startup.stages_s
+        stages = src.startup.stages_s
         assert list(stages)[:5] == [startup.BEFORE, startup.HOST_CHECKS, startup.COMPILE,
                                     startup.LOAD, startup.ATTACH]
         assert stages[startup.COMPILE] > 0 and stages[startup.LOAD] > 0
-        assert col.startup.total_s() <= startup.process_age_s() + 0.02
+        assert src.startup.total_s() <= startup.process_age_s() + 0.02
 
         def user_gen():
-            return col.bpf[b"watched_gen"][ct.c_int(GEN_USER)].value
+            return src.bpf[b"watched_gen"][ct.c_int(GEN_USER)].value
 
         gen0 = user_gen()
-        col.sync_mounts()
+        src.sync_mounts()
         assert user_gen() == gen0                  # nothing changed
-        src = make_tree(stack.dir / "src", {"a.bin": 64 << 10})
-        m = stack.mount(build_image(src, stack.dir / "g.erofs"), "g")
-        col.sync_mounts()
+        tree = make_tree(stack.dir / "src", {"a.bin": 64 << 10})
+        m = stack.mount(build_image(tree, stack.dir / "g.erofs"), "g")
+        src.sync_mounts()
         assert user_gen() == gen0 + 1
-        assert m.dev in col.watched
+        assert m.dev in src.watched
         m.umount()
-        col.sync_mounts()
-        assert user_gen() == gen0 + 2 and m.dev not in col.watched
+        src.sync_mounts()
+        assert user_gen() == gen0 + 2 and m.dev not in src.watched
     finally:
         col.close()
 
