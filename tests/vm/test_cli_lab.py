@@ -1,4 +1,5 @@
-"""erofs-top's own command line on the lab kernel (no BPF compile: fast)."""
+"""erofs-top's own command line on the lab kernel (`doctor` starts the full tier's
+probes once to prove them and time the start-up: 45-50 s under TCG)."""
 from __future__ import annotations
 
 import subprocess
