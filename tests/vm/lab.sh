@@ -43,7 +43,7 @@ GUEST_PKGS=(python3 python3-bpfcc erofs-utils kmod util-linux util-linux-extra
             procps xz-utils zstd e2fsprogs
             python3-pytest python3-pytest-timeout python3-click
             python3-prometheus-client python3-pyelftools python3-yaml
-            containerd runc busybox-static)
+            containerd runc busybox-static prometheus)
 # Headline check (docs/sharing.md): two versions of real Debian packages,
 # fetched from two suites at build time and unpacked into the guest image.
 # Format: suite:package. The guest finds them in /opt/lab-data/<pkg>/<version>/.
