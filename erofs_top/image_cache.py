@@ -50,13 +50,13 @@ class ImageCacheReader:
             if not (m.backing_file and m.backing_ino) or key in out:
                 continue
             try:
-                count = file_resident_pages(m.backing_file)
+                count = file_resident_pages(m.local(m.backing_file))
                 sig = (count, inserted.get(key, 0))
                 last = self._last.get(key)
                 if last is not None and last[0] == sig:
                     out[key] = last[1]
                     continue
-                memcgs = page_owners(m.backing_file) if owners_ok and count else {}
+                memcgs = page_owners(m.local(m.backing_file)) if owners_ok and count else {}
             except (OSError, PageCacheError):
                 continue
             ids: dict[int, int] = {0: UNKNOWN_CGROUP}

@@ -23,7 +23,7 @@ def _regular_files(mount) -> tuple[list[tuple[str, int]], str]:
     out: list[tuple[str, int]] = []
     seen: set[int] = set()
     try:
-        for ent in walk_mount(mount.mountpoint):
+        for ent in walk_mount(mount.root_path):
             try:
                 if not ent.is_file(follow_symlinks=False):
                     continue
@@ -109,10 +109,10 @@ class Snapshotter:
                 if key in r.backing_pages:
                     continue
                 try:
-                    st = os.stat(m.backing_file)
+                    st = os.stat(m.local(m.backing_file))
                     if st.st_ino != m.backing_ino:
                         raise FileNotFoundError(errno.ENOENT, "replaced since mount")
-                    r.backing_pages[key] = file_resident_pages(m.backing_file)
+                    r.backing_pages[key] = file_resident_pages(m.local(m.backing_file))
                 except OSError as e:
                     r.warnings.append(f"backing file {m.backing_file} of {m.mountpoint}: "
                                       f"{e.strerror or e}")

@@ -199,7 +199,7 @@ class TracepointSource:
             if m.backing_ino and m.backing_file:
                 try:
                     r.backing_pages[(m.backing_dev, m.backing_ino)] = \
-                        pagecache.file_resident_pages(m.backing_file)
+                        pagecache.file_resident_pages(m.local(m.backing_file))
                 except OSError:
                     pass
         counters = self._counters()

@@ -47,6 +47,10 @@ class MountInfo:
     image: ImageInfo | None = None
     image_path: str = ""        # where the image bytes can be read (file or device)
     image_offset: int = 0       # byte offset of the image there (loop offset)
+    # the mount namespace it was found in (resolve/mountns.py): "" = erofs-top's own,
+    # else "host", "pid 1", "pid N"; ns_prefix opens that namespace's paths from here
+    mount_ns: str = ""
+    ns_prefix: str = ""
     # container-runtime layer identity (resolve/containerd.py), set by the names step
     layer_digest: str = ""
     snapshot_id: str = ""
@@ -55,6 +59,15 @@ class MountInfo:
     @property
     def image_id(self) -> str:
         return self.image.image_id if self.image else ""
+
+    def local(self, path: str) -> str:
+        """Where erofs-top opens ``path`` (a name in the mount's namespace)."""
+        return self.ns_prefix + path if self.ns_prefix else path
+
+    @property
+    def root_path(self) -> str:
+        """Where erofs-top opens the mount point."""
+        return self.local(self.mountpoint)
 
 
 @dataclass

@@ -80,13 +80,16 @@ def build_id_of(stream) -> str | None:
 
 class _MountIndex:
     """ino -> path below one mount, built by one walk.  EROFS is read-only, so it
-    never goes stale while the superblock stays mounted."""
+    never goes stale while the superblock stays mounted.  Paths are where
+    erofs-top opens the files (``mount.local()``: a mount of another mount
+    namespace opens through /host or /proc/PID/root); FileInfo.path is the name
+    in the mount's namespace."""
 
     def __init__(self, mount: MountInfo):
         self.paths: dict[int, str] = {}
         self.infos: dict[int, FileInfo | None] = {}
         self.error = ""
-        root = mount.mountpoint
+        root = mount.root_path
         try:
             self.paths[os.stat(root).st_ino] = root
             for ent in walk_mount(root):
@@ -260,7 +263,7 @@ class ImageContent:
             aops = AOPS_FILEIO
         else:
             aops = AOPS_BLOCK
-        return FileInfo(ino=ino, path=path, size=st.st_size,
+        return FileInfo(ino=ino, path=path[len(mount.ns_prefix):], size=st.st_size,
                         regular=stat.S_ISREG(st.st_mode), aops=aops)
 
     # ---------------------------------------------------------------- identities
@@ -284,7 +287,7 @@ class ImageContent:
     def _reading(self, mount: MountInfo, path: str):
         if not self.preserve_cache:
             return _null()
-        return preserve_residency([path, mount.backing_file])
+        return preserve_residency([path, mount.local(mount.backing_file)])
 
     def build_id(self, mount: MountInfo, ino: int) -> str | None:
         key = self._content_key(mount, ino)

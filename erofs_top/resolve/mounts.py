@@ -1,4 +1,5 @@
-"""EROFS mounts from /proc/self/mountinfo: device, mount point, backing, image.
+"""EROFS mounts from mountinfo (every mount namespace: mountns.py): device,
+mount point, backing, image.
 
 Backing modes (fs/erofs/super.c, erofs_fc_get_tree: a source that is not a block
 device is opened as the image file when CONFIG_EROFS_FS_BACKED_BY_FILE):
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from .. import names
 from ..readings import kdev, kdev_from_st_dev, kdev_str
 from .base import ImageInfo, MountInfo
+from .mountns import MountNamespaces, MountTable
 from .superblock import ErofsFormatError, image_info
 
 LOOP_GET_STATUS64 = 0x4C05
@@ -167,53 +169,84 @@ def _read_text(path: str) -> str | None:
 
 
 def resolve_backing(e: MountinfoEntry, sys_root: str = "/sys",
-                    dev_root: str = "/dev") -> Backing:
-    """How the superblock of mountinfo entry ``e`` gets its bytes."""
+                    dev_root: str = "/dev", prefix: str = "") -> Backing:
+    """How the superblock of mountinfo entry ``e`` gets its bytes.  ``prefix``
+    opens paths of the entry's mount namespace from here (resolve/mountns.py):
+    the names (backing_file) stay the namespace's, image_path is local."""
     blk = f"{sys_root}/dev/block/{e.major}:{e.minor}"
     if e.major == 0:
         # anonymous dev: a file-backed mount (or a nodev/fscache one without a file)
         b = Backing("file")
         try:
-            st = os.stat(e.source)
+            st = os.stat(prefix + e.source)
         except OSError:
             b.notes.append(f"file-backed source {e.source!r} not visible here")
             return b
         if stat.S_ISREG(st.st_mode):
             b.backing_file = e.source
             b.backing_dev, b.backing_ino = kdev_from_st_dev(st.st_dev), st.st_ino
-            b.image_path = e.source
+            b.image_path = prefix + e.source
         else:
             b.notes.append(f"source {e.source!r} of anonymous dev {e.major}:{e.minor} "
                            "is not a regular file")
         return b
-    dev_path = f"{dev_root}/block/{e.major}:{e.minor}"
-    if not os.path.exists(dev_path) and e.source.startswith("/dev/"):
-        dev_path = e.source
+    dev_path = _dev_path(e, dev_root, prefix)
     bf = _read_text(f"{blk}/loop/backing_file")
     if bf is None and e.major == 7:
         # some kernels only expose /sys/block/loopN/loop
         bf = _read_text(f"{sys_root}/block/loop{e.minor}/loop/backing_file")
     if bf is not None:
-        b = Backing("loop", backing_file=bf.removesuffix(" (deleted)"))
-        if bf.endswith(" (deleted)"):
-            b.notes.append(f"loop backing file {b.backing_file!r} was deleted")
-        status = loop_status(dev_path)
-        if status is not None:
-            b.backing_dev, b.backing_ino, b.image_offset = status
-        else:
-            try:
-                st = os.stat(b.backing_file)
-                b.backing_dev, b.backing_ino = kdev_from_st_dev(st.st_dev), st.st_ino
-            except OSError:
-                b.notes.append(f"loop backing file {b.backing_file!r} not visible here")
-        # read through the image file when we can see it (O_DIRECT works there),
-        # else through the loop device itself
-        if b.backing_ino and _same_file(b.backing_file, b.backing_dev, b.backing_ino):
-            b.image_path = b.backing_file
-        else:
-            b.image_path, b.image_offset = dev_path, 0
-        return b
+        return _loop_backing(bf, dev_path, prefix)
     return Backing("block", image_path=dev_path)
+
+
+def _dev_path(e: MountinfoEntry, dev_root: str, prefix: str) -> str:
+    """The block device node: ours, else the mount namespace's (a pod has no
+    /dev/block; the host's /dev is under /host)."""
+    for root in (dev_root, prefix + "/dev") if prefix else (dev_root,):
+        p = f"{root}/block/{e.major}:{e.minor}"
+        if os.path.exists(p):
+            return p
+    if e.source.startswith("/dev/") and os.path.exists(e.source):
+        return e.source
+    if prefix and e.source.startswith("/dev/") and os.path.exists(prefix + e.source):
+        return prefix + e.source
+    return e.source if e.source.startswith("/dev/") else f"{dev_root}/block/{e.major}:{e.minor}"
+
+
+def _loop_backing(bf: str, dev_path: str, prefix: str) -> Backing:
+    b = Backing("loop", backing_file=bf.removesuffix(" (deleted)"))
+    if bf.endswith(" (deleted)"):
+        b.notes.append(f"loop backing file {b.backing_file!r} was deleted")
+    status = loop_status(dev_path)
+    local = prefix + b.backing_file
+    if status is not None:
+        b.backing_dev, b.backing_ino, b.image_offset = status
+    else:
+        try:
+            st = os.stat(local)
+            b.backing_dev, b.backing_ino = kdev_from_st_dev(st.st_dev), st.st_ino
+        except OSError:
+            b.notes.append(f"loop backing file {b.backing_file!r} not visible here")
+    # read through the image file when we can see it (O_DIRECT works there),
+    # else through the loop device itself
+    if b.backing_ino and _same_file(local, b.backing_dev, b.backing_ino):
+        b.image_path = local
+    else:
+        b.image_path, b.image_offset = dev_path, 0
+    return b
+
+
+def _opens(t: MountTable, e: MountinfoEntry) -> bool:
+    """Does the mount point of e (in t's namespace) open from here as that mount?"""
+    try:
+        return kdev_from_st_dev(os.stat(t.local(e.mountpoint)).st_dev) == e.dev
+    except OSError:
+        return False
+
+
+def _ns_label(t: MountTable) -> str:
+    return "" if t.label in ("self", "") else t.label
 
 
 def _same_file(path: str, dev: int, ino: int) -> bool:
@@ -226,46 +259,83 @@ def _same_file(path: str, dev: int, ino: int) -> bool:
 
 # ---------------------------------------------------------------- the resolver
 class SysMounts:
-    """MountResolver over /proc/self/mountinfo (EROFS entries only).
+    """MountResolver over the mountinfo of every mount namespace (EROFS entries only).
 
-    ``refresh()`` re-reads mountinfo and returns (added, removed) so the kernel side
-    can update its watched-device map; it costs one read and a string compare when
-    nothing changed.  A mount is identified by (dev, source, backing dev, backing
-    inode): anonymous devs are reused after umount, so a new image on an old dev
-    number counts as removed + added.
+    By default it reads the tables ``resolve/mountns.py`` finds (the host's,
+    erofs-top's own, every other namespace's); with ``mountinfo_path`` only that
+    one file.  A superblock mounted in several namespaces is listed once, under
+    the first table's name whose mount point opens from here (host first).
+    ``refresh()`` re-reads the tables and returns (added, removed) so the kernel
+    side can update its watched-device map; it costs one read per table and a
+    string compare when nothing changed.  A mount is identified by (dev, source,
+    backing dev, backing inode): anonymous devs are reused after umount, so a new
+    image on an old dev number counts as removed + added.
     """
 
-    def __init__(self, mountinfo_path: str = "/proc/self/mountinfo",
-                 sys_root: str = "/sys", dev_root: str = "/dev"):
-        self.mountinfo_path = mountinfo_path
+    def __init__(self, mountinfo_path: str | None = None,
+                 sys_root: str = "/sys", dev_root: str = "/dev",
+                 namespaces: MountNamespaces | None = None):
+        self.mountinfo_path = mountinfo_path or "/proc/self/mountinfo"
+        if namespaces is None and mountinfo_path is None:
+            namespaces = MountNamespaces()
+        self.namespaces = namespaces
         self.sys_root = sys_root
         self.dev_root = dev_root
-        self._text: str | None = None
+        self._texts: tuple | None = None
         self._by_key: dict[tuple, MountInfo] = {}
         self._by_dev: dict[int, MountInfo] = {}
         self.notes: dict[int, list[str]] = {}     # dev -> what could not be resolved
         self.error = ""                            # why mountinfo could not be read
+        self.tables: list[MountTable] = []         # the tables read last
+
+    def _read_tables(self) -> list[tuple[MountTable, str]] | None:
+        tables = (self.namespaces.tables() if self.namespaces
+                  else [MountTable("", self.mountinfo_path)])
+        out = []
+        for t in tables:
+            try:
+                out.append((t, names.read_text(t.mountinfo_path)))
+            except OSError as e:
+                if t.label in ("self", ""):
+                    self.error = f"{t.mountinfo_path}: {e.strerror}"
+                    return None
+        self.error = ""
+        self.tables = [t for t, _ in out]
+        return out
+
+    def _entries(self, texts: list[tuple[MountTable, str]]) -> list[tuple[MountTable, MountinfoEntry]]:
+        """One (table, entry) per superblock: the first table whose mount point
+        of it opens from here (stat gives its dev), else the first table."""
+        cands: dict[int, list[tuple[MountTable, MountinfoEntry]]] = {}
+        for t, text in texts:
+            if " - erofs " not in text:
+                continue
+            for e in pick_per_superblock(parse_mountinfo(text, "erofs")):
+                cands.setdefault(e.dev, []).append((t, e))
+        out = []
+        for dev, cs in cands.items():
+            out.append(next((c for c in cs if not c[0].prefix or _opens(c[0], c[1])), cs[0]))
+        return out
 
     def refresh(self) -> tuple[list[MountInfo], list[MountInfo]]:
-        try:
-            text = names.read_text(self.mountinfo_path)
-            self.error = ""
-        except OSError as e:
-            self.error = f"{self.mountinfo_path}: {e.strerror}"
+        texts = self._read_tables()
+        if texts is None:
             return [], []
-        if text == self._text:
+        sig = tuple((t, text) for t, text in texts)
+        if sig == self._texts:
             return [], []
-        self._text = text
+        self._texts = sig
         new_by_key: dict[tuple, MountInfo] = {}
         added: list[MountInfo] = []
         notes: dict[int, list[str]] = {}
-        for e in pick_per_superblock(parse_mountinfo(text, "erofs")):
-            b = resolve_backing(e, self.sys_root, self.dev_root)
+        for t, e in self._entries(texts):
+            b = resolve_backing(e, self.sys_root, self.dev_root, t.prefix)
             key = (e.dev, e.source, b.backing_dev, b.backing_ino)
             old = self._by_key.get(key)
             if old is not None:
                 # same superblock: follow a moved mount point / remount options
                 old.mountpoint = e.mountpoint
+                old.mount_ns, old.ns_prefix = _ns_label(t), t.prefix
                 old.options = e.super_options
                 old.inode_share = "inode_share" in e.super_options
                 old.directio = "directio" in e.super_options
@@ -273,6 +343,7 @@ class SysMounts:
                 notes[e.dev] = self.notes.get(e.dev, [])
                 continue
             m, n = self._build(e, b)
+            m.mount_ns, m.ns_prefix = _ns_label(t), t.prefix
             new_by_key[key] = m
             notes[e.dev] = n
             added.append(m)
@@ -300,11 +371,11 @@ class SysMounts:
         return m, notes
 
     def mounts(self) -> list[MountInfo]:
-        if self._text is None:
+        if self._texts is None:
             self.refresh()
         return list(self._by_dev.values())
 
     def by_dev(self, dev: int) -> MountInfo | None:
-        if self._text is None:
+        if self._texts is None:
             self.refresh()
         return self._by_dev.get(dev)
