@@ -336,8 +336,9 @@ class ImageContent:
         h = hashlib.sha256()
         n = 0
         try:
-            with self._reading(mount, info.path):
-                fd = os.open(info.path, os.O_RDONLY | os.O_CLOEXEC)
+            path = self.path_of(mount, ino)     # where it opens (info.path is the name)
+            with self._reading(mount, path):
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
                     while True:
                         chunk = os.read(fd, READ_CHUNK_BYTES)
