@@ -7,7 +7,9 @@ real software already in the guest:
                glibc dynamic loader and libc, and coreutils ``dd`` (a dynamically
                linked binary: running it maps ld.so and libc.so.6 from the image)
   app layer    one version of a real Debian package unpacked in the guest at lab
-               build time (/opt/lab-data/<pkg>/<version>/, e.g. redis-tools)
+               build time (/opt/lab-data/<pkg>/<version>/, e.g. redis-tools), plus
+               the guest's copies of the libraries it needs (APP_LIBS): the same
+               bytes in every version's app layer, as in real image versions
 
 Two versions of one package give "two versions of a real application image
 sharing a base layer": the base layer is byte-identical (same digest), so
@@ -31,6 +33,13 @@ MTIME = 1700000000
 GUEST_LIBS = ("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
               "/usr/lib/x86_64-linux-gnu/libc.so.6")
 DYNAMIC_DD = "/usr/bin/dd"          # coreutils, NEEDED libc.so.6 only
+# what `apt-get install redis-tools` would add next to the package in its layer:
+# libraries redis-cli needs that the guest has (same bytes in both versions' layers,
+# as in two real image versions built on one base)
+APP_LIBS = ("/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+            "/usr/lib/x86_64-linux-gnu/libsystemd.so.0",
+            "/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
 
 
 def _info(name: str) -> tarfile.TarInfo:
@@ -82,6 +91,15 @@ class Layer:
         with open(src, "rb") as f:
             self.file(name, f.read(), st.st_mode & 0o7777)
 
+    def copy_resolved(self, src: str) -> None:
+        """src at its own path; a symlink is copied as the link plus its target file."""
+        if os.path.islink(src):
+            real = os.path.realpath(src)
+            self.copy(real, real)
+            self.symlink(src, os.path.relpath(real, os.path.dirname(src)))
+        else:
+            self.copy(src, src)
+
     def tree(self, root: str, prefix: str = "") -> None:
         """Every directory, regular file and symlink under root, sorted."""
         for d, dirs, files in os.walk(root):
@@ -123,9 +141,12 @@ def base_layer(busybox: str = "/bin/busybox") -> bytes:
     return layer.bytes()
 
 
-def tree_layer(root: str) -> bytes:
+def tree_layer(root: str, extra: tuple[str, ...] = ()) -> bytes:
+    """The tree under root, plus the guest files ``extra`` at their own paths."""
     layer = Layer()
     layer.tree(root)
+    for path in extra:
+        layer.copy_resolved(path)
     return layer.bytes()
 
 
@@ -190,7 +211,7 @@ def build(outdir: str, images: dict[str, str]) -> dict[str, dict]:
     out = {}
     for i, (name, tree) in enumerate(images.items()):
         path = os.path.join(outdir, f"image{i}.oci.tar")
-        meta = write_image(name, [base, tree_layer(tree)], path)
+        meta = write_image(name, [base, tree_layer(tree, APP_LIBS)], path)
         meta["archive"] = path
         out[name] = meta
     return out

@@ -186,11 +186,11 @@ sleep 1
 """
 
 
-def _memcg_file(cgroup: str) -> int:
+def _memcg_file(cgroup: str, key: str = "file") -> int:
     with open(f"/sys/fs/cgroup{cgroup}/memory.stat") as f:
         for line in f:
             k, v = line.split()
-            if k == "file":
+            if k == key:
                 return int(v)
     raise LookupError(cgroup)
 
@@ -276,7 +276,8 @@ def test_containerd_containers_and_layers_named(containerd):
                     f"{c['resident_bytes']:>9} memory.stat file {want:>9} "
                     f"({c['resident_bytes'] - want:+d})")
         assert want > 1 << 20, (c, want)
-        assert abs(c["resident_bytes"] - want) <= max(0.01 * want, 8 * lk.PAGE), (c, want)
+        other = {k: _memcg_file(c["cgroup"], k) for k in ("shmem", "file_mapped", "file_dirty")}
+        assert abs(c["resident_bytes"] - want) <= max(0.01 * want, 8 * lk.PAGE), (c, want, other)
     # no sharing here: fair = resident, nothing shared
     for c in (a, k):
         assert c["fair_bytes"] == c["resident_bytes"] and c["shared_bytes"] == 0, c
@@ -401,3 +402,370 @@ def test_file_backed_layers_charge_their_image_file_pages_too(containerd):
     assert backing >= 0.5 * c["resident_bytes"], (backing, c)
     assert abs(c["resident_bytes"] + backing - charged) <= 0.01 * charged, (charged, backing, c)
     assert abs(reported_backing - backing - backing0) <= 0.01 * (backing + backing0) + 8 * lk.PAGE
+
+
+# ---------------------------------------------------------------- item 5: inode_share
+# The libraries both app layers carry (oci.APP_LIBS): the same bytes in two layers.
+SHARE_READ = ("for f in {libs}; do dd if=$f of=/dev/null bs=1M 2>/dev/null; done; "
+              "dd if=/usr/bin/redis-check-aof of=/dev/null bs=1M 2>/dev/null; "
+              "echo read-done; exec sleep 100000")
+
+
+def _stop_containers(keep: tuple[str, ...] = ()) -> None:
+    """Every task killed and deleted, every container removed (images stay),
+    but those in keep."""
+    for cid in ctr("task", "ls", "-q", check=False).stdout.split():
+        if cid not in keep:
+            ctr("task", "kill", "-s", "KILL", cid, check=False)
+    for cid in ctr("containers", "ls", "-q", check=False).stdout.split():
+        if cid in keep:
+            continue
+        for _ in range(100):
+            if ctr("task", "rm", "-f", cid, check=False).returncode == 0 or \
+                    cid not in ctr("task", "ls", "-q", check=False).stdout.split():
+                break
+            time.sleep(0.1)
+        ctr("containers", "rm", cid, check=False)
+
+
+def _layer_mounts() -> dict[str, str]:
+    """layer.erofs -> its fs/ mount point, for every committed layer."""
+    return {f"{SNAPSHOTS}/{n}/layer.erofs": f"{SNAPSHOTS}/{n}/fs"
+            for n in sorted(os.listdir(SNAPSHOTS)) if os.path.exists(f"{SNAPSHOTS}/{n}/layer.erofs")}
+
+
+def _mount(src: str, mp: str, opts: str, busy_ok: bool = False) -> None:
+    """src mounted on mp with opts, replacing what is there (unless it is busy
+    and busy_ok: a running container's layer stays)."""
+    if os.path.ismount(mp):
+        r = subprocess.run(["umount", mp], capture_output=True, text=True)
+        if r.returncode != 0:
+            if busy_ok:
+                return
+            raise RuntimeError(f"umount {mp}: {r.stderr.strip()}")
+    subprocess.run(["mount", "-t", "erofs", "-o", opts, src, mp], check=True)
+
+
+def _run_pair(work: str, tag: str) -> dict[str, int]:
+    """Container <tag>a (image A) then <tag>b (image B) read the same libraries
+    and their own redis-check-aof, with every layer file cold (page cache of
+    the layer mounts and of the layer.erofs files dropped): memory.stat file of
+    each container's cgroup."""
+    files, layer_images = _layer_files()
+    _evict(files + layer_images)
+    read = SHARE_READ.format(libs=" ".join(oci_app_libs()))
+    out = {}
+    for image, cid in ((IMAGE_A, f"{tag}a"), (IMAGE_B, f"{tag}b")):
+        ctr("run", "-d", "--snapshotter", "erofs", "--log-uri", f"file://{work}/{cid}.log",
+            image, cid, "sh", "-c", read)
+        for _ in range(900):
+            with contextlib.suppress(OSError):
+                if "read-done" in open(f"{work}/{cid}.log").read():
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"{cid} never finished reading")
+        out[cid] = _memcg_file(f"/default/{cid}")
+    return out
+
+
+def oci_app_libs() -> tuple[str, ...]:
+    from . import oci
+    return oci.APP_LIBS
+
+
+def test_inode_share_on_containerd_layers_saves_what_erofs_top_predicted(containerd, collector):
+    """Item 5.  containerd 2.1 mounts layers ``ro`` only but reuses an EROFS mount
+    already on ``snapshots/<N>/fs``.  Phase N: the layers mounted as containerd
+    mounts them, two containers (one per image version) read the libraries
+    both app layers carry; erofs-top predicts the saving (``potential_savings``)
+    and ``advise`` names the commands.  Phase S: the layers re-mounted with
+    advise's commands (``inode_share,domain_id=``), the same two containers:
+    the real saving is the drop of their memory.stat ``file``; erofs-top's
+    predicted saving is within 5 % of it, its realized saving
+    (``sharing_saved_bytes``) within 1 %."""
+    work = containerd["work"]
+    t0 = time.monotonic()
+    _stop_containers()
+    for src, mp in _layer_mounts().items():     # fresh superblocks: nothing cached
+        _mount(src, mp, "ro")
+    charged_n = _run_pair(work, "n")
+    model_n = collector.refresh()
+    r = erofs_top("advise", "--json", "--no-bpf", "--duration", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    top = json.loads(r.stdout)["actions"][0]
+    text = erofs_top("advise", "--no-bpf", "--duration", "0").stdout
+    with contextlib.suppress(OSError):
+        with open("/out/containerd-advise.txt", "w") as f:
+            f.write(text)
+    _stop_containers()
+    # the operator's procedure: containers of these layers stopped, advise's commands
+    assert top["kind"] == "inode_share", top
+    app_mps = {m.mountpoint for m in model_n.mounts
+               if m.snapshot_id and m.potential_savings_now_bytes > 0}
+    assert set(top["mounts"]) == app_mps and len(app_mps) == 2, (top, app_mps)
+    for cmd in top["commands"]:
+        argv = cmd.replace("<domain>", "lab-redis").split()
+        assert argv[:4] == ["mount", "-t", "erofs", "-o"], cmd
+        _mount(argv[5], argv[6], argv[4])
+    charged_s = _run_pair(work, "s")
+    model_s = collector.refresh()
+    _stop_containers()
+    for src, mp in _layer_mounts().items():     # back to what containerd made
+        _mount(src, mp, "ro")
+
+    real = sum(charged_n.values()) - sum(charged_s.values())
+    predicted, realized = model_n.totals.potential_savings_bytes, model_s.totals.sharing_saved_bytes
+    lib_bytes = sum(lk.pages(os.path.getsize(p)) for p in oci_app_libs()) * lk.PAGE
+    REPORT.append(
+        f"containerd + inode_share ({time.monotonic() - t0:.0f} s): charged stock {charged_n}, "
+        f"shared {charged_s}; real saving {real} B ({real / lk.MiB:.2f} MiB, libraries "
+        f"{lib_bytes}), predicted {predicted} ({predicted - real:+d}), advise {top['saves_bytes']}, "
+        f"realized {realized} ({realized - real:+d})")
+    assert real >= 0.9 * lib_bytes, (real, lib_bytes)
+    assert charged_s["sb"] < 0.5 * charged_n["nb"], (charged_n, charged_s)
+    assert abs(predicted - real) <= 0.05 * real, (predicted, real)
+    assert abs(top["saves_bytes"] - real) <= 0.05 * real, (top["saves_bytes"], real)
+    assert abs(realized - real) <= 0.01 * real, (realized, real)
+    sa, sb = model_s.container("/default/sa"), model_s.container("/default/sb")
+    assert sa.image == IMAGE_A and sb.image == IMAGE_B, (sa, sb)
+    assert sb.shared_bytes >= 0.9 * lib_bytes, sb
+
+
+# ---------------------------------------------------------------- item 6: exporter container
+EXPORTER_IMAGE = "docker.io/library/erofs-top:0.1.0"
+# ctr's default process capabilities (containerd oci.populateDefaultUnixSpec), all dropped
+CTR_DEFAULT_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+                    "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+                    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE")
+# exporters/deploy/daemonset.yaml
+DAEMONSET_CAPS = ("CAP_BPF", "CAP_PERFMON", "CAP_SYS_RESOURCE", "CAP_SYS_ADMIN",
+                  "CAP_DAC_READ_SEARCH")
+DAEMONSET_MOUNTS = ("type=bind,src=/,dst=/host,options=rbind:ro:rslave",
+                    "type=bind,src=/var/lib/containerd,dst=/var/lib/containerd,options=rbind:ro",
+                    "type=bind,src=/sys/fs/cgroup,dst=/sys/fs/cgroup,options=rbind:ro",
+                    "type=bind,src=/sys/kernel/tracing,dst=/sys/kernel/tracing,options=rbind:ro",
+                    "type=bind,src=/sys/kernel/debug,dst=/sys/kernel/debug,options=rbind:ro",
+                    "type=bind,src=/lib/modules,dst=/lib/modules,options=rbind:ro",
+                    "type=bind,src=/usr/src,dst=/usr/src,options=rbind:ro",
+                    "type=tmpfs,src=tmpfs,dst=/tmp,options=nosuid:nodev:size=65536k")
+POD_UID_X = "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809"
+KUBE_ID_X = "7bc0f2a9e8d7c6b5a4938271605f4e3d2c1b0a9f8e7d6c5b4a39281706f5e4d3"
+
+
+def _loopback_up() -> None:
+    """The guest has no iproute2: IFF_UP on lo through SIOCGIFFLAGS/SIOCSIFFLAGS."""
+    import fcntl
+    import socket
+    import struct
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, struct.pack("16sH", b"lo", 0))[:18])[1]
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"lo", flags | 1))
+
+
+def _http(url: str, timeout: float = 5) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except OSError as e:
+        return 0, str(e)
+
+
+def _wait(what: str, fn, timeout_s: float):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _prom_series(base: str, query: str) -> dict[tuple, float]:
+    """job + the labels but job/instance -> value, for an instant query."""
+    import urllib.parse
+    code, body = _http(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+    assert code == 200, body
+    out = {}
+    for r in json.loads(body)["data"]["result"]:
+        labels = dict(r["metric"])
+        job = labels.pop("job")
+        labels.pop("instance", None)
+        labels.pop("__name__", None)
+        out[(job, tuple(sorted(labels.items())))] = float(r["value"][1])
+    return out
+
+
+def _by_job(series: dict[tuple, float]) -> dict[str, dict[tuple, float]]:
+    out: dict[str, dict[tuple, float]] = {}
+    for (job, labels), v in series.items():
+        out.setdefault(job, {})[labels] = v
+    return out
+
+
+COMPARED = ("erofs_top_container_resident_bytes", "erofs_top_container_duplicate_bytes",
+            "erofs_top_layer_resident_bytes", "erofs_top_image_resident_bytes",
+            "erofs_top_mount_backing_resident_bytes")
+
+
+def _agree(base: str, workload_cgroups: list[str]) -> tuple[bool, dict]:
+    """Both jobs have every compared series of the workload, within 1 %."""
+    report = {}
+    for metric in COMPARED:
+        jobs = _by_job(_prom_series(base, metric))
+        c, h = jobs.get("container", {}), jobs.get("host", {})
+        if metric.startswith("erofs_top_container"):
+            c = {k: v for k, v in c.items() if dict(k).get("id") in workload_cgroups}
+            h = {k: v for k, v in h.items() if dict(k).get("id") in workload_cgroups}
+            if len(c) != len(workload_cgroups):
+                return False, {metric: (c, h)}
+        elif metric == "erofs_top_mount_backing_resident_bytes":
+            # the exporter's own image layers are read by the exporter meanwhile
+            c = {k: v for k, v in c.items() if "/snapshots/" in str(k)} or c
+        if set(c) != set(h) or not c:
+            return False, {metric: (c, h)}
+        for k, v in c.items():
+            if abs(v - h[k]) > max(0.01 * h[k], 2 * lk.PAGE):
+                return False, {metric: (k, v, h[k])}
+        report[metric] = c
+    return True, report
+
+
+def test_exporter_container_under_prometheus_matches_a_host_exporter(containerd, collector):
+    """Item 6.  The exporter's image built from the guest's Debian packages
+    (scripts/build-image.py, no registry), imported into containerd, run with the
+    DaemonSet's capabilities, volumes (node / at /host with rslave propagation),
+    a read-only root filesystem and no host PID namespace (host network: the lab
+    has no CNI).  The node's / is made rshared first, as systemd does.  After it
+    started, the layers are re-mounted (new superblocks, only in the node's
+    mount namespace) and two containers read.  A real Prometheus scrapes it and
+    a host exporter (the same code over the session's collector); their series
+    agree within 1 %, and the container's carry image and container names."""
+    work, timings = containerd["work"], containerd["timings"]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    t1 = time.monotonic()
+    # streamed into ctr: the lab's disk holds the content blob and its EROFS layer,
+    # not a third copy in an archive
+    build = subprocess.Popen([sys.executable, f"{repo}/scripts/build-image.py", "--rootfs", "/",
+                              "--out", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(os.environ, TMPDIR=work))
+    imp = subprocess.run(["ctr", "image", "import", "--snapshotter", "erofs", "-"],
+                         stdin=build.stdout, capture_output=True, text=True, timeout=900)
+    build.stdout.close()
+    err = build.stderr.read().decode()
+    assert build.wait() == 0, err[-3000:]
+    assert imp.returncode == 0, imp.stderr[-3000:]
+    built = json.loads(err[err.index("{"):])
+    timings["build + import exporter image"] = time.monotonic() - t1
+    _loopback_up()
+    subprocess.run(["mount", "--make-rshared", "/"], check=True)
+    _stop_containers()
+    prom = server = exp = None
+    from erofs_top.exporter.server import Exporter, bind, serve
+    try:
+        t1 = time.monotonic()
+        args = ["run", "-d", "--snapshotter", "erofs", "--read-only", "--net-host",
+                "--log-uri", f"file://{work}/exporter.log",
+                "--env", "EROFS_TOP_CONTAINERD_STATE=/host/run/containerd"]
+        for cap in CTR_DEFAULT_CAPS:
+            args += ["--cap-drop", cap]
+        for cap in DAEMONSET_CAPS:
+            args += ["--cap-add", cap]
+        for m in DAEMONSET_MOUNTS:
+            args += ["--mount", m]
+        ctr(*args, EXPORTER_IMAGE, "lab-exporter", "/usr/local/bin/erofs-top", "exporter",
+            "--listen=127.0.0.1:9655", "--interval=2", "--kube-names=off")
+
+        def healthy():
+            if "lab-exporter" not in ctr("task", "ls", "-q", check=False).stdout.split():
+                pytest.fail("exporter container exited: " + open(f"{work}/exporter.log").read()[-3000:])
+            return _http("http://127.0.0.1:9655/healthz")[0] == 200
+        _wait("the exporter container's /healthz", healthy, 400)
+        timings["exporter container up (BCC compile)"] = time.monotonic() - t1
+        pid = int(next(ln.split()[1] for ln in ctr("task", "ls").stdout.splitlines()[1:]
+                       if ln.split()[0] == "lab-exporter"))
+        assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+        assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        root_opts = next(ln.split()[5] for ln in open(f"/proc/{pid}/mountinfo")
+                         if ln.split()[4] == "/")
+        assert root_opts.split(",")[0] == "ro", root_opts
+        status = dict(ln.split(":", 1) for ln in open(f"/proc/{pid}/status") if ":" in ln)
+        eff = int(status["CapEff"], 16)
+        assert eff == 1 << 2, f"CapEff {eff:#x}: only CAP_DAC_READ_SEARCH kept after attach"
+
+        # a host exporter: the same server over the session's collector
+        server = bind("127.0.0.1", 9656)
+        exp = Exporter(collector, interval=2)
+        assert exp.refresh_once()
+        serve(server, exp)
+        exp.start()
+        cfg = f"{work}/prometheus.yml"
+        with open(cfg, "w") as f:
+            json.dump({"global": {"scrape_interval": "2s"}, "scrape_configs": [
+                {"job_name": "container", "static_configs": [{"targets": ["127.0.0.1:9655"]}]},
+                {"job_name": "host", "static_configs": [{"targets": ["127.0.0.1:9656"]}]}]}, f)
+        prom = subprocess.Popen(["prometheus", f"--config.file={cfg}",
+                                 f"--storage.tsdb.path={work}/prom",
+                                 "--web.listen-address=127.0.0.1:9090"],
+                                stdout=open(f"{work}/prometheus.log", "w"), stderr=subprocess.STDOUT)
+        base = "http://127.0.0.1:9090"
+        _wait("prometheus ready", lambda: _http(f"{base}/-/ready")[0] == 200, 120)
+
+        # new layer superblocks, mounted only in the node's mount namespace now
+        for src, mp in _layer_mounts().items():
+            _mount(src, mp, "ro", busy_ok=True)
+        files, layer_images = _layer_files()
+        _evict(files + layer_images)
+        read = SHARE_READ.format(libs=" ".join(oci_app_libs()))
+        ctr("run", "-d", "--snapshotter", "erofs", "--log-uri", f"file://{work}/xa.log",
+            IMAGE_A, "xa", "sh", "-c", read)
+        ctr("run", "-d", "--snapshotter", "erofs", "--cgroup",
+            f"/kubepods/besteffort/pod{POD_UID_X}/{KUBE_ID_X}", "--log-uri",
+            f"file://{work}/xb.log", IMAGE_B, KUBE_ID_X, "sh", "-c", read)
+        for log in ("xa", "xb"):
+            _wait(f"{log} read", lambda: "read-done" in open(f"{work}/{log}.log").read(), 120)
+        cgs = ["/default/xa", f"/kubepods/besteffort/pod{POD_UID_X}/{KUBE_ID_X}"]
+        t1 = time.monotonic()
+        last = {}
+
+        def agree():
+            ok, last["r"] = _agree(base, cgs)
+            return ok
+        try:
+            _wait("both exporters' series to agree in Prometheus", agree, 60)
+        except BaseException:
+            pytest.fail(f"container vs host exporter: {last.get('r')}")
+        timings["series agree"] = time.monotonic() - t1
+        info = _by_job(_prom_series(base, "erofs_top_container_info"))["container"]
+        named = {dict(k).get("id"): dict(k) for k in info}
+        assert named[cgs[0]]["image"] == IMAGE_A and named[cgs[0]]["container_id"] == "xa"
+        assert named[cgs[1]]["image"] == IMAGE_B and named[cgs[1]]["container_id"] == KUBE_ID_X
+        assert named[cgs[1]]["pod_uid"] == POD_UID_X
+        layers = _by_job(_prom_series(base, "erofs_top_layer_images"))["container"]
+        assert {dict(k)["layer_digest"] for k in layers} >= set(containerd["images"][IMAGE_A]["layers"])
+        # the exporter sees its own image too (its LLVM is EROFS page cache)
+        images = _by_job(_prom_series(base, "erofs_top_image_resident_bytes"))["container"]
+        assert any(dict(k).get("image") == EXPORTER_IMAGE for k in images), images
+        with contextlib.suppress(OSError):
+            _, text = _http("http://127.0.0.1:9655/metrics")
+            with open("/out/containerd-exporter-metrics.txt", "w") as f:
+                f.write(text)
+        REPORT.append(f"exporter container: image {built['bytes'] / lk.MiB:.0f} MiB "
+                      f"({built['packages']} Debian packages); " + ", ".join(
+                          f"{n} {s:.1f} s" for n, s in timings.items()
+                          if "exporter" in n or n == "series agree"))
+    finally:
+        if prom is not None:
+            prom.terminate()
+            prom.wait(timeout=30)
+        if exp is not None:
+            exp.stop()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        _stop_containers()
+        subprocess.run(["mount", "--make-rprivate", "/"], check=False)
