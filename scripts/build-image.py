@@ -4,6 +4,7 @@ no base image, no network.  Standard library only.
 
     sudo python3 scripts/build-image.py [--rootfs /] [--out erofs-top.oci.tar]
     ctr -n k8s.io image import erofs-top.oci.tar      # on each node (or push it)
+    sudo python3 scripts/build-image.py --out - | ctr -n k8s.io image import -   # no archive
 
 Two layers:
   runtime    the files of the Debian packages erofs-top needs (python3,
@@ -238,7 +239,8 @@ main()
 def build(rootfs: str, out: str, name: str, source: str = REPO) -> dict:
     pkgs = _status(rootfs)
     names = closure(pkgs, PACKAGES)
-    tmp = tempfile.mkdtemp(prefix="erofs-top-image-", dir=os.path.dirname(os.path.abspath(out)))
+    tmp = tempfile.mkdtemp(prefix="erofs-top-image-",
+                           dir=None if out == "-" else os.path.dirname(os.path.abspath(out)))
     try:
         runtime = LayerWriter(f"{tmp}/runtime.tar", rootfs)
         for p in package_paths(rootfs, pkgs, names):
@@ -292,7 +294,11 @@ def _write_archive(out: str, name: str, layers: list[tuple[str, int]], files: li
                                                   "org.opencontainers.image.ref.name":
                                                       name.rsplit(":", 1)[1]}}]})
     import io
-    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+    if out == "-":      # a stream (e.g. into `ctr image import -`): no archive on disk
+        tar = tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT)
+    else:
+        tar = tarfile.open(out, "w", format=tarfile.PAX_FORMAT)
+    with tar:
         for fname, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index),
                             (f"blobs/sha256/{config_d[7:]}", config),
                             (f"blobs/sha256/{manifest_d[7:]}", manifest)):
@@ -312,13 +318,15 @@ def _write_archive(out: str, name: str, layers: list[tuple[str, int]], files: li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rootfs", default="/", help="the Debian system to take the packages from")
-    ap.add_argument("--out", default="erofs-top.oci.tar", help="the OCI archive to write")
+    ap.add_argument("--out", default="erofs-top.oci.tar",
+                    help="the OCI archive to write; - writes it to stdout (the summary then "
+                         "goes to stderr)")
     ap.add_argument("--name", default=f"docker.io/library/erofs-top:{_version()}")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(args.rootfs, "var/lib/dpkg/status")):
         sys.exit(f"build-image: {args.rootfs} is not a Debian system (no var/lib/dpkg/status)")
-    json.dump(build(args.rootfs, args.out, args.name), sys.stdout, indent=1)
-    print()
+    summary = build(args.rootfs, args.out, args.name)
+    print(json.dumps(summary, indent=1), file=sys.stderr if args.out == "-" else sys.stdout)
 
 
 if __name__ == "__main__":
