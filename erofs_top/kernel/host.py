@@ -310,12 +310,14 @@ def doctor(mounts=None) -> Report:
           "" if kpc else "run as root; without it seeded pages have unknown owners")
     if mounts is not None:
         ms = mounts.mounts()
+        _mount_tables(r, mounts)
         if not ms:
             r.add("EROFS mounts", True, "none now (erofs-top picks up new mounts while running)")
         for m in ms:
             opts = ",".join(o for o in ("inode_share", "directio") if o in m.options) or "-"
+            where = f" [mount namespace: {m.mount_ns}]" if getattr(m, "mount_ns", "") else ""
             r.add(f"mount {m.dev_str}", True,
-                  f"{m.mountpoint} <- {m.source} ({m.backing}; options {opts})")
+                  f"{m.mountpoint} <- {m.source} ({m.backing}; options {opts}){where}")
     bpf_ok = root and bool(tf) and hrel is not None and all(
         tps[e] for e in EVENTS[:2])
     full_ok = bpf_ok and full
@@ -324,3 +326,19 @@ def doctor(mounts=None) -> Report:
     if not r.tier:
         r.tier = "snapshot"
     return r
+
+
+def _mount_tables(r, mounts) -> None:
+    """doctor: which mount namespaces' tables were read (resolve/mountns.py)."""
+    tables = getattr(mounts, "tables", None)
+    ns = getattr(mounts, "namespaces", None)
+    if not tables or ns is None:
+        return
+    labels = [t.label for t in tables]
+    others = sum(1 for x in labels if x.startswith(("pid ", "host pid ")))
+    shown = ", ".join(x for x in labels if not x.startswith(("pid ", "host pid ")))
+    r.add("mount tables", True, f"{shown}" + (f" + {others} other mount namespace(s)" if others else "")
+          + ("" if "host" in labels else f" (no host table: {ns.host_root}/proc/1/mountinfo "
+                                          "absent or our own namespace)"))
+    for note in ns.notes:
+        r.add("mount namespaces", True, note)
