@@ -11,7 +11,6 @@ run.  Root (unshare, mount).  Reports the median of --repeat runs of 20 calls.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -28,6 +27,7 @@ CALLS = 20
 
 
 def _time(fn, repeat: int) -> float:
+    """Seconds per call: the median of repeat runs of CALLS calls."""
     runs = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -51,33 +51,40 @@ def _start(n: int) -> list[subprocess.Popen]:
     return procs
 
 
-def main() -> int:
-    benchlib.need_root()
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--procs", default="50,200", help="namespaces to start, comma-separated")
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
+def _body(args) -> dict:
+    figures = {}
     print(f"{'namespaces':>10} {'processes':>9} {'tables':>6} {'baseline us':>11} "
-          f"{'all ns us':>9} {'ratio':>6} {'us/process':>10}")
+          f"{'all ns us':>9} {'ratio med':>9} {'ratio best':>10} {'us/process':>10}")
     for n in (int(x) for x in args.procs.split(",")):
         procs = _start(n)
         try:
             nprocs = len([p for p in os.listdir("/proc") if p.isdigit()])
-            base = SysMounts("/proc/self/mountinfo")
-            ns = MountNamespaces(scan_every_s=0)
-            every = SysMounts(namespaces=ns)
-            t_base = _time(base.refresh, args.repeat)
-            t_all = _time(every.refresh, args.repeat)
-            print(f"{n:>10} {nprocs:>9} {len(every.tables):>6} {t_base * 1e6:>11.0f} "
-                  f"{t_all * 1e6:>9.0f} {t_all / t_base:>6.0f} {t_all / nprocs * 1e6:>10.1f}")
+            cases = {"baseline": SysMounts("/proc/self/mountinfo"),
+                     "all-namespaces": SysMounts(namespaces=MountNamespaces(scan_every_s=0))}
+            vals = benchlib.interleaved(list(cases), args.repeat,
+                                        lambda case, _rnd: _time(cases[case].refresh, 1))
+            r = benchlib.ratios(vals, "baseline")["all-namespaces"]
+            t_base = benchlib.median(vals["baseline"])
+            t_all = benchlib.median(vals["all-namespaces"])
+            tables = len(cases["all-namespaces"].tables)
+            print(f"{n:>10} {nprocs:>9} {tables:>6} {t_base * 1e6:>11.0f} {t_all * 1e6:>9.0f} "
+                  f"{r['median_ratio']:>9.0f} {r['best_of_ratio']:>10.0f} "
+                  f"{t_all / nprocs * 1e6:>10.1f}")
+            figures[str(n)] = {"processes": nprocs, "tables": tables, "baseline_s": t_base,
+                               "all_namespaces_s": t_all, **r}
         finally:
             for p in procs:     # each in its own session: the group goes (sleeps too)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
             for p in procs:
                 p.wait()
-    return 0
+    return figures
+
+
+def _args(ap) -> None:
+    ap.add_argument("--procs", default="50,200", help="namespaces to start, comma-separated")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds per case")
 
 
 if __name__ == "__main__":
-    sys.exit(benchlib.run(main))
+    sys.exit(benchlib.bench_main(__doc__, _args, _body, root=True))
