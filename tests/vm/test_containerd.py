@@ -542,7 +542,6 @@ CTR_DEFAULT_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
 DAEMONSET_CAPS = ("CAP_BPF", "CAP_PERFMON", "CAP_SYS_RESOURCE", "CAP_SYS_ADMIN",
                   "CAP_DAC_READ_SEARCH")
 DAEMONSET_MOUNTS = ("type=bind,src=/,dst=/host,options=rbind:ro:rslave",
-                    "type=bind,src=/var/lib/containerd,dst=/var/lib/containerd,options=rbind:ro",
                     "type=bind,src=/sys/fs/cgroup,dst=/sys/fs/cgroup,options=rbind:ro",
                     "type=bind,src=/sys/kernel/tracing,dst=/sys/kernel/tracing,options=rbind:ro",
                     "type=bind,src=/sys/kernel/debug,dst=/sys/kernel/debug,options=rbind:ro",
@@ -670,7 +669,8 @@ def test_exporter_container_under_prometheus_matches_a_host_exporter(containerd,
         t1 = time.monotonic()
         args = ["run", "-d", "--snapshotter", "erofs", "--read-only", "--net-host",
                 "--log-uri", f"file://{work}/exporter.log",
-                "--env", "EROFS_TOP_CONTAINERD_STATE=/host/run/containerd"]
+                "--env", "EROFS_TOP_CONTAINERD_STATE=/host/run/containerd",
+                "--env", "EROFS_TOP_CONTAINERD_ROOT=/host/var/lib/containerd"]
         for cap in CTR_DEFAULT_CAPS:
             args += ["--cap-drop", cap]
         for cap in DAEMONSET_CAPS:
