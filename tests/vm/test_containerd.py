@@ -452,6 +452,7 @@ def _run_pair(work: str, tag: str) -> dict[str, int]:
     the layer mounts and of the layer.erofs files dropped): memory.stat file of
     each container's cgroup."""
     files, layer_images = _layer_files()
+    os.sync()       # fresh from an import, layer.erofs pages can be dirty: DONTNEED keeps those
     _evict(files + layer_images)
     read = SHARE_READ.format(libs=" ".join(oci_app_libs()))
     out = {}
@@ -719,6 +720,7 @@ def test_exporter_container_under_prometheus_matches_a_host_exporter(containerd,
         for src, mp in _layer_mounts().items():
             _mount(src, mp, "ro", busy_ok=True)
         files, layer_images = _layer_files()
+        os.sync()
         _evict(files + layer_images)
         read = SHARE_READ.format(libs=" ".join(oci_app_libs()))
         ctr("run", "-d", "--snapshotter", "erofs", "--log-uri", f"file://{work}/xa.log",
