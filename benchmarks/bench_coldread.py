@@ -24,8 +24,6 @@ Run:  sudo .venv/bin/python benchmarks/bench_coldread.py [--rounds 5]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -120,8 +118,7 @@ def timed_read(cg, paths, passes: int = 1, drop_image: str = "-") -> tuple[float
     return float(wall), float(cpu)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _add_args(ap) -> None:
     ap.add_argument("--rounds", type=int, default=6,
                     help="measurements per variant and case (default 6)")
     ap.add_argument("--passes", type=int, default=8,
@@ -132,11 +129,72 @@ def main() -> int:
                     help="model refresh period while attached (default 1 s; the first refresh runs at once, so every measurement pays at least one; the TUI uses 2 s; 0: none)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply the file sizes (e.g. 0.25 for a quick run)")
-    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    args = ap.parse_args()
-    benchlib.need_root()
-    from erofs_top.errors import CollectorError
 
+
+def _attach(which: str, refresh_interval: float):
+    from erofs_top.errors import CollectorError
+    try:
+        if which == "with":
+            return Attached(refresh_interval)
+        if which == "empty":
+            return Empty()
+    except CollectorError as e:
+        sys.exit(f"erofs-top could not attach: {e}")
+    except Exception as e:     # bcc: the compiler log
+        sys.exit(f"BPF load failed: {str(e).splitlines()[-1]}")
+    return None
+
+
+def _case(args, cg, paths: list, drop_image: str) -> tuple[dict, dict, int]:
+    """Every variant (without erofs-top, an empty BPF program, erofs-top
+    attached) ``args.rounds`` times, rotating the order: (wall, CPU) times."""
+    refreshes = 0
+
+    def measure(which: str, _rnd: int):
+        nonlocal refreshes
+        att = _attach(which, args.refresh_interval)
+        try:
+            return timed_read(cg, paths, args.passes, drop_image)
+        finally:
+            if att:
+                refreshes += att.refreshes
+                att.close()
+    both = benchlib.interleaved(("without", "empty", "with"), args.rounds, measure, rotate=True)
+    times = {k: [w for w, _ in v] for k, v in both.items()}
+    cpus = {k: [c for _, c in v] for k, v in both.items()}
+    return times, cpus, refreshes
+
+
+def _report(case: str, times: dict, cpus: dict, refreshes: int, args, total_mib: float) -> dict:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    ratio = med["with"] / med["without"]
+    ratio_empty = med["empty"] / med["without"]
+    paired = statistics.median(w / o for w, o in zip(times["with"], times["without"]))
+    cmed = {k: statistics.median(v) for k, v in cpus.items()}
+    print(f"\n[{case}]  (image file {'dropped' if case == 'cold' else 'cached'})")
+    for which, ts in times.items():
+        print(f"  {which:<8} " + " ".join(f"{t:6.3f}" for t in ts)
+              + f"  s   median {med[which]:.3f} s "
+              f"({args.passes * total_mib / med[which]:.0f} MiB/s); "
+              f"reader CPU median {cmed[which]:.3f} s")
+    print(f"  median ratio with/without: {ratio:.3f} (target <= 1.02); "
+          f"empty/without: {ratio_empty:.3f}; median of per-round with/without "
+          f"{paired:.3f}; {refreshes} refreshes while attached")
+    print(f"  reader CPU-time ratio with/without: {cmed['with'] / cmed['without']:.3f}; "
+          f"empty/without: {cmed['empty'] / cmed['without']:.3f}")
+    print(f"  fastest-run ratio (least disturbed by other load) with/without: "
+          f"{best['with'] / best['without']:.3f}; empty/without: "
+          f"{best['empty'] / best['without']:.3f}")
+    return {**{f"{k}_s": v for k, v in times.items()},
+            "median_ratio": ratio, "empty_median_ratio": ratio_empty,
+            "paired_median_ratio": paired,
+            **{f"{k}_cpu_s": v for k, v in cpus.items()},
+            "cpu_median_ratio": cmed["with"] / cmed["without"],
+            "min_ratio": best["with"] / best["without"]}
+
+
+def _body(args) -> dict:
     files = {f"data/f{i:02d}.bin": max(1, int(s * args.scale * MiB))
              for i, s in enumerate(SIZES_MIB)}
     out = {"rounds": args.rounds, "mode": args.mode, "files": len(files),
@@ -153,70 +211,24 @@ def main() -> int:
         cg = st.cgroup(f"erofs-top-bench-{os.getpid()}/reader")
         paths = [mnt.path(n) for n in files]
         print(f"{len(files)} files, {out['total_mib']:.0f} MiB, image mounted {args.mode}; "
-              f"{args.rounds} rounds per case of {args.passes} cold passes each; refresh every {args.refresh_interval:g} s "
-              f"while attached (set-up {time.monotonic() - t0:.1f} s)")
+              f"{args.rounds} rounds per case of {args.passes} cold passes each; refresh every "
+              f"{args.refresh_interval:g} s while attached (set-up {time.monotonic() - t0:.1f} s)")
         benchlib.drop_cache(paths + [img])
         left = sum(pagecache.file_resident_pages(p) for p in paths + [str(img)])
         if left:
             print(f"warning: {left} pages stay cached after POSIX_FADV_DONTNEED")
         for case in ("cold", "img-warm"):
-            drop_image = str(img) if case == "cold" else "-"
-            times = {"without": [], "empty": [], "with": []}
-            cpus = {k: [] for k in times}
-            refreshes = 0
             if case == "img-warm":
                 timed_read(cg, paths)       # brings the image into the cache
-            variants = list(times)
-            for rnd in range(args.rounds):
-                for which in variants[rnd % 3:] + variants[:rnd % 3]:
-                    att = None
-                    try:
-                        if which == "with":
-                            att = Attached(args.refresh_interval)
-                        elif which == "empty":
-                            att = Empty()
-                    except CollectorError as e:
-                        sys.exit(f"erofs-top could not attach: {e}")
-                    except Exception as e:     # bcc: the compiler log
-                        sys.exit(f"BPF load failed: {str(e).splitlines()[-1]}")
-                    try:
-                        wall, cpu = timed_read(cg, paths, args.passes, drop_image)
-                        times[which].append(wall)
-                        cpus[which].append(cpu)
-                    finally:
-                        if att:
-                            refreshes += att.refreshes
-                            att.close()
-            med = {k: statistics.median(v) for k, v in times.items()}
-            best = {k: min(v) for k, v in times.items()}
-            ratio = med["with"] / med["without"]
-            ratio_empty = med["empty"] / med["without"]
-            paired = statistics.median(w / o for w, o in zip(times["with"], times["without"]))
-            cmed = {k: statistics.median(v) for k, v in cpus.items()}
-            print(f"\n[{case}]  (image file {'dropped' if case == 'cold' else 'cached'})")
-            for which, ts in times.items():
-                print(f"  {which:<8} " + " ".join(f"{t:6.3f}" for t in ts)
-                      + f"  s   median {med[which]:.3f} s "
-                      f"({args.passes * out['total_mib'] / med[which]:.0f} MiB/s); "
-                      f"reader CPU median {cmed[which]:.3f} s")
-            print(f"  median ratio with/without: {ratio:.3f} (target <= 1.02); "
-                  f"empty/without: {ratio_empty:.3f}; median of per-round with/without "
-                  f"{paired:.3f}; {refreshes} refreshes while attached")
-            print(f"  reader CPU-time ratio with/without: {cmed['with'] / cmed['without']:.3f}; "
-                  f"empty/without: {cmed['empty'] / cmed['without']:.3f}")
-            print(f"  fastest-run ratio (least disturbed by other load) with/without: "
-                  f"{best['with'] / best['without']:.3f}; empty/without: "
-                  f"{best['empty'] / best['without']:.3f}")
-            out["cases"][case] = {**{f"{k}_s": v for k, v in times.items()},
-                                  "median_ratio": ratio, "empty_median_ratio": ratio_empty,
-                                  "paired_median_ratio": paired,
-                                  **{f"{k}_cpu_s": v for k, v in cpus.items()},
-                                  "cpu_median_ratio": cmed["with"] / cmed["without"],
-                                  "min_ratio": best["with"] / best["without"]}
-    if args.json:
-        print(json.dumps(out, indent=1))
-    return 0
+            times, cpus, refreshes = _case(args, cg, paths,
+                                           str(img) if case == "cold" else "-")
+            out["cases"][case] = _report(case, times, cpus, refreshes, args, out["total_mib"])
+    return out
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=True)
 
 
 if __name__ == "__main__":
-    sys.exit(benchlib.run(main))
+    sys.exit(main())

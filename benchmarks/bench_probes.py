@@ -27,7 +27,6 @@ for both programs, so the ratio stays fair; the mix is noted).
 """
 from __future__ import annotations
 
-import argparse
 import ctypes as ct
 import os
 import subprocess
@@ -165,8 +164,7 @@ def read_all(paths, cgroup=None) -> None:
         read_file(str(p), cgroup)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _add_args(ap) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="cold-read rounds per phase (default 3)")
     ap.add_argument("--candidate", type=Path, action="append", default=[],
                     help="a candidate probe source (same maps as probes/filemap.c) to "
@@ -174,127 +172,164 @@ def main() -> int:
     ap.add_argument("--candidates-first", action="store_true",
                     help="attach the candidates before the real probe (programs on a "
                     "tracepoint run in attach order; swap to see the position effect)")
-    args = ap.parse_args()
-    benchlib.need_root()
-    from erofs_top.errors import CollectorError
-    from erofs_top.tiers import open_collector
-    for c in args.candidate:
-        if not c.is_file():
-            sys.exit(f"--candidate {c}: no such file")
 
-    events = host.tracepoints()
-    results: dict = {}
-    with Stack(prefix="erofs-top-bench-") as st:
+
+class _Workload:
+    """The files each phase reads: an EROFS image (mounted file-backed and
+    via loop), plain files on the fs that holds the images, plain files on a
+    scratch ext4 that nothing watches."""
+
+    def __init__(self, st, args):
         t0 = time.monotonic()
         src = make_tree(st.dir / "src", EROFS_FILES, seed=7)
-        img = build_image(src, st.dir / "bench.erofs", "-T0")
-        img_loop = build_image(src, st.dir / "bench-loop.erofs", "-T0")
+        self.img = build_image(src, st.dir / "bench.erofs", "-T0")
+        self.img_loop = build_image(src, st.dir / "bench-loop.erofs", "-T0")
         other_watched = make_tree(st.dir / "other", OTHER_FILES, seed=8)
-        other_watched_paths = [other_watched / n for n in OTHER_FILES]
-        other = make_tree(scratch_ext4(st, 2 * sum(OTHER_FILES.values()) // MiB),
-                          OTHER_FILES, seed=9)
-        other_paths = [other / n for n in OTHER_FILES]
+        self.other_watched_paths = [other_watched / n for n in OTHER_FILES]
+        self.other = make_tree(scratch_ext4(st, 2 * sum(OTHER_FILES.values()) // MiB),
+                               OTHER_FILES, seed=9)
+        self.other_paths = [self.other / n for n in OTHER_FILES]
         os.sync()
-        print(f"workload: EROFS image {os.path.getsize(img) / MiB:.0f} MiB "
+        print(f"workload: EROFS image {os.path.getsize(self.img) / MiB:.0f} MiB "
               f"({len(EROFS_FILES)} files), mounted file-backed and via loop; "
               f"plain files {sum(OTHER_FILES.values()) / MiB:.0f} MiB on a scratch ext4 and "
               f"on {st.dir}; "
               f"{args.rounds} round(s) per phase (built in {time.monotonic() - t0:.1f} s)")
-        cg = st.cgroup(f"erofs-top-bench-{os.getpid()}/reader")
-        with benchlib.bpf_stats() as how:
-            print(f"BPF statistics via {how}")
-            # the empty programs first: they run first on every event, so
-            # they pay any cold-cache cost of the tracepoint, not the probe
-            empty = benchlib.load_empty(events)
-            st.callback(empty.cleanup)
-            sets = {"empty": empty}
-            cand = {}
-            for c in args.candidate if args.candidates_first else ():
-                cand[c.stem] = load_candidate(c, None, st)
-            try:
-                col = open_collector(seed=False, sharing=False)
-            except CollectorError as e:
-                sys.exit(f"probes failed to load: {e}")
-            st.callback(col.close)
-            sets["probe"] = col.source.bpf
-            for c in () if args.candidates_first else args.candidate:
-                cand[c.stem] = load_candidate(c, col, st)
-            sets.update(cand)
-            mixer = benchlib.load_mix()       # last: counts events, not timed
-            st.callback(mixer.cleanup)
-            print("attach order (programs on one tracepoint run in this order): "
-                  + ", ".join(n if n != "probe" else "probe (probes/filemap.c)"
-                              for n in (["empty"] + (list(cand) + ["probe"]
-                                                     if args.candidates_first
-                                                     else ["probe"] + list(cand)))))
-            candidates = [b for n, b in sets.items() if n not in ("empty", "probe")]
-            host_dev = kdev_from_st_dev(os.stat(st.dir).st_dev)
-            ext4_dev = kdev_from_st_dev(os.stat(other).st_dev)
+        self.cg = st.cgroup(f"erofs-top-bench-{os.getpid()}/reader")
+        self.host_dev = kdev_from_st_dev(os.stat(st.dir).st_dev)
+        self.ext4_dev = kdev_from_st_dev(os.stat(self.other).st_dev)
 
-            def sync():
-                col.read()      # user space adds the backing-file filters
-                for b in candidates:
-                    copy_filters(col, b)
 
-            def watched_kind(dev):
-                wd = col.source.bpf["watched_devs"]
-                for k, v in wd.items():
-                    if k.value == dev:
-                        return v.value
-                return 0
+def _load(st, args, events):
+    """The empty programs, the real probe, the candidates and the event
+    mixer, in attach order: -> (sets by name, the collector, the mixer)."""
+    from erofs_top.errors import CollectorError
+    from erofs_top.tiers import open_collector
+    # the empty programs first: they run first on every event, so they pay
+    # any cold-cache cost of the tracepoint, not the probe
+    empty = benchlib.load_empty(events)
+    st.callback(empty.cleanup)
+    sets = {"empty": empty}
+    cand = {}
+    for c in args.candidate if args.candidates_first else ():
+        cand[c.stem] = load_candidate(c, None, st)
+    try:
+        col = open_collector(seed=False, sharing=False)
+    except CollectorError as e:
+        sys.exit(f"probes failed to load: {e}")
+    st.callback(col.close)
+    sets["probe"] = col.source.bpf
+    for c in () if args.candidates_first else args.candidate:
+        cand[c.stem] = load_candidate(c, col, st)
+    sets.update(cand)
+    mixer = benchlib.load_mix()       # last: counts events, not timed
+    st.callback(mixer.cleanup)
+    order = ["empty"] + (list(cand) + ["probe"] if args.candidates_first
+                         else ["probe"] + list(cand))
+    print("attach order (programs on one tracepoint run in this order): "
+          + ", ".join(n if n != "probe" else "probe (probes/filemap.c)" for n in order))
+    return sets, col, mixer
 
-            # phase 1: plain files on a fs that is not watched
-            sync()
-            kind = watched_kind(ext4_dev)
-            label = "other-unwatched" if not kind else f"other-watched(kind={kind})"
-            classes = {"scratch ext4": {ext4_dev}}
-            before, m0 = snap(sets), benchlib.read_mix(mixer)
-            for _ in range(args.rounds):
-                benchlib.drop_cache(other_paths)
-                read_all(other_paths)
-            report(label, before, snap(sets), results, (m0, benchlib.read_mix(mixer), classes))
 
-            # phase 2: EROFS cold reads, file-backed + loop
-            m_file = st.mount(img, "file", "file")
-            m_loop = st.mount(img_loop, "loop", "loop")
-            sync()
-            erofs_paths = [m.path(n) for m in (m_file, m_loop) for n in EROFS_FILES]
-            classes = {"EROFS": {m_file.dev, m_loop.dev}, "images' fs": {host_dev}}
-            # the first round creates the map entries (one per 64 pages and one
-            # per file and cgroup); later rounds find them (evicted, not deleted)
-            for label, rounds in (("erofs-cold first read (map entries created)", 1),
-                                  ("erofs-cold re-reads (entries exist)", args.rounds)):
-                before, m0 = snap(sets), benchlib.read_mix(mixer)
-                for _ in range(rounds):
-                    benchlib.drop_cache(erofs_paths + [img, img_loop])
-                    read_all(erofs_paths, cg)
-                report(label + ", file-backed + loop", before, snap(sets), results,
-                       (m0, benchlib.read_mix(mixer), classes))
-            r = col.read()
-            resident = sum(sum(m.bit_count() for m in c.owners.values()) for c in r.chunks)
-            print(f"  probe sees {resident * r.page_size / MiB:.1f} MiB resident in "
-                  f"{len(r.chunks)} chunks, {len(r.io)} io entries; counters "
-                  f"update_fail={sum(v[2] for v in r.maps.values())} lost={r.lost_events}")
+class _Phases:
+    def __init__(self, st, args, wl: _Workload, sets, col, mixer, results: dict):
+        self.st, self.args, self.wl = st, args, wl
+        self.sets, self.col, self.mixer, self.results = sets, col, mixer, results
+        self.candidates = [b for n, b in sets.items() if n not in ("empty", "probe")]
 
-            # phase 3: plain files on the fs holding the images
-            sync()
-            label = f"other-backing-fs(kind={watched_kind(host_dev)})"
-            classes = {"images' fs": {host_dev}}
-            before, m0 = snap(sets), benchlib.read_mix(mixer)
-            for _ in range(args.rounds):
-                benchlib.drop_cache(other_watched_paths)
-                read_all(other_watched_paths)
-            report(label, before, snap(sets), results, (m0, benchlib.read_mix(mixer), classes))
+    def sync(self) -> None:
+        self.col.read()      # user space adds the backing-file filters
+        for b in self.candidates:
+            copy_filters(self.col, b)
 
-    for name in [n for n in sets if n != "empty"]:
+    def watched_kind(self, dev: int) -> int:
+        for k, v in self.col.source.bpf["watched_devs"].items():
+            if k.value == dev:
+                return v.value
+        return 0
+
+    def measure(self, label: str, rounds: int, paths: list, classes: dict, cg=None,
+                drop: list | None = None) -> None:
+        before, m0 = snap(self.sets), benchlib.read_mix(self.mixer)
+        for _ in range(rounds):
+            benchlib.drop_cache(drop or paths)
+            read_all(paths, cg)
+        report(label, before, snap(self.sets), self.results,
+               (m0, benchlib.read_mix(self.mixer), classes))
+
+    def other_unwatched(self) -> None:
+        """Plain files on a fs that is not watched."""
+        self.sync()
+        kind = self.watched_kind(self.wl.ext4_dev)
+        label = "other-unwatched" if not kind else f"other-watched(kind={kind})"
+        self.measure(label, self.args.rounds, self.wl.other_paths,
+                     {"scratch ext4": {self.wl.ext4_dev}})
+
+    def erofs_cold(self) -> None:
+        """EROFS cold reads, file-backed + loop.  The first round creates the
+        map entries (one per 64 pages and one per file and cgroup); later
+        rounds find them (evicted, not deleted)."""
+        wl = self.wl
+        m_file = self.st.mount(wl.img, "file", "file")
+        m_loop = self.st.mount(wl.img_loop, "loop", "loop")
+        self.sync()
+        paths = [m.path(n) for m in (m_file, m_loop) for n in EROFS_FILES]
+        classes = {"EROFS": {m_file.dev, m_loop.dev}, "images' fs": {wl.host_dev}}
+        for label, rounds in (("erofs-cold first read (map entries created)", 1),
+                              ("erofs-cold re-reads (entries exist)", self.args.rounds)):
+            self.measure(label + ", file-backed + loop", rounds, paths, classes, wl.cg,
+                         drop=paths + [wl.img, wl.img_loop])
+        r = self.col.read()
+        resident = sum(sum(m.bit_count() for m in c.owners.values()) for c in r.chunks)
+        print(f"  probe sees {resident * r.page_size / MiB:.1f} MiB resident in "
+              f"{len(r.chunks)} chunks, {len(r.io)} io entries; counters "
+              f"update_fail={sum(v[2] for v in r.maps.values())} lost={r.lost_events}")
+
+    def other_backing_fs(self) -> None:
+        """Plain files on the fs holding the images."""
+        self.sync()
+        label = f"other-backing-fs(kind={self.watched_kind(self.wl.host_dev)})"
+        self.measure(label, self.args.rounds, self.wl.other_watched_paths,
+                     {"images' fs": {self.wl.host_dev}})
+
+
+def _targets(names, results: dict) -> dict:
+    worst_of = {}
+    for name in names:
         for what, target, is_erofs in (("EROFS phases", 3.0, True),
                                        ("non-EROFS phases", 1.3, False)):
             worst = max((p / e for (n, phase, _), (_, p, e) in results.items()
                          if n == name and phase.startswith("erofs") == is_erofs), default=0)
+            worst_of[f"{name} {what}"] = worst
             print(f"{name}: worst ratio to the empty program, {what}: {worst:.2f}x "
                   f"(target <= {target:.1f}x)")
-    return 0
+    return worst_of
+
+
+def _body(args) -> dict:
+    for c in args.candidate:
+        if not c.is_file():
+            sys.exit(f"--candidate {c}: no such file")
+    events = host.tracepoints()
+    results: dict = {}
+    with Stack(prefix="erofs-top-bench-") as st:
+        wl = _Workload(st, args)
+        with benchlib.bpf_stats() as how:
+            print(f"BPF statistics via {how}")
+            sets, col, mixer = _load(st, args, events)
+            phases = _Phases(st, args, wl, sets, col, mixer, results)
+            phases.other_unwatched()
+            phases.erofs_cold()
+            phases.other_backing_fs()
+    worst = _targets([n for n in sets if n != "empty"], results)
+    return {"ns_per_event": {f"{n} | {phase} | {prog}": {"probe": p, "empty": e}
+                             for (n, phase, prog), (_, p, e) in results.items()},
+            "worst_ratio": worst}
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=True)
 
 
 if __name__ == "__main__":
-    sys.exit(benchlib.run(main))
+    sys.exit(main())

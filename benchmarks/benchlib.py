@@ -192,13 +192,19 @@ def bench_main(doc: str, add_args, body, *, root: bool) -> int:
     return status
 
 
-def interleaved(cases, rounds: int, measure) -> dict[str, list[float]]:
+def interleaved(cases, rounds: int, measure, *, rotate: bool = False) -> dict[str, list]:
     """``measure(case, round) -> value`` for every case in every round, the
-    order reversed every other round (ABC, CBA, ...) so that a drift of the
-    machine hits every case alike.  Returns case -> values."""
-    values: dict[str, list[float]] = {c: [] for c in cases}
+    order reversed every other round (ABC, CBA, ...), or rotated with
+    ``rotate`` (ABC, BCA, CAB), so that a drift of the machine hits every
+    case alike.  Returns case -> values."""
+    cases = list(cases)
+    values: dict[str, list] = {c: [] for c in cases}
     for rnd in range(rounds):
-        for case in (cases if rnd % 2 == 0 else cases[::-1]):
+        if rotate:
+            order = cases[rnd % len(cases):] + cases[:rnd % len(cases)]
+        else:
+            order = cases if rnd % 2 == 0 else cases[::-1]
+        for case in order:
             values[case].append(measure(case, rnd))
     return values
 
