@@ -21,293 +21,313 @@ Definitions (docs/json.md has them for users):
 """
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
-from dataclasses import dataclass, field
+import heapq
 
-from .imageview import image_view
-from .model import (Container, File, Health, MapUsage, Model, Mount, MountHolder, Totals)
-from .readings import CHUNK_PAGES, Readings, UNKNOWN_CGROUP, kdev_str
-from .savings import (Copy, Savings, potential, realized_cache_pages, realized_file_pages,
-                      touched_copies)
+from .attribution import Accumulators, Contribution
+from .entries import (Entry, chunk_entry, content_group_keys, duplicate_group, group_chunks,
+                      same_input, shared_entry)
+from .model import Health, MapUsage, Model
+from .node_savings import MANAGED_CACHE_INO, Saved, cache_owners, node_savings
+from .readings import Readings
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
-                           CgroupResolver, FileInfo, MountInfo, MountResolver)
+                           CgroupResolver, MountResolver)
+from .rows import UNKNOWN_CGROUP_PATH, build_model
 
-UNKNOWN_CGROUP_PATH = "(unknown)"
-CONTENT_ID_HEX = 16        # content_id shows 64 bits of the digest
-
-
-@dataclass
-class _Entry:
-    """One cached copy of file content: an EROFS inode, or a shared inode."""
-    dev: int
-    ino: int
-    chunks: dict[int, dict[int, int]] = field(default_factory=dict)  # chunk -> cg -> mask
-    seeded: dict[int, int] = field(default_factory=dict)             # chunk -> mask
-    mount: MountInfo | None = None
-    info: FileInfo | None = None
-    shared_mapping: int = 0           # != 0: a shared inode (full tier)
-    users: dict[int, int] = field(default_factory=dict)   # cg -> member inodes it used
-    used_members: int = 0
-    content_key: str = ""
-    union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
-    dup: dict[int, int] = field(default_factory=dict)     # chunk -> mask of duplicate pages
-    touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
-
-    def resident_pages(self) -> int:
-        return sum(m.bit_count() for m in self.union.values())
+FULL_PASS_EVERY = 60       # refreshes between two full recomputes (belt and braces)
 
 
-def _popcount_map(masks: dict[int, int]) -> int:
-    return sum(m.bit_count() for m in masks.values())
-
-
-def _content_id(key: str) -> str:
-    """"sha256:<64 hex>:<size>" or "img:<64 hex>" -> "sha256:<16 hex>" / "img:<16 hex>"."""
-    if not key:
-        return ""
-    scheme, digest = key.split(":")[:2]
-    return f"{scheme}:{digest[:CONTENT_ID_HEX]}"
-
-
-def _content_keys(entries: list[_Entry], content: ContentResolver) -> int:
-    """Give entries that could share content a content key; returns how many
-    identities are still pending (digest rate limit)."""
-    pending = 0
-    by_size: dict[int, list[_Entry]] = defaultdict(list)
-    for e in entries:
-        if e.info and e.info.regular and e.info.size > 0:
-            by_size[e.info.size].append(e)
-    for size, group in by_size.items():
-        if len(group) < 2:
-            continue
-        images = {(e.mount.image_id if e.mount else "", e.ino) for e in group}
-        if len(images) == 1 and next(iter(images))[0]:
-            # the same image (mounted twice): same nid is the same content, no hashing
-            img, nid = next(iter(images))
-            key = "img:" + hashlib.sha256(f"{img}:{nid}".encode()).hexdigest()
-            for e in group:
-                e.content_key = key
-            continue
-        # ELF build-ids: a cheap first check; different build-ids are different content
-        build_ids = {}
-        for e in group:
-            build_ids[id(e)] = content.build_id(e.mount, e.ino) if e.mount else None
-        counts: dict[str, int] = defaultdict(int)
-        for b in build_ids.values():
-            if b:
-                counts[b] += 1
-        for e in group:
-            b = build_ids[id(e)]
-            if b and counts[b] == 1 and all(x for x in build_ids.values()):
-                e.content_key = ""          # unique build-id among ELF peers: unique content
-                continue
-            if e.mount is None:
-                continue
-            fp = content.fingerprint(e.mount, e.ino)
-            digest = fp or content.digest(e.mount, e.ino)
-            if digest is None:
-                pending += 1
-                continue
-            e.content_key = f"sha256:{digest}:{size}"
-    return pending
-
-
-def _aops(e: _Entry) -> str:
-    if e.info:
-        return e.info.aops
-    if e.mount is None:
-        return "?"
-    return AOPS_FILEIO if e.mount.backing == "file" else AOPS_BLOCK
-
-
-def _duplicates(entries: list[_Entry]) -> tuple[int, list[list[_Entry]]]:
-    """Fill e.dup for entries sharing a content key.  Returns (redundant pages,
-    the groups inode_share could merge: same content, same aops class; shared
-    inodes of one content in several groups sit in different domains)."""
-    redundant = 0
-    mergeable: list[list[_Entry]] = []
-    by_key: dict[str, list[_Entry]] = defaultdict(list)
-    for e in entries:
-        if e.content_key:
-            by_key[e.content_key].append(e)
-    for group in by_key.values():
-        if len(group) < 2:
-            continue
-        chunk_ids = set().union(*(e.union.keys() for e in group))
-        for c in chunk_ids:
-            masks = [e.union.get(c, 0) for e in group]
-            any_mask = once = twice = 0
-            for m in masks:
-                any_mask |= m
-                twice |= once & m      # page resident in >= 2 entries
-                once |= m
-            redundant += sum(m.bit_count() for m in masks) - any_mask.bit_count()
-            if twice:
-                for e, m in zip(group, masks):
-                    d = m & twice
-                    if d:
-                        e.dup[c] = d
-        by_class: dict[str, list[_Entry]] = defaultdict(list)
-        for e in group:
-            # an inode_share mount's own-inode pages are private (splice
-            # readers): no remount merges them
-            if e.shared_mapping or not (e.mount and e.mount.inode_share):
-                by_class[_aops(e)].append(e)
-        mergeable += [members for members in by_class.values() if len(members) >= 2]
-    return redundant, mergeable
-
-
-def _image_key(m: MountInfo | None) -> tuple[int, int] | None:
-    """The image file whose host page cache a file-backed or loop mount reads."""
-    if m is None or m.backing not in ("file", "loop") or not m.backing_ino:
+def _mount_sig(m) -> tuple | None:
+    """What an entry's resolution depends on (SysMounts updates MountInfo in place)."""
+    if m is None:
         return None
-    return (m.backing_dev, m.backing_ino)
+    return (id(m), m.mountpoint, m.image_id, m.backing, m.backing_dev, m.backing_ino,
+            m.dev_str)
 
 
-def _page_map(content: ContentResolver, mount: MountInfo | None, ino: int):
-    fn = getattr(content, "image_pages", None)      # resolvers without it: unknown
-    return fn(mount, ino) if (fn is not None and mount is not None) else None
+class Aggregator:
+    """Readings + resolvers -> Model, incrementally: entries, content keys,
+    duplicates and accumulators are kept between refreshes and only what
+    changed since the last refresh is recomputed.  The result equals
+    aggregate() of the same Readings (tests/unit/test_refresh_churn.py);
+    docs/architecture.md "Incremental refresh" explains why."""
+
+    def __init__(self, full_pass_every: int = FULL_PASS_EVERY):
+        self.full_pass_every = full_pass_every
+        self._reset()
+
+    def _reset(self) -> None:
+        self.refreshes = 0
+        self.entries: dict[tuple, Entry] = {}
+        self.inputs: dict[tuple, object] = {}           # key -> its PageChunks / SharedInode
+        self.dev_keys: dict[int, set[tuple]] = {}       # dev -> entry keys
+        self.mount_sigs: dict[int, tuple | None] = {}
+        self.size_keys: dict[int, set[tuple]] = {}      # file size -> live regular entries
+        self.size_of: dict[tuple, int] = {}
+        self.pending_sizes: dict[int, int] = {}         # size -> identities pending
+        self.ckey_keys: dict[str, set[tuple]] = {}      # content key -> live entries
+        self.ckey_of: dict[tuple, str] = {}
+        self.redundant: dict[str, int] = {}             # content key -> redundant pages
+        self.mergeable: dict[str, list[list[Entry]]] = {}
+        self.contrib: dict[tuple, Contribution] = {}
+        self.acc = Accumulators()
+        self.top: list[tuple] | None = None
+        self.top_cap = -1
+        self.saved: Saved | None = None
+        self.saved_inputs: tuple | None = None
+        self.unresolved_devs: set[int] = set()
+
+    def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
+               content: ContentResolver, *, tier: str, started_at: float,
+               files_cap: int = 200, kernel: str = "") -> Model:
+        if self.full_pass_every and self.refreshes >= self.full_pass_every:
+            self._reset()       # a periodic full pass: nothing kept survives a bug for long
+        self.refreshes += 1
+        health = _health(readings, files_cap)
+        changed = self._read_entries(readings)
+        redo = self._resolve(mounts, content, changed)
+        changed |= redo
+        health.unresolved_mounts = len(self.unresolved_devs)
+        rekeyed, pending = self._content_keys(changed, redo, content)
+        if pending:
+            health.warnings.append(f"{pending} file(s) not yet identified by content "
+                                   f"(hashing is rate-limited); their duplicates show later")
+        touched = self._duplicates(changed | rekeyed)
+        self._attribute(touched)
+        saved = self._savings(touched, readings, mounts, content, health)
+        return build_model(self, readings, mounts, cgroups, saved, health, tier=tier,
+                           started_at=started_at, kernel=kernel,
+                           top=self._top_files(touched, files_cap))
+
+    # ---------------------------------------------------------- phase 1: entries
+    def _read_entries(self, readings: Readings) -> set[tuple]:
+        """Rebuild the entries whose input changed; returns their keys (and
+        those of entries gone)."""
+        by_file: dict[tuple, object] = group_chunks(readings.chunks)
+        changed: set[tuple] = set()
+        old_inputs = self.inputs
+        for key, pcs in by_file.items():
+            if not same_input(old_inputs.get(key), pcs):
+                self._put(key, chunk_entry(key[0], key[1], pcs))
+                changed.add(key)
+        for si in readings.shared:
+            key = ("shared", si.mapping)
+            old = old_inputs.get(key)
+            if old is None or (old is not si and old != si):
+                self._put(key, shared_entry(si))
+                changed.add(key)
+            by_file[key] = si
+        new_keys = sum(1 for k in changed if k not in old_inputs)
+        if len(old_inputs) != len(by_file) - new_keys:     # some entries are gone
+            for key in old_inputs.keys() - by_file.keys():
+                self._put(key, None)
+                changed.add(key)
+        self.inputs = by_file
+        return changed
+
+    def _put(self, key: tuple, e: Entry | None) -> None:
+        """Replace (or drop, e None) an entry; a rebuilt entry keeps the
+        resolution and content key of the one it replaces (same file)."""
+        old = self.entries.pop(key, None)
+        if old is not None:
+            keys = self.dev_keys[old.dev]
+            keys.discard(key)
+            if not keys:
+                del self.dev_keys[old.dev]
+        if e is None:
+            return
+        if old is not None and old.dev == e.dev and old.ino == e.ino:
+            e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
+        else:
+            e.mount = _UNRESOLVED
+        self.entries[key] = e
+        self.dev_keys.setdefault(e.dev, set()).add(key)
+
+    # ---------------------------------------------------------- phase 2: resolution
+    def _resolve(self, mounts: MountResolver, content: ContentResolver,
+                 changed: set[tuple]) -> set[tuple]:
+        """Mounts and file info: for new entries, and for every entry of a dev
+        whose mount changed.  Returns the keys re-resolved."""
+        redo: set[tuple] = set()
+        sigs: dict[int, tuple | None] = {}
+        mount_of = {}
+        for dev, keys in self.dev_keys.items():
+            m = mounts.by_dev(dev) if dev else None
+            mount_of[dev] = m
+            sigs[dev] = _mount_sig(m)
+            if sigs[dev] != self.mount_sigs.get(dev, False):
+                redo |= keys
+        self.mount_sigs = sigs
+        self.unresolved_devs = {d for d, m in mount_of.items() if d and m is None}
+        entries = self.entries
+        for key in changed:
+            e = entries.get(key)
+            if e is not None and e.mount is _UNRESOLVED:
+                redo.add(key)
+        for key in redo:
+            e = entries[key]
+            e.mount = mount_of[e.dev]
+            e.info = content.file_info(e.mount, e.ino) if e.mount is not None else None
+        return redo
+
+    # ---------------------------------------------------------- phase 3: content keys
+    def _content_keys(self, changed: set[tuple], redo: set[tuple], content: ContentResolver
+                      ) -> tuple[set[tuple], int]:
+        """Content keys for the size groups whose members changed, were
+        re-resolved or have identities pending.  Returns (entries whose key
+        changed, pending)."""
+        dirty = set(self.pending_sizes)
+        entries = self.entries
+        for key in changed:
+            e = entries.get(key)
+            size = e.info.size if (e is not None and e.union and e.info and e.info.regular
+                                   and e.info.size > 0) else None
+            old = self.size_of.get(key)
+            if old == size:
+                if size is not None and key in redo:
+                    dirty.add(size)
+                continue
+            if old is not None:
+                self.size_keys[old].discard(key)
+                dirty.add(old)
+                del self.size_of[key]
+            if size is not None:
+                self.size_keys.setdefault(size, set()).add(key)
+                self.size_of[key] = size
+                dirty.add(size)
+            elif e is not None:
+                e.content_key = ""
+        rekeyed: set[tuple] = set()
+        for size in dirty:
+            keys = self.size_keys.get(size)
+            if not keys:
+                self.size_keys.pop(size, None)
+                self.pending_sizes.pop(size, None)
+                continue
+            group = sorted((entries[k] for k in keys), key=lambda e: e.order)
+            before = [e.content_key for e in group]
+            pending = content_group_keys(group, content)
+            if pending:
+                self.pending_sizes[size] = pending
+            else:
+                self.pending_sizes.pop(size, None)
+            rekeyed.update(_key(e) for e, b in zip(group, before) if e.content_key != b)
+        return rekeyed, sum(self.pending_sizes.values())
+
+    # ---------------------------------------------------------- phase 4: duplicates
+    def _duplicates(self, changed: set[tuple]) -> set[tuple]:
+        """Duplicate masks of the content groups with a changed member.
+        Returns every entry whose attribution may have changed."""
+        dirty: set[str] = set()
+        entries = self.entries
+        for key in changed:
+            e = entries.get(key)
+            ck = e.content_key if (e is not None and e.union) else ""
+            old = self.ckey_of.get(key, "")
+            if old:
+                dirty.add(old)
+                if old != ck:
+                    self.ckey_keys[old].discard(key)
+                    del self.ckey_of[key]
+            if ck:
+                dirty.add(ck)
+                self.ckey_keys.setdefault(ck, set()).add(key)
+                self.ckey_of[key] = ck
+            elif e is not None:
+                e.dup = {}
+        touched = set(changed)
+        for ck in dirty:
+            keys = self.ckey_keys.get(ck)
+            if not keys:
+                self.ckey_keys.pop(ck, None)
+                self.redundant.pop(ck, None)
+                self.mergeable.pop(ck, None)
+                continue
+            group = sorted((entries[k] for k in keys), key=lambda e: e.order)
+            self.redundant[ck], self.mergeable[ck] = duplicate_group(group)
+            touched |= keys
+        return touched
+
+    # ---------------------------------------------------------- phase 5: attribution
+    def _attribute(self, touched: set[tuple]) -> None:
+        """Subtract the old contribution of every touched entry, add its new one."""
+        acc, contrib, entries = self.acc, self.contrib, self.entries
+        for key in touched:
+            old = contrib.pop(key, None)
+            if old is not None:
+                acc.apply(old, -1)
+            e = entries.get(key)
+            if e is not None and e.union:
+                c = contrib[key] = Contribution(e)
+                acc.apply(c, +1)
+        self._touched_ranks = touched
+
+    def _top_files(self, touched: set[tuple], files_cap: int) -> list[tuple]:
+        """The files_cap largest files (rank order), recomputed only when a
+        touched entry is or could be among them."""
+        top = self.top
+        if top is not None and self.top_cap == files_cap:
+            last = top[-1] if len(top) >= files_cap and top else None
+            listed = {_rank_key(r) for r in top}
+            if last is not None and not any(
+                    k in listed or (k in self.contrib and self.contrib[k].rank <= last)
+                    for k in touched):
+                return top
+        self.top = heapq.nsmallest(files_cap, (c.rank for c in self.contrib.values()))
+        self.top_cap = files_cap
+        return self.top
+
+    # ---------------------------------------------------------- phase 6: savings
+    def _savings(self, touched: set[tuple], readings: Readings, mounts: MountResolver,
+                 content: ContentResolver, health: Health) -> Saved:
+        """The savings model, recomputed when an entry it reads changed, or
+        the image caches' owners did."""
+        inputs = (readings.image_cache_owners, tuple(sorted(self.mount_sigs.items(),
+                                                            key=lambda x: x[0])))
+        if self.saved is not None and not touched and inputs == self.saved_inputs:
+            health.warnings.extend(self.saved_warnings)
+            return self.saved
+        entries = self.entries
+        mergeable = sorted((g for gs in self.mergeable.values() for g in gs),
+                           key=lambda g: g[0].order)
+        shared = sorted((entries[k] for k in self.contrib if k[0] == "shared"),
+                        key=lambda e: e.order)
+        managed = sorted((entries[k] for k in self.contrib
+                          if k[0] != "shared" and k[1] == MANAGED_CACHE_INO),
+                         key=lambda e: e.order)
+        owned = cache_owners(managed, readings)
+        readers = {k: set(v) for k, v in self.acc.readers.items()}
+
+        def others_on(devs, grouped):
+            for dev in sorted(devs):
+                for k in self.dev_keys.get(dev, ()):
+                    e = entries[k]
+                    if e.union and not e.shared_mapping and id(e) not in grouped:
+                        yield e
+        before = len(health.warnings)
+        self.saved = node_savings(mergeable, shared, others_on, owned, readers, mounts,
+                                  content, health)
+        self.saved_warnings = health.warnings[before:]
+        self.saved_inputs = inputs
+        return self.saved
 
 
-@dataclass
-class _StageGroups:
-    """Copies per mergeable group for each stage of the prediction: ``now``
-    (a: stock mounts of images with fingerprints join one shared inode),
-    ``domains`` (a + c: the shared inodes of one content in different domains
-    merge too), ``rebuild`` (a + b + c: images without fingerprints rebuilt).
-    Shared inodes come first, largest first: they keep their pages."""
-    now: list[list[Copy]]
-    domains: list[list[Copy]]
-    rebuild: list[list[Copy]]
+class _Unresolved:
+    """Marks an entry whose mount is not looked up yet."""
 
 
-def _stage_groups(mergeable: list[list[_Entry]], copy) -> _StageGroups:
-    out = _StageGroups([], [], [])
-    for members in mergeable:
-        shared = sorted((e for e in members if e.shared_mapping),
-                        key=lambda e: (-e.resident_pages(), e.shared_mapping))
-        stock = [e for e in members if not e.shared_mapping]
-        copies = {id(e): copy(e) for e in shared + stock}
-        ready = [copies[id(e)] for e in stock if copies[id(e)].fingerprinted]
-        first = [copies[id(e)] for e in shared]
-        out.now.append(first[:1] + ready)
-        out.domains.append(first + ready)
-        out.rebuild.append(first + [copies[id(e)] for e in stock])
-    return out
+_UNRESOLVED = _Unresolved()
 
 
-@dataclass
-class _Saved:
-    potential: Savings
-    potential_now: Savings
-    potential_domains: Savings          # stages a + c (see _StageGroups)
-    realized_file_pages: int = 0
-    realized_image_pages: int = 0
-    realized_compressed_pages: int = 0
+def _key(e: Entry) -> tuple:
+    return ("shared", e.shared_mapping) if e.shared_mapping else (e.dev, e.ino)
 
 
-MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
+def _rank_key(rank: tuple) -> tuple:
+    _, _, dev, ino, mapping = rank
+    return ("shared", mapping) if mapping else (dev, ino)
 
 
-def _managed_key(dev: int) -> tuple:
-    return ("managed", dev)
-
-
-def _managed_map(content: ContentResolver, mount: MountInfo | None, ino: int):
-    fn = getattr(content, "managed_pages", None)
-    return fn(mount, ino) if (fn is not None and mount is not None) else None
-
-
-def _cache_owners(live: list[_Entry], readings: Readings):
-    """Who paid for each page of each cache a copy reads through: image files
-    (ground truth) and compressed-data caches (the probes' own entries, ino 0);
-    and which cgroups read each cache (own EROFS pages of its mounts)."""
-    owned: dict[tuple, dict[int, int]] = dict(readings.image_cache_owners)
-    readers: dict[tuple, set[int]] = defaultdict(set)
-    for e in live:
-        cgs = set().union(*e.chunks.values()) if e.chunks else set()
-        img = _image_key(e.mount)
-        if img:
-            readers[img] |= cgs
-        if e.dev and not e.shared_mapping:
-            readers[_managed_key(e.dev)] |= cgs
-        if e.ino == MANAGED_CACHE_INO and not e.shared_mapping:
-            pages = owned.setdefault(_managed_key(e.dev), {})
-            for c, owners in e.chunks.items():
-                for cg, mask in owners.items():
-                    for p in range(CHUNK_PAGES):
-                        if mask >> p & 1:
-                            pages[c * CHUNK_PAGES + p] = cg
-    return owned, readers
-
-
-def _savings(live: list[_Entry], mergeable: list[list[_Entry]], readings: Readings,
-             mounts: MountResolver, content: ContentResolver, health: Health) -> _Saved:
-    """Potential (stock mounts) and realized (inode_share) savings: savings.py."""
-    owned, readers = _cache_owners(live, readings)
-
-    def copy(e: _Entry) -> Copy:
-        img = _image_key(e.mount)
-        mm = _managed_map(content, e.mount, e.ino)
-        return Copy(key=(e.dev, e.ino, e.shared_mapping), union=e.union, owners=e.chunks,
-                    image=img, page_map=_page_map(content, e.mount, e.ino) if img else None,
-                    fingerprinted=bool(e.mount and e.mount.image and e.mount.image.ishare_xattrs),
-                    managed=None if mm is None else (_managed_key(e.dev), mm))
-
-    stage_groups = _stage_groups(mergeable, copy)
-    groups = stage_groups.rebuild
-    grouped = {id(e) for members in mergeable for e in members}
-    shared = [e for e in live if e.shared_mapping]
-    # cache pages other resident files need: they stay whatever sharing does
-    other_kept: dict[tuple, set[int]] = defaultdict(set)
-    devs = {c.key[0] for g in groups for c in g} | {d for e in shared for d, _ in (e.touched or {})}
-    for e in live:
-        if e.dev not in devs or id(e) in grouped or e.shared_mapping:
-            continue
-        for key, pm in ((_image_key(e.mount), _page_map(content, e.mount, e.ino)),
-                        (_managed_key(e.dev), _managed_map(content, e.mount, e.ino))):
-            for ps in (pm or {}).values() if key else ():
-                other_kept[key].update(ps)
-    out = _Saved(potential(groups, owned, readers, other_kept),
-                 potential(stage_groups.now, owned, readers, other_kept),
-                 potential(stage_groups.domains, owned, readers, other_kept))
-    realized_groups = []
-    for e in shared:
-        if e.touched is None:       # no per-member pages: every member in use holds all
-            out.realized_file_pages += e.resident_pages() * max(0, e.used_members - 1)
-            continue
-        out.realized_file_pages += realized_file_pages(e.union, e.touched)
-
-        def managed_of(mem):
-            mm = _managed_map(content, mounts.by_dev(mem[0]), mem[1])
-            return None if mm is None else (_managed_key(mem[0]), mm)
-        realized_groups.append(touched_copies(
-            e.union, e.touched, lambda mem: _image_key(mounts.by_dev(mem[0])),
-            lambda mem: _page_map(content, mounts.by_dev(mem[0]), mem[1]), managed_of))
-    out.realized_image_pages, out.realized_compressed_pages = realized_cache_pages(
-        realized_groups, owned, readers, other_kept)
-    unmapped = sum(1 for g in groups for c in g if c.managed is not None and c.managed[1] is None)
-    if unmapped:
-        health.warnings.append(f"{unmapped} compressed file copies could not be mapped to their "
-                               f"compressed clusters (dump.erofs missing?): their compressed-data "
-                               f"cache is not in the savings")
-    return out
-
-
-_NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_namespace",
-                "pod_name", "container_name")
-
-
-def _runtime_names(ci) -> dict[str, str]:
-    """Runtime names a cgroup resolver gave (CgroupInfo fields; "" when absent)."""
-    return {k: getattr(ci, k, "") or "" for k in _NAME_FIELDS} if ci is not None else {}
-
-
-def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
-              content: ContentResolver, *, tier: str, started_at: float,
-              files_cap: int = 200, kernel: str = "") -> Model:
-    page = readings.page_size
+def _health(readings: Readings, files_cap: int) -> Health:
     health = Health(
         maps=[MapUsage(name, used, cap, fails) for name, (used, cap, fails)
               in sorted(readings.maps.items())],
@@ -320,242 +340,16 @@ def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver
         files_cap=files_cap,
     )
     health.update_failures = sum(f for _, _, f in readings.maps.values())
-
-    # ---- entries: one per cached copy
-    entries: dict[tuple, _Entry] = {}
-    for pc in readings.chunks:
-        e = entries.get((pc.dev, pc.ino))
-        if e is None:
-            e = entries[(pc.dev, pc.ino)] = _Entry(pc.dev, pc.ino)
-        owners = e.chunks.setdefault(pc.chunk, {})
-        for cg, mask in pc.owners.items():
-            if mask:
-                owners[cg] = owners.get(cg, 0) | mask
-        if pc.seeded_mask:
-            e.seeded[pc.chunk] = e.seeded.get(pc.chunk, 0) | pc.seeded_mask
-    for si in readings.shared:
-        # shared pages live on the pseudo_erofs superblock: key by mapping, name by a member
-        members = sorted(si.members)
-        dev, ino = members[0] if members else (0, 0)
-        e = entries[("shared", si.mapping)] = _Entry(dev, ino, shared_mapping=si.mapping)
-        for c, owners in si.chunks.items():
-            e.chunks[c] = {cg: m for cg, m in owners.items() if m}
-        used = set()
-        for cg, ms in si.users.items():
-            e.users[cg] = len(ms)
-            used |= ms
-        e.used_members = len(used)
-        e.touched = si.touched
-
-    unresolved_devs = set()
-    for e in entries.values():
-        for c, owners in e.chunks.items():
-            u = 0
-            for m in owners.values():
-                u |= m
-            if u:
-                e.union[c] = u
-        e.mount = mounts.by_dev(e.dev) if e.dev else None
-        if e.mount is None:
-            if e.dev:
-                unresolved_devs.add(e.dev)
-        else:
-            e.info = content.file_info(e.mount, e.ino)
-    live = [e for e in entries.values() if e.union]
-    health.unresolved_mounts = len(unresolved_devs)
-
-    pending = _content_keys(live, content)
-    if pending:
-        health.warnings.append(f"{pending} file(s) not yet identified by content "
-                               f"(hashing is rate-limited); their duplicates show later")
-    redundant_pages, mergeable = _duplicates(live)
-    saved = _savings(live, mergeable, readings, mounts, content, health)
-
-    # ---- per cgroup
-    @dataclass
-    class Acc:
-        resident: int = 0
-        dup: int = 0
-        shared: int = 0
-        fair: float = 0.0
-        seeded: int = 0
-        files: int = 0
-        devs: set = field(default_factory=set)
-        inserted: int = 0
-        evicted: int = 0
-        readahead: int = 0
-        read_folio: int = 0
-
-    acc: dict[int, Acc] = defaultdict(Acc)
-    totals = Totals()
-    shared_pages_total = 0
-    mount_resident: dict[int, int] = defaultdict(int)
-    mount_dup: dict[int, int] = defaultdict(int)
-    mount_cgroups: dict[int, set] = defaultdict(set)
-    # (mount dev, cgroup) -> [resident pages, duplicate pages] it inserted there
-    mount_holder: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
-    files: list[File] = []
-    file_rank: list[tuple] = []
-    seeded_pages_total = 0
-
-    for e in live:
-        resident_pages = e.resident_pages()
-        dup_pages = _popcount_map(e.dup)
-        owners_of_file = set()
-        for c, owners in e.chunks.items():
-            dmask = e.dup.get(c, 0)
-            smask = e.seeded.get(c, 0)
-            for cg, m in owners.items():
-                a = acc[cg]
-                res, dup = m.bit_count(), (m & dmask).bit_count()
-                a.resident += res
-                a.dup += dup
-                a.seeded += (m & smask).bit_count()
-                owners_of_file.add(cg)
-                if e.mount:
-                    h = mount_holder[(e.mount.dev, cg)]
-                    h[0] += res
-                    h[1] += dup
-            seeded_pages_total += (smask & e.union.get(c, 0)).bit_count()
-        for cg in owners_of_file:
-            acc[cg].files += 1
-            if e.mount:
-                acc[cg].devs.add(e.mount.dev_str)
-        if e.shared_mapping:
-            users = set(e.users) or owners_of_file
-            for cg in users:
-                acc[cg].shared += resident_pages
-                acc[cg].fair += resident_pages / len(users)
-                if e.mount:
-                    acc[cg].devs.add(e.mount.dev_str)
-            shared_pages_total += resident_pages
-        if e.mount:
-            mount_resident[e.mount.dev] += resident_pages
-            mount_dup[e.mount.dev] += dup_pages
-            mount_cgroups[e.mount.dev] |= owners_of_file | set(e.users)
-        totals.resident_bytes += resident_pages * page
-        totals.duplicate_bytes += dup_pages * page
-        file_rank.append((-resident_pages, -dup_pages, e.dev, e.ino, e,
-                          owners_of_file | set(e.users)))
-    # rows only for the files listed (a node may have 100k resident files)
-    key_count: dict[str, int] = defaultdict(int)
-    for e in live:
-        if e.content_key:
-            key_count[e.content_key] += 1
-    file_rank.sort(key=lambda x: x[:4])
-    for neg_res, neg_dup, dev, ino, e, users in file_rank[:files_cap]:
-        if e.shared_mapping:
-            copies = max(1, e.used_members)    # inodes served by the one shared copy
-        else:
-            copies = key_count.get(e.content_key, 1) if e.content_key else 1
-        files.append(File(
-            dev=kdev_str(dev), ino=ino, path=e.info.path if e.info else "",
-            content_id=_content_id(e.content_key), size=e.info.size if e.info else 0,
-            resident_bytes=-neg_res * page, duplicate_bytes=-neg_dup * page,
-            copies=copies, cgroups=sorted(users), shared=bool(e.shared_mapping)))
-
-    # non-shared pages: fair share is the page itself (one user: its owner)
-    for e in live:
-        if e.shared_mapping:
-            continue
-        for owners in e.chunks.values():
-            for cg, m in owners.items():
-                acc[cg].fair += m.bit_count()
-
-    for fio in readings.io:
-        a = acc[fio.cgroup_id]
-        a.inserted += fio.inserted_pages
-        a.evicted += fio.evicted_pages
-        a.readahead += fio.readahead_pages
-        a.read_folio += fio.read_folio_count
-
-    containers: list[Container] = []
-    for cg, a in acc.items():
-        ci = None
-        if cg == UNKNOWN_CGROUP:
-            info_path, runtime, cid, pod, resolved = UNKNOWN_CGROUP_PATH, "", "", "", True
-        else:
-            ci = cgroups.resolve(cg)
-            info_path, runtime, cid, pod, resolved = (ci.path, ci.runtime, ci.container_id,
-                                                     ci.pod_uid, ci.resolved)
-        if not resolved:
-            health.unresolved_cgroups += 1
-        containers.append(Container(
-            cgroup_id=cg, cgroup=info_path, runtime=runtime, container_id=cid, pod_uid=pod,
-            resident_bytes=a.resident * page, duplicate_bytes=a.dup * page,
-            shared_bytes=a.shared * page, fair_bytes=round(a.fair * page),
-            inserted_bytes=a.inserted * page, evicted_bytes=a.evicted * page,
-            readahead_bytes=a.readahead * page, read_folio_count=a.read_folio,
-            seeded_bytes=a.seeded * page, files_count=a.files, mounts=sorted(a.devs),
-            potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page,
-            **_runtime_names(ci)))
-        totals.inserted_bytes += a.inserted * page
-        totals.evicted_bytes += a.evicted * page
-    containers.sort(key=lambda c: (-c.resident_bytes, c.cgroup))
-
-    holders_of: dict[int, list[MountHolder]] = defaultdict(list)
-    for (dev, cg), (res, dup) in mount_holder.items():
-        if res:
-            holders_of[dev].append(MountHolder(cg, res * page, dup * page))
-    for hs in holders_of.values():
-        hs.sort(key=lambda x: (-x.resident_bytes, x.cgroup_id))
-    mount_rows: list[Mount] = []
-    for m in mounts.mounts():
-        img = m.image
-        backing_pages = readings.backing_pages.get((m.backing_dev, m.backing_ino), 0) \
-            if m.backing_ino else 0
-        mount_rows.append(Mount(
-            dev=m.dev_str, mountpoint=m.mountpoint, source=m.source, backing=m.backing,
-            backing_file=m.backing_file, image_id=m.image_id,
-            uuid=img.uuid if img else "", volume_name=img.volume_name if img else "",
-            inode_share=m.inode_share, directio=m.directio,
-            ishare_xattrs=img.ishare_xattrs if img else False,
-            compressed=img.compressed if img else False,
-            resident_bytes=mount_resident.get(m.dev, 0) * page,
-            duplicate_bytes=mount_dup.get(m.dev, 0) * page,
-            backing_resident_bytes=max(0, backing_pages) * page,
-            containers_count=len(mount_cgroups.get(m.dev, ())),
-            potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
-            potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
-            potential_savings_domains_bytes=max(
-                0, saved.potential_domains.by_dev.get(m.dev, 0)
-                - saved.potential_now.by_dev.get(m.dev, 0)) * page,
-            holders=holders_of.get(m.dev, []),
-            layer_digest=getattr(m, "layer_digest", ""),
-            snapshot_id=getattr(m, "snapshot_id", ""),
-            images=list(getattr(m, "images", ()))))
-        totals.backing_resident_bytes += max(0, backing_pages) * page
-
-    health.files_total = len(file_rank)
-    health.seeded_bytes = seeded_pages_total * page
-    totals.redundant_bytes = redundant_pages * page
-    totals.potential_savings_bytes = saved.potential.pages * page
-    totals.potential_savings_file_bytes = saved.potential.file_pages * page
-    totals.potential_savings_image_cache_bytes = saved.potential.image_pages * page
-    totals.potential_savings_compressed_cache_bytes = saved.potential.compressed_pages * page
-    totals.potential_savings_now_bytes = saved.potential_now.pages * page
-    totals.potential_savings_domains_bytes = (saved.potential_domains.pages
-                                              - saved.potential_now.pages) * page
-    totals.potential_savings_rebuild_bytes = (saved.potential.pages
-                                              - saved.potential_domains.pages) * page
-    totals.shared_bytes = shared_pages_total * page
-    totals.sharing_saved_bytes = (saved.realized_file_pages + saved.realized_image_pages
-                                  + saved.realized_compressed_pages) * page
-    totals.sharing_saved_compressed_cache_bytes = saved.realized_compressed_pages * page
-    totals.sharing_saved_file_bytes = saved.realized_file_pages * page
-    totals.sharing_saved_image_cache_bytes = saved.realized_image_pages * page
-    totals.page_cache_bytes = readings.page_cache_bytes
-    if health.unresolved_mounts:
-        health.warnings.append(f"{health.unresolved_mounts} device(s) with resident pages "
-                               f"match no current EROFS mount (unmounted?)")
-    if health.update_failures:
-        health.warnings.append(f"BPF maps refused {health.update_failures} update(s): "
-                               f"maps full, numbers are low")
-
-    return Model(tier=tier, started_at=started_at, ended_at=readings.taken_at, page_size=page,
-                 containers=containers, mounts=mount_rows, files=files,
-                 totals=totals, health=health, kernel=kernel,
-                 images=image_view(containers, mount_rows))
+    return health
 
 
-__all__ = ["aggregate", "UNKNOWN_CGROUP_PATH", "AOPS_BLOCK", "AOPS_COMPRESSED", "AOPS_FILEIO"]
+def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
+              content: ContentResolver, *, tier: str, started_at: float,
+              files_cap: int = 200, kernel: str = "") -> Model:
+    """A Model from scratch (an Aggregator with nothing kept)."""
+    return Aggregator().update(readings, mounts, cgroups, content, tier=tier,
+                               started_at=started_at, files_cap=files_cap, kernel=kernel)
+
+
+__all__ = ["aggregate", "Aggregator", "UNKNOWN_CGROUP_PATH", "AOPS_BLOCK", "AOPS_COMPRESSED",
+           "AOPS_FILEIO"]

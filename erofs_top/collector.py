@@ -43,6 +43,8 @@ class Collector:
         self.kernel = platform.release() if kernel is None else kernel
         self._lock = threading.Lock()
         self.last_model: Model | None = None
+        # keeps entries and sums between refreshes: a refresh costs what changed
+        self.aggregator = aggregate.Aggregator()
 
     @property
     def tier(self) -> str:
@@ -69,7 +71,7 @@ class Collector:
                 self.names.name_mounts(self.mounts.mounts())
                 readings.warnings.extend(self.names.warnings())
             self._resolver_warnings(readings)
-            model = aggregate.aggregate(
+            model = self.aggregator.update(
                 readings, self.mounts, self.cgroups, self.content,
                 tier=self.tier, started_at=self.started_at, files_cap=self.files_cap,
                 kernel=self.kernel)

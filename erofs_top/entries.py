@@ -1,0 +1,177 @@
+"""Entries: one per cached copy of file content (an EROFS inode, or a shared
+inode), built from Readings.  The aggregator keeps them between refreshes and
+rebuilds only those whose input changed (erofs_top/aggregate.py)."""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .readings import PageChunk, SharedInode
+from .resolve.base import AOPS_BLOCK, AOPS_FILEIO, ContentResolver, FileInfo, MountInfo
+
+
+@dataclass(eq=False)
+class Entry:
+    """One cached copy of file content: an EROFS inode, or a shared inode."""
+    dev: int
+    ino: int
+    chunks: dict[int, dict[int, int]] = field(default_factory=dict)  # chunk -> cg -> mask
+    seeded: dict[int, int] = field(default_factory=dict)             # chunk -> mask
+    mount: MountInfo | None = None
+    info: FileInfo | None = None
+    shared_mapping: int = 0           # != 0: a shared inode (full tier)
+    users: dict[int, int] = field(default_factory=dict)   # cg -> member inodes it used
+    used_members: int = 0
+    content_key: str = ""
+    union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
+    dup: dict[int, int] = field(default_factory=dict)     # chunk -> mask of duplicate pages
+    touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
+
+    def resident_pages(self) -> int:
+        return sum(m.bit_count() for m in self.union.values())
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        """The canonical order of entries (groups, savings): never the map's order."""
+        return (self.dev, self.ino, self.shared_mapping)
+
+
+def group_chunks(chunks: list[PageChunk]) -> dict[tuple, list[PageChunk]]:
+    """PageChunks by file (dev, ino), in the order read."""
+    by_file: dict[tuple, list[PageChunk]] = {}
+    for pc in chunks:
+        k = (pc.dev, pc.ino)
+        lst = by_file.get(k)
+        if lst is None:
+            by_file[k] = [pc]
+        else:
+            lst.append(pc)
+    return by_file
+
+
+def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
+    """The same PageChunks as last time (objects a source reuses, or equal ones)."""
+    if old is None or len(old) != len(new):
+        return False
+    for a, b in zip(old, new):
+        if a is not b and a != b:
+            return False
+    return True
+
+
+def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
+    e = Entry(dev, ino)
+    for pc in pcs:
+        owners = e.chunks.setdefault(pc.chunk, {})
+        for cg, mask in pc.owners.items():
+            if mask:
+                owners[cg] = owners.get(cg, 0) | mask
+        if pc.seeded_mask:
+            e.seeded[pc.chunk] = e.seeded.get(pc.chunk, 0) | pc.seeded_mask
+    _fill_union(e)
+    return e
+
+
+def shared_entry(si: SharedInode) -> Entry:
+    """Shared pages live on the pseudo_erofs superblock: keyed by mapping,
+    named by a member."""
+    members = sorted(si.members)
+    dev, ino = members[0] if members else (0, 0)
+    e = Entry(dev, ino, shared_mapping=si.mapping)
+    for c, owners in si.chunks.items():
+        e.chunks[c] = {cg: m for cg, m in owners.items() if m}
+    used = set()
+    for cg, ms in si.users.items():
+        e.users[cg] = len(ms)
+        used |= ms
+    e.used_members = len(used)
+    e.touched = si.touched
+    _fill_union(e)
+    return e
+
+
+def _fill_union(e: Entry) -> None:
+    for c, owners in e.chunks.items():
+        u = 0
+        for m in owners.values():
+            u |= m
+        if u:
+            e.union[c] = u
+
+
+def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
+    """Content keys for the live entries of one file size (the only ones that
+    could share content); returns how many identities are still pending
+    (digest rate limit).  ``group`` in canonical order."""
+    for e in group:
+        e.content_key = ""
+    if len(group) < 2:
+        return 0
+    size = group[0].info.size
+    images = {(e.mount.image_id if e.mount else "", e.ino) for e in group}
+    if len(images) == 1 and next(iter(images))[0]:
+        # the same image (mounted twice): same nid is the same content, no hashing
+        img, nid = next(iter(images))
+        key = "img:" + hashlib.sha256(f"{img}:{nid}".encode()).hexdigest()
+        for e in group:
+            e.content_key = key
+        return 0
+    # ELF build-ids: a cheap first check; different build-ids are different content
+    build_ids = [content.build_id(e.mount, e.ino) if e.mount else None for e in group]
+    counts: dict[str, int] = defaultdict(int)
+    for b in build_ids:
+        if b:
+            counts[b] += 1
+    all_elf = all(build_ids)
+    pending = 0
+    for e, b in zip(group, build_ids):
+        if b and counts[b] == 1 and all_elf:
+            continue                    # unique build-id among ELF peers: unique content
+        if e.mount is None:
+            continue
+        fp = content.fingerprint(e.mount, e.ino)
+        digest = fp or content.digest(e.mount, e.ino)
+        if digest is None:
+            pending += 1
+            continue
+        e.content_key = f"sha256:{digest}:{size}"
+    return pending
+
+
+def aops(e: Entry) -> str:
+    if e.info:
+        return e.info.aops
+    if e.mount is None:
+        return "?"
+    return AOPS_FILEIO if e.mount.backing == "file" else AOPS_BLOCK
+
+
+def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
+    """Fill e.dup for the entries of one content key (canonical order).
+    Returns (redundant pages, the groups inode_share could merge: same
+    content, same aops class, not already in a shared inode)."""
+    for e in group:
+        e.dup = {}
+    if len(group) < 2:
+        return 0, []
+    redundant = 0
+    chunk_ids = set().union(*(e.union.keys() for e in group))
+    for c in chunk_ids:
+        masks = [e.union.get(c, 0) for e in group]
+        any_mask = once = twice = 0
+        for m in masks:
+            any_mask |= m
+            twice |= once & m      # page resident in >= 2 entries
+            once |= m
+        redundant += sum(m.bit_count() for m in masks) - any_mask.bit_count()
+        if twice:
+            for e, m in zip(group, masks):
+                d = m & twice
+                if d:
+                    e.dup[c] = d
+    by_class: dict[str, list[Entry]] = defaultdict(list)
+    for e in group:
+        if e.shared_mapping == 0:   # already shared pages save nothing more
+            by_class[aops(e)].append(e)
+    return redundant, [members for members in by_class.values() if len(members) >= 2]

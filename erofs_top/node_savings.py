@@ -1,0 +1,113 @@
+"""The aggregator's entries -> the savings model (erofs_top/savings.py):
+potential savings on stock mounts, realized ones on inode_share mounts."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from .attribution import image_key, managed_key
+from .entries import Entry
+from .model import Health
+from .readings import CHUNK_PAGES, Readings
+from .resolve.base import ContentResolver, MountInfo, MountResolver
+from .savings import (Copy, Savings, potential, realized_cache_pages, realized_file_pages,
+                      touched_copies)
+
+MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
+
+
+@dataclass
+class Saved:
+    potential: Savings
+    potential_now: Savings
+    realized_file_pages: int = 0
+    realized_image_pages: int = 0
+    realized_compressed_pages: int = 0
+
+
+def _page_map(content: ContentResolver, mount: MountInfo | None, ino: int):
+    fn = getattr(content, "image_pages", None)      # resolvers without it: unknown
+    return fn(mount, ino) if (fn is not None and mount is not None) else None
+
+
+def _managed_map(content: ContentResolver, mount: MountInfo | None, ino: int):
+    fn = getattr(content, "managed_pages", None)
+    return fn(mount, ino) if (fn is not None and mount is not None) else None
+
+
+def has_page_maps(content: ContentResolver) -> bool:
+    """Whether the resolver can map file pages to cache pages at all."""
+    return hasattr(content, "image_pages") or hasattr(content, "managed_pages")
+
+
+def cache_owners(managed: Iterable[Entry], readings: Readings) -> dict[tuple, dict[int, int]]:
+    """Who paid for each page of each cache a copy reads through: image files
+    (ground truth) and compressed-data caches (the probes' own entries, ino 0,
+    given in ``managed``)."""
+    owned: dict[tuple, dict[int, int]] = dict(readings.image_cache_owners)
+    for e in managed:
+        pages = owned.setdefault(managed_key(e.dev), {})
+        for c, owners in e.chunks.items():
+            for cg, mask in owners.items():
+                for p in range(CHUNK_PAGES):
+                    if mask >> p & 1:
+                        pages[c * CHUNK_PAGES + p] = cg
+    return owned
+
+
+def _copy(e: Entry, content: ContentResolver) -> Copy:
+    img = image_key(e.mount)
+    mm = _managed_map(content, e.mount, e.ino)
+    return Copy(key=(e.dev, e.ino, e.shared_mapping), union=e.union, owners=e.chunks,
+                image=img, page_map=_page_map(content, e.mount, e.ino) if img else None,
+                fingerprinted=bool(e.mount and e.mount.image and e.mount.image.ishare_xattrs),
+                managed=None if mm is None else (managed_key(e.dev), mm))
+
+
+def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
+    """Cache pages other resident files need: they stay whatever sharing does."""
+    other_kept: dict[tuple, set[int]] = defaultdict(set)
+    for e in others:
+        for key, pm in ((image_key(e.mount), _page_map(content, e.mount, e.ino)),
+                        (managed_key(e.dev), _managed_map(content, e.mount, e.ino))):
+            for ps in (pm or {}).values() if key else ():
+                other_kept[key].update(ps)
+    return other_kept
+
+
+def node_savings(mergeable: list[list[Entry]], shared: list[Entry],
+                 others_on: Callable[[set[int], set[int]], Iterable[Entry]],
+                 owned: dict[tuple, dict[int, int]], readers: dict[tuple, set[int]],
+                 mounts: MountResolver, content: ContentResolver, health: Health) -> Saved:
+    """Potential (stock mounts) and realized (inode_share) savings: savings.py.
+    ``others_on(devs, grouped ids)``: the live non-shared entries on those
+    devs outside the groups."""
+    groups = [[_copy(e, content) for e in members] for members in mergeable]
+    grouped = {id(e) for members in mergeable for e in members}
+    devs = {c.key[0] for g in groups for c in g} | {d for e in shared for d, _ in (e.touched or {})}
+    other_kept = _other_kept(others_on(devs, grouped), content) if has_page_maps(content) else {}
+    out = Saved(potential(groups, owned, readers, other_kept),
+                potential([[c for c in g if c.fingerprinted] for g in groups],
+                          owned, readers, other_kept))
+    realized_groups = []
+    for e in shared:
+        if e.touched is None:       # no per-member pages: every member in use holds all
+            out.realized_file_pages += e.resident_pages() * max(0, e.used_members - 1)
+            continue
+        out.realized_file_pages += realized_file_pages(e.union, e.touched)
+
+        def managed_of(mem):
+            mm = _managed_map(content, mounts.by_dev(mem[0]), mem[1])
+            return None if mm is None else (managed_key(mem[0]), mm)
+        realized_groups.append(touched_copies(
+            e.union, e.touched, lambda mem: image_key(mounts.by_dev(mem[0])),
+            lambda mem: _page_map(content, mounts.by_dev(mem[0]), mem[1]), managed_of))
+    out.realized_image_pages, out.realized_compressed_pages = realized_cache_pages(
+        realized_groups, owned, readers, other_kept)
+    unmapped = sum(1 for g in groups for c in g if c.managed is not None and c.managed[1] is None)
+    if unmapped:
+        health.warnings.append(f"{unmapped} compressed file copies could not be mapped to their "
+                               f"compressed clusters (dump.erofs missing?): their compressed-data "
+                               f"cache is not in the savings")
+    return out

@@ -1,0 +1,175 @@
+"""The Model's rows from the aggregator's accumulators: containers, mounts,
+the top files, totals.  Built fresh at every refresh (O(containers + mounts +
+files listed)); the sums they show are kept by erofs_top/aggregate.py."""
+from __future__ import annotations
+
+
+from .imageview import image_view
+from .model import Container, File, Health, Model, Mount, MountHolder, Totals
+from .readings import UNKNOWN_CGROUP, Readings, kdev_str
+
+UNKNOWN_CGROUP_PATH = "(unknown)"
+CONTENT_ID_HEX = 16        # content_id shows 64 bits of the digest
+
+_NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_namespace",
+                "pod_name", "container_name")
+
+
+def _runtime_names(ci) -> dict[str, str]:
+    """Runtime names a cgroup resolver gave (CgroupInfo fields; "" when absent)."""
+    return {k: getattr(ci, k, "") or "" for k in _NAME_FIELDS} if ci is not None else {}
+
+
+def content_id(key: str) -> str:
+    """"sha256:<64 hex>:<size>" or "img:<64 hex>" -> "sha256:<16 hex>" / "img:<16 hex>"."""
+    if not key:
+        return ""
+    scheme, digest = key.split(":")[:2]
+    return f"{scheme}:{digest[:CONTENT_ID_HEX]}"
+
+
+def _io_sums(readings: Readings) -> dict[int, list[int]]:
+    """cgroup -> [inserted, evicted, readahead pages, read_folio calls]."""
+    out: dict[int, list[int]] = {}
+    for fio in readings.io:
+        v = out.get(fio.cgroup_id)
+        if v is None:
+            v = out[fio.cgroup_id] = [0, 0, 0, 0]
+        v[0] += fio.inserted_pages
+        v[1] += fio.evicted_pages
+        v[2] += fio.readahead_pages
+        v[3] += fio.read_folio_count
+    return out
+
+
+def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
+                   totals: Totals, page: int) -> list[Container]:
+    io = _io_sums(readings)
+    accs = agg.acc.cg
+    containers: list[Container] = []
+    for cg in sorted(accs.keys() | io.keys()):
+        a = accs.get(cg)
+        ins, ev, ra, rf = io.get(cg, (0, 0, 0, 0))
+        ci = None
+        if cg == UNKNOWN_CGROUP:
+            info_path, runtime, cid, pod, resolved = UNKNOWN_CGROUP_PATH, "", "", "", True
+        else:
+            ci = cgroups.resolve(cg)
+            info_path, runtime, cid, pod, resolved = (ci.path, ci.runtime, ci.container_id,
+                                                     ci.pod_uid, ci.resolved)
+        if not resolved:
+            health.unresolved_cgroups += 1
+        containers.append(Container(
+            cgroup_id=cg, cgroup=info_path, runtime=runtime, container_id=cid, pod_uid=pod,
+            resident_bytes=a.resident * page if a else 0,
+            duplicate_bytes=a.dup * page if a else 0,
+            shared_bytes=a.shared * page if a else 0,
+            fair_bytes=round(a.fair * page) if a else 0,
+            inserted_bytes=ins * page, evicted_bytes=ev * page,
+            readahead_bytes=ra * page, read_folio_count=rf,
+            seeded_bytes=a.seeded * page if a else 0, files_count=a.files if a else 0,
+            mounts=sorted(a.devs) if a else [],
+            potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page,
+            **_runtime_names(ci)))
+        totals.inserted_bytes += ins * page
+        totals.evicted_bytes += ev * page
+    containers.sort(key=lambda c: (-c.resident_bytes, c.cgroup, c.cgroup_id))
+    return containers
+
+
+def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,
+               page: int) -> list[Mount]:
+    acc = agg.acc
+    holders_of: dict[int, list[MountHolder]] = {}
+    for (dev, cg), (res, dup) in acc.holders.items():
+        if res:
+            holders_of.setdefault(dev, []).append(MountHolder(cg, res * page, dup * page))
+    for hs in holders_of.values():
+        hs.sort(key=lambda x: (-x.resident_bytes, x.cgroup_id))
+    rows: list[Mount] = []
+    for m in mounts.mounts():
+        img = m.image
+        backing_pages = readings.backing_pages.get((m.backing_dev, m.backing_ino), 0) \
+            if m.backing_ino else 0
+        rows.append(Mount(
+            dev=m.dev_str, mountpoint=m.mountpoint, source=m.source, backing=m.backing,
+            backing_file=m.backing_file, image_id=m.image_id,
+            uuid=img.uuid if img else "", volume_name=img.volume_name if img else "",
+            inode_share=m.inode_share, directio=m.directio,
+            ishare_xattrs=img.ishare_xattrs if img else False,
+            compressed=img.compressed if img else False,
+            resident_bytes=acc.mount_resident.get(m.dev, 0) * page,
+            duplicate_bytes=acc.mount_dup.get(m.dev, 0) * page,
+            backing_resident_bytes=max(0, backing_pages) * page,
+            containers_count=len(acc.mount_cgroups.get(m.dev, ())),
+            potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
+            potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
+            holders=holders_of.get(m.dev, []),
+            layer_digest=getattr(m, "layer_digest", ""),
+            snapshot_id=getattr(m, "snapshot_id", ""),
+            images=list(getattr(m, "images", ()))))
+        totals.backing_resident_bytes += max(0, backing_pages) * page
+    return rows
+
+
+def file_rows(agg, top: list[tuple], page: int) -> list[File]:
+    """Rows only for the files listed (a node may have 250k resident files)."""
+    files = []
+    for neg_res, neg_dup, dev, ino, mapping in top:
+        key = ("shared", mapping) if mapping else (dev, ino)
+        e = agg.entries[key]
+        c = agg.contrib[key]
+        if e.shared_mapping:
+            copies = max(1, e.used_members)    # inodes served by the one shared copy
+        else:
+            copies = len(agg.ckey_keys.get(e.content_key, ())) or 1 if e.content_key else 1
+        files.append(File(
+            dev=kdev_str(dev), ino=ino, path=e.info.path if e.info else "",
+            content_id=content_id(e.content_key), size=e.info.size if e.info else 0,
+            resident_bytes=-neg_res * page, duplicate_bytes=-neg_dup * page,
+            copies=copies, cgroups=sorted(set(c.per_cg) | set(e.users)),
+            shared=bool(e.shared_mapping)))
+    return files
+
+
+def _fill_totals(totals: Totals, agg, saved, readings: Readings, page: int) -> None:
+    acc = agg.acc
+    totals.resident_bytes = acc.resident * page
+    totals.duplicate_bytes = acc.dup * page
+    totals.redundant_bytes = sum(agg.redundant.values()) * page
+    totals.potential_savings_bytes = saved.potential.pages * page
+    totals.potential_savings_file_bytes = saved.potential.file_pages * page
+    totals.potential_savings_image_cache_bytes = saved.potential.image_pages * page
+    totals.potential_savings_compressed_cache_bytes = saved.potential.compressed_pages * page
+    totals.potential_savings_now_bytes = saved.potential_now.pages * page
+    totals.potential_savings_rebuild_bytes = (saved.potential.pages
+                                              - saved.potential_now.pages) * page
+    totals.shared_bytes = acc.shared * page
+    totals.sharing_saved_bytes = (saved.realized_file_pages + saved.realized_image_pages
+                                  + saved.realized_compressed_pages) * page
+    totals.sharing_saved_compressed_cache_bytes = saved.realized_compressed_pages * page
+    totals.sharing_saved_file_bytes = saved.realized_file_pages * page
+    totals.sharing_saved_image_cache_bytes = saved.realized_image_pages * page
+    totals.page_cache_bytes = readings.page_cache_bytes
+
+
+def build_model(agg, readings: Readings, mounts, cgroups, saved, health: Health, *,
+                tier: str, started_at: float, kernel: str, top: list[tuple]) -> Model:
+    page = readings.page_size
+    totals = Totals()
+    containers = container_rows(agg, readings, cgroups, saved, health, totals, page)
+    mounts_out = mount_rows(agg, readings, mounts, saved, totals, page)
+    files = file_rows(agg, top, page)
+    _fill_totals(totals, agg, saved, readings, page)
+    health.files_total = len(agg.contrib)
+    health.seeded_bytes = agg.acc.seeded * page
+    if health.unresolved_mounts:
+        health.warnings.append(f"{health.unresolved_mounts} device(s) with resident pages "
+                               f"match no current EROFS mount (unmounted?)")
+    if health.update_failures:
+        health.warnings.append(f"BPF maps refused {health.update_failures} update(s): "
+                               f"maps full, numbers are low")
+    return Model(tier=tier, started_at=started_at, ended_at=readings.taken_at, page_size=page,
+                 containers=containers, mounts=mounts_out, files=files,
+                 totals=totals, health=health, kernel=kernel,
+                 images=image_view(containers, mounts_out))
