@@ -50,14 +50,21 @@ def group_chunks(chunks: list[PageChunk]) -> dict[tuple, list[PageChunk]]:
     return by_file
 
 
+def _chunk_of(pc: PageChunk) -> int:
+    return pc.chunk
+
+
 def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
-    """The same PageChunks as last time (objects a source reuses, or equal ones)."""
+    """The same PageChunks as last time (objects a source reuses, or equal
+    ones), in any order (a map's order is arbitrary)."""
     if old is None or len(old) != len(new):
         return False
     for a, b in zip(old, new):
         if a is not b and a != b:
-            return False
-    return True
+            break
+    else:
+        return True
+    return len(new) > 1 and sorted(old, key=_chunk_of) == sorted(new, key=_chunk_of)
 
 
 def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:

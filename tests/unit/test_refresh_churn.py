@@ -1,0 +1,237 @@
+"""An incremental refresh equals a refresh from scratch, after any churn.
+
+Seeded random sequences of Readings (pages inserted and evicted, files
+appearing and disappearing, cgroups vanishing, mounts unmounted and mounted
+again, shared inodes changing, content identities arriving late, image-file
+cache owners moving) go through ONE Aggregator, refresh after refresh; each
+Model it returns must equal, as a whole, aggregate() (a fresh Aggregator) of
+the same Readings with the same resolvers.  The resolvers are the fixture
+ones of resolve/base.py; the page maps below stand in for dump.erofs output
+(named fake: no image behind them)."""
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+
+from erofs_top.aggregate import Aggregator, aggregate
+from erofs_top.readings import FileIO, PageChunk, Readings, SharedInode, kdev
+from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo,
+                                    ImageInfo, MountInfo, StaticCgroups, StaticContent,
+                                    StaticMounts)
+
+PAGE = 4096
+CGROUPS = [0] + list(range(1001, 1013))
+FULL = (1 << 64) - 1
+
+
+def _image(i, fingerprints):
+    return ImageInfo(uuid=f"{i:08x}-0000", volume_name="", feature_compat=0,
+                     feature_incompat=0, block_size=4096, image_id=f"img-{i}",
+                     ishare_xattrs=fingerprints, compressed=False)
+
+
+def _mount(n, backing, img):
+    dev = kdev(0, 300 + n) if backing == "file" else kdev(7, n)
+    return MountInfo(dev=dev, dev_str=f"{dev >> 20}:{dev & 0xFFFFF}",
+                     mountpoint=f"/run/m{n}", source=f"/img/{img.image_id}", backing=backing,
+                     image=img, backing_dev=kdev(8, 1) if backing != "block" else 0,
+                     backing_ino=5000 + n // 2 if backing != "block" else 0)
+
+
+class FakePageMapContent(StaticContent):
+    """StaticContent plus made-up page maps (file page -> image-file pages)
+    and identities that arrive late: a digest is None until ``step`` reaches
+    the file's ``late`` step (the rate limit of the real resolver)."""
+
+    def __init__(self, late, **kw):
+        super().__init__(**kw)
+        self.late = late
+        self.step = 0
+
+    def digest(self, mount, ino):
+        if self.late.get((mount.dev, ino), 0) > self.step:
+            return None
+        return super().digest(mount, ino)
+
+    def image_pages(self, mount, ino):
+        if mount.backing == "block" or (mount.dev, ino) not in self.files:
+            return None
+        return {p: (ino * 64 + p, ino * 64 + p + 1) for p in range(0, 48, 3)}
+
+    def managed_pages(self, mount, ino):
+        info = self.files.get((mount.dev, ino))
+        if info is None or info.aops != AOPS_COMPRESSED:
+            return None
+        return {p: (p // 4,) for p in range(16)}
+
+
+class Node:
+    """The world the Readings describe, changed at random between refreshes."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        imgs = [_image(i, fingerprints=i % 2 == 0) for i in range(3)]
+        backings = ["file", "loop", "file", "block", "file", "loop"]
+        self.all_mounts = [_mount(n, backings[n], imgs[n % 3]) for n in range(6)]
+        self.mounts = StaticMounts(list(self.all_mounts))
+        self.cgroups = StaticCgroups({cg: f"/pods/c{cg}" for cg in CGROUPS if cg})
+        files, content, late = {}, {}, {}
+        for m in self.all_mounts:
+            for ino in range(1, 13):
+                size = (ino % 5 + 1) * 40 * PAGE     # same sizes across mounts
+                aops = AOPS_COMPRESSED if ino % 6 == 0 else (
+                    AOPS_FILEIO if m.backing == "file" else AOPS_BLOCK)
+                files[(m.dev, ino)] = FileInfo(ino, f"{m.mountpoint}/f{ino}", size,
+                                               ino != 11, aops)
+                content[(m.dev, ino)] = f"{ino % 7:064x}"    # equal content across images
+                if rng.random() < 0.3:
+                    late[(m.dev, ino)] = rng.randrange(1, 12)
+        self.content = FakePageMapContent(late, files=files, content=content)
+        self.chunks: dict[tuple, PageChunk] = {}     # (dev, ino, chunk) -> PageChunk
+        self.io: dict[tuple, FileIO] = {}
+        self.shared: dict[int, SharedInode] = {}
+        self.owners: dict[tuple[int, int], dict[int, int]] = {}
+        self.backing: dict[tuple[int, int], int] = {}
+
+    def churn(self, n_ops: int) -> None:
+        ops = [self.insert] * 6 + [self.evict] * 3 + [self.drop_file, self.drop_cgroup,
+               self.toggle_mount, self.share, self.move_owners, self.io_event]
+        for _ in range(n_ops):
+            self.rng.choice(ops)()
+        self.content.step += 1
+
+    def _file(self):
+        m = self.rng.choice(self.all_mounts)
+        return m.dev, self.rng.choice([0] + list(range(1, 14)))   # 0: compressed cache, 13: no info
+
+    def insert(self):
+        dev, ino = self._file()
+        c = self.rng.randrange(3)
+        cg = self.rng.choice(CGROUPS)
+        bits = self.rng.getrandbits(64) & self.rng.choice([FULL, 0xFFFF, 1 << 63])
+        old = self.chunks.get((dev, ino, c))
+        owners = dict(old.owners) if old else {}
+        for o in owners:        # a page has one owner
+            owners[o] &= ~bits
+        owners[cg] = owners.get(cg, 0) | bits
+        seeded = (old.seeded_mask if old else 0) | (bits if self.rng.random() < 0.1 else 0)
+        self.chunks[(dev, ino, c)] = PageChunk(dev, ino, c, owners, seeded)
+
+    def evict(self):
+        if not self.chunks:
+            return
+        key = self.rng.choice(sorted(self.chunks))
+        old = self.chunks[key]
+        keep = self.rng.getrandbits(64)
+        # an emptied entry stays in the map until the GC: all-zero owners
+        self.chunks[key] = PageChunk(*key, {cg: m & keep for cg, m in old.owners.items()},
+                                     old.seeded_mask & keep)
+
+    def drop_file(self):
+        dev, ino = self._file()
+        for key in [k for k in self.chunks if k[:2] == (dev, ino)]:
+            del self.chunks[key]
+
+    def drop_cgroup(self):
+        cg = self.rng.choice(CGROUPS[1:])
+        self.cgroups.paths.pop(cg, None) if self.rng.random() < 0.5 else \
+            self.cgroups.paths.setdefault(cg, f"/pods/c{cg}")
+        for key, pc in list(self.chunks.items()):
+            if cg in pc.owners and self.rng.random() < 0.7:
+                self.chunks[key] = PageChunk(*key, {o: m for o, m in pc.owners.items()
+                                                    if o != cg}, pc.seeded_mask)
+
+    def toggle_mount(self):
+        m = self.rng.choice(self.all_mounts)
+        if m in self.mounts.items:
+            self.mounts.items.remove(m)
+        else:
+            self.mounts.items.append(m)
+
+    def share(self):
+        mapping = 0xffff0000 + self.rng.randrange(3)
+        if self.rng.random() < 0.2:
+            self.shared.pop(mapping, None)
+            return
+        ms = self.rng.sample([(m.dev, 3) for m in self.all_mounts], 2)
+        users = {cg: {self.rng.choice(ms)} for cg in self.rng.sample(CGROUPS[1:], 2)}
+        touched = None if self.rng.random() < 0.3 else {
+            mem: {0: self.rng.getrandbits(64)} for mem in ms}
+        self.shared[mapping] = SharedInode(
+            mapping, {0: {self.rng.choice(CGROUPS): self.rng.getrandbits(64)}},
+            set(ms), users if self.rng.random() < 0.8 else {}, 40 * PAGE, touched)
+
+    def move_owners(self):
+        m = self.rng.choice(self.all_mounts)
+        img = (m.backing_dev, m.backing_ino)
+        pages = {p: self.rng.choice(CGROUPS) for p in self.rng.sample(range(900), 60)}
+        self.owners[img] = pages
+        self.backing[img] = len(pages)
+
+    def io_event(self):
+        dev, ino = self._file()
+        cg = self.rng.choice(CGROUPS)
+        old = self.io.get((dev, ino, cg)) or FileIO(dev, ino, cg)
+        self.io[(dev, ino, cg)] = FileIO(dev, ino, cg, old.inserted_pages + 8,
+                                         old.evicted_pages + 2, old.readahead_pages + 4,
+                                         old.read_folio_count + 1)
+
+    def readings(self, t: float) -> Readings:
+        chunks = list(self.chunks.values())
+        self.rng.shuffle(chunks)        # map order is arbitrary
+        if self.rng.random() < 0.3:     # some sources build equal objects anew
+            chunks = [copy.deepcopy(pc) for pc in chunks]
+        return Readings(taken_at=t, page_size=PAGE, chunks=chunks, io=list(self.io.values()),
+                        backing_pages=dict(self.backing),
+                        image_cache_owners={k: dict(v) for k, v in self.owners.items()},
+                        shared=[copy.deepcopy(s) for s in self.shared.values()],
+                        maps={"chunks": (len(chunks), 4096, 0)})
+
+
+def _refresh(agg, node, r, cap):
+    return agg.update(r, node.mounts, node.cgroups, node.content, tier="full",
+                      started_at=0.0, files_cap=cap)
+
+
+def _assert_same(got, want, step):
+    if got == want:
+        return
+    g, w = got.to_dict(), want.to_dict()
+    diff = {k: (g[k], w[k]) for k in w if g[k] != w[k]}
+    pytest.fail(f"step {step}: incremental != from scratch in {sorted(diff)}: {diff}")
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("ops_per_refresh", [1, 5, 40])
+def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh):
+    rng = random.Random(seed * 1000 + ops_per_refresh)
+    node = Node(rng)
+    agg = Aggregator(full_pass_every=0)      # never a full pass: only deltas
+    cap = rng.choice([3, 10, 200])
+    for step in range(30):
+        node.churn(ops_per_refresh)
+        r = node.readings(float(step))
+        got = _refresh(agg, node, r, cap)
+        want = aggregate(r, node.mounts, node.cgroups, node.content, tier="full",
+                         started_at=0.0, files_cap=cap)
+        _assert_same(got, want, step)
+        assert want.totals.resident_bytes == sum(
+            pc.owners[cg].bit_count() for pc in r.chunks for cg in pc.owners
+            if (pc.dev, pc.ino) and pc.owners[cg]) * PAGE + sum(
+            sum(m.bit_count() for o in s.chunks.values() for m in o.values())
+            for s in r.shared) * PAGE
+
+
+def test_unchanged_readings_reuse_every_entry():
+    """No churn: the second refresh rebuilds no entry (what makes it cheap)."""
+    node = Node(random.Random(5))
+    node.churn(60)
+    r = node.readings(1.0)
+    agg = Aggregator(full_pass_every=0)
+    first = _refresh(agg, node, r, 200)
+    entries = dict(agg.entries)
+    second = _refresh(agg, node, node.readings(2.0), 200)
+    assert all(agg.entries[k] is e for k, e in entries.items())
+    assert second.totals == first.totals and second.containers == first.containers
