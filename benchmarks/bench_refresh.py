@@ -1,93 +1,46 @@
-"""Time of one model refresh as a function of keys (resident files, containers).
+"""Time of one model refresh as a function of keys (resident files,
+containers) and of how much changed since the previous refresh.
 
-Part 1 (no root): `erofs_top.aggregate.aggregate` on synthetic Readings with the
-fixture resolvers of erofs_top/resolve/base.py (as tests/unit/test_aggregate.py),
-for 1k/10k/50k resident files x 10/100/1000 containers.  A synthetic node:
-one mount per container, containers share images (4 containers per image), so
-the same image mounted in several containers gives exact duplicates; files
-hold 1-4 chunks of 64 pages, 10 % of chunks have a second owner.
-Each case runs twice: with the counters of N events and of 10 x N events on
-the same keys.  Readings hold map *state*, not events, so the two must cost the
-same: the refresh grows with keys, not with events.
+Part 1 (no root): a refresh from scratch, `erofs_top.aggregate.aggregate` on
+synthetic Readings (benchmarks/synthetic_node.py) with the fixture resolvers,
+for 1k/10k/50k/250k resident files x 10/100/1000 containers; cases up to 10k
+files also with the counters of 10 x the events on the same keys (Readings
+hold map state, not events: the two must cost the same).
 
-Part 2 (root, --probe-read): TracepointSource.read() (map reading, the
+Part 2 (no root): the incremental refresh a collector does
+(`Aggregator.update`, kept between refreshes) after 0.1 %, 1 %, 10 % and
+100 % of the chunk entries changed (realistic churn: evictions, inserts, files
+appearing and disappearing), per size; "per changed" divides by the chunk
+entries changed, the ratio compares with the full recompute of the same size.
+
+Part 3 (root, --probe-read): TracepointSource.read() (map reading, the
 kernel side of a refresh) with the real BPF maps filled from user space with
-10k/50k/200k chunk entries and 1/4 as many io entries.
+10k/50k/200k/600k chunk entries and 1/4 as many io entries.
 
 Run:  .venv/bin/python benchmarks/bench_refresh.py [--repeat 3] [--quick]
-      sudo .venv/bin/python benchmarks/bench_refresh.py --probe-read
+      sudo .venv/bin/python benchmarks/bench_refresh.py --probe-read --no-aggregate
 """
 from __future__ import annotations
 
 import argparse
-import ctypes as ct
 import gc
-import os
-import random
 import statistics
 import sys
 import time
 
 import benchlib  # noqa: F401  (sets sys.path)
+from synthetic_node import SyntheticNode
 
-from erofs_top.aggregate import aggregate
-from erofs_top.readings import FileIO, PageChunk, Readings, kdev
-from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_FILEIO, FileInfo, StaticCgroups,
-                                    StaticContent, StaticMounts, ImageInfo, MountInfo)
+from erofs_top.aggregate import Aggregator, aggregate
+from erofs_top.readings import kdev
 
-PAGE = 4096
-CONTAINERS_PER_IMAGE = 4
+FRACTIONS = (0.001, 0.01, 0.1, 1.0)
 
 
 def synthetic_node(n_files: int, n_containers: int, events_factor: int = 1, seed: int = 1):
     """(readings, mounts, cgroups, content) for a node of this shape."""
-    rng = random.Random(seed)
-    n_images = max(1, n_containers // CONTAINERS_PER_IMAGE)
-    images = [ImageInfo(uuid=f"{i:08x}-0000-0000-0000-000000000000", volume_name="",
-                        feature_compat=0, feature_incompat=0, block_size=4096,
-                        image_id=f"img-{i}", ishare_xattrs=False, compressed=False)
-              for i in range(n_images)]
-    mounts, cg_paths = [], {}
-    for c in range(n_containers):
-        dev = kdev(0, 100 + c) if c % 2 == 0 else kdev(7, c)
-        mounts.append(MountInfo(dev=dev, dev_str=f"{dev >> 20}:{dev & 0xFFFFF}",
-                                mountpoint=f"/run/ctr/{c}/rootfs", source=f"/img/{c % n_images}",
-                                backing="file" if c % 2 == 0 else "loop",
-                                image=images[c % n_images]))
-        cg_paths[1000 + c] = f"/kubepods.slice/kubepods-besteffort.slice/" \
-                             f"cri-containerd-{c:064x}.scope"
-    files, content = {}, {}
-    r = Readings(taken_at=1.0, page_size=PAGE)
-    per_mount = max(1, n_files // n_containers)
-    made = 0
-    for c, m in enumerate(mounts):
-        cg = 1000 + c
-        count = per_mount if c < n_containers - 1 else n_files - made
-        for j in range(count):
-            ino = 100 + j
-            nchunks = 1 + (j % 4)
-            # same nid -> same size within an image; sizes differ across images
-            size = (nchunks * 64 - 3) * PAGE + (c % n_images) * per_mount + j
-            aops = AOPS_FILEIO if m.backing == "file" else AOPS_BLOCK
-            files[(m.dev, ino)] = FileInfo(ino, f"{m.mountpoint}/usr/lib/f{j}.so", size,
-                                           True, aops)
-            content[(m.dev, ino)] = f"{(c % n_images) * 1_000_000 + j:064x}"
-            inserted = 0
-            for k in range(nchunks):
-                owners = {cg: (1 << 64) - 1}
-                if rng.random() < 0.1:    # a second cgroup inserted some pages
-                    other = 1000 + rng.randrange(n_containers)
-                    owners = {cg: (1 << 32) - 1, other: ((1 << 32) - 1) << 32}
-                r.chunks.append(PageChunk(m.dev, ino, k, owners))
-                inserted += 64
-            r.io.append(FileIO(m.dev, ino, cg, inserted_pages=inserted * events_factor,
-                               evicted_pages=(inserted // 2) * events_factor,
-                               readahead_pages=inserted * events_factor,
-                               read_folio_count=nchunks * events_factor))
-        made += count
-    r.maps = {"chunks": (len(r.chunks), 262144, 0), "io": (len(r.io), 65536, 0)}
-    return (r, StaticMounts(mounts), StaticCgroups(cg_paths),
-            StaticContent(files=files, content=content))
+    node = SyntheticNode(n_files, n_containers, events_factor, seed)
+    return (node.readings(), *node.resolvers())
 
 
 def time_refresh(node, repeat: int) -> float:
@@ -101,23 +54,53 @@ def time_refresh(node, repeat: int) -> float:
     return statistics.median(times)
 
 
-def part_aggregate(repeat: int, quick: bool) -> None:
-    files_list = (1000, 10000) if quick else (1000, 10000, 50000)
-    print(f"aggregate() on synthetic Readings (median of {repeat} runs, 9 below 20k chunks; "
-          "a live refresh adds map reading, part 2)")
-    print(f"  {'files':>6} {'containers':>10} {'chunks':>7} {'refresh':>10} "
-          f"{'10x events':>11} {'ratio':>6} {'us/chunk':>9}")
+def part_full(files_list, repeat: int) -> dict:
+    print(f"Full recompute: aggregate() from scratch on synthetic Readings (median of "
+          f"{repeat} runs, 9 below 20k chunks)")
+    print(f"  {'files':>7} {'containers':>10} {'chunks':>7} {'refresh':>10} "
+          f"{'10x events':>11} {'us/chunk':>9}")
+    out = {}
     for n_files in files_list:
         for n_ctr in (10, 100, 1000):
             node = synthetic_node(n_files, n_ctr)
-            node10 = synthetic_node(n_files, n_ctr, events_factor=10)
-            # small cases take milliseconds: more runs keep the median steady
-            reps = repeat if len(node[0].chunks) > 20000 else max(repeat, 9)
-            t1 = time_refresh(node, reps)
-            t10 = time_refresh(node10, reps)
             nchunks = len(node[0].chunks)
-            print(f"  {n_files:>6} {n_ctr:>10} {nchunks:>7} {t1 * 1000:>8.1f} ms "
-                  f"{t10 * 1000:>8.1f} ms {t10 / t1:>5.2f}x {t1 / nchunks * 1e6:>8.1f}")
+            reps = repeat if nchunks > 20000 else max(repeat, 9)
+            reps = 1 if nchunks > 300000 else reps
+            t1 = time_refresh(node, reps)
+            t10 = ""
+            if n_files <= 10000:
+                t10 = f"{time_refresh(synthetic_node(n_files, n_ctr, 10), reps) / t1:>10.2f}x"
+            out[(n_files, n_ctr)] = t1
+            print(f"  {n_files:>7} {n_ctr:>10} {nchunks:>7} {t1 * 1000:>8.1f} ms "
+                  f"{t10:>11} {t1 / nchunks * 1e6:>8.1f}", flush=True)
+    return out
+
+
+def part_incremental(files_list, full: dict, steps: int) -> None:
+    print(f"\nIncremental refresh (Aggregator kept between refreshes, full pass off), "
+          f"median of {steps} successive refreshes per churn level")
+    print(f"  {'files':>7} {'containers':>10} {'chunks':>7} {'changed':>8} {'entries':>8} "
+          f"{'refresh':>10} {'us/changed':>11} {'vs full':>8}")
+    for n_files in files_list:
+        for n_ctr in (10, 100, 1000):
+            node = SyntheticNode(n_files, n_ctr)
+            agg = Aggregator(full_pass_every=0)
+            agg.update(node.readings(), *node.resolvers(), tier="tracepoint", started_at=0.0)
+            for frac in FRACTIONS:
+                times, changed = [], []
+                for _ in range(steps):
+                    changed.append(node.churn(frac))
+                    r = node.readings()
+                    gc.collect()
+                    t = time.perf_counter()
+                    agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
+                    times.append(time.perf_counter() - t)
+                t_med, n_changed = statistics.median(times), statistics.median(changed)
+                ref = full.get((n_files, n_ctr))
+                vs = f"{t_med / ref:>7.3f}x" if ref else ""
+                print(f"  {n_files:>7} {n_ctr:>10} {len(r.chunks):>7} {frac * 100:>7.1f}% "
+                      f"{int(n_changed):>8} {t_med * 1000:>8.1f} ms "
+                      f"{t_med / n_changed * 1e6:>10.1f} {vs:>8}", flush=True)
 
 
 def part_probe_read(sizes) -> None:
@@ -172,16 +155,22 @@ def _update(table, keys, vals) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
-    ap.add_argument("--quick", action="store_true", help="skip the 50k-file cases")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per full case (median)")
+    ap.add_argument("--steps", type=int, default=3, help="refreshes per churn level (median)")
+    ap.add_argument("--quick", action="store_true", help="only the 1k and 10k-file cases")
+    ap.add_argument("--files", default="", help="comma-separated file counts (default "
+                    "1000,10000,50000,250000)")
     ap.add_argument("--probe-read", action="store_true",
                     help="also time TracepointSource.read() on filled BPF maps (root)")
-    ap.add_argument("--no-aggregate", action="store_true", help="skip part 1")
+    ap.add_argument("--no-aggregate", action="store_true", help="skip parts 1 and 2")
     args = ap.parse_args()
+    files_list = [int(x) for x in args.files.split(",")] if args.files else \
+        ((1000, 10000) if args.quick else (1000, 10000, 50000, 250000))
     if not args.no_aggregate:
-        part_aggregate(args.repeat, args.quick)
+        full = part_full(files_list, args.repeat)
+        part_incremental(files_list, full, args.steps)
     if args.probe_read:
-        part_probe_read((10000, 50000, 200000))
+        part_probe_read((10000, 50000, 200000, 600000))
     return 0
 
 

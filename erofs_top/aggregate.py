@@ -27,7 +27,7 @@ from .attribution import Accumulators, Contribution
 from .entries import (Entry, chunk_entry, content_group_keys, duplicate_group, group_chunks,
                       same_input, shared_entry)
 from .model import Health, MapUsage, Model
-from .node_savings import MANAGED_CACHE_INO, Saved, cache_owners, node_savings
+from .node_savings import MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings
 from .readings import Readings
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
                            CgroupResolver, MountResolver)
@@ -72,8 +72,8 @@ class Aggregator:
         self.acc = Accumulators()
         self.top: list[tuple] | None = None
         self.top_cap = -1
-        self.saved: Saved | None = None
-        self.saved_inputs: tuple | None = None
+        self.group_cache = GroupCache()
+        self.dirty_groups: set[tuple] = set()
         self.unresolved_devs: set[int] = set()
 
     def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
@@ -150,8 +150,11 @@ class Aggregator:
         redo: set[tuple] = set()
         sigs: dict[int, tuple | None] = {}
         mount_of = {}
+        by_dev: dict[int, object] = {}
+        for m in mounts.mounts():        # one pass, not a by_dev() per dev
+            by_dev.setdefault(m.dev, m)
         for dev, keys in self.dev_keys.items():
-            m = mounts.by_dev(dev) if dev else None
+            m = by_dev.get(dev) if dev else None
             mount_of[dev] = m
             sigs[dev] = _mount_sig(m)
             if sigs[dev] != self.mount_sigs.get(dev, False):
@@ -234,16 +237,20 @@ class Aggregator:
                 self.ckey_of[key] = ck
             elif e is not None:
                 e.dup = {}
+                e.in_group = False
         touched = set(changed)
         for ck in dirty:
             keys = self.ckey_keys.get(ck)
             if not keys:
                 self.ckey_keys.pop(ck, None)
                 self.redundant.pop(ck, None)
-                self.mergeable.pop(ck, None)
+                self.dirty_groups.update((ck, i) for i in range(len(self.mergeable.pop(ck, ()))))
                 continue
             group = sorted((entries[k] for k in keys), key=lambda e: e.order)
+            old_groups = len(self.mergeable.get(ck, ()))
             self.redundant[ck], self.mergeable[ck] = duplicate_group(group)
+            self.dirty_groups.update((ck, i) for i in range(max(old_groups,
+                                                                len(self.mergeable[ck]))))
             touched |= keys
         return touched
 
@@ -279,16 +286,14 @@ class Aggregator:
     # ---------------------------------------------------------- phase 6: savings
     def _savings(self, touched: set[tuple], readings: Readings, mounts: MountResolver,
                  content: ContentResolver, health: Health) -> Saved:
-        """The savings model, recomputed when an entry it reads changed, or
-        the image caches' owners did."""
-        inputs = (readings.image_cache_owners, tuple(sorted(self.mount_sigs.items(),
-                                                            key=lambda x: x[0])))
-        if self.saved is not None and not touched and inputs == self.saved_inputs:
-            health.warnings.extend(self.saved_warnings)
-            return self.saved
+        """The savings model: the groups that changed are recomputed, the
+        cache part and the shared inodes (few) at every refresh."""
         entries = self.entries
-        mergeable = sorted((g for gs in self.mergeable.values() for g in gs),
-                           key=lambda g: g[0].order)
+        cache = self.group_cache
+        for gid in self.dirty_groups:
+            groups = self.mergeable.get(gid[0], ())
+            cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content)
+        self.dirty_groups = set()
         shared = sorted((entries[k] for k in self.contrib if k[0] == "shared"),
                         key=lambda e: e.order)
         managed = sorted((entries[k] for k in self.contrib
@@ -297,18 +302,13 @@ class Aggregator:
         owned = cache_owners(managed, readings)
         readers = {k: set(v) for k, v in self.acc.readers.items()}
 
-        def others_on(devs, grouped):
-            for dev in sorted(devs):
+        def others_on(devs):
+            for dev in devs:
                 for k in self.dev_keys.get(dev, ()):
                     e = entries[k]
-                    if e.union and not e.shared_mapping and id(e) not in grouped:
+                    if e.union and not e.shared_mapping and not e.in_group:
                         yield e
-        before = len(health.warnings)
-        self.saved = node_savings(mergeable, shared, others_on, owned, readers, mounts,
-                                  content, health)
-        self.saved_warnings = health.warnings[before:]
-        self.saved_inputs = inputs
-        return self.saved
+        return node_savings(cache, shared, others_on, owned, readers, mounts, content, health)
 
 
 class _Unresolved:

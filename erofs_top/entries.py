@@ -27,6 +27,7 @@ class Entry:
     union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
     dup: dict[int, int] = field(default_factory=dict)     # chunk -> mask of duplicate pages
     touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
+    in_group: bool = False            # in a mergeable group (savings)
 
     def resident_pages(self) -> int:
         return sum(m.bit_count() for m in self.union.values())
@@ -160,6 +161,7 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
     content, same aops class, not already in a shared inode)."""
     for e in group:
         e.dup = {}
+        e.in_group = False
     if len(group) < 2:
         return 0, []
     redundant = 0
@@ -181,4 +183,8 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
     for e in group:
         if e.shared_mapping == 0:   # already shared pages save nothing more
             by_class[aops(e)].append(e)
-    return redundant, [members for members in by_class.values() if len(members) >= 2]
+    mergeable = [members for members in by_class.values() if len(members) >= 2]
+    for members in mergeable:
+        for e in members:
+            e.in_group = True
+    return redundant, mergeable

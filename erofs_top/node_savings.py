@@ -11,8 +11,8 @@ from .entries import Entry
 from .model import Health
 from .readings import CHUNK_PAGES, Readings
 from .resolve.base import ContentResolver, MountInfo, MountResolver
-from .savings import (Copy, Savings, potential, realized_cache_pages, realized_file_pages,
-                      touched_copies)
+from .savings import (Copy, Savings, group_file_savings, has_cache_maps, potential,
+                      realized_cache_pages, realized_file_pages, touched_copies)
 
 MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
 
@@ -76,20 +76,62 @@ def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple
     return other_kept
 
 
-def node_savings(mergeable: list[list[Entry]], shared: list[Entry],
-                 others_on: Callable[[set[int], set[int]], Iterable[Entry]],
+class GroupCache:
+    """Per mergeable group (content key, aops class): its copies and its
+    EROFS-page savings, kept between refreshes; the sums over all groups are
+    kept by deltas (integers: exact)."""
+
+    def __init__(self):
+        self.groups: dict[tuple, tuple] = {}    # gid -> (order, copies, all, now, maps, unmapped)
+        self.file_all = Savings()               # group_file_savings summed over groups
+        self.file_now = Savings()               # the same over fingerprinted copies
+        self.dev_count: dict[int, int] = {}     # copies per dev
+        self.unmapped = 0
+
+    def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver) -> None:
+        old = self.groups.pop(gid, None)
+        if old is not None:
+            self._account(old, -1)
+        if members:
+            copies = [_copy(e, content) for e in members]
+            new = (members[0].order, copies, group_file_savings(copies),
+                   group_file_savings([c for c in copies if c.fingerprinted]),
+                   has_cache_maps(copies),
+                   sum(1 for c in copies if c.managed is not None and c.managed[1] is None))
+            self.groups[gid] = new
+            self._account(new, +1)
+
+    def _account(self, g: tuple, sign: int) -> None:
+        _, copies, file_all, file_now, _, unmapped = g
+        self.file_all.add(file_all, sign)
+        self.file_now.add(file_now, sign)
+        self.unmapped += sign * unmapped
+        for c in copies:
+            n = self.dev_count.get(c.key[0], 0) + sign
+            if n:
+                self.dev_count[c.key[0]] = n
+            else:
+                del self.dev_count[c.key[0]]
+
+    def mapped(self) -> list[list[Copy]]:
+        """The groups with cache page maps, in canonical order."""
+        return [g[1] for g in sorted((g for g in self.groups.values() if g[4]),
+                                     key=lambda g: g[0])]
+
+
+def node_savings(cache: GroupCache, shared: list[Entry],
+                 others_on: Callable[[set[int]], Iterable[Entry]],
                  owned: dict[tuple, dict[int, int]], readers: dict[tuple, set[int]],
                  mounts: MountResolver, content: ContentResolver, health: Health) -> Saved:
     """Potential (stock mounts) and realized (inode_share) savings: savings.py.
-    ``others_on(devs, grouped ids)``: the live non-shared entries on those
-    devs outside the groups."""
-    groups = [[_copy(e, content) for e in members] for members in mergeable]
-    grouped = {id(e) for members in mergeable for e in members}
-    devs = {c.key[0] for g in groups for c in g} | {d for e in shared for d, _ in (e.touched or {})}
-    other_kept = _other_kept(others_on(devs, grouped), content) if has_page_maps(content) else {}
-    out = Saved(potential(groups, owned, readers, other_kept),
+    ``others_on(devs)``: the live non-shared entries on those devs outside
+    every mergeable group."""
+    groups = cache.mapped()
+    devs = set(cache.dev_count) | {d for e in shared for d, _ in (e.touched or {})}
+    other_kept = _other_kept(others_on(devs), content) if has_page_maps(content) else {}
+    out = Saved(potential(groups, owned, readers, other_kept, file_part=cache.file_all),
                 potential([[c for c in g if c.fingerprinted] for g in groups],
-                          owned, readers, other_kept))
+                          owned, readers, other_kept, file_part=cache.file_now))
     realized_groups = []
     for e in shared:
         if e.touched is None:       # no per-member pages: every member in use holds all
@@ -105,9 +147,8 @@ def node_savings(mergeable: list[list[Entry]], shared: list[Entry],
             lambda mem: _page_map(content, mounts.by_dev(mem[0]), mem[1]), managed_of))
     out.realized_image_pages, out.realized_compressed_pages = realized_cache_pages(
         realized_groups, owned, readers, other_kept)
-    unmapped = sum(1 for g in groups for c in g if c.managed is not None and c.managed[1] is None)
-    if unmapped:
-        health.warnings.append(f"{unmapped} compressed file copies could not be mapped to their "
-                               f"compressed clusters (dump.erofs missing?): their compressed-data "
-                               f"cache is not in the savings")
+    if cache.unmapped:
+        health.warnings.append(f"{cache.unmapped} compressed file copies could not be mapped to "
+                               f"their compressed clusters (dump.erofs missing?): their "
+                               f"compressed-data cache is not in the savings")
     return out

@@ -46,6 +46,20 @@ class Savings:
     def pages(self) -> int:
         return self.file_pages + self.image_pages + self.compressed_pages
 
+    def add(self, other: "Savings", sign: int = 1) -> None:
+        """Add (sign -1: subtract) another Savings; zero entries are dropped."""
+        self.file_pages += sign * other.file_pages
+        self.image_pages += sign * other.image_pages
+        self.compressed_pages += sign * other.compressed_pages
+        self.now_file_pages += sign * other.now_file_pages
+        for mine, theirs in ((self.by_cgroup, other.by_cgroup), (self.by_dev, other.by_dev)):
+            for k, v in theirs.items():
+                n = mine.get(k, 0) + sign * v
+                if n:
+                    mine[k] = n
+                else:
+                    mine.pop(k, None)
+
 
 @dataclass
 class Copy:
@@ -155,19 +169,44 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
     return cand, kept
 
 
+def _fingerprinted_first(m: Copy) -> bool:
+    return not m.fingerprinted
+
+
+def group_file_savings(members: list[Copy]) -> Savings:
+    """The EROFS-page part of potential() for one group (it depends on that
+    group alone: the aggregator keeps it per group between refreshes)."""
+    out = Savings()
+    _file_pages(sorted(members, key=_fingerprinted_first), out, {})
+    return out
+
+
+def has_cache_maps(members: list[Copy]) -> bool:
+    """Whether a group takes part in the cache (image / compressed) part of
+    potential(): a member with a page map of either cache."""
+    return any((m.image and m.page_map is not None)
+               or (m.managed is not None and m.managed[0] and m.managed[1] is not None)
+               for m in members)
+
+
 def potential(groups: list[list[Copy]], owned: dict[tuple, dict[int, int]],
-              readers: dict[tuple, set[int]], other_kept: dict[tuple, set[int]]) -> Savings:
+              readers: dict[tuple, set[int]], other_kept: dict[tuple, set[int]],
+              file_part: Savings | None = None) -> Savings:
     """What inode_share would save on stock mounts.  ``groups``: copies of one
     content in one aops class (shared inodes excluded); ``owned``/``readers``/
     ``other_kept`` are keyed by cache: an image file (host dev, ino) or a
     mount's compressed-data cache ("managed", dev); ``other_kept``: pages that
-    resident files outside every group need."""
+    resident files outside every group need.  ``file_part``: the sum of
+    group_file_savings() over all groups, when the caller kept it; ``groups``
+    may then hold only the groups with has_cache_maps()."""
     out = Savings()
-    removed: dict[tuple, dict[int, int]] = {}
     # fingerprinted copies first: with sharing on, they are the ones that merge now
-    groups = [sorted(members, key=lambda m: not m.fingerprinted) for members in groups]
-    for members in groups:
-        _file_pages(members, out, removed)
+    groups = [sorted(members, key=_fingerprinted_first) for members in groups]
+    if file_part is None:
+        for members in groups:
+            _file_pages(members, out, {})
+    else:
+        out.add(file_part)
     out.image_pages = _cache_pages(groups, owned, readers, other_kept, out, resident=True)
     out.compressed_pages = _cache_pages([[_as_managed(c) for c in g] for g in groups],
                                         owned, readers, other_kept, out, resident=True)

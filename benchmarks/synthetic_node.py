@@ -1,0 +1,144 @@
+"""A synthetic node for the refresh benchmarks (not a test module): Readings
++ fixture resolvers (erofs_top/resolve/base.py), and churn between refreshes.
+
+Shape: one mount per container (half file-backed, half loop), containers share
+images (4 containers per image: the same image mounted in several containers
+gives exact duplicates); files hold 1-4 chunks of 64 pages (2.5 on average:
+250,000 files are ~625,000 chunk entries); 10 % of chunks have a second owner.
+
+Churn (``SyntheticNode.churn(fraction)``): about ``fraction`` of the chunk
+entries change between two reads, as on a busy node: 50 % page evictions or
+inserts in resident chunks, 25 % files read for the first time (new
+entries), 25 % files evicted completely.  Unchanged entries are the same
+PageChunk objects as at the previous read, as the tracepoint source
+delivers them (erofs_top/kernel/probes.py reuses what its map did not change).
+"""
+from __future__ import annotations
+
+import random
+
+import benchlib  # noqa: F401  (sets sys.path)
+
+from erofs_top.readings import FileIO, PageChunk, Readings, kdev
+from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_FILEIO, FileInfo, ImageInfo, MountInfo,
+                                    StaticCgroups, StaticContent, StaticMounts)
+
+PAGE = 4096
+CONTAINERS_PER_IMAGE = 4
+FULL_MASK = (1 << 64) - 1
+
+
+class SyntheticNode:
+    def __init__(self, n_files: int, n_containers: int, events_factor: int = 1, seed: int = 1):
+        self.rng = random.Random(seed)
+        self.n_containers = n_containers
+        self.events_factor = events_factor
+        self.n_images = max(1, n_containers // CONTAINERS_PER_IMAGE)
+        images = [ImageInfo(uuid=f"{i:08x}-0000-0000-0000-000000000000", volume_name="",
+                            feature_compat=0, feature_incompat=0, block_size=4096,
+                            image_id=f"img-{i}", ishare_xattrs=False, compressed=False)
+                  for i in range(self.n_images)]
+        self.mount_list, cg_paths = [], {}
+        for c in range(n_containers):
+            dev = kdev(0, 100 + c) if c % 2 == 0 else kdev(7, c)
+            self.mount_list.append(MountInfo(
+                dev=dev, dev_str=f"{dev >> 20}:{dev & 0xFFFFF}", mountpoint=f"/run/ctr/{c}/rootfs",
+                source=f"/img/{c % self.n_images}", backing="file" if c % 2 == 0 else "loop",
+                image=images[c % self.n_images]))
+            cg_paths[1000 + c] = f"/kubepods.slice/kubepods-besteffort.slice/" \
+                                 f"cri-containerd-{c:064x}.scope"
+        self.mounts = StaticMounts(self.mount_list)
+        self.cgroups = StaticCgroups(cg_paths)
+        self.content = StaticContent()
+        self.files: dict[tuple[int, int], list[PageChunk]] = {}
+        self.io: dict[tuple[int, int], FileIO] = {}
+        self.per_mount = max(1, n_files // n_containers)
+        self.next_ino = [100] * n_containers
+        made = 0
+        for c in range(n_containers):
+            count = self.per_mount if c < n_containers - 1 else n_files - made
+            for _ in range(count):
+                self.add_file(c)
+            made += count
+
+    def add_file(self, c: int) -> int:
+        """A file of container c's mount read for the first time: its chunk entries."""
+        m = self.mount_list[c]
+        cg = 1000 + c
+        j = self.next_ino[c] - 100
+        ino = self.next_ino[c]
+        self.next_ino[c] += 1
+        nchunks = 1 + (j % 4)
+        # same nid -> same size within an image; sizes differ across images
+        size = (nchunks * 64 - 3) * PAGE + (c % self.n_images) * self.per_mount + j
+        aops = AOPS_FILEIO if m.backing == "file" else AOPS_BLOCK
+        self.content.files[(m.dev, ino)] = FileInfo(ino, f"{m.mountpoint}/usr/lib/f{j}.so",
+                                                    size, True, aops)
+        self.content.content[(m.dev, ino)] = f"{(c % self.n_images) * 10_000_000 + j:064x}"
+        chunks = []
+        for k in range(nchunks):
+            owners = {cg: FULL_MASK}
+            if self.rng.random() < 0.1:    # a second cgroup inserted some pages
+                other = 1000 + self.rng.randrange(self.n_containers)
+                owners = {cg: (1 << 32) - 1, other: ((1 << 32) - 1) << 32}
+            chunks.append(PageChunk(m.dev, ino, k, owners))
+        self.files[(m.dev, ino)] = chunks
+        pages = nchunks * 64 * self.events_factor
+        self.io[(m.dev, ino)] = FileIO(m.dev, ino, cg, inserted_pages=pages,
+                                       evicted_pages=pages // 2, readahead_pages=pages,
+                                       read_folio_count=nchunks * self.events_factor)
+        return nchunks
+
+    def chunk_count(self) -> int:
+        return sum(len(v) for v in self.files.values())
+
+    def churn(self, fraction: float) -> int:
+        """Change about ``fraction`` of the chunk entries; returns how many changed."""
+        target = max(1, int(self.chunk_count() * fraction))
+        keys = list(self.files) if fraction > 0.05 else None
+        done = 0
+        while done < target:
+            r = self.rng.random()
+            if r < 0.25:
+                done += self.add_file(self.rng.randrange(self.n_containers))
+                continue
+            key = self.rng.choice(keys) if keys else self._random_key()
+            chunks = self.files.get(key)
+            if not chunks:
+                continue
+            if r < 0.5:
+                del self.files[key]
+                self.io.pop(key, None)
+                done += len(chunks)
+                continue
+            i = self.rng.randrange(len(chunks))
+            pc = chunks[i]
+            flip = 1 << self.rng.randrange(64)
+            owners = dict(pc.owners)
+            cg = next(iter(owners))
+            owners[cg] ^= flip                  # a page evicted or inserted
+            chunks = list(chunks)
+            chunks[i] = PageChunk(pc.dev, pc.ino, pc.chunk, {k: v for k, v in owners.items() if v})
+            self.files[key] = chunks
+            old = self.io[key]
+            self.io[key] = FileIO(old.dev, old.ino, old.cgroup_id, old.inserted_pages + 1,
+                                  old.evicted_pages + 1, old.readahead_pages,
+                                  old.read_folio_count + 1)
+            done += 1
+        return done
+
+    def _random_key(self) -> tuple[int, int]:
+        c = self.rng.randrange(self.n_containers)
+        ino = 100 + self.rng.randrange(max(1, self.next_ino[c] - 100))
+        return (self.mount_list[c].dev, ino)
+
+    def readings(self, taken_at: float = 1.0) -> Readings:
+        r = Readings(taken_at=taken_at, page_size=PAGE)
+        for chunks in self.files.values():
+            r.chunks.extend(chunks)
+        r.io = list(self.io.values())
+        r.maps = {"chunks": (len(r.chunks), 1 << 20, 0), "io": (len(r.io), 1 << 20, 0)}
+        return r
+
+    def resolvers(self):
+        return self.mounts, self.cgroups, self.content
