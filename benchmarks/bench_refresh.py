@@ -77,14 +77,14 @@ def part_full(files_list, repeat: int) -> dict:
 
 
 def part_incremental(files_list, full: dict, steps: int) -> None:
-    print(f"\nIncremental refresh (Aggregator kept between refreshes, full pass off), "
+    print(f"\nIncremental refresh (Aggregator kept between refreshes, re-derivation slices off), "
           f"median of {steps} successive refreshes per churn level")
     print(f"  {'files':>7} {'containers':>10} {'chunks':>7} {'changed':>8} {'entries':>8} "
           f"{'refresh':>10} {'us/changed':>11} {'vs full':>8}")
     for n_files in files_list:
         for n_ctr in (10, 100, 1000):
             node = SyntheticNode(n_files, n_ctr)
-            agg = Aggregator(full_pass_every=0)
+            agg = Aggregator(recheck_slices=0)
             agg.update(node.readings(), *node.resolvers(), tier="tracepoint", started_at=0.0)
             for frac in FRACTIONS:
                 times, changed = [], []

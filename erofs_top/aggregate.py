@@ -21,6 +21,7 @@ Definitions (docs/json.md has them for users):
 """
 from __future__ import annotations
 
+import gc
 import heapq
 
 from .attribution import Accumulators, Contribution
@@ -33,7 +34,7 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
                            CgroupResolver, MountResolver)
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
-FULL_PASS_EVERY = 60       # refreshes between two full recomputes (belt and braces)
+RECHECK_SLICES = 64        # every entry is re-derived from its input once per 64 refreshes
 
 
 def _mount_sig(m) -> tuple | None:
@@ -51,12 +52,12 @@ class Aggregator:
     aggregate() of the same Readings (tests/unit/test_refresh_churn.py);
     docs/architecture.md "Incremental refresh" explains why."""
 
-    def __init__(self, full_pass_every: int = FULL_PASS_EVERY):
-        self.full_pass_every = full_pass_every
-        self._reset()
-
-    def _reset(self) -> None:
+    def __init__(self, recheck_slices: int = RECHECK_SLICES):
+        self.recheck_slices = recheck_slices
         self.refreshes = 0
+        self.slices: list[set[tuple]] = [set() for _ in range(max(1, recheck_slices))]
+        self.slice_of: dict[tuple, int] = {}
+        self.added = 0
         self.entries: dict[tuple, Entry] = {}
         self.inputs: dict[tuple, object] = {}           # key -> its PageChunks / SharedInode
         self.dev_keys: dict[int, set[tuple]] = {}       # dev -> entry keys
@@ -79,8 +80,19 @@ class Aggregator:
     def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
                content: ContentResolver, *, tier: str, started_at: float,
                files_cap: int = 200, kernel: str = "") -> Model:
-        if self.full_pass_every and self.refreshes >= self.full_pass_every:
-            self._reset()       # a periodic full pass: nothing kept survives a bug for long
+        # a refresh allocates an object per changed chunk: the cyclic GC
+        # would walk every kept entry many times over (most of a full pass)
+        gc_on = gc.isenabled()
+        gc.disable()
+        try:
+            return self._update(readings, mounts, cgroups, content, tier=tier,
+                                started_at=started_at, files_cap=files_cap, kernel=kernel)
+        finally:
+            if gc_on:
+                gc.enable()
+
+    def _update(self, readings, mounts, cgroups, content, *, tier, started_at, files_cap,
+                kernel) -> Model:
         self.refreshes += 1
         health = _health(readings, files_cap)
         changed = self._read_entries(readings)
@@ -100,33 +112,46 @@ class Aggregator:
 
     # ---------------------------------------------------------- phase 1: entries
     def _read_entries(self, readings: Readings) -> set[tuple]:
-        """Rebuild the entries whose input changed; returns their keys (and
+        """Rebuild the entries whose input changed, and one slice of the
+        others from scratch (resolution included); returns their keys (and
         those of entries gone)."""
         by_file: dict[tuple, object] = group_chunks(readings.chunks)
         changed: set[tuple] = set()
         old_inputs = self.inputs
+        added = 0
         for key, pcs in by_file.items():
-            if not same_input(old_inputs.get(key), pcs):
+            old = old_inputs.get(key)
+            if old is None:
+                added += 1
+            if not same_input(old, pcs):
                 self._put(key, chunk_entry(key[0], key[1], pcs))
                 changed.add(key)
         for si in readings.shared:
             key = ("shared", si.mapping)
             old = old_inputs.get(key)
+            if old is None:
+                added += 1
             if old is None or (old is not si and old != si):
                 self._put(key, shared_entry(si))
                 changed.add(key)
             by_file[key] = si
-        new_keys = sum(1 for k in changed if k not in old_inputs)
-        if len(old_inputs) != len(by_file) - new_keys:     # some entries are gone
+        if len(old_inputs) > len(by_file) - added:      # some entries are gone
             for key in old_inputs.keys() - by_file.keys():
                 self._put(key, None)
+                changed.add(key)
+        if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
+            for key in list(self.slices[self.refreshes % self.recheck_slices] - changed):
+                inp = by_file[key]
+                self._put(key, shared_entry(inp) if key[0] == "shared"
+                          else chunk_entry(key[0], key[1], inp), fresh=True)
                 changed.add(key)
         self.inputs = by_file
         return changed
 
-    def _put(self, key: tuple, e: Entry | None) -> None:
+    def _put(self, key: tuple, e: Entry | None, fresh: bool = False) -> None:
         """Replace (or drop, e None) an entry; a rebuilt entry keeps the
-        resolution and content key of the one it replaces (same file)."""
+        resolution and content key of the one it replaces (same file),
+        unless ``fresh``."""
         old = self.entries.pop(key, None)
         if old is not None:
             keys = self.dev_keys[old.dev]
@@ -134,8 +159,13 @@ class Aggregator:
             if not keys:
                 del self.dev_keys[old.dev]
         if e is None:
+            self.slices[self.slice_of.pop(key)].discard(key)
             return
-        if old is not None and old.dev == e.dev and old.ino == e.ino:
+        if old is None:
+            slot = self.slice_of[key] = self.added % len(self.slices)
+            self.slices[slot].add(key)
+            self.added += 1
+        if old is not None and not fresh and old.dev == e.dev and old.ino == e.ino:
             e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
         else:
             e.mount = _UNRESOLVED
@@ -300,7 +330,7 @@ class Aggregator:
                           if k[0] != "shared" and k[1] == MANAGED_CACHE_INO),
                          key=lambda e: e.order)
         owned = cache_owners(managed, readings)
-        readers = {k: set(v) for k, v in self.acc.readers.items()}
+        readers = self.acc.readers()
 
         def others_on(devs):
             for dev in devs:

@@ -8,7 +8,7 @@ fractions): a sum kept by deltas equals a sum made from scratch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 from .entries import Entry
@@ -28,49 +28,38 @@ def managed_key(dev: int) -> tuple:
 
 class Contribution:
     """What one live entry adds to the accumulators."""
-    __slots__ = ("per_cg", "is_shared", "users", "shared_pages", "devs", "refs", "mount_dev",
-                 "mount_cgroups", "resident", "dup", "seeded", "rank", "caches")
+    __slots__ = ("per_cg", "users", "member_users", "shared_pages", "mount", "resident",
+                 "dup", "seeded", "rank")
 
     def __init__(self, e: Entry):
-        resident = e.resident_pages()
-        dup = sum(m.bit_count() for m in e.dup.values())
-        per_cg: dict[int, list[int]] = {}       # cg -> [resident, dup, seeded]
-        seeded = 0
+        per_cg: dict[int, tuple[int, int, int]] = {}     # cg -> (resident, dup, seeded)
+        resident = dup = seeded = 0
+        seeded_masks = e.seeded
+        dups = e.dup
         for c, owners in e.chunks.items():
-            dmask = e.dup.get(c, 0)
-            smask = e.seeded.get(c, 0)
+            dmask = dups.get(c, 0) if dups else 0
+            smask = seeded_masks.get(c, 0) if seeded_masks else 0
+            union = 0
             for cg, m in owners.items():
+                union |= m
                 v = per_cg.get(cg)
-                if v is None:
-                    v = per_cg[cg] = [0, 0, 0]
-                v[0] += m.bit_count()
-                v[1] += (m & dmask).bit_count()
-                v[2] += (m & smask).bit_count()
+                r, d, s = m.bit_count(), (m & dmask).bit_count(), (m & smask).bit_count()
+                per_cg[cg] = (r, d, s) if v is None else (v[0] + r, v[1] + d, v[2] + s)
+            resident += union.bit_count()
+            dup += dmask.bit_count()
             if smask:
-                seeded += (smask & e.union.get(c, 0)).bit_count()
-        owners_of_file = set(per_cg)
+                seeded += (smask & union).bit_count()
         self.per_cg = per_cg
-        self.is_shared = bool(e.shared_mapping)
-        self.users: tuple[int, ...] = ()
+        self.users: tuple[int, ...] = ()        # shared inode: cgroups that use it
+        self.member_users: tuple[int, ...] = ()
         self.shared_pages = 0
         if e.shared_mapping:
-            self.users = tuple(sorted(set(e.users) or owners_of_file))
+            self.users = tuple(sorted(set(e.users) or set(per_cg)))
+            self.member_users = tuple(sorted(e.users))
             self.shared_pages = resident
-        dev_str = e.mount.dev_str if e.mount else None
-        self.devs = {(cg, dev_str) for cg in owners_of_file | set(self.users)} \
-            if dev_str is not None else set()
-        self.refs = owners_of_file | set(self.users)
-        self.mount_dev = e.mount.dev if e.mount else None
-        self.mount_cgroups = owners_of_file | set(e.users)
+        self.mount = e.mount
         self.resident, self.dup, self.seeded = resident, dup, seeded
         self.rank = (-resident, -dup, e.dev, e.ino, e.shared_mapping)
-        # the caches it reads through and the cgroups reading them (savings)
-        self.caches: list[tuple] = []
-        img = image_key(e.mount)
-        if img:
-            self.caches.append(img)
-        if e.dev and not e.shared_mapping:
-            self.caches.append(managed_key(e.dev))
 
 
 @dataclass
@@ -80,11 +69,10 @@ class CgroupAcc:
     dup: int = 0
     shared: int = 0
     fair_pages: int = 0             # pages it alone holds (non-shared entries)
-    fair_shared: Fraction = Fraction(0)   # its equal share of shared pages
+    fair_shared: Fraction | int = 0   # its equal share of shared pages
     seeded: int = 0
-    files: int = 0
-    refs: int = 0                   # live entries it owns pages of or uses
-    devs: dict[str, int] = field(default_factory=dict)   # dev_str -> entries
+    files: int = 0                  # live entries it owns pages of
+    uses: int = 0                   # live shared entries it uses
 
     @property
     def fair(self):
@@ -100,67 +88,100 @@ def _count(d: dict, k, sign: int) -> None:
 
 
 class Accumulators:
-    """Sums over the live entries' contributions."""
+    """Sums over the live entries' contributions.  Per (mount, cgroup) the
+    ``holders`` sums also give each cgroup's mounts, each mount's cgroups and
+    the cgroups reading each cache (derived in ``readers()``)."""
 
     def __init__(self):
         self.cg: dict[int, CgroupAcc] = {}
         self.mount_resident: dict[int, int] = {}
         self.mount_dup: dict[int, int] = {}
-        self.mount_cgroups: dict[int, dict[int, int]] = {}    # dev -> cg -> entries
-        self.holders: dict[tuple[int, int], list[int]] = {}   # (dev, cg) -> [res, dup]
-        self.readers: dict[tuple, dict[int, int]] = {}        # cache -> cg -> entries
+        self.mounts: dict[int, object] = {}                  # dev -> MountInfo seen
+        # (dev, cg) -> [resident, dup, entries, of which shared entries]
+        self.holders: dict[tuple[int, int], list[int]] = {}
+        self.user_devs: dict[tuple[int, int], int] = {}      # (dev, cg) -> shared users there
+        self.member_users: dict[tuple[int, int], int] = {}   # (dev, cg) -> e.users there
         self.resident = self.dup = self.seeded = self.shared = 0
 
     def apply(self, c: Contribution, sign: int) -> None:
         cgs = self.cg
-        for cg in c.refs:
+        is_shared = c.shared_pages > 0
+        for cg, (res, dup, seeded) in c.per_cg.items():
             a = cgs.get(cg)
             if a is None:
                 a = cgs[cg] = CgroupAcc()
-            a.refs += sign
-        for cg, (res, dup, seeded) in c.per_cg.items():
-            a = cgs[cg]
             a.resident += sign * res
             a.dup += sign * dup
             a.seeded += sign * seeded
             a.files += sign
-            if not c.is_shared:     # its pages are its own: the fair share is all of them
+            if not is_shared:       # its pages are its own: the fair share is all of them
                 a.fair_pages += sign * res
         if c.users:
             share = Fraction(c.shared_pages, len(c.users))
             for cg in c.users:
-                a = cgs[cg]
+                a = cgs.get(cg)
+                if a is None:
+                    a = cgs[cg] = CgroupAcc()
                 a.shared += sign * c.shared_pages
                 a.fair_shared += sign * share
-        for cg, dev_str in c.devs:
-            _count(cgs[cg].devs, dev_str, sign)
-        for cg in c.refs:
-            if cgs[cg].refs == 0:
+                a.uses += sign
+        for cg in set(c.per_cg) | set(c.users):
+            a = cgs[cg]
+            if a.files == 0 and a.uses == 0:
                 del cgs[cg]
-        self._apply_mount(c, sign)
+        if c.mount is not None:
+            self._apply_mount(c, sign, is_shared)
         self.resident += sign * c.resident
         self.dup += sign * c.dup
         self.seeded += sign * c.seeded
         self.shared += sign * c.shared_pages
 
-    def _apply_mount(self, c: Contribution, sign: int) -> None:
-        for key in c.caches:
-            rd = self.readers.setdefault(key, {})
-            for cg in c.per_cg:
-                _count(rd, cg, sign)
-            if not rd:
-                del self.readers[key]
-        dev = c.mount_dev
-        if dev is None:
-            return
+    def _apply_mount(self, c: Contribution, sign: int, is_shared: bool) -> None:
+        dev = c.mount.dev
+        if sign > 0:
+            self.mounts[dev] = c.mount
         self.mount_resident[dev] = self.mount_resident.get(dev, 0) + sign * c.resident
         self.mount_dup[dev] = self.mount_dup.get(dev, 0) + sign * c.dup
-        mc = self.mount_cgroups.setdefault(dev, {})
-        for cg in c.mount_cgroups:
-            _count(mc, cg, sign)
+        holders = self.holders
         for cg, (res, dup, _) in c.per_cg.items():
-            h = self.holders.setdefault((dev, cg), [0, 0])
+            h = holders.get((dev, cg))
+            if h is None:
+                h = holders[(dev, cg)] = [0, 0, 0, 0]
             h[0] += sign * res
             h[1] += sign * dup
-            if h == [0, 0]:
-                del self.holders[(dev, cg)]
+            h[2] += sign
+            if is_shared:
+                h[3] += sign
+            if h[2] == 0:
+                del holders[(dev, cg)]
+        for cg in c.users:
+            _count(self.user_devs, (dev, cg), sign)
+        for cg in c.member_users:
+            _count(self.member_users, (dev, cg), sign)
+
+    # ---------------------------------------------------------- derived per refresh
+    def cgroup_devs(self) -> dict[int, set[int]]:
+        """cg -> devs of the mounts it holds pages of or uses shared inodes on."""
+        out: dict[int, set[int]] = {}
+        for dev, cg in self.holders.keys() | self.user_devs.keys():
+            out.setdefault(cg, set()).add(dev)
+        return out
+
+    def mount_cgroups(self) -> dict[int, set[int]]:
+        """dev -> cgroups holding pages there, or users of its shared inodes."""
+        out: dict[int, set[int]] = {}
+        for dev, cg in self.holders.keys() | self.member_users.keys():
+            out.setdefault(dev, set()).add(cg)
+        return out
+
+    def readers(self) -> dict[tuple, set[int]]:
+        """cache -> cgroups holding pages of files that read through it: the
+        image file of file-backed/loop mounts, a mount's compressed-data cache."""
+        out: dict[tuple, set[int]] = {}
+        for (dev, cg), (_, _, n, n_shared) in self.holders.items():
+            img = image_key(self.mounts.get(dev))
+            if img:
+                out.setdefault(img, set()).add(cg)
+            if n > n_shared and dev:
+                out.setdefault(managed_key(dev), set()).add(cg)
+        return out

@@ -46,6 +46,8 @@ def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
                    totals: Totals, page: int) -> list[Container]:
     io = _io_sums(readings)
     accs = agg.acc.cg
+    devs_of = agg.acc.cgroup_devs()
+    mounts_seen = agg.acc.mounts
     containers: list[Container] = []
     for cg in sorted(accs.keys() | io.keys()):
         a = accs.get(cg)
@@ -68,7 +70,7 @@ def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
             inserted_bytes=ins * page, evicted_bytes=ev * page,
             readahead_bytes=ra * page, read_folio_count=rf,
             seeded_bytes=a.seeded * page if a else 0, files_count=a.files if a else 0,
-            mounts=sorted(a.devs) if a else [],
+            mounts=sorted(mounts_seen[d].dev_str for d in devs_of.get(cg, ())),
             potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page,
             **_runtime_names(ci)))
         totals.inserted_bytes += ins * page
@@ -81,12 +83,13 @@ def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,
                page: int) -> list[Mount]:
     acc = agg.acc
     holders_of: dict[int, list[MountHolder]] = {}
-    for (dev, cg), (res, dup) in acc.holders.items():
+    for (dev, cg), (res, dup, _, _) in acc.holders.items():
         if res:
             holders_of.setdefault(dev, []).append(MountHolder(cg, res * page, dup * page))
     for hs in holders_of.values():
         hs.sort(key=lambda x: (-x.resident_bytes, x.cgroup_id))
     rows: list[Mount] = []
+    cgroups_of = acc.mount_cgroups()
     for m in mounts.mounts():
         img = m.image
         backing_pages = readings.backing_pages.get((m.backing_dev, m.backing_ino), 0) \
@@ -101,7 +104,7 @@ def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,
             resident_bytes=acc.mount_resident.get(m.dev, 0) * page,
             duplicate_bytes=acc.mount_dup.get(m.dev, 0) * page,
             backing_resident_bytes=max(0, backing_pages) * page,
-            containers_count=len(acc.mount_cgroups.get(m.dev, ())),
+            containers_count=len(cgroups_of.get(m.dev, ())),
             potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
             potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
             holders=holders_of.get(m.dev, []),

@@ -155,7 +155,7 @@ class Node:
         if self.rng.random() < 0.2:
             self.shared.pop(mapping, None)
             return
-        ms = self.rng.sample([(m.dev, 3) for m in self.all_mounts], 2)
+        ms = self.rng.sample([(m.dev, self.rng.choice((3, 6))) for m in self.all_mounts], 2)
         users = {cg: {self.rng.choice(ms)} for cg in self.rng.sample(CGROUPS[1:], 2)}
         touched = None if self.rng.random() < 0.3 else {
             mem: {0: self.rng.getrandbits(64)} for mem in ms}
@@ -205,10 +205,11 @@ def _assert_same(got, want, step):
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("ops_per_refresh", [1, 5, 40])
-def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh):
+@pytest.mark.parametrize("recheck", [0, 4])     # 0: only deltas; 4: + a slice re-derived
+def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh, recheck):
     rng = random.Random(seed * 1000 + ops_per_refresh)
     node = Node(rng)
-    agg = Aggregator(full_pass_every=0)      # never a full pass: only deltas
+    agg = Aggregator(recheck_slices=recheck)
     cap = rng.choice([3, 10, 200])
     for step in range(30):
         node.churn(ops_per_refresh)
@@ -229,7 +230,7 @@ def test_unchanged_readings_reuse_every_entry():
     node = Node(random.Random(5))
     node.churn(60)
     r = node.readings(1.0)
-    agg = Aggregator(full_pass_every=0)
+    agg = Aggregator(recheck_slices=0)
     first = _refresh(agg, node, r, 200)
     entries = dict(agg.entries)
     second = _refresh(agg, node, node.readings(2.0), 200)
