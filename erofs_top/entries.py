@@ -158,7 +158,8 @@ def aops(e: Entry) -> str:
 def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
     """Fill e.dup for the entries of one content key (canonical order).
     Returns (redundant pages, the groups inode_share could merge: same
-    content, same aops class, not already in a shared inode)."""
+    content, same aops class; shared inodes of one content in several groups
+    sit in different domains)."""
     for e in group:
         e.dup = {}
         e.in_group = False
@@ -181,7 +182,9 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
                     e.dup[c] = d
     by_class: dict[str, list[Entry]] = defaultdict(list)
     for e in group:
-        if e.shared_mapping == 0:   # already shared pages save nothing more
+        # an inode_share mount's own-inode pages are private (splice
+        # readers): no remount merges them
+        if e.shared_mapping or not (e.mount and e.mount.inode_share):
             by_class[aops(e)].append(e)
     mergeable = [members for members in by_class.values() if len(members) >= 2]
     for members in mergeable:

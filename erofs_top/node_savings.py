@@ -21,6 +21,7 @@ MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_in
 class Saved:
     potential: Savings
     potential_now: Savings
+    potential_domains: Savings          # stages a + c (see stage_groups)
     realized_file_pages: int = 0
     realized_image_pages: int = 0
     realized_compressed_pages: int = 0
@@ -76,15 +77,32 @@ def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple
     return other_kept
 
 
+STAGES = ("rebuild", "now", "domains")
+
+
+def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, list[Copy]]:
+    """The copies of one mergeable group for each stage of the prediction:
+    ``now`` (a: stock mounts of images with fingerprints join one shared
+    inode), ``domains`` (a + c: the shared inodes of one content in different
+    domains merge too), ``rebuild`` (a + b + c: images without fingerprints
+    rebuilt).  Shared inodes come first, largest first: they keep their pages."""
+    shared = sorted((e for e in members if e.shared_mapping),
+                    key=lambda e: (-e.resident_pages(), e.shared_mapping))
+    stock = [e for e in members if not e.shared_mapping]
+    first = [_copy(e, content) for e in shared]
+    stock_copies = [_copy(e, content) for e in stock]
+    ready = [c for c in stock_copies if c.fingerprinted]
+    return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
+
+
 class GroupCache:
-    """Per mergeable group (content key, aops class): its copies and its
-    EROFS-page savings, kept between refreshes; the sums over all groups are
-    kept by deltas (integers: exact)."""
+    """Per mergeable group (content key, aops class): its copies per stage
+    and their EROFS-page savings, kept between refreshes; the sums over all
+    groups are kept by deltas (integers: exact)."""
 
     def __init__(self):
-        self.groups: dict[tuple, tuple] = {}    # gid -> (order, copies, all, now, maps, unmapped)
-        self.file_all = Savings()               # group_file_savings summed over groups
-        self.file_now = Savings()               # the same over fingerprinted copies
+        self.groups: dict[tuple, tuple] = {}    # gid -> (order, stages, file parts, maps, unmapped)
+        self.file_part = {stage: Savings() for stage in STAGES}
         self.dev_count: dict[int, int] = {}     # copies per dev
         self.unmapped = 0
 
@@ -93,30 +111,31 @@ class GroupCache:
         if old is not None:
             self._account(old, -1)
         if members:
-            copies = [_copy(e, content) for e in members]
-            new = (members[0].order, copies, group_file_savings(copies),
-                   group_file_savings([c for c in copies if c.fingerprinted]),
-                   has_cache_maps(copies),
-                   sum(1 for c in copies if c.managed is not None and c.managed[1] is None))
+            stages = stage_groups(members, content)
+            rebuild = stages["rebuild"]
+            new = (members[0].order, stages,
+                   {stage: group_file_savings(stages[stage]) for stage in STAGES},
+                   has_cache_maps(rebuild),
+                   sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None))
             self.groups[gid] = new
             self._account(new, +1)
 
     def _account(self, g: tuple, sign: int) -> None:
-        _, copies, file_all, file_now, _, unmapped = g
-        self.file_all.add(file_all, sign)
-        self.file_now.add(file_now, sign)
+        _, stages, file_parts, _, unmapped = g
+        for stage in STAGES:
+            self.file_part[stage].add(file_parts[stage], sign)
         self.unmapped += sign * unmapped
-        for c in copies:
+        for c in stages["rebuild"]:
             n = self.dev_count.get(c.key[0], 0) + sign
             if n:
                 self.dev_count[c.key[0]] = n
             else:
                 del self.dev_count[c.key[0]]
 
-    def mapped(self) -> list[list[Copy]]:
+    def mapped(self, stage: str) -> list[list[Copy]]:
         """The groups with cache page maps, in canonical order."""
-        return [g[1] for g in sorted((g for g in self.groups.values() if g[4]),
-                                     key=lambda g: g[0])]
+        return [g[1][stage] for g in sorted((g for g in self.groups.values() if g[3]),
+                                            key=lambda g: g[0])]
 
 
 def node_savings(cache: GroupCache, shared: list[Entry],
@@ -126,12 +145,10 @@ def node_savings(cache: GroupCache, shared: list[Entry],
     """Potential (stock mounts) and realized (inode_share) savings: savings.py.
     ``others_on(devs)``: the live non-shared entries on those devs outside
     every mergeable group."""
-    groups = cache.mapped()
     devs = set(cache.dev_count) | {d for e in shared for d, _ in (e.touched or {})}
     other_kept = _other_kept(others_on(devs), content) if has_page_maps(content) else {}
-    out = Saved(potential(groups, owned, readers, other_kept, file_part=cache.file_all),
-                potential([[c for c in g if c.fingerprinted] for g in groups],
-                          owned, readers, other_kept, file_part=cache.file_now))
+    out = Saved(*(potential(cache.mapped(stage), owned, readers, other_kept,
+                            file_part=cache.file_part[stage]) for stage in STAGES))
     realized_groups = []
     for e in shared:
         if e.touched is None:       # no per-member pages: every member in use holds all

@@ -107,6 +107,9 @@ def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,
             containers_count=len(cgroups_of.get(m.dev, ())),
             potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
             potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
+            potential_savings_domains_bytes=max(
+                0, saved.potential_domains.by_dev.get(m.dev, 0)
+                - saved.potential_now.by_dev.get(m.dev, 0)) * page,
             holders=holders_of.get(m.dev, []),
             layer_digest=getattr(m, "layer_digest", ""),
             snapshot_id=getattr(m, "snapshot_id", ""),
@@ -145,8 +148,10 @@ def _fill_totals(totals: Totals, agg, saved, readings: Readings, page: int) -> N
     totals.potential_savings_image_cache_bytes = saved.potential.image_pages * page
     totals.potential_savings_compressed_cache_bytes = saved.potential.compressed_pages * page
     totals.potential_savings_now_bytes = saved.potential_now.pages * page
-    totals.potential_savings_rebuild_bytes = (saved.potential.pages
+    totals.potential_savings_domains_bytes = (saved.potential_domains.pages
                                               - saved.potential_now.pages) * page
+    totals.potential_savings_rebuild_bytes = (saved.potential.pages
+                                              - saved.potential_domains.pages) * page
     totals.shared_bytes = acc.shared * page
     totals.sharing_saved_bytes = (saved.realized_file_pages + saved.realized_image_pages
                                   + saved.realized_compressed_pages) * page

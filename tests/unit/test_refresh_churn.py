@@ -11,6 +11,7 @@ ones of resolve/base.py; the page maps below stand in for dump.erofs output
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 
 import pytest
@@ -75,6 +76,8 @@ class Node:
         imgs = [_image(i, fingerprints=i % 2 == 0) for i in range(3)]
         backings = ["file", "loop", "file", "block", "file", "loop"]
         self.all_mounts = [_mount(n, backings[n], imgs[n % 3]) for n in range(6)]
+        for m in self.all_mounts[::3]:
+            m.inode_share = True
         self.mounts = StaticMounts(list(self.all_mounts))
         self.cgroups = StaticCgroups({cg: f"/pods/c{cg}" for cg in CGROUPS if cg})
         files, content, late = {}, {}, {}
@@ -97,7 +100,7 @@ class Node:
 
     def churn(self, n_ops: int) -> None:
         ops = [self.insert] * 6 + [self.evict] * 3 + [self.drop_file, self.drop_cgroup,
-               self.toggle_mount, self.share, self.move_owners, self.io_event]
+               self.toggle_mount, self.share, self.move_owners, self.io_event, self.remount]
         for _ in range(n_ops):
             self.rng.choice(ops)()
         self.content.step += 1
@@ -149,6 +152,19 @@ class Node:
             self.mounts.items.remove(m)
         else:
             self.mounts.items.append(m)
+
+    def remount(self):
+        """Options change in place (SysMounts updates its MountInfo), or the
+        dev comes back as another mount (another image file behind it)."""
+        i = self.rng.randrange(len(self.all_mounts))
+        m = self.all_mounts[i]
+        if self.rng.random() < 0.5:
+            m.inode_share = not m.inode_share
+            return
+        new = dataclasses.replace(m, backing_ino=m.backing_ino + 100 if m.backing_ino else 0,
+                                  mountpoint=m.mountpoint + "x")
+        self.all_mounts[i] = new
+        self.mounts.items = [new if x is m else x for x in self.mounts.items]
 
     def share(self):
         mapping = 0xffff0000 + self.rng.randrange(3)
