@@ -21,6 +21,7 @@ Definitions (docs/json.md has them for users):
 """
 from __future__ import annotations
 
+import bisect
 import gc
 import heapq
 
@@ -71,8 +72,8 @@ class Aggregator:
         self.mergeable: dict[str, list[list[Entry]]] = {}
         self.contrib: dict[tuple, Contribution] = {}
         self.acc = Accumulators()
-        self.top: list[tuple] | None = None
-        self.top_cap = -1
+        self.ranking = Ranking()
+        self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
         self.dirty_groups: set[tuple] = set()
         self.unresolved_devs: set[int] = set()
@@ -108,7 +109,7 @@ class Aggregator:
         saved = self._savings(touched, readings, mounts, content, health)
         return build_model(self, readings, mounts, cgroups, saved, health, tier=tier,
                            started_at=started_at, kernel=kernel,
-                           top=self._top_files(touched, files_cap))
+                           top=self.ranking.top(files_cap, self.contrib))
 
     # ---------------------------------------------------------- phase 1: entries
     def _read_entries(self, readings: Readings) -> set[tuple]:
@@ -286,32 +287,23 @@ class Aggregator:
 
     # ---------------------------------------------------------- phase 5: attribution
     def _attribute(self, touched: set[tuple]) -> None:
-        """Subtract the old contribution of every touched entry, add its new one."""
-        acc, contrib, entries = self.acc, self.contrib, self.entries
+        """Subtract the old contribution of every touched entry, add its new
+        one; keep the ranking of the largest files current."""
+        acc, contrib, entries, special = self.acc, self.contrib, self.entries, self.special
+        ranking = self.ranking
         for key in touched:
             old = contrib.pop(key, None)
             if old is not None:
                 acc.apply(old, -1)
+                ranking.drop(key, old.rank)
+                special.discard(key)
             e = entries.get(key)
             if e is not None and e.union:
                 c = contrib[key] = Contribution(e)
                 acc.apply(c, +1)
-        self._touched_ranks = touched
-
-    def _top_files(self, touched: set[tuple], files_cap: int) -> list[tuple]:
-        """The files_cap largest files (rank order), recomputed only when a
-        touched entry is or could be among them."""
-        top = self.top
-        if top is not None and self.top_cap == files_cap:
-            last = top[-1] if len(top) >= files_cap and top else None
-            listed = {_rank_key(r) for r in top}
-            if last is not None and not any(
-                    k in listed or (k in self.contrib and self.contrib[k].rank <= last)
-                    for k in touched):
-                return top
-        self.top = heapq.nsmallest(files_cap, (c.rank for c in self.contrib.values()))
-        self.top_cap = files_cap
-        return self.top
+                ranking.offer(key, c.rank)
+                if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
+                    special.add(key)
 
     # ---------------------------------------------------------- phase 6: savings
     def _savings(self, touched: set[tuple], readings: Readings, mounts: MountResolver,
@@ -324,10 +316,9 @@ class Aggregator:
             groups = self.mergeable.get(gid[0], ())
             cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content)
         self.dirty_groups = set()
-        shared = sorted((entries[k] for k in self.contrib if k[0] == "shared"),
+        shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
                         key=lambda e: e.order)
-        managed = sorted((entries[k] for k in self.contrib
-                          if k[0] != "shared" and k[1] == MANAGED_CACHE_INO),
+        managed = sorted((entries[k] for k in self.special if k[0] != "shared"),
                          key=lambda e: e.order)
         owned = cache_owners(managed, readings)
         readers = self.acc.readers()
@@ -341,6 +332,42 @@ class Aggregator:
         return node_savings(cache, shared, others_on, owned, readers, mounts, content, health)
 
 
+class Ranking:
+    """The largest files, without sorting all of them at every refresh:
+    ``reserve`` holds the smallest ranks (largest files first) and every live
+    entry outside it ranks above ``bound``; a changed entry enters it when it
+    ranks below the bound.  Rebuilt when it runs short of the files asked for."""
+    RESERVE = 4                 # x files_cap kept
+
+    def __init__(self):
+        self.reserve: list[tuple] = []
+        self.bound: tuple | None = None     # None: every live entry is in the reserve
+        self.valid = False
+
+    def drop(self, key: tuple, rank: tuple) -> None:
+        if not self.valid:          # top() ranks everything anyway
+            return
+        i = bisect.bisect_left(self.reserve, rank)
+        if i < len(self.reserve) and self.reserve[i] == rank:
+            del self.reserve[i]
+
+    def offer(self, key: tuple, rank: tuple) -> None:
+        if self.valid and (self.bound is None or rank < self.bound):
+            bisect.insort(self.reserve, rank)
+
+    def top(self, files_cap: int, contrib: dict[tuple, Contribution]) -> list[tuple]:
+        short = len(self.reserve) < files_cap and self.bound is not None
+        if not self.valid or short:
+            n = max(files_cap * self.RESERVE, 1)
+            self.reserve = heapq.nsmallest(n, (c.rank for c in contrib.values()))
+            self.bound = self.reserve[-1] if len(contrib) > len(self.reserve) else None
+            self.valid = True
+        elif len(self.reserve) > 2 * files_cap * self.RESERVE:
+            del self.reserve[files_cap * self.RESERVE:]      # trim: the bound comes down
+            self.bound = self.reserve[-1]
+        return self.reserve[:files_cap]
+
+
 class _Unresolved:
     """Marks an entry whose mount is not looked up yet."""
 
@@ -350,11 +377,6 @@ _UNRESOLVED = _Unresolved()
 
 def _key(e: Entry) -> tuple:
     return ("shared", e.shared_mapping) if e.shared_mapping else (e.dev, e.ino)
-
-
-def _rank_key(rank: tuple) -> tuple:
-    _, _, dev, ino, mapping = rank
-    return ("shared", mapping) if mapping else (dev, ino)
 
 
 def _health(readings: Readings, files_cap: int) -> Health:

@@ -252,3 +252,34 @@ def test_unchanged_readings_reuse_every_entry():
     second = _refresh(agg, node, node.readings(2.0), 200)
     assert all(agg.entries[k] is e for k, e in entries.items())
     assert second.totals == first.totals and second.containers == first.containers
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ranking_keeps_the_largest_files_through_changes(seed):
+    """Ranking (the files listed) against a sort of every rank, on random
+    rank changes, files gone and new, for a small files_cap (many trims)."""
+    from erofs_top.aggregate import Ranking
+
+    class C:        # stands for a Contribution: only .rank is read
+        def __init__(self, rank):
+            self.rank = rank
+    rng = random.Random(seed)
+    contrib = {(1, i): C((-rng.randrange(50), 0, 1, i, 0)) for i in range(300)}
+    ranking = Ranking()
+    cap = 3
+    assert ranking.top(cap, contrib) == sorted(c.rank for c in contrib.values())[:cap]
+    for step in range(400):
+        for _ in range(rng.randrange(1, 6)):
+            key = (1, rng.randrange(400))
+            if step % 20 >= 5 and rng.random() < 0.5:    # evict one of the largest
+                key = min(contrib, key=lambda k: contrib[k].rank)
+            old = contrib.pop(key, None)
+            if old is not None:
+                ranking.drop(key, old.rank)
+            if rng.random() < 0.8:
+                # phases of growth (the reserve fills up and is trimmed) and of
+                # evictions (the listed files leave the top, others take over)
+                size = rng.randrange(40, 100) if step % 20 < 5 else rng.randrange(0, 10)
+                new = contrib[key] = C((-size, 0, 1, key[1], 0))
+                ranking.offer(key, new.rank)
+        assert ranking.top(cap, contrib) == sorted(c.rank for c in contrib.values())[:cap], step
