@@ -85,12 +85,13 @@ def part_incremental(files_list, full: dict, steps: int) -> None:
         for n_ctr in (10, 100, 1000):
             node = SyntheticNode(n_files, n_ctr)
             agg = Aggregator(recheck_slices=0)
-            agg.update(node.readings(), *node.resolvers(), tier="tracepoint", started_at=0.0)
+            agg.update(node.readings(by_file=True), *node.resolvers(), tier="tracepoint",
+                       started_at=0.0)
             for frac in FRACTIONS:
                 times, changed = [], []
                 for _ in range(steps):
                     changed.append(node.churn(frac))
-                    r = node.readings()
+                    r = node.readings(by_file=True)
                     gc.collect()
                     t = time.perf_counter()
                     agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)

@@ -11,7 +11,8 @@ entries change between two reads, as on a busy node: 50 % page evictions or
 inserts in resident chunks, 25 % files read for the first time (new
 entries), 25 % files evicted completely.  Unchanged entries are the same
 PageChunk objects as at the previous read, as the tracepoint source
-delivers them (erofs_top/kernel/probes.py reuses what its map did not change).
+delivers them (erofs_top/kernel/probes.py reuses what its map did not change),
+and with ``readings(by_file=True)`` the same per-file lists.
 """
 from __future__ import annotations
 
@@ -132,10 +133,15 @@ class SyntheticNode:
         ino = 100 + self.rng.randrange(max(1, self.next_ino[c] - 100))
         return (self.mount_list[c].dev, ino)
 
-    def readings(self, taken_at: float = 1.0) -> Readings:
+    def readings(self, taken_at: float = 1.0, by_file: bool = False) -> Readings:
+        """``by_file``: also chunks_by_file, an unchanged file's list being
+        the same object as at the previous read (what the tracepoint source
+        does)."""
         r = Readings(taken_at=taken_at, page_size=PAGE)
         for chunks in self.files.values():
             r.chunks.extend(chunks)
+        if by_file:
+            r.chunks_by_file = dict(self.files)
         r.io = list(self.io.values())
         r.maps = {"chunks": (len(r.chunks), 1 << 20, 0), "io": (len(r.io), 1 << 20, 0)}
         return r

@@ -25,7 +25,7 @@ import bisect
 import gc
 import heapq
 
-from .attribution import Accumulators, Contribution
+from .attribution import Accumulators, Contribution, IoSums
 from .entries import (Entry, chunk_entry, content_group_keys, duplicate_group, group_chunks,
                       same_input, shared_entry)
 from .model import Health, MapUsage, Model
@@ -35,7 +35,7 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
                            CgroupResolver, MountResolver)
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
-RECHECK_SLICES = 64        # every entry is re-derived from its input once per 64 refreshes
+RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
 
 
 def _mount_sig(m) -> tuple | None:
@@ -51,7 +51,11 @@ class Aggregator:
     duplicates and accumulators are kept between refreshes and only what
     changed since the last refresh is recomputed.  The result equals
     aggregate() of the same Readings (tests/unit/test_refresh_churn.py);
-    docs/architecture.md "Incremental refresh" explains why."""
+    docs/architecture.md "Incremental refresh" explains why.
+
+    Sources help by handing over unchanged things as the same objects: a
+    file's PageChunks (or its list in ``Readings.chunks_by_file``), FileIO
+    rows; equal new objects cost a comparison, never a wrong result."""
 
     def __init__(self, recheck_slices: int = RECHECK_SLICES):
         self.recheck_slices = recheck_slices
@@ -73,6 +77,9 @@ class Aggregator:
         self.contrib: dict[tuple, Contribution] = {}
         self.acc = Accumulators()
         self.ranking = Ranking()
+        self.holder_rows: dict[int, list] = {}   # dev -> MountHolder rows (rows.py)
+        self.input_ids = {}.keys()          # ids of the per-file lists last read
+        self.io = IoSums()
         self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
         self.dirty_groups: set[tuple] = set()
@@ -106,6 +113,7 @@ class Aggregator:
                                    f"(hashing is rate-limited); their duplicates show later")
         touched = self._duplicates(changed | rekeyed)
         self._attribute(touched)
+        self.io.update(readings.io)
         saved = self._savings(touched, readings, mounts, content, health)
         return build_model(self, readings, mounts, cgroups, saved, health, tier=tier,
                            started_at=started_at, kernel=kernel,
@@ -116,11 +124,23 @@ class Aggregator:
         """Rebuild the entries whose input changed, and one slice of the
         others from scratch (resolution included); returns their keys (and
         those of entries gone)."""
-        by_file: dict[tuple, object] = group_chunks(readings.chunks)
+        given = readings.chunks_by_file
+        if given is not None:
+            by_file: dict[tuple, object] = dict(given)
+            # the files whose list is not the one of the previous read (set
+            # operations on ids, in C: the old lists are alive, ids are unique)
+            key_of = dict(zip(map(id, by_file.values()), by_file.keys()))
+            candidates = [key_of[i] for i in key_of.keys() - self.input_ids]
+            self.input_ids = key_of.keys()
+        else:
+            by_file = group_chunks(readings.chunks)
+            candidates = by_file.keys()
+            self.input_ids = {}.keys()
         changed: set[tuple] = set()
         old_inputs = self.inputs
         added = 0
-        for key, pcs in by_file.items():
+        for key in candidates:
+            pcs = by_file[key]
             old = old_inputs.get(key)
             if old is None:
                 added += 1

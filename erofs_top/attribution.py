@@ -102,6 +102,9 @@ class Accumulators:
         self.user_devs: dict[tuple[int, int], int] = {}      # (dev, cg) -> shared users there
         self.member_users: dict[tuple[int, int], int] = {}   # (dev, cg) -> e.users there
         self.resident = self.dup = self.seeded = self.shared = 0
+        self.version = 0                # bumped when a (mount, cgroup) pair appears or goes
+        self.dirty_devs: set[int] = set()   # devs whose holders changed since taken
+        self._derived: dict[str, tuple[int, object]] = {}
 
     def apply(self, c: Contribution, sign: int) -> None:
         cgs = self.cg
@@ -138,8 +141,10 @@ class Accumulators:
 
     def _apply_mount(self, c: Contribution, sign: int, is_shared: bool) -> None:
         dev = c.mount.dev
-        if sign > 0:
+        if sign > 0 and self.mounts.get(dev) is not c.mount:
             self.mounts[dev] = c.mount
+            self.version += 1
+        self.dirty_devs.add(dev)
         self.mount_resident[dev] = self.mount_resident.get(dev, 0) + sign * c.resident
         self.mount_dup[dev] = self.mount_dup.get(dev, 0) + sign * c.dup
         holders = self.holders
@@ -147,21 +152,37 @@ class Accumulators:
             h = holders.get((dev, cg))
             if h is None:
                 h = holders[(dev, cg)] = [0, 0, 0, 0]
+                self.version += 1
+            own = h[2] > h[3]
             h[0] += sign * res
             h[1] += sign * dup
             h[2] += sign
             if is_shared:
                 h[3] += sign
+            if own != (h[2] > h[3]):        # reads the mount's own caches or stops
+                self.version += 1
             if h[2] == 0:
                 del holders[(dev, cg)]
+                self.version += 1
         for cg in c.users:
             _count(self.user_devs, (dev, cg), sign)
         for cg in c.member_users:
             _count(self.member_users, (dev, cg), sign)
+        if c.users or c.member_users:
+            self.version += 1
+
+    def _cached(self, name: str, build):
+        hit = self._derived.get(name)
+        if hit is None or hit[0] != self.version:
+            hit = self._derived[name] = (self.version, build())
+        return hit[1]
 
     # ---------------------------------------------------------- derived per refresh
     def cgroup_devs(self) -> dict[int, set[int]]:
         """cg -> devs of the mounts it holds pages of or uses shared inodes on."""
+        return self._cached("cgroup_devs", self._cgroup_devs)
+
+    def _cgroup_devs(self) -> dict[int, set[int]]:
         out: dict[int, set[int]] = {}
         for dev, cg in self.holders.keys() | self.user_devs.keys():
             out.setdefault(cg, set()).add(dev)
@@ -169,6 +190,9 @@ class Accumulators:
 
     def mount_cgroups(self) -> dict[int, set[int]]:
         """dev -> cgroups holding pages there, or users of its shared inodes."""
+        return self._cached("mount_cgroups", self._mount_cgroups)
+
+    def _mount_cgroups(self) -> dict[int, set[int]]:
         out: dict[int, set[int]] = {}
         for dev, cg in self.holders.keys() | self.member_users.keys():
             out.setdefault(dev, set()).add(cg)
@@ -177,6 +201,9 @@ class Accumulators:
     def readers(self) -> dict[tuple, set[int]]:
         """cache -> cgroups holding pages of files that read through it: the
         image file of file-backed/loop mounts, a mount's compressed-data cache."""
+        return self._cached("readers", self._readers)
+
+    def _readers(self) -> dict[tuple, set[int]]:
         out: dict[tuple, set[int]] = {}
         for (dev, cg), (_, _, n, n_shared) in self.holders.items():
             img = image_key(self.mounts.get(dev))
@@ -185,3 +212,35 @@ class Accumulators:
             if n > n_shared and dev:
                 out.setdefault(managed_key(dev), set()).add(cg)
         return out
+
+
+class IoSums:
+    """Per cgroup: inserted, evicted, readahead pages and read_folio calls over
+    the run, summed over the FileIO rows, with the rows count.  Rows that are
+    the same objects as at the previous refresh are skipped (set operations
+    on ids; the previous rows are kept alive, so ids are unique)."""
+
+    def __init__(self):
+        self.rows: dict[int, object] = {}      # id -> FileIO
+        self.cg: dict[int, list[int]] = {}     # cg -> [inserted, evicted, readahead, folio, rows]
+
+    def update(self, io: list) -> None:
+        new = dict(zip(map(id, io), io))
+        old = self.rows
+        for i in old.keys() - new.keys():
+            self._add(old[i], -1)
+        for i in new.keys() - old.keys():
+            self._add(new[i], +1)
+        self.rows = new
+
+    def _add(self, f, sign: int) -> None:
+        v = self.cg.get(f.cgroup_id)
+        if v is None:
+            v = self.cg[f.cgroup_id] = [0, 0, 0, 0, 0]
+        v[0] += sign * f.inserted_pages
+        v[1] += sign * f.evicted_pages
+        v[2] += sign * f.readahead_pages
+        v[3] += sign * f.read_folio_count
+        v[4] += sign
+        if v[4] == 0:
+            del self.cg[f.cgroup_id]

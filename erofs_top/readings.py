@@ -82,6 +82,10 @@ class Readings:
     page_size: int
     chunks: list[PageChunk] = field(default_factory=list)
     io: list[FileIO] = field(default_factory=list)
+    # optional, the same chunks by file (dev, ino): a source that keeps the
+    # list of a file whose entries did not change since its previous read (the
+    # same list object) lets the aggregator skip that file at once
+    chunks_by_file: dict[tuple[int, int], list[PageChunk]] | None = None
     # (kernel dev_t of host fs, ino of image file) -> resident pages of the backing file
     backing_pages: dict[tuple[int, int], int] = field(default_factory=dict)
     # (host dev, image ino) -> {resident image-file page: cgroup id charged}

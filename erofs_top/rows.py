@@ -28,30 +28,16 @@ def content_id(key: str) -> str:
     return f"{scheme}:{digest[:CONTENT_ID_HEX]}"
 
 
-def _io_sums(readings: Readings) -> dict[int, list[int]]:
-    """cgroup -> [inserted, evicted, readahead pages, read_folio calls]."""
-    out: dict[int, list[int]] = {}
-    for fio in readings.io:
-        v = out.get(fio.cgroup_id)
-        if v is None:
-            v = out[fio.cgroup_id] = [0, 0, 0, 0]
-        v[0] += fio.inserted_pages
-        v[1] += fio.evicted_pages
-        v[2] += fio.readahead_pages
-        v[3] += fio.read_folio_count
-    return out
-
-
 def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
                    totals: Totals, page: int) -> list[Container]:
-    io = _io_sums(readings)
+    io = agg.io.cg
     accs = agg.acc.cg
     devs_of = agg.acc.cgroup_devs()
     mounts_seen = agg.acc.mounts
     containers: list[Container] = []
     for cg in sorted(accs.keys() | io.keys()):
         a = accs.get(cg)
-        ins, ev, ra, rf = io.get(cg, (0, 0, 0, 0))
+        ins, ev, ra, rf, _ = io.get(cg, (0, 0, 0, 0, 0))
         ci = None
         if cg == UNKNOWN_CGROUP:
             info_path, runtime, cid, pod, resolved = UNKNOWN_CGROUP_PATH, "", "", "", True
@@ -79,15 +65,36 @@ def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
     return containers
 
 
+def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
+    """Per mount, its holders largest first: rebuilt for the mounts whose
+    holders changed since the previous refresh only."""
+    acc = agg.acc
+    cache = agg.holder_rows
+    if acc.dirty_devs:
+        dirty = acc.dirty_devs
+        for dev in dirty:
+            cache.pop(dev, None)
+        for (dev, cg), (res, dup, _, _) in acc.holders.items() if len(dirty) > 64 else \
+                ((k, acc.holders[k]) for k in _keys_on(acc, dirty)):
+            if res and dev in dirty:
+                cache.setdefault(dev, []).append(MountHolder(cg, res * page, dup * page))
+        for dev in dirty:
+            if dev in cache:
+                cache[dev].sort(key=lambda x: (-x.resident_bytes, x.cgroup_id))
+        acc.dirty_devs = set()
+    return {dev: list(hs) for dev, hs in cache.items()}
+
+
+def _keys_on(acc, devs) -> list[tuple[int, int]]:
+    """The (dev, cg) holder keys of a few mounts."""
+    by_dev = acc.mount_cgroups()
+    return [(dev, cg) for dev in devs for cg in by_dev.get(dev, ()) if (dev, cg) in acc.holders]
+
+
 def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,
                page: int) -> list[Mount]:
     acc = agg.acc
-    holders_of: dict[int, list[MountHolder]] = {}
-    for (dev, cg), (res, dup, _, _) in acc.holders.items():
-        if res:
-            holders_of.setdefault(dev, []).append(MountHolder(cg, res * page, dup * page))
-    for hs in holders_of.values():
-        hs.sort(key=lambda x: (-x.resident_bytes, x.cgroup_id))
+    holders_of = _holder_rows(agg, page)
     rows: list[Mount] = []
     cgroups_of = acc.mount_cgroups()
     for m in mounts.mounts():
