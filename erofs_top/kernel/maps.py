@@ -60,3 +60,201 @@ class EmptyChunkGC:
             except KeyError:
                 pass
         self.last = empty_keys
+
+
+# ---------------------------------------------------------------- batch reads
+import ctypes as _ct      # noqa: E402
+import errno as _errno    # noqa: E402
+import struct as _struct  # noqa: E402
+
+# probes/filemap.c struct chunk_key / chunk_val, io_key / io_val (native order)
+CHUNK_KEY = _struct.Struct("=I4xQQ")                       # dev, ino, chunk
+CHUNK_VAL = _struct.Struct(f"={2 * MAX_OWNERS + 2}Q")      # cgid[4], bits[4], other, seeded
+IO_KEY = _struct.Struct("=I4xQQ")                          # dev, ino, cgid
+IO_VAL = _struct.Struct("=4Q")                             # evicted, readahead, folio, ev.seeded
+
+
+class RawBatch:
+    """A whole BPF hash map in BPF_MAP_LOOKUP_BATCH calls into two flat
+    buffers (allocated once, map-sized): (entries, key bytes, value bytes),
+    without a Python object per entry.  None where the kernel or BCC has no
+    batch lookup (before 5.6): the caller falls back to items()."""
+
+    def __init__(self, table):
+        self.table = table
+        self.count = table.max_entries
+        self.keys = (table.Key * self.count)()
+        self.values = (table.Leaf * self.count)()
+        self.key_size, self.value_size = _ct.sizeof(table.Key), _ct.sizeof(table.Leaf)
+
+    def read(self) -> tuple[int, bytes, bytes] | None:
+        from bcc.libbcc import lib
+        batch = _ct.c_uint32(0)
+        cnt = _ct.c_uint32(0)
+        total = 0
+        while True:
+            cnt.value = self.count - total
+            res = lib.bpf_lookup_batch(
+                self.table.map_fd, _ct.byref(batch) if total else None, _ct.byref(batch),
+                _ct.byref(self.keys, self.key_size * total),
+                _ct.byref(self.values, self.value_size * total), _ct.byref(cnt))
+            err = _ct.get_errno()
+            total += cnt.value
+            if res != 0 and err != _errno.ENOENT:
+                if total == 0:
+                    return None
+                break
+            if res != 0 or total == self.count or cnt.value == 0:
+                break
+        return (total, _ct.string_at(self.keys, total * self.key_size),
+                _ct.string_at(self.values, total * self.value_size))
+
+
+def owners_of(v: tuple) -> dict[int, int]:
+    """chunk_owners() of a CHUNK_VAL tuple."""
+    owners: dict[int, int] = {}
+    for s in range(MAX_OWNERS):
+        bits = v[MAX_OWNERS + s]
+        if bits:
+            owners[v[s]] = owners.get(v[s], 0) | bits
+    if v[2 * MAX_OWNERS]:
+        owners[0] = owners.get(0, 0) | v[2 * MAX_OWNERS]
+    return owners
+
+
+class ChunkState:
+    """The chunks map as PageChunks, kept between reads: an entry whose value
+    did not change keeps its PageChunk object, a file none of whose entries
+    changed keeps its list (what lets the aggregator skip it), and the pages
+    each (file, cgroup) holds that it inserted are summed by deltas."""
+
+    def __init__(self):
+        self.entries: dict[tuple, tuple] = {}     # (dev, ino, chunk) -> (value, PageChunk|None)
+        self.by_file: dict[tuple, list] = {}
+        self.held: dict[tuple, int] = {}          # (dev, ino, cg) -> inserted pages held
+
+    def update(self, items) -> set[tuple]:
+        """items: ((dev, ino, chunk), CHUNK_VAL tuple) pairs of one read.
+        Returns the keys of empty entries (for EmptyChunkGC)."""
+        from ..readings import PageChunk
+        old = self.entries
+        new: dict[tuple, tuple] = {}
+        dirty: set[tuple] = set()
+        lists: dict[tuple, list] = {}
+        empty: set[tuple] = set()
+        seen = 0
+        for k, v in items:
+            hit = old.get(k)
+            if hit is not None:
+                seen += 1
+                if hit[0] == v:
+                    new[k] = hit
+                    pc = hit[1]
+                else:
+                    self._held(hit[1], -1)
+                    hit = None
+            if hit is None:
+                owners = owners_of(v)
+                pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
+                new[k] = (v, pc)
+                self._held(pc, +1)
+                dirty.add(k[:2])
+            if pc is None:
+                empty.add((k[0], 0, k[1], k[2]))
+                continue
+            fk = k[:2]
+            lst = lists.get(fk)
+            if lst is None:
+                lists[fk] = [pc]
+            else:
+                lst.append(pc)
+        if seen < len(old):                 # entries gone from the map
+            for k in old.keys() - new.keys():
+                self._held(old[k][1], -1)
+                dirty.add(k[:2])
+        self.entries = new
+        # a file none of whose entries changed keeps its list object
+        prev = self.by_file
+        for fk, lst in lists.items():
+            if fk not in dirty:
+                p = prev.get(fk)
+                if p is not None and len(p) == len(lst):
+                    lists[fk] = p
+        self.by_file = lists
+        return empty
+
+    def _held(self, pc, sign: int) -> None:
+        if pc is None:
+            return
+        for cg, mask in pc.owners.items():
+            key = (pc.dev, pc.ino, cg)
+            n = self.held.get(key, 0) + sign * (mask & ~pc.seeded_mask).bit_count()
+            if n:
+                self.held[key] = n
+            else:
+                self.held.pop(key, None)
+
+
+class IoState:
+    """The io map as FileIO rows, kept between reads: a row whose counters
+    and held pages did not change keeps its FileIO object.
+
+    inserted = pages held now that were not seeded + pages evicted that were
+    inserted (not seeded): exact, and one map update per insert less."""
+
+    def __init__(self):
+        self.rows: dict[tuple, tuple] = {}     # (dev, ino, cg) -> (value, held, FileIO)
+
+    def update(self, items, held: dict[tuple, int]) -> list:
+        from ..readings import FileIO
+        old = self.rows
+        new: dict[tuple, tuple] = {}
+        for k, v in items:
+            h = held.get(k, 0)
+            hit = old.get(k)
+            if hit is None or hit[0] != v or hit[1] != h:
+                hit = (v, h, FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
+            new[k] = hit
+        for k in held.keys() - new.keys():     # pages held, no io entry (yet)
+            h = held[k]
+            hit = old.get(k)
+            if hit is None or hit[0] is not None or hit[1] != h:
+                hit = (None, h, FileIO(k[0], k[1], k[2], h))
+            new[k] = hit
+        self.rows = new
+        return [row[2] for row in new.values()]
+
+
+def chunk_items(table, raw: RawBatch | None):
+    """((dev, ino, chunk), CHUNK_VAL tuple) pairs and the entry count: from
+    one raw batch read, else (old kernels) from BCC's per-entry objects."""
+    got = raw.read() if raw is not None else None
+    if got is not None:
+        n, kb, vb = got
+        return zip(CHUNK_KEY.iter_unpack(kb), CHUNK_VAL.iter_unpack(vb)), n
+    pairs = items(table)
+    return (((k.dev, k.ino, k.chunk), tuple(v.cgid) + tuple(v.bits) + (v.other_bits,
+                                                                      v.seeded_bits))
+            for k, v in pairs), len(pairs)
+
+
+def io_items(table, raw: RawBatch | None):
+    """((dev, ino, cg), IO_VAL tuple) pairs and the entry count (as chunk_items)."""
+    got = raw.read() if raw is not None else None
+    if got is not None:
+        n, kb, vb = got
+        return zip(IO_KEY.iter_unpack(kb), IO_VAL.iter_unpack(vb)), n
+    pairs = items(table)
+    return (((k.dev, k.ino, k.cgid), (v.evicted_pages, v.readahead_pages, v.read_folio_count,
+                                      v.evicted_seeded_pages)) for k, v in pairs), len(pairs)
+
+
+def raw_batch(table) -> RawBatch | None:
+    """A RawBatch for a BCC hash table, None if this BCC cannot batch."""
+    try:
+        from bcc.libbcc import lib
+        if not hasattr(lib, "bpf_lookup_batch"):
+            return None
+        return RawBatch(table)
+    except Exception:
+        return None

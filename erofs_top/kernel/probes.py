@@ -4,6 +4,7 @@ read its maps into Readings.  The only module (with sharing.py) that imports bcc
 from __future__ import annotations
 
 import ctypes as ct
+import itertools
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from .. import pagecache
 from ..errors import CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
 from ..pagecache import PAGE_SIZE
-from ..readings import FileIO, PageChunk, PageEvent, Readings
+from ..readings import PageEvent, Readings
 from ..snapshot import snapshot_readings
 from . import host, maps, startup
 from .probe_files import ProbeFileMissing, probe_file
@@ -94,6 +95,9 @@ class TracepointSource:
         self._attached = True
         self.watched: set[int] = set()
         self._chunk_gc = maps.EmptyChunkGC(self.bpf[b"chunks"])
+        self._chunk_raw = maps.raw_batch(self.bpf[b"chunks"])
+        self._io_raw = maps.raw_batch(self.bpf[b"io"])
+        self._chunk_state, self._io_state = maps.ChunkState(), maps.IoState()
         self.lost_events = 0
         self._ring_open = False
         self.sharing = None
@@ -164,35 +168,14 @@ class TracepointSource:
             raise CollectorError("probes are detached")
         self._sync_mounts()
         r = Readings(taken_at=time.time(), page_size=self.page_size, probes_attached=True)
-        chunks_items = maps.items(self.bpf[b"chunks"])
-        empty = set()
-        for k, v in chunks_items:
-            owners = maps.chunk_owners(v)
-            if not owners:
-                empty.add((k.dev, 0, k.ino, k.chunk))
-                continue
-            r.chunks.append(PageChunk(k.dev, k.ino, k.chunk, owners, v.seeded_bits))
-        self._chunk_gc.collect(empty)
-        io_items = maps.items(self.bpf[b"io"])
-        io_by_key: dict[tuple[int, int, int], FileIO] = {}
-        evicted_seeded: dict[tuple[int, int, int], int] = {}
-        for k, v in io_items:
-            key = (k.dev, k.ino, k.cgid)
-            io_by_key[key] = FileIO(k.dev, k.ino, k.cgid, 0, v.evicted_pages,
-                                    v.readahead_pages, v.read_folio_count)
-            evicted_seeded[key] = v.evicted_seeded_pages
-        # inserted = pages held now that were not seeded + pages evicted that
-        # were inserted (not seeded): exact, and one map update per insert less
-        for pc in r.chunks:
-            for cg, mask in pc.owners.items():
-                key = (pc.dev, pc.ino, cg)
-                fio = io_by_key.get(key)
-                if fio is None:
-                    fio = io_by_key[key] = FileIO(pc.dev, pc.ino, cg)
-                fio.inserted_pages += (mask & ~pc.seeded_mask).bit_count()
-        for key, fio in io_by_key.items():
-            fio.inserted_pages += fio.evicted_pages - evicted_seeded.get(key, 0)
-        r.io = list(io_by_key.values())
+        # batch reads into flat buffers, decoded with struct; unchanged entries
+        # keep their objects (maps.ChunkState/IoState: the aggregator skips them)
+        chunk_pairs, n_chunks = maps.chunk_items(self.bpf[b"chunks"], self._chunk_raw)
+        self._chunk_gc.collect(self._chunk_state.update(chunk_pairs))
+        r.chunks_by_file = dict(self._chunk_state.by_file)
+        r.chunks = list(itertools.chain.from_iterable(r.chunks_by_file.values()))
+        io_pairs, n_io = maps.io_items(self.bpf[b"io"], self._io_raw)
+        r.io = self._io_state.update(io_pairs, self._chunk_state.held)
         # the image files' own cache (file-backed/loop double caching): one
         # cachestat(2) per image, instead of tracing the host filesystem
         for m in self.mounts.mounts():
@@ -204,8 +187,8 @@ class TracepointSource:
                     pass
         counters = self._counters()
         r.maps = {
-            "chunks": (len(chunks_items), self.max_chunks, counters["chunk_update_failures"]),
-            "io": (len(io_items), self.max_io, counters["io_update_failures"]),
+            "chunks": (n_chunks, self.max_chunks, counters["chunk_update_failures"]),
+            "io": (n_io, self.max_io, counters["io_update_failures"]),
         }
         r.owner_overflow_pages = counters["owner_overflow_pages"]
         r.lost_events = (counters["big_folio_lost_pages"] + counters["events_lost"]

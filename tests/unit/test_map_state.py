@@ -1,0 +1,78 @@
+"""kernel/maps.py ChunkState and IoState: the chunks and io maps decoded into
+PageChunks and FileIO rows, kept between reads.  Fed with the (key, value)
+tuples the batch read decodes (the map itself needs root: the integration
+tests read real maps); compared, read after read on random map states, with
+a decode from scratch written like the per-entry loop it replaces."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from erofs_top.kernel.maps import MAX_OWNERS, ChunkState, IoState, owners_of
+from erofs_top.readings import FileIO, PageChunk
+
+
+def _decode_from_scratch(chunks: dict, io: dict):
+    """The reference: one PageChunk per non-empty entry, FileIO with
+    inserted = held not seeded + evicted - evicted seeded."""
+    pcs = []
+    for (dev, ino, chunk), v in chunks.items():
+        owners = owners_of(v)
+        if owners:
+            pcs.append(PageChunk(dev, ino, chunk, owners, v[-1]))
+    rows = {k: FileIO(*k, 0, v[0], v[1], v[2]) for k, v in io.items()}
+    for pc in pcs:
+        for cg, mask in pc.owners.items():
+            k = (pc.dev, pc.ino, cg)
+            rows.setdefault(k, FileIO(*k))
+            rows[k].inserted_pages += (mask & ~pc.seeded_mask).bit_count()
+    for k, f in rows.items():
+        f.inserted_pages += f.evicted_pages - (io[k][3] if k in io else 0)
+    return pcs, rows
+
+
+def _value(rng):
+    cg = [rng.choice([0, 0, 101, 102, 103, 104, 105]) for _ in range(MAX_OWNERS)]
+    bits = [rng.getrandbits(64) if rng.random() < 0.5 else 0 for _ in range(MAX_OWNERS)]
+    other = rng.getrandbits(64) if rng.random() < 0.1 else 0
+    return tuple(cg) + tuple(bits) + (other, rng.getrandbits(64) if rng.random() < 0.2 else 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
+    rng = random.Random(seed)
+    chunks: dict = {}
+    io: dict = {}
+    cs, ios = ChunkState(), IoState()
+    for step in range(40):
+        for _ in range(rng.randrange(0, 30)):
+            key = (rng.choice([7 << 20, 8 << 20]), rng.randrange(20), rng.randrange(3))
+            if rng.random() < 0.2:
+                chunks.pop(key, None)
+            else:
+                chunks[key] = _value(rng)
+            ik = (key[0], key[1], rng.choice([101, 102, 103]))
+            if rng.random() < 0.3:
+                ev = rng.randrange(100)
+                io[ik] = (ev, rng.randrange(100), rng.randrange(9), rng.randrange(ev + 1))
+        before_lists = dict(cs.by_file)
+        before = dict(cs.entries)
+        items = list(chunks.items())
+        rng.shuffle(items)          # a hash map's order
+        empty = cs.update(items)
+        got_io = ios.update(list(io.items()), cs.held)
+        want_pcs, want_rows = _decode_from_scratch(chunks, io)
+        got_pcs = [pc for lst in cs.by_file.values() for pc in lst]
+        key = lambda pc: (pc.dev, pc.ino, pc.chunk)   # noqa: E731
+        assert sorted(got_pcs, key=key) == sorted(want_pcs, key=key)
+        assert {(f.dev, f.ino, f.cgroup_id): f for f in got_io} == want_rows
+        assert empty == {(k[0], 0, k[1], k[2]) for k, v in chunks.items() if not owners_of(v)}
+        for k, (value, pc) in before.items():   # unchanged entries: the same objects
+            if chunks.get(k) == value and pc is not None:
+                assert cs.entries[k][1] is pc
+        for fk, lst in cs.by_file.items():      # a file with no change keeps its list
+            was = {k: v[0] for k, v in before.items() if k[:2] == fk}
+            now = {k: v for k, v in chunks.items() if k[:2] == fk}
+            if fk in before_lists and was == now:
+                assert lst is before_lists[fk]
