@@ -80,15 +80,16 @@ class RawBatch:
     without a Python object per entry.  None where the kernel or BCC has no
     batch lookup (before 5.6): the caller falls back to items()."""
 
-    def __init__(self, table):
+    def __init__(self, table, lib):
         self.table = table
+        self.lib = lib                  # bcc.libbcc.lib (probes.py imports bcc)
         self.count = table.max_entries
         self.keys = (table.Key * self.count)()
         self.values = (table.Leaf * self.count)()
         self.key_size, self.value_size = _ct.sizeof(table.Key), _ct.sizeof(table.Leaf)
 
     def read(self) -> tuple[int, bytes, bytes] | None:
-        from bcc.libbcc import lib
+        lib = self.lib
         batch = _ct.c_uint32(0)
         cnt = _ct.c_uint32(0)
         total = 0
@@ -249,12 +250,11 @@ def io_items(table, raw: RawBatch | None):
                                       v.evicted_seeded_pages)) for k, v in pairs), len(pairs)
 
 
-def raw_batch(table) -> RawBatch | None:
+def raw_batch(table, lib) -> RawBatch | None:
     """A RawBatch for a BCC hash table, None if this BCC cannot batch."""
+    if lib is None or not hasattr(lib, "bpf_lookup_batch"):
+        return None
     try:
-        from bcc.libbcc import lib
-        if not hasattr(lib, "bpf_lookup_batch"):
-            return None
-        return RawBatch(table)
+        return RawBatch(table, lib)
     except Exception:
         return None

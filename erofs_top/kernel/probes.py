@@ -95,8 +95,12 @@ class TracepointSource:
         self._attached = True
         self.watched: set[int] = set()
         self._chunk_gc = maps.EmptyChunkGC(self.bpf[b"chunks"])
-        self._chunk_raw = maps.raw_batch(self.bpf[b"chunks"])
-        self._io_raw = maps.raw_batch(self.bpf[b"io"])
+        try:
+            from bcc.libbcc import lib as bcc_lib   # noqa: deferred, as BPF above
+        except ImportError:
+            bcc_lib = None
+        self._chunk_raw = maps.raw_batch(self.bpf[b"chunks"], bcc_lib)
+        self._io_raw = maps.raw_batch(self.bpf[b"io"], bcc_lib)
         self._chunk_state, self._io_state = maps.ChunkState(), maps.IoState()
         self.lost_events = 0
         self._ring_open = False
