@@ -16,6 +16,15 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            "quiet", in a private mount namespace with every EROFS mount
            detached (no EROFS activity in view, even on a shared machine),
            and "node", seeing every EROFS mount of the machine.
+  node     (no root) the whole refresh of a node at scale: the real Collector
+           and aggregator on a synthetic node of --node-files (250,000)
+           resident files and --containers (1,000) containers
+           (benchmarks/synthetic_node.py), --node-churn (1 %) of the chunk
+           entries changed before every refresh, the Exporter building and
+           encoding families on top: CPU per refresh and its share of one CPU
+           at --interval (generating the churn is timed and left out), the
+           process RSS, and /metrics p99 while refreshes run back to back.
+           No map reading (bench_refresh.py --probe-read measures it).
   storm    --clients (50) concurrent clients scraping /metrics of the
            1,000 x 20 Model in a loop for --storm-seconds (60): every scrape
            must answer 200; the server's RSS sampled every second must stay
@@ -181,6 +190,92 @@ def part_refresh(args) -> dict:
           f"(of which building families {large['build_cpu_s'] * 1e3:.0f} ms; "
           f"{out['ratio_large_over_empty']:.0f}x empty); at --interval {args.interval:g} s: "
           f"{out['cpu_share_at_interval'] * 100:.2f} % of one CPU")
+    return out
+
+
+class ChurnSource:
+    """A Source over a synthetic node that changes before every read; the
+    time spent making the change is the benchmark's, kept in ``churn_s``."""
+
+    def __init__(self, node, fraction: float):
+        self.node, self.fraction = node, fraction
+        self.tier, self.page_size = TIER_TRACEPOINT, 4096
+        self.churn_s = 0.0
+        self.first = True
+
+    def read(self):
+        t0 = time.process_time()
+        if not self.first:
+            self.node.churn(self.fraction)
+        self.first = False
+        r = self.node.readings(by_file=True)
+        self.churn_s += time.process_time() - t0
+        return r
+
+    def close(self):
+        pass
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def part_node(args) -> dict:
+    from synthetic_node import SyntheticNode
+    from erofs_top.collector import Collector
+    t0 = time.perf_counter()
+    node = SyntheticNode(args.node_files, args.containers)
+    src = ChurnSource(node, args.node_churn)
+    col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+    ex = Exporter(col, interval=args.interval, log=lambda m: None)
+    print(f"node: {args.node_files} files, {args.containers} containers, "
+          f"{node.chunk_count()} chunk entries (made in {time.perf_counter() - t0:.0f} s)")
+    c0, w0 = time.process_time(), time.perf_counter()
+    ex.refresh_once()
+    first_cpu = time.process_time() - c0 - src.churn_s
+    print(f"  first refresh (full recompute + families): {first_cpu:.2f} s CPU, "
+          f"{time.perf_counter() - w0:.2f} s wall")
+    cpus = []
+    for _ in range(args.node_refreshes):
+        churn0, c0 = src.churn_s, time.process_time()
+        ex.refresh_once()
+        cpus.append(time.process_time() - c0 - (src.churn_s - churn0))
+    cpu = statistics.median(cpus)
+    rss = _rss_mb()
+    server = bind("127.0.0.1", 0)
+    serve(server, ex)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    stop = threading.Event()
+
+    def refresh_loop():
+        while not stop.is_set():
+            ex.refresh_once()
+    th = threading.Thread(target=refresh_loop, daemon=True)
+    th.start()
+    lat = []
+    try:
+        for _ in range(args.scrapes):
+            t1 = time.perf_counter()
+            get(f"{base}/metrics")
+            lat.append(time.perf_counter() - t1)
+    finally:
+        stop.set()
+        th.join()
+        server.shutdown()
+        server.server_close()
+    out = {"first_cpu_s": first_cpu, "refresh_cpu_s": cpu, "cpu_share": cpu / args.interval,
+           "rss_mb": max(rss, _rss_mb()), "scrape_p50_ms": statistics.median(lat) * 1e3,
+           "scrape_p99_ms": pct(lat, 0.99) * 1e3, "refreshes": len(cpus)}
+    print(f"  steady refresh ({args.node_churn * 100:g} % churn, median of {len(cpus)}): "
+          f"{cpu * 1e3:.0f} ms CPU = {out['cpu_share'] * 100:.1f} % of one CPU at --interval "
+          f"{args.interval:g} s (target <= 2 %)")
+    print(f"  RSS {out['rss_mb']:.0f} MB (target <= 300 MB); /metrics while refreshing back to "
+          f"back: p50 {out['scrape_p50_ms']:.1f} ms, p99 {out['scrape_p99_ms']:.1f} ms "
+          f"({len(lat)} scrapes; target p99 <= 100 ms)")
     return out
 
 
@@ -354,9 +449,13 @@ def main():
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--storm-seconds", type=float, default=60.0)
+    ap.add_argument("--node-files", type=int, default=250_000)
+    ap.add_argument("--node-churn", type=float, default=0.01)
+    ap.add_argument("--node-refreshes", type=int, default=5)
     ap.add_argument("--json", action="store_true", help="also print all numbers as one JSON line")
     args = ap.parse_args()
-    parts = {"scrape": part_scrape, "refresh": part_refresh, "idle": part_idle, "storm": part_storm}
+    parts = {"scrape": part_scrape, "refresh": part_refresh, "idle": part_idle, "storm": part_storm,
+             "node": part_node}
     results = {}
     print(f"host: {os.uname().release}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     for name in args.parts.split(","):
