@@ -36,7 +36,16 @@ class Contribution:
         resident = dup = seeded = 0
         seeded_masks = e.seeded
         dups = e.dup
-        for c, owners in e.chunks.items():
+        if not dups and not seeded_masks:       # most files: no duplicate, nothing seeded
+            for owners in e.chunks.values():
+                union = 0
+                for cg, m in owners.items():
+                    union |= m
+                    v = per_cg.get(cg)
+                    r = m.bit_count()
+                    per_cg[cg] = (r, 0, 0) if v is None else (v[0] + r, 0, 0)
+                resident += union.bit_count()
+        for c, owners in e.chunks.items() if dups or seeded_masks else ():
             dmask = dups.get(c, 0) if dups else 0
             smask = seeded_masks.get(c, 0) if seeded_masks else 0
             union = 0

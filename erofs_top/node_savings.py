@@ -113,8 +113,11 @@ class GroupCache:
         if members:
             stages = stage_groups(members, content)
             rebuild = stages["rebuild"]
-            new = (members[0].order, stages,
-                   {stage: group_file_savings(stages[stage]) for stage in STAGES},
+            parts: dict[str, Savings] = {}
+            for stage in STAGES:        # stages often hold the same copies: once each
+                same = next((parts[o] for o in parts if stages[o] == stages[stage]), None)
+                parts[stage] = same if same is not None else group_file_savings(stages[stage])
+            new = (members[0].order, stages, parts,
                    has_cache_maps(rebuild),
                    sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None))
             self.groups[gid] = new
