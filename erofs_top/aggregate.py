@@ -104,6 +104,12 @@ class Aggregator:
         self.refreshes += 1
         health = _health(readings, files_cap)
         changed = self._read_entries(readings)
+        if self.contrib and len(changed) > len(self.entries) // 2:
+            # most of it changed: deltas would cost twice a fresh start
+            refreshes = self.refreshes
+            self.__dict__.update(Aggregator(self.recheck_slices).__dict__)
+            self.refreshes = refreshes
+            changed = self._read_entries(readings)
         redo = self._resolve(mounts, content, changed)
         changed |= redo
         health.unresolved_mounts = len(self.unresolved_devs)
