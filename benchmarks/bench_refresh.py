@@ -109,7 +109,10 @@ def part_probe_read(sizes) -> None:
     from erofs_top.errors import CollectorError
     from erofs_top.tiers import open_collector
     print("\nTracepointSource.read() with the real maps filled from user space")
-    print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'read()':>10} {'us/entry':>9}")
+    print("  read() of all entries new (the first), of the same maps again, and after 1 % "
+          "of the chunk entries changed")
+    print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'first':>11} {'unchanged':>11} "
+          f"{'1% changed':>11} {'us/entry':>8}")
     for n in sizes:
         try:
             col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
@@ -133,15 +136,27 @@ def part_probe_read(sizes) -> None:
                 ivals[i].inserted_pages = 64
             _update(io, ikeys, ivals)
             fill = time.perf_counter() - t
-            times = []
-            for _ in range(3):
+
+            def timed_read():
                 t = time.perf_counter()
                 r = col.read()
-                times.append(time.perf_counter() - t)
+                return time.perf_counter() - t, r
+            first, r = timed_read()
             assert len(r.chunks) >= n, (len(r.chunks), n)
-            t_read = statistics.median(times)
-            print(f"  {n:>7} {n_io:>6} {fill:>7.2f} s {t_read * 1000:>7.1f} ms "
-                  f"{t_read / (n + n_io) * 1e6:>8.2f}")
+            same = statistics.median(timed_read()[0] for _ in range(2))
+            changed = []
+            for step in range(2):       # 1 % of the entries get another page
+                m = max(1, n // 100)
+                ck, cv = (chunks.Key * m)(), (chunks.Leaf * m)()
+                for j in range(m):
+                    i = (j * 97 + step * 13) % n
+                    ck[j] = keys[i]
+                    cv[j].cgid[0], cv[j].bits[0] = 1000 + i % 1000, ((1 << 64) - 1) >> (step + 1)
+                _update(chunks, ck, cv)
+                changed.append(timed_read()[0])
+            t_changed = statistics.median(changed)
+            print(f"  {n:>7} {n_io:>6} {fill:>7.2f} s {first * 1000:>8.1f} ms {same * 1000:>8.1f} ms "
+                  f"{t_changed * 1000:>8.1f} ms {first / (n + n_io) * 1e6:>8.2f}", flush=True)
         finally:
             col.close()
 
