@@ -123,6 +123,22 @@ def owners_of(v: tuple) -> dict[int, int]:
     return owners
 
 
+class _NoGC:
+    """The cyclic GC off while a read builds hundreds of thousands of objects
+    (it would walk all the kept ones many times over; none form cycles)."""
+
+    def __enter__(self):
+        import gc
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        import gc
+        if self.was:
+            gc.enable()
+        return False
+
+
 class ChunkState:
     """The chunks map as PageChunks, kept between reads: an entry whose value
     did not change keeps its PageChunk object, a file none of whose entries
@@ -137,42 +153,45 @@ class ChunkState:
     def update(self, items) -> set[tuple]:
         """items: ((dev, ino, chunk), CHUNK_VAL tuple) pairs of one read.
         Returns the keys of empty entries (for EmptyChunkGC)."""
+        with _NoGC():
+            return self._update(items)
+
+    def _update(self, items) -> set[tuple]:
         from ..readings import PageChunk
         old = self.entries
         new: dict[tuple, tuple] = {}
         dirty: set[tuple] = set()
         lists: dict[tuple, list] = {}
         empty: set[tuple] = set()
-        seen = 0
+        old_get, lists_get = old.get, lists.get
+        added = 0
         for k, v in items:
-            hit = old.get(k)
-            if hit is not None:
-                seen += 1
-                if hit[0] == v:
-                    new[k] = hit
-                    pc = hit[1]
-                else:
+            hit = old_get(k)        # (value, PageChunk or None, file key)
+            if hit is None or hit[0] != v:
+                if hit is not None:
                     self._held(hit[1], -1)
-                    hit = None
-            if hit is None:
+                else:
+                    added += 1
                 owners = owners_of(v)
-                pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
-                new[k] = (v, pc)
-                self._held(pc, +1)
-                dirty.add(k[:2])
+                fk = (k[0], k[1])
+                hit = (v, PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None, fk)
+                self._held(hit[1], +1)
+                dirty.add(fk)
+            new[k] = hit
+            pc = hit[1]
             if pc is None:
                 empty.add((k[0], 0, k[1], k[2]))
                 continue
-            fk = k[:2]
-            lst = lists.get(fk)
+            lst = lists_get(hit[2])
             if lst is None:
-                lists[fk] = [pc]
+                lists[hit[2]] = [pc]
             else:
                 lst.append(pc)
-        if seen < len(old):                 # entries gone from the map
-            for k in old.keys() - new.keys():
-                self._held(old[k][1], -1)
-                dirty.add(k[:2])
+        # entries gone from the map: fewer old keys seen than old entries
+        gone = old.keys() - new.keys() if len(old) > len(new) - added else ()
+        for k in gone:
+            self._held(old[k][1], -1)
+            dirty.add((k[0], k[1]))
         self.entries = new
         # a file none of whose entries changed keeps its list object
         prev = self.by_file
@@ -207,6 +226,10 @@ class IoState:
         self.rows: dict[tuple, tuple] = {}     # (dev, ino, cg) -> (value, held, FileIO)
 
     def update(self, items, held: dict[tuple, int]) -> list:
+        with _NoGC():
+            return self._update(items, held)
+
+    def _update(self, items, held: dict[tuple, int]) -> list:
         from ..readings import FileIO
         old = self.rows
         new: dict[tuple, tuple] = {}

@@ -68,7 +68,7 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
         assert sorted(got_pcs, key=key) == sorted(want_pcs, key=key)
         assert {(f.dev, f.ino, f.cgroup_id): f for f in got_io} == want_rows
         assert empty == {(k[0], 0, k[1], k[2]) for k, v in chunks.items() if not owners_of(v)}
-        for k, (value, pc) in before.items():   # unchanged entries: the same objects
+        for k, (value, pc, _) in before.items():   # unchanged entries: the same objects
             if chunks.get(k) == value and pc is not None:
                 assert cs.entries[k][1] is pc
         for fk, lst in cs.by_file.items():      # a file with no change keeps its list
