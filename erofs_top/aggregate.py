@@ -104,8 +104,8 @@ class Aggregator:
         self.refreshes += 1
         health = _health(readings, files_cap)
         changed = self._read_entries(readings)
-        if self.contrib and len(changed) > len(self.entries) // 2:
-            # most of it changed: deltas would cost twice a fresh start
+        if self.contrib and len(changed) > len(self.entries) // 3:
+            # much of it changed: deltas (old out, new in) would cost more than a fresh start
             refreshes = self.refreshes
             self.__dict__.update(Aggregator(self.recheck_slices).__dict__)
             self.refreshes = refreshes
