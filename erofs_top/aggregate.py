@@ -26,7 +26,7 @@ import gc
 import heapq
 
 from .attribution import Accumulators, Contribution, IoSums
-from .entries import (Entry, chunk_entry, content_group_keys, duplicate_group, group_chunks,
+from .entries import (NONE, Entry, chunk_entry, content_group_keys, duplicate_group, group_chunks,
                       same_input, shared_entry)
 from .model import Health, MapUsage, Model
 from .node_savings import MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings
@@ -293,7 +293,7 @@ class Aggregator:
                 self.ckey_keys.setdefault(ck, set()).add(key)
                 self.ckey_of[key] = ck
             elif e is not None:
-                e.dup = {}
+                e.dup = NONE
                 e.in_group = False
         touched = set(changed)
         for ck in dirty:

@@ -5,27 +5,48 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .readings import PageChunk, SharedInode
 from .resolve.base import AOPS_BLOCK, AOPS_FILEIO, ContentResolver, FileInfo, MountInfo
 
 
-@dataclass(eq=False)
+class _Empty(Mapping):
+    """A shared, read-only empty mapping (hashable, so a dataclass default)."""
+
+    def __getitem__(self, key):
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    __hash__ = object.__hash__
+
+
+NONE: Mapping = _Empty()
+
+
+@dataclass(eq=False, slots=True)
 class Entry:
-    """One cached copy of file content: an EROFS inode, or a shared inode."""
+    """One cached copy of file content: an EROFS inode, or a shared inode.
+    Mappings that are mostly empty share NONE (read-only) until they are not;
+    ``chunks`` may hold a PageChunk's own owners dict (never modified)."""
     dev: int
     ino: int
     chunks: dict[int, dict[int, int]] = field(default_factory=dict)  # chunk -> cg -> mask
-    seeded: dict[int, int] = field(default_factory=dict)             # chunk -> mask
+    seeded: Mapping[int, int] = NONE                                 # chunk -> mask
     mount: MountInfo | None = None
     info: FileInfo | None = None
     shared_mapping: int = 0           # != 0: a shared inode (full tier)
-    users: dict[int, int] = field(default_factory=dict)   # cg -> member inodes it used
+    users: Mapping[int, int] = NONE   # cg -> member inodes it used
     used_members: int = 0
     content_key: str = ""
     union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
-    dup: dict[int, int] = field(default_factory=dict)     # chunk -> mask of duplicate pages
+    dup: Mapping[int, int] = NONE     # chunk -> mask of duplicate pages
     touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
     in_group: bool = False            # in a mergeable group (savings)
 
@@ -70,13 +91,28 @@ def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
 
 def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
     e = Entry(dev, ino)
+    chunks = e.chunks
+    seeded: dict[int, int] = {}
+    borrowed: set[int] = set()      # chunks that hold a PageChunk's own owners dict
     for pc in pcs:
-        owners = e.chunks.setdefault(pc.chunk, {})
-        for cg, mask in pc.owners.items():
-            if mask:
-                owners[cg] = owners.get(cg, 0) | mask
+        c = pc.chunk
+        owners = chunks.get(c)
+        if owners is None and 0 not in pc.owners.values():
+            chunks[c] = pc.owners        # read only from here on: most chunks
+            borrowed.add(c)
+        else:
+            if owners is None:
+                owners = chunks[c] = {}
+            elif c in borrowed:          # a second PageChunk for this chunk: merge in a copy
+                owners = chunks[c] = dict(owners)
+                borrowed.discard(c)
+            for cg, mask in pc.owners.items():
+                if mask:
+                    owners[cg] = owners.get(cg, 0) | mask
         if pc.seeded_mask:
-            e.seeded[pc.chunk] = e.seeded.get(pc.chunk, 0) | pc.seeded_mask
+            seeded[c] = seeded.get(c, 0) | pc.seeded_mask
+    if seeded:
+        e.seeded = seeded
     _fill_union(e)
     return e
 
@@ -90,8 +126,8 @@ def shared_entry(si: SharedInode) -> Entry:
     for c, owners in si.chunks.items():
         e.chunks[c] = {cg: m for cg, m in owners.items() if m}
     used = set()
-    for cg, ms in si.users.items():
-        e.users[cg] = len(ms)
+    e.users = {cg: len(ms) for cg, ms in si.users.items()}
+    for ms in si.users.values():
         used |= ms
     e.used_members = len(used)
     e.touched = si.touched
@@ -161,7 +197,7 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
     content, same aops class; shared inodes of one content in several groups
     sit in different domains)."""
     for e in group:
-        e.dup = {}
+        e.dup = NONE
         e.in_group = False
     if len(group) < 2:
         return 0, []
@@ -179,6 +215,8 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
             for e, m in zip(group, masks):
                 d = m & twice
                 if d:
+                    if e.dup is NONE:
+                        e.dup = {}
                     e.dup[c] = d
     by_class: dict[str, list[Entry]] = defaultdict(list)
     for e in group:
