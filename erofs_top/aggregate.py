@@ -43,7 +43,7 @@ def _mount_sig(m) -> tuple | None:
     if m is None:
         return None
     return (id(m), m.mountpoint, m.image_id, m.backing, m.backing_dev, m.backing_ino,
-            m.dev_str, m.inode_share)
+            m.dev_str, m.inode_share, getattr(m, "mount_ns", ""), getattr(m, "ns_prefix", ""))
 
 
 class Aggregator:
