@@ -34,7 +34,6 @@ Run:  sudo .venv/bin/python benchmarks/bench_exporter.py [--parts scrape,refresh
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -439,8 +438,7 @@ def part_storm(args) -> dict:
     return res
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _add_args(ap) -> None:
     ap.add_argument("--parts", default="scrape,refresh,idle,storm")
     ap.add_argument("--containers", type=int, default=1000)
     ap.add_argument("--mounts", type=int, default=20)
@@ -452,17 +450,21 @@ def main():
     ap.add_argument("--node-files", type=int, default=250_000)
     ap.add_argument("--node-churn", type=float, default=0.01)
     ap.add_argument("--node-refreshes", type=int, default=5)
-    ap.add_argument("--json", action="store_true", help="also print all numbers as one JSON line")
-    args = ap.parse_args()
+
+
+def _body(args):
     parts = {"scrape": part_scrape, "refresh": part_refresh, "idle": part_idle, "storm": part_storm,
              "node": part_node}
     results = {}
     print(f"host: {os.uname().release}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     for name in args.parts.split(","):
         results[name] = parts[name](args)
-    if args.json:
-        print(json.dumps(results))
+    return results
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,7 +22,6 @@ Run:  .venv/bin/python benchmarks/bench_refresh.py [--repeat 3] [--quick]
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import sys
@@ -169,8 +168,7 @@ def _update(table, keys, vals) -> None:
             table[k] = v
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _add_args(ap) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per full case (median)")
     ap.add_argument("--steps", type=int, default=3, help="refreshes per churn level (median)")
     ap.add_argument("--quick", action="store_true", help="only the 1k and 10k-file cases")
@@ -179,7 +177,9 @@ def main() -> int:
     ap.add_argument("--probe-read", action="store_true",
                     help="also time TracepointSource.read() on filled BPF maps (root)")
     ap.add_argument("--no-aggregate", action="store_true", help="skip parts 1 and 2")
-    args = ap.parse_args()
+
+
+def _body(args):
     files_list = [int(x) for x in args.files.split(",")] if args.files else \
         ((1000, 10000) if args.quick else (1000, 10000, 50000, 250000))
     if not args.no_aggregate:
@@ -187,8 +187,12 @@ def main() -> int:
         part_incremental(files_list, full, args.steps)
     if args.probe_read:
         part_probe_read((10000, 50000, 200000, 600000))
-    return 0
+    return {}
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
 
 
 if __name__ == "__main__":
-    sys.exit(benchlib.run(main))
+    sys.exit(main())

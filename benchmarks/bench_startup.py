@@ -16,7 +16,6 @@ Run:  sudo .venv/bin/python benchmarks/bench_startup.py [--baseline REF] [--roun
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -67,13 +66,13 @@ def unpack(ref: str, into: Path) -> Path:
     return into
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def _add_args(ap) -> None:
     ap.add_argument("--baseline", default="main",
                     help="git ref to compare with (default main)")
     ap.add_argument("--rounds", type=int, default=7, help="starts per tree (default 7)")
-    args = ap.parse_args()
-    benchlib.need_root()
+
+
+def _body(args):
     rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.baseline],
                          check=True, capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="erofs-top-bench-startup-") as tmp:
@@ -106,8 +105,12 @@ def main() -> int:
     print("  this checkout by stage (medians; python start + imports has 10 ms steps):")
     for stage, v in stages.items():
         print(f"    {stage:<40} {statistics.median(v):.3f} s")
-    return 0
+    return {"wall_s": walls, "process_cpu_s": cpus, "stages_s": stages}
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=True)
 
 
 if __name__ == "__main__":
-    sys.exit(benchlib.run(main))
+    sys.exit(main())

@@ -41,6 +41,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import benchlib  # noqa: E402  (the shared driver)
 
 MiB = 1 << 20
 
@@ -228,8 +229,7 @@ def _run_scale(containers: int, files: int, refreshes: int, *extra: str) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _add_args(ap) -> None:
     ap.add_argument("--refreshes", type=int, default=8)
     ap.add_argument("--containers", type=int, default=10_000)
     ap.add_argument("--files", type=int, default=50_000)
@@ -241,12 +241,14 @@ def main() -> None:
     ap.add_argument("--presses", type=int, default=30)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model-size", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+
+
+def _body(args) -> dict:
     if args.refreshes < 4:
-        ap.error("--refreshes must be at least 4 (two per view)")
+        sys.exit("bench_tui.py: --refreshes must be at least 4 (two per view)")
     if args.child:
         _child(args)
-        return
+        return {}
     if args.node_files:
         res = asyncio.run(_keys_while_refreshing(args.node_files, args.node_containers,
                                                  args.presses))
@@ -257,7 +259,7 @@ def main() -> None:
             r = res[label]
             print(f"  {label:>10}: p50 {r['p50_ms']:6.1f} ms  p90 {r['p90_ms']:6.1f} ms  "
                   f"max {r['max_ms']:6.1f} ms  (target <= 100 ms)")
-        return
+        return res
     base = _run_scale(args.baseline_containers, args.baseline_files, args.refreshes)
     big = _run_scale(args.containers, args.files, args.refreshes)
     for res, n_c, n_f in ((base, args.baseline_containers, args.baseline_files),
@@ -286,7 +288,12 @@ def main() -> None:
         if target is not None:
             verdict = f"< {target:g}  {'ok' if big[key] < target else 'OVER'}"
         print(f"{label:40} {base[key]:>10.1f} {big[key]:>10.1f} {ratio:>6.1f}x  {verdict}")
+    return {"baseline": base, "scale": big}
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__.split("\n\n")[0], _add_args, _body, root=False)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
