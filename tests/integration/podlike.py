@@ -43,8 +43,10 @@ mkdir -p "$R"/{host,usr,etc,proc,sys,dev,tmp,sync}
 # the node's / at /host, mounts the node makes later propagate (HostToContainer)
 mount --rbind / "$R/host"; mount --make-rslave "$R/host"
 for d in bin lib lib64 sbin; do ln -s usr/$d "$R/$d"; done
-# the "image": python, BCC, erofs-top (this checkout and its venv), read-only
-for d in /usr /etc "$(dirname "$REPO")"; do
+mount -t tmpfs pod-tmp "$R/tmp"
+# the "image": python, BCC, erofs-top (this checkout and its venv), read-only;
+# after the pod's /tmp: a checkout under /tmp stays visible
+for d in /usr /etc "$REPO"; do
     mkdir -p "$R$d"; mount --bind "$d" "$R$d"; mount -o remount,bind,ro "$R$d"
 done
 mount -t proc proc "$R/proc"
@@ -54,7 +56,6 @@ mount --bind /sys/kernel/tracing "$R/sys/kernel/tracing"
 mount --bind /sys/kernel/debug "$R/sys/kernel/debug"
 mount -t tmpfs -o mode=755 pod-dev "$R/dev"
 for n in null zero full random urandom; do touch "$R/dev/$n"; mount --bind /dev/$n "$R/dev/$n"; done
-mount -t tmpfs pod-tmp "$R/tmp"
 mount --bind "$SYNC" "$R/sync"
 mount -o remount,ro,bind "$R"
 cd /
