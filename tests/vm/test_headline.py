@@ -76,6 +76,9 @@ def _image(d: str, pkg: str, ver: str) -> str:
 
 
 def _phase(collector, img1: str, img2: str, opts: str) -> dict:
+    # every phase from an empty cache: what earlier tests left (containerd's
+    # content, the exporter's image) is not evicted or recharged while A and B read
+    lk.drop_caches()
     with lk.erofs_mount(img1, opts) as m1, lk.erofs_mount(img2, opts) as m2, \
             lk.Cgroup("hl-a") as ca, lk.Cgroup("hl-b") as cb:
         if opts:
