@@ -148,8 +148,9 @@ FAMILIES: tuple[FamilySpec, ...] = (
                "Part of the sharing savings in the compressed-data cache."),
     FamilySpec(PREFIX + "advice_savings_bytes", "gauge",
                "What each `erofs-top advise` action would save now: action inode_share "
-               "(image=\"\", the node's stock mounts with fingerprints) or rebuild (one series "
-               "per image without fingerprints).", ("action", "image")),
+               "(image=\"\", the node's stock mounts with fingerprints), domain (image=\"\", "
+               "inode_share mounts into one domain) or rebuild (one series per image without "
+               "fingerprints).", ("action", "image")),
     FamilySpec(PREFIX + "node_backing_resident_bytes", "gauge",
                "Resident bytes of image files behind file-backed and loop mounts."),
     FamilySpec(PREFIX + "node_page_cache_bytes", "gauge",
