@@ -18,7 +18,7 @@ from erofs_top.tui.source import ListSource
 from erofs_top.units import fmt_bytes
 
 from fixture_sources import ScriptedProbeSource, cgroup_path, fixture_collector
-from tui_fixtures import MiB, model, run_async, screen_text
+from tui_fixtures import MiB, model, pause_until, run_async, screen_text
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -541,11 +541,7 @@ async def test_source_errors_show_in_the_header_and_the_ui_keeps_going():
     src = FailingSource()
     app = ErofsTopApp(src, elf=False, interval_s=0.05)
     async with app.run_test(size=(120, 30)) as pilot:
-        for _ in range(100):
-            if src.calls >= 3:
-                break
-            await pilot.pause(0.05)
-        await pilot.pause()
+        await pause_until(pilot, lambda: src.calls >= 3)
         text = screen_text(app)
         assert "refresh failed: bpf map read failed: No such device" in text
         assert "/erofs-top-demo/ctr-a" in text              # last good data still shown
@@ -561,11 +557,7 @@ async def test_the_ui_shows_what_the_real_refresh_made_of_a_scripted_source():
     col = fixture_collector(probe)
     app = ErofsTopApp(col, elf=False, interval_s=0.05)
     async with app.run_test(size=(160, 30)) as pilot:
-        for _ in range(100):
-            if probe.reads >= 2:
-                break
-            await pilot.pause(0.05)
-        await pilot.pause()
+        await pause_until(pilot, lambda: probe.reads >= 2)
         text = screen_text(app)
     app.stop_collector()
     for i in range(3):
@@ -623,11 +615,7 @@ async def test_a_refresh_slower_than_the_interval_is_reported():
     src = SlowSource([model(i) for i in range(20)])
     app = ErofsTopApp(src, elf=False, interval_s=0.1)
     async with app.run_test(size=(120, 30)) as pilot:
-        for _ in range(100):
-            if app.models_seen >= 2:
-                break
-            await pilot.pause(0.05)
-        await pilot.pause()
+        await pause_until(pilot, lambda: app.models_seen >= 2)
         assert "longer than the 100 ms interval" in screen_text(app)
     app.stop_collector()
 

@@ -102,3 +102,13 @@ def run_async(fn):
     def wrapper(*args, **kwargs):
         return asyncio.run(fn(*args, **kwargs))
     return wrapper
+
+
+async def pause_until(pilot, condition, step_s: float = 0.05, tries: int = 100) -> None:
+    """Let the app run until ``condition()`` holds (a wait on a condition, not a
+    fixed sleep), then one more pause for the repaint."""
+    for _ in range(tries):
+        if condition():
+            break
+        await pilot.pause(step_s)
+    await pilot.pause()
