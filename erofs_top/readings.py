@@ -86,6 +86,11 @@ class Readings:
     # list of a file whose entries did not change since its previous read (the
     # same list object) lets the aggregator skip that file at once
     chunks_by_file: dict[tuple[int, int], list[PageChunk]] | None = None
+    # optional, with chunks_by_file: the files whose list may differ from the
+    # previous read of the same source (new, changed or gone); None = unknown,
+    # compare every file.  A source that knows what changed (a dirty set kept
+    # by the probe) lets a refresh cost what changed, not what is resident.
+    changed_files: set[tuple[int, int]] | None = None
     # (kernel dev_t of host fs, ino of image file) -> resident pages of the backing file
     backing_pages: dict[tuple[int, int], int] = field(default_factory=dict)
     # (host dev, image ino) -> {resident image-file page: cgroup id charged}
