@@ -268,3 +268,68 @@ def pages(nbytes: int) -> int:
 
 def rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+MADV_RANDOM = 1     # no readahead on the faults below: they must not add pages
+_PFN_MASK = (1 << 55) - 1
+_PRESENT = 1 << 63
+
+
+def memcg_owned_pages(paths, cgroup_dir: str) -> int:
+    """Resident pages of the regular files PATHS that the kernel charged to
+    the memory cgroup CGROUP_DIR (a /sys/fs/cgroup directory): the kernel's
+    own per-page accounting, page by page, independent of erofs-top.
+
+    Each resident page (mincore) is mapped by one read fault on an mmap with
+    MADV_RANDOM (a fault on a cached page only maps it: no readahead, no new
+    charge), its frame comes from /proc/self/pagemap and its memory cgroup's
+    inode from /proc/kpagecgroup.  Directories cannot be mapped: they are not
+    counted here."""
+    want_ino = os.stat(cgroup_dir).st_ino
+    libc = _libc
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    owned = 0
+    with open("/proc/self/pagemap", "rb", buffering=0) as pagemap, \
+            open("/proc/kpagecgroup", "rb", buffering=0) as kpagecgroup:
+        for path in paths:
+            owned += _owned_in_file(libc, path, want_ino, pagemap, kpagecgroup)
+    return owned
+
+
+def _owned_in_file(libc, path: str, want_ino: int, pagemap, kpagecgroup) -> int:
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap {path}")
+        try:
+            n = (size + PAGE - 1) // PAGE
+            libc.madvise(ctypes.c_void_p(addr), size, MADV_RANDOM)
+            vec = (ctypes.c_ubyte * n)()
+            if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore {path}")
+            owned = 0
+            for i in range(n):
+                if not vec[i] & 1:
+                    continue
+                ctypes.c_char.from_address(addr + i * PAGE).value     # map it (a read fault)
+                entry = int.from_bytes(os.pread(pagemap.fileno(), 8, (addr // PAGE + i) * 8),
+                                       "little")
+                if not entry & _PRESENT:
+                    continue
+                pfn = entry & _PFN_MASK
+                ino = int.from_bytes(os.pread(kpagecgroup.fileno(), 8, pfn * 8), "little")
+                owned += ino == want_ino
+            return owned
+        finally:
+            libc.munmap(ctypes.c_void_p(addr), size)
+    finally:
+        os.close(fd)
