@@ -62,21 +62,47 @@ def advise(model: Model) -> list[Action]:
             why=f"{len(ready)} stock mount(s) hold the same content and their images carry "
                 f"fingerprints: mount them in one domain (pick one secret {DOMAIN_PLACEHOLDER} "
                 f"for the images you trust together)"))
-    actions += _domain_actions(model)
+    actions += _domain_actions(model) + _rebuild_actions(model)
+    actions.sort(key=lambda a: (-a.saves_bytes, a.kind, a.image))
+    return actions
+
+
+def _rebuild_command(src: str) -> str:
+    return f"mkfs.erofs --xattr-inode-digest={FINGERPRINT_XATTR} NEW.erofs <the tree of {src}>"
+
+
+def _rebuild_actions(model: Model) -> list[Action]:
+    """One action per image without fingerprints whose copies would go.  An
+    image without fingerprints whose copy keeps the pages (duplicates, no
+    saving of its own) must be rebuilt too, or the others have nothing to
+    share with: it is named in every rebuild action (the Model has no
+    per-content groups to tell which action needs it)."""
     by_image: dict[str, list] = {}
+    keepers: dict[str, list] = {}
     for m in model.mounts:
-        if not m.ishare_xattrs and m.potential_savings_bytes > 0:
+        if m.ishare_xattrs:
+            continue
+        if m.potential_savings_bytes > 0:
             by_image.setdefault(m.image_id or m.dev, []).append(m)
+        elif m.duplicate_bytes > 0 and not m.inode_share:
+            keepers.setdefault(m.image_id or m.dev, []).append(m)
+    actions = []
     for image_id, ms in by_image.items():
         src = ms[0].backing_file or ms[0].source
+        with_images = [(k, km) for k, km in keepers.items() if k != image_id]
+        kept = [km[0].backing_file or km[0].source for _, km in with_images]
+        why = ("the image has no fingerprints (mkfs.erofs --xattr-inode-digest): the kernel "
+               "cannot share its files")
+        if kept:
+            why += (f"; {', '.join(kept)} hold(s) the copy that stays cached and has no "
+                    f"fingerprints either: rebuild it too if not done yet")
         actions.append(Action(
             kind="rebuild", saves_bytes=sum(m.potential_savings_bytes for m in ms),
-            mounts=[m.mountpoint for m in ms], image=src, image_id=image_id,
-            commands=[f"mkfs.erofs --xattr-inode-digest={FINGERPRINT_XATTR} NEW.erofs "
-                      f"<the tree of {src}>"],
-            why="the image has no fingerprints (mkfs.erofs --xattr-inode-digest): the kernel "
-                "cannot share its files"))
-    actions.sort(key=lambda a: (-a.saves_bytes, a.kind, a.image))
+            mounts=[m.mountpoint for m in ms] + [m.mountpoint for _, km in with_images
+                                                 for m in km],
+            image=src, image_id=image_id,
+            commands=[_rebuild_command(src)] + [_rebuild_command(k) for k in kept],
+            why=why))
     return actions
 
 

@@ -80,6 +80,27 @@ def test_the_copy_that_keeps_the_pages_is_remounted_too():
     assert [c.split()[-1] for c in share.commands] == ["/m/a", "/m/b"]
 
 
+def test_an_image_without_fingerprints_that_keeps_the_pages_is_rebuilt_too():
+    # /m/a's copy stays cached (no saving of its own), /m/b's would go: /m/b's rebuild
+    # saves only once /m/a's image carries fingerprints too.  /m/c is unique content.
+    m = model([mount("0:41", "/m/a", fp=False, dup=4 * MiB, image="A"),
+               mount("0:42", "/m/b", fp=False, pot=4 * MiB, dup=4 * MiB, image="B"),
+               mount("0:43", "/m/c", fp=False, image="C")])
+    (act,) = advise(m)
+    assert (act.kind, act.saves_bytes, act.image) == ("rebuild", 4 * MiB, "/images/b.erofs")
+    assert act.mounts == ["/m/b", "/m/a"]
+    assert [c.split()[-1].rstrip(">") for c in act.commands] == ["/images/b.erofs",
+                                                                 "/images/a.erofs"]
+    assert "/images/a.erofs hold(s) the copy that stays cached" in act.why
+
+
+def test_a_fingerprinted_keeper_needs_no_rebuild():
+    m = model([mount("0:41", "/m/a", fp=True, dup=4 * MiB, image="A"),
+               mount("0:42", "/m/b", fp=False, pot=4 * MiB, dup=4 * MiB, image="B")])
+    (act,) = advise(m)
+    assert act.mounts == ["/m/b"] and len(act.commands) == 1
+
+
 def test_duplicates_without_a_saving_now_are_not_an_inode_share_action():
     m = model([mount("0:41", "/m/a", fp=True, dup=4 * MiB),
                mount("0:42", "/m/b", fp=True, dup=4 * MiB)])

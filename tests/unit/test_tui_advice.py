@@ -39,7 +39,9 @@ def test_the_fixture_node_gets_both_kinds_of_action_from_the_real_refresh():
     assert [(a.kind, a.saves_bytes) for a in acts] == [("inode_share", 1 << 20),
                                                        ("rebuild", 512 << 10)]
     assert acts[0].mounts == [mountpoint(1), mountpoint(2)]
-    assert acts[1].mounts == [mountpoint(4)] and acts[1].image == image_file(4)
+    # image 3's copy stays cached and has no fingerprints: rebuilt too
+    assert acts[1].mounts == [mountpoint(4), mountpoint(3)] and acts[1].image == image_file(4)
+    assert [c.split()[-1].rstrip(">") for c in acts[1].commands] == [image_file(4), image_file(3)]
 
 
 @run_async
