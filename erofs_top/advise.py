@@ -72,19 +72,20 @@ def _rebuild_command(src: str) -> str:
 
 
 def _rebuild_actions(model: Model) -> list[Action]:
-    """One action per image without fingerprints whose copies would go.  An
-    image without fingerprints whose copy keeps the pages (duplicates, no
-    saving of its own) must be rebuilt too, or the others have nothing to
-    share with: it is named in every rebuild action (the Model has no
-    per-content groups to tell which action needs it)."""
+    """One action per image without fingerprints whose copies would go.  The
+    copy that stays cached may be on another image without fingerprints (one
+    with no saving of its own, or one that keeps some contents and gives up
+    others): it must be rebuilt too, or there is nothing to share with.  The
+    Model has no per-content groups to tell which, so every other such image
+    holding duplicates is named in the action: doing what it says is enough."""
     by_image: dict[str, list] = {}
     keepers: dict[str, list] = {}
     for m in model.mounts:
-        if m.ishare_xattrs:
+        if m.ishare_xattrs or m.inode_share:
             continue
         if m.potential_savings_bytes > 0:
             by_image.setdefault(m.image_id or m.dev, []).append(m)
-        elif m.duplicate_bytes > 0 and not m.inode_share:
+        if m.duplicate_bytes > 0:
             keepers.setdefault(m.image_id or m.dev, []).append(m)
     actions = []
     for image_id, ms in by_image.items():
@@ -94,8 +95,8 @@ def _rebuild_actions(model: Model) -> list[Action]:
         why = ("the image has no fingerprints (mkfs.erofs --xattr-inode-digest): the kernel "
                "cannot share its files")
         if kept:
-            why += (f"; {', '.join(kept)} hold(s) the copy that stays cached and has no "
-                    f"fingerprints either: rebuild it too if not done yet")
+            why += (f"; the copies that stay cached may be on {', '.join(kept)} (no "
+                    f"fingerprints either): rebuild it too if not done yet")
         actions.append(Action(
             kind="rebuild", saves_bytes=sum(m.potential_savings_bytes for m in ms),
             mounts=[m.mountpoint for m in ms] + [m.mountpoint for _, km in with_images
