@@ -6,10 +6,10 @@ Actions:
   inode_share  remount the stock mounts whose images carry fingerprints with
                ``inode_share,domain_id=<one domain>``: saves the Model's
                ``potential_savings_now_bytes`` (stage a)
-  rebuild      rebuild one image without fingerprints with
-               ``mkfs.erofs --xattr-inode-digest=trusted.erofs.fingerprint``
-               and mount it in that domain: saves its copies' part of the
-               potential (stage b)
+  rebuild      rebuild the stock images without fingerprints that hold
+               duplicates with ``mkfs.erofs --xattr-inode-digest=
+               trusted.erofs.fingerprint`` and mount them in that domain:
+               saves their copies' part of the potential (stage b)
   domain       move inode_share mounts whose shared inodes hold the same
                content as those of other inode_share mounts into those
                mounts' domain: saves ``potential_savings_domains_bytes``
@@ -37,8 +37,11 @@ class Action:
     kind: str                       # inode_share | rebuild
     saves_bytes: int                # page cache this action saves now (charged)
     mounts: list[str]               # mount points it touches
-    image: str = ""                 # rebuild: the image file (or source)
+    image: str = ""                 # rebuild: the image file (or source) saving most
     image_id: str = ""
+    # rebuild: image id -> the part of saves_bytes its copies give up (every
+    # image the action rebuilds; 0 for one whose copies stay cached)
+    image_savings_bytes: dict[str, int] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)   # what an operator runs
     why: str = ""
 
@@ -67,44 +70,37 @@ def advise(model: Model) -> list[Action]:
     return actions
 
 
-def _rebuild_command(src: str) -> str:
-    return f"mkfs.erofs --xattr-inode-digest={FINGERPRINT_XATTR} NEW.erofs <the tree of {src}>"
-
-
 def _rebuild_actions(model: Model) -> list[Action]:
-    """One action per image without fingerprints whose copies would go.  The
-    copy that stays cached may be on another image without fingerprints (one
-    with no saving of its own, or one that keeps some contents and gives up
-    others): it must be rebuilt too, or there is nothing to share with.  The
-    Model has no per-content groups to tell which, so every other such image
-    holding duplicates is named in the action: doing what it says is enough."""
+    """One action for the stock images without fingerprints that hold
+    duplicates.  A copy that would go may be the duplicate of one that stays
+    cached on another image without fingerprints (which then saves nothing
+    itself, or keeps some contents and gives up others): nothing is shared
+    until both are rebuilt.  The Model has no per-content groups to tell
+    which image needs which, so they are one action: doing what it says
+    saves what it promises (their copies' part of the potential)."""
     by_image: dict[str, list] = {}
-    keepers: dict[str, list] = {}
     for m in model.mounts:
-        if m.ishare_xattrs or m.inode_share:
-            continue
-        if m.potential_savings_bytes > 0:
+        if not m.ishare_xattrs and not m.inode_share and (
+                m.potential_savings_bytes > 0 or m.duplicate_bytes > 0):
             by_image.setdefault(m.image_id or m.dev, []).append(m)
-        if m.duplicate_bytes > 0:
-            keepers.setdefault(m.image_id or m.dev, []).append(m)
-    actions = []
-    for image_id, ms in by_image.items():
-        src = ms[0].backing_file or ms[0].source
-        with_images = [(k, km) for k, km in keepers.items() if k != image_id]
-        kept = [km[0].backing_file or km[0].source for _, km in with_images]
-        why = ("the image has no fingerprints (mkfs.erofs --xattr-inode-digest): the kernel "
-               "cannot share its files")
-        if kept:
-            why += (f"; the copies that stay cached may be on {', '.join(kept)} (no "
-                    f"fingerprints either): rebuild it too if not done yet")
-        actions.append(Action(
-            kind="rebuild", saves_bytes=sum(m.potential_savings_bytes for m in ms),
-            mounts=[m.mountpoint for m in ms] + [m.mountpoint for _, km in with_images
-                                                 for m in km],
-            image=src, image_id=image_id,
-            commands=[_rebuild_command(src)] + [_rebuild_command(k) for k in kept],
-            why=why))
-    return actions
+    savings = {img: sum(m.potential_savings_bytes for m in ms) for img, ms in by_image.items()}
+    if not any(v > 0 for v in savings.values()):
+        return []
+    order = sorted(by_image, key=lambda img: (-savings[img], img))
+    srcs = [by_image[img][0].backing_file or by_image[img][0].source for img in order]
+    why = (f"{len(order)} image(s) without fingerprints hold duplicate content: the kernel "
+           f"cannot share their files until they are rebuilt with "
+           f"mkfs.erofs --xattr-inode-digest and mounted with inode_share in one domain")
+    if len(order) > 1:
+        why += " (all of them: the copies that stay cached may be on any of them)"
+    return [Action(
+        kind="rebuild", saves_bytes=sum(savings.values()),
+        mounts=[m.mountpoint for img in order for m in by_image[img]],
+        image=srcs[0], image_id=order[0],
+        image_savings_bytes={img: savings[img] for img in order},
+        commands=[f"mkfs.erofs --xattr-inode-digest={FINGERPRINT_XATTR} NEW.erofs "
+                  f"<the tree of {src}>" for src in srcs],
+        why=why)]
 
 
 def _domain_actions(model: Model) -> list[Action]:

@@ -150,7 +150,8 @@ FAMILIES: tuple[FamilySpec, ...] = (
                "What each `erofs-top advise` action would save now: action inode_share "
                "(image=\"\", the node's stock mounts with fingerprints), domain (image=\"\", "
                "inode_share mounts into one domain) or rebuild (one series per image without "
-               "fingerprints).", ("action", "image")),
+               "fingerprints that the one rebuild action names: its copies' part of the "
+               "saving, 0 for an image whose copies stay cached).", ("action", "image")),
     FamilySpec(PREFIX + "node_backing_resident_bytes", "gauge",
                "Resident bytes of image files behind file-backed and loop mounts."),
     FamilySpec(PREFIX + "node_page_cache_bytes", "gauge",
@@ -439,8 +440,11 @@ class FamilyBuilder:
         from ..advise import advise
         fam = _family("advice_savings_bytes")
         for a in advise(model):
-            fam.add_metric([a.kind, display(a.image_id if a.kind == "rebuild" else "")],
-                           a.saves_bytes)
+            if a.kind == "rebuild":     # one action for all of them: a series per image
+                for image_id, part in a.image_savings_bytes.items():
+                    fam.add_metric([a.kind, display(image_id)], part)
+            else:
+                fam.add_metric([a.kind, ""], a.saves_bytes)
         return [fam]
 
     def _node_families(self, model: Model, events: bool) -> list[Metric]:

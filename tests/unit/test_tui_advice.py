@@ -202,7 +202,7 @@ async def test_enter_shows_why_and_the_commands_in_full():
         await pilot.pause()
         text = screen_text(app)
         assert "Advice #2: rebuild, saves 512 KiB of page cache now" in text
-        assert "the image has no fingerprints" in text and image_file(4) in text
+        assert "2 image(s) without fingerprints" in text and image_file(4) in text
 
 
 @run_async

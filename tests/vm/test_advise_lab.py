@@ -61,9 +61,9 @@ def test_top_recommendation_saves_what_it_promised(lab, images, builds):  # noqa
 
 def test_rebuild_advice_names_both_images_and_saves_what_it_promised(lab):
     """Two versions in images WITHOUT fingerprints: advise's top action is a
-    rebuild, and it names both images (the one whose copy stays cached has no
-    saving of its own, yet nothing is shared until it is rebuilt too).  Both
-    rebuilt with its mkfs command and mounted with inode_share in one domain:
+    rebuild of both images (a copy that goes is the duplicate of one that stays
+    cached on the other: nothing is shared until both are rebuilt).  Both
+    rebuilt with its mkfs commands and mounted with inode_share in one domain:
     the real saving is what the action promised, within 5 %."""
     from .test_savings_matrix import DATA, PAIR, PKG
     if PAIR is None:
