@@ -60,6 +60,7 @@ class InodeCache:
     pages: set[int] = field(default_factory=set)
     marks: set[int] = field(default_factory=set)       # folio heads
     folios: dict[int, int] = field(default_factory=dict)   # page -> head (order > 0)
+    io: list[list[int]] | None = None   # when a list: each read_pages() batch, in order
 
     def head(self, page: int) -> int:
         return self.folios.get(page, page)
@@ -136,12 +137,23 @@ def _unbounded(cache: InodeCache, index: int, nr: int, lookahead: int) -> None:
         return
     nr = min(nr, cache.end_index - index + 1)
     mark = index + nr - lookahead if lookahead <= nr else None
+    batch: list[int] = []
     for p in range(index, index + nr):
-        if p in cache.pages:
+        if p in cache.pages:            # read_pages(): submit the batch so far
+            _submit(cache, batch)
+            batch = []
             continue
         cache.pages.add(p)
+        batch.append(p)
         if p == mark:
             cache.marks.add(p)
+    _submit(cache, batch)
+
+
+def _submit(cache: InodeCache, batch: list[int]) -> None:
+    """read_pages(): one batch of new pages goes to the filesystem."""
+    if batch and cache.io is not None:
+        cache.io.append(batch)
 
 
 def _ra_submit(cache: InodeCache, ra: FileRa) -> None:
@@ -156,6 +168,7 @@ def _ra_submit(cache: InodeCache, ra: FileRa) -> None:
         return
     start = index = ra.start
     limit = min(cache.end_index, start + ra.size - 1)
+    added: list[int] = []
     mark = start + ra.size - ra.async_size
     ra.order = min(ra.order, ra.size.bit_length() - 1)
     while index <= limit:
@@ -168,12 +181,14 @@ def _ra_submit(cache: InodeCache, ra: FileRa) -> None:
         if any(p in cache.pages for p in range(index, index + n)):   # -EEXIST
             break
         cache.pages.update(range(index, index + n))
+        added.extend(range(index, index + n))
         if n > 1:
             cache.folios.update((p, index) for p in range(index, index + n))
         if index == mark - mark % n:
             cache.marks.add(index)
         index += n
-    else:
+    _submit(cache, added)
+    if index > limit:
         return
     if ra.size > index - start:
         _unbounded(cache, index, ra.size - (index - start), ra.async_size)
@@ -255,6 +270,7 @@ def read(cache: InodeCache, ra: FileRa, pos: int, count: int,
             batch = _batch(cache, index, last_index - 1)
         if not batch:                         # filemap_create_folio()
             cache.pages.add(index)
+            _submit(cache, [index])
             batch = [index]
         if batch[-1] in cache.marks:          # filemap_readahead()
             async_ra(cache, ra, batch[-1], last_index - batch[-1], max_pages)
