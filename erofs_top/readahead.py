@@ -290,3 +290,74 @@ def replay(size_bytes: int, opens: list[list[tuple[int, int]]],
         for pos, count in reads:
             read(cache, ra, pos, count)
     return cache
+
+
+# ------------------------------------------------------------ reads of many files
+@dataclass(frozen=True)
+class Read:
+    """One read(2)/pread(2) of an EROFS file, in the order the kernel saw it.
+
+    ``inode``: the page cache it goes through (a member's own inode on a
+    stock mount, the shared inode's key with inode_share); ``member``: the
+    file read, as (mount, file) for its image page map (``member[0]`` is the
+    mount: its image file and the mount's one backing ``struct file``);
+    ``opened``: the open file (one readahead state per open)."""
+    inode: object
+    member: tuple
+    opened: object
+    pos: int
+    count: int
+
+
+def image_runs(batch: list[int], image_pages: list[int]) -> list[list[int]]:
+    """One read_pages() batch of a file-backed EROFS file -> the reads of the
+    image file erofs fileio issues (fs/erofs/fileio.c erofs_fileio_scan_folio:
+    one request per run of physically contiguous blocks).  ``image_pages``:
+    file page -> image page, -1 for an inline tail (read from its metadata
+    block, without readahead: left out)."""
+    runs: list[list[int]] = []
+    for p in batch:
+        ip = image_pages[p] if p < len(image_pages) else -1
+        if ip < 0:
+            continue
+        if runs and ip == runs[-1][-1] + 1:
+            runs[-1].append(ip)
+        else:
+            runs.append([ip])
+    return runs
+
+
+@dataclass
+class Replayed:
+    inodes: dict = field(default_factory=dict)      # inode key -> InodeCache
+    images: dict = field(default_factory=dict)      # mount -> InodeCache of its image file
+
+
+def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=None,
+                 image_size=None, image_large_folios: bool = True) -> Replayed:
+    """Replay ``reads`` (Read, in order) from empty caches: what each inode
+    and, given ``image_map(member)`` (file page -> image page, or None) and
+    ``image_size(mount)``, each mount's image file would hold.  A miss is
+    read through the reading member's image, with that mount's readahead
+    state (the lab's 7.2: inode_share misses fill the reader's own image)."""
+    out = Replayed()
+    file_ra: dict = {}
+    image_ra: dict = {}
+    for r in reads:
+        c = out.inodes.get(r.inode)
+        if c is None:
+            c = out.inodes[r.inode] = InodeCache(size_of(r.inode), large_folios(r.inode))
+        pm = image_map(r.member) if image_map is not None else None
+        c.io = [] if pm is not None else None
+        read(c, file_ra.setdefault(r.opened, FileRa()), r.pos, r.count)
+        if pm is None:
+            continue
+        mount = r.member[0]
+        img = out.images.get(mount)
+        if img is None:
+            img = out.images[mount] = InodeCache(image_size(mount), image_large_folios)
+        for batch in c.io:
+            for run in image_runs(batch, pm):
+                read(img, image_ra.setdefault(mount, FileRa()), run[0] * PAGE, len(run) * PAGE)
+        c.io = None
+    return out

@@ -6,8 +6,8 @@ page on the matrix's random readers: docs/sharing.md "Random readers").
 """
 from __future__ import annotations
 
-from erofs_top.readahead import (PAGE, FileRa, InodeCache, init_ra_size, next_miss,
-                                 next_ra_size, read, replay)
+from erofs_top.readahead import (PAGE, FileRa, InodeCache, Read, image_runs, init_ra_size,
+                                 next_miss, next_ra_size, read, replay, replay_reads)
 
 
 def pages(lo: int, hi: int) -> set[int]:
@@ -103,3 +103,46 @@ def test_gap_search_inside_a_large_folio_reports_one_index_late():
                    folios={p: 112 for p in range(112, 116)} | {116: 116, 117: 116})
     assert next_miss(c, 113, 32) == 119
     assert next_miss(c, 112, 32) == 118
+
+
+def test_a_cached_page_splits_the_window_into_two_batches():
+    # page_cache_ra_unbounded(): a page already present submits the batch so
+    # far (read_pages) and the window goes on after it
+    c = InodeCache(100 * PAGE, pages=pages(40, 49) | {55}, io=[])
+    read(c, FileRa(), 50 * PAGE + 100, PAGE)
+    assert c.io == [[50, 51, 52, 53, 54], [56, 57, 58, 59, 60, 61]]
+
+
+def test_image_reads_are_the_contiguous_runs_of_a_batch():
+    # erofs fileio: one request per run of contiguous blocks; -1 (inline tail)
+    # is read from its metadata block, not as a data read
+    assert image_runs([0, 1, 2, 3], [10, 11, 30, -1]) == [[10, 11], [30]]
+
+
+def test_misses_read_the_image_through_the_mounts_one_readahead_state():
+    # X (4 pages, image 100-103) and Y (10 pages, image 104-113) back to back.
+    # X page 0: window 0-3 -> image read 100-103 (no history: just those).
+    # Y page 0, another file: window 0-3 -> image read 104-107, right after
+    # the mount's previous image read (one backing file, one prev_pos): a
+    # sequential miss, initial window get_init_ra_size(4) = 8: 104-111.  With
+    # a readahead state per file it would be 104-107 (contig_count 4 <= 4).
+    maps = {("m", "X"): list(range(100, 104)), ("m", "Y"): list(range(104, 114))}
+    reads = [Read("X", ("m", "X"), 1, 0, PAGE), Read("Y", ("m", "Y"), 2, 0, PAGE)]
+    sizes = {"X": 4 * PAGE, "Y": 10 * PAGE}
+    out = replay_reads(reads, sizes.get, image_map=maps.get, image_size=lambda m: 200 * PAGE)
+    assert (out.inodes["X"].pages, out.inodes["Y"].pages) == (pages(0, 3), pages(0, 3))
+    assert (out.images["m"].pages, out.images["m"].marks) == (pages(100, 111), {108})
+
+
+def test_a_miss_on_a_shared_inode_fills_the_readers_own_image():
+    # One shared inode S, members on mounts m1 and m2.  A reads page 5 (m1
+    # image page 105).  B reads page 5 (cached: no I/O), then page 6: right
+    # after its previous read, the initial window 6-9, read through m2's image
+    maps = {("m1", "f"): list(range(100, 110)), ("m2", "f"): list(range(50, 60))}
+    reads = [Read("S", ("m1", "f"), "a", 5 * PAGE, PAGE),
+             Read("S", ("m2", "f"), "b", 5 * PAGE, PAGE),
+             Read("S", ("m2", "f"), "b", 6 * PAGE, PAGE)]
+    out = replay_reads(reads, lambda ino: 10 * PAGE, image_map=maps.get,
+                       image_size=lambda m: 200 * PAGE)
+    assert out.inodes["S"].pages == pages(5, 9)
+    assert (out.images["m1"].pages, out.images["m2"].pages) == ({105}, pages(56, 59))

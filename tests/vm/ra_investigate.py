@@ -192,52 +192,29 @@ def _resident(vec):
     return {i for i, c in enumerate(vec) if c == "1"}
 
 
-def _image_runs(batch, imap):
-    """One EROFS read_pages() batch -> the image-file reads erofs fileio
-    issues: one per run of physically contiguous blocks (an inline tail,
-    -1, is read from its metadata block without readahead: left out)."""
-    runs, cur = [], []
-    for p in batch:
-        ip = imap[p] if p < len(imap) else -1
-        if ip < 0:
-            continue
-        if cur and ip == cur[-1] + 1:
-            cur.append(ip)
-        else:
-            if cur:
-                runs.append(cur)
-            cur = [ip]
-    return runs + ([cur] if cur else [])
-
-
 def replay_phase(res, cell, phase_name):
-    """The model's EROFS caches (per inode key) and image caches (per mount)."""
+    """The model's EROFS caches (per inode key) and image caches (per mount):
+    erofs_top.readahead.replay_reads() of the phase's reads, in order."""
     from erofs_top import readahead as ra
     data, shared = res[cell][phase_name], phase_name == "shared"
     maps = res[cell].get("image_maps")
-    images = [ra.InodeCache(n * PAGE, large_folios=True) for n in res[cell].get("image_pages", [])]
-    image_ra = [ra.FileRa() for _ in images]
-    inodes = {}
+    sizes, reads = {}, []
     for mi, fs in enumerate(data["mounts"]):        # reader A's files, then reader B's
         for f in fs:
             if not f["size"]:
                 continue
             key = ((res["sha"][res["versions"][mi]][f["path"]], f["size"]) if shared
                    else (mi, f["path"]))
-            # the shared inode has no large folios (page_cache_ra_order()
-            # falls back at once in the lab's trace); member inodes have them
-            c = inodes.setdefault(key, ra.InodeCache(f["size"], large_folios=not shared))
-            c.io = [] if maps else None
-            fra = ra.FileRa()
-            for off in f["reads"]:
-                ra.read(c, fra, off, PAGE)
-                for batch in c.io or ():
-                    for run in _image_runs(batch, maps[mi][f["path"]]):
-                        # misses go through the reading member's own image file
-                        ra.read(images[mi], image_ra[mi], run[0] * PAGE, len(run) * PAGE)
-                if c.io:
-                    c.io = []
-    return inodes, images
+            sizes[key] = f["size"]
+            reads += [ra.Read(key, (mi, f["path"]), (mi, f["path"]), off, PAGE)
+                      for off in f["reads"]]
+    # member inodes have large folios; the shared inode has none (its
+    # page_cache_ra_order() falls back at once in the lab's trace)
+    out = ra.replay_reads(
+        reads, sizes.get, large_folios=lambda key: not shared,
+        image_map=(lambda m: maps[m[0]][m[1]]) if maps else None,
+        image_size=lambda mi: res[cell]["image_pages"][mi] * PAGE)
+    return out.inodes, [out.images[mi] for mi in sorted(out.images)]
 
 
 def replay_main(out_dir):
