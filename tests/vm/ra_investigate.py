@@ -4,8 +4,10 @@ a test; docs/sharing.md "Random readers" has what it found).
 In the lab (as root; about 30 s):
     LAB_OUT=/tmp/ra tests/vm/lab.sh run 'python3 tests/vm/ra_investigate.py'
 runs the matrix's random reader (seeded 4 KiB preads, a third of each file's
-pages) on two redis-tools versions, plain (cold image files) and lz4hc,
-first on stock mounts, then on inode_share mounts, and writes /out/ra.json:
+pages) on two redis-tools versions, plain (cold image files) and lz4hc, and
+a whole-file reader (1 MiB reads) beside a half reader (64 KiB reads), plain
+and cold, each first on stock mounts, then on inode_share mounts, and writes
+/out/ra.json:
 per cell and phase the memcg charge, per file the reads issued and its
 resident pages (mincore), per image file its resident pages, plus the
 kernel's readahead trace (/out/trace-CELL-PHASE.txt).
@@ -35,7 +37,9 @@ FP = "trusted.erofs.fingerprint"
 SHARE = "inode_share,domain_id=ra"
 TR = "/sys/kernel/tracing"
 PAGE = 4096
-CELLS = (("plain", (), True), ("lz4hc", ("-zlz4hc",), False))   # name, mkfs options, cold
+# name, mkfs options, cold image files, (reader A's, reader B's) read pattern
+CELLS = (("plain", (), True, ("random", "random")), ("lz4hc", ("-zlz4hc",), False, ("random", "random")),
+         ("plain-whole-half", (), True, ("whole", "half")))
 
 
 def files(root):
@@ -47,7 +51,7 @@ def files(root):
 
 
 def read_random_logged(root, log):
-    """tests/vm/test_savings_matrix.py read_random(), recording the offsets."""
+    """tests/vm/test_savings_matrix.py read_random(), recording the reads."""
     rng = random.Random(7)
     for p in files(root):
         size = os.path.getsize(p)
@@ -56,8 +60,41 @@ def read_random_logged(root, log):
             for _ in range(max(1, size // PAGE // 3)):
                 off = rng.randrange(0, max(1, size))
                 os.pread(f.fileno(), PAGE, off)
-                reads.append(off)
+                reads.append((off, PAGE))
         log[os.path.relpath(p, root)] = reads
+
+
+def read_whole_logged(root, log):
+    """labkit.read_file() of every file (1 MiB reads to EOF), recording them."""
+    for p in files(root):
+        reads, pos = [], 0
+        with open(p, "rb", buffering=0) as f:
+            while True:
+                reads.append((pos, 1 << 20))
+                n = len(f.read(1 << 20))
+                pos += n
+                if not n:
+                    break
+        log[os.path.relpath(p, root)] = reads
+
+
+def read_half_logged(root, log):
+    """test_savings_matrix.read_half(): the first half, 64 KiB reads."""
+    for p in files(root):
+        left, reads, pos = os.path.getsize(p) // 2, [], 0
+        with open(p, "rb", buffering=0) as f:
+            while left > 0:
+                want = min(left, 64 << 10)
+                reads.append((pos, want))
+                n = len(f.read(want))
+                if not n:
+                    break
+                left -= n
+                pos += n
+        log[os.path.relpath(p, root)] = reads
+
+
+PATTERNS = {"random": read_random_logged, "whole": read_whole_logged, "half": read_half_logged}
 
 
 def mincore_vec(path):
@@ -111,15 +148,15 @@ def tracing(on, name=None):
         _write(f"{TR}/events/{ev}/enable", "0")
 
 
-def _reader(cg, mnt):
-    """read_random_logged(mnt) in a child inside cgroup ``cg``; its log."""
+def _reader(cg, mnt, pattern):
+    """PATTERNS[pattern](mnt) in a child inside cgroup ``cg``; its log."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         with open(f"{cg.path_abs}/cgroup.procs", "w") as f:
             f.write(str(os.getpid()))
         log = {}
-        read_random_logged(mnt, log)
+        PATTERNS[pattern](mnt, log)
         os.write(w, json.dumps(log).encode())
         os._exit(0)
     os.close(w)
@@ -131,14 +168,14 @@ def _reader(cg, mnt):
     return json.loads(data)
 
 
-def phase(lk, imgs, opts, cold, name):
+def phase(lk, imgs, opts, cold, name, patterns):
     with contextlib.ExitStack() as st:
         mnts = [st.enter_context(lk.erofs_mount(i, opts)) for i in imgs]
         cgs = [st.enter_context(lk.Cgroup(f"ra-{i}")) for i in range(len(mnts))]
         if cold:
             lk.drop_caches()
         tracing(True)
-        logs = [_reader(cg, m) for cg, m in zip(cgs, mnts)]
+        logs = [_reader(cg, m, pat) for cg, m, pat in zip(cgs, mnts, patterns)]
         tracing(False, name)
         out = {"charged": [cg.file_bytes() for cg in cgs], "mounts": [],
                "image_mincore": [mincore_vec(i) for i in imgs]}
@@ -171,11 +208,11 @@ def lab_main():
            "sha": {v: {os.path.relpath(p, f"{PKG_DIR}/{v}"): sha(p) for p in files(f"{PKG_DIR}/{v}")}
                    for v in vers}}
     try:
-        for cell, opts, cold in CELLS:
+        for cell, opts, cold, patterns in CELLS:
             imgs = [lk.mkfs_erofs(f"{d}/{cell}-{i}.erofs", f"{PKG_DIR}/{v}",
                                   f"--xattr-inode-digest={FP}", *opts) for i, v in enumerate(vers)]
-            res[cell] = {"stock": phase(lk, imgs, "", cold, f"{cell}-stock"),
-                         "shared": phase(lk, imgs, SHARE, cold, f"{cell}-shared")}
+            res[cell] = {"stock": phase(lk, imgs, "", cold, f"{cell}-stock", patterns),
+                         "shared": phase(lk, imgs, SHARE, cold, f"{cell}-shared", patterns)}
             if not opts:
                 res[cell]["image_maps"] = [image_maps(img, res[cell]["stock"]["mounts"][i])
                                            for i, img in enumerate(imgs)]
@@ -206,8 +243,8 @@ def replay_phase(res, cell, phase_name):
             key = ((res["sha"][res["versions"][mi]][f["path"]], f["size"]) if shared
                    else (mi, f["path"]))
             sizes[key] = f["size"]
-            reads += [ra.Read(key, (mi, f["path"]), (mi, f["path"]), off, PAGE)
-                      for off in f["reads"]]
+            reads += [ra.Read(key, (mi, f["path"]), (mi, f["path"]), *(
+                r if isinstance(r, list) else (r, PAGE))) for r in f["reads"]]
     # member inodes have large folios; the shared inode has none (its
     # page_cache_ra_order() falls back at once in the lab's trace)
     out = ra.replay_reads(
@@ -219,7 +256,7 @@ def replay_phase(res, cell, phase_name):
 
 def replay_main(out_dir):
     res = json.load(open(os.path.join(out_dir, "ra.json")))
-    for cell, _, _ in CELLS:
+    for cell, *_ in CELLS:
         if cell not in res:
             continue
         print(f"== {cell}: memcg charge without {sum(res[cell]['stock']['charged']) / 2**20:.2f}"
