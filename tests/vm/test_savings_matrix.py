@@ -112,12 +112,18 @@ CELLS = {
     "3 images inline/noinline": ([("v1", False), ("v2", False), ("v1-noinline", False)],
                                  [(0, read_whole), (1, read_whole), (2, read_whole)], False),
 }
-# Known misses, measured and documented in docs/sharing.md: random readers.
-# The kernel's context readahead depends on each inode's own cache history,
-# which erofs-top does not model yet.  strict: a pass would be news.
+# Known misses, measured and documented in docs/sharing.md "Random readers":
+# the kernel's readahead decides from each inode's own cache history and
+# readahead marks (page_cache_sync_ra/async_ra), and the image file's own
+# readahead per mount, which erofs_top.readahead replays page for page in
+# the lab but erofs-top does not yet feed with each member's read order.
+# strict: a pass would be news.
 KNOWN_MISSES = {
-    "plain random offsets, cold": "random reads: context readahead not modeled",
-    "lz4hc random offsets": "random reads: context readahead not modeled",
+    "plain random offsets, cold": "random reads: readahead from the inode's own history "
+                                  "(shared: +75/-14 pages) and per-mount image readahead "
+                                  "not fed to erofs-top (no per-member read log)",
+    "lz4hc random offsets": "random reads: as plain, plus z_erofs pcluster readmore "
+                            "(not replayed)",
 }
 
 

@@ -1,0 +1,363 @@
+"""The kernel's readahead for buffered reads, replayed on one inode.  Pure.
+
+Which pages a sequence of read(2)/pread(2) calls leaves in an inode's page
+cache depends on that inode's cache (its history) and on each open file's
+readahead state, not on the read requests alone.  That is why page-cache
+sharing changes what random readers cache: on a shared inode, one member's
+reads find the other members' pages (longer history, more readahead, no I/O
+where a page is already cached), on its own inode only its own.  This module
+replays the rules of Linux 6.10+ (checked against the lab's 7.2, see
+docs/sharing.md "Random readers"), order-0 folios, all reads complete at once:
+
+mm/filemap.c
+  filemap_read()          loops filemap_get_pages() until the request is
+                          copied; sets f_ra.prev_pos to the end of the copy
+  filemap_get_pages()     index = pos >> PAGE_SHIFT, last_index = pages up to
+                          pos + count; the batch of cached pages from index
+                          (filemap_get_read_batch: stops at a gap and after a
+                          PG_readahead page); empty: page_cache_sync_ra(
+                          last_index - index) and look again; still empty:
+                          filemap_create_folio (one page); the batch's last
+                          page marked: page_cache_async_ra(last_index - index)
+mm/readahead.c
+  page_cache_sync_ra()    index 0, or index - prev_index <= 1: initial window
+                          (get_init_ra_size); else the cached run right before
+                          index (page_cache_prev_miss, up to ra_pages):
+                          <= req_count: read just the request, no mark; else
+                          a window of min(run + req, ra_pages) (run doubled
+                          when cached from page 0), the mark on its last page
+  page_cache_async_ra()   at the expected index: the next window, ramped up
+                          (get_next_ra_size); else from the next gap
+                          (page_cache_next_miss) if within ra_pages; the end
+                          aligned down to 1 << min(order + 2, log2(ra_pages))
+  page_cache_ra_unbounded() reads the window's missing pages up to EOF, marks
+                          the page at start + size - async_size if it is new
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PAGE = 4096
+RA_PAGES = 32           # VM_READAHEAD_PAGES: read_ahead_kb 128 with 4 KiB pages
+NO_GAP_BELOW = -1       # page_cache_prev_miss() wrapped below page 0 (ULONG_MAX)
+
+
+@dataclass
+class FileRa:
+    """struct file_ra_state: one per open file (file_ra_state_init)."""
+    start: int = 0
+    size: int = 0
+    async_size: int = 0
+    order: int = 0
+    prev_pos: int = -1
+
+
+@dataclass
+class InodeCache:
+    """One inode's page cache: resident pages and PG_readahead marks."""
+    size_bytes: int
+    large_folios: bool = False          # mapping_large_folio_support()
+    pages: set[int] = field(default_factory=set)
+    marks: set[int] = field(default_factory=set)       # folio heads
+    folios: dict[int, int] = field(default_factory=dict)   # page -> head (order > 0)
+    io: list[list[int]] | None = None   # when a list: each read_pages() batch, in order
+
+    def head(self, page: int) -> int:
+        return self.folios.get(page, page)
+
+    def folio_pages(self, page: int) -> int:
+        head = self.head(page)
+        n = 1
+        while self.folios.get(head + n) == head:
+            n += 1
+        return n
+
+    @property
+    def end_index(self) -> int:
+        """The page holding the last byte (-1: empty file)."""
+        return (self.size_bytes - 1) // PAGE
+
+
+def init_ra_size(req: int, max_pages: int = RA_PAGES) -> int:
+    """get_init_ra_size(): round up to a power of two, x4 small, x2 medium."""
+    size = 1 << max(0, (req - 1).bit_length())
+    if size <= max_pages // 32:
+        return size * 4
+    if size <= max_pages // 4:
+        return size * 2
+    return max_pages
+
+
+def next_ra_size(cur: int, max_pages: int = RA_PAGES) -> int:
+    """get_next_ra_size(): x4 while small, x2 up to half the max, then max."""
+    if cur < max_pages // 16:
+        return 4 * cur
+    if cur <= max_pages // 2:
+        return 2 * cur
+    return max_pages
+
+
+def _sibling_shift(cache: InodeCache, index: int) -> int:
+    """An xarray walk that starts inside a multi-page folio loads the
+    folio's head slot first, then steps slot and index together: the slots
+    it checks trail the index it reports by this much (xas_load() resolves
+    the sibling entry to the head's offset; xas_next/xas_prev then move both)."""
+    return index - cache.head(index) if index in cache.pages else 0
+
+
+def prev_miss(cache: InodeCache, index: int, max_scan: int) -> int:
+    """page_cache_prev_miss(): the index it reports for the highest gap in
+    [index - max_scan + 1, index]; NO_GAP_BELOW when the scan passes page 0
+    (ULONG_MAX in the kernel); the last index scanned when there is no gap."""
+    shift = _sibling_shift(cache, index)
+    slot = index - shift
+    for k in range(max_scan):
+        if index - k < 0 or slot < 0:
+            return NO_GAP_BELOW
+        if slot not in cache.pages:
+            return index - k
+        slot -= 1
+    return index - max_scan + 1
+
+
+def next_miss(cache: InodeCache, index: int, max_scan: int) -> int:
+    """page_cache_next_miss(): the index it reports for the lowest gap in
+    [index, index + max_scan), else index + max_scan."""
+    shift = _sibling_shift(cache, index)
+    for k in range(max_scan):
+        if index - shift + k not in cache.pages:
+            return index + k
+    return index + max_scan
+
+
+def _unbounded(cache: InodeCache, index: int, nr: int, lookahead: int) -> None:
+    """do_page_cache_ra() + page_cache_ra_unbounded(): read the missing pages
+    of [index, index + nr) up to EOF; mark index + nr - lookahead if new."""
+    if cache.size_bytes <= 0 or index > cache.end_index:
+        return
+    nr = min(nr, cache.end_index - index + 1)
+    mark = index + nr - lookahead if lookahead <= nr else None
+    batch: list[int] = []
+    for p in range(index, index + nr):
+        if p in cache.pages:            # read_pages(): submit the batch so far
+            _submit(cache, batch)
+            batch = []
+            continue
+        cache.pages.add(p)
+        batch.append(p)
+        if p == mark:
+            cache.marks.add(p)
+    _submit(cache, batch)
+
+
+def _submit(cache: InodeCache, batch: list[int]) -> None:
+    """read_pages(): one batch of new pages goes to the filesystem."""
+    if batch and cache.io is not None:
+        cache.io.append(batch)
+
+
+def _ra_submit(cache: InodeCache, ra: FileRa) -> None:
+    """page_cache_ra_order(): folios of up to ``ra.order`` (aligned, not
+    past the window or EOF), the one holding start + size - async_size
+    marked; at the first page already cached it stops and reads the rest of
+    the window as order-0 pages (the fallback).  Without large folios the
+    fallback does it all."""
+    if not cache.large_folios:
+        ra.order = 0
+        _unbounded(cache, ra.start, ra.size, ra.async_size)
+        return
+    start = index = ra.start
+    limit = min(cache.end_index, start + ra.size - 1)
+    added: list[int] = []
+    mark = start + ra.size - ra.async_size
+    ra.order = min(ra.order, ra.size.bit_length() - 1)
+    while index <= limit:
+        order = ra.order
+        if index & ((1 << order) - 1):
+            order = (index & -index).bit_length() - 1     # __ffs(index)
+        while order > 0 and index + (1 << order) - 1 > limit:
+            order -= 1
+        n = 1 << order
+        if any(p in cache.pages for p in range(index, index + n)):   # -EEXIST
+            break
+        cache.pages.update(range(index, index + n))
+        added.extend(range(index, index + n))
+        if n > 1:
+            cache.folios.update((p, index) for p in range(index, index + n))
+        if index == mark - mark % n:
+            cache.marks.add(index)
+        index += n
+    _submit(cache, added)
+    if index > limit:
+        return
+    if ra.size > index - start:
+        _unbounded(cache, index, ra.size - (index - start), ra.async_size)
+
+
+def sync_ra(cache: InodeCache, ra: FileRa, index: int, req: int,
+            max_pages: int = RA_PAGES) -> None:
+    """page_cache_sync_ra(): a read missed the cache at ``index``."""
+    prev_index = ra.prev_pos >> 12 if ra.prev_pos >= 0 else None
+    if index == 0 or req > max_pages or (
+            prev_index is not None and 0 <= index - prev_index <= 1):
+        ra.start, ra.size = index, init_ra_size(req, max_pages)
+        ra.async_size = ra.size - req if ra.size > req else ra.size >> 1
+        ra.order = 0
+        _ra_submit(cache, ra)
+        return
+    miss = prev_miss(cache, index - 1, max_pages)
+    contig = index if miss == NO_GAP_BELOW else index - miss - 1
+    if contig <= req:                         # standalone, small random read
+        _unbounded(cache, index, req, 0)
+        return
+    if miss == NO_GAP_BELOW:                  # cached from the beginning
+        contig *= 2
+    ra.start, ra.size, ra.async_size = index, min(contig + req, max_pages), 1
+    ra.order = 0
+    _ra_submit(cache, ra)
+
+
+def async_ra(cache: InodeCache, ra: FileRa, index: int, req: int,
+             max_pages: int = RA_PAGES) -> None:
+    """page_cache_async_ra(): a read reached the marked page ``index``."""
+    cache.marks.discard(index)
+    expected = ra.start + ra.size - ra.async_size
+    if index == expected - expected % cache.folio_pages(index):
+        ra.start += ra.size
+        ra.size = max(ra.size, next_ra_size(ra.size, max_pages))
+    else:
+        start = next_miss(cache, index + 1, max_pages)
+        if not start or start - index > max_pages:
+            return
+        ra.start, ra.size = start, next_ra_size(start - index + req, max_pages)
+    ra.order += 2
+    align = 1 << min(ra.order, max_pages.bit_length() - 1)
+    end = ra.start + ra.size
+    aligned_end = end - end % align
+    if aligned_end > ra.start:
+        ra.size -= end - aligned_end
+    ra.async_size = ra.size
+    _ra_submit(cache, ra)
+
+
+def _batch(cache: InodeCache, index: int, last: int) -> list[int]:
+    """filemap_get_read_batch(): cached pages from ``index`` to ``last``,
+    stopping at a gap and after a marked page."""
+    out = []
+    p = cache.head(index)
+    while p <= last:
+        if p not in cache.pages:
+            break
+        n = cache.folio_pages(p)
+        out.append(p)
+        if p in cache.marks:
+            break
+        p += n
+    return out
+
+
+def read(cache: InodeCache, ra: FileRa, pos: int, count: int,
+         max_pages: int = RA_PAGES) -> None:
+    """filemap_read() of ``count`` bytes at ``pos`` through an open file
+    with readahead state ``ra``."""
+    last_pos = ra.prev_pos
+    end = pos + count
+    while pos < end and pos < cache.size_bytes:
+        index, last_index = pos // PAGE, -(-end // PAGE)
+        batch = _batch(cache, index, last_index - 1)
+        if not batch:
+            sync_ra(cache, ra, index, last_index - index, max_pages)
+            batch = _batch(cache, index, last_index - 1)
+        if not batch:                         # filemap_create_folio()
+            cache.pages.add(index)
+            _submit(cache, [index])
+            batch = [index]
+        if batch[-1] in cache.marks:          # filemap_readahead()
+            async_ra(cache, ra, batch[-1], last_index - batch[-1], max_pages)
+        pos = min(end, cache.size_bytes, (batch[-1] + cache.folio_pages(batch[-1])) * PAGE)
+        last_pos = pos
+    ra.prev_pos = last_pos
+
+
+def replay(size_bytes: int, opens: list[list[tuple[int, int]]],
+           cache: InodeCache | None = None, large_folios: bool = False) -> InodeCache:
+    """The pages an inode of ``size_bytes`` holds after ``opens`` ran in
+    order: each open is a list of (pos, count) reads through one open file
+    (fresh readahead state).  ``cache``: start from it (changed in place)."""
+    cache = cache if cache is not None else InodeCache(size_bytes, large_folios)
+    for reads in opens:
+        ra = FileRa()
+        for pos, count in reads:
+            read(cache, ra, pos, count)
+    return cache
+
+
+# ------------------------------------------------------------ reads of many files
+@dataclass(frozen=True)
+class Read:
+    """One read(2)/pread(2) of an EROFS file, in the order the kernel saw it.
+
+    ``inode``: the page cache it goes through (a member's own inode on a
+    stock mount, the shared inode's key with inode_share); ``member``: the
+    file read, as (mount, file) for its image page map (``member[0]`` is the
+    mount: its image file and the mount's one backing ``struct file``);
+    ``opened``: the open file (one readahead state per open)."""
+    inode: object
+    member: tuple
+    opened: object
+    pos: int
+    count: int
+
+
+def image_runs(batch: list[int], image_pages: list[int]) -> list[list[int]]:
+    """One read_pages() batch of a file-backed EROFS file -> the reads of the
+    image file erofs fileio issues (fs/erofs/fileio.c erofs_fileio_scan_folio:
+    one request per run of physically contiguous blocks).  ``image_pages``:
+    file page -> image page, -1 for an inline tail (read from its metadata
+    block, without readahead: left out)."""
+    runs: list[list[int]] = []
+    for p in batch:
+        ip = image_pages[p] if p < len(image_pages) else -1
+        if ip < 0:
+            continue
+        if runs and ip == runs[-1][-1] + 1:
+            runs[-1].append(ip)
+        else:
+            runs.append([ip])
+    return runs
+
+
+@dataclass
+class Replayed:
+    inodes: dict = field(default_factory=dict)      # inode key -> InodeCache
+    images: dict = field(default_factory=dict)      # mount -> InodeCache of its image file
+
+
+def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=None,
+                 image_size=None, image_large_folios: bool = True) -> Replayed:
+    """Replay ``reads`` (Read, in order) from empty caches: what each inode
+    and, given ``image_map(member)`` (file page -> image page, or None) and
+    ``image_size(mount)``, each mount's image file would hold.  A miss is
+    read through the reading member's image, with that mount's readahead
+    state (the lab's 7.2: inode_share misses fill the reader's own image)."""
+    out = Replayed()
+    file_ra: dict = {}
+    image_ra: dict = {}
+    for r in reads:
+        c = out.inodes.get(r.inode)
+        if c is None:
+            c = out.inodes[r.inode] = InodeCache(size_of(r.inode), large_folios(r.inode))
+        pm = image_map(r.member) if image_map is not None else None
+        c.io = [] if pm is not None else None
+        read(c, file_ra.setdefault(r.opened, FileRa()), r.pos, r.count)
+        if pm is None:
+            continue
+        mount = r.member[0]
+        img = out.images.get(mount)
+        if img is None:
+            img = out.images[mount] = InodeCache(image_size(mount), image_large_folios)
+        for batch in c.io:
+            for run in image_runs(batch, pm):
+                read(img, image_ra.setdefault(mount, FileRa()), run[0] * PAGE, len(run) * PAGE)
+        c.io = None
+    return out

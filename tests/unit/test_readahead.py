@@ -1,0 +1,148 @@
+"""erofs_top.readahead: the kernel's readahead replayed on hand-written reads.
+
+Each expected page set is derived by hand from the kernel source named in the
+test (mm/readahead.c, mm/filemap.c, Linux 6.10+; the lab's 7.2 agrees page for
+page on the matrix's random readers: docs/sharing.md "Random readers").
+"""
+from __future__ import annotations
+
+from erofs_top.readahead import (PAGE, FileRa, InodeCache, Read, image_runs, init_ra_size,
+                                 next_miss, next_ra_size, read, replay, replay_reads)
+
+
+def pages(lo: int, hi: int) -> set[int]:
+    """Pages lo..hi inclusive."""
+    return set(range(lo, hi + 1))
+
+
+def test_initial_window_rounds_up_and_scales_by_request_size():
+    # get_init_ra_size(): power of two, x4 up to max/32, x2 up to max/4, else max
+    assert [init_ra_size(n) for n in (1, 2, 3, 4, 5, 8, 9, 40)] == [4, 4, 8, 8, 16, 16, 32, 32]
+
+
+def test_next_window_quadruples_small_doubles_medium_caps_at_max():
+    # get_next_ra_size(): x4 below max/16, x2 up to max/2, then max
+    assert [next_ra_size(n) for n in (1, 2, 3, 16, 17, 32)] == [4, 4, 6, 32, 32, 32]
+
+
+def test_first_read_at_page_zero_gets_the_initial_window_and_a_mark():
+    # page_cache_sync_ra(): index 0 -> size 4 for a 1-page read, async_size 3,
+    # PG_readahead on page start + size - async_size = 1
+    c = replay(100 * PAGE, [[(0, PAGE)]])
+    assert (c.pages, c.marks) == (pages(0, 3), {1})
+
+
+def test_reading_the_marked_page_pushes_the_next_window():
+    # page_cache_async_ra(): index 1 == expected (0 + 4 - 3): start 4, size
+    # get_next_ra_size(4) = 8 (end 12 is 4-aligned), async_size 8: mark on 4
+    c = replay(100 * PAGE, [[(0, PAGE), (PAGE, PAGE)]])
+    assert (c.pages, c.marks) == (pages(0, 11), {4})
+
+
+def test_random_read_without_history_reads_just_the_request():
+    # a 4 KiB pread at an unaligned offset spans 2 pages; no cached page before
+    # it (page_cache_prev_miss -> contig_count 0 <= req_count): no readahead
+    c = replay(100 * PAGE, [[(50 * PAGE + 100, PAGE)]])
+    assert (c.pages, c.marks) == ({50, 51}, set())
+
+
+def test_another_readers_pages_give_a_random_read_a_window():
+    # The inode_share case: pages 40-49 cached by the other member; the same
+    # read now finds contig_count 10 > 2: window min(10 + 2, 32) = 12, mark on
+    # its last page (async_size 1).  On its own inode it read 2 pages (above).
+    c = InodeCache(100 * PAGE, pages=pages(40, 49))
+    read(c, FileRa(), 50 * PAGE + 100, PAGE)
+    assert (c.pages - pages(40, 49), c.marks) == (pages(50, 61), {61})
+
+
+def test_history_from_page_zero_doubles_the_window():
+    # page_cache_prev_miss() passes page 0 (ULONG_MAX): contig_count 10 * 2,
+    # window min(20 + 1, 32) = 21
+    c = InodeCache(100 * PAGE, pages=pages(0, 9))
+    read(c, FileRa(), 10 * PAGE, PAGE)
+    assert (c.pages, c.marks) == (pages(0, 30), {30})
+
+
+def test_a_read_right_after_the_previous_one_is_sequential():
+    # prev_pos is the end of the last copy: index - prev_index <= 1 is a
+    # sequential miss: the initial window (4 pages for 1, async 3, mark on 4)
+    c = replay(100 * PAGE, [[(2 * PAGE, PAGE), (3 * PAGE, PAGE)]])
+    assert (c.pages, c.marks) == ({2} | pages(3, 6), {4})
+
+
+def test_each_open_starts_with_fresh_readahead_state():
+    # file_ra_state_init(): prev_pos -1 for a new open, so the second open's
+    # read of page 3 is random again (no history before page 3: 1 page)
+    c = replay(100 * PAGE, [[(2 * PAGE, PAGE)], [(3 * PAGE, PAGE)]])
+    assert c.pages == {2, 3}
+
+
+def test_window_stops_at_end_of_file():
+    # do_page_cache_ra(): not past the page with the last byte; the mark moves
+    # with the clamped window (nr_to_read 3 - lookahead 3 = page 0), so the
+    # read hits it at once and page_cache_async_ra() finds nothing to read
+    c = replay(3 * PAGE - 10, [[(0, PAGE)]])
+    assert (c.pages, c.marks) == (pages(0, 2), set())
+
+
+def test_large_folios_mark_the_folio_and_align_the_next_window():
+    # page_cache_ra_order(): the async window 4-11 (order 2) as folios 4-7 and
+    # 8-11, the folio at 4 marked; reading page 5 hits it: expected index 4,
+    # next size 16, order 4: the end 28 aligned down to 16 leaves 12-15, one
+    # order-2 folio, marked (async_size = size)
+    c = replay(100 * PAGE, [[(0, PAGE), (PAGE, PAGE), (5 * PAGE, PAGE)]], large_folios=True)
+    assert (c.pages, c.marks) == (pages(0, 15), {12})
+    assert [c.head(p) for p in (3, 5, 11, 15)] == [3, 4, 8, 12]
+
+
+def test_gap_search_inside_a_large_folio_reports_one_index_late():
+    # xarray walk from 113, inside the folio 112-115: it loads the head's slot
+    # first, so slot and index stay one apart: the gap at 118 is reported as
+    # 119 (seen in the lab: page_cache_ra_order index=119 after a hit on 112)
+    c = InodeCache(200 * PAGE, large_folios=True, pages=pages(112, 117),
+                   folios={p: 112 for p in range(112, 116)} | {116: 116, 117: 116})
+    assert next_miss(c, 113, 32) == 119
+    assert next_miss(c, 112, 32) == 118
+
+
+def test_a_cached_page_splits_the_window_into_two_batches():
+    # page_cache_ra_unbounded(): a page already present submits the batch so
+    # far (read_pages) and the window goes on after it
+    c = InodeCache(100 * PAGE, pages=pages(40, 49) | {55}, io=[])
+    read(c, FileRa(), 50 * PAGE + 100, PAGE)
+    assert c.io == [[50, 51, 52, 53, 54], [56, 57, 58, 59, 60, 61]]
+
+
+def test_image_reads_are_the_contiguous_runs_of_a_batch():
+    # erofs fileio: one request per run of contiguous blocks; -1 (inline tail)
+    # is read from its metadata block, not as a data read
+    assert image_runs([0, 1, 2, 3], [10, 11, 30, -1]) == [[10, 11], [30]]
+
+
+def test_misses_read_the_image_through_the_mounts_one_readahead_state():
+    # X (4 pages, image 100-103) and Y (10 pages, image 104-113) back to back.
+    # X page 0: window 0-3 -> image read 100-103 (no history: just those).
+    # Y page 0, another file: window 0-3 -> image read 104-107, right after
+    # the mount's previous image read (one backing file, one prev_pos): a
+    # sequential miss, initial window get_init_ra_size(4) = 8: 104-111.  With
+    # a readahead state per file it would be 104-107 (contig_count 4 <= 4).
+    maps = {("m", "X"): list(range(100, 104)), ("m", "Y"): list(range(104, 114))}
+    reads = [Read("X", ("m", "X"), 1, 0, PAGE), Read("Y", ("m", "Y"), 2, 0, PAGE)]
+    sizes = {"X": 4 * PAGE, "Y": 10 * PAGE}
+    out = replay_reads(reads, sizes.get, image_map=maps.get, image_size=lambda m: 200 * PAGE)
+    assert (out.inodes["X"].pages, out.inodes["Y"].pages) == (pages(0, 3), pages(0, 3))
+    assert (out.images["m"].pages, out.images["m"].marks) == (pages(100, 111), {108})
+
+
+def test_a_miss_on_a_shared_inode_fills_the_readers_own_image():
+    # One shared inode S, members on mounts m1 and m2.  A reads page 5 (m1
+    # image page 105).  B reads page 5 (cached: no I/O), then page 6: right
+    # after its previous read, the initial window 6-9, read through m2's image
+    maps = {("m1", "f"): list(range(100, 110)), ("m2", "f"): list(range(50, 60))}
+    reads = [Read("S", ("m1", "f"), "a", 5 * PAGE, PAGE),
+             Read("S", ("m2", "f"), "b", 5 * PAGE, PAGE),
+             Read("S", ("m2", "f"), "b", 6 * PAGE, PAGE)]
+    out = replay_reads(reads, lambda ino: 10 * PAGE, image_map=maps.get,
+                       image_size=lambda m: 200 * PAGE)
+    assert out.inodes["S"].pages == pages(5, 9)
+    assert (out.images["m1"].pages, out.images["m2"].pages) == ({105}, pages(56, 59))
