@@ -29,6 +29,7 @@ from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
 from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
                          dump_extents, file_page_map, read_image, read_inode, read_superblock)
+from ..zmap import UnsupportedZmap, compressed_extents, dump_tuples
 
 FINGERPRINT_PREFIX = b"sha256:"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -123,6 +124,9 @@ class ImageContent:
         self.digest_files_total = 0
         self.digest_errors = 0
         self.digest_deferred = 0     # calls answered None because of the budget
+        # compressed files whose index layout zmap does not decode: mapped by
+        # dump.erofs instead (slow: a process per file), reason -> files
+        self.zmap_fallbacks: dict[str, int] = {}
 
     # ---------------------------------------------------------------- keys
     @staticmethod
@@ -197,8 +201,8 @@ class ImageContent:
     def physical_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """file page -> image pages (image-relative) holding its data: the data
         blocks of a plain file, the compressed clusters of a compressed one
-        (from ``dump.erofs -e``).  None where that is not known (unreadable,
-        fragments only, no dump.erofs).  Cached: images are read-only."""
+        (decoded by zmap; dump.erofs for layouts it does not know).  None where
+        that is not known (unreadable, damaged).  Cached: images are read-only."""
         key = self._content_key(mount, ino)
         if key in self._page_maps:
             return self._page_maps[key]
@@ -207,17 +211,43 @@ class ImageContent:
         if hit is not None:
             sb, ino_rec = hit
             base = mount.image_offset
+
+            def read(off: int, n: int) -> bytes:
+                return read_image(mount.image_path, base + off, n)
             try:
-                ext = data_extents(sb, ino_rec,
-                                   lambda off, n: read_image(mount.image_path, base + off, n))
+                ext = data_extents(sb, ino_rec, read)
                 if ext is not None:
                     result = file_page_map(ext, 0, PAGE_SIZE)
-                elif ino_rec.compressed and base == 0:
-                    result = compressed_page_map(dump_extents(mount.image_path, ino), PAGE_SIZE)
+                elif ino_rec.compressed:
+                    result = compressed_page_map(self._compressed_extents(mount, sb, ino_rec, read),
+                                                 PAGE_SIZE)
             except (OSError, ErofsFormatError, struct.error, ValueError):
                 result = None
         self._page_maps[key] = result
         return result
+
+    def _compressed_extents(self, mount: MountInfo, sb: Superblock, ino_rec: DiskInode,
+                            read) -> list[tuple[int, int, int, int]]:
+        """(logical, length, physical, length) of a compressed file's clusters:
+        decoded here, or through dump.erofs (counted in ``zmap_fallbacks``) for
+        a layout zmap refuses.  Raises OSError/ErofsFormatError."""
+        try:
+            return dump_tuples(compressed_extents(sb, ino_rec, read))
+        except UnsupportedZmap as e:
+            reason = str(e)
+        self.zmap_fallbacks[reason] = self.zmap_fallbacks.get(reason, 0) + 1
+        if mount.image_offset:
+            raise OSError("dump.erofs cannot read an image at an offset")
+        return dump_extents(mount.image_path, ino_rec.nid)
+
+    def zmap_warning(self) -> str:
+        """One line on files mapped through dump.erofs instead of zmap, or ''."""
+        if not self.zmap_fallbacks:
+            return ""
+        n = sum(self.zmap_fallbacks.values())
+        reasons = "; ".join(sorted(self.zmap_fallbacks)[:3])
+        return (f"{n} compressed file(s) have an index layout erofs-top does not decode "
+                f"({reasons}): mapped through dump.erofs, one process per file")
 
     def image_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """file page -> pages of the backing image file (file-backed and loop

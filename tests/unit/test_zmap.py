@@ -105,3 +105,66 @@ def test_unknown_advise_bits_are_refused_not_guessed():
     raw = bytes(4) + (0x0100).to_bytes(2, "little") + bytes(2)
     with pytest.raises(UnsupportedZmap):
         parse_map_header(raw, 12, COMPRESSED_COMPACT)
+
+
+def test_image_content_maps_compressed_files_without_dump_erofs(real_tree, tmp_path, monkeypatch):
+    """ImageContent.physical_pages: the decoder's page map equals the one
+    from dump.erofs, also for an image at a 64 KiB offset inside its file
+    (a loop offset, which dump.erofs cannot read), and runs no process."""
+    from erofs_top.resolve import content as content_mod
+    from erofs_top.resolve.base import MountInfo
+    from erofs_top.resolve.superblock import compressed_page_map, dump_extents, image_info
+
+    img = mkfs(tmp_path / "z.erofs", real_tree, "-zlz4hc", "-C65536", "-Eztailpacking")
+    shifted = tmp_path / "shifted.img"
+    shifted.write_bytes(bytes(65536) + open(img, "rb").read())
+    sb, _ = read_superblock(img)
+    names = [os.path.relpath(os.path.join(r, f), real_tree)
+             for r, _, fs in os.walk(real_tree) for f in fs]
+    nids = {}
+    for rel in sorted(names):
+        out = subprocess.run(["dump.erofs", f"--path=/{rel}", img], capture_output=True,
+                             text=True, check=True).stdout
+        nid = int(re.search(r"NID:\s*(\d+)", out).group(1))
+        if read_inode(img, sb, nid).compressed:
+            nids[rel] = nid
+    want = {rel: compressed_page_map(dump_extents(img, nid), content_mod.PAGE_SIZE)
+            for rel, nid in nids.items()}
+
+    def no_process(*a, **k):
+        raise AssertionError(f"a process was started: {a}")
+    monkeypatch.setattr(subprocess, "run", no_process)
+    for path, offset in ((img, 0), (str(shifted), 65536)):
+        mount = MountInfo(dev=1, dev_str="0:1", mountpoint=str(tmp_path), source=path,
+                          backing="file", backing_file=path, image=image_info(path, offset),
+                          image_path=path, image_offset=offset)
+        ic = content_mod.ImageContent()
+        got = {rel: ic.physical_pages(mount, nid) for rel, nid in nids.items()}
+        assert got == want, path
+        assert ic.zmap_fallbacks == {} and ic.zmap_warning() == ""
+    assert len(nids) >= 20
+
+
+def test_a_layout_zmap_refuses_goes_through_dump_erofs_with_a_warning(real_tree, tmp_path,
+                                                                       monkeypatch):
+    """No 1.5-built image has a layout zmap refuses, so the refusal is faked
+    (fake_refusal); the fallback itself (dump.erofs, the warning) is real."""
+    from erofs_top.resolve import content as content_mod
+    from erofs_top.resolve.base import MountInfo
+    from erofs_top.resolve.superblock import compressed_page_map, dump_extents, image_info
+
+    img = mkfs(tmp_path / "z.erofs", real_tree, "-zlz4hc")
+    out = subprocess.run(["dump.erofs", "--path=/python3", img], capture_output=True,
+                         text=True, check=True).stdout
+    nid = int(re.search(r"NID:\s*(\d+)", out).group(1))
+
+    def fake_refusal(*a):
+        raise UnsupportedZmap("fake: a layout from the future")
+    monkeypatch.setattr(content_mod, "compressed_extents", fake_refusal)
+    mount = MountInfo(dev=1, dev_str="0:1", mountpoint=str(tmp_path), source=img,
+                      backing="file", backing_file=img, image=image_info(img), image_path=img)
+    ic = content_mod.ImageContent()
+    pages = ic.physical_pages(mount, nid)
+    assert pages and pages == compressed_page_map(dump_extents(img, nid), content_mod.PAGE_SIZE)
+    assert ic.zmap_fallbacks == {"fake: a layout from the future": 1}
+    assert "1 compressed file(s)" in ic.zmap_warning() and "dump.erofs" in ic.zmap_warning()
