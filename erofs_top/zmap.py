@@ -146,13 +146,26 @@ class _Lcluster:
     nextpackoff: int = 0           # image offset after this record's pack
 
 
-class _FullIndex:
+class _Index:
+    """Records are decoded once per (lcn, lookahead): a walk loads most of
+    them three or four times (the head, its next lcluster, the scan ahead)."""
+
+    def load(self, lcn: int, lookahead: bool = False) -> _Lcluster:
+        key = (lcn, lookahead)
+        rec = self._seen.get(key)
+        if rec is None:
+            rec = self._seen[key] = self._load(lcn, lookahead)
+        return rec
+
+
+class _FullIndex(_Index):
     """8-byte lcluster records (COMPRESSED_FULL)."""
 
     def __init__(self, start: int, raw: bytes, hdr: MapHeader):
         self.start, self.raw, self.hdr = start, raw, hdr
+        self._seen: dict[tuple[int, bool], _Lcluster] = {}
 
-    def load(self, lcn: int, lookahead: bool = False) -> _Lcluster:
+    def _load(self, lcn: int, lookahead: bool = False) -> _Lcluster:
         off = lcn * LCLUSTER_INDEX_SIZE
         if off + LCLUSTER_INDEX_SIZE > len(self.raw):
             raise ErofsFormatError(f"lcluster {lcn} beyond the index")
@@ -172,7 +185,7 @@ class _FullIndex:
         return rec
 
 
-class _CompactIndex:
+class _CompactIndex(_Index):
     """Bit-packed lcluster records (COMPRESSED_COMPACT): an initial run of 4B
     packs up to 32-byte alignment, then 2B packs (16 lclusters in 32 bytes,
     when ADVISE_COMPACTED_2B), then 4B packs (2 lclusters in 8 bytes).  Each
@@ -186,6 +199,7 @@ class _CompactIndex:
             self.compacted_2b = (totalidx - self.initial_4b) // 16 * 16
         self.lobits = max(hdr.lclusterbits, LI_D0_CBLKCNT.bit_length())
         self.big = bool(hdr.advise & ADVISE_BIG_PCLUSTER_1)
+        self._seen: dict[tuple[int, bool], _Lcluster] = {}
 
     @staticmethod
     def region_end(ebase: int, advise: int, totalidx: int) -> int:
@@ -215,7 +229,7 @@ class _CompactIndex:
         v = int.from_bytes(pack[pos // 8:pos // 8 + 4], "little") >> (pos & 7)
         return v & ((1 << self.lobits) - 1), (v >> self.lobits) & 3
 
-    def load(self, lcn: int, lookahead: bool = False) -> _Lcluster:
+    def _load(self, lcn: int, lookahead: bool = False) -> _Lcluster:
         if lcn >= self.totalidx:
             raise ErofsFormatError(f"lcluster {lcn} beyond the index ({self.totalidx})")
         pos, shift = self._pos(lcn)
