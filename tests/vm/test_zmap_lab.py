@@ -105,8 +105,8 @@ CASES = {
     "lzma": ({"lzma"}, ("-zlzma,level=0", "-C65536"), {"alg1"}),
     "deflate": ({"deflate"}, ("-zdeflate", "-C16384"), {"alg2"}),
     "zstd": ({"zstd"}, ("-zzstd", "-C16384"), {"alg3"}),
-    "lz4hc and lzma": ({"lz4hc", "lzma"}, ("-zlz4hc:lzma,level=0", "--compress-hints=HINTS"),
-                       {"alg0", "alg1"}),
+    "lz4hc and lzma": ({"lz4hc", "lzma"}, ("-zlz4hc:lzma,level=0", "-C65536",
+                                           "--compress-hints=HINTS"), {"alg0", "alg1"}),
     "ztailpacking": ({"lz4hc"}, ("-zlz4hc", "-Eztailpacking"), {"inline"}),
     "fragments dedupe": ({"lz4hc"}, ("-zlz4hc", "-C65536", "-Efragments,dedupe"), {"fragment"}),
     "all-fragments": ({"lz4hc"}, ("-zlz4hc", "-Eall-fragments"), {"fragment"}),
@@ -127,7 +127,16 @@ def test_extents_equal_dump_erofs(tree, case):
     with open(hints, "w") as f:
         f.write("65536 1 .*\\.py$\n")          # .py files with the second algorithm
     img = os.path.join(d, re.sub(r"\W+", "-", case) + ".erofs")
-    lk.mkfs_erofs(img, src, *(o.replace("HINTS", hints) for o in opts))
+    args = [o.replace("HINTS", hints) for o in opts]
+    r = subprocess.run(["mkfs.erofs", *args, img, src], capture_output=True, text=True,
+                       errors="replace")
+    if r.returncode and any(a.startswith("--compress-hints") for a in args):
+        # erofs-utils 1.9.3 reads the hints' algorithm column before it sets the
+        # algorithm table (lib/compress_hints.c vs mkfs/main.c): seen failing in the lab
+        REPORT.append(f"zmap {case}: not checked, mkfs.erofs {' '.join(args)} exit "
+                      f"{r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+        pytest.xfail(f"mkfs.erofs refuses {args}: exit {r.returncode} {r.stderr.strip()[-300:]}")
+    assert r.returncode == 0, (args, r.stderr[-2000:])
     seen = _compare(img, src)
     assert seen["files"] >= 20, seen
     for want in must_see:
