@@ -169,6 +169,7 @@ def node_savings(cache: GroupCache, shared: list[Entry],
         realized_groups, owned, readers, other_kept)
     if cache.unmapped:
         health.warnings.append(f"{cache.unmapped} compressed file copies could not be mapped to "
-                               f"their compressed clusters (dump.erofs missing?): their "
-                               f"compressed-data cache is not in the savings")
+                               f"their compressed clusters (unreadable or damaged index; "
+                               f"dump.erofs missing for a layout erofs-top does not decode): "
+                               f"their compressed-data cache is not in the savings")
     return out

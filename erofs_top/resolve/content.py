@@ -28,7 +28,8 @@ from ..pagecache import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
 from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
-                         dump_extents, file_page_map, read_image, read_inode, read_superblock)
+                         dump_extents, file_page_map, parse_inode, read_image, read_superblock)
+from ..zmap import UnsupportedZmap, compressed_extents, dump_tuples
 
 FINGERPRINT_PREFIX = b"sha256:"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -98,6 +99,42 @@ class _MountIndex:
             self.error = f"{root}: {e.strerror}"
 
 
+class MetadataReader:
+    """Image metadata (inodes, compressed and chunk indexes) read in aligned
+    ``CHUNK_BYTES`` pieces and kept: a refresh maps thousands of files whose
+    inodes and indexes sit in a few metadata blocks, in nid order, and one
+    O_DIRECT read per piece instead of three per file is most of the cost
+    under emulation.  Images are read-only; at most ``MAX_CHUNKS`` pieces are
+    kept (the oldest go first)."""
+
+    CHUNK_BYTES = 32 << 10
+    MAX_CHUNKS = 128                        # 4 MiB
+
+    def __init__(self):
+        self._chunks: dict[tuple[str, int], bytes] = {}
+
+    def read(self, path: str, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset + length) of the file at ``path`` (short at EOF)."""
+        cb = self.CHUNK_BYTES
+        out = bytearray()
+        for k in range(offset // cb, (offset + length - 1) // cb + 1 if length else 0):
+            chunk = self._chunks.get((path, k))
+            if chunk is None:
+                chunk = read_image(path, k * cb, cb)
+                if len(self._chunks) >= self.MAX_CHUNKS:
+                    del self._chunks[next(iter(self._chunks))]
+                self._chunks[(path, k)] = chunk
+            lo = max(offset - k * cb, 0)
+            out += chunk[lo:offset + length - k * cb]
+            if len(chunk) < cb:
+                break
+        return bytes(out)
+
+    def forget(self, path: str) -> None:
+        for key in [key for key in self._chunks if key[0] == path]:
+            del self._chunks[key]
+
+
 class ImageContent:
     """ContentResolver for real mounts."""
 
@@ -112,6 +149,7 @@ class ImageContent:
         self._sb: dict[tuple[str, int], Superblock | None] = {}
         self._inodes: dict[tuple, tuple[Superblock, DiskInode] | None] = {}
         self._page_maps: dict[tuple, dict[int, tuple[int, ...]] | None] = {}
+        self._meta = MetadataReader()
         self._fp: dict[tuple, str | None] = {}
         self._bid: dict[tuple, str | None] = {}
         self._digest: dict[tuple, str] = {}
@@ -123,6 +161,9 @@ class ImageContent:
         self.digest_files_total = 0
         self.digest_errors = 0
         self.digest_deferred = 0     # calls answered None because of the budget
+        # compressed files whose index layout zmap does not decode: mapped by
+        # dump.erofs instead (slow: a process per file), reason -> files
+        self.zmap_fallbacks: dict[str, int] = {}
 
     # ---------------------------------------------------------------- keys
     @staticmethod
@@ -144,6 +185,8 @@ class ImageContent:
     def forget(self, mount: MountInfo) -> None:
         """Drop what is cached for a mount that went away (the index, mostly)."""
         self._index.pop(self._mount_key(mount), None)
+        if mount.image_path:
+            self._meta.forget(mount.image_path)
         if not mount.image_id:
             k = ("dev", mount.dev, mount.mountpoint)
             for cache in (self._inodes, self._page_maps, self._fp, self._bid, self._digest):
@@ -183,7 +226,8 @@ class ImageContent:
         sb = self._superblock(mount)
         if sb is not None:
             try:
-                result = sb, read_inode(mount.image_path, sb, ino, mount.image_offset)
+                raw = self._meta.read(mount.image_path, mount.image_offset + sb.inode_offset(ino), 64)
+                result = sb, parse_inode(raw, ino)
             except (OSError, ErofsFormatError):
                 result = None
         self._inodes[key] = result
@@ -197,8 +241,8 @@ class ImageContent:
     def physical_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """file page -> image pages (image-relative) holding its data: the data
         blocks of a plain file, the compressed clusters of a compressed one
-        (from ``dump.erofs -e``).  None where that is not known (unreadable,
-        fragments only, no dump.erofs).  Cached: images are read-only."""
+        (decoded by zmap; dump.erofs for layouts it does not know).  None where
+        that is not known (unreadable, damaged).  Cached: images are read-only."""
         key = self._content_key(mount, ino)
         if key in self._page_maps:
             return self._page_maps[key]
@@ -207,17 +251,43 @@ class ImageContent:
         if hit is not None:
             sb, ino_rec = hit
             base = mount.image_offset
+
+            def read(off: int, n: int) -> bytes:
+                return self._meta.read(mount.image_path, base + off, n)
             try:
-                ext = data_extents(sb, ino_rec,
-                                   lambda off, n: read_image(mount.image_path, base + off, n))
+                ext = data_extents(sb, ino_rec, read)
                 if ext is not None:
                     result = file_page_map(ext, 0, PAGE_SIZE)
-                elif ino_rec.compressed and base == 0:
-                    result = compressed_page_map(dump_extents(mount.image_path, ino), PAGE_SIZE)
+                elif ino_rec.compressed:
+                    result = compressed_page_map(self._compressed_extents(mount, sb, ino_rec, read),
+                                                 PAGE_SIZE)
             except (OSError, ErofsFormatError, struct.error, ValueError):
                 result = None
         self._page_maps[key] = result
         return result
+
+    def _compressed_extents(self, mount: MountInfo, sb: Superblock, ino_rec: DiskInode,
+                            read) -> list[tuple[int, int, int, int]]:
+        """(logical, length, physical, length) of a compressed file's clusters:
+        decoded here, or through dump.erofs (counted in ``zmap_fallbacks``) for
+        a layout zmap refuses.  Raises OSError/ErofsFormatError."""
+        try:
+            return dump_tuples(compressed_extents(sb, ino_rec, read))
+        except UnsupportedZmap as e:
+            reason = str(e)
+        self.zmap_fallbacks[reason] = self.zmap_fallbacks.get(reason, 0) + 1
+        if mount.image_offset:
+            raise OSError("dump.erofs cannot read an image at an offset")
+        return dump_extents(mount.image_path, ino_rec.nid)
+
+    def zmap_warning(self) -> str:
+        """One line on files mapped through dump.erofs instead of zmap, or ''."""
+        if not self.zmap_fallbacks:
+            return ""
+        n = sum(self.zmap_fallbacks.values())
+        reasons = "; ".join(sorted(self.zmap_fallbacks)[:3])
+        return (f"{n} compressed file(s) have an index layout erofs-top does not decode "
+                f"({reasons}): mapped through dump.erofs, one process per file")
 
     def image_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """file page -> pages of the backing image file (file-backed and loop

@@ -325,9 +325,9 @@ def parse_dump_extents(text: bytes) -> list[tuple[int, int, int, int]]:
 
 
 def dump_extents(image: str, nid: int) -> list[tuple[int, int, int, int]]:
-    """Physical extents of inode ``nid`` through erofs-utils' dump.erofs (the
-    compressed index formats are erofs-utils' to decode).  Raises OSError
-    when dump.erofs is missing or fails."""
+    """Physical extents of inode ``nid`` through erofs-utils' dump.erofs: the
+    fallback for compressed layouts erofs_top/zmap.py refuses (a process per
+    file).  Raises OSError when dump.erofs is missing or fails."""
     try:
         r = subprocess.run(["dump.erofs", "-e", f"--nid={nid}", image], capture_output=True,
                            timeout=DUMP_TIMEOUT_S)
