@@ -52,6 +52,8 @@ class SyntheticNode:
         self.cgroups = StaticCgroups(cg_paths)
         self.content = StaticContent()
         self.files: dict[tuple[int, int], list[PageChunk]] = {}
+        # files whose list changed since the last readings() (a dirty set)
+        self.changed: set[tuple[int, int]] = set()
         self.io: dict[tuple[int, int], FileIO] = {}
         self.per_mount = max(1, n_files // n_containers)
         self.next_ino = [100] * n_containers
@@ -84,6 +86,7 @@ class SyntheticNode:
                 owners = {cg: (1 << 32) - 1, other: ((1 << 32) - 1) << 32}
             chunks.append(PageChunk(m.dev, ino, k, owners))
         self.files[(m.dev, ino)] = chunks
+        self.changed.add((m.dev, ino))
         pages = nchunks * 64 * self.events_factor
         self.io[(m.dev, ino)] = FileIO(m.dev, ino, cg, inserted_pages=pages,
                                        evicted_pages=pages // 2, readahead_pages=pages,
@@ -107,6 +110,7 @@ class SyntheticNode:
             chunks = self.files.get(key)
             if not chunks:
                 continue
+            self.changed.add(key)
             if r < 0.5:
                 del self.files[key]
                 self.io.pop(key, None)
@@ -133,15 +137,21 @@ class SyntheticNode:
         ino = 100 + self.rng.randrange(max(1, self.next_ino[c] - 100))
         return (self.mount_list[c].dev, ino)
 
-    def readings(self, taken_at: float = 1.0, by_file: bool = False) -> Readings:
+    def readings(self, taken_at: float = 1.0, by_file: bool = False,
+                 hint: bool = False) -> Readings:
         """``by_file``: also chunks_by_file, an unchanged file's list being
         the same object as at the previous read (what the tracepoint source
-        does)."""
+        does).  ``hint`` (with by_file): also changed_files, the files whose
+        list changed since the previous readings() (what a source with a
+        dirty set written by the probe hands over)."""
         r = Readings(taken_at=taken_at, page_size=PAGE)
         for chunks in self.files.values():
             r.chunks.extend(chunks)
         if by_file:
             r.chunks_by_file = dict(self.files)
+            if hint:
+                r.changed_files = self.changed
+        self.changed = set()
         r.io = list(self.io.values())
         r.maps = {"chunks": (len(r.chunks), 1 << 20, 0), "io": (len(r.io), 1 << 20, 0)}
         return r

@@ -79,6 +79,8 @@ class Aggregator:
         self.ranking = Ranking()
         self.holder_rows: dict[int, list] = {}   # dev -> MountHolder rows (rows.py)
         self.input_ids = {}.keys()          # ids of the per-file lists last read
+        self.hinted_base = False            # the last read had chunks_by_file: a hint applies
+        self.shared_keys: set[tuple] = set()    # live shared inodes' keys in inputs
         self.io = IoSums()
         self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
@@ -131,6 +133,47 @@ class Aggregator:
         others from scratch (resolution included); returns their keys (and
         those of entries gone)."""
         given = readings.chunks_by_file
+        if given is not None and readings.changed_files is not None and self.hinted_base:
+            changed = self._read_changed(given, readings.changed_files)
+        else:
+            changed = self._read_all(readings)
+        self.hinted_base = given is not None
+        changed |= self._read_shared(readings)
+        if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
+            inputs = self.inputs
+            for key in list(self.slices[self.refreshes % self.recheck_slices] - changed):
+                inp = inputs[key]
+                self._put(key, shared_entry(inp) if key[0] == "shared"
+                          else chunk_entry(key[0], key[1], inp), fresh=True)
+                changed.add(key)
+        return changed
+
+    def _read_changed(self, given: dict, changed_files: set[tuple]) -> set[tuple]:
+        """The source named the files that may differ since its previous read
+        (``Readings.changed_files``): only those are looked at."""
+        changed: set[tuple] = set()
+        inputs = self.inputs
+        for key in changed_files:
+            pcs = given.get(key)
+            old = inputs.get(key)
+            if pcs is None:
+                if old is not None:
+                    del inputs[key]
+                    self._put(key, None)
+                    changed.add(key)
+            elif not same_input(old, pcs):
+                inputs[key] = pcs
+                self._put(key, chunk_entry(key[0], key[1], pcs))
+                changed.add(key)
+            else:
+                inputs[key] = pcs
+        self.input_ids = {}.keys()      # a later read without the hint compares by value
+        return changed
+
+    def _read_all(self, readings: Readings) -> set[tuple]:
+        """Every file is a candidate (no hint): the per-file lists that are
+        not the objects of the previous read are compared by value."""
+        given = readings.chunks_by_file
         if given is not None:
             by_file: dict[tuple, object] = dict(given)
             # the files whose list is not the one of the previous read (set
@@ -153,26 +196,34 @@ class Aggregator:
             if not same_input(old, pcs):
                 self._put(key, chunk_entry(key[0], key[1], pcs))
                 changed.add(key)
+        if len(old_inputs) - len(self.shared_keys) > len(by_file) - added:   # some are gone
+            for key in old_inputs.keys() - by_file.keys():
+                if key[0] != "shared":
+                    self._put(key, None)
+                    changed.add(key)
+        for key in self.shared_keys:        # kept: _read_shared decides
+            by_file[key] = old_inputs[key]
+        self.inputs = by_file
+        return changed
+
+    def _read_shared(self, readings: Readings) -> set[tuple]:
+        """Shared inodes (few): compared at every refresh."""
+        changed: set[tuple] = set()
+        inputs = self.inputs
+        now: set[tuple] = set()
         for si in readings.shared:
             key = ("shared", si.mapping)
-            old = old_inputs.get(key)
-            if old is None:
-                added += 1
+            now.add(key)
+            old = inputs.get(key)
             if old is None or (old is not si and old != si):
                 self._put(key, shared_entry(si))
                 changed.add(key)
-            by_file[key] = si
-        if len(old_inputs) > len(by_file) - added:      # some entries are gone
-            for key in old_inputs.keys() - by_file.keys():
-                self._put(key, None)
-                changed.add(key)
-        if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
-            for key in list(self.slices[self.refreshes % self.recheck_slices] - changed):
-                inp = by_file[key]
-                self._put(key, shared_entry(inp) if key[0] == "shared"
-                          else chunk_entry(key[0], key[1], inp), fresh=True)
-                changed.add(key)
-        self.inputs = by_file
+            inputs[key] = si
+        for key in self.shared_keys - now:
+            del inputs[key]
+            self._put(key, None)
+            changed.add(key)
+        self.shared_keys = now
         return changed
 
     def _put(self, key: tuple, e: Entry | None, fresh: bool = False) -> None:
