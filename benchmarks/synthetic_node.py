@@ -54,6 +54,8 @@ class SyntheticNode:
         self.files: dict[tuple[int, int], list[PageChunk]] = {}
         # files whose list changed since the last readings() (a dirty set)
         self.changed: set[tuple[int, int]] = set()
+        self.io_by_key: dict[tuple[int, int, int], FileIO] = {}    # the io rows by key
+        self.changed_io: set[tuple[int, int, int]] = set()
         self.io: dict[tuple[int, int], FileIO] = {}
         self.per_mount = max(1, n_files // n_containers)
         self.next_ino = [100] * n_containers
@@ -88,9 +90,9 @@ class SyntheticNode:
         self.files[(m.dev, ino)] = chunks
         self.changed.add((m.dev, ino))
         pages = nchunks * 64 * self.events_factor
-        self.io[(m.dev, ino)] = FileIO(m.dev, ino, cg, inserted_pages=pages,
-                                       evicted_pages=pages // 2, readahead_pages=pages,
-                                       read_folio_count=nchunks * self.events_factor)
+        self._set_io((m.dev, ino), FileIO(m.dev, ino, cg, inserted_pages=pages,
+                                          evicted_pages=pages // 2, readahead_pages=pages,
+                                          read_folio_count=nchunks * self.events_factor))
         return nchunks
 
     def chunk_count(self) -> int:
@@ -113,7 +115,7 @@ class SyntheticNode:
             self.changed.add(key)
             if r < 0.5:
                 del self.files[key]
-                self.io.pop(key, None)
+                self._set_io(key, None)
                 done += len(chunks)
                 continue
             i = self.rng.randrange(len(chunks))
@@ -126,11 +128,23 @@ class SyntheticNode:
             chunks[i] = PageChunk(pc.dev, pc.ino, pc.chunk, {k: v for k, v in owners.items() if v})
             self.files[key] = chunks
             old = self.io[key]
-            self.io[key] = FileIO(old.dev, old.ino, old.cgroup_id, old.inserted_pages + 1,
-                                  old.evicted_pages + 1, old.readahead_pages,
-                                  old.read_folio_count + 1)
+            self._set_io(key, FileIO(old.dev, old.ino, old.cgroup_id, old.inserted_pages + 1,
+                                     old.evicted_pages + 1, old.readahead_pages,
+                                     old.read_folio_count + 1))
             done += 1
         return done
+
+    def _set_io(self, key: tuple[int, int], f: FileIO | None) -> None:
+        old = self.io.pop(key, None)
+        if old is not None:
+            k = (old.dev, old.ino, old.cgroup_id)
+            del self.io_by_key[k]
+            self.changed_io.add(k)
+        if f is not None:
+            self.io[key] = f
+            k = (f.dev, f.ino, f.cgroup_id)
+            self.io_by_key[k] = f
+            self.changed_io.add(k)
 
     def _random_key(self) -> tuple[int, int]:
         c = self.rng.randrange(self.n_containers)
@@ -142,8 +156,9 @@ class SyntheticNode:
         """``by_file``: also chunks_by_file, an unchanged file's list being
         the same object as at the previous read (what the tracepoint source
         does).  ``hint`` (with by_file): also changed_files, the files whose
-        list changed since the previous readings() (what a source with a
-        dirty set written by the probe hands over)."""
+        list changed since the previous readings(), and io_by_key with
+        changed_io, the FileIO rows by key and the keys changed (what a
+        source with a dirty set written by the probe hands over)."""
         r = Readings(taken_at=taken_at, page_size=PAGE)
         for chunks in self.files.values():
             r.chunks.extend(chunks)
@@ -151,7 +166,8 @@ class SyntheticNode:
             r.chunks_by_file = dict(self.files)
             if hint:
                 r.changed_files = self.changed
-        self.changed = set()
+                r.io_by_key, r.changed_io = dict(self.io_by_key), self.changed_io
+        self.changed, self.changed_io = set(), set()
         r.io = list(self.io.values())
         r.maps = {"chunks": (len(r.chunks), 1 << 20, 0), "io": (len(r.io), 1 << 20, 0)}
         return r

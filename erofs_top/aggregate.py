@@ -77,7 +77,8 @@ class Aggregator:
         self.contrib: dict[tuple, Contribution] = {}
         self.acc = Accumulators()
         self.ranking = Ranking()
-        self.holder_rows: dict[int, list] = {}   # dev -> MountHolder rows (rows.py)
+        self.holder_rows: dict[int, object] = {}   # dev -> MountHolders (rows.py)
+        self.cgroup_mounts: dict[int, list[str]] = {}   # cg -> its mounts' names (rows.py)
         self.input_ids = {}.keys()          # ids of the per-file lists last read
         self.hinted_base = False            # the last read had chunks_by_file: a hint applies
         self.shared_keys: set[tuple] = set()    # live shared inodes' keys in inputs
@@ -121,7 +122,7 @@ class Aggregator:
                                    f"(hashing is rate-limited); their duplicates show later")
         touched = self._duplicates(changed | rekeyed)
         self._attribute(touched)
-        self.io.update(readings.io)
+        self.io.update(readings)
         saved = self._savings(touched, readings, mounts, content, health)
         return build_model(self, readings, mounts, cgroups, saved, health, tier=tier,
                            started_at=started_at, kernel=kernel,
@@ -356,10 +357,13 @@ class Aggregator:
                 continue
             group = sorted((entries[k] for k in keys), key=lambda e: e.order)
             old_groups = len(self.mergeable.get(ck, ()))
+            # a member that did not change contributes the same unless its
+            # duplicate pages do (the only thing the group gives it)
+            dups = [e.dup for e in group]
             self.redundant[ck], self.mergeable[ck] = duplicate_group(group)
             self.dirty_groups.update((ck, i) for i in range(max(old_groups,
                                                                 len(self.mergeable[ck]))))
-            touched |= keys
+            touched.update(_key(e) for e, d in zip(group, dups) if e.dup != d)
         return touched
 
     # ---------------------------------------------------------- phase 5: attribution

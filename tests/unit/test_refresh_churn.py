@@ -75,6 +75,7 @@ class Node:
         self.rng = rng
         self.hint = hint                # hand over changed_files with by_file readings
         self.prev_lists: dict | None = None
+        self.prev_io: dict | None = None
         imgs = [_image(i, fingerprints=i % 2 == 0) for i in range(3)]
         backings = ["file", "loop", "file", "block", "file", "loop"]
         self.all_mounts = [_mount(n, backings[n], imgs[n % 3]) for n in range(6)]
@@ -224,9 +225,17 @@ class Node:
             self.prev_lists = None          # the next hint would not follow this read
         if by_file is None and self.rng.random() < 0.3:   # equal objects built anew
             chunks = [copy.deepcopy(pc) for pc in chunks]
+        io_by_key = changed_io = None
+        if self.hint and self.rng.random() < 0.8:     # rows by key, and the keys changed
+            io_by_key = dict(self.io)
+            prev = self.prev_io if self.prev_io is not None else {}
+            changed_io = {k for k, f in io_by_key.items() if prev.get(k) is not f}
+            changed_io |= prev.keys() - io_by_key.keys()
+        self.prev_io = io_by_key
         return Readings(taken_at=t, page_size=PAGE, chunks=chunks, io=list(self.io.values()),
                         chunks_by_file=by_file,
                         changed_files=changed if self.hint else None,
+                        io_by_key=io_by_key, changed_io=changed_io,
                         backing_pages=dict(self.backing),
                         image_cache_owners={k: dict(v) for k, v in self.owners.items()},
                         shared=[copy.deepcopy(s) for s in self.shared.values()],
@@ -251,8 +260,9 @@ def _assert_same(got, want, step):
 @pytest.mark.parametrize("recheck", [0, 4])     # 0: only deltas; 4: + a slice re-derived
 @pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
 def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh, recheck, hint):
-    """hint: the Readings name the files changed since the previous read
-    (Readings.changed_files, correct here: a wrong one is the source's bug)."""
+    """hint: the Readings name the files and FileIO rows changed since the
+    previous read (Readings.changed_files, io_by_key and changed_io; correct
+    here: a wrong one is the source's bug)."""
     rng = random.Random(seed * 1000 + ops_per_refresh)
     node = Node(rng, hint)
     agg = Aggregator(recheck_slices=recheck)
