@@ -201,13 +201,14 @@ class ChurnSource:
         self.tier, self.page_size = TIER_TRACEPOINT, 4096
         self.churn_s = 0.0
         self.first = True
+        self.hint = True        # hand over what changed (Readings.changed_files, changed_io)
 
     def read(self):
         t0 = time.process_time()
         if not self.first:
             self.node.churn(self.fraction)
         self.first = False
-        r = self.node.readings(by_file=True)
+        r = self.node.readings(by_file=True, hint=self.hint)
         self.churn_s += time.process_time() - t0
         return r
 
@@ -231,6 +232,10 @@ def part_node(args) -> dict:
     src = ChurnSource(node, args.node_churn)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     ex = Exporter(col, interval=args.interval, log=lambda m: None)
+    if args.no_gc_freeze:       # the exporter's default is on: compare without it
+        from erofs_top.aggregate import FREEZE
+        FREEZE["long_lived"] = False
+    src.hint = not args.no_hint
     print(f"node: {args.node_files} files, {args.containers} containers, "
           f"{node.chunk_count()} chunk entries (made in {time.perf_counter() - t0:.0f} s)")
     c0, w0 = time.process_time(), time.perf_counter()
@@ -253,6 +258,7 @@ def part_node(args) -> dict:
     def refresh_loop():
         while not stop.is_set():
             ex.refresh_once()
+    pauses = benchlib.GcPauses()
     th = threading.Thread(target=refresh_loop, daemon=True)
     th.start()
     lat = []
@@ -266,7 +272,9 @@ def part_node(args) -> dict:
         th.join()
         server.shutdown()
         server.server_close()
-    out = {"first_cpu_s": first_cpu, "refresh_cpu_s": cpu, "cpu_share": cpu / args.interval,
+        pauses.close()
+    out = {"gc_pauses": pauses.summary(), "first_cpu_s": first_cpu, "refresh_cpu_s": cpu,
+           "cpu_share": cpu / args.interval,
            "rss_mb": max(rss, _rss_mb()), "scrape_p50_ms": statistics.median(lat) * 1e3,
            "scrape_p99_ms": pct(lat, 0.99) * 1e3, "refreshes": len(cpus)}
     print(f"  steady refresh ({args.node_churn * 100:g} % churn, median of {len(cpus)}): "
@@ -275,7 +283,9 @@ def part_node(args) -> dict:
     print(f"  RSS {out['rss_mb']:.0f} MB (target <= 300 MB); /metrics while refreshing back to "
           f"back: p50 {out['scrape_p50_ms']:.1f} ms, p99 {out['scrape_p99_ms']:.1f} ms "
           f"({len(lat)} scrapes; target p99 <= 100 ms)")
+    print(f"  cyclic GC while scraping: {out['gc_pauses']}")
     return out
+
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -450,6 +460,10 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-files", type=int, default=250_000)
     ap.add_argument("--node-churn", type=float, default=0.01)
     ap.add_argument("--node-refreshes", type=int, default=5)
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="node: do not freeze the aggregator's state (aggregate.FREEZE)")
+    ap.add_argument("--no-hint", action="store_true",
+                    help="node: Readings without changed_files / changed_io")
 
 
 def _body(args):

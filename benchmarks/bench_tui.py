@@ -135,7 +135,8 @@ async def _measure(n_containers: int, n_files: int, refreshes: int) -> dict:
     }
 
 
-async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int) -> dict:
+async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
+                                 gc_freeze: bool = True) -> dict:
     """Key -> repaint wall time, with and without a 1 s collector thread."""
     import threading
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -154,7 +155,7 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int) 
             if not self.first:
                 self.node.churn(0.01)
             self.first = False
-            return self.node.readings(by_file=True)
+            return self.node.readings(by_file=True, hint=True)      # what changed, too
 
         def close(self):
             pass
@@ -175,6 +176,10 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int) 
     th = threading.Thread(target=collector_thread, daemon=True)
     th.start()
     tune_gc()
+    if not gc_freeze:           # tune_gc() turns it on: compare without it
+        from erofs_top.aggregate import FREEZE
+        FREEZE["long_lived"] = False
+    pauses = benchlib.GcPauses()
     app = ErofsTopApp(None, elf=False)
     app.defer_free = True
     out = {}
@@ -204,6 +209,8 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int) 
         stop.set()
         running.set()
         th.join()
+    pauses.close()
+    out["gc"] = pauses.summary()
     out["refresh_s"] = statistics.median(refresh_s) if refresh_s else 0.0
     out["refreshes"] = len(refresh_s)
     return out
@@ -239,6 +246,8 @@ def _add_args(ap) -> None:
                     help="measure key -> repaint while a collector refreshes at 1 s")
     ap.add_argument("--node-containers", type=int, default=1000)
     ap.add_argument("--presses", type=int, default=30)
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="--node-files: do not freeze the aggregator's state (aggregate.FREEZE)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model-size", action="store_true", help=argparse.SUPPRESS)
 
@@ -251,7 +260,7 @@ def _body(args) -> dict:
         return {}
     if args.node_files:
         res = asyncio.run(_keys_while_refreshing(args.node_files, args.node_containers,
-                                                 args.presses))
+                                                 args.presses, not args.no_gc_freeze))
         print(f"key -> repaint (view switch), {args.node_files} files x "
               f"{args.node_containers} containers, collector at 1 s in a thread "
               f"(refresh median {res['refresh_s'] * 1e3:.0f} ms, {res['refreshes']} refreshes):")
@@ -259,6 +268,7 @@ def _body(args) -> dict:
             r = res[label]
             print(f"  {label:>10}: p50 {r['p50_ms']:6.1f} ms  p90 {r['p90_ms']:6.1f} ms  "
                   f"max {r['max_ms']:6.1f} ms  (target <= 100 ms)")
+        print(f"  cyclic GC during the run: {res['gc']}")
         return res
     base = _run_scale(args.baseline_containers, args.baseline_files, args.refreshes)
     big = _run_scale(args.containers, args.files, args.refreshes)

@@ -36,6 +36,21 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
+# Long-running faces (exporter, TUI) hand the state a refresh keeps to the
+# permanent generation of the cyclic GC (gc.freeze): a full collection then
+# walks what is new since, not the millions of objects of a node's entries
+# (seconds at 250,000 files, holding the GIL: scrapes and key presses waited).
+# Again when the entries rebuilt since exceed 1/FREEZE_SHARE of them.
+FREEZE = {"long_lived": False}
+FREEZE_SHARE = 4
+
+
+def freeze_long_lived() -> None:
+    """Freeze everything alive (O(1)).  Frozen objects are still freed by
+    reference counting; only garbage cycles among them never are: the
+    aggregator's state and Models hold none, and the young generations are
+    not collected first (that would walk everything the refresh just built)."""
+    gc.freeze()
 
 
 def _mount_sig(m) -> tuple | None:
@@ -87,6 +102,7 @@ class Aggregator:
         self.group_cache = GroupCache()
         self.dirty_groups: set[tuple] = set()
         self.unresolved_devs: set[int] = set()
+        self.rebuilt = 0                    # entries built since the last freeze_long_lived()
 
     def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
                content: ContentResolver, *, tier: str, started_at: float,
@@ -101,6 +117,9 @@ class Aggregator:
         finally:
             if gc_on:
                 gc.enable()
+            if FREEZE["long_lived"] and self.rebuilt > len(self.entries) // FREEZE_SHARE:
+                freeze_long_lived()
+                self.rebuilt = 0
 
     def _update(self, readings, mounts, cgroups, content, *, tier, started_at, files_cap,
                 kernel) -> Model:
@@ -244,6 +263,7 @@ class Aggregator:
             slot = self.slice_of[key] = self.added % len(self.slices)
             self.slices[slot].add(key)
             self.added += 1
+        self.rebuilt += 1
         if old is not None and not fresh and old.dev == e.dev and old.ino == e.ino:
             e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
         else:
