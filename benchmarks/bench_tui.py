@@ -211,6 +211,8 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
         th.join()
     pauses.close()
     out["gc"] = pauses.summary()
+    out["cyclic_garbage_left"], full_gc_s = benchlib.thaw_and_collect()
+    out["full_gc_ms"] = full_gc_s * 1e3
     out["refresh_s"] = statistics.median(refresh_s) if refresh_s else 0.0
     out["refreshes"] = len(refresh_s)
     return out
@@ -269,6 +271,8 @@ def _body(args) -> dict:
             print(f"  {label:>10}: p50 {r['p50_ms']:6.1f} ms  p90 {r['p90_ms']:6.1f} ms  "
                   f"max {r['max_ms']:6.1f} ms  (target <= 100 ms)")
         print(f"  cyclic GC during the run: {res['gc']}")
+        print(f"  at the end: unfreeze + one full collection {res['full_gc_ms']:.0f} ms, "
+              f"{res['cyclic_garbage_left']} unreachable objects found (cyclic garbage left)")
         return res
     base = _run_scale(args.baseline_containers, args.baseline_files, args.refreshes)
     big = _run_scale(args.containers, args.files, args.refreshes)

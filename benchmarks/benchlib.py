@@ -239,3 +239,13 @@ class GcPauses:
     def summary(self) -> str:
         return ", ".join(f"gen{g}: {len(v)} x, max {max(v, default=0) * 1e3:.0f} ms, "
                          f"sum {sum(v) * 1e3:.0f} ms" for g, v in self.by_gen.items())
+
+
+def thaw_and_collect() -> tuple[int, float]:
+    """Unfreeze (aggregate.FREEZE) and run one full collection: the unreachable
+    objects it finds (cyclic garbage the run left, frozen or not) and its time."""
+    import gc
+    t = time.perf_counter()
+    gc.unfreeze()
+    found = gc.collect()
+    return found, time.perf_counter() - t

@@ -36,21 +36,12 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
-# Long-running faces (exporter, TUI) hand the state a refresh keeps to the
-# permanent generation of the cyclic GC (gc.freeze): a full collection then
-# walks what is new since, not the millions of objects of a node's entries
-# (seconds at 250,000 files, holding the GIL: scrapes and key presses waited).
-# Again when the entries rebuilt since exceed 1/FREEZE_SHARE of them.
+# Long-running faces (exporter, TUI) hand everything alive after a refresh to
+# the permanent generation of the cyclic GC (gc.freeze, O(1)): a collection
+# then walks what is new since, not the millions of objects of a node's
+# entries (0.4-2 s at 250,000 files, holding the GIL: scrapes and key presses
+# waited), and the refresh's own new objects are never walked at all.
 FREEZE = {"long_lived": False}
-FREEZE_SHARE = 4
-
-
-def freeze_long_lived() -> None:
-    """Freeze everything alive (O(1)).  Frozen objects are still freed by
-    reference counting; only garbage cycles among them never are: the
-    aggregator's state and Models hold none, and the young generations are
-    not collected first (that would walk everything the refresh just built)."""
-    gc.freeze()
 
 
 def _mount_sig(m) -> tuple | None:
@@ -102,7 +93,6 @@ class Aggregator:
         self.group_cache = GroupCache()
         self.dirty_groups: set[tuple] = set()
         self.unresolved_devs: set[int] = set()
-        self.rebuilt = 0                    # entries built since the last freeze_long_lived()
 
     def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
                content: ContentResolver, *, tier: str, started_at: float,
@@ -115,11 +105,14 @@ class Aggregator:
             return self._update(readings, mounts, cgroups, content, tier=tier,
                                 started_at=started_at, files_cap=files_cap, kernel=kernel)
         finally:
+            if FREEZE["long_lived"]:
+                # frozen objects are still freed by reference counting; only
+                # garbage cycles among them never are: the aggregator's state
+                # and Models hold none (benchmarks/bench_exporter.py counts
+                # what a run left: unfreeze + collect at its end)
+                gc.freeze()
             if gc_on:
                 gc.enable()
-            if FREEZE["long_lived"] and self.rebuilt > len(self.entries) // FREEZE_SHARE:
-                freeze_long_lived()
-                self.rebuilt = 0
 
     def _update(self, readings, mounts, cgroups, content, *, tier, started_at, files_cap,
                 kernel) -> Model:
@@ -263,7 +256,6 @@ class Aggregator:
             slot = self.slice_of[key] = self.added % len(self.slices)
             self.slices[slot].add(key)
             self.added += 1
-        self.rebuilt += 1
         if old is not None and not fresh and old.dev == e.dev and old.ino == e.ino:
             e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
         else:
