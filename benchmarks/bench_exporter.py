@@ -234,7 +234,7 @@ def part_node(args) -> dict:
     ex = Exporter(col, interval=args.interval, log=lambda m: None)
     if args.no_gc_freeze:       # the exporter's default is on: compare without it
         from erofs_top.aggregate import FREEZE
-        FREEZE["long_lived"] = False
+        FREEZE["mode"] = ""
     src.hint = not args.no_hint
     print(f"node: {args.node_files} files, {args.containers} containers, "
           f"{node.chunk_count()} chunk entries (made in {time.perf_counter() - t0:.0f} s)")
@@ -487,7 +487,7 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-churn", type=float, default=0.01)
     ap.add_argument("--node-refreshes", type=int, default=5)
     ap.add_argument("--no-gc-freeze", action="store_true",
-                    help="node: do not freeze the aggregator's state (aggregate.FREEZE)")
+                    help="node: aggregate.FREEZE off (the exporter's is \"every\")")
     ap.add_argument("--no-hint", action="store_true",
                     help="node: Readings without changed_files / changed_io")
 

@@ -136,7 +136,7 @@ async def _measure(n_containers: int, n_files: int, refreshes: int) -> dict:
 
 
 async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
-                                 gc_freeze: bool = True) -> dict:
+                                 gc_freeze: str = "") -> dict:
     """Key -> repaint wall time, with and without a 1 s collector thread."""
     import threading
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -161,6 +161,10 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
             pass
     node = SyntheticNode(n_files, n_containers)
     col = Collector(Churn(node), mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+    tune_gc()                   # as run_app() does, before the first refresh
+    if gc_freeze:               # compare with tune_gc()'s choice ("full")
+        from erofs_top.aggregate import FREEZE
+        FREEZE["mode"] = "" if gc_freeze == "off" else gc_freeze
     latest: list = [col.refresh()]
     refresh_s: list[float] = []
     running, stop = threading.Event(), threading.Event()
@@ -175,10 +179,6 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
             stop.wait(max(0.0, 1.0 - (time.perf_counter() - t)))
     th = threading.Thread(target=collector_thread, daemon=True)
     th.start()
-    tune_gc()
-    if not gc_freeze:           # tune_gc() turns it on: compare without it
-        from erofs_top.aggregate import FREEZE
-        FREEZE["long_lived"] = False
     pauses = benchlib.GcPauses()
     app = ErofsTopApp(None, elf=False)
     app.defer_free = True
@@ -248,8 +248,8 @@ def _add_args(ap) -> None:
                     help="measure key -> repaint while a collector refreshes at 1 s")
     ap.add_argument("--node-containers", type=int, default=1000)
     ap.add_argument("--presses", type=int, default=30)
-    ap.add_argument("--no-gc-freeze", action="store_true",
-                    help="--node-files: do not freeze the aggregator's state (aggregate.FREEZE)")
+    ap.add_argument("--gc-freeze", choices=("off", "full", "every"), default="",
+                    help="--node-files: aggregate.FREEZE mode instead of tune_gc()'s")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model-size", action="store_true", help=argparse.SUPPRESS)
 
@@ -262,7 +262,7 @@ def _body(args) -> dict:
         return {}
     if args.node_files:
         res = asyncio.run(_keys_while_refreshing(args.node_files, args.node_containers,
-                                                 args.presses, not args.no_gc_freeze))
+                                                 args.presses, args.gc_freeze))
         print(f"key -> repaint (view switch), {args.node_files} files x "
               f"{args.node_containers} containers, collector at 1 s in a thread "
               f"(refresh median {res['refresh_s'] * 1e3:.0f} ms, {res['refreshes']} refreshes):")

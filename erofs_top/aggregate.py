@@ -36,12 +36,15 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
-# Long-running faces (exporter, TUI) hand everything alive after a refresh to
-# the permanent generation of the cyclic GC (gc.freeze, O(1)): a collection
-# then walks what is new since, not the millions of objects of a node's
-# entries (0.4-2 s at 250,000 files, holding the GIL: scrapes and key presses
-# waited), and the refresh's own new objects are never walked at all.
-FREEZE = {"long_lived": False}
+# Long-running faces hand what is alive after a refresh to the permanent
+# generation of the cyclic GC (gc.freeze, O(1)): a collection then walks what
+# is new since, not the millions of objects of a node's entries (0.4-2.6 s at
+# 250,000 files, holding the GIL: scrapes and key presses waited).
+# "every": after every refresh (the exporter: the refresh's own new objects
+# are never walked either); "full": after a refresh that built everything
+# anew (the TUI: its own short-lived cycles, frozen while alive, would never
+# be freed: measured 2-4k objects per refresh with "every").  "": never.
+FREEZE = {"mode": ""}
 
 
 def _mount_sig(m) -> tuple | None:
@@ -93,6 +96,7 @@ class Aggregator:
         self.group_cache = GroupCache()
         self.dirty_groups: set[tuple] = set()
         self.unresolved_devs: set[int] = set()
+        self.full_pass = False              # the last refresh built everything anew
 
     def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
                content: ContentResolver, *, tier: str, started_at: float,
@@ -105,11 +109,11 @@ class Aggregator:
             return self._update(readings, mounts, cgroups, content, tier=tier,
                                 started_at=started_at, files_cap=files_cap, kernel=kernel)
         finally:
-            if FREEZE["long_lived"]:
+            mode = FREEZE["mode"]
+            if mode == "every" or (mode == "full" and self.full_pass):
                 # frozen objects are still freed by reference counting; only
                 # garbage cycles among them never are: the aggregator's state
-                # and Models hold none (benchmarks/bench_exporter.py counts
-                # what a run left: unfreeze + collect at its end)
+                # and Models hold none (the benchmarks count what a run left)
                 gc.freeze()
             if gc_on:
                 gc.enable()
@@ -117,9 +121,11 @@ class Aggregator:
     def _update(self, readings, mounts, cgroups, content, *, tier, started_at, files_cap,
                 kernel) -> Model:
         self.refreshes += 1
+        self.full_pass = not self.contrib
         health = _health(readings, files_cap)
         changed = self._read_entries(readings)
         if self.contrib and len(changed) > len(self.entries) // 3:
+            self.full_pass = True
             # much of it changed: deltas (old out, new in) would cost more than a fresh start
             refreshes = self.refreshes
             self.__dict__.update(Aggregator(self.recheck_slices).__dict__)

@@ -163,7 +163,7 @@ class Exporter:
         self._render_lock = threading.Lock()
         self.render_error = ""          # the last /metrics encode failed: healthz says so
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        FREEZE["long_lived"] = True     # a long-running process: see aggregate.FREEZE
+        FREEZE["mode"] = "every"        # a long-running process: see aggregate.FREEZE
 
     # -- refresh
     def refresh_once(self) -> bool:

@@ -543,7 +543,7 @@ def tune_gc() -> None:
     """
     from ..aggregate import FREEZE
     gc.set_threshold(*GC_THRESHOLDS)
-    FREEZE["long_lived"] = True
+    FREEZE["mode"] = "full"
 
 
 def run_app(source: Any, *, interval_s: float = DEFAULT_INTERVAL_S, sort: str | None = None,
