@@ -125,11 +125,10 @@ class Aggregator:
         health = _health(readings, files_cap)
         changed = self._read_entries(readings)
         if self.contrib and len(changed) > len(self.entries) // 3:
-            self.full_pass = True
             # much of it changed: deltas (old out, new in) would cost more than a fresh start
             refreshes = self.refreshes
             self.__dict__.update(Aggregator(self.recheck_slices).__dict__)
-            self.refreshes = refreshes
+            self.refreshes, self.full_pass = refreshes, True
             changed = self._read_entries(readings)
         redo = self._resolve(mounts, content, changed)
         changed |= redo
