@@ -23,8 +23,12 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            entries changed before every refresh, the Exporter building and
            encoding families on top: CPU per refresh and its share of one CPU
            at --interval (generating the churn is timed and left out), the
-           process RSS, and /metrics p99 while refreshes run back to back.
-           No map reading (bench_refresh.py --probe-read measures it).
+           process RSS, and /metrics p50/p99 (plain and gzip, scraped from
+           another process as Prometheus does) while refreshes run back to
+           back, with the cyclic GC's pauses.  The Readings name what changed
+           (--no-hint: they do not); the GC freeze is the exporter's
+           (--no-gc-freeze: off).  No map reading (bench_refresh.py
+           --probe-read measures it).
   storm    --clients (50) concurrent clients scraping /metrics of the
            1,000 x 20 Model in a loop for --storm-seconds (60): every scrape
            must answer 200; the server's RSS sampled every second must stay

@@ -12,7 +12,10 @@ inserts in resident chunks, 25 % files read for the first time (new
 entries), 25 % files evicted completely.  Unchanged entries are the same
 PageChunk objects as at the previous read, as the tracepoint source
 delivers them (erofs_top/kernel/probes.py reuses what its map did not change),
-and with ``readings(by_file=True)`` the same per-file lists.
+and with ``readings(by_file=True)`` the same per-file lists; with
+``hint=True`` also what changed since the previous readings()
+(``Readings.changed_files``, ``io_by_key``/``changed_io``), as a source with
+a dirty set kept by the probe would hand over.
 """
 from __future__ import annotations
 
