@@ -23,8 +23,12 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            entries changed before every refresh, the Exporter building and
            encoding families on top: CPU per refresh and its share of one CPU
            at --interval (generating the churn is timed and left out), the
-           process RSS, and /metrics p99 while refreshes run back to back.
-           No map reading (bench_refresh.py --probe-read measures it).
+           process RSS, and /metrics p50/p99 (plain and gzip, scraped from
+           another process as Prometheus does) while refreshes run back to
+           back, with the cyclic GC's pauses.  The Readings name what changed
+           (--no-hint: they do not); the GC freeze is the exporter's
+           (--no-gc-freeze: off).  No map reading (bench_refresh.py
+           --probe-read measures it).
   storm    --clients (50) concurrent clients scraping /metrics of the
            1,000 x 20 Model in a loop for --storm-seconds (60): every scrape
            must answer 200; the server's RSS sampled every second must stay
@@ -201,13 +205,14 @@ class ChurnSource:
         self.tier, self.page_size = TIER_TRACEPOINT, 4096
         self.churn_s = 0.0
         self.first = True
+        self.hint = True        # hand over what changed (Readings.changed_files, changed_io)
 
     def read(self):
         t0 = time.process_time()
         if not self.first:
             self.node.churn(self.fraction)
         self.first = False
-        r = self.node.readings(by_file=True)
+        r = self.node.readings(by_file=True, hint=self.hint)
         self.churn_s += time.process_time() - t0
         return r
 
@@ -231,6 +236,10 @@ def part_node(args) -> dict:
     src = ChurnSource(node, args.node_churn)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     ex = Exporter(col, interval=args.interval, log=lambda m: None)
+    if args.no_gc_freeze:       # the exporter's default is on: compare without it
+        from erofs_top.aggregate import FREEZE
+        FREEZE["mode"] = ""
+    src.hint = not args.no_hint
     print(f"node: {args.node_files} files, {args.containers} containers, "
           f"{node.chunk_count()} chunk entries (made in {time.perf_counter() - t0:.0f} s)")
     c0, w0 = time.process_time(), time.perf_counter()
@@ -253,29 +262,45 @@ def part_node(args) -> dict:
     def refresh_loop():
         while not stop.is_set():
             ex.refresh_once()
+    pauses = benchlib.GcPauses()
     th = threading.Thread(target=refresh_loop, daemon=True)
     th.start()
-    lat = []
+    lat, lat_gz = [], []
     try:
-        for _ in range(args.scrapes):
-            t1 = time.perf_counter()
-            get(f"{base}/metrics")
-            lat.append(time.perf_counter() - t1)
+        # the scraper is another process, as Prometheus is: a client thread in
+        # this one would wait for the GIL at every recv() of the body
+        for gz, into in ((False, lat), (True, lat_gz)):
+            out = subprocess.run([sys.executable, "-c", SCRAPER_CLIENT, f"{base}/metrics",
+                                  str(args.scrapes), "gzip" if gz else "identity"],
+                                 capture_output=True, text=True, check=True)
+            into.extend(json.loads(out.stdout))
     finally:
         stop.set()
         th.join()
         server.shutdown()
         server.server_close()
-    out = {"first_cpu_s": first_cpu, "refresh_cpu_s": cpu, "cpu_share": cpu / args.interval,
+        pauses.close()
+    cyclic, full_gc_s = benchlib.thaw_and_collect()
+    out = {"gc_pauses": pauses.summary(), "cyclic_garbage_left": cyclic,
+           "full_gc_ms": full_gc_s * 1e3, "first_cpu_s": first_cpu, "refresh_cpu_s": cpu,
+           "cpu_share": cpu / args.interval,
            "rss_mb": max(rss, _rss_mb()), "scrape_p50_ms": statistics.median(lat) * 1e3,
-           "scrape_p99_ms": pct(lat, 0.99) * 1e3, "refreshes": len(cpus)}
+           "scrape_p99_ms": pct(lat, 0.99) * 1e3, "refreshes": len(cpus),
+           "scrape_gzip_p50_ms": statistics.median(lat_gz) * 1e3,
+           "scrape_gzip_p99_ms": pct(lat_gz, 0.99) * 1e3}
     print(f"  steady refresh ({args.node_churn * 100:g} % churn, median of {len(cpus)}): "
           f"{cpu * 1e3:.0f} ms CPU = {out['cpu_share'] * 100:.1f} % of one CPU at --interval "
           f"{args.interval:g} s (target <= 2 %)")
     print(f"  RSS {out['rss_mb']:.0f} MB (target <= 300 MB); /metrics while refreshing back to "
           f"back: p50 {out['scrape_p50_ms']:.1f} ms, p99 {out['scrape_p99_ms']:.1f} ms "
-          f"({len(lat)} scrapes; target p99 <= 100 ms)")
+          f"({len(lat)} scrapes from another process; target p99 <= 100 ms); with gzip "
+          f"(as Prometheus asks): p50 {out['scrape_gzip_p50_ms']:.1f} ms, "
+          f"p99 {out['scrape_gzip_p99_ms']:.1f} ms")
+    print(f"  cyclic GC while scraping: {out['gc_pauses']}")
+    print(f"  at the end: unfreeze + one full collection {out['full_gc_ms']:.0f} ms, "
+          f"{cyclic} unreachable objects found (cyclic garbage the run left)")
     return out
+
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -361,6 +386,21 @@ def part_idle(args) -> dict:
         print("idle: skipped (needs root for the BPF tier)")
         return {"skipped": "not root"}
     return {"quiet": _idle_run(args, True), "node": _idle_run(args, False)}
+
+
+SCRAPER_CLIENT = r"""
+import json, sys, time, urllib.request
+url, n, enc = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lat = []
+for i in range(n + 1):          # the first asks for the format: one encode, not timed
+    t0 = time.perf_counter()
+    req = urllib.request.Request(url, headers={"Accept-Encoding": enc})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        r.read()
+    if i:
+        lat.append(time.perf_counter() - t0)
+print(json.dumps(lat))
+"""
 
 
 STORM_CLIENT = r"""
@@ -450,6 +490,10 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-files", type=int, default=250_000)
     ap.add_argument("--node-churn", type=float, default=0.01)
     ap.add_argument("--node-refreshes", type=int, default=5)
+    ap.add_argument("--no-gc-freeze", action="store_true",
+                    help="node: aggregate.FREEZE off (the exporter's is \"every\")")
+    ap.add_argument("--no-hint", action="store_true",
+                    help="node: Readings without changed_files / changed_io")
 
 
 def _body(args):

@@ -12,6 +12,8 @@ Part 2 (no root): the incremental refresh a collector does
 100 % of the chunk entries changed (realistic churn: evictions, inserts, files
 appearing and disappearing), per size; "per changed" divides by the chunk
 entries changed, the ratio compares with the full recompute of the same size.
+The Readings name the files changed (Readings.changed_files, as a source
+with a dirty set does) unless --no-hint.
 
 Part 3 (root, --probe-read): TracepointSource.read() (map reading, the
 kernel side of a refresh) with the real BPF maps filled from user space with
@@ -75,22 +77,25 @@ def part_full(files_list, repeat: int) -> dict:
     return out
 
 
-def part_incremental(files_list, full: dict, steps: int) -> None:
+def part_incremental(files_list, full: dict, steps: int, hint: bool = True,
+                     fractions=FRACTIONS, containers=(10, 100, 1000)) -> None:
     print(f"\nIncremental refresh (Aggregator kept between refreshes, re-derivation slices off), "
-          f"median of {steps} successive refreshes per churn level")
+          f"median of {steps} successive refreshes per churn level; "
+          + ("Readings.changed_files given (a dirty-set source)" if hint else
+             "no changed_files (every file's list compared by identity)"))
     print(f"  {'files':>7} {'containers':>10} {'chunks':>7} {'changed':>8} {'entries':>8} "
           f"{'refresh':>10} {'us/changed':>11} {'vs full':>8}")
     for n_files in files_list:
-        for n_ctr in (10, 100, 1000):
+        for n_ctr in containers:
             node = SyntheticNode(n_files, n_ctr)
             agg = Aggregator(recheck_slices=0)
             agg.update(node.readings(by_file=True), *node.resolvers(), tier="tracepoint",
                        started_at=0.0)
-            for frac in FRACTIONS:
+            for frac in fractions:
                 times, changed = [], []
                 for _ in range(steps):
                     changed.append(node.churn(frac))
-                    r = node.readings(by_file=True)
+                    r = node.readings(by_file=True, hint=hint)
                     gc.collect()
                     t = time.perf_counter()
                     agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
@@ -177,14 +182,24 @@ def _add_args(ap) -> None:
     ap.add_argument("--probe-read", action="store_true",
                     help="also time TracepointSource.read() on filled BPF maps (root)")
     ap.add_argument("--no-aggregate", action="store_true", help="skip parts 1 and 2")
+    ap.add_argument("--no-hint", action="store_true", help="part 2 without "
+                    "Readings.changed_files (a source that does not know what changed)")
+    ap.add_argument("--no-full", action="store_true", help="skip part 1 (no 'vs full' column)")
+    ap.add_argument("--fractions", default="", help="part 2's shares changed, comma-separated "
+                    "percentages (default 0.1,1,10,100)")
+    ap.add_argument("--containers", default="10,100,1000", help="part 2's container counts")
 
 
 def _body(args):
     files_list = [int(x) for x in args.files.split(",")] if args.files else \
         ((1000, 10000) if args.quick else (1000, 10000, 50000, 250000))
     if not args.no_aggregate:
-        full = part_full(files_list, args.repeat)
-        part_incremental(files_list, full, args.steps)
+        full = {} if args.no_full else part_full(files_list, args.repeat)
+        fractions = tuple(float(x) / 100 for x in args.fractions.split(",")) \
+            if args.fractions else FRACTIONS
+        part_incremental(files_list, full, args.steps, hint=not args.no_hint,
+                         fractions=fractions,
+                         containers=tuple(int(x) for x in args.containers.split(",")))
     if args.probe_read:
         part_probe_read((10000, 50000, 200000, 600000))
     return {}

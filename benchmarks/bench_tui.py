@@ -135,7 +135,8 @@ async def _measure(n_containers: int, n_files: int, refreshes: int) -> dict:
     }
 
 
-async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int) -> dict:
+async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
+                                 gc_freeze: str = "") -> dict:
     """Key -> repaint wall time, with and without a 1 s collector thread."""
     import threading
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -154,12 +155,16 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int) 
             if not self.first:
                 self.node.churn(0.01)
             self.first = False
-            return self.node.readings(by_file=True)
+            return self.node.readings(by_file=True, hint=True)      # what changed, too
 
         def close(self):
             pass
     node = SyntheticNode(n_files, n_containers)
     col = Collector(Churn(node), mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+    tune_gc()                   # as run_app() does, before the first refresh
+    if gc_freeze:               # compare with tune_gc()'s choice ("full")
+        from erofs_top.aggregate import FREEZE
+        FREEZE["mode"] = "" if gc_freeze == "off" else gc_freeze
     latest: list = [col.refresh()]
     refresh_s: list[float] = []
     running, stop = threading.Event(), threading.Event()
@@ -174,7 +179,7 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int) 
             stop.wait(max(0.0, 1.0 - (time.perf_counter() - t)))
     th = threading.Thread(target=collector_thread, daemon=True)
     th.start()
-    tune_gc()
+    pauses = benchlib.GcPauses()
     app = ErofsTopApp(None, elf=False)
     app.defer_free = True
     out = {}
@@ -204,6 +209,10 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int) 
         stop.set()
         running.set()
         th.join()
+    pauses.close()
+    out["gc"] = pauses.summary()
+    out["cyclic_garbage_left"], full_gc_s = benchlib.thaw_and_collect()
+    out["full_gc_ms"] = full_gc_s * 1e3
     out["refresh_s"] = statistics.median(refresh_s) if refresh_s else 0.0
     out["refreshes"] = len(refresh_s)
     return out
@@ -239,6 +248,8 @@ def _add_args(ap) -> None:
                     help="measure key -> repaint while a collector refreshes at 1 s")
     ap.add_argument("--node-containers", type=int, default=1000)
     ap.add_argument("--presses", type=int, default=30)
+    ap.add_argument("--gc-freeze", choices=("off", "full", "every"), default="",
+                    help="--node-files: aggregate.FREEZE mode instead of tune_gc()'s")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model-size", action="store_true", help=argparse.SUPPRESS)
 
@@ -251,7 +262,7 @@ def _body(args) -> dict:
         return {}
     if args.node_files:
         res = asyncio.run(_keys_while_refreshing(args.node_files, args.node_containers,
-                                                 args.presses))
+                                                 args.presses, args.gc_freeze))
         print(f"key -> repaint (view switch), {args.node_files} files x "
               f"{args.node_containers} containers, collector at 1 s in a thread "
               f"(refresh median {res['refresh_s'] * 1e3:.0f} ms, {res['refreshes']} refreshes):")
@@ -259,6 +270,9 @@ def _body(args) -> dict:
             r = res[label]
             print(f"  {label:>10}: p50 {r['p50_ms']:6.1f} ms  p90 {r['p90_ms']:6.1f} ms  "
                   f"max {r['max_ms']:6.1f} ms  (target <= 100 ms)")
+        print(f"  cyclic GC during the run: {res['gc']}")
+        print(f"  at the end: unfreeze + one full collection {res['full_gc_ms']:.0f} ms, "
+              f"{res['cyclic_garbage_left']} unreachable objects found (cyclic garbage left)")
         return res
     base = _run_scale(args.baseline_containers, args.baseline_files, args.refreshes)
     big = _run_scale(args.containers, args.files, args.refreshes)

@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,3 +216,36 @@ def ratios(values: dict[str, list[float]], baseline: str) -> dict[str, dict[str,
     base_med, base_best = median(values[baseline]), min(values[baseline])
     return {c: {"median_ratio": median(v) / base_med, "best_of_ratio": min(v) / base_best}
             for c, v in values.items() if c != baseline}
+
+
+class GcPauses:
+    """Collections of the cyclic GC (any thread) and how long each held the GIL."""
+
+    def __init__(self):
+        import gc
+        self.gc, self.t0, self.by_gen = gc, 0.0, {0: [], 1: [], 2: []}
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase, info):
+        if phase == "start":
+            self.t0 = time.perf_counter()
+        else:
+            self.by_gen[info["generation"]].append(time.perf_counter() - self.t0)
+
+    def close(self):
+        if self._cb in self.gc.callbacks:
+            self.gc.callbacks.remove(self._cb)
+
+    def summary(self) -> str:
+        return ", ".join(f"gen{g}: {len(v)} x, max {max(v, default=0) * 1e3:.0f} ms, "
+                         f"sum {sum(v) * 1e3:.0f} ms" for g, v in self.by_gen.items())
+
+
+def thaw_and_collect() -> tuple[int, float]:
+    """Unfreeze (aggregate.FREEZE) and run one full collection: the unreachable
+    objects it finds (cyclic garbage the run left, frozen or not) and its time."""
+    import gc
+    t = time.perf_counter()
+    gc.unfreeze()
+    found = gc.collect()
+    return found, time.perf_counter() - t

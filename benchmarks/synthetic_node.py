@@ -12,7 +12,10 @@ inserts in resident chunks, 25 % files read for the first time (new
 entries), 25 % files evicted completely.  Unchanged entries are the same
 PageChunk objects as at the previous read, as the tracepoint source
 delivers them (erofs_top/kernel/probes.py reuses what its map did not change),
-and with ``readings(by_file=True)`` the same per-file lists.
+and with ``readings(by_file=True)`` the same per-file lists; with
+``hint=True`` also what changed since the previous readings()
+(``Readings.changed_files``, ``io_by_key``/``changed_io``), as a source with
+a dirty set kept by the probe would hand over.
 """
 from __future__ import annotations
 
@@ -52,6 +55,10 @@ class SyntheticNode:
         self.cgroups = StaticCgroups(cg_paths)
         self.content = StaticContent()
         self.files: dict[tuple[int, int], list[PageChunk]] = {}
+        # files whose list changed since the last readings() (a dirty set)
+        self.changed: set[tuple[int, int]] = set()
+        self.io_by_key: dict[tuple[int, int, int], FileIO] = {}    # the io rows by key
+        self.changed_io: set[tuple[int, int, int]] = set()
         self.io: dict[tuple[int, int], FileIO] = {}
         self.per_mount = max(1, n_files // n_containers)
         self.next_ino = [100] * n_containers
@@ -84,10 +91,11 @@ class SyntheticNode:
                 owners = {cg: (1 << 32) - 1, other: ((1 << 32) - 1) << 32}
             chunks.append(PageChunk(m.dev, ino, k, owners))
         self.files[(m.dev, ino)] = chunks
+        self.changed.add((m.dev, ino))
         pages = nchunks * 64 * self.events_factor
-        self.io[(m.dev, ino)] = FileIO(m.dev, ino, cg, inserted_pages=pages,
-                                       evicted_pages=pages // 2, readahead_pages=pages,
-                                       read_folio_count=nchunks * self.events_factor)
+        self._set_io((m.dev, ino), FileIO(m.dev, ino, cg, inserted_pages=pages,
+                                          evicted_pages=pages // 2, readahead_pages=pages,
+                                          read_folio_count=nchunks * self.events_factor))
         return nchunks
 
     def chunk_count(self) -> int:
@@ -107,9 +115,10 @@ class SyntheticNode:
             chunks = self.files.get(key)
             if not chunks:
                 continue
+            self.changed.add(key)
             if r < 0.5:
                 del self.files[key]
-                self.io.pop(key, None)
+                self._set_io(key, None)
                 done += len(chunks)
                 continue
             i = self.rng.randrange(len(chunks))
@@ -122,26 +131,46 @@ class SyntheticNode:
             chunks[i] = PageChunk(pc.dev, pc.ino, pc.chunk, {k: v for k, v in owners.items() if v})
             self.files[key] = chunks
             old = self.io[key]
-            self.io[key] = FileIO(old.dev, old.ino, old.cgroup_id, old.inserted_pages + 1,
-                                  old.evicted_pages + 1, old.readahead_pages,
-                                  old.read_folio_count + 1)
+            self._set_io(key, FileIO(old.dev, old.ino, old.cgroup_id, old.inserted_pages + 1,
+                                     old.evicted_pages + 1, old.readahead_pages,
+                                     old.read_folio_count + 1))
             done += 1
         return done
+
+    def _set_io(self, key: tuple[int, int], f: FileIO | None) -> None:
+        old = self.io.pop(key, None)
+        if old is not None:
+            k = (old.dev, old.ino, old.cgroup_id)
+            del self.io_by_key[k]
+            self.changed_io.add(k)
+        if f is not None:
+            self.io[key] = f
+            k = (f.dev, f.ino, f.cgroup_id)
+            self.io_by_key[k] = f
+            self.changed_io.add(k)
 
     def _random_key(self) -> tuple[int, int]:
         c = self.rng.randrange(self.n_containers)
         ino = 100 + self.rng.randrange(max(1, self.next_ino[c] - 100))
         return (self.mount_list[c].dev, ino)
 
-    def readings(self, taken_at: float = 1.0, by_file: bool = False) -> Readings:
+    def readings(self, taken_at: float = 1.0, by_file: bool = False,
+                 hint: bool = False) -> Readings:
         """``by_file``: also chunks_by_file, an unchanged file's list being
         the same object as at the previous read (what the tracepoint source
-        does)."""
+        does).  ``hint`` (with by_file): also changed_files, the files whose
+        list changed since the previous readings(), and io_by_key with
+        changed_io, the FileIO rows by key and the keys changed (what a
+        source with a dirty set written by the probe hands over)."""
         r = Readings(taken_at=taken_at, page_size=PAGE)
         for chunks in self.files.values():
             r.chunks.extend(chunks)
         if by_file:
             r.chunks_by_file = dict(self.files)
+            if hint:
+                r.changed_files = self.changed
+                r.io_by_key, r.changed_io = dict(self.io_by_key), self.changed_io
+        self.changed, self.changed_io = set(), set()
         r.io = list(self.io.values())
         r.maps = {"chunks": (len(r.chunks), 1 << 20, 0), "io": (len(r.io), 1 << 20, 0)}
         return r

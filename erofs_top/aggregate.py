@@ -36,6 +36,15 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
+# Long-running faces hand what is alive after a refresh to the permanent
+# generation of the cyclic GC (gc.freeze, O(1)): a collection then walks what
+# is new since, not the millions of objects of a node's entries (0.4-2.6 s at
+# 250,000 files, holding the GIL: scrapes and key presses waited).
+# "every": after every refresh (the exporter: the refresh's own new objects
+# are never walked either); "full": after a refresh that built everything
+# anew (the TUI: its own short-lived cycles, frozen while alive, would never
+# be freed: measured 2-4k objects per refresh with "every").  "": never.
+FREEZE = {"mode": ""}
 
 
 def _mount_sig(m) -> tuple | None:
@@ -77,13 +86,17 @@ class Aggregator:
         self.contrib: dict[tuple, Contribution] = {}
         self.acc = Accumulators()
         self.ranking = Ranking()
-        self.holder_rows: dict[int, list] = {}   # dev -> MountHolder rows (rows.py)
+        self.holder_rows: dict[int, object] = {}   # dev -> MountHolders (rows.py)
+        self.cgroup_mounts: dict[int, list[str]] = {}   # cg -> its mounts' names (rows.py)
         self.input_ids = {}.keys()          # ids of the per-file lists last read
+        self.hinted_base = False            # the last read had chunks_by_file: a hint applies
+        self.shared_keys: set[tuple] = set()    # live shared inodes' keys in inputs
         self.io = IoSums()
         self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
         self.dirty_groups: set[tuple] = set()
         self.unresolved_devs: set[int] = set()
+        self.full_pass = False              # the last refresh built everything anew
 
     def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
                content: ContentResolver, *, tier: str, started_at: float,
@@ -96,19 +109,26 @@ class Aggregator:
             return self._update(readings, mounts, cgroups, content, tier=tier,
                                 started_at=started_at, files_cap=files_cap, kernel=kernel)
         finally:
+            mode = FREEZE["mode"]
+            if mode == "every" or (mode == "full" and self.full_pass):
+                # frozen objects are still freed by reference counting; only
+                # garbage cycles among them never are: the aggregator's state
+                # and Models hold none (the benchmarks count what a run left)
+                gc.freeze()
             if gc_on:
                 gc.enable()
 
     def _update(self, readings, mounts, cgroups, content, *, tier, started_at, files_cap,
                 kernel) -> Model:
         self.refreshes += 1
+        self.full_pass = not self.contrib
         health = _health(readings, files_cap)
         changed = self._read_entries(readings)
         if self.contrib and len(changed) > len(self.entries) // 3:
             # much of it changed: deltas (old out, new in) would cost more than a fresh start
             refreshes = self.refreshes
             self.__dict__.update(Aggregator(self.recheck_slices).__dict__)
-            self.refreshes = refreshes
+            self.refreshes, self.full_pass = refreshes, True
             changed = self._read_entries(readings)
         redo = self._resolve(mounts, content, changed)
         changed |= redo
@@ -119,7 +139,7 @@ class Aggregator:
                                    f"(hashing is rate-limited); their duplicates show later")
         touched = self._duplicates(changed | rekeyed)
         self._attribute(touched)
-        self.io.update(readings.io)
+        self.io.update(readings)
         saved = self._savings(touched, readings, mounts, content, health)
         return build_model(self, readings, mounts, cgroups, saved, health, tier=tier,
                            started_at=started_at, kernel=kernel,
@@ -130,6 +150,47 @@ class Aggregator:
         """Rebuild the entries whose input changed, and one slice of the
         others from scratch (resolution included); returns their keys (and
         those of entries gone)."""
+        given = readings.chunks_by_file
+        if given is not None and readings.changed_files is not None and self.hinted_base:
+            changed = self._read_changed(given, readings.changed_files)
+        else:
+            changed = self._read_all(readings)
+        self.hinted_base = given is not None
+        changed |= self._read_shared(readings)
+        if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
+            inputs = self.inputs
+            for key in list(self.slices[self.refreshes % self.recheck_slices] - changed):
+                inp = inputs[key]
+                self._put(key, shared_entry(inp) if key[0] == "shared"
+                          else chunk_entry(key[0], key[1], inp), fresh=True)
+                changed.add(key)
+        return changed
+
+    def _read_changed(self, given: dict, changed_files: set[tuple]) -> set[tuple]:
+        """The source named the files that may differ since its previous read
+        (``Readings.changed_files``): only those are looked at."""
+        changed: set[tuple] = set()
+        inputs = self.inputs
+        for key in changed_files:
+            pcs = given.get(key)
+            old = inputs.get(key)
+            if pcs is None:
+                if old is not None:
+                    del inputs[key]
+                    self._put(key, None)
+                    changed.add(key)
+            elif not same_input(old, pcs):
+                inputs[key] = pcs
+                self._put(key, chunk_entry(key[0], key[1], pcs))
+                changed.add(key)
+            else:
+                inputs[key] = pcs
+        self.input_ids = {}.keys()      # a later read without the hint compares by value
+        return changed
+
+    def _read_all(self, readings: Readings) -> set[tuple]:
+        """Every file is a candidate (no hint): the per-file lists that are
+        not the objects of the previous read are compared by value."""
         given = readings.chunks_by_file
         if given is not None:
             by_file: dict[tuple, object] = dict(given)
@@ -153,26 +214,34 @@ class Aggregator:
             if not same_input(old, pcs):
                 self._put(key, chunk_entry(key[0], key[1], pcs))
                 changed.add(key)
+        if len(old_inputs) - len(self.shared_keys) > len(by_file) - added:   # some are gone
+            for key in old_inputs.keys() - by_file.keys():
+                if key[0] != "shared":
+                    self._put(key, None)
+                    changed.add(key)
+        for key in self.shared_keys:        # kept: _read_shared decides
+            by_file[key] = old_inputs[key]
+        self.inputs = by_file
+        return changed
+
+    def _read_shared(self, readings: Readings) -> set[tuple]:
+        """Shared inodes (few): compared at every refresh."""
+        changed: set[tuple] = set()
+        inputs = self.inputs
+        now: set[tuple] = set()
         for si in readings.shared:
             key = ("shared", si.mapping)
-            old = old_inputs.get(key)
-            if old is None:
-                added += 1
+            now.add(key)
+            old = inputs.get(key)
             if old is None or (old is not si and old != si):
                 self._put(key, shared_entry(si))
                 changed.add(key)
-            by_file[key] = si
-        if len(old_inputs) > len(by_file) - added:      # some entries are gone
-            for key in old_inputs.keys() - by_file.keys():
-                self._put(key, None)
-                changed.add(key)
-        if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
-            for key in list(self.slices[self.refreshes % self.recheck_slices] - changed):
-                inp = by_file[key]
-                self._put(key, shared_entry(inp) if key[0] == "shared"
-                          else chunk_entry(key[0], key[1], inp), fresh=True)
-                changed.add(key)
-        self.inputs = by_file
+            inputs[key] = si
+        for key in self.shared_keys - now:
+            del inputs[key]
+            self._put(key, None)
+            changed.add(key)
+        self.shared_keys = now
         return changed
 
     def _put(self, key: tuple, e: Entry | None, fresh: bool = False) -> None:
@@ -305,10 +374,13 @@ class Aggregator:
                 continue
             group = sorted((entries[k] for k in keys), key=lambda e: e.order)
             old_groups = len(self.mergeable.get(ck, ()))
+            # a member that did not change contributes the same unless its
+            # duplicate pages do (the only thing the group gives it)
+            dups = [e.dup for e in group]
             self.redundant[ck], self.mergeable[ck] = duplicate_group(group)
             self.dirty_groups.update((ck, i) for i in range(max(old_groups,
                                                                 len(self.mergeable[ck]))))
-            touched |= keys
+            touched.update(_key(e) for e, d in zip(group, dups) if e.dup != d)
         return touched
 
     # ---------------------------------------------------------- phase 5: attribution

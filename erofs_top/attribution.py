@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import compress, repeat
+from operator import rshift
 
 from .entries import Entry
 
@@ -88,18 +90,21 @@ class CgroupAcc:
         return self.fair_pages + self.fair_shared
 
 
-def _count(d: dict, k, sign: int) -> None:
+def _count(d: dict, k, sign: int) -> bool:
+    """Add sign to a count (gone at 0); True if k appeared or went."""
     n = d.get(k, 0) + sign
     if n:
         d[k] = n
-    else:
-        del d[k]
+        return n == sign
+    del d[k]
+    return True
 
 
 class Accumulators:
     """Sums over the live entries' contributions.  Per (mount, cgroup) the
     ``holders`` sums also give each cgroup's mounts, each mount's cgroups and
-    the cgroups reading each cache (derived in ``readers()``)."""
+    the cgroups reading each cache (``readers()``): kept as the pairs appear
+    and go, so a refresh costs the pairs it changed, not all of them."""
 
     def __init__(self):
         self.cg: dict[int, CgroupAcc] = {}
@@ -111,9 +116,16 @@ class Accumulators:
         self.user_devs: dict[tuple[int, int], int] = {}      # (dev, cg) -> shared users there
         self.member_users: dict[tuple[int, int], int] = {}   # (dev, cg) -> e.users there
         self.resident = self.dup = self.seeded = self.shared = 0
-        self.version = 0                # bumped when a (mount, cgroup) pair appears or goes
-        self.dirty_devs: set[int] = set()   # devs whose holders changed since taken
-        self._derived: dict[str, tuple[int, object]] = {}
+        self.holder_cgs: dict[int, set[int]] = {}   # dev -> cgs with a holders pair
+        self.cg_devs: dict[int, set[int]] = {}      # cg -> devs: holders | user_devs pairs
+        self.dev_cgs: dict[int, set[int]] = {}      # dev -> cgs: holders | member_users pairs
+        self.own: dict[int, set[int]] = {}          # dev -> cgs holding pages of non-shared entries
+        self.dirty_pairs: set[tuple[int, int]] = set()   # holders changed since taken (rows)
+        self.dirty_cgs: set[int] = set()            # cg_devs changed since taken (rows)
+        self._readers_dirty: set[int] = set()       # devs whose holder_cgs / own changed
+        self._readers: dict[tuple, set[int]] = {}
+        self._img_of: dict[int, tuple | None] = {}  # dev -> image key counted in _readers
+        self._img_devs: dict[tuple, set[int]] = {}
 
     def apply(self, c: Contribution, sign: int) -> None:
         cgs = self.cg
@@ -152,95 +164,163 @@ class Accumulators:
         dev = c.mount.dev
         if sign > 0 and self.mounts.get(dev) is not c.mount:
             self.mounts[dev] = c.mount
-            self.version += 1
-        self.dirty_devs.add(dev)
+            self._readers_dirty.add(dev)
         self.mount_resident[dev] = self.mount_resident.get(dev, 0) + sign * c.resident
         self.mount_dup[dev] = self.mount_dup.get(dev, 0) + sign * c.dup
         holders = self.holders
         for cg, (res, dup, _) in c.per_cg.items():
-            h = holders.get((dev, cg))
+            key = (dev, cg)
+            h = holders.get(key)
             if h is None:
-                h = holders[(dev, cg)] = [0, 0, 0, 0]
-                self.version += 1
+                h = holders[key] = [0, 0, 0, 0]
             own = h[2] > h[3]
             h[0] += sign * res
             h[1] += sign * dup
             h[2] += sign
             if is_shared:
                 h[3] += sign
-            if own != (h[2] > h[3]):        # reads the mount's own caches or stops
-                self.version += 1
+            self.dirty_pairs.add(key)
             if h[2] == 0:
-                del holders[(dev, cg)]
-                self.version += 1
+                del holders[key]
+                self._sync(dev, cg)
+            elif h[2] == sign or own != (h[2] > h[3]):     # new pair, or own caches flip
+                self._sync(dev, cg)
         for cg in c.users:
-            _count(self.user_devs, (dev, cg), sign)
+            if _count(self.user_devs, (dev, cg), sign):
+                self._sync(dev, cg)
         for cg in c.member_users:
-            _count(self.member_users, (dev, cg), sign)
-        if c.users or c.member_users:
-            self.version += 1
+            if _count(self.member_users, (dev, cg), sign):
+                self._sync(dev, cg)
 
-    def _cached(self, name: str, build):
-        hit = self._derived.get(name)
-        if hit is None or hit[0] != self.version:
-            hit = self._derived[name] = (self.version, build())
-        return hit[1]
+    def _sync(self, dev: int, cg: int) -> None:
+        """A (mount, cgroup) pair appeared, went or changed kind: the sets
+        derived from the pairs follow."""
+        key = (dev, cg)
+        h = self.holders.get(key)
+        if _member(self.holder_cgs, dev, cg, h is not None):
+            self._readers_dirty.add(dev)
+        if _member(self.own, dev, cg, h is not None and h[2] > h[3]):
+            self._readers_dirty.add(dev)
+        if _member(self.cg_devs, cg, dev, h is not None or key in self.user_devs):
+            self.dirty_cgs.add(cg)
+        _member(self.dev_cgs, dev, cg, h is not None or key in self.member_users)
 
-    # ---------------------------------------------------------- derived per refresh
+    # ---------------------------------------------------------- derived (read only)
     def cgroup_devs(self) -> dict[int, set[int]]:
         """cg -> devs of the mounts it holds pages of or uses shared inodes on."""
-        return self._cached("cgroup_devs", self._cgroup_devs)
-
-    def _cgroup_devs(self) -> dict[int, set[int]]:
-        out: dict[int, set[int]] = {}
-        for dev, cg in self.holders.keys() | self.user_devs.keys():
-            out.setdefault(cg, set()).add(dev)
-        return out
+        return self.cg_devs
 
     def mount_cgroups(self) -> dict[int, set[int]]:
         """dev -> cgroups holding pages there, or users of its shared inodes."""
-        return self._cached("mount_cgroups", self._mount_cgroups)
-
-    def _mount_cgroups(self) -> dict[int, set[int]]:
-        out: dict[int, set[int]] = {}
-        for dev, cg in self.holders.keys() | self.member_users.keys():
-            out.setdefault(dev, set()).add(cg)
-        return out
+        return self.dev_cgs
 
     def readers(self) -> dict[tuple, set[int]]:
         """cache -> cgroups holding pages of files that read through it: the
-        image file of file-backed/loop mounts, a mount's compressed-data cache."""
-        return self._cached("readers", self._readers)
-
-    def _readers(self) -> dict[tuple, set[int]]:
-        out: dict[tuple, set[int]] = {}
-        for (dev, cg), (_, _, n, n_shared) in self.holders.items():
-            img = image_key(self.mounts.get(dev))
-            if img:
-                out.setdefault(img, set()).add(cg)
-            if n > n_shared and dev:
-                out.setdefault(managed_key(dev), set()).add(cg)
+        image file of file-backed/loop mounts, a mount's compressed-data cache.
+        Updated for the mounts whose pairs changed (and every mount's image
+        key re-read: SysMounts updates a MountInfo in place)."""
+        out, img_of, img_devs = self._readers, self._img_of, self._img_devs
+        dirty_imgs = set()
+        for dev in self._readers_dirty:
+            if dev:
+                own = self.own.get(dev)
+                if own:
+                    out[managed_key(dev)] = set(own)
+                else:
+                    out.pop(managed_key(dev), None)
+            dirty_imgs.add(img_of.get(dev))
+        self._readers_dirty = set()
+        for dev in self.holder_cgs.keys() | img_of.keys():
+            img = image_key(self.mounts.get(dev)) if dev in self.holder_cgs else None
+            old = img_of.get(dev)
+            if img != old:
+                dirty_imgs.update((img, old))
+                if old is not None:
+                    img_devs[old].discard(dev)
+                if img is None:
+                    del img_of[dev]
+                else:
+                    img_of[dev] = img
+                    img_devs.setdefault(img, set()).add(dev)
+        dirty_imgs.discard(None)
+        for img in dirty_imgs:
+            cgs = set().union(*(self.holder_cgs[d] for d in img_devs.get(img, ())))
+            if cgs:
+                out[img] = cgs
+            else:
+                out.pop(img, None)
+                img_devs.pop(img, None)
         return out
+
+
+def _member(sets: dict, k, v, present: bool) -> bool:
+    """Make v in sets[k] be ``present`` (empty sets go); True if it changed."""
+    s = sets.get(k)
+    if present:
+        if s is None:
+            sets[k] = {v}
+            return True
+        if v in s:
+            return False
+        s.add(v)
+        return True
+    if s is None or v not in s:
+        return False
+    s.discard(v)
+    if not s:
+        del sets[k]
+    return True
 
 
 class IoSums:
     """Per cgroup: inserted, evicted, readahead pages and read_folio calls over
-    the run, summed over the FileIO rows, with the rows count.  Rows that are
-    the same objects as at the previous refresh are skipped (set operations
-    on ids; the previous rows are kept alive, so ids are unique)."""
+    the run, summed over the FileIO rows, with the rows count.  With the
+    source's keyed rows and changed keys (``Readings.io_by_key`` and
+    ``changed_io``) only those are looked at; else rows that are the same
+    objects as at the previous refresh are skipped (set operations on ids;
+    the previous rows are kept alive, so ids are unique)."""
 
     def __init__(self):
-        self.rows: dict[int, object] = {}      # id -> FileIO
+        self.rows: dict = {}        # id >> 4 -> FileIO, or (dev, ino, cg) -> FileIO if keyed
+        self.keyed = False
         self.cg: dict[int, list[int]] = {}     # cg -> [inserted, evicted, readahead, folio, rows]
 
-    def update(self, io: list) -> None:
-        new = dict(zip(map(id, io), io))
+    def update(self, readings) -> None:
+        by_key, changed = readings.io_by_key, readings.changed_io
+        if by_key is not None and changed is not None and self.keyed:
+            rows = self.rows
+            for k in changed:
+                old, new = rows.get(k), by_key.get(k)
+                if old is not new:
+                    if old is not None:
+                        self._add(old, -1)
+                        del rows[k]
+                    if new is not None:
+                        self._add(new, +1)
+                        rows[k] = new
+        elif by_key is not None:
+            self.rows, self.keyed, self.cg = dict(by_key), True, {}
+            for f in by_key.values():
+                self._add(f, +1)
+        else:
+            if self.keyed:
+                self.rows, self.keyed, self.cg = {}, False, {}
+            self._update_by_id(readings.io)
+
+    def _update_by_id(self, io: list) -> None:
+        # ids of live objects are unique and 16-aligned: id >> 4 hashes evenly
+        # (whole ids crowd a set's slots); all of it in C but the changed rows
+        ids = list(map(rshift, map(id, io), repeat(4)))
+        now = set(ids)
         old = self.rows
-        for i in old.keys() - new.keys():
-            self._add(old[i], -1)
-        for i in new.keys() - old.keys():
-            self._add(new[i], +1)
-        self.rows = new
+        for i in old.keys() - now:
+            self._add(old.pop(i), -1)
+        new = now - old.keys()
+        if new:
+            for i, f in zip(compress(ids, map(new.__contains__, ids)),
+                            compress(io, map(new.__contains__, ids))):
+                old[i] = f
+                self._add(f, +1)
 
     def _add(self, f, sign: int) -> None:
         v = self.cg.get(f.cgroup_id)

@@ -105,11 +105,13 @@ class GroupCache:
         self.file_part = {stage: Savings() for stage in STAGES}
         self.dev_count: dict[int, int] = {}     # copies per dev
         self.unmapped = 0
+        self.with_maps: set[tuple] = set()      # gids of the groups with cache page maps
 
     def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver) -> None:
         old = self.groups.pop(gid, None)
         if old is not None:
             self._account(old, -1)
+            self.with_maps.discard(gid)
         if members:
             stages = stage_groups(members, content)
             rebuild = stages["rebuild"]
@@ -122,6 +124,8 @@ class GroupCache:
                    sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None))
             self.groups[gid] = new
             self._account(new, +1)
+            if new[3]:
+                self.with_maps.add(gid)
 
     def _account(self, g: tuple, sign: int) -> None:
         _, stages, file_parts, _, unmapped = g
@@ -137,7 +141,7 @@ class GroupCache:
 
     def mapped(self, stage: str) -> list[list[Copy]]:
         """The groups with cache page maps, in canonical order."""
-        return [g[1][stage] for g in sorted((g for g in self.groups.values() if g[3]),
+        return [g[1][stage] for g in sorted((self.groups[gid] for gid in self.with_maps),
                                             key=lambda g: g[0])]
 
 

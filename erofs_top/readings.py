@@ -91,6 +91,11 @@ class Readings:
     # compare every file.  A source that knows what changed (a dirty set kept
     # by the probe) lets a refresh cost what changed, not what is resident.
     changed_files: set[tuple[int, int]] | None = None
+    # optional, the same FileIO rows by (dev, ino, cgroup id), and the keys
+    # whose row may differ from the previous read (new, changed or gone);
+    # both given, the io sums cost what changed (else every row is compared)
+    io_by_key: dict[tuple[int, int, int], FileIO] | None = None
+    changed_io: set[tuple[int, int, int]] | None = None
     # (kernel dev_t of host fs, ino of image file) -> resident pages of the backing file
     backing_pages: dict[tuple[int, int], int] = field(default_factory=dict)
     # (host dev, image ino) -> {resident image-file page: cgroup id charged}

@@ -3,6 +3,8 @@ the top files, totals.  Built fresh at every refresh (O(containers + mounts +
 files listed)); the sums they show are kept by erofs_top/aggregate.py."""
 from __future__ import annotations
 
+import bisect
+from operator import itemgetter
 
 from .imageview import image_view
 from .model import Container, File, Health, Model, Mount, MountHolder, Totals
@@ -11,6 +13,7 @@ from .readings import UNKNOWN_CGROUP, Readings, kdev_str
 UNKNOWN_CGROUP_PATH = "(unknown)"
 CONTENT_ID_HEX = 16        # content_id shows 64 bits of the digest
 
+_ROW = itemgetter(2)
 _NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_namespace",
                 "pod_name", "container_name")
 
@@ -32,8 +35,7 @@ def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
                    totals: Totals, page: int) -> list[Container]:
     io = agg.io.cg
     accs = agg.acc.cg
-    devs_of = agg.acc.cgroup_devs()
-    mounts_seen = agg.acc.mounts
+    mounts_of = _cgroup_mounts(agg)
     containers: list[Container] = []
     for cg in sorted(accs.keys() | io.keys()):
         a = accs.get(cg)
@@ -56,7 +58,7 @@ def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
             inserted_bytes=ins * page, evicted_bytes=ev * page,
             readahead_bytes=ra * page, read_folio_count=rf,
             seeded_bytes=a.seeded * page if a else 0, files_count=a.files if a else 0,
-            mounts=sorted(mounts_seen[d].dev_str for d in devs_of.get(cg, ())),
+            mounts=list(mounts_of.get(cg, ())),
             potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page,
             **_runtime_names(ci)))
         totals.inserted_bytes += ins * page
@@ -65,30 +67,62 @@ def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
     return containers
 
 
-def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
-    """Per mount, its holders largest first: rebuilt for the mounts whose
-    holders changed since the previous refresh only."""
+class MountHolders:
+    """One mount's holder rows, largest first, kept between refreshes:
+    a changed (mount, cgroup) pair moves its row, nothing else is sorted."""
+    __slots__ = ("order", "rows", "listed")
+
+    def __init__(self):
+        # (-resident_bytes, cgroup id, row), sorted; the first two are unique
+        self.order: list[tuple[int, int, MountHolder]] = []
+        self.rows: dict[int, MountHolder] = {}
+        self.listed: list[MountHolder] = []
+
+    def put(self, cg: int, h: list[int] | None, page: int) -> None:
+        old = self.rows.pop(cg, None)
+        if old is not None:
+            del self.order[bisect.bisect_left(self.order, (-old.resident_bytes, cg))]
+        if h is not None and h[0]:
+            row = self.rows[cg] = MountHolder(cg, h[0] * page, h[1] * page)
+            bisect.insort(self.order, (-row.resident_bytes, cg, row))
+
+
+def _cgroup_mounts(agg) -> dict[int, list[str]]:
+    """cg -> the names of its mounts, sorted: rebuilt for the cgroups whose
+    mounts changed since the previous refresh (a dev's name is its own)."""
     acc = agg.acc
-    cache = agg.holder_rows
-    if acc.dirty_devs:
-        dirty = acc.dirty_devs
-        for dev in dirty:
-            cache.pop(dev, None)
-        for (dev, cg), (res, dup, _, _) in acc.holders.items() if len(dirty) > 64 else \
-                ((k, acc.holders[k]) for k in _keys_on(acc, dirty)):
-            if res and dev in dirty:
-                cache.setdefault(dev, []).append(MountHolder(cg, res * page, dup * page))
-        for dev in dirty:
-            if dev in cache:
-                cache[dev].sort(key=lambda x: (-x.resident_bytes, x.cgroup_id))
-        acc.dirty_devs = set()
-    return {dev: list(hs) for dev, hs in cache.items()}
+    cache = agg.cgroup_mounts
+    devs_of = acc.cgroup_devs()
+    for cg in acc.dirty_cgs:
+        devs = devs_of.get(cg)
+        if devs:
+            cache[cg] = sorted(acc.mounts[d].dev_str for d in devs)
+        else:
+            cache.pop(cg, None)
+    acc.dirty_cgs = set()
+    return cache
 
 
-def _keys_on(acc, devs) -> list[tuple[int, int]]:
-    """The (dev, cg) holder keys of a few mounts."""
-    by_dev = acc.mount_cgroups()
-    return [(dev, cg) for dev in devs for cg in by_dev.get(dev, ()) if (dev, cg) in acc.holders]
+def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
+    """Per mount, its holders largest first: the (mount, cgroup) pairs
+    changed since the previous refresh are updated, the rest kept."""
+    acc = agg.acc
+    cache: dict[int, MountHolders] = agg.holder_rows
+    dirty = set()
+    for dev, cg in acc.dirty_pairs:
+        hs = cache.get(dev)
+        if hs is None:
+            hs = cache[dev] = MountHolders()
+        hs.put(cg, acc.holders.get((dev, cg)), page)
+        dirty.add(dev)
+    acc.dirty_pairs = set()
+    for dev in dirty:
+        hs = cache[dev]
+        if hs.order:
+            hs.listed = list(map(_ROW, hs.order))
+        else:
+            del cache[dev]
+    return {dev: list(hs.listed) for dev, hs in cache.items()}
 
 
 def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,

@@ -22,6 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from erofs_top.aggregate import FREEZE
 from erofs_top.model import TIER_SNAPSHOT, Model
 
 from .metrics import ExporterStatus, FamilyBuilder, ModelMetrics
@@ -162,6 +163,7 @@ class Exporter:
         self._render_lock = threading.Lock()
         self.render_error = ""          # the last /metrics encode failed: healthz says so
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        FREEZE["mode"] = "every"        # a long-running process: see aggregate.FREEZE
 
     # -- refresh
     def refresh_once(self) -> bool:

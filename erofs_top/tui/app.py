@@ -539,8 +539,11 @@ def tune_gc() -> None:
     files, about a million objects) and gets a new one every refresh.  With the
     default thresholds a full collection walks all of them every other refresh
     (+80 ms); the Models are freed by reference counting anyway (no cycles).
+    A live collector's aggregator freezes its long-lived state (aggregate.FREEZE).
     """
+    from ..aggregate import FREEZE
     gc.set_threshold(*GC_THRESHOLDS)
+    FREEZE["mode"] = "full"
 
 
 def run_app(source: Any, *, interval_s: float = DEFAULT_INTERVAL_S, sort: str | None = None,

@@ -71,8 +71,11 @@ class FakePageMapContent(StaticContent):
 class Node:
     """The world the Readings describe, changed at random between refreshes."""
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, hint: bool = False):
         self.rng = rng
+        self.hint = hint                # hand over changed_files with by_file readings
+        self.prev_lists: dict | None = None
+        self.prev_io: dict | None = None
         imgs = [_image(i, fingerprints=i % 2 == 0) for i in range(3)]
         backings = ["file", "loop", "file", "block", "file", "loop"]
         self.all_mounts = [_mount(n, backings[n], imgs[n % 3]) for n in range(6)]
@@ -194,28 +197,45 @@ class Node:
                                          old.evicted_pages + 2, old.readahead_pages + 4,
                                          old.read_folio_count + 1)
 
-    def _by_file(self, chunks) -> dict:
+    def _by_file(self, chunks) -> tuple[dict, set]:
         """Per-file lists as the tracepoint source gives them: a file whose
-        PageChunks are all the same objects as last time keeps its list."""
+        PageChunks are all the same objects as last time keeps its list.
+        Also the files whose list is not the previous read's (new, changed,
+        gone): what a source with a dirty set hands over as changed_files."""
         by_file: dict = {}
         for pc in chunks:
             by_file.setdefault((pc.dev, pc.ino), []).append(pc)
-        prev = getattr(self, "prev_lists", {})
+        prev = self.prev_lists if self.prev_lists is not None else {}
         for k, lst in by_file.items():
             old = prev.get(k)
             if old is not None and [id(x) for x in old] == [id(x) for x in lst]:
                 by_file[k] = old
+        changed = {k for k, lst in by_file.items() if prev.get(k) is not lst}
+        changed |= prev.keys() - by_file.keys()
         self.prev_lists = by_file
-        return by_file
+        return by_file, changed
 
     def readings(self, t: float) -> Readings:
         chunks = list(self.chunks.values())
         self.rng.shuffle(chunks)        # map order is arbitrary
-        by_file = self._by_file(chunks) if self.rng.random() < 0.5 else None
+        by_file = changed = None
+        if self.rng.random() < (0.8 if self.hint else 0.5):
+            by_file, changed = self._by_file(chunks)
+        elif self.hint:
+            self.prev_lists = None          # the next hint would not follow this read
         if by_file is None and self.rng.random() < 0.3:   # equal objects built anew
             chunks = [copy.deepcopy(pc) for pc in chunks]
+        io_by_key = changed_io = None
+        if self.hint and self.rng.random() < 0.8:     # rows by key, and the keys changed
+            io_by_key = dict(self.io)
+            prev = self.prev_io if self.prev_io is not None else {}
+            changed_io = {k for k, f in io_by_key.items() if prev.get(k) is not f}
+            changed_io |= prev.keys() - io_by_key.keys()
+        self.prev_io = io_by_key
         return Readings(taken_at=t, page_size=PAGE, chunks=chunks, io=list(self.io.values()),
                         chunks_by_file=by_file,
+                        changed_files=changed if self.hint else None,
+                        io_by_key=io_by_key, changed_io=changed_io,
                         backing_pages=dict(self.backing),
                         image_cache_owners={k: dict(v) for k, v in self.owners.items()},
                         shared=[copy.deepcopy(s) for s in self.shared.values()],
@@ -238,9 +258,13 @@ def _assert_same(got, want, step):
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("ops_per_refresh", [1, 5, 40])
 @pytest.mark.parametrize("recheck", [0, 4])     # 0: only deltas; 4: + a slice re-derived
-def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh, recheck):
+@pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
+def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh, recheck, hint):
+    """hint: the Readings name the files and FileIO rows changed since the
+    previous read (Readings.changed_files, io_by_key and changed_io; correct
+    here: a wrong one is the source's bug)."""
     rng = random.Random(seed * 1000 + ops_per_refresh)
-    node = Node(rng)
+    node = Node(rng, hint)
     agg = Aggregator(recheck_slices=recheck)
     cap = rng.choice([3, 10, 200])
     for step in range(30):
