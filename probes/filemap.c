@@ -41,6 +41,19 @@
  *            + evicted - evicted that were seeded, which saves a map update
  *            on every insertion.  Preallocated (IO_ENTRIES x ~120 bytes):
  *            readahead and read_folio create these entries.
+ *   dirty0/1 keys changed since user space's last read, for reads that cost
+ *            what changed (erofs_top/kernel/maps.py DirtyReader): a chunk
+ *            entry (pad = DIRTY_CHUNK) or an io entry (pad = DIRTY_IO, chunk =
+ *            cgroup id).  `read_gen` slot 0 is the read generation; user space
+ *            bumps it before each read, then drains the map of the generation
+ *            that just ended (gen & 1), so marks made meanwhile go to the other
+ *            map and are not lost.  A probe that changes an entry marks it
+ *            once per generation: the entry's `dirty_gen` says whether it is
+ *            marked already (an array lookup and a compare per event; one hash
+ *            insert per entry per read).  The mark is made after the change
+ *            (the atomics before it order it on x86), so a drain that finds
+ *            the key reads the changed value.  Full map: CNT_DIRTY_OVERFLOW,
+ *            and user space reads everything once.  Preallocated.
  *   counters per-CPU: map update failures, lost pages, owner overflow, ...
  * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
@@ -59,7 +72,13 @@ typedef u64 erofs_blk_t;
 #ifndef IO_ENTRIES
 #define IO_ENTRIES 65536
 #endif
+#ifndef DIRTY_ENTRIES
+#define DIRTY_ENTRIES 65536
+#endif
 #define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
+#define DIRTY_CHUNK 0                /* dirty key kinds (struct chunk_key.pad) */
+#define DIRTY_IO 1
+#define ERR_EEXIST 17                /* errno-base.h EEXIST */
 
 #define KIND_EROFS 1
 
@@ -72,6 +91,7 @@ enum counter {
     CNT_BIG_FOLIO_LOST_PAGES,       /* folios beyond MAX_FOLIO_CHUNKS */
     CNT_DELETE_UNTRACKED_PAGES,     /* deletions of pages we never saw inserted */
     CNT_EVENTS_LOST,                /* record mode: ring buffer full */
+    CNT_DIRTY_OVERFLOW,             /* dirty map full: user space reads all */
     CNT_MAX,
 };
 
@@ -96,6 +116,7 @@ struct chunk_val {
     u64 bits[MAX_OWNERS];
     u64 other_bits;     /* resident, owner did not fit in the slots */
     u64 seeded_bits;    /* resident before tracing started (set by user space) */
+    u64 dirty_gen;      /* read_gen when last marked dirty (0: never) */
 };
 
 struct io_key {
@@ -110,6 +131,7 @@ struct io_val {
     u64 readahead_pages;
     u64 read_folio_count;
     u64 evicted_seeded_pages;   /* part of evicted_pages that was seeded, not inserted */
+    u64 dirty_gen;              /* read_gen when last marked dirty (0: never) */
 };
 
 BPF_HASH(watched_devs, u32, u64, 4096);   /* value: KIND_* bits */
@@ -117,6 +139,10 @@ BPF_HASH(watched_devs, u32, u64, 4096);   /* value: KIND_* bits */
 BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, 0);
 BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, 0);
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+/* value unused (1); preallocated: marks are made on the hot path */
+BPF_F_TABLE("hash", struct chunk_key, u8, dirty0, DIRTY_ENTRIES, 0);
+BPF_F_TABLE("hash", struct chunk_key, u8, dirty1, DIRTY_ENTRIES, 0);
+BPF_ARRAY(read_gen, u64, 1);
 
 /* watched_devs through the per-CPU cache (see the top).  Per-CPU slots need
  * no atomics: tracepoint programs do not nest on a CPU (bpf_prog_active). */
@@ -158,6 +184,38 @@ static __always_inline void count(int idx, u64 n)
     u64 *c = counters.lookup(&idx);
     if (c)
         *c += n;   /* per-CPU slot: no atomic needed */
+}
+
+/* the read generation (user space starts it at 1: 0 in dirty_gen = never) */
+static __always_inline u64 current_gen(void)
+{
+    u32 zero = 0;
+    u64 *g = read_gen.lookup(&zero);
+    return g ? *g : 0;
+}
+
+/* key into the dirty map of generation gen; an existing key is no failure */
+static __always_inline void dirty_insert(u32 dev, u32 kind, u64 ino, u64 x, u64 gen)
+{
+    struct chunk_key dk = {.dev = dev, .pad = kind, .ino = ino, .chunk = x};
+    u8 one = 1;
+    int err;
+    if (gen & 1)
+        err = dirty1.insert(&dk, &one);
+    else
+        err = dirty0.insert(&dk, &one);
+    if (err && err != -ERR_EEXIST)
+        count(CNT_DIRTY_OVERFLOW, 1);
+}
+
+/* after changing an entry: mark it once per generation */
+static __always_inline void mark_dirty(u64 *dirty_gen, u32 dev, u32 kind, u64 ino, u64 x)
+{
+    u64 gen = current_gen();
+    if (*dirty_gen == gen)
+        return;
+    *dirty_gen = gen;
+    dirty_insert(dev, kind, ino, x, gen);
 }
 
 #ifdef EROFS_TOP_RECORD
@@ -211,14 +269,17 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
     struct io_key k = {.dev = dev, .ino = ino, .cgid = cg};
     struct io_val *v = io.lookup(&k);
     if (!v) {
-        /* a new entry starts with its first counts */
+        /* a new entry starts with its first counts, marked dirty */
         struct io_val z = {};
         z.evicted_pages = evicted;
         z.evicted_seeded_pages = evicted_seeded;
         z.readahead_pages = readahead;
         z.read_folio_count = read_folio;
-        if (io.insert(&k, &z) == 0)
+        z.dirty_gen = current_gen();
+        if (io.insert(&k, &z) == 0) {
+            dirty_insert(dev, DIRTY_IO, ino, cg, z.dirty_gen);
             return;
+        }
         v = io.lookup(&k);          /* lost a race with another CPU, or full */
         if (!v) {
             count(CNT_IO_UPDATE_FAILURES, 1);
@@ -233,6 +294,7 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
         __sync_fetch_and_add(&v->readahead_pages, readahead);
     if (read_folio)
         __sync_fetch_and_add(&v->read_folio_count, read_folio);
+    mark_dirty(&v->dirty_gen, dev, DIRTY_IO, ino, cg);
 }
 
 /* find-or-create stays per file: BCC rewrites map calls only outside macros,
@@ -244,8 +306,11 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
         struct chunk_val z = {};
         z.cgid[0] = cg;
         z.bits[0] = mask;
-        if (chunks.insert(k, &z) == 0)
+        z.dirty_gen = current_gen();
+        if (chunks.insert(k, &z) == 0) {
+            dirty_insert(k->dev, DIRTY_CHUNK, k->ino, k->chunk, z.dirty_gen);
             return;
+        }
         v = chunks.lookup(k);       /* lost a race with another CPU, or full */
         if (!v) {
             count(CNT_CHUNK_UPDATE_FAILURES, __builtin_popcountll(mask));
@@ -255,6 +320,7 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
     u64 overflow = owners_claim(v->cgid, v->bits, &v->other_bits, cg, mask);
     if (overflow)
         count(CNT_OWNER_OVERFLOW_PAGES, __builtin_popcountll(overflow));
+    mark_dirty(&v->dirty_gen, k->dev, DIRTY_CHUNK, k->ino, k->chunk);
 }
 
 static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
@@ -279,6 +345,8 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
         __sync_fetch_and_and(&v->seeded_bits, ~mask);
     if (mask & ~seen)
         count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask & ~seen));
+    if (seen | seeded)
+        mark_dirty(&v->dirty_gen, k->dev, DIRTY_CHUNK, k->ino, k->chunk);
 }
 
 /* A folio of 2^order pages starting at index (aligned to its size) touches
