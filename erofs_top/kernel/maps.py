@@ -77,8 +77,8 @@ CHUNK_KEY = _struct.Struct("=I4xQQ")                       # dev, ino, chunk
 CHUNK_VAL = _struct.Struct(f"={2 * MAX_OWNERS + 2}Q8x")    # cgid[4], bits[4], other, seeded
 IO_KEY = _struct.Struct("=I4xQQ")                          # dev, ino, cgid
 IO_VAL = _struct.Struct("=4Q8x")                           # evicted, readahead, folio, ev.seeded
-DIRTY_KEY = _struct.Struct("=IIQQ")     # dev, kind, ino, chunk (DIRTY_CHUNK) or cgid (DIRTY_IO)
-DIRTY_CHUNK, DIRTY_IO = 0, 1            # probes/filemap.c
+DIRTY_KEY = _struct.Struct("=IIQQ")     # dev, tag, ino, chunk (DIRTY_CHUNK) or cgid (DIRTY_IO)
+DIRTY_CHUNK, DIRTY_IO = 0, 1            # probes/filemap.c; tag = kind | 2 * (generation & 1)
 
 
 class RawBatch:
@@ -121,40 +121,53 @@ class RawBatch:
 
 class DirtyReader:
     """The keys probes/filemap.c marked changed since the previous read
-    (dirty0/dirty1, read_gen): ``drain()`` bumps the generation (marks go
-    to the other map from then on), then takes and deletes every key of the
-    generation that ended, in BPF_MAP_LOOKUP_AND_DELETE_BATCH calls.  A mark
-    made by a probe that read the old generation after the drain stays in
-    that map for the drain after next: later, never lost.  ``lookup()``
-    reads the current values of those keys, one syscall each."""
+    (map `dirty`, generation `read_gen`): ``drain()`` bumps the generation
+    (marks carry the new parity from then on), reads the map in
+    BPF_MAP_LOOKUP_BATCH calls and deletes the keys of the generation that
+    ended.  A mark made by a probe that read the old generation after the
+    delete stays for the drain after next: later, never lost.  Keys of the
+    new generation are returned too (looked up twice: harmless).
+    ``lookup()`` reads the current values of keys, one syscall each."""
 
     def __init__(self, bpf, lib):
-        self.maps = (RawBatch(bpf[b"dirty0"], lib, delete=True),
-                     RawBatch(bpf[b"dirty1"], lib, delete=True))
+        self.table = bpf[b"dirty"]
+        self.raw = RawBatch(self.table, lib)
         self.gen_table = bpf[b"read_gen"]
         self.lib = lib
         self.gen = 0                    # the probe's generation until the first drain
 
     def drain(self):
-        """(chunk keys, io keys) marked in the generation that just ended
-        (key bytes as the probe's struct chunk_key / io_key); None when the
-        kernel cannot drain (no batch delete)."""
+        """(chunk keys, io keys) marked since the previous drain (key bytes as
+        the probe's struct chunk_key / io_key); None when the kernel cannot
+        batch."""
         ended = self.gen
         self.gen += 1
         self.gen_table[_ct.c_int(0)] = _ct.c_uint64(self.gen)
-        got = self.maps[ended & 1].read()
+        got = self.raw.read()
         if got is None:
             return None
         n, kb, _ = got
-        size = DIRTY_KEY.size
-        chunk_keys, io_keys = [], []
+        size, odd = DIRTY_KEY.size, ended & 1
+        chunk_keys, io_keys, done = set(), set(), []
         for off in range(0, n * size, size):
             k = kb[off:off + size]
-            if k[4] == DIRTY_CHUNK:
-                chunk_keys.append(k)
-            else:       # the io key has pad 0 where the dirty key has its kind
-                io_keys.append(k[:4] + bytes(4) + k[8:])
-        return chunk_keys, io_keys
+            tag = k[4]
+            if (tag >> 1) & 1 == odd:
+                done.append(k)
+            # the map's key without the tag: pad 0 as in chunk_key / io_key
+            (io_keys if tag & DIRTY_IO else chunk_keys).add(k[:4] + bytes(4) + k[8:])
+        self._delete(done)
+        return list(chunk_keys), list(io_keys)
+
+    def _delete(self, keys) -> None:
+        if not keys:
+            return
+        buf = b"".join(keys)
+        cnt = _ct.c_uint32(len(keys))
+        if self.lib.bpf_delete_batch(self.table.map_fd, buf, _ct.byref(cnt)) == 0:
+            return
+        for k in keys[cnt.value:]:      # a batch stopped early: the rest one by one
+            self.lib.bpf_delete_elem(self.table.map_fd, k)
 
     def lookup(self, table, keys, key_fmt, val_fmt):
         """(found: [(key tuple, value tuple)], gone: [key tuple]) for raw keys."""
@@ -431,7 +444,7 @@ def io_items(table, raw: RawBatch | None):
 
 def dirty_reader(bpf, lib) -> DirtyReader | None:
     """A DirtyReader for probes/filemap.c, None if this BCC cannot batch."""
-    if lib is None or not hasattr(lib, "bpf_lookup_and_delete_batch"):
+    if lib is None or not hasattr(lib, "bpf_lookup_batch") or not hasattr(lib, "bpf_delete_batch"):
         return None
     try:
         return DirtyReader(bpf, lib)

@@ -35,7 +35,8 @@ class TracepointSource:
     page_size = PAGE_SIZE
 
     def __init__(self, mounts, cgroups, *, record: bool = False, ringbuf_pages: int = 4096,
-                 max_chunks: int = 262144, max_io: int = 65536, seed: bool = True):
+                 max_chunks: int = 262144, max_io: int = 65536, max_dirty: int = 65536,
+                 seed: bool = True):
         self.startup = startup.StartupClock()     # process start -> probes attached
         host_checks = time.monotonic()
         self.mounts, self.cgroups = mounts, cgroups
@@ -65,6 +66,7 @@ class TracepointSource:
         except ProbeFileMissing as e:
             raise CollectorError(str(e)) from None
         cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}",
+                  f"-DDIRTY_ENTRIES={max_dirty}",
                   f"-I{probe.parent}"]     # chunk_owners.h
         if self._events.get("erofs:erofs_fill_inode"):
             cflags.append("-DHAVE_EROFS_FILL_INODE")
