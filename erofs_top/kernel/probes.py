@@ -4,7 +4,6 @@ read its maps into Readings.  The only module (with sharing.py) that imports bcc
 from __future__ import annotations
 
 import ctypes as ct
-import itertools
 import time
 from pathlib import Path
 
@@ -255,7 +254,7 @@ class TracepointSource:
         state.forget(self._chunk_gc.collect(state.empty))
         r.chunks_by_file = dict(state.by_file)
         r.changed_files = changed
-        r.chunks = list(itertools.chain.from_iterable(r.chunks_by_file.values()))
+        r.chunks = maps.ChunkList(r.chunks_by_file, state.n_chunks)
         return n_chunks, n_io
 
     def _counters(self) -> dict[str, int]:

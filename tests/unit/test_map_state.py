@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from erofs_top.kernel.maps import MAX_OWNERS, ChunkState, IoState, owners_of
+from erofs_top.kernel.maps import MAX_OWNERS, ChunkList, ChunkState, IoState, owners_of
 from erofs_top.readings import FileIO, PageChunk
 
 
@@ -127,6 +127,11 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
         for fk, lst in inc.by_file.items():
             assert sorted(lst, key=key) == sorted(full.by_file[fk], key=key)
         assert inc.held == full.held
+        flat = [pc for lst in inc.by_file.values() for pc in lst]
+        assert inc.n_chunks == full.n_chunks == len(flat)
+        view = ChunkList(dict(inc.by_file), inc.n_chunks)
+        assert len(view) == len(flat) and list(view) == flat and view == flat
+        assert all(view[i] is pc for i, pc in enumerate(flat))
         assert inc.empty == full.empty
         assert sorted(got_io, key=lambda f: (f.dev, f.ino, f.cgroup_id)) == \
             sorted(want_io, key=lambda f: (f.dev, f.ino, f.cgroup_id))
