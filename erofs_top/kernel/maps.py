@@ -327,17 +327,18 @@ class ChunkState:
         from ..readings import PageChunk
         entries, empty = self.entries, self.empty
         per_file: dict[tuple, dict] = {}        # file -> {chunk: new PageChunk or None}
+        delta: dict[tuple, int] = {}            # held pages, applied once per key below
         for k, v in found:
             hit = entries.get(k)
             if hit is not None and hit[0] == v:
                 continue
             old_pc = hit[1] if hit is not None else None
-            self._held(old_pc, -1)
+            _held_delta(delta, old_pc, -1)
             owners = owners_of(v)
             fk = (k[0], k[1])
             pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
             entries[k] = (v, pc, fk)
-            self._held(pc, +1)
+            _held_delta(delta, pc, +1)
             if pc is None:
                 empty.add((k[0], 0, k[1], k[2]))
             else:
@@ -350,8 +351,16 @@ class ChunkState:
                 continue
             empty.discard((k[0], 0, k[1], k[2]))
             if hit[1] is not None:
-                self._held(hit[1], -1)
+                _held_delta(delta, hit[1], -1)
                 per_file.setdefault(hit[2], {})[k[2]] = None
+        held = self.held
+        for key, d in delta.items():
+            n = held.get(key, 0) + d
+            if n:
+                held[key] = n
+            else:
+                held.pop(key, None)
+        self.held_changed.update(delta)
         by_file = self.by_file
         for fk, new_pcs in per_file.items():
             old = by_file.get(fk, ())
@@ -382,6 +391,15 @@ class ChunkState:
             else:
                 self.held.pop(key, None)
             self.held_changed.add(key)
+
+
+def _held_delta(delta: dict, pc, sign: int) -> None:
+    """Add a PageChunk's inserted (not seeded) pages per (dev, ino, cg) to delta."""
+    if pc is None:
+        return
+    for cg, mask in pc.owners.items():
+        key = (pc.dev, pc.ino, cg)
+        delta[key] = delta.get(key, 0) + sign * (mask & ~pc.seeded_mask).bit_count()
 
 
 class IoState:
@@ -428,14 +446,11 @@ class IoState:
         changed; held_changed: keys whose held pages changed."""
         from ..readings import FileIO
         rows, out = self.rows, self.out
-        todo = {k: v for k, v in found}
-        for k in held_changed:
-            if k not in todo:
-                hit = rows.get(k)
-                todo[k] = hit[0] if hit is not None else None
-        for k, v in todo.items():
-            h = held.get(k, 0)
+        marked = dict(found)
+        for k in marked.keys() | held_changed:
             hit = rows.get(k)
+            v = marked[k] if k in marked else (hit[0] if hit is not None else None)
+            h = held.get(k, 0)
             if hit is not None and hit[0] == v and hit[1] == h:
                 continue
             if hit is not None and hit[0] is not None:
