@@ -252,6 +252,10 @@ class _Phases:
                 drop: list | None = None) -> None:
         before, m0 = snap(self.sets), benchlib.read_mix(self.mixer)
         for _ in range(rounds):
+            # a read per round, as a collector refreshes between rounds: the
+            # probe's dirty marks start a new generation (every entry touched
+            # in the round is marked again, the worst case of a steady read)
+            self.col.read()
             benchlib.drop_cache(drop or paths)
             read_all(paths, cg)
         report(label, before, snap(self.sets), self.results,

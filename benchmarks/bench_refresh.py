@@ -17,7 +17,10 @@ with a dirty set does) unless --no-hint.
 
 Part 3 (root, --probe-read): TracepointSource.read() (map reading, the
 kernel side of a refresh) with the real BPF maps filled from user space with
-10k/50k/200k/600k chunk entries and 1/4 as many io entries.
+10k/50k/200k/600k chunk entries and 1/4 as many io entries: full reads (every
+entry) and the steady incremental reads (only the keys in the dirty map)
+after 0.1 % / 1 % of the entries changed from user space and were marked
+dirty as the probe marks them, in the same run.
 
 Run:  .venv/bin/python benchmarks/bench_refresh.py [--repeat 3] [--quick]
       sudo .venv/bin/python benchmarks/bench_refresh.py --probe-read --no-aggregate
@@ -113,56 +116,83 @@ def part_probe_read(sizes) -> None:
     from erofs_top.errors import CollectorError
     from erofs_top.tiers import open_collector
     print("\nTracepointSource.read() with the real maps filled from user space")
-    print("  read() of all entries new (the first), of the same maps again, and after 1 % "
-          "of the chunk entries changed")
-    print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'first':>11} {'unchanged':>11} "
-          f"{'1% changed':>11} {'us/entry':>8}")
+    print("  full: every entry read (the first read, all new; the same maps again; after 1 %"
+          " changed); steady: incremental reads after 0.1 % / 1 % of the chunk entries")
+    print("  changed FROM USER SPACE, marked in the dirty map as the probe would (same run)")
+    print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'first':>10} {'full same':>10} "
+          f"{'full 1%':>10} {'inc 0.1%':>10} {'inc 1%':>10} {'inc none':>10}")
     for n in sizes:
         try:
             col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
         except CollectorError as e:
             sys.exit(f"probes failed to load: {e}")
         try:
-            chunks, io = col.source.bpf["chunks"], col.source.bpf["io"]
-            n_io = min(n // 4, col.source.max_io)
-            dev = kdev(0, 0xFFFF0)        # no such mount: nothing else reads these keys
-            t = time.perf_counter()
-            keys = (chunks.Key * n)()
-            vals = (chunks.Leaf * n)()
-            for i in range(n):
-                keys[i].dev, keys[i].ino, keys[i].chunk = dev, 100 + i // 16, i % 16
-                vals[i].cgid[0], vals[i].bits[0] = 1000 + i % 1000, (1 << 64) - 1
-            _update(chunks, keys, vals)
-            ikeys = (io.Key * n_io)()
-            ivals = (io.Leaf * n_io)()
-            for i in range(n_io):
-                ikeys[i].dev, ikeys[i].ino, ikeys[i].cgid = dev, 100 + i, 1000 + i % 1000
-                ivals[i].inserted_pages = 64
-            _update(io, ikeys, ivals)
-            fill = time.perf_counter() - t
-
-            def timed_read():
-                t = time.perf_counter()
-                r = col.read()
-                return time.perf_counter() - t, r
-            first, r = timed_read()
-            assert len(r.chunks) >= n, (len(r.chunks), n)
-            same = statistics.median(timed_read()[0] for _ in range(2))
-            changed = []
-            for step in range(2):       # 1 % of the entries get another page
-                m = max(1, n // 100)
-                ck, cv = (chunks.Key * m)(), (chunks.Leaf * m)()
-                for j in range(m):
-                    i = (j * 97 + step * 13) % n
-                    ck[j] = keys[i]
-                    cv[j].cgid[0], cv[j].bits[0] = 1000 + i % 1000, ((1 << 64) - 1) >> (step + 1)
-                _update(chunks, ck, cv)
-                changed.append(timed_read()[0])
-            t_changed = statistics.median(changed)
-            print(f"  {n:>7} {n_io:>6} {fill:>7.2f} s {first * 1000:>8.1f} ms {same * 1000:>8.1f} ms "
-                  f"{t_changed * 1000:>8.1f} ms {first / (n + n_io) * 1e6:>8.2f}", flush=True)
+            _probe_read_case(col.source, n)
         finally:
             col.close()
+
+
+def _probe_read_case(src, n: int) -> None:
+    chunks, io = src.bpf["chunks"], src.bpf["io"]
+    n_io = min(n // 4, src.max_io)
+    dev = kdev(0, 0xFFFF0)        # no such mount: nothing else reads these keys
+    t = time.perf_counter()
+    keys = (chunks.Key * n)()
+    vals = (chunks.Leaf * n)()
+    for i in range(n):
+        keys[i].dev, keys[i].ino, keys[i].chunk = dev, 100 + i // 16, i % 16
+        vals[i].cgid[0], vals[i].bits[0] = 1000 + i % 1000, (1 << 64) - 1
+    _update(chunks, keys, vals)
+    ikeys = (io.Key * n_io)()
+    ivals = (io.Leaf * n_io)()
+    for i in range(n_io):
+        ikeys[i].dev, ikeys[i].ino, ikeys[i].cgid = dev, 100 + i, 1000 + i % 1000
+        ivals[i].evicted_pages = 64
+    _update(io, ikeys, ivals)
+    fill = time.perf_counter() - t
+    step = [0]
+
+    def timed_read(full: bool, frac: float = 0.0) -> float:
+        if frac:
+            _change(src, keys, n, frac, step[0])
+            step[0] += 1
+        if full:
+            src._reads_since_full = None        # the next read reads everything
+        t = time.perf_counter()
+        r = src.read()
+        dt = time.perf_counter() - t
+        assert src.last_read_full == full and len(r.chunks) >= n, (full, len(r.chunks), n)
+        return dt
+    first = timed_read(True)
+    same = statistics.median(timed_read(True) for _ in range(2))
+    full_1 = statistics.median(timed_read(True, 0.01) for _ in range(2))
+    inc_01 = statistics.median(timed_read(False, 0.001) for _ in range(3))
+    inc_1 = statistics.median(timed_read(False, 0.01) for _ in range(3))
+    inc_0 = statistics.median(timed_read(False) for _ in range(3))
+    ms = lambda x: f"{x * 1000:>7.1f} ms"    # noqa: E731
+    print(f"  {n:>7} {n_io:>6} {fill:>7.2f} s {ms(first)} {ms(same)} {ms(full_1)} "
+          f"{ms(inc_01)} {ms(inc_1)} {ms(inc_0)}   full 1% / inc 1%: {full_1 / inc_1:.0f}x",
+          flush=True)
+
+
+def _change(src, keys, n: int, frac: float, step: int) -> None:
+    """frac of the chunk entries get another page mask, FROM USER SPACE, and
+    their keys go into the dirty map with the current generation's parity,
+    as probes/filemap.c marks what it changes."""
+    chunks, dirty = src.bpf["chunks"], src.bpf["dirty"]
+    m = max(1, int(n * frac))
+    ck, cv = (chunks.Key * m)(), (chunks.Leaf * m)()
+    dk, dv = (dirty.Key * m)(), (dirty.Leaf * m)()
+    parity = (src._dirty.gen & 1) << 1
+    for j in range(m):
+        i = (j * 97 + step * 7919) % n
+        ck[j] = keys[i]
+        cv[j].cgid[0], cv[j].bits[0] = 1000 + i % 1000, ((1 << 64) - 1) >> (step % 60 + 1)
+        dk[j].dev, dk[j].pad, dk[j].ino, dk[j].chunk = keys[i].dev, parity, keys[i].ino, \
+            keys[i].chunk
+        dv[j] = 1
+    _update(chunks, ck, cv)
+    _update(dirty, dk, dv)
 
 
 def _update(table, keys, vals) -> None:
@@ -188,6 +218,8 @@ def _add_args(ap) -> None:
     ap.add_argument("--fractions", default="", help="part 2's shares changed, comma-separated "
                     "percentages (default 0.1,1,10,100)")
     ap.add_argument("--containers", default="10,100,1000", help="part 2's container counts")
+    ap.add_argument("--probe-sizes", default="10000,50000,200000,600000",
+                    help="chunk entries of the --probe-read cases")
 
 
 def _body(args):
@@ -201,7 +233,7 @@ def _body(args):
                          fractions=fractions,
                          containers=tuple(int(x) for x in args.containers.split(",")))
     if args.probe_read:
-        part_probe_read((10000, 50000, 200000, 600000))
+        part_probe_read(tuple(int(x) for x in args.probe_sizes.split(",")))
     return {}
 
 

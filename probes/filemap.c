@@ -41,6 +41,20 @@
  *            + evicted - evicted that were seeded, which saves a map update
  *            on every insertion.  Preallocated (IO_ENTRIES x ~120 bytes):
  *            readahead and read_folio create these entries.
+ *   dirty    keys changed since user space's last read, for reads that cost
+ *            what changed (erofs_top/kernel/maps.py DirtyReader): a chunk
+ *            entry (pad = DIRTY_CHUNK) or an io entry (pad = DIRTY_IO, chunk =
+ *            cgroup id), + DIRTY_ODD when marked in an odd generation.
+ *            `read_gen` slot 0 is the read generation; user space bumps it
+ *            before each read, reads the map and deletes the keys of the
+ *            generation that just ended, so marks made meanwhile (the other
+ *            parity) stay and are not lost.  A probe that changes an entry marks it
+ *            once per generation: the entry's `dirty_gen` says whether it is
+ *            marked already (an array lookup and a compare per event; one hash
+ *            insert per entry per read).  The mark is made after the change
+ *            (the atomics before it order it on x86), so a drain that finds
+ *            the key reads the changed value.  Full map: CNT_DIRTY_OVERFLOW,
+ *            and user space reads everything once.  Preallocated.
  *   counters per-CPU: map update failures, lost pages, owner overflow, ...
  * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
@@ -59,7 +73,20 @@ typedef u64 erofs_blk_t;
 #ifndef IO_ENTRIES
 #define IO_ENTRIES 65536
 #endif
-#define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
+#ifndef DIRTY_ENTRIES
+#define DIRTY_ENTRIES 65536
+#endif
+/* Folios up to order 9 (2 MiB with 4 KiB pages): the page cache's largest
+ * (MAX_PAGECACHE_ORDER = PMD order, 9 on x86-64 and 4 KiB-page arm64);
+ * larger ones count their pages beyond in CNT_BIG_FOLIO_LOST_PAGES.  Was 16
+ * (order 10): with the dirty marks, the delete path's loop of chunk_clear
+ * bodies takes the verifier 516k instructions at 8, over its 1M limit at 16. */
+#ifndef MAX_FOLIO_CHUNKS
+#define MAX_FOLIO_CHUNKS 8
+#endif
+#define DIRTY_CHUNK 0                /* dirty key kinds (struct chunk_key.pad) */
+#define DIRTY_IO 1
+#define DIRTY_ODD 2                  /* + in the key: marked in an odd generation */
 
 #define KIND_EROFS 1
 
@@ -72,6 +99,7 @@ enum counter {
     CNT_BIG_FOLIO_LOST_PAGES,       /* folios beyond MAX_FOLIO_CHUNKS */
     CNT_DELETE_UNTRACKED_PAGES,     /* deletions of pages we never saw inserted */
     CNT_EVENTS_LOST,                /* record mode: ring buffer full */
+    CNT_DIRTY_OVERFLOW,             /* dirty map full: user space reads all */
     CNT_MAX,
 };
 
@@ -96,6 +124,7 @@ struct chunk_val {
     u64 bits[MAX_OWNERS];
     u64 other_bits;     /* resident, owner did not fit in the slots */
     u64 seeded_bits;    /* resident before tracing started (set by user space) */
+    u64 dirty_gen;      /* read_gen when last marked dirty (0: never) */
 };
 
 struct io_key {
@@ -110,6 +139,7 @@ struct io_val {
     u64 readahead_pages;
     u64 read_folio_count;
     u64 evicted_seeded_pages;   /* part of evicted_pages that was seeded, not inserted */
+    u64 dirty_gen;              /* read_gen when last marked dirty (0: never) */
 };
 
 BPF_HASH(watched_devs, u32, u64, 4096);   /* value: KIND_* bits */
@@ -117,6 +147,9 @@ BPF_HASH(watched_devs, u32, u64, 4096);   /* value: KIND_* bits */
 BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, 0);
 BPF_F_TABLE("hash", struct io_key, struct io_val, io, IO_ENTRIES, 0);
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+/* value unused (1); preallocated: marks are made on the hot path */
+BPF_F_TABLE("hash", struct chunk_key, u8, dirty, DIRTY_ENTRIES, 0);
+BPF_ARRAY(read_gen, u64, 1);
 
 /* watched_devs through the per-CPU cache (see the top).  Per-CPU slots need
  * no atomics: tracepoint programs do not nest on a CPU (bpf_prog_active). */
@@ -158,6 +191,49 @@ static __always_inline void count(int idx, u64 n)
     u64 *c = counters.lookup(&idx);
     if (c)
         *c += n;   /* per-CPU slot: no atomic needed */
+}
+
+/* the read generation: 0 until user space's first read (a full one), then 1, 2, ... */
+static __always_inline u64 current_gen(void)
+{
+    u32 zero = 0;
+    u64 *g = read_gen.lookup(&zero);
+    return g ? *g : 0;
+}
+
+/* One event's marking: the generation, read once, and the OR of the dirty
+ * map updates' errors, counted once at the end (mark_done): no branch per
+ * mark, which keeps the verifier's state count of the delete path (up to
+ * MAX_FOLIO_CHUNKS x 5 io updates) under its limit. */
+struct mark_ctx {
+    u64 gen;
+    long err;
+};
+
+/* key into the dirty map for this generation.  An update, not an insert: an
+ * existing key is then no error, and replacing a key of a full preallocated
+ * map does not fail (it uses the map's spare element). */
+static __always_inline void dirty_insert(u32 dev, u32 kind, u64 ino, u64 x, struct mark_ctx *mc)
+{
+    struct chunk_key dk = {.dev = dev, .pad = kind | (u32)(mc->gen & 1) << 1, .ino = ino, .chunk = x};
+    u8 one = 1;
+    mc->err |= dirty.update(&dk, &one);
+}
+
+/* after changing an entry: mark it once per generation */
+static __always_inline void mark_dirty(u64 *dirty_gen, u32 dev, u32 kind, u64 ino, u64 x,
+                                       struct mark_ctx *mc)
+{
+    if (*dirty_gen == mc->gen)
+        return;
+    *dirty_gen = mc->gen;
+    dirty_insert(dev, kind, ino, x, mc);
+}
+
+static __always_inline void mark_done(struct mark_ctx *mc)
+{
+    if (mc->err)
+        count(CNT_DIRTY_OVERFLOW, 1);
 }
 
 #ifdef EROFS_TOP_RECORD
@@ -206,19 +282,22 @@ static __always_inline void emit(void *ctx, u8 kind, u32 dev, u64 ino, u64 index
  * Adds the given counts to (dev, ino, cg) in one map operation (constant
  * zero arguments compile away). */
 static __always_inline void io_add(u32 dev, u64 ino, u64 cg, u64 evicted, u64 evicted_seeded,
-                                   u64 readahead, u64 read_folio)
+                                   u64 readahead, u64 read_folio, struct mark_ctx *mc)
 {
     struct io_key k = {.dev = dev, .ino = ino, .cgid = cg};
     struct io_val *v = io.lookup(&k);
     if (!v) {
-        /* a new entry starts with its first counts */
+        /* a new entry starts with its first counts, marked dirty */
         struct io_val z = {};
         z.evicted_pages = evicted;
         z.evicted_seeded_pages = evicted_seeded;
         z.readahead_pages = readahead;
         z.read_folio_count = read_folio;
-        if (io.insert(&k, &z) == 0)
+        z.dirty_gen = mc->gen;
+        if (io.insert(&k, &z) == 0) {
+            dirty_insert(dev, DIRTY_IO, ino, cg, mc);
             return;
+        }
         v = io.lookup(&k);          /* lost a race with another CPU, or full */
         if (!v) {
             count(CNT_IO_UPDATE_FAILURES, 1);
@@ -233,19 +312,23 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
         __sync_fetch_and_add(&v->readahead_pages, readahead);
     if (read_folio)
         __sync_fetch_and_add(&v->read_folio_count, read_folio);
+    mark_dirty(&v->dirty_gen, dev, DIRTY_IO, ino, cg, mc);
 }
 
 /* find-or-create stays per file: BCC rewrites map calls only outside macros,
  * so the slot logic is what chunk_owners.h shares */
-static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
+static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask, struct mark_ctx *mc)
 {
     struct chunk_val *v = chunks.lookup(k);
     if (!v) {
         struct chunk_val z = {};
         z.cgid[0] = cg;
         z.bits[0] = mask;
-        if (chunks.insert(k, &z) == 0)
+        z.dirty_gen = mc->gen;
+        if (chunks.insert(k, &z) == 0) {
+            dirty_insert(k->dev, DIRTY_CHUNK, k->ino, k->chunk, mc);
             return;
+        }
         v = chunks.lookup(k);       /* lost a race with another CPU, or full */
         if (!v) {
             count(CNT_CHUNK_UPDATE_FAILURES, __builtin_popcountll(mask));
@@ -255,9 +338,10 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask)
     u64 overflow = owners_claim(v->cgid, v->bits, &v->other_bits, cg, mask);
     if (overflow)
         count(CNT_OWNER_OVERFLOW_PAGES, __builtin_popcountll(overflow));
+    mark_dirty(&v->dirty_gen, k->dev, DIRTY_CHUNK, k->ino, k->chunk, mc);
 }
 
-static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
+static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, struct mark_ctx *mc)
 {
     struct chunk_val *v = chunks.lookup(k);
     if (!v) {
@@ -273,17 +357,20 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
             continue;
         u64 cg = s < MAX_OWNERS ? v->cgid[s] : 0;
         io_add(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
-               __builtin_popcountll(hits[s] & seeded), 0, 0);
+               __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
     }
     if (seeded)
         __sync_fetch_and_and(&v->seeded_bits, ~mask);
     if (mask & ~seen)
         count(CNT_DELETE_UNTRACKED_PAGES, __builtin_popcountll(mask & ~seen));
+    if (seen | seeded)
+        mark_dirty(&v->dirty_gen, k->dev, DIRTY_CHUNK, k->ino, k->chunk, mc);
 }
 
 /* A folio of 2^order pages starting at index (aligned to its size) touches
  * one chunk when order <= 6, else 2^(order-6) whole chunks. */
-static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, u64 cg, int add)
+static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, u64 cg, int add,
+                                        struct mark_ctx *mc)
 {
     struct chunk_key k = {.dev = dev, .ino = ino};
     if (order <= 6) {
@@ -291,9 +378,9 @@ static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, 
         u64 mask = nr == 64 ? ~0ULL : ((1ULL << nr) - 1) << (index & 63);
         k.chunk = index >> 6;
         if (add)
-            chunk_set(&k, cg, mask);
+            chunk_set(&k, cg, mask, mc);
         else
-            chunk_clear(&k, mask);
+            chunk_clear(&k, mask, mc);
         return;
     }
     u32 nchunks = 1U << (order - 6);
@@ -303,9 +390,9 @@ static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, 
             break;
         k.chunk = (index >> 6) + i;
         if (add)
-            chunk_set(&k, cg, ~0ULL);
+            chunk_set(&k, cg, ~0ULL, mc);
         else
-            chunk_clear(&k, ~0ULL);
+            chunk_clear(&k, ~0ULL, mc);
     }
     if (nchunks > MAX_FOLIO_CHUNKS)
         count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - MAX_FOLIO_CHUNKS) * 64);
@@ -318,7 +405,9 @@ TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    folio_pages(dev, args->i_ino, args->index, args->order, cg, 1);
+    struct mark_ctx mc = {.gen = current_gen()};
+    folio_pages(dev, args->i_ino, args->index, args->order, cg, 1, &mc);
+    mark_done(&mc);
     EMIT(args, EV_ADD, dev, args->i_ino, args->index, 1ULL << args->order, cg);
     return 0;
 }
@@ -328,7 +417,9 @@ TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
     u32 dev = args->s_dev;
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
-    folio_pages(dev, args->i_ino, args->index, args->order, 0, 0);
+    struct mark_ctx mc = {.gen = current_gen()};
+    folio_pages(dev, args->i_ino, args->index, args->order, 0, 0, &mc);
+    mark_done(&mc);
     EMIT(args, EV_DELETE, dev, args->i_ino, args->index, 1ULL << args->order, bpf_get_current_cgroup_id());
     return 0;
 }
@@ -368,7 +459,9 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    io_add(dev, args->nid, cg, 0, 0, args->nrpage, 0);
+    struct mark_ctx mc = {.gen = current_gen()};
+    io_add(dev, args->nid, cg, 0, 0, args->nrpage, 0, &mc);
+    mark_done(&mc);
     EMIT(args, EV_READAHEAD, dev, args->nid, args->start, args->nrpage, cg);
     return 0;
 }
@@ -381,7 +474,9 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    io_add(dev, args->nid, cg, 0, 0, 0, 1);
+    struct mark_ctx mc = {.gen = current_gen()};
+    io_add(dev, args->nid, cg, 0, 0, 0, 1, &mc);
+    mark_done(&mc);
     EMIT(args, EV_READ_FOLIO, dev, args->nid, args->index, 1, cg);
     return 0;
 }

@@ -48,30 +48,39 @@ class EmptyChunkGC:
         self.table = table
         self.last: set = set()
 
-    def collect(self, empty_keys: set) -> None:
-        """empty_keys: tuples of key fields whose entry had no resident page."""
+    def collect(self, empty_keys: set) -> list:
+        """empty_keys: tuples of key fields whose entry had no resident page.
+        Returns the key fields of the entries deleted."""
         t = self.table
+        deleted = []
         for fields in empty_keys & self.last:
             key = t.Key(*fields)
             try:
                 v = t[key]
                 if not any(v.bits) and not v.other_bits:
                     del t[key]
+                    deleted.append(fields)
             except KeyError:
                 pass
-        self.last = empty_keys
+        self.last = set(empty_keys)
+        return deleted
 
 
 # ---------------------------------------------------------------- batch reads
+import collections.abc as _abc  # noqa: E402
 import ctypes as _ct      # noqa: E402
+import itertools as _it   # noqa: E402
 import errno as _errno    # noqa: E402
 import struct as _struct  # noqa: E402
 
-# probes/filemap.c struct chunk_key / chunk_val, io_key / io_val (native order)
+# probes/filemap.c struct chunk_key / chunk_val, io_key / io_val (native order);
+# the values' last field, dirty_gen, is the probe's own (skipped: "8x")
 CHUNK_KEY = _struct.Struct("=I4xQQ")                       # dev, ino, chunk
-CHUNK_VAL = _struct.Struct(f"={2 * MAX_OWNERS + 2}Q")      # cgid[4], bits[4], other, seeded
+CHUNK_VAL = _struct.Struct(f"={2 * MAX_OWNERS + 2}Q8x")    # cgid[4], bits[4], other, seeded
 IO_KEY = _struct.Struct("=I4xQQ")                          # dev, ino, cgid
-IO_VAL = _struct.Struct("=4Q")                             # evicted, readahead, folio, ev.seeded
+IO_VAL = _struct.Struct("=4Q8x")                           # evicted, readahead, folio, ev.seeded
+DIRTY_KEY = _struct.Struct("=IIQQ")     # dev, tag, ino, chunk (DIRTY_CHUNK) or cgid (DIRTY_IO)
+DIRTY_CHUNK, DIRTY_IO = 0, 1            # probes/filemap.c; tag = kind | 2 * (generation & 1)
 
 
 class RawBatch:
@@ -80,22 +89,23 @@ class RawBatch:
     without a Python object per entry.  None where the kernel or BCC has no
     batch lookup (before 5.6): the caller falls back to items()."""
 
-    def __init__(self, table, lib):
+    def __init__(self, table, lib, *, delete: bool = False):
         self.table = table
         self.lib = lib                  # bcc.libbcc.lib (probes.py imports bcc)
+        # delete: BPF_MAP_LOOKUP_AND_DELETE_BATCH (drains the map)
+        self.call = lib.bpf_lookup_and_delete_batch if delete else lib.bpf_lookup_batch
         self.count = table.max_entries
         self.keys = (table.Key * self.count)()
         self.values = (table.Leaf * self.count)()
         self.key_size, self.value_size = _ct.sizeof(table.Key), _ct.sizeof(table.Leaf)
 
     def read(self) -> tuple[int, bytes, bytes] | None:
-        lib = self.lib
         batch = _ct.c_uint32(0)
         cnt = _ct.c_uint32(0)
         total = 0
         while True:
             cnt.value = self.count - total
-            res = lib.bpf_lookup_batch(
+            res = self.call(
                 self.table.map_fd, _ct.byref(batch) if total else None, _ct.byref(batch),
                 _ct.byref(self.keys, self.key_size * total),
                 _ct.byref(self.values, self.value_size * total), _ct.byref(cnt))
@@ -109,6 +119,70 @@ class RawBatch:
                 break
         return (total, _ct.string_at(self.keys, total * self.key_size),
                 _ct.string_at(self.values, total * self.value_size))
+
+
+class DirtyReader:
+    """The keys probes/filemap.c marked changed since the previous read
+    (map `dirty`, generation `read_gen`): ``drain()`` bumps the generation
+    (marks carry the new parity from then on), reads the map in
+    BPF_MAP_LOOKUP_BATCH calls and deletes the keys of the generation that
+    ended.  A mark made by a probe that read the old generation after the
+    delete stays for the drain after next: later, never lost.  Keys of the
+    new generation are returned too (looked up twice: harmless).
+    ``lookup()`` reads the current values of keys, one syscall each."""
+
+    def __init__(self, bpf, lib):
+        self.table = bpf[b"dirty"]
+        self.raw = RawBatch(self.table, lib)
+        self.gen_table = bpf[b"read_gen"]
+        self.lib = lib
+        self.gen = 0                    # the probe's generation until the first drain
+
+    def drain(self):
+        """(chunk keys, io keys) marked since the previous drain (key bytes as
+        the probe's struct chunk_key / io_key); None when the kernel cannot
+        batch."""
+        ended = self.gen
+        self.gen += 1
+        self.gen_table[_ct.c_int(0)] = _ct.c_uint64(self.gen)
+        got = self.raw.read()
+        if got is None:
+            return None
+        n, kb, _ = got
+        size, odd = DIRTY_KEY.size, ended & 1
+        chunk_keys, io_keys, done = set(), set(), []
+        for off in range(0, n * size, size):
+            k = kb[off:off + size]
+            tag = k[4]
+            if (tag >> 1) & 1 == odd:
+                done.append(k)
+            # the map's key without the tag: pad 0 as in chunk_key / io_key
+            (io_keys if tag & DIRTY_IO else chunk_keys).add(k[:4] + bytes(4) + k[8:])
+        self._delete(done)
+        return list(chunk_keys), list(io_keys)
+
+    def _delete(self, keys) -> None:
+        if not keys:
+            return
+        buf = b"".join(keys)
+        cnt = _ct.c_uint32(len(keys))
+        if self.lib.bpf_delete_batch(self.table.map_fd, buf, _ct.byref(cnt)) == 0:
+            return
+        for k in keys[cnt.value:]:      # a batch stopped early: the rest one by one
+            self.lib.bpf_delete_elem(self.table.map_fd, k)
+
+    def lookup(self, table, keys, key_fmt, val_fmt):
+        """(found: [(key tuple, value tuple)], gone: [key tuple]) for raw keys."""
+        lookup, fd = self.lib.bpf_lookup_elem, table.map_fd
+        buf = _ct.create_string_buffer(_ct.sizeof(table.Leaf))
+        unpack_key, unpack_val = key_fmt.unpack, val_fmt.unpack_from
+        found, gone = [], []
+        for k in keys:
+            if lookup(fd, k, buf) == 0:
+                found.append((unpack_key(k), unpack_val(buf)))
+            else:
+                gone.append(unpack_key(k))
+        return found, gone
 
 
 def owners_of(v: tuple) -> dict[int, int]:
@@ -139,20 +213,57 @@ class _NoGC:
         return False
 
 
+class ChunkList(_abc.Sequence):
+    """Readings.chunks of a probe source: the PageChunks of chunks_by_file in
+    one sequence, a flat list built only when indexed (iterating and len()
+    cost nothing up front: a flat list of 600,000 entries per read would be
+    a cost in proportion to what is resident, not to what changed)."""
+    __slots__ = ("_by_file", "_n", "_flat")
+
+    def __init__(self, by_file: dict, n: int):
+        self._by_file, self._n, self._flat = by_file, n, None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self):
+        if self._flat is not None:
+            return iter(self._flat)
+        return _it.chain.from_iterable(self._by_file.values())
+
+    def __getitem__(self, i):
+        if self._flat is None:
+            self._flat = list(_it.chain.from_iterable(self._by_file.values()))
+        return self._flat[i]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"ChunkList({len(self)} PageChunks)"
+
+
 class ChunkState:
     """The chunks map as PageChunks, kept between reads: an entry whose value
     did not change keeps its PageChunk object, a file none of whose entries
     changed keeps its list (what lets the aggregator skip it), and the pages
-    each (file, cgroup) holds that it inserted are summed by deltas."""
+    each (file, cgroup) holds that it inserted are summed by deltas.
+
+    ``update`` takes a whole map (a full read), ``patch`` only the entries the
+    probe marked changed (DirtyReader); both return the files whose list may
+    have changed (Readings.changed_files)."""
 
     def __init__(self):
-        self.entries: dict[tuple, tuple] = {}     # (dev, ino, chunk) -> (value, PageChunk|None)
+        self.entries: dict[tuple, tuple] = {}     # (dev, ino, chunk) -> (value, PageChunk|None, file)
         self.by_file: dict[tuple, list] = {}
         self.held: dict[tuple, int] = {}          # (dev, ino, cg) -> inserted pages held
+        self.held_changed: set[tuple] = set()     # held keys changed since IoState took them
+        self.empty: set[tuple] = set()            # (dev, 0, ino, chunk): entries without pages
+        self.n_chunks = 0                         # PageChunks in by_file
 
     def update(self, items) -> set[tuple]:
         """items: ((dev, ino, chunk), CHUNK_VAL tuple) pairs of one read.
-        Returns the keys of empty entries (for EmptyChunkGC)."""
+        Returns the files whose list changed."""
         with _NoGC():
             return self._update(items)
 
@@ -193,6 +304,8 @@ class ChunkState:
             self._held(old[k][1], -1)
             dirty.add((k[0], k[1]))
         self.entries = new
+        self.empty = empty
+        self.n_chunks = len(new) - len(empty)
         # a file none of whose entries changed keeps its list object
         prev = self.by_file
         for fk, lst in lists.items():
@@ -201,7 +314,71 @@ class ChunkState:
                 if p is not None and len(p) == len(lst):
                     lists[fk] = p
         self.by_file = lists
-        return empty
+        return dirty
+
+    def patch(self, found, gone) -> set[tuple]:
+        """found: ((dev, ino, chunk), CHUNK_VAL tuple) of the entries marked
+        changed; gone: keys marked changed that are no longer in the map.
+        Returns the files whose list changed (others keep their list)."""
+        with _NoGC():
+            return self._patch(found, gone)
+
+    def _patch(self, found, gone) -> set[tuple]:
+        from ..readings import PageChunk
+        entries, empty = self.entries, self.empty
+        per_file: dict[tuple, dict] = {}        # file -> {chunk: new PageChunk or None}
+        delta: dict[tuple, int] = {}            # held pages, applied once per key below
+        for k, v in found:
+            hit = entries.get(k)
+            if hit is not None and hit[0] == v:
+                continue
+            old_pc = hit[1] if hit is not None else None
+            _held_delta(delta, old_pc, -1)
+            owners = owners_of(v)
+            fk = (k[0], k[1])
+            pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
+            entries[k] = (v, pc, fk)
+            _held_delta(delta, pc, +1)
+            if pc is None:
+                empty.add((k[0], 0, k[1], k[2]))
+            else:
+                empty.discard((k[0], 0, k[1], k[2]))
+            if pc is not None or old_pc is not None:
+                per_file.setdefault(fk, {})[k[2]] = pc
+        for k in gone:
+            hit = entries.pop(k, None)
+            if hit is None:
+                continue
+            empty.discard((k[0], 0, k[1], k[2]))
+            if hit[1] is not None:
+                _held_delta(delta, hit[1], -1)
+                per_file.setdefault(hit[2], {})[k[2]] = None
+        held = self.held
+        for key, d in delta.items():
+            n = held.get(key, 0) + d
+            if n:
+                held[key] = n
+            else:
+                held.pop(key, None)
+        self.held_changed.update(delta)
+        by_file = self.by_file
+        for fk, new_pcs in per_file.items():
+            old = by_file.get(fk, ())
+            lst = [pc for pc in old if pc.chunk not in new_pcs]
+            lst += [pc for pc in new_pcs.values() if pc is not None]
+            self.n_chunks += len(lst) - len(old)
+            if lst:
+                by_file[fk] = lst
+            else:
+                by_file.pop(fk, None)
+        return set(per_file)
+
+    def forget(self, deleted) -> None:
+        """Entries user space deleted (EmptyChunkGC: key fields (dev, 0, ino,
+        chunk) of entries without pages): no list changes."""
+        for dev, _pad, ino, chunk in deleted:
+            self.entries.pop((dev, ino, chunk), None)
+            self.empty.discard((dev, 0, ino, chunk))
 
     def _held(self, pc, sign: int) -> None:
         if pc is None:
@@ -213,6 +390,16 @@ class ChunkState:
                 self.held[key] = n
             else:
                 self.held.pop(key, None)
+            self.held_changed.add(key)
+
+
+def _held_delta(delta: dict, pc, sign: int) -> None:
+    """Add a PageChunk's inserted (not seeded) pages per (dev, ino, cg) to delta."""
+    if pc is None:
+        return
+    for cg, mask in pc.owners.items():
+        key = (pc.dev, pc.ino, cg)
+        delta[key] = delta.get(key, 0) + sign * (mask & ~pc.seeded_mask).bit_count()
 
 
 class IoState:
@@ -220,10 +407,14 @@ class IoState:
     and held pages did not change keeps its FileIO object.
 
     inserted = pages held now that were not seeded + pages evicted that were
-    inserted (not seeded): exact, and one map update per insert less."""
+    inserted (not seeded): exact, and one map update per insert less.
+    ``update`` takes the whole map, ``patch`` the io entries marked changed
+    and the (file, cgroup) keys whose held pages changed."""
 
     def __init__(self):
-        self.rows: dict[tuple, tuple] = {}     # (dev, ino, cg) -> (value, held, FileIO)
+        self.rows: dict[tuple, tuple] = {}     # (dev, ino, cg) -> (value|None, held, FileIO)
+        self.out: dict[tuple, object] = {}     # (dev, ino, cg) -> FileIO (the rows' third item)
+        self.n_entries = 0                     # io map entries (rows with a value)
 
     def update(self, items, held: dict[tuple, int]) -> list:
         with _NoGC():
@@ -239,6 +430,7 @@ class IoState:
             if hit is None or hit[0] != v or hit[1] != h:
                 hit = (v, h, FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
             new[k] = hit
+        self.n_entries = len(new)
         for k in held.keys() - new.keys():     # pages held, no io entry (yet)
             h = held[k]
             hit = old.get(k)
@@ -246,7 +438,35 @@ class IoState:
                 hit = (None, h, FileIO(k[0], k[1], k[2], h))
             new[k] = hit
         self.rows = new
-        return [row[2] for row in new.values()]
+        self.out = {k: row[2] for k, row in new.items()}
+        return list(self.out.values())
+
+    def patch(self, found, held: dict[tuple, int], held_changed) -> list:
+        """found: ((dev, ino, cg), IO_VAL tuple or None) of the entries marked
+        changed; held_changed: keys whose held pages changed."""
+        from ..readings import FileIO
+        rows, out = self.rows, self.out
+        marked = dict(found)
+        for k in marked.keys() | held_changed:
+            hit = rows.get(k)
+            v = marked[k] if k in marked else (hit[0] if hit is not None else None)
+            h = held.get(k, 0)
+            if hit is not None and hit[0] == v and hit[1] == h:
+                continue
+            if hit is not None and hit[0] is not None:
+                self.n_entries -= 1
+            if v is None and not h:
+                rows.pop(k, None)
+                out.pop(k, None)
+                continue
+            if v is None:
+                row = (None, h, FileIO(k[0], k[1], k[2], h))
+            else:
+                self.n_entries += 1
+                row = (v, h, FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
+            rows[k] = row
+            out[k] = row[2]
+        return list(out.values())
 
 
 def chunk_items(table, raw: RawBatch | None):
@@ -271,6 +491,16 @@ def io_items(table, raw: RawBatch | None):
     pairs = items(table)
     return (((k.dev, k.ino, k.cgid), (v.evicted_pages, v.readahead_pages, v.read_folio_count,
                                       v.evicted_seeded_pages)) for k, v in pairs), len(pairs)
+
+
+def dirty_reader(bpf, lib) -> DirtyReader | None:
+    """A DirtyReader for probes/filemap.c, None if this BCC cannot batch."""
+    if lib is None or not hasattr(lib, "bpf_lookup_batch") or not hasattr(lib, "bpf_delete_batch"):
+        return None
+    try:
+        return DirtyReader(bpf, lib)
+    except Exception:
+        return None
 
 
 def raw_batch(table, lib) -> RawBatch | None:

@@ -4,7 +4,6 @@ read its maps into Readings.  The only module (with sharing.py) that imports bcc
 from __future__ import annotations
 
 import ctypes as ct
-import itertools
 import time
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from .maps import MAX_OWNERS
 KIND_EROFS = 1
 GEN_USER = 1        # probes/filemap.c watched_gen slot user space bumps
 COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
-            "big_folio_lost_pages", "delete_untracked_pages", "events_lost")
+            "big_folio_lost_pages", "delete_untracked_pages", "events_lost", "dirty_overflow")
+FULL_READ_EVERY = 600   # reads: a full read of the maps every N (the others read marked keys)
 
 
 class TracepointSource:
@@ -34,7 +34,8 @@ class TracepointSource:
     page_size = PAGE_SIZE
 
     def __init__(self, mounts, cgroups, *, record: bool = False, ringbuf_pages: int = 4096,
-                 max_chunks: int = 262144, max_io: int = 65536, seed: bool = True):
+                 max_chunks: int = 262144, max_io: int = 65536, max_dirty: int = 65536,
+                 seed: bool = True):
         self.startup = startup.StartupClock()     # process start -> probes attached
         host_checks = time.monotonic()
         self.mounts, self.cgroups = mounts, cgroups
@@ -64,6 +65,7 @@ class TracepointSource:
         except ProbeFileMissing as e:
             raise CollectorError(str(e)) from None
         cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}",
+                  f"-DDIRTY_ENTRIES={max_dirty}",
                   f"-I{probe.parent}"]     # chunk_owners.h
         if self._events.get("erofs:erofs_fill_inode"):
             cflags.append("-DHAVE_EROFS_FILL_INODE")
@@ -94,14 +96,7 @@ class TracepointSource:
                                  f" (run `erofs-top doctor`)") from None
         self._attached = True
         self.watched: set[int] = set()
-        self._chunk_gc = maps.EmptyChunkGC(self.bpf[b"chunks"])
-        try:
-            from bcc.libbcc import lib as bcc_lib   # noqa: deferred, as BPF above
-        except ImportError:
-            bcc_lib = None
-        self._chunk_raw = maps.raw_batch(self.bpf[b"chunks"], bcc_lib)
-        self._io_raw = maps.raw_batch(self.bpf[b"io"], bcc_lib)
-        self._chunk_state, self._io_state = maps.ChunkState(), maps.IoState()
+        self._init_read_state()
         self.lost_events = 0
         self._ring_open = False
         self.sharing = None
@@ -110,6 +105,22 @@ class TracepointSource:
         self.mounts.refresh()
         self._sync_mounts()
         self.seeded_pages = self._seed() if seed else 0
+
+    def _init_read_state(self) -> None:
+        self._chunk_gc = maps.EmptyChunkGC(self.bpf[b"chunks"])
+        try:
+            from bcc.libbcc import lib as bcc_lib   # noqa: deferred, as BPF above
+        except ImportError:
+            bcc_lib = None
+        self._chunk_raw = maps.raw_batch(self.bpf[b"chunks"], bcc_lib)
+        self._io_raw = maps.raw_batch(self.bpf[b"io"], bcc_lib)
+        self._chunk_state, self._io_state = maps.ChunkState(), maps.IoState()
+        # incremental reads (keys the probe marked changed); None: full reads only
+        self._dirty = maps.dirty_reader(self.bpf, bcc_lib)
+        self.full_read_every = FULL_READ_EVERY
+        self._reads_since_full = None       # None: the next read is a full one
+        self._dirty_overflow = 0
+        self.last_read_full = True
 
     # ---------------------------------------------------------- sharing (full tier)
     def _start_sharing(self) -> None:
@@ -172,14 +183,7 @@ class TracepointSource:
             raise CollectorError("probes are detached")
         self._sync_mounts()
         r = Readings(taken_at=time.time(), page_size=self.page_size, probes_attached=True)
-        # batch reads into flat buffers, decoded with struct; unchanged entries
-        # keep their objects (maps.ChunkState/IoState: the aggregator skips them)
-        chunk_pairs, n_chunks = maps.chunk_items(self.bpf[b"chunks"], self._chunk_raw)
-        self._chunk_gc.collect(self._chunk_state.update(chunk_pairs))
-        r.chunks_by_file = dict(self._chunk_state.by_file)
-        r.chunks = list(itertools.chain.from_iterable(r.chunks_by_file.values()))
-        io_pairs, n_io = maps.io_items(self.bpf[b"io"], self._io_raw)
-        r.io = self._io_state.update(io_pairs, self._chunk_state.held)
+        n_chunks, n_io = self._read_maps(r)
         # the image files' own cache (file-backed/loop double caching): one
         # cachestat(2) per image, instead of tracing the host filesystem
         for m in self.mounts.mounts():
@@ -210,6 +214,48 @@ class TracepointSource:
         r.bpf_run_time_ns, r.bpf_run_count = self._prog_stats()
         r.page_cache_bytes = pagecache.meminfo_cached_bytes()
         return r
+
+    def _read_maps(self, r: Readings) -> tuple[int, int]:
+        """chunks and io into r (chunks, chunks_by_file, changed_files, io):
+        only the keys the probe marked since the previous read, or all of
+        them (first read, every full_read_every reads, a full dirty map, no
+        batch delete here).  Unchanged entries keep their objects
+        (maps.ChunkState/IoState): the aggregator skips them.  Returns the
+        entry counts of chunks and io."""
+        state, io_state = self._chunk_state, self._io_state
+        # always drain (the map of the generation that ended must be emptied);
+        # marks made from here on are in the other map, read next time
+        drained = self._dirty.drain() if self._dirty is not None else None
+        due = (self._reads_since_full is None
+               or self._reads_since_full + 1 >= self.full_read_every)
+        overflow = self._counters()["dirty_overflow"]     # read after the drain
+        full = drained is None or due or overflow != self._dirty_overflow
+        self._dirty_overflow = overflow
+        if full:
+            chunk_pairs, n_chunks = maps.chunk_items(self.bpf[b"chunks"], self._chunk_raw)
+            changed = state.update(chunk_pairs)
+            io_pairs, n_io = maps.io_items(self.bpf[b"io"], self._io_raw)
+            r.io = io_state.update(io_pairs, state.held)
+            self._reads_since_full = 0
+            self.last_read_full = True
+        else:
+            chunk_keys, io_keys = drained
+            found, gone = self._dirty.lookup(self.bpf[b"chunks"], chunk_keys,
+                                             maps.CHUNK_KEY, maps.CHUNK_VAL)
+            changed = state.patch(found, gone)
+            io_found, io_gone = self._dirty.lookup(self.bpf[b"io"], io_keys,
+                                                   maps.IO_KEY, maps.IO_VAL)
+            r.io = io_state.patch(io_found + [(k, None) for k in io_gone], state.held,
+                                  state.held_changed)
+            n_chunks, n_io = len(state.entries), io_state.n_entries
+            self._reads_since_full += 1
+            self.last_read_full = False
+        state.held_changed = set()
+        state.forget(self._chunk_gc.collect(state.empty))
+        r.chunks_by_file = dict(state.by_file)
+        r.changed_files = changed
+        r.chunks = maps.ChunkList(r.chunks_by_file, state.n_chunks)
+        return n_chunks, n_io
 
     def _counters(self) -> dict[str, int]:
         return maps.percpu_counters(self.bpf[b"counters"], COUNTERS)

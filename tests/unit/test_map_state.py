@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from erofs_top.kernel.maps import MAX_OWNERS, ChunkState, IoState, owners_of
+from erofs_top.kernel.maps import MAX_OWNERS, ChunkList, ChunkState, IoState, owners_of
 from erofs_top.readings import FileIO, PageChunk
 
 
@@ -60,7 +60,8 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
         before = dict(cs.entries)
         items = list(chunks.items())
         rng.shuffle(items)          # a hash map's order
-        empty = cs.update(items)
+        changed = cs.update(items)
+        empty = cs.empty
         got_io = ios.update(list(io.items()), cs.held)
         want_pcs, want_rows = _decode_from_scratch(chunks, io)
         got_pcs = [pc for lst in cs.by_file.values() for pc in lst]
@@ -76,3 +77,66 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
             now = {k: v for k, v in chunks.items() if k[:2] == fk}
             if fk in before_lists and was == now:
                 assert lst is before_lists[fk]
+        for fk in before_lists.keys() | cs.by_file.keys():     # changed files: all new lists
+            if cs.by_file.get(fk) is not before_lists.get(fk):
+                assert fk in changed
+
+
+def _churn(rng, chunks: dict, io: dict, dirty: set, dirty_io: set) -> None:
+    """One interval of random map changes, marking what changed as the probe
+    does (in dirty / dirty_io), also entries deleted (as EmptyChunkGC would)."""
+    for _ in range(rng.randrange(0, 30)):
+        key = (rng.choice([7 << 20, 8 << 20]), rng.randrange(20), rng.randrange(3))
+        if rng.random() < 0.2:
+            chunks.pop(key, None)
+        else:
+            chunks[key] = _value(rng)
+        dirty.add(key)
+        ik = (key[0], key[1], rng.choice([101, 102, 103]))
+        if rng.random() < 0.3:
+            ev = rng.randrange(100)
+            io[ik] = (ev, rng.randrange(100), rng.randrange(9), rng.randrange(ev + 1))
+            dirty_io.add(ik)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_patch_with_the_marked_keys_equals_a_full_update(seed):
+    """ChunkState.patch / IoState.patch fed only the keys marked changed give
+    the same content as update() of the whole map; every file whose list
+    object changed is in the returned set, a file not in it keeps its list."""
+    rng = random.Random(seed)
+    chunks: dict = {}
+    io: dict = {}
+    full, full_io = ChunkState(), IoState()
+    inc, inc_io = ChunkState(), IoState()
+    for step in range(40):
+        dirty: set = set()
+        dirty_io: set = set()
+        _churn(rng, chunks, io, dirty, dirty_io)
+        full.update(list(chunks.items()))
+        want_io = full_io.update(list(io.items()), full.held)
+        before_lists = dict(inc.by_file)
+        marked = sorted(dirty)
+        rng.shuffle(marked)
+        changed = inc.patch([(k, chunks[k]) for k in marked if k in chunks],
+                            [k for k in marked if k not in chunks])
+        got_io = inc_io.patch([(k, io.get(k)) for k in dirty_io], inc.held, inc.held_changed)
+        inc.held_changed = set()
+        key = lambda pc: (pc.dev, pc.ino, pc.chunk)   # noqa: E731
+        assert inc.by_file.keys() == full.by_file.keys()
+        for fk, lst in inc.by_file.items():
+            assert sorted(lst, key=key) == sorted(full.by_file[fk], key=key)
+        assert inc.held == full.held
+        flat = [pc for lst in inc.by_file.values() for pc in lst]
+        assert inc.n_chunks == full.n_chunks == len(flat)
+        view = ChunkList(dict(inc.by_file), inc.n_chunks)
+        assert len(view) == len(flat) and list(view) == flat and view == flat
+        assert all(view[i] is pc for i, pc in enumerate(flat))
+        assert inc.empty == full.empty
+        assert sorted(got_io, key=lambda f: (f.dev, f.ino, f.cgroup_id)) == \
+            sorted(want_io, key=lambda f: (f.dev, f.ino, f.cgroup_id))
+        assert inc_io.n_entries == full_io.n_entries == len(io)
+        for fk in before_lists.keys() | inc.by_file.keys():
+            if inc.by_file.get(fk) is not before_lists.get(fk):
+                assert fk in changed, (step, fk)
+        assert changed <= {k[:2] for k in dirty}       # never a file nothing touched
