@@ -415,6 +415,9 @@ class IoState:
         self.rows: dict[tuple, tuple] = {}     # (dev, ino, cg) -> (value|None, held, FileIO)
         self.out: dict[tuple, object] = {}     # (dev, ino, cg) -> FileIO (the rows' third item)
         self.n_entries = 0                     # io map entries (rows with a value)
+        # keys whose FileIO is new, another object or gone since the previous
+        # read (Readings.changed_io); None after a full read: compare all
+        self.changed: set[tuple] | None = None
 
     def update(self, items, held: dict[tuple, int]) -> list:
         with _NoGC():
@@ -439,6 +442,7 @@ class IoState:
             new[k] = hit
         self.rows = new
         self.out = {k: row[2] for k, row in new.items()}
+        self.changed = None
         return list(self.out.values())
 
     def patch(self, found, held: dict[tuple, int], held_changed) -> list:
@@ -447,6 +451,7 @@ class IoState:
         from ..readings import FileIO
         rows, out = self.rows, self.out
         marked = dict(found)
+        changed = self.changed = set()
         for k in marked.keys() | held_changed:
             hit = rows.get(k)
             v = marked[k] if k in marked else (hit[0] if hit is not None else None)
@@ -457,8 +462,10 @@ class IoState:
                 self.n_entries -= 1
             if v is None and not h:
                 rows.pop(k, None)
-                out.pop(k, None)
+                if out.pop(k, None) is not None:
+                    changed.add(k)
                 continue
+            changed.add(k)
             if v is None:
                 row = (None, h, FileIO(k[0], k[1], k[2], h))
             else:

@@ -216,7 +216,8 @@ class TracepointSource:
         return r
 
     def _read_maps(self, r: Readings) -> tuple[int, int]:
-        """chunks and io into r (chunks, chunks_by_file, changed_files, io):
+        """chunks and io into r (chunks, chunks_by_file, changed_files, io,
+        io_by_key, changed_io):
         only the keys the probe marked since the previous read, or all of
         them (first read, every full_read_every reads, a full dirty map, no
         batch delete here).  Unchanged entries keep their objects
@@ -255,6 +256,7 @@ class TracepointSource:
         r.chunks_by_file = dict(state.by_file)
         r.changed_files = changed
         r.chunks = maps.ChunkList(r.chunks_by_file, state.n_chunks)
+        r.io_by_key, r.changed_io = dict(io_state.out), io_state.changed
         return n_chunks, n_io
 
     def _counters(self) -> dict[str, int]:

@@ -116,6 +116,7 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
         full.update(list(chunks.items()))
         want_io = full_io.update(list(io.items()), full.held)
         before_lists = dict(inc.by_file)
+        before_io = dict(inc_io.out)
         marked = sorted(dirty)
         rng.shuffle(marked)
         changed = inc.patch([(k, chunks[k]) for k in marked if k in chunks],
@@ -140,3 +141,6 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
             if inc.by_file.get(fk) is not before_lists.get(fk):
                 assert fk in changed, (step, fk)
         assert changed <= {k[:2] for k in dirty}       # never a file nothing touched
+        # Readings.changed_io: every row that is another object or gone, and no other
+        assert inc_io.changed == {k for k in before_io.keys() | inc_io.out.keys()
+                                  if inc_io.out.get(k) is not before_io.get(k)}, step
