@@ -46,16 +46,7 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
     io: dict = {}
     cs, ios = ChunkState(), IoState()
     for step in range(40):
-        for _ in range(rng.randrange(0, 30)):
-            key = (rng.choice([7 << 20, 8 << 20]), rng.randrange(20), rng.randrange(3))
-            if rng.random() < 0.2:
-                chunks.pop(key, None)
-            else:
-                chunks[key] = _value(rng)
-            ik = (key[0], key[1], rng.choice([101, 102, 103]))
-            if rng.random() < 0.3:
-                ev = rng.randrange(100)
-                io[ik] = (ev, rng.randrange(100), rng.randrange(9), rng.randrange(ev + 1))
+        _churn(rng, chunks, io, set(), set())
         before_lists = dict(cs.by_file)
         before = dict(cs.entries)
         items = list(chunks.items())

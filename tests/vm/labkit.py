@@ -210,36 +210,53 @@ def drop_caches() -> None:
         f.write("3\n")
 
 
-def mincore_pages(path: str) -> int:
-    """Resident pages of PATH as mincore(2) sees them through an mmap.
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+MADV_RANDOM = 1     # no readahead on faults through the mapping
 
-    For an inode_share file this follows the shared inode (erofs_ishare_mmap
-    points the vma at the shared realfile)."""
+
+@contextlib.contextmanager
+def mapped(path: str, advice: int | None = None):
+    """PATH mapped shared read-only (madvise ADVICE if given): yields
+    (address, resident flag per page from mincore(2)); nothing for an empty
+    file.  For an inode_share file the mapping follows the shared inode
+    (erofs_ishare_mmap points the vma at the shared realfile)."""
     size = os.path.getsize(path)
     if size == 0:
-        return 0
-    libc = _libc
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        yield 0, []
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
         if addr in (None, ctypes.c_void_p(-1).value):
             raise OSError(ctypes.get_errno(), f"mmap {path}")
         try:
-            n = (size + PAGE - 1) // PAGE
-            vec = (ctypes.c_ubyte * n)()
-            if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
+            if advice is not None:
+                _libc.madvise(ctypes.c_void_p(addr), size, advice)
+            vec = (ctypes.c_ubyte * ((size + PAGE - 1) // PAGE))()
+            if _libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
                 raise OSError(ctypes.get_errno(), f"mincore {path}")
-            return sum(v & 1 for v in vec)
+            yield addr, [bool(v & 1) for v in vec]
         finally:
-            libc.munmap(ctypes.c_void_p(addr), size)
+            _libc.munmap(ctypes.c_void_p(addr), size)
     finally:
         os.close(fd)
 
+
+def resident_vector(path: str) -> list[bool]:
+    """Resident or not, per page of PATH, as mincore(2) sees it through an mmap."""
+    with mapped(path) as (_, resident):
+        return resident
+
+
+def mincore_pages(path: str) -> int:
+    """Resident pages of PATH as mincore(2) sees them through an mmap
+    (of the shared inode for an inode_share file)."""
+    return sum(resident_vector(path))
 
 class _CsRange(ctypes.Structure):
     _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
@@ -270,7 +287,6 @@ def rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-MADV_RANDOM = 1     # no readahead on the faults below: they must not add pages
 _PFN_MASK = (1 << 55) - 1
 _PRESENT = 1 << 63
 
@@ -286,50 +302,17 @@ def memcg_owned_pages(paths, cgroup_dir: str) -> int:
     inode from /proc/kpagecgroup.  Directories cannot be mapped: they are not
     counted here."""
     want_ino = os.stat(cgroup_dir).st_ino
-    libc = _libc
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     owned = 0
     with open("/proc/self/pagemap", "rb", buffering=0) as pagemap, \
             open("/proc/kpagecgroup", "rb", buffering=0) as kpagecgroup:
         for path in paths:
-            owned += _owned_in_file(libc, path, want_ino, pagemap, kpagecgroup)
+            with mapped(path, MADV_RANDOM) as (addr, resident):
+                for i in (i for i, r in enumerate(resident) if r):
+                    ctypes.c_char.from_address(addr + i * PAGE).value   # map it: a read fault
+                    entry = int.from_bytes(os.pread(pagemap.fileno(), 8,
+                                                    (addr // PAGE + i) * 8), "little")
+                    if entry & _PRESENT:
+                        pfn = entry & _PFN_MASK
+                        owned += int.from_bytes(os.pread(kpagecgroup.fileno(), 8, pfn * 8),
+                                                "little") == want_ino
     return owned
-
-
-def _owned_in_file(libc, path: str, want_ino: int, pagemap, kpagecgroup) -> int:
-    size = os.path.getsize(path)
-    if size == 0:
-        return 0
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
-            raise OSError(ctypes.get_errno(), f"mmap {path}")
-        try:
-            n = (size + PAGE - 1) // PAGE
-            libc.madvise(ctypes.c_void_p(addr), size, MADV_RANDOM)
-            vec = (ctypes.c_ubyte * n)()
-            if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
-                raise OSError(ctypes.get_errno(), f"mincore {path}")
-            owned = 0
-            for i in range(n):
-                if not vec[i] & 1:
-                    continue
-                ctypes.c_char.from_address(addr + i * PAGE).value     # map it (a read fault)
-                entry = int.from_bytes(os.pread(pagemap.fileno(), 8, (addr // PAGE + i) * 8),
-                                       "little")
-                if not entry & _PRESENT:
-                    continue
-                pfn = entry & _PFN_MASK
-                ino = int.from_bytes(os.pread(kpagecgroup.fileno(), 8, pfn * 8), "little")
-                owned += ino == want_ino
-            return owned
-        finally:
-            libc.munmap(ctypes.c_void_p(addr), size)
-    finally:
-        os.close(fd)

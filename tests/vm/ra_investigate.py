@@ -21,10 +21,8 @@ pages per inode and, for the plain cell, the image files' pages.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
-import mmap
 import os
 import random
 import sys
@@ -99,26 +97,8 @@ PATTERNS = {"random": read_random_logged, "whole": read_whole_logged, "half": re
 
 def mincore_vec(path):
     """'0'/'1' per page: resident as mincore(2) sees it through an mmap."""
-    size = os.path.getsize(path)
-    if not size:
-        return ""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        n = (size + PAGE - 1) // PAGE
-        vec = (ctypes.c_ubyte * n)()
-        libc.mincore(ctypes.c_void_p(addr), size, vec)
-        libc.munmap(ctypes.c_void_p(addr), size)
-        return "".join("1" if v & 1 else "0" for v in vec)
-    finally:
-        os.close(fd)
-
+    from tests.vm import labkit as lk
+    return "".join("1" if r else "0" for r in lk.resident_vector(path))
 
 def sha(path):
     with open(path, "rb") as f:

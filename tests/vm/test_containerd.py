@@ -101,15 +101,7 @@ def _cleanup(proc: subprocess.Popen | None) -> None:
     """Tasks, containers, images, snapshots, containerd, mounts, cgroups."""
     if proc is not None and proc.poll() is None:
         with contextlib.suppress(Exception):
-            for cid in ctr("task", "ls", "-q", check=False).stdout.split():
-                ctr("task", "kill", "-s", "KILL", cid, check=False)
-            for cid in ctr("containers", "ls", "-q", check=False).stdout.split():
-                for _ in range(50):
-                    if ctr("task", "rm", "-f", cid, check=False).returncode == 0 or \
-                            cid not in ctr("task", "ls", "-q", check=False).stdout.split():
-                        break
-                    time.sleep(0.2)
-                ctr("containers", "rm", cid, check=False)
+            _stop_containers()
             ctr("images", "rm", "--sync", IMAGE_A, IMAGE_B, check=False)
         proc.send_signal(signal.SIGTERM)
         try:
