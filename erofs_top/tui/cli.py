@@ -65,12 +65,16 @@ def top_command(interval_s, cgroup_root, sort, filter_text, no_bpf, files_cap, g
     from ..errors import CollectorError
     from ..tiers import open_collector
     from .app import run_app
+    from .process_source import ProcessSource
 
     if not sys.stdout.isatty() and not os.environ.get("EROFS_TOP_FORCE_TUI"):
         fail("the live UI needs a terminal; use `erofs-top once` or `erofs-top snapshot --json` "
               "for scripts")
     try:
-        source = open_collector(no_bpf=no_bpf, cgroup_root=cgroup_root, files_cap=files_cap)
+        # the collector runs in its own process (GIL, GC): keys stay quick while
+        # a refresh runs (tui/process_source.py); its errors are raised here
+        source = ProcessSource(lambda: open_collector(no_bpf=no_bpf, cgroup_root=cgroup_root,
+                                                      files_cap=files_cap))
     except CollectorError as exc:
         fail(str(exc))
     except PermissionError as exc:

@@ -1,0 +1,183 @@
+"""ProcessSource: a ModelSource whose refresh() runs in a child process.
+
+Why: at 250,000 files a live refresh takes most of a second of pure Python
+and allocates hundreds of thousands of objects.  In a thread of the UI's
+process it shares the GIL with the UI (every hand-back waits up to the 5 ms
+switch interval, a long C call such as a big sort none at all) and its new
+objects feed the cyclic GC, whose collections (up to a second here, holding
+the GIL) land in whichever thread allocates next: key presses waited for
+them (docs/performance.md, "TUI at 250,000 files").  In a child process the
+collector has its own GIL and its own GC; the UI process only unpickles the
+Model, which is capped (``files_cap`` files, one row per container and
+mount): about 1 MB and 20-30 ms at 1,000 containers, however many files the
+node has.
+
+The child is forked before the UI starts (no threads yet) and opens the
+source itself (``open_source()``, e.g. ``open_collector``): the probes
+belong to it, and it detaches them when told to close, when the UI's end of
+the pipe closes (the UI process died), or on its first stop signal.  An
+error of ``open_source()`` or ``refresh()`` is raised again in the UI
+process as the same exception (or a RuntimeError with its text when it
+cannot be pickled).
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import multiprocessing
+import os
+import pickle
+import threading
+from typing import Any, Callable
+
+from ..model import Model
+
+CLOSE_TIMEOUT_S = 30.0       # detaching every probe takes a few seconds at most
+# The child has no UI objects: its long-lived state can be frozen after every
+# refresh, as the exporter does (aggregate.FREEZE).
+CHILD_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+class ProcessSource:
+    """``refresh()`` / ``close()`` of the source ``open_source()`` returns, in a
+    child process.  ``tier`` and ``page_size`` are the child source's."""
+
+    def __init__(self, open_source: Callable[[], Any], *, name: str = "erofs-top-collector"):
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child_end = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(open_source, child_end, self._conn),
+                                 name=name, daemon=True)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._proc.start()
+        child_end.close()
+        try:
+            info = self._reply()
+        except BaseException:
+            self._closed = True
+            self._reap(CLOSE_TIMEOUT_S)
+            raise
+        self.tier: str = info["tier"]
+        self.page_size: int = info["page_size"]
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def refresh(self) -> Model:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the collector process was closed")
+            try:
+                self._conn.send_bytes(b"refresh")
+            except OSError:
+                raise RuntimeError(self._gone()) from None
+            return self._reply()
+
+    def _reply(self) -> Any:
+        """The child's answer; its exception raised here."""
+        try:
+            # the bytes first (the read releases the GIL), then one loads
+            data = self._conn.recv_bytes()
+        except (EOFError, OSError):
+            raise RuntimeError(self._gone()) from None
+        kind, value = pickle.loads(data)
+        if kind == "raise":
+            raise value
+        return value
+
+    def _gone(self) -> str:
+        self._proc.join(1.0)
+        code = self._proc.exitcode
+        return ("the collector process ended"
+                + (f" (exit status {code})" if code is not None else ""))
+
+    def close(self) -> None:
+        """Tell the child to close its source (detach probes) and wait for it."""
+        if self._closed:
+            return
+        self._closed = True
+        # a refresh in flight ends first; one that does not end in time is cut short
+        if self._lock.acquire(timeout=CLOSE_TIMEOUT_S):
+            try:
+                with contextlib.suppress(OSError):
+                    self._conn.send_bytes(b"close")
+            finally:
+                self._lock.release()
+        self._reap(CLOSE_TIMEOUT_S)
+
+    def _reap(self, timeout_s: float) -> None:
+        self._proc.join(timeout_s)
+        if self._proc.exitcode is None:          # stuck: its stop signal closes the source
+            self._proc.terminate()
+            self._proc.join(timeout_s)
+        if self._proc.exitcode is None:
+            self._proc.kill()
+            self._proc.join()
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        text = str(exc).strip().splitlines()
+        return RuntimeError(text[0] if text else type(exc).__name__)
+
+
+def _send(conn, kind: str, value: Any) -> None:
+    conn.send_bytes(pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _quiet() -> None:
+    """Nothing the child prints may reach the UI's terminal (BCC prints from C)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+
+
+def _serve(open_source: Callable[[], Any], conn, ui_end) -> None:
+    """The child: open the source, answer refresh requests until told to stop."""
+    from ..aggregate import FREEZE
+    from ..signals import POLICY
+    ui_end.close()
+    gc.set_threshold(*CHILD_GC_THRESHOLDS)
+    FREEZE["mode"] = "every"
+    source = None
+    try:
+        source = open_source()
+        _send(conn, "ok", {"tier": source.tier, "page_size": source.page_size})
+        _quiet()
+        while True:
+            try:
+                request = conn.recv_bytes()
+            except (EOFError, OSError):         # the UI process is gone
+                break
+            if request != b"refresh":
+                break
+            try:
+                model = source.refresh()
+            except Exception as exc:            # the UI shows it and retries
+                _send(conn, "raise", _picklable(exc))
+            else:
+                _send(conn, "ok", model)
+                del model
+    except BaseException as exc:                # open failed, or a stop signal
+        with contextlib.suppress(Exception):
+            _send(conn, "raise", _picklable(exc))
+    finally:
+        if source is not None:
+            with POLICY.cleanup():
+                source.close()
+        conn.close()
+
+
+__all__ = ["ProcessSource"]

@@ -1,0 +1,157 @@
+"""ProcessSource: the real Collector's refresh() in a child process, as
+`erofs-top top` runs it (erofs_top/tui/process_source.py).  Real forks and
+pipes; the probe source is the scripted one (BPF needs root)."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from erofs_top.errors import CollectorError
+from erofs_top.tui.app import ErofsTopApp
+from erofs_top.tui.process_source import ProcessSource
+
+from fixture_sources import ScriptedProbeSource, cgroup_path, fixture_collector
+from tui_fixtures import pause_until, run_async, screen_text
+
+
+def _rows(model):
+    """What the views show of a Model, without its times."""
+    return ([(c.cgroup_id, c.cgroup, c.resident_bytes, c.duplicate_bytes, c.files_count)
+             for c in model.containers],
+            [(f.dev, f.ino, f.path, f.resident_bytes, f.duplicate_bytes, f.copies)
+             for f in model.files],
+            [(m.dev, m.mountpoint, m.resident_bytes, m.duplicate_bytes) for m in model.mounts],
+            (model.totals.resident_bytes, model.totals.duplicate_bytes), model.tier)
+
+
+class MarkedSource(ScriptedProbeSource):
+    """The scripted probe source, leaving a file behind when closed (what the
+    child did is seen from the parent) and failing the reads listed in
+    ``fail_reads`` (1-based)."""
+
+    def __init__(self, closed_mark: Path, fail_reads=(), containers: int = 3):
+        super().__init__(containers=containers)
+        self.closed_mark = closed_mark
+        self.fail_reads = set(fail_reads)
+
+    def read(self):
+        self.fail = self.reads + 1 in self.fail_reads
+        if self.fail:
+            self.reads += 1
+        return super().read()
+
+    def close(self):
+        self.closed_mark.write_text(f"{os.getpid()} {self.reads}")
+
+
+def _wait_exit(src: ProcessSource, timeout_s: float = 10.0) -> int | None:
+    src._proc.join(timeout_s)
+    return src._proc.exitcode
+
+
+def test_refresh_runs_the_real_collector_in_another_process(tmp_path):
+    mark = tmp_path / "closed"
+    local_probe = MarkedSource(mark)
+    with ProcessSource(lambda: fixture_collector(local_probe)) as src:
+        assert src.pid not in (None, os.getpid())
+        assert src.tier == local_probe.tier and src.page_size == local_probe.page_size
+        models = [src.refresh(), src.refresh()]
+    # the same script through the real Collector here gives the same rows
+    here = fixture_collector(MarkedSource(tmp_path / "here"))
+    expected = [here.refresh(), here.refresh()]
+    assert [_rows(m) for m in models] == [_rows(m) for m in expected]
+    assert [cgroup_path(i) for i in range(3)] == [c.cgroup for c in
+                                                 sorted(models[1].containers,
+                                                        key=lambda c: c.cgroup_id)]
+    # this process's copy of the source was never read: the child's was, and closed
+    assert local_probe.reads == 0
+    child_pid, child_reads = mark.read_text().split()
+    assert int(child_pid) != os.getpid() and int(child_reads) == 2
+    assert _wait_exit(src) == 0
+
+
+def test_a_failing_refresh_raises_here_and_the_next_one_works(tmp_path):
+    src = ProcessSource(lambda: fixture_collector(MarkedSource(tmp_path / "c", fail_reads={2})))
+    try:
+        first = src.refresh()
+        with pytest.raises(RuntimeError, match="map read failed"):
+            src.refresh()
+        third = src.refresh()
+        assert _rows(third)[0] == _rows(first)[0]
+    finally:
+        src.close()
+    assert (tmp_path / "c").exists()
+
+
+class Unpicklable(Exception):
+    def __init__(self, a, b):           # pickle calls Unpicklable(*args): one arg only
+        super().__init__(f"{a} and {b}")
+
+
+def test_open_errors_are_raised_here_with_their_type_or_text(tmp_path):
+    def refuse():
+        raise CollectorError("no probe loaded", ", or --no-bpf")
+    with pytest.raises(CollectorError) as info:
+        ProcessSource(refuse)
+    assert str(info.value) == "no probe loaded, or --no-bpf"
+
+    def odd():
+        raise Unpicklable("first line\nsecond", "b")
+    with pytest.raises(RuntimeError) as info:
+        ProcessSource(odd)
+    assert str(info.value) == "first line"
+
+
+def test_the_child_closes_its_source_when_the_ui_process_goes(tmp_path):
+    mark = tmp_path / "closed"
+    src = ProcessSource(lambda: fixture_collector(MarkedSource(mark)))
+    src.refresh()
+    src._conn.close()              # what the UI process dying does to the pipe
+    assert _wait_exit(src) == 0
+    assert mark.read_text().split()[1] == "1"
+
+
+def test_the_child_closes_its_source_on_a_stop_signal(tmp_path):
+    mark = tmp_path / "closed"
+    src = ProcessSource(lambda: fixture_collector(MarkedSource(mark)))
+    src.refresh()
+    os.kill(src.pid, signal.SIGINT)
+    assert _wait_exit(src) is not None
+    assert mark.exists()
+    with pytest.raises(RuntimeError, match="collector process ended"):
+        src.refresh()
+    src.close()
+
+
+def test_a_refresh_after_the_child_died_says_so(tmp_path):
+    src = ProcessSource(lambda: fixture_collector(MarkedSource(tmp_path / "c")))
+    os.kill(src.pid, signal.SIGKILL)
+    assert _wait_exit(src) == -signal.SIGKILL
+    with pytest.raises(RuntimeError, match=r"collector process ended \(exit status -9\)"):
+        src.refresh()
+    src.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        src.refresh()
+
+
+@run_async
+async def test_the_ui_shows_what_the_child_process_refreshed(tmp_path):
+    mark = tmp_path / "closed"
+    src = ProcessSource(lambda: fixture_collector(MarkedSource(mark)))
+    app = ErofsTopApp(src, elf=False, interval_s=0.05)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await pause_until(pilot, lambda: app.models_seen >= 2)
+        text = screen_text(app)
+        await pilot.press("3")
+        await pause_until(pilot, lambda: "libapp.so" in screen_text(app))
+        files_text = screen_text(app)
+    app.stop_collector()
+    src.close()
+    for i in range(3):
+        assert cgroup_path(i) in text, text
+    assert "12.0 KiB" in text           # the third cgroup: 3 pages of the library
+    assert "/run/ctr-a/rootfs/usr/lib/libapp.so" in files_text, files_text
+    assert mark.exists()                # close() waited for the child to close its source
