@@ -135,36 +135,101 @@ async def _measure(n_containers: int, n_files: int, refreshes: int) -> dict:
     }
 
 
-async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
-                                 gc_freeze: str = "") -> dict:
-    """Key -> repaint wall time, with and without a 1 s collector thread."""
-    import threading
+def _percentiles(seconds: list[float]) -> dict:
+    s = sorted(seconds)
+    return {"p50_ms": statistics.median(s) * 1e3, "p90_ms": s[int(0.9 * (len(s) - 1))] * 1e3,
+            "max_ms": s[-1] * 1e3}
+
+
+class KeyToFrame:
+    """Key -> the first frame that shows its effect, as a terminal would get it.
+
+    The key goes in as Pilot sends it (a Key event through the driver), but
+    it is not timed with Pilot: ``pilot.press`` + ``pause`` wait until the
+    *process* has been idle for 20 ms three times (textual._wait.wait_for_idle
+    compares process CPU time with wall time), so with a collector thread
+    busy they wait for its refresh to end, whatever the UI did.  Here the
+    clock stops when the app hands the frame that shows the new view to the
+    driver (``App._display``; headless skips the terminal encoding, so it is
+    done here: ``render_segments``, what the real driver writes)."""
+
+    def __init__(self, app):
+        from textual.app import App
+        self.app, self.want, self.shown_at = app, -1, 0.0
+        self.done = asyncio.Event()
+        display = App._display
+
+        def timed_display(screen, renderable):
+            display(app, screen, renderable)
+            if renderable is None or self.want < 0 or app.active_view != self.want:
+                return
+            if hasattr(renderable, "render_segments"):
+                renderable.render_segments(app.console)
+            self.shown_at = time.perf_counter()
+            self.want = -1
+            self.done.set()
+        app._display = timed_display
+
+    async def press(self, view: int) -> tuple[float, float]:
+        """Switch to ``view`` (keys 1-4): (key -> frame, key -> Pilot's idle) in seconds."""
+        from textual import events
+        from textual._wait import wait_for_idle
+        key = str(view + 1)
+        self.done.clear()
+        self.want = view
+        event = events.Key(key, key)
+        event.set_sender(self.app)
+        t = time.perf_counter()
+        self.app._driver.send_message(event)
+        await asyncio.wait_for(self.done.wait(), 30)
+        await wait_for_idle(0)
+        await self.app._animator.wait_until_complete()
+        await wait_for_idle(0)
+        return self.shown_at - t, time.perf_counter() - t
+
+
+class Churn:        # a Source: 1 % of the chunk entries change before each read
+    def __init__(self, node):
+        from erofs_top.model import TIER_TRACEPOINT
+        self.node, self.first = node, True
+        self.tier, self.page_size = TIER_TRACEPOINT, 4096
+
+    def read(self):
+        if not self.first:
+            self.node.churn(0.01)
+        self.first = False
+        return self.node.readings(by_file=True, hint=True)      # what changed, too
+
+    def close(self):
+        pass
+
+
+def open_node_collector(n_files: int, n_containers: int):
+    """The real Collector on a synthetic node of n_files x n_containers."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from synthetic_node import SyntheticNode
     from erofs_top.collector import Collector
-    from erofs_top.model import TIER_TRACEPOINT
-    from erofs_top.tui.app import ErofsTopApp, tune_gc
-
-    class Churn:        # a Source: 1 % of the chunk entries change before each read
-        tier, page_size = TIER_TRACEPOINT, 4096
-
-        def __init__(self, node):
-            self.node, self.first = node, True
-
-        def read(self):
-            if not self.first:
-                self.node.churn(0.01)
-            self.first = False
-            return self.node.readings(by_file=True, hint=True)      # what changed, too
-
-        def close(self):
-            pass
     node = SyntheticNode(n_files, n_containers)
-    col = Collector(Churn(node), mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+    return Collector(Churn(node), mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+
+
+async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
+                                 gc_freeze: str = "", collector: str = "thread") -> dict:
+    """Key -> repaint wall time, with and without a collector refreshing at 1 s
+    (``collector``: "thread", in the UI's process, or "process", a
+    ProcessSource as `erofs-top top` runs it)."""
+    import threading
+    from erofs_top.tui.app import ErofsTopApp, tune_gc
+    from erofs_top.tui.process_source import ProcessSource
+
     tune_gc()                   # as run_app() does, before the first refresh
     if gc_freeze:               # compare with tune_gc()'s choice ("full")
         from erofs_top.aggregate import FREEZE
         FREEZE["mode"] = "" if gc_freeze == "off" else gc_freeze
+    if collector == "process":
+        col = ProcessSource(lambda: open_node_collector(n_files, n_containers))
+    else:
+        col = open_node_collector(n_files, n_containers)
     latest: list = [col.refresh()]
     refresh_s: list[float] = []
     running, stop = threading.Event(), threading.Event()
@@ -185,30 +250,29 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
     out = {}
     try:
         async with app.run_test(size=(200, 50)) as pilot:
+            frames = KeyToFrame(app)
             app.ingest(latest[-1])
             await pilot.pause()
             for label, on in (("idle", False), ("refreshing", True)):
                 (running.set if on else running.clear)()
-                lat = []
+                lat, idle = [], []
                 for i in range(presses):
                     if len(latest) > 1:          # a new Model arrived: show it (not timed)
                         app.ingest(latest[-1])
                         del latest[:-1]
                         await pilot.pause()
                         app.dispose_retired()
-                    t = time.perf_counter()
-                    await pilot.press("3" if i % 2 else "1")
-                    await pilot.pause()
-                    lat.append(time.perf_counter() - t)
+                    frame_s, idle_s = await frames.press(i % 2 and 2 or 0)
+                    lat.append(frame_s)
+                    idle.append(idle_s)
                     await asyncio.sleep(0.3)
-                lat.sort()
-                out[label] = {"p50_ms": statistics.median(lat) * 1e3,
-                              "p90_ms": lat[int(0.9 * (len(lat) - 1))] * 1e3,
-                              "max_ms": lat[-1] * 1e3}
+                out[label] = _percentiles(lat)
+                out[label + "_pilot_idle"] = _percentiles(idle)
     finally:
         stop.set()
         running.set()
         th.join()
+        col.close()
     pauses.close()
     out["gc"] = pauses.summary()
     out["cyclic_garbage_left"], full_gc_s = benchlib.thaw_and_collect()
@@ -238,6 +302,40 @@ def _run_scale(containers: int, files: int, refreshes: int, *extra: str) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _node_keys(args) -> dict:
+    """--node-files: key -> frame per collector variant, each in a fresh process."""
+    if args.collector == "both":
+        out = {}
+        for variant in ("thread", "process"):
+            run = subprocess.run(
+                [sys.executable, __file__, "--node-files", str(args.node_files),
+                 "--node-containers", str(args.node_containers), "--presses",
+                 str(args.presses), "--collector", variant, "--json"]
+                + (["--gc-freeze", args.gc_freeze] if args.gc_freeze else []),
+                capture_output=True, text=True, check=False)
+            if run.returncode != 0:
+                sys.exit(f"bench_tui: the {variant} run failed:\n{run.stderr.strip()[-2000:]}")
+            text = run.stdout
+            print(text[:text.index("\n{")] if "\n{" in text else text)
+            out[variant] = json.loads(text[text.index("\n{") + 1:])
+        return out
+    res = asyncio.run(_keys_while_refreshing(args.node_files, args.node_containers,
+                                             args.presses, args.gc_freeze, args.collector))
+    where = "in a thread" if args.collector == "thread" else "in its own process"
+    print(f"key -> frame (view switch), {args.node_files} files x {args.node_containers} "
+          f"containers, collector at 1 s {where} (refresh median "
+          f"{res['refresh_s'] * 1e3:.0f} ms, {res['refreshes']} refreshes):")
+    for label in ("idle", "refreshing"):
+        r, p = res[label], res[label + "_pilot_idle"]
+        print(f"  {label:>10}: p50 {r['p50_ms']:6.1f} ms  p90 {r['p90_ms']:6.1f} ms  "
+              f"max {r['max_ms']:6.1f} ms  (target <= 100 ms); until Pilot's idle: "
+              f"p50 {p['p50_ms']:.0f} ms, max {p['max_ms']:.0f} ms")
+    print(f"  cyclic GC of the UI's process: {res['gc']}")
+    print(f"  at the end: unfreeze + one full collection {res['full_gc_ms']:.0f} ms, "
+          f"{res['cyclic_garbage_left']} unreachable objects found (cyclic garbage left)")
+    return res
+
+
 def _add_args(ap) -> None:
     ap.add_argument("--refreshes", type=int, default=8)
     ap.add_argument("--containers", type=int, default=10_000)
@@ -250,6 +348,10 @@ def _add_args(ap) -> None:
     ap.add_argument("--presses", type=int, default=30)
     ap.add_argument("--gc-freeze", choices=("off", "full", "every"), default="",
                     help="--node-files: aggregate.FREEZE mode instead of tune_gc()'s")
+    ap.add_argument("--collector", choices=("thread", "process", "both"), default="both",
+                    help="--node-files: the collector in a thread of the UI's process (as "
+                         "before), in its own process (as `top` runs it), or both, one after "
+                         "the other in fresh processes of this run (default)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model-size", action="store_true", help=argparse.SUPPRESS)
 
@@ -261,19 +363,7 @@ def _body(args) -> dict:
         _child(args)
         return {}
     if args.node_files:
-        res = asyncio.run(_keys_while_refreshing(args.node_files, args.node_containers,
-                                                 args.presses, args.gc_freeze))
-        print(f"key -> repaint (view switch), {args.node_files} files x "
-              f"{args.node_containers} containers, collector at 1 s in a thread "
-              f"(refresh median {res['refresh_s'] * 1e3:.0f} ms, {res['refreshes']} refreshes):")
-        for label in ("idle", "refreshing"):
-            r = res[label]
-            print(f"  {label:>10}: p50 {r['p50_ms']:6.1f} ms  p90 {r['p90_ms']:6.1f} ms  "
-                  f"max {r['max_ms']:6.1f} ms  (target <= 100 ms)")
-        print(f"  cyclic GC during the run: {res['gc']}")
-        print(f"  at the end: unfreeze + one full collection {res['full_gc_ms']:.0f} ms, "
-              f"{res['cyclic_garbage_left']} unreachable objects found (cyclic garbage left)")
-        return res
+        return _node_keys(args)
     base = _run_scale(args.baseline_containers, args.baseline_files, args.refreshes)
     big = _run_scale(args.containers, args.files, args.refreshes)
     for res, n_c, n_f in ((base, args.baseline_containers, args.baseline_files),
