@@ -255,10 +255,12 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
             await pilot.pause()
             for label, on in (("idle", False), ("refreshing", True)):
                 (running.set if on else running.clear)()
-                lat, idle = [], []
+                lat, idle, ingest_s = [], [], []
                 for i in range(presses):
-                    if len(latest) > 1:          # a new Model arrived: show it (not timed)
+                    if len(latest) > 1:          # a new Model arrived: show it (apart)
+                        t = time.perf_counter()
                         app.ingest(latest[-1])
+                        ingest_s.append(time.perf_counter() - t)
                         del latest[:-1]
                         await pilot.pause()
                         app.dispose_retired()
@@ -268,6 +270,8 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
                     await asyncio.sleep(0.3)
                 out[label] = _percentiles(lat)
                 out[label + "_pilot_idle"] = _percentiles(idle)
+                if ingest_s:        # what a key pressed meanwhile also waits for
+                    out[label + "_ingest"] = _percentiles(ingest_s)
     finally:
         stop.set()
         running.set()
@@ -330,6 +334,10 @@ def _node_keys(args) -> dict:
         print(f"  {label:>10}: p50 {r['p50_ms']:6.1f} ms  p90 {r['p90_ms']:6.1f} ms  "
               f"max {r['max_ms']:6.1f} ms  (target <= 100 ms); until Pilot's idle: "
               f"p50 {p['p50_ms']:.0f} ms, max {p['max_ms']:.0f} ms")
+    if "refreshing_ingest" in res:
+        r = res["refreshing_ingest"]
+        print(f"  UI thread's ingest() of each new Model: p50 {r['p50_ms']:.1f} ms, "
+              f"max {r['max_ms']:.1f} ms")
     print(f"  cyclic GC of the UI's process: {res['gc']}")
     print(f"  at the end: unfreeze + one full collection {res['full_gc_ms']:.0f} ms, "
           f"{res['cyclic_garbage_left']} unreachable objects found (cyclic garbage left)")

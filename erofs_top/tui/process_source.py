@@ -23,6 +23,7 @@ cannot be pickled).
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import multiprocessing
 import os
@@ -36,6 +37,11 @@ CLOSE_TIMEOUT_S = 30.0       # detaching every probe takes a few seconds at most
 # The child has no UI objects: its long-lived state can be frozen after every
 # refresh, as the exporter does (aggregate.FREEZE).
 CHILD_GC_THRESHOLDS = (50_000, 20, 100)
+# A Model crosses in pieces of this many rows, each unpickled apart: one
+# pickle.loads of a whole Model (20-30 ms at 1,000 containers and mounts)
+# holds the GIL throughout, a piece ~2 ms; the UI thread gets the GIL between.
+PIECE_ROWS = 100
+ROW_LISTS = ("containers", "mounts", "files", "images")
 
 
 class ProcessSource:
@@ -84,7 +90,21 @@ class ProcessSource:
         kind, value = pickle.loads(data)
         if kind == "raise":
             raise value
+        if kind == "model":
+            return self._model(*value)
         return value
+
+    def _model(self, shell: Model, pieces: dict[str, int]) -> Model:
+        """The Model's row lists, piece by piece (see PIECE_ROWS)."""
+        try:
+            for name, count in pieces.items():
+                rows: list = []
+                for _ in range(count):
+                    rows.extend(pickle.loads(self._conn.recv_bytes()))
+                setattr(shell, name, rows)
+        except (EOFError, OSError):
+            raise RuntimeError(self._gone()) from None
+        return shell
 
     def _gone(self) -> str:
         self._proc.join(1.0)
@@ -136,6 +156,21 @@ def _send(conn, kind: str, value: Any) -> None:
     conn.send_bytes(pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def _send_model(conn, model: Model) -> None:
+    """The Model without its row lists, then the rows in pieces."""
+    shell = copy.copy(model)
+    pieces = {}
+    for name in ROW_LISTS:
+        setattr(shell, name, [])
+        pieces[name] = -(-len(getattr(model, name)) // PIECE_ROWS)
+    _send(conn, "model", (shell, pieces))
+    for name in ROW_LISTS:
+        rows = getattr(model, name)
+        for start in range(0, len(rows), PIECE_ROWS):
+            conn.send_bytes(pickle.dumps(rows[start:start + PIECE_ROWS],
+                                         protocol=pickle.HIGHEST_PROTOCOL))
+
+
 def _quiet() -> None:
     """Nothing the child prints may reach the UI's terminal (BCC prints from C)."""
     null = os.open(os.devnull, os.O_WRONLY)
@@ -168,7 +203,7 @@ def _serve(open_source: Callable[[], Any], conn, ui_end) -> None:
             except Exception as exc:            # the UI shows it and retries
                 _send(conn, "raise", _picklable(exc))
             else:
-                _send(conn, "ok", model)
+                _send_model(conn, model)
                 del model
     except BaseException as exc:                # open failed, or a stop signal
         with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ import pytest
 
 from erofs_top.errors import CollectorError
 from erofs_top.tui.app import ErofsTopApp
+from erofs_top.tui import process_source
 from erofs_top.tui.process_source import ProcessSource
 
 from fixture_sources import ScriptedProbeSource, cgroup_path, fixture_collector
@@ -52,7 +53,10 @@ def _wait_exit(src: ProcessSource, timeout_s: float = 10.0) -> int | None:
     return src._proc.exitcode
 
 
-def test_refresh_runs_the_real_collector_in_another_process(tmp_path):
+@pytest.mark.parametrize("piece_rows", [1, process_source.PIECE_ROWS])
+def test_refresh_runs_the_real_collector_in_another_process(tmp_path, monkeypatch, piece_rows):
+    # rows cross in pieces: one row a piece puts every list in several pieces
+    monkeypatch.setattr(process_source, "PIECE_ROWS", piece_rows)
     mark = tmp_path / "closed"
     local_probe = MarkedSource(mark)
     with ProcessSource(lambda: fixture_collector(local_probe)) as src:
