@@ -28,6 +28,7 @@ import gc
 import multiprocessing
 import os
 import pickle
+import signal
 import threading
 from typing import Any, Callable
 
@@ -59,8 +60,14 @@ class ProcessSource:
         child_end.close()
         try:
             info = self._reply()
-        except BaseException:
+        except _ChildError as exc:              # opening failed in the child
             self._closed = True
+            self._reap(CLOSE_TIMEOUT_S)
+            raise exc.error from None
+        except BaseException:                   # a stop signal here: the child stops too
+            self._closed = True
+            with contextlib.suppress(OSError):
+                os.kill(self._proc.pid, signal.SIGTERM)
             self._reap(CLOSE_TIMEOUT_S)
             raise
         self.tier: str = info["tier"]
@@ -78,7 +85,10 @@ class ProcessSource:
                 self._conn.send_bytes(b"refresh")
             except OSError:
                 raise RuntimeError(self._gone()) from None
-            return self._reply()
+            try:
+                return self._reply()
+            except _ChildError as exc:
+                raise exc.error from None
 
     def _reply(self) -> Any:
         """The child's answer; its exception raised here."""
@@ -89,7 +99,7 @@ class ProcessSource:
             raise RuntimeError(self._gone()) from None
         kind, value = pickle.loads(data)
         if kind == "raise":
-            raise value
+            raise _ChildError(value)
         if kind == "model":
             return self._model(*value)
         return value
@@ -141,6 +151,14 @@ class ProcessSource:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _ChildError(Exception):
+    """The child's exception, on its way to the caller."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _picklable(exc: BaseException) -> BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,32 @@ async def test_the_ui_shows_what_the_child_process_refreshed(tmp_path):
     assert "12.0 KiB" in text           # the third cgroup: 3 pages of the library
     assert "/run/ctr-a/rootfs/usr/lib/libapp.so" in files_text, files_text
     assert mark.exists()                # close() waited for the child to close its source
+
+
+def test_a_stop_signal_while_the_child_opens_stops_the_child(tmp_path, monkeypatch):
+    """Ctrl-C during a long open (a BCC compile): the child is told to stop too,
+    not waited for until the close timeout (longer than the open here)."""
+    monkeypatch.setattr(process_source, "CLOSE_TIMEOUT_S", 120.0)
+    mark = tmp_path / "open"
+
+    def slow_open():
+        # the child's own stop handling (POLICY in erofs-top): a signal raises
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            time.sleep(60)      # stands for a compile that takes long
+        except KeyboardInterrupt:
+            mark.write_text("stopped")
+            raise
+        mark.write_text("slept")
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ProcessSource(slow_open)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert mark.read_text() == "stopped"
