@@ -170,6 +170,25 @@ def test_demo_in_tmux_shows_both_containers_and_their_duplicates():
         tmux.kill()
 
 
+def child_pids(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+def bpf_prog_fds(pid: int) -> int:
+    """How many BPF programs the process holds open (fds)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:bpf-prog"
+        except OSError:         # closed meanwhile
+            pass
+    return count
+
+
 def test_files_view_shows_elf_build_id_and_sections_of_a_real_image(stack, cgroup_prefix):
     """A real ELF (this Python's binary) in a real EROFS image, read by a cgroup:
     the Files view names its build-id and puts its resident bytes in .text etc."""
@@ -212,8 +231,14 @@ def test_files_view_shows_elf_build_id_and_sections_of_a_real_image(stack, cgrou
         tmux.keys("Enter")
         wait_for(lambda s: "Resident pages by section" in s and ".text" in s, 30,
                  "the ELF section table in the detail pane", tmux.screen)
+        # the probes belong to the collector process (a child), not to the UI's
+        collectors = [c for c in child_pids(pid) if bpf_prog_fds(c)]
+        assert len(collectors) == 1 and not bpf_prog_fds(pid), (collectors, child_pids(pid))
         tmux.keys("q")
         wait_for(lambda s: tmux.pane_dead(), 30, "erofs-top to exit after q", tmux.screen)
+        # ... and went with it: its programs' fds closed (probes detached)
+        wait_for(lambda s: not os.path.exists(f"/proc/{collectors[0]}"), 30,
+                 "the collector process to end after q", lambda: str(collectors))
     finally:
         if pid is not None and not tmux.pane_dead():
             try:
