@@ -309,8 +309,7 @@ def _run_scale(containers: int, files: int, refreshes: int, *extra: str) -> dict
 def _node_keys(args) -> dict:
     """--node-files: key -> frame per collector variant, each in a fresh process."""
     if args.collector == "both":
-        out = {}
-        for variant in ("thread", "process"):
+        def measure(variant: str, _round: int) -> dict:
             run = subprocess.run(
                 [sys.executable, __file__, "--node-files", str(args.node_files),
                  "--node-containers", str(args.node_containers), "--presses",
@@ -320,9 +319,10 @@ def _node_keys(args) -> dict:
             if run.returncode != 0:
                 sys.exit(f"bench_tui: the {variant} run failed:\n{run.stderr.strip()[-2000:]}")
             text = run.stdout
-            print(text[:text.index("\n{")] if "\n{" in text else text)
-            out[variant] = json.loads(text[text.index("\n{") + 1:])
-        return out
+            print(text[:text.index("\n{")] if "\n{" in text else text, flush=True)
+            return json.loads(text[text.index("\n{") + 1:])
+        # thread, process, then process, thread, ...: a drift of the machine hits both
+        return benchlib.interleaved(("thread", "process"), args.rounds, measure)
     res = asyncio.run(_keys_while_refreshing(args.node_files, args.node_containers,
                                              args.presses, args.gc_freeze, args.collector))
     where = "in a thread" if args.collector == "thread" else "in its own process"
@@ -360,6 +360,9 @@ def _add_args(ap) -> None:
                     help="--node-files: the collector in a thread of the UI's process (as "
                          "before), in its own process (as `top` runs it), or both, one after "
                          "the other in fresh processes of this run (default)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="--node-files with --collector both: rounds of both variants, "
+                         "the order reversed every other round")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model-size", action="store_true", help=argparse.SUPPRESS)
 
