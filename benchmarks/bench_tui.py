@@ -16,16 +16,20 @@ stay < 150 MB.  Ratios are against a 100-container / 500-file baseline run
 the same way in the same invocation.
 
 With --node-files N (e.g. 250000): interactivity while a collector refreshes
-at 1 s in a thread, as `erofs-top top --interval 1` does: the real Collector
-and aggregator on a synthetic node (benchmarks/synthetic_node.py, N files x
+at 1 s, as `erofs-top top --interval 1` does: the real Collector and
+aggregator on a synthetic node (benchmarks/synthetic_node.py, N files x
 --node-containers, 1 % churn per refresh), its Models ingested as they come;
-a key (view switch) is pressed every 0.3 s and timed until the screen is
-repainted and idle.  Baseline in the same process: the same keys with the
-collector thread paused.
+a key (view switch) is pressed every 0.3 s and timed until the frame showing
+the new view is handed to the driver (KeyToFrame).  The collector runs in a
+thread of the UI's process (as before) and in its own process (ProcessSource,
+as `top` runs it now), each in a fresh process, --rounds times, the order
+reversed every other round.  Baseline in the same process: the same keys
+with the collector paused.
 
 Run:  .venv/bin/python benchmarks/bench_tui.py [--refreshes 8] [--containers 10000]
       [--files 50000] [--baseline-containers 100] [--baseline-files 500]
       .venv/bin/python benchmarks/bench_tui.py --node-files 250000 [--node-containers 1000]
+          [--collector thread|process|both] [--rounds 1]
 """
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 Threads: one collector thread calls ``source.refresh()`` every interval and
 posts the Model to the UI thread (``ModelReady``); the UI thread only pushes
-it into the History and re-renders.  ELF section splits for the Files view
+it into the History and re-renders.  For `erofs-top top` the source is a
+ProcessSource (process_source.py): the refresh itself runs in a child
+process, this thread only waits for the Model and unpickles it.  ELF section splits for the Files view
 run in short worker threads for the rows on screen only.
 """
 from __future__ import annotations
