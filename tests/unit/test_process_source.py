@@ -189,3 +189,30 @@ def test_a_stop_signal_while_the_child_opens_stops_the_child(tmp_path, monkeypat
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     assert mark.read_text() == "stopped"
+
+
+def test_top_refreshes_in_a_child_process_and_closes_it(tmp_path, monkeypatch):
+    """The `top` command's wiring: its source is a ProcessSource around
+    open_collector (here the real Collector on the scripted probe source; the
+    UI replaced by one refresh, since only where it runs is checked here)."""
+    from click.testing import CliRunner
+    import erofs_top.tiers as tiers
+    import erofs_top.tui.app as app_module
+    from erofs_top.tui.cli import top_command
+    mark = tmp_path / "closed"
+    monkeypatch.setattr(tiers, "open_collector",
+                        lambda **kw: fixture_collector(MarkedSource(mark)))
+    seen = {}
+
+    def one_refresh_instead_of_the_ui(source, **kw):
+        seen["pid"] = source.pid
+        seen["cgroups"] = sorted(c.cgroup for c in source.refresh().containers)
+        source.close()
+    monkeypatch.setattr(app_module, "run_app", one_refresh_instead_of_the_ui)
+    monkeypatch.setenv("EROFS_TOP_FORCE_TUI", "1")
+    res = CliRunner().invoke(top_command, ["--interval", "1"])
+    assert res.exit_code == 0, res.output
+    assert seen["pid"] != os.getpid()
+    assert seen["cgroups"] == [cgroup_path(i) for i in range(3)]
+    closed_by, reads = mark.read_text().split()
+    assert int(closed_by) == seen["pid"] and reads == "1"
