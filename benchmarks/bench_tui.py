@@ -359,7 +359,8 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-containers", type=int, default=1000)
     ap.add_argument("--presses", type=int, default=30)
     ap.add_argument("--gc-freeze", choices=("off", "full", "every"), default="",
-                    help="--node-files: aggregate.FREEZE mode instead of tune_gc()'s")
+                    help="--node-files, collector thread: aggregate.FREEZE mode instead of "
+                         "tune_gc()'s (the collector process freezes after every refresh)")
     ap.add_argument("--collector", choices=("thread", "process", "both"), default="both",
                     help="--node-files: the collector in a thread of the UI's process (as "
                          "before), in its own process (as `top` runs it), or both, one after "
