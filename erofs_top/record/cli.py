@@ -337,7 +337,11 @@ def replay_command(file, speed, step_s, at, files_cap):
         from ..tui.app import run_app
     except ImportError as e:
         fail(f"the terminal UI is not available in this install ({e})")
-    src = RecordingSource(rec, speed=speed, step_s=step_s, files_cap=files_cap)
+    from ..tui.process_source import RecordingProcessSource
+    # the replay's refreshes (the aggregator) run in a child process: keys stay
+    # quick while a big recording is replayed (tui/process_source.py)
+    src = RecordingProcessSource(lambda: RecordingSource(rec, speed=speed, step_s=step_s,
+                                                         files_cap=files_cap))
     if start_offset is not None:
         src.seek(start_offset)
     try:

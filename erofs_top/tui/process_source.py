@@ -43,6 +43,7 @@ CHILD_GC_THRESHOLDS = (50_000, 20, 100)
 # holds the GIL throughout, a piece ~2 ms; the UI thread gets the GIL between.
 PIECE_ROWS = 100
 ROW_LISTS = ("containers", "mounts", "files", "images")
+CALLS = {"refresh": "refresh", "step": "step", "seek": "seek"}    # what the UI may call
 
 
 class ProcessSource:
@@ -56,6 +57,7 @@ class ProcessSource:
                                  name=name, daemon=True)
         self._lock = threading.Lock()
         self._closed = False
+        self._speed_sent = True
         self._proc.start()
         child_end.close()
         try:
@@ -71,24 +73,34 @@ class ProcessSource:
             self._reap(CLOSE_TIMEOUT_S)
             raise
         self.tier: str = info["tier"]
-        self.page_size: int = info["page_size"]
+        self.page_size: int | None = info["page_size"]     # None: the source has none
+        self._speed: float | None = info["speed"]
+        self._position: str | None = info["position"]
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid
 
     def refresh(self) -> Model:
+        return self._call("refresh", ())
+
+    def _call(self, op: str, args: tuple) -> Model:
+        """``source.<op>(*args)`` in the child; its Model (or exception) here."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the collector process was closed")
             try:
-                self._conn.send_bytes(b"refresh")
+                self._conn.send_bytes(pickle.dumps((op, args, self._settings())))
             except OSError:
                 raise RuntimeError(self._gone()) from None
             try:
                 return self._reply()
             except _ChildError as exc:
                 raise exc.error from None
+
+    def _settings(self) -> dict:
+        """What the child's source must be told before the next call."""
+        return {}
 
     def _reply(self) -> Any:
         """The child's answer; its exception raised here."""
@@ -104,8 +116,9 @@ class ProcessSource:
             return self._model(*value)
         return value
 
-    def _model(self, shell: Model, pieces: dict[str, int]) -> Model:
+    def _model(self, shell: Model, pieces: dict[str, int], position: str | None) -> Model:
         """The Model's row lists, piece by piece (see PIECE_ROWS)."""
+        self._position = position
         try:
             for name, count in pieces.items():
                 rows: list = []
@@ -153,6 +166,37 @@ class ProcessSource:
         self.close()
 
 
+class RecordingProcessSource(ProcessSource):
+    """A ProcessSource around a steppable source (erofs_top/record/source.py's
+    RecordingSource): ``step``, ``seek`` and ``speed`` reach the child's source;
+    ``position()`` is the one the child sent with the last Model (the UI asks
+    for it on every header update: no call into a child that may be busy)."""
+
+    def step(self, n: int = 1) -> Model:
+        return self._call("step", (n,))
+
+    def seek(self, t: float) -> Model:
+        return self._call("seek", (t,))
+
+    def position(self) -> str:
+        return self._position or ""
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    @speed.setter
+    def speed(self, value: float) -> None:
+        self._speed = value             # sent with the next call
+        self._speed_sent = False
+
+    def _settings(self) -> dict:
+        if self._speed_sent:
+            return {}
+        self._speed_sent = True
+        return {"speed": self._speed}
+
+
 class _ChildError(Exception):
     """The child's exception, on its way to the caller."""
 
@@ -174,14 +218,18 @@ def _send(conn, kind: str, value: Any) -> None:
     conn.send_bytes(pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _send_model(conn, model: Model) -> None:
+def _position(source) -> str | None:
+    return source.position() if callable(getattr(source, "position", None)) else None
+
+
+def _send_model(conn, model: Model, position: str | None) -> None:
     """The Model without its row lists, then the rows in pieces."""
     shell = copy.copy(model)
     pieces = {}
     for name in ROW_LISTS:
         setattr(shell, name, [])
         pieces[name] = -(-len(getattr(model, name)) // PIECE_ROWS)
-    _send(conn, "model", (shell, pieces))
+    _send(conn, "model", (shell, pieces, position))
     for name in ROW_LISTS:
         rows = getattr(model, name)
         for start in range(0, len(rows), PIECE_ROWS):
@@ -207,21 +255,26 @@ def _serve(open_source: Callable[[], Any], conn, ui_end) -> None:
     source = None
     try:
         source = open_source()
-        _send(conn, "ok", {"tier": source.tier, "page_size": source.page_size})
+        _send(conn, "ok", {"tier": source.tier, "page_size": getattr(source, "page_size", None),
+                           "speed": getattr(source, "speed", None),
+                           "position": _position(source)})
         _quiet()
         while True:
             try:
                 request = conn.recv_bytes()
             except (EOFError, OSError):         # the UI process is gone
                 break
-            if request != b"refresh":
+            if request == b"close":
                 break
+            op, args, settings = pickle.loads(request)
+            for name, value in settings.items():
+                setattr(source, name, value)
             try:
-                model = source.refresh()
+                model = getattr(source, CALLS[op])(*args)
             except Exception as exc:            # the UI shows it and retries
                 _send(conn, "raise", _picklable(exc))
             else:
-                _send_model(conn, model)
+                _send_model(conn, model, _position(source))
                 del model
     except BaseException as exc:                # open failed, or a stop signal
         with contextlib.suppress(Exception):
@@ -233,4 +286,4 @@ def _serve(open_source: Callable[[], Any], conn, ui_end) -> None:
         conn.close()
 
 
-__all__ = ["ProcessSource"]
+__all__ = ["ProcessSource", "RecordingProcessSource"]

@@ -216,3 +216,61 @@ def test_top_refreshes_in_a_child_process_and_closes_it(tmp_path, monkeypatch):
     assert seen["cgroups"] == [cgroup_path(i) for i in range(3)]
     closed_by, reads = mark.read_text().split()
     assert int(closed_by) == seen["pid"] and reads == "1"
+
+
+def _replay_in_child(tmp_path):
+    """RecordingProcessSource on the synthetic demo recording; the child's
+    replay clock moves 1 s per call (deterministic offsets)."""
+    import itertools
+    from erofs_top.record import synth
+    from erofs_top.record.reader import Recording
+    from erofs_top.record.source import RecordingSource
+    from erofs_top.tui.process_source import RecordingProcessSource
+    rec = Recording.open(synth.write(str(tmp_path / "demo.rec")))
+    ticks = itertools.count()
+    src = RecordingProcessSource(lambda: RecordingSource(rec, clock=lambda: float(next(ticks))))
+    return src, rec, synth
+
+
+def test_a_recording_steps_seeks_and_changes_speed_in_the_child(tmp_path):
+    src, rec, synth = _replay_in_child(tmp_path)
+    all_pages = 2 * (synth.LIB_PAGES + synth.DATA_PAGES)
+    try:
+        assert "+0.0 s of 6.0 s" in src.position() and src.speed == 1.0
+        first = src.refresh()
+        assert first.totals.resident_bytes == 8 * synth.PAGE        # the seed
+        m = src.step(4)
+        assert m.totals.resident_bytes == all_pages * synth.PAGE
+        assert "+4.0 s of 6.0 s" in src.position()
+        m = src.step(-1)                    # back: ctr-b has not read yet
+        assert m.totals.resident_bytes == (synth.LIB_PAGES + synth.DATA_PAGES) * synth.PAGE
+        m = src.seek(rec.started_at + 5.5)
+        assert m.totals.resident_bytes == (all_pages - 64) * synth.PAGE
+        assert "+5.5 s" in src.position()
+        src.seek(1.0)
+        src.speed = 0.5                     # reaches the child with the next call
+        src.refresh()                       # 1 s of (child) clock at x0.5
+        assert src.speed == 0.5 and "+1.5 s" in src.position()
+    finally:
+        src.close()
+
+
+@run_async
+async def test_the_replay_ui_steps_a_recording_in_the_child(tmp_path):
+    src, _rec, _synth = _replay_in_child(tmp_path)
+    app = ErofsTopApp(src, interval_s=0.05, elf=False, title="erofs-top replay demo.rec")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pause_until(pilot, lambda: app.models_seen >= 1)
+        await pilot.press("p")
+        seen = app.models_seen
+        await pilot.press("n")              # one step (1 s) from where it is
+        await pause_until(pilot, lambda: app.models_seen > seen)
+        position = src.position()
+        await pause_until(pilot, lambda: position in screen_text(app))
+        text = screen_text(app)
+        await pilot.press("greater_than_sign")
+        speed = src.speed
+    app.stop_collector()
+    src.close()
+    assert "replay" in text and position.split(" (")[1].split(",")[0] in text, (position, text)
+    assert speed == 2.0
