@@ -112,18 +112,15 @@ CELLS = {
     "3 images inline/noinline": ([("v1", False), ("v2", False), ("v1-noinline", False)],
                                  [(0, read_whole), (1, read_whole), (2, read_whole)], False),
 }
-# Known misses, measured and documented in docs/sharing.md "Random readers":
-# the kernel's readahead decides from each inode's own cache history and
-# readahead marks (page_cache_sync_ra/async_ra), and the image file's own
-# readahead per mount, which erofs_top.readahead replays page for page in
-# the lab but erofs-top does not yet feed with each member's read order.
-# strict: a pass would be news.
+# Known misses, measured and documented in docs/sharing.md "Random readers".
+# The plain random cell is explained by the replay of the logged reads
+# (erofs_top/read_replay.py); compressed files are not replayed: their
+# readahead decompresses whole pclusters (z_erofs_pcluster_readmore) and
+# keeps the compressed-data cache by its own rules.  strict: a pass would be news.
 KNOWN_MISSES = {
-    "plain random offsets, cold": "random reads: readahead from the inode's own history "
-                                  "(shared: +75/-14 pages) and per-mount image readahead "
-                                  "not fed to erofs-top (no per-member read log)",
-    "lz4hc random offsets": "random reads: as plain, plus z_erofs pcluster readmore "
-                            "(not replayed)",
+    "lz4hc random offsets": "random reads on compressed files: the replay does not model "
+                            "z_erofs pcluster readmore nor the compressed-data cache, so the "
+                            "page rules apply (readahead from each inode's own history missed)",
 }
 
 
