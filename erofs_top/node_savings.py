@@ -208,12 +208,13 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
 
 
 def _replayable(m: MountInfo | None, readings: Readings) -> bool:
-    """Plain file-backed mounts of uncompressed images with a known image size
-    (loop devices read the image their own way: not replayed)."""
+    """Plain file-backed mounts of uncompressed images with a known image size,
+    and block devices (no image cache); loop devices read the image their own
+    way: not replayed."""
     if m is None or m.image is None or m.image.compressed:
         return False
-    return m.backing == "file" and not m.image_offset and (
-        (m.backing_dev, m.backing_ino) in readings.image_sizes)
+    return m.backing == "block" or (m.backing == "file" and not m.image_offset and (
+        (m.backing_dev, m.backing_ino) in readings.image_sizes))
 
 
 def _image_list(content: ContentResolver, m: MountInfo | None, ino: int) -> list[int] | None:
