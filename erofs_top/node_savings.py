@@ -290,4 +290,7 @@ def replayed_savings(log: ReadLog, cache: GroupCache, shared: list[Entry],
         return ReplaySaved(), {}
     world, group_devs = _replay_world(log, cache, shared, entries_on, mounts, content,
                                       readings, owned)
+    if log.replays_of != log.generation:    # the same reads replay once
+        log.replays, log.replays_of = {}, log.generation
+    world.memo = log.replays
     return replay_savings(world), group_devs

@@ -33,7 +33,7 @@ from .readahead import PAGE, Read, Replayed, replay_reads
 from .readings import CHUNK_PAGES, ReadRecord, Readings
 from .savings import Savings
 
-MAX_READS = 500_000             # records kept in all (about 100 bytes each)
+MAX_READS = 100_000             # records kept in all (about 100 bytes each; replay cost)
 MAX_READS_PER_INODE = 65_536    # past it the inode's mount is not explained
 
 
@@ -56,6 +56,8 @@ class ReadLog:
         self.active = False             # a source ever logged reads
         self.generation = 0             # changes whenever the records do
         self.warning = ""
+        self.replays: dict = {}         # replays of this generation (replay_savings' memo)
+        self.replays_of = -1
 
     def clear(self, why: str) -> None:
         self.records, self.per_inode, self.overflowed, self.dev_sigs = [], {}, set(), {}
@@ -115,6 +117,7 @@ class World:
     overflowed: set[tuple[int, int]] = field(default_factory=set)
     # stage -> groups, each the copy keys ((dev, ino) or ("s", mapping)) that would share
     groups: dict[str, list[list[tuple]]] = field(default_factory=dict)
+    memo: dict | None = None        # replays of these records, kept by the caller
 
 
 @dataclass
@@ -140,8 +143,21 @@ def page_list(page_map: dict[int, tuple[int, ...]] | None, size: int) -> list[in
     return out
 
 
-def _replay(w: World, records: Iterable[ReadRecord], key_of: Callable[[ReadRecord], tuple]
-            ) -> Replayed:
+def _replay(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecord], tuple],
+            memo_key: tuple) -> Replayed:
+    """The replay of ``records`` with inodes keyed by ``key_of``; the same
+    records and keys (``memo_key``) replay once per World.memo."""
+    memo_key = (memo_key, len(records), len(w.records))
+    if w.memo is not None and memo_key in w.memo:
+        return w.memo[memo_key]
+    out = _replay_now(w, records, key_of)
+    if w.memo is not None:
+        w.memo[memo_key] = out
+    return out
+
+
+def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecord], tuple]
+                ) -> Replayed:
     reads, sizes = [], {}
     opens: dict[tuple, int] = {}
     for r in records:
@@ -198,6 +214,8 @@ def components(w: World) -> dict[int, int]:
 
     def join(devs: Iterable[int]) -> None:
         devs = list(devs)
+        if devs:
+            find(devs[0])
         for d in devs[1:]:
             parent[find(d)] = find(devs[0])
     by_key = {ino.key: ino.devs for ino in w.inodes}
@@ -240,7 +258,10 @@ def replay_savings(w: World) -> ReplaySaved:
             maps[dev, ino] = image_map(dev, ino)
         return maps[dev, ino]
     w.image_map = memo
-    actual = _replay(w, w.records, actual_key)
+    # a page map that arrives later changes the replays: part of their memo key
+    known = sum(1 for r in w.records if w.image_of(r.dev) is not None and memo(r.dev, r.ino))
+    w.memo = None if w.memo is None else w.memo.setdefault(known, {})
+    actual = _replay(w, w.records, actual_key, ("actual",))
     bad = _failed_devs(w, actual)
     comp = components(w)
     bad_roots = {comp[d] for d in bad if d in comp}
@@ -248,19 +269,21 @@ def replay_savings(w: World) -> ReplaySaved:
     records = [r for r in w.records if r.dev in out.explained_devs]
     if not records:
         return out
+    devs_key = tuple(sorted(out.explained_devs))
     if len(records) != len(w.records):
-        actual = _replay(w, records, actual_key)
+        actual = _replay(w, records, actual_key, ("actual", devs_key))
     a_file, a_image, a_tags = _count(actual)
-    off = _replay(w, records, lambda r: (r.dev, r.ino))
+    off = _replay(w, records, lambda r: (r.dev, r.ino), ("off", devs_key))
     o_file, o_image, _ = _count(off)
     out.realized_file_pages, out.realized_image_pages = o_file - a_file, o_image - a_image
     for stage, groups in w.groups.items():
-        out.potential[stage] = _shared_world(w, records, groups, (a_file, a_image, a_tags))
+        out.potential[stage] = _shared_world(w, records, groups, (a_file, a_image, a_tags),
+                                             devs_key)
     return out
 
 
 def _shared_world(w: World, records: list[ReadRecord], groups: list[list[tuple]],
-                  actual: tuple[int, int, dict]) -> Savings:
+                  actual: tuple[int, int, dict], devs_key: tuple) -> Savings:
     """Savings of one stage: the actual world minus the world where each
     group's copies read through one inode."""
     group_of: dict[tuple, tuple] = {}
@@ -271,7 +294,7 @@ def _shared_world(w: World, records: list[ReadRecord], groups: list[list[tuple]]
     def key(r: ReadRecord) -> tuple:
         k = actual_key(r)
         return group_of.get(k, k)
-    on = _replay(w, records, key)
+    on = _replay(w, records, key, ("on", devs_key, tuple(map(tuple, groups))))
     s_file, s_image, s_tags = _count(on)
     a_file, a_image, a_tags = actual
     out = Savings(file_pages=a_file - s_file, image_pages=a_image - s_image)

@@ -180,3 +180,26 @@ def test_the_aggregator_keeps_the_page_rules_without_a_read_log():
     r.reads = []
     model = Aggregator().update(r, mounts, cgroups, content, tier="full", started_at=0.0)
     assert model.totals.potential_savings_bytes == 0
+
+
+def test_the_same_reads_replay_once_per_memo(monkeypatch):
+    import erofs_top.read_replay as rr
+    memo: dict = {}
+
+    def make():
+        w = world(READS, [Inode((1, 10), frozenset({1}), STOCK_A),
+                          Inode((2, 20), frozenset({2}), STOCK_B)])
+        w.memo = memo
+        return w
+    first = replay_savings(make())
+
+    def no_replay(*a):
+        raise AssertionError("replayed again")
+    monkeypatch.setattr(rr, "_replay_now", no_replay)
+    again = replay_savings(make())
+    assert again.potential["rebuild"].file_pages == first.potential["rebuild"].file_pages == -8
+
+
+def test_a_lone_mount_without_groups_is_explained_on_its_own():
+    w = world(READS[:1], [Inode((1, 10), frozenset({1}), STOCK_A)], groups={})
+    assert replay_savings(w).explained_devs == {1}
