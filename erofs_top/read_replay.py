@@ -189,6 +189,10 @@ def _failed_devs(w: World, actual: Replayed) -> set[int]:
         c = actual.inodes.get(ino.key)
         if (c.pages if c is not None else set()) != ino.pages:
             bad |= ino.devs
+    resident = {ino.key for ino in w.inodes}
+    gone = {k for k, c in actual.inodes.items() if c.pages and k not in resident}
+    if gone:        # the replay holds pages of an inode with none cached now (evicted)
+        bad |= {r.dev for r in w.records if actual_key(r) in gone}
     for img, cache in actual.images.items():
         owners, tags = w.image_owners.get(img, {}), actual.owners.get(("image", img), {})
         if any(owners.get(p) != tags[p][0] for p in cache.pages):

@@ -203,3 +203,9 @@ def test_the_same_reads_replay_once_per_memo(monkeypatch):
 def test_a_lone_mount_without_groups_is_explained_on_its_own():
     w = world(READS[:1], [Inode((1, 10), frozenset({1}), STOCK_A)], groups={})
     assert replay_savings(w).explained_devs == {1}
+
+
+def test_a_file_whose_pages_were_evicted_leaves_its_mount_to_the_page_rules():
+    # B's page 4 was read, but nothing of B's copy is cached now
+    w = world(READS, [Inode((1, 10), frozenset({1}), STOCK_A)], groups={})
+    assert replay_savings(w).explained_devs == {1}
