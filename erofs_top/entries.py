@@ -136,12 +136,18 @@ def shared_entry(si: SharedInode) -> Entry:
 
 
 def _fill_union(e: Entry) -> None:
+    union = e.union
     for c, owners in e.chunks.items():
+        if len(owners) == 1:        # most chunks: the owner's mask itself, no new int
+            for u in owners.values():
+                if u:
+                    union[c] = u
+            continue
         u = 0
         for m in owners.values():
             u |= m
         if u:
-            e.union[c] = u
+            union[c] = u
 
 
 def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
@@ -217,7 +223,10 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
                 if d:
                     if e.dup is NONE:
                         e.dup = {}
-                    e.dup[c] = d
+                    e.dup[c] = m if d == m else d
+    for e in group:
+        if e.dup is not NONE and e.dup == e.union:
+            e.dup = e.union         # every resident page duplicated (the usual case): one dict
     by_class: dict[str, list[Entry]] = defaultdict(list)
     for e in group:
         # an inode_share mount's own-inode pages are private (splice

@@ -78,6 +78,7 @@ def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple
 
 
 STAGES = ("rebuild", "now", "domains")
+_NO_SAVINGS = Savings()        # a stage without copies (read only)
 
 
 def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, list[Copy]]:
@@ -101,7 +102,8 @@ class GroupCache:
     groups are kept by deltas (integers: exact)."""
 
     def __init__(self):
-        self.groups: dict[tuple, tuple] = {}    # gid -> (order, stages, file parts, maps, unmapped)
+        # gid -> (order, stages (None without maps), file parts, maps, unmapped, copies' devs)
+        self.groups: dict[tuple, tuple] = {}
         self.file_part = {stage: Savings() for stage in STAGES}
         self.dev_count: dict[int, int] = {}     # copies per dev
         self.unmapped = 0
@@ -118,26 +120,31 @@ class GroupCache:
             parts: dict[str, Savings] = {}
             for stage in STAGES:        # stages often hold the same copies: once each
                 same = next((parts[o] for o in parts if stages[o] == stages[stage]), None)
-                parts[stage] = same if same is not None else group_file_savings(stages[stage])
-            new = (members[0].order, stages, parts,
-                   has_cache_maps(rebuild),
-                   sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None))
+                if same is None:
+                    same = group_file_savings(stages[stage]) if stages[stage] else _NO_SAVINGS
+                parts[stage] = same
+            maps = has_cache_maps(rebuild)
+            # the copies are kept only where potential() reads them (cache
+            # page maps): most groups keep their parts and their copies' devs
+            new = (members[0].order, stages if maps else None, parts, maps,
+                   sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
+                   tuple(c.key[0] for c in rebuild))
             self.groups[gid] = new
             self._account(new, +1)
-            if new[3]:
+            if maps:
                 self.with_maps.add(gid)
 
     def _account(self, g: tuple, sign: int) -> None:
-        _, stages, file_parts, _, unmapped = g
+        _, _, file_parts, _, unmapped, devs = g
         for stage in STAGES:
             self.file_part[stage].add(file_parts[stage], sign)
         self.unmapped += sign * unmapped
-        for c in stages["rebuild"]:
-            n = self.dev_count.get(c.key[0], 0) + sign
+        for dev in devs:
+            n = self.dev_count.get(dev, 0) + sign
             if n:
-                self.dev_count[c.key[0]] = n
+                self.dev_count[dev] = n
             else:
-                del self.dev_count[c.key[0]]
+                del self.dev_count[dev]
 
     def mapped(self, stage: str) -> list[list[Copy]]:
         """The groups with cache page maps, in canonical order."""
