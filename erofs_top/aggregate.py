@@ -380,7 +380,8 @@ class Aggregator:
             self.redundant[ck], self.mergeable[ck] = duplicate_group(group)
             self.dirty_groups.update((ck, i) for i in range(max(old_groups,
                                                                 len(self.mergeable[ck]))))
-            touched.update(_key(e) for e, d in zip(group, dups) if e.dup != d)
+            touched.update(_key(e) for e, d in zip(group, dups)
+                           if e.dup is not d and e.dup != d)
         return touched
 
     # ---------------------------------------------------------- phase 5: attribution

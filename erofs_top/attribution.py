@@ -102,6 +102,8 @@ class Contribution:
     def per_cg(self):
         """(cg, resident, dup, seeded) for each cgroup that inserted its pages."""
         s = self.cg_sums
+        if len(s) == 4:             # one cgroup (most files): the tuple is its row
+            return (s,)
         return zip(s[::4], s[1::4], s[2::4], s[3::4])
 
     @property
@@ -110,7 +112,7 @@ class Contribution:
         return (-self.resident, -self.dup, self.dev, self.ino, self.mapping)
 
 
-@dataclass
+@dataclass(slots=True)
 class CgroupAcc:
     """One cgroup's sums (pages)."""
     resident: int = 0
@@ -186,10 +188,11 @@ class Accumulators:
                 a.shared += sign * c.shared_pages
                 a.fair_shared += sign * share
                 a.uses += sign
-        for cg in set(c.cgroups()) | set(c.users):
-            a = cgs[cg]
-            if a.files == 0 and a.uses == 0:
-                del cgs[cg]
+        if sign < 0:                # only a subtraction empties a cgroup's sums
+            for cg in set(c.cgroups()) | set(c.users):
+                a = cgs[cg]
+                if a.files == 0 and a.uses == 0:
+                    del cgs[cg]
         if c.mount is not None:
             self._apply_mount(c, sign, is_shared)
         self.resident += sign * c.resident

@@ -24,6 +24,9 @@ class _Empty(Mapping):
     def __len__(self) -> int:
         return 0
 
+    def __eq__(self, other) -> bool:      # Mapping's would copy both sides into dicts
+        return self is other or (isinstance(other, Mapping) and not other)
+
     __hash__ = object.__hash__
 
 

@@ -89,10 +89,13 @@ def _pages_of(mask: int, chunk: int) -> Iterable[int]:
         mask ^= low
 
 
-def _file_pages(members: list[Copy], out: Savings, removed: dict[tuple, dict[int, int]]) -> None:
+def _file_pages(members: list[Copy], out: Savings,
+                removed: dict[tuple, dict[int, int]] | None) -> None:
     """Per content page, every resident copy after the first is saved; the
-    first holder in ``members`` order keeps it.  Fills ``removed``."""
+    first holder in ``members`` order keeps it.  Fills ``removed`` (if given)."""
     chunks = set().union(*(m.union.keys() for m in members))
+    by_dev, by_cgroup = out.by_dev, out.by_cgroup
+    file_pages = now_file_pages = 0
     for c in chunks:
         held = 0
         held_fp = 0
@@ -101,17 +104,30 @@ def _file_pages(members: list[Copy], out: Savings, removed: dict[tuple, dict[int
             gone = mask & held
             held |= mask
             if m.fingerprinted:
-                out.now_file_pages += (mask & held_fp).bit_count()
+                now_file_pages += (mask & held_fp).bit_count()
                 held_fp |= mask
             if not gone:
                 continue
-            removed.setdefault(m.key, {})[c] = gone
-            out.file_pages += gone.bit_count()
-            out.by_dev[m.key[0]] += gone.bit_count()
-            for cg, om in m.owners.get(c, {}).items():
+            if removed is not None:
+                removed.setdefault(m.key, {})[c] = gone
+            n = gone.bit_count()
+            file_pages += n
+            by_dev[m.key[0]] += n
+            owners = m.owners.get(c)
+            if owners is None:
+                continue
+            if len(owners) == 1:
+                for cg, om in owners.items():
+                    n = n if om == mask else (om & gone).bit_count()
+                    if n:
+                        by_cgroup[cg] += n
+                continue
+            for cg, om in owners.items():
                 n = (om & gone).bit_count()
                 if n:
-                    out.by_cgroup[cg] += n
+                    by_cgroup[cg] += n
+    out.file_pages += file_pages
+    out.now_file_pages += now_file_pages
 
 
 def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
@@ -177,7 +193,7 @@ def group_file_savings(members: list[Copy]) -> Savings:
     """The EROFS-page part of potential() for one group (it depends on that
     group alone: the aggregator keeps it per group between refreshes)."""
     out = Savings()
-    _file_pages(sorted(members, key=_fingerprinted_first), out, {})
+    _file_pages(sorted(members, key=_fingerprinted_first), out, None)
     return out
 
 
