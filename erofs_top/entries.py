@@ -178,6 +178,7 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
             counts[b] += 1
     all_elf = all(build_ids)
     pending = 0
+    keys: dict[str, str] = {}
     for e, b in zip(group, build_ids):
         if b and counts[b] == 1 and all_elf:
             continue                    # unique build-id among ELF peers: unique content
@@ -188,7 +189,8 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
         if digest is None:
             pending += 1
             continue
-        e.content_key = f"sha256:{digest}:{size}"
+        key = f"sha256:{digest}:{size}"
+        e.content_key = keys.setdefault(key, key)     # one string per content, not per copy
     return pending
 
 
