@@ -94,7 +94,7 @@ class Aggregator:
         self.io = IoSums()
         self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
-        self.dirty_groups: set[tuple] = set()
+        self.dirty_groups: dict[tuple, None] = {}   # ordered: groups in entries' order
         self.unresolved_devs: set[int] = set()
         self.full_pass = False              # the last refresh built everything anew
 
@@ -268,6 +268,19 @@ class Aggregator:
         self.entries[key] = e
         self.dev_keys.setdefault(e.dev, set()).add(key)
 
+    def _in_order(self, keys: set[tuple]):
+        """Many keys (a full pass): in the entries' order, the order their
+        objects were made in, not the set's hash order (each entry's objects
+        then sit next to the previous one's: 1.5x faster at 50,000 files);
+        keys of entries gone come last.  Few keys: as they are."""
+        entries = self.entries
+        if len(keys) < len(entries) // 8:
+            return keys
+        out = [k for k in entries if k in keys]
+        if len(out) < len(keys):
+            out += [k for k in keys if k not in entries]
+        return out
+
     # ---------------------------------------------------------- phase 2: resolution
     def _resolve(self, mounts: MountResolver, content: ContentResolver,
                  changed: set[tuple]) -> set[tuple]:
@@ -292,7 +305,7 @@ class Aggregator:
             e = entries.get(key)
             if e is not None and e.mount is _UNRESOLVED:
                 redo.add(key)
-        for key in redo:
+        for key in self._in_order(redo):
             e = entries[key]
             e.mount = mount_of[e.dev]
             e.info = content.file_info(e.mount, e.ino) if e.mount is not None else None
@@ -304,25 +317,25 @@ class Aggregator:
         """Content keys for the size groups whose members changed, were
         re-resolved or have identities pending.  Returns (entries whose key
         changed, pending)."""
-        dirty = set(self.pending_sizes)
+        dirty = dict.fromkeys(self.pending_sizes)     # ordered (see _in_order)
         entries = self.entries
-        for key in changed:
+        for key in self._in_order(changed):
             e = entries.get(key)
             size = e.info.size if (e is not None and e.union and e.info and e.info.regular
                                    and e.info.size > 0) else None
             old = self.size_of.get(key)
             if old == size:
                 if size is not None and key in redo:
-                    dirty.add(size)
+                    dirty.setdefault(size)
                 continue
             if old is not None:
                 self.size_keys[old].discard(key)
-                dirty.add(old)
+                dirty.setdefault(old)
                 del self.size_of[key]
             if size is not None:
                 self.size_keys.setdefault(size, set()).add(key)
                 self.size_of[key] = size
-                dirty.add(size)
+                dirty.setdefault(size)
             elif e is not None:
                 e.content_key = ""
         rekeyed: set[tuple] = set()
@@ -346,19 +359,19 @@ class Aggregator:
     def _duplicates(self, changed: set[tuple]) -> set[tuple]:
         """Duplicate masks of the content groups with a changed member.
         Returns every entry whose attribution may have changed."""
-        dirty: set[str] = set()
+        dirty: dict[str, None] = {}     # ordered (see _in_order)
         entries = self.entries
-        for key in changed:
+        for key in self._in_order(changed):
             e = entries.get(key)
             ck = e.content_key if (e is not None and e.union) else ""
             old = self.ckey_of.get(key, "")
             if old:
-                dirty.add(old)
+                dirty.setdefault(old)
                 if old != ck:
                     self.ckey_keys[old].discard(key)
                     del self.ckey_of[key]
             if ck:
-                dirty.add(ck)
+                dirty.setdefault(ck)
                 self.ckey_keys.setdefault(ck, set()).add(key)
                 self.ckey_of[key] = ck
             elif e is not None:
@@ -370,7 +383,8 @@ class Aggregator:
             if not keys:
                 self.ckey_keys.pop(ck, None)
                 self.redundant.pop(ck, None)
-                self.dirty_groups.update((ck, i) for i in range(len(self.mergeable.pop(ck, ()))))
+                self.dirty_groups.update(
+                    dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
                 continue
             group = sorted((entries[k] for k in keys), key=lambda e: e.order)
             old_groups = len(self.mergeable.get(ck, ()))
@@ -378,8 +392,8 @@ class Aggregator:
             # duplicate pages do (the only thing the group gives it)
             dups = [e.dup for e in group]
             self.redundant[ck], self.mergeable[ck] = duplicate_group(group)
-            self.dirty_groups.update((ck, i) for i in range(max(old_groups,
-                                                                len(self.mergeable[ck]))))
+            self.dirty_groups.update(dict.fromkeys(
+                (ck, i) for i in range(max(old_groups, len(self.mergeable[ck])))))
             touched.update(_key(e) for e, d in zip(group, dups)
                            if e.dup is not d and e.dup != d)
         return touched
@@ -390,7 +404,7 @@ class Aggregator:
         one; keep the ranking of the largest files current."""
         acc, contrib, entries, special = self.acc, self.contrib, self.entries, self.special
         ranking = self.ranking
-        for key in touched:
+        for key in self._in_order(touched):
             old = contrib.pop(key, None)
             if old is not None:
                 acc.apply(old, -1)
@@ -414,7 +428,7 @@ class Aggregator:
         for gid in self.dirty_groups:
             groups = self.mergeable.get(gid[0], ())
             cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content)
-        self.dirty_groups = set()
+        self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
                         key=lambda e: e.order)
         managed = sorted((entries[k] for k in self.special if k[0] != "shared"),
