@@ -212,6 +212,31 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
         e.in_group = False
     if len(group) < 2:
         return 0, []
+    first = group[0].union
+    if all(e.union == first for e in group):
+        # the same pages resident in every copy (a library every container
+        # read whole): each page is duplicated in all of them
+        for e in group:
+            e.dup = e.union
+        redundant = (len(group) - 1) * sum(m.bit_count() for m in first.values())
+    else:
+        redundant = _partial_duplicates(group)
+    by_class: dict[str, list[Entry]] = defaultdict(list)
+    for e in group:
+        # an inode_share mount's own-inode pages are private (splice
+        # readers): no remount merges them
+        if e.shared_mapping or not (e.mount and e.mount.inode_share):
+            by_class[aops(e)].append(e)
+    mergeable = [members for members in by_class.values() if len(members) >= 2]
+    for members in mergeable:
+        for e in members:
+            e.in_group = True
+    return redundant, mergeable
+
+
+def _partial_duplicates(group: list[Entry]) -> int:
+    """duplicate_group's masks where the copies hold different pages;
+    returns the redundant pages."""
     redundant = 0
     chunk_ids = set().union(*(e.union.keys() for e in group))
     for c in chunk_ids:
@@ -231,15 +256,5 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
                     e.dup[c] = m if d == m else d
     for e in group:
         if e.dup is not NONE and e.dup == e.union:
-            e.dup = e.union         # every resident page duplicated (the usual case): one dict
-    by_class: dict[str, list[Entry]] = defaultdict(list)
-    for e in group:
-        # an inode_share mount's own-inode pages are private (splice
-        # readers): no remount merges them
-        if e.shared_mapping or not (e.mount and e.mount.inode_share):
-            by_class[aops(e)].append(e)
-    mergeable = [members for members in by_class.values() if len(members) >= 2]
-    for members in mergeable:
-        for e in members:
-            e.in_group = True
-    return redundant, mergeable
+            e.dup = e.union         # every resident page duplicated: one dict
+    return redundant

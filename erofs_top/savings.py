@@ -93,27 +93,28 @@ def _file_pages(members: list[Copy], out: Savings,
                 removed: dict[tuple, dict[int, int]] | None) -> None:
     """Per content page, every resident copy after the first is saved; the
     first holder in ``members`` order keeps it.  Fills ``removed`` (if given)."""
+    rows = [(m.union, m.fingerprinted, m.key, m.owners) for m in members]
     chunks = set().union(*(m.union.keys() for m in members))
     by_dev, by_cgroup = out.by_dev, out.by_cgroup
     file_pages = now_file_pages = 0
     for c in chunks:
         held = 0
         held_fp = 0
-        for m in members:
-            mask = m.union.get(c, 0)
+        for union, fingerprinted, key, owners_of in rows:
+            mask = union.get(c, 0)
             gone = mask & held
             held |= mask
-            if m.fingerprinted:
+            if fingerprinted:
                 now_file_pages += (mask & held_fp).bit_count()
                 held_fp |= mask
             if not gone:
                 continue
             if removed is not None:
-                removed.setdefault(m.key, {})[c] = gone
+                removed.setdefault(key, {})[c] = gone
             n = gone.bit_count()
             file_pages += n
-            by_dev[m.key[0]] += n
-            owners = m.owners.get(c)
+            by_dev[key[0]] += n
+            owners = owners_of.get(c)
             if owners is None:
                 continue
             if len(owners) == 1:
