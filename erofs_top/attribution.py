@@ -37,6 +37,25 @@ def _cg_sums(per_cg: dict[int, tuple[int, int, int]]) -> tuple[int, ...]:
     return tuple(flat)
 
 
+def _plain_sums(chunks: dict[int, dict[int, int]]) -> tuple[int, dict[int, int]]:
+    """(resident pages, {cg: pages it inserted}) of an entry's chunks."""
+    per: dict[int, int] = {}
+    resident = 0
+    for owners in chunks.values():
+        if len(owners) == 1:
+            for cg, m in owners.items():
+                r = m.bit_count()
+                resident += r
+                per[cg] = per.get(cg, 0) + r
+            continue
+        union = 0
+        for cg, m in owners.items():
+            union |= m
+            per[cg] = per.get(cg, 0) + m.bit_count()
+        resident += union.bit_count()
+    return resident, per
+
+
 class Contribution:
     """What one live entry adds to the accumulators.  Kept for every live
     entry (250,000 on a busy node), so compact: the per-cgroup sums are one
@@ -50,21 +69,18 @@ class Contribution:
         seeded_masks = e.seeded
         dups = e.dup
         chunks = e.chunks
-        if not dups and not seeded_masks and len(chunks) == 1:
-            # most files: one chunk, no duplicate, nothing seeded
-            owners = next(iter(chunks.values()))
-            if len(owners) == 1:
-                for cg, m in owners.items():
-                    resident = m.bit_count()
-                    self.cg_sums = (cg, resident, 0, 0)
+        if not seeded_masks and (not dups or dups is e.union):
+            # most files: nothing seeded, and no page duplicated or every
+            # resident page duplicated (dup is the union itself)
+            resident, per = _plain_sums(chunks)
+            if dups:
+                dup = resident
+                self.cg_sums = tuple(x for cg, r in per.items() for x in (cg, r, r, 0))
+            elif len(per) == 1:
+                for cg, r in per.items():
+                    self.cg_sums = (cg, r, 0, 0)
             else:
-                union = 0
-                flat: list[int] = []
-                for cg, m in owners.items():
-                    union |= m
-                    flat += (cg, m.bit_count(), 0, 0)
-                resident = union.bit_count()
-                self.cg_sums = tuple(flat)
+                self.cg_sums = tuple(x for cg, r in per.items() for x in (cg, r, 0, 0))
         else:
             per_cg: dict[int, tuple[int, int, int]] = {}     # cg -> (resident, dup, seeded)
             for c, owners in chunks.items():
