@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import gc
 import heapq
+from operator import attrgetter
 
 from .attribution import Accumulators, Contribution, IoSums
 from .entries import (NONE, Entry, chunk_entry, content_group_keys, duplicate_group, group_chunks,
@@ -35,6 +36,7 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
                            CgroupResolver, MountResolver)
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
+_ORDER = attrgetter("dev", "ino", "shared_mapping")     # Entry.order, in C
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
 # Long-running faces hand what is alive after a refresh to the permanent
 # generation of the cyclic GC (gc.freeze, O(1)): a collection then walks what
@@ -70,8 +72,6 @@ class Aggregator:
         self.recheck_slices = recheck_slices
         self.refreshes = 0
         self.slices: list[set[tuple]] = [set() for _ in range(max(1, recheck_slices))]
-        self.slice_of: dict[tuple, int] = {}
-        self.added = 0
         self.entries: dict[tuple, Entry] = {}
         self.inputs: dict[tuple, object] = {}           # key -> its PageChunks / SharedInode
         self.dev_keys: dict[int, set[tuple]] = {}       # dev -> entry keys
@@ -255,12 +255,12 @@ class Aggregator:
             if not keys:
                 del self.dev_keys[old.dev]
         if e is None:
-            self.slices[self.slice_of.pop(key)].discard(key)
+            self.slices[hash(key) % len(self.slices)].discard(key)
             return
         if old is None:
-            slot = self.slice_of[key] = self.added % len(self.slices)
-            self.slices[slot].add(key)
-            self.added += 1
+            # an entry's slice follows from its key (no map of 250,000 slots):
+            # the same key is in the same slice for the life of the process
+            self.slices[hash(key) % len(self.slices)].add(key)
         if old is not None and not fresh and old.dev == e.dev and old.ino == e.ino:
             e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
         else:
@@ -345,7 +345,7 @@ class Aggregator:
                 self.size_keys.pop(size, None)
                 self.pending_sizes.pop(size, None)
                 continue
-            group = sorted((entries[k] for k in keys), key=lambda e: e.order)
+            group = sorted((entries[k] for k in keys), key=_ORDER)
             before = [e.content_key for e in group]
             pending = content_group_keys(group, content)
             if pending:
@@ -386,7 +386,7 @@ class Aggregator:
                 self.dirty_groups.update(
                     dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
                 continue
-            group = sorted((entries[k] for k in keys), key=lambda e: e.order)
+            group = sorted((entries[k] for k in keys), key=_ORDER)
             old_groups = len(self.mergeable.get(ck, ()))
             # a member that did not change contributes the same unless its
             # duplicate pages do (the only thing the group gives it)
@@ -430,9 +430,9 @@ class Aggregator:
             cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content)
         self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
-                        key=lambda e: e.order)
+                        key=_ORDER)
         managed = sorted((entries[k] for k in self.special if k[0] != "shared"),
-                         key=lambda e: e.order)
+                         key=_ORDER)
         owned = cache_owners(managed, readings)
         readers = self.acc.readers()
 
