@@ -57,13 +57,16 @@ def cache_owners(managed: Iterable[Entry], readings: Readings) -> dict[tuple, di
     return owned
 
 
-def _copy(e: Entry, content: ContentResolver) -> Copy:
-    img = image_key(e.mount)
-    mm = _managed_map(content, e.mount, e.ino)
-    return Copy(key=(e.dev, e.ino, e.shared_mapping), union=e.union, owners=e.chunks,
-                image=img, page_map=_page_map(content, e.mount, e.ino) if img else None,
-                fingerprinted=bool(e.mount and e.mount.image and e.mount.image.ishare_xattrs),
-                managed=None if mm is None else (managed_key(e.dev), mm))
+def _copy(e: Entry, image_pages, managed_pages) -> Copy:
+    """``image_pages``/``managed_pages``: the content resolver's, or None
+    (resolvers without them: unknown)."""
+    m = e.mount
+    img = image_key(m)
+    mm = managed_pages(m, e.ino) if (managed_pages is not None and m is not None) else None
+    pm = image_pages(m, e.ino) if (img and image_pages is not None) else None
+    return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, img, pm,
+                bool(m and m.image and m.image.ishare_xattrs),
+                None if mm is None else (managed_key(e.dev), mm))
 
 
 def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
@@ -90,8 +93,9 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     shared = sorted((e for e in members if e.shared_mapping),
                     key=lambda e: (-e.resident_pages(), e.shared_mapping))
     stock = [e for e in members if not e.shared_mapping]
-    first = [_copy(e, content) for e in shared]
-    stock_copies = [_copy(e, content) for e in stock]
+    fns = (getattr(content, "image_pages", None), getattr(content, "managed_pages", None))
+    first = [_copy(e, *fns) for e in shared]
+    stock_copies = [_copy(e, *fns) for e in stock]
     ready = [c for c in stock_copies if c.fingerprinted]
     return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
 
@@ -137,7 +141,8 @@ class GroupCache:
     def _account(self, g: tuple, sign: int) -> None:
         _, _, file_parts, _, unmapped, devs = g
         for stage in STAGES:
-            self.file_part[stage].add(file_parts[stage], sign)
+            if file_parts[stage] is not _NO_SAVINGS:
+                self.file_part[stage].add(file_parts[stage], sign)
         self.unmapped += sign * unmapped
         for dev in devs:
             n = self.dev_count.get(dev, 0) + sign

@@ -61,7 +61,7 @@ class Savings:
                     mine.pop(k, None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Copy:
     """One cached copy of some content, as the savings code needs it."""
     key: tuple                          # unique per copy (the aggregator's entry key)
@@ -94,8 +94,11 @@ def _file_pages(members: list[Copy], out: Savings,
     """Per content page, every resident copy after the first is saved; the
     first holder in ``members`` order keeps it.  Fills ``removed`` (if given)."""
     rows = [(m.union, m.fingerprinted, m.key, m.owners) for m in members]
-    chunks = set().union(*(m.union.keys() for m in members))
     by_dev, by_cgroup = out.by_dev, out.by_cgroup
+    if members and all(r[0] == members[0].union for r in rows):
+        _same_pages(rows, out, removed)
+        return
+    chunks = set().union(*(m.union.keys() for m in members))
     file_pages = now_file_pages = 0
     for c in chunks:
         held = 0
@@ -129,6 +132,25 @@ def _file_pages(members: list[Copy], out: Savings,
                     by_cgroup[cg] += n
     out.file_pages += file_pages
     out.now_file_pages += now_file_pages
+
+
+def _same_pages(rows: list[tuple], out: Savings,
+                removed: dict[tuple, dict[int, int]] | None) -> None:
+    """_file_pages where every copy holds the same pages (the usual case):
+    every copy after the first gives up all of them."""
+    pages = sum(m.bit_count() for m in rows[0][0].values())
+    fingerprinted = sum(1 for r in rows if r[1])
+    out.now_file_pages += max(0, fingerprinted - 1) * pages
+    out.file_pages += (len(rows) - 1) * pages
+    by_dev, by_cgroup = out.by_dev, out.by_cgroup
+    for union, _, key, owners_of in rows[1:]:
+        if removed is not None:
+            removed[key] = dict(union)
+        by_dev[key[0]] += pages
+        for owners in owners_of.values():       # each owner's pages are within the union
+            for cg, om in owners.items():
+                if om:
+                    by_cgroup[cg] += om.bit_count()
 
 
 def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
