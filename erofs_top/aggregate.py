@@ -197,7 +197,11 @@ class Aggregator:
             # the files whose list is not the one of the previous read (set
             # operations on ids, in C: the old lists are alive, ids are unique)
             key_of = dict(zip(map(id, by_file.values()), by_file.keys()))
-            candidates = [key_of[i] for i in key_of.keys() - self.input_ids]
+            fresh = key_of.keys() - self.input_ids
+            if len(fresh) > len(key_of) // 8:       # many (a first read): in the source's order
+                candidates = [k for i, k in key_of.items() if i in fresh]
+            else:
+                candidates = [key_of[i] for i in fresh]
             self.input_ids = key_of.keys()
         else:
             by_file = group_chunks(readings.chunks)
