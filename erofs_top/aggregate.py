@@ -391,15 +391,17 @@ class Aggregator:
                     dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
                 continue
             group = sorted((entries[k] for k in keys), key=_ORDER)
-            old_groups = len(self.mergeable.get(ck, ()))
+            old_groups = self.mergeable.get(ck, ())
             # a member that did not change contributes the same unless its
             # duplicate pages do (the only thing the group gives it)
             dups = [e.dup for e in group]
-            self.redundant[ck], self.mergeable[ck] = duplicate_group(group)
-            self.dirty_groups.update(dict.fromkeys(
-                (ck, i) for i in range(max(old_groups, len(self.mergeable[ck])))))
+            self.redundant[ck], new_groups = duplicate_group(group)
+            self.mergeable[ck] = new_groups
             touched.update(_key(e) for e, d in zip(group, dups)
                            if e.dup is not d and e.dup != d)
+            for i in range(max(len(old_groups), len(new_groups))):
+                if not _same_group(old_groups, new_groups, i, changed):
+                    self.dirty_groups[(ck, i)] = None
         return touched
 
     # ---------------------------------------------------------- phase 5: attribution
@@ -490,6 +492,19 @@ class _Unresolved:
 
 
 _UNRESOLVED = _Unresolved()
+
+
+def _same_group(old: list, new: list, i: int, changed: set[tuple]) -> bool:
+    """Mergeable group i of a content key holds the same entries as before,
+    none of them rebuilt or re-resolved (``changed``): its savings stand.
+    (A rebuilt entry is a new object; one re-resolved in place is in
+    ``changed``; its duplicate masks do not enter the savings.)"""
+    if i >= len(old) or i >= len(new) or len(old[i]) != len(new[i]):
+        return False
+    for a, b in zip(old[i], new[i]):
+        if a is not b or _key(b) in changed:
+            return False
+    return True
 
 
 def _key(e: Entry) -> tuple:

@@ -125,3 +125,39 @@ def test_group_file_savings_match_a_page_count(seed):
 def test_empty_mapping_equals_only_empty_mappings():
     assert NONE == {} and {} == NONE and NONE == NONE
     assert NONE != {1: 1} and {1: 1} != NONE
+
+
+def test_a_group_whose_mounts_changed_in_place_is_recomputed():
+    """The kept group savings are skipped only for groups of the same entries,
+    none rebuilt or re-resolved: here the same two entries, re-resolved
+    because their images gained fingerprints (new MountInfo, same devs)."""
+    import dataclasses
+
+    from erofs_top.aggregate import Aggregator, aggregate
+    from erofs_top.readings import PageChunk, Readings, kdev
+    from erofs_top.resolve.base import (AOPS_FILEIO, FileInfo, ImageInfo, MountInfo,
+                                        StaticCgroups, StaticContent, StaticMounts)
+    plain = ImageInfo(uuid="0001", volume_name="", feature_compat=0, feature_incompat=0,
+                      block_size=4096, image_id="img-1", ishare_xattrs=False, compressed=False)
+    mounts = StaticMounts([MountInfo(dev=kdev(0, 300 + n), dev_str=f"0:{300 + n}",
+                                     mountpoint=f"/run/m{n}", source="/img/1", backing="file",
+                                     image=plain, backing_dev=kdev(8, 1), backing_ino=5000 + n)
+                           for n in (1, 2)])
+    content = StaticContent()
+    chunks = []
+    for n, m in enumerate(mounts.items):
+        content.files[(m.dev, 7)] = FileInfo(7, f"{m.mountpoint}/lib.so", 64 * 4096, True,
+                                             AOPS_FILEIO)
+        chunks.append(PageChunk(m.dev, 7, 0, {1001 + n: (1 << 64) - 1}))
+    r = Readings(taken_at=1.0, page_size=4096, chunks=chunks)
+    cgroups = StaticCgroups({1001: "/a", 1002: "/b"})
+    args = dict(tier="tracepoint", started_at=0.0)
+    agg = Aggregator(recheck_slices=0)
+    before = agg.update(r, mounts, cgroups, content, **args)
+    assert before.totals.potential_savings_now_bytes == 0
+    fingerprinted = dataclasses.replace(plain, ishare_xattrs=True)
+    mounts.items = [dataclasses.replace(m, image=fingerprinted) for m in mounts.items]
+    got = agg.update(r, mounts, cgroups, content, **args)
+    want = aggregate(r, mounts, cgroups, content, **args)
+    assert want.totals.potential_savings_now_bytes == 64 * 4096
+    assert got == want
