@@ -37,7 +37,9 @@ NONE: Mapping = _Empty()
 class Entry:
     """One cached copy of file content: an EROFS inode, or a shared inode.
     Mappings that are mostly empty share NONE (read-only) until they are not;
-    ``chunks`` may hold a PageChunk's own owners dict (never modified)."""
+    ``chunks`` may hold a PageChunk's own owners dict (never modified);
+    ``union`` is never modified after it is filled: the copies of a content
+    that hold the same pages share one, which is also their ``dup``."""
     dev: int
     ino: int
     chunks: dict[int, dict[int, int]] = field(default_factory=dict)  # chunk -> cg -> mask
@@ -216,8 +218,8 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
     if all(e.union == first for e in group):
         # the same pages resident in every copy (a library every container
         # read whole): each page is duplicated in all of them
-        for e in group:
-            e.dup = e.union
+        for e in group:         # one dict for all (read only): a node holds many such copies
+            e.union = e.dup = first
         redundant = (len(group) - 1) * sum(m.bit_count() for m in first.values())
     else:
         redundant = _partial_duplicates(group)
