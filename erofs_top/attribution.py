@@ -28,52 +28,107 @@ def managed_key(dev: int) -> tuple:
     return ("managed", dev)
 
 
+def _cg_sums(per_cg: dict[int, tuple[int, int, int]]) -> tuple[int, ...]:
+    """{cg: (resident, dup, seeded)} -> the flat tuple a Contribution keeps."""
+    flat: list[int] = []
+    for cg, v in per_cg.items():
+        flat.append(cg)
+        flat.extend(v)
+    return tuple(flat)
+
+
+def _plain_sums(chunks: dict[int, dict[int, int]]) -> tuple[int, dict[int, int]]:
+    """(resident pages, {cg: pages it inserted}) of an entry's chunks."""
+    per: dict[int, int] = {}
+    resident = 0
+    for owners in chunks.values():
+        if len(owners) == 1:
+            for cg, m in owners.items():
+                r = m.bit_count()
+                resident += r
+                per[cg] = per.get(cg, 0) + r
+            continue
+        union = 0
+        for cg, m in owners.items():
+            union |= m
+            per[cg] = per.get(cg, 0) + m.bit_count()
+        resident += union.bit_count()
+    return resident, per
+
+
 class Contribution:
-    """What one live entry adds to the accumulators."""
-    __slots__ = ("per_cg", "users", "member_users", "shared_pages", "mount", "resident",
-                 "dup", "seeded", "rank")
+    """What one live entry adds to the accumulators.  Kept for every live
+    entry (250,000 on a busy node), so compact: the per-cgroup sums are one
+    flat tuple ``cg_sums`` = (cg, resident, dup, seeded, cg, ...), the rank
+    is made when asked for."""
+    __slots__ = ("cg_sums", "users", "member_users", "shared_pages", "mount", "resident",
+                 "dup", "seeded", "dev", "ino", "mapping")
 
     def __init__(self, e: Entry):
-        per_cg: dict[int, tuple[int, int, int]] = {}     # cg -> (resident, dup, seeded)
         resident = dup = seeded = 0
         seeded_masks = e.seeded
         dups = e.dup
-        if not dups and not seeded_masks:       # most files: no duplicate, nothing seeded
-            for owners in e.chunks.values():
+        chunks = e.chunks
+        if not seeded_masks and (not dups or dups is e.union):
+            # most files: nothing seeded, and no page duplicated or every
+            # resident page duplicated (dup is the union itself)
+            resident, per = _plain_sums(chunks)
+            if dups:
+                dup = resident
+                self.cg_sums = tuple(x for cg, r in per.items() for x in (cg, r, r, 0))
+            elif len(per) == 1:
+                for cg, r in per.items():
+                    self.cg_sums = (cg, r, 0, 0)
+            else:
+                self.cg_sums = tuple(x for cg, r in per.items() for x in (cg, r, 0, 0))
+        else:
+            per_cg: dict[int, tuple[int, int, int]] = {}     # cg -> (resident, dup, seeded)
+            for c, owners in chunks.items():
+                dmask = dups.get(c, 0) if dups else 0
+                smask = seeded_masks.get(c, 0) if seeded_masks else 0
                 union = 0
                 for cg, m in owners.items():
                     union |= m
                     v = per_cg.get(cg)
                     r = m.bit_count()
-                    per_cg[cg] = (r, 0, 0) if v is None else (v[0] + r, 0, 0)
+                    d = (m & dmask).bit_count() if dmask else 0
+                    s = (m & smask).bit_count() if smask else 0
+                    per_cg[cg] = (r, d, s) if v is None else (v[0] + r, v[1] + d, v[2] + s)
                 resident += union.bit_count()
-        for c, owners in e.chunks.items() if dups or seeded_masks else ():
-            dmask = dups.get(c, 0) if dups else 0
-            smask = seeded_masks.get(c, 0) if seeded_masks else 0
-            union = 0
-            for cg, m in owners.items():
-                union |= m
-                v = per_cg.get(cg)
-                r, d, s = m.bit_count(), (m & dmask).bit_count(), (m & smask).bit_count()
-                per_cg[cg] = (r, d, s) if v is None else (v[0] + r, v[1] + d, v[2] + s)
-            resident += union.bit_count()
-            dup += dmask.bit_count()
-            if smask:
-                seeded += (smask & union).bit_count()
-        self.per_cg = per_cg
+                if dmask:
+                    dup += dmask.bit_count()
+                if smask:
+                    seeded += (smask & union).bit_count()
+            self.cg_sums = _cg_sums(per_cg)
         self.users: tuple[int, ...] = ()        # shared inode: cgroups that use it
         self.member_users: tuple[int, ...] = ()
         self.shared_pages = 0
         if e.shared_mapping:
-            self.users = tuple(sorted(set(e.users) or set(per_cg)))
+            self.users = tuple(sorted(set(e.users) or set(self.cgroups())))
             self.member_users = tuple(sorted(e.users))
             self.shared_pages = resident
         self.mount = e.mount
         self.resident, self.dup, self.seeded = resident, dup, seeded
-        self.rank = (-resident, -dup, e.dev, e.ino, e.shared_mapping)
+        self.dev, self.ino, self.mapping = e.dev, e.ino, e.shared_mapping
+
+    def cgroups(self) -> tuple[int, ...]:
+        """The cgroups that inserted its pages."""
+        return self.cg_sums[::4]
+
+    def per_cg(self):
+        """(cg, resident, dup, seeded) for each cgroup that inserted its pages."""
+        s = self.cg_sums
+        if len(s) == 4:             # one cgroup (most files): the tuple is its row
+            return (s,)
+        return zip(s[::4], s[1::4], s[2::4], s[3::4])
+
+    @property
+    def rank(self) -> tuple:
+        """The order of the largest files (smallest rank first)."""
+        return (-self.resident, -self.dup, self.dev, self.ino, self.mapping)
 
 
-@dataclass
+@dataclass(slots=True)
 class CgroupAcc:
     """One cgroup's sums (pages)."""
     resident: int = 0
@@ -130,7 +185,7 @@ class Accumulators:
     def apply(self, c: Contribution, sign: int) -> None:
         cgs = self.cg
         is_shared = c.shared_pages > 0
-        for cg, (res, dup, seeded) in c.per_cg.items():
+        for cg, res, dup, seeded in c.per_cg():
             a = cgs.get(cg)
             if a is None:
                 a = cgs[cg] = CgroupAcc()
@@ -149,10 +204,11 @@ class Accumulators:
                 a.shared += sign * c.shared_pages
                 a.fair_shared += sign * share
                 a.uses += sign
-        for cg in set(c.per_cg) | set(c.users):
-            a = cgs[cg]
-            if a.files == 0 and a.uses == 0:
-                del cgs[cg]
+        if sign < 0:                # only a subtraction empties a cgroup's sums
+            for cg in set(c.cgroups()) | set(c.users):
+                a = cgs[cg]
+                if a.files == 0 and a.uses == 0:
+                    del cgs[cg]
         if c.mount is not None:
             self._apply_mount(c, sign, is_shared)
         self.resident += sign * c.resident
@@ -168,7 +224,7 @@ class Accumulators:
         self.mount_resident[dev] = self.mount_resident.get(dev, 0) + sign * c.resident
         self.mount_dup[dev] = self.mount_dup.get(dev, 0) + sign * c.dup
         holders = self.holders
-        for cg, (res, dup, _) in c.per_cg.items():
+        for cg, res, dup, _ in c.per_cg():
             key = (dev, cg)
             h = holders.get(key)
             if h is None:

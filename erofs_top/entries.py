@@ -24,6 +24,9 @@ class _Empty(Mapping):
     def __len__(self) -> int:
         return 0
 
+    def __eq__(self, other) -> bool:      # Mapping's would copy both sides into dicts
+        return self is other or (isinstance(other, Mapping) and not other)
+
     __hash__ = object.__hash__
 
 
@@ -34,7 +37,9 @@ NONE: Mapping = _Empty()
 class Entry:
     """One cached copy of file content: an EROFS inode, or a shared inode.
     Mappings that are mostly empty share NONE (read-only) until they are not;
-    ``chunks`` may hold a PageChunk's own owners dict (never modified)."""
+    ``chunks`` may hold a PageChunk's own owners dict (never modified);
+    ``union`` is never modified after it is filled: the copies of a content
+    that hold the same pages share one, which is also their ``dup``."""
     dev: int
     ino: int
     chunks: dict[int, dict[int, int]] = field(default_factory=dict)  # chunk -> cg -> mask
@@ -136,12 +141,18 @@ def shared_entry(si: SharedInode) -> Entry:
 
 
 def _fill_union(e: Entry) -> None:
+    union = e.union
     for c, owners in e.chunks.items():
+        if len(owners) == 1:        # most chunks: the owner's mask itself, no new int
+            for u in owners.values():
+                if u:
+                    union[c] = u
+            continue
         u = 0
         for m in owners.values():
             u |= m
         if u:
-            e.union[c] = u
+            union[c] = u
 
 
 def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
@@ -169,6 +180,7 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
             counts[b] += 1
     all_elf = all(build_ids)
     pending = 0
+    keys: dict[str, str] = {}
     for e, b in zip(group, build_ids):
         if b and counts[b] == 1 and all_elf:
             continue                    # unique build-id among ELF peers: unique content
@@ -179,7 +191,8 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
         if digest is None:
             pending += 1
             continue
-        e.content_key = f"sha256:{digest}:{size}"
+        key = f"sha256:{digest}:{size}"
+        e.content_key = keys.setdefault(key, key)     # one string per content, not per copy
     return pending
 
 
@@ -201,6 +214,31 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
         e.in_group = False
     if len(group) < 2:
         return 0, []
+    first = group[0].union
+    if all(e.union == first for e in group):
+        # the same pages resident in every copy (a library every container
+        # read whole): each page is duplicated in all of them
+        for e in group:         # one dict for all (read only): a node holds many such copies
+            e.union = e.dup = first
+        redundant = (len(group) - 1) * sum(m.bit_count() for m in first.values())
+    else:
+        redundant = _partial_duplicates(group)
+    by_class: dict[str, list[Entry]] = defaultdict(list)
+    for e in group:
+        # an inode_share mount's own-inode pages are private (splice
+        # readers): no remount merges them
+        if e.shared_mapping or not (e.mount and e.mount.inode_share):
+            by_class[aops(e)].append(e)
+    mergeable = [members for members in by_class.values() if len(members) >= 2]
+    for members in mergeable:
+        for e in members:
+            e.in_group = True
+    return redundant, mergeable
+
+
+def _partial_duplicates(group: list[Entry]) -> int:
+    """duplicate_group's masks where the copies hold different pages;
+    returns the redundant pages."""
     redundant = 0
     chunk_ids = set().union(*(e.union.keys() for e in group))
     for c in chunk_ids:
@@ -217,15 +255,8 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
                 if d:
                     if e.dup is NONE:
                         e.dup = {}
-                    e.dup[c] = d
-    by_class: dict[str, list[Entry]] = defaultdict(list)
+                    e.dup[c] = m if d == m else d
     for e in group:
-        # an inode_share mount's own-inode pages are private (splice
-        # readers): no remount merges them
-        if e.shared_mapping or not (e.mount and e.mount.inode_share):
-            by_class[aops(e)].append(e)
-    mergeable = [members for members in by_class.values() if len(members) >= 2]
-    for members in mergeable:
-        for e in members:
-            e.in_group = True
-    return redundant, mergeable
+        if e.dup is not NONE and e.dup == e.union:
+            e.dup = e.union         # every resident page duplicated: one dict
+    return redundant

@@ -58,13 +58,16 @@ def cache_owners(managed: Iterable[Entry], readings: Readings) -> dict[tuple, di
     return owned
 
 
-def _copy(e: Entry, content: ContentResolver) -> Copy:
-    img = image_key(e.mount)
-    mm = _managed_map(content, e.mount, e.ino)
-    return Copy(key=(e.dev, e.ino, e.shared_mapping), union=e.union, owners=e.chunks,
-                image=img, page_map=_page_map(content, e.mount, e.ino) if img else None,
-                fingerprinted=bool(e.mount and e.mount.image and e.mount.image.ishare_xattrs),
-                managed=None if mm is None else (managed_key(e.dev), mm))
+def _copy(e: Entry, image_pages, managed_pages) -> Copy:
+    """``image_pages``/``managed_pages``: the content resolver's, or None
+    (resolvers without them: unknown)."""
+    m = e.mount
+    img = image_key(m)
+    mm = managed_pages(m, e.ino) if (managed_pages is not None and m is not None) else None
+    pm = image_pages(m, e.ino) if (img and image_pages is not None) else None
+    return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, img, pm,
+                bool(m and m.image and m.image.ishare_xattrs),
+                None if mm is None else (managed_key(e.dev), mm))
 
 
 def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
@@ -79,6 +82,7 @@ def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple
 
 
 STAGES = ("rebuild", "now", "domains")
+_NO_SAVINGS = Savings()        # a stage without copies (read only)
 
 
 def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, list[Copy]]:
@@ -90,8 +94,9 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     shared = sorted((e for e in members if e.shared_mapping),
                     key=lambda e: (-e.resident_pages(), e.shared_mapping))
     stock = [e for e in members if not e.shared_mapping]
-    first = [_copy(e, content) for e in shared]
-    stock_copies = [_copy(e, content) for e in stock]
+    fns = (getattr(content, "image_pages", None), getattr(content, "managed_pages", None))
+    first = [_copy(e, *fns) for e in shared]
+    stock_copies = [_copy(e, *fns) for e in stock]
     ready = [c for c in stock_copies if c.fingerprinted]
     return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
 
@@ -102,7 +107,8 @@ class GroupCache:
     groups are kept by deltas (integers: exact)."""
 
     def __init__(self):
-        self.groups: dict[tuple, tuple] = {}    # gid -> (order, stages, file parts, maps, unmapped)
+        # gid -> (order, stages (None without maps), file parts, maps, unmapped, copies' devs)
+        self.groups: dict[tuple, tuple] = {}
         self.file_part = {stage: Savings() for stage in STAGES}
         self.dev_count: dict[int, int] = {}     # copies per dev
         self.unmapped = 0
@@ -119,26 +125,32 @@ class GroupCache:
             parts: dict[str, Savings] = {}
             for stage in STAGES:        # stages often hold the same copies: once each
                 same = next((parts[o] for o in parts if stages[o] == stages[stage]), None)
-                parts[stage] = same if same is not None else group_file_savings(stages[stage])
-            new = (members[0].order, stages, parts,
-                   has_cache_maps(rebuild),
-                   sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None))
+                if same is None:
+                    same = group_file_savings(stages[stage]) if stages[stage] else _NO_SAVINGS
+                parts[stage] = same
+            maps = has_cache_maps(rebuild)
+            # the copies are kept only where potential() reads them (cache
+            # page maps): most groups keep their parts and their copies' devs
+            new = (members[0].order, stages if maps else None, parts, maps,
+                   sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
+                   tuple(c.key[0] for c in rebuild))
             self.groups[gid] = new
             self._account(new, +1)
-            if new[3]:
+            if maps:
                 self.with_maps.add(gid)
 
     def _account(self, g: tuple, sign: int) -> None:
-        _, stages, file_parts, _, unmapped = g
+        _, _, file_parts, _, unmapped, devs = g
         for stage in STAGES:
-            self.file_part[stage].add(file_parts[stage], sign)
+            if file_parts[stage] is not _NO_SAVINGS:
+                self.file_part[stage].add(file_parts[stage], sign)
         self.unmapped += sign * unmapped
-        for c in stages["rebuild"]:
-            n = self.dev_count.get(c.key[0], 0) + sign
+        for dev in devs:
+            n = self.dev_count.get(dev, 0) + sign
             if n:
-                self.dev_count[c.key[0]] = n
+                self.dev_count[dev] = n
             else:
-                del self.dev_count[c.key[0]]
+                del self.dev_count[dev]
 
     def mapped(self, stage: str, without: set[tuple] = frozenset()) -> list[list[Copy]]:
         """The groups with cache page maps, in canonical order (``without``:
@@ -165,10 +177,14 @@ def _copy_key(k: tuple) -> tuple:
 def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
                   entries_on: Callable[[int], Iterable[Entry]], mounts: MountResolver,
                   content: ContentResolver, readings: Readings,
-                  owned: dict[tuple, dict[int, int]]) -> tuple[World, dict[tuple, set[int]]]:
+                  owned: dict[tuple, dict[int, int]],
+                  stages_of: Callable[[tuple], dict[str, list[Copy]]]
+                  ) -> tuple[World, dict[tuple, set[int]]]:
     """The World read_replay needs: the logged reads, every resident copy on
     the logged mounts (and on the mounts their groups and shared inodes
-    span), the groups per stage.  Also returns gid -> the group's mounts."""
+    span), the groups per stage.  Also returns gid -> the group's mounts.
+    ``stages_of(gid)``: the group's copies per stage (GroupCache keeps them
+    only for groups with cache page maps)."""
     devs = {r.dev for r in log.records}
     mapping_devs: dict[int, set[int]] = defaultdict(set)
     for r in log.records:
@@ -181,8 +197,13 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
             inodes[("s", e.shared_mapping)] = Inode(("s", e.shared_mapping), frozenset(e_devs),
                                                    chunk_pages(e.union))
     group_devs: dict[tuple, set[int]] = {}
+    group_stages: dict[tuple, dict[str, list[Copy]]] = {}
+    linked = devs | {e.dev for e in shared if ("s", e.shared_mapping) in inodes}
     for gid, g in cache.groups.items():
-        copies = g[1]["rebuild"]
+        if not linked.intersection(g[5]):     # the copies' devs: none logged
+            continue
+        stages = group_stages[gid] = stages_of(gid)
+        copies = stages["rebuild"]
         g_devs = {d for c in copies for d in (inodes[_copy_key(c.key)].devs if
                                                 _copy_key(c.key) in inodes else (c.key[0],))}
         if g_devs & devs:
@@ -202,7 +223,7 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
         image_of=lambda d: image_key(mounts.by_dev(d)),
         image_map=lambda d, ino: _image_list(content, mounts.by_dev(d), ino),
         image_sizes=readings.image_sizes, image_owners=owned, overflowed=log.overflowed,
-        groups={stage: [[_copy_key(c.key) for c in cache.groups[gid][1][stage]]
+        groups={stage: [[_copy_key(c.key) for c in group_stages[gid][stage]]
                         for gid in sorted(group_devs)] for stage in STAGES},
     ), group_devs
 
@@ -280,7 +301,8 @@ def _explained_shared(e: Entry, explained: set[int]) -> bool:
 def replayed_savings(log: ReadLog, cache: GroupCache, shared: list[Entry],
                      entries_on: Callable[[int], Iterable[Entry]], mounts: MountResolver,
                      content: ContentResolver, readings: Readings,
-                     owned: dict[tuple, dict[int, int]], health: Health
+                     owned: dict[tuple, dict[int, int]], health: Health,
+                     stages_of: Callable[[tuple], dict[str, list[Copy]]]
                      ) -> tuple[ReplaySaved, dict[tuple, set[int]]]:
     """read_replay.replay_savings() of the read log (nothing without one)."""
     if log.warning:
@@ -289,7 +311,7 @@ def replayed_savings(log: ReadLog, cache: GroupCache, shared: list[Entry],
     if not log.records:
         return ReplaySaved(), {}
     world, group_devs = _replay_world(log, cache, shared, entries_on, mounts, content,
-                                      readings, owned)
+                                      readings, owned, stages_of)
     if log.replays_of != log.generation:    # the same reads replay once
         log.replays, log.replays_of = {}, log.generation
     world.memo = log.replays

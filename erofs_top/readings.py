@@ -37,7 +37,7 @@ def kdev_from_st_dev(st_dev: int) -> int:
     return kdev(os.major(st_dev), os.minor(st_dev))
 
 
-@dataclass
+@dataclass(slots=True)
 class PageChunk:
     dev: int                    # kernel dev_t of the EROFS superblock
     ino: int
@@ -46,7 +46,7 @@ class PageChunk:
     seeded_mask: int = 0        # pages that were already resident when tracing started
 
 
-@dataclass
+@dataclass(slots=True)
 class FileIO:
     """Counters over the run for one (file, cgroup)."""
     dev: int

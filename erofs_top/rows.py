@@ -174,7 +174,7 @@ def file_rows(agg, top: list[tuple], page: int) -> list[File]:
             dev=kdev_str(dev), ino=ino, path=e.info.path if e.info else "",
             content_id=content_id(e.content_key), size=e.info.size if e.info else 0,
             resident_bytes=-neg_res * page, duplicate_bytes=-neg_dup * page,
-            copies=copies, cgroups=sorted(set(c.per_cg) | set(e.users)),
+            copies=copies, cgroups=sorted(set(c.cgroups()) | set(e.users)),
             shared=bool(e.shared_mapping)))
     return files
 

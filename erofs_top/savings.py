@@ -61,7 +61,7 @@ class Savings:
                     mine.pop(k, None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Copy:
     """One cached copy of some content, as the savings code needs it."""
     key: tuple                          # unique per copy (the aggregator's entry key)
@@ -89,29 +89,68 @@ def _pages_of(mask: int, chunk: int) -> Iterable[int]:
         mask ^= low
 
 
-def _file_pages(members: list[Copy], out: Savings, removed: dict[tuple, dict[int, int]]) -> None:
+def _file_pages(members: list[Copy], out: Savings,
+                removed: dict[tuple, dict[int, int]] | None) -> None:
     """Per content page, every resident copy after the first is saved; the
-    first holder in ``members`` order keeps it.  Fills ``removed``."""
+    first holder in ``members`` order keeps it.  Fills ``removed`` (if given)."""
+    rows = [(m.union, m.fingerprinted, m.key, m.owners) for m in members]
+    by_dev, by_cgroup = out.by_dev, out.by_cgroup
+    if members and all(r[0] == members[0].union for r in rows):
+        _same_pages(rows, out, removed)
+        return
     chunks = set().union(*(m.union.keys() for m in members))
+    file_pages = now_file_pages = 0
     for c in chunks:
         held = 0
         held_fp = 0
-        for m in members:
-            mask = m.union.get(c, 0)
+        for union, fingerprinted, key, owners_of in rows:
+            mask = union.get(c, 0)
             gone = mask & held
             held |= mask
-            if m.fingerprinted:
-                out.now_file_pages += (mask & held_fp).bit_count()
+            if fingerprinted:
+                now_file_pages += (mask & held_fp).bit_count()
                 held_fp |= mask
             if not gone:
                 continue
-            removed.setdefault(m.key, {})[c] = gone
-            out.file_pages += gone.bit_count()
-            out.by_dev[m.key[0]] += gone.bit_count()
-            for cg, om in m.owners.get(c, {}).items():
+            if removed is not None:
+                removed.setdefault(key, {})[c] = gone
+            n = gone.bit_count()
+            file_pages += n
+            by_dev[key[0]] += n
+            owners = owners_of.get(c)
+            if owners is None:
+                continue
+            if len(owners) == 1:
+                for cg, om in owners.items():
+                    n = n if om == mask else (om & gone).bit_count()
+                    if n:
+                        by_cgroup[cg] += n
+                continue
+            for cg, om in owners.items():
                 n = (om & gone).bit_count()
                 if n:
-                    out.by_cgroup[cg] += n
+                    by_cgroup[cg] += n
+    out.file_pages += file_pages
+    out.now_file_pages += now_file_pages
+
+
+def _same_pages(rows: list[tuple], out: Savings,
+                removed: dict[tuple, dict[int, int]] | None) -> None:
+    """_file_pages where every copy holds the same pages (the usual case):
+    every copy after the first gives up all of them."""
+    pages = sum(m.bit_count() for m in rows[0][0].values())
+    fingerprinted = sum(1 for r in rows if r[1])
+    out.now_file_pages += max(0, fingerprinted - 1) * pages
+    out.file_pages += (len(rows) - 1) * pages
+    by_dev, by_cgroup = out.by_dev, out.by_cgroup
+    for union, _, key, owners_of in rows[1:]:
+        if removed is not None:
+            removed[key] = dict(union)
+        by_dev[key[0]] += pages
+        for owners in owners_of.values():       # each owner's pages are within the union
+            for cg, om in owners.items():
+                if om:
+                    by_cgroup[cg] += om.bit_count()
 
 
 def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
@@ -177,7 +216,7 @@ def group_file_savings(members: list[Copy]) -> Savings:
     """The EROFS-page part of potential() for one group (it depends on that
     group alone: the aggregator keeps it per group between refreshes)."""
     out = Savings()
-    _file_pages(sorted(members, key=_fingerprinted_first), out, {})
+    _file_pages(sorted(members, key=_fingerprinted_first), out, None)
     return out
 
 

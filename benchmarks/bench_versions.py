@@ -1,0 +1,114 @@
+"""Two versions of the aggregator on the same synthetic node, in the same run:
+the full recompute at scale, a steady refresh after it, and the memory the
+aggregator keeps.
+
+Each --tree (a checkout or `git archive` of some commit; default: this
+checkout) is measured in a child process of its own (its erofs_top and its
+benchmarks/synthetic_node.py), in interleaved rounds (A B, B A, ...:
+benchlib.interleaved), so a drift of the machine hits every version alike.
+Per child: `aggregate()` from scratch on SyntheticNode(--files,
+--containers) (CPU seconds of the process, and wall), then a kept Aggregator
+(full pass, then --churn of the chunk entries changed, the Readings naming
+the files changed): the CPU of that steady refresh, and the RSS the kept
+aggregator adds (VmRSS after minus before, the node and its Readings
+alive in both).  CPU time, not wall time: other helpers and lab VMs share
+this machine's two cores, and a process waiting for a core is not slower.
+
+Run:  .venv/bin/python benchmarks/bench_versions.py --tree base=/tmp/base --tree new=. \\
+          --files 250000 --containers 1000 --rounds 2
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import benchlib
+
+CHILD = r"""
+import gc, json, sys, time
+tree, n_files, n_ctr, churn = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+sys.path[:0] = [tree, tree + "/benchmarks"]
+from synthetic_node import SyntheticNode
+from erofs_top.aggregate import Aggregator, aggregate
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+node = SyntheticNode(n_files, n_ctr)
+res = node.resolvers()
+readings = node.readings(by_file=True)
+gc.collect()
+c, w = time.process_time(), time.perf_counter()
+aggregate(readings, *res, tier="tracepoint", started_at=0.0)
+full_cpu, full_wall = time.process_time() - c, time.perf_counter() - w
+gc.collect()
+before = rss_mb()
+agg = Aggregator(recheck_slices=0)
+agg.update(readings, *res, tier="tracepoint", started_at=0.0)
+del readings
+node.churn(churn)
+r = node.readings(by_file=True, hint=True)
+gc.collect()
+c = time.process_time()
+agg.update(r, *res, tier="tracepoint", started_at=0.0)
+steady_cpu = time.process_time() - c
+gc.collect()
+print(json.dumps({"full_cpu_s": full_cpu, "full_wall_s": full_wall, "steady_cpu_s": steady_cpu,
+                  "kept_rss_mb": rss_mb() - before, "chunks": node.chunk_count()}))
+"""
+
+KEYS = ("full_cpu_s", "full_wall_s", "steady_cpu_s", "kept_rss_mb")
+
+
+def _add_args(ap) -> None:
+    ap.add_argument("--tree", action="append", default=[],
+                    help="NAME=PATH of a checkout (repeat; the first is the baseline); "
+                         "default: this checkout only")
+    ap.add_argument("--files", type=int, default=250_000)
+    ap.add_argument("--containers", type=int, default=1000)
+    ap.add_argument("--churn", type=float, default=0.01, help="share of chunk entries changed "
+                    "before the steady refresh")
+    ap.add_argument("--rounds", type=int, default=2)
+
+
+def _body(args):
+    trees = dict(t.split("=", 1) for t in args.tree) or {"this": str(benchlib.REPO)}
+    trees = {k: os.path.abspath(v) for k, v in trees.items()}
+    print(f"{args.files} files x {args.containers} containers, steady after "
+          f"{args.churn * 100:g} % churn; {args.rounds} interleaved rounds of {list(trees)}")
+
+    def measure(name, rnd):
+        out = subprocess.run([sys.executable, "-c", CHILD, trees[name], str(args.files),
+                              str(args.containers), str(args.churn)],
+                             capture_output=True, text=True, check=True)
+        v = json.loads(out.stdout)
+        print(f"  round {rnd} {name:>8}: full {v['full_cpu_s']:.2f} s CPU "
+              f"({v['full_wall_s']:.2f} s wall), steady {v['steady_cpu_s'] * 1e3:.0f} ms CPU, "
+              f"kept aggregator {v['kept_rss_mb']:.0f} MB ({v['chunks']} chunk entries)",
+              flush=True)
+        return v
+    values = benchlib.interleaved(trees, args.rounds, measure)
+    base = next(iter(trees))
+    result = {}
+    for key in KEYS:
+        per = {name: [v[key] for v in vs] for name, vs in values.items()}
+        result[key] = {"median": {n: benchlib.median(x) for n, x in per.items()},
+                       "ratios": benchlib.ratios(per, base) if len(per) > 1 else {}}
+        meds = ", ".join(f"{n} {m:.3g}" for n, m in result[key]["median"].items())
+        rat = ", ".join(f"{n}/{base} {r['median_ratio']:.3f} (best-of {r['best_of_ratio']:.3f})"
+                        for n, r in result[key]["ratios"].items())
+        print(f"  {key}: median {meds}" + (f"; {rat}" if rat else ""))
+    return result
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
