@@ -181,13 +181,19 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
             kept[m.image].update(p for ps in m.page_map.values() for p in ps)
         return cand, kept
     keeper = _keeper(mapped, owned, readers)
+    # a cache page this copy pulled in is charged to a cgroup holding pages of
+    # this very file: pages charged to anyone else (the image's writer, a
+    # reader of another file whose readahead crossed into these blocks, a
+    # scanner whose pages are gone) stay cached whatever sharing does
+    file_readers = {m.key: _file_holders(m) & readers.get(m.image, set()) for m in mapped}
     for fpage in set().union(*(m.page_map.keys() for m in mapped)):
         holders, read_through = [], False
         for m in mapped:
             ps = m.page_map.get(fpage, ())
             pages = owned.get(m.image, {})
             if resident:
-                hit = [p for p in ps if pages.get(p) in readers.get(m.image, ())]
+                mine = file_readers[m.key]
+                hit = [p for p in ps if pages.get(p) in mine]
             else:
                 hit = [p for p in ps if p not in pages]
                 read_through |= len(hit) < len(ps)
@@ -206,6 +212,11 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
             for p in hit:
                 cand[m.image][p] = (owned.get(m.image, {}).get(p, 0), m.key[0])
     return cand, kept
+
+
+def _file_holders(m: Copy) -> set[int]:
+    """The cgroups holding resident pages of this copy."""
+    return {cg for per_cg in m.owners.values() for cg in per_cg}
 
 
 def _fingerprinted_first(m: Copy) -> bool:

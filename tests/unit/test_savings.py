@@ -60,6 +60,24 @@ def test_warm_image_pages_charged_to_another_cgroup_save_nothing():
     assert (s.file_pages, s.image_pages) == (10, 0)
 
 
+def test_image_pages_charged_to_a_reader_of_other_files_save_nothing():
+    # the images were warmed by a cgroup that also reads other files of both
+    # mounts (the lab's root cgroup: mkfs, then a directory walk): it reads
+    # the images, but holds no page of these files, so sharing these files
+    # would not drop its image pages (the two-domains lab case)
+    owned = {IMG1: {100 + i: C for i in range(10)}, IMG2: {200 + i: C for i in range(10)}}
+    s = potential([[copy("a", bits(0, 10), A, IMG1, linear(10, 100)),
+                    copy("b", bits(0, 10), B, IMG2, linear(10, 200))]],
+                  owned, {IMG1: {A, C}, IMG2: {B, C}}, {})
+    assert (s.file_pages, s.image_pages) == (10, 0)
+    # the same pages charged to the copies' own readers do save
+    owned = {IMG1: {100 + i: A for i in range(10)}, IMG2: {200 + i: B for i in range(10)}}
+    s = potential([[copy("a", bits(0, 10), A, IMG1, linear(10, 100)),
+                    copy("b", bits(0, 10), B, IMG2, linear(10, 200))]],
+                  owned, {IMG1: {A, C}, IMG2: {B, C}}, {})
+    assert (s.file_pages, s.image_pages) == (10, 10)
+
+
 def test_image_pages_other_files_need_stay():
     owned = {IMG1: {100 + i: A for i in range(4)}, IMG2: {200 + i: B for i in range(4)}}
     # image page 201 also holds blocks of another resident file of image 2
