@@ -181,11 +181,14 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
             kept[m.image].update(p for ps in m.page_map.values() for p in ps)
         return cand, kept
     keeper = _keeper(mapped, owned, readers)
-    # a cache page this copy pulled in is charged to a cgroup holding pages of
-    # this very file: pages charged to anyone else (the image's writer, a
-    # reader of another file whose readahead crossed into these blocks, a
-    # scanner whose pages are gone) stay cached whatever sharing does
-    file_readers = {m.key: _file_holders(m) & readers.get(m.image, set()) for m in mapped}
+    # a cache page this content pulled in through an image is charged to a
+    # cgroup holding pages of a copy read through that image: pages charged
+    # to anyone else (the image's writer, a reader of other files only) stay
+    # cached whatever sharing does
+    by_image: dict[tuple, set[int]] = defaultdict(set)
+    for m in mapped:
+        by_image[m.image] |= _file_holders(m)
+    file_readers = {m.key: by_image[m.image] & readers.get(m.image, set()) for m in mapped}
     for fpage in set().union(*(m.page_map.keys() for m in mapped)):
         holders, read_through = [], False
         for m in mapped:
