@@ -120,8 +120,10 @@ def test_report_agrees_with_once(stack, cgroup_prefix, tmp_path):
             assert offline["duplicate_bytes"] == approx(mine["duplicate_bytes"]), ctr.path
         else:
             assert offline["duplicate_bytes"] == approx(live["duplicate_bytes"]), ctr.path
-        # seen inserted during the recording, not found resident at its start
-        assert offline["inserted_bytes"] == approx(offline["resident_bytes"])
+        # seen inserted during the recording, not found resident at its start:
+        # what is resident is what was inserted less what the host evicted since
+        # (this host evicts the workload's cache under a busy lab VM)
+        assert offline["inserted_bytes"] - offline["evicted_bytes"] == approx(offline["resident_bytes"])
         assert offline["seeded_bytes"] == 0
     # the timeline saw the reads: each container's inserted bytes rise from 0
     # at the first sample to what it holds at the last
