@@ -25,8 +25,10 @@
  * fentry/fexit (BCC MODULE_KFUNC_PROBE; needs module BTF).  erofs.ko must be
  * loaded before attaching (the symbols appear in kallsyms only then).
  *
- * Kernels: 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y, compiled against the
- * running kernel's own header tree (struct offsets).  Only public VFS structs
+ * Kernels: 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y.  Struct offsets come
+ * from the running kernel's BTF (erofs_top/kernel/btf.py, -DBTF_LAYOUT: every
+ * kernel field is read through READ_FIELD); without BTF, from its own header
+ * tree (the headers were ~3/4 of this file's compile time).  Only public VFS structs
  * are read (folio, address_space, inode, super_block, file, file_system_type);
  * never struct erofs_inode, and never the fingerprint blob: it carries the
  * secret domain_id.  The pseudo superblock is recognised by its
