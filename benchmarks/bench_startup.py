@@ -69,15 +69,24 @@ def unpack(ref: str, into: Path) -> Path:
 def _add_args(ap) -> None:
     ap.add_argument("--baseline", default="main",
                     help="git ref to compare with (default main)")
+    ap.add_argument("--baseline-tree", metavar="DIR",
+                    help="compare with this unpacked tree (erofs_top/ and probes/, e.g. "
+                         "`git archive REF erofs_top probes | tar -x -C DIR`) instead of "
+                         "--baseline: for the qemu lab, whose copy of the checkout has no .git")
     ap.add_argument("--rounds", type=int, default=7, help="starts per tree (default 7)")
 
 
 def _body(args):
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.baseline],
-                         check=True, capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="erofs-top-bench-startup-") as tmp:
-        trees = {f"baseline {args.baseline} ({rev})": unpack(args.baseline, Path(tmp)),
-                 "this checkout": REPO}
+        if args.baseline_tree:
+            base_tree = Path(args.baseline_tree).resolve()
+            trees = {f"baseline {base_tree}": base_tree, "this checkout": REPO}
+        else:
+            rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short",
+                                  args.baseline], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+            trees = {f"baseline {args.baseline} ({rev})": unpack(args.baseline, Path(tmp)),
+                     "this checkout": REPO}
         walls = {k: [] for k in trees}
         cpus = {k: [] for k in trees}
         stages: dict[str, list[float]] = {}

@@ -322,7 +322,10 @@ def _doctor_startup(rep, before_s: float | None) -> bool:
         clock.stages_s.pop(startup.BEFORE, None)
         clock.stages_s = {**({startup.PYTHON: before_s} if before_s is not None else {}),
                           startup.RESOLVERS: clock.created_at - opened_at, **clock.stages_s}
-        rep.add("start-up", True, clock.summary())
+        sharing = getattr(col.source, "sharing", None)
+        layout = getattr(sharing, "layout", "")
+        rep.add("start-up", True, clock.summary() + (
+            f"; sharing probes' struct layouts: {layout}" if layout else ""))
     finally:
         with POLICY.cleanup():
             col.close()

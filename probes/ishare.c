@@ -25,8 +25,10 @@
  * fentry/fexit (BCC MODULE_KFUNC_PROBE; needs module BTF).  erofs.ko must be
  * loaded before attaching (the symbols appear in kallsyms only then).
  *
- * Kernels: 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y, compiled against the
- * running kernel's own header tree (struct offsets).  Only public VFS structs
+ * Kernels: 7.0+ with CONFIG_EROFS_FS_PAGE_CACHE_SHARE=y.  Struct offsets come
+ * from the running kernel's BTF (erofs_top/kernel/btf.py, -DBTF_LAYOUT: every
+ * kernel field is read through READ_FIELD); without BTF, from its own header
+ * tree (the headers were ~3/4 of this file's compile time).  Only public VFS structs
  * are read (folio, address_space, inode, super_block, file, file_system_type);
  * never struct erofs_inode, and never the fingerprint blob: it carries the
  * secret domain_id.  The pseudo superblock is recognised by its
@@ -52,9 +54,36 @@
  *   counters      per-CPU: map update failures, owner overflow, ...
  */
 #include <uapi/linux/ptrace.h>
+#ifdef BTF_LAYOUT
+/* Struct layouts from the running kernel's BTF (erofs_top/kernel/btf.py passes
+ * OFF_/SZ_/VAL_ macros): no kernel header tree, which was ~20 of the ~27 s
+ * this file took to compile under the lab's TCG.  The structs stay opaque. */
+struct super_block;
+struct file_system_type;
+struct address_space;
+struct inode;
+struct folio;
+struct file;
+struct kiocb;
+struct iov_iter;
+struct vm_area_struct;
+#define FIELD_AT(p, st, f) ((const void *)((const char *)(p) + OFF_##st##__##f))
+#define FIELD_SIZE(st, f) SZ_##st##__##f
+#define PG_HEAD_BIT VAL_pageflags__PG_head
+#else
+/* no BTF: the header tree of the running kernel */
 #include <linux/fs.h>
 #include <linux/mm_types.h>
 #include <linux/page-flags.h>
+#define FIELD_AT(p, st, f) ((const void *)&((struct st *)(p))->f)
+#define FIELD_SIZE(st, f) sizeof(((struct st *)0)->f)
+#define PG_HEAD_BIT PG_head
+#endif
+/* one kernel field into a zeroed variable at least as wide (little endian: a
+ * narrower field fills its low bytes) */
+#define READ_FIELD(dst, p, st, f) ({                                        \
+        _Static_assert(FIELD_SIZE(st, f) <= sizeof(dst), #st "." #f " wider than " #dst); \
+        bpf_probe_read_kernel(&(dst), FIELD_SIZE(st, f), FIELD_AT(p, st, f)); })
 #include "chunk_owners.h"      /* owners_claim / owners_release, MAX_OWNERS */
 
 #ifndef SHARED_CHUNK_ENTRIES
@@ -186,17 +215,17 @@ static __always_inline int is_pseudo_sb(struct super_block *sb)
 {
     unsigned long magic = 0;
     struct file_system_type *t = NULL;
-    bpf_probe_read_kernel(&magic, sizeof(magic), &sb->s_magic);
+    READ_FIELD(magic, sb, super_block, s_magic);
     if ((u32)magic != EROFS_MAGIC)
         return 0;
-    bpf_probe_read_kernel(&t, sizeof(t), &sb->s_type);
+    READ_FIELD(t, sb, super_block, s_type);
     u64 key = (u64)t;
     u32 *kind = fs_types.lookup(&key);
     if (kind)
         return *kind == FS_PSEUDO;
     const char *np = NULL;
     char name[16] = {};
-    bpf_probe_read_kernel(&np, sizeof(np), &t->name);
+    READ_FIELD(np, t, file_system_type, name);
     if (np)
         bpf_probe_read_kernel_str(name, sizeof(name), np);
     const char want[] = "pseudo_erofs";
@@ -219,10 +248,10 @@ static __always_inline int is_shared_mapping(struct address_space *mapping)
     struct super_block *sb = NULL;
     if (!mapping)
         return 0;
-    bpf_probe_read_kernel(&host, sizeof(host), &mapping->host);
+    READ_FIELD(host, mapping, address_space, host);
     if (!host)
         return 0;
-    bpf_probe_read_kernel(&sb, sizeof(sb), &host->i_sb);
+    READ_FIELD(sb, host, inode, i_sb);
     return sb && is_pseudo_sb(sb);
 }
 
@@ -265,18 +294,18 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask)
 static __always_inline void folio_event(struct folio *folio, int add)
 {
     struct address_space *mapping = NULL;
-    bpf_probe_read_kernel(&mapping, sizeof(mapping), &folio->mapping);
+    READ_FIELD(mapping, folio, folio, mapping);
     if (!is_shared_mapping(mapping))
         return;
     unsigned long index = 0, flags = 0, flags1 = 0;
-    bpf_probe_read_kernel(&index, sizeof(index), &folio->index);
+    READ_FIELD(index, folio, folio, index);
     /* folio_order(): the flags word is the first member of struct folio
      * (memdesc_flags_t since 6.18, unsigned long before), the order sits
      * in _flags_1 of large (PG_head) folios */
     bpf_probe_read_kernel(&flags, sizeof(flags), (void *)folio);
     u32 order = 0;
-    if (flags & (1UL << PG_head)) {
-        bpf_probe_read_kernel(&flags1, sizeof(flags1), &folio->_flags_1);
+    if (flags & (1UL << PG_HEAD_BIT)) {
+        READ_FIELD(flags1, folio, folio, _flags_1);
         order = flags1 & 0xff;
     }
     u64 cg = add ? bpf_get_current_cgroup_id() : 0;
@@ -391,7 +420,7 @@ static __always_inline void add_member(struct member_key *mk, struct inode *real
     struct member_val mv = {};
     if (members.lookup(mk))
         return;
-    bpf_probe_read_kernel(&mv.size, sizeof(mv.size), &real->i_size);
+    READ_FIELD(mv.size, real, inode, i_size);
     mv.inode = (u64)real;
     u64 ik = (u64)real;
     if (members.update(mk, &mv) != 0 || real_inodes.update(&ik, mk) != 0)
@@ -401,10 +430,10 @@ static __always_inline void add_member(struct member_key *mk, struct inode *real
 static __always_inline void inode_id(struct inode *inode, u32 *dev, u64 *ino)
 {
     struct super_block *sb = NULL;
-    bpf_probe_read_kernel(ino, sizeof(*ino), &inode->i_ino);
-    bpf_probe_read_kernel(&sb, sizeof(sb), &inode->i_sb);
+    READ_FIELD(*ino, inode, inode, i_ino);
+    READ_FIELD(sb, inode, inode, i_sb);
     if (sb)
-        bpf_probe_read_kernel(dev, sizeof(*dev), &sb->s_dev);
+        READ_FIELD(*dev, sb, super_block, s_dev);
 }
 
 /* A task opened, read or mapped a shared-capable file: its cgroup uses the
@@ -421,20 +450,20 @@ static __always_inline void note_use(struct file *f, int what)
     if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID)
         return;
 #endif
-    bpf_probe_read_kernel(&rf, sizeof(rf), &f->private_data);
-    bpf_probe_read_kernel(&oi, sizeof(oi), &f->f_inode);
+    READ_FIELD(rf, f, file, private_data);
+    READ_FIELD(oi, f, file, f_inode);
     if (!rf || !oi)
         return;
-    bpf_probe_read_kernel(&m, sizeof(m), &rf->f_mapping);
-    bpf_probe_read_kernel(&si, sizeof(si), &rf->f_inode);
+    READ_FIELD(m, rf, file, f_mapping);
+    READ_FIELD(si, rf, file, f_inode);
     if (!m || !si)
         return;
     /* learn the pseudo superblock's type from the realfile's inode */
     struct super_block *ssb = NULL;
     struct file_system_type *t = NULL;
-    bpf_probe_read_kernel(&ssb, sizeof(ssb), &si->i_sb);
+    READ_FIELD(ssb, si, inode, i_sb);
     if (ssb) {
-        bpf_probe_read_kernel(&t, sizeof(t), &ssb->s_type);
+        READ_FIELD(t, ssb, super_block, s_type);
         u64 tk = (u64)t;
         u32 kind = FS_PSEUDO;
         if (t && !fs_types.lookup(&tk))
@@ -483,7 +512,7 @@ static __always_inline void fill_done(u64 tid, int shared)
         struct inode *si = (struct inode *)a->shared;
         struct inode *real = (struct inode *)a->inode;
         struct address_space *m = NULL;
-        bpf_probe_read_kernel(&m, sizeof(m), &si->i_mapping);
+        READ_FIELD(m, si, inode, i_mapping);
         if (m) {
             struct member_key mk = {.mapping = (u64)m};
             inode_id(real, &mk.dev, &mk.ino);
@@ -547,7 +576,7 @@ int kr_ishare_open(struct pt_regs *ctx)
 int kp_ishare_read_iter(struct pt_regs *ctx, struct kiocb *iocb)
 {
     struct file *f = NULL;
-    bpf_probe_read_kernel(&f, sizeof(f), &iocb->ki_filp);
+    READ_FIELD(f, iocb, kiocb, ki_filp);
     note_use(f, CNT_READ);
     return 0;
 }
@@ -593,7 +622,7 @@ MODULE_KRETFUNC_PROBE(erofs, erofs_ishare_file_open, struct inode *inode, struct
 MODULE_KFUNC_PROBE(erofs, erofs_ishare_file_read_iter, struct kiocb *iocb, struct iov_iter *to)
 {
     struct file *f = NULL;
-    bpf_probe_read_kernel(&f, sizeof(f), &iocb->ki_filp);
+    READ_FIELD(f, iocb, kiocb, ki_filp);
     note_use(f, CNT_READ);
     return 0;
 }

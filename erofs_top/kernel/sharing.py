@@ -13,10 +13,11 @@ probes.py are the only ones that import bcc.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from ..readings import SharedInode
-from . import host, maps
+from . import btf, host, maps
 from .probe_files import ProbeFileMissing, probe_file
 
 COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_failures",
@@ -61,6 +62,9 @@ class SharingProbes:
         self.warnings: list[str] = []
         self._chunk_gc = None         # set once the probes are loaded
         self.bpf = None
+        self._layout: list[str] | None = None   # btf.py's -D macros ([]: headers)
+        self.layout = ""              # where struct layouts came from (doctor)
+        self.layout_s = 0.0
         errors = []
         order = {"auto": ("kprobe", "fentry"), "kprobe": ("kprobe",), "fentry": ("fentry",)}[mode]
         for hook in order:
@@ -82,7 +86,18 @@ class SharingProbes:
               f"-I{probe.parent}"]     # chunk_owners.h, shared with filemap.c
         if hook == "fentry":
             fl.append("-DISHARE_FENTRY")
-        return fl
+        return fl + self._layout_cflags()
+
+    def _layout_cflags(self) -> list[str]:
+        """Struct layouts from kernel BTF (btf.py: no header tree to compile,
+        most of this file's compile time); [] = the kernel headers."""
+        if self._layout is None:
+            t = time.monotonic()
+            flags, why = btf.cflags()
+            self.layout_s = time.monotonic() - t
+            self._layout = flags or []
+            self.layout = "BTF" if flags else f"kernel headers ({why})"
+        return self._layout
 
     def _load(self, hook: str) -> None:
         BPF = self._BPF
@@ -95,7 +110,16 @@ class SharingProbes:
         except ProbeFileMissing as e:
             raise SharingError(str(e)) from None
         try:
-            self.bpf = BPF(src_file=str(probe).encode(), cflags=self._cflags(hook, probe))
+            try:
+                self.bpf = BPF(src_file=str(probe).encode(), cflags=self._cflags(hook, probe))
+            except Exception as e:
+                if not self._layout:
+                    raise
+                # BTF layouts the file cannot use: the headers, as before BTF
+                self.warnings.append("sharing: probes/ishare.c did not compile with BTF struct "
+                                     f"layouts ({_last_line(e)}); compiled with the kernel headers")
+                self._layout, self.layout = [], "kernel headers (BTF layouts failed)"
+                self.bpf = BPF(src_file=str(probe).encode(), cflags=self._cflags(hook, probe))
         except Exception as e:   # bcc raises plain Exception with the compiler log
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
             raise SharingError(f"probes/ishare.c failed to load: {lines[-1] if lines else e}") from None
@@ -210,3 +234,9 @@ class SharingProbes:
                 del touched[k]
             except KeyError:
                 pass
+
+
+def _last_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
+

@@ -18,6 +18,8 @@ def test_doctor_concludes_full_tier(lab):
     out = r.stdout
     assert "tier: full" in out, out
     assert "page-cache sharing" in out and "matches" in out, out
+    # probes/ishare.c compiled from BTF struct layouts, not the header tree
+    assert "sharing probes' struct layouts: BTF" in out, out
 
 
 READERS = r"""

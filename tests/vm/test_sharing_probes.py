@@ -218,3 +218,30 @@ def test_kprobe_attach_failure_is_one_line(sharing_probes, monkeypatch):
     monkeypatch.setattr(sharing, "KPROBES", (bogus[:3] + (False,),))
     shell._attach_kprobes()
     assert any("erofs_top_no_such_function" in w for w in shell.warnings), shell.warnings
+
+
+def test_btf_layouts_equal_the_kernel_header_tree(lab):
+    """erofs_top/kernel/btf.py's offsets and sizes (libbpf on the running
+    kernel's BTF) against clang's view of this kernel's own header tree: a
+    program that includes the headers and asserts each -D macro equals
+    offsetof/sizeof there compiles only if every one matches."""
+    from bcc import BPF
+
+    from erofs_top.kernel import btf
+    flags, why = btf.cflags()
+    assert flags is not None, why
+    checks = []
+    for st, path in btf.FIELDS:
+        name = btf.macro_name(st, path)
+        checks.append(f"_Static_assert(OFF_{name} == offsetof(struct {st}, {path}), "
+                      f"\"offset of {st}.{path}\");")
+        checks.append(f"_Static_assert(SZ_{name} == sizeof(((struct {st} *)0)->{path}), "
+                      f"\"size of {st}.{path}\");")
+    for enum, value in btf.ENUMS:
+        checks.append(f"_Static_assert(VAL_{enum}__{value} == {value}, \"{enum} {value}\");")
+    text = "\n".join(["#include <linux/fs.h>", "#include <linux/mm_types.h>",
+                      "#include <linux/page-flags.h>", "#include <linux/stddef.h>", *checks,
+                      "int layout_check(void *ctx) { return 0; }"])
+    b = BPF(text=text.encode(), cflags=flags)     # raises with clang's message on a mismatch
+    b.cleanup()
+    assert len(checks) == 2 * len(btf.FIELDS) + len(btf.ENUMS)
