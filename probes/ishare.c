@@ -21,6 +21,11 @@
  *   raw_tracepoint mm_filemap_fault          a fault hit (all three 6.10+):
  *                  which pages each member's readers touched (a page saves
  *                  only where two members touched it)
+ *   erofs_file_read_iter (entry; stock files, optional) and
+ *   erofs_ishare_file_read_iter (entry)      every buffered read of an EROFS
+ *                  regular file, in order, into the read_log ring: the
+ *                  replay of the kernel's readahead (erofs_top/read_replay.py)
+ *                  needs each open file's reads (random readers, docs/sharing.md)
  * kprobes/kretprobes by default; with -DISHARE_FENTRY the same logic as
  * fentry/fexit (BCC MODULE_KFUNC_PROBE; needs module BTF).  erofs.ko must be
  * loaded before attaching (the symbols appear in kallsyms only then).
@@ -49,12 +54,20 @@
  *   cg_member     (mapping, cgroup id) -> the member that cgroup used last (faults
  *                 carry no file: the mmap user's member)
  *   fs_types      file_system_type ptr -> 1 pseudo_erofs, 2 another erofs type
+ *   read_log      ring buffer (READ_LOG_PAGES pages, preallocated) of struct
+ *                 read_rec: (member s_dev, i_ino, the struct file whose f_ra
+ *                 the read uses (the realfile on inode_share), the shared
+ *                 mapping or 0, pos, count, f_ra.prev_pos before the read (-1:
+ *                 a fresh open), i_size, cgroup id); a full ring drops the
+ *                 record and counts it (read_log_drops).  O_DIRECT reads are
+ *                 not logged (no page cache).
  *   counters      per-CPU: map update failures, owner overflow, ...
  */
 #include <uapi/linux/ptrace.h>
 #include <linux/fs.h>
 #include <linux/mm_types.h>
 #include <linux/page-flags.h>
+#include <linux/uio.h>
 #include "chunk_owners.h"      /* owners_claim / owners_release, MAX_OWNERS */
 
 #ifndef SHARED_CHUNK_ENTRIES
@@ -68,6 +81,9 @@
 #endif
 #ifndef TOUCH_ENTRIES
 #define TOUCH_ENTRIES 262144
+#endif
+#ifndef READ_LOG_PAGES
+#define READ_LOG_PAGES 1024          /* 4 MiB: about 58,000 reads between two refreshes */
 #endif
 #define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
 #define MAX_TOUCH_CHUNKS 64          /* one event marks up to 16 MiB (4 KiB pages) */
@@ -95,6 +111,7 @@ enum counter {
     CNT_TOUCH_UPDATE_FAILURES,      /* touched full: pages not marked */
     CNT_TOUCH_NO_MEMBER,            /* a shared page touched by a task with no known member */
     CNT_TOUCH_TRUNCATED_PAGES,      /* pages beyond MAX_TOUCH_CHUNKS in one event */
+    CNT_READ_LOG_DROPS,             /* read records the full read_log ring dropped */
     CNT_MAX,
 };
 
@@ -156,6 +173,19 @@ struct cg_key {
     u64 cgid;
 };
 
+struct read_rec {
+    u64 file;           /* struct file * whose f_ra filemap_read uses */
+    u64 mapping;        /* shared address_space (inode_share), else 0 */
+    u64 ino;
+    s64 pos;
+    u64 count;
+    s64 prev_pos;       /* f_ra.prev_pos before the read: -1 on a fresh open */
+    u64 size;           /* i_size */
+    u64 cgid;
+    u32 dev;
+    u32 pad;
+};
+
 struct fill_arg {
     u64 inode;          /* real inode passed to erofs_ishare_fill_inode */
     u64 shared;         /* iget5_locked() result inside it: the shared inode */
@@ -173,6 +203,7 @@ BPF_HASH(cg_member, struct cg_key, struct member_ref, USER_ENTRIES);
 BPF_HASH(fill_args, u64, struct fill_arg, 4096);    /* thread id -> args */
 BPF_HASH(open_args, u64, u64, 4096);                /* thread id -> struct file * */
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+BPF_RINGBUF_OUTPUT(read_log, READ_LOG_PAGES);
 
 static __always_inline void count(int idx, u64 n)
 {
@@ -472,6 +503,41 @@ static __always_inline void note_use(struct file *f, int what)
     count(what, 1);
 }
 
+/* One buffered read: the realfile's readahead state on inode_share mounts
+ * (erofs_ishare_file_read_iter reads through it), the file's own on stock. */
+static __always_inline void log_read(struct kiocb *iocb, struct iov_iter *to, int shared)
+{
+    struct file *f = NULL, *rf = NULL;
+    struct inode *inode = NULL;
+    int flags = 0;
+    struct read_rec r = {};
+    bpf_probe_read_kernel(&f, sizeof(f), &iocb->ki_filp);
+    bpf_probe_read_kernel(&flags, sizeof(flags), &iocb->ki_flags);
+    if (!f || (flags & IOCB_DIRECT))
+        return;
+    bpf_probe_read_kernel(&inode, sizeof(inode), &f->f_inode);
+    if (!inode)
+        return;
+    rf = f;
+    if (shared) {
+        struct address_space *m = NULL;
+        bpf_probe_read_kernel(&rf, sizeof(rf), &f->private_data);
+        if (!rf)
+            return;
+        bpf_probe_read_kernel(&m, sizeof(m), &rf->f_mapping);
+        r.mapping = (u64)m;
+    }
+    inode_id(inode, &r.dev, &r.ino);
+    r.file = (u64)rf;
+    bpf_probe_read_kernel(&r.pos, sizeof(r.pos), &iocb->ki_pos);
+    bpf_probe_read_kernel(&r.count, sizeof(r.count), &to->count);
+    bpf_probe_read_kernel(&r.prev_pos, sizeof(r.prev_pos), &rf->f_ra.prev_pos);
+    bpf_probe_read_kernel(&r.size, sizeof(r.size), &inode->i_size);
+    r.cgid = bpf_get_current_cgroup_id();
+    if (read_log.ringbuf_output(&r, sizeof(r), 0) != 0)
+        count(CNT_READ_LOG_DROPS, 1);
+}
+
 static __always_inline void fill_done(u64 tid, int shared)
 {
     struct fill_arg *a = fill_args.lookup(&tid);
@@ -544,11 +610,18 @@ int kr_ishare_open(struct pt_regs *ctx)
     return 0;
 }
 
-int kp_ishare_read_iter(struct pt_regs *ctx, struct kiocb *iocb)
+int kp_ishare_read_iter(struct pt_regs *ctx, struct kiocb *iocb, struct iov_iter *to)
 {
     struct file *f = NULL;
     bpf_probe_read_kernel(&f, sizeof(f), &iocb->ki_filp);
     note_use(f, CNT_READ);
+    log_read(iocb, to, 1);
+    return 0;
+}
+
+int kp_file_read_iter(struct pt_regs *ctx, struct kiocb *iocb, struct iov_iter *to)
+{
+    log_read(iocb, to, 0);
     return 0;
 }
 
@@ -595,6 +668,13 @@ MODULE_KFUNC_PROBE(erofs, erofs_ishare_file_read_iter, struct kiocb *iocb, struc
     struct file *f = NULL;
     bpf_probe_read_kernel(&f, sizeof(f), &iocb->ki_filp);
     note_use(f, CNT_READ);
+    log_read(iocb, to, 1);
+    return 0;
+}
+
+MODULE_KFUNC_PROBE(erofs, erofs_file_read_iter, struct kiocb *iocb, struct iov_iter *to)
+{
+    log_read(iocb, to, 0);
     return 0;
 }
 

@@ -12,10 +12,12 @@ probes.py are the only ones that import bcc.
 """
 from __future__ import annotations
 
+import ctypes as ct
 import os
+import struct
 from pathlib import Path
 
-from ..readings import SharedInode
+from ..readings import ReadRecord, SharedInode
 from . import host, maps
 from .probe_files import ProbeFileMissing, probe_file
 
@@ -23,7 +25,9 @@ COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_fail
             "owner_overflow_pages", "big_folio_lost_pages", "delete_untracked_pages",
             "fill_shared", "fill_not_shared", "free_inode", "open", "read", "mmap",
             "fill_no_iget", "touch_update_failures", "touch_no_member",
-            "touch_truncated_pages")
+            "touch_truncated_pages", "read_log_drops")
+# probes/ishare.c struct read_rec: file, mapping, ino, pos, count, prev_pos, size, cgid, dev, pad
+READ_REC = struct.Struct("<QQQqQqQQII")
 # (function, BPF function, return probe?, required?)
 KPROBES = (
     ("erofs_ishare_file_open", "kp_ishare_open", False, True),
@@ -34,7 +38,10 @@ KPROBES = (
     ("erofs_ishare_fill_inode", "kp_fill_inode", False, False),
     ("erofs_ishare_fill_inode", "kr_fill_inode", True, False),
     ("iget5_locked", "kr_iget5_locked", True, False),
+    ("erofs_file_read_iter", "kp_file_read_iter", False, False),
 )
+WITHOUT = {"erofs_file_read_iter": "reads of stock files are not logged (random readers' "
+                                   "savings follow the page rules)"}
 
 
 class SharingError(Exception):
@@ -100,6 +107,12 @@ class SharingProbes:
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
             raise SharingError(f"probes/ishare.c failed to load: {lines[-1] if lines else e}") from None
         self._chunk_gc = maps.EmptyChunkGC(self.bpf["shared_chunks"])
+        self._reads: list[bytes] = []
+        self._drops_seen = 0
+
+        def on_read(_ctx, data, size):
+            self._reads.append(ct.string_at(data, size))
+        self.bpf["read_log"].open_ring_buffer(on_read)
         if hook == "fentry":
             return                # BCC attached the kfunc programs at load
         self._attach_kprobes()
@@ -116,8 +129,9 @@ class SharingProbes:
                     raise SharingError(f"cannot attach {'kretprobe' if ret else 'kprobe'} "
                                        f"{fn}: {str(e).strip().splitlines()[-1]}") from None
                 why = str(e).strip().splitlines()
-                self.warnings.append(f"sharing: {fn} not probed ({why[-1] if why else e}); "
-                                     f"members are learned from opens, reads and mmaps only")
+                self.warnings.append(f"sharing: {fn} not probed ({why[-1] if why else e}); " +
+                                     WITHOUT.get(fn, "members are learned from opens, reads "
+                                                     "and mmaps only"))
 
     def _cleanup(self) -> None:
         if self.bpf is not None:
@@ -150,6 +164,20 @@ class SharingProbes:
             "shared_touched": (len(self.bpf["touched"]), self.max_chunks,
                                c["touch_update_failures"]),
         }
+
+    def drain_reads(self) -> tuple[list[ReadRecord], int]:
+        """The reads logged since the previous call, in order, and how many
+        records the ring dropped since then."""
+        self.bpf.ring_buffer_consume()
+        raw, self._reads = self._reads, []
+        out = []
+        for b in raw:
+            f, mapping, ino, pos, count, prev_pos, size, cgid, dev, _ = READ_REC.unpack_from(b)
+            out.append(ReadRecord(dev=dev, ino=ino, file=f, mapping=mapping, pos=pos,
+                                  count=count, prev_pos=prev_pos, size=size, cgroup_id=cgid))
+        drops = self.counters()["read_log_drops"]
+        lost, self._drops_seen = drops - self._drops_seen, drops
+        return out, lost
 
     def read(self) -> list[SharedInode]:
         """Every shared inode with resident pages or live members."""
