@@ -445,10 +445,9 @@ class Aggregator:
                          key=_ORDER)
         owned = cache_owners(managed, readings)
         readers = self.acc.readers()
-        # a mount's reads go with it (unmounted, or its dev reused by another
-        # mount: a dev without entries at a refresh has lost its cache anyway)
-        self.read_log.update(readings, lambda dev: _mount_sig(mounts.by_dev(dev))
-                             if self.dev_keys.get(dev) else None)
+        # a mount's reads go with it: at its superblock's end in the log, or
+        # (without that probe) when the mount on its dev differs at a refresh
+        self.read_log.update(readings, lambda dev: _mount_sig(mounts.by_dev(dev)))
 
         def entries_on(dev):
             return (entries[k] for k in self.dev_keys.get(dev, ()))

@@ -211,17 +211,30 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
             for c in copies:
                 inodes.setdefault(_copy_key(c.key), Inode(_copy_key(c.key), frozenset({c.key[0]}),
                                                           chunk_pages(c.union)))
+    held = {(d, i) for e in shared for d, i in (e.touched or {})}
     for dev in devs:
         for e in entries_on(dev):
+            held.add((e.dev, e.ino))
             if not e.shared_mapping and e.union and (e.dev, e.ino) not in inodes:
                 inodes[(e.dev, e.ino)] = Inode((e.dev, e.ino), frozenset({e.dev}),
                                                chunk_pages(e.union),
                                                regular=e.info is None or e.info.regular)
+    empty = {(r.dev, r.ino) for r in log.records if r.size == 0}
+
+    def image_map(dev: int, ino: int) -> list[int] | None:
+        # only files that hold cache now (so already resolved): resolving
+        # another (a path lookup, a first walk of a mount nothing was read
+        # from yet) would cache directories before the workload reads them
+        if (dev, ino) in empty:
+            return []
+        if (dev, ino) not in held:
+            return None
+        return _image_list(content, mounts.by_dev(dev), ino)
     return World(
         records=log.records, inodes=list(inodes.values()),
         candidate=lambda d: _replayable(mounts.by_dev(d), readings),
         image_of=lambda d: image_key(mounts.by_dev(d)),
-        image_map=lambda d, ino: _image_list(content, mounts.by_dev(d), ino),
+        image_map=image_map,
         image_sizes=readings.image_sizes, image_owners=owned, overflowed=log.overflowed,
         groups={stage: [[_copy_key(c.key) for c in group_stages[gid][stage]]
                         for gid in sorted(group_devs)] for stage in STAGES},

@@ -40,8 +40,10 @@ MAX_READS_PER_INODE = 65_536    # past it the inode's mount is not explained
 class ReadLog:
     """The logged reads of the live mounts, in order, bounded.
 
-    A mount whose identity changes (unmounted; a new mount on the same dev)
-    loses its reads.  Past ``max_per_inode`` reads an inode's further reads
+    A mount that goes loses its reads: at its superblock's end in the log
+    (an ``sb_gone`` record, exact even when a new mount gets the same dev
+    before the next refresh), or when its identity (``sig_of``) differs at
+    a refresh (kernels where erofs_kill_sb is not probed).  Past ``max_per_inode`` reads an inode's further reads
     are dropped and its mount is no longer explained; past ``max_reads``, or
     when the kernel's ring dropped records, every read is forgotten (the
     resident pages then differ from any replay: the old rules apply until
@@ -64,20 +66,27 @@ class ReadLog:
         self.generation += 1
         self.warning = why
 
+    def _forget(self, devs: set[int]) -> None:
+        self.records = [r for r in self.records if r.dev not in devs]
+        self.per_inode = {k: n for k, n in self.per_inode.items() if k[0] not in devs}
+        self.overflowed = {k for k in self.overflowed if k[0] not in devs}
+        for d in devs:
+            self.dev_sigs.pop(d, None)
+        self.generation += 1
+
     def update(self, readings: Readings, sig_of: Callable[[int], object]) -> None:
         """Take the new reads; ``sig_of(dev)``: the mount's identity now."""
         stale = {d for d, s in self.dev_sigs.items() if sig_of(d) != s}
         if stale:
-            self.records = [r for r in self.records if r.dev not in stale]
-            self.per_inode = {k: n for k, n in self.per_inode.items() if k[0] not in stale}
-            self.overflowed = {k for k in self.overflowed if k[0] not in stale}
-            for d in stale:
-                del self.dev_sigs[d]
-            self.generation += 1
+            self._forget(stale)
         if readings.reads_lost:
             self.clear(f"read log: the kernel dropped {readings.reads_lost} read records; "
                        f"savings of random readers follow the page rules until the cache turns over")
         for r in readings.reads:
+            if r.sb_gone:
+                if r.dev in self.dev_sigs:
+                    self._forget({r.dev})
+                continue
             self.active = True
             k = (r.dev, r.ino)
             n = self.per_inode.get(k, 0)
@@ -88,7 +97,7 @@ class ReadLog:
                 self.dev_sigs[r.dev] = sig_of(r.dev)
             self.per_inode[k] = n + 1
             self.records.append(r)
-        if readings.reads:
+        if any(not r.sb_gone for r in readings.reads):
             self.generation += 1
         if len(self.records) > self.max_reads:
             self.clear(f"read log: more than {self.max_reads} reads kept, forgotten; savings "

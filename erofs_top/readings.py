@@ -85,7 +85,10 @@ class ReadRecord:
     pointer; the realfile on inode_share mounts); ``mapping``: the shared
     inode's address_space pointer on inode_share mounts, 0 on stock files;
     ``prev_pos``: that file's f_ra.prev_pos before the read, -1 on a fresh
-    open; ``size``: i_size."""
+    open; ``size``: i_size.  ``sb_gone``: not a read but the end of the
+    EROFS superblock ``dev`` (erofs_kill_sb, the last unmount): every read of
+    ``dev`` before it is of a mount that no longer exists (a later mount may
+    get the same dev); only ``dev`` is meaningful then."""
     dev: int                    # kernel dev_t of the member's EROFS superblock
     ino: int
     file: int
@@ -95,6 +98,7 @@ class ReadRecord:
     prev_pos: int
     size: int
     cgroup_id: int
+    sb_gone: bool = False
 
 
 @dataclass

@@ -26,6 +26,10 @@
  *                  regular file, in order, into the read_log ring: the
  *                  replay of the kernel's readahead (erofs_top/read_replay.py)
  *                  needs each open file's reads (random readers, docs/sharing.md)
+ *   erofs_kill_sb (entry, optional)          an EROFS superblock goes: a
+ *                  READ_SB_GONE record in the same ring, in order, so that
+ *                  the reads of a mount that is gone are never taken for
+ *                  reads of a later mount that gets the same s_dev
  * kprobes/kretprobes by default; with -DISHARE_FENTRY the same logic as
  * fentry/fexit (BCC MODULE_KFUNC_PROBE; needs module BTF).  erofs.ko must be
  * loaded before attaching (the symbols appear in kallsyms only then).
@@ -58,8 +62,9 @@
  *                 read_rec: (member s_dev, i_ino, the struct file whose f_ra
  *                 the read uses (the realfile on inode_share), the shared
  *                 mapping or 0, pos, count, f_ra.prev_pos before the read (-1:
- *                 a fresh open), i_size, cgroup id); a full ring drops the
- *                 record and counts it (read_log_drops).  O_DIRECT reads are
+ *                 a fresh open), i_size, cgroup id, kind); a full ring drops the
+ *                 record and counts it (read_log_drops).  kind READ_SB_GONE:
+ *                 only dev is set, the superblock s_dev that was killed.  O_DIRECT reads are
  *                 not logged (no page cache).
  *   counters      per-CPU: map update failures, owner overflow, ...
  */
@@ -183,8 +188,11 @@ struct read_rec {
     u64 size;           /* i_size */
     u64 cgid;
     u32 dev;
-    u32 pad;
+    u32 kind;           /* READ_READ, or READ_SB_GONE: superblock dev went away */
 };
+
+#define READ_READ 0
+#define READ_SB_GONE 1
 
 struct fill_arg {
     u64 inode;          /* real inode passed to erofs_ishare_fill_inode */
@@ -538,6 +546,18 @@ static __always_inline void log_read(struct kiocb *iocb, struct iov_iter *to, in
         count(CNT_READ_LOG_DROPS, 1);
 }
 
+/* An EROFS superblock is being killed (unmount of its last mount). */
+static __always_inline void log_sb_gone(struct super_block *sb)
+{
+    struct read_rec r = {};
+    if (!sb)
+        return;
+    bpf_probe_read_kernel(&r.dev, sizeof(r.dev), &sb->s_dev);
+    r.kind = READ_SB_GONE;
+    if (read_log.ringbuf_output(&r, sizeof(r), 0) != 0)
+        count(CNT_READ_LOG_DROPS, 1);
+}
+
 static __always_inline void fill_done(u64 tid, int shared)
 {
     struct fill_arg *a = fill_args.lookup(&tid);
@@ -625,6 +645,12 @@ int kp_file_read_iter(struct pt_regs *ctx, struct kiocb *iocb, struct iov_iter *
     return 0;
 }
 
+int kp_kill_sb(struct pt_regs *ctx, struct super_block *sb)
+{
+    log_sb_gone(sb);
+    return 0;
+}
+
 int kp_ishare_mmap(struct pt_regs *ctx, struct file *file)
 {
     note_use(file, CNT_MMAP);
@@ -675,6 +701,12 @@ MODULE_KFUNC_PROBE(erofs, erofs_ishare_file_read_iter, struct kiocb *iocb, struc
 MODULE_KFUNC_PROBE(erofs, erofs_file_read_iter, struct kiocb *iocb, struct iov_iter *to)
 {
     log_read(iocb, to, 0);
+    return 0;
+}
+
+MODULE_KFUNC_PROBE(erofs, erofs_kill_sb, struct super_block *sb)
+{
+    log_sb_gone(sb);
     return 0;
 }
 

@@ -26,8 +26,9 @@ COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_fail
             "fill_shared", "fill_not_shared", "free_inode", "open", "read", "mmap",
             "fill_no_iget", "touch_update_failures", "touch_no_member",
             "touch_truncated_pages", "read_log_drops")
-# probes/ishare.c struct read_rec: file, mapping, ino, pos, count, prev_pos, size, cgid, dev, pad
+# probes/ishare.c struct read_rec: file, mapping, ino, pos, count, prev_pos, size, cgid, dev, kind
 READ_REC = struct.Struct("<QQQqQqQQII")
+READ_SB_GONE = 1        # read_rec.kind: superblock dev was killed (erofs_kill_sb)
 # (function, BPF function, return probe?, required?)
 KPROBES = (
     ("erofs_ishare_file_open", "kp_ishare_open", False, True),
@@ -39,9 +40,13 @@ KPROBES = (
     ("erofs_ishare_fill_inode", "kr_fill_inode", True, False),
     ("iget5_locked", "kr_iget5_locked", True, False),
     ("erofs_file_read_iter", "kp_file_read_iter", False, False),
+    ("erofs_kill_sb", "kp_kill_sb", False, False),
 )
 WITHOUT = {"erofs_file_read_iter": "reads of stock files are not logged (random readers' "
-                                   "savings follow the page rules)"}
+                                   "savings follow the page rules)",
+           "erofs_kill_sb": "unmounts are seen only at refreshes (reads of a mount "
+                            "unmounted and replaced between two refreshes on the same dev "
+                            "are taken for the new mount's)"}
 
 
 class SharingError(Exception):
@@ -166,15 +171,17 @@ class SharingProbes:
         }
 
     def drain_reads(self) -> tuple[list[ReadRecord], int]:
-        """The reads logged since the previous call, in order, and how many
+        """The reads logged since the previous call, in order (with a
+        ``sb_gone`` record where an EROFS superblock was killed), and how many
         records the ring dropped since then."""
         self.bpf.ring_buffer_consume()
         raw, self._reads = self._reads, []
         out = []
         for b in raw:
-            f, mapping, ino, pos, count, prev_pos, size, cgid, dev, _ = READ_REC.unpack_from(b)
+            f, mapping, ino, pos, count, prev_pos, size, cgid, dev, kind = READ_REC.unpack_from(b)
             out.append(ReadRecord(dev=dev, ino=ino, file=f, mapping=mapping, pos=pos,
-                                  count=count, prev_pos=prev_pos, size=size, cgroup_id=cgid))
+                                  count=count, prev_pos=prev_pos, size=size, cgroup_id=cgid,
+                                  sb_gone=kind == READ_SB_GONE))
         drops = self.counters()["read_log_drops"]
         lost, self._drops_seen = drops - self._drops_seen, drops
         return out, lost

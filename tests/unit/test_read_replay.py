@@ -209,3 +209,82 @@ def test_a_file_whose_pages_were_evicted_leaves_its_mount_to_the_page_rules():
     # B's page 4 was read, but nothing of B's copy is cached now
     w = world(READS, [Inode((1, 10), frozenset({1}), STOCK_A)], groups={})
     assert replay_savings(w).explained_devs == {1}
+
+
+def test_read_log_forgets_the_reads_of_a_superblock_that_went_away():
+    # dev 2 unmounted and mounted again (same dev, same identity at the next
+    # refresh) between two refreshes: only the records after its sb_gone stay
+    log = ReadLog()
+    log.update(readings(READS), lambda d: "m")
+    gone = ReadRecord(dev=2, ino=0, file=0, mapping=0, pos=0, count=0, prev_pos=0, size=0,
+                      cgroup_id=0, sb_gone=True)
+    again = rec(2, 21, 1, 300, file=0xC)
+    log.update(readings([rec(2, 20, 5, 200, file=0xB), gone, again]), lambda d: "m")
+    assert log.records == [READS[0], again]
+    assert log.per_inode == {(1, 10): 1, (2, 21): 1}
+
+
+def test_read_log_ignores_the_end_of_a_superblock_it_holds_no_reads_of():
+    log = ReadLog()
+    log.update(readings(READS[:1]), lambda d: "m")
+    generation = log.generation
+    log.update(readings([ReadRecord(dev=7, ino=0, file=0, mapping=0, pos=0, count=0,
+                                    prev_pos=0, size=0, cgroup_id=0, sb_gone=True)]),
+               lambda d: "m")
+    assert log.records == READS[:1] and log.generation == generation
+
+
+def _file_backed_world():
+    """Two file-backed mounts of one uncompressed image; the content resolver
+    notes every file it is asked about (a stand-in for ImageContent, whose
+    path lookups and first walk of a mount would cache directories)."""
+    from erofs_top.readings import PageChunk, kdev
+    from erofs_top.resolve.base import (AOPS_FILEIO, FileInfo, ImageInfo, MountInfo,
+                                        StaticCgroups, StaticContent, StaticMounts)
+
+    class ContentNotingCalls(StaticContent):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.asked: list[tuple[int, int]] = []
+
+        def file_info(self, mount, ino):
+            self.asked.append((mount.dev, ino))
+            return super().file_info(mount, ino)
+
+        def image_pages(self, mount, ino):
+            self.asked.append((mount.dev, ino))
+            return {p: (p,) for p in range(SIZE // PAGE)}
+
+    img = ImageInfo(uuid="", volume_name="", feature_compat=0, feature_incompat=0,
+                    block_size=PAGE, image_id="img", ishare_xattrs=True, compressed=False)
+    devs = kdev(0, 41), kdev(0, 42)
+    mounts = StaticMounts([MountInfo(dev=d, dev_str=f"0:{41 + i}", mountpoint=f"/m{i}",
+                                     source=f"/i{i}", backing="file", backing_file=f"/i{i}",
+                                     backing_dev=kdev(8, 1), backing_ino=500 + i, image=img)
+                           for i, d in enumerate(devs)])
+    files = {(devs[0], 10): FileInfo(10, "/m0/f", SIZE, True, AOPS_FILEIO),
+             (devs[1], 20): FileInfo(20, "/m1/f", SIZE, True, AOPS_FILEIO)}
+    content = ContentNotingCalls(files=files, content={k: "ab" * 32 for k in files})
+    r = readings([rec(devs[0], 10, 0, 100, file=0xA), rec(devs[1], 20, 4, 200, file=0xB)])
+    r.image_sizes = {(kdev(8, 1), 500): 64 * PAGE, (kdev(8, 1), 501): 64 * PAGE}
+    chunks = [PageChunk(devs[0], 10, 0, {100: 0b1111}), PageChunk(devs[1], 20, 0, {200: 1 << 4})]
+    return r, chunks, mounts, StaticCgroups({100: "/a", 200: "/b"}), content
+
+
+def test_the_replay_looks_up_the_files_that_hold_cache():
+    from erofs_top.aggregate import Aggregator
+    r, chunks, mounts, cgroups, content = _file_backed_world()
+    r.chunks = chunks
+    Aggregator().update(r, mounts, cgroups, content, tier="full", started_at=0.0)
+    assert {k for k in content.asked} == {(m.dev, i) for m, i in zip(mounts.items, (10, 20))}
+
+
+def test_a_refresh_looks_up_no_file_that_holds_no_cache():
+    # reads logged, nothing of them cached (their mount was replaced by one
+    # nothing has read yet): resolving them would make erofs-top cache the
+    # new mount's directories before its readers pay for them
+    from erofs_top.aggregate import Aggregator
+    r, _, mounts, cgroups, content = _file_backed_world()
+    model = Aggregator().update(r, mounts, cgroups, content, tier="full", started_at=0.0)
+    assert content.asked == []
+    assert model.totals.potential_savings_bytes == 0
