@@ -288,3 +288,17 @@ def test_a_refresh_looks_up_no_file_that_holds_no_cache():
     model = Aggregator().update(r, mounts, cgroups, content, tier="full", started_at=0.0)
     assert content.asked == []
     assert model.totals.potential_savings_bytes == 0
+
+
+def test_the_aggregator_forgets_reads_of_a_replaced_mount_that_held_no_entries():
+    # inode_share members hold their pages on the shared inode, not on their
+    # own dev: the mount itself, not its entries, is the identity compared
+    import dataclasses
+    from erofs_top.aggregate import Aggregator
+    r, _, mounts, cgroups, content = _file_backed_world()
+    agg = Aggregator()
+    agg.update(r, mounts, cgroups, content, tier="full", started_at=0.0)
+    assert {x.dev for x in agg.read_log.records} == {m.dev for m in mounts.items}
+    mounts.items[1] = dataclasses.replace(mounts.items[1], mountpoint="/elsewhere")
+    agg.update(readings(), mounts, cgroups, content, tier="full", started_at=0.0)
+    assert {x.dev for x in agg.read_log.records} == {mounts.items[0].dev}
