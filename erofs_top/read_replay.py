@@ -43,8 +43,9 @@ class ReadLog:
     A mount that goes loses its reads: at its superblock's end in the log
     (an ``sb_gone`` record, exact even when a new mount gets the same dev
     before the next refresh), or when its identity (``sig_of``) differs at
-    a refresh (kernels where erofs_kill_sb is not probed).  Past ``max_per_inode`` reads an inode's further reads
-    are dropped and its mount is no longer explained; past ``max_reads``, or
+    a refresh (kernels where erofs_kill_sb is not probed).  Past
+    ``max_per_inode`` reads an inode's further reads are dropped and its
+    mount is no longer explained; past ``max_reads``, or
     when the kernel's ring dropped records, every read is forgotten (the
     resident pages then differ from any replay: the old rules apply until
     they are evicted), with a warning."""

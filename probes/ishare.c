@@ -62,10 +62,10 @@
  *                 read_rec: (member s_dev, i_ino, the struct file whose f_ra
  *                 the read uses (the realfile on inode_share), the shared
  *                 mapping or 0, pos, count, f_ra.prev_pos before the read (-1:
- *                 a fresh open), i_size, cgroup id, kind); a full ring drops the
- *                 record and counts it (read_log_drops).  kind READ_SB_GONE:
- *                 only dev is set, the superblock s_dev that was killed.  O_DIRECT reads are
- *                 not logged (no page cache).
+ *                 a fresh open), i_size, cgroup id, kind); a full ring drops
+ *                 the record and counts it (read_log_drops).  kind
+ *                 READ_SB_GONE: only dev is set, the s_dev of the superblock
+ *                 being killed.  O_DIRECT reads are not logged (no page cache).
  *   counters      per-CPU: map update failures, owner overflow, ...
  */
 #include <uapi/linux/ptrace.h>
