@@ -30,7 +30,9 @@ from .attribution import Accumulators, Contribution, IoSums
 from .entries import (NONE, Entry, chunk_entry, content_group_keys, duplicate_group, group_chunks,
                       same_input, shared_entry)
 from .model import Health, MapUsage, Model
-from .node_savings import MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings
+from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings,
+                           replayed_savings, stage_groups)
+from .read_replay import ReadLog
 from .readings import Readings
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
                            CgroupResolver, MountResolver)
@@ -97,6 +99,7 @@ class Aggregator:
         self.dirty_groups: dict[tuple, None] = {}   # ordered: groups in entries' order
         self.unresolved_devs: set[int] = set()
         self.full_pass = False              # the last refresh built everything anew
+        self.read_log = ReadLog()           # full tier: the reads, for read_replay
 
     def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
                content: ContentResolver, *, tier: str, started_at: float,
@@ -126,8 +129,9 @@ class Aggregator:
         changed = self._read_entries(readings)
         if self.contrib and len(changed) > len(self.entries) // 3:
             # much of it changed: deltas (old out, new in) would cost more than a fresh start
-            refreshes = self.refreshes
+            refreshes, read_log = self.refreshes, self.read_log
             self.__dict__.update(Aggregator(self.recheck_slices).__dict__)
+            self.read_log = read_log
             self.refreshes, self.full_pass = refreshes, True
             changed = self._read_entries(readings)
         redo = self._resolve(mounts, content, changed)
@@ -441,6 +445,16 @@ class Aggregator:
                          key=_ORDER)
         owned = cache_owners(managed, readings)
         readers = self.acc.readers()
+        # a mount's reads go with it: at its superblock's end in the log, or
+        # (without that probe) when the mount on its dev differs at a refresh
+        self.read_log.update(readings, lambda dev: _mount_sig(mounts.by_dev(dev)))
+
+        def entries_on(dev):
+            return (entries[k] for k in self.dev_keys.get(dev, ()))
+        def stages_of(gid):
+            return cache.groups[gid][1] or stage_groups(self.mergeable[gid[0]][gid[1]], content)
+        replay, replay_groups = replayed_savings(self.read_log, cache, shared, entries_on, mounts,
+                                                 content, readings, owned, health, stages_of)
 
         def others_on(devs):
             for dev in devs:
@@ -448,7 +462,8 @@ class Aggregator:
                     e = entries[k]
                     if e.union and not e.shared_mapping and not e.in_group:
                         yield e
-        return node_savings(cache, shared, others_on, owned, readers, mounts, content, health)
+        return node_savings(cache, shared, others_on, owned, readers, mounts, content, health,
+                            replay, replay_groups)
 
 
 class Ranking:

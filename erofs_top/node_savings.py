@@ -9,8 +9,9 @@ from typing import Callable, Iterable
 from .attribution import image_key, managed_key
 from .entries import Entry
 from .model import Health
+from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
-from .resolve.base import ContentResolver, MountInfo, MountResolver
+from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
 from .savings import (Copy, Savings, group_file_savings, has_cache_maps, potential,
                       realized_cache_pages, realized_file_pages, touched_copies)
 
@@ -151,25 +152,138 @@ class GroupCache:
             else:
                 del self.dev_count[dev]
 
-    def mapped(self, stage: str) -> list[list[Copy]]:
-        """The groups with cache page maps, in canonical order."""
-        return [g[1][stage] for g in sorted((self.groups[gid] for gid in self.with_maps),
-                                            key=lambda g: g[0])]
+    def mapped(self, stage: str, without: set[tuple] = frozenset()) -> list[list[Copy]]:
+        """The groups with cache page maps, in canonical order (``without``:
+        those gids left out)."""
+        return [g[1][stage] for g in sorted((self.groups[gid] for gid in self.with_maps
+                                             if gid not in without), key=lambda g: g[0])]
+
+    def file_part_without(self, stage: str, gids: set[tuple]) -> Savings:
+        """file_part[stage] less the groups ``gids``."""
+        if not gids:
+            return self.file_part[stage]
+        out = Savings()
+        out.add(self.file_part[stage])
+        for gid in gids:
+            out.add(self.groups[gid][2][stage], -1)
+        return out
+
+
+def _copy_key(k: tuple) -> tuple:
+    """A Copy's key (dev, ino, mapping) -> the replay's inode key."""
+    return ("s", k[2]) if k[2] else (k[0], k[1])
+
+
+def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
+                  entries_on: Callable[[int], Iterable[Entry]], mounts: MountResolver,
+                  content: ContentResolver, readings: Readings,
+                  owned: dict[tuple, dict[int, int]],
+                  stages_of: Callable[[tuple], dict[str, list[Copy]]]
+                  ) -> tuple[World, dict[tuple, set[int]]]:
+    """The World read_replay needs: the logged reads, every resident copy on
+    the logged mounts (and on the mounts their groups and shared inodes
+    span), the groups per stage.  Also returns gid -> the group's mounts.
+    ``stages_of(gid)``: the group's copies per stage (GroupCache keeps them
+    only for groups with cache page maps)."""
+    devs = {r.dev for r in log.records}
+    mapping_devs: dict[int, set[int]] = defaultdict(set)
+    for r in log.records:
+        if r.mapping:
+            mapping_devs[r.mapping].add(r.dev)
+    inodes: dict[tuple, Inode] = {}
+    for e in shared:
+        e_devs = {e.dev} | {d for d, _ in (e.touched or {})} | mapping_devs.get(e.shared_mapping, set())
+        if e_devs & devs:
+            inodes[("s", e.shared_mapping)] = Inode(("s", e.shared_mapping), frozenset(e_devs),
+                                                   chunk_pages(e.union))
+    group_devs: dict[tuple, set[int]] = {}
+    group_stages: dict[tuple, dict[str, list[Copy]]] = {}
+    linked = devs | {e.dev for e in shared if ("s", e.shared_mapping) in inodes}
+    for gid, g in cache.groups.items():
+        if not linked.intersection(g[5]):     # the copies' devs: none logged
+            continue
+        stages = group_stages[gid] = stages_of(gid)
+        copies = stages["rebuild"]
+        g_devs = {d for c in copies for d in (inodes[_copy_key(c.key)].devs if
+                                                _copy_key(c.key) in inodes else (c.key[0],))}
+        if g_devs & devs:
+            group_devs[gid] = g_devs
+            for c in copies:
+                inodes.setdefault(_copy_key(c.key), Inode(_copy_key(c.key), frozenset({c.key[0]}),
+                                                          chunk_pages(c.union)))
+    held = {(d, i) for e in shared for d, i in (e.touched or {})}
+    for dev in devs:
+        for e in entries_on(dev):
+            held.add((e.dev, e.ino))
+            if not e.shared_mapping and e.union and (e.dev, e.ino) not in inodes:
+                inodes[(e.dev, e.ino)] = Inode((e.dev, e.ino), frozenset({e.dev}),
+                                               chunk_pages(e.union),
+                                               regular=e.info is None or e.info.regular)
+    empty = {(r.dev, r.ino) for r in log.records if r.size == 0}
+
+    def image_map(dev: int, ino: int) -> list[int] | None:
+        # only files that hold cache now (so already resolved): resolving
+        # another (a path lookup, a first walk of a mount nothing was read
+        # from yet) would cache directories before the workload reads them
+        if (dev, ino) in empty:
+            return []
+        if (dev, ino) not in held:
+            return None
+        return _image_list(content, mounts.by_dev(dev), ino)
+    return World(
+        records=log.records, inodes=list(inodes.values()),
+        candidate=lambda d: _replayable(mounts.by_dev(d), readings),
+        image_of=lambda d: image_key(mounts.by_dev(d)),
+        image_map=image_map,
+        image_sizes=readings.image_sizes, image_owners=owned, overflowed=log.overflowed,
+        groups={stage: [[_copy_key(c.key) for c in group_stages[gid][stage]]
+                        for gid in sorted(group_devs)] for stage in STAGES},
+    ), group_devs
+
+
+def _replayable(m: MountInfo | None, readings: Readings) -> bool:
+    """Plain file-backed mounts of uncompressed images with a known image size,
+    and block devices (no image cache); loop devices read the image their own
+    way: not replayed."""
+    if m is None or m.image is None or m.image.compressed:
+        return False
+    return m.backing == "block" or (m.backing == "file" and not m.image_offset and (
+        (m.backing_dev, m.backing_ino) in readings.image_sizes))
+
+
+def _image_list(content: ContentResolver, m: MountInfo | None, ino: int) -> list[int] | None:
+    info = content.file_info(m, ino) if m is not None else None
+    if info is None or info.aops == AOPS_COMPRESSED:
+        return None
+    return page_list(_page_map(content, m, ino), info.size)
 
 
 def node_savings(cache: GroupCache, shared: list[Entry],
                  others_on: Callable[[set[int]], Iterable[Entry]],
                  owned: dict[tuple, dict[int, int]], readers: dict[tuple, set[int]],
-                 mounts: MountResolver, content: ContentResolver, health: Health) -> Saved:
-    """Potential (stock mounts) and realized (inode_share) savings: savings.py.
+                 mounts: MountResolver, content: ContentResolver, health: Health,
+                 replay: ReplaySaved | None = None,
+                 replay_groups: dict[tuple, set[int]] | None = None) -> Saved:
+    """Potential (stock mounts) and realized (inode_share) savings: savings.py,
+    or read_replay.py for the mounts ``replay`` explains (``replay_groups``:
+    gid -> its mounts).
     ``others_on(devs)``: the live non-shared entries on those devs outside
     every mergeable group."""
+    replay = replay or ReplaySaved()
+    explained = replay.explained_devs
+    done = {gid for gid, devs in (replay_groups or {}).items() if devs <= explained}
+    shared_left = [e for e in shared if not _explained_shared(e, explained)]
     devs = set(cache.dev_count) | {d for e in shared for d, _ in (e.touched or {})}
     other_kept = _other_kept(others_on(devs), content) if has_page_maps(content) else {}
-    out = Saved(*(potential(cache.mapped(stage), owned, readers, other_kept,
-                            file_part=cache.file_part[stage]) for stage in STAGES))
+    out = Saved(*(potential(cache.mapped(stage, done), owned, readers, other_kept,
+                            file_part=cache.file_part_without(stage, done)) for stage in STAGES))
+    for stage, part in zip(STAGES, (out.potential, out.potential_now, out.potential_domains)):
+        if stage in replay.potential:
+            part.add(replay.potential[stage])
+    out.realized_file_pages = replay.realized_file_pages
+    out.realized_image_pages = replay.realized_image_pages
     realized_groups = []
-    for e in shared:
+    for e in shared_left:
         if e.touched is None:       # no per-member pages: every member in use holds all
             out.realized_file_pages += e.resident_pages() * max(0, e.used_members - 1)
             continue
@@ -181,11 +295,37 @@ def node_savings(cache: GroupCache, shared: list[Entry],
         realized_groups.append(touched_copies(
             e.union, e.touched, lambda mem: image_key(mounts.by_dev(mem[0])),
             lambda mem: _page_map(content, mounts.by_dev(mem[0]), mem[1]), managed_of))
-    out.realized_image_pages, out.realized_compressed_pages = realized_cache_pages(
-        realized_groups, owned, readers, other_kept)
+    image, compressed = realized_cache_pages(realized_groups, owned, readers, other_kept)
+    out.realized_image_pages += image
+    out.realized_compressed_pages = compressed
     if cache.unmapped:
         health.warnings.append(f"{cache.unmapped} compressed file copies could not be mapped to "
                                f"their compressed clusters (unreadable or damaged index; "
                                f"dump.erofs missing for a layout erofs-top does not decode): "
                                f"their compressed-data cache is not in the savings")
     return out
+
+
+def _explained_shared(e: Entry, explained: set[int]) -> bool:
+    return bool(explained) and e.dev in explained and all(
+        d in explained for d, _ in (e.touched or {}))
+
+
+def replayed_savings(log: ReadLog, cache: GroupCache, shared: list[Entry],
+                     entries_on: Callable[[int], Iterable[Entry]], mounts: MountResolver,
+                     content: ContentResolver, readings: Readings,
+                     owned: dict[tuple, dict[int, int]], health: Health,
+                     stages_of: Callable[[tuple], dict[str, list[Copy]]]
+                     ) -> tuple[ReplaySaved, dict[tuple, set[int]]]:
+    """read_replay.replay_savings() of the read log (nothing without one)."""
+    if log.warning:
+        health.warnings.append(log.warning)
+        log.warning = ""
+    if not log.records:
+        return ReplaySaved(), {}
+    world, group_devs = _replay_world(log, cache, shared, entries_on, mounts, content,
+                                      readings, owned, stages_of)
+    if log.replays_of != log.generation:    # the same reads replay once
+        log.replays, log.replays_of = {}, log.generation
+    world.memo = log.replays
+    return replay_savings(world), group_devs

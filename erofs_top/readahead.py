@@ -301,12 +301,17 @@ class Read:
     stock mount, the shared inode's key with inode_share); ``member``: the
     file read, as (mount, file) for its image page map (``member[0]`` is the
     mount: its image file and the mount's one backing ``struct file``);
-    ``opened``: the open file (one readahead state per open)."""
+    ``opened``: the open file (one readahead state per open);
+    ``prev_pos``: the open file's f_ra.prev_pos as the kernel had it before
+    this read (None: what the replay's own state says); ``tag``: who read
+    (the pages this read inserts are tagged with it in Replayed.owners)."""
     inode: object
     member: tuple
     opened: object
     pos: int
     count: int
+    prev_pos: int | None = None
+    tag: object = None
 
 
 def image_runs(batch: list[int], image_pages: list[int]) -> list[list[int]]:
@@ -330,16 +335,27 @@ def image_runs(batch: list[int], image_pages: list[int]) -> list[list[int]]:
 @dataclass
 class Replayed:
     inodes: dict = field(default_factory=dict)      # inode key -> InodeCache
-    images: dict = field(default_factory=dict)      # mount -> InodeCache of its image file
+    images: dict = field(default_factory=dict)      # image key -> InodeCache of its image file
+    # inode or image key -> {page: tag of the Read that inserted it}
+    owners: dict = field(default_factory=dict)
+
+
+def _tag_new(owners: dict, key, io: list[list[int]], tag) -> None:
+    mine = owners.setdefault(key, {})
+    for batch in io:
+        for p in batch:
+            mine[p] = tag
 
 
 def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=None,
-                 image_size=None, image_large_folios: bool = True) -> Replayed:
+                 image_size=None, image_large_folios: bool = True,
+                 image_of=lambda mount: mount) -> Replayed:
     """Replay ``reads`` (Read, in order) from empty caches: what each inode
     and, given ``image_map(member)`` (file page -> image page, or None) and
-    ``image_size(mount)``, each mount's image file would hold.  A miss is
-    read through the reading member's image, with that mount's readahead
-    state (the lab's 7.2: inode_share misses fill the reader's own image)."""
+    ``image_size(image)``, each image file would hold.  A miss is read
+    through the reading member's image (``image_of(mount)``: the same image
+    file mounted twice is one cache), with that mount's readahead state (the
+    lab's 7.2: inode_share misses fill the reader's own image)."""
     out = Replayed()
     file_ra: dict = {}
     image_ra: dict = {}
@@ -348,16 +364,28 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
         if c is None:
             c = out.inodes[r.inode] = InodeCache(size_of(r.inode), large_folios(r.inode))
         pm = image_map(r.member) if image_map is not None else None
-        c.io = [] if pm is not None else None
-        read(c, file_ra.setdefault(r.opened, FileRa()), r.pos, r.count)
-        if pm is None:
-            continue
-        mount = r.member[0]
-        img = out.images.get(mount)
-        if img is None:
-            img = out.images[mount] = InodeCache(image_size(mount), image_large_folios)
-        for batch in c.io:
-            for run in image_runs(batch, pm):
-                read(img, image_ra.setdefault(mount, FileRa()), run[0] * PAGE, len(run) * PAGE)
+        c.io = []
+        ra = file_ra.setdefault(r.opened, FileRa())
+        if r.prev_pos is not None:
+            ra.prev_pos = r.prev_pos
+        read(c, ra, r.pos, r.count)
+        _tag_new(out.owners, r.inode, c.io, r.tag)
+        if pm is not None:
+            _image_reads(out, c.io, pm, r, image_of(r.member[0]), image_size, image_large_folios,
+                         image_ra.setdefault(r.member[0], FileRa()))
         c.io = None
     return out
+
+
+def _image_reads(out: Replayed, io: list[list[int]], pm: list[int], r: Read, image,
+                 image_size, image_large_folios: bool, ra: FileRa) -> None:
+    """The image-file reads one EROFS read's batches issue (erofs fileio)."""
+    img = out.images.get(image)
+    if img is None:
+        img = out.images[image] = InodeCache(image_size(image), image_large_folios)
+    img.io = []
+    for batch in io:
+        for run in image_runs(batch, pm):
+            read(img, ra, run[0] * PAGE, len(run) * PAGE)
+    _tag_new(out.owners, ("image", image), img.io, r.tag)
+    img.io = None

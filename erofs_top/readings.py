@@ -76,6 +76,31 @@ class SharedInode:
     touched: dict[tuple[int, int], dict[int, int]] | None = None
 
 
+@dataclass(frozen=True)
+class ReadRecord:
+    """Full tier: one buffered read(2)/pread(2) of an EROFS regular file, as
+    the kernel's read_iter saw it (probes/ishare.c ``read_log``), in order.
+
+    ``file``: the struct file whose readahead state the read uses (an opaque
+    pointer; the realfile on inode_share mounts); ``mapping``: the shared
+    inode's address_space pointer on inode_share mounts, 0 on stock files;
+    ``prev_pos``: that file's f_ra.prev_pos before the read, -1 on a fresh
+    open; ``size``: i_size.  ``sb_gone``: not a read but the end of the
+    EROFS superblock ``dev`` (erofs_kill_sb, the last unmount): every read of
+    ``dev`` before it is of a mount that no longer exists (a later mount may
+    get the same dev); only ``dev`` is meaningful then."""
+    dev: int                    # kernel dev_t of the member's EROFS superblock
+    ino: int
+    file: int
+    mapping: int
+    pos: int
+    count: int
+    prev_pos: int
+    size: int
+    cgroup_id: int
+    sb_gone: bool = False
+
+
 @dataclass
 class Readings:
     taken_at: float
@@ -101,6 +126,13 @@ class Readings:
     # (host dev, image ino) -> {resident image-file page: cgroup id charged}
     image_cache_owners: dict[tuple[int, int], dict[int, int]] = field(default_factory=dict)
     shared: list[SharedInode] = field(default_factory=list)
+    # optional (full tier): the reads since the previous Readings, in order;
+    # other sources leave it empty.  ``reads_lost``: records the kernel's
+    # ring dropped since then (the aggregator then forgets every read log)
+    reads: list[ReadRecord] = field(default_factory=list)
+    reads_lost: int = 0
+    # (host dev, image ino) -> size of the image file in bytes (read logs replay to EOF)
+    image_sizes: dict[tuple[int, int], int] = field(default_factory=dict)
     # kernel counters: map name -> (entries, capacity, update failures)
     maps: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     page_cache_bytes: int = 0       # /proc/meminfo Cached, for scale

@@ -21,6 +21,15 @@
  *   raw_tracepoint mm_filemap_fault          a fault hit (all three 6.10+):
  *                  which pages each member's readers touched (a page saves
  *                  only where two members touched it)
+ *   erofs_file_read_iter (entry; stock files, optional) and
+ *   erofs_ishare_file_read_iter (entry)      every buffered read of an EROFS
+ *                  regular file, in order, into the read_log ring: the
+ *                  replay of the kernel's readahead (erofs_top/read_replay.py)
+ *                  needs each open file's reads (random readers, docs/sharing.md)
+ *   erofs_kill_sb (entry, optional)          an EROFS superblock goes: a
+ *                  READ_SB_GONE record in the same ring, in order, so that
+ *                  the reads of a mount that is gone are never taken for
+ *                  reads of a later mount that gets the same s_dev
  * kprobes/kretprobes by default; with -DISHARE_FENTRY the same logic as
  * fentry/fexit (BCC MODULE_KFUNC_PROBE; needs module BTF).  erofs.ko must be
  * loaded before attaching (the symbols appear in kallsyms only then).
@@ -51,6 +60,14 @@
  *   cg_member     (mapping, cgroup id) -> the member that cgroup used last (faults
  *                 carry no file: the mmap user's member)
  *   fs_types      file_system_type ptr -> 1 pseudo_erofs, 2 another erofs type
+ *   read_log      ring buffer (READ_LOG_PAGES pages, preallocated) of struct
+ *                 read_rec: (member s_dev, i_ino, the struct file whose f_ra
+ *                 the read uses (the realfile on inode_share), the shared
+ *                 mapping or 0, pos, count, f_ra.prev_pos before the read (-1:
+ *                 a fresh open), i_size, cgroup id, kind); a full ring drops
+ *                 the record and counts it (read_log_drops).  kind
+ *                 READ_SB_GONE: only dev is set, the s_dev of the superblock
+ *                 being killed.  O_DIRECT reads are not logged (no page cache).
  *   counters      per-CPU: map update failures, owner overflow, ...
  */
 #include <uapi/linux/ptrace.h>
@@ -69,14 +86,20 @@ struct iov_iter;
 struct vm_area_struct;
 #define FIELD_AT(p, st, f) ((const void *)((const char *)(p) + OFF_##st##__##f))
 #define FIELD_SIZE(st, f) SZ_##st##__##f
+#define NESTED_AT(p, st, f, g) ((const void *)((const char *)(p) + OFF_##st##__##f##__##g))
+#define NESTED_SIZE(st, f, g) SZ_##st##__##f##__##g
 #define PG_HEAD_BIT VAL_pageflags__PG_head
+#define IOCB_DIRECT (1 << 17)       /* a macro, not in BTF; this value since 5.9 */
 #else
 /* no BTF: the header tree of the running kernel */
 #include <linux/fs.h>
 #include <linux/mm_types.h>
 #include <linux/page-flags.h>
+#include <linux/uio.h>
 #define FIELD_AT(p, st, f) ((const void *)&((struct st *)(p))->f)
 #define FIELD_SIZE(st, f) sizeof(((struct st *)0)->f)
+#define NESTED_AT(p, st, f, g) ((const void *)&((struct st *)(p))->f.g)
+#define NESTED_SIZE(st, f, g) sizeof(((struct st *)0)->f.g)
 #define PG_HEAD_BIT PG_head
 #endif
 /* one kernel field into a zeroed variable at least as wide (little endian: a
@@ -84,6 +107,10 @@ struct vm_area_struct;
 #define READ_FIELD(dst, p, st, f) ({                                        \
         _Static_assert(FIELD_SIZE(st, f) <= sizeof(dst), #st "." #f " wider than " #dst); \
         bpf_probe_read_kernel(&(dst), FIELD_SIZE(st, f), FIELD_AT(p, st, f)); })
+/* the same for a member of a member: st.f.g */
+#define READ_NESTED(dst, p, st, f, g) ({                                    \
+        _Static_assert(NESTED_SIZE(st, f, g) <= sizeof(dst), #st "." #f "." #g " wider than " #dst); \
+        bpf_probe_read_kernel(&(dst), NESTED_SIZE(st, f, g), NESTED_AT(p, st, f, g)); })
 #include "chunk_owners.h"      /* owners_claim / owners_release, MAX_OWNERS */
 
 #ifndef SHARED_CHUNK_ENTRIES
@@ -97,6 +124,9 @@ struct vm_area_struct;
 #endif
 #ifndef TOUCH_ENTRIES
 #define TOUCH_ENTRIES 262144
+#endif
+#ifndef READ_LOG_PAGES
+#define READ_LOG_PAGES 1024          /* 4 MiB: about 58,000 reads between two refreshes */
 #endif
 #define MAX_FOLIO_CHUNKS 16          /* folios up to order 10 (4 MiB) */
 #define MAX_TOUCH_CHUNKS 64          /* one event marks up to 16 MiB (4 KiB pages) */
@@ -124,6 +154,7 @@ enum counter {
     CNT_TOUCH_UPDATE_FAILURES,      /* touched full: pages not marked */
     CNT_TOUCH_NO_MEMBER,            /* a shared page touched by a task with no known member */
     CNT_TOUCH_TRUNCATED_PAGES,      /* pages beyond MAX_TOUCH_CHUNKS in one event */
+    CNT_READ_LOG_DROPS,             /* read records the full read_log ring dropped */
     CNT_MAX,
 };
 
@@ -185,6 +216,22 @@ struct cg_key {
     u64 cgid;
 };
 
+struct read_rec {
+    u64 file;           /* struct file * whose f_ra filemap_read uses */
+    u64 mapping;        /* shared address_space (inode_share), else 0 */
+    u64 ino;
+    s64 pos;
+    u64 count;
+    s64 prev_pos;       /* f_ra.prev_pos before the read: -1 on a fresh open */
+    u64 size;           /* i_size */
+    u64 cgid;
+    u32 dev;
+    u32 kind;           /* READ_READ, or READ_SB_GONE: superblock dev went away */
+};
+
+#define READ_READ 0
+#define READ_SB_GONE 1
+
 struct fill_arg {
     u64 inode;          /* real inode passed to erofs_ishare_fill_inode */
     u64 shared;         /* iget5_locked() result inside it: the shared inode */
@@ -202,6 +249,7 @@ BPF_HASH(cg_member, struct cg_key, struct member_ref, USER_ENTRIES);
 BPF_HASH(fill_args, u64, struct fill_arg, 4096);    /* thread id -> args */
 BPF_HASH(open_args, u64, u64, 4096);                /* thread id -> struct file * */
 BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
+BPF_RINGBUF_OUTPUT(read_log, READ_LOG_PAGES);
 
 static __always_inline void count(int idx, u64 n)
 {
@@ -501,6 +549,59 @@ static __always_inline void note_use(struct file *f, int what)
     count(what, 1);
 }
 
+/* One buffered read: the realfile's readahead state on inode_share mounts
+ * (erofs_ishare_file_read_iter reads through it), the file's own on stock. */
+static __always_inline void log_read(struct kiocb *iocb, struct iov_iter *to, int shared)
+{
+    struct file *f = NULL, *rf = NULL;
+    struct inode *inode = NULL;
+    int flags = 0;
+    struct read_rec r = {};
+#ifdef SELF_TGID
+    /* erofs-top's own reads (build-ids, digests) are no workload's: replayed,
+     * they would be resolved again at the next refresh */
+    if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID)
+        return;
+#endif
+    READ_FIELD(f, iocb, kiocb, ki_filp);
+    READ_FIELD(flags, iocb, kiocb, ki_flags);
+    if (!f || (flags & IOCB_DIRECT))
+        return;
+    READ_FIELD(inode, f, file, f_inode);
+    if (!inode)
+        return;
+    rf = f;
+    if (shared) {
+        struct address_space *m = NULL;
+        READ_FIELD(rf, f, file, private_data);
+        if (!rf)
+            return;
+        READ_FIELD(m, rf, file, f_mapping);
+        r.mapping = (u64)m;
+    }
+    inode_id(inode, &r.dev, &r.ino);
+    r.file = (u64)rf;
+    READ_FIELD(r.pos, iocb, kiocb, ki_pos);
+    READ_FIELD(r.count, to, iov_iter, count);
+    READ_NESTED(r.prev_pos, rf, file, f_ra, prev_pos);
+    READ_FIELD(r.size, inode, inode, i_size);
+    r.cgid = bpf_get_current_cgroup_id();
+    if (read_log.ringbuf_output(&r, sizeof(r), 0) != 0)
+        count(CNT_READ_LOG_DROPS, 1);
+}
+
+/* An EROFS superblock is being killed (unmount of its last mount). */
+static __always_inline void log_sb_gone(struct super_block *sb)
+{
+    struct read_rec r = {};
+    if (!sb)
+        return;
+    READ_FIELD(r.dev, sb, super_block, s_dev);
+    r.kind = READ_SB_GONE;
+    if (read_log.ringbuf_output(&r, sizeof(r), 0) != 0)
+        count(CNT_READ_LOG_DROPS, 1);
+}
+
 static __always_inline void fill_done(u64 tid, int shared)
 {
     struct fill_arg *a = fill_args.lookup(&tid);
@@ -573,11 +674,24 @@ int kr_ishare_open(struct pt_regs *ctx)
     return 0;
 }
 
-int kp_ishare_read_iter(struct pt_regs *ctx, struct kiocb *iocb)
+int kp_ishare_read_iter(struct pt_regs *ctx, struct kiocb *iocb, struct iov_iter *to)
 {
     struct file *f = NULL;
     READ_FIELD(f, iocb, kiocb, ki_filp);
     note_use(f, CNT_READ);
+    log_read(iocb, to, 1);
+    return 0;
+}
+
+int kp_file_read_iter(struct pt_regs *ctx, struct kiocb *iocb, struct iov_iter *to)
+{
+    log_read(iocb, to, 0);
+    return 0;
+}
+
+int kp_kill_sb(struct pt_regs *ctx, struct super_block *sb)
+{
+    log_sb_gone(sb);
     return 0;
 }
 
@@ -624,6 +738,19 @@ MODULE_KFUNC_PROBE(erofs, erofs_ishare_file_read_iter, struct kiocb *iocb, struc
     struct file *f = NULL;
     READ_FIELD(f, iocb, kiocb, ki_filp);
     note_use(f, CNT_READ);
+    log_read(iocb, to, 1);
+    return 0;
+}
+
+MODULE_KFUNC_PROBE(erofs, erofs_file_read_iter, struct kiocb *iocb, struct iov_iter *to)
+{
+    log_read(iocb, to, 0);
+    return 0;
+}
+
+MODULE_KFUNC_PROBE(erofs, erofs_kill_sb, struct super_block *sb)
+{
+    log_sb_gone(sb);
     return 0;
 }
 

@@ -51,7 +51,11 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("file", "private_data"),
     ("file", "f_inode"),
     ("file", "f_mapping"),
+    ("file", "f_ra.prev_pos"),
     ("kiocb", "ki_filp"),
+    ("kiocb", "ki_flags"),
+    ("kiocb", "ki_pos"),
+    ("iov_iter", "count"),
 )
 ENUMS: tuple[tuple[str, str], ...] = (("pageflags", "PG_head"),)
 

@@ -4,6 +4,7 @@ read its maps into Readings.  The only module (with sharing.py) that imports bcc
 from __future__ import annotations
 
 import ctypes as ct
+import os
 import time
 from pathlib import Path
 
@@ -191,6 +192,8 @@ class TracepointSource:
                 try:
                     r.backing_pages[(m.backing_dev, m.backing_ino)] = \
                         pagecache.file_resident_pages(m.local(m.backing_file))
+                    r.image_sizes[(m.backing_dev, m.backing_ino)] = \
+                        os.stat(m.local(m.backing_file)).st_size
                 except OSError:
                     pass
         counters = self._counters()
@@ -204,6 +207,7 @@ class TracepointSource:
         if self.sharing is not None:
             try:
                 r.shared = self.sharing.read()
+                r.reads, r.reads_lost = self.sharing.drain_reads()
                 for name, usage in self.sharing.map_usage().items():
                     r.maps[f"ishare_{name}"] = usage
             except Exception as e:

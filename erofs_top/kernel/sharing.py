@@ -12,11 +12,13 @@ probes.py are the only ones that import bcc.
 """
 from __future__ import annotations
 
+import ctypes as ct
 import os
+import struct
 import time
 from pathlib import Path
 
-from ..readings import SharedInode
+from ..readings import ReadRecord, SharedInode
 from . import btf, host, maps
 from .probe_files import ProbeFileMissing, probe_file
 
@@ -24,7 +26,10 @@ COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_fail
             "owner_overflow_pages", "big_folio_lost_pages", "delete_untracked_pages",
             "fill_shared", "fill_not_shared", "free_inode", "open", "read", "mmap",
             "fill_no_iget", "touch_update_failures", "touch_no_member",
-            "touch_truncated_pages")
+            "touch_truncated_pages", "read_log_drops")
+# probes/ishare.c struct read_rec: file, mapping, ino, pos, count, prev_pos, size, cgid, dev, kind
+READ_REC = struct.Struct("<QQQqQqQQII")
+READ_SB_GONE = 1        # read_rec.kind: superblock dev was killed (erofs_kill_sb)
 # (function, BPF function, return probe?, required?)
 KPROBES = (
     ("erofs_ishare_file_open", "kp_ishare_open", False, True),
@@ -35,7 +40,14 @@ KPROBES = (
     ("erofs_ishare_fill_inode", "kp_fill_inode", False, False),
     ("erofs_ishare_fill_inode", "kr_fill_inode", True, False),
     ("iget5_locked", "kr_iget5_locked", True, False),
+    ("erofs_file_read_iter", "kp_file_read_iter", False, False),
+    ("erofs_kill_sb", "kp_kill_sb", False, False),
 )
+WITHOUT = {"erofs_file_read_iter": "reads of stock files are not logged (random readers' "
+                                   "savings follow the page rules)",
+           "erofs_kill_sb": "unmounts are seen only at refreshes (reads of a mount "
+                            "unmounted and replaced between two refreshes on the same dev "
+                            "are taken for the new mount's)"}
 
 
 class SharingError(Exception):
@@ -124,6 +136,12 @@ class SharingProbes:
             lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
             raise SharingError(f"probes/ishare.c failed to load: {lines[-1] if lines else e}") from None
         self._chunk_gc = maps.EmptyChunkGC(self.bpf["shared_chunks"])
+        self._reads: list[bytes] = []
+        self._drops_seen = 0
+
+        def on_read(_ctx, data, size):
+            self._reads.append(ct.string_at(data, size))
+        self.bpf["read_log"].open_ring_buffer(on_read)
         if hook == "fentry":
             return                # BCC attached the kfunc programs at load
         self._attach_kprobes()
@@ -140,8 +158,9 @@ class SharingProbes:
                     raise SharingError(f"cannot attach {'kretprobe' if ret else 'kprobe'} "
                                        f"{fn}: {str(e).strip().splitlines()[-1]}") from None
                 why = str(e).strip().splitlines()
-                self.warnings.append(f"sharing: {fn} not probed ({why[-1] if why else e}); "
-                                     f"members are learned from opens, reads and mmaps only")
+                self.warnings.append(f"sharing: {fn} not probed ({why[-1] if why else e}); " +
+                                     WITHOUT.get(fn, "members are learned from opens, reads "
+                                                     "and mmaps only"))
 
     def _cleanup(self) -> None:
         if self.bpf is not None:
@@ -174,6 +193,22 @@ class SharingProbes:
             "shared_touched": (len(self.bpf["touched"]), self.max_chunks,
                                c["touch_update_failures"]),
         }
+
+    def drain_reads(self) -> tuple[list[ReadRecord], int]:
+        """The reads logged since the previous call, in order (with a
+        ``sb_gone`` record where an EROFS superblock was killed), and how many
+        records the ring dropped since then."""
+        self.bpf.ring_buffer_consume()
+        raw, self._reads = self._reads, []
+        out = []
+        for b in raw:
+            f, mapping, ino, pos, count, prev_pos, size, cgid, dev, kind = READ_REC.unpack_from(b)
+            out.append(ReadRecord(dev=dev, ino=ino, file=f, mapping=mapping, pos=pos,
+                                  count=count, prev_pos=prev_pos, size=size, cgroup_id=cgid,
+                                  sb_gone=kind == READ_SB_GONE))
+        drops = self.counters()["read_log_drops"]
+        lost, self._drops_seen = drops - self._drops_seen, drops
+        return out, lost
 
     def read(self) -> list[SharedInode]:
         """Every shared inode with resident pages or live members."""

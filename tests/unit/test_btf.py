@@ -110,8 +110,12 @@ def test_layout_cflags_name_every_field_and_refuse_non_scalars():
 # ------------------------------------------------------------ the probe's contract
 def _read_field_uses() -> set[tuple[str, str]]:
     text = re.sub(r"/\*.*?\*/", " ", ISHARE.read_text(), flags=re.S)
-    return {(st, f) for st, f in re.findall(r"READ_FIELD\([^,]+,\s*\w+,\s*(\w+),\s*([\w.]+)\)", text)
-            if st != "st"}
+    plain = {(st, f) for st, f in re.findall(r"READ_FIELD\([^,]+,\s*\w+,\s*(\w+),\s*(\w+)\)", text)
+             if st != "st"}
+    nested = {(st, f"{f}.{g}") for st, f, g in
+              re.findall(r"READ_NESTED\([^,]+,\s*\w+,\s*(\w+),\s*(\w+),\s*(\w+)\)", text)
+              if st != "st"}
+    return plain | nested
 
 
 def test_every_field_the_probe_reads_is_in_fields_and_no_other():

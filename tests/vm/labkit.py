@@ -204,6 +204,18 @@ def cached_bytes() -> int:
     return meminfo_kib("Cached") * 1024
 
 
+def cached_bytes_now() -> int:
+    """Cached with every CPU's pending vmstat deltas folded in first
+    (/proc/sys/vm/stat_refresh): exact to the page, where cached_bytes() may
+    lag by the per-CPU thresholds (tens of pages)."""
+    try:
+        with open("/proc/sys/vm/stat_refresh", "w") as f:
+            f.write("1\n")
+    except OSError:         # a negative per-CPU counter is reported as EINVAL; folded anyway
+        pass
+    return cached_bytes()
+
+
 def drop_caches() -> None:
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:

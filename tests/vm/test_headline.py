@@ -30,6 +30,7 @@ from .conftest import FINGERPRINT_XATTR, REPORT
 DATA = "/opt/lab-data"
 SHARE = "inode_share,domain_id=headline"
 RESULTS: list[dict] = []
+OBSERVER_SLACK_BYTES = 16 * 4096     # Cached the pre-read refresh may add (noise)
 
 
 def _packages() -> list[tuple[str, str, str]]:
@@ -86,7 +87,13 @@ def _phase(collector, img1: str, img2: str, opts: str) -> dict:
             lk.Cgroup("hl-a") as ca, lk.Cgroup("hl-b") as cb:
         if opts:
             assert "inode_share" in lk.mount_options(m1).split(","), lk.mount_options(m1)
+        # the refresh that picks up the new mounts must not cache anything
+        # itself: erofs-top must not warm what it measures (resolving reads
+        # logged for an earlier mount on the same dev walked these mounts and
+        # cached the directories A and B were about to pay for)
+        before = lk.cached_bytes_now()
         collector.refresh()                 # picks up the new mounts
+        observer_cached_bytes = lk.cached_bytes_now() - before
         c0 = lk.cached_bytes()
         ca.run(lk.read_tree, m1)
         c1 = lk.cached_bytes()
@@ -97,7 +104,8 @@ def _phase(collector, img1: str, img2: str, opts: str) -> dict:
         refresh_s = time.monotonic() - t0
         a_file, b_file = ca.file_bytes(), cb.file_bytes()
     t = model.totals
-    return {"cached_bytes": c2 - c0, "cached_a_bytes": c1 - c0, "cached_b_bytes": c2 - c1,
+    return {"observer_cached_bytes": observer_cached_bytes,
+            "cached_bytes": c2 - c0, "cached_a_bytes": c1 - c0, "cached_b_bytes": c2 - c1,
             "memcg_file_a_bytes": a_file, "memcg_file_b_bytes": b_file,
             "resident_bytes": t.resident_bytes, "shared_bytes": t.shared_bytes,
             "redundant_bytes": t.redundant_bytes,
@@ -134,6 +142,12 @@ def test_predicted_and_reported_savings_match_the_kernel(collector, images, pkg,
            "reported_saving_bytes": shared["sharing_saved_bytes"]}
     RESULTS.append(row)
     assert real_saving > 0, row
+    # the pre-read refresh of the inode_share phase cached (almost) nothing: a
+    # few pages of noise (reads logged in the plain phase, resolved against
+    # the new mounts, cached +96 KiB redis, +184 KiB tzdata here).  The plain
+    # phase's figure is recorded, not asserted: one lab run saw +604 KiB in
+    # python3-django's, cause not found yet (docs/sharing.md "the read log")
+    assert shared["observer_cached_bytes"] <= OBSERVER_SLACK_BYTES, row
     # compressed files mapped by erofs_top/zmap.py, none through dump.erofs
     assert not [w for w in plain["warnings"] + shared["warnings"] if "dump.erofs" in w], row
     assert abs(plain["potential_savings_bytes"] - real_saving) <= 0.05 * real_saving, row

@@ -240,7 +240,8 @@ def test_btf_layouts_equal_the_kernel_header_tree(lab):
     for enum, value in btf.ENUMS:
         checks.append(f"_Static_assert(VAL_{enum}__{value} == {value}, \"{enum} {value}\");")
     text = "\n".join(["#include <linux/fs.h>", "#include <linux/mm_types.h>",
-                      "#include <linux/page-flags.h>", "#include <linux/stddef.h>", *checks,
+                      "#include <linux/page-flags.h>", "#include <linux/uio.h>",
+                      "#include <linux/stddef.h>", *checks,
                       "int layout_check(void *ctx) { return 0; }"])
     b = BPF(text=text.encode(), cflags=flags)     # raises with clang's message on a mismatch
     b.cleanup()
