@@ -46,6 +46,7 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
     io: dict = {}
     cs, ios = ChunkState(), IoState()
     for step in range(40):
+        read_before = dict(chunks)      # the map at the previous read
         _churn(rng, chunks, io, set(), set())
         before_lists = dict(cs.by_file)
         before = dict(cs.entries)
@@ -60,11 +61,11 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
         assert sorted(got_pcs, key=key) == sorted(want_pcs, key=key)
         assert {(f.dev, f.ino, f.cgroup_id): f for f in got_io} == want_rows
         assert empty == {(k[0], 0, k[1], k[2]) for k, v in chunks.items() if not owners_of(v)}
-        for k, (value, pc, _) in before.items():   # unchanged entries: the same objects
-            if chunks.get(k) == value and pc is not None:
-                assert cs.entries[k][1] is pc
+        for k, pc in before.items():   # unchanged entries: the same objects
+            if chunks.get(k) == read_before[k] and pc is not None:
+                assert cs.entries[k] is pc
         for fk, lst in cs.by_file.items():      # a file with no change keeps its list
-            was = {k: v[0] for k, v in before.items() if k[:2] == fk}
+            was = {k: v for k, v in read_before.items() if k[:2] == fk}
             now = {k: v for k, v in chunks.items() if k[:2] == fk}
             if fk in before_lists and was == now:
                 assert lst is before_lists[fk]
