@@ -410,6 +410,9 @@ class Aggregator:
         one; keep the ranking of the largest files current."""
         acc, contrib, entries, special = self.acc, self.contrib, self.entries, self.special
         ranking = self.ranking
+        if not contrib and not ranking.valid:
+            self._attribute_all(touched)
+            return
         for key in self._in_order(touched):
             old = contrib.pop(key, None)
             if old is not None:
@@ -423,6 +426,21 @@ class Aggregator:
                 ranking.offer(key, c.rank)
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
+
+    def _attribute_all(self, touched: set[tuple]) -> None:
+        """_attribute with nothing kept (a full pass): every contribution is
+        new, the sums are made in one go (Accumulators.add_new), and the
+        ranking, not valid yet, is made when asked."""
+        contrib, entries, special = self.contrib, self.entries, self.special
+        made = []
+        for key in self._in_order(touched):
+            e = entries.get(key)
+            if e is not None and e.union:
+                c = contrib[key] = Contribution(e)
+                made.append(c)
+                if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
+                    special.add(key)
+        self.acc.add_new(made)
 
     # ---------------------------------------------------------- phase 6: savings
     def _savings(self, touched: set[tuple], readings: Readings, mounts: MountResolver,
