@@ -270,7 +270,7 @@ class Aggregator:
         else:
             e.mount = _UNRESOLVED
         self.entries[key] = e
-        self.dev_keys.setdefault(e.dev, set()).add(key)
+        _add_to(self.dev_keys, e.dev, key)
 
     def _in_order(self, keys: set[tuple]):
         """Many keys (a full pass): in the entries' order, the order their
@@ -337,7 +337,7 @@ class Aggregator:
                 dirty.setdefault(old)
                 del self.size_of[key]
             if size is not None:
-                self.size_keys.setdefault(size, set()).add(key)
+                _add_to(self.size_keys, size, key)
                 self.size_of[key] = size
                 dirty.setdefault(size)
             elif e is not None:
@@ -376,12 +376,13 @@ class Aggregator:
                     del self.ckey_of[key]
             if ck:
                 dirty.setdefault(ck)
-                self.ckey_keys.setdefault(ck, set()).add(key)
+                _add_to(self.ckey_keys, ck, key)
                 self.ckey_of[key] = ck
             elif e is not None:
                 e.dup = NONE
                 e.in_group = False
         touched = set(changed)
+        full = len(touched) >= len(entries) and touched >= entries.keys()
         for ck in dirty:
             keys = self.ckey_keys.get(ck)
             if not keys:
@@ -393,12 +394,14 @@ class Aggregator:
             group = sorted((entries[k] for k in keys), key=_ORDER)
             old_groups = self.mergeable.get(ck, ())
             # a member that did not change contributes the same unless its
-            # duplicate pages do (the only thing the group gives it)
-            dups = [e.dup for e in group]
+            # duplicate pages do (the only thing the group gives it); in a
+            # full pass every entry is touched already
+            dups = None if full else [e.dup for e in group]
             self.redundant[ck], new_groups = duplicate_group(group)
             self.mergeable[ck] = new_groups
-            touched.update(_key(e) for e, d in zip(group, dups)
-                           if e.dup is not d and e.dup != d)
+            if not full:
+                touched.update(_key(e) for e, d in zip(group, dups)
+                               if e.dup is not d and e.dup != d)
             for i in range(max(len(old_groups), len(new_groups))):
                 if not _same_group(old_groups, new_groups, i, changed):
                     self.dirty_groups[(ck, i)] = None
@@ -523,6 +526,15 @@ def _same_group(old: list, new: list, i: int, changed: set[tuple]) -> bool:
         if a is not b or _key(b) in changed:
             return False
     return True
+
+
+def _add_to(sets: dict, k, v) -> None:
+    """sets[k].add(v), a new set if none (no set made for nothing, as setdefault does)."""
+    s = sets.get(k)
+    if s is None:
+        sets[k] = {v}
+    else:
+        s.add(v)
 
 
 def _key(e: Entry) -> tuple:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
@@ -90,8 +91,13 @@ def _part(s: Savings) -> tuple:
     (cg, pages, ...), flat (dev, pages, ...)); zero pages left out (adding
     them changes no sum)."""
     return (s.file_pages, s.image_pages, s.compressed_pages, s.now_file_pages,
-            tuple(x for kv in s.by_cgroup.items() if kv[1] for x in kv),
-            tuple(x for kv in s.by_dev.items() if kv[1] for x in kv))
+            _flat(s.by_cgroup), _flat(s.by_dev))
+
+
+def _flat(d: dict[int, int]) -> tuple[int, ...]:
+    if 0 in d.values():
+        return tuple(x for kv in d.items() if kv[1] for x in kv)
+    return tuple(chain.from_iterable(d.items()))
 
 
 def _add_part(total: Savings, part: tuple, sign: int) -> None:
@@ -101,7 +107,8 @@ def _add_part(total: Savings, part: tuple, sign: int) -> None:
     total.compressed_pages += sign * part[2]
     total.now_file_pages += sign * part[3]
     for mine, flat in ((total.by_cgroup, part[4]), (total.by_dev, part[5])):
-        for k, v in zip(flat[::2], flat[1::2]):
+        it = iter(flat)
+        for k, v in zip(it, it):
             n = mine.get(k, 0) + sign * v
             if n:
                 mine[k] = n
