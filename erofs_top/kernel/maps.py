@@ -281,12 +281,12 @@ class ChunkState:
         added = 0
         for k, v in items:
             pc = old_get(k, _ABSENT)        # PageChunk, None (no pages) or absent
-            owners = owners_of(v)
-            if pc is _ABSENT or not _same_value(pc, owners, v):
+            if pc is _ABSENT or not _same_value(pc, v):
                 if pc is not _ABSENT:
                     self._held(pc, -1)
                 else:
                     added += 1
+                owners = owners_of(v)
                 pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
                 self._held(pc, +1)
                 dirty.add((k[0], k[1]))
@@ -332,12 +332,12 @@ class ChunkState:
         delta: dict[tuple, int] = {}            # held pages, applied once per key below
         for k, v in found:
             old_pc = entries.get(k, _ABSENT)
-            owners = owners_of(v)
-            if old_pc is not _ABSENT and _same_value(old_pc, owners, v):
+            if old_pc is not _ABSENT and _same_value(old_pc, v):
                 continue
             if old_pc is _ABSENT:
                 old_pc = None
             _held_delta(delta, old_pc, -1)
+            owners = owners_of(v)
             fk = (k[0], k[1])
             pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
             entries[k] = pc
@@ -399,12 +399,21 @@ class ChunkState:
 _ABSENT = object()      # ChunkState.entries: no entry (None is an entry without pages)
 
 
-def _same_value(pc, owners: dict, v: tuple) -> bool:
+_OTHER_SLOTS = slice(MAX_OWNERS + 1, 2 * MAX_OWNERS + 1)   # bits of slots 1.. and other_bits
+
+
+def _same_value(pc, v: tuple) -> bool:
     """A chunk value read again says what its PageChunk (None: no pages)
-    already says: the same owners' pages, the same seeded pages."""
+    already says: the same owners' pages, the same seeded pages.  Without
+    building the owners dict for the usual value (one owner in slot 0)."""
     if pc is None:
-        return not owners
-    return pc.seeded_mask == v[-1] and pc.owners == owners
+        return not (v[MAX_OWNERS] or any(v[_OTHER_SLOTS]))
+    if pc.seeded_mask != v[-1]:
+        return False
+    owners = pc.owners
+    if len(owners) == 1 and not any(v[_OTHER_SLOTS]):
+        return v[MAX_OWNERS] != 0 and owners.get(v[0]) == v[MAX_OWNERS]
+    return owners == owners_of(v)
 
 
 def _held_delta(delta: dict, pc, sign: int) -> None:
