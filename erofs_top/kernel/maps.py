@@ -197,6 +197,20 @@ def owners_of(v: tuple) -> dict[int, int]:
     return owners
 
 
+_FULL_MASK = (1 << 64) - 1     # a chunk's 64 pages all set (CHUNK_PAGES)
+
+
+def _interned_owners(v: tuple, ids: dict[int, int]) -> dict[int, int]:
+    """owners_of(v), its cgroup ids and full masks one int object each (a
+    map read makes fresh ints: ~60 B per owner kept otherwise); ``ids``:
+    the interned cgroup ids."""
+    owners = owners_of(v)
+    out: dict[int, int] = {}
+    for cg, mask in owners.items():
+        out[ids.setdefault(cg, cg)] = _FULL_MASK if mask == _FULL_MASK else mask
+    return out
+
+
 class _NoGC:
     """The cyclic GC off while a read builds hundreds of thousands of objects
     (it would walk all the kept ones many times over; none form cycles)."""
@@ -263,6 +277,7 @@ class ChunkState:
         self.held_changed: set[tuple] = set()     # held keys changed since IoState took them
         self.empty: set[tuple] = set()            # (dev, 0, ino, chunk): entries without pages
         self.n_chunks = 0                         # PageChunks in by_file
+        self.ids: dict[int, int] = {}             # cgroup ids interned (renewed at full reads)
 
     def update(self, items) -> set[tuple]:
         """items: ((dev, ino, chunk), CHUNK_VAL tuple) pairs of one read.
@@ -279,6 +294,7 @@ class ChunkState:
         empty: set[tuple] = set()
         old_get, lists_get = old.get, lists.get
         added = 0
+        ids = self.ids = {}     # the cgroup ids of a full read (so that none stay for ever)
         for k, v in items:
             pc = old_get(k, _ABSENT)        # PageChunk, None (no pages) or absent
             if pc is _ABSENT or not _same_value(pc, v):
@@ -286,8 +302,10 @@ class ChunkState:
                     self._held(pc, -1)
                 else:
                     added += 1
-                owners = owners_of(v)
-                pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
+                owners = _interned_owners(v, ids)
+                pc = (PageChunk(k[0], k[1], k[2], owners,
+                                _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
+                      if owners else None)
                 self._held(pc, +1)
                 dirty.add((k[0], k[1]))
             new[k] = pc
@@ -337,9 +355,10 @@ class ChunkState:
             if old_pc is _ABSENT:
                 old_pc = None
             _held_delta(delta, old_pc, -1)
-            owners = owners_of(v)
+            owners = _interned_owners(v, self.ids)
             fk = (k[0], k[1])
-            pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
+            pc = (PageChunk(k[0], k[1], k[2], owners, _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
+                  if owners else None)
             entries[k] = pc
             _held_delta(delta, pc, +1)
             if pc is None:
