@@ -274,7 +274,7 @@ class Aggregator:
         else:
             e.mount = _UNRESOLVED
         self.entries[key] = e
-        self.dev_keys.setdefault(e.dev, set()).add(key)
+        _add_to(self.dev_keys, e.dev, key)
 
     def _in_order(self, keys: set[tuple]):
         """Many keys (a full pass): in the entries' order, the order their
@@ -341,7 +341,7 @@ class Aggregator:
                 dirty.setdefault(old)
                 del self.size_of[key]
             if size is not None:
-                self.size_keys.setdefault(size, set()).add(key)
+                _add_to(self.size_keys, size, key)
                 self.size_of[key] = size
                 dirty.setdefault(size)
             elif e is not None:
@@ -380,12 +380,13 @@ class Aggregator:
                     del self.ckey_of[key]
             if ck:
                 dirty.setdefault(ck)
-                self.ckey_keys.setdefault(ck, set()).add(key)
+                _add_to(self.ckey_keys, ck, key)
                 self.ckey_of[key] = ck
             elif e is not None:
                 e.dup = NONE
                 e.in_group = False
         touched = set(changed)
+        full = len(touched) >= len(entries) and touched >= entries.keys()
         for ck in dirty:
             keys = self.ckey_keys.get(ck)
             if not keys:
@@ -397,12 +398,14 @@ class Aggregator:
             group = sorted((entries[k] for k in keys), key=_ORDER)
             old_groups = self.mergeable.get(ck, ())
             # a member that did not change contributes the same unless its
-            # duplicate pages do (the only thing the group gives it)
-            dups = [e.dup for e in group]
+            # duplicate pages do (the only thing the group gives it); in a
+            # full pass every entry is touched already
+            dups = None if full else [e.dup for e in group]
             self.redundant[ck], new_groups = duplicate_group(group)
             self.mergeable[ck] = new_groups
-            touched.update(_key(e) for e, d in zip(group, dups)
-                           if e.dup is not d and e.dup != d)
+            if not full:
+                touched.update(_key(e) for e, d in zip(group, dups)
+                               if e.dup is not d and e.dup != d)
             for i in range(max(len(old_groups), len(new_groups))):
                 if not _same_group(old_groups, new_groups, i, changed):
                     self.dirty_groups[(ck, i)] = None
@@ -414,6 +417,9 @@ class Aggregator:
         one; keep the ranking of the largest files current."""
         acc, contrib, entries, special = self.acc, self.contrib, self.entries, self.special
         ranking = self.ranking
+        if not contrib and not ranking.valid:
+            self._attribute_all(touched)
+            return
         for key in self._in_order(touched):
             old = contrib.pop(key, None)
             if old is not None:
@@ -427,6 +433,21 @@ class Aggregator:
                 ranking.offer(key, c.rank)
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
+
+    def _attribute_all(self, touched: set[tuple]) -> None:
+        """_attribute with nothing kept (a full pass): every contribution is
+        new, the sums are made in one go (Accumulators.add_new), and the
+        ranking, not valid yet, is made when asked."""
+        contrib, entries, special = self.contrib, self.entries, self.special
+        made = []
+        for key in self._in_order(touched):
+            e = entries.get(key)
+            if e is not None and e.union:
+                c = contrib[key] = Contribution(e)
+                made.append(c)
+                if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
+                    special.add(key)
+        self.acc.add_new(made)
 
     # ---------------------------------------------------------- phase 6: savings
     def _savings(self, touched: set[tuple], readings: Readings, mounts: MountResolver,
@@ -520,6 +541,15 @@ def _same_group(old: list, new: list, i: int, changed: set[tuple]) -> bool:
         if a is not b or _key(b) in changed:
             return False
     return True
+
+
+def _add_to(sets: dict, k, v) -> None:
+    """sets[k].add(v), a new set if none (no set made for nothing, as setdefault does)."""
+    s = sets.get(k)
+    if s is None:
+        sets[k] = {v}
+    else:
+        s.add(v)
 
 
 def _key(e: Entry) -> tuple:

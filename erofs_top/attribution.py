@@ -216,6 +216,84 @@ class Accumulators:
         self.seeded += sign * c.seeded
         self.shared += sign * c.shared_pages
 
+    def add_new(self, contribs: list[Contribution]) -> None:
+        """apply(c, +1) for each of many new contributions (a full pass):
+        the sums per cgroup, mount and (mount, cgroup) pair are made in
+        local lists first and added once each, the sets derived from a pair
+        synced once per pair.  The same sums as one apply() per
+        contribution (integers); shared inodes (few) go through apply()."""
+        per_cg: dict[int, list[int]] = {}        # cg -> [resident, dup, seeded, files]
+        per_dev: dict[int, list[int]] = {}       # dev -> [resident, dup]
+        pairs: dict[tuple[int, int], list[int]] = {}     # (dev, cg) -> [resident, dup, entries]
+        mounts, readers_dirty = self.mounts, self._readers_dirty
+        resident = dup = seeded = 0
+        for c in contribs:
+            if c.mapping:
+                self.apply(c, +1)
+                continue
+            m = c.mount
+            dev = None if m is None else m.dev
+            if m is not None:
+                if mounts.get(dev) is not m:
+                    mounts[dev] = m
+                    readers_dirty.add(dev)
+                d = per_dev.get(dev)
+                if d is None:
+                    per_dev[dev] = [c.resident, c.dup]
+                else:
+                    d[0] += c.resident
+                    d[1] += c.dup
+            for cg, res, dp, sd in c.per_cg():
+                v = per_cg.get(cg)
+                if v is None:
+                    per_cg[cg] = [res, dp, sd, 1]
+                else:
+                    v[0] += res
+                    v[1] += dp
+                    v[2] += sd
+                    v[3] += 1
+                if m is not None:
+                    h = pairs.get((dev, cg))
+                    if h is None:
+                        pairs[(dev, cg)] = [res, dp, 1]
+                    else:
+                        h[0] += res
+                        h[1] += dp
+                        h[2] += 1
+            resident += c.resident
+            dup += c.dup
+            seeded += c.seeded
+        self._fold(per_cg, per_dev, pairs)
+        self.resident += resident
+        self.dup += dup
+        self.seeded += seeded
+
+    def _fold(self, per_cg: dict, per_dev: dict, pairs: dict) -> None:
+        """add_new's local sums into the kept ones (non-shared entries)."""
+        cgs = self.cg
+        for cg, (res, dp, sd, n) in per_cg.items():
+            a = cgs.get(cg)
+            if a is None:
+                a = cgs[cg] = CgroupAcc()
+            a.resident += res
+            a.dup += dp
+            a.seeded += sd
+            a.files += n
+            a.fair_pages += res
+        for dev, (res, dp) in per_dev.items():
+            self.mount_resident[dev] = self.mount_resident.get(dev, 0) + res
+            self.mount_dup[dev] = self.mount_dup.get(dev, 0) + dp
+        holders = self.holders
+        for key, (res, dp, n) in pairs.items():
+            h = holders.get(key)
+            if h is None:
+                h = holders[key] = [0, 0, 0, 0]
+            h[0] += res
+            h[1] += dp
+            h[2] += n
+            self.dirty_pairs.add(key)
+            self._sync(*key)        # from the pair's state: once is enough
+
     def _apply_mount(self, c: Contribution, sign: int, is_shared: bool) -> None:
         dev = c.mount.dev
         if sign > 0 and self.mounts.get(dev) is not c.mount:

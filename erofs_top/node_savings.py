@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
@@ -82,7 +83,38 @@ def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple
 
 
 STAGES = ("rebuild", "now", "domains")
-_NO_SAVINGS = Savings()        # a stage without copies (read only)
+_ABSENT = object()
+
+
+def _part(s: Savings) -> tuple:
+    """A group's Savings as GroupCache keeps it (one per group and stage, so
+    compact: no dicts): (file, image, compressed, now file pages, flat
+    (cg, pages, ...), flat (dev, pages, ...)); zero pages left out (adding
+    them changes no sum)."""
+    return (s.file_pages, s.image_pages, s.compressed_pages, s.now_file_pages,
+            _flat(s.by_cgroup), _flat(s.by_dev))
+
+
+def _flat(d: dict[int, int]) -> tuple[int, ...]:
+    if 0 in d.values():
+        return tuple(x for kv in d.items() if kv[1] for x in kv)
+    return tuple(chain.from_iterable(d.items()))
+
+
+def _add_part(total: Savings, part: tuple, sign: int) -> None:
+    """Savings.add of a _part()."""
+    total.file_pages += sign * part[0]
+    total.image_pages += sign * part[1]
+    total.compressed_pages += sign * part[2]
+    total.now_file_pages += sign * part[3]
+    for mine, flat in ((total.by_cgroup, part[4]), (total.by_dev, part[5])):
+        it = iter(flat)
+        for k, v in zip(it, it):
+            n = mine.get(k, 0) + sign * v
+            if n:
+                mine[k] = n
+            else:
+                mine.pop(k, None)
 
 
 def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, list[Copy]]:
@@ -107,7 +139,8 @@ class GroupCache:
     groups are kept by deltas (integers: exact)."""
 
     def __init__(self):
-        # gid -> (order, stages (None without maps), file parts, maps, unmapped, copies' devs)
+        # gid -> (order, stages (None without maps), file parts (a _part() or None per
+        # stage, in STAGES order), maps, unmapped, copies' devs)
         self.groups: dict[tuple, tuple] = {}
         self.file_part = {stage: Savings() for stage in STAGES}
         self.dev_count: dict[int, int] = {}     # copies per dev
@@ -122,16 +155,17 @@ class GroupCache:
         if members:
             stages = stage_groups(members, content)
             rebuild = stages["rebuild"]
-            parts: dict[str, Savings] = {}
+            parts: dict[str, tuple | None] = {}
             for stage in STAGES:        # stages often hold the same copies: once each
-                same = next((parts[o] for o in parts if stages[o] == stages[stage]), None)
-                if same is None:
-                    same = group_file_savings(stages[stage]) if stages[stage] else _NO_SAVINGS
+                same = next((parts[o] for o in parts if stages[o] == stages[stage]), _ABSENT)
+                if same is _ABSENT:
+                    same = _part(group_file_savings(stages[stage])) if stages[stage] else None
                 parts[stage] = same
             maps = has_cache_maps(rebuild)
             # the copies are kept only where potential() reads them (cache
             # page maps): most groups keep their parts and their copies' devs
-            new = (members[0].order, stages if maps else None, parts, maps,
+            new = (members[0].order, stages if maps else None,
+                   tuple(parts[stage] for stage in STAGES), maps,
                    sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
                    tuple(c.key[0] for c in rebuild))
             self.groups[gid] = new
@@ -141,9 +175,9 @@ class GroupCache:
 
     def _account(self, g: tuple, sign: int) -> None:
         _, _, file_parts, _, unmapped, devs = g
-        for stage in STAGES:
-            if file_parts[stage] is not _NO_SAVINGS:
-                self.file_part[stage].add(file_parts[stage], sign)
+        for stage, part in zip(STAGES, file_parts):
+            if part is not None:
+                _add_part(self.file_part[stage], part, sign)
         self.unmapped += sign * unmapped
         for dev in devs:
             n = self.dev_count.get(dev, 0) + sign
@@ -164,8 +198,11 @@ class GroupCache:
             return self.file_part[stage]
         out = Savings()
         out.add(self.file_part[stage])
+        i = STAGES.index(stage)
         for gid in gids:
-            out.add(self.groups[gid][2][stage], -1)
+            part = self.groups[gid][2][i]
+            if part is not None:
+                _add_part(out, part, -1)
         return out
 
 

@@ -197,6 +197,20 @@ def owners_of(v: tuple) -> dict[int, int]:
     return owners
 
 
+_FULL_MASK = (1 << 64) - 1     # a chunk's 64 pages all set (CHUNK_PAGES)
+
+
+def _interned_owners(v: tuple, ids: dict[int, int]) -> dict[int, int]:
+    """owners_of(v), its cgroup ids and full masks one int object each (a
+    map read makes fresh ints: ~60 B per owner kept otherwise); ``ids``:
+    the interned cgroup ids."""
+    owners = owners_of(v)
+    out: dict[int, int] = {}
+    for cg, mask in owners.items():
+        out[ids.setdefault(cg, cg)] = _FULL_MASK if mask == _FULL_MASK else mask
+    return out
+
+
 class _NoGC:
     """The cyclic GC off while a read builds hundreds of thousands of objects
     (it would walk all the kept ones many times over; none form cycles)."""
@@ -254,12 +268,16 @@ class ChunkState:
     have changed (Readings.changed_files)."""
 
     def __init__(self):
-        self.entries: dict[tuple, tuple] = {}     # (dev, ino, chunk) -> (value, PageChunk|None, file)
+        # (dev, ino, chunk) -> its PageChunk, None for an entry without pages;
+        # the map's value is not kept: a value read again is compared with
+        # the PageChunk it made (owners and seeded pages), ~320 B less per entry
+        self.entries: dict[tuple, object] = {}
         self.by_file: dict[tuple, list] = {}
         self.held: dict[tuple, int] = {}          # (dev, ino, cg) -> inserted pages held
         self.held_changed: set[tuple] = set()     # held keys changed since IoState took them
         self.empty: set[tuple] = set()            # (dev, 0, ino, chunk): entries without pages
         self.n_chunks = 0                         # PageChunks in by_file
+        self.ids: dict[int, int] = {}             # cgroup ids interned (renewed at full reads)
 
     def update(self, items) -> set[tuple]:
         """items: ((dev, ino, chunk), CHUNK_VAL tuple) pairs of one read.
@@ -270,43 +288,45 @@ class ChunkState:
     def _update(self, items) -> set[tuple]:
         from ..readings import PageChunk
         old = self.entries
-        new: dict[tuple, tuple] = {}
+        new: dict[tuple, PageChunk | None] = {}
         dirty: set[tuple] = set()
         lists: dict[tuple, list] = {}
         empty: set[tuple] = set()
         old_get, lists_get = old.get, lists.get
         added = 0
+        ids = self.ids = {}     # the cgroup ids of a full read (so that none stay for ever)
         for k, v in items:
-            hit = old_get(k)        # (value, PageChunk or None, file key)
-            if hit is None or hit[0] != v:
-                if hit is not None:
-                    self._held(hit[1], -1)
+            pc = old_get(k, _ABSENT)        # PageChunk, None (no pages) or absent
+            if pc is _ABSENT or not _same_value(pc, v):
+                if pc is not _ABSENT:
+                    self._held(pc, -1)
                 else:
                     added += 1
-                owners = owners_of(v)
-                fk = (k[0], k[1])
-                hit = (v, PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None, fk)
-                self._held(hit[1], +1)
-                dirty.add(fk)
-            new[k] = hit
-            pc = hit[1]
+                owners = _interned_owners(v, ids)
+                pc = (PageChunk(k[0], k[1], k[2], owners,
+                                _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
+                      if owners else None)
+                self._held(pc, +1)
+                dirty.add((k[0], k[1]))
+            new[k] = pc
             if pc is None:
                 empty.add((k[0], 0, k[1], k[2]))
                 continue
-            lst = lists_get(hit[2])
+            fk = (k[0], k[1])
+            lst = lists_get(fk)
             if lst is None:
-                lists[hit[2]] = [pc]
+                lists[fk] = [pc]
             else:
                 lst.append(pc)
         # entries gone from the map: fewer old keys seen than old entries
         gone = old.keys() - new.keys() if len(old) > len(new) - added else ()
         for k in gone:
-            self._held(old[k][1], -1)
+            self._held(old[k], -1)
             dirty.add((k[0], k[1]))
         self.entries = new
         self.empty = empty
         self.n_chunks = len(new) - len(empty)
-        # a file none of whose entries changed keeps its list object
+        # a file none of whose entries changed keeps its list object (and key)
         prev = self.by_file
         for fk, lst in lists.items():
             if fk not in dirty:
@@ -329,15 +349,17 @@ class ChunkState:
         per_file: dict[tuple, dict] = {}        # file -> {chunk: new PageChunk or None}
         delta: dict[tuple, int] = {}            # held pages, applied once per key below
         for k, v in found:
-            hit = entries.get(k)
-            if hit is not None and hit[0] == v:
+            old_pc = entries.get(k, _ABSENT)
+            if old_pc is not _ABSENT and _same_value(old_pc, v):
                 continue
-            old_pc = hit[1] if hit is not None else None
+            if old_pc is _ABSENT:
+                old_pc = None
             _held_delta(delta, old_pc, -1)
-            owners = owners_of(v)
+            owners = _interned_owners(v, self.ids)
             fk = (k[0], k[1])
-            pc = PageChunk(k[0], k[1], k[2], owners, v[-1]) if owners else None
-            entries[k] = (v, pc, fk)
+            pc = (PageChunk(k[0], k[1], k[2], owners, _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
+                  if owners else None)
+            entries[k] = pc
             _held_delta(delta, pc, +1)
             if pc is None:
                 empty.add((k[0], 0, k[1], k[2]))
@@ -346,13 +368,13 @@ class ChunkState:
             if pc is not None or old_pc is not None:
                 per_file.setdefault(fk, {})[k[2]] = pc
         for k in gone:
-            hit = entries.pop(k, None)
-            if hit is None:
+            pc = entries.pop(k, _ABSENT)
+            if pc is _ABSENT:
                 continue
             empty.discard((k[0], 0, k[1], k[2]))
-            if hit[1] is not None:
-                _held_delta(delta, hit[1], -1)
-                per_file.setdefault(hit[2], {})[k[2]] = None
+            if pc is not None:
+                _held_delta(delta, pc, -1)
+                per_file.setdefault((k[0], k[1]), {})[k[2]] = None
         held = self.held
         for key, d in delta.items():
             n = held.get(key, 0) + d
@@ -391,6 +413,26 @@ class ChunkState:
             else:
                 self.held.pop(key, None)
             self.held_changed.add(key)
+
+
+_ABSENT = object()      # ChunkState.entries: no entry (None is an entry without pages)
+
+
+_OTHER_SLOTS = slice(MAX_OWNERS + 1, 2 * MAX_OWNERS + 1)   # bits of slots 1.. and other_bits
+
+
+def _same_value(pc, v: tuple) -> bool:
+    """A chunk value read again says what its PageChunk (None: no pages)
+    already says: the same owners' pages, the same seeded pages.  Without
+    building the owners dict for the usual value (one owner in slot 0)."""
+    if pc is None:
+        return not (v[MAX_OWNERS] or any(v[_OTHER_SLOTS]))
+    if pc.seeded_mask != v[-1]:
+        return False
+    owners = pc.owners
+    if len(owners) == 1 and not any(v[_OTHER_SLOTS]):
+        return v[MAX_OWNERS] != 0 and owners.get(v[0]) == v[MAX_OWNERS]
+    return owners == owners_of(v)
 
 
 def _held_delta(delta: dict, pc, sign: int) -> None:

@@ -46,6 +46,7 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
     io: dict = {}
     cs, ios = ChunkState(), IoState()
     for step in range(40):
+        read_before = dict(chunks)      # the map at the previous read
         _churn(rng, chunks, io, set(), set())
         before_lists = dict(cs.by_file)
         before = dict(cs.entries)
@@ -60,11 +61,11 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
         assert sorted(got_pcs, key=key) == sorted(want_pcs, key=key)
         assert {(f.dev, f.ino, f.cgroup_id): f for f in got_io} == want_rows
         assert empty == {(k[0], 0, k[1], k[2]) for k, v in chunks.items() if not owners_of(v)}
-        for k, (value, pc, _) in before.items():   # unchanged entries: the same objects
-            if chunks.get(k) == value and pc is not None:
-                assert cs.entries[k][1] is pc
+        for k, pc in before.items():   # unchanged entries: the same objects
+            if chunks.get(k) == read_before[k] and pc is not None:
+                assert cs.entries[k] is pc
         for fk, lst in cs.by_file.items():      # a file with no change keeps its list
-            was = {k: v[0] for k, v in before.items() if k[:2] == fk}
+            was = {k: v for k, v in read_before.items() if k[:2] == fk}
             now = {k: v for k, v in chunks.items() if k[:2] == fk}
             if fk in before_lists and was == now:
                 assert lst is before_lists[fk]
@@ -135,3 +136,35 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
         # Readings.changed_io: every row that is another object or gone, and no other
         assert inc_io.changed == {k for k in before_io.keys() | inc_io.out.keys()
                                   if inc_io.out.get(k) is not before_io.get(k)}, step
+
+
+def test_a_value_read_again_is_compared_with_its_pagechunk():
+    """ChunkState keeps no map value: a value read again is compared with
+    the PageChunk it made.  The same owners in other slots, or a cgroup
+    slot without pages changing, is no change (same PageChunk, the file not
+    named); other pages, a second owner or other seeded pages are."""
+    full = (1 << 64) - 1
+    key = (7 << 20, 5, 0)
+
+    def value(cgs=(101, 0, 0, 0), bits=(full, 0, 0, 0), other=0, seeded=0):
+        return tuple(cgs) + tuple(bits) + (other, seeded)
+    cs = ChunkState()
+    assert cs.update([(key, value())]) == {(7 << 20, 5)}
+    pc = cs.entries[key]
+    assert pc.owners == {101: full} and pc.seeded_mask == 0
+    same = [value(), value(cgs=(101, 102, 0, 0)), value(cgs=(0, 101, 0, 0), bits=(0, full, 0, 0))]
+    for v in same:
+        assert cs.update([(key, v)]) == set() and cs.entries[key] is pc
+        assert cs.patch([(key, v)], []) == set() and cs.entries[key] is pc
+    changed = [value(bits=(full >> 1, 0, 0, 0)), value(cgs=(101, 102, 0, 0), bits=(1, 2, 0, 0)),
+               value(other=4), value(seeded=1), value(cgs=(102, 0, 0, 0))]
+    for v in changed:
+        assert cs.update([(key, v)]) == {(7 << 20, 5)}
+        assert cs.entries[key] is not pc and cs.entries[key].owners == owners_of(v)
+        assert cs.entries[key].seeded_mask == v[-1]
+        cs.update([(key, value())])
+        pc = cs.entries[key]
+    empty = value(bits=(0, 0, 0, 0), seeded=8)
+    assert cs.update([(key, empty)]) == {(7 << 20, 5)} and cs.entries[key] is None
+    assert cs.update([(key, value(bits=(0, 0, 0, 0)))]) == set() and cs.entries[key] is None
+    assert cs.by_file == {} and cs.empty == {(7 << 20, 0, 5, 0)}

@@ -1,0 +1,115 @@
+"""The probe source's kept chunk state (erofs_top/kernel/maps.py ChunkState)
+at node scale, without BPF: what an exporter or `top` keeps on the source
+side besides the aggregator (bench_versions.py measures that one).
+
+The chunks map of SyntheticNode(--files, --containers) as the batch read
+decodes it ((dev, ino, chunk), CHUNK_VAL tuple: fresh ints per read, as
+struct.iter_unpack makes them), fed to ChunkState.update(): the RSS the kept
+state adds (VmRSS after minus before; the map's tuples are made one at a
+time and dropped, as a read does), the CPU of that first read, and of a
+second full read of the same map (what every FULL_READ_EVERY-th read costs;
+the others patch only the marked keys).  Each --tree (a checkout or `git
+archive` of some commit; default: this checkout) in a child process of its
+own, in interleaved rounds (benchlib.interleaved).  CPU time of the
+process, not wall time (the machine is shared).
+
+Run:  .venv/bin/python benchmarks/bench_chunk_state.py --tree base=/tmp/base --tree new=. \\
+          --files 250000 --rounds 2
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import benchlib
+
+CHILD = r"""
+import gc, json, sys, time
+tree, n_files, n_ctr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path[:0] = [tree, tree + "/benchmarks"]
+from synthetic_node import SyntheticNode
+from erofs_top.kernel import maps
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+node = SyntheticNode(n_files, n_ctr)
+
+def read():
+    # one map read: fresh key and value tuples and ints, as iter_unpack makes them
+    for (dev, ino), pcs in node.files.items():
+        for pc in pcs:
+            v = [0] * (2 * maps.MAX_OWNERS + 2)
+            for s, (cg, m) in enumerate(pc.owners.items()):
+                v[s], v[maps.MAX_OWNERS + s] = int(str(cg)), int(str(m))
+            yield (int(str(dev)), int(str(ino)), pc.chunk), tuple(v)
+
+gc.collect()
+gc.disable()
+before = rss_mb()
+state = maps.ChunkState()
+c = time.process_time()
+state.update(read())
+first_cpu = time.process_time() - c
+kept = rss_mb() - before
+c = time.process_time()
+changed = state.update(read())
+again_cpu = time.process_time() - c
+assert not changed and state.n_chunks == node.chunk_count()
+print(json.dumps({"kept_rss_mb": kept, "bytes_per_entry": kept * 2**20 / state.n_chunks,
+                  "first_read_cpu_s": first_cpu, "full_reread_cpu_s": again_cpu,
+                  "chunks": state.n_chunks}))
+"""
+
+KEYS = ("kept_rss_mb", "bytes_per_entry", "first_read_cpu_s", "full_reread_cpu_s")
+
+
+def _add_args(ap) -> None:
+    ap.add_argument("--tree", action="append", default=[],
+                    help="NAME=PATH of a checkout (repeat; the first is the baseline); "
+                         "default: this checkout only")
+    ap.add_argument("--files", type=int, default=250_000)
+    ap.add_argument("--containers", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
+
+
+def _body(args):
+    trees = dict(t.split("=", 1) for t in args.tree) or {"this": str(benchlib.REPO)}
+    trees = {k: os.path.abspath(v) for k, v in trees.items()}
+    print(f"ChunkState of {args.files} files x {args.containers} containers; "
+          f"{args.rounds} interleaved rounds of {list(trees)}")
+
+    def measure(name, rnd):
+        out = subprocess.run([sys.executable, "-c", CHILD, trees[name], str(args.files),
+                              str(args.containers)], capture_output=True, text=True, check=True)
+        v = json.loads(out.stdout)
+        print(f"  round {rnd} {name:>8}: kept {v['kept_rss_mb']:.0f} MB "
+              f"({v['bytes_per_entry']:.0f} B per chunk entry, {v['chunks']} entries), "
+              f"first read {v['first_read_cpu_s']:.2f} s CPU, full re-read "
+              f"{v['full_reread_cpu_s']:.2f} s CPU", flush=True)
+        return v
+    values = benchlib.interleaved(trees, args.rounds, measure)
+    base = next(iter(trees))
+    result = {}
+    for key in KEYS:
+        per = {name: [v[key] for v in vs] for name, vs in values.items()}
+        result[key] = {"median": {n: benchlib.median(x) for n, x in per.items()},
+                       "ratios": benchlib.ratios(per, base) if len(per) > 1 else {}}
+        meds = ", ".join(f"{n} {m:.3g}" for n, m in result[key]["median"].items())
+        rat = ", ".join(f"{n}/{base} {r['median_ratio']:.3f} (best-of {r['best_of_ratio']:.3f})"
+                        for n, r in result[key]["ratios"].items())
+        print(f"  {key}: median {meds}" + (f"; {rat}" if rat else ""))
+    return result
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
