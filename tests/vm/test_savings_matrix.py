@@ -26,7 +26,9 @@ from . import labkit as lk
 from .conftest import FINGERPRINT_XATTR, REPORT
 from .test_headline import DATA, PACKAGES, SHARE
 
-PKG = "redis-tools"     # small (14 MiB a version), ELF binaries + identical copies inside
+# small (14 MiB a version), ELF binaries + identical copies inside.  LAB_MATRIX_PKG
+# runs the matrix on another pair of the lab data (docs/sharing.md "A second data set")
+PKG = os.environ.get("LAB_MATRIX_PKG", "redis-tools")
 PAIR = next((p for p in PACKAGES if p[0] == PKG), None)
 RESULTS: list[dict] = []
 
@@ -54,7 +56,7 @@ def read_half(root: str) -> None:
 
 def read_random(root: str) -> None:
     """pread(2) 4 KiB at seeded random offsets, a third of each file's pages."""
-    rng = random.Random(7)
+    rng = random.Random(int(os.environ.get("LAB_MATRIX_SEED", "7")))
     for p in _files(root):
         size = os.path.getsize(p)
         with open(p, "rb", buffering=0) as f:
