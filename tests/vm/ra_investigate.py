@@ -112,7 +112,8 @@ def _write(path, text):
 
 
 def tracing(on, name=None):
-    events = ("readahead", "filemap/mm_filemap_get_pages", "filemap/mm_filemap_add_to_page_cache")
+    events = ("readahead", "filemap/mm_filemap_get_pages", "filemap/mm_filemap_add_to_page_cache",
+              "erofs/erofs_read_folio", "erofs/erofs_readahead")
     if on:
         _write(f"{TR}/trace", "")
         _write(f"{TR}/buffer_size_kb", "65536")
@@ -180,6 +181,22 @@ def image_maps(img, mounts_files):
     return out
 
 
+def z_extents(img, mounts_files):
+    """path -> [(logical offset, logical length, physical offset, physical
+    length)] of each compressed file (erofs_top.zmap), for the host replay."""
+    from erofs_top import zmap
+    from erofs_top.resolve import superblock as sbm
+    sb, _ = sbm.read_superblock(img)
+    out = {}
+    for f in mounts_files:
+        ino = sbm.read_inode(img, sb, f["ino"])
+        if ino.layout in (sbm.COMPRESSED_FULL, sbm.COMPRESSED_COMPACT):
+            ext = zmap.compressed_extents(sb, ino, lambda off, n: sbm.read_image(img, off, n))
+            out[f["path"]] = [(e.logical_offset, e.logical_length, e.physical_offset,
+                               e.physical_length) for e in ext]
+    return out
+
+
 def lab_main():
     from tests.vm import labkit as lk
     vers = sorted(v for v in os.listdir(PKG_DIR) if os.path.isdir(f"{PKG_DIR}/{v}"))
@@ -193,6 +210,9 @@ def lab_main():
                                   f"--xattr-inode-digest={FP}", *opts) for i, v in enumerate(vers)]
             res[cell] = {"stock": phase(lk, imgs, "", cold, f"{cell}-stock", patterns),
                          "shared": phase(lk, imgs, SHARE, cold, f"{cell}-shared", patterns)}
+            if opts:
+                res[cell]["z_extents"] = [z_extents(img, res[cell]["stock"]["mounts"][i])
+                                          for i, img in enumerate(imgs)]
             if not opts:
                 res[cell]["image_maps"] = [image_maps(img, res[cell]["stock"]["mounts"][i])
                                            for i, img in enumerate(imgs)]
