@@ -244,14 +244,50 @@ def replay_phase(res, cell, phase_name):
                    else (mi, f["path"]))
             sizes[key] = f["size"]
             reads += [ra.Read(key, (mi, f["path"]), (mi, f["path"]), *(
-                r if isinstance(r, list) else (r, PAGE))) for r in f["reads"]]
+                r if isinstance(r, list) else (r, PAGE)), tag=mi) for r in f["reads"]]
     # member inodes have large folios; the shared inode has none (its
     # page_cache_ra_order() falls back at once in the lab's trace)
+    zext = res[cell].get("z_extents")
     out = ra.replay_reads(
-        reads, sizes.get, large_folios=lambda key: not shared,
+        reads, sizes.get, large_folios=lambda key: not shared and not zext,
         image_map=(lambda m: maps[m[0]][m[1]]) if maps else None,
-        image_size=lambda mi: res[cell]["image_pages"][mi] * PAGE)
-    return out.inodes, [out.images[mi] for mi in sorted(out.images)]
+        image_size=lambda mi: res[cell]["image_pages"][mi] * PAGE,
+        zfile=(lambda m: zfile_of(zext[m[0]].get(m[1]))) if zext else None,
+        managed_of=lambda r: MANAGED_OF[0](r, shared))
+    return out, [out.images[mi] for mi in sorted(out.images)]
+
+
+def zfile_of(extents):
+    """ra_investigate's z_extents tuples -> erofs_top.readahead.ZFile."""
+    from erofs_top import readahead as ra
+    if not extents:
+        return None
+    return ra.ZFile([ra.ZExtentRa(lo, lo + ll, po // PAGE, -(-(po % PAGE + pl) // PAGE) if pl else 0)
+                     for lo, ll, po, pl in extents])
+
+
+# whose superblock's managed cache a decompression fills: the reader's mount,
+# or (inode_share) the shared inode's first member's (the first reader's)
+MANAGED_RULES = {"reader's mount": lambda r, shared: r.member[0],
+                 "first member's mount": lambda r, shared: 0 if shared else r.member[0]}
+MANAGED_OF = [MANAGED_RULES["reader's mount"]]
+
+
+def _charges(res, cell, phase_name):
+    """Per reader: memcg charge against the model's EROFS + managed pages it
+    inserted, under each managed-cache rule."""
+    charged = [c // PAGE for c in res[cell][phase_name]["charged"]]
+    for name, rule in MANAGED_RULES.items():
+        MANAGED_OF[0] = rule
+        replayed, _ = replay_phase(res, cell, phase_name)
+        per = defaultdict(lambda: [0, 0])
+        for key, owners in replayed.owners.items():
+            for tag in owners.values():
+                per[tag][1 if key[0] == "managed" else 0] += 1
+        print(f"  {phase_name:6} charge, pages: kernel {charged}; model file+managed "
+              f"{[per[i][0] + per[i][1] for i in range(len(charged))]} "
+              f"(managed {[per[i][1] for i in range(len(charged))]}) [{name}]")
+    MANAGED_OF[0] = MANAGED_RULES["reader's mount"]
 
 
 def replay_main(out_dir):
@@ -263,7 +299,10 @@ def replay_main(out_dir):
               f" MiB, with {sum(res[cell]['shared']['charged']) / 2**20:.2f} MiB")
         pages = {}
         for phase_name in ("stock", "shared"):
-            inodes, images = replay_phase(res, cell, phase_name)
+            replayed, images = replay_phase(res, cell, phase_name)
+            inodes = replayed.inodes
+            if replayed.managed:
+                _charges(res, cell, phase_name)
             data = res[cell][phase_name]
             real = defaultdict(set)
             for mi, fs in enumerate(data["mounts"]):
