@@ -44,9 +44,11 @@ whose READMORE map ends at the end of the queried lcluster
 and zstd: not modelled, ``ZFile`` refuses them).  Every extent the batch
 touches is decompressed from its pcluster, whose compressed pages go into the
 superblock's managed cache unless the map was FULL_MAPPED (the queried
-lcluster holds the next extent's head, so the extent's end is known) and the
-extent starts at or after the batch (z_erofs_should_alloc_cache, the default
-cache strategy readaround); see ``z_batch``.
+lcluster holds the next extent's head, or it is the file's last lcluster and
+the extent runs to EOF: its end is known) and the extent starts at or after
+the batch (z_erofs_should_alloc_cache, the default cache strategy
+readaround); see ``z_batch``.  Checked page for page against the lab's 7.2
+(tests/vm/ra_investigate.py, docs/sharing.md "Random readers").
 """
 from __future__ import annotations
 
@@ -220,8 +222,9 @@ def z_batch(cache: InodeCache, batch: list[int]) -> list[int]:
         while i < len(z.extents) and z.extents[i].start < end:
             e = z.extents[i]
             query = min(e.end, end) - 1
-            full = (e.end < cache.size_bytes and e.end % z.lcluster_bytes != 0
-                    and query // z.lcluster_bytes == e.end // z.lcluster_bytes)
+            lcl = z.lcluster_bytes
+            full = (query // lcl == (cache.size_bytes - 1) // lcl if e.end >= cache.size_bytes
+                    else e.end % lcl != 0 and query // lcl == e.end // lcl)
             if e.pcluster_pages:
                 cache.zio.append((range(e.pcluster_page, e.pcluster_page + e.pcluster_pages),
                                   not full or e.start < head))
@@ -431,8 +434,9 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
     through the reading member's image (``image_of(mount)``: the same image
     file mounted twice is one cache), with that mount's readahead state (the
     lab's 7.2: inode_share misses fill the reader's own image).
-    ``zfile(member)``: a compressed file's ZFile (None: not compressed); its
-    inode is decompressed with the first reader's extents, the pclusters go
+    ``zfile(member)``: a compressed file's ZFile (None: not compressed); each
+    read decompresses through its own member's extents (on a shared inode
+    too: the lab's 7.2 trace shows the reader's own nid), the pclusters go
     to the managed cache of ``managed_of(read)`` (``Replayed.managed``,
     owners under ("managed", key))."""
     out = Replayed()
@@ -442,7 +446,8 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
         c = out.inodes.get(r.inode)
         if c is None:
             c = out.inodes[r.inode] = InodeCache(size_of(r.inode), large_folios(r.inode))
-            c.z = zfile(r.member) if zfile is not None else None
+        if zfile is not None:           # the reader's own member decompresses (the lab's 7.2)
+            c.z = zfile(r.member)
         pm = image_map(r.member) if image_map is not None else None
         c.io, c.zio = [], []
         ra = file_ra.setdefault(r.opened, FileRa())

@@ -199,3 +199,36 @@ def test_compressed_pages_already_in_the_managed_cache_stay_the_first_readers():
     assert out.managed == {"m1": {101, 102, 103}}
     assert out.owners[("managed", "m1")] == {101: "A", 102: "A", 103: "A"}
     assert out.owners["f"] == {3: "A", 4: "A", 5: "A", 0: "B", 1: "B", 2: "B"}
+
+
+def test_compressed_last_extent_queried_in_the_last_lcluster_is_full_mapped():
+    # pread(36000, 4 KiB) -> pages 8-9 (to EOF 40960), no history: batch [8, 9].
+    # Head readmore: extent [22000, 40960), pages round_up(22000) = 6, 7.  The
+    # query, byte 40959, sits in the file's last lcluster: the extent's end is
+    # known (FULL_MAPPED) but it starts before the batch -> kept.
+    c = InodeCache(40960, z=zfile(), io=[], zio=[])
+    read(c, FileRa(), 36000, PAGE)
+    assert c.pages == pages(6, 9)
+    assert [(list(r), kept) for r, kept in c.zio] == [([102, 103], True)]
+    # A one-extent file read from page 0 to EOF: FULL_MAPPED, starts at the
+    # batch -> decompressed in place, nothing kept.
+    c = InodeCache(5627, z=ZFile([ZExtentRa(0, 5627, 7, 1)]), io=[], zio=[])
+    read(c, FileRa(), 0, PAGE)
+    assert c.pages == {0, 1}
+    assert [(list(r), kept) for r, kept in c.zio] == [([7], False)]
+
+
+def test_a_shared_inode_decompresses_through_each_readers_own_member():
+    # Same content in two images at other image pages: reader B's miss on the
+    # shared inode reads B's pclusters into B's superblock's managed cache.
+    other = ZFile([ZExtentRa(0, 10000, 200, 1), ZExtentRa(10000, 22000, 201, 1),
+                   ZExtentRa(22000, 40960, 202, 2)])
+    reads = [Read("s", ("m1", 1), "A", 17000, PAGE, tag="A"),
+             Read("s", ("m2", 1), "B", 36000, PAGE, tag="B")]
+    out = replay_reads(reads, lambda inode: 40960,
+                       zfile=lambda member: zfile() if member[0] == "m1" else other)
+    # A: pages 3-5, pclusters 101-103 (first compressed test).  B: pages 8-9,
+    # sync_ra finds pages 6-7 missing (prev_miss(7) = 7, contig 0): just the
+    # request, head readmore adds 6-7; extent [22000, ..) -> B's 202-203.
+    assert out.inodes["s"].pages == pages(3, 9)
+    assert out.managed == {"m1": {101, 102, 103}, "m2": {202, 203}}

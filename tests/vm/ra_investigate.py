@@ -249,7 +249,7 @@ def replay_phase(res, cell, phase_name):
     # page_cache_ra_order() falls back at once in the lab's trace)
     zext = res[cell].get("z_extents")
     out = ra.replay_reads(
-        reads, sizes.get, large_folios=lambda key: not shared and not zext,
+        reads, sizes.get, large_folios=lambda key: not shared,
         image_map=(lambda m: maps[m[0]][m[1]]) if maps else None,
         image_size=lambda mi: res[cell]["image_pages"][mi] * PAGE,
         zfile=(lambda m: zfile_of(zext[m[0]].get(m[1]))) if zext else None,
@@ -290,6 +290,26 @@ def _charges(res, cell, phase_name):
     MANAGED_OF[0] = MANAGED_RULES["reader's mount"]
 
 
+def _managed_vs_trace(out_dir, res, cell, phase_name):
+    """The managed caches' pages: the kernel's (mm_filemap_add_to_page_cache
+    on ino 0 of each mount's dev, from the phase's trace) against the model's."""
+    import re
+    replayed, _ = replay_phase(res, cell, phase_name)
+    kern = defaultdict(set)
+    with contextlib.suppress(OSError):
+        for line in open(os.path.join(out_dir, f"trace-{cell}-{phase_name}.txt")):
+            m = re.search(r"add_to_page_cache: dev (\S+) ino 0 pfn=\S+ ofs=(\d+)", line)
+            if m:
+                kern[m.group(1)].add(int(m.group(2)) // PAGE)
+    devs = sorted((d for d in kern if d != min(kern)), key=lambda d: int(d.split(":")[1])) \
+        if len(kern) > 2 else sorted(kern, key=lambda d: int(d.split(":")[1]))
+    for mi, dev in enumerate(devs):
+        model = replayed.managed.get(mi, set())
+        print(f"  {phase_name:6} managed pages of mount {mi} (dev {dev}): kernel {len(kern[dev])}, "
+              f"model {len(model)}, kernel-only {len(kern[dev] - model)}, "
+              f"model-only {len(model - kern[dev])}")
+
+
 def replay_main(out_dir):
     res = json.load(open(os.path.join(out_dir, "ra.json")))
     for cell, *_ in CELLS:
@@ -303,6 +323,7 @@ def replay_main(out_dir):
             inodes = replayed.inodes
             if replayed.managed:
                 _charges(res, cell, phase_name)
+                _managed_vs_trace(out_dir, res, cell, phase_name)
             data = res[cell][phase_name]
             real = defaultdict(set)
             for mi, fs in enumerate(data["mounts"]):
