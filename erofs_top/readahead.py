@@ -413,6 +413,7 @@ class Replayed:
     inodes: dict = field(default_factory=dict)      # inode key -> InodeCache
     images: dict = field(default_factory=dict)      # image key -> InodeCache of its image file
     managed: dict = field(default_factory=dict)     # superblock key -> its managed cache's pages
+    zread: dict = field(default_factory=dict)       # superblock key -> every pcluster page decompressed
     # inode or image key -> {page: tag of the Read that inserted it}
     owners: dict = field(default_factory=dict)
 
@@ -469,6 +470,7 @@ def _managed(out: Replayed, zio: list[tuple[range, bool]], sb, tag) -> None:
     cache = out.managed.setdefault(sb, set())
     mine = out.owners.setdefault(("managed", sb), {})
     for pages, kept in zio:
+        out.zread.setdefault(sb, set()).update(pages)
         for p in pages:
             if kept and p not in cache:
                 cache.add(p)
