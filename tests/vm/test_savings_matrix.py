@@ -112,19 +112,11 @@ CELLS = {
     "3 images inline/noinline": ([("v1", False), ("v2", False), ("v1-noinline", False)],
                                  [(0, read_whole), (1, read_whole), (2, read_whole)], False),
 }
-# Known misses, measured and documented in docs/sharing.md "Random readers".
-# The plain random cell is explained by the replay of the logged reads
-# (erofs_top/read_replay.py); compressed files are not replayed: their
-# readahead decompresses whole pclusters (z_erofs_pcluster_readmore) and
-# keeps the compressed-data cache by its own rules, and the cell's own
-# truth moves between runs (inode_share phase: 9.58 and 10.45 MiB charged
-# for the same seeded reads, 6 % of the base against a 1 % target).
-# strict: a pass would be news.
-KNOWN_MISSES = {
-    "lz4hc random offsets": "random reads on compressed files: pcluster readmore and the "
-                            "compressed-data cache are not replayed (page rules apply), and "
-                            "the memcg truth of the inode_share phase moves by ~6 % run to run",
-}
+# Known misses, measured and documented in docs/sharing.md (strict: a pass
+# would be news).  None now: the random cells are explained by the replay of
+# the logged reads (erofs_top/read_replay.py), lz4hc included (pcluster
+# readmore and the managed cache, erofs_top/readahead.py).
+KNOWN_MISSES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +149,9 @@ def _run(collector, images: list[tuple[str, bool]], opts: str, plan, cold: bool)
         collector.refresh()
         if cold:
             lk.drop_caches()     # the image files' cache goes to the readers, as on a node
+        else:                    # warm whatever cells before dropped: charged to no reader
+            for img, _ in images:
+                lk.read_file(img)
         for cg, (idx, fn) in zip(cgs, plan):
             cg.run(fn, mnts[idx])
         model = collector.refresh()
