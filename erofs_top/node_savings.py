@@ -215,7 +215,8 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
     for dev in devs:
         for e in entries_on(dev):
             held.add((e.dev, e.ino))
-            if not e.shared_mapping and e.union and (e.dev, e.ino) not in inodes:
+            if (not e.shared_mapping and e.union and (e.dev, e.ino) not in inodes
+                    and e.ino != MANAGED_CACHE_INO):    # the managed cache: checked apart
                 inodes[(e.dev, e.ino)] = Inode((e.dev, e.ino), frozenset({e.dev}),
                                                chunk_pages(e.union),
                                                regular=e.info is None or e.info.regular)
