@@ -380,3 +380,43 @@ def test_a_managed_page_no_read_explains_leaves_the_mounts_to_the_page_rules():
                          Inode((2, 20), frozenset({2}), frozenset({3, 4}))],
                {1: A_MANAGED, 2: {201: 200, 200: 200}}, {"rebuild": [[(1, 10), (2, 20)]]})
     assert replay_savings(w).explained_devs == set()
+
+
+def test_the_aggregator_replays_compressed_readers_with_their_managed_caches():
+    # The first compressed case above through the aggregator: two file-backed
+    # mounts of lz4 images (warm: their pages charged to cgroup 9), the
+    # probes' entries for the files and for each mount's managed cache
+    # (ino 0).  Sharing would save 2 file pages and 1 managed page.
+    from erofs_top.aggregate import Aggregator
+    from erofs_top.readings import PageChunk, kdev
+    from erofs_top.resolve.base import (AOPS_COMPRESSED, FileInfo, ImageInfo, MountInfo,
+                                        StaticCgroups, StaticContent, StaticMounts)
+
+    class CompressedContent(StaticContent):
+        def image_pages(self, mount, ino):
+            return None
+
+        def zfile(self, mount, ino):
+            return zfile_of(1 if mount.dev == devs[0] else 2, ino)
+
+    img = ImageInfo(uuid="", volume_name="", feature_compat=0, feature_incompat=0,
+                    block_size=PAGE, image_id="img", ishare_xattrs=True, compressed=True)
+    devs = kdev(0, 41), kdev(0, 42)
+    mounts = StaticMounts([MountInfo(dev=d, dev_str=f"0:{41 + i}", mountpoint=f"/m{i}",
+                                     source=f"/i{i}", backing="file", backing_file=f"/i{i}",
+                                     backing_dev=kdev(8, 1), backing_ino=500 + i, image=img)
+                           for i, d in enumerate(devs)])
+    files = {(devs[0], 10): FileInfo(10, "/m0/f", Z_SIZE, True, AOPS_COMPRESSED),
+             (devs[1], 20): FileInfo(20, "/m1/f", Z_SIZE, True, AOPS_COMPRESSED)}
+    content = CompressedContent(files=files, content={k: "ab" * 32 for k in files})
+    r = readings([zrec(devs[0], 10, 17000, 100, file=0xA), zrec(devs[1], 20, 12500, 200, file=0xB)])
+    r.image_sizes = {(kdev(8, 1), 500): 64 * PAGE, (kdev(8, 1), 501): 64 * PAGE}
+    r.image_cache_owners = {(kdev(8, 1), 500): {p: 9 for p in range(100, 104)},
+                            (kdev(8, 1), 501): {p: 9 for p in range(200, 204)}}
+    r.chunks = [PageChunk(devs[0], 10, 0, {100: 0b111000}), PageChunk(devs[1], 20, 0, {200: 0b11000}),
+                PageChunk(devs[0], 0, 1, {100: 0b111 << 37}),       # pages 101-103 (chunk 1: 64-127)
+                PageChunk(devs[1], 0, 3, {200: 1 << 9})]           # page 201 (chunk 3: 192-255)
+    model = Aggregator().update(r, mounts, StaticCgroups({100: "/a", 200: "/b", 9: "/"}), content,
+                                tier="full", started_at=0.0)
+    assert model.totals.potential_savings_file_bytes == 2 * PAGE
+    assert model.totals.potential_savings_compressed_cache_bytes == 1 * PAGE
