@@ -191,7 +191,18 @@ def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecor
                         image_map=lambda m: w.image_map(*m) if w.image_of(m[0]) else None,
                         image_of=w.image_of,
                         image_size=lambda img: w.image_sizes.get(img, 0),
-                        zfile=lambda m: w.zfile(*m))
+                        zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records))
+
+
+def _warm_images(w: World, records: list[ReadRecord]) -> dict:
+    """The image files compressed files are read through (their image reads
+    are not replayed: they must be warm) -> the pages cached now and charged
+    to no reader, taken as cached before the reads in every world.  Images
+    of uncompressed files only are replayed from empty, as before."""
+    readers = {r.cgroup_id for r in records}
+    imgs = {w.image_of(r.dev) for r in records if w.zfile(r.dev, r.ino) is not None}
+    return {img: {p for p, cg in w.image_owners.get(img, {}).items() if cg not in readers}
+            for img in imgs if img is not None}
 
 
 def actual_key(r: ReadRecord) -> tuple:
@@ -217,7 +228,7 @@ def _failed_devs(w: World, actual: Replayed) -> set[int]:
         bad |= {r.dev for r in w.records if actual_key(r) in gone}
     for img, cache in actual.images.items():
         owners, tags = w.image_owners.get(img, {}), actual.owners.get(("image", img), {})
-        if any(owners.get(p) != tags[p][0] for p in cache.pages):
+        if any(owners.get(p) != tags[p][0] for p in tags):     # seeded pages: untagged
             bad |= _devs_of_image(w, img)
     return bad
 
@@ -307,7 +318,10 @@ def replay_savings(w: World) -> ReplaySaved:
     w.image_map = memo
     # a page map that arrives later changes the replays: part of their memo key
     known = sum(1 for r in w.records if w.image_of(r.dev) is not None and memo(r.dev, r.ino))
-    w.memo = None if w.memo is None else w.memo.setdefault(known, {})
+    # so do the warm image pages (owners change without new reads)
+    warm = tuple(sorted((repr(img), len(pages), hash(frozenset(pages)))
+                        for img, pages in _warm_images(w, w.records).items()))
+    w.memo = None if w.memo is None else w.memo.setdefault((known, warm), {})
     actual = _replay(w, w.records, actual_key, ("actual",))
     bad = _failed_devs(w, actual)
     comp = components(w)

@@ -428,7 +428,7 @@ def _tag_new(owners: dict, key, io: list[list[int]], tag) -> None:
 def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=None,
                  image_size=None, image_large_folios: bool = True,
                  image_of=lambda mount: mount, zfile=None,
-                 managed_of=lambda read: read.member[0]) -> Replayed:
+                 managed_of=lambda read: read.member[0], image_seed=None) -> Replayed:
     """Replay ``reads`` (Read, in order) from empty caches: what each inode
     and, given ``image_map(member)`` (file page -> image page, or None) and
     ``image_size(image)``, each image file would hold.  A miss is read
@@ -439,8 +439,11 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
     read decompresses through its own member's extents (on a shared inode
     too: the lab's 7.2 trace shows the reader's own nid), the pclusters go
     to the managed cache of ``managed_of(read)`` (``Replayed.managed``,
-    owners under ("managed", key))."""
+    owners under ("managed", key)).  ``image_seed``: image -> pages cached
+    before the reads (warm image files; never tagged)."""
     out = Replayed()
+    for image, pages in (image_seed or {}).items():
+        out.images[image] = InodeCache(image_size(image), image_large_folios, pages=set(pages))
     file_ra: dict = {}
     image_ra: dict = {}
     for r in reads:

@@ -420,3 +420,24 @@ def test_the_aggregator_replays_compressed_readers_with_their_managed_caches():
                                 tier="full", started_at=0.0)
     assert model.totals.potential_savings_file_bytes == 2 * PAGE
     assert model.totals.potential_savings_compressed_cache_bytes == 1 * PAGE
+
+
+def test_uncompressed_files_of_a_compressed_mount_read_a_warm_image_as_cached():
+    # Mount 1 also holds a stored (uncompressed) file, ino 11, file page p at
+    # image page 300 + p.  The image was cached before the readers (charged
+    # to cgroup 9): A's pread at 0 (initial window, pages 0-3) reads image
+    # pages 300-303, already cached: nothing new, nothing charged to A.
+    # Replayed from an empty image they would be A's, against the owner 9.
+    reads = Z_READS[:1] + [ReadRecord(dev=1, ino=11, file=0xC, mapping=0, pos=0, count=PAGE,
+                                      prev_pos=-1, size=10 * PAGE, cgroup_id=100)]
+    w = zworld(reads, [Inode((1, 10), frozenset({1}), frozenset({3, 4, 5})),
+                       Inode((1, 11), frozenset({1}), frozenset({0, 1, 2, 3}))],
+               {1: A_MANAGED}, {})
+    w.image_map = lambda d, ino: [300 + p for p in range(10)] if ino == 11 else None
+    w.image_owners["i1"].update({300 + p: 9 for p in range(10)})
+    w.image_sizes = {"i1": 1024 * PAGE}
+    assert replay_savings(w).explained_devs == {1}
+    # the same image cold (its pages charged to A): the compressed file's
+    # pclusters were not cached before -> not explained
+    w.image_owners["i1"] = {p: 100 for p in w.image_owners["i1"]}
+    assert replay_savings(w).explained_devs == set()
