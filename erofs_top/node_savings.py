@@ -252,7 +252,8 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
     for dev in devs:
         for e in entries_on(dev):
             held.add((e.dev, e.ino))
-            if not e.shared_mapping and e.union and (e.dev, e.ino) not in inodes:
+            if (not e.shared_mapping and e.union and (e.dev, e.ino) not in inodes
+                    and e.ino != MANAGED_CACHE_INO):    # the managed cache: checked apart
                 inodes[(e.dev, e.ino)] = Inode((e.dev, e.ino), frozenset({e.dev}),
                                                chunk_pages(e.union),
                                                regular=e.info is None or e.info.regular)
@@ -267,6 +268,12 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
         if (dev, ino) not in held:
             return None
         return _image_list(content, mounts.by_dev(dev), ino)
+
+    def zfile(dev: int, ino: int):
+        fn, m = getattr(content, "zfile", None), mounts.by_dev(dev)
+        if fn is None or m is None or (dev, ino) not in held:
+            return None
+        return fn(m, ino)
     return World(
         records=log.records, inodes=list(inodes.values()),
         candidate=lambda d: _replayable(mounts.by_dev(d), readings),
@@ -275,14 +282,16 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
         image_sizes=readings.image_sizes, image_owners=owned, overflowed=log.overflowed,
         groups={stage: [[_copy_key(c.key) for c in group_stages[gid][stage]]
                         for gid in sorted(group_devs)] for stage in STAGES},
+        zfile=zfile,
     ), group_devs
 
 
 def _replayable(m: MountInfo | None, readings: Readings) -> bool:
-    """Plain file-backed mounts of uncompressed images with a known image size,
-    and block devices (no image cache); loop devices read the image their own
-    way: not replayed."""
-    if m is None or m.image is None or m.image.compressed:
+    """Plain file-backed mounts with a known image size, and block devices
+    (no image cache) of uncompressed images; loop devices read the image
+    their own way: not replayed.  (A compressed file is replayed only where
+    ``World.zfile`` knows its extents.)"""
+    if m is None or m.image is None or (m.image.compressed and m.backing != "file"):
         return False
     return m.backing == "block" or (m.backing == "file" and not m.image_offset and (
         (m.backing_dev, m.backing_ino) in readings.image_sizes))
@@ -334,7 +343,7 @@ def node_savings(cache: GroupCache, shared: list[Entry],
             lambda mem: _page_map(content, mounts.by_dev(mem[0]), mem[1]), managed_of))
     image, compressed = realized_cache_pages(realized_groups, owned, readers, other_kept)
     out.realized_image_pages += image
-    out.realized_compressed_pages = compressed
+    out.realized_compressed_pages = replay.realized_compressed_pages + compressed
     if cache.unmapped:
         health.warnings.append(f"{cache.unmapped} compressed file copies could not be mapped to "
                                f"their compressed clusters (unreadable or damaged index; "

@@ -20,7 +20,12 @@ buffered read of an EROFS regular file in order (probes/ishare.c
 
 Mounts are taken together (a component) when one group, shared inode or
 image file spans them; a component is explained only if all its mounts are,
-and only plain file-backed (or block) mounts of uncompressed images can be.
+and only plain file-backed (or block) mounts can be.  Compressed files are
+replayed where ``World.zfile`` knows their extents (lz4-class, see
+erofs_top/readahead.py): their pclusters fill the reader's mount's managed
+cache, which must then equal the one cached now (pages and payers), and the
+image pages they decompress from must have been cached before (resident,
+charged to no reader): the image reads of compressed files are not replayed.
 Everything else keeps the rules of erofs_top/savings.py.
 """
 from __future__ import annotations
@@ -29,7 +34,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .readahead import PAGE, Read, Replayed, replay_reads
+from .attribution import managed_key
+from .readahead import PAGE, Read, Replayed, ZFile, replay_reads
 from .readings import CHUNK_PAGES, ReadRecord, Readings
 from .savings import Savings
 
@@ -128,6 +134,8 @@ class World:
     # stage -> groups, each the copy keys ((dev, ino) or ("s", mapping)) that would share
     groups: dict[str, list[list[tuple]]] = field(default_factory=dict)
     memo: dict | None = None        # replays of these records, kept by the caller
+    # (dev, ino) -> a compressed file's extents (None: not compressed, or not replayable)
+    zfile: Callable[[int, int], ZFile | None] = lambda dev, ino: None
 
 
 @dataclass
@@ -136,6 +144,7 @@ class ReplaySaved:
     potential: dict[str, Savings] = field(default_factory=dict)    # per stage
     realized_file_pages: int = 0
     realized_image_pages: int = 0
+    realized_compressed_pages: int = 0
 
 
 def page_list(page_map: dict[int, tuple[int, ...]] | None, size: int) -> list[int] | None:
@@ -181,7 +190,19 @@ def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecor
     return replay_reads(reads, sizes.get, large_folios=lambda k: k[0] != "s" and k[0] != "g",
                         image_map=lambda m: w.image_map(*m) if w.image_of(m[0]) else None,
                         image_of=w.image_of,
-                        image_size=lambda img: w.image_sizes.get(img, 0))
+                        image_size=lambda img: w.image_sizes.get(img, 0),
+                        zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records))
+
+
+def _warm_images(w: World, records: list[ReadRecord]) -> dict:
+    """The image files compressed files are read through (their image reads
+    are not replayed: they must be warm) -> the pages cached now and charged
+    to no reader, taken as cached before the reads in every world.  Images
+    of uncompressed files only are replayed from empty, as before."""
+    readers = {r.cgroup_id for r in records}
+    imgs = {w.image_of(r.dev) for r in records if w.zfile(r.dev, r.ino) is not None}
+    return {img: {p for p, cg in w.image_owners.get(img, {}).items() if cg not in readers}
+            for img in imgs if img is not None}
 
 
 def actual_key(r: ReadRecord) -> tuple:
@@ -192,7 +213,9 @@ def _failed_devs(w: World, actual: Replayed) -> set[int]:
     """Mounts whose cache the replay of the actual world does not reproduce."""
     bad = {d for d, _ in w.overflowed}
     bad |= {r.dev for r in w.records if not w.candidate(r.dev) or (
-        w.image_of(r.dev) is not None and w.image_map(r.dev, r.ino) is None)}
+        w.image_of(r.dev) is not None and w.image_map(r.dev, r.ino) is None
+        and w.zfile(r.dev, r.ino) is None)}
+    bad |= _failed_managed(w, actual)
     for ino in w.inodes:
         if not ino.regular:
             continue
@@ -205,7 +228,27 @@ def _failed_devs(w: World, actual: Replayed) -> set[int]:
         bad |= {r.dev for r in w.records if actual_key(r) in gone}
     for img, cache in actual.images.items():
         owners, tags = w.image_owners.get(img, {}), actual.owners.get(("image", img), {})
-        if any(owners.get(p) != tags[p][0] for p in cache.pages):
+        if any(owners.get(p) != tags[p][0] for p in tags):     # seeded pages: untagged
+            bad |= _devs_of_image(w, img)
+    return bad
+
+
+def _failed_managed(w: World, actual: Replayed) -> set[int]:
+    """Mounts whose managed cache the replay does not reproduce (pages and
+    payers), or whose compressed reads came from image pages not cached
+    before them (resident now and charged to no reader)."""
+    bad, readers = set(), {r.cgroup_id for r in w.records}
+    for dev in {r.dev for r in w.records}:
+        owners = w.image_owners.get(managed_key(dev), {})
+        tags = actual.owners.get(("managed", dev), {})
+        if set(owners) != actual.managed.get(dev, set()) or any(
+                owners[p] != tags[p][0] for p in tags):
+            bad.add(dev)
+    for dev, pages in actual.zread.items():
+        img = w.image_of(dev)
+        owners = w.image_owners.get(img, {}) if img is not None else None
+        if owners is not None and any(owners.get(p) is None or owners[p] in readers
+                                      for p in pages):
             bad |= _devs_of_image(w, img)
     return bad
 
@@ -249,14 +292,15 @@ def components(w: World) -> dict[int, int]:
     return {d: find(d) for d in list(parent)}
 
 
-def _count(replayed: Replayed) -> tuple[int, int, dict[tuple, int]]:
-    """(file pages, image pages, pages per (cgroup, dev) tag)."""
+def _count(replayed: Replayed) -> tuple[int, int, int, dict[tuple, int]]:
+    """(file pages, image pages, managed pages, pages per (cgroup, dev) tag)."""
     tags: dict[tuple, int] = defaultdict(int)
     for owners in replayed.owners.values():
         for tag in owners.values():
             tags[tag] += 1
     return (sum(len(c.pages) for c in replayed.inodes.values()),
-            sum(len(c.pages) for c in replayed.images.values()), tags)
+            sum(len(c.pages) for c in replayed.images.values()),
+            sum(len(m) for m in replayed.managed.values()), tags)
 
 
 def replay_savings(w: World) -> ReplaySaved:
@@ -274,7 +318,10 @@ def replay_savings(w: World) -> ReplaySaved:
     w.image_map = memo
     # a page map that arrives later changes the replays: part of their memo key
     known = sum(1 for r in w.records if w.image_of(r.dev) is not None and memo(r.dev, r.ino))
-    w.memo = None if w.memo is None else w.memo.setdefault(known, {})
+    # so do the warm image pages (owners change without new reads)
+    warm = tuple(sorted((repr(img), len(pages), hash(frozenset(pages)))
+                        for img, pages in _warm_images(w, w.records).items()))
+    w.memo = None if w.memo is None else w.memo.setdefault((known, warm), {})
     actual = _replay(w, w.records, actual_key, ("actual",))
     bad = _failed_devs(w, actual)
     comp = components(w)
@@ -286,18 +333,18 @@ def replay_savings(w: World) -> ReplaySaved:
     devs_key = tuple(sorted(out.explained_devs))
     if len(records) != len(w.records):
         actual = _replay(w, records, actual_key, ("actual", devs_key))
-    a_file, a_image, a_tags = _count(actual)
+    a_counts = _count(actual)
     off = _replay(w, records, lambda r: (r.dev, r.ino), ("off", devs_key))
-    o_file, o_image, _ = _count(off)
-    out.realized_file_pages, out.realized_image_pages = o_file - a_file, o_image - a_image
+    o_file, o_image, o_managed, _ = _count(off)
+    out.realized_file_pages, out.realized_image_pages = o_file - a_counts[0], o_image - a_counts[1]
+    out.realized_compressed_pages = o_managed - a_counts[2]
     for stage, groups in w.groups.items():
-        out.potential[stage] = _shared_world(w, records, groups, (a_file, a_image, a_tags),
-                                             devs_key)
+        out.potential[stage] = _shared_world(w, records, groups, a_counts, devs_key)
     return out
 
 
 def _shared_world(w: World, records: list[ReadRecord], groups: list[list[tuple]],
-                  actual: tuple[int, int, dict], devs_key: tuple) -> Savings:
+                  actual: tuple[int, int, int, dict], devs_key: tuple) -> Savings:
     """Savings of one stage: the actual world minus the world where each
     group's copies read through one inode."""
     group_of: dict[tuple, tuple] = {}
@@ -309,9 +356,10 @@ def _shared_world(w: World, records: list[ReadRecord], groups: list[list[tuple]]
         k = actual_key(r)
         return group_of.get(k, k)
     on = _replay(w, records, key, ("on", devs_key, tuple(map(tuple, groups))))
-    s_file, s_image, s_tags = _count(on)
-    a_file, a_image, a_tags = actual
-    out = Savings(file_pages=a_file - s_file, image_pages=a_image - s_image)
+    s_file, s_image, s_managed, s_tags = _count(on)
+    a_file, a_image, a_managed, a_tags = actual
+    out = Savings(file_pages=a_file - s_file, image_pages=a_image - s_image,
+                  compressed_pages=a_managed - s_managed)
     for tag in set(a_tags) | set(s_tags):
         n = a_tags.get(tag, 0) - s_tags.get(tag, 0)
         if n:

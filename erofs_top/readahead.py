@@ -32,6 +32,23 @@ mm/readahead.c
                           aligned down to 1 << min(order + 2, log2(ra_pages))
   page_cache_ra_unbounded() reads the window's missing pages up to EOF, marks
                           the page at start + size - async_size if it is new
+
+Compressed files (``InodeCache.z``, lz4-class extents; fs/erofs/zdata.c and
+zmap.c, Linux 6.x-7.2): each batch read_pages() hands the filesystem
+(z_erofs_readahead, or z_erofs_read_folio for one created folio) also caches
+the missing pages of the extent holding its first byte that lie before it,
+down to round_up(m_la, PAGE) (z_erofs_pcluster_readmore(false)); the trailing
+readahead_expand() to the end of the last byte's extent is a no-op for lz4,
+whose READMORE map ends at the end of the queried lcluster
+(z_erofs_do_map_blocks extends it to the extent's end only for lzma, deflate
+and zstd: not modelled, ``ZFile`` refuses them).  Every extent the batch
+touches is decompressed from its pcluster, whose compressed pages go into the
+superblock's managed cache unless the map was FULL_MAPPED (the queried
+lcluster holds the next extent's head, or it is the file's last lcluster and
+the extent runs to EOF: its end is known) and the extent starts at or after
+the batch (z_erofs_should_alloc_cache, the default cache strategy
+readaround); see ``z_batch``.  Checked page for page against the lab's 7.2
+(tests/vm/ra_investigate.py, docs/sharing.md "Random readers").
 """
 from __future__ import annotations
 
@@ -52,6 +69,36 @@ class FileRa:
     prev_pos: int = -1
 
 
+@dataclass(frozen=True)
+class ZExtentRa:
+    """One extent of a compressed file as the read path maps it: file bytes
+    [start, end) decompress from image pages [pcluster_page, +pcluster_pages)
+    (pcluster_pages 0: no pcluster of its own in the managed cache, e.g. an
+    inline tail or a fragment)."""
+    start: int
+    end: int
+    pcluster_page: int = -1
+    pcluster_pages: int = 0
+
+
+@dataclass
+class ZFile:
+    """The compressed layout of one file: its extents in file order,
+    contiguous from 0 to the file's size, and the lcluster size."""
+    extents: list[ZExtentRa]
+    lcluster_bytes: int = PAGE
+
+    def at(self, pos: int) -> ZExtentRa:
+        lo, hi = 0, len(self.extents) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.extents[mid].start <= pos:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self.extents[lo]
+
+
 @dataclass
 class InodeCache:
     """One inode's page cache: resident pages and PG_readahead marks."""
@@ -61,6 +108,9 @@ class InodeCache:
     marks: set[int] = field(default_factory=set)       # folio heads
     folios: dict[int, int] = field(default_factory=dict)   # page -> head (order > 0)
     io: list[list[int]] | None = None   # when a list: each read_pages() batch, in order
+    z: ZFile | None = None              # compressed: its extents (module doc)
+    # when a list: each pcluster decompressed, (its image pages, kept in the managed cache)
+    zio: list[tuple[range, bool]] | None = None
 
     def head(self, page: int) -> int:
         return self.folios.get(page, page)
@@ -152,8 +202,34 @@ def _unbounded(cache: InodeCache, index: int, nr: int, lookahead: int) -> None:
 
 def _submit(cache: InodeCache, batch: list[int]) -> None:
     """read_pages(): one batch of new pages goes to the filesystem."""
+    if batch and cache.z is not None:
+        batch = z_batch(cache, batch)
     if batch and cache.io is not None:
         cache.io.append(batch)
+
+
+def z_batch(cache: InodeCache, batch: list[int]) -> list[int]:
+    """One batch of a compressed file (the module doc): adds the head
+    extent's missing pages before the batch; returns the pages it caches,
+    in page order; logs the pclusters decompressed in ``cache.zio``."""
+    z, head = cache.z, batch[0] * PAGE
+    first = z.at(head)
+    more = [p for p in range(-(-first.start // PAGE), batch[0]) if p not in cache.pages]
+    cache.pages.update(more)
+    if cache.zio is not None:
+        end = min((batch[-1] + 1) * PAGE, cache.size_bytes)
+        i = z.extents.index(first)
+        while i < len(z.extents) and z.extents[i].start < end:
+            e = z.extents[i]
+            query = min(e.end, end) - 1
+            lcl = z.lcluster_bytes
+            full = (query // lcl == (cache.size_bytes - 1) // lcl if e.end >= cache.size_bytes
+                    else e.end % lcl != 0 and query // lcl == e.end // lcl)
+            if e.pcluster_pages:
+                cache.zio.append((range(e.pcluster_page, e.pcluster_page + e.pcluster_pages),
+                                  not full or e.start < head))
+            i += 1
+    return more + list(batch)
 
 
 def _ra_submit(cache: InodeCache, ra: FileRa) -> None:
@@ -336,6 +412,8 @@ def image_runs(batch: list[int], image_pages: list[int]) -> list[list[int]]:
 class Replayed:
     inodes: dict = field(default_factory=dict)      # inode key -> InodeCache
     images: dict = field(default_factory=dict)      # image key -> InodeCache of its image file
+    managed: dict = field(default_factory=dict)     # superblock key -> its managed cache's pages
+    zread: dict = field(default_factory=dict)       # superblock key -> every pcluster page decompressed
     # inode or image key -> {page: tag of the Read that inserted it}
     owners: dict = field(default_factory=dict)
 
@@ -349,22 +427,33 @@ def _tag_new(owners: dict, key, io: list[list[int]], tag) -> None:
 
 def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=None,
                  image_size=None, image_large_folios: bool = True,
-                 image_of=lambda mount: mount) -> Replayed:
+                 image_of=lambda mount: mount, zfile=None,
+                 managed_of=lambda read: read.member[0], image_seed=None) -> Replayed:
     """Replay ``reads`` (Read, in order) from empty caches: what each inode
     and, given ``image_map(member)`` (file page -> image page, or None) and
     ``image_size(image)``, each image file would hold.  A miss is read
     through the reading member's image (``image_of(mount)``: the same image
     file mounted twice is one cache), with that mount's readahead state (the
-    lab's 7.2: inode_share misses fill the reader's own image)."""
+    lab's 7.2: inode_share misses fill the reader's own image).
+    ``zfile(member)``: a compressed file's ZFile (None: not compressed); each
+    read decompresses through its own member's extents (on a shared inode
+    too: the lab's 7.2 trace shows the reader's own nid), the pclusters go
+    to the managed cache of ``managed_of(read)`` (``Replayed.managed``,
+    owners under ("managed", key)).  ``image_seed``: image -> pages cached
+    before the reads (warm image files; never tagged)."""
     out = Replayed()
+    for image, pages in (image_seed or {}).items():
+        out.images[image] = InodeCache(image_size(image), image_large_folios, pages=set(pages))
     file_ra: dict = {}
     image_ra: dict = {}
     for r in reads:
         c = out.inodes.get(r.inode)
         if c is None:
             c = out.inodes[r.inode] = InodeCache(size_of(r.inode), large_folios(r.inode))
+        if zfile is not None:           # the reader's own member decompresses (the lab's 7.2)
+            c.z = zfile(r.member)
         pm = image_map(r.member) if image_map is not None else None
-        c.io = []
+        c.io, c.zio = [], []
         ra = file_ra.setdefault(r.opened, FileRa())
         if r.prev_pos is not None:
             ra.prev_pos = r.prev_pos
@@ -373,8 +462,22 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
         if pm is not None:
             _image_reads(out, c.io, pm, r, image_of(r.member[0]), image_size, image_large_folios,
                          image_ra.setdefault(r.member[0], FileRa()))
-        c.io = None
+        if c.zio:
+            _managed(out, c.zio, managed_of(r), r.tag)
+        c.io = c.zio = None
     return out
+
+
+def _managed(out: Replayed, zio: list[tuple[range, bool]], sb, tag) -> None:
+    """The compressed pages kept by one read's decompressions."""
+    cache = out.managed.setdefault(sb, set())
+    mine = out.owners.setdefault(("managed", sb), {})
+    for pages, kept in zio:
+        out.zread.setdefault(sb, set()).update(pages)
+        for p in pages:
+            if kept and p not in cache:
+                cache.add(p)
+                mine[p] = tag
 
 
 def _image_reads(out: Replayed, io: list[list[int]], pm: list[int], r: Read, image,

@@ -29,7 +29,10 @@ from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
 from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
                          dump_extents, file_page_map, parse_inode, read_image, read_superblock)
-from ..zmap import UnsupportedZmap, compressed_extents, dump_tuples
+from ..readahead import ZExtentRa, ZFile
+from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED,
+                    MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
+                    parse_map_header)
 
 FINGERPRINT_PREFIX = b"sha256:"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -279,6 +282,37 @@ class ImageContent:
         if mount.image_offset:
             raise OSError("dump.erofs cannot read an image at an offset")
         return dump_extents(mount.image_path, ino_rec.nid)
+
+    def zfile(self, mount: MountInfo, ino: int) -> ZFile | None:
+        """A compressed file's extents as erofs_top.readahead replays them:
+        only lz4 (or stored) pclusters in data blocks, 4 KiB blocks and
+        lclusters, decoded by zmap; None for anything else (lzma, deflate,
+        zstd expand readahead to whole extents; inline tails and fragments
+        map their own way: not replayed)."""
+        key = ("z",) + self._content_key(mount, ino)
+        if key in self._page_maps:
+            return self._page_maps[key]
+        result, hit = None, self._disk_inode(mount, ino)
+        if hit is not None and hit[1].compressed and hit[0].blkszbits == 12:
+            sb, rec = hit
+
+            def read(off: int, n: int) -> bytes:
+                return self._meta.read(mount.image_path, mount.image_offset + off, n)
+            try:
+                start = -(-(sb.inode_offset(rec.nid) + rec.inode_size + rec.xattr_size) // 8) * 8
+                hdr = parse_map_header(read(start, MAP_HEADER_SIZE), sb.blkszbits, rec.layout)
+                ext = compressed_extents(sb, rec, read)
+            except (OSError, ErofsFormatError, struct.error, ValueError):
+                ext, hdr = [], None
+            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise & (
+                    ADVISE_INLINE_PCLUSTER | ADVISE_FRAGMENT_PCLUSTER) and ext and all(
+                    e.kind == KIND_COMPRESSED and e.algorithm in (0, None) for e in ext)):
+                result = ZFile([ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                                          e.physical_offset // PAGE_SIZE,
+                                          -(-(e.physical_offset % PAGE_SIZE + e.physical_length)
+                                            // PAGE_SIZE)) for e in ext])
+        self._page_maps[key] = result
+        return result
 
     def zmap_warning(self) -> str:
         """One line on files mapped through dump.erofs instead of zmap, or ''."""

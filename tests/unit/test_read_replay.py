@@ -302,3 +302,142 @@ def test_the_aggregator_forgets_reads_of_a_replaced_mount_that_held_no_entries()
     mounts.items[1] = dataclasses.replace(mounts.items[1], mountpoint="/elsewhere")
     agg.update(readings(), mounts, cgroups, content, tier="full", started_at=0.0)
     assert {x.dev for x in agg.read_log.records} == {mounts.items[0].dev}
+
+
+# ------------------------------------------------------------ compressed files
+# A 40 KiB lz4 file in two images (4 KiB lclusters), extents [0, 10000),
+# [10000, 22000), [22000, 40960) from image pages 100, 101, 102-103 in image
+# "i1" (mount 1) and 200, 201, 202-203 in "i2" (mount 2); both images cached
+# before the readers (charged to cgroup 9).  Kernel rules: zdata.c, as in
+# tests/unit/test_readahead.py.
+Z_SIZE = 40960
+
+
+def zrec(dev, ino, pos, cg, file, mapping=0):
+    return ReadRecord(dev=dev, ino=ino, file=file, mapping=mapping, pos=pos, count=PAGE,
+                      prev_pos=-1, size=Z_SIZE, cgroup_id=cg)
+
+
+def zfile_of(dev, ino):
+    from erofs_top.readahead import ZExtentRa, ZFile
+    b = 100 * dev
+    return ZFile([ZExtentRa(0, 10000, b, 1), ZExtentRa(10000, 22000, b + 1, 1),
+                  ZExtentRa(22000, Z_SIZE, b + 2, 2)])
+
+
+def zworld(records, inodes, managed, groups, image_owner=9):
+    owners = {"i1": {p: image_owner for p in range(100, 104)}, "i2": {p: 9 for p in range(200, 204)}}
+    owners.update({("managed", d): pages for d, pages in managed.items()})
+    return World(records=records, inodes=inodes, candidate=lambda d: True,
+                 image_of=lambda d: f"i{d}", image_map=lambda d, ino: None,
+                 image_sizes={}, image_owners=owners, groups=groups, zfile=zfile_of)
+
+
+# A (cgroup 100) preads 4 KiB at 17000 on mount 1: pages 4-5 and, by the head
+# extent's readmore, page 3; pclusters 101 (starts before the batch) and
+# 102-103 (not FULL_MAPPED) kept.  B (cgroup 200) preads at 12500 on mount 2:
+# pages 3-4 on its own inode (no readmore: round_up(10000) is page 3), its
+# extent [10000, 22000) queried at 20479 (lcluster 4, no head in it): 201
+# kept.  On one shared inode B finds pages 3-4 cached: no read at all.
+Z_READS = [zrec(1, 10, 17000, 100, file=0xA), zrec(2, 20, 12500, 200, file=0xB)]
+A_MANAGED = {101: 100, 102: 100, 103: 100}
+
+
+def test_compressed_readers_save_file_and_managed_pages_when_shared():
+    w = zworld(Z_READS, [Inode((1, 10), frozenset({1}), frozenset({3, 4, 5})),
+                         Inode((2, 20), frozenset({2}), frozenset({3, 4}))],
+               {1: A_MANAGED, 2: {201: 200}}, {"rebuild": [[(1, 10), (2, 20)]]})
+    out = replay_savings(w)
+    assert out.explained_devs == {1, 2}
+    saved = out.potential["rebuild"]
+    assert (saved.file_pages, saved.compressed_pages) == (5 - 3, 4 - 3)
+    assert dict(saved.by_cgroup) == {200: 3}
+    assert (out.realized_file_pages, out.realized_compressed_pages) == (0, 0)
+
+
+def test_compressed_inode_share_reports_the_pages_own_inodes_would_hold():
+    reads = [zrec(1, 10, 17000, 100, file=0xA, mapping=77),
+             zrec(2, 20, 12500, 200, file=0xB, mapping=77)]
+    w = zworld(reads, [Inode(("s", 77), frozenset({1, 2}), frozenset({3, 4, 5}))],
+               {1: A_MANAGED}, {"rebuild": [[("s", 77)]]})
+    out = replay_savings(w)
+    assert out.explained_devs == {1, 2}
+    assert (out.realized_file_pages, out.realized_compressed_pages) == (2, 1)
+
+
+def test_compressed_reads_from_image_pages_a_reader_paid_for_are_not_explained():
+    # image page 101 charged to reader A: the image was cold, its reads are
+    # not replayed for compressed files
+    w = zworld(Z_READS, [Inode((1, 10), frozenset({1}), frozenset({3, 4, 5})),
+                         Inode((2, 20), frozenset({2}), frozenset({3, 4}))],
+               {1: A_MANAGED, 2: {201: 200}}, {"rebuild": [[(1, 10), (2, 20)]]},
+               image_owner=100)
+    assert replay_savings(w).explained_devs == set()
+
+
+def test_a_managed_page_no_read_explains_leaves_the_mounts_to_the_page_rules():
+    w = zworld(Z_READS, [Inode((1, 10), frozenset({1}), frozenset({3, 4, 5})),
+                         Inode((2, 20), frozenset({2}), frozenset({3, 4}))],
+               {1: A_MANAGED, 2: {201: 200, 200: 200}}, {"rebuild": [[(1, 10), (2, 20)]]})
+    assert replay_savings(w).explained_devs == set()
+
+
+def test_the_aggregator_replays_compressed_readers_with_their_managed_caches():
+    # The first compressed case above through the aggregator: two file-backed
+    # mounts of lz4 images (warm: their pages charged to cgroup 9), the
+    # probes' entries for the files and for each mount's managed cache
+    # (ino 0).  Sharing would save 2 file pages and 1 managed page.
+    from erofs_top.aggregate import Aggregator
+    from erofs_top.readings import PageChunk, kdev
+    from erofs_top.resolve.base import (AOPS_COMPRESSED, FileInfo, ImageInfo, MountInfo,
+                                        StaticCgroups, StaticContent, StaticMounts)
+
+    class CompressedContent(StaticContent):
+        def image_pages(self, mount, ino):
+            return None
+
+        def zfile(self, mount, ino):
+            return zfile_of(1 if mount.dev == devs[0] else 2, ino)
+
+    img = ImageInfo(uuid="", volume_name="", feature_compat=0, feature_incompat=0,
+                    block_size=PAGE, image_id="img", ishare_xattrs=True, compressed=True)
+    devs = kdev(0, 41), kdev(0, 42)
+    mounts = StaticMounts([MountInfo(dev=d, dev_str=f"0:{41 + i}", mountpoint=f"/m{i}",
+                                     source=f"/i{i}", backing="file", backing_file=f"/i{i}",
+                                     backing_dev=kdev(8, 1), backing_ino=500 + i, image=img)
+                           for i, d in enumerate(devs)])
+    files = {(devs[0], 10): FileInfo(10, "/m0/f", Z_SIZE, True, AOPS_COMPRESSED),
+             (devs[1], 20): FileInfo(20, "/m1/f", Z_SIZE, True, AOPS_COMPRESSED)}
+    content = CompressedContent(files=files, content={k: "ab" * 32 for k in files})
+    r = readings([zrec(devs[0], 10, 17000, 100, file=0xA), zrec(devs[1], 20, 12500, 200, file=0xB)])
+    r.image_sizes = {(kdev(8, 1), 500): 64 * PAGE, (kdev(8, 1), 501): 64 * PAGE}
+    r.image_cache_owners = {(kdev(8, 1), 500): {p: 9 for p in range(100, 104)},
+                            (kdev(8, 1), 501): {p: 9 for p in range(200, 204)}}
+    r.chunks = [PageChunk(devs[0], 10, 0, {100: 0b111000}), PageChunk(devs[1], 20, 0, {200: 0b11000}),
+                PageChunk(devs[0], 0, 1, {100: 0b111 << 37}),       # pages 101-103 (chunk 1: 64-127)
+                PageChunk(devs[1], 0, 3, {200: 1 << 9})]           # page 201 (chunk 3: 192-255)
+    model = Aggregator().update(r, mounts, StaticCgroups({100: "/a", 200: "/b", 9: "/"}), content,
+                                tier="full", started_at=0.0)
+    assert model.totals.potential_savings_file_bytes == 2 * PAGE
+    assert model.totals.potential_savings_compressed_cache_bytes == 1 * PAGE
+
+
+def test_uncompressed_files_of_a_compressed_mount_read_a_warm_image_as_cached():
+    # Mount 1 also holds a stored (uncompressed) file, ino 11, file page p at
+    # image page 300 + p.  The image was cached before the readers (charged
+    # to cgroup 9): A's pread at 0 (initial window, pages 0-3) reads image
+    # pages 300-303, already cached: nothing new, nothing charged to A.
+    # Replayed from an empty image they would be A's, against the owner 9.
+    reads = Z_READS[:1] + [ReadRecord(dev=1, ino=11, file=0xC, mapping=0, pos=0, count=PAGE,
+                                      prev_pos=-1, size=10 * PAGE, cgroup_id=100)]
+    w = zworld(reads, [Inode((1, 10), frozenset({1}), frozenset({3, 4, 5})),
+                       Inode((1, 11), frozenset({1}), frozenset({0, 1, 2, 3}))],
+               {1: A_MANAGED}, {})
+    w.image_map = lambda d, ino: [300 + p for p in range(10)] if ino == 11 else None
+    w.image_owners["i1"].update({300 + p: 9 for p in range(10)})
+    w.image_sizes = {"i1": 1024 * PAGE}
+    assert replay_savings(w).explained_devs == {1}
+    # the same image cold (its pages charged to A): the compressed file's
+    # pclusters were not cached before -> not explained
+    w.image_owners["i1"] = {p: 100 for p in w.image_owners["i1"]}
+    assert replay_savings(w).explained_devs == set()

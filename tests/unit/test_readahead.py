@@ -6,7 +6,8 @@ page on the matrix's random readers: docs/sharing.md "Random readers").
 """
 from __future__ import annotations
 
-from erofs_top.readahead import (PAGE, FileRa, InodeCache, Read, image_runs, init_ra_size,
+from erofs_top.readahead import (PAGE, FileRa, InodeCache, Read, ZExtentRa, ZFile, image_runs,
+                                 init_ra_size,
                                  next_miss, next_ra_size, read, replay, replay_reads)
 
 
@@ -146,3 +147,88 @@ def test_a_miss_on_a_shared_inode_fills_the_readers_own_image():
                        image_size=lambda m: 200 * PAGE)
     assert out.inodes["S"].pages == pages(5, 9)
     assert (out.images["m1"].pages, out.images["m2"].pages) == ({105}, pages(56, 59))
+
+
+# ---------------------------------------------------------------- compressed files
+# A 40 KiB lz4 file, 4 KiB lclusters, three extents (bytes): [0, 10000) from
+# image page 100, [10000, 22000) from page 101, [22000, 40960) from pages
+# 102-103.  Expectations from fs/erofs/zdata.c z_erofs_readahead /
+# z_erofs_pcluster_readmore / z_erofs_should_alloc_cache and zmap.c
+# z_erofs_do_map_blocks (READMORE maps of lz4 end at the queried lcluster's
+# end, or at the next head when that lcluster holds it: FULL_MAPPED).
+def zfile() -> ZFile:
+    return ZFile([ZExtentRa(0, 10000, 100, 1), ZExtentRa(10000, 22000, 101, 1),
+                  ZExtentRa(22000, 40960, 102, 2)])
+
+
+def test_compressed_batch_caches_its_head_extent_before_it():
+    # pread(17000, 4 KiB): pages 4-5, no history: batch [4, 5].  readmore(true)
+    # maps byte 24575 -> [22000, 24576): round_up = 24576, no expansion.  The
+    # scan ends on the extent of byte 16384, [10000, ...): readmore(false)
+    # grabs pages from round_up(10000) = page 3 up to the batch: page 3.
+    # Pclusters: [22000, ...) not FULL_MAPPED (its end is past the lcluster
+    # queried) -> kept; [10000, 22000) FULL_MAPPED (byte 21999's lcluster 5
+    # holds the next head at 1520) but starts before the batch (readaround)
+    # -> kept.  Managed pages 101, 102, 103.
+    c = InodeCache(40960, z=zfile(), io=[], zio=[])
+    read(c, FileRa(), 17000, PAGE)
+    assert c.pages == {3, 4, 5}
+    assert c.io == [[3, 4, 5]]
+    assert [(list(r), kept) for r, kept in c.zio] == [([101], True), ([102, 103], True)]
+
+
+def test_compressed_extent_inside_the_batch_decompresses_in_place():
+    # pread(0, 4 KiB): the initial window, pages 0-3 (mark on 1).  Extent
+    # [0, 10000) is queried at 9999: lcluster 2 holds the next head -> FULL_MAPPED,
+    # and it starts at the batch -> not kept (in-place I/O); [10000, 22000) is
+    # queried at 16383 (lcluster 3, no head) -> not FULL_MAPPED -> kept.
+    c = InodeCache(40960, z=zfile(), io=[], zio=[])
+    read(c, FileRa(), 0, PAGE)
+    assert (c.pages, c.marks) == (pages(0, 3), {1})
+    assert [(list(r), kept) for r, kept in c.zio] == [([100], False), ([101], True)]
+
+
+def test_compressed_pages_already_in_the_managed_cache_stay_the_first_readers():
+    # A's pread(17000) keeps pclusters 101-103 (first test).  B's pread(0) on
+    # the same inode: window 0-3, page 3 cached -> batch [0, 1, 2]; [10000, ..)
+    # queried at 12287 -> kept, but page 101 is cached already: no new page.
+    reads = [Read("f", ("m1", 1), "A", 17000, PAGE, tag="A"),
+             Read("f", ("m1", 1), "B", 0, PAGE, tag="B")]
+    out = replay_reads(reads, lambda inode: 40960, zfile=lambda member: zfile())
+    assert out.inodes["f"].pages == pages(0, 5)
+    assert out.managed == {"m1": {101, 102, 103}}
+    assert out.owners[("managed", "m1")] == {101: "A", 102: "A", 103: "A"}
+    assert out.owners["f"] == {3: "A", 4: "A", 5: "A", 0: "B", 1: "B", 2: "B"}
+
+
+def test_compressed_last_extent_queried_in_the_last_lcluster_is_full_mapped():
+    # pread(36000, 4 KiB) -> pages 8-9 (to EOF 40960), no history: batch [8, 9].
+    # Head readmore: extent [22000, 40960), pages round_up(22000) = 6, 7.  The
+    # query, byte 40959, sits in the file's last lcluster: the extent's end is
+    # known (FULL_MAPPED) but it starts before the batch -> kept.
+    c = InodeCache(40960, z=zfile(), io=[], zio=[])
+    read(c, FileRa(), 36000, PAGE)
+    assert c.pages == pages(6, 9)
+    assert [(list(r), kept) for r, kept in c.zio] == [([102, 103], True)]
+    # A one-extent file read from page 0 to EOF: FULL_MAPPED, starts at the
+    # batch -> decompressed in place, nothing kept.
+    c = InodeCache(5627, z=ZFile([ZExtentRa(0, 5627, 7, 1)]), io=[], zio=[])
+    read(c, FileRa(), 0, PAGE)
+    assert c.pages == {0, 1}
+    assert [(list(r), kept) for r, kept in c.zio] == [([7], False)]
+
+
+def test_a_shared_inode_decompresses_through_each_readers_own_member():
+    # Same content in two images at other image pages: reader B's miss on the
+    # shared inode reads B's pclusters into B's superblock's managed cache.
+    other = ZFile([ZExtentRa(0, 10000, 200, 1), ZExtentRa(10000, 22000, 201, 1),
+                   ZExtentRa(22000, 40960, 202, 2)])
+    reads = [Read("s", ("m1", 1), "A", 17000, PAGE, tag="A"),
+             Read("s", ("m2", 1), "B", 36000, PAGE, tag="B")]
+    out = replay_reads(reads, lambda inode: 40960,
+                       zfile=lambda member: zfile() if member[0] == "m1" else other)
+    # A: pages 3-5, pclusters 101-103 (first compressed test).  B: pages 8-9,
+    # sync_ra finds pages 6-7 missing (prev_miss(7) = 7, contig 0): just the
+    # request, head readmore adds 6-7; extent [22000, ..) -> B's 202-203.
+    assert out.inodes["s"].pages == pages(3, 9)
+    assert out.managed == {"m1": {101, 102, 103}, "m2": {202, 203}}

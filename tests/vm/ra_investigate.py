@@ -112,7 +112,8 @@ def _write(path, text):
 
 
 def tracing(on, name=None):
-    events = ("readahead", "filemap/mm_filemap_get_pages", "filemap/mm_filemap_add_to_page_cache")
+    events = ("readahead", "filemap/mm_filemap_get_pages", "filemap/mm_filemap_add_to_page_cache",
+              "erofs/erofs_read_folio", "erofs/erofs_readahead")
     if on:
         _write(f"{TR}/trace", "")
         _write(f"{TR}/buffer_size_kb", "65536")
@@ -180,6 +181,22 @@ def image_maps(img, mounts_files):
     return out
 
 
+def z_extents(img, mounts_files):
+    """path -> [(logical offset, logical length, physical offset, physical
+    length)] of each compressed file (erofs_top.zmap), for the host replay."""
+    from erofs_top import zmap
+    from erofs_top.resolve import superblock as sbm
+    sb, _ = sbm.read_superblock(img)
+    out = {}
+    for f in mounts_files:
+        ino = sbm.read_inode(img, sb, f["ino"])
+        if ino.layout in (sbm.COMPRESSED_FULL, sbm.COMPRESSED_COMPACT):
+            ext = zmap.compressed_extents(sb, ino, lambda off, n: sbm.read_image(img, off, n))
+            out[f["path"]] = [(e.logical_offset, e.logical_length, e.physical_offset,
+                               e.physical_length) for e in ext]
+    return out
+
+
 def lab_main():
     from tests.vm import labkit as lk
     vers = sorted(v for v in os.listdir(PKG_DIR) if os.path.isdir(f"{PKG_DIR}/{v}"))
@@ -193,6 +210,9 @@ def lab_main():
                                   f"--xattr-inode-digest={FP}", *opts) for i, v in enumerate(vers)]
             res[cell] = {"stock": phase(lk, imgs, "", cold, f"{cell}-stock", patterns),
                          "shared": phase(lk, imgs, SHARE, cold, f"{cell}-shared", patterns)}
+            if opts:
+                res[cell]["z_extents"] = [z_extents(img, res[cell]["stock"]["mounts"][i])
+                                          for i, img in enumerate(imgs)]
             if not opts:
                 res[cell]["image_maps"] = [image_maps(img, res[cell]["stock"]["mounts"][i])
                                            for i, img in enumerate(imgs)]
@@ -224,14 +244,70 @@ def replay_phase(res, cell, phase_name):
                    else (mi, f["path"]))
             sizes[key] = f["size"]
             reads += [ra.Read(key, (mi, f["path"]), (mi, f["path"]), *(
-                r if isinstance(r, list) else (r, PAGE))) for r in f["reads"]]
+                r if isinstance(r, list) else (r, PAGE)), tag=mi) for r in f["reads"]]
     # member inodes have large folios; the shared inode has none (its
     # page_cache_ra_order() falls back at once in the lab's trace)
+    zext = res[cell].get("z_extents")
     out = ra.replay_reads(
         reads, sizes.get, large_folios=lambda key: not shared,
         image_map=(lambda m: maps[m[0]][m[1]]) if maps else None,
-        image_size=lambda mi: res[cell]["image_pages"][mi] * PAGE)
-    return out.inodes, [out.images[mi] for mi in sorted(out.images)]
+        image_size=lambda mi: res[cell]["image_pages"][mi] * PAGE,
+        zfile=(lambda m: zfile_of(zext[m[0]].get(m[1]))) if zext else None,
+        managed_of=lambda r: MANAGED_OF[0](r, shared))
+    return out, [out.images[mi] for mi in sorted(out.images)]
+
+
+def zfile_of(extents):
+    """ra_investigate's z_extents tuples -> erofs_top.readahead.ZFile."""
+    from erofs_top import readahead as ra
+    if not extents:
+        return None
+    return ra.ZFile([ra.ZExtentRa(lo, lo + ll, po // PAGE, -(-(po % PAGE + pl) // PAGE) if pl else 0)
+                     for lo, ll, po, pl in extents])
+
+
+# whose superblock's managed cache a decompression fills: the reader's mount,
+# or (inode_share) the shared inode's first member's (the first reader's)
+MANAGED_RULES = {"reader's mount": lambda r, shared: r.member[0],
+                 "first member's mount": lambda r, shared: 0 if shared else r.member[0]}
+MANAGED_OF = [MANAGED_RULES["reader's mount"]]
+
+
+def _charges(res, cell, phase_name):
+    """Per reader: memcg charge against the model's EROFS + managed pages it
+    inserted, under each managed-cache rule."""
+    charged = [c // PAGE for c in res[cell][phase_name]["charged"]]
+    for name, rule in MANAGED_RULES.items():
+        MANAGED_OF[0] = rule
+        replayed, _ = replay_phase(res, cell, phase_name)
+        per = defaultdict(lambda: [0, 0])
+        for key, owners in replayed.owners.items():
+            for tag in owners.values():
+                per[tag][1 if key[0] == "managed" else 0] += 1
+        print(f"  {phase_name:6} charge, pages: kernel {charged}; model file+managed "
+              f"{[per[i][0] + per[i][1] for i in range(len(charged))]} "
+              f"(managed {[per[i][1] for i in range(len(charged))]}) [{name}]")
+    MANAGED_OF[0] = MANAGED_RULES["reader's mount"]
+
+
+def _managed_vs_trace(out_dir, res, cell, phase_name):
+    """The managed caches' pages: the kernel's (mm_filemap_add_to_page_cache
+    on ino 0 of each mount's dev, from the phase's trace) against the model's."""
+    import re
+    replayed, _ = replay_phase(res, cell, phase_name)
+    kern = defaultdict(set)
+    with contextlib.suppress(OSError):
+        for line in open(os.path.join(out_dir, f"trace-{cell}-{phase_name}.txt")):
+            m = re.search(r"add_to_page_cache: dev (\S+) ino 0 pfn=\S+ ofs=(\d+)", line)
+            if m:
+                kern[m.group(1)].add(int(m.group(2)) // PAGE)
+    devs = sorted((d for d in kern if d != min(kern)), key=lambda d: int(d.split(":")[1])) \
+        if len(kern) > 2 else sorted(kern, key=lambda d: int(d.split(":")[1]))
+    for mi, dev in enumerate(devs):
+        model = replayed.managed.get(mi, set())
+        print(f"  {phase_name:6} managed pages of mount {mi} (dev {dev}): kernel {len(kern[dev])}, "
+              f"model {len(model)}, kernel-only {len(kern[dev] - model)}, "
+              f"model-only {len(model - kern[dev])}")
 
 
 def replay_main(out_dir):
@@ -243,7 +319,11 @@ def replay_main(out_dir):
               f" MiB, with {sum(res[cell]['shared']['charged']) / 2**20:.2f} MiB")
         pages = {}
         for phase_name in ("stock", "shared"):
-            inodes, images = replay_phase(res, cell, phase_name)
+            replayed, images = replay_phase(res, cell, phase_name)
+            inodes = replayed.inodes
+            if replayed.managed:
+                _charges(res, cell, phase_name)
+                _managed_vs_trace(out_dir, res, cell, phase_name)
             data = res[cell][phase_name]
             real = defaultdict(set)
             for mi, fs in enumerate(data["mounts"]):
