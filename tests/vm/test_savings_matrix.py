@@ -114,21 +114,11 @@ CELLS = {
     "3 images inline/noinline": ([("v1", False), ("v2", False), ("v1-noinline", False)],
                                  [(0, read_whole), (1, read_whole), (2, read_whole)], False),
 }
-# Known misses, measured and documented in docs/sharing.md "Random readers"
-# (strict: a pass would be news).  lz4hc random offsets: the replay of
-# compressed files (pcluster readmore, managed cache) matches the lab's 7.2
-# page for page (tests/vm/ra_investigate.py), but in the last lab run
-# (2026-12-03, predicted +19.3 %, reported -10.57 %, the page rules) the
-# cell was not yet explained: the stored (uncompressed) small files of the
-# lz4hc images were replayed from an empty image file and charged to the
-# readers, while the warm image's pages belong to the cgroup that built it.
-# Fixed after that run (read_replay._warm_images), not yet run in the lab:
-# if this XPASSes, remove the entry.
-KNOWN_MISSES = {
-    "lz4hc random offsets": "compressed random readers: replay fixed for warm images after the "
-                            "last lab run (predicted +19.3 %, reported -10.57 % there); "
-                            "unverified in the lab",
-}
+# Known misses, measured and documented in docs/sharing.md (strict xfail: a
+# pass would be news).  None on this data since lz4hc random offsets is
+# replayed (compressed readmore, managed cache, warm images): it passed in the
+# lab 2026-12-03 23:49, predicted +0.1 %, reported +0.00 %.
+KNOWN_MISSES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
