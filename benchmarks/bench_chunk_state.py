@@ -19,7 +19,6 @@ Run:  .venv/bin/python benchmarks/bench_chunk_state.py --tree base=/tmp/base --t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -70,17 +69,13 @@ KEYS = ("kept_rss_mb", "bytes_per_entry", "first_read_cpu_s", "full_reread_cpu_s
 
 
 def _add_args(ap) -> None:
-    ap.add_argument("--tree", action="append", default=[],
-                    help="NAME=PATH of a checkout (repeat; the first is the baseline); "
-                         "default: this checkout only")
+    benchlib.add_tree_args(ap)
     ap.add_argument("--files", type=int, default=250_000)
     ap.add_argument("--containers", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=2)
 
 
 def _body(args):
-    trees = dict(t.split("=", 1) for t in args.tree) or {"this": str(benchlib.REPO)}
-    trees = {k: os.path.abspath(v) for k, v in trees.items()}
+    trees = benchlib.trees_of(args)
     print(f"ChunkState of {args.files} files x {args.containers} containers; "
           f"{args.rounds} interleaved rounds of {list(trees)}")
 
@@ -94,17 +89,7 @@ def _body(args):
               f"{v['full_reread_cpu_s']:.2f} s CPU", flush=True)
         return v
     values = benchlib.interleaved(trees, args.rounds, measure)
-    base = next(iter(trees))
-    result = {}
-    for key in KEYS:
-        per = {name: [v[key] for v in vs] for name, vs in values.items()}
-        result[key] = {"median": {n: benchlib.median(x) for n, x in per.items()},
-                       "ratios": benchlib.ratios(per, base) if len(per) > 1 else {}}
-        meds = ", ".join(f"{n} {m:.3g}" for n, m in result[key]["median"].items())
-        rat = ", ".join(f"{n}/{base} {r['median_ratio']:.3f} (best-of {r['best_of_ratio']:.3f})"
-                        for n, r in result[key]["ratios"].items())
-        print(f"  {key}: median {meds}" + (f"; {rat}" if rat else ""))
-    return result
+    return benchlib.summarize_keys(values, KEYS)
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ Run:  .venv/bin/python benchmarks/bench_versions.py --tree base=/tmp/base --tree
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -66,19 +65,15 @@ KEYS = ("full_cpu_s", "full_wall_s", "steady_cpu_s", "kept_rss_mb")
 
 
 def _add_args(ap) -> None:
-    ap.add_argument("--tree", action="append", default=[],
-                    help="NAME=PATH of a checkout (repeat; the first is the baseline); "
-                         "default: this checkout only")
+    benchlib.add_tree_args(ap)
     ap.add_argument("--files", type=int, default=250_000)
     ap.add_argument("--containers", type=int, default=1000)
     ap.add_argument("--churn", type=float, default=0.01, help="share of chunk entries changed "
                     "before the steady refresh")
-    ap.add_argument("--rounds", type=int, default=2)
 
 
 def _body(args):
-    trees = dict(t.split("=", 1) for t in args.tree) or {"this": str(benchlib.REPO)}
-    trees = {k: os.path.abspath(v) for k, v in trees.items()}
+    trees = benchlib.trees_of(args)
     print(f"{args.files} files x {args.containers} containers, steady after "
           f"{args.churn * 100:g} % churn; {args.rounds} interleaved rounds of {list(trees)}")
 
@@ -93,17 +88,7 @@ def _body(args):
               flush=True)
         return v
     values = benchlib.interleaved(trees, args.rounds, measure)
-    base = next(iter(trees))
-    result = {}
-    for key in KEYS:
-        per = {name: [v[key] for v in vs] for name, vs in values.items()}
-        result[key] = {"median": {n: benchlib.median(x) for n, x in per.items()},
-                       "ratios": benchlib.ratios(per, base) if len(per) > 1 else {}}
-        meds = ", ".join(f"{n} {m:.3g}" for n, m in result[key]["median"].items())
-        rat = ", ".join(f"{n}/{base} {r['median_ratio']:.3f} (best-of {r['best_of_ratio']:.3f})"
-                        for n, r in result[key]["ratios"].items())
-        print(f"  {key}: median {meds}" + (f"; {rat}" if rat else ""))
-    return result
+    return benchlib.summarize_keys(values, KEYS)
 
 
 def main() -> int:

@@ -249,3 +249,35 @@ def thaw_and_collect() -> tuple[int, float]:
     gc.unfreeze()
     found = gc.collect()
     return found, time.perf_counter() - t
+
+
+# ------------------------------------------------------------ checkouts side by side
+def add_tree_args(ap) -> None:
+    """--tree NAME=PATH (repeatable) and --rounds, for benchmarks that run
+    each checkout in a child process of its own."""
+    ap.add_argument("--tree", action="append", default=[],
+                    help="NAME=PATH of a checkout (repeat; the first is the baseline); "
+                         "default: this checkout only")
+    ap.add_argument("--rounds", type=int, default=2)
+
+
+def trees_of(args) -> dict[str, str]:
+    trees = dict(t.split("=", 1) for t in args.tree) or {"this": str(REPO)}
+    return {k: os.path.abspath(v) for k, v in trees.items()}
+
+
+def summarize_keys(values: dict[str, list[dict]], keys) -> dict:
+    """Per key: the median of each tree's rounds and the ratios against the
+    first tree; printed one line per key."""
+    base = next(iter(values))
+    result = {}
+    for key in keys:
+        per = {name: [v[key] for v in vs] for name, vs in values.items()}
+        result[key] = {"median": {n: median(x) for n, x in per.items()},
+                       "ratios": ratios(per, base) if len(per) > 1 else {}}
+        meds = ", ".join(f"{n} {m:.3g}" for n, m in result[key]["median"].items())
+        rat = ", ".join(f"{n}/{base} {r['median_ratio']:.3f} (best-of {r['best_of_ratio']:.3f})"
+                        for n, r in result[key]["ratios"].items())
+        print(f"  {key}: median {meds}" + (f"; {rat}" if rat else ""))
+    return result
+
