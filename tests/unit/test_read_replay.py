@@ -234,13 +234,27 @@ def test_read_log_ignores_the_end_of_a_superblock_it_holds_no_reads_of():
     assert log.records == READS[:1] and log.generation == generation
 
 
+def _two_file_backed_mounts(*, compressed: bool):
+    """Two file-backed mounts 0:41 and 0:42 of images /i0 and /i1 (backing
+    inodes 500 and 501 on 8:1)."""
+    from erofs_top.readings import kdev
+    from erofs_top.resolve.base import ImageInfo, MountInfo, StaticMounts
+    img = ImageInfo(uuid="", volume_name="", feature_compat=0, feature_incompat=0,
+                    block_size=PAGE, image_id="img", ishare_xattrs=True, compressed=compressed)
+    devs = kdev(0, 41), kdev(0, 42)
+    mounts = StaticMounts([MountInfo(dev=d, dev_str=f"0:{41 + i}", mountpoint=f"/m{i}",
+                                     source=f"/i{i}", backing="file", backing_file=f"/i{i}",
+                                     backing_dev=kdev(8, 1), backing_ino=500 + i, image=img)
+                           for i, d in enumerate(devs)])
+    return devs, mounts
+
+
 def _file_backed_world():
     """Two file-backed mounts of one uncompressed image; the content resolver
     notes every file it is asked about (a stand-in for ImageContent, whose
     path lookups and first walk of a mount would cache directories)."""
     from erofs_top.readings import PageChunk, kdev
-    from erofs_top.resolve.base import (AOPS_FILEIO, FileInfo, ImageInfo, MountInfo,
-                                        StaticCgroups, StaticContent, StaticMounts)
+    from erofs_top.resolve.base import AOPS_FILEIO, FileInfo, StaticCgroups, StaticContent
 
     class ContentNotingCalls(StaticContent):
         def __init__(self, **kw):
@@ -255,13 +269,7 @@ def _file_backed_world():
             self.asked.append((mount.dev, ino))
             return {p: (p,) for p in range(SIZE // PAGE)}
 
-    img = ImageInfo(uuid="", volume_name="", feature_compat=0, feature_incompat=0,
-                    block_size=PAGE, image_id="img", ishare_xattrs=True, compressed=False)
-    devs = kdev(0, 41), kdev(0, 42)
-    mounts = StaticMounts([MountInfo(dev=d, dev_str=f"0:{41 + i}", mountpoint=f"/m{i}",
-                                     source=f"/i{i}", backing="file", backing_file=f"/i{i}",
-                                     backing_dev=kdev(8, 1), backing_ino=500 + i, image=img)
-                           for i, d in enumerate(devs)])
+    devs, mounts = _two_file_backed_mounts(compressed=False)
     files = {(devs[0], 10): FileInfo(10, "/m0/f", SIZE, True, AOPS_FILEIO),
              (devs[1], 20): FileInfo(20, "/m1/f", SIZE, True, AOPS_FILEIO)}
     content = ContentNotingCalls(files=files, content={k: "ab" * 32 for k in files})
@@ -389,8 +397,7 @@ def test_the_aggregator_replays_compressed_readers_with_their_managed_caches():
     # (ino 0).  Sharing would save 2 file pages and 1 managed page.
     from erofs_top.aggregate import Aggregator
     from erofs_top.readings import PageChunk, kdev
-    from erofs_top.resolve.base import (AOPS_COMPRESSED, FileInfo, ImageInfo, MountInfo,
-                                        StaticCgroups, StaticContent, StaticMounts)
+    from erofs_top.resolve.base import AOPS_COMPRESSED, FileInfo, StaticCgroups, StaticContent
 
     class CompressedContent(StaticContent):
         def image_pages(self, mount, ino):
@@ -399,13 +406,7 @@ def test_the_aggregator_replays_compressed_readers_with_their_managed_caches():
         def zfile(self, mount, ino):
             return zfile_of(1 if mount.dev == devs[0] else 2, ino)
 
-    img = ImageInfo(uuid="", volume_name="", feature_compat=0, feature_incompat=0,
-                    block_size=PAGE, image_id="img", ishare_xattrs=True, compressed=True)
-    devs = kdev(0, 41), kdev(0, 42)
-    mounts = StaticMounts([MountInfo(dev=d, dev_str=f"0:{41 + i}", mountpoint=f"/m{i}",
-                                     source=f"/i{i}", backing="file", backing_file=f"/i{i}",
-                                     backing_dev=kdev(8, 1), backing_ino=500 + i, image=img)
-                           for i, d in enumerate(devs)])
+    devs, mounts = _two_file_backed_mounts(compressed=True)
     files = {(devs[0], 10): FileInfo(10, "/m0/f", Z_SIZE, True, AOPS_COMPRESSED),
              (devs[1], 20): FileInfo(20, "/m1/f", Z_SIZE, True, AOPS_COMPRESSED)}
     content = CompressedContent(files=files, content={k: "ab" * 32 for k in files})
