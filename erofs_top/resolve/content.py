@@ -25,7 +25,9 @@ import struct
 import time
 
 from ..pagecache import preserve_residency
+from ..names import decode, encode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
+from .dirtree import image_paths
 from .mounts import walk_mount
 from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
                          dump_extents, file_page_map, parse_inode, read_image, read_superblock)
@@ -89,17 +91,34 @@ class _MountIndex:
     namespace opens through /host or /proc/PID/root); FileInfo.path is the name
     in the mount's namespace."""
 
-    def __init__(self, mount: MountInfo):
+    def __init__(self, mount: MountInfo, image_tree=None):
         self.paths: dict[int, str] = {}
         self.infos: dict[int, FileInfo | None] = {}
         self.error = ""
+        self.walked = ""            # "image" (read from the image file) or "mount"
+        self.image_error = ""       # why the image could not be read (walked the mount)
         root = mount.root_path
         try:
-            self.paths[os.stat(root).st_ino] = root
+            root_ino = os.stat(root).st_ino
+            self.paths[root_ino] = root
+            if image_tree is not None and self._from_image(image_tree, root_ino, root):
+                return
+            self.walked = "mount"
             for ent in walk_mount(root):
                 self.paths.setdefault(ent.inode(), ent.path)   # hard links: first name
         except OSError as e:
             self.error = f"{root}: {e.strerror}"
+
+    def _from_image(self, image_tree, root_ino: int, root: str) -> bool:
+        """Names read from the image file (no page cache: dirtree.py)."""
+        try:
+            tree = image_tree(root_ino, encode(root))
+        except (OSError, ErofsFormatError, struct.error) as e:
+            self.image_error = str(e)
+            return False
+        self.paths = {nid: decode(path) for nid, path in tree.items()}
+        self.walked = "image"
+        return True
 
 
 class MetadataReader:
@@ -202,11 +221,28 @@ class ImageContent:
         k = self._mount_key(mount)
         idx = self._index.get(k)
         if idx is None:
-            idx = self._index[k] = _MountIndex(mount)
+            idx = self._index[k] = _MountIndex(mount, self._image_tree(mount))
         return idx
+
+    def _image_tree(self, mount: MountInfo):
+        """(root nid, root path) -> {nid: path} read from the mount's image, or
+        None where the image cannot be read (the mount is walked instead)."""
+        sb = self._superblock(mount)
+        if sb is None:
+            return None
+
+        def read(off: int, n: int) -> bytes:
+            return self._meta.read(mount.image_path, mount.image_offset + off, n)
+        return lambda root_nid, root_path: image_paths(sb, read, root_nid, root_path)
 
     def path_of(self, mount: MountInfo, ino: int) -> str:
         return self._index_of(mount).paths.get(ino, "")
+
+    def names_source(self, mount: MountInfo) -> str:
+        """Where the mount's names came from: "image" (read from the image
+        file, no page cache), "mount" (walked; the reason in image_error), or
+        "" (its root could not be read)."""
+        return self._index_of(mount).walked
 
     def _superblock(self, mount: MountInfo) -> Superblock | None:
         if not mount.image_path:
