@@ -24,6 +24,7 @@ from .superblock import (FLAT_INLINE, DiskInode, ErofsFormatError, Superblock, d
                          parse_inode)
 
 DIRENT_SIZE = 12
+_DIRENT = struct.Struct("<QHBx")          # nid, nameoff, file_type, reserved
 FT_DIR = 2                      # EROFS_FT_DIR
 MAX_NAME_BYTES = 255            # EROFS_NAME_LEN
 
@@ -39,7 +40,7 @@ def parse_dir_block(block: bytes) -> list[tuple[bytes, int, int]]:
     count = first_nameoff // DIRENT_SIZE
     if count == 0 or first_nameoff % DIRENT_SIZE or first_nameoff > len(block):
         raise ErofsFormatError(f"directory block: first name offset {first_nameoff}")
-    records = [struct.unpack_from("<QHB", block, k * DIRENT_SIZE) for k in range(count)]
+    records = list(_DIRENT.iter_unpack(block[:first_nameoff]))
     out = []
     for k, (nid, nameoff, ftype) in enumerate(records):
         end = records[k + 1][1] if k + 1 < count else len(block)
