@@ -272,11 +272,6 @@ class ImageContent:
         self._inodes[key] = result
         return result
 
-    def _compressed(self, mount: MountInfo, ino: int) -> bool | None:
-        """Per-file data layout from the on-disk inode (None when unreadable)."""
-        hit = self._disk_inode(mount, ino)
-        return None if hit is None else hit[1].compressed
-
     def physical_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """file page -> image pages (image-relative) holding its data: the data
         blocks of a plain file, the compressed clusters of a compressed one
@@ -390,12 +385,15 @@ class ImageContent:
         path = self.path_of(mount, ino)
         if not path:
             return None
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except OSError:
-            return None
-        compressed = self._compressed(mount, ino)
-        if compressed is None:      # inode unreadable: fall back to the image's features
+        disk = self._disk_inode(mount, ino)
+        if disk is not None:        # size and type from the image: no lookup through the mount
+            size, mode, compressed = disk[1].size, disk[1].mode, disk[1].compressed
+        else:                       # inode unreadable: stat, and the image's features
+            try:
+                st = os.stat(path, follow_symlinks=False)
+            except OSError:
+                return None
+            size, mode = st.st_size, st.st_mode
             compressed = bool(mount.image and mount.image.compressed)
         if compressed:
             aops = AOPS_COMPRESSED
@@ -403,8 +401,8 @@ class ImageContent:
             aops = AOPS_FILEIO
         else:
             aops = AOPS_BLOCK
-        return FileInfo(ino=ino, path=path[len(mount.ns_prefix):], size=st.st_size,
-                        regular=stat.S_ISREG(st.st_mode), aops=aops)
+        return FileInfo(ino=ino, path=path[len(mount.ns_prefix):], size=size,
+                        regular=stat.S_ISREG(mode), aops=aops)
 
     # ---------------------------------------------------------------- identities
     def fingerprint(self, mount: MountInfo, ino: int) -> str | None:
