@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import subprocess
 import time
 
@@ -202,10 +203,14 @@ def test_names_come_from_the_image_and_cache_nothing(stack, mode):
     ic = ImageContent()
     assert ic.path_of(mi, leaf) == f"{m.mountpoint}/d3/sub1/file-0010.txt"
     assert ic.names_source(mi) == "image"
+    infos = {ino: ic.file_info(mi, ino) for ino in ic._index_of(mi).paths}
     assert [_resident(p) for p in caches] == before
     walked = {os.stat(os.path.join(d, n)).st_ino: os.path.join(d, n)
               for d, dirs, names in os.walk(m.mountpoint) for n in dirs + names}
     assert len(walked) == 900 + 7 + 21
-    assert all(ic.path_of(mi, ino) == path for ino, path in walked.items())
+    for ino, path in walked.items():
+        st = os.stat(path)
+        assert (infos[ino].path, infos[ino].size, infos[ino].regular) == \
+            (path, st.st_size, stat.S_ISREG(st.st_mode)), path
     # and the old way costs page cache (the check above can fail)
     assert sum(_resident(p) for p in caches) > sum(before)
