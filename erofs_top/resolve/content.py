@@ -101,7 +101,9 @@ class _MountIndex:
         try:
             root_ino = os.stat(root).st_ino
             self.paths[root_ino] = root
-            if image_tree is not None and self._from_image(image_tree, root_ino, root):
+            if image_tree is None:
+                self.image_error = f"no readable EROFS image behind {mount.source or '?'}"
+            elif self._from_image(image_tree, root_ino, root):
                 return
             self.walked = "mount"
             for ent in walk_mount(root):
@@ -344,6 +346,14 @@ class ImageContent:
                                             // PAGE_SIZE)) for e in ext])
         self._page_maps[key] = result
         return result
+
+    def names_warning(self) -> str:
+        """One line on mounts whose names came from walking them, or ''."""
+        walked = [idx for idx in self._index.values() if idx.walked == "mount"]
+        if not walked:
+            return ""
+        return (f"{len(walked)} mount(s) named by walking them, which caches their "
+                f"directories (image not read: {walked[0].image_error})")
 
     def zmap_warning(self) -> str:
         """One line on files mapped through dump.erofs instead of zmap, or ''."""

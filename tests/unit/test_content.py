@@ -159,3 +159,13 @@ def test_forget_mount_drops_index(tree):
     assert ic.digest(m, small)
     ic.forget(m)
     assert ic._index == {} and ic._digest == {}
+
+
+def test_a_mount_without_a_readable_image_is_walked_and_says_so(tree):
+    ic = ImageContent()
+    m = mount_of(tree)                  # a plain directory: no EROFS image behind it
+    assert ic.names_warning() == ""
+    assert ic.path_of(m, ino(os.path.join(tree, "sub/small"))) == os.path.join(tree, "sub/small")
+    assert ic.names_source(m) == "mount"
+    assert ic.names_warning().startswith("1 mount(s) named by walking them")
+    assert f"behind {tree}" in ic.names_warning()
