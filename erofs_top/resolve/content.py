@@ -188,6 +188,9 @@ class ImageContent:
         # compressed files whose index layout zmap does not decode: mapped by
         # dump.erofs instead (slow: a process per file), reason -> files
         self.zmap_fallbacks: dict[str, int] = {}
+        # mounts whose names came from walking them (no readable image)
+        self.names_walked = 0
+        self.names_walk_reason = ""
 
     # ---------------------------------------------------------------- keys
     @staticmethod
@@ -224,6 +227,9 @@ class ImageContent:
         idx = self._index.get(k)
         if idx is None:
             idx = self._index[k] = _MountIndex(mount, self._image_tree(mount))
+            if idx.walked == "mount":       # counted for good: the mount may be gone next refresh
+                self.names_walked += 1
+                self.names_walk_reason = idx.image_error
         return idx
 
     def _image_tree(self, mount: MountInfo):
@@ -349,11 +355,10 @@ class ImageContent:
 
     def names_warning(self) -> str:
         """One line on mounts whose names came from walking them, or ''."""
-        walked = [idx for idx in self._index.values() if idx.walked == "mount"]
-        if not walked:
+        if not self.names_walked:
             return ""
-        return (f"{len(walked)} mount(s) named by walking them, which caches their "
-                f"directories (image not read: {walked[0].image_error})")
+        return (f"{self.names_walked} mount(s) named by walking them, which caches their "
+                f"directories (image not read: {self.names_walk_reason})")
 
     def zmap_warning(self) -> str:
         """One line on files mapped through dump.erofs instead of zmap, or ''."""

@@ -169,3 +169,5 @@ def test_a_mount_without_a_readable_image_is_walked_and_says_so(tree):
     assert ic.names_source(m) == "mount"
     assert ic.names_warning().startswith("1 mount(s) named by walking them")
     assert f"behind {tree}" in ic.names_warning()
+    ic.forget(m)                        # the mount went away: the warning stays
+    assert ic.names_warning().startswith("1 mount(s) named by walking them")
