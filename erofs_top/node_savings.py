@@ -8,6 +8,7 @@ from itertools import chain
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
+from . import fragments
 from .entries import Entry
 from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
@@ -309,7 +310,9 @@ def node_savings(cache: GroupCache, shared: list[Entry],
                  owned: dict[tuple, dict[int, int]], readers: dict[tuple, set[int]],
                  mounts: MountResolver, content: ContentResolver, health: Health,
                  replay: ReplaySaved | None = None,
-                 replay_groups: dict[tuple, set[int]] | None = None) -> Saved:
+                 replay_groups: dict[tuple, set[int]] | None = None,
+                 entries_on: Callable[[int], Iterable[Entry]] | None = None,
+                 stages_of: Callable[[tuple], dict[str, list[Copy]]] | None = None) -> Saved:
     """Potential (stock mounts) and realized (inode_share) savings: savings.py,
     or read_replay.py for the mounts ``replay`` explains (``replay_groups``:
     gid -> its mounts).
@@ -344,12 +347,31 @@ def node_savings(cache: GroupCache, shared: list[Entry],
     image, compressed = realized_cache_pages(realized_groups, owned, readers, other_kept)
     out.realized_image_pages += image
     out.realized_compressed_pages = replay.realized_compressed_pages + compressed
+    if entries_on is not None and stages_of is not None:
+        _add_packed(out, cache, shared, devs - explained, entries_on, stages_of, mounts, content)
     if cache.unmapped:
         health.warnings.append(f"{cache.unmapped} compressed file copies could not be mapped to "
                                f"their compressed clusters (unreadable or damaged index; "
                                f"dump.erofs missing for a layout erofs-top does not decode): "
                                f"their compressed-data cache is not in the savings")
     return out
+
+
+def _add_packed(out: Saved, cache: GroupCache, shared: list[Entry], devs: set[int],
+                entries_on: Callable[[int], Iterable[Entry]],
+                stages_of: Callable[[tuple], dict[str, list[Copy]]],
+                mounts: MountResolver, content: ContentResolver) -> None:
+    """The packed inodes' pages (fragments images) into the file part."""
+    devs = devs | {e.dev for e in shared}
+    packed = _packed_mounts(devs, mounts, content, entries_on)
+    if not packed:
+        return
+    stock = {d: v for d, v in packed.items() if not v[0].inode_share}
+    share = {d: v for d, v in packed.items() if v[0].inode_share}
+    for stage, s in packed_potential(stock, cache, stages_of, content).items():
+        {"rebuild": out.potential, "now": out.potential_now,
+         "domains": out.potential_domains}[stage].add(s)
+    out.realized_file_pages += packed_realized(share, shared, content)
 
 
 def _explained_shared(e: Entry, explained: set[int]) -> bool:
@@ -375,3 +397,96 @@ def replayed_savings(log: ReadLog, cache: GroupCache, shared: list[Entry],
         log.replays, log.replays_of = {}, log.generation
     world.memo = log.replays
     return replay_savings(world), group_devs
+
+
+def _packed_mounts(devs: Iterable[int], mounts: MountResolver, content: ContentResolver,
+                   entries_on: Callable[[int], Iterable[Entry]]) -> dict[int, tuple]:
+    """dev -> (mount, the packed inode's entry, the dev's other file entries)
+    for the mounts whose packed inode (fragments) holds pages."""
+    fn = getattr(content, "packed_nid", None)
+    out = {}
+    for dev in devs:
+        m = mounts.by_dev(dev)
+        nid = fn(m) if (fn is not None and m is not None) else 0
+        if not nid:
+            continue
+        packed, files = None, []
+        for e in entries_on(dev):
+            if e.ino == nid and not e.shared_mapping:
+                packed = e
+            elif e.union and not e.shared_mapping and e.ino != MANAGED_CACHE_INO:
+                files.append(e)
+        if packed is not None and packed.union:
+            out[dev] = (m, packed, files)
+    return out
+
+
+def _packed_needed(m: MountInfo, reads: Iterable[tuple[int, dict[int, int]]],
+                   content: ContentResolver) -> set[int]:
+    """The packed pages a mount needs for the fragments of the files it reads
+    (``reads``: (ino, file pages read through this mount))."""
+    ranges = []
+    for ino, chunks in reads:
+        frag = content.fragment(m, ino)
+        if frag is not None and fragments.reads_fragment(chunks, frag):
+            ranges.append((frag[1], frag[2]))
+    return fragments.needed_pages(ranges, content.packed_extents(m))
+
+
+def _owners(e: Entry) -> dict[int, int]:
+    """Resident page -> the cgroup it is charged to."""
+    out = {}
+    for c, per_cg in e.chunks.items():
+        for cg, mask in per_cg.items():
+            for p in range(CHUNK_PAGES):
+                if mask >> p & 1:
+                    out[c * CHUNK_PAGES + p] = cg
+    return out
+
+
+def packed_potential(stock: dict[int, tuple], cache: GroupCache,
+                     stages_of: Callable[[tuple], dict[str, list[Copy]]],
+                     content: ContentResolver) -> dict[str, Savings]:
+    """Stock mounts: per stage, the packed pages no fragment the mount would
+    still read through itself needs (its copies that give up all their pages
+    read through the keeper's mount, and its packed inode)."""
+    out = {stage: Savings() for stage in STAGES}
+    if not stock:
+        return out
+    gids = [gid for gid, g in cache.groups.items() if set(g[5]) & stock.keys()]
+    for stage in STAGES:
+        kept: dict[tuple, dict[int, int]] = {}
+        for gid in gids:
+            members = sorted(stages_of(gid)[stage], key=lambda c: not c.fingerprinted)
+            for c, mine in zip(members, fragments.kept_pages([c.union for c in members])):
+                kept[c.key[:2]] = mine
+        for dev, (m, packed, files) in stock.items():
+            every = _packed_needed(m, ((e.ino, e.union) for e in files), content)
+            still = _packed_needed(m, ((e.ino, kept.get((dev, e.ino), e.union)) for e in files),
+                                   content)
+            # only pages some resident file's fragment explains: the others stay
+            saved = fragments.saved_pages(_owners(packed), still, every)
+            s = out[stage]
+            s.file_pages += len(saved)
+            if stage == "rebuild" and m.image and m.image.ishare_xattrs:
+                s.now_file_pages += len(saved)
+            for cg in saved.values():
+                s.by_cgroup[cg] += 1
+            if saved:
+                s.by_dev[dev] += len(saved)
+    return out
+
+
+def packed_realized(shared_mounts: dict[int, tuple], shared: list[Entry],
+                    content: ContentResolver) -> int:
+    """inode_share mounts: the packed pages each would hold without sharing
+    (the fragments of every file its readers touched, shared or not) that it
+    does not hold."""
+    n = 0
+    for dev, (m, packed, files) in shared_mounts.items():
+        reads = [(e.ino, e.union) for e in files]
+        for e in shared:
+            reads.extend((ino, chunks) for (d, ino), chunks in (e.touched or {}).items()
+                         if d == dev)
+        n += fragments.kept_out(_owners(packed), _packed_needed(m, reads, content))
+    return n

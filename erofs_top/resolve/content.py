@@ -27,10 +27,11 @@ import time
 from ..pagecache import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
-from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
+from .superblock import (INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
+                         compressed_page_map, data_extents,
                          dump_extents, file_page_map, parse_inode, read_image, read_superblock)
 from ..readahead import ZExtentRa, ZFile
-from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED,
+from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED, KIND_FRAGMENT,
                     MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
                     parse_map_header)
 
@@ -313,6 +314,44 @@ class ImageContent:
                                             // PAGE_SIZE)) for e in ext])
         self._page_maps[key] = result
         return result
+
+    def packed_nid(self, mount: MountInfo) -> int:
+        """The nid (= inode number) of the mount's packed inode, which holds the
+        fragments of a ``-Efragments`` image; 0 for none (the kernel's rule)."""
+        sb = self._superblock(mount)
+        if sb is None or not sb.feature_incompat & INCOMPAT_FRAGMENTS:
+            return 0
+        return sb.packed_nid
+
+    def _extents_of(self, mount: MountInfo, ino: int) -> list | None:
+        """zmap's extents of a compressed inode, None where not decoded."""
+        key = ("e",) + self._content_key(mount, ino)
+        if key not in self._page_maps:
+            result, hit = None, self._disk_inode(mount, ino)
+            if hit is not None and hit[1].compressed:
+                def read(off: int, n: int) -> bytes:
+                    return self._meta.read(mount.image_path, mount.image_offset + off, n)
+                try:
+                    result = compressed_extents(hit[0], hit[1], read)
+                except (OSError, ErofsFormatError, struct.error, ValueError):
+                    result = None
+            self._page_maps[key] = result
+        return self._page_maps[key]
+
+    def fragment(self, mount: MountInfo, ino: int) -> tuple[int, int, int] | None:
+        """A file's fragment: (file offset, offset in the packed inode, length),
+        None for a file without one (or not decoded)."""
+        ext = self._extents_of(mount, ino) or ()
+        return next(((e.logical_offset, e.physical_offset, e.logical_length)
+                     for e in ext if e.kind == KIND_FRAGMENT), None)
+
+    def packed_extents(self, mount: MountInfo) -> list[tuple[int, int]] | None:
+        """The packed inode's decompression extents as (start, end) bytes;
+        None when it is not compressed (or not decoded)."""
+        nid = self.packed_nid(mount)
+        ext = self._extents_of(mount, nid) if nid else None
+        return None if not ext else [(e.logical_offset, e.logical_offset + e.logical_length)
+                                     for e in ext]
 
     def zmap_warning(self) -> str:
         """One line on files mapped through dump.erofs instead of zmap, or ''."""
