@@ -12,13 +12,13 @@ file's fragment is read through the packed inode of the member the shared
 inode reads through: the other mounts' packed inodes never cache it.
 
 A packed page is needed by a mount when a fragment that mount reads lies on
-it.  The packed inode is itself compressed: reading one of its pages
-decompresses its extent and fills every page that starts inside that extent
-(``z_erofs_pcluster_readmore`` on a read_folio), so those pages are needed
-too.
+it; the packed inode is itself compressed, and its read_folio fills some
+pages around (needed_pages), and keeps the clusters it read in the mount's
+compressed-data cache (needed_clusters).
 """
 from __future__ import annotations
 
+import bisect
 from typing import Iterable, Sequence
 
 from .readings import CHUNK_PAGES
@@ -46,26 +46,53 @@ def reads_fragment(chunks: dict[int, int], frag: Fragment) -> bool:
     return any(first <= p <= last for p in _pages(chunks))
 
 
+# (start, end) bytes of one decompression extent, the image pages of its
+# compressed cluster, and whether a read maps it whole (lzma, deflate, zstd)
+PackedExtent = tuple[int, int, tuple[int, ...], bool]
+
+
+def _containing(extents: Sequence[PackedExtent], starts: list[int], pos: int
+                ) -> PackedExtent | None:
+    i = bisect.bisect_right(starts, pos) - 1
+    return extents[i] if i >= 0 and pos < extents[i][1] else None
+
+
 def needed_pages(ranges: Iterable[tuple[int, int]],
-                 extents: Sequence[tuple[int, int]] | None) -> set[int]:
+                 extents: Sequence[PackedExtent] | None) -> set[int]:
     """Packed-inode pages that reading the packed byte ranges ``ranges``
-    ((offset, length) each) caches.  ``extents``: the packed inode's
-    decompression extents as (start, end) bytes, sorted; None when it is not
-    compressed (a read caches the pages it touches, no more)."""
+    ((offset, length) each) caches: ``erofs_bread`` reads each page they
+    touch (read_folio, no readahead); on a compressed packed inode
+    (``extents``, sorted; None: not compressed) z_erofs_read_folio's
+    readmore also fills the pages that start inside the extent holding the
+    page's first byte, before it, and, for extents a read maps whole
+    (EROFS_GET_BLOCKS_READMORE: lzma, deflate, zstd), those after it up to
+    the end of the extent holding its last byte."""
     out: set[int] = set()
-    spans = sorted((o, o + n) for o, n in ranges if n > 0)
-    for a, b in spans:
-        out.update(range(a // PAGE, (b - 1) // PAGE + 1))
-    if not extents or not spans:
+    for o, n in ranges:
+        if n > 0:
+            out.update(range(o // PAGE, (o + n - 1) // PAGE + 1))
+    if not extents:
         return out
-    i = 0
-    for s, e in extents:                # both sorted: one pass
-        while i < len(spans) and spans[i][1] <= s:
-            i += 1
-        if i == len(spans):
-            break
-        if spans[i][0] < e:             # a needed range overlaps this extent
-            out.update(range(-(-s // PAGE), (e - 1) // PAGE + 1))
+    starts = [e[0] for e in extents]
+    for p in list(out):
+        head = _containing(extents, starts, p * PAGE)
+        if head is not None:
+            out.update(range(-(-head[0] // PAGE), p))
+        tail = _containing(extents, starts, p * PAGE + PAGE - 1)
+        if tail is not None and tail[3]:
+            out.update(range(p + 1, (tail[1] - 1) // PAGE + 1))
+    return out
+
+
+def needed_clusters(pages: set[int], extents: Sequence[PackedExtent] | None) -> set[int]:
+    """The compressed-data cache pages (the mount's managed cache, indexed by
+    image page) that reading packed ``pages`` (needed_pages) caches: the
+    cluster of every extent on those pages (the lab, 2026-12-04: every
+    cluster of the packed inode read stayed cached there)."""
+    out: set[int] = set()
+    for s, e, clusters, _ in extents or ():
+        if clusters and any(p in pages for p in range(s // PAGE, (e - 1) // PAGE + 1)):
+            out.update(clusters)
     return out
 
 

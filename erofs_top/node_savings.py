@@ -361,7 +361,8 @@ def _add_packed(out: Saved, cache: GroupCache, shared: list[Entry], devs: set[in
                 entries_on: Callable[[int], Iterable[Entry]],
                 stages_of: Callable[[tuple], dict[str, list[Copy]]],
                 mounts: MountResolver, content: ContentResolver) -> None:
-    """The packed inodes' pages (fragments images) into the file part."""
+    """The packed inodes' pages (fragments images) into the file part, their
+    clusters in the compressed-data cache into the compressed part."""
     devs = devs | {e.dev for e in shared}
     packed = _packed_mounts(devs, mounts, content, entries_on)
     if not packed:
@@ -371,7 +372,9 @@ def _add_packed(out: Saved, cache: GroupCache, shared: list[Entry], devs: set[in
     for stage, s in packed_potential(stock, cache, stages_of, content).items():
         {"rebuild": out.potential, "now": out.potential_now,
          "domains": out.potential_domains}[stage].add(s)
-    out.realized_file_pages += packed_realized(share, shared, content)
+    pages, clusters = packed_realized(share, shared, content)
+    out.realized_file_pages += pages
+    out.realized_compressed_pages += clusters
 
 
 def _explained_shared(e: Entry, explained: set[int]) -> bool:
@@ -401,8 +404,9 @@ def replayed_savings(log: ReadLog, cache: GroupCache, shared: list[Entry],
 
 def _packed_mounts(devs: Iterable[int], mounts: MountResolver, content: ContentResolver,
                    entries_on: Callable[[int], Iterable[Entry]]) -> dict[int, tuple]:
-    """dev -> (mount, the packed inode's entry, the dev's other file entries)
-    for the mounts whose packed inode (fragments) holds pages."""
+    """dev -> (mount, the packed inode's entry, the compressed-data cache's
+    entry or None, the dev's other file entries) for the mounts whose packed
+    inode (fragments) holds pages."""
     fn = getattr(content, "packed_nid", None)
     out = {}
     for dev in devs:
@@ -410,33 +414,41 @@ def _packed_mounts(devs: Iterable[int], mounts: MountResolver, content: ContentR
         nid = fn(m) if (fn is not None and m is not None) else 0
         if not nid:
             continue
-        packed, files = None, []
+        packed = managed = None
+        files = []
         for e in entries_on(dev):
-            if e.ino == nid and not e.shared_mapping:
+            if e.shared_mapping or not e.union:
+                continue
+            if e.ino == nid:
                 packed = e
-            elif e.union and not e.shared_mapping and e.ino != MANAGED_CACHE_INO:
+            elif e.ino == MANAGED_CACHE_INO:
+                managed = e
+            else:
                 files.append(e)
-        if packed is not None and packed.union:
-            out[dev] = (m, packed, files)
+        if packed is not None:
+            out[dev] = (m, packed, managed, files)
     return out
 
 
 def _packed_needed(m: MountInfo, reads: Iterable[tuple[int, dict[int, int]]],
-                   content: ContentResolver) -> set[int]:
-    """The packed pages a mount needs for the fragments of the files it reads
-    (``reads``: (ino, file pages read through this mount))."""
+                   content: ContentResolver) -> tuple[set[int], set[int]]:
+    """The packed pages and the compressed-cache pages a mount needs for the
+    fragments of the files it reads (``reads``: (ino, file pages read
+    through this mount))."""
     ranges = []
     for ino, chunks in reads:
         frag = content.fragment(m, ino)
         if frag is not None and fragments.reads_fragment(chunks, frag):
             ranges.append((frag[1], frag[2]))
-    return fragments.needed_pages(ranges, content.packed_extents(m))
+    extents = content.packed_extents(m)
+    pages = fragments.needed_pages(ranges, extents)
+    return pages, fragments.needed_clusters(pages, extents)
 
 
-def _owners(e: Entry) -> dict[int, int]:
+def _owners(e: Entry | None) -> dict[int, int]:
     """Resident page -> the cgroup it is charged to."""
-    out = {}
-    for c, per_cg in e.chunks.items():
+    out: dict[int, int] = {}
+    for c, per_cg in (e.chunks if e is not None else {}).items():
         for cg, mask in per_cg.items():
             for p in range(CHUNK_PAGES):
                 if mask >> p & 1:
@@ -444,49 +456,66 @@ def _owners(e: Entry) -> dict[int, int]:
     return out
 
 
+def _kept_by_copy(gids: list[tuple], stage: str,
+                  stages_of: Callable[[tuple], dict[str, list[Copy]]]) -> dict[tuple, dict]:
+    """(dev, ino) -> the pages that copy keeps with sharing on (in stage)."""
+    kept: dict[tuple, dict[int, int]] = {}
+    for gid in gids:
+        members = sorted(stages_of(gid)[stage], key=lambda c: not c.fingerprinted)
+        for c, mine in zip(members, fragments.kept_pages([c.union for c in members])):
+            kept[c.key[:2]] = mine
+    return kept
+
+
+def _count_saved(s: Savings, saved: dict[int, int], dev: int, compressed: bool) -> None:
+    if compressed:
+        s.compressed_pages += len(saved)
+    else:
+        s.file_pages += len(saved)
+    for cg in saved.values():
+        s.by_cgroup[cg] += 1
+    if saved:
+        s.by_dev[dev] += len(saved)
+
+
 def packed_potential(stock: dict[int, tuple], cache: GroupCache,
                      stages_of: Callable[[tuple], dict[str, list[Copy]]],
                      content: ContentResolver) -> dict[str, Savings]:
-    """Stock mounts: per stage, the packed pages no fragment the mount would
-    still read through itself needs (its copies that give up all their pages
-    read through the keeper's mount, and its packed inode)."""
+    """Stock mounts: per stage, the packed pages (and their clusters in the
+    compressed-data cache) that the fragments of the copies giving up all
+    their pages needed and those the mount still reads itself do not."""
     out = {stage: Savings() for stage in STAGES}
     if not stock:
         return out
     gids = [gid for gid, g in cache.groups.items() if set(g[5]) & stock.keys()]
     for stage in STAGES:
-        kept: dict[tuple, dict[int, int]] = {}
-        for gid in gids:
-            members = sorted(stages_of(gid)[stage], key=lambda c: not c.fingerprinted)
-            for c, mine in zip(members, fragments.kept_pages([c.union for c in members])):
-                kept[c.key[:2]] = mine
-        for dev, (m, packed, files) in stock.items():
+        kept = _kept_by_copy(gids, stage, stages_of)
+        for dev, (m, packed, managed, files) in stock.items():
             every = _packed_needed(m, ((e.ino, e.union) for e in files), content)
             still = _packed_needed(m, ((e.ino, kept.get((dev, e.ino), e.union)) for e in files),
                                    content)
             # only pages some resident file's fragment explains: the others stay
-            saved = fragments.saved_pages(_owners(packed), still, every)
-            s = out[stage]
-            s.file_pages += len(saved)
+            saved = fragments.saved_pages(_owners(packed), still[0], every[0])
+            saved_clusters = fragments.saved_pages(_owners(managed), still[1], every[1])
+            _count_saved(out[stage], saved, dev, False)
+            _count_saved(out[stage], saved_clusters, dev, True)
             if stage == "rebuild" and m.image and m.image.ishare_xattrs:
-                s.now_file_pages += len(saved)
-            for cg in saved.values():
-                s.by_cgroup[cg] += 1
-            if saved:
-                s.by_dev[dev] += len(saved)
+                out[stage].now_file_pages += len(saved)
     return out
 
 
 def packed_realized(shared_mounts: dict[int, tuple], shared: list[Entry],
-                    content: ContentResolver) -> int:
-    """inode_share mounts: the packed pages each would hold without sharing
-    (the fragments of every file its readers touched, shared or not) that it
-    does not hold."""
-    n = 0
-    for dev, (m, packed, files) in shared_mounts.items():
+                    content: ContentResolver) -> tuple[int, int]:
+    """inode_share mounts: the packed pages (and compressed-cache pages) each
+    would hold without sharing (for the fragments of every file its readers
+    touched, shared or not) that it does not hold."""
+    pages = clusters = 0
+    for dev, (m, packed, managed, files) in shared_mounts.items():
         reads = [(e.ino, e.union) for e in files]
         for e in shared:
             reads.extend((ino, chunks) for (d, ino), chunks in (e.touched or {}).items()
                          if d == dev)
-        n += fragments.kept_out(_owners(packed), _packed_needed(m, reads, content))
-    return n
+        need_pages, need_clusters = _packed_needed(m, reads, content)
+        pages += fragments.kept_out(_owners(packed), need_pages)
+        clusters += fragments.kept_out(_owners(managed), need_clusters)
+    return pages, clusters

@@ -37,6 +37,7 @@ from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPR
 
 FINGERPRINT_PREFIX = b"sha256:"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+WHOLE_EXTENT_ALGORITHMS = (1, 2, 3)     # lzma, deflate, zstd: a read maps the whole extent
 DEFAULT_DIGEST_BUDGET_BYTES_PER_S = 64 << 20
 READ_CHUNK_BYTES = 1 << 20
 ELF_MAGIC = b"\x7fELF"
@@ -345,13 +346,19 @@ class ImageContent:
         return next(((e.logical_offset, e.physical_offset, e.logical_length)
                      for e in ext if e.kind == KIND_FRAGMENT), None)
 
-    def packed_extents(self, mount: MountInfo) -> list[tuple[int, int]] | None:
-        """The packed inode's decompression extents as (start, end) bytes;
-        None when it is not compressed (or not decoded)."""
+    def packed_extents(self, mount: MountInfo) -> list[tuple[int, int, tuple[int, ...]]] | None:
+        """The packed inode's decompression extents: (start, end) bytes and
+        the image pages of its compressed cluster; None when it is not
+        compressed (or not decoded)."""
         nid = self.packed_nid(mount)
         ext = self._extents_of(mount, nid) if nid else None
-        return None if not ext else [(e.logical_offset, e.logical_offset + e.logical_length)
-                                     for e in ext]
+        if not ext:
+            return None
+        return [(e.logical_offset, e.logical_offset + e.logical_length,
+                 tuple(range(e.physical_offset // PAGE_SIZE,
+                             -(-(e.physical_offset + e.physical_length) // PAGE_SIZE)))
+                 if e.kind == KIND_COMPRESSED else (), e.algorithm in WHOLE_EXTENT_ALGORITHMS)
+                for e in ext]
 
     def zmap_warning(self) -> str:
         """One line on files mapped through dump.erofs instead of zmap, or ''."""

@@ -21,17 +21,37 @@ def test_needed_pages_of_an_uncompressed_packed_inode_are_the_pages_touched():
     assert fr.needed_pages([(5, 0)], None) == set()
 
 
-def test_a_needed_byte_caches_every_page_starting_in_its_extent():
-    # extents: [0, 10000) [10000, 30000) [30000, 41000)
-    ext = [(0, 10000), (10000, 30000), (30000, 41000)]
-    # 50 bytes at 12000: page 2 itself (8192..12287) and the pages starting
-    # in [10000, 30000): 3 (12288) .. 7 (28672); page 2 starts before 10000
-    # but holds the fragment, so it is cached too
-    assert fr.needed_pages([(12000, 50)], ext) == {2, 3, 4, 5, 6, 7}
-    # a range spanning two extents: both extents' pages
-    assert fr.needed_pages([(29990, 20)], ext) == {3, 4, 5, 6, 7, 8, 9, 10}
-    # the first extent: pages 0..2 (page 2 starts at 8192 < 10000)
-    assert fr.needed_pages([(0, 1)], ext) == {0, 1, 2}
+# extents: [0, 10000) [10000, 30000) [30000, 41000), each with its cluster
+LZ4 = [(0, 10000, (50,), False), (10000, 30000, (51,), False), (30000, 41000, (52, 53), False)]
+LZMA = [(s, e, c, True) for s, e, c, _ in LZ4]
+
+
+def test_a_packed_read_fills_the_pages_back_to_the_start_of_its_extent():
+    # 50 bytes at 20000: page 4 (16384..20479); its first byte (16384) is in
+    # [10000, 30000), whose pages start at 3 (12288): pages 3 and 4
+    assert fr.needed_pages([(20000, 50)], LZ4) == {3, 4}
+    # page 7 (28672..32767) starts in the second extent: 3..7
+    assert fr.needed_pages([(29990, 20)], LZ4) == {3, 4, 5, 6, 7}
+    # page 2 (8192..12287) starts in the first extent: 0..2
+    assert fr.needed_pages([(12000, 50)], LZ4) == {0, 1, 2}
+    # page 8 (32768..) starts in the third extent at 30000: page 8 only
+    assert fr.needed_pages([(33000, 5)], LZ4) == {8}
+
+
+def test_a_whole_mapped_extent_also_fills_the_pages_after_up_to_its_end():
+    # page 4 ends (20479) inside [10000, 30000): pages 5..7 start before 30000
+    assert fr.needed_pages([(20000, 50)], LZMA) == {3, 4, 5, 6, 7}
+    # page 8 ends inside [30000, 41000): pages 9, 10 start before 41000
+    assert fr.needed_pages([(33000, 5)], LZMA) == {8, 9, 10}
+
+
+def test_the_clusters_of_every_extent_on_a_page_read_go_to_the_compressed_cache():
+    assert fr.needed_clusters({3, 4}, LZ4) == {51}
+    # page 2 holds the end of the first extent and the start of the second
+    assert fr.needed_clusters({2}, LZ4) == {50, 51}
+    assert fr.needed_clusters({7, 9}, LZ4) == {51, 52, 53}
+    assert fr.needed_clusters({11}, LZ4) == set()         # past the last extent
+    assert fr.needed_clusters({0}, None) == set()          # not compressed: none
 
 
 def test_copies_keep_the_pages_no_earlier_copy_holds():
