@@ -3,6 +3,10 @@ out by hand from the kernel's rule (zdata.c z_erofs_read_fragment reads the
 fragment through the packed inode of the inode's own superblock; a packed
 read_folio fills every page starting inside the decompressed extent)."""
 from erofs_top import fragments as fr
+from erofs_top.entries import Entry
+from erofs_top.node_savings import GroupCache, packed_potential, packed_realized
+from erofs_top.resolve.base import MountInfo
+from erofs_top.savings import Copy
 
 P = 4096
 
@@ -70,3 +74,68 @@ def test_stock_mount_saves_pages_only_its_given_up_fragments_needed():
 def test_shared_mount_counts_the_needed_pages_it_does_not_hold():
     assert fr.kept_out([0, 1, 9], {0, 1, 2, 3}) == 2
     assert fr.kept_out([], set()) == 0
+
+
+# --- node_savings: the packed inodes of mounts (a fake resolver) ---------------
+
+PACKED_NID = 100
+# the packed inode: extent 0 = bytes [0, 5000) (pages 0-1, cluster at image
+# page 40), extent 1 = [5000, 12288) (pages 1-2, cluster 41)
+EXTENTS = [(0, 5000, (40,), False), (5000, 12288, (41,), False)]
+# ino 10 (content X, in both images): its whole content is a fragment on
+# packed page 0; ino 11 (only in B): its fragment is on page 2
+FRAGS = {10: (0, 0, 100), 11: (0, 8200, 10)}
+
+
+class FakeContent:
+    def packed_nid(self, m):
+        return PACKED_NID
+
+    def fragment(self, m, ino):
+        return FRAGS.get(ino)
+
+    def packed_extents(self, m):
+        return EXTENTS
+
+
+def _entry(dev, ino, pages, cg=7, share=False):
+    mask = sum(1 << p for p in pages)
+    m = MountInfo(dev=dev, dev_str=f"0:{dev}", mountpoint=f"/m{dev}", source="", backing="file",
+                  inode_share=share)
+    return Entry(dev, ino, chunks={0: {cg: mask}}, union={0: mask}, mount=m)
+
+
+def _stock_b():
+    """B (dev 2): ino 10, 11, its packed inode (pages 0 and 2) and its
+    compressed-data cache (ino 0: both clusters), all charged to cgroup 7."""
+    return [_entry(2, 10, [0]), _entry(2, 11, [0]), _entry(2, PACKED_NID, [0, 2]),
+            _entry(2, 0, [40, 41])]
+
+
+def test_stock_mount_saves_the_packed_page_and_cluster_only_a_given_up_copy_needed():
+    a = [_entry(1, 10, [0]), _entry(1, PACKED_NID, [0]), _entry(1, 0, [40])]
+    b = _stock_b()
+    cache = GroupCache()
+    cache.groups[("X", 0)] = ((1, 10, 0), None, (None,) * 3, False, 0, (1, 2))
+    copies = [Copy((e.dev, e.ino, 0), e.union, e.chunks, None, None, True) for e in (a[0], b[0])]
+    stages = {"rebuild": copies, "now": copies, "domains": copies}
+    stock = {1: (a[0].mount, a[1], a[2], a[:1]), 2: (b[0].mount, b[2], b[3], b[:2])}
+    out = packed_potential(stock, cache, lambda gid: stages, FakeContent())
+    # A keeps X: nothing on A.  B gives X up: X's fragment needed page 0 and
+    # extent 0's cluster (40); ino 11 still needs page 2 and cluster 41
+    for stage in ("rebuild", "now", "domains"):
+        s = out[stage]
+        assert (s.file_pages, s.compressed_pages) == (1, 1)
+        assert dict(s.by_cgroup) == {7: 2} and dict(s.by_dev) == {2: 2}
+
+
+def test_shared_mount_counts_what_its_touched_fragments_need_and_it_does_not_hold():
+    a_packed, a_managed = _entry(1, PACKED_NID, [0], share=True), _entry(1, 0, [40], share=True)
+    b_packed, b_managed = _entry(2, PACKED_NID, [2], share=True), _entry(2, 0, [41], share=True)
+    x = Entry(1, 10, shared_mapping=5, touched={(1, 10): {0: 1}, (2, 10): {0: 1}})
+    only_b = Entry(2, 11, shared_mapping=6, touched={(2, 11): {0: 1}})
+    mounts = {1: (a_packed.mount, a_packed, a_managed, []),
+              2: (b_packed.mount, b_packed, b_managed, [])}
+    # B's readers touched X (page 0 of the packed inode, cluster 40) through
+    # A's packed inode: B would have held them; A holds all it needs
+    assert packed_realized(mounts, [x, only_b], FakeContent()) == (1, 1)
