@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 from .readings import CHUNK_PAGES
 
-PAGE = 4096
+PAGE_BYTES = 4096
 
 Fragment = tuple[int, int, int]     # (file offset of the fragment, packed offset, length)
 
@@ -42,7 +42,7 @@ def reads_fragment(chunks: dict[int, int], frag: Fragment) -> bool:
     start, _, length = frag
     if length <= 0:
         return False
-    first, last = start // PAGE, (start + length - 1) // PAGE
+    first, last = start // PAGE_BYTES, (start + length - 1) // PAGE_BYTES
     return any(first <= p <= last for p in _pages(chunks))
 
 
@@ -70,17 +70,17 @@ def needed_pages(ranges: Iterable[tuple[int, int]],
     out: set[int] = set()
     for o, n in ranges:
         if n > 0:
-            out.update(range(o // PAGE, (o + n - 1) // PAGE + 1))
+            out.update(range(o // PAGE_BYTES, (o + n - 1) // PAGE_BYTES + 1))
     if not extents:
         return out
     starts = [e[0] for e in extents]
     for p in list(out):
-        head = _containing(extents, starts, p * PAGE)
+        head = _containing(extents, starts, p * PAGE_BYTES)
         if head is not None:
-            out.update(range(-(-head[0] // PAGE), p))
-        tail = _containing(extents, starts, p * PAGE + PAGE - 1)
+            out.update(range(-(-head[0] // PAGE_BYTES), p))
+        tail = _containing(extents, starts, p * PAGE_BYTES + PAGE_BYTES - 1)
         if tail is not None and tail[3]:
-            out.update(range(p + 1, (tail[1] - 1) // PAGE + 1))
+            out.update(range(p + 1, (tail[1] - 1) // PAGE_BYTES + 1))
     return out
 
 
@@ -91,7 +91,7 @@ def needed_clusters(pages: set[int], extents: Sequence[PackedExtent] | None) -> 
     cluster of the packed inode read stayed cached there)."""
     out: set[int] = set()
     for s, e, clusters, _ in extents or ():
-        if clusters and any(p in pages for p in range(s // PAGE, (e - 1) // PAGE + 1)):
+        if clusters and any(p in pages for p in range(s // PAGE_BYTES, (e - 1) // PAGE_BYTES + 1)):
             out.update(clusters)
     return out
 

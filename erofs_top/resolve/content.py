@@ -31,8 +31,8 @@ from .superblock import (INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superb
                          compressed_page_map, data_extents,
                          dump_extents, file_page_map, parse_inode, read_image, read_superblock)
 from ..readahead import ZExtentRa, ZFile
-from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED, KIND_FRAGMENT,
-                    MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
+from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED,
+                    KIND_FRAGMENT, MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
                     parse_map_header)
 
 FINGERPRINT_PREFIX = b"sha256:"
