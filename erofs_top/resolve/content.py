@@ -27,13 +27,13 @@ import time
 from ..pagecache import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
-from .superblock import (INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
+from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
                          compressed_page_map, data_extents,
                          dump_extents, file_page_map, parse_inode, read_image, read_superblock)
 from ..readahead import ZExtentRa, ZFile
-from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED,
-                    KIND_FRAGMENT, MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
-                    parse_map_header)
+from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER,
+                    KIND_COMPRESSED, KIND_FRAGMENT, MAP_HEADER_SIZE, UnsupportedZmap,
+                    compressed_extents, dump_tuples, parse_map_header)
 
 FINGERPRINT_PREFIX = b"sha256:"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -346,19 +346,36 @@ class ImageContent:
         return next(((e.logical_offset, e.physical_offset, e.logical_length)
                      for e in ext if e.kind == KIND_FRAGMENT), None)
 
-    def packed_extents(self, mount: MountInfo) -> list[tuple[int, int, tuple[int, ...]]] | None:
-        """The packed inode's decompression extents: (start, end) bytes and
-        the image pages of its compressed cluster; None when it is not
-        compressed (or not decoded)."""
+    def packed_extents(self, mount: MountInfo
+                       ) -> list[tuple[int, int, tuple[int, ...], bool]] | None:
+        """The packed inode's decompression extents: (start, end) bytes, the
+        image pages of its compressed cluster, and whether a read maps it
+        whole (encoded extents always; lzma, deflate, zstd with READMORE);
+        None when it is not compressed (or not decoded)."""
         nid = self.packed_nid(mount)
         ext = self._extents_of(mount, nid) if nid else None
         if not ext:
             return None
+        encoded = self._encoded_extents(mount, nid)
         return [(e.logical_offset, e.logical_offset + e.logical_length,
                  tuple(range(e.physical_offset // PAGE_SIZE,
                              -(-(e.physical_offset + e.physical_length) // PAGE_SIZE)))
-                 if e.kind == KIND_COMPRESSED else (), e.algorithm in WHOLE_EXTENT_ALGORITHMS)
+                 if e.kind == KIND_COMPRESSED else (),
+                 encoded or e.algorithm in WHOLE_EXTENT_ALGORITHMS)
                 for e in ext]
+
+    def _encoded_extents(self, mount: MountInfo, nid: int) -> bool:
+        """Whether a compressed inode's index is encoded extents (zmap.c
+        z_erofs_map_blocks_ext maps each extent whole, whatever the flags)."""
+        sb, rec = self._disk_inode(mount, nid)
+        start = -(-(sb.inode_offset(rec.nid) + rec.inode_size + rec.xattr_size) // 8) * 8
+        try:
+            hdr = parse_map_header(self._meta.read(mount.image_path, mount.image_offset + start,
+                                                   MAP_HEADER_SIZE), sb.blkszbits, rec.layout)
+        except (OSError, ErofsFormatError, struct.error, ValueError):
+            return False
+        return bool(hdr.extents or (rec.layout == COMPRESSED_FULL
+                                    and hdr.advise & ADVISE_EXTENTS))
 
     def zmap_warning(self) -> str:
         """One line on files mapped through dump.erofs instead of zmap, or ''."""
