@@ -46,9 +46,15 @@ def reads_fragment(chunks: dict[int, int], frag: Fragment) -> bool:
     return any(first <= p <= last for p in _pages(chunks))
 
 
+# How z_erofs_map_blocks_iter maps an extent on a read (zmap.c):
+MAP_TO_LCLUSTER = 0     # lz4, stored: up to the end of the lcluster asked for
+MAP_WHOLE_IF_LONG = 1   # lzma, deflate, zstd: whole (EROFS_GET_BLOCKS_READMORE) when
+                        # the mapped length reaches a block
+MAP_WHOLE = 2           # encoded extents (z_erofs_map_blocks_ext): always whole
+
 # (start, end) bytes of one decompression extent, the image pages of its
-# compressed cluster, and whether a read maps it whole (lzma, deflate, zstd)
-PackedExtent = tuple[int, int, tuple[int, ...], bool]
+# compressed cluster, how a read maps it (MAP_*)
+PackedExtent = tuple[int, int, tuple[int, ...], int]
 
 
 def _containing(extents: Sequence[PackedExtent], starts: list[int], pos: int
@@ -64,9 +70,9 @@ def needed_pages(ranges: Iterable[tuple[int, int]],
     touch (read_folio, no readahead); on a compressed packed inode
     (``extents``, sorted; None: not compressed) z_erofs_read_folio's
     readmore also fills the pages that start inside the extent holding the
-    page's first byte, before it, and, for extents a read maps whole
-    (EROFS_GET_BLOCKS_READMORE: lzma, deflate, zstd), those after it up to
-    the end of the extent holding its last byte."""
+    page's first byte, before it, and, where a read maps that extent whole
+    (MAP_*), those after it up to the end of the extent holding its last
+    byte."""
     out: set[int] = set()
     for o, n in ranges:
         if n > 0:
@@ -78,8 +84,12 @@ def needed_pages(ranges: Iterable[tuple[int, int]],
         head = _containing(extents, starts, p * PAGE_BYTES)
         if head is not None:
             out.update(range(-(-head[0] // PAGE_BYTES), p))
+        # the map asked at the page's last byte runs from the extent's start
+        # to the end of that page (lclusters of a page): a block long only
+        # when the extent starts at or before the page
         tail = _containing(extents, starts, p * PAGE_BYTES + PAGE_BYTES - 1)
-        if tail is not None and tail[3]:
+        if tail is not None and (tail[3] == MAP_WHOLE or (
+                tail[3] == MAP_WHOLE_IF_LONG and tail[0] <= p * PAGE_BYTES)):
             out.update(range(p + 1, (tail[1] - 1) // PAGE_BYTES + 1))
     return out
 

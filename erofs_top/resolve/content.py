@@ -30,6 +30,7 @@ from .mounts import walk_mount
 from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
                          compressed_page_map, data_extents,
                          dump_extents, file_page_map, parse_inode, read_image, read_superblock)
+from ..fragments import MAP_TO_LCLUSTER, MAP_WHOLE, MAP_WHOLE_IF_LONG, PackedExtent
 from ..readahead import ZExtentRa, ZFile
 from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER,
                     KIND_COMPRESSED, KIND_FRAGMENT, MAP_HEADER_SIZE, UnsupportedZmap,
@@ -346,12 +347,10 @@ class ImageContent:
         return next(((e.logical_offset, e.physical_offset, e.logical_length)
                      for e in ext if e.kind == KIND_FRAGMENT), None)
 
-    def packed_extents(self, mount: MountInfo
-                       ) -> list[tuple[int, int, tuple[int, ...], bool]] | None:
-        """The packed inode's decompression extents: (start, end) bytes, the
-        image pages of its compressed cluster, and whether a read maps it
-        whole (encoded extents always; lzma, deflate, zstd with READMORE);
-        None when it is not compressed (or not decoded)."""
+    def packed_extents(self, mount: MountInfo) -> list[PackedExtent] | None:
+        """The packed inode's decompression extents (fragments.PackedExtent):
+        (start, end) bytes, the image pages of its compressed cluster, how a
+        read maps it; None when it is not compressed (or not decoded)."""
         nid = self.packed_nid(mount)
         ext = self._extents_of(mount, nid) if nid else None
         if not ext:
@@ -361,7 +360,8 @@ class ImageContent:
                  tuple(range(e.physical_offset // PAGE_SIZE,
                              -(-(e.physical_offset + e.physical_length) // PAGE_SIZE)))
                  if e.kind == KIND_COMPRESSED else (),
-                 encoded or e.algorithm in WHOLE_EXTENT_ALGORITHMS)
+                 MAP_WHOLE if encoded else MAP_WHOLE_IF_LONG
+                 if e.algorithm in WHOLE_EXTENT_ALGORITHMS else MAP_TO_LCLUSTER)
                 for e in ext]
 
     def _encoded_extents(self, mount: MountInfo, nid: int) -> bool:

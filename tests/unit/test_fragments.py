@@ -26,8 +26,9 @@ def test_needed_pages_of_an_uncompressed_packed_inode_are_the_pages_touched():
 
 
 # extents: [0, 10000) [10000, 30000) [30000, 41000), each with its cluster
-LZ4 = [(0, 10000, (50,), False), (10000, 30000, (51,), False), (30000, 41000, (52, 53), False)]
-LZMA = [(s, e, c, True) for s, e, c, _ in LZ4]
+LZ4 = [(0, 10000, (50,), fr.MAP_TO_LCLUSTER), (10000, 30000, (51,), fr.MAP_TO_LCLUSTER),
+       (30000, 41000, (52, 53), fr.MAP_TO_LCLUSTER)]
+LZMA = [(s, e, c, fr.MAP_WHOLE_IF_LONG) for s, e, c, _ in LZ4]
 
 
 def test_a_packed_read_fills_the_pages_back_to_the_start_of_its_extent():
@@ -47,6 +48,18 @@ def test_a_whole_mapped_extent_also_fills_the_pages_after_up_to_its_end():
     assert fr.needed_pages([(20000, 50)], LZMA) == {3, 4, 5, 6, 7}
     # page 8 ends inside [30000, 41000): pages 9, 10 start before 41000
     assert fr.needed_pages([(33000, 5)], LZMA) == {8, 9, 10}
+
+
+def test_an_extent_starting_inside_the_page_read_is_mapped_whole_only_when_encoded():
+    # page 8 = 32768..36863; the extent holding its last byte starts at
+    # 33000, inside it: the map asked there is 36864 - 33000 < a block long,
+    # so lzma does not read on; encoded extents are always whole (pages 9-12
+    # start before 50000).  Backwards: page 8's first byte is in [0, 33000),
+    # whose pages 0-7 start inside it.
+    two = [(0, 33000, (60,), fr.MAP_WHOLE_IF_LONG), (33000, 50000, (61,), fr.MAP_WHOLE_IF_LONG)]
+    assert fr.needed_pages([(33100, 10)], two) == set(range(0, 9))
+    encoded = [(s, e, c, fr.MAP_WHOLE) for s, e, c, _ in two]
+    assert fr.needed_pages([(33100, 10)], encoded) == set(range(0, 13))
 
 
 def test_the_clusters_of_every_extent_on_a_page_read_go_to_the_compressed_cache():
@@ -81,7 +94,7 @@ def test_shared_mount_counts_the_needed_pages_it_does_not_hold():
 PACKED_NID = 100
 # the packed inode: extent 0 = bytes [0, 5000) (pages 0-1, cluster at image
 # page 40), extent 1 = [5000, 12288) (pages 1-2, cluster 41)
-EXTENTS = [(0, 5000, (40,), False), (5000, 12288, (41,), False)]
+EXTENTS = [(0, 5000, (40,), fr.MAP_TO_LCLUSTER), (5000, 12288, (41,), fr.MAP_TO_LCLUSTER)]
 # ino 10 (content X, in both images): its whole content is a fragment on
 # packed page 0; ino 11 (only in B): its fragment is on page 2
 FRAGS = {10: (0, 0, 100), 11: (0, 8200, 10)}
