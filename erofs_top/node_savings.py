@@ -405,8 +405,9 @@ def replayed_savings(log: ReadLog, cache: GroupCache, shared: list[Entry],
 def _packed_mounts(devs: Iterable[int], mounts: MountResolver, content: ContentResolver,
                    entries_on: Callable[[int], Iterable[Entry]]) -> dict[int, tuple]:
     """dev -> (mount, the packed inode's entry, the compressed-data cache's
-    entry or None, the dev's other file entries) for the mounts whose packed
-    inode (fragments) holds pages."""
+    entry (each None when it holds no page), the dev's other file entries)
+    for the mounts of images with fragments: inode_share ones, and stock ones
+    whose packed inode holds pages."""
     fn = getattr(content, "packed_nid", None)
     out = {}
     for dev in devs:
@@ -425,7 +426,9 @@ def _packed_mounts(devs: Iterable[int], mounts: MountResolver, content: ContentR
                 managed = e
             else:
                 files.append(e)
-        if packed is not None:
+        # an inode_share mount may hold no packed page at all: every fragment
+        # it read went through another member's packed inode
+        if packed is not None or m.inode_share:
             out[dev] = (m, packed, managed, files)
     return out
 

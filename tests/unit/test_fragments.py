@@ -152,3 +152,13 @@ def test_shared_mount_counts_what_its_touched_fragments_need_and_it_does_not_hol
     # B's readers touched X (page 0 of the packed inode, cluster 40) through
     # A's packed inode: B would have held them; A holds all it needs
     assert packed_realized(mounts, [x, only_b], FakeContent()) == (1, 1)
+
+
+def test_shared_mount_whose_packed_inode_holds_nothing_still_counts():
+    # every fragment B's readers touched went through A's packed inode: B's
+    # packed inode and compressed-data cache hold no page (no entries)
+    a_packed, a_managed = _entry(1, PACKED_NID, [0], share=True), _entry(1, 0, [40], share=True)
+    x = Entry(1, 10, shared_mapping=5, touched={(1, 10): {0: 1}, (2, 10): {0: 1}})
+    b_mount = _entry(2, 10, [0], share=True).mount
+    mounts = {1: (a_packed.mount, a_packed, a_managed, []), 2: (b_mount, None, None, [])}
+    assert packed_realized(mounts, [x], FakeContent()) == (1, 1)
