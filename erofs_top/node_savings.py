@@ -269,11 +269,6 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
             return None
         return _image_list(content, mounts.by_dev(dev), ino)
 
-    def zfile(dev: int, ino: int):
-        fn, m = getattr(content, "zfile", None), mounts.by_dev(dev)
-        if fn is None or m is None or (dev, ino) not in held:
-            return None
-        return fn(m, ino)
     return World(
         records=log.records, inodes=list(inodes.values()),
         candidate=lambda d: _replayable(mounts.by_dev(d), readings),
@@ -282,8 +277,23 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
         image_sizes=readings.image_sizes, image_owners=owned, overflowed=log.overflowed,
         groups={stage: [[_copy_key(c.key) for c in group_stages[gid][stage]]
                         for gid in sorted(group_devs)] for stage in STAGES},
-        zfile=zfile,
+        zfile=_held_lookup(content, mounts, held, "zfile"),
+        meta_pages=_held_lookup(content, mounts, held, "meta_pages"),
     ), group_devs
+
+
+def _held_lookup(content: ContentResolver, mounts: MountResolver, held: set[tuple[int, int]],
+                 name: str) -> Callable[[int, int], object]:
+    """(dev, ino) -> the resolver's ``name``(mount, ino) for files that hold
+    cache now (resolved already); None for others or resolvers without it."""
+    fn = getattr(content, name, None)
+
+    def get(dev: int, ino: int):
+        m = mounts.by_dev(dev)
+        if fn is None or m is None or (dev, ino) not in held:
+            return None
+        return fn(m, ino)
+    return get
 
 
 def _replayable(m: MountInfo | None, readings: Readings) -> bool:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .attribution import managed_key
-from .readahead import PAGE, Read, Replayed, ZFile, replay_reads
+from .readahead import PAGE, MetaPages, Read, Replayed, ZFile, replay_reads
 from .readings import CHUNK_PAGES, ReadRecord, Readings
 from .savings import Savings
 
@@ -136,6 +136,8 @@ class World:
     memo: dict | None = None        # replays of these records, kept by the caller
     # (dev, ino) -> a compressed file's extents (None: not compressed, or not replayable)
     zfile: Callable[[int, int], ZFile | None] = lambda dev, ino: None
+    # (dev, ino) -> the image pages of its inode and inline tail (None: unknown)
+    meta_pages: Callable[[int, int], MetaPages | None] = lambda dev, ino: None
 
 
 @dataclass
@@ -191,7 +193,8 @@ def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecor
                         image_map=lambda m: w.image_map(*m) if w.image_of(m[0]) else None,
                         image_of=w.image_of,
                         image_size=lambda img: w.image_sizes.get(img, 0),
-                        zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records))
+                        zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records),
+                        meta_of=lambda m: w.meta_pages(*m))
 
 
 def _warm_images(w: World, records: list[ReadRecord]) -> dict:

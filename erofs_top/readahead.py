@@ -428,7 +428,8 @@ def _tag_new(owners: dict, key, io: list[list[int]], tag) -> None:
 def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=None,
                  image_size=None, image_large_folios: bool = True,
                  image_of=lambda mount: mount, zfile=None,
-                 managed_of=lambda read: read.member[0], image_seed=None) -> Replayed:
+                 managed_of=lambda read: read.member[0], image_seed=None,
+                 meta_of=None) -> Replayed:
     """Replay ``reads`` (Read, in order) from empty caches: what each inode
     and, given ``image_map(member)`` (file page -> image page, or None) and
     ``image_size(image)``, each image file would hold.  A miss is read
@@ -440,12 +441,16 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
     too: the lab's 7.2 trace shows the reader's own nid), the pclusters go
     to the managed cache of ``managed_of(read)`` (``Replayed.managed``,
     owners under ("managed", key)).  ``image_seed``: image -> pages cached
-    before the reads (warm image files; never tagged)."""
+    before the reads (warm image files; never tagged).
+    ``meta_of(member)``: the image pages of the member's on-disk inode and of
+    its inline tail (``MetaPages``; None: unknown), read through the image's
+    cache one page each, without readahead (see ``_meta_read``)."""
     out = Replayed()
     for image, pages in (image_seed or {}).items():
         out.images[image] = InodeCache(image_size(image), image_large_folios, pages=set(pages))
     file_ra: dict = {}
     image_ra: dict = {}
+    looked_up: set = set()
     for r in reads:
         c = out.inodes.get(r.inode)
         if c is None:
@@ -453,6 +458,11 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
         if zfile is not None:           # the reader's own member decompresses (the lab's 7.2)
             c.z = zfile(r.member)
         pm = image_map(r.member) if image_map is not None else None
+        meta = meta_of(r.member) if (meta_of is not None and pm is not None) else None
+        if meta is not None and r.member not in looked_up:     # the lookup before the open
+            looked_up.add(r.member)
+            _meta_read(out, image_of(r.member[0]), meta.inode_page, image_size, image_large_folios,
+                       r.tag)
         c.io, c.zio = [], []
         ra = file_ra.setdefault(r.opened, FileRa())
         if r.prev_pos is not None:
@@ -462,10 +472,39 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
         if pm is not None:
             _image_reads(out, c.io, pm, r, image_of(r.member[0]), image_size, image_large_folios,
                          image_ra.setdefault(r.member[0], FileRa()))
+            if meta is not None and meta.tail_page >= 0 and any(
+                    pm[p] < 0 for batch in c.io for p in batch if p < len(pm)):
+                _meta_read(out, image_of(r.member[0]), meta.tail_page, image_size,
+                           image_large_folios, r.tag)
         if c.zio:
             _managed(out, c.zio, managed_of(r), r.tag)
         c.io = c.zio = None
     return out
+
+
+@dataclass(frozen=True)
+class MetaPages:
+    """Where a file's metadata sits in its image: the page holding its
+    on-disk inode (read at lookup) and the page its inline tail is read from
+    (-1: no inline tail)."""
+    inode_page: int
+    tail_page: int = -1
+
+
+def _meta_read(out: Replayed, image, page: int, image_size, image_large_folios: bool,
+               tag) -> None:
+    """erofs_read_metabuf() -> erofs_bread() -> read_mapping_folio() on the
+    image file (fs/erofs/data.c, mm/filemap.c do_read_cache_folio): the one
+    page, inserted if missing, no readahead, the file's readahead state
+    untouched.  The inode's lookup and an inline tail's read both go this
+    way, with or without sharing (every mount reads its own inodes)."""
+    img = out.images.get(image)
+    if img is None:
+        img = out.images[image] = InodeCache(image_size(image), image_large_folios)
+    if page < 0 or page in img.pages:
+        return
+    img.pages.add(page)
+    out.owners.setdefault(("image", image), {})[page] = tag
 
 
 def _managed(out: Replayed, zio: list[tuple[range, bool]], sb, tag) -> None:

@@ -28,8 +28,9 @@ from ..pagecache import preserve_residency
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .mounts import walk_mount
 from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
-                         dump_extents, file_page_map, parse_inode, read_image, read_superblock)
-from ..readahead import ZExtentRa, ZFile
+                         dump_extents, file_page_map, metadata_offsets, parse_inode, read_image,
+                         read_superblock)
+from ..readahead import MetaPages, ZExtentRa, ZFile
 from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED,
                     MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
                     parse_map_header)
@@ -333,6 +334,20 @@ class ImageContent:
             return None
         shift = mount.image_offset // PAGE_SIZE
         return phys if not shift else {p: tuple(x + shift for x in v) for p, v in phys.items()}
+
+    def meta_pages(self, mount: MountInfo, ino: int) -> MetaPages | None:
+        """The backing file's pages a mount reads a file's inode and inline
+        tail from (one page each, no readahead); None where not known."""
+        hit = self._disk_inode(mount, ino) if mount.backing_file else None
+        if hit is None or mount.image_offset % PAGE_SIZE:
+            return None
+        try:
+            inode_at, tail_at = metadata_offsets(*hit)
+        except ErofsFormatError:
+            return None
+        base = mount.image_offset
+        return MetaPages((base + inode_at) // PAGE_SIZE,
+                         (base + tail_at) // PAGE_SIZE if tail_at >= 0 else -1)
 
     def managed_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """Compressed files: file page -> pages of the mount's compressed-data

@@ -442,3 +442,32 @@ def test_uncompressed_files_of_a_compressed_mount_read_a_warm_image_as_cached():
     # pclusters were not cached before -> not explained
     w.image_owners["i1"] = {p: 100 for p in w.image_owners["i1"]}
     assert replay_savings(w).explained_devs == set()
+
+
+def test_an_inode_page_every_mount_looks_up_is_no_image_saving():
+    # One 8-page file on two file-backed mounts, data in image pages 0-7 and
+    # its inode in page 8 of each 16-page image.  Each reader reads it whole
+    # (8 pages at 0): the lookup reads page 8 alone (read_mapping_folio), the
+    # data read at image page 0 opens the initial window get_init_ra_size(8)
+    # = 16: pages 0-15, 8 already cached.  With sharing B's read finds the
+    # shared inode cached (no image read) but B's lookup still reads page 8
+    # of its image: 15 of B's 16 image pages saved, not 16.
+    from erofs_top.readahead import MetaPages
+    reads = [ReadRecord(dev=d, ino=i, file=f, mapping=0, pos=0, count=8 * PAGE, prev_pos=-1,
+                        size=8 * PAGE, cgroup_id=cg)
+             for d, i, f, cg in ((1, 10, 0xA, 100), (2, 20, 0xB, 200))]
+    pages = frozenset(range(8))
+    w = World(records=reads, inodes=[Inode((1, 10), frozenset({1}), pages),
+                                     Inode((2, 20), frozenset({2}), pages)],
+              candidate=lambda d: True, image_of=lambda d: ("img", d),
+              image_map=lambda d, ino: list(range(8)),
+              image_sizes={("img", d): 16 * PAGE for d in (1, 2)},
+              image_owners={("img", d): {p: cg for p in range(16)}
+                            for d, cg in ((1, 100), (2, 200))},
+              groups={"rebuild": [[(1, 10), (2, 20)]]},
+              meta_pages=lambda d, ino: MetaPages(8))
+    out = replay_savings(w)
+    assert out.explained_devs == {1, 2}
+    saved = out.potential["rebuild"]
+    assert (saved.file_pages, saved.image_pages) == (8, 15)
+    assert dict(saved.by_cgroup) == {200: 8 + 15}
