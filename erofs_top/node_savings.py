@@ -59,16 +59,18 @@ def cache_owners(managed: Iterable[Entry], readings: Readings) -> dict[tuple, di
     return owned
 
 
-def _copy(e: Entry, image_pages, managed_pages) -> Copy:
-    """``image_pages``/``managed_pages``: the content resolver's, or None
-    (resolvers without them: unknown)."""
+def _copy(e: Entry, image_pages, managed_pages, meta_pages) -> Copy:
+    """``image_pages``/``managed_pages``/``meta_pages``: the content
+    resolver's, or None (resolvers without them: unknown)."""
     m = e.mount
     img = image_key(m)
     mm = managed_pages(m, e.ino) if (managed_pages is not None and m is not None) else None
     pm = image_pages(m, e.ino) if (img and image_pages is not None) else None
+    meta = meta_pages(m, e.ino) if (img and meta_pages is not None) else None
     return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, img, pm,
                 bool(m and m.image and m.image.ishare_xattrs),
-                None if mm is None else (managed_key(e.dev), mm))
+                None if mm is None else (managed_key(e.dev), mm),
+                -1 if meta is None else meta.inode_page)
 
 
 def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
@@ -126,7 +128,7 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     shared = sorted((e for e in members if e.shared_mapping),
                     key=lambda e: (-e.resident_pages(), e.shared_mapping))
     stock = [e for e in members if not e.shared_mapping]
-    fns = (getattr(content, "image_pages", None), getattr(content, "managed_pages", None))
+    fns = tuple(getattr(content, f, None) for f in ("image_pages", "managed_pages", "meta_pages"))
     first = [_copy(e, *fns) for e in shared]
     stock_copies = [_copy(e, *fns) for e in stock]
     ready = [c for c in stock_copies if c.fingerprinted]
