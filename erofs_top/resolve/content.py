@@ -139,6 +139,18 @@ class MetadataReader:
             del self._chunks[key]
 
 
+def _z_extent(e, inline: bool) -> ZExtentRa:
+    """A zmap extent as the readahead replay maps it: its pcluster's image
+    pages, or (an inline pcluster, ztailpacking) the one metadata page its
+    data sits in, read through erofs_read_metabuf (no managed cache)."""
+    if inline:
+        return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                         e.physical_offset // PAGE_SIZE, 0)
+    return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                     e.physical_offset // PAGE_SIZE,
+                     -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE))
+
+
 class ImageContent:
     """ContentResolver for real mounts."""
 
@@ -287,9 +299,10 @@ class ImageContent:
     def zfile(self, mount: MountInfo, ino: int) -> ZFile | None:
         """A compressed file's extents as erofs_top.readahead replays them:
         only lz4 (or stored) pclusters in data blocks, 4 KiB blocks and
-        lclusters, decoded by zmap; None for anything else (lzma, deflate,
-        zstd expand readahead to whole extents; inline tails and fragments
-        map their own way: not replayed)."""
+        lclusters, decoded by zmap, an inline last pcluster (ztailpacking)
+        read from its metadata page; None for anything else (lzma, deflate,
+        zstd expand readahead to whole extents; fragments live in the packed
+        inode: not replayed)."""
         key = ("z",) + self._content_key(mount, ino)
         if key in self._page_maps:
             return self._page_maps[key]
@@ -305,13 +318,11 @@ class ImageContent:
                 ext = compressed_extents(sb, rec, read)
             except (OSError, ErofsFormatError, struct.error, ValueError):
                 ext, hdr = [], None
-            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise & (
-                    ADVISE_INLINE_PCLUSTER | ADVISE_FRAGMENT_PCLUSTER) and ext and all(
+            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise &
+                    ADVISE_FRAGMENT_PCLUSTER and ext and all(
                     e.kind == KIND_COMPRESSED and e.algorithm in (0, None) for e in ext)):
-                result = ZFile([ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
-                                          e.physical_offset // PAGE_SIZE,
-                                          -(-(e.physical_offset % PAGE_SIZE + e.physical_length)
-                                            // PAGE_SIZE)) for e in ext])
+                inline = ext[-1] if hdr.advise & ADVISE_INLINE_PCLUSTER else None
+                result = ZFile([_z_extent(e, e is inline) for e in ext])
         self._page_maps[key] = result
         return result
 

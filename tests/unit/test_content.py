@@ -159,3 +159,14 @@ def test_forget_mount_drops_index(tree):
     assert ic.digest(m, small)
     ic.forget(m)
     assert ic._index == {} and ic._digest == {}
+
+
+def test_an_inline_pcluster_maps_to_its_metadata_page_outside_the_managed_cache():
+    # ztailpacking: the last pcluster sits in the metadata block at image
+    # byte 8300 (page 2); a pcluster in data blocks at 12288 + 100 bytes
+    # spanning 4100 bytes covers pages 3-4
+    from erofs_top.readahead import ZExtentRa
+    from erofs_top.resolve.content import _z_extent
+    from erofs_top.zmap import ZExtent
+    assert _z_extent(ZExtent(8192, 1000, 8300, 600), True) == ZExtentRa(8192, 9192, 2, 0)
+    assert _z_extent(ZExtent(0, 8192, 12388, 4100), False) == ZExtentRa(0, 8192, 3, 2)

@@ -283,3 +283,29 @@ def test_a_shared_inode_decompresses_through_each_readers_own_member():
     # request, head readmore adds 6-7; extent [22000, ..) -> B's 202-203.
     assert out.inodes["s"].pages == pages(3, 9)
     assert out.managed == {"m1": {101, 102, 103}, "m2": {202, 203}}
+
+
+def test_cold_compressed_reads_go_through_the_image_in_bios_of_16_pages():
+    # A 100 KiB lz4 file stored as 25 one-page pclusters at image pages
+    # 200-224 (physically contiguous), then an inline last pcluster for the
+    # bytes [102400, 104000) in metadata page 40.  read(0, 104000): the file
+    # window get_init_ra_size(26 pages > 8) = 32, cut at EOF: one batch,
+    # pages 0-25.  Each extent ends on its lcluster's end (4 KiB), so no
+    # queried lcluster holds the next head: not FULL_MAPPED, all 25 kept in
+    # the managed cache (the inline one has no pcluster there).
+    # Image reads (zdata.c z_erofs_submit_queue, fileio.c bvecs[16]): bios
+    # 200-215 and 216-224; the first at page 200 with no history reads just
+    # its 16 pages (prev_miss(199) = 199); the second starts right after the
+    # previous read (prev_pos): sequential, the initial window
+    # get_init_ra_size(9) = 32 from 216 (to 247), async_size 32 - 9 = 23,
+    # the mark on 247 - 23 + 1 = 225.  The inline pcluster: page 40 alone.
+    ext = [ZExtentRa(k * PAGE, (k + 1) * PAGE, 200 + k, 1) for k in range(25)]
+    ext.append(ZExtentRa(25 * PAGE, 104000, 40, 0))
+    reads = [Read("f", ("m", 1), 1, 0, 104000, tag="A")]
+    out = replay_reads(reads, lambda inode: 104000, zfile=lambda member: ZFile(ext),
+                       image_map=lambda member: None, image_size=lambda img: 512 * PAGE)
+    assert out.inodes["f"].pages == pages(0, 25)
+    assert out.managed == {"m": pages(200, 224)}
+    assert out.images["m"].pages == pages(200, 247) | {40}
+    assert out.images["m"].marks == {225}
+    assert set(out.owners[("image", "m")].values()) == {"A"}
