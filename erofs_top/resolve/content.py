@@ -31,7 +31,7 @@ from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_pag
                          dump_extents, file_page_map, metadata_offsets, parse_inode, read_image,
                          read_superblock)
 from ..readahead import MetaPages, ZExtentRa, ZFile
-from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED,
+from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, KIND_COMPRESSED, KIND_INLINE,
                     MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
                     parse_map_header)
 
@@ -320,9 +320,9 @@ class ImageContent:
                 ext, hdr = [], None
             if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise &
                     ADVISE_FRAGMENT_PCLUSTER and ext and all(
-                    e.kind == KIND_COMPRESSED and e.algorithm in (0, None) for e in ext)):
-                inline = ext[-1] if hdr.advise & ADVISE_INLINE_PCLUSTER else None
-                result = ZFile([_z_extent(e, e is inline) for e in ext])
+                    e.kind in (KIND_COMPRESSED, KIND_INLINE) and e.algorithm in (0, None)
+                    for e in ext)):
+                result = ZFile([_z_extent(e, e.kind == KIND_INLINE) for e in ext])
         self._page_maps[key] = result
         return result
 
