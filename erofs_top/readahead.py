@@ -477,17 +477,15 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
             ra.prev_pos = r.prev_pos
         read(c, ra, r.pos, r.count)
         _tag_new(out.owners, r.inode, c.io, r.tag)
+        mount_ra = image_ra.setdefault(r.member[0], FileRa())
         if pm is not None:
-            _image_reads(out, c.io, pm, r, image_of(r.member[0]), image_size, image_large_folios,
-                         image_ra.setdefault(r.member[0], FileRa()))
+            _image_reads(out, c.io, pm, r, image, image_size, image_large_folios, mount_ra)
             if meta is not None and meta.tail_page >= 0 and any(
                     pm[p] < 0 for batch in c.io for p in batch if p < len(pm)):
-                _meta_read(out, image_of(r.member[0]), meta.tail_page, image_size,
-                           image_large_folios, r.tag)
+                _meta_read(out, image, meta.tail_page, image_size, image_large_folios, r.tag)
         if c.zio:
             reads_of = None if image is None else _ZImageReads(
-                out, image, image_size, image_large_folios, image_ra.setdefault(r.member[0], FileRa()),
-                r.tag)
+                out, image, image_size, image_large_folios, mount_ra, r.tag)
             _managed(out, c.zio, c.zcuts, managed_of(r), r.tag, reads_of)
         c.io = c.zio = c.zcuts = None
     return out
