@@ -60,16 +60,18 @@ def cache_owners(managed: Iterable[Entry], readings: Readings) -> dict[tuple, di
     return owned
 
 
-def _copy(e: Entry, image_pages, managed_pages) -> Copy:
-    """``image_pages``/``managed_pages``: the content resolver's, or None
-    (resolvers without them: unknown)."""
+def _copy(e: Entry, image_pages, managed_pages, meta_pages) -> Copy:
+    """``image_pages``/``managed_pages``/``meta_pages``: the content
+    resolver's, or None (resolvers without them: unknown)."""
     m = e.mount
     img = image_key(m)
     mm = managed_pages(m, e.ino) if (managed_pages is not None and m is not None) else None
     pm = image_pages(m, e.ino) if (img and image_pages is not None) else None
+    meta = meta_pages(m, e.ino) if (img and meta_pages is not None) else None
     return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, img, pm,
                 bool(m and m.image and m.image.ishare_xattrs),
-                None if mm is None else (managed_key(e.dev), mm))
+                None if mm is None else (managed_key(e.dev), mm),
+                -1 if meta is None else meta.inode_page)
 
 
 def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
@@ -127,7 +129,7 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     shared = sorted((e for e in members if e.shared_mapping),
                     key=lambda e: (-e.resident_pages(), e.shared_mapping))
     stock = [e for e in members if not e.shared_mapping]
-    fns = (getattr(content, "image_pages", None), getattr(content, "managed_pages", None))
+    fns = tuple(getattr(content, f, None) for f in ("image_pages", "managed_pages", "meta_pages"))
     first = [_copy(e, *fns) for e in shared]
     stock_copies = [_copy(e, *fns) for e in stock]
     ready = [c for c in stock_copies if c.fingerprinted]
@@ -270,11 +272,6 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
             return None
         return _image_list(content, mounts.by_dev(dev), ino)
 
-    def zfile(dev: int, ino: int):
-        fn, m = getattr(content, "zfile", None), mounts.by_dev(dev)
-        if fn is None or m is None or (dev, ino) not in held:
-            return None
-        return fn(m, ino)
     return World(
         records=log.records, inodes=list(inodes.values()),
         candidate=lambda d: _replayable(mounts.by_dev(d), readings),
@@ -283,8 +280,23 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
         image_sizes=readings.image_sizes, image_owners=owned, overflowed=log.overflowed,
         groups={stage: [[_copy_key(c.key) for c in group_stages[gid][stage]]
                         for gid in sorted(group_devs)] for stage in STAGES},
-        zfile=zfile,
+        zfile=_held_lookup(content, mounts, held, "zfile"),
+        meta_pages=_held_lookup(content, mounts, held, "meta_pages"),
     ), group_devs
+
+
+def _held_lookup(content: ContentResolver, mounts: MountResolver, held: set[tuple[int, int]],
+                 name: str) -> Callable[[int, int], object]:
+    """(dev, ino) -> the resolver's ``name``(mount, ino) for files that hold
+    cache now (resolved already); None for others or resolvers without it."""
+    fn = getattr(content, name, None)
+
+    def get(dev: int, ino: int):
+        m = mounts.by_dev(dev)
+        if fn is None or m is None or (dev, ino) not in held:
+            return None
+        return fn(m, ino)
+    return get
 
 
 def _replayable(m: MountInfo | None, readings: Readings) -> bool:

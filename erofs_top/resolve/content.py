@@ -30,12 +30,12 @@ from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
 from .mounts import walk_mount
 from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
-                         compressed_page_map, data_extents,
-                         dump_extents, file_page_map, parse_inode, read_image, read_superblock)
+                         compressed_page_map, data_extents, dump_extents, file_page_map,
+                         metadata_offsets, parse_inode, read_image, read_superblock)
 from ..fragments import MAP_TO_LCLUSTER, MAP_WHOLE, MAP_WHOLE_IF_LONG, PackedExtent
-from ..readahead import ZExtentRa, ZFile
+from ..readahead import MetaPages, ZExtentRa, ZFile
 from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER,
-                    KIND_COMPRESSED, KIND_FRAGMENT, MAP_HEADER_SIZE, UnsupportedZmap,
+                    KIND_COMPRESSED, KIND_FRAGMENT, KIND_INLINE, MAP_HEADER_SIZE, UnsupportedZmap,
                     compressed_extents, dump_tuples, parse_map_header)
 
 FINGERPRINT_PREFIX = b"sha256:"
@@ -160,6 +160,18 @@ class MetadataReader:
     def forget(self, path: str) -> None:
         for key in [key for key in self._chunks if key[0] == path]:
             del self._chunks[key]
+
+
+def _z_extent(e, inline: bool) -> ZExtentRa:
+    """A zmap extent as the readahead replay maps it: its pcluster's image
+    pages, or (an inline pcluster, ztailpacking) the one metadata page its
+    data sits in, read through erofs_read_metabuf (no managed cache)."""
+    if inline:
+        return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                         e.physical_offset // PAGE_SIZE, 0)
+    return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                     e.physical_offset // PAGE_SIZE,
+                     -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE))
 
 
 class ImageContent:
@@ -328,9 +340,10 @@ class ImageContent:
     def zfile(self, mount: MountInfo, ino: int) -> ZFile | None:
         """A compressed file's extents as erofs_top.readahead replays them:
         only lz4 (or stored) pclusters in data blocks, 4 KiB blocks and
-        lclusters, decoded by zmap; None for anything else (lzma, deflate,
-        zstd expand readahead to whole extents; inline tails and fragments
-        map their own way: not replayed)."""
+        lclusters, decoded by zmap, an inline last pcluster (ztailpacking)
+        read from its metadata page; None for anything else (lzma, deflate,
+        zstd expand readahead to whole extents; fragments live in the packed
+        inode: not replayed)."""
         key = ("z",) + self._content_key(mount, ino)
         if key in self._page_maps:
             return self._page_maps[key]
@@ -346,13 +359,11 @@ class ImageContent:
                 ext = compressed_extents(sb, rec, read)
             except (OSError, ErofsFormatError, struct.error, ValueError):
                 ext, hdr = [], None
-            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise & (
-                    ADVISE_INLINE_PCLUSTER | ADVISE_FRAGMENT_PCLUSTER) and ext and all(
-                    e.kind == KIND_COMPRESSED and e.algorithm in (0, None) for e in ext)):
-                result = ZFile([ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
-                                          e.physical_offset // PAGE_SIZE,
-                                          -(-(e.physical_offset % PAGE_SIZE + e.physical_length)
-                                            // PAGE_SIZE)) for e in ext])
+            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise &
+                    ADVISE_FRAGMENT_PCLUSTER and ext and all(
+                    e.kind in (KIND_COMPRESSED, KIND_INLINE) and e.algorithm in (0, None)
+                    for e in ext)):
+                result = ZFile([_z_extent(e, e.kind == KIND_INLINE) for e in ext])
         self._page_maps[key] = result
         return result
 
@@ -442,6 +453,20 @@ class ImageContent:
             return None
         shift = mount.image_offset // PAGE_SIZE
         return phys if not shift else {p: tuple(x + shift for x in v) for p, v in phys.items()}
+
+    def meta_pages(self, mount: MountInfo, ino: int) -> MetaPages | None:
+        """The backing file's pages a mount reads a file's inode and inline
+        tail from (one page each, no readahead); None where not known."""
+        hit = self._disk_inode(mount, ino) if mount.backing_file else None
+        if hit is None or mount.image_offset % PAGE_SIZE:
+            return None
+        try:
+            inode_at, tail_at = metadata_offsets(*hit)
+        except ErofsFormatError:
+            return None
+        base = mount.image_offset
+        return MetaPages((base + inode_at) // PAGE_SIZE,
+                         (base + tail_at) // PAGE_SIZE if tail_at >= 0 else -1)
 
     def managed_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """Compressed files: file page -> pages of the mount's compressed-data
