@@ -29,15 +29,18 @@ from ..names import decode, encode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
 from .mounts import walk_mount
-from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
-                         dump_extents, file_page_map, parse_inode, read_image, read_superblock)
-from ..readahead import ZExtentRa, ZFile
-from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED,
-                    MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
-                    parse_map_header)
+from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
+                         compressed_page_map, data_extents, dump_extents, file_page_map,
+                         metadata_offsets, parse_inode, read_image, read_superblock)
+from ..fragments import MAP_TO_LCLUSTER, MAP_WHOLE, MAP_WHOLE_IF_LONG, PackedExtent
+from ..readahead import MetaPages, ZExtentRa, ZFile
+from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER,
+                    KIND_COMPRESSED, KIND_FRAGMENT, KIND_INLINE, MAP_HEADER_SIZE, UnsupportedZmap,
+                    compressed_extents, dump_tuples, parse_map_header)
 
 FINGERPRINT_PREFIX = b"sha256:"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+WHOLE_EXTENT_ALGORITHMS = (1, 2, 3)     # lzma, deflate, zstd: a read maps the whole extent
 DEFAULT_DIGEST_BUDGET_BYTES_PER_S = 64 << 20
 READ_CHUNK_BYTES = 1 << 20
 ELF_MAGIC = b"\x7fELF"
@@ -157,6 +160,18 @@ class MetadataReader:
     def forget(self, path: str) -> None:
         for key in [key for key in self._chunks if key[0] == path]:
             del self._chunks[key]
+
+
+def _z_extent(e, inline: bool) -> ZExtentRa:
+    """A zmap extent as the readahead replay maps it: its pcluster's image
+    pages, or (an inline pcluster, ztailpacking) the one metadata page its
+    data sits in, read through erofs_read_metabuf (no managed cache)."""
+    if inline:
+        return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                         e.physical_offset // PAGE_SIZE, 0)
+    return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                     e.physical_offset // PAGE_SIZE,
+                     -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE))
 
 
 class ImageContent:
@@ -325,9 +340,10 @@ class ImageContent:
     def zfile(self, mount: MountInfo, ino: int) -> ZFile | None:
         """A compressed file's extents as erofs_top.readahead replays them:
         only lz4 (or stored) pclusters in data blocks, 4 KiB blocks and
-        lclusters, decoded by zmap; None for anything else (lzma, deflate,
-        zstd expand readahead to whole extents; inline tails and fragments
-        map their own way: not replayed)."""
+        lclusters, decoded by zmap, an inline last pcluster (ztailpacking)
+        read from its metadata page; None for anything else (lzma, deflate,
+        zstd expand readahead to whole extents; fragments live in the packed
+        inode: not replayed)."""
         key = ("z",) + self._content_key(mount, ino)
         if key in self._page_maps:
             return self._page_maps[key]
@@ -343,13 +359,11 @@ class ImageContent:
                 ext = compressed_extents(sb, rec, read)
             except (OSError, ErofsFormatError, struct.error, ValueError):
                 ext, hdr = [], None
-            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise & (
-                    ADVISE_INLINE_PCLUSTER | ADVISE_FRAGMENT_PCLUSTER) and ext and all(
-                    e.kind == KIND_COMPRESSED and e.algorithm in (0, None) for e in ext)):
-                result = ZFile([ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
-                                          e.physical_offset // PAGE_SIZE,
-                                          -(-(e.physical_offset % PAGE_SIZE + e.physical_length)
-                                            // PAGE_SIZE)) for e in ext])
+            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise &
+                    ADVISE_FRAGMENT_PCLUSTER and ext and all(
+                    e.kind in (KIND_COMPRESSED, KIND_INLINE) and e.algorithm in (0, None)
+                    for e in ext)):
+                result = ZFile([_z_extent(e, e.kind == KIND_INLINE) for e in ext])
         self._page_maps[key] = result
         return result
 
@@ -359,6 +373,66 @@ class ImageContent:
             return ""
         return (f"{self.names_walked} mount(s) named by walking them, which caches their "
                 f"directories (image not read: {self.names_walk_reason})")
+
+    def packed_nid(self, mount: MountInfo) -> int:
+        """The nid (= inode number) of the mount's packed inode, which holds the
+        fragments of a ``-Efragments`` image; 0 for none (the kernel's rule)."""
+        sb = self._superblock(mount)
+        if sb is None or not sb.feature_incompat & INCOMPAT_FRAGMENTS:
+            return 0
+        return sb.packed_nid
+
+    def _extents_of(self, mount: MountInfo, ino: int) -> list | None:
+        """zmap's extents of a compressed inode, None where not decoded."""
+        key = ("e",) + self._content_key(mount, ino)
+        if key not in self._page_maps:
+            result, hit = None, self._disk_inode(mount, ino)
+            if hit is not None and hit[1].compressed:
+                def read(off: int, n: int) -> bytes:
+                    return self._meta.read(mount.image_path, mount.image_offset + off, n)
+                try:
+                    result = compressed_extents(hit[0], hit[1], read)
+                except (OSError, ErofsFormatError, struct.error, ValueError):
+                    result = None
+            self._page_maps[key] = result
+        return self._page_maps[key]
+
+    def fragment(self, mount: MountInfo, ino: int) -> tuple[int, int, int] | None:
+        """A file's fragment: (file offset, offset in the packed inode, length),
+        None for a file without one (or not decoded)."""
+        ext = self._extents_of(mount, ino) or ()
+        return next(((e.logical_offset, e.physical_offset, e.logical_length)
+                     for e in ext if e.kind == KIND_FRAGMENT), None)
+
+    def packed_extents(self, mount: MountInfo) -> list[PackedExtent] | None:
+        """The packed inode's decompression extents (fragments.PackedExtent):
+        (start, end) bytes, the image pages of its compressed cluster, how a
+        read maps it; None when it is not compressed (or not decoded)."""
+        nid = self.packed_nid(mount)
+        ext = self._extents_of(mount, nid) if nid else None
+        if not ext:
+            return None
+        encoded = self._encoded_extents(mount, nid)
+        return [(e.logical_offset, e.logical_offset + e.logical_length,
+                 tuple(range(e.physical_offset // PAGE_SIZE,
+                             -(-(e.physical_offset + e.physical_length) // PAGE_SIZE)))
+                 if e.kind == KIND_COMPRESSED else (),
+                 MAP_WHOLE if encoded else MAP_WHOLE_IF_LONG
+                 if e.algorithm in WHOLE_EXTENT_ALGORITHMS else MAP_TO_LCLUSTER)
+                for e in ext]
+
+    def _encoded_extents(self, mount: MountInfo, nid: int) -> bool:
+        """Whether a compressed inode's index is encoded extents (zmap.c
+        z_erofs_map_blocks_ext maps each extent whole, whatever the flags)."""
+        sb, rec = self._disk_inode(mount, nid)
+        start = -(-(sb.inode_offset(rec.nid) + rec.inode_size + rec.xattr_size) // 8) * 8
+        try:
+            hdr = parse_map_header(self._meta.read(mount.image_path, mount.image_offset + start,
+                                                   MAP_HEADER_SIZE), sb.blkszbits, rec.layout)
+        except (OSError, ErofsFormatError, struct.error, ValueError):
+            return False
+        return bool(hdr.extents or (rec.layout == COMPRESSED_FULL
+                                    and hdr.advise & ADVISE_EXTENTS))
 
     def zmap_warning(self) -> str:
         """One line on files mapped through dump.erofs instead of zmap, or ''."""
@@ -379,6 +453,20 @@ class ImageContent:
             return None
         shift = mount.image_offset // PAGE_SIZE
         return phys if not shift else {p: tuple(x + shift for x in v) for p, v in phys.items()}
+
+    def meta_pages(self, mount: MountInfo, ino: int) -> MetaPages | None:
+        """The backing file's pages a mount reads a file's inode and inline
+        tail from (one page each, no readahead); None where not known."""
+        hit = self._disk_inode(mount, ino) if mount.backing_file else None
+        if hit is None or mount.image_offset % PAGE_SIZE:
+            return None
+        try:
+            inode_at, tail_at = metadata_offsets(*hit)
+        except ErofsFormatError:
+            return None
+        base = mount.image_offset
+        return MetaPages((base + inode_at) // PAGE_SIZE,
+                         (base + tail_at) // PAGE_SIZE if tail_at >= 0 else -1)
 
     def managed_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """Compressed files: file page -> pages of the mount's compressed-data
