@@ -282,6 +282,7 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
                         for gid in sorted(group_devs)] for stage in STAGES},
         zfile=_held_lookup(content, mounts, held, "zfile"),
         meta_pages=_held_lookup(content, mounts, held, "meta_pages"),
+        meta_readahead=lambda d: getattr(mounts.by_dev(d), "backing", "") == "loop",
     ), group_devs
 
 
@@ -300,13 +301,13 @@ def _held_lookup(content: ContentResolver, mounts: MountResolver, held: set[tupl
 
 
 def _replayable(m: MountInfo | None, readings: Readings) -> bool:
-    """Plain file-backed mounts with a known image size, and block devices
-    (no image cache) of uncompressed images; loop devices read the image
-    their own way: not replayed.  (A compressed file is replayed only where
+    """Plain file-backed and loop mounts with a known image size, and block
+    devices (no image cache) of uncompressed images; compressed images on
+    file-backed mounts only.  (A compressed file is replayed only where
     ``World.zfile`` knows its extents.)"""
     if m is None or m.image is None or (m.image.compressed and m.backing != "file"):
         return False
-    return m.backing == "block" or (m.backing == "file" and not m.image_offset and (
+    return m.backing == "block" or (m.backing in ("file", "loop") and not m.image_offset and (
         (m.backing_dev, m.backing_ino) in readings.image_sizes))
 
 

@@ -139,6 +139,8 @@ class World:
     zfile: Callable[[int, int], ZFile | None] = lambda dev, ino: None
     # (dev, ino) -> the image pages of its inode and inline tail (None: unknown)
     meta_pages: Callable[[int, int], MetaPages | None] = lambda dev, ino: None
+    # dev -> its metadata is read through the image's readahead (loop devices)
+    meta_readahead: Callable[[int], bool] = lambda dev: False
 
 
 @dataclass
@@ -195,7 +197,7 @@ def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecor
                         image_of=w.image_of,
                         image_size=lambda img: w.image_sizes.get(img, 0),
                         zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records),
-                        meta_of=lambda m: w.meta_pages(*m))
+                        meta_of=lambda m: w.meta_pages(*m), meta_readahead=w.meta_readahead)
 
 
 def _warm_images(w: World, records: list[ReadRecord]) -> dict:

@@ -435,7 +435,7 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
                  image_size=None, image_large_folios: bool = True,
                  image_of=lambda mount: mount, zfile=None,
                  managed_of=lambda read: read.member[0], image_seed=None,
-                 meta_of=None) -> Replayed:
+                 meta_of=None, meta_readahead=lambda mount: False) -> Replayed:
     """Replay ``reads`` (Read, in order) from empty caches: what each inode
     and, given ``image_map(member)`` (file page -> image page, or None) and
     ``image_size(image)``, each image file would hold.  A miss is read
@@ -452,13 +452,17 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
     files; never tagged).
     ``meta_of(member)``: the image pages of the member's on-disk inode and of
     its inline tail (``MetaPages``; None: unknown), read through the image's
-    cache one page each, without readahead (see ``_meta_read``)."""
+    cache one page each, without readahead (see ``_meta_read``), except where
+    ``meta_readahead(mount)``: a loop device, whose worker reads each
+    metadata bio from the image as a buffered read with the mount's
+    readahead state, as it reads data."""
     out = Replayed()
     for image, pages in (image_seed or {}).items():
         out.images[image] = InodeCache(image_size(image), image_large_folios, pages=set(pages))
     file_ra: dict = {}
     image_ra: dict = {}
     looked_up: set = set()
+    bdev_pages: dict = {}           # loop mount -> its block device's cached pages
     for r in reads:
         c = out.inodes.get(r.inode)
         if c is None:
@@ -468,21 +472,25 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
         pm = image_map(r.member) if image_map is not None else None
         image = image_of(r.member[0]) if image_map is not None else None
         meta = meta_of(r.member) if (meta_of is not None and image is not None) else None
+        mount_ra = image_ra.setdefault(r.member[0], FileRa())
+        meta_ra = (mount_ra, bdev_pages.setdefault(r.member[0], set())
+                   ) if meta_readahead(r.member[0]) else None
         if meta is not None and r.member not in looked_up:     # the lookup before the open
             looked_up.add(r.member)
-            _meta_read(out, image, meta.inode_page, image_size, image_large_folios, r.tag)
+            _meta_read(out, image, meta.inode_page, image_size, image_large_folios, r.tag,
+                       meta_ra)
         c.io, c.zio, c.zcuts = [], [], []
         ra = file_ra.setdefault(r.opened, FileRa())
         if r.prev_pos is not None:
             ra.prev_pos = r.prev_pos
         read(c, ra, r.pos, r.count)
         _tag_new(out.owners, r.inode, c.io, r.tag)
-        mount_ra = image_ra.setdefault(r.member[0], FileRa())
         if pm is not None:
             _image_reads(out, c.io, pm, r, image, image_size, image_large_folios, mount_ra)
             if meta is not None and meta.tail_page >= 0 and any(
                     pm[p] < 0 for batch in c.io for p in batch if p < len(pm)):
-                _meta_read(out, image, meta.tail_page, image_size, image_large_folios, r.tag)
+                _meta_read(out, image, meta.tail_page, image_size, image_large_folios, r.tag,
+                           meta_ra)
         if c.zio:
             reads_of = None if image is None else _ZImageReads(
                 out, image, image_size, image_large_folios, mount_ra, r.tag)
@@ -501,16 +509,33 @@ class MetaPages:
 
 
 def _meta_read(out: Replayed, image, page: int, image_size, image_large_folios: bool,
-               tag) -> None:
+               tag, loop: tuple[FileRa, set[int]] | None = None) -> None:
     """erofs_read_metabuf() -> erofs_bread() -> read_mapping_folio() on the
     image file (fs/erofs/data.c, mm/filemap.c do_read_cache_folio): the one
     page, inserted if missing, no readahead, the file's readahead state
     untouched.  The inode's lookup and an inline tail's read both go this
-    way, with or without sharing (every mount reads its own inodes)."""
+    way, with or without sharing (every mount reads its own inodes).  On a
+    loop device (``loop``: its readahead state and its block device's cached
+    pages) the folio is the block device's: a miss there is one bio, which
+    the loop worker reads from the image file as a buffered read of that
+    page with the device's readahead state (drivers/block/loop.c lo_rw_aio,
+    dio off): a hit or a miss in the image file's cache, its readahead
+    marks and windows apply."""
     img = out.images.get(image)
     if img is None:
         img = out.images[image] = InodeCache(image_size(image), image_large_folios)
-    if page < 0 or page in img.pages:
+    if page < 0:
+        return
+    if loop is not None:
+        loop_ra, bdev = loop
+        if page not in bdev:
+            bdev.add(page)
+            img.io = []
+            read(img, loop_ra, page * PAGE, PAGE)
+            _tag_new(out.owners, ("image", image), img.io, tag)
+            img.io = None
+        return
+    if page in img.pages:
         return
     img.pages.add(page)
     out.owners.setdefault(("image", image), {})[page] = tag

@@ -309,3 +309,26 @@ def test_cold_compressed_reads_go_through_the_image_in_bios_of_16_pages():
     assert out.images["m"].pages == pages(200, 247) | {40}
     assert out.images["m"].marks == {225}
     assert set(out.owners[("image", "m")].values()) == {"A"}
+
+
+def test_a_loop_devices_lookups_go_through_the_image_files_readahead():
+    # A: inode in image page 39, data page 40; B: inode page 41, data page 50.
+    # File-backed: every lookup reads its page alone (read_mapping_folio):
+    # {39, 40, 41, 50}.  Loop: a lookup misses the block device's cache, and
+    # the loop worker reads that page from the image as a buffered read with
+    # the device's one readahead state.  A's lookup at 39: no history
+    # (prev_miss(38) finds nothing cached) -> just 39, prev_pos 40 pages.
+    # A's data at 40: index - prev_index = 0 -> the initial window,
+    # get_init_ra_size(1) = 4: pages 40-43, async_size 3, the mark on 41.
+    # B's lookup at 41: cached in the image, but a read: it reaches the mark,
+    # the async window at the expected index 44, next_ra_size(4) = 8 (44-51),
+    # aligned to 1 << min(2, 5) = 4: 44-51 stays; B's data page 50 is cached.
+    maps = {("m", "A"): [40], ("m", "B"): [50]}
+    meta = {("m", "A"): MetaPages(39), ("m", "B"): MetaPages(41)}
+    reads = [Read("A", ("m", "A"), 1, 0, PAGE), Read("B", ("m", "B"), 2, 0, PAGE)]
+    sizes = {"A": PAGE, "B": PAGE}
+    kw = dict(image_map=maps.get, image_size=lambda m: 64 * PAGE, meta_of=meta.get)
+    file_backed = replay_reads(reads, sizes.get, **kw)
+    assert file_backed.images["m"].pages == {39, 40, 41, 50}
+    loop = replay_reads(reads, sizes.get, meta_readahead=lambda mount: True, **kw)
+    assert loop.images["m"].pages == pages(39, 51)
