@@ -13,7 +13,7 @@ from fractions import Fraction
 from itertools import compress, repeat
 from operator import rshift
 
-from .entries import Entry
+from .entries import Entry, owners_by_chunk
 
 
 def image_key(m) -> tuple[int, int] | None:
@@ -87,11 +87,14 @@ class Contribution:
         resident = dup = seeded = 0
         seeded_masks = e.seeded
         dups = e.dup
-        chunks = e.chunks
         if not seeded_masks and (not dups or dups is e.union):
             # most files: nothing seeded, and no page duplicated or every
             # resident page duplicated (dup is the union itself)
-            resident, per = _plain_sums(chunks)
+            if e.owner is not None:         # one cgroup inserted every page
+                resident = sum(m.bit_count() for m in e.union.values())
+                per = {e.owner: resident}
+            else:
+                resident, per = _plain_sums(e.chunks)
             if dups:
                 dup = resident
                 sums = tuple(x for cg, r in per.items() for x in (cg, r, r, 0))
@@ -103,7 +106,7 @@ class Contribution:
             self.cg_sums = _interned(sums)
         else:
             per_cg: dict[int, tuple[int, int, int]] = {}     # cg -> (resident, dup, seeded)
-            for c, owners in chunks.items():
+            for c, owners in owners_by_chunk(e).items():
                 dmask = dups.get(c, 0) if dups else 0
                 smask = seeded_masks.get(c, 0) if seeded_masks else 0
                 union = 0

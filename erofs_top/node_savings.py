@@ -8,7 +8,7 @@ from itertools import chain
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
-from .entries import Entry
+from .entries import Entry, owners_by_chunk
 from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
@@ -51,7 +51,7 @@ def cache_owners(managed: Iterable[Entry], readings: Readings) -> dict[tuple, di
     owned: dict[tuple, dict[int, int]] = dict(readings.image_cache_owners)
     for e in managed:
         pages = owned.setdefault(managed_key(e.dev), {})
-        for c, owners in e.chunks.items():
+        for c, owners in owners_by_chunk(e).items():
             for cg, mask in owners.items():
                 for p in range(CHUNK_PAGES):
                     if mask >> p & 1:
@@ -68,7 +68,7 @@ def _copy(e: Entry, image_pages, managed_pages) -> Copy:
     pm = image_pages(m, e.ino) if (img and image_pages is not None) else None
     return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, img, pm,
                 bool(m and m.image and m.image.ishare_xattrs),
-                None if mm is None else (managed_key(e.dev), mm))
+                None if mm is None else (managed_key(e.dev), mm), e.owner)
 
 
 def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
