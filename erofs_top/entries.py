@@ -42,23 +42,22 @@ class Entry:
     that hold the same pages share one, which is also their ``dup``.
     ``owner``: when every resident page was inserted by one cgroup (most
     files) chunk_entry keeps only it, ``chunks`` is then None (a dict per
-    file less): owners_by_chunk() gives the mapping either way.  What only
-    shared inodes have is in SharedEntry (here: class defaults, no slots)."""
+    file less): owners_by_chunk() gives the mapping either way."""
     dev: int
     ino: int
     chunks: dict[int, dict[int, int]] | None = field(default_factory=dict)  # chunk -> cg -> mask
     seeded: Mapping[int, int] = NONE                                 # chunk -> mask
     mount: MountInfo | None = None
     info: FileInfo | None = None
+    shared_mapping: int = 0           # != 0: a shared inode (full tier)
+    users: Mapping[int, int] = NONE   # cg -> member inodes it used
+    used_members: int = 0
     content_key: str = ""
     union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
     dup: Mapping[int, int] = NONE     # chunk -> mask of duplicate pages
+    touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
     in_group: bool = False            # in a mergeable group (savings)
     owner: int | None = None          # the one cgroup of every page (chunks None)
-    shared_mapping = 0                # != 0: a shared inode (SharedEntry)
-    users = NONE                      # (class defaults: not fields)
-    used_members = 0
-    touched = None
 
     def resident_pages(self) -> int:
         return sum(m.bit_count() for m in self.union.values())
@@ -67,15 +66,6 @@ class Entry:
     def order(self) -> tuple[int, int, int]:
         """The canonical order of entries (groups, savings): never the map's order."""
         return (self.dev, self.ino, self.shared_mapping)
-
-
-@dataclass(eq=False, slots=True)
-class SharedEntry(Entry):
-    """A shared inode (full tier): keyed by its mapping, named by a member."""
-    shared_mapping: int = 0
-    users: Mapping[int, int] = NONE   # cg -> member inodes it used
-    used_members: int = 0
-    touched: dict[tuple[int, int], dict[int, int]] | None = None   # member -> chunks
 
 
 def owners_by_chunk(e: Entry) -> dict[int, dict[int, int]]:
@@ -167,7 +157,7 @@ def shared_entry(si: SharedInode) -> Entry:
     named by a member."""
     members = sorted(si.members)
     dev, ino = members[0] if members else (0, 0)
-    e = SharedEntry(dev, ino, shared_mapping=si.mapping)
+    e = Entry(dev, ino, shared_mapping=si.mapping)
     for c, owners in si.chunks.items():
         e.chunks[c] = {cg: m for cg, m in owners.items() if m}
     used = set()
