@@ -503,7 +503,7 @@ class Aggregator:
                     if e.union and not e.shared_mapping and not e.in_group:
                         yield e
         return node_savings(cache, shared, others_on, owned, readers, mounts, content, health,
-                            replay, replay_groups)
+                            replay, replay_groups, entries_on, stages_of)
 
 
 class Ranking:

@@ -85,9 +85,10 @@ class Collector:
         if getattr(self.content, "digest_errors", 0):
             readings.warnings.append(f"{self.content.digest_errors} file(s) could not be "
                                      f"read to identify their content")
-        zmap_warning = getattr(self.content, "zmap_warning", None)
-        if zmap_warning and zmap_warning():     # counted during the previous refresh
-            readings.warnings.append(zmap_warning())
+        for name in ("zmap_warning", "names_warning"):   # counted during the previous refresh
+            warning = getattr(self.content, name, None)
+            if warning and warning():
+                readings.warnings.append(warning())
 
     def _read_image_cache(self, readings: Readings) -> None:
         """The image files' cache, page by page with owners: what sharing saves there."""

@@ -8,6 +8,7 @@ from itertools import chain
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
+from . import fragments
 from .entries import Entry, owners_by_chunk
 from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
@@ -59,16 +60,18 @@ def cache_owners(managed: Iterable[Entry], readings: Readings) -> dict[tuple, di
     return owned
 
 
-def _copy(e: Entry, image_pages, managed_pages) -> Copy:
-    """``image_pages``/``managed_pages``: the content resolver's, or None
-    (resolvers without them: unknown)."""
+def _copy(e: Entry, image_pages, managed_pages, meta_pages) -> Copy:
+    """``image_pages``/``managed_pages``/``meta_pages``: the content
+    resolver's, or None (resolvers without them: unknown)."""
     m = e.mount
     img = image_key(m)
     mm = managed_pages(m, e.ino) if (managed_pages is not None and m is not None) else None
     pm = image_pages(m, e.ino) if (img and image_pages is not None) else None
+    meta = meta_pages(m, e.ino) if (img and meta_pages is not None) else None
     return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, img, pm,
                 bool(m and m.image and m.image.ishare_xattrs),
-                None if mm is None else (managed_key(e.dev), mm), e.owner)
+                None if mm is None else (managed_key(e.dev), mm),
+                -1 if meta is None else meta.inode_page, owner=e.owner)
 
 
 def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
@@ -126,7 +129,7 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     shared = sorted((e for e in members if e.shared_mapping),
                     key=lambda e: (-e.resident_pages(), e.shared_mapping))
     stock = [e for e in members if not e.shared_mapping]
-    fns = (getattr(content, "image_pages", None), getattr(content, "managed_pages", None))
+    fns = tuple(getattr(content, f, None) for f in ("image_pages", "managed_pages", "meta_pages"))
     first = [_copy(e, *fns) for e in shared]
     stock_copies = [_copy(e, *fns) for e in stock]
     ready = [c for c in stock_copies if c.fingerprinted]
@@ -269,11 +272,6 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
             return None
         return _image_list(content, mounts.by_dev(dev), ino)
 
-    def zfile(dev: int, ino: int):
-        fn, m = getattr(content, "zfile", None), mounts.by_dev(dev)
-        if fn is None or m is None or (dev, ino) not in held:
-            return None
-        return fn(m, ino)
     return World(
         records=log.records, inodes=list(inodes.values()),
         candidate=lambda d: _replayable(mounts.by_dev(d), readings),
@@ -282,8 +280,23 @@ def _replay_world(log: ReadLog, cache: GroupCache, shared: list[Entry],
         image_sizes=readings.image_sizes, image_owners=owned, overflowed=log.overflowed,
         groups={stage: [[_copy_key(c.key) for c in group_stages[gid][stage]]
                         for gid in sorted(group_devs)] for stage in STAGES},
-        zfile=zfile,
+        zfile=_held_lookup(content, mounts, held, "zfile"),
+        meta_pages=_held_lookup(content, mounts, held, "meta_pages"),
     ), group_devs
+
+
+def _held_lookup(content: ContentResolver, mounts: MountResolver, held: set[tuple[int, int]],
+                 name: str) -> Callable[[int, int], object]:
+    """(dev, ino) -> the resolver's ``name``(mount, ino) for files that hold
+    cache now (resolved already); None for others or resolvers without it."""
+    fn = getattr(content, name, None)
+
+    def get(dev: int, ino: int):
+        m = mounts.by_dev(dev)
+        if fn is None or m is None or (dev, ino) not in held:
+            return None
+        return fn(m, ino)
+    return get
 
 
 def _replayable(m: MountInfo | None, readings: Readings) -> bool:
@@ -309,7 +322,9 @@ def node_savings(cache: GroupCache, shared: list[Entry],
                  owned: dict[tuple, dict[int, int]], readers: dict[tuple, set[int]],
                  mounts: MountResolver, content: ContentResolver, health: Health,
                  replay: ReplaySaved | None = None,
-                 replay_groups: dict[tuple, set[int]] | None = None) -> Saved:
+                 replay_groups: dict[tuple, set[int]] | None = None,
+                 entries_on: Callable[[int], Iterable[Entry]] | None = None,
+                 stages_of: Callable[[tuple], dict[str, list[Copy]]] | None = None) -> Saved:
     """Potential (stock mounts) and realized (inode_share) savings: savings.py,
     or read_replay.py for the mounts ``replay`` explains (``replay_groups``:
     gid -> its mounts).
@@ -344,12 +359,34 @@ def node_savings(cache: GroupCache, shared: list[Entry],
     image, compressed = realized_cache_pages(realized_groups, owned, readers, other_kept)
     out.realized_image_pages += image
     out.realized_compressed_pages = replay.realized_compressed_pages + compressed
+    if entries_on is not None and stages_of is not None:
+        _add_packed(out, cache, shared, devs - explained, entries_on, stages_of, mounts, content)
     if cache.unmapped:
         health.warnings.append(f"{cache.unmapped} compressed file copies could not be mapped to "
                                f"their compressed clusters (unreadable or damaged index; "
                                f"dump.erofs missing for a layout erofs-top does not decode): "
                                f"their compressed-data cache is not in the savings")
     return out
+
+
+def _add_packed(out: Saved, cache: GroupCache, shared: list[Entry], devs: set[int],
+                entries_on: Callable[[int], Iterable[Entry]],
+                stages_of: Callable[[tuple], dict[str, list[Copy]]],
+                mounts: MountResolver, content: ContentResolver) -> None:
+    """The packed inodes' pages (fragments images) into the file part, their
+    clusters in the compressed-data cache into the compressed part."""
+    devs = devs | {e.dev for e in shared}
+    packed = _packed_mounts(devs, mounts, content, entries_on)
+    if not packed:
+        return
+    stock = {d: v for d, v in packed.items() if not v[0].inode_share}
+    share = {d: v for d, v in packed.items() if v[0].inode_share}
+    for stage, s in packed_potential(stock, cache, stages_of, content).items():
+        {"rebuild": out.potential, "now": out.potential_now,
+         "domains": out.potential_domains}[stage].add(s)
+    pages, clusters = packed_realized(share, shared, content)
+    out.realized_file_pages += pages
+    out.realized_compressed_pages += clusters
 
 
 def _explained_shared(e: Entry, explained: set[int]) -> bool:
@@ -375,3 +412,125 @@ def replayed_savings(log: ReadLog, cache: GroupCache, shared: list[Entry],
         log.replays, log.replays_of = {}, log.generation
     world.memo = log.replays
     return replay_savings(world), group_devs
+
+
+def _packed_mounts(devs: Iterable[int], mounts: MountResolver, content: ContentResolver,
+                   entries_on: Callable[[int], Iterable[Entry]]) -> dict[int, tuple]:
+    """dev -> (mount, the packed inode's entry, the compressed-data cache's
+    entry (each None when it holds no page), the dev's other file entries)
+    for the mounts of images with fragments: inode_share ones, and stock ones
+    whose packed inode holds pages."""
+    fn = getattr(content, "packed_nid", None)
+    out = {}
+    for dev in devs:
+        m = mounts.by_dev(dev)
+        nid = fn(m) if (fn is not None and m is not None) else 0
+        if not nid:
+            continue
+        packed = managed = None
+        files = []
+        for e in entries_on(dev):
+            if e.shared_mapping or not e.union:
+                continue
+            if e.ino == nid:
+                packed = e
+            elif e.ino == MANAGED_CACHE_INO:
+                managed = e
+            else:
+                files.append(e)
+        # an inode_share mount may hold no packed page at all: every fragment
+        # it read went through another member's packed inode
+        if packed is not None or m.inode_share:
+            out[dev] = (m, packed, managed, files)
+    return out
+
+
+def _packed_needed(m: MountInfo, reads: Iterable[tuple[int, dict[int, int]]],
+                   content: ContentResolver) -> tuple[set[int], set[int]]:
+    """The packed pages and the compressed-cache pages a mount needs for the
+    fragments of the files it reads (``reads``: (ino, file pages read
+    through this mount))."""
+    ranges = []
+    for ino, chunks in reads:
+        frag = content.fragment(m, ino)
+        if frag is not None and fragments.reads_fragment(chunks, frag):
+            ranges.append((frag[1], frag[2]))
+    extents = content.packed_extents(m)
+    pages = fragments.needed_pages(ranges, extents)
+    return pages, fragments.needed_clusters(pages, extents)
+
+
+def _owners(e: Entry | None) -> dict[int, int]:
+    """Resident page -> the cgroup it is charged to."""
+    out: dict[int, int] = {}
+    for c, per_cg in (owners_by_chunk(e) if e is not None else {}).items():
+        for cg, mask in per_cg.items():
+            for p in range(CHUNK_PAGES):
+                if mask >> p & 1:
+                    out[c * CHUNK_PAGES + p] = cg
+    return out
+
+
+def _kept_by_copy(gids: list[tuple], stage: str,
+                  stages_of: Callable[[tuple], dict[str, list[Copy]]]) -> dict[tuple, dict]:
+    """(dev, ino) -> the pages that copy keeps with sharing on (in stage)."""
+    kept: dict[tuple, dict[int, int]] = {}
+    for gid in gids:
+        members = sorted(stages_of(gid)[stage], key=lambda c: not c.fingerprinted)
+        for c, mine in zip(members, fragments.kept_pages([c.union for c in members])):
+            kept[c.key[:2]] = mine
+    return kept
+
+
+def _count_saved(s: Savings, saved: dict[int, int], dev: int, compressed: bool) -> None:
+    if compressed:
+        s.compressed_pages += len(saved)
+    else:
+        s.file_pages += len(saved)
+    for cg in saved.values():
+        s.by_cgroup[cg] += 1
+    if saved:
+        s.by_dev[dev] += len(saved)
+
+
+def packed_potential(stock: dict[int, tuple], cache: GroupCache,
+                     stages_of: Callable[[tuple], dict[str, list[Copy]]],
+                     content: ContentResolver) -> dict[str, Savings]:
+    """Stock mounts: per stage, the packed pages (and their clusters in the
+    compressed-data cache) that the fragments of the copies giving up all
+    their pages needed and those the mount still reads itself do not."""
+    out = {stage: Savings() for stage in STAGES}
+    if not stock:
+        return out
+    gids = [gid for gid, g in cache.groups.items() if set(g[5]) & stock.keys()]
+    for stage in STAGES:
+        kept = _kept_by_copy(gids, stage, stages_of)
+        for dev, (m, packed, managed, files) in stock.items():
+            every = _packed_needed(m, ((e.ino, e.union) for e in files), content)
+            still = _packed_needed(m, ((e.ino, kept.get((dev, e.ino), e.union)) for e in files),
+                                   content)
+            # only pages some resident file's fragment explains: the others stay
+            saved = fragments.saved_pages(_owners(packed), still[0], every[0])
+            saved_clusters = fragments.saved_pages(_owners(managed), still[1], every[1])
+            _count_saved(out[stage], saved, dev, False)
+            _count_saved(out[stage], saved_clusters, dev, True)
+            if stage == "rebuild" and m.image and m.image.ishare_xattrs:
+                out[stage].now_file_pages += len(saved)
+    return out
+
+
+def packed_realized(shared_mounts: dict[int, tuple], shared: list[Entry],
+                    content: ContentResolver) -> tuple[int, int]:
+    """inode_share mounts: the packed pages (and compressed-cache pages) each
+    would hold without sharing (for the fragments of every file its readers
+    touched, shared or not) that it does not hold."""
+    pages = clusters = 0
+    for dev, (m, packed, managed, files) in shared_mounts.items():
+        reads = [(e.ino, e.union) for e in files]
+        for e in shared:
+            reads.extend((ino, chunks) for (d, ino), chunks in (e.touched or {}).items()
+                         if d == dev)
+        need_pages, need_clusters = _packed_needed(m, reads, content)
+        pages += fragments.kept_out(_owners(packed), need_pages)
+        clusters += fragments.kept_out(_owners(managed), need_clusters)
+    return pages, clusters

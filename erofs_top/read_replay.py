@@ -22,10 +22,11 @@ Mounts are taken together (a component) when one group, shared inode or
 image file spans them; a component is explained only if all its mounts are,
 and only plain file-backed (or block) mounts can be.  Compressed files are
 replayed where ``World.zfile`` knows their extents (lz4-class, see
-erofs_top/readahead.py): their pclusters fill the reader's mount's managed
-cache, which must then equal the one cached now (pages and payers), and the
-image pages they decompress from must have been cached before (resident,
-charged to no reader): the image reads of compressed files are not replayed.
+erofs_top/readahead.py; inline pclusters too): their pclusters fill the
+reader's mount's managed cache, which must then equal the one cached now
+(pages and payers), and the compressed pages not in it are read through the
+reader's image like any miss (cold images; a warm image's pages, charged to
+no reader, count as cached before the reads).
 Everything else keeps the rules of erofs_top/savings.py.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .attribution import managed_key
-from .readahead import PAGE, Read, Replayed, ZFile, replay_reads
+from .readahead import PAGE, MetaPages, Read, Replayed, ZFile, replay_reads
 from .readings import CHUNK_PAGES, ReadRecord, Readings
 from .savings import Savings
 
@@ -136,6 +137,8 @@ class World:
     memo: dict | None = None        # replays of these records, kept by the caller
     # (dev, ino) -> a compressed file's extents (None: not compressed, or not replayable)
     zfile: Callable[[int, int], ZFile | None] = lambda dev, ino: None
+    # (dev, ino) -> the image pages of its inode and inline tail (None: unknown)
+    meta_pages: Callable[[int, int], MetaPages | None] = lambda dev, ino: None
 
 
 @dataclass
@@ -191,14 +194,15 @@ def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecor
                         image_map=lambda m: w.image_map(*m) if w.image_of(m[0]) else None,
                         image_of=w.image_of,
                         image_size=lambda img: w.image_sizes.get(img, 0),
-                        zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records))
+                        zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records),
+                        meta_of=lambda m: w.meta_pages(*m))
 
 
 def _warm_images(w: World, records: list[ReadRecord]) -> dict:
-    """The image files compressed files are read through (their image reads
-    are not replayed: they must be warm) -> the pages cached now and charged
-    to no reader, taken as cached before the reads in every world.  Images
-    of uncompressed files only are replayed from empty, as before."""
+    """The image files compressed files are read through -> the pages cached
+    now and charged to no reader (a warm image), taken as cached before the
+    reads in every world.  Images of uncompressed files only are replayed
+    from empty, as before."""
     readers = {r.cgroup_id for r in records}
     imgs = {w.image_of(r.dev) for r in records if w.zfile(r.dev, r.ino) is not None}
     return {img: {p for p, cg in w.image_owners.get(img, {}).items() if cg not in readers}
@@ -235,21 +239,15 @@ def _failed_devs(w: World, actual: Replayed) -> set[int]:
 
 def _failed_managed(w: World, actual: Replayed) -> set[int]:
     """Mounts whose managed cache the replay does not reproduce (pages and
-    payers), or whose compressed reads came from image pages not cached
-    before them (resident now and charged to no reader)."""
-    bad, readers = set(), {r.cgroup_id for r in w.records}
+    payers).  (The image pages compressed reads insert are checked with
+    every other replayed image page.)"""
+    bad = set()
     for dev in {r.dev for r in w.records}:
         owners = w.image_owners.get(managed_key(dev), {})
         tags = actual.owners.get(("managed", dev), {})
         if set(owners) != actual.managed.get(dev, set()) or any(
                 owners[p] != tags[p][0] for p in tags):
             bad.add(dev)
-    for dev, pages in actual.zread.items():
-        img = w.image_of(dev)
-        owners = w.image_owners.get(img, {}) if img is not None else None
-        if owners is not None and any(owners.get(p) is None or owners[p] in readers
-                                      for p in pages):
-            bad |= _devs_of_image(w, img)
     return bad
 
 

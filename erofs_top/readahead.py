@@ -73,8 +73,9 @@ class FileRa:
 class ZExtentRa:
     """One extent of a compressed file as the read path maps it: file bytes
     [start, end) decompress from image pages [pcluster_page, +pcluster_pages)
-    (pcluster_pages 0: no pcluster of its own in the managed cache, e.g. an
-    inline tail or a fragment)."""
+    (pcluster_pages 0: no pcluster of its own in the managed cache; with a
+    pcluster_page, an inline pcluster (ztailpacking) read from that image
+    page through erofs_read_metabuf, like an inline tail)."""
     start: int
     end: int
     pcluster_page: int = -1
@@ -109,8 +110,10 @@ class InodeCache:
     folios: dict[int, int] = field(default_factory=dict)   # page -> head (order > 0)
     io: list[list[int]] | None = None   # when a list: each read_pages() batch, in order
     z: ZFile | None = None              # compressed: its extents (module doc)
-    # when a list: each pcluster decompressed, (its image pages, kept in the managed cache)
-    zio: list[tuple[range, bool]] | None = None
+    # when a list: each pcluster decompressed, (its image pages, kept in the
+    # managed cache; None: an inline pcluster's metadata page)
+    zio: list[tuple[range, bool | None]] | None = None
+    zcuts: list[int] | None = None      # where in zio each read_pages() batch starts
 
     def head(self, page: int) -> int:
         return self.folios.get(page, page)
@@ -217,6 +220,8 @@ def z_batch(cache: InodeCache, batch: list[int]) -> list[int]:
     more = [p for p in range(-(-first.start // PAGE), batch[0]) if p not in cache.pages]
     cache.pages.update(more)
     if cache.zio is not None:
+        if cache.zcuts is not None:
+            cache.zcuts.append(len(cache.zio))
         end = min((batch[-1] + 1) * PAGE, cache.size_bytes)
         i = z.extents.index(first)
         while i < len(z.extents) and z.extents[i].start < end:
@@ -228,6 +233,8 @@ def z_batch(cache: InodeCache, batch: list[int]) -> list[int]:
             if e.pcluster_pages:
                 cache.zio.append((range(e.pcluster_page, e.pcluster_page + e.pcluster_pages),
                                   not full or e.start < head))
+            elif e.pcluster_page >= 0:
+                cache.zio.append((range(e.pcluster_page, e.pcluster_page + 1), None))
             i += 1
     return more + list(batch)
 
@@ -413,7 +420,6 @@ class Replayed:
     inodes: dict = field(default_factory=dict)      # inode key -> InodeCache
     images: dict = field(default_factory=dict)      # image key -> InodeCache of its image file
     managed: dict = field(default_factory=dict)     # superblock key -> its managed cache's pages
-    zread: dict = field(default_factory=dict)       # superblock key -> every pcluster page decompressed
     # inode or image key -> {page: tag of the Read that inserted it}
     owners: dict = field(default_factory=dict)
 
@@ -428,7 +434,8 @@ def _tag_new(owners: dict, key, io: list[list[int]], tag) -> None:
 def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=None,
                  image_size=None, image_large_folios: bool = True,
                  image_of=lambda mount: mount, zfile=None,
-                 managed_of=lambda read: read.member[0], image_seed=None) -> Replayed:
+                 managed_of=lambda read: read.member[0], image_seed=None,
+                 meta_of=None) -> Replayed:
     """Replay ``reads`` (Read, in order) from empty caches: what each inode
     and, given ``image_map(member)`` (file page -> image page, or None) and
     ``image_size(image)``, each image file would hold.  A miss is read
@@ -439,13 +446,19 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
     read decompresses through its own member's extents (on a shared inode
     too: the lab's 7.2 trace shows the reader's own nid), the pclusters go
     to the managed cache of ``managed_of(read)`` (``Replayed.managed``,
-    owners under ("managed", key)).  ``image_seed``: image -> pages cached
-    before the reads (warm image files; never tagged)."""
+    owners under ("managed", key)); with ``image_map``, the compressed pages
+    not in that cache are read through the reader's image (``_ZImageReads``).
+    ``image_seed``: image -> pages cached before the reads (warm image
+    files; never tagged).
+    ``meta_of(member)``: the image pages of the member's on-disk inode and of
+    its inline tail (``MetaPages``; None: unknown), read through the image's
+    cache one page each, without readahead (see ``_meta_read``)."""
     out = Replayed()
     for image, pages in (image_seed or {}).items():
         out.images[image] = InodeCache(image_size(image), image_large_folios, pages=set(pages))
     file_ra: dict = {}
     image_ra: dict = {}
+    looked_up: set = set()
     for r in reads:
         c = out.inodes.get(r.inode)
         if c is None:
@@ -453,31 +466,115 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
         if zfile is not None:           # the reader's own member decompresses (the lab's 7.2)
             c.z = zfile(r.member)
         pm = image_map(r.member) if image_map is not None else None
-        c.io, c.zio = [], []
+        image = image_of(r.member[0]) if image_map is not None else None
+        meta = meta_of(r.member) if (meta_of is not None and image is not None) else None
+        if meta is not None and r.member not in looked_up:     # the lookup before the open
+            looked_up.add(r.member)
+            _meta_read(out, image, meta.inode_page, image_size, image_large_folios, r.tag)
+        c.io, c.zio, c.zcuts = [], [], []
         ra = file_ra.setdefault(r.opened, FileRa())
         if r.prev_pos is not None:
             ra.prev_pos = r.prev_pos
         read(c, ra, r.pos, r.count)
         _tag_new(out.owners, r.inode, c.io, r.tag)
+        mount_ra = image_ra.setdefault(r.member[0], FileRa())
         if pm is not None:
-            _image_reads(out, c.io, pm, r, image_of(r.member[0]), image_size, image_large_folios,
-                         image_ra.setdefault(r.member[0], FileRa()))
+            _image_reads(out, c.io, pm, r, image, image_size, image_large_folios, mount_ra)
+            if meta is not None and meta.tail_page >= 0 and any(
+                    pm[p] < 0 for batch in c.io for p in batch if p < len(pm)):
+                _meta_read(out, image, meta.tail_page, image_size, image_large_folios, r.tag)
         if c.zio:
-            _managed(out, c.zio, managed_of(r), r.tag)
-        c.io = c.zio = None
+            reads_of = None if image is None else _ZImageReads(
+                out, image, image_size, image_large_folios, mount_ra, r.tag)
+            _managed(out, c.zio, c.zcuts, managed_of(r), r.tag, reads_of)
+        c.io = c.zio = c.zcuts = None
     return out
 
 
-def _managed(out: Replayed, zio: list[tuple[range, bool]], sb, tag) -> None:
-    """The compressed pages kept by one read's decompressions."""
+@dataclass(frozen=True)
+class MetaPages:
+    """Where a file's metadata sits in its image: the page holding its
+    on-disk inode (read at lookup) and the page its inline tail is read from
+    (-1: no inline tail)."""
+    inode_page: int
+    tail_page: int = -1
+
+
+def _meta_read(out: Replayed, image, page: int, image_size, image_large_folios: bool,
+               tag) -> None:
+    """erofs_read_metabuf() -> erofs_bread() -> read_mapping_folio() on the
+    image file (fs/erofs/data.c, mm/filemap.c do_read_cache_folio): the one
+    page, inserted if missing, no readahead, the file's readahead state
+    untouched.  The inode's lookup and an inline tail's read both go this
+    way, with or without sharing (every mount reads its own inodes)."""
+    img = out.images.get(image)
+    if img is None:
+        img = out.images[image] = InodeCache(image_size(image), image_large_folios)
+    if page < 0 or page in img.pages:
+        return
+    img.pages.add(page)
+    out.owners.setdefault(("image", image), {})[page] = tag
+
+
+BIO_PAGES = 16          # struct erofs_fileio_rq: bvecs[16] per backing-file read
+
+
+@dataclass
+class _ZImageReads:
+    """The image-file reads of one EROFS read's compressed I/O (file-backed
+    mounts): fs/erofs/zdata.c z_erofs_submit_queue() reads, per read_pages()
+    batch and in file order, the compressed pages not in the managed cache,
+    physically contiguous ones in one bio of up to BIO_PAGES pages, each bio
+    one buffered read of the backing file (fileio.c) through the mount's
+    readahead state; an inline pcluster comes from its metadata page."""
+    out: Replayed
+    image: object
+    image_size: object
+    large_folios: bool
+    ra: FileRa
+    tag: object
+
+    def submit(self, pages: list[int]) -> None:
+        img = self.out.images.get(self.image)
+        if img is None:
+            img = self.out.images[self.image] = InodeCache(self.image_size(self.image),
+                                                           self.large_folios)
+        bios: list[list[int]] = []
+        for p in pages:
+            if bios and bios[-1][-1] + 1 == p and len(bios[-1]) < BIO_PAGES:
+                bios[-1].append(p)
+            else:
+                bios.append([p])
+        img.io = []
+        for bio in bios:
+            read(img, self.ra, bio[0] * PAGE, len(bio) * PAGE)
+        _tag_new(self.out.owners, ("image", self.image), img.io, self.tag)
+        img.io = None
+
+    def meta(self, page: int) -> None:
+        _meta_read(self.out, self.image, page, self.image_size, self.large_folios, self.tag)
+
+
+def _managed(out: Replayed, zio: list[tuple[range, bool | None]], cuts: list[int], sb, tag,
+             reads_of: _ZImageReads | None) -> None:
+    """The compressed pages kept by one read's decompressions, and (given
+    ``reads_of``) the image reads of the pages not in the managed cache."""
     cache = out.managed.setdefault(sb, set())
     mine = out.owners.setdefault(("managed", sb), {})
-    for pages, kept in zio:
-        out.zread.setdefault(sb, set()).update(pages)
-        for p in pages:
-            if kept and p not in cache:
-                cache.add(p)
-                mine[p] = tag
+    for lo, hi in zip(cuts, cuts[1:] + [len(zio)]):
+        need: list[int] = []
+        for pages, kept in zio[lo:hi]:
+            if kept is None:
+                if reads_of is not None:
+                    reads_of.meta(pages[0])
+                continue
+            need.extend(p for p in pages if p not in cache and p not in need)
+            for p in pages:
+                if kept and p not in cache:
+                    cache.add(p)
+                    mine[p] = tag
+        if reads_of is not None and need:
+            reads_of.submit(need)
 
 
 def _image_reads(out: Replayed, io: list[list[int]], pm: list[int], r: Read, image,

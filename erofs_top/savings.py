@@ -17,8 +17,10 @@ Rules (the kernel's, fs/erofs/ishare.c):
 - File-backed and loop mounts read the image file through the host page cache,
   charged to the reader: with sharing, the shared inode reads through ONE
   member's image, so the other members' image pages for that content are not
-  read.  Image pages that other resident files of the same image need, and
-  pages charged to cgroups that do not read the mount (a warm image), stay.
+  read.  Image pages that other resident files of the same image need, the
+  page of each copy's own inode (its mount's lookup reads it, and with it an
+  inline tail or pcluster beside it), and pages charged to cgroups that do
+  not read the mount (a warm image), stay.
 """
 from __future__ import annotations
 
@@ -72,6 +74,9 @@ class Copy:
     fingerprinted: bool                 # its image carries --xattr-inode-digest xattrs
     # compressed files: (("managed", sb dev), file page -> compressed-cache pages)
     managed: tuple[tuple, PageMap | None] | None = None
+    # the image page holding its on-disk inode (-1: unknown): the mount's
+    # lookup reads it (erofs_read_inode) whatever sharing does
+    inode_page: int = -1
     owner: int | None = None            # the one cgroup of every page (Entry.owner)
 
 
@@ -79,7 +84,7 @@ def _as_managed(c: Copy) -> Copy:
     """The copy seen through its mount's compressed-data cache instead of its
     image file: the same rules apply to both caches."""
     key, pm = c.managed or (None, None)
-    return replace(c, image=key, page_map=pm)
+    return replace(c, image=key, page_map=pm, inode_page=-1)    # inodes are not in it
 
 
 def _pages_of(mask: int, chunk: int) -> Iterable[int]:
@@ -183,6 +188,9 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
     mapped = [m for m in members if m.image and m.page_map is not None]
     cand: dict[tuple, dict[int, int]] = defaultdict(dict)
     kept: dict[tuple, set[int]] = defaultdict(set)
+    for m in mapped:        # an inline pcluster or tail shares its inode's page
+        if m.inode_page >= 0:
+            kept[m.image].add(m.inode_page)
     if len(mapped) < 2:
         for m in mapped:
             kept[m.image].update(p for ps in m.page_map.values() for p in ps)

@@ -313,6 +313,8 @@ def doctor(mounts=None) -> Report:
         _mount_tables(r, mounts)
         if not ms:
             r.add("EROFS mounts", True, "none now (erofs-top picks up new mounts while running)")
+        if any(m.backing == "loop" for m in ms):
+            _doctor_loop_charge(r, cg)
         for m in ms:
             opts = ",".join(o for o in ("inode_share", "directio") if o in m.options) or "-"
             where = f" [mount namespace: {m.mount_ns}]" if getattr(m, "mount_ns", "") else ""
@@ -326,6 +328,41 @@ def doctor(mounts=None) -> Report:
     if not r.tier:
         r.tier = "snapshot"
     return r
+
+
+def loop_charge_check(controllers: str | None, subtree_control: str | None
+                      ) -> tuple[bool, str, str]:
+    """(ok, detail, fix): who pays a loop mount's backing-file page cache.
+
+    The loop worker reads the backing file charged to the memcg of the blkcg
+    that issued the bio (drivers/block/loop.c, ``cmd->memcg_css``): the
+    reader's own only where the io controller covers the reader's cgroup.
+    Otherwise the root memcg pays, no container's memory.stat shows it, and
+    erofs-top cannot tell which reader it serves.  Arguments: the text of the
+    cgroup v2 root's cgroup.controllers and cgroup.subtree_control."""
+    if controllers is None:
+        return True, "no cgroup v2 root to check", ""
+    if "io" not in controllers.split():
+        return True, ("the io controller is not on cgroup v2 (bound to v1?): the root "
+                       "memcg pays loop mounts' backing-file cache, not the readers"), \
+            "boot with cgroup v2 only (systemd.unified_cgroup_hierarchy=1)"
+    if "io" not in (subtree_control or "").split():
+        return True, ("io controller off for the root's children: the root memcg pays "
+                      "loop mounts' backing-file cache, not the readers"), \
+            "enable it as runc and the kubelet do: echo +io > <cgroup2 root>/cgroup.subtree_control"
+    return True, "io controller on: each reader's cgroup pays the backing-file cache it reads", ""
+
+
+def _doctor_loop_charge(r: Report, cg: str | None) -> None:
+    from ..names import read_text
+    texts = []
+    for name in ("cgroup.controllers", "cgroup.subtree_control"):
+        try:
+            texts.append(read_text(f"{cg}/{name}") if cg else None)
+        except OSError:
+            texts.append(None)
+    ok, detail, fix = loop_charge_check(*texts)
+    r.add("loop backing-file charge", ok, detail, fix)
 
 
 def _mount_tables(r, mounts) -> None:

@@ -25,17 +25,22 @@ import struct
 import time
 
 from ..pagecache import preserve_residency
+from ..names import decode, encode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
+from .dirtree import image_paths
 from .mounts import walk_mount
-from .superblock import (DiskInode, ErofsFormatError, Superblock, compressed_page_map, data_extents,
-                         dump_extents, file_page_map, parse_inode, read_image, read_superblock)
-from ..readahead import ZExtentRa, ZFile
-from ..zmap import (ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER, KIND_COMPRESSED,
-                    MAP_HEADER_SIZE, UnsupportedZmap, compressed_extents, dump_tuples,
-                    parse_map_header)
+from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
+                         compressed_page_map, data_extents, dump_extents, file_page_map,
+                         metadata_offsets, parse_inode, read_image, read_superblock)
+from ..fragments import MAP_TO_LCLUSTER, MAP_WHOLE, MAP_WHOLE_IF_LONG, PackedExtent
+from ..readahead import MetaPages, ZExtentRa, ZFile
+from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER,
+                    KIND_COMPRESSED, KIND_FRAGMENT, KIND_INLINE, MAP_HEADER_SIZE, UnsupportedZmap,
+                    compressed_extents, dump_tuples, parse_map_header)
 
 FINGERPRINT_PREFIX = b"sha256:"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+WHOLE_EXTENT_ALGORITHMS = (1, 2, 3)     # lzma, deflate, zstd: a read maps the whole extent
 DEFAULT_DIGEST_BUDGET_BYTES_PER_S = 64 << 20
 READ_CHUNK_BYTES = 1 << 20
 ELF_MAGIC = b"\x7fELF"
@@ -89,17 +94,36 @@ class _MountIndex:
     namespace opens through /host or /proc/PID/root); FileInfo.path is the name
     in the mount's namespace."""
 
-    def __init__(self, mount: MountInfo):
+    def __init__(self, mount: MountInfo, image_tree=None):
         self.paths: dict[int, str] = {}
         self.infos: dict[int, FileInfo | None] = {}
         self.error = ""
+        self.walked = ""            # "image" (read from the image file) or "mount"
+        self.image_error = ""       # why the image could not be read (walked the mount)
         root = mount.root_path
         try:
-            self.paths[os.stat(root).st_ino] = root
+            root_ino = os.stat(root).st_ino
+            self.paths[root_ino] = root
+            if image_tree is None:
+                self.image_error = f"no readable EROFS image behind {mount.source or '?'}"
+            elif self._from_image(image_tree, root_ino, root):
+                return
+            self.walked = "mount"
             for ent in walk_mount(root):
                 self.paths.setdefault(ent.inode(), ent.path)   # hard links: first name
         except OSError as e:
             self.error = f"{root}: {e.strerror}"
+
+    def _from_image(self, image_tree, root_ino: int, root: str) -> bool:
+        """Names read from the image file (no page cache: dirtree.py)."""
+        try:
+            tree = image_tree(root_ino, encode(root))
+        except (OSError, ErofsFormatError, struct.error) as e:
+            self.image_error = str(e)
+            return False
+        self.paths = {nid: decode(path) for nid, path in tree.items()}
+        self.walked = "image"
+        return True
 
 
 class MetadataReader:
@@ -138,6 +162,18 @@ class MetadataReader:
             del self._chunks[key]
 
 
+def _z_extent(e, inline: bool) -> ZExtentRa:
+    """A zmap extent as the readahead replay maps it: its pcluster's image
+    pages, or (an inline pcluster, ztailpacking) the one metadata page its
+    data sits in, read through erofs_read_metabuf (no managed cache)."""
+    if inline:
+        return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                         e.physical_offset // PAGE_SIZE, 0)
+    return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
+                     e.physical_offset // PAGE_SIZE,
+                     -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE))
+
+
 class ImageContent:
     """ContentResolver for real mounts."""
 
@@ -167,6 +203,9 @@ class ImageContent:
         # compressed files whose index layout zmap does not decode: mapped by
         # dump.erofs instead (slow: a process per file), reason -> files
         self.zmap_fallbacks: dict[str, int] = {}
+        # mounts whose names came from walking them (no readable image)
+        self.names_walked = 0
+        self.names_walk_reason = ""
 
     # ---------------------------------------------------------------- keys
     @staticmethod
@@ -202,11 +241,31 @@ class ImageContent:
         k = self._mount_key(mount)
         idx = self._index.get(k)
         if idx is None:
-            idx = self._index[k] = _MountIndex(mount)
+            idx = self._index[k] = _MountIndex(mount, self._image_tree(mount))
+            if idx.walked == "mount":       # counted for good: the mount may be gone next refresh
+                self.names_walked += 1
+                self.names_walk_reason = idx.image_error
         return idx
+
+    def _image_tree(self, mount: MountInfo):
+        """(root nid, root path) -> {nid: path} read from the mount's image, or
+        None where the image cannot be read (the mount is walked instead)."""
+        sb = self._superblock(mount)
+        if sb is None:
+            return None
+
+        def read(off: int, n: int) -> bytes:
+            return self._meta.read(mount.image_path, mount.image_offset + off, n)
+        return lambda root_nid, root_path: image_paths(sb, read, root_nid, root_path)
 
     def path_of(self, mount: MountInfo, ino: int) -> str:
         return self._index_of(mount).paths.get(ino, "")
+
+    def names_source(self, mount: MountInfo) -> str:
+        """Where the mount's names came from: "image" (read from the image
+        file, no page cache), "mount" (walked; the reason in image_error), or
+        "" (its root could not be read)."""
+        return self._index_of(mount).walked
 
     def _superblock(self, mount: MountInfo) -> Superblock | None:
         if not mount.image_path:
@@ -235,11 +294,6 @@ class ImageContent:
                 result = None
         self._inodes[key] = result
         return result
-
-    def _compressed(self, mount: MountInfo, ino: int) -> bool | None:
-        """Per-file data layout from the on-disk inode (None when unreadable)."""
-        hit = self._disk_inode(mount, ino)
-        return None if hit is None else hit[1].compressed
 
     def physical_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """file page -> image pages (image-relative) holding its data: the data
@@ -286,9 +340,10 @@ class ImageContent:
     def zfile(self, mount: MountInfo, ino: int) -> ZFile | None:
         """A compressed file's extents as erofs_top.readahead replays them:
         only lz4 (or stored) pclusters in data blocks, 4 KiB blocks and
-        lclusters, decoded by zmap; None for anything else (lzma, deflate,
-        zstd expand readahead to whole extents; inline tails and fragments
-        map their own way: not replayed)."""
+        lclusters, decoded by zmap, an inline last pcluster (ztailpacking)
+        read from its metadata page; None for anything else (lzma, deflate,
+        zstd expand readahead to whole extents; fragments live in the packed
+        inode: not replayed)."""
         key = ("z",) + self._content_key(mount, ino)
         if key in self._page_maps:
             return self._page_maps[key]
@@ -304,15 +359,80 @@ class ImageContent:
                 ext = compressed_extents(sb, rec, read)
             except (OSError, ErofsFormatError, struct.error, ValueError):
                 ext, hdr = [], None
-            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise & (
-                    ADVISE_INLINE_PCLUSTER | ADVISE_FRAGMENT_PCLUSTER) and ext and all(
-                    e.kind == KIND_COMPRESSED and e.algorithm in (0, None) for e in ext)):
-                result = ZFile([ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
-                                          e.physical_offset // PAGE_SIZE,
-                                          -(-(e.physical_offset % PAGE_SIZE + e.physical_length)
-                                            // PAGE_SIZE)) for e in ext])
+            if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise &
+                    ADVISE_FRAGMENT_PCLUSTER and ext and all(
+                    e.kind in (KIND_COMPRESSED, KIND_INLINE) and e.algorithm in (0, None)
+                    for e in ext)):
+                result = ZFile([_z_extent(e, e.kind == KIND_INLINE) for e in ext])
         self._page_maps[key] = result
         return result
+
+    def names_warning(self) -> str:
+        """One line on mounts whose names came from walking them, or ''."""
+        if not self.names_walked:
+            return ""
+        return (f"{self.names_walked} mount(s) named by walking them, which caches their "
+                f"directories (image not read: {self.names_walk_reason})")
+
+    def packed_nid(self, mount: MountInfo) -> int:
+        """The nid (= inode number) of the mount's packed inode, which holds the
+        fragments of a ``-Efragments`` image; 0 for none (the kernel's rule)."""
+        sb = self._superblock(mount)
+        if sb is None or not sb.feature_incompat & INCOMPAT_FRAGMENTS:
+            return 0
+        return sb.packed_nid
+
+    def _extents_of(self, mount: MountInfo, ino: int) -> list | None:
+        """zmap's extents of a compressed inode, None where not decoded."""
+        key = ("e",) + self._content_key(mount, ino)
+        if key not in self._page_maps:
+            result, hit = None, self._disk_inode(mount, ino)
+            if hit is not None and hit[1].compressed:
+                def read(off: int, n: int) -> bytes:
+                    return self._meta.read(mount.image_path, mount.image_offset + off, n)
+                try:
+                    result = compressed_extents(hit[0], hit[1], read)
+                except (OSError, ErofsFormatError, struct.error, ValueError):
+                    result = None
+            self._page_maps[key] = result
+        return self._page_maps[key]
+
+    def fragment(self, mount: MountInfo, ino: int) -> tuple[int, int, int] | None:
+        """A file's fragment: (file offset, offset in the packed inode, length),
+        None for a file without one (or not decoded)."""
+        ext = self._extents_of(mount, ino) or ()
+        return next(((e.logical_offset, e.physical_offset, e.logical_length)
+                     for e in ext if e.kind == KIND_FRAGMENT), None)
+
+    def packed_extents(self, mount: MountInfo) -> list[PackedExtent] | None:
+        """The packed inode's decompression extents (fragments.PackedExtent):
+        (start, end) bytes, the image pages of its compressed cluster, how a
+        read maps it; None when it is not compressed (or not decoded)."""
+        nid = self.packed_nid(mount)
+        ext = self._extents_of(mount, nid) if nid else None
+        if not ext:
+            return None
+        encoded = self._encoded_extents(mount, nid)
+        return [(e.logical_offset, e.logical_offset + e.logical_length,
+                 tuple(range(e.physical_offset // PAGE_SIZE,
+                             -(-(e.physical_offset + e.physical_length) // PAGE_SIZE)))
+                 if e.kind == KIND_COMPRESSED else (),
+                 MAP_WHOLE if encoded else MAP_WHOLE_IF_LONG
+                 if e.algorithm in WHOLE_EXTENT_ALGORITHMS else MAP_TO_LCLUSTER)
+                for e in ext]
+
+    def _encoded_extents(self, mount: MountInfo, nid: int) -> bool:
+        """Whether a compressed inode's index is encoded extents (zmap.c
+        z_erofs_map_blocks_ext maps each extent whole, whatever the flags)."""
+        sb, rec = self._disk_inode(mount, nid)
+        start = -(-(sb.inode_offset(rec.nid) + rec.inode_size + rec.xattr_size) // 8) * 8
+        try:
+            hdr = parse_map_header(self._meta.read(mount.image_path, mount.image_offset + start,
+                                                   MAP_HEADER_SIZE), sb.blkszbits, rec.layout)
+        except (OSError, ErofsFormatError, struct.error, ValueError):
+            return False
+        return bool(hdr.extents or (rec.layout == COMPRESSED_FULL
+                                    and hdr.advise & ADVISE_EXTENTS))
 
     def zmap_warning(self) -> str:
         """One line on files mapped through dump.erofs instead of zmap, or ''."""
@@ -334,6 +454,20 @@ class ImageContent:
         shift = mount.image_offset // PAGE_SIZE
         return phys if not shift else {p: tuple(x + shift for x in v) for p, v in phys.items()}
 
+    def meta_pages(self, mount: MountInfo, ino: int) -> MetaPages | None:
+        """The backing file's pages a mount reads a file's inode and inline
+        tail from (one page each, no readahead); None where not known."""
+        hit = self._disk_inode(mount, ino) if mount.backing_file else None
+        if hit is None or mount.image_offset % PAGE_SIZE:
+            return None
+        try:
+            inode_at, tail_at = metadata_offsets(*hit)
+        except ErofsFormatError:
+            return None
+        base = mount.image_offset
+        return MetaPages((base + inode_at) // PAGE_SIZE,
+                         (base + tail_at) // PAGE_SIZE if tail_at >= 0 else -1)
+
     def managed_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """Compressed files: file page -> pages of the mount's compressed-data
         cache (indexed by physical address) that decompressing it reads."""
@@ -354,12 +488,15 @@ class ImageContent:
         path = self.path_of(mount, ino)
         if not path:
             return None
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except OSError:
-            return None
-        compressed = self._compressed(mount, ino)
-        if compressed is None:      # inode unreadable: fall back to the image's features
+        disk = self._disk_inode(mount, ino)
+        if disk is not None:        # size and type from the image: no lookup through the mount
+            size, mode, compressed = disk[1].size, disk[1].mode, disk[1].compressed
+        else:                       # inode unreadable: stat, and the image's features
+            try:
+                st = os.stat(path, follow_symlinks=False)
+            except OSError:
+                return None
+            size, mode = st.st_size, st.st_mode
             compressed = bool(mount.image and mount.image.compressed)
         if compressed:
             aops = AOPS_COMPRESSED
@@ -367,8 +504,8 @@ class ImageContent:
             aops = AOPS_FILEIO
         else:
             aops = AOPS_BLOCK
-        return FileInfo(ino=ino, path=path[len(mount.ns_prefix):], size=st.st_size,
-                        regular=stat.S_ISREG(st.st_mode), aops=aops)
+        return FileInfo(ino=ino, path=path[len(mount.ns_prefix):], size=size,
+                        regular=stat.S_ISREG(mode), aops=aops)
 
     # ---------------------------------------------------------------- identities
     def fingerprint(self, mount: MountInfo, ino: int) -> str | None:

@@ -285,6 +285,19 @@ def data_extents(sb: Superblock, ino: DiskInode, read) -> list[tuple[int, int, i
     return extents
 
 
+def metadata_offsets(sb: Superblock, ino: DiskInode) -> tuple[int, int]:
+    """(image offset of the on-disk inode, of its inline tail or -1): what
+    the kernel reads through erofs_read_metabuf(), at the inode's lookup and
+    when the tail's file page is read (fs/erofs/data.c erofs_map_blocks:
+    the tail sits right after the inode and its inline xattrs).  Raises
+    ErofsFormatError for metabox inodes."""
+    at = sb.inode_offset(ino.nid)
+    tail = -1
+    if ino.layout == FLAT_INLINE and ino.size % sb.block_size:
+        tail = at + ino.inode_size + ino.xattr_size
+    return at, tail
+
+
 def file_page_map(extents: list[tuple[int, int, int]], image_base: int,
                   page_size: int) -> dict[int, tuple[int, ...]]:
     """file page index -> the image-file pages holding its data blocks.

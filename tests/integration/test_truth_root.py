@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import subprocess
 import time
 
@@ -176,3 +177,40 @@ def test_cgroups_on_real_cgroupfs(stack, cgroup_prefix):
     time.sleep(2.1)                                  # past the revalidation age
     gone = cg.resolve(a.id)
     assert gone.deleted and gone.path == a.path
+
+
+def _resident(path: str) -> int:
+    return pagecache.file_resident_pages(path)
+
+
+@pytest.mark.parametrize("mode", ["file", "loop"])
+def test_names_come_from_the_image_and_cache_nothing(stack, mode):
+    """The index of a mount's names is read from the image file (O_DIRECT):
+    no image-file page and, on loop, no block-device page gets cached.  A walk
+    of the mount, the old way, finds the same names and does cache pages."""
+    files = {f"d{i % 7}/sub{i % 3}/file-{i:04d}.txt": b"x" * (1 + i * 37 % 9000)
+             for i in range(900)}
+    img = build_image(make_tree(stack.dir / "src", files), stack.dir / f"names-{mode}.erofs")
+    m = stack.mount(img, f"names-{mode}", mode=mode)
+    leaf = os.stat(f"{m.mountpoint}/d3/sub1/file-0010.txt").st_ino
+    sm = SysMounts()
+    sm.refresh()
+    mi = sm.by_dev(m.dev)
+    caches = [str(img)] + ([m.loopdev] if mode == "loop" else [])
+    for path in caches:
+        drop_file_cache(path)
+    before = [_resident(p) for p in caches]
+    ic = ImageContent()
+    assert ic.path_of(mi, leaf) == f"{m.mountpoint}/d3/sub1/file-0010.txt"
+    assert ic.names_source(mi) == "image"
+    infos = {ino: ic.file_info(mi, ino) for ino in ic._index_of(mi).paths}
+    assert [_resident(p) for p in caches] == before
+    walked = {os.stat(os.path.join(d, n)).st_ino: os.path.join(d, n)
+              for d, dirs, names in os.walk(m.mountpoint) for n in dirs + names}
+    assert len(walked) == 900 + 7 + 21
+    for ino, path in walked.items():
+        st = os.stat(path)
+        assert (infos[ino].path, infos[ino].size, infos[ino].regular) == \
+            (path, st.st_size, stat.S_ISREG(st.st_mode)), path
+    # and the old way costs page cache (the check above can fail)
+    assert sum(_resident(p) for p in caches) > sum(before)

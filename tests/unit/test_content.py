@@ -159,3 +159,59 @@ def test_forget_mount_drops_index(tree):
     assert ic.digest(m, small)
     ic.forget(m)
     assert ic._index == {} and ic._digest == {}
+
+
+def test_a_mount_without_a_readable_image_is_walked_and_says_so(tree):
+    ic = ImageContent()
+    m = mount_of(tree)                  # a plain directory: no EROFS image behind it
+    assert ic.names_warning() == ""
+    assert ic.path_of(m, ino(os.path.join(tree, "sub/small"))) == os.path.join(tree, "sub/small")
+    assert ic.names_source(m) == "mount"
+    assert ic.names_warning().startswith("1 mount(s) named by walking them")
+    assert f"behind {tree}" in ic.names_warning()
+    ic.forget(m)                        # the mount went away: the warning stays
+    assert ic.names_warning().startswith("1 mount(s) named by walking them")
+
+
+def test_an_inline_pcluster_maps_to_its_metadata_page_outside_the_managed_cache():
+    # ztailpacking: the last pcluster sits in the metadata block at image
+    # byte 8300 (page 2); a pcluster in data blocks at 12288 + 100 bytes
+    # spanning 4100 bytes covers pages 3-4
+    from erofs_top.readahead import ZExtentRa
+    from erofs_top.resolve.content import _z_extent
+    from erofs_top.zmap import ZExtent
+    assert _z_extent(ZExtent(8192, 1000, 8300, 600), True) == ZExtentRa(8192, 9192, 2, 0)
+    assert _z_extent(ZExtent(0, 8192, 12388, 4100), False) == ZExtentRa(0, 8192, 3, 2)
+
+
+def test_zfile_keeps_a_ztailpacking_file_its_inline_pcluster_in_its_metadata_page(tmp_path):
+    # a 16,238-byte lz4 text file with -Eztailpacking: dump.erofs (an
+    # independent reader) gives its extents; the last one is inline, in the
+    # metadata block holding the inode, which is where the replay reads it
+    import random
+    import re
+    from erofs_top.resolve.superblock import read_superblock
+    from test_superblock import nid_of
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(3)
+    (src / "a.txt").write_text(" ".join(rng.choice(["alpha", "beta", "gamma", "delta"])
+                                        for _ in range(3000)))
+    img = tmp_path / "z.erofs"
+    subprocess.run(["mkfs.erofs", "--quiet", "-zlz4", "-Eztailpacking", str(img), str(src)],
+                   check=True, capture_output=True)
+    nid = nid_of(img, "a.txt")
+    dump = subprocess.run(["dump.erofs", "--path=/a.txt", "-e", str(img)], check=True,
+                          capture_output=True, text=True).stdout
+    rows = [tuple(map(int, m)) for m in re.findall(
+        r"^\s*\d+:\s*(\d+)\.\.\s*(\d+)\s*\|\s*\d+\s*:\s*(\d+)\.\.\s*(\d+)", dump, re.M)]
+    sb, _ = read_superblock(str(img))
+    m = MountInfo(dev=1, dev_str="0:1", mountpoint="/m", source=str(img), backing="file",
+                  backing_file=str(img), image_path=str(img))
+    z = ImageContent().zfile(m, nid)
+    assert z is not None and len(z.extents) == len(rows) >= 2
+    for e, (lo, hi, plo, _) in zip(z.extents, rows):
+        assert (e.start, e.end, e.pcluster_page) == (lo, hi, plo // 4096)
+    assert z.extents[-1].pcluster_pages == 0            # inline: no managed cache
+    assert z.extents[-1].pcluster_page == sb.inode_offset(nid) // 4096
+    assert all(e.pcluster_pages >= 1 for e in z.extents[:-1])

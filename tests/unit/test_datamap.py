@@ -10,8 +10,8 @@ import pytest
 
 from erofs_top.resolve.superblock import (CHUNK_BASED, FLAT_INLINE, FLAT_PLAIN,
                                           compressed_page_map, data_extents, dump_extents,
-                                          file_page_map, parse_dump_extents, read_image,
-                                          read_inode, read_superblock)
+                                          file_page_map, metadata_offsets, parse_dump_extents,
+                                          parse_inode, read_image, read_inode, read_superblock)
 
 from test_superblock import mkfs, nid_of
 
@@ -99,3 +99,27 @@ def test_dump_extents_of_a_real_compressed_file(src, tmp_path):
     ext = dump_extents(img, nid_of(img, "text.txt"))
     assert ext and sum(llen for _, llen, _, _ in ext) == 500_000
     assert all(0 < pa < os.path.getsize(img) for _, _, pa, _ in ext)
+
+
+@pytest.mark.parametrize("case", ["inline tails", "no inline data"])
+def test_metadata_offsets_hold_the_inode_and_the_inline_tail(src, tmp_path, case):
+    # the bytes at the inode offset are that inode (its size), and those at
+    # the tail offset the file's last size % block_size bytes
+    layout, opts = CASES[case]
+    img = mkfs(tmp_path / "i.erofs", src, *opts)
+    sb, _ = read_superblock(img)
+    tails = 0
+    for f in sorted(src.iterdir()):
+        data = f.read_bytes()
+        nid = nid_of(img, f.name)
+        ino = read_inode(img, sb, nid)
+        inode_at, tail_at = metadata_offsets(sb, ino)
+        assert parse_inode(read_image(img, inode_at, 64), nid).size == len(data)
+        tail = len(data) % sb.block_size if layout == FLAT_INLINE else 0
+        if tail:
+            tails += 1
+            assert read_image(img, tail_at, tail) == data[-tail:], f.name
+        else:
+            assert tail_at == -1, f.name
+    # a.bin (300,000 % 4096 = 992), odd.bin (57) and tiny (3) end in a tail
+    assert tails == (3 if layout == FLAT_INLINE else 0)

@@ -50,7 +50,7 @@ def _full(e: Entry) -> Entry:
 def _facts(group: list[Entry]) -> tuple:
     redundant, _ = duplicate_group(group)
     contribs = [Contribution(e) for e in group]
-    copies = [Copy((e.dev, e.ino, 0), e.union, e.chunks, None, None, i % 2 == 0, None, e.owner)
+    copies = [Copy((e.dev, e.ino, 0), e.union, e.chunks, None, None, i % 2 == 0, owner=e.owner)
               for i, e in enumerate(group)]
     s = group_file_savings(copies)
     return (redundant,

@@ -333,12 +333,14 @@ def zfile_of(dev, ino):
                   ZExtentRa(22000, Z_SIZE, b + 2, 2)])
 
 
-def zworld(records, inodes, managed, groups, image_owner=9):
-    owners = {"i1": {p: image_owner for p in range(100, 104)}, "i2": {p: 9 for p in range(200, 204)}}
+def zworld(records, inodes, managed, groups, image_owner=9, images=None):
+    owners = images or {"i1": {p: image_owner for p in range(100, 104)},
+                        "i2": {p: 9 for p in range(200, 204)}}
     owners.update({("managed", d): pages for d, pages in managed.items()})
     return World(records=records, inodes=inodes, candidate=lambda d: True,
                  image_of=lambda d: f"i{d}", image_map=lambda d, ino: None,
-                 image_sizes={}, image_owners=owners, groups=groups, zfile=zfile_of)
+                 image_sizes={"i1": 1024 * PAGE, "i2": 1024 * PAGE}, image_owners=owners,
+                 groups=groups, zfile=zfile_of)
 
 
 # A (cgroup 100) preads 4 KiB at 17000 on mount 1: pages 4-5 and, by the head
@@ -373,13 +375,32 @@ def test_compressed_inode_share_reports_the_pages_own_inodes_would_hold():
     assert (out.realized_file_pages, out.realized_compressed_pages) == (2, 1)
 
 
-def test_compressed_reads_from_image_pages_a_reader_paid_for_are_not_explained():
-    # image page 101 charged to reader A: the image was cold, its reads are
-    # not replayed for compressed files
+def test_cold_images_read_the_compressed_pages_through_the_readers_image():
+    # Cold images: A's batch needs pclusters 101 and 102-103, none in the
+    # managed cache: one bio of image pages 101-103 (contiguous), a buffered
+    # read of the backing file at page 101 with no history before it
+    # (page_cache_sync_ra: prev_miss(100) = 100, contig_count 0): just
+    # 101-103, charged to A.  B's pcluster 201: image page 201, charged to B.
+    # With sharing B reads nothing: its image page is saved too.
+    inodes = [Inode((1, 10), frozenset({1}), frozenset({3, 4, 5})),
+              Inode((2, 20), frozenset({2}), frozenset({3, 4}))]
+    images = {"i1": {101: 100, 102: 100, 103: 100}, "i2": {201: 200}}
+    w = zworld(Z_READS, inodes, {1: A_MANAGED, 2: {201: 200}},
+               {"rebuild": [[(1, 10), (2, 20)]]}, images=images)
+    out = replay_savings(w)
+    assert out.explained_devs == {1, 2}
+    saved = out.potential["rebuild"]
+    assert (saved.file_pages, saved.image_pages, saved.compressed_pages) == (2, 1, 1)
+    assert dict(saved.by_cgroup) == {200: 4}
+
+
+def test_a_compressed_read_the_image_cache_does_not_show_is_not_explained():
+    # as above, but image page 103 is not cached now: the replay read it
+    images = {"i1": {101: 100, 102: 100}, "i2": {201: 200}}
     w = zworld(Z_READS, [Inode((1, 10), frozenset({1}), frozenset({3, 4, 5})),
                          Inode((2, 20), frozenset({2}), frozenset({3, 4}))],
                {1: A_MANAGED, 2: {201: 200}}, {"rebuild": [[(1, 10), (2, 20)]]},
-               image_owner=100)
+               images=dict(images))
     assert replay_savings(w).explained_devs == set()
 
 
@@ -438,7 +459,39 @@ def test_uncompressed_files_of_a_compressed_mount_read_a_warm_image_as_cached():
     w.image_owners["i1"].update({300 + p: 9 for p in range(10)})
     w.image_sizes = {"i1": 1024 * PAGE}
     assert replay_savings(w).explained_devs == {1}
-    # the same image cold (its pages charged to A): the compressed file's
-    # pclusters were not cached before -> not explained
+    # the same image cold (its pages charged to A): the replay reads 300-303
+    # and the pclusters' pages 101-103 through it, all A's: explained too;
+    # without page 303 cached, not
     w.image_owners["i1"] = {p: 100 for p in w.image_owners["i1"]}
+    assert replay_savings(w).explained_devs == {1}
+    del w.image_owners["i1"][303]
     assert replay_savings(w).explained_devs == set()
+
+
+def test_an_inode_page_every_mount_looks_up_is_no_image_saving():
+    # One 8-page file on two file-backed mounts, data in image pages 0-7 and
+    # its inode in page 8 of each 16-page image.  Each reader reads it whole
+    # (8 pages at 0): the lookup reads page 8 alone (read_mapping_folio), the
+    # data read at image page 0 opens the initial window get_init_ra_size(8)
+    # = 16: pages 0-15, 8 already cached.  With sharing B's read finds the
+    # shared inode cached (no image read) but B's lookup still reads page 8
+    # of its image: 15 of B's 16 image pages saved, not 16.
+    from erofs_top.readahead import MetaPages
+    reads = [ReadRecord(dev=d, ino=i, file=f, mapping=0, pos=0, count=8 * PAGE, prev_pos=-1,
+                        size=8 * PAGE, cgroup_id=cg)
+             for d, i, f, cg in ((1, 10, 0xA, 100), (2, 20, 0xB, 200))]
+    pages = frozenset(range(8))
+    w = World(records=reads, inodes=[Inode((1, 10), frozenset({1}), pages),
+                                     Inode((2, 20), frozenset({2}), pages)],
+              candidate=lambda d: True, image_of=lambda d: ("img", d),
+              image_map=lambda d, ino: list(range(8)),
+              image_sizes={("img", d): 16 * PAGE for d in (1, 2)},
+              image_owners={("img", d): {p: cg for p in range(16)}
+                            for d, cg in ((1, 100), (2, 200))},
+              groups={"rebuild": [[(1, 10), (2, 20)]]},
+              meta_pages=lambda d, ino: MetaPages(8))
+    out = replay_savings(w)
+    assert out.explained_devs == {1, 2}
+    saved = out.potential["rebuild"]
+    assert (saved.file_pages, saved.image_pages) == (8, 15)
+    assert dict(saved.by_cgroup) == {200: 8 + 15}

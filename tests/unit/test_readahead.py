@@ -6,8 +6,8 @@ page on the matrix's random readers: docs/sharing.md "Random readers").
 """
 from __future__ import annotations
 
-from erofs_top.readahead import (PAGE, FileRa, InodeCache, Read, ZExtentRa, ZFile, image_runs,
-                                 init_ra_size,
+from erofs_top.readahead import (PAGE, FileRa, InodeCache, MetaPages, Read, ZExtentRa, ZFile,
+                                 image_runs, init_ra_size,
                                  next_miss, next_ra_size, read, replay, replay_reads)
 
 
@@ -149,6 +149,57 @@ def test_a_miss_on_a_shared_inode_fills_the_readers_own_image():
     assert (out.images["m1"].pages, out.images["m2"].pages) == ({105}, pages(56, 59))
 
 
+def test_a_lookup_reads_the_inode_page_alone_before_the_data():
+    # F: one data page (image page 20) and an inline tail, its inode in image
+    # page 19 (the tail too).  The lookup reads page 19 (erofs_read_metabuf ->
+    # read_mapping_folio: one page, no readahead).  The data read at image
+    # page 20 then misses with no prev_pos: page_cache_prev_miss from 19
+    # finds 19 cached, 18 not: contig_count 1 <= req_count 1, just page 20.
+    # The tail's page is cached already: no other read.
+    maps = {("m", "F"): [20, -1]}
+    meta = {("m", "F"): MetaPages(19, 19)}
+    reads = [Read("F", ("m", "F"), 1, 0, 2 * PAGE, tag="a")]
+    out = replay_reads(reads, lambda ino: PAGE + 100, image_map=maps.get,
+                       image_size=lambda m: 64 * PAGE, meta_of=meta.get)
+    assert out.inodes["F"].pages == {0, 1}
+    assert out.images["m"].pages == {19, 20}
+    assert out.owners[("image", "m")] == {19: "a", 20: "a"}
+
+
+def test_cached_inode_pages_before_a_miss_open_a_window():
+    # B (inode page 19, data page 40) is read, then A (inode page 18, data
+    # page 20), one page each, through the mount's one image readahead state.
+    # B's data read at 40: prev_miss(39) is 39, no history: just 40.  A's
+    # lookup caches 18; its data read at 20 is not sequential (prev_pos is
+    # 41 pages): prev_miss(19) passes 19 and 18 (both inode pages), stops at
+    # 17: contig_count 2 > req_count 1, a window of min(2 + 1, 32) = 3 pages
+    # (20-22), async_size 1: the mark on 22 (page_cache_sync_ra).  Without
+    # the lookups no page before 20 is cached: just 20.
+    maps = {("m", "B"): [40], ("m", "A"): [20]}
+    meta = {("m", "B"): MetaPages(19), ("m", "A"): MetaPages(18)}
+    reads = [Read("B", ("m", "B"), 1, 0, PAGE), Read("A", ("m", "A"), 2, 0, PAGE)]
+    sizes = {"A": PAGE, "B": PAGE}
+    out = replay_reads(reads, sizes.get, image_map=maps.get, image_size=lambda m: 64 * PAGE,
+                       meta_of=meta.get)
+    assert (out.images["m"].pages, out.images["m"].marks) == ({18, 19, 20, 21, 22, 40}, {22})
+    bare = replay_reads(reads, sizes.get, image_map=maps.get, image_size=lambda m: 64 * PAGE)
+    assert bare.images["m"].pages == {20, 40}
+
+
+def test_an_inline_tail_in_its_own_page_is_read_alone_when_its_page_is_read():
+    # G: two data pages (image 30-31), the tail read from page 51 while the
+    # inode sits at the end of page 50.  A read of page 0 only (window 0-2
+    # by get_init_ra_size(1) = 4, cut at EOF) reads the tail's file page too:
+    # image 30-31 for the data, 51 for the tail, 50 at lookup.
+    maps = {("m", "G"): [30, 31, -1]}
+    meta = {("m", "G"): MetaPages(50, 51)}
+    reads = [Read("G", ("m", "G"), 1, 0, PAGE)]
+    out = replay_reads(reads, lambda ino: 2 * PAGE + 7, image_map=maps.get,
+                       image_size=lambda m: 64 * PAGE, meta_of=meta.get)
+    assert out.inodes["G"].pages == {0, 1, 2}
+    assert out.images["m"].pages == {30, 31, 50, 51}
+
+
 # ---------------------------------------------------------------- compressed files
 # A 40 KiB lz4 file, 4 KiB lclusters, three extents (bytes): [0, 10000) from
 # image page 100, [10000, 22000) from page 101, [22000, 40960) from pages
@@ -232,3 +283,29 @@ def test_a_shared_inode_decompresses_through_each_readers_own_member():
     # request, head readmore adds 6-7; extent [22000, ..) -> B's 202-203.
     assert out.inodes["s"].pages == pages(3, 9)
     assert out.managed == {"m1": {101, 102, 103}, "m2": {202, 203}}
+
+
+def test_cold_compressed_reads_go_through_the_image_in_bios_of_16_pages():
+    # A 100 KiB lz4 file stored as 25 one-page pclusters at image pages
+    # 200-224 (physically contiguous), then an inline last pcluster for the
+    # bytes [102400, 104000) in metadata page 40.  read(0, 104000): the file
+    # window get_init_ra_size(26 pages > 8) = 32, cut at EOF: one batch,
+    # pages 0-25.  Each extent ends on its lcluster's end (4 KiB), so no
+    # queried lcluster holds the next head: not FULL_MAPPED, all 25 kept in
+    # the managed cache (the inline one has no pcluster there).
+    # Image reads (zdata.c z_erofs_submit_queue, fileio.c bvecs[16]): bios
+    # 200-215 and 216-224; the first at page 200 with no history reads just
+    # its 16 pages (prev_miss(199) = 199); the second starts right after the
+    # previous read (prev_pos): sequential, the initial window
+    # get_init_ra_size(9) = 32 from 216 (to 247), async_size 32 - 9 = 23,
+    # the mark on 247 - 23 + 1 = 225.  The inline pcluster: page 40 alone.
+    ext = [ZExtentRa(k * PAGE, (k + 1) * PAGE, 200 + k, 1) for k in range(25)]
+    ext.append(ZExtentRa(25 * PAGE, 104000, 40, 0))
+    reads = [Read("f", ("m", 1), 1, 0, 104000, tag="A")]
+    out = replay_reads(reads, lambda inode: 104000, zfile=lambda member: ZFile(ext),
+                       image_map=lambda member: None, image_size=lambda img: 512 * PAGE)
+    assert out.inodes["f"].pages == pages(0, 25)
+    assert out.managed == {"m": pages(200, 224)}
+    assert out.images["m"].pages == pages(200, 247) | {40}
+    assert out.images["m"].marks == {225}
+    assert set(out.owners[("image", "m")].values()) == {"A"}

@@ -87,6 +87,26 @@ def test_image_pages_other_files_need_stay():
     assert s.image_pages == 3
 
 
+def test_an_inline_pcluster_in_its_inode_page_stays_read_by_the_lookup():
+    # two small compressed files (ztailpacking), each one page whose data is
+    # an inline pcluster right after its inode: file page 0 -> the inode's
+    # own image page (100 on image 1, 200 on image 2).  With sharing, B's
+    # read finds the shared inode cached, but B's lookup on its own mount
+    # still reads image page 200 (erofs_read_inode): no image page saved.
+    # A file whose inode sits elsewhere (page 250) saves its data page 201.
+    owned = {IMG1: {100: A, 101: A}, IMG2: {200: B, 201: B, 250: B}}
+    readers = {IMG1: {A}, IMG2: {B}}
+    inline = [copy("a", 1, A, IMG1, {0: (100,)}), copy("b", 1, B, IMG2, {0: (200,)})]
+    inline[0].inode_page, inline[1].inode_page = 100, 200
+    s = potential([inline], owned, readers, {})
+    assert (s.file_pages, s.image_pages) == (1, 0)
+    apart = [copy("a", 1, A, IMG1, {0: (101,)}), copy("b", 1, B, IMG2, {0: (201,)})]
+    apart[1].inode_page = 250
+    s = potential([inline, apart], owned, readers, {})
+    assert (s.file_pages, s.image_pages) == (2, 1)
+    assert dict(s.by_cgroup) == {B: 3}
+
+
 def test_same_image_mounted_twice_has_one_image_cache():
     owned = {IMG1: {100 + i: A for i in range(6)}}
     s = potential([[copy("a", bits(0, 6), A, IMG1, linear(6, 100)),

@@ -112,13 +112,18 @@ def mount_options(path: str) -> str:
 
 # ------------------------------------------------------------------ cgroups
 def enable_memory_controller() -> None:
-    """memory.stat exists in children only with +memory in the root's subtree_control."""
+    """Turn on the memory and io controllers for the root's children, as runc
+    and the kubelet do on a node.  memory.stat exists in children only with
+    +memory; +io matters for loop mounts: the loop worker charges the backing
+    file's page cache to the memcg of the blkcg that issued the bio, which is
+    the root's (not the reader's) when io is off (docs/sharing.md)."""
     ctl = f"{workload.cgroup2_root()}/cgroup.subtree_control"
     with open(ctl) as f:
-        if "memory" in f.read().split():
-            return
-    with open(ctl, "w") as f:
-        f.write("+memory")
+        on = f.read().split()
+    for name in ("memory", "io"):
+        if name not in on:
+            with open(ctl, "w") as f:
+                f.write(f"+{name}")
 
 
 class Cgroup(workload.Cgroup):

@@ -127,7 +127,7 @@ def _cleanup(proc: subprocess.Popen | None) -> None:
 def containerd(lab):
     vers = _versions()
     if len(vers) != 2:
-        pytest.skip(f"two versions of redis-tools in {DATA} needed (lab build data), got {vers}")
+        pytest.fail(f"two versions of redis-tools in {DATA} needed (lab build data), got {vers}")
     subprocess.run(["modprobe", "overlay"], check=True)
     lk.enable_memory_controller()
     work = lk.workdir("containerd")
