@@ -73,15 +73,20 @@ class Aggregator:
     def __init__(self, recheck_slices: int = RECHECK_SLICES):
         self.recheck_slices = recheck_slices
         self.refreshes = 0
-        self.slices: list[set[tuple]] = [set() for _ in range(max(1, recheck_slices))]
+        # keys by recheck slice, appended when an entry appears (8 B a key, not a
+        # set's ~80): gone and repeated keys are dropped when the slice is due
+        self.slices: list[list[tuple]] = [[] for _ in range(max(1, recheck_slices))]
         self.entries: dict[tuple, Entry] = {}
         self.inputs: dict[tuple, object] = {}           # key -> its PageChunks / SharedInode
         self.dev_keys: dict[int, set[tuple]] = {}       # dev -> entry keys
         self.mount_sigs: dict[int, tuple | None] = {}
-        self.size_keys: dict[int, set[tuple]] = {}      # file size -> live regular entries
+        # file size -> live regular entries, content key -> live entries: most
+        # groups are small (a size or a content of 1-4 files), kept as a tuple
+        # (48-112 B) until they grow (a set: 216 B and up); _add_small
+        self.size_keys: dict[int, tuple | set[tuple]] = {}
         self.size_of: dict[tuple, int] = {}
         self.pending_sizes: dict[int, int] = {}         # size -> identities pending
-        self.ckey_keys: dict[str, set[tuple]] = {}      # content key -> live entries
+        self.ckey_keys: dict[str, tuple | set[tuple]] = {}
         self.ckey_of: dict[tuple, str] = {}
         self.redundant: dict[str, int] = {}             # content key -> redundant pages
         self.mergeable: dict[str, list[list[Entry]]] = {}
@@ -163,12 +168,23 @@ class Aggregator:
         changed |= self._read_shared(readings)
         if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
             inputs = self.inputs
-            for key in list(self.slices[self.refreshes % self.recheck_slices] - changed):
+            for key in self._due_slice(changed):
                 inp = inputs[key]
                 self._put(key, shared_entry(inp) if key[0] == "shared"
                           else chunk_entry(key[0], key[1], inp), fresh=True)
                 changed.add(key)
         return changed
+
+    def _due_slice(self, changed: set[tuple]) -> list[tuple]:
+        """The live keys of this refresh's recheck slice not in ``changed``;
+        the slice's list is compacted to its live keys, once each."""
+        i = self.refreshes % self.recheck_slices
+        live = self.slices[i] = self._live_keys(self.slices[i])
+        return [k for k in live if k not in changed]
+
+    def _live_keys(self, keys: list[tuple]) -> list[tuple]:
+        entries = self.entries
+        return [k for k in dict.fromkeys(keys) if k in entries]
 
     def _read_changed(self, given: dict, changed_files: set[tuple]) -> set[tuple]:
         """The source named the files that may differ since its previous read
@@ -263,18 +279,21 @@ class Aggregator:
             if not keys:
                 del self.dev_keys[old.dev]
         if e is None:
-            self.slices[hash(key) % len(self.slices)].discard(key)
-            return
-        if old is None:
-            # an entry's slice follows from its key (no map of 250,000 slots):
-            # the same key is in the same slice for the life of the process
-            self.slices[hash(key) % len(self.slices)].add(key)
+            return          # its key leaves its slice's list when the slice is due
         if old is not None and not fresh and old.dev == e.dev and old.ino == e.ino:
             e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
         else:
             e.mount = _UNRESOLVED
         self.entries[key] = e
         _add_to(self.dev_keys, e.dev, key)
+        if old is None and self.recheck_slices:
+            # an entry's slice follows from its key (no map of 250,000 slots):
+            # the same key is in the same slice for the life of the process
+            i = hash(key) % len(self.slices)
+            keys = self.slices[i]
+            keys.append(key)
+            if len(keys) > 4 * (len(self.entries) // len(self.slices)) + 64:
+                self.slices[i] = self._live_keys(keys)   # files that come and go often
 
     def _in_order(self, keys: set[tuple]):
         """Many keys (a full pass): in the entries' order, the order their
@@ -337,11 +356,11 @@ class Aggregator:
                     dirty.setdefault(size)
                 continue
             if old is not None:
-                self.size_keys[old].discard(key)
+                _drop_small(self.size_keys, old, key)
                 dirty.setdefault(old)
                 del self.size_of[key]
             if size is not None:
-                _add_to(self.size_keys, size, key)
+                _add_small(self.size_keys, size, key)
                 self.size_of[key] = size
                 dirty.setdefault(size)
             elif e is not None:
@@ -376,11 +395,11 @@ class Aggregator:
             if old:
                 dirty.setdefault(old)
                 if old != ck:
-                    self.ckey_keys[old].discard(key)
+                    _drop_small(self.ckey_keys, old, key)
                     del self.ckey_of[key]
             if ck:
                 dirty.setdefault(ck)
-                _add_to(self.ckey_keys, ck, key)
+                _add_small(self.ckey_keys, ck, key)
                 self.ckey_of[key] = ck
             elif e is not None:
                 e.dup = NONE
@@ -550,6 +569,31 @@ def _add_to(sets: dict, k, v) -> None:
         sets[k] = {v}
     else:
         s.add(v)
+
+
+SMALL_GROUP = 8      # members kept as a tuple (a set above)
+
+
+def _add_small(groups: dict, k, v) -> None:
+    """Add v to groups[k]: a tuple up to SMALL_GROUP members, then a set."""
+    g = groups.get(k)
+    if g is None:
+        groups[k] = (v,)
+    elif type(g) is tuple:
+        if v not in g:
+            groups[k] = g + (v,) if len(g) < SMALL_GROUP else {*g, v}
+    else:
+        g.add(v)
+
+
+def _drop_small(groups: dict, k, v) -> None:
+    """Remove v from groups[k] (_add_small's); an empty group stays, empty."""
+    g = groups[k]
+    if type(g) is tuple:
+        if v in g:
+            groups[k] = tuple(x for x in g if x != v)
+    else:
+        g.discard(v)
 
 
 def _key(e: Entry) -> tuple:

@@ -13,7 +13,7 @@ from fractions import Fraction
 from itertools import compress, repeat
 from operator import rshift
 
-from .entries import Entry
+from .entries import Entry, owners_by_chunk
 
 
 def image_key(m) -> tuple[int, int] | None:
@@ -56,34 +56,57 @@ def _plain_sums(chunks: dict[int, dict[int, int]]) -> tuple[int, dict[int, int]]
     return resident, per
 
 
+_SUMS: dict[tuple, tuple] = {}     # cg_sums tuples interned (equal ones: one object)
+_SUMS_MAX = 1 << 16                 # then started anew: cgroups come and go
+
+
+def _interned(sums: tuple) -> tuple:
+    """One object for equal cg_sums (files of one cgroup with the same
+    page counts: most small files; ~80 B each kept otherwise)."""
+    if len(_SUMS) >= _SUMS_MAX:
+        _SUMS.clear()
+    return _SUMS.setdefault(sums, sums)
+
+
 class Contribution:
     """What one live entry adds to the accumulators.  Kept for every live
     entry (250,000 on a busy node), so compact: the per-cgroup sums are one
-    flat tuple ``cg_sums`` = (cg, resident, dup, seeded, cg, ...), the rank
-    is made when asked for."""
-    __slots__ = ("cg_sums", "users", "member_users", "shared_pages", "mount", "resident",
-                 "dup", "seeded", "dev", "ino", "mapping")
+    flat tuple ``cg_sums`` = (cg, resident, dup, seeded, cg, ...) (interned),
+    the rank is made when asked for; what only shared inodes have is in
+    SharedContribution (Contribution(e) of a shared entry makes one)."""
+    __slots__ = ("cg_sums", "mount", "resident", "dup", "seeded", "dev", "ino")
+    users: tuple[int, ...] = ()            # shared inode: cgroups that use it
+    member_users: tuple[int, ...] = ()
+    shared_pages = 0
+    mapping = 0
+
+    def __new__(cls, e: Entry):
+        return object.__new__(SharedContribution if e.shared_mapping else cls)
 
     def __init__(self, e: Entry):
         resident = dup = seeded = 0
         seeded_masks = e.seeded
         dups = e.dup
-        chunks = e.chunks
         if not seeded_masks and (not dups or dups is e.union):
             # most files: nothing seeded, and no page duplicated or every
             # resident page duplicated (dup is the union itself)
-            resident, per = _plain_sums(chunks)
+            if e.owner is not None:         # one cgroup inserted every page
+                resident = sum(m.bit_count() for m in e.union.values())
+                per = {e.owner: resident}
+            else:
+                resident, per = _plain_sums(e.chunks)
             if dups:
                 dup = resident
-                self.cg_sums = tuple(x for cg, r in per.items() for x in (cg, r, r, 0))
+                sums = tuple(x for cg, r in per.items() for x in (cg, r, r, 0))
             elif len(per) == 1:
                 for cg, r in per.items():
-                    self.cg_sums = (cg, r, 0, 0)
+                    sums = (cg, r, 0, 0)
             else:
-                self.cg_sums = tuple(x for cg, r in per.items() for x in (cg, r, 0, 0))
+                sums = tuple(x for cg, r in per.items() for x in (cg, r, 0, 0))
+            self.cg_sums = _interned(sums)
         else:
             per_cg: dict[int, tuple[int, int, int]] = {}     # cg -> (resident, dup, seeded)
-            for c, owners in chunks.items():
+            for c, owners in owners_by_chunk(e).items():
                 dmask = dups.get(c, 0) if dups else 0
                 smask = seeded_masks.get(c, 0) if seeded_masks else 0
                 union = 0
@@ -100,16 +123,14 @@ class Contribution:
                 if smask:
                     seeded += (smask & union).bit_count()
             self.cg_sums = _cg_sums(per_cg)
-        self.users: tuple[int, ...] = ()        # shared inode: cgroups that use it
-        self.member_users: tuple[int, ...] = ()
-        self.shared_pages = 0
         if e.shared_mapping:
             self.users = tuple(sorted(set(e.users) or set(self.cgroups())))
             self.member_users = tuple(sorted(e.users))
             self.shared_pages = resident
+            self.mapping = e.shared_mapping
         self.mount = e.mount
         self.resident, self.dup, self.seeded = resident, dup, seeded
-        self.dev, self.ino, self.mapping = e.dev, e.ino, e.shared_mapping
+        self.dev, self.ino = e.dev, e.ino
 
     def cgroups(self) -> tuple[int, ...]:
         """The cgroups that inserted its pages."""
@@ -126,6 +147,11 @@ class Contribution:
     def rank(self) -> tuple:
         """The order of the largest files (smallest rank first)."""
         return (-self.resident, -self.dup, self.dev, self.ino, self.mapping)
+
+
+class SharedContribution(Contribution):
+    """A shared inode's Contribution: also the cgroups that use it."""
+    __slots__ = ("users", "member_users", "shared_pages", "mapping")
 
 
 @dataclass(slots=True)

@@ -39,10 +39,13 @@ class Entry:
     Mappings that are mostly empty share NONE (read-only) until they are not;
     ``chunks`` may hold a PageChunk's own owners dict (never modified);
     ``union`` is never modified after it is filled: the copies of a content
-    that hold the same pages share one, which is also their ``dup``."""
+    that hold the same pages share one, which is also their ``dup``.
+    ``owner``: when every resident page was inserted by one cgroup (most
+    files) chunk_entry keeps only it, ``chunks`` is then None (a dict per
+    file less): owners_by_chunk() gives the mapping either way."""
     dev: int
     ino: int
-    chunks: dict[int, dict[int, int]] = field(default_factory=dict)  # chunk -> cg -> mask
+    chunks: dict[int, dict[int, int]] | None = field(default_factory=dict)  # chunk -> cg -> mask
     seeded: Mapping[int, int] = NONE                                 # chunk -> mask
     mount: MountInfo | None = None
     info: FileInfo | None = None
@@ -54,6 +57,7 @@ class Entry:
     dup: Mapping[int, int] = NONE     # chunk -> mask of duplicate pages
     touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
     in_group: bool = False            # in a mergeable group (savings)
+    owner: int | None = None          # the one cgroup of every page (chunks None)
 
     def resident_pages(self) -> int:
         return sum(m.bit_count() for m in self.union.values())
@@ -62,6 +66,29 @@ class Entry:
     def order(self) -> tuple[int, int, int]:
         """The canonical order of entries (groups, savings): never the map's order."""
         return (self.dev, self.ino, self.shared_mapping)
+
+
+def owners_by_chunk(e: Entry) -> dict[int, dict[int, int]]:
+    """chunk -> cgroup -> mask of an entry, made from its union when it keeps
+    only its one owner."""
+    if e.owner is None:
+        return e.chunks
+    owner = e.owner
+    return {c: {owner: m} for c, m in e.union.items()}
+
+
+def _one_owner(chunks: dict[int, dict[int, int]]) -> int | None:
+    """The cgroup that inserted every page of chunks (each chunk's single
+    owner, the same one, a page or more each), else None."""
+    owner = None
+    for owners in chunks.values():
+        if len(owners) != 1:
+            return None
+        for cg, m in owners.items():
+            if not m or (owner is not None and cg != owner):
+                return None
+            owner = cg
+    return owner
 
 
 def group_chunks(chunks: list[PageChunk]) -> dict[tuple, list[PageChunk]]:
@@ -119,6 +146,9 @@ def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
     if seeded:
         e.seeded = seeded
     _fill_union(e)
+    owner = _one_owner(chunks)
+    if owner is not None:
+        e.owner, e.chunks = owner, None
     return e
 
 

@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
 from . import fragments
-from .entries import Entry
+from .entries import Entry, owners_by_chunk
 from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
@@ -52,7 +52,7 @@ def cache_owners(managed: Iterable[Entry], readings: Readings) -> dict[tuple, di
     owned: dict[tuple, dict[int, int]] = dict(readings.image_cache_owners)
     for e in managed:
         pages = owned.setdefault(managed_key(e.dev), {})
-        for c, owners in e.chunks.items():
+        for c, owners in owners_by_chunk(e).items():
             for cg, mask in owners.items():
                 for p in range(CHUNK_PAGES):
                     if mask >> p & 1:
@@ -71,7 +71,7 @@ def _copy(e: Entry, image_pages, managed_pages, meta_pages) -> Copy:
     return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, img, pm,
                 bool(m and m.image and m.image.ishare_xattrs),
                 None if mm is None else (managed_key(e.dev), mm),
-                -1 if meta is None else meta.inode_page)
+                -1 if meta is None else meta.inode_page, owner=e.owner)
 
 
 def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
@@ -464,7 +464,7 @@ def _packed_needed(m: MountInfo, reads: Iterable[tuple[int, dict[int, int]]],
 def _owners(e: Entry | None) -> dict[int, int]:
     """Resident page -> the cgroup it is charged to."""
     out: dict[int, int] = {}
-    for c, per_cg in (e.chunks if e is not None else {}).items():
+    for c, per_cg in (owners_by_chunk(e) if e is not None else {}).items():
         for cg, mask in per_cg.items():
             for p in range(CHUNK_PAGES):
                 if mask >> p & 1:

@@ -68,7 +68,7 @@ class Copy:
     """One cached copy of some content, as the savings code needs it."""
     key: tuple                          # unique per copy (the aggregator's entry key)
     union: dict[int, int]               # chunk -> resident mask
-    owners: dict[int, dict[int, int]]   # chunk -> cgroup -> mask
+    owners: dict[int, dict[int, int]] | None  # chunk -> cgroup -> mask (None: see owner)
     image: tuple[int, int] | None       # (host dev, image ino) of a file/loop mount
     page_map: PageMap | None            # file page -> image pages (None: unknown)
     fingerprinted: bool                 # its image carries --xattr-inode-digest xattrs
@@ -77,6 +77,7 @@ class Copy:
     # the image page holding its on-disk inode (-1: unknown): the mount's
     # lookup reads it (erofs_read_inode) whatever sharing does
     inode_page: int = -1
+    owner: int | None = None            # the one cgroup of every page (Entry.owner)
 
 
 def _as_managed(c: Copy) -> Copy:
@@ -98,7 +99,7 @@ def _file_pages(members: list[Copy], out: Savings,
                 removed: dict[tuple, dict[int, int]] | None) -> None:
     """Per content page, every resident copy after the first is saved; the
     first holder in ``members`` order keeps it.  Fills ``removed`` (if given)."""
-    rows = [(m.union, m.fingerprinted, m.key, m.owners) for m in members]
+    rows = [(m.union, m.fingerprinted, m.key, m.owners, m.owner) for m in members]
     by_dev, by_cgroup = out.by_dev, out.by_cgroup
     if members and all(r[0] == members[0].union for r in rows):
         _same_pages(rows, out, removed)
@@ -108,7 +109,7 @@ def _file_pages(members: list[Copy], out: Savings,
     for c in chunks:
         held = 0
         held_fp = 0
-        for union, fingerprinted, key, owners_of in rows:
+        for union, fingerprinted, key, owners_of, owner in rows:
             mask = union.get(c, 0)
             gone = mask & held
             held |= mask
@@ -122,6 +123,9 @@ def _file_pages(members: list[Copy], out: Savings,
             n = gone.bit_count()
             file_pages += n
             by_dev[key[0]] += n
+            if owner is not None:       # every page is its
+                by_cgroup[owner] += n
+                continue
             owners = owners_of.get(c)
             if owners is None:
                 continue
@@ -148,10 +152,13 @@ def _same_pages(rows: list[tuple], out: Savings,
     out.now_file_pages += max(0, fingerprinted - 1) * pages
     out.file_pages += (len(rows) - 1) * pages
     by_dev, by_cgroup = out.by_dev, out.by_cgroup
-    for union, _, key, owners_of in rows[1:]:
+    for union, _, key, owners_of, owner in rows[1:]:
         if removed is not None:
             removed[key] = dict(union)
         by_dev[key[0]] += pages
+        if owner is not None:
+            by_cgroup[owner] += pages
+            continue
         for owners in owners_of.values():       # each owner's pages are within the union
             for cg, om in owners.items():
                 if om:
@@ -227,6 +234,8 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
 
 def _file_holders(m: Copy) -> set[int]:
     """The cgroups holding resident pages of this copy."""
+    if m.owner is not None:
+        return {m.owner}
     return {cg for per_cg in m.owners.values() for cg in per_cg}
 
 

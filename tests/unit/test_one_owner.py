@@ -1,0 +1,88 @@
+"""Entries whose every page one cgroup inserted keep only that cgroup
+(Entry.owner, no chunk -> owners dict): their contributions, duplicates and
+group savings must equal those of the same entries with the full mapping."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from erofs_top.attribution import Contribution
+from erofs_top.entries import Entry, _fill_union, chunk_entry, duplicate_group, owners_by_chunk
+from erofs_top.readings import CHUNK_PAGES, PageChunk
+from erofs_top.savings import Copy, group_file_savings
+
+CGS = (11, 22, 33)
+
+
+def _chunks(rng: random.Random, dev: int, ino: int, same_pages: dict[int, int] | None):
+    """PageChunks of one file: one owner (often), or pages split, or a chunk
+    read twice (two PageChunks), seeded pages now and then."""
+    owner = rng.choice(CGS)
+    pages = same_pages or {c: rng.getrandbits(CHUNK_PAGES) | 1
+                           for c in rng.sample(range(6), rng.randint(1, 4))}
+    out = []
+    for c, mask in pages.items():
+        seeded = mask & rng.getrandbits(CHUNK_PAGES) if rng.random() < 0.2 else 0
+        r = rng.random()
+        if r < 0.6:
+            out.append(PageChunk(dev, ino, c, {owner: mask}, seeded))
+        elif r < 0.8:
+            low = mask & 0xFFFFFFFF
+            out.append(PageChunk(dev, ino, c, {owner: low or mask}, seeded))
+            if low and mask & ~low:
+                out.append(PageChunk(dev, ino, c, {owner: mask & ~low}))
+        else:
+            other = rng.choice([cg for cg in CGS if cg != owner])
+            split = mask & rng.getrandbits(CHUNK_PAGES)
+            out.append(PageChunk(dev, ino, c, {owner: mask & ~split, other: split}, seeded))
+    return out, pages
+
+
+def _full(e: Entry) -> Entry:
+    """The same entry with the chunk -> owners mapping kept."""
+    f = Entry(e.dev, e.ino, chunks={c: dict(o) for c, o in owners_by_chunk(e).items()},
+              seeded=e.seeded)
+    _fill_union(f)
+    return f
+
+
+def _facts(group: list[Entry]) -> tuple:
+    redundant, _ = duplicate_group(group)
+    contribs = [Contribution(e) for e in group]
+    copies = [Copy((e.dev, e.ino, 0), e.union, e.chunks, None, None, i % 2 == 0, owner=e.owner)
+              for i, e in enumerate(group)]
+    s = group_file_savings(copies)
+    return (redundant,
+            [(c.resident, c.dup, c.seeded, sorted(c.per_cg())) for c in contribs],
+            (s.file_pages, s.now_file_pages, {k: v for k, v in s.by_cgroup.items() if v},
+             {k: v for k, v in s.by_dev.items() if v}))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_one_owner_entries_equal_the_full_mapping(seed):
+    rng = random.Random(seed)
+    group, compact_seen = [], 0
+    pages = None
+    for i in range(rng.randint(2, 5)):
+        pcs, made = _chunks(rng, 100 + i, 7, pages if rng.random() < 0.5 else None)
+        pages = pages or made
+        e = chunk_entry(100 + i, 7, pcs)
+        compact_seen += e.owner is not None
+        if e.owner is not None:
+            assert e.chunks is None
+            assert {(c, cg) for c, o in owners_by_chunk(e).items() for cg in o} == \
+                {(pc.chunk, cg) for pc in pcs for cg, m in pc.owners.items() if m}
+        group.append(e)
+    full = [_full(e) for e in group]
+    assert all(f.owner is None for f in full)
+    assert _facts(group) == _facts(full)
+
+
+def test_compact_entries_are_made():
+    """The usual file (one cgroup read it) keeps no chunk mapping."""
+    e = chunk_entry(1, 2, [PageChunk(1, 2, 0, {5: 0b1011}), PageChunk(1, 2, 3, {5: 1 << 63})])
+    assert (e.owner, e.chunks) == (5, None)
+    assert owners_by_chunk(e) == {0: {5: 0b1011}, 3: {5: 1 << 63}}
+    two = chunk_entry(1, 2, [PageChunk(1, 2, 0, {5: 1}), PageChunk(1, 2, 1, {6: 1})])
+    assert two.owner is None and two.chunks == {0: {5: 1}, 1: {6: 1}}
