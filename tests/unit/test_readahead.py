@@ -269,6 +269,23 @@ def test_compressed_last_extent_queried_in_the_last_lcluster_is_full_mapped():
     assert [(list(r), kept) for r, kept in c.zio] == [([7], False)]
 
 
+def test_compressed_last_extent_headed_in_the_last_lcluster_is_not_full_mapped():
+    # An 11769-byte file (3 pages, lclusters 0-2), extents [0, 11414) from
+    # image page 50 and [11414, 11769) from page 51: the last extent's head
+    # is in the last lcluster (2).  pread(179, 4 KiB): pages 0-1, page 0 ->
+    # the initial window get_init_ra_size(2) = 8, cut at EOF: batch [0, 1, 2].
+    # [0, 11414) is queried at 11413: lcluster 2 holds the next head ->
+    # FULL_MAPPED, starts at the batch -> not kept.  [11414, ..) is queried
+    # at 11768, lcluster 2 = its HEAD lcluster (endoff >= clusterofs): the
+    # map ends at the lcluster's end, not FULL_MAPPED -> kept (the lab's 7.2,
+    # libpython3.14-stdlib lz4hc: every such tail pcluster cached).
+    z = ZFile([ZExtentRa(0, 11414, 50, 1), ZExtentRa(11414, 11769, 51, 1)])
+    c = InodeCache(11769, z=z, io=[], zio=[])
+    read(c, FileRa(), 179, PAGE)
+    assert c.pages == {0, 1, 2}
+    assert [(list(r), kept) for r, kept in c.zio] == [([50], False), ([51], True)]
+
+
 def test_a_shared_inode_decompresses_through_each_readers_own_member():
     # Same content in two images at other image pages: reader B's miss on the
     # shared inode reads B's pclusters into B's superblock's managed cache.
