@@ -195,7 +195,8 @@ def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecor
                         image_of=w.image_of,
                         image_size=lambda img: w.image_sizes.get(img, 0),
                         zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records),
-                        meta_of=lambda m: w.meta_pages(*m))
+                        meta_of=lambda m: w.meta_pages(*m),
+                        shared=lambda k: k[0] == "s" or k[0] == "g")
 
 
 def _warm_images(w: World, records: list[ReadRecord]) -> dict:

@@ -450,7 +450,7 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
                  image_size=None, image_large_folios: bool = True,
                  image_of=lambda mount: mount, zfile=None,
                  managed_of=lambda read: read.member[0], image_seed=None,
-                 meta_of=None) -> Replayed:
+                 meta_of=None, shared=lambda inode: False) -> Replayed:
     """Replay ``reads`` (Read, in order) from empty caches: what each inode
     and, given ``image_map(member)`` (file page -> image page, or None) and
     ``image_size(image)``, each image file would hold.  A miss is read
@@ -467,7 +467,10 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
     files; never tagged).
     ``meta_of(member)``: the image pages of the member's on-disk inode and of
     its inline tail (``MetaPages``; None: unknown), read through the image's
-    cache one page each, without readahead (see ``_meta_read``)."""
+    cache one page each, without readahead (see ``_meta_read``).
+    ``shared(inode)``: the inode is an inode_share one, whose members' lookups
+    also read their inline xattrs (the fingerprint: the pages after the
+    inode's up to ``MetaPages.xattr_end_page``; the lab's 7.2)."""
     out = Replayed()
     for image, pages in (image_seed or {}).items():
         out.images[image] = InodeCache(image_size(image), image_large_folios, pages=set(pages))
@@ -486,6 +489,9 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
         if meta is not None and r.member not in looked_up:     # the lookup before the open
             looked_up.add(r.member)
             _meta_read(out, image, meta.inode_page, image_size, image_large_folios, r.tag)
+            if shared(r.inode):     # inode_share: iget reads the fingerprint xattr too
+                for p in range(meta.inode_page + 1, meta.xattr_end_page + 1):
+                    _meta_read(out, image, p, image_size, image_large_folios, r.tag)
         c.io, c.zio, c.zcuts = [], [], []
         ra = file_ra.setdefault(r.opened, FileRa())
         if r.prev_pos is not None:
@@ -509,10 +515,12 @@ def replay_reads(reads, size_of, *, large_folios=lambda inode: False, image_map=
 @dataclass(frozen=True)
 class MetaPages:
     """Where a file's metadata sits in its image: the page holding its
-    on-disk inode (read at lookup) and the page its inline tail is read from
-    (-1: no inline tail)."""
+    on-disk inode (read at lookup), the page its inline tail is read from
+    (-1: no inline tail) and the page holding the last byte of its inline
+    xattrs (-1: none or unknown)."""
     inode_page: int
     tail_page: int = -1
+    xattr_end_page: int = -1
 
 
 def _meta_read(out: Replayed, image, page: int, image_size, image_large_folios: bool,

@@ -465,8 +465,11 @@ class ImageContent:
         except ErofsFormatError:
             return None
         base = mount.image_offset
+        sb, ino_ = hit
+        xattrs = ino_.inode_size + ino_.xattr_size
         return MetaPages((base + inode_at) // PAGE_SIZE,
-                         (base + tail_at) // PAGE_SIZE if tail_at >= 0 else -1)
+                         (base + tail_at) // PAGE_SIZE if tail_at >= 0 else -1,
+                         (base + inode_at + xattrs - 1) // PAGE_SIZE if ino_.xattr_size else -1)
 
     def managed_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """Compressed files: file page -> pages of the mount's compressed-data

@@ -186,6 +186,23 @@ def test_cached_inode_pages_before_a_miss_open_a_window():
     assert bare.images["m"].pages == {20, 40}
 
 
+def test_an_inode_share_lookup_also_reads_the_xattr_pages_past_the_inode_page():
+    # H: one data page (image 40); its inode at the end of image page 19, its
+    # inline xattrs (the fingerprint) running into page 20.  Read through a
+    # shared inode ("s"), the lookup reads page 19 and, for the fingerprint
+    # (inode_share's iget), page 20, each alone.  The data miss at 40 then
+    # finds 39 uncached: just 40.  On a stock inode the xattrs are not read
+    # at lookup: pages 19 and 40 only.
+    maps = {("m", "H"): [40]}
+    meta = {("m", "H"): MetaPages(19, -1, 20)}
+    for inode, want in (("s", {19, 20, 40}), ("H", {19, 40})):
+        reads = [Read(inode, ("m", "H"), 1, 0, PAGE, tag="a")]
+        out = replay_reads(reads, lambda ino: PAGE, image_map=maps.get,
+                           image_size=lambda m: 64 * PAGE, meta_of=meta.get,
+                           shared=lambda k: k == "s")
+        assert out.images["m"].pages == want
+
+
 def test_an_inline_tail_in_its_own_page_is_read_alone_when_its_page_is_read():
     # G: two data pages (image 30-31), the tail read from page 51 while the
     # inode sits at the end of page 50.  A read of page 0 only (window 0-2
