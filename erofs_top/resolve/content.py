@@ -455,8 +455,9 @@ class ImageContent:
         return phys if not shift else {p: tuple(x + shift for x in v) for p, v in phys.items()}
 
     def meta_pages(self, mount: MountInfo, ino: int) -> MetaPages | None:
-        """The backing file's pages a mount reads a file's inode and inline
-        tail from (one page each, no readahead); None where not known."""
+        """The backing file's pages a mount reads a file's inode, inline
+        tail and (inode_share lookups) inline xattrs from (one page each, no
+        readahead); None where not known."""
         hit = self._disk_inode(mount, ino) if mount.backing_file else None
         if hit is None or mount.image_offset % PAGE_SIZE:
             return None
