@@ -221,9 +221,12 @@ def _failed_devs(w: World, actual: Replayed) -> set[int]:
         w.image_of(r.dev) is not None and w.image_map(r.dev, r.ino) is None
         and w.zfile(r.dev, r.ino) is None)}
     bad |= _failed_managed(w, actual)
+    read_devs = {r.dev for r in w.records}
     for ino in w.inodes:
         if not ino.regular:
             continue
+        if not ino.devs <= read_devs:   # a member's mount holds cache but logged no read
+            bad |= ino.devs             # (mmap faults on a shared inode: invisible here)
         c = actual.inodes.get(ino.key)
         if (c.pages if c is not None else set()) != ino.pages:
             bad |= ino.devs

@@ -521,3 +521,19 @@ def test_inode_share_lookups_read_the_xattr_pages_the_stock_world_does_not():
     out = replay_savings(w)
     assert out.explained_devs == {1, 2}
     assert (out.realized_file_pages, out.realized_image_pages) == (8, 14)
+
+
+def test_a_shared_inode_with_a_member_mount_that_logged_no_read_is_not_explained():
+    # A reads the 8-page file through the shared inode (mount 1); B's member
+    # on mount 2 touched it too (mmap faults: not in the read log).  The
+    # shared inode's pages are A's, so the replay reproduces them, but B's
+    # side (its image, its faults) is unknown: both mounts keep the page
+    # rules.
+    reads = [ReadRecord(dev=1, ino=10, file=0xA, mapping=0x55, pos=0, count=8 * PAGE,
+                        prev_pos=-1, size=8 * PAGE, cgroup_id=100)]
+    w = World(records=reads, inodes=[Inode(("s", 0x55), frozenset({1, 2}), frozenset(range(8)))],
+              candidate=lambda d: True, image_of=lambda d: ("img", d),
+              image_map=lambda d, ino: list(range(8)),
+              image_sizes={("img", d): 16 * PAGE for d in (1, 2)},
+              image_owners={("img", 1): {p: 100 for p in range(16)}, ("img", 2): {0: 200}})
+    assert replay_savings(w).explained_devs == set()
