@@ -197,7 +197,8 @@ def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecor
                         image_of=w.image_of,
                         image_size=lambda img: w.image_sizes.get(img, 0),
                         zfile=lambda m: w.zfile(*m), image_seed=_warm_images(w, records),
-                        meta_of=lambda m: w.meta_pages(*m), meta_readahead=w.meta_readahead)
+                        meta_of=lambda m: w.meta_pages(*m), meta_readahead=w.meta_readahead,
+                        shared=lambda k: k[0] == "s" or k[0] == "g")
 
 
 def _warm_images(w: World, records: list[ReadRecord]) -> dict:
@@ -222,9 +223,12 @@ def _failed_devs(w: World, actual: Replayed) -> set[int]:
         w.image_of(r.dev) is not None and w.image_map(r.dev, r.ino) is None
         and w.zfile(r.dev, r.ino) is None)}
     bad |= _failed_managed(w, actual)
+    read_devs = {r.dev for r in w.records}
     for ino in w.inodes:
         if not ino.regular:
             continue
+        if not ino.devs <= read_devs:   # a member's mount holds cache but logged no read
+            bad |= ino.devs             # (mmap faults on a shared inode: invisible here)
         c = actual.inodes.get(ino.key)
         if (c.pages if c is not None else set()) != ino.pages:
             bad |= ino.devs

@@ -455,8 +455,9 @@ class ImageContent:
         return phys if not shift else {p: tuple(x + shift for x in v) for p, v in phys.items()}
 
     def meta_pages(self, mount: MountInfo, ino: int) -> MetaPages | None:
-        """The backing file's pages a mount reads a file's inode and inline
-        tail from (one page each, no readahead); None where not known."""
+        """The backing file's pages a mount reads a file's inode, inline
+        tail and (inode_share lookups) inline xattrs from (one page each, no
+        readahead); None where not known."""
         hit = self._disk_inode(mount, ino) if mount.backing_file else None
         if hit is None or mount.image_offset % PAGE_SIZE:
             return None
@@ -465,8 +466,11 @@ class ImageContent:
         except ErofsFormatError:
             return None
         base = mount.image_offset
+        sb, ino_ = hit
+        xattrs = ino_.inode_size + ino_.xattr_size
         return MetaPages((base + inode_at) // PAGE_SIZE,
-                         (base + tail_at) // PAGE_SIZE if tail_at >= 0 else -1)
+                         (base + tail_at) // PAGE_SIZE if tail_at >= 0 else -1,
+                         (base + inode_at + xattrs - 1) // PAGE_SIZE if ino_.xattr_size else -1)
 
     def managed_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """Compressed files: file page -> pages of the mount's compressed-data

@@ -495,3 +495,45 @@ def test_an_inode_page_every_mount_looks_up_is_no_image_saving():
     saved = out.potential["rebuild"]
     assert (saved.file_pages, saved.image_pages) == (8, 15)
     assert dict(saved.by_cgroup) == {200: 8 + 15}
+
+
+def test_inode_share_lookups_read_the_xattr_pages_the_stock_world_does_not():
+    # The file above on two inode_share mounts, one shared inode; its inline
+    # xattrs run from image page 8 into page 9.  Actual world: A's lookup
+    # reads pages 8 and 9 (inode_share's iget reads the fingerprint), its
+    # read of the shared inode opens get_init_ra_size(8) = 16 image pages
+    # (0-15, 8 and 9 cached); B's lookup reads 8 and 9 of its image, its read
+    # finds the shared inode cached: images 16 + 2 pages, file 8.  Sharing
+    # off (stock: lookups read the inode page only): 16 + 16 image pages,
+    # 8 + 8 file pages.  Reported: 8 file pages, 32 - 18 = 14 image pages
+    # (15 if B's lookup read page 8 alone).
+    from erofs_top.readahead import MetaPages
+    reads = [ReadRecord(dev=d, ino=i, file=f, mapping=0x55, pos=0, count=8 * PAGE,
+                        prev_pos=-1, size=8 * PAGE, cgroup_id=cg)
+             for d, i, f, cg in ((1, 10, 0xA, 100), (2, 20, 0xB, 200))]
+    w = World(records=reads, inodes=[Inode(("s", 0x55), frozenset({1, 2}), frozenset(range(8)))],
+              candidate=lambda d: True, image_of=lambda d: ("img", d),
+              image_map=lambda d, ino: list(range(8)),
+              image_sizes={("img", d): 16 * PAGE for d in (1, 2)},
+              image_owners={("img", 1): {p: 100 for p in range(16)},
+                            ("img", 2): {8: 200, 9: 200}},
+              meta_pages=lambda d, ino: MetaPages(8, -1, 9))
+    out = replay_savings(w)
+    assert out.explained_devs == {1, 2}
+    assert (out.realized_file_pages, out.realized_image_pages) == (8, 14)
+
+
+def test_a_shared_inode_with_a_member_mount_that_logged_no_read_is_not_explained():
+    # A reads the 8-page file through the shared inode (mount 1); B's member
+    # on mount 2 touched it too (mmap faults: not in the read log).  The
+    # shared inode's pages are A's, so the replay reproduces them, but B's
+    # side (its image, its faults) is unknown: both mounts keep the page
+    # rules.
+    reads = [ReadRecord(dev=1, ino=10, file=0xA, mapping=0x55, pos=0, count=8 * PAGE,
+                        prev_pos=-1, size=8 * PAGE, cgroup_id=100)]
+    w = World(records=reads, inodes=[Inode(("s", 0x55), frozenset({1, 2}), frozenset(range(8)))],
+              candidate=lambda d: True, image_of=lambda d: ("img", d),
+              image_map=lambda d, ino: list(range(8)),
+              image_sizes={("img", d): 16 * PAGE for d in (1, 2)},
+              image_owners={("img", 1): {p: 100 for p in range(16)}, ("img", 2): {0: 200}})
+    assert replay_savings(w).explained_devs == set()

@@ -186,6 +186,23 @@ def test_cached_inode_pages_before_a_miss_open_a_window():
     assert bare.images["m"].pages == {20, 40}
 
 
+def test_an_inode_share_lookup_also_reads_the_xattr_pages_past_the_inode_page():
+    # H: one data page (image 40); its inode at the end of image page 19, its
+    # inline xattrs (the fingerprint) running into page 20.  Read through a
+    # shared inode ("s"), the lookup reads page 19 and, for the fingerprint
+    # (inode_share's iget), page 20, each alone.  The data miss at 40 then
+    # finds 39 uncached: just 40.  On a stock inode the xattrs are not read
+    # at lookup: pages 19 and 40 only.
+    maps = {("m", "H"): [40]}
+    meta = {("m", "H"): MetaPages(19, -1, 20)}
+    for inode, want in (("s", {19, 20, 40}), ("H", {19, 40})):
+        reads = [Read(inode, ("m", "H"), 1, 0, PAGE, tag="a")]
+        out = replay_reads(reads, lambda ino: PAGE, image_map=maps.get,
+                           image_size=lambda m: 64 * PAGE, meta_of=meta.get,
+                           shared=lambda k: k == "s")
+        assert out.images["m"].pages == want
+
+
 def test_an_inline_tail_in_its_own_page_is_read_alone_when_its_page_is_read():
     # G: two data pages (image 30-31), the tail read from page 51 while the
     # inode sits at the end of page 50.  A read of page 0 only (window 0-2
@@ -267,6 +284,23 @@ def test_compressed_last_extent_queried_in_the_last_lcluster_is_full_mapped():
     read(c, FileRa(), 0, PAGE)
     assert c.pages == {0, 1}
     assert [(list(r), kept) for r, kept in c.zio] == [([7], False)]
+
+
+def test_compressed_last_extent_headed_in_the_last_lcluster_is_not_full_mapped():
+    # An 11769-byte file (3 pages, lclusters 0-2), extents [0, 11414) from
+    # image page 50 and [11414, 11769) from page 51: the last extent's head
+    # is in the last lcluster (2).  pread(179, 4 KiB): pages 0-1, page 0 ->
+    # the initial window get_init_ra_size(2) = 8, cut at EOF: batch [0, 1, 2].
+    # [0, 11414) is queried at 11413: lcluster 2 holds the next head ->
+    # FULL_MAPPED, starts at the batch -> not kept.  [11414, ..) is queried
+    # at 11768, lcluster 2 = its HEAD lcluster (endoff >= clusterofs): the
+    # map ends at the lcluster's end, not FULL_MAPPED -> kept (the lab's 7.2,
+    # libpython3.14-stdlib lz4hc: every such tail pcluster cached).
+    z = ZFile([ZExtentRa(0, 11414, 50, 1), ZExtentRa(11414, 11769, 51, 1)])
+    c = InodeCache(11769, z=z, io=[], zio=[])
+    read(c, FileRa(), 179, PAGE)
+    assert c.pages == {0, 1, 2}
+    assert [(list(r), kept) for r, kept in c.zio] == [([50], False), ([51], True)]
 
 
 def test_a_shared_inode_decompresses_through_each_readers_own_member():
