@@ -43,6 +43,9 @@ def _pair(pkg: str):
     return next((p for p in PACKAGES if p[0] == pkg), None)
 
 
+PAIR = _pair(PKG)               # the main data set's versions (test_advise_lab uses it)
+
+
 def _files(root: str):
     for d, _, files in os.walk(root):
         for name in sorted(files):
@@ -136,7 +139,7 @@ def images(lab):
     d = lk.workdir("matrix")
     built: dict[tuple[str, str], str] = {}
 
-    def build(pkg: str, name: str) -> str:
+    def build(name: str, pkg: str = PKG) -> str:
         pair = _pair(pkg)
         if pair is None:
             pytest.fail(f"{DATA}/{pkg} must hold two versions (tests/vm/lab.sh build fetches them)")
@@ -183,7 +186,7 @@ def _cases() -> list:
 @pytest.mark.parametrize("pkg, cell", _cases())
 def test_cell_matches_the_kernel(collector, images, pkg, cell):
     mounts, plan, cold = CELLS[cell]
-    imgs = [(images(pkg, b), loop) for b, loop in mounts]
+    imgs = [(images(b, pkg), loop) for b, loop in mounts]
     plain = _run(collector, imgs, "", plan, cold)
     shared = _run(collector, imgs, SHARE, plan, cold)
     real = plain["charged"] - shared["charged"]
