@@ -7,7 +7,7 @@ page on the matrix's random readers: docs/sharing.md "Random readers").
 from __future__ import annotations
 
 from erofs_top.readahead import (PAGE, FileRa, InodeCache, MetaPages, Read, ZExtentRa, ZFile,
-                                 image_runs, init_ra_size,
+                                 image_runs, init_ra_size, z_batch,
                                  next_miss, next_ra_size, read, replay, replay_reads)
 
 
@@ -301,6 +301,79 @@ def test_compressed_last_extent_headed_in_the_last_lcluster_is_not_full_mapped()
     read(c, FileRa(), 179, PAGE)
     assert c.pages == {0, 1, 2}
     assert [(list(r), kept) for r, kept in c.zio] == [([50], False), ([51], True)]
+
+
+# A 40 KiB deflate file (lzma and zstd map the same way), 4 KiB lclusters:
+# [0, 10000) from image page 100, [10000, 30000) from pages 101-102 (a 2-page
+# pcluster), [30000, 40960) from page 103.  zmap.c z_erofs_do_map_blocks: a
+# READMORE map of an lzma/deflate/zstd extent whose lcluster-bounded length
+# (m_llen: from its start to the queried lcluster's end, or to the next head
+# inside it) is >= the block size is taken whole and FULL_MAPPED;
+# zdata.c z_erofs_pcluster_readmore(backmost) then grows a readahead batch to
+# the extent's end (readahead_expand(), which also grows f_ra's size and
+# async_size, mm/readahead.c) or, for one folio (z_erofs_read_folio), grabs
+# every missing page after it up to that end.
+def wfile(whole: bool = True) -> ZFile:
+    return ZFile([ZExtentRa(0, 10000, 100, 1, whole), ZExtentRa(10000, 30000, 101, 2, whole),
+                  ZExtentRa(30000, 40960, 103, 1, whole)])
+
+
+def test_a_whole_mapped_tail_extent_grows_the_batch_and_the_window():
+    # pread(0, 4 KiB), fresh file: the initial window pages 0-3, async_size
+    # 3, the mark on page 1.  Readmore maps byte 16383 (lcluster 3, not the
+    # head lcluster 2 of [10000, 30000), no head inside): m_llen = 16384 -
+    # 10000 = 6384 >= 4096 -> whole, FULL_MAPPED, expanded to round_up(30000)
+    # = page 8: pages 4-7 added, f_ra size 4 + 4 = 8, async_size 3 + 4 = 7.
+    # Pclusters: [0, 10000) queried at 9999, lcluster 2 holds the next head:
+    # FULL_MAPPED, starts at the batch -> not kept; [10000, 30000) FULL_MAPPED
+    # (whole), starts after the batch's head -> not kept; [30000, ..) is on
+    # page 7 too (bytes 30000-32767): queried at 32767, lcluster 7 is its
+    # head lcluster, not the file's last -> not FULL_MAPPED -> kept.
+    c, ra = InodeCache(40960, z=wfile(), io=[], zio=[]), FileRa()
+    read(c, ra, 0, PAGE)
+    assert (c.pages, c.marks) == (pages(0, 7), {1})
+    assert c.io == [list(range(8))]
+    assert (ra.start, ra.size, ra.async_size) == (0, 8, 7)
+    assert [(list(r), kept) for r, kept in c.zio] == [
+        ([100], False), ([101, 102], False), ([103], True)]
+    # The same reads of an lz4-class file (not whole): pages 0-3 only and
+    # [10000, 30000) queried at 16383 is not FULL_MAPPED -> kept.
+    c, ra = InodeCache(40960, z=wfile(False), io=[], zio=[]), FileRa()
+    read(c, ra, 0, PAGE)
+    assert c.pages == pages(0, 3) and (ra.size, ra.async_size) == (4, 3)
+    assert [(list(r), kept) for r, kept in c.zio] == [([100], False), ([101, 102], True)]
+
+
+def test_a_short_head_map_is_not_taken_whole():
+    # pread(11000, 1000): page 2 only, no history (prev_miss finds no cached
+    # run): just the request, page 2.  Readmore maps byte 12287, lcluster 2
+    # = the head lcluster of [10000, 30000): m_llen = 12288 - 10000 = 2288
+    # < 4096 -> not whole: no expansion.  Page 2 starts inside [0, 10000),
+    # the extent the scan ends on (flags-0 map at 9999: lcluster 2 holds the
+    # next head, so m_llen = 10000): readmore(false) grabs pages 1 and 0.
+    # The extent of byte 12287 is not FULL_MAPPED (lz4 rule) -> kept;
+    # [0, 10000): FULL_MAPPED, starts before the batch -> kept (readaround).
+    c, ra = InodeCache(40960, z=wfile(), io=[], zio=[]), FileRa()
+    read(c, ra, 11000, 1000)
+    assert c.pages == {0, 1, 2}
+    assert (ra.size, ra.async_size) == (0, 0)
+    assert [(list(r), kept) for r, kept in c.zio] == [([100], True), ([101, 102], True)]
+
+
+def test_a_single_folio_read_grabs_every_missing_page_of_its_whole_extent():
+    # z_erofs_read_folio of page 1 (the folio, just added): readmore maps
+    # byte 8191, lcluster 1 of [0, 10000) (not its head lcluster 0, and the
+    # next head is in lcluster 2): m_llen = 8192 >= 4096 -> whole, to
+    # round_up(10000) = page 3: grabs page 2.  The head readmore adds page 0.
+    c = InodeCache(40960, z=wfile(), io=[], zio=[], pages={1})
+    assert z_batch(c, [1], folio=True) == [0, 1, 2]
+    # A folio of [10000, 30000) (page 4) with page 5 cached: every missing
+    # page up to page 7 but 5; readmore before it: page 3.
+    c = InodeCache(40960, z=wfile(), io=[], zio=[], pages={4, 5})
+    assert z_batch(c, [4], folio=True) == [3, 4, 6, 7]
+    # [10000, 30000) starts before the folio -> kept; [30000, ..) on page 7
+    # -> kept (not FULL_MAPPED)
+    assert [(list(r), kept) for r, kept in c.zio] == [([101, 102], True), ([103], True)]
 
 
 def test_a_shared_inode_decompresses_through_each_readers_own_member():

@@ -94,6 +94,9 @@ BUILDS = {
     "v1-noinline": (0, ("-Enoinline_data",)),
     "v1-lz4hc": (0, ("-zlz4hc",)), "v2-lz4hc": (1, ("-zlz4hc",)),
     "v2-lzma": (1, ("-zlzma",)),
+    # 16 KiB pclusters as in test_zmap_lab: extents of several blocks, which
+    # these algorithms decompress whole (docs/sharing.md, the rules)
+    "v1-deflate": (0, ("-zdeflate", "-C16384")), "v2-zstd": (1, ("-zzstd", "-C16384")),
     "v1-frag": (0, ("-zlz4hc", "-Efragments,dedupe")), "v2-frag": (1, ("-zlz4hc", "-Efragments,dedupe")),
     "v1-ztail": (0, ("-zlz4", "-Eztailpacking")), "v2-ztail": (1, ("-zlz4", "-Eztailpacking")),
     "v1-chunk": (0, ("--chunksize=65536",)), "v2-chunk": (1, ("--chunksize=65536",)),
@@ -110,6 +113,10 @@ CELLS = {
                         [(0, read_whole), (1, mmap_every_4th)], True),
     "lz4hc vs lzma": ([("v1-lz4hc", False), ("v2-lzma", False)],
                       [(0, read_whole), (1, read_whole)], False),
+    "deflate vs zstd": ([("v1-deflate", False), ("v2-zstd", False)],
+                        [(0, read_whole), (1, read_whole)], False),
+    "deflate vs zstd random offsets, cold": ([("v1-deflate", False), ("v2-zstd", False)],
+                                             [(0, read_random), (1, read_random)], True),
     "fragments+dedupe": ([("v1-frag", False), ("v2-frag", False)],
                          [(0, read_whole), (1, read_whole)], False),
     "ztailpacking, cold": ([("v1-ztail", False), ("v2-ztail", False)],
