@@ -141,6 +141,23 @@ CELLS = {
 KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 
+def _algorithms(opts) -> set[str]:
+    """The compressors a build's mkfs options name (``-zA[,level=N][:B...]``)."""
+    return {a.split(",")[0] for o in opts if o.startswith("-z") for a in o[2:].split(":")}
+
+
+def test_every_offered_compressor_is_in_the_matrix(lab):
+    """Issue 9: every compression algorithm the lab's mkfs.erofs offers runs in
+    a cell.  Fails (never skips) when one is offered and not built, or when
+    mkfs.erofs stops offering one the matrix builds."""
+    from .test_zmap_lab import _offered
+    offered = _offered()
+    built = set().union(*(_algorithms(BUILDS[b]) for cell in CELLS.values() for b, _ in cell[0]))
+    REPORT.append(f"matrix compressors: offered {sorted(offered)}, in cells {sorted(built)}")
+    assert offered <= built, f"offered but in no matrix cell: {sorted(offered - built)}"
+    assert built <= offered, f"built by the matrix but not offered: {sorted(built - offered)}"
+
+
 @pytest.fixture(scope="module")
 def images(lab):
     d = lk.workdir("matrix")
