@@ -7,7 +7,7 @@ page on the matrix's random readers: docs/sharing.md "Random readers").
 from __future__ import annotations
 
 from erofs_top.readahead import (PAGE, FileRa, InodeCache, MetaPages, Read, ZExtentRa, ZFile,
-                                 image_runs, init_ra_size, z_batch,
+                                 fault, image_runs, init_ra_size, z_batch,
                                  next_miss, next_ra_size, read, replay, replay_reads)
 
 
@@ -439,3 +439,77 @@ def test_a_loop_devices_lookups_go_through_the_image_files_readahead():
     assert file_backed.images["m"].pages == {39, 40, 41, 50}
     loop = replay_reads(reads, sizes.get, meta_readahead=lambda mount: True, **kw)
     assert loop.images["m"].pages == pages(39, 51)
+
+
+# ---------------------------------------------------------------- mmap faults
+# mm/filemap.c filemap_fault(), Linux 6.10+: a miss runs
+# do_sync_mmap_readahead() (the read-around: ra_pages = 32 from pgoff - 16,
+# async_size 8, order 0, page_cache_ra_order()); a hit runs
+# do_async_mmap_readahead() (a PG_readahead folio: page_cache_async_ra() with
+# req_count = ra_pages, index = the faulting page).
+def test_an_mmap_miss_reads_the_window_around_the_fault():
+    # fault(10) on a 64-page file: start max(0, 10 - 16) = 0, 32 pages, the
+    # mark on 0 + 32 - 8 = 24; mmap_miss 1
+    c, ra = InodeCache(64 * PAGE), FileRa()
+    fault(c, ra, 10)
+    assert (c.pages, c.marks) == (pages(0, 31), {24})
+    assert (ra.start, ra.size, ra.async_size, ra.mmap_miss) == (0, 32, 8, 1)
+    # fault(40) on a fresh inode: start 24, pages 24-55, the mark on 48
+    c, ra = InodeCache(64 * PAGE), FileRa()
+    fault(c, ra, 40)
+    assert (c.pages, c.marks) == (pages(24, 55), {48})
+
+
+def test_an_mmap_hit_on_the_mark_opens_the_async_window():
+    # After fault(10): fault(14) hits an unmarked page: mmap_miss back to 0,
+    # nothing read.  fault(24) hits the mark: expected index 0 + 32 - 8 = 24,
+    # so the window moves on: start 32, size max(32, next_ra_size(32)) = 32,
+    # order 2, end 64 aligned to 4: stays; async_size 32, the mark on 32 +
+    # 32 - 32 = 32.
+    c, ra = InodeCache(64 * PAGE), FileRa()
+    fault(c, ra, 10)
+    fault(c, ra, 14)
+    assert c.pages == pages(0, 31) and ra.mmap_miss == 0
+    fault(c, ra, 24)
+    assert (c.pages, c.marks) == (pages(0, 63), {32})
+    assert (ra.start, ra.size, ra.async_size) == (32, 32, 32)
+
+
+def test_faults_replay_with_reads_in_order():
+    # A read(2)s page 0 (window 0-3, mark on 1), then B faults page 2 of the
+    # same inode: a hit on an unmarked page, nothing read; then page 1: the
+    # mark, B's own state (fresh: start 0, size 0, async 0) expects index 0,
+    # not 1: the window from the next gap, page_cache_next_miss(2) = 4,
+    # size next_ra_size(4 - 1 + 32) = 32, order 2, end 36 aligned to 4:
+    # pages 4-35, async_size 32, the mark on 4.
+    reads = [Read("f", ("m", 1), "A", 0, PAGE, tag="A"),
+             Read("f", ("m", 1), "B", 2 * PAGE, 0, tag="B", fault=True),
+             Read("f", ("m", 1), "B", 1 * PAGE, 0, tag="B", fault=True)]
+    out = replay_reads(reads, lambda inode: 64 * PAGE)
+    assert out.inodes["f"].pages == pages(0, 35)
+    assert out.inodes["f"].marks == {4}
+    assert out.owners["f"] == {**{p: "A" for p in range(4)}, **{p: "B" for p in range(4, 36)}}
+
+
+def test_the_last_extent_of_an_lcluster_aligned_file_is_not_full_mapped():
+    # A 32768-byte file (8 lclusters, the lab's libpython3.14-stdlib lz4hc):
+    # extents [0, 9290) page 1006, [9290, 23114) 1007, [23114, 32768) 1008.
+    # read(0, 1 MiB): the initial window (32 pages) cut at EOF: batch 0-7.
+    # [0, 9290) queried at 9289: lcluster 2 holds the next head ->
+    # FULL_MAPPED, at the batch's head -> not kept; the same for [9290,
+    # 23114) (lcluster 5 holds the head at 23114); [23114, 32768) queried at
+    # 32767: lcluster 7 holds no head and no end inside it (the size is
+    # lcluster-aligned) -> not FULL_MAPPED -> kept.  Were the file one byte
+    # shorter, the last extent would be FULL_MAPPED and not kept.
+    z = ZFile([ZExtentRa(0, 9290, 1006, 1), ZExtentRa(9290, 23114, 1007, 1),
+               ZExtentRa(23114, 32768, 1008, 1)])
+    c = InodeCache(32768, z=z, io=[], zio=[])
+    read(c, FileRa(), 0, 1 << 20)
+    assert c.pages == pages(0, 7)
+    assert [(list(r), kept) for r, kept in c.zio] == [([1006], False), ([1007], False),
+                                                      ([1008], True)]
+    z = ZFile([ZExtentRa(0, 9290, 1006, 1), ZExtentRa(9290, 23114, 1007, 1),
+               ZExtentRa(23114, 32767, 1008, 1)])
+    c = InodeCache(32767, z=z, io=[], zio=[])
+    read(c, FileRa(), 0, 1 << 20)
+    assert [kept for _, kept in c.zio] == [False, False, False]
