@@ -10,7 +10,12 @@ file-backed and loop mounts, the image file's pages).  erofs-top's
 Data: two versions of a real Debian package (/opt/lab-data), built into
 images with fingerprints.  The cells combine the axes (image builds x read
 patterns x topologies) so that every value of every axis runs at least once;
-docs/sharing.md has the table with the measured errors.
+docs/sharing.md has the table with the measured errors.  Every compressor
+the lab's mkfs.erofs offers (lz4, lz4hc, lzma, deflate, libdeflate, zstd)
+builds an image of some cell, mixed between the two images ("libdeflate vs
+zstd", "deflate vs zstd random offsets, cold", "lz4hc vs lzma");
+``test_every_offered_compressor_is_in_the_matrix`` fails when mkfs.erofs
+offers one no cell builds, or stops offering one a cell builds.
 """
 from __future__ import annotations
 
