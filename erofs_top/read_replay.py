@@ -187,6 +187,11 @@ def _replay_now(w: World, records: list[ReadRecord], key_of: Callable[[ReadRecor
     for r in records:
         k = key_of(r)
         sizes[k] = r.size
+        if r.fault:             # no struct file: one readahead state per mapping and cgroup
+            reads.append(Read(k, (r.dev, r.ino), ("fault", r.mapping or (r.dev, r.ino),
+                                                  r.cgroup_id), r.pos, 0, None,
+                              (r.cgroup_id, r.dev), fault=True))
+            continue
         f = (r.file, r.mapping)
         if r.prev_pos < 0:      # a fresh open (struct files are reused): fresh f_ra
             opens[f] = opens.get(f, 0) + 1
@@ -223,6 +228,10 @@ def _failed_devs(w: World, actual: Replayed) -> set[int]:
         w.image_of(r.dev) is not None and w.image_map(r.dev, r.ino) is None
         and w.zfile(r.dev, r.ino) is None)}
     bad |= _failed_managed(w, actual)
+    # A fault on a shared inode: fault-around had mapped the pages the reader
+    # touched that were cached, so the faults logged are this world's only;
+    # on the member's own inode it would have faulted on others (not logged)
+    bad |= {r.dev for r in w.records if r.fault and r.mapping}
     read_devs = {r.dev for r in w.records}
     for ino in w.inodes:
         if not ino.regular:

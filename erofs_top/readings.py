@@ -88,7 +88,9 @@ class ReadRecord:
     open; ``size``: i_size.  ``sb_gone``: not a read but the end of the
     EROFS superblock ``dev`` (erofs_kill_sb, the last unmount): every read of
     ``dev`` before it is of a mount that no longer exists (a later mount may
-    get the same dev); only ``dev`` is meaningful then."""
+    get the same dev); only ``dev`` is meaningful then.  ``fault``: not a
+    read but one filemap_fault() of the page at ``pos`` through an mmap (the
+    tracepoint has no struct file: ``file`` 0, ``count`` 0)."""
     dev: int                    # kernel dev_t of the member's EROFS superblock
     ino: int
     file: int
@@ -99,6 +101,7 @@ class ReadRecord:
     size: int
     cgroup_id: int
     sb_gone: bool = False
+    fault: bool = False         # a filemap_fault of page pos // 4096 (mmap), not a read
 
 
 @dataclass

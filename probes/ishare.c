@@ -67,7 +67,9 @@
  *                 a fresh open), i_size, cgroup id, kind); a full ring drops
  *                 the record and counts it (read_log_drops).  kind
  *                 READ_SB_GONE: only dev is set, the s_dev of the superblock
- *                 being killed.  O_DIRECT reads are not logged (no page cache).
+ *                 being killed.  kind READ_FAULT: a filemap_fault of page
+ *                 pos >> 12 (raw_tracepoint mm_filemap_fault; no file).
+ *                 O_DIRECT reads are not logged (no page cache).
  *   counters      per-CPU: map update failures, owner overflow, ...
  */
 #include <uapi/linux/ptrace.h>
@@ -231,6 +233,7 @@ struct read_rec {
 
 #define READ_READ 0
 #define READ_SB_GONE 1
+#define READ_FAULT 2        /* filemap_fault of page pos >> 12; file 0, count 0 */
 
 struct fill_arg {
     u64 inode;          /* real inode passed to erofs_ishare_fill_inode */
@@ -452,15 +455,6 @@ RAW_TRACEPOINT_PROBE(mm_filemap_map_pages)
     return 0;
 }
 
-RAW_TRACEPOINT_PROBE(mm_filemap_fault)
-{
-    /* without sharing, a miss here would read the ra window around the page
-     * (do_sync_mmap_readahead): the member's own inode would hold all of it */
-    u64 index = ctx->args[1];
-    u64 first = index > FAULT_AROUND_PAGES / 2 ? index - FAULT_AROUND_PAGES / 2 : 0;
-    touch((struct address_space *)ctx->args[0], first, first + FAULT_AROUND_PAGES - 1);
-    return 0;
-}
 
 /* ------------------------------------------------------------ members, users */
 static __always_inline void add_member(struct member_key *mk, struct inode *real)
@@ -482,6 +476,64 @@ static __always_inline void inode_id(struct inode *inode, u32 *dev, u64 *ino)
     READ_FIELD(sb, inode, inode, i_sb);
     if (sb)
         READ_FIELD(*dev, sb, super_block, s_dev);
+}
+
+/* One filemap_fault() on an EROFS regular file (the tracepoint fires at its
+ * start, for every call, retries included), into the read_log ring in order
+ * with the reads: the replay runs the mmap readahead (do_sync_mmap_readahead,
+ * do_async_mmap_readahead) on it.  The tracepoint carries no struct file: the
+ * replay keeps one readahead state per mapping and cgroup.  A shared
+ * mapping's fault is logged as the member its cgroup mapped (cg_member). */
+static __always_inline void log_fault(struct address_space *mapping, u64 index)
+{
+    struct inode *host = NULL;
+    struct super_block *sb = NULL;
+    unsigned long magic = 0;
+    struct read_rec r = {};
+#ifdef SELF_TGID
+    if ((bpf_get_current_pid_tgid() >> 32) == SELF_TGID)
+        return;
+#endif
+    if (!mapping)
+        return;
+    READ_FIELD(host, mapping, address_space, host);
+    if (!host)
+        return;
+    READ_FIELD(sb, host, inode, i_sb);
+    if (!sb)
+        return;
+    READ_FIELD(magic, sb, super_block, s_magic);
+    if ((u32)magic != EROFS_MAGIC)
+        return;
+    r.cgid = bpf_get_current_cgroup_id();
+    if (is_pseudo_sb(sb)) {
+        struct cg_key ck = {.mapping = (u64)mapping, .cgid = r.cgid};
+        struct member_ref *ref = cg_member.lookup(&ck);
+        if (!ref)
+            return;
+        r.mapping = (u64)mapping;
+        r.dev = ref->dev;
+        r.ino = ref->ino;
+    } else {
+        inode_id(host, &r.dev, &r.ino);
+    }
+    r.pos = (s64)(index << 12);
+    r.prev_pos = -1;
+    READ_FIELD(r.size, host, inode, i_size);
+    r.kind = READ_FAULT;
+    if (read_log.ringbuf_output(&r, sizeof(r), 0) != 0)
+        count(CNT_READ_LOG_DROPS, 1);
+}
+
+RAW_TRACEPOINT_PROBE(mm_filemap_fault)
+{
+    /* without sharing, a miss here would read the ra window around the page
+     * (do_sync_mmap_readahead): the member's own inode would hold all of it */
+    u64 index = ctx->args[1];
+    u64 first = index > FAULT_AROUND_PAGES / 2 ? index - FAULT_AROUND_PAGES / 2 : 0;
+    touch((struct address_space *)ctx->args[0], first, first + FAULT_AROUND_PAGES - 1);
+    log_fault((struct address_space *)ctx->args[0], index);
+    return 0;
 }
 
 /* A task opened, read or mapped a shared-capable file: its cgroup uses the

@@ -30,6 +30,7 @@ COUNTERS = ("chunk_update_failures", "member_update_failures", "user_update_fail
 # probes/ishare.c struct read_rec: file, mapping, ino, pos, count, prev_pos, size, cgid, dev, kind
 READ_REC = struct.Struct("<QQQqQqQQII")
 READ_SB_GONE = 1        # read_rec.kind: superblock dev was killed (erofs_kill_sb)
+READ_FAULT = 2          # read_rec.kind: a filemap_fault of page pos >> 12 (mmap)
 # (function, BPF function, return probe?, required?)
 KPROBES = (
     ("erofs_ishare_file_open", "kp_ishare_open", False, True),
@@ -205,7 +206,7 @@ class SharingProbes:
             f, mapping, ino, pos, count, prev_pos, size, cgid, dev, kind = READ_REC.unpack_from(b)
             out.append(ReadRecord(dev=dev, ino=ino, file=f, mapping=mapping, pos=pos,
                                   count=count, prev_pos=prev_pos, size=size, cgroup_id=cgid,
-                                  sb_gone=kind == READ_SB_GONE))
+                                  sb_gone=kind == READ_SB_GONE, fault=kind == READ_FAULT))
         drops = self.counters()["read_log_drops"]
         lost, self._drops_seen = drops - self._drops_seen, drops
         return out, lost

@@ -166,12 +166,13 @@ def _z_extent(e, inline: bool) -> ZExtentRa:
     """A zmap extent as the readahead replay maps it: its pcluster's image
     pages, or (an inline pcluster, ztailpacking) the one metadata page its
     data sits in, read through erofs_read_metabuf (no managed cache)."""
+    whole = e.algorithm in WHOLE_EXTENT_ALGORITHMS
     if inline:
         return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
-                         e.physical_offset // PAGE_SIZE, 0)
+                         e.physical_offset // PAGE_SIZE, 0, whole)
     return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
                      e.physical_offset // PAGE_SIZE,
-                     -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE))
+                     -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE), whole)
 
 
 class ImageContent:
@@ -339,11 +340,11 @@ class ImageContent:
 
     def zfile(self, mount: MountInfo, ino: int) -> ZFile | None:
         """A compressed file's extents as erofs_top.readahead replays them:
-        only lz4 (or stored) pclusters in data blocks, 4 KiB blocks and
-        lclusters, decoded by zmap, an inline last pcluster (ztailpacking)
-        read from its metadata page; None for anything else (lzma, deflate,
-        zstd expand readahead to whole extents; fragments live in the packed
-        inode: not replayed)."""
+        lz4, lzma, deflate, zstd (or stored) pclusters in data blocks (the
+        last three mapped whole on readmore: ``ZExtentRa.whole``), 4 KiB
+        blocks and lclusters, decoded by zmap, an inline last pcluster
+        (ztailpacking) read from its metadata page; None for anything else
+        (fragments live in the packed inode: not replayed)."""
         key = ("z",) + self._content_key(mount, ino)
         if key in self._page_maps:
             return self._page_maps[key]
@@ -361,8 +362,8 @@ class ImageContent:
                 ext, hdr = [], None
             if (hdr is not None and hdr.lclusterbits == 12 and not hdr.advise &
                     ADVISE_FRAGMENT_PCLUSTER and ext and all(
-                    e.kind in (KIND_COMPRESSED, KIND_INLINE) and e.algorithm in (0, None)
-                    for e in ext)):
+                    e.kind in (KIND_COMPRESSED, KIND_INLINE)
+                    and e.algorithm in (0, None) + WHOLE_EXTENT_ALGORITHMS for e in ext)):
                 result = ZFile([_z_extent(e, e.kind == KIND_INLINE) for e in ext])
         self._page_maps[key] = result
         return result

@@ -60,6 +60,24 @@ def test_inode_share_mounts_report_what_their_own_inodes_would_hold():
     assert out.potential["rebuild"].file_pages == 0
 
 
+def test_mmap_faults_replay_with_one_readahead_state_per_mapping_and_cgroup():
+    # B (cgroup 200) faults pages 20 and 24 of its copy through an mmap
+    # (fault records: no struct file).  fault(20): the read-around 4-35
+    # (start 20 - 16), the mark on 4 + 32 - 8 = 28; fault(24): a hit, no
+    # mark.  A fresh state per record would not change this, but a hit on
+    # 28 must see the first fault's window: expected index 28, the next
+    # window 36-63 (to EOF, 64 pages).
+    size = 64 * PAGE
+    recs = [ReadRecord(dev=2, ino=20, file=0, mapping=0, pos=p * PAGE, count=0, prev_pos=-1,
+                       size=size, cgroup_id=200, fault=True) for p in (20, 24, 28)]
+    w = World(records=recs, inodes=[Inode((2, 20), frozenset({2}), frozenset(range(4, 64)))],
+              candidate=lambda d: True, image_of=lambda d: None,
+              image_map=lambda d, ino: None, image_sizes={}, image_owners={},
+              groups={"rebuild": [[(2, 20)]]})
+    out = replay_savings(w)
+    assert out.explained_devs == {2}
+
+
 def test_a_page_no_read_explains_leaves_the_mounts_to_the_page_rules():
     # page 9 of B's copy is cached too (an mmap fault, or cached before attach)
     w = world(READS, [Inode((1, 10), frozenset({1}), STOCK_A),

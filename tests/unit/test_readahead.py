@@ -7,7 +7,7 @@ page on the matrix's random readers: docs/sharing.md "Random readers").
 from __future__ import annotations
 
 from erofs_top.readahead import (PAGE, FileRa, InodeCache, MetaPages, Read, ZExtentRa, ZFile,
-                                 image_runs, init_ra_size,
+                                 fault, image_runs, init_ra_size, z_batch,
                                  next_miss, next_ra_size, read, replay, replay_reads)
 
 
@@ -303,6 +303,79 @@ def test_compressed_last_extent_headed_in_the_last_lcluster_is_not_full_mapped()
     assert [(list(r), kept) for r, kept in c.zio] == [([50], False), ([51], True)]
 
 
+# A 40 KiB deflate file (lzma and zstd map the same way), 4 KiB lclusters:
+# [0, 10000) from image page 100, [10000, 30000) from pages 101-102 (a 2-page
+# pcluster), [30000, 40960) from page 103.  zmap.c z_erofs_do_map_blocks: a
+# READMORE map of an lzma/deflate/zstd extent whose lcluster-bounded length
+# (m_llen: from its start to the queried lcluster's end, or to the next head
+# inside it) is >= the block size is taken whole and FULL_MAPPED;
+# zdata.c z_erofs_pcluster_readmore(backmost) then grows a readahead batch to
+# the extent's end (readahead_expand(), which also grows f_ra's size and
+# async_size, mm/readahead.c) or, for one folio (z_erofs_read_folio), grabs
+# every missing page after it up to that end.
+def wfile(whole: bool = True) -> ZFile:
+    return ZFile([ZExtentRa(0, 10000, 100, 1, whole), ZExtentRa(10000, 30000, 101, 2, whole),
+                  ZExtentRa(30000, 40960, 103, 1, whole)])
+
+
+def test_a_whole_mapped_tail_extent_grows_the_batch_and_the_window():
+    # pread(0, 4 KiB), fresh file: the initial window pages 0-3, async_size
+    # 3, the mark on page 1.  Readmore maps byte 16383 (lcluster 3, not the
+    # head lcluster 2 of [10000, 30000), no head inside): m_llen = 16384 -
+    # 10000 = 6384 >= 4096 -> whole, FULL_MAPPED, expanded to round_up(30000)
+    # = page 8: pages 4-7 added, f_ra size 4 + 4 = 8, async_size 3 + 4 = 7.
+    # Pclusters: [0, 10000) queried at 9999, lcluster 2 holds the next head:
+    # FULL_MAPPED, starts at the batch -> not kept; [10000, 30000) FULL_MAPPED
+    # (whole), starts after the batch's head -> not kept; [30000, ..) is on
+    # page 7 too (bytes 30000-32767): queried at 32767, lcluster 7 is its
+    # head lcluster, not the file's last -> not FULL_MAPPED -> kept.
+    c, ra = InodeCache(40960, z=wfile(), io=[], zio=[]), FileRa()
+    read(c, ra, 0, PAGE)
+    assert (c.pages, c.marks) == (pages(0, 7), {1})
+    assert c.io == [list(range(8))]
+    assert (ra.start, ra.size, ra.async_size) == (0, 8, 7)
+    assert [(list(r), kept) for r, kept in c.zio] == [
+        ([100], False), ([101, 102], False), ([103], True)]
+    # The same reads of an lz4-class file (not whole): pages 0-3 only and
+    # [10000, 30000) queried at 16383 is not FULL_MAPPED -> kept.
+    c, ra = InodeCache(40960, z=wfile(False), io=[], zio=[]), FileRa()
+    read(c, ra, 0, PAGE)
+    assert c.pages == pages(0, 3) and (ra.size, ra.async_size) == (4, 3)
+    assert [(list(r), kept) for r, kept in c.zio] == [([100], False), ([101, 102], True)]
+
+
+def test_a_short_head_map_is_not_taken_whole():
+    # pread(11000, 1000): page 2 only, no history (prev_miss finds no cached
+    # run): just the request, page 2.  Readmore maps byte 12287, lcluster 2
+    # = the head lcluster of [10000, 30000): m_llen = 12288 - 10000 = 2288
+    # < 4096 -> not whole: no expansion.  Page 2 starts inside [0, 10000),
+    # the extent the scan ends on (flags-0 map at 9999: lcluster 2 holds the
+    # next head, so m_llen = 10000): readmore(false) grabs pages 1 and 0.
+    # The extent of byte 12287 is not FULL_MAPPED (lz4 rule) -> kept;
+    # [0, 10000): FULL_MAPPED, starts before the batch -> kept (readaround).
+    c, ra = InodeCache(40960, z=wfile(), io=[], zio=[]), FileRa()
+    read(c, ra, 11000, 1000)
+    assert c.pages == {0, 1, 2}
+    assert (ra.size, ra.async_size) == (0, 0)
+    assert [(list(r), kept) for r, kept in c.zio] == [([100], True), ([101, 102], True)]
+
+
+def test_a_single_folio_read_grabs_every_missing_page_of_its_whole_extent():
+    # z_erofs_read_folio of page 1 (the folio, just added): readmore maps
+    # byte 8191, lcluster 1 of [0, 10000) (not its head lcluster 0, and the
+    # next head is in lcluster 2): m_llen = 8192 >= 4096 -> whole, to
+    # round_up(10000) = page 3: grabs page 2.  The head readmore adds page 0.
+    c = InodeCache(40960, z=wfile(), io=[], zio=[], pages={1})
+    assert z_batch(c, [1], folio=True) == [0, 1, 2]
+    # A folio of [10000, 30000) (page 4) with page 5 cached: every missing
+    # page up to page 7 but 5; readmore before it: page 3.
+    c = InodeCache(40960, z=wfile(), io=[], zio=[], pages={4, 5})
+    assert z_batch(c, [4], folio=True) == [3, 4, 6, 7]
+    # [10000, 30000) starts before the folio -> kept; [30000, ..) on page 7
+    # -> kept (not FULL_MAPPED)
+    assert [(list(r), kept) for r, kept in c.zio] == [([101, 102], True), ([103], True)]
+
+
 def test_a_shared_inode_decompresses_through_each_readers_own_member():
     # Same content in two images at other image pages: reader B's miss on the
     # shared inode reads B's pclusters into B's superblock's managed cache.
@@ -366,3 +439,77 @@ def test_a_loop_devices_lookups_go_through_the_image_files_readahead():
     assert file_backed.images["m"].pages == {39, 40, 41, 50}
     loop = replay_reads(reads, sizes.get, meta_readahead=lambda mount: True, **kw)
     assert loop.images["m"].pages == pages(39, 51)
+
+
+# ---------------------------------------------------------------- mmap faults
+# mm/filemap.c filemap_fault(), Linux 6.10+: a miss runs
+# do_sync_mmap_readahead() (the read-around: ra_pages = 32 from pgoff - 16,
+# async_size 8, order 0, page_cache_ra_order()); a hit runs
+# do_async_mmap_readahead() (a PG_readahead folio: page_cache_async_ra() with
+# req_count = ra_pages, index = the faulting page).
+def test_an_mmap_miss_reads_the_window_around_the_fault():
+    # fault(10) on a 64-page file: start max(0, 10 - 16) = 0, 32 pages, the
+    # mark on 0 + 32 - 8 = 24; mmap_miss 1
+    c, ra = InodeCache(64 * PAGE), FileRa()
+    fault(c, ra, 10)
+    assert (c.pages, c.marks) == (pages(0, 31), {24})
+    assert (ra.start, ra.size, ra.async_size, ra.mmap_miss) == (0, 32, 8, 1)
+    # fault(40) on a fresh inode: start 24, pages 24-55, the mark on 48
+    c, ra = InodeCache(64 * PAGE), FileRa()
+    fault(c, ra, 40)
+    assert (c.pages, c.marks) == (pages(24, 55), {48})
+
+
+def test_an_mmap_hit_on_the_mark_opens_the_async_window():
+    # After fault(10): fault(14) hits an unmarked page: mmap_miss back to 0,
+    # nothing read.  fault(24) hits the mark: expected index 0 + 32 - 8 = 24,
+    # so the window moves on: start 32, size max(32, next_ra_size(32)) = 32,
+    # order 2, end 64 aligned to 4: stays; async_size 32, the mark on 32 +
+    # 32 - 32 = 32.
+    c, ra = InodeCache(64 * PAGE), FileRa()
+    fault(c, ra, 10)
+    fault(c, ra, 14)
+    assert c.pages == pages(0, 31) and ra.mmap_miss == 0
+    fault(c, ra, 24)
+    assert (c.pages, c.marks) == (pages(0, 63), {32})
+    assert (ra.start, ra.size, ra.async_size) == (32, 32, 32)
+
+
+def test_faults_replay_with_reads_in_order():
+    # A read(2)s page 0 (window 0-3, mark on 1), then B faults page 2 of the
+    # same inode: a hit on an unmarked page, nothing read; then page 1: the
+    # mark, B's own state (fresh: start 0, size 0, async 0) expects index 0,
+    # not 1: the window from the next gap, page_cache_next_miss(2) = 4,
+    # size next_ra_size(4 - 1 + 32) = 32, order 2, end 36 aligned to 4:
+    # pages 4-35, async_size 32, the mark on 4.
+    reads = [Read("f", ("m", 1), "A", 0, PAGE, tag="A"),
+             Read("f", ("m", 1), "B", 2 * PAGE, 0, tag="B", fault=True),
+             Read("f", ("m", 1), "B", 1 * PAGE, 0, tag="B", fault=True)]
+    out = replay_reads(reads, lambda inode: 64 * PAGE)
+    assert out.inodes["f"].pages == pages(0, 35)
+    assert out.inodes["f"].marks == {4}
+    assert out.owners["f"] == {**{p: "A" for p in range(4)}, **{p: "B" for p in range(4, 36)}}
+
+
+def test_the_last_extent_of_an_lcluster_aligned_file_is_not_full_mapped():
+    # A 32768-byte file (8 lclusters, the lab's libpython3.14-stdlib lz4hc):
+    # extents [0, 9290) page 1006, [9290, 23114) 1007, [23114, 32768) 1008.
+    # read(0, 1 MiB): the initial window (32 pages) cut at EOF: batch 0-7.
+    # [0, 9290) queried at 9289: lcluster 2 holds the next head ->
+    # FULL_MAPPED, at the batch's head -> not kept; the same for [9290,
+    # 23114) (lcluster 5 holds the head at 23114); [23114, 32768) queried at
+    # 32767: lcluster 7 holds no head and no end inside it (the size is
+    # lcluster-aligned) -> not FULL_MAPPED -> kept.  Were the file one byte
+    # shorter, the last extent would be FULL_MAPPED and not kept.
+    z = ZFile([ZExtentRa(0, 9290, 1006, 1), ZExtentRa(9290, 23114, 1007, 1),
+               ZExtentRa(23114, 32768, 1008, 1)])
+    c = InodeCache(32768, z=z, io=[], zio=[])
+    read(c, FileRa(), 0, 1 << 20)
+    assert c.pages == pages(0, 7)
+    assert [(list(r), kept) for r, kept in c.zio] == [([1006], False), ([1007], False),
+                                                      ([1008], True)]
+    z = ZFile([ZExtentRa(0, 9290, 1006, 1), ZExtentRa(9290, 23114, 1007, 1),
+               ZExtentRa(23114, 32767, 1008, 1)])
+    c = InodeCache(32767, z=z, io=[], zio=[])
+    read(c, FileRa(), 0, 1 << 20)
+    assert [kept for _, kept in c.zio] == [False, False, False]
