@@ -153,28 +153,33 @@ class GroupCache:
     def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver) -> None:
         old = self.groups.pop(gid, None)
         if old is not None:
-            self._account(old, -1)
             self.with_maps.discard(gid)
-        if members:
-            stages = stage_groups(members, content)
-            rebuild = stages["rebuild"]
-            parts: dict[str, tuple | None] = {}
-            for stage in STAGES:        # stages often hold the same copies: once each
-                same = next((parts[o] for o in parts if stages[o] == stages[stage]), _ABSENT)
-                if same is _ABSENT:
-                    same = _part(group_file_savings(stages[stage])) if stages[stage] else None
-                parts[stage] = same
-            maps = has_cache_maps(rebuild)
-            # the copies are kept only where potential() reads them (cache
-            # page maps): most groups keep their parts and their copies' devs
-            new = (members[0].order, stages if maps else None,
-                   tuple(parts[stage] for stage in STAGES), maps,
-                   sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
-                   tuple(c.key[0] for c in rebuild))
-            self.groups[gid] = new
+        if not members:
+            if old is not None:
+                self._account(old, -1)
+            return
+        stages = stage_groups(members, content)
+        rebuild = stages["rebuild"]
+        parts: dict[str, tuple | None] = {}
+        for stage in STAGES:        # stages often hold the same copies: once each
+            same = next((parts[o] for o in parts if stages[o] == stages[stage]), _ABSENT)
+            if same is _ABSENT:
+                same = _part(group_file_savings(stages[stage])) if stages[stage] else None
+            parts[stage] = same
+        maps = has_cache_maps(rebuild)
+        # the copies are kept only where potential() reads them (cache
+        # page maps): most groups keep their parts and their copies' devs
+        new = (members[0].order, stages if maps else None,
+               tuple(parts[stage] for stage in STAGES), maps,
+               sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
+               tuple(c.key[0] for c in rebuild))
+        self.groups[gid] = new
+        if old is None:
             self._account(new, +1)
-            if maps:
-                self.with_maps.add(gid)
+        else:
+            self._reaccount(old, new)
+        if maps:
+            self.with_maps.add(gid)
 
     def _account(self, g: tuple, sign: int) -> None:
         _, _, file_parts, _, unmapped, devs = g
@@ -182,12 +187,32 @@ class GroupCache:
             if part is not None:
                 _add_part(self.file_part[stage], part, sign)
         self.unmapped += sign * unmapped
+        self._count_devs(devs, sign)
+
+    def _count_devs(self, devs: tuple[int, ...], sign: int) -> None:
         for dev in devs:
             n = self.dev_count.get(dev, 0) + sign
             if n:
                 self.dev_count[dev] = n
             else:
                 del self.dev_count[dev]
+
+    def _reaccount(self, old: tuple, new: tuple) -> None:
+        """_account(old, -1) then _account(new, +1), skipping what is equal
+        (a group recomputed after one member changed: most of its parts and
+        all of its devs are): the same sums."""
+        for stage, a, b in zip(STAGES, old[2], new[2]):
+            if a is b or a == b:
+                continue
+            total = self.file_part[stage]
+            if a is not None:
+                _add_part(total, a, -1)
+            if b is not None:
+                _add_part(total, b, +1)
+        self.unmapped += new[4] - old[4]
+        if old[5] != new[5]:
+            self._count_devs(old[5], -1)
+            self._count_devs(new[5], +1)
 
     def mapped(self, stage: str, without: set[tuple] = frozenset()) -> list[list[Copy]]:
         """The groups with cache page maps, in canonical order (``without``:
