@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import chain
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
@@ -14,7 +13,7 @@ from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
 from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
-from .savings import (Copy, Savings, group_file_savings, has_cache_maps, potential,
+from .savings import (Copy, Savings, group_file_part, has_cache_maps, potential,
                       realized_cache_pages, realized_file_pages, touched_copies)
 
 MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
@@ -89,23 +88,8 @@ STAGES = ("rebuild", "now", "domains")
 _ABSENT = object()
 
 
-def _part(s: Savings) -> tuple:
-    """A group's Savings as GroupCache keeps it (one per group and stage, so
-    compact: no dicts): (file, image, compressed, now file pages, flat
-    (cg, pages, ...), flat (dev, pages, ...)); zero pages left out (adding
-    them changes no sum)."""
-    return (s.file_pages, s.image_pages, s.compressed_pages, s.now_file_pages,
-            _flat(s.by_cgroup), _flat(s.by_dev))
-
-
-def _flat(d: dict[int, int]) -> tuple[int, ...]:
-    if 0 in d.values():
-        return tuple(x for kv in d.items() if kv[1] for x in kv)
-    return tuple(chain.from_iterable(d.items()))
-
-
 def _add_part(total: Savings, part: tuple, sign: int) -> None:
-    """Savings.add of a _part()."""
+    """Savings.add of a part (savings.group_file_part)."""
     total.file_pages += sign * part[0]
     total.image_pages += sign * part[1]
     total.compressed_pages += sign * part[2]
@@ -136,14 +120,21 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
 
 
+def _same_copies(a: list[Copy], b: list[Copy]) -> bool:
+    """Two stages of one group hold the same copies (stage_groups makes each
+    copy once: the same objects; no comparison of page maps by value)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
 class GroupCache:
     """Per mergeable group (content key, aops class): its copies per stage
     and their EROFS-page savings, kept between refreshes; the sums over all
     groups are kept by deltas (integers: exact)."""
 
     def __init__(self):
-        # gid -> (order, stages (None without maps), file parts (a _part() or None per
-        # stage, in STAGES order), maps, unmapped, copies' devs)
+        # gid -> (order, stages (None without maps), file parts (a
+        # savings.group_file_part() or None per stage, in STAGES order), maps,
+        # unmapped, copies' devs)
         self.groups: dict[tuple, tuple] = {}
         self.file_part = {stage: Savings() for stage in STAGES}
         self.dev_count: dict[int, int] = {}     # copies per dev
@@ -162,9 +153,10 @@ class GroupCache:
         rebuild = stages["rebuild"]
         parts: dict[str, tuple | None] = {}
         for stage in STAGES:        # stages often hold the same copies: once each
-            same = next((parts[o] for o in parts if stages[o] == stages[stage]), _ABSENT)
+            same = next((parts[o] for o in parts if _same_copies(stages[o], stages[stage])),
+                        _ABSENT)
             if same is _ABSENT:
-                same = _part(group_file_savings(stages[stage])) if stages[stage] else None
+                same = group_file_part(stages[stage]) if stages[stage] else None
             parts[stage] = same
         maps = has_cache_maps(rebuild)
         # the copies are kept only where potential() reads them (cache
