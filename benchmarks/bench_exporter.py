@@ -27,7 +27,10 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            another process as Prometheus does) while refreshes run back to
            back, with the cyclic GC's pauses.  The Readings name what changed
            (--no-hint: they do not); the GC freeze is the exporter's
-           (--no-gc-freeze: off).  No map reading (bench_refresh.py
+           (--no-gc-freeze: off).  --scraped: one OpenMetrics + gzip scrape
+           before the timed refreshes, so that each of them also pre-encodes
+           /metrics in that format, as a scraped exporter's refreshes do
+           (without it the steady figure leaves the encoding out).  No map reading (bench_refresh.py
            --probe-read measures it).
   storm    --clients (50) concurrent clients scraping /metrics of the
            1,000 x 20 Model in a loop for --storm-seconds (60): every scrape
@@ -245,6 +248,10 @@ def part_node(args) -> dict:
     c0, w0 = time.process_time(), time.perf_counter()
     ex.refresh_once()
     first_cpu = time.process_time() - c0 - src.churn_s
+    if args.scraped:        # the format Prometheus asks for: each refresh pre-encodes it
+        b"".join(ex({"PATH_INFO": "/metrics", "HTTP_ACCEPT_ENCODING": "gzip",
+                     "HTTP_ACCEPT": "application/openmetrics-text;version=1.0.0"},
+                    lambda *a: None))
     print(f"  first refresh (full recompute + families): {first_cpu:.2f} s CPU, "
           f"{time.perf_counter() - w0:.2f} s wall")
     cpus = []
@@ -288,7 +295,8 @@ def part_node(args) -> dict:
            "scrape_p99_ms": pct(lat, 0.99) * 1e3, "refreshes": len(cpus),
            "scrape_gzip_p50_ms": statistics.median(lat_gz) * 1e3,
            "scrape_gzip_p99_ms": pct(lat_gz, 0.99) * 1e3}
-    print(f"  steady refresh ({args.node_churn * 100:g} % churn, median of {len(cpus)}): "
+    print(f"  steady refresh ({args.node_churn * 100:g} % churn, median of {len(cpus)}"
+          f"{', pre-encoding /metrics' if args.scraped else ''}): "
           f"{cpu * 1e3:.0f} ms CPU = {out['cpu_share'] * 100:.1f} % of one CPU at --interval "
           f"{args.interval:g} s (target <= 2 %)")
     print(f"  RSS {out['rss_mb']:.0f} MB (target <= 300 MB); /metrics while refreshing back to "
@@ -494,6 +502,9 @@ def _add_args(ap) -> None:
                     help="node: aggregate.FREEZE off (the exporter's is \"every\")")
     ap.add_argument("--no-hint", action="store_true",
                     help="node: Readings without changed_files / changed_io")
+    ap.add_argument("--scraped", action="store_true",
+                    help="node: scraped once (OpenMetrics + gzip) before the timed refreshes: "
+                         "they pre-encode /metrics as a scraped exporter's do")
 
 
 def _body(args):

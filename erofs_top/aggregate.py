@@ -213,7 +213,8 @@ class Aggregator:
         not the objects of the previous read are compared by value."""
         given = readings.chunks_by_file
         if given is not None:
-            by_file: dict[tuple, object] = dict(given)
+            # (copy(): a source's view (kernel/maps.py DictSnapshot) copies in C too)
+            by_file: dict[tuple, object] = given.copy()
             # the files whose list is not the one of the previous read (set
             # operations on ids, in C: the old lists are alive, ids are unique)
             key_of = dict(zip(map(id, by_file.values()), by_file.keys()))

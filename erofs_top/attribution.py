@@ -459,7 +459,7 @@ class IoSums:
                         self._add(new, +1)
                         rows[k] = new
         elif by_key is not None:
-            self.rows, self.keyed, self.cg = dict(by_key), True, {}
+            self.rows, self.keyed, self.cg = by_key.copy(), True, {}   # a dict or a view
             for f in by_key.values():
                 self._add(f, +1)
         else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import chain
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
@@ -14,7 +13,7 @@ from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
 from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
-from .savings import (Copy, Savings, group_file_savings, has_cache_maps, potential,
+from .savings import (Copy, Savings, group_file_part, has_cache_maps, potential,
                       realized_cache_pages, realized_file_pages, touched_copies)
 
 MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
@@ -89,23 +88,8 @@ STAGES = ("rebuild", "now", "domains")
 _ABSENT = object()
 
 
-def _part(s: Savings) -> tuple:
-    """A group's Savings as GroupCache keeps it (one per group and stage, so
-    compact: no dicts): (file, image, compressed, now file pages, flat
-    (cg, pages, ...), flat (dev, pages, ...)); zero pages left out (adding
-    them changes no sum)."""
-    return (s.file_pages, s.image_pages, s.compressed_pages, s.now_file_pages,
-            _flat(s.by_cgroup), _flat(s.by_dev))
-
-
-def _flat(d: dict[int, int]) -> tuple[int, ...]:
-    if 0 in d.values():
-        return tuple(x for kv in d.items() if kv[1] for x in kv)
-    return tuple(chain.from_iterable(d.items()))
-
-
 def _add_part(total: Savings, part: tuple, sign: int) -> None:
-    """Savings.add of a _part()."""
+    """Savings.add of a part (savings.group_file_part)."""
     total.file_pages += sign * part[0]
     total.image_pages += sign * part[1]
     total.compressed_pages += sign * part[2]
@@ -136,14 +120,21 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
 
 
+def _same_copies(a: list[Copy], b: list[Copy]) -> bool:
+    """Two stages of one group hold the same copies (stage_groups makes each
+    copy once: the same objects; no comparison of page maps by value)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
 class GroupCache:
     """Per mergeable group (content key, aops class): its copies per stage
     and their EROFS-page savings, kept between refreshes; the sums over all
     groups are kept by deltas (integers: exact)."""
 
     def __init__(self):
-        # gid -> (order, stages (None without maps), file parts (a _part() or None per
-        # stage, in STAGES order), maps, unmapped, copies' devs)
+        # gid -> (order, stages (None without maps), file parts (a
+        # savings.group_file_part() or None per stage, in STAGES order), maps,
+        # unmapped, copies' devs)
         self.groups: dict[tuple, tuple] = {}
         self.file_part = {stage: Savings() for stage in STAGES}
         self.dev_count: dict[int, int] = {}     # copies per dev
@@ -153,28 +144,34 @@ class GroupCache:
     def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver) -> None:
         old = self.groups.pop(gid, None)
         if old is not None:
-            self._account(old, -1)
             self.with_maps.discard(gid)
-        if members:
-            stages = stage_groups(members, content)
-            rebuild = stages["rebuild"]
-            parts: dict[str, tuple | None] = {}
-            for stage in STAGES:        # stages often hold the same copies: once each
-                same = next((parts[o] for o in parts if stages[o] == stages[stage]), _ABSENT)
-                if same is _ABSENT:
-                    same = _part(group_file_savings(stages[stage])) if stages[stage] else None
-                parts[stage] = same
-            maps = has_cache_maps(rebuild)
-            # the copies are kept only where potential() reads them (cache
-            # page maps): most groups keep their parts and their copies' devs
-            new = (members[0].order, stages if maps else None,
-                   tuple(parts[stage] for stage in STAGES), maps,
-                   sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
-                   tuple(c.key[0] for c in rebuild))
-            self.groups[gid] = new
+        if not members:
+            if old is not None:
+                self._account(old, -1)
+            return
+        stages = stage_groups(members, content)
+        rebuild = stages["rebuild"]
+        parts: dict[str, tuple | None] = {}
+        for stage in STAGES:        # stages often hold the same copies: once each
+            same = next((parts[o] for o in parts if _same_copies(stages[o], stages[stage])),
+                        _ABSENT)
+            if same is _ABSENT:
+                same = group_file_part(stages[stage]) if stages[stage] else None
+            parts[stage] = same
+        maps = has_cache_maps(rebuild)
+        # the copies are kept only where potential() reads them (cache
+        # page maps): most groups keep their parts and their copies' devs
+        new = (members[0].order, stages if maps else None,
+               tuple(parts[stage] for stage in STAGES), maps,
+               sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
+               tuple(c.key[0] for c in rebuild))
+        self.groups[gid] = new
+        if old is None:
             self._account(new, +1)
-            if maps:
-                self.with_maps.add(gid)
+        else:
+            self._reaccount(old, new)
+        if maps:
+            self.with_maps.add(gid)
 
     def _account(self, g: tuple, sign: int) -> None:
         _, _, file_parts, _, unmapped, devs = g
@@ -182,12 +179,32 @@ class GroupCache:
             if part is not None:
                 _add_part(self.file_part[stage], part, sign)
         self.unmapped += sign * unmapped
+        self._count_devs(devs, sign)
+
+    def _count_devs(self, devs: tuple[int, ...], sign: int) -> None:
         for dev in devs:
             n = self.dev_count.get(dev, 0) + sign
             if n:
                 self.dev_count[dev] = n
             else:
                 del self.dev_count[dev]
+
+    def _reaccount(self, old: tuple, new: tuple) -> None:
+        """_account(old, -1) then _account(new, +1), skipping what is equal
+        (a group recomputed after one member changed: most of its parts and
+        all of its devs are): the same sums."""
+        for stage, a, b in zip(STAGES, old[2], new[2]):
+            if a is b or a == b:
+                continue
+            total = self.file_part[stage]
+            if a is not None:
+                _add_part(total, a, -1)
+            if b is not None:
+                _add_part(total, b, +1)
+        self.unmapped += new[4] - old[4]
+        if old[5] != new[5]:
+            self._count_devs(old[5], -1)
+            self._count_devs(new[5], +1)
 
     def mapped(self, stage: str, without: set[tuple] = frozenset()) -> list[list[Copy]]:
         """The groups with cache page maps, in canonical order (``without``:

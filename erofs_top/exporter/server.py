@@ -25,6 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from erofs_top.aggregate import FREEZE
 from erofs_top.model import TIER_SNAPSHOT, Model
 
+from .encode import LineCache
 from .metrics import ExporterStatus, FamilyBuilder, ModelMetrics
 
 
@@ -249,7 +250,8 @@ class Exporter:
     # -- WSGI
     def _metrics(self, environ, start_response):
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        self._encoders.setdefault(content_type, encoder)
+        if content_type not in self._encoders:
+            self._encoders[content_type] = LineCache(encoder)
         gz = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
         with self._render_lock:      # one encode per Model and format, however many scrapes
             key = (self.generation, content_type, gz)

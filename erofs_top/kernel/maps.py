@@ -72,6 +72,7 @@ import ctypes as _ct      # noqa: E402
 import itertools as _it   # noqa: E402
 import errno as _errno    # noqa: E402
 import struct as _struct  # noqa: E402
+import weakref as _weakref  # noqa: E402
 
 # probes/filemap.c struct chunk_key / chunk_val, io_key / io_val (native order);
 # the values' last field, dirty_gen, is the probe's own (skipped: "8x")
@@ -257,6 +258,95 @@ class ChunkList(_abc.Sequence):
         return f"ChunkList({len(self)} PageChunks)"
 
 
+_MISSING = object()      # DictSnapshot: the key was not in the dict when the view was taken
+_UNSEEN = object()
+
+
+class DictSnapshot(_abc.Mapping):
+    """A read-only view of a dict as it was when the view was taken, without
+    copying it (a Readings is a snapshot the next read must not change; a
+    copy of 250,000 files' lists per read cost ~10 ms and as much again to
+    free).  The dict's owner changes it in place and calls
+    ``Snapshots.before_change(keys)`` first: every view still alive keeps
+    those keys' values of its time (``_old``; _MISSING: not there then).
+    While nothing changed since it was taken, reads go to the dict itself."""
+    __slots__ = ("_base", "_old", "_len", "__weakref__")
+
+    def __init__(self, base: dict):
+        self._base, self._old, self._len = base, {}, len(base)
+
+    def __getitem__(self, key):
+        v = self._old.get(key, _UNSEEN) if self._old else _UNSEEN
+        if v is _UNSEEN:
+            return self._base[key]
+        if v is _MISSING:
+            raise KeyError(key)
+        return v
+
+    def get(self, key, default=None):
+        v = self._old.get(key, _UNSEEN) if self._old else _UNSEEN
+        if v is _UNSEEN:
+            return self._base.get(key, default)
+        return default if v is _MISSING else v
+
+    def __contains__(self, key) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self):
+        old, base = self._old, self._base
+        if not old:
+            return iter(base)
+        return _it.chain((k for k in base if old.get(k, _UNSEEN) is _UNSEEN),
+                         (k for k, v in old.items() if v is not _MISSING))
+
+    def items(self):
+        if not self._old:
+            return self._base.items()
+        return _abc.ItemsView(self)
+
+    def values(self):
+        if not self._old:
+            return self._base.values()
+        return _abc.ValuesView(self)
+
+    def copy(self) -> dict:
+        return dict(self._base) if not self._old else dict(self.items())
+
+    def _keep(self, keys) -> None:
+        old, base = self._old, self._base
+        for k in keys:
+            if k not in old:
+                old[k] = base.get(k, _MISSING)
+
+    def __repr__(self) -> str:
+        return f"DictSnapshot({len(self)} keys)"
+
+
+class Snapshots:
+    """The live DictSnapshots of one dict (weak: a Readings let go costs
+    nothing at the next change)."""
+    __slots__ = ("base", "views")
+
+    def __init__(self, base: dict):
+        self.base, self.views = base, []
+
+    def take(self) -> DictSnapshot:
+        view = DictSnapshot(self.base)
+        self.views = [r for r in self.views if r() is not None]
+        self.views.append(_weakref.ref(view))
+        return view
+
+    def before_change(self, keys) -> None:
+        """``keys`` of the base dict are about to change (a superset is fine)."""
+        for r in self.views:
+            view = r()
+            if view is not None:
+                view._keep(keys)
+
+
 class ChunkState:
     """The chunks map as PageChunks, kept between reads: an entry whose value
     did not change keeps its PageChunk object, a file none of whose entries
@@ -273,6 +363,7 @@ class ChunkState:
         # the PageChunk it made (owners and seeded pages), ~320 B less per entry
         self.entries: dict[tuple, object] = {}
         self.by_file: dict[tuple, list] = {}
+        self._views = Snapshots(self.by_file)     # Readings.chunks_by_file of past reads
         self.held: dict[tuple, int] = {}          # (dev, ino, cg) -> inserted pages held
         self.held_changed: set[tuple] = set()     # held keys changed since IoState took them
         self.empty: set[tuple] = set()            # (dev, 0, ino, chunk): entries without pages
@@ -334,7 +425,12 @@ class ChunkState:
                 if p is not None and len(p) == len(lst):
                     lists[fk] = p
         self.by_file = lists
+        self._views = Snapshots(lists)      # the old dict is not changed any more
         return dirty
+
+    def snapshot(self) -> DictSnapshot:
+        """by_file as it is now, for a Readings (later reads do not change it)."""
+        return self._views.take()
 
     def patch(self, found, gone) -> set[tuple]:
         """found: ((dev, ino, chunk), CHUNK_VAL tuple) of the entries marked
@@ -384,6 +480,7 @@ class ChunkState:
                 held.pop(key, None)
         self.held_changed.update(delta)
         by_file = self.by_file
+        self._views.before_change(per_file)
         for fk, new_pcs in per_file.items():
             old = by_file.get(fk, ())
             lst = [pc for pc in old if pc.chunk not in new_pcs]
@@ -456,6 +553,7 @@ class IoState:
     def __init__(self):
         self.rows: dict[tuple, tuple] = {}     # (dev, ino, cg) -> (value|None, held, FileIO)
         self.out: dict[tuple, object] = {}     # (dev, ino, cg) -> FileIO (the rows' third item)
+        self._views = Snapshots(self.out)      # Readings.io_by_key of past reads
         self.n_entries = 0                     # io map entries (rows with a value)
         # keys whose FileIO is new, another object or gone since the previous
         # read (Readings.changed_io); None after a full read: compare all
@@ -484,6 +582,7 @@ class IoState:
             new[k] = hit
         self.rows = new
         self.out = {k: row[2] for k, row in new.items()}
+        self._views = Snapshots(self.out)
         self.changed = None
         return list(self.out.values())
 
@@ -494,7 +593,9 @@ class IoState:
         rows, out = self.rows, self.out
         marked = dict(found)
         changed = self.changed = set()
-        for k in marked.keys() | held_changed:
+        keys = marked.keys() | held_changed
+        self._views.before_change(keys)
+        for k in keys:
             hit = rows.get(k)
             v = marked[k] if k in marked else (hit[0] if hit is not None else None)
             h = held.get(k, 0)
@@ -516,6 +617,10 @@ class IoState:
             rows[k] = row
             out[k] = row[2]
         return list(out.values())
+
+    def snapshot(self) -> DictSnapshot:
+        """out as it is now, for a Readings (later reads do not change it)."""
+        return self._views.take()
 
 
 def chunk_items(table, raw: RawBatch | None):

@@ -257,10 +257,11 @@ class TracepointSource:
             self.last_read_full = False
         state.held_changed = set()
         state.forget(self._chunk_gc.collect(state.empty))
-        r.chunks_by_file = dict(state.by_file)
+        # views, not copies: the next read keeps what it changes for them
+        r.chunks_by_file = state.snapshot()
         r.changed_files = changed
         r.chunks = maps.ChunkList(r.chunks_by_file, state.n_chunks)
-        r.io_by_key, r.changed_io = dict(io_state.out), io_state.changed
+        r.io_by_key, r.changed_io = io_state.snapshot(), io_state.changed
         return n_chunks, n_io
 
     def _counters(self) -> dict[str, int]:

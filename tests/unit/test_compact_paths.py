@@ -161,3 +161,20 @@ def test_a_group_whose_mounts_changed_in_place_is_recomputed():
     want = aggregate(r, mounts, cgroups, content, **args)
     assert want.totals.potential_savings_now_bytes == 64 * 4096
     assert got == want
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_group_file_part_is_group_file_savings_flat(seed):
+    """The flat part GroupCache keeps (savings.group_file_part) says what
+    group_file_savings() does, zero counts left out."""
+    from erofs_top.savings import group_file_part
+    rng = random.Random(2000 + seed)
+    group = _group(rng, rng.randint(2, 5), same=seed % 2 == 0)
+    copies = [Copy(key=(e.dev, e.ino, 0), union=e.union, owners=e.chunks, image=None,
+                   page_map=None, fingerprinted=rng.random() < 0.5) for e in group]
+    s = group_file_savings(copies)
+    fp, img, comp, now, cgs, devs = group_file_part(copies)
+    assert (fp, img, comp, now) == (s.file_pages, 0, 0, s.now_file_pages)
+    assert dict(zip(cgs[::2], cgs[1::2])) == {k: v for k, v in s.by_cgroup.items() if v}
+    assert dict(zip(devs[::2], devs[1::2])) == {k: v for k, v in s.by_dev.items() if v}
+    assert 0 not in cgs[1::2] and 0 not in devs[1::2]

@@ -168,3 +168,53 @@ def test_a_value_read_again_is_compared_with_its_pagechunk():
     assert cs.update([(key, empty)]) == {(7 << 20, 5)} and cs.entries[key] is None
     assert cs.update([(key, value(bits=(0, 0, 0, 0)))]) == set() and cs.entries[key] is None
     assert cs.by_file == {} and cs.empty == {(7 << 20, 0, 5, 0)}
+
+
+def _same_view(view, want: dict) -> None:
+    """A DictSnapshot shows exactly ``want`` (a copy taken when it was made),
+    through every way of reading it, the same objects."""
+    assert len(view) == len(want)
+    assert sorted(view) == sorted(want) and view.keys() == want.keys()
+    for k, v in want.items():
+        assert view[k] is v and view.get(k) is v and k in view
+    assert dict(view.items()) == want and sorted(map(id, view.values())) == \
+        sorted(map(id, want.values()))
+    assert view.copy() == want and view == want
+    gone = [(7 << 20, 999), (7 << 20, 999, 101)]        # never in either map
+    for k in gone + [k for k in view._base if k not in want]:
+        assert k not in view and view.get(k) is None
+        with pytest.raises(KeyError):
+            view[k]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_snapshots_of_past_reads_stay_as_they_were(seed):
+    """ChunkState.snapshot() / IoState.snapshot() (Readings.chunks_by_file
+    and io_by_key, views instead of copies): every view kept from an
+    earlier read, through patches and full reads after it, shows the dict
+    as it was at its read; a view let go is not written to."""
+    rng = random.Random(seed)
+    chunks: dict = {}
+    io: dict = {}
+    cs, ios = ChunkState(), IoState()
+    kept = []       # (view, copy at its read) of some past reads
+    for step in range(40):
+        dirty: set = set()
+        dirty_io: set = set()
+        _churn(rng, chunks, io, dirty, dirty_io)
+        if step % 7 == 0:       # a full read now and then (new dicts)
+            cs.update(list(chunks.items()))
+            ios.update(list(io.items()), cs.held)
+        else:
+            cs.patch([(k, chunks[k]) for k in dirty if k in chunks],
+                     [k for k in dirty if k not in chunks])
+            ios.patch([(k, io.get(k)) for k in dirty_io], cs.held, cs.held_changed)
+        cs.held_changed = set()
+        views = (cs.snapshot(), ios.snapshot())
+        _same_view(views[0], cs.by_file)
+        if rng.random() < 0.5:
+            kept.append((views, (dict(cs.by_file), dict(ios.out))))
+        for (fv, iv), (fwant, iwant) in kept:
+            _same_view(fv, fwant)
+            _same_view(iv, iwant)
+    assert len(cs._views.views) <= 8 and len(ios._views.views) <= 8    # the dead ones dropped

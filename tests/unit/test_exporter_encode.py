@@ -1,0 +1,96 @@
+"""exporter/encode.py LineCache: the /metrics body made from kept header and
+sample-line prefixes is byte for byte the one prometheus-client's encoder
+makes, for every format a scrape can ask for, refresh after refresh (series
+appearing and going, values changing, names with quotes, backslashes,
+newlines and non-ASCII), and for what it does not take apart (timestamps,
+exemplars, counters' _created samples)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+
+from erofs_top.exporter.encode import LineCache
+from erofs_top.exporter.metrics import ExporterStatus, FamilyBuilder, ModelMetrics
+from erofs_top.model import TIER_TRACEPOINT, Container, Health, Model, Mount, Totals
+
+ACCEPTS = ["", "text/plain;version=0.0.4", "application/openmetrics-text;version=1.0.0",
+           "application/openmetrics-text; version=1.0.0; escaping=allow-utf-8",
+           "application/openmetrics-text; version=1.0.0; escaping=values",
+           "text/plain;version=1.0.0;escaping=allow-utf-8"]
+ODD = ['', 'a"b', 'back\\slash', 'new\nline', 'ünï ✓', 'x{y}=z,', '\\"\n']
+
+
+def _model(rng: random.Random, n: int) -> Model:
+    containers = []
+    for i in rng.sample(range(3 * n), n):        # series come and go between Models
+        odd = ODD[i % len(ODD)]
+        containers.append(Container(
+            cgroup_id=1000 + i, cgroup=f"/kubepods/pod{i}/{odd}ctr", runtime="containerd",
+            container_id=f"{i:064x}", pod_uid=f"uid-{i}{odd}",
+            pod_name=f"pod{odd}{i}" if i % 3 else "", pod_namespace="ns" + odd,
+            container_name=f"c{i}{odd}",
+            resident_bytes=rng.choice([0, 4096, rng.randrange(1 << 40), 10 ** 7, 123456789]),
+            duplicate_bytes=rng.randrange(1 << 20) * 4096, fair_bytes=rng.randrange(1 << 30),
+            inserted_bytes=rng.randrange(1 << 35), evicted_bytes=rng.randrange(1 << 30),
+            readahead_bytes=rng.randrange(1 << 30), read_folio_count=rng.randrange(1000),
+            files_count=rng.randrange(100)))
+    mounts = [Mount(dev=f"0:{40 + j}", mountpoint=f"/m{j}", source=f"/img/{j}", backing="file",
+                    backing_file=f"/img/{j}", image_id=f"img{j}", uuid=f"u{j}",
+                    volume_name=ODD[j % len(ODD)], resident_bytes=rng.randrange(1 << 40),
+                    duplicate_bytes=rng.randrange(1 << 30), containers_count=n)
+              for j in range(rng.randrange(1, 5))]
+    return Model(tier=TIER_TRACEPOINT, started_at=1.0, ended_at=2.0, page_size=4096,
+                 containers=containers, mounts=mounts, files=[], kernel="6.18.0",
+                 health=Health(probes_attached=True),
+                 totals=Totals(resident_bytes=sum(c.resident_bytes for c in containers)))
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+def test_bodies_equal_the_encoders_refresh_after_refresh(accept):
+    rng = random.Random(accept)
+    encoder, _ = choose_encoder(accept)
+    cached = LineCache(encoder)
+    builder, col = FamilyBuilder(), ModelMetrics()
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(col)
+    for step in range(8):
+        col.publish(builder.build(_model(rng, rng.randrange(1, 40)), ExporterStatus()))
+        want = encoder(reg)
+        assert cached(reg) == want, (accept, step)
+    assert cached.prefixes      # the sample lines were taken apart, not all encoded whole
+
+
+class _Odd:
+    """Samples LineCache must hand to the encoder whole."""
+
+    def __init__(self):
+        self.n, self.x = 0, 0.0
+
+    def collect(self):
+        c = CounterMetricFamily("odd_created_things", "with _created", labels=["k"])
+        c.add_metric(["a"], self.n, created=1234.5)
+        g = GaugeMetricFamily("odd_stamped", "with a timestamp", labels=["k"])
+        # the same series without a timestamp, then with one (a kept prefix must not serve)
+        g.add_metric(["a"], self.x, timestamp=1700000000.25 if self.n % 2 else None)
+        g.add_metric(["b"], float("nan"))
+        plain = GaugeMetricFamily("odd_plain", "help with \\ and\nnewline", labels=["k"])
+        plain.add_metric(["q\"\n"], float("inf"))
+        plain.add_metric(["r"], -0.0)
+        return [c, g, plain]
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+def test_samples_not_taken_apart_are_encoded_whole(accept):
+    rng = random.Random(7)
+    encoder, _ = choose_encoder(accept)
+    cached = LineCache(encoder)
+    reg = CollectorRegistry(auto_describe=False)
+    odd = _Odd()
+    reg.register(odd)
+    for step in range(4):
+        odd.n, odd.x = step, rng.random()
+        assert cached(reg) == encoder(reg), (accept, step)
