@@ -57,25 +57,26 @@
  *            and user space reads everything once.  Preallocated.
  *   io_slots per-CPU write-combining buffer in front of `io` (issue 11): IO_SLOTS
  *            direct-mapped slots, each one pending (dev, ino, cgroup id) with
- *            the counts not yet added to `io`, + a control element (index
- *            IO_SLOTS: `busy` while this CPU changes a slot).  io_acc() adds an
- *            event's counts to the slot of its key (no hash lookup, no atomic);
- *            a slot holding another key is first added to `io` (io_add: the
- *            lookup, the atomics, the dirty mark).  The io counts are sums, so
- *            the order in which CPUs add them does not matter.  User space
- *            empties every CPU's slots before it reads the maps: it runs
- *            `flush_io_slots` (a raw tracepoint program that is never attached)
- *            on each CPU with BPF_PROG_TEST_RUN (BPF_F_TEST_RUN_ON_CPU), which
- *            adds them to `io` and marks them dirty; a read then sees every
- *            count made before the flush (erofs_top/kernel/maps.py SlotFlusher).
+ *            the counts not yet added to `io` and a `busy` flag set while it
+ *            changes.  io_acc() adds an event's counts to the slot of its key
+ *            (no hash lookup, no atomic, no generation read); a slot holding
+ *            another key is first added to `io` (io_add: the lookup, the
+ *            atomics, the dirty mark).  The io counts are sums, so the order
+ *            in which CPUs add them does not matter.  User space empties every
+ *            CPU's slots before it reads the maps: it runs `flush_io_slots` (a
+ *            raw tracepoint program that is never attached) on each CPU with
+ *            BPF_PROG_TEST_RUN (BPF_F_TEST_RUN_ON_CPU), FLUSH_BATCH slots a
+ *            run, which adds them to `io` and marks them dirty; the read then
+ *            sees every count made before the flush (erofs_top/kernel/slots.py).
  *            The flush runs in an IPI (hardirq) on that CPU, so it may
- *            interrupt a probe in the middle of a slot update (readahead
- *            runs with interrupts on): it finds `busy` set and returns 1 (user
- *            space tries again).  A probe cannot interrupt the flush (page-cache
- *            tracepoints do not fire in hardirq context); if one ever found
- *            `busy` set it adds its counts to `io` directly.  Chunk page state
- *            is not buffered: a set pending on one CPU and a clear of the same
- *            page on another would be applied out of order.
+ *            interrupt a probe in the middle of a slot update (readahead runs
+ *            with interrupts on): it leaves a busy slot and returns 1, and
+ *            user space runs it again.  A probe cannot interrupt the flush
+ *            (page-cache tracepoints do not fire in hardirq context); if one
+ *            ever found a slot busy it would add its counts to `io` directly.
+ *            Chunk page state is not buffered this way: a set pending on one
+ *            CPU and a clear of the same page on another would be applied
+ *            out of order (docs/performance.md).
  *   counters per-CPU: map update failures, lost pages, owner overflow, ...
  * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
@@ -166,8 +167,7 @@ struct io_val {
     u64 dirty_gen;              /* read_gen when last marked dirty (0: never) */
 };
 
-/* a pending io update (io_slots); dev 0: empty.  In the control element
- * (index IO_SLOTS) `busy` is set while a slot of this CPU changes. */
+/* a pending io update (io_slots); dev 0: empty; busy while it changes */
 struct io_slot {
     u32 dev;
     u32 busy;
@@ -187,7 +187,7 @@ BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
 /* value unused (1); preallocated: marks are made on the hot path */
 BPF_F_TABLE("hash", struct chunk_key, u8, dirty, DIRTY_ENTRIES, 0);
 BPF_ARRAY(read_gen, u64, 1);
-BPF_PERCPU_ARRAY(io_slots, struct io_slot, IO_SLOTS + 1);   /* + the control element */
+BPF_PERCPU_ARRAY(io_slots, struct io_slot, IO_SLOTS > 0 ? IO_SLOTS : 1);
 
 #ifndef barrier
 #define barrier() asm volatile("" ::: "memory")
@@ -236,6 +236,7 @@ static __always_inline void count(int idx, u64 n)
 }
 
 /* the read generation: 0 until user space's first read (a full one), then 1, 2, ... */
+#define GEN_UNREAD (~0ULL)           /* struct mark_ctx: not read yet (io_acc reads it) */
 static __always_inline u64 current_gen(void)
 {
     u32 zero = 0;
@@ -374,11 +375,10 @@ static __always_inline void io_acc(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
 #if IO_SLOTS == 0
     io_add(dev, ino, cg, evicted, evicted_seeded, readahead, read_folio, mc);
 #else
-    u32 ci = IO_SLOTS, si = io_slot_index(dev, ino, cg);
-    struct io_slot *ctl = io_slots.lookup(&ci);
+    u32 si = io_slot_index(dev, ino, cg);
     struct io_slot *s = io_slots.lookup(&si);
     struct io_slot out = {};        /* what goes to `io` now (dev 0: nothing) */
-    if (!ctl || !s || ctl->busy) {
+    if (!s || s->busy) {
         out.dev = dev;
         out.ino = ino;
         out.cgid = cg;
@@ -387,7 +387,7 @@ static __always_inline void io_acc(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
         out.readahead_pages = readahead;
         out.read_folio_count = read_folio;
     } else {
-        ctl->busy = 1;
+        s->busy = 1;
         barrier();
         if (s->dev == dev && s->ino == ino && s->cgid == cg) {
             s->evicted_pages += evicted;
@@ -405,11 +405,14 @@ static __always_inline void io_acc(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
             s->read_folio_count = read_folio;
         }
         barrier();
-        ctl->busy = 0;
+        s->busy = 0;
     }
-    if (out.dev)
+    if (out.dev) {
+        if (mc->gen == GEN_UNREAD)
+            mc->gen = current_gen();
         io_add(out.dev, out.ino, out.cgid, out.evicted_pages, out.evicted_seeded_pages,
                out.readahead_pages, out.read_folio_count, mc);
+    }
 #endif
 }
 
@@ -417,12 +420,16 @@ static __always_inline void io_acc(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
 #ifndef FLUSH_BATCH
 #define FLUSH_BATCH 32               /* slots per flush_io_slots run: 64 takes the verifier 0.3 s, 32 0.07 s */
 #endif
-/* flush_io_slots: one slot into `io`, emptied */
-static __always_inline void flush_slot(u32 i, struct mark_ctx *mc)
+/* flush_io_slots: one slot into `io`, emptied; 1 if a probe is changing it */
+static __always_inline int flush_slot(u32 i, struct mark_ctx *mc)
 {
     struct io_slot *s = io_slots.lookup(&i);
     if (!s || !s->dev)
-        return;
+        return 0;
+    if (s->busy)
+        return 1;
+    s->busy = 1;
+    barrier();
     io_add(s->dev, s->ino, s->cgid, s->evicted_pages, s->evicted_seeded_pages,
            s->readahead_pages, s->read_folio_count, mc);
     s->dev = 0;
@@ -432,6 +439,9 @@ static __always_inline void flush_slot(u32 i, struct mark_ctx *mc)
     s->evicted_seeded_pages = 0;
     s->readahead_pages = 0;
     s->read_folio_count = 0;
+    barrier();
+    s->busy = 0;
+    return 0;
 }
 
 /* Never attached: user space runs it on each CPU (BPF_PROG_TEST_RUN with
@@ -439,30 +449,21 @@ static __always_inline void flush_slot(u32 i, struct mark_ctx *mc)
  * IO_SLOTS / FLUSH_BATCH times per CPU (BCC has no bpf_loop callbacks, and a
  * bounded loop over every slot is over the verifier's limit).  Returns 0
  * when slots [first, first + FLUSH_BATCH) of this CPU are in `io` (and
- * marked dirty), 1 when it interrupted a probe changing a slot (nothing
- * done: try again), 2 without the map. */
+ * marked dirty), 1 when one of them was left because the flush interrupted
+ * a probe changing it (run it again). */
 int flush_io_slots(struct bpf_raw_tracepoint_args *ctx)
 {
-    u32 ci = IO_SLOTS;
-    struct io_slot *ctl = io_slots.lookup(&ci);
-    if (!ctl)
-        return 2;
-    if (ctl->busy)
-        return 1;
-    ctl->busy = 1;
-    barrier();
     struct mark_ctx mc = {.gen = current_gen()};
     u32 first = (u32)ctx->args[0];
+    int busy = 0;
     for (u32 i = 0; i < FLUSH_BATCH; i++) {
         u32 k = first + i;
         if (k >= IO_SLOTS)
             break;
-        flush_slot(k, &mc);
+        busy |= flush_slot(k, &mc);
     }
     mark_done(&mc);
-    barrier();
-    ctl->busy = 0;
-    return 0;
+    return busy;
 }
 #endif
 
@@ -618,7 +619,7 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    struct mark_ctx mc = {.gen = current_gen()};
+    struct mark_ctx mc = {.gen = GEN_UNREAD};      /* read when a slot goes to `io` */
     io_acc(dev, args->nid, cg, 0, 0, args->nrpage, 0, &mc);
     mark_done(&mc);
     EMIT(args, EV_READAHEAD, dev, args->nid, args->start, args->nrpage, cg);
@@ -633,7 +634,7 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    struct mark_ctx mc = {.gen = current_gen()};
+    struct mark_ctx mc = {.gen = GEN_UNREAD};      /* read when a slot goes to `io` */
     io_acc(dev, args->nid, cg, 0, 0, 0, 1, &mc);
     mark_done(&mc);
     EMIT(args, EV_READ_FOLIO, dev, args->nid, args->index, 1, cg);

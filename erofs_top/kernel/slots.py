@@ -11,8 +11,8 @@ It adds the slots to `io` and marks them dirty, so the read that follows (full
 or incremental) sees every count made before the flush.  The io counts are
 sums: the order in which CPUs add them does not matter.
 
-A run that interrupted a probe in the middle of a slot update returns BUSY
-and changes nothing; it is run again.  A CPU that is offline keeps its pending
+A run that interrupted a probe in the middle of a slot update leaves that
+slot and returns BUSY; it is run again.  A CPU that is offline keeps its pending
 slots until it is back online (the kernel cannot run a program there): its
 counts are late, not lost.
 """
