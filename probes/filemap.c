@@ -55,6 +55,28 @@
  *            (the atomics before it order it on x86), so a drain that finds
  *            the key reads the changed value.  Full map: CNT_DIRTY_OVERFLOW,
  *            and user space reads everything once.  Preallocated.
+ *   io_slots per-CPU write-combining buffer in front of `io` (issue 11): IO_SLOTS
+ *            direct-mapped slots, each one pending (dev, ino, cgroup id) with
+ *            the counts not yet added to `io` and a `busy` flag set while it
+ *            changes.  io_acc() adds an event's counts to the slot of its key
+ *            (no hash lookup, no atomic, no generation read); a slot holding
+ *            another key is first added to `io` (io_add: the lookup, the
+ *            atomics, the dirty mark).  The io counts are sums, so the order
+ *            in which CPUs add them does not matter.  User space empties every
+ *            CPU's slots before it reads the maps: it runs `flush_io_slots` (a
+ *            raw tracepoint program that is never attached) on each CPU with
+ *            BPF_PROG_TEST_RUN (BPF_F_TEST_RUN_ON_CPU), FLUSH_BATCH slots a
+ *            run, which adds them to `io` and marks them dirty; the read then
+ *            sees every count made before the flush (erofs_top/kernel/slots.py).
+ *            The flush runs in an IPI (hardirq) on that CPU, so it may
+ *            interrupt a probe in the middle of a slot update (readahead runs
+ *            with interrupts on): it leaves a busy slot and returns 1, and
+ *            user space runs it again.  A probe cannot interrupt the flush
+ *            (page-cache tracepoints do not fire in hardirq context); if one
+ *            ever found a slot busy it would add its counts to `io` directly.
+ *            Chunk page state is not buffered this way: a set pending on one
+ *            CPU and a clear of the same page on another would be applied
+ *            out of order (docs/performance.md).
  *   counters per-CPU: map update failures, lost pages, owner overflow, ...
  * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
@@ -75,6 +97,9 @@ typedef u64 erofs_blk_t;
 #endif
 #ifndef DIRTY_ENTRIES
 #define DIRTY_ENTRIES 65536
+#endif
+#ifndef IO_SLOTS
+#define IO_SLOTS 512                 /* per CPU, a power of two; 0: no slots, io_add per event */
 #endif
 /* Folios up to order 9 (2 MiB with 4 KiB pages): the page cache's largest
  * (MAX_PAGECACHE_ORDER = PMD order, 9 on x86-64 and 4 KiB-page arm64);
@@ -142,6 +167,18 @@ struct io_val {
     u64 dirty_gen;              /* read_gen when last marked dirty (0: never) */
 };
 
+/* a pending io update (io_slots); dev 0: empty; busy while it changes */
+struct io_slot {
+    u32 dev;
+    u32 busy;
+    u64 ino;
+    u64 cgid;
+    u64 evicted_pages;
+    u64 readahead_pages;
+    u64 read_folio_count;
+    u64 evicted_seeded_pages;
+};
+
 BPF_HASH(watched_devs, u32, u64, 4096);   /* value: KIND_* bits */
 /* preallocated (no BPF_F_NO_PREALLOC): entries are created on the hot path */
 BPF_F_TABLE("hash", struct chunk_key, struct chunk_val, chunks, CHUNK_ENTRIES, 0);
@@ -150,6 +187,11 @@ BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
 /* value unused (1); preallocated: marks are made on the hot path */
 BPF_F_TABLE("hash", struct chunk_key, u8, dirty, DIRTY_ENTRIES, 0);
 BPF_ARRAY(read_gen, u64, 1);
+BPF_PERCPU_ARRAY(io_slots, struct io_slot, IO_SLOTS > 0 ? IO_SLOTS : 1);
+
+#ifndef barrier
+#define barrier() asm volatile("" ::: "memory")
+#endif
 
 /* watched_devs through the per-CPU cache (see the top).  Per-CPU slots need
  * no atomics: tracepoint programs do not nest on a CPU (bpf_prog_active). */
@@ -194,6 +236,7 @@ static __always_inline void count(int idx, u64 n)
 }
 
 /* the read generation: 0 until user space's first read (a full one), then 1, 2, ... */
+#define GEN_UNREAD (~0ULL)           /* struct mark_ctx: not read yet (io_acc reads it) */
 static __always_inline u64 current_gen(void)
 {
     u32 zero = 0;
@@ -315,6 +358,115 @@ static __always_inline void io_add(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
     mark_dirty(&v->dirty_gen, dev, DIRTY_IO, ino, cg, mc);
 }
 
+/* This CPU's io_slots slot of (dev, ino, cg): the high bits of a product. */
+static __always_inline u32 io_slot_index(u32 dev, u64 ino, u64 cg)
+{
+    u64 h = (ino ^ (cg << 17) ^ ((u64)dev << 40)) * 0x9E3779B97F4A7C15ULL;
+    return (u32)(h >> 40) & (IO_SLOTS - 1);
+}
+
+/* io_add through this CPU's write-combining slot (io_slots, see the top):
+ * the counts stay in the slot while events of the same key follow; at most
+ * one io_add, of the key the slot held before (or of this event when a flush
+ * of this CPU is running, which cannot happen from a tracepoint). */
+static __always_inline void io_acc(u32 dev, u64 ino, u64 cg, u64 evicted, u64 evicted_seeded,
+                                   u64 readahead, u64 read_folio, struct mark_ctx *mc)
+{
+#if IO_SLOTS == 0
+    io_add(dev, ino, cg, evicted, evicted_seeded, readahead, read_folio, mc);
+#else
+    u32 si = io_slot_index(dev, ino, cg);
+    struct io_slot *s = io_slots.lookup(&si);
+    struct io_slot out = {};        /* what goes to `io` now (dev 0: nothing) */
+    if (!s || s->busy) {
+        out.dev = dev;
+        out.ino = ino;
+        out.cgid = cg;
+        out.evicted_pages = evicted;
+        out.evicted_seeded_pages = evicted_seeded;
+        out.readahead_pages = readahead;
+        out.read_folio_count = read_folio;
+    } else {
+        s->busy = 1;
+        barrier();
+        if (s->dev == dev && s->ino == ino && s->cgid == cg) {
+            s->evicted_pages += evicted;
+            s->evicted_seeded_pages += evicted_seeded;
+            s->readahead_pages += readahead;
+            s->read_folio_count += read_folio;
+        } else {
+            out = *s;
+            s->dev = dev;
+            s->ino = ino;
+            s->cgid = cg;
+            s->evicted_pages = evicted;
+            s->evicted_seeded_pages = evicted_seeded;
+            s->readahead_pages = readahead;
+            s->read_folio_count = read_folio;
+        }
+        barrier();
+        s->busy = 0;
+    }
+    if (out.dev) {
+        if (mc->gen == GEN_UNREAD)
+            mc->gen = current_gen();
+        io_add(out.dev, out.ino, out.cgid, out.evicted_pages, out.evicted_seeded_pages,
+               out.readahead_pages, out.read_folio_count, mc);
+    }
+#endif
+}
+
+#if IO_SLOTS > 0
+#ifndef FLUSH_BATCH
+#define FLUSH_BATCH 32               /* slots per flush_io_slots run: 64 takes the verifier 0.3 s, 32 0.07 s */
+#endif
+/* flush_io_slots: one slot into `io`, emptied; 1 if a probe is changing it */
+static __always_inline int flush_slot(u32 i, struct mark_ctx *mc)
+{
+    struct io_slot *s = io_slots.lookup(&i);
+    if (!s || !s->dev)
+        return 0;
+    if (s->busy)
+        return 1;
+    s->busy = 1;
+    barrier();
+    io_add(s->dev, s->ino, s->cgid, s->evicted_pages, s->evicted_seeded_pages,
+           s->readahead_pages, s->read_folio_count, mc);
+    s->dev = 0;
+    s->ino = 0;
+    s->cgid = 0;
+    s->evicted_pages = 0;
+    s->evicted_seeded_pages = 0;
+    s->readahead_pages = 0;
+    s->read_folio_count = 0;
+    barrier();
+    s->busy = 0;
+    return 0;
+}
+
+/* Never attached: user space runs it on each CPU (BPF_PROG_TEST_RUN with
+ * BPF_F_TEST_RUN_ON_CPU, args[0] = first slot) before it reads the maps,
+ * IO_SLOTS / FLUSH_BATCH times per CPU (BCC has no bpf_loop callbacks, and a
+ * bounded loop over every slot is over the verifier's limit).  Returns 0
+ * when slots [first, first + FLUSH_BATCH) of this CPU are in `io` (and
+ * marked dirty), 1 when one of them was left because the flush interrupted
+ * a probe changing it (run it again). */
+int flush_io_slots(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct mark_ctx mc = {.gen = current_gen()};
+    u32 first = (u32)ctx->args[0];
+    int busy = 0;
+    for (u32 i = 0; i < FLUSH_BATCH; i++) {
+        u32 k = first + i;
+        if (k >= IO_SLOTS)
+            break;
+        busy |= flush_slot(k, &mc);
+    }
+    mark_done(&mc);
+    return busy;
+}
+#endif
+
 /* find-or-create stays per file: BCC rewrites map calls only outside macros,
  * so the slot logic is what chunk_owners.h shares */
 static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask, struct mark_ctx *mc)
@@ -341,7 +493,11 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask, str
     mark_dirty(&v->dirty_gen, k->dev, DIRTY_CHUNK, k->ino, k->chunk, mc);
 }
 
-static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, struct mark_ctx *mc)
+/* slotted: evictions counted through io_slots (io_acc), else io_add: the
+ * loop over a large folio's chunks keeps io_add (with io_acc in it, the
+ * verifier's state count of the delete path goes over its limit) */
+static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, int slotted,
+                                        struct mark_ctx *mc)
 {
     struct chunk_val *v = chunks.lookup(k);
     if (!v) {
@@ -356,8 +512,12 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, struct ma
         if (!hits[s])
             continue;
         u64 cg = s < MAX_OWNERS ? v->cgid[s] : 0;
-        io_add(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
-               __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
+        if (slotted)
+            io_acc(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
+                   __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
+        else
+            io_add(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
+                   __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
     }
     if (seeded)
         __sync_fetch_and_and(&v->seeded_bits, ~mask);
@@ -380,7 +540,7 @@ static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, 
         if (add)
             chunk_set(&k, cg, mask, mc);
         else
-            chunk_clear(&k, mask, mc);
+            chunk_clear(&k, mask, 1, mc);
         return;
     }
     u32 nchunks = 1U << (order - 6);
@@ -392,7 +552,7 @@ static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, 
         if (add)
             chunk_set(&k, cg, ~0ULL, mc);
         else
-            chunk_clear(&k, ~0ULL, mc);
+            chunk_clear(&k, ~0ULL, 0, mc);
     }
     if (nchunks > MAX_FOLIO_CHUNKS)
         count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - MAX_FOLIO_CHUNKS) * 64);
@@ -459,8 +619,8 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    struct mark_ctx mc = {.gen = current_gen()};
-    io_add(dev, args->nid, cg, 0, 0, args->nrpage, 0, &mc);
+    struct mark_ctx mc = {.gen = GEN_UNREAD};      /* read when a slot goes to `io` */
+    io_acc(dev, args->nid, cg, 0, 0, args->nrpage, 0, &mc);
     mark_done(&mc);
     EMIT(args, EV_READAHEAD, dev, args->nid, args->start, args->nrpage, cg);
     return 0;
@@ -474,8 +634,8 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
-    struct mark_ctx mc = {.gen = current_gen()};
-    io_add(dev, args->nid, cg, 0, 0, 0, 1, &mc);
+    struct mark_ctx mc = {.gen = GEN_UNREAD};      /* read when a slot goes to `io` */
+    io_acc(dev, args->nid, cg, 0, 0, 0, 1, &mc);
     mark_done(&mc);
     EMIT(args, EV_READ_FOLIO, dev, args->nid, args->index, 1, cg);
     return 0;

@@ -14,7 +14,7 @@ from ..model import TIER_FULL, TIER_TRACEPOINT
 from ..pagecache import PAGE_SIZE
 from ..readings import PageEvent, Readings
 from ..snapshot import snapshot_readings
-from . import host, maps, startup
+from . import host, maps, slots, startup
 from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS
 
@@ -65,8 +65,12 @@ class TracepointSource:
             probe = probe_file("filemap.c")
         except ProbeFileMissing as e:
             raise CollectorError(str(e)) from None
+        # the per-CPU io slots need bpf(2) from here to be emptied before a read
+        self._sys_bpf = slots.sys_bpf_number()
         cflags = [f"-DCHUNK_ENTRIES={max_chunks}", f"-DIO_ENTRIES={max_io}",
                   f"-DDIRTY_ENTRIES={max_dirty}",
+                  f"-DIO_SLOTS={slots.IO_SLOTS if self._sys_bpf else 0}",
+                  f"-DFLUSH_BATCH={slots.FLUSH_BATCH}",
                   f"-I{probe.parent}"]     # chunk_owners.h
         if self._events.get("erofs:erofs_fill_inode"):
             cflags.append("-DHAVE_EROFS_FILL_INODE")
@@ -96,6 +100,7 @@ class TracepointSource:
             raise CollectorError(f"BPF programs failed to load: {msg[-1] if msg else e}"
                                  f" (run `erofs-top doctor`)") from None
         self._attached = True
+        self._flusher = self._load_flusher()
         self.watched: set[int] = set()
         self._init_read_state()
         self.lost_events = 0
@@ -106,6 +111,25 @@ class TracepointSource:
         self.mounts.refresh()
         self._sync_mounts()
         self.seeded_pages = self._seed() if seed else 0
+
+    def _load_flusher(self) -> slots.SlotFlusher | None:
+        """The program that empties the per-CPU io slots (kernel/slots.py),
+        loaded (verified) now, never attached; None when built without slots."""
+        if not self._sys_bpf:
+            return None
+        from bcc import BPF     # noqa: deferred, as BPF above
+        t = time.monotonic()
+        try:
+            fn = self.bpf.load_func(b"flush_io_slots", BPF.RAW_TRACEPOINT)
+        except Exception as e:
+            self._attached = False
+            self.bpf.cleanup()
+            msg = str(e).strip().splitlines()
+            raise CollectorError(f"BPF program flush_io_slots failed to load: "
+                                 f"{msg[-1] if msg else e} (run `erofs-top doctor`)") from None
+        finally:
+            self.startup.add(startup.LOAD, time.monotonic() - t)
+        return slots.SlotFlusher(fn.fd, self._sys_bpf)
 
     def _init_read_state(self) -> None:
         self._chunk_gc = maps.EmptyChunkGC(self.bpf[b"chunks"])
@@ -213,6 +237,9 @@ class TracepointSource:
             except Exception as e:
                 r.warnings.append(f"sharing probes unreadable: {e}")
         r.warnings += self.degraded
+        if self._flusher is not None and self._flusher.left:
+            r.warnings.append("io counts of CPU(s) " + ", ".join(map(str, self._flusher.left))
+                              + " not flushed from the probe's per-CPU slots: in a later read")
         if getattr(self, "_seed_warnings", None):
             r.warnings += self._seed_warnings
         r.bpf_run_time_ns, r.bpf_run_count = self._prog_stats()
@@ -228,6 +255,10 @@ class TracepointSource:
         (maps.ChunkState/IoState): the aggregator skips them.  Returns the
         entry counts of chunks and io."""
         state, io_state = self._chunk_state, self._io_state
+        # the counts pending in the probe's per-CPU io slots into `io` (and
+        # marked dirty) first: the read below sees every event before this
+        if self._flusher is not None:
+            self._flusher.flush()
         # always drain (the map of the generation that ended must be emptied);
         # marks made from here on are in the other map, read next time
         drained = self._dirty.drain() if self._dirty is not None else None
