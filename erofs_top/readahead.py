@@ -158,6 +158,9 @@ def next_ra_size(cur: int, max_pages: int = RA_PAGES) -> int:
     return max_pages
 
 
+XA_CHUNK = 64           # XA_CHUNK_SIZE: slots per xarray node
+
+
 def _sibling_shift(cache: InodeCache, index: int) -> int:
     """An xarray walk that starts inside a multi-page folio loads the
     folio's head slot first, then steps slot and index together: the slots
@@ -166,28 +169,51 @@ def _sibling_shift(cache: InodeCache, index: int) -> int:
     return index - cache.head(index) if index in cache.pages else 0
 
 
+def _node_step(index: int, slot: int, step: int) -> int:
+    """The slot an xas_next() (step 1) or xas_prev() (step -1) checks after
+    the slot ``slot`` at the index ``index``, whose next index is ``index +
+    step`` (lib/xarray.c).  Inside an xarray node (XA_CHUNK slots) slot and
+    index move together; at the node's edge __xas_next/__xas_prev compare the
+    new index's offset with the slot's: equal (a walk one index behind its
+    slot, xas_prev at the node's first slot), the same slot again; else the
+    walk leaves the node and, one node over, takes the new index's offset
+    (xas_set_offset): slot and index are in step again."""
+    edge = XA_CHUNK - 1 if step > 0 else 0
+    if slot % XA_CHUNK != edge:
+        return slot + step
+    new = index + step
+    if new % XA_CHUNK == slot % XA_CHUNK:
+        return slot
+    return (slot // XA_CHUNK + step) * XA_CHUNK + new % XA_CHUNK
+
+
 def prev_miss(cache: InodeCache, index: int, max_scan: int) -> int:
     """page_cache_prev_miss(): the index it reports for the highest gap in
     [index - max_scan + 1, index]; NO_GAP_BELOW when the scan passes page 0
-    (ULONG_MAX in the kernel); the last index scanned when there is no gap."""
-    shift = _sibling_shift(cache, index)
-    slot = index - shift
+    (ULONG_MAX in the kernel); the last index scanned when there is no gap.
+    Started inside a large folio, the slots checked trail the index until
+    the walk crosses an xarray node's edge (``_node_step``; the lab's 7.2:
+    prev_miss(515) inside the folio 514-515 reported the gap at 507, contig
+    8, not 508)."""
+    slot = index - _sibling_shift(cache, index)
     for k in range(max_scan):
-        if index - k < 0 or slot < 0:
+        if index - k < 0:
             return NO_GAP_BELOW
-        if slot not in cache.pages:
+        if slot < 0 or slot not in cache.pages:     # below the first node: bounds
             return index - k
-        slot -= 1
+        slot = _node_step(index - k, slot, -1)
     return index - max_scan + 1
 
 
 def next_miss(cache: InodeCache, index: int, max_scan: int) -> int:
     """page_cache_next_miss(): the index it reports for the lowest gap in
-    [index, index + max_scan), else index + max_scan."""
-    shift = _sibling_shift(cache, index)
+    [index, index + max_scan), else index + max_scan (slots checked as in
+    ``prev_miss``)."""
+    slot = index - _sibling_shift(cache, index)
     for k in range(max_scan):
-        if index - shift + k not in cache.pages:
+        if slot not in cache.pages:
             return index + k
+        slot = _node_step(index + k, slot, 1)
     return index + max_scan
 
 

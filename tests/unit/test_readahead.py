@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from erofs_top.readahead import (PAGE, FileRa, InodeCache, MetaPages, Read, ZExtentRa, ZFile,
                                  fault, image_runs, init_ra_size, z_batch,
-                                 next_miss, next_ra_size, read, replay, replay_reads)
+                                 next_miss, next_ra_size, prev_miss, read, replay, replay_reads)
 
 
 def pages(lo: int, hi: int) -> set[int]:
@@ -104,6 +104,35 @@ def test_gap_search_inside_a_large_folio_reports_one_index_late():
                    folios={p: 112 for p in range(112, 116)} | {116: 116, 117: 116})
     assert next_miss(c, 113, 32) == 119
     assert next_miss(c, 112, 32) == 118
+
+
+def test_gap_search_back_from_a_large_folio_resyncs_at_an_xarray_node_edge():
+    # the lab's 7.2 (2026-12-04, redis-tools, LAB_MATRIX_SEED=11, readahead
+    # tracepoints): pages 508-515 cached, 514-515 one order-1 folio, 507 not;
+    # a pread at 516: page_cache_sync_ra sized its window 10 = contig 8 + 2,
+    # so page_cache_prev_miss(515) reported 507, not 508.  The walk: xas_load
+    # (515) takes the head's slot 514, then index and slot step down
+    # together (514/513, 513/512); at the node's first slot 512 __xas_prev
+    # finds the new index 512 at that offset: slot 512 again, in step from
+    # there (511/511 ... 507/507, the gap)
+    c = InodeCache(800 * PAGE, large_folios=True, pages=pages(508, 515),
+                   folios={514: 514, 515: 514})
+    assert prev_miss(c, 515, 32) == 507
+    # the same folio away from a node edge: one index late, as before
+    c = InodeCache(800 * PAGE, large_folios=True, pages=pages(538, 547),
+                   folios={546: 546, 547: 546})
+    assert prev_miss(c, 547, 32) == 538
+
+
+def test_gap_search_forward_from_a_large_folio_skips_slots_past_a_node_edge():
+    # folio 60-63 (order 2), 64 missing, 65-70 cached: next_miss(61) checks
+    # slots 60, 61, 62, 63 for indices 61-64; from slot 63 (the node's last)
+    # __xas_next's new index 65 has offset 1: it leaves the node and takes
+    # slot 65 in the next one; slot 64 is never checked: the gap at 71
+    c = InodeCache(200 * PAGE, large_folios=True, pages=pages(60, 63) | pages(65, 70),
+                   folios={p: 60 for p in range(60, 64)})
+    assert next_miss(c, 61, 32) == 71
+    assert next_miss(c, 60, 32) == 64
 
 
 def test_a_cached_page_splits_the_window_into_two_batches():
