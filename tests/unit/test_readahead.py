@@ -135,6 +135,28 @@ def test_gap_search_forward_from_a_large_folio_skips_slots_past_a_node_edge():
     assert next_miss(c, 60, 32) == 64
 
 
+def test_a_window_that_reaches_eof_marks_nothing():
+    # Linux 7.2 (the lab, 2026-12-04, readahead tracepoints): when
+    # do_page_cache_ra() trims a window at the page holding EOF it passes
+    # lookahead 0 to page_cache_ra_unbounded (54 of 54 trimmed windows; 1070
+    # of 1070 untrimmed ones kept async_size), so no page is marked.  A
+    # 4-page file, pread(0, 2 pages): the initial window 0-3 (size 4, async
+    # 2) ends on the EOF page; before, the mark went on 0 + 4 - 2 = 2.
+    c = replay(4 * PAGE, [[(0, 2 * PAGE)]])
+    assert (c.pages, c.marks) == (pages(0, 3), set())
+    # page_cache_ra_order() alike: a 14-page file with large folios, reads
+    # at pages 0, 1 and 4.  0: window 0-3, mark on 1.  1: the mark, expected
+    # index 1: window 4-11 (size next_ra_size(4) = 8, order 2), mark on 4.
+    # 4: the mark, expected: start 12, size 16, order 4, end 28 aligned down
+    # to 16: size 4, window 12-15, past EOF (13): one order-1 folio 12-13,
+    # unmarked (before: marked, 12 + 4 - 4 = 12; in the lab a lz4hc file's
+    # window 747-767 at EOF 765 left 747 unmarked: no async readahead when a
+    # later pread reached it)
+    c = replay(14 * PAGE, [[(0, PAGE), (PAGE, PAGE), (4 * PAGE, PAGE)]], large_folios=True)
+    assert (c.pages, c.marks) == (pages(0, 13), set())
+    assert c.head(13) == 12
+
+
 def test_a_cached_page_splits_the_window_into_two_batches():
     # page_cache_ra_unbounded(): a page already present submits the batch so
     # far (read_pages) and the window goes on after it
@@ -494,8 +516,9 @@ def test_an_mmap_hit_on_the_mark_opens_the_async_window():
     # nothing read.  fault(24) hits the mark: expected index 0 + 32 - 8 = 24,
     # so the window moves on: start 32, size max(32, next_ra_size(32)) = 32,
     # order 2, end 64 aligned to 4: stays; async_size 32, the mark on 32 +
-    # 32 - 32 = 32.
-    c, ra = InodeCache(64 * PAGE), FileRa()
+    # 32 - 32 = 32 (the file goes on past the window: see
+    # test_a_window_that_reaches_eof_marks_nothing).
+    c, ra = InodeCache(100 * PAGE), FileRa()
     fault(c, ra, 10)
     fault(c, ra, 14)
     assert c.pages == pages(0, 31) and ra.mmap_miss == 0
