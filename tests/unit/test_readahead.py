@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from erofs_top.readahead import (PAGE, FileRa, InodeCache, MetaPages, Read, ZExtentRa, ZFile,
                                  fault, image_runs, init_ra_size, z_batch,
-                                 next_miss, next_ra_size, read, replay, replay_reads)
+                                 next_miss, next_ra_size, prev_miss, read, replay, replay_reads)
 
 
 def pages(lo: int, hi: int) -> set[int]:
@@ -104,6 +104,57 @@ def test_gap_search_inside_a_large_folio_reports_one_index_late():
                    folios={p: 112 for p in range(112, 116)} | {116: 116, 117: 116})
     assert next_miss(c, 113, 32) == 119
     assert next_miss(c, 112, 32) == 118
+
+
+def test_gap_search_back_from_a_large_folio_resyncs_at_an_xarray_node_edge():
+    # the lab's 7.2 (2026-12-04, redis-tools, LAB_MATRIX_SEED=11, readahead
+    # tracepoints): pages 508-515 cached, 514-515 one order-1 folio, 507 not;
+    # a pread at 516: page_cache_sync_ra sized its window 10 = contig 8 + 2,
+    # so page_cache_prev_miss(515) reported 507, not 508.  The walk: xas_load
+    # (515) takes the head's slot 514, then index and slot step down
+    # together (514/513, 513/512); at the node's first slot 512 __xas_prev
+    # finds the new index 512 at that offset: slot 512 again, in step from
+    # there (511/511 ... 507/507, the gap)
+    c = InodeCache(800 * PAGE, large_folios=True, pages=pages(508, 515),
+                   folios={514: 514, 515: 514})
+    assert prev_miss(c, 515, 32) == 507
+    # the same folio away from a node edge: one index late, as before
+    c = InodeCache(800 * PAGE, large_folios=True, pages=pages(538, 547),
+                   folios={546: 546, 547: 546})
+    assert prev_miss(c, 547, 32) == 538
+
+
+def test_gap_search_forward_from_a_large_folio_skips_slots_past_a_node_edge():
+    # folio 60-63 (order 2), 64 missing, 65-70 cached: next_miss(61) checks
+    # slots 60, 61, 62, 63 for indices 61-64; from slot 63 (the node's last)
+    # __xas_next's new index 65 has offset 1: it leaves the node and takes
+    # slot 65 in the next one; slot 64 is never checked: the gap at 71
+    c = InodeCache(200 * PAGE, large_folios=True, pages=pages(60, 63) | pages(65, 70),
+                   folios={p: 60 for p in range(60, 64)})
+    assert next_miss(c, 61, 32) == 71
+    assert next_miss(c, 60, 32) == 64
+
+
+def test_a_window_that_reaches_eof_marks_nothing():
+    # Linux 7.2 (the lab, 2026-12-04, readahead tracepoints): when
+    # do_page_cache_ra() trims a window at the page holding EOF it passes
+    # lookahead 0 to page_cache_ra_unbounded (54 of 54 trimmed windows; 1070
+    # of 1070 untrimmed ones kept async_size), so no page is marked.  A
+    # 4-page file, pread(0, 2 pages): the initial window 0-3 (size 4, async
+    # 2) ends on the EOF page; before, the mark went on 0 + 4 - 2 = 2.
+    c = replay(4 * PAGE, [[(0, 2 * PAGE)]])
+    assert (c.pages, c.marks) == (pages(0, 3), set())
+    # page_cache_ra_order() alike: a 14-page file with large folios, reads
+    # at pages 0, 1 and 4.  0: window 0-3, mark on 1.  1: the mark, expected
+    # index 1: window 4-11 (size next_ra_size(4) = 8, order 2), mark on 4.
+    # 4: the mark, expected: start 12, size 16, order 4, end 28 aligned down
+    # to 16: size 4, window 12-15, past EOF (13): one order-1 folio 12-13,
+    # unmarked (before: marked, 12 + 4 - 4 = 12; in the lab a lz4hc file's
+    # window 747-767 at EOF 765 left 747 unmarked: no async readahead when a
+    # later pread reached it)
+    c = replay(14 * PAGE, [[(0, PAGE), (PAGE, PAGE), (4 * PAGE, PAGE)]], large_folios=True)
+    assert (c.pages, c.marks) == (pages(0, 13), set())
+    assert c.head(13) == 12
 
 
 def test_a_cached_page_splits_the_window_into_two_batches():
@@ -465,8 +516,9 @@ def test_an_mmap_hit_on_the_mark_opens_the_async_window():
     # nothing read.  fault(24) hits the mark: expected index 0 + 32 - 8 = 24,
     # so the window moves on: start 32, size max(32, next_ra_size(32)) = 32,
     # order 2, end 64 aligned to 4: stays; async_size 32, the mark on 32 +
-    # 32 - 32 = 32.
-    c, ra = InodeCache(64 * PAGE), FileRa()
+    # 32 - 32 = 32 (the file goes on past the window: see
+    # test_a_window_that_reaches_eof_marks_nothing).
+    c, ra = InodeCache(100 * PAGE), FileRa()
     fault(c, ra, 10)
     fault(c, ra, 14)
     assert c.pages == pages(0, 31) and ra.mmap_miss == 0

@@ -72,14 +72,21 @@ def read_half(root: str) -> None:
                 left -= len(b)
 
 
-def read_random(root: str) -> None:
-    """pread(2) 4 KiB at seeded random offsets, a third of each file's pages."""
-    rng = random.Random(int(os.environ.get("LAB_MATRIX_SEED", "7")))
+def read_random(root: str, seed: int | None = None) -> None:
+    """pread(2) 4 KiB at seeded random offsets, a third of each file's pages
+    (seed: LAB_MATRIX_SEED, default 7, unless given)."""
+    rng = random.Random(seed if seed is not None else int(os.environ.get("LAB_MATRIX_SEED", "7")))
     for p in _files(root):
         size = os.path.getsize(p)
         with open(p, "rb", buffering=0) as f:
             for _ in range(max(1, size // lk.PAGE // 3)):
                 os.pread(f.fileno(), lk.PAGE, rng.randrange(0, max(1, size)))
+
+
+def read_random_seed11(root: str) -> None:
+    """read_random with seed 11: a second draw in every run (docs/sharing.md,
+    rules 11 and 12 of "Random readers" were found with it)."""
+    read_random(root, 11)
 
 
 def mmap_every_4th(root: str) -> None:
@@ -131,6 +138,11 @@ CELLS = {
                                    [(0, read_random), (1, read_random)], True),
     "lz4hc random offsets": ([("v1-lz4hc", False), ("v2-lz4hc", False)],
                              [(0, read_random), (1, read_random)], False),
+    "plain random offsets, cold, seed 11": ([("v1", False), ("v2", False)],
+                                            [(0, read_random_seed11), (1, read_random_seed11)],
+                                            True),
+    "lz4hc random offsets, seed 11": ([("v1-lz4hc", False), ("v2-lz4hc", False)],
+                                      [(0, read_random_seed11), (1, read_random_seed11)], False),
     "chunked on loop, cold": ([("v1-chunk", True), ("v2-chunk", True)],
                               [(0, read_whole), (1, read_whole)], True),
     "1 KiB blocks": ([("v1-1k", False), ("v2-1k", False)], [(0, read_whole), (1, read_whole)],
