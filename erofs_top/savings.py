@@ -251,16 +251,6 @@ def group_file_savings(members: list[Copy]) -> Savings:
     return out
 
 
-class _Tally:
-    """What _file_pages fills, without a Savings (group_file_part)."""
-    __slots__ = ("file_pages", "now_file_pages", "by_cgroup", "by_dev")
-
-    def __init__(self):
-        self.file_pages = self.now_file_pages = 0
-        self.by_cgroup: dict[int, int] = defaultdict(int)
-        self.by_dev: dict[int, int] = defaultdict(int)
-
-
 def _flat_items(d: dict[int, int]) -> tuple[int, ...]:
     """{k: n} -> (k, n, k, n, ...), zero counts left out."""
     return tuple(x for kv in d.items() if kv[1] for x in kv)
@@ -270,8 +260,7 @@ def group_file_part(members: list[Copy]) -> tuple:
     """group_file_savings() as the flat tuple the aggregator keeps per group
     and stage (node_savings.GroupCache): (file pages, 0, 0, now file pages,
     (cg, pages, ...), (dev, pages, ...)), zero counts left out."""
-    out = _Tally()
-    _file_pages(sorted(members, key=_fingerprinted_first), out, None)
+    out = group_file_savings(members)
     return (out.file_pages, 0, 0, out.now_file_pages, _flat_items(out.by_cgroup),
             _flat_items(out.by_dev))
 

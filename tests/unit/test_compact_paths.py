@@ -90,14 +90,10 @@ def test_duplicates_and_contributions_match_a_page_count(seed):
             assert per_cg[cg] == (len(mine), len(mine & dup_pages), 0)
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_group_file_savings_match_a_page_count(seed):
-    rng = random.Random(1000 + seed)
-    group = _group(rng, rng.randint(2, 5), same=seed % 2 == 0)
-    copies = [Copy(key=(e.dev, e.ino, 0), union=e.union, owners=e.chunks, image=None,
-                   page_map=None, fingerprinted=rng.random() < 0.5) for e in group]
-    s = group_file_savings(copies)
-    # the fingerprinted copies first (stable), the first holder of a page keeps it
+def _counted_savings(group, copies):
+    """What a group saves, counted page by page: the fingerprinted copies
+    first (stable), the first holder of a page keeps it.  Returns (file
+    pages, now file pages, by dev, by cgroup)."""
     order = sorted(range(len(copies)), key=lambda i: not copies[i].fingerprinted)
     held: set = set()
     held_fp: set = set()
@@ -117,6 +113,17 @@ def test_group_file_savings_match_a_page_count(seed):
         for pg in gone:
             cg = _owner_of(group[i], pg)
             by_cg[cg] = by_cg.get(cg, 0) + 1
+    return file_pages, now, by_dev, by_cg
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_group_file_savings_match_a_page_count(seed):
+    rng = random.Random(1000 + seed)
+    group = _group(rng, rng.randint(2, 5), same=seed % 2 == 0)
+    copies = [Copy(key=(e.dev, e.ino, 0), union=e.union, owners=e.chunks, image=None,
+                   page_map=None, fingerprinted=rng.random() < 0.5) for e in group]
+    s = group_file_savings(copies)
+    file_pages, now, by_dev, by_cg = _counted_savings(group, copies)
     assert (s.file_pages, s.now_file_pages) == (file_pages, now)
     assert {k: v for k, v in s.by_dev.items() if v} == by_dev
     assert {k: v for k, v in s.by_cgroup.items() if v} == by_cg
@@ -164,17 +171,17 @@ def test_a_group_whose_mounts_changed_in_place_is_recomputed():
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_group_file_part_is_group_file_savings_flat(seed):
-    """The flat part GroupCache keeps (savings.group_file_part) says what
-    group_file_savings() does, zero counts left out."""
+def test_group_file_part_matches_a_page_count(seed):
+    """The flat part GroupCache keeps (savings.group_file_part): the group's
+    savings counted page by page, zero counts left out."""
     from erofs_top.savings import group_file_part
     rng = random.Random(2000 + seed)
     group = _group(rng, rng.randint(2, 5), same=seed % 2 == 0)
     copies = [Copy(key=(e.dev, e.ino, 0), union=e.union, owners=e.chunks, image=None,
                    page_map=None, fingerprinted=rng.random() < 0.5) for e in group]
-    s = group_file_savings(copies)
-    fp, img, comp, now, cgs, devs = group_file_part(copies)
-    assert (fp, img, comp, now) == (s.file_pages, 0, 0, s.now_file_pages)
-    assert dict(zip(cgs[::2], cgs[1::2])) == {k: v for k, v in s.by_cgroup.items() if v}
-    assert dict(zip(devs[::2], devs[1::2])) == {k: v for k, v in s.by_dev.items() if v}
+    file_pages, now, by_dev, by_cg = _counted_savings(group, copies)
+    fp, img, comp, now_fp, cgs, devs = group_file_part(copies)
+    assert (fp, img, comp, now_fp) == (file_pages, 0, 0, now)
+    assert dict(zip(cgs[::2], cgs[1::2])) == by_cg
+    assert dict(zip(devs[::2], devs[1::2])) == by_dev
     assert 0 not in cgs[1::2] and 0 not in devs[1::2]
