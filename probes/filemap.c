@@ -77,6 +77,17 @@
  *            Chunk page state is not buffered this way: a set pending on one
  *            CPU and a clear of the same page on another would be applied
  *            out of order (docs/performance.md).
+ *   big_folio_progs, big_folio_next: the eviction of a large folio (order > 6,
+ *            several whole chunks) is cleared one chunk per program run:
+ *            the delete program tail-calls `delete_big_folio` (installed by
+ *            user space at load, kernel/probes.py), which clears the chunk
+ *            `big_folio_next` (per CPU) names and tail-calls itself for the
+ *            next one.  A loop over the chunks in the delete program took the
+ *            verifier 0.7 s at start-up (784k instructions: the loop's 8
+ *            chunk_clear bodies multiplied by the single-chunk path's states);
+ *            the two programs take 0.1 s together.  Until the tail call is
+ *            installed (or if a call fails) the folio's pages are counted in
+ *            CNT_BIG_FOLIO_LOST_PAGES.
  *   counters per-CPU: map update failures, lost pages, owner overflow, ...
  * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
@@ -103,9 +114,9 @@ typedef u64 erofs_blk_t;
 #endif
 /* Folios up to order 9 (2 MiB with 4 KiB pages): the page cache's largest
  * (MAX_PAGECACHE_ORDER = PMD order, 9 on x86-64 and 4 KiB-page arm64);
- * larger ones count their pages beyond in CNT_BIG_FOLIO_LOST_PAGES.  Was 16
- * (order 10): with the dirty marks, the delete path's loop of chunk_clear
- * bodies takes the verifier 516k instructions at 8, over its 1M limit at 16. */
+ * larger ones count their pages beyond in CNT_BIG_FOLIO_LOST_PAGES.  The
+ * insert path loops over them; the delete path clears one chunk per
+ * tail call (delete_big_folio), at most 33 in a chain. */
 #ifndef MAX_FOLIO_CHUNKS
 #define MAX_FOLIO_CHUNKS 8
 #endif
@@ -493,11 +504,8 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask, str
     mark_dirty(&v->dirty_gen, k->dev, DIRTY_CHUNK, k->ino, k->chunk, mc);
 }
 
-/* slotted: evictions counted through io_slots (io_acc), else io_add: the
- * loop over a large folio's chunks keeps io_add (with io_acc in it, the
- * verifier's state count of the delete path goes over its limit) */
-static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, int slotted,
-                                        struct mark_ctx *mc)
+/* evictions counted through io_slots (io_acc) */
+static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, struct mark_ctx *mc)
 {
     struct chunk_val *v = chunks.lookup(k);
     if (!v) {
@@ -512,12 +520,8 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, int slott
         if (!hits[s])
             continue;
         u64 cg = s < MAX_OWNERS ? v->cgid[s] : 0;
-        if (slotted)
-            io_acc(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
-                   __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
-        else
-            io_add(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
-                   __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
+        io_acc(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
+               __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
     }
     if (seeded)
         __sync_fetch_and_and(&v->seeded_bits, ~mask);
@@ -529,18 +533,19 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, int slott
 
 /* A folio of 2^order pages starting at index (aligned to its size) touches
  * one chunk when order <= 6, else 2^(order-6) whole chunks. */
-static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, u64 cg, int add,
-                                        struct mark_ctx *mc)
+static __always_inline u64 folio_mask(u64 index, u32 order)
+{
+    u64 nr = 1ULL << order;
+    return nr == 64 ? ~0ULL : ((1ULL << nr) - 1) << (index & 63);
+}
+
+static __always_inline void folio_add(u32 dev, u64 ino, u64 index, u32 order, u64 cg,
+                                      struct mark_ctx *mc)
 {
     struct chunk_key k = {.dev = dev, .ino = ino};
     if (order <= 6) {
-        u64 nr = 1ULL << order;
-        u64 mask = nr == 64 ? ~0ULL : ((1ULL << nr) - 1) << (index & 63);
         k.chunk = index >> 6;
-        if (add)
-            chunk_set(&k, cg, mask, mc);
-        else
-            chunk_clear(&k, mask, 1, mc);
+        chunk_set(&k, cg, folio_mask(index, order), mc);
         return;
     }
     u32 nchunks = 1U << (order - 6);
@@ -549,14 +554,16 @@ static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, 
         if (i >= nchunks)
             break;
         k.chunk = (index >> 6) + i;
-        if (add)
-            chunk_set(&k, cg, ~0ULL, mc);
-        else
-            chunk_clear(&k, ~0ULL, 0, mc);
+        chunk_set(&k, cg, ~0ULL, mc);
     }
     if (nchunks > MAX_FOLIO_CHUNKS)
         count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - MAX_FOLIO_CHUNKS) * 64);
 }
+
+/* a large folio's eviction: one chunk per run of delete_big_folio (see the top) */
+#define BIG_FOLIO_PROG 0
+BPF_PROG_ARRAY(big_folio_progs, 1);
+BPF_PERCPU_ARRAY(big_folio_next, u32, 1);   /* per CPU: tail calls do not nest or migrate */
 
 TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 {
@@ -566,7 +573,7 @@ TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     struct mark_ctx mc = {.gen = current_gen()};
-    folio_pages(dev, args->i_ino, args->index, args->order, cg, 1, &mc);
+    folio_add(dev, args->i_ino, args->index, args->order, cg, &mc);
     mark_done(&mc);
     EMIT(args, EV_ADD, dev, args->i_ino, args->index, 1ULL << args->order, cg);
     return 0;
@@ -577,10 +584,55 @@ TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
     u32 dev = args->s_dev;
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
-    struct mark_ctx mc = {.gen = current_gen()};
-    folio_pages(dev, args->i_ino, args->index, args->order, 0, 0, &mc);
-    mark_done(&mc);
+    /* before the work: a large folio's tail calls do not come back here */
     EMIT(args, EV_DELETE, dev, args->i_ino, args->index, 1ULL << args->order, bpf_get_current_cgroup_id());
+    u32 order = args->order;
+    if (order > 6) {
+        u32 zero = 0;
+        u32 *next = big_folio_next.lookup(&zero);
+        if (next) {
+            *next = 0;
+            big_folio_progs.call(args, BIG_FOLIO_PROG);
+        }
+        /* not installed yet (start-up) or failed: nothing cleared */
+        count(CNT_BIG_FOLIO_LOST_PAGES, 1ULL << (order < 32 ? order : 31));
+        return 0;
+    }
+    struct mark_ctx mc = {.gen = current_gen()};
+    struct chunk_key k = {.dev = dev, .ino = args->i_ino, .chunk = args->index >> 6};
+    chunk_clear(&k, folio_mask(args->index, order), &mc);
+    mark_done(&mc);
+    return 0;
+}
+
+/* Tail-called (big_folio_progs) by the delete program for a folio of order
+ * > 6, then by itself: clears chunk big_folio_next of the folio, then the
+ * next one.  Loaded by user space, never attached. */
+int delete_big_folio(void *ctx)
+{
+    /* the struct BCC made for the delete probe above (a parameter of this
+     * type would make it define the struct again) */
+    struct tracepoint__filemap__mm_filemap_delete_from_page_cache *args = ctx;
+    u32 zero = 0;
+    u32 *next = big_folio_next.lookup(&zero);
+    if (!next)
+        return 0;
+    u32 i = *next;
+    u32 order = args->order;
+    u32 nchunks = order > 6 && order < 32 ? 1U << (order - 6) : 0;
+    if (i >= nchunks || i >= MAX_FOLIO_CHUNKS)
+        return 0;
+    struct mark_ctx mc = {.gen = current_gen()};
+    struct chunk_key k = {.dev = args->s_dev, .ino = args->i_ino, .chunk = (args->index >> 6) + i};
+    chunk_clear(&k, ~0ULL, &mc);
+    mark_done(&mc);
+    *next = i + 1;
+    if (i + 1 >= nchunks)
+        return 0;
+    if (i + 1 < MAX_FOLIO_CHUNKS)
+        big_folio_progs.call(args, BIG_FOLIO_PROG);
+    /* beyond MAX_FOLIO_CHUNKS, or the call failed: the chunks left */
+    count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - i - 1) * 64);
     return 0;
 }
 

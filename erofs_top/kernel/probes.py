@@ -100,6 +100,7 @@ class TracepointSource:
             raise CollectorError(f"BPF programs failed to load: {msg[-1] if msg else e}"
                                  f" (run `erofs-top doctor`)") from None
         self._attached = True
+        self._install_big_folio()
         self._flusher = self._load_flusher()
         self.watched: set[int] = set()
         self._init_read_state()
@@ -111,6 +112,24 @@ class TracepointSource:
         self.mounts.refresh()
         self._sync_mounts()
         self.seeded_pages = self._seed() if seed else 0
+
+    def _install_big_folio(self) -> None:
+        """The delete program's tail call for large folios (probes/filemap.c
+        delete_big_folio: one chunk per run), loaded now and installed before
+        any mount is watched; until then such evictions count as lost pages."""
+        from bcc import BPF     # noqa: deferred, as BPF above
+        t = time.monotonic()
+        try:
+            fn = self.bpf.load_func(b"delete_big_folio", BPF.TRACEPOINT)
+            self.bpf[b"big_folio_progs"][ct.c_int(0)] = ct.c_int(fn.fd)
+        except Exception as e:
+            self._attached = False
+            self.bpf.cleanup()
+            msg = str(e).strip().splitlines()
+            raise CollectorError(f"BPF program delete_big_folio failed to load: "
+                                 f"{msg[-1] if msg else e} (run `erofs-top doctor`)") from None
+        finally:
+            self.startup.add(startup.LOAD, time.monotonic() - t)
 
     def _load_flusher(self) -> slots.SlotFlusher | None:
         """The program that empties the per-CPU io slots (kernel/slots.py),
