@@ -101,7 +101,9 @@ def load_candidate(path: Path, col, st):
     sizes); cleaned up by the stack."""
     from bcc import BPF
     events = host.tracepoints()
-    cflags = [f"-I{path.resolve().parent}"]     # its headers (chunk_owners.h) next to it
+    from erofs_top.kernel import slots
+    cflags = [f"-I{path.resolve().parent}",     # its headers (chunk_owners.h) next to it
+              f"-DLOG_CPUS={slots.possible_cpus()}"]
     for ev, flag in (("erofs:erofs_fill_inode", "HAVE_EROFS_FILL_INODE"),
                      ("erofs:erofs_readahead", "HAVE_EROFS_READAHEAD"),
                      ("erofs:erofs_read_folio", "HAVE_EROFS_READ_FOLIO")):
@@ -127,7 +129,11 @@ def candidate_read(bpf) -> None:
     if flusher is None and slots.sys_bpf_number():
         try:
             fn = bpf.load_func(b"flush_io_slots", BPF.RAW_TRACEPOINT)
-            flusher = slots.SlotFlusher(fn.fd, slots.sys_bpf_number())
+            try:
+                log_fd = bpf.load_func(b"flush_io_log", BPF.RAW_TRACEPOINT).fd
+            except Exception:
+                log_fd = None       # a candidate without io_log
+            flusher = slots.SlotFlusher(fn.fd, slots.sys_bpf_number(), log_fd)
         except Exception:
             flusher = False
         bpf._bench_flusher = flusher

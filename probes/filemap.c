@@ -77,6 +77,24 @@
  *            Chunk page state is not buffered this way: a set pending on one
  *            CPU and a clear of the same page on another would be applied
  *            out of order (docs/performance.md).
+ *   io_current, io_log  (issue 11: the rare hooks) per CPU (arrays indexed
+ *            by CPU number: no pointer to load first), `io_current` is one
+ *            line: the file (dev, ino, cgroup id) of this CPU's last EROFS
+ *            insertion, the readahead pages and read_folio calls counted for
+ *            it since, and the positions of this CPU's part of `io_log`, a
+ *            ring of IO_LOG pending (key, readahead pages, read_folio calls).
+ *            erofs_readahead and erofs_read_folio come right after the
+ *            insertions they read (same task), so their counts go to
+ *            io_current, which every insertion touches (in cache), instead
+ *            of to an io_slots slot: reading a slot is a cache miss on these
+ *            rare hooks (~300 ns, most of their cost, docs/performance.md).
+ *            An insertion of another file appends the line's counts to
+ *            io_log (stores only, no load of a cold line) and starts the new
+ *            file; a read of a file that is not io_current's is appended
+ *            too.  A full log (or a CPU >= LOG_CPUS) falls back to io_acc.
+ *            User space empties the log and io_current into `io` before it
+ *            reads, with `flush_io_log` (run like flush_io_slots, again
+ *            while it returns 1).  Same `busy` protocol as io_slots.
  *   big_folio_progs, big_folio_next: the eviction of a large folio (order > 6,
  *            several whole chunks) is cleared one chunk per program run:
  *            the delete program tail-calls `delete_big_folio` (installed by
@@ -199,6 +217,34 @@ BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
 BPF_F_TABLE("hash", struct chunk_key, u8, dirty, DIRTY_ENTRIES, 0);
 BPF_ARRAY(read_gen, u64, 1);
 BPF_PERCPU_ARRAY(io_slots, struct io_slot, IO_SLOTS > 0 ? IO_SLOTS : 1);
+/* the last EROFS insertion's file and its counts since, and this CPU's
+ * io_log positions (io_current, see the top); one cache line */
+struct io_cur {
+    u32 dev;
+    u32 busy;
+    u64 ino;
+    u64 cgid;
+    u64 readahead_pages;
+    u64 read_folio_count;
+    u64 log_head;       /* next entry to write (total appended) */
+    u64 log_tail;       /* next entry to empty (total emptied) */
+    u64 pad;
+};
+struct io_logent {
+    u32 dev;
+    u32 read_folio_count;
+    u64 ino;
+    u64 cgid;
+    u64 readahead_pages;
+};
+#ifndef LOG_CPUS
+#define LOG_CPUS 1                   /* user space passes the possible CPUs */
+#endif
+#ifndef IO_LOG
+#define IO_LOG 1024                  /* entries per CPU, a power of two */
+#endif
+BPF_ARRAY(io_current, struct io_cur, LOG_CPUS);
+BPF_ARRAY(io_log, struct io_logent, LOG_CPUS * IO_LOG);
 
 #ifndef barrier
 #define barrier() asm volatile("" ::: "memory")
@@ -427,6 +473,85 @@ static __always_inline void io_acc(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
 #endif
 }
 
+/* An insertion: io_current follows its file; the counts it held for the
+ * previous file go to io_slots first (busy across the move, so a flush
+ * that interrupts it runs again instead of missing them). */
+static __always_inline struct io_cur *io_cur_of_cpu(u32 *cpu)
+{
+    *cpu = bpf_get_smp_processor_id();
+    return io_current.lookup(cpu);
+}
+
+/* counts of (dev, ino, cg) into this CPU's io_log; c busy.  Full: io_acc. */
+static __always_inline void io_log_append(struct io_cur *c, u32 cpu, u32 dev, u64 ino, u64 cg,
+                                          u64 readahead, u64 read_folio, struct mark_ctx *mc)
+{
+    u64 head = c->log_head;
+    if (head - c->log_tail < IO_LOG) {
+        u32 i = cpu * IO_LOG + (u32)(head & (IO_LOG - 1));
+        struct io_logent *e = io_log.lookup(&i);
+        if (e) {
+            e->dev = dev;
+            e->read_folio_count = read_folio;
+            e->ino = ino;
+            e->cgid = cg;
+            e->readahead_pages = readahead;
+            barrier();
+            c->log_head = head + 1;
+            return;
+        }
+    }
+    if (mc->gen == GEN_UNREAD)
+        mc->gen = current_gen();
+    io_acc(dev, ino, cg, 0, 0, readahead, read_folio, mc);
+}
+
+static __always_inline void io_cur_follow(u32 dev, u64 ino, u64 cg, struct mark_ctx *mc)
+{
+#if IO_SLOTS > 0
+    u32 cpu;
+    struct io_cur *c = io_cur_of_cpu(&cpu);
+    if (!c || c->busy || (c->dev == dev && c->ino == ino && c->cgid == cg))
+        return;
+    c->busy = 1;
+    barrier();
+    if (c->dev && (c->readahead_pages | c->read_folio_count))
+        io_log_append(c, cpu, c->dev, c->ino, c->cgid, c->readahead_pages, c->read_folio_count, mc);
+    c->dev = dev;
+    c->ino = ino;
+    c->cgid = cg;
+    c->readahead_pages = 0;
+    c->read_folio_count = 0;
+    barrier();
+    c->busy = 0;
+#endif
+}
+
+/* erofs_readahead / erofs_read_folio: into io_current when it follows this
+ * file (the usual case), else through io_slots */
+static __always_inline void io_acc_read(u32 dev, u64 ino, u64 cg, u64 readahead, u64 read_folio,
+                                        struct mark_ctx *mc)
+{
+#if IO_SLOTS > 0
+    u32 cpu;
+    struct io_cur *c = io_cur_of_cpu(&cpu);
+    if (c && !c->busy) {
+        c->busy = 1;
+        barrier();
+        if (c->dev == dev && c->ino == ino && c->cgid == cg) {
+            c->readahead_pages += readahead;
+            c->read_folio_count += read_folio;
+        } else {
+            io_log_append(c, cpu, dev, ino, cg, readahead, read_folio, mc);
+        }
+        barrier();
+        c->busy = 0;
+        return;
+    }
+#endif
+    io_acc(dev, ino, cg, 0, 0, readahead, read_folio, mc);
+}
+
 #if IO_SLOTS > 0
 #ifndef FLUSH_BATCH
 #define FLUSH_BATCH 32               /* slots per flush_io_slots run: 64 takes the verifier 0.3 s, 32 0.07 s */
@@ -475,6 +600,42 @@ int flush_io_slots(struct bpf_raw_tracepoint_args *ctx)
     }
     mark_done(&mc);
     return busy;
+}
+
+/* Never attached, run like flush_io_slots on each CPU: FLUSH_BATCH entries
+ * of this CPU's io_log into `io`, then, once the log is empty, io_current's
+ * counts.  Returns 1 while there is more (or a probe was interrupted in the
+ * middle of io_current: busy), 0 when both are in `io`. */
+int flush_io_log(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct mark_ctx mc = {.gen = current_gen()};
+    u32 cpu;
+    struct io_cur *c = io_cur_of_cpu(&cpu);
+    if (!c)
+        return 0;
+    if (c->busy)
+        return 1;
+    for (u32 n = 0; n < FLUSH_BATCH; n++) {
+        u64 tail = c->log_tail;
+        if (tail == c->log_head)
+            break;
+        u32 i = cpu * IO_LOG + (u32)(tail & (IO_LOG - 1));
+        struct io_logent *e = io_log.lookup(&i);
+        if (e && e->dev)
+            io_add(e->dev, e->ino, e->cgid, 0, 0, e->readahead_pages, e->read_folio_count, &mc);
+        c->log_tail = tail + 1;
+    }
+    if (c->log_tail != c->log_head) {
+        mark_done(&mc);
+        return 1;
+    }
+    if (c->dev && (c->readahead_pages | c->read_folio_count)) {
+        io_add(c->dev, c->ino, c->cgid, 0, 0, c->readahead_pages, c->read_folio_count, &mc);
+        c->readahead_pages = 0;
+        c->read_folio_count = 0;
+    }
+    mark_done(&mc);
+    return 0;
 }
 #endif
 
@@ -574,6 +735,7 @@ TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
     u64 cg = bpf_get_current_cgroup_id();
     struct mark_ctx mc = {.gen = current_gen()};
     folio_add(dev, args->i_ino, args->index, args->order, cg, &mc);
+    io_cur_follow(dev, args->i_ino, cg, &mc);
     mark_done(&mc);
     EMIT(args, EV_ADD, dev, args->i_ino, args->index, 1ULL << args->order, cg);
     return 0;
@@ -672,7 +834,7 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     struct mark_ctx mc = {.gen = GEN_UNREAD};      /* read when a slot goes to `io` */
-    io_acc(dev, args->nid, cg, 0, 0, args->nrpage, 0, &mc);
+    io_acc_read(dev, args->nid, cg, args->nrpage, 0, &mc);
     mark_done(&mc);
     EMIT(args, EV_READAHEAD, dev, args->nid, args->start, args->nrpage, cg);
     return 0;
@@ -687,7 +849,7 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     struct mark_ctx mc = {.gen = GEN_UNREAD};      /* read when a slot goes to `io` */
-    io_acc(dev, args->nid, cg, 0, 0, 0, 1, &mc);
+    io_acc_read(dev, args->nid, cg, 0, 1, &mc);
     mark_done(&mc);
     EMIT(args, EV_READ_FOLIO, dev, args->nid, args->index, 1, cg);
     return 0;
