@@ -321,10 +321,12 @@ class _Phases:
         print(f"  probe sees {resident * r.page_size / MiB:.1f} MiB resident in "
               f"{len(r.chunks)} chunks, {len(r.io)} io entries; counters "
               f"update_fail={sum(v[2] for v in r.maps.values())} lost={r.lost_events}")
-        flush = benchlib.prog_stats(self.col.source.bpf).get("flush_io_slots")
-        if flush and flush[1]:      # the io slots' flush (kernel/slots.py), run at each read
-            print(f"  flush_io_slots (user space, before each read): {flush[1]} runs, "
-                  f"{flush[0] / flush[1]:.0f} ns per run, {flush[0] / 1e6:.2f} ms in all")
+        stats = benchlib.prog_stats(self.col.source.bpf)
+        for name in ("flush_io_slots", "flush_io_log"):    # kernel/slots.py, at each read
+            flush = stats.get(name)
+            if flush and flush[1]:
+                print(f"  {name} (user space, before each read): {flush[1]} runs, "
+                      f"{flush[0] / flush[1]:.0f} ns per run, {flush[0] / 1e6:.2f} ms in all")
 
     def other_backing_fs(self) -> None:
         """Plain files on the fs holding the images."""

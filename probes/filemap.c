@@ -602,7 +602,8 @@ int flush_io_slots(struct bpf_raw_tracepoint_args *ctx)
     return busy;
 }
 
-/* Never attached, run like flush_io_slots on each CPU: FLUSH_BATCH entries
+#define LOG_BATCH 16                 /* io_log entries per flush_io_log run: 32 takes the verifier 0.12 s, 16 0.03 s */
+/* Never attached, run like flush_io_slots on each CPU: LOG_BATCH entries
  * of this CPU's io_log into `io`, then, once the log is empty, io_current's
  * counts.  Returns 1 while there is more (or a probe was interrupted in the
  * middle of io_current: busy), 0 when both are in `io`. */
@@ -615,7 +616,7 @@ int flush_io_log(struct bpf_raw_tracepoint_args *ctx)
         return 0;
     if (c->busy)
         return 1;
-    for (u32 n = 0; n < FLUSH_BATCH; n++) {
+    for (u32 n = 0; n < LOG_BATCH; n++) {
         u64 tail = c->log_tail;
         if (tail == c->log_head)
             break;

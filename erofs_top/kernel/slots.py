@@ -14,7 +14,7 @@ sums: the order in which CPUs add them does not matter.
 The probe's `io_current` line and `io_log` ring (per CPU: the readahead and
 read_folio counts of the file last inserted, and those it moved on from) are
 emptied the same way by `flush_io_log`, run on each CPU until it says the
-ring and the line are in `io` (FLUSH_BATCH entries a run).
+ring and the line are in `io` (16 entries a run).
 
 A run that interrupted a probe in the middle of a slot update leaves that
 slot and returns BUSY; it is run again.  A CPU that is offline keeps its pending
