@@ -101,7 +101,9 @@ def load_candidate(path: Path, col, st):
     sizes); cleaned up by the stack."""
     from bcc import BPF
     events = host.tracepoints()
-    cflags = [f"-I{path.resolve().parent}"]     # its headers (chunk_owners.h) next to it
+    from erofs_top.kernel import slots
+    cflags = [f"-I{path.resolve().parent}",     # its headers (chunk_owners.h) next to it
+              f"-DLOG_CPUS={slots.possible_cpus()}"]
     for ev, flag in (("erofs:erofs_fill_inode", "HAVE_EROFS_FILL_INODE"),
                      ("erofs:erofs_readahead", "HAVE_EROFS_READAHEAD"),
                      ("erofs:erofs_read_folio", "HAVE_EROFS_READ_FOLIO")):
@@ -114,6 +116,35 @@ def load_candidate(path: Path, col, st):
     st.callback(bpf.cleanup)
     print(f"candidate {path.stem}: {path}")
     return bpf
+
+
+def candidate_read(bpf) -> None:
+    """What a collector's read does to a candidate's maps, so its dirty
+    marks and io slots cost what the real probe's cost: its per-CPU io slots
+    emptied (flush_io_slots, kernel/slots.py), the read generation bumped and
+    the dirty keys dropped."""
+    from bcc import BPF
+    from erofs_top.kernel import slots
+    flusher = getattr(bpf, "_bench_flusher", None)
+    if flusher is None and slots.sys_bpf_number():
+        try:
+            fn = bpf.load_func(b"flush_io_slots", BPF.RAW_TRACEPOINT)
+            try:
+                log_fd = bpf.load_func(b"flush_io_log", BPF.RAW_TRACEPOINT).fd
+            except Exception:
+                log_fd = None       # a candidate without io_log
+            flusher = slots.SlotFlusher(fn.fd, slots.sys_bpf_number(), log_fd)
+        except Exception:
+            flusher = False
+        bpf._bench_flusher = flusher
+    if flusher:
+        flusher.flush()
+    try:
+        gen, dirty = bpf["read_gen"], bpf["dirty"]
+    except KeyError:
+        return
+    gen[ct.c_int(0)] = ct.c_uint64(gen[ct.c_int(0)].value + 1)
+    dirty.clear()
 
 
 def copy_filters(col, bpf) -> None:
@@ -256,6 +287,8 @@ class _Phases:
             # probe's dirty marks start a new generation (every entry touched
             # in the round is marked again, the worst case of a steady read)
             self.col.read()
+            for b in self.candidates:
+                candidate_read(b)
             benchlib.drop_cache(drop or paths)
             read_all(paths, cg)
         report(label, before, snap(self.sets), self.results,
@@ -288,10 +321,12 @@ class _Phases:
         print(f"  probe sees {resident * r.page_size / MiB:.1f} MiB resident in "
               f"{len(r.chunks)} chunks, {len(r.io)} io entries; counters "
               f"update_fail={sum(v[2] for v in r.maps.values())} lost={r.lost_events}")
-        flush = benchlib.prog_stats(self.col.source.bpf).get("flush_io_slots")
-        if flush and flush[1]:      # the io slots' flush (kernel/slots.py), run at each read
-            print(f"  flush_io_slots (user space, before each read): {flush[1]} runs, "
-                  f"{flush[0] / flush[1]:.0f} ns per run, {flush[0] / 1e6:.2f} ms in all")
+        stats = benchlib.prog_stats(self.col.source.bpf)
+        for name in ("flush_io_slots", "flush_io_log"):    # kernel/slots.py, at each read
+            flush = stats.get(name)
+            if flush and flush[1]:
+                print(f"  {name} (user space, before each read): {flush[1]} runs, "
+                      f"{flush[0] / flush[1]:.0f} ns per run, {flush[0] / 1e6:.2f} ms in all")
 
     def other_backing_fs(self) -> None:
         """Plain files on the fs holding the images."""

@@ -77,6 +77,35 @@
  *            Chunk page state is not buffered this way: a set pending on one
  *            CPU and a clear of the same page on another would be applied
  *            out of order (docs/performance.md).
+ *   io_current, io_log  (issue 11: the rare hooks) per CPU (arrays indexed
+ *            by CPU number: no pointer to load first), `io_current` is one
+ *            line: the file (dev, ino, cgroup id) of this CPU's last EROFS
+ *            insertion, the readahead pages and read_folio calls counted for
+ *            it since, and the positions of this CPU's part of `io_log`, a
+ *            ring of IO_LOG pending (key, readahead pages, read_folio calls).
+ *            erofs_readahead and erofs_read_folio come right after the
+ *            insertions they read (same task), so their counts go to
+ *            io_current, which every insertion touches (in cache), instead
+ *            of to an io_slots slot: reading a slot is a cache miss on these
+ *            rare hooks (~300 ns, most of their cost, docs/performance.md).
+ *            An insertion of another file appends the line's counts to
+ *            io_log (stores only, no load of a cold line) and starts the new
+ *            file; a read of a file that is not io_current's is appended
+ *            too.  A full log (or a CPU >= LOG_CPUS) falls back to io_acc.
+ *            User space empties the log and io_current into `io` before it
+ *            reads, with `flush_io_log` (run like flush_io_slots, again
+ *            while it returns 1).  Same `busy` protocol as io_slots.
+ *   big_folio_progs, big_folio_next: the eviction of a large folio (order > 6,
+ *            several whole chunks) is cleared one chunk per program run:
+ *            the delete program tail-calls `delete_big_folio` (installed by
+ *            user space at load, kernel/probes.py), which clears the chunk
+ *            `big_folio_next` (per CPU) names and tail-calls itself for the
+ *            next one.  A loop over the chunks in the delete program took the
+ *            verifier 0.7 s at start-up (784k instructions: the loop's 8
+ *            chunk_clear bodies multiplied by the single-chunk path's states);
+ *            the two programs take 0.1 s together.  Until the tail call is
+ *            installed (or if a call fails) the folio's pages are counted in
+ *            CNT_BIG_FOLIO_LOST_PAGES.
  *   counters per-CPU: map update failures, lost pages, owner overflow, ...
  * Record mode (EROFS_TOP_RECORD): additionally one event per hook into the
  * ring buffer `events` (or a perf buffer with USE_PERF_BUFFER).
@@ -103,9 +132,9 @@ typedef u64 erofs_blk_t;
 #endif
 /* Folios up to order 9 (2 MiB with 4 KiB pages): the page cache's largest
  * (MAX_PAGECACHE_ORDER = PMD order, 9 on x86-64 and 4 KiB-page arm64);
- * larger ones count their pages beyond in CNT_BIG_FOLIO_LOST_PAGES.  Was 16
- * (order 10): with the dirty marks, the delete path's loop of chunk_clear
- * bodies takes the verifier 516k instructions at 8, over its 1M limit at 16. */
+ * larger ones count their pages beyond in CNT_BIG_FOLIO_LOST_PAGES.  The
+ * insert path loops over them; the delete path clears one chunk per
+ * tail call (delete_big_folio), at most 33 in a chain. */
 #ifndef MAX_FOLIO_CHUNKS
 #define MAX_FOLIO_CHUNKS 8
 #endif
@@ -188,6 +217,34 @@ BPF_PERCPU_ARRAY(counters, u64, CNT_MAX);
 BPF_F_TABLE("hash", struct chunk_key, u8, dirty, DIRTY_ENTRIES, 0);
 BPF_ARRAY(read_gen, u64, 1);
 BPF_PERCPU_ARRAY(io_slots, struct io_slot, IO_SLOTS > 0 ? IO_SLOTS : 1);
+/* the last EROFS insertion's file and its counts since, and this CPU's
+ * io_log positions (io_current, see the top); one cache line */
+struct io_cur {
+    u32 dev;
+    u32 busy;
+    u64 ino;
+    u64 cgid;
+    u64 readahead_pages;
+    u64 read_folio_count;
+    u64 log_head;       /* next entry to write (total appended) */
+    u64 log_tail;       /* next entry to empty (total emptied) */
+    u64 pad;
+};
+struct io_logent {
+    u32 dev;
+    u32 read_folio_count;
+    u64 ino;
+    u64 cgid;
+    u64 readahead_pages;
+};
+#ifndef LOG_CPUS
+#define LOG_CPUS 1                   /* user space passes the possible CPUs */
+#endif
+#ifndef IO_LOG
+#define IO_LOG 1024                  /* entries per CPU, a power of two */
+#endif
+BPF_ARRAY(io_current, struct io_cur, LOG_CPUS);
+BPF_ARRAY(io_log, struct io_logent, LOG_CPUS * IO_LOG);
 
 #ifndef barrier
 #define barrier() asm volatile("" ::: "memory")
@@ -416,6 +473,85 @@ static __always_inline void io_acc(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
 #endif
 }
 
+/* An insertion: io_current follows its file; the counts it held for the
+ * previous file go to io_slots first (busy across the move, so a flush
+ * that interrupts it runs again instead of missing them). */
+static __always_inline struct io_cur *io_cur_of_cpu(u32 *cpu)
+{
+    *cpu = bpf_get_smp_processor_id();
+    return io_current.lookup(cpu);
+}
+
+/* counts of (dev, ino, cg) into this CPU's io_log; c busy.  Full: io_acc. */
+static __always_inline void io_log_append(struct io_cur *c, u32 cpu, u32 dev, u64 ino, u64 cg,
+                                          u64 readahead, u64 read_folio, struct mark_ctx *mc)
+{
+    u64 head = c->log_head;
+    if (head - c->log_tail < IO_LOG) {
+        u32 i = cpu * IO_LOG + (u32)(head & (IO_LOG - 1));
+        struct io_logent *e = io_log.lookup(&i);
+        if (e) {
+            e->dev = dev;
+            e->read_folio_count = read_folio;
+            e->ino = ino;
+            e->cgid = cg;
+            e->readahead_pages = readahead;
+            barrier();
+            c->log_head = head + 1;
+            return;
+        }
+    }
+    if (mc->gen == GEN_UNREAD)
+        mc->gen = current_gen();
+    io_acc(dev, ino, cg, 0, 0, readahead, read_folio, mc);
+}
+
+static __always_inline void io_cur_follow(u32 dev, u64 ino, u64 cg, struct mark_ctx *mc)
+{
+#if IO_SLOTS > 0
+    u32 cpu;
+    struct io_cur *c = io_cur_of_cpu(&cpu);
+    if (!c || c->busy || (c->dev == dev && c->ino == ino && c->cgid == cg))
+        return;
+    c->busy = 1;
+    barrier();
+    if (c->dev && (c->readahead_pages | c->read_folio_count))
+        io_log_append(c, cpu, c->dev, c->ino, c->cgid, c->readahead_pages, c->read_folio_count, mc);
+    c->dev = dev;
+    c->ino = ino;
+    c->cgid = cg;
+    c->readahead_pages = 0;
+    c->read_folio_count = 0;
+    barrier();
+    c->busy = 0;
+#endif
+}
+
+/* erofs_readahead / erofs_read_folio: into io_current when it follows this
+ * file (the usual case), else through io_slots */
+static __always_inline void io_acc_read(u32 dev, u64 ino, u64 cg, u64 readahead, u64 read_folio,
+                                        struct mark_ctx *mc)
+{
+#if IO_SLOTS > 0
+    u32 cpu;
+    struct io_cur *c = io_cur_of_cpu(&cpu);
+    if (c && !c->busy) {
+        c->busy = 1;
+        barrier();
+        if (c->dev == dev && c->ino == ino && c->cgid == cg) {
+            c->readahead_pages += readahead;
+            c->read_folio_count += read_folio;
+        } else {
+            io_log_append(c, cpu, dev, ino, cg, readahead, read_folio, mc);
+        }
+        barrier();
+        c->busy = 0;
+        return;
+    }
+#endif
+    io_acc(dev, ino, cg, 0, 0, readahead, read_folio, mc);
+}
+
 #if IO_SLOTS > 0
 #ifndef FLUSH_BATCH
 #define FLUSH_BATCH 32               /* slots per flush_io_slots run: 64 takes the verifier 0.3 s, 32 0.07 s */
@@ -465,6 +601,43 @@ int flush_io_slots(struct bpf_raw_tracepoint_args *ctx)
     mark_done(&mc);
     return busy;
 }
+
+#define LOG_BATCH 16                 /* io_log entries per flush_io_log run: 32 takes the verifier 0.12 s, 16 0.03 s */
+/* Never attached, run like flush_io_slots on each CPU: LOG_BATCH entries
+ * of this CPU's io_log into `io`, then, once the log is empty, io_current's
+ * counts.  Returns 1 while there is more (or a probe was interrupted in the
+ * middle of io_current: busy), 0 when both are in `io`. */
+int flush_io_log(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct mark_ctx mc = {.gen = current_gen()};
+    u32 cpu;
+    struct io_cur *c = io_cur_of_cpu(&cpu);
+    if (!c)
+        return 0;
+    if (c->busy)
+        return 1;
+    for (u32 n = 0; n < LOG_BATCH; n++) {
+        u64 tail = c->log_tail;
+        if (tail == c->log_head)
+            break;
+        u32 i = cpu * IO_LOG + (u32)(tail & (IO_LOG - 1));
+        struct io_logent *e = io_log.lookup(&i);
+        if (e && e->dev)
+            io_add(e->dev, e->ino, e->cgid, 0, 0, e->readahead_pages, e->read_folio_count, &mc);
+        c->log_tail = tail + 1;
+    }
+    if (c->log_tail != c->log_head) {
+        mark_done(&mc);
+        return 1;
+    }
+    if (c->dev && (c->readahead_pages | c->read_folio_count)) {
+        io_add(c->dev, c->ino, c->cgid, 0, 0, c->readahead_pages, c->read_folio_count, &mc);
+        c->readahead_pages = 0;
+        c->read_folio_count = 0;
+    }
+    mark_done(&mc);
+    return 0;
+}
 #endif
 
 /* find-or-create stays per file: BCC rewrites map calls only outside macros,
@@ -493,11 +666,8 @@ static __always_inline void chunk_set(struct chunk_key *k, u64 cg, u64 mask, str
     mark_dirty(&v->dirty_gen, k->dev, DIRTY_CHUNK, k->ino, k->chunk, mc);
 }
 
-/* slotted: evictions counted through io_slots (io_acc), else io_add: the
- * loop over a large folio's chunks keeps io_add (with io_acc in it, the
- * verifier's state count of the delete path goes over its limit) */
-static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, int slotted,
-                                        struct mark_ctx *mc)
+/* evictions counted through io_slots (io_acc) */
+static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, struct mark_ctx *mc)
 {
     struct chunk_val *v = chunks.lookup(k);
     if (!v) {
@@ -512,12 +682,8 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, int slott
         if (!hits[s])
             continue;
         u64 cg = s < MAX_OWNERS ? v->cgid[s] : 0;
-        if (slotted)
-            io_acc(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
-                   __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
-        else
-            io_add(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
-                   __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
+        io_acc(k->dev, k->ino, cg, __builtin_popcountll(hits[s]),
+               __builtin_popcountll(hits[s] & seeded), 0, 0, mc);
     }
     if (seeded)
         __sync_fetch_and_and(&v->seeded_bits, ~mask);
@@ -529,18 +695,19 @@ static __always_inline void chunk_clear(struct chunk_key *k, u64 mask, int slott
 
 /* A folio of 2^order pages starting at index (aligned to its size) touches
  * one chunk when order <= 6, else 2^(order-6) whole chunks. */
-static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, u64 cg, int add,
-                                        struct mark_ctx *mc)
+static __always_inline u64 folio_mask(u64 index, u32 order)
+{
+    u64 nr = 1ULL << order;
+    return nr == 64 ? ~0ULL : ((1ULL << nr) - 1) << (index & 63);
+}
+
+static __always_inline void folio_add(u32 dev, u64 ino, u64 index, u32 order, u64 cg,
+                                      struct mark_ctx *mc)
 {
     struct chunk_key k = {.dev = dev, .ino = ino};
     if (order <= 6) {
-        u64 nr = 1ULL << order;
-        u64 mask = nr == 64 ? ~0ULL : ((1ULL << nr) - 1) << (index & 63);
         k.chunk = index >> 6;
-        if (add)
-            chunk_set(&k, cg, mask, mc);
-        else
-            chunk_clear(&k, mask, 1, mc);
+        chunk_set(&k, cg, folio_mask(index, order), mc);
         return;
     }
     u32 nchunks = 1U << (order - 6);
@@ -549,14 +716,16 @@ static __always_inline void folio_pages(u32 dev, u64 ino, u64 index, u32 order, 
         if (i >= nchunks)
             break;
         k.chunk = (index >> 6) + i;
-        if (add)
-            chunk_set(&k, cg, ~0ULL, mc);
-        else
-            chunk_clear(&k, ~0ULL, 0, mc);
+        chunk_set(&k, cg, ~0ULL, mc);
     }
     if (nchunks > MAX_FOLIO_CHUNKS)
         count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - MAX_FOLIO_CHUNKS) * 64);
 }
+
+/* a large folio's eviction: one chunk per run of delete_big_folio (see the top) */
+#define BIG_FOLIO_PROG 0
+BPF_PROG_ARRAY(big_folio_progs, 1);
+BPF_PERCPU_ARRAY(big_folio_next, u32, 1);   /* per CPU: tail calls do not nest or migrate */
 
 TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
 {
@@ -566,7 +735,8 @@ TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     struct mark_ctx mc = {.gen = current_gen()};
-    folio_pages(dev, args->i_ino, args->index, args->order, cg, 1, &mc);
+    folio_add(dev, args->i_ino, args->index, args->order, cg, &mc);
+    io_cur_follow(dev, args->i_ino, cg, &mc);
     mark_done(&mc);
     EMIT(args, EV_ADD, dev, args->i_ino, args->index, 1ULL << args->order, cg);
     return 0;
@@ -577,10 +747,55 @@ TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache)
     u32 dev = args->s_dev;
     if (!(watched_kind(dev) & KIND_EROFS))
         return 0;
-    struct mark_ctx mc = {.gen = current_gen()};
-    folio_pages(dev, args->i_ino, args->index, args->order, 0, 0, &mc);
-    mark_done(&mc);
+    /* before the work: a large folio's tail calls do not come back here */
     EMIT(args, EV_DELETE, dev, args->i_ino, args->index, 1ULL << args->order, bpf_get_current_cgroup_id());
+    u32 order = args->order;
+    if (order > 6) {
+        u32 zero = 0;
+        u32 *next = big_folio_next.lookup(&zero);
+        if (next) {
+            *next = 0;
+            big_folio_progs.call(args, BIG_FOLIO_PROG);
+        }
+        /* not installed yet (start-up) or failed: nothing cleared */
+        count(CNT_BIG_FOLIO_LOST_PAGES, 1ULL << (order < 32 ? order : 31));
+        return 0;
+    }
+    struct mark_ctx mc = {.gen = current_gen()};
+    struct chunk_key k = {.dev = dev, .ino = args->i_ino, .chunk = args->index >> 6};
+    chunk_clear(&k, folio_mask(args->index, order), &mc);
+    mark_done(&mc);
+    return 0;
+}
+
+/* Tail-called (big_folio_progs) by the delete program for a folio of order
+ * > 6, then by itself: clears chunk big_folio_next of the folio, then the
+ * next one.  Loaded by user space, never attached. */
+int delete_big_folio(void *ctx)
+{
+    /* the struct BCC made for the delete probe above (a parameter of this
+     * type would make it define the struct again) */
+    struct tracepoint__filemap__mm_filemap_delete_from_page_cache *args = ctx;
+    u32 zero = 0;
+    u32 *next = big_folio_next.lookup(&zero);
+    if (!next)
+        return 0;
+    u32 i = *next;
+    u32 order = args->order;
+    u32 nchunks = order > 6 && order < 32 ? 1U << (order - 6) : 0;
+    if (i >= nchunks || i >= MAX_FOLIO_CHUNKS)
+        return 0;
+    struct mark_ctx mc = {.gen = current_gen()};
+    struct chunk_key k = {.dev = args->s_dev, .ino = args->i_ino, .chunk = (args->index >> 6) + i};
+    chunk_clear(&k, ~0ULL, &mc);
+    mark_done(&mc);
+    *next = i + 1;
+    if (i + 1 >= nchunks)
+        return 0;
+    if (i + 1 < MAX_FOLIO_CHUNKS)
+        big_folio_progs.call(args, BIG_FOLIO_PROG);
+    /* beyond MAX_FOLIO_CHUNKS, or the call failed: the chunks left */
+    count(CNT_BIG_FOLIO_LOST_PAGES, (u64)(nchunks - i - 1) * 64);
     return 0;
 }
 
@@ -620,7 +835,7 @@ TRACEPOINT_PROBE(erofs, erofs_readahead)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     struct mark_ctx mc = {.gen = GEN_UNREAD};      /* read when a slot goes to `io` */
-    io_acc(dev, args->nid, cg, 0, 0, args->nrpage, 0, &mc);
+    io_acc_read(dev, args->nid, cg, args->nrpage, 0, &mc);
     mark_done(&mc);
     EMIT(args, EV_READAHEAD, dev, args->nid, args->start, args->nrpage, cg);
     return 0;
@@ -635,7 +850,7 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
         return 0;
     u64 cg = bpf_get_current_cgroup_id();
     struct mark_ctx mc = {.gen = GEN_UNREAD};      /* read when a slot goes to `io` */
-    io_acc(dev, args->nid, cg, 0, 0, 0, 1, &mc);
+    io_acc_read(dev, args->nid, cg, 0, 1, &mc);
     mark_done(&mc);
     EMIT(args, EV_READ_FOLIO, dev, args->nid, args->index, 1, cg);
     return 0;

@@ -71,6 +71,7 @@ class TracepointSource:
                   f"-DDIRTY_ENTRIES={max_dirty}",
                   f"-DIO_SLOTS={slots.IO_SLOTS if self._sys_bpf else 0}",
                   f"-DFLUSH_BATCH={slots.FLUSH_BATCH}",
+                  f"-DIO_LOG={slots.IO_LOG}", f"-DLOG_CPUS={slots.possible_cpus()}",
                   f"-I{probe.parent}"]     # chunk_owners.h
         if self._events.get("erofs:erofs_fill_inode"):
             cflags.append("-DHAVE_EROFS_FILL_INODE")
@@ -100,6 +101,7 @@ class TracepointSource:
             raise CollectorError(f"BPF programs failed to load: {msg[-1] if msg else e}"
                                  f" (run `erofs-top doctor`)") from None
         self._attached = True
+        self._install_big_folio()
         self._flusher = self._load_flusher()
         self.watched: set[int] = set()
         self._init_read_state()
@@ -112,6 +114,24 @@ class TracepointSource:
         self._sync_mounts()
         self.seeded_pages = self._seed() if seed else 0
 
+    def _install_big_folio(self) -> None:
+        """The delete program's tail call for large folios (probes/filemap.c
+        delete_big_folio: one chunk per run), loaded now and installed before
+        any mount is watched; until then such evictions count as lost pages."""
+        from bcc import BPF     # noqa: deferred, as BPF above
+        t = time.monotonic()
+        try:
+            fn = self.bpf.load_func(b"delete_big_folio", BPF.TRACEPOINT)
+            self.bpf[b"big_folio_progs"][ct.c_int(0)] = ct.c_int(fn.fd)
+        except Exception as e:
+            self._attached = False
+            self.bpf.cleanup()
+            msg = str(e).strip().splitlines()
+            raise CollectorError(f"BPF program delete_big_folio failed to load: "
+                                 f"{msg[-1] if msg else e} (run `erofs-top doctor`)") from None
+        finally:
+            self.startup.add(startup.LOAD, time.monotonic() - t)
+
     def _load_flusher(self) -> slots.SlotFlusher | None:
         """The program that empties the per-CPU io slots (kernel/slots.py),
         loaded (verified) now, never attached; None when built without slots."""
@@ -121,15 +141,16 @@ class TracepointSource:
         t = time.monotonic()
         try:
             fn = self.bpf.load_func(b"flush_io_slots", BPF.RAW_TRACEPOINT)
+            log_fn = self.bpf.load_func(b"flush_io_log", BPF.RAW_TRACEPOINT)
         except Exception as e:
             self._attached = False
             self.bpf.cleanup()
             msg = str(e).strip().splitlines()
-            raise CollectorError(f"BPF program flush_io_slots failed to load: "
+            raise CollectorError(f"BPF programs flush_io_slots, flush_io_log failed to load: "
                                  f"{msg[-1] if msg else e} (run `erofs-top doctor`)") from None
         finally:
             self.startup.add(startup.LOAD, time.monotonic() - t)
-        return slots.SlotFlusher(fn.fd, self._sys_bpf)
+        return slots.SlotFlusher(fn.fd, self._sys_bpf, log_fn.fd)
 
     def _init_read_state(self) -> None:
         self._chunk_gc = maps.EmptyChunkGC(self.bpf[b"chunks"])

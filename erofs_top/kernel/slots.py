@@ -11,6 +11,11 @@ It adds the slots to `io` and marks them dirty, so the read that follows (full
 or incremental) sees every count made before the flush.  The io counts are
 sums: the order in which CPUs add them does not matter.
 
+The probe's `io_current` line and `io_log` ring (per CPU: the readahead and
+read_folio counts of the file last inserted, and those it moved on from) are
+emptied the same way by `flush_io_log`, run on each CPU until it says the
+ring and the line are in `io` (16 entries a run).
+
 A run that interrupted a probe in the middle of a slot update leaves that
 slot and returns BUSY; it is run again.  A CPU that is offline keeps its pending
 slots until it is back online (the kernel cannot run a program there): its
@@ -25,6 +30,7 @@ from typing import Callable, Iterable
 
 IO_SLOTS = 512          # probes/filemap.c IO_SLOTS (per CPU)
 FLUSH_BATCH = 32        # probes/filemap.c FLUSH_BATCH (slots per run)
+IO_LOG = 1024           # probes/filemap.c IO_LOG (io_log entries per CPU)
 DONE, BUSY = 0, 1       # flush_io_slots return values
 RETRIES = 1000          # runs of one batch that may find a probe in the middle
 
@@ -53,6 +59,12 @@ def parse_cpu_list(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         out.extend(range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def possible_cpus() -> int:
+    """How many CPU numbers the kernel may use (the probe's LOG_CPUS)."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        return max(parse_cpu_list(f.read()), default=0) + 1
 
 
 def online_cpus() -> list[int]:
@@ -86,17 +98,18 @@ def flush_all(run: Callable[[int, int], int], cpus: Iterable[int], *, slots: int
 class SlotFlusher:
     """flush_io_slots of one loaded probe, run on every online CPU."""
 
-    def __init__(self, prog_fd: int, nr: int):
-        self.prog_fd, self.nr = prog_fd, nr
+    def __init__(self, prog_fd: int, nr: int, log_fd: int | None = None):
+        self.prog_fd, self.nr, self.log_fd = prog_fd, nr, log_fd
         self.libc = ct.CDLL(None, use_errno=True)
         self.libc.syscall.restype = ct.c_long
         self.attr = ct.create_string_buffer(_ATTR.size)
         self.ctx = (ct.c_uint64 * 1)()          # args[0]: the first slot of the batch
         self.left: list[int] = []               # CPUs the last flush could not empty
 
-    def run(self, cpu: int, first: int) -> int:
+    def run(self, cpu: int, first: int, fd: int | None = None) -> int:
         self.ctx[0] = first
-        _ATTR.pack_into(self.attr, 0, self.prog_fd, 0, ct.sizeof(self.ctx), 0,
+        _ATTR.pack_into(self.attr, 0, self.prog_fd if fd is None else fd, 0,
+                        ct.sizeof(self.ctx), 0,
                         ct.addressof(self.ctx), BPF_F_TEST_RUN_ON_CPU, cpu)
         if self.libc.syscall(ct.c_long(self.nr), ct.c_int(BPF_PROG_TEST_RUN),
                              self.attr, ct.c_uint(_ATTR.size)) != 0:
@@ -106,5 +119,10 @@ class SlotFlusher:
 
     def flush(self) -> list[int]:
         """Every online CPU's slots into `io`; the CPUs left (see flush_all)."""
-        self.left = flush_all(self.run, online_cpus())
+        cpus = online_cpus()
+        self.left = flush_all(self.run, cpus)
+        if self.log_fd is not None:     # io_log + io_current: one "batch", run until DONE
+            left = flush_all(lambda cpu, first: self.run(cpu, first, self.log_fd), cpus,
+                             slots=1, batch=1)
+            self.left = sorted(set(self.left) | set(left))
         return self.left

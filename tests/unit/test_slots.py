@@ -97,3 +97,28 @@ def test_constants_match_probes_filemap_c():
     assert _c_define("FLUSH_BATCH") == slots.FLUSH_BATCH
     assert slots.IO_SLOTS % slots.FLUSH_BATCH == 0
     assert slots.IO_SLOTS & (slots.IO_SLOTS - 1) == 0         # direct-mapped by a mask
+    assert _c_define("IO_LOG") == slots.IO_LOG
+    assert slots.IO_LOG & (slots.IO_LOG - 1) == 0             # a ring indexed by a mask
+
+
+def test_flush_runs_the_log_program_on_every_cpu_until_done(monkeypatch):
+    """SlotFlusher.flush: the slot batches, then flush_io_log (its own fd)
+    on each CPU again while it says BUSY; a CPU it cannot empty is left."""
+    calls = []
+    script = {(0, 99): [slots.BUSY, slots.BUSY], (1, 99): [slots.BUSY] * slots.RETRIES}
+
+    def run(self, cpu, first, fd=None):     # a scripted stand-in for the two programs
+        calls.append((cpu, first, fd))
+        todo = script.get((cpu, fd))
+        return todo.pop(0) if todo else slots.DONE
+
+    monkeypatch.setattr(slots.SlotFlusher, "run", run)
+    monkeypatch.setattr(slots, "online_cpus", lambda: [0, 1])
+    f = slots.SlotFlusher(7, 321, log_fd=99)
+    assert f.flush() == [1]
+    assert [c for c in calls if c[2] == 99 and c[0] == 0] == [(0, 0, 99)] * 3
+    assert len([c for c in calls if c[2] is None]) == 2 * slots.IO_SLOTS // slots.FLUSH_BATCH
+
+
+def test_possible_cpus_counts_from_zero():
+    assert slots.possible_cpus() >= len(slots.online_cpus())
