@@ -253,7 +253,13 @@ class TracepointSource:
         them (first read, every full_read_every reads, a full dirty map, no
         batch delete here).  Unchanged entries keep their objects
         (maps.ChunkState/IoState): the aggregator skips them.  Returns the
-        entry counts of chunks and io."""
+        entry counts of chunks and io.  No cyclic GC inside: a collection
+        would walk the source's and the aggregator's millions of kept objects
+        (the exporter freezes them after each refresh; aggregate.FREEZE)."""
+        with maps.NoGC():
+            return self._read_maps_now(r)
+
+    def _read_maps_now(self, r: Readings) -> tuple[int, int]:
         state, io_state = self._chunk_state, self._io_state
         # the counts pending in the probe's per-CPU io slots into `io` (and
         # marked dirty) first: the read below sees every event before this
@@ -292,7 +298,7 @@ class TracepointSource:
         r.chunks_by_file = state.snapshot()
         r.changed_files = changed
         r.chunks = maps.ChunkList(r.chunks_by_file, state.n_chunks)
-        r.io_by_key, r.changed_io = io_state.snapshot(), io_state.changed
+        r.io_by_key, r.changed_io = r.io.by_key, io_state.changed   # r.io: a RowList view
         return n_chunks, n_io
 
     def _counters(self) -> dict[str, int]:
