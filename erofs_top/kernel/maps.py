@@ -412,8 +412,10 @@ class Snapshots:
 class ChunkState:
     """The chunks map as PageChunks, kept between reads: an entry whose value
     did not change keeps its PageChunk object, a file none of whose entries
-    changed keeps its list (what lets the aggregator skip it), and the pages
-    each (file, cgroup) holds that it inserted are summed by deltas.
+    changed keeps its list (what lets the aggregator skip it), and the changes
+    of the pages each (file, cgroup) holds that it inserted are summed in
+    ``held_delta`` for IoState (which keeps the sums in its rows: one dict
+    and one lookup per changed key less).
 
     ``update`` takes a whole map (a full read), ``patch`` only the entries the
     probe marked changed (DirtyReader); both return the files whose list may
@@ -426,8 +428,8 @@ class ChunkState:
         self.entries: dict[tuple, object] = {}
         self.by_file: dict[tuple, list] = {}
         self._views = Snapshots(self.by_file)     # Readings.chunks_by_file of past reads
-        self.held: dict[tuple, int] = {}          # (dev, ino, cg) -> inserted pages held
-        self.held_changed: set[tuple] = set()     # held keys changed since IoState took them
+        # (dev, ino, cg) -> change of the inserted pages it holds since IoState took them
+        self.held_delta: dict[tuple, int] = {}
         self.empty: set[tuple] = set()            # (dev, 0, ino, chunk): entries without pages
         self.n_chunks = 0                         # PageChunks in by_file
         self.owners_cache = OwnersCache()         # shared owners dicts (renewed at full reads)
@@ -509,7 +511,7 @@ class ChunkState:
         entries_get = entries.get
         # file -> [(old PageChunk or None, new PageChunk or None)] of its changed chunks
         per_file: dict[tuple, list] = {}
-        delta: dict[tuple, int] = {}            # held pages, applied once per key below
+        delta = self.held_delta
         for k, v in found:
             old_pc = entries_get(k, _ABSENT)
             if old_pc is _ABSENT:
@@ -549,20 +551,8 @@ class ChunkState:
             elif pc is not _ABSENT:
                 _held_delta(delta, pc, -1)
                 per_file.setdefault((k[0], k[1]), []).append((pc, None))
-        self._add_held(delta)
         self._apply_files(per_file)
         return set(per_file)
-
-    def _add_held(self, delta: dict) -> None:
-        held = self.held
-        for key, d in delta.items():
-            if d:
-                n = held.get(key, 0) + d
-                if n:
-                    held[key] = n
-                else:
-                    del held[key]
-        self.held_changed.update(delta)
 
     def _apply_files(self, per_file: dict) -> None:
         """New lists for the files with changes (the old ones stay as they are:
@@ -588,16 +578,8 @@ class ChunkState:
             self.empty.discard((dev, 0, ino, chunk))
 
     def _held(self, pc, sign: int) -> None:
-        if pc is None:
-            return
-        for cg, mask in pc.owners.items():
-            key = (pc.dev, pc.ino, cg)
-            n = self.held.get(key, 0) + sign * (mask & ~pc.seeded_mask).bit_count()
-            if n:
-                self.held[key] = n
-            else:
-                self.held.pop(key, None)
-            self.held_changed.add(key)
+        if pc is not None:
+            _held_delta(self.held_delta, pc, sign)
 
 
 def _replaced(old: list | None, changes: list) -> list:
@@ -654,12 +636,15 @@ class IoState:
     and held pages did not change keeps its FileIO object.
 
     inserted = pages held now that were not seeded + pages evicted that were
-    inserted (not seeded): exact, and one map update per insert less.
-    ``update`` takes the whole map, ``patch`` the io entries marked changed
-    and the (file, cgroup) keys whose held pages changed."""
+    inserted (not seeded): exact, and one map update per insert less.  The
+    held pages are summed here, in the rows, from ChunkState.held_delta.
+    ``update`` takes the whole map, ``patch`` the io entries marked changed;
+    both the held pages' changes since the previous call."""
 
     def __init__(self):
-        self.rows: dict[tuple, tuple] = {}     # (dev, ino, cg) -> (value|None, held, FileIO)
+        # (dev, ino, cg) -> (value|None, inserted pages held, FileIO); a key
+        # with neither an io entry nor pages held has no row
+        self.rows: dict[tuple, tuple] = {}
         self.out: dict[tuple, object] = {}     # (dev, ino, cg) -> FileIO (the rows' third item)
         self._views = Snapshots(self.out)      # Readings.io_by_key of past reads
         self.n_entries = 0                     # io map entries (rows with a value)
@@ -667,64 +652,78 @@ class IoState:
         # read (Readings.changed_io); None after a full read: compare all
         self.changed: set[tuple] | None = None
 
-    def update(self, items, held: dict[tuple, int]) -> RowList:
+    def held(self) -> dict[tuple, int]:
+        """(dev, ino, cg) -> inserted pages held, where not 0."""
+        return {k: row[1] for k, row in self.rows.items() if row[1]}
+
+    def update(self, items, held_delta: dict[tuple, int]) -> RowList:
         """items: ((dev, ino, cg), IO_VAL tuple) of the whole map.  Returns
         the rows (a view of them as they are now)."""
         with NoGC():
-            self._update(items, held)
+            self._update(items, held_delta)
         return RowList(self.snapshot())
 
-    def _update(self, items, held: dict[tuple, int]) -> None:
+    def _update(self, items, held_delta: dict[tuple, int]) -> None:
         from ..readings import FileIO
         old = self.rows
         new: dict[tuple, tuple] = {}
+        old_get, delta_get = old.get, held_delta.get
         for k, v in items:
-            h = held.get(k, 0)
-            hit = old.get(k)
+            hit = old_get(k)
+            h = (hit[1] if hit is not None else 0) + delta_get(k, 0)
             if hit is None or hit[0] != v or hit[1] != h:
                 hit = (v, h, FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
             new[k] = hit
         self.n_entries = len(new)
-        for k in held.keys() - new.keys():     # pages held, no io entry (yet)
-            h = held[k]
-            hit = old.get(k)
-            if hit is None or hit[0] is not None or hit[1] != h:
-                hit = (None, h, FileIO(k[0], k[1], k[2], h))
-            new[k] = hit
+        # pages held, no io entry (any more, or yet)
+        for k in old.keys() - new.keys():
+            hit = old[k]
+            h = hit[1] + delta_get(k, 0)
+            if h:
+                new[k] = hit if hit[0] is None and hit[1] == h else \
+                    (None, h, FileIO(k[0], k[1], k[2], h))
+        for k in held_delta.keys() - new.keys():
+            h = held_delta[k]
+            if h and k not in old:
+                new[k] = (None, h, FileIO(k[0], k[1], k[2], h))
         self.rows = new
         self.out = {k: row[2] for k, row in new.items()}
         self._views = Snapshots(self.out)
         self.changed = None
 
-    def patch(self, found, held: dict[tuple, int], held_changed) -> RowList:
+    def patch(self, found, held_delta: dict[tuple, int]) -> RowList:
         """found: ((dev, ino, cg), IO_VAL tuple or None) of the entries marked
-        changed; held_changed: keys whose held pages changed.  Returns the
-        rows (a view of ``out`` as it is now: no list of every row per read)."""
+        changed.  Returns the rows (a view of them as they are now: no list
+        of every row per read)."""
         with NoGC():
-            self._patch(found, held, held_changed)
+            self._patch(found, held_delta)
         return RowList(self.snapshot())
 
-    def _patch(self, found, held: dict[tuple, int], held_changed) -> None:
+    def _patch(self, found, held_delta: dict[tuple, int]) -> None:
         from ..readings import FileIO
         rows, out = self.rows, self.out
         marked = dict(found)
         changed = self.changed = set()
         olds = self._views.olds()
-        marked_get, rows_get, held_get = marked.get, rows.get, held.get
-        for k in marked.keys() | held_changed:
+        marked_get, rows_get, delta_get = marked.get, rows.get, held_delta.get
+        for k in marked.keys() | held_delta.keys():
             hit = rows_get(k)
-            for kept in olds:                   # Snapshots.before_change, one lookup less
-                if k not in kept:
-                    kept[k] = _MISSING if hit is None else hit[2]
             v = marked_get(k, _ABSENT)
-            if v is _ABSENT:
-                v = hit[0] if hit is not None else None
-            h = held_get(k, 0)
-            if hit is not None:
-                if hit[0] == v and hit[1] == h:
+            if hit is None:
+                if v is _ABSENT:
+                    v = None
+                h = delta_get(k, 0)
+            else:
+                if v is _ABSENT:
+                    v = hit[0]
+                h = hit[1] + delta_get(k, 0)
+                if hit[1] == h and hit[0] == v:
                     continue
                 if hit[0] is not None:
                     self.n_entries -= 1
+            for kept in olds:                   # Snapshots.before_change, one lookup less
+                if k not in kept:
+                    kept[k] = _MISSING if hit is None else hit[2]
             if v is None and not h:
                 if hit is not None:
                     del rows[k]

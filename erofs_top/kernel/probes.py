@@ -204,6 +204,15 @@ class TracepointSource:
 
     # ---------------------------------------------------------- reading
     def read(self) -> Readings:
+        """One consistent read of the maps (and the image files' cache).  No
+        cyclic GC inside: a collection would walk the source's and the
+        aggregator's millions of kept objects, and a read allocates an object
+        or more per changed key (the objects it keeps are frozen with the
+        aggregator's after the refresh: aggregate.FREEZE)."""
+        with maps.NoGC():
+            return self._read()
+
+    def _read(self) -> Readings:
         if not self._attached:
             raise CollectorError("probes are detached")
         self._sync_mounts()
@@ -253,13 +262,7 @@ class TracepointSource:
         them (first read, every full_read_every reads, a full dirty map, no
         batch delete here).  Unchanged entries keep their objects
         (maps.ChunkState/IoState): the aggregator skips them.  Returns the
-        entry counts of chunks and io.  No cyclic GC inside: a collection
-        would walk the source's and the aggregator's millions of kept objects
-        (the exporter freezes them after each refresh; aggregate.FREEZE)."""
-        with maps.NoGC():
-            return self._read_maps_now(r)
-
-    def _read_maps_now(self, r: Readings) -> tuple[int, int]:
+        entry counts of chunks and io."""
         state, io_state = self._chunk_state, self._io_state
         # the counts pending in the probe's per-CPU io slots into `io` (and
         # marked dirty) first: the read below sees every event before this
@@ -277,7 +280,7 @@ class TracepointSource:
             chunk_pairs, n_chunks = maps.chunk_items(self.bpf[b"chunks"], self._chunk_raw)
             changed = state.update(chunk_pairs)
             io_pairs, n_io = maps.io_items(self.bpf[b"io"], self._io_raw)
-            r.io = io_state.update(io_pairs, state.held)
+            r.io = io_state.update(io_pairs, state.held_delta)
             self._reads_since_full = 0
             self.last_read_full = True
         else:
@@ -287,12 +290,11 @@ class TracepointSource:
             changed = state.patch(found, gone)
             io_found, io_gone = self._dirty.lookup(self.bpf[b"io"], io_keys,
                                                    maps.IO_KEY, maps.IO_VAL)
-            r.io = io_state.patch(io_found + [(k, None) for k in io_gone], state.held,
-                                  state.held_changed)
+            r.io = io_state.patch(io_found + [(k, None) for k in io_gone], state.held_delta)
             n_chunks, n_io = len(state.entries), io_state.n_entries
             self._reads_since_full += 1
             self.last_read_full = False
-        state.held_changed = set()
+        state.held_delta = {}                  # taken by io_state
         state.forget(self._chunk_gc.collect(state.empty))
         # views, not copies: the next read keeps what it changes for them
         r.chunks_by_file = state.snapshot()

@@ -32,6 +32,19 @@ def _decode_from_scratch(chunks: dict, io: dict):
     return pcs, rows
 
 
+def _held_from_scratch(chunks: dict) -> dict:
+    """(dev, ino, cg) -> pages held that were not seeded, where not 0, counted
+    page by page."""
+    held: dict = {}
+    for (dev, ino, _chunk), v in chunks.items():
+        seeded = v[-1]
+        for cg, mask in owners_of(v).items():
+            n = sum(1 for p in range(64) if mask >> p & 1 and not seeded >> p & 1)
+            if n:
+                held[(dev, ino, cg)] = held.get((dev, ino, cg), 0) + n
+    return held
+
+
 def _value(rng):
     cg = [rng.choice([0, 0, 101, 102, 103, 104, 105]) for _ in range(MAX_OWNERS)]
     bits = [rng.getrandbits(64) if rng.random() < 0.5 else 0 for _ in range(MAX_OWNERS)]
@@ -54,7 +67,8 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
         rng.shuffle(items)          # a hash map's order
         changed = cs.update(items)
         empty = cs.empty
-        got_io = ios.update(list(io.items()), cs.held)
+        got_io = ios.update(list(io.items()), cs.held_delta)
+        cs.held_delta = {}
         want_pcs, want_rows = _decode_from_scratch(chunks, io)
         got_pcs = [pc for lst in cs.by_file.values() for pc in lst]
         key = lambda pc: (pc.dev, pc.ino, pc.chunk)   # noqa: E731
@@ -106,20 +120,21 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
         dirty_io: set = set()
         _churn(rng, chunks, io, dirty, dirty_io)
         full.update(list(chunks.items()))
-        want_io = full_io.update(list(io.items()), full.held)
+        want_io = full_io.update(list(io.items()), full.held_delta)
+        full.held_delta = {}
         before_lists = dict(inc.by_file)
         before_io = dict(inc_io.out)
         marked = sorted(dirty)
         rng.shuffle(marked)
         changed = inc.patch([(k, chunks[k]) for k in marked if k in chunks],
                             [k for k in marked if k not in chunks])
-        got_io = inc_io.patch([(k, io.get(k)) for k in dirty_io], inc.held, inc.held_changed)
-        inc.held_changed = set()
+        got_io = inc_io.patch([(k, io.get(k)) for k in dirty_io], inc.held_delta)
+        inc.held_delta = {}
         key = lambda pc: (pc.dev, pc.ino, pc.chunk)   # noqa: E731
         assert inc.by_file.keys() == full.by_file.keys()
         for fk, lst in inc.by_file.items():
             assert sorted(lst, key=key) == sorted(full.by_file[fk], key=key)
-        assert inc.held == full.held
+        assert inc_io.held() == full_io.held() == _held_from_scratch(chunks)
         flat = [pc for lst in inc.by_file.values() for pc in lst]
         assert inc.n_chunks == full.n_chunks == len(flat)
         view = ChunkList(dict(inc.by_file), inc.n_chunks)
@@ -204,12 +219,12 @@ def test_snapshots_of_past_reads_stay_as_they_were(seed):
         _churn(rng, chunks, io, dirty, dirty_io)
         if step % 7 == 0:       # a full read now and then (new dicts)
             cs.update(list(chunks.items()))
-            ios.update(list(io.items()), cs.held)
+            ios.update(list(io.items()), cs.held_delta)
         else:
             cs.patch([(k, chunks[k]) for k in dirty if k in chunks],
                      [k for k in dirty if k not in chunks])
-            ios.patch([(k, io.get(k)) for k in dirty_io], cs.held, cs.held_changed)
-        cs.held_changed = set()
+            ios.patch([(k, io.get(k)) for k in dirty_io], cs.held_delta)
+        cs.held_delta = {}
         views = (cs.snapshot(), ios.snapshot())
         _same_view(views[0], cs.by_file)
         if rng.random() < 0.5:
