@@ -637,24 +637,35 @@ class IoState:
 
     inserted = pages held now that were not seeded + pages evicted that were
     inserted (not seeded): exact, and one map update per insert less.  The
-    held pages are summed here, in the rows, from ChunkState.held_delta.
+    held pages are summed here from ChunkState.held_delta, and kept in the
+    rows themselves: held = inserted - evicted + evicted seeded (the only
+    part of a map value a FileIO does not show, kept where not 0), so that
+    a row is one FileIO in one dict (~200 B and a cold lookup per changed
+    key less than a (value, held, FileIO) tuple beside it).
     ``update`` takes the whole map, ``patch`` the io entries marked changed;
     both the held pages' changes since the previous call."""
 
     def __init__(self):
-        # (dev, ino, cg) -> (value|None, inserted pages held, FileIO); a key
-        # with neither an io entry nor pages held has no row
-        self.rows: dict[tuple, tuple] = {}
-        self.out: dict[tuple, object] = {}     # (dev, ino, cg) -> FileIO (the rows' third item)
+        # (dev, ino, cg) -> FileIO: a row for every io entry and every key
+        # holding pages (none for a key with neither)
+        self.out: dict[tuple, object] = {}
+        self.ev_seeded: dict[tuple, int] = {}  # the value's evicted seeded pages, where not 0
+        self.no_entry: set[tuple] = set()      # rows without an io entry (pages held only)
         self._views = Snapshots(self.out)      # Readings.io_by_key of past reads
-        self.n_entries = 0                     # io map entries (rows with a value)
         # keys whose FileIO is new, another object or gone since the previous
         # read (Readings.changed_io); None after a full read: compare all
         self.changed: set[tuple] | None = None
 
+    @property
+    def n_entries(self) -> int:
+        """io map entries (rows with a value)."""
+        return len(self.out) - len(self.no_entry)
+
     def held(self) -> dict[tuple, int]:
         """(dev, ino, cg) -> inserted pages held, where not 0."""
-        return {k: row[1] for k, row in self.rows.items() if row[1]}
+        ev = self.ev_seeded
+        out = {k: f.inserted_pages - f.evicted_pages + ev.get(k, 0) for k, f in self.out.items()}
+        return {k: h for k, h in out.items() if h}
 
     def update(self, items, held_delta: dict[tuple, int]) -> RowList:
         """items: ((dev, ino, cg), IO_VAL tuple) of the whole map.  Returns
@@ -665,30 +676,37 @@ class IoState:
 
     def _update(self, items, held_delta: dict[tuple, int]) -> None:
         from ..readings import FileIO
-        old = self.rows
-        new: dict[tuple, tuple] = {}
-        old_get, delta_get = old.get, held_delta.get
+        old, old_ev, old_none = self.out, self.ev_seeded, self.no_entry
+        new: dict[tuple, object] = {}
+        ev: dict[tuple, int] = {}
+        old_get, delta_get, old_ev_get = old.get, held_delta.get, old_ev.get
         for k, v in items:
-            hit = old_get(k)
-            h = (hit[1] if hit is not None else 0) + delta_get(k, 0)
-            if hit is None or hit[0] != v or hit[1] != h:
-                hit = (v, h, FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
-            new[k] = hit
-        self.n_entries = len(new)
-        # pages held, no io entry (any more, or yet)
-        for k in old.keys() - new.keys():
-            hit = old[k]
-            h = hit[1] + delta_get(k, 0)
+            f = old_get(k)
+            h = delta_get(k, 0)
+            if f is not None:
+                h += f.inserted_pages - f.evicted_pages + old_ev_get(k, 0)
+            ins = h + v[0] - v[3]
+            if (f is None or f.inserted_pages != ins or f.evicted_pages != v[0]
+                    or f.readahead_pages != v[1] or f.read_folio_count != v[2]):
+                f = FileIO(k[0], k[1], k[2], ins, v[0], v[1], v[2])
+            new[k] = f
+            if v[3]:
+                ev[k] = v[3]
+        none: set[tuple] = set()
+        for k in old.keys() - new.keys():      # pages held, no io entry (any more)
+            f = old[k]
+            h = f.inserted_pages - f.evicted_pages + old_ev_get(k, 0) + delta_get(k, 0)
             if h:
-                new[k] = hit if hit[0] is None and hit[1] == h else \
-                    (None, h, FileIO(k[0], k[1], k[2], h))
-        for k in held_delta.keys() - new.keys():
+                new[k] = f if k in old_none and f.inserted_pages == h else \
+                    FileIO(k[0], k[1], k[2], h)
+                none.add(k)
+        for k in held_delta.keys() - new.keys():   # ... (yet)
             h = held_delta[k]
             if h and k not in old:
-                new[k] = (None, h, FileIO(k[0], k[1], k[2], h))
-        self.rows = new
-        self.out = {k: row[2] for k, row in new.items()}
-        self._views = Snapshots(self.out)
+                new[k] = FileIO(k[0], k[1], k[2], h)
+                none.add(k)
+        self.out, self.ev_seeded, self.no_entry = new, ev, none
+        self._views = Snapshots(new)
         self.changed = None
 
     def patch(self, found, held_delta: dict[tuple, int]) -> RowList:
@@ -701,43 +719,45 @@ class IoState:
 
     def _patch(self, found, held_delta: dict[tuple, int]) -> None:
         from ..readings import FileIO
-        rows, out = self.rows, self.out
+        out, ev, none = self.out, self.ev_seeded, self.no_entry
         marked = dict(found)
         changed = self.changed = set()
         olds = self._views.olds()
-        marked_get, rows_get, delta_get = marked.get, rows.get, held_delta.get
+        marked_get, out_get, delta_get, ev_get = marked.get, out.get, held_delta.get, ev.get
         for k in marked.keys() | held_delta.keys():
-            hit = rows_get(k)
-            v = marked_get(k, _ABSENT)
-            if hit is None:
-                if v is _ABSENT:
-                    v = None
-                h = delta_get(k, 0)
+            f = out_get(k)
+            if f is None:
+                was, held = None, 0
             else:
-                if v is _ABSENT:
-                    v = hit[0]
-                h = hit[1] + delta_get(k, 0)
-                if hit[1] == h and hit[0] == v:
-                    continue
-                if hit[0] is not None:
-                    self.n_entries -= 1
+                s = ev_get(k, 0)
+                held = f.inserted_pages - f.evicted_pages + s
+                was = None if k in none else \
+                    (f.evicted_pages, f.readahead_pages, f.read_folio_count, s)
+            v = marked_get(k, was)
+            h = held + delta_get(k, 0)
+            if f is not None and h == held and v == was:
+                continue
             for kept in olds:                   # Snapshots.before_change, one lookup less
                 if k not in kept:
-                    kept[k] = _MISSING if hit is None else hit[2]
-            if v is None and not h:
-                if hit is not None:
-                    del rows[k]
-                    del out[k]
-                    changed.add(k)
-                continue
-            changed.add(k)
+                    kept[k] = _MISSING if f is None else f
             if v is None:
-                row = (None, h, FileIO(k[0], k[1], k[2], h))
+                ev.pop(k, None)
+                if h:
+                    out[k] = FileIO(k[0], k[1], k[2], h)
+                    none.add(k)
+                elif f is not None:
+                    del out[k]
+                    none.discard(k)
+                else:
+                    continue
             else:
-                self.n_entries += 1
-                row = (v, h, FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
-            rows[k] = row
-            out[k] = row[2]
+                out[k] = FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2])
+                none.discard(k)
+                if v[3]:
+                    ev[k] = v[3]
+                else:
+                    ev.pop(k, None)
+            changed.add(k)
 
     def snapshot(self) -> DictSnapshot:
         """out as it is now, for a Readings (later reads do not change it)."""

@@ -103,6 +103,10 @@ def _churn(rng, chunks: dict, io: dict, dirty: set, dirty_io: set) -> None:
             ev = rng.randrange(100)
             io[ik] = (ev, rng.randrange(100), rng.randrange(9), rng.randrange(ev + 1))
             dirty_io.add(ik)
+        elif rng.random() < 0.05 and io:        # an io entry deleted (the map was full)
+            gone = rng.choice(sorted(io))
+            del io[gone]
+            dirty_io.add(gone)
 
 
 @pytest.mark.parametrize("seed", range(6))
