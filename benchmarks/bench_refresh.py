@@ -21,10 +21,11 @@ kernel side of a refresh) with the real BPF maps filled from user space with
 entry) and the steady incremental reads (only the keys in the dirty map)
 after 0.1 % / 1 % of the entries changed from user space and were marked
 dirty as the probe marks them, in the same run.  The cyclic GC runs as in the
-exporter: what is alive after a read is frozen (aggregate.FREEZE "every"
-does it after each refresh), and a "+gc" line gives the collections inside
-each read plus a full collection right after it (the most the GC can walk
-of what a read made before the refresh freezes it).
+exporter (aggregate.FREEZE "every": what is alive after a refresh is frozen;
+the benchmark freezes after each read in the aggregator's place), and a
+"+gc" line gives the collections inside each read plus a full collection
+right after it (what the GC walks of what a read made before the refresh
+freezes it; 0 where the read freezes it itself).
 
 Run:  .venv/bin/python benchmarks/bench_refresh.py [--repeat 3] [--quick]
       sudo .venv/bin/python benchmarks/bench_refresh.py --probe-read --no-aggregate
@@ -117,8 +118,6 @@ def part_incremental(files_list, full: dict, steps: int, hint: bool = True,
 
 def part_probe_read(sizes, steps: int = 3) -> None:
     benchlib.need_root()
-    from erofs_top.errors import CollectorError
-    from erofs_top.tiers import open_collector
     print("\nTracepointSource.read() with the real maps filled from user space")
     print("  full: every entry read (the first read, all new; the same maps again; after 1 %"
           " changed); steady: incremental reads after 0.1 % / 1 % of the chunk entries")
@@ -127,15 +126,26 @@ def part_probe_read(sizes, steps: int = 3) -> None:
     print("  line: collections inside the read plus a full collection right after it")
     print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'first':>10} {'full same':>10} "
           f"{'full 1%':>10} {'inc 0.1%':>10} {'inc 1%':>10} {'inc none':>10}")
-    for n in sizes:
-        try:
-            col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
-        except CollectorError as e:
-            sys.exit(f"probes failed to load: {e}")
-        try:
-            _probe_read_case(col.source, n, steps)
-        finally:
-            col.close()
+    from erofs_top.aggregate import FREEZE
+    mode, FREEZE["mode"] = FREEZE["mode"], "every"     # as the exporter runs (server.py)
+    try:
+        for n in sizes:
+            _probe_read_size(n, steps)
+    finally:
+        FREEZE["mode"] = mode
+
+
+def _probe_read_size(n: int, steps: int) -> None:
+    from erofs_top.errors import CollectorError
+    from erofs_top.tiers import open_collector
+    try:
+        col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
+    except CollectorError as e:
+        sys.exit(f"probes failed to load: {e}")
+    try:
+        _probe_read_case(col.source, n, steps)
+    finally:
+        col.close()
 
 
 def _probe_read_case(src, n: int, steps: int) -> None:

@@ -4,6 +4,7 @@ read its maps into Readings.  The only module (with sharing.py) that imports bcc
 from __future__ import annotations
 
 import ctypes as ct
+import gc
 import os
 import time
 from pathlib import Path
@@ -207,10 +208,18 @@ class TracepointSource:
         """One consistent read of the maps (and the image files' cache).  No
         cyclic GC inside: a collection would walk the source's and the
         aggregator's millions of kept objects, and a read allocates an object
-        or more per changed key (the objects it keeps are frozen with the
-        aggregator's after the refresh: aggregate.FREEZE)."""
+        or more per changed key.  Where the aggregator freezes what is alive
+        after every refresh (aggregate.FREEZE "every": the exporter, `top`'s
+        collector process), what is alive after a read is frozen too, or the
+        first collection after it (before the aggregator's freeze) would walk
+        all the read made (a full one: ~20 ms after 6,000 changed chunk
+        entries, bench_refresh.py --probe-read)."""
+        from ..aggregate import FREEZE
         with maps.NoGC():
-            return self._read()
+            r = self._read()
+        if FREEZE["mode"] == "every":
+            gc.freeze()         # O(1); frozen objects are still freed by reference counting
+        return r
 
     def _read(self) -> Readings:
         if not self._attached:
