@@ -187,17 +187,23 @@ class DirtyReader:
             self.lib.bpf_delete_elem(self.table.map_fd, buf[off:off + size])
 
     def lookup(self, table, keys, key_fmt, val_fmt):
-        """(found: [(key tuple, value tuple)], gone: [key tuple]) for raw keys."""
+        """(found: [(key tuple, value tuple)], gone: [key tuple]) for raw keys:
+        one syscall per key, the values into one buffer, decoded at once."""
         lookup, fd = self.lib.bpf_lookup_elem, table.map_fd
-        buf = _ct.create_string_buffer(_ct.sizeof(table.Leaf))
-        unpack_key, unpack_val = key_fmt.unpack, val_fmt.unpack_from
-        found, gone = [], []
+        size = _ct.sizeof(table.Leaf)
+        buf = _ct.create_string_buffer(size * max(1, len(keys)))
+        base, off = _ct.addressof(buf), 0
+        hit, gone = [], []
         for k in keys:
-            if lookup(fd, k, buf) == 0:
-                found.append((unpack_key(k), unpack_val(buf)))
+            if lookup(fd, k, base + off) == 0:
+                hit.append(k)
+                off += size
             else:
-                gone.append(unpack_key(k))
-        return found, gone
+                gone.append(key_fmt.unpack(k))
+        raw = buf.raw[:off]
+        values = val_fmt.iter_unpack(raw) if val_fmt.size == size else \
+            (val_fmt.unpack_from(raw, o) for o in range(0, off, size))
+        return list(zip(key_fmt.iter_unpack(b"".join(hit)), values)), gone
 
 
 def owners_of(v: tuple) -> dict[int, int]:
