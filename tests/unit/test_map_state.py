@@ -237,3 +237,85 @@ def test_snapshots_of_past_reads_stay_as_they_were(seed):
             _same_view(fv, fwant)
             _same_view(iv, iwant)
     assert len(cs._views.views) <= 8 and len(ios._views.views) <= 8    # the dead ones dropped
+
+
+def test_owners_cache_shares_one_owner_dicts_and_decodes_every_value():
+    """OwnersCache: a one-cgroup value whose pages are all or the first n is
+    one dict object per (cgroup, mask), equal to a fresh decode; any other
+    value gets a dict of its own; the ints kept are the interned ones."""
+    from erofs_top.kernel.maps import OwnersCache
+    full = (1 << 64) - 1
+
+    def value(cgs=(101, 0, 0, 0), bits=(full, 0, 0, 0), other=0):
+        return tuple(cgs) + tuple(bits) + (other, 0)
+    cache = OwnersCache()
+    shared = [value(), value(bits=(0b111, 0, 0, 0)), value(cgs=(102, 0, 0, 0)),
+              value(cgs=(101, 5, 0, 0))]       # a cgroup id in a slot without pages
+    own = [value(bits=(0b101, 0, 0, 0)), value(cgs=(101, 102, 0, 0), bits=(1, 2, 0, 0)),
+           value(other=8), value(bits=(0, 0, 0, 0))]
+    for v in shared + own:
+        got = cache.owners(v)
+        assert got == owners_of(v), v
+        again = cache.owners(tuple(int(str(x)) for x in v))     # fresh ints, as a read makes
+        assert again == got and (again is got) == (v in shared), v
+    assert cache.owners(value()) is cache.owners(value(cgs=(101, 5, 0, 0)))
+    a, b = cache.owners(value(bits=(0b11, 0, 0, 0))), cache.owners(value(cgs=(102, 0, 0, 0)))
+    assert a is not b and a != b
+
+
+class _FakeBatchLib:
+    """A mock of libbcc's batch delete (named so): records the keys deleted."""
+
+    def __init__(self, stop_after=None):
+        self.deleted: list[bytes] = []
+        self.stop_after = stop_after
+
+    def bpf_delete_batch(self, fd, buf, cnt):
+        import ctypes
+        n = ctypes.cast(cnt, ctypes.POINTER(ctypes.c_uint32)).contents
+        keys = [bytes(buf[i:i + 24]) for i in range(0, n.value * 24, 24)]
+        if self.stop_after is not None and len(keys) > self.stop_after:
+            keys = keys[:self.stop_after]
+            n.value = self.stop_after
+            self.deleted += keys
+            return -1
+        self.deleted += keys
+        return 0
+
+    def bpf_delete_elem(self, fd, key):
+        self.deleted.append(bytes(key))
+        return 0
+
+
+@pytest.mark.parametrize("stop_after", [None, 2])
+def test_dirty_split_returns_map_keys_and_deletes_the_ended_generation(stop_after):
+    """DirtyReader._split (the drain's decode, without BPF): every marked key
+    comes back once as the map's key (pad 0 in place of the tag), chunk and
+    io keys apart; exactly the keys of the generation that ended are
+    deleted, with their tags (also when a batch delete stops early)."""
+    import struct
+
+    from erofs_top.kernel.maps import DIRTY_CHUNK, DIRTY_IO, DIRTY_KEY, DirtyReader
+    reader = DirtyReader.__new__(DirtyReader)
+    reader.lib = _FakeBatchLib(stop_after)
+    reader.table = type("T", (), {"map_fd": 3})()
+    rng = random.Random(5)
+    marks = []
+    for i in range(40):
+        kind = rng.choice([DIRTY_CHUNK, DIRTY_IO])
+        parity = rng.choice([0, 1])
+        marks.append((7 << 20 | i % 3, kind | parity << 1, 100 + i % 11, i % 4))
+    kb = b"".join(DIRTY_KEY.pack(*m) for m in marks)
+    for odd in (0, 1):
+        reader.lib.deleted = []
+        chunk_keys, io_keys = reader._split(len(marks), kb, odd)
+        want = {kind: {struct.pack("=I4xQQ", d, ino, x) for d, t, ino, x in marks
+                       if t & 1 == kind} for kind in (DIRTY_CHUNK, DIRTY_IO)}
+        assert sorted(chunk_keys) == sorted(want[DIRTY_CHUNK])
+        assert sorted(io_keys) == sorted(want[DIRTY_IO])
+        assert sorted(reader.lib.deleted) == sorted(DIRTY_KEY.pack(*m) for m in marks
+                                                    if m[1] >> 1 == odd)
+    same = [m for m in marks if m[1] >> 1 == 0]         # all of the ended generation
+    reader.lib.deleted = []
+    reader._split(len(same), b"".join(DIRTY_KEY.pack(*m) for m in same), 0)
+    assert sorted(reader.lib.deleted) == sorted(DIRTY_KEY.pack(*m) for m in same)
