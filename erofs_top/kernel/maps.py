@@ -605,11 +605,22 @@ def _replaced(old: list | None, changes: list) -> list:
             continue
         if ids is None:
             ids = list(map(id, old))
-        lst[ids.index(id(was))] = new
+        try:
+            lst[ids.index(id(was))] = new
+        except ValueError:      # not this object (never so today): by chunk, as a full read
+            return _rebuilt(old, changes)
         removed = removed or new is None
     if removed:
         lst = [pc for pc in lst if pc is not None]
     return lst + added if added else lst
+
+
+def _rebuilt(old: list, changes: list) -> list:
+    """_replaced() by chunk numbers: every old PageChunk read."""
+    chunks = {pc.chunk for was, pc in changes if pc is not None} | \
+        {was.chunk for was, _ in changes if was is not None}
+    return [pc for pc in old if pc.chunk not in chunks] + \
+        [pc for _, pc in changes if pc is not None]
 
 
 _ABSENT = object()      # ChunkState.entries: no entry (None is an entry without pages)

@@ -319,3 +319,20 @@ def test_dirty_split_returns_map_keys_and_deletes_the_ended_generation(stop_afte
     reader.lib.deleted = []
     reader._split(len(same), b"".join(DIRTY_KEY.pack(*m) for m in same), 0)
     assert sorted(reader.lib.deleted) == sorted(DIRTY_KEY.pack(*m) for m in same)
+
+
+def test_replaced_swaps_by_identity_and_falls_back_to_chunk_numbers():
+    """maps._replaced: a changed chunk takes its old PageChunk's place (found
+    by identity), a removed one goes, a new one is appended; an old
+    PageChunk that is not in the list as that object (an equal copy) is
+    matched by chunk number instead, never left beside its replacement."""
+    from erofs_top.kernel.maps import _replaced
+    pcs = [PageChunk(7, 5, c, {101: 1 << c}) for c in range(4)]
+    new1, new4 = PageChunk(7, 5, 1, {102: 2}), PageChunk(7, 5, 4, {101: 16})
+    got = _replaced(pcs, [(pcs[1], new1), (pcs[2], None), (None, new4)])
+    assert got == [pcs[0], new1, pcs[3], new4] and got[1] is new1
+    assert pcs == [PageChunk(7, 5, c, {101: 1 << c}) for c in range(4)]    # old list as it was
+    copy = PageChunk(7, 5, 3, {101: 8})         # equal to pcs[3], another object
+    got = _replaced(pcs, [(pcs[0], None), (copy, new4)])
+    assert sorted(pc.chunk for pc in got) == [1, 2, 4] and new4 in got
+    assert _replaced(None, [(None, new4), (None, None)]) == [new4]
