@@ -323,6 +323,13 @@ def _rss_mb() -> float:
     return 0.0
 
 
+def _node_header(args, node, made_s: float, node_rss: float) -> None:
+    print(f"node: {args.node_files} files, {args.containers} containers, "
+          f"{node.chunk_count()} chunk entries (made in {made_s:.0f} s, RSS then "
+          f"{node_rss:.0f} MB)" + ("; the source's map state (ChunkState, IoState) between "
+                                   "it and the aggregator" if args.map_state else ""))
+
+
 def part_node(args) -> dict:
     from synthetic_node import SyntheticNode
     from erofs_top.collector import Collector
@@ -336,11 +343,7 @@ def part_node(args) -> dict:
         from erofs_top.aggregate import FREEZE
         FREEZE["mode"] = ""
     src.hint = not args.no_hint
-    print(f"node: {args.node_files} files, {args.containers} containers, "
-          f"{node.chunk_count()} chunk entries (made in {time.perf_counter() - t0:.0f} s, "
-          f"RSS then {node_rss:.0f} MB)" + ("; the source's map state (ChunkState, IoState) "
-                                            "between it and the aggregator" if args.map_state
-                                            else ""))
+    _node_header(args, node, time.perf_counter() - t0, node_rss)
     c0, w0 = time.process_time(), time.perf_counter()
     ex.refresh_once()
     first_cpu = time.process_time() - c0 - src.churn_s

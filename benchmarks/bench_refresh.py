@@ -190,7 +190,7 @@ def _probe_read_case(src, n: int, steps: int) -> None:
         t = time.perf_counter()
         gc.collect()
         after = time.perf_counter() - t
-        kept[:] = [r]           # the previous Readings let go after the next read, as a Model keeps it
+        kept[:] = [r]           # alive through the next read (its views keep old values)
         gc.freeze()
         return dt, in_read + after
 
