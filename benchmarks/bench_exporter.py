@@ -31,7 +31,11 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            before the timed refreshes, so that each of them also pre-encodes
            /metrics in that format, as a scraped exporter's refreshes do
            (without it the steady figure leaves the encoding out).  No map reading (bench_refresh.py
-           --probe-read measures it).
+           --probe-read measures it).  --map-state: the probe source's kept
+           state (ChunkState, IoState) between the node and the aggregator,
+           fed the changed keys as a map read decodes them: its work is in
+           the refresh CPU and its objects in the RSS, printed also without
+           the node's own RSS (the node stands for the kernel's maps).
   storm    --clients (50) concurrent clients scraping /metrics of the
            1,000 x 20 Model in a loop for --storm-seconds (60): every scrape
            must answer 200; the server's RSS sampled every second must stay
@@ -41,6 +45,7 @@ Run:  sudo .venv/bin/python benchmarks/bench_exporter.py [--parts scrape,refresh
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -223,6 +228,93 @@ class ChurnSource:
         pass
 
 
+class MapStateSource(ChurnSource):
+    """--map-state: the probe source's kept state (erofs_top/kernel/maps.py
+    ChunkState, IoState) between the synthetic node and the aggregator, fed
+    as TracepointSource._read_maps feeds it: the first read the whole maps,
+    later ones the keys the probe marks (every chunk of a file that changed,
+    the io rows that changed), each decoded as a map read decodes it (fresh
+    ints; that decoding is the benchmark's time, ``churn_s``).  The
+    aggregator's input is then the source's PageChunks and FileIO rows, as
+    in a real exporter, and the node's own objects stand for the kernel's
+    maps only (``node_rss_mb``: the process's RSS once the node is made)."""
+
+    def __init__(self, node, fraction: float):
+        super().__init__(node, fraction)
+        from erofs_top.kernel import maps
+        self.maps, self.chunks, self.io = maps, maps.ChunkState(), maps.IoState()
+
+    def read(self):
+        t0 = time.process_time()
+        node, first = self.node, self.first
+        if not first:
+            node.churn(self.fraction)
+        self.first = False
+        if first:
+            found = _chunk_pairs(node.files)
+            io_found = [(_fresh(k), _io_value(f)) for k, f in node.io_by_key.items()]
+        else:
+            found, gone = [], []
+            for fk in node.changed:
+                now = node.files.get(fk, ())
+                found += _chunk_pairs({fk: now})
+                have = {pc.chunk for pc in now}
+                gone += [_fresh((fk[0], fk[1], pc.chunk))
+                         for pc in self.chunks.by_file.get(fk, ()) if pc.chunk not in have]
+            io_found = [(_fresh(k), _io_value(node.io_by_key.get(k))) for k in node.changed_io]
+        node.changed, node.changed_io = set(), set()
+        self.churn_s += time.process_time() - t0
+        return self._readings(first, found, [] if first else gone, io_found)
+
+    def _readings(self, first: bool, found, gone, io_found):
+        from erofs_top.aggregate import FREEZE
+        from erofs_top.readings import Readings
+        maps, cs, ios = self.maps, self.chunks, self.io
+        with maps.NoGC():
+            if first:
+                changed = cs.update(found)
+                rows = ios.update(io_found, cs.held_delta)
+            else:
+                changed = cs.patch(found, gone)
+                rows = ios.patch(io_found, cs.held_delta)
+            cs.held_delta = {}
+            r = Readings(taken_at=1.0, page_size=4096)
+            r.chunks_by_file, r.changed_files = cs.snapshot(), None if first else changed
+            r.chunks = maps.ChunkList(r.chunks_by_file, cs.n_chunks)
+            r.io, r.io_by_key, r.changed_io = rows, rows.by_key, ios.changed
+            r.maps = {"chunks": (len(cs.entries), 1 << 20, 0), "io": (ios.n_entries, 1 << 20, 0)}
+        if FREEZE["mode"] == "every":       # as TracepointSource.read()
+            gc.freeze()
+        return r
+
+
+def _fresh(key: tuple) -> tuple:
+    """A key as a map read decodes it: new int objects."""
+    return tuple(int(str(x)) for x in key)
+
+
+def _chunk_pairs(files: dict) -> list:
+    """((dev, ino, chunk), CHUNK_VAL tuple) of the files' PageChunks."""
+    from erofs_top.kernel.maps import MAX_OWNERS
+    out = []
+    for (dev, ino), pcs in files.items():
+        for pc in pcs:
+            v = [0] * (2 * MAX_OWNERS + 2)
+            for slot, (cg, mask) in enumerate(pc.owners.items()):
+                v[slot], v[MAX_OWNERS + slot] = int(str(cg)), int(str(mask))
+            v[-1] = pc.seeded_mask
+            out.append((_fresh((dev, ino, pc.chunk)), tuple(v)))
+    return out
+
+
+def _io_value(f) -> tuple | None:
+    """An io row's IO_VAL tuple (evicted, readahead, read_folio, evicted seeded)."""
+    if f is None:
+        return None
+    return (int(str(f.evicted_pages)), int(str(f.readahead_pages)),
+            int(str(f.read_folio_count)), 0)
+
+
 def _rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -231,20 +323,27 @@ def _rss_mb() -> float:
     return 0.0
 
 
+def _node_header(args, node, made_s: float, node_rss: float) -> None:
+    print(f"node: {args.node_files} files, {args.containers} containers, "
+          f"{node.chunk_count()} chunk entries (made in {made_s:.0f} s, RSS then "
+          f"{node_rss:.0f} MB)" + ("; the source's map state (ChunkState, IoState) between "
+                                   "it and the aggregator" if args.map_state else ""))
+
+
 def part_node(args) -> dict:
     from synthetic_node import SyntheticNode
     from erofs_top.collector import Collector
     t0 = time.perf_counter()
     node = SyntheticNode(args.node_files, args.containers)
-    src = ChurnSource(node, args.node_churn)
+    node_rss = _rss_mb()
+    src = (MapStateSource if args.map_state else ChurnSource)(node, args.node_churn)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     ex = Exporter(col, interval=args.interval, log=lambda m: None)
     if args.no_gc_freeze:       # the exporter's default is on: compare without it
         from erofs_top.aggregate import FREEZE
         FREEZE["mode"] = ""
     src.hint = not args.no_hint
-    print(f"node: {args.node_files} files, {args.containers} containers, "
-          f"{node.chunk_count()} chunk entries (made in {time.perf_counter() - t0:.0f} s)")
+    _node_header(args, node, time.perf_counter() - t0, node_rss)
     c0, w0 = time.process_time(), time.perf_counter()
     ex.refresh_once()
     first_cpu = time.process_time() - c0 - src.churn_s
@@ -290,7 +389,7 @@ def part_node(args) -> dict:
     cyclic, full_gc_s = benchlib.thaw_and_collect()
     out = {"gc_pauses": pauses.summary(), "cyclic_garbage_left": cyclic,
            "full_gc_ms": full_gc_s * 1e3, "first_cpu_s": first_cpu, "refresh_cpu_s": cpu,
-           "cpu_share": cpu / args.interval,
+           "cpu_share": cpu / args.interval, "node_rss_mb": node_rss,
            "rss_mb": max(rss, _rss_mb()), "scrape_p50_ms": statistics.median(lat) * 1e3,
            "scrape_p99_ms": pct(lat, 0.99) * 1e3, "refreshes": len(cpus),
            "scrape_gzip_p50_ms": statistics.median(lat_gz) * 1e3,
@@ -299,6 +398,9 @@ def part_node(args) -> dict:
           f"{', pre-encoding /metrics' if args.scraped else ''}): "
           f"{cpu * 1e3:.0f} ms CPU = {out['cpu_share'] * 100:.1f} % of one CPU at --interval "
           f"{args.interval:g} s (target <= 2 %)")
+    if args.map_state:
+        print(f"  RSS without the synthetic node (its RSS once made: it stands for the kernel's "
+              f"maps): {out['rss_mb'] - node_rss:.0f} MB (target <= 300 MB)")
     print(f"  RSS {out['rss_mb']:.0f} MB (target <= 300 MB); /metrics while refreshing back to "
           f"back: p50 {out['scrape_p50_ms']:.1f} ms, p99 {out['scrape_p99_ms']:.1f} ms "
           f"({len(lat)} scrapes from another process; target p99 <= 100 ms); with gzip "
@@ -500,6 +602,9 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-refreshes", type=int, default=5)
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="node: aggregate.FREEZE off (the exporter's is \"every\")")
+    ap.add_argument("--map-state", action="store_true",
+                    help="node: the probe source's ChunkState/IoState between the node and the "
+                         "aggregator (a real exporter's source; RSS also without the node)")
     ap.add_argument("--no-hint", action="store_true",
                     help="node: Readings without changed_files / changed_io")
     ap.add_argument("--scraped", action="store_true",

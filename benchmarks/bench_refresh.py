@@ -20,7 +20,12 @@ kernel side of a refresh) with the real BPF maps filled from user space with
 10k/50k/200k/600k chunk entries and 1/4 as many io entries: full reads (every
 entry) and the steady incremental reads (only the keys in the dirty map)
 after 0.1 % / 1 % of the entries changed from user space and were marked
-dirty as the probe marks them, in the same run.
+dirty as the probe marks them, in the same run.  The cyclic GC runs as in the
+exporter (aggregate.FREEZE "every": what is alive after a refresh is frozen;
+the benchmark freezes after each read in the aggregator's place), and a
+"+gc" line gives the collections inside each read plus a full collection
+right after it (what the GC walks of what a read made before the refresh
+freezes it; 0 where the read freezes it itself).
 
 Run:  .venv/bin/python benchmarks/bench_refresh.py [--repeat 3] [--quick]
       sudo .venv/bin/python benchmarks/bench_refresh.py --probe-read --no-aggregate
@@ -111,28 +116,45 @@ def part_incremental(files_list, full: dict, steps: int, hint: bool = True,
                       f"{t_med / n_changed * 1e6:>10.1f} {vs:>8}", flush=True)
 
 
-def part_probe_read(sizes) -> None:
+def part_probe_read(sizes, steps: int = 3) -> None:
     benchlib.need_root()
-    from erofs_top.errors import CollectorError
-    from erofs_top.tiers import open_collector
     print("\nTracepointSource.read() with the real maps filled from user space")
     print("  full: every entry read (the first read, all new; the same maps again; after 1 %"
           " changed); steady: incremental reads after 0.1 % / 1 % of the chunk entries")
-    print("  changed FROM USER SPACE, marked in the dirty map as the probe would (same run)")
+    print("  changed FROM USER SPACE, marked in the dirty map as the probe would (same run);")
+    print("  medians; the GC as in the exporter (alive objects frozen after each read); the +gc")
+    print("  line: collections inside the read plus a full collection right after it")
     print(f"  {'chunks':>7} {'io':>6} {'fill':>9} {'first':>10} {'full same':>10} "
           f"{'full 1%':>10} {'inc 0.1%':>10} {'inc 1%':>10} {'inc none':>10}")
-    for n in sizes:
-        try:
-            col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
-        except CollectorError as e:
-            sys.exit(f"probes failed to load: {e}")
-        try:
-            _probe_read_case(col.source, n)
-        finally:
-            col.close()
+    from erofs_top.aggregate import FREEZE
+    mode, FREEZE["mode"] = FREEZE["mode"], "every"     # as the exporter runs (server.py)
+    try:
+        for n in sizes:
+            _probe_read_size(n, steps)
+    finally:
+        FREEZE["mode"] = mode
 
 
-def _probe_read_case(src, n: int) -> None:
+def _probe_read_size(n: int, steps: int) -> None:
+    from erofs_top.errors import CollectorError
+    from erofs_top.tiers import open_collector
+    try:
+        col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
+    except CollectorError as e:
+        sys.exit(f"probes failed to load: {e}")
+    try:
+        _probe_read_case(col.source, n, steps)
+    finally:
+        col.close()
+
+
+def _probe_read_case(src, n: int, steps: int) -> None:
+    """Fill the maps with n chunk entries, then time full and steady reads.
+    The cyclic GC as in the exporter: objects alive after each read are
+    frozen (aggregate.FREEZE "every" does it after each refresh); any
+    collection inside a read is timed (gc.callbacks) and, after each read,
+    a full collection of what it left young (the most the GC can walk of
+    it before the refresh freezes it) is timed apart ("+gc")."""
     chunks, io = src.bpf["chunks"], src.bpf["io"]
     n_io = min(n // 4, src.max_io)
     dev = kdev(0, 0xFFFF0)        # no such mount: nothing else reads these keys
@@ -151,28 +173,64 @@ def _probe_read_case(src, n: int) -> None:
     _update(io, ikeys, ivals)
     fill = time.perf_counter() - t
     step = [0]
+    inside = _GcTimer()
+    kept = []
 
-    def timed_read(full: bool, frac: float = 0.0) -> float:
+    def timed_read(full: bool, frac: float = 0.0) -> tuple[float, float]:
         if frac:
             _change(src, keys, n, frac, step[0])
             step[0] += 1
         if full:
             src._reads_since_full = None        # the next read reads everything
+        inside.total = 0.0
         t = time.perf_counter()
         r = src.read()
-        dt = time.perf_counter() - t
+        dt, in_read = time.perf_counter() - t, inside.total
         assert src.last_read_full == full and len(r.chunks) >= n, (full, len(r.chunks), n)
-        return dt
-    first = timed_read(True)
-    same = statistics.median(timed_read(True) for _ in range(2))
-    full_1 = statistics.median(timed_read(True, 0.01) for _ in range(2))
-    inc_01 = statistics.median(timed_read(False, 0.001) for _ in range(3))
-    inc_1 = statistics.median(timed_read(False, 0.01) for _ in range(3))
-    inc_0 = statistics.median(timed_read(False) for _ in range(3))
-    ms = lambda x: f"{x * 1000:>7.1f} ms"    # noqa: E731
+        t = time.perf_counter()
+        gc.collect()
+        after = time.perf_counter() - t
+        kept[:] = [r]           # alive through the next read (its views keep old values)
+        gc.freeze()
+        return dt, in_read + after
+
+    def med(full: bool, frac: float, reps: int) -> tuple[float, float]:
+        got = [timed_read(full, frac) for _ in range(reps)]
+        return statistics.median(g[0] for g in got), statistics.median(g[1] for g in got)
+    try:
+        first = timed_read(True)
+        same = med(True, 0.0, 2)
+        full_1 = med(True, 0.01, 2)
+        inc_01 = med(False, 0.001, steps)
+        inc_1 = med(False, 0.01, steps)
+        inc_0 = med(False, 0.0, steps)
+    finally:
+        inside.close()
+        gc.unfreeze()
+    ms = lambda x: f"{x[0] * 1000:>7.1f} ms"    # noqa: E731
     print(f"  {n:>7} {n_io:>6} {fill:>7.2f} s {ms(first)} {ms(same)} {ms(full_1)} "
-          f"{ms(inc_01)} {ms(inc_1)} {ms(inc_0)}   full 1% / inc 1%: {full_1 / inc_1:.0f}x",
+          f"{ms(inc_01)} {ms(inc_1)} {ms(inc_0)}   full 1% / inc 1%: {full_1[0] / inc_1[0]:.0f}x",
           flush=True)
+    print(f"  {'+gc':>7} {'':>6} {'':>9} " + " ".join(f"{x[1] * 1000:>7.1f} ms" for x in
+                                                    (first, same, full_1, inc_01, inc_1, inc_0)),
+          flush=True)
+
+
+class _GcTimer:
+    """Time spent in cyclic GC collections while installed (gc.callbacks)."""
+
+    def __init__(self):
+        self.total, self.t0 = 0.0, 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase, info) -> None:
+        if phase == "start":
+            self.t0 = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self.t0
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._cb)
 
 
 def _change(src, keys, n: int, frac: float, step: int) -> None:
@@ -218,6 +276,8 @@ def _add_args(ap) -> None:
     ap.add_argument("--fractions", default="", help="part 2's shares changed, comma-separated "
                     "percentages (default 0.1,1,10,100)")
     ap.add_argument("--containers", default="10,100,1000", help="part 2's container counts")
+    ap.add_argument("--probe-steps", type=int, default=5,
+                    help="steady reads per churn level in --probe-read (median)")
     ap.add_argument("--probe-sizes", default="10000,50000,200000,600000",
                     help="chunk entries of the --probe-read cases")
 
@@ -233,7 +293,7 @@ def _body(args):
                          fractions=fractions,
                          containers=tuple(int(x) for x in args.containers.split(",")))
     if args.probe_read:
-        part_probe_read(tuple(int(x) for x in args.probe_sizes.split(",")))
+        part_probe_read(tuple(int(x) for x in args.probe_sizes.split(",")), args.probe_steps)
     return {}
 
 

@@ -150,40 +150,60 @@ class DirtyReader:
         if got is None:
             return None
         n, kb, _ = got
-        size, odd = DIRTY_KEY.size, ended & 1
-        chunk_keys, io_keys, done = set(), set(), []
-        for off in range(0, n * size, size):
-            k = kb[off:off + size]
-            tag = k[4]
-            if (tag >> 1) & 1 == odd:
-                done.append(k)
-            # the map's key without the tag: pad 0 as in chunk_key / io_key
-            (io_keys if tag & DIRTY_IO else chunk_keys).add(k[:4] + bytes(4) + k[8:])
-        self._delete(done)
+        return self._split(n, kb, ended & 1)
+
+    def _split(self, n: int, kb: bytes, odd: int):
+        """(chunk keys, io keys) of n dirty keys ``kb``; deletes those of the
+        generation that ended (parity ``odd``).  Slices of whole buffers, not
+        a key at a time."""
+        size = DIRTY_KEY.size
+        tags = kb[4::size]                  # the tag's low byte, native order as k[4]
+        keys = bytearray(kb)
+        for i in range(4, 8):               # the map's key: pad 0 in place of the tag
+            keys[i::size] = bytes(n)
+        keys = bytes(keys)
+        offs = range(0, n * size, size)
+        chunk_keys = {keys[o:o + size] for o, t in zip(offs, tags) if not t & DIRTY_IO}
+        io_keys = {keys[o:o + size] for o, t in zip(offs, tags) if t & DIRTY_IO}
+        ended = bytes((t >> 1) & 1 == odd for t in range(256))
+        if tags.translate(ended).count(1) == n:      # all of the ended generation: the usual
+            self._delete_buf(kb, n)
+        else:
+            self._delete([kb[o:o + size] for o, t in zip(offs, tags) if ended[t]])
         return list(chunk_keys), list(io_keys)
 
     def _delete(self, keys) -> None:
-        if not keys:
+        if keys:
+            self._delete_buf(b"".join(keys), len(keys))
+
+    def _delete_buf(self, buf: bytes, n: int) -> None:
+        if not n:
             return
-        buf = b"".join(keys)
-        cnt = _ct.c_uint32(len(keys))
+        cnt = _ct.c_uint32(n)
         if self.lib.bpf_delete_batch(self.table.map_fd, buf, _ct.byref(cnt)) == 0:
             return
-        for k in keys[cnt.value:]:      # a batch stopped early: the rest one by one
-            self.lib.bpf_delete_elem(self.table.map_fd, k)
+        size = DIRTY_KEY.size           # a batch stopped early: the rest one by one
+        for off in range(cnt.value * size, n * size, size):
+            self.lib.bpf_delete_elem(self.table.map_fd, buf[off:off + size])
 
     def lookup(self, table, keys, key_fmt, val_fmt):
-        """(found: [(key tuple, value tuple)], gone: [key tuple]) for raw keys."""
+        """(found: [(key tuple, value tuple)], gone: [key tuple]) for raw keys:
+        one syscall per key, the values into one buffer, decoded at once."""
         lookup, fd = self.lib.bpf_lookup_elem, table.map_fd
-        buf = _ct.create_string_buffer(_ct.sizeof(table.Leaf))
-        unpack_key, unpack_val = key_fmt.unpack, val_fmt.unpack_from
-        found, gone = [], []
+        size = _ct.sizeof(table.Leaf)
+        buf = _ct.create_string_buffer(size * max(1, len(keys)))
+        base, off = _ct.addressof(buf), 0
+        hit, gone = [], []
         for k in keys:
-            if lookup(fd, k, buf) == 0:
-                found.append((unpack_key(k), unpack_val(buf)))
+            if lookup(fd, k, base + off) == 0:
+                hit.append(k)
+                off += size
             else:
-                gone.append(unpack_key(k))
-        return found, gone
+                gone.append(key_fmt.unpack(k))
+        raw = buf.raw[:off]
+        values = val_fmt.iter_unpack(raw) if val_fmt.size == size else \
+            (val_fmt.unpack_from(raw, o) for o in range(0, off, size))
+        return list(zip(key_fmt.iter_unpack(b"".join(hit)), values)), gone
 
 
 def owners_of(v: tuple) -> dict[int, int]:
@@ -199,22 +219,58 @@ def owners_of(v: tuple) -> dict[int, int]:
 
 
 _FULL_MASK = (1 << 64) - 1     # a chunk's 64 pages all set (CHUNK_PAGES)
+_OTHER_SLOTS = slice(MAX_OWNERS + 1, 2 * MAX_OWNERS + 1)   # bits of slots 1.. and other_bits
+OWNERS_CACHE_MAX = 65536       # OwnersCache: dicts kept before a full read starts anew
 
 
-def _interned_owners(v: tuple, ids: dict[int, int]) -> dict[int, int]:
-    """owners_of(v), its cgroup ids and full masks one int object each (a
-    map read makes fresh ints: ~60 B per owner kept otherwise); ``ids``:
-    the interned cgroup ids."""
-    owners = owners_of(v)
-    out: dict[int, int] = {}
-    for cg, mask in owners.items():
-        out[ids.setdefault(cg, cg)] = _FULL_MASK if mask == _FULL_MASK else mask
-    return out
+class OwnersCache:
+    """One owners dict object for the usual chunk values: one cgroup holding
+    a full chunk, or pages 0..n-1 of one (a file's tail chunk): a one-key
+    dict is ~220 B, most chunk entries of a node are such values (and the
+    cgroup ids and full masks are one int object each: a map read makes
+    fresh ints, ~60 B per owner kept otherwise).  The dicts are shared: read
+    only, as every reader of PageChunk.owners treats them (entries.py
+    borrows them and copies before merging).  A full read starts a new one
+    once it holds OWNERS_CACHE_MAX ints and dicts (cgroups gone do not stay
+    for ever; no cost per entry)."""
+    __slots__ = ("ids", "full", "prefix")
+
+    def __init__(self):
+        self.ids: dict[int, int] = {}                       # cgroup id -> its int
+        self.full: dict[int, dict] = {}                     # cg -> {cg: _FULL_MASK}
+        self.prefix: dict[tuple, dict] = {}                 # (cg, mask) -> {cg: mask}
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self.full) + len(self.prefix)
+
+    def owners(self, v: tuple) -> dict[int, int]:
+        """owners_of(v), shared where it is a one-owner prefix mask."""
+        bits = v[MAX_OWNERS]
+        if bits and not any(v[_OTHER_SLOTS]):
+            cg = v[0]
+            if bits == _FULL_MASK:
+                d = self.full.get(cg)
+                if d is None:
+                    cg = self.ids.setdefault(cg, cg)
+                    d = self.full[cg] = {cg: _FULL_MASK}
+                return d
+            if not bits & (bits + 1):           # pages 0..n-1
+                d = self.prefix.get((cg, bits))
+                if d is None:
+                    cg = self.ids.setdefault(cg, cg)
+                    d = self.prefix[(cg, bits)] = {cg: bits}
+                return d
+        ids = self.ids
+        out: dict[int, int] = {}
+        for cg, mask in owners_of(v).items():
+            out[ids.setdefault(cg, cg)] = _FULL_MASK if mask == _FULL_MASK else mask
+        return out
 
 
-class _NoGC:
+class NoGC:
     """The cyclic GC off while a read builds hundreds of thousands of objects
-    (it would walk all the kept ones many times over; none form cycles)."""
+    (it would walk all the kept ones many times over; none form cycles).
+    Nested uses keep it off until the outermost one ends."""
 
     def __enter__(self):
         import gc
@@ -339,6 +395,18 @@ class Snapshots:
         self.views.append(_weakref.ref(view))
         return view
 
+    def olds(self) -> list[dict]:
+        """The ``_old`` dicts of the live views, for an owner that changes
+        keys one at a time and has each old value at hand: for each, ``if
+        key not in old: old[key] = value`` (_MISSING: was not there) before
+        the change (before_change without a second lookup of each key)."""
+        out = []
+        for r in self.views:
+            view = r()
+            if view is not None:
+                out.append(view._old)
+        return out
+
     def before_change(self, keys) -> None:
         """``keys`` of the base dict are about to change (a superset is fine)."""
         for r in self.views:
@@ -350,8 +418,10 @@ class Snapshots:
 class ChunkState:
     """The chunks map as PageChunks, kept between reads: an entry whose value
     did not change keeps its PageChunk object, a file none of whose entries
-    changed keeps its list (what lets the aggregator skip it), and the pages
-    each (file, cgroup) holds that it inserted are summed by deltas.
+    changed keeps its list (what lets the aggregator skip it), and the changes
+    of the pages each (file, cgroup) holds that it inserted are summed in
+    ``held_delta`` for IoState (which keeps the sums in its rows: one dict
+    and one lookup per changed key less).
 
     ``update`` takes a whole map (a full read), ``patch`` only the entries the
     probe marked changed (DirtyReader); both return the files whose list may
@@ -364,16 +434,16 @@ class ChunkState:
         self.entries: dict[tuple, object] = {}
         self.by_file: dict[tuple, list] = {}
         self._views = Snapshots(self.by_file)     # Readings.chunks_by_file of past reads
-        self.held: dict[tuple, int] = {}          # (dev, ino, cg) -> inserted pages held
-        self.held_changed: set[tuple] = set()     # held keys changed since IoState took them
+        # (dev, ino, cg) -> change of the inserted pages it holds since IoState took them
+        self.held_delta: dict[tuple, int] = {}
         self.empty: set[tuple] = set()            # (dev, 0, ino, chunk): entries without pages
         self.n_chunks = 0                         # PageChunks in by_file
-        self.ids: dict[int, int] = {}             # cgroup ids interned (renewed at full reads)
+        self.owners_cache = OwnersCache()         # shared owners dicts (renewed at full reads)
 
     def update(self, items) -> set[tuple]:
         """items: ((dev, ino, chunk), CHUNK_VAL tuple) pairs of one read.
         Returns the files whose list changed."""
-        with _NoGC():
+        with NoGC():
             return self._update(items)
 
     def _update(self, items) -> set[tuple]:
@@ -385,7 +455,10 @@ class ChunkState:
         empty: set[tuple] = set()
         old_get, lists_get = old.get, lists.get
         added = 0
-        ids = self.ids = {}     # the cgroup ids of a full read (so that none stay for ever)
+        cache = self.owners_cache
+        if len(cache) > OWNERS_CACHE_MAX:       # cgroups gone do not stay for ever
+            cache = OwnersCache()
+        owners_of_value = cache.owners
         for k, v in items:
             pc = old_get(k, _ABSENT)        # PageChunk, None (no pages) or absent
             if pc is _ABSENT or not _same_value(pc, v):
@@ -393,7 +466,7 @@ class ChunkState:
                     self._held(pc, -1)
                 else:
                     added += 1
-                owners = _interned_owners(v, ids)
+                owners = owners_of_value(v)
                 pc = (PageChunk(k[0], k[1], k[2], owners,
                                 _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
                       if owners else None)
@@ -414,8 +487,7 @@ class ChunkState:
         for k in gone:
             self._held(old[k], -1)
             dirty.add((k[0], k[1]))
-        self.entries = new
-        self.empty = empty
+        self.entries, self.empty, self.owners_cache = new, empty, cache
         self.n_chunks = len(new) - len(empty)
         # a file none of whose entries changed keeps its list object (and key)
         prev = self.by_file
@@ -436,61 +508,73 @@ class ChunkState:
         """found: ((dev, ino, chunk), CHUNK_VAL tuple) of the entries marked
         changed; gone: keys marked changed that are no longer in the map.
         Returns the files whose list changed (others keep their list)."""
-        with _NoGC():
+        with NoGC():
             return self._patch(found, gone)
 
     def _patch(self, found, gone) -> set[tuple]:
         from ..readings import PageChunk
-        entries, empty = self.entries, self.empty
-        per_file: dict[tuple, dict] = {}        # file -> {chunk: new PageChunk or None}
-        delta: dict[tuple, int] = {}            # held pages, applied once per key below
+        entries, empty, owners_of_value = self.entries, self.empty, self.owners_cache.owners
+        entries_get = entries.get
+        # file -> [(old PageChunk or None, new PageChunk or None)] of its changed chunks
+        per_file: dict[tuple, list] = {}
+        delta = self.held_delta
         for k, v in found:
-            old_pc = entries.get(k, _ABSENT)
-            if old_pc is not _ABSENT and _same_value(old_pc, v):
-                continue
+            old_pc = entries_get(k, _ABSENT)
             if old_pc is _ABSENT:
-                old_pc = None
-            _held_delta(delta, old_pc, -1)
-            owners = _interned_owners(v, self.ids)
-            fk = (k[0], k[1])
-            pc = (PageChunk(k[0], k[1], k[2], owners, _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
-                  if owners else None)
-            entries[k] = pc
-            _held_delta(delta, pc, +1)
-            if pc is None:
-                empty.add((k[0], 0, k[1], k[2]))
+                old_pc, was_empty = None, False
+            elif _same_value(old_pc, v):
+                continue
             else:
-                empty.discard((k[0], 0, k[1], k[2]))
-            if pc is not None or old_pc is not None:
-                per_file.setdefault(fk, {})[k[2]] = pc
+                was_empty = old_pc is None
+            owners = owners_of_value(v)
+            if owners:
+                seeded = v[-1]
+                pc = PageChunk(k[0], k[1], k[2], owners,
+                               _FULL_MASK if seeded == _FULL_MASK else seeded)
+                for cg, mask in owners.items():
+                    hk = (k[0], k[1], cg)
+                    delta[hk] = delta.get(hk, 0) + (mask & ~seeded if seeded else mask).bit_count()
+                if was_empty:
+                    empty.discard((k[0], 0, k[1], k[2]))
+            else:
+                pc = None
+                empty.add((k[0], 0, k[1], k[2]))
+            entries[k] = pc
+            if old_pc is not None:
+                _held_delta(delta, old_pc, -1)
+            elif pc is None:
+                continue                        # no pages before or now: no list changes
+            fk = (k[0], k[1])
+            changes = per_file.get(fk)
+            if changes is None:
+                per_file[fk] = [(old_pc, pc)]
+            else:
+                changes.append((old_pc, pc))
         for k in gone:
             pc = entries.pop(k, _ABSENT)
-            if pc is _ABSENT:
-                continue
-            empty.discard((k[0], 0, k[1], k[2]))
-            if pc is not None:
+            if pc is None:
+                empty.discard((k[0], 0, k[1], k[2]))
+            elif pc is not _ABSENT:
                 _held_delta(delta, pc, -1)
-                per_file.setdefault((k[0], k[1]), {})[k[2]] = None
-        held = self.held
-        for key, d in delta.items():
-            n = held.get(key, 0) + d
-            if n:
-                held[key] = n
-            else:
-                held.pop(key, None)
-        self.held_changed.update(delta)
-        by_file = self.by_file
-        self._views.before_change(per_file)
-        for fk, new_pcs in per_file.items():
-            old = by_file.get(fk, ())
-            lst = [pc for pc in old if pc.chunk not in new_pcs]
-            lst += [pc for pc in new_pcs.values() if pc is not None]
-            self.n_chunks += len(lst) - len(old)
+                per_file.setdefault((k[0], k[1]), []).append((pc, None))
+        self._apply_files(per_file)
+        return set(per_file)
+
+    def _apply_files(self, per_file: dict) -> None:
+        """New lists for the files with changes (the old ones stay as they are:
+        the Readings of past reads hold them)."""
+        by_file, olds = self.by_file, self._views.olds()
+        for fk, changes in per_file.items():
+            old = by_file.get(fk)
+            for kept in olds:                   # Snapshots.before_change, one lookup less
+                if fk not in kept:
+                    kept[fk] = _MISSING if old is None else old
+            lst = _replaced(old, changes)
+            self.n_chunks += len(lst) - (len(old) if old else 0)
             if lst:
                 by_file[fk] = lst
-            else:
-                by_file.pop(fk, None)
-        return set(per_file)
+            elif old is not None:
+                del by_file[fk]
 
     def forget(self, deleted) -> None:
         """Entries user space deleted (EmptyChunkGC: key fields (dev, 0, ino,
@@ -500,22 +584,46 @@ class ChunkState:
             self.empty.discard((dev, 0, ino, chunk))
 
     def _held(self, pc, sign: int) -> None:
-        if pc is None:
-            return
-        for cg, mask in pc.owners.items():
-            key = (pc.dev, pc.ino, cg)
-            n = self.held.get(key, 0) + sign * (mask & ~pc.seeded_mask).bit_count()
-            if n:
-                self.held[key] = n
-            else:
-                self.held.pop(key, None)
-            self.held_changed.add(key)
+        if pc is not None:
+            _held_delta(self.held_delta, pc, sign)
+
+
+def _replaced(old: list | None, changes: list) -> list:
+    """A file's PageChunks ``old`` with ``changes`` ((old PageChunk or None,
+    new PageChunk or None) per changed chunk) applied, as a new list: an old
+    PageChunk is found by identity (its object is never read: a cold one
+    costs a cache miss), replaced in its place or removed; new chunks go
+    at the end."""
+    if not old:
+        return [new for _, new in changes if new is not None]
+    lst = old.copy()
+    ids = None
+    added, removed = [], False
+    for was, new in changes:
+        if was is None:
+            added.append(new)
+            continue
+        if ids is None:
+            ids = list(map(id, old))
+        try:
+            lst[ids.index(id(was))] = new
+        except ValueError:      # not this object (never so today): by chunk, as a full read
+            return _rebuilt(old, changes)
+        removed = removed or new is None
+    if removed:
+        lst = [pc for pc in lst if pc is not None]
+    return lst + added if added else lst
+
+
+def _rebuilt(old: list, changes: list) -> list:
+    """_replaced() by chunk numbers: every old PageChunk read."""
+    chunks = {pc.chunk for was, pc in changes if pc is not None} | \
+        {was.chunk for was, _ in changes if was is not None}
+    return [pc for pc in old if pc.chunk not in chunks] + \
+        [pc for _, pc in changes if pc is not None]
 
 
 _ABSENT = object()      # ChunkState.entries: no entry (None is an entry without pages)
-
-
-_OTHER_SLOTS = slice(MAX_OWNERS + 1, 2 * MAX_OWNERS + 1)   # bits of slots 1.. and other_bits
 
 
 def _same_value(pc, v: tuple) -> bool:
@@ -534,11 +642,10 @@ def _same_value(pc, v: tuple) -> bool:
 
 def _held_delta(delta: dict, pc, sign: int) -> None:
     """Add a PageChunk's inserted (not seeded) pages per (dev, ino, cg) to delta."""
-    if pc is None:
-        return
+    seeded = pc.seeded_mask
     for cg, mask in pc.owners.items():
         key = (pc.dev, pc.ino, cg)
-        delta[key] = delta.get(key, 0) + sign * (mask & ~pc.seeded_mask).bit_count()
+        delta[key] = delta.get(key, 0) + sign * (mask & ~seeded if seeded else mask).bit_count()
 
 
 class IoState:
@@ -546,81 +653,159 @@ class IoState:
     and held pages did not change keeps its FileIO object.
 
     inserted = pages held now that were not seeded + pages evicted that were
-    inserted (not seeded): exact, and one map update per insert less.
-    ``update`` takes the whole map, ``patch`` the io entries marked changed
-    and the (file, cgroup) keys whose held pages changed."""
+    inserted (not seeded): exact, and one map update per insert less.  The
+    held pages are summed here from ChunkState.held_delta, and kept in the
+    rows themselves: held = inserted - evicted + evicted seeded (the only
+    part of a map value a FileIO does not show, kept where not 0), so that
+    a row is one FileIO in one dict (~200 B and a cold lookup per changed
+    key less than a (value, held, FileIO) tuple beside it).
+    ``update`` takes the whole map, ``patch`` the io entries marked changed;
+    both the held pages' changes since the previous call."""
 
     def __init__(self):
-        self.rows: dict[tuple, tuple] = {}     # (dev, ino, cg) -> (value|None, held, FileIO)
-        self.out: dict[tuple, object] = {}     # (dev, ino, cg) -> FileIO (the rows' third item)
+        # (dev, ino, cg) -> FileIO: a row for every io entry and every key
+        # holding pages (none for a key with neither)
+        self.out: dict[tuple, object] = {}
+        self.ev_seeded: dict[tuple, int] = {}  # the value's evicted seeded pages, where not 0
+        self.no_entry: set[tuple] = set()      # rows without an io entry (pages held only)
         self._views = Snapshots(self.out)      # Readings.io_by_key of past reads
-        self.n_entries = 0                     # io map entries (rows with a value)
         # keys whose FileIO is new, another object or gone since the previous
         # read (Readings.changed_io); None after a full read: compare all
         self.changed: set[tuple] | None = None
 
-    def update(self, items, held: dict[tuple, int]) -> list:
-        with _NoGC():
-            return self._update(items, held)
+    @property
+    def n_entries(self) -> int:
+        """io map entries (rows with a value)."""
+        return len(self.out) - len(self.no_entry)
 
-    def _update(self, items, held: dict[tuple, int]) -> list:
+    def held(self) -> dict[tuple, int]:
+        """(dev, ino, cg) -> inserted pages held, where not 0."""
+        ev = self.ev_seeded
+        out = {k: f.inserted_pages - f.evicted_pages + ev.get(k, 0) for k, f in self.out.items()}
+        return {k: h for k, h in out.items() if h}
+
+    def update(self, items, held_delta: dict[tuple, int]) -> RowList:
+        """items: ((dev, ino, cg), IO_VAL tuple) of the whole map.  Returns
+        the rows (a view of them as they are now)."""
+        with NoGC():
+            self._update(items, held_delta)
+        return RowList(self.snapshot())
+
+    def _update(self, items, held_delta: dict[tuple, int]) -> None:
         from ..readings import FileIO
-        old = self.rows
-        new: dict[tuple, tuple] = {}
+        old, old_ev, old_none = self.out, self.ev_seeded, self.no_entry
+        new: dict[tuple, object] = {}
+        ev: dict[tuple, int] = {}
+        old_get, delta_get, old_ev_get = old.get, held_delta.get, old_ev.get
         for k, v in items:
-            h = held.get(k, 0)
-            hit = old.get(k)
-            if hit is None or hit[0] != v or hit[1] != h:
-                hit = (v, h, FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
-            new[k] = hit
-        self.n_entries = len(new)
-        for k in held.keys() - new.keys():     # pages held, no io entry (yet)
-            h = held[k]
-            hit = old.get(k)
-            if hit is None or hit[0] is not None or hit[1] != h:
-                hit = (None, h, FileIO(k[0], k[1], k[2], h))
-            new[k] = hit
-        self.rows = new
-        self.out = {k: row[2] for k, row in new.items()}
-        self._views = Snapshots(self.out)
+            f = old_get(k)
+            h = delta_get(k, 0)
+            if f is not None:
+                h += f.inserted_pages - f.evicted_pages + old_ev_get(k, 0)
+            ins = h + v[0] - v[3]
+            if (f is None or f.inserted_pages != ins or f.evicted_pages != v[0]
+                    or f.readahead_pages != v[1] or f.read_folio_count != v[2]):
+                f = FileIO(k[0], k[1], k[2], ins, v[0], v[1], v[2])
+            new[k] = f
+            if v[3]:
+                ev[k] = v[3]
+        none: set[tuple] = set()
+        for k in old.keys() - new.keys():      # pages held, no io entry (any more)
+            f = old[k]
+            h = f.inserted_pages - f.evicted_pages + old_ev_get(k, 0) + delta_get(k, 0)
+            if h:
+                new[k] = f if k in old_none and f.inserted_pages == h else \
+                    FileIO(k[0], k[1], k[2], h)
+                none.add(k)
+        for k in held_delta.keys() - new.keys():   # ... (yet)
+            h = held_delta[k]
+            if h and k not in old:
+                new[k] = FileIO(k[0], k[1], k[2], h)
+                none.add(k)
+        self.out, self.ev_seeded, self.no_entry = new, ev, none
+        self._views = Snapshots(new)
         self.changed = None
-        return list(self.out.values())
 
-    def patch(self, found, held: dict[tuple, int], held_changed) -> list:
+    def patch(self, found, held_delta: dict[tuple, int]) -> RowList:
         """found: ((dev, ino, cg), IO_VAL tuple or None) of the entries marked
-        changed; held_changed: keys whose held pages changed."""
+        changed.  Returns the rows (a view of them as they are now: no list
+        of every row per read)."""
+        with NoGC():
+            self._patch(found, held_delta)
+        return RowList(self.snapshot())
+
+    def _patch(self, found, held_delta: dict[tuple, int]) -> None:
         from ..readings import FileIO
-        rows, out = self.rows, self.out
+        out, ev, none = self.out, self.ev_seeded, self.no_entry
         marked = dict(found)
         changed = self.changed = set()
-        keys = marked.keys() | held_changed
-        self._views.before_change(keys)
-        for k in keys:
-            hit = rows.get(k)
-            v = marked[k] if k in marked else (hit[0] if hit is not None else None)
-            h = held.get(k, 0)
-            if hit is not None and hit[0] == v and hit[1] == h:
-                continue
-            if hit is not None and hit[0] is not None:
-                self.n_entries -= 1
-            if v is None and not h:
-                rows.pop(k, None)
-                if out.pop(k, None) is not None:
-                    changed.add(k)
-                continue
-            changed.add(k)
-            if v is None:
-                row = (None, h, FileIO(k[0], k[1], k[2], h))
+        olds = self._views.olds()
+        marked_get, out_get, delta_get, ev_get = marked.get, out.get, held_delta.get, ev.get
+        for k in marked.keys() | held_delta.keys():
+            f = out_get(k)
+            if f is None:
+                was, held = None, 0
             else:
-                self.n_entries += 1
-                row = (v, h, FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
-            rows[k] = row
-            out[k] = row[2]
-        return list(out.values())
+                s = ev_get(k, 0)
+                held = f.inserted_pages - f.evicted_pages + s
+                was = None if k in none else \
+                    (f.evicted_pages, f.readahead_pages, f.read_folio_count, s)
+            v = marked_get(k, was)
+            h = held + delta_get(k, 0)
+            if f is not None and h == held and v == was:
+                continue
+            for kept in olds:                   # Snapshots.before_change, one lookup less
+                if k not in kept:
+                    kept[k] = _MISSING if f is None else f
+            if v is None:
+                ev.pop(k, None)
+                if h:
+                    out[k] = FileIO(k[0], k[1], k[2], h)
+                    none.add(k)
+                elif f is not None:
+                    del out[k]
+                    none.discard(k)
+                else:
+                    continue
+            else:
+                out[k] = FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2])
+                none.discard(k)
+                if v[3]:
+                    ev[k] = v[3]
+                else:
+                    ev.pop(k, None)
+            changed.add(k)
 
     def snapshot(self) -> DictSnapshot:
         """out as it is now, for a Readings (later reads do not change it)."""
         return self._views.take()
+
+
+class RowList(_abc.Sequence):
+    """Readings.io of a probe source: the FileIO rows of a mapping (IoState.out
+    or a DictSnapshot of it) as a sequence, a flat list built only when
+    indexed (as ChunkList: no list of every row per read)."""
+    __slots__ = ("by_key", "_flat")
+
+    def __init__(self, by_key):
+        self.by_key, self._flat = by_key, None
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def __iter__(self):
+        return iter(self._flat) if self._flat is not None else iter(self.by_key.values())
+
+    def __getitem__(self, i):
+        if self._flat is None:
+            self._flat = list(self.by_key.values())
+        return self._flat[i]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"RowList({len(self)} FileIO rows)"
 
 
 def chunk_items(table, raw: RawBatch | None):

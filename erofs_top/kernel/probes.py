@@ -4,6 +4,7 @@ read its maps into Readings.  The only module (with sharing.py) that imports bcc
 from __future__ import annotations
 
 import ctypes as ct
+import gc
 import os
 import time
 from pathlib import Path
@@ -225,6 +226,23 @@ class TracepointSource:
 
     # ---------------------------------------------------------- reading
     def read(self) -> Readings:
+        """One consistent read of the maps (and the image files' cache).  No
+        cyclic GC inside: a collection would walk the source's and the
+        aggregator's millions of kept objects, and a read allocates an object
+        or more per changed key.  Where the aggregator freezes what is alive
+        after every refresh (aggregate.FREEZE "every": the exporter, `top`'s
+        collector process), what is alive after a read is frozen too, or the
+        first collection after it (before the aggregator's freeze) would walk
+        all the read made (a full one: ~20 ms after 6,000 changed chunk
+        entries, bench_refresh.py --probe-read)."""
+        from ..aggregate import FREEZE
+        with maps.NoGC():
+            r = self._read()
+        if FREEZE["mode"] == "every":
+            gc.freeze()         # O(1); frozen objects are still freed by reference counting
+        return r
+
+    def _read(self) -> Readings:
         if not self._attached:
             raise CollectorError("probes are detached")
         self._sync_mounts()
@@ -292,7 +310,7 @@ class TracepointSource:
             chunk_pairs, n_chunks = maps.chunk_items(self.bpf[b"chunks"], self._chunk_raw)
             changed = state.update(chunk_pairs)
             io_pairs, n_io = maps.io_items(self.bpf[b"io"], self._io_raw)
-            r.io = io_state.update(io_pairs, state.held)
+            r.io = io_state.update(io_pairs, state.held_delta)
             self._reads_since_full = 0
             self.last_read_full = True
         else:
@@ -302,18 +320,17 @@ class TracepointSource:
             changed = state.patch(found, gone)
             io_found, io_gone = self._dirty.lookup(self.bpf[b"io"], io_keys,
                                                    maps.IO_KEY, maps.IO_VAL)
-            r.io = io_state.patch(io_found + [(k, None) for k in io_gone], state.held,
-                                  state.held_changed)
+            r.io = io_state.patch(io_found + [(k, None) for k in io_gone], state.held_delta)
             n_chunks, n_io = len(state.entries), io_state.n_entries
             self._reads_since_full += 1
             self.last_read_full = False
-        state.held_changed = set()
+        state.held_delta = {}                  # taken by io_state
         state.forget(self._chunk_gc.collect(state.empty))
         # views, not copies: the next read keeps what it changes for them
         r.chunks_by_file = state.snapshot()
         r.changed_files = changed
         r.chunks = maps.ChunkList(r.chunks_by_file, state.n_chunks)
-        r.io_by_key, r.changed_io = io_state.snapshot(), io_state.changed
+        r.io_by_key, r.changed_io = r.io.by_key, io_state.changed   # r.io: a RowList view
         return n_chunks, n_io
 
     def _counters(self) -> dict[str, int]:

@@ -46,7 +46,7 @@ def _full_read(source, dev):
     pairs, _ = maps.chunk_items(source.bpf[b"chunks"], None)
     cs.update(pairs)
     io_pairs, _ = maps.io_items(source.bpf[b"io"], None)
-    rows = ios.update(io_pairs, cs.held)
+    rows = ios.update(io_pairs, cs.held_delta)
     return _content(cs.by_file, dev), _io_rows(rows, dev)
 
 

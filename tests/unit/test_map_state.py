@@ -32,6 +32,19 @@ def _decode_from_scratch(chunks: dict, io: dict):
     return pcs, rows
 
 
+def _held_from_scratch(chunks: dict) -> dict:
+    """(dev, ino, cg) -> pages held that were not seeded, where not 0, counted
+    page by page."""
+    held: dict = {}
+    for (dev, ino, _chunk), v in chunks.items():
+        seeded = v[-1]
+        for cg, mask in owners_of(v).items():
+            n = sum(1 for p in range(64) if mask >> p & 1 and not seeded >> p & 1)
+            if n:
+                held[(dev, ino, cg)] = held.get((dev, ino, cg), 0) + n
+    return held
+
+
 def _value(rng):
     cg = [rng.choice([0, 0, 101, 102, 103, 104, 105]) for _ in range(MAX_OWNERS)]
     bits = [rng.getrandbits(64) if rng.random() < 0.5 else 0 for _ in range(MAX_OWNERS)]
@@ -54,7 +67,8 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
         rng.shuffle(items)          # a hash map's order
         changed = cs.update(items)
         empty = cs.empty
-        got_io = ios.update(list(io.items()), cs.held)
+        got_io = ios.update(list(io.items()), cs.held_delta)
+        cs.held_delta = {}
         want_pcs, want_rows = _decode_from_scratch(chunks, io)
         got_pcs = [pc for lst in cs.by_file.values() for pc in lst]
         key = lambda pc: (pc.dev, pc.ino, pc.chunk)   # noqa: E731
@@ -89,6 +103,10 @@ def _churn(rng, chunks: dict, io: dict, dirty: set, dirty_io: set) -> None:
             ev = rng.randrange(100)
             io[ik] = (ev, rng.randrange(100), rng.randrange(9), rng.randrange(ev + 1))
             dirty_io.add(ik)
+        elif rng.random() < 0.05 and io:        # an io entry deleted (the map was full)
+            gone = rng.choice(sorted(io))
+            del io[gone]
+            dirty_io.add(gone)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -106,20 +124,21 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
         dirty_io: set = set()
         _churn(rng, chunks, io, dirty, dirty_io)
         full.update(list(chunks.items()))
-        want_io = full_io.update(list(io.items()), full.held)
+        want_io = full_io.update(list(io.items()), full.held_delta)
+        full.held_delta = {}
         before_lists = dict(inc.by_file)
         before_io = dict(inc_io.out)
         marked = sorted(dirty)
         rng.shuffle(marked)
         changed = inc.patch([(k, chunks[k]) for k in marked if k in chunks],
                             [k for k in marked if k not in chunks])
-        got_io = inc_io.patch([(k, io.get(k)) for k in dirty_io], inc.held, inc.held_changed)
-        inc.held_changed = set()
+        got_io = inc_io.patch([(k, io.get(k)) for k in dirty_io], inc.held_delta)
+        inc.held_delta = {}
         key = lambda pc: (pc.dev, pc.ino, pc.chunk)   # noqa: E731
         assert inc.by_file.keys() == full.by_file.keys()
         for fk, lst in inc.by_file.items():
             assert sorted(lst, key=key) == sorted(full.by_file[fk], key=key)
-        assert inc.held == full.held
+        assert inc_io.held() == full_io.held() == _held_from_scratch(chunks)
         flat = [pc for lst in inc.by_file.values() for pc in lst]
         assert inc.n_chunks == full.n_chunks == len(flat)
         view = ChunkList(dict(inc.by_file), inc.n_chunks)
@@ -204,12 +223,12 @@ def test_snapshots_of_past_reads_stay_as_they_were(seed):
         _churn(rng, chunks, io, dirty, dirty_io)
         if step % 7 == 0:       # a full read now and then (new dicts)
             cs.update(list(chunks.items()))
-            ios.update(list(io.items()), cs.held)
+            ios.update(list(io.items()), cs.held_delta)
         else:
             cs.patch([(k, chunks[k]) for k in dirty if k in chunks],
                      [k for k in dirty if k not in chunks])
-            ios.patch([(k, io.get(k)) for k in dirty_io], cs.held, cs.held_changed)
-        cs.held_changed = set()
+            ios.patch([(k, io.get(k)) for k in dirty_io], cs.held_delta)
+        cs.held_delta = {}
         views = (cs.snapshot(), ios.snapshot())
         _same_view(views[0], cs.by_file)
         if rng.random() < 0.5:
@@ -218,3 +237,102 @@ def test_snapshots_of_past_reads_stay_as_they_were(seed):
             _same_view(fv, fwant)
             _same_view(iv, iwant)
     assert len(cs._views.views) <= 8 and len(ios._views.views) <= 8    # the dead ones dropped
+
+
+def test_owners_cache_shares_one_owner_dicts_and_decodes_every_value():
+    """OwnersCache: a one-cgroup value whose pages are all or the first n is
+    one dict object per (cgroup, mask), equal to a fresh decode; any other
+    value gets a dict of its own; the ints kept are the interned ones."""
+    from erofs_top.kernel.maps import OwnersCache
+    full = (1 << 64) - 1
+
+    def value(cgs=(101, 0, 0, 0), bits=(full, 0, 0, 0), other=0):
+        return tuple(cgs) + tuple(bits) + (other, 0)
+    cache = OwnersCache()
+    shared = [value(), value(bits=(0b111, 0, 0, 0)), value(cgs=(102, 0, 0, 0)),
+              value(cgs=(101, 5, 0, 0))]       # a cgroup id in a slot without pages
+    own = [value(bits=(0b101, 0, 0, 0)), value(cgs=(101, 102, 0, 0), bits=(1, 2, 0, 0)),
+           value(other=8), value(bits=(0, 0, 0, 0))]
+    for v in shared + own:
+        got = cache.owners(v)
+        assert got == owners_of(v), v
+        again = cache.owners(tuple(int(str(x)) for x in v))     # fresh ints, as a read makes
+        assert again == got and (again is got) == (v in shared), v
+    assert cache.owners(value()) is cache.owners(value(cgs=(101, 5, 0, 0)))
+    a, b = cache.owners(value(bits=(0b11, 0, 0, 0))), cache.owners(value(cgs=(102, 0, 0, 0)))
+    assert a is not b and a != b
+
+
+class _FakeBatchLib:
+    """A mock of libbcc's batch delete (named so): records the keys deleted."""
+
+    def __init__(self, stop_after=None):
+        self.deleted: list[bytes] = []
+        self.stop_after = stop_after
+
+    def bpf_delete_batch(self, fd, buf, cnt):
+        import ctypes
+        n = ctypes.cast(cnt, ctypes.POINTER(ctypes.c_uint32)).contents
+        keys = [bytes(buf[i:i + 24]) for i in range(0, n.value * 24, 24)]
+        if self.stop_after is not None and len(keys) > self.stop_after:
+            keys = keys[:self.stop_after]
+            n.value = self.stop_after
+            self.deleted += keys
+            return -1
+        self.deleted += keys
+        return 0
+
+    def bpf_delete_elem(self, fd, key):
+        self.deleted.append(bytes(key))
+        return 0
+
+
+@pytest.mark.parametrize("stop_after", [None, 2])
+def test_dirty_split_returns_map_keys_and_deletes_the_ended_generation(stop_after):
+    """DirtyReader._split (the drain's decode, without BPF): every marked key
+    comes back once as the map's key (pad 0 in place of the tag), chunk and
+    io keys apart; exactly the keys of the generation that ended are
+    deleted, with their tags (also when a batch delete stops early)."""
+    import struct
+
+    from erofs_top.kernel.maps import DIRTY_CHUNK, DIRTY_IO, DIRTY_KEY, DirtyReader
+    reader = DirtyReader.__new__(DirtyReader)
+    reader.lib = _FakeBatchLib(stop_after)
+    reader.table = type("T", (), {"map_fd": 3})()
+    rng = random.Random(5)
+    marks = []
+    for i in range(40):
+        kind = rng.choice([DIRTY_CHUNK, DIRTY_IO])
+        parity = rng.choice([0, 1])
+        marks.append((7 << 20 | i % 3, kind | parity << 1, 100 + i % 11, i % 4))
+    kb = b"".join(DIRTY_KEY.pack(*m) for m in marks)
+    for odd in (0, 1):
+        reader.lib.deleted = []
+        chunk_keys, io_keys = reader._split(len(marks), kb, odd)
+        want = {kind: {struct.pack("=I4xQQ", d, ino, x) for d, t, ino, x in marks
+                       if t & 1 == kind} for kind in (DIRTY_CHUNK, DIRTY_IO)}
+        assert sorted(chunk_keys) == sorted(want[DIRTY_CHUNK])
+        assert sorted(io_keys) == sorted(want[DIRTY_IO])
+        assert sorted(reader.lib.deleted) == sorted(DIRTY_KEY.pack(*m) for m in marks
+                                                    if m[1] >> 1 == odd)
+    same = [m for m in marks if m[1] >> 1 == 0]         # all of the ended generation
+    reader.lib.deleted = []
+    reader._split(len(same), b"".join(DIRTY_KEY.pack(*m) for m in same), 0)
+    assert sorted(reader.lib.deleted) == sorted(DIRTY_KEY.pack(*m) for m in same)
+
+
+def test_replaced_swaps_by_identity_and_falls_back_to_chunk_numbers():
+    """maps._replaced: a changed chunk takes its old PageChunk's place (found
+    by identity), a removed one goes, a new one is appended; an old
+    PageChunk that is not in the list as that object (an equal copy) is
+    matched by chunk number instead, never left beside its replacement."""
+    from erofs_top.kernel.maps import _replaced
+    pcs = [PageChunk(7, 5, c, {101: 1 << c}) for c in range(4)]
+    new1, new4 = PageChunk(7, 5, 1, {102: 2}), PageChunk(7, 5, 4, {101: 16})
+    got = _replaced(pcs, [(pcs[1], new1), (pcs[2], None), (None, new4)])
+    assert got == [pcs[0], new1, pcs[3], new4] and got[1] is new1
+    assert pcs == [PageChunk(7, 5, c, {101: 1 << c}) for c in range(4)]    # old list as it was
+    copy = PageChunk(7, 5, 3, {101: 8})         # equal to pcs[3], another object
+    got = _replaced(pcs, [(pcs[0], None), (copy, new4)])
+    assert sorted(pc.chunk for pc in got) == [1, 2, 4] and new4 in got
+    assert _replaced(None, [(None, new4), (None, None)]) == [new4]
