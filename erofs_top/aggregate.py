@@ -337,6 +337,7 @@ class Aggregator:
             e = entries[key]
             e.mount = mount_of[e.dev]
             e.info = content.file_info(e.mount, e.ino) if e.mount is not None else None
+            e.copy = None           # made from its mount (node_savings.stage_groups)
         return redo
 
     # ---------------------------------------------------------- phase 3: content keys
@@ -442,14 +443,19 @@ class Aggregator:
             return
         for key in self._in_order(touched):
             old = contrib.pop(key, None)
+            e = entries.get(key)
+            c = Contribution(e) if e is not None and e.union else None
             if old is not None:
-                acc.apply(old, -1)
+                if c is not None:
+                    acc.replace(old, c)         # apply(old, -1), apply(c, +1)
+                else:
+                    acc.apply(old, -1)
                 ranking.drop(key, old.rank)
                 special.discard(key)
-            e = entries.get(key)
-            if e is not None and e.union:
-                c = contrib[key] = Contribution(e)
+            elif c is not None:
                 acc.apply(c, +1)
+            if c is not None:
+                contrib[key] = c
                 ranking.offer(key, c.rank)
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
