@@ -337,7 +337,6 @@ class Aggregator:
             e = entries[key]
             e.mount = mount_of[e.dev]
             e.info = content.file_info(e.mount, e.ino) if e.mount is not None else None
-            e.copy = None           # made from its mount (node_savings.stage_groups)
         return redo
 
     # ---------------------------------------------------------- phase 3: content keys
@@ -389,20 +388,21 @@ class Aggregator:
         """Duplicate masks of the content groups with a changed member.
         Returns every entry whose attribution may have changed."""
         dirty: dict[str, None] = {}     # ordered (see _in_order)
-        entries = self.entries
+        entries, ckey_of, ckey_keys = self.entries, self.ckey_of, self.ckey_keys
         for key in self._in_order(changed):
             e = entries.get(key)
             ck = e.content_key if (e is not None and e.union) else ""
-            old = self.ckey_of.get(key, "")
+            old = ckey_of.get(key, "")
             if old:
-                dirty.setdefault(old)
+                dirty[old] = None
                 if old != ck:
-                    _drop_small(self.ckey_keys, old, key)
-                    del self.ckey_of[key]
+                    _drop_small(ckey_keys, old, key)
+                    del ckey_of[key]
             if ck:
-                dirty.setdefault(ck)
-                _add_small(self.ckey_keys, ck, key)
-                self.ckey_of[key] = ck
+                dirty[ck] = None
+                if old != ck:
+                    _add_small(ckey_keys, ck, key)
+                    ckey_of[key] = ck
             elif e is not None:
                 e.dup = NONE
                 e.in_group = False
@@ -425,8 +425,11 @@ class Aggregator:
             self.redundant[ck], new_groups = duplicate_group(group)
             self.mergeable[ck] = new_groups
             if not full:
-                touched.update(_key(e) for e, d in zip(group, dups)
-                               if e.dup is not d and e.dup != d)
+                for e, d in zip(group, dups):
+                    dup = e.dup
+                    if dup is not d and dup != d:
+                        touched.add(("shared", e.shared_mapping) if e.shared_mapping
+                                    else (e.dev, e.ino))
             for i in range(max(len(old_groups), len(new_groups))):
                 if not _same_group(old_groups, new_groups, i, changed):
                     self.dirty_groups[(ck, i)] = None

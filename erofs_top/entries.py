@@ -58,7 +58,6 @@ class Entry:
     touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
     in_group: bool = False            # in a mergeable group (savings)
     owner: int | None = None          # the one cgroup of every page (chunks None)
-    copy: object = None               # its savings.Copy, made once (node_savings.stage_groups)
 
     def resident_pages(self) -> int:
         return sum(m.bit_count() for m in self.union.values())

@@ -13,7 +13,7 @@ from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
 from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
-from .savings import (Copy, Savings, group_file_part, has_cache_maps, potential,
+from .savings import (Copy, Savings, group_file_part, potential,
                       realized_cache_pages, realized_file_pages, touched_copies)
 
 MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
@@ -141,36 +141,14 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     ``now`` (a: stock mounts of images with fingerprints join one shared
     inode), ``domains`` (a + c: the shared inodes of one content in different
     domains merge too), ``rebuild`` (a + b + c: images without fingerprints
-    rebuilt).  Shared inodes come first, largest first: they keep their pages.
-    Each entry's Copy is made once (kept on the entry, ``Entry.copy``: an
-    entry is a new object when its pages change, and the aggregator drops
-    the kept copy when it resolves the entry's mount anew)."""
-    fns = None
-    shared: list[Entry] = []
-    stock_copies: list[Copy] = []
-    for e in members:
-        if e.shared_mapping:
-            shared.append(e)
-            continue
-        c = e.copy
-        if c is None:
-            if fns is None:
-                fns = _copy_fns(content)
-            c = e.copy = _copy(e, *fns)
-        stock_copies.append(c)
-    first: list[Copy] = []
-    if shared:
-        shared.sort(key=lambda e: (-e.resident_pages(), e.shared_mapping))
-        for e in shared:
-            if e.copy is None:
-                e.copy = _copy(e, *(fns or _copy_fns(content)))
-            first.append(e.copy)
+    rebuilt).  Shared inodes come first, largest first: they keep their pages."""
+    shared = sorted((e for e in members if e.shared_mapping),
+                    key=lambda e: (-e.resident_pages(), e.shared_mapping))
+    fns = tuple(getattr(content, f, None) for f in ("image_pages", "managed_pages", "meta_pages"))
+    first = [_copy(e, *fns) for e in shared]
+    stock_copies = [_copy(e, *fns) for e in members if not e.shared_mapping]
     ready = [c for c in stock_copies if c.fingerprinted]
     return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
-
-
-def _copy_fns(content: ContentResolver) -> tuple:
-    return tuple(getattr(content, f, None) for f in ("image_pages", "managed_pages", "meta_pages"))
 
 
 def _same_copies(a: list[Copy], b: list[Copy]) -> bool:
@@ -222,12 +200,22 @@ class GroupCache:
             return
         stages = stage_groups(members, content)
         rebuild = stages["rebuild"]
-        maps = has_cache_maps(rebuild)
+        maps = False
+        unmapped = 0
+        for c in rebuild:       # savings.has_cache_maps, and the copies without their map
+            managed = c.managed
+            if managed is not None:
+                if managed[1] is None:
+                    unmapped += 1
+                elif managed[0]:
+                    maps = True
+            if c.image and c.page_map is not None:
+                maps = True
         # the copies are kept only where potential() reads them (cache
         # page maps): most groups keep their parts and their copies' devs
-        new = (members[0].order, stages if maps else None, _stage_parts(stages), maps,
-               sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
-               tuple(c.key[0] for c in rebuild))
+        first = members[0]
+        new = ((first.dev, first.ino, first.shared_mapping), stages if maps else None,
+               _stage_parts(stages), maps, unmapped, tuple([c.key[0] for c in rebuild]))
         self.groups[gid] = new
         if old is None:
             self._account(new, +1)

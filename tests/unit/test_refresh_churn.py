@@ -331,10 +331,10 @@ def test_ranking_keeps_the_largest_files_through_changes(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_remount_remakes_the_kept_copies(seed):
     """Every file-backed and loop dev comes back as another mount (another
-    image file behind it), the files' pages unchanged: the savings copy kept
-    per entry (Entry.copy, made once) is made anew from the new mount.  The
-    copies of every group with page maps name their entry's new image, and
-    the Model equals one from scratch."""
+    image file behind it), the files' pages unchanged: the groups' savings
+    copies are made anew from the new mount.  The copies of every group with
+    page maps name their entry's new image (an entry re-resolved in place
+    among them), and the Model equals one from scratch."""
     from erofs_top.attribution import image_key
     rng = random.Random(seed)
     node = Node(rng)
@@ -361,4 +361,4 @@ def test_remount_remakes_the_kept_copies(seed):
         e = agg.entries[("shared", c.key[2]) if c.key[2] else c.key[:2]]
         kept += before.get(c.key[:2]) is e      # the same entry, re-resolved in place
         assert c.image == image_key(e.mount), c.key
-    assert kept, "every entry rebuilt: the kept copies are not exercised"
+    assert kept, "every entry rebuilt: no re-resolution in place"
