@@ -490,10 +490,18 @@ class IoSums:
     def update(self, readings) -> None:
         by_key, changed = readings.io_by_key, readings.changed_io
         if by_key is not None and changed is not None and self.keyed:
-            rows = self.rows
+            rows, cgs = self.rows, self.cg
             for k in changed:
                 old, new = rows.get(k), by_key.get(k)
                 if old is not new:
+                    if old is not None and new is not None and old.cgroup_id == new.cgroup_id:
+                        v = cgs[new.cgroup_id]      # a row that moved: _add(old, -1), _add(new, +1)
+                        v[0] += new.inserted_pages - old.inserted_pages
+                        v[1] += new.evicted_pages - old.evicted_pages
+                        v[2] += new.readahead_pages - old.readahead_pages
+                        v[3] += new.read_folio_count - old.read_folio_count
+                        rows[k] = new
+                        continue
                     if old is not None:
                         self._add(old, -1)
                         del rows[k]

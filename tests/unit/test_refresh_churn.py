@@ -362,3 +362,22 @@ def test_remount_remakes_the_kept_copies(seed):
         kept += before.get(c.key[:2]) is e      # the same entry, re-resolved in place
         assert c.image == image_key(e.mount), c.key
     assert kept, "every entry rebuilt: no re-resolution in place"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_in_group_marks_exactly_the_mergeable_members(seed):
+    """Entry.in_group (the savings' "other resident files" leave these out)
+    holds for the members of the kept mergeable groups and no other entry,
+    refresh after refresh."""
+    from erofs_top.aggregate import _key
+    rng = random.Random(seed)
+    node = Node(rng, hint=True)
+    agg = Aggregator(recheck_slices=0)
+    seen = 0
+    for step in range(20):
+        node.churn(8)
+        _refresh(agg, node, node.readings(float(step)), 200)
+        grouped = {_key(e) for groups in agg.mergeable.values() for g in groups for e in g}
+        assert {k for k, e in agg.entries.items() if e.in_group} == grouped, step
+        seen += len(grouped)
+    assert seen, "no mergeable group formed: the test sees nothing"
