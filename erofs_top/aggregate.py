@@ -274,19 +274,21 @@ class Aggregator:
         resolution and content key of the one it replaces (same file),
         unless ``fresh``."""
         old = self.entries.pop(key, None)
-        if old is not None:
+        same_dev = old is not None and e is not None and old.dev == e.dev
+        if old is not None and not same_dev:
             keys = self.dev_keys[old.dev]
             keys.discard(key)
             if not keys:
                 del self.dev_keys[old.dev]
         if e is None:
             return          # its key leaves its slice's list when the slice is due
-        if old is not None and not fresh and old.dev == e.dev and old.ino == e.ino:
+        if same_dev and not fresh and old.ino == e.ino:
             e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
         else:
             e.mount = _UNRESOLVED
         self.entries[key] = e
-        _add_to(self.dev_keys, e.dev, key)
+        if not same_dev:            # (a rebuilt entry's key is in its dev's set already)
+            _add_to(self.dev_keys, e.dev, key)
         if old is None and self.recheck_slices:
             # an entry's slice follows from its key (no map of 250,000 slots):
             # the same key is in the same slice for the life of the process
@@ -529,8 +531,8 @@ class Ranking:
         self.valid = False
 
     def drop(self, key: tuple, rank: tuple) -> None:
-        if not self.valid:          # top() ranks everything anyway
-            return
+        if not self.valid or not self.reserve or rank > self.reserve[-1]:
+            return      # top() ranks everything anyway; or it is not in the (sorted) reserve
         i = bisect.bisect_left(self.reserve, rank)
         if i < len(self.reserve) and self.reserve[i] == rank:
             del self.reserve[i]
