@@ -274,19 +274,21 @@ class Aggregator:
         resolution and content key of the one it replaces (same file),
         unless ``fresh``."""
         old = self.entries.pop(key, None)
-        if old is not None:
+        same_dev = old is not None and e is not None and old.dev == e.dev
+        if old is not None and not same_dev:
             keys = self.dev_keys[old.dev]
             keys.discard(key)
             if not keys:
                 del self.dev_keys[old.dev]
         if e is None:
             return          # its key leaves its slice's list when the slice is due
-        if old is not None and not fresh and old.dev == e.dev and old.ino == e.ino:
+        if same_dev and not fresh and old.ino == e.ino:
             e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
         else:
             e.mount = _UNRESOLVED
         self.entries[key] = e
-        _add_to(self.dev_keys, e.dev, key)
+        if not same_dev:            # (a rebuilt entry's key is in its dev's set already)
+            _add_to(self.dev_keys, e.dev, key)
         if old is None and self.recheck_slices:
             # an entry's slice follows from its key (no map of 250,000 slots):
             # the same key is in the same slice for the life of the process
@@ -388,20 +390,21 @@ class Aggregator:
         """Duplicate masks of the content groups with a changed member.
         Returns every entry whose attribution may have changed."""
         dirty: dict[str, None] = {}     # ordered (see _in_order)
-        entries = self.entries
+        entries, ckey_of, ckey_keys = self.entries, self.ckey_of, self.ckey_keys
         for key in self._in_order(changed):
             e = entries.get(key)
             ck = e.content_key if (e is not None and e.union) else ""
-            old = self.ckey_of.get(key, "")
+            old = ckey_of.get(key, "")
             if old:
-                dirty.setdefault(old)
+                dirty[old] = None
                 if old != ck:
-                    _drop_small(self.ckey_keys, old, key)
-                    del self.ckey_of[key]
+                    _drop_small(ckey_keys, old, key)
+                    del ckey_of[key]
             if ck:
-                dirty.setdefault(ck)
-                _add_small(self.ckey_keys, ck, key)
-                self.ckey_of[key] = ck
+                dirty[ck] = None
+                if old != ck:
+                    _add_small(ckey_keys, ck, key)
+                    ckey_of[key] = ck
             elif e is not None:
                 e.dup = NONE
                 e.in_group = False
@@ -424,8 +427,11 @@ class Aggregator:
             self.redundant[ck], new_groups = duplicate_group(group)
             self.mergeable[ck] = new_groups
             if not full:
-                touched.update(_key(e) for e, d in zip(group, dups)
-                               if e.dup is not d and e.dup != d)
+                for e, d in zip(group, dups):
+                    dup = e.dup
+                    if dup is not d and dup != d:
+                        touched.add(("shared", e.shared_mapping) if e.shared_mapping
+                                    else (e.dev, e.ino))
             for i in range(max(len(old_groups), len(new_groups))):
                 if not _same_group(old_groups, new_groups, i, changed):
                     self.dirty_groups[(ck, i)] = None
@@ -442,14 +448,19 @@ class Aggregator:
             return
         for key in self._in_order(touched):
             old = contrib.pop(key, None)
+            e = entries.get(key)
+            c = Contribution(e) if e is not None and e.union else None
             if old is not None:
-                acc.apply(old, -1)
+                if c is not None:
+                    acc.replace(old, c)         # apply(old, -1), apply(c, +1)
+                else:
+                    acc.apply(old, -1)
                 ranking.drop(key, old.rank)
                 special.discard(key)
-            e = entries.get(key)
-            if e is not None and e.union:
-                c = contrib[key] = Contribution(e)
+            elif c is not None:
                 acc.apply(c, +1)
+            if c is not None:
+                contrib[key] = c
                 ranking.offer(key, c.rank)
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
@@ -520,8 +531,8 @@ class Ranking:
         self.valid = False
 
     def drop(self, key: tuple, rank: tuple) -> None:
-        if not self.valid:          # top() ranks everything anyway
-            return
+        if not self.valid or not self.reserve or rank > self.reserve[-1]:
+            return      # top() ranks everything anyway; or it is not in the (sorted) reserve
         i = bisect.bisect_left(self.reserve, rank)
         if i < len(self.reserve) and self.reserve[i] == rank:
             del self.reserve[i]

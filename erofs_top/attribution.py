@@ -242,6 +242,48 @@ class Accumulators:
         self.seeded += sign * c.seeded
         self.shared += sign * c.shared_pages
 
+    def replace(self, old: Contribution, new: Contribution) -> None:
+        """apply(old, -1) then apply(new, +1).  The usual case (a file's
+        pages changed, on the same mount, inserted by the same cgroups) in
+        one pass: only the page counts move, no cgroup, pair or set comes
+        or goes; anything else through apply()."""
+        m = new.mount
+        os_, ns = old.cg_sums, new.cg_sums
+        if (m is None or old.mount is not m or new.mapping or old.mapping
+                or (os_ is not ns and (len(os_) != len(ns) or os_[::4] != ns[::4]))):
+            self.apply(old, -1)
+            self.apply(new, +1)
+            return
+        dev = m.dev
+        if self.mounts.get(dev) is not m:
+            self.mounts[dev] = m
+            self._readers_dirty.add(dev)
+        if os_ is not ns:
+            cgs, holders = self.cg, self.holders
+            for i in range(0, len(ns), 4):
+                dr, dd, ds = ns[i + 1] - os_[i + 1], ns[i + 2] - os_[i + 2], ns[i + 3] - os_[i + 3]
+                if not (dr or dd or ds):
+                    continue
+                cg = ns[i]
+                a = cgs[cg]
+                a.resident += dr
+                a.dup += dd
+                a.seeded += ds
+                a.fair_pages += dr
+                key = (dev, cg)
+                h = holders[key]
+                h[0] += dr
+                h[1] += dd
+                self.dirty_pairs.add(key)
+        dr, dd = new.resident - old.resident, new.dup - old.dup
+        if dr:
+            self.mount_resident[dev] += dr
+            self.resident += dr
+        if dd:
+            self.mount_dup[dev] += dd
+            self.dup += dd
+        self.seeded += new.seeded - old.seeded
+
     def add_new(self, contribs: list[Contribution]) -> None:
         """apply(c, +1) for each of many new contributions (a full pass):
         the sums per cgroup, mount and (mount, cgroup) pair are made in
@@ -448,10 +490,18 @@ class IoSums:
     def update(self, readings) -> None:
         by_key, changed = readings.io_by_key, readings.changed_io
         if by_key is not None and changed is not None and self.keyed:
-            rows = self.rows
+            rows, cgs = self.rows, self.cg
             for k in changed:
                 old, new = rows.get(k), by_key.get(k)
                 if old is not new:
+                    if old is not None and new is not None and old.cgroup_id == new.cgroup_id:
+                        v = cgs[new.cgroup_id]      # a row that moved: _add(old, -1), _add(new, +1)
+                        v[0] += new.inserted_pages - old.inserted_pages
+                        v[1] += new.evicted_pages - old.evicted_pages
+                        v[2] += new.readahead_pages - old.readahead_pages
+                        v[3] += new.read_folio_count - old.read_folio_count
+                        rows[k] = new
+                        continue
                     if old is not None:
                         self._add(old, -1)
                         del rows[k]

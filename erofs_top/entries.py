@@ -239,26 +239,38 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
     Returns (redundant pages, the groups inode_share could merge: same
     content, same aops class; shared inodes of one content in several groups
     sit in different domains)."""
-    for e in group:
-        e.dup = NONE
-        e.in_group = False
     if len(group) < 2:
+        for e in group:
+            e.dup = NONE
+            e.in_group = False
         return 0, []
     first = group[0].union
-    if all(e.union == first for e in group):
+    for e in group:
+        u = e.union
+        if u is not first and u != first:
+            for e in group:
+                e.dup = NONE
+            redundant = _partial_duplicates(group)
+            break
+    else:
         # the same pages resident in every copy (a library every container
         # read whole): each page is duplicated in all of them
         for e in group:         # one dict for all (read only): a node holds many such copies
             e.union = e.dup = first
         redundant = (len(group) - 1) * sum(m.bit_count() for m in first.values())
-    else:
-        redundant = _partial_duplicates(group)
-    by_class: dict[str, list[Entry]] = defaultdict(list)
+    by_class: dict[str, list[Entry]] = {}
     for e in group:
+        e.in_group = False
         # an inode_share mount's own-inode pages are private (splice
         # readers): no remount merges them
         if e.shared_mapping or not (e.mount and e.mount.inode_share):
-            by_class[aops(e)].append(e)
+            info = e.info
+            cls = info.aops if info else aops(e)
+            members = by_class.get(cls)
+            if members is None:
+                by_class[cls] = [e]
+            else:
+                members.append(e)
     mergeable = [members for members in by_class.values() if len(members) >= 2]
     for members in mergeable:
         for e in members:
@@ -273,12 +285,13 @@ def _partial_duplicates(group: list[Entry]) -> int:
     chunk_ids = set().union(*(e.union.keys() for e in group))
     for c in chunk_ids:
         masks = [e.union.get(c, 0) for e in group]
-        any_mask = once = twice = 0
+        once = twice = 0
         for m in masks:
-            any_mask |= m
-            twice |= once & m      # page resident in >= 2 entries
-            once |= m
-        redundant += sum(m.bit_count() for m in masks) - any_mask.bit_count()
+            if m:
+                twice |= once & m      # page resident in >= 2 entries
+                once |= m
+                redundant += m.bit_count()
+        redundant -= once.bit_count()
         if twice:
             for e, m in zip(group, masks):
                 d = m & twice

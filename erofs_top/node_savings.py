@@ -13,7 +13,7 @@ from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
 from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
-from .savings import (Copy, Savings, group_file_part, has_cache_maps, potential,
+from .savings import (Copy, Savings, group_file_part, potential,
                       realized_cache_pages, realized_file_pages, touched_copies)
 
 MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
@@ -85,7 +85,6 @@ def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple
 
 
 STAGES = ("rebuild", "now", "domains")
-_ABSENT = object()
 
 
 def _add_part(total: Savings, part: tuple, sign: int) -> None:
@@ -104,6 +103,39 @@ def _add_part(total: Savings, part: tuple, sign: int) -> None:
                 mine.pop(k, None)
 
 
+def _move_part(total: Savings, a: tuple, b: tuple) -> None:
+    """_add_part(total, a, -1) then _add_part(total, b, +1): where the
+    per-cgroup (per-dev) counts of both name the same keys in the same order
+    (a group whose pages changed: the usual case) only the counts that differ
+    move."""
+    total.file_pages += b[0] - a[0]
+    total.image_pages += b[1] - a[1]
+    total.compressed_pages += b[2] - a[2]
+    total.now_file_pages += b[3] - a[3]
+    for mine, fa, fb in ((total.by_cgroup, a[4], b[4]), (total.by_dev, a[5], b[5])):
+        if fa == fb:
+            continue
+        if len(fa) != len(fb) or fa[::2] != fb[::2]:
+            for flat, sign in ((fa, -1), (fb, +1)):
+                it = iter(flat)
+                for k, v in zip(it, it):
+                    n = mine.get(k, 0) + sign * v
+                    if n:
+                        mine[k] = n
+                    else:
+                        mine.pop(k, None)
+            continue
+        for i in range(0, len(fb), 2):
+            d = fb[i + 1] - fa[i + 1]
+            if d:
+                k = fb[i]
+                n = mine.get(k, 0) + d
+                if n:
+                    mine[k] = n
+                else:
+                    mine.pop(k, None)
+
+
 def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, list[Copy]]:
     """The copies of one mergeable group for each stage of the prediction:
     ``now`` (a: stock mounts of images with fingerprints join one shared
@@ -112,10 +144,9 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     rebuilt).  Shared inodes come first, largest first: they keep their pages."""
     shared = sorted((e for e in members if e.shared_mapping),
                     key=lambda e: (-e.resident_pages(), e.shared_mapping))
-    stock = [e for e in members if not e.shared_mapping]
     fns = tuple(getattr(content, f, None) for f in ("image_pages", "managed_pages", "meta_pages"))
     first = [_copy(e, *fns) for e in shared]
-    stock_copies = [_copy(e, *fns) for e in stock]
+    stock_copies = [_copy(e, *fns) for e in members if not e.shared_mapping]
     ready = [c for c in stock_copies if c.fingerprinted]
     return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
 
@@ -124,6 +155,24 @@ def _same_copies(a: list[Copy], b: list[Copy]) -> bool:
     """Two stages of one group hold the same copies (stage_groups makes each
     copy once: the same objects; no comparison of page maps by value)."""
     return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def _stage_parts(stages: dict[str, list[Copy]]) -> tuple:
+    """group_file_part() of each stage in STAGES order (None for an empty
+    one); stages often hold the same copies: computed once each."""
+    if not stages["now"] and not stages["domains"]:     # no shared inode, no fingerprint
+        rebuild = stages["rebuild"]
+        return (group_file_part(rebuild) if rebuild else None, None, None)
+    parts: list = []
+    for i, stage in enumerate(STAGES):
+        copies = stages[stage]
+        for j in range(i):
+            if _same_copies(stages[STAGES[j]], copies):
+                parts.append(parts[j])
+                break
+        else:
+            parts.append(group_file_part(copies) if copies else None)
+    return tuple(parts)
 
 
 class GroupCache:
@@ -151,20 +200,22 @@ class GroupCache:
             return
         stages = stage_groups(members, content)
         rebuild = stages["rebuild"]
-        parts: dict[str, tuple | None] = {}
-        for stage in STAGES:        # stages often hold the same copies: once each
-            same = next((parts[o] for o in parts if _same_copies(stages[o], stages[stage])),
-                        _ABSENT)
-            if same is _ABSENT:
-                same = group_file_part(stages[stage]) if stages[stage] else None
-            parts[stage] = same
-        maps = has_cache_maps(rebuild)
+        maps = False
+        unmapped = 0
+        for c in rebuild:       # savings.has_cache_maps, and the copies without their map
+            managed = c.managed
+            if managed is not None:
+                if managed[1] is None:
+                    unmapped += 1
+                elif managed[0]:
+                    maps = True
+            if c.image and c.page_map is not None:
+                maps = True
         # the copies are kept only where potential() reads them (cache
         # page maps): most groups keep their parts and their copies' devs
-        new = (members[0].order, stages if maps else None,
-               tuple(parts[stage] for stage in STAGES), maps,
-               sum(1 for c in rebuild if c.managed is not None and c.managed[1] is None),
-               tuple(c.key[0] for c in rebuild))
+        first = members[0]
+        new = ((first.dev, first.ino, first.shared_mapping), stages if maps else None,
+               _stage_parts(stages), maps, unmapped, tuple([c.key[0] for c in rebuild]))
         self.groups[gid] = new
         if old is None:
             self._account(new, +1)
@@ -197,10 +248,13 @@ class GroupCache:
             if a is b or a == b:
                 continue
             total = self.file_part[stage]
-            if a is not None:
-                _add_part(total, a, -1)
-            if b is not None:
-                _add_part(total, b, +1)
+            if a is None or b is None:
+                if a is not None:
+                    _add_part(total, a, -1)
+                if b is not None:
+                    _add_part(total, b, +1)
+            else:
+                _move_part(total, a, b)
         self.unmapped += new[4] - old[4]
         if old[5] != new[5]:
             self._count_devs(old[5], -1)
@@ -439,7 +493,9 @@ def _packed_mounts(devs: Iterable[int], mounts: MountResolver, content: ContentR
     for the mounts of images with fragments: inode_share ones, and stock ones
     whose packed inode holds pages."""
     fn = getattr(content, "packed_nid", None)
-    out = {}
+    out: dict[int, tuple] = {}
+    if fn is None:          # a resolver that knows no packed inode (no mount looked up)
+        return out
     for dev in devs:
         m = mounts.by_dev(dev)
         nid = fn(m) if (fn is not None and m is not None) else 0

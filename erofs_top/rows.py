@@ -78,13 +78,25 @@ class MountHolders:
         self.rows: dict[int, MountHolder] = {}
         self.listed: list[MountHolder] = []
 
-    def put(self, cg: int, h: list[int] | None, page: int) -> None:
-        old = self.rows.pop(cg, None)
+    def put(self, cg: int, h: list[int] | None, page: int) -> bool:
+        """The row of cgroup cg from its sums ``h`` (None: gone); False if
+        it stands as it was."""
+        old = self.rows.get(cg)
         if old is not None:
+            if h is not None and h[0] * page == old.resident_bytes:
+                if h[1] * page == old.duplicate_bytes:
+                    return False
+                # the same place in the order: the row is replaced there
+                i = bisect.bisect_left(self.order, (-old.resident_bytes, cg))
+                row = self.rows[cg] = MountHolder(cg, old.resident_bytes, h[1] * page)
+                self.order[i] = (-row.resident_bytes, cg, row)
+                return True
+            del self.rows[cg]
             del self.order[bisect.bisect_left(self.order, (-old.resident_bytes, cg))]
         if h is not None and h[0]:
             row = self.rows[cg] = MountHolder(cg, h[0] * page, h[1] * page)
             bisect.insort(self.order, (-row.resident_bytes, cg, row))
+        return old is not None or (h is not None and h[0] > 0)
 
 
 def _cgroup_mounts(agg) -> dict[int, list[str]]:
@@ -113,8 +125,9 @@ def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
         hs = cache.get(dev)
         if hs is None:
             hs = cache[dev] = MountHolders()
-        hs.put(cg, acc.holders.get((dev, cg)), page)
-        dirty.add(dev)
+            dirty.add(dev)          # (dropped below if it stays empty)
+        if hs.put(cg, acc.holders.get((dev, cg)), page):
+            dirty.add(dev)
     acc.dirty_pairs = set()
     for dev in dirty:
         hs = cache[dev]

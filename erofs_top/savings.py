@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import Callable, Iterable
 
 from .readings import CHUNK_PAGES
@@ -99,11 +100,23 @@ def _file_pages(members: list[Copy], out: Savings,
                 removed: dict[tuple, dict[int, int]] | None) -> None:
     """Per content page, every resident copy after the first is saved; the
     first holder in ``members`` order keeps it.  Fills ``removed`` (if given)."""
+    file_pages, now_file_pages = _file_counts(members, out.by_cgroup, out.by_dev, removed)
+    out.file_pages += file_pages
+    out.now_file_pages += now_file_pages
+
+
+def _file_counts(members: list[Copy], by_cgroup: dict[int, int], by_dev: dict[int, int],
+                 removed: dict[tuple, dict[int, int]] | None) -> tuple[int, int]:
+    """_file_pages into plain dicts: adds to ``by_cgroup``/``by_dev`` (never
+    a zero count), returns (file pages, now file pages)."""
     rows = [(m.union, m.fingerprinted, m.key, m.owners, m.owner) for m in members]
-    by_dev, by_cgroup = out.by_dev, out.by_cgroup
-    if members and all(r[0] == members[0].union for r in rows):
-        _same_pages(rows, out, removed)
-        return
+    if members:
+        first = rows[0][0]
+        for r in rows:
+            if r[0] is not first and r[0] != first:
+                break
+        else:
+            return _same_pages(rows, by_cgroup, by_dev, removed)
     chunks = set().union(*(m.union.keys() for m in members))
     file_pages = now_file_pages = 0
     for c in chunks:
@@ -122,9 +135,9 @@ def _file_pages(members: list[Copy], out: Savings,
                 removed.setdefault(key, {})[c] = gone
             n = gone.bit_count()
             file_pages += n
-            by_dev[key[0]] += n
+            by_dev[key[0]] = by_dev.get(key[0], 0) + n
             if owner is not None:       # every page is its
-                by_cgroup[owner] += n
+                by_cgroup[owner] = by_cgroup.get(owner, 0) + n
                 continue
             owners = owners_of.get(c)
             if owners is None:
@@ -133,36 +146,35 @@ def _file_pages(members: list[Copy], out: Savings,
                 for cg, om in owners.items():
                     n = n if om == mask else (om & gone).bit_count()
                     if n:
-                        by_cgroup[cg] += n
+                        by_cgroup[cg] = by_cgroup.get(cg, 0) + n
                 continue
             for cg, om in owners.items():
                 n = (om & gone).bit_count()
                 if n:
-                    by_cgroup[cg] += n
-    out.file_pages += file_pages
-    out.now_file_pages += now_file_pages
+                    by_cgroup[cg] = by_cgroup.get(cg, 0) + n
+    return file_pages, now_file_pages
 
 
-def _same_pages(rows: list[tuple], out: Savings,
-                removed: dict[tuple, dict[int, int]] | None) -> None:
-    """_file_pages where every copy holds the same pages (the usual case):
+def _same_pages(rows: list[tuple], by_cgroup: dict[int, int], by_dev: dict[int, int],
+                removed: dict[tuple, dict[int, int]] | None) -> tuple[int, int]:
+    """_file_counts where every copy holds the same pages (the usual case):
     every copy after the first gives up all of them."""
     pages = sum(m.bit_count() for m in rows[0][0].values())
+    if not pages:
+        return 0, 0
     fingerprinted = sum(1 for r in rows if r[1])
-    out.now_file_pages += max(0, fingerprinted - 1) * pages
-    out.file_pages += (len(rows) - 1) * pages
-    by_dev, by_cgroup = out.by_dev, out.by_cgroup
     for union, _, key, owners_of, owner in rows[1:]:
         if removed is not None:
             removed[key] = dict(union)
-        by_dev[key[0]] += pages
+        by_dev[key[0]] = by_dev.get(key[0], 0) + pages
         if owner is not None:
-            by_cgroup[owner] += pages
+            by_cgroup[owner] = by_cgroup.get(owner, 0) + pages
             continue
         for owners in owners_of.values():       # each owner's pages are within the union
             for cg, om in owners.items():
                 if om:
-                    by_cgroup[cg] += om.bit_count()
+                    by_cgroup[cg] = by_cgroup.get(cg, 0) + om.bit_count()
+    return (len(rows) - 1) * pages, max(0, fingerprinted - 1) * pages
 
 
 def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
@@ -251,18 +263,18 @@ def group_file_savings(members: list[Copy]) -> Savings:
     return out
 
 
-def _flat_items(d: dict[int, int]) -> tuple[int, ...]:
-    """{k: n} -> (k, n, k, n, ...), zero counts left out."""
-    return tuple(x for kv in d.items() if kv[1] for x in kv)
-
-
 def group_file_part(members: list[Copy]) -> tuple:
     """group_file_savings() as the flat tuple the aggregator keeps per group
     and stage (node_savings.GroupCache): (file pages, 0, 0, now file pages,
-    (cg, pages, ...), (dev, pages, ...)), zero counts left out."""
-    out = group_file_savings(members)
-    return (out.file_pages, 0, 0, out.now_file_pages, _flat_items(out.by_cgroup),
-            _flat_items(out.by_dev))
+    (cg, pages, ...), (dev, pages, ...)), zero counts left out (_file_counts
+    adds none)."""
+    if any(m.fingerprinted for m in members):
+        members = sorted(members, key=_fingerprinted_first)
+    by_cgroup: dict[int, int] = {}
+    by_dev: dict[int, int] = {}
+    file_pages, now_file_pages = _file_counts(members, by_cgroup, by_dev, None)
+    return (file_pages, 0, 0, now_file_pages, tuple(chain.from_iterable(by_cgroup.items())),
+            tuple(chain.from_iterable(by_dev.items())))
 
 
 def has_cache_maps(members: list[Copy]) -> bool:

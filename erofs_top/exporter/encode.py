@@ -21,6 +21,20 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
 MAX_KEPT = 200_000          # sample prefixes kept (then started anew: series come and go)
+_EXACT_INT = 1 << 53        # ints below this in size are floats exactly, and repr() them as "N.0"
+
+
+def go_float(v) -> str:
+    """floatToGoString(v), formatted from the digits for an int below 2**53
+    (the bytes and counts a Model holds; no float repr): "N.0" below
+    1,000,000, else Go's exponent form ("1.2345678e+07") as floatToGoString
+    makes it from repr(float(v)) = "N.0"."""
+    if type(v) is int and -_EXACT_INT < v < _EXACT_INT:
+        if v < 1_000_000:
+            return f"{v}.0"
+        digits = str(v)
+        return f"{f'{digits[0]}.{digits[1:]}0'.rstrip('0.')}e+{len(digits) - 1:02d}"
+    return floatToGoString(v)
 
 
 class _Only:
@@ -82,7 +96,7 @@ class LineCache:
                 prefix = prefixes[key] = self._prefix(metric, header, s)
             if prefix is None:
                 return self._encode(metric)
-            lines.append(f"{prefix} {floatToGoString(s.value)}\n")
+            lines.append(f"{prefix} {go_float(s.value)}\n")
         return "".join(lines)
 
     def _prefix(self, metric: Metric, header: str, s) -> str | None:

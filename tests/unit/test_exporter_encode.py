@@ -94,3 +94,23 @@ def test_samples_not_taken_apart_are_encoded_whole(accept):
     for step in range(4):
         odd.n, odd.x = step, rng.random()
         assert cached(reg) == encoder(reg), (accept, step)
+
+
+def test_go_float_is_floattogostring():
+    """encode.go_float formats ints from their digits: the same text as
+    prometheus-client's floatToGoString for every kind of value, ints on
+    both sides of each bound (1e6, 2**53, 1e16) included."""
+    from prometheus_client.utils import floatToGoString
+
+    from erofs_top.exporter.encode import go_float
+    rng = random.Random(11)
+    values = [0, 1, -1, 7, 999_999, 1_000_000, 1_000_001, 10 ** 7, 123456789, 4096 * 250_000,
+              2 ** 53 - 1, 2 ** 53, 2 ** 53 + 1, -(2 ** 53) + 1, -(2 ** 53), 10 ** 16 - 1,
+              10 ** 16, 10 ** 20, -10 ** 7, True, False, 0.5, -0.0, 1e6, 1.5e7,
+              float("inf"), float("-inf"), float("nan")]
+    for bits in range(1, 70):
+        for _ in range(30):
+            v = rng.getrandbits(bits)
+            values += [v, -v, v * 4096]
+    for v in values:
+        assert go_float(v) == floatToGoString(v), v

@@ -326,3 +326,58 @@ def test_ranking_keeps_the_largest_files_through_changes(seed):
                 new = contrib[key] = C((-size, 0, 1, key[1], 0))
                 ranking.offer(key, new.rank)
         assert ranking.top(cap, contrib) == sorted(c.rank for c in contrib.values())[:cap], step
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_remount_remakes_the_kept_copies(seed):
+    """Every file-backed and loop dev comes back as another mount (another
+    image file behind it), the files' pages unchanged: the groups' savings
+    copies are made anew from the new mount.  The copies of every group with
+    page maps name their entry's new image (an entry re-resolved in place
+    among them), and the Model equals one from scratch."""
+    from erofs_top.attribution import image_key
+    rng = random.Random(seed)
+    node = Node(rng)
+    node.content.step = 100         # every identity known: groups form
+    for _ in range(60):
+        node.insert()
+    agg = Aggregator(recheck_slices=0)
+    _refresh(agg, node, node.readings(0.0), 200)
+    before = {k: e for k, e in agg.entries.items()}
+    for i, m in enumerate(list(node.all_mounts)):
+        if m.backing == "block":
+            continue
+        new = dataclasses.replace(m, backing_ino=m.backing_ino + 100, mountpoint=m.mountpoint + "x")
+        node.all_mounts[i] = new
+        node.mounts.items = [new if x is m else x for x in node.mounts.items]
+    r = node.readings(1.0)
+    got = _refresh(agg, node, r, 200)
+    _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content, tier="full",
+                                 started_at=0.0, files_cap=200), 1)
+    copies = [c for g in agg.group_cache.groups.values() if g[1] for c in g[1]["rebuild"]]
+    assert copies, "no group with page maps: the test sees nothing"
+    kept = 0
+    for c in copies:
+        e = agg.entries[("shared", c.key[2]) if c.key[2] else c.key[:2]]
+        kept += before.get(c.key[:2]) is e      # the same entry, re-resolved in place
+        assert c.image == image_key(e.mount), c.key
+    assert kept, "every entry rebuilt: no re-resolution in place"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_in_group_marks_exactly_the_mergeable_members(seed):
+    """Entry.in_group (the savings' "other resident files" leave these out)
+    holds for the members of the kept mergeable groups and no other entry,
+    refresh after refresh."""
+    from erofs_top.aggregate import _key
+    rng = random.Random(seed)
+    node = Node(rng, hint=True)
+    agg = Aggregator(recheck_slices=0)
+    seen = 0
+    for step in range(20):
+        node.churn(8)
+        _refresh(agg, node, node.readings(float(step)), 200)
+        grouped = {_key(e) for groups in agg.mergeable.values() for g in groups for e in g}
+        assert {k for k, e in agg.entries.items() if e.in_group} == grouped, step
+        seen += len(grouped)
+    assert seen, "no mergeable group formed: the test sees nothing"

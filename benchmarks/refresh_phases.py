@@ -1,0 +1,92 @@
+"""Where a steady refresh's CPU goes: the aggregator's phases, timed one by one.
+
+A kept Aggregator (re-derivation slices off) on SyntheticNode(--files,
+--containers) (benchmarks/synthetic_node.py), a full pass, one refresh to
+settle, then --steps refreshes each after --churn % of the chunk entries
+changed, the Readings naming what changed (a dirty-set source).  Each phase
+method of the Aggregator, and some of the functions they call, is wrapped
+in a timer (time.process_time); the figures are per refresh, the timers'
+own cost included (a few ms at 1 %: the total is above bench_refresh.py's).
+Indented lines are parts of a phase (named in brackets) or of build_model.
+
+Run:  .venv/bin/python benchmarks/refresh_phases.py --files 250000 --containers 1000 --churn 1
+"""
+from __future__ import annotations
+
+import functools
+import gc
+import sys
+import time
+
+import benchlib
+from synthetic_node import SyntheticNode
+
+import erofs_top.aggregate as agg_mod
+import erofs_top.attribution as attribution
+import erofs_top.node_savings as node_savings
+import erofs_top.rows as rows
+
+PHASES = [(agg_mod.Aggregator, m, m) for m in (
+    "_read_entries", "_resolve", "_content_keys", "_duplicates", "_attribute", "_savings")]
+PARTS = [(agg_mod, "build_model", "build_model"), (rows, "container_rows", "  container_rows"),
+         (rows, "mount_rows", "  mount_rows"), (attribution.IoSums, "update", "io sums"),
+         (node_savings.GroupCache, "put", "  GroupCache.put (in _savings)"),
+         (agg_mod, "duplicate_group", "  duplicate_group (in _duplicates)"),
+         (agg_mod, "Contribution", "  Contribution() (in _attribute)"),
+         (agg_mod, "chunk_entry", "  chunk_entry (in _read_entries)")]
+
+
+def _wrap(owner, name: str, label: str, spent: dict) -> None:
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def timed(*a, **k):
+        t = time.process_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            spent[label] = spent.get(label, 0.0) + time.process_time() - t
+    setattr(owner, name, timed)
+
+
+def _add_args(ap) -> None:
+    ap.add_argument("--files", type=int, default=250_000)
+    ap.add_argument("--containers", type=int, default=1000)
+    ap.add_argument("--churn", type=float, default=1.0, help="percent of chunk entries changed")
+    ap.add_argument("--steps", type=int, default=6, help="timed refreshes")
+
+
+def _body(args) -> dict:
+    spent: dict[str, float] = {}
+    for owner, name, label in PHASES + PARTS:
+        _wrap(owner, name, label, spent)
+    node = SyntheticNode(args.files, args.containers)
+    agg = agg_mod.Aggregator(recheck_slices=0)
+    total, changed = 0.0, 0
+    for step in range(args.steps + 2):      # a full pass and one refresh to settle, untimed
+        if step:
+            node.churn(args.churn / 100)
+        r = node.readings(by_file=True, hint=True)
+        changed += len(r.changed_files) if step >= 2 else 0
+        gc.collect()
+        if step == 2:
+            spent.clear()
+        t = time.process_time()
+        agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
+        total += time.process_time() - t if step >= 2 else 0.0
+    n = args.steps
+    print(f"{args.files} files x {args.containers} containers, {args.churn:g} % churn: "
+          f"{total / n * 1e3:.1f} ms CPU per refresh (timers included), "
+          f"{changed / n:.0f} files changed per refresh (means of {n} refreshes)")
+    for _, _, label in PHASES + PARTS:
+        print(f"  {label:40} {spent.get(label, 0.0) / n * 1e3:7.1f} ms")
+    return {"refresh_ms": total / n * 1e3, "files_changed": changed / n,
+            "phases_ms": {k: v / n * 1e3 for k, v in spent.items()}}
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
