@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import compress, repeat
-from operator import rshift
+from operator import attrgetter, rshift
 
 from .entries import Entry, owners_by_chunk
 
@@ -475,27 +475,30 @@ def _member(sets: dict, k, v, present: bool) -> bool:
 
 
 class IoSums:
-    """Per cgroup: inserted, evicted, readahead pages and read_folio calls over
-    the run, summed over the FileIO rows, with the rows count.  With the
+    """Per cgroup (or per another FileIO field, ``group_by``: the collector
+    sums per mount dev): inserted, evicted, readahead pages and read_folio
+    calls over the run, summed over the FileIO rows, with the rows count.
+    ``by_group``: group -> [inserted, evicted, readahead, folio, rows].  With the
     source's keyed rows and changed keys (``Readings.io_by_key`` and
     ``changed_io``) only those are looked at; else rows that are the same
     objects as at the previous refresh are skipped (set operations on ids;
     the previous rows are kept alive, so ids are unique)."""
 
-    def __init__(self):
+    def __init__(self, group_by: str = "cgroup_id"):
         self.rows: dict = {}        # id >> 4 -> FileIO, or (dev, ino, cg) -> FileIO if keyed
         self.keyed = False
-        self.cg: dict[int, list[int]] = {}     # cg -> [inserted, evicted, readahead, folio, rows]
+        self.group_of = attrgetter(group_by)
+        self.by_group: dict[int, list[int]] = {}    # group -> [inserted, evicted, readahead, folio, rows]
 
     def update(self, readings) -> None:
         by_key, changed = readings.io_by_key, readings.changed_io
         if by_key is not None and changed is not None and self.keyed:
-            rows, cgs = self.rows, self.cg
+            rows, groups, group_of = self.rows, self.by_group, self.group_of
             for k in changed:
                 old, new = rows.get(k), by_key.get(k)
                 if old is not new:
-                    if old is not None and new is not None and old.cgroup_id == new.cgroup_id:
-                        v = cgs[new.cgroup_id]      # a row that moved: _add(old, -1), _add(new, +1)
+                    if old is not None and new is not None and group_of(old) == group_of(new):
+                        v = groups[group_of(new)]   # a row that moved: _add(old, -1), _add(new, +1)
                         v[0] += new.inserted_pages - old.inserted_pages
                         v[1] += new.evicted_pages - old.evicted_pages
                         v[2] += new.readahead_pages - old.readahead_pages
@@ -509,12 +512,12 @@ class IoSums:
                         self._add(new, +1)
                         rows[k] = new
         elif by_key is not None:
-            self.rows, self.keyed, self.cg = by_key.copy(), True, {}   # a dict or a view
+            self.rows, self.keyed, self.by_group = by_key.copy(), True, {}   # a dict or a view
             for f in by_key.values():
                 self._add(f, +1)
         else:
             if self.keyed:
-                self.rows, self.keyed, self.cg = {}, False, {}
+                self.rows, self.keyed, self.by_group = {}, False, {}
             self._update_by_id(readings.io)
 
     def _update_by_id(self, io: list) -> None:
@@ -533,13 +536,14 @@ class IoSums:
                 self._add(f, +1)
 
     def _add(self, f, sign: int) -> None:
-        v = self.cg.get(f.cgroup_id)
+        group = self.group_of(f)
+        v = self.by_group.get(group)
         if v is None:
-            v = self.cg[f.cgroup_id] = [0, 0, 0, 0, 0]
+            v = self.by_group[group] = [0, 0, 0, 0, 0]
         v[0] += sign * f.inserted_pages
         v[1] += sign * f.evicted_pages
         v[2] += sign * f.readahead_pages
         v[3] += sign * f.read_folio_count
         v[4] += sign
         if v[4] == 0:
-            del self.cg[f.cgroup_id]
+            del self.by_group[group]

@@ -19,6 +19,7 @@ import threading
 import time
 
 from . import aggregate
+from .attribution import IoSums
 from .model import Model
 from .readings import Readings
 from .source import Source
@@ -45,6 +46,9 @@ class Collector:
         self.last_model: Model | None = None
         # keeps entries and sums between refreshes: a refresh costs what changed
         self.aggregator = aggregate.Aggregator()
+        # EROFS pages inserted per mount dev, by the io rows that changed (the
+        # image cache's sign of change): not a walk over every row per refresh
+        self._io_by_dev = IoSums("dev")
 
     @property
     def tier(self) -> str:
@@ -92,9 +96,8 @@ class Collector:
 
     def _read_image_cache(self, readings: Readings) -> None:
         """The image files' cache, page by page with owners: what sharing saves there."""
-        inserted: dict[int, int] = {}
-        for fio in readings.io:
-            inserted[fio.dev] = inserted.get(fio.dev, 0) + fio.inserted_pages
+        self._io_by_dev.update(readings)
+        inserted = {dev: sums[0] for dev, sums in self._io_by_dev.by_group.items()}
         readings.image_cache_owners = self.image_cache.read(self.mounts, self.cgroups, inserted)
         if self.image_cache.warning:
             readings.warnings.append(self.image_cache.warning)

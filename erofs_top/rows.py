@@ -33,7 +33,7 @@ def content_id(key: str) -> str:
 
 def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
                    totals: Totals, page: int) -> list[Container]:
-    io = agg.io.cg
+    io = agg.io.by_group
     accs = agg.acc.cg
     mounts_of = _cgroup_mounts(agg)
     containers: list[Container] = []
