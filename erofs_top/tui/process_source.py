@@ -250,6 +250,11 @@ def _serve(open_source: Callable[[], Any], conn, ui_end) -> None:
     from ..aggregate import FREEZE
     from ..signals import POLICY
     ui_end.close()
+    # its own stop policy, not the parent's state copied by fork (in polling
+    # mode, with a count, with callbacks for the parent's children): the
+    # first stop signal raises here and the source is closed
+    POLICY.reset()
+    POLICY.install()
     gc.set_threshold(*CHILD_GC_THRESHOLDS)
     FREEZE["mode"] = "every"
     source = None
