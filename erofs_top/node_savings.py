@@ -87,20 +87,25 @@ def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple
 STAGES = ("rebuild", "now", "domains")
 
 
+def _add_flat(mine: dict[int, int], flat: tuple, sign: int) -> None:
+    """mine += sign * {k: n} of flat (k, n, k, n, ...); no zero count kept."""
+    it = iter(flat)
+    for k, v in zip(it, it):
+        n = mine.get(k, 0) + sign * v
+        if n:
+            mine[k] = n
+        else:
+            mine.pop(k, None)
+
+
 def _add_part(total: Savings, part: tuple, sign: int) -> None:
     """Savings.add of a part (savings.group_file_part)."""
     total.file_pages += sign * part[0]
     total.image_pages += sign * part[1]
     total.compressed_pages += sign * part[2]
     total.now_file_pages += sign * part[3]
-    for mine, flat in ((total.by_cgroup, part[4]), (total.by_dev, part[5])):
-        it = iter(flat)
-        for k, v in zip(it, it):
-            n = mine.get(k, 0) + sign * v
-            if n:
-                mine[k] = n
-            else:
-                mine.pop(k, None)
+    _add_flat(total.by_cgroup, part[4], sign)
+    _add_flat(total.by_dev, part[5], sign)
 
 
 def _move_part(total: Savings, a: tuple, b: tuple) -> None:
@@ -116,24 +121,15 @@ def _move_part(total: Savings, a: tuple, b: tuple) -> None:
         if fa == fb:
             continue
         if len(fa) != len(fb) or fa[::2] != fb[::2]:
-            for flat, sign in ((fa, -1), (fb, +1)):
-                it = iter(flat)
-                for k, v in zip(it, it):
-                    n = mine.get(k, 0) + sign * v
-                    if n:
-                        mine[k] = n
-                    else:
-                        mine.pop(k, None)
+            _add_flat(mine, fa, -1)
+            _add_flat(mine, fb, +1)
             continue
+        diff = []                   # the same keys: (k, change) where it changed
         for i in range(0, len(fb), 2):
             d = fb[i + 1] - fa[i + 1]
             if d:
-                k = fb[i]
-                n = mine.get(k, 0) + d
-                if n:
-                    mine[k] = n
-                else:
-                    mine.pop(k, None)
+                diff += (fb[i], d)
+        _add_flat(mine, tuple(diff), +1)
 
 
 def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, list[Copy]]:

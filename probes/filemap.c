@@ -473,9 +473,7 @@ static __always_inline void io_acc(u32 dev, u64 ino, u64 cg, u64 evicted, u64 ev
 #endif
 }
 
-/* An insertion: io_current follows its file; the counts it held for the
- * previous file go to io_slots first (busy across the move, so a flush
- * that interrupts it runs again instead of missing them). */
+/* this CPU's io_current line, and the CPU's number (its part of io_log) */
 static __always_inline struct io_cur *io_cur_of_cpu(u32 *cpu)
 {
     *cpu = bpf_get_smp_processor_id();
@@ -506,6 +504,9 @@ static __always_inline void io_log_append(struct io_cur *c, u32 cpu, u32 dev, u6
     io_acc(dev, ino, cg, 0, 0, readahead, read_folio, mc);
 }
 
+/* An insertion: io_current follows its file; the counts it held for the
+ * previous file go to io_log first (busy across the move, so a flush that
+ * interrupts it runs again instead of missing them). */
 static __always_inline void io_cur_follow(u32 dev, u64 ino, u64 cg, struct mark_ctx *mc)
 {
 #if IO_SLOTS > 0

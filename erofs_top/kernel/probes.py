@@ -120,18 +120,8 @@ class TracepointSource:
         delete_big_folio: one chunk per run), loaded now and installed before
         any mount is watched; until then such evictions count as lost pages."""
         from bcc import BPF     # noqa: deferred, as BPF above
-        t = time.monotonic()
-        try:
-            fn = self.bpf.load_func(b"delete_big_folio", BPF.TRACEPOINT)
-            self.bpf[b"big_folio_progs"][ct.c_int(0)] = ct.c_int(fn.fd)
-        except Exception as e:
-            self._attached = False
-            self.bpf.cleanup()
-            msg = str(e).strip().splitlines()
-            raise CollectorError(f"BPF program delete_big_folio failed to load: "
-                                 f"{msg[-1] if msg else e} (run `erofs-top doctor`)") from None
-        finally:
-            self.startup.add(startup.LOAD, time.monotonic() - t)
+        (fn,) = self._load_unattached((b"delete_big_folio",), BPF.TRACEPOINT)
+        self.bpf[b"big_folio_progs"][ct.c_int(0)] = ct.c_int(fn.fd)
 
     def _load_flusher(self) -> slots.SlotFlusher | None:
         """The program that empties the per-CPU io slots (kernel/slots.py),
@@ -139,19 +129,26 @@ class TracepointSource:
         if not self._sys_bpf:
             return None
         from bcc import BPF     # noqa: deferred, as BPF above
+        fn, log_fn = self._load_unattached((b"flush_io_slots", b"flush_io_log"),
+                                           BPF.RAW_TRACEPOINT)
+        return slots.SlotFlusher(fn.fd, self._sys_bpf, log_fn.fd)
+
+    def _load_unattached(self, names: tuple[bytes, ...], prog_type: int) -> list:
+        """Programs of probes/filemap.c that are never attached (tail calls,
+        flushes run from user space), loaded (verified) now; a failure stops
+        the source with the verifier's last line."""
         t = time.monotonic()
         try:
-            fn = self.bpf.load_func(b"flush_io_slots", BPF.RAW_TRACEPOINT)
-            log_fn = self.bpf.load_func(b"flush_io_log", BPF.RAW_TRACEPOINT)
+            return [self.bpf.load_func(name, prog_type) for name in names]
         except Exception as e:
             self._attached = False
             self.bpf.cleanup()
             msg = str(e).strip().splitlines()
-            raise CollectorError(f"BPF programs flush_io_slots, flush_io_log failed to load: "
-                                 f"{msg[-1] if msg else e} (run `erofs-top doctor`)") from None
+            what = ", ".join(n.decode() for n in names)
+            raise CollectorError(f"BPF program{'s' if len(names) > 1 else ''} {what} failed to "
+                                 f"load: {msg[-1] if msg else e} (run `erofs-top doctor`)") from None
         finally:
             self.startup.add(startup.LOAD, time.monotonic() - t)
-        return slots.SlotFlusher(fn.fd, self._sys_bpf, log_fn.fd)
 
     def _init_read_state(self) -> None:
         self._chunk_gc = maps.EmptyChunkGC(self.bpf[b"chunks"])

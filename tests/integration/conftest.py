@@ -82,3 +82,15 @@ def _no_leftovers():
     if _blocker() is None:
         left = set(leftovers()) - before
         assert not left, f"tests left these behind: {sorted(left)}"
+
+
+@pytest.fixture
+def one_cpu():
+    """This process (and the readers it starts) on its first allowed CPU: the
+    per-CPU buffers' tests put every event on the CPU they then flush."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(old)})
+    try:
+        yield min(old)
+    finally:
+        os.sched_setaffinity(0, old)

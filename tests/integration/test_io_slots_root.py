@@ -19,47 +19,17 @@ import pytest
 
 from erofs_top import pagecache
 from erofs_top.kernel import maps, slots
-from erofs_top.workload import build_image, drop_file_cache, make_tree
+from erofs_top.workload import drop_file_cache
+
+from readers import KiB, READ_ALL, mount_files
 
 pytestmark = pytest.mark.root
-KiB = 1 << 10
-
-# one process in the cgroup reads every file given (whole, pread)
-_READ_ALL = r"""
-import os, sys
-for path in sys.argv[1:]:
-    fd = os.open(path, os.O_RDONLY)
-    while os.read(fd, 1 << 20):
-        pass
-    os.close(fd)
-"""
-
-
-@pytest.fixture
-def one_cpu():
-    """This process (and the readers it starts) on its first allowed CPU."""
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(old)})
-    try:
-        yield min(old)
-    finally:
-        os.sched_setaffinity(0, old)
-
-
-def _mount(stack, n_files: int, size: int):
-    files = {f"f{i:04d}.bin": size + (i % 7) * 4 * KiB for i in range(n_files)}
-    img = build_image(make_tree(stack.dir / "src", files), stack.dir / "img.erofs")
-    m = stack.mount(img, "slots")
-    paths = [m.path(name) for name in files]
-    for p in paths:
-        drop_file_cache(p)
-    return m, paths
 
 
 def _read_then_evict(cgroup, paths, expect: dict) -> None:
     """Insert (a reader in cgroup) then evict (here) every file, adding the
     pages resident right before the eviction to expect[(ino, cgroup id)]."""
-    cgroup.run([sys.executable, "-S", "-c", _READ_ALL, *map(str, paths)])
+    cgroup.run([sys.executable, "-S", "-c", READ_ALL, *map(str, paths)])
     for p in paths:
         key = (os.stat(p).st_ino, cgroup.id)
         expect[key] = expect.get(key, 0) + pagecache.file_resident_pages(p)
@@ -88,7 +58,7 @@ def _collector():
 
 
 def _run(stack, cgroup_prefix, n_files: int, size: int) -> None:
-    m, paths = _mount(stack, n_files, size)
+    m, paths = mount_files(stack, "slots", n_files, size, 7)
     a, b = stack.cgroup(f"{cgroup_prefix}/a"), stack.cgroup(f"{cgroup_prefix}/b")
     col = _collector()
     try:
