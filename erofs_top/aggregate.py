@@ -219,17 +219,22 @@ class Aggregator:
         given = readings.chunks_by_file
         if given is not None:
             by_file = given     # read here only, not kept (each entry keeps its list)
-            # the files whose list is not the one of the previous read (set
-            # operations on ids, in C: the old lists are alive, ids are unique)
-            key_of = dict(zip(map(id, by_file.values()), by_file.keys()))
-            fresh = key_of.keys() - self.input_ids
-            if len(fresh) > len(key_of) // 8:       # many (a first read): in the source's order
-                candidates = [k for i, k in key_of.items() if i in fresh]
-            else:
-                candidates = [key_of[i] for i in fresh]
             # kept for the next read only if it may come without the hint
             # (a source that names what changed does so from its first read)
-            self.input_ids = key_of.keys() if readings.changed_files is None else {}.keys()
+            keep_ids = readings.changed_files is None
+            if not self.entries and not keep_ids:       # a first read: every file is new
+                candidates = by_file.keys()
+                self.input_ids = {}.keys()
+            else:
+                # the files whose list is not the one of the previous read (set
+                # operations on ids, in C: the old lists are alive, ids are unique)
+                key_of = dict(zip(map(id, by_file.values()), by_file.keys()))
+                fresh = key_of.keys() - self.input_ids
+                if len(fresh) > len(key_of) // 8:   # many (a first read): in the source's order
+                    candidates = [k for i, k in key_of.items() if i in fresh]
+                else:
+                    candidates = [key_of[i] for i in fresh]
+                self.input_ids = key_of.keys() if keep_ids else {}.keys()
         else:
             by_file = group_chunks(readings.chunks)
             candidates = by_file.keys()
