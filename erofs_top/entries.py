@@ -132,6 +132,15 @@ def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
 
 
 def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
+    """The entry of one file from its PageChunks (the source's list, kept as
+    its ``input``)."""
+    e = _one_owner_entry(dev, ino, pcs)
+    return _any_chunk_entry(dev, ino, pcs) if e is None else e
+
+
+def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
+    """chunk_entry of any file: several cgroups, seeded pages, a chunk in
+    more than one PageChunk (tests/unit/test_one_owner.py compares the two)."""
     e = Entry(dev, ino)
     e.input = pcs
     chunks = e.chunks
@@ -160,6 +169,28 @@ def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
     owner = _one_owner(chunks)
     if owner is not None:
         e.owner, e.chunks = owner, None
+    return e
+
+
+def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
+    """chunk_entry of most files, in one pass: one PageChunk per chunk, each
+    inserted by the same one cgroup (pages in each), nothing seeded.  None
+    for any other file (chunk_entry's general path)."""
+    owner = None
+    union: dict[int, int] = {}
+    for pc in pcs:
+        owners = pc.owners
+        if len(owners) != 1 or pc.seeded_mask:
+            return None
+        (cg, m), = owners.items()
+        if not m or (owner is not None and cg != owner) or pc.chunk in union:
+            return None
+        owner = cg
+        union[pc.chunk] = m
+    if owner is None:
+        return None
+    e = Entry(dev, ino, None, union=union, owner=owner)
+    e.input = pcs
     return e
 
 
