@@ -324,7 +324,10 @@ class Aggregator:
         entries = self.entries
         if len(keys) < len(entries) // 8:
             return keys
-        out = [k for k in entries if k in keys]
+        if len(keys) >= len(entries) and keys.issuperset(entries.keys()):     # in C
+            out = list(entries)         # a full pass: every entry
+        else:
+            out = [k for k in entries if k in keys]
         if len(out) < len(keys):
             out += [k for k in keys if k not in entries]
         return out
