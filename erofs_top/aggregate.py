@@ -239,8 +239,10 @@ class Aggregator:
             by_file = group_chunks(readings.chunks)
             candidates = by_file.keys()
             self.input_ids = {}.keys()
-        changed: set[tuple] = set()
         entries = self.entries
+        if not entries:
+            return self._put_new(candidates, by_file)
+        changed: set[tuple] = set()
         added = 0
         for key in candidates:
             pcs = by_file[key]
@@ -258,6 +260,24 @@ class Aggregator:
                     self._put(key, None)
                     changed.add(key)
         return changed
+
+    def _put_new(self, keys, by_file: dict) -> set[tuple]:
+        """_put of every file when nothing is kept (a first read, a full
+        pass): the same entries, dev sets and slices, in one loop."""
+        entries, dev_keys, slices = self.entries, self.dev_keys, self.slices
+        n = len(slices) if self.recheck_slices else 0
+        for key in keys:
+            e = chunk_entry(key[0], key[1], by_file[key])
+            e.mount = _UNRESOLVED
+            entries[key] = e
+            s = dev_keys.get(key[0])
+            if s is None:
+                dev_keys[key[0]] = {key}
+            else:
+                s.add(key)
+            if n:
+                slices[hash(key) % n].append(key)
+        return set(entries)
 
     def _read_shared(self, readings: Readings) -> set[tuple]:
         """Shared inodes (few): compared at every refresh."""
