@@ -76,28 +76,28 @@ class Aggregator:
         # keys by recheck slice, appended when an entry appears (8 B a key, not a
         # set's ~80): gone and repeated keys are dropped when the slice is due
         self.slices: list[list[tuple]] = [[] for _ in range(max(1, recheck_slices))]
+        # key -> Entry; the entry also keeps what would otherwise be five more
+        # dicts by key (its input, size and content group, Contribution)
         self.entries: dict[tuple, Entry] = {}
-        self.inputs: dict[tuple, object] = {}           # key -> its PageChunks / SharedInode
+        self.gone: dict[tuple, Entry] = {}      # this refresh's entries dropped: their index state
+        self.files_live = 0                     # entries with a Contribution
         self.dev_keys: dict[int, set[tuple]] = {}       # dev -> entry keys
         self.mount_sigs: dict[int, tuple | None] = {}
         # file size -> live regular entries, content key -> live entries: most
         # groups are small (a size or a content of 1-4 files), kept as a tuple
         # (48-112 B) until they grow (a set: 216 B and up); _add_small
         self.size_keys: dict[int, tuple | set[tuple]] = {}
-        self.size_of: dict[tuple, int] = {}
         self.pending_sizes: dict[int, int] = {}         # size -> identities pending
         self.ckey_keys: dict[str, tuple | set[tuple]] = {}
-        self.ckey_of: dict[tuple, str] = {}
         self.redundant: dict[str, int] = {}             # content key -> redundant pages
         self.mergeable: dict[str, list[list[Entry]]] = {}
-        self.contrib: dict[tuple, Contribution] = {}
         self.acc = Accumulators()
         self.ranking = Ranking()
         self.holder_rows: dict[int, object] = {}   # dev -> MountHolders (rows.py)
         self.cgroup_mounts: dict[int, list[str]] = {}   # cg -> its mounts' names (rows.py)
         self.input_ids = {}.keys()          # ids of the per-file lists last read
         self.hinted_base = False            # the last read had chunks_by_file: a hint applies
-        self.shared_keys: set[tuple] = set()    # live shared inodes' keys in inputs
+        self.shared_keys: set[tuple] = set()    # live shared inodes' keys
         self.io = IoSums()
         self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
@@ -129,10 +129,11 @@ class Aggregator:
     def _update(self, readings, mounts, cgroups, content, *, tier, started_at, files_cap,
                 kernel) -> Model:
         self.refreshes += 1
-        self.full_pass = not self.contrib
+        self.full_pass = not self.files_live
+        self.gone = {}
         health = _health(readings, files_cap)
         changed = self._read_entries(readings)
-        if self.contrib and len(changed) > len(self.entries) // 3:
+        if self.files_live and len(changed) > len(self.entries) // 3:
             # much of it changed: deltas (old out, new in) would cost more than a fresh start
             refreshes, read_log = self.refreshes, self.read_log
             self.__dict__.update(Aggregator(self.recheck_slices).__dict__)
@@ -148,11 +149,17 @@ class Aggregator:
                                    f"(hashing is rate-limited); their duplicates show later")
         touched = self._duplicates(changed | rekeyed)
         self._attribute(touched)
+        self.gone = {}
         self.io.update(readings)
         saved = self._savings(touched, readings, mounts, content, health)
         return build_model(self, readings, mounts, cgroups, saved, health, tier=tier,
                            started_at=started_at, kernel=kernel,
                            top=self.ranking.top(files_cap, self.contrib))
+
+    @property
+    def contrib(self) -> _Contribs:
+        """key -> Contribution of the live entries (kept in the entries)."""
+        return _Contribs(self)
 
     # ---------------------------------------------------------- phase 1: entries
     def _read_entries(self, readings: Readings) -> set[tuple]:
@@ -167,9 +174,9 @@ class Aggregator:
         self.hinted_base = given is not None
         changed |= self._read_shared(readings)
         if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
-            inputs = self.inputs
+            entries = self.entries
             for key in self._due_slice(changed):
-                inp = inputs[key]
+                inp = entries[key].input
                 self._put(key, shared_entry(inp) if key[0] == "shared"
                           else chunk_entry(key[0], key[1], inp), fresh=True)
                 changed.add(key)
@@ -190,21 +197,19 @@ class Aggregator:
         """The source named the files that may differ since its previous read
         (``Readings.changed_files``): only those are looked at."""
         changed: set[tuple] = set()
-        inputs = self.inputs
+        entries = self.entries
         for key in changed_files:
             pcs = given.get(key)
-            old = inputs.get(key)
+            e = entries.get(key)
             if pcs is None:
-                if old is not None:
-                    del inputs[key]
+                if e is not None:
                     self._put(key, None)
                     changed.add(key)
-            elif not same_input(old, pcs):
-                inputs[key] = pcs
+            elif e is None or not same_input(e.input, pcs):
                 self._put(key, chunk_entry(key[0], key[1], pcs))
                 changed.add(key)
             else:
-                inputs[key] = pcs
+                e.input = pcs
         self.input_ids = {}.keys()      # a later read without the hint compares by value
         return changed
 
@@ -213,57 +218,83 @@ class Aggregator:
         not the objects of the previous read are compared by value."""
         given = readings.chunks_by_file
         if given is not None:
-            # (copy(): a source's view (kernel/maps.py DictSnapshot) copies in C too)
-            by_file: dict[tuple, object] = given.copy()
-            # the files whose list is not the one of the previous read (set
-            # operations on ids, in C: the old lists are alive, ids are unique)
-            key_of = dict(zip(map(id, by_file.values()), by_file.keys()))
-            fresh = key_of.keys() - self.input_ids
-            if len(fresh) > len(key_of) // 8:       # many (a first read): in the source's order
-                candidates = [k for i, k in key_of.items() if i in fresh]
+            by_file = given     # read here only, not kept (each entry keeps its list)
+            # kept for the next read only if it may come without the hint
+            # (a source that names what changed does so from its first read)
+            keep_ids = readings.changed_files is None
+            if not self.entries and not keep_ids:       # a first read: every file is new
+                candidates = by_file.keys()
+                self.input_ids = {}.keys()
             else:
-                candidates = [key_of[i] for i in fresh]
-            self.input_ids = key_of.keys()
+                # the files whose list is not the one of the previous read (set
+                # operations on ids, in C: the old lists are alive, ids are unique)
+                key_of = dict(zip(map(id, by_file.values()), by_file.keys()))
+                fresh = key_of.keys() - self.input_ids
+                if len(fresh) > len(key_of) // 8:   # many (a first read): in the source's order
+                    candidates = [k for i, k in key_of.items() if i in fresh]
+                else:
+                    candidates = [key_of[i] for i in fresh]
+                self.input_ids = key_of.keys() if keep_ids else {}.keys()
         else:
             by_file = group_chunks(readings.chunks)
             candidates = by_file.keys()
             self.input_ids = {}.keys()
+        entries = self.entries
+        if not entries:
+            return self._put_new(candidates, by_file)
         changed: set[tuple] = set()
-        old_inputs = self.inputs
         added = 0
         for key in candidates:
             pcs = by_file[key]
-            old = old_inputs.get(key)
-            if old is None:
+            e = entries.get(key)
+            if e is None:
                 added += 1
-            if not same_input(old, pcs):
-                self._put(key, chunk_entry(key[0], key[1], pcs))
-                changed.add(key)
-        if len(old_inputs) - len(self.shared_keys) > len(by_file) - added:   # some are gone
-            for key in old_inputs.keys() - by_file.keys():
+            elif same_input(e.input, pcs):
+                e.input = pcs
+                continue
+            self._put(key, chunk_entry(key[0], key[1], pcs))
+            changed.add(key)
+        if len(entries) - len(self.shared_keys) > len(by_file):     # some are gone
+            for key in entries.keys() - by_file.keys():
                 if key[0] != "shared":
                     self._put(key, None)
                     changed.add(key)
-        for key in self.shared_keys:        # kept: _read_shared decides
-            by_file[key] = old_inputs[key]
-        self.inputs = by_file
         return changed
+
+    def _put_new(self, keys, by_file: dict) -> set[tuple]:
+        """_put of every file when nothing is kept (a first read, a full
+        pass): the same entries, dev sets and slices, in one loop."""
+        entries, dev_keys, slices = self.entries, self.dev_keys, self.slices
+        n = len(slices) if self.recheck_slices else 0
+        for key in keys:
+            e = chunk_entry(key[0], key[1], by_file[key])
+            e.mount = _UNRESOLVED
+            entries[key] = e
+            s = dev_keys.get(key[0])
+            if s is None:
+                dev_keys[key[0]] = {key}
+            else:
+                s.add(key)
+            if n:
+                slices[hash(key) % n].append(key)
+        return set(entries)
 
     def _read_shared(self, readings: Readings) -> set[tuple]:
         """Shared inodes (few): compared at every refresh."""
         changed: set[tuple] = set()
-        inputs = self.inputs
+        entries = self.entries
         now: set[tuple] = set()
         for si in readings.shared:
             key = ("shared", si.mapping)
             now.add(key)
-            old = inputs.get(key)
+            e = entries.get(key)
+            old = None if e is None else e.input
             if old is None or (old is not si and old != si):
                 self._put(key, shared_entry(si))
                 changed.add(key)
-            inputs[key] = si
+            else:
+                e.input = si
         for key in self.shared_keys - now:
-            del inputs[key]
             self._put(key, None)
             changed.add(key)
         self.shared_keys = now
@@ -272,7 +303,9 @@ class Aggregator:
     def _put(self, key: tuple, e: Entry | None, fresh: bool = False) -> None:
         """Replace (or drop, e None) an entry; a rebuilt entry keeps the
         resolution and content key of the one it replaces (same file),
-        unless ``fresh``."""
+        unless ``fresh``.  What the indexes and sums count for the key goes
+        with it (to ``gone`` for an entry dropped: the later phases take it
+        out)."""
         old = self.entries.pop(key, None)
         same_dev = old is not None and e is not None and old.dev == e.dev
         if old is not None and not same_dev:
@@ -281,7 +314,12 @@ class Aggregator:
             if not keys:
                 del self.dev_keys[old.dev]
         if e is None:
+            if old is not None:
+                self.gone[key] = old
             return          # its key leaves its slice's list when the slice is due
+        held = old if old is not None else self.gone.pop(key, None)    # (back in one refresh)
+        if held is not None:
+            e.size_idx, e.ckey_idx, e.contrib = held.size_idx, held.ckey_idx, held.contrib
         if same_dev and not fresh and old.ino == e.ino:
             e.mount, e.info, e.content_key = old.mount, old.info, old.content_key
         else:
@@ -306,7 +344,10 @@ class Aggregator:
         entries = self.entries
         if len(keys) < len(entries) // 8:
             return keys
-        out = [k for k in entries if k in keys]
+        if len(keys) >= len(entries) and keys.issuperset(entries.keys()):     # in C
+            out = list(entries)         # a full pass: every entry
+        else:
+            out = [k for k in entries if k in keys]
         if len(out) < len(keys):
             out += [k for k in keys if k not in entries]
         return out
@@ -348,12 +389,14 @@ class Aggregator:
         re-resolved or have identities pending.  Returns (entries whose key
         changed, pending)."""
         dirty = dict.fromkeys(self.pending_sizes)     # ordered (see _in_order)
-        entries = self.entries
+        entries, gone = self.entries, self.gone
         for key in self._in_order(changed):
-            e = entries.get(key)
+            e = held = entries.get(key)
+            if e is None:
+                held = gone.get(key)        # (the size group it is still counted in)
             size = e.info.size if (e is not None and e.union and e.info and e.info.regular
                                    and e.info.size > 0) else None
-            old = self.size_of.get(key)
+            old = None if held is None else held.size_idx
             if old == size:
                 if size is not None and key in redo:
                     dirty.setdefault(size)
@@ -361,10 +404,10 @@ class Aggregator:
             if old is not None:
                 _drop_small(self.size_keys, old, key)
                 dirty.setdefault(old)
-                del self.size_of[key]
+                held.size_idx = None
             if size is not None:
                 _add_small(self.size_keys, size, key)
-                self.size_of[key] = size
+                e.size_idx = size
                 dirty.setdefault(size)
             elif e is not None:
                 e.content_key = ""
@@ -390,21 +433,23 @@ class Aggregator:
         """Duplicate masks of the content groups with a changed member.
         Returns every entry whose attribution may have changed."""
         dirty: dict[str, None] = {}     # ordered (see _in_order)
-        entries, ckey_of, ckey_keys = self.entries, self.ckey_of, self.ckey_keys
+        entries, gone, ckey_keys = self.entries, self.gone, self.ckey_keys
         for key in self._in_order(changed):
-            e = entries.get(key)
+            e = held = entries.get(key)
+            if e is None:
+                held = gone.get(key)        # (the content group it is still counted in)
             ck = e.content_key if (e is not None and e.union) else ""
-            old = ckey_of.get(key, "")
+            old = "" if held is None else held.ckey_idx
             if old:
                 dirty[old] = None
                 if old != ck:
                     _drop_small(ckey_keys, old, key)
-                    del ckey_of[key]
+                    held.ckey_idx = ""
             if ck:
                 dirty[ck] = None
                 if old != ck:
                     _add_small(ckey_keys, ck, key)
-                    ckey_of[key] = ck
+                    e.ckey_idx = ck
             elif e is not None:
                 e.dup = NONE
                 e.in_group = False
@@ -441,15 +486,21 @@ class Aggregator:
     def _attribute(self, touched: set[tuple]) -> None:
         """Subtract the old contribution of every touched entry, add its new
         one; keep the ranking of the largest files current."""
-        acc, contrib, entries, special = self.acc, self.contrib, self.entries, self.special
+        acc, entries, gone, special = self.acc, self.entries, self.gone, self.special
         ranking = self.ranking
-        if not contrib and not ranking.valid:
+        if not self.files_live and not ranking.valid:
             self._attribute_all(touched)
             return
+        live = 0
         for key in self._in_order(touched):
-            old = contrib.pop(key, None)
-            e = entries.get(key)
-            c = Contribution(e) if e is not None and e.union else None
+            e = held = entries.get(key)
+            if e is None:
+                held = gone.get(key)
+                if held is None:
+                    continue
+            old = held.contrib
+            c = held.contrib = Contribution(e) if e is not None and e.union else None
+            live += (c is not None) - (old is not None)
             if old is not None:
                 if c is not None:
                     acc.replace(old, c)         # apply(old, -1), apply(c, +1)
@@ -460,24 +511,25 @@ class Aggregator:
             elif c is not None:
                 acc.apply(c, +1)
             if c is not None:
-                contrib[key] = c
                 ranking.offer(key, c.rank)
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
+        self.files_live += live
 
     def _attribute_all(self, touched: set[tuple]) -> None:
         """_attribute with nothing kept (a full pass): every contribution is
         new, the sums are made in one go (Accumulators.add_new), and the
         ranking, not valid yet, is made when asked."""
-        contrib, entries, special = self.contrib, self.entries, self.special
+        entries, special = self.entries, self.special
         made = []
         for key in self._in_order(touched):
             e = entries.get(key)
             if e is not None and e.union:
-                c = contrib[key] = Contribution(e)
+                c = e.contrib = Contribution(e)
                 made.append(c)
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
+        self.files_live += len(made)
         self.acc.add_new(made)
 
     # ---------------------------------------------------------- phase 6: savings
@@ -552,6 +604,28 @@ class Ranking:
             del self.reserve[files_cap * self.RESERVE:]      # trim: the bound comes down
             self.bound = self.reserve[-1]
         return self.reserve[:files_cap]
+
+
+class _Contribs:
+    """key -> Contribution of the live entries, read only (rows, Ranking):
+    the Contributions are kept in the entries, not in a dict of their own."""
+    __slots__ = ("agg",)
+
+    def __init__(self, agg: Aggregator):
+        self.agg = agg
+
+    def __getitem__(self, key: tuple) -> Contribution:
+        c = self.agg.entries[key].contrib
+        if c is None:
+            raise KeyError(key)
+        return c
+
+    def __len__(self) -> int:
+        return self.agg.files_live
+
+    def values(self):
+        return (c for c in map(attrgetter("contrib"), self.agg.entries.values())
+                if c is not None)
 
 
 class _Unresolved:

@@ -56,6 +56,7 @@ def _plain_sums(chunks: dict[int, dict[int, int]]) -> tuple[int, dict[int, int]]
     return resident, per
 
 
+_bit_count = int.bit_count
 _SUMS: dict[tuple, tuple] = {}     # cg_sums tuples interned (equal ones: one object)
 _SUMS_MAX = 1 << 16                 # then started anew: cgroups come and go
 
@@ -91,18 +92,19 @@ class Contribution:
             # most files: nothing seeded, and no page duplicated or every
             # resident page duplicated (dup is the union itself)
             if e.owner is not None:         # one cgroup inserted every page
-                resident = sum(m.bit_count() for m in e.union.values())
-                per = {e.owner: resident}
+                resident = sum(map(_bit_count, e.union.values()))
+                dup = resident if dups else 0
+                sums = (e.owner, resident, dup, 0)
             else:
                 resident, per = _plain_sums(e.chunks)
-            if dups:
-                dup = resident
-                sums = tuple(x for cg, r in per.items() for x in (cg, r, r, 0))
-            elif len(per) == 1:
-                for cg, r in per.items():
-                    sums = (cg, r, 0, 0)
-            else:
-                sums = tuple(x for cg, r in per.items() for x in (cg, r, 0, 0))
+                if dups:
+                    dup = resident
+                    sums = tuple(x for cg, r in per.items() for x in (cg, r, r, 0))
+                elif len(per) == 1:
+                    for cg, r in per.items():
+                        sums = (cg, r, 0, 0)
+                else:
+                    sums = tuple(x for cg, r in per.items() for x in (cg, r, 0, 0))
             self.cg_sums = _interned(sums)
         else:
             per_cg: dict[int, tuple[int, int, int]] = {}     # cg -> (resident, dup, seeded)

@@ -86,3 +86,30 @@ def test_compact_entries_are_made():
     assert owners_by_chunk(e) == {0: {5: 0b1011}, 3: {5: 1 << 63}}
     two = chunk_entry(1, 2, [PageChunk(1, 2, 0, {5: 1}), PageChunk(1, 2, 1, {6: 1})])
     assert two.owner is None and two.chunks == {0: {5: 1}, 1: {6: 1}}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_owner_fast_path_equals_the_general_one(seed):
+    """chunk_entry's one-pass path for one-owner files (_one_owner_entry)
+    builds what the general path (_any_chunk_entry) builds from the same
+    PageChunks; files it does not take (several cgroups, seeded pages, a
+    chunk in two PageChunks, an empty mask) are left to the general path."""
+    from erofs_top.entries import _any_chunk_entry, _one_owner_entry
+    rng = random.Random(seed)
+    taken = left = 0
+    for ino in range(300):
+        pcs, _ = _chunks(rng, 7, ino, None)
+        if rng.random() < 0.05:
+            pcs.append(PageChunk(7, ino, 9, {rng.choice(CGS): 0}))
+        fast = _one_owner_entry(7, ino, pcs)
+        slow = _any_chunk_entry(7, ino, pcs)
+        if fast is None:
+            left += 1
+            assert slow.owner is None or slow.seeded or len(pcs) != len(slow.union) \
+                or any(0 in pc.owners.values() for pc in pcs)
+            continue
+        taken += 1
+        assert (fast.owner, fast.chunks, fast.union, dict(fast.seeded), fast.input) == \
+            (slow.owner, slow.chunks, slow.union, dict(slow.seeded), slow.input)
+        assert list(fast.union) == list(slow.union)         # the same order
+    assert taken > 50 and left > 50
