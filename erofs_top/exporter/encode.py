@@ -68,12 +68,8 @@ class LineCache:
         if len(self.prefixes) > MAX_KEPT:
             self.prefixes = {}
         out: list[str] = []
-        # id(labels dict) -> (the dict, its items): a dict several samples
-        # share (a container's, FamilyBuilder) is taken apart once; the dict
-        # kept alongside keeps its id from being reused during this call
-        items: dict[int, tuple] = {}
         for metric in registry.collect():
-            out.append(self._metric(metric, items))
+            out.append(self._metric(metric))
         out.append(self.trailer)
         return "".join(out).encode("utf-8")
 
@@ -83,7 +79,7 @@ class LineCache:
             raise ValueError(f"encoder output for {metric.name} does not end in its trailer")
         return body[:len(body) - len(self.trailer)]
 
-    def _metric(self, metric: Metric, items: dict[int, tuple]) -> str:
+    def _metric(self, metric: Metric) -> str:
         hkey = (metric.name, metric.type, metric.documentation, metric.unit)
         header = self.headers.get(hkey)
         if header is None:
@@ -94,11 +90,7 @@ class LineCache:
             if s.timestamp is not None or s.exemplar is not None or s.value is None \
                     or getattr(s, "native_histogram", None) is not None:
                 return self._encode(metric)      # not one line ending in its value
-            labels = s.labels
-            kept = items.get(id(labels))
-            if kept is None or kept[0] is not labels:
-                kept = items[id(labels)] = (labels, tuple(labels.items()))
-            key = (hkey[:2], s.name, kept[1])
+            key = (hkey[:2], s.name, tuple(s.labels.items()))
             prefix = prefixes.get(key, "")
             if prefix == "":
                 prefix = prefixes[key] = self._prefix(metric, header, s)

@@ -115,10 +115,12 @@ class _Fleeting:
 
 
 @pytest.mark.parametrize("accept", ACCEPTS)
-def test_labels_dicts_are_told_apart_by_identity_not_id(accept):
-    """LineCache takes a labels dict apart once per call, found by id():
-    a dict that died and whose id another took must not lend it its
-    labels (the kept dict stays alive through the call)."""
+def test_labels_dicts_are_told_apart_by_value_not_id(accept):
+    """Labels dicts shared by samples (FamilyBuilder's, one per container
+    row) and dicts that die mid-body (their ids taken by the next): a kept
+    line is found by the labels' values.  (A per-body memo of each dict's
+    items by id() without keeping the dict failed here; it did not pay
+    either: docs/performance.md.)"""
     encoder, _ = choose_encoder(accept)
     cached = LineCache(encoder)
     reg = CollectorRegistry(auto_describe=False)
