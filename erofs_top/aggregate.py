@@ -418,7 +418,8 @@ class Aggregator:
                 self.size_keys.pop(size, None)
                 self.pending_sizes.pop(size, None)
                 continue
-            group = sorted((entries[k] for k in keys), key=_ORDER)
+            group = [entries[k] for k in keys]
+            group.sort(key=_ORDER)
             before = [e.content_key for e in group]
             pending = content_group_keys(group, content)
             if pending:
@@ -463,7 +464,8 @@ class Aggregator:
                 self.dirty_groups.update(
                     dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
                 continue
-            group = sorted((entries[k] for k in keys), key=_ORDER)
+            group = [entries[k] for k in keys]
+            group.sort(key=_ORDER)
             old_groups = self.mergeable.get(ck, ())
             # a member that did not change contributes the same unless its
             # duplicate pages do (the only thing the group gives it); in a

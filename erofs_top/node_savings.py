@@ -63,12 +63,16 @@ def _copy(e: Entry, image_pages, managed_pages, meta_pages) -> Copy:
     """``image_pages``/``managed_pages``/``meta_pages``: the content
     resolver's, or None (resolvers without them: unknown)."""
     m = e.mount
+    if m is None:
+        return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, None, None, False,
+                    None, -1, owner=e.owner)
     img = image_key(m)
-    mm = managed_pages(m, e.ino) if (managed_pages is not None and m is not None) else None
+    mm = managed_pages(m, e.ino) if managed_pages is not None else None
     pm = image_pages(m, e.ino) if (img and image_pages is not None) else None
     meta = meta_pages(m, e.ino) if (img and meta_pages is not None) else None
+    image = m.image
     return Copy((e.dev, e.ino, e.shared_mapping), e.union, e.chunks, img, pm,
-                bool(m and m.image and m.image.ishare_xattrs),
+                bool(image and image.ishare_xattrs),
                 None if mm is None else (managed_key(e.dev), mm),
                 -1 if meta is None else meta.inode_page, owner=e.owner)
 
@@ -138,13 +142,24 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
     inode), ``domains`` (a + c: the shared inodes of one content in different
     domains merge too), ``rebuild`` (a + b + c: images without fingerprints
     rebuilt).  Shared inodes come first, largest first: they keep their pages."""
+    image_pages, managed_pages, meta_pages = _map_fns(content)
+    if not any(e.shared_mapping for e in members):      # the usual group: stock copies only
+        copies = [_copy(e, image_pages, managed_pages, meta_pages) for e in members]
+        ready = [c for c in copies if c.fingerprinted]
+        return {"rebuild": copies, "now": ready, "domains": list(ready)}
     shared = sorted((e for e in members if e.shared_mapping),
                     key=lambda e: (-e.resident_pages(), e.shared_mapping))
-    fns = tuple(getattr(content, f, None) for f in ("image_pages", "managed_pages", "meta_pages"))
-    first = [_copy(e, *fns) for e in shared]
-    stock_copies = [_copy(e, *fns) for e in members if not e.shared_mapping]
+    first = [_copy(e, image_pages, managed_pages, meta_pages) for e in shared]
+    stock_copies = [_copy(e, image_pages, managed_pages, meta_pages)
+                    for e in members if not e.shared_mapping]
     ready = [c for c in stock_copies if c.fingerprinted]
     return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
+
+
+def _map_fns(content: ContentResolver) -> tuple:
+    """The resolver's image_pages, managed_pages, meta_pages (None for each it lacks)."""
+    return (getattr(content, "image_pages", None), getattr(content, "managed_pages", None),
+            getattr(content, "meta_pages", None))
 
 
 def _same_copies(a: list[Copy], b: list[Copy]) -> bool:

@@ -27,6 +27,7 @@ from typing import Iterable
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     InfoMetricFamily, Metric)
+from prometheus_client.samples import Sample
 
 from erofs_top.model import TIER_SNAPSHOT, Container, Model
 from erofs_top.names import display
@@ -382,16 +383,20 @@ class FamilyBuilder:
         for labels in infos:
             info.add_metric([], labels)
         out.append(info)
+        # one labels dict per row for all its samples (add_metric makes one
+        # per sample; the encoder then takes each dict's labels apart once)
+        labels = [dict(zip(CONTAINER_LABELS, row.labels)) for row in rows]
         for i, (_, key) in enumerate(CONTAINER_GAUGES):
             fam = _family(key)
-            for row in rows:
-                fam.add_metric(row.labels, row.gauges[i])
+            name = fam.name
+            fam.samples = [Sample(name, d, row.gauges[i], None) for row, d in zip(rows, labels)]
             out.append(fam)
         if events:
             fams = [_family(key) for _, key in CONTAINER_COUNTERS]
-            for row in rows:
-                for fam, value in zip(fams, self.container_counters.value(row.labels)):
-                    fam.add_metric(row.labels, value)
+            names = [fam.name + "_total" for fam in fams]      # (CounterMetricFamily's)
+            for row, d in zip(rows, labels):
+                for fam, name, value in zip(fams, names, self.container_counters.value(row.labels)):
+                    fam.samples.append(Sample(name, d, value, None, None))
             out.extend(fams)
         return out, aggregated
 

@@ -41,10 +41,11 @@ def _mount(n, backing, img):
                      backing_ino=5000 + n // 2 if backing != "block" else 0)
 
 
-class FakePageMapContent(StaticContent):
-    """StaticContent plus made-up page maps (file page -> image-file pages)
-    and identities that arrive late: a digest is None until ``step`` reaches
-    the file's ``late`` step (the rate limit of the real resolver)."""
+class LateContent(StaticContent):
+    """StaticContent with identities that arrive late: a digest is None
+    until ``step`` reaches the file's ``late`` step (the rate limit of the
+    real resolver).  No page maps: no group has cache page maps (a resolver
+    without image_pages / managed_pages / meta_pages)."""
 
     def __init__(self, late, **kw):
         super().__init__(**kw)
@@ -55,6 +56,10 @@ class FakePageMapContent(StaticContent):
         if self.late.get((mount.dev, ino), 0) > self.step:
             return None
         return super().digest(mount, ino)
+
+
+class FakePageMapContent(LateContent):
+    """LateContent plus made-up page maps (file page -> image-file pages)."""
 
     def image_pages(self, mount, ino):
         if mount.backing == "block" or (mount.dev, ino) not in self.files:
@@ -71,7 +76,7 @@ class FakePageMapContent(StaticContent):
 class Node:
     """The world the Readings describe, changed at random between refreshes."""
 
-    def __init__(self, rng: random.Random, hint: bool = False):
+    def __init__(self, rng: random.Random, hint: bool = False, maps: bool = True):
         self.rng = rng
         self.hint = hint                # hand over changed_files with by_file readings
         self.prev_lists: dict | None = None
@@ -94,7 +99,8 @@ class Node:
                 content[(m.dev, ino)] = f"{ino % 7:064x}"    # equal content across images
                 if rng.random() < 0.3:
                     late[(m.dev, ino)] = rng.randrange(1, 12)
-        self.content = FakePageMapContent(late, files=files, content=content)
+        self.content = (FakePageMapContent if maps else LateContent)(late, files=files,
+                                                                      content=content)
         self.chunks: dict[tuple, PageChunk] = {}     # (dev, ino, chunk) -> PageChunk
         self.io: dict[tuple, FileIO] = {}
         self.shared: dict[int, SharedInode] = {}
@@ -259,12 +265,14 @@ def _assert_same(got, want, step):
 @pytest.mark.parametrize("ops_per_refresh", [1, 5, 40])
 @pytest.mark.parametrize("recheck", [0, 4])     # 0: only deltas; 4: + a slice re-derived
 @pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
-def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh, recheck, hint):
+@pytest.mark.parametrize("maps", [True, False], ids=["maps", "no-maps"])
+def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh, recheck, hint, maps):
     """hint: the Readings name the files and FileIO rows changed since the
     previous read (Readings.changed_files, io_by_key and changed_io; correct
-    here: a wrong one is the source's bug)."""
+    here: a wrong one is the source's bug).  maps False: a resolver without
+    cache page maps (GroupCache keeps no copies, savings.potential no cache part)."""
     rng = random.Random(seed * 1000 + ops_per_refresh)
-    node = Node(rng, hint)
+    node = Node(rng, hint, maps)
     agg = Aggregator(recheck_slices=recheck)
     cap = rng.choice([3, 10, 200])
     for step in range(30):
