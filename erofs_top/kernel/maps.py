@@ -641,6 +641,8 @@ class ChunkState:
             if (old_pc is not None or was_empty) and _same_value(old_pc, v):
                 continue
             owners = owners_of_value(v)
+            if old_pc is not None:
+                _held_delta(delta, old_pc, -1)
             if owners:
                 seeded = v[-1]
                 pc = _PageChunk(dev, ino, c, owners,
@@ -653,10 +655,8 @@ class ChunkState:
             else:
                 pc = None
                 empty.add((dev, 0, ino, c))
-            if old_pc is not None:
-                _held_delta(delta, old_pc, -1)
-            elif pc is None:
-                continue                        # no pages before or now: no list changes
+                if old_pc is None:
+                    continue                    # no pages before or now: no list changes
             out.append((i, pc))
         return out
 
