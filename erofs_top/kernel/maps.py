@@ -72,7 +72,10 @@ import ctypes as _ct      # noqa: E402
 import itertools as _it   # noqa: E402
 import errno as _errno    # noqa: E402
 import struct as _struct  # noqa: E402
+import operator as _operator  # noqa: E402
 import weakref as _weakref  # noqa: E402
+
+from ..readings import FileIO as _FileIO, PageChunk as _PageChunk  # noqa: E402
 
 # probes/filemap.c struct chunk_key / chunk_val, io_key / io_val (native order);
 # the values' last field, dirty_gen, is the probe's own (skipped: "8x")
@@ -423,15 +426,19 @@ class ChunkState:
     ``held_delta`` for IoState (which keeps the sums in its rows: one dict
     and one lookup per changed key less).
 
+    The PageChunks are kept only in their file's list (by_file): no dict of
+    every entry (~175 B per entry less: a key tuple, its ints and a slot of a
+    600,000-key dict); an entry is found in its file's list by its chunk
+    number (a file's lists are short; one with several changes is indexed
+    once).  Entries without pages are in ``empty``.  A file's PageChunks
+    share its key's ints (dev ints interned): one int per file, not two per
+    entry.
+
     ``update`` takes a whole map (a full read), ``patch`` only the entries the
     probe marked changed (DirtyReader); both return the files whose list may
     have changed (Readings.changed_files)."""
 
     def __init__(self):
-        # (dev, ino, chunk) -> its PageChunk, None for an entry without pages;
-        # the map's value is not kept: a value read again is compared with
-        # the PageChunk it made (owners and seeded pages), ~320 B less per entry
-        self.entries: dict[tuple, object] = {}
         self.by_file: dict[tuple, list] = {}
         self._views = Snapshots(self.by_file)     # Readings.chunks_by_file of past reads
         # (dev, ino, cg) -> change of the inserted pages it holds since IoState took them
@@ -439,6 +446,18 @@ class ChunkState:
         self.empty: set[tuple] = set()            # (dev, 0, ino, chunk): entries without pages
         self.n_chunks = 0                         # PageChunks in by_file
         self.owners_cache = OwnersCache()         # shared owners dicts (renewed at full reads)
+        self.devs: dict[int, int] = {}            # dev -> its one int object
+
+    @property
+    def n_entries(self) -> int:
+        """Map entries: PageChunks and entries without pages."""
+        return self.n_chunks + len(self.empty)
+
+    @property
+    def entries(self) -> "EntriesView":
+        """(dev, ino, chunk) -> PageChunk, None for an entry without pages
+        (a view found through by_file, for tests and counts)."""
+        return EntriesView(self)
 
     def update(self, items) -> set[tuple]:
         """items: ((dev, ino, chunk), CHUNK_VAL tuple) pairs of one read.
@@ -447,58 +466,104 @@ class ChunkState:
             return self._update(items)
 
     def _update(self, items) -> set[tuple]:
-        from ..readings import PageChunk
-        old = self.entries
-        new: dict[tuple, PageChunk | None] = {}
-        dirty: set[tuple] = set()
-        lists: dict[tuple, list] = {}
-        empty: set[tuple] = set()
-        old_get, lists_get = old.get, lists.get
-        added = 0
+        """One pass over the read, one key at a time (no value is kept past
+        its key): a file's entries come in the map's order, the order its
+        list was built in, so its old PageChunks are met at a cursor (the
+        new list's length); a file out of that order (an entry new, gone or
+        without pages) has its old PageChunks indexed by chunk from there."""
         cache = self.owners_cache
         if len(cache) > OWNERS_CACHE_MAX:       # cgroups gone do not stay for ever
             cache = OwnersCache()
-        owners_of_value = cache.owners
+        prev, devs, held = self.by_file, self.devs, self._held
+        prev_get, owners_of_value = prev.get, cache.owners
+        lists: dict[tuple, list] = {}            # file -> its PageChunks of this read
+        lists_get = lists.get
+        by_chunk: dict[tuple, dict] = {}         # file out of order -> {chunk: old PageChunk}
+        dirty: set[tuple] = set()
+        empty: set[tuple] = set()
         for k, v in items:
-            pc = old_get(k, _ABSENT)        # PageChunk, None (no pages) or absent
-            if pc is _ABSENT or not _same_value(pc, v):
-                if pc is not _ABSENT:
-                    self._held(pc, -1)
-                else:
-                    added += 1
-                owners = owners_of_value(v)
-                pc = (PageChunk(k[0], k[1], k[2], owners,
-                                _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
-                      if owners else None)
-                self._held(pc, +1)
-                dirty.add((k[0], k[1]))
-            new[k] = pc
-            if pc is None:
-                empty.add((k[0], 0, k[1], k[2]))
-                continue
             fk = (k[0], k[1])
             lst = lists_get(fk)
-            if lst is None:
-                lists[fk] = [pc]
+            if lst is None:                      # the key the file keeps if new: dev interned
+                fk = (devs.setdefault(k[0], k[0]), k[1])
+                lst = lists[fk] = []
+            old = prev_get(fk)
+            pc = None
+            if old is not None:
+                at = by_chunk.get(fk) if by_chunk else None
+                if at is None:
+                    pos = len(lst)
+                    if pos < len(old) and old[pos].chunk == k[2]:
+                        pc = old[pos]
+                    else:
+                        at = by_chunk[fk] = {p.chunk: p for p in old[pos:]}
+                if at is not None:
+                    pc = at.pop(k[2], None)
+                if pc is not None and _same_value(pc, v):
+                    lst.append(pc)
+                    continue
+                dev, ino = old[0].dev, old[0].ino
+            elif lst:
+                dev, ino = lst[0].dev, lst[0].ino
             else:
+                dev, ino = devs.setdefault(fk[0], fk[0]), fk[1]
+            owners = owners_of_value(v)
+            if pc is not None:                   # its pages changed
+                held(pc, -1)
+                dirty.add(fk)
+                if not owners and fk not in by_chunk:     # not in the list: out of order
+                    by_chunk[fk] = {p.chunk: p for p in old[len(lst) + 1:]}
+            if owners:
+                pc = _PageChunk(dev, ino, k[2], owners,
+                                _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
+                held(pc, +1)
                 lst.append(pc)
-        # entries gone from the map: fewer old keys seen than old entries
-        gone = old.keys() - new.keys() if len(old) > len(new) - added else ()
-        for k in gone:
-            self._held(old[k], -1)
-            dirty.add((k[0], k[1]))
-        self.entries, self.empty, self.owners_cache = new, empty, cache
-        self.n_chunks = len(new) - len(empty)
-        # a file none of whose entries changed keeps its list object (and key)
-        prev = self.by_file
-        for fk, lst in lists.items():
-            if fk not in dirty:
-                p = prev.get(fk)
-                if p is not None and len(p) == len(lst):
-                    lists[fk] = p
-        self.by_file = lists
-        self._views = Snapshots(lists)      # the old dict is not changed any more
+                dirty.add(fk)
+            else:
+                empty.add((dev, 0, ino, k[2]))
+        self.by_file = self._files_after(prev, lists, by_chunk, dirty)
+        self.empty, self.owners_cache = empty, cache
+        self._views = Snapshots(self.by_file)    # the old dict is not changed any more
         return dirty
+
+    def _files_after(self, prev: dict, lists: dict, by_chunk: dict, dirty: set) -> dict:
+        """by_file after a full read: ``prev`` (copied) with the lists of the
+        files that changed, or are new or gone; the PageChunks of the read
+        no key met (gone from the map) leave the held pages; n_chunks."""
+        if not prev:                             # the first read: its dict as it is
+            for fk in [fk for fk, lst in lists.items() if not lst]:
+                del lists[fk]
+            self.n_chunks = sum(map(len, lists.values()))
+            dirty.update(lists)
+            return lists
+        out = prev.copy()
+        n, prev_get = self.n_chunks, prev.get
+        seen_old = 0
+        for fk, lst in lists.items():
+            old = prev_get(fk)
+            if old is not None:
+                seen_old += 1
+                at = by_chunk.get(fk)
+                gone = at.values() if at is not None else old[len(lst):]
+                for pc in gone:                  # entries gone from the map
+                    self._held(pc, -1)
+                    dirty.add(fk)
+            if fk not in dirty:
+                continue
+            n += len(lst) - (len(old) if old is not None else 0)
+            if lst:
+                out[fk] = lst
+            elif old is not None:
+                del out[fk]
+        if seen_old < len(prev):                 # files gone from the map
+            for fk in prev.keys() - lists.keys():
+                for pc in prev[fk]:
+                    self._held(pc, -1)
+                n -= len(prev[fk])
+                del out[fk]
+                dirty.add(fk)
+        self.n_chunks = n
+        return out
 
     def snapshot(self) -> DictSnapshot:
         """by_file as it is now, for a Readings (later reads do not change it)."""
@@ -512,118 +577,145 @@ class ChunkState:
             return self._patch(found, gone)
 
     def _patch(self, found, gone) -> set[tuple]:
-        from ..readings import PageChunk
-        entries, empty, owners_of_value = self.entries, self.empty, self.owners_cache.owners
-        entries_get = entries.get
-        # file -> [(old PageChunk or None, new PageChunk or None)] of its changed chunks
+        # file -> [(chunk, value or None: gone)] of its marked entries
         per_file: dict[tuple, list] = {}
-        delta = self.held_delta
+        get = per_file.get
         for k, v in found:
-            old_pc = entries_get(k, _ABSENT)
-            if old_pc is _ABSENT:
-                old_pc, was_empty = None, False
-            elif _same_value(old_pc, v):
-                continue
-            else:
-                was_empty = old_pc is None
-            owners = owners_of_value(v)
-            if owners:
-                seeded = v[-1]
-                pc = PageChunk(k[0], k[1], k[2], owners,
-                               _FULL_MASK if seeded == _FULL_MASK else seeded)
-                for cg, mask in owners.items():
-                    hk = (k[0], k[1], cg)
-                    delta[hk] = delta.get(hk, 0) + (mask & ~seeded if seeded else mask).bit_count()
-                if was_empty:
-                    empty.discard((k[0], 0, k[1], k[2]))
-            else:
-                pc = None
-                empty.add((k[0], 0, k[1], k[2]))
-            entries[k] = pc
-            if old_pc is not None:
-                _held_delta(delta, old_pc, -1)
-            elif pc is None:
-                continue                        # no pages before or now: no list changes
             fk = (k[0], k[1])
-            changes = per_file.get(fk)
-            if changes is None:
-                per_file[fk] = [(old_pc, pc)]
+            got = get(fk)
+            if got is None:
+                per_file[fk] = [(k[2], v)]
             else:
-                changes.append((old_pc, pc))
+                got.append((k[2], v))
         for k in gone:
-            pc = entries.pop(k, _ABSENT)
-            if pc is None:
-                empty.discard((k[0], 0, k[1], k[2]))
-            elif pc is not _ABSENT:
-                _held_delta(delta, pc, -1)
-                per_file.setdefault((k[0], k[1]), []).append((pc, None))
-        self._apply_files(per_file)
-        return set(per_file)
-
-    def _apply_files(self, per_file: dict) -> None:
-        """New lists for the files with changes (the old ones stay as they are:
-        the Readings of past reads hold them)."""
+            per_file.setdefault((k[0], k[1]), []).append((k[2], None))
         by_file, olds = self.by_file, self._views.olds()
-        for fk, changes in per_file.items():
-            old = by_file.get(fk)
+        by_file_get, file_changes = by_file.get, self._file_changes
+        changed = set()
+        for fk, got in per_file.items():
+            old = by_file_get(fk)
+            changes = file_changes(fk, old, got)
+            if not changes:
+                continue
+            changed.add(fk)
             for kept in olds:                   # Snapshots.before_change, one lookup less
                 if fk not in kept:
                     kept[fk] = _MISSING if old is None else old
-            lst = _replaced(old, changes)
+            lst = _with_changes(old, changes)
             self.n_chunks += len(lst) - (len(old) if old else 0)
             if lst:
+                if old is None:
+                    fk = (self.devs.setdefault(fk[0], fk[0]), fk[1])
                 by_file[fk] = lst
             elif old is not None:
                 del by_file[fk]
+        return changed
+
+    def _file_changes(self, fk, old, got) -> list:
+        """[(position in old or -1: new, new PageChunk or None: no pages)] of
+        a file's marked entries ``got`` whose pages changed; the held pages'
+        changes into held_delta, entries without pages into ``empty``."""
+        if old is None:
+            at: dict = _NO_INDEX
+        elif len(got) == 1:                     # the usual: one change, found in C
+            try:
+                at = {got[0][0]: list(map(_CHUNK_OF, old)).index(got[0][0])}
+            except ValueError:
+                at = _NO_INDEX
+        else:
+            at = {pc.chunk: i for i, pc in enumerate(old)}
+        dev, ino = (old[0].dev, old[0].ino) if old else (self.devs.get(fk[0], fk[0]), fk[1])
+        empty, delta, owners_of_value = self.empty, self.held_delta, self.owners_cache.owners
+        out = []
+        for c, v in got:
+            i = at.get(c, -1)
+            old_pc = old[i] if i >= 0 else None
+            was_empty = i < 0 and empty and (dev, 0, ino, c) in empty
+            if v is None:                       # gone from the map
+                if was_empty:
+                    empty.discard((dev, 0, ino, c))
+                elif old_pc is not None:
+                    _held_delta(delta, old_pc, -1)
+                    out.append((i, None))
+                continue
+            if (old_pc is not None or was_empty) and _same_value(old_pc, v):
+                continue
+            owners = owners_of_value(v)
+            if old_pc is not None:
+                _held_delta(delta, old_pc, -1)
+            if owners:
+                seeded = v[-1]
+                pc = _PageChunk(dev, ino, c, owners,
+                                _FULL_MASK if seeded == _FULL_MASK else seeded)
+                for cg, mask in owners.items():
+                    hk = (dev, ino, cg)
+                    delta[hk] = delta.get(hk, 0) + (mask & ~seeded if seeded else mask).bit_count()
+                if was_empty:
+                    empty.discard((dev, 0, ino, c))
+            else:
+                pc = None
+                empty.add((dev, 0, ino, c))
+                if old_pc is None:
+                    continue                    # no pages before or now: no list changes
+            out.append((i, pc))
+        return out
 
     def forget(self, deleted) -> None:
         """Entries user space deleted (EmptyChunkGC: key fields (dev, 0, ino,
         chunk) of entries without pages): no list changes."""
-        for dev, _pad, ino, chunk in deleted:
-            self.entries.pop((dev, ino, chunk), None)
-            self.empty.discard((dev, 0, ino, chunk))
+        for key in deleted:
+            self.empty.discard(tuple(key))
 
     def _held(self, pc, sign: int) -> None:
         if pc is not None:
             _held_delta(self.held_delta, pc, sign)
 
 
-def _replaced(old: list | None, changes: list) -> list:
-    """A file's PageChunks ``old`` with ``changes`` ((old PageChunk or None,
-    new PageChunk or None) per changed chunk) applied, as a new list: an old
-    PageChunk is found by identity (its object is never read: a cold one
-    costs a cache miss), replaced in its place or removed; new chunks go
-    at the end."""
-    if not old:
-        return [new for _, new in changes if new is not None]
-    lst = old.copy()
-    ids = None
-    added, removed = [], False
-    for was, new in changes:
-        if was is None:
-            added.append(new)
-            continue
-        if ids is None:
-            ids = list(map(id, old))
-        try:
-            lst[ids.index(id(was))] = new
-        except ValueError:      # not this object (never so today): by chunk, as a full read
-            return _rebuilt(old, changes)
-        removed = removed or new is None
-    if removed:
-        lst = [pc for pc in lst if pc is not None]
-    return lst + added if added else lst
+class EntriesView(_abc.Mapping):
+    """ChunkState's entries, (dev, ino, chunk) -> PageChunk or None (no
+    pages), found through its lists and its set of empty entries."""
+    __slots__ = ("state",)
+
+    def __init__(self, state: ChunkState):
+        self.state = state
+
+    def __getitem__(self, k):
+        for pc in self.state.by_file.get((k[0], k[1]), ()):
+            if pc.chunk == k[2]:
+                return pc
+        if (k[0], 0, k[1], k[2]) in self.state.empty:
+            return None
+        raise KeyError(k)
+
+    def __iter__(self):
+        for (dev, ino), lst in self.state.by_file.items():
+            for pc in lst:
+                yield (dev, ino, pc.chunk)
+        for dev, _pad, ino, c in self.state.empty:
+            yield (dev, ino, c)
+
+    def __len__(self) -> int:
+        return self.state.n_entries
 
 
-def _rebuilt(old: list, changes: list) -> list:
-    """_replaced() by chunk numbers: every old PageChunk read."""
-    chunks = {pc.chunk for was, pc in changes if pc is not None} | \
-        {was.chunk for was, _ in changes if was is not None}
-    return [pc for pc in old if pc.chunk not in chunks] + \
-        [pc for _, pc in changes if pc is not None]
+def _with_changes(old: list | None, changes: list) -> list:
+    """A file's PageChunks ``old`` with ``changes`` ((position in old or -1,
+    new PageChunk or None) per changed chunk) applied, as a new list (the
+    old one stays as it is: the Readings of past reads hold it): a changed
+    chunk takes its old one's place or is removed; new chunks go at the end."""
+    lst = old.copy() if old else []
+    removed = False
+    for i, new in changes:
+        if i < 0:
+            lst.append(new)
+        else:
+            lst[i] = new
+            removed = removed or new is None
+    return [pc for pc in lst if pc is not None] if removed else lst
 
 
-_ABSENT = object()      # ChunkState.entries: no entry (None is an entry without pages)
+_NO_INDEX: dict = {}    # ChunkState._file_changes: a file without a list (never written)
+_CHUNK_OF = _operator.attrgetter("chunk")
 
 
 def _same_value(pc, v: tuple) -> bool:
@@ -669,6 +761,8 @@ class IoState:
         self.ev_seeded: dict[tuple, int] = {}  # the value's evicted seeded pages, where not 0
         self.no_entry: set[tuple] = set()      # rows without an io entry (pages held only)
         self._views = Snapshots(self.out)      # Readings.io_by_key of past reads
+        # dev and cgroup id -> its one int object (rows share them: ~64 B a row less)
+        self.ids: dict[int, int] = {}
         # keys whose FileIO is new, another object or gone since the previous
         # read (Readings.changed_io); None after a full read: compare all
         self.changed: set[tuple] | None = None
@@ -692,7 +786,7 @@ class IoState:
         return RowList(self.snapshot())
 
     def _update(self, items, held_delta: dict[tuple, int]) -> None:
-        from ..readings import FileIO
+        FileIO, ids = _FileIO, self.ids
         old, old_ev, old_none = self.out, self.ev_seeded, self.no_entry
         new: dict[tuple, object] = {}
         ev: dict[tuple, int] = {}
@@ -705,8 +799,10 @@ class IoState:
             ins = h + v[0] - v[3]
             if (f is None or f.inserted_pages != ins or f.evicted_pages != v[0]
                     or f.readahead_pages != v[1] or f.read_folio_count != v[2]):
-                f = FileIO(k[0], k[1], k[2], ins, v[0], v[1], v[2])
-            new[k] = f
+                f = FileIO(ids.setdefault(k[0], k[0]), k[1], ids.setdefault(k[2], k[2]),
+                           ins, v[0], v[1], v[2])
+            # keyed by the row's own ints (the read's key and its ints are let go)
+            new[(f.dev, f.ino, f.cgroup_id)] = f
             if v[3]:
                 ev[k] = v[3]
         none: set[tuple] = set()

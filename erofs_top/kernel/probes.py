@@ -318,7 +318,7 @@ class TracepointSource:
             io_found, io_gone = self._dirty.lookup(self.bpf[b"io"], io_keys,
                                                    maps.IO_KEY, maps.IO_VAL)
             r.io = io_state.patch(io_found + [(k, None) for k in io_gone], state.held_delta)
-            n_chunks, n_io = len(state.entries), io_state.n_entries
+            n_chunks, n_io = state.n_entries, io_state.n_entries
             self._reads_since_full += 1
             self.last_read_full = False
         state.held_delta = {}                  # taken by io_state

@@ -52,8 +52,12 @@ def _value(rng):
     return tuple(cg) + tuple(bits) + (other, rng.getrandbits(64) if rng.random() < 0.2 else 0)
 
 
+@pytest.mark.parametrize("shuffle", [True, False], ids=["reordered", "map-order"])
 @pytest.mark.parametrize("seed", range(6))
-def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
+def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed, shuffle):
+    """Reads in another order each time (a file's old entries found by
+    chunk), and in the map's order (a dict's: entries new, changed, gone
+    and without pages shift a file's entries; found at the cursor)."""
     rng = random.Random(seed)
     chunks: dict = {}
     io: dict = {}
@@ -64,7 +68,8 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed):
         before_lists = dict(cs.by_file)
         before = dict(cs.entries)
         items = list(chunks.items())
-        rng.shuffle(items)          # a hash map's order
+        if shuffle:
+            rng.shuffle(items)          # a hash map's order
         changed = cs.update(items)
         empty = cs.empty
         got_io = ios.update(list(io.items()), cs.held_delta)
@@ -321,18 +326,50 @@ def test_dirty_split_returns_map_keys_and_deletes_the_ended_generation(stop_afte
     assert sorted(reader.lib.deleted) == sorted(DIRTY_KEY.pack(*m) for m in same)
 
 
-def test_replaced_swaps_by_identity_and_falls_back_to_chunk_numbers():
-    """maps._replaced: a changed chunk takes its old PageChunk's place (found
-    by identity), a removed one goes, a new one is appended; an old
-    PageChunk that is not in the list as that object (an equal copy) is
-    matched by chunk number instead, never left beside its replacement."""
-    from erofs_top.kernel.maps import _replaced
+def test_with_changes_replaces_by_position_and_leaves_the_old_list():
+    """maps._with_changes: a changed chunk takes its old PageChunk's place
+    (by position), a removed one goes, a new one (-1) is appended; the old
+    list stays as it was (past Readings hold it)."""
+    from erofs_top.kernel.maps import _with_changes
     pcs = [PageChunk(7, 5, c, {101: 1 << c}) for c in range(4)]
     new1, new4 = PageChunk(7, 5, 1, {102: 2}), PageChunk(7, 5, 4, {101: 16})
-    got = _replaced(pcs, [(pcs[1], new1), (pcs[2], None), (None, new4)])
+    got = _with_changes(pcs, [(1, new1), (2, None), (-1, new4)])
     assert got == [pcs[0], new1, pcs[3], new4] and got[1] is new1
     assert pcs == [PageChunk(7, 5, c, {101: 1 << c}) for c in range(4)]    # old list as it was
-    copy = PageChunk(7, 5, 3, {101: 8})         # equal to pcs[3], another object
-    got = _replaced(pcs, [(pcs[0], None), (copy, new4)])
-    assert sorted(pc.chunk for pc in got) == [1, 2, 4] and new4 in got
-    assert _replaced(None, [(None, new4), (None, None)]) == [new4]
+    got = _with_changes(pcs, [(0, None), (3, new4)])
+    assert got == [pcs[1], pcs[2], new4]
+    assert _with_changes(None, [(-1, new4)]) == [new4]
+
+
+def test_patch_finds_the_changed_chunk_in_long_and_short_lists():
+    """ChunkState.patch finds an entry in its file's list by chunk number
+    (no dict of every entry): one change in a file (the scan), several (the
+    index), a chunk after entries of other chunks, a gone entry and an
+    entry without pages; the result equals update() of the same map."""
+    full = (1 << 64) - 1
+
+    def val(cg, bits, seeded=0):
+        return (cg, 0, 0, 0, bits, 0, 0, 0, 0, seeded)
+    dev = 7 << 20
+    m = {(dev, ino, c): val(100 + c, full) for ino in (1, 2, 3) for c in range(12)}
+    m[(dev, 4, 0)] = val(0, 0)                  # an entry without pages
+    inc, ref = ChunkState(), ChunkState()
+    inc.update(list(m.items()))
+    before = {fk: list(lst) for fk, lst in inc.by_file.items()}
+    m[(dev, 1, 9)] = val(101, full >> 3)        # one change in file 1 (late in its list)
+    m[(dev, 2, 0)], m[(dev, 2, 11)] = val(102, 1), val(103, 3)     # two in file 2
+    gone = [(dev, 2, 5)]
+    del m[(dev, 2, 5)]
+    m[(dev, 4, 0)] = val(104, 1)               # file 4: its empty entry gets a page
+    marked = [(dev, 1, 9), (dev, 2, 0), (dev, 2, 11), (dev, 4, 0)]
+    changed = inc.patch([(k, m[k]) for k in marked], gone)
+    ref.update(list(m.items()))
+    assert changed == {(dev, 1), (dev, 2), (dev, 4)}
+    key = lambda pc: pc.chunk   # noqa: E731
+    for fk in ref.by_file:
+        assert sorted(inc.by_file[fk], key=key) == sorted(ref.by_file[fk], key=key), fk
+    assert inc.by_file[(dev, 3)] is not None and inc.by_file[(dev, 3)] == before[(dev, 3)]
+    assert inc.entries[(dev, 1, 9)].owners == {101: full >> 3}
+    assert inc.entries[(dev, 1, 8)] is before[(dev, 1)][8]     # unchanged: the same object
+    assert inc.empty == ref.empty == set() and inc.n_chunks == ref.n_chunks == 3 * 12
+    assert inc.n_entries == len(m)
