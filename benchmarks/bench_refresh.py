@@ -40,7 +40,7 @@ import time
 import benchlib  # noqa: F401  (sets sys.path)
 from synthetic_node import SyntheticNode
 
-from erofs_top.aggregate import Aggregator, aggregate
+from erofs_top.aggregate import RECHECK_SLICES, Aggregator, aggregate
 from erofs_top.readings import kdev
 
 FRACTIONS = (0.001, 0.01, 0.1, 1.0)
@@ -86,8 +86,10 @@ def part_full(files_list, repeat: int) -> dict:
 
 
 def part_incremental(files_list, full: dict, steps: int, hint: bool = True,
-                     fractions=FRACTIONS, containers=(10, 100, 1000)) -> None:
-    print(f"\nIncremental refresh (Aggregator kept between refreshes, re-derivation slices off), "
+                     fractions=FRACTIONS, containers=(10, 100, 1000), recheck: int = 0) -> None:
+    slices = f"re-derivation slices {recheck} (as the tools run)" if recheck else \
+        "re-derivation slices off"
+    print(f"\nIncremental refresh (Aggregator kept between refreshes, {slices}), "
           f"median of {steps} successive refreshes per churn level; "
           + ("Readings.changed_files given (a dirty-set source)" if hint else
              "no changed_files (every file's list compared by identity)"))
@@ -96,7 +98,7 @@ def part_incremental(files_list, full: dict, steps: int, hint: bool = True,
     for n_files in files_list:
         for n_ctr in containers:
             node = SyntheticNode(n_files, n_ctr)
-            agg = Aggregator(recheck_slices=0)
+            agg = Aggregator(recheck_slices=recheck)
             agg.update(node.readings(by_file=True), *node.resolvers(), tier="tracepoint",
                        started_at=0.0)
             for frac in fractions:
@@ -276,6 +278,10 @@ def _add_args(ap) -> None:
     ap.add_argument("--fractions", default="", help="part 2's shares changed, comma-separated "
                     "percentages (default 0.1,1,10,100)")
     ap.add_argument("--containers", default="10,100,1000", help="part 2's container counts")
+    ap.add_argument("--recheck-slices", type=int, default=0, metavar="N",
+                    help="part 2: the Aggregator's re-derivation slices (default 0: off, "
+                    "deltas only; the collector runs %d: each refresh also re-derives "
+                    "1/N of the entries)" % RECHECK_SLICES)
     ap.add_argument("--probe-steps", type=int, default=5,
                     help="steady reads per churn level in --probe-read (median)")
     ap.add_argument("--probe-sizes", default="10000,50000,200000,600000",
@@ -291,7 +297,8 @@ def _body(args):
             if args.fractions else FRACTIONS
         part_incremental(files_list, full, args.steps, hint=not args.no_hint,
                          fractions=fractions,
-                         containers=tuple(int(x) for x in args.containers.split(",")))
+                         containers=tuple(int(x) for x in args.containers.split(",")),
+                         recheck=args.recheck_slices)
     if args.probe_read:
         part_probe_read(tuple(int(x) for x in args.probe_sizes.split(",")), args.probe_steps)
     return {}
