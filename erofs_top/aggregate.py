@@ -22,6 +22,7 @@ Definitions (docs/json.md has them for users):
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import gc
 import heapq
 from operator import attrgetter
@@ -49,6 +50,13 @@ RECHECK_SLICES = 512       # every entry is re-derived from its input once per 5
 # anew (the TUI: its own short-lived cycles, frozen while alive, would never
 # be freed: measured 2-4k objects per refresh with "every").  "": never.
 FREEZE = {"mode": ""}
+
+
+# what chunk_entry / shared_entry make of an entry's input (the later phases
+# fill the rest): a recheck compares these of the kept and the re-derived entry
+_derived = attrgetter(*(f.name for f in dataclasses.fields(Entry)
+                        if f.name not in ("mount", "info", "content_key", "dup", "in_group",
+                                          "input", "size_idx", "ckey_idx", "contrib")))
 
 
 def _mount_sig(m) -> tuple | None:
@@ -104,6 +112,8 @@ class Aggregator:
         self.dirty_groups: dict[tuple, None] = {}   # ordered: groups in entries' order
         self.unresolved_devs: set[int] = set()
         self.full_pass = False              # the last refresh built everything anew
+        self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
+        self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
         self.read_log = ReadLog()           # full tier: the reads, for read_replay
 
     def update(self, readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
@@ -173,12 +183,29 @@ class Aggregator:
             changed = self._read_all(readings)
         self.hinted_base = given is not None
         changed |= self._read_shared(readings)
+        self.recheck_keys = []
         if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
-            entries = self.entries
-            for key in self._due_slice(changed):
-                inp = entries[key].input
-                self._put(key, shared_entry(inp) if key[0] == "shared"
-                          else chunk_entry(key[0], key[1], inp), fresh=True)
+            changed |= self._recheck(self._due_slice(changed))
+        return changed
+
+    def _recheck(self, keys: list[tuple]) -> set[tuple]:
+        """Re-derive the entries of the due slice from their input as if new.
+        One that differs from the kept entry (a source that handed a changed
+        file as its old list, say) replaces it, resolution and all, and is
+        returned changed; the others stay, and _resolve compares their
+        resolution (``recheck_keys``): an entry equal in both costs no
+        content key, duplicate, attribution or savings work."""
+        entries, changed = self.entries, set()
+        same = self.recheck_keys
+        for key in keys:
+            old = entries[key]
+            inp = old.input
+            new = shared_entry(inp) if key[0] == "shared" else chunk_entry(key[0], key[1], inp)
+            if _derived(new) == _derived(old):
+                same.append(key)
+            else:
+                self.rechecks_differed += 1
+                self._put(key, new, fresh=True)
                 changed.add(key)
         return changed
 
@@ -375,6 +402,13 @@ class Aggregator:
         for key in changed:
             e = entries.get(key)
             if e is not None and e.mount is _UNRESOLVED:
+                redo.add(key)
+        for key in self.recheck_keys:       # resolved as if new: the same?
+            e = entries[key]
+            m = mount_of[e.dev]
+            if key not in redo and (e.mount is not m or e.info != (
+                    content.file_info(m, e.ino) if m is not None else None)):
+                self.rechecks_differed += 1
                 redo.add(key)
         for key in self._in_order(redo):
             e = entries[key]
