@@ -86,13 +86,22 @@ class _Odd:
 @pytest.mark.parametrize("accept", ACCEPTS)
 def test_samples_not_taken_apart_are_encoded_whole(accept):
     rng = random.Random(7)
+    odd = _Odd()
+
+    def at(step):
+        odd.n, odd.x = step, rng.random()
+    _cache_agrees_with_encoder(accept, odd, at, steps=4)
+
+
+def _cache_agrees_with_encoder(accept, collector, at, steps: int) -> None:
+    """LineCache's body equals the encoder's own, step after step (``at``
+    moves the collector to the step)."""
     encoder, _ = choose_encoder(accept)
     cached = LineCache(encoder)
     reg = CollectorRegistry(auto_describe=False)
-    odd = _Odd()
-    reg.register(odd)
-    for step in range(4):
-        odd.n, odd.x = step, rng.random()
+    reg.register(collector)
+    for step in range(steps):
+        at(step)
         assert cached(reg) == encoder(reg), (accept, step)
 
 
@@ -121,14 +130,9 @@ def test_labels_dicts_are_told_apart_by_value_not_id(accept):
     line is found by the labels' values.  (A per-body memo of each dict's
     items by id() without keeping the dict failed here; it did not pay
     either: docs/performance.md.)"""
-    encoder, _ = choose_encoder(accept)
-    cached = LineCache(encoder)
-    reg = CollectorRegistry(auto_describe=False)
     fleeting = _Fleeting()
-    reg.register(fleeting)
-    for step in range(3):
-        fleeting.step = step
-        assert cached(reg) == encoder(reg), (accept, step)
+    _cache_agrees_with_encoder(accept, fleeting, lambda step: setattr(fleeting, "step", step),
+                               steps=3)
 
 
 def test_go_float_is_floattogostring():
