@@ -474,6 +474,8 @@ class ChunkState:
         cache = self.owners_cache
         if len(cache) > OWNERS_CACHE_MAX:       # cgroups gone do not stay for ever
             cache = OwnersCache()
+        if len(self.devs) > OWNERS_CACHE_MAX:   # mounts gone do not stay for ever
+            self.devs = {}
         prev, devs, held = self.by_file, self.devs, self._held
         prev_get, owners_of_value = prev.get, cache.owners
         lists: dict[tuple, list] = {}            # file -> its PageChunks of this read
@@ -786,6 +788,8 @@ class IoState:
         return RowList(self.snapshot())
 
     def _update(self, items, held_delta: dict[tuple, int]) -> None:
+        if len(self.ids) > OWNERS_CACHE_MAX:    # cgroups gone do not stay for ever
+            self.ids = {}
         FileIO, ids = _FileIO, self.ids
         old, old_ev, old_none = self.out, self.ev_seeded, self.no_entry
         new: dict[tuple, object] = {}

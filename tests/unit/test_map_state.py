@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from erofs_top.kernel.maps import MAX_OWNERS, ChunkList, ChunkState, IoState, owners_of
+from erofs_top.kernel.maps import MAX_OWNERS, OWNERS_CACHE_MAX, ChunkList, ChunkState, IoState, owners_of
 from erofs_top.readings import FileIO, PageChunk
 
 
@@ -373,3 +373,18 @@ def test_patch_finds_the_changed_chunk_in_long_and_short_lists():
     assert inc.entries[(dev, 1, 8)] is before[(dev, 1)][8]     # unchanged: the same object
     assert inc.empty == ref.empty == set() and inc.n_chunks == ref.n_chunks == 3 * 12
     assert inc.n_entries == len(m)
+
+
+def test_the_io_state_s_interned_ids_are_bounded():
+    """IoState shares one int per dev and cgroup id among its rows; cgroups
+    come and go on a node for months: the table starts anew past its bound
+    (the rows stay equal)."""
+    ios = IoState()
+    n = OWNERS_CACHE_MAX + 10
+    rows = [((7 << 20, 5, 1000 + cg), (1, 0, 0, 0)) for cg in range(n)]
+    ios.update(rows, {})
+    assert len(ios.ids) == n + 1                 # past the bound: the next full read starts anew
+    got = ios.update([(k, (2, 0, 0, 0)) for k, _ in rows[:3]], {})    # rows made anew
+    assert len(ios.ids) == 4
+    assert sorted((f.dev, f.ino, f.cgroup_id, f.evicted_pages) for f in got) == \
+        [(7 << 20, 5, 1000 + cg, 2) for cg in range(3)]
