@@ -71,8 +71,13 @@ def test_pod_like_namespace_names_the_same_mounts_files_and_containers(stack):
         for k in ("resident_bytes", "duplicate_bytes"):
             assert pc[cg][k] == pytest.approx(hc[cg][k], rel=0.01, abs=8192), (cg, k, pc[cg], hc[cg])
     a, b, c = want["cgroups"]
-    # the reads were seen (pages the host evicted since count as evicted)
+    # the reads were seen.  Pages the host evicted since count as evicted: a
+    # host may reclaim idle page cache without memory pressure (this one runs
+    # a DAMON pageout scheme: physical pages idle for ~60 s are paged out),
+    # and a copy of lib/common.so that lost a page leaves a page of the other
+    # copy without its duplicate
     assert pc[a]["resident_bytes"] + pc[a]["evicted_bytes"] >= 3 << 20
     assert pc[b]["resident_bytes"] + pc[b]["evicted_bytes"] >= 5 << 20
-    assert pc[a]["duplicate_bytes"] >= 2 << 20       # lib/common.so in both images
-    assert pc[c]["resident_bytes"] >= 1 << 20
+    assert (pc[a]["duplicate_bytes"] + pc[a]["evicted_bytes"]
+            + pc[b]["evicted_bytes"]) >= 2 << 20       # lib/common.so in both images
+    assert pc[c]["resident_bytes"] + pc[c]["evicted_bytes"] >= 1 << 20
