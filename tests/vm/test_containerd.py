@@ -197,8 +197,10 @@ def erofs_top(*args: str) -> subprocess.CompletedProcess:
                           timeout=900)
 
 
-def test_containerd_containers_and_layers_named(containerd):
-    images, work, timings = containerd["images"], containerd["work"], containerd["timings"]
+def _run_two_containers(containerd) -> tuple[dict, int]:
+    """Run lab-a and the kubelet-style container under `erofs-top once --json`:
+    its document and the pages of SAME_FILES (the same bytes in both app layers)."""
+    work, timings = containerd["work"], containerd["timings"]
     # warm-up: runc's first faults of its own binary land in the first container's memcg
     t1 = time.monotonic()
     ctr("run", "--rm", "--snapshotter", "erofs", IMAGE_A, "lab-warm", "true", timeout=300)
@@ -237,12 +239,12 @@ def test_containerd_containers_and_layers_named(containerd):
     with contextlib.suppress(OSError):
         with open("/out/containerd-once.json", "w") as f:
             json.dump(doc, f, indent=1)
-    cg_a, cg_k = "/default/lab-a", f"/kubepods/besteffort/pod{POD_UID}/{KUBE_ID}"
-    truth = {cg_a: _memcg_file(cg_a), cg_k: _memcg_file(cg_k)}
-    by_cg = {c["cgroup"]: c for c in doc["containers"]}
-    a, k = by_cg.get(cg_a), by_cg.get(cg_k)
-    assert a is not None and k is not None, [c["cgroup"] for c in doc["containers"]]
+    return doc, same_pages
 
+
+def _check_names(a: dict, k: dict, doc: dict, images: dict) -> dict[str, dict]:
+    """Containers, pods and layer mounts named from containerd's metadata: the layer
+    mounts by digest."""
     # names
     assert (a["runtime"], a["namespace"], a["container_id"], a["image"], a["snapshot_key"]) == \
         ("containerd", "default", "lab-a", IMAGE_A, "lab-a"), a
@@ -262,7 +264,10 @@ def test_containerd_containers_and_layers_named(containerd):
     for m in layers.values():
         assert m["mountpoint"] == f"{SNAPSHOTS}/{m['snapshot_id']}/fs", m
         assert m["backing"] == "file" and m["ishare_xattrs"], m
+    return layers
 
+
+def _check_resident_against_kernel(a: dict, k: dict, doc: dict, truth: dict) -> list[str]:
     # resident bytes against the kernel's charge, page by page: the layer files'
     # resident pages whose memory cgroup (kpagecgroup) is the container's.
     # memory.stat ``file`` also holds the container's non-EROFS file cache (seen:
@@ -293,7 +298,11 @@ def test_containerd_containers_and_layers_named(containerd):
            for f in doc["files"] if f["path"].startswith(SNAPSHOTS)
            and os.path.isfile(f["path"]) and not os.path.islink(f["path"])]
     assert off and all(res == mc for _, res, mc in off), [x for x in off if x[1] != x[2]]
+    return rows
 
+
+def _check_duplicates_and_images(a: dict, k: dict, doc: dict, images: dict, layers: dict,
+                                 same_pages: int) -> None:
     # the same files in both app layers: each container's copy is a duplicate
     assert a["duplicate_bytes"] == k["duplicate_bytes"] == same_pages * lk.PAGE, (a, k)
     copies = {f["path"].split("/fs/", 1)[1]: f["copies"] for f in doc["files"]
@@ -316,6 +325,9 @@ def test_containerd_containers_and_layers_named(containerd):
         f"{i['duplicate_bytes']} potential savings {i['potential_savings_bytes']}"
         for i in doc["images"]) + f"; node potential savings {doc['totals']['potential_savings_bytes']}")
 
+
+def _check_exporter_and_doctor(doc: dict, images: dict, layers: dict) -> None:
+    base = images[IMAGE_A]["layers"][0]
     # exporter families from this Model: image and layer labels, container_info names
     from prometheus_client import generate_latest
     from prometheus_client.registry import CollectorRegistry
@@ -340,12 +352,26 @@ def test_containerd_containers_and_layers_named(containerd):
         with open("/out/containerd-doctor.txt", "w") as f:
             f.write(r.stdout)
 
+
+def test_containerd_containers_and_layers_named(containerd):
+    images = containerd["images"]
+    doc, same_pages = _run_two_containers(containerd)
+    cg_a, cg_k = "/default/lab-a", f"/kubepods/besteffort/pod{POD_UID}/{KUBE_ID}"
+    truth = {cg_a: _memcg_file(cg_a), cg_k: _memcg_file(cg_k)}
+    by_cg = {c["cgroup"]: c for c in doc["containers"]}
+    a, k = by_cg.get(cg_a), by_cg.get(cg_k)
+    assert a is not None and k is not None, [c["cgroup"] for c in doc["containers"]]
+    layers = _check_names(a, k, doc, images)
+    rows = _check_resident_against_kernel(a, k, doc, truth)
+    _check_duplicates_and_images(a, k, doc, images, layers, same_pages)
+    _check_exporter_and_doctor(doc, images, layers)
+    app_a, app_b = images[IMAGE_A]["layers"][1], images[IMAGE_B]["layers"][1]
     # the app layers were read only by their own container
     assert layers[app_a]["holders"][0]["cgroup_id"] == a["cgroup_id"]
     assert layers[app_b]["holders"][0]["cgroup_id"] == k["cgroup_id"]
     REPORT.append("containerd (EROFS snapshotter): resident bytes per container vs memory.stat file")
     REPORT.extend(rows)
-    REPORT.append("  timings: " + ", ".join(f"{n} {s:.1f} s" for n, s in timings.items()))
+    REPORT.append("  timings: " + ", ".join(f"{n} {s:.1f} s" for n, s in containerd["timings"].items()))
 
 
 def _layer_files() -> tuple[list[str], list[str]]:
@@ -651,6 +677,135 @@ def _agree(base: str, workload_cgroups: list[str]) -> tuple[bool, dict]:
     return True, report
 
 
+def _build_exporter_image(work: str) -> dict:
+    """scripts/build-image.py streamed into `ctr image import`: the lab's disk holds
+    the content blob and its EROFS layer, not a third copy in an archive."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    build = subprocess.Popen([sys.executable, f"{repo}/scripts/build-image.py", "--rootfs", "/",
+                              "--out", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(os.environ, TMPDIR=work))
+    imp = subprocess.run(["ctr", "image", "import", "--snapshotter", "erofs", "-"],
+                         stdin=build.stdout, capture_output=True, text=True, timeout=900)
+    build.stdout.close()
+    err = build.stderr.read().decode()
+    assert build.wait() == 0, err[-3000:]
+    assert imp.returncode == 0, imp.stderr[-3000:]
+    return json.loads(err[err.index("{"):])
+
+
+def _run_exporter_container(work: str) -> None:
+    """The DaemonSet's capabilities and volumes, a read-only root, host network; then
+    its own PID and mount namespaces, and only CAP_DAC_READ_SEARCH left after attach."""
+    args = ["run", "-d", "--snapshotter", "erofs", "--read-only", "--net-host",
+            "--log-uri", f"file://{work}/exporter.log",
+            "--env", "EROFS_TOP_CONTAINERD_STATE=/host/run/containerd",
+            "--env", "EROFS_TOP_CONTAINERD_ROOT=/host/var/lib/containerd"]
+    for cap in CTR_DEFAULT_CAPS:
+        args += ["--cap-drop", cap]
+    for cap in DAEMONSET_CAPS:
+        args += ["--cap-add", cap]
+    for m in DAEMONSET_MOUNTS:
+        args += ["--mount", m]
+    ctr(*args, EXPORTER_IMAGE, "lab-exporter", "/usr/local/bin/erofs-top", "exporter",
+        "--listen=127.0.0.1:9655", "--interval=2", "--kube-names=off")
+
+    def healthy():
+        if "lab-exporter" not in ctr("task", "ls", "-q", check=False).stdout.split():
+            pytest.fail("exporter container exited: " + open(f"{work}/exporter.log").read()[-3000:])
+        return _http("http://127.0.0.1:9655/healthz")[0] == 200
+    _wait("the exporter container's /healthz", healthy, 400)
+    pid = int(next(ln.split()[1] for ln in ctr("task", "ls").stdout.splitlines()[1:]
+                   if ln.split()[0] == "lab-exporter"))
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    root_opts = next(ln.split()[5] for ln in open(f"/proc/{pid}/mountinfo")
+                     if ln.split()[4] == "/")
+    assert root_opts.split(",")[0] == "ro", root_opts
+    status = dict(ln.split(":", 1) for ln in open(f"/proc/{pid}/status") if ":" in ln)
+    eff = int(status["CapEff"], 16)
+    assert eff == 1 << 2, f"CapEff {eff:#x}: only CAP_DAC_READ_SEARCH kept after attach"
+
+
+def _start_host_exporter_and_prometheus(collector, work: str, made: dict) -> str:
+    """A host exporter (the same server over the session's collector) and a Prometheus
+    scraping both; each is put in `made` as soon as it exists, for the clean-up."""
+    from erofs_top.exporter.server import Exporter, bind, serve
+    made["server"] = server = bind("127.0.0.1", 9656)
+    made["exp"] = exp = Exporter(collector, interval=2)
+    assert exp.refresh_once()
+    serve(server, exp)
+    exp.start()
+    cfg = f"{work}/prometheus.yml"
+    with open(cfg, "w") as f:
+        json.dump({"global": {"scrape_interval": "2s"}, "scrape_configs": [
+            {"job_name": "container", "static_configs": [{"targets": ["127.0.0.1:9655"]}]},
+            {"job_name": "host", "static_configs": [{"targets": ["127.0.0.1:9656"]}]}]}, f)
+    made["prom"] = subprocess.Popen(["prometheus", f"--config.file={cfg}",
+                                     f"--storage.tsdb.path={work}/prom",
+                                     "--web.listen-address=127.0.0.1:9090"],
+                                    stdout=open(f"{work}/prometheus.log", "w"),
+                                    stderr=subprocess.STDOUT)
+    base = "http://127.0.0.1:9090"
+    _wait("prometheus ready", lambda: _http(f"{base}/-/ready")[0] == 200, 120)
+    return base
+
+
+def _read_in_two_new_containers(work: str) -> list[str]:
+    """New layer superblocks, mounted only in the node's mount namespace now, and two
+    containers that read: their cgroups."""
+    for src, mp in _layer_mounts().items():
+        _mount(src, mp, "ro", busy_ok=True)
+    files, layer_images = _layer_files()
+    os.sync()
+    _evict(files + layer_images)
+    read = SHARE_READ.format(libs=" ".join(oci_app_libs()))
+    ctr("run", "-d", "--snapshotter", "erofs", "--log-uri", f"file://{work}/xa.log",
+        IMAGE_A, "xa", "sh", "-c", read)
+    ctr("run", "-d", "--snapshotter", "erofs", "--cgroup",
+        f"/kubepods/besteffort/pod{POD_UID_X}/{KUBE_ID_X}", "--log-uri",
+        f"file://{work}/xb.log", IMAGE_B, KUBE_ID_X, "sh", "-c", read)
+    for log in ("xa", "xb"):
+        _wait(f"{log} read", lambda: "read-done" in open(f"{work}/{log}.log").read(), 120)
+    return ["/default/xa", f"/kubepods/besteffort/pod{POD_UID_X}/{KUBE_ID_X}"]
+
+
+def _check_container_series(base: str, cgs: list[str], containerd) -> None:
+    """Both exporters' series agree in Prometheus, and the container's carry the names."""
+    timings = containerd["timings"]
+    t1 = time.monotonic()
+    last = {}
+
+    def agree():
+        ok, last["r"] = _agree(base, cgs)
+        return ok
+    try:
+        _wait("both exporters' series to agree in Prometheus", agree, 60)
+    except BaseException:
+        pytest.fail(f"container vs host exporter: {last.get('r')}")
+    timings["series agree"] = time.monotonic() - t1
+    info = _by_job(_prom_series(base, "erofs_top_container_info"))["container"]
+    named = {dict(k).get("id"): dict(k) for k in info}
+    assert named[cgs[0]]["image"] == IMAGE_A and named[cgs[0]]["container_id"] == "xa"
+    assert named[cgs[1]]["image"] == IMAGE_B and named[cgs[1]]["container_id"] == KUBE_ID_X
+    assert named[cgs[1]]["pod_uid"] == POD_UID_X
+    layers = _by_job(_prom_series(base, "erofs_top_layer_images"))["container"]
+    assert {dict(k)["layer_digest"] for k in layers} >= set(containerd["images"][IMAGE_A]["layers"])
+    # the exporter sees its own image too (its LLVM is EROFS page cache)
+    images = _by_job(_prom_series(base, "erofs_top_image_resident_bytes"))["container"]
+    assert any(dict(k).get("image") == EXPORTER_IMAGE for k in images), images
+
+
+def _stop_host_side(made: dict) -> None:
+    if made.get("prom") is not None:
+        made["prom"].terminate()
+        made["prom"].wait(timeout=30)
+    if made.get("exp") is not None:
+        made["exp"].stop()
+    if made.get("server") is not None:
+        made["server"].shutdown()
+        made["server"].server_close()
+
+
 def test_exporter_container_under_prometheus_matches_a_host_exporter(containerd, collector):
     """Item 6.  The exporter's image built from the guest's Debian packages
     (scripts/build-image.py, no registry), imported into containerd, run with the
@@ -662,112 +817,20 @@ def test_exporter_container_under_prometheus_matches_a_host_exporter(containerd,
     a host exporter (the same code over the session's collector); their series
     agree within 1 %, and the container's carry image and container names."""
     work, timings = containerd["work"], containerd["timings"]
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     t1 = time.monotonic()
-    # streamed into ctr: the lab's disk holds the content blob and its EROFS layer,
-    # not a third copy in an archive
-    build = subprocess.Popen([sys.executable, f"{repo}/scripts/build-image.py", "--rootfs", "/",
-                              "--out", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env=dict(os.environ, TMPDIR=work))
-    imp = subprocess.run(["ctr", "image", "import", "--snapshotter", "erofs", "-"],
-                         stdin=build.stdout, capture_output=True, text=True, timeout=900)
-    build.stdout.close()
-    err = build.stderr.read().decode()
-    assert build.wait() == 0, err[-3000:]
-    assert imp.returncode == 0, imp.stderr[-3000:]
-    built = json.loads(err[err.index("{"):])
+    built = _build_exporter_image(work)
     timings["build + import exporter image"] = time.monotonic() - t1
     _loopback_up()
     subprocess.run(["mount", "--make-rshared", "/"], check=True)
     _stop_containers()
-    prom = server = exp = None
-    from erofs_top.exporter.server import Exporter, bind, serve
+    made: dict = {}
     try:
         t1 = time.monotonic()
-        args = ["run", "-d", "--snapshotter", "erofs", "--read-only", "--net-host",
-                "--log-uri", f"file://{work}/exporter.log",
-                "--env", "EROFS_TOP_CONTAINERD_STATE=/host/run/containerd",
-                "--env", "EROFS_TOP_CONTAINERD_ROOT=/host/var/lib/containerd"]
-        for cap in CTR_DEFAULT_CAPS:
-            args += ["--cap-drop", cap]
-        for cap in DAEMONSET_CAPS:
-            args += ["--cap-add", cap]
-        for m in DAEMONSET_MOUNTS:
-            args += ["--mount", m]
-        ctr(*args, EXPORTER_IMAGE, "lab-exporter", "/usr/local/bin/erofs-top", "exporter",
-            "--listen=127.0.0.1:9655", "--interval=2", "--kube-names=off")
-
-        def healthy():
-            if "lab-exporter" not in ctr("task", "ls", "-q", check=False).stdout.split():
-                pytest.fail("exporter container exited: " + open(f"{work}/exporter.log").read()[-3000:])
-            return _http("http://127.0.0.1:9655/healthz")[0] == 200
-        _wait("the exporter container's /healthz", healthy, 400)
+        _run_exporter_container(work)
         timings["exporter container up (BCC compile)"] = time.monotonic() - t1
-        pid = int(next(ln.split()[1] for ln in ctr("task", "ls").stdout.splitlines()[1:]
-                       if ln.split()[0] == "lab-exporter"))
-        assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
-        assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
-        root_opts = next(ln.split()[5] for ln in open(f"/proc/{pid}/mountinfo")
-                         if ln.split()[4] == "/")
-        assert root_opts.split(",")[0] == "ro", root_opts
-        status = dict(ln.split(":", 1) for ln in open(f"/proc/{pid}/status") if ":" in ln)
-        eff = int(status["CapEff"], 16)
-        assert eff == 1 << 2, f"CapEff {eff:#x}: only CAP_DAC_READ_SEARCH kept after attach"
-
-        # a host exporter: the same server over the session's collector
-        server = bind("127.0.0.1", 9656)
-        exp = Exporter(collector, interval=2)
-        assert exp.refresh_once()
-        serve(server, exp)
-        exp.start()
-        cfg = f"{work}/prometheus.yml"
-        with open(cfg, "w") as f:
-            json.dump({"global": {"scrape_interval": "2s"}, "scrape_configs": [
-                {"job_name": "container", "static_configs": [{"targets": ["127.0.0.1:9655"]}]},
-                {"job_name": "host", "static_configs": [{"targets": ["127.0.0.1:9656"]}]}]}, f)
-        prom = subprocess.Popen(["prometheus", f"--config.file={cfg}",
-                                 f"--storage.tsdb.path={work}/prom",
-                                 "--web.listen-address=127.0.0.1:9090"],
-                                stdout=open(f"{work}/prometheus.log", "w"), stderr=subprocess.STDOUT)
-        base = "http://127.0.0.1:9090"
-        _wait("prometheus ready", lambda: _http(f"{base}/-/ready")[0] == 200, 120)
-
-        # new layer superblocks, mounted only in the node's mount namespace now
-        for src, mp in _layer_mounts().items():
-            _mount(src, mp, "ro", busy_ok=True)
-        files, layer_images = _layer_files()
-        os.sync()
-        _evict(files + layer_images)
-        read = SHARE_READ.format(libs=" ".join(oci_app_libs()))
-        ctr("run", "-d", "--snapshotter", "erofs", "--log-uri", f"file://{work}/xa.log",
-            IMAGE_A, "xa", "sh", "-c", read)
-        ctr("run", "-d", "--snapshotter", "erofs", "--cgroup",
-            f"/kubepods/besteffort/pod{POD_UID_X}/{KUBE_ID_X}", "--log-uri",
-            f"file://{work}/xb.log", IMAGE_B, KUBE_ID_X, "sh", "-c", read)
-        for log in ("xa", "xb"):
-            _wait(f"{log} read", lambda: "read-done" in open(f"{work}/{log}.log").read(), 120)
-        cgs = ["/default/xa", f"/kubepods/besteffort/pod{POD_UID_X}/{KUBE_ID_X}"]
-        t1 = time.monotonic()
-        last = {}
-
-        def agree():
-            ok, last["r"] = _agree(base, cgs)
-            return ok
-        try:
-            _wait("both exporters' series to agree in Prometheus", agree, 60)
-        except BaseException:
-            pytest.fail(f"container vs host exporter: {last.get('r')}")
-        timings["series agree"] = time.monotonic() - t1
-        info = _by_job(_prom_series(base, "erofs_top_container_info"))["container"]
-        named = {dict(k).get("id"): dict(k) for k in info}
-        assert named[cgs[0]]["image"] == IMAGE_A and named[cgs[0]]["container_id"] == "xa"
-        assert named[cgs[1]]["image"] == IMAGE_B and named[cgs[1]]["container_id"] == KUBE_ID_X
-        assert named[cgs[1]]["pod_uid"] == POD_UID_X
-        layers = _by_job(_prom_series(base, "erofs_top_layer_images"))["container"]
-        assert {dict(k)["layer_digest"] for k in layers} >= set(containerd["images"][IMAGE_A]["layers"])
-        # the exporter sees its own image too (its LLVM is EROFS page cache)
-        images = _by_job(_prom_series(base, "erofs_top_image_resident_bytes"))["container"]
-        assert any(dict(k).get("image") == EXPORTER_IMAGE for k in images), images
+        base = _start_host_exporter_and_prometheus(collector, work, made)
+        cgs = _read_in_two_new_containers(work)
+        _check_container_series(base, cgs, containerd)
         with contextlib.suppress(OSError):
             _, text = _http("http://127.0.0.1:9655/metrics")
             with open("/out/containerd-exporter-metrics.txt", "w") as f:
@@ -777,13 +840,6 @@ def test_exporter_container_under_prometheus_matches_a_host_exporter(containerd,
                           f"{n} {s:.1f} s" for n, s in timings.items()
                           if "exporter" in n or n == "series agree"))
     finally:
-        if prom is not None:
-            prom.terminate()
-            prom.wait(timeout=30)
-        if exp is not None:
-            exp.stop()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        _stop_host_side(made)
         _stop_containers()
         subprocess.run(["mount", "--make-rprivate", "/"], check=False)
