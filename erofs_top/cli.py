@@ -19,7 +19,7 @@ import time
 import click
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_NO_COMMAND, EXIT_USAGE, CollectorError, fail
+from .errors import EXIT_NO_COMMAND, EXIT_USAGE, CollectorError, fail
 from .model import Model
 from .names import display
 from .output import EXIT_PIPE, OutputClosed, OutputError, echo_out, flush_stdout, quiet_stdout

@@ -34,7 +34,7 @@ from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFo
                          metadata_offsets, parse_inode, read_image, read_superblock)
 from ..fragments import MAP_TO_LCLUSTER, MAP_WHOLE, MAP_WHOLE_IF_LONG, PackedExtent
 from ..readahead import MetaPages, ZExtentRa, ZFile
-from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER, ADVISE_INLINE_PCLUSTER,
+from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER,
                     KIND_COMPRESSED, KIND_FRAGMENT, KIND_INLINE, MAP_HEADER_SIZE, UnsupportedZmap,
                     compressed_extents, dump_tuples, parse_map_header)
 

@@ -8,14 +8,12 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from erofs_top.tui.history import CONTAINERS
 from erofs_top.model import TIER_FULL, TIER_SNAPSHOT, File
 from erofs_top.tui import containers as containers_view
 from erofs_top.tui.app import MIN_HEIGHT, MIN_WIDTH, ErofsTopApp, HelpScreen, run_app
 from erofs_top.tui.cli import top_command
 from erofs_top.tui.detail import DetailScreen
 from erofs_top.tui.source import ListSource
-from erofs_top.units import fmt_bytes
 
 from fixture_sources import ScriptedProbeSource, cgroup_path, fixture_collector
 from tui_fixtures import MiB, model, pause_until, run_async, screen_text

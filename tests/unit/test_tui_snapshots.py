@@ -11,7 +11,7 @@ from erofs_top.model import TIER_FULL
 from erofs_top.tui.app import ErofsTopApp
 
 from fixture_advice import AdviceNode, advice_collector
-from tui_fixtures import MiB, model
+from tui_fixtures import model
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,8 +5,6 @@ kernel update changes it, these fail first.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from . import labkit as lk

@@ -109,6 +109,7 @@ def test_duplicates_not_sharing_where_the_kernel_did_not_share(collector, images
     assert 0 <= fa_file - a.resident_bytes <= 16 * lk.PAGE, (a, fa_file)
     # B: + compressed pclusters in its superblock's managed cache for lz4
     assert SIZE <= b.resident_bytes <= SIZE + (64 if case == "plain-vs-lz4" else 2) * lk.PAGE, b
+    assert 0 <= fb_file - b.resident_bytes <= 16 * lk.PAGE, (b, fb_file)
     assert m.totals.redundant_bytes == SIZE, m.totals
     assert a.duplicate_bytes == b.duplicate_bytes == SIZE, (a, b)
     # two domains: what one domain would merge is savings stage c
