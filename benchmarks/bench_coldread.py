@@ -8,11 +8,13 @@ file's too).  Only the reads are counted: the reader's own CPU time (user +
 system, CLOCK_PROCESS_CPUTIME_ID; the probes run in its context and are
 charged there) and its wall time.
 
-Each round measures four variants, back to back, in rotating order:
+Each round measures four variants (five with --raw), back to back, in
+rotating order:
   without    nothing attached
   without_b  nothing attached, again: the method's own noise floor
   empty      empty BPF programs on the same tracepoints (the floor any
              tracepoint-based tool pays; not erofs-top)
+  raw        (--raw) the empty programs as raw tracepoint programs
   with       erofs-top: a fresh tracepoint-tier collector (probes attached,
              seeded, refreshed every --refresh-interval s in a thread, as the
              TUI does)
@@ -92,12 +94,33 @@ print(elapsed, cpu, user, system, vcsw, ivcsw)
 """
 
 
-class Empty:
-    """Empty programs on erofs-top's tracepoints."""
+# --raw: the same empty programs as raw tracepoint programs (no trace record)
+EMPTY_RAW_SRC = """
+RAW_TRACEPOINT_PROBE(mm_filemap_add_to_page_cache) { return 0; }
+RAW_TRACEPOINT_PROBE(mm_filemap_delete_from_page_cache) { return 0; }
+#ifdef HAVE_EROFS_READAHEAD
+RAW_TRACEPOINT_PROBE(erofs_readahead) { return 0; }
+#endif
+#ifdef HAVE_EROFS_READ_FOLIO
+RAW_TRACEPOINT_PROBE(erofs_read_folio) { return 0; }
+#endif
+"""
 
-    def __init__(self):
+
+class Empty:
+    """Empty programs on erofs-top's tracepoints (raw tracepoint programs
+    with ``raw``)."""
+
+    def __init__(self, raw: bool = False):
         from erofs_top.kernel import host
-        self.bpf = benchlib.load_empty(host.tracepoints())
+        if raw:
+            from bcc import BPF
+            events = host.tracepoints()
+            flags = [f"-DHAVE_EROFS_{n.upper()}" for n in ("readahead", "read_folio")
+                     if events.get(f"erofs:erofs_{n}")]
+            self.bpf = BPF(text=EMPTY_RAW_SRC, cflags=flags)
+        else:
+            self.bpf = benchlib.load_empty(host.tracepoints())
         self.refreshes = 0
 
     def close(self):
@@ -160,6 +183,9 @@ def _add_args(ap) -> None:
                          "do not preempt it and evict its caches mid-read (default 1; 0: "
                          "SCHED_OTHER; the kernel's RT throttling still leaves 5 %% of the CPU "
                          "to others)")
+    ap.add_argument("--raw", action="store_true",
+                    help="a fifth variant, raw: the empty programs as raw tracepoint "
+                         "programs (no trace record built)")
     ap.add_argument("--mode", choices=("file", "loop"), default="file",
                     help="mount the image file-backed (default) or via a loop device")
     ap.add_argument("--refresh-interval", type=float, default=1.0, metavar="SECONDS",
@@ -175,8 +201,8 @@ def _attach(which: str, refresh_interval: float):
     try:
         if which == "with":
             return Attached(refresh_interval)
-        if which == "empty":
-            return Empty()
+        if which in ("empty", "raw"):
+            return Empty(raw=which == "raw")
     except CollectorError as e:
         sys.exit(f"erofs-top could not attach: {e}")
     except Exception as e:     # bcc: the compiler log
@@ -198,7 +224,8 @@ def _case(args, cg, paths: list, drop_image: str, reader_cpu: int) -> tuple[dict
             if att:
                 refreshes += att.refreshes
                 att.close()
-    return benchlib.interleaved(VARIANTS, args.rounds, measure, rotate=True), refreshes
+    variants = VARIANTS + (("raw",) if args.raw else ())
+    return benchlib.interleaved(variants, args.rounds, measure, rotate=True), refreshes
 
 
 def paired(runs: dict[str, list[dict]], key: str, num: str, den: str = "without") -> list[float]:
@@ -228,7 +255,7 @@ def _report(case: str, runs: dict, refreshes: int, args, total_mib: float) -> di
     out: dict = {"runs": runs, "refreshes": refreshes}
     print("  per-round paired ratios to `without` of the same round: median [95 % CI]")
     for key in ("cpu", "wall"):
-        for num in ("with", "empty", "without_b"):
+        for num in ("with", "empty", "without_b") + (("raw",) if "raw" in runs else ()):
             med, lo, hi, cov = benchlib.median_ci(paired(runs, key, num))
             out[f"{key}_{num}_ratio"] = {"median": med, "ci": [lo, hi], "coverage": cov}
             label = {"cpu": "reader CPU", "wall": "wall"}[key]
@@ -239,6 +266,11 @@ def _report(case: str, runs: dict, refreshes: int, args, total_mib: float) -> di
     out["cpu_with_over_empty"] = {"median": med, "ci": [lo, hi], "coverage": cov}
     print(f"    reader CPU with/empty         {med:.4f} [{lo:.4f}, {hi:.4f}] (erofs-top "
           f"beyond the empty programs); {refreshes} refreshes while attached")
+    if "raw" in runs:
+        med, lo, hi, cov = benchlib.median_ci(paired(runs, "cpu", "raw", "empty"))
+        out["cpu_raw_over_empty"] = {"median": med, "ci": [lo, hi], "coverage": cov}
+        print(f"    reader CPU raw/empty           {med:.4f} [{lo:.4f}, {hi:.4f}] (raw vs "
+              f"ordinary tracepoint programs, both empty)")
     return out
 
 
