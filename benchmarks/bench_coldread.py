@@ -28,6 +28,8 @@ without, empty / without).  Target: with/without reader CPU <= 1.02 in case
 img-warm (the image file cached: the EROFS page cache is cold but the data
 comes from memory: CPU-bound, the probes' worst case).  Case `cold` (the
 image file dropped too: misses read the disk) with --cases cold,img-warm.
+Before and after the rounds one untimed pass counts the folios inserted by
+order (the probes pay per insertion: fewer large folios, more events).
 
 Run:  sudo .venv/bin/python benchmarks/bench_coldread.py   (~2 min; under
       the heavy-work lock on a shared machine)
@@ -228,6 +230,40 @@ def _case(args, cg, paths: list, drop_image: str, reader_cpu: int) -> tuple[dict
     return benchlib.interleaved(variants, args.rounds, measure, rotate=True), refreshes
 
 
+# Not timed: the folio orders one pass inserts on the EROFS device (the
+# probes' cost is per insertion: fewer large folios, more events per MiB).
+ORDERS_SRC = """
+BPF_ARRAY(orders, u64, 16);
+TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache) {
+    if (args->s_dev != EROFS_DEV)
+        return 0;
+    u32 o = args->order < 15 ? args->order : 15;
+    u64 *c = orders.lookup(&o);
+    if (c)
+        __sync_fetch_and_add(c, 1);
+    return 0;
+}
+"""
+
+
+def folio_orders(cg, paths, drop_image: str, cpu_no: int) -> dict[int, int]:
+    """{order: insertions} of one untimed pass of the reader."""
+    from bcc import BPF
+    from erofs_top.readings import kdev_from_st_dev
+    dev = kdev_from_st_dev(os.stat(paths[0]).st_dev)
+    bpf = BPF(text=ORDERS_SRC.replace("EROFS_DEV", str(dev)))
+    try:
+        timed_read(cg, paths, 1, drop_image, cpu_no)
+        return {k.value: v.value for k, v in bpf["orders"].items() if v.value}
+    finally:
+        bpf.cleanup()
+
+
+def _orders_line(orders: dict[int, int]) -> str:
+    return (f"{sum(orders.values())} EROFS insertions per pass ("
+            + ", ".join(f"order {o}: {n}" for o, n in sorted(orders.items())) + ")")
+
+
 def paired(runs: dict[str, list[dict]], key: str, num: str, den: str = "without") -> list[float]:
     """Per-round ratios num / den of one figure (rounds measured both)."""
     return [a[key] / b[key] for a, b in zip(runs[num], runs[den])]
@@ -328,9 +364,14 @@ def _body(args) -> dict:
         for case in cases:
             if case == "img-warm":
                 timed_read(cg, paths)       # brings the image into the cache
-            runs, refreshes = _case(args, cg, paths,
-                                    str(img) if case == "cold" else "-", reader_cpu)
+            drop_image = str(img) if case == "cold" else "-"
+            before = folio_orders(cg, paths, drop_image, reader_cpu)
+            runs, refreshes = _case(args, cg, paths, drop_image, reader_cpu)
             out["cases"][case] = _report(case, runs, refreshes, args, out["total_mib"])
+            after = folio_orders(cg, paths, drop_image, reader_cpu)
+            print(f"  before the rounds: {_orders_line(before)}\n"
+                  f"  after the rounds:  {_orders_line(after)}")
+            out["cases"][case]["folio_orders"] = {"before": before, "after": after}
     print(_environment())
     return out
 
