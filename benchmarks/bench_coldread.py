@@ -1,31 +1,45 @@
-"""Cold read of a few hundred MiB of EROFS files with and without erofs-top.
+"""Reader CPU of a cold read of EROFS files with and without erofs-top (paired rounds).
 
 Builds a real EROFS image (default 15 files, 4-64 MiB, 335 MiB in all), mounts
-it (file-backed by default), and times one reader process that reads every
-file sequentially inside a cgroup, the page cache dropped before each read
-(POSIX_FADV_DONTNEED on every EROFS file and on the image file).  Three variants,
-interleaved (rotating order), --rounds times each, in the same run:
-  without  nothing attached
-  empty    empty BPF programs on the same tracepoints (the floor any
-           tracepoint-based tool pays; not erofs-top)
-  with     erofs-top: a fresh tracepoint-tier collector (probes attached,
-           seeded, refreshed every --refresh-interval seconds in a thread, as
-           the TUI does)
-Two cases:
-  cold       the image file dropped too: EROFS misses read the disk
-  img-warm   the image file kept cached: the EROFS page cache is cold but
-             the data comes from memory (CPU-bound, the probes' worst case)
-Each measurement is --passes cold reads of all files (the cache dropped
-before each pass, only the reads timed), to rise above scheduler noise.
-Prints per-round times and the median wall-time ratios with/without
-(target <= 1.02) and empty/without.  The reader times itself (no process start-up inside).
+it (file-backed by default), and runs one reader process in a cgroup that
+reads every file sequentially --passes times, the page cache of the files
+dropped before each pass (POSIX_FADV_DONTNEED; in case `cold` the image
+file's too).  Only the reads are counted: the reader's own CPU time (user +
+system, CLOCK_PROCESS_CPUTIME_ID; the probes run in its context and are
+charged there) and its wall time.
 
-Run:  sudo .venv/bin/python benchmarks/bench_coldread.py [--rounds 5]
+Each round measures four variants (five with --raw), back to back, in
+rotating order:
+  without    nothing attached
+  without_b  nothing attached, again: the method's own noise floor
+  empty      empty BPF programs on the same tracepoints (the floor any
+             tracepoint-based tool pays; not erofs-top)
+  raw        (--raw) the empty programs as raw tracepoint programs
+  with       erofs-top: a fresh tracepoint-tier collector (probes attached,
+             seeded, refreshed every --refresh-interval s in a thread, as the
+             TUI does)
+The benchmark process (the collector and its refresh thread) is pinned to
+one CPU and the reader to another (--cpus), so refreshes do not take the
+reader's CPU, and the reader runs SCHED_FIFO (--fifo), so other tasks do
+not preempt it mid-read (their cache footprint was the largest noise).  The verdict uses per-round paired ratios (variant / without
+of the same round): their median and a distribution-free 95 % confidence
+interval (order statistics), printed with the noise floor (without_b /
+without, empty / without).  Target: with/without reader CPU <= 1.02 in case
+img-warm (the image file cached: the EROFS page cache is cold but the data
+comes from memory: CPU-bound, the probes' worst case).  Case `cold` (the
+image file dropped too: misses read the disk) with --cases cold,img-warm.
+Before and after the rounds one untimed pass counts the folios inserted by
+order (the probes pay per insertion: fewer large folios, more events).
+
+Run:  sudo .venv/bin/python benchmarks/bench_coldread.py   (~2 min; under
+      the heavy-work lock on a shared machine)
 """
 from __future__ import annotations
 
 import os
+import platform
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -38,26 +52,33 @@ from erofs_top.workload import Stack, build_image, make_tree
 
 # all sizes differ: same-size files would make every fresh collector hash them
 SIZES_MIB = (4, 6, 8, 12, 16, 20, 24, 32, 48, 64, 40, 28, 18, 10, 5)
+VARIANTS = ("without", "without_b", "empty", "with")
+TARGET = 1.02
 
-# One process reads all files, --passes times, dropping the page cache of the
-# files (and of the image file, when given) after each pass; only the reads
-# are timed (prints the sums of their wall and CPU seconds; CPU time, user +
-# system of the reader, includes the probes that run in its context and is far
-# less sensitive to other load on the machine than wall time).
+# One process pins itself to a CPU (argv[1], -1: no pinning), reads all files
+# --passes times, dropping the page cache of the files (and of the image file,
+# when given) before each pass; only the reads are counted.  Prints the sums of
+# their wall, CPU (user + system), user and system seconds, and of the
+# voluntary (it waited) and involuntary (it was preempted) context switches.
 READER = r"""
-import os, sys, time
-passes, drop_image = int(sys.argv[1]), sys.argv[2]
-paths = sys.argv[3:]
+import os, resource, sys, time
+cpu_no, fifo, passes, drop_image = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+paths = sys.argv[5:]
+if cpu_no >= 0:
+    os.sched_setaffinity(0, {cpu_no})
+if fifo:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo))
 def drop(p):
     fd = os.open(p, os.O_RDONLY)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     os.close(fd)
-elapsed = cpu = 0.0
+elapsed = cpu = user = system = vcsw = ivcsw = 0.0
 for _ in range(passes):
     for p in paths:
         drop(p)
     if drop_image != "-":
         drop(drop_image)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t, c = time.perf_counter(), time.process_time()
     for p in paths:
         fd = os.open(p, os.O_RDONLY)
@@ -66,16 +87,42 @@ for _ in range(passes):
         os.close(fd)
     elapsed += time.perf_counter() - t
     cpu += time.process_time() - c
-print(elapsed, cpu)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    user += r1.ru_utime - r0.ru_utime
+    system += r1.ru_stime - r0.ru_stime
+    vcsw += r1.ru_nvcsw - r0.ru_nvcsw
+    ivcsw += r1.ru_nivcsw - r0.ru_nivcsw
+print(elapsed, cpu, user, system, vcsw, ivcsw)
+"""
+
+
+# --raw: the same empty programs as raw tracepoint programs (no trace record)
+EMPTY_RAW_SRC = """
+RAW_TRACEPOINT_PROBE(mm_filemap_add_to_page_cache) { return 0; }
+RAW_TRACEPOINT_PROBE(mm_filemap_delete_from_page_cache) { return 0; }
+#ifdef HAVE_EROFS_READAHEAD
+RAW_TRACEPOINT_PROBE(erofs_readahead) { return 0; }
+#endif
+#ifdef HAVE_EROFS_READ_FOLIO
+RAW_TRACEPOINT_PROBE(erofs_read_folio) { return 0; }
+#endif
 """
 
 
 class Empty:
-    """Empty programs on erofs-top's tracepoints."""
+    """Empty programs on erofs-top's tracepoints (raw tracepoint programs
+    with ``raw``)."""
 
-    def __init__(self):
+    def __init__(self, raw: bool = False):
         from erofs_top.kernel import host
-        self.bpf = benchlib.load_empty(host.tracepoints())
+        if raw:
+            from bcc import BPF
+            events = host.tracepoints()
+            flags = [f"-DHAVE_EROFS_{n.upper()}" for n in ("readahead", "read_folio")
+                     if events.get(f"erofs:erofs_{n}")]
+            self.bpf = BPF(text=EMPTY_RAW_SRC, cflags=flags)
+        else:
+            self.bpf = benchlib.load_empty(host.tracepoints())
         self.refreshes = 0
 
     def close(self):
@@ -110,23 +157,43 @@ class Attached:
         self.col.close()
 
 
-def timed_read(cg, paths, passes: int = 1, drop_image: str = "-") -> tuple[float, float]:
-    """(wall s, CPU s) of the reads."""
-    r = cg.run([sys.executable, "-S", "-c", READER, str(passes), drop_image,
+def timed_read(cg, paths, passes: int = 1, drop_image: str = "-",
+               cpu_no: int = -1, fifo: int = 0) -> dict[str, float]:
+    """The reader's wall, CPU, user and system seconds of the reads and its
+    context switches meanwhile (voluntary, involuntary)."""
+    r = cg.run([sys.executable, "-S", "-c", READER, str(cpu_no), str(fifo), str(passes), drop_image,
                 *map(str, paths)], capture_output=True, text=True)
-    wall, cpu = r.stdout.split()
-    return float(wall), float(cpu)
+    wall, cpu, user, system, vcsw, ivcsw = map(float, r.stdout.split())
+    return {"wall": wall, "cpu": cpu, "user": user, "sys": system,
+            "vcsw": vcsw, "ivcsw": ivcsw}
 
 
 def _add_args(ap) -> None:
-    ap.add_argument("--rounds", type=int, default=6,
-                    help="measurements per variant and case (default 6)")
-    ap.add_argument("--passes", type=int, default=8,
-                    help="cold reads of all files per measurement (default 8)")
+    ap.add_argument("--rounds", type=int, default=40,
+                    help="rounds per case; each measures every variant once, in "
+                         "rotating order (default 30)")
+    ap.add_argument("--passes", type=int, default=3,
+                    help="cold reads of all files per measurement (default 3)")
+    ap.add_argument("--cases", default="img-warm",
+                    help="comma-separated: img-warm (image file cached; the target), "
+                         "cold (image file dropped too) (default img-warm)")
+    ap.add_argument("--cpus", default="0,1", metavar="COLLECTOR,READER",
+                    help="CPU of this process (collector, refresh thread, BPF loads) and "
+                         "of the reader (default 0,1; 'none': no pinning)")
+    ap.add_argument("--fifo", type=int, default=1, metavar="PRIORITY",
+                    help="run the reader SCHED_FIFO at this priority, so that other tasks "
+                         "do not preempt it and evict its caches mid-read (default 1; 0: "
+                         "SCHED_OTHER; the kernel's RT throttling still leaves 5 %% of the CPU "
+                         "to others)")
+    ap.add_argument("--raw", action="store_true",
+                    help="a fifth variant, raw: the empty programs as raw tracepoint "
+                         "programs (no trace record built)")
     ap.add_argument("--mode", choices=("file", "loop"), default="file",
                     help="mount the image file-backed (default) or via a loop device")
     ap.add_argument("--refresh-interval", type=float, default=1.0, metavar="SECONDS",
-                    help="model refresh period while attached (default 1 s; the first refresh runs at once, so every measurement pays at least one; the TUI uses 2 s; 0: none)")
+                    help="model refresh period while attached (default 1 s; the first refresh "
+                         "runs at once, so every measurement pays at least one; the TUI uses "
+                         "2 s; 0: none)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply the file sizes (e.g. 0.25 for a quick run)")
 
@@ -136,8 +203,8 @@ def _attach(which: str, refresh_interval: float):
     try:
         if which == "with":
             return Attached(refresh_interval)
-        if which == "empty":
-            return Empty()
+        if which in ("empty", "raw"):
+            return Empty(raw=which == "raw")
     except CollectorError as e:
         sys.exit(f"erofs-top could not attach: {e}")
     except Exception as e:     # bcc: the compiler log
@@ -145,60 +212,136 @@ def _attach(which: str, refresh_interval: float):
     return None
 
 
-def _case(args, cg, paths: list, drop_image: str) -> tuple[dict, dict, int]:
-    """Every variant (without erofs-top, an empty BPF program, erofs-top
-    attached) ``args.rounds`` times, rotating the order: (wall, CPU) times."""
+def _case(args, cg, paths: list, drop_image: str, reader_cpu: int) -> tuple[dict, int]:
+    """Every variant ``args.rounds`` times, the order rotating each round:
+    variant -> [timed_read() of each round]."""
     refreshes = 0
 
     def measure(which: str, _rnd: int):
         nonlocal refreshes
         att = _attach(which, args.refresh_interval)
         try:
-            return timed_read(cg, paths, args.passes, drop_image)
+            return timed_read(cg, paths, args.passes, drop_image, reader_cpu, args.fifo)
         finally:
             if att:
                 refreshes += att.refreshes
                 att.close()
-    both = benchlib.interleaved(("without", "empty", "with"), args.rounds, measure, rotate=True)
-    times = {k: [w for w, _ in v] for k, v in both.items()}
-    cpus = {k: [c for _, c in v] for k, v in both.items()}
-    return times, cpus, refreshes
+    variants = VARIANTS + (("raw",) if args.raw else ())
+    return benchlib.interleaved(variants, args.rounds, measure, rotate=True), refreshes
 
 
-def _report(case: str, times: dict, cpus: dict, refreshes: int, args, total_mib: float) -> dict:
-    med = {k: statistics.median(v) for k, v in times.items()}
-    best = {k: min(v) for k, v in times.items()}
-    ratio = med["with"] / med["without"]
-    ratio_empty = med["empty"] / med["without"]
-    paired = statistics.median(w / o for w, o in zip(times["with"], times["without"]))
-    cmed = {k: statistics.median(v) for k, v in cpus.items()}
-    print(f"\n[{case}]  (image file {'dropped' if case == 'cold' else 'cached'})")
-    for which, ts in times.items():
-        print(f"  {which:<8} " + " ".join(f"{t:6.3f}" for t in ts)
-              + f"  s   median {med[which]:.3f} s "
-              f"({args.passes * total_mib / med[which]:.0f} MiB/s); "
-              f"reader CPU median {cmed[which]:.3f} s")
-    print(f"  median ratio with/without: {ratio:.3f} (target <= 1.02); "
-          f"empty/without: {ratio_empty:.3f}; median of per-round with/without "
-          f"{paired:.3f}; {refreshes} refreshes while attached")
-    print(f"  reader CPU-time ratio with/without: {cmed['with'] / cmed['without']:.3f}; "
-          f"empty/without: {cmed['empty'] / cmed['without']:.3f}")
-    print(f"  fastest-run ratio (least disturbed by other load) with/without: "
-          f"{best['with'] / best['without']:.3f}; empty/without: "
-          f"{best['empty'] / best['without']:.3f}")
-    return {**{f"{k}_s": v for k, v in times.items()},
-            "median_ratio": ratio, "empty_median_ratio": ratio_empty,
-            "paired_median_ratio": paired,
-            **{f"{k}_cpu_s": v for k, v in cpus.items()},
-            "cpu_median_ratio": cmed["with"] / cmed["without"],
-            "min_ratio": best["with"] / best["without"]}
+# Not timed: the folio orders one pass inserts on the EROFS device (the
+# probes' cost is per insertion: fewer large folios, more events per MiB).
+ORDERS_SRC = """
+BPF_ARRAY(orders, u64, 16);
+TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache) {
+    if (args->s_dev != EROFS_DEV)
+        return 0;
+    u32 o = args->order < 15 ? args->order : 15;
+    u64 *c = orders.lookup(&o);
+    if (c)
+        __sync_fetch_and_add(c, 1);
+    return 0;
+}
+"""
+
+
+def folio_orders(cg, paths, drop_image: str, cpu_no: int) -> dict[int, int]:
+    """{order: insertions} of one untimed pass of the reader."""
+    from bcc import BPF
+    from erofs_top.readings import kdev_from_st_dev
+    dev = kdev_from_st_dev(os.stat(paths[0]).st_dev)
+    bpf = BPF(text=ORDERS_SRC.replace("EROFS_DEV", str(dev)))
+    try:
+        timed_read(cg, paths, 1, drop_image, cpu_no)
+        return {k.value: v.value for k, v in bpf["orders"].items() if v.value}
+    finally:
+        bpf.cleanup()
+
+
+def _orders_line(orders: dict[int, int]) -> str:
+    return (f"{sum(orders.values())} EROFS insertions per pass ("
+            + ", ".join(f"order {o}: {n}" for o, n in sorted(orders.items())) + ")")
+
+
+def paired(runs: dict[str, list[dict]], key: str, num: str, den: str = "without") -> list[float]:
+    """Per-round ratios num / den of one figure (rounds measured both)."""
+    return [a[key] / b[key] for a, b in zip(runs[num], runs[den])]
+
+
+def verdict(lo: float, hi: float, coverage: float, target: float = TARGET) -> str:
+    if coverage < 0.95:
+        return f"no verdict (a {coverage:.0%} interval: 6 rounds or more give 95 %)"
+    if hi <= target:
+        return "met"
+    if lo > target:
+        return f"missed (by {lo - 1:.1%} to {hi - 1:.1%} of reader CPU, target {target - 1:.0%})"
+    return f"unresolved (the interval spans {target})"
+
+
+def _report(case: str, runs: dict, refreshes: int, args, total_mib: float) -> dict:
+    print(f"\n[{case}]  (image file {'dropped' if case == 'cold' else 'cached'}); "
+          f"{args.rounds} rounds; per variant: median of its rounds")
+    for which, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        print(f"  {which:<9} reader CPU {med['cpu']:.3f} s (user {med['user']:.3f}, sys "
+              f"{med['sys']:.3f}), wall {med['wall']:.3f} s "
+              f"({args.passes * total_mib / med['wall']:.0f} MiB/s); context switches "
+              f"{med['vcsw']:.0f} voluntary, {med['ivcsw']:.0f} involuntary")
+    out: dict = {"runs": runs, "refreshes": refreshes}
+    print("  per-round paired ratios to `without` of the same round: median [95 % CI]")
+    for key in ("cpu", "wall"):
+        for num in ("with", "empty", "without_b") + (("raw",) if "raw" in runs else ()):
+            med, lo, hi, cov = benchlib.median_ci(paired(runs, key, num))
+            out[f"{key}_{num}_ratio"] = {"median": med, "ci": [lo, hi], "coverage": cov}
+            label = {"cpu": "reader CPU", "wall": "wall"}[key]
+            extra = f"  -> {verdict(lo, hi, cov)}" if (key, num) == ("cpu", "with") else ""
+            print(f"    {label:<10} {num + '/without':<17} {med:.4f} [{lo:.4f}, {hi:.4f}] "
+                  f"({cov:.1%}){extra}")
+    med, lo, hi, cov = benchlib.median_ci(paired(runs, "cpu", "with", "empty"))
+    out["cpu_with_over_empty"] = {"median": med, "ci": [lo, hi], "coverage": cov}
+    print(f"    reader CPU with/empty         {med:.4f} [{lo:.4f}, {hi:.4f}] (erofs-top "
+          f"beyond the empty programs); {refreshes} refreshes while attached")
+    if "raw" in runs:
+        med, lo, hi, cov = benchlib.median_ci(paired(runs, "cpu", "raw", "empty"))
+        out["cpu_raw_over_empty"] = {"median": med, "ci": [lo, hi], "coverage": cov}
+        print(f"    reader CPU raw/empty           {med:.4f} [{lo:.4f}, {hi:.4f}] (raw vs "
+              f"ordinary tracepoint programs, both empty)")
+    return out
+
+
+def _pin(spec: str) -> int:
+    """(reader CPU, -1 for none) after pinning this process to the collector's CPU."""
+    if spec == "none":
+        return -1
+    mine, reader = (int(c) for c in spec.split(","))
+    os.sched_setaffinity(0, {mine})
+    return reader
+
+
+def _environment() -> str:
+    try:
+        import bcc
+        bcc_v = getattr(bcc, "__version__", "?")
+    except ImportError:
+        bcc_v = "missing"
+    commit = subprocess.run(["git", "-C", str(benchlib.REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "?"
+    return (f"kernel {platform.release()}, BCC {bcc_v}, Python {platform.python_version()}, "
+            f"commit {commit}, {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, "
+            f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def _body(args) -> dict:
     files = {f"data/f{i:02d}.bin": max(1, int(s * args.scale * MiB))
              for i, s in enumerate(SIZES_MIB)}
-    out = {"rounds": args.rounds, "mode": args.mode, "files": len(files),
-           "total_mib": sum(files.values()) / MiB, "cases": {}}
+    out = {"rounds": args.rounds, "passes": args.passes, "mode": args.mode,
+           "files": len(files), "total_mib": sum(files.values()) / MiB, "cases": {}}
+    cases = args.cases.split(",")
+    if set(cases) - {"cold", "img-warm"}:
+        sys.exit(f"unknown case in {args.cases!r}: cold, img-warm")
+    reader_cpu = _pin(args.cpus)
+    print(_environment())
     with Stack(prefix="erofs-top-bench-") as st:
         t0 = time.monotonic()
         src = make_tree(st.dir / "src", files, seed=11)
@@ -211,23 +354,30 @@ def _body(args) -> dict:
         cg = st.cgroup(f"erofs-top-bench-{os.getpid()}/reader")
         paths = [mnt.path(n) for n in files]
         print(f"{len(files)} files, {out['total_mib']:.0f} MiB, image mounted {args.mode}; "
-              f"{args.rounds} rounds per case of {args.passes} cold passes each; refresh every "
+              f"{args.rounds} rounds per case of {args.passes} cold passes per variant; "
+              f"CPUs (this process, reader): {args.cpus}; refresh every "
               f"{args.refresh_interval:g} s while attached (set-up {time.monotonic() - t0:.1f} s)")
         benchlib.drop_cache(paths + [img])
         left = sum(pagecache.file_resident_pages(p) for p in paths + [str(img)])
         if left:
             print(f"warning: {left} pages stay cached after POSIX_FADV_DONTNEED")
-        for case in ("cold", "img-warm"):
+        for case in cases:
             if case == "img-warm":
                 timed_read(cg, paths)       # brings the image into the cache
-            times, cpus, refreshes = _case(args, cg, paths,
-                                           str(img) if case == "cold" else "-")
-            out["cases"][case] = _report(case, times, cpus, refreshes, args, out["total_mib"])
+            drop_image = str(img) if case == "cold" else "-"
+            before = folio_orders(cg, paths, drop_image, reader_cpu)
+            runs, refreshes = _case(args, cg, paths, drop_image, reader_cpu)
+            out["cases"][case] = _report(case, runs, refreshes, args, out["total_mib"])
+            after = folio_orders(cg, paths, drop_image, reader_cpu)
+            print(f"  before the rounds: {_orders_line(before)}\n"
+                  f"  after the rounds:  {_orders_line(after)}")
+            out["cases"][case]["folio_orders"] = {"before": before, "after": after}
+    print(_environment())
     return out
 
 
 def main() -> int:
-    return benchlib.bench_main(__doc__, _add_args, _body, root=True)
+    return benchlib.bench_main(__doc__, _add_args, _body, root=True, full_doc=True)
 
 
 if __name__ == "__main__":

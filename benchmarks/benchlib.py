@@ -162,20 +162,48 @@ def median(xs):
     return statistics.median(xs)
 
 
+def median_ci(xs, conf: float = 0.95) -> tuple[float, float, float, float]:
+    """(median, low, high, coverage): a distribution-free confidence interval
+    for the median from order statistics.  With n values sorted, [x_(k),
+    x_(n+1-k)] holds the true median with probability 1 - 2 P(Bin(n, 1/2) < k);
+    k is the largest with that probability >= ``conf``; coverage is that
+    probability.  Under 6 values no k >= 1 reaches 95 %: (min, max) and its
+    coverage, smaller than asked."""
+    import math
+    xs = sorted(xs)
+    n = len(xs)
+    if n == 0:
+        raise ValueError("no values")
+    tail, k = 0.0, 0
+    while k < n // 2:
+        nxt = tail + math.comb(n, k) / 2 ** n      # P(Bin < k + 1)
+        if 1 - 2 * nxt < conf:
+            break
+        tail, k = nxt, k + 1
+    k = max(k, 1)
+    tail = sum(math.comb(n, i) for i in range(k)) / 2 ** n
+    return statistics.median(xs), xs[k - 1], xs[n - k], 1 - 2 * tail
+
+
 def fmt_ms(s: float) -> str:
     return f"{s * 1000:.1f} ms"
 
 
 # ---------------------------------------------------------------- the driver
-def bench_main(doc: str, add_args, body, *, root: bool) -> int:
+def bench_main(doc: str, add_args, body, *, root: bool, full_doc: bool = False) -> int:
     """What every benchmark's main() does: parse its options (``add_args(ap)``),
     check root, make SIGTERM unwind like Ctrl-C (mounts and cgroups removed),
     run ``body(args) -> dict`` through run(), print the figures as JSON with
-    --json.  Returns the exit status."""
+    --json.  --help shows the docstring's first line, or all of it with
+    ``full_doc``.  Returns the exit status."""
     import argparse
     import json
     import signal
-    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if full_doc:
+        ap = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    else:
+        ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     add_args(ap)
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args()
