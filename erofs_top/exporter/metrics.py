@@ -212,6 +212,7 @@ MOUNT_GAUGES = (("mount_resident_bytes", "resident_bytes"),
                 ("mount_duplicate_bytes", "duplicate_bytes"),
                 ("mount_backing_resident_bytes", "backing_resident_bytes"),
                 ("mount_containers", "containers_count"))
+MOUNT_INFO_LABELS = SPEC["mount"].labels
 _MOUNT_VALUES = attrgetter(*(attr for _, attr in MOUNT_GAUGES))
 _COUNTER_VALUES = attrgetter(*(attr for attr, _ in CONTAINER_COUNTERS))
 _GAUGE_VALUES = attrgetter(*(attr for attr, _ in CONTAINER_GAUGES))
@@ -371,7 +372,7 @@ class FamilyBuilder:
                 self._label_cache = {}      # started anew: containers come and go
             # label values are printable: control and undecodable bytes escaped
             key = (display(namespace), display(pod), display(container), display(c.cgroup))
-            hit = self._label_cache[raw] = (key, dict(
+            hit = self._label_cache[raw] = (key, Labels(
                 zip(CONTAINER_LABELS, key), runtime=display(c.runtime),
                 container_id=display(c.container_id), pod_uid=display(c.pod_uid),
                 image=display(c.image), runtime_namespace=display(c.namespace)))
@@ -408,7 +409,8 @@ class FamilyBuilder:
         rows, infos, aggregated = self._container_rows(model)
         info = _family("container")
         for labels in infos:
-            info.add_metric([], labels)
+            # (InfoMetricFamily.add_metric's sample, the kept Labels as they are)
+            info.samples.append(Sample(info.name + "_info", labels, 1, None))
         out.append(info)
         # one labels dict per row for all its samples (add_metric makes one
         # per sample; the encoder then takes each dict's labels apart once)
@@ -431,16 +433,16 @@ class FamilyBuilder:
         """Per mount: current ones only; a bind mount of one superblock is listed once."""
         mounts = [m for m in model.mounts if not m.gone]
         minfo = _family("mount")
+        info_name = minfo.name + "_info"
         fams = [_family(k) for k, _ in MOUNT_GAUGES]
         samples: list[list[Sample]] = [fam.samples for fam in fams]
         names = [fam.name for fam in fams]
         for m in mounts:
             labels = (m.dev, m.image_id, display(m.volume_name))
-            minfo.add_metric([], dict(zip(MOUNT_LABELS, labels), backing=m.backing,
-                                      inode_share=_bool(m.inode_share), directio=_bool(m.directio),
-                                      ishare_xattrs=_bool(m.ishare_xattrs),
-                                      compressed=_bool(m.compressed),
-                                      layer_digest=m.layer_digest, snapshot_id=m.snapshot_id))
+            minfo.samples.append(Sample(info_name, self._series_labels(MOUNT_INFO_LABELS, (
+                *labels, m.backing, _bool(m.inode_share), _bool(m.directio),
+                _bool(m.ishare_xattrs), _bool(m.compressed), m.layer_digest, m.snapshot_id)),
+                1, None))
             d = self._series_labels(MOUNT_LABELS, labels)
             for into, name, value in zip(samples, names, _MOUNT_VALUES(m)):
                 into.append(Sample(name, d, value, None))
