@@ -37,6 +37,20 @@ def go_float(v) -> str:
     return floatToGoString(v)
 
 
+class Labels(dict):
+    """A sample's labels that nobody changes once made (every change raises):
+    a FamilyBuilder keeps one per series between refreshes, and LineCache
+    finds the line of such a sample by the dict's identity, without taking
+    its labels apart.  Any other labels dict is taken apart at every body."""
+    __slots__ = ()
+
+    def _frozen(self, *a, **k):
+        raise TypeError("Labels are read only")
+
+    __setitem__ = __delitem__ = __ior__ = _frozen
+    clear = pop = popitem = setdefault = update = _frozen
+
+
 class _Only:
     """A collector of the given metrics (what an encoder takes)."""
     __slots__ = ("metrics",)
@@ -63,10 +77,14 @@ class LineCache:
         self.trailer = encoder(_Only([])).decode("utf-8")
         self.headers: dict[tuple, str] = {}
         self.prefixes: dict[tuple, str | None] = {}     # None: encode that metric whole
+        # (name, type, sample name) -> {id(Labels): (the Labels, prefix)}: the
+        # dict is kept with its line, so its id is not reused while there
+        self.by_ident: dict[tuple, dict[int, tuple]] = {}
+        self.n_ident = 0
 
     def __call__(self, registry) -> bytes:
-        if len(self.prefixes) > MAX_KEPT:
-            self.prefixes = {}
+        if len(self.prefixes) > MAX_KEPT or self.n_ident > MAX_KEPT:
+            self.prefixes, self.by_ident, self.n_ident = {}, {}, 0
         out: list[str] = []
         for metric in registry.collect():
             out.append(self._metric(metric))
@@ -86,18 +104,37 @@ class LineCache:
             header = self.headers[hkey] = self._encode(_bare(metric, []))
         lines = [header]
         prefixes = self.prefixes
+        name = ident = None
         for s in metric.samples:
             if s.timestamp is not None or s.exemplar is not None or s.value is None \
                     or getattr(s, "native_histogram", None) is not None:
                 return self._encode(metric)      # not one line ending in its value
-            key = (hkey[:2], s.name, tuple(s.labels.items()))
-            prefix = prefixes.get(key, "")
-            if prefix == "":
-                prefix = prefixes[key] = self._prefix(metric, header, s)
+            labels = s.labels
+            if type(labels) is Labels:
+                if s.name is not name:
+                    name = s.name
+                    ident = self.by_ident.setdefault((hkey[:2], name), {})
+                hit = ident.get(id(labels))
+                if hit is not None and hit[0] is labels:
+                    prefix = hit[1]
+                else:
+                    prefix = self._prefix_of(metric, header, s, hkey)
+                    ident[id(labels)] = (labels, prefix)
+                    self.n_ident += 1
+            else:
+                prefix = self._prefix_of(metric, header, s, hkey)
             if prefix is None:
                 return self._encode(metric)
             lines.append(f"{prefix} {go_float(s.value)}\n")
         return "".join(lines)
+
+    def _prefix_of(self, metric: Metric, header: str, s, hkey: tuple) -> str | None:
+        """The kept prefix of sample s (by its labels' values), made if new."""
+        key = (hkey[:2], s.name, tuple(s.labels.items()))
+        prefix = self.prefixes.get(key, "")
+        if prefix == "":
+            prefix = self.prefixes[key] = self._prefix(metric, header, s)
+        return prefix
 
     def _prefix(self, metric: Metric, header: str, s) -> str | None:
         """The line of sample s up to its value, as the encoder writes it; None

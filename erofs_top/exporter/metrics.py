@@ -23,6 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Iterable
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
@@ -31,6 +32,8 @@ from prometheus_client.samples import Sample
 
 from erofs_top.model import TIER_SNAPSHOT, Container, Model
 from erofs_top.names import display
+
+from .encode import Labels
 
 PREFIX = "erofs_top_"
 CONTAINER_LABELS = ("namespace", "pod", "container", "id")
@@ -205,6 +208,16 @@ CONTAINER_GAUGES = (("resident_bytes", "container_resident_bytes"),
                     ("files_count", "container_resident_files"))
 
 
+MOUNT_GAUGES = (("mount_resident_bytes", "resident_bytes"),
+                ("mount_duplicate_bytes", "duplicate_bytes"),
+                ("mount_backing_resident_bytes", "backing_resident_bytes"),
+                ("mount_containers", "containers_count"))
+MOUNT_INFO_LABELS = SPEC["mount"].labels
+_MOUNT_VALUES = attrgetter(*(attr for _, attr in MOUNT_GAUGES))
+_COUNTER_VALUES = attrgetter(*(attr for attr, _ in CONTAINER_COUNTERS))
+_GAUGE_VALUES = attrgetter(*(attr for attr, _ in CONTAINER_GAUGES))
+
+
 def _family(key: str, labels: Iterable[str] | None = None) -> Metric:
     spec = SPEC[key]
     labels = list(spec.labels if labels is None else labels)
@@ -299,6 +312,9 @@ class FamilyBuilder:
         self.scalar_counters = MonotonicCounters(1, keep=10_000)
         # names -> (label values, info labels): _labels
         self._label_cache: dict[tuple, tuple[tuple[str, str, str, str], dict[str, str]]] = {}
+        # label values -> their Labels, the same object from one build to the
+        # next (the encoder finds a series' line by it): _series_labels
+        self._series: dict[tuple, Labels] = {}
 
     # -- helpers
     def _scalar(self, key: str, value: int) -> int:
@@ -313,11 +329,12 @@ class FamilyBuilder:
         aggregated = 0
         named = 0
         for c in ranked:
-            counters = tuple(int(getattr(c, attr)) for attr, _ in CONTAINER_COUNTERS)
+            counters = tuple(map(int, _COUNTER_VALUES(c)))
+            gauges = _GAUGE_VALUES(c)
             last, idle = idle_before.get(c.cgroup_id, (None, 0))
             idle = idle + 1 if counters == last else 0
             self._idle[c.cgroup_id] = (counters, idle)
-            if idle >= self.idle_refreshes and not any(getattr(c, a) for a, _ in CONTAINER_GAUGES):
+            if idle >= self.idle_refreshes and not any(gauges):
                 # nothing resident and no I/O for a while (e.g. a removed cgroup the
                 # Model still names): no series; its counter state is kept
                 self.container_counters.add(("idle",), c.cgroup_id, counters)
@@ -336,9 +353,9 @@ class FamilyBuilder:
                 infos.append(info)
             row = rows.get(key)
             if row is None:
-                row = rows[key] = _Row(key)
-            for i, (attr, _) in enumerate(CONTAINER_GAUGES):
-                row.gauges[i] += int(getattr(c, attr))
+                rows[key] = _Row(key, list(map(int, gauges)))
+            else:
+                row.gauges = [a + int(b) for a, b in zip(row.gauges, gauges)]
             self.container_counters.add(key, c.cgroup_id, counters)
         return list(rows.values()), infos, aggregated
 
@@ -355,10 +372,21 @@ class FamilyBuilder:
                 self._label_cache = {}      # started anew: containers come and go
             # label values are printable: control and undecodable bytes escaped
             key = (display(namespace), display(pod), display(container), display(c.cgroup))
-            hit = self._label_cache[raw] = (key, dict(
+            hit = self._label_cache[raw] = (key, Labels(
                 zip(CONTAINER_LABELS, key), runtime=display(c.runtime),
                 container_id=display(c.container_id), pod_uid=display(c.pod_uid),
                 image=display(c.image), runtime_namespace=display(c.namespace)))
+        return hit
+
+    def _series_labels(self, names: tuple[str, ...], values: tuple[str, ...]) -> Labels:
+        """The Labels of one series, kept between builds (bounded as the
+        label cache: started anew past LABEL_CACHE_MAX)."""
+        key = (names, values)
+        hit = self._series.get(key)
+        if hit is None:
+            if len(self._series) >= LABEL_CACHE_MAX:
+                self._series = {}
+            hit = self._series[key] = Labels(zip(names, values))
         return hit
 
     # -- the one entry point
@@ -381,11 +409,12 @@ class FamilyBuilder:
         rows, infos, aggregated = self._container_rows(model)
         info = _family("container")
         for labels in infos:
-            info.add_metric([], labels)
+            # (InfoMetricFamily.add_metric's sample, the kept Labels as they are)
+            info.samples.append(Sample(info.name + "_info", labels, 1, None))
         out.append(info)
         # one labels dict per row for all its samples (add_metric makes one
         # per sample; the encoder then takes each dict's labels apart once)
-        labels = [dict(zip(CONTAINER_LABELS, row.labels)) for row in rows]
+        labels = [self._series_labels(CONTAINER_LABELS, row.labels) for row in rows]
         for i, (_, key) in enumerate(CONTAINER_GAUGES):
             fam = _family(key)
             name = fam.name
@@ -400,25 +429,24 @@ class FamilyBuilder:
             out.extend(fams)
         return out, aggregated
 
-    @staticmethod
-    def _mount_families(model: Model) -> list[Metric]:
+    def _mount_families(self, model: Model) -> list[Metric]:
         """Per mount: current ones only; a bind mount of one superblock is listed once."""
         mounts = [m for m in model.mounts if not m.gone]
         minfo = _family("mount")
-        mfams = {k: _family(k) for k in ("mount_resident_bytes", "mount_duplicate_bytes",
-                                         "mount_backing_resident_bytes", "mount_containers")}
+        info_name = minfo.name + "_info"
+        fams = [_family(k) for k, _ in MOUNT_GAUGES]
+        samples: list[list[Sample]] = [fam.samples for fam in fams]
+        names = [fam.name for fam in fams]
         for m in mounts:
-            labels = [m.dev, m.image_id, display(m.volume_name)]
-            minfo.add_metric([], dict(zip(MOUNT_LABELS, labels), backing=m.backing,
-                                      inode_share=_bool(m.inode_share), directio=_bool(m.directio),
-                                      ishare_xattrs=_bool(m.ishare_xattrs),
-                                      compressed=_bool(m.compressed),
-                                      layer_digest=m.layer_digest, snapshot_id=m.snapshot_id))
-            mfams["mount_resident_bytes"].add_metric(labels, m.resident_bytes)
-            mfams["mount_duplicate_bytes"].add_metric(labels, m.duplicate_bytes)
-            mfams["mount_backing_resident_bytes"].add_metric(labels, m.backing_resident_bytes)
-            mfams["mount_containers"].add_metric(labels, m.containers_count)
-        return [minfo, *mfams.values()]
+            labels = (m.dev, m.image_id, display(m.volume_name))
+            minfo.samples.append(Sample(info_name, self._series_labels(MOUNT_INFO_LABELS, (
+                *labels, m.backing, _bool(m.inode_share), _bool(m.directio),
+                _bool(m.ishare_xattrs), _bool(m.compressed), m.layer_digest, m.snapshot_id)),
+                1, None))
+            d = self._series_labels(MOUNT_LABELS, labels)
+            for into, name, value in zip(samples, names, _MOUNT_VALUES(m)):
+                into.append(Sample(name, d, value, None))
+        return [minfo, *fams]
 
     @staticmethod
     def _image_families(model: Model) -> list[Metric]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 RUNTIME_DOCKER = "docker"
 RUNTIME_CONTAINERD = "containerd"
@@ -81,8 +82,11 @@ def _pod(components: list[str]) -> tuple[str, str, int]:
     return "", "", -1
 
 
+@lru_cache(maxsize=8192)
 def identify(path: str) -> Identity:
-    """Container identity of a cgroup path ("/a/b"); Identity() when unknown."""
+    """Container identity of a cgroup path ("/a/b"); Identity() when unknown.
+    Kept per path (Identity is frozen): the rows of every refresh ask again
+    for every cgroup (~1.6 ms per 1,000 cgroups)."""
     if not path or path == "?":
         return Identity()
     comps = [c for c in path.split("/") if c]

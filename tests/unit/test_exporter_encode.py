@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from erofs_top.exporter.encode import LineCache
+from erofs_top.exporter.encode import Labels, LineCache
 from erofs_top.exporter.metrics import ExporterStatus, FamilyBuilder, ModelMetrics
 from erofs_top.model import TIER_TRACEPOINT, Container, Health, Model, Mount, Totals
 
@@ -133,6 +133,48 @@ def test_labels_dicts_are_told_apart_by_value_not_id(accept):
     fleeting = _Fleeting()
     _cache_agrees_with_encoder(accept, fleeting, lambda step: setattr(fleeting, "step", step),
                                steps=3)
+
+
+class _Kept:
+    """FamilyBuilder's way: one Labels per series kept from step to step and
+    shared by the samples of several metrics (gauges, a counter's _total);
+    series come and go (a gone one's Labels die, new ones are made)."""
+
+    def __init__(self):
+        self.step = 0
+        self.kept = {}
+
+    def collect(self):
+        from prometheus_client.samples import Sample
+        live = [i for i in range(8) if (i + self.step) % 3]
+        self.kept = {i: self.kept.get(i) or Labels(k=f"v{i}", odd=ODD[i % len(ODD)])
+                     for i in live}
+        for name in ("kept_a", "kept_b"):
+            g = GaugeMetricFamily(name, "kept labels", labels=["k", "odd"])
+            g.samples = [Sample(name, self.kept[i], i * self.step + len(name)) for i in live]
+            yield g
+        c = CounterMetricFamily("kept_c", "kept labels", labels=["k", "odd"])
+        c.samples = [Sample("kept_c_total", self.kept[i], i + self.step) for i in live]
+        yield c
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+def test_kept_labels_lines_found_by_identity_per_metric(accept):
+    """A Labels' line is kept per metric and sample name: the same Labels
+    in three metrics gives three lines (a kept line looked up by the dict's
+    identity alone gives the first metric's line to all three)."""
+    kept = _Kept()
+    _cache_agrees_with_encoder(accept, kept, lambda step: setattr(kept, "step", step), steps=5)
+
+
+def test_labels_are_read_only():
+    d = Labels(k="v")
+    for change in (lambda: d.__setitem__("k", "w"), lambda: d.update(k="w"),
+                   lambda: d.pop("k"), lambda: d.clear(), lambda: d.setdefault("x", "y"),
+                   lambda: d.popitem(), lambda: d.__delitem__("k")):
+        with pytest.raises(TypeError):
+            change()
+    assert d == {"k": "v"}
 
 
 def test_go_float_is_floattogostring():

@@ -1,0 +1,114 @@
+"""Where an exporter's steady refresh goes: bench_exporter.py's node part
+(`--parts node --map-state --scraped`) with a timer on each phase.
+
+A synthetic node of --files files x --containers containers
+(benchmarks/synthetic_node.py) behind the probe source's kept state
+(bench_exporter.MapStateSource: ChunkState, IoState), the real Collector and
+Exporter, one OpenMetrics + gzip scrape so that each refresh pre-encodes that
+format; then --steps refreshes, each after --churn % of the chunk entries
+changed (making the churn is timed and left out, as in bench_exporter.py).
+Each phase below is wrapped in a timer (time.process_time); the figures are
+per refresh, the timers' own cost included.  Also: how many container and
+mount rows of the Model changed from one refresh to the next (what caching
+rows or their encoded lines could save).
+
+Run:  .venv/bin/python benchmarks/exporter_phases.py --files 250000 --containers 1000 --churn 1
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import sys
+import time
+
+import benchlib
+from synthetic_node import SyntheticNode
+
+import erofs_top.aggregate as agg_mod
+import erofs_top.exporter.encode as encode
+import erofs_top.exporter.metrics as metrics
+import erofs_top.kernel.maps as maps
+import erofs_top.node_savings as node_savings
+import erofs_top.rows as rows
+
+TIMED = [(maps.ChunkState, "patch", "source: ChunkState.patch"),
+         (maps.IoState, "patch", "source: IoState.patch"),
+         (agg_mod.Aggregator, "update", "Aggregator.update")] + [
+    (agg_mod.Aggregator, m, "  " + m) for m in (
+        "_read_entries", "_resolve", "_content_keys", "_duplicates", "_attribute", "_savings")] + [
+    (node_savings.GroupCache, "put", "    GroupCache.put (in _savings)"),
+    (agg_mod, "build_model", "  build_model"),
+    (rows, "container_rows", "    container_rows"), (rows, "mount_rows", "    mount_rows"),
+    (metrics.FamilyBuilder, "build", "FamilyBuilder.build"),
+    (encode.LineCache, "__call__", "LineCache (encode)"), (gzip, "compress", "gzip")]
+
+
+def _wrap(owner, name: str, label: str, spent: dict) -> None:
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def timed(*a, **k):
+        t = time.process_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            spent[label] = spent.get(label, 0.0) + time.process_time() - t
+    setattr(owner, name, timed)
+
+
+def _add_args(ap) -> None:
+    ap.add_argument("--files", type=int, default=250_000)
+    ap.add_argument("--containers", type=int, default=1000)
+    ap.add_argument("--churn", type=float, default=1.0, help="percent of chunk entries changed")
+    ap.add_argument("--steps", type=int, default=5, help="timed refreshes")
+
+
+def _rows(model) -> tuple[dict, dict]:
+    return ({c.cgroup_id: (c.resident_bytes, c.duplicate_bytes, c.fair_bytes, c.files_count,
+                           c.inserted_bytes, c.evicted_bytes) for c in model.containers},
+            {m.dev: (m.resident_bytes, m.duplicate_bytes, m.containers_count,
+                     m.backing_resident_bytes) for m in model.mounts})
+
+
+def _body(args) -> dict:
+    from bench_exporter import MapStateSource
+    from erofs_top.collector import Collector
+    from erofs_top.exporter.server import Exporter
+    spent: dict[str, float] = {}
+    node = SyntheticNode(args.files, args.containers)
+    src = MapStateSource(node, args.churn / 100)
+    col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+    ex = Exporter(col, interval=10.0, log=lambda m: None)
+    ex.refresh_once()
+    b"".join(ex({"PATH_INFO": "/metrics", "HTTP_ACCEPT_ENCODING": "gzip",
+                 "HTTP_ACCEPT": "application/openmetrics-text;version=1.0.0"}, lambda *a: None))
+    ex.refresh_once()       # one refresh to settle, untimed
+    for owner, name, label in TIMED:
+        _wrap(owner, name, label, spent)
+    total, moved = 0.0, [0, 0]
+    before = _rows(ex.model)
+    for _ in range(args.steps):
+        churn0, t = src.churn_s, time.process_time()
+        ex.refresh_once()
+        total += time.process_time() - t - (src.churn_s - churn0)
+        now = _rows(ex.model)
+        for i in (0, 1):
+            moved[i] += sum(1 for k, v in now[i].items() if before[i].get(k) != v)
+        before = now
+    n = args.steps
+    print(f"{args.files} files x {args.containers} containers, {args.churn:g} % churn: "
+          f"{total / n * 1e3:.1f} ms CPU per exporter refresh (timers included; churn left "
+          f"out); rows changed per refresh: {moved[0] / n:.0f} of {len(before[0])} containers, "
+          f"{moved[1] / n:.0f} of {len(before[1])} mounts")
+    for _, _, label in TIMED:
+        print(f"  {label:40} {spent.get(label, 0.0) / n * 1e3:7.1f} ms")
+    return {"refresh_ms": total / n * 1e3, "phases_ms": {k: v / n * 1e3 for k, v in spent.items()},
+            "containers_changed": moved[0] / n, "mounts_changed": moved[1] / n}
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
