@@ -11,7 +11,7 @@ import random
 import pytest
 
 from erofs_top.attribution import Accumulators, Contribution, managed_key
-from erofs_top.entries import Entry
+from erofs_top.entries import Entry, SharedEntry
 from erofs_top.resolve.base import MountInfo
 
 MOUNTS = {dev: MountInfo(dev, f"0:{dev}", f"/m{dev}", "img", "block") for dev in (1, 2, 3)}
@@ -23,7 +23,8 @@ def _contribution(rng: random.Random) -> Contribution:
     shared inode (pages of one cgroup, used by some)."""
     dev = rng.choice(tuple(MOUNTS))
     shared = rng.random() < 0.35
-    e = Entry(dev, rng.randint(1, 10**6), shared_mapping=rng.randint(1, 10**9) if shared else 0)
+    ino = rng.randint(1, 10**6)
+    e = SharedEntry(dev, ino, shared_mapping=rng.randint(1, 10**9)) if shared else Entry(dev, ino)
     owners = {cg: rng.randint(1, 255) for cg in rng.sample(CGS, 1 if shared else rng.randint(1, 2))}
     e.chunks = {0: owners}
     e.union = {0: _or(owners.values())}
