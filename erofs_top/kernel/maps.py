@@ -795,6 +795,10 @@ class IoState:
         new: dict[tuple, object] = {}
         ev: dict[tuple, int] = {}
         old_get, delta_get, old_ev_get = old.get, held_delta.get, old_ev.get
+        # a new row's ino: the int its file's PageChunks share (held_delta's
+        # keys are theirs), not the read's own (~32 B a row less)
+        inos = {k[1]: k[1] for k in held_delta} if not old else {}
+        inos_get = inos.get
         for k, v in items:
             f = old_get(k)
             h = delta_get(k, 0)
@@ -803,8 +807,8 @@ class IoState:
             ins = h + v[0] - v[3]
             if (f is None or f.inserted_pages != ins or f.evicted_pages != v[0]
                     or f.readahead_pages != v[1] or f.read_folio_count != v[2]):
-                f = FileIO(ids.setdefault(k[0], k[0]), k[1], ids.setdefault(k[2], k[2]),
-                           ins, v[0], v[1], v[2])
+                f = FileIO(ids.setdefault(k[0], k[0]), inos_get(k[1], k[1]),
+                           ids.setdefault(k[2], k[2]), ins, v[0], v[1], v[2])
             # keyed by the row's own ints (the read's key and its ints are let go)
             new[(f.dev, f.ino, f.cgroup_id)] = f
             if v[3]:
