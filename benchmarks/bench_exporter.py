@@ -33,9 +33,12 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            (without it the steady figure leaves the encoding out).  No map reading (bench_refresh.py
            --probe-read measures it).  --map-state: the probe source's kept
            state (ChunkState, IoState) between the node and the aggregator,
-           fed the changed keys as a map read decodes them: its work is in
+           fed the changed keys as a map read decodes them (the first read
+           from packed buffers, unpacked while the source reads them, as
+           maps.chunk_items does with a RawBatch): its work is in
            the refresh CPU and its objects in the RSS, printed also without
            the node's own RSS (the node stands for the kernel's maps).
+           --malloc-default: without the exporter's fixed glibc thresholds.
   storm    --clients (50) concurrent clients scraping /metrics of the
            1,000 x 20 Model in a loop for --storm-seconds (60): every scrape
            must answer 200; the server's RSS sampled every second must stay
@@ -364,6 +367,9 @@ def part_node(args) -> dict:
     node_rss = _rss_mb()
     src = (MapStateSource if args.map_state else ChurnSource)(node, args.node_churn)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+    if args.malloc_default:     # the exporter fixes glibc's thresholds: compare without it
+        from erofs_top import heap
+        heap.fixed_thresholds = lambda *a: False
     ex = Exporter(col, interval=args.interval, log=lambda m: None)
     if args.no_gc_freeze:       # the exporter's default is on: compare without it
         from erofs_top.aggregate import FREEZE
@@ -626,6 +632,9 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-files", type=int, default=250_000)
     ap.add_argument("--node-churn", type=float, default=0.01)
     ap.add_argument("--node-refreshes", type=int, default=5)
+    ap.add_argument("--malloc-default", action="store_true",
+                    help="node: leave glibc's malloc thresholds as they are (the exporter "
+                         "fixes them: erofs_top/heap.py)")
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="node: aggregate.FREEZE off (the exporter's is \"every\")")
     ap.add_argument("--map-state", action="store_true",
