@@ -33,9 +33,12 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            (without it the steady figure leaves the encoding out).  No map reading (bench_refresh.py
            --probe-read measures it).  --map-state: the probe source's kept
            state (ChunkState, IoState) between the node and the aggregator,
-           fed the changed keys as a map read decodes them: its work is in
+           fed the changed keys as a map read decodes them (the first read
+           from packed buffers, unpacked while the source reads them, as
+           maps.chunk_items does with a RawBatch): its work is in
            the refresh CPU and its objects in the RSS, printed also without
            the node's own RSS (the node stands for the kernel's maps).
+           --malloc-default: without the exporter's fixed glibc thresholds.
   storm    --clients (50) concurrent clients scraping /metrics of the
            1,000 x 20 Model in a loop for --storm-seconds (60): every scrape
            must answer 200; the server's RSS sampled every second must stay
@@ -251,8 +254,11 @@ class MapStateSource(ChurnSource):
             node.churn(self.fraction)
         self.first = False
         if first:
-            found = _chunk_pairs(node.files)
-            io_found = [(_fresh(k), _io_value(f)) for k, f in node.io_by_key.items()]
+            # as a batch read hands the maps over (maps.chunk_items with a
+            # RawBatch): packed buffers, unpacked entry by entry while the
+            # source reads them (no list of every decoded pair alive at once)
+            found = _packed_pairs(node.files)
+            io_found = _packed_io(node.io_by_key)
         else:
             found, gone = [], []
             for fk in node.changed:
@@ -307,6 +313,29 @@ def _chunk_pairs(files: dict) -> list:
     return out
 
 
+def _packed_pairs(files: dict):
+    """_chunk_pairs of every file as a RawBatch read returns them: two packed
+    buffers (packed here: the benchmark's time), unpacked lazily (the
+    source's time, as in maps.chunk_items)."""
+    from erofs_top.kernel.maps import CHUNK_KEY, CHUNK_VAL
+    kb, vb = bytearray(), bytearray()
+    for fk, pcs in files.items():
+        for (dev, ino, chunk), v in _chunk_pairs({fk: pcs}):
+            kb += CHUNK_KEY.pack(dev, ino, chunk)
+            vb += CHUNK_VAL.pack(*v)
+    return zip(CHUNK_KEY.iter_unpack(bytes(kb)), CHUNK_VAL.iter_unpack(bytes(vb)))
+
+
+def _packed_io(io_by_key: dict):
+    """The io rows as _packed_pairs packs the chunks (maps.io_items)."""
+    from erofs_top.kernel.maps import IO_KEY, IO_VAL
+    kb, vb = bytearray(), bytearray()
+    for k, f in io_by_key.items():
+        kb += IO_KEY.pack(*k)
+        vb += IO_VAL.pack(*_io_value(f))
+    return zip(IO_KEY.iter_unpack(bytes(kb)), IO_VAL.iter_unpack(bytes(vb)))
+
+
 def _io_value(f) -> tuple | None:
     """An io row's IO_VAL tuple (evicted, readahead, read_folio, evicted seeded)."""
     if f is None:
@@ -330,6 +359,38 @@ def _node_header(args, node, made_s: float, node_rss: float) -> None:
                                    "it and the aggregator" if args.map_state else ""))
 
 
+def _scrape_while_refreshing(ex, scrapes: int) -> tuple[list, list, object]:
+    """/metrics latencies (plain, gzip) from another process while the exporter
+    refreshes back to back, and the cyclic GC's pauses meanwhile."""
+    server = bind("127.0.0.1", 0)
+    serve(server, ex)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    stop = threading.Event()
+
+    def refresh_loop():
+        while not stop.is_set():
+            ex.refresh_once()
+    pauses = benchlib.GcPauses()
+    th = threading.Thread(target=refresh_loop, daemon=True)
+    th.start()
+    lat, lat_gz = [], []
+    try:
+        # the scraper is another process, as Prometheus is: a client thread in
+        # this one would wait for the GIL at every recv() of the body
+        for gz, into in ((False, lat), (True, lat_gz)):
+            out = subprocess.run([sys.executable, "-c", SCRAPER_CLIENT, f"{base}/metrics",
+                                  str(scrapes), "gzip" if gz else "identity"],
+                                 capture_output=True, text=True, check=True)
+            into.extend(json.loads(out.stdout))
+    finally:
+        stop.set()
+        th.join()
+        server.shutdown()
+        server.server_close()
+        pauses.close()
+    return lat, lat_gz, pauses
+
+
 def part_node(args) -> dict:
     from synthetic_node import SyntheticNode
     from erofs_top.collector import Collector
@@ -338,6 +399,9 @@ def part_node(args) -> dict:
     node_rss = _rss_mb()
     src = (MapStateSource if args.map_state else ChurnSource)(node, args.node_churn)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+    if args.malloc_default:     # the exporter fixes glibc's thresholds: compare without it
+        from erofs_top import heap
+        heap.fixed_thresholds = lambda *a: False
     ex = Exporter(col, interval=args.interval, log=lambda m: None)
     if args.no_gc_freeze:       # the exporter's default is on: compare without it
         from erofs_top.aggregate import FREEZE
@@ -360,32 +424,7 @@ def part_node(args) -> dict:
         cpus.append(time.process_time() - c0 - (src.churn_s - churn0))
     cpu = statistics.median(cpus)
     rss = _rss_mb()
-    server = bind("127.0.0.1", 0)
-    serve(server, ex)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    stop = threading.Event()
-
-    def refresh_loop():
-        while not stop.is_set():
-            ex.refresh_once()
-    pauses = benchlib.GcPauses()
-    th = threading.Thread(target=refresh_loop, daemon=True)
-    th.start()
-    lat, lat_gz = [], []
-    try:
-        # the scraper is another process, as Prometheus is: a client thread in
-        # this one would wait for the GIL at every recv() of the body
-        for gz, into in ((False, lat), (True, lat_gz)):
-            out = subprocess.run([sys.executable, "-c", SCRAPER_CLIENT, f"{base}/metrics",
-                                  str(args.scrapes), "gzip" if gz else "identity"],
-                                 capture_output=True, text=True, check=True)
-            into.extend(json.loads(out.stdout))
-    finally:
-        stop.set()
-        th.join()
-        server.shutdown()
-        server.server_close()
-        pauses.close()
+    lat, lat_gz, pauses = _scrape_while_refreshing(ex, args.scrapes)
     cyclic, full_gc_s = benchlib.thaw_and_collect()
     out = {"gc_pauses": pauses.summary(), "cyclic_garbage_left": cyclic,
            "full_gc_ms": full_gc_s * 1e3, "first_cpu_s": first_cpu, "refresh_cpu_s": cpu,
@@ -410,7 +449,6 @@ def part_node(args) -> dict:
     print(f"  at the end: unfreeze + one full collection {out['full_gc_ms']:.0f} ms, "
           f"{cyclic} unreachable objects found (cyclic garbage the run left)")
     return out
-
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -600,6 +638,9 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-files", type=int, default=250_000)
     ap.add_argument("--node-churn", type=float, default=0.01)
     ap.add_argument("--node-refreshes", type=int, default=5)
+    ap.add_argument("--malloc-default", action="store_true",
+                    help="node: leave glibc's malloc thresholds as they are (the exporter "
+                         "fixes them: erofs_top/heap.py)")
     ap.add_argument("--no-gc-freeze", action="store_true",
                     help="node: aggregate.FREEZE off (the exporter's is \"every\")")
     ap.add_argument("--map-state", action="store_true",

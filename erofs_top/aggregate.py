@@ -28,8 +28,8 @@ import heapq
 from operator import attrgetter
 
 from .attribution import Accumulators, Contribution, IoSums
-from .entries import (NONE, Entry, chunk_entry, content_group_keys, duplicate_group, group_chunks,
-                      same_input, shared_entry)
+from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys, duplicate_group,
+                      group_chunks, same_input, shared_entry)
 from .model import Health, MapUsage, Model
 from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings,
                            replayed_savings, stage_groups)
@@ -54,7 +54,7 @@ FREEZE = {"mode": ""}
 
 # what chunk_entry / shared_entry make of an entry's input (the later phases
 # fill the rest): a recheck compares these of the kept and the re-derived entry
-_derived = attrgetter(*(f.name for f in dataclasses.fields(Entry)
+_derived = attrgetter(*(f.name for f in dataclasses.fields(SharedEntry)     # Entry's and more
                         if f.name not in ("mount", "info", "content_key", "dup", "in_group",
                                           "input", "size_idx", "ckey_idx", "contrib")))
 

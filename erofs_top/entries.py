@@ -49,13 +49,9 @@ class Entry:
     seeded: Mapping[int, int] = NONE                                 # chunk -> mask
     mount: MountInfo | None = None
     info: FileInfo | None = None
-    shared_mapping: int = 0           # != 0: a shared inode (full tier)
-    users: Mapping[int, int] = NONE   # cg -> member inodes it used
-    used_members: int = 0
     content_key: str = ""
     union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
     dup: Mapping[int, int] = NONE     # chunk -> mask of duplicate pages
-    touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
     in_group: bool = False            # in a mergeable group (savings)
     owner: int | None = None          # the one cgroup of every page (chunks None)
     # the aggregator's per-file state, in the entry instead of dicts keyed by
@@ -76,6 +72,22 @@ class Entry:
     def order(self) -> tuple[int, int, int]:
         """The canonical order of entries (groups, savings): never the map's order."""
         return (self.dev, self.ino, self.shared_mapping)
+
+
+# what only a shared inode's entry has (SharedEntry's slots): class values of
+# every other entry (4 slots, 32 B, less in each of 250,000 entries)
+_SHARED_DEFAULTS = {"shared_mapping": 0, "users": NONE, "used_members": 0, "touched": None}
+for _name, _value in _SHARED_DEFAULTS.items():
+    setattr(Entry, _name, _value)
+
+
+@dataclass(eq=False, slots=True)
+class SharedEntry(Entry):
+    """The entry of a shared inode (full tier): an Entry and what only it has."""
+    shared_mapping: int = 0           # != 0: a shared inode (full tier)
+    users: Mapping[int, int] = NONE   # cg -> member inodes it used
+    used_members: int = 0
+    touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
 
 
 def owners_by_chunk(e: Entry) -> dict[int, dict[int, int]]:
@@ -199,7 +211,7 @@ def shared_entry(si: SharedInode) -> Entry:
     named by a member."""
     members = sorted(si.members)
     dev, ino = members[0] if members else (0, 0)
-    e = Entry(dev, ino, shared_mapping=si.mapping)
+    e = SharedEntry(dev, ino, shared_mapping=si.mapping)
     e.input = si
     for c, owners in si.chunks.items():
         e.chunks[c] = {cg: m for cg, m in owners.items() if m}

@@ -22,6 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from erofs_top import heap
 from erofs_top.aggregate import FREEZE
 from erofs_top.model import TIER_SNAPSHOT, Model
 
@@ -169,6 +170,7 @@ class Exporter:
         self.render_error = ""          # the last /metrics encode failed: healthz says so
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         FREEZE["mode"] = "every"        # a long-running process: see aggregate.FREEZE
+        heap.fixed_thresholds()         # freed large blocks go back (erofs_top/heap.py)
 
     # -- refresh
     def refresh_once(self) -> bool:

@@ -93,17 +93,26 @@ class RawBatch:
     without a Python object per entry.  None where the kernel or BCC has no
     batch lookup (before 5.6): the caller falls back to items()."""
 
-    def __init__(self, table, lib, *, delete: bool = False):
+    def __init__(self, table, lib, *, delete: bool = False, keep: bool = True):
         self.table = table
         self.lib = lib                  # bcc.libbcc.lib (probes.py imports bcc)
         # delete: BPF_MAP_LOOKUP_AND_DELETE_BATCH (drains the map)
         self.call = lib.bpf_lookup_and_delete_batch if delete else lib.bpf_lookup_batch
         self.count = table.max_entries
-        self.keys = (table.Key * self.count)()
-        self.values = (table.Leaf * self.count)()
         self.key_size, self.value_size = _ct.sizeof(table.Key), _ct.sizeof(table.Leaf)
+        # keep: the buffers are made once (a map read at every refresh), and
+        # read() returns copies; else (the chunks and io maps, read whole
+        # only now and then) made per read() and returned as views: a map of
+        # 623,000 chunk entries fills 65 MB of them, which then go
+        self.keys = self.values = None
+        if keep:
+            self.keys, self.values = self._buffers()
+
+    def _buffers(self):
+        return (self.table.Key * self.count)(), (self.table.Leaf * self.count)()
 
     def read(self) -> tuple[int, bytes, bytes] | None:
+        keys, values = (self.keys, self.values) if self.keys is not None else self._buffers()
         batch = _ct.c_uint32(0)
         cnt = _ct.c_uint32(0)
         total = 0
@@ -111,8 +120,8 @@ class RawBatch:
             cnt.value = self.count - total
             res = self.call(
                 self.table.map_fd, _ct.byref(batch) if total else None, _ct.byref(batch),
-                _ct.byref(self.keys, self.key_size * total),
-                _ct.byref(self.values, self.value_size * total), _ct.byref(cnt))
+                _ct.byref(keys, self.key_size * total),
+                _ct.byref(values, self.value_size * total), _ct.byref(cnt))
             err = _ct.get_errno()
             total += cnt.value
             if res != 0 and err != _errno.ENOENT:
@@ -121,8 +130,11 @@ class RawBatch:
                 break
             if res != 0 or total == self.count or cnt.value == 0:
                 break
-        return (total, _ct.string_at(self.keys, total * self.key_size),
-                _ct.string_at(self.values, total * self.value_size))
+        if self.keys is None:           # views of this read's own buffers
+            return (total, memoryview(keys).cast("B")[:total * self.key_size],
+                    memoryview(values).cast("B")[:total * self.value_size])
+        return (total, _ct.string_at(keys, total * self.key_size),
+                _ct.string_at(values, total * self.value_size))
 
 
 class DirtyReader:
@@ -795,6 +807,10 @@ class IoState:
         new: dict[tuple, object] = {}
         ev: dict[tuple, int] = {}
         old_get, delta_get, old_ev_get = old.get, held_delta.get, old_ev.get
+        # a new row's ino: the int its file's PageChunks share (held_delta's
+        # keys are theirs), not the read's own (~32 B a row less)
+        inos = {k[1]: k[1] for k in held_delta} if not old else {}
+        inos_get = inos.get
         for k, v in items:
             f = old_get(k)
             h = delta_get(k, 0)
@@ -803,8 +819,8 @@ class IoState:
             ins = h + v[0] - v[3]
             if (f is None or f.inserted_pages != ins or f.evicted_pages != v[0]
                     or f.readahead_pages != v[1] or f.read_folio_count != v[2]):
-                f = FileIO(ids.setdefault(k[0], k[0]), k[1], ids.setdefault(k[2], k[2]),
-                           ins, v[0], v[1], v[2])
+                f = FileIO(ids.setdefault(k[0], k[0]), inos_get(k[1], k[1]),
+                           ids.setdefault(k[2], k[2]), ins, v[0], v[1], v[2])
             # keyed by the row's own ints (the read's key and its ints are let go)
             new[(f.dev, f.ino, f.cgroup_id)] = f
             if v[3]:
@@ -947,6 +963,6 @@ def raw_batch(table, lib) -> RawBatch | None:
     if lib is None or not hasattr(lib, "bpf_lookup_batch"):
         return None
     try:
-        return RawBatch(table, lib)
+        return RawBatch(table, lib, keep=False)
     except Exception:
         return None

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from erofs_top.attribution import Contribution
-from erofs_top.entries import NONE, Entry, _fill_union, duplicate_group
+from erofs_top.entries import NONE, Entry, _fill_union, _one_owner, duplicate_group, owners_by_chunk
 from erofs_top.readings import CHUNK_PAGES
 from erofs_top.savings import Copy, group_file_savings
 
@@ -46,6 +46,9 @@ def _group(rng: random.Random, n: int, same: bool) -> list[Entry]:
             chunks = {c: {rng.choice(CGS): m for m in [_union(o)]} for c, o in first.items()}
         e = Entry(dev=100 + i, ino=7, chunks=chunks)
         _fill_union(e)
+        owner = _one_owner(chunks)
+        if owner is not None and rng.random() < 0.7:    # as chunk_entry keeps it (most)
+            e.owner, e.chunks = owner, None
         group.append(e)
     return group
 
@@ -63,7 +66,7 @@ def _pages(e: Entry) -> set[tuple[int, int]]:
 
 def _owner_of(e: Entry, page: tuple[int, int]) -> int:
     c, p = page
-    return next(cg for cg, m in e.chunks[c].items() if m >> p & 1)
+    return next(cg for cg, m in owners_by_chunk(e)[c].items() if m >> p & 1)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -120,7 +123,7 @@ def _counted_savings(group, copies):
 def test_group_file_savings_match_a_page_count(seed):
     rng = random.Random(1000 + seed)
     group = _group(rng, rng.randint(2, 5), same=seed % 2 == 0)
-    copies = [Copy(key=(e.dev, e.ino, 0), union=e.union, owners=e.chunks, image=None,
+    copies = [Copy(key=(e.dev, e.ino, 0), union=e.union, owners=owners_by_chunk(e), image=None,
                    page_map=None, fingerprinted=rng.random() < 0.5) for e in group]
     s = group_file_savings(copies)
     file_pages, now, by_dev, by_cg = _counted_savings(group, copies)
@@ -177,7 +180,7 @@ def test_group_file_part_matches_a_page_count(seed):
     from erofs_top.savings import group_file_part
     rng = random.Random(2000 + seed)
     group = _group(rng, rng.randint(2, 5), same=seed % 2 == 0)
-    copies = [Copy(key=(e.dev, e.ino, 0), union=e.union, owners=e.chunks, image=None,
+    copies = [Copy(key=(e.dev, e.ino, 0), union=e.union, owners=owners_by_chunk(e), image=None,
                    page_map=None, fingerprinted=rng.random() < 0.5) for e in group]
     file_pages, now, by_dev, by_cg = _counted_savings(group, copies)
     fp, img, comp, now_fp, cgs, devs = group_file_part(copies)

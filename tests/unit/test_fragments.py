@@ -3,7 +3,7 @@ out by hand from the kernel's rule (zdata.c z_erofs_read_fragment reads the
 fragment through the packed inode of the inode's own superblock; a packed
 read_folio fills every page starting inside the decompressed extent)."""
 from erofs_top import fragments as fr
-from erofs_top.entries import Entry
+from erofs_top.entries import Entry, SharedEntry
 from erofs_top.node_savings import GroupCache, packed_potential, packed_realized
 from erofs_top.resolve.base import MountInfo
 from erofs_top.savings import Copy
@@ -145,8 +145,8 @@ def test_stock_mount_saves_the_packed_page_and_cluster_only_a_given_up_copy_need
 def test_shared_mount_counts_what_its_touched_fragments_need_and_it_does_not_hold():
     a_packed, a_managed = _entry(1, PACKED_NID, [0], share=True), _entry(1, 0, [40], share=True)
     b_packed, b_managed = _entry(2, PACKED_NID, [2], share=True), _entry(2, 0, [41], share=True)
-    x = Entry(1, 10, shared_mapping=5, touched={(1, 10): {0: 1}, (2, 10): {0: 1}})
-    only_b = Entry(2, 11, shared_mapping=6, touched={(2, 11): {0: 1}})
+    x = SharedEntry(1, 10, shared_mapping=5, touched={(1, 10): {0: 1}, (2, 10): {0: 1}})
+    only_b = SharedEntry(2, 11, shared_mapping=6, touched={(2, 11): {0: 1}})
     mounts = {1: (a_packed.mount, a_packed, a_managed, []),
               2: (b_packed.mount, b_packed, b_managed, [])}
     # B's readers touched X (page 0 of the packed inode, cluster 40) through
@@ -158,7 +158,7 @@ def test_shared_mount_whose_packed_inode_holds_nothing_still_counts():
     # every fragment B's readers touched went through A's packed inode: B's
     # packed inode and compressed-data cache hold no page (no entries)
     a_packed, a_managed = _entry(1, PACKED_NID, [0], share=True), _entry(1, 0, [40], share=True)
-    x = Entry(1, 10, shared_mapping=5, touched={(1, 10): {0: 1}, (2, 10): {0: 1}})
+    x = SharedEntry(1, 10, shared_mapping=5, touched={(1, 10): {0: 1}, (2, 10): {0: 1}})
     b_mount = _entry(2, 10, [0], share=True).mount
     mounts = {1: (a_packed.mount, a_packed, a_managed, []), 2: (b_mount, None, None, [])}
     assert packed_realized(mounts, [x], FakeContent()) == (1, 1)

@@ -388,3 +388,26 @@ def test_the_io_state_s_interned_ids_are_bounded():
     assert len(ios.ids) == 4
     assert sorted((f.dev, f.ino, f.cgroup_id, f.evicted_pages) for f in got) == \
         [(7 << 20, 5, 1000 + cg, 2) for cg in range(3)]
+
+
+def _fresh(x: int) -> int:
+    """An int object of its own, as a map read decodes one."""
+    return int(str(x))
+
+
+def test_a_first_read_s_io_rows_share_their_file_s_ino():
+    """A new io row's ino is the int its file's PageChunks hold (one per
+    file), not the read's own; rows of files without pages keep theirs."""
+    dev, cg = 7 << 20, 1 << 40
+    cs, ios = ChunkState(), IoState()
+    chunk_val = (cg, 0, 0, 0, 0b1011, 0, 0, 0, 0, 0)
+    cs.update([((_fresh(dev), _fresh(ino), 0), chunk_val) for ino in (10**6, 10**6 + 1)])
+    rows = ios.update([((_fresh(dev), _fresh(ino), _fresh(cg)), (0, 1, 0, 0))
+                       for ino in (10**6, 10**6 + 1, 10**6 + 2)], cs.held_delta)
+    by_file = {k[1]: pcs[0] for k, pcs in cs.by_file.items()}
+    got = {f.ino: f for f in rows}
+    assert got.keys() == {10**6, 10**6 + 1, 10**6 + 2}
+    for ino in (10**6, 10**6 + 1):
+        assert got[ino].ino is by_file[ino].ino
+        assert got[ino].inserted_pages == 3
+    assert got[10**6 + 2].ino not in by_file

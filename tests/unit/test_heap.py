@@ -1,0 +1,61 @@
+"""erofs_top/heap.py: freed large blocks leave the RSS once glibc's
+thresholds are fixed, and stay in it without (each in a fresh process: the
+thresholds are process-wide)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from erofs_top import heap
+
+REPO = Path(__file__).resolve().parents[2]
+
+# the shape of a node's first read, then a full pass: a large block freed
+# (glibc then raises its thresholds), then 1 MiB blocks made between small
+# blocks that stay (> 512 B: malloc's, not pymalloc's), then freed
+CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from erofs_top import heap
+if sys.argv[2] == "fixed" and not heap.fixed_thresholds():
+    raise SystemExit(3)
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        return int(next(ln.split()[1] for ln in f if ln.startswith("VmRSS:")))
+
+big = bytearray(16 << 20)
+del big
+start = rss_kib()
+blocks, kept = [], []
+for _ in range(64):
+    blocks.append(bytearray(1 << 20))       # zero-filled: its pages are touched
+    kept.append(bytes(600))
+del blocks
+print(rss_kib() - start)
+"""
+
+
+def _growth_kib(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(REPO), mode],
+                         capture_output=True, text=True)
+    if out.returncode == 3:
+        pytest.skip("no glibc mallopt here")
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout)
+
+
+def test_fixed_thresholds_give_freed_blocks_back():
+    if heap._glibc() is None:
+        pytest.skip("not glibc")
+    assert _growth_kib("fixed") < 16 * 1024        # 64 MiB made and freed: given back
+
+
+def test_default_thresholds_keep_them():
+    """The case fixed_thresholds() is for (and what makes the test above able to fail)."""
+    if heap._glibc() is None:
+        pytest.skip("not glibc")
+    assert _growth_kib("default") > 48 * 1024      # the freed 64 MiB stay resident
