@@ -309,3 +309,27 @@ def summarize_keys(values: dict[str, list[dict]], keys) -> dict:
         print(f"  {key}: median {meds}" + (f"; {rat}" if rat else ""))
     return result
 
+
+
+def wrap_timed(owner, name: str, label: str, spent: dict) -> None:
+    """Replace owner.name by a wrapper that adds its process CPU seconds to
+    spent[label] (the phase scripts: refresh_phases.py, exporter_phases.py)."""
+    import functools
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def timed(*a, **k):
+        t = time.process_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            spent[label] = spent.get(label, 0.0) + time.process_time() - t
+    setattr(owner, name, timed)
+
+
+def add_phase_args(ap, steps: int) -> None:
+    """The phase scripts' node and churn options."""
+    ap.add_argument("--files", type=int, default=250_000)
+    ap.add_argument("--containers", type=int, default=1000)
+    ap.add_argument("--churn", type=float, default=1.0, help="percent of chunk entries changed")
+    ap.add_argument("--steps", type=int, default=steps, help="timed refreshes")

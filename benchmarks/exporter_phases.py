@@ -16,7 +16,6 @@ Run:  .venv/bin/python benchmarks/exporter_phases.py --files 250000 --containers
 """
 from __future__ import annotations
 
-import functools
 import gzip
 import sys
 import time
@@ -43,26 +42,6 @@ TIMED = [(maps.ChunkState, "patch", "source: ChunkState.patch"),
     (encode.LineCache, "__call__", "LineCache (encode)"), (gzip, "compress", "gzip")]
 
 
-def _wrap(owner, name: str, label: str, spent: dict) -> None:
-    fn = getattr(owner, name)
-
-    @functools.wraps(fn)
-    def timed(*a, **k):
-        t = time.process_time()
-        try:
-            return fn(*a, **k)
-        finally:
-            spent[label] = spent.get(label, 0.0) + time.process_time() - t
-    setattr(owner, name, timed)
-
-
-def _add_args(ap) -> None:
-    ap.add_argument("--files", type=int, default=250_000)
-    ap.add_argument("--containers", type=int, default=1000)
-    ap.add_argument("--churn", type=float, default=1.0, help="percent of chunk entries changed")
-    ap.add_argument("--steps", type=int, default=5, help="timed refreshes")
-
-
 def _rows(model) -> tuple[dict, dict]:
     return ({c.cgroup_id: (c.resident_bytes, c.duplicate_bytes, c.fair_bytes, c.files_count,
                            c.inserted_bytes, c.evicted_bytes) for c in model.containers},
@@ -84,7 +63,7 @@ def _body(args) -> dict:
                  "HTTP_ACCEPT": "application/openmetrics-text;version=1.0.0"}, lambda *a: None))
     ex.refresh_once()       # one refresh to settle, untimed
     for owner, name, label in TIMED:
-        _wrap(owner, name, label, spent)
+        benchlib.wrap_timed(owner, name, label, spent)
     total, moved = 0.0, [0, 0]
     before = _rows(ex.model)
     for _ in range(args.steps):
@@ -107,7 +86,7 @@ def _body(args) -> dict:
 
 
 def main() -> int:
-    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
+    return benchlib.bench_main(__doc__, lambda ap: benchlib.add_phase_args(ap, 5), _body, root=False)
 
 
 if __name__ == "__main__":

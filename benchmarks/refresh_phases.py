@@ -13,7 +13,6 @@ Run:  .venv/bin/python benchmarks/refresh_phases.py --files 250000 --containers 
 """
 from __future__ import annotations
 
-import functools
 import gc
 import sys
 import time
@@ -36,30 +35,10 @@ PARTS = [(agg_mod, "build_model", "build_model"), (rows, "container_rows", "  co
          (agg_mod, "chunk_entry", "  chunk_entry (in _read_entries)")]
 
 
-def _wrap(owner, name: str, label: str, spent: dict) -> None:
-    fn = getattr(owner, name)
-
-    @functools.wraps(fn)
-    def timed(*a, **k):
-        t = time.process_time()
-        try:
-            return fn(*a, **k)
-        finally:
-            spent[label] = spent.get(label, 0.0) + time.process_time() - t
-    setattr(owner, name, timed)
-
-
-def _add_args(ap) -> None:
-    ap.add_argument("--files", type=int, default=250_000)
-    ap.add_argument("--containers", type=int, default=1000)
-    ap.add_argument("--churn", type=float, default=1.0, help="percent of chunk entries changed")
-    ap.add_argument("--steps", type=int, default=6, help="timed refreshes")
-
-
 def _body(args) -> dict:
     spent: dict[str, float] = {}
     for owner, name, label in PHASES + PARTS:
-        _wrap(owner, name, label, spent)
+        benchlib.wrap_timed(owner, name, label, spent)
     node = SyntheticNode(args.files, args.containers)
     agg = agg_mod.Aggregator(recheck_slices=0)
     total, changed = 0.0, 0
@@ -85,7 +64,7 @@ def _body(args) -> dict:
 
 
 def main() -> int:
-    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
+    return benchlib.bench_main(__doc__, lambda ap: benchlib.add_phase_args(ap, 6), _body, root=False)
 
 
 if __name__ == "__main__":
