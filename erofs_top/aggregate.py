@@ -104,6 +104,10 @@ class Aggregator:
         self.holder_rows: dict[int, object] = {}   # dev -> MountHolders (rows.py)
         self.cgroup_mounts: dict[int, list[str]] = {}   # cg -> its mounts' names (rows.py)
         self.input_ids = {}.keys()          # ids of the per-file lists last read
+        # the source builds a file's list at each access (FileChunks: no list
+        # per file kept there): entries keep no input (the recheck re-derives
+        # from the current read), lists are never compared by identity
+        self.lean_input = False
         self.hinted_base = False            # the last read had chunks_by_file: a hint applies
         self.shared_keys: set[tuple] = set()    # live shared inodes' keys
         self.io = IoSums()
@@ -177,6 +181,7 @@ class Aggregator:
         others from scratch (resolution included); returns their keys (and
         those of entries gone)."""
         given = readings.chunks_by_file
+        self.lean_input = getattr(given, "built_on_access", False)
         if given is not None and readings.changed_files is not None and self.hinted_base:
             changed = self._read_changed(given, readings.changed_files)
         else:
@@ -185,23 +190,43 @@ class Aggregator:
         changed |= self._read_shared(readings)
         self.recheck_keys = []
         if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
-            changed |= self._recheck(self._due_slice(changed))
+            changed |= self._recheck(self._due_slice(changed), given)
         return changed
 
-    def _recheck(self, keys: list[tuple]) -> set[tuple]:
-        """Re-derive the entries of the due slice from their input as if new.
+    def _chunk_entry(self, key: tuple, pcs: list) -> Entry:
+        """chunk_entry of a file; without its input when the source builds
+        lists on access (kept, each would be a list and PageChunks per file
+        the source does not keep)."""
+        e = chunk_entry(key[0], key[1], pcs)
+        if self.lean_input:
+            e.input = None
+        return e
+
+    def _recheck(self, keys: list[tuple], given) -> set[tuple]:
+        """Re-derive the entries of the due slice from their input as if new
+        (an entry kept without it: from this read's list of the file, ``given``
+        = Readings.chunks_by_file; not there: the file is gone).
         One that differs from the kept entry (a source that handed a changed
-        file as its old list, say) replaces it, resolution and all, and is
-        returned changed; the others stay, and _resolve compares their
-        resolution (``recheck_keys``): an entry equal in both costs no
-        content key, duplicate, attribution or savings work."""
+        file as its old list, or did not name a changed file, say) replaces
+        it, resolution and all, and is returned changed; the others stay, and
+        _resolve compares their resolution (``recheck_keys``): an entry equal
+        in both costs no content key, duplicate, attribution or savings work."""
         entries, changed = self.entries, set()
         same = self.recheck_keys
         for key in keys:
             old = entries[key]
             inp = old.input
-            new = shared_entry(inp) if key[0] == "shared" else chunk_entry(key[0], key[1], inp)
-            if _derived(new) == _derived(old):
+            if key[0] == "shared":
+                new = shared_entry(inp)
+            elif inp is not None:
+                new = chunk_entry(key[0], key[1], inp)
+            elif given is None:         # no input kept, none read: nothing to compare with
+                same.append(key)
+                continue
+            else:
+                pcs = given.get(key)
+                new = None if pcs is None else self._chunk_entry(key, pcs)
+            if new is not None and _derived(new) == _derived(old):
                 same.append(key)
             else:
                 self.rechecks_differed += 1
@@ -233,10 +258,10 @@ class Aggregator:
                     self._put(key, None)
                     changed.add(key)
             elif e is None or not same_input(e.input, pcs):
-                self._put(key, chunk_entry(key[0], key[1], pcs))
+                self._put(key, self._chunk_entry(key, pcs))
                 changed.add(key)
             else:
-                e.input = pcs
+                e.input = None if self.lean_input else pcs
         self.input_ids = {}.keys()      # a later read without the hint compares by value
         return changed
 
@@ -248,8 +273,10 @@ class Aggregator:
             by_file = given     # read here only, not kept (each entry keeps its list)
             # kept for the next read only if it may come without the hint
             # (a source that names what changed does so from its first read)
-            keep_ids = readings.changed_files is None
-            if not self.entries and not keep_ids:       # a first read: every file is new
+            keep_ids = readings.changed_files is None and not self.lean_input
+            if self.lean_input or (not self.entries and not keep_ids):
+                # a first read (every file is new), or lists built at each
+                # access (new objects: no identity to compare)
                 candidates = by_file.keys()
                 self.input_ids = {}.keys()
             else:
@@ -277,9 +304,12 @@ class Aggregator:
             if e is None:
                 added += 1
             elif same_input(e.input, pcs):
-                e.input = pcs
+                e.input = None if self.lean_input else pcs
                 continue
-            self._put(key, chunk_entry(key[0], key[1], pcs))
+            new = self._chunk_entry(key, pcs)
+            if e is not None and e.input is None and _derived(new) == _derived(e):
+                continue                # kept without input: compared by what it derives
+            self._put(key, new)
             changed.add(key)
         if len(entries) - len(self.shared_keys) > len(by_file):     # some are gone
             for key in entries.keys() - by_file.keys():
@@ -294,7 +324,7 @@ class Aggregator:
         entries, dev_keys, slices = self.entries, self.dev_keys, self.slices
         n = len(slices) if self.recheck_slices else 0
         for key in keys:
-            e = chunk_entry(key[0], key[1], by_file[key])
+            e = self._chunk_entry(key, by_file[key])
             e.mount = _UNRESOLVED
             entries[key] = e
             s = dev_keys.get(key[0])

@@ -10,6 +10,7 @@ id that inserted pages (0 = unknown) to a 64-bit mask of page indices
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -112,8 +113,11 @@ class Readings:
     io: list[FileIO] = field(default_factory=list)
     # optional, the same chunks by file (dev, ino): a source that keeps the
     # list of a file whose entries did not change since its previous read (the
-    # same list object) lets the aggregator skip that file at once
-    chunks_by_file: dict[tuple[int, int], list[PageChunk]] | None = None
+    # same list object) lets the aggregator skip that file at once.  Or a
+    # mapping that builds a file's list at each access (the probe source's
+    # maps.FileChunks, ``built_on_access``: new objects each time, never
+    # compared by identity; always with changed_files)
+    chunks_by_file: Mapping[tuple[int, int], list[PageChunk]] | None = None
     # optional, with chunks_by_file: the files whose list may differ from the
     # previous read of the same source (new, changed or gone); None = unknown,
     # compare every file.  A source that knows what changed (a dirty set kept

@@ -72,7 +72,6 @@ import ctypes as _ct      # noqa: E402
 import itertools as _it   # noqa: E402
 import errno as _errno    # noqa: E402
 import struct as _struct  # noqa: E402
-import operator as _operator  # noqa: E402
 import weakref as _weakref  # noqa: E402
 
 from ..readings import FileIO as _FileIO, PageChunk as _PageChunk  # noqa: E402
@@ -430,69 +429,142 @@ class Snapshots:
                 view._keep(keys)
 
 
-class ChunkState:
-    """The chunks map as PageChunks, kept between reads: an entry whose value
-    did not change keeps its PageChunk object, a file none of whose entries
-    changed keeps its list (what lets the aggregator skip it), and the changes
-    of the pages each (file, cgroup) holds that it inserted are summed in
-    ``held_delta`` for IoState (which keeps the sums in its rows: one dict
-    and one lookup per changed key less).
+class _Seeded(tuple):
+    """A packed file (ChunkState.packed) with seeded pages: (chunk, owners,
+    seeded mask) per entry; a plain tuple is (chunk, owners) per entry."""
+    __slots__ = ()
 
-    The PageChunks are kept only in their file's list (by_file): no dict of
-    every entry (~175 B per entry less: a key tuple, its ints and a slot of a
-    600,000-key dict); an entry is found in its file's list by its chunk
-    number (a file's lists are short; one with several changes is indexed
-    once).  Entries without pages are in ``empty``.  A file's PageChunks
-    share its key's ints (dev ints interned): one int per file, not two per
-    entry.
+
+def _stride(t: tuple) -> int:
+    return 3 if type(t) is _Seeded else 2
+
+
+def pack(flat: list) -> tuple:
+    """A file's entries (chunk, owners, seeded mask, ... flat) as ChunkState
+    keeps them: one tuple, 16 B an entry (24 with seeded pages), where a
+    PageChunk in a list was ~88 B."""
+    if any(flat[2::3]):
+        return _Seeded(flat)
+    out = [None] * (len(flat) // 3 * 2)
+    out[0::2] = flat[0::3]
+    out[1::2] = flat[1::3]
+    return tuple(out)
+
+
+def unpack(fk: tuple, t: tuple) -> list:
+    """The PageChunks of a packed file ``t`` of key (dev, ino), new objects."""
+    dev, ino = fk
+    if type(t) is _Seeded:
+        return [_PageChunk(dev, ino, t[i], t[i + 1], t[i + 2]) for i in range(0, len(t), 3)]
+    return [_PageChunk(dev, ino, c, o) for c, o in zip(t[0::2], t[1::2])]
+
+
+def _entries_of(t: tuple, start: int = 0):
+    """(chunk, owners, seeded) of a packed file's entries from entry ``start`` on."""
+    if type(t) is _Seeded:
+        return [(t[i], t[i + 1], t[i + 2]) for i in range(start * 3, len(t), 3)]
+    return [(c, o, 0) for c, o in zip(t[start * 2::2], t[start * 2 + 1::2])]
+
+
+class FileChunks(_abc.Mapping):
+    """Readings.chunks_by_file of a probe source: (dev, ino) -> that file's
+    PageChunks, a list built at each access from ChunkState's packed form
+    (or a DictSnapshot of it): nothing per chunk is kept but the packed
+    tuples, and only what a reader looks at is built.  The lists are new
+    objects at each access (never compare them by identity: the aggregator
+    does not, for a mapping with ``built_on_access``, nor keeps them)."""
+    __slots__ = ("packed",)
+    built_on_access = True
+
+    def __init__(self, packed):
+        self.packed = packed
+
+    def __getitem__(self, fk):
+        return unpack(fk, self.packed[fk])
+
+    def get(self, fk, default=None):
+        t = self.packed.get(fk)
+        return default if t is None else unpack(fk, t)
+
+    def __contains__(self, fk) -> bool:
+        return fk in self.packed
+
+    def __iter__(self):
+        return iter(self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def values(self):
+        return _abc.ValuesView(self)
+
+    def __repr__(self) -> str:
+        return f"FileChunks({len(self)} files)"
+
+
+class ChunkState:
+    """The chunks map, kept between reads in a packed form: one tuple per
+    file (``packed``: (dev, ino) -> (chunk, owners, ...), see pack()), the
+    owners dicts shared through OwnersCache; a file none of whose entries
+    changed keeps its tuple; the changes of the pages each (file, cgroup)
+    holds that it inserted are summed in ``held_delta`` for IoState (which
+    keeps the sums in its rows).  Readings get PageChunks only for the files
+    they look at (FileChunks): no object per chunk entry is kept (~60 B per
+    entry less than a PageChunk in a list per file).  Entries without pages
+    are in ``empty``; dev ints are interned.
 
     ``update`` takes a whole map (a full read), ``patch`` only the entries the
-    probe marked changed (DirtyReader); both return the files whose list may
-    have changed (Readings.changed_files)."""
+    probe marked changed (DirtyReader); both return the files whose entries
+    changed (Readings.changed_files)."""
 
     def __init__(self):
-        self.by_file: dict[tuple, list] = {}
-        self._views = Snapshots(self.by_file)     # Readings.chunks_by_file of past reads
+        self.packed: dict[tuple, tuple] = {}
+        self._views = Snapshots(self.packed)      # Readings.chunks_by_file of past reads
         # (dev, ino, cg) -> change of the inserted pages it holds since IoState took them
         self.held_delta: dict[tuple, int] = {}
         self.empty: set[tuple] = set()            # (dev, 0, ino, chunk): entries without pages
-        self.n_chunks = 0                         # PageChunks in by_file
+        self.n_chunks = 0                         # entries with pages (in packed)
         self.owners_cache = OwnersCache()         # shared owners dicts (renewed at full reads)
         self.devs: dict[int, int] = {}            # dev -> its one int object
 
     @property
     def n_entries(self) -> int:
-        """Map entries: PageChunks and entries without pages."""
+        """Map entries: with pages (packed) and without (empty)."""
         return self.n_chunks + len(self.empty)
+
+    @property
+    def by_file(self) -> FileChunks:
+        """(dev, ino) -> PageChunks as they are now (built at each access)."""
+        return FileChunks(self.packed)
 
     @property
     def entries(self) -> "EntriesView":
         """(dev, ino, chunk) -> PageChunk, None for an entry without pages
-        (a view found through by_file, for tests and counts)."""
+        (a view found through packed, for tests and counts)."""
         return EntriesView(self)
 
     def update(self, items) -> set[tuple]:
         """items: ((dev, ino, chunk), CHUNK_VAL tuple) pairs of one read.
-        Returns the files whose list changed."""
+        Returns the files whose entries changed."""
         with NoGC():
             return self._update(items)
 
     def _update(self, items) -> set[tuple]:
         """One pass over the read, one key at a time (no value is kept past
         its key): a file's entries come in the map's order, the order its
-        list was built in, so its old PageChunks are met at a cursor (the
+        tuple was built in, so its old entries are met at a cursor (the
         new list's length); a file out of that order (an entry new, gone or
-        without pages) has its old PageChunks indexed by chunk from there."""
+        without pages) has its old entries indexed by chunk from there."""
         cache = self.owners_cache
         if len(cache) > OWNERS_CACHE_MAX:       # cgroups gone do not stay for ever
             cache = OwnersCache()
         if len(self.devs) > OWNERS_CACHE_MAX:   # mounts gone do not stay for ever
             self.devs = {}
-        prev, devs, held = self.by_file, self.devs, self._held
+        prev, devs, delta = self.packed, self.devs, self.held_delta
         prev_get, owners_of_value = prev.get, cache.owners
-        lists: dict[tuple, list] = {}            # file -> its PageChunks of this read
+        lists: dict[tuple, list] = {}            # file -> [chunk, owners, seeded, ...] of this read
         lists_get = lists.get
-        by_chunk: dict[tuple, dict] = {}         # file out of order -> {chunk: old PageChunk}
+        by_chunk: dict[tuple, dict] = {}         # file out of order -> {chunk: (owners, seeded)}
         dirty: set[tuple] = set()
         empty: set[tuple] = set()
         for k, v in items:
@@ -501,92 +573,89 @@ class ChunkState:
             if lst is None:                      # the key the file keeps if new: dev interned
                 fk = (devs.setdefault(k[0], k[0]), k[1])
                 lst = lists[fk] = []
+            dev, ino, c = devs.get(fk[0], fk[0]), fk[1], k[2]
             old = prev_get(fk)
-            pc = None
+            was = None
             if old is not None:
                 at = by_chunk.get(fk) if by_chunk else None
                 if at is None:
-                    pos = len(lst)
-                    if pos < len(old) and old[pos].chunk == k[2]:
-                        pc = old[pos]
+                    s = 3 if type(old) is _Seeded else 2
+                    pos = len(lst) // 3 * s
+                    if pos < len(old) and old[pos] == c:
+                        was = (old[pos + 1], old[pos + 2] if s == 3 else 0)
                     else:
-                        at = by_chunk[fk] = {p.chunk: p for p in old[pos:]}
+                        at = by_chunk[fk] = {e[0]: e[1:] for e in _entries_of(old, pos // s)}
                 if at is not None:
-                    pc = at.pop(k[2], None)
-                if pc is not None and _same_value(pc, v):
-                    lst.append(pc)
+                    was = at.pop(c, None)
+                if was is not None and _same_value(was[0], was[1], v):
+                    lst += (c, was[0], was[1])
                     continue
-                dev, ino = old[0].dev, old[0].ino
-            elif lst:
-                dev, ino = lst[0].dev, lst[0].ino
-            else:
-                dev, ino = devs.setdefault(fk[0], fk[0]), fk[1]
             owners = owners_of_value(v)
-            if pc is not None:                   # its pages changed
-                held(pc, -1)
+            if was is not None:                  # its pages changed
+                _held_delta(delta, dev, ino, was[0], was[1], -1)
                 dirty.add(fk)
                 if not owners and fk not in by_chunk:     # not in the list: out of order
-                    by_chunk[fk] = {p.chunk: p for p in old[len(lst) + 1:]}
+                    by_chunk[fk] = {e[0]: e[1:] for e in _entries_of(old, len(lst) // 3 + 1)}
             if owners:
-                pc = _PageChunk(dev, ino, k[2], owners,
-                                _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
-                held(pc, +1)
-                lst.append(pc)
+                seeded = _FULL_MASK if v[-1] == _FULL_MASK else v[-1]
+                _held_delta(delta, dev, ino, owners, seeded, +1)
+                lst += (c, owners, seeded)
                 dirty.add(fk)
             else:
-                empty.add((dev, 0, ino, k[2]))
-        self.by_file = self._files_after(prev, lists, by_chunk, dirty)
+                empty.add((dev, 0, ino, c))
+        self.packed = self._files_after(prev, lists, by_chunk, dirty)
         self.empty, self.owners_cache = empty, cache
-        self._views = Snapshots(self.by_file)    # the old dict is not changed any more
+        self._views = Snapshots(self.packed)     # the old dict is not changed any more
         return dirty
 
     def _files_after(self, prev: dict, lists: dict, by_chunk: dict, dirty: set) -> dict:
-        """by_file after a full read: ``prev`` (copied) with the lists of the
-        files that changed, or are new or gone; the PageChunks of the read
-        no key met (gone from the map) leave the held pages; n_chunks."""
-        if not prev:                             # the first read: its dict as it is
-            for fk in [fk for fk, lst in lists.items() if not lst]:
-                del lists[fk]
-            self.n_chunks = sum(map(len, lists.values()))
-            dirty.update(lists)
-            return lists
+        """packed after a full read: ``prev`` (copied) with the tuples of the
+        files that changed, or are new or gone; the entries of the read no
+        key met (gone from the map) leave the held pages; n_chunks."""
+        if not prev:                             # the first read
+            out = {fk: pack(lst) for fk, lst in lists.items() if lst}
+            self.n_chunks = sum(len(lst) for lst in lists.values()) // 3
+            dirty.update(out)
+            return out
         out = prev.copy()
-        n, prev_get = self.n_chunks, prev.get
+        n, prev_get, delta = self.n_chunks, prev.get, self.held_delta
         seen_old = 0
         for fk, lst in lists.items():
             old = prev_get(fk)
             if old is not None:
                 seen_old += 1
                 at = by_chunk.get(fk)
-                gone = at.values() if at is not None else old[len(lst):]
-                for pc in gone:                  # entries gone from the map
-                    self._held(pc, -1)
+                gone = [(c,) + w for c, w in at.items()] if at is not None else \
+                    _entries_of(old, len(lst) // 3)
+                for _c, owners, seeded in gone:  # entries gone from the map
+                    _held_delta(delta, fk[0], fk[1], owners, seeded, -1)
                     dirty.add(fk)
             if fk not in dirty:
                 continue
-            n += len(lst) - (len(old) if old is not None else 0)
+            n += len(lst) // 3 - (len(old) // _stride(old) if old is not None else 0)
             if lst:
-                out[fk] = lst
+                out[fk] = pack(lst)
             elif old is not None:
                 del out[fk]
         if seen_old < len(prev):                 # files gone from the map
             for fk in prev.keys() - lists.keys():
-                for pc in prev[fk]:
-                    self._held(pc, -1)
-                n -= len(prev[fk])
+                for _c, owners, seeded in _entries_of(prev[fk]):
+                    _held_delta(delta, fk[0], fk[1], owners, seeded, -1)
+                n -= len(prev[fk]) // _stride(prev[fk])
                 del out[fk]
                 dirty.add(fk)
         self.n_chunks = n
         return out
 
-    def snapshot(self) -> DictSnapshot:
-        """by_file as it is now, for a Readings (later reads do not change it)."""
-        return self._views.take()
+    def snapshot(self) -> FileChunks:
+        """The files' PageChunks as they are now, for a Readings (later reads
+        do not change it: a DictSnapshot of packed)."""
+        return FileChunks(self._views.take())
 
     def patch(self, found, gone) -> set[tuple]:
         """found: ((dev, ino, chunk), CHUNK_VAL tuple) of the entries marked
         changed; gone: keys marked changed that are no longer in the map.
-        Returns the files whose list changed (others keep their list)."""
+        Returns the files whose entries changed (others keep their tuple)."""
         with NoGC():
             return self._patch(found, gone)
 
@@ -603,11 +672,11 @@ class ChunkState:
                 got.append((k[2], v))
         for k in gone:
             per_file.setdefault((k[0], k[1]), []).append((k[2], None))
-        by_file, olds = self.by_file, self._views.olds()
-        by_file_get, file_changes = by_file.get, self._file_changes
+        packed, olds = self.packed, self._views.olds()
+        packed_get, file_changes = packed.get, self._file_changes
         changed = set()
         for fk, got in per_file.items():
-            old = by_file_get(fk)
+            old = packed_get(fk)
             changes = file_changes(fk, old, got)
             if not changes:
                 continue
@@ -615,96 +684,94 @@ class ChunkState:
             for kept in olds:                   # Snapshots.before_change, one lookup less
                 if fk not in kept:
                     kept[fk] = _MISSING if old is None else old
-            lst = _with_changes(old, changes)
-            self.n_chunks += len(lst) - (len(old) if old else 0)
-            if lst:
+            flat = _with_changes(old, changes)
+            self.n_chunks += len(flat) // 3 - (len(old) // _stride(old) if old else 0)
+            if flat:
                 if old is None:
                     fk = (self.devs.setdefault(fk[0], fk[0]), fk[1])
-                by_file[fk] = lst
+                packed[fk] = pack(flat)
             elif old is not None:
-                del by_file[fk]
+                del packed[fk]
         return changed
 
     def _file_changes(self, fk, old, got) -> list:
-        """[(position in old or -1: new, new PageChunk or None: no pages)] of
-        a file's marked entries ``got`` whose pages changed; the held pages'
-        changes into held_delta, entries without pages into ``empty``."""
+        """[(position in old or -1: new, new (chunk, owners, seeded) or None:
+        no pages)] of a file's marked entries ``got`` whose pages changed;
+        the held pages' changes into held_delta, entries without pages into
+        ``empty``."""
+        s = 2 if old is None else _stride(old)
         if old is None:
             at: dict = _NO_INDEX
         elif len(got) == 1:                     # the usual: one change, found in C
             try:
-                at = {got[0][0]: list(map(_CHUNK_OF, old)).index(got[0][0])}
+                at = {got[0][0]: old[::s].index(got[0][0])}
             except ValueError:
                 at = _NO_INDEX
         else:
-            at = {pc.chunk: i for i, pc in enumerate(old)}
-        dev, ino = (old[0].dev, old[0].ino) if old else (self.devs.get(fk[0], fk[0]), fk[1])
+            at = {c: i for i, c in enumerate(old[::s])}
+        dev, ino = self.devs.get(fk[0], fk[0]), fk[1]
         empty, delta, owners_of_value = self.empty, self.held_delta, self.owners_cache.owners
         out = []
         for c, v in got:
             i = at.get(c, -1)
-            old_pc = old[i] if i >= 0 else None
+            was = (old[i * s + 1], old[i * s + 2] if s == 3 else 0) if i >= 0 else None
             was_empty = i < 0 and empty and (dev, 0, ino, c) in empty
             if v is None:                       # gone from the map
                 if was_empty:
                     empty.discard((dev, 0, ino, c))
-                elif old_pc is not None:
-                    _held_delta(delta, old_pc, -1)
+                elif was is not None:
+                    _held_delta(delta, dev, ino, was[0], was[1], -1)
                     out.append((i, None))
                 continue
-            if (old_pc is not None or was_empty) and _same_value(old_pc, v):
+            if (was is not None or was_empty) and \
+                    _same_value(*(was if was is not None else (None, 0)), v):
                 continue
             owners = owners_of_value(v)
-            if old_pc is not None:
-                _held_delta(delta, old_pc, -1)
+            if was is not None:
+                _held_delta(delta, dev, ino, was[0], was[1], -1)
             if owners:
-                seeded = v[-1]
-                pc = _PageChunk(dev, ino, c, owners,
-                                _FULL_MASK if seeded == _FULL_MASK else seeded)
-                for cg, mask in owners.items():
-                    hk = (dev, ino, cg)
-                    delta[hk] = delta.get(hk, 0) + (mask & ~seeded if seeded else mask).bit_count()
+                seeded = _FULL_MASK if v[-1] == _FULL_MASK else v[-1]
+                new = (c, owners, seeded)
+                _held_delta(delta, dev, ino, owners, seeded, +1)
                 if was_empty:
                     empty.discard((dev, 0, ino, c))
             else:
-                pc = None
+                new = None
                 empty.add((dev, 0, ino, c))
-                if old_pc is None:
-                    continue                    # no pages before or now: no list changes
-            out.append((i, pc))
+                if was is None:
+                    continue                    # no pages before or now: nothing changes
+            out.append((i, new))
         return out
 
     def forget(self, deleted) -> None:
         """Entries user space deleted (EmptyChunkGC: key fields (dev, 0, ino,
-        chunk) of entries without pages): no list changes."""
+        chunk) of entries without pages): nothing packed changes."""
         for key in deleted:
             self.empty.discard(tuple(key))
 
-    def _held(self, pc, sign: int) -> None:
-        if pc is not None:
-            _held_delta(self.held_delta, pc, sign)
-
 
 class EntriesView(_abc.Mapping):
-    """ChunkState's entries, (dev, ino, chunk) -> PageChunk or None (no
-    pages), found through its lists and its set of empty entries."""
+    """ChunkState's entries, (dev, ino, chunk) -> PageChunk (built) or None
+    (no pages), found through its packed files and its set of empty entries."""
     __slots__ = ("state",)
 
     def __init__(self, state: ChunkState):
         self.state = state
 
     def __getitem__(self, k):
-        for pc in self.state.by_file.get((k[0], k[1]), ()):
-            if pc.chunk == k[2]:
-                return pc
+        t = self.state.packed.get((k[0], k[1]))
+        if t is not None:
+            for c, owners, seeded in _entries_of(t):
+                if c == k[2]:
+                    return _PageChunk(k[0], k[1], c, owners, seeded)
         if (k[0], 0, k[1], k[2]) in self.state.empty:
             return None
         raise KeyError(k)
 
     def __iter__(self):
-        for (dev, ino), lst in self.state.by_file.items():
-            for pc in lst:
-                yield (dev, ino, pc.chunk)
+        for (dev, ino), t in self.state.packed.items():
+            for c in t[::_stride(t)]:
+                yield (dev, ino, c)
         for dev, _pad, ino, c in self.state.empty:
             yield (dev, ino, c)
 
@@ -712,45 +779,41 @@ class EntriesView(_abc.Mapping):
         return self.state.n_entries
 
 
-def _with_changes(old: list | None, changes: list) -> list:
-    """A file's PageChunks ``old`` with ``changes`` ((position in old or -1,
-    new PageChunk or None) per changed chunk) applied, as a new list (the
-    old one stays as it is: the Readings of past reads hold it): a changed
-    chunk takes its old one's place or is removed; new chunks go at the end."""
-    lst = old.copy() if old else []
-    removed = False
+def _with_changes(old: tuple | None, changes: list) -> list:
+    """A packed file ``old`` with ``changes`` ((position in old or -1, new
+    (chunk, owners, seeded) or None) per changed entry) applied, as a new flat
+    list [chunk, owners, seeded, ...] (the old tuple stays as it is: the
+    Readings of past reads hold it): a changed entry takes its old one's
+    place or is removed; new entries go at the end."""
+    ents = _entries_of(old) if old else []
     for i, new in changes:
         if i < 0:
-            lst.append(new)
+            ents.append(new)
         else:
-            lst[i] = new
-            removed = removed or new is None
-    return [pc for pc in lst if pc is not None] if removed else lst
+            ents[i] = new
+    return [x for e in ents if e is not None for x in e]
 
 
-_NO_INDEX: dict = {}    # ChunkState._file_changes: a file without a list (never written)
-_CHUNK_OF = _operator.attrgetter("chunk")
+_NO_INDEX: dict = {}    # ChunkState._file_changes: a file without entries (never written)
 
 
-def _same_value(pc, v: tuple) -> bool:
-    """A chunk value read again says what its PageChunk (None: no pages)
-    already says: the same owners' pages, the same seeded pages.  Without
-    building the owners dict for the usual value (one owner in slot 0)."""
-    if pc is None:
+def _same_value(owners, seeded: int, v: tuple) -> bool:
+    """A chunk value read again says what an entry's owners (None: no pages)
+    and seeded mask already say.  Without building the owners dict for the
+    usual value (one owner in slot 0)."""
+    if owners is None:
         return not (v[MAX_OWNERS] or any(v[_OTHER_SLOTS]))
-    if pc.seeded_mask != v[-1]:
+    if seeded != v[-1]:
         return False
-    owners = pc.owners
     if len(owners) == 1 and not any(v[_OTHER_SLOTS]):
         return v[MAX_OWNERS] != 0 and owners.get(v[0]) == v[MAX_OWNERS]
     return owners == owners_of(v)
 
 
-def _held_delta(delta: dict, pc, sign: int) -> None:
-    """Add a PageChunk's inserted (not seeded) pages per (dev, ino, cg) to delta."""
-    seeded = pc.seeded_mask
-    for cg, mask in pc.owners.items():
-        key = (pc.dev, pc.ino, cg)
+def _held_delta(delta: dict, dev: int, ino: int, owners: dict, seeded: int, sign: int) -> None:
+    """Add an entry's inserted (not seeded) pages per (dev, ino, cg) to delta."""
+    for cg, mask in owners.items():
+        key = (dev, ino, cg)
         delta[key] = delta.get(key, 0) + sign * (mask & ~seeded if seeded else mask).bit_count()
 
 

@@ -69,15 +69,19 @@ def _check(source, prev, dev, touched_inos):
     assert _io_rows(r.io, dev) == want_io
     assert r.changed_files is not None
     mine = {fk for fk in r.changed_files if fk[0] == dev}
-    for fk in (prev.chunks_by_file.keys() | r.chunks_by_file.keys()):
+    # a file's packed tuple (maps.ChunkState) is another object only if named
+    now, before = r.chunks_by_file.packed, prev.chunks_by_file.packed
+    for fk in (before.keys() | now.keys()):
         if fk[0] != dev:
             continue
-        if r.chunks_by_file.get(fk) is not prev.chunks_by_file.get(fk):
+        if now.get(fk) is not before.get(fk):
             assert fk in mine, fk
     assert mine <= {(dev, ino) for ino in touched_inos}
-    # r.chunks is the same content as chunks_by_file
-    assert sorted(id(pc) for pc in r.chunks) == \
-        sorted(id(pc) for lst in r.chunks_by_file.values() for pc in lst)
+    # r.chunks is the same content as chunks_by_file (PageChunks built at each access)
+    assert sorted((pc.dev, pc.ino, pc.chunk, sorted(pc.owners.items()), pc.seeded_mask)
+                  for pc in r.chunks) == \
+        sorted((pc.dev, pc.ino, pc.chunk, sorted(pc.owners.items()), pc.seeded_mask)
+               for lst in r.chunks_by_file.values() for pc in lst)
     return r
 
 
@@ -112,11 +116,11 @@ def test_incremental_reads_equal_a_full_read(stack, cgroup_prefix, mounted):
         r = _check(src, r, m.dev, ino[:6])
         assert (m.dev, ino[0]) not in r.chunks_by_file      # its entries are empty now
         stable = r
-        r = _check(src, r, m.dev, ())                       # nothing changed: the same lists
+        r = _check(src, r, m.dev, ())                       # nothing changed: the same tuples
         assert {fk for fk in r.changed_files if fk[0] == m.dev} == set()
-        for fk, lst in r.chunks_by_file.items():
+        for fk, t in r.chunks_by_file.packed.items():
             if fk[0] == m.dev:
-                assert lst is stable.chunks_by_file[fk]
+                assert t is stable.chunks_by_file.packed[fk]
         r = _check(src, r, m.dev, ())                       # empty entries deleted (GC)
         for i in range(N_FILES):                            # everything, both cgroups
             read_file(paths[i], a if i % 2 else b)

@@ -65,7 +65,7 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed, shu
     for step in range(40):
         read_before = dict(chunks)      # the map at the previous read
         _churn(rng, chunks, io, set(), set())
-        before_lists = dict(cs.by_file)
+        before_lists = dict(cs.packed)
         before = dict(cs.entries)
         items = list(chunks.items())
         if shuffle:
@@ -80,16 +80,16 @@ def test_states_equal_a_decode_from_scratch_and_keep_unchanged_objects(seed, shu
         assert sorted(got_pcs, key=key) == sorted(want_pcs, key=key)
         assert {(f.dev, f.ino, f.cgroup_id): f for f in got_io} == want_rows
         assert empty == {(k[0], 0, k[1], k[2]) for k, v in chunks.items() if not owners_of(v)}
-        for k, pc in before.items():   # unchanged entries: the same objects
+        for k, pc in before.items():   # unchanged entries: the same owners dicts
             if chunks.get(k) == read_before[k] and pc is not None:
-                assert cs.entries[k] is pc
-        for fk, lst in cs.by_file.items():      # a file with no change keeps its list
+                assert cs.entries[k].owners is pc.owners
+        for fk, t in cs.packed.items():     # a file with no change keeps its packed tuple
             was = {k: v for k, v in read_before.items() if k[:2] == fk}
             now = {k: v for k, v in chunks.items() if k[:2] == fk}
             if fk in before_lists and was == now:
-                assert lst is before_lists[fk]
-        for fk in before_lists.keys() | cs.by_file.keys():     # changed files: all new lists
-            if cs.by_file.get(fk) is not before_lists.get(fk):
+                assert t is before_lists[fk]
+        for fk in before_lists.keys() | cs.packed.keys():     # changed files: all new tuples
+            if cs.packed.get(fk) is not before_lists.get(fk):
                 assert fk in changed
 
 
@@ -131,7 +131,7 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
         full.update(list(chunks.items()))
         want_io = full_io.update(list(io.items()), full.held_delta)
         full.held_delta = {}
-        before_lists = dict(inc.by_file)
+        before_lists = dict(inc.packed)
         before_io = dict(inc_io.out)
         marked = sorted(dirty)
         rng.shuffle(marked)
@@ -144,17 +144,18 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
         for fk, lst in inc.by_file.items():
             assert sorted(lst, key=key) == sorted(full.by_file[fk], key=key)
         assert inc_io.held() == full_io.held() == _held_from_scratch(chunks)
-        flat = [pc for lst in inc.by_file.values() for pc in lst]
+        lists = dict(inc.by_file)       # built once: each access builds new PageChunks
+        flat = [pc for lst in lists.values() for pc in lst]
         assert inc.n_chunks == full.n_chunks == len(flat)
-        view = ChunkList(dict(inc.by_file), inc.n_chunks)
+        view = ChunkList(lists, inc.n_chunks)
         assert len(view) == len(flat) and list(view) == flat and view == flat
         assert all(view[i] is pc for i, pc in enumerate(flat))
         assert inc.empty == full.empty
         assert sorted(got_io, key=lambda f: (f.dev, f.ino, f.cgroup_id)) == \
             sorted(want_io, key=lambda f: (f.dev, f.ino, f.cgroup_id))
         assert inc_io.n_entries == full_io.n_entries == len(io)
-        for fk in before_lists.keys() | inc.by_file.keys():
-            if inc.by_file.get(fk) is not before_lists.get(fk):
+        for fk in before_lists.keys() | inc.packed.keys():
+            if inc.packed.get(fk) is not before_lists.get(fk):
                 assert fk in changed, (step, fk)
         assert changed <= {k[:2] for k in dirty}       # never a file nothing touched
         # Readings.changed_io: every row that is another object or gone, and no other
@@ -173,21 +174,23 @@ def test_a_value_read_again_is_compared_with_its_pagechunk():
     def value(cgs=(101, 0, 0, 0), bits=(full, 0, 0, 0), other=0, seeded=0):
         return tuple(cgs) + tuple(bits) + (other, seeded)
     cs = ChunkState()
-    assert cs.update([(key, value())]) == {(7 << 20, 5)}
-    pc = cs.entries[key]
+    fk = key[:2]
+    assert cs.update([(key, value())]) == {fk}
+    pc, t = cs.entries[key], cs.packed[fk]
     assert pc.owners == {101: full} and pc.seeded_mask == 0
     same = [value(), value(cgs=(101, 102, 0, 0)), value(cgs=(0, 101, 0, 0), bits=(0, full, 0, 0))]
     for v in same:
-        assert cs.update([(key, v)]) == set() and cs.entries[key] is pc
-        assert cs.patch([(key, v)], []) == set() and cs.entries[key] is pc
+        assert cs.update([(key, v)]) == set() and cs.packed[fk] is t
+        assert cs.patch([(key, v)], []) == set() and cs.packed[fk] is t
+        assert cs.entries[key] == pc
     changed = [value(bits=(full >> 1, 0, 0, 0)), value(cgs=(101, 102, 0, 0), bits=(1, 2, 0, 0)),
                value(other=4), value(seeded=1), value(cgs=(102, 0, 0, 0))]
     for v in changed:
-        assert cs.update([(key, v)]) == {(7 << 20, 5)}
-        assert cs.entries[key] is not pc and cs.entries[key].owners == owners_of(v)
+        assert cs.update([(key, v)]) == {fk}
+        assert cs.packed[fk] is not t and cs.entries[key].owners == owners_of(v)
         assert cs.entries[key].seeded_mask == v[-1]
         cs.update([(key, value())])
-        pc = cs.entries[key]
+        t = cs.packed[fk]
     empty = value(bits=(0, 0, 0, 0), seeded=8)
     assert cs.update([(key, empty)]) == {(7 << 20, 5)} and cs.entries[key] is None
     assert cs.update([(key, value(bits=(0, 0, 0, 0)))]) == set() and cs.entries[key] is None
@@ -235,12 +238,13 @@ def test_snapshots_of_past_reads_stay_as_they_were(seed):
             ios.patch([(k, io.get(k)) for k in dirty_io], cs.held_delta)
         cs.held_delta = {}
         views = (cs.snapshot(), ios.snapshot())
-        _same_view(views[0], cs.by_file)
+        _same_view(views[0].packed, cs.packed)
         if rng.random() < 0.5:
-            kept.append((views, (dict(cs.by_file), dict(ios.out))))
-        for (fv, iv), (fwant, iwant) in kept:
-            _same_view(fv, fwant)
+            kept.append((views, (dict(cs.packed), dict(ios.out)), dict(cs.by_file)))
+        for (fv, iv), (fwant, iwant), lists in kept:
+            _same_view(fv.packed, fwant)
             _same_view(iv, iwant)
+            assert dict(fv) == lists and len(fv) == len(lists)    # the PageChunks built from it
     assert len(cs._views.views) <= 8 and len(ios._views.views) <= 8    # the dead ones dropped
 
 
@@ -326,19 +330,23 @@ def test_dirty_split_returns_map_keys_and_deletes_the_ended_generation(stop_afte
     assert sorted(reader.lib.deleted) == sorted(DIRTY_KEY.pack(*m) for m in same)
 
 
-def test_with_changes_replaces_by_position_and_leaves_the_old_list():
-    """maps._with_changes: a changed chunk takes its old PageChunk's place
-    (by position), a removed one goes, a new one (-1) is appended; the old
-    list stays as it was (past Readings hold it)."""
-    from erofs_top.kernel.maps import _with_changes
-    pcs = [PageChunk(7, 5, c, {101: 1 << c}) for c in range(4)]
-    new1, new4 = PageChunk(7, 5, 1, {102: 2}), PageChunk(7, 5, 4, {101: 16})
-    got = _with_changes(pcs, [(1, new1), (2, None), (-1, new4)])
-    assert got == [pcs[0], new1, pcs[3], new4] and got[1] is new1
-    assert pcs == [PageChunk(7, 5, c, {101: 1 << c}) for c in range(4)]    # old list as it was
-    got = _with_changes(pcs, [(0, None), (3, new4)])
-    assert got == [pcs[1], pcs[2], new4]
-    assert _with_changes(None, [(-1, new4)]) == [new4]
+def test_with_changes_replaces_by_position_and_leaves_the_old_tuple():
+    """maps._with_changes: a changed chunk takes its old entry's place (by
+    position), a removed one goes, a new one (-1) is appended; the old
+    packed tuple stays as it was (past Readings hold it)."""
+    from erofs_top.kernel.maps import _with_changes, pack
+    flat = [x for c in range(4) for x in (c, {101: 1 << c}, 0)]
+    t = pack(flat)
+    assert type(t) is tuple and len(t) == 8         # no seeded pages: (chunk, owners) each
+    new1, new4 = (1, {102: 2}, 0), (4, {101: 16}, 0)
+    got = _with_changes(t, [(1, new1), (2, None), (-1, new4)])
+    assert got == [*flat[0:3], *new1, *flat[9:12], *new4] and got[4] is new1[1]
+    assert t == pack([x for c in range(4) for x in (c, {101: 1 << c}, 0)])    # as it was
+    got = _with_changes(t, [(0, None), (3, new4)])
+    assert got == [*flat[3:9], *new4]
+    assert _with_changes(None, [(-1, new4)]) == list(new4)
+    seeded = pack([*flat[:3], 5, {101: 32}, 32])    # a seeded page: (chunk, owners, seeded) each
+    assert len(seeded) == 6 and _with_changes(seeded, [(0, None)]) == [5, {101: 32}, 32]
 
 
 def test_patch_finds_the_changed_chunk_in_long_and_short_lists():
@@ -356,6 +364,7 @@ def test_patch_finds_the_changed_chunk_in_long_and_short_lists():
     inc, ref = ChunkState(), ChunkState()
     inc.update(list(m.items()))
     before = {fk: list(lst) for fk, lst in inc.by_file.items()}
+    before_t = dict(inc.packed)
     m[(dev, 1, 9)] = val(101, full >> 3)        # one change in file 1 (late in its list)
     m[(dev, 2, 0)], m[(dev, 2, 11)] = val(102, 1), val(103, 3)     # two in file 2
     gone = [(dev, 2, 5)]
@@ -370,7 +379,8 @@ def test_patch_finds_the_changed_chunk_in_long_and_short_lists():
         assert sorted(inc.by_file[fk], key=key) == sorted(ref.by_file[fk], key=key), fk
     assert inc.by_file[(dev, 3)] is not None and inc.by_file[(dev, 3)] == before[(dev, 3)]
     assert inc.entries[(dev, 1, 9)].owners == {101: full >> 3}
-    assert inc.entries[(dev, 1, 8)] is before[(dev, 1)][8]     # unchanged: the same object
+    assert inc.entries[(dev, 1, 8)].owners is before[(dev, 1)][8].owners     # unchanged
+    assert inc.packed[(dev, 3)] is before_t[(dev, 3)]       # a file not marked: its tuple
     assert inc.empty == ref.empty == set() and inc.n_chunks == ref.n_chunks == 3 * 12
     assert inc.n_entries == len(m)
 
