@@ -27,7 +27,7 @@ import gc
 import heapq
 from operator import attrgetter
 
-from .attribution import Accumulators, Contribution, IoSums
+from .attribution import Accumulators, Contribution, IoSums, owner_contributions
 from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys, duplicate_group,
                       group_chunks, same_input, shared_entry)
 from .model import Health, MapUsage, Model
@@ -40,6 +40,7 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
 _ORDER = attrgetter("dev", "ino", "shared_mapping")     # Entry.order, in C
+_contrib_of = attrgetter("contrib")
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
 # Long-running faces hand what is alive after a refresh to the permanent
 # generation of the cyclic GC (gc.freeze, O(1)): a collection then walks what
@@ -78,6 +79,12 @@ class Aggregator:
     file's PageChunks (or its list in ``Readings.chunks_by_file``), FileIO
     rows; equal new objects cost a comparison, never a wrong result."""
 
+    # a refresh that begins with nothing kept (a full pass) takes one-loop
+    # paths for its entries, resolution, size groups and contributions;
+    # False: the general (incremental) code makes the same (the tests
+    # compare the two: tests/unit/test_full_pass.py)
+    fast_full = True
+
     def __init__(self, recheck_slices: int = RECHECK_SLICES):
         self.recheck_slices = recheck_slices
         self.refreshes = 0
@@ -112,6 +119,7 @@ class Aggregator:
         self.dirty_groups: dict[tuple, None] = {}   # ordered: groups in entries' order
         self.unresolved_devs: set[int] = set()
         self.full_pass = False              # the last refresh built everything anew
+        self.built_anew = False             # this refresh began with no entry kept
         self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
         self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
         self.read_log = ReadLog()           # full tier: the reads, for read_replay
@@ -157,7 +165,7 @@ class Aggregator:
         if pending:
             health.warnings.append(f"{pending} file(s) not yet identified by content "
                                    f"(hashing is rate-limited); their duplicates show later")
-        touched = self._duplicates(changed | rekeyed)
+        touched = self._duplicates(changed | rekeyed if rekeyed else changed)
         self._attribute(touched)
         self.gone = {}
         self.io.update(readings)
@@ -176,6 +184,10 @@ class Aggregator:
         """Rebuild the entries whose input changed, and one slice of the
         others from scratch (resolution included); returns their keys (and
         those of entries gone)."""
+        # nothing kept: every entry is new this refresh (a full pass), the
+        # later phases take their one-loop paths (unless fast_full is off)
+        self.built_anew = self.fast_full and not (self.entries or self.size_keys
+                                                  or self.pending_sizes or self.files_live)
         given = readings.chunks_by_file
         if given is not None and readings.changed_files is not None and self.hinted_base:
             changed = self._read_changed(given, readings.changed_files)
@@ -267,7 +279,7 @@ class Aggregator:
             candidates = by_file.keys()
             self.input_ids = {}.keys()
         entries = self.entries
-        if not entries:
+        if self.built_anew:
             return self._put_new(candidates, by_file)
         changed: set[tuple] = set()
         added = 0
@@ -390,15 +402,22 @@ class Aggregator:
         by_dev: dict[int, object] = {}
         for m in mounts.mounts():        # one pass, not a by_dev() per dev
             by_dev.setdefault(m.dev, m)
+        anew = self.built_anew
         for dev, keys in self.dev_keys.items():
             m = by_dev.get(dev) if dev else None
             mount_of[dev] = m
             sigs[dev] = _mount_sig(m)
-            if sigs[dev] != self.mount_sigs.get(dev, False):
+            if not anew and sigs[dev] != self.mount_sigs.get(dev, False):
                 redo |= keys
         self.mount_sigs = sigs
         self.unresolved_devs = {d for d, m in mount_of.items() if d and m is None}
         entries = self.entries
+        if anew:            # every entry is new (in changed): each resolved, in order
+            file_info = content.file_info
+            for e in entries.values():
+                m = e.mount = mount_of[e.dev]
+                e.info = file_info(m, e.ino) if m is not None else None
+            return changed
         for key in changed:
             e = entries.get(key)
             if e is not None and e.mount is _UNRESOLVED:
@@ -422,6 +441,8 @@ class Aggregator:
         """Content keys for the size groups whose members changed, were
         re-resolved or have identities pending.  Returns (entries whose key
         changed, pending)."""
+        if self.built_anew:
+            return set(), self._content_keys_all(content)
         dirty = dict.fromkeys(self.pending_sizes)     # ordered (see _in_order)
         entries, gone = self.entries, self.gone
         for key in self._in_order(changed):
@@ -462,6 +483,33 @@ class Aggregator:
                 self.pending_sizes.pop(size, None)
             rekeyed.update(_key(e) for e, b in zip(group, before) if e.content_key != b)
         return rekeyed, sum(self.pending_sizes.values())
+
+    def _content_keys_all(self, content: ContentResolver) -> int:
+        """_content_keys when every entry is new (in changed, so also in
+        what the duplicates phase looks at: no rekeyed keys to return): the
+        size groups made in one loop, in the entries' order; content keys
+        for the groups of two or more (a single file's key stays "", as
+        made).  Returns the identities pending."""
+        entries, by_size = self.entries, {}
+        for key, e in entries.items():
+            info = e.info
+            if e.union and info and info.regular and info.size > 0:
+                size = e.size_idx = info.size
+                keys = by_size.get(size)
+                if keys is None:
+                    by_size[size] = [key]
+                else:
+                    keys.append(key)
+        size_keys, pending_sizes = self.size_keys, self.pending_sizes
+        for size, keys in by_size.items():      # (_add_small's tuples and sets)
+            size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
+            if len(keys) > 1:
+                group = list(map(entries.__getitem__, keys))
+                group.sort(key=_ORDER)
+                pending = content_group_keys(group, content)
+                if pending:
+                    pending_sizes[size] = pending
+        return sum(pending_sizes.values())
 
     # ---------------------------------------------------------- phase 4: duplicates
     def _duplicates(self, changed: set[tuple]) -> set[tuple]:
@@ -524,7 +572,7 @@ class Aggregator:
         one; keep the ranking of the largest files current."""
         acc, entries, gone, special = self.acc, self.entries, self.gone, self.special
         ranking = self.ranking
-        if not self.files_live and not ranking.valid:
+        if not self.files_live and not ranking.valid and self.fast_full:
             self._attribute_all(touched)
             return
         live = 0
@@ -554,17 +602,28 @@ class Aggregator:
 
     def _attribute_all(self, touched: set[tuple]) -> None:
         """_attribute with nothing kept (a full pass): every contribution is
-        new, the sums are made in one go (Accumulators.add_new), and the
-        ranking, not valid yet, is made when asked."""
+        new, the usual file's made without a call each (owner_contributions:
+        what Contribution(e) makes of it), the sums in one go
+        (Accumulators.add_new), and the ranking, not valid yet, is made when
+        asked."""
         entries, special = self.entries, self.special
-        made = []
+        live, usual = [], []
         for key in self._in_order(touched):
             e = entries.get(key)
-            if e is not None and e.union:
-                c = e.contrib = Contribution(e)
-                made.append(c)
-                if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
-                    special.add(key)
+            if e is None or not e.union:
+                continue
+            if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
+                special.add(key)
+            d = e.dup
+            # Contribution.__new__'s test for an OwnerContribution
+            if (e.owner is not None and not e.seeded and not e.shared_mapping
+                    and (not d or d is e.union)):
+                usual.append(e)
+            else:
+                e.contrib = Contribution(e)
+            live.append(e)
+        owner_contributions(usual)
+        made = list(map(_contrib_of, live))     # in the entries' order
         self.files_live += len(made)
         self.acc.add_new(made)
 
