@@ -356,16 +356,26 @@ class Accumulators:
         per_dev: dict[int, list[int]] = {}       # dev -> [resident, dup]
         pairs: dict[tuple[int, int], list[int]] = {}     # (dev, cg) -> [resident, dup, entries]
         counted = _counted_rows(contribs)
+        # no (mount, cgroup) pair yet (a full pass): the pairs are all new,
+        # added without a _sync each; shared inodes' (apply()) after them
+        # (the order does not count: one mount object per dev, _counted_rows)
+        fresh = counted is not None and not (self.holders or self.user_devs
+                                             or self.member_users)
         if counted is None:
             rest, sums = contribs, (0, 0, 0)
         else:
             rest = [c for c in contribs if type(c) is not OwnerContribution]
             sums = self._add_counted(counted, per_cg, per_dev, pairs)
+        shared = [c for c in rest if c.mapping] if fresh else []
+        if shared:
+            rest = [c for c in rest if not c.mapping]
         resident, dup, seeded = self._add_each(rest, per_cg, per_dev, pairs)
-        self._fold(per_cg, per_dev, pairs)
+        self._fold(per_cg, per_dev, pairs, fresh)
         self.resident += resident + sums[0]
         self.dup += dup + sums[1]
         self.seeded += seeded + sums[2]
+        for c in shared:
+            self.apply(c, +1)
 
     def _add_counted(self, counted: list, per_cg: dict, per_dev: dict, pairs: dict
                      ) -> tuple[int, int, int]:
@@ -448,8 +458,9 @@ class Accumulators:
             seeded += c.seeded
         return resident, dup, seeded
 
-    def _fold(self, per_cg: dict, per_dev: dict, pairs: dict) -> None:
-        """add_new's local sums into the kept ones (non-shared entries)."""
+    def _fold(self, per_cg: dict, per_dev: dict, pairs: dict, fresh: bool) -> None:
+        """add_new's local sums into the kept ones (non-shared entries);
+        ``fresh``: no pair kept yet."""
         cgs = self.cg
         for cg, (res, dp, sd, n) in per_cg.items():
             a = cgs.get(cg)
@@ -463,6 +474,9 @@ class Accumulators:
         for dev, (res, dp) in per_dev.items():
             self.mount_resident[dev] = self.mount_resident.get(dev, 0) + res
             self.mount_dup[dev] = self.mount_dup.get(dev, 0) + dp
+        if fresh:
+            self._new_pairs(pairs)
+            return
         holders = self.holders
         for key, (res, dp, n) in pairs.items():
             h = holders.get(key)
@@ -473,6 +487,21 @@ class Accumulators:
             h[2] += n
             self.dirty_pairs.add(key)
             self._sync(*key)        # from the pair's state: once is enough
+
+    def _new_pairs(self, pairs: dict) -> None:
+        """_fold's pairs when none is kept (nor a user or member pair): what
+        _sync makes of a new pair of non-shared entries (entries >= 1, none
+        shared): in holder_cgs and cg_devs, neither shared_only nor
+        member_only."""
+        holders, holder_cgs, cg_devs = self.holders, self.holder_cgs, self.cg_devs
+        for key, (res, dp, n) in pairs.items():
+            holders[key] = [res, dp, n, 0]
+            dev, cg = key
+            _add_to(holder_cgs, dev, cg)
+            _add_to(cg_devs, cg, dev)
+        self.dirty_pairs.update(pairs)
+        self._readers_dirty.update(holder_cgs)
+        self.dirty_cgs.update(cg_devs)
 
     def _apply_mount(self, c: Contribution, sign: int, is_shared: bool) -> None:
         dev = c.mount.dev
@@ -599,6 +628,15 @@ def _counted_rows(contribs: list) -> list[tuple] | None:
     owned = [c for c in contribs if type(c) is OwnerContribution]
     counts = Counter(zip(map(id, map(_mount_of, owned)), map(_row_of, owned)))
     return [(distinct[i], row, n) for (i, row), n in counts.items()]
+
+
+def _add_to(sets: dict, k, v) -> None:
+    """sets[k].add(v), a new set if none."""
+    s = sets.get(k)
+    if s is None:
+        sets[k] = {v}
+    else:
+        s.add(v)
 
 
 def _member(sets: dict, k, v, present: bool) -> bool:
