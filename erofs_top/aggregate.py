@@ -120,6 +120,7 @@ class Aggregator:
         self.unresolved_devs: set[int] = set()
         self.full_pass = False              # the last refresh built everything anew
         self.built_anew = False             # this refresh began with no entry kept
+        self.new_sizes: dict[int, list[tuple]] = {}     # built anew: size groups (_resolve_all)
         self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
         self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
         self.read_log = ReadLog()           # full tier: the reads, for read_replay
@@ -305,13 +306,13 @@ class Aggregator:
         pass): the same entries, dev sets and slices, in one loop."""
         entries, dev_keys, slices = self.entries, self.dev_keys, self.slices
         n = len(slices) if self.recheck_slices else 0
-        for key in keys:
-            e = chunk_entry(key[0], key[1], by_file[key])
+        for key, pcs in zip(keys, map(by_file.__getitem__, keys)):
+            dev, ino = key
+            e = entries[key] = chunk_entry(dev, ino, pcs)
             e.mount = _UNRESOLVED
-            entries[key] = e
-            s = dev_keys.get(key[0])
+            s = dev_keys.get(dev)
             if s is None:
-                dev_keys[key[0]] = {key}
+                dev_keys[dev] = {key}
             else:
                 s.add(key)
             if n:
@@ -413,10 +414,7 @@ class Aggregator:
         self.unresolved_devs = {d for d, m in mount_of.items() if d and m is None}
         entries = self.entries
         if anew:            # every entry is new (in changed): each resolved, in order
-            file_info = content.file_info
-            for e in entries.values():
-                m = e.mount = mount_of[e.dev]
-                e.info = file_info(m, e.ino) if m is not None else None
+            self._resolve_all(mount_of, content)
             return changed
         for key in changed:
             e = entries.get(key)
@@ -434,6 +432,27 @@ class Aggregator:
             e.mount = mount_of[e.dev]
             e.info = content.file_info(e.mount, e.ino) if e.mount is not None else None
         return redo
+
+    def _resolve_all(self, mount_of: dict, content: ContentResolver) -> None:
+        """_resolve when every entry is new: each resolved, in the entries'
+        order, and (the same loop) put in its size group for the content
+        keys phase (``new_sizes``: size -> keys, in the entries' order; the
+        size groups of _content_keys: regular files of some size with pages)."""
+        file_info, by_size = content.file_info, {}
+        for key, e in self.entries.items():
+            m = e.mount = mount_of[e.dev]
+            if m is None:
+                e.info = None
+                continue
+            info = e.info = file_info(m, e.ino)
+            if info and e.union and info.regular and info.size > 0:
+                size = e.size_idx = info.size
+                keys = by_size.get(size)
+                if keys is None:
+                    by_size[size] = [key]
+                else:
+                    keys.append(key)
+        self.new_sizes = by_size
 
     # ---------------------------------------------------------- phase 3: content keys
     def _content_keys(self, changed: set[tuple], redo: set[tuple], content: ContentResolver
@@ -487,19 +506,11 @@ class Aggregator:
     def _content_keys_all(self, content: ContentResolver) -> int:
         """_content_keys when every entry is new (in changed, so also in
         what the duplicates phase looks at: no rekeyed keys to return): the
-        size groups made in one loop, in the entries' order; content keys
-        for the groups of two or more (a single file's key stays "", as
-        made).  Returns the identities pending."""
-        entries, by_size = self.entries, {}
-        for key, e in entries.items():
-            info = e.info
-            if e.union and info and info.regular and info.size > 0:
-                size = e.size_idx = info.size
-                keys = by_size.get(size)
-                if keys is None:
-                    by_size[size] = [key]
-                else:
-                    keys.append(key)
+        size groups _resolve_all made; content keys for the groups of two
+        or more (a single file's key stays "", as made).  Returns the
+        identities pending."""
+        entries, by_size = self.entries, self.new_sizes
+        self.new_sizes = {}
         size_keys, pending_sizes = self.size_keys, self.pending_sizes
         for size, keys in by_size.items():      # (_add_small's tuples and sets)
             size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
@@ -608,8 +619,10 @@ class Aggregator:
         asked."""
         entries, special = self.entries, self.special
         live, usual = [], []
-        for key in self._in_order(touched):
-            e = entries.get(key)
+        # built anew: touched is every entry (and no key gone)
+        pairs = entries.items() if self.built_anew else (
+            (k, entries.get(k)) for k in self._in_order(touched))
+        for key, e in pairs:
             if e is None or not e.union:
                 continue
             if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
