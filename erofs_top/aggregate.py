@@ -27,7 +27,7 @@ import gc
 import heapq
 from operator import attrgetter
 
-from .attribution import Accumulators, Contribution, IoSums
+from .attribution import Accumulators, Contribution, IoSums, owner_contributions
 from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys, duplicate_group,
                       group_chunks, same_input, shared_entry)
 from .model import Health, MapUsage, Model
@@ -40,6 +40,7 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
 _ORDER = attrgetter("dev", "ino", "shared_mapping")     # Entry.order, in C
+_contrib_of = attrgetter("contrib")
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
 # Long-running faces hand what is alive after a refresh to the permanent
 # generation of the cyclic GC (gc.freeze, O(1)): a collection then walks what
@@ -77,6 +78,12 @@ class Aggregator:
     Sources help by handing over unchanged things as the same objects: a
     file's PageChunks (or its list in ``Readings.chunks_by_file``), FileIO
     rows; equal new objects cost a comparison, never a wrong result."""
+
+    # a refresh that begins with nothing kept (a full pass) takes one-loop
+    # paths for its entries, resolution, size groups and contributions;
+    # False: the general (incremental) code makes the same (the tests
+    # compare the two: tests/unit/test_full_pass.py)
+    fast_full = True
 
     def __init__(self, recheck_slices: int = RECHECK_SLICES):
         self.recheck_slices = recheck_slices
@@ -116,6 +123,8 @@ class Aggregator:
         self.dirty_groups: dict[tuple, None] = {}   # ordered: groups in entries' order
         self.unresolved_devs: set[int] = set()
         self.full_pass = False              # the last refresh built everything anew
+        self.built_anew = False             # this refresh began with no entry kept
+        self.new_sizes: dict[int, list[tuple]] = {}     # built anew: size groups (_resolve_all)
         self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
         self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
         self.read_log = ReadLog()           # full tier: the reads, for read_replay
@@ -161,7 +170,7 @@ class Aggregator:
         if pending:
             health.warnings.append(f"{pending} file(s) not yet identified by content "
                                    f"(hashing is rate-limited); their duplicates show later")
-        touched = self._duplicates(changed | rekeyed)
+        touched = self._duplicates(changed | rekeyed if rekeyed else changed)
         self._attribute(touched)
         self.gone = {}
         self.io.update(readings)
@@ -180,6 +189,10 @@ class Aggregator:
         """Rebuild the entries whose input changed, and one slice of the
         others from scratch (resolution included); returns their keys (and
         those of entries gone)."""
+        # nothing kept: every entry is new this refresh (a full pass), the
+        # later phases take their one-loop paths (unless fast_full is off)
+        self.built_anew = self.fast_full and not (self.entries or self.size_keys
+                                                  or self.pending_sizes or self.files_live)
         given = readings.chunks_by_file
         self.lean_input = getattr(given, "built_on_access", False)
         if given is not None and readings.changed_files is not None and self.hinted_base:
@@ -294,7 +307,7 @@ class Aggregator:
             candidates = by_file.keys()
             self.input_ids = {}.keys()
         entries = self.entries
-        if not entries:
+        if self.built_anew:
             return self._put_new(candidates, by_file)
         changed: set[tuple] = set()
         added = 0
@@ -323,13 +336,16 @@ class Aggregator:
         pass): the same entries, dev sets and slices, in one loop."""
         entries, dev_keys, slices = self.entries, self.dev_keys, self.slices
         n = len(slices) if self.recheck_slices else 0
-        for key in keys:
-            e = self._chunk_entry(key, by_file[key])
+        lean = self.lean_input
+        for key, pcs in zip(keys, map(by_file.__getitem__, keys)):
+            dev, ino = key
+            e = entries[key] = chunk_entry(dev, ino, pcs)
+            if lean:            # _chunk_entry's rule: no input kept for such a source
+                e.input = None
             e.mount = _UNRESOLVED
-            entries[key] = e
-            s = dev_keys.get(key[0])
+            s = dev_keys.get(dev)
             if s is None:
-                dev_keys[key[0]] = {key}
+                dev_keys[dev] = {key}
             else:
                 s.add(key)
             if n:
@@ -420,15 +436,19 @@ class Aggregator:
         by_dev: dict[int, object] = {}
         for m in mounts.mounts():        # one pass, not a by_dev() per dev
             by_dev.setdefault(m.dev, m)
+        anew = self.built_anew
         for dev, keys in self.dev_keys.items():
             m = by_dev.get(dev) if dev else None
             mount_of[dev] = m
             sigs[dev] = _mount_sig(m)
-            if sigs[dev] != self.mount_sigs.get(dev, False):
+            if not anew and sigs[dev] != self.mount_sigs.get(dev, False):
                 redo |= keys
         self.mount_sigs = sigs
         self.unresolved_devs = {d for d, m in mount_of.items() if d and m is None}
         entries = self.entries
+        if anew:            # every entry is new (in changed): each resolved, in order
+            self._resolve_all(mount_of, content)
+            return changed
         for key in changed:
             e = entries.get(key)
             if e is not None and e.mount is _UNRESOLVED:
@@ -446,12 +466,35 @@ class Aggregator:
             e.info = content.file_info(e.mount, e.ino) if e.mount is not None else None
         return redo
 
+    def _resolve_all(self, mount_of: dict, content: ContentResolver) -> None:
+        """_resolve when every entry is new: each resolved, in the entries'
+        order, and (the same loop) put in its size group for the content
+        keys phase (``new_sizes``: size -> keys, in the entries' order; the
+        size groups of _content_keys: regular files of some size with pages)."""
+        file_info, by_size = content.file_info, {}
+        for key, e in self.entries.items():
+            m = e.mount = mount_of[e.dev]
+            if m is None:
+                e.info = None
+                continue
+            info = e.info = file_info(m, e.ino)
+            if info and e.union and info.regular and info.size > 0:
+                size = e.size_idx = info.size
+                keys = by_size.get(size)
+                if keys is None:
+                    by_size[size] = [key]
+                else:
+                    keys.append(key)
+        self.new_sizes = by_size
+
     # ---------------------------------------------------------- phase 3: content keys
     def _content_keys(self, changed: set[tuple], redo: set[tuple], content: ContentResolver
                       ) -> tuple[set[tuple], int]:
         """Content keys for the size groups whose members changed, were
         re-resolved or have identities pending.  Returns (entries whose key
         changed, pending)."""
+        if self.built_anew:
+            return set(), self._content_keys_all(content)
         dirty = dict.fromkeys(self.pending_sizes)     # ordered (see _in_order)
         entries, gone = self.entries, self.gone
         for key in self._in_order(changed):
@@ -492,6 +535,25 @@ class Aggregator:
                 self.pending_sizes.pop(size, None)
             rekeyed.update(_key(e) for e, b in zip(group, before) if e.content_key != b)
         return rekeyed, sum(self.pending_sizes.values())
+
+    def _content_keys_all(self, content: ContentResolver) -> int:
+        """_content_keys when every entry is new (in changed, so also in
+        what the duplicates phase looks at: no rekeyed keys to return): the
+        size groups _resolve_all made; content keys for the groups of two
+        or more (a single file's key stays "", as made).  Returns the
+        identities pending."""
+        entries, by_size = self.entries, self.new_sizes
+        self.new_sizes = {}
+        size_keys, pending_sizes = self.size_keys, self.pending_sizes
+        for size, keys in by_size.items():      # (_add_small's tuples and sets)
+            size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
+            if len(keys) > 1:
+                group = list(map(entries.__getitem__, keys))
+                group.sort(key=_ORDER)
+                pending = content_group_keys(group, content)
+                if pending:
+                    pending_sizes[size] = pending
+        return sum(pending_sizes.values())
 
     # ---------------------------------------------------------- phase 4: duplicates
     def _duplicates(self, changed: set[tuple]) -> set[tuple]:
@@ -554,7 +616,7 @@ class Aggregator:
         one; keep the ranking of the largest files current."""
         acc, entries, gone, special = self.acc, self.entries, self.gone, self.special
         ranking = self.ranking
-        if not self.files_live and not ranking.valid:
+        if not self.files_live and not ranking.valid and self.fast_full:
             self._attribute_all(touched)
             return
         live = 0
@@ -584,17 +646,30 @@ class Aggregator:
 
     def _attribute_all(self, touched: set[tuple]) -> None:
         """_attribute with nothing kept (a full pass): every contribution is
-        new, the sums are made in one go (Accumulators.add_new), and the
-        ranking, not valid yet, is made when asked."""
+        new, the usual file's made without a call each (owner_contributions:
+        what Contribution(e) makes of it), the sums in one go
+        (Accumulators.add_new), and the ranking, not valid yet, is made when
+        asked."""
         entries, special = self.entries, self.special
-        made = []
-        for key in self._in_order(touched):
-            e = entries.get(key)
-            if e is not None and e.union:
-                c = e.contrib = Contribution(e)
-                made.append(c)
-                if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
-                    special.add(key)
+        live, usual = [], []
+        # built anew: touched is every entry (and no key gone)
+        pairs = entries.items() if self.built_anew else (
+            (k, entries.get(k)) for k in self._in_order(touched))
+        for key, e in pairs:
+            if e is None or not e.union:
+                continue
+            if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
+                special.add(key)
+            d = e.dup
+            # Contribution.__new__'s test for an OwnerContribution
+            if (e.owner is not None and not e.seeded and not e.shared_mapping
+                    and (not d or d is e.union)):
+                usual.append(e)
+            else:
+                e.contrib = Contribution(e)
+            live.append(e)
+        owner_contributions(usual)
+        made = list(map(_contrib_of, live))     # in the entries' order
         self.files_live += len(made)
         self.acc.add_new(made)
 

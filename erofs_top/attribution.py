@@ -8,6 +8,7 @@ fractions): a sum kept by deltas equals a sum made from scratch.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import compress, repeat
@@ -182,6 +183,27 @@ class OwnerContribution(_Sums):
         return self.cg_sums[2]
 
 
+def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
+    """OwnerContribution(e) of each of many entries of the usual kind (one
+    owner, nothing seeded, no page or every resident page duplicated: what
+    Contribution(e) makes an OwnerContribution of), kept in e.contrib: the
+    same objects, made without a call per entry (a full pass)."""
+    out: list[OwnerContribution] = []
+    add = out.append
+    new, cls, bc = object.__new__, OwnerContribution, _bit_count
+    if len(_SUMS) >= _SUMS_MAX:
+        _SUMS.clear()
+    intern = _SUMS.setdefault
+    for e in es:
+        c = e.contrib = new(cls)
+        r = sum(map(bc, e.union.values()))
+        s = (e.owner, r, r if e.dup else 0, 0)
+        c.cg_sums = intern(s, s)
+        c.mount, c.dev, c.ino = e.mount, e.dev, e.ino
+        add(c)
+    return out
+
+
 class SharedContribution(Contribution):
     """A shared inode's Contribution: also the cgroups that use it."""
     __slots__ = ("users", "member_users", "shared_pages", "mapping")
@@ -326,10 +348,76 @@ class Accumulators:
         the sums per cgroup, mount and (mount, cgroup) pair are made in
         local lists first and added once each, the sets derived from a pair
         synced once per pair.  The same sums as one apply() per
-        contribution (integers); shared inodes (few) go through apply()."""
+        contribution (integers); shared inodes (few) go through apply().
+        The usual file's (an OwnerContribution: one row) are counted by
+        (mount, row) in C first, each distinct one added once times its
+        count: a mount's files of one cgroup have a few distinct rows."""
         per_cg: dict[int, list[int]] = {}        # cg -> [resident, dup, seeded, files]
         per_dev: dict[int, list[int]] = {}       # dev -> [resident, dup]
         pairs: dict[tuple[int, int], list[int]] = {}     # (dev, cg) -> [resident, dup, entries]
+        counted = _counted_rows(contribs)
+        # no (mount, cgroup) pair yet (a full pass): the pairs are all new,
+        # added without a _sync each; shared inodes' (apply()) after them
+        # (the order does not count: one mount object per dev, _counted_rows)
+        fresh = counted is not None and not (self.holders or self.user_devs
+                                             or self.member_users)
+        if counted is None:
+            rest, sums = contribs, (0, 0, 0)
+        else:
+            rest = [c for c in contribs if type(c) is not OwnerContribution]
+            sums = self._add_counted(counted, per_cg, per_dev, pairs)
+        shared = [c for c in rest if c.mapping] if fresh else []
+        if shared:
+            rest = [c for c in rest if not c.mapping]
+        resident, dup, seeded = self._add_each(rest, per_cg, per_dev, pairs)
+        self._fold(per_cg, per_dev, pairs, fresh)
+        self.resident += resident + sums[0]
+        self.dup += dup + sums[1]
+        self.seeded += seeded + sums[2]
+        for c in shared:
+            self.apply(c, +1)
+
+    def _add_counted(self, counted: list, per_cg: dict, per_dev: dict, pairs: dict
+                     ) -> tuple[int, int, int]:
+        """add_new's sums of (mount, row, count) (_counted_rows)."""
+        mounts, readers_dirty = self.mounts, self._readers_dirty
+        resident = dup = seeded = 0
+        for m, (cg, res, dp, sd), n in counted:
+            res, dp, sd = res * n, dp * n, sd * n
+            v = per_cg.get(cg)
+            if v is None:
+                per_cg[cg] = [res, dp, sd, n]
+            else:
+                v[0] += res
+                v[1] += dp
+                v[2] += sd
+                v[3] += n
+            if m is not None:
+                dev = m.dev
+                if mounts.get(dev) is not m:
+                    mounts[dev] = m
+                    readers_dirty.add(dev)
+                d = per_dev.get(dev)
+                if d is None:
+                    per_dev[dev] = [res, dp]
+                else:
+                    d[0] += res
+                    d[1] += dp
+                h = pairs.get((dev, cg))
+                if h is None:
+                    pairs[(dev, cg)] = [res, dp, n]
+                else:
+                    h[0] += res
+                    h[1] += dp
+                    h[2] += n
+            resident += res
+            dup += dp
+            seeded += sd
+        return resident, dup, seeded
+
+    def _add_each(self, contribs: list, per_cg: dict, per_dev: dict, pairs: dict
+                  ) -> tuple[int, int, int]:
+        """add_new's sums of contributions one by one."""
         mounts, readers_dirty = self.mounts, self._readers_dirty
         resident = dup = seeded = 0
         for c in contribs:
@@ -368,13 +456,11 @@ class Accumulators:
             resident += c.resident
             dup += c.dup
             seeded += c.seeded
-        self._fold(per_cg, per_dev, pairs)
-        self.resident += resident
-        self.dup += dup
-        self.seeded += seeded
+        return resident, dup, seeded
 
-    def _fold(self, per_cg: dict, per_dev: dict, pairs: dict) -> None:
-        """add_new's local sums into the kept ones (non-shared entries)."""
+    def _fold(self, per_cg: dict, per_dev: dict, pairs: dict, fresh: bool) -> None:
+        """add_new's local sums into the kept ones (non-shared entries);
+        ``fresh``: no pair kept yet."""
         cgs = self.cg
         for cg, (res, dp, sd, n) in per_cg.items():
             a = cgs.get(cg)
@@ -388,6 +474,9 @@ class Accumulators:
         for dev, (res, dp) in per_dev.items():
             self.mount_resident[dev] = self.mount_resident.get(dev, 0) + res
             self.mount_dup[dev] = self.mount_dup.get(dev, 0) + dp
+        if fresh:
+            self._new_pairs(pairs)
+            return
         holders = self.holders
         for key, (res, dp, n) in pairs.items():
             h = holders.get(key)
@@ -398,6 +487,21 @@ class Accumulators:
             h[2] += n
             self.dirty_pairs.add(key)
             self._sync(*key)        # from the pair's state: once is enough
+
+    def _new_pairs(self, pairs: dict) -> None:
+        """_fold's pairs when none is kept (nor a user or member pair): what
+        _sync makes of a new pair of non-shared entries (entries >= 1, none
+        shared): in holder_cgs and cg_devs, neither shared_only nor
+        member_only."""
+        holders, holder_cgs, cg_devs = self.holders, self.holder_cgs, self.cg_devs
+        for key, (res, dp, n) in pairs.items():
+            holders[key] = [res, dp, n, 0]
+            dev, cg = key
+            _add_to(holder_cgs, dev, cg)
+            _add_to(cg_devs, cg, dev)
+        self.dirty_pairs.update(pairs)
+        self._readers_dirty.update(holder_cgs)
+        self.dirty_cgs.update(cg_devs)
 
     def _apply_mount(self, c: Contribution, sign: int, is_shared: bool) -> None:
         dev = c.mount.dev
@@ -505,6 +609,34 @@ class Accumulators:
                 out.pop(img, None)
                 img_devs.pop(img, None)
         return out
+
+
+_mount_of = attrgetter("mount")
+_row_of = attrgetter("cg_sums")
+
+
+def _counted_rows(contribs: list) -> list[tuple] | None:
+    """(mount, row, count) of the OwnerContributions among contribs, in C
+    but for one step per distinct (mount, row).  None when one dev has two
+    mount objects among them all: apply() keeps the last one seen, so the
+    order counts (not in a full pass: one resolution per dev)."""
+    ms = list(map(_mount_of, contribs))
+    distinct = dict(zip(map(id, ms), ms))
+    devs = {m.dev for m in distinct.values() if m is not None}
+    if len(devs) != len(distinct) - (id(None) in distinct):
+        return None
+    owned = [c for c in contribs if type(c) is OwnerContribution]
+    counts = Counter(zip(map(id, map(_mount_of, owned)), map(_row_of, owned)))
+    return [(distinct[i], row, n) for (i, row), n in counts.items()]
+
+
+def _add_to(sets: dict, k, v) -> None:
+    """sets[k].add(v), a new set if none."""
+    s = sets.get(k)
+    if s is None:
+        sets[k] = {v}
+    else:
+        s.add(v)
 
 
 def _member(sets: dict, k, v, present: bool) -> bool:

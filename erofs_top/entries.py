@@ -147,7 +147,11 @@ def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
     """The entry of one file from its PageChunks (the source's list, kept as
     its ``input``)."""
     e = _one_owner_entry(dev, ino, pcs)
-    return _any_chunk_entry(dev, ino, pcs) if e is None else e
+    if e is None:
+        e = _many_owner_entry(dev, ino, pcs)
+        if e is None:
+            return _any_chunk_entry(dev, ino, pcs)
+    return e
 
 
 def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
@@ -202,6 +206,33 @@ def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
     if owner is None:
         return None
     e = Entry(dev, ino, None, union=union, owner=owner)
+    e.input = pcs
+    return e
+
+
+def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
+    """chunk_entry of a file _one_owner_entry did not take, in one pass,
+    when each chunk is in one PageChunk, nothing is seeded and no mask is
+    empty (pages of several cgroups: 23 % of a synthetic node's files): its
+    chunks are the PageChunks' own owners dicts.  (Its owner stays None:
+    one owner of every page is _one_owner_entry's.)  None for any other
+    file (_any_chunk_entry; tests/unit/test_one_owner.py compares them)."""
+    chunks: dict[int, dict[int, int]] = {}
+    union: dict[int, int] = {}
+    for pc in pcs:
+        owners, c = pc.owners, pc.chunk
+        if pc.seeded_mask or c in chunks or 0 in owners.values():
+            return None
+        chunks[c] = owners
+        if len(owners) == 1:        # the owner's mask itself, no new int
+            for u in owners.values():
+                union[c] = u
+        elif owners:
+            u = 0
+            for m in owners.values():
+                u |= m
+            union[c] = u
+    e = Entry(dev, ino, chunks, union=union)
     e.input = pcs
     return e
 

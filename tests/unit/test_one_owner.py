@@ -113,3 +113,31 @@ def test_one_owner_fast_path_equals_the_general_one(seed):
             (slow.owner, slow.chunks, slow.union, dict(slow.seeded), slow.input)
         assert list(fast.union) == list(slow.union)         # the same order
     assert taken > 50 and left > 50
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_owner_fast_path_equals_the_general_one(seed):
+    """chunk_entry's one-pass path for the files _one_owner_entry leaves
+    (_many_owner_entry: several cgroups, one PageChunk a chunk, nothing
+    seeded, no empty mask) builds what _any_chunk_entry builds."""
+    from erofs_top.entries import _any_chunk_entry, _many_owner_entry, _one_owner_entry
+    rng = random.Random(seed)
+    taken = left = 0
+    for ino in range(400):
+        pcs, _ = _chunks(rng, 7, ino, None)
+        if rng.random() < 0.05:
+            pcs.append(PageChunk(7, ino, 9, {rng.choice(CGS): 0} if rng.random() < 0.5 else {}))
+        if _one_owner_entry(7, ino, pcs) is not None:
+            continue
+        fast = _many_owner_entry(7, ino, pcs)
+        slow = _any_chunk_entry(7, ino, pcs)
+        if fast is None:
+            left += 1
+            continue
+        taken += 1
+        assert (fast.owner, fast.chunks, fast.union, dict(fast.seeded), fast.input) == \
+            (slow.owner, slow.chunks, slow.union, dict(slow.seeded), slow.input)
+        assert list(fast.union) == list(slow.union) and list(fast.chunks) == list(slow.chunks)
+        assert all(fast.chunks[c] is pc.owners for pc in pcs for c in [pc.chunk])
+        assert chunk_entry(7, ino, pcs).chunks == slow.chunks
+    assert taken > 30 and left > 30

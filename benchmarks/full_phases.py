@@ -1,0 +1,80 @@
+"""Where a full pass's CPU goes, phase by phase, in several versions.
+
+Each --tree (a checkout or `git archive` of some commit; default: this
+checkout) runs in a child process of its own, in interleaved rounds
+(benchlib.interleaved): SyntheticNode(--files, --containers), Readings that
+name what changed (as bench_versions.py), then one full pass: `aggregate()`
+(an Aggregator with nothing kept, re-derivation slices on, as the exporter's
+first refresh) with each phase method of the Aggregator wrapped in a timer
+(time.process_time; six wrapped calls, a few us in all).  Only the phases
+are wrapped: a timer around a function called per file (chunk_entry,
+Contribution) costs ~0.5 s of its own at 250,000 files (what
+refresh_phases.py's parts do).  Figures: CPU seconds of the process.
+
+Run:  .venv/bin/python benchmarks/full_phases.py --tree base=/tmp/base --tree new=. \\
+          --files 250000 --containers 1000 --rounds 3
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import benchlib
+
+CHILD = r"""
+import gc, json, sys, time
+tree, n_files, n_ctr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path[:0] = [tree, tree + "/benchmarks"]
+import benchlib
+from synthetic_node import SyntheticNode
+import erofs_top.aggregate as agg_mod
+PHASES = ("_read_entries", "_resolve", "_content_keys", "_duplicates", "_attribute",
+          "_savings")
+spent = {}
+for name in PHASES:
+    benchlib.wrap_timed(agg_mod.Aggregator, name, name, spent)
+node = SyntheticNode(n_files, n_ctr)
+readings = node.readings(by_file=True, hint=True)
+gc.collect()
+c = time.process_time()
+agg_mod.aggregate(readings, *node.resolvers(), tier="tracepoint", started_at=0.0)
+full = time.process_time() - c
+out = {"full_cpu_s": full, **{p: spent.get(p, 0.0) for p in PHASES}}
+out["rest"] = full - sum(spent.get(p, 0.0) for p in PHASES)
+print(json.dumps(out))
+"""
+
+KEYS = ("full_cpu_s", "_read_entries", "_resolve", "_content_keys", "_duplicates", "_attribute",
+        "_savings", "rest")
+
+
+def _add_args(ap) -> None:
+    benchlib.add_tree_args(ap)
+    ap.add_argument("--files", type=int, default=250_000)
+    ap.add_argument("--containers", type=int, default=1000)
+
+
+def _body(args):
+    trees = benchlib.trees_of(args)
+    print(f"{args.files} files x {args.containers} containers, one full pass per child; "
+          f"{args.rounds} interleaved rounds of {list(trees)} (CPU ms; rest: build_model, "
+          f"I/O sums, the update's own work)")
+
+    def measure(name, rnd):
+        out = subprocess.run([sys.executable, "-c", CHILD, trees[name], str(args.files),
+                              str(args.containers)], capture_output=True, text=True, check=True)
+        v = json.loads(out.stdout)
+        print(f"  round {rnd} {name:>8}: " + ", ".join(
+            f"{k.lstrip('_')} {v[k] * 1e3:.0f}" for k in KEYS), flush=True)
+        return v
+    values = benchlib.interleaved(trees, args.rounds, measure)
+    return benchlib.summarize_keys(values, KEYS)
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
