@@ -381,6 +381,7 @@ def _partial_duplicates(group: list[Entry], counts: tuple | None = None) -> int:
     pages each copy gives up to an earlier one (savings._file_counts of the
     group's copies in this order), counted into them."""
     redundant = 0
+    by_cgroup, by_dev = counts if counts is not None else (None, None)
     chunk_ids = set().union(*(e.union.keys() for e in group))
     for c in chunk_ids:
         masks = [e.union.get(c, 0) for e in group]
@@ -402,8 +403,15 @@ def _partial_duplicates(group: list[Entry], counts: tuple | None = None) -> int:
                     if counts is not None:
                         gone = m & held
                         held |= m
-                        if gone:
-                            _count_gone(e, c, m, gone, *counts)
+                        if not gone:
+                            continue
+                        owner = e.owner
+                        if owner is None:
+                            _count_gone(e, c, m, gone, by_cgroup, by_dev)
+                            continue
+                        n = gone.bit_count()        # _count_gone of most copies
+                        by_dev[e.dev] = by_dev.get(e.dev, 0) + n
+                        by_cgroup[owner] = by_cgroup.get(owner, 0) + n
     for e in group:
         if e.dup is not NONE and e.dup == e.union:
             e.dup = e.union         # every resident page duplicated: one dict
