@@ -29,8 +29,7 @@ from operator import attrgetter
 
 from .attribution import Accumulators, Contribution, IoSums
 from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys,
-                      duplicate_group_part,
-                      group_chunks, same_input, shared_entry)
+                      duplicate_group_part, group_chunks, same_input, shared_entry)
 from .model import Health, MapUsage, Model
 from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings,
                            replayed_savings, stage_groups)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from itertools import chain
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 
 from .readings import PageChunk, SharedInode
 from .resolve.base import AOPS_BLOCK, AOPS_FILEIO, ContentResolver, FileInfo, MountInfo
