@@ -30,7 +30,7 @@ PHASES = [(agg_mod.Aggregator, m, m) for m in (
 PARTS = [(agg_mod, "build_model", "build_model"), (rows, "container_rows", "  container_rows"),
          (rows, "mount_rows", "  mount_rows"), (attribution.IoSums, "update", "io sums"),
          (node_savings.GroupCache, "put", "  GroupCache.put (in _savings)"),
-         (agg_mod, "duplicate_group", "  duplicate_group (in _duplicates)"),
+         (agg_mod, "duplicate_group_part", "  duplicate_group_part (in _duplicates)"),
          (agg_mod, "Contribution", "  Contribution() (in _attribute)"),
          (agg_mod, "chunk_entry", "  chunk_entry (in _read_entries)")]
 

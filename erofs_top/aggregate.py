@@ -28,8 +28,8 @@ import heapq
 from operator import attrgetter
 
 from .attribution import Accumulators, Contribution, IoSums, owner_contributions
-from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys, duplicate_group,
-                      group_chunks, same_input, shared_entry)
+from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys,
+                      duplicate_group_part, group_chunks, same_input, shared_entry)
 from .model import Health, MapUsage, Model
 from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings,
                            replayed_savings, stage_groups)
@@ -120,7 +120,9 @@ class Aggregator:
         self.io = IoSums()
         self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
-        self.dirty_groups: dict[tuple, None] = {}   # ordered: groups in entries' order
+        # gid -> its rebuild file part when _duplicates counted it (else None);
+        # ordered: groups in entries' order
+        self.dirty_groups: dict[tuple, tuple | None] = {}
         self.unresolved_devs: set[int] = set()
         self.full_pass = False              # the last refresh built everything anew
         self.built_anew = False             # this refresh began with no entry kept
@@ -597,7 +599,7 @@ class Aggregator:
             # duplicate pages do (the only thing the group gives it); in a
             # full pass every entry is touched already
             dups = None if full else [e.dup for e in group]
-            self.redundant[ck], new_groups = duplicate_group(group)
+            self.redundant[ck], new_groups, part = duplicate_group_part(group)
             self.mergeable[ck] = new_groups
             if not full:
                 for e, d in zip(group, dups):
@@ -607,7 +609,8 @@ class Aggregator:
                                     else (e.dev, e.ino))
             for i in range(max(len(old_groups), len(new_groups))):
                 if not _same_group(old_groups, new_groups, i, changed):
-                    self.dirty_groups[(ck, i)] = None
+                    # (a part is counted only for a content group that is one mergeable group)
+                    self.dirty_groups[(ck, i)] = part if i == 0 else None
         return touched
 
     # ---------------------------------------------------------- phase 5: attribution
@@ -680,9 +683,9 @@ class Aggregator:
         cache part and the shared inodes (few) at every refresh."""
         entries = self.entries
         cache = self.group_cache
-        for gid in self.dirty_groups:
+        for gid, part in self.dirty_groups.items():
             groups = self.mergeable.get(gid[0], ())
-            cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content)
+            cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part)
         self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
                         key=_ORDER)

@@ -7,6 +7,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 
 from .readings import PageChunk, SharedInode
 from .resolve.base import AOPS_BLOCK, AOPS_FILEIO, ContentResolver, FileInfo, MountInfo
@@ -325,31 +326,33 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
     Returns (redundant pages, the groups inode_share could merge: same
     content, same aops class; shared inodes of one content in several groups
     sit in different domains)."""
+    redundant, mergeable, _ = duplicate_group_part(group)
+    return redundant, mergeable
+
+
+def duplicate_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tuple | None]:
+    """duplicate_group(), and in the same pass over the pages the "rebuild"
+    file part of the potential savings (savings.group_file_part() of the
+    group's copies, in its flat form) when the content group is one
+    mergeable group of stock copies none of which is fingerprinted (the
+    usual group: its "now" and "domains" stages are empty); else None (the
+    caller makes the copies: node_savings.stage_groups)."""
     if len(group) < 2:
         for e in group:
             e.dup = NONE
             e.in_group = False
-        return 0, []
-    first = group[0].union
-    for e in group:
-        u = e.union
-        if u is not first and u != first:
-            for e in group:
-                e.dup = NONE
-            redundant = _partial_duplicates(group)
-            break
-    else:
-        # the same pages resident in every copy (a library every container
-        # read whole): each page is duplicated in all of them
-        for e in group:         # one dict for all (read only): a node holds many such copies
-            e.union = e.dup = first
-        redundant = (len(group) - 1) * sum(m.bit_count() for m in first.values())
+        return 0, [], None
     by_class: dict[str, list[Entry]] = {}
+    plain = True            # every member stock, unfingerprinted, mergeable
     for e in group:
         e.in_group = False
+        m = e.mount
         # an inode_share mount's own-inode pages are private (splice
         # readers): no remount merges them
-        if e.shared_mapping or not (e.mount and e.mount.inode_share):
+        if e.shared_mapping or not (m and m.inode_share):
+            if e.shared_mapping or (m is not None and m.image is not None
+                                    and m.image.ishare_xattrs):
+                plain = False
             info = e.info
             cls = info.aops if info else aops(e)
             members = by_class.get(cls)
@@ -357,17 +360,59 @@ def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
                 by_class[cls] = [e]
             else:
                 members.append(e)
+        else:
+            plain = False
     mergeable = [members for members in by_class.values() if len(members) >= 2]
     for members in mergeable:
         for e in members:
             e.in_group = True
-    return redundant, mergeable
+    counts = ({}, {}) if plain and len(by_class) == 1 else None
+    first = group[0].union
+    for e in group:
+        u = e.union
+        if u is not first and u != first:
+            for e in group:
+                e.dup = NONE
+            redundant = _partial_duplicates(group, counts)
+            break
+    else:
+        # the same pages resident in every copy (a library every container
+        # read whole): each page is duplicated in all of them
+        for e in group:         # one dict for all (read only): a node holds many such copies
+            e.union = e.dup = first
+        pages = sum(m.bit_count() for m in first.values())
+        redundant = (len(group) - 1) * pages
+        if counts is not None and pages:
+            _same_counts(group, pages, *counts)
+    if counts is None:
+        return redundant, mergeable, None
+    return redundant, mergeable, (redundant, 0, 0, 0, tuple(chain.from_iterable(counts[0].items())),
+                                  tuple(chain.from_iterable(counts[1].items())))
 
 
-def _partial_duplicates(group: list[Entry]) -> int:
+def _same_counts(group: list[Entry], pages: int, by_cgroup: dict[int, int],
+                 by_dev: dict[int, int]) -> None:
+    """savings._same_pages' counts of a group of stock copies (every copy
+    after the first gives up all of its pages)."""
+    for e in group[1:]:
+        by_dev[e.dev] = by_dev.get(e.dev, 0) + pages
+        owner = e.owner
+        if owner is not None:
+            by_cgroup[owner] = by_cgroup.get(owner, 0) + pages
+            continue
+        for owners in e.chunks.values():        # each owner's pages are within the union
+            for cg, om in owners.items():
+                if om:
+                    by_cgroup[cg] = by_cgroup.get(cg, 0) + om.bit_count()
+
+
+def _partial_duplicates(group: list[Entry], counts: tuple | None = None) -> int:
     """duplicate_group's masks where the copies hold different pages;
-    returns the redundant pages."""
+    returns the redundant pages.  ``counts`` (by_cgroup, by_dev): also the
+    pages each copy gives up to an earlier one (savings._file_counts of the
+    group's copies in this order), counted into them."""
     redundant = 0
+    by_cgroup, by_dev = counts if counts is not None else (None, None)
     chunk_ids = set().union(*(e.union.keys() for e in group))
     for c in chunk_ids:
         masks = [e.union.get(c, 0) for e in group]
@@ -379,13 +424,50 @@ def _partial_duplicates(group: list[Entry]) -> int:
                 redundant += m.bit_count()
         redundant -= once.bit_count()
         if twice:
+            held = 0
             for e, m in zip(group, masks):
                 d = m & twice
                 if d:
                     if e.dup is NONE:
                         e.dup = {}
                     e.dup[c] = m if d == m else d
+                    if counts is not None:
+                        gone = m & held
+                        held |= m
+                        if not gone:
+                            continue
+                        owner = e.owner
+                        if owner is None:
+                            _count_gone(e, c, m, gone, by_cgroup, by_dev)
+                            continue
+                        n = gone.bit_count()        # _count_gone of most copies
+                        by_dev[e.dev] = by_dev.get(e.dev, 0) + n
+                        by_cgroup[owner] = by_cgroup.get(owner, 0) + n
     for e in group:
         if e.dup is not NONE and e.dup == e.union:
             e.dup = e.union         # every resident page duplicated: one dict
     return redundant
+
+
+def _count_gone(e: Entry, c: int, mask: int, gone: int, by_cgroup: dict[int, int],
+                by_dev: dict[int, int]) -> None:
+    """savings._file_counts' counts of the pages ``gone`` of chunk c of a copy."""
+    n = gone.bit_count()
+    by_dev[e.dev] = by_dev.get(e.dev, 0) + n
+    owner = e.owner
+    if owner is not None:       # every page is its
+        by_cgroup[owner] = by_cgroup.get(owner, 0) + n
+        return
+    owners = e.chunks.get(c)
+    if owners is None:
+        return
+    if len(owners) == 1:
+        for cg, om in owners.items():
+            n = n if om == mask else (om & gone).bit_count()
+            if n:
+                by_cgroup[cg] = by_cgroup.get(cg, 0) + n
+        return
+    for cg, om in owners.items():
+        n = (om & gone).bit_count()
+        if n:
+            by_cgroup[cg] = by_cgroup.get(cg, 0) + n

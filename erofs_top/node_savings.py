@@ -201,7 +201,11 @@ class GroupCache:
         self.unmapped = 0
         self.with_maps: set[tuple] = set()      # gids of the groups with cache page maps
 
-    def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver) -> None:
+    def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver,
+            part: tuple | None = None) -> None:
+        """Keep (members None: drop) group ``gid``.  ``part``: its "rebuild"
+        file part when the caller counted it already (entries.duplicate_group_part:
+        stock copies only, none fingerprinted, so the other stages are empty)."""
         old = self.groups.pop(gid, None)
         if old is not None:
             self.with_maps.discard(gid)
@@ -209,7 +213,25 @@ class GroupCache:
             if old is not None:
                 self._account(old, -1)
             return
-        stages = stage_groups(members, content)
+        first = members[0]
+        order = (first.dev, first.ino, first.shared_mapping)
+        if part is not None and not has_page_maps(content):
+            # no copy needed: no cache page map, no compressed copy left unmapped
+            new = (order, None, (part, None, None), False, 0, tuple([e.dev for e in members]))
+        else:
+            new = self._made(order, stage_groups(members, content), part)
+        self.groups[gid] = new
+        if old is None:
+            self._account(new, +1)
+        else:
+            self._reaccount(old, new)
+        if new[3]:
+            self.with_maps.add(gid)
+
+    @staticmethod
+    def _made(order: tuple, stages: dict[str, list[Copy]], part: tuple | None) -> tuple:
+        """A group's kept tuple from its copies per stage (``part``: the
+        rebuild stage's file part, counted already; the other stages empty)."""
         rebuild = stages["rebuild"]
         maps = False
         unmapped = 0
@@ -224,16 +246,9 @@ class GroupCache:
                 maps = True
         # the copies are kept only where potential() reads them (cache
         # page maps): most groups keep their parts and their copies' devs
-        first = members[0]
-        new = ((first.dev, first.ino, first.shared_mapping), stages if maps else None,
-               _stage_parts(stages), maps, unmapped, tuple([c.key[0] for c in rebuild]))
-        self.groups[gid] = new
-        if old is None:
-            self._account(new, +1)
-        else:
-            self._reaccount(old, new)
-        if maps:
-            self.with_maps.add(gid)
+        parts = _stage_parts(stages) if part is None else (part, None, None)
+        return (order, stages if maps else None, parts, maps, unmapped,
+                tuple([c.key[0] for c in rebuild]))
 
     def _account(self, g: tuple, sign: int) -> None:
         _, _, file_parts, _, unmapped, devs = g
