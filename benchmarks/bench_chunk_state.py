@@ -20,8 +20,6 @@ Run:  .venv/bin/python benchmarks/bench_chunk_state.py --tree base=/tmp/base --t
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
 import benchlib
@@ -108,9 +106,7 @@ def _body(args):
           f"{args.rounds} interleaved rounds of {list(trees)}")
 
     def measure(name, rnd):
-        out = subprocess.run([sys.executable, "-c", CHILD, trees[name], str(args.files),
-                              str(args.containers)], capture_output=True, text=True, check=True)
-        v = json.loads(out.stdout)
+        v = benchlib.child_json(CHILD, trees[name], args.files, args.containers)
         print(f"  round {rnd} {name:>8}: chunks kept {v['kept_rss_mb']:.0f} MB "
               f"({v['bytes_per_entry']:.0f} B per chunk entry, {v['chunks']} entries), "
               f"first read {v['first_read_cpu_s']:.2f} s CPU, full re-read "

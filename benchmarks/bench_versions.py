@@ -23,8 +23,6 @@ Run:  .venv/bin/python benchmarks/bench_versions.py --tree base=/tmp/base --tree
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
 import benchlib
@@ -90,10 +88,7 @@ def _body(args):
           f"rounds of {list(trees)}")
 
     def measure(name, rnd):
-        out = subprocess.run([sys.executable, "-c", CHILD, trees[name], str(args.files),
-                              str(args.containers), str(args.churn), str(args.steps)],
-                             capture_output=True, text=True, check=True)
-        v = json.loads(out.stdout)
+        v = benchlib.child_json(CHILD, trees[name], args.files, args.containers, args.churn, args.steps)
         print(f"  round {rnd} {name:>8}: full {v['full_cpu_s']:.2f} s CPU "
               f"({v['full_wall_s']:.2f} s wall), steady {v['steady_cpu_s'] * 1e3:.0f} ms CPU, "
               f"kept aggregator {v['kept_rss_mb']:.0f} MB after the full pass, "

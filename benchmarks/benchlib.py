@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -292,6 +294,15 @@ def add_tree_args(ap) -> None:
 def trees_of(args) -> dict[str, str]:
     trees = dict(t.split("=", 1) for t in args.tree) or {"this": str(REPO)}
     return {k: os.path.abspath(v) for k, v in trees.items()}
+
+
+def child_json(child: str, *argv) -> dict:
+    """Run ``child`` (Python source) in a fresh interpreter with ``argv`` and
+    return the JSON object it prints: one checkout measured in a process of
+    its own (no state or warm caches shared with the others)."""
+    out = subprocess.run([sys.executable, "-c", child, *map(str, argv)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def summarize_keys(values: dict[str, list[dict]], keys) -> dict:

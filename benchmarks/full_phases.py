@@ -16,8 +16,6 @@ Run:  .venv/bin/python benchmarks/full_phases.py --tree base=/tmp/base --tree ne
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 
 import benchlib
@@ -62,9 +60,7 @@ def _body(args):
           f"I/O sums, the update's own work)")
 
     def measure(name, rnd):
-        out = subprocess.run([sys.executable, "-c", CHILD, trees[name], str(args.files),
-                              str(args.containers)], capture_output=True, text=True, check=True)
-        v = json.loads(out.stdout)
+        v = benchlib.child_json(CHILD, trees[name], args.files, args.containers)
         print(f"  round {rnd} {name:>8}: " + ", ".join(
             f"{k.lstrip('_')} {v[k] * 1e3:.0f}" for k in KEYS), flush=True)
         return v

@@ -27,7 +27,7 @@ import gc
 import heapq
 from operator import attrgetter
 
-from .attribution import Accumulators, Contribution, IoSums, owner_contributions
+from .attribution import Accumulators, Contribution, IoSums, add_to_set, owner_contributions
 from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry)
 from .model import Health, MapUsage, Model
@@ -401,7 +401,7 @@ class Aggregator:
             e.mount = _UNRESOLVED
         self.entries[key] = e
         if not same_dev:            # (a rebuilt entry's key is in its dev's set already)
-            _add_to(self.dev_keys, e.dev, key)
+            add_to_set(self.dev_keys, e.dev, key)
         if old is None and self.recheck_slices:
             # an entry's slice follows from its key (no map of 250,000 slots):
             # the same key is in the same slice for the life of the process
@@ -790,15 +790,6 @@ def _same_group(old: list, new: list, i: int, changed: set[tuple]) -> bool:
         if a is not b or _key(b) in changed:
             return False
     return True
-
-
-def _add_to(sets: dict, k, v) -> None:
-    """sets[k].add(v), a new set if none (no set made for nothing, as setdefault does)."""
-    s = sets.get(k)
-    if s is None:
-        sets[k] = {v}
-    else:
-        s.add(v)
 
 
 SMALL_GROUP = 8      # members kept as a tuple (a set above)

@@ -497,8 +497,8 @@ class Accumulators:
         for key, (res, dp, n) in pairs.items():
             holders[key] = [res, dp, n, 0]
             dev, cg = key
-            _add_to(holder_cgs, dev, cg)
-            _add_to(cg_devs, cg, dev)
+            add_to_set(holder_cgs, dev, cg)
+            add_to_set(cg_devs, cg, dev)
         self.dirty_pairs.update(pairs)
         self._readers_dirty.update(holder_cgs)
         self.dirty_cgs.update(cg_devs)
@@ -630,8 +630,8 @@ def _counted_rows(contribs: list) -> list[tuple] | None:
     return [(distinct[i], row, n) for (i, row), n in counts.items()]
 
 
-def _add_to(sets: dict, k, v) -> None:
-    """sets[k].add(v), a new set if none."""
+def add_to_set(sets: dict, k, v) -> None:
+    """sets[k].add(v), a new set if none (no set made for nothing, as setdefault does)."""
     s = sets.get(k)
     if s is None:
         sets[k] = {v}
