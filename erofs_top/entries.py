@@ -11,6 +11,7 @@ from itertools import chain
 
 from .readings import PageChunk, SharedInode
 from .resolve.base import AOPS_BLOCK, AOPS_FILEIO, ContentResolver, FileInfo, MountInfo
+from .savings import gone_by_cgroup
 
 
 class _Empty(Mapping):
@@ -459,15 +460,5 @@ def _count_gone(e: Entry, c: int, mask: int, gone: int, by_cgroup: dict[int, int
         by_cgroup[owner] = by_cgroup.get(owner, 0) + n
         return
     owners = e.chunks.get(c)
-    if owners is None:
-        return
-    if len(owners) == 1:
-        for cg, om in owners.items():
-            n = n if om == mask else (om & gone).bit_count()
-            if n:
-                by_cgroup[cg] = by_cgroup.get(cg, 0) + n
-        return
-    for cg, om in owners.items():
-        n = (om & gone).bit_count()
-        if n:
-            by_cgroup[cg] = by_cgroup.get(cg, 0) + n
+    if owners is not None:
+        gone_by_cgroup(owners, mask, gone, n, by_cgroup)

@@ -140,19 +140,25 @@ def _file_counts(members: list[Copy], by_cgroup: dict[int, int], by_dev: dict[in
                 by_cgroup[owner] = by_cgroup.get(owner, 0) + n
                 continue
             owners = owners_of.get(c)
-            if owners is None:
-                continue
-            if len(owners) == 1:
-                for cg, om in owners.items():
-                    n = n if om == mask else (om & gone).bit_count()
-                    if n:
-                        by_cgroup[cg] = by_cgroup.get(cg, 0) + n
-                continue
-            for cg, om in owners.items():
-                n = (om & gone).bit_count()
-                if n:
-                    by_cgroup[cg] = by_cgroup.get(cg, 0) + n
+            if owners is not None:
+                gone_by_cgroup(owners, mask, gone, n, by_cgroup)
     return file_pages, now_file_pages
+
+
+def gone_by_cgroup(owners: dict[int, int], mask: int, gone: int, n: int,
+                   by_cgroup: dict[int, int]) -> None:
+    """Add the pages ``gone`` (n of them) of a chunk whose resident pages are
+    ``mask`` to the cgroups that inserted them (``owners``: cgroup -> mask)."""
+    if len(owners) == 1:
+        for cg, om in owners.items():
+            n = n if om == mask else (om & gone).bit_count()
+            if n:
+                by_cgroup[cg] = by_cgroup.get(cg, 0) + n
+        return
+    for cg, om in owners.items():
+        n = (om & gone).bit_count()
+        if n:
+            by_cgroup[cg] = by_cgroup.get(cg, 0) + n
 
 
 def _same_pages(rows: list[tuple], by_cgroup: dict[int, int], by_dev: dict[int, int],
