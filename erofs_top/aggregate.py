@@ -29,7 +29,8 @@ from operator import attrgetter
 
 from .attribution import Accumulators, Contribution, IoSums, add_to_set, owner_contributions
 from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys,
-                      duplicate_group_part, group_chunks, same_input, shared_entry)
+                      duplicate_group_part, group_chunks, same_input, shared_entry,
+                      size_group_keys)
 from .model import Health, MapUsage, Model
 from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings,
                            replayed_savings, stage_groups)
@@ -557,14 +558,11 @@ class Aggregator:
             if len(keys) > 1:
                 members = list(map(entries.__getitem__, keys))
                 group = sorted(members, key=_ORDER)
-                pending = content_group_keys(group, content)
+                pending, ck = size_group_keys(group, content)
                 if pending:
                     pending_sizes[size] = pending
-                cks = set(map(_content_key_of, group))
-                if len(cks) == 1:       # the usual size group: one content, or none known
-                    ck = cks.pop()
-                    if ck:
-                        _add_content_group(by_ckey, ck, keys, group)
+                if ck:          # the usual size group: one content
+                    _add_content_group(by_ckey, ck, keys, group)
                 else:
                     _split_content_groups(by_ckey, keys, members, group)
         self.new_ckeys = by_ckey
@@ -859,9 +857,6 @@ def _drop_small(groups: dict, k, v) -> None:
             groups[k] = tuple(x for x in g if x != v)
     else:
         g.discard(v)
-
-
-_content_key_of = attrgetter("content_key")
 
 
 def _add_content_group(by_ckey: dict, ck: str, keys: list[tuple], group: list[Entry]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
@@ -17,6 +17,8 @@ from .readings import CHUNK_PAGES, Readings
 from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
 from .savings import (Copy, Savings, group_file_part, potential,
                       realized_cache_pages, realized_file_pages, touched_copies)
+
+_dev_of = attrgetter("dev")
 
 MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
 
@@ -219,7 +221,7 @@ class GroupCache:
         order = (first.dev, first.ino, first.shared_mapping)
         if part is not None and not has_page_maps(content):
             # no copy needed: no cache page map, no compressed copy left unmapped
-            new = (order, None, (part, None, None), False, 0, tuple([e.dev for e in members]))
+            new = (order, None, (part, None, None), False, 0, tuple(map(_dev_of, members)))
         else:
             new = self._made(order, stage_groups(members, content), part)
         self.groups[gid] = new
@@ -245,7 +247,7 @@ class GroupCache:
             first = members[0]
             order = (first.dev, first.ino, first.shared_mapping)
             if part is not None and not maps:       # put()'s group without copies
-                d = tuple([e.dev for e in members])
+                d = tuple(map(_dev_of, members))
                 kept[gid] = (order, None, (part, None, None), False, 0, d)
                 parts.append(part)
                 devs.append(d)
