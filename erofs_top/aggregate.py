@@ -29,7 +29,8 @@ from operator import attrgetter
 
 from .attribution import Accumulators, Contribution, IoSums, add_to_set, owner_contributions
 from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys,
-                      duplicate_group_part, group_chunks, same_input, shared_entry)
+                      duplicate_group_part, group_chunks, same_input, shared_entry,
+                      size_group_keys)
 from .model import Health, MapUsage, Model
 from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings,
                            replayed_savings, stage_groups)
@@ -127,6 +128,9 @@ class Aggregator:
         self.full_pass = False              # the last refresh built everything anew
         self.built_anew = False             # this refresh began with no entry kept
         self.new_sizes: dict[int, list[tuple]] = {}     # built anew: size groups (_resolve_all)
+        # built anew: content key -> (its keys in the entries' order, its
+        # entries in canonical order), made by _content_keys_all for _duplicates
+        self.new_ckeys: dict[str, tuple[list[tuple], list[Entry]]] = {}
         self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
         self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
         self.read_log = ReadLog()           # full tier: the reads, for read_replay
@@ -542,25 +546,34 @@ class Aggregator:
         """_content_keys when every entry is new (in changed, so also in
         what the duplicates phase looks at: no rekeyed keys to return): the
         size groups _resolve_all made; content keys for the groups of two
-        or more (a single file's key stays "", as made).  Returns the
-        identities pending."""
+        or more (a single file's key stays "", as made), and the content
+        groups they make, fetched and sorted here once (``new_ckeys``, for
+        _duplicates_all).  Returns the identities pending."""
         entries, by_size = self.entries, self.new_sizes
         self.new_sizes = {}
         size_keys, pending_sizes = self.size_keys, self.pending_sizes
+        by_ckey: dict[str, tuple[list[tuple], list[Entry]]] = {}
         for size, keys in by_size.items():      # (_add_small's tuples and sets)
             size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
             if len(keys) > 1:
-                group = list(map(entries.__getitem__, keys))
-                group.sort(key=_ORDER)
-                pending = content_group_keys(group, content)
+                members = list(map(entries.__getitem__, keys))
+                group = sorted(members, key=_ORDER)
+                pending, ck = size_group_keys(group, content)
                 if pending:
                     pending_sizes[size] = pending
+                if ck:          # the usual size group: one content
+                    _add_content_group(by_ckey, ck, keys, group)
+                else:
+                    _split_content_groups(by_ckey, keys, members, group)
+        self.new_ckeys = by_ckey
         return sum(pending_sizes.values())
 
     # ---------------------------------------------------------- phase 4: duplicates
     def _duplicates(self, changed: set[tuple]) -> set[tuple]:
         """Duplicate masks of the content groups with a changed member.
         Returns every entry whose attribution may have changed."""
+        if self.built_anew:
+            return self._duplicates_all(changed)
         dirty: dict[str, None] = {}     # ordered (see _in_order)
         entries, gone, ckey_keys = self.entries, self.gone, self.ckey_keys
         for key in self._in_order(changed):
@@ -612,6 +625,30 @@ class Aggregator:
                     # (a part is counted only for a content group that is one mergeable group)
                     self.dirty_groups[(ck, i)] = part if i == 0 else None
         return touched
+
+    def _duplicates_all(self, changed: set[tuple]) -> set[tuple]:
+        """_duplicates when every entry is new (a full pass: every entry in
+        ``changed``, none gone, nothing kept): the content groups
+        _content_keys_all fetched and sorted (``new_ckeys``); no kept group
+        to compare with (each is dirty), no old dup to compare (every entry
+        is touched already), no set of the touched keys copied; a content
+        of one file gets its state without a duplicates pass (its dup and
+        in_group stay as made).  Returns ``changed``."""
+        ckey_keys, redundant, mergeable = self.ckey_keys, self.redundant, self.mergeable
+        dirty = self.dirty_groups
+        by_ckey, self.new_ckeys = self.new_ckeys, {}
+        for ck, (keys, group) in by_ckey.items():
+            ckey_keys[ck] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
+            for e in group:
+                e.ckey_idx = ck
+            if len(group) < 2:
+                redundant[ck], mergeable[ck] = 0, []
+                continue
+            redundant[ck], groups, part = duplicate_group_part(group)
+            mergeable[ck] = groups
+            for i in range(len(groups)):
+                dirty[(ck, i)] = part if i == 0 else None
+        return changed
 
     # ---------------------------------------------------------- phase 5: attribution
     def _attribute(self, touched: set[tuple]) -> None:
@@ -683,9 +720,14 @@ class Aggregator:
         cache part and the shared inodes (few) at every refresh."""
         entries = self.entries
         cache = self.group_cache
-        for gid, part in self.dirty_groups.items():
-            groups = self.mergeable.get(gid[0], ())
-            cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part)
+        if self.built_anew and not cache.groups:     # a full pass: every group is new
+            mergeable = self.mergeable
+            cache.put_new(((gid, mergeable[gid[0]][gid[1]], part)
+                           for gid, part in self.dirty_groups.items()), content)
+        else:
+            for gid, part in self.dirty_groups.items():
+                groups = self.mergeable.get(gid[0], ())
+                cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part)
         self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
                         key=_ORDER)
@@ -815,6 +857,44 @@ def _drop_small(groups: dict, k, v) -> None:
             groups[k] = tuple(x for x in g if x != v)
     else:
         g.discard(v)
+
+
+def _add_content_group(by_ckey: dict, ck: str, keys: list[tuple], group: list[Entry]) -> None:
+    """Put a size group's entries of content ``ck`` (``keys`` in the
+    entries' order, ``group`` in canonical order) into by_ckey; a content
+    key met in an earlier size group too (equal keys, never equal sizes:
+    "sha256:" keys name the size; "img:" ones one file of one image) is
+    merged, its members sorted again."""
+    had = by_ckey.get(ck)
+    if had is None:
+        by_ckey[ck] = (keys, group)
+    else:
+        merged = had[1] + group
+        merged.sort(key=_ORDER)
+        by_ckey[ck] = (had[0] + keys, merged)
+
+
+def _split_content_groups(by_ckey: dict, keys: list[tuple], members: list[Entry],
+                          group: list[Entry]) -> None:
+    """_add_content_group of each content of a size group of several (or
+    with some members of none: identities pending, unique contents):
+    ``members`` in the entries' order (that of ``keys``), ``group`` the same
+    in canonical order."""
+    parts: dict[str, tuple[list[tuple], list[Entry]]] = {}
+    for k, e in zip(keys, members):
+        ck = e.content_key
+        if ck:
+            p = parts.get(ck)
+            if p is None:
+                parts[ck] = ([k], [])
+            else:
+                p[0].append(k)
+    for e in group:
+        ck = e.content_key
+        if ck:
+            parts[ck][1].append(e)
+    for ck, (ks, sorted_members) in parts.items():
+        _add_content_group(by_ckey, ck, ks, sorted_members)
 
 
 def _key(e: Entry) -> tuple:

@@ -277,10 +277,17 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
     """Content keys for the live entries of one file size (the only ones that
     could share content); returns how many identities are still pending
     (digest rate limit).  ``group`` in canonical order."""
+    return size_group_keys(group, content)[0]
+
+
+def size_group_keys(group: list[Entry], content: ContentResolver) -> tuple[int, str]:
+    """content_group_keys(), and the content key every member got when
+    they all got the same one ("" otherwise: some member without a key, or
+    several contents)."""
     for e in group:
         e.content_key = ""
     if len(group) < 2:
-        return 0
+        return 0, ""
     size = group[0].info.size
     images = {(e.mount.image_id if e.mount else "", e.ino) for e in group}
     if len(images) == 1 and next(iter(images))[0]:
@@ -289,7 +296,7 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
         key = "img:" + hashlib.sha256(f"{img}:{nid}".encode()).hexdigest()
         for e in group:
             e.content_key = key
-        return 0
+        return 0, key
     # ELF build-ids: a cheap first check; different build-ids are different content
     build_ids = [content.build_id(e.mount, e.ino) if e.mount else None for e in group]
     counts: dict[str, int] = defaultdict(int)
@@ -297,7 +304,7 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
         if b:
             counts[b] += 1
     all_elf = all(build_ids)
-    pending = 0
+    pending = keyed = 0
     keys: dict[str, str] = {}
     for e, b in zip(group, build_ids):
         if b and counts[b] == 1 and all_elf:
@@ -311,7 +318,10 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
             continue
         key = f"sha256:{digest}:{size}"
         e.content_key = keys.setdefault(key, key)     # one string per content, not per copy
-    return pending
+        keyed += 1
+    if len(keys) == 1 and keyed == len(group):
+        return pending, next(iter(keys.values()))
+    return pending, ""
 
 
 def aops(e: Entry) -> str:

@@ -2,8 +2,10 @@
 potential savings on stock mounts, realized ones on inode_share mounts."""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
@@ -15,6 +17,8 @@ from .readings import CHUNK_PAGES, Readings
 from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
 from .savings import (Copy, Savings, group_file_part, potential,
                       realized_cache_pages, realized_file_pages, touched_copies)
+
+_dev_of = attrgetter("dev")
 
 MANAGED_CACHE_INO = 0     # a mount's compressed-data cache: new_inode(sb), i_ino 0
 
@@ -217,7 +221,7 @@ class GroupCache:
         order = (first.dev, first.ino, first.shared_mapping)
         if part is not None and not has_page_maps(content):
             # no copy needed: no cache page map, no compressed copy left unmapped
-            new = (order, None, (part, None, None), False, 0, tuple([e.dev for e in members]))
+            new = (order, None, (part, None, None), False, 0, tuple(map(_dev_of, members)))
         else:
             new = self._made(order, stage_groups(members, content), part)
         self.groups[gid] = new
@@ -227,6 +231,55 @@ class GroupCache:
             self._reaccount(old, new)
         if new[3]:
             self.with_maps.add(gid)
+
+    def put_new(self, groups: Iterable[tuple[tuple, list[Entry], tuple | None]],
+                content: ContentResolver) -> None:
+        """put(gid, members, content, part) of each (gid, members, part)
+        into an empty cache (a full pass: no group kept, none dropped): the
+        same kept tuples and sums, the counted parts' sums added up in one
+        go (_add_parts) instead of one _account each."""
+        assert not self.groups
+        kept, maps = self.groups, has_page_maps(content)
+        parts, devs = [], []
+        for gid, members, part in groups:
+            if not members:
+                continue
+            first = members[0]
+            order = (first.dev, first.ino, first.shared_mapping)
+            if part is not None and not maps:       # put()'s group without copies
+                d = tuple(map(_dev_of, members))
+                kept[gid] = (order, None, (part, None, None), False, 0, d)
+                parts.append(part)
+                devs.append(d)
+                continue
+            new = kept[gid] = self._made(order, stage_groups(members, content), part)
+            self._account(new, +1)
+            if new[3]:
+                self.with_maps.add(gid)
+        self._add_parts(parts, devs)
+
+    def _add_parts(self, parts: list[tuple], devs: list[tuple[int, ...]]) -> None:
+        """_account(g, +1) of groups g with only a rebuild part (``parts``)
+        and their copies' devs (``devs``): each sum once."""
+        total = self.file_part["rebuild"]
+        total.file_pages += sum(map(itemgetter(0), parts))
+        total.image_pages += sum(map(itemgetter(1), parts))
+        total.compressed_pages += sum(map(itemgetter(2), parts))
+        total.now_file_pages += sum(map(itemgetter(3), parts))
+        for mine, i in ((total.by_cgroup, 4), (total.by_dev, 5)):
+            it = iter(chain.from_iterable(map(itemgetter(i), parts)))
+            get = mine.get
+            for k, v in zip(it, it):
+                mine[k] = get(k, 0) + v
+            for k in [k for k, v in mine.items() if not v]:     # _add_flat keeps no zero
+                del mine[k]
+        count = self.dev_count
+        for dev, n in Counter(chain.from_iterable(devs)).items():
+            n += count.get(dev, 0)
+            if n:
+                count[dev] = n
+            else:
+                count.pop(dev, None)
 
     @staticmethod
     def _made(order: tuple, stages: dict[str, list[Copy]], part: tuple | None) -> tuple:

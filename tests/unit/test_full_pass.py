@@ -15,10 +15,14 @@ import dataclasses
 import random
 
 import pytest
+from test_group_part import _plainer
 from test_refresh_churn import Node, _assert_same, _refresh
 
 from erofs_top.aggregate import Aggregator
 from erofs_top.attribution import Accumulators, OwnerContribution
+from erofs_top.readings import PageChunk, Readings, kdev
+from erofs_top.resolve.base import (AOPS_BLOCK, FileInfo, ImageInfo, MountInfo, StaticCgroups,
+                                    StaticContent, StaticMounts)
 
 
 def _contrib_state(c) -> tuple | None:
@@ -44,6 +48,13 @@ def _groups(d: dict) -> dict:
     return {k: v if type(v) is tuple else frozenset(v) for k, v in d.items()}
 
 
+def _members(d: dict) -> dict:
+    """_groups without the order of a tuple's keys (the content groups'
+    members are sorted at each use; a content key met in two size groups
+    has its keys in the order of the groups, not the entries')."""
+    return {k: (type(v), frozenset(v)) for k, v in d.items()}
+
+
 def _acc_state(acc: Accumulators) -> dict:
     return {
         "cg": acc.cg, "mount_resident": acc.mount_resident, "mount_dup": acc.mount_dup,
@@ -63,12 +74,24 @@ def _state(agg: Aggregator) -> dict:
         "dev_keys": agg.dev_keys, "mount_sigs": agg.mount_sigs,
         "unresolved": agg.unresolved_devs, "slices": agg.slices,
         "size_keys": _groups(agg.size_keys), "pending": agg.pending_sizes,
-        "ckey_keys": _groups(agg.ckey_keys), "redundant": agg.redundant,
+        "ckey_keys": _members(agg.ckey_keys), "redundant": agg.redundant,
         "mergeable": {ck: [[(e.dev, e.ino, e.shared_mapping) for e in g] for g in gs]
                       for ck, gs in agg.mergeable.items()},
         "shared_keys": agg.shared_keys, "special": agg.special,
         "groups": sorted(agg.group_cache.groups), "acc": _acc_state(agg.acc),
+        "group_cache": _cache_state(agg.group_cache), "dirty_groups": agg.dirty_groups,
+        "new_ckeys": agg.new_ckeys,
     }
+
+
+def _cache_state(cache) -> dict:
+    """A GroupCache's kept groups (each tuple: order, copies per stage,
+    file parts, maps, unmapped, devs) and its sums, by value."""
+    return {"groups": cache.groups, "dev_count": cache.dev_count, "unmapped": cache.unmapped,
+            "with_maps": cache.with_maps,
+            "file_part": {stage: (s.file_pages, s.image_pages, s.compressed_pages,
+                                  s.now_file_pages, dict(s.by_cgroup), dict(s.by_dev))
+                          for stage, s in cache.file_part.items()}}
 
 
 def _assert_same_state(fast: Aggregator, slow: Aggregator, step: int) -> None:
@@ -160,3 +183,68 @@ def test_add_new_equals_one_apply_each(seed, two_mounts):
             if c.mount is not None:
                 c.mount = dataclasses.replace(c.mount)
     assert _acc_after(contribs, True) == _acc_after(contribs, False)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("maps", [True, False], ids=["maps", "no-maps"])
+def test_full_pass_groups_equal_the_general_path(seed, maps):
+    """The full pass's content groups (fetched and sorted once by
+    _content_keys_all, _duplicates_all) and its GroupCache (put_new: the
+    counted parts summed in one go) against the general code, on
+    test_group_part's plainer node, where most content groups are one
+    mergeable group of stock copies (their parts counted with the masks):
+    the same Models, kept groups and sums."""
+    rng = random.Random(seed * 5 + 3)
+    node = _plainer(Node(rng, hint=seed % 2 == 0, maps=maps))
+    node.content.step = 100
+    node.churn(80)
+    fast, slow = _pair(4)
+    parts = split = single = 0
+    for step in range(6):
+        r = node.readings(float(step))
+        got, want = _refresh(fast, node, r, 10), _refresh(slow, node, r, 10)
+        if fast.built_anew:
+            g = fast.group_cache
+            parts += sum(1 for v in g.groups.values() if v[1] is None)
+            single += sum(1 for ks in fast.ckey_keys.values() if len(ks) == 1)
+            split += sum(1 for ks in fast.size_keys.values()
+                         if len({fast.entries[k].content_key for k in ks} - {""}) > 1)
+        _assert_same(got, want, step)
+        _assert_same_state(fast, slow, step)
+        node.churn(rng.choice([5, 60]))
+    # the paths were taken: counted parts kept without copies (no maps),
+    # size groups of several contents, contents of one file
+    assert (parts or maps) and split and single, (parts, split, single)
+
+
+def _one_image_world(sizes: list[int]):
+    """Mounts of one image (no fingerprints), one file (nid 5) on each, its
+    size per mount ``sizes``: copies of one nid of one image in size groups
+    of their own, each keyed "img:" (the same key in every group)."""
+    img = ImageInfo(uuid="0-0", volume_name="", feature_compat=0, feature_incompat=0,
+                    block_size=4096, image_id="img-x", ishare_xattrs=False, compressed=False)
+    mounts, files, chunks = [], {}, []
+    for n, size in enumerate(sizes):
+        dev = kdev(7, 40 + n)
+        mounts.append(MountInfo(dev=dev, dev_str=f"7:{40 + n}", mountpoint=f"/m{n}",
+                                source="/img/x", backing="loop", image=img))
+        files[(dev, 5)] = FileInfo(5, f"/m{n}/f", size, True, AOPS_BLOCK)
+        chunks.append(PageChunk(dev, 5, 0, {1001 + n: (1 << (8 + n)) - 1}))
+    r = Readings(taken_at=1.0, page_size=4096, chunks=chunks)
+    return r, StaticMounts(mounts), StaticCgroups({1001 + n: f"/c{n}" for n in range(len(sizes))}),\
+        StaticContent(files=files)
+
+
+@pytest.mark.parametrize("sizes", [[8192, 8192, 12288, 12288], [8192, 12288, 8192, 12288, 8192]])
+def test_one_content_key_in_two_size_groups(sizes):
+    """A content key made in two size groups (_add_content_group merges
+    them: the general code keys one content group by its key) gives the
+    general path's one content group, Model and kept state."""
+    fast, slow = _pair(0)
+    r, mounts, cgroups, content = _one_image_world(sizes)
+    got = fast.update(r, mounts, cgroups, content, tier="full", started_at=0.0)
+    want = slow.update(r, mounts, cgroups, content, tier="full", started_at=0.0)
+    assert fast.built_anew and len(fast.ckey_keys) == 1 and len(fast.size_keys) == 2
+    assert len(next(iter(fast.mergeable.values()))[0]) == len(sizes)
+    _assert_same(got, want, 0)
+    _assert_same_state(fast, slow, 0)
