@@ -138,7 +138,7 @@ def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
         if hs is None:
             hs = cache[dev] = MountHolders()
             dirty.add(dev)          # (dropped below if it stays empty)
-        if hs.put(cg, acc.holders.get((dev, cg)), page):
+        if hs.put(cg, acc.pair(dev, cg), page):
             dirty.add(dev)
     acc.dirty_pairs = set()
     for dev in dirty:
