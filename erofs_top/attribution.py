@@ -247,8 +247,10 @@ class Accumulators:
         self.mount_resident: dict[int, int] = {}
         self.mount_dup: dict[int, int] = {}
         self.mounts: dict[int, object] = {}                  # dev -> MountInfo seen
-        # (dev, cg) -> [resident, dup, entries, of which shared entries]
-        self.holders: dict[tuple[int, int], list[int]] = {}
+        # dev -> cg -> [resident, dup, entries, of which shared entries]: per
+        # dev, not by a (dev, cg) tuple per pair (64 B, 123,000 pairs at
+        # 250,000 files); a dev without pairs has no dict (pair())
+        self.holders: dict[int, dict[int, list[int]]] = {}
         self.user_devs: dict[tuple[int, int], int] = {}      # (dev, cg) -> shared users there
         self.member_users: dict[tuple[int, int], int] = {}   # (dev, cg) -> e.users there
         self.resident = self.dup = self.seeded = self.shared = 0
@@ -329,11 +331,10 @@ class Accumulators:
                 a.dup += dd
                 a.seeded += ds
                 a.fair_pages += dr
-                key = (dev, cg)
-                h = holders[key]
+                h = holders[dev][cg]
                 h[0] += dr
                 h[1] += dd
-                self.dirty_pairs.add(key)
+                self.dirty_pairs.add((dev, cg))
         dr, dd = new.resident - old.resident, new.dup - old.dup
         if dr:
             self.mount_resident[dev] += dr
@@ -479,9 +480,12 @@ class Accumulators:
             return
         holders = self.holders
         for key, (res, dp, n) in pairs.items():
-            h = holders.get(key)
+            per = holders.get(key[0])
+            if per is None:
+                per = holders[key[0]] = {}
+            h = per.get(key[1])
             if h is None:
-                h = holders[key] = [0, 0, 0, 0]
+                h = per[key[1]] = [0, 0, 0, 0]
             h[0] += res
             h[1] += dp
             h[2] += n
@@ -494,9 +498,11 @@ class Accumulators:
         shared): in holder_cgs and cg_devs, neither shared_only nor
         member_only."""
         holders, holder_cgs, cg_devs = self.holders, self.holder_cgs, self.cg_devs
-        for key, (res, dp, n) in pairs.items():
-            holders[key] = [res, dp, n, 0]
-            dev, cg = key
+        for (dev, cg), (res, dp, n) in pairs.items():
+            per = holders.get(dev)
+            if per is None:
+                per = holders[dev] = {}
+            per[cg] = [res, dp, n, 0]
             add_to_set(holder_cgs, dev, cg)
             add_to_set(cg_devs, cg, dev)
         self.dirty_pairs.update(pairs)
@@ -510,24 +516,27 @@ class Accumulators:
             self._readers_dirty.add(dev)
         self.mount_resident[dev] = self.mount_resident.get(dev, 0) + sign * c.resident
         self.mount_dup[dev] = self.mount_dup.get(dev, 0) + sign * c.dup
-        holders = self.holders
+        per = self.holders.get(dev)
+        if per is None:
+            per = self.holders[dev] = {}
         for cg, res, dup, _ in c.per_cg():
-            key = (dev, cg)
-            h = holders.get(key)
+            h = per.get(cg)
             if h is None:
-                h = holders[key] = [0, 0, 0, 0]
+                h = per[cg] = [0, 0, 0, 0]
             own = h[2] > h[3]
             h[0] += sign * res
             h[1] += sign * dup
             h[2] += sign
             if is_shared:
                 h[3] += sign
-            self.dirty_pairs.add(key)
+            self.dirty_pairs.add((dev, cg))
             if h[2] == 0:
-                del holders[key]
+                del per[cg]
                 self._sync(dev, cg)
             elif h[2] == sign or own != (h[2] > h[3]):     # new pair, or own caches flip
                 self._sync(dev, cg)
+        if not per:
+            del self.holders[dev]
         for cg in c.users:
             if _count(self.user_devs, (dev, cg), sign):
                 self._sync(dev, cg)
@@ -535,11 +544,17 @@ class Accumulators:
             if _count(self.member_users, (dev, cg), sign):
                 self._sync(dev, cg)
 
+    def pair(self, dev: int, cg: int) -> list[int] | None:
+        """The holders sums of a (mount, cgroup) pair: [resident, dup,
+        entries, of which shared entries]; None: no such pair."""
+        per = self.holders.get(dev)
+        return None if per is None else per.get(cg)
+
     def _sync(self, dev: int, cg: int) -> None:
         """A (mount, cgroup) pair appeared, went or changed kind: the sets
         derived from the pairs follow."""
         key = (dev, cg)
-        h = self.holders.get(key)
+        h = self.pair(dev, cg)
         if _member(self.holder_cgs, dev, cg, h is not None):
             self._readers_dirty.add(dev)
         if _member(self.shared_only, dev, cg, h is not None and h[2] == h[3]):

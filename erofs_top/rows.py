@@ -4,7 +4,6 @@ files listed)); the sums they show are kept by erofs_top/aggregate.py."""
 from __future__ import annotations
 
 import bisect
-from operator import itemgetter
 
 from .imageview import image_view
 from .model import Container, File, Health, Model, Mount, MountHolder, Totals
@@ -13,7 +12,6 @@ from .readings import UNKNOWN_CGROUP, Readings, kdev_str
 UNKNOWN_CGROUP_PATH = "(unknown)"
 CONTENT_ID_HEX = 16        # content_id shows 64 bits of the digest
 
-_ROW = itemgetter(2)
 _NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_namespace",
                 "pod_name", "container_name")
 
@@ -67,35 +65,49 @@ def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
     return containers
 
 
+def _holder_key(resident_bytes: int, cg: int) -> int:
+    """A holder row's place among its mount's, as one int (largest first,
+    then by cgroup id, a u64): -resident_bytes, cg in one, ordered in C."""
+    return (-resident_bytes << 64) + cg
+
+
 class MountHolders:
     """One mount's holder rows, largest first, kept between refreshes:
-    a changed (mount, cgroup) pair moves its row, nothing else is sorted."""
-    __slots__ = ("order", "rows", "listed")
+    a changed (mount, cgroup) pair moves its row, nothing else is sorted.
+    ``keys`` (_holder_key of each row, ascending) beside ``listed`` (the
+    rows in that order): an int per pair, not an (order, cgroup, row)
+    tuple and a negated int (~56 B a pair less: 123,000 pairs at 250,000
+    files)."""
+    __slots__ = ("rows", "keys", "listed")
 
     def __init__(self):
-        # (-resident_bytes, cgroup id, row), sorted; the first two are unique
-        self.order: list[tuple[int, int, MountHolder]] = []
-        self.rows: dict[int, MountHolder] = {}
+        self.rows: dict[int, MountHolder] = {}      # cg -> its row
+        self.keys: list[int] = []                   # _holder_key of listed's rows, sorted
         self.listed: list[MountHolder] = []
 
     def put(self, cg: int, h: list[int] | None, page: int) -> bool:
         """The row of cgroup cg from its sums ``h`` (None: gone); False if
         it stands as it was."""
         old = self.rows.get(cg)
+        keys, listed = self.keys, self.listed
         if old is not None:
+            if h is not None and h[0] * page == old.resident_bytes and \
+                    h[1] * page == old.duplicate_bytes:
+                return False
+            at = bisect.bisect_left(keys, _holder_key(old.resident_bytes, cg))
             if h is not None and h[0] * page == old.resident_bytes:
-                if h[1] * page == old.duplicate_bytes:
-                    return False
                 # the same place in the order: the row is replaced there
-                i = bisect.bisect_left(self.order, (-old.resident_bytes, cg))
-                row = self.rows[cg] = MountHolder(cg, old.resident_bytes, h[1] * page)
-                self.order[i] = (-row.resident_bytes, cg, row)
+                listed[at] = self.rows[cg] = MountHolder(cg, old.resident_bytes, h[1] * page)
                 return True
             del self.rows[cg]
-            del self.order[bisect.bisect_left(self.order, (-old.resident_bytes, cg))]
+            del keys[at]
+            del listed[at]
         if h is not None and h[0]:
             row = self.rows[cg] = MountHolder(cg, h[0] * page, h[1] * page)
-            bisect.insort(self.order, (-row.resident_bytes, cg, row))
+            k = _holder_key(row.resident_bytes, cg)
+            at = bisect.bisect_left(keys, k)
+            keys.insert(at, k)
+            listed.insert(at, row)
         return old is not None or (h is not None and h[0] > 0)
 
 
@@ -126,14 +138,11 @@ def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
         if hs is None:
             hs = cache[dev] = MountHolders()
             dirty.add(dev)          # (dropped below if it stays empty)
-        if hs.put(cg, acc.holders.get((dev, cg)), page):
+        if hs.put(cg, acc.pair(dev, cg), page):
             dirty.add(dev)
     acc.dirty_pairs = set()
     for dev in dirty:
-        hs = cache[dev]
-        if hs.order:
-            hs.listed = list(map(_ROW, hs.order))
-        else:
+        if not cache[dev].listed:
             del cache[dev]
     return {dev: list(hs.listed) for dev, hs in cache.items()}
 

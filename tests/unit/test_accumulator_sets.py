@@ -78,3 +78,52 @@ def test_derived_sets_equal_a_count(seed):
         assert {k: v for k, v in readers.items() if k in own or k[0] == "managed"} == own, step
         assert {d: set(s) for d, s in acc.mount_cgroups().items() if s} == cgs_of, step
         assert {cg: set(s) for cg, s in acc.cgroup_devs().items() if s} == devs_of, step
+
+
+def _pairs(live: list[Contribution]) -> dict:
+    """dev -> cg -> [resident, dup, entries, of which shared] from the contributions."""
+    out: dict = {}
+    for c in live:
+        for cg, res, dup, _ in c.per_cg():
+            h = out.setdefault(c.mount.dev, {}).setdefault(cg, [0, 0, 0, 0])
+            h[0] += res
+            h[1] += dup
+            h[2] += 1
+            h[3] += bool(c.shared_pages)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_holders_kept_per_dev_equal_a_count(seed):
+    """Accumulators.holders (dev -> cg -> sums: no dict for a dev without
+    pairs) and pair() equal the sums made from the live contributions, also
+    through replace() of a file's pages (the usual steady change)."""
+    rng = random.Random(seed)
+    acc = Accumulators()
+    live: list[Contribution] = []
+    for step in range(80):
+        for _ in range(rng.randint(1, 6)):
+            op = rng.random()
+            if live and op < 0.4:
+                acc.apply(live.pop(rng.randrange(len(live))), -1)
+            elif live and op < 0.6:
+                i = rng.randrange(len(live))
+                e = Entry(live[i].dev, live[i].ino)
+                e.chunks = {0: {cg: rng.randint(1, 255) for cg in live[i].cgroups()}}
+                e.union = {0: _or(e.chunks[0].values())}
+                e.mount = live[i].mount
+                if live[i].shared_pages:
+                    continue
+                new = Contribution(e)
+                acc.replace(live[i], new)
+                live[i] = new
+            else:
+                c = _contribution(rng)
+                acc.apply(c, +1)
+                live.append(c)
+        want = _pairs(live)
+        assert acc.holders == want, step
+        for dev in MOUNTS:
+            for cg in CGS:
+                assert acc.pair(dev, cg) == want.get(dev, {}).get(cg), (step, dev, cg)
+    assert live, "nothing live at the end: the test saw little"
