@@ -305,6 +305,16 @@ def child_json(child: str, *argv) -> dict:
     return json.loads(out.stdout)
 
 
+def print_alloc_sites(stats, limit: int, per: int = 0) -> None:
+    """The first ``limit`` tracemalloc StatisticDiffs: MiB (and B per one of
+    ``per`` things: files), blocks, and where (the last two path parts:line)."""
+    for s in stats[:limit]:
+        fr = s.traceback[0]
+        each = f" {s.size_diff / per:6.1f} B/file" if per else ""
+        print(f"  {s.size_diff / 2**20:7.1f} MiB{each} {s.count_diff:>9} blocks  "
+              f"{'/'.join(fr.filename.rsplit('/', 2)[-2:])}:{fr.lineno}")
+
+
 def summarize_keys(values: dict[str, list[dict]], keys) -> dict:
     """Per key: the median of each tree's rounds and the ratios against the
     first tree; printed one line per key."""

@@ -17,7 +17,7 @@ import argparse
 import gc
 import tracemalloc
 
-import benchlib  # noqa: F401  (sets sys.path)
+import benchlib  # (also sets sys.path)
 from bench_exporter import MapStateSource
 from synthetic_node import SyntheticNode
 
@@ -65,10 +65,7 @@ def main() -> int:
         print(f"  {s.size_diff / 2**20:7.1f} MiB {s.count_diff:>9} blocks  "
               f"{'/'.join(fr.filename.rsplit('/', 3)[-2:])}")
     print("by line:")
-    for s in by_line[:args.lines]:
-        fr = s.traceback[0]
-        print(f"  {s.size_diff / 2**20:7.1f} MiB {s.size_diff / n:6.1f} B/file "
-              f"{s.count_diff:>9} blocks  {'/'.join(fr.filename.rsplit('/', 2)[-2:])}:{fr.lineno}")
+    benchlib.print_alloc_sites(by_line, args.lines, n)
     return 0
 
 

@@ -16,7 +16,7 @@ import gc
 import sys
 import tracemalloc
 
-import benchlib  # noqa: F401  (sets sys.path)
+import benchlib  # (also sets sys.path)
 from synthetic_node import SyntheticNode
 
 from erofs_top.aggregate import Aggregator
@@ -45,8 +45,7 @@ def main() -> int:
     total = sum(s.size_diff for s in stats)
     print(f"{n} files x {args.containers} containers: the aggregator keeps "
           f"{total / n:.0f} B per file ({total / 2**20:.1f} MiB)")
-    for s in stats[:args.lines]:
-        print(f"  {s.size_diff / n:8.1f} B/file {s.count_diff:9d} blocks  {s.traceback}")
+    benchlib.print_alloc_sites(stats, args.lines, n)
     return 0
 
 

@@ -16,7 +16,7 @@ import argparse
 import gc
 import tracemalloc
 
-import benchlib  # noqa: F401  (sets sys.path)
+import benchlib  # (also sets sys.path)
 from synthetic_node import SyntheticNode
 
 from erofs_top.kernel import maps
@@ -64,10 +64,7 @@ def main() -> int:
     print(f"{args.files} files x {args.containers} containers: {n_chunks} chunk entries, "
           f"{len(cs.packed)} files, {n_rows} io rows; kept {total / 2**20:.1f} MiB "
           f"({total / n_chunks:.0f} B per chunk entry)")
-    for s in stats[:args.lines]:
-        fr = s.traceback[0]
-        print(f"  {s.size_diff / 2**20:7.1f} MiB {s.count_diff:>9} blocks  "
-              f"{fr.filename.rsplit('/', 2)[-1]}:{fr.lineno}")
+    benchlib.print_alloc_sites(stats, args.lines)
     return 0
 
 
