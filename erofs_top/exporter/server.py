@@ -171,6 +171,11 @@ class Exporter:
         self.render_error = ""          # the last /metrics encode failed: healthz says so
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         FREEZE["mode"] = "every"        # a long-running process: see aggregate.FREEZE
+        # a Collector's Models without the rows no family reads (holders per
+        # mount, mounts per container, top files): aggregate.Aggregator
+        agg = getattr(source, "aggregator", None)
+        if agg is not None:
+            agg.exported_rows_only = True
         heap.fixed_thresholds()         # freed large blocks go back (erofs_top/heap.py)
 
     # -- refresh
