@@ -109,6 +109,10 @@ class Aggregator:
         self.mergeable: dict[str, list[list[Entry]]] = {}
         self.acc = Accumulators()
         self.ranking = Ranking()
+        # the Model's rows without what only the TUI and `once` show (Mount.holders,
+        # Container.mounts, Model.files: left empty): the exporter exports none
+        # of them (rows.build_model); set before the first refresh, never unset
+        self.exported_rows_only = False
         self.holder_rows: dict[int, object] = {}   # dev -> MountHolders (rows.py)
         self.cgroup_mounts: dict[int, list[str]] = {}   # cg -> its mounts' names (rows.py)
         self.input_ids = {}.keys()          # ids of the per-file lists last read
@@ -164,9 +168,9 @@ class Aggregator:
         changed = self._read_entries(readings)
         if self.files_live and len(changed) > len(self.entries) // 3:
             # much of it changed: deltas (old out, new in) would cost more than a fresh start
-            refreshes, read_log = self.refreshes, self.read_log
+            refreshes, read_log, lean = self.refreshes, self.read_log, self.exported_rows_only
             self.__dict__.update(Aggregator(self.recheck_slices).__dict__)
-            self.read_log = read_log
+            self.read_log, self.exported_rows_only = read_log, lean
             self.refreshes, self.full_pass = refreshes, True
             changed = self._read_entries(readings)
         redo = self._resolve(mounts, content, changed)
@@ -181,9 +185,9 @@ class Aggregator:
         self.gone = {}
         self.io.update(readings)
         saved = self._savings(touched, readings, mounts, content, health)
+        top = [] if self.exported_rows_only else self.ranking.top(files_cap, self.contrib)
         return build_model(self, readings, mounts, cgroups, saved, health, tier=tier,
-                           started_at=started_at, kernel=kernel,
-                           top=self.ranking.top(files_cap, self.contrib))
+                           started_at=started_at, kernel=kernel, top=top)
 
     @property
     def contrib(self) -> _Contribs:

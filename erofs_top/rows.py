@@ -113,8 +113,13 @@ class MountHolders:
 
 def _cgroup_mounts(agg) -> dict[int, list[str]]:
     """cg -> the names of its mounts, sorted: rebuilt for the cgroups whose
-    mounts changed since the previous refresh (a dev's name is its own)."""
+    mounts changed since the previous refresh (a dev's name is its own);
+    none kept for the exporter (Aggregator.exported_rows_only)."""
     acc = agg.acc
+    if agg.exported_rows_only:
+        acc.dirty_cgs = set()
+        agg.cgroup_mounts = {}
+        return agg.cgroup_mounts
     cache = agg.cgroup_mounts
     devs_of = acc.cgroup_devs()
     for cg in acc.dirty_cgs:
@@ -129,8 +134,13 @@ def _cgroup_mounts(agg) -> dict[int, list[str]]:
 
 def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
     """Per mount, its holders largest first: the (mount, cgroup) pairs
-    changed since the previous refresh are updated, the rest kept."""
+    changed since the previous refresh are updated, the rest kept; none
+    for the exporter (Aggregator.exported_rows_only)."""
     acc = agg.acc
+    if agg.exported_rows_only:
+        acc.dirty_pairs = set()
+        agg.holder_rows = {}
+        return {}
     cache: dict[int, MountHolders] = agg.holder_rows
     dirty = set()
     for dev, cg in acc.dirty_pairs:

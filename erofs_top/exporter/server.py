@@ -10,6 +10,7 @@ successful refresh is older than ``stale_after`` intervals.
 """
 from __future__ import annotations
 
+import gc
 import gzip
 import ipaddress
 import socket
@@ -170,10 +171,36 @@ class Exporter:
         self.render_error = ""          # the last /metrics encode failed: healthz says so
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         FREEZE["mode"] = "every"        # a long-running process: see aggregate.FREEZE
+        # a Collector's Models without the rows no family reads (holders per
+        # mount, mounts per container, top files): aggregate.Aggregator
+        agg = getattr(source, "aggregator", None)
+        if agg is not None:
+            agg.exported_rows_only = True
         heap.fixed_thresholds()         # freed large blocks go back (erofs_top/heap.py)
 
     # -- refresh
     def refresh_once(self) -> bool:
+        """One refresh: a Model, its families, its bodies.  The cyclic GC stays
+        off throughout (the aggregator turns it off for its own part): the
+        families and bodies are ~50,000 new objects at 1,000 containers x
+        1,000 mounts, which it walked ~25 times per refresh (~3 ms); after a
+        refresh that published, what is alive goes to the permanent
+        generation as the aggregator's state does (aggregate.FREEZE)."""
+        gc_on = gc.isenabled()
+        gc.disable()
+        published = False
+        try:
+            published = self._refresh()
+            return published
+        finally:
+            # a failed refresh may leave garbage cycles (a traceback's frames):
+            # left to the collector, not frozen
+            if published and FREEZE["mode"] == "every":
+                gc.freeze()
+            if gc_on:
+                gc.enable()
+
+    def _refresh(self) -> bool:
         started = time.perf_counter()
         try:
             model = self.source.refresh()
