@@ -402,7 +402,7 @@ def part_node(args) -> dict:
     if args.malloc_default:     # the exporter fixes glibc's thresholds: compare without it
         from erofs_top import heap
         heap.fixed_thresholds = lambda *a: False
-    ex = Exporter(col, interval=args.interval, log=lambda m: None)
+    ex = Exporter(col, interval=args.interval, log=lambda m: None, lean_models=True)  # as the exporter command
     if args.no_gc_freeze:       # the exporter's default is on: compare without it
         from erofs_top.aggregate import FREEZE
         FREEZE["mode"] = ""

@@ -45,7 +45,7 @@ def main() -> int:
     base = tracemalloc.take_snapshot()
     src = MapStateSource(node, args.churn / 100)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
-    ex = Exporter(col, interval=10.0, log=lambda m: None)
+    ex = Exporter(col, interval=10.0, log=lambda m: None, lean_models=True)  # as the exporter command
     ex.refresh_once()
     _scrape(ex)
     for _ in range(args.steps):

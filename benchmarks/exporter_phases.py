@@ -57,7 +57,7 @@ def _body(args) -> dict:
     node = SyntheticNode(args.files, args.containers)
     src = MapStateSource(node, args.churn / 100)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
-    ex = Exporter(col, interval=10.0, log=lambda m: None)
+    ex = Exporter(col, interval=10.0, log=lambda m: None, lean_models=True)  # as the exporter command
     ex.refresh_once()
     b"".join(ex({"PATH_INFO": "/metrics", "HTTP_ACCEPT_ENCODING": "gzip",
                  "HTTP_ACCEPT": "application/openmetrics-text;version=1.0.0"}, lambda *a: None))

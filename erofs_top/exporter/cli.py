@@ -87,7 +87,8 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
 
     serving = False
     exporter = Exporter(source, interval=interval, stale_after=stale_after,
-                        builder=FamilyBuilder(names, max_containers), version=_version())
+                        builder=FamilyBuilder(names, max_containers), version=_version(),
+                        lean_models=True)
     try:
         if not exporter.refresh_once():
             _fail(f"first refresh failed: {exporter.last_error.removeprefix('refresh failed: ')}")

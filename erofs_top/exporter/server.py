@@ -151,7 +151,7 @@ class Exporter:
 
     def __init__(self, source, *, interval: float, stale_after: float = 3.0,
                  builder: FamilyBuilder | None = None, version: str = "",
-                 log=None):
+                 log=None, lean_models: bool = False):
         self.source = source            # object with .refresh() -> Model and .tier
         self.interval = interval
         self.stale_after = stale_after
@@ -171,10 +171,12 @@ class Exporter:
         self.render_error = ""          # the last /metrics encode failed: healthz says so
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         FREEZE["mode"] = "every"        # a long-running process: see aggregate.FREEZE
-        # a Collector's Models without the rows no family reads (holders per
-        # mount, mounts per container, top files): aggregate.Aggregator
+        # lean_models: the Collector's Models without the rows no family reads
+        # (holders per mount, mounts per container, top files; one-way:
+        # aggregate.Aggregator).  Only for a collector the exporter owns (the
+        # exporter command's): one shared with other faces keeps its rows.
         agg = getattr(source, "aggregator", None)
-        if agg is not None:
+        if lean_models and agg is not None:
             agg.exported_rows_only = True
         heap.fixed_thresholds()         # freed large blocks go back (erofs_top/heap.py)
 

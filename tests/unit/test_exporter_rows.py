@@ -65,12 +65,16 @@ def test_exported_rows_only_models_and_bodies(seed, ops_per_refresh):
     assert listed > 0       # the full Models did list what the lean ones leave out
 
 
+def _node_collector(seed: int):
+    node = Node(random.Random(seed))
+    return node, Collector(_NodeSource(node), mounts=node.mounts, cgroups=node.cgroups,
+                           content=node.content)
+
+
 def test_the_exporter_asks_its_collector_for_exported_rows_only():
-    node = Node(random.Random(1))
-    col = Collector(_NodeSource(node), mounts=node.mounts, cgroups=node.cgroups,
-                    content=node.content)
+    node, col = _node_collector(1)
     assert not col.aggregator.exported_rows_only
-    ex = Exporter(col, interval=10.0, log=lambda m: None)
+    ex = Exporter(col, interval=10.0, log=lambda m: None, lean_models=True)
     assert col.aggregator.exported_rows_only
     node.churn(20)
     assert ex.refresh_once()
@@ -91,3 +95,15 @@ class _NodeSource:
 
     def close(self):
         pass
+
+
+def test_a_collector_shared_with_other_faces_keeps_its_rows():
+    """An Exporter around a collector it does not own (lean_models off: a
+    test's session collector, a face beside it) leaves its Models whole."""
+    node, col = _node_collector(2)
+    ex = Exporter(col, interval=10.0, log=lambda m: None)
+    assert not col.aggregator.exported_rows_only
+    node.churn(20)
+    assert ex.refresh_once()
+    assert ex.model.files
+    assert any(m.holders for m in ex.model.mounts)
