@@ -332,17 +332,11 @@ def aops(e: Entry) -> str:
     return AOPS_FILEIO if e.mount.backing == "file" else AOPS_BLOCK
 
 
-def duplicate_group(group: list[Entry]) -> tuple[int, list[list[Entry]]]:
+def duplicate_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tuple | None]:
     """Fill e.dup for the entries of one content key (canonical order).
     Returns (redundant pages, the groups inode_share could merge: same
     content, same aops class; shared inodes of one content in several groups
-    sit in different domains)."""
-    redundant, mergeable, _ = duplicate_group_part(group)
-    return redundant, mergeable
-
-
-def duplicate_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tuple | None]:
-    """duplicate_group(), and in the same pass over the pages the "rebuild"
+    sit in different domains), and in the same pass over the pages the "rebuild"
     file part of the potential savings (savings.group_file_part() of the
     group's copies, in its flat form) when the content group is one
     mergeable group of stock copies none of which is fingerprinted (the
@@ -418,7 +412,7 @@ def _same_counts(group: list[Entry], pages: int, by_cgroup: dict[int, int],
 
 
 def _partial_duplicates(group: list[Entry], counts: tuple | None = None) -> int:
-    """duplicate_group's masks where the copies hold different pages;
+    """duplicate_group_part's masks where the copies hold different pages;
     returns the redundant pages.  ``counts`` (by_cgroup, by_dev): also the
     pages each copy gives up to an earlier one (savings._file_counts of the
     group's copies in this order), counted into them."""

@@ -11,7 +11,8 @@ import random
 import pytest
 
 from erofs_top.attribution import Contribution
-from erofs_top.entries import NONE, Entry, _fill_union, _one_owner, duplicate_group, owners_by_chunk
+from erofs_top.entries import (NONE, Entry, _fill_union, _one_owner, duplicate_group_part,
+                              owners_by_chunk)
 from erofs_top.readings import CHUNK_PAGES
 from erofs_top.savings import Copy, group_file_savings
 
@@ -73,7 +74,7 @@ def _owner_of(e: Entry, page: tuple[int, int]) -> int:
 def test_duplicates_and_contributions_match_a_page_count(seed):
     rng = random.Random(seed)
     group = _group(rng, rng.randint(2, 5), same=seed % 2 == 0)
-    redundant, _ = duplicate_group(group)
+    redundant, _, _ = duplicate_group_part(group)
     pages = [_pages(e) for e in group]
     holders: dict[tuple[int, int], int] = {}
     for ps in pages:

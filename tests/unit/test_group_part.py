@@ -99,7 +99,7 @@ def test_counted_part_is_the_copies_part(seed):
 @pytest.mark.parametrize("odd", ["fingerprinted", "inode_share", "shared", "other_class"])
 def test_groups_the_copies_count(seed, odd):
     """One member the counted part does not cover: no part, the same masks
-    and groups as duplicate_group's usual answer."""
+    and groups as duplicate_group_part's usual answer."""
     rng = random.Random(4000 + seed)
     group = _plain_group(rng, same=seed % 2 == 0)
     e = group[rng.randrange(len(group))]

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from erofs_top.attribution import Contribution
-from erofs_top.entries import Entry, _fill_union, chunk_entry, duplicate_group, owners_by_chunk
+from erofs_top.entries import Entry, _fill_union, chunk_entry, duplicate_group_part, owners_by_chunk
 from erofs_top.readings import CHUNK_PAGES, PageChunk
 from erofs_top.savings import Copy, group_file_savings
 
@@ -48,7 +48,7 @@ def _full(e: Entry) -> Entry:
 
 
 def _facts(group: list[Entry]) -> tuple:
-    redundant, _ = duplicate_group(group)
+    redundant, _, _ = duplicate_group_part(group)
     contribs = [Contribution(e) for e in group]
     copies = [Copy((e.dev, e.ino, 0), e.union, e.chunks, None, None, i % 2 == 0, owner=e.owner)
               for i, e in enumerate(group)]
