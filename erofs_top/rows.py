@@ -142,6 +142,10 @@ def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
         agg.holder_rows = {}
         return {}
     cache: dict[int, MountHolders] = agg.holder_rows
+    if not cache:           # a first refresh (a full pass): every row new, made in bulk
+        agg.holder_rows = cache = new_holder_rows(acc, page)
+        acc.dirty_pairs = set()
+        return {dev: list(hs.listed) for dev, hs in cache.items()}
     dirty = set()
     for dev, cg in acc.dirty_pairs:
         hs = cache.get(dev)
@@ -155,6 +159,38 @@ def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
         if not cache[dev].listed:
             del cache[dev]
     return {dev: list(hs.listed) for dev, hs in cache.items()}
+
+
+def new_holder_rows(acc, page: int) -> dict[int, MountHolders]:
+    """What MountHolders.put of every changed pair (``acc.dirty_pairs``)
+    makes when no row is kept: each mount's rows sorted once, not
+    inserted one by one (61,000 pairs at 250,000 files); a mount without
+    a row with pages gets none."""
+    by_dev: dict[int, list[tuple[int, MountHolder]]] = {}
+    holders = acc.holders
+    for dev, cg in acc.dirty_pairs:
+        per = holders.get(dev)
+        h = None if per is None else per.get(cg)
+        if h is not None and h[0]:
+            r = h[0] * page
+            row = (_holder_key(r, cg), MountHolder(cg, r, h[1] * page))
+            rows = by_dev.get(dev)
+            if rows is None:
+                by_dev[dev] = [row]
+            else:
+                rows.append(row)
+    cache: dict[int, MountHolders] = {}
+    for dev, rows in by_dev.items():
+        rows.sort(key=_first)
+        hs = cache[dev] = MountHolders()
+        hs.keys = [k for k, _ in rows]
+        hs.listed = [row for _, row in rows]
+        hs.rows = {row.cgroup_id: row for row in hs.listed}
+    return cache
+
+
+def _first(pair: tuple):
+    return pair[0]
 
 
 def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,
