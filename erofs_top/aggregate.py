@@ -133,8 +133,9 @@ class Aggregator:
         self.full_pass = False              # the last refresh built everything anew
         self.built_anew = False             # this refresh began with no entry kept
         self.new_sizes: dict[int, list[tuple]] = {}     # built anew: size groups (_resolve_all)
-        # built anew: content key -> (its keys in the entries' order, its
-        # entries in canonical order), made by _content_keys_all for _duplicates
+        # built anew: content key -> (its keys in the entries' order: a list, or
+        # its size group's tuple when it is all of one, shared with size_keys;
+        # its entries in canonical order), made by _content_keys_all for _duplicates
         self.new_ckeys: dict[str, tuple[list[tuple], list[Entry]]] = {}
         self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
         self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
@@ -564,14 +565,18 @@ class Aggregator:
         size_keys, pending_sizes = self.size_keys, self.pending_sizes
         by_ckey: dict[str, tuple[list[tuple], list[Entry]]] = {}
         for size, keys in by_size.items():      # (_add_small's tuples and sets)
-            size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
+            kept = size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
             if len(keys) > 1:
                 members = list(map(entries.__getitem__, keys))
                 group = sorted(members, key=_ORDER)
                 pending, ck = size_group_keys(group, content)
                 if pending:
                     pending_sizes[size] = pending
-                if ck:          # the usual size group: one content
+                if ck and ck not in by_ckey and type(kept) is tuple:
+                    # the usual size group: one content; its content group
+                    # keeps the size group's tuple (read only: one object)
+                    by_ckey[ck] = (kept, group)
+                elif ck:
                     _add_content_group(by_ckey, ck, keys, group)
                 else:
                     _split_content_groups(by_ckey, keys, members, group)
@@ -648,7 +653,8 @@ class Aggregator:
         dirty = self.dirty_groups
         by_ckey, self.new_ckeys = self.new_ckeys, {}
         for ck, (keys, group) in by_ckey.items():
-            ckey_keys[ck] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
+            ckey_keys[ck] = keys if type(keys) is tuple else (
+                tuple(keys) if len(keys) <= SMALL_GROUP else set(keys))
             for e in group:
                 e.ckey_idx = ck
             if len(group) < 2:
@@ -897,7 +903,7 @@ def _add_content_group(by_ckey: dict, ck: str, keys: list[tuple], group: list[En
     else:
         merged = had[1] + group
         merged.sort(key=_ORDER)
-        by_ckey[ck] = (had[0] + keys, merged)
+        by_ckey[ck] = ([*had[0], *keys], merged)     # (had[0]: a list, or a size group's tuple)
 
 
 def _split_content_groups(by_ckey: dict, keys: list[tuple], members: list[Entry],
