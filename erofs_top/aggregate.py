@@ -28,7 +28,8 @@ import heapq
 from operator import attrgetter
 
 from .attribution import Accumulators, Contribution, IoSums, add_to_set, owner_contributions
-from .entries import (NONE, Entry, SharedEntry, chunk_entry, content_group_keys,
+from .entries import (NONE, Entry, SharedEntry, _any_chunk_entry, _many_owner_entry,
+                      _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry,
                       size_group_keys)
 from .model import Health, MapUsage, Model
@@ -132,8 +133,9 @@ class Aggregator:
         self.full_pass = False              # the last refresh built everything anew
         self.built_anew = False             # this refresh began with no entry kept
         self.new_sizes: dict[int, list[tuple]] = {}     # built anew: size groups (_resolve_all)
-        # built anew: content key -> (its keys in the entries' order, its
-        # entries in canonical order), made by _content_keys_all for _duplicates
+        # built anew: content key -> (its keys in the entries' order: a list, or
+        # its size group's tuple when it is all of one, shared with size_keys;
+        # its entries in canonical order), made by _content_keys_all for _duplicates
         self.new_ckeys: dict[str, tuple[list[tuple], list[Entry]]] = {}
         self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
         self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
@@ -343,16 +345,21 @@ class Aggregator:
 
     def _put_new(self, keys, by_file: dict) -> set[tuple]:
         """_put of every file when nothing is kept (a first read, a full
-        pass): the same entries, dev sets and slices, in one loop."""
+        pass): the same entries, dev sets and slices, in one loop
+        (chunk_entry's steps called here: its usual file without a call more)."""
         entries, dev_keys, slices = self.entries, self.dev_keys, self.slices
         n = len(slices) if self.recheck_slices else 0
         lean = self.lean_input
+        one, many = _one_owner_entry, _many_owner_entry
         for key, pcs in zip(keys, map(by_file.__getitem__, keys)):
             dev, ino = key
-            e = entries[key] = chunk_entry(dev, ino, pcs)
+            e = one(dev, ino, pcs)
+            if e is None:
+                e = many(dev, ino, pcs) or _any_chunk_entry(dev, ino, pcs)
             if lean:            # _chunk_entry's rule: no input kept for such a source
                 e.input = None
             e.mount = _UNRESOLVED
+            entries[key] = e
             s = dev_keys.get(dev)
             if s is None:
                 dev_keys[dev] = {key}
@@ -558,14 +565,18 @@ class Aggregator:
         size_keys, pending_sizes = self.size_keys, self.pending_sizes
         by_ckey: dict[str, tuple[list[tuple], list[Entry]]] = {}
         for size, keys in by_size.items():      # (_add_small's tuples and sets)
-            size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
+            kept = size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
             if len(keys) > 1:
                 members = list(map(entries.__getitem__, keys))
                 group = sorted(members, key=_ORDER)
                 pending, ck = size_group_keys(group, content)
                 if pending:
                     pending_sizes[size] = pending
-                if ck:          # the usual size group: one content
+                if ck and ck not in by_ckey and type(kept) is tuple:
+                    # the usual size group: one content; its content group
+                    # keeps the size group's tuple (read only: one object)
+                    by_ckey[ck] = (kept, group)
+                elif ck:
                     _add_content_group(by_ckey, ck, keys, group)
                 else:
                     _split_content_groups(by_ckey, keys, members, group)
@@ -642,7 +653,8 @@ class Aggregator:
         dirty = self.dirty_groups
         by_ckey, self.new_ckeys = self.new_ckeys, {}
         for ck, (keys, group) in by_ckey.items():
-            ckey_keys[ck] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
+            ckey_keys[ck] = keys if type(keys) is tuple else (
+                tuple(keys) if len(keys) <= SMALL_GROUP else set(keys))
             for e in group:
                 e.ckey_idx = ck
             if len(group) < 2:
@@ -787,13 +799,29 @@ class Ranking:
         short = len(self.reserve) < files_cap and self.bound is not None
         if not self.valid or short:
             n = max(files_cap * self.RESERVE, 1)
-            self.reserve = heapq.nsmallest(n, (c.rank for c in contrib.values()))
+            self.reserve = _smallest_ranks(n, contrib.values())
             self.bound = self.reserve[-1] if len(contrib) > len(self.reserve) else None
             self.valid = True
         elif len(self.reserve) > 2 * files_cap * self.RESERVE:
             del self.reserve[files_cap * self.RESERVE:]      # trim: the bound comes down
             self.bound = self.reserve[-1]
         return self.reserve[:files_cap]
+
+
+def _smallest_ranks(n: int, contribs) -> list[tuple]:
+    """heapq.nsmallest(n, ranks of contribs), without a rank made for
+    every file: a rank begins with -resident, so the n smallest are among
+    the files whose resident pages reach the n-th largest count (ties
+    included; fewer than n files: all of them)."""
+    cs = list(contribs)
+    if len(cs) <= n:
+        return sorted(c.rank for c in cs)
+    res = list(map(_resident_of, cs))
+    least = heapq.nlargest(n, res)[-1]
+    return heapq.nsmallest(n, (c.rank for c, r in zip(cs, res) if r >= least))
+
+
+_resident_of = attrgetter("resident")
 
 
 class _Contribs:
@@ -875,7 +903,7 @@ def _add_content_group(by_ckey: dict, ck: str, keys: list[tuple], group: list[En
     else:
         merged = had[1] + group
         merged.sort(key=_ORDER)
-        by_ckey[ck] = (had[0] + keys, merged)
+        by_ckey[ck] = ([*had[0], *keys], merged)     # (had[0]: a list, or a size group's tuple)
 
 
 def _split_content_groups(by_ckey: dict, keys: list[tuple], members: list[Entry],
@@ -924,8 +952,11 @@ def _health(readings: Readings, files_cap: int) -> Health:
 def aggregate(readings: Readings, mounts: MountResolver, cgroups: CgroupResolver,
               content: ContentResolver, *, tier: str, started_at: float,
               files_cap: int = 200, kernel: str = "") -> Model:
-    """A Model from scratch (an Aggregator with nothing kept)."""
-    return Aggregator().update(readings, mounts, cgroups, content, tier=tier,
+    """A Model from scratch (an Aggregator with nothing kept).  Without
+    recheck slices: an Aggregator thrown away after one refresh never
+    re-derives a slice, and a first refresh's slice is empty (every entry
+    is new in it): the same Model without a slice list per key."""
+    return Aggregator(recheck_slices=0).update(readings, mounts, cgroups, content, tier=tier,
                                started_at=started_at, files_cap=files_cap, kernel=kernel)
 
 

@@ -142,6 +142,10 @@ def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
         agg.holder_rows = {}
         return {}
     cache: dict[int, MountHolders] = agg.holder_rows
+    if not cache:           # a first refresh (a full pass): every row new, made in bulk
+        agg.holder_rows = cache = new_holder_rows(acc, page)
+        acc.dirty_pairs = set()
+        return {dev: list(hs.listed) for dev, hs in cache.items()}
     dirty = set()
     for dev, cg in acc.dirty_pairs:
         hs = cache.get(dev)
@@ -155,6 +159,27 @@ def _holder_rows(agg, page: int) -> dict[int, list[MountHolder]]:
         if not cache[dev].listed:
             del cache[dev]
     return {dev: list(hs.listed) for dev, hs in cache.items()}
+
+
+def new_holder_rows(acc, page: int) -> dict[int, MountHolders]:
+    """What MountHolders.put of every changed pair (``acc.dirty_pairs``)
+    makes when no row is kept: each mount's rows sorted once, not
+    inserted one by one (61,000 pairs at 250,000 files), the pairs walked
+    in the sums' order (a changed pair that went has no row); a mount
+    without a row with pages gets none."""
+    dirty = acc.dirty_pairs
+    cache: dict[int, MountHolders] = {}
+    for dev, per in acc.holders.items():
+        # (_holder_key, row): keys are unique in a mount (one per cgroup)
+        rows = [((-r * page << 64) + cg, MountHolder(cg, r * page, h[1] * page))
+                for cg, h in per.items() if (r := h[0]) and (dev, cg) in dirty]
+        if rows:
+            rows.sort()
+            hs = cache[dev] = MountHolders()
+            hs.keys = [k for k, _ in rows]
+            hs.listed = [row for _, row in rows]
+            hs.rows = {row.cgroup_id: row for row in hs.listed}
+    return cache
 
 
 def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,

@@ -311,9 +311,10 @@ def test_ranking_keeps_the_largest_files_through_changes(seed):
     rank changes, files gone and new, for a small files_cap (many trims)."""
     from erofs_top.aggregate import Ranking
 
-    class C:        # stands for a Contribution: only .rank is read
+    class C:        # stands for a Contribution: only .rank and .resident are read
         def __init__(self, rank):
             self.rank = rank
+            self.resident = -rank[0]
     rng = random.Random(seed)
     contrib = {(1, i): C((-rng.randrange(50), 0, 1, i, 0)) for i in range(300)}
     ranking = Ranking()
