@@ -170,7 +170,7 @@ def new_holder_rows(acc, page: int) -> dict[int, MountHolders]:
     dirty = acc.dirty_pairs
     cache: dict[int, MountHolders] = {}
     for dev, per in acc.holders.items():
-        # (_holder_key, row): keys are unique in a mount (one per cgroup)
+        # (_holder_key(r * page, cg) inline, row): keys are unique in a mount (one per cgroup)
         rows = [((-r * page << 64) + cg, MountHolder(cg, r * page, h[1] * page))
                 for cg, h in per.items() if (r := h[0]) and (dev, cg) in dirty]
         if rows:
