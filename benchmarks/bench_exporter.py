@@ -64,7 +64,6 @@ import benchlib  # noqa: F401  (sets sys.path)
 
 from erofs_top.model import (TIER_TRACEPOINT, Container, File, Health, MapUsage, Model, Mount,
                              Totals)
-from erofs_top.exporter.metrics import FamilyBuilder
 from erofs_top.exporter.server import Exporter, bind, serve
 
 MiB = 1 << 20

@@ -103,7 +103,6 @@ class LineCache:
         if header is None:
             header = self.headers[hkey] = self._encode(_bare(metric, []))
         lines = [header]
-        prefixes = self.prefixes
         name = ident = None
         for s in metric.samples:
             if s.timestamp is not None or s.exemplar is not None or s.value is None \
