@@ -729,10 +729,10 @@ class ChunkState:
         if not owners:
             return _SLOW
         dev, ino, delta = self.devs.get(fk[0], fk[0]), fk[1], self.held_delta
-        if len(was) == 1 and len(owners) == 1 and was.keys() == owners.keys():
-            for cg, mask in owners.items():     # the same one owner: one key, the net change
-                key = (dev, ino, cg)
-                delta[key] = delta.get(key, 0) + mask.bit_count() - was[cg].bit_count()
+        cg = v[0]
+        if len(was) == 1 and len(owners) == 1 and cg in was and cg in owners:
+            key = (dev, ino, cg)                # the same one owner: one key, the net change
+            delta[key] = delta.get(key, 0) + owners[cg].bit_count() - was[cg].bit_count()
         else:
             _held_delta(delta, dev, ino, was, 0, -1)
             _held_delta(delta, dev, ino, owners, 0, +1)
