@@ -1100,10 +1100,7 @@ class IoState:
         marked = dict(found)
         self.changed = set()
         olds = self._views.olds()
-        held_only = self._held_changed
-        for k, d in held_delta.items():         # the usual: held pages changed, no io event
-            if d and k not in marked:
-                held_only(k, d, olds)
+        self._held_changed(held_delta, marked, olds)
         for k, v in marked.items():
             self._marked(k, v, held_delta.get(k, 0), olds)
 
@@ -1122,48 +1119,52 @@ class IoState:
                 return g
         return None
 
-    def _held_changed(self, k, d: int, olds) -> None:
-        """Key k holds d (not 0) inserted pages more, its io entry (if any)
-        not marked: the row's inserted pages change by d, nothing else.  The
-        row found and replaced in place (one lookup of its file)."""
-        per = self.out.files.get(k[0])
-        v = per.get(k[1]) if per is not None else None
-        i, t = -1, type(v)
-        if v is None:
-            f = None
-        elif t is dict:
-            f = v.get(k[2])
-        elif t is tuple:
-            for i, f in enumerate(v):
-                if f.cgroup_id == k[2]:
-                    break
+    def _held_changed(self, held_delta: dict, marked: dict, olds) -> None:
+        """The keys whose held pages changed (by d, not 0) and whose io entry
+        (if any) was not marked: a row's inserted pages change by d, nothing
+        else.  Each row found and replaced in place (one lookup of its file)."""
+        files, zero, changed, FileIO = self.out.files, self.zero_entry, self.changed, _FileIO
+        for k, d in held_delta.items():
+            if not d or (marked and k in marked):
+                continue
+            per = files.get(k[0])
+            v = per.get(k[1]) if per is not None else None
+            i, t = -1, type(v)
+            if v is None:
+                f = None
+            elif t is dict:
+                f = v.get(k[2])
+            elif t is tuple:
+                for i, f in enumerate(v):
+                    if f.cgroup_id == k[2]:
+                        break
+                else:
+                    f = None
             else:
-                f, i = None, -1
-        else:
-            f = v if v.cgroup_id == k[2] else None
-        for kept in olds:                       # Snapshots.before_change, one lookup less
-            if k not in kept:
-                kept[k] = _MISSING if f is None else f
-        self.changed.add(k)
-        if f is None:                           # pages held, no io entry
-            self.out.put(_FileIO(k[0], k[1], k[2], d))
-            self.n_none += 1
-            return
-        if not _held_only(f, k, self.zero_entry):
-            new = _FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages + d,
-                          f.evicted_pages, f.readahead_pages, f.read_folio_count)
-        elif f.inserted_pages + d:
-            new = _FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages + d)
-        else:                                   # no pages held, no io entry: no row
-            self.out.drop(k)
-            self.n_none -= 1
-            return
-        if t is dict:
-            v[k[2]] = new
-        elif t is tuple:
-            per[k[1]] = v[:i] + (new,) + v[i + 1:]
-        else:
-            per[k[1]] = new
+                f = v if v.cgroup_id == k[2] else None
+            for kept in olds:                   # Snapshots.before_change, one lookup less
+                if k not in kept:
+                    kept[k] = _MISSING if f is None else f
+            changed.add(k)
+            if f is None:                       # pages held, no io entry
+                self.out.put(FileIO(k[0], k[1], k[2], d))
+                self.n_none += 1
+                continue
+            if f.evicted_pages or f.readahead_pages or f.read_folio_count or k in zero:
+                new = FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages + d,
+                             f.evicted_pages, f.readahead_pages, f.read_folio_count)
+            elif f.inserted_pages + d:          # _held_only(f, k, zero)
+                new = FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages + d)
+            else:                               # no pages held, no io entry: no row
+                self.out.drop(k)
+                self.n_none -= 1
+                continue
+            if t is dict:
+                v[k[2]] = new
+            elif t is tuple:
+                per[k[1]] = v[:i] + (new,) + v[i + 1:]
+            else:
+                per[k[1]] = new
 
     def _marked(self, k, v, d: int, olds) -> None:
         """Key k's io entry was marked changed: v its value now (None: gone),
