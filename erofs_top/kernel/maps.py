@@ -660,34 +660,37 @@ class ChunkState:
             return self._patch(found, gone)
 
     def _patch(self, found, gone) -> set[tuple]:
-        # file -> [(chunk, value or None: gone)] of its marked entries
-        per_file: dict[tuple, list] = {}
+        # file -> its marked entry (key, value or None: gone), or a list of
+        # them where several (no list per file for the usual one)
+        per_file: dict[tuple, object] = {}
         get = per_file.get
-        for kv in found:
+        for kv in _it.chain(found, ((k, None) for k in gone)):
             k = kv[0]
             fk = (k[0], k[1])
             got = get(fk)
             if got is None:
-                per_file[fk] = [kv]
-            else:
+                per_file[fk] = kv
+            elif type(got) is list:
                 got.append(kv)
-        for k in gone:
-            per_file.setdefault((k[0], k[1]), []).append((k, None))
+            else:
+                per_file[fk] = [got, kv]
         packed, olds = self.packed, self._views.olds()
         packed_get, file_changes, one = packed.get, self._file_changes, self._one_change
         changed = set()
         for fk, got in per_file.items():
             old = packed_get(fk)
-            if len(got) == 1 and type(old) is tuple:    # the usual: one entry of a plain file
-                t = one(fk, old, got[0])
-                if t is not _SLOW:
-                    if t is not None:
-                        changed.add(fk)
-                        for kept in olds:
-                            if fk not in kept:
-                                kept[fk] = old
-                        packed[fk] = t
-                    continue
+            if type(got) is not list:
+                if type(old) is tuple:          # the usual: one entry of a plain file
+                    t = one(fk, old, got)
+                    if t is not _SLOW:
+                        if t is not None:
+                            changed.add(fk)
+                            for kept in olds:
+                                if fk not in kept:
+                                    kept[fk] = old
+                            packed[fk] = t
+                        continue
+                got = [got]
             changes = file_changes(fk, old, got)
             if not changes:
                 continue
