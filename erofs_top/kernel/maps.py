@@ -680,7 +680,7 @@ class ChunkState:
         for fk, got in per_file.items():
             old = packed_get(fk)
             if type(got) is not list:
-                if type(old) is tuple:          # the usual: one entry of a plain file
+                if old is not None:             # the usual: one entry of the file
                     t = one(fk, old, got)
                     if t is not _SLOW:
                         if t is not None:
@@ -709,24 +709,34 @@ class ChunkState:
         return changed
 
     def _one_change(self, fk, old: tuple, got: tuple):
-        """The new packed tuple of a plain file ``old`` (no seeded pages)
-        whose one marked entry ``got`` (key, value) is in it and has pages
-        now, none seeded: the old tuple with that entry's owners replaced
-        (sliced in C: no list of the file's entries), the held pages'
-        change into held_delta.  None: the value did not change; _SLOW: not
-        this case (gone, new, no pages or seeded pages now)."""
+        """The new packed tuple of a file ``old`` whose one marked entry
+        ``got`` (key, value) is in it and has pages now: the old tuple with
+        that entry's owners (and seeded mask) replaced (sliced in C: no list
+        of the file's entries), the held pages' change into held_delta.
+        None: the value did not change; _SLOW: not this case (gone, new, no
+        pages now, or the file's form changes: seeded pages in a plain file,
+        the last seeded pages of a _Seeded one gone)."""
         k, v = got
-        if v is None or v[-1]:
+        if v is None:
             return _SLOW
+        seeded = v[-1]
         try:
-            pos = old.index(k[2])               # chunks at even positions, owners dicts between
+            if type(old) is _Seeded:
+                pos = old[::3].index(k[2]) * 3
+                was_seeded = old[pos + 2]
+                if was_seeded and not seeded and not (any(old[2:pos:3]) or any(old[pos + 5::3])):
+                    return _SLOW
+            elif seeded:
+                return _SLOW
+            else:
+                pos, was_seeded = old.index(k[2]), 0    # chunks at even positions, dicts between
         except ValueError:
             return _SLOW
         was = old[pos + 1]
-        if len(was) == 1 and not any(v[_OTHER_SLOTS]):     # _same_value's usual case inline
-            if v[MAX_OWNERS] and was.get(v[0]) == v[MAX_OWNERS]:
+        if seeded == was_seeded and len(was) == 1 and not any(v[_OTHER_SLOTS]):
+            if v[MAX_OWNERS] and was.get(v[0]) == v[MAX_OWNERS]:    # _same_value's usual case
                 return None
-        elif _same_value(was, 0, v):
+        elif _same_value(was, was_seeded, v):
             return None
         owners = self.owners_cache.owners(v)
         if not owners:
@@ -735,10 +745,14 @@ class ChunkState:
         cg = v[0]
         if len(was) == 1 and len(owners) == 1 and cg in was and cg in owners:
             key = (dev, ino, cg)                # the same one owner: one key, the net change
-            delta[key] = delta.get(key, 0) + owners[cg].bit_count() - was[cg].bit_count()
+            delta[key] = delta.get(key, 0) + (owners[cg] & ~seeded).bit_count() - \
+                (was[cg] & ~was_seeded).bit_count()
         else:
-            _held_delta(delta, dev, ino, was, 0, -1)
-            _held_delta(delta, dev, ino, owners, 0, +1)
+            _held_delta(delta, dev, ino, was, was_seeded, -1)
+            _held_delta(delta, dev, ino, owners, seeded, +1)
+        if type(old) is _Seeded:
+            return _Seeded(old[:pos + 1] + (owners, _FULL_MASK if seeded == _FULL_MASK else seeded)
+                           + old[pos + 3:])
         return old[:pos + 1] + (owners,) + old[pos + 2:]
 
     def _file_changes(self, fk, old, got) -> list:
