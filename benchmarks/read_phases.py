@@ -5,9 +5,10 @@
 The maps get --entries chunk entries (16 per file) and a quarter as many io
 entries (at most the map's size); one full read, then --steps steady reads,
 each after --churn % of the chunk entries changed from user space and were
-marked dirty as the probe marks them.  Each phase of the read (methods of
-the source, its DirtyReader, ChunkState and IoState, and a few functions)
-is wrapped in a timer (time.perf_counter); "rest" is the read's time not in
+marked dirty as the probe marks them (--seeded: every page of the fill
+seeded, as pages resident before the probes attached are).  Each phase of
+the read (methods of the source, its DirtyReader, ChunkState and IoState,
+and a few functions) is wrapped in a timer (time.perf_counter); "rest" is the read's time not in
 any timed phase (Readings, the wrappers, the with-blocks).  Medians per
 read; the GC as in the exporter (objects alive after each read frozen).
 
@@ -63,6 +64,9 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=600000)
     ap.add_argument("--churn", type=float, default=1.0, help="%% of chunk entries changed")
     ap.add_argument("--steps", type=int, default=7)
+    ap.add_argument("--seeded", action="store_true",
+                    help="every page seeded at the fill (resident before the probes attached); "
+                         "the changes are not (their pages inserted again)")
     args = ap.parse_args()
     bench_refresh.benchlib.need_root()
     from erofs_top.aggregate import FREEZE
@@ -72,7 +76,7 @@ def main() -> None:
     col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
     src = col.source
     try:
-        keys = _fill(src, n)
+        keys = _fill(src, n, args.seeded)
         src._reads_since_full = None
         src.read()
         gc.collect()
@@ -98,7 +102,7 @@ def main() -> None:
     _report(n, args, totals)
 
 
-def _fill(src, n: int):
+def _fill(src, n: int, seeded: bool = False):
     chunks, io = src.bpf["chunks"], src.bpf["io"]
     n_io = min(n // 4, src.max_io)
     dev = bench_refresh.kdev(0, 0xFFFF0)
@@ -106,6 +110,8 @@ def _fill(src, n: int):
     for i in range(n):
         keys[i].dev, keys[i].ino, keys[i].chunk = dev, 100 + i // 16, i % 16
         vals[i].cgid[0], vals[i].bits[0] = 1000 + i % 1000, (1 << 64) - 1
+        if seeded:
+            vals[i].seeded_bits = (1 << 64) - 1
     bench_refresh._update(chunks, keys, vals)
     ikeys, ivals = (io.Key * n_io)(), (io.Leaf * n_io)()
     for i in range(n_io):
@@ -118,7 +124,8 @@ def _fill(src, n: int):
 def _report(n: int, args, totals) -> None:
     med = statistics.median
     total = med(totals)
-    print(f"TracepointSource.read() at {n} chunk entries, {args.churn} % changed, "
+    print(f"TracepointSource.read() at {n} chunk entries{' (seeded)' if args.seeded else ''}, "
+          f"{args.churn} % changed, "
           f"median of {args.steps} reads: {total * 1000:.1f} ms")
     top = 0.0
     for _o, _n, label in PHASES:
