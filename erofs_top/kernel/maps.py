@@ -720,18 +720,22 @@ class ChunkState:
         if v is None:
             return _SLOW
         seeded = v[-1]
-        try:
-            if type(old) is _Seeded:
-                pos = old[::3].index(k[2]) * 3
-                was_seeded = old[pos + 2]
-                if was_seeded and not seeded and not (any(old[2:pos:3]) or any(old[pos + 5::3])):
-                    return _SLOW
-            elif seeded:
+        if type(old) is not _Seeded:
+            if seeded:
                 return _SLOW
-            else:
-                pos, was_seeded = old.index(k[2]), 0    # chunks at even positions, dicts between
-        except ValueError:
-            return _SLOW
+            try:
+                pos = old.index(k[2])           # chunks at even positions, owners dicts between
+            except ValueError:
+                return _SLOW
+            was_seeded = 0
+        else:
+            try:
+                pos = old[::3].index(k[2]) * 3
+            except ValueError:
+                return _SLOW
+            was_seeded = old[pos + 2]
+            if was_seeded and not seeded and not (any(old[2:pos:3]) or any(old[pos + 5::3])):
+                return _SLOW
         was = old[pos + 1]
         if seeded == was_seeded and len(was) == 1 and not any(v[_OTHER_SLOTS]):
             if v[MAX_OWNERS] and was.get(v[0]) == v[MAX_OWNERS]:    # _same_value's usual case
@@ -745,8 +749,11 @@ class ChunkState:
         cg = v[0]
         if len(was) == 1 and len(owners) == 1 and cg in was and cg in owners:
             key = (dev, ino, cg)                # the same one owner: one key, the net change
-            delta[key] = delta.get(key, 0) + (owners[cg] & ~seeded).bit_count() - \
-                (was[cg] & ~was_seeded).bit_count()
+            if seeded or was_seeded:
+                delta[key] = delta.get(key, 0) + (owners[cg] & ~seeded).bit_count() - \
+                    (was[cg] & ~was_seeded).bit_count()
+            else:
+                delta[key] = delta.get(key, 0) + owners[cg].bit_count() - was[cg].bit_count()
         else:
             _held_delta(delta, dev, ino, was, was_seeded, -1)
             _held_delta(delta, dev, ino, owners, seeded, +1)
