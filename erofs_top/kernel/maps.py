@@ -660,23 +660,37 @@ class ChunkState:
             return self._patch(found, gone)
 
     def _patch(self, found, gone) -> set[tuple]:
-        # file -> [(chunk, value or None: gone)] of its marked entries
-        per_file: dict[tuple, list] = {}
+        # file -> its marked entry (key, value or None: gone), or a list of
+        # them where several (no list per file for the usual one)
+        per_file: dict[tuple, object] = {}
         get = per_file.get
-        for k, v in found:
+        for kv in _it.chain(found, ((k, None) for k in gone)):
+            k = kv[0]
             fk = (k[0], k[1])
             got = get(fk)
             if got is None:
-                per_file[fk] = [(k[2], v)]
+                per_file[fk] = kv
+            elif type(got) is list:
+                got.append(kv)
             else:
-                got.append((k[2], v))
-        for k in gone:
-            per_file.setdefault((k[0], k[1]), []).append((k[2], None))
+                per_file[fk] = [got, kv]
         packed, olds = self.packed, self._views.olds()
-        packed_get, file_changes = packed.get, self._file_changes
+        packed_get, file_changes, one = packed.get, self._file_changes, self._one_change
         changed = set()
         for fk, got in per_file.items():
             old = packed_get(fk)
+            if type(got) is not list:
+                if old is not None:             # the usual: one entry of the file
+                    t = one(fk, old, got)
+                    if t is not _SLOW:
+                        if t is not None:
+                            changed.add(fk)
+                            for kept in olds:
+                                if fk not in kept:
+                                    kept[fk] = old
+                            packed[fk] = t
+                        continue
+                got = [got]
             changes = file_changes(fk, old, got)
             if not changes:
                 continue
@@ -694,9 +708,64 @@ class ChunkState:
                 del packed[fk]
         return changed
 
+    def _one_change(self, fk, old: tuple, got: tuple):
+        """The new packed tuple of a file ``old`` whose one marked entry
+        ``got`` (key, value) is in it and has pages now: the old tuple with
+        that entry's owners (and seeded mask) replaced (sliced in C: no list
+        of the file's entries), the held pages' change into held_delta.
+        None: the value did not change; _SLOW: not this case (gone, new, no
+        pages now, or the file's form changes: seeded pages in a plain file,
+        the last seeded pages of a _Seeded one gone)."""
+        k, v = got
+        if v is None:
+            return _SLOW
+        seeded = v[-1]
+        if type(old) is not _Seeded:
+            if seeded:
+                return _SLOW
+            try:
+                pos = old.index(k[2])           # chunks at even positions, owners dicts between
+            except ValueError:
+                return _SLOW
+            was_seeded = 0
+        else:
+            try:
+                pos = old[::3].index(k[2]) * 3
+            except ValueError:
+                return _SLOW
+            was_seeded = old[pos + 2]
+            if was_seeded and not seeded and not (any(old[2:pos:3]) or any(old[pos + 5::3])):
+                return _SLOW
+        was = old[pos + 1]
+        if seeded == was_seeded and len(was) == 1 and not any(v[_OTHER_SLOTS]):
+            if v[MAX_OWNERS] and was.get(v[0]) == v[MAX_OWNERS]:    # _same_value's usual case
+                return None
+        elif _same_value(was, was_seeded, v):
+            return None
+        owners = self.owners_cache.owners(v)
+        if not owners:
+            return _SLOW
+        dev, ino, delta = self.devs.get(fk[0], fk[0]), fk[1], self.held_delta
+        cg = v[0]
+        if len(was) == 1 and len(owners) == 1 and cg in was and cg in owners:
+            key = (dev, ino, cg)                # the same one owner: one key, the net change
+            if seeded or was_seeded:
+                delta[key] = delta.get(key, 0) + (owners[cg] & ~seeded).bit_count() - \
+                    (was[cg] & ~was_seeded).bit_count()
+            else:
+                delta[key] = delta.get(key, 0) + owners[cg].bit_count() - was[cg].bit_count()
+        else:
+            _held_delta(delta, dev, ino, was, was_seeded, -1)
+            _held_delta(delta, dev, ino, owners, seeded, +1)
+        if type(old) is _Seeded:
+            return _Seeded(old[:pos + 1] + (owners, _FULL_MASK if seeded == _FULL_MASK else seeded)
+                           + old[pos + 3:])
+        return old[:pos + 1] + (owners,) + old[pos + 2:]
+
     def _file_changes(self, fk, old, got) -> list:
         """[(position in old or -1: new, new (chunk, owners, seeded) or None:
-        no pages)] of a file's marked entries ``got`` whose pages changed;
+        no pages)] of a file's marked entries ``got`` ((key, value or None:
+        gone) pairs) whose pages changed;
         the held pages' changes into held_delta, entries without pages into
         ``empty``."""
         s = 2 if old is None else _stride(old)
@@ -704,7 +773,7 @@ class ChunkState:
             at: dict = _NO_INDEX
         elif len(got) == 1:                     # the usual: one change, found in C
             try:
-                at = {got[0][0]: old[::s].index(got[0][0])}
+                at = {got[0][0][2]: old[::s].index(got[0][0][2])}
             except ValueError:
                 at = _NO_INDEX
         else:
@@ -712,7 +781,8 @@ class ChunkState:
         dev, ino = self.devs.get(fk[0], fk[0]), fk[1]
         empty, delta, owners_of_value = self.empty, self.held_delta, self.owners_cache.owners
         out = []
-        for c, v in got:
+        for k, v in got:
+            c = k[2]
             i = at.get(c, -1)
             was = (old[i * s + 1], old[i * s + 2] if s == 3 else 0) if i >= 0 else None
             was_empty = i < 0 and empty and (dev, 0, ino, c) in empty
@@ -794,6 +864,7 @@ def _with_changes(old: tuple | None, changes: list) -> list:
     return [x for e in ents if e is not None for x in e]
 
 
+_SLOW = object()        # ChunkState._one_change: not its case (the general path)
 _NO_INDEX: dict = {}    # ChunkState._file_changes: a file without entries (never written)
 
 
@@ -817,12 +888,24 @@ def _held_delta(delta: dict, dev: int, ino: int, owners: dict, seeded: int, sign
         delta[key] = delta.get(key, 0) + sign * (mask & ~seeded if seeded else mask).bit_count()
 
 
+def _held_only(f, k, zero_entry: set) -> bool:
+    """IoState: row f of key k has no io entry (pages held only): no
+    counters, and not one of the io entries without any (``zero_entry``)."""
+    return not (f.evicted_pages or f.readahead_pages or f.read_folio_count) and k not in zero_entry
+
+
+ROWS_TUPLE_MAX = 8      # IoRows: a file's rows in a tuple up to this many, then a dict by cgroup
+
+
 class IoRows(_abc.Mapping):
     """IoState's rows, (dev, ino, cg) -> FileIO, kept per dev then per ino
     (``files``: dev -> ino -> the FileIO, or a tuple of the FileIOs of a
-    file read by several cgroups), keyed by the rows' own ints: no (dev,
-    ino, cg) tuple per row (64 B, 312,000 rows at 250,000 files).  A
-    mapping by the three-int key, as a dict of rows would be."""
+    file read by a few cgroups, or {cg: FileIO} of one read by more than
+    ROWS_TUPLE_MAX: finding a row costs a dict lookup, not a load of each
+    of the file's rows, and replacing it no copy of them), keyed by the
+    rows' own ints: no (dev, ino, cg) tuple per row (64 B, 312,000 rows at
+    250,000 files).  A mapping by the three-int key, as a dict of rows
+    would be."""
     __slots__ = ("files", "n")
 
     def __init__(self):
@@ -836,11 +919,14 @@ class IoRows(_abc.Mapping):
         v = per.get(k[1])
         if v is None:
             return default
-        if type(v) is tuple:
+        t = type(v)
+        if t is tuple:
             for f in v:
                 if f.cgroup_id == k[2]:
                     return f
             return default
+        if t is dict:
+            return v.get(k[2], default)
         return v if v.cgroup_id == k[2] else default
 
     def __getitem__(self, k):
@@ -865,8 +951,11 @@ class IoRows(_abc.Mapping):
         add, more = out.append, out.extend
         for per in self.files.values():
             for v in per.values():
-                if type(v) is tuple:
+                t = type(v)
+                if t is tuple:
                     more(v)
+                elif t is dict:
+                    more(v.values())
                 else:
                     add(v)
         return out
@@ -881,16 +970,22 @@ class IoRows(_abc.Mapping):
         if per is None:
             per = files[f.dev] = {}
         v = per.get(f.ino)
+        cg = f.cgroup_id
         if v is None:
             per[f.ino] = f
+        elif type(v) is dict:
+            if cg in v:
+                v[cg] = f
+                return
+            v[cg] = f
         elif type(v) is tuple:
-            cg = f.cgroup_id
             for i, g in enumerate(v):
                 if g.cgroup_id == cg:
                     per[f.ino] = v[:i] + (f,) + v[i + 1:]
                     return
-            per[f.ino] = v + (f,)
-        elif v.cgroup_id == f.cgroup_id:
+            per[f.ino] = v + (f,) if len(v) < ROWS_TUPLE_MAX else \
+                {g.cgroup_id: g for g in v + (f,)}
+        elif v.cgroup_id == cg:
             per[f.ino] = f
             return
         else:
@@ -901,7 +996,11 @@ class IoRows(_abc.Mapping):
         """Forget the row of key k (there)."""
         per = self.files[k[0]]
         v = per[k[1]]
-        if type(v) is tuple:
+        if type(v) is dict:
+            del v[k[2]]
+            if len(v) <= ROWS_TUPLE_MAX:
+                per[k[1]] = tuple(v.values())
+        elif type(v) is tuple:
             rest = tuple(f for f in v if f.cgroup_id != k[2])
             per[k[1]] = rest[0] if len(rest) == 1 else rest
         else:
@@ -930,7 +1029,12 @@ class IoState:
         # holding pages (none for a key with neither); kept per dev and ino
         self.out = IoRows()
         self.ev_seeded: dict[tuple, int] = {}  # the value's evicted seeded pages, where not 0
-        self.no_entry: set[tuple] = set()      # rows without an io entry (pages held only)
+        # rows without an io entry (pages held only) have no counters; the
+        # io entries whose row has none either are the few keys in
+        # zero_entry (no set of every held-only row: 5.8 MiB at 250,000
+        # files, and a cold lookup per change); n_none counts the others
+        self.zero_entry: set[tuple] = set()
+        self.n_none = 0
         self._views = Snapshots(self.out)      # Readings.io_by_key of past reads
         # dev and cgroup id -> its one int object (rows share them: ~64 B a row less)
         self.ids: dict[int, int] = {}
@@ -941,7 +1045,11 @@ class IoState:
     @property
     def n_entries(self) -> int:
         """io map entries (rows with a value)."""
-        return len(self.out) - len(self.no_entry)
+        return len(self.out) - self.n_none
+
+    def no_entry(self) -> set[tuple]:
+        """The keys of the rows without an io entry (pages held only)."""
+        return {k for k, f in self.out.items() if _held_only(f, k, self.zero_entry)}
 
     def held(self) -> dict[tuple, int]:
         """(dev, ino, cg) -> inserted pages held, where not 0."""
@@ -960,10 +1068,11 @@ class IoState:
         if len(self.ids) > OWNERS_CACHE_MAX:    # cgroups gone do not stay for ever
             self.ids = {}
         FileIO, ids = _FileIO, self.ids
-        old, old_ev, old_none = self.out, self.ev_seeded, self.no_entry
+        old, old_ev, old_zero = self.out, self.ev_seeded, self.zero_entry
         new = IoRows()
         put = new.put
         ev: dict[tuple, int] = {}
+        zero: set[tuple] = set()
         old_get, delta_get, old_ev_get = old.get, held_delta.get, old_ev.get
         # a new row's ino: the int its file's PageChunks share (held_delta's
         # keys are theirs), not the read's own (~32 B a row less)
@@ -983,20 +1092,23 @@ class IoState:
             put(f)
             if v[3]:
                 ev[k] = v[3]
-        none: set[tuple] = set()
+            if not (v[0] or v[1] or v[2]):
+                zero.add(k)
+        n_none = 0
         new_get = new.get
         for k, f in old.items():               # pages held, no io entry (any more)
             if new_get(k) is not None:
                 continue
             h = f.inserted_pages - f.evicted_pages + old_ev_get(k, 0) + delta_get(k, 0)
             if h:
-                put(f if k in old_none and f.inserted_pages == h else FileIO(k[0], k[1], k[2], h))
-                none.add(k)
+                put(f if f.inserted_pages == h and _held_only(f, k, old_zero)
+                    else FileIO(k[0], k[1], k[2], h))
+                n_none += 1
         for k, h in held_delta.items():          # ... (yet)
             if h and new_get(k) is None and k not in old:
                 put(FileIO(k[0], k[1], k[2], h))
-                none.add(k)
-        self.out, self.ev_seeded, self.no_entry = new, ev, none
+                n_none += 1
+        self.out, self.ev_seeded, self.zero_entry, self.n_none = new, ev, zero, n_none
         self._views = Snapshots(new)
         self.changed = None
 
@@ -1009,46 +1121,115 @@ class IoState:
         return RowList(self.snapshot())
 
     def _patch(self, found, held_delta: dict[tuple, int]) -> None:
-        from ..readings import FileIO
-        out, ev, none = self.out, self.ev_seeded, self.no_entry
         marked = dict(found)
-        changed = self.changed = set()
+        self.changed = set()
         olds = self._views.olds()
-        marked_get, out_get, delta_get, ev_get = marked.get, out.get, held_delta.get, ev.get
-        for k in marked.keys() | held_delta.keys():
-            f = out_get(k)
-            if f is None:
-                was, held = None, 0
-            else:
-                s = ev_get(k, 0)
-                held = f.inserted_pages - f.evicted_pages + s
-                was = None if k in none else \
-                    (f.evicted_pages, f.readahead_pages, f.read_folio_count, s)
-            v = marked_get(k, was)
-            h = held + delta_get(k, 0)
-            if f is not None and h == held and v == was:
+        self._held_changed(held_delta, marked, olds)
+        for k, v in marked.items():
+            self._marked(k, v, held_delta.get(k, 0), olds)
+
+    def _row(self, k):
+        """The row of key k, None if none."""
+        per = self.out.files.get(k[0])
+        f = per.get(k[1]) if per is not None else None
+        if f is None:
+            return None
+        if type(f) is dict:
+            return f.get(k[2])
+        if type(f) is not tuple:
+            return f if f.cgroup_id == k[2] else None
+        for g in f:
+            if g.cgroup_id == k[2]:
+                return g
+        return None
+
+    def _held_changed(self, held_delta: dict, marked: dict, olds) -> None:
+        """The keys whose held pages changed (by d, not 0) and whose io entry
+        (if any) was not marked: a row's inserted pages change by d, nothing
+        else.  Each row found and replaced in place (one lookup of its file)."""
+        files, zero, changed, FileIO = self.out.files, self.zero_entry, self.changed, _FileIO
+        for k, d in held_delta.items():
+            if not d or (marked and k in marked):
                 continue
+            per = files.get(k[0])
+            v = per.get(k[1]) if per is not None else None
+            i, t = -1, type(v)
+            if v is None:
+                f = None
+            elif t is dict:
+                f = v.get(k[2])
+            elif t is tuple:
+                for i, f in enumerate(v):
+                    if f.cgroup_id == k[2]:
+                        break
+                else:
+                    f = None
+            else:
+                f = v if v.cgroup_id == k[2] else None
             for kept in olds:                   # Snapshots.before_change, one lookup less
                 if k not in kept:
                     kept[k] = _MISSING if f is None else f
-            if v is None:
-                ev.pop(k, None)
-                if h:
-                    out.put(FileIO(k[0], k[1], k[2], h))
-                    none.add(k)
-                elif f is not None:
-                    out.drop(k)
-                    none.discard(k)
-                else:
-                    continue
-            else:
-                out.put(FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
-                none.discard(k)
-                if v[3]:
-                    ev[k] = v[3]
-                else:
-                    ev.pop(k, None)
             changed.add(k)
+            if f is None:                       # pages held, no io entry
+                self.out.put(FileIO(k[0], k[1], k[2], d))
+                self.n_none += 1
+                continue
+            if f.evicted_pages or f.readahead_pages or f.read_folio_count or k in zero:
+                new = FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages + d,
+                             f.evicted_pages, f.readahead_pages, f.read_folio_count)
+            elif f.inserted_pages + d:          # _held_only(f, k, zero)
+                new = FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages + d)
+            else:                               # no pages held, no io entry: no row
+                self.out.drop(k)
+                self.n_none -= 1
+                continue
+            if t is dict:
+                v[k[2]] = new
+            elif t is tuple:
+                per[k[1]] = v[:i] + (new,) + v[i + 1:]
+            else:
+                per[k[1]] = new
+
+    def _marked(self, k, v, d: int, olds) -> None:
+        """Key k's io entry was marked changed: v its value now (None: gone),
+        d the change of its held pages."""
+        out, ev, zero = self.out, self.ev_seeded, self.zero_entry
+        f = self._row(k)
+        if f is None:
+            was, held = None, 0
+        else:
+            s = ev.get(k, 0)
+            held = f.inserted_pages - f.evicted_pages + s
+            was = None if _held_only(f, k, zero) else \
+                (f.evicted_pages, f.readahead_pages, f.read_folio_count, s)
+        h = held + d
+        if f is not None and d == 0 and v == was:
+            return
+        if v is None and f is None and not h:
+            return
+        for kept in olds:
+            if k not in kept:
+                kept[k] = _MISSING if f is None else f
+        self.changed.add(k)
+        self.n_none -= f is not None and was is None
+        if v is None:
+            ev.pop(k, None)
+            zero.discard(k)
+            if h:
+                out.put(_FileIO(k[0], k[1], k[2], h))
+                self.n_none += 1
+            else:
+                out.drop(k)
+            return
+        out.put(_FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
+        if v[3]:
+            ev[k] = v[3]
+        else:
+            ev.pop(k, None)
+        if v[0] or v[1] or v[2]:
+            zero.discard(k)
+        else:
+            zero.add(k)
 
     def snapshot(self) -> DictSnapshot:
         """out as it is now, for a Readings (later reads do not change it)."""

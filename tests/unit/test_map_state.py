@@ -421,3 +421,76 @@ def test_a_first_read_s_io_rows_share_their_file_s_ino():
         assert got[ino].ino is by_file[ino].ino
         assert got[ino].inserted_pages == 3
     assert got[10**6 + 2].ino not in by_file
+
+
+def _usual_value(rng):
+    """A chunk value as most are: one cgroup in slot 0 with a full or
+    prefix mask (sometimes seeded pages, another owner, or no pages)."""
+    full = (1 << 64) - 1
+    cg = 100 + rng.randrange(12)
+    r = rng.random()
+    if r < 0.08:
+        return (0,) * (2 * MAX_OWNERS + 2)                       # no pages
+    if r < 0.16:
+        return (cg, cg + 1, 0, 0, 1, 2, 0, 0, 0, 0)              # two owners
+    bits = full >> rng.randrange(0, 64, 8)
+    seeded = bits if r < 0.24 else 0
+    return (cg, 0, 0, 0, bits, 0, 0, 0, 0, seeded)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_patch_of_usual_values_and_many_cgroups_equals_a_full_update(seed):
+    """The patch's fast paths: one changed entry of a file without seeded
+    pages (its tuple sliced, the held pages' net change under one key), the
+    rows of a file read by more cgroups than fit a tuple (a dict by
+    cgroup), held pages changing with no io event, and io entries whose
+    counters are all 0 (rows, where a key holding pages without an entry
+    is one only while it holds some): equal to update() of the same maps
+    after every step, the io entry count and the held-only rows too."""
+    rng = random.Random(seed)
+    dev = 7 << 20
+    chunks = {(dev, ino, c): _usual_value(rng) for ino in range(6) for c in range(4)}
+    io = {(dev, ino, 100 + c): (0, 0, 0, 0) for ino in range(3) for c in range(12)}
+    full, full_io = ChunkState(), IoState()
+    inc, inc_io = ChunkState(), IoState()
+    inc.update(list(chunks.items()))
+    inc_io.update(list(io.items()), inc.held_delta)
+    inc.held_delta = {}
+    for step in range(60):
+        dirty, dirty_io = set(), set()
+        for _ in range(rng.randrange(1, 6)):
+            k = (dev, rng.randrange(8), rng.randrange(5))
+            if rng.random() < 0.1:
+                chunks.pop(k, None)
+            else:
+                chunks[k] = _usual_value(rng)
+            dirty.add(k)
+        if rng.random() < 0.3:
+            ik = (dev, rng.randrange(8), 100 + rng.randrange(12))
+            r = rng.random()
+            if r < 0.3:
+                io.pop(ik, None)
+            else:
+                io[ik] = (0, 0, 0, 0) if r < 0.6 else (3, 1, 1, rng.randrange(2))
+            dirty_io.add(ik)
+        full.update(list(chunks.items()))
+        want_io = full_io.update(list(io.items()), full.held_delta)
+        full.held_delta = {}
+        before_io = dict(inc_io.out)
+        inc.patch([(k, chunks[k]) for k in dirty if k in chunks], [k for k in dirty if k not in chunks])
+        got_io = inc_io.patch([(k, io.get(k)) for k in dirty_io], inc.held_delta)
+        inc.held_delta = {}
+        key = lambda pc: pc.chunk   # noqa: E731
+        assert inc.by_file.keys() == full.by_file.keys(), step
+        for fk, lst in full.by_file.items():
+            assert sorted(inc.by_file[fk], key=key) == sorted(lst, key=key), (step, fk)
+        assert {fk: type(t) for fk, t in inc.packed.items()} == \
+            {fk: type(t) for fk, t in full.packed.items()}, step
+        row = lambda f: (f.dev, f.ino, f.cgroup_id)   # noqa: E731
+        assert sorted(got_io, key=row) == sorted(want_io, key=row), step
+        assert inc_io.held() == full_io.held() == _held_from_scratch(chunks), step
+        assert inc_io.n_entries == full_io.n_entries == len(io), step
+        assert inc_io.no_entry() == full_io.no_entry() == set(inc_io.out.keys()) - set(io), step
+        assert inc_io.changed == {k for k in before_io.keys() | inc_io.out.keys()
+                                  if inc_io.out.get(k) is not before_io.get(k)}, step
+        assert dict(inc_io.out) == dict(full_io.out)
