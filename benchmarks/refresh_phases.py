@@ -8,6 +8,9 @@ method of the Aggregator, and some of the functions they call, is wrapped
 in a timer (time.process_time); the figures are per refresh, the timers'
 own cost included (a few ms at 1 %: the total is above bench_refresh.py's).
 Indented lines are parts of a phase (named in brackets) or of build_model.
+--per-image N: N containers mount each image (synthetic_node's
+CONTAINERS_PER_IMAGE, 4 by default): a content group holds ~N copies, so a
+dirty group costs ~N members' work (docs/performance.md, issue 11).
 
 Run:  .venv/bin/python benchmarks/refresh_phases.py --files 250000 --containers 1000 --churn 1
 """
@@ -18,6 +21,7 @@ import sys
 import time
 
 import benchlib
+import synthetic_node
 from synthetic_node import SyntheticNode
 
 import erofs_top.aggregate as agg_mod
@@ -39,6 +43,8 @@ def _body(args) -> dict:
     spent: dict[str, float] = {}
     for owner, name, label in PHASES + PARTS:
         benchlib.wrap_timed(owner, name, label, spent)
+    if args.per_image:
+        synthetic_node.CONTAINERS_PER_IMAGE = args.per_image
     node = SyntheticNode(args.files, args.containers)
     agg = agg_mod.Aggregator(recheck_slices=0)
     total, changed = 0.0, 0
@@ -54,7 +60,8 @@ def _body(args) -> dict:
         agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
         total += time.process_time() - t if step >= 2 else 0.0
     n = args.steps
-    print(f"{args.files} files x {args.containers} containers, {args.churn:g} % churn: "
+    print(f"{args.files} files x {args.containers} containers "
+          f"({synthetic_node.CONTAINERS_PER_IMAGE} per image), {args.churn:g} % churn: "
           f"{total / n * 1e3:.1f} ms CPU per refresh (timers included), "
           f"{changed / n:.0f} files changed per refresh (means of {n} refreshes)")
     for _, _, label in PHASES + PARTS:
@@ -64,7 +71,11 @@ def _body(args) -> dict:
 
 
 def main() -> int:
-    return benchlib.bench_main(__doc__, lambda ap: benchlib.add_phase_args(ap, 6), _body, root=False)
+    def add_args(ap) -> None:
+        benchlib.add_phase_args(ap, 6)
+        ap.add_argument("--per-image", type=int, default=0,
+                        help="containers per image (0: synthetic_node's default, 4)")
+    return benchlib.bench_main(__doc__, add_args, _body, root=False)
 
 
 if __name__ == "__main__":
