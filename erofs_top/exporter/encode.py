@@ -18,6 +18,7 @@ them on Models with hostile names, for every format).
 from __future__ import annotations
 
 import zlib
+from operator import itemgetter
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
@@ -38,6 +39,19 @@ def go_float(v) -> str:
         digits = str(v)
         return f"{f'{digits[0]}.{digits[1:]}0'.rstrip('0.')}e+{len(digits) - 1:02d}"
     return floatToGoString(v)
+
+
+def line_end(v) -> str:
+    """A sample line after its prefix: f" {go_float(v)}\\n" in one call."""
+    if type(v) is int and -_EXACT_INT < v < _EXACT_INT:
+        if v < 1_000_000:
+            return f" {v}.0\n"
+        digits = str(v)
+        return f" {f'{digits[0]}.{digits[1:]}0'.rstrip('0.')}e+{len(digits) - 1:02d}\n"
+    return f" {floatToGoString(v)}\n"
+
+
+_SECOND = itemgetter(1)
 
 
 class Labels(dict):
@@ -165,25 +179,28 @@ class LineCache:
 
     def _columns(self, metric: Columns, header: str, hkey: tuple) -> str | None:
         """The lines of a Columns family, or None if one is not a kept prefix
-        and its value: per series its kept prefix (found by its Labels'
-        identity, as in _metric) and its value, no Sample objects read."""
+        and its value: per series its kept prefix, found by its Labels'
+        identity as in _metric (an entry holds its Labels, so an id found
+        is that Labels'), then its value; in bulk, no Sample objects read."""
         name = metric.sample_name
         ident = self.by_ident.setdefault((hkey[:2], name), {})
-        lines = [header]
-        append = lines.append
-        for labels, value in zip(metric.labels, metric.values):
-            hit = ident.get(id(labels))
-            if hit is None or hit[0] is not labels:
+        hits = list(map(ident.get, map(id, metric.labels)))
+        if None in hits:
+            for i, labels in enumerate(metric.labels):
+                if hits[i] is not None:
+                    continue
                 if type(labels) is not Labels:
                     return None     # a dict that may change: not found by identity
-                prefix = self._prefix_of(metric, header, Sample(name, labels, value, None, None),
-                                         hkey)
+                s = Sample(name, labels, metric.values[i], None, None)
+                prefix = self._prefix_of(metric, header, s, hkey)
                 if prefix is None:
                     return None
-                hit = ident[id(labels)] = (labels, prefix)
+                hits[i] = ident[id(labels)] = (labels, prefix)
                 self.n_ident += 1
-            append(f"{hit[1]} {go_float(value)}\n")
-        return "".join(lines)
+        parts = [header] * (2 * len(hits) + 1)
+        parts[1::2] = map(_SECOND, hits)
+        parts[2::2] = map(line_end, metric.values)
+        return "".join(parts)
 
     def _prefix_of(self, metric: Metric, header: str, s, hkey: tuple) -> str | None:
         """The kept prefix of sample s (by its labels' values), made if new."""
