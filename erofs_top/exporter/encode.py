@@ -14,6 +14,12 @@ exemplars, a sample name the format writes elsewhere, a line that does not
 end in its value) is encoded by the encoder as a whole metric.  The body is
 byte for byte the encoder's (tests/unit/test_exporter_encode.py compares
 them on Models with hostile names, for every format).
+
+A ``Columns`` family (FamilyBuilder's per-container and per-mount ones:
+~15,000 of a node's ~15,300 samples) holds its samples as two columns, kept
+Labels and values, and LineCache writes its lines from them in bulk: no
+Sample objects made or read.  ``chunks()`` gives the body in pieces, which
+``gzip_chunks`` compresses without the whole body made first.
 """
 from __future__ import annotations
 
@@ -125,6 +131,7 @@ class LineCache:
         # dict is kept with its line, so its id is not reused while there
         self.by_ident: dict[tuple, dict[int, tuple]] = {}
         self.n_ident = 0
+        self.encoded_whole = 0      # metrics of the last body the encoder wrote whole
 
     def __call__(self, registry) -> bytes:
         return "".join(self.chunks(registry)).encode("utf-8")
@@ -134,9 +141,14 @@ class LineCache:
         what gzip_chunks compresses without the whole body made first."""
         if len(self.prefixes) > MAX_KEPT or self.n_ident > MAX_KEPT:
             self.prefixes, self.by_ident, self.n_ident = {}, {}, 0
+        self.encoded_whole = 0
         out = [self._metric(metric) for metric in registry.collect()]
         out.append(self.trailer)
         return out
+
+    def _whole(self, metric: Metric) -> str:
+        self.encoded_whole += 1
+        return self._encode(metric)
 
     def _encode(self, metric: Metric) -> str:
         body = self.encoder(_Only([metric])).decode("utf-8")
@@ -151,13 +163,13 @@ class LineCache:
             header = self.headers[hkey] = self._encode(_bare(metric, []))
         if type(metric) is Columns:
             text = self._columns(metric, header, hkey)
-            return self._encode(metric) if text is None else text
+            return self._whole(metric) if text is None else text
         lines = [header]
         name = ident = None
         for s in metric.samples:
             if s.timestamp is not None or s.exemplar is not None or s.value is None \
                     or getattr(s, "native_histogram", None) is not None:
-                return self._encode(metric)      # not one line ending in its value
+                return self._whole(metric)       # not one line ending in its value
             labels = s.labels
             if type(labels) is Labels:
                 if s.name is not name:
@@ -168,12 +180,13 @@ class LineCache:
                     prefix = hit[1]
                 else:
                     prefix = self._prefix_of(metric, header, s, hkey)
-                    ident[id(labels)] = (labels, prefix)
-                    self.n_ident += 1
+                    if prefix is not None:      # (_columns takes every entry's prefix)
+                        ident[id(labels)] = (labels, prefix)
+                        self.n_ident += 1
             else:
                 prefix = self._prefix_of(metric, header, s, hkey)
             if prefix is None:
-                return self._encode(metric)
+                return self._whole(metric)
             lines.append(f"{prefix} {go_float(s.value)}\n")
         return "".join(lines)
 

@@ -28,7 +28,6 @@ from typing import Iterable
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     InfoMetricFamily, Metric)
-from prometheus_client.samples import Sample
 
 from erofs_top.model import TIER_SNAPSHOT, Container, Model
 from erofs_top.names import display
