@@ -287,8 +287,9 @@ def test_builder_bodies_taken_apart_and_gzip_chunks(accept):
     builder, col = FamilyBuilder(), ModelMetrics()
     reg = CollectorRegistry(auto_describe=False)
     reg.register(col)
-    for step in range(5):
-        col.publish(builder.build(_model(rng, rng.randrange(1, 30)), ExporterStatus()))
+    for step in range(5):       # step 0: no containers (families with no samples)
+        n = rng.randrange(1, 30) if step else 0
+        col.publish(builder.build(_model(rng, n), ExporterStatus()))
         packed = gzip_chunks(cached.chunks(reg), 1)
         assert cached.encoded_whole == 0, (accept, step)
         assert gzip.decompress(packed) == encoder(reg), (accept, step)
