@@ -28,12 +28,11 @@ from typing import Iterable
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     InfoMetricFamily, Metric)
-from prometheus_client.samples import Sample
 
 from erofs_top.model import TIER_SNAPSHOT, Container, Model
 from erofs_top.names import display
 
-from .encode import Labels
+from .encode import Columns, Labels
 
 PREFIX = "erofs_top_"
 CONTAINER_LABELS = ("namespace", "pod", "container", "id")
@@ -408,45 +407,41 @@ class FamilyBuilder:
         out: list[Metric] = []
         rows, infos, aggregated = self._container_rows(model)
         info = _family("container")
-        for labels in infos:
-            # (InfoMetricFamily.add_metric's sample, the kept Labels as they are)
-            info.samples.append(Sample(info.name + "_info", labels, 1, None))
-        out.append(info)
-        # one labels dict per row for all its samples (add_metric makes one
-        # per sample; the encoder then takes each dict's labels apart once)
+        out.append(Columns(info, info.name + "_info", infos, [1] * len(infos)))
+        # one kept Labels per row for all its samples; a family is two columns
+        # (Columns: no Sample objects; the encoder keeps each series' line)
         labels = [self._series_labels(CONTAINER_LABELS, row.labels) for row in rows]
-        for i, (_, key) in enumerate(CONTAINER_GAUGES):
+        gauges = list(zip(*[row.gauges for row in rows])) or [()] * len(CONTAINER_GAUGES)
+        for (_, key), values in zip(CONTAINER_GAUGES, gauges):
             fam = _family(key)
-            name = fam.name
-            fam.samples = [Sample(name, d, row.gauges[i], None) for row, d in zip(rows, labels)]
-            out.append(fam)
+            out.append(Columns(fam, fam.name, labels, values))
         if events:
-            fams = [_family(key) for _, key in CONTAINER_COUNTERS]
-            names = [fam.name + "_total" for fam in fams]      # (CounterMetricFamily's)
-            for row, d in zip(rows, labels):
-                for fam, name, value in zip(fams, names, self.container_counters.value(row.labels)):
-                    fam.samples.append(Sample(name, d, value, None, None))
-            out.extend(fams)
+            value = self.container_counters.value
+            counts = (list(zip(*[value(row.labels) for row in rows]))
+                      or [()] * len(CONTAINER_COUNTERS))
+            for (_, key), values in zip(CONTAINER_COUNTERS, counts):
+                fam = _family(key)
+                out.append(Columns(fam, fam.name + "_total", labels, values))   # (CounterMetricFamily's)
         return out, aggregated
 
     def _mount_families(self, model: Model) -> list[Metric]:
         """Per mount: current ones only; a bind mount of one superblock is listed once."""
         mounts = [m for m in model.mounts if not m.gone]
-        minfo = _family("mount")
-        info_name = minfo.name + "_info"
-        fams = [_family(k) for k, _ in MOUNT_GAUGES]
-        samples: list[list[Sample]] = [fam.samples for fam in fams]
-        names = [fam.name for fam in fams]
+        series, infos = self._series_labels, []
+        labels = []
         for m in mounts:
-            labels = (m.dev, m.image_id, display(m.volume_name))
-            minfo.samples.append(Sample(info_name, self._series_labels(MOUNT_INFO_LABELS, (
-                *labels, m.backing, _bool(m.inode_share), _bool(m.directio),
-                _bool(m.ishare_xattrs), _bool(m.compressed), m.layer_digest, m.snapshot_id)),
-                1, None))
-            d = self._series_labels(MOUNT_LABELS, labels)
-            for into, name, value in zip(samples, names, _MOUNT_VALUES(m)):
-                into.append(Sample(name, d, value, None))
-        return [minfo, *fams]
+            values = (m.dev, m.image_id, display(m.volume_name))
+            infos.append(series(MOUNT_INFO_LABELS, (
+                *values, m.backing, _bool(m.inode_share), _bool(m.directio),
+                _bool(m.ishare_xattrs), _bool(m.compressed), m.layer_digest, m.snapshot_id)))
+            labels.append(series(MOUNT_LABELS, values))
+        minfo = _family("mount")
+        out: list[Metric] = [Columns(minfo, minfo.name + "_info", infos, [1] * len(infos))]
+        columns = list(zip(*map(_MOUNT_VALUES, mounts))) or [()] * len(MOUNT_GAUGES)
+        for (key, _), values in zip(MOUNT_GAUGES, columns):
+            fam = _family(key)
+            out.append(Columns(fam, fam.name, labels, values))
+        return out
 
     @staticmethod
     def _image_families(model: Model) -> list[Metric]:

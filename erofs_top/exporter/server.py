@@ -11,7 +11,6 @@ successful refresh is older than ``stale_after`` intervals.
 from __future__ import annotations
 
 import gc
-import gzip
 import ipaddress
 import socket
 import sys
@@ -27,7 +26,7 @@ from erofs_top import heap
 from erofs_top.aggregate import FREEZE
 from erofs_top.model import TIER_SNAPSHOT, Model
 
-from .encode import LineCache
+from .encode import LineCache, gzip_chunks
 from .metrics import ExporterStatus, FamilyBuilder, ModelMetrics
 
 
@@ -237,9 +236,11 @@ class Exporter:
 
     def _render(self, content_type: str, gz: bool) -> bytes:
         started = time.perf_counter()
-        body = self._encoders[content_type](self.registry)
-        if gz:
-            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+        encode = self._encoders[content_type]
+        if gz:          # compressed from the pieces: the plain body is never made
+            body = gzip_chunks(encode.chunks(self.registry), GZIP_LEVEL)
+        else:
+            body = encode(self.registry)
         self.collector.scrape_done(started)
         return body
 

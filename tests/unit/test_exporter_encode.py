@@ -195,3 +195,101 @@ def test_go_float_is_floattogostring():
             values += [v, -v, v * 4096]
     for v in values:
         assert go_float(v) == floatToGoString(v), v
+
+
+def test_line_end_is_floattogostring():
+    """encode.line_end(v) is the end of a sample line, " <value>\\n", as
+    prometheus-client writes the value (the same values as go_float's test)."""
+    from prometheus_client.utils import floatToGoString
+
+    from erofs_top.exporter.encode import line_end
+    rng = random.Random(12)
+    values = [0, 1, -1, 999_999, 1_000_000, 1_000_001, 123456789, 2 ** 53 - 1, 2 ** 53,
+              -(2 ** 53) + 1, 10 ** 16, 10 ** 20, -10 ** 7, True, False, 0.5, -0.0, 1.5e7,
+              float("inf"), float("-inf"), float("nan")]
+    values += [rng.getrandbits(bits) * m for bits in range(1, 70) for m in (1, -1, 4096)]
+    for v in values:
+        assert line_end(v) == f" {floatToGoString(v)}\n", v
+
+
+def test_columns_samples_are_the_columns():
+    """Columns.samples: the Sample list an encoder reads, made from the
+    columns at every read (changing it changes nothing; it cannot be set)."""
+    from prometheus_client.samples import Sample
+
+    from erofs_top.exporter.encode import Columns
+    like = CounterMetricFamily("cols_things", "help", labels=["k"])
+    a, b = Labels(k="a"), Labels(k="b")
+    fam = Columns(like, "cols_things_total", [a, b], (3, 4.5))
+    want = [Sample("cols_things_total", a, 3, None, None),
+            Sample("cols_things_total", b, 4.5, None, None)]
+    assert fam.samples == want and (fam.name, fam.type) == ("cols_things", "counter")
+    fam.samples.append(want[0])
+    assert fam.samples == want
+    with pytest.raises(AttributeError):
+        fam.samples = []
+    with pytest.raises(ValueError):
+        Columns(like, "cols_things_total", [a], (1, 2))
+
+
+class _Cols:
+    """Columns families over kept Labels, series coming and going, values
+    on both sides of go_float's bounds and odd floats; one family's labels
+    are plain dicts (encoded whole), one shares another's Labels."""
+
+    def __init__(self):
+        self.step = 0
+        self.kept = {}
+
+    def collect(self):
+        from erofs_top.exporter.encode import Columns
+        live = [i for i in range(12) if (i + self.step) % 4]
+        self.kept = {i: self.kept.get(i) or Labels(k=f"v{i}", odd=ODD[i % len(ODD)])
+                     for i in live}
+        labels = [self.kept[i] for i in live]
+        rng = random.Random(self.step)      # the same values at every collect of a step
+        pool = [0, 7, 999_999, 1_000_000, 4096 * 250_000, 2 ** 53 + 1, -0.0, 0.25,
+                float("nan"), float("inf"), True]
+        g = GaugeMetricFamily("cols_g", "gauge \\ help\n", labels=["k", "odd"])
+        yield Columns(g, "cols_g", labels, [rng.choice(pool) for _ in labels])
+        c = CounterMetricFamily("cols_c", "counter", labels=["k", "odd"])
+        yield Columns(c, "cols_c_total", labels, [rng.randrange(1 << 45) for _ in labels])
+        plain = GaugeMetricFamily("cols_plain", "plain dicts", labels=["k"])
+        yield Columns(plain, "cols_plain", [{"k": f"p{i}"} for i in live], list(live))
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+def test_columns_bodies_equal_the_encoders(accept):
+    """A Columns family's lines, from kept prefixes and its values, are the
+    encoder's; a family of plain dicts is handed to the encoder whole."""
+    cols = _Cols()
+    encoder, _ = choose_encoder(accept)
+    cached = LineCache(encoder)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(cols)
+    for step in range(6):
+        cols.step = step
+        got = cached(reg)
+        assert got == encoder(reg), (accept, step)
+        assert cached.encoded_whole == 1, (accept, step)       # cols_plain only
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+def test_builder_bodies_taken_apart_and_gzip_chunks(accept):
+    """FamilyBuilder's families are all taken apart (none encoded whole),
+    and gzip_chunks of the body's pieces decompresses to the body."""
+    import gzip
+
+    from erofs_top.exporter.encode import gzip_chunks
+    rng = random.Random(accept + "gz")
+    encoder, _ = choose_encoder(accept)
+    cached = LineCache(encoder)
+    builder, col = FamilyBuilder(), ModelMetrics()
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(col)
+    for step in range(5):       # step 0: no containers (families with no samples)
+        n = rng.randrange(1, 30) if step else 0
+        col.publish(builder.build(_model(rng, n), ExporterStatus()))
+        packed = gzip_chunks(cached.chunks(reg), 1)
+        assert cached.encoded_whole == 0, (accept, step)
+        assert gzip.decompress(packed) == encoder(reg), (accept, step)
