@@ -77,8 +77,8 @@ class Labels(dict):
 class Columns(Metric):
     """A metric family of one sample name whose samples are two columns: the
     series' kept Labels and their values (no Sample objects made).  LineCache
-    writes its lines from the columns, with the text of each series' value
-    kept while the value stays the same int; ``samples`` makes the Sample
+    writes its lines from the columns (each value formatted anew: most change
+    from one refresh to the next); ``samples`` makes the Sample
     list anew at every read (prometheus-client's encoders, tests), so the
     columns stay the one truth: ``samples`` cannot be assigned, and changing
     the list it returns changes nothing.  Made from a family of the kind
