@@ -283,8 +283,17 @@ class Aggregator:
                 if e is not None:
                     self._put(key, None)
                     changed.add(key)
-            elif e is None or not same_input(e.input, pcs):
+            elif e is None:
                 self._put(key, self._chunk_entry(key, pcs))
+                changed.add(key)
+            elif not same_input(e.input, pcs):
+                # _put of a rebuilt entry (same key: same dev and ino), inline:
+                # it keeps the old one's index state, resolution and content key
+                new = self._chunk_entry(key, pcs)
+                new.size_idx, new.ckey_idx, new.contrib = e.size_idx, e.ckey_idx, e.contrib
+                new.mount, new.info, new.content_key = e.mount, e.info, e.content_key
+                del entries[key]            # (_put's order: the key moves to the end)
+                entries[key] = new
                 changed.add(key)
             else:
                 e.input = None if self.lean_input else pcs
