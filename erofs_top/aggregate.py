@@ -34,8 +34,8 @@ from .entries import (NONE, Entry, SharedEntry, _any_chunk_entry, _many_owner_en
                       duplicate_group_part, group_chunks, same_input, shared_entry,
                       size_group_keys)
 from .model import Health, MapUsage, Model
-from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings,
-                           replayed_savings, stage_groups)
+from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, has_page_maps,
+                           node_savings, replayed_savings, stage_groups)
 from .read_replay import ReadLog
 from .readings import Readings
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
@@ -768,9 +768,10 @@ class Aggregator:
             cache.put_new(((gid, mergeable[gid[0]][gid[1]], part)
                            for gid, part in self.dirty_groups.items()), content)
         else:
-            mergeable = self.mergeable
-            cache.put_many(((gid, _group_at(mergeable, gid), part)
-                            for gid, part in self.dirty_groups.items()), content)
+            put, mergeable, maps = cache.put, self.mergeable, has_page_maps(content)
+            for gid, part in self.dirty_groups.items():
+                groups = mergeable.get(gid[0], ())
+                put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part, maps)
         self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
                         key=_ORDER)
@@ -954,12 +955,6 @@ def _split_content_groups(by_ckey: dict, keys: list[tuple], members: list[Entry]
             parts[ck][1].append(e)
     for ck, (ks, sorted_members) in parts.items():
         _add_content_group(by_ckey, ck, ks, sorted_members)
-
-
-def _group_at(mergeable: dict, gid: tuple) -> list[Entry] | None:
-    """Mergeable group gid = (content key, i), None when gone."""
-    groups = mergeable.get(gid[0], ())
-    return groups[gid[1]] if gid[1] < len(groups) else None
 
 
 def _key(e: Entry) -> tuple:

@@ -208,48 +208,12 @@ class GroupCache:
         self.unmapped = 0
         self.with_maps: set[tuple] = set()      # gids of the groups with cache page maps
 
-    def put_many(self, groups: Iterable[tuple[tuple, list[Entry] | None, tuple | None]],
-                 content: ContentResolver) -> None:
-        """put(gid, members, content, part) of each (gid, members, part); the
-        parts of the groups with only a rebuild part, before and after, are
-        moved in one go at the end (_move_parts): the same sums."""
-        maps, moved, put = has_page_maps(content), [], self.put
-        for gid, members, part in groups:
-            put(gid, members, content, part, maps, moved)
-        if moved:
-            self._move_parts(moved)
-
-    def _move_parts(self, moved: list[tuple[tuple | None, tuple]]) -> None:
-        """_move_part (or _add_part of a part without a previous one) of
-        each (old, new) rebuild part, in C but for a step per (key, count):
-        every old count out, every new one in, the zeros dropped after."""
-        total = self.file_part["rebuild"]
-        olds = [a for a, _ in moved if a is not None]
-        news = [b for _, b in moved]
-        total.file_pages += sum(map(itemgetter(0), news)) - sum(map(itemgetter(0), olds))
-        total.image_pages += sum(map(itemgetter(1), news)) - sum(map(itemgetter(1), olds))
-        total.compressed_pages += sum(map(itemgetter(2), news)) - sum(map(itemgetter(2), olds))
-        total.now_file_pages += sum(map(itemgetter(3), news)) - sum(map(itemgetter(3), olds))
-        for mine, i in ((total.by_cgroup, 4), (total.by_dev, 5)):
-            get = mine.get
-            it = iter(chain.from_iterable(map(itemgetter(i), olds)))
-            for k, v in zip(it, it):
-                mine[k] = get(k, 0) - v
-            it = iter(chain.from_iterable(map(itemgetter(i), news)))
-            for k, v in zip(it, it):
-                mine[k] = get(k, 0) + v
-            for k in [k for k, v in mine.items() if not v]:     # _add_flat keeps no zero
-                del mine[k]
-
     def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver,
-            part: tuple | None = None, maps: bool | None = None,
-            moved: list | None = None) -> None:
+            part: tuple | None = None, maps: bool | None = None) -> None:
         """Keep (members None: drop) group ``gid``.  ``part``: its "rebuild"
         file part when the caller counted it already (entries.duplicate_group_part:
         stock copies only, none fingerprinted, so the other stages are empty).
-        ``maps``: has_page_maps(content), when the caller knows it (many puts);
-        ``moved``: a rebuild-only group's (old part, new part) is appended
-        there, not summed (put_many sums them all at the end)."""
+        ``maps``: has_page_maps(content), when the caller knows it (many puts)."""
         groups = self.groups
         old = groups.pop(gid, None)
         if old is not None and old[3]:
@@ -270,9 +234,7 @@ class GroupCache:
                                (part, None, None), False, 0, devs)
                 self.unmapped -= old[4]
                 if was is not part and was != part:
-                    if moved is not None:
-                        moved.append((was, part))
-                    elif was is None:
+                    if was is None:
                         _add_part(self.file_part["rebuild"], part, +1)
                     else:
                         _move_part(self.file_part["rebuild"], was, part)
