@@ -27,14 +27,15 @@ import gc
 import heapq
 from operator import attrgetter
 
-from .attribution import Accumulators, Contribution, IoSums, add_to_set, owner_contributions
+from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
+                          owner_contributions)
 from .entries import (NONE, Entry, SharedEntry, _any_chunk_entry, _many_owner_entry,
                       _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry,
                       size_group_keys)
 from .model import Health, MapUsage, Model
-from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, node_savings,
-                           replayed_savings, stage_groups)
+from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, has_page_maps,
+                           node_savings, replayed_savings, stage_groups)
 from .read_replay import ReadLog
 from .readings import Readings
 from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentResolver,
@@ -282,8 +283,17 @@ class Aggregator:
                 if e is not None:
                     self._put(key, None)
                     changed.add(key)
-            elif e is None or not same_input(e.input, pcs):
+            elif e is None:
                 self._put(key, self._chunk_entry(key, pcs))
+                changed.add(key)
+            elif not same_input(e.input, pcs):
+                # _put of a rebuilt entry (same key: same dev and ino), inline:
+                # it keeps the old one's index state, resolution and content key
+                new = self._chunk_entry(key, pcs)
+                new.size_idx, new.ckey_idx, new.contrib = e.size_idx, e.ckey_idx, e.contrib
+                new.mount, new.info, new.content_key = e.mount, e.info, e.content_key
+                del entries[key]            # (_put's order: the key moves to the end)
+                entries[key] = new
                 changed.add(key)
             else:
                 e.input = None if self.lean_input else pcs
@@ -676,6 +686,7 @@ class Aggregator:
             self._attribute_all(touched)
             return
         live = 0
+        ranked = ranking.valid
         for key in self._in_order(touched):
             e = held = entries.get(key)
             if e is None:
@@ -683,6 +694,20 @@ class Aggregator:
                 if held is None:
                     continue
             old = held.contrib
+            if type(old) is OwnerContribution and e is not None:
+                row = old.renewed_row(e)
+                if row is not None:     # the usual file still: its row replaced in place
+                    was = old.cg_sums
+                    if row is not was:
+                        acc.move_row(old.mount, row[0], row[1] - was[1], row[2] - was[2])
+                        if ranked:
+                            ranking.drop(key, old.rank)
+                        old.cg_sums = row
+                        if ranked:
+                            ranking.offer(key, old.rank)
+                    else:
+                        acc.move_row(old.mount, row[0], 0, 0)
+                    continue
             c = held.contrib = Contribution(e) if e is not None and e.union else None
             live += (c is not None) - (old is not None)
             if old is not None:
@@ -690,12 +715,14 @@ class Aggregator:
                     acc.replace(old, c)         # apply(old, -1), apply(c, +1)
                 else:
                     acc.apply(old, -1)
-                ranking.drop(key, old.rank)
+                if ranked:
+                    ranking.drop(key, old.rank)
                 special.discard(key)
             elif c is not None:
                 acc.apply(c, +1)
             if c is not None:
-                ranking.offer(key, c.rank)
+                if ranked:
+                    ranking.offer(key, c.rank)
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
         self.files_live += live
@@ -741,9 +768,10 @@ class Aggregator:
             cache.put_new(((gid, mergeable[gid[0]][gid[1]], part)
                            for gid, part in self.dirty_groups.items()), content)
         else:
+            put, mergeable, maps = cache.put, self.mergeable, has_page_maps(content)
             for gid, part in self.dirty_groups.items():
-                groups = self.mergeable.get(gid[0], ())
-                cache.put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part)
+                groups = mergeable.get(gid[0], ())
+                put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part, maps)
         self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
                         key=_ORDER)

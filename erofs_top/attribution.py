@@ -174,6 +174,20 @@ class OwnerContribution(_Sums):
         self.mount = e.mount
         self.dev, self.ino = e.dev, e.ino
 
+    def renewed_row(self, e: Entry) -> tuple | None:
+        """The cg_sums OwnerContribution(e) would have, when the file's new
+        entry ``e`` makes one (the usual kind still) on the same mount
+        object, of the same cgroup: the caller then keeps this object with
+        the row replaced (Accumulators.move_row).  None for any other entry."""
+        union, d, row = e.union, e.dup, self.cg_sums
+        if (e.owner != row[0] or e.mount is not self.mount or self.mount is None or e.seeded
+                or e.shared_mapping or not union or (d and d is not union)):
+            return None
+        r = sum(map(_bit_count, union.values()))
+        if r == row[1] and (r if d else 0) == row[2]:
+            return row
+        return _interned((row[0], r, r if d else 0, 0))
+
     @property
     def resident(self) -> int:
         return self.cg_sums[1]
@@ -270,6 +284,9 @@ class Accumulators:
         self._img_devs: dict[tuple, set[int]] = {}
 
     def apply(self, c: Contribution, sign: int) -> None:
+        if type(c) is OwnerContribution:
+            self._apply_owner(c, sign)
+            return
         cgs = self.cg
         is_shared = c.shared_pages > 0
         for cg, res, dup, seeded in c.per_cg():
@@ -302,6 +319,50 @@ class Accumulators:
         self.dup += sign * c.dup
         self.seeded += sign * c.seeded
         self.shared += sign * c.shared_pages
+
+    def _apply_owner(self, c: OwnerContribution, sign: int) -> None:
+        """apply() of the usual file's contribution: one cgroup (its one
+        row of cg_sums), nothing seeded, no shared page, no user."""
+        cg, res, dup, _ = c.cg_sums
+        cgs = self.cg
+        a = cgs.get(cg)
+        if a is None:
+            a = cgs[cg] = CgroupAcc()
+        a.resident += sign * res
+        a.dup += sign * dup
+        a.files += sign
+        a.fair_pages += sign * res
+        if sign < 0 and a.files == 0 and a.uses == 0:
+            del cgs[cg]
+        if c.mount is not None:
+            self._apply_mount(c, sign, False)
+        self.resident += sign * res
+        self.dup += sign * dup
+
+    def move_row(self, m, cg: int, dr: int, dd: int) -> None:
+        """replace(old, new) of two OwnerContributions of one file on mount
+        ``m`` (both), of cgroup ``cg`` (both), whose resident pages moved by
+        ``dr`` and duplicate pages by ``dd``: what replace() does for them."""
+        dev = m.dev
+        if self.mounts.get(dev) is not m:
+            self.mounts[dev] = m
+            self._readers_dirty.add(dev)
+        if not (dr or dd):
+            return
+        a = self.cg[cg]
+        a.resident += dr
+        a.dup += dd
+        a.fair_pages += dr
+        h = self.holders[dev][cg]
+        h[0] += dr
+        h[1] += dd
+        self.dirty_pairs.add((dev, cg))
+        if dr:
+            self.mount_resident[dev] += dr
+            self.resident += dr
+        if dd:
+            self.mount_dup[dev] += dd
+            self.dup += dd
 
     def replace(self, old: Contribution, new: Contribution) -> None:
         """apply(old, -1) then apply(new, +1).  The usual case (a file's
@@ -695,21 +756,7 @@ class IoSums:
     def update(self, readings) -> None:
         by_key, changed = readings.io_by_key, readings.changed_io
         if by_key is not None and changed is not None and self.keyed:
-            rows, groups, group_of = self.rows, self.by_group, self.group_of
-            for k in changed:
-                old, new = rows.get(k), by_key.get(k)
-                if old is not new:
-                    if old is not None and new is not None and group_of(old) == group_of(new):
-                        v = groups[group_of(new)]   # a row that moved: _add(old, -1), _add(new, +1)
-                        v[0] += new.inserted_pages - old.inserted_pages
-                        v[1] += new.evicted_pages - old.evicted_pages
-                        v[2] += new.readahead_pages - old.readahead_pages
-                        v[3] += new.read_folio_count - old.read_folio_count
-                        continue
-                    if old is not None:
-                        self._add(old, -1)
-                    if new is not None:
-                        self._add(new, +1)
+            self._update_changed(by_key, changed)
             self.rows = by_key      # equal to the old rows with the changed keys put in
         elif by_key is not None:
             self.rows, self.keyed, self.by_group = by_key, True, {}   # a dict or a view
@@ -719,6 +766,30 @@ class IoSums:
             if self.keyed:
                 self.rows, self.keyed, self.by_group = {}, False, {}
             self._update_by_id(readings.io)
+
+    def _update_changed(self, by_key, changed) -> None:
+        """The keyed rows: only the changed keys' (old, new) pairs, fetched
+        in C; a row that moved within its group moves the group's counts by
+        the difference (_add(old, -1), _add(new, +1))."""
+        groups, group_of = self.by_group, self.group_of
+        keys = list(changed)
+        olds, news = map(self.rows.get, keys), map(by_key.get, keys)
+        for old, new in zip(olds, news):
+            if old is new:
+                continue
+            if old is not None and new is not None:
+                g = group_of(new)
+                if group_of(old) == g:
+                    v = groups[g]
+                    v[0] += new.inserted_pages - old.inserted_pages
+                    v[1] += new.evicted_pages - old.evicted_pages
+                    v[2] += new.readahead_pages - old.readahead_pages
+                    v[3] += new.read_folio_count - old.read_folio_count
+                    continue
+            if old is not None:
+                self._add(old, -1)
+            if new is not None:
+                self._add(new, +1)
 
     def _update_by_id(self, io: list) -> None:
         # ids of live objects are unique and 16-aligned: id >> 4 hashes evenly

@@ -132,12 +132,15 @@ def _move_part(total: Savings, a: tuple, b: tuple) -> None:
             _add_flat(mine, fa, -1)
             _add_flat(mine, fb, +1)
             continue
-        diff = []                   # the same keys: (k, change) where it changed
-        for i in range(0, len(fb), 2):
-            d = fb[i + 1] - fa[i + 1]
+        for i in range(1, len(fb), 2):     # the same keys: each count that changed moves
+            d = fb[i] - fa[i]
             if d:
-                diff += (fb[i], d)
-        _add_flat(mine, tuple(diff), +1)
+                k = fb[i - 1]
+                n = mine.get(k, 0) + d
+                if n:
+                    mine[k] = n
+                else:
+                    mine.pop(k, None)
 
 
 def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, list[Copy]]:
@@ -206,25 +209,47 @@ class GroupCache:
         self.with_maps: set[tuple] = set()      # gids of the groups with cache page maps
 
     def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver,
-            part: tuple | None = None) -> None:
+            part: tuple | None = None, maps: bool | None = None) -> None:
         """Keep (members None: drop) group ``gid``.  ``part``: its "rebuild"
         file part when the caller counted it already (entries.duplicate_group_part:
-        stock copies only, none fingerprinted, so the other stages are empty)."""
-        old = self.groups.pop(gid, None)
-        if old is not None:
+        stock copies only, none fingerprinted, so the other stages are empty).
+        ``maps``: has_page_maps(content), when the caller knows it (many puts)."""
+        groups = self.groups
+        old = groups.pop(gid, None)
+        if old is not None and old[3]:
             self.with_maps.discard(gid)
         if not members:
             if old is not None:
                 self._account(old, -1)
             return
-        first = members[0]
-        order = (first.dev, first.ino, first.shared_mapping)
-        if part is not None and not has_page_maps(content):
+        if part is not None and not (has_page_maps(content) if maps is None else maps):
             # no copy needed: no cache page map, no compressed copy left unmapped
-            new = (order, None, (part, None, None), False, 0, tuple(map(_dev_of, members)))
+            devs = tuple(map(_dev_of, members))
+            if old is not None and old[1] is None and old[2][1] is None and old[2][2] is None:
+                # a group that had only its rebuild part too (the usual one):
+                # the part and the devs move, nothing else is kept
+                was = old[2][0]
+                first = members[0]
+                groups[gid] = ((first.dev, first.ino, first.shared_mapping), None,
+                               (part, None, None), False, 0, devs)
+                self.unmapped -= old[4]
+                if was is not part and was != part:
+                    if was is None:
+                        _add_part(self.file_part["rebuild"], part, +1)
+                    else:
+                        _move_part(self.file_part["rebuild"], was, part)
+                if old[5] != devs:
+                    self._count_devs(old[5], -1)
+                    self._count_devs(devs, +1)
+                return
+            first = members[0]
+            new = ((first.dev, first.ino, first.shared_mapping), None, (part, None, None),
+                   False, 0, devs)
         else:
-            new = self._made(order, stage_groups(members, content), part)
-        self.groups[gid] = new
+            first = members[0]
+            new = self._made((first.dev, first.ino, first.shared_mapping),
+                             stage_groups(members, content), part)
+        groups[gid] = new
         if old is None:
             self._account(new, +1)
         else:

@@ -1,0 +1,173 @@
+"""The steady refresh's short paths for the usual file and group (issue 11):
+Accumulators.apply of an OwnerContribution (_apply_owner) against the
+general apply of the same sums as a plain Contribution; move_row (a file's
+row replaced in place) against replace(); a kept Aggregator that renews rows
+in place and moves rebuild-only group parts against aggregate() of the same
+Readings, with its kept contributions equal to those made anew; and
+GroupCache.put's rebuild-only move against the general _reaccount."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from erofs_top.aggregate import Aggregator, aggregate
+from erofs_top.attribution import Accumulators, Contribution, OwnerContribution
+from erofs_top.node_savings import GroupCache
+from erofs_top.readings import PageChunk
+from erofs_top.resolve.base import MountInfo
+
+from test_group_cache import _sums
+from test_group_part import _plainer
+from test_refresh_churn import FULL, Node, _assert_same, _refresh
+
+
+def _mounts() -> list[MountInfo]:
+    return [MountInfo(dev=d, dev_str=f"0:{d}", mountpoint=f"/m{d}", source="", backing="block")
+            for d in (41, 42, 43)]
+
+
+def _owner(rng: random.Random, mounts: list, ino: int) -> OwnerContribution:
+    c = object.__new__(OwnerContribution)
+    r = rng.randint(1, 64)
+    c.cg_sums = (rng.choice((7, 8, 9)), r, r if rng.random() < 0.4 else 0, 0)
+    c.mount = rng.choice(mounts + [None])
+    c.dev, c.ino = (c.mount.dev if c.mount else 99), ino
+    return c
+
+
+def _plain(c: OwnerContribution) -> Contribution:
+    """The same sums as a Contribution: apply() takes its general path."""
+    p = object.__new__(Contribution)
+    p.cg_sums, p.mount, p.dev, p.ino = c.cg_sums, c.mount, c.dev, c.ino
+    p.resident, p.dup, p.seeded = c.cg_sums[1], c.cg_sums[2], 0
+    return p
+
+
+def _state(acc: Accumulators) -> tuple:
+    cg = {k: (a.resident, a.dup, a.shared, a.fair_pages, a.fair_shared, a.seeded, a.files,
+              a.uses) for k, a in acc.cg.items()}
+    return (cg, acc.mount_resident, acc.mount_dup, {d: dict(p) for d, p in acc.holders.items()},
+            acc.resident, acc.dup, acc.seeded, acc.shared, acc.holder_cgs, acc.cg_devs,
+            acc.shared_only, acc.member_only, acc.dirty_pairs, acc.dirty_cgs,
+            acc._readers_dirty, {d: id(m) for d, m in acc.mounts.items()})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_owner_apply_and_move_row_equal_the_general_paths(seed):
+    """Random files come, change (their row replaced in place: move_row) and
+    go; one Accumulators takes the short paths, the other the general apply
+    and replace of the same sums; every sum and set equal at every step."""
+    rng = random.Random(seed)
+    mounts = _mounts()
+    fast, general = Accumulators(), Accumulators()
+    live: dict[int, OwnerContribution] = {}
+    for step in range(400):
+        ino = rng.randint(1, 40)
+        c = live.get(ino)
+        if c is None:
+            c = live[ino] = _owner(rng, mounts, ino)
+            fast.apply(c, +1)
+            general.apply(_plain(c), +1)
+        elif rng.random() < 0.3:
+            del live[ino]
+            fast.apply(c, -1)
+            general.apply(_plain(c), -1)
+        elif c.mount is not None:
+            cg, r, _, _ = c.cg_sums
+            new_r = rng.choice((r, rng.randint(1, 64)))
+            row = (cg, new_r, new_r if rng.random() < 0.4 else 0, 0)
+            was = _plain(c)
+            fast.move_row(c.mount, cg, row[1] - c.cg_sums[1], row[2] - c.cg_sums[2])
+            c.cg_sums = row
+            general.replace(was, _plain(c))
+        assert _state(fast) == _state(general), step
+    assert fast.cg and fast.holders
+
+
+def _regrow(node: Node) -> None:
+    """Pages of a chunk of one owner, nothing seeded, come and go (its owner
+    the same): the usual change of a steady refresh."""
+    keys = sorted(k for k, pc in node.chunks.items()
+                  if len(pc.owners) == 1 and not pc.seeded_mask)
+    if not keys:
+        return
+    key = node.rng.choice(keys)
+    (cg, mask), = node.chunks[key].owners.items()
+    mask ^= node.rng.getrandbits(64) & node.rng.choice([0xFF, FULL])
+    node.chunks[key] = PageChunk(*key, {cg: mask or 1}, 0)
+
+
+def _kept(c) -> tuple:
+    """A contribution's kind and sums (a general one's cgroups in any order)."""
+    return (type(c), sorted(c.per_cg()), c.resident, c.dup, c.seeded, c.mount, c.dev, c.ino)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
+def test_kept_aggregator_renews_rows_in_place(seed, hint, monkeypatch):
+    """test_refresh_churn's random node (made plainer: groups with counted
+    parts) through one kept Aggregator: its Model equals aggregate() at
+    every refresh, its kept contributions equal the ones made anew (kind
+    and sums), and both short paths were taken (rows moved in place,
+    rebuild-only parts moved)."""
+    rng = random.Random(seed * 13 + 5)
+    node = _plainer(Node(rng, hint=hint, maps=False))
+    agg = Aggregator(recheck_slices=0)
+    moved, short = [0], [0]
+    move_row, put = Accumulators.move_row, GroupCache.put
+
+    def counting(acc, m, cg, dr, dd):
+        moved[0] += bool(dr or dd)
+        move_row(acc, m, cg, dr, dd)
+
+    def counting_put(cache, gid, members, content, part=None, maps=None):
+        old = cache.groups.get(gid)
+        short[0] += bool(members) and part is not None and old is not None and old[1] is None \
+            and old[2][1:] == (None, None)
+        put(cache, gid, members, content, part, maps)
+    monkeypatch.setattr(Accumulators, "move_row", counting)     # (counted, then the real one)
+    monkeypatch.setattr(GroupCache, "put", counting_put)
+    for step in range(40):
+        node.churn(rng.choice([1, 5, 20]))
+        for _ in range(rng.choice([0, 3, 10])):
+            _regrow(node)
+        r = node.readings(float(step))
+        got = _refresh(agg, node, r, 200)
+        fresh = Aggregator(recheck_slices=0)
+        want = _refresh(fresh, node, r, 200)
+        _assert_same(got, want, step)
+        _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content, tier="full",
+                                    started_at=0.0, files_cap=200), step)
+        kept = {k: _kept(e.contrib)
+                for k, e in agg.entries.items() if e.contrib is not None}
+        made = {k: _kept(e.contrib)
+                for k, e in fresh.entries.items() if e.contrib is not None}
+        assert kept == made, step
+        assert _sums(agg.group_cache) == _sums(fresh.group_cache), step
+    assert moved[0] > 0 and short[0] > 0, (moved, short)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rebuild_only_put_equals_the_general_reaccount(seed):
+    """GroupCache.put of groups with only a counted rebuild part, put again
+    and again with changed parts and members (the short move), against
+    the same groups dropped and put anew each time (_account -1, +1)."""
+    from test_group_part import _plain_group
+    from erofs_top.entries import duplicate_group_part
+    from erofs_top.resolve.base import StaticContent
+    rng = random.Random(seed)
+    content = StaticContent()
+    short, anew = GroupCache(), GroupCache()
+    for step in range(120):
+        gid = ("ck", rng.randint(0, 6))
+        group = _plain_group(rng, rng.random() < 0.3)
+        part = duplicate_group_part(group)[2]
+        if rng.random() < 0.15:
+            group, part = None, None
+        short.put(gid, group, content, part, maps=False)
+        anew.put(gid, None, content)
+        anew.put(gid, group, content, part)
+        assert _sums(short) == _sums(anew), step
+        assert short.groups.keys() == anew.groups.keys()
+    assert short.file_part["rebuild"].by_cgroup
