@@ -396,7 +396,9 @@ class Aggregator:
         unless ``fresh``.  What the indexes and sums count for the key goes
         with it (to ``gone`` for an entry dropped: the later phases take it
         out)."""
-        old = self.entries.pop(key, None)
+        # not popped and put back: a rebuilt entry keeps its key object (the
+        # source's, one tuple per file; the read's own would be a second one)
+        old = self.entries.get(key)
         same_dev = old is not None and e is not None and old.dev == e.dev
         if old is not None and not same_dev:
             keys = self.dev_keys[old.dev]
@@ -405,6 +407,7 @@ class Aggregator:
                 del self.dev_keys[old.dev]
         if e is None:
             if old is not None:
+                del self.entries[key]
                 self.gone[key] = old
             return          # its key leaves its slice's list when the slice is due
         held = old if old is not None else self.gone.pop(key, None)    # (back in one refresh)
