@@ -1035,6 +1035,17 @@ class IoRows(_abc.Mapping):
         self.n -= 1
 
 
+def _keep_old(olds: list, k, r) -> None:
+    """Snapshots.olds(): key k's row r (IoRows.find; None: none) as it was,
+    for each view that has not kept it yet (one FileIO for all of them)."""
+    f = None
+    for kept in olds:
+        if k not in kept:
+            if f is None:
+                f = _MISSING if r is None else _FileIO(k[0], k[1], *r)
+            kept[k] = f
+
+
 class IoState:
     """The io map as rows kept between reads (IoRows: flat, no object per
     row; Readings get FileIOs built for the rows they look at).
@@ -1159,9 +1170,8 @@ class IoState:
             if not d or (marked and k in marked):
                 continue
             r = find(k)
-            for kept in olds:                   # Snapshots.before_change, one lookup less
-                if k not in kept:
-                    kept[k] = _MISSING if r is None else _FileIO(k[0], k[1], *r)
+            if olds:                            # Snapshots.before_change, one lookup less
+                _keep_old(olds, k, r)
             changed.add(k)
             if r is None:                       # pages held, no io entry
                 put(ids.setdefault(k[0], k[0]), k[1], k[2], d)
@@ -1188,9 +1198,8 @@ class IoState:
             return
         if v is None and r is None and not h:
             return
-        for kept in olds:
-            if k not in kept:
-                kept[k] = _MISSING if r is None else _FileIO(k[0], k[1], *r)
+        if olds:
+            _keep_old(olds, k, r)
         self.changed.add(k)
         self.n_none -= r is not None and was is None
         dev = self.ids.setdefault(k[0], k[0])
