@@ -1163,21 +1163,45 @@ class IoState:
     def _held_changed(self, held_delta: dict, marked: dict, olds) -> None:
         """The keys whose held pages changed (by d, not 0) and whose io entry
         (if any) was not marked: a row's inserted pages change by d, nothing
-        else."""
+        else.  The usual row (alone in its file's bytes, or in its dict by
+        cgroup) that stays is found and replaced in place (one lookup of its
+        file); the others take IoRows.find/put_row/drop."""
         out, zero, changed, ids = self.out, self.zero_entry, self.changed, self.ids
-        find, put = out.find, out.put_row
+        files, find, put = out.files, out.find, out.put_row
+        pack, unpack, size, FileIO = _row_pack, _row_unpack, _ROW_SIZE, _FileIO
         for k, d in held_delta.items():
             if not d or (marked and k in marked):
                 continue
-            r = find(k)
-            if olds:                            # Snapshots.before_change, one lookup less
-                _keep_old(olds, k, r)
             changed.add(k)
+            per = files.get(k[0])
+            v = per.get(k[1]) if per is not None else None
+            t = type(v)
+            r = None
+            if t is dict:
+                b = v.get(k[2])
+                if b is not None:
+                    r = unpack(b)
+            elif v is not None and len(v) == size:
+                r = unpack(v)
+                if r[0] != k[2]:
+                    r, t = None, None
+            else:
+                r, t = find(k), None
+            if olds:                            # Snapshots.before_change, one lookup less
+                f = _MISSING if r is None else FileIO(k[0], k[1], *r)
+                for kept in olds:
+                    if k not in kept:
+                        kept[k] = f
             if r is None:                       # pages held, no io entry
                 put(ids.setdefault(k[0], k[0]), k[1], k[2], d)
                 self.n_none += 1
             elif r[1] + d or r[2] or r[3] or r[4] or k in zero:
-                put(k[0], k[1], k[2], r[1] + d, r[2], r[3], r[4])
+                if t is dict:
+                    v[k[2]] = pack(r[0], r[1] + d, r[2], r[3], r[4])
+                elif t is bytes:
+                    per[k[1]] = pack(r[0], r[1] + d, r[2], r[3], r[4])
+                else:
+                    put(k[0], k[1], k[2], r[1] + d, r[2], r[3], r[4])
             else:                               # no pages held, no io entry: no row
                 out.drop(k)
                 self.n_none -= 1
