@@ -23,6 +23,7 @@ import benchlib
 from synthetic_node import SyntheticNode
 
 import erofs_top.aggregate as agg_mod
+import erofs_top.attribution as attribution
 import erofs_top.exporter.encode as encode
 import erofs_top.exporter.metrics as metrics
 import erofs_top.exporter.server as server
@@ -35,6 +36,7 @@ TIMED = [(maps.ChunkState, "patch", "source: ChunkState.patch"),
          (agg_mod.Aggregator, "update", "Aggregator.update")] + [
     (agg_mod.Aggregator, m, "  " + m) for m in (
         "_read_entries", "_resolve", "_content_keys", "_duplicates", "_attribute", "_savings")] + [
+    (attribution.IoSums, "update", "  IoSums.update"),
     (node_savings.GroupCache, "put", "    GroupCache.put (in _savings)"),
     (agg_mod, "build_model", "  build_model"),
     (rows, "container_rows", "    container_rows"), (rows, "mount_rows", "    mount_rows"),

@@ -288,11 +288,11 @@ class Aggregator:
                 changed.add(key)
             elif not same_input(e.input, pcs):
                 # _put of a rebuilt entry (same key: same dev and ino), inline:
-                # it keeps the old one's index state, resolution and content key
+                # it keeps the old one's index state, resolution and content key,
+                # and its key object (_put's rule: the source's tuple, not the read's)
                 new = self._chunk_entry(key, pcs)
                 new.size_idx, new.ckey_idx, new.contrib = e.size_idx, e.ckey_idx, e.contrib
                 new.mount, new.info, new.content_key = e.mount, e.info, e.content_key
-                del entries[key]            # (_put's order: the key moves to the end)
                 entries[key] = new
                 changed.add(key)
             else:
@@ -406,7 +406,9 @@ class Aggregator:
         unless ``fresh``.  What the indexes and sums count for the key goes
         with it (to ``gone`` for an entry dropped: the later phases take it
         out)."""
-        old = self.entries.pop(key, None)
+        # not popped and put back: a rebuilt entry keeps its key object (the
+        # source's, one tuple per file; the read's own would be a second one)
+        old = self.entries.get(key)
         same_dev = old is not None and e is not None and old.dev == e.dev
         if old is not None and not same_dev:
             keys = self.dev_keys[old.dev]
@@ -415,6 +417,7 @@ class Aggregator:
                 del self.dev_keys[old.dev]
         if e is None:
             if old is not None:
+                del self.entries[key]
                 self.gone[key] = old
             return          # its key leaves its slice's list when the slice is due
         held = old if old is not None else self.gone.pop(key, None)    # (back in one refresh)

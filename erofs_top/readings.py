@@ -124,9 +124,11 @@ class Readings:
     # by the probe) lets a refresh cost what changed, not what is resident.
     changed_files: set[tuple[int, int]] | None = None
     # optional, the same FileIO rows by (dev, ino, cgroup id), and the keys
-    # whose row may differ from the previous read (new, changed or gone);
-    # both given, the io sums cost what changed (else every row is compared)
-    io_by_key: dict[tuple[int, int, int], FileIO] | None = None
+    # whose row may differ from the previous read (new, changed or gone; a
+    # superset is fine); both given, the io sums cost what changed (else every
+    # row is compared).  The probe source's is a mapping that builds a FileIO
+    # at each access (maps.IoRows, ``built_on_access``: compare by value)
+    io_by_key: Mapping[tuple[int, int, int], FileIO] | None = None
     changed_io: set[tuple[int, int, int]] | None = None
     # (kernel dev_t of host fs, ino of image file) -> resident pages of the backing file
     backing_pages: dict[tuple[int, int], int] = field(default_factory=dict)

@@ -694,6 +694,8 @@ class ChunkState:
             changes = file_changes(fk, old, got)
             if not changes:
                 continue
+            if old is None:     # a new file: the key packed keeps is the one named changed
+                fk = (self.devs.setdefault(fk[0], fk[0]), fk[1])
             changed.add(fk)
             for kept in olds:                   # Snapshots.before_change, one lookup less
                 if fk not in kept:
@@ -701,8 +703,6 @@ class ChunkState:
             flat = _with_changes(old, changes)
             self.n_chunks += len(flat) // 3 - (len(old) // _stride(old) if old else 0)
             if flat:
-                if old is None:
-                    fk = (self.devs.setdefault(fk[0], fk[0]), fk[1])
                 packed[fk] = pack(flat)
             elif old is not None:
                 del packed[fk]
@@ -888,108 +888,127 @@ def _held_delta(delta: dict, dev: int, ino: int, owners: dict, seeded: int, sign
         delta[key] = delta.get(key, 0) + sign * (mask & ~seeded if seeded else mask).bit_count()
 
 
-def _held_only(f, k, zero_entry: set) -> bool:
-    """IoState: row f of key k has no io entry (pages held only): no
-    counters, and not one of the io entries without any (``zero_entry``)."""
-    return not (f.evicted_pages or f.readahead_pages or f.read_folio_count) and k not in zero_entry
+def _held_only(r, k, zero_entry: set) -> bool:
+    """IoState: row r (IoRows.find: cg, inserted, evicted, readahead, folio)
+    of key k has no io entry (pages held only): no counters, and not one of
+    the io entries without any (``zero_entry``)."""
+    return not (r[2] or r[3] or r[4]) and k not in zero_entry
 
 
-ROWS_TUPLE_MAX = 8      # IoRows: a file's rows in a tuple up to this many, then a dict by cgroup
+ROWS_TUPLE_MAX = 8      # IoRows: a file's rows in one bytes up to this many, then a dict by cgroup
+IO_ROW = _struct.Struct("=Q4q")     # IoRows: cgroup id, inserted, evicted, readahead, folio
+_ROW_SIZE = IO_ROW.size
+_row_pack, _row_unpack, _row_unpack_from, _row_iter = \
+    IO_ROW.pack, IO_ROW.unpack, IO_ROW.unpack_from, IO_ROW.iter_unpack
+_CG = _struct.Struct("=Q").unpack_from
 
 
 class IoRows(_abc.Mapping):
-    """IoState's rows, (dev, ino, cg) -> FileIO, kept per dev then per ino
-    (``files``: dev -> ino -> the FileIO, or a tuple of the FileIOs of a
-    file read by a few cgroups, or {cg: FileIO} of one read by more than
-    ROWS_TUPLE_MAX: finding a row costs a dict lookup, not a load of each
-    of the file's rows, and replacing it no copy of them), keyed by the
-    rows' own ints: no (dev, ino, cg) tuple per row (64 B, 312,000 rows at
-    250,000 files).  A mapping by the three-int key, as a dict of rows
-    would be."""
+    """IoState's rows, (dev, ino, cg) -> FileIO, kept flat per dev then per
+    ino (``files``: dev -> ino -> the file's rows packed in one bytes, IO_ROW
+    each (cg, inserted, evicted, readahead, folio), up to ROWS_TUPLE_MAX of
+    them, or {cg: one row's bytes} for a file read by more): no object per
+    row (a FileIO was 88 B and its counters ints of their own, 312,000 rows
+    at 250,000 files), no (dev, ino, cg) key tuple.  A mapping by the
+    three-int key whose FileIOs are built at each access (new objects: never
+    compare them by identity); ``find`` gives a row's ints without one."""
     __slots__ = ("files", "n")
+    built_on_access = True
 
     def __init__(self):
         self.files: dict[int, dict[int, object]] = {}
         self.n = 0
 
-    def get(self, k, default=None):
+    def find(self, k) -> tuple | None:
+        """Key k's row (cg, inserted, evicted, readahead, folio), None if none."""
         per = self.files.get(k[0])
         if per is None:
-            return default
+            return None
         v = per.get(k[1])
         if v is None:
-            return default
-        t = type(v)
-        if t is tuple:
-            for f in v:
-                if f.cgroup_id == k[2]:
-                    return f
-            return default
-        if t is dict:
-            return v.get(k[2], default)
-        return v if v.cgroup_id == k[2] else default
+            return None
+        if type(v) is dict:
+            b = v.get(k[2])
+            return None if b is None else _row_unpack(b)
+        if len(v) == _ROW_SIZE:
+            r = _row_unpack(v)
+            return r if r[0] == k[2] else None
+        cg = k[2]
+        for r in _row_iter(v):
+            if r[0] == cg:
+                return r
+        return None
+
+    def get(self, k, default=None):
+        r = self.find(k)
+        return default if r is None else _FileIO(k[0], k[1], *r)
 
     def __getitem__(self, k):
-        f = self.get(k)
-        if f is None:
+        r = self.find(k)
+        if r is None:
             raise KeyError(k)
-        return f
+        return _FileIO(k[0], k[1], *r)
 
     def __contains__(self, k) -> bool:
-        return self.get(k) is not None
+        return self.find(k) is not None
 
     def __len__(self) -> int:
         return self.n
 
+    def rows(self):
+        """(dev, ino, row) of every row (row: as find gives it)."""
+        for dev, per in self.files.items():
+            for ino, v in per.items():
+                if type(v) is dict:
+                    for b in v.values():
+                        yield dev, ino, _row_unpack(b)
+                else:
+                    for r in _row_iter(v):
+                        yield dev, ino, r
+
     def __iter__(self):
-        for f in self.values():
-            yield (f.dev, f.ino, f.cgroup_id)
+        for dev, ino, r in self.rows():
+            yield (dev, ino, r[0])
 
     def values(self) -> list:
-        """The rows (a new list)."""
-        out: list = []
-        add, more = out.append, out.extend
-        for per in self.files.values():
-            for v in per.values():
-                t = type(v)
-                if t is tuple:
-                    more(v)
-                elif t is dict:
-                    more(v.values())
-                else:
-                    add(v)
-        return out
+        """The rows as FileIOs (a new list of new objects)."""
+        return [_FileIO(dev, ino, *r) for dev, ino, r in self.rows()]
 
     def items(self) -> list:
-        return [((f.dev, f.ino, f.cgroup_id), f) for f in self.values()]
+        return [((dev, ino, r[0]), _FileIO(dev, ino, *r)) for dev, ino, r in self.rows()]
 
     def put(self, f) -> None:
-        """Keep row f (replacing the row of its key, if any)."""
+        """Keep FileIO f's row (replacing the row of its key, if any)."""
+        self.put_row(f.dev, f.ino, f.cgroup_id, f.inserted_pages, f.evicted_pages,
+                     f.readahead_pages, f.read_folio_count)
+
+    def put_row(self, dev: int, ino: int, cg: int, ins: int, ev: int = 0, ra: int = 0,
+                folio: int = 0) -> None:
+        """Keep the row of (dev, ino, cg) (replacing it, if any)."""
+        b = _row_pack(cg, ins, ev, ra, folio)
         files = self.files
-        per = files.get(f.dev)
+        per = files.get(dev)
         if per is None:
-            per = files[f.dev] = {}
-        v = per.get(f.ino)
-        cg = f.cgroup_id
+            per = files[dev] = {}
+        v = per.get(ino)
         if v is None:
-            per[f.ino] = f
+            per[ino] = b
         elif type(v) is dict:
             if cg in v:
-                v[cg] = f
+                v[cg] = b
                 return
-            v[cg] = f
-        elif type(v) is tuple:
-            for i, g in enumerate(v):
-                if g.cgroup_id == cg:
-                    per[f.ino] = v[:i] + (f,) + v[i + 1:]
-                    return
-            per[f.ino] = v + (f,) if len(v) < ROWS_TUPLE_MAX else \
-                {g.cgroup_id: g for g in v + (f,)}
-        elif v.cgroup_id == cg:
-            per[f.ino] = f
-            return
+            v[cg] = b
         else:
-            per[f.ino] = (v, f)
+            for i in range(0, len(v), _ROW_SIZE):
+                if _CG(v, i)[0] == cg:
+                    per[ino] = b if len(v) == _ROW_SIZE else v[:i] + b + v[i + _ROW_SIZE:]
+                    return
+            if len(v) < ROWS_TUPLE_MAX * _ROW_SIZE:
+                per[ino] = v + b
+            else:
+                rows = {_CG(v, i)[0]: v[i:i + _ROW_SIZE] for i in range(0, len(v), _ROW_SIZE)}
+                rows[cg] = b
+                per[ino] = rows
         self.n += 1
 
     def drop(self, k) -> None:
@@ -999,33 +1018,48 @@ class IoRows(_abc.Mapping):
         if type(v) is dict:
             del v[k[2]]
             if len(v) <= ROWS_TUPLE_MAX:
-                per[k[1]] = tuple(v.values())
-        elif type(v) is tuple:
-            rest = tuple(f for f in v if f.cgroup_id != k[2])
-            per[k[1]] = rest[0] if len(rest) == 1 else rest
+                per[k[1]] = b"".join(v.values())
         else:
-            del per[k[1]]
-            if not per:
-                del self.files[k[0]]
+            for i in range(0, len(v), _ROW_SIZE):
+                if _CG(v, i)[0] == k[2]:
+                    break
+            else:
+                raise KeyError(k)
+            rest = v[:i] + v[i + _ROW_SIZE:]
+            if rest:
+                per[k[1]] = rest
+            else:
+                del per[k[1]]
+                if not per:
+                    del self.files[k[0]]
         self.n -= 1
 
 
+def _keep_old(olds: list, k, r) -> None:
+    """Snapshots.olds(): key k's row r (IoRows.find; None: none) as it was,
+    for each view that has not kept it yet (one FileIO for all of them)."""
+    f = None
+    for kept in olds:
+        if k not in kept:
+            if f is None:
+                f = _MISSING if r is None else _FileIO(k[0], k[1], *r)
+            kept[k] = f
+
+
 class IoState:
-    """The io map as FileIO rows, kept between reads: a row whose counters
-    and held pages did not change keeps its FileIO object.
+    """The io map as rows kept between reads (IoRows: flat, no object per
+    row; Readings get FileIOs built for the rows they look at).
 
     inserted = pages held now that were not seeded + pages evicted that were
     inserted (not seeded): exact, and one map update per insert less.  The
     held pages are summed here from ChunkState.held_delta, and kept in the
     rows themselves: held = inserted - evicted + evicted seeded (the only
-    part of a map value a FileIO does not show, kept where not 0), so that
-    a row is one FileIO in one dict (~200 B and a cold lookup per changed
-    key less than a (value, held, FileIO) tuple beside it).
+    part of a map value a row does not show, kept where not 0).
     ``update`` takes the whole map, ``patch`` the io entries marked changed;
     both the held pages' changes since the previous call."""
 
     def __init__(self):
-        # (dev, ino, cg) -> FileIO: a row for every io entry and every key
+        # (dev, ino, cg) -> its row: a row for every io entry and every key
         # holding pages (none for a key with neither); kept per dev and ino
         self.out = IoRows()
         self.ev_seeded: dict[tuple, int] = {}  # the value's evicted seeded pages, where not 0
@@ -1036,10 +1070,9 @@ class IoState:
         self.zero_entry: set[tuple] = set()
         self.n_none = 0
         self._views = Snapshots(self.out)      # Readings.io_by_key of past reads
-        # dev and cgroup id -> its one int object (rows share them: ~64 B a row less)
-        self.ids: dict[int, int] = {}
-        # keys whose FileIO is new, another object or gone since the previous
-        # read (Readings.changed_io); None after a full read: compare all
+        self.ids: dict[int, int] = {}          # dev -> its one int object (the rows' dicts share it)
+        # keys whose row is new, changed or gone since the previous read
+        # (Readings.changed_io; a superset); None after a full read: compare all
         self.changed: set[tuple] | None = None
 
     @property
@@ -1049,12 +1082,15 @@ class IoState:
 
     def no_entry(self) -> set[tuple]:
         """The keys of the rows without an io entry (pages held only)."""
-        return {k for k, f in self.out.items() if _held_only(f, k, self.zero_entry)}
+        zero = self.zero_entry
+        return {(dev, ino, r[0]) for dev, ino, r in self.out.rows()
+                if _held_only(r, (dev, ino, r[0]), zero)}
 
     def held(self) -> dict[tuple, int]:
         """(dev, ino, cg) -> inserted pages held, where not 0."""
         ev = self.ev_seeded
-        out = {k: f.inserted_pages - f.evicted_pages + ev.get(k, 0) for k, f in self.out.items()}
+        out = {(dev, ino, r[0]): r[1] - r[2] + ev.get((dev, ino, r[0]), 0)
+               for dev, ino, r in self.out.rows()}
         return {k: h for k, h in out.items() if h}
 
     def update(self, items, held_delta: dict[tuple, int]) -> RowList:
@@ -1065,48 +1101,44 @@ class IoState:
         return RowList(self.snapshot())
 
     def _update(self, items, held_delta: dict[tuple, int]) -> None:
-        if len(self.ids) > OWNERS_CACHE_MAX:    # cgroups gone do not stay for ever
+        if len(self.ids) > OWNERS_CACHE_MAX:    # devs gone do not stay for ever
             self.ids = {}
-        FileIO, ids = _FileIO, self.ids
+        ids = self.ids
         old, old_ev, old_zero = self.out, self.ev_seeded, self.zero_entry
         new = IoRows()
-        put = new.put
+        put = new.put_row
         ev: dict[tuple, int] = {}
         zero: set[tuple] = set()
-        old_get, delta_get, old_ev_get = old.get, held_delta.get, old_ev.get
-        # a new row's ino: the int its file's PageChunks share (held_delta's
-        # keys are theirs), not the read's own (~32 B a row less)
+        old_find, delta_get, old_ev_get = old.find, held_delta.get, old_ev.get
+        # a row's ino: the int its file's PageChunks share (held_delta's
+        # keys are theirs), not the read's own (~32 B a file less)
         inos = {k[1]: k[1] for k in held_delta} if not old else {}
         inos_get = inos.get
         for k, v in items:
-            f = old_get(k)
+            r = old_find(k)
             h = delta_get(k, 0)
-            if f is not None:
-                h += f.inserted_pages - f.evicted_pages + old_ev_get(k, 0)
-            ins = h + v[0] - v[3]
-            if (f is None or f.inserted_pages != ins or f.evicted_pages != v[0]
-                    or f.readahead_pages != v[1] or f.read_folio_count != v[2]):
-                f = FileIO(ids.setdefault(k[0], k[0]), inos_get(k[1], k[1]),
-                           ids.setdefault(k[2], k[2]), ins, v[0], v[1], v[2])
-            # keyed by the row's own ints (the read's key and its ints are let go)
-            put(f)
+            if r is not None:
+                h += r[1] - r[2] + old_ev_get(k, 0)
+            # keyed by the dev's one int and the file's ino (the read's key is let go)
+            put(ids.setdefault(k[0], k[0]), inos_get(k[1], k[1]), k[2], h + v[0] - v[3],
+                v[0], v[1], v[2])
             if v[3]:
                 ev[k] = v[3]
             if not (v[0] or v[1] or v[2]):
                 zero.add(k)
         n_none = 0
-        new_get = new.get
-        for k, f in old.items():               # pages held, no io entry (any more)
-            if new_get(k) is not None:
+        new_find = new.find
+        for dev, ino, r in old.rows():          # pages held, no io entry (any more)
+            k = (dev, ino, r[0])
+            if new_find(k) is not None:
                 continue
-            h = f.inserted_pages - f.evicted_pages + old_ev_get(k, 0) + delta_get(k, 0)
+            h = r[1] - r[2] + old_ev_get(k, 0) + delta_get(k, 0)
             if h:
-                put(f if f.inserted_pages == h and _held_only(f, k, old_zero)
-                    else FileIO(k[0], k[1], k[2], h))
+                put(dev, ino, r[0], h)
                 n_none += 1
         for k, h in held_delta.items():          # ... (yet)
-            if h and new_get(k) is None and k not in old:
-                put(FileIO(k[0], k[1], k[2], h))
+            if h and new_find(k) is None and old_find(k) is None:
+                put(ids.setdefault(k[0], k[0]), k[1], k[2], h)
                 n_none += 1
         self.out, self.ev_seeded, self.zero_entry, self.n_none = new, ev, zero, n_none
         self._views = Snapshots(new)
@@ -1128,100 +1160,83 @@ class IoState:
         for k, v in marked.items():
             self._marked(k, v, held_delta.get(k, 0), olds)
 
-    def _row(self, k):
-        """The row of key k, None if none."""
-        per = self.out.files.get(k[0])
-        f = per.get(k[1]) if per is not None else None
-        if f is None:
-            return None
-        if type(f) is dict:
-            return f.get(k[2])
-        if type(f) is not tuple:
-            return f if f.cgroup_id == k[2] else None
-        for g in f:
-            if g.cgroup_id == k[2]:
-                return g
-        return None
-
     def _held_changed(self, held_delta: dict, marked: dict, olds) -> None:
         """The keys whose held pages changed (by d, not 0) and whose io entry
         (if any) was not marked: a row's inserted pages change by d, nothing
-        else.  Each row found and replaced in place (one lookup of its file)."""
-        files, zero, changed, FileIO = self.out.files, self.zero_entry, self.changed, _FileIO
+        else.  The usual row (alone in its file's bytes, or in its dict by
+        cgroup) that stays is found and replaced in place (one lookup of its
+        file); the others take IoRows.find/put_row/drop."""
+        out, zero, changed, ids = self.out, self.zero_entry, self.changed, self.ids
+        files, find, put = out.files, out.find, out.put_row
+        pack, unpack, size, FileIO = _row_pack, _row_unpack, _ROW_SIZE, _FileIO
         for k, d in held_delta.items():
             if not d or (marked and k in marked):
                 continue
+            changed.add(k)
             per = files.get(k[0])
             v = per.get(k[1]) if per is not None else None
-            i, t = -1, type(v)
-            if v is None:
-                f = None
-            elif t is dict:
-                f = v.get(k[2])
-            elif t is tuple:
-                for i, f in enumerate(v):
-                    if f.cgroup_id == k[2]:
-                        break
-                else:
-                    f = None
-            else:
-                f = v if v.cgroup_id == k[2] else None
-            for kept in olds:                   # Snapshots.before_change, one lookup less
-                if k not in kept:
-                    kept[k] = _MISSING if f is None else f
-            changed.add(k)
-            if f is None:                       # pages held, no io entry
-                self.out.put(FileIO(k[0], k[1], k[2], d))
-                self.n_none += 1
-                continue
-            if f.evicted_pages or f.readahead_pages or f.read_folio_count or k in zero:
-                new = FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages + d,
-                             f.evicted_pages, f.readahead_pages, f.read_folio_count)
-            elif f.inserted_pages + d:          # _held_only(f, k, zero)
-                new = FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages + d)
-            else:                               # no pages held, no io entry: no row
-                self.out.drop(k)
-                self.n_none -= 1
-                continue
+            t = type(v)
+            r = None
             if t is dict:
-                v[k[2]] = new
-            elif t is tuple:
-                per[k[1]] = v[:i] + (new,) + v[i + 1:]
+                b = v.get(k[2])
+                if b is not None:
+                    r = unpack(b)
+            elif v is not None and len(v) == size:
+                r = unpack(v)
+                if r[0] != k[2]:
+                    r, t = None, None
             else:
-                per[k[1]] = new
+                r, t = find(k), None
+            if olds:                            # Snapshots.before_change, one lookup less
+                f = _MISSING if r is None else FileIO(k[0], k[1], *r)
+                for kept in olds:
+                    if k not in kept:
+                        kept[k] = f
+            if r is None:                       # pages held, no io entry
+                put(ids.setdefault(k[0], k[0]), k[1], k[2], d)
+                self.n_none += 1
+            elif r[1] + d or r[2] or r[3] or r[4] or k in zero:
+                if t is dict:
+                    v[k[2]] = pack(r[0], r[1] + d, r[2], r[3], r[4])
+                elif t is bytes:
+                    per[k[1]] = pack(r[0], r[1] + d, r[2], r[3], r[4])
+                else:
+                    put(k[0], k[1], k[2], r[1] + d, r[2], r[3], r[4])
+            else:                               # no pages held, no io entry: no row
+                out.drop(k)
+                self.n_none -= 1
 
     def _marked(self, k, v, d: int, olds) -> None:
         """Key k's io entry was marked changed: v its value now (None: gone),
         d the change of its held pages."""
         out, ev, zero = self.out, self.ev_seeded, self.zero_entry
-        f = self._row(k)
-        if f is None:
+        r = out.find(k)
+        if r is None:
             was, held = None, 0
         else:
             s = ev.get(k, 0)
-            held = f.inserted_pages - f.evicted_pages + s
-            was = None if _held_only(f, k, zero) else \
-                (f.evicted_pages, f.readahead_pages, f.read_folio_count, s)
+            held = r[1] - r[2] + s
+            was = None if _held_only(r, k, zero) else (r[2], r[3], r[4], s)
         h = held + d
-        if f is not None and d == 0 and v == was:
+        if r is not None and d == 0 and v == was:
             return
-        if v is None and f is None and not h:
+        if v is None and r is None and not h:
             return
-        for kept in olds:
-            if k not in kept:
-                kept[k] = _MISSING if f is None else f
+        if olds:
+            _keep_old(olds, k, r)
         self.changed.add(k)
-        self.n_none -= f is not None and was is None
+        self.n_none -= r is not None and was is None
+        dev = self.ids.setdefault(k[0], k[0])
         if v is None:
             ev.pop(k, None)
             zero.discard(k)
             if h:
-                out.put(_FileIO(k[0], k[1], k[2], h))
+                out.put_row(dev, k[1], k[2], h)
                 self.n_none += 1
             else:
                 out.drop(k)
             return
-        out.put(_FileIO(k[0], k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2]))
+        out.put_row(dev, k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2])
         if v[3]:
             ev[k] = v[3]
         else:

@@ -1,14 +1,16 @@
-"""kernel/maps.py IoRows (IoState's rows kept per dev and ino, no key
-tuple per row) against a plain dict of the same rows by (dev, ino, cg),
-through random puts and drops (files of one and of several cgroups), and a
-past read's view of it (DictSnapshot) against a copy taken then."""
+"""kernel/maps.py IoRows (IoState's rows kept flat per dev and ino: no
+object, no key tuple per row) against a plain dict of the same rows by
+(dev, ino, cg), through random puts and drops (files of one, of several and
+of more than ROWS_TUPLE_MAX cgroups), and a past read's view of it
+(DictSnapshot) against a copy taken then.  The rows' FileIOs are built at
+each access: compared by value."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from erofs_top.kernel.maps import _MISSING, IoRows, Snapshots
+from erofs_top.kernel.maps import _MISSING, IO_ROW, ROWS_TUPLE_MAX, IoRows, Snapshots
 from erofs_top.readings import FileIO
 
 
@@ -16,19 +18,30 @@ def _same(rows: IoRows, want: dict) -> None:
     assert len(rows) == len(want)
     assert dict(rows.items()) == want
     assert sorted(rows) == sorted(want)
-    assert sorted(map(id, rows.values())) == sorted(map(id, want.values()))
+    assert sorted(rows.values(), key=_key) == sorted(want.values(), key=_key)
     for k, f in want.items():
-        assert rows.get(k) is f and rows[k] is f and k in rows
+        assert rows.get(k) == f and rows[k] == f and k in rows
+        assert rows.find(k) == (f.cgroup_id, f.inserted_pages, f.evicted_pages,
+                                f.readahead_pages, f.read_folio_count)
+
+
+def _key(f: FileIO) -> tuple:
+    return (f.dev, f.ino, f.cgroup_id)
+
+
+CGS = [0, 7, 8, 9, (1 << 64) - 1]
+MANY_CGS = CGS + list(range(100, 100 + ROWS_TUPLE_MAX))
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_rows_equal_a_dict_of_rows_by_key(seed):
     rng = random.Random(seed)
+    cgs = MANY_CGS if seed % 2 else CGS
     rows, want = IoRows(), {}
     views = Snapshots(rows)
     kept = []
     for step in range(400):
-        k = (rng.randrange(1, 4), rng.randrange(1, 6), rng.choice([0, 7, 8, 9, (1 << 64) - 1]))
+        k = (rng.randrange(1, 4), rng.randrange(1, 6), rng.choice(cgs))
         if k in want and rng.random() < 0.4:
             for old in views.olds():        # as IoState._patch does before a change
                 old.setdefault(k, want[k])
@@ -38,7 +51,8 @@ def test_rows_equal_a_dict_of_rows_by_key(seed):
             for old in views.olds():
                 if k not in old:
                     old[k] = want.get(k, _MISSING)
-            want[k] = f = FileIO(*k, inserted_pages=step)
+            want[k] = f = FileIO(*k, inserted_pages=step, evicted_pages=rng.choice([0, 3]),
+                                 readahead_pages=step % 7, read_folio_count=(1 << 62) + step)
             rows.put(f)
         _same(rows, want)
         absent = (k[0], k[1], 12345)
@@ -47,8 +61,12 @@ def test_rows_equal_a_dict_of_rows_by_key(seed):
             rows[absent]
         if step % 50 == 0:
             kept.append((views.take(), dict(want)))
-    assert any(type(v) is tuple for per in rows.files.values() for v in per.values()), \
-        "no file with rows of several cgroups: the test saw little"
+    forms = {type(v) is dict or len(v) // IO_ROW.size > 1
+             for per in rows.files.values() for v in per.values()}
+    assert True in forms, "no file with rows of several cgroups: the test saw little"
+    if cgs is MANY_CGS:
+        assert any(type(v) is dict for per in rows.files.values() for v in per.values()), \
+            "no file with rows of more than ROWS_TUPLE_MAX cgroups: the test saw little"
     for view, then in kept:
         assert dict(view.items()) == then and len(view) == len(then)
-        assert all(view.get(k) is f for k, f in then.items())
+        assert all(view.get(k) == f for k, f in then.items())

@@ -137,6 +137,7 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
         rng.shuffle(marked)
         changed = inc.patch([(k, chunks[k]) for k in marked if k in chunks],
                             [k for k in marked if k not in chunks])
+        touched = dirty_io | {k for k, d in inc.held_delta.items() if d}
         got_io = inc_io.patch([(k, io.get(k)) for k in dirty_io], inc.held_delta)
         inc.held_delta = {}
         key = lambda pc: (pc.dev, pc.ino, pc.chunk)   # noqa: E731
@@ -158,9 +159,12 @@ def test_patch_with_the_marked_keys_equals_a_full_update(seed):
             if inc.packed.get(fk) is not before_lists.get(fk):
                 assert fk in changed, (step, fk)
         assert changed <= {k[:2] for k in dirty}       # never a file nothing touched
-        # Readings.changed_io: every row that is another object or gone, and no other
-        assert inc_io.changed == {k for k in before_io.keys() | inc_io.out.keys()
-                                  if inc_io.out.get(k) is not before_io.get(k)}, step
+        # Readings.changed_io: every row that differs or is gone, and only keys touched
+        # (a row equal by value may be named: an io entry without counters that
+        # was a held-only row, say)
+        differ = {k for k in before_io.keys() | inc_io.out.keys()
+                  if inc_io.out.get(k) != before_io.get(k)}
+        assert differ <= inc_io.changed <= touched, step
 
 
 def test_a_value_read_again_is_compared_with_its_pagechunk():
@@ -197,15 +201,20 @@ def test_a_value_read_again_is_compared_with_its_pagechunk():
     assert cs.by_file == {} and cs.empty == {(7 << 20, 0, 5, 0)}
 
 
-def _same_view(view, want: dict) -> None:
+def _same_view(view, want: dict, by_value: bool = False) -> None:
     """A DictSnapshot shows exactly ``want`` (a copy taken when it was made),
-    through every way of reading it, the same objects."""
+    through every way of reading it, the same objects (``by_value``: equal
+    ones, for IoRows, whose FileIOs are built at each access)."""
     assert len(view) == len(want)
     assert sorted(view) == sorted(want) and view.keys() == want.keys()
     for k, v in want.items():
-        assert view[k] is v and view.get(k) is v and k in view
-    assert dict(view.items()) == want and sorted(map(id, view.values())) == \
-        sorted(map(id, want.values()))
+        if by_value:
+            assert view[k] == v and view.get(k) == v and k in view
+        else:
+            assert view[k] is v and view.get(k) is v and k in view
+    assert dict(view.items()) == want
+    if not by_value:
+        assert sorted(map(id, view.values())) == sorted(map(id, want.values()))
     assert view.copy() == want and view == want
     gone = [(7 << 20, 999), (7 << 20, 999, 101)]        # never in either map
     for k in gone + [k for k in view._base if k not in want]:
@@ -243,7 +252,7 @@ def test_snapshots_of_past_reads_stay_as_they_were(seed):
             kept.append((views, (dict(cs.packed), dict(ios.out)), dict(cs.by_file)))
         for (fv, iv), (fwant, iwant), lists in kept:
             _same_view(fv.packed, fwant)
-            _same_view(iv, iwant)
+            _same_view(iv, iwant, by_value=True)
             assert dict(fv) == lists and len(fv) == len(lists)    # the PageChunks built from it
     assert len(cs._views.views) <= 8 and len(ios._views.views) <= 8    # the dead ones dropped
 
@@ -386,23 +395,40 @@ def test_patch_finds_the_changed_chunk_in_long_and_short_lists():
 
 
 def test_the_io_state_s_interned_ids_are_bounded():
-    """IoState shares one int per dev and cgroup id among its rows; cgroups
-    come and go on a node for months: the table starts anew past its bound
-    (the rows stay equal)."""
+    """IoState shares one int per dev among its rows' dicts (the cgroup ids
+    are in the rows' bytes); devs come and go on a node for months: the
+    table starts anew past its bound (the rows stay equal)."""
     ios = IoState()
     n = OWNERS_CACHE_MAX + 10
-    rows = [((7 << 20, 5, 1000 + cg), (1, 0, 0, 0)) for cg in range(n)]
+    rows = [(((7 << 20) + d, 5, 1000), (1, 0, 0, 0)) for d in range(n)]
     ios.update(rows, {})
-    assert len(ios.ids) == n + 1                 # past the bound: the next full read starts anew
+    assert len(ios.ids) == n                     # past the bound: the next full read starts anew
     got = ios.update([(k, (2, 0, 0, 0)) for k, _ in rows[:3]], {})    # rows made anew
-    assert len(ios.ids) == 4
+    assert len(ios.ids) == 3
     assert sorted((f.dev, f.ino, f.cgroup_id, f.evicted_pages) for f in got) == \
-        [(7 << 20, 5, 1000 + cg, 2) for cg in range(3)]
+        [((7 << 20) + d, 5, 1000, 2) for d in range(3)]
 
 
 def _fresh(x: int) -> int:
     """An int object of its own, as a map read decodes one."""
     return int(str(x))
+
+
+def test_a_new_file_s_key_named_changed_is_the_one_kept():
+    """A file new in a patch is named changed (Readings.changed_files, the
+    aggregator's key for it) by the very tuple ChunkState.packed keeps, its
+    dev the state's one int: one key tuple per file across source and
+    aggregator, not two."""
+    dev, cg = 7 << 20, 1 << 40
+    val = (cg, 0, 0, 0, 0b1011, 0, 0, 0, 0, 0)
+    cs = ChunkState()
+    cs.update([((_fresh(dev), _fresh(10**6), 0), val)])
+    changed = cs.patch([((_fresh(dev), _fresh(10**6 + 1), 3), val)], [])
+    assert changed == {(dev, 10**6 + 1)}
+    named = next(iter(changed))
+    kept = {k: k for k in cs.packed}
+    assert kept[named] is named
+    assert named[0] is next(k for k in kept if k[1] == 10**6)[0]
 
 
 def test_a_first_read_s_io_rows_share_their_file_s_ino():
@@ -478,6 +504,7 @@ def test_patch_of_usual_values_and_many_cgroups_equals_a_full_update(seed):
         full.held_delta = {}
         before_io = dict(inc_io.out)
         inc.patch([(k, chunks[k]) for k in dirty if k in chunks], [k for k in dirty if k not in chunks])
+        touched = dirty_io | {k for k, d in inc.held_delta.items() if d}
         got_io = inc_io.patch([(k, io.get(k)) for k in dirty_io], inc.held_delta)
         inc.held_delta = {}
         key = lambda pc: pc.chunk   # noqa: E731
@@ -491,6 +518,10 @@ def test_patch_of_usual_values_and_many_cgroups_equals_a_full_update(seed):
         assert inc_io.held() == full_io.held() == _held_from_scratch(chunks), step
         assert inc_io.n_entries == full_io.n_entries == len(io), step
         assert inc_io.no_entry() == full_io.no_entry() == set(inc_io.out.keys()) - set(io), step
-        assert inc_io.changed == {k for k in before_io.keys() | inc_io.out.keys()
-                                  if inc_io.out.get(k) is not before_io.get(k)}, step
+        # Readings.changed_io: every row that differs or is gone, and only keys touched
+        # (a row equal by value may be named: an io entry without counters that
+        # was a held-only row, say)
+        differ = {k for k in before_io.keys() | inc_io.out.keys()
+                  if inc_io.out.get(k) != before_io.get(k)}
+        assert differ <= inc_io.changed <= touched, step
         assert dict(inc_io.out) == dict(full_io.out)

@@ -99,6 +99,10 @@ def test_a_packed_source_s_models_equal_a_decode_from_scratch(seed):
                          tier="tracepoint", started_at=0.0)
         assert got == want, step
         assert agg.entries and all(e.input is None for e in agg.entries.values())
+        # one key tuple per file across source and aggregator: an entry rebuilt
+        # or new has the key ChunkState.packed keeps, not a read's own
+        kept = {fk: fk for fk in cs.packed}
+        assert all(kept[k] is k for k in agg.entries), step
 
 
 @pytest.mark.parametrize("unnamed", ["changed", "gone"])
