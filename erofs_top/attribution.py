@@ -344,9 +344,7 @@ class Accumulators:
         ``m`` (both), of cgroup ``cg`` (both), whose resident pages moved by
         ``dr`` and duplicate pages by ``dd``: what replace() does for them."""
         dev = m.dev
-        if self.mounts.get(dev) is not m:
-            self.mounts[dev] = m
-            self._readers_dirty.add(dev)
+        self._see_mount(dev, m)
         if not (dr or dd):
             return
         a = self.cg[cg]
@@ -357,6 +355,16 @@ class Accumulators:
         h[0] += dr
         h[1] += dd
         self.dirty_pairs.add((dev, cg))
+        self._move_mount(dev, dr, dd)
+
+    def _see_mount(self, dev: int, m) -> None:
+        """Mount m is dev's (now): readers recounted if it is a new object."""
+        if self.mounts.get(dev) is not m:
+            self.mounts[dev] = m
+            self._readers_dirty.add(dev)
+
+    def _move_mount(self, dev: int, dr: int, dd: int) -> None:
+        """Mount dev's and the node's resident and duplicate pages move by dr, dd."""
         if dr:
             self.mount_resident[dev] += dr
             self.resident += dr
@@ -377,9 +385,7 @@ class Accumulators:
             self.apply(new, +1)
             return
         dev = m.dev
-        if self.mounts.get(dev) is not m:
-            self.mounts[dev] = m
-            self._readers_dirty.add(dev)
+        self._see_mount(dev, m)
         if os_ is not ns:
             cgs, holders = self.cg, self.holders
             for i in range(0, len(ns), 4):
@@ -396,13 +402,7 @@ class Accumulators:
                 h[0] += dr
                 h[1] += dd
                 self.dirty_pairs.add((dev, cg))
-        dr, dd = new.resident - old.resident, new.dup - old.dup
-        if dr:
-            self.mount_resident[dev] += dr
-            self.resident += dr
-        if dd:
-            self.mount_dup[dev] += dd
-            self.dup += dd
+        self._move_mount(dev, new.resident - old.resident, new.dup - old.dup)
         self.seeded += new.seeded - old.seeded
 
     def add_new(self, contribs: list[Contribution]) -> None:

@@ -1104,7 +1104,7 @@ class IoState:
         if len(self.ids) > OWNERS_CACHE_MAX:    # devs gone do not stay for ever
             self.ids = {}
         ids = self.ids
-        old, old_ev, old_zero = self.out, self.ev_seeded, self.zero_entry
+        old, old_ev = self.out, self.ev_seeded
         new = IoRows()
         put = new.put_row
         ev: dict[tuple, int] = {}
