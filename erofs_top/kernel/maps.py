@@ -901,6 +901,19 @@ _ROW_SIZE = IO_ROW.size
 _row_pack, _row_unpack, _row_unpack_from, _row_iter = \
     IO_ROW.pack, IO_ROW.unpack, IO_ROW.unpack_from, IO_ROW.iter_unpack
 _CG = _struct.Struct("=Q").unpack_from
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _row_of(cg: int, ins: int, ev: int, ra: int, folio: int) -> bytes:
+    """IO_ROW of a row; a counter outside a signed 64-bit int (2^63 pages
+    or more: only a corrupted map holds one) kept at the nearest bound, not
+    raised: one bad entry must not stop every read."""
+    try:
+        return _row_pack(cg, ins, ev, ra, folio)
+    except _struct.error:
+        lo, hi = _I64
+        return _row_pack(min(max(cg, 0), (1 << 64) - 1),
+                         *(min(max(x, lo), hi) for x in (ins, ev, ra, folio)))
 
 
 class IoRows(_abc.Mapping):
@@ -985,7 +998,7 @@ class IoRows(_abc.Mapping):
     def put_row(self, dev: int, ino: int, cg: int, ins: int, ev: int = 0, ra: int = 0,
                 folio: int = 0) -> None:
         """Keep the row of (dev, ino, cg) (replacing it, if any)."""
-        b = _row_pack(cg, ins, ev, ra, folio)
+        b = _row_of(cg, ins, ev, ra, folio)
         files = self.files
         per = files.get(dev)
         if per is None:
@@ -1168,7 +1181,7 @@ class IoState:
         file); the others take IoRows.find/put_row/drop."""
         out, zero, changed, ids = self.out, self.zero_entry, self.changed, self.ids
         files, find, put = out.files, out.find, out.put_row
-        pack, unpack, size, FileIO = _row_pack, _row_unpack, _ROW_SIZE, _FileIO
+        unpack, size, FileIO = _row_unpack, _ROW_SIZE, _FileIO
         for k, d in held_delta.items():
             if not d or (marked and k in marked):
                 continue
@@ -1197,9 +1210,9 @@ class IoState:
                 self.n_none += 1
             elif r[1] + d or r[2] or r[3] or r[4] or k in zero:
                 if t is dict:
-                    v[k[2]] = pack(r[0], r[1] + d, r[2], r[3], r[4])
+                    v[k[2]] = _row_of(r[0], r[1] + d, r[2], r[3], r[4])
                 elif t is bytes:
-                    per[k[1]] = pack(r[0], r[1] + d, r[2], r[3], r[4])
+                    per[k[1]] = _row_of(r[0], r[1] + d, r[2], r[3], r[4])
                 else:
                     put(k[0], k[1], k[2], r[1] + d, r[2], r[3], r[4])
             else:                               # no pages held, no io entry: no row

@@ -70,3 +70,17 @@ def test_rows_equal_a_dict_of_rows_by_key(seed):
     for view, then in kept:
         assert dict(view.items()) == then and len(view) == len(then)
         assert all(view.get(k) == f for k, f in then.items())
+
+
+def test_a_counter_past_a_signed_64_bit_int_is_kept_at_the_bound_not_raised():
+    """A kernel counter is a u64; IO_ROW keeps counters signed (a row's
+    inserted pages are derived and may dip below 0).  A value of 2^63 pages
+    or more (only a corrupted map holds one) is kept at the bound: the read
+    goes on, the other rows and counters of the row stay exact."""
+    rows = IoRows()
+    huge = (1 << 64) - 1
+    rows.put(FileIO(5, 9, 7, inserted_pages=3, evicted_pages=huge, readahead_pages=4,
+                    read_folio_count=-(1 << 70)))
+    rows.put(FileIO(5, 9, 8, inserted_pages=2))
+    assert rows.find((5, 9, 7)) == (7, 3, (1 << 63) - 1, 4, -(1 << 63))
+    assert rows.find((5, 9, 8)) == (8, 2, 0, 0, 0)
