@@ -61,12 +61,29 @@ def _io_rows(rows, dev):
 
 
 def _check(source, prev, dev, touched_inos):
-    """One incremental read against the oracle; returns its Readings."""
+    """One incremental read against the oracle; returns its Readings.
+
+    The kernel may change the cache between the read and the oracle's (a
+    readahead folio dropped, reclaim: seen once in CI, two pages of a file
+    just read).  A difference is then allowed only where the probe marked
+    the change: the next incremental read names every differing file (and
+    io row) as changed, and it must equal a new oracle."""
     r = source.read()
     assert not source.last_read_full
-    want_chunks, want_io = _full_read(source, dev)
-    assert _content(r.chunks_by_file, dev) == want_chunks
-    assert _io_rows(r.io, dev) == want_io
+    for attempt in range(3):
+        want_chunks, want_io = _full_read(source, dev)
+        got_chunks, got_io = _content(r.chunks_by_file, dev), _io_rows(r.io, dev)
+        if (got_chunks == want_chunks and got_io == want_io) or attempt == 2:
+            break
+        differ = {fk for fk in got_chunks.keys() | want_chunks.keys()
+                  if got_chunks.get(fk) != want_chunks.get(fk)}
+        differ_io = {row[:3] for row in set(got_io) ^ set(want_io)}
+        prev, r = r, source.read()
+        assert not source.last_read_full
+        assert differ <= r.changed_files, (differ, "changed since, not marked by the probe")
+        assert differ_io <= set(r.changed_io), (differ_io, "io changed since, not marked")
+    assert got_chunks == want_chunks
+    assert got_io == want_io
     assert r.changed_files is not None
     mine = {fk for fk in r.changed_files if fk[0] == dev}
     # a file's packed tuple (maps.ChunkState) is another object only if named
