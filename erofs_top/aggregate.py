@@ -713,7 +713,7 @@ class Aggregator:
         of one file gets its state without a duplicates pass (its dup and
         in_group stay as made).  Returns ``changed``."""
         ckey_keys, redundant, mergeable = self.ckey_keys, self.redundant, self.mergeable
-        dirty = self.dirty_groups
+        dirty, large = self.dirty_groups, large_groups.LARGE_GROUP
         by_ckey, self.new_ckeys = self.new_ckeys, {}
         for ck, (keys, group) in by_ckey.items():
             ckey_keys[ck] = keys if type(keys) is tuple else (
@@ -725,6 +725,8 @@ class Aggregator:
                 continue
             redundant[ck], groups, part = duplicate_group_part(group)
             mergeable[ck] = groups
+            if part is not None and len(group) >= large:
+                self.large[ck] = large_groups.LargeGroup(groups[0], redundant[ck], part)
             for i in range(len(groups)):
                 dirty[(ck, i)] = part if i == 0 else None
         return changed

@@ -48,6 +48,16 @@ class LargeGroup:
         self.by_dev: dict[int, int] = dict(zip(it, it))
         STATS["built"] += 1
 
+    def __getitem__(self, i: int):
+        """The savings part's fields (duplicate_group_part's flat form): a
+        GroupCache keeps the state itself as the part of its group, the
+        flat counts made only when read (a group dropped or recomputed)."""
+        if i == 0:
+            return self.redundant
+        if i < 4:
+            return 0
+        return tuple(chain.from_iterable((self.by_cgroup if i == 4 else self.by_dev).items()))
+
     def flat_part(self) -> tuple:
         """The savings part in duplicate_group_part's flat form."""
         return (self.redundant, 0, 0, 0, tuple(chain.from_iterable(self.by_cgroup.items())),

@@ -275,12 +275,18 @@ class GroupCache:
         (large_groups.GroupDelta): the sums move by the delta's few counts,
         not by the ~2 x members of both parts (_move_part)."""
         old = self.groups.get(gid)
-        part = delta.state.flat_part()
+        state = delta.state
+        total = self.file_part["rebuild"]
         if (maps or old is None or old[1] is not None or old[2][0] is None
                 or old[2][1] is not None or old[2][2] is not None):
-            self.put(gid, members, content, part, maps)
+            if old is not None and old[2][0] is state:
+                # its kept part is the state, moved already: the sums follow
+                # first, then put() moves nothing for it (the same counts)
+                total.file_pages += delta.redundant
+                _add_counts(total.by_cgroup, delta.by_cgroup)
+                _add_counts(total.by_dev, delta.by_dev)
+            self.put(gid, members, content, state.flat_part(), maps)
             return
-        total = self.file_part["rebuild"]
         total.file_pages += delta.redundant
         _add_counts(total.by_cgroup, delta.by_cgroup)
         _add_counts(total.by_dev, delta.by_dev)
@@ -291,7 +297,7 @@ class GroupCache:
             self._count_devs(delta.devs_in, +1)
         first = members[0]
         self.groups[gid] = ((first.dev, first.ino, first.shared_mapping), None,
-                            (part, None, None), False, 0, devs)
+                            (state, None, None), False, 0, devs)
 
     def put_new(self, groups: Iterable[tuple[tuple, list[Entry], tuple | None]],
                 content: ContentResolver) -> None:
