@@ -3,10 +3,10 @@ many pods makes each content group ~100 copies).
 
 entries.duplicate_group_part recomputes a dirty content group whole: every
 member's pages, O(group) for one member changed.  A group of LARGE_GROUP
-members or more whose copies form one mergeable group of stock copies (the
-usual group: same aops class, no shared inode, no fingerprint, no
-inode_share mount; its savings part counted by duplicate_group_part) keeps
-a LargeGroup: its members in canonical order and the counts of its savings
+members or more (kept down to half of it) whose copies form one mergeable
+group of stock copies (the usual group: same aops class, no shared inode,
+no fingerprint, no inode_share mount; its savings part counted by
+duplicate_group_part) keeps a LargeGroup: its members in canonical order and the counts of its savings
 part (pages each copy gives up to an earlier one, by cgroup and by dev).
 A refresh then moves only the members that changed (rebuilt, added,
 removed: ``move``), each chunk looking at the other members only until
@@ -29,7 +29,10 @@ from operator import attrgetter
 from .entries import NONE, Entry, aops
 from .savings import gone_by_cgroup
 
-LARGE_GROUP = 32        # members: a smaller dirty group is recomputed whole (cheap)
+# members: a smaller dirty group is recomputed whole (cheap: measured, a kept
+# group of 4 copies costs more than it saves, of 8 as much, of 16 a third
+# less: docs/performance.md); a kept group stays kept down to half of it
+LARGE_GROUP = 12
 _ORDER = attrgetter("dev", "ino", "shared_mapping")
 STATS = {"moved": 0, "built": 0}       # members moved, groups kept (tests count the path)
 
@@ -102,7 +105,7 @@ def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list |
     """The moves of a kept group for its changed keys: (key, the entry now in
     the group or None) each; None when the group must be recomputed whole
     (a member re-resolved in place, one that is not a plain copy of the
-    class, too few left)."""
+    class, fewer than half of LARGE_GROUP left)."""
     members, moves = state.members, []
     size = len(members)
     seen = set()
@@ -121,7 +124,7 @@ def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list |
             return None
         moves.append((key, e))
         size += (e is not None) - present
-    return moves if size >= LARGE_GROUP else None
+    return moves if size >= max(2, LARGE_GROUP // 2) else None
 
 
 def move(state: LargeGroup, moves: list, touched: set) -> GroupDelta:
