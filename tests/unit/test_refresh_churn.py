@@ -500,3 +500,34 @@ def test_churn_world_with_every_group_kept(seed, maps, monkeypatch):
         _assert_same(_refresh(agg, node, r, 10), aggregate(
             r, node.mounts, node.cgroups, node.content, tier="full", started_at=0.0,
             files_cap=10), step)
+
+
+def test_kept_group_shrinks_and_grows(monkeypatch):
+    """One file's copies leave a kept group one refresh at a time down to
+    none, then come back: kept from LARGE_GROUP copies on, down to half of
+    it (the path counted), recomputed whole otherwise, equal to a refresh
+    from scratch at each step."""
+    monkeypatch.setattr(large_groups, "LARGE_GROUP", 6)
+    node = Fleet(random.Random(7), 8, True)
+    for m in node.all_mounts:
+        for c in range(2):
+            node.chunks[(m.dev, 4, c)] = PageChunk(m.dev, 4, c, {1001 + c: FULL >> (m.dev % 7)})
+    agg = Aggregator(recheck_slices=0)
+    moved, kept = large_groups.STATS["moved"], []
+    order = [m.dev for m in node.all_mounts]
+    for step, dev in enumerate(order + order):
+        r = node.readings(float(step))
+        fresh = Aggregator(recheck_slices=0)
+        _assert_same(_refresh(agg, node, r, 200), fresh.update(
+            r, node.mounts, node.cgroups, node.content, tier="full", started_at=0.0,
+            files_cap=200), step)
+        assert agg.group_cache.dev_count == fresh.group_cache.dev_count, step
+        kept.append(len(agg.large))
+        for c in range(2):
+            if step < len(order):
+                del node.chunks[(dev, 4, c)]
+            else:
+                node.chunks[(dev, 4, c)] = PageChunk(dev, 4, c, {1003: FULL})
+    # kept from 8 copies down to 3 (half of LARGE_GROUP), again from 6 up
+    assert kept == [1] * 6 + [0] * 8 + [1] * 2, kept
+    assert large_groups.STATS["moved"] - moved == 5 + 1, "moves: 8 -> 3 copies, 6 -> 7"
