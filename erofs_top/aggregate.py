@@ -617,16 +617,17 @@ class Aggregator:
         entries = self.entries
         full = len(touched) >= len(entries) and touched >= entries.keys()
         for ck, keys in dirty.items():
-            if full or not self._move_large(ck, keys, touched):
+            if keys is None or full or not self._move_large(ck, keys, touched):
                 self._group_duplicates(ck, changed, touched, full)
         return touched
 
-    def _dirty_ckeys(self, changed: set[tuple]) -> dict[str, list[tuple]]:
+    def _dirty_ckeys(self, changed: set[tuple]) -> dict[str, list[tuple] | None]:
         """The content groups' indexes moved for the changed keys; returns
-        each content key with a changed member and its changed keys (ordered,
-        see _in_order)."""
-        dirty: dict[str, list[tuple]] = {}
-        entries, gone, ckey_keys = self.entries, self.gone, self.ckey_keys
+        each content key with a changed member (ordered, see _in_order): a
+        kept large group's with its changed keys (_move_large), any other's
+        with None."""
+        dirty: dict[str, list[tuple] | None] = {}
+        entries, gone, ckey_keys, large = self.entries, self.gone, self.ckey_keys, self.large
         for key in self._in_order(changed):
             e = held = entries.get(key)
             if e is None:
@@ -634,13 +635,19 @@ class Aggregator:
             ck = e.content_key if (e is not None and e.union) else ""
             old = "" if held is None else held.ckey_idx
             if old:
-                dirty.setdefault(old, []).append(key)
+                if old in large:
+                    _add_key(dirty, old, key)
+                else:
+                    dirty[old] = None
                 if old != ck:
                     _drop_small(ckey_keys, old, key)
                     held.ckey_idx = ""
             if ck:
                 if old != ck:
-                    dirty.setdefault(ck, []).append(key)
+                    if ck in large:
+                        _add_key(dirty, ck, key)
+                    else:
+                        dirty[ck] = None
                     _add_small(ckey_keys, ck, key)
                     e.ckey_idx = ck
             elif e is not None:
@@ -1014,6 +1021,14 @@ def _split_content_groups(by_ckey: dict, keys: list[tuple], members: list[Entry]
             parts[ck][1].append(e)
     for ck, (ks, sorted_members) in parts.items():
         _add_content_group(by_ckey, ck, ks, sorted_members)
+
+
+def _add_key(dirty: dict, ck: str, key: tuple) -> None:
+    keys = dirty.get(ck)
+    if keys is None:
+        dirty[ck] = [key]
+    else:
+        keys.append(key)
 
 
 def _same_image_join(keys, joined: list[Entry], entries: dict) -> bool:
