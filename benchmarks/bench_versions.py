@@ -18,6 +18,8 @@ changed, not a switch of the I/O sums to keyed rows (a full pass over
 every FileIO row, once).  CPU time, not wall time: other helpers and lab VMs share
 this machine's two cores, and a process waiting for a core is not slower.
 
+--per-image N: N containers mount each image (a content group of ~N copies).
+
 Run:  .venv/bin/python benchmarks/bench_versions.py --tree base=/tmp/base --tree new=. \\
           --files 250000 --containers 1000 --rounds 2
 """
@@ -30,9 +32,12 @@ import benchlib
 CHILD = r"""
 import gc, json, sys, time
 tree, n_files, n_ctr, churn = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-steps = int(sys.argv[5])
+steps, per_image = int(sys.argv[5]), int(sys.argv[6])
 sys.path[:0] = [tree, tree + "/benchmarks"]
+import synthetic_node
 from synthetic_node import SyntheticNode
+if per_image:
+    synthetic_node.CONTAINERS_PER_IMAGE = per_image
 from erofs_top.aggregate import Aggregator, aggregate
 
 def rss_mb():
@@ -79,16 +84,21 @@ def _add_args(ap) -> None:
     ap.add_argument("--churn", type=float, default=0.01, help="share of chunk entries changed "
                     "before each steady refresh")
     ap.add_argument("--steps", type=int, default=3, help="steady refreshes per child (median)")
+    ap.add_argument("--per-image", type=int, default=0,
+                    help="containers per image (0: synthetic_node's default, 4): a content "
+                    "group holds ~N copies")
 
 
 def _body(args):
     trees = benchlib.trees_of(args)
-    print(f"{args.files} files x {args.containers} containers, steady after "
+    print(f"{args.files} files x {args.containers} containers "
+          f"({args.per_image or 'default'} per image), steady after "
           f"{args.churn * 100:g} % churn (median of {args.steps}); {args.rounds} interleaved "
           f"rounds of {list(trees)}")
 
     def measure(name, rnd):
-        v = benchlib.child_json(CHILD, trees[name], args.files, args.containers, args.churn, args.steps)
+        v = benchlib.child_json(CHILD, trees[name], args.files, args.containers, args.churn,
+                                args.steps, args.per_image)
         print(f"  round {rnd} {name:>8}: full {v['full_cpu_s']:.2f} s CPU "
               f"({v['full_wall_s']:.2f} s wall), steady {v['steady_cpu_s'] * 1e3:.0f} ms CPU, "
               f"kept aggregator {v['kept_rss_mb']:.0f} MB after the full pass, "

@@ -26,6 +26,7 @@ from synthetic_node import SyntheticNode
 
 import erofs_top.aggregate as agg_mod
 import erofs_top.attribution as attribution
+import erofs_top.large_groups as large_groups
 import erofs_top.node_savings as node_savings
 import erofs_top.rows as rows
 
@@ -34,6 +35,8 @@ PHASES = [(agg_mod.Aggregator, m, m) for m in (
 PARTS = [(agg_mod, "build_model", "build_model"), (rows, "container_rows", "  container_rows"),
          (rows, "mount_rows", "  mount_rows"), (attribution.IoSums, "update", "io sums"),
          (node_savings.GroupCache, "put", "  GroupCache.put (in _savings)"),
+         (node_savings.GroupCache, "move", "  GroupCache.move (in _savings)"),
+         (large_groups, "move", "  large_groups.move (in _duplicates)"),
          (agg_mod, "duplicate_group_part", "  duplicate_group_part (in _duplicates)"),
          (agg_mod, "Contribution", "  Contribution() (in _attribute)"),
          (agg_mod, "chunk_entry", "  chunk_entry (in _read_entries)")]

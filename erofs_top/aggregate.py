@@ -33,6 +33,8 @@ from .entries import (NONE, Entry, SharedEntry, _any_chunk_entry, _many_owner_en
                       _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry,
                       size_group_keys)
+from . import large_groups
+from .large_groups import GroupDelta
 from .model import Health, MapUsage, Model
 from .node_savings import (MANAGED_CACHE_INO, GroupCache, Saved, cache_owners, has_page_maps,
                            node_savings, replayed_savings, stage_groups)
@@ -127,6 +129,7 @@ class Aggregator:
         self.io = IoSums()
         self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
+        self.large: dict[str, large_groups.LargeGroup] = {}     # content key -> kept large group
         # gid -> its rebuild file part when _duplicates counted it (else None);
         # ordered: groups in entries' order
         self.dirty_groups: dict[tuple, tuple | None] = {}
@@ -525,7 +528,9 @@ class Aggregator:
         changed, pending)."""
         if self.built_anew:
             return set(), self._content_keys_all(content)
-        dirty = dict.fromkeys(self.pending_sizes)     # ordered (see _in_order)
+        # size -> None (re-key it whole) or the entries that joined it (none:
+        # only members left); ordered (see _in_order)
+        dirty: dict[int, list | None] = dict.fromkeys(self.pending_sizes)
         entries, gone = self.entries, self.gone
         for key in self._in_order(changed):
             e = held = entries.get(key)
@@ -536,24 +541,29 @@ class Aggregator:
             old = None if held is None else held.size_idx
             if old == size:
                 if size is not None and key in redo:
-                    dirty.setdefault(size)
+                    dirty[size] = None
                 continue
             if old is not None:
                 _drop_small(self.size_keys, old, key)
-                dirty.setdefault(old)
+                dirty.setdefault(old, [])
                 held.size_idx = None
             if size is not None:
                 _add_small(self.size_keys, size, key)
                 e.size_idx = size
-                dirty.setdefault(size)
+                joined = dirty.setdefault(size, [])
+                if joined is not None:
+                    joined.append(e)
             elif e is not None:
                 e.content_key = ""
         rekeyed: set[tuple] = set()
-        for size in dirty:
+        for size, joined in dirty.items():
             keys = self.size_keys.get(size)
             if not keys:
                 self.size_keys.pop(size, None)
                 self.pending_sizes.pop(size, None)
+                continue
+            if joined is not None and _same_image_join(keys, joined, entries):
+                rekeyed.update(map(_key, joined))
                 continue
             group = [entries[k] for k in keys]
             group.sort(key=_ORDER)
@@ -602,8 +612,22 @@ class Aggregator:
         Returns every entry whose attribution may have changed."""
         if self.built_anew:
             return self._duplicates_all(changed)
-        dirty: dict[str, None] = {}     # ordered (see _in_order)
-        entries, gone, ckey_keys = self.entries, self.gone, self.ckey_keys
+        dirty = self._dirty_ckeys(changed)
+        touched = set(changed)
+        entries = self.entries
+        full = len(touched) >= len(entries) and touched >= entries.keys()
+        for ck, keys in dirty.items():
+            if keys is None or full or not self._move_large(ck, keys, touched):
+                self._group_duplicates(ck, changed, touched, full)
+        return touched
+
+    def _dirty_ckeys(self, changed: set[tuple]) -> dict[str, list[tuple] | None]:
+        """The content groups' indexes moved for the changed keys; returns
+        each content key with a changed member (ordered, see _in_order): a
+        kept large group's with its changed keys (_move_large), any other's
+        with None."""
+        dirty: dict[str, list[tuple] | None] = {}
+        entries, gone, ckey_keys, large = self.entries, self.gone, self.ckey_keys, self.large
         for key in self._in_order(changed):
             e = held = entries.get(key)
             if e is None:
@@ -611,48 +635,81 @@ class Aggregator:
             ck = e.content_key if (e is not None and e.union) else ""
             old = "" if held is None else held.ckey_idx
             if old:
-                dirty[old] = None
+                if old in large:
+                    _add_key(dirty, old, key)
+                else:
+                    dirty[old] = None
                 if old != ck:
                     _drop_small(ckey_keys, old, key)
                     held.ckey_idx = ""
             if ck:
-                dirty[ck] = None
                 if old != ck:
+                    if ck in large:
+                        _add_key(dirty, ck, key)
+                    else:
+                        dirty[ck] = None
                     _add_small(ckey_keys, ck, key)
                     e.ckey_idx = ck
             elif e is not None:
                 e.dup = NONE
                 e.in_group = False
-        touched = set(changed)
-        full = len(touched) >= len(entries) and touched >= entries.keys()
-        for ck in dirty:
-            keys = self.ckey_keys.get(ck)
-            if not keys:
-                self.ckey_keys.pop(ck, None)
-                self.redundant.pop(ck, None)
-                self.dirty_groups.update(
-                    dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
-                continue
-            group = [entries[k] for k in keys]
-            group.sort(key=_ORDER)
-            old_groups = self.mergeable.get(ck, ())
-            # a member that did not change contributes the same unless its
-            # duplicate pages do (the only thing the group gives it); in a
-            # full pass every entry is touched already
-            dups = None if full else [e.dup for e in group]
-            self.redundant[ck], new_groups, part = duplicate_group_part(group)
-            self.mergeable[ck] = new_groups
-            if not full:
-                for e, d in zip(group, dups):
-                    dup = e.dup
-                    if dup is not d and dup != d:
-                        touched.add(("shared", e.shared_mapping) if e.shared_mapping
-                                    else (e.dev, e.ino))
-            for i in range(max(len(old_groups), len(new_groups))):
-                if not _same_group(old_groups, new_groups, i, changed):
-                    # (a part is counted only for a content group that is one mergeable group)
-                    self.dirty_groups[(ck, i)] = part if i == 0 else None
-        return touched
+        return dirty
+
+    def _move_large(self, ck: str, keys: list[tuple], touched: set[tuple]) -> bool:
+        """A kept large group (large_groups) with its changed members moved
+        (O(what changed)); False when it has no kept state or must be
+        recomputed whole (its state dropped)."""
+        state = self.large.get(ck)
+        if state is None:
+            return False
+        entries = self.entries
+        changes = []
+        for key in keys:
+            e = entries.get(key)
+            changes.append((key, e if e is not None and e.union and e.content_key == ck
+                            else None))
+        moves = large_groups.plan(state, changes)
+        if moves is None:
+            del self.large[ck]
+            return False
+        self.dirty_groups[(ck, 0)] = large_groups.move(state, moves, touched)
+        self.redundant[ck] = state.redundant
+        return True
+
+    def _group_duplicates(self, ck: str, changed: set[tuple], touched: set[tuple],
+                          full: bool) -> None:
+        """Content group ck recomputed whole (entries.duplicate_group_part);
+        a large one's state kept (large_groups) for the next refreshes."""
+        entries = self.entries
+        self.large.pop(ck, None)
+        keys = self.ckey_keys.get(ck)
+        if not keys:
+            self.ckey_keys.pop(ck, None)
+            self.redundant.pop(ck, None)
+            self.dirty_groups.update(
+                dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
+            return
+        group = [entries[k] for k in keys]
+        group.sort(key=_ORDER)
+        old_groups = self.mergeable.get(ck, ())
+        # a member that did not change contributes the same unless its
+        # duplicate pages do (the only thing the group gives it); in a
+        # full pass every entry is touched already
+        dups = None if full else [e.dup for e in group]
+        self.redundant[ck], new_groups, part = duplicate_group_part(group)
+        self.mergeable[ck] = new_groups
+        if part is not None and len(group) >= large_groups.LARGE_GROUP:
+            self.large[ck] = large_groups.LargeGroup(new_groups[0], self.redundant[ck], part)
+        if not full:
+            for e, d in zip(group, dups):
+                dup = e.dup
+                if dup is not d and dup != d:
+                    touched.add(("shared", e.shared_mapping) if e.shared_mapping
+                                else (e.dev, e.ino))
+        for i in range(max(len(old_groups), len(new_groups))):
+            if not _same_group(old_groups, new_groups, i, changed):
+                # (a part is counted only for a content group that is one mergeable group)
+                self.dirty_groups[(ck, i)] = part if i == 0 else None
 
     def _duplicates_all(self, changed: set[tuple]) -> set[tuple]:
         """_duplicates when every entry is new (a full pass: every entry in
@@ -663,7 +720,7 @@ class Aggregator:
         of one file gets its state without a duplicates pass (its dup and
         in_group stay as made).  Returns ``changed``."""
         ckey_keys, redundant, mergeable = self.ckey_keys, self.redundant, self.mergeable
-        dirty = self.dirty_groups
+        dirty, large = self.dirty_groups, large_groups.LARGE_GROUP
         by_ckey, self.new_ckeys = self.new_ckeys, {}
         for ck, (keys, group) in by_ckey.items():
             ckey_keys[ck] = keys if type(keys) is tuple else (
@@ -675,6 +732,8 @@ class Aggregator:
                 continue
             redundant[ck], groups, part = duplicate_group_part(group)
             mergeable[ck] = groups
+            if part is not None and len(group) >= large:
+                self.large[ck] = large_groups.LargeGroup(groups[0], redundant[ck], part)
             for i in range(len(groups)):
                 dirty[(ck, i)] = part if i == 0 else None
         return changed
@@ -772,8 +831,12 @@ class Aggregator:
                            for gid, part in self.dirty_groups.items()), content)
         else:
             put, mergeable, maps = cache.put, self.mergeable, has_page_maps(content)
+            move = cache.move
             for gid, part in self.dirty_groups.items():
                 groups = mergeable.get(gid[0], ())
+                if type(part) is GroupDelta:        # a kept large group (large_groups)
+                    move(gid, groups[0], content, part, maps)
+                    continue
                 put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part, maps)
         self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
@@ -958,6 +1021,41 @@ def _split_content_groups(by_ckey: dict, keys: list[tuple], members: list[Entry]
             parts[ck][1].append(e)
     for ck, (ks, sorted_members) in parts.items():
         _add_content_group(by_ckey, ck, ks, sorted_members)
+
+
+def _add_key(dirty: dict, ck: str, key: tuple) -> None:
+    keys = dirty.get(ck)
+    if keys is None:
+        dirty[ck] = [key]
+    else:
+        keys.append(key)
+
+
+def _same_image_join(keys, joined: list[Entry], entries: dict) -> bool:
+    """A size group whose members share one "img:" key (one file of one
+    image: entries.size_group_keys) and whose other changes are members
+    that left it, or copies of that file that joined it (``joined``): the
+    members left keep their key, those who joined get it; nothing else to
+    re-key (O(joined), not O(group)).  False for any other group."""
+    if len(keys) < 2:
+        return False
+    ids = set(map(id, joined))
+    for k in keys:
+        r = entries[k]
+        if id(r) not in ids:
+            break
+    else:
+        return False
+    ck, m = r.content_key, r.mount
+    if not ck.startswith("img:") or m is None:
+        return False
+    for e in joined:
+        em = e.mount
+        if em is None or e.ino != r.ino or em.image_id != m.image_id:
+            return False
+    for e in joined:
+        e.content_key = ck
+    return True
 
 
 def _key(e: Entry) -> tuple:

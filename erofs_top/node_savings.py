@@ -106,6 +106,17 @@ def _add_flat(mine: dict[int, int], flat: tuple, sign: int) -> None:
             mine.pop(k, None)
 
 
+def _add_counts(mine: dict[int, int], delta: dict[int, int]) -> None:
+    """mine += delta; no zero count kept."""
+    for k, v in delta.items():
+        if v:
+            n = mine.get(k, 0) + v
+            if n:
+                mine[k] = n
+            else:
+                del mine[k]
+
+
 def _add_part(total: Savings, part: tuple, sign: int) -> None:
     """Savings.add of a part (savings.group_file_part)."""
     total.file_pages += sign * part[0]
@@ -256,6 +267,37 @@ class GroupCache:
             self._reaccount(old, new)
         if new[3]:
             self.with_maps.add(gid)
+
+    def move(self, gid: tuple, members: list[Entry], content: ContentResolver, delta,
+             maps: bool) -> None:
+        """put(gid, members, content, part) of a kept large group
+        (large_groups.LargeGroup) whose rebuild part moved by ``delta``
+        (large_groups.GroupDelta): the sums move by the delta's few counts,
+        not by the ~2 x members of both parts (_move_part)."""
+        old = self.groups.get(gid)
+        state = delta.state
+        total = self.file_part["rebuild"]
+        if (maps or old is None or old[1] is not None or old[2][0] is None
+                or old[2][1] is not None or old[2][2] is not None):
+            if old is not None and old[2][0] is state:
+                # its kept part is the state, moved already: the sums follow
+                # first, then put() moves nothing for it (the same counts)
+                total.file_pages += delta.redundant
+                _add_counts(total.by_cgroup, delta.by_cgroup)
+                _add_counts(total.by_dev, delta.by_dev)
+            self.put(gid, members, content, state.flat_part(), maps)
+            return
+        total.file_pages += delta.redundant
+        _add_counts(total.by_cgroup, delta.by_cgroup)
+        _add_counts(total.by_dev, delta.by_dev)
+        devs = old[5]
+        if delta.devs_in or delta.devs_out:
+            devs = tuple(map(_dev_of, members))
+            self._count_devs(delta.devs_out, -1)
+            self._count_devs(delta.devs_in, +1)
+        first = members[0]
+        self.groups[gid] = ((first.dev, first.ino, first.shared_mapping), None,
+                            (state, None, None), False, 0, devs)
 
     def put_new(self, groups: Iterable[tuple[tuple, list[Entry], tuple | None]],
                 content: ContentResolver) -> None:

@@ -16,7 +16,9 @@ import random
 
 import pytest
 
+from erofs_top import large_groups
 from erofs_top.aggregate import Aggregator, aggregate
+from erofs_top.entries import duplicate_group_part
 from erofs_top.readings import FileIO, PageChunk, Readings, SharedInode, kdev
 from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo,
                                     ImageInfo, MountInfo, StaticCgroups, StaticContent,
@@ -390,3 +392,142 @@ def test_in_group_marks_exactly_the_mergeable_members(seed):
         assert {k for k, e in agg.entries.items() if e.in_group} == grouped, step
         seen += len(grouped)
     assert seen, "no mergeable group formed: the test sees nothing"
+
+
+# ---------------------------------------------------------------- large groups
+# Kept large content groups (erofs_top/large_groups.py): a refresh that moves
+# only the changed members of a large group equals one from scratch.  A fleet:
+# one image without fingerprints mounted by many containers (every file a
+# content group of one copy per mount); LARGE_GROUP is lowered so that the
+# fixture's groups are kept ones; the tests count the members moved (the path
+# is taken).
+
+class Fleet(Node):
+    """Node's churn on ``n`` file-backed mounts of one image without
+    fingerprints: each file a content group of up to ``n`` copies, of one
+    aops class (the large groups' path); remount may make a mount
+    inode_share (the group recomputed whole)."""
+
+    def __init__(self, rng: random.Random, n: int, hint: bool):
+        super().__init__(rng, hint, maps=False)
+        img = _image(1, fingerprints=False)
+        self.all_mounts = [_mount(2 * k, "file", img) for k in range(n)]
+        self.mounts = StaticMounts(list(self.all_mounts))
+        files = {}
+        for m in self.all_mounts:
+            for ino in range(1, 13):
+                files[(m.dev, ino)] = FileInfo(ino, f"{m.mountpoint}/f{ino}",
+                                               (ino % 5 + 1) * 40 * PAGE + ino, True, AOPS_FILEIO)
+        self.content = StaticContent(files=files)
+        self.content.step = 0
+
+    def churn(self, n_ops: int) -> None:
+        ops = [self.insert] * 8 + [self.evict] * 4 + [self.drop_file, self.drop_cgroup,
+               self.toggle_mount, self.move_owners, self.io_event] + (
+               [self.remount] if self.rng.random() < 0.2 else [])
+        for _ in range(n_ops):
+            self.rng.choice(ops)()
+
+
+def _kept(g: tuple) -> tuple:
+    """A GroupCache group's order, rebuild part (its counts as dicts) and devs."""
+    p = g[2][0]
+    return (g[0], p[0], p[1], p[2], p[3], dict(zip(p[4][::2], p[4][1::2])),
+            dict(zip(p[5][::2], p[5][1::2])), g[5])
+
+
+class NoMaps(StaticContent):
+    """StaticContent that has page maps (has_page_maps), each None: what
+    GroupCache keeps changes kind (copies per stage), nothing else."""
+
+    def image_pages(self, mount, ino):
+        return None
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ops_per_refresh", [1, 4, 30])
+@pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
+def test_kept_large_groups_equal_full_recompute(seed, ops_per_refresh, hint, monkeypatch):
+    """Also: from step 15 on the resolver has page maps (GroupCache.move's
+    put(), the kept parts made flat)."""
+    monkeypatch.setattr(large_groups, "LARGE_GROUP", 3)
+    rng = random.Random(seed * 100 + ops_per_refresh)
+    node = Fleet(rng, 10, hint)
+    for _ in range(80):         # the groups fill up first
+        node.insert()
+    agg = Aggregator(recheck_slices=rng.choice([0, 4]))
+    moved = large_groups.STATS["moved"]
+    for step in range(25):
+        if step:
+            node.churn(ops_per_refresh)
+        if step == 15 and seed % 2:
+            node.content.__class__ = NoMaps
+        r = node.readings(float(step))
+        got = _refresh(agg, node, r, 200)
+        fresh = Aggregator(recheck_slices=0)
+        want = fresh.update(r, node.mounts, node.cgroups, node.content, tier="full",
+                            started_at=0.0, files_cap=200)
+        _assert_same(got, want, step)
+        cache, cache0 = agg.group_cache, fresh.group_cache     # GroupCache's kept sums too
+        assert cache.dev_count == cache0.dev_count, step
+        assert cache.file_part == cache0.file_part, step
+        assert {gid: _kept(g) for gid, g in cache.groups.items()} == {
+            gid: _kept(g) for gid, g in cache0.groups.items()}, step
+        for ck, state in agg.large.items():      # the kept state is the group's
+            assert agg.mergeable[ck] == [state.members]
+            dups = [dict(e.dup) for e in state.members]
+            redundant, _, part = duplicate_group_part(list(state.members))
+            assert redundant == state.redundant == agg.redundant[ck], step
+            assert dict(zip(part[4][::2], part[4][1::2])) == state.by_cgroup, step
+            assert dict(zip(part[5][::2], part[5][1::2])) == state.by_dev, step
+            assert [dict(e.dup) for e in state.members] == dups, step
+    assert large_groups.STATS["moved"] > moved, "no kept group moved: the test sees nothing"
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("maps", [True, False], ids=["maps", "no-maps"])
+def test_churn_world_with_every_group_kept(seed, maps, monkeypatch):
+    """test_refresh_churn's world (shared inodes, inode_share mounts,
+    fingerprints, late identities, seeded pages) with every plain group of
+    two copies or more kept: the fallbacks to a whole recompute."""
+    monkeypatch.setattr(large_groups, "LARGE_GROUP", 2)
+    rng = random.Random(seed)
+    node = Node(rng, True, maps)
+    agg = Aggregator(recheck_slices=4)
+    for step in range(30):
+        node.churn(5)
+        r = node.readings(float(step))
+        _assert_same(_refresh(agg, node, r, 10), aggregate(
+            r, node.mounts, node.cgroups, node.content, tier="full", started_at=0.0,
+            files_cap=10), step)
+
+
+def test_kept_group_shrinks_and_grows(monkeypatch):
+    """One file's copies leave a kept group one refresh at a time down to
+    none, then come back: kept from LARGE_GROUP copies on, down to half of
+    it (the path counted), recomputed whole otherwise, equal to a refresh
+    from scratch at each step."""
+    monkeypatch.setattr(large_groups, "LARGE_GROUP", 6)
+    node = Fleet(random.Random(7), 8, True)
+    for m in node.all_mounts:
+        for c in range(2):
+            node.chunks[(m.dev, 4, c)] = PageChunk(m.dev, 4, c, {1001 + c: FULL >> (m.dev % 7)})
+    agg = Aggregator(recheck_slices=0)
+    moved, kept = large_groups.STATS["moved"], []
+    order = [m.dev for m in node.all_mounts]
+    for step, dev in enumerate(order + order):
+        r = node.readings(float(step))
+        fresh = Aggregator(recheck_slices=0)
+        _assert_same(_refresh(agg, node, r, 200), fresh.update(
+            r, node.mounts, node.cgroups, node.content, tier="full", started_at=0.0,
+            files_cap=200), step)
+        assert agg.group_cache.dev_count == fresh.group_cache.dev_count, step
+        kept.append(len(agg.large))
+        for c in range(2):
+            if step < len(order):
+                del node.chunks[(dev, 4, c)]
+            else:
+                node.chunks[(dev, 4, c)] = PageChunk(dev, 4, c, {1003: FULL})
+    # kept from 8 copies down to 3 (half of LARGE_GROUP), again from 6 up
+    assert kept == [1] * 6 + [0] * 8 + [1] * 2, kept
+    assert large_groups.STATS["moved"] - moved == 5 + 1, "moves: 8 -> 3 copies, 6 -> 7"

@@ -1,0 +1,281 @@
+"""Large content groups kept between refreshes (issue 11: one image run by
+many pods makes each content group ~100 copies).
+
+entries.duplicate_group_part recomputes a dirty content group whole: every
+member's pages, O(group) for one member changed.  A group of LARGE_GROUP
+members or more (kept down to half of it) whose copies form one mergeable
+group of stock copies (the usual group: same aops class, no shared inode,
+no fingerprint, no inode_share mount; its savings part counted by
+duplicate_group_part) keeps a LargeGroup: its members in canonical order and the counts of its savings
+part (pages each copy gives up to an earlier one, by cgroup and by dev).
+A refresh then moves only the members that changed (rebuilt, added,
+removed: ``move``), each chunk looking at the other members only until
+their pages cover the pages in question (the copies of one content hold
+mostly the same pages: one or two members):
+
+- the pages a copy gives up are those an earlier copy holds (``pre``);
+- a page whose first holder changes moves to the next holder's count;
+- a page's duplicate status changes for another copy only when its holders
+  go from one to two or back (``_dup_changes``).
+
+The result equals duplicate_group_part's (tests/unit/test_refresh_churn.py:
+a fleet of copies, and its churn world, with a small LARGE_GROUP)."""
+from __future__ import annotations
+
+import bisect
+from itertools import chain
+from operator import attrgetter
+
+from .entries import NONE, Entry, aops
+from .savings import gone_by_cgroup
+
+# members: a smaller dirty group is recomputed whole (cheap: measured, a kept
+# group of 4 copies costs more than it saves, of 8 as much, of 16 a third
+# less: docs/performance.md); a kept group stays kept down to half of it
+LARGE_GROUP = 12
+_ORDER = attrgetter("dev", "ino", "shared_mapping")
+STATS = {"moved": 0, "built": 0}       # members moved, groups kept (tests count the path)
+
+
+class LargeGroup:
+    """One large group's kept state (see the module doc)."""
+    __slots__ = ("members", "cls", "redundant", "by_cgroup", "by_dev")
+
+    def __init__(self, members: list[Entry], redundant: int, part: tuple):
+        self.members = members          # the mergeable group's own list (canonical order)
+        self.cls = member_class(members[0])
+        self.redundant = redundant
+        it = iter(part[4])
+        self.by_cgroup: dict[int, int] = dict(zip(it, it))
+        it = iter(part[5])
+        self.by_dev: dict[int, int] = dict(zip(it, it))
+        STATS["built"] += 1
+
+    def __getitem__(self, i: int):
+        """The savings part's fields (duplicate_group_part's flat form): a
+        GroupCache keeps the state itself as the part of its group, the
+        flat counts made only when read (a group dropped or recomputed)."""
+        if i == 0:
+            return self.redundant
+        if i < 4:
+            return 0
+        return tuple(chain.from_iterable((self.by_cgroup if i == 4 else self.by_dev).items()))
+
+    def flat_part(self) -> tuple:
+        """The savings part in duplicate_group_part's flat form."""
+        return (self.redundant, 0, 0, 0, tuple(chain.from_iterable(self.by_cgroup.items())),
+                tuple(chain.from_iterable(self.by_dev.items())))
+
+
+def member_class(e: Entry) -> str:
+    info = e.info
+    return info.aops if info else aops(e)
+
+
+def plain_member(e: Entry, cls: str) -> bool:
+    """e may join a kept group of class ``cls``: a stock copy, unfingerprinted,
+    of that aops class (duplicate_group_part's ``plain`` member)."""
+    m = e.mount
+    if e.shared_mapping or (m is not None and (m.inode_share or (
+            m.image is not None and m.image.ishare_xattrs))):
+        return False
+    return member_class(e) == cls and bool(e.union)
+
+
+def find(members: list[Entry], dev: int, ino: int) -> int:
+    return bisect.bisect_left(members, (dev, ino, 0), key=_ORDER)
+
+
+class GroupDelta:
+    """What a LargeGroup.move changed in its savings part: the rebuild file
+    pages, by cgroup and by dev (added to GroupCache's sums), the devs of
+    copies added and removed (its dev counts)."""
+    __slots__ = ("state", "redundant", "by_cgroup", "by_dev", "devs_in", "devs_out")
+
+    def __init__(self, state: LargeGroup):
+        self.state = state
+        self.redundant = 0
+        self.by_cgroup: dict[int, int] = {}
+        self.by_dev: dict[int, int] = {}
+        self.devs_in: list[int] = []
+        self.devs_out: list[int] = []
+
+
+def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list | None:
+    """The moves of a kept group for its changed keys: (key, the entry now in
+    the group or None) each; None when the group must be recomputed whole
+    (a member re-resolved in place, one that is not a plain copy of the
+    class, fewer than half of LARGE_GROUP left)."""
+    members, moves = state.members, []
+    size = len(members)
+    seen = set()
+    for key, e in changes:
+        if key in seen or type(key[0]) is not int:
+            return None
+        seen.add(key)
+        i = find(members, key[0], key[1])
+        present = i < len(members) and members[i].dev == key[0] and members[i].ino == key[1]
+        if e is not None and not plain_member(e, state.cls):
+            return None
+        if present:
+            if members[i] is e:         # re-resolved in place (its class may change)
+                return None
+        elif e is None:
+            return None
+        moves.append((key, e))
+        size += (e is not None) - present
+    return moves if size >= max(2, LARGE_GROUP // 2) else None
+
+
+def move(state: LargeGroup, moves: list, touched: set) -> GroupDelta:
+    """Apply plan()'s moves: the members, their dup masks and in_group, the
+    redundant pages and the savings part's counts; returns the delta.  Keys
+    of unchanged members whose dup masks changed go into ``touched``."""
+    delta = GroupDelta(state)
+    members = state.members
+    # removals first: a copy that leaves for another group is a live entry
+    # whose dup masks that group sets (the moves below change others' only)
+    moves.sort(key=lambda kv: kv[1] is not None)
+    for (dev, ino), e in moves:
+        i = find(members, dev, ino)
+        old = members[i] if i < len(members) and members[i].dev == dev and \
+            members[i].ino == ino else None
+        if old is None:
+            members.insert(i, e)
+            delta.devs_in.append(e.dev)
+        elif e is None:
+            delta.devs_out.append(old.dev)
+        _move_member(state, delta, i, old, e, touched)
+        if e is None:
+            del members[i]
+        else:
+            members[i] = e
+            e.in_group = True
+        STATS["moved"] += 1
+    state.redundant += delta.redundant
+    return delta
+
+
+def _move_member(state: LargeGroup, delta: GroupDelta, i: int, old: Entry | None,
+                 new: Entry | None, touched: set) -> None:
+    """Slot i of the members goes from ``old`` to ``new`` (None: absent)."""
+    members = state.members
+    ou = old.union if old is not None else NONE
+    nu = new.union if new is not None else NONE
+    dup: dict[int, int] = {}
+    for c in ou.keys() | nu.keys() if ou is not nu else nu.keys():
+        o, n = ou.get(c, 0), nu.get(c, 0)
+        pre = _held_before(members, i, c, o | n)
+        if o:
+            _count(state, delta, old, c, o, o & pre, -1)
+        if n:
+            _count(state, delta, new, c, n, n & pre, +1)
+        first = (o ^ n) & ~pre          # pages whose first holder changes
+        if first:
+            _next_holders(state, delta, i, c, first, o, n)
+        if o != n:
+            _dup_changes(members, i, c, o, n, touched)
+        if n:
+            d = n & _held_by_others(members, i, c, n)
+            if d:
+                dup[c] = d
+    if new is not None:
+        new.dup = NONE if not dup else (new.union if dup == new.union else dup)
+
+
+def _held_before(members: list[Entry], i: int, c: int, want: int) -> int:
+    """The pages of ``want`` in chunk c held by the members before slot i."""
+    held = 0
+    for j in range(i):
+        held |= members[j].union.get(c, 0)
+        if held & want == want:
+            break
+    return held & want
+
+
+def _held_by_others(members: list[Entry], i: int, c: int, want: int) -> int:
+    """The pages of ``want`` in chunk c held by a member other than slot i."""
+    held = 0
+    for j, e in enumerate(members):
+        if j != i:
+            held |= e.union.get(c, 0)
+            if held & want == want:
+                break
+    return held & want
+
+
+def _next_holders(state: LargeGroup, delta: GroupDelta, i: int, c: int, pages: int,
+                  o: int, n: int) -> None:
+    """Pages of chunk c whose first holder was (o) or becomes (n) slot i:
+    the next holder after it gives them up (n) or no longer does (o)."""
+    members = state.members
+    for j in range(i + 1, len(members)):
+        e = members[j]
+        m = e.union.get(c, 0)
+        h = m & pages
+        if h:
+            if h & o:
+                _count(state, delta, e, c, m, h & o, -1)
+            if h & n:
+                _count(state, delta, e, c, m, h & n, +1)
+            pages &= ~h
+            if not pages:
+                return
+
+
+def _count(state: LargeGroup, delta: GroupDelta, e: Entry, c: int, mask: int, gone: int,
+           sign: int) -> None:
+    """± the pages ``gone`` of chunk c of copy e given up (entries._count_gone)."""
+    n = gone.bit_count()
+    if not n:
+        return
+    delta.redundant += sign * n
+    _add(state.by_dev, delta.by_dev, e.dev, sign * n)
+    owner = e.owner
+    if owner is not None:
+        _add(state.by_cgroup, delta.by_cgroup, owner, sign * n)
+        return
+    owners = e.chunks.get(c)
+    if owners is not None:
+        counts: dict[int, int] = {}
+        gone_by_cgroup(owners, mask, gone, n, counts)
+        for cg, k in counts.items():
+            _add(state.by_cgroup, delta.by_cgroup, cg, sign * k)
+
+
+def _add(mine: dict[int, int], delta: dict[int, int], k: int, n: int) -> None:
+    v = mine.get(k, 0) + n
+    if v:
+        mine[k] = v
+    else:
+        del mine[k]
+    delta[k] = delta.get(k, 0) + n
+
+
+def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: set) -> None:
+    """Slot i's pages of chunk c go from o to n: a page another copy alone
+    holds becomes (n) or stops being (o) a duplicate page of that copy."""
+    pages = o ^ n
+    once = twice = 0
+    for j, e in enumerate(members):
+        if j != i:
+            m = e.union.get(c, 0) & pages
+            twice |= once & m
+            once |= m
+            if twice == pages:
+                return          # every such page held by two others: no status changes
+    single = once & ~twice
+    if not single:
+        return
+    for j, e in enumerate(members):
+        h = e.union.get(c, 0) & single if j != i else 0
+        if h:
+            old = e.dup
+            d = dict(old) if old is not NONE else {}
+            m = (d.get(c, 0) | (h & n)) & ~(h & o)
+            if m:
+                d[c] = m
+            else:
+                d.pop(c, None)
+            e.dup = NONE if not d else (e.union if d == e.union else d)
+            touched.add((e.dev, e.ino))
