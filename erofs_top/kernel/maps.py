@@ -904,6 +904,27 @@ _CG = _struct.Struct("=Q").unpack_from
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
 
+# a file's one row, when its counters fit 32 bits (most): 24 B, a bytes
+# object of 64 B, not 80 (its length tells the form: rows of several
+# cgroups are always IO_ROW's)
+IO_ROW1 = _struct.Struct("=Q4i")
+_ROW1_SIZE = IO_ROW1.size
+_row1_pack, _row1_unpack = IO_ROW1.pack, IO_ROW1.unpack
+
+
+def _one_row(cg: int, ins: int, ev: int, ra: int, folio: int) -> bytes:
+    """The bytes of a file's only row: IO_ROW1 where the counters fit it, else IO_ROW."""
+    try:
+        return _row1_pack(cg, ins, ev, ra, folio)
+    except _struct.error:
+        return _row_of(cg, ins, ev, ra, folio)
+
+
+def _rows_of(v: bytes) -> bytes:
+    """A file's rows' bytes in IO_ROW's form (to add a row to)."""
+    return _row_pack(*_row1_unpack(v)) if len(v) == _ROW1_SIZE else v
+
+
 def _row_of(cg: int, ins: int, ev: int, ra: int, folio: int) -> bytes:
     """IO_ROW of a row; a counter outside a signed 64-bit int (2^63 pages
     or more: only a corrupted map holds one) kept at the nearest bound, not
@@ -920,7 +941,8 @@ class IoRows(_abc.Mapping):
     """IoState's rows, (dev, ino, cg) -> FileIO, kept flat per dev then per
     ino (``files``: dev -> ino -> the file's rows packed in one bytes, IO_ROW
     each (cg, inserted, evicted, readahead, folio), up to ROWS_TUPLE_MAX of
-    them, or {cg: one row's bytes} for a file read by more): no object per
+    them (a file's only row: IO_ROW1 where it fits, 24 B),
+    or {cg: one row's bytes} for a file read by more): no object per
     row (a FileIO was 88 B and its counters ints of their own, 312,000 rows
     at 250,000 files), no (dev, ino, cg) key tuple.  A mapping by the
     three-int key whose FileIOs are built at each access (new objects: never
@@ -943,8 +965,8 @@ class IoRows(_abc.Mapping):
         if type(v) is dict:
             b = v.get(k[2])
             return None if b is None else _row_unpack(b)
-        if len(v) == _ROW_SIZE:
-            r = _row_unpack(v)
+        if len(v) <= _ROW_SIZE:
+            r = _row1_unpack(v) if len(v) == _ROW1_SIZE else _row_unpack(v)
             return r if r[0] == k[2] else None
         cg = k[2]
         for r in _row_iter(v):
@@ -975,6 +997,8 @@ class IoRows(_abc.Mapping):
                 if type(v) is dict:
                     for b in v.values():
                         yield dev, ino, _row_unpack(b)
+                elif len(v) == _ROW1_SIZE:
+                    yield dev, ino, _row1_unpack(v)
                 else:
                     for r in _row_iter(v):
                         yield dev, ino, r
@@ -1005,7 +1029,7 @@ class IoRows(_abc.Mapping):
             per = files[dev] = {}
         v = per.get(ino)
         if v is None:
-            per[ino] = b
+            per[ino] = _one_row(cg, ins, ev, ra, folio)
         elif type(v) is dict:
             if cg in v:
                 v[cg] = b
@@ -1014,10 +1038,11 @@ class IoRows(_abc.Mapping):
         else:
             for i in range(0, len(v), _ROW_SIZE):
                 if _CG(v, i)[0] == cg:
-                    per[ino] = b if len(v) == _ROW_SIZE else v[:i] + b + v[i + _ROW_SIZE:]
+                    per[ino] = _one_row(cg, ins, ev, ra, folio) if len(v) <= _ROW_SIZE \
+                        else v[:i] + b + v[i + _ROW_SIZE:]
                     return
             if len(v) < ROWS_TUPLE_MAX * _ROW_SIZE:
-                per[ino] = v + b
+                per[ino] = _rows_of(v) + b
             else:
                 rows = {_CG(v, i)[0]: v[i:i + _ROW_SIZE] for i in range(0, len(v), _ROW_SIZE)}
                 rows[cg] = b
@@ -1039,7 +1064,9 @@ class IoRows(_abc.Mapping):
             else:
                 raise KeyError(k)
             rest = v[:i] + v[i + _ROW_SIZE:]
-            if rest:
+            if len(rest) == _ROW_SIZE:          # one row left: its own form
+                per[k[1]] = _one_row(*_row_unpack(rest))
+            elif rest:
                 per[k[1]] = rest
             else:
                 del per[k[1]]
@@ -1194,8 +1221,8 @@ class IoState:
                 b = v.get(k[2])
                 if b is not None:
                     r = unpack(b)
-            elif v is not None and len(v) == size:
-                r = unpack(v)
+            elif v is not None and len(v) <= size:
+                r = unpack(v) if len(v) == size else _row1_unpack(v)
                 if r[0] != k[2]:
                     r, t = None, None
             else:
@@ -1212,7 +1239,7 @@ class IoState:
                 if t is dict:
                     v[k[2]] = _row_of(r[0], r[1] + d, r[2], r[3], r[4])
                 elif t is bytes:
-                    per[k[1]] = _row_of(r[0], r[1] + d, r[2], r[3], r[4])
+                    per[k[1]] = _one_row(r[0], r[1] + d, r[2], r[3], r[4])
                 else:
                     put(k[0], k[1], k[2], r[1] + d, r[2], r[3], r[4])
             else:                               # no pages held, no io entry: no row
