@@ -1,6 +1,7 @@
 """The compact forms the aggregator keeps per file: unions of the usual pages
 shared across files (entries.shared_union), seeded masks only in a
-SeededEntry (Entry has no slot for them).  The churn tests check that the
+SeededEntry (Entry has no slot for them), the source's file of chunk 0
+alone as its owners dict (ChunkState.packed).  The churn tests check that the
 sums stay exact; these check the forms themselves, and that a difference
 they hide is still seen (the recheck compares seeded masks)."""
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 from erofs_top import entries
 from erofs_top.aggregate import _derived
 from erofs_top.entries import NONE, Entry, SeededEntry, chunk_entry, shared_union
+from erofs_top.kernel.maps import ChunkState, owners_of
 from erofs_top.readings import PageChunk
 
 FULL = (1 << 64) - 1
@@ -109,3 +111,54 @@ def test_random_files_keep_their_pages():
     assert len({id(e.union) for e, _ in made}) < len(made)         # some are shared
     for e, masks in made:
         assert e.union == masks
+
+
+def _chunk_value(rng) -> tuple:
+    """A chunks map value: one or two owners, seeded pages now and then, or none."""
+    cgs = (rng.choice([101, 102]), rng.choice([0, 103]), 0, 0)
+    bits = (rng.choice([FULL, 31, rng.getrandbits(64), 0]), rng.getrandbits(64) if cgs[1] else 0, 0, 0)
+    return cgs + bits + (0, rng.choice([0, 0, 0, 0, 1, FULL]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_file_of_chunk_0_alone_is_kept_as_its_owners_dict(seed):
+    """ChunkState.packed keeps a file whose one entry is chunk 0, nothing
+    seeded, as that entry's owners dict (no tuple); through full reads and
+    patches of the keys marked changed (one per file: _one_change; more:
+    _file_changes), files of chunk 0 alone become files of more chunks,
+    seeded ones and back; every file's PageChunks and the entry count stay
+    those of the map."""
+    rng = random.Random(seed)
+    chunks: dict = {}
+    cs = ChunkState()
+    forms = set()
+    for step in range(60):
+        dirty = set()
+        for _ in range(rng.randrange(1, 12)):
+            key = (7 << 20, rng.randrange(12), rng.choice([0, 0, 0, 1, 2]))
+            if rng.random() < 0.2:
+                chunks.pop(key, None)
+            else:
+                chunks[key] = _chunk_value(rng)
+            dirty.add(key)
+        if step % 7 == 0:
+            cs.update(list(chunks.items()))
+        else:
+            cs.patch([(k, chunks[k]) for k in dirty if k in chunks], [k for k in dirty if k not in chunks])
+        cs.held_delta = {}
+        want: dict = {}
+        for (dev, ino, c), v in chunks.items():
+            owners = owners_of(v)
+            if owners:
+                want.setdefault((dev, ino), {})[c] = (owners, v[-1])
+        assert cs.packed.keys() == want.keys()
+        for fk, ents in want.items():
+            t = cs.packed[fk]
+            alone = list(ents) == [0] and not ents[0][1]
+            assert (type(t) is dict) is alone, (fk, t, ents)
+            forms.add((alone, len(ents)))
+            got = {pc.chunk: (pc.owners, pc.seeded_mask) for pc in cs.by_file[fk]}
+            assert got == ents
+        assert cs.n_chunks == sum(map(len, want.values())) == len(cs.entries) - len(cs.empty)
+        assert sorted(cs.entries) == sorted(k for k, v in chunks.items())
+    assert {(True, 1), (False, 1), (False, 2)} <= forms, "the test saw little"
