@@ -1051,15 +1051,20 @@ class IoRows(_abc.Mapping):
     def put_row(self, dev: int, ino: int, cg: int, ins: int, ev: int = 0, ra: int = 0,
                 folio: int = 0) -> None:
         """Keep the row of (dev, ino, cg) (replacing it, if any)."""
-        b = _row_of(cg, ins, ev, ra, folio)
         files = self.files
         per = files.get(dev)
         if per is None:
             per = files[dev] = {}
         v = per.get(ino)
-        if v is None:
-            per[ino] = _one_row(cg, ins, ev, ra, folio)
-        elif type(v) is dict:
+        if v is None:                   # the usual: a file's one row
+            try:
+                per[ino] = _row1_pack(cg, ins, ev, ra, folio)
+            except _struct.error:
+                per[ino] = _row_of(cg, ins, ev, ra, folio)
+            self.n += 1
+            return
+        b = _row_of(cg, ins, ev, ra, folio)
+        if type(v) is dict:
             if cg in v:
                 v[cg] = b
                 return
