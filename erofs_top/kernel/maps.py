@@ -994,8 +994,9 @@ class IoRows(_abc.Mapping):
         if type(v) is dict:
             b = v.get(k[2])
             return None if b is None else _row_unpack(b)
-        if len(v) <= _ROW_SIZE:
-            r = _row1_unpack(v) if len(v) == _ROW1_SIZE else _row_unpack(v)
+        n = len(v)
+        if n <= _ROW_SIZE:
+            r = _row1_unpack(v) if n == _ROW1_SIZE else _row_unpack(v)
             return r if r[0] == k[2] else None
         cg = k[2]
         for r in _row_iter(v):
