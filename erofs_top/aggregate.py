@@ -29,8 +29,8 @@ from operator import attrgetter
 
 from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
                           owner_contributions)
-from .entries import (NONE, Entry, SharedEntry, _any_chunk_entry, _many_owner_entry,
-                      _one_owner_entry, chunk_entry, content_group_keys,
+from .entries import (DERIVED_CLASS_VALUES, NONE, Entry, SharedEntry, _any_chunk_entry,
+                      _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry,
                       size_group_keys)
 from . import large_groups
@@ -62,7 +62,8 @@ FREEZE = {"mode": ""}
 # fill the rest): a recheck compares these of the kept and the re-derived entry
 _derived = attrgetter(*(f.name for f in dataclasses.fields(SharedEntry)     # Entry's and more
                         if f.name not in ("mount", "info", "content_key", "dup", "in_group",
-                                          "input", "size_idx", "ckey_idx", "contrib")))
+                                          "input", "size_idx", "ckey_idx", "contrib")),
+                      *DERIVED_CLASS_VALUES)
 
 
 def _mount_sig(m) -> tuple | None:

@@ -41,14 +41,18 @@ class Entry:
     Mappings that are mostly empty share NONE (read-only) until they are not;
     ``chunks`` may hold a PageChunk's own owners dict (never modified);
     ``union`` is never modified after it is filled: the copies of a content
-    that hold the same pages share one, which is also their ``dup``.
+    that hold the same pages share one, which is also their ``dup``, and
+    entries of the usual pages (full chunks, a tail's first pages) share
+    one across files (shared_union).
     ``owner``: when every resident page was inserted by one cgroup (most
     files) chunk_entry keeps only it, ``chunks`` is then None (a dict per
     file less): owners_by_chunk() gives the mapping either way."""
     dev: int
     ino: int
     chunks: dict[int, dict[int, int]] | None = field(default_factory=dict)  # chunk -> cg -> mask
-    seeded: Mapping[int, int] = NONE                                 # chunk -> mask
+    # seeded (chunk -> mask of seeded pages): NONE, a class value; a file
+    # with seeded pages (few) is a SeededEntry (a slot less in every other
+    # entry: 144 B, not 160, with pymalloc's rounding)
     mount: MountInfo | None = None
     info: FileInfo | None = None
     content_key: str = ""
@@ -77,8 +81,10 @@ class Entry:
 
 
 # what only a shared inode's entry has (SharedEntry's slots): class values of
-# every other entry (4 slots, 32 B, less in each of 250,000 entries)
-_SHARED_DEFAULTS = {"shared_mapping": 0, "users": NONE, "used_members": 0, "touched": None}
+# every other entry (4 slots, 32 B, less in each of 250,000 entries); seeded
+# masks: SeededEntry's slot
+_SHARED_DEFAULTS = {"shared_mapping": 0, "users": NONE, "used_members": 0, "touched": None,
+                    "seeded": NONE}
 for _name, _value in _SHARED_DEFAULTS.items():
     setattr(Entry, _name, _value)
 
@@ -92,6 +98,17 @@ class SharedEntry(Entry):
     touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
 
 
+@dataclass(eq=False, slots=True)
+class SeededEntry(Entry):
+    """The entry of a file some of whose pages are seeded (_any_chunk_entry)."""
+    seeded: Mapping[int, int] = NONE                                 # chunk -> mask
+
+
+# what chunk_entry / shared_entry derive of an entry's input, beside Entry's
+# and SharedEntry's fields (a recheck compares them: aggregate._derived)
+DERIVED_CLASS_VALUES = ("seeded",)
+
+
 def owners_by_chunk(e: Entry) -> dict[int, dict[int, int]]:
     """chunk -> cgroup -> mask of an entry, made from its union when it keeps
     only its one owner."""
@@ -99,6 +116,35 @@ def owners_by_chunk(e: Entry) -> dict[int, dict[int, int]]:
         return e.chunks
     owner = e.owner
     return {c: {owner: m} for c, m in e.union.items()}
+
+
+UNIONS_MAX = 4096          # shared_union: dicts kept before it starts anew
+UNION_CHUNKS_MAX = 16      # shared_union: unions of more chunks are not shared
+_UNIONS: dict[tuple, dict[int, int]] = {}
+
+
+def shared_union(u: dict[int, int]) -> dict[int, int]:
+    """One dict object for equal unions of the usual kind: every chunk's
+    mask full or pages 0..n-1 (a file read whole, its tail chunk partly):
+    most files of a node, whose unions then differ only by their chunks'
+    number and the tail's pages.  A one-chunk union is a dict of ~220 B per
+    file otherwise.  An entry's union is read only once filled (Entry's
+    rule), so copies may share one; a union of any other masks is returned
+    as it is.  The table starts anew once it holds UNIONS_MAX unions (no
+    cost per entry; the unions entries hold stay theirs)."""
+    if not u or len(u) > UNION_CHUNKS_MAX:
+        return u
+    key = tuple(u.items())
+    got = _UNIONS.get(key)
+    if got is not None:
+        return got
+    for m in u.values():
+        if m & (m + 1):             # not pages 0..n-1 of its chunk (nor all 64)
+            return u
+    if len(_UNIONS) >= UNIONS_MAX:
+        _UNIONS.clear()
+    _UNIONS[key] = u
+    return u
 
 
 def _one_owner(chunks: dict[int, dict[int, int]]) -> int | None:
@@ -159,9 +205,7 @@ def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
 def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
     """chunk_entry of any file: several cgroups, seeded pages, a chunk in
     more than one PageChunk (tests/unit/test_one_owner.py compares the two)."""
-    e = Entry(dev, ino)
-    e.input = pcs
-    chunks = e.chunks
+    chunks: dict[int, dict[int, int]] = {}
     seeded: dict[int, int] = {}
     borrowed: set[int] = set()      # chunks that hold a PageChunk's own owners dict
     for pc in pcs:
@@ -181,8 +225,8 @@ def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
                     owners[cg] = owners.get(cg, 0) | mask
         if pc.seeded_mask:
             seeded[c] = seeded.get(c, 0) | pc.seeded_mask
-    if seeded:
-        e.seeded = seeded
+    e = SeededEntry(dev, ino, chunks, seeded=seeded) if seeded else Entry(dev, ino, chunks)
+    e.input = pcs
     _fill_union(e)
     owner = _one_owner(chunks)
     if owner is not None:
@@ -207,7 +251,7 @@ def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
         union[pc.chunk] = m
     if owner is None:
         return None
-    e = Entry(dev, ino, None, union=union, owner=owner)
+    e = Entry(dev, ino, None, union=shared_union(union), owner=owner)
     e.input = pcs
     return e
 
@@ -234,7 +278,7 @@ def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
             for m in owners.values():
                 u |= m
             union[c] = u
-    e = Entry(dev, ino, chunks, union=union)
+    e = Entry(dev, ino, chunks, union=shared_union(union))
     e.input = pcs
     return e
 
@@ -271,6 +315,7 @@ def _fill_union(e: Entry) -> None:
             u |= m
         if u:
             union[c] = u
+    e.union = shared_union(union)
 
 
 def content_group_keys(group: list[Entry], content: ContentResolver) -> int:

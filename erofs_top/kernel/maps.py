@@ -439,10 +439,26 @@ def _stride(t: tuple) -> int:
     return 3 if type(t) is _Seeded else 2
 
 
-def pack(flat: list) -> tuple:
+def _tuple_of(t) -> tuple:
+    """A packed file in its tuple form: a file of chunk 0 alone, nothing
+    seeded, is kept as its owners dict (pack())."""
+    return (0, t) if type(t) is dict else t
+
+
+def _count(t) -> int:
+    """The entries of a packed file."""
+    return 1 if type(t) is dict else len(t) // _stride(t)
+
+
+def pack(flat: list):
     """A file's entries (chunk, owners, seeded mask, ... flat) as ChunkState
     keeps them: one tuple, 16 B an entry (24 with seeded pages), where a
-    PageChunk in a list was ~88 B."""
+    PageChunk in a list was ~88 B; a file of chunk 0 alone (a file of up to
+    64 pages: most files of a node), nothing seeded, as its owners dict
+    itself (the shared one, mostly: no object of its own, where a tuple is
+    64 B)."""
+    if len(flat) == 3 and flat[0] == 0 and not flat[2]:
+        return flat[1]
     if any(flat[2::3]):
         return _Seeded(flat)
     out = [None] * (len(flat) // 3 * 2)
@@ -454,6 +470,8 @@ def pack(flat: list) -> tuple:
 def unpack(fk: tuple, t: tuple) -> list:
     """The PageChunks of a packed file ``t`` of key (dev, ino), new objects."""
     dev, ino = fk
+    if type(t) is dict:
+        return [_PageChunk(dev, ino, 0, t)]
     if type(t) is _Seeded:
         return [_PageChunk(dev, ino, t[i], t[i + 1], t[i + 2]) for i in range(0, len(t), 3)]
     return [_PageChunk(dev, ino, c, o) for c, o in zip(t[0::2], t[1::2])]
@@ -461,6 +479,8 @@ def unpack(fk: tuple, t: tuple) -> list:
 
 def _entries_of(t: tuple, start: int = 0):
     """(chunk, owners, seeded) of a packed file's entries from entry ``start`` on."""
+    if type(t) is dict:
+        return [] if start else [(0, t, 0)]
     if type(t) is _Seeded:
         return [(t[i], t[i + 1], t[i + 2]) for i in range(start * 3, len(t), 3)]
     return [(c, o, 0) for c, o in zip(t[start * 2::2], t[start * 2 + 1::2])]
@@ -504,7 +524,8 @@ class FileChunks(_abc.Mapping):
 
 class ChunkState:
     """The chunks map, kept between reads in a packed form: one tuple per
-    file (``packed``: (dev, ino) -> (chunk, owners, ...), see pack()), the
+    file (``packed``: (dev, ino) -> (chunk, owners, ...), see pack(); a file
+    of chunk 0 alone, nothing seeded: its owners dict), the
     owners dicts shared through OwnersCache; a file none of whose entries
     changed keeps its tuple; the changes of the pages each (file, cgroup)
     holds that it inserted are summed in ``held_delta`` for IoState (which
@@ -518,7 +539,7 @@ class ChunkState:
     changed (Readings.changed_files)."""
 
     def __init__(self):
-        self.packed: dict[tuple, tuple] = {}
+        self.packed: dict[tuple, tuple | dict] = {}
         self._views = Snapshots(self.packed)      # Readings.chunks_by_file of past reads
         # (dev, ino, cg) -> change of the inserted pages it holds since IoState took them
         self.held_delta: dict[tuple, int] = {}
@@ -577,6 +598,8 @@ class ChunkState:
             old = prev_get(fk)
             was = None
             if old is not None:
+                if type(old) is dict:
+                    old = (0, old)
                 at = by_chunk.get(fk) if by_chunk else None
                 if at is None:
                     s = 3 if type(old) is _Seeded else 2
@@ -632,7 +655,7 @@ class ChunkState:
                     dirty.add(fk)
             if fk not in dirty:
                 continue
-            n += len(lst) // 3 - (len(old) // _stride(old) if old is not None else 0)
+            n += len(lst) // 3 - (_count(old) if old is not None else 0)
             if lst:
                 out[fk] = pack(lst)
             elif old is not None:
@@ -641,7 +664,7 @@ class ChunkState:
             for fk in prev.keys() - lists.keys():
                 for _c, owners, seeded in _entries_of(prev[fk]):
                     _held_delta(delta, fk[0], fk[1], owners, seeded, -1)
-                n -= len(prev[fk]) // _stride(prev[fk])
+                n -= _count(prev[fk])
                 del out[fk]
                 dirty.add(fk)
         self.n_chunks = n
@@ -701,7 +724,7 @@ class ChunkState:
                 if fk not in kept:
                     kept[fk] = _MISSING if old is None else old
             flat = _with_changes(old, changes)
-            self.n_chunks += len(flat) // 3 - (len(old) // _stride(old) if old else 0)
+            self.n_chunks += len(flat) // 3 - (_count(old) if old is not None else 0)
             if flat:
                 packed[fk] = pack(flat)
             elif old is not None:
@@ -720,6 +743,8 @@ class ChunkState:
         if v is None:
             return _SLOW
         seeded = v[-1]
+        if type(old) is dict:
+            old = (0, old)
         if type(old) is not _Seeded:
             if seeded:
                 return _SLOW
@@ -760,6 +785,8 @@ class ChunkState:
         if type(old) is _Seeded:
             return _Seeded(old[:pos + 1] + (owners, _FULL_MASK if seeded == _FULL_MASK else seeded)
                            + old[pos + 3:])
+        if len(old) == 2 and not pos and not old[0]:
+            return owners                       # pack()'s form of a file of chunk 0 alone
         return old[:pos + 1] + (owners,) + old[pos + 2:]
 
     def _file_changes(self, fk, old, got) -> list:
@@ -768,6 +795,8 @@ class ChunkState:
         gone) pairs) whose pages changed;
         the held pages' changes into held_delta, entries without pages into
         ``empty``."""
+        if type(old) is dict:
+            old = (0, old)
         s = 2 if old is None else _stride(old)
         if old is None:
             at: dict = _NO_INDEX
@@ -840,7 +869,7 @@ class EntriesView(_abc.Mapping):
 
     def __iter__(self):
         for (dev, ino), t in self.state.packed.items():
-            for c in t[::_stride(t)]:
+            for c in _tuple_of(t)[::_stride(t)]:
                 yield (dev, ino, c)
         for dev, _pad, ino, c in self.state.empty:
             yield (dev, ino, c)
@@ -904,6 +933,27 @@ _CG = _struct.Struct("=Q").unpack_from
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
 
+# a file's one row, when its counters fit 32 bits (most): 24 B, a bytes
+# object of 64 B, not 80 (its length tells the form: rows of several
+# cgroups are always IO_ROW's)
+IO_ROW1 = _struct.Struct("=Q4i")
+_ROW1_SIZE = IO_ROW1.size
+_row1_pack, _row1_unpack = IO_ROW1.pack, IO_ROW1.unpack
+
+
+def _one_row(cg: int, ins: int, ev: int, ra: int, folio: int) -> bytes:
+    """The bytes of a file's only row: IO_ROW1 where the counters fit it, else IO_ROW."""
+    try:
+        return _row1_pack(cg, ins, ev, ra, folio)
+    except _struct.error:
+        return _row_of(cg, ins, ev, ra, folio)
+
+
+def _rows_of(v: bytes) -> bytes:
+    """A file's rows' bytes in IO_ROW's form (to add a row to)."""
+    return _row_pack(*_row1_unpack(v)) if len(v) == _ROW1_SIZE else v
+
+
 def _row_of(cg: int, ins: int, ev: int, ra: int, folio: int) -> bytes:
     """IO_ROW of a row; a counter outside a signed 64-bit int (2^63 pages
     or more: only a corrupted map holds one) kept at the nearest bound, not
@@ -920,7 +970,8 @@ class IoRows(_abc.Mapping):
     """IoState's rows, (dev, ino, cg) -> FileIO, kept flat per dev then per
     ino (``files``: dev -> ino -> the file's rows packed in one bytes, IO_ROW
     each (cg, inserted, evicted, readahead, folio), up to ROWS_TUPLE_MAX of
-    them, or {cg: one row's bytes} for a file read by more): no object per
+    them (a file's only row: IO_ROW1 where it fits, 24 B),
+    or {cg: one row's bytes} for a file read by more): no object per
     row (a FileIO was 88 B and its counters ints of their own, 312,000 rows
     at 250,000 files), no (dev, ino, cg) key tuple.  A mapping by the
     three-int key whose FileIOs are built at each access (new objects: never
@@ -943,8 +994,9 @@ class IoRows(_abc.Mapping):
         if type(v) is dict:
             b = v.get(k[2])
             return None if b is None else _row_unpack(b)
-        if len(v) == _ROW_SIZE:
-            r = _row_unpack(v)
+        n = len(v)
+        if n <= _ROW_SIZE:
+            r = _row1_unpack(v) if n == _ROW1_SIZE else _row_unpack(v)
             return r if r[0] == k[2] else None
         cg = k[2]
         for r in _row_iter(v):
@@ -975,6 +1027,8 @@ class IoRows(_abc.Mapping):
                 if type(v) is dict:
                     for b in v.values():
                         yield dev, ino, _row_unpack(b)
+                elif len(v) == _ROW1_SIZE:
+                    yield dev, ino, _row1_unpack(v)
                 else:
                     for r in _row_iter(v):
                         yield dev, ino, r
@@ -998,15 +1052,20 @@ class IoRows(_abc.Mapping):
     def put_row(self, dev: int, ino: int, cg: int, ins: int, ev: int = 0, ra: int = 0,
                 folio: int = 0) -> None:
         """Keep the row of (dev, ino, cg) (replacing it, if any)."""
-        b = _row_of(cg, ins, ev, ra, folio)
         files = self.files
         per = files.get(dev)
         if per is None:
             per = files[dev] = {}
         v = per.get(ino)
-        if v is None:
-            per[ino] = b
-        elif type(v) is dict:
+        if v is None:                   # the usual: a file's one row
+            try:
+                per[ino] = _row1_pack(cg, ins, ev, ra, folio)
+            except _struct.error:
+                per[ino] = _row_of(cg, ins, ev, ra, folio)
+            self.n += 1
+            return
+        b = _row_of(cg, ins, ev, ra, folio)
+        if type(v) is dict:
             if cg in v:
                 v[cg] = b
                 return
@@ -1014,10 +1073,11 @@ class IoRows(_abc.Mapping):
         else:
             for i in range(0, len(v), _ROW_SIZE):
                 if _CG(v, i)[0] == cg:
-                    per[ino] = b if len(v) == _ROW_SIZE else v[:i] + b + v[i + _ROW_SIZE:]
+                    per[ino] = _one_row(cg, ins, ev, ra, folio) if len(v) <= _ROW_SIZE \
+                        else v[:i] + b + v[i + _ROW_SIZE:]
                     return
             if len(v) < ROWS_TUPLE_MAX * _ROW_SIZE:
-                per[ino] = v + b
+                per[ino] = _rows_of(v) + b
             else:
                 rows = {_CG(v, i)[0]: v[i:i + _ROW_SIZE] for i in range(0, len(v), _ROW_SIZE)}
                 rows[cg] = b
@@ -1039,7 +1099,9 @@ class IoRows(_abc.Mapping):
             else:
                 raise KeyError(k)
             rest = v[:i] + v[i + _ROW_SIZE:]
-            if rest:
+            if len(rest) == _ROW_SIZE:          # one row left: its own form
+                per[k[1]] = _one_row(*_row_unpack(rest))
+            elif rest:
                 per[k[1]] = rest
             else:
                 del per[k[1]]
@@ -1194,8 +1256,8 @@ class IoState:
                 b = v.get(k[2])
                 if b is not None:
                     r = unpack(b)
-            elif v is not None and len(v) == size:
-                r = unpack(v)
+            elif v is not None and len(v) <= size:
+                r = unpack(v) if len(v) == size else _row1_unpack(v)
                 if r[0] != k[2]:
                     r, t = None, None
             else:
@@ -1212,7 +1274,7 @@ class IoState:
                 if t is dict:
                     v[k[2]] = _row_of(r[0], r[1] + d, r[2], r[3], r[4])
                 elif t is bytes:
-                    per[k[1]] = _row_of(r[0], r[1] + d, r[2], r[3], r[4])
+                    per[k[1]] = _one_row(r[0], r[1] + d, r[2], r[3], r[4])
                 else:
                     put(k[0], k[1], k[2], r[1] + d, r[2], r[3], r[4])
             else:                               # no pages held, no io entry: no row

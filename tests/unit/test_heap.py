@@ -59,3 +59,41 @@ def test_default_thresholds_keep_them():
     if heap._glibc() is None:
         pytest.skip("not glibc")
     assert _growth_kib("default") > 48 * 1024      # the freed 64 MiB stay resident
+
+
+# a thread's blocks: in an arena of its own by default, in the main one
+# once fixed_thresholds() ran (glibc's malloc_stats() names each arena on stderr)
+ARENA_CHILD = r"""
+import ctypes, sys, threading
+sys.path.insert(0, sys.argv[1])
+from erofs_top import heap
+if sys.argv[2] == "fixed" and not heap.fixed_thresholds():
+    raise SystemExit(3)
+kept = []
+t = threading.Thread(target=lambda: kept.extend(bytes(2000 + i) for i in range(200)))
+t.start()
+t.join()
+heap._glibc().malloc_stats()
+"""
+
+
+def _arenas(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", ARENA_CHILD, str(REPO), mode],
+                         capture_output=True, text=True)
+    if out.returncode == 3:
+        pytest.skip("no glibc mallopt here")
+    assert out.returncode == 0, out.stderr
+    return sum(1 for ln in out.stderr.splitlines() if ln.startswith("Arena "))
+
+
+def test_fixed_thresholds_keep_threads_in_the_main_arena():
+    if heap._glibc() is None:
+        pytest.skip("not glibc")
+    assert _arenas("fixed") == 1
+
+
+def test_a_thread_has_its_own_arena_by_default():
+    """The case ARENAS is for (and what makes the test above able to fail)."""
+    if heap._glibc() is None:
+        pytest.skip("not glibc")
+    assert _arenas("default") >= 2

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from erofs_top.kernel.maps import _MISSING, IO_ROW, ROWS_TUPLE_MAX, IoRows, Snapshots
+from erofs_top.kernel.maps import _MISSING, IO_ROW, IO_ROW1, ROWS_TUPLE_MAX, IoRows, Snapshots
 from erofs_top.readings import FileIO
 
 
@@ -30,6 +30,9 @@ def _key(f: FileIO) -> tuple:
 
 
 CGS = [0, 7, 8, 9, (1 << 64) - 1]
+# counters at and past the bounds of IO_ROW1 (a file's one row, 32-bit
+# counters): a row changes form as its counters cross them
+FOLIOS = [1 << 62, 0, 5, (1 << 31) - 1, 1 << 31, -(1 << 31), -(1 << 31) - 1]
 MANY_CGS = CGS + list(range(100, 100 + ROWS_TUPLE_MAX))
 
 
@@ -40,6 +43,7 @@ def test_rows_equal_a_dict_of_rows_by_key(seed):
     rows, want = IoRows(), {}
     views = Snapshots(rows)
     kept = []
+    lengths = set()         # of a file's rows' bytes, as seen
     for step in range(400):
         k = (rng.randrange(1, 4), rng.randrange(1, 6), rng.choice(cgs))
         if k in want and rng.random() < 0.4:
@@ -51,9 +55,13 @@ def test_rows_equal_a_dict_of_rows_by_key(seed):
             for old in views.olds():
                 if k not in old:
                     old[k] = want.get(k, _MISSING)
-            want[k] = f = FileIO(*k, inserted_pages=step, evicted_pages=rng.choice([0, 3]),
-                                 readahead_pages=step % 7, read_folio_count=(1 << 62) + step)
+            want[k] = f = FileIO(*k, inserted_pages=step - 200, evicted_pages=rng.choice([0, 3]),
+                                 readahead_pages=step % 7,
+                                 read_folio_count=rng.choice(FOLIOS) + step % 3)
             rows.put(f)
+        v = rows.files.get(k[0], {}).get(k[1])
+        if type(v) is bytes:
+            lengths.add(len(v))
         _same(rows, want)
         absent = (k[0], k[1], 12345)
         assert rows.get(absent) is None and absent not in rows
@@ -64,6 +72,8 @@ def test_rows_equal_a_dict_of_rows_by_key(seed):
     forms = {type(v) is dict or len(v) // IO_ROW.size > 1
              for per in rows.files.values() for v in per.values()}
     assert True in forms, "no file with rows of several cgroups: the test saw little"
+    assert lengths >= {IO_ROW.size, IO_ROW1.size}, \
+        "not both forms of a file's one row: the test saw little"
     if cgs is MANY_CGS:
         assert any(type(v) is dict for per in rows.files.values() for v in per.values()), \
             "no file with rows of more than ROWS_TUPLE_MAX cgroups: the test saw little"

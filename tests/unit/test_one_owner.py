@@ -8,7 +8,8 @@ import random
 import pytest
 
 from erofs_top.attribution import Contribution
-from erofs_top.entries import Entry, _fill_union, chunk_entry, duplicate_group_part, owners_by_chunk
+from erofs_top.entries import (Entry, SeededEntry, _fill_union, chunk_entry, duplicate_group_part,
+                              owners_by_chunk)
 from erofs_top.readings import CHUNK_PAGES, PageChunk
 from erofs_top.savings import Copy, group_file_savings
 
@@ -41,8 +42,8 @@ def _chunks(rng: random.Random, dev: int, ino: int, same_pages: dict[int, int] |
 
 def _full(e: Entry) -> Entry:
     """The same entry with the chunk -> owners mapping kept."""
-    f = Entry(e.dev, e.ino, chunks={c: dict(o) for c, o in owners_by_chunk(e).items()},
-              seeded=e.seeded)
+    chunks = {c: dict(o) for c, o in owners_by_chunk(e).items()}
+    f = SeededEntry(e.dev, e.ino, chunks, seeded=e.seeded) if e.seeded else Entry(e.dev, e.ino, chunks)
     _fill_union(f)
     return f
 

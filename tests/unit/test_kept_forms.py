@@ -1,0 +1,164 @@
+"""The compact forms the aggregator keeps per file: unions of the usual pages
+shared across files (entries.shared_union), seeded masks only in a
+SeededEntry (Entry has no slot for them), the source's file of chunk 0
+alone as its owners dict (ChunkState.packed).  The churn tests check that the
+sums stay exact; these check the forms themselves, and that a difference
+they hide is still seen (the recheck compares seeded masks)."""
+from __future__ import annotations
+
+import random
+import sys
+
+import pytest
+
+from erofs_top import entries
+from erofs_top.aggregate import _derived
+from erofs_top.entries import NONE, Entry, SeededEntry, chunk_entry, shared_union
+from erofs_top.kernel.maps import ChunkState, owners_of
+from erofs_top.readings import PageChunk
+
+FULL = (1 << 64) - 1
+
+
+def _file(dev: int, ino: int, masks: dict[int, int], cg: int = 7, second: int | None = None,
+          seeded: int = 0) -> list[PageChunk]:
+    """PageChunks of a file: chunk -> mask of cgroup cg (half of the last
+    chunk's pages to ``second``, when given)."""
+    out = []
+    last = max(masks)
+    for c, m in masks.items():
+        owners = {cg: m}
+        if second is not None and c == last:
+            owners = {cg: m & 0xFFFFFFFF, second: m & ~0xFFFFFFFF}
+        out.append(PageChunk(dev, ino, c, {k: v for k, v in owners.items() if v},
+                             seeded if c == last else 0))
+    return out
+
+
+def _fresh(n: int) -> int:
+    """A mask int object of value n made anew (not one a constant shares)."""
+    return int(str(n))
+
+
+@pytest.mark.parametrize("second", [None, 9])
+def test_equal_usual_unions_are_one_dict(second):
+    entries._UNIONS.clear()
+    # full chunks and a tail's first pages: files of one cgroup, or with a
+    # second cgroup's pages in the tail (the two-owner path)
+    a = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: _fresh((1 << 5) - 1)}, second=second))
+    b = chunk_entry(2, 11, _file(2, 11, {0: _fresh(FULL), 1: (1 << 5) - 1}, cg=8, second=second))
+    assert a.union == {0: FULL, 1: 31} and a.union is b.union
+    # the same masks at other chunks: another union
+    c = chunk_entry(1, 12, _file(1, 12, {1: FULL, 2: 31}, second=second))
+    assert c.union == {1: FULL, 2: 31} and c.union is not a.union
+    # any other pages (not 0..n-1 of a chunk): each file its own
+    d = chunk_entry(1, 13, _file(1, 13, {0: FULL, 1: 0b110}, second=second))
+    e = chunk_entry(1, 14, _file(1, 14, {0: FULL, 1: 0b110}, second=second))
+    assert d.union == e.union == {0: FULL, 1: 6} and d.union is not e.union
+    # an entry's union is never the table's dict of another value
+    for x in (a, b, c, d, e):
+        assert x.union == {pc.chunk: _or(pc.owners.values()) for pc in
+                           _file(x.dev, x.ino, dict(x.union), second=second)}
+
+
+def _or(ms) -> int:
+    u = 0
+    for m in ms:
+        u |= m
+    return u
+
+
+def test_shared_union_table_starts_anew(monkeypatch):
+    entries._UNIONS.clear()
+    monkeypatch.setattr(entries, "UNIONS_MAX", 3)
+    unions = [shared_union({0: (1 << n) - 1}) for n in range(1, 5)]    # 4 > UNIONS_MAX
+    assert len(entries._UNIONS) == 1        # cleared at the 4th, which is then kept
+    assert shared_union({0: 15}) is unions[3]
+    assert shared_union({0: 1}) is not unions[0] and shared_union({0: 1}) == unions[0]
+    big = {c: FULL for c in range(entries.UNION_CHUNKS_MAX + 1)}
+    assert shared_union(big) is big and shared_union(dict(big)) is not big
+
+
+def test_seeded_masks_only_in_a_seeded_entry():
+    plain = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9))
+    seeded = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9, seeded=0b11))
+    assert type(plain) is Entry and plain.seeded is NONE
+    assert type(seeded) is SeededEntry and seeded.seeded == {1: 0b11}
+    assert sys.getsizeof(plain) < sys.getsizeof(seeded)
+    with pytest.raises(AttributeError):
+        plain.seeded = {1: 1}           # a class value: no slot in the usual entry
+    # the recheck's comparison sees seeded pages that came or went
+    assert _derived(plain) != _derived(seeded)
+    again = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9, seeded=0b11))
+    assert _derived(again) == _derived(seeded)
+    other = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9, seeded=0b10))
+    assert _derived(other) != _derived(seeded)
+
+
+def test_random_files_keep_their_pages():
+    """Many random files through chunk_entry: each entry's union is its own
+    pages, whatever it shares (a table keyed wrongly would hand one file
+    another's)."""
+    rng = random.Random(5)
+    entries._UNIONS.clear()
+    made = []
+    for i in range(3000):
+        masks = {c: rng.choice([FULL, (1 << rng.randint(1, 63)) - 1, rng.getrandbits(64) | 1])
+                 for c in rng.sample(range(5), rng.randint(1, 3))}
+        pcs = _file(1, 100 + i, masks, cg=rng.choice([7, 8]),
+                    second=rng.choice([None, 9]), seeded=rng.choice([0, 0, 0, 1]))
+        made.append((chunk_entry(1, 100 + i, pcs), masks))
+    assert len({id(e.union) for e, _ in made}) < len(made)         # some are shared
+    for e, masks in made:
+        assert e.union == masks
+
+
+def _chunk_value(rng) -> tuple:
+    """A chunks map value: one or two owners, seeded pages now and then, or none."""
+    cgs = (rng.choice([101, 102]), rng.choice([0, 103]), 0, 0)
+    bits = (rng.choice([FULL, 31, rng.getrandbits(64), 0]), rng.getrandbits(64) if cgs[1] else 0, 0, 0)
+    return cgs + bits + (0, rng.choice([0, 0, 0, 0, 1, FULL]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_file_of_chunk_0_alone_is_kept_as_its_owners_dict(seed):
+    """ChunkState.packed keeps a file whose one entry is chunk 0, nothing
+    seeded, as that entry's owners dict (no tuple); through full reads and
+    patches of the keys marked changed (one per file: _one_change; more:
+    _file_changes), files of chunk 0 alone become files of more chunks,
+    seeded ones and back; every file's PageChunks and the entry count stay
+    those of the map."""
+    rng = random.Random(seed)
+    chunks: dict = {}
+    cs = ChunkState()
+    forms = set()
+    for step in range(60):
+        dirty = set()
+        for _ in range(rng.randrange(1, 12)):
+            key = (7 << 20, rng.randrange(12), rng.choice([0, 0, 0, 1, 2]))
+            if rng.random() < 0.2:
+                chunks.pop(key, None)
+            else:
+                chunks[key] = _chunk_value(rng)
+            dirty.add(key)
+        if step % 7 == 0:
+            cs.update(list(chunks.items()))
+        else:
+            cs.patch([(k, chunks[k]) for k in dirty if k in chunks], [k for k in dirty if k not in chunks])
+        cs.held_delta = {}
+        want: dict = {}
+        for (dev, ino, c), v in chunks.items():
+            owners = owners_of(v)
+            if owners:
+                want.setdefault((dev, ino), {})[c] = (owners, v[-1])
+        assert cs.packed.keys() == want.keys()
+        for fk, ents in want.items():
+            t = cs.packed[fk]
+            alone = list(ents) == [0] and not ents[0][1]
+            assert (type(t) is dict) is alone, (fk, t, ents)
+            forms.add((alone, len(ents)))
+            got = {pc.chunk: (pc.owners, pc.seeded_mask) for pc in cs.by_file[fk]}
+            assert got == ents
+        assert cs.n_chunks == sum(map(len, want.values())) == len(cs.entries) - len(cs.empty)
+        assert sorted(cs.entries) == sorted(k for k, v in chunks.items())
+    assert {(True, 1), (False, 1), (False, 2)} <= forms, "the test saw little"
