@@ -416,6 +416,8 @@ def part_node(args) -> dict:
                     lambda *a: None))
     print(f"  first refresh (full recompute + families): {first_cpu:.2f} s CPU, "
           f"{time.perf_counter() - w0:.2f} s wall")
+    for _ in range(args.node_settle):      # untimed: the cost climbs over the first ones
+        ex.refresh_once()
     cpus = []
     for _ in range(args.node_refreshes):
         churn0, c0 = src.churn_s, time.process_time()
@@ -431,11 +433,16 @@ def part_node(args) -> dict:
            "rss_mb": max(rss, _rss_mb()), "scrape_p50_ms": statistics.median(lat) * 1e3,
            "scrape_p99_ms": pct(lat, 0.99) * 1e3, "refreshes": len(cpus),
            "scrape_gzip_p50_ms": statistics.median(lat_gz) * 1e3,
-           "scrape_gzip_p99_ms": pct(lat_gz, 0.99) * 1e3}
+           "scrape_gzip_p99_ms": pct(lat_gz, 0.99) * 1e3,
+           "refresh_cpu_ms_in_order": [round(c * 1e3, 1) for c in cpus],
+           "settle_refreshes": args.node_settle}
     print(f"  steady refresh ({args.node_churn * 100:g} % churn, median of {len(cpus)}"
           f"{', pre-encoding /metrics' if args.scraped else ''}): "
           f"{cpu * 1e3:.0f} ms CPU = {out['cpu_share'] * 100:.1f} % of one CPU at --interval "
           f"{args.interval:g} s (target <= 2 %)")
+    print(f"  each steady refresh in order (after {args.node_settle} untimed; the cost climbs "
+          f"over the first ~10-20 after the full pass: docs/performance.md): "
+          f"{', '.join(f'{c * 1e3:.0f}' for c in cpus)} ms")
     if args.map_state:
         print(f"  RSS without the synthetic node (its RSS once made: it stands for the kernel's "
               f"maps): {out['rss_mb'] - node_rss:.0f} MB (target <= 300 MB)")
@@ -637,6 +644,9 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-files", type=int, default=250_000)
     ap.add_argument("--node-churn", type=float, default=0.01)
     ap.add_argument("--node-refreshes", type=int, default=5)
+    ap.add_argument("--node-settle", type=int, default=0,
+                    help="node: steady refreshes left untimed before the timed ones (the "
+                         "steady cost climbs ~30 %% over the first 10-20 after the full pass)")
     ap.add_argument("--malloc-default", action="store_true",
                     help="node: leave glibc's malloc thresholds as they are (the exporter "
                          "fixes them: erofs_top/heap.py)")

@@ -6,7 +6,10 @@ A synthetic node of --files files x --containers containers
 (bench_exporter.MapStateSource: ChunkState, IoState), the real Collector and
 Exporter, one OpenMetrics + gzip scrape so that each refresh pre-encodes that
 format; then --steps refreshes, each after --churn % of the chunk entries
-changed (making the churn is timed and left out, as in bench_exporter.py).
+changed (making the churn is timed and left out, as in bench_exporter.py),
+after --settle untimed ones.  --scrape-every S: scrapes every S s of virtual
+time between the refreshes (--interval apart in virtual time; the exporter's
+clock is the virtual one), their CPU reported apart and with the refreshes'.
 Each phase below is wrapped in a timer (time.process_time); the figures are
 per refresh, the timers' own cost included.  Also: how many container and
 mount rows of the Model changed from one refresh to the next (what caching
@@ -30,6 +33,8 @@ import erofs_top.exporter.server as server
 import erofs_top.kernel.maps as maps
 import erofs_top.node_savings as node_savings
 import erofs_top.rows as rows
+
+OM = "application/openmetrics-text;version=1.0.0"
 
 TIMED = [(maps.ChunkState, "patch", "source: ChunkState.patch"),
          (maps.IoState, "patch", "source: IoState.patch"),
@@ -62,19 +67,28 @@ def _body(args) -> dict:
     node = SyntheticNode(args.files, args.containers)
     src = MapStateSource(node, args.churn / 100)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
-    ex = Exporter(col, interval=10.0, log=lambda m: None, lean_models=True)  # as the exporter command
+    ex = Exporter(col, interval=args.interval, log=lambda m: None,
+                  lean_models=True)     # as the exporter command
+    clock = _VirtualClock()
+    ex._clock = clock           # (an exporter without it ignores it: every refresh encodes)
     ex.refresh_once()
-    b"".join(ex({"PATH_INFO": "/metrics", "HTTP_ACCEPT_ENCODING": "gzip",
-                 "HTTP_ACCEPT": "application/openmetrics-text;version=1.0.0"}, lambda *a: None))
-    ex.refresh_once()       # one refresh to settle, untimed
+    scrapes = _Scrapes(ex, clock, args.scrape_every, args.interval)
+    scrapes.scrape()            # at 0: the format each later refresh may pre-encode
+    scrapes.n, scrapes.cpu_s = 0, 0.0
+    clock.t = -args.interval / 2        # refreshes at interval / 2 + k * interval
+    for _ in range(args.settle):        # untimed (the cost climbs over the first ones)
+        scrapes.until(clock.t + args.interval)
+        ex.refresh_once()
     for owner, name, label in TIMED:
         benchlib.wrap_timed(owner, name, label, spent)
-    total, moved = 0.0, [0, 0]
+    total, moved, each = 0.0, [0, 0], []
     before = _rows(ex.model)
     for _ in range(args.steps):
+        scrapes.until(clock.t + args.interval)      # the scrapes before the next refresh
         churn0, t = src.churn_s, time.process_time()
         ex.refresh_once()
-        total += time.process_time() - t - (src.churn_s - churn0)
+        each.append(time.process_time() - t - (src.churn_s - churn0))
+        total += each[-1]
         now = _rows(ex.model)
         for i in (0, 1):
             moved[i] += sum(1 for k, v in now[i].items() if before[i].get(k) != v)
@@ -84,14 +98,76 @@ def _body(args) -> dict:
           f"{total / n * 1e3:.1f} ms CPU per exporter refresh (timers included; churn left "
           f"out); rows changed per refresh: {moved[0] / n:.0f} of {len(before[0])} containers, "
           f"{moved[1] / n:.0f} of {len(before[1])} mounts")
+    print(f"  each refresh in order (after {args.settle} untimed): "
+          f"{', '.join(f'{c * 1e3:.0f}' for c in each)} ms")
+    if args.scrape_every:
+        print(f"  scraped (OpenMetrics + gzip) every {args.scrape_every:g} s of virtual time, "
+              f"a refresh every {args.interval:g} s: {scrapes.n} scrapes, "
+              f"{scrapes.cpu_s / n * 1e3:.1f} ms CPU per refresh interval; refresh + scrapes "
+              f"{(total + scrapes.cpu_s) / n * 1e3:.1f} ms per interval; bodies encoded by "
+              f"refreshes {getattr(ex, 'prerenders', '?')}, left out "
+              f"{getattr(ex, 'prerenders_skipped', '?')}, by scrapes "
+              f"{getattr(ex, 'renders_on_demand', '?')} (counted since the start)")
     for _, _, label in TIMED:
         print(f"  {label:40} {spent.get(label, 0.0) / n * 1e3:7.1f} ms")
     return {"refresh_ms": total / n * 1e3, "phases_ms": {k: v / n * 1e3 for k, v in spent.items()},
-            "containers_changed": moved[0] / n, "mounts_changed": moved[1] / n}
+            "containers_changed": moved[0] / n, "mounts_changed": moved[1] / n,
+            "refresh_ms_in_order": [round(c * 1e3, 1) for c in each], "settle": args.settle,
+            "scrape_every_s": args.scrape_every, "scrapes": scrapes.n,
+            "scrape_ms_per_interval": scrapes.cpu_s / n * 1e3,
+            "refresh_and_scrapes_ms_per_interval": (total + scrapes.cpu_s) / n * 1e3}
+
+
+class _VirtualClock:
+    """The exporter's monotonic clock in virtual time (--scrape-every): the
+    benchmark refreshes back to back, as if --interval apart."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Scrapes:
+    """OpenMetrics + gzip scrapes every ``every`` s of virtual time (0: none
+    here), each timed (process CPU) into ``cpu_s``."""
+
+    def __init__(self, ex, clock, every: float, interval: float):
+        self.ex, self.clock, self.every = ex, clock, every
+        self.next = every           # (the first at 0: scrape() before the refreshes)
+        self.n, self.cpu_s = 0, 0.0
+        clock.t = 0.0
+
+    def scrape(self) -> None:
+        t = time.process_time()
+        b"".join(self.ex({"PATH_INFO": "/metrics", "HTTP_ACCEPT_ENCODING": "gzip",
+                          "HTTP_ACCEPT": OM}, lambda *a: None))
+        self.cpu_s += time.process_time() - t
+        self.n += 1
+
+    def until(self, t_refresh: float) -> None:
+        """The scrapes due before a refresh at t_refresh, then the clock there."""
+        while self.every and self.next < t_refresh:
+            self.clock.t = self.next
+            self.scrape()
+            self.next += self.every
+        self.clock.t = t_refresh
 
 
 def main() -> int:
-    return benchlib.bench_main(__doc__, lambda ap: benchlib.add_phase_args(ap, 5), _body, root=False)
+    return benchlib.bench_main(__doc__, _add_args, _body, root=False)
+
+
+def _add_args(ap) -> None:
+    benchlib.add_phase_args(ap, 5)
+    ap.add_argument("--interval", type=float, default=10.0, help="refresh interval (virtual s)")
+    ap.add_argument("--scrape-every", type=float, default=0.0,
+                    help="also scrape (OpenMetrics + gzip) every this many virtual seconds, "
+                         "timed apart (0: the one scrape before the timed refreshes only)")
+    ap.add_argument("--settle", type=int, default=1,
+                    help="steady refreshes left untimed first (the cost climbs ~30 %% over "
+                         "the first 10-20 after the full pass: docs/performance.md)")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,10 @@ IDLE_TIMEOUT_S = 10.0           # a connection that sends nothing for this long 
 # mounts) in 5.4 ms to 228 KB, level 6 (gzip's default) in 12.4 ms to 210 KB
 # (docs/performance.md): the refresh pays it, the scrape gets 8 % more bytes
 GZIP_LEVEL = 1
+# a scrape is expected at its last one + its period, give or take this much
+# (Prometheus spreads its targets' scrapes but keeps each one's period)
+SCRAPE_MARGIN_S = 1.0
+SCRAPE_MARGIN_SHARE = 0.1
 MAX_CONNECTIONS = 64            # connections served at once; more get a 503 and are closed
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
          b"Connection: close\r\nContent-Length: 38\r\n\r\ntoo many connections to the exporter\r\n")
@@ -167,6 +171,17 @@ class Exporter:
         self._cache: dict[tuple, bytes] = {}            # (generation, content type, gzip) -> body
         self._encoders: dict[str, object] = {}
         self._render_lock = threading.Lock()
+        # per content type: its LineCache used by one thread at a time (a scrape
+        # encoding a format the refresh skipped, the next refresh encoding it)
+        self._encode_locks: dict[str, threading.Lock] = {}
+        # (content type, gzip) -> the times of its last two scrapes (self._clock):
+        # a refresh encodes a format only if a scrape is due before the next
+        # refresh replaces the body (_scrape_due); every format ever scraped
+        self._scraped_at: dict[tuple, list[float]] = {}
+        self._clock = time.monotonic
+        self.prerenders = 0             # bodies encoded by refreshes
+        self.prerenders_skipped = 0     # ... left out: no scrape due before the next refresh
+        self.renders_on_demand = 0      # bodies a scrape had to encode
         self.render_error = ""          # the last /metrics encode failed: healthz says so
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         FREEZE["mode"] = "every"        # a long-running process: see aggregate.FREEZE
@@ -223,24 +238,50 @@ class Exporter:
         return True
 
     def _prerender(self) -> None:
-        """Encode the new Model in the formats scrapes asked for last time, here in
-        the refresh thread, then swap: a scrape never waits for an encode."""
+        """Encode the new Model in the formats scrapes asked for, here in the
+        refresh thread, then swap: a scrape never waits for an encode.  A
+        format whose scrapes come less often than refreshes is encoded only
+        when its next scrape is due before the next refresh (_scrape_due): at
+        a 30 s scrape and a 10 s refresh, two bodies of three were encoded
+        for nobody.  A scrape that comes anyway encodes (_metrics)."""
+        now = self._clock()
         with self._render_lock:
-            wanted = {(k[1], k[2]) for k in self._cache}
+            wanted = [(f, self._scrape_due(f, now)) for f in self._scraped_at]
         fresh = {}
-        for content_type, gz in wanted:
+        for (content_type, gz), due in wanted:
+            if not due:
+                self.prerenders_skipped += 1
+                continue
             fresh[(self.generation + 1, content_type, gz)] = self._render(content_type, gz)
+            self.prerenders += 1
         with self._render_lock:
             self.generation += 1
             self._cache = fresh
 
+    def _scrape_due(self, fmt: tuple, now: float) -> bool:
+        """Whether a scrape of format ``fmt`` is due before the next refresh
+        (now + interval), with a margin for jitter: its period is the time
+        between its last two scrapes; with one scrape seen, always."""
+        times = self._scraped_at[fmt]
+        if len(times) < 2:
+            return True
+        last, period = times[-1], times[-1] - times[-2]
+        if period <= self.interval:
+            return True
+        margin = max(SCRAPE_MARGIN_S, period * SCRAPE_MARGIN_SHARE)
+        nxt = last + period
+        while nxt < now - margin:           # scrapes missed meanwhile: the one after
+            nxt += period
+        return nxt <= now + self.interval + margin
+
     def _render(self, content_type: str, gz: bool) -> bytes:
         started = time.perf_counter()
         encode = self._encoders[content_type]
-        if gz:          # compressed from the pieces: the plain body is never made
-            body = gzip_chunks(encode.chunks(self.registry), GZIP_LEVEL)
-        else:
-            body = encode(self.registry)
+        with self._encode_locks[content_type]:
+            if gz:          # compressed from the pieces: the plain body is never made
+                body = gzip_chunks(encode.chunks(self.registry), GZIP_LEVEL)
+            else:
+                body = encode(self.registry)
         self.collector.scrape_done(started)
         return body
 
@@ -286,13 +327,17 @@ class Exporter:
     # -- WSGI
     def _metrics(self, environ, start_response):
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        if content_type not in self._encoders:
-            self._encoders[content_type] = LineCache(encoder)
         gz = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
         with self._render_lock:      # one encode per Model and format, however many scrapes
+            if content_type not in self._encoders:
+                self._encode_locks[content_type] = threading.Lock()
+                self._encoders[content_type] = LineCache(encoder)
+            times = self._scraped_at.setdefault((content_type, gz), [])
+            times[:] = times[-1:] + [self._clock()]
             key = (self.generation, content_type, gz)
             body = self._cache.get(key)
-            if body is None:         # a format not asked for before this Model
+            if body is None:         # a format not asked for before, or not encoded for this Model
+                self.renders_on_demand += 1
                 try:
                     body = self._render(content_type, gz)
                 except Exception as e:
