@@ -39,13 +39,17 @@ print(rss_kib() - start)
 """
 
 
-def _growth_kib(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(REPO), mode],
+def _run_child(code: str, mode: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-c", code, str(REPO), mode],
                          capture_output=True, text=True)
     if out.returncode == 3:
         pytest.skip("no glibc mallopt here")
     assert out.returncode == 0, out.stderr
-    return int(out.stdout)
+    return out
+
+
+def _growth_kib(mode: str) -> int:
+    return int(_run_child(CHILD, mode).stdout)
 
 
 def test_fixed_thresholds_give_freed_blocks_back():
@@ -78,11 +82,7 @@ heap._glibc().malloc_stats()
 
 
 def _arenas(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", ARENA_CHILD, str(REPO), mode],
-                         capture_output=True, text=True)
-    if out.returncode == 3:
-        pytest.skip("no glibc mallopt here")
-    assert out.returncode == 0, out.stderr
+    out = _run_child(ARENA_CHILD, mode)
     return sum(1 for ln in out.stderr.splitlines() if ln.startswith("Arena "))
 
 
