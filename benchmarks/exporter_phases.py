@@ -64,7 +64,7 @@ def _body(args) -> dict:
     from erofs_top.collector import Collector
     from erofs_top.exporter.server import Exporter
     spent: dict[str, float] = {}
-    node = SyntheticNode(args.files, args.containers)
+    node = SyntheticNode(args.files, args.containers, exclusive_owners=args.exclusive_owners)
     src = MapStateSource(node, args.churn / 100)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     ex = Exporter(col, interval=args.interval, log=lambda m: None,
@@ -165,6 +165,10 @@ def _add_args(ap) -> None:
     ap.add_argument("--scrape-every", type=float, default=0.0,
                     help="also scrape (OpenMetrics + gzip) every this many virtual seconds, "
                          "timed apart (0: the one scrape before the timed refreshes only)")
+    ap.add_argument("--exclusive-owners", action="store_true",
+                    help="churn evicts a resident page from the cgroup that holds it (a page "
+                         "is never two cgroups'; synthetic_node.py: the default churn may "
+                         "give a page to two owners)")
     ap.add_argument("--settle", type=int, default=1,
                     help="steady refreshes left untimed first (the cost climbs ~30 %% over "
                          "the first 10-20 after the full pass: docs/performance.md)")

@@ -16,6 +16,16 @@ and with ``readings(by_file=True)`` the same per-file lists; with
 ``hint=True`` also what changed since the previous readings()
 (``Readings.changed_files``, ``io_by_key``/``changed_io``), as a source with
 a dirty set kept by the probe would hand over.
+
+Owners under churn: a page evicted or inserted is always the first owner's
+bit flipped.  On a chunk with a second owner (10 % of chunks) that bit is
+half the time one the second owner holds: the default churn then gives the
+page to both owners (a page charged to two cgroups, which a real node never
+has: a page keeps the cgroup that inserted it until it is evicted), and a
+later flip of it "evicts" it from the first owner only (still resident).
+``exclusive_owners=True`` (exporter_phases.py --exclusive-owners): a flipped
+page that is resident is evicted from the owner that holds it, one that is
+not is inserted by the first owner; the same random draws otherwise.
 """
 from __future__ import annotations
 
@@ -33,8 +43,11 @@ FULL_MASK = (1 << 64) - 1
 
 
 class SyntheticNode:
-    def __init__(self, n_files: int, n_containers: int, events_factor: int = 1, seed: int = 1):
+    def __init__(self, n_files: int, n_containers: int, events_factor: int = 1, seed: int = 1,
+                 exclusive_owners: bool = False):
         self.rng = random.Random(seed)
+        # churn: a page evicted leaves the cgroup that inserted it (see churn())
+        self.exclusive_owners = exclusive_owners
         self.n_containers = n_containers
         self.events_factor = events_factor
         self.n_images = max(1, n_containers // CONTAINERS_PER_IMAGE)
@@ -126,6 +139,8 @@ class SyntheticNode:
             flip = 1 << self.rng.randrange(64)
             owners = dict(pc.owners)
             cg = next(iter(owners))
+            if self.exclusive_owners:           # the page's own owner, if resident
+                cg = next((k for k, v in owners.items() if v & flip), cg)
             owners[cg] ^= flip                  # a page evicted or inserted
             chunks = list(chunks)
             chunks[i] = PageChunk(pc.dev, pc.ino, pc.chunk, {k: v for k, v in owners.items() if v})

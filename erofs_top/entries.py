@@ -464,8 +464,15 @@ def _partial_duplicates(group: list[Entry], counts: tuple | None = None) -> int:
     redundant = 0
     by_cgroup, by_dev = counts if counts is not None else (None, None)
     chunk_ids = set().union(*(e.union.keys() for e in group))
+    n_copies = len(group)
     for c in chunk_ids:
         masks = [e.union.get(c, 0) for e in group]
+        m = masks[0]
+        if m and masks.count(m) == n_copies:
+            # the same pages of this chunk in every copy (most chunks of a
+            # churned group): the loop below's result without its per-copy ops
+            redundant += _same_chunk(group, c, m, counts)
+            continue
         once = twice = 0
         for m in masks:
             if m:
@@ -497,6 +504,29 @@ def _partial_duplicates(group: list[Entry], counts: tuple | None = None) -> int:
         if e.dup is not NONE and e.dup == e.union:
             e.dup = e.union         # every resident page duplicated: one dict
     return redundant
+
+
+def _same_chunk(group: list[Entry], c: int, mask: int, counts: tuple | None) -> int:
+    """_partial_duplicates of chunk c where every copy holds the same pages
+    ``mask`` (>= 2 copies): each copy's are duplicates, each copy after the
+    first gives up all of them; returns the redundant pages."""
+    n = mask.bit_count()
+    for e in group:
+        d = e.dup
+        if d is NONE:
+            e.dup = {c: mask}
+        else:
+            d[c] = mask
+    if counts is not None:
+        by_cgroup, by_dev = counts
+        for e in group[1:]:
+            owner = e.owner
+            if owner is None:
+                _count_gone(e, c, mask, mask, by_cgroup, by_dev)
+                continue
+            by_dev[e.dev] = by_dev.get(e.dev, 0) + n
+            by_cgroup[owner] = by_cgroup.get(owner, 0) + n
+    return (len(group) - 1) * n
 
 
 def _count_gone(e: Entry, c: int, mask: int, gone: int, by_cgroup: dict[int, int],

@@ -188,3 +188,66 @@ def _plainer(node: Node) -> Node:
     for key, info in node.content.files.items():
         node.content.content[key] = node.content.content[key][:-8] + f"{sorted(AOPS).index(info.aops):08x}"
     return node
+
+
+def _churned_group(rng: random.Random) -> list[Entry]:
+    """_plain_group's same pages in every copy, then a churned node's
+    shape: a page or a few evicted (or inserted) in one chunk of one or two
+    copies, so most chunks are the same in every copy and a few differ
+    (entries._same_chunk takes those; the per-copy loop the others)."""
+    group = _plain_group(rng, same=True)
+    for e in rng.sample(group, rng.randint(1, min(2, len(group)))):
+        chunks = {c: dict(o) for c, o in (e.chunks or {c: {e.owner: m}
+                                                       for c, m in e.union.items()}).items()}
+        c = rng.choice(sorted(chunks))
+        cg = next(iter(chunks[c]))
+        chunks[c][cg] ^= 1 << rng.randrange(CHUNK_PAGES)
+        chunks[c] = {k: v for k, v in chunks[c].items() if v}
+        if not chunks[c]:
+            del chunks[c]
+        e2 = _entry(rng, e.dev, chunks, e.mount)
+        group[group.index(e)] = e2
+    return group
+
+
+def _expected_dups(group: list[Entry]) -> list[dict[int, int]]:
+    """Page by page: each copy's resident pages also resident in another copy."""
+    out = []
+    for e in group:
+        d = {}
+        for c, m in e.union.items():
+            others = 0
+            for o in group:
+                if o is not e:
+                    others |= o.union.get(c, 0)
+            if m & others:
+                d[c] = m & others
+        out.append(d)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_churned_group_masks_and_part(seed):
+    """A group whose copies differ in a chunk or two (the equal chunks'
+    path, entries._same_chunk, and the per-copy loop in one group): the
+    duplicate masks page by page, the redundant pages and the counted part
+    against the copies' (savings.group_file_part)."""
+    rng = random.Random(7000 + seed)
+    group = _churned_group(rng)
+    expected = _expected_dups(group)
+    redundant, mergeable, part = duplicate_group_part(group)
+    assert [dict(e.dup) for e in group] == expected
+    pages: dict[tuple[int, int], int] = {}
+    for e in group:
+        for c, m in e.union.items():
+            for i in range(CHUNK_PAGES):
+                if m >> i & 1:
+                    pages[(c, i)] = pages.get((c, i), 0) + 1
+    assert redundant == sum(n - 1 for n in pages.values())
+    assert part is not None and len(mergeable) == 1
+    copies = _copies(group)
+    assert part == group_file_part(copies)
+    file_pages, now, by_dev, by_cg = _counted_savings(group, copies)
+    assert dict(zip(part[4][::2], part[4][1::2])) == by_cg
+    assert dict(zip(part[5][::2], part[5][1::2])) == by_dev
+    assert part[0] == file_pages == redundant
