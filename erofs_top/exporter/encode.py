@@ -23,6 +23,7 @@ Sample objects made or read.  ``chunks()`` gives the body in pieces, which
 """
 from __future__ import annotations
 
+import sys
 import zlib
 from operator import itemgetter
 
@@ -126,9 +127,16 @@ class LineCache:
         self.encoder = encoder
         self.trailer = encoder(_Only([])).decode("utf-8")
         self.headers: dict[tuple, str] = {}
-        self.prefixes: dict[tuple, str | None] = {}     # None: encode that metric whole
+        # the lines of samples whose labels are a plain dict, by the labels'
+        # values (None: encode that metric whole)
+        self.prefixes: dict[tuple, str | None] = {}
         # (name, type, sample name) -> {id(Labels): (the Labels, prefix)}: the
-        # dict is kept with its line, so its id is not reused while there
+        # dict is kept with its line, so its id is not reused while there.
+        # A Labels' line is kept here only, not also in prefixes by its values
+        # (a tuple of the label pairs per series: ~7 MB of a format's 15 at
+        # 1,000 containers x 1,000 mounts, docs/performance.md): a new Labels
+        # equal to one before (FamilyBuilder's cache started anew) is encoded
+        # once more
         self.by_ident: dict[tuple, dict[int, tuple]] = {}
         self.n_ident = 0
         self.encoded_whole = 0      # metrics of the last body the encoder wrote whole
@@ -179,7 +187,7 @@ class LineCache:
                 if hit is not None and hit[0] is labels:
                     prefix = hit[1]
                 else:
-                    prefix = self._prefix_of(metric, header, s, hkey)
+                    prefix = self._prefix(metric, header, s)
                     if prefix is not None:      # (_columns takes every entry's prefix)
                         ident[id(labels)] = (labels, prefix)
                         self.n_ident += 1
@@ -205,7 +213,7 @@ class LineCache:
                 if type(labels) is not Labels:
                     return None     # a dict that may change: not found by identity
                 s = Sample(name, labels, metric.values[i], None, None)
-                prefix = self._prefix_of(metric, header, s, hkey)
+                prefix = self._prefix(metric, header, s)
                 if prefix is None:
                     return None
                 hits[i] = ident[id(labels)] = (labels, prefix)
@@ -232,7 +240,9 @@ class LineCache:
         if (not text.startswith(header) or not line.endswith(tail)
                 or line.count("\n") != 1):
             return None
-        return line[:len(line) - len(tail)]
+        # interned: the LineCaches of two formats whose line is the same (text
+        # and OpenMetrics, for most series) keep one str (freed with the last)
+        return sys.intern(line[:len(line) - len(tail)])
 
 
 def gzip_chunks(chunks, level: int) -> bytes:
