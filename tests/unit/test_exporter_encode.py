@@ -318,10 +318,10 @@ def test_kept_labels_lines_kept_once_and_shared_across_formats():
         assert not any(_is_kept(key, text) for key in text.prefixes)
         shared = 0
         for key, ident in om.by_ident.items():
-            for i, (labels, prefix) in ident.items():
+            for i, prefix in ident.items():
                 hit = text.by_ident.get(key, {}).get(i)
-                if hit is not None and hit[1] == prefix:
-                    assert hit[1] is prefix, (key, prefix)
+                if hit is not None and hit == prefix:
+                    assert hit is prefix, (key, prefix)
                     shared += 1
         assert shared > 25 * 5, shared
 
@@ -329,7 +329,7 @@ def test_kept_labels_lines_kept_once_and_shared_across_formats():
 def _is_kept(key, cache) -> bool:
     """Whether prefixes' key is the line of a kept Labels' sample."""
     ident = cache.by_ident.get((key[0], key[1]), {})
-    return any(tuple(labels.items()) == key[2] for labels, _ in ident.values())
+    return any(tuple(cache.alive[i].items()) == key[2] for i in ident)
 
 
 def test_kept_labels_samples_lines_not_kept_by_value():
