@@ -345,3 +345,32 @@ def test_kept_labels_samples_lines_not_kept_by_value():
         assert cached(reg) == generate_latest(reg), step
         assert sum(map(len, cached.by_ident.values())) >= 10
         assert not any(_is_kept(key, cached) for key in cached.prefixes), step
+
+
+def test_chunks_made_as_taken():
+    """LineCache.chunks makes a metric's piece when it is taken (gzip_chunks
+    compresses each before the next is made: no list of all of them)."""
+    import gzip
+
+    from prometheus_client.exposition import generate_latest
+
+    from erofs_top.exporter.encode import gzip_chunks
+
+    class Counted:
+        made = 0
+
+        def collect(self):
+            for i in range(5):
+                Counted.made += 1
+                g = GaugeMetricFamily(f"lazy_{i}", "made when asked", labels=["k"])
+                g.add_metric([f"v{i}"], i)
+                yield g
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Counted())
+    cached = LineCache(generate_latest)
+    seen = []
+    for piece in cached.chunks(reg):
+        seen.append((Counted.made, piece))
+    assert [made for made, _ in seen] == [1, 2, 3, 4, 5, 5]
+    assert "".join(p for _, p in seen).encode() == generate_latest(reg)
+    assert gzip.decompress(gzip_chunks(cached.chunks(reg), 1)) == generate_latest(reg)
