@@ -23,8 +23,8 @@ Sample objects made or read.  ``chunks()`` gives the body in pieces, which
 """
 from __future__ import annotations
 
+import sys
 import zlib
-from operator import itemgetter
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
@@ -55,9 +55,6 @@ def line_end(v) -> str:
         digits = str(v)
         return f" {f'{digits[0]}.{digits[1:]}0'.rstrip('0.')}e+{len(digits) - 1:02d}\n"
     return f" {floatToGoString(v)}\n"
-
-
-_SECOND = itemgetter(1)
 
 
 class Labels(dict):
@@ -126,25 +123,37 @@ class LineCache:
         self.encoder = encoder
         self.trailer = encoder(_Only([])).decode("utf-8")
         self.headers: dict[tuple, str] = {}
-        self.prefixes: dict[tuple, str | None] = {}     # None: encode that metric whole
-        # (name, type, sample name) -> {id(Labels): (the Labels, prefix)}: the
-        # dict is kept with its line, so its id is not reused while there
-        self.by_ident: dict[tuple, dict[int, tuple]] = {}
+        # the lines of samples whose labels are a plain dict, by the labels'
+        # values (None: encode that metric whole)
+        self.prefixes: dict[tuple, str | None] = {}
+        # (name, type, sample name) -> {id(Labels): prefix}; ``alive`` keeps
+        # every such Labels (id -> it; one per series, however many metrics
+        # have its line), so an id there is not reused while its line is kept.
+        # A Labels' line is kept here only, not also in prefixes by its values
+        # (a tuple of the label pairs per series: ~7 MB of a format's 15 at
+        # 1,000 containers x 1,000 mounts, docs/performance.md): a new Labels
+        # equal to one before (FamilyBuilder's cache started anew) is encoded
+        # once more
+        self.by_ident: dict[tuple, dict[int, str]] = {}
+        self.alive: dict[int, Labels] = {}
         self.n_ident = 0
         self.encoded_whole = 0      # metrics of the last body the encoder wrote whole
 
     def __call__(self, registry) -> bytes:
         return "".join(self.chunks(registry)).encode("utf-8")
 
-    def chunks(self, registry) -> list[str]:
-        """The body's text in pieces (one per metric, then the trailer):
-        what gzip_chunks compresses without the whole body made first."""
+    def chunks(self, registry):
+        """The body's text in pieces (one per metric, then the trailer), made
+        as they are taken: gzip_chunks compresses one piece while the next is
+        not made yet (no list of all of them: a ~3 MB peak per body at 1,000
+        containers x 1,000 mounts that glibc's heap kept, docs/performance.md).
+        Take them all before the registry changes."""
         if len(self.prefixes) > MAX_KEPT or self.n_ident > MAX_KEPT:
-            self.prefixes, self.by_ident, self.n_ident = {}, {}, 0
+            self.prefixes, self.by_ident, self.alive, self.n_ident = {}, {}, {}, 0
         self.encoded_whole = 0
-        out = [self._metric(metric) for metric in registry.collect()]
-        out.append(self.trailer)
-        return out
+        for metric in registry.collect():
+            yield self._metric(metric)
+        yield self.trailer
 
     def _whole(self, metric: Metric) -> str:
         self.encoded_whole += 1
@@ -175,14 +184,11 @@ class LineCache:
                 if s.name is not name:
                     name = s.name
                     ident = self.by_ident.setdefault((hkey[:2], name), {})
-                hit = ident.get(id(labels))
-                if hit is not None and hit[0] is labels:
-                    prefix = hit[1]
-                else:
-                    prefix = self._prefix_of(metric, header, s, hkey)
+                prefix = ident.get(id(labels))
+                if prefix is None:
+                    prefix = self._prefix(metric, header, s)
                     if prefix is not None:      # (_columns takes every entry's prefix)
-                        ident[id(labels)] = (labels, prefix)
-                        self.n_ident += 1
+                        self._keep(ident, labels, prefix)
             else:
                 prefix = self._prefix_of(metric, header, s, hkey)
             if prefix is None:
@@ -193,7 +199,7 @@ class LineCache:
     def _columns(self, metric: Columns, header: str, hkey: tuple) -> str | None:
         """The lines of a Columns family, or None if one is not a kept prefix
         and its value: per series its kept prefix, found by its Labels'
-        identity as in _metric (an entry holds its Labels, so an id found
+        identity as in _metric (``alive`` holds its Labels, so an id found
         is that Labels'), then its value; in bulk, no Sample objects read."""
         name = metric.sample_name
         ident = self.by_ident.setdefault((hkey[:2], name), {})
@@ -205,15 +211,22 @@ class LineCache:
                 if type(labels) is not Labels:
                     return None     # a dict that may change: not found by identity
                 s = Sample(name, labels, metric.values[i], None, None)
-                prefix = self._prefix_of(metric, header, s, hkey)
+                prefix = self._prefix(metric, header, s)
                 if prefix is None:
                     return None
-                hits[i] = ident[id(labels)] = (labels, prefix)
-                self.n_ident += 1
+                hits[i] = self._keep(ident, labels, prefix)
         parts = [header] * (2 * len(hits) + 1)
-        parts[1::2] = map(_SECOND, hits)
+        parts[1::2] = hits
         parts[2::2] = map(line_end, metric.values)
         return "".join(parts)
+
+    def _keep(self, ident: dict, labels: Labels, prefix: str) -> str:
+        """Keep ``prefix`` as the line of ``labels`` in ``ident``."""
+        key = id(labels)
+        self.alive[key] = labels
+        ident[key] = prefix
+        self.n_ident += 1
+        return prefix
 
     def _prefix_of(self, metric: Metric, header: str, s, hkey: tuple) -> str | None:
         """The kept prefix of sample s (by its labels' values), made if new."""
@@ -232,7 +245,9 @@ class LineCache:
         if (not text.startswith(header) or not line.endswith(tail)
                 or line.count("\n") != 1):
             return None
-        return line[:len(line) - len(tail)]
+        # interned: the LineCaches of two formats whose line is the same (text
+        # and OpenMetrics, for most series) keep one str (freed with the last)
+        return sys.intern(line[:len(line) - len(tail)])
 
 
 def gzip_chunks(chunks, level: int) -> bytes:

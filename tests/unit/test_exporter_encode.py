@@ -293,3 +293,84 @@ def test_builder_bodies_taken_apart_and_gzip_chunks(accept):
         packed = gzip_chunks(cached.chunks(reg), 1)
         assert cached.encoded_whole == 0, (accept, step)
         assert gzip.decompress(packed) == encoder(reg), (accept, step)
+
+
+def test_kept_labels_lines_kept_once_and_shared_across_formats():
+    """A Labels' line is kept by identity only (not also in ``prefixes`` by its
+    values: a tuple of its pairs per series), and the LineCaches of text and
+    OpenMetrics keep one str for a line that is the same in both (interned);
+    a new Labels equal to a dead one (FamilyBuilder's cache started anew)
+    still gives the encoder's body."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+    rng = random.Random(21)
+    builder, col = FamilyBuilder(), ModelMetrics()
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(col)
+    text, om = LineCache(generate_latest), LineCache(om_latest)
+    model = _model(rng, 25)
+    for step in range(3):
+        if step == 2:       # equal Labels anew: found neither by identity nor by value
+            builder._series, builder._label_cache = {}, {}
+        col.publish(builder.build(model, ExporterStatus()))
+        assert text(reg) == generate_latest(reg) and om(reg) == om_latest(reg), step
+        assert sum(map(len, text.by_ident.values())) > 25 * 5
+        assert not any(_is_kept(key, text) for key in text.prefixes)
+        shared = 0
+        for key, ident in om.by_ident.items():
+            for i, prefix in ident.items():
+                hit = text.by_ident.get(key, {}).get(i)
+                if hit is not None and hit == prefix:
+                    assert hit is prefix, (key, prefix)
+                    shared += 1
+        assert shared > 25 * 5, shared
+
+
+def _is_kept(key, cache) -> bool:
+    """Whether prefixes' key is the line of a kept Labels' sample."""
+    ident = cache.by_ident.get((key[0], key[1]), {})
+    return any(tuple(cache.alive[i].items()) == key[2] for i in ident)
+
+
+def test_kept_labels_samples_lines_not_kept_by_value():
+    """Samples (not Columns) over kept Labels: their lines are kept by
+    identity only, as Columns' are."""
+    from prometheus_client.exposition import generate_latest
+    kept = _Kept()
+    cached = LineCache(generate_latest)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(kept)
+    for step in range(4):
+        kept.step = step
+        assert cached(reg) == generate_latest(reg), step
+        assert sum(map(len, cached.by_ident.values())) >= 10
+        assert not any(_is_kept(key, cached) for key in cached.prefixes), step
+
+
+def test_chunks_made_as_taken():
+    """LineCache.chunks makes a metric's piece when it is taken (gzip_chunks
+    compresses each before the next is made: no list of all of them)."""
+    import gzip
+
+    from prometheus_client.exposition import generate_latest
+
+    from erofs_top.exporter.encode import gzip_chunks
+
+    class Counted:
+        made = 0
+
+        def collect(self):
+            for i in range(5):
+                Counted.made += 1
+                g = GaugeMetricFamily(f"lazy_{i}", "made when asked", labels=["k"])
+                g.add_metric([f"v{i}"], i)
+                yield g
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Counted())
+    cached = LineCache(generate_latest)
+    seen = []
+    for piece in cached.chunks(reg):
+        seen.append((Counted.made, piece))
+    assert [made for made, _ in seen] == [1, 2, 3, 4, 5, 5]
+    assert "".join(p for _, p in seen).encode() == generate_latest(reg)
+    assert gzip.decompress(gzip_chunks(cached.chunks(reg), 1)) == generate_latest(reg)
