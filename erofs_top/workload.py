@@ -245,10 +245,12 @@ def read_file(path: str, cgroup: Cgroup | None = None, mode: str = "read",
         cgroup.run(argv)
 
 
-def drop_file_cache(path: str) -> None:
+def drop_file_cache(path: str, offset: int = 0, length: int = 0) -> None:
+    """Evict a file's clean cached pages in [offset, offset + length) (length
+    0: to the end of the file)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
 

@@ -43,14 +43,6 @@ def fleet(stack, cgroup_prefix):
     return pods
 
 
-def _evict(path, offset, length):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def _dup_bytes_oracle(pods) -> dict[str, int]:
     """mount dev -> bytes of its files' resident pages that another mount
     of the fleet also holds (mincore of each pod's own path)."""
@@ -108,14 +100,13 @@ def test_a_fleet_of_one_image_refreshes_as_from_scratch(fleet):
                 read_file(m.path(rel), cg)
         for p, (m, _cg) in enumerate(pods):             # the binary's tail in pod 4 alone
             if p != 4:
-                _evict(m.path("bin/app"), 128 * KiB, 0)
+                drop_file_cache(m.path("bin/app"), 128 * KiB, 0)
         model = _check(col, pods, "start")
         assert sum(mt.duplicate_bytes for mt in model.mounts) > POD_COUNT * 600 * KiB
         tails = [resident_mask(m.path("bin/app")) >> 32 for m, _ in pods]
         assert tails[4] and not any(tails[:4] + tails[5:]), "the tail: pod 4's pages alone"
-        m2, cg2 = pods[2]
-        _evict(m2.path("lib/libfleet.so"), 64 * KiB, 128 * KiB)     # a pod's pages evicted
-        _evict(pods[5][0].path("lib/libfleet.so"), 0, 64 * KiB)
+        drop_file_cache(pods[2][0].path("lib/libfleet.so"), 64 * KiB, 128 * KiB)  # evicted
+        drop_file_cache(pods[5][0].path("lib/libfleet.so"), 0, 64 * KiB)
         read_file(pods[9][0].path("data/table.bin"), pods[9][1], offset=256 * KiB,
                   length=256 * KiB)                     # a new file's pages, two pods
         read_file(pods[10][0].path("data/table.bin"), pods[10][1], length=384 * KiB)
@@ -125,7 +116,7 @@ def test_a_fleet_of_one_image_refreshes_as_from_scratch(fleet):
         _check(col, pods, "first copy dropped")
         read_file(pods[0][0].path("lib/libfleet.so"), pods[0][1], length=300 * KiB)
         _check(col, pods, "first copy back, in part")
-        _evict(pods[7][0].path("bin/app"), 128 * KiB, 0)    # pod 4's tail: its own again
+        drop_file_cache(pods[7][0].path("bin/app"), 128 * KiB, 0)  # pod 4's tail: its own
         _check(col, pods, "a tail held by one pod again")
         pods[-1][0].umount()                                        # a pod gone
         _check(col, pods[:-1], "a pod unmounted")
