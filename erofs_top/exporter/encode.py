@@ -23,7 +23,6 @@ Sample objects made or read.  ``chunks()`` gives the body in pieces, which
 """
 from __future__ import annotations
 
-import sys
 import zlib
 
 from prometheus_client.metrics_core import Metric
@@ -245,9 +244,24 @@ class LineCache:
         if (not text.startswith(header) or not line.endswith(tail)
                 or line.count("\n") != 1):
             return None
-        # interned: the LineCaches of two formats whose line is the same (text
-        # and OpenMetrics, for most series) keep one str (freed with the last)
-        return sys.intern(line[:len(line) - len(tail)])
+        return shared_line(line[:len(line) - len(tail)])
+
+
+# one str per line across the LineCaches of all formats (text and OpenMetrics
+# write most lines alike): not sys.intern, whose strings Python 3.12 never
+# frees (a node's series come and go); at MAX_KEPT lines it starts anew (the
+# lines the caches hold stay theirs)
+_SHARED_LINES: dict[str, str] = {}
+
+
+def shared_line(line: str) -> str:
+    """The str kept for ``line``'s text, ``line`` itself if it is new."""
+    got = _SHARED_LINES.get(line)
+    if got is None:
+        if len(_SHARED_LINES) >= MAX_KEPT:
+            _SHARED_LINES.clear()
+        got = _SHARED_LINES[line] = line
+    return got
 
 
 def gzip_chunks(chunks, level: int) -> bytes:

@@ -298,7 +298,7 @@ def test_builder_bodies_taken_apart_and_gzip_chunks(accept):
 def test_kept_labels_lines_kept_once_and_shared_across_formats():
     """A Labels' line is kept by identity only (not also in ``prefixes`` by its
     values: a tuple of its pairs per series), and the LineCaches of text and
-    OpenMetrics keep one str for a line that is the same in both (interned);
+    OpenMetrics keep one str for a line that is the same in both (shared_line);
     a new Labels equal to a dead one (FamilyBuilder's cache started anew)
     still gives the encoder's body."""
     from prometheus_client.exposition import generate_latest
@@ -374,3 +374,19 @@ def test_chunks_made_as_taken():
     assert [made for made, _ in seen] == [1, 2, 3, 4, 5, 5]
     assert "".join(p for _, p in seen).encode() == generate_latest(reg)
     assert gzip.decompress(gzip_chunks(cached.chunks(reg), 1)) == generate_latest(reg)
+
+
+def test_shared_lines_are_one_str_and_bounded(monkeypatch):
+    """shared_line gives one str per text (across LineCaches), and its table
+    starts anew at MAX_KEPT lines (series come and go: no line is kept for
+    ever, as sys.intern's are on Python 3.12)."""
+    import erofs_top.exporter.encode as encode
+    monkeypatch.setattr(encode, "MAX_KEPT", 4)
+    monkeypatch.setattr(encode, "_SHARED_LINES", {})
+    first = encode.shared_line("".join(["erofs_top_x", '{k="1"}']))
+    again = encode.shared_line("".join(["erofs_top_x", '{k="1"}']))
+    assert again is first and again == 'erofs_top_x{k="1"}'
+    for i in range(2, 6):
+        encode.shared_line(f'erofs_top_x{{k="{i}"}}')
+    assert len(encode._SHARED_LINES) <= 4
+    assert 'erofs_top_x{k="1"}' not in encode._SHARED_LINES     # started anew
