@@ -276,20 +276,18 @@ class GroupCache:
         not by the ~2 x members of both parts (_move_part)."""
         old = self.groups.get(gid)
         state = delta.state
-        total = self.file_part["rebuild"]
-        if (maps or old is None or old[1] is not None or old[2][0] is None
-                or old[2][1] is not None or old[2][2] is not None):
-            if old is not None and old[2][0] is state:
-                # its kept part is the state, moved already: the sums follow
-                # first, then put() moves nothing for it (the same counts)
-                total.file_pages += delta.redundant
-                _add_counts(total.by_cgroup, delta.by_cgroup)
-                _add_counts(total.by_dev, delta.by_dev)
+        general = (maps or old is None or old[1] is not None or old[2][0] is None
+                   or old[2][1] is not None or old[2][2] is not None)
+        # a kept part that is the state itself has moved already: the sums
+        # follow here (put() then finds the same counts and moves nothing)
+        if not general or (old is not None and old[2][0] is state):
+            total = self.file_part["rebuild"]
+            total.file_pages += delta.redundant
+            _add_counts(total.by_cgroup, delta.by_cgroup)
+            _add_counts(total.by_dev, delta.by_dev)
+        if general:
             self.put(gid, members, content, state.flat_part(), maps)
             return
-        total.file_pages += delta.redundant
-        _add_counts(total.by_cgroup, delta.by_cgroup)
-        _add_counts(total.by_dev, delta.by_dev)
         devs = old[5]
         if delta.devs_in or delta.devs_out:
             devs = tuple(map(_dev_of, members))
