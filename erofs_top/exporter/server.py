@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import math
 import socket
 import sys
 import threading
@@ -270,8 +271,8 @@ class Exporter:
             return True
         margin = max(SCRAPE_MARGIN_S, period * SCRAPE_MARGIN_SHARE)
         nxt = last + period
-        while nxt < now - margin:           # scrapes missed meanwhile: the one after
-            nxt += period
+        if nxt < now - margin:      # scrapes missed meanwhile: the next one after now - margin
+            nxt += math.ceil((now - margin - nxt) / period) * period
         return nxt <= now + self.interval + margin
 
     def _render(self, content_type: str, gz: bool) -> bytes:

@@ -142,3 +142,23 @@ def test_scrape_periods_missed_meanwhile_still_predict_the_next_one():
     # 95: next 120 > 95 + 10 + 3 (margin); 105: 120 > 118; 115: 120 <= 128;
     # 125: 120 is 5 s behind (past the margin): missed too, and 150 > 138
     assert due == [False, False, True, False]
+
+
+def test_a_scraper_gone_for_a_week_still_predicts_its_next_scrape():
+    """The next expected scrape after a long gap is found by arithmetic
+    (not one step per missed period: a week at 30 s is 20,160 steps in every
+    refresh while the scraper stays away)."""
+    ex, probe, clock = _exporter()
+    assert ex.refresh_once()
+    _run(ex, probe, clock, scrape_every=30.0, until=30.0)      # scrapes at 0 and 30
+    week = 7 * 24 * 3600.0
+    due = []
+    for t in (30.0 + week + 5.0, 30.0 + week + 20.0):   # expected at 30 + week, + 30
+        clock.t = t
+        probe.containers += 1
+        n = ex.prerenders
+        assert ex.refresh_once()
+        due.append(ex.prerenders > n)
+    # +5: 30 + week is 5 s behind (past the 3 s margin), the next at +30 > +5 + 13;
+    # +20: +30 <= +20 + 13
+    assert due == [False, True]
