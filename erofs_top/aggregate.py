@@ -29,7 +29,7 @@ from operator import attrgetter
 
 from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
                           owner_contributions)
-from .entries import (DERIVED_CLASS_VALUES, NONE, Entry, SharedEntry, _any_chunk_entry,
+from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry,
                       size_group_keys)
@@ -44,7 +44,6 @@ from .resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, ContentReso
                            CgroupResolver, MountResolver)
 from .rows import UNKNOWN_CGROUP_PATH, build_model
 
-_ORDER = attrgetter("dev", "ino", "shared_mapping")     # Entry.order, in C
 _contrib_of = attrgetter("contrib")
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
 # Long-running faces hand what is alive after a refresh to the permanent
@@ -567,7 +566,7 @@ class Aggregator:
                 rekeyed.update(map(_key, joined))
                 continue
             group = [entries[k] for k in keys]
-            group.sort(key=_ORDER)
+            group.sort(key=ORDER)
             before = [e.content_key for e in group]
             pending = content_group_keys(group, content)
             if pending:
@@ -592,7 +591,7 @@ class Aggregator:
             kept = size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
             if len(keys) > 1:
                 members = list(map(entries.__getitem__, keys))
-                group = sorted(members, key=_ORDER)
+                group = sorted(members, key=ORDER)
                 pending, ck = size_group_keys(group, content)
                 if pending:
                     pending_sizes[size] = pending
@@ -691,7 +690,7 @@ class Aggregator:
                 dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
             return
         group = [entries[k] for k in keys]
-        group.sort(key=_ORDER)
+        group.sort(key=ORDER)
         old_groups = self.mergeable.get(ck, ())
         # a member that did not change contributes the same unless its
         # duplicate pages do (the only thing the group gives it); in a
@@ -841,9 +840,9 @@ class Aggregator:
                 put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part, maps)
         self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
-                        key=_ORDER)
+                        key=ORDER)
         managed = sorted((entries[k] for k in self.special if k[0] != "shared"),
-                         key=_ORDER)
+                         key=ORDER)
         owned = cache_owners(managed, readings)
         readers = self.acc.readers()
         # a mount's reads go with it: at its superblock's end in the log, or
@@ -997,7 +996,7 @@ def _add_content_group(by_ckey: dict, ck: str, keys: list[tuple], group: list[En
         by_ckey[ck] = (keys, group)
     else:
         merged = had[1] + group
-        merged.sort(key=_ORDER)
+        merged.sort(key=ORDER)
         by_ckey[ck] = ([*had[0], *keys], merged)     # (had[0]: a list, or a size group's tuple)
 
 

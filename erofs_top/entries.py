@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import attrgetter
 
 from .readings import PageChunk, SharedInode
 from .resolve.base import AOPS_BLOCK, AOPS_FILEIO, ContentResolver, FileInfo, MountInfo
@@ -108,6 +109,9 @@ class SeededEntry(Entry):
 # and SharedEntry's fields (a recheck compares them: aggregate._derived)
 DERIVED_CLASS_VALUES = ("seeded",)
 
+
+# the canonical order of entries (Entry.order), in C: sorts and bisects of groups
+ORDER = attrgetter("dev", "ino", "shared_mapping")
 
 def owners_by_chunk(e: Entry) -> dict[int, dict[int, int]]:
     """chunk -> cgroup -> mask of an entry, made from its union when it keeps

@@ -6,8 +6,9 @@ member's pages, O(group) for one member changed.  A group of LARGE_GROUP
 members or more (kept down to half of it) whose copies form one mergeable
 group of stock copies (the usual group: same aops class, no shared inode,
 no fingerprint, no inode_share mount; its savings part counted by
-duplicate_group_part) keeps a LargeGroup: its members in canonical order and the counts of its savings
-part (pages each copy gives up to an earlier one, by cgroup and by dev).
+duplicate_group_part) keeps a LargeGroup: its members in canonical order
+and the counts of its savings part (pages each copy gives up to an
+earlier one, by cgroup and by dev).
 A refresh then moves only the members that changed (rebuilt, added,
 removed: ``move``), each chunk looking at the other members only until
 their pages cover the pages in question (the copies of one content hold
@@ -24,16 +25,14 @@ from __future__ import annotations
 
 import bisect
 from itertools import chain
-from operator import attrgetter
 
-from .entries import NONE, Entry, aops
+from .entries import NONE, ORDER, Entry, aops
 from .savings import gone_by_cgroup
 
 # members: a smaller dirty group is recomputed whole (cheap: measured, a kept
 # group of 4 copies costs more than it saves, of 8 as much, of 16 a third
 # less: docs/performance.md); a kept group stays kept down to half of it
 LARGE_GROUP = 12
-_ORDER = attrgetter("dev", "ino", "shared_mapping")
 STATS = {"moved": 0, "built": 0}       # members moved, groups kept (tests count the path)
 
 
@@ -83,7 +82,7 @@ def plain_member(e: Entry, cls: str) -> bool:
 
 
 def find(members: list[Entry], dev: int, ino: int) -> int:
-    return bisect.bisect_left(members, (dev, ino, 0), key=_ORDER)
+    return bisect.bisect_left(members, (dev, ino, 0), key=ORDER)
 
 
 class GroupDelta:
