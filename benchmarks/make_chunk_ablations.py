@@ -14,6 +14,12 @@ goes (docs/performance.md, "The cold read's insertion, by ablation").
   fixedkey     nocreate with one constant key: the same (warm) bucket each time
   twice        nocreate with the lookup made twice (the second finds it warm)
   noprealloc   `chunks` with BPF_F_NO_PREALLOC
+  arrayidx     the potential of a layout with locality (not exact: chunks of
+               different files may share an entry): a lookup of the file in a
+               hash map (never created: the same warm bucket for all of a
+               file's insertions), then the owner update on the entry of an
+               array at (hash of the file) * 1024 + chunk: a file's chunk
+               entries adjacent, found by arithmetic; no `chunks` operation
 
 Run:  python3 benchmarks/make_chunk_ablations.py DIR
       sudo .venv/bin/python benchmarks/bench_coldread.py --bpf-stats \
@@ -40,6 +46,18 @@ DECL = "struct chunk_val, chunks, CHUNK_ENTRIES, 0);"
 ONE = """        k.chunk = index >> 6;
         chunk_set(&k, cg, folio_mask(index, order), mc);"""
 NOCREATE = [(CREATE, "        return;")]
+ARRAY_DECL = """/* ABLATION arrayidx (not exact) */
+struct file_key { u32 dev; u32 pad; u64 ino; };
+BPF_F_TABLE("hash", struct file_key, u32, files, 65536, 0);
+BPF_ARRAY(chunk_arr, struct chunk_val, 65536);
+"""
+ARRAY_ONE = """        struct file_key fk = {.dev = dev, .ino = ino};
+        u32 *base = files.lookup(&fk);
+        u32 ai = (u32)((((ino * 0x9E3779B1ULL) >> 16) << 10) + (index >> 6) + (base ? *base : 0))
+                 & 65535;
+        struct chunk_val *v = chunk_arr.lookup(&ai);
+        if (v)
+            owners_claim(v->cgid, v->bits, &v->other_bits, cg, folio_mask(index, order));"""
 
 
 def sized(n: int) -> list:
@@ -62,6 +80,7 @@ VARIANTS = {
         chunk_set(&fk, cg, folio_mask(index, order), mc);""")],
     "twice": NOCREATE + [(ONE, ONE + "\n" + ONE.split("\n")[1])],
     "noprealloc": [(DECL, DECL.replace(", 0);", ", BPF_F_NO_PREALLOC);"))],
+    "arrayidx": [(DECL, DECL + "\n" + ARRAY_DECL), (ONE, ARRAY_ONE)],
 }
 
 
