@@ -31,11 +31,22 @@ image file dropped too: misses read the disk) with --cases cold,img-warm.
 Before and after the rounds one untimed pass counts the folios inserted by
 order (the probes pay per insertion: fewer large folios, more events).
 
+Ablations: --candidate a.c (repeatable) adds a variant `cand:a`, a collector
+like `with` whose probe is a.c instead of probes/filemap.c (same maps, so the
+collector reads it; e.g. a copy with parts removed).  --bpf-stats keeps BPF
+run-time statistics on and reports, per attached variant, the programs' run
+time during the timed reads (per measurement: the add program's ns per event
+and in all, the flush programs' runs and ns, which user space's refreshes run
+in IPIs on both CPUs and which this kernel charges to the task they
+interrupt); the statistics add their own clock reads to every variant with
+programs.
+
 Run:  sudo .venv/bin/python benchmarks/bench_coldread.py   (~2 min; under
       the heavy-work lock on a shared machine)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -43,6 +54,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import benchlib  # noqa: F401  (sets sys.path)
 from benchlib import MiB
@@ -130,11 +142,22 @@ class Empty:
 
 
 class Attached:
-    """erofs-top attached: a collector, refreshed in a thread until closed."""
+    """erofs-top attached: a collector, refreshed in a thread until closed;
+    with ``probe``, its probe source is that file instead of probes/filemap.c."""
 
-    def __init__(self, interval_s: float):
+    def __init__(self, interval_s: float, probe=None):
         from erofs_top.tiers import open_collector
-        self.col = open_collector()
+        if probe is None:
+            self.col = open_collector()
+        else:
+            from erofs_top.kernel import probes
+            real = probes.probe_file
+            probes.probe_file = lambda name: probe if name == "filemap.c" else real(name)
+            try:
+                self.col = open_collector()
+            finally:
+                probes.probe_file = real
+        self.bpf = self.col.source.bpf
         self.refreshes = 0
         self.stop = threading.Event()
         self.thread = None
@@ -196,13 +219,27 @@ def _add_args(ap) -> None:
                          "2 s; 0: none)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply the file sizes (e.g. 0.25 for a quick run)")
+    ap.add_argument("--candidate", type=Path, action="append", default=[],
+                    help="a candidate probe source (same maps as probes/filemap.c, its "
+                         "headers next to it): one more variant, cand:<name> (repeatable)")
+    ap.add_argument("--with-r0", action="store_true",
+                    help="one more variant, with_r0: erofs-top attached as in `with` but "
+                         "never refreshed (no refresh thread: no read, no flush IPIs)")
+    ap.add_argument("--bpf-stats", action="store_true",
+                    help="BPF run-time statistics on; report the programs' run time "
+                         "during the timed reads of the attached variants")
 
 
-def _attach(which: str, refresh_interval: float):
+def _attach(which: str, args):
     from erofs_top.errors import CollectorError
     try:
         if which == "with":
-            return Attached(refresh_interval)
+            return Attached(args.refresh_interval)
+        if which == "with_r0":
+            return Attached(0)
+        if which.startswith("cand:"):
+            cand = {f"cand:{c.stem}": c for c in args.candidate}
+            return Attached(args.refresh_interval, probe=cand[which].resolve())
         if which in ("empty", "raw"):
             return Empty(raw=which == "raw")
     except CollectorError as e:
@@ -219,15 +256,30 @@ def _case(args, cg, paths: list, drop_image: str, reader_cpu: int) -> tuple[dict
 
     def measure(which: str, _rnd: int):
         nonlocal refreshes
-        att = _attach(which, args.refresh_interval)
+        att = _attach(which, args)
         try:
-            return timed_read(cg, paths, args.passes, drop_image, reader_cpu, args.fifo)
+            before = benchlib.prog_stats(att.bpf) if att else {}
+            out = timed_read(cg, paths, args.passes, drop_image, reader_cpu, args.fifo)
+            if att and args.bpf_stats:
+                out.update(stats_fields(benchlib.stats_delta(benchlib.prog_stats(att.bpf), before)))
+            return out
         finally:
             if att:
                 refreshes += att.refreshes
                 att.close()
-    variants = VARIANTS + (("raw",) if args.raw else ())
+    variants = (VARIANTS + (("raw",) if args.raw else ()) + (("with_r0",) if args.with_r0 else ())
+                + tuple(f"cand:{c.stem}" for c in args.candidate))
     return benchlib.interleaved(variants, args.rounds, measure, rotate=True), refreshes
+
+
+def stats_fields(delta: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """A measurement's BPF statistics (benchlib.stats_delta of the timed reads):
+    the add program's ns and runs, the flush programs' (kernel/slots.py)."""
+    add = delta.get("mm_filemap_add_to_page_cache", (0, 0))
+    flush = [v for k, v in delta.items() if k.startswith("flush_io")]
+    return {"add_ns": float(add[0]), "add_runs": float(add[1]),
+            "flush_ns": float(sum(v[0] for v in flush)),
+            "flush_runs": float(sum(v[1] for v in flush))}
 
 
 # Not timed: the folio orders one pass inserts on the EROFS device (the
@@ -289,9 +341,12 @@ def _report(case: str, runs: dict, refreshes: int, args, total_mib: float) -> di
               f"({args.passes * total_mib / med['wall']:.0f} MiB/s); context switches "
               f"{med['vcsw']:.0f} voluntary, {med['ivcsw']:.0f} involuntary")
     out: dict = {"runs": runs, "refreshes": refreshes}
+    _report_stats(runs)
+    cands = tuple(w for w in runs if w.startswith("cand:"))
     print("  per-round paired ratios to `without` of the same round: median [95 % CI]")
     for key in ("cpu", "wall"):
-        for num in ("with", "empty", "without_b") + (("raw",) if "raw" in runs else ()):
+        more = tuple(w for w in ("raw", "with_r0") if w in runs) + cands
+        for num in ("with", "empty", "without_b") + more:
             med, lo, hi, cov = benchlib.median_ci(paired(runs, key, num))
             out[f"{key}_{num}_ratio"] = {"median": med, "ci": [lo, hi], "coverage": cov}
             label = {"cpu": "reader CPU", "wall": "wall"}[key]
@@ -302,12 +357,29 @@ def _report(case: str, runs: dict, refreshes: int, args, total_mib: float) -> di
     out["cpu_with_over_empty"] = {"median": med, "ci": [lo, hi], "coverage": cov}
     print(f"    reader CPU with/empty         {med:.4f} [{lo:.4f}, {hi:.4f}] (erofs-top "
           f"beyond the empty programs); {refreshes} refreshes while attached")
+    for c in cands + (("with_r0",) if "with_r0" in runs else ()):
+        med, lo, hi, cov = benchlib.median_ci(paired(runs, "cpu", c, "with"))
+        out[f"cpu_{c}_over_with"] = {"median": med, "ci": [lo, hi], "coverage": cov}
+        print(f"    reader CPU {c}/with {med:.4f} [{lo:.4f}, {hi:.4f}] ({cov:.1%})")
     if "raw" in runs:
         med, lo, hi, cov = benchlib.median_ci(paired(runs, "cpu", "raw", "empty"))
         out["cpu_raw_over_empty"] = {"median": med, "ci": [lo, hi], "coverage": cov}
         print(f"    reader CPU raw/empty           {med:.4f} [{lo:.4f}, {hi:.4f}] (raw vs "
               f"ordinary tracepoint programs, both empty)")
     return out
+
+
+def _report_stats(runs: dict) -> None:
+    """--bpf-stats: per variant with programs, medians over its measurements."""
+    for which, rs in runs.items():
+        if "add_ns" not in rs[0]:
+            continue
+        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        per = med["add_ns"] / med["add_runs"] if med["add_runs"] else 0.0
+        print(f"  {which:<9} BPF stats in the timed reads: add {med['add_runs']:.0f} runs, "
+              f"{per:.0f} ns/run, {med['add_ns'] / 1e6:.3f} ms ({med['add_ns'] / 1e7 / med['cpu']:.2f} "
+              f"% of reader CPU); flush {med['flush_runs']:.0f} runs, "
+              f"{med['flush_ns'] / 1e6:.3f} ms")
 
 
 def _pin(spec: str) -> int:
@@ -366,7 +438,8 @@ def _body(args) -> dict:
                 timed_read(cg, paths)       # brings the image into the cache
             drop_image = str(img) if case == "cold" else "-"
             before = folio_orders(cg, paths, drop_image, reader_cpu)
-            runs, refreshes = _case(args, cg, paths, drop_image, reader_cpu)
+            with benchlib.bpf_stats() if args.bpf_stats else contextlib.nullcontext():
+                runs, refreshes = _case(args, cg, paths, drop_image, reader_cpu)
             out["cases"][case] = _report(case, runs, refreshes, args, out["total_mib"])
             after = folio_orders(cg, paths, drop_image, reader_cpu)
             print(f"  before the rounds: {_orders_line(before)}\n"

@@ -52,3 +52,24 @@ def test_paired_ratios_pair_rounds_not_sorted_values():
 ])
 def test_verdict(lo, hi, cov, word):
     assert bench_coldread.verdict(lo, hi, cov).startswith(word)
+
+
+def test_stats_fields_add_program_and_both_flushes():
+    delta = {"mm_filemap_add_to_page_cache": (3_500_000, 9_795),
+             "mm_filemap_delete_from_page_cache": (700, 7),
+             "flush_io_slots": (12_000, 32), "flush_io_log": (3_000, 2)}
+    assert bench_coldread.stats_fields(delta) == {
+        "add_ns": 3_500_000.0, "add_runs": 9_795.0, "flush_ns": 15_000.0, "flush_runs": 34.0}
+    assert bench_coldread.stats_fields({})["add_runs"] == 0.0
+
+
+def test_chunk_ablations_apply_to_the_probe():
+    """Every ablation of make_chunk_ablations matches probes/filemap.c as it is
+    now (each replacement once) and changes it, except the identical copy."""
+    import make_chunk_ablations as m
+    src = (m.PROBES / "filemap.c").read_text()
+    for name in m.VARIANTS:
+        out = m.make(name, src)
+        assert (out == src) == (name == "same"), name
+    assert "chunks, 2048, 0);" in m.make("nocreate2k", src)
+    assert "chunks.insert" not in m.make("nocreate", src)
