@@ -162,3 +162,40 @@ def test_a_file_of_chunk_0_alone_is_kept_as_its_owners_dict(seed):
         assert cs.n_chunks == sum(map(len, want.values())) == len(cs.entries) - len(cs.empty)
         assert sorted(cs.entries) == sorted(k for k, v in chunks.items())
     assert {(True, 1), (False, 1), (False, 2)} <= forms, "the test saw little"
+
+
+def test_an_image_files_key_is_96_bits_its_content_id_the_digests():
+    """Copies of one file (nid) of one image mounted twice get one "img:"
+    key (size_group_keys, no hashing of the file): IMG_KEY_HEX (24) hex
+    digits of sha256("image:nid"), a str kept in 80 B (128 with all 64);
+    content_id (what the rows show) is the full digest's first 16 digits,
+    as before; another nid or image gives another key."""
+    import hashlib
+
+    from erofs_top.readings import kdev
+    from erofs_top.resolve.base import AOPS_BLOCK, FileInfo, ImageInfo, MountInfo
+    from erofs_top.rows import content_id
+
+    def group(image_id: str, nid: int) -> list[Entry]:
+        img = ImageInfo(uuid="0-0", volume_name="", feature_compat=0, feature_incompat=0,
+                        block_size=4096, image_id=image_id, ishare_xattrs=False,
+                        compressed=False)
+        out = []
+        for n in range(2):
+            dev = kdev(7, 40 + n)
+            m = MountInfo(dev=dev, dev_str=f"7:{40 + n}", mountpoint=f"/m{n}",
+                          source="/img/x", backing="loop", image=img)
+            out.append(Entry(dev, nid, {0: {7: 1}}, union={0: 1}, mount=m,
+                             info=FileInfo(nid, f"/m{n}/f", 4096, True, AOPS_BLOCK)))
+        return out
+
+    g = group("img-x", 5)
+    pending, key = entries.size_group_keys(g, None)
+    full = hashlib.sha256(b"img-x:5").hexdigest()
+    assert pending == 0 and key == "img:" + full[:24] and len(key) == 4 + entries.IMG_KEY_HEX
+    assert all(e.content_key is key for e in g)
+    assert sys.getsizeof(key) <= 80 < sys.getsizeof("img:" + full)
+    assert content_id(key) == "img:" + full[:16] == content_id("img:" + full)
+    others = {entries.size_group_keys(group(i, n), None)[1] for i, n in
+              [("img-x", 6), ("img-y", 5), ("img-x", 50)]}
+    assert len(others) == 3 and key not in others
