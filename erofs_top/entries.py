@@ -46,11 +46,18 @@ class Entry:
     entries of the usual pages (full chunks, a tail's first pages) share
     one across files (shared_union).
     ``owner``: when every resident page was inserted by one cgroup (most
-    files) chunk_entry keeps only it, ``chunks`` is then None (a dict per
-    file less): owners_by_chunk() gives the mapping either way."""
+    files) chunk_entry keeps only it, in ``chunks`` (an int there, not a
+    dict: a dict per file less, and no slot of its own); ``owner`` reads it
+    (None when ``chunks`` is a mapping); owners_by_chunk() gives the mapping
+    either way.
+    A chunk entry keeps no ``input`` (Entry.input is None, a class value):
+    the aggregator keeps the input lists it needs by key (Aggregator.inputs);
+    a SharedEntry keeps its SharedInode.  12 slots: 128 B with pymalloc's
+    rounding, not 144."""
     dev: int
     ino: int
-    chunks: dict[int, dict[int, int]] | None = field(default_factory=dict)  # chunk -> cg -> mask
+    # chunk -> cg -> mask; or the one cgroup of every page (an int: ``owner``)
+    chunks: dict[int, dict[int, int]] | int | None = field(default_factory=dict)
     # seeded (chunk -> mask of seeded pages): NONE, a class value; a file
     # with seeded pages (few) is a SeededEntry (a slot less in every other
     # entry: 144 B, not 160, with pymalloc's rounding)
@@ -60,14 +67,11 @@ class Entry:
     union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
     dup: Mapping[int, int] = NONE     # chunk -> mask of duplicate pages
     in_group: bool = False            # in a mergeable group (savings)
-    owner: int | None = None          # the one cgroup of every page (chunks None)
     # the aggregator's per-file state, in the entry instead of dicts keyed by
-    # the file (~40 B a key each at 250,000 files): the input it was built
-    # from (its PageChunks, or the SharedInode), and what the aggregator's
+    # the file (~40 B a key each at 250,000 files): what the aggregator's
     # indexes and sums count for its key (handed on to the entry that
     # replaces it: Aggregator._put): its size group, content group and
     # Contribution
-    input: object = None
     size_idx: int | None = None
     ckey_idx: str = ""
     contrib: object = None
@@ -80,12 +84,25 @@ class Entry:
         """The canonical order of entries (groups, savings): never the map's order."""
         return (self.dev, self.ino, self.shared_mapping)
 
+    @property
+    def owner(self) -> int | None:
+        """The one cgroup of every resident page (kept in ``chunks``), or None."""
+        c = self.chunks
+        return c if c.__class__ is int else None
+
+    @owner.setter
+    def owner(self, cg: int | None) -> None:
+        if cg is not None:
+            self.chunks = cg
+        elif self.chunks.__class__ is int:
+            self.chunks = None
+
 
 # what only a shared inode's entry has (SharedEntry's slots): class values of
-# every other entry (4 slots, 32 B, less in each of 250,000 entries); seeded
+# every other entry (5 slots, 40 B, less in each of 250,000 entries); seeded
 # masks: SeededEntry's slot
 _SHARED_DEFAULTS = {"shared_mapping": 0, "users": NONE, "used_members": 0, "touched": None,
-                    "seeded": NONE}
+                    "input": None, "seeded": NONE}
 for _name, _value in _SHARED_DEFAULTS.items():
     setattr(Entry, _name, _value)
 
@@ -97,6 +114,7 @@ class SharedEntry(Entry):
     users: Mapping[int, int] = NONE   # cg -> member inodes it used
     used_members: int = 0
     touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
+    input: SharedInode | None = None  # what it was built from (_read_shared compares it)
 
 
 @dataclass(eq=False, slots=True)
@@ -116,9 +134,9 @@ ORDER = attrgetter("dev", "ino", "shared_mapping")
 def owners_by_chunk(e: Entry) -> dict[int, dict[int, int]]:
     """chunk -> cgroup -> mask of an entry, made from its union when it keeps
     only its one owner."""
-    if e.owner is None:
-        return e.chunks
-    owner = e.owner
+    owner = e.chunks
+    if owner.__class__ is not int:
+        return owner
     return {c: {owner: m} for c, m in e.union.items()}
 
 
@@ -196,8 +214,8 @@ def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
 
 
 def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
-    """The entry of one file from its PageChunks (the source's list, kept as
-    its ``input``)."""
+    """The entry of one file from its PageChunks (the aggregator keeps the
+    list as its input where the source keeps its lists: Aggregator.inputs)."""
     e = _one_owner_entry(dev, ino, pcs)
     if e is None:
         e = _many_owner_entry(dev, ino, pcs)
@@ -230,11 +248,10 @@ def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
         if pc.seeded_mask:
             seeded[c] = seeded.get(c, 0) | pc.seeded_mask
     e = SeededEntry(dev, ino, chunks, seeded=seeded) if seeded else Entry(dev, ino, chunks)
-    e.input = pcs
     _fill_union(e)
     owner = _one_owner(chunks)
     if owner is not None:
-        e.owner, e.chunks = owner, None
+        e.chunks = owner                # (e.owner)
     return e
 
 
@@ -255,9 +272,7 @@ def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
         union[pc.chunk] = m
     if owner is None:
         return None
-    e = Entry(dev, ino, None, union=shared_union(union), owner=owner)
-    e.input = pcs
-    return e
+    return Entry(dev, ino, owner, union=shared_union(union))     # chunks: the owner
 
 
 def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
@@ -282,9 +297,7 @@ def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
             for m in owners.values():
                 u |= m
             union[c] = u
-    e = Entry(dev, ino, chunks, union=shared_union(union))
-    e.input = pcs
-    return e
+    return Entry(dev, ino, chunks, union=shared_union(union))
 
 
 def shared_entry(si: SharedInode) -> Entry:

@@ -199,3 +199,61 @@ def test_an_image_files_key_is_96_bits_its_content_id_the_digests():
     others = {entries.size_group_keys(group(i, n), None)[1] for i, n in
               [("img-x", 6), ("img-y", 5), ("img-x", 50)]}
     assert len(others) == 3 and key not in others
+
+
+def test_an_entry_is_12_slots_its_owner_kept_in_chunks():
+    """Entry keeps no owner or input slot (12 slots: 128 B a file with
+    pymalloc's rounding, not 144): a file of one owner keeps the owner's
+    int in ``chunks``; ``owner`` reads it, owners_by_chunk() makes the
+    mapping; a SharedEntry still keeps its input."""
+    assert sys.getsizeof(Entry(1, 2)) == 128 and "owner" not in Entry.__slots__
+    assert "input" not in Entry.__slots__ and "input" in entries.SharedEntry.__slots__
+    one = chunk_entry(1, 2, _file(1, 2, {0: 0b1011, 3: 1 << 63}, cg=5))
+    assert type(one) is Entry and one.chunks == 5 and one.owner == 5 and one.input is None
+    assert entries.owners_by_chunk(one) == {0: {5: 0b1011}, 3: {5: 1 << 63}}
+    two = chunk_entry(1, 2, _file(1, 2, {0: FULL}, cg=5, second=6))
+    assert two.owner is None and two.chunks == {0: {5: 0xFFFFFFFF, 6: FULL & ~0xFFFFFFFF}}
+    seeded = chunk_entry(1, 3, _file(1, 3, {0: 0b11}, cg=5, seeded=0b1))
+    assert type(seeded) is SeededEntry and seeded.owner == 5
+    one.owner = None                        # the setter: no owner, no mapping either
+    assert one.chunks is None and one.owner is None
+    two.owner = 9
+    assert two.chunks == 9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_aggregator_keeps_exactly_the_live_files_inputs(seed):
+    """Aggregator.inputs (a source that keeps its lists: the churn world's)
+    holds one list per live chunk entry, the file's PageChunks of the last
+    read (in any order); a file gone takes its list with it; a lean source
+    (lists built on access) keeps none."""
+    from test_refresh_churn import Node, _refresh
+
+    from erofs_top.aggregate import Aggregator
+
+    rng = random.Random(seed)
+    for hint in (False, True):
+        node = Node(rng, hint)
+        agg = Aggregator(recheck_slices=3)
+        for step in range(25):
+            node.churn(rng.choice([1, 5, 30]))
+            r = node.readings(float(step))
+            _refresh(agg, node, r, 10)
+            files: dict = {}
+            for pc in r.chunks:
+                files.setdefault((pc.dev, pc.ino), []).append(pc)
+            assert agg.inputs.keys() == {k for k in agg.entries if k[0] != "shared"}, step
+            by_chunk = entries._chunk_of
+            assert {k: sorted(v, key=by_chunk) for k, v in agg.inputs.items()} == \
+                {k: sorted(files[k], key=by_chunk) for k in agg.inputs}, step
+    r = node.readings(99.0)
+
+    class Lean(dict):
+        built_on_access = True
+    files = {}
+    for pc in r.chunks:
+        files.setdefault((pc.dev, pc.ino), []).append(pc)
+    r.chunks_by_file = Lean(files)
+    r.changed_files = None
+    _refresh(agg, node, r, 10)
+    assert agg.entries and not agg.inputs
