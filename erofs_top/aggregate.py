@@ -96,14 +96,9 @@ class Aggregator:
         # keys by recheck slice, appended when an entry appears (8 B a key, not a
         # set's ~80): gone and repeated keys are dropped when the slice is due
         self.slices: list[list[tuple]] = [[] for _ in range(max(1, recheck_slices))]
-        # key -> Entry; the entry also keeps what would otherwise be four more
-        # dicts by key (its size and content group, Contribution)
+        # key -> Entry; the entry also keeps what would otherwise be five more
+        # dicts by key (its input, size and content group, Contribution)
         self.entries: dict[tuple, Entry] = {}
-        # a live file's input (its list of PageChunks, what its entry was
-        # built from) when the source keeps its lists (not lean_input): a
-        # dict here, not a slot in every entry (none kept for a lean source:
-        # the exporter's); a shared inode's is its SharedEntry's
-        self.inputs: dict[tuple, list] = {}
         self.gone: dict[tuple, Entry] = {}      # this refresh's entries dropped: their index state
         self.files_live = 0                     # entries with a Contribution
         self.dev_keys: dict[int, set[tuple]] = {}       # dev -> entry keys
@@ -216,8 +211,6 @@ class Aggregator:
                                                   or self.pending_sizes or self.files_live)
         given = readings.chunks_by_file
         self.lean_input = getattr(given, "built_on_access", False)
-        if self.lean_input and self.inputs:    # (a source of kept lists before)
-            self.inputs = {}
         if given is not None and readings.changed_files is not None and self.hinted_base:
             changed = self._read_changed(given, readings.changed_files)
         else:
@@ -230,12 +223,10 @@ class Aggregator:
         return changed
 
     def _chunk_entry(self, key: tuple, pcs: list) -> Entry:
-        """chunk_entry of a file; its input kept (self.inputs) unless the
-        source builds lists on access (kept, each would be a list and
-        PageChunks per file the source does not keep)."""
-        if not self.lean_input:
-            self.inputs[key] = pcs
-        return chunk_entry(key[0], key[1], pcs)
+        """chunk_entry of a file; without its input when the source builds
+        lists on access (kept, each would be a list and PageChunks per file
+        the source does not keep; and the entry a slot more: InputEntry)."""
+        return chunk_entry(key[0], key[1], pcs, not self.lean_input)
 
     def _recheck(self, keys: list[tuple], given) -> set[tuple]:
         """Re-derive the entries of the due slice from their input as if new
@@ -246,11 +237,11 @@ class Aggregator:
         it, resolution and all, and is returned changed; the others stay, and
         _resolve compares their resolution (``recheck_keys``): an entry equal
         in both costs no content key, duplicate, attribution or savings work."""
-        entries, inputs, changed = self.entries, self.inputs, set()
+        entries, changed = self.entries, set()
         same = self.recheck_keys
         for key in keys:
             old = entries[key]
-            inp = old.input if key[0] == "shared" else inputs.get(key)
+            inp = old.input
             if key[0] == "shared":
                 new = shared_entry(inp)
             elif inp is not None:
@@ -295,7 +286,7 @@ class Aggregator:
             elif e is None:
                 self._put(key, self._chunk_entry(key, pcs))
                 changed.add(key)
-            elif not same_input(self.inputs.get(key), pcs):
+            elif not same_input(e.input, pcs):
                 # _put of a rebuilt entry (same key: same dev and ino), inline:
                 # it keeps the old one's index state, resolution and content key,
                 # and its key object (_put's rule: the source's tuple, not the read's)
@@ -304,8 +295,8 @@ class Aggregator:
                 new.mount, new.info, new.content_key = e.mount, e.info, e.content_key
                 entries[key] = new
                 changed.add(key)
-            elif not self.lean_input:
-                self.inputs[key] = pcs
+            else:
+                e.input = None if self.lean_input else pcs
         self.input_ids = {}.keys()      # a later read without the hint compares by value
         return changed
 
@@ -342,19 +333,16 @@ class Aggregator:
             return self._put_new(candidates, by_file)
         changed: set[tuple] = set()
         added = 0
-        inputs, lean = self.inputs, self.lean_input
         for key in candidates:
             pcs = by_file[key]
             e = entries.get(key)
-            inp = None if e is None else inputs.get(key)
             if e is None:
                 added += 1
-            elif same_input(inp, pcs):
-                if not lean:
-                    inputs[key] = pcs
+            elif same_input(e.input, pcs):
+                e.input = None if self.lean_input else pcs
                 continue
             new = self._chunk_entry(key, pcs)
-            if e is not None and inp is None and _derived(new) == _derived(e):
+            if e is not None and e.input is None and _derived(new) == _derived(e):
                 continue                # kept without input: compared by what it derives
             self._put(key, new)
             changed.add(key)
@@ -371,15 +359,13 @@ class Aggregator:
         (chunk_entry's steps called here: its usual file without a call more)."""
         entries, dev_keys, slices = self.entries, self.dev_keys, self.slices
         n = len(slices) if self.recheck_slices else 0
-        inputs = None if self.lean_input else self.inputs
+        keep = not self.lean_input      # _chunk_entry's rule: no input kept for a lean source
         one, many = _one_owner_entry, _many_owner_entry
         for key, pcs in zip(keys, map(by_file.__getitem__, keys)):
             dev, ino = key
-            e = one(dev, ino, pcs)
+            e = one(dev, ino, pcs, keep)
             if e is None:
-                e = many(dev, ino, pcs) or _any_chunk_entry(dev, ino, pcs)
-            if inputs is not None:      # _chunk_entry's rule: no input kept for a lean source
-                inputs[key] = pcs
+                e = many(dev, ino, pcs, keep) or _any_chunk_entry(dev, ino, pcs, keep)
             e.mount = _UNRESOLVED
             entries[key] = e
             s = dev_keys.get(dev)
@@ -431,7 +417,6 @@ class Aggregator:
             if old is not None:
                 del self.entries[key]
                 self.gone[key] = old
-                self.inputs.pop(key, None)
             return          # its key leaves its slice's list when the slice is due
         held = old if old is not None else self.gone.pop(key, None)    # (back in one refresh)
         if held is not None:

@@ -50,10 +50,11 @@ class Entry:
     dict: a dict per file less, and no slot of its own); ``owner`` reads it
     (None when ``chunks`` is a mapping); owners_by_chunk() gives the mapping
     either way.
-    A chunk entry keeps no ``input`` (Entry.input is None, a class value):
-    the aggregator keeps the input lists it needs by key (Aggregator.inputs);
-    a SharedEntry keeps its SharedInode.  12 slots: 128 B with pymalloc's
-    rounding, not 144."""
+    ``input`` (what it was built from: its PageChunks, or the SharedInode)
+    is a slot of an InputEntry, SeededInputEntry or SharedEntry only: the
+    entries of a source that builds its lists at each access (the probe
+    source: Aggregator.lean_input) keep none, Entry.input is None (a class
+    value).  12 slots: 128 B with pymalloc's rounding, not 144."""
     dev: int
     ino: int
     # chunk -> cg -> mask; or the one cgroup of every page (an int: ``owner``)
@@ -118,9 +119,22 @@ class SharedEntry(Entry):
 
 
 @dataclass(eq=False, slots=True)
+class InputEntry(Entry):
+    """A chunk entry and its input: the list of PageChunks it was built from
+    (a source that keeps its lists: not lean_input)."""
+    input: list[PageChunk] | None = None
+
+
+@dataclass(eq=False, slots=True)
 class SeededEntry(Entry):
     """The entry of a file some of whose pages are seeded (_any_chunk_entry)."""
     seeded: Mapping[int, int] = NONE                                 # chunk -> mask
+
+
+@dataclass(eq=False, slots=True)
+class SeededInputEntry(SeededEntry):
+    """A SeededEntry and its input (InputEntry's)."""
+    input: list[PageChunk] | None = None
 
 
 # what chunk_entry / shared_entry derive of an entry's input, beside Entry's
@@ -213,18 +227,19 @@ def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
     return len(new) > 1 and sorted(old, key=_chunk_of) == sorted(new, key=_chunk_of)
 
 
-def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
-    """The entry of one file from its PageChunks (the aggregator keeps the
-    list as its input where the source keeps its lists: Aggregator.inputs)."""
-    e = _one_owner_entry(dev, ino, pcs)
+def chunk_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True) -> Entry:
+    """The entry of one file from its PageChunks; ``keep``: the list kept as
+    its ``input`` (an InputEntry or SeededInputEntry; else an Entry or
+    SeededEntry: the aggregator's rule for a lean_input source)."""
+    e = _one_owner_entry(dev, ino, pcs, keep)
     if e is None:
-        e = _many_owner_entry(dev, ino, pcs)
+        e = _many_owner_entry(dev, ino, pcs, keep)
         if e is None:
-            return _any_chunk_entry(dev, ino, pcs)
+            return _any_chunk_entry(dev, ino, pcs, keep)
     return e
 
 
-def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
+def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True) -> Entry:
     """chunk_entry of any file: several cgroups, seeded pages, a chunk in
     more than one PageChunk (tests/unit/test_one_owner.py compares the two)."""
     chunks: dict[int, dict[int, int]] = {}
@@ -247,7 +262,11 @@ def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
                     owners[cg] = owners.get(cg, 0) | mask
         if pc.seeded_mask:
             seeded[c] = seeded.get(c, 0) | pc.seeded_mask
-    e = SeededEntry(dev, ino, chunks, seeded=seeded) if seeded else Entry(dev, ino, chunks)
+    if keep:
+        e = (SeededInputEntry(dev, ino, chunks, seeded=seeded, input=pcs) if seeded
+             else InputEntry(dev, ino, chunks, input=pcs))
+    else:
+        e = SeededEntry(dev, ino, chunks, seeded=seeded) if seeded else Entry(dev, ino, chunks)
     _fill_union(e)
     owner = _one_owner(chunks)
     if owner is not None:
@@ -255,7 +274,8 @@ def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
     return e
 
 
-def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
+def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
+                     ) -> Entry | None:
     """chunk_entry of most files, in one pass: one PageChunk per chunk, each
     inserted by the same one cgroup (pages in each), nothing seeded.  None
     for any other file (chunk_entry's general path)."""
@@ -272,10 +292,13 @@ def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
         union[pc.chunk] = m
     if owner is None:
         return None
-    return Entry(dev, ino, owner, union=shared_union(union))     # chunks: the owner
+    if keep:                                # chunks: the owner
+        return InputEntry(dev, ino, owner, union=shared_union(union), input=pcs)
+    return Entry(dev, ino, owner, union=shared_union(union))
 
 
-def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
+def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
+                      ) -> Entry | None:
     """chunk_entry of a file _one_owner_entry did not take, in one pass,
     when each chunk is in one PageChunk, nothing is seeded and no mask is
     empty (pages of several cgroups: 23 % of a synthetic node's files): its
@@ -297,6 +320,8 @@ def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
             for m in owners.values():
                 u |= m
             union[c] = u
+    if keep:
+        return InputEntry(dev, ino, chunks, union=shared_union(union), input=pcs)
     return Entry(dev, ino, chunks, union=shared_union(union))
 
 

@@ -81,7 +81,6 @@ def _state(agg: Aggregator) -> dict:
         "groups": sorted(agg.group_cache.groups), "acc": _acc_state(agg.acc),
         "group_cache": _cache_state(agg.group_cache), "dirty_groups": agg.dirty_groups,
         "new_ckeys": agg.new_ckeys,
-        "inputs": {k: _input(v) for k, v in agg.inputs.items()},
     }
 
 

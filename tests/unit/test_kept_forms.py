@@ -80,8 +80,8 @@ def test_shared_union_table_starts_anew(monkeypatch):
 
 
 def test_seeded_masks_only_in_a_seeded_entry():
-    plain = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9))
-    seeded = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9, seeded=0b11))
+    plain = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9), keep=False)
+    seeded = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9, seeded=0b11), keep=False)
     assert type(plain) is Entry and plain.seeded is NONE
     assert type(seeded) is SeededEntry and seeded.seeded == {1: 0b11}
     assert sys.getsizeof(plain) < sys.getsizeof(seeded)
@@ -201,20 +201,36 @@ def test_an_image_files_key_is_96_bits_its_content_id_the_digests():
     assert len(others) == 3 and key not in others
 
 
+
 def test_an_entry_is_12_slots_its_owner_kept_in_chunks():
     """Entry keeps no owner or input slot (12 slots: 128 B a file with
     pymalloc's rounding, not 144): a file of one owner keeps the owner's
     int in ``chunks``; ``owner`` reads it, owners_by_chunk() makes the
-    mapping; a SharedEntry still keeps its input."""
+    mapping.  An entry that keeps its input (keep: a source of kept lists)
+    is an InputEntry or SeededInputEntry; a SharedEntry keeps its own."""
+    from erofs_top.entries import InputEntry, SeededInputEntry, SharedEntry
     assert sys.getsizeof(Entry(1, 2)) == 128 and "owner" not in Entry.__slots__
-    assert "input" not in Entry.__slots__ and "input" in entries.SharedEntry.__slots__
-    one = chunk_entry(1, 2, _file(1, 2, {0: 0b1011, 3: 1 << 63}, cg=5))
+    assert "input" not in Entry.__slots__ and "input" in SharedEntry.__slots__
+    one_pcs = _file(1, 2, {0: 0b1011, 3: 1 << 63}, cg=5)
+    one = chunk_entry(1, 2, one_pcs, keep=False)
     assert type(one) is Entry and one.chunks == 5 and one.owner == 5 and one.input is None
     assert entries.owners_by_chunk(one) == {0: {5: 0b1011}, 3: {5: 1 << 63}}
-    two = chunk_entry(1, 2, _file(1, 2, {0: FULL}, cg=5, second=6))
+    with pytest.raises(AttributeError):
+        one.input = one_pcs             # a class value: no slot in the usual entry
+    kept = chunk_entry(1, 2, one_pcs)
+    assert type(kept) is InputEntry and kept.input is one_pcs and kept.owner == 5
+    assert sys.getsizeof(kept) == 136          # 13 slots (144 B with the rounding: as before)
+    two_pcs = _file(1, 2, {0: FULL}, cg=5, second=6)
+    two = chunk_entry(1, 2, two_pcs, keep=False)
+    assert type(two) is Entry
     assert two.owner is None and two.chunks == {0: {5: 0xFFFFFFFF, 6: FULL & ~0xFFFFFFFF}}
-    seeded = chunk_entry(1, 3, _file(1, 3, {0: 0b11}, cg=5, seeded=0b1))
-    assert type(seeded) is SeededEntry and seeded.owner == 5
+    assert chunk_entry(1, 2, two_pcs).input is two_pcs
+    seeded_pcs = _file(1, 3, {0: 0b11}, cg=5, seeded=0b1)
+    seeded = chunk_entry(1, 3, seeded_pcs, keep=False)
+    assert type(seeded) is SeededEntry and seeded.owner == 5 and seeded.input is None
+    s_kept = chunk_entry(1, 3, seeded_pcs)
+    assert type(s_kept) is SeededInputEntry and s_kept.input is seeded_pcs
+    assert _derived(s_kept) == _derived(seeded) and _derived(kept) == _derived(one)
     one.owner = None                        # the setter: no owner, no mapping either
     assert one.chunks is None and one.owner is None
     two.owner = 9
@@ -222,16 +238,23 @@ def test_an_entry_is_12_slots_its_owner_kept_in_chunks():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_the_aggregator_keeps_exactly_the_live_files_inputs(seed):
-    """Aggregator.inputs (a source that keeps its lists: the churn world's)
-    holds one list per live chunk entry, the file's PageChunks of the last
-    read (in any order); a file gone takes its list with it; a lean source
-    (lists built on access) keeps none."""
+def test_an_aggregator_keeps_inputs_only_for_a_source_that_keeps_its_lists(seed):
+    """A source that keeps its lists (the churn world's): every live chunk
+    entry keeps the file's PageChunks of the last read (in any order); a
+    lean source (lists built on access): none (Entry or SeededEntry)."""
     from test_refresh_churn import Node, _refresh
 
     from erofs_top.aggregate import Aggregator
+    from erofs_top.entries import InputEntry, SeededInputEntry
+
+    def files_of(r) -> dict:
+        files: dict = {}
+        for pc in r.chunks:
+            files.setdefault((pc.dev, pc.ino), []).append(pc)
+        return files
 
     rng = random.Random(seed)
+    by_chunk = entries._chunk_of
     for hint in (False, True):
         node = Node(rng, hint)
         agg = Aggregator(recheck_slices=3)
@@ -239,21 +262,23 @@ def test_the_aggregator_keeps_exactly_the_live_files_inputs(seed):
             node.churn(rng.choice([1, 5, 30]))
             r = node.readings(float(step))
             _refresh(agg, node, r, 10)
-            files: dict = {}
-            for pc in r.chunks:
-                files.setdefault((pc.dev, pc.ino), []).append(pc)
-            assert agg.inputs.keys() == {k for k in agg.entries if k[0] != "shared"}, step
-            by_chunk = entries._chunk_of
-            assert {k: sorted(v, key=by_chunk) for k, v in agg.inputs.items()} == \
-                {k: sorted(files[k], key=by_chunk) for k in agg.inputs}, step
-    r = node.readings(99.0)
+            files = files_of(r)
+            chunk = {k: e for k, e in agg.entries.items() if k[0] != "shared"}
+            assert all(type(e) in (InputEntry, SeededInputEntry) for e in chunk.values())
+            assert {k: sorted(e.input, key=by_chunk) for k, e in chunk.items()} == \
+                {k: sorted(files[k], key=by_chunk) for k in chunk}, step
 
     class Lean(dict):
         built_on_access = True
-    files = {}
-    for pc in r.chunks:
-        files.setdefault((pc.dev, pc.ino), []).append(pc)
-    r.chunks_by_file = Lean(files)
-    r.changed_files = None
-    _refresh(agg, node, r, 10)
-    assert agg.entries and not agg.inputs
+    for step in range(3):               # the same aggregator, a lean source now
+        node.churn(30)
+        r = node.readings(100.0 + step)
+        r.chunks_by_file, r.changed_files = Lean(files_of(r)), None
+        _refresh(agg, node, r, 10)
+    fresh = Aggregator(recheck_slices=3)
+    _refresh(fresh, node, r, 10)
+    for a in (agg, fresh):
+        chunk = [e for k, e in a.entries.items() if k[0] != "shared"]
+        assert chunk and all(e.input is None for e in chunk)
+    assert all(type(e) in (Entry, SeededEntry) for k, e in fresh.entries.items()
+               if k[0] != "shared")
