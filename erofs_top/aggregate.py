@@ -225,11 +225,8 @@ class Aggregator:
     def _chunk_entry(self, key: tuple, pcs: list) -> Entry:
         """chunk_entry of a file; without its input when the source builds
         lists on access (kept, each would be a list and PageChunks per file
-        the source does not keep)."""
-        e = chunk_entry(key[0], key[1], pcs)
-        if self.lean_input:
-            e.input = None
-        return e
+        the source does not keep; and the entry a slot more: InputEntry)."""
+        return chunk_entry(key[0], key[1], pcs, not self.lean_input)
 
     def _recheck(self, keys: list[tuple], given) -> set[tuple]:
         """Re-derive the entries of the due slice from their input as if new
@@ -362,15 +359,13 @@ class Aggregator:
         (chunk_entry's steps called here: its usual file without a call more)."""
         entries, dev_keys, slices = self.entries, self.dev_keys, self.slices
         n = len(slices) if self.recheck_slices else 0
-        lean = self.lean_input
+        keep = not self.lean_input      # _chunk_entry's rule: no input kept for a lean source
         one, many = _one_owner_entry, _many_owner_entry
         for key, pcs in zip(keys, map(by_file.__getitem__, keys)):
             dev, ino = key
-            e = one(dev, ino, pcs)
+            e = one(dev, ino, pcs, keep)
             if e is None:
-                e = many(dev, ino, pcs) or _any_chunk_entry(dev, ino, pcs)
-            if lean:            # _chunk_entry's rule: no input kept for such a source
-                e.input = None
+                e = many(dev, ino, pcs, keep) or _any_chunk_entry(dev, ino, pcs, keep)
             e.mount = _UNRESOLVED
             entries[key] = e
             s = dev_keys.get(dev)

@@ -46,11 +46,19 @@ class Entry:
     entries of the usual pages (full chunks, a tail's first pages) share
     one across files (shared_union).
     ``owner``: when every resident page was inserted by one cgroup (most
-    files) chunk_entry keeps only it, ``chunks`` is then None (a dict per
-    file less): owners_by_chunk() gives the mapping either way."""
+    files) chunk_entry keeps only it, in ``chunks`` (an int there, not a
+    dict: a dict per file less, and no slot of its own); ``owner`` reads it
+    (None when ``chunks`` is a mapping); owners_by_chunk() gives the mapping
+    either way.
+    ``input`` (what it was built from: its PageChunks, or the SharedInode)
+    is a slot of an InputEntry, SeededInputEntry or SharedEntry only: the
+    entries of a source that builds its lists at each access (the probe
+    source: Aggregator.lean_input) keep none, Entry.input is None (a class
+    value).  12 slots: 128 B with pymalloc's rounding, not 144."""
     dev: int
     ino: int
-    chunks: dict[int, dict[int, int]] | None = field(default_factory=dict)  # chunk -> cg -> mask
+    # chunk -> cg -> mask; or the one cgroup of every page (an int: ``owner``)
+    chunks: dict[int, dict[int, int]] | int | None = field(default_factory=dict)
     # seeded (chunk -> mask of seeded pages): NONE, a class value; a file
     # with seeded pages (few) is a SeededEntry (a slot less in every other
     # entry: 144 B, not 160, with pymalloc's rounding)
@@ -60,14 +68,11 @@ class Entry:
     union: dict[int, int] = field(default_factory=dict)   # chunk -> mask of resident pages
     dup: Mapping[int, int] = NONE     # chunk -> mask of duplicate pages
     in_group: bool = False            # in a mergeable group (savings)
-    owner: int | None = None          # the one cgroup of every page (chunks None)
     # the aggregator's per-file state, in the entry instead of dicts keyed by
-    # the file (~40 B a key each at 250,000 files): the input it was built
-    # from (its PageChunks, or the SharedInode), and what the aggregator's
+    # the file (~40 B a key each at 250,000 files): what the aggregator's
     # indexes and sums count for its key (handed on to the entry that
     # replaces it: Aggregator._put): its size group, content group and
     # Contribution
-    input: object = None
     size_idx: int | None = None
     ckey_idx: str = ""
     contrib: object = None
@@ -80,12 +85,25 @@ class Entry:
         """The canonical order of entries (groups, savings): never the map's order."""
         return (self.dev, self.ino, self.shared_mapping)
 
+    @property
+    def owner(self) -> int | None:
+        """The one cgroup of every resident page (kept in ``chunks``), or None."""
+        c = self.chunks
+        return c if c.__class__ is int else None
+
+    @owner.setter
+    def owner(self, cg: int | None) -> None:
+        if cg is not None:
+            self.chunks = cg
+        elif self.chunks.__class__ is int:
+            self.chunks = None
+
 
 # what only a shared inode's entry has (SharedEntry's slots): class values of
-# every other entry (4 slots, 32 B, less in each of 250,000 entries); seeded
+# every other entry (5 slots, 40 B, less in each of 250,000 entries); seeded
 # masks: SeededEntry's slot
 _SHARED_DEFAULTS = {"shared_mapping": 0, "users": NONE, "used_members": 0, "touched": None,
-                    "seeded": NONE}
+                    "input": None, "seeded": NONE}
 for _name, _value in _SHARED_DEFAULTS.items():
     setattr(Entry, _name, _value)
 
@@ -97,12 +115,26 @@ class SharedEntry(Entry):
     users: Mapping[int, int] = NONE   # cg -> member inodes it used
     used_members: int = 0
     touched: dict[tuple[int, int], dict[int, int]] | None = None   # shared: member -> chunks
+    input: SharedInode | None = None  # what it was built from (_read_shared compares it)
+
+
+@dataclass(eq=False, slots=True)
+class InputEntry(Entry):
+    """A chunk entry and its input: the list of PageChunks it was built from
+    (a source that keeps its lists: not lean_input)."""
+    input: list[PageChunk] | None = None
 
 
 @dataclass(eq=False, slots=True)
 class SeededEntry(Entry):
     """The entry of a file some of whose pages are seeded (_any_chunk_entry)."""
     seeded: Mapping[int, int] = NONE                                 # chunk -> mask
+
+
+@dataclass(eq=False, slots=True)
+class SeededInputEntry(SeededEntry):
+    """A SeededEntry and its input (InputEntry's)."""
+    input: list[PageChunk] | None = None
 
 
 # what chunk_entry / shared_entry derive of an entry's input, beside Entry's
@@ -116,9 +148,9 @@ ORDER = attrgetter("dev", "ino", "shared_mapping")
 def owners_by_chunk(e: Entry) -> dict[int, dict[int, int]]:
     """chunk -> cgroup -> mask of an entry, made from its union when it keeps
     only its one owner."""
-    if e.owner is None:
-        return e.chunks
-    owner = e.owner
+    owner = e.chunks
+    if owner.__class__ is not int:
+        return owner
     return {c: {owner: m} for c, m in e.union.items()}
 
 
@@ -195,18 +227,19 @@ def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
     return len(new) > 1 and sorted(old, key=_chunk_of) == sorted(new, key=_chunk_of)
 
 
-def chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
-    """The entry of one file from its PageChunks (the source's list, kept as
-    its ``input``)."""
-    e = _one_owner_entry(dev, ino, pcs)
+def chunk_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True) -> Entry:
+    """The entry of one file from its PageChunks; ``keep``: the list kept as
+    its ``input`` (an InputEntry or SeededInputEntry; else an Entry or
+    SeededEntry: the aggregator's rule for a lean_input source)."""
+    e = _one_owner_entry(dev, ino, pcs, keep)
     if e is None:
-        e = _many_owner_entry(dev, ino, pcs)
+        e = _many_owner_entry(dev, ino, pcs, keep)
         if e is None:
-            return _any_chunk_entry(dev, ino, pcs)
+            return _any_chunk_entry(dev, ino, pcs, keep)
     return e
 
 
-def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
+def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True) -> Entry:
     """chunk_entry of any file: several cgroups, seeded pages, a chunk in
     more than one PageChunk (tests/unit/test_one_owner.py compares the two)."""
     chunks: dict[int, dict[int, int]] = {}
@@ -229,16 +262,20 @@ def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry:
                     owners[cg] = owners.get(cg, 0) | mask
         if pc.seeded_mask:
             seeded[c] = seeded.get(c, 0) | pc.seeded_mask
-    e = SeededEntry(dev, ino, chunks, seeded=seeded) if seeded else Entry(dev, ino, chunks)
-    e.input = pcs
+    if keep:
+        e = (SeededInputEntry(dev, ino, chunks, seeded=seeded, input=pcs) if seeded
+             else InputEntry(dev, ino, chunks, input=pcs))
+    else:
+        e = SeededEntry(dev, ino, chunks, seeded=seeded) if seeded else Entry(dev, ino, chunks)
     _fill_union(e)
     owner = _one_owner(chunks)
     if owner is not None:
-        e.owner, e.chunks = owner, None
+        e.chunks = owner                # (e.owner)
     return e
 
 
-def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
+def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
+                     ) -> Entry | None:
     """chunk_entry of most files, in one pass: one PageChunk per chunk, each
     inserted by the same one cgroup (pages in each), nothing seeded.  None
     for any other file (chunk_entry's general path)."""
@@ -255,12 +292,13 @@ def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
         union[pc.chunk] = m
     if owner is None:
         return None
-    e = Entry(dev, ino, None, union=shared_union(union), owner=owner)
-    e.input = pcs
-    return e
+    if keep:                                # chunks: the owner
+        return InputEntry(dev, ino, owner, union=shared_union(union), input=pcs)
+    return Entry(dev, ino, owner, union=shared_union(union))
 
 
-def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
+def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
+                      ) -> Entry | None:
     """chunk_entry of a file _one_owner_entry did not take, in one pass,
     when each chunk is in one PageChunk, nothing is seeded and no mask is
     empty (pages of several cgroups: 23 % of a synthetic node's files): its
@@ -282,9 +320,9 @@ def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk]) -> Entry | None:
             for m in owners.values():
                 u |= m
             union[c] = u
-    e = Entry(dev, ino, chunks, union=shared_union(union))
-    e.input = pcs
-    return e
+    if keep:
+        return InputEntry(dev, ino, chunks, union=shared_union(union), input=pcs)
+    return Entry(dev, ino, chunks, union=shared_union(union))
 
 
 def shared_entry(si: SharedInode) -> Entry:
@@ -322,6 +360,19 @@ def _fill_union(e: Entry) -> None:
     e.union = shared_union(union)
 
 
+IMG_KEY_HEX = 24       # an "img:" key's hex digits: 96 bits (a str of 80 B, not 128)
+
+
+def image_file_key(img: str, nid: int) -> str:
+    """The content key of file ``nid`` of image ``img`` (every mount of one
+    image: the same content, no hashing of the file): "img:" and the first
+    IMG_KEY_HEX hex digits of sha256("img:nid").  Kept once per content
+    group (63,709 at 250,000 files); 96 bits keep it unique among many
+    millions of keys, and its content_id (rows.py, the first 16 hex digits)
+    is the full digest's."""
+    return "img:" + hashlib.sha256(f"{img}:{nid}".encode()).hexdigest()[:IMG_KEY_HEX]
+
+
 def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
     """Content keys for the live entries of one file size (the only ones that
     could share content); returns how many identities are still pending
@@ -342,7 +393,7 @@ def size_group_keys(group: list[Entry], content: ContentResolver) -> tuple[int, 
     if len(images) == 1 and next(iter(images))[0]:
         # the same image (mounted twice): same nid is the same content, no hashing
         img, nid = next(iter(images))
-        key = "img:" + hashlib.sha256(f"{img}:{nid}".encode()).hexdigest()
+        key = image_file_key(img, nid)
         for e in group:
             e.content_key = key
         return 0, key

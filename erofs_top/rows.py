@@ -22,7 +22,7 @@ def _runtime_names(ci) -> dict[str, str]:
 
 
 def content_id(key: str) -> str:
-    """"sha256:<64 hex>:<size>" or "img:<64 hex>" -> "sha256:<16 hex>" / "img:<16 hex>"."""
+    """"sha256:<64 hex>:<size>" or "img:<24 hex>" (entries.image_file_key) -> "sha256:<16 hex>" / "img:<16 hex>"."""
     if not key:
         return ""
     scheme, digest = key.split(":")[:2]

@@ -69,7 +69,7 @@ class Copy:
     """One cached copy of some content, as the savings code needs it."""
     key: tuple                          # unique per copy (the aggregator's entry key)
     union: dict[int, int]               # chunk -> resident mask
-    owners: dict[int, dict[int, int]] | None  # chunk -> cgroup -> mask (None: see owner)
+    owners: dict[int, dict[int, int]] | None  # chunk -> cgroup -> mask (or an int: see owner)
     image: tuple[int, int] | None       # (host dev, image ino) of a file/loop mount
     page_map: PageMap | None            # file page -> image pages (None: unknown)
     fingerprinted: bool                 # its image carries --xattr-inode-digest xattrs

@@ -49,7 +49,7 @@ def _group(rng: random.Random, n: int, same: bool) -> list[Entry]:
         _fill_union(e)
         owner = _one_owner(chunks)
         if owner is not None and rng.random() < 0.7:    # as chunk_entry keeps it (most)
-            e.owner, e.chunks = owner, None
+            e.owner = owner                          # (kept in e.chunks)
         group.append(e)
     return group
 

@@ -14,7 +14,8 @@ import pytest
 
 import erofs_top.aggregate as aggregate_mod
 from erofs_top.aggregate import Aggregator, aggregate
-from erofs_top.entries import Entry, SharedEntry, _fill_union, _one_owner, duplicate_group_part
+from erofs_top.entries import (Entry, SharedEntry, _fill_union, _one_owner, duplicate_group_part,
+                               owners_by_chunk)
 from erofs_top.node_savings import stage_groups
 from erofs_top.readings import CHUNK_PAGES
 from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, ImageInfo,
@@ -49,7 +50,7 @@ def _entry(rng: random.Random, dev: int, chunks: dict, mount: MountInfo | None) 
     _fill_union(e)
     owner = _one_owner(chunks)
     if owner is not None and rng.random() < 0.7:    # as chunk_entry keeps it (most)
-        e.owner, e.chunks = owner, None
+        e.owner = owner                              # (kept in e.chunks)
     return e
 
 
@@ -197,8 +198,7 @@ def _churned_group(rng: random.Random) -> list[Entry]:
     (entries._same_chunk takes those; the per-copy loop the others)."""
     group = _plain_group(rng, same=True)
     for e in rng.sample(group, rng.randint(1, min(2, len(group)))):
-        chunks = {c: dict(o) for c, o in (e.chunks or {c: {e.owner: m}
-                                                       for c, m in e.union.items()}).items()}
+        chunks = {c: dict(o) for c, o in owners_by_chunk(e).items()}
         c = rng.choice(sorted(chunks))
         cg = next(iter(chunks[c]))
         chunks[c][cg] ^= 1 << rng.randrange(CHUNK_PAGES)

@@ -80,8 +80,8 @@ def test_shared_union_table_starts_anew(monkeypatch):
 
 
 def test_seeded_masks_only_in_a_seeded_entry():
-    plain = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9))
-    seeded = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9, seeded=0b11))
+    plain = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9), keep=False)
+    seeded = chunk_entry(1, 10, _file(1, 10, {0: FULL, 1: 31}, second=9, seeded=0b11), keep=False)
     assert type(plain) is Entry and plain.seeded is NONE
     assert type(seeded) is SeededEntry and seeded.seeded == {1: 0b11}
     assert sys.getsizeof(plain) < sys.getsizeof(seeded)
@@ -162,3 +162,123 @@ def test_a_file_of_chunk_0_alone_is_kept_as_its_owners_dict(seed):
         assert cs.n_chunks == sum(map(len, want.values())) == len(cs.entries) - len(cs.empty)
         assert sorted(cs.entries) == sorted(k for k, v in chunks.items())
     assert {(True, 1), (False, 1), (False, 2)} <= forms, "the test saw little"
+
+
+def test_an_image_files_key_is_96_bits_its_content_id_the_digests():
+    """Copies of one file (nid) of one image mounted twice get one "img:"
+    key (size_group_keys, no hashing of the file): IMG_KEY_HEX (24) hex
+    digits of sha256("image:nid"), a str kept in 80 B (128 with all 64);
+    content_id (what the rows show) is the full digest's first 16 digits,
+    as before; another nid or image gives another key."""
+    import hashlib
+
+    from erofs_top.readings import kdev
+    from erofs_top.resolve.base import AOPS_BLOCK, FileInfo, ImageInfo, MountInfo
+    from erofs_top.rows import content_id
+
+    def group(image_id: str, nid: int) -> list[Entry]:
+        img = ImageInfo(uuid="0-0", volume_name="", feature_compat=0, feature_incompat=0,
+                        block_size=4096, image_id=image_id, ishare_xattrs=False,
+                        compressed=False)
+        out = []
+        for n in range(2):
+            dev = kdev(7, 40 + n)
+            m = MountInfo(dev=dev, dev_str=f"7:{40 + n}", mountpoint=f"/m{n}",
+                          source="/img/x", backing="loop", image=img)
+            out.append(Entry(dev, nid, {0: {7: 1}}, union={0: 1}, mount=m,
+                             info=FileInfo(nid, f"/m{n}/f", 4096, True, AOPS_BLOCK)))
+        return out
+
+    g = group("img-x", 5)
+    pending, key = entries.size_group_keys(g, None)
+    full = hashlib.sha256(b"img-x:5").hexdigest()
+    assert pending == 0 and key == "img:" + full[:24] and len(key) == 4 + entries.IMG_KEY_HEX
+    assert all(e.content_key is key for e in g)
+    assert sys.getsizeof(key) <= 80 < sys.getsizeof("img:" + full)
+    assert content_id(key) == "img:" + full[:16] == content_id("img:" + full)
+    others = {entries.size_group_keys(group(i, n), None)[1] for i, n in
+              [("img-x", 6), ("img-y", 5), ("img-x", 50)]}
+    assert len(others) == 3 and key not in others
+
+
+
+def test_an_entry_is_12_slots_its_owner_kept_in_chunks():
+    """Entry keeps no owner or input slot (12 slots: 128 B a file with
+    pymalloc's rounding, not 144): a file of one owner keeps the owner's
+    int in ``chunks``; ``owner`` reads it, owners_by_chunk() makes the
+    mapping.  An entry that keeps its input (keep: a source of kept lists)
+    is an InputEntry or SeededInputEntry; a SharedEntry keeps its own."""
+    from erofs_top.entries import InputEntry, SeededInputEntry, SharedEntry
+    assert sys.getsizeof(Entry(1, 2)) == 128 and "owner" not in Entry.__slots__
+    assert "input" not in Entry.__slots__ and "input" in SharedEntry.__slots__
+    one_pcs = _file(1, 2, {0: 0b1011, 3: 1 << 63}, cg=5)
+    one = chunk_entry(1, 2, one_pcs, keep=False)
+    assert type(one) is Entry and one.chunks == 5 and one.owner == 5 and one.input is None
+    assert entries.owners_by_chunk(one) == {0: {5: 0b1011}, 3: {5: 1 << 63}}
+    with pytest.raises(AttributeError):
+        one.input = one_pcs             # a class value: no slot in the usual entry
+    kept = chunk_entry(1, 2, one_pcs)
+    assert type(kept) is InputEntry and kept.input is one_pcs and kept.owner == 5
+    assert sys.getsizeof(kept) == 136          # 13 slots (144 B with the rounding: as before)
+    two_pcs = _file(1, 2, {0: FULL}, cg=5, second=6)
+    two = chunk_entry(1, 2, two_pcs, keep=False)
+    assert type(two) is Entry
+    assert two.owner is None and two.chunks == {0: {5: 0xFFFFFFFF, 6: FULL & ~0xFFFFFFFF}}
+    assert chunk_entry(1, 2, two_pcs).input is two_pcs
+    seeded_pcs = _file(1, 3, {0: 0b11}, cg=5, seeded=0b1)
+    seeded = chunk_entry(1, 3, seeded_pcs, keep=False)
+    assert type(seeded) is SeededEntry and seeded.owner == 5 and seeded.input is None
+    s_kept = chunk_entry(1, 3, seeded_pcs)
+    assert type(s_kept) is SeededInputEntry and s_kept.input is seeded_pcs
+    assert _derived(s_kept) == _derived(seeded) and _derived(kept) == _derived(one)
+    one.owner = None                        # the setter: no owner, no mapping either
+    assert one.chunks is None and one.owner is None
+    two.owner = 9
+    assert two.chunks == 9
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_aggregator_keeps_inputs_only_for_a_source_that_keeps_its_lists(seed):
+    """A source that keeps its lists (the churn world's): every live chunk
+    entry keeps the file's PageChunks of the last read (in any order); a
+    lean source (lists built on access): none (Entry or SeededEntry)."""
+    from test_refresh_churn import Node, _refresh
+
+    from erofs_top.aggregate import Aggregator
+    from erofs_top.entries import InputEntry, SeededInputEntry
+
+    def files_of(r) -> dict:
+        files: dict = {}
+        for pc in r.chunks:
+            files.setdefault((pc.dev, pc.ino), []).append(pc)
+        return files
+
+    rng = random.Random(seed)
+    by_chunk = entries._chunk_of
+    for hint in (False, True):
+        node = Node(rng, hint)
+        agg = Aggregator(recheck_slices=3)
+        for step in range(25):
+            node.churn(rng.choice([1, 5, 30]))
+            r = node.readings(float(step))
+            _refresh(agg, node, r, 10)
+            files = files_of(r)
+            chunk = {k: e for k, e in agg.entries.items() if k[0] != "shared"}
+            assert all(type(e) in (InputEntry, SeededInputEntry) for e in chunk.values())
+            assert {k: sorted(e.input, key=by_chunk) for k, e in chunk.items()} == \
+                {k: sorted(files[k], key=by_chunk) for k in chunk}, step
+
+    class Lean(dict):
+        built_on_access = True
+    for step in range(3):               # the same aggregator, a lean source now
+        node.churn(30)
+        r = node.readings(100.0 + step)
+        r.chunks_by_file, r.changed_files = Lean(files_of(r)), None
+        _refresh(agg, node, r, 10)
+    fresh = Aggregator(recheck_slices=3)
+    _refresh(fresh, node, r, 10)
+    for a in (agg, fresh):
+        chunk = [e for k, e in a.entries.items() if k[0] != "shared"]
+        assert chunk and all(e.input is None for e in chunk)
+    assert all(type(e) in (Entry, SeededEntry) for k, e in fresh.entries.items()
+               if k[0] != "shared")

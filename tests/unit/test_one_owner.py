@@ -71,7 +71,7 @@ def test_one_owner_entries_equal_the_full_mapping(seed):
         e = chunk_entry(100 + i, 7, pcs)
         compact_seen += e.owner is not None
         if e.owner is not None:
-            assert e.chunks is None
+            assert e.chunks is e.owner          # kept in chunks (no slot of its own)
             assert {(c, cg) for c, o in owners_by_chunk(e).items() for cg in o} == \
                 {(pc.chunk, cg) for pc in pcs for cg, m in pc.owners.items() if m}
         group.append(e)
@@ -83,7 +83,7 @@ def test_one_owner_entries_equal_the_full_mapping(seed):
 def test_compact_entries_are_made():
     """The usual file (one cgroup read it) keeps no chunk mapping."""
     e = chunk_entry(1, 2, [PageChunk(1, 2, 0, {5: 0b1011}), PageChunk(1, 2, 3, {5: 1 << 63})])
-    assert (e.owner, e.chunks) == (5, None)
+    assert (e.owner, e.chunks) == (5, 5)          # the owner kept in chunks: no dict
     assert owners_by_chunk(e) == {0: {5: 0b1011}, 3: {5: 1 << 63}}
     two = chunk_entry(1, 2, [PageChunk(1, 2, 0, {5: 1}), PageChunk(1, 2, 1, {6: 1})])
     assert two.owner is None and two.chunks == {0: {5: 1}, 1: {6: 1}}
