@@ -28,7 +28,7 @@ import heapq
 from operator import attrgetter
 
 from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
-                          owner_contributions)
+                          owner_contribution, owner_contributions, rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry,
@@ -753,15 +753,14 @@ class Aggregator:
             old = held.contrib
             if type(old) is OwnerContribution and e is not None:
                 row = old.renewed_row(e)
-                if row is not None:     # the usual file still: its row replaced in place
+                if row is not None:     # the usual file still: the one of its new row
                     was = old.cg_sums
                     if row is not was:
                         acc.move_row(old.mount, row[0], row[1] - was[1], row[2] - was[2])
+                        c = held.contrib = owner_contribution(old.mount, *row[:3])
                         if ranked:
-                            ranking.drop(key, old.rank)
-                        old.cg_sums = row
-                        if ranked:
-                            ranking.offer(key, old.rank)
+                            ranking.drop(key, rank_of(key, old))
+                            ranking.offer(key, rank_of(key, c))
                     else:
                         acc.move_row(old.mount, row[0], 0, 0)
                     continue
@@ -773,13 +772,13 @@ class Aggregator:
                 else:
                     acc.apply(old, -1)
                 if ranked:
-                    ranking.drop(key, old.rank)
+                    ranking.drop(key, rank_of(key, old))
                 special.discard(key)
             elif c is not None:
                 acc.apply(c, +1)
             if c is not None:
                 if ranked:
-                    ranking.offer(key, c.rank)
+                    ranking.offer(key, rank_of(key, c))
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
         self.files_live += live
@@ -888,7 +887,7 @@ class Ranking:
         short = len(self.reserve) < files_cap and self.bound is not None
         if not self.valid or short:
             n = max(files_cap * self.RESERVE, 1)
-            self.reserve = _smallest_ranks(n, contrib.values())
+            self.reserve = _smallest_ranks(n, contrib.items())
             self.bound = self.reserve[-1] if len(contrib) > len(self.reserve) else None
             self.valid = True
         elif len(self.reserve) > 2 * files_cap * self.RESERVE:
@@ -897,20 +896,17 @@ class Ranking:
         return self.reserve[:files_cap]
 
 
-def _smallest_ranks(n: int, contribs) -> list[tuple]:
-    """heapq.nsmallest(n, ranks of contribs), without a rank made for
-    every file: a rank begins with -resident, so the n smallest are among
-    the files whose resident pages reach the n-th largest count (ties
-    included; fewer than n files: all of them)."""
-    cs = list(contribs)
-    if len(cs) <= n:
-        return sorted(c.rank for c in cs)
-    res = list(map(_resident_of, cs))
+def _smallest_ranks(n: int, items) -> list[tuple]:
+    """heapq.nsmallest(n, rank_of(key, c) of the (key, contribution)
+    items), without a rank made for every file: a rank begins with
+    -resident, so the n smallest are among the files whose resident pages
+    reach the n-th largest count (ties included; fewer than n files: all)."""
+    kcs = list(items)
+    if len(kcs) <= n:
+        return sorted(rank_of(k, c) for k, c in kcs)
+    res = [c.resident for _, c in kcs]
     least = heapq.nlargest(n, res)[-1]
-    return heapq.nsmallest(n, (c.rank for c, r in zip(cs, res) if r >= least))
-
-
-_resident_of = attrgetter("resident")
+    return heapq.nsmallest(n, (rank_of(k, c) for (k, c), r in zip(kcs, res) if r >= least))
 
 
 class _Contribs:
@@ -933,6 +929,9 @@ class _Contribs:
     def values(self):
         return (c for c in map(attrgetter("contrib"), self.agg.entries.values())
                 if c is not None)
+
+    def items(self):
+        return ((k, e.contrib) for k, e in self.agg.entries.items() if e.contrib is not None)
 
 
 class _Unresolved:
