@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from itertools import compress, repeat
 from operator import attrgetter, rshift
+from weakref import WeakValueDictionary
 
 from .entries import Entry, owners_by_chunk
 
@@ -167,8 +168,10 @@ class Contribution(_Sums):
 
 
 
-_OWNERS: dict[tuple, "OwnerContribution"] = {}   # (id(mount), cg, resident, dup) -> one
-_OWNERS_MAX = 1 << 16               # then started anew (the objects stay in their entries)
+# (id(mount), cg, resident, dup) -> the one live OwnerContribution: gone
+# with its last file (a weak value; the object holds the mount, so its id
+# is not another's meanwhile), not kept until a cap as rows come and go
+_OWNERS: WeakValueDictionary = WeakValueDictionary()
 
 
 class OwnerContribution(_Sums):
@@ -179,7 +182,7 @@ class OwnerContribution(_Sums):
     equal ones are one object (owner_contribution: 4,062 for 193,487 files
     at 250,000 x 1,000 containers): never changed in place, a file whose
     row moves takes another (Aggregator._attribute)."""
-    __slots__ = ("cg_sums", "mount")
+    __slots__ = ("cg_sums", "mount", "__weakref__")
     seeded = 0
 
     def __new__(cls, e: Entry):
@@ -217,10 +220,9 @@ def owner_contribution(mount, cg: int, resident: int, dup: int) -> OwnerContribu
     k = (id(mount), cg, resident, dup)
     c = _OWNERS.get(k)
     if c is None:
-        if len(_OWNERS) >= _OWNERS_MAX:
-            _OWNERS.clear()
-        c = _OWNERS[k] = object.__new__(OwnerContribution)
+        c = object.__new__(OwnerContribution)
         c.cg_sums, c.mount = (cg, resident, dup, 0), mount
+        _OWNERS[k] = c
     return c
 
 
@@ -231,11 +233,12 @@ def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
     same objects, found without a call per entry but for a new one (a full pass)."""
     out: list[OwnerContribution] = []
     add = out.append
-    bc, get = _bit_count, _OWNERS.get
+    bc, get = _bit_count, _OWNERS.data.get     # (the weak references' dict: no call each)
     for e in es:
         r = sum(map(bc, e.union.values()))
         m = e.mount
-        c = get((id(m), e.owner, r, r if e.dup else 0))
+        ref = get((id(m), e.owner, r, r if e.dup else 0))
+        c = ref() if ref is not None else None
         if c is None:
             c = owner_contribution(m, e.owner, r, r if e.dup else 0)
         e.contrib = c
@@ -725,8 +728,8 @@ def _counted_rows(contribs: list) -> list[tuple] | None:
     devs = {m.dev for m in distinct.values() if m is not None}
     if len(devs) != len(distinct) - (id(None) in distinct):
         return None
-    # equal OwnerContributions are one object (owner_contribution; two
-    # after _OWNERS started anew: counted apart, their sums added alike)
+    # equal OwnerContributions are one object (owner_contribution; were
+    # two, counted apart, their sums are added alike)
     counts = Counter(c for c in contribs if type(c) is OwnerContribution)
     return [(c.mount, c.cg_sums, n) for c, n in counts.items()]
 

@@ -6,6 +6,7 @@ sums stay exact; these check the forms themselves, and that a difference
 they hide is still seen (the recheck compares seeded masks)."""
 from __future__ import annotations
 
+import gc
 import random
 import sys
 
@@ -286,11 +287,12 @@ def test_an_aggregator_keeps_inputs_only_for_a_source_that_keeps_its_lists(seed)
 
 @pytest.mark.parametrize("seed", range(4))
 def test_equal_owner_contributions_are_one_object(seed):
-    """The usual file's OwnerContribution keeps no file (2 slots, 48 B):
-    after the full pass and after every kept refresh (rows renewed: a file
-    takes another object, none is changed in place), the live ones of one
-    mount object and row are one object, fewer objects than files, each
-    the row of its file's pages; the ranking reads the file from the key."""
+    """The usual file's OwnerContribution keeps no file (2 slots and a weak
+    reference's, 56 B): after the full pass and after every kept refresh
+    (rows renewed: a file takes another object, none is changed in place),
+    the live ones of one mount object and row are one object, fewer
+    objects than files, each the row of its file's pages; the table of them
+    holds those in use only; the ranking reads the file from the key."""
     from test_refresh_churn import Node, _refresh
     from test_steady_paths import _regrow
 
@@ -321,9 +323,11 @@ def test_equal_owner_contributions_are_one_object(seed):
             assert c.mount is e.mount
             by_row.setdefault((id(c.mount), c.cg_sums), set()).add(id(c))
         assert all(len(ids) == 1 for ids in by_row.values()), step
+        gc.collect()
+        assert len(attribution._OWNERS) == len(by_row), step
         shared += len(by_row) < len(owned)
     assert shared > 10, shared
     c = next(iter(owned.values())).contrib
-    assert sys.getsizeof(c) == 48 and not hasattr(c, "dev")
+    assert sys.getsizeof(c) == 56 and not hasattr(c, "dev")
     assert owner_contribution(c.mount, *c.cg_sums[:3]) is c
     assert rank_of((5, 9), c) == (-c.cg_sums[1], -c.cg_sums[2], 5, 9, 0)
