@@ -107,16 +107,21 @@ class Contribution(_Sums):
     """What one live entry adds to the accumulators.  Kept for every live
     entry (250,000 on a busy node), so compact: the per-cgroup sums are one
     flat tuple ``cg_sums`` = (cg, resident, dup, seeded, cg, ...) (interned),
-    the rank is made when asked for; what only shared inodes have is in
-    SharedContribution (Contribution(e) of a shared entry makes one), and
-    the usual file's is an OwnerContribution (its sums are its one row)."""
-    __slots__ = ("cg_sums", "mount", "resident", "dup", "seeded", "dev", "ino")
+    the rank is made when asked for (rank_of: the file is the entry's key);
+    what only shared inodes have is in SharedContribution (Contribution(e)
+    of a shared entry makes one), the seeded pages of an entry with seeded
+    masks in SeededContribution (others read 0), and the usual file's is
+    an OwnerContribution (its sums are its one row): 4 slots, 64 B."""
+    __slots__ = ("cg_sums", "mount", "resident", "dup")
+    seeded = 0
 
     def __new__(cls, e: Entry):
         if e.shared_mapping:
             return object.__new__(SharedContribution)
+        if e.seeded:
+            return object.__new__(SeededContribution)
         dups = e.dup
-        if e.owner is not None and not e.seeded and (not dups or dups is e.union):
+        if e.owner is not None and (not dups or dups is e.union):
             return OwnerContribution(e)     # (not a Contribution: no __init__ after)
         return object.__new__(cls)
 
@@ -162,9 +167,11 @@ class Contribution(_Sums):
             self.member_users = tuple(sorted(e.users))
             self.shared_pages = resident
             self.mapping = e.shared_mapping
+            self.dev, self.ino = e.dev, e.ino
         self.mount = e.mount
-        self.resident, self.dup, self.seeded = resident, dup, seeded
-        self.dev, self.ino = e.dev, e.ino
+        self.resident, self.dup = resident, dup
+        if seeded_masks or e.shared_mapping:     # (a SeededContribution or SharedContribution)
+            self.seeded = seeded
 
 
 
@@ -246,9 +253,16 @@ def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
     return out
 
 
+class SeededContribution(Contribution):
+    """The Contribution of an entry with seeded masks (not shared): also its
+    seeded pages."""
+    __slots__ = ("seeded",)
+
+
 class SharedContribution(Contribution):
-    """A shared inode's Contribution: also the cgroups that use it."""
-    __slots__ = ("users", "member_users", "shared_pages", "mapping")
+    """A shared inode's Contribution: also the cgroups that use it, its
+    seeded pages and its (dev, ino) (rank_of: its key is its mapping)."""
+    __slots__ = ("users", "member_users", "shared_pages", "mapping", "seeded", "dev", "ino")
 
 
 @dataclass(slots=True)

@@ -39,7 +39,7 @@ def _plain(c: OwnerContribution) -> Contribution:
     """The same sums as a Contribution: apply() takes its general path."""
     p = object.__new__(Contribution)
     p.cg_sums, p.mount = c.cg_sums, c.mount
-    p.resident, p.dup, p.seeded = c.cg_sums[1], c.cg_sums[2], 0
+    p.resident, p.dup = c.cg_sums[1], c.cg_sums[2]
     return p
 
 
