@@ -331,3 +331,27 @@ def test_equal_owner_contributions_are_one_object(seed):
     assert sys.getsizeof(c) == 56 and not hasattr(c, "dev")
     assert owner_contribution(c.mount, *c.cg_sums[:3]) is c
     assert rank_of((5, 9), c) == (-c.cg_sums[1], -c.cg_sums[2], 5, 9, 0)
+
+
+def test_a_contribution_is_4_slots_seeded_and_the_file_only_where_needed():
+    """A file's Contribution keeps its sums and mount (64 B): its seeded
+    pages only when it has seeded masks (SeededContribution), its dev, ino
+    only when shared (SharedContribution: its key is its mapping)."""
+    from erofs_top.attribution import (Contribution, SeededContribution, SharedContribution,
+                                       rank_of)
+    from erofs_top.entries import SharedEntry
+
+    two = chunk_entry(5, 9, _file(5, 9, {0: 0b111 | 1 << 40}, cg=7, second=8), keep=False)
+    c = Contribution(two)
+    assert type(c) is Contribution and sys.getsizeof(c) == 64
+    assert (c.resident, c.dup, c.seeded) == (4, 0, 0) and not hasattr(c, "dev")
+    assert sorted(c.per_cg()) == [(7, 3, 0, 0), (8, 1, 0, 0)]
+    assert rank_of((5, 9), c) == (-4, 0, 5, 9, 0)
+    seeded = chunk_entry(5, 10, _file(5, 10, {0: 0b111}, seeded=0b110), keep=False)
+    s = Contribution(seeded)
+    assert type(s) is SeededContribution and (s.resident, s.seeded) == (3, 2)
+    sh = SharedEntry(5, 11, shared_mapping=77)
+    sh.chunks, sh.union = {0: {7: 0b11}}, {0: 0b11}
+    shc = Contribution(sh)
+    assert type(shc) is SharedContribution and shc.seeded == 0
+    assert rank_of(("shared", 77), shc) == (-2, 0, 5, 11, 77)
