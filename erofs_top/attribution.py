@@ -179,6 +179,7 @@ class Contribution(_Sums):
 # with its last file (a weak value; the object holds the mount, so its id
 # is not another's meanwhile), not kept until a cap as rows come and go
 _OWNERS: WeakValueDictionary = WeakValueDictionary()
+_OWNER_REFS = _OWNERS.data
 
 
 class OwnerContribution(_Sums):
@@ -225,7 +226,8 @@ def owner_contribution(mount, cg: int, resident: int, dup: int) -> OwnerContribu
     id is a key while the kept one holds it) whose pages cgroup ``cg``
     inserted, ``resident`` of them, ``dup`` duplicated (0 or resident)."""
     k = (id(mount), cg, resident, dup)
-    c = _OWNERS.get(k)
+    ref = _OWNER_REFS.get(k)        # (its dict of weak references: no Python call)
+    c = ref() if ref is not None else None
     if c is None:
         c = object.__new__(OwnerContribution)
         c.cg_sums, c.mount = (cg, resident, dup, 0), mount
@@ -240,7 +242,7 @@ def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
     same objects, found without a call per entry but for a new one (a full pass)."""
     out: list[OwnerContribution] = []
     add = out.append
-    bc, get = _bit_count, _OWNERS.data.get     # (the weak references' dict: no call each)
+    bc, get = _bit_count, _OWNER_REFS.get     # (the weak references' dict: no call each)
     for e in es:
         r = sum(map(bc, e.union.values()))
         m = e.mount
