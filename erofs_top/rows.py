@@ -4,6 +4,7 @@ files listed)); the sums they show are kept by erofs_top/aggregate.py."""
 from __future__ import annotations
 
 import bisect
+from operator import attrgetter
 
 from .imageview import image_view
 from .model import Container, File, Health, Model, Mount, MountHolder, Totals
@@ -16,9 +17,22 @@ _NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_names
                 "pod_name", "container_name")
 
 
-def _runtime_names(ci) -> dict[str, str]:
-    """Runtime names a cgroup resolver gave (CgroupInfo fields; "" when absent)."""
-    return {k: getattr(ci, k, "") or "" for k in _NAME_FIELDS} if ci is not None else {}
+_NO_NAMES = ("",) * len(_NAME_FIELDS)
+_names = attrgetter(*_NAME_FIELDS)
+_NO_IO = (0, 0, 0, 0, 0)
+
+
+def _runtime_names(ci) -> tuple[str, ...]:
+    """Runtime names a cgroup resolver gave, in _NAME_FIELDS' order ("" when
+    absent or None): a CgroupInfo's fields read in C, any other object's one
+    by one."""
+    if ci is None:
+        return _NO_NAMES
+    try:
+        names = _names(ci)
+    except AttributeError:
+        return tuple(getattr(ci, k, "") or "" for k in _NAME_FIELDS)
+    return names if None not in names else tuple(n or "" for n in names)
 
 
 def content_id(key: str) -> str:
@@ -31,38 +45,54 @@ def content_id(key: str) -> str:
 
 def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
                    totals: Totals, page: int) -> list[Container]:
+    """A row per cgroup with pages or I/O, largest first.  Every row is made
+    anew (at 1 % churn nearly every one of 1,000 containers changed), so each
+    costs little: Container's fields positional (tests/unit/test_container_rows.py
+    checks their order against the dataclass), the names read in C, the
+    totals' I/O summed once."""
     io = agg.io.by_group
     accs = agg.acc.cg
     mounts_of = _cgroup_mounts(agg)
+    potential = saved.potential.by_cgroup
     containers: list[Container] = []
+    add = containers.append
+    inserted = evicted = 0
+    unresolved = 0
     for cg in sorted(accs.keys() | io.keys()):
         a = accs.get(cg)
-        ins, ev, ra, rf, _ = io.get(cg, (0, 0, 0, 0, 0))
-        ci = None
+        ins, ev, ra, rf, _ = io.get(cg, _NO_IO)
         if cg == UNKNOWN_CGROUP:
-            info_path, runtime, cid, pod, resolved = UNKNOWN_CGROUP_PATH, "", "", "", True
+            info_path, runtime, cid, pod, names = UNKNOWN_CGROUP_PATH, "", "", "", _NO_NAMES
         else:
             ci = cgroups.resolve(cg)
-            info_path, runtime, cid, pod, resolved = (ci.path, ci.runtime, ci.container_id,
-                                                     ci.pod_uid, ci.resolved)
-        if not resolved:
-            health.unresolved_cgroups += 1
-        containers.append(Container(
-            cgroup_id=cg, cgroup=info_path, runtime=runtime, container_id=cid, pod_uid=pod,
-            resident_bytes=a.resident * page if a else 0,
-            duplicate_bytes=a.dup * page if a else 0,
-            shared_bytes=a.shared * page if a else 0,
-            fair_bytes=round(a.fair * page) if a else 0,
-            inserted_bytes=ins * page, evicted_bytes=ev * page,
-            readahead_bytes=ra * page, read_folio_count=rf,
-            seeded_bytes=a.seeded * page if a else 0, files_count=a.files if a else 0,
-            mounts=list(mounts_of.get(cg, ())),
-            potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page,
-            **_runtime_names(ci)))
-        totals.inserted_bytes += ins * page
-        totals.evicted_bytes += ev * page
-    containers.sort(key=lambda c: (-c.resident_bytes, c.cgroup, c.cgroup_id))
+            info_path, runtime, cid, pod = ci.path, ci.runtime, ci.container_id, ci.pod_uid
+            if not ci.resolved:
+                unresolved += 1
+            names = _runtime_names(ci)
+        mounts = mounts_of.get(cg)
+        if a is None:
+            sums = (0, 0, 0, 0)
+            seeded = files = 0
+        else:
+            sums = (a.resident * page, a.dup * page, a.shared * page, round(a.fair * page))
+            seeded, files = a.seeded * page, a.files
+        add(Container(cg, info_path, runtime, cid, pod, *sums, ins * page, ev * page,
+                      ra * page, rf, seeded, files, list(mounts) if mounts else [], *names,
+                      potential.get(cg, 0) * page))
+        inserted += ins
+        evicted += ev
+    health.unresolved_cgroups += unresolved
+    totals.inserted_bytes += inserted * page
+    totals.evicted_bytes += evicted * page
+    containers.sort(key=_CONTAINER_ORDER)
     return containers
+
+
+def _container_order(c: Container) -> tuple:
+    return (-c.resident_bytes, c.cgroup, c.cgroup_id)
+
+
+_CONTAINER_ORDER = _container_order
 
 
 def _holder_key(resident_bytes: int, cg: int) -> int:
