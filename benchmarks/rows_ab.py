@@ -1,4 +1,4 @@
-"""rows.container_rows of two versions on the same arguments, in one process.
+"""rows.container_rows and rows.mount_rows of two versions on the same arguments, in one process.
 
 A whole-process benchmark (bench_exporter.py, bench_versions.py) cannot
 resolve a change of ~1 ms in a ~200 ms refresh on this shared machine
@@ -6,11 +6,12 @@ resolve a change of ~1 ms in a ~200 ms refresh on this shared machine
 kept Aggregator (exported_rows_only, as the exporter's) on
 SyntheticNode(--files, --containers) after a full pass and --settle
 refreshes at --churn % churn; build_model's arguments of the last
-refresh are kept, then this checkout's container_rows and the one
-defined in --base's erofs_top/rows.py (that function and _runtime_names
-compiled into a copy of this rows module's namespace: the same Container,
-the same helpers) are called in turns, --rounds times --calls calls each,
-cyclic GC off; the rows of both are compared first (equal, or no figures).
+refresh are kept, then this checkout's container_rows and mount_rows and
+those defined in --base's erofs_top/rows.py (those functions and
+_runtime_names compiled into a copy of this rows module's namespace: the
+same Container and Mount, the same helpers) are called in turns, --rounds
+times --calls calls each, cyclic GC off; the rows of both are compared
+first (equal, or no figures).
 
 Run:  .venv/bin/python benchmarks/rows_ab.py --base /tmp/base254
 """
@@ -28,16 +29,16 @@ import erofs_top.aggregate as agg_mod
 import erofs_top.rows as rows
 from erofs_top.model import Health, Totals
 
-BASE_FUNCTIONS = ("container_rows", "_runtime_names")
+BASE_FUNCTIONS = ("container_rows", "mount_rows", "_runtime_names")
 
 
-def _base_container_rows(base: str):
+def _base_rows(base: str) -> dict:
     src = open(f"{base}/erofs_top/rows.py").read()
     fns = [n for n in ast.parse(src).body
            if isinstance(n, ast.FunctionDef) and n.name in BASE_FUNCTIONS]
     ns = dict(rows.__dict__)
     exec(compile(ast.Module(fns, []), f"{base}/erofs_top/rows.py", "exec"), ns)
-    return ns["container_rows"]
+    return ns
 
 
 def _steady_args(args) -> tuple:
@@ -61,30 +62,47 @@ def _steady_args(args) -> tuple:
     return kept["args"]
 
 
-def _body(args) -> dict:
-    agg, readings, _mounts, cgroups, saved, _health = _steady_args(args)
+def _calls(agg, readings, mounts, cgroups, saved, base: dict) -> dict:
+    """(part, tree) -> a call of that tree's function on the kept arguments."""
     page = readings.page_size
-    fns = {"base": _base_container_rows(args.base), "new": rows.container_rows}
-    made = {k: f(agg, readings, cgroups, saved, Health(), Totals(), page) for k, f in fns.items()}
-    if made["base"] != made["new"]:
-        raise SystemExit("rows_ab: the two versions' rows differ")
-    spent: dict[str, list[float]] = {k: [] for k in fns}
+    calls = {}
+    for tree, ns in (("base", base), ("new", rows.__dict__)):
+        def containers(f=ns["container_rows"]):
+            return f(agg, readings, cgroups, saved, Health(), Totals(), page)
+
+        def mount_rows(f=ns["mount_rows"]):
+            return f(agg, readings, mounts, saved, Totals(), page)
+        calls[("container_rows", tree)] = containers
+        calls[("mount_rows", tree)] = mount_rows
+    return calls
+
+
+def _body(args) -> dict:
+    agg, readings, mounts, cgroups, saved, _health = _steady_args(args)
+    calls = _calls(agg, readings, mounts, cgroups, saved, _base_rows(args.base))
+    for part in ("container_rows", "mount_rows"):
+        if calls[(part, "base")]() != calls[(part, "new")]():
+            raise SystemExit(f"rows_ab: the two versions' {part} differ")
+    spent: dict[tuple, list[float]] = {k: [] for k in calls}
     gc.disable()
     try:
         for _ in range(args.rounds):
-            for k, f in fns.items():
+            for k, f in calls.items():
                 t = time.process_time()
                 for _ in range(args.calls):
-                    f(agg, readings, cgroups, saved, Health(), Totals(), page)
+                    f()
                 spent[k].append((time.process_time() - t) / args.calls * 1e3)
     finally:
         gc.enable()
     med = {k: benchlib.median(v) for k, v in spent.items()}
-    print(f"{args.files} files x {args.containers} containers, {len(made['new'])} rows: "
-          f"container_rows median of {args.rounds} rounds x {args.calls} calls: "
-          f"base {med['base']:.2f} ms, new {med['new']:.2f} ms CPU; "
-          f"new/base {med['new'] / med['base']:.2f}")
-    return {"rows": len(made["new"]), "base_ms": med["base"], "new_ms": med["new"]}
+    out = {}
+    for part in ("container_rows", "mount_rows"):
+        b, n = med[(part, "base")], med[(part, "new")]
+        print(f"{args.files} files x {args.containers} containers: {part} median of "
+              f"{args.rounds} rounds x {args.calls} calls: base {b:.2f} ms, new {n:.2f} ms "
+              f"CPU; new/base {n / b:.2f}")
+        out[part] = {"base_ms": b, "new_ms": n}
+    return out
 
 
 def main() -> int:
