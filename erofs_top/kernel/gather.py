@@ -25,6 +25,11 @@ KEY_SIZE = 24           # struct chunk_key, struct io_key
 FOUND = struct.Struct("=Q")
 
 
+def cflags(enabled: bool) -> list[str]:
+    """The probe's -D flags for the gather programs (not built: GATHER_MAX 0)."""
+    return [f"-DGATHER_MAX={GATHER_MAX if enabled else 0}", f"-DGATHER_BATCH={GATHER_BATCH}"]
+
+
 def _pages(size: int) -> int:
     return -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
 

@@ -72,8 +72,7 @@ class TracepointSource:
                   f"-DDIRTY_ENTRIES={max_dirty}",
                   f"-DIO_SLOTS={slots.IO_SLOTS if self._sys_bpf else 0}",
                   f"-DFLUSH_BATCH={slots.FLUSH_BATCH}",
-                  f"-DGATHER_MAX={gather.GATHER_MAX if self._sys_bpf else 0}",
-                  f"-DGATHER_BATCH={gather.GATHER_BATCH}",
+                  *gather.cflags(bool(self._sys_bpf)),
                   f"-DIO_LOG={slots.IO_LOG}", f"-DLOG_CPUS={slots.possible_cpus()}",
                   f"-I{probe.parent}"]     # chunk_owners.h
         if self._events.get("erofs:erofs_fill_inode"):
@@ -105,8 +104,7 @@ class TracepointSource:
                                  f" (run `erofs-top doctor`)") from None
         self._attached = True
         self._install_big_folio()
-        self._flusher = self._load_flusher()
-        self._gatherer = self._load_gatherer()
+        self._flusher, self._gatherer = self._load_flusher(), self._load_gatherer()
         self.watched: set[int] = set()
         self._init_read_state()
         self.lost_events = 0
