@@ -891,6 +891,9 @@ BPF_F_TABLE("array", u32, struct chunk_key, gather_keys, GATHER_MAX, BPF_F_MMAPA
 BPF_F_TABLE("array", u32, struct gather_chunk, gather_chunk_out, GATHER_MAX, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", u32, struct gather_io, gather_io_out, GATHER_MAX, BPF_F_MMAPABLE);
 
+/* gather_io is gather_chunks with the other map and types: BCC 0.26 refuses
+ * map calls inside a macro ("cannot use map function inside a macro") and a
+ * map cannot be passed to a function, so the loop is written twice. */
 int gather_chunks(struct bpf_raw_tracepoint_args *ctx)
 {
     u32 first = (u32)ctx->args[0], left = (u32)ctx->args[1];
