@@ -21,13 +21,14 @@ from pathlib import Path
 import benchlib  # noqa: F401  (sets sys.path)
 from benchlib import REPO
 
-from erofs_top.kernel import host, slots
+from erofs_top.kernel import gather, host, slots
 
 BPF_LOG_STATS = 4
 PROGS = (b"tracepoint__filemap__mm_filemap_add_to_page_cache",
          b"tracepoint__filemap__mm_filemap_delete_from_page_cache",
          b"tracepoint__erofs__erofs_fill_inode", b"tracepoint__erofs__erofs_readahead",
-         b"tracepoint__erofs__erofs_read_folio", b"flush_io_slots", b"flush_io_log", b"delete_big_folio")
+         b"tracepoint__erofs__erofs_read_folio", b"flush_io_slots", b"flush_io_log", b"delete_big_folio",
+         b"gather_chunks", b"gather_io")
 STATS = re.compile(rb"verification time (\d+) usec.*?processed (\d+) insns.*?"
                    rb"total_states (\d+) peak_states (\d+)", re.S)
 
@@ -37,6 +38,7 @@ def cflags_for(tree: Path) -> list[str]:
     events = host.tracepoints()
     out = ["-DCHUNK_ENTRIES=262144", "-DIO_ENTRIES=65536", "-DDIRTY_ENTRIES=65536", f"-DIO_SLOTS={slots.IO_SLOTS}",
            f"-DFLUSH_BATCH={slots.FLUSH_BATCH}",
+           *gather.cflags(True),
            f"-DIO_LOG={slots.IO_LOG}", f"-DLOG_CPUS={slots.possible_cpus()}",
            f"-I{tree / 'probes'}"]
     for ev, flag in (("erofs:erofs_fill_inode", "HAVE_EROFS_FILL_INODE"),
@@ -66,7 +68,7 @@ def verify(tree: Path) -> dict[str, tuple[float, int, int, int, float]]:
             start = lib.bpf_function_start(b.module, name)
             if not start:
                 continue
-            ptype = BPF.RAW_TRACEPOINT if name.startswith(b"flush_") else BPF.TRACEPOINT
+            ptype = BPF.RAW_TRACEPOINT if name.startswith((b"flush_", b"gather_")) else BPF.TRACEPOINT
             t = time.monotonic()
             fd = lib.bcc_func_load(b.module, ptype, name, start,
                                    lib.bpf_function_size(b.module, name),

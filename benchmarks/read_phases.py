@@ -48,6 +48,9 @@ PHASES = [
     (maps.RawBatch, "read", "  [drain] batch read of the dirty map"),
     (maps.DirtyReader, "_split", "  [drain] split + delete"),
     (probes.TracepointSource, "_counters", "per-CPU counters (read twice)"),
+    # the source's _lookup (gather programs or one syscall a key) where it has one
+    (probes.TracepointSource, "_lookup", "value lookups (chunks, io)")
+    if hasattr(probes.TracepointSource, "_lookup") else
     (maps.DirtyReader, "lookup", "value lookups (chunks, io)"),
     (maps.ChunkState, "patch", "ChunkState.patch"),
     (maps.IoState, "patch", "IoState.patch"),
@@ -67,6 +70,9 @@ def main() -> None:
     ap.add_argument("--seeded", action="store_true",
                     help="every page seeded at the fill (resident before the probes attached); "
                          "the changes are not (their pages inserted again)")
+    ap.add_argument("--no-gather", action="store_true",
+                    help="value lookups one bpf_lookup_elem syscall a key, not by the "
+                         "gather programs (kernel/gather.py): the same run's base")
     args = ap.parse_args()
     bench_refresh.benchlib.need_root()
     from erofs_top.aggregate import FREEZE
@@ -75,6 +81,9 @@ def main() -> None:
     n = args.entries
     col = open_collector(seed=False, sharing=False, max_chunks=max(262144, n))
     src = col.source
+    if args.no_gather and getattr(src, "_gatherer", None) is not None:
+        src._gatherer.close()
+        src._gatherer = None
     try:
         keys = _fill(src, n, args.seeded)
         src._reads_since_full = None
@@ -124,7 +133,9 @@ def _fill(src, n: int, seeded: bool = False):
 def _report(n: int, args, totals) -> None:
     med = statistics.median
     total = med(totals)
+    how = "syscall a key" if getattr(args, "no_gather", False) else "as the source does"
     print(f"TracepointSource.read() at {n} chunk entries{' (seeded)' if args.seeded else ''}, "
+          f"value lookups {how}, "
           f"{args.churn} % changed, "
           f"median of {args.steps} reads: {total * 1000:.1f} ms")
     top = 0.0

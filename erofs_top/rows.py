@@ -4,6 +4,7 @@ files listed)); the sums they show are kept by erofs_top/aggregate.py."""
 from __future__ import annotations
 
 import bisect
+from operator import attrgetter
 
 from .imageview import image_view
 from .model import Container, File, Health, Model, Mount, MountHolder, Totals
@@ -16,9 +17,22 @@ _NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_names
                 "pod_name", "container_name")
 
 
-def _runtime_names(ci) -> dict[str, str]:
-    """Runtime names a cgroup resolver gave (CgroupInfo fields; "" when absent)."""
-    return {k: getattr(ci, k, "") or "" for k in _NAME_FIELDS} if ci is not None else {}
+_NO_NAMES = ("",) * len(_NAME_FIELDS)
+_names = attrgetter(*_NAME_FIELDS)
+_NO_IO = (0, 0, 0, 0, 0)
+
+
+def _runtime_names(ci) -> tuple[str, ...]:
+    """Runtime names a cgroup resolver gave, in _NAME_FIELDS' order ("" when
+    absent or None): a CgroupInfo's fields read in C, any other object's one
+    by one."""
+    if ci is None:
+        return _NO_NAMES
+    try:
+        names = _names(ci)
+    except AttributeError:
+        return tuple(getattr(ci, k, "") or "" for k in _NAME_FIELDS)
+    return names if None not in names else tuple(n or "" for n in names)
 
 
 def content_id(key: str) -> str:
@@ -31,38 +45,54 @@ def content_id(key: str) -> str:
 
 def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
                    totals: Totals, page: int) -> list[Container]:
+    """A row per cgroup with pages or I/O, largest first.  Every row is made
+    anew (at 1 % churn nearly every one of 1,000 containers changed), so each
+    costs little: Container's fields positional (tests/unit/test_container_rows.py
+    checks their order against the dataclass), the names read in C, the
+    totals' I/O summed once."""
     io = agg.io.by_group
     accs = agg.acc.cg
     mounts_of = _cgroup_mounts(agg)
+    potential = saved.potential.by_cgroup
     containers: list[Container] = []
+    add = containers.append
+    inserted = evicted = 0
+    unresolved = 0
     for cg in sorted(accs.keys() | io.keys()):
         a = accs.get(cg)
-        ins, ev, ra, rf, _ = io.get(cg, (0, 0, 0, 0, 0))
-        ci = None
+        ins, ev, ra, rf, _ = io.get(cg, _NO_IO)
         if cg == UNKNOWN_CGROUP:
-            info_path, runtime, cid, pod, resolved = UNKNOWN_CGROUP_PATH, "", "", "", True
+            info_path, runtime, cid, pod, names = UNKNOWN_CGROUP_PATH, "", "", "", _NO_NAMES
         else:
             ci = cgroups.resolve(cg)
-            info_path, runtime, cid, pod, resolved = (ci.path, ci.runtime, ci.container_id,
-                                                     ci.pod_uid, ci.resolved)
-        if not resolved:
-            health.unresolved_cgroups += 1
-        containers.append(Container(
-            cgroup_id=cg, cgroup=info_path, runtime=runtime, container_id=cid, pod_uid=pod,
-            resident_bytes=a.resident * page if a else 0,
-            duplicate_bytes=a.dup * page if a else 0,
-            shared_bytes=a.shared * page if a else 0,
-            fair_bytes=round(a.fair * page) if a else 0,
-            inserted_bytes=ins * page, evicted_bytes=ev * page,
-            readahead_bytes=ra * page, read_folio_count=rf,
-            seeded_bytes=a.seeded * page if a else 0, files_count=a.files if a else 0,
-            mounts=list(mounts_of.get(cg, ())),
-            potential_savings_bytes=saved.potential.by_cgroup.get(cg, 0) * page,
-            **_runtime_names(ci)))
-        totals.inserted_bytes += ins * page
-        totals.evicted_bytes += ev * page
-    containers.sort(key=lambda c: (-c.resident_bytes, c.cgroup, c.cgroup_id))
+            info_path, runtime, cid, pod = ci.path, ci.runtime, ci.container_id, ci.pod_uid
+            if not ci.resolved:
+                unresolved += 1
+            names = _runtime_names(ci)
+        mounts = mounts_of.get(cg)
+        if a is None:
+            sums = (0, 0, 0, 0)
+            seeded = files = 0
+        else:
+            sums = (a.resident * page, a.dup * page, a.shared * page, round(a.fair * page))
+            seeded, files = a.seeded * page, a.files
+        add(Container(cg, info_path, runtime, cid, pod, *sums, ins * page, ev * page,
+                      ra * page, rf, seeded, files, list(mounts) if mounts else [], *names,
+                      potential.get(cg, 0) * page))
+        inserted += ins
+        evicted += ev
+    health.unresolved_cgroups += unresolved
+    totals.inserted_bytes += inserted * page
+    totals.evicted_bytes += evicted * page
+    containers.sort(key=_CONTAINER_ORDER)
     return containers
+
+
+def _container_order(c: Container) -> tuple:
+    return (-c.resident_bytes, c.cgroup, c.cgroup_id)
+
+
+_CONTAINER_ORDER = _container_order
 
 
 def _holder_key(resident_bytes: int, cg: int) -> int:
@@ -184,35 +214,37 @@ def new_holder_rows(acc, page: int) -> dict[int, MountHolders]:
 
 def mount_rows(agg, readings: Readings, mounts, saved, totals: Totals,
                page: int) -> list[Mount]:
+    """A row per mount (every one made anew: at 1 % churn nearly every one
+    of 1,000 mounts changed), Mount's fields positional
+    (tests/unit/test_container_rows.py checks them against field names)."""
     acc = agg.acc
     holders_of = _holder_rows(agg, page)
     rows: list[Mount] = []
+    add = rows.append
     cgroups_of = acc.mount_cgroups()
+    backing = readings.backing_pages
+    resident, dup = acc.mount_resident, acc.mount_dup
+    potential, now = saved.potential.by_dev, saved.potential_now.by_dev
+    domains = saved.potential_domains.by_dev
+    backing_total = 0
     for m in mounts.mounts():
         img = m.image
-        backing_pages = readings.backing_pages.get((m.backing_dev, m.backing_ino), 0) \
-            if m.backing_ino else 0
-        rows.append(Mount(
-            dev=m.dev_str, mountpoint=m.mountpoint, source=m.source, backing=m.backing,
-            backing_file=m.backing_file, image_id=m.image_id,
-            uuid=img.uuid if img else "", volume_name=img.volume_name if img else "",
-            inode_share=m.inode_share, directio=m.directio,
-            ishare_xattrs=img.ishare_xattrs if img else False,
-            compressed=img.compressed if img else False,
-            resident_bytes=acc.mount_resident.get(m.dev, 0) * page,
-            duplicate_bytes=acc.mount_dup.get(m.dev, 0) * page,
-            backing_resident_bytes=max(0, backing_pages) * page,
-            containers_count=len(cgroups_of.get(m.dev, ())),
-            potential_savings_bytes=saved.potential.by_dev.get(m.dev, 0) * page,
-            potential_savings_now_bytes=saved.potential_now.by_dev.get(m.dev, 0) * page,
-            potential_savings_domains_bytes=max(
-                0, saved.potential_domains.by_dev.get(m.dev, 0)
-                - saved.potential_now.by_dev.get(m.dev, 0)) * page,
-            holders=holders_of.get(m.dev, []),
-            layer_digest=getattr(m, "layer_digest", ""),
-            snapshot_id=getattr(m, "snapshot_id", ""),
-            images=list(getattr(m, "images", ()))))
-        totals.backing_resident_bytes += max(0, backing_pages) * page
+        dev = m.dev
+        backing_pages = backing.get((m.backing_dev, m.backing_ino), 0) if m.backing_ino else 0
+        backing_bytes = max(0, backing_pages) * page
+        now_pages = now.get(dev, 0)
+        image_fields = (img.uuid, img.volume_name) if img else ("", "")
+        add(Mount(
+            m.dev_str, m.mountpoint, m.source, m.backing, m.backing_file, m.image_id,
+            *image_fields, m.inode_share, m.directio,
+            img.ishare_xattrs if img else False, img.compressed if img else False,
+            resident.get(dev, 0) * page, dup.get(dev, 0) * page, backing_bytes,
+            len(cgroups_of.get(dev, ())), False, potential.get(dev, 0) * page,
+            now_pages * page, max(0, domains.get(dev, 0) - now_pages) * page,
+            holders_of.get(dev) or [], getattr(m, "layer_digest", ""),
+            getattr(m, "snapshot_id", ""), list(getattr(m, "images", ()))))
+        backing_total += backing_bytes
+    totals.backing_resident_bytes += backing_total
     return rows
 
 

@@ -857,3 +857,84 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
     return 0;
 }
 #endif
+
+/* gather_chunks / gather_io (issue 11): the values of the keys an incremental
+ * read looks up, without a bpf(2) lookup syscall per key.  User space writes
+ * the dirty keys into `gather_keys` (a BPF_F_MMAPABLE array: its own memory,
+ * no syscall) and runs the program, never attached, with BPF_PROG_TEST_RUN
+ * (args[0] = first key, args[1] = keys left); it copies each key's value
+ * from `chunks` (or `io`) into `gather_chunk_out` (`gather_io_out`) with a
+ * found flag, GATHER_BATCH keys a run (BCC has no bpf_loop callbacks), and
+ * user space reads them from the mapped array (erofs_top/kernel/gather.py).
+ * A value is copied as a lookup syscall copies it: while a probe on another
+ * CPU may be changing it, which the dirty protocol marks again (`dirty`).
+ * GATHER_MAX 0: not built (the read looks up one key per syscall). */
+#ifndef GATHER_MAX
+#define GATHER_MAX 0
+#endif
+#if GATHER_MAX > 0
+#ifndef GATHER_BATCH
+#define GATHER_BATCH 256
+#endif
+#ifndef BPF_F_MMAPABLE
+#define BPF_F_MMAPABLE (1U << 10)
+#endif
+struct gather_chunk {
+    u64 found;
+    struct chunk_val v;
+};
+struct gather_io {
+    u64 found;
+    struct io_val v;
+};
+BPF_F_TABLE("array", u32, struct chunk_key, gather_keys, GATHER_MAX, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct gather_chunk, gather_chunk_out, GATHER_MAX, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct gather_io, gather_io_out, GATHER_MAX, BPF_F_MMAPABLE);
+
+/* gather_io is gather_chunks with the other map and types: BCC 0.26 refuses
+ * map calls inside a macro ("cannot use map function inside a macro") and a
+ * map cannot be passed to a function, so the loop is written twice. */
+int gather_chunks(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 first = (u32)ctx->args[0], left = (u32)ctx->args[1];
+    for (u32 j = 0; j < GATHER_BATCH; j++) {
+        u32 i = first + j;
+        if (j >= left)
+            break;
+        struct chunk_key *k = gather_keys.lookup(&i);
+        struct gather_chunk *o = gather_chunk_out.lookup(&i);
+        if (!k || !o)
+            return 1;
+        struct chunk_val *v = chunks.lookup(k);
+        if (v) {
+            o->v = *v;
+            o->found = 1;
+        } else {
+            o->found = 0;
+        }
+    }
+    return 0;
+}
+
+int gather_io(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 first = (u32)ctx->args[0], left = (u32)ctx->args[1];
+    for (u32 j = 0; j < GATHER_BATCH; j++) {
+        u32 i = first + j;
+        if (j >= left)
+            break;
+        struct chunk_key *k = gather_keys.lookup(&i);
+        struct gather_io *o = gather_io_out.lookup(&i);
+        if (!k || !o)
+            return 1;
+        struct io_val *v = io.lookup((struct io_key *)k);
+        if (v) {
+            o->v = *v;
+            o->found = 1;
+        } else {
+            o->found = 0;
+        }
+    }
+    return 0;
+}
+#endif

@@ -15,7 +15,7 @@ from ..model import TIER_FULL, TIER_TRACEPOINT
 from ..pagecache import PAGE_SIZE
 from ..readings import PageEvent, Readings
 from ..snapshot import snapshot_readings
-from . import host, maps, slots, startup
+from . import gather, host, maps, slots, startup
 from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS
 
@@ -72,6 +72,7 @@ class TracepointSource:
                   f"-DDIRTY_ENTRIES={max_dirty}",
                   f"-DIO_SLOTS={slots.IO_SLOTS if self._sys_bpf else 0}",
                   f"-DFLUSH_BATCH={slots.FLUSH_BATCH}",
+                  *gather.cflags(bool(self._sys_bpf)),
                   f"-DIO_LOG={slots.IO_LOG}", f"-DLOG_CPUS={slots.possible_cpus()}",
                   f"-I{probe.parent}"]     # chunk_owners.h
         if self._events.get("erofs:erofs_fill_inode"):
@@ -103,7 +104,7 @@ class TracepointSource:
                                  f" (run `erofs-top doctor`)") from None
         self._attached = True
         self._install_big_folio()
-        self._flusher = self._load_flusher()
+        self._flusher, self._gatherer = self._load_flusher(), self._load_gatherer()
         self.watched: set[int] = set()
         self._init_read_state()
         self.lost_events = 0
@@ -132,6 +133,26 @@ class TracepointSource:
         fn, log_fn = self._load_unattached((b"flush_io_slots", b"flush_io_log"),
                                            BPF.RAW_TRACEPOINT)
         return slots.SlotFlusher(fn.fd, self._sys_bpf, log_fn.fd)
+
+    def _load_gatherer(self) -> gather.Gatherer | None:
+        """The programs that copy the dirty keys' values (kernel/gather.py),
+        loaded now, never attached; None when built without them."""
+        if not self._sys_bpf:
+            return None
+        from bcc import BPF     # noqa: deferred, as BPF above
+        fn, io_fn = self._load_unattached((b"gather_chunks", b"gather_io"), BPF.RAW_TRACEPOINT)
+        try:
+            return gather.Gatherer(self.bpf, self._sys_bpf, fn.fd, io_fn.fd)
+        except OSError as e:        # arrays not mappable here: a lookup syscall per key
+            self.degraded.append(f"gather arrays not mapped ({e}): value lookups one by one")
+            return None
+
+    def _lookup(self, name: bytes, keys, key_fmt, val_fmt):
+        """(found, gone) of raw keys of map `name` (chunks or io)."""
+        if self._gatherer is not None:
+            prog = self._gatherer.prog_fds[name]
+            return self._gatherer.lookup(prog, keys, key_fmt, val_fmt)
+        return self._dirty.lookup(self.bpf[name], keys, key_fmt, val_fmt)
 
     def _load_unattached(self, names: tuple[bytes, ...], prog_type: int) -> list:
         """Programs of probes/filemap.c that are never attached (tail calls,
@@ -312,11 +333,9 @@ class TracepointSource:
             self.last_read_full = True
         else:
             chunk_keys, io_keys = drained
-            found, gone = self._dirty.lookup(self.bpf[b"chunks"], chunk_keys,
-                                             maps.CHUNK_KEY, maps.CHUNK_VAL)
+            found, gone = self._lookup(b"chunks", chunk_keys, maps.CHUNK_KEY, maps.CHUNK_VAL)
             changed = state.patch(found, gone)
-            io_found, io_gone = self._dirty.lookup(self.bpf[b"io"], io_keys,
-                                                   maps.IO_KEY, maps.IO_VAL)
+            io_found, io_gone = self._lookup(b"io", io_keys, maps.IO_KEY, maps.IO_VAL)
             r.io = io_state.patch(io_found + [(k, None) for k in io_gone], state.held_delta)
             n_chunks, n_io = state.n_entries, io_state.n_entries
             self._reads_since_full += 1
@@ -413,6 +432,9 @@ class TracepointSource:
             except Exception:
                 pass
             self.sharing = None
+        if getattr(self, "_gatherer", None) is not None:
+            self._gatherer.close()
+            self._gatherer = None
         if self._attached:
             self._attached = False
             try:
