@@ -25,7 +25,8 @@ import bisect
 import dataclasses
 import gc
 import heapq
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_not, le
 
 from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
                           owner_contribution, owner_contributions, rank_of)
@@ -887,7 +888,7 @@ class Ranking:
         short = len(self.reserve) < files_cap and self.bound is not None
         if not self.valid or short:
             n = max(files_cap * self.RESERVE, 1)
-            self.reserve = _smallest_ranks(n, contrib.items())
+            self.reserve = _smallest_ranks(n, *_columns(contrib))
             self.bound = self.reserve[-1] if len(contrib) > len(self.reserve) else None
             self.valid = True
         elif len(self.reserve) > 2 * files_cap * self.RESERVE:
@@ -896,17 +897,28 @@ class Ranking:
         return self.reserve[:files_cap]
 
 
-def _smallest_ranks(n: int, items) -> list[tuple]:
-    """heapq.nsmallest(n, rank_of(key, c) of the (key, contribution)
-    items), without a rank made for every file: a rank begins with
-    -resident, so the n smallest are among the files whose resident pages
-    reach the n-th largest count (ties included; fewer than n files: all)."""
-    kcs = list(items)
-    if len(kcs) <= n:
-        return sorted(rank_of(k, c) for k, c in kcs)
-    res = [c.resident for _, c in kcs]
+def _smallest_ranks(n: int, keys: list, contribs: list) -> list[tuple]:
+    """heapq.nsmallest(n, rank_of(key, c) of the files' keys and
+    contributions, two lists in step), without a rank made for every
+    file: a rank begins with -resident, so the n smallest are among the
+    files whose resident pages reach the n-th largest count (ties
+    included; fewer than n files: all of them)."""
+    if len(contribs) <= n:
+        return sorted(map(rank_of, keys, contribs))
+    res = list(map(_resident_of, contribs))
     least = heapq.nlargest(n, res)[-1]
-    return heapq.nsmallest(n, (rank_of(k, c) for (k, c), r in zip(kcs, res) if r >= least))
+    big = list(map(le, repeat(least), res))     # least <= resident
+    return heapq.nsmallest(n, map(rank_of, compress(keys, big), compress(contribs, big)))
+
+
+def _columns(contrib) -> tuple[list, list]:
+    """(keys, contributions) of a key -> contribution mapping, two lists."""
+    if isinstance(contrib, _Contribs):
+        return contrib.columns()
+    return list(contrib), list(contrib.values())
+
+
+_resident_of = attrgetter("resident")
 
 
 class _Contribs:
@@ -930,8 +942,13 @@ class _Contribs:
         return (c for c in map(attrgetter("contrib"), self.agg.entries.values())
                 if c is not None)
 
-    def items(self):
-        return ((k, e.contrib) for k, e in self.agg.entries.items() if e.contrib is not None)
+    def columns(self) -> tuple[list, list]:
+        """The live entries' keys and contributions, two lists in step
+        (made in C)."""
+        es = self.agg.entries
+        cs = list(map(_contrib_of, es.values()))
+        live = list(map(is_not, cs, repeat(None)))
+        return list(compress(es, live)), list(compress(cs, live))
 
 
 class _Unresolved:

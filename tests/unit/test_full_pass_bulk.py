@@ -78,7 +78,7 @@ def test_smallest_ranks_equal_nsmallest_of_every_rank(seed, n):
     rng = random.Random(seed)
     cs = [_C(rng.choice([1, 2, 3, rng.randrange(1000)]), rng.randrange(3), rng.randrange(4),
              ino, rng.choice([0, 0, ino])) for ino in range(rng.randrange(0, 300))]
-    assert _smallest_ranks(n, ((c.key, c) for c in cs)) == heapq.nsmallest(
+    assert _smallest_ranks(n, [c.key for c in cs], cs) == heapq.nsmallest(
         n, (c.rank for c in cs))
 
 
