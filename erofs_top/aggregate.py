@@ -25,10 +25,11 @@ import bisect
 import dataclasses
 import gc
 import heapq
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_not, le
 
 from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
-                          owner_contributions)
+                          owner_contribution, owner_contributions, rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry,
@@ -753,15 +754,14 @@ class Aggregator:
             old = held.contrib
             if type(old) is OwnerContribution and e is not None:
                 row = old.renewed_row(e)
-                if row is not None:     # the usual file still: its row replaced in place
+                if row is not None:     # the usual file still: the one of its new row
                     was = old.cg_sums
                     if row is not was:
                         acc.move_row(old.mount, row[0], row[1] - was[1], row[2] - was[2])
+                        c = held.contrib = owner_contribution(old.mount, *row[:3])
                         if ranked:
-                            ranking.drop(key, old.rank)
-                        old.cg_sums = row
-                        if ranked:
-                            ranking.offer(key, old.rank)
+                            ranking.drop(key, rank_of(key, old))
+                            ranking.offer(key, rank_of(key, c))
                     else:
                         acc.move_row(old.mount, row[0], 0, 0)
                     continue
@@ -773,13 +773,13 @@ class Aggregator:
                 else:
                     acc.apply(old, -1)
                 if ranked:
-                    ranking.drop(key, old.rank)
+                    ranking.drop(key, rank_of(key, old))
                 special.discard(key)
             elif c is not None:
                 acc.apply(c, +1)
             if c is not None:
                 if ranked:
-                    ranking.offer(key, c.rank)
+                    ranking.offer(key, rank_of(key, c))
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
         self.files_live += live
@@ -888,7 +888,7 @@ class Ranking:
         short = len(self.reserve) < files_cap and self.bound is not None
         if not self.valid or short:
             n = max(files_cap * self.RESERVE, 1)
-            self.reserve = _smallest_ranks(n, contrib.values())
+            self.reserve = _smallest_ranks(n, *_columns(contrib))
             self.bound = self.reserve[-1] if len(contrib) > len(self.reserve) else None
             self.valid = True
         elif len(self.reserve) > 2 * files_cap * self.RESERVE:
@@ -897,17 +897,25 @@ class Ranking:
         return self.reserve[:files_cap]
 
 
-def _smallest_ranks(n: int, contribs) -> list[tuple]:
-    """heapq.nsmallest(n, ranks of contribs), without a rank made for
-    every file: a rank begins with -resident, so the n smallest are among
-    the files whose resident pages reach the n-th largest count (ties
+def _smallest_ranks(n: int, keys: list, contribs: list) -> list[tuple]:
+    """heapq.nsmallest(n, rank_of(key, c) of the files' keys and
+    contributions, two lists in step), without a rank made for every
+    file: a rank begins with -resident, so the n smallest are among the
+    files whose resident pages reach the n-th largest count (ties
     included; fewer than n files: all of them)."""
-    cs = list(contribs)
-    if len(cs) <= n:
-        return sorted(c.rank for c in cs)
-    res = list(map(_resident_of, cs))
+    if len(contribs) <= n:
+        return sorted(map(rank_of, keys, contribs))
+    res = list(map(_resident_of, contribs))
     least = heapq.nlargest(n, res)[-1]
-    return heapq.nsmallest(n, (c.rank for c, r in zip(cs, res) if r >= least))
+    big = list(map(le, repeat(least), res))     # least <= resident
+    return heapq.nsmallest(n, map(rank_of, compress(keys, big), compress(contribs, big)))
+
+
+def _columns(contrib) -> tuple[list, list]:
+    """(keys, contributions) of a key -> contribution mapping, two lists."""
+    if isinstance(contrib, _Contribs):
+        return contrib.columns()
+    return list(contrib), list(contrib.values())
 
 
 _resident_of = attrgetter("resident")
@@ -933,6 +941,14 @@ class _Contribs:
     def values(self):
         return (c for c in map(attrgetter("contrib"), self.agg.entries.values())
                 if c is not None)
+
+    def columns(self) -> tuple[list, list]:
+        """The live entries' keys and contributions, two lists in step
+        (made in C)."""
+        es = self.agg.entries
+        cs = list(map(_contrib_of, es.values()))
+        live = list(map(is_not, cs, repeat(None)))
+        return list(compress(es, live)), list(compress(cs, live))
 
 
 class _Unresolved:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from itertools import compress, repeat
 from operator import attrgetter, rshift
+from weakref import WeakValueDictionary
 
 from .entries import Entry, owners_by_chunk
 
@@ -70,6 +71,17 @@ def _interned(sums: tuple) -> tuple:
     return _SUMS.setdefault(sums, sums)
 
 
+def rank_of(key: tuple, c) -> tuple:
+    """The order of the largest files (smallest rank first) of the file
+    whose entry is under ``key`` with contribution ``c``: (-resident, -dup,
+    dev, ino, mapping).  A file's key is its (dev, ino) (a contribution
+    keeps neither: equal OwnerContributions are one object); a shared
+    inode's (key ("shared", mapping)) are its SharedContribution's."""
+    if c.mapping:
+        return (-c.resident, -c.dup, c.dev, c.ino, c.mapping)
+    return (-c.resident, -c.dup, key[0], key[1], 0)
+
+
 class _Sums:
     """What every kind of Contribution reads alike (no slots of its own)."""
     __slots__ = ()
@@ -89,26 +101,27 @@ class _Sums:
             return (s,)
         return zip(s[::4], s[1::4], s[2::4], s[3::4])
 
-    @property
-    def rank(self) -> tuple:
-        """The order of the largest files (smallest rank first)."""
-        return (-self.resident, -self.dup, self.dev, self.ino, self.mapping)
 
 
 class Contribution(_Sums):
     """What one live entry adds to the accumulators.  Kept for every live
     entry (250,000 on a busy node), so compact: the per-cgroup sums are one
     flat tuple ``cg_sums`` = (cg, resident, dup, seeded, cg, ...) (interned),
-    the rank is made when asked for; what only shared inodes have is in
-    SharedContribution (Contribution(e) of a shared entry makes one), and
-    the usual file's is an OwnerContribution (its sums are its one row)."""
-    __slots__ = ("cg_sums", "mount", "resident", "dup", "seeded", "dev", "ino")
+    the rank is made when asked for (rank_of: the file is the entry's key);
+    what only shared inodes have is in SharedContribution (Contribution(e)
+    of a shared entry makes one), the seeded pages of an entry with seeded
+    masks in SeededContribution (others read 0), and the usual file's is
+    an OwnerContribution (its sums are its one row): 4 slots, 64 B."""
+    __slots__ = ("cg_sums", "mount", "resident", "dup")
+    seeded = 0
 
     def __new__(cls, e: Entry):
         if e.shared_mapping:
             return object.__new__(SharedContribution)
+        if e.seeded:
+            return object.__new__(SeededContribution)
         dups = e.dup
-        if e.owner is not None and not e.seeded and (not dups or dups is e.union):
+        if e.owner is not None and (not dups or dups is e.union):
             return OwnerContribution(e)     # (not a Contribution: no __init__ after)
         return object.__new__(cls)
 
@@ -154,31 +167,42 @@ class Contribution(_Sums):
             self.member_users = tuple(sorted(e.users))
             self.shared_pages = resident
             self.mapping = e.shared_mapping
+            self.dev, self.ino = e.dev, e.ino
         self.mount = e.mount
-        self.resident, self.dup, self.seeded = resident, dup, seeded
-        self.dev, self.ino = e.dev, e.ino
+        self.resident, self.dup = resident, dup
+        if seeded_masks or e.shared_mapping:     # (a SeededContribution or SharedContribution)
+            self.seeded = seeded
 
+
+
+# (id(mount), cg, resident, dup) -> the one live OwnerContribution: gone
+# with its last file (a weak value; the object holds the mount, so its id
+# is not another's meanwhile), not kept until a cap as rows come and go
+_OWNERS: WeakValueDictionary = WeakValueDictionary()
+_OWNER_REFS = _OWNERS.data
 
 
 class OwnerContribution(_Sums):
     """The Contribution of the usual file (77 % of a synthetic node's): one
     cgroup inserted every page, nothing seeded, no page or every resident
     page duplicated.  Its resident and duplicate pages are its one row of
-    cg_sums: 4 slots (64 B), not Contribution's 7 (96 B)."""
-    __slots__ = ("cg_sums", "mount", "dev", "ino")
+    cg_sums.  It keeps no file (dev, ino: the entry's key, rank_of), so
+    equal ones are one object (owner_contribution: 4,062 for 193,487 files
+    at 250,000 x 1,000 containers): never changed in place, a file whose
+    row moves takes another (Aggregator._attribute)."""
+    __slots__ = ("cg_sums", "mount", "__weakref__")
     seeded = 0
 
-    def __init__(self, e: Entry):
-        resident = sum(map(_bit_count, e.union.values()))
-        self.cg_sums = _interned((e.owner, resident, resident if e.dup else 0, 0))
-        self.mount = e.mount
-        self.dev, self.ino = e.dev, e.ino
+    def __new__(cls, e: Entry):
+        r = sum(map(_bit_count, e.union.values()))
+        return owner_contribution(e.mount, e.owner, r, r if e.dup else 0)
 
     def renewed_row(self, e: Entry) -> tuple | None:
         """The cg_sums OwnerContribution(e) would have, when the file's new
         entry ``e`` makes one (the usual kind still) on the same mount
-        object, of the same cgroup: the caller then keeps this object with
-        the row replaced (Accumulators.move_row).  None for any other entry."""
+        object, of the same cgroup: the caller then takes the one of this
+        mount and row (owner_contribution; Accumulators.move_row moves the
+        sums).  None for any other entry."""
         union, d, row = e.union, e.dup, self.cg_sums
         if (e.owner != row[0] or e.mount is not self.mount or self.mount is None or e.seeded
                 or e.shared_mapping or not union or (d and d is not union)):
@@ -186,7 +210,7 @@ class OwnerContribution(_Sums):
         r = sum(map(_bit_count, union.values()))
         if r == row[1] and (r if d else 0) == row[2]:
             return row
-        return _interned((row[0], r, r if d else 0, 0))
+        return (row[0], r, r if d else 0, 0)
 
     @property
     def resident(self) -> int:
@@ -197,30 +221,50 @@ class OwnerContribution(_Sums):
         return self.cg_sums[2]
 
 
+def owner_contribution(mount, cg: int, resident: int, dup: int) -> OwnerContribution:
+    """The one OwnerContribution of a file on ``mount`` (the object: its
+    id is a key while the kept one holds it) whose pages cgroup ``cg``
+    inserted, ``resident`` of them, ``dup`` duplicated (0 or resident)."""
+    k = (id(mount), cg, resident, dup)
+    ref = _OWNER_REFS.get(k)        # (its dict of weak references: no Python call)
+    c = ref() if ref is not None else None
+    if c is None:
+        c = object.__new__(OwnerContribution)
+        c.cg_sums, c.mount = (cg, resident, dup, 0), mount
+        _OWNERS[k] = c
+    return c
+
+
 def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
     """OwnerContribution(e) of each of many entries of the usual kind (one
     owner, nothing seeded, no page or every resident page duplicated: what
     Contribution(e) makes an OwnerContribution of), kept in e.contrib: the
-    same objects, made without a call per entry (a full pass)."""
+    same objects, found without a call per entry but for a new one (a full pass)."""
     out: list[OwnerContribution] = []
     add = out.append
-    new, cls, bc = object.__new__, OwnerContribution, _bit_count
-    if len(_SUMS) >= _SUMS_MAX:
-        _SUMS.clear()
-    intern = _SUMS.setdefault
+    bc, get = _bit_count, _OWNER_REFS.get     # (the weak references' dict: no call each)
     for e in es:
-        c = e.contrib = new(cls)
         r = sum(map(bc, e.union.values()))
-        s = (e.owner, r, r if e.dup else 0, 0)
-        c.cg_sums = intern(s, s)
-        c.mount, c.dev, c.ino = e.mount, e.dev, e.ino
+        m = e.mount
+        ref = get((id(m), e.owner, r, r if e.dup else 0))
+        c = ref() if ref is not None else None
+        if c is None:
+            c = owner_contribution(m, e.owner, r, r if e.dup else 0)
+        e.contrib = c
         add(c)
     return out
 
 
+class SeededContribution(Contribution):
+    """The Contribution of an entry with seeded masks (not shared): also its
+    seeded pages."""
+    __slots__ = ("seeded",)
+
+
 class SharedContribution(Contribution):
-    """A shared inode's Contribution: also the cgroups that use it."""
-    __slots__ = ("users", "member_users", "shared_pages", "mapping")
+    """A shared inode's Contribution: also the cgroups that use it, its
+    seeded pages and its (dev, ino) (rank_of: its key is its mapping)."""
+    __slots__ = ("users", "member_users", "shared_pages", "mapping", "seeded", "dev", "ino")
 
 
 @dataclass(slots=True)
@@ -688,7 +732,6 @@ class Accumulators:
 
 
 _mount_of = attrgetter("mount")
-_row_of = attrgetter("cg_sums")
 
 
 def _counted_rows(contribs: list) -> list[tuple] | None:
@@ -701,9 +744,10 @@ def _counted_rows(contribs: list) -> list[tuple] | None:
     devs = {m.dev for m in distinct.values() if m is not None}
     if len(devs) != len(distinct) - (id(None) in distinct):
         return None
-    owned = [c for c in contribs if type(c) is OwnerContribution]
-    counts = Counter(zip(map(id, map(_mount_of, owned)), map(_row_of, owned)))
-    return [(distinct[i], row, n) for (i, row), n in counts.items()]
+    # equal OwnerContributions are one object (owner_contribution; were
+    # two, counted apart, their sums are added alike)
+    counts = Counter(c for c in contribs if type(c) is OwnerContribution)
+    return [(c.mount, c.cg_sums, n) for c, n in counts.items()]
 
 
 def add_to_set(sets: dict, k, v) -> None:

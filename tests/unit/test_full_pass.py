@@ -28,8 +28,10 @@ from erofs_top.resolve.base import (AOPS_BLOCK, FileInfo, ImageInfo, MountInfo, 
 def _contrib_state(c) -> tuple | None:
     if c is None:
         return None
-    return (type(c).__name__, c.cg_sums, id(c.mount), c.resident, c.dup, c.seeded, c.dev,
-            c.ino, c.users, c.member_users, c.shared_pages, c.mapping)
+    # (an OwnerContribution keeps no dev, ino: the entry's key is the file)
+    return (type(c).__name__, c.cg_sums, id(c.mount), c.resident, c.dup, c.seeded,
+            getattr(c, "dev", None), getattr(c, "ino", None), c.users, c.member_users,
+            c.shared_pages, c.mapping)
 
 
 def _entry_state(e) -> tuple:

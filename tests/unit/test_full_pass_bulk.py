@@ -58,12 +58,17 @@ def test_new_holder_rows_equal_rows_put_one_by_one(seed):
 
 
 class _C:
-    """A contribution's rank: what _smallest_ranks reads of one."""
+    """A contribution: what rank_of reads of one (a file's dev, ino are its
+    key's; a shared inode's its own)."""
     def __init__(self, resident, dup, dev, ino, mapping=0):
         self.resident, self.dup, self.dev, self.ino, self.mapping = resident, dup, dev, ino, mapping
 
     @property
-    def rank(self):
+    def key(self):
+        return ("shared", self.mapping) if self.mapping else (self.dev, self.ino)
+
+    @property
+    def rank(self):     # written out (rank_of's value)
         return (-self.resident, -self.dup, self.dev, self.ino, self.mapping)
 
 
@@ -73,7 +78,8 @@ def test_smallest_ranks_equal_nsmallest_of_every_rank(seed, n):
     rng = random.Random(seed)
     cs = [_C(rng.choice([1, 2, 3, rng.randrange(1000)]), rng.randrange(3), rng.randrange(4),
              ino, rng.choice([0, 0, ino])) for ino in range(rng.randrange(0, 300))]
-    assert _smallest_ranks(n, iter(cs)) == heapq.nsmallest(n, (c.rank for c in cs))
+    assert _smallest_ranks(n, [c.key for c in cs], cs) == heapq.nsmallest(
+        n, (c.rank for c in cs))
 
 
 def _digest_world(copies: dict[int, int]):

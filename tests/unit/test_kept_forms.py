@@ -6,6 +6,7 @@ sums stay exact; these check the forms themselves, and that a difference
 they hide is still seen (the recheck compares seeded masks)."""
 from __future__ import annotations
 
+import gc
 import random
 import sys
 
@@ -282,3 +283,75 @@ def test_an_aggregator_keeps_inputs_only_for_a_source_that_keeps_its_lists(seed)
         assert chunk and all(e.input is None for e in chunk)
     assert all(type(e) in (Entry, SeededEntry) for k, e in fresh.entries.items()
                if k[0] != "shared")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equal_owner_contributions_are_one_object(seed):
+    """The usual file's OwnerContribution keeps no file (2 slots and a weak
+    reference's, 56 B): after the full pass and after every kept refresh
+    (rows renewed: a file takes another object, none is changed in place),
+    the live ones of one mount object and row are one object, fewer
+    objects than files, each the row of its file's pages; the table of them
+    holds those in use only; the ranking reads the file from the key."""
+    from test_refresh_churn import Node, _refresh
+    from test_steady_paths import _regrow
+
+    from erofs_top import attribution
+    from erofs_top.aggregate import Aggregator
+    from erofs_top.attribution import OwnerContribution, owner_contribution, rank_of
+
+    attribution._OWNERS.clear()         # (started anew: no object of another test's)
+    rng = random.Random(seed)
+    node = Node(rng, maps=False)
+    agg = Aggregator(recheck_slices=0)
+    shared = 0          # refreshes with fewer objects than files
+    for step in range(30):
+        node.churn(rng.choice([1, 5, 20]))
+        for _ in range(rng.choice([0, 5, 20])):
+            _regrow(node)
+        for key, pc in node.chunks.items():     # few pages a chunk: equal rows
+            if len(pc.owners) == 1:
+                (cg, mask), = pc.owners.items()
+                node.chunks[key] = PageChunk(*key, {cg: mask & 3 or 1}, pc.seeded_mask)
+        _refresh(agg, node, node.readings(float(step)), 10)
+        owned = {k: e for k, e in agg.entries.items() if type(e.contrib) is OwnerContribution}
+        by_row: dict = {}
+        for k, e in owned.items():
+            c = e.contrib
+            pages = sum(bin(m).count("1") for m in e.union.values())
+            assert c.cg_sums == (e.owner, pages, pages if e.dup else 0, 0), (step, k)
+            assert c.mount is e.mount
+            by_row.setdefault((id(c.mount), c.cg_sums), set()).add(id(c))
+        assert all(len(ids) == 1 for ids in by_row.values()), step
+        gc.collect()
+        assert len(attribution._OWNERS) == len(by_row), step
+        shared += len(by_row) < len(owned)
+    assert shared > 10, shared
+    c = next(iter(owned.values())).contrib
+    assert sys.getsizeof(c) == 56 and not hasattr(c, "dev")
+    assert owner_contribution(c.mount, *c.cg_sums[:3]) is c
+    assert rank_of((5, 9), c) == (-c.cg_sums[1], -c.cg_sums[2], 5, 9, 0)
+
+
+def test_a_contribution_is_4_slots_seeded_and_the_file_only_where_needed():
+    """A file's Contribution keeps its sums and mount (64 B): its seeded
+    pages only when it has seeded masks (SeededContribution), its dev, ino
+    only when shared (SharedContribution: its key is its mapping)."""
+    from erofs_top.attribution import (Contribution, SeededContribution, SharedContribution,
+                                       rank_of)
+    from erofs_top.entries import SharedEntry
+
+    two = chunk_entry(5, 9, _file(5, 9, {0: 0b111 | 1 << 40}, cg=7, second=8), keep=False)
+    c = Contribution(two)
+    assert type(c) is Contribution and sys.getsizeof(c) == 64
+    assert (c.resident, c.dup, c.seeded) == (4, 0, 0) and not hasattr(c, "dev")
+    assert sorted(c.per_cg()) == [(7, 3, 0, 0), (8, 1, 0, 0)]
+    assert rank_of((5, 9), c) == (-4, 0, 5, 9, 0)
+    seeded = chunk_entry(5, 10, _file(5, 10, {0: 0b111}, seeded=0b110), keep=False)
+    s = Contribution(seeded)
+    assert type(s) is SeededContribution and (s.resident, s.seeded) == (3, 2)
+    sh = SharedEntry(5, 11, shared_mapping=77)
+    sh.chunks, sh.union = {0: {7: 0b11}}, {0: 0b11}
+    shc = Contribution(sh)
+    assert type(shc) is SharedContribution and shc.seeded == 0
+    assert rank_of(("shared", 77), shc) == (-2, 0, 5, 11, 77)

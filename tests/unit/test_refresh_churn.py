@@ -312,31 +312,36 @@ def test_ranking_keeps_the_largest_files_through_changes(seed):
     """Ranking (the files listed) against a sort of every rank, on random
     rank changes, files gone and new, for a small files_cap (many trims)."""
     from erofs_top.aggregate import Ranking
+    from erofs_top.attribution import rank_of
 
-    class C:        # stands for a Contribution: only .rank and .resident are read
-        def __init__(self, rank):
-            self.rank = rank
-            self.resident = -rank[0]
+    class C:        # stands for a Contribution: what rank_of reads of one
+        dup = mapping = 0
+
+        def __init__(self, resident):
+            self.resident = resident
+
+    def ranks(contrib):     # every file's rank, written out: (-resident, -dup, dev, ino, 0)
+        return sorted((-c.resident, 0, k[0], k[1], 0) for k, c in contrib.items())
     rng = random.Random(seed)
-    contrib = {(1, i): C((-rng.randrange(50), 0, 1, i, 0)) for i in range(300)}
+    contrib = {(1, i): C(rng.randrange(50)) for i in range(300)}
     ranking = Ranking()
     cap = 3
-    assert ranking.top(cap, contrib) == sorted(c.rank for c in contrib.values())[:cap]
+    assert ranking.top(cap, contrib) == ranks(contrib)[:cap]
     for step in range(400):
         for _ in range(rng.randrange(1, 6)):
             key = (1, rng.randrange(400))
             if step % 20 >= 5 and rng.random() < 0.5:    # evict one of the largest
-                key = min(contrib, key=lambda k: contrib[k].rank)
+                key = min(contrib, key=lambda k: rank_of(k, contrib[k]))
             old = contrib.pop(key, None)
             if old is not None:
-                ranking.drop(key, old.rank)
+                ranking.drop(key, rank_of(key, old))
             if rng.random() < 0.8:
                 # phases of growth (the reserve fills up and is trimmed) and of
                 # evictions (the listed files leave the top, others take over)
                 size = rng.randrange(40, 100) if step % 20 < 5 else rng.randrange(0, 10)
-                new = contrib[key] = C((-size, 0, 1, key[1], 0))
-                ranking.offer(key, new.rank)
-        assert ranking.top(cap, contrib) == sorted(c.rank for c in contrib.values())[:cap], step
+                new = contrib[key] = C(size)
+                ranking.offer(key, rank_of(key, new))
+        assert ranking.top(cap, contrib) == ranks(contrib)[:cap], step
 
 
 @pytest.mark.parametrize("seed", range(4))
