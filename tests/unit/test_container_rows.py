@@ -15,7 +15,7 @@ import pytest
 import erofs_top.aggregate as aggregate_mod
 from erofs_top import rows
 from erofs_top.aggregate import Aggregator
-from erofs_top.model import Container, Health, Mount, Totals
+from erofs_top.model import Container, Mount
 from erofs_top.readings import UNKNOWN_CGROUP
 from erofs_top.resolve.base import CgroupInfo
 
