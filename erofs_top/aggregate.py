@@ -802,7 +802,7 @@ class Aggregator:
                 special.add(key)
             d = e.dup
             # Contribution.__new__'s test for an OwnerContribution
-            if (e.owner is not None and not e.seeded and not e.shared_mapping
+            if (e.chunks.__class__ is int and not e.seeded and not e.shared_mapping
                     and (not d or d is e.union)):
                 usual.append(e)
             else:

@@ -121,7 +121,7 @@ class Contribution(_Sums):
         if e.seeded:
             return object.__new__(SeededContribution)
         dups = e.dup
-        if e.owner is not None and (not dups or dups is e.union):
+        if e.chunks.__class__ is int and (not dups or dups is e.union):     # (e.owner)
             return OwnerContribution(e)     # (not a Contribution: no __init__ after)
         return object.__new__(cls)
 
@@ -195,7 +195,7 @@ class OwnerContribution(_Sums):
 
     def __new__(cls, e: Entry):
         r = sum(map(_bit_count, e.union.values()))
-        return owner_contribution(e.mount, e.owner, r, r if e.dup else 0)
+        return owner_contribution(e.mount, e.chunks, r, r if e.dup else 0)   # (e.owner)
 
     def renewed_row(self, e: Entry) -> tuple | None:
         """The cg_sums OwnerContribution(e) would have, when the file's new
@@ -204,7 +204,8 @@ class OwnerContribution(_Sums):
         mount and row (owner_contribution; Accumulators.move_row moves the
         sums).  None for any other entry."""
         union, d, row = e.union, e.dup, self.cg_sums
-        if (e.owner != row[0] or e.mount is not self.mount or self.mount is None or e.seeded
+        # e.chunks: the one owner (e.owner) as an int, or a dict (never equal)
+        if (e.chunks != row[0] or e.mount is not self.mount or self.mount is None or e.seeded
                 or e.shared_mapping or not union or (d and d is not union)):
             return None
         r = sum(map(_bit_count, union.values()))
@@ -246,10 +247,11 @@ def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
     for e in es:
         r = sum(map(bc, e.union.values()))
         m = e.mount
-        ref = get((id(m), e.owner, r, r if e.dup else 0))
+        owner = e.chunks        # (e.owner: these entries have one)
+        ref = get((id(m), owner, r, r if e.dup else 0))
         c = ref() if ref is not None else None
         if c is None:
-            c = owner_contribution(m, e.owner, r, r if e.dup else 0)
+            c = owner_contribution(m, owner, r, r if e.dup else 0)
         e.contrib = c
         add(c)
     return out

@@ -501,11 +501,11 @@ def _same_counts(group: list[Entry], pages: int, by_cgroup: dict[int, int],
     after the first gives up all of its pages)."""
     for e in group[1:]:
         by_dev[e.dev] = by_dev.get(e.dev, 0) + pages
-        owner = e.owner
-        if owner is not None:
+        owner = e.chunks            # the one owner (an int: Entry.owner), or a dict
+        if owner.__class__ is int:
             by_cgroup[owner] = by_cgroup.get(owner, 0) + pages
             continue
-        for owners in e.chunks.values():        # each owner's pages are within the union
+        for owners in owner.values():        # each owner's pages are within the union
             for cg, om in owners.items():
                 if om:
                     by_cgroup[cg] = by_cgroup.get(cg, 0) + om.bit_count()
@@ -548,8 +548,8 @@ def _partial_duplicates(group: list[Entry], counts: tuple | None = None) -> int:
                         held |= m
                         if not gone:
                             continue
-                        owner = e.owner
-                        if owner is None:
+                        owner = e.chunks    # (Entry.owner without the property call)
+                        if owner.__class__ is not int:
                             _count_gone(e, c, m, gone, by_cgroup, by_dev)
                             continue
                         n = gone.bit_count()        # _count_gone of most copies
@@ -575,8 +575,8 @@ def _same_chunk(group: list[Entry], c: int, mask: int, counts: tuple | None) -> 
     if counts is not None:
         by_cgroup, by_dev = counts
         for e in group[1:]:
-            owner = e.owner
-            if owner is None:
+            owner = e.chunks            # (Entry.owner without the property call)
+            if owner.__class__ is not int:
                 _count_gone(e, c, mask, mask, by_cgroup, by_dev)
                 continue
             by_dev[e.dev] = by_dev.get(e.dev, 0) + n
@@ -589,10 +589,10 @@ def _count_gone(e: Entry, c: int, mask: int, gone: int, by_cgroup: dict[int, int
     """savings._file_counts' counts of the pages ``gone`` of chunk c of a copy."""
     n = gone.bit_count()
     by_dev[e.dev] = by_dev.get(e.dev, 0) + n
-    owner = e.owner
-    if owner is not None:       # every page is its
+    owner = e.chunks            # the one owner (an int: Entry.owner), or a dict
+    if owner.__class__ is int:  # every page is its
         by_cgroup[owner] = by_cgroup.get(owner, 0) + n
         return
-    owners = e.chunks.get(c)
+    owners = owner.get(c)
     if owners is not None:
         gone_by_cgroup(owners, mask, gone, n, by_cgroup)

@@ -230,11 +230,11 @@ def _count(state: LargeGroup, delta: GroupDelta, e: Entry, c: int, mask: int, go
         return
     delta.redundant += sign * n
     _add(state.by_dev, delta.by_dev, e.dev, sign * n)
-    owner = e.owner
-    if owner is not None:
+    owner = e.chunks            # the one owner (an int: Entry.owner), or a dict
+    if owner.__class__ is int:
         _add(state.by_cgroup, delta.by_cgroup, owner, sign * n)
         return
-    owners = e.chunks.get(c)
+    owners = owner.get(c)
     if owners is not None:
         counts: dict[int, int] = {}
         gone_by_cgroup(owners, mask, gone, n, counts)
