@@ -84,15 +84,12 @@ def container_rows(agg, readings: Readings, cgroups, saved, health: Health,
     health.unresolved_cgroups += unresolved
     totals.inserted_bytes += inserted * page
     totals.evicted_bytes += evicted * page
-    containers.sort(key=_CONTAINER_ORDER)
+    containers.sort(key=_container_order)
     return containers
 
 
 def _container_order(c: Container) -> tuple:
     return (-c.resident_bytes, c.cgroup, c.cgroup_id)
-
-
-_CONTAINER_ORDER = _container_order
 
 
 def _holder_key(resident_bytes: int, cg: int) -> int:
