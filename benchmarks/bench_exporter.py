@@ -35,7 +35,10 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            state (ChunkState, IoState) between the node and the aggregator,
            fed the changed keys as a map read decodes them (the first read
            from packed buffers, unpacked while the source reads them, as
-           maps.chunk_items does with a RawBatch): its work is in
+           maps.chunk_items does with a RawBatch; later, the chunk
+           entries whose value changed, as the probe marks them;
+           --mark-every-chunk: every entry of a changed file, as before
+           2026-12-05 13:45): its work is in
            the refresh CPU and its objects in the RSS, printed also without
            the node's own RSS (the node stands for the kernel's maps).
            --malloc-default: without the exporter's fixed glibc thresholds.
