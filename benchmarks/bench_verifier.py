@@ -38,7 +38,7 @@ def cflags_for(tree: Path) -> list[str]:
     events = host.tracepoints()
     out = ["-DCHUNK_ENTRIES=262144", "-DIO_ENTRIES=65536", "-DDIRTY_ENTRIES=65536", f"-DIO_SLOTS={slots.IO_SLOTS}",
            f"-DFLUSH_BATCH={slots.FLUSH_BATCH}",
-           *gather.cflags(True),
+           *tree_gather_cflags(tree),
            f"-DIO_LOG={slots.IO_LOG}", f"-DLOG_CPUS={slots.possible_cpus()}",
            f"-I{tree / 'probes'}"]
     for ev, flag in (("erofs:erofs_fill_inode", "HAVE_EROFS_FILL_INODE"),
@@ -46,6 +46,20 @@ def cflags_for(tree: Path) -> list[str]:
                      ("erofs:erofs_read_folio", "HAVE_EROFS_READ_FOLIO")):
         if events.get(ev):
             out.append(f"-D{flag}")
+    return out
+
+
+def tree_gather_cflags(tree: Path) -> list[str]:
+    """gather.cflags(True) with the tree's own GATHER_MAX / GATHER_BATCH (its
+    erofs_top/kernel/gather.py; this process's where the tree has none): a
+    base tree is loaded as its own collector would load it."""
+    out = gather.cflags(True)
+    src = tree / "erofs_top/kernel/gather.py"
+    text = src.read_text() if src.exists() else ""
+    for name in ("GATHER_MAX", "GATHER_BATCH"):
+        m = re.search(rf"^{name} = (\d+)", text, re.M)
+        if m:
+            out = [f"-D{name}={m.group(1)}" if f.startswith(f"-D{name}=") else f for f in out]
     return out
 
 

@@ -68,6 +68,7 @@ def _body(args) -> dict:
     spent: dict[str, float] = {}
     node = SyntheticNode(args.files, args.containers, exclusive_owners=args.exclusive_owners)
     src = MapStateSource(node, args.churn / 100)
+    src.mark_every_chunk = args.mark_every_chunk
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     ex = Exporter(col, interval=args.interval, log=lambda m: None,
                   lean_models=True)     # as the exporter command
@@ -171,6 +172,9 @@ def _add_args(ap) -> None:
                     help="churn evicts a resident page from the cgroup that holds it (a page "
                          "is never two cgroups'; synthetic_node.py: the default churn may "
                          "give a page to two owners)")
+    ap.add_argument("--mark-every-chunk", action="store_true",
+                    help="mark every chunk entry of a changed file dirty (before 2026-12-05 "
+                         "13:45), not only those whose value changed (as the probe does)")
     ap.add_argument("--settle", type=int, default=1,
                     help="steady refreshes left untimed first (the cost climbs ~30 %% over "
                          "the first 10-20 after the full pass: docs/performance.md)")

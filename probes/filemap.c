@@ -874,7 +874,7 @@ TRACEPOINT_PROBE(erofs, erofs_read_folio)
 #endif
 #if GATHER_MAX > 0
 #ifndef GATHER_BATCH
-#define GATHER_BATCH 256
+#define GATHER_BATCH 128
 #endif
 #ifndef BPF_F_MMAPABLE
 #define BPF_F_MMAPABLE (1U << 10)

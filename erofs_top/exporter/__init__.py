@@ -12,3 +12,6 @@ The exporter never computes an attribution: it reads the Model that
 
 DEFAULT_PORT = 9655     # "FREE" in the Prometheus default port allocations list (docs/exporter.md)
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
+# containers with their own series (the rest summed as "(other)"): metrics.py's
+# default, here so that the command's options need not import prometheus_client
+DEFAULT_MAX_CONTAINERS = 2000

@@ -8,10 +8,9 @@ import click
 
 from ..errors import EXIT_FAIL, EXIT_USAGE, CollectorError, fail
 from ..kernel.host import kernel_version
-from . import DEFAULT_LISTEN, DEFAULT_PORT
+from . import DEFAULT_LISTEN, DEFAULT_MAX_CONTAINERS, DEFAULT_PORT
 from ..params import DAY_S, Number, count, seconds
 from ..signals import POLICY
-from .metrics import DEFAULT_MAX_CONTAINERS, FamilyBuilder, NoNames
 
 
 def _fail(msg: str, code: int = EXIT_FAIL):
@@ -63,7 +62,10 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     probes are detached or the refresh is stale.  Metrics: docs/metrics.md;
     deployment (DaemonSet, systemd unit, rules, dashboard): docs/exporter.md.
     """
+    # imported here, not at the top: every command imports this module (its
+    # click command), and prometheus_client is ~20 ms of their start-up
     from . import privileges
+    from .metrics import FamilyBuilder
     from .server import Exporter, ListenError, bind, parse_listen, serve
 
     try:
@@ -126,6 +128,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
 
 def _pod_names(kube_names: str):
     """Pod names from the kubelet's log directories (auto: when they are there)."""
+    from .metrics import NoNames
     from .podnames import KubeletLogNames
     if kube_names != "off":
         k = KubeletLogNames()

@@ -32,6 +32,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from erofs_top.model import TIER_SNAPSHOT, Container, Model
 from erofs_top.names import display
 
+from . import DEFAULT_MAX_CONTAINERS
 from .encode import Columns, Labels
 
 PREFIX = "erofs_top_"
@@ -41,7 +42,6 @@ IMAGE_LABELS = ("image",)
 LAYER_LABELS = ("layer_digest",)
 UNRESOLVED_ID = "?"
 OTHER_ID = "(other)"
-DEFAULT_MAX_CONTAINERS = 2000
 LABEL_CACHE_MAX = 20_000    # containers' label sets kept (FamilyBuilder._labels)
 IDLE_REFRESHES = 3       # refreshes with nothing resident and no I/O before a cgroup's series go
 

@@ -20,7 +20,7 @@ import struct
 from . import slots
 
 GATHER_MAX = 8192       # probes/filemap.c GATHER_MAX (keys a round)
-GATHER_BATCH = 256      # probes/filemap.c GATHER_BATCH (keys a program run)
+GATHER_BATCH = 128      # probes/filemap.c GATHER_BATCH (keys a program run; verifier time ~ it)
 KEY_SIZE = 24           # struct chunk_key, struct io_key
 FOUND = struct.Struct("=Q")
 
