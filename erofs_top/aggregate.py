@@ -608,20 +608,23 @@ class Aggregator:
         Returns every entry whose attribution may have changed."""
         if self.built_anew:
             return self._duplicates_all(changed)
-        dirty = self._dirty_ckeys(changed)
+        joined: dict[str, list[Entry]] = {}
+        dirty = self._dirty_ckeys(changed, joined)
         touched = set(changed)
         entries = self.entries
         full = len(touched) >= len(entries) and touched >= entries.keys()
         for ck, keys in dirty.items():
             if keys is None or full or not self._move_large(ck, keys, touched):
-                self._group_duplicates(ck, changed, touched, full)
+                self._group_duplicates(ck, changed, touched, full, joined.get(ck, ()))
         return touched
 
-    def _dirty_ckeys(self, changed: set[tuple]) -> dict[str, list[tuple] | None]:
+    def _dirty_ckeys(self, changed: set[tuple], joined: dict[str, list[Entry]]
+                     ) -> dict[str, list[tuple] | None]:
         """The content groups' indexes moved for the changed keys; returns
         each content key with a changed member (ordered, see _in_order): a
         kept large group's with its changed keys (_move_large), any other's
-        with None."""
+        with None.  ``joined`` (filled): content key -> its changed members
+        now (their entries: _group_members)."""
         dirty: dict[str, list[tuple] | None] = {}
         entries, gone, ckey_keys, large = self.entries, self.gone, self.ckey_keys, self.large
         for key in self._in_order(changed):
@@ -646,6 +649,7 @@ class Aggregator:
                         dirty[ck] = None
                     _add_small(ckey_keys, ck, key)
                     e.ckey_idx = ck
+                _add_key(joined, ck, e)
             elif e is not None:
                 e.dup = NONE
                 e.in_group = False
@@ -673,11 +677,11 @@ class Aggregator:
         return True
 
     def _group_duplicates(self, ck: str, changed: set[tuple], touched: set[tuple],
-                          full: bool) -> None:
+                          full: bool, joined: list[Entry] | tuple = ()) -> None:
         """Content group ck recomputed whole (entries.duplicate_group_part);
-        a large one's state kept (large_groups) for the next refreshes."""
-        entries = self.entries
-        self.large.pop(ck, None)
+        a large one's state kept (large_groups) for the next refreshes.
+        ``joined``: its changed members now (_dirty_ckeys)."""
+        was_large = self.large.pop(ck, None) is not None
         keys = self.ckey_keys.get(ck)
         if not keys:
             self.ckey_keys.pop(ck, None)
@@ -685,9 +689,13 @@ class Aggregator:
             self.dirty_groups.update(
                 dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
             return
-        group = [entries[k] for k in keys]
-        group.sort(key=ORDER)
         old_groups = self.mergeable.get(ck, ())
+        group = None if (full or was_large) else _group_members(old_groups, keys, changed,
+                                                                 joined)
+        if group is None:
+            entries = self.entries
+            group = [entries[k] for k in keys]
+        group.sort(key=ORDER)
         # a member that did not change contributes the same unless its
         # duplicate pages do (the only thing the group gives it); in a
         # full pass every entry is touched already
@@ -956,6 +964,27 @@ class _Unresolved:
 
 
 _UNRESOLVED = _Unresolved()
+
+
+def _group_members(old_groups: list, keys, changed: set[tuple], joined) -> list | None:
+    """A content group's entries (any order) without a look-up by key
+    each (a cold line of the entries' dict per member): its mergeable
+    group of the last refresh (``old_groups``, when the content group was
+    that one group) without the members whose key changed, and those
+    members' entries now (``joined``); None when the two do not make up
+    ``keys``, the members now (some member is in no mergeable group: an
+    inode_share mount's, another aops class's).  Exact because an entry
+    whose key is not in ``changed`` is the same object in the same content
+    group as at the last refresh, when the group's lists were made from
+    the entries then (every change of a member dirties its group)."""
+    if len(old_groups) != 1:
+        return None
+    group = [e for e in old_groups[0] if (
+        ("shared", e.shared_mapping) if e.shared_mapping else (e.dev, e.ino)) not in changed]
+    if len(group) + len(joined) != len(keys):
+        return None
+    group += joined
+    return group
 
 
 def _same_group(old: list, new: list, i: int, changed: set[tuple]) -> bool:
