@@ -171,3 +171,38 @@ def test_rebuild_only_put_equals_the_general_reaccount(seed):
         assert _sums(short) == _sums(anew), step
         assert short.groups.keys() == anew.groups.keys()
     assert short.file_part["rebuild"].by_cgroup
+
+
+@pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
+def test_group_members_from_the_kept_group_equal_the_lookups(hint, monkeypatch):
+    """A dirty content group's members taken from its kept mergeable group
+    and its changed members (aggregate._group_members) against the same
+    refreshes made from scratch (every group's members looked up by key);
+    both outcomes counted: the kept list used, and the look-ups when it does
+    not make up the group (a member in no mergeable group: inode_share
+    mounts, several aops classes; test_refresh_churn's Node has them)."""
+    import erofs_top.aggregate as aggregate_mod
+    used, fell_back = [0], [0]
+    members = aggregate_mod._group_members
+
+    def counting(old_groups, keys, changed, joined):
+        group = members(old_groups, keys, changed, joined)
+        if group is None:
+            fell_back[0] += 1
+        else:
+            used[0] += 1
+            # the same entries as the look-ups by key (a check of the count rule)
+            assert sorted(map(id, group)) == sorted(id(agg.entries[k]) for k in keys)
+        return group
+    monkeypatch.setattr(aggregate_mod, "_group_members", counting)
+    for seed in range(4):
+        rng = random.Random(seed * 7 + 3)
+        node = Node(rng, hint=hint)
+        agg = Aggregator(recheck_slices=0)
+        for step in range(40):
+            node.churn(rng.choice([1, 5, 20]))
+            r = node.readings(float(step))
+            got = _refresh(agg, node, r, 200)
+            _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content,
+                                        tier="full", started_at=0.0, files_cap=200), step)
+    assert used[0] > 0 and fell_back[0] > 0, (used, fell_back)
