@@ -143,6 +143,9 @@ class Aggregator:
         # its entries in canonical order), made by _content_keys_all for _duplicates
         self.new_ckeys: dict[str, tuple[list[tuple], list[Entry]]] = {}
         self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
+        # this refresh (not built anew): key -> its entry now (None: gone) for
+        # the keys the phases look at, found once (_pairs); None between refreshes
+        self.found: dict[tuple, Entry | None] | None = None
         self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
         self.read_log = ReadLog()           # full tier: the reads, for read_replay
 
@@ -189,7 +192,7 @@ class Aggregator:
                                    f"(hashing is rate-limited); their duplicates show later")
         touched = self._duplicates(changed | rekeyed if rekeyed else changed)
         self._attribute(touched)
-        self.gone = {}
+        self.gone, self.found = {}, None
         self.io.update(readings)
         saved = self._savings(touched, readings, mounts, content, health)
         top = [] if self.exported_rows_only else self.ranking.top(files_cap, self.contrib)
@@ -212,15 +215,20 @@ class Aggregator:
                                                   or self.pending_sizes or self.files_live)
         given = readings.chunks_by_file
         self.lean_input = getattr(given, "built_on_access", False)
+        self.found = None if self.built_anew else {}
         if given is not None and readings.changed_files is not None and self.hinted_base:
             changed = self._read_changed(given, readings.changed_files)
         else:
             changed = self._read_all(readings)
         self.hinted_base = given is not None
-        changed |= self._read_shared(readings)
+        again = self._read_shared(readings)
         self.recheck_keys = []
         if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
-            changed |= self._recheck(self._due_slice(changed), given)
+            again |= self._recheck(self._due_slice(changed | again), given)
+        if again:
+            changed |= again
+            if self.found is not None:      # (a key _read_changed found: its entry now)
+                self.found.update(zip(again, map(self.entries.get, again)))
         return changed
 
     def _chunk_entry(self, key: tuple, pcs: list) -> Entry:
@@ -277,6 +285,9 @@ class Aggregator:
         (``Readings.changed_files``): only those are looked at."""
         changed: set[tuple] = set()
         entries = self.entries
+        found = self.found          # (the later phases' look-ups: _pairs)
+        if found is None:           # (built anew: nothing kept, the phases' one-loop paths)
+            found = {}
         for key in changed_files:
             pcs = given.get(key)
             e = entries.get(key)
@@ -284,9 +295,11 @@ class Aggregator:
                 if e is not None:
                     self._put(key, None)
                     changed.add(key)
+                    found[key] = None
             elif e is None:
-                self._put(key, self._chunk_entry(key, pcs))
+                self._put(key, new := self._chunk_entry(key, pcs))
                 changed.add(key)
+                found[key] = new
             elif not same_input(e.input, pcs):
                 # _put of a rebuilt entry (same key: same dev and ino), inline:
                 # it keeps the old one's index state, resolution and content key,
@@ -294,7 +307,7 @@ class Aggregator:
                 new = self._chunk_entry(key, pcs)
                 new.size_idx, new.ckey_idx, new.contrib = e.size_idx, e.ckey_idx, e.contrib
                 new.mount, new.info, new.content_key = e.mount, e.info, e.content_key
-                entries[key] = new
+                entries[key] = found[key] = new
                 changed.add(key)
             else:
                 e.input = None if self.lean_input else pcs
@@ -454,6 +467,23 @@ class Aggregator:
             out += [k for k in keys if k not in entries]
         return out
 
+    def _pairs(self, keys: set[tuple]):
+        """(key, its entry now or None: gone) of ``keys``: few (a steady
+        refresh), from ``found`` (each key looked up in the entries once per
+        refresh, not once per phase: a cold line of their dict each); many
+        (a full pass), looked up in _in_order's order.  The phases after
+        _read_entries replace no entry: what ``found`` holds stays right."""
+        found, entries = self.found, self.entries
+        if found is None or len(keys) >= len(entries) // 8:
+            return [(k, entries.get(k)) for k in self._in_order(keys)]
+        if len(found) != len(keys):
+            for k in keys:
+                if k not in found:
+                    found[k] = entries.get(k)
+            if len(found) != len(keys):     # it holds keys not asked for
+                return [(k, found[k]) for k in keys]
+        return found.items()
+
     # ---------------------------------------------------------- phase 2: resolution
     def _resolve(self, mounts: MountResolver, content: ContentResolver,
                  changed: set[tuple]) -> set[tuple]:
@@ -478,8 +508,7 @@ class Aggregator:
         if anew:            # every entry is new (in changed): each resolved, in order
             self._resolve_all(mount_of, content)
             return changed
-        for key in changed:
-            e = entries.get(key)
+        for key, e in self._pairs(changed):
             if e is not None and e.mount is _UNRESOLVED:
                 redo.add(key)
         for key in self.recheck_keys:       # resolved as if new: the same?
@@ -489,8 +518,9 @@ class Aggregator:
                     content.file_info(m, e.ino) if m is not None else None)):
                 self.rechecks_differed += 1
                 redo.add(key)
+        get = entries.get if self.found is None else self.found.get
         for key in self._in_order(redo):
-            e = entries[key]
+            e = get(key) or entries[key]        # (one found already, if any)
             e.mount = mount_of[e.dev]
             e.info = content.file_info(e.mount, e.ino) if e.mount is not None else None
         return redo
@@ -528,8 +558,8 @@ class Aggregator:
         # only members left); ordered (see _in_order)
         dirty: dict[int, list | None] = dict.fromkeys(self.pending_sizes)
         entries, gone = self.entries, self.gone
-        for key in self._in_order(changed):
-            e = held = entries.get(key)
+        for key, e in self._pairs(changed):
+            held = e
             if e is None:
                 held = gone.get(key)        # (the size group it is still counted in)
             size = e.info.size if (e is not None and e.union and e.info and e.info.regular
@@ -627,8 +657,8 @@ class Aggregator:
         now (their entries: _group_members)."""
         dirty: dict[str, list[tuple] | None] = {}
         entries, gone, ckey_keys, large = self.entries, self.gone, self.ckey_keys, self.large
-        for key in self._in_order(changed):
-            e = held = entries.get(key)
+        for key, e in self._pairs(changed):
+            held = e
             if e is None:
                 held = gone.get(key)        # (the content group it is still counted in)
             ck = e.content_key if (e is not None and e.union) else ""
@@ -705,11 +735,14 @@ class Aggregator:
         if part is not None and len(group) >= large_groups.LARGE_GROUP:
             self.large[ck] = large_groups.LargeGroup(new_groups[0], self.redundant[ck], part)
         if not full:
+            found = self.found
             for e, d in zip(group, dups):
                 dup = e.dup
                 if dup is not d and dup != d:
-                    touched.add(("shared", e.shared_mapping) if e.shared_mapping
-                                else (e.dev, e.ino))
+                    key = ("shared", e.shared_mapping) if e.shared_mapping else (e.dev, e.ino)
+                    touched.add(key)
+                    if found is not None:
+                        found[key] = e      # (_attribute's look-up: _pairs)
         for i in range(max(len(old_groups), len(new_groups))):
             if not _same_group(old_groups, new_groups, i, changed):
                 # (a part is counted only for a content group that is one mergeable group)
@@ -753,8 +786,8 @@ class Aggregator:
             return
         live = 0
         ranked = ranking.valid
-        for key in self._in_order(touched):
-            e = held = entries.get(key)
+        for key, e in self._pairs(touched):
+            held = e
             if e is None:
                 held = gone.get(key)
                 if held is None:

@@ -206,3 +206,57 @@ def test_group_members_from_the_kept_group_equal_the_lookups(hint, monkeypatch):
             _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content,
                                         tier="full", started_at=0.0, files_cap=200), step)
     assert used[0] > 0 and fell_back[0] > 0, (used, fell_back)
+
+
+@pytest.mark.parametrize("recheck", [0, 4])
+@pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
+def test_found_entries_equal_the_lookups(hint, recheck, monkeypatch):
+    """Aggregator._pairs hands the phases each key's entry found once per
+    refresh (``found``): at every call, the same keys as asked and each one's
+    entry the entries' own now (None: gone), the refreshes equal to
+    aggregate(); the found path counted (taken in steady refreshes)."""
+    calls, from_found = [0], [0]
+    pairs = Aggregator._pairs
+
+    def checking(agg, keys):
+        got = pairs(agg, keys)
+        calls[0] += 1
+        from_found[0] += type(got) is type({}.items())     # (found's own view)
+        got = list(got)
+        assert len(got) == len(keys) and {k for k, _ in got} == set(keys)
+        assert all(e is agg.entries.get(k) for k, e in got)
+        return got
+    monkeypatch.setattr(Aggregator, "_pairs", checking)
+    for seed in range(3):
+        rng = random.Random(seed * 11 + 1)
+        node = Node(rng, hint=hint)
+        agg = Aggregator(recheck_slices=recheck)
+        for step in range(30):
+            node.churn(rng.choice([1, 5, 20]))
+            r = node.readings(float(step))
+            got = _refresh(agg, node, r, 200)
+            _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content,
+                                        tier="full", started_at=0.0, files_cap=200), step)
+            assert agg.found is None        # not kept between refreshes
+    assert calls[0] > 0 and from_found[0] > 0, (calls, from_found)
+
+
+def test_pairs_paths():
+    """Aggregator._pairs' paths on made-up state: found filled for the keys
+    it lacks; a found holding a key not asked for (never left by a refresh:
+    a guard) not handed over; many keys (or no found) looked up."""
+    from erofs_top.entries import Entry
+    agg = Aggregator(recheck_slices=0)
+    for ino in range(100):
+        agg.entries[(1, ino)] = Entry(dev=1, ino=ino)
+    want = {(1, 3): agg.entries[(1, 3)], (1, 4): agg.entries[(1, 4)], (1, 500): None}
+    agg.found = {(1, 3): agg.entries[(1, 3)]}
+    assert dict(agg._pairs(set(want))) == want and agg.found == want      # filled
+    agg.found[(1, 7)] = agg.entries[(1, 7)]
+    got = list(agg._pairs(set(want)))
+    assert len(got) == 3 and dict(got) == want                 # (1, 7) not asked for
+    many = {(1, i) for i in range(50)} | {(1, 500)}
+    got = agg._pairs(many)
+    assert dict(got) == {k: agg.entries.get(k) for k in many} and len(got) == len(many)
+    agg.found = None
+    assert dict(agg._pairs(set(want))) == want
