@@ -260,3 +260,47 @@ def test_pairs_paths():
     assert dict(got) == {k: agg.entries.get(k) for k in many} and len(got) == len(many)
     agg.found = None
     assert dict(agg._pairs(set(want))) == want
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_move_part_equals_add_part_twice(seed):
+    """node_savings._move_part (same keys in the same order: the counts that
+    differ; other keys or order: _move_flat) against _add_part(-1) then
+    _add_part(+1), on random parts: the same sums, the same keys (no zero)."""
+    from erofs_top.node_savings import _add_part, _move_part
+    from erofs_top.savings import Savings
+    rng = random.Random(seed)
+
+    def flat(keys):
+        return tuple(x for k in keys for x in (k, rng.randint(1, 9)))
+
+    def part():
+        cgs = rng.sample(range(8), rng.randint(0, 5))
+        devs = rng.sample(range(100, 106), rng.randint(0, 4))
+        return (rng.randint(0, 50), 0, 0, rng.randint(0, 5), flat(cgs), flat(devs))
+    moved, twice = Savings(), Savings()
+    parts = [part() for _ in range(6)]
+    for p in parts:
+        _add_part(moved, p, +1)
+        _add_part(twice, p, +1)
+    kinds = set()
+    for step in range(300):
+        i = rng.randrange(len(parts))
+        a = parts[i]
+        r = rng.random()
+        if r < 0.3:         # the same keys, other counts
+            b = (a[0] + 1, 0, 0, a[3], flat(a[4][::2]), flat(a[5][::2]))
+        elif r < 0.6:       # the same keys in another order
+            b = (a[0], 0, 0, a[3], flat(rng.sample(a[4][::2], len(a[4]) // 2)),
+                 flat(rng.sample(a[5][::2], len(a[5]) // 2)))
+        else:
+            b = part()
+        kinds.add(a[4][::2] == b[4][::2])
+        _move_part(moved, a, b)
+        _add_part(twice, a, -1)
+        _add_part(twice, b, +1)
+        parts[i] = b
+        assert (moved.file_pages, moved.now_file_pages, moved.by_cgroup, moved.by_dev) == (
+            twice.file_pages, twice.now_file_pages, twice.by_cgroup, twice.by_dev), step
+        assert 0 not in moved.by_cgroup.values() and 0 not in moved.by_dev.values()
+    assert kinds == {True, False}
