@@ -1052,8 +1052,9 @@ def _drop_small(groups: dict, k, v) -> None:
     """Remove v from groups[k] (_add_small's); an empty group stays, empty."""
     g = groups[k]
     if type(g) is tuple:
-        if v in g:
-            groups[k] = tuple(x for x in g if x != v)
+        if v in g:      # (once: _add_small adds none twice)
+            i = g.index(v)
+            groups[k] = g[:i] + g[i + 1:]
     else:
         g.discard(v)
 

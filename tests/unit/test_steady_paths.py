@@ -304,3 +304,33 @@ def test_move_part_equals_add_part_twice(seed):
             twice.file_pages, twice.now_file_pages, twice.by_cgroup, twice.by_dev), step
         assert 0 not in moved.by_cgroup.values() and 0 not in moved.by_dev.values()
     assert kinds == {True, False}
+
+
+def test_add_and_drop_small_groups():
+    """aggregate._add_small / _drop_small (a group a tuple up to SMALL_GROUP
+    members, then a set) against a list of the members in the order they
+    came: the same members, a tuple's in that order, none twice."""
+    from erofs_top.aggregate import SMALL_GROUP, _add_small, _drop_small
+    rng = random.Random(5)
+    groups: dict = {}
+    ref: dict = {}
+    shapes = set()
+    for step in range(3000):
+        k = rng.randrange(4)
+        v = (rng.randrange(3), rng.randrange(12))
+        if rng.random() < 0.55:
+            _add_small(groups, k, v)
+            if v not in ref.setdefault(k, []):
+                ref[k].append(v)
+        elif k in groups:
+            _drop_small(groups, k, v)
+            if v in ref[k]:
+                ref[k].remove(v)
+        g = groups.get(k)
+        if g is not None:
+            shapes.add(type(g))
+            if type(g) is tuple:
+                assert list(g) == ref[k], step
+            else:
+                assert g == set(ref[k]) and len(ref[k]) > 0 or not g, step
+    assert shapes == {tuple, set} and SMALL_GROUP < 12
