@@ -221,14 +221,15 @@ class Aggregator:
         else:
             changed = self._read_all(readings)
         self.hinted_base = given is not None
-        again = self._read_shared(readings)
+        again = self._read_shared(readings)     # (few: no copy of ``changed`` made)
+        changed |= again
         self.recheck_keys = []
         if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
-            again |= self._recheck(self._due_slice(changed | again), given)
-        if again:
-            changed |= again
-            if self.found is not None:      # (a key _read_changed found: its entry now)
-                self.found.update(zip(again, map(self.entries.get, again)))
+            rechecked = self._recheck(self._due_slice(changed), given)
+            changed |= rechecked
+            again |= rechecked
+        if again and self.found is not None:    # (a key _read_changed found: its entry now)
+            self.found.update(zip(again, map(self.entries.get, again)))
         return changed
 
     def _chunk_entry(self, key: tuple, pcs: list) -> Entry:
