@@ -143,6 +143,9 @@ class Aggregator:
         # its entries in canonical order), made by _content_keys_all for _duplicates
         self.new_ckeys: dict[str, tuple[list[tuple], list[Entry]]] = {}
         self.recheck_keys: list[tuple] = []     # this refresh's slice, entries as re-derived
+        # this refresh (not built anew): key -> its entry now (None: gone) for
+        # the keys the phases look at, found once (_pairs); None between refreshes
+        self.found: dict[tuple, Entry | None] | None = None
         self.rechecks_differed = 0          # re-derived entries that differed (drift repaired)
         self.read_log = ReadLog()           # full tier: the reads, for read_replay
 
@@ -189,7 +192,7 @@ class Aggregator:
                                    f"(hashing is rate-limited); their duplicates show later")
         touched = self._duplicates(changed | rekeyed if rekeyed else changed)
         self._attribute(touched)
-        self.gone = {}
+        self.gone, self.found = {}, None
         self.io.update(readings)
         saved = self._savings(touched, readings, mounts, content, health)
         top = [] if self.exported_rows_only else self.ranking.top(files_cap, self.contrib)
@@ -212,15 +215,21 @@ class Aggregator:
                                                   or self.pending_sizes or self.files_live)
         given = readings.chunks_by_file
         self.lean_input = getattr(given, "built_on_access", False)
+        self.found = None if self.built_anew else {}
         if given is not None and readings.changed_files is not None and self.hinted_base:
             changed = self._read_changed(given, readings.changed_files)
         else:
             changed = self._read_all(readings)
         self.hinted_base = given is not None
-        changed |= self._read_shared(readings)
+        again = self._read_shared(readings)     # (few: no copy of ``changed`` made)
+        changed |= again
         self.recheck_keys = []
         if self.recheck_slices:     # re-derive a slice from scratch: no drift survives
-            changed |= self._recheck(self._due_slice(changed), given)
+            rechecked = self._recheck(self._due_slice(changed), given)
+            changed |= rechecked
+            again |= rechecked
+        if again and self.found is not None:    # (a key _read_changed found: its entry now)
+            self.found.update(zip(again, map(self.entries.get, again)))
         return changed
 
     def _chunk_entry(self, key: tuple, pcs: list) -> Entry:
@@ -277,6 +286,9 @@ class Aggregator:
         (``Readings.changed_files``): only those are looked at."""
         changed: set[tuple] = set()
         entries = self.entries
+        found = self.found          # (the later phases' look-ups: _pairs)
+        if found is None:           # (built anew: nothing kept, the phases' one-loop paths)
+            found = {}
         for key in changed_files:
             pcs = given.get(key)
             e = entries.get(key)
@@ -284,9 +296,11 @@ class Aggregator:
                 if e is not None:
                     self._put(key, None)
                     changed.add(key)
+                    found[key] = None
             elif e is None:
-                self._put(key, self._chunk_entry(key, pcs))
+                self._put(key, new := self._chunk_entry(key, pcs))
                 changed.add(key)
+                found[key] = new
             elif not same_input(e.input, pcs):
                 # _put of a rebuilt entry (same key: same dev and ino), inline:
                 # it keeps the old one's index state, resolution and content key,
@@ -294,7 +308,7 @@ class Aggregator:
                 new = self._chunk_entry(key, pcs)
                 new.size_idx, new.ckey_idx, new.contrib = e.size_idx, e.ckey_idx, e.contrib
                 new.mount, new.info, new.content_key = e.mount, e.info, e.content_key
-                entries[key] = new
+                entries[key] = found[key] = new
                 changed.add(key)
             else:
                 e.input = None if self.lean_input else pcs
@@ -454,6 +468,23 @@ class Aggregator:
             out += [k for k in keys if k not in entries]
         return out
 
+    def _pairs(self, keys: set[tuple]):
+        """(key, its entry now or None: gone) of ``keys``: few (a steady
+        refresh), from ``found`` (each key looked up in the entries once per
+        refresh, not once per phase: a cold line of their dict each); many
+        (a full pass), looked up in _in_order's order.  The phases after
+        _read_entries replace no entry: what ``found`` holds stays right."""
+        found, entries = self.found, self.entries
+        if found is None or len(keys) >= len(entries) // 8:
+            return [(k, entries.get(k)) for k in self._in_order(keys)]
+        if len(found) != len(keys):
+            for k in keys:
+                if k not in found:
+                    found[k] = entries.get(k)
+            if len(found) != len(keys):     # it holds keys not asked for
+                return [(k, found[k]) for k in keys]
+        return found.items()
+
     # ---------------------------------------------------------- phase 2: resolution
     def _resolve(self, mounts: MountResolver, content: ContentResolver,
                  changed: set[tuple]) -> set[tuple]:
@@ -478,8 +509,7 @@ class Aggregator:
         if anew:            # every entry is new (in changed): each resolved, in order
             self._resolve_all(mount_of, content)
             return changed
-        for key in changed:
-            e = entries.get(key)
+        for key, e in self._pairs(changed):
             if e is not None and e.mount is _UNRESOLVED:
                 redo.add(key)
         for key in self.recheck_keys:       # resolved as if new: the same?
@@ -489,8 +519,9 @@ class Aggregator:
                     content.file_info(m, e.ino) if m is not None else None)):
                 self.rechecks_differed += 1
                 redo.add(key)
+        get = entries.get if self.found is None else self.found.get
         for key in self._in_order(redo):
-            e = entries[key]
+            e = get(key) or entries[key]        # (one found already, if any)
             e.mount = mount_of[e.dev]
             e.info = content.file_info(e.mount, e.ino) if e.mount is not None else None
         return redo
@@ -528,8 +559,8 @@ class Aggregator:
         # only members left); ordered (see _in_order)
         dirty: dict[int, list | None] = dict.fromkeys(self.pending_sizes)
         entries, gone = self.entries, self.gone
-        for key in self._in_order(changed):
-            e = held = entries.get(key)
+        for key, e in self._pairs(changed):
+            held = e
             if e is None:
                 held = gone.get(key)        # (the size group it is still counted in)
             size = e.info.size if (e is not None and e.union and e.info and e.info.regular
@@ -608,24 +639,27 @@ class Aggregator:
         Returns every entry whose attribution may have changed."""
         if self.built_anew:
             return self._duplicates_all(changed)
-        dirty = self._dirty_ckeys(changed)
+        joined: dict[str, list[Entry]] = {}
+        dirty = self._dirty_ckeys(changed, joined)
         touched = set(changed)
         entries = self.entries
         full = len(touched) >= len(entries) and touched >= entries.keys()
         for ck, keys in dirty.items():
             if keys is None or full or not self._move_large(ck, keys, touched):
-                self._group_duplicates(ck, changed, touched, full)
+                self._group_duplicates(ck, changed, touched, full, joined.get(ck, ()))
         return touched
 
-    def _dirty_ckeys(self, changed: set[tuple]) -> dict[str, list[tuple] | None]:
+    def _dirty_ckeys(self, changed: set[tuple], joined: dict[str, list[Entry]]
+                     ) -> dict[str, list[tuple] | None]:
         """The content groups' indexes moved for the changed keys; returns
         each content key with a changed member (ordered, see _in_order): a
         kept large group's with its changed keys (_move_large), any other's
-        with None."""
+        with None.  ``joined`` (filled): content key -> its changed members
+        now (their entries: _group_members)."""
         dirty: dict[str, list[tuple] | None] = {}
         entries, gone, ckey_keys, large = self.entries, self.gone, self.ckey_keys, self.large
-        for key in self._in_order(changed):
-            e = held = entries.get(key)
+        for key, e in self._pairs(changed):
+            held = e
             if e is None:
                 held = gone.get(key)        # (the content group it is still counted in)
             ck = e.content_key if (e is not None and e.union) else ""
@@ -646,6 +680,7 @@ class Aggregator:
                         dirty[ck] = None
                     _add_small(ckey_keys, ck, key)
                     e.ckey_idx = ck
+                _add_key(joined, ck, e)
             elif e is not None:
                 e.dup = NONE
                 e.in_group = False
@@ -673,11 +708,11 @@ class Aggregator:
         return True
 
     def _group_duplicates(self, ck: str, changed: set[tuple], touched: set[tuple],
-                          full: bool) -> None:
+                          full: bool, joined: list[Entry] | tuple = ()) -> None:
         """Content group ck recomputed whole (entries.duplicate_group_part);
-        a large one's state kept (large_groups) for the next refreshes."""
-        entries = self.entries
-        self.large.pop(ck, None)
+        a large one's state kept (large_groups) for the next refreshes.
+        ``joined``: its changed members now (_dirty_ckeys)."""
+        was_large = self.large.pop(ck, None) is not None
         keys = self.ckey_keys.get(ck)
         if not keys:
             self.ckey_keys.pop(ck, None)
@@ -685,9 +720,13 @@ class Aggregator:
             self.dirty_groups.update(
                 dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
             return
-        group = [entries[k] for k in keys]
-        group.sort(key=ORDER)
         old_groups = self.mergeable.get(ck, ())
+        group = None if (full or was_large) else _group_members(old_groups, keys, changed,
+                                                                 joined)
+        if group is None:
+            entries = self.entries
+            group = [entries[k] for k in keys]
+        group.sort(key=ORDER)
         # a member that did not change contributes the same unless its
         # duplicate pages do (the only thing the group gives it); in a
         # full pass every entry is touched already
@@ -697,11 +736,14 @@ class Aggregator:
         if part is not None and len(group) >= large_groups.LARGE_GROUP:
             self.large[ck] = large_groups.LargeGroup(new_groups[0], self.redundant[ck], part)
         if not full:
+            found = self.found
             for e, d in zip(group, dups):
                 dup = e.dup
                 if dup is not d and dup != d:
-                    touched.add(("shared", e.shared_mapping) if e.shared_mapping
-                                else (e.dev, e.ino))
+                    key = ("shared", e.shared_mapping) if e.shared_mapping else (e.dev, e.ino)
+                    touched.add(key)
+                    if found is not None:
+                        found[key] = e      # (_attribute's look-up: _pairs)
         for i in range(max(len(old_groups), len(new_groups))):
             if not _same_group(old_groups, new_groups, i, changed):
                 # (a part is counted only for a content group that is one mergeable group)
@@ -745,8 +787,8 @@ class Aggregator:
             return
         live = 0
         ranked = ranking.valid
-        for key in self._in_order(touched):
-            e = held = entries.get(key)
+        for key, e in self._pairs(touched):
+            held = e
             if e is None:
                 held = gone.get(key)
                 if held is None:
@@ -958,6 +1000,27 @@ class _Unresolved:
 _UNRESOLVED = _Unresolved()
 
 
+def _group_members(old_groups: list, keys, changed: set[tuple], joined) -> list | None:
+    """A content group's entries (any order) without a look-up by key
+    each (a cold line of the entries' dict per member): its mergeable
+    group of the last refresh (``old_groups``, when the content group was
+    that one group) without the members whose key changed, and those
+    members' entries now (``joined``); None when the two do not make up
+    ``keys``, the members now (some member is in no mergeable group: an
+    inode_share mount's, another aops class's).  Exact because an entry
+    whose key is not in ``changed`` is the same object in the same content
+    group as at the last refresh, when the group's lists were made from
+    the entries then (every change of a member dirties its group)."""
+    if len(old_groups) != 1:
+        return None
+    group = [e for e in old_groups[0] if (
+        ("shared", e.shared_mapping) if e.shared_mapping else (e.dev, e.ino)) not in changed]
+    if len(group) + len(joined) != len(keys):
+        return None
+    group += joined
+    return group
+
+
 def _same_group(old: list, new: list, i: int, changed: set[tuple]) -> bool:
     """Mergeable group i of a content key holds the same entries as before,
     none of them rebuilt or re-resolved (``changed``): its savings stand.
@@ -990,8 +1053,9 @@ def _drop_small(groups: dict, k, v) -> None:
     """Remove v from groups[k] (_add_small's); an empty group stays, empty."""
     g = groups[k]
     if type(g) is tuple:
-        if v in g:
-            groups[k] = tuple(x for x in g if x != v)
+        if v in g:      # (once: _add_small adds none twice)
+            i = g.index(v)
+            groups[k] = g[:i] + g[i + 1:]
     else:
         g.discard(v)
 

@@ -171,3 +171,166 @@ def test_rebuild_only_put_equals_the_general_reaccount(seed):
         assert _sums(short) == _sums(anew), step
         assert short.groups.keys() == anew.groups.keys()
     assert short.file_part["rebuild"].by_cgroup
+
+
+@pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
+def test_group_members_from_the_kept_group_equal_the_lookups(hint, monkeypatch):
+    """A dirty content group's members taken from its kept mergeable group
+    and its changed members (aggregate._group_members) against the same
+    refreshes made from scratch (every group's members looked up by key);
+    both outcomes counted: the kept list used, and the look-ups when it does
+    not make up the group (a member in no mergeable group: inode_share
+    mounts, several aops classes; test_refresh_churn's Node has them)."""
+    import erofs_top.aggregate as aggregate_mod
+    used, fell_back = [0], [0]
+    members = aggregate_mod._group_members
+
+    def counting(old_groups, keys, changed, joined):
+        group = members(old_groups, keys, changed, joined)
+        if group is None:
+            fell_back[0] += 1
+        else:
+            used[0] += 1
+            # the same entries as the look-ups by key (a check of the count rule)
+            assert sorted(map(id, group)) == sorted(id(agg.entries[k]) for k in keys)
+        return group
+    monkeypatch.setattr(aggregate_mod, "_group_members", counting)
+    for seed in range(4):
+        rng = random.Random(seed * 7 + 3)
+        node = Node(rng, hint=hint)
+        agg = Aggregator(recheck_slices=0)
+        for step in range(40):
+            node.churn(rng.choice([1, 5, 20]))
+            r = node.readings(float(step))
+            got = _refresh(agg, node, r, 200)
+            _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content,
+                                        tier="full", started_at=0.0, files_cap=200), step)
+    assert used[0] > 0 and fell_back[0] > 0, (used, fell_back)
+
+
+@pytest.mark.parametrize("recheck", [0, 4])
+@pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
+def test_found_entries_equal_the_lookups(hint, recheck, monkeypatch):
+    """Aggregator._pairs hands the phases each key's entry found once per
+    refresh (``found``): at every call, the same keys as asked and each one's
+    entry the entries' own now (None: gone), the refreshes equal to
+    aggregate(); the found path counted (taken in steady refreshes)."""
+    calls, from_found = [0], [0]
+    pairs = Aggregator._pairs
+
+    def checking(agg, keys):
+        got = pairs(agg, keys)
+        calls[0] += 1
+        from_found[0] += type(got) is type({}.items())     # (found's own view)
+        got = list(got)
+        assert len(got) == len(keys) and {k for k, _ in got} == set(keys)
+        assert all(e is agg.entries.get(k) for k, e in got)
+        return got
+    monkeypatch.setattr(Aggregator, "_pairs", checking)
+    for seed in range(3):
+        rng = random.Random(seed * 11 + 1)
+        node = Node(rng, hint=hint)
+        agg = Aggregator(recheck_slices=recheck)
+        for step in range(30):
+            node.churn(rng.choice([1, 5, 20]))
+            r = node.readings(float(step))
+            got = _refresh(agg, node, r, 200)
+            _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content,
+                                        tier="full", started_at=0.0, files_cap=200), step)
+            assert agg.found is None        # not kept between refreshes
+    assert calls[0] > 0 and from_found[0] > 0, (calls, from_found)
+
+
+def test_pairs_paths():
+    """Aggregator._pairs' paths on made-up state: found filled for the keys
+    it lacks; a found holding a key not asked for (never left by a refresh:
+    a guard) not handed over; many keys (or no found) looked up."""
+    from erofs_top.entries import Entry
+    agg = Aggregator(recheck_slices=0)
+    for ino in range(100):
+        agg.entries[(1, ino)] = Entry(dev=1, ino=ino)
+    want = {(1, 3): agg.entries[(1, 3)], (1, 4): agg.entries[(1, 4)], (1, 500): None}
+    agg.found = {(1, 3): agg.entries[(1, 3)]}
+    assert dict(agg._pairs(set(want))) == want and agg.found == want      # filled
+    agg.found[(1, 7)] = agg.entries[(1, 7)]
+    got = list(agg._pairs(set(want)))
+    assert len(got) == 3 and dict(got) == want                 # (1, 7) not asked for
+    many = {(1, i) for i in range(50)} | {(1, 500)}
+    got = agg._pairs(many)
+    assert dict(got) == {k: agg.entries.get(k) for k in many} and len(got) == len(many)
+    agg.found = None
+    assert dict(agg._pairs(set(want))) == want
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_move_part_equals_add_part_twice(seed):
+    """node_savings._move_part (same keys in the same order: the counts that
+    differ; other keys or order: _move_flat) against _add_part(-1) then
+    _add_part(+1), on random parts: the same sums, the same keys (no zero)."""
+    from erofs_top.node_savings import _add_part, _move_part
+    from erofs_top.savings import Savings
+    rng = random.Random(seed)
+
+    def flat(keys):
+        return tuple(x for k in keys for x in (k, rng.randint(1, 9)))
+
+    def part():
+        cgs = rng.sample(range(8), rng.randint(0, 5))
+        devs = rng.sample(range(100, 106), rng.randint(0, 4))
+        return (rng.randint(0, 50), 0, 0, rng.randint(0, 5), flat(cgs), flat(devs))
+    moved, twice = Savings(), Savings()
+    parts = [part() for _ in range(6)]
+    for p in parts:
+        _add_part(moved, p, +1)
+        _add_part(twice, p, +1)
+    kinds = set()
+    for step in range(300):
+        i = rng.randrange(len(parts))
+        a = parts[i]
+        r = rng.random()
+        if r < 0.3:         # the same keys, other counts
+            b = (a[0] + 1, 0, 0, a[3], flat(a[4][::2]), flat(a[5][::2]))
+        elif r < 0.6:       # the same keys in another order
+            b = (a[0], 0, 0, a[3], flat(rng.sample(a[4][::2], len(a[4]) // 2)),
+                 flat(rng.sample(a[5][::2], len(a[5]) // 2)))
+        else:
+            b = part()
+        kinds.add(a[4][::2] == b[4][::2])
+        _move_part(moved, a, b)
+        _add_part(twice, a, -1)
+        _add_part(twice, b, +1)
+        parts[i] = b
+        assert (moved.file_pages, moved.now_file_pages, moved.by_cgroup, moved.by_dev) == (
+            twice.file_pages, twice.now_file_pages, twice.by_cgroup, twice.by_dev), step
+        assert 0 not in moved.by_cgroup.values() and 0 not in moved.by_dev.values()
+    assert kinds == {True, False}
+
+
+def test_add_and_drop_small_groups():
+    """aggregate._add_small / _drop_small (a group a tuple up to SMALL_GROUP
+    members, then a set) against a list of the members in the order they
+    came: the same members, a tuple's in that order, none twice."""
+    from erofs_top.aggregate import SMALL_GROUP, _add_small, _drop_small
+    rng = random.Random(5)
+    groups: dict = {}
+    ref: dict = {}
+    shapes = set()
+    for step in range(3000):
+        k = rng.randrange(4)
+        v = (rng.randrange(3), rng.randrange(12))
+        if rng.random() < 0.55:
+            _add_small(groups, k, v)
+            if v not in ref.setdefault(k, []):
+                ref[k].append(v)
+        elif k in groups:
+            _drop_small(groups, k, v)
+            if v in ref[k]:
+                ref[k].remove(v)
+        g = groups.get(k)
+        if g is not None:
+            shapes.add(type(g))
+            if type(g) is tuple:
+                assert list(g) == ref[k], step
+            else:
+                assert g == set(ref[k]) and len(ref[k]) > 0 or not g, step
+    assert shapes == {tuple, set} and SMALL_GROUP < 12
