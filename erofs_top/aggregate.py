@@ -29,7 +29,8 @@ from itertools import compress, repeat
 from operator import attrgetter, is_not, le
 
 from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
-                          owner_contribution, owner_contributions, rank_of)
+                          new_contributions, owner_contribution, owner_contributions,
+                          rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, group_chunks, same_input, shared_entry,
@@ -788,14 +789,12 @@ class Aggregator:
         """_attribute with nothing kept (a full pass): every contribution is
         new, the usual file's made without a call each (owner_contributions:
         what Contribution(e) makes of it), the sums in one go
-        (Accumulators.add_new), and the ranking, not valid yet, is made when
-        asked."""
-        entries, special = self.entries, self.special
-        live, usual = [], []
-        # built anew: touched is every entry (and no key gone)
-        pairs = entries.items() if self.built_anew else (
-            (k, entries.get(k)) for k in self._in_order(touched))
-        for key, e in pairs:
+        (Accumulators.add_new_parts: the usual ones and the others made
+        apart here), and the ranking, not valid yet, is made when asked."""
+        special = self.special
+        usual, others = [], []
+        add_usual, add_other = usual.append, others.append
+        for key, e in self._touched_pairs(touched):
             if e is None or not e.union:
                 continue
             if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
@@ -804,14 +803,24 @@ class Aggregator:
             # Contribution.__new__'s test for an OwnerContribution
             if (e.chunks.__class__ is int and not e.seeded and not e.shared_mapping
                     and (not d or d is e.union)):
-                usual.append(e)
+                add_usual(e)
             else:
-                e.contrib = Contribution(e)
-            live.append(e)
-        owner_contributions(usual)
-        made = list(map(_contrib_of, live))     # in the entries' order
-        self.files_live += len(made)
-        self.acc.add_new(made)
+                add_other(e)
+        owners = owner_contributions(usual)
+        others = new_contributions(others)
+        self.files_live += len(owners) + len(others)
+        if not self.acc.add_new_parts(owners, others):
+            # two mount objects of one dev (never in a full pass): in order
+            self.acc.add_new([e.contrib for _, e in self._touched_pairs(touched)
+                              if e is not None and e.union])
+
+    def _touched_pairs(self, touched: set[tuple]):
+        """(key, entry or None) of the touched keys in the entries' order;
+        built anew: touched is every entry (and no key gone)."""
+        entries = self.entries
+        if self.built_anew:
+            return entries.items()
+        return ((k, entries.get(k)) for k in self._in_order(touched))
 
     # ---------------------------------------------------------- phase 6: savings
     def _savings(self, touched: set[tuple], readings: Readings, mounts: MountResolver,

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections import Counter
 
 import pytest
 from test_group_part import _plainer
 from test_refresh_churn import Node, _assert_same, _refresh
 
 from erofs_top.aggregate import Aggregator
-from erofs_top.attribution import Accumulators, OwnerContribution
+from erofs_top.attribution import (Accumulators, Contribution, OwnerContribution,
+                                  new_contributions)
+from erofs_top.entries import chunk_entry
 from erofs_top.readings import PageChunk, Readings, kdev
 from erofs_top.resolve.base import (AOPS_BLOCK, FileInfo, ImageInfo, MountInfo, StaticCgroups,
                                     StaticContent, StaticMounts)
@@ -185,6 +188,14 @@ def test_add_new_equals_one_apply_each(seed, two_mounts):
             if c.mount is not None:
                 c.mount = dataclasses.replace(c.mount)
     assert _acc_after(contribs, True) == _acc_after(contribs, False)
+    # the same given apart (a full pass's add_new_parts); two mounts of a
+    # dev: refused, nothing added (the caller then takes add_new)
+    acc = Accumulators()
+    owners = [c for c in contribs if type(c) is OwnerContribution]
+    done = acc.add_new_parts(owners, [c for c in contribs if type(c) is not OwnerContribution])
+    assert done is not two_mounts
+    assert _acc_state(acc) == (_acc_state(Accumulators()) if two_mounts
+                               else _acc_after(contribs, False))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -250,3 +261,48 @@ def test_one_content_key_in_two_size_groups(sizes):
     assert len(next(iter(fast.mergeable.values()))[0]) == len(sizes)
     _assert_same(got, want, 0)
     _assert_same_state(fast, slow, 0)
+
+
+def _contrib_entries(rng: random.Random) -> list:
+    """Entries of every kind Contribution(e) tells apart but the owner's:
+    pages of 1-4 cgroups a chunk (a chunks dict), no page, every resident
+    page or some duplicated, seeded pages, one owner with some duplicated."""
+    mount = MountInfo(dev=kdev(7, 40), dev_str="7:40", mountpoint="/m", source="/img/x",
+                      backing="loop", image=None)
+    es = []
+    for ino in range(1, 400):
+        pcs = []
+        for c in range(rng.randint(1, 3)):
+            cgs = rng.sample(range(1001, 1006), rng.choice([1, 2, 2, 3, 4]))
+            seeded = rng.getrandbits(64) if rng.random() < 0.1 else 0
+            pcs.append(PageChunk(mount.dev, ino, c, {cg: rng.getrandbits(64) | 1 for cg in cgs},
+                                 seeded))
+        e = chunk_entry(mount.dev, ino, pcs, keep=False)
+        e.mount = mount
+        kind = rng.random()
+        if kind < 0.3:
+            e.dup = e.union
+        elif kind < 0.45:
+            e.dup = {c: m & 0xff for c, m in e.union.items()}
+        es.append(e)
+    return es
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_new_contributions_equal_contribution(seed):
+    """attribution.new_contributions (a full pass's contributions that are
+    not an owner's; the usual of them, pages of several cgroups, made
+    without Contribution's calls) against Contribution(e) of each entry:
+    the same kinds and sums, kept in e.contrib, in order."""
+    rng = random.Random(seed)
+    es = [e for e in _contrib_entries(rng) if type(Contribution(e)) is not OwnerContribution]
+    want = [_contrib_state(Contribution(e)) for e in es]
+    got = new_contributions(es)
+    assert [_contrib_state(c) for c in got] == want
+    assert all(e.contrib is c for e, c in zip(es, got))
+    # the inline path's cases were met: 2 and more cgroups, with and
+    # without duplicates (dup the union), beside the general ones
+    inline = Counter((min(len(c.cg_sums) // 4, 3), c.dup > 0) for c, e in zip(got, es)
+                     if not (e.seeded or type(e.chunks) is int or (e.dup and e.dup is not e.union)))
+    assert {(2, False), (2, True), (3, False), (3, True)} <= inline.keys(), inline
+    assert len(es) - sum(inline.values()) > 20
