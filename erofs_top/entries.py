@@ -280,21 +280,29 @@ def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
     inserted by the same one cgroup (pages in each), nothing seeded.  None
     for any other file (chunk_entry's general path)."""
     owner = None
-    union: dict[int, int] = {}
+    items: list[tuple[int, int]] = []
     for pc in pcs:
         owners = pc.owners
         if len(owners) != 1 or pc.seeded_mask:
             return None
         (cg, m), = owners.items()
-        if not m or (owner is not None and cg != owner) or pc.chunk in union:
+        if not m or (owner is not None and cg != owner):
             return None
         owner = cg
-        union[pc.chunk] = m
+        items.append((pc.chunk, m))
     if owner is None:
         return None
+    # shared_union's table looked up by the items (the usual union: no dict
+    # made; its keys are distinct chunks, so a chunk in two PageChunks misses)
+    union = _UNIONS.get(tuple(items))
+    if union is None:
+        union = dict(items)
+        if len(union) != len(items):        # a chunk in two PageChunks
+            return None
+        union = shared_union(union)
     if keep:                                # chunks: the owner
-        return InputEntry(dev, ino, owner, union=shared_union(union), input=pcs)
-    return Entry(dev, ino, owner, union=shared_union(union))
+        return InputEntry(dev, ino, owner, union=union, input=pcs)
+    return Entry(dev, ino, owner, union=union)
 
 
 def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
