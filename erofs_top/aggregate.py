@@ -33,8 +33,8 @@ from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution,
                           rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
-                      duplicate_group_part, group_chunks, same_input, shared_entry,
-                      size_group_keys)
+                      duplicate_group_part, full_group_part, group_chunks, same_input,
+                      shared_entry, size_group_keys)
 from . import large_groups
 from .large_groups import GroupDelta
 from .model import Health, MapUsage, Model
@@ -735,7 +735,7 @@ class Aggregator:
             if len(group) < 2:
                 redundant[ck], mergeable[ck] = 0, []
                 continue
-            redundant[ck], groups, part = duplicate_group_part(group)
+            redundant[ck], groups, part = full_group_part(group)
             mergeable[ck] = groups
             if part is not None and len(group) >= large:
                 self.large[ck] = large_groups.LargeGroup(groups[0], redundant[ck], part)

@@ -503,6 +503,42 @@ def duplicate_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tu
                                   tuple(chain.from_iterable(counts[1].items())))
 
 
+def full_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tuple | None]:
+    """duplicate_group_part(group) of >= 2 copies in a full pass: the usual content
+    group (stock copies, none on an inode_share mount, of one aops class,
+    every one with the same union object: a file every container read
+    whole) made here in one walk, without by_class or the per-copy union
+    test; any other by duplicate_group_part (tests/unit/test_full_pass.py
+    compares the two)."""
+    e = group[0]
+    first = e.union
+    info = e.info
+    cls = info.aops if info else aops(e)
+    for e in group:
+        m = e.mount
+        if (e.union is not first or e.shared_mapping or m is None or m.inode_share
+                or (m.image is not None and m.image.ishare_xattrs)):
+            return duplicate_group_part(group)
+        info = e.info
+        if (info.aops if info else aops(e)) != cls:
+            return duplicate_group_part(group)
+    for e in group:
+        e.in_group = True
+        e.dup = first
+    pages = sum(map(_bit_count, first.values()))
+    redundant = (len(group) - 1) * pages
+    by_cgroup: dict[int, int] = {}
+    by_dev: dict[int, int] = {}
+    if pages:
+        _same_counts(group, pages, by_cgroup, by_dev)
+    return redundant, [list(group)], (redundant, 0, 0, 0,
+                                      tuple(chain.from_iterable(by_cgroup.items())),
+                                      tuple(chain.from_iterable(by_dev.items())))
+
+
+_bit_count = int.bit_count
+
+
 def _same_counts(group: list[Entry], pages: int, by_cgroup: dict[int, int],
                  by_dev: dict[int, int]) -> None:
     """savings._same_pages' counts of a group of stock copies (every copy

@@ -11,18 +11,21 @@ alike afterwards.  The churn tests (test_refresh_churn.py) cannot see a
 wrong full pass: there aggregate() is the full pass on both sides."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 from collections import Counter
 
 import pytest
-from test_group_part import _plainer
+from test_group_part import _mount, _plain_group, _plainer, owners_copy
 from test_refresh_churn import Node, _assert_same, _refresh
 
 from erofs_top.aggregate import Aggregator
 from erofs_top.attribution import (Accumulators, Contribution, OwnerContribution,
                                   new_contributions)
-from erofs_top.entries import chunk_entry
+import erofs_top.entries as entries_mod
+from erofs_top.entries import (SharedEntry, chunk_entry, duplicate_group_part,
+                               full_group_part)
 from erofs_top.readings import PageChunk, Readings, kdev
 from erofs_top.resolve.base import (AOPS_BLOCK, FileInfo, ImageInfo, MountInfo, StaticCgroups,
                                     StaticContent, StaticMounts)
@@ -306,3 +309,58 @@ def test_new_contributions_equal_contribution(seed):
                      if not (e.seeded or type(e.chunks) is int or (e.dup and e.dup is not e.union)))
     assert {(2, False), (2, True), (3, False), (3, True)} <= inline.keys(), inline
     assert len(es) - sum(inline.values()) > 20
+
+
+ODD_MEMBERS = [None, "no_mount", "equal_union", "other_pages", "fingerprinted", "inode_share",
+               "shared", "other_class"]
+
+
+def _one_union_group(rng: random.Random, odd: str | None) -> list:
+    """test_group_part's plain group of the same pages in each copy, every
+    copy's union one object (shared_union's usual file), and one member
+    of some other kind (``odd``)."""
+    group = _plain_group(rng, same=True)
+    while group[0].mount is None:           # (a group of unmounted copies: "no_mount")
+        group = _plain_group(rng, same=True)
+    union = group[0].union
+    for e in group:
+        e.union = union
+    e = group[rng.randrange(len(group))]
+    if odd == "no_mount":
+        e.mount = e.info = None
+    elif odd == "equal_union":
+        e.union = dict(union)
+    elif odd == "other_pages":
+        e.union = {c: m >> 1 or 1 for c, m in union.items()}
+    elif odd == "shared":
+        s = SharedEntry(e.dev, e.ino, chunks=owners_copy(e), shared_mapping=0xffff0001,
+                        mount=e.mount, info=e.info)
+        s.union = union
+        group[group.index(e)] = s
+    elif odd == "other_class":
+        e.mount, e.info = _mount(e.dev, backing="loop"), None
+    elif odd:
+        e.mount = _mount(e.dev, **{odd: True})
+    return group
+
+
+def _part_state(result: tuple, group: list) -> tuple:
+    redundant, groups, part = result
+    # members by their place in the group (entries compare by identity)
+    return redundant, [[group.index(e) for e in members] for members in groups], part, [
+        (e.in_group, e.dup, e.dup is e.union, e.union, e.union is group[0].union) for e in group]
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("odd", ODD_MEMBERS, ids=str)
+def test_full_group_part_equals_duplicate_group_part(seed, odd, monkeypatch):
+    """entries.full_group_part (a full pass's content group: the usual one
+    made in one walk) against duplicate_group_part on a copy of the same
+    entries; the usual group never reaches duplicate_group_part."""
+    rng = random.Random(seed)
+    group = _one_union_group(rng, odd)
+    copies = [copy.copy(e) for e in group]
+    want = _part_state(duplicate_group_part(copies), copies)
+    if odd is None:
+        monkeypatch.setattr(entries_mod, "duplicate_group_part", None)
+    assert _part_state(full_group_part(group), group) == want
