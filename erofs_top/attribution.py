@@ -244,8 +244,14 @@ def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
     out: list[OwnerContribution] = []
     add = out.append
     bc, get = _bit_count, _OWNER_REFS.get     # (the weak references' dict: no call each)
+    # a union's resident pages by its id: most files share their union with
+    # many (entries.shared_union), alive in the entries while this runs
+    pages: dict[int, int] = {}
     for e in es:
-        r = sum(map(bc, e.union.values()))
+        u = e.union
+        r = pages.get(id(u))
+        if r is None:
+            r = pages[id(u)] = sum(map(bc, u.values()))
         m = e.mount
         owner = e.chunks        # (e.owner: these entries have one)
         ref = get((id(m), owner, r, r if e.dup else 0))
