@@ -796,25 +796,11 @@ class Aggregator:
     def _attribute_all(self, touched: set[tuple]) -> None:
         """_attribute with nothing kept (a full pass): every contribution is
         new, the usual file's made without a call each (owner_contributions:
-        what Contribution(e) makes of it), the sums in one go
-        (Accumulators.add_new_parts: the usual ones and the others made
-        apart here), and the ranking, not valid yet, is made when asked."""
-        special = self.special
-        usual, others = [], []
-        add_usual, add_other = usual.append, others.append
-        for key, e in self._touched_pairs(touched):
-            if e is None or not e.union:
-                continue
-            if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
-                special.add(key)
-            d = e.dup
-            # Contribution.__new__'s test for an OwnerContribution
-            if (e.chunks.__class__ is int and not e.seeded and not e.shared_mapping
-                    and (not d or d is e.union)):
-                add_usual(e)
-            else:
-                add_other(e)
-        owners = owner_contributions(usual)
+        what Contribution(e) makes of it), the others' by new_contributions,
+        the sums in one go (Accumulators.add_new_parts: the two kinds given
+        apart), and the ranking, not valid yet, is made when asked."""
+        owners, others = owner_contributions(self._touched_pairs(touched), self.special,
+                                             MANAGED_CACHE_INO)
         others = new_contributions(others)
         self.files_live += len(owners) + len(others)
         if not self.acc.add_new_parts(owners, others):

@@ -236,31 +236,48 @@ def owner_contribution(mount, cg: int, resident: int, dup: int) -> OwnerContribu
     return c
 
 
-def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
-    """OwnerContribution(e) of each of many entries of the usual kind (one
-    owner, nothing seeded, no page or every resident page duplicated: what
-    Contribution(e) makes an OwnerContribution of), kept in e.contrib: the
-    same objects, found without a call per entry but for a new one (a full pass)."""
+def owner_contributions(pairs, special: set, special_ino: int
+                        ) -> tuple[list[OwnerContribution], list[Entry]]:
+    """A full pass's walk of the live entries of ``pairs`` ((key, entry or
+    None), in order): the usual file's OwnerContribution (one owner,
+    nothing seeded, not shared, no page or every resident page duplicated:
+    what Contribution(e) makes one of) kept in e.contrib, the same object
+    found without a call but for a new one; the keys of shared inodes and
+    of ino ``special_ino`` put in ``special``.  Returns (the
+    OwnerContributions, the other live entries: new_contributions'), each
+    in order."""
     out: list[OwnerContribution] = []
-    add = out.append
+    others: list[Entry] = []
+    add, add_other, add_special = out.append, others.append, special.add
     bc, get = _bit_count, _OWNER_REFS.get     # (the weak references' dict: no call each)
     # a union's resident pages by its id: most files share their union with
     # many (entries.shared_union), alive in the entries while this runs
     pages: dict[int, int] = {}
-    for e in es:
+    for key, e in pairs:
+        if e is None:
+            continue
         u = e.union
+        if not u:
+            continue
+        if e.shared_mapping or e.ino == special_ino:
+            add_special(key)
+        d = e.dup
+        owner = e.chunks        # (e.owner, an int, in the usual file)
+        if (owner.__class__ is not int or e.seeded or e.shared_mapping
+                or (d and d is not u)):
+            add_other(e)
+            continue
         r = pages.get(id(u))
         if r is None:
             r = pages[id(u)] = sum(map(bc, u.values()))
         m = e.mount
-        owner = e.chunks        # (e.owner: these entries have one)
-        ref = get((id(m), owner, r, r if e.dup else 0))
+        ref = get((id(m), owner, r, r if d else 0))
         c = ref() if ref is not None else None
         if c is None:
-            c = owner_contribution(m, owner, r, r if e.dup else 0)
+            c = owner_contribution(m, owner, r, r if d else 0)
         e.contrib = c
         add(c)
-    return out
+    return out, others
 
 
 def new_contributions(es: list[Entry]) -> list[Contribution]:
