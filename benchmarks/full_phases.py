@@ -12,7 +12,7 @@ Contribution) costs ~0.5 s of its own at 250,000 files (what
 refresh_phases.py's parts do).  Figures: CPU seconds of the process; the
 pass's user and system time apart too (getrusage): a fresh process's pass
 pays ~54,000 first-touch page faults at 250,000 files, whose system time
-varies 0.08-0.41 s from run to run on a shared machine (performance.md,
+varies 0.08-0.57 s from run to run on a shared machine (performance.md,
 "A full pass, round 4"), so user time is the steadier comparison.
 
 Run:  .venv/bin/python benchmarks/full_phases.py --tree base=/tmp/base --tree new=. \\
