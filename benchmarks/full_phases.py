@@ -9,7 +9,11 @@ first refresh) with each phase method of the Aggregator wrapped in a timer
 (time.process_time; six wrapped calls, a few us in all).  Only the phases
 are wrapped: a timer around a function called per file (chunk_entry,
 Contribution) costs ~0.5 s of its own at 250,000 files (what
-refresh_phases.py's parts do).  Figures: CPU seconds of the process.
+refresh_phases.py's parts do).  Figures: CPU seconds of the process; the
+pass's user and system time apart too (getrusage): a fresh process's pass
+pays ~54,000 first-touch page faults at 250,000 files, whose system time
+varies 0.08-0.57 s from run to run on a shared machine (performance.md,
+"A full pass, round 4"), so user time is the steadier comparison.
 
 Run:  .venv/bin/python benchmarks/full_phases.py --tree base=/tmp/base --tree new=. \\
           --files 250000 --containers 1000 --rounds 3
@@ -21,7 +25,7 @@ import sys
 import benchlib
 
 CHILD = r"""
-import gc, json, sys, time
+import gc, json, resource, sys, time
 tree, n_files, n_ctr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 sys.path[:0] = [tree, tree + "/benchmarks"]
 import benchlib
@@ -35,15 +39,18 @@ for name in PHASES:
 node = SyntheticNode(n_files, n_ctr)
 readings = node.readings(by_file=True, hint=True)
 gc.collect()
+u = resource.getrusage(resource.RUSAGE_SELF)
 c = time.process_time()
 agg_mod.aggregate(readings, *node.resolvers(), tier="tracepoint", started_at=0.0)
 full = time.process_time() - c
-out = {"full_cpu_s": full, **{p: spent.get(p, 0.0) for p in PHASES}}
+u1 = resource.getrusage(resource.RUSAGE_SELF)
+out = {"full_cpu_s": full, "user_s": u1.ru_utime - u.ru_utime, "sys_s": u1.ru_stime - u.ru_stime,
+       **{p: spent.get(p, 0.0) for p in PHASES}}
 out["rest"] = full - sum(spent.get(p, 0.0) for p in PHASES)
 print(json.dumps(out))
 """
 
-KEYS = ("full_cpu_s", "_read_entries", "_resolve", "_content_keys", "_duplicates", "_attribute",
+KEYS = ("full_cpu_s", "user_s", "sys_s", "_read_entries", "_resolve", "_content_keys", "_duplicates", "_attribute",
         "_savings", "rest")
 
 

@@ -236,23 +236,79 @@ def owner_contribution(mount, cg: int, resident: int, dup: int) -> OwnerContribu
     return c
 
 
-def owner_contributions(es: list[Entry]) -> list[OwnerContribution]:
-    """OwnerContribution(e) of each of many entries of the usual kind (one
-    owner, nothing seeded, no page or every resident page duplicated: what
-    Contribution(e) makes an OwnerContribution of), kept in e.contrib: the
-    same objects, found without a call per entry but for a new one (a full pass)."""
+def owner_contributions(pairs, special: set, special_ino: int
+                        ) -> tuple[list[OwnerContribution], list[Entry]]:
+    """A full pass's walk of the live entries of ``pairs`` ((key, entry or
+    None), in order): the usual file's OwnerContribution (one owner,
+    nothing seeded, not shared, no page or every resident page duplicated:
+    what Contribution(e) makes one of) kept in e.contrib, the same object
+    found without a call but for a new one; the keys of shared inodes and
+    of ino ``special_ino`` put in ``special``.  Returns (the
+    OwnerContributions, the other live entries: new_contributions'), each
+    in order."""
     out: list[OwnerContribution] = []
-    add = out.append
+    others: list[Entry] = []
+    add, add_other, add_special = out.append, others.append, special.add
     bc, get = _bit_count, _OWNER_REFS.get     # (the weak references' dict: no call each)
-    for e in es:
-        r = sum(map(bc, e.union.values()))
+    # a union's resident pages by its id: most files share their union with
+    # many (entries.shared_union), alive in the entries while this runs
+    pages: dict[int, int] = {}
+    for key, e in pairs:
+        if e is None:
+            continue
+        u = e.union
+        if not u:
+            continue
+        if e.shared_mapping or e.ino == special_ino:
+            add_special(key)
+        d = e.dup
+        owner = e.chunks        # (e.owner, an int, in the usual file)
+        if (owner.__class__ is not int or e.seeded or e.shared_mapping
+                or (d and d is not u)):
+            add_other(e)
+            continue
+        r = pages.get(id(u))
+        if r is None:
+            r = pages[id(u)] = sum(map(bc, u.values()))
         m = e.mount
-        owner = e.chunks        # (e.owner: these entries have one)
-        ref = get((id(m), owner, r, r if e.dup else 0))
+        ref = get((id(m), owner, r, r if d else 0))
         c = ref() if ref is not None else None
         if c is None:
-            c = owner_contribution(m, owner, r, r if e.dup else 0)
+            c = owner_contribution(m, owner, r, r if d else 0)
         e.contrib = c
+        add(c)
+    return out, others
+
+
+def new_contributions(es: list[Entry]) -> list[Contribution]:
+    """Contribution(e) of each of many entries that make no
+    OwnerContribution (owner_contributions' make one), kept in e.contrib,
+    in order.  The usual one of them (pages of several cgroups, nothing
+    seeded, not shared, no page or every resident page duplicated:
+    Contribution.__init__'s first branch) is made here, without a call
+    but _plain_sums (~1 us less each, 56,513 at 250,000 files); any other
+    by Contribution(e) (tests/unit/test_full_pass.py compares the two)."""
+    out: list[Contribution] = []
+    add, new, interned = out.append, object.__new__, _interned
+    for e in es:
+        dups = e.dup
+        if (e.shared_mapping or e.seeded or e.chunks.__class__ is int
+                or (dups and dups is not e.union)):
+            c = e.contrib = Contribution(e)
+            add(c)
+            continue
+        resident, per = _plain_sums(e.chunks)
+        if len(per) == 2:
+            (a, ra), (b, rb) = per.items()
+            sums = (a, ra, ra, 0, b, rb, rb, 0) if dups else (a, ra, 0, 0, b, rb, 0, 0)
+        elif dups:
+            sums = tuple(x for cg, r in per.items() for x in (cg, r, r, 0))
+        else:
+            sums = tuple(x for cg, r in per.items() for x in (cg, r, 0, 0))
+        c = e.contrib = new(Contribution)
+        c.cg_sums = interned(sums)
+        c.mount = e.mount
+        c.resident, c.dup = resident, (resident if dups else 0)
         add(c)
     return out
 
@@ -460,19 +516,41 @@ class Accumulators:
         The usual file's (an OwnerContribution: one row) are counted by
         (mount, row) in C first, each distinct one added once times its
         count: a mount's files of one cgroup have a few distinct rows."""
+        counted = _counted_rows(contribs)
+        if counted is None:
+            self._add_new(None, contribs)
+        else:
+            self._add_new(counted, [c for c in contribs if type(c) is not OwnerContribution])
+
+    def add_new_parts(self, owners: list, others: list) -> bool:
+        """add_new(contribs) given apart what it finds in them: ``owners``
+        the OwnerContributions, ``others`` the rest, each in the order of
+        ``contribs`` (a full pass makes them apart: no type test per
+        contribution, no list of all).  False, and nothing added, when one
+        dev has two mount objects among them (add_new then: the order
+        decides which is kept)."""
+        counts = Counter(owners)
+        counted = _rows_of(counts, list(map(_mount_of, counts)) + list(map(_mount_of, others)))
+        if counted is None:
+            return False
+        self._add_new(counted, others)
+        return True
+
+    def _add_new(self, counted: list | None, rest: list) -> None:
+        """add_new's sums: of ``counted`` (_counted_rows: None when the
+        contributions' order counts, ``rest`` then all of them) and of
+        ``rest``, the contributions that are not OwnerContributions."""
         per_cg: dict[int, list[int]] = {}        # cg -> [resident, dup, seeded, files]
         per_dev: dict[int, list[int]] = {}       # dev -> [resident, dup]
         pairs: dict[tuple[int, int], list[int]] = {}     # (dev, cg) -> [resident, dup, entries]
-        counted = _counted_rows(contribs)
         # no (mount, cgroup) pair yet (a full pass): the pairs are all new,
         # added without a _sync each; shared inodes' (apply()) after them
         # (the order does not count: one mount object per dev, _counted_rows)
         fresh = counted is not None and not (self.holders or self.user_devs
                                              or self.member_users)
         if counted is None:
-            rest, sums = contribs, (0, 0, 0)
+            sums = (0, 0, 0)
         else:
-            rest = [c for c in contribs if type(c) is not OwnerContribution]
             sums = self._add_counted(counted, per_cg, per_dev, pairs)
         shared = [c for c in rest if c.mapping] if fresh else []
         if shared:
@@ -544,7 +622,8 @@ class Accumulators:
                 else:
                     d[0] += c.resident
                     d[1] += c.dup
-            for cg, res, dp, sd in c.per_cg():
+            it = iter(c.cg_sums)        # (c.per_cg() without its call and slices)
+            for cg, res, dp, sd in zip(it, it, it, it):
                 v = per_cg.get(cg)
                 if v is None:
                     per_cg[cg] = [res, dp, sd, 1]
@@ -741,14 +820,20 @@ def _counted_rows(contribs: list) -> list[tuple] | None:
     but for one step per distinct (mount, row).  None when one dev has two
     mount objects among them all: apply() keeps the last one seen, so the
     order counts (not in a full pass: one resolution per dev)."""
-    ms = list(map(_mount_of, contribs))
+    # equal OwnerContributions are one object (owner_contribution; were
+    # two, counted apart, their sums are added alike)
+    counts = Counter(c for c in contribs if type(c) is OwnerContribution)
+    return _rows_of(counts, list(map(_mount_of, contribs)))
+
+
+def _rows_of(counts: Counter, ms: list) -> list[tuple] | None:
+    """_counted_rows of OwnerContributions ``counts`` (object -> count)
+    among contributions whose mounts are ``ms`` (each contribution's, or
+    at least one of each distinct mount object)."""
     distinct = dict(zip(map(id, ms), ms))
     devs = {m.dev for m in distinct.values() if m is not None}
     if len(devs) != len(distinct) - (id(None) in distinct):
         return None
-    # equal OwnerContributions are one object (owner_contribution; were
-    # two, counted apart, their sums are added alike)
-    counts = Counter(c for c in contribs if type(c) is OwnerContribution)
     return [(c.mount, c.cg_sums, n) for c, n in counts.items()]
 
 

@@ -280,21 +280,29 @@ def _one_owner_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
     inserted by the same one cgroup (pages in each), nothing seeded.  None
     for any other file (chunk_entry's general path)."""
     owner = None
-    union: dict[int, int] = {}
+    items: list[tuple[int, int]] = []
     for pc in pcs:
         owners = pc.owners
         if len(owners) != 1 or pc.seeded_mask:
             return None
         (cg, m), = owners.items()
-        if not m or (owner is not None and cg != owner) or pc.chunk in union:
+        if not m or (owner is not None and cg != owner):
             return None
         owner = cg
-        union[pc.chunk] = m
+        items.append((pc.chunk, m))
     if owner is None:
         return None
+    # shared_union's table looked up by the items (the usual union: no dict
+    # made; its keys are distinct chunks, so a chunk in two PageChunks misses)
+    union = _UNIONS.get(tuple(items))
+    if union is None:
+        union = dict(items)
+        if len(union) != len(items):        # a chunk in two PageChunks
+            return None
+        union = shared_union(union)
     if keep:                                # chunks: the owner
-        return InputEntry(dev, ino, owner, union=shared_union(union), input=pcs)
-    return Entry(dev, ino, owner, union=shared_union(union))
+        return InputEntry(dev, ino, owner, union=union, input=pcs)
+    return Entry(dev, ino, owner, union=union)
 
 
 def _many_owner_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
@@ -493,6 +501,42 @@ def duplicate_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tu
         return redundant, mergeable, None
     return redundant, mergeable, (redundant, 0, 0, 0, tuple(chain.from_iterable(counts[0].items())),
                                   tuple(chain.from_iterable(counts[1].items())))
+
+
+def full_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tuple | None]:
+    """duplicate_group_part(group) of >= 2 copies in a full pass: the usual content
+    group (stock copies, none on an inode_share mount, of one aops class,
+    every one with the same union object: a file every container read
+    whole) made here in one walk, without by_class or the per-copy union
+    test; any other by duplicate_group_part (tests/unit/test_full_pass.py
+    compares the two)."""
+    e = group[0]
+    first = e.union
+    info = e.info
+    cls = info.aops if info else aops(e)
+    for e in group:
+        m = e.mount
+        if (e.union is not first or e.shared_mapping or m is None or m.inode_share
+                or (m.image is not None and m.image.ishare_xattrs)):
+            return duplicate_group_part(group)
+        info = e.info
+        if (info.aops if info else aops(e)) != cls:
+            return duplicate_group_part(group)
+    for e in group:
+        e.in_group = True
+        e.dup = first
+    pages = sum(map(_bit_count, first.values()))
+    redundant = (len(group) - 1) * pages
+    by_cgroup: dict[int, int] = {}
+    by_dev: dict[int, int] = {}
+    if pages:
+        _same_counts(group, pages, by_cgroup, by_dev)
+    return redundant, [list(group)], (redundant, 0, 0, 0,
+                                      tuple(chain.from_iterable(by_cgroup.items())),
+                                      tuple(chain.from_iterable(by_dev.items())))
+
+
+_bit_count = int.bit_count
 
 
 def _same_counts(group: list[Entry], pages: int, by_cgroup: dict[int, int],

@@ -11,15 +11,21 @@ alike afterwards.  The churn tests (test_refresh_churn.py) cannot see a
 wrong full pass: there aggregate() is the full pass on both sides."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
+from collections import Counter
 
 import pytest
-from test_group_part import _plainer
+from test_group_part import _mount, _plain_group, _plainer, owners_copy
 from test_refresh_churn import Node, _assert_same, _refresh
 
 from erofs_top.aggregate import Aggregator
-from erofs_top.attribution import Accumulators, OwnerContribution
+from erofs_top.attribution import (Accumulators, Contribution, OwnerContribution,
+                                  new_contributions)
+import erofs_top.entries as entries_mod
+from erofs_top.entries import (SharedEntry, chunk_entry, duplicate_group_part,
+                               full_group_part)
 from erofs_top.readings import PageChunk, Readings, kdev
 from erofs_top.resolve.base import (AOPS_BLOCK, FileInfo, ImageInfo, MountInfo, StaticCgroups,
                                     StaticContent, StaticMounts)
@@ -185,6 +191,14 @@ def test_add_new_equals_one_apply_each(seed, two_mounts):
             if c.mount is not None:
                 c.mount = dataclasses.replace(c.mount)
     assert _acc_after(contribs, True) == _acc_after(contribs, False)
+    # the same given apart (a full pass's add_new_parts); two mounts of a
+    # dev: refused, nothing added (the caller then takes add_new)
+    acc = Accumulators()
+    owners = [c for c in contribs if type(c) is OwnerContribution]
+    done = acc.add_new_parts(owners, [c for c in contribs if type(c) is not OwnerContribution])
+    assert done is not two_mounts
+    assert _acc_state(acc) == (_acc_state(Accumulators()) if two_mounts
+                               else _acc_after(contribs, False))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -250,3 +264,103 @@ def test_one_content_key_in_two_size_groups(sizes):
     assert len(next(iter(fast.mergeable.values()))[0]) == len(sizes)
     _assert_same(got, want, 0)
     _assert_same_state(fast, slow, 0)
+
+
+def _contrib_entries(rng: random.Random) -> list:
+    """Entries of every kind Contribution(e) tells apart but the owner's:
+    pages of 1-4 cgroups a chunk (a chunks dict), no page, every resident
+    page or some duplicated, seeded pages, one owner with some duplicated."""
+    mount = MountInfo(dev=kdev(7, 40), dev_str="7:40", mountpoint="/m", source="/img/x",
+                      backing="loop", image=None)
+    es = []
+    for ino in range(1, 400):
+        pcs = []
+        for c in range(rng.randint(1, 3)):
+            cgs = rng.sample(range(1001, 1006), rng.choice([1, 2, 2, 3, 4]))
+            seeded = rng.getrandbits(64) if rng.random() < 0.1 else 0
+            pcs.append(PageChunk(mount.dev, ino, c, {cg: rng.getrandbits(64) | 1 for cg in cgs},
+                                 seeded))
+        e = chunk_entry(mount.dev, ino, pcs, keep=False)
+        e.mount = mount
+        kind = rng.random()
+        if kind < 0.3:
+            e.dup = e.union
+        elif kind < 0.45:
+            e.dup = {c: m & 0xff for c, m in e.union.items()}
+        es.append(e)
+    return es
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_new_contributions_equal_contribution(seed):
+    """attribution.new_contributions (a full pass's contributions that are
+    not an owner's; the usual of them, pages of several cgroups, made
+    without Contribution's calls) against Contribution(e) of each entry:
+    the same kinds and sums, kept in e.contrib, in order."""
+    rng = random.Random(seed)
+    es = [e for e in _contrib_entries(rng) if type(Contribution(e)) is not OwnerContribution]
+    want = [_contrib_state(Contribution(e)) for e in es]
+    got = new_contributions(es)
+    assert [_contrib_state(c) for c in got] == want
+    assert all(e.contrib is c for e, c in zip(es, got))
+    # the inline path's cases were met: 2 and more cgroups, with and
+    # without duplicates (dup the union), beside the general ones
+    inline = Counter((min(len(c.cg_sums) // 4, 3), c.dup > 0) for c, e in zip(got, es)
+                     if not (e.seeded or type(e.chunks) is int or (e.dup and e.dup is not e.union)))
+    assert {(2, False), (2, True), (3, False), (3, True)} <= inline.keys(), inline
+    assert len(es) - sum(inline.values()) > 20
+
+
+ODD_MEMBERS = [None, "no_mount", "equal_union", "other_pages", "fingerprinted", "inode_share",
+               "shared", "other_class"]
+
+
+def _one_union_group(rng: random.Random, odd: str | None) -> list:
+    """test_group_part's plain group of the same pages in each copy, every
+    copy's union one object (shared_union's usual file), and one member
+    of some other kind (``odd``)."""
+    group = _plain_group(rng, same=True)
+    while group[0].mount is None:           # (a group of unmounted copies: "no_mount")
+        group = _plain_group(rng, same=True)
+    union = group[0].union
+    for e in group:
+        e.union = union
+    e = group[rng.randrange(len(group))]
+    if odd == "no_mount":
+        e.mount = e.info = None
+    elif odd == "equal_union":
+        e.union = dict(union)
+    elif odd == "other_pages":
+        e.union = {c: m >> 1 or 1 for c, m in union.items()}
+    elif odd == "shared":
+        s = SharedEntry(e.dev, e.ino, chunks=owners_copy(e), shared_mapping=0xffff0001,
+                        mount=e.mount, info=e.info)
+        s.union = union
+        group[group.index(e)] = s
+    elif odd == "other_class":
+        e.mount, e.info = _mount(e.dev, backing="loop"), None
+    elif odd:
+        e.mount = _mount(e.dev, **{odd: True})
+    return group
+
+
+def _part_state(result: tuple, group: list) -> tuple:
+    redundant, groups, part = result
+    # members by their place in the group (entries compare by identity)
+    return redundant, [[group.index(e) for e in members] for members in groups], part, [
+        (e.in_group, e.dup, e.dup is e.union, e.union, e.union is group[0].union) for e in group]
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("odd", ODD_MEMBERS, ids=str)
+def test_full_group_part_equals_duplicate_group_part(seed, odd, monkeypatch):
+    """entries.full_group_part (a full pass's content group: the usual one
+    made in one walk) against duplicate_group_part on a copy of the same
+    entries; the usual group never reaches duplicate_group_part."""
+    rng = random.Random(seed)
+    group = _one_union_group(rng, odd)
+    copies = [copy.copy(e) for e in group]
+    want = _part_state(duplicate_group_part(copies), copies)
+    if odd is None:
+        monkeypatch.setattr(entries_mod, "duplicate_group_part", None)
+    assert _part_state(full_group_part(group), group) == want
