@@ -666,7 +666,7 @@ class Aggregator:
         with None.  ``joined`` (filled): content key -> its changed members
         now (their entries: _group_members)."""
         dirty: dict[str, list[tuple] | None] = {}
-        entries, gone, ckey_keys, large = self.entries, self.gone, self.ckey_keys, self.large
+        gone, ckey_keys, large = self.gone, self.ckey_keys, self.large
         for key, e in self._pairs(changed):
             held = e
             if e is None:
@@ -789,7 +789,7 @@ class Aggregator:
     def _attribute(self, touched: set[tuple]) -> None:
         """Subtract the old contribution of every touched entry, add its new
         one; keep the ranking of the largest files current."""
-        acc, entries, gone, special = self.acc, self.entries, self.gone, self.special
+        acc, gone, special = self.acc, self.gone, self.special
         ranking = self.ranking
         if not self.files_live and not ranking.valid and self.fast_full:
             self._attribute_all(touched)

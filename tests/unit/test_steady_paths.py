@@ -173,6 +173,26 @@ def test_rebuild_only_put_equals_the_general_reaccount(seed):
     assert short.file_part["rebuild"].by_cgroup
 
 
+def _churn_equals_aggregate(seeds: list[int], steps: int, hint: bool, recheck: int,
+                            current: list, found_kept: bool | None = None) -> None:
+    """Kept refreshes of test_refresh_churn's Node on random churn, each equal
+    to aggregate() of the same readings; ``current[0]``: the Aggregator in
+    use (for the caller's checks); found_kept False: its ``found`` is None
+    after every refresh (not kept between refreshes)."""
+    for seed in seeds:
+        rng = random.Random(seed)
+        node = Node(rng, hint=hint)
+        current[0] = agg = Aggregator(recheck_slices=recheck)
+        for step in range(steps):
+            node.churn(rng.choice([1, 5, 20]))
+            r = node.readings(float(step))
+            got = _refresh(agg, node, r, 200)
+            _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content,
+                                        tier="full", started_at=0.0, files_cap=200), step)
+            if found_kept is False:
+                assert agg.found is None
+
+
 @pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
 def test_group_members_from_the_kept_group_equal_the_lookups(hint, monkeypatch):
     """A dirty content group's members taken from its kept mergeable group
@@ -192,19 +212,11 @@ def test_group_members_from_the_kept_group_equal_the_lookups(hint, monkeypatch):
         else:
             used[0] += 1
             # the same entries as the look-ups by key (a check of the count rule)
-            assert sorted(map(id, group)) == sorted(id(agg.entries[k]) for k in keys)
+            assert sorted(map(id, group)) == sorted(id(agg[0].entries[k]) for k in keys)
         return group
     monkeypatch.setattr(aggregate_mod, "_group_members", counting)
-    for seed in range(4):
-        rng = random.Random(seed * 7 + 3)
-        node = Node(rng, hint=hint)
-        agg = Aggregator(recheck_slices=0)
-        for step in range(40):
-            node.churn(rng.choice([1, 5, 20]))
-            r = node.readings(float(step))
-            got = _refresh(agg, node, r, 200)
-            _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content,
-                                        tier="full", started_at=0.0, files_cap=200), step)
+    agg = [None]
+    _churn_equals_aggregate([s * 7 + 3 for s in range(4)], 40, hint, 0, agg)
     assert used[0] > 0 and fell_back[0] > 0, (used, fell_back)
 
 
@@ -227,17 +239,9 @@ def test_found_entries_equal_the_lookups(hint, recheck, monkeypatch):
         assert all(e is agg.entries.get(k) for k, e in got)
         return got
     monkeypatch.setattr(Aggregator, "_pairs", checking)
-    for seed in range(3):
-        rng = random.Random(seed * 11 + 1)
-        node = Node(rng, hint=hint)
-        agg = Aggregator(recheck_slices=recheck)
-        for step in range(30):
-            node.churn(rng.choice([1, 5, 20]))
-            r = node.readings(float(step))
-            got = _refresh(agg, node, r, 200)
-            _assert_same(got, aggregate(r, node.mounts, node.cgroups, node.content,
-                                        tier="full", started_at=0.0, files_cap=200), step)
-            assert agg.found is None        # not kept between refreshes
+    agg = [None]
+    _churn_equals_aggregate([s * 11 + 1 for s in range(3)], 30, hint, recheck, agg,
+                            found_kept=False)
     assert calls[0] > 0 and from_found[0] > 0, (calls, from_found)
 
 
