@@ -640,3 +640,115 @@ def _count_gone(e: Entry, c: int, mask: int, gone: int, by_cgroup: dict[int, int
     owners = owner.get(c)
     if owners is not None:
         gone_by_cgroup(owners, mask, gone, n, by_cgroup)
+
+
+def replaced_copies_part(old: list[Entry], new: list[Entry], idxs: list[int], redundant: int,
+                         part: tuple) -> tuple[int, tuple, list[Entry]]:
+    """duplicate_group_part(new) of a content group whose last one was
+    made for ``old`` (canonical order; one mergeable group of stock copies:
+    ``part`` and ``redundant`` its results) where only the copies at
+    ``idxs`` were replaced (the same keys, new entries): only the chunks
+    whose pages or owners changed in one of them are counted again, for
+    every copy (the others' chunks stand).  Sets the dup masks that change
+    and the new copies' in_group; returns (redundant pages, the savings
+    part, the unreplaced copies whose dup masks changed)."""
+    chunks: set[int] = set()
+    for i in idxs:
+        chunks.update(_changed_chunks(old[i], new[i]))
+    it = iter(part[4])
+    by_cgroup = dict(zip(it, it))
+    it = iter(part[5])
+    by_dev = dict(zip(it, it))
+    dups: dict[int, dict[int, int]] = {}
+    for c in chunks:
+        om = [e.union.get(c, 0) for e in old]
+        nm = [e.union.get(c, 0) for e in new]
+        r_old, t_old = _chunk_counts(old, c, om, by_cgroup, by_dev, -1)
+        r_new, t_new = _chunk_counts(new, c, nm, by_cgroup, by_dev)
+        redundant += r_new - r_old
+        for j, m in enumerate(nm):
+            d = m & t_new
+            if d == om[j] & t_old and old[j] is new[j]:
+                continue
+            dd = dups.get(j)
+            if dd is None:
+                base = old[j].dup
+                dd = dups[j] = dict(base) if base is not NONE else {}
+            if d:
+                dd[c] = d
+            else:
+                dd.pop(c, None)
+    for i in idxs:
+        e = new[i]
+        e.in_group = True
+        if i not in dups:
+            base = old[i].dup
+            dups[i] = dict(base) if base is not NONE else {}
+    for counts in (by_cgroup, by_dev):
+        for k in [k for k, v in counts.items() if not v]:
+            del counts[k]           # (duplicate_group_part keeps no zero count)
+    others = []
+    for j, dd in dups.items():
+        e = new[j]
+        e.dup = NONE if not dd else (e.union if dd == e.union else dd)
+        if old[j] is e:
+            others.append(e)
+    return redundant, (redundant, 0, 0, 0, tuple(chain.from_iterable(by_cgroup.items())),
+                       tuple(chain.from_iterable(by_dev.items()))), others
+
+
+def _changed_chunks(o: Entry, n: Entry):
+    """The chunks whose pages or owners differ between two entries of one
+    file (all of either's when either has several owners)."""
+    ou, nu = o.union, n.union
+    oc = o.chunks
+    if oc.__class__ is int and n.chunks == oc:
+        if ou is nu:
+            return ()
+        return [c for c in ou.keys() | nu.keys() if ou.get(c) != nu.get(c)]
+    return ou.keys() | nu.keys()
+
+
+def _chunk_counts(group: list[Entry], c: int, masks: list[int], by_cgroup: dict[int, int],
+                  by_dev: dict[int, int], sign: int = 1) -> tuple[int, int]:
+    """_partial_duplicates' counts of chunk c (``masks``: each copy's
+    pages of it), added with ``sign``, without the dup masks: returns
+    (redundant pages, the pages held by two copies or more)."""
+    once = twice = redundant = 0
+    for m in masks:
+        if m:
+            twice |= once & m
+            once |= m
+            redundant += m.bit_count()
+    redundant -= once.bit_count()
+    if twice:
+        held = 0
+        for e, m in zip(group, masks):
+            if m & twice:
+                gone = m & held
+                held |= m
+                if not gone:
+                    continue
+                owner = e.chunks
+                if owner.__class__ is int:
+                    n = sign * gone.bit_count()
+                    by_dev[e.dev] = by_dev.get(e.dev, 0) + n
+                    by_cgroup[owner] = by_cgroup.get(owner, 0) + n
+                elif sign > 0:
+                    _count_gone(e, c, m, gone, by_cgroup, by_dev)
+                else:
+                    less: tuple[dict, dict] = ({}, {})
+                    _count_gone(e, c, m, gone, *less)
+                    _subtract(by_cgroup, less[0])
+                    _subtract(by_dev, less[1])
+    return redundant, twice
+
+
+def _subtract(mine: dict[int, int], less: dict[int, int]) -> None:
+    """mine -= less; no zero count kept."""
+    for k, v in less.items():
+        n = mine.get(k, 0) - v
+        if n:
+            mine[k] = n
+        else:
+            mine.pop(k, None)
