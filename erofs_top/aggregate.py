@@ -32,7 +32,6 @@ from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution,
                           new_contributions, owner_contribution, owner_contributions,
                           rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
-                      replaced_copies_part,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, full_group_part, group_chunks, same_input,
                       shared_entry, size_group_keys)
@@ -134,10 +133,6 @@ class Aggregator:
         self.special: set[tuple] = set()    # live shared inodes and compressed caches (ino 0)
         self.group_cache = GroupCache()
         self.large: dict[str, large_groups.LargeGroup] = {}     # content key -> kept large group
-        # content keys whose last whole recompute made no savings part (a
-        # member not a stock copy of the one aops class: few): _move_small
-        # moves no such group
-        self.mixed: set[str] = set()
         # gid -> its rebuild file part when _duplicates counted it (else None);
         # ordered: groups in entries' order
         self.dirty_groups: dict[tuple, tuple | None] = {}
@@ -731,14 +726,10 @@ class Aggregator:
         if not keys:
             self.ckey_keys.pop(ck, None)
             self.redundant.pop(ck, None)
-            self.mixed.discard(ck)
             self.dirty_groups.update(
                 dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
             return
         old_groups = self.mergeable.get(ck, ())
-        if not (full or was_large) and self._move_small(ck, len(keys), changed, touched,
-                                                        old_groups, joined):
-            return
         group = None if (full or was_large) else _group_members(old_groups, keys, changed,
                                                                  joined)
         if group is None:
@@ -751,10 +742,6 @@ class Aggregator:
         dups = None if full else [e.dup for e in group]
         self.redundant[ck], new_groups, part = duplicate_group_part(group)
         self.mergeable[ck] = new_groups
-        if part is None:
-            self.mixed.add(ck)
-        elif ck in self.mixed:
-            self.mixed.discard(ck)
         if part is not None and len(group) >= large_groups.LARGE_GROUP:
             self.large[ck] = large_groups.LargeGroup(new_groups[0], self.redundant[ck], part)
         if not full:
@@ -770,52 +757,6 @@ class Aggregator:
             if not _same_group(old_groups, new_groups, i, changed):
                 # (a part is counted only for a content group that is one mergeable group)
                 self.dirty_groups[(ck, i)] = part if i == 0 else None
-
-    def _move_small(self, ck: str, size: int, changed: set[tuple], touched: set[tuple],
-                    old_groups: list, joined: list[Entry] | tuple) -> bool:
-        """Content group ck of ``size`` members now (2 .. LARGE_GROUP - 1)
-        with only its changed members moved (large_groups.move: each
-        changed chunk of a changed copy, not every copy's every chunk), when
-        at its last recompute it was one mergeable group of stock copies
-        whose savings part the GroupCache keeps (duplicate_group_part's
-        ``part``: the counts a LargeGroup starts from, made for this
-        refresh only, none kept) and every member that joins or stays is
-        such a copy of its class; False otherwise (recomputed whole)."""
-        if (len(old_groups) != 1 or not 2 <= size < large_groups.LARGE_GROUP
-                or ck in self.mixed):
-            return False
-        kept = self.group_cache.groups.get((ck, 0))
-        if kept is None or kept[1] is not None:
-            return False
-        part = kept[2][0]
-        if part.__class__ is not tuple or kept[2][1] is not None or kept[2][2] is not None:
-            return False
-        members = old_groups[0]
-        if size != len(members) or not joined:
-            return False                # a member joined or left: recomputed whole
-        new = members.copy()
-        idxs: list[int] = []
-        cls = large_groups.member_class(members[0])
-        for e in joined:
-            i = bisect.bisect_left(members, (e.dev, e.ino, 0), key=ORDER)
-            if i == len(members) or i in idxs:
-                return False
-            m = members[i]
-            if m is e or m.ino != e.ino or m.dev != e.dev or not large_groups.plain_member(e, cls):
-                return False            # a new member, re-resolved in place, not a plain copy
-            idxs.append(i)
-            new[i] = e
-        self.redundant[ck], part, others = replaced_copies_part(
-            members, new, idxs, self.redundant[ck], part)
-        self.mergeable[ck] = [new]
-        self.dirty_groups[(ck, 0)] = part
-        found = self.found
-        for e in others:
-            key = (e.dev, e.ino)
-            touched.add(key)
-            if found is not None:
-                found[key] = e
-        return True
 
     def _duplicates_all(self, changed: set[tuple]) -> set[tuple]:
         """_duplicates when every entry is new (a full pass: every entry in
@@ -838,9 +779,7 @@ class Aggregator:
                 continue
             redundant[ck], groups, part = full_group_part(group)
             mergeable[ck] = groups
-            if part is None:
-                self.mixed.add(ck)
-            elif len(group) >= large:
+            if part is not None and len(group) >= large:
                 self.large[ck] = large_groups.LargeGroup(groups[0], redundant[ck], part)
             for i in range(len(groups)):
                 dirty[(ck, i)] = part if i == 0 else None
