@@ -436,10 +436,42 @@ class Accumulators:
         a.fair_pages += sign * res
         if sign < 0 and a.files == 0 and a.uses == 0:
             del cgs[cg]
-        if c.mount is not None:
-            self._apply_mount(c, sign, False)
+        m = c.mount
+        if m is not None:
+            self._apply_owner_mount(m, cg, sign * res, sign * dup, sign)
         self.resident += sign * res
         self.dup += sign * dup
+
+    def _apply_owner_mount(self, m, cg: int, dr: int, dd: int, sign: int) -> None:
+        """_apply_mount of an OwnerContribution on mount ``m`` (its row:
+        cgroup ``cg``, resident and duplicate pages moving by dr, dd): one
+        pair, of a non-shared entry (h[3] stays), no user or member user."""
+        dev = m.dev
+        if sign > 0 and self.mounts.get(dev) is not m:
+            self.mounts[dev] = m
+            self._readers_dirty.add(dev)
+        res, dups = self.mount_resident, self.mount_dup
+        res[dev] = res.get(dev, 0) + dr
+        dups[dev] = dups.get(dev, 0) + dd
+        holders = self.holders
+        per = holders.get(dev)
+        if per is None:
+            per = holders[dev] = {}
+        h = per.get(cg)
+        if h is None:
+            h = per[cg] = [0, 0, 0, 0]
+        n = h[2]
+        h[0] += dr
+        h[1] += dd
+        h[2] = n + sign
+        self.dirty_pairs.add((dev, cg))
+        if n + sign == 0:
+            del per[cg]
+            if not per:
+                del holders[dev]
+            self._sync(dev, cg)
+        elif n == 0 or n == h[3] or n + sign == h[3]:   # new pair, or own caches flip
+            self._sync(dev, cg)
 
     def move_row(self, m, cg: int, dr: int, dd: int) -> None:
         """replace(old, new) of two OwnerContributions of one file on mount
