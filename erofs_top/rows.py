@@ -20,6 +20,7 @@ _NAME_FIELDS = ("namespace", "image", "image_digest", "snapshot_key", "pod_names
 _NO_NAMES = ("",) * len(_NAME_FIELDS)
 _names = attrgetter(*_NAME_FIELDS)
 _NO_IO = (0, 0, 0, 0, 0)
+_dev_str = attrgetter("dev_str")
 
 
 def _runtime_names(ci) -> tuple[str, ...]:
@@ -149,10 +150,11 @@ def _cgroup_mounts(agg) -> dict[int, list[str]]:
         return agg.cgroup_mounts
     cache = agg.cgroup_mounts
     devs_of = acc.cgroup_devs()
+    mount_of = acc.mounts.__getitem__
     for cg in acc.dirty_cgs:
         devs = devs_of.get(cg)
-        if devs:
-            cache[cg] = sorted(acc.mounts[d].dev_str for d in devs)
+        if devs:        # (~60 mounts a cgroup at 250,000 files x 1,000: their names in C)
+            cache[cg] = sorted(map(_dev_str, map(mount_of, devs)))
         else:
             cache.pop(cg, None)
     acc.dirty_cgs = set()
