@@ -478,7 +478,9 @@ class Accumulators:
         ``m`` (both), of cgroup ``cg`` (both), whose resident pages moved by
         ``dr`` and duplicate pages by ``dd``: what replace() does for them."""
         dev = m.dev
-        self._see_mount(dev, m)
+        if self.mounts.get(dev) is not m:       # (_see_mount and _move_mount inline)
+            self.mounts[dev] = m
+            self._readers_dirty.add(dev)
         if not (dr or dd):
             return
         a = self.cg[cg]
@@ -489,7 +491,12 @@ class Accumulators:
         h[0] += dr
         h[1] += dd
         self.dirty_pairs.add((dev, cg))
-        self._move_mount(dev, dr, dd)
+        if dr:
+            self.mount_resident[dev] += dr
+            self.resident += dr
+        if dd:
+            self.mount_dup[dev] += dd
+            self.dup += dd
 
     def _see_mount(self, dev: int, m) -> None:
         """Mount m is dev's (now): readers recounted if it is a new object."""
