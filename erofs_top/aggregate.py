@@ -29,7 +29,7 @@ from itertools import compress, repeat
 from operator import attrgetter, is_not, le
 
 from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
-                          new_contributions, owner_contribution, owner_contributions,
+                          contribution, new_contributions, owner_contribution, owner_contributions,
                           rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
@@ -822,7 +822,7 @@ class Aggregator:
                     else:
                         acc.move_row(old.mount, row[0], 0, 0)
                     continue
-            c = held.contrib = Contribution(e) if e is not None and e.union else None
+            c = held.contrib = contribution(e) if e is not None and e.union else None
             live += (c is not None) - (old is not None)
             if old is not None:
                 if c is not None:

@@ -236,6 +236,19 @@ def owner_contribution(mount, cg: int, resident: int, dup: int) -> OwnerContribu
     return c
 
 
+def contribution(e: Entry):
+    """Contribution(e) of an entry with pages: the usual file's (one owner,
+    nothing seeded, not shared, no page or every resident page duplicated)
+    OwnerContribution found without Contribution.__new__'s and
+    OwnerContribution.__new__'s calls (a steady refresh's new files)."""
+    d = e.dup
+    if (e.chunks.__class__ is int and not e.seeded and not e.shared_mapping
+            and (not d or d is e.union)):
+        r = sum(map(_bit_count, e.union.values()))
+        return owner_contribution(e.mount, e.chunks, r, r if d else 0)     # (e.owner)
+    return Contribution(e)
+
+
 def owner_contributions(pairs, special: set, special_ino: int
                         ) -> tuple[list[OwnerContribution], list[Entry]]:
     """A full pass's walk of the live entries of ``pairs`` ((key, entry or
