@@ -38,7 +38,7 @@ PARTS = [(agg_mod, "build_model", "build_model"), (rows, "container_rows", "  co
          (node_savings.GroupCache, "move", "  GroupCache.move (in _savings)"),
          (large_groups, "move", "  large_groups.move (in _duplicates)"),
          (agg_mod, "duplicate_group_part", "  duplicate_group_part (in _duplicates)"),
-         (agg_mod, "Contribution", "  Contribution() (in _attribute)"),
+         (agg_mod, "contribution", "  contribution() (in _attribute)"),
          (agg_mod, "chunk_entry", "  chunk_entry (in _read_entries)")]
 
 

@@ -29,7 +29,7 @@ from itertools import compress, repeat
 from operator import attrgetter, is_not, le
 
 from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution, add_to_set,
-                          new_contributions, owner_contribution, owner_contributions,
+                          contribution, new_contributions, owner_contribution, owner_contributions,
                           rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
@@ -788,7 +788,10 @@ class Aggregator:
     # ---------------------------------------------------------- phase 5: attribution
     def _attribute(self, touched: set[tuple]) -> None:
         """Subtract the old contribution of every touched entry, add its new
-        one; keep the ranking of the largest files current."""
+        one; keep the ranking of the largest files current.  A rank is made
+        only for a file that may be in the ranking's reserve or enter it
+        (its resident pages at least the reserve's last or the bound's: most
+        changed files are small), Ranking.drop / offer called for it alone."""
         acc, gone, special = self.acc, self.gone, self.special
         ranking = self.ranking
         if not self.files_live and not ranking.valid and self.fast_full:
@@ -796,6 +799,7 @@ class Aggregator:
             return
         live = 0
         ranked = ranking.valid
+        reserve, floor = ranking.reserve, ranking.entry_floor()
         for key, e in self._pairs(touched):
             held = e
             if e is None:
@@ -811,25 +815,27 @@ class Aggregator:
                         acc.move_row(old.mount, row[0], row[1] - was[1], row[2] - was[2])
                         c = held.contrib = owner_contribution(old.mount, *row[:3])
                         if ranked:
-                            ranking.drop(key, rank_of(key, old))
-                            ranking.offer(key, rank_of(key, c))
+                            if reserve and -was[1] <= reserve[-1][0]:
+                                ranking.drop(key, rank_of(key, old))
+                            if row[1] >= floor:
+                                ranking.offer(key, rank_of(key, c))
                     else:
                         acc.move_row(old.mount, row[0], 0, 0)
                     continue
-            c = held.contrib = Contribution(e) if e is not None and e.union else None
+            c = held.contrib = contribution(e) if e is not None and e.union else None
             live += (c is not None) - (old is not None)
             if old is not None:
                 if c is not None:
                     acc.replace(old, c)         # apply(old, -1), apply(c, +1)
                 else:
                     acc.apply(old, -1)
-                if ranked:
+                if ranked and reserve and -old.resident <= reserve[-1][0]:
                     ranking.drop(key, rank_of(key, old))
                 special.discard(key)
             elif c is not None:
                 acc.apply(c, +1)
             if c is not None:
-                if ranked:
+                if ranked and c.resident >= floor:
                     ranking.offer(key, rank_of(key, c))
                 if e.shared_mapping or e.ino == MANAGED_CACHE_INO:
                     special.add(key)
@@ -924,6 +930,13 @@ class Ranking:
         i = bisect.bisect_left(self.reserve, rank)
         if i < len(self.reserve) and self.reserve[i] == rank:
             del self.reserve[i]
+
+    def entry_floor(self) -> int:
+        """The resident pages below which no file enters the reserve
+        (offer: its rank, -resident first, is above the bound); 0 when any
+        may (no bound).  A file in the reserve has at least the resident
+        pages of its last rank, -reserve[-1][0] (drop)."""
+        return 0 if self.bound is None else -self.bound[0]
 
     def offer(self, key: tuple, rank: tuple) -> None:
         if self.valid and (self.bound is None or rank < self.bound):

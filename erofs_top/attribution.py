@@ -236,6 +236,19 @@ def owner_contribution(mount, cg: int, resident: int, dup: int) -> OwnerContribu
     return c
 
 
+def contribution(e: Entry):
+    """Contribution(e) of an entry with pages: the usual file's (one owner,
+    nothing seeded, not shared, no page or every resident page duplicated)
+    OwnerContribution found without Contribution.__new__'s and
+    OwnerContribution.__new__'s calls (a steady refresh's new files)."""
+    d = e.dup
+    if (e.chunks.__class__ is int and not e.seeded and not e.shared_mapping
+            and (not d or d is e.union)):
+        r = sum(map(_bit_count, e.union.values()))
+        return owner_contribution(e.mount, e.chunks, r, r if d else 0)     # (e.owner)
+    return Contribution(e)
+
+
 def owner_contributions(pairs, special: set, special_ino: int
                         ) -> tuple[list[OwnerContribution], list[Entry]]:
     """A full pass's walk of the live entries of ``pairs`` ((key, entry or
@@ -436,17 +449,51 @@ class Accumulators:
         a.fair_pages += sign * res
         if sign < 0 and a.files == 0 and a.uses == 0:
             del cgs[cg]
-        if c.mount is not None:
-            self._apply_mount(c, sign, False)
+        m = c.mount
+        if m is not None:
+            self._apply_owner_mount(m, cg, sign * res, sign * dup, sign)
         self.resident += sign * res
         self.dup += sign * dup
+
+    def _apply_owner_mount(self, m, cg: int, dr: int, dd: int, sign: int) -> None:
+        """_apply_mount of an OwnerContribution on mount ``m`` (its row:
+        cgroup ``cg``, resident and duplicate pages moving by dr, dd): one
+        pair, of a non-shared entry (h[3] stays), no user or member user."""
+        dev = m.dev
+        if sign > 0 and self.mounts.get(dev) is not m:
+            self.mounts[dev] = m
+            self._readers_dirty.add(dev)
+        res, dups = self.mount_resident, self.mount_dup
+        res[dev] = res.get(dev, 0) + dr
+        dups[dev] = dups.get(dev, 0) + dd
+        holders = self.holders
+        per = holders.get(dev)
+        if per is None:
+            per = holders[dev] = {}
+        h = per.get(cg)
+        if h is None:
+            h = per[cg] = [0, 0, 0, 0]
+        n = h[2]
+        h[0] += dr
+        h[1] += dd
+        h[2] = n + sign
+        self.dirty_pairs.add((dev, cg))
+        if n + sign == 0:
+            del per[cg]
+            if not per:
+                del holders[dev]
+            self._sync(dev, cg)
+        elif n == 0 or n == h[3] or n + sign == h[3]:   # new pair, or own caches flip
+            self._sync(dev, cg)
 
     def move_row(self, m, cg: int, dr: int, dd: int) -> None:
         """replace(old, new) of two OwnerContributions of one file on mount
         ``m`` (both), of cgroup ``cg`` (both), whose resident pages moved by
         ``dr`` and duplicate pages by ``dd``: what replace() does for them."""
         dev = m.dev
-        self._see_mount(dev, m)
+        if self.mounts.get(dev) is not m:       # (_see_mount and _move_mount inline)
+            self.mounts[dev] = m
+            self._readers_dirty.add(dev)
         if not (dr or dd):
             return
         a = self.cg[cg]
@@ -457,7 +504,12 @@ class Accumulators:
         h[0] += dr
         h[1] += dd
         self.dirty_pairs.add((dev, cg))
-        self._move_mount(dev, dr, dd)
+        if dr:
+            self.mount_resident[dev] += dr
+            self.resident += dr
+        if dd:
+            self.mount_dup[dev] += dd
+            self.dup += dd
 
     def _see_mount(self, dev: int, m) -> None:
         """Mount m is dev's (now): readers recounted if it is a new object."""

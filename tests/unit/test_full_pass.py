@@ -22,7 +22,7 @@ from test_refresh_churn import Node, _assert_same, _refresh
 
 from erofs_top.aggregate import Aggregator
 from erofs_top.attribution import (Accumulators, Contribution, OwnerContribution,
-                                  new_contributions)
+                                  contribution, new_contributions)
 import erofs_top.entries as entries_mod
 from erofs_top.entries import (SharedEntry, chunk_entry, duplicate_group_part,
                                full_group_part)
@@ -364,3 +364,22 @@ def test_full_group_part_equals_duplicate_group_part(seed, odd, monkeypatch):
     if odd is None:
         monkeypatch.setattr(entries_mod, "duplicate_group_part", None)
     assert _part_state(full_group_part(group), group) == want
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_contribution_equals_contribution_class(seed):
+    """attribution.contribution (a steady refresh's new contribution: the
+    usual file's OwnerContribution without Contribution's calls) against
+    Contribution(e) of each entry: the same kind and sums, the owner's the
+    same object (one per mount and row)."""
+    rng = random.Random(seed)
+    es = _contrib_entries(rng)
+    kinds = Counter()
+    for e in es:
+        want, got = Contribution(e), contribution(e)
+        assert type(got) is type(want) and _contrib_state(got) == _contrib_state(want)
+        if type(want) is OwnerContribution:
+            assert got is want
+        kinds[type(want).__name__, bool(want.dup)] += 1
+    assert {("OwnerContribution", False), ("OwnerContribution", True), ("Contribution", True),
+            ("Contribution", False), ("SeededContribution", False)} <= kinds.keys(), kinds

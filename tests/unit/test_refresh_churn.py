@@ -536,3 +536,36 @@ def test_kept_group_shrinks_and_grows(monkeypatch):
     # kept from 8 copies down to 3 (half of LARGE_GROUP), again from 6 up
     assert kept == [1] * 6 + [0] * 8 + [1] * 2, kept
     assert large_groups.STATS["moved"] - moved == 5 + 1, "moves: 8 -> 3 copies, 6 -> 7"
+
+
+def test_ranking_ties_at_the_bound_through_steady_refreshes():
+    """Aggregator._attribute makes a rank only for a file that may be in the
+    reserve or enter it (its resident pages against the reserve's last and
+    the bound's); files of equal size tie at the bound, so a file that
+    shrinks to the bound's size, or comes back at it, with a smaller ino
+    than the bound's must enter the top (the files listed equal
+    aggregate()'s: a pre-test one page off loses it)."""
+    m = _mount(3, "block", _image(0, False))
+    mounts, cgroups, content = StaticMounts([m]), StaticCgroups({1001: "/pods/c1001"}), \
+        StaticContent()
+    pages = {ino: 1 for ino in range(1, 21)}
+    agg = Aggregator(recheck_slices=0)
+
+    def step(t):
+        r = Readings(taken_at=t, page_size=PAGE,
+                     chunks=[PageChunk(m.dev, ino, 0, {1001: (1 << n) - 1})
+                             for ino, n in pages.items()])
+        got = agg.update(r, mounts, cgroups, content, tier="full", started_at=0.0, files_cap=2)
+        want = aggregate(r, mounts, cgroups, content, tier="full", started_at=0.0, files_cap=2)
+        _assert_same(got, want, t)
+        return [f.ino for f in got.files]
+
+    assert step(0.0) == [1, 2]
+    pages[1] = 2                    # grows: listed first
+    assert step(1.0) == [1, 2]
+    pages[1] = 1                    # back to the bound's size (the same row kind: renewed)
+    assert step(2.0) == [1, 2]
+    del pages[2]
+    assert step(3.0) == [1, 3]
+    pages[2] = 1                    # comes back at the bound's size (apply)
+    assert step(4.0) == [1, 2]

@@ -12,7 +12,8 @@ import random
 import pytest
 
 from erofs_top.aggregate import Aggregator, aggregate
-from erofs_top.attribution import Accumulators, Contribution, OwnerContribution
+from erofs_top.attribution import (Accumulators, Contribution, OwnerContribution,
+                                   SharedContribution)
 from erofs_top.node_savings import GroupCache
 from erofs_top.readings import PageChunk
 from erofs_top.resolve.base import MountInfo
@@ -59,9 +60,11 @@ def test_owner_apply_and_move_row_equal_the_general_paths(seed):
     and replace of the same sums; every sum and set equal at every step."""
     rng = random.Random(seed)
     mounts = _mounts()
+    mounts.append(MountInfo(**vars(mounts[0])))     # dev 41 again, another object (remount)
     fast, general = Accumulators(), Accumulators()
     live: dict[int, OwnerContribution] = {}
     for step in range(400):
+        fast._readers_dirty, general._readers_dirty = set(), set()   # (readers() takes them)
         ino = rng.randint(1, 40)
         c = live.get(ino)
         if c is None:
@@ -83,6 +86,46 @@ def test_owner_apply_and_move_row_equal_the_general_paths(seed):
         assert _state(fast) == _state(general), step
     assert fast.cg and fast.holders
 
+
+
+def _shared(rng: random.Random, mounts: list) -> SharedContribution:
+    """A shared inode's contribution on one of ``mounts``: a (mount, cgroup)
+    pair of it counts among the pair's shared entries (h[3])."""
+    c = object.__new__(SharedContribution)
+    r = rng.randint(1, 64)
+    c.cg_sums, c.mount = (rng.choice((7, 8)), r, 0, 0), rng.choice(mounts)
+    c.resident, c.dup, c.seeded, c.shared_pages = r, 0, 0, r
+    c.users = c.member_users = (rng.choice((7, 8, 9)),)
+    c.mapping, c.dev, c.ino = 1, c.mount.dev, 0
+    return c
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_owner_apply_beside_shared_entries_equals_the_general_path(seed):
+    """_apply_owner's own mount path (not _apply_mount's) where a pair also
+    counts shared entries (a pair's own caches flip as the usual files come
+    and go) and pairs and mounts empty often (two mounts, few files): every
+    sum and set equal to the general apply of the same sums at every step."""
+    rng = random.Random(seed)
+    mounts = _mounts()[:2]
+    fast, general = Accumulators(), Accumulators()
+    live: dict[int, Contribution] = {}
+    emptied = flips = 0
+    for step in range(600):
+        ino = rng.randint(1, 12)
+        c = live.pop(ino, None)
+        sign = -1 if c is not None else +1
+        if c is None:
+            c = live[ino] = _shared(rng, mounts) if ino <= 3 else _owner(rng, mounts, ino)
+        h = fast.pair(c.mount.dev, c.cg_sums[0]) if c.mount is not None else None
+        own = h is not None and h[2] > h[3]
+        fast.apply(c, sign)
+        general.apply(c if c.mapping else _plain(c), sign)
+        assert _state(fast) == _state(general), step
+        h2 = fast.pair(c.mount.dev, c.cg_sums[0]) if c.mount is not None else None
+        flips += h is not None and h2 is not None and own != (h2[2] > h2[3])
+        emptied += c.mount is not None and c.mount.dev not in fast.holders
+    assert emptied and flips
 
 def _regrow(node: Node) -> None:
     """Pages of a chunk of one owner, nothing seeded, come and go (its owner
