@@ -27,6 +27,7 @@ import bisect
 from itertools import chain
 
 from .entries import NONE, ORDER, Entry, aops
+from .node_savings import _add_counts as add_counts
 from .savings import gone_by_cgroup
 
 # members: a smaller dirty group is recomputed whole (cheap: measured, a kept
@@ -88,8 +89,11 @@ def find(members: list[Entry], dev: int, ino: int) -> int:
 class GroupDelta:
     """What a LargeGroup.move changed in its savings part: the rebuild file
     pages, by cgroup and by dev (added to GroupCache's sums), the devs of
-    copies added and removed (its dev counts)."""
-    __slots__ = ("state", "redundant", "by_cgroup", "by_dev", "devs_in", "devs_out")
+    copies added and removed (its dev counts) and where (``slots``: (i, dev)
+    a copy on dev inserted at slot i, (i, None) the copy at slot i removed,
+    in the order done: GroupCache's devs in member order move by these, no
+    member read)."""
+    __slots__ = ("state", "redundant", "by_cgroup", "by_dev", "devs_in", "devs_out", "slots")
 
     def __init__(self, state: LargeGroup):
         self.state = state
@@ -98,6 +102,7 @@ class GroupDelta:
         self.by_dev: dict[int, int] = {}
         self.devs_in: list[int] = []
         self.devs_out: list[int] = []
+        self.slots: list[tuple[int, int | None]] = []
 
 
 def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list | None:
@@ -142,9 +147,11 @@ def move(state: LargeGroup, moves: list, touched: set) -> GroupDelta:
         if old is None:
             members.insert(i, e)
             delta.devs_in.append(e.dev)
+            delta.slots.append((i, e.dev))
         elif e is None:
             delta.devs_out.append(old.dev)
-        _move_member(state, delta, i, old, e, touched)
+            delta.slots.append((i, None))
+        _move_member(members, delta, i, old, e, touched)
         if e is None:
             del members[i]
         else:
@@ -152,26 +159,38 @@ def move(state: LargeGroup, moves: list, touched: set) -> GroupDelta:
             e.in_group = True
         STATS["moved"] += 1
     state.redundant += delta.redundant
+    # the kept counts move once by the delta's (the moves above count into it only)
+    add_counts(state.by_cgroup, delta.by_cgroup)
+    add_counts(state.by_dev, delta.by_dev)
     return delta
 
 
-def _move_member(state: LargeGroup, delta: GroupDelta, i: int, old: Entry | None,
+def _move_member(members: list[Entry], delta: GroupDelta, i: int, old: Entry | None,
                  new: Entry | None, touched: set) -> None:
-    """Slot i of the members goes from ``old`` to ``new`` (None: absent)."""
-    members = state.members
+    """Slot i of the members goes from ``old`` to ``new`` (None: absent).
+    A copy rebuilt (a page flipped: the usual move) skips the
+    chunks whose pages and owners it keeps: their counts would cancel and
+    their dup masks are old's (kept current by _dup_changes)."""
     ou = old.union if old is not None else NONE
     nu = new.union if new is not None else NONE
+    keep = _kept_chunks(old, new)
+    odup = old.dup if keep is not None else NONE
     dup: dict[int, int] = {}
     for c in ou.keys() | nu.keys() if ou is not nu else nu.keys():
         o, n = ou.get(c, 0), nu.get(c, 0)
+        if o == n and keep is not None and (keep is True or keep[0].get(c) == keep[1].get(c)):
+            d = odup.get(c, 0)
+            if d:
+                dup[c] = d
+            continue
         pre = _held_before(members, i, c, o | n)
         if o:
-            _count(state, delta, old, c, o, o & pre, -1)
+            _count(delta, old, c, o, o & pre, -1)
         if n:
-            _count(state, delta, new, c, n, n & pre, +1)
+            _count(delta, new, c, n, n & pre, +1)
         first = (o ^ n) & ~pre          # pages whose first holder changes
         if first:
-            _next_holders(state, delta, i, c, first, o, n)
+            _next_holders(members, delta, i, c, first, o, n)
         if o != n:
             _dup_changes(members, i, c, o, n, touched)
         if n:
@@ -180,6 +199,18 @@ def _move_member(state: LargeGroup, delta: GroupDelta, i: int, old: Entry | None
                 dup[c] = d
     if new is not None:
         new.dup = NONE if not dup else (new.union if dup == new.union else dup)
+
+
+def _kept_chunks(old: Entry | None, new: Entry | None):
+    """Whether a chunk of equal pages in ``old`` and ``new`` (one key: one
+    dev) counts the same in both: True (one owner), (old's, new's owners by
+    chunk: equal when the chunk's owners are), None (no chunk does)."""
+    if old is None or new is None:
+        return None
+    oc, nc = old.chunks, new.chunks
+    if oc.__class__ is int or nc.__class__ is int:
+        return True if oc == nc else None
+    return oc, nc
 
 
 def _held_before(members: list[Entry], i: int, c: int, want: int) -> int:
@@ -203,52 +234,45 @@ def _held_by_others(members: list[Entry], i: int, c: int, want: int) -> int:
     return held & want
 
 
-def _next_holders(state: LargeGroup, delta: GroupDelta, i: int, c: int, pages: int,
+def _next_holders(members: list[Entry], delta: GroupDelta, i: int, c: int, pages: int,
                   o: int, n: int) -> None:
     """Pages of chunk c whose first holder was (o) or becomes (n) slot i:
     the next holder after it gives them up (n) or no longer does (o)."""
-    members = state.members
     for j in range(i + 1, len(members)):
         e = members[j]
         m = e.union.get(c, 0)
         h = m & pages
         if h:
             if h & o:
-                _count(state, delta, e, c, m, h & o, -1)
+                _count(delta, e, c, m, h & o, -1)
             if h & n:
-                _count(state, delta, e, c, m, h & n, +1)
+                _count(delta, e, c, m, h & n, +1)
             pages &= ~h
             if not pages:
                 return
 
 
-def _count(state: LargeGroup, delta: GroupDelta, e: Entry, c: int, mask: int, gone: int,
-           sign: int) -> None:
-    """± the pages ``gone`` of chunk c of copy e given up (entries._count_gone)."""
+def _count(delta: GroupDelta, e: Entry, c: int, mask: int, gone: int, sign: int) -> None:
+    """± the pages ``gone`` of chunk c of copy e given up (entries._count_gone),
+    into the delta (move() adds it to the kept counts)."""
     n = gone.bit_count()
     if not n:
         return
-    delta.redundant += sign * n
-    _add(state.by_dev, delta.by_dev, e.dev, sign * n)
+    n *= sign
+    delta.redundant += n
+    by = delta.by_dev
+    by[e.dev] = by.get(e.dev, 0) + n
+    by = delta.by_cgroup
     owner = e.chunks            # the one owner (an int: Entry.owner), or a dict
     if owner.__class__ is int:
-        _add(state.by_cgroup, delta.by_cgroup, owner, sign * n)
+        by[owner] = by.get(owner, 0) + n
         return
     owners = owner.get(c)
     if owners is not None:
         counts: dict[int, int] = {}
-        gone_by_cgroup(owners, mask, gone, n, counts)
+        gone_by_cgroup(owners, mask, gone, abs(n), counts)
         for cg, k in counts.items():
-            _add(state.by_cgroup, delta.by_cgroup, cg, sign * k)
-
-
-def _add(mine: dict[int, int], delta: dict[int, int], k: int, n: int) -> None:
-    v = mine.get(k, 0) + n
-    if v:
-        mine[k] = v
-    else:
-        del mine[k]
-    delta[k] = delta.get(k, 0) + n
+            by[cg] = by.get(cg, 0) + sign * k
 
 
 def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: set) -> None:

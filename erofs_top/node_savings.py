@@ -289,8 +289,14 @@ class GroupCache:
             self.put(gid, members, content, state.flat_part(), maps)
             return
         devs = old[5]
-        if delta.devs_in or delta.devs_out:
-            devs = tuple(map(_dev_of, members))
+        if delta.slots:         # the copies' devs in member order, moved where they moved
+            devs = list(devs)
+            for i, dev in delta.slots:
+                if dev is None:
+                    del devs[i]
+                else:
+                    devs.insert(i, dev)
+            devs = tuple(devs)
             self._count_devs(delta.devs_out, -1)
             self._count_devs(delta.devs_in, +1)
         first = members[0]
