@@ -107,7 +107,8 @@ class GroupDelta:
 
 def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list | None:
     """The moves of a kept group for its changed keys: (key, the entry now in
-    the group or None) each; None when the group must be recomputed whole
+    the group or None) each, as (its slot in the members now, whether a
+    member holds it, key, entry); None when the group must be recomputed whole
     (a member re-resolved in place, one that is not a plain copy of the
     class, fewer than half of LARGE_GROUP left)."""
     members, moves = state.members, []
@@ -126,7 +127,7 @@ def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list |
                 return None
         elif e is None:
             return None
-        moves.append((key, e))
+        moves.append((i, present, key, e))
         size += (e is not None) - present
     return moves if size >= max(2, LARGE_GROUP // 2) else None
 
@@ -134,30 +135,39 @@ def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list |
 def move(state: LargeGroup, moves: list, touched: set) -> GroupDelta:
     """Apply plan()'s moves: the members, their dup masks and in_group, the
     redundant pages and the savings part's counts; returns the delta.  Keys
-    of unchanged members whose dup masks changed go into ``touched``."""
+    of unchanged members whose dup masks changed go into ``touched``.
+    Each move's slot is plan()'s, shifted by the moves done before it (no
+    second search)."""
     delta = GroupDelta(state)
     members = state.members
     # removals first: a copy that leaves for another group is a live entry
-    # whose dup masks that group sets (the moves below change others' only)
-    moves.sort(key=lambda kv: kv[1] is not None)
-    for (dev, ino), e in moves:
-        i = find(members, dev, ino)
-        old = members[i] if i < len(members) and members[i].dev == dev and \
-            members[i].ino == ino else None
-        if old is None:
+    # whose dup masks that group sets (the moves below change others' only);
+    # from the last slot down, each before the slots it would shift
+    gone = sorted([m[0] for m in moves if m[3] is None])
+    for i in reversed(gone):
+        old = members[i]
+        delta.devs_out.append(old.dev)
+        delta.slots.append((i, None))
+        _move_member(members, delta, i, old, None, touched)
+        del members[i]
+    # then the others in slot order (at one slot an insertion before the
+    # member there): each is shifted by the removals before it and the
+    # insertions done
+    added = 0
+    for i, present, _, e in sorted([m for m in moves if m[3] is not None]):
+        i += added - bisect.bisect_left(gone, i)
+        if present:
+            old = members[i]
+        else:
+            old = None
             members.insert(i, e)
+            added += 1
             delta.devs_in.append(e.dev)
             delta.slots.append((i, e.dev))
-        elif e is None:
-            delta.devs_out.append(old.dev)
-            delta.slots.append((i, None))
         _move_member(members, delta, i, old, e, touched)
-        if e is None:
-            del members[i]
-        else:
-            members[i] = e
-            e.in_group = True
-        STATS["moved"] += 1
+        members[i] = e
+        e.in_group = True
+    STATS["moved"] += len(moves)
     state.redundant += delta.redundant
     # the kept counts move once by the delta's (the moves above count into it only)
     add_counts(state.by_cgroup, delta.by_cgroup)
