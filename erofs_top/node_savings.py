@@ -299,6 +299,8 @@ class GroupCache:
             devs = tuple(devs)
             self._count_devs(delta.devs_out, -1)
             self._count_devs(delta.devs_in, +1)
+        elif old[2][0] is state:
+            return      # the kept tuple holds: the same copies' devs, first copy's key, state
         first = members[0]
         self.groups[gid] = ((first.dev, first.ino, first.shared_mapping), None,
                             (state, None, None), False, 0, devs)
