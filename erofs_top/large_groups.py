@@ -26,7 +26,9 @@ from __future__ import annotations
 import bisect
 from itertools import chain
 
-from .entries import NONE, ORDER, Entry, aops
+from operator import attrgetter
+
+from .entries import NONE, Entry, aops
 from .node_savings import _add_counts as add_counts
 from .savings import gone_by_cgroup
 
@@ -82,8 +84,13 @@ def plain_member(e: Entry, cls: str) -> bool:
     return member_class(e) == cls and bool(e.union)
 
 
+_DEV_INO = attrgetter("dev", "ino")
+
+
 def find(members: list[Entry], dev: int, ino: int) -> int:
-    return bisect.bisect_left(members, (dev, ino, 0), key=ORDER)
+    """(dev, ino)'s slot in the members (entries.ORDER's: a kept group's
+    copies are plain, shared_mapping 0 each)."""
+    return bisect.bisect_left(members, (dev, ino), key=_DEV_INO)
 
 
 class GroupDelta:
@@ -143,19 +150,25 @@ def move(state: LargeGroup, moves: list, touched: set) -> GroupDelta:
     # removals first: a copy that leaves for another group is a live entry
     # whose dup masks that group sets (the moves below change others' only);
     # from the last slot down, each before the slots it would shift
-    gone = sorted([m[0] for m in moves if m[3] is None])
-    for i in reversed(gone):
-        old = members[i]
-        delta.devs_out.append(old.dev)
-        delta.slots.append((i, None))
-        _move_member(members, delta, i, old, None, touched)
-        del members[i]
-    # then the others in slot order (at one slot an insertion before the
-    # member there): each is shifted by the removals before it and the
-    # insertions done
+    moves.sort()        # by slot, at one slot an insertion first (keys differ: no entry compared)
+    gone = [m[0] for m in moves if m[3] is None]
+    for m in reversed(moves):
+        if m[3] is None:
+            i = m[0]
+            old = members[i]
+            delta.devs_out.append(old.dev)
+            delta.slots.append((i, None))
+            _move_member(members, delta, i, old, None, touched)
+            del members[i]
+    # then the others in slot order: each is shifted by the removals before
+    # it and the insertions done
     added = 0
-    for i, present, _, e in sorted([m for m in moves if m[3] is not None]):
-        i += added - bisect.bisect_left(gone, i)
+    for i, present, _, e in moves:
+        if e is None:
+            continue
+        if gone:
+            i -= bisect.bisect_left(gone, i)
+        i += added
         if present:
             old = members[i]
         else:
