@@ -191,37 +191,62 @@ def move(state: LargeGroup, moves: list, touched: set) -> GroupDelta:
 def _move_member(members: list[Entry], delta: GroupDelta, i: int, old: Entry | None,
                  new: Entry | None, touched: set) -> None:
     """Slot i of the members goes from ``old`` to ``new`` (None: absent).
-    A copy rebuilt (a page flipped: the usual move) skips the
-    chunks whose pages and owners it keeps: their counts would cancel and
-    their dup masks are old's (kept current by _dup_changes)."""
+    A copy rebuilt (a page flipped: the usual move) skips the chunks whose
+    pages and owners it keeps: their counts would cancel and their dup
+    masks are old's (kept current by _dup_changes); of one owner, a changed
+    chunk's pages given up move by their difference.  The new copy's dup
+    masks: old's for the pages it keeps, the pages another copy holds
+    (_dup_changes' scan) for those it gains."""
     ou = old.union if old is not None else NONE
     nu = new.union if new is not None else NONE
     keep = _kept_chunks(old, new)
-    odup = old.dup if keep is not None else NONE
+    odup = old.dup if old is not None else NONE
     dup: dict[int, int] = {}
     for c in ou.keys() | nu.keys() if ou is not nu else nu.keys():
         o, n = ou.get(c, 0), nu.get(c, 0)
-        if o == n and keep is not None and (keep is True or keep[0].get(c) == keep[1].get(c)):
-            d = odup.get(c, 0)
-            if d:
-                dup[c] = d
-            continue
-        pre = _held_before(members, i, c, o | n)
-        if o:
-            _count(delta, old, c, o, o & pre, -1)
-        if n:
-            _count(delta, new, c, n, n & pre, +1)
+        if keep is not None and (keep is True or keep[0].get(c) == keep[1].get(c)):
+            if o == n:
+                d = odup.get(c, 0)
+                if d:
+                    dup[c] = d
+                continue
+            pre = _held_before(members, i, c, o | n)
+            k = (n & pre).bit_count() - (o & pre).bit_count()
+            if k:               # one dev, one owner (or the same owners of chunk c)
+                _count_moved(delta, old, new, c, o, n, pre, k)
+        else:
+            pre = _held_before(members, i, c, o | n)
+            if o:
+                _count(delta, old, c, o, o & pre, -1)
+            if n:
+                _count(delta, new, c, n, n & pre, +1)
         first = (o ^ n) & ~pre          # pages whose first holder changes
         if first:
             _next_holders(members, delta, i, c, first, o, n)
-        if o != n:
-            _dup_changes(members, i, c, o, n, touched)
+        held = _dup_changes(members, i, c, o, n, touched) if o != n else 0
         if n:
-            d = n & _held_by_others(members, i, c, n)
+            d = (odup.get(c, 0) & n & o) | (n & ~o & held)
             if d:
                 dup[c] = d
     if new is not None:
         new.dup = NONE if not dup else (new.union if dup == new.union else dup)
+
+
+def _count_moved(delta: GroupDelta, old: Entry, new: Entry, c: int, o: int, n: int, pre: int,
+                 k: int) -> None:
+    """_count(old, -1) then _count(new, +1) of chunk c's pages given up
+    (``pre``) by a rebuilt copy whose chunk c counts alike (one dev, the
+    same owners): ``k`` pages more given up."""
+    owner = new.chunks
+    if owner.__class__ is not int:      # the chunk's owners: by cgroup each
+        _count(delta, old, c, o, o & pre, -1)
+        _count(delta, new, c, n, n & pre, +1)
+        return
+    delta.redundant += k
+    by = delta.by_dev
+    by[new.dev] = by.get(new.dev, 0) + k
+    by = delta.by_cgroup
+    by[owner] = by.get(owner, 0) + k
 
 
 def _kept_chunks(old: Entry | None, new: Entry | None):
@@ -243,17 +268,6 @@ def _held_before(members: list[Entry], i: int, c: int, want: int) -> int:
         held |= members[j].union.get(c, 0)
         if held & want == want:
             break
-    return held & want
-
-
-def _held_by_others(members: list[Entry], i: int, c: int, want: int) -> int:
-    """The pages of ``want`` in chunk c held by a member other than slot i."""
-    held = 0
-    for j, e in enumerate(members):
-        if j != i:
-            held |= e.union.get(c, 0)
-            if held & want == want:
-                break
     return held & want
 
 
@@ -298,9 +312,10 @@ def _count(delta: GroupDelta, e: Entry, c: int, mask: int, gone: int, sign: int)
             by[cg] = by.get(cg, 0) + sign * k
 
 
-def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: set) -> None:
+def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: set) -> int:
     """Slot i's pages of chunk c go from o to n: a page another copy alone
-    holds becomes (n) or stops being (o) a duplicate page of that copy."""
+    holds becomes (n) or stops being (o) a duplicate page of that copy.
+    Returns the pages of o ^ n another copy holds."""
     pages = o ^ n
     once = twice = 0
     for j, e in enumerate(members):
@@ -309,10 +324,10 @@ def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: 
             twice |= once & m
             once |= m
             if twice == pages:
-                return          # every such page held by two others: no status changes
+                return pages    # every such page held by two others: no status changes
     single = once & ~twice
     if not single:
-        return
+        return once
     for j, e in enumerate(members):
         h = e.union.get(c, 0) & single if j != i else 0
         if h:
@@ -325,3 +340,4 @@ def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: 
                 d.pop(c, None)
             e.dup = NONE if not d else (e.union if d == e.union else d)
             touched.add((e.dev, e.ino))
+    return once
