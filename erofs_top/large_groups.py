@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 from itertools import chain
-
 from operator import attrgetter
 
 from .entries import NONE, Entry, aops
