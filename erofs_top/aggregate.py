@@ -48,6 +48,7 @@ from .rows import UNKNOWN_CGROUP_PATH, build_model
 
 _contrib_of = attrgetter("contrib")
 _DICT_KEYS = type({}.keys())
+_UNSEEN = object()      # a key found does not hold (_move_large)
 RECHECK_SLICES = 512       # every entry is re-derived from its input once per 512 refreshes
 # Long-running faces hand what is alive after a refresh to the permanent
 # generation of the cyclic GC (gc.freeze, O(1)): a collection then walks what
@@ -702,10 +703,16 @@ class Aggregator:
         state = self.large.get(ck)
         if state is None:
             return False
-        entries = self.entries
+        # each key's entry as _pairs found it (a small dict, warm), else
+        # looked up (a key _pairs did not keep: many changed)
+        entries, found = self.entries, self.found
+        if found is None:
+            found = entries
         changes = []
         for key in keys:
-            e = entries.get(key)
+            e = found.get(key, _UNSEEN)
+            if e is _UNSEEN:
+                e = entries.get(key)
             changes.append((key, e if e is not None and e.union and e.content_key == ck
                             else None))
         moves = large_groups.plan(state, changes)

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import bisect
 from itertools import chain
+from operator import attrgetter
 
-from .entries import NONE, ORDER, Entry, aops
+from .entries import NONE, Entry, aops
+from .node_savings import _add_counts as add_counts
 from .savings import gone_by_cgroup
 
 # members: a smaller dirty group is recomputed whole (cheap: measured, a kept
@@ -81,15 +83,23 @@ def plain_member(e: Entry, cls: str) -> bool:
     return member_class(e) == cls and bool(e.union)
 
 
+_DEV_INO = attrgetter("dev", "ino")
+
+
 def find(members: list[Entry], dev: int, ino: int) -> int:
-    return bisect.bisect_left(members, (dev, ino, 0), key=ORDER)
+    """(dev, ino)'s slot in the members (entries.ORDER's: a kept group's
+    copies are plain, shared_mapping 0 each)."""
+    return bisect.bisect_left(members, (dev, ino), key=_DEV_INO)
 
 
 class GroupDelta:
     """What a LargeGroup.move changed in its savings part: the rebuild file
     pages, by cgroup and by dev (added to GroupCache's sums), the devs of
-    copies added and removed (its dev counts)."""
-    __slots__ = ("state", "redundant", "by_cgroup", "by_dev", "devs_in", "devs_out")
+    copies added and removed (its dev counts) and where (``slots``: (i, dev)
+    a copy on dev inserted at slot i, (i, None) the copy at slot i removed,
+    in the order done: GroupCache's devs in member order move by these, no
+    member read)."""
+    __slots__ = ("state", "redundant", "by_cgroup", "by_dev", "devs_in", "devs_out", "slots")
 
     def __init__(self, state: LargeGroup):
         self.state = state
@@ -98,11 +108,13 @@ class GroupDelta:
         self.by_dev: dict[int, int] = {}
         self.devs_in: list[int] = []
         self.devs_out: list[int] = []
+        self.slots: list[tuple[int, int | None]] = []
 
 
 def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list | None:
     """The moves of a kept group for its changed keys: (key, the entry now in
-    the group or None) each; None when the group must be recomputed whole
+    the group or None) each, as (its slot in the members now, whether a
+    member holds it, key, entry); None when the group must be recomputed whole
     (a member re-resolved in place, one that is not a plain copy of the
     class, fewer than half of LARGE_GROUP left)."""
     members, moves = state.members, []
@@ -121,7 +133,7 @@ def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list |
                 return None
         elif e is None:
             return None
-        moves.append((key, e))
+        moves.append((i, present, key, e))
         size += (e is not None) - present
     return moves if size >= max(2, LARGE_GROUP // 2) else None
 
@@ -129,57 +141,123 @@ def plan(state: LargeGroup, changes: list[tuple[tuple, Entry | None]]) -> list |
 def move(state: LargeGroup, moves: list, touched: set) -> GroupDelta:
     """Apply plan()'s moves: the members, their dup masks and in_group, the
     redundant pages and the savings part's counts; returns the delta.  Keys
-    of unchanged members whose dup masks changed go into ``touched``."""
+    of unchanged members whose dup masks changed go into ``touched``.
+    Each move's slot is plan()'s, shifted by the moves done before it (no
+    second search)."""
     delta = GroupDelta(state)
     members = state.members
     # removals first: a copy that leaves for another group is a live entry
-    # whose dup masks that group sets (the moves below change others' only)
-    moves.sort(key=lambda kv: kv[1] is not None)
-    for (dev, ino), e in moves:
-        i = find(members, dev, ino)
-        old = members[i] if i < len(members) and members[i].dev == dev and \
-            members[i].ino == ino else None
-        if old is None:
-            members.insert(i, e)
-            delta.devs_in.append(e.dev)
-        elif e is None:
+    # whose dup masks that group sets (the moves below change others' only);
+    # from the last slot down, each before the slots it would shift
+    moves.sort()        # by slot, at one slot an insertion first (keys differ: no entry compared)
+    gone = [m[0] for m in moves if m[3] is None]
+    for m in reversed(moves):
+        if m[3] is None:
+            i = m[0]
+            old = members[i]
             delta.devs_out.append(old.dev)
-        _move_member(state, delta, i, old, e, touched)
-        if e is None:
+            delta.slots.append((i, None))
+            _move_member(members, delta, i, old, None, touched)
             del members[i]
+    # then the others in slot order: each is shifted by the removals before
+    # it and the insertions done
+    added = 0
+    for i, present, _, e in moves:
+        if e is None:
+            continue
+        if gone:
+            i -= bisect.bisect_left(gone, i)
+        i += added
+        if present:
+            old = members[i]
         else:
-            members[i] = e
-            e.in_group = True
-        STATS["moved"] += 1
+            old = None
+            members.insert(i, e)
+            added += 1
+            delta.devs_in.append(e.dev)
+            delta.slots.append((i, e.dev))
+        _move_member(members, delta, i, old, e, touched)
+        members[i] = e
+        e.in_group = True
+    STATS["moved"] += len(moves)
     state.redundant += delta.redundant
+    # the kept counts move once by the delta's (the moves above count into it only)
+    add_counts(state.by_cgroup, delta.by_cgroup)
+    add_counts(state.by_dev, delta.by_dev)
     return delta
 
 
-def _move_member(state: LargeGroup, delta: GroupDelta, i: int, old: Entry | None,
+def _move_member(members: list[Entry], delta: GroupDelta, i: int, old: Entry | None,
                  new: Entry | None, touched: set) -> None:
-    """Slot i of the members goes from ``old`` to ``new`` (None: absent)."""
-    members = state.members
+    """Slot i of the members goes from ``old`` to ``new`` (None: absent).
+    A copy rebuilt (a page flipped: the usual move) skips the chunks whose
+    pages and owners it keeps: their counts would cancel and their dup
+    masks are old's (kept current by _dup_changes); of one owner, a changed
+    chunk's pages given up move by their difference.  The new copy's dup
+    masks: old's for the pages it keeps, the pages another copy holds
+    (_dup_changes' scan) for those it gains."""
     ou = old.union if old is not None else NONE
     nu = new.union if new is not None else NONE
+    keep = _kept_chunks(old, new)
+    odup = old.dup if old is not None else NONE
     dup: dict[int, int] = {}
     for c in ou.keys() | nu.keys() if ou is not nu else nu.keys():
         o, n = ou.get(c, 0), nu.get(c, 0)
-        pre = _held_before(members, i, c, o | n)
-        if o:
-            _count(state, delta, old, c, o, o & pre, -1)
-        if n:
-            _count(state, delta, new, c, n, n & pre, +1)
+        if keep is not None and (keep is True or keep[0].get(c) == keep[1].get(c)):
+            if o == n:
+                d = odup.get(c, 0)
+                if d:
+                    dup[c] = d
+                continue
+            pre = _held_before(members, i, c, o | n)
+            k = (n & pre).bit_count() - (o & pre).bit_count()
+            if k:               # one dev, one owner (or the same owners of chunk c)
+                _count_moved(delta, old, new, c, o, n, pre, k)
+        else:
+            pre = _held_before(members, i, c, o | n)
+            if o:
+                _count(delta, old, c, o, o & pre, -1)
+            if n:
+                _count(delta, new, c, n, n & pre, +1)
         first = (o ^ n) & ~pre          # pages whose first holder changes
         if first:
-            _next_holders(state, delta, i, c, first, o, n)
-        if o != n:
-            _dup_changes(members, i, c, o, n, touched)
+            _next_holders(members, delta, i, c, first, o, n)
+        held = _dup_changes(members, i, c, o, n, touched) if o != n else 0
         if n:
-            d = n & _held_by_others(members, i, c, n)
+            d = (odup.get(c, 0) & n & o) | (n & ~o & held)
             if d:
                 dup[c] = d
     if new is not None:
         new.dup = NONE if not dup else (new.union if dup == new.union else dup)
+
+
+def _count_moved(delta: GroupDelta, old: Entry, new: Entry, c: int, o: int, n: int, pre: int,
+                 k: int) -> None:
+    """_count(old, -1) then _count(new, +1) of chunk c's pages given up
+    (``pre``) by a rebuilt copy whose chunk c counts alike (one dev, the
+    same owners): ``k`` pages more given up."""
+    owner = new.chunks
+    if owner.__class__ is not int:      # the chunk's owners: by cgroup each
+        _count(delta, old, c, o, o & pre, -1)
+        _count(delta, new, c, n, n & pre, +1)
+        return
+    delta.redundant += k
+    by = delta.by_dev
+    by[new.dev] = by.get(new.dev, 0) + k
+    by = delta.by_cgroup
+    by[owner] = by.get(owner, 0) + k
+
+
+def _kept_chunks(old: Entry | None, new: Entry | None):
+    """Whether a chunk of equal pages in ``old`` and ``new`` (one key: one
+    dev) counts the same in both: True (one owner), (old's, new's owners by
+    chunk: equal when the chunk's owners are), None (no chunk does)."""
+    if old is None or new is None:
+        return None
+    oc, nc = old.chunks, new.chunks
+    if oc.__class__ is int or nc.__class__ is int:
+        return True if oc == nc else None
+    return oc, nc
 
 
 def _held_before(members: list[Entry], i: int, c: int, want: int) -> int:
@@ -192,68 +270,51 @@ def _held_before(members: list[Entry], i: int, c: int, want: int) -> int:
     return held & want
 
 
-def _held_by_others(members: list[Entry], i: int, c: int, want: int) -> int:
-    """The pages of ``want`` in chunk c held by a member other than slot i."""
-    held = 0
-    for j, e in enumerate(members):
-        if j != i:
-            held |= e.union.get(c, 0)
-            if held & want == want:
-                break
-    return held & want
-
-
-def _next_holders(state: LargeGroup, delta: GroupDelta, i: int, c: int, pages: int,
+def _next_holders(members: list[Entry], delta: GroupDelta, i: int, c: int, pages: int,
                   o: int, n: int) -> None:
     """Pages of chunk c whose first holder was (o) or becomes (n) slot i:
     the next holder after it gives them up (n) or no longer does (o)."""
-    members = state.members
     for j in range(i + 1, len(members)):
         e = members[j]
         m = e.union.get(c, 0)
         h = m & pages
         if h:
             if h & o:
-                _count(state, delta, e, c, m, h & o, -1)
+                _count(delta, e, c, m, h & o, -1)
             if h & n:
-                _count(state, delta, e, c, m, h & n, +1)
+                _count(delta, e, c, m, h & n, +1)
             pages &= ~h
             if not pages:
                 return
 
 
-def _count(state: LargeGroup, delta: GroupDelta, e: Entry, c: int, mask: int, gone: int,
-           sign: int) -> None:
-    """± the pages ``gone`` of chunk c of copy e given up (entries._count_gone)."""
+def _count(delta: GroupDelta, e: Entry, c: int, mask: int, gone: int, sign: int) -> None:
+    """± the pages ``gone`` of chunk c of copy e given up (entries._count_gone),
+    into the delta (move() adds it to the kept counts)."""
     n = gone.bit_count()
     if not n:
         return
-    delta.redundant += sign * n
-    _add(state.by_dev, delta.by_dev, e.dev, sign * n)
+    n *= sign
+    delta.redundant += n
+    by = delta.by_dev
+    by[e.dev] = by.get(e.dev, 0) + n
+    by = delta.by_cgroup
     owner = e.chunks            # the one owner (an int: Entry.owner), or a dict
     if owner.__class__ is int:
-        _add(state.by_cgroup, delta.by_cgroup, owner, sign * n)
+        by[owner] = by.get(owner, 0) + n
         return
     owners = owner.get(c)
     if owners is not None:
         counts: dict[int, int] = {}
-        gone_by_cgroup(owners, mask, gone, n, counts)
+        gone_by_cgroup(owners, mask, gone, abs(n), counts)
         for cg, k in counts.items():
-            _add(state.by_cgroup, delta.by_cgroup, cg, sign * k)
+            by[cg] = by.get(cg, 0) + sign * k
 
 
-def _add(mine: dict[int, int], delta: dict[int, int], k: int, n: int) -> None:
-    v = mine.get(k, 0) + n
-    if v:
-        mine[k] = v
-    else:
-        del mine[k]
-    delta[k] = delta.get(k, 0) + n
-
-
-def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: set) -> None:
+def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: set) -> int:
     """Slot i's pages of chunk c go from o to n: a page another copy alone
-    holds becomes (n) or stops being (o) a duplicate page of that copy."""
+    holds becomes (n) or stops being (o) a duplicate page of that copy.
+    Returns the pages of o ^ n another copy holds."""
     pages = o ^ n
     once = twice = 0
     for j, e in enumerate(members):
@@ -262,10 +323,10 @@ def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: 
             twice |= once & m
             once |= m
             if twice == pages:
-                return          # every such page held by two others: no status changes
+                return pages    # every such page held by two others: no status changes
     single = once & ~twice
     if not single:
-        return
+        return once
     for j, e in enumerate(members):
         h = e.union.get(c, 0) & single if j != i else 0
         if h:
@@ -278,3 +339,4 @@ def _dup_changes(members: list[Entry], i: int, c: int, o: int, n: int, touched: 
                 d.pop(c, None)
             e.dup = NONE if not d else (e.union if d == e.union else d)
             touched.add((e.dev, e.ino))
+    return once

@@ -289,10 +289,18 @@ class GroupCache:
             self.put(gid, members, content, state.flat_part(), maps)
             return
         devs = old[5]
-        if delta.devs_in or delta.devs_out:
-            devs = tuple(map(_dev_of, members))
+        if delta.slots:         # the copies' devs in member order, moved where they moved
+            devs = list(devs)
+            for i, dev in delta.slots:
+                if dev is None:
+                    del devs[i]
+                else:
+                    devs.insert(i, dev)
+            devs = tuple(devs)
             self._count_devs(delta.devs_out, -1)
             self._count_devs(delta.devs_in, +1)
+        elif old[2][0] is state:
+            return      # the kept tuple holds: the same copies' devs, first copy's key, state
         first = members[0]
         self.groups[gid] = ((first.dev, first.ino, first.shared_mapping), None,
                             (state, None, None), False, 0, devs)

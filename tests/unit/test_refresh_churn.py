@@ -569,3 +569,57 @@ def test_ranking_ties_at_the_bound_through_steady_refreshes():
     assert step(3.0) == [1, 3]
     pages[2] = 1                    # comes back at the bound's size (apply)
     assert step(4.0) == [1, 2]
+
+
+@pytest.mark.parametrize("owners", ["two-owners", "one-owner"])
+def test_kept_group_member_rebuilt_keeps_a_chunk(owners, monkeypatch):
+    """A kept group's copy rebuilt with one chunk's pages flipped and
+    another chunk's pages kept: the kept chunk is skipped (its counts
+    cancel, its dup masks are the old copy's) only where its owners are
+    the same too. Here the kept chunk's owners move between cgroups (two
+    owners: the chunk's owners dict; one owner: the copy's one owner), so
+    the savings part's by-cgroup counts must follow; and with owners kept
+    the chunk is skipped and its dup masks must still be right."""
+    monkeypatch.setattr(large_groups, "LARGE_GROUP", 4)
+    node = Fleet(random.Random(3), 6, True)
+    for m in node.all_mounts:
+        for c in range(3):
+            node.chunks[(m.dev, 5, c)] = PageChunk(m.dev, 5, c, {2000 + m.dev: FULL >> (c + m.dev % 3)})
+    agg = Aggregator(recheck_slices=0)
+    moved = large_groups.STATS["moved"]
+    dev = node.all_mounts[2].dev
+    plans = [   # per refresh: chunk 0's owners, chunk 1's pages (chunk 2 kept throughout)
+        ({3001: FULL >> 2}, FULL >> 5),
+        ({3001: FULL >> 2}, FULL >> 6),       # chunk 0 kept with its owners: skipped
+        ({3002: FULL >> 2}, FULL >> 7) if owners == "one-owner" else
+        ({3001: FULL >> 2 & ~7, 3002: 7}, FULL >> 7),    # chunk 0 kept, owners moved
+        ({3002: FULL >> 2}, FULL >> 8) if owners == "one-owner" else
+        ({3001: 7, 3002: FULL >> 2 & ~7}, FULL >> 8),
+    ]
+    for step in range(len(plans) + 1):
+        r = node.readings(float(step))
+        fresh = Aggregator(recheck_slices=0)
+        _assert_same(_refresh(agg, node, r, 200), fresh.update(
+            r, node.mounts, node.cgroups, node.content, tier="full", started_at=0.0,
+            files_cap=200), step)
+        cache, cache0 = agg.group_cache, fresh.group_cache
+        assert cache.file_part == cache0.file_part, step
+        assert cache.dev_count == cache0.dev_count, step
+        (state,) = [s for s in agg.large.values() if any(e.ino == 5 for e in s.members)]
+        dups = [dict(e.dup) for e in state.members]
+        redundant, _, part = duplicate_group_part(list(state.members))
+        assert redundant == state.redundant, step
+        assert dict(zip(part[4][::2], part[4][1::2])) == state.by_cgroup, step
+        assert [dict(e.dup) for e in state.members] == dups, step
+        if step == len(plans):
+            break
+        own, pages = plans[step]
+        if owners == "one-owner":
+            cg = next(iter(own))
+            node.chunks[(dev, 5, 0)] = PageChunk(dev, 5, 0, {cg: own[cg]})
+            node.chunks[(dev, 5, 1)] = PageChunk(dev, 5, 1, {cg: pages})
+            node.chunks[(dev, 5, 2)] = PageChunk(dev, 5, 2, {cg: FULL >> (2 + dev % 3)})
+        else:
+            node.chunks[(dev, 5, 0)] = PageChunk(dev, 5, 0, own)
+            node.chunks[(dev, 5, 1)] = PageChunk(dev, 5, 1, {3001: pages})
+    assert large_groups.STATS["moved"] - moved == len(plans), "the copy's moves"
