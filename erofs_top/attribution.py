@@ -491,7 +491,7 @@ class Accumulators:
         ``m`` (both), of cgroup ``cg`` (both), whose resident pages moved by
         ``dr`` and duplicate pages by ``dd``: what replace() does for them."""
         dev = m.dev
-        if self.mounts.get(dev) is not m:       # (_see_mount and _move_mount inline)
+        if self.mounts.get(dev) is not m:       # (_see_mount inline: every call of a refresh)
             self.mounts[dev] = m
             self._readers_dirty.add(dev)
         if not (dr or dd):
@@ -504,12 +504,7 @@ class Accumulators:
         h[0] += dr
         h[1] += dd
         self.dirty_pairs.add((dev, cg))
-        if dr:
-            self.mount_resident[dev] += dr
-            self.resident += dr
-        if dd:
-            self.mount_dup[dev] += dd
-            self.dup += dd
+        self._move_mount(dev, dr, dd)       # (a call only for a row whose pages moved)
 
     def _see_mount(self, dev: int, m) -> None:
         """Mount m is dev's (now): readers recounted if it is a new object."""
