@@ -182,12 +182,7 @@ sleep 1
 
 
 def _memcg_file(cgroup: str, key: str = "file") -> int:
-    with open(f"/sys/fs/cgroup{cgroup}/memory.stat") as f:
-        for line in f:
-            k, v = line.split()
-            if k == key:
-                return int(v)
-    raise LookupError(cgroup)
+    return lk.memcg_stat(f"/sys/fs/cgroup{cgroup}", key)
 
 
 def erofs_top(*args: str) -> subprocess.CompletedProcess:
