@@ -8,6 +8,7 @@ import click
 
 from ..errors import EXIT_FAIL, EXIT_USAGE, CollectorError, fail
 from ..kernel.host import kernel_version
+from ..kernel.startup import COMPILING
 from . import DEFAULT_LISTEN, DEFAULT_MAX_CONTAINERS, DEFAULT_PORT
 from ..params import DAY_S, Number, count, seconds
 from ..signals import POLICY
@@ -86,6 +87,7 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
 
     importing = _import_in_background()
     source = _open_source(no_bpf, server)
+    COMPILING.set()                         # no compile (the snapshot tier): import now
     importing.join()
     from .metrics import FamilyBuilder      # (imported by the thread: a dict look-up)
     from .server import Exporter, serve
@@ -133,9 +135,12 @@ def _import_in_background() -> threading.Thread:
     """The exporter's metrics and server modules (prometheus_client: ~20-30 ms
     of imports) imported by a thread while the main one compiles the probes:
     BCC's compile is a ctypes call, run without the GIL, so the imports leave
-    the start-up's critical path.  A failed import fails again, with its
+    the start-up's critical path.  The thread waits for the compile to start:
+    before it, the main thread runs Python (resolvers, the bcc import) and
+    the two would only take turns.  A failed import fails again, with its
     traceback, where the command imports the module after the join."""
     def run():
+        COMPILING.wait()
         try:
             from . import metrics, server   # noqa: F401
         except Exception:
