@@ -83,7 +83,7 @@ def one_exporter_start(root: Path) -> tuple[float, float, dict]:
     p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_utime + usage.ru_stime, {"tier": "exporter", "stages_s": {}}
+    return wall, usage.ru_utime + usage.ru_stime, {"tier": "", "stages_s": {}}
 
 
 def one_start(root: Path) -> tuple[float, float, dict]:
@@ -150,8 +150,9 @@ def _body(args):
                     tier = rep["tier"]
                     for stage, s in rep["stages_s"].items():
                         stages.setdefault(stage, []).append(s)
-    what = "`erofs-top exporter` to serving" if args.exporter else "start-up to probes attached"
-    print(f"{what} (tier {tier}), {args.rounds} starts per tree, "
+    what = ("`erofs-top exporter` to serving (its best tier)" if args.exporter
+            else f"start-up to probes attached (tier {tier})")
+    print(f"{what}, {args.rounds} starts per tree, "
           f"interleaved; kernel {os.uname().release}")
     base = next(iter(trees))
     med = {k: statistics.median(v) for k, v in walls.items()}
@@ -160,7 +161,8 @@ def _body(args):
               f"max {max(walls[name]):.3f}); process CPU median "
               f"{statistics.median(cpus[name]):.3f} s")
     print(f"  ratio this checkout / baseline: {med['this checkout'] / med[base]:.2f}x wall")
-    print("  this checkout by stage (medians; python start + imports has 10 ms steps):")
+    if stages:
+        print("  this checkout by stage (medians; python start + imports has 10 ms steps):")
     for stage, v in stages.items():
         print(f"    {stage:<40} {statistics.median(v):.3f} s")
     return {"wall_s": walls, "process_cpu_s": cpus, "stages_s": stages}
