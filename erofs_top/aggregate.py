@@ -114,6 +114,9 @@ class Aggregator:
         self.pending_sizes: dict[int, int] = {}         # size -> identities pending
         self.ckey_keys: dict[str, tuple | set[tuple]] = {}
         self.redundant: dict[str, int] = {}             # content key -> redundant pages
+        # sum(self.redundant.values()), kept by the groups' changes (_set_redundant):
+        # the Model's total without a pass over every content key each refresh
+        self.redundant_pages = 0
         self.mergeable: dict[str, list[list[Entry]]] = {}
         self.acc = Accumulators()
         self.ranking = Ranking()
@@ -720,8 +723,18 @@ class Aggregator:
             del self.large[ck]
             return False
         self.dirty_groups[(ck, 0)] = large_groups.move(state, moves, touched)
-        self.redundant[ck] = state.redundant
+        self._set_redundant(ck, state.redundant)
         return True
+
+    def _set_redundant(self, ck: str, pages: int | None) -> None:
+        """Content group ck's redundant pages (None: the group is gone), the
+        running total adjusted by the difference."""
+        redundant = self.redundant
+        if pages is None:
+            self.redundant_pages -= redundant.pop(ck, 0)
+        else:
+            self.redundant_pages += pages - redundant.get(ck, 0)
+            redundant[ck] = pages
 
     def _group_duplicates(self, ck: str, changed: set[tuple], touched: set[tuple],
                           full: bool, joined: list[Entry] | tuple = ()) -> None:
@@ -732,7 +745,7 @@ class Aggregator:
         keys = self.ckey_keys.get(ck)
         if not keys:
             self.ckey_keys.pop(ck, None)
-            self.redundant.pop(ck, None)
+            self._set_redundant(ck, None)
             self.dirty_groups.update(
                 dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
             return
@@ -747,10 +760,13 @@ class Aggregator:
         # duplicate pages do (the only thing the group gives it); in a
         # full pass every entry is touched already
         dups = None if full else [e.dup for e in group]
-        self.redundant[ck], new_groups, part = duplicate_group_part(group)
+        redundant, new_groups, part = duplicate_group_part(group)
+        # _set_redundant inline (a call per dirty group, ~3,000 a steady refresh)
+        self.redundant_pages += redundant - self.redundant.get(ck, 0)
+        self.redundant[ck] = redundant
         self.mergeable[ck] = new_groups
         if part is not None and len(group) >= large_groups.LARGE_GROUP:
-            self.large[ck] = large_groups.LargeGroup(new_groups[0], self.redundant[ck], part)
+            self.large[ck] = large_groups.LargeGroup(new_groups[0], redundant, part)
         if not full:
             found = self.found
             for e, d in zip(group, dups):
@@ -790,6 +806,8 @@ class Aggregator:
                 self.large[ck] = large_groups.LargeGroup(groups[0], redundant[ck], part)
             for i in range(len(groups)):
                 dirty[(ck, i)] = part if i == 0 else None
+        # (one sum here, in a pass over every group anyway: the running total's start)
+        self.redundant_pages = sum(redundant.values())
         return changed
 
     # ---------------------------------------------------------- phase 5: attribution

@@ -278,7 +278,7 @@ def _fill_totals(totals: Totals, agg, saved, readings: Readings, page: int) -> N
     acc = agg.acc
     totals.resident_bytes = acc.resident * page
     totals.duplicate_bytes = acc.dup * page
-    totals.redundant_bytes = sum(agg.redundant.values()) * page
+    totals.redundant_bytes = agg.redundant_pages * page
     totals.potential_savings_bytes = saved.potential.pages * page
     totals.potential_savings_file_bytes = saved.potential.file_pages * page
     totals.potential_savings_image_cache_bytes = saved.potential.image_pages * page

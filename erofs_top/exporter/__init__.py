@@ -3,6 +3,7 @@
 - ``metrics``: the metric families built from a Model (pure, unit-tested);
 - ``podnames``: optional namespace/pod/container names from kubelet log dirs;
 - ``server``: background refresh thread, HTTP server (/metrics, /healthz);
+- ``listen``: the --listen address and the bound socket (no prometheus_client);
 - ``privileges``: drop Linux capabilities once the probes are attached;
 - ``cli``: the click command ``exporter_command``.
 

@@ -8,6 +8,7 @@ import click
 
 from ..errors import EXIT_FAIL, EXIT_USAGE, CollectorError, fail
 from ..kernel.host import kernel_version
+from ..kernel.startup import COMPILING
 from . import DEFAULT_LISTEN, DEFAULT_MAX_CONTAINERS, DEFAULT_PORT
 from ..params import DAY_S, Number, count, seconds
 from ..signals import POLICY
@@ -63,10 +64,9 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     deployment (DaemonSet, systemd unit, rules, dashboard): docs/exporter.md.
     """
     # imported here, not at the top: every command imports this module (its
-    # click command), and prometheus_client is ~20 ms of their start-up
+    # click command); prometheus_client (metrics, server) comes while BPF compiles
     from . import privileges
-    from .metrics import FamilyBuilder
-    from .server import Exporter, ListenError, bind, parse_listen, serve
+    from .listen import ListenError, bind, parse_listen
 
     try:
         host, port = parse_listen(listen, DEFAULT_PORT)
@@ -85,7 +85,12 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
     except ListenError as e:
         _fail(str(e))
 
+    importing = _import_in_background()
     source = _open_source(no_bpf, server)
+    COMPILING.set()                         # no compile (the snapshot tier): import now
+    importing.join()
+    from .metrics import FamilyBuilder      # (imported by the thread: a dict look-up)
+    from .server import Exporter, serve
 
     serving = False
     exporter = Exporter(source, interval=interval, stale_after=stale_after,
@@ -126,9 +131,28 @@ def exporter_command(listen, interval, stale_after, no_bpf, max_containers, kube
         sys.exit(POLICY.exit_code)
 
 
+def _import_in_background() -> threading.Thread:
+    """The exporter's metrics and server modules (prometheus_client: ~20-30 ms
+    of imports) imported by a thread while the main one compiles the probes:
+    BCC's compile is a ctypes call, run without the GIL, so the imports leave
+    the start-up's critical path.  The thread waits for the compile to start:
+    before it, the main thread runs Python (resolvers, the bcc import) and
+    the two would only take turns.  A failed import fails again, with its
+    traceback, where the command imports the module after the join."""
+    def run():
+        COMPILING.wait()
+        try:
+            from . import metrics, server   # noqa: F401
+        except Exception:
+            pass
+    t = threading.Thread(target=run, name="erofs-top-imports", daemon=True)
+    t.start()
+    return t
+
+
 def _pod_names(kube_names: str):
-    """Pod names from the kubelet's log directories (auto: when they are there)."""
-    from .metrics import NoNames
+    """Pod names from the kubelet's log directories (auto: when they are there);
+    None: no names (FamilyBuilder's NoNames; metrics.py is not imported yet)."""
     from .podnames import KubeletLogNames
     if kube_names != "off":
         k = KubeletLogNames()
@@ -137,7 +161,7 @@ def _pod_names(kube_names: str):
         if kube_names == "on":
             _fail(f"--kube-names on: {k.pods_dir} is not a directory (mount it from the host)",
                   EXIT_USAGE)
-    return NoNames()
+    return None
 
 
 def _open_source(no_bpf: bool, server):

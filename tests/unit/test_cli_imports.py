@@ -25,3 +25,12 @@ def test_the_exporter_module_still_has_its_default():
     mods = _loaded_after("from erofs_top.exporter import metrics, DEFAULT_MAX_CONTAINERS as d\n"
                          "assert metrics.FamilyBuilder().max_containers == d == 2000")
     assert "prometheus_client" in mods
+
+
+def test_the_exporter_binds_without_prometheus_client():
+    """What the exporter command imports before the probes compile (the rest is
+    imported by a thread meanwhile: exporter/cli.py _import_in_background)."""
+    mods = _loaded_after("from erofs_top.exporter import listen, podnames, privileges\n"
+                         "listen.bind('127.0.0.1', 0).server_close()")
+    assert "prometheus_client" not in mods
+    assert "erofs_top.exporter.metrics" not in mods

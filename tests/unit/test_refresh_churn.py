@@ -284,6 +284,8 @@ def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh, rechec
         want = aggregate(r, node.mounts, node.cgroups, node.content, tier="full",
                          started_at=0.0, files_cap=cap)
         _assert_same(got, want, step)
+        # the running total of redundant pages is the sum it replaces
+        assert agg.redundant_pages == sum(agg.redundant.values()), step
         # in this world every page has one owner: the holders add up
         for m in want.mounts:
             assert sum(h.resident_bytes for h in m.holders) == m.resident_bytes, m.dev
@@ -473,6 +475,7 @@ def test_kept_large_groups_equal_full_recompute(seed, ops_per_refresh, hint, mon
         want = fresh.update(r, node.mounts, node.cgroups, node.content, tier="full",
                             started_at=0.0, files_cap=200)
         _assert_same(got, want, step)
+        assert agg.redundant_pages == sum(agg.redundant.values()), step
         cache, cache0 = agg.group_cache, fresh.group_cache     # GroupCache's kept sums too
         assert cache.dev_count == cache0.dev_count, step
         assert cache.file_part == cache0.file_part, step
@@ -505,6 +508,7 @@ def test_churn_world_with_every_group_kept(seed, maps, monkeypatch):
         _assert_same(_refresh(agg, node, r, 10), aggregate(
             r, node.mounts, node.cgroups, node.content, tier="full", started_at=0.0,
             files_cap=10), step)
+        assert agg.redundant_pages == sum(agg.redundant.values()), step
 
 
 def test_kept_group_shrinks_and_grows(monkeypatch):
