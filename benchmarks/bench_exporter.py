@@ -67,7 +67,8 @@ import benchlib  # noqa: F401  (sets sys.path)
 
 from erofs_top.model import (TIER_TRACEPOINT, Container, File, Health, MapUsage, Model, Mount,
                              Totals)
-from erofs_top.exporter.server import Exporter, bind, serve
+from erofs_top.exporter.listen import bind
+from erofs_top.exporter.server import Exporter, serve
 
 MiB = 1 << 20
 TICK = os.sysconf("SC_CLK_TCK")

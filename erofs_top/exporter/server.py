@@ -24,9 +24,7 @@ from erofs_top.aggregate import FREEZE
 from erofs_top.model import TIER_SNAPSHOT, Model
 
 from .encode import LineCache, gzip_chunks
-# the listen socket's part, here too for the callers that import it from here
-from .listen import (IDLE_TIMEOUT_S, MAX_CONNECTIONS, ListenError, _QuietHandler,  # noqa: F401
-                     _Server, bind, parse_listen)
+from .listen import _Server
 from .metrics import ExporterStatus, FamilyBuilder, ModelMetrics
 
 

@@ -27,7 +27,8 @@ from erofs_top.exporter.cli import exporter_command
 from erofs_top.exporter.metrics import (CONTAINER_LABELS, FAMILIES, OTHER_ID, PREFIX, UNRESOLVED_ID,
                                  FamilyBuilder, ModelMetrics, MonotonicCounters)
 from erofs_top.exporter.podnames import KubeletLogNames
-from erofs_top.exporter.server import Exporter, ListenError, bind, parse_listen, serve
+from erofs_top.exporter.listen import ListenError, bind, parse_listen
+from erofs_top.exporter.server import Exporter, serve
 
 from fixture_sources import ScriptedProbeSource, fixture_collector
 

@@ -12,8 +12,9 @@ import urllib.request
 import pytest
 
 from erofs_top.model import TIER_SNAPSHOT, Model
-from erofs_top.exporter import server as srv
-from erofs_top.exporter.server import Exporter, bind, serve
+from erofs_top.exporter import listen
+from erofs_top.exporter.listen import bind
+from erofs_top.exporter.server import Exporter, serve
 
 
 class Source:
@@ -28,7 +29,7 @@ class Source:
 
 @pytest.fixture
 def running(monkeypatch):
-    monkeypatch.setattr(srv._QuietHandler, "timeout", 0.5)
+    monkeypatch.setattr(listen._QuietHandler, "timeout", 0.5)
     ex = Exporter(Source(), interval=0.2, log=lambda m: None)
     assert ex.refresh_once()
     server = bind("127.0.0.1", 0)

@@ -724,7 +724,8 @@ def _run_exporter_container(work: str) -> None:
 def _start_host_exporter_and_prometheus(collector, work: str, made: dict) -> str:
     """A host exporter (the same server over the session's collector) and a Prometheus
     scraping both; each is put in `made` as soon as it exists, for the clean-up."""
-    from erofs_top.exporter.server import Exporter, bind, serve
+    from erofs_top.exporter.listen import bind
+    from erofs_top.exporter.server import Exporter, serve
     made["server"] = server = bind("127.0.0.1", 9656)
     made["exp"] = exp = Exporter(collector, interval=2)
     assert exp.refresh_once()
