@@ -634,8 +634,13 @@ class Aggregator:
                     pending_sizes[size] = pending
                 if ck and ck not in by_ckey and type(kept) is tuple:
                     # the usual size group: one content; its content group
-                    # keeps the size group's tuple (read only: one object)
-                    by_ckey[ck] = (kept, group)
+                    # keeps the size group's tuple (read only: one object),
+                    # and its duplicates are made now, its copies still in
+                    # the cache (_duplicates_all takes them; a later size
+                    # group of the same key merges the two: made again)
+                    for e in group:
+                        e.ckey_idx = ck
+                    by_ckey[ck] = (kept, group, full_group_part(group))
                 elif ck:
                     _add_content_group(by_ckey, ck, keys, group)
                 else:
@@ -776,15 +781,19 @@ class Aggregator:
         ckey_keys, redundant, mergeable = self.ckey_keys, self.redundant, self.mergeable
         dirty, large = self.dirty_groups, large_groups.LARGE_GROUP
         by_ckey, self.new_ckeys = self.new_ckeys, {}
-        for ck, (keys, group) in by_ckey.items():
-            ckey_keys[ck] = keys if type(keys) is tuple else (
-                tuple(keys) if len(keys) <= SMALL_GROUP else set(keys))
-            for e in group:
-                e.ckey_idx = ck
-            if len(group) < 2:
-                redundant[ck], mergeable[ck] = 0, []
-                continue
-            redundant[ck], groups, part = full_group_part(group)
+        for ck, made in by_ckey.items():
+            if len(made) == 3:      # the usual group, made by _content_keys_all
+                ckey_keys[ck], group, (redundant[ck], groups, part) = made
+            else:
+                keys, group = made
+                ckey_keys[ck] = keys if type(keys) is tuple else (
+                    tuple(keys) if len(keys) <= SMALL_GROUP else set(keys))
+                for e in group:
+                    e.ckey_idx = ck
+                if len(group) < 2:
+                    redundant[ck], mergeable[ck] = 0, []
+                    continue
+                redundant[ck], groups, part = full_group_part(group)
             mergeable[ck] = groups
             if part is not None and len(group) >= large:
                 self.large[ck] = large_groups.LargeGroup(groups[0], redundant[ck], part)
