@@ -33,7 +33,8 @@ from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution,
                           rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
-                      duplicate_group_part, full_group_part, group_chunks, same_input,
+                      duplicate_group_part, full_group_part, full_image_group, group_chunks,
+                      same_input,
                       shared_entry, size_group_keys)
 from . import large_groups
 from .large_groups import GroupDelta
@@ -629,6 +630,18 @@ class Aggregator:
             if len(keys) > 1:
                 members = flat[1::2]
                 group = sorted(members, key=ORDER)
+                made = full_image_group(group) if type(kept) is tuple else None
+                if made is not None:
+                    # the usual size group (copies of one file of one image):
+                    # its content key and duplicates in one walk, its copies
+                    # still in the cache (_duplicates_all takes them; a later
+                    # size group of the same key merges the two: made again)
+                    ck = made[0]
+                    if ck not in by_ckey:
+                        by_ckey[ck] = (kept, group, made[1])
+                    else:
+                        _add_content_group(by_ckey, ck, keys, group)
+                    continue
                 pending, ck = size_group_keys(group, content)
                 if pending:
                     pending_sizes[size] = pending
