@@ -619,11 +619,13 @@ class Aggregator:
         size groups _resolve_all made; content keys for the groups of two
         or more (a single file's key stays "", as made), and the content
         groups they make, fetched and sorted here once (``new_ckeys``, for
-        _duplicates_all).  Returns the identities pending."""
+        _duplicates_all: (keys, entries), or (keys, entries, full_group_part's
+        result) of the usual group, counted here).  Returns the identities
+        pending."""
         by_size = self.new_sizes
         self.new_sizes = {}
         size_keys, pending_sizes = self.size_keys, self.pending_sizes
-        by_ckey: dict[str, tuple[list[tuple], list[Entry]]] = {}
+        by_ckey: dict[str, tuple] = {}
         for size, flat in by_size.items():      # (_add_small's tuples and sets)
             keys = flat[::2]
             kept = size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
@@ -786,7 +788,8 @@ class Aggregator:
     def _duplicates_all(self, changed: set[tuple]) -> set[tuple]:
         """_duplicates when every entry is new (a full pass: every entry in
         ``changed``, none gone, nothing kept): the content groups
-        _content_keys_all fetched and sorted (``new_ckeys``); no kept group
+        _content_keys_all fetched and sorted (``new_ckeys``; the usual ones
+        counted there already, only filed here); no kept group
         to compare with (each is dirty), no old dup to compare (every entry
         is touched already), no set of the touched keys copied; a content
         of one file gets its state without a duplicates pass (its dup and
