@@ -33,7 +33,8 @@ from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution,
                           rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
-                      duplicate_group_part, full_group_part, group_chunks, same_input,
+                      duplicate_group_part, full_group_part, full_image_group, group_chunks,
+                      same_input,
                       shared_entry, size_group_keys)
 from . import large_groups
 from .large_groups import GroupDelta
@@ -621,24 +622,43 @@ class Aggregator:
         size groups _resolve_all made; content keys for the groups of two
         or more (a single file's key stays "", as made), and the content
         groups they make, fetched and sorted here once (``new_ckeys``, for
-        _duplicates_all).  Returns the identities pending."""
+        _duplicates_all: (keys, entries), or (keys, entries, full_group_part's
+        result) of the usual group, counted here).  Returns the identities
+        pending."""
         by_size = self.new_sizes
         self.new_sizes = {}
         size_keys, pending_sizes = self.size_keys, self.pending_sizes
-        by_ckey: dict[str, tuple[list[tuple], list[Entry]]] = {}
+        by_ckey: dict[str, tuple] = {}
         for size, flat in by_size.items():      # (_add_small's tuples and sets)
             keys = flat[::2]
             kept = size_keys[size] = tuple(keys) if len(keys) <= SMALL_GROUP else set(keys)
             if len(keys) > 1:
                 members = flat[1::2]
                 group = sorted(members, key=ORDER)
+                made = full_image_group(group) if type(kept) is tuple else None
+                if made is not None:
+                    # the usual size group (copies of one file of one image):
+                    # its content key and duplicates in one walk, its copies
+                    # still in the cache (_duplicates_all takes them; a later
+                    # size group of the same key merges the two: made again)
+                    ck = made[0]
+                    if ck not in by_ckey:
+                        by_ckey[ck] = (kept, group, made[1])
+                    else:
+                        _add_content_group(by_ckey, ck, keys, group)
+                    continue
                 pending, ck = size_group_keys(group, content)
                 if pending:
                     pending_sizes[size] = pending
                 if ck and ck not in by_ckey and type(kept) is tuple:
                     # the usual size group: one content; its content group
-                    # keeps the size group's tuple (read only: one object)
-                    by_ckey[ck] = (kept, group)
+                    # keeps the size group's tuple (read only: one object),
+                    # and its duplicates are made now, its copies still in
+                    # the cache (_duplicates_all takes them; a later size
+                    # group of the same key merges the two: made again)
+                    for e in group:
+                        e.ckey_idx = ck
+                    by_ckey[ck] = (kept, group, full_group_part(group))
                 elif ck:
                     _add_content_group(by_ckey, ck, keys, group)
                 else:
@@ -784,7 +804,8 @@ class Aggregator:
     def _duplicates_all(self, changed: set[tuple]) -> set[tuple]:
         """_duplicates when every entry is new (a full pass: every entry in
         ``changed``, none gone, nothing kept): the content groups
-        _content_keys_all fetched and sorted (``new_ckeys``); no kept group
+        _content_keys_all fetched and sorted (``new_ckeys``; the usual ones
+        counted there already, only filed here); no kept group
         to compare with (each is dirty), no old dup to compare (every entry
         is touched already), no set of the touched keys copied; a content
         of one file gets its state without a duplicates pass (its dup and
@@ -792,15 +813,19 @@ class Aggregator:
         ckey_keys, redundant, mergeable = self.ckey_keys, self.redundant, self.mergeable
         dirty, large = self.dirty_groups, large_groups.LARGE_GROUP
         by_ckey, self.new_ckeys = self.new_ckeys, {}
-        for ck, (keys, group) in by_ckey.items():
-            ckey_keys[ck] = keys if type(keys) is tuple else (
-                tuple(keys) if len(keys) <= SMALL_GROUP else set(keys))
-            for e in group:
-                e.ckey_idx = ck
-            if len(group) < 2:
-                redundant[ck], mergeable[ck] = 0, []
-                continue
-            redundant[ck], groups, part = full_group_part(group)
+        for ck, made in by_ckey.items():
+            if len(made) == 3:      # the usual group, made by _content_keys_all
+                ckey_keys[ck], group, (redundant[ck], groups, part) = made
+            else:
+                keys, group = made
+                ckey_keys[ck] = keys if type(keys) is tuple else (
+                    tuple(keys) if len(keys) <= SMALL_GROUP else set(keys))
+                for e in group:
+                    e.ckey_idx = ck
+                if len(group) < 2:
+                    redundant[ck], mergeable[ck] = 0, []
+                    continue
+                redundant[ck], groups, part = full_group_part(group)
             mergeable[ck] = groups
             if part is not None and len(group) >= large:
                 self.large[ck] = large_groups.LargeGroup(groups[0], redundant[ck], part)

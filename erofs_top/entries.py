@@ -522,6 +522,45 @@ def full_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tuple |
         info = e.info
         if (info.aops if info else aops(e)) != cls:
             return duplicate_group_part(group)
+    return _usual_part(group, first)
+
+
+def full_image_group(group: list[Entry]) -> tuple[str, tuple] | None:
+    """size_group_keys(group), then full_group_part(group), of a full
+    pass's usual size group in one walk: >= 2 copies of one file (nid) of
+    one image, stock copies (none shared, on an inode_share mount or
+    fingerprinted), of one aops class, every one with the same union
+    object.  Returns (its content key, full_group_part's result), each
+    copy's content_key, ckey_idx, dup and in_group set; None, nothing
+    changed, for any other group (tests/unit/test_full_pass.py compares
+    the two)."""
+    e = group[0]
+    m = e.mount
+    if m is None or m.image is None or len(group) < 2:
+        return None
+    img, ino, first, info = m.image.image_id, e.ino, e.union, e.info
+    cls = info.aops if info else aops(e)
+    if not img:
+        return None
+    for e in group:
+        m = e.mount
+        image = None if m is None else m.image
+        if (image is None or e.ino != ino or image.image_id != img or e.union is not first
+                or e.shared_mapping or m.inode_share or image.ishare_xattrs):
+            return None
+        info = e.info
+        if (info.aops if info else aops(e)) != cls:
+            return None
+    key = image_file_key(img, ino)
+    for e in group:
+        e.content_key = e.ckey_idx = key
+    return key, _usual_part(group, first)
+
+
+def _usual_part(group: list[Entry], first: dict[int, int]
+                ) -> tuple[int, list[list[Entry]], tuple]:
+    """full_group_part's result of the usual group (its tests passed):
+    every copy in the mergeable group, its dup the union ``first``."""
     for e in group:
         e.in_group = True
         e.dup = first

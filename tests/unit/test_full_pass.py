@@ -24,7 +24,8 @@ from erofs_top.aggregate import Aggregator
 from erofs_top.attribution import (Accumulators, Contribution, OwnerContribution,
                                   contribution, new_contributions)
 import erofs_top.entries as entries_mod
-from erofs_top.entries import (SharedEntry, chunk_entry, duplicate_group_part,
+from erofs_top.entries import (SharedEntry, chunk_entry, duplicate_group_part, full_image_group,
+                               size_group_keys,
                                full_group_part)
 from erofs_top.readings import PageChunk, Readings, kdev
 from erofs_top.resolve.base import (AOPS_BLOCK, FileInfo, ImageInfo, MountInfo, StaticCgroups,
@@ -233,10 +234,12 @@ def test_full_pass_groups_equal_the_general_path(seed, maps):
     assert (parts or maps) and split and single, (parts, split, single)
 
 
-def _one_image_world(sizes: list[int]):
+def _one_image_world(sizes: list[int], same_pages: bool = False):
     """Mounts of one image (no fingerprints), one file (nid 5) on each, its
     size per mount ``sizes``: copies of one nid of one image in size groups
-    of their own, each keyed "img:" (the same key in every group)."""
+    of their own, each keyed "img:" (the same key in every group);
+    ``same_pages``: the same pages in each copy (a full pass's usual size
+    groups, entries.full_image_group's)."""
     img = ImageInfo(uuid="0-0", volume_name="", feature_compat=0, feature_incompat=0,
                     block_size=4096, image_id="img-x", ishare_xattrs=False, compressed=False)
     mounts, files, chunks = [], {}, []
@@ -245,19 +248,20 @@ def _one_image_world(sizes: list[int]):
         mounts.append(MountInfo(dev=dev, dev_str=f"7:{40 + n}", mountpoint=f"/m{n}",
                                 source="/img/x", backing="loop", image=img))
         files[(dev, 5)] = FileInfo(5, f"/m{n}/f", size, True, AOPS_BLOCK)
-        chunks.append(PageChunk(dev, 5, 0, {1001 + n: (1 << (8 + n)) - 1}))
+        chunks.append(PageChunk(dev, 5, 0, {1001 + n: (1 << (8 + (0 if same_pages else n))) - 1}))
     r = Readings(taken_at=1.0, page_size=4096, chunks=chunks)
     return r, StaticMounts(mounts), StaticCgroups({1001 + n: f"/c{n}" for n in range(len(sizes))}),\
         StaticContent(files=files)
 
 
+@pytest.mark.parametrize("same_pages", [False, True], ids=["own-pages", "same-pages"])
 @pytest.mark.parametrize("sizes", [[8192, 8192, 12288, 12288], [8192, 12288, 8192, 12288, 8192]])
-def test_one_content_key_in_two_size_groups(sizes):
+def test_one_content_key_in_two_size_groups(sizes, same_pages):
     """A content key made in two size groups (_add_content_group merges
     them: the general code keys one content group by its key) gives the
     general path's one content group, Model and kept state."""
     fast, slow = _pair(0)
-    r, mounts, cgroups, content = _one_image_world(sizes)
+    r, mounts, cgroups, content = _one_image_world(sizes, same_pages)
     got = fast.update(r, mounts, cgroups, content, tier="full", started_at=0.0)
     want = slow.update(r, mounts, cgroups, content, tier="full", started_at=0.0)
     assert fast.built_anew and len(fast.ckey_keys) == 1 and len(fast.size_keys) == 2
@@ -364,6 +368,52 @@ def test_full_group_part_equals_duplicate_group_part(seed, odd, monkeypatch):
     if odd is None:
         monkeypatch.setattr(entries_mod, "duplicate_group_part", None)
     assert _part_state(full_group_part(group), group) == want
+
+
+IMAGE_ODD_MEMBERS = ODD_MEMBERS + ["other_ino", "other_image", "no_image"]
+
+
+def _keyed_state(group: list) -> list:
+    return [(e.content_key, e.ckey_idx, e.in_group, e.dup, e.dup is e.union) for e in group]
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("odd", IMAGE_ODD_MEMBERS, ids=str)
+def test_full_image_group_equals_keys_then_group_part(seed, odd):
+    """entries.full_image_group (a full pass's usual size group: copies of
+    one file of one image, keyed and counted in one walk) against
+    size_group_keys, then full_group_part, on a copy of the same entries;
+    any other group is left as it was (None), for the general path."""
+    rng = random.Random(seed)
+    group = _one_union_group(rng, odd if odd in ODD_MEMBERS else None)
+    known = next(c.info for c in group if c.info)
+    for e in group:         # (in a size group every copy has its file info, of its class)
+        e.info = e.info or dataclasses.replace(known, aops=entries_mod.aops(e))
+    e = group[rng.randrange(len(group))]
+    if odd == "other_ino":
+        e.ino += 1
+    elif odd == "other_image":
+        e.mount = dataclasses.replace(e.mount, image=dataclasses.replace(e.mount.image,
+                                                                          image_id="img-9"))
+    elif odd == "no_image":
+        e.mount = dataclasses.replace(e.mount, image=None)
+    copies = [copy.copy(e) for e in group]
+    before = _keyed_state(group)
+    pending, ck = size_group_keys(copies, StaticContent())
+    want = None
+    if ck:
+        for c in copies:
+            c.ckey_idx = ck
+        want = _part_state(full_group_part(copies), copies)
+    made = full_image_group(group)
+    # the usual group takes the one walk, a group with any odd member not
+    assert (made is None) == (odd is not None), made
+    if made is None:
+        assert _keyed_state(group) == before
+        return
+    assert made[0] == ck and pending == 0
+    assert _part_state(made[1], group) == want
+    assert _keyed_state(group) == _keyed_state(copies)
 
 
 @pytest.mark.parametrize("seed", range(4))
