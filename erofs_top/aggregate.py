@@ -781,9 +781,7 @@ class Aggregator:
         # full pass every entry is touched already
         dups = None if full else [e.dup for e in group]
         redundant, new_groups, part = duplicate_group_part(group)
-        # _set_redundant inline (a call per dirty group, ~3,000 a steady refresh)
-        self.redundant_pages += redundant - self.redundant.get(ck, 0)
-        self.redundant[ck] = redundant
+        self._set_redundant(ck, redundant)
         self.mergeable[ck] = new_groups
         if part is not None and len(group) >= large_groups.LARGE_GROUP:
             self.large[ck] = large_groups.LargeGroup(new_groups[0], redundant, part)
