@@ -137,16 +137,20 @@ def flush_memcg_stats() -> None:
         f.read()
 
 
-def memcg_stat(cgroup_dir: str, key: str) -> int:
-    """One memory.stat value of the cgroup at cgroup_dir (bytes or a count),
-    after flush_memcg_stats(): the kernel's exact figure, not a stale one."""
+def memcg_stats(cgroup_dir: str) -> dict[str, int]:
+    """memory.stat of the cgroup at cgroup_dir (bytes or counts), after
+    flush_memcg_stats(): the kernel's exact figures, not stale ones."""
     flush_memcg_stats()
     with open(f"{cgroup_dir}/memory.stat") as f:
-        for line in f:
-            k, v = line.split()
-            if k == key:
-                return int(v)
-    raise LookupError(f"{cgroup_dir}/memory.stat: no {key}")
+        return {k: int(v) for k, v in (line.split() for line in f)}
+
+
+def memcg_stat(cgroup_dir: str, key: str) -> int:
+    """One value of memcg_stats(cgroup_dir)."""
+    stats = memcg_stats(cgroup_dir)
+    if key not in stats:
+        raise LookupError(f"{cgroup_dir}/memory.stat: no {key}")
+    return stats[key]
 
 
 def enable_memory_controller() -> None:

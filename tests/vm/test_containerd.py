@@ -282,7 +282,8 @@ def _check_resident_against_kernel(a: dict, k: dict, doc: dict, truth: dict) -> 
         # regular files exactly (a page of slack for a page evicted in between),
         # directories' pages at most those cached on the layer mounts
         assert owned - lk.PAGE <= res <= owned + dir_bytes + lk.PAGE, (c, owned, dir_bytes)
-        other = {k: _memcg_file(c["cgroup"], k) for k in ("shmem", "file_mapped", "file_dirty")}
+        stats = lk.memcg_stats(f"/sys/fs/cgroup{c['cgroup']}")
+        other = {k: stats[k] for k in ("shmem", "file_mapped", "file_dirty")}
         assert res <= want + lk.PAGE, (c, want, other)
     # no sharing here: fair = resident, nothing shared
     for c in (a, k):
