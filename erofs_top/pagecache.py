@@ -22,6 +22,7 @@ import errno
 import mmap
 import os
 import struct
+import time
 from contextlib import contextmanager
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -107,12 +108,15 @@ def fd_resident_pages(fd: int) -> int:
 
 # ---------------------------------------------------------------- mmap + mincore
 class _Mapping:
-    """A read-only shared mapping of a whole file, by raw address (ctypes)."""
+    """A read-only shared mapping of a file (whole, or ``pages`` pages from
+    page ``first_page``), by raw address (ctypes)."""
 
-    def __init__(self, fd: int, size: int):
+    def __init__(self, fd: int, size: int, first_page: int = 0, pages: int | None = None):
         self.size = size
-        self.length = (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-        addr = _libc.mmap(None, self.length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        whole_length = (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+        self.length = whole_length if pages is None else pages * PAGE_SIZE
+        addr = _libc.mmap(None, self.length, mmap.PROT_READ, mmap.MAP_SHARED, fd,
+                          first_page * PAGE_SIZE)
         if addr in (None, MAP_FAILED):
             err = ctypes.get_errno()
             raise PageCacheError(err, f"mmap: {os.strerror(err)}")
@@ -283,6 +287,134 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
 
 
 # ---------------------------------------------------------------- not perturbing
+def coalesce_runs(runs, align_pages: int = 1) -> list[tuple[int, int]]:
+    """Page runs [(first, count)] sorted and merged, each widened to
+    ``align_pages`` boundaries (a mapping whose smallest folio is larger than
+    a page reads the aligned folio); overlapping and touching runs become one."""
+    out: list[list[int]] = []
+    for first, count in sorted(runs):
+        if count <= 0:
+            continue
+        lo = first - first % align_pages
+        hi = -(-(first + count) // align_pages) * align_pages
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([max(lo, 0), hi])
+    return [(lo, hi - lo) for lo, hi in out]
+
+
+def _window_masks(fd: int, size: int, runs) -> list[tuple[int, int]]:
+    """[(first page, bitmap of resident pages from it)] of the runs (mincore of
+    each run's range only: cost in the run's pages, not the file's)."""
+    file_pages = -(-size // PAGE_SIZE)
+    out = []
+    for first, count in runs:
+        count = min(count, file_pages - first)
+        if count <= 0:
+            continue
+        with _Mapping(fd, size, first, count) as m:
+            out.append((first, _mask_from_vec(m.mincore())))
+    return out
+
+
+def backing_readahead(path: str) -> tuple[int, int] | None:
+    """(readahead pages, smallest folio in pages) of a file's filesystem: the
+    read_ahead_kb of its backing device (/sys/class/bdi/MAJ:MIN; a struct
+    file opened on it reads ahead at most that much) and st_blksize (a
+    filesystem with blocks over a page caches whole blocks).  None where the
+    device has no bdi entry (not known)."""
+    try:
+        st = os.stat(path)
+        with open(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb") as f:
+            ra_kb = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return ra_kb * 1024 // PAGE_SIZE, max(1, st.st_blksize // PAGE_SIZE)
+
+
+IN_FLIGHT_WAITS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+class _Watched:
+    """One file preserve_residency watches: its whole page cache (``runs``
+    None) or the page runs given, plus cachestat counts of the watched pages
+    and of the whole file (to see pages appear outside the runs)."""
+
+    def __init__(self, path: str, runs):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.size = os.fstat(self.fd).st_size
+            self.runs = runs
+            self.outside_before = 0
+            if runs is not None:
+                try:
+                    self.outside_before = self._outside_count()
+                except PageCacheError:      # no cachestat: no cheap check, watch it all
+                    self.runs = None
+            self.before = self._masks()
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _masks(self) -> list[tuple[int, int]]:
+        if self.runs is None:
+            return [(0, fd_resident_mask(self.fd))]
+        return _window_masks(self.fd, self.size, self.runs)
+
+    def _watched_count(self) -> int:
+        """Pages cachestat counts in the watched ranges: unlike mincore it
+        counts pages still being read (not yet uptodate)."""
+        if self.runs is None:
+            return cachestat(self.fd)["nr_cache"]
+        return sum(cachestat(self.fd, first * PAGE_SIZE, count * PAGE_SIZE)["nr_cache"]
+                   for first, count in self.runs)
+
+    def _outside_count(self) -> int:
+        return cachestat(self.fd)["nr_cache"] - self._watched_count()
+
+    def _settled_masks(self) -> list[tuple[int, int]]:
+        """The masks once the reads in flight in the watched ranges finished
+        (readahead we started completes after our read returns: a page not
+        uptodate yet is invisible to mincore and kept by DONTNEED)."""
+        now = self._masks()
+        if not cachestat_available():
+            return now
+        for wait_s in IN_FLIGHT_WAITS_S:
+            try:
+                if self._watched_count() <= sum(m.bit_count() for _, m in now):
+                    break
+            except PageCacheError:
+                break
+            time.sleep(wait_s)
+            now = self._masks()
+        return now
+
+    def restore(self) -> int:
+        """Drop the watched pages that became resident; returns how many
+        pages appeared outside the runs (by cachestat count), 0 when whole."""
+        try:
+            for (first, old), (_, now) in zip(self.before, self._settled_masks()):
+                for run_first, count in _runs(mask_pages(now & ~old)):
+                    os.posix_fadvise(self.fd, (first + run_first) * PAGE_SIZE,
+                                     count * PAGE_SIZE, os.POSIX_FADV_DONTNEED)
+            if self.runs is None:
+                return 0
+            return max(0, self._outside_count() - self.outside_before)
+        finally:
+            os.close(self.fd)
+
+
+class Preserved:
+    """What a preserve_residency block saw: ``outside_pages`` is path -> pages
+    that became resident outside the runs watched for it (not dropped: not
+    known which; a caller watches that file whole from then on)."""
+
+    def __init__(self):
+        self.outside_pages: dict[str, int] = {}
+
+
 @contextmanager
 def preserve_residency(paths):
     """Drop, on exit, pages of ``paths`` that became resident inside the block.
@@ -295,40 +427,35 @@ def preserve_residency(paths):
     task loads into the same range while we read is dropped too (it is re-read on
     its next access); the window is one digest.  Pages EROFS keeps in its internal
     managed cache for compressed clusters cannot be dropped from user space.
+
+    Each item of ``paths`` is a path (its whole page cache is watched: a mincore
+    bitmap of the whole file before and after) or ``(path, runs)``: only the
+    page runs [(first, count)] are watched (for a big image file of which a read
+    can touch a known few pages), and a cachestat(2) count of the whole file
+    before and after tells whether pages appeared outside them: the block's
+    value (Preserved) reports those.  Falsy paths and unreadable files are
+    skipped.
     """
-    before: dict[str, int | None] = {}
-    for p in paths:
-        if not p:
-            continue
-        try:
-            before[p] = resident_mask(p)
-        except OSError:
-            before[p] = None
+    seen = Preserved()
+    watched: list[_Watched] = []
     try:
-        yield
-    finally:
-        for p, old in before.items():
-            if old is None:
+        for item in paths:
+            path, runs = (item, None) if isinstance(item, str) else item
+            if not path:
                 continue
             try:
-                drop_new_pages(p, old)
+                watched.append(_Watched(path, runs))
             except OSError:
                 pass
-
-
-def drop_new_pages(path: str, old_mask: int) -> int:
-    """posix_fadvise(DONTNEED) the pages resident now but not in ``old_mask``."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        new = fd_resident_mask(fd) & ~old_mask
-        dropped = 0
-        for first, count in _runs(mask_pages(new)):
-            os.posix_fadvise(fd, first * PAGE_SIZE, count * PAGE_SIZE,
-                             os.POSIX_FADV_DONTNEED)
-            dropped += count
-        return dropped
+        yield seen
     finally:
-        os.close(fd)
+        for w in watched:
+            try:
+                outside = w.restore()
+            except OSError:
+                continue
+            if outside:
+                seen.outside_pages[w.path] = outside
 
 
 def meminfo_cached_bytes() -> int:

@@ -24,10 +24,13 @@ import stat
 import struct
 import time
 
-from ..pagecache import preserve_residency
+from contextlib import contextmanager
+
+from ..pagecache import backing_readahead, coalesce_runs, preserve_residency
 from ..names import decode, encode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
+from .readwindow import inode_runs, readahead_margin_pages
 from .mounts import walk_mount
 from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
                          compressed_page_map, data_extents, dump_extents, file_page_map,
@@ -100,6 +103,7 @@ class _MountIndex:
         self.error = ""
         self.walked = ""            # "image" (read from the image file) or "mount"
         self.image_error = ""       # why the image could not be read (walked the mount)
+        self._nids: dict[str, int] | None = None
         root = mount.root_path
         try:
             root_ino = os.stat(root).st_ino
@@ -124,6 +128,12 @@ class _MountIndex:
         self.paths = {nid: decode(path) for nid, path in tree.items()}
         self.walked = "image"
         return True
+
+    def nid_of(self, path: str) -> int | None:
+        """The inode number of a path of this index (built on first use)."""
+        if self._nids is None:
+            self._nids = {p: nid for nid, p in self.paths.items()}
+        return self._nids.get(path)
 
 
 class MetadataReader:
@@ -204,6 +214,11 @@ class ImageContent:
         # compressed files whose index layout zmap does not decode: mapped by
         # dump.erofs instead (slow: a process per file), reason -> files
         self.zmap_fallbacks: dict[str, int] = {}
+        # image files watched whole by preserve_residency: their readahead is
+        # not known, or pages appeared outside a file's read window there
+        self._whole_images: set[str] = set()
+        self._readahead: dict[str, tuple[int, int] | None] = {}
+        self.window_misses = 0       # reads that cached image pages outside their window
         # mounts whose names came from walking them (no readable image)
         self.names_walked = 0
         self.names_walk_reason = ""
@@ -530,10 +545,69 @@ class ImageContent:
         self._fp[key] = result
         return result
 
-    def _reading(self, mount: MountInfo, path: str):
+    @contextmanager
+    def _reading(self, mount: MountInfo, ino: int, path: str):
+        """Our reads of ``path`` leave no new page in its cache or its image's.
+        The image first: opening ``path`` may read directories and inodes."""
         if not self.preserve_cache:
-            return _null()
-        return preserve_residency([path, mount.local(mount.backing_file)])
+            yield
+            return
+        image = mount.local(mount.backing_file) if mount.backing_file else ""
+        runs = self.read_window(mount, ino, path) if image else None
+        with preserve_residency([image if runs is None else (image, runs), path]) as seen:
+            yield
+        if seen.outside_pages.get(image):
+            self.window_misses += 1     # a read the window did not cover: watch it whole
+            self._whole_images.add(image)
+
+    def read_window(self, mount: MountInfo, ino: int, path: str) -> list[tuple[int, int]] | None:
+        """Page runs of the backing image file that opening ``path`` (inode
+        ``ino``) and reading it can bring into the image file's cache
+        (readwindow.py): every inode on the path and the file's data with its
+        readahead; None where not known (the whole image is watched then)."""
+        image = mount.local(mount.backing_file)
+        ra = self._readahead.get(image, 0)
+        if ra == 0:
+            ra = self._readahead[image] = backing_readahead(image)
+        if (ra is None or image in self._whole_images or mount.image_offset % PAGE_SIZE
+                or self.packed_nid(mount)):     # fragments: data in the packed inode
+            return None
+        chain = self._path_nids(mount, ino, path)
+        if chain is None:
+            return None
+        ra_pages, folio_pages = ra
+        runs: list[tuple[int, int]] = []
+        for nid in chain:
+            hit, pages = self._disk_inode(mount, nid), self.image_pages(mount, nid)
+            if hit is None or pages is None:
+                return None
+            data = (p for v in pages.values() for p in v)
+            try:
+                runs += inode_runs(hit[0], hit[1], mount.image_offset, data,
+                                   lambda off, n: self._meta.read(mount.image_path,
+                                                                  mount.image_offset + off, n),
+                                   readahead_margin_pages(ra_pages), PAGE_SIZE,
+                                   meta_margin=mount.backing == "loop")
+            except (OSError, ErofsFormatError, struct.error, IndexError):
+                return None
+        return coalesce_runs(runs, folio_pages)
+
+    def _path_nids(self, mount: MountInfo, ino: int, path: str) -> list[int] | None:
+        """``ino`` and the inodes of the directories above it up to the mount
+        root (a path walk may look each of them up); None if not known."""
+        idx = self._index_of(mount)
+        root = mount.root_path
+        chain = [ino]
+        while path != root:
+            parent = os.path.dirname(path)
+            if parent == path or not path.startswith(root):
+                return None
+            path = parent
+            nid = idx.nid_of(path)
+            if nid is None:
+                return None
+            chain.append(nid)
+        return chain
 
     def build_id(self, mount: MountInfo, ino: int) -> str | None:
         key = self._content_key(mount, ino)
@@ -543,7 +617,7 @@ class ImageContent:
         result = None
         if path:
             try:
-                with self._reading(mount, path), open(path, "rb") as f:
+                with self._reading(mount, ino, path), open(path, "rb") as f:
                     result = build_id_of(f)     # checks the ELF magic first
             except OSError:
                 result = None
@@ -583,7 +657,7 @@ class ImageContent:
         n = 0
         try:
             path = self.path_of(mount, ino)     # where it opens (info.path is the name)
-            with self._reading(mount, path):
+            with self._reading(mount, ino, path):
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
                     while True:
@@ -607,10 +681,3 @@ class ImageContent:
         self._digest[key] = result
         return result
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
