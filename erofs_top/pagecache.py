@@ -304,20 +304,6 @@ def coalesce_runs(runs, align_pages: int = 1) -> list[tuple[int, int]]:
     return [(lo, hi - lo) for lo, hi in out]
 
 
-def _window_masks(fd: int, size: int, runs) -> list[tuple[int, int]]:
-    """[(first page, bitmap of resident pages from it)] of the runs (mincore of
-    each run's range only: cost in the run's pages, not the file's)."""
-    file_pages = -(-size // PAGE_SIZE)
-    out = []
-    for first, count in runs:
-        count = min(count, file_pages - first)
-        if count <= 0:
-            continue
-        with _Mapping(fd, size, first, count) as m:
-            out.append((first, _mask_from_vec(m.mincore())))
-    return out
-
-
 def backing_readahead(path: str) -> tuple[int, int] | None:
     """(readahead pages, smallest folio in pages) of a file's filesystem: the
     read_ahead_kb of its backing device (/sys/class/bdi/MAJ:MIN; a struct
@@ -333,77 +319,105 @@ def backing_readahead(path: str) -> tuple[int, int] | None:
     return ra_kb * 1024 // PAGE_SIZE, max(1, st.st_blksize // PAGE_SIZE)
 
 
-IN_FLIGHT_WAITS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+IN_FLIGHT_WAITS_S = (0.001, 0.002, 0.005, 0.01, 0.02)
+NEAR_RUN_GAP_PAGES = 256        # runs closer than this share one mmap + mincore
+
+
+def _cached_count(fd: int, first_page: int = 0, pages: int = 0) -> int:
+    """cachestat's cached pages of [first_page, +pages) (0: to the end), -1
+    where cachestat fails (missing on this kernel)."""
+    try:
+        return cachestat(fd, first_page * PAGE_SIZE, pages * PAGE_SIZE)["nr_cache"]
+    except PageCacheError:
+        return -1
 
 
 class _Watched:
     """One file preserve_residency watches: its whole page cache (``runs``
-    None) or the page runs given, plus cachestat counts of the watched pages
-    and of the whole file (to see pages appear outside the runs)."""
+    None) or the page runs given.  Per run, before: a mincore bitmap, or
+    nothing when cachestat says every page of it is cached (nothing there
+    can be new).  With cachestat, counts of the whole file: for reads still
+    in flight and (runs) pages appearing outside the runs."""
 
-    def __init__(self, path: str, runs):
+    def __init__(self, path: str, runs, check_outside: bool = True):
         self.path = path
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             self.size = os.fstat(self.fd).st_size
-            self.runs = runs
-            self.outside_before = 0
-            if runs is not None:
-                try:
-                    self.outside_before = self._outside_count()
-                except PageCacheError:      # no cachestat: no cheap check, watch it all
-                    self.runs = None
-            self.before = self._masks()
+            file_pages = -(-self.size // PAGE_SIZE)
+            # the whole file's count: cheap for one file, O(its cached pages) for an image;
+            # without the check, a one-page count only tells that cachestat works
+            self.count_before = (_cached_count(self.fd) if runs is None or check_outside
+                                 else _cached_count(self.fd, 0, 1))
+            self.whole = runs is None or self.count_before < 0     # runs need cachestat
+            ranges = [(0, file_pages)] if self.whole else _near_runs_merged(runs)
+            self.ranges = [(f, min(c, file_pages - f)) for f, c in ranges if f < file_pages]
+            if not self.whole and not check_outside:
+                self.count_before = -1
+            self.before = [None if self._all_cached(f, c) else self._mask(f, c)
+                           for f, c in self.ranges]
         except BaseException:
             os.close(self.fd)
             raise
 
-    def _masks(self) -> list[tuple[int, int]]:
-        if self.runs is None:
-            return [(0, fd_resident_mask(self.fd))]
-        return _window_masks(self.fd, self.size, self.runs)
+    def _all_cached(self, first: int, count: int) -> bool:
+        if self.whole:
+            return 0 <= count <= self.count_before
+        return _cached_count(self.fd, first, count) >= count
 
-    def _watched_count(self) -> int:
-        """Pages cachestat counts in the watched ranges: unlike mincore it
-        counts pages still being read (not yet uptodate)."""
-        if self.runs is None:
-            return cachestat(self.fd)["nr_cache"]
-        return sum(cachestat(self.fd, first * PAGE_SIZE, count * PAGE_SIZE)["nr_cache"]
-                   for first, count in self.runs)
+    def _mask(self, first: int, count: int) -> int:
+        with _Mapping(self.fd, self.size, first, count) as m:
+            return _mask_from_vec(m.mincore())
 
-    def _outside_count(self) -> int:
-        return cachestat(self.fd)["nr_cache"] - self._watched_count()
+    def _masks_now(self) -> list[int | None]:
+        return [None if old is None else self._mask(f, c)
+                for (f, c), old in zip(self.ranges, self.before)]
 
-    def _settled_masks(self) -> list[tuple[int, int]]:
-        """The masks once the reads in flight in the watched ranges finished
-        (readahead we started completes after our read returns: a page not
-        uptodate yet is invisible to mincore and kept by DONTNEED)."""
-        now = self._masks()
+    def _settled_masks(self) -> list[int | None]:
+        """The masks once the reads in flight in the watched ranges finished:
+        readahead we started completes after our read returns, and a page not
+        uptodate yet is invisible to mincore and kept by DONTNEED.  cachestat
+        counts it: wait (a few ms at most) while it counts more pages in the
+        ranges than mincore sees."""
+        now = self._masks_now()
         if not cachestat_available():
             return now
         for wait_s in IN_FLIGHT_WAITS_S:
-            try:
-                if self._watched_count() <= sum(m.bit_count() for _, m in now):
-                    break
-            except PageCacheError:
+            counted = sum(_cached_count(self.fd, f, c)
+                          for (f, c), m in zip(self.ranges, now) if m is not None)
+            if counted <= sum(m.bit_count() for m in now if m is not None):
                 break
             time.sleep(wait_s)
-            now = self._masks()
+            now = self._masks_now()
         return now
 
     def restore(self) -> int:
         """Drop the watched pages that became resident; returns how many
         pages appeared outside the runs (by cachestat count), 0 when whole."""
         try:
-            for (first, old), (_, now) in zip(self.before, self._settled_masks()):
+            for (first, _), old, now in zip(self.ranges, self.before, self._settled_masks()):
+                if old is None:
+                    continue
                 for run_first, count in _runs(mask_pages(now & ~old)):
                     os.posix_fadvise(self.fd, (first + run_first) * PAGE_SIZE,
                                      count * PAGE_SIZE, os.POSIX_FADV_DONTNEED)
-            if self.runs is None:
+            if self.whole or self.count_before < 0:
                 return 0
-            return max(0, self._outside_count() - self.outside_before)
+            return max(0, _cached_count(self.fd) - self.count_before)
         finally:
             os.close(self.fd)
+
+
+def _near_runs_merged(runs) -> list[tuple[int, int]]:
+    """Sorted runs with those less than NEAR_RUN_GAP_PAGES apart merged: a
+    mincore of the pages between costs less than another mmap and mincore."""
+    out: list[list[int]] = []
+    for first, count in sorted(runs):
+        if out and first - (out[-1][0] + out[-1][1]) < NEAR_RUN_GAP_PAGES:
+            out[-1][1] = max(out[-1][1], first + count - out[-1][0])
+        else:
+            out.append([first, count])
+    return [(f, c) for f, c in out]
 
 
 class Preserved:
@@ -429,22 +443,23 @@ def preserve_residency(paths):
     managed cache for compressed clusters cannot be dropped from user space.
 
     Each item of ``paths`` is a path (its whole page cache is watched: a mincore
-    bitmap of the whole file before and after) or ``(path, runs)``: only the
-    page runs [(first, count)] are watched (for a big image file of which a read
-    can touch a known few pages), and a cachestat(2) count of the whole file
-    before and after tells whether pages appeared outside them: the block's
-    value (Preserved) reports those.  Falsy paths and unreadable files are
-    skipped.
+    bitmap of the whole file before and after) or ``(path, runs[, check])``:
+    only the page runs [(first, count)] are watched (for a big image file of
+    which a read can touch a known few pages); with ``check`` (the default) a
+    cachestat(2) count of the whole file before and after tells whether pages
+    appeared outside them: the block's value (Preserved) reports those.  A run
+    cachestat finds wholly cached before needs no bitmap (nothing in it can be
+    new).  Falsy paths and unreadable files are skipped.
     """
     seen = Preserved()
     watched: list[_Watched] = []
     try:
         for item in paths:
-            path, runs = (item, None) if isinstance(item, str) else item
+            path, runs, check = (item, None, True) if isinstance(item, str) else (*item, True)[:3]
             if not path:
                 continue
             try:
-                watched.append(_Watched(path, runs))
+                watched.append(_Watched(path, runs, check))
             except OSError:
                 pass
         yield seen

@@ -46,6 +46,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 WHOLE_EXTENT_ALGORITHMS = (1, 2, 3)     # lzma, deflate, zstd: a read maps the whole extent
 DEFAULT_DIGEST_BUDGET_BYTES_PER_S = 64 << 20
 READ_CHUNK_BYTES = 1 << 20
+MAX_WINDOWS = 4096          # read windows kept between a file's build_id and its digest
+WINDOW_CHECK_FIRST = 16     # reads of an image checked for pages outside their window,
+WINDOW_CHECK_EVERY = 64     # then one in this many (a model miss is systematic: seen early)
 ELF_MAGIC = b"\x7fELF"
 
 
@@ -218,6 +221,8 @@ class ImageContent:
         # not known, or pages appeared outside a file's read window there
         self._whole_images: set[str] = set()
         self._readahead: dict[str, tuple[int, int] | None] = {}
+        self._windows: dict[tuple, list[tuple[int, int]] | None] = {}   # build_id, then digest
+        self._window_reads: dict[str, int] = {}
         self.window_misses = 0       # reads that cached image pages outside their window
         # mounts whose names came from walking them (no readable image)
         self.names_walked = 0
@@ -243,6 +248,8 @@ class ImageContent:
     def forget(self, mount: MountInfo) -> None:
         """Drop what is cached for a mount that went away (the index, mostly)."""
         self._index.pop(self._mount_key(mount), None)
+        for key in [key for key in self._windows if key[0] == self._mount_key(mount)]:
+            del self._windows[key]
         if mount.image_path:
             self._meta.forget(mount.image_path)
         if not mount.image_id:
@@ -554,7 +561,13 @@ class ImageContent:
             return
         image = mount.local(mount.backing_file) if mount.backing_file else ""
         runs = self.read_window(mount, ino, path) if image else None
-        with preserve_residency([image if runs is None else (image, runs), path]) as seen:
+        watch: str | tuple = image
+        if runs is not None:
+            # the check outside the window counts the whole image's cached pages
+            # (O(them)): the first reads of an image, then one in WINDOW_CHECK_EVERY
+            n = self._window_reads[image] = self._window_reads.get(image, 0) + 1
+            watch = (image, runs, n <= WINDOW_CHECK_FIRST or n % WINDOW_CHECK_EVERY == 0)
+        with preserve_residency([watch, path]) as seen:
             yield
         if seen.outside_pages.get(image):
             self.window_misses += 1     # a read the window did not cover: watch it whole
@@ -566,10 +579,19 @@ class ImageContent:
         (readwindow.py): every inode on the path and the file's data with its
         readahead; None where not known (the whole image is watched then)."""
         image = mount.local(mount.backing_file)
+        key = (self._mount_key(mount), ino, path)
+        if key not in self._windows:
+            if len(self._windows) >= MAX_WINDOWS:
+                self._windows.clear()
+            self._windows[key] = self._read_window(mount, ino, path, image)
+        return None if image in self._whole_images else self._windows[key]
+
+    def _read_window(self, mount: MountInfo, ino: int, path: str,
+                     image: str) -> list[tuple[int, int]] | None:
         ra = self._readahead.get(image, 0)
         if ra == 0:
             ra = self._readahead[image] = backing_readahead(image)
-        if (ra is None or image in self._whole_images or mount.image_offset % PAGE_SIZE
+        if (ra is None or mount.image_offset % PAGE_SIZE
                 or self.packed_nid(mount)):     # fragments: data in the packed inode
             return None
         chain = self._path_nids(mount, ino, path)
@@ -619,6 +641,8 @@ class ImageContent:
             try:
                 with self._reading(mount, ino, path), open(path, "rb") as f:
                     result = build_id_of(f)     # checks the ELF magic first
+                    if result is None:
+                        self._digest_ahead(mount, ino, f.fileno())
             except OSError:
                 result = None
         self._bid[key] = result
@@ -647,37 +671,62 @@ class ImageContent:
         hit = self._digest.get(key)
         if hit is not None:
             return hit
-        if self.digest_budget_bytes_per_s:
-            self._refill()
-            if self._tokens <= 0:
-                self._pending.add(key)
-                self.digest_deferred += 1
-                return None
-        h = hashlib.sha256()
-        n = 0
+        if not self._budget_left():
+            self._pending.add(key)
+            self.digest_deferred += 1
+            return None
         try:
             path = self.path_of(mount, ino)     # where it opens (info.path is the name)
             with self._reading(mount, ino, path):
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    while True:
-                        chunk = os.read(fd, READ_CHUNK_BYTES)
-                        if not chunk:
-                            break
-                        h.update(chunk)
-                        n += len(chunk)
+                    return self._hash_fd(key, fd)
                 finally:
                     os.close(fd)
         except OSError:
             self.digest_errors += 1
             self._pending.discard(key)
             return None
+
+    def _budget_left(self) -> bool:
+        if not self.digest_budget_bytes_per_s:
+            return True
+        self._refill()
+        return self._tokens > 0
+
+    def _hash_fd(self, key: tuple, fd: int) -> str:
+        """The digest of the open file from its start, counted and kept."""
+        h = hashlib.sha256()
+        n = 0
+        os.lseek(fd, 0, os.SEEK_SET)
+        while True:
+            chunk = os.read(fd, READ_CHUNK_BYTES)
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
         if self.digest_budget_bytes_per_s:
             self._tokens -= n
         self.digest_bytes_total += n
         self.digest_files_total += 1
         self._pending.discard(key)
-        result = h.hexdigest()
-        self._digest[key] = result
+        result = self._digest[key] = h.hexdigest()
         return result
+
+    def _digest_ahead(self, mount: MountInfo, ino: int, fd: int) -> None:
+        """In build_id's read window, the digest of a file without a build-id
+        (not ELF, mostly) nor a fingerprint: entries.size_group_keys asks for
+        it next (no build-id tells such files apart), and one window costs
+        half of two.
+        Not when the budget is spent (digest() defers it then)."""
+        info = self.file_info(mount, ino)
+        if info is None or not info.regular or self.fingerprint(mount, ino):
+            return
+        key = self._content_key(mount, ino) + (info.size,)
+        if key in self._digest or not self._budget_left():
+            return
+        try:
+            self._hash_fd(key, fd)
+        except OSError:
+            pass                    # digest() tries again (and counts the error)
 
