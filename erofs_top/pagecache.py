@@ -332,6 +332,21 @@ def _cached_count(fd: int, first_page: int = 0, pages: int = 0) -> int:
         return -1
 
 
+def _unseen_cached(fd: int, first: int, count: int, mask: int, counted: int) -> int:
+    """Bits (from ``first``) of the pages cachestat counts in [first, +count)
+    (``counted`` of them) that mincore's ``mask`` does not show, by bisection:
+    a few cachestat calls per such page."""
+    if counted <= (mask & ((1 << count) - 1)).bit_count():
+        return 0
+    if count == 1:
+        return 1
+    half = count // 2
+    low = _unseen_cached(fd, first, half, mask, _cached_count(fd, first, half))
+    high = _unseen_cached(fd, first + half, count - half, mask >> half,
+                          _cached_count(fd, first + half, count - half))
+    return low | high << half
+
+
 class _Watched:
     """One file preserve_residency watches: its whole page cache (``runs``
     None) or the page runs given.  Per run, before: a mincore bitmap, or
@@ -354,16 +369,27 @@ class _Watched:
             self.ranges = [(f, min(c, file_pages - f)) for f, c in ranges if f < file_pages]
             if not self.whole and not check_outside:
                 self.count_before = -1
-            self.before = [None if self._all_cached(f, c) else self._mask(f, c)
-                           for f, c in self.ranges]
+            self.unseen_before = 0
+            self.before = [self._before(f, c) for f, c in self.ranges]
         except BaseException:
             os.close(self.fd)
             raise
 
-    def _all_cached(self, first: int, count: int) -> bool:
-        if self.whole:
-            return 0 <= count <= self.count_before
-        return _cached_count(self.fd, first, count) >= count
+    def _before(self, first: int, count: int) -> int | None:
+        """The range's pages cached before: None when cachestat counts every
+        page (nothing in it can be new), else mincore's bitmap plus the pages
+        cachestat counts and mincore does not show (not uptodate: a large
+        folio partly read, a read in flight; dropping them as new would evict
+        what the workload read)."""
+        counted = self.count_before if self.whole else _cached_count(self.fd, first, count)
+        if counted >= count:
+            return None
+        mask = self._mask(first, count)
+        if counted > mask.bit_count():
+            unseen = _unseen_cached(self.fd, first, count, mask, counted)
+            self.unseen_before += unseen.bit_count()
+            mask |= unseen
+        return mask
 
     def _mask(self, first: int, count: int) -> int:
         with _Mapping(self.fd, self.size, first, count) as m:
@@ -385,7 +411,7 @@ class _Watched:
         for wait_s in IN_FLIGHT_WAITS_S:
             counted = sum(_cached_count(self.fd, f, c)
                           for (f, c), m in zip(self.ranges, now) if m is not None)
-            if counted <= sum(m.bit_count() for m in now if m is not None):
+            if counted - sum(m.bit_count() for m in now if m is not None) <= self.unseen_before:
                 break
             time.sleep(wait_s)
             now = self._masks_now()
