@@ -107,7 +107,8 @@ def _body(args):
             mps = ",".join(m.mountpoint for m in mounts)
             imgs = ",".join(str(i) for i in images)
             runs = benchlib.interleaved(
-                trees, args.rounds, lambda tree, _: benchlib.child_json(CHILD, trees[tree], mps, imgs))
+                trees, args.rounds,
+                lambda tree, _: benchlib.child_json(CHILD, trees[tree], mps, imgs))
             for tree, rows in runs.items():
                 changed = [r for r in rows if r["cached_before"] != r["cached_after"]]
                 each = ", ".join(f"{r['s']:.2f}" for r in rows)

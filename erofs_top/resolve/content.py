@@ -223,6 +223,7 @@ class ImageContent:
         self._readahead: dict[str, tuple[int, int] | None] = {}
         self._windows: dict[tuple, list[tuple[int, int]] | None] = {}   # build_id, then digest
         self._window_reads: dict[str, int] = {}
+        self._dir_windows: dict[tuple, list[tuple[int, int]] | None] = {}
         self.window_misses = 0       # reads that cached image pages outside their window
         # mounts whose names came from walking them (no readable image)
         self.names_walked = 0
@@ -248,8 +249,9 @@ class ImageContent:
     def forget(self, mount: MountInfo) -> None:
         """Drop what is cached for a mount that went away (the index, mostly)."""
         self._index.pop(self._mount_key(mount), None)
-        for key in [key for key in self._windows if key[0] == self._mount_key(mount)]:
-            del self._windows[key]
+        for cache in (self._windows, self._dir_windows):
+            for key in [key for key in cache if key[0] == self._mount_key(mount)]:
+                del cache[key]
         if mount.image_path:
             self._meta.forget(mount.image_path)
         if not mount.image_id:
@@ -594,42 +596,47 @@ class ImageContent:
         if (ra is None or mount.image_offset % PAGE_SIZE
                 or self.packed_nid(mount)):     # fragments: data in the packed inode
             return None
-        chain = self._path_nids(mount, ino, path)
-        if chain is None:
+        own = self._inode_runs(mount, ino, ra[0])
+        above = self._dir_runs(mount, os.path.dirname(path), ra[0])
+        if own is None or above is None:
             return None
-        ra_pages, folio_pages = ra
-        runs: list[tuple[int, int]] = []
-        for nid in chain:
-            hit, pages = self._disk_inode(mount, nid), self.image_pages(mount, nid)
-            if hit is None or pages is None:
-                return None
-            data = (p for v in pages.values() for p in v)
-            try:
-                runs += inode_runs(hit[0], hit[1], mount.image_offset, data,
-                                   lambda off, n: self._meta.read(mount.image_path,
-                                                                  mount.image_offset + off, n),
-                                   readahead_margin_pages(ra_pages), PAGE_SIZE,
-                                   meta_margin=mount.backing == "loop")
-            except (OSError, ErofsFormatError, struct.error, IndexError):
-                return None
-        return coalesce_runs(runs, folio_pages)
+        return coalesce_runs(own + above, ra[1])
 
-    def _path_nids(self, mount: MountInfo, ino: int, path: str) -> list[int] | None:
-        """``ino`` and the inodes of the directories above it up to the mount
-        root (a path walk may look each of them up); None if not known."""
-        idx = self._index_of(mount)
+    def _inode_runs(self, mount: MountInfo, nid: int,
+                    ra_pages: int) -> list[tuple[int, int]] | None:
+        """readwindow.inode_runs of one inode of the mount, None if not known."""
+        hit, pages = self._disk_inode(mount, nid), self.image_pages(mount, nid)
+        if hit is None or pages is None:
+            return None
+        try:
+            return inode_runs(hit[0], hit[1], mount.image_offset,
+                              (p for v in pages.values() for p in v),
+                              lambda off, n: self._meta.read(mount.image_path,
+                                                             mount.image_offset + off, n),
+                              readahead_margin_pages(ra_pages), PAGE_SIZE,
+                              meta_margin=mount.backing == "loop")
+        except (OSError, ErofsFormatError, struct.error, IndexError):
+            return None
+
+    def _dir_runs(self, mount: MountInfo, dir_path: str,
+                  ra_pages: int) -> list[tuple[int, int]] | None:
+        """The runs of a directory and of every directory above it up to the
+        mount root (a path walk may look each of them up), kept per directory:
+        the files of one directory share them.  None if not known."""
+        key = (self._mount_key(mount), dir_path)
+        if key in self._dir_windows:
+            return self._dir_windows[key]
         root = mount.root_path
-        chain = [ino]
-        while path != root:
-            parent = os.path.dirname(path)
-            if parent == path or not path.startswith(root):
-                return None
-            path = parent
-            nid = idx.nid_of(path)
-            if nid is None:
-                return None
-            chain.append(nid)
-        return chain
+        nid = self._index_of(mount).nid_of(dir_path)
+        result = None
+        inside = dir_path == root or dir_path.startswith(root.rstrip("/") + "/")
+        if nid is not None and inside:
+            result = self._inode_runs(mount, nid, ra_pages)
+            if result is not None and dir_path != root:
+                above = self._dir_runs(mount, os.path.dirname(dir_path), ra_pages)
+                result = None if above is None else coalesce_runs(result + above)
+        self._dir_windows[key] = result
+        return result
 
     def build_id(self, mount: MountInfo, ino: int) -> str | None:
         key = self._content_key(mount, ino)

@@ -58,7 +58,8 @@ def meta_span(sb: Superblock, rec: DiskInode, inode_at: int) -> tuple[int, int]:
     return inode_at, end + INDEX_SLACK_BYTES + 8 * blocks + sb.block_size
 
 
-def shared_xattr_spans(sb: Superblock, rec: DiskInode, inode_at: int, read) -> list[tuple[int, int]]:
+def shared_xattr_spans(sb: Superblock, rec: DiskInode, inode_at: int,
+                       read) -> list[tuple[int, int]]:
     """Bytes [start, end) of the inode's shared xattr entries (xattr area).
     ``read(offset, length)`` reads the image (image-relative)."""
     if rec.xattr_icount == 0:

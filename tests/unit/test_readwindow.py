@@ -67,8 +67,9 @@ def test_inode_runs_data_margin_and_shared_xattrs():
 
 def test_unseen_cached_finds_the_pages_mincore_does_not_show(monkeypatch):
     cached = {3, 4, 5, 9, 200}          # what cachestat counts; mincore shows 3 and 200
-    monkeypatch.setattr(pagecache, "_cached_count",
-                        lambda fd, first=0, pages=0: sum(first <= p < first + pages for p in cached))
+    def counted(fd, first=0, pages=0):
+        return sum(first <= p < first + pages for p in cached)
+    monkeypatch.setattr(pagecache, "_cached_count", counted)
     mask = (1 << 3) | (1 << 200)
     unseen = pagecache._unseen_cached(-1, 0, 256, mask, len(cached))
     assert pagecache.mask_pages(unseen) == [4, 5, 9]
