@@ -9,8 +9,9 @@ base more per file.
 Cases: "node": bench_node_real's images (--images x --files files of 4-16 KiB,
 half shared with the neighbour image), read by --cgroups cgroups; "big": one
 image of --files such files plus a --filler-mib filler file, read by one cgroup.
-The image files' cached pages are counted (cachestat) before and after each
-run: a run that changed them is reported.
+The image files' cached pages (mincore, untimed) before and after each run:
+pages gained (the run left them: must be 0) and lost (evicted meanwhile:
+this VM's DAMON pageout evicts cold pages, whatever the run does).
 
 Run (root, under the shared lock):
   flock /tmp/erofs-top-heavy.lock .venv/bin/python benchmarks/bench_content_window.py \\
@@ -39,8 +40,8 @@ mountpoints, images = sys.argv[2].split(","), sys.argv[3].split(",")
 sm = SysMounts()
 sm.refresh()
 mounts = [m for m in sm.mounts() if m.mountpoint in mountpoints]
-cached = lambda: [pagecache.file_resident_pages(i) for i in images]
-before = cached()
+masks = lambda: [pagecache.resident_mask(i) for i in images]     # untimed
+before = masks()
 ic = ImageContent(digest_budget_bytes_per_s=None)
 t = time.perf_counter()
 files = 0
@@ -53,7 +54,11 @@ for m in mounts:
         ic.digest(m, ino)
         files += 1
 spent = time.perf_counter() - t
-print(json.dumps({"s": spent, "files": files, "cached_before": before, "cached_after": cached()}))
+after = masks()
+print(json.dumps({"s": spent, "files": files,
+                  "cached_before": [bin(m).count("1") for m in before],
+                  "gained": [bin(a & ~b).count("1") for a, b in zip(after, before)],
+                  "lost": [bin(b & ~a).count("1") for a, b in zip(after, before)]}))
 """
 
 
@@ -110,12 +115,13 @@ def _body(args):
                 trees, args.rounds,
                 lambda tree, _: benchlib.child_json(CHILD, trees[tree], mps, imgs))
             for tree, rows in runs.items():
-                changed = [r for r in rows if r["cached_before"] != r["cached_after"]]
                 each = ", ".join(f"{r['s']:.2f}" for r in rows)
+                gained = [sum(r["gained"]) for r in rows]
+                lost = [sum(r["lost"]) for r in rows]
                 print(f"  {tree:>6}: {statistics.median(r['s'] for r in rows):7.2f} s median "
-                      f"({each}), {rows[0]['files']} files, "
-                      f"image pages cached {rows[0]['cached_before']} -> {rows[0]['cached_after']}"
-                      f"{'' if not changed else f' CHANGED in {len(changed)} run(s)'}", flush=True)
+                      f"({each}), {rows[0]['files']} files; image pages cached before "
+                      f"{rows[0]['cached_before']}, gained {gained}, lost {lost} (per run)",
+                      flush=True)
             secs = {k: [r["s"] for r in v] for k, v in runs.items()}
             ratio = benchlib.ratios(secs, next(iter(trees)))
             for tree, r in ratio.items():
