@@ -22,6 +22,7 @@ import errno
 import mmap
 import os
 import struct
+import time
 from contextlib import contextmanager
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -107,12 +108,15 @@ def fd_resident_pages(fd: int) -> int:
 
 # ---------------------------------------------------------------- mmap + mincore
 class _Mapping:
-    """A read-only shared mapping of a whole file, by raw address (ctypes)."""
+    """A read-only shared mapping of a file (whole, or ``pages`` pages from
+    page ``first_page``), by raw address (ctypes)."""
 
-    def __init__(self, fd: int, size: int):
+    def __init__(self, fd: int, size: int, first_page: int = 0, pages: int | None = None):
         self.size = size
-        self.length = (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-        addr = _libc.mmap(None, self.length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        whole_length = (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+        self.length = whole_length if pages is None else pages * PAGE_SIZE
+        addr = _libc.mmap(None, self.length, mmap.PROT_READ, mmap.MAP_SHARED, fd,
+                          first_page * PAGE_SIZE)
         if addr in (None, MAP_FAILED):
             err = ctypes.get_errno()
             raise PageCacheError(err, f"mmap: {os.strerror(err)}")
@@ -283,6 +287,174 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
 
 
 # ---------------------------------------------------------------- not perturbing
+def coalesce_runs(runs, align_pages: int = 1) -> list[tuple[int, int]]:
+    """Page runs [(first, count)] sorted and merged, each widened to
+    ``align_pages`` boundaries (a mapping whose smallest folio is larger than
+    a page reads the aligned folio); overlapping and touching runs become one."""
+    out: list[list[int]] = []
+    for first, count in sorted(runs):
+        if count <= 0:
+            continue
+        lo = first - first % align_pages
+        hi = -(-(first + count) // align_pages) * align_pages
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([max(lo, 0), hi])
+    return [(lo, hi - lo) for lo, hi in out]
+
+
+def backing_readahead(path: str) -> tuple[int, int] | None:
+    """(readahead pages, smallest folio in pages) of a file's filesystem: the
+    read_ahead_kb of its backing device (/sys/class/bdi/MAJ:MIN; a struct
+    file opened on it reads ahead at most that much) and st_blksize (a
+    filesystem with blocks over a page caches whole blocks).  None where the
+    device has no bdi entry (not known)."""
+    try:
+        st = os.stat(path)
+        with open(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb") as f:
+            ra_kb = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return ra_kb * 1024 // PAGE_SIZE, max(1, st.st_blksize // PAGE_SIZE)
+
+
+IN_FLIGHT_WAITS_S = (0.001, 0.002, 0.005, 0.01, 0.02)
+NEAR_RUN_GAP_PAGES = 256        # runs closer than this share one mmap + mincore
+
+
+def _cached_count(fd: int, first_page: int = 0, pages: int = 0) -> int:
+    """cachestat's cached pages of [first_page, +pages) (0: to the end), -1
+    where cachestat fails (missing on this kernel)."""
+    try:
+        return cachestat(fd, first_page * PAGE_SIZE, pages * PAGE_SIZE)["nr_cache"]
+    except PageCacheError:
+        return -1
+
+
+def _unseen_cached(fd: int, first: int, count: int, mask: int, counted: int) -> int:
+    """Bits (from ``first``) of the pages cachestat counts in [first, +count)
+    (``counted`` of them) that mincore's ``mask`` does not show, by bisection:
+    a few cachestat calls per such page."""
+    if counted <= (mask & ((1 << count) - 1)).bit_count():
+        return 0
+    if count == 1:
+        return 1
+    half = count // 2
+    low = _unseen_cached(fd, first, half, mask, _cached_count(fd, first, half))
+    high = _unseen_cached(fd, first + half, count - half, mask >> half,
+                          _cached_count(fd, first + half, count - half))
+    return low | high << half
+
+
+class _Watched:
+    """One file preserve_residency watches: its whole page cache (``runs``
+    None) or the page runs given.  Per run, before: a mincore bitmap, or
+    nothing when cachestat says every page of it is cached (nothing there
+    can be new).  With cachestat, counts of the whole file: for reads still
+    in flight and (runs) pages appearing outside the runs."""
+
+    def __init__(self, path: str, runs, check_outside: bool = True):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.size = os.fstat(self.fd).st_size
+            file_pages = -(-self.size // PAGE_SIZE)
+            # the whole file's count: cheap for one file, O(its cached pages) for an image;
+            # without the check, a one-page count only tells that cachestat works
+            self.count_before = (_cached_count(self.fd) if runs is None or check_outside
+                                 else _cached_count(self.fd, 0, 1))
+            self.whole = runs is None or self.count_before < 0     # runs need cachestat
+            ranges = [(0, file_pages)] if self.whole else _near_runs_merged(runs)
+            self.ranges = [(f, min(c, file_pages - f)) for f, c in ranges if f < file_pages]
+            if not self.whole and not check_outside:
+                self.count_before = -1
+            self.unseen_before = 0
+            self.before = [self._before(f, c) for f, c in self.ranges]
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _before(self, first: int, count: int) -> int | None:
+        """The range's pages cached before: None when cachestat counts every
+        page (nothing in it can be new), else mincore's bitmap plus the pages
+        cachestat counts and mincore does not show (not uptodate: a large
+        folio partly read, a read in flight; dropping them as new would evict
+        what the workload read)."""
+        counted = self.count_before if self.whole else _cached_count(self.fd, first, count)
+        if counted >= count:
+            return None
+        mask = self._mask(first, count)
+        if counted > mask.bit_count():
+            unseen = _unseen_cached(self.fd, first, count, mask, counted)
+            self.unseen_before += unseen.bit_count()
+            mask |= unseen
+        return mask
+
+    def _mask(self, first: int, count: int) -> int:
+        with _Mapping(self.fd, self.size, first, count) as m:
+            return _mask_from_vec(m.mincore())
+
+    def _masks_now(self) -> list[int | None]:
+        return [None if old is None else self._mask(f, c)
+                for (f, c), old in zip(self.ranges, self.before)]
+
+    def _settled_masks(self) -> list[int | None]:
+        """The masks once the reads in flight in the watched ranges finished:
+        readahead we started completes after our read returns, and a page not
+        uptodate yet is invisible to mincore and kept by DONTNEED.  cachestat
+        counts it: wait (a few ms at most) while it counts more pages in the
+        ranges than mincore sees."""
+        now = self._masks_now()
+        if not cachestat_available():
+            return now
+        for wait_s in IN_FLIGHT_WAITS_S:
+            counted = sum(_cached_count(self.fd, f, c)
+                          for (f, c), m in zip(self.ranges, now) if m is not None)
+            if counted - sum(m.bit_count() for m in now if m is not None) <= self.unseen_before:
+                break
+            time.sleep(wait_s)
+            now = self._masks_now()
+        return now
+
+    def restore(self) -> int:
+        """Drop the watched pages that became resident; returns how many
+        pages appeared outside the runs (by cachestat count), 0 when whole."""
+        try:
+            for (first, _), old, now in zip(self.ranges, self.before, self._settled_masks()):
+                if old is None:
+                    continue
+                for run_first, count in _runs(mask_pages(now & ~old)):
+                    os.posix_fadvise(self.fd, (first + run_first) * PAGE_SIZE,
+                                     count * PAGE_SIZE, os.POSIX_FADV_DONTNEED)
+            if self.whole or self.count_before < 0:
+                return 0
+            return max(0, _cached_count(self.fd) - self.count_before)
+        finally:
+            os.close(self.fd)
+
+
+def _near_runs_merged(runs) -> list[tuple[int, int]]:
+    """Sorted runs with those less than NEAR_RUN_GAP_PAGES apart merged: a
+    mincore of the pages between costs less than another mmap and mincore."""
+    out: list[list[int]] = []
+    for first, count in sorted(runs):
+        if out and first - (out[-1][0] + out[-1][1]) < NEAR_RUN_GAP_PAGES:
+            out[-1][1] = max(out[-1][1], first + count - out[-1][0])
+        else:
+            out.append([first, count])
+    return [(f, c) for f, c in out]
+
+
+class Preserved:
+    """What a preserve_residency block saw: ``outside_pages`` is path -> pages
+    that became resident outside the runs watched for it (not dropped: not
+    known which; a caller watches that file whole from then on)."""
+
+    def __init__(self):
+        self.outside_pages: dict[str, int] = {}
+
+
 @contextmanager
 def preserve_residency(paths):
     """Drop, on exit, pages of ``paths`` that became resident inside the block.
@@ -295,40 +467,36 @@ def preserve_residency(paths):
     task loads into the same range while we read is dropped too (it is re-read on
     its next access); the window is one digest.  Pages EROFS keeps in its internal
     managed cache for compressed clusters cannot be dropped from user space.
+
+    Each item of ``paths`` is a path (its whole page cache is watched: a mincore
+    bitmap of the whole file before and after) or ``(path, runs[, check])``:
+    only the page runs [(first, count)] are watched (for a big image file of
+    which a read can touch a known few pages); with ``check`` (the default) a
+    cachestat(2) count of the whole file before and after tells whether pages
+    appeared outside them: the block's value (Preserved) reports those.  A run
+    cachestat finds wholly cached before needs no bitmap (nothing in it can be
+    new).  Falsy paths and unreadable files are skipped.
     """
-    before: dict[str, int | None] = {}
-    for p in paths:
-        if not p:
-            continue
-        try:
-            before[p] = resident_mask(p)
-        except OSError:
-            before[p] = None
+    seen = Preserved()
+    watched: list[_Watched] = []
     try:
-        yield
-    finally:
-        for p, old in before.items():
-            if old is None:
+        for item in paths:
+            path, runs, check = (item, None, True) if isinstance(item, str) else (*item, True)[:3]
+            if not path:
                 continue
             try:
-                drop_new_pages(p, old)
+                watched.append(_Watched(path, runs, check))
             except OSError:
                 pass
-
-
-def drop_new_pages(path: str, old_mask: int) -> int:
-    """posix_fadvise(DONTNEED) the pages resident now but not in ``old_mask``."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        new = fd_resident_mask(fd) & ~old_mask
-        dropped = 0
-        for first, count in _runs(mask_pages(new)):
-            os.posix_fadvise(fd, first * PAGE_SIZE, count * PAGE_SIZE,
-                             os.POSIX_FADV_DONTNEED)
-            dropped += count
-        return dropped
+        yield seen
     finally:
-        os.close(fd)
+        for w in watched:
+            try:
+                outside = w.restore()
+            except OSError:
+                continue
+            if outside:
+                seen.outside_pages[w.path] = outside
 
 
 def meminfo_cached_bytes() -> int:

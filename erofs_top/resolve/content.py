@@ -24,10 +24,13 @@ import stat
 import struct
 import time
 
-from ..pagecache import preserve_residency
+from contextlib import contextmanager
+
+from ..pagecache import backing_readahead, coalesce_runs, preserve_residency
 from ..names import decode, encode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
+from .readwindow import inode_runs, readahead_margin_pages
 from .mounts import walk_mount
 from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
                          compressed_page_map, data_extents, dump_extents, file_page_map,
@@ -43,6 +46,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 WHOLE_EXTENT_ALGORITHMS = (1, 2, 3)     # lzma, deflate, zstd: a read maps the whole extent
 DEFAULT_DIGEST_BUDGET_BYTES_PER_S = 64 << 20
 READ_CHUNK_BYTES = 1 << 20
+MAX_WINDOWS = 4096          # read windows kept between a file's build_id and its digest
+WINDOW_CHECK_FIRST = 16     # reads of an image checked for pages outside their window,
+WINDOW_CHECK_EVERY = 64     # then one in this many (a model miss is systematic: seen early)
 ELF_MAGIC = b"\x7fELF"
 
 
@@ -100,6 +106,7 @@ class _MountIndex:
         self.error = ""
         self.walked = ""            # "image" (read from the image file) or "mount"
         self.image_error = ""       # why the image could not be read (walked the mount)
+        self._nids: dict[str, int] | None = None
         root = mount.root_path
         try:
             root_ino = os.stat(root).st_ino
@@ -124,6 +131,12 @@ class _MountIndex:
         self.paths = {nid: decode(path) for nid, path in tree.items()}
         self.walked = "image"
         return True
+
+    def nid_of(self, path: str) -> int | None:
+        """The inode number of a path of this index (built on first use)."""
+        if self._nids is None:
+            self._nids = {p: nid for nid, p in self.paths.items()}
+        return self._nids.get(path)
 
 
 class MetadataReader:
@@ -204,6 +217,14 @@ class ImageContent:
         # compressed files whose index layout zmap does not decode: mapped by
         # dump.erofs instead (slow: a process per file), reason -> files
         self.zmap_fallbacks: dict[str, int] = {}
+        # image files watched whole by preserve_residency: their readahead is
+        # not known, or pages appeared outside a file's read window there
+        self._whole_images: set[str] = set()
+        self._readahead: dict[str, tuple[int, int] | None] = {}
+        self._windows: dict[tuple, list[tuple[int, int]] | None] = {}   # build_id, then digest
+        self._window_reads: dict[str, int] = {}
+        self._dir_windows: dict[tuple, list[tuple[int, int]] | None] = {}
+        self.window_misses = 0       # reads that cached image pages outside their window
         # mounts whose names came from walking them (no readable image)
         self.names_walked = 0
         self.names_walk_reason = ""
@@ -228,6 +249,9 @@ class ImageContent:
     def forget(self, mount: MountInfo) -> None:
         """Drop what is cached for a mount that went away (the index, mostly)."""
         self._index.pop(self._mount_key(mount), None)
+        for cache in (self._windows, self._dir_windows):
+            for key in [key for key in cache if key[0] == self._mount_key(mount)]:
+                del cache[key]
         if mount.image_path:
             self._meta.forget(mount.image_path)
         if not mount.image_id:
@@ -530,10 +554,89 @@ class ImageContent:
         self._fp[key] = result
         return result
 
-    def _reading(self, mount: MountInfo, path: str):
+    @contextmanager
+    def _reading(self, mount: MountInfo, ino: int, path: str):
+        """Our reads of ``path`` leave no new page in its cache or its image's.
+        The image first: opening ``path`` may read directories and inodes."""
         if not self.preserve_cache:
-            return _null()
-        return preserve_residency([path, mount.local(mount.backing_file)])
+            yield
+            return
+        image = mount.local(mount.backing_file) if mount.backing_file else ""
+        runs = self.read_window(mount, ino, path) if image else None
+        watch: str | tuple = image
+        if runs is not None:
+            # the check outside the window counts the whole image's cached pages
+            # (O(them)): the first reads of an image, then one in WINDOW_CHECK_EVERY
+            n = self._window_reads[image] = self._window_reads.get(image, 0) + 1
+            watch = (image, runs, n <= WINDOW_CHECK_FIRST or n % WINDOW_CHECK_EVERY == 0)
+        with preserve_residency([watch, path]) as seen:
+            yield
+        if seen.outside_pages.get(image):
+            self.window_misses += 1     # a read the window did not cover: watch it whole
+            self._whole_images.add(image)
+
+    def read_window(self, mount: MountInfo, ino: int, path: str) -> list[tuple[int, int]] | None:
+        """Page runs of the backing image file that opening ``path`` (inode
+        ``ino``) and reading it can bring into the image file's cache
+        (readwindow.py): every inode on the path and the file's data with its
+        readahead; None where not known (the whole image is watched then)."""
+        image = mount.local(mount.backing_file)
+        key = (self._mount_key(mount), ino, path)
+        if key not in self._windows:
+            if len(self._windows) >= MAX_WINDOWS:
+                self._windows.clear()
+            self._windows[key] = self._read_window(mount, ino, path, image)
+        return None if image in self._whole_images else self._windows[key]
+
+    def _read_window(self, mount: MountInfo, ino: int, path: str,
+                     image: str) -> list[tuple[int, int]] | None:
+        ra = self._readahead.get(image, 0)
+        if ra == 0:
+            ra = self._readahead[image] = backing_readahead(image)
+        if (ra is None or mount.image_offset % PAGE_SIZE
+                or self.packed_nid(mount)):     # fragments: data in the packed inode
+            return None
+        own = self._inode_runs(mount, ino, ra[0])
+        above = self._dir_runs(mount, os.path.dirname(path), ra[0])
+        if own is None or above is None:
+            return None
+        return coalesce_runs(own + above, ra[1])
+
+    def _inode_runs(self, mount: MountInfo, nid: int,
+                    ra_pages: int) -> list[tuple[int, int]] | None:
+        """readwindow.inode_runs of one inode of the mount, None if not known."""
+        hit, pages = self._disk_inode(mount, nid), self.image_pages(mount, nid)
+        if hit is None or pages is None:
+            return None
+        try:
+            return inode_runs(hit[0], hit[1], mount.image_offset,
+                              (p for v in pages.values() for p in v),
+                              lambda off, n: self._meta.read(mount.image_path,
+                                                             mount.image_offset + off, n),
+                              readahead_margin_pages(ra_pages), PAGE_SIZE,
+                              meta_margin=mount.backing == "loop")
+        except (OSError, ErofsFormatError, struct.error, IndexError):
+            return None
+
+    def _dir_runs(self, mount: MountInfo, dir_path: str,
+                  ra_pages: int) -> list[tuple[int, int]] | None:
+        """The runs of a directory and of every directory above it up to the
+        mount root (a path walk may look each of them up), kept per directory:
+        the files of one directory share them.  None if not known."""
+        key = (self._mount_key(mount), dir_path)
+        if key in self._dir_windows:
+            return self._dir_windows[key]
+        root = mount.root_path
+        nid = self._index_of(mount).nid_of(dir_path)
+        result = None
+        inside = dir_path == root or dir_path.startswith(root.rstrip("/") + "/")
+        if nid is not None and inside:
+            result = self._inode_runs(mount, nid, ra_pages)
+            if result is not None and dir_path != root:
+                above = self._dir_runs(mount, os.path.dirname(dir_path), ra_pages)
+                result = None if above is None else coalesce_runs(result + above)
+        self._dir_windows[key] = result
+        return result
 
     def build_id(self, mount: MountInfo, ino: int) -> str | None:
         key = self._content_key(mount, ino)
@@ -543,8 +646,10 @@ class ImageContent:
         result = None
         if path:
             try:
-                with self._reading(mount, path), open(path, "rb") as f:
+                with self._reading(mount, ino, path), open(path, "rb") as f:
                     result = build_id_of(f)     # checks the ELF magic first
+                    if result is None:
+                        self._digest_ahead(mount, ino, f.fileno())
             except OSError:
                 result = None
         self._bid[key] = result
@@ -573,44 +678,62 @@ class ImageContent:
         hit = self._digest.get(key)
         if hit is not None:
             return hit
-        if self.digest_budget_bytes_per_s:
-            self._refill()
-            if self._tokens <= 0:
-                self._pending.add(key)
-                self.digest_deferred += 1
-                return None
-        h = hashlib.sha256()
-        n = 0
+        if not self._budget_left():
+            self._pending.add(key)
+            self.digest_deferred += 1
+            return None
         try:
             path = self.path_of(mount, ino)     # where it opens (info.path is the name)
-            with self._reading(mount, path):
+            with self._reading(mount, ino, path):
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    while True:
-                        chunk = os.read(fd, READ_CHUNK_BYTES)
-                        if not chunk:
-                            break
-                        h.update(chunk)
-                        n += len(chunk)
+                    return self._hash_fd(key, fd)
                 finally:
                     os.close(fd)
         except OSError:
             self.digest_errors += 1
             self._pending.discard(key)
             return None
+
+    def _budget_left(self) -> bool:
+        if not self.digest_budget_bytes_per_s:
+            return True
+        self._refill()
+        return self._tokens > 0
+
+    def _hash_fd(self, key: tuple, fd: int) -> str:
+        """The digest of the open file from its start, counted and kept."""
+        h = hashlib.sha256()
+        n = 0
+        os.lseek(fd, 0, os.SEEK_SET)
+        while True:
+            chunk = os.read(fd, READ_CHUNK_BYTES)
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
         if self.digest_budget_bytes_per_s:
             self._tokens -= n
         self.digest_bytes_total += n
         self.digest_files_total += 1
         self._pending.discard(key)
-        result = h.hexdigest()
-        self._digest[key] = result
+        result = self._digest[key] = h.hexdigest()
         return result
 
+    def _digest_ahead(self, mount: MountInfo, ino: int, fd: int) -> None:
+        """In build_id's read window, the digest of a file without a build-id
+        (not ELF, mostly) nor a fingerprint: entries.size_group_keys asks for
+        it next (no build-id tells such files apart), and one window costs
+        half of two.
+        Not when the budget is spent (digest() defers it then)."""
+        info = self.file_info(mount, ino)
+        if info is None or not info.regular or self.fingerprint(mount, ino):
+            return
+        key = self._content_key(mount, ino) + (info.size,)
+        if key in self._digest or not self._budget_left():
+            return
+        try:
+            self._hash_fd(key, fd)
+        except OSError:
+            pass                    # digest() tries again (and counts the error)
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -1,0 +1,117 @@
+"""Content reads watch a window of the image file, not all of it (issue 11, D16):
+on real file-backed mounts, hashing a file leaves no new page in the image
+file's cache even where the window matters: a path walk through directories
+whose dentries are not cached, readahead past the end of a file larger than
+the readahead window, a compressed image."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from erofs_top import pagecache
+from erofs_top.resolve.content import ImageContent
+from erofs_top.resolve.mounts import SysMounts
+from erofs_top.workload import build_image, drop_file_cache, make_tree, read_file
+
+MiB = 1 << 20
+
+
+def _mount_info(m):
+    sm = SysMounts()
+    sm.refresh()
+    return sm.by_dev(m.dev)
+
+
+def _cold(image) -> None:
+    """The image file out of the page cache (written back first: mkfs just
+    wrote it, and DONTNEED leaves dirty pages)."""
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    drop_file_cache(str(image))
+
+
+def _window_pages(ic, mi, nid, path) -> int:
+    runs = ic.read_window(mi, nid, path)
+    assert runs is not None, "the window is known (not the whole-image fallback)"
+    return sum(count for _, count in runs)
+
+
+def _hash_unperturbed(ic, mi, nid, path, image, file_before: int | None = None) -> None:
+    """build_id and digest of ``path``: the image file's and the file's
+    cached pages are the same before and after (mincore of the whole files).
+    ``file_before``: the file's cached pages, known without opening it (an
+    open walks the path and caches what the test wants uncached)."""
+    if file_before is None:
+        file_before = pagecache.resident_mask(path)
+    image_before = pagecache.resident_mask(str(image))
+    ic.build_id(mi, nid)
+    assert ic.digest(mi, nid) is not None
+    assert pagecache.resident_mask(str(image)) == image_before
+    assert pagecache.resident_mask(path) == file_before
+    assert ic.window_misses == 0
+
+
+@pytest.mark.parametrize("mode", ["file", "loop"])
+def test_path_walk_through_uncached_directories(stack, mode):
+    """A fresh mount: no dentry below the root is cached, so opening the file
+    looks up d0, d1, d2 (their directory blocks and inodes) in the image."""
+    files = {f"d0/d1/d2/{'n' * 60}-{i:04d}": b"y" * 100 for i in range(300)}
+    files.update({f"d0/{'m' * 60}-{i:04d}": b"z" * 100 for i in range(300)})
+    files.update({"d0/d1/d2/target.txt": b"target " * 100, "zz/filler.bin": 48 * MiB})
+    img = build_image(make_tree(stack.dir / "src", files), stack.dir / f"walk-{mode}.erofs")
+    _cold(img)
+    m = stack.mount(img, f"walk-{mode}", mode=mode)
+    mi = _mount_info(m)
+    ic = ImageContent(digest_budget_bytes_per_s=None)
+    path = m.path("d0/d1/d2/target.txt")
+    nid = ic._index_of(mi).nid_of(path)          # from the image: no lookup through the mount
+    assert nid is not None
+    assert _window_pages(ic, mi, nid, path) < os.path.getsize(img) // pagecache.PAGE_SIZE // 2
+    _hash_unperturbed(ic, mi, nid, path, img, file_before=0)      # a fresh mount
+    # without preserving, the same read does cache image pages: the check above can fail
+    m2 = stack.mount(img, f"walk2-{mode}", mode=mode)
+    before = pagecache.resident_mask(str(img))
+    read_file(m2.path("d0/d1/d2/target.txt"))
+    assert pagecache.resident_mask(str(img)) & ~before
+
+
+def test_readahead_past_a_file_larger_than_the_window(stack):
+    """Hashing a file several readahead windows long reads it sequentially:
+    the image file's readahead runs on past its last page into the next file."""
+    img0 = stack.dir / "probe"
+    img0.write_bytes(b"")
+    ra_pages = pagecache.backing_readahead(str(img0))[0]
+    big = 3 * ra_pages * pagecache.PAGE_SIZE + 5000
+    files = {"a/big.bin": big, "b/after.bin": 6 * ra_pages * pagecache.PAGE_SIZE + 20 * MiB}
+    img = build_image(make_tree(stack.dir / "src", files), stack.dir / "ra.erofs")
+    _cold(img)
+    m = stack.mount(img, "ra")
+    read_file(m.path("a/big.bin"), offset=0, length=64 << 10)      # the workload: its head
+    mi = _mount_info(m)
+    ic = ImageContent(digest_budget_bytes_per_s=None)
+    path = m.path("a/big.bin")
+    nid = ic._index_of(mi).nid_of(path)
+    assert _window_pages(ic, mi, nid, path) < os.path.getsize(img) // pagecache.PAGE_SIZE
+    _hash_unperturbed(ic, mi, nid, path, img)
+
+
+def test_compressed_image(stack):
+    files = {f"etc/d{i % 5}/conf-{i:03d}.txt": (f"line {i} " * (3000 + 400 * i)).encode()
+             for i in range(120)}
+    files["zz/filler.bin"] = 40 * MiB
+    img = build_image(make_tree(stack.dir / "src", files), stack.dir / "z.erofs", "-zlz4hc")
+    _cold(img)
+    m = stack.mount(img, "z")
+    read_file(m.path("etc/d0/conf-000.txt"))
+    mi = _mount_info(m)
+    ic = ImageContent(digest_budget_bytes_per_s=None)
+    for i in (7, 63, 119):
+        path = m.path(f"etc/d{i % 5}/conf-{i:03d}.txt")
+        nid = ic._index_of(mi).nid_of(path)
+        assert ic.file_info(mi, nid).aops == "compressed"
+        assert _window_pages(ic, mi, nid, path) < os.path.getsize(img) // pagecache.PAGE_SIZE
+        _hash_unperturbed(ic, mi, nid, path, img)
