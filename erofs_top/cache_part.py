@@ -33,15 +33,27 @@ def _candidates(copies: list[Copy], owned, readers) -> tuple[dict, dict]:
     potential() calls it (fingerprinted copies first): ({cache: {page: (cg,
     dev)}}, {cache: kept pages}); image files and compressed caches have
     distinct keys."""
+    if not copies:
+        return _NOTHING
     members = sorted(copies, key=_fingerprinted_first)
     cand, kept = image_candidates(members, owned, readers, resident=True)
-    mcand, mkept = image_candidates([_as_managed(c) for c in members], owned, readers,
-                                    resident=True)
-    cand = {k: v for k, v in cand.items() if v}
-    cand.update((k, v) for k, v in mcand.items() if v)
-    kept = {k: v for k, v in kept.items() if v}
-    kept.update((k, v) for k, v in mkept.items() if v)
+    # through the compressed caches only where a copy has one (most groups:
+    # none, and image_candidates of copies without a cache finds nothing)
+    if any(c.managed is not None and c.managed[0] and c.managed[1] is not None
+           for c in members):
+        mcand, mkept = image_candidates([_as_managed(c) for c in members], owned, readers,
+                                        resident=True)
+        cand.update(mcand)
+        kept.update(mkept)
     return cand, kept
+
+
+_NOTHING: tuple[dict, dict] = ({}, {})
+
+
+def _same_copies(a: list[Copy], b: list[Copy]) -> bool:
+    """The same copy objects in the same order (GroupCache makes each once)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 def _same(a, b) -> bool:
@@ -111,14 +123,15 @@ class CachePart:
             return keys
         stages = g[1]
         new = _cache_keys(stages["rebuild"])    # (the other stages hold some of its copies)
-        done: dict[int, tuple] = {}
-        results = {}
-        for stage in STAGES:
+        results: dict[str, tuple] = {}
+        for i, stage in enumerate(STAGES):
             copies = stages[stage]
-            hit = done.get(id(copies))
-            if hit is None:
-                hit = done[id(copies)] = _candidates(copies, owned, readers)
-            results[stage] = hit
+            for before in STAGES[:i]:   # stages often hold the same copies: computed once
+                if _same_copies(stages[before], copies):
+                    results[stage] = results[before]
+                    break
+            else:
+                results[stage] = _candidates(copies, owned, readers)
         self.results[gid] = results
         self.group_keys[gid] = new
         for key in new:
