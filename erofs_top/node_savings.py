@@ -427,12 +427,6 @@ class GroupCache:
             self._count_devs(old[5], -1)
             self._count_devs(new[5], +1)
 
-    def mapped(self, stage: str, without: set[tuple] = frozenset()) -> list[list[Copy]]:
-        """The groups with cache page maps, in canonical order (``without``:
-        those gids left out)."""
-        return [g[1][stage] for g in sorted((self.groups[gid] for gid in self.with_maps
-                                             if gid not in without), key=lambda g: g[0])]
-
     def file_part_without(self, stage: str, gids: set[tuple]) -> Savings:
         """file_part[stage] less the groups ``gids``."""
         if not gids:
