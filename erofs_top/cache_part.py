@@ -14,6 +14,7 @@ one of its groups was redone or its other_kept changed; the totals are the
 sum of the caches' counts (a few dozen caches)."""
 from __future__ import annotations
 
+from itertools import chain
 from typing import Callable, Iterable
 
 from .savings import Copy, _as_managed, _fingerprinted_first, image_candidates
@@ -21,18 +22,19 @@ from .savings import Copy, _as_managed, _fingerprinted_first, image_candidates
 STAGES = ("rebuild", "now", "domains")
 
 
-def _cache_keys(copies: list[Copy]) -> set[tuple]:
+def _cache_keys(copies: list[Copy]) -> tuple:
     """The caches a group's copies read through (image files, compressed caches)."""
     keys = {c.image for c in copies if c.image}
     keys.update(c.managed[0] for c in copies if c.managed is not None and c.managed[0])
-    return keys
+    return tuple(keys)
 
 
-def _candidates(copies: list[Copy], owned, readers) -> tuple[dict, dict]:
+def _candidates(copies: list[Copy], owned, readers) -> tuple:
     """image_candidates() of one group's stage through both caches, as
-    potential() calls it (fingerprinted copies first): ({cache: {page: (cg,
-    dev)}}, {cache: kept pages}); image files and compressed caches have
-    distinct keys."""
+    potential() calls it (fingerprinted copies first), kept compact (a
+    group's dicts and sets would be ~2 KiB, this ~0.5): per cache (image
+    files and compressed caches have distinct keys) a (cache, (page, owner
+    cgroup, copy's dev, page, ...) candidates, kept pages) triple."""
     if not copies:
         return _NOTHING
     members = sorted(copies, key=_fingerprinted_first)
@@ -45,10 +47,13 @@ def _candidates(copies: list[Copy], owned, readers) -> tuple[dict, dict]:
                                         resident=True)
         cand.update(mcand)
         kept.update(mkept)
-    return cand, kept
+    return tuple((key, tuple(chain.from_iterable((p, cg, dev) for p, (cg, dev)
+                                                 in cand.get(key, {}).items())),
+                  tuple(kept.get(key, ())))
+                 for key in cand.keys() | kept.keys())
 
 
-_NOTHING: tuple[dict, dict] = ({}, {})
+_NOTHING: tuple = ()
 
 
 def _same_copies(a: list[Copy], b: list[Copy]) -> bool:
@@ -65,8 +70,8 @@ class CachePart:
     update() redoes what its inputs' changes reach (see the module doc)."""
 
     def __init__(self):
-        self.results: dict[tuple, dict[str, tuple]] = {}    # gid -> stage -> (cand, kept)
-        self.group_keys: dict[tuple, set[tuple]] = {}       # gid -> caches it reads through
+        self.results: dict[tuple, tuple] = {}   # gid -> per stage (STAGES order): _candidates()
+        self.group_keys: dict[tuple, tuple] = {}        # gid -> caches it reads through
         self.key_gids: dict[tuple, set[tuple]] = {}         # cache -> gids reading through it
         self.inputs: dict[tuple, tuple] = {}    # cache -> (owned, readers, other_kept) last seen
         # stage -> cache -> (pages, {cg: pages}, {dev: pages}) counted
@@ -111,7 +116,7 @@ class CachePart:
 
     def _redo(self, gid: tuple, groups: dict, included: bool, owned, readers) -> set[tuple]:
         """Group gid's candidates again (or dropped); returns the caches to recount."""
-        keys = self.group_keys.pop(gid, set())
+        keys = self.group_keys.pop(gid, ())
         self.results.pop(gid, None)
         for key in keys:
             gids = self.key_gids[key]
@@ -120,40 +125,43 @@ class CachePart:
                 del self.key_gids[key]
         g = groups.get(gid) if included else None
         if g is None or g[1] is None:
-            return keys
+            return set(keys)
         stages = g[1]
         new = _cache_keys(stages["rebuild"])    # (the other stages hold some of its copies)
-        results: dict[str, tuple] = {}
+        results: list[tuple] = []
         for i, stage in enumerate(STAGES):
             copies = stages[stage]
-            for before in STAGES[:i]:   # stages often hold the same copies: computed once
-                if _same_copies(stages[before], copies):
-                    results[stage] = results[before]
+            if not copies:
+                results.append(_NOTHING)
+                continue
+            for j in range(i):      # stages often hold the same copies: computed once
+                if _same_copies(stages[STAGES[j]], copies):
+                    results.append(results[j])
                     break
             else:
-                results[stage] = _candidates(copies, owned, readers)
-        self.results[gid] = results
+                results.append(_candidates(copies, owned, readers))
+        self.results[gid] = tuple(results)
         self.group_keys[gid] = new
         for key in new:
             self.key_gids.setdefault(key, set()).add(gid)
-        return keys | new
+        return {*keys, *new}
 
     def _recount(self, key: tuple, groups: dict, other_kept: dict) -> None:
         """Cache ``key``'s count per stage from its groups' candidates, in
         the groups' canonical order (savings._cache_pages, _count_images)."""
         gids = sorted(self.key_gids.get(key, ()), key=lambda gid: groups[gid][0])
         other = other_kept.get(key) or ()
-        for stage in STAGES:
-            cand: dict[int, tuple] = {}
+        for i in range(len(STAGES)):
+            cand: dict[int, tuple] = {}     # page -> (cg, dev): the last group's
             kept: set[int] = set()
             for gid in gids:
-                c, k = self.results[gid][stage]
-                pages = c.get(key)
-                if pages:
-                    cand.update(pages)
-                pages = k.get(key)
-                if pages:
-                    kept |= pages
+                for k, flat, pages in self.results[gid][i]:
+                    if k != key:
+                        continue
+                    it = iter(flat)
+                    for p, cg, dev in zip(it, it, it):
+                        cand[p] = (cg, dev)
+                    kept.update(pages)
             n = 0
             by_cgroup: dict[int, int] = {}
             by_dev: dict[int, int] = {}
@@ -162,7 +170,7 @@ class CachePart:
                     n += 1
                     by_cgroup[cg] = by_cgroup.get(cg, 0) + 1
                     by_dev[dev] = by_dev.get(dev, 0) + 1
-            counts = self.counts[stage]
+            counts = self.counts[STAGES[i]]
             if n:
                 counts[key] = (n, by_cgroup, by_dev)
             else:
