@@ -956,8 +956,10 @@ class Aggregator:
                     e = entries[k]
                     if e.union and not e.shared_mapping and not e.in_group:
                         yield e
+        # the devs whose entries changed (other_kept is redone there only)
+        changed_devs = None if self.built_anew else {k[0] for k in touched if k[0] != "shared"}
         return node_savings(cache, shared, others_on, owned, readers, mounts, content, health,
-                            replay, replay_groups, entries_on, stages_of)
+                            replay, replay_groups, entries_on, stages_of, changed_devs)
 
 
 class Ranking:

@@ -9,13 +9,14 @@ from operator import attrgetter, itemgetter
 from typing import Callable, Iterable
 
 from .attribution import image_key, managed_key
+from .cache_part import CachePart, OtherKept
 from . import fragments
 from .entries import Entry, owners_by_chunk
 from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
 from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
-from .savings import (Copy, Savings, group_file_part, potential,
+from .savings import (Copy, Savings, group_file_part,
                       realized_cache_pages, realized_file_pages, touched_copies)
 
 _dev_of = attrgetter("dev")
@@ -218,6 +219,12 @@ class GroupCache:
         self.dev_count: dict[int, int] = {}     # copies per dev
         self.unmapped = 0
         self.with_maps: set[tuple] = set()      # gids of the groups with cache page maps
+        # since the last node_savings(): the gids of groups with cache page
+        # maps re-made or dropped, and their copies' devs (before and after)
+        self.changed: set[tuple] = set()
+        self.changed_devs: set[int] = set()
+        self.cache_part = CachePart()           # the potential savings' cache part
+        self.other = OtherKept()                # node_savings' other_kept
 
     def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver,
             part: tuple | None = None, maps: bool | None = None) -> None:
@@ -229,6 +236,8 @@ class GroupCache:
         old = groups.pop(gid, None)
         if old is not None and old[3]:
             self.with_maps.discard(gid)
+            self.changed.add(gid)
+            self.changed_devs.update(old[5])
         if not members:
             if old is not None:
                 self._account(old, -1)
@@ -266,7 +275,13 @@ class GroupCache:
         else:
             self._reaccount(old, new)
         if new[3]:
-            self.with_maps.add(gid)
+            self._mapped(gid, new)
+
+    def _mapped(self, gid: tuple, new: tuple) -> None:
+        """A group with cache page maps made: with_maps and the changes follow."""
+        self.with_maps.add(gid)
+        self.changed.add(gid)
+        self.changed_devs.update(new[5])
 
     def move(self, gid: tuple, members: list[Entry], content: ContentResolver, delta,
              maps: bool) -> None:
@@ -328,7 +343,7 @@ class GroupCache:
             new = kept[gid] = self._made(order, stage_groups(members, content), part)
             self._account(new, +1)
             if new[3]:
-                self.with_maps.add(gid)
+                self._mapped(gid, new)
         self._add_parts(parts, devs)
 
     def _add_parts(self, parts: list[tuple], devs: list[tuple[int, ...]]) -> None:
@@ -411,12 +426,6 @@ class GroupCache:
         if old[5] != new[5]:
             self._count_devs(old[5], -1)
             self._count_devs(new[5], +1)
-
-    def mapped(self, stage: str, without: set[tuple] = frozenset()) -> list[list[Copy]]:
-        """The groups with cache page maps, in canonical order (``without``:
-        those gids left out)."""
-        return [g[1][stage] for g in sorted((self.groups[gid] for gid in self.with_maps
-                                             if gid not in without), key=lambda g: g[0])]
 
     def file_part_without(self, stage: str, gids: set[tuple]) -> Savings:
         """file_part[stage] less the groups ``gids``."""
@@ -548,20 +557,25 @@ def node_savings(cache: GroupCache, shared: list[Entry],
                  replay: ReplaySaved | None = None,
                  replay_groups: dict[tuple, set[int]] | None = None,
                  entries_on: Callable[[int], Iterable[Entry]] | None = None,
-                 stages_of: Callable[[tuple], dict[str, list[Copy]]] | None = None) -> Saved:
+                 stages_of: Callable[[tuple], dict[str, list[Copy]]] | None = None,
+                 changed_devs: set[int] | None = None) -> Saved:
     """Potential (stock mounts) and realized (inode_share) savings: savings.py,
     or read_replay.py for the mounts ``replay`` explains (``replay_groups``:
     gid -> its mounts).
     ``others_on(devs)``: the live non-shared entries on those devs outside
-    every mergeable group."""
+    every mergeable group; ``changed_devs``: the devs whose entries changed
+    since the last call with this ``cache`` (None: any)."""
     replay = replay or ReplaySaved()
     explained = replay.explained_devs
     done = {gid for gid, devs in (replay_groups or {}).items() if devs <= explained}
     shared_left = [e for e in shared if not _explained_shared(e, explained)]
     devs = set(cache.dev_count) | {d for e in shared for d, _ in (e.touched or {})}
-    other_kept = _other_kept(others_on(devs), content) if has_page_maps(content) else {}
-    out = Saved(*(potential(cache.mapped(stage, done), owned, readers, other_kept,
-                            file_part=cache.file_part_without(stage, done)) for stage in STAGES))
+    other_kept = _kept_others(cache, devs, changed_devs, others_on, content)
+    cache_parts = cache.cache_part.update(cache.groups, cache.with_maps, cache.changed, done,
+                                          owned, readers, other_kept)
+    cache.changed = set()
+    out = Saved(*(_potential(cache.file_part_without(stage, done), cache_parts[stage])
+                  for stage in STAGES))
     for stage, part in zip(STAGES, (out.potential, out.potential_now, out.potential_domains)):
         if stage in replay.potential:
             part.add(replay.potential[stage])
@@ -590,6 +604,32 @@ def node_savings(cache: GroupCache, shared: list[Entry],
                                f"their compressed clusters (unreadable or damaged index; "
                                f"dump.erofs missing for a layout erofs-top does not decode): "
                                f"their compressed-data cache is not in the savings")
+    return out
+
+
+def _kept_others(cache: GroupCache, devs: set[int], changed_devs: set[int] | None,
+                 others_on: Callable[[set[int]], Iterable[Entry]],
+                 content: ContentResolver) -> dict[tuple, set[int]]:
+    """_other_kept(others_on(devs)), redone for the devs that changed
+    (those given, and those of the groups with maps re-made) only."""
+    if changed_devs is not None:
+        changed_devs = changed_devs | cache.changed_devs
+    cache.changed_devs = set()
+    if not has_page_maps(content):
+        return {}
+    return cache.other.update(devs, changed_devs,
+                              lambda dev: dict(_other_kept(others_on({dev}), content)))
+
+
+def _potential(file_part: Savings, cache_part: tuple) -> Savings:
+    """savings.potential() from its file part and its cache part
+    (CachePart.update: image pages, compressed pages, by cgroup, by dev)."""
+    out = Savings()
+    out.add(file_part)
+    out.image_pages, out.compressed_pages, by_cgroup, by_dev = cache_part
+    for mine, theirs in ((out.by_cgroup, by_cgroup), (out.by_dev, by_dev)):
+        for k, v in theirs.items():
+            mine[k] += v
     return out
 
 
