@@ -14,6 +14,7 @@ import pytest
 
 from erofs_top.aggregate import Aggregator, aggregate
 from erofs_top.readings import PageChunk
+from erofs_top.savings import Copy
 
 from test_refresh_churn import CGROUPS, FakePageMapContent, Node, _assert_same, _refresh
 
@@ -172,8 +173,7 @@ def test_unchanged_refresh_redoes_no_group(monkeypatch):
 PAGES = 80
 
 
-def _random_copy(rng, gid_n: int, i: int) -> "Copy":
-    from erofs_top.savings import Copy
+def _random_copy(rng, gid_n: int, i: int) -> Copy:
     dev = rng.randrange(1, 5)
     img = rng.choice([(9, 1), (9, 2), (9, 3)])
     pm = {p: tuple(rng.sample(range(PAGES), rng.randrange(1, 3))) for p in range(6)
