@@ -205,7 +205,7 @@ def kpagecgroup_readable() -> tuple[bool, str]:
     return True, ""
 
 
-def _runs(pages: list[int]):
+def page_runs(pages: list[int]):
     """Contiguous runs [(first, count)] of sorted page indices."""
     start = prev = None
     for p in pages:
@@ -257,7 +257,7 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
             try:
                 vpage0 = m.addr // PAGE_SIZE
                 pfns: list[tuple[int, int]] = []          # (pfn, page index)
-                for first, count in _runs(resident):
+                for first, count in page_runs(resident):
                     addr = m.addr + first * PAGE_SIZE
                     if _libc.madvise(addr, count * PAGE_SIZE, MADV_POPULATE_READ) != 0:
                         continue    # I/O error or EINVAL on old kernels: owners unknown
@@ -287,17 +287,18 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
 
 
 # ---------------------------------------------------------------- not perturbing
-def coalesce_runs(runs, align_pages: int = 1) -> list[tuple[int, int]]:
+def coalesce_runs(runs, align_pages: int = 1, gap_pages: int = 0) -> list[tuple[int, int]]:
     """Page runs [(first, count)] sorted and merged, each widened to
     ``align_pages`` boundaries (a mapping whose smallest folio is larger than
-    a page reads the aligned folio); overlapping and touching runs become one."""
+    a page reads the aligned folio); overlapping and touching runs, and runs
+    at most ``gap_pages`` apart, become one."""
     out: list[list[int]] = []
     for first, count in sorted(runs):
         if count <= 0:
             continue
         lo = first - first % align_pages
         hi = -(-(first + count) // align_pages) * align_pages
-        if out and lo <= out[-1][1]:
+        if out and lo <= out[-1][1] + gap_pages:
             out[-1][1] = max(out[-1][1], hi)
         else:
             out.append([max(lo, 0), hi])
@@ -424,7 +425,7 @@ class _Watched:
             for (first, _), old, now in zip(self.ranges, self.before, self._settled_masks()):
                 if old is None:
                     continue
-                for run_first, count in _runs(mask_pages(now & ~old)):
+                for run_first, count in page_runs(mask_pages(now & ~old)):
                     os.posix_fadvise(self.fd, (first + run_first) * PAGE_SIZE,
                                      count * PAGE_SIZE, os.POSIX_FADV_DONTNEED)
             if self.whole or self.count_before < 0:
@@ -437,13 +438,7 @@ class _Watched:
 def _near_runs_merged(runs) -> list[tuple[int, int]]:
     """Sorted runs with those less than NEAR_RUN_GAP_PAGES apart merged: a
     mincore of the pages between costs less than another mmap and mincore."""
-    out: list[list[int]] = []
-    for first, count in sorted(runs):
-        if out and first - (out[-1][0] + out[-1][1]) < NEAR_RUN_GAP_PAGES:
-            out[-1][1] = max(out[-1][1], first + count - out[-1][0])
-        else:
-            out.append([first, count])
-    return [(f, c) for f, c in out]
+    return coalesce_runs(runs, gap_pages=NEAR_RUN_GAP_PAGES - 1)
 
 
 class Preserved:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import struct
 
+from ..pagecache import page_runs
 from .superblock import FLAT_INLINE, FLAT_PLAIN, DiskInode, Superblock
 
 XATTR_IBODY_HEADER = 12         # erofs_xattr_ibody_header: filter, shared count, reserved
@@ -96,13 +97,3 @@ def inode_runs(sb: Superblock, rec: DiskInode, image_base: int, data_pages, read
         runs.append((first, count + margin_pages))
     return runs
 
-
-def page_runs(pages: list[int]) -> list[tuple[int, int]]:
-    """Contiguous runs [(first, count)] of sorted page indices."""
-    out: list[list[int]] = []
-    for p in pages:
-        if out and p == out[-1][0] + out[-1][1]:
-            out[-1][1] += 1
-        else:
-            out.append([p, 1])
-    return [(f, c) for f, c in out]

@@ -62,8 +62,8 @@ def test_mask_helpers():
     assert pagecache.mask_pages(0) == []
     assert pagecache.mask_pages((1 << 0) | (1 << 63) | (1 << 64) | (1 << 200)) == [0, 63, 64, 200]
     assert pagecache._mask_from_vec(bytes([1, 0, 1, 0x81, 0])) == 0b1101
-    assert list(pagecache._runs([1, 2, 3, 7, 9, 10])) == [(1, 3), (7, 1), (9, 2)]
-    assert list(pagecache._runs([])) == []
+    assert list(pagecache.page_runs([1, 2, 3, 7, 9, 10])) == [(1, 3), (7, 1), (9, 2)]
+    assert list(pagecache.page_runs([])) == []
 
 
 def test_empty_file(disk_dir):

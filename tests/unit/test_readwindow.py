@@ -4,7 +4,8 @@ from __future__ import annotations
 import struct
 
 from erofs_top import pagecache
-from erofs_top.resolve.readwindow import (inode_runs, meta_span, page_runs, readahead_margin_pages,
+from erofs_top.pagecache import page_runs
+from erofs_top.resolve.readwindow import (inode_runs, meta_span, readahead_margin_pages,
                                           shared_xattr_spans)
 from erofs_top.resolve.superblock import (CHUNK_BASED, COMPRESSED_FULL, FLAT_INLINE, FLAT_PLAIN,
                                           DiskInode, Superblock)
@@ -22,12 +23,17 @@ def _sb(**kw) -> Superblock:
 
 
 def test_runs_helpers():
-    assert page_runs([1, 2, 3, 7, 9, 10]) == [(1, 3), (7, 1), (9, 2)]
-    assert page_runs([]) == []
+    assert list(page_runs([1, 2, 3, 7, 9, 10])) == [(1, 3), (7, 1), (9, 2)]
+    assert list(page_runs([])) == []
     assert pagecache.coalesce_runs([(10, 2), (0, 3), (3, 1), (11, 5)]) == [(0, 4), (10, 6)]
     assert pagecache.coalesce_runs([(5, 1), (9, 2)], align_pages=4) == [(4, 8)]
     assert pagecache.coalesce_runs([(5, 0)]) == []
     assert pagecache._near_runs_merged([(1000, 2), (0, 3), (100, 1)]) == [(0, 101), (1000, 2)]
+    gap = pagecache.NEAR_RUN_GAP_PAGES       # runs exactly that far apart stay two
+    assert pagecache._near_runs_merged([(0, 1), (1 + gap, 1)]) == [(0, 1), (1 + gap, 1)]
+    assert pagecache._near_runs_merged([(0, 1), (gap, 1)]) == [(0, gap + 1)]
+    assert pagecache.coalesce_runs([(0, 2), (5, 1)], gap_pages=3) == [(0, 6)]
+    assert pagecache.coalesce_runs([(0, 2), (6, 1)], gap_pages=3) == [(0, 2), (6, 1)]
     assert readahead_margin_pages(32) == 65
 
 
