@@ -21,6 +21,7 @@ import ctypes
 import errno
 import mmap
 import os
+import stat
 import struct
 import time
 from contextlib import contextmanager
@@ -154,8 +155,17 @@ def _mask_from_vec(vec: bytes) -> int:
 _BIT0 = bytes((0x31 if b & 1 else 0x30) for b in range(256))
 
 
+def fd_size(fd: int) -> int:
+    """The file's size in bytes; a block device's (whose st_size is 0) by seeking
+    to its end."""
+    st = os.fstat(fd)
+    if stat.S_ISBLK(st.st_mode):
+        return os.lseek(fd, 0, os.SEEK_END)
+    return st.st_size
+
+
 def fd_resident_mask(fd: int) -> int:
-    size = os.fstat(fd).st_size
+    size = fd_size(fd)
     if size == 0:
         return 0
     with _Mapping(fd, size) as m:
@@ -359,7 +369,7 @@ class _Watched:
         self.path = path
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self.size = os.fstat(self.fd).st_size
+            self.size = fd_size(self.fd)       # a loop or block device too
             file_pages = -(-self.size // PAGE_SIZE)
             # the whole file's count: cheap for one file, O(its cached pages) for an image;
             # without the check, a one-page count only tells that cachestat works

@@ -188,6 +188,34 @@ def _z_extent(e, inline: bool) -> ZExtentRa:
                      -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE), whole)
 
 
+def _device_folio(device: str) -> tuple[int, int] | None:
+    """(0, the device cache's smallest folio in pages: its block size) for
+    _read_window; None if the device cannot be stat'ed."""
+    try:
+        return 0, max(1, os.stat(device).st_blksize // PAGE_SIZE)
+    except OSError:
+        return None
+
+
+def _device_node(mount: MountInfo) -> str:
+    """device_path's look-up: /dev/block/M:m (ours, else the mount
+    namespace's), then the mount's source."""
+    if mount.backing not in ("loop", "block"):
+        return ""
+    candidates = [f"/dev/block/{mount.dev_str}", mount.local(f"/dev/block/{mount.dev_str}")]
+    if mount.source.startswith("/dev/"):
+        candidates += [mount.source, mount.local(mount.source)]
+    for path in candidates:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if (stat.S_ISBLK(st.st_mode)
+                and f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" == mount.dev_str):
+            return path
+    return ""
+
+
 class ImageContent:
     """ContentResolver for real mounts."""
 
@@ -224,6 +252,7 @@ class ImageContent:
         self._windows: dict[tuple, list[tuple[int, int]] | None] = {}   # build_id, then digest
         self._window_reads: dict[str, int] = {}
         self._dir_windows: dict[tuple, list[tuple[int, int]] | None] = {}
+        self._devices: dict[tuple, str] = {}        # mount -> its block device node
         self.window_misses = 0       # reads that cached image pages outside their window
         # mounts whose names came from walking them (no readable image)
         self.names_walked = 0
@@ -249,6 +278,7 @@ class ImageContent:
     def forget(self, mount: MountInfo) -> None:
         """Drop what is cached for a mount that went away (the index, mostly)."""
         self._index.pop(self._mount_key(mount), None)
+        self._devices.pop(self._mount_key(mount), None)
         for cache in (self._windows, self._dir_windows):
             for key in [key for key in cache if key[0] == self._mount_key(mount)]:
                 del cache[key]
@@ -556,24 +586,45 @@ class ImageContent:
 
     @contextmanager
     def _reading(self, mount: MountInfo, ino: int, path: str):
-        """Our reads of ``path`` leave no new page in its cache or its image's.
-        The image first: opening ``path`` may read directories and inodes."""
+        """Our reads of ``path`` leave no new page in its cache, its image
+        file's or its block device's.  The image and the device first:
+        opening ``path`` may read directories and inodes."""
         if not self.preserve_cache:
             yield
             return
         image = mount.local(mount.backing_file) if mount.backing_file else ""
-        runs = self.read_window(mount, ino, path) if image else None
-        watch: str | tuple = image
-        if runs is not None:
-            # the check outside the window counts the whole image's cached pages
-            # (O(them)): the first reads of an image, then one in WINDOW_CHECK_EVERY
-            n = self._window_reads[image] = self._window_reads.get(image, 0) + 1
-            watch = (image, runs, n <= WINDOW_CHECK_FIRST or n % WINDOW_CHECK_EVERY == 0)
-        with preserve_residency([watch, path]) as seen:
+        device = self.device_path(mount)
+        watch = [self._watch_item(image, self.read_window(mount, ino, path) if image else None),
+                 self._watch_item(device, self.device_window(mount, ino, path) if device else None,
+                                  whole_ok=mount.backing == "loop"),
+                 path]
+        with preserve_residency(watch) as seen:
             yield
-        if seen.outside_pages.get(image):
-            self.window_misses += 1     # a read the window did not cover: watch it whole
-            self._whole_images.add(image)
+        for name in (image, device):
+            if name and seen.outside_pages.get(name):
+                self.window_misses += 1     # a read the window did not cover: watch it whole
+                self._whole_images.add(name)
+
+    def device_path(self, mount: MountInfo) -> str:
+        """The block device node of a loop or block mount, where erofs-top can
+        open it (its st_rdev is the mount's dev); "" for a file-backed mount
+        or where none is visible.  Kept per mount."""
+        key = self._mount_key(mount)
+        found = self._devices.get(key)
+        if found is None:
+            found = self._devices[key] = _device_node(mount)
+        return found
+
+    def _watch_item(self, name: str, runs: list[tuple[int, int]] | None, whole_ok: bool = True):
+        """preserve_residency's item for an image file or device: its window
+        (``runs``), else the whole file ("" where that is not ``whole_ok``: a
+        block device's whole cache is too big a bitmap for every read)."""
+        if not name or runs is None:
+            return name if whole_ok else ""
+        # the check outside the window counts the whole file's cached pages
+        # (O(them)): the first reads of a file, then one in WINDOW_CHECK_EVERY
+        n = self._window_reads[name] = self._window_reads.get(name, 0) + 1
+        return (name, runs, n <= WINDOW_CHECK_FIRST or n % WINDOW_CHECK_EVERY == 0)
 
     def read_window(self, mount: MountInfo, ino: int, path: str) -> list[tuple[int, int]] | None:
         """Page runs of the backing image file that opening ``path`` (inode
@@ -581,49 +632,80 @@ class ImageContent:
         (readwindow.py): every inode on the path and the file's data with its
         readahead; None where not known (the whole image is watched then)."""
         image = mount.local(mount.backing_file)
-        key = (self._mount_key(mount), ino, path)
+        return self._window(mount, ino, path, image, False)
+
+    def device_window(self, mount: MountInfo, ino: int, path: str) -> list[tuple[int, int]] | None:
+        """Page runs of the mount's block device (loop or block mounts) that
+        opening and reading ``path`` can bring into the device's own cache:
+        EROFS reads metadata (inodes, xattrs, compressed and chunk indexes)
+        through it (erofs_init_metabuf: sb->s_bdev's mapping, one folio at a
+        time, no readahead); file data goes to the file's cache.  None where
+        not known."""
+        return self._window(mount, ino, path, self.device_path(mount), True)
+
+    def _window(self, mount: MountInfo, ino: int, path: str, name: str,
+                device: bool) -> list[tuple[int, int]] | None:
+        key = (self._mount_key(mount), ino, path, device)
         if key not in self._windows:
             if len(self._windows) >= MAX_WINDOWS:
                 self._windows.clear()
-            self._windows[key] = self._read_window(mount, ino, path, image)
-        return None if image in self._whole_images else self._windows[key]
+            self._windows[key] = (self._read_window(mount, ino, path, _device_folio(name), True)
+                                  if device else self._image_window(mount, ino, path, name))
+        return None if name in self._whole_images else self._windows[key]
 
-    def _read_window(self, mount: MountInfo, ino: int, path: str,
-                     image: str) -> list[tuple[int, int]] | None:
+    def _image_window(self, mount: MountInfo, ino: int, path: str,
+                      image: str) -> list[tuple[int, int]] | None:
         ra = self._readahead.get(image, 0)
         if ra == 0:
             ra = self._readahead[image] = backing_readahead(image)
-        if (ra is None or mount.image_offset % PAGE_SIZE
-                or self.packed_nid(mount)):     # fragments: data in the packed inode
+        if ra is None or mount.image_offset % PAGE_SIZE:
             return None
-        own = self._inode_runs(mount, ino, ra[0])
-        above = self._dir_runs(mount, os.path.dirname(path), ra[0])
+        return self._read_window(mount, ino, path, ra, False)
+
+    def _read_window(self, mount: MountInfo, ino: int, path: str,
+                     ra: tuple[int, int] | None, device: bool) -> list[tuple[int, int]] | None:
+        """The window of the image file (``ra``: its readahead and smallest
+        folio, in pages) or, ``device``, of the block device (``ra``: (0, its
+        smallest folio))."""
+        if ra is None or self.packed_nid(mount):      # fragments: data in the packed inode
+            return None
+        own = self._inode_runs(mount, ino, ra[0], device)
+        above = self._dir_runs(mount, os.path.dirname(path), ra[0], device)
         if own is None or above is None:
             return None
         return coalesce_runs(own + above, ra[1])
 
-    def _inode_runs(self, mount: MountInfo, nid: int,
-                    ra_pages: int) -> list[tuple[int, int]] | None:
-        """readwindow.inode_runs of one inode of the mount, None if not known."""
-        hit, pages = self._disk_inode(mount, nid), self.image_pages(mount, nid)
-        if hit is None or pages is None:
+    def _inode_runs(self, mount: MountInfo, nid: int, ra_pages: int,
+                    device: bool) -> list[tuple[int, int]] | None:
+        """readwindow.inode_runs of one inode of the mount, None if not known;
+        ``device``: of the block device (its metadata only, image-relative:
+        the device holds the image from its start)."""
+        hit = self._disk_inode(mount, nid)
+        if device:
+            base, data, margin = 0, (), 0
+        else:
+            pages = self.image_pages(mount, nid)
+            if pages is None:
+                return None
+            base, margin = mount.image_offset, readahead_margin_pages(ra_pages)
+            data = (p for v in pages.values() for p in v)
+        if hit is None:
             return None
         try:
-            return inode_runs(hit[0], hit[1], mount.image_offset,
-                              (p for v in pages.values() for p in v),
+            return inode_runs(hit[0], hit[1], base, data,
                               lambda off, n: self._meta.read(mount.image_path,
                                                              mount.image_offset + off, n),
-                              readahead_margin_pages(ra_pages), PAGE_SIZE,
-                              meta_margin=mount.backing == "loop")
+                              margin, PAGE_SIZE,
+                              meta_margin=mount.backing == "loop" and not device)
         except (OSError, ErofsFormatError, struct.error, IndexError):
             return None
 
-    def _dir_runs(self, mount: MountInfo, dir_path: str,
-                  ra_pages: int) -> list[tuple[int, int]] | None:
+    def _dir_runs(self, mount: MountInfo, dir_path: str, ra_pages: int,
+                  device: bool) -> list[tuple[int, int]] | None:
         """The runs of a directory and of every directory above it up to the
         mount root (a path walk may look each of them up), kept per directory:
         the files of one directory share them.  None if not known."""
-        key = (self._mount_key(mount), dir_path)
+        key = (self._mount_key(mount), dir_path, device)
         if key in self._dir_windows:
             return self._dir_windows[key]
         root = mount.root_path
@@ -631,9 +713,9 @@ class ImageContent:
         result = None
         inside = dir_path == root or dir_path.startswith(root.rstrip("/") + "/")
         if nid is not None and inside:
-            result = self._inode_runs(mount, nid, ra_pages)
+            result = self._inode_runs(mount, nid, ra_pages, device)
             if result is not None and dir_path != root:
-                above = self._dir_runs(mount, os.path.dirname(dir_path), ra_pages)
+                above = self._dir_runs(mount, os.path.dirname(dir_path), ra_pages, device)
                 result = None if above is None else coalesce_runs(result + above)
         self._dir_windows[key] = result
         return result

@@ -1,8 +1,9 @@
 """Content reads watch a window of the image file, not all of it (issue 11, D16):
-on real file-backed mounts, hashing a file leaves no new page in the image
-file's cache even where the window matters: a path walk through directories
-whose dentries are not cached, readahead past the end of a file larger than
-the readahead window, a compressed image."""
+on real file-backed and loop mounts, hashing a file leaves no new page in the
+image file's cache, nor (loop) in the loop device's own cache, where EROFS
+reads inodes, xattrs and compressed indexes, even where the window matters: a
+path walk through directories whose dentries are not cached, readahead past
+the end of a file larger than the readahead window, a compressed image."""
 from __future__ import annotations
 
 import os
@@ -40,18 +41,24 @@ def _window_pages(ic, mi, nid, path) -> int:
     return sum(count for _, count in runs)
 
 
-def _hash_unperturbed(ic, mi, nid, path, image, file_before: int | None = None) -> None:
-    """build_id and digest of ``path``: the image file's and the file's
-    cached pages are the same before and after (mincore of the whole files).
-    ``file_before``: the file's cached pages, known without opening it (an
-    open walks the path and caches what the test wants uncached)."""
+def _hash_unperturbed(ic, mi, nid, path, image, file_before: int | None = None,
+                      device: str | None = None) -> None:
+    """build_id and digest of ``path``: the image file's, the file's and
+    (``device``: a loop mount's) the device's cached pages are the same
+    before and after (mincore of the whole files).  ``file_before``: the
+    file's cached pages, known without opening it (an open walks the path
+    and caches what the test wants uncached)."""
     if file_before is None:
         file_before = pagecache.resident_mask(path)
     image_before = pagecache.resident_mask(str(image))
+    device_before = pagecache.resident_mask(device) if device else 0
     ic.build_id(mi, nid)
     assert ic.digest(mi, nid) is not None
     assert pagecache.resident_mask(str(image)) == image_before
     assert pagecache.resident_mask(path) == file_before
+    if device:
+        assert ic.device_path(mi), "the loop device is found"
+        assert pagecache.resident_mask(device) == device_before
     assert ic.window_misses == 0
 
 
@@ -71,12 +78,16 @@ def test_path_walk_through_uncached_directories(stack, mode):
     nid = ic._index_of(mi).nid_of(path)          # from the image: no lookup through the mount
     assert nid is not None
     assert _window_pages(ic, mi, nid, path) < os.path.getsize(img) // pagecache.PAGE_SIZE // 2
-    _hash_unperturbed(ic, mi, nid, path, img, file_before=0)      # a fresh mount
-    # without preserving, the same read does cache image pages: the check above can fail
+    _hash_unperturbed(ic, mi, nid, path, img, file_before=0, device=m.loopdev)  # a fresh mount
+    # without preserving, the same read does cache image (and loop device)
+    # pages: the checks above can fail
     m2 = stack.mount(img, f"walk2-{mode}", mode=mode)
     before = pagecache.resident_mask(str(img))
+    device_before = pagecache.resident_mask(m2.loopdev) if m2.loopdev else 0
     read_file(m2.path("d0/d1/d2/target.txt"))
     assert pagecache.resident_mask(str(img)) & ~before
+    if m2.loopdev:
+        assert pagecache.resident_mask(m2.loopdev) & ~device_before
 
 
 def test_readahead_past_a_file_larger_than_the_window(stack):
@@ -99,13 +110,15 @@ def test_readahead_past_a_file_larger_than_the_window(stack):
     _hash_unperturbed(ic, mi, nid, path, img)
 
 
-def test_compressed_image(stack):
+@pytest.mark.parametrize("mode", ["file", "loop"])
+def test_compressed_image(stack, mode):
     files = {f"etc/d{i % 5}/conf-{i:03d}.txt": (f"line {i} " * (3000 + 400 * i)).encode()
              for i in range(120)}
     files["zz/filler.bin"] = 40 * MiB
-    img = build_image(make_tree(stack.dir / "src", files), stack.dir / "z.erofs", "-zlz4hc")
+    img = build_image(make_tree(stack.dir / "src", files), stack.dir / f"z-{mode}.erofs",
+                      "-zlz4hc")
     _cold(img)
-    m = stack.mount(img, "z")
+    m = stack.mount(img, f"z-{mode}", mode=mode)
     read_file(m.path("etc/d0/conf-000.txt"))
     mi = _mount_info(m)
     ic = ImageContent(digest_budget_bytes_per_s=None)
@@ -114,4 +127,4 @@ def test_compressed_image(stack):
         nid = ic._index_of(mi).nid_of(path)
         assert ic.file_info(mi, nid).aops == "compressed"
         assert _window_pages(ic, mi, nid, path) < os.path.getsize(img) // pagecache.PAGE_SIZE
-        _hash_unperturbed(ic, mi, nid, path, img)
+        _hash_unperturbed(ic, mi, nid, path, img, device=m.loopdev)
