@@ -6,6 +6,10 @@ the page cache of the file and of its image file (preserve_residency): the
 whole image file (base) or a window of it (D16), so a bigger image costs the
 base more per file.
 
+--mode loop: the mounts are loop devices; the change of the devices' own
+cached pages (cachestat) is reported too (must be 0: EROFS reads metadata
+through a loop device's cache).
+
 Cases: "node": bench_node_real's images (--images x --files files of 4-16 KiB,
 half shared with the neighbour image), read by --cgroups cgroups; "big": one
 image of --files such files plus a --filler-mib filler file, read by one cgroup.
@@ -37,11 +41,25 @@ from erofs_top import pagecache
 from erofs_top.resolve.content import ImageContent
 from erofs_top.resolve.mounts import SysMounts
 mountpoints, images = sys.argv[2].split(","), sys.argv[3].split(",")
+devices = [d for d in sys.argv[4].split(",") if d]
 sm = SysMounts()
 sm.refresh()
 mounts = [m for m in sm.mounts() if m.mountpoint in mountpoints]
 masks = lambda: [pagecache.resident_mask(i) for i in images]     # untimed
-before = masks()
+
+
+def device_counts():    # a loop device's cached pages (cachestat: any tree has it)
+    out = []
+    for d in devices:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            out.append(pagecache.cachestat(fd, 0, 0)["nr_cache"])
+        finally:
+            os.close(fd)
+    return out
+
+
+before, devices_before = masks(), device_counts()
 ic = ImageContent(digest_budget_bytes_per_s=None)
 t = time.perf_counter()
 files = 0
@@ -56,6 +74,7 @@ for m in mounts:
 spent = time.perf_counter() - t
 after = masks()
 print(json.dumps({"s": spent, "files": files,
+                  "device_delta": [a - b for a, b in zip(device_counts(), devices_before)],
                   "cached_before": [bin(m).count("1") for m in before],
                   "gained": [bin(a & ~b).count("1") for a, b in zip(after, before)],
                   "lost": [bin(b & ~a).count("1") for a, b in zip(after, before)]}))
@@ -83,7 +102,7 @@ def _setup(stack: Stack, args, case: str):
     else:
         images = [_big_image(stack, args.files, args.filler_mib)]
         n_cg = 1
-    mounts = [stack.mount(img, f"{case}{i}") for i, img in enumerate(images)]
+    mounts = [stack.mount(img, f"{case}{i}", mode=args.mode) for i, img in enumerate(images)]
     for c in range(n_cg):
         cg = stack.cgroup(f"{prefix}/c{c}")
         cg.run([sys.executable, "-S", "-c", READER, str(mounts[c % len(mounts)].path(""))])
@@ -97,6 +116,9 @@ def _add_args(ap) -> None:
     ap.add_argument("--cgroups", type=int, default=10)
     ap.add_argument("--filler-mib", type=int, default=512)
     ap.add_argument("--cases", default="node,big")
+    ap.add_argument("--mode", choices=("file", "loop"), default="file",
+                    help="file-backed mounts, or loop devices (whose own cache holds the "
+                         "metadata EROFS reads: its cached pages' change is reported)")
 
 
 def _body(args):
@@ -111,16 +133,19 @@ def _body(args):
                   f"({time.perf_counter() - t:.0f} s to build, mount and read)", flush=True)
             mps = ",".join(m.mountpoint for m in mounts)
             imgs = ",".join(str(i) for i in images)
+            devs = ",".join(m.loopdev for m in mounts if m.loopdev)
             runs = benchlib.interleaved(
                 trees, args.rounds,
-                lambda tree, _: benchlib.child_json(CHILD, trees[tree], mps, imgs))
+                lambda tree, _: benchlib.child_json(CHILD, trees[tree], mps, imgs, devs))
             for tree, rows in runs.items():
                 each = ", ".join(f"{r['s']:.2f}" for r in rows)
                 gained = [sum(r["gained"]) for r in rows]
                 lost = [sum(r["lost"]) for r in rows]
                 print(f"  {tree:>6}: {statistics.median(r['s'] for r in rows):7.2f} s median "
                       f"({each}), {rows[0]['files']} files; image pages cached before "
-                      f"{rows[0]['cached_before']}, gained {gained}, lost {lost} (per run)",
+                      f"{rows[0]['cached_before']}, gained {gained}, lost {lost} (per run)"
+                      + (f"; loop devices' cached pages changed by "
+                         f"{[sum(r['device_delta']) for r in rows]}" if devs else ""),
                       flush=True)
             secs = {k: [r["s"] for r in v] for k, v in runs.items()}
             ratio = benchlib.ratios(secs, next(iter(trees)))
