@@ -771,10 +771,7 @@ class Aggregator:
         kept = None if (full or was_large) else _kept_members(old_groups, ck_keys, changed)
         cls = None
         if kept is not None and len(kept) + len(joined) == len(keys):
-            group = kept
-            if joined:
-                group += joined
-                group.sort(key=ORDER)
+            group = _put_in_order(kept, joined) if joined else kept
             if kept:        # (their class: that of the group they were in)
                 cls = large_groups.member_class(kept[0])
         else:       # (some member was in no mergeable group, or the group was several)
@@ -1099,6 +1096,27 @@ def _kept_members(old_groups: list, ck_keys: list[tuple], changed: set[tuple]
     if "shared" in devs:            # (a shared inode's key does not name its dev)
         return [e for e in old_groups[0] if _key(e) not in changed]
     return [e for e in old_groups[0] if e.dev not in devs or _key(e) not in changed]
+
+
+_DEV = attrgetter("dev")
+
+
+def _put_in_order(kept: list[Entry], joined: list[Entry]) -> list[Entry]:
+    """``kept`` (canonical order) with the ``joined`` entries put in their
+    places: sort(key=ORDER)'s list (ORDER's keys are distinct), found by
+    dev first (a bisect), ORDER compared only among copies on the joined
+    one's dev (the others' inos, a cold line each, are not read).  Returns
+    ``kept``, extended."""
+    for j in joined:
+        dev = j.dev
+        i = bisect.bisect_left(kept, dev, key=_DEV)
+        n = len(kept)
+        if i < n and kept[i].dev == dev:
+            o = ORDER(j)
+            while i < n and kept[i].dev == dev and ORDER(kept[i]) < o:
+                i += 1
+        kept.insert(i, j)
+    return kept
 
 
 def _same_group(old: list, new: list, i: int, changed: set[tuple]) -> bool:

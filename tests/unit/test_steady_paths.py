@@ -430,3 +430,26 @@ def test_add_and_drop_small_groups():
             else:
                 assert g == set(ref[k]) and len(ref[k]) > 0 or not g, step
     assert shapes == {tuple, set} and SMALL_GROUP < 12
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_put_in_order_equals_the_sort(seed):
+    """aggregate._put_in_order (joined copies put into a kept group by dev,
+    ORDER among one dev's copies) against sort(key=ORDER) of the same
+    entries: copies on few devs (several on one), shared inodes among them."""
+    import erofs_top.aggregate as aggregate_mod
+    from erofs_top.entries import ORDER, Entry, SharedEntry
+    rng = random.Random(seed)
+    made, seen = [], set()
+    for _ in range(rng.randint(1, 14)):
+        dev, ino = rng.choice((5, 6, 7)), rng.randint(1, 9)
+        mapping = rng.choice((0, 0, 0, rng.randint(1, 3)))
+        if (dev, ino, mapping) in seen:
+            continue
+        seen.add((dev, ino, mapping))
+        made.append(SharedEntry(dev, ino, shared_mapping=mapping) if mapping
+                    else Entry(dev, ino))
+    joined = rng.sample(made, rng.randint(0, len(made)))
+    kept = sorted((e for e in made if e not in joined), key=ORDER)
+    got = aggregate_mod._put_in_order(kept, joined)
+    assert list(map(id, got)) == list(map(id, sorted(made, key=ORDER)))
