@@ -34,8 +34,7 @@ from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution,
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, full_group_part, full_image_group, group_chunks,
-                      same_input,
-                      shared_entry, size_group_keys)
+                      same_input, shared_entry, size_group_keys, usual_group_part)
 from . import large_groups
 from .large_groups import GroupDelta
 from .model import Health, MapUsage, Model
@@ -677,20 +676,22 @@ class Aggregator:
         touched = set(changed)
         entries = self.entries
         full = len(touched) >= len(entries) and touched >= entries.keys()
+        large = self.large
         for ck, keys in dirty.items():
-            if keys is None or full or not self._move_large(ck, keys, touched):
-                self._group_duplicates(ck, changed, touched, full, joined.get(ck, ()))
+            if full or ck not in large or not self._move_large(ck, keys, touched):
+                self._group_duplicates(ck, keys, changed, touched, full, joined.get(ck, ()))
         return touched
 
     def _dirty_ckeys(self, changed: set[tuple], joined: dict[str, list[Entry]]
-                     ) -> dict[str, list[tuple] | None]:
+                     ) -> dict[str, list[tuple]]:
         """The content groups' indexes moved for the changed keys; returns
-        each content key with a changed member (ordered, see _in_order): a
-        kept large group's with its changed keys (_move_large), any other's
-        with None.  ``joined`` (filled): content key -> its changed members
-        now (their entries: _group_members)."""
-        dirty: dict[str, list[tuple] | None] = {}
-        gone, ckey_keys, large = self.gone, self.ckey_keys, self.large
+        each content key with a changed member (ordered, see _in_order) and
+        its changed keys (members that left it, joined it or changed in it:
+        a kept large group's moves, _move_large; a small one's members
+        kept, _kept_members).  ``joined`` (filled): content key -> its
+        changed members now (their entries)."""
+        dirty: dict[str, list[tuple]] = {}
+        gone, ckey_keys = self.gone, self.ckey_keys
         for key, e in self._pairs(changed):
             held = e
             if e is None:
@@ -698,19 +699,13 @@ class Aggregator:
             ck = e.content_key if (e is not None and e.union) else ""
             old = "" if held is None else held.ckey_idx
             if old:
-                if old in large:
-                    _add_key(dirty, old, key)
-                else:
-                    dirty[old] = None
+                _add_key(dirty, old, key)
                 if old != ck:
                     _drop_small(ckey_keys, old, key)
                     held.ckey_idx = ""
             if ck:
                 if old != ck:
-                    if ck in large:
-                        _add_key(dirty, ck, key)
-                    else:
-                        dirty[ck] = None
+                    _add_key(dirty, ck, key)
                     _add_small(ckey_keys, ck, key)
                     e.ckey_idx = ck
                 _add_key(joined, ck, e)
@@ -756,11 +751,14 @@ class Aggregator:
             self.redundant_pages += pages - redundant.get(ck, 0)
             redundant[ck] = pages
 
-    def _group_duplicates(self, ck: str, changed: set[tuple], touched: set[tuple],
-                          full: bool, joined: list[Entry] | tuple = ()) -> None:
-        """Content group ck recomputed whole (entries.duplicate_group_part);
-        a large one's state kept (large_groups) for the next refreshes.
-        ``joined``: its changed members now (_dirty_ckeys)."""
+    def _group_duplicates(self, ck: str, ck_keys: list[tuple], changed: set[tuple],
+                          touched: set[tuple], full: bool,
+                          joined: list[Entry] | tuple = ()) -> None:
+        """Content group ck recomputed whole (entries.duplicate_group_part,
+        or usual_group_part when its unchanged members were one mergeable
+        group); a large one's state kept (large_groups) for the next
+        refreshes.  ``ck_keys``: its changed keys, ``joined``: its changed
+        members now (_dirty_ckeys)."""
         was_large = self.large.pop(ck, None) is not None
         keys = self.ckey_keys.get(ck)
         if not keys:
@@ -770,17 +768,23 @@ class Aggregator:
                 dict.fromkeys((ck, i) for i in range(len(self.mergeable.pop(ck, ())))))
             return
         old_groups = self.mergeable.get(ck, ())
-        group = None if (full or was_large) else _group_members(old_groups, keys, changed,
-                                                                 joined)
-        if group is None:
+        kept = None if (full or was_large) else _kept_members(old_groups, ck_keys, changed)
+        cls = None
+        if kept is not None and len(kept) + len(joined) == len(keys):
+            group = _put_in_order(kept, joined) if joined else kept
+            if kept:        # (their class: that of the group they were in)
+                cls = large_groups.member_class(kept[0])
+        else:       # (some member was in no mergeable group, or the group was several)
             entries = self.entries
             group = [entries[k] for k in keys]
-        group.sort(key=ORDER)
+            group.sort(key=ORDER)
         # a member that did not change contributes the same unless its
         # duplicate pages do (the only thing the group gives it); in a
         # full pass every entry is touched already
         dups = None if full else [e.dup for e in group]
-        redundant, new_groups, part = duplicate_group_part(group)
+        made = None if cls is None else usual_group_part(group, joined, cls)
+        usual = made is not None
+        redundant, new_groups, part = made if usual else duplicate_group_part(group)
         self._set_redundant(ck, redundant)
         self.mergeable[ck] = new_groups
         if part is not None and len(group) >= large_groups.LARGE_GROUP:
@@ -794,6 +798,12 @@ class Aggregator:
                     touched.add(key)
                     if found is not None:
                         found[key] = e      # (_attribute's look-up: _pairs)
+        if usual:
+            # one group now and before (kept): the same when no member joined
+            # (a joined one is changed) and none left (_same_group's answer)
+            if joined or len(group) != len(old_groups[0]):
+                self.dirty_groups[(ck, 0)] = part
+            return
         for i in range(max(len(old_groups), len(new_groups))):
             if not _same_group(old_groups, new_groups, i, changed):
                 # (a part is counted only for a content group that is one mergeable group)
@@ -1066,25 +1076,47 @@ class _Unresolved:
 _UNRESOLVED = _Unresolved()
 
 
-def _group_members(old_groups: list, keys, changed: set[tuple], joined) -> list | None:
-    """A content group's entries (any order) without a look-up by key
-    each (a cold line of the entries' dict per member): its mergeable
-    group of the last refresh (``old_groups``, when the content group was
-    that one group) without the members whose key changed, and those
-    members' entries now (``joined``); None when the two do not make up
-    ``keys``, the members now (some member is in no mergeable group: an
-    inode_share mount's, another aops class's).  Exact because an entry
-    whose key is not in ``changed`` is the same object in the same content
-    group as at the last refresh, when the group's lists were made from
-    the entries then (every change of a member dirties its group)."""
+def _kept_members(old_groups: list, ck_keys: list[tuple], changed: set[tuple]
+                  ) -> list | None:
+    """A dirty content group's members that did not change, without a
+    look-up by key each (a cold line of the entries' dict per member): its
+    mergeable group of the last refresh (``old_groups``, when the content
+    group was that one group) without the members whose key changed, in
+    its (canonical) order; None when it was not one group.  ``ck_keys``:
+    the group's changed keys (_dirty_ckeys: every changed key of a member
+    of the last refresh's group is one); a member on a dev none of them
+    names is not looked up (no key tuple: its ino, a cold line, not read).
+    Exact because an entry whose key is not in ``changed`` is the same
+    object in the same content group as at the last refresh, when the
+    group's lists were made from the entries then (every change of a
+    member dirties its group)."""
     if len(old_groups) != 1:
         return None
-    group = [e for e in old_groups[0] if (
-        ("shared", e.shared_mapping) if e.shared_mapping else (e.dev, e.ino)) not in changed]
-    if len(group) + len(joined) != len(keys):
-        return None
-    group += joined
-    return group
+    devs = {k[0] for k in ck_keys}
+    if "shared" in devs:            # (a shared inode's key does not name its dev)
+        return [e for e in old_groups[0] if _key(e) not in changed]
+    return [e for e in old_groups[0] if e.dev not in devs or _key(e) not in changed]
+
+
+_DEV = attrgetter("dev")
+
+
+def _put_in_order(kept: list[Entry], joined: list[Entry]) -> list[Entry]:
+    """``kept`` (canonical order) with the ``joined`` entries put in their
+    places: sort(key=ORDER)'s list (ORDER's keys are distinct), found by
+    dev first (a bisect), ORDER compared only among copies on the joined
+    one's dev (the others' inos, a cold line each, are not read).  Returns
+    ``kept``, extended."""
+    for j in joined:
+        dev = j.dev
+        i = bisect.bisect_left(kept, dev, key=_DEV)
+        n = len(kept)
+        if i < n and kept[i].dev == dev:
+            o = ORDER(j)
+            while i < n and kept[i].dev == dev and ORDER(kept[i]) < o:
+                i += 1
+        kept.insert(i, j)
+    return kept
 
 
 def _same_group(old: list, new: list, i: int, changed: set[tuple]) -> bool:

@@ -480,27 +480,62 @@ def duplicate_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tu
         for e in members:
             e.in_group = True
     counts = ({}, {}) if plain and len(by_class) == 1 else None
+    redundant = _group_dups(group, counts)
+    if counts is None:
+        return redundant, mergeable, None
+    return redundant, mergeable, (redundant, 0, 0, 0, tuple(chain.from_iterable(counts[0].items())),
+                                  tuple(chain.from_iterable(counts[1].items())))
+
+
+def usual_group_part(group: list[Entry], joined: list[Entry] | tuple, cls: str
+                     ) -> tuple[int, list[list[Entry]], tuple] | None:
+    """duplicate_group_part(group) of >= 2 copies in a steady refresh when
+    the usual group (stock copies, none shared, fingerprinted or on an
+    inode_share mount, of one aops class: one mergeable group, its part
+    counted) and every member but ``joined`` known to be of class ``cls``
+    (a kept mergeable group's unchanged copies: their FileInfo, a cold line
+    each, not read again); the group list itself is the mergeable group.
+    None, nothing changed, for any other group (the caller then calls
+    duplicate_group_part; tests/unit/test_steady_paths.py compares them)."""
+    if len(group) < 2:
+        return None
+    for e in group:
+        m = e.mount
+        if e.shared_mapping or (m is not None and (m.inode_share or (
+                m.image is not None and m.image.ishare_xattrs))):
+            return None
+    for e in joined:
+        info = e.info
+        if (info.aops if info else aops(e)) != cls:
+            return None
+    for e in group:
+        e.in_group = True
+    by_cgroup: dict[int, int] = {}
+    by_dev: dict[int, int] = {}
+    redundant = _group_dups(group, (by_cgroup, by_dev))
+    return redundant, [group], (redundant, 0, 0, 0, tuple(chain.from_iterable(by_cgroup.items())),
+                                tuple(chain.from_iterable(by_dev.items())))
+
+
+def _group_dups(group: list[Entry], counts: tuple | None) -> int:
+    """duplicate_group_part's masks (e.dup) of >= 2 copies and, ``counts``
+    (by_cgroup, by_dev) given, their savings counts; returns the redundant
+    pages."""
     first = group[0].union
     for e in group:
         u = e.union
         if u is not first and u != first:
             for e in group:
                 e.dup = NONE
-            redundant = _partial_duplicates(group, counts)
-            break
-    else:
-        # the same pages resident in every copy (a library every container
-        # read whole): each page is duplicated in all of them
-        for e in group:         # one dict for all (read only): a node holds many such copies
-            e.union = e.dup = first
-        pages = sum(m.bit_count() for m in first.values())
-        redundant = (len(group) - 1) * pages
-        if counts is not None and pages:
-            _same_counts(group, pages, *counts)
-    if counts is None:
-        return redundant, mergeable, None
-    return redundant, mergeable, (redundant, 0, 0, 0, tuple(chain.from_iterable(counts[0].items())),
-                                  tuple(chain.from_iterable(counts[1].items())))
+            return _partial_duplicates(group, counts)
+    # the same pages resident in every copy (a library every container
+    # read whole): each page is duplicated in all of them
+    for e in group:         # one dict for all (read only): a node holds many such copies
+        e.union = e.dup = first
+    pages = sum(m.bit_count() for m in first.values())
+    if counts is not None and pages:
+        _same_counts(group, pages, *counts)
+    return (len(group) - 1) * pages
 
 
 def full_group_part(group: list[Entry]) -> tuple[int, list[list[Entry]], tuple | None]:

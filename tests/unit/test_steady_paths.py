@@ -237,30 +237,79 @@ def _churn_equals_aggregate(seeds: list[int], steps: int, hint: bool, recheck: i
 
 
 @pytest.mark.parametrize("hint", [False, True], ids=["no-hint", "changed-files"])
-def test_group_members_from_the_kept_group_equal_the_lookups(hint, monkeypatch):
-    """A dirty content group's members taken from its kept mergeable group
-    and its changed members (aggregate._group_members) against the same
-    refreshes made from scratch (every group's members looked up by key);
-    both outcomes counted: the kept list used, and the look-ups when it does
-    not make up the group (a member in no mergeable group: inode_share
-    mounts, several aops classes; test_refresh_churn's Node has them)."""
+def test_kept_members_from_the_kept_group_equal_the_lookups(hint, monkeypatch):
+    """A dirty content group's unchanged members taken from its kept
+    mergeable group (aggregate._kept_members: a member on a dev no changed
+    key of the group names is not looked up) against the same group with
+    every member's key tested, each kept member the entries' own; both
+    outcomes counted: the kept list made, and None when the content group
+    was several mergeable groups (several aops classes: test_refresh_churn's
+    Node has them).  The refreshes equal aggregate()'s."""
     import erofs_top.aggregate as aggregate_mod
     used, fell_back = [0], [0]
-    members = aggregate_mod._group_members
+    kept_members = aggregate_mod._kept_members
 
-    def counting(old_groups, keys, changed, joined):
-        group = members(old_groups, keys, changed, joined)
-        if group is None:
+    def counting(old_groups, ck_keys, changed):
+        kept = kept_members(old_groups, ck_keys, changed)
+        if kept is None:
             fell_back[0] += 1
         else:
             used[0] += 1
-            # the same entries as the look-ups by key (a check of the count rule)
-            assert sorted(map(id, group)) == sorted(id(agg[0].entries[k]) for k in keys)
-        return group
-    monkeypatch.setattr(aggregate_mod, "_group_members", counting)
+            want = [e for e in old_groups[0] if aggregate_mod._key(e) not in changed]
+            assert list(map(id, kept)) == list(map(id, want))
+            assert all(agg[0].entries[aggregate_mod._key(e)] is e for e in kept)
+        return kept
+    monkeypatch.setattr(aggregate_mod, "_kept_members", counting)
     agg = [None]
     _churn_equals_aggregate([s * 7 + 3 for s in range(4)], 40, hint, 0, agg)
     assert used[0] > 0 and fell_back[0] > 0, (used, fell_back)
+
+
+@pytest.mark.parametrize("node_kind", ["churn", "plainer"])
+def test_usual_group_part_equals_duplicate_group_part(node_kind, monkeypatch):
+    """entries.usual_group_part (a steady refresh's usual small group: the
+    kept members' class not looked up again) against duplicate_group_part
+    of the same group, at every call of kept refreshes: the same redundant
+    pages, mergeable groups, savings part and members' dup and in_group;
+    both outcomes counted (taken; None: a fingerprinted, shared or
+    inode_share member, a joined member of another class).  The refreshes equal
+    aggregate()'s."""
+    import erofs_top.aggregate as aggregate_mod
+    from erofs_top.entries import duplicate_group_part
+    taken, declined = [0], [0]
+    usual = aggregate_mod.usual_group_part
+
+    def state(group):
+        return [(dict(e.dup), e.in_group) for e in group]
+
+    def comparing(group, joined, cls):
+        want = duplicate_group_part(group)
+        want_state = state(group)
+        got = usual(group, joined, cls)
+        if got is None:
+            declined[0] += 1
+            return None
+        taken[0] += 1
+        assert (got[0], got[2]) == (want[0], want[2])
+        assert [list(map(id, g)) for g in got[1]] == [list(map(id, g)) for g in want[1]]
+        assert state(group) == want_state
+        return got
+    monkeypatch.setattr(aggregate_mod, "usual_group_part", comparing)
+    for seed in range(4):
+        rng = random.Random(seed * 5 + 2)
+        node = Node(rng, hint=seed % 2 == 0)
+        if node_kind == "plainer":
+            node = _plainer(node)
+        agg = Aggregator(recheck_slices=0)
+        for step in range(40):
+            node.churn(rng.choice([1, 5, 20]))
+            r = node.readings(float(step))
+            _assert_same(_refresh(agg, node, r, 200),
+                         aggregate(r, node.mounts, node.cgroups, node.content, tier="full",
+                                   started_at=0.0, files_cap=200), step)
+    # (the churn Node's groups are fingerprinted or span classes: declined;
+    # the plainer one's usual groups taken)
+    assert (taken if node_kind == "plainer" else declined)[0] > 0, (taken, declined)
 
 
 @pytest.mark.parametrize("recheck", [0, 4])
@@ -381,3 +430,26 @@ def test_add_and_drop_small_groups():
             else:
                 assert g == set(ref[k]) and len(ref[k]) > 0 or not g, step
     assert shapes == {tuple, set} and SMALL_GROUP < 12
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_put_in_order_equals_the_sort(seed):
+    """aggregate._put_in_order (joined copies put into a kept group by dev,
+    ORDER among one dev's copies) against sort(key=ORDER) of the same
+    entries: copies on few devs (several on one), shared inodes among them."""
+    import erofs_top.aggregate as aggregate_mod
+    from erofs_top.entries import ORDER, Entry, SharedEntry
+    rng = random.Random(seed)
+    made, seen = [], set()
+    for _ in range(rng.randint(1, 14)):
+        dev, ino = rng.choice((5, 6, 7)), rng.randint(1, 9)
+        mapping = rng.choice((0, 0, 0, rng.randint(1, 3)))
+        if (dev, ino, mapping) in seen:
+            continue
+        seen.add((dev, ino, mapping))
+        made.append(SharedEntry(dev, ino, shared_mapping=mapping) if mapping
+                    else Entry(dev, ino))
+    joined = rng.sample(made, rng.randint(0, len(made)))
+    kept = sorted((e for e in made if e not in joined), key=ORDER)
+    got = aggregate_mod._put_in_order(kept, joined)
+    assert list(map(id, got)) == list(map(id, sorted(made, key=ORDER)))
