@@ -1,0 +1,123 @@
+"""Fingerprints per file: ImageContent.fingerprint() of every file of an
+image whose files carry the --xattr-inode-digest xattr, timed per checkout
+(--tree NAME=PATH, the first the baseline), interleaved, each in a process
+of its own (fresh caches).  Since 2026-12-06 the value is read from the
+image (resolve/xattrs.py: O_DIRECT metadata reads, the same inode reads
+file_info makes) instead of getxattr(2) through the mount; the figures say
+what that costs.  --files files of 3,000 random bytes in 20 directories,
+each with trusted.erofs.fingerprint = "sha256:" + its digest (set on the
+source tree; the host's mkfs.erofs copies it), mounted file-backed and on a
+loop device (--modes), read once by this process first (the caches warm, as
+on a node: files with resident pages were opened by their workload).
+The image files' and loop devices' cached pages before and after each run
+are compared (cachestat): what a run left behind.  --order: whether
+file_info() of every file runs first, untimed (the aggregator's order: it
+reads the inodes the image reader then parses), or not.
+
+Run (root, under the shared lock):
+  flock /tmp/erofs-top-heavy.lock .venv/bin/python benchmarks/bench_fingerprints.py \\
+      --tree base=/tmp/basea1a --tree new=. --rounds 2
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import sys
+
+import benchlib
+
+from erofs_top.workload import Stack, build_image, make_tree, read_file
+
+CHILD = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from erofs_top import pagecache
+from erofs_top.resolve.content import ImageContent
+from erofs_top.resolve.mounts import SysMounts
+mountpoint, watched = sys.argv[2], [p for p in sys.argv[4:] if p]
+
+
+def cached():
+    out = []
+    for p in watched:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            out.append(pagecache.cachestat(fd, 0, 0)["nr_cache"])
+        finally:
+            os.close(fd)
+    return out
+
+
+sm = SysMounts()
+sm.refresh()
+mi = next(m for m in sm.mounts() if m.mountpoint == mountpoint)
+ic = ImageContent(digest_budget_bytes_per_s=None)
+nids = list(ic._index_of(mi).paths)
+if sys.argv[3] == "after-file-info":     # as the aggregator asks: file_info first (untimed)
+    for nid in nids:
+        ic.file_info(mi, nid)
+before = cached()
+t = time.perf_counter()
+found = sum(1 for nid in nids if ic.fingerprint(mi, nid))
+spent = time.perf_counter() - t
+print(json.dumps({"us_per_file": spent / len(nids) * 1e6, "files": len(nids), "found": found,
+                  "cached_delta": [a - b for a, b in zip(cached(), before)]}))
+"""
+
+
+def _image(stack: Stack, n_files: int):
+    files = {f"d{i % 20}/f{i:05d}": os.urandom(3000) for i in range(n_files)}
+    src = make_tree(stack.dir / "src", files)
+    for rel in files:
+        digest = hashlib.sha256((src / rel).read_bytes()).digest()
+        os.setxattr(src / rel, "trusted.erofs.fingerprint", b"sha256:" + digest)
+    return build_image(src, stack.dir / "fp.erofs"), list(files)
+
+
+def _add_args(ap) -> None:
+    benchlib.add_tree_args(ap)
+    ap.add_argument("--files", type=int, default=4000)
+    ap.add_argument("--modes", default="file,loop", help="file-backed and/or loop mounts")
+    ap.add_argument("--order", choices=("after-file-info", "alone"), default="after-file-info",
+                    help="file_info of every file first, untimed, as the aggregator asks it "
+                         "before a fingerprint (it reads the inodes the image reader parses); "
+                         "or fingerprint() alone")
+
+
+def _body(args):
+    trees = benchlib.trees_of(args)
+    out = {}
+    with Stack(prefix="erofs-top-bench-fp-") as stack:
+        img, rels = _image(stack, args.files)
+        for mode in args.modes.split(","):
+            m = stack.mount(img, f"m-{mode}", mode=mode)
+            for rel in rels:
+                read_file(m.path(rel))
+            runs = benchlib.interleaved(
+                trees, args.rounds,
+                lambda tree, _: benchlib.child_json(CHILD, trees[tree], m.mountpoint, args.order,
+                                                    str(img), m.loopdev or ""))
+            print(f"{mode}: {args.files} files", flush=True)
+            for tree, rows in runs.items():
+                us = [r["us_per_file"] for r in rows]
+                print(f"  {tree:>6}: {statistics.median(us):6.1f} us per file median "
+                      f"({', '.join(f'{u:.1f}' for u in us)}); {rows[0]['found']} of "
+                      f"{rows[0]['files']} inodes with one; cached pages left (image"
+                      f"{', loop device' if m.loopdev else ''}) "
+                      f"{[r['cached_delta'] for r in rows]}", flush=True)
+            secs = {k: [r["us_per_file"] for r in v] for k, v in runs.items()}
+            ratio = benchlib.ratios(secs, next(iter(trees)))
+            for tree, r in ratio.items():
+                print(f"  {tree} / {next(iter(trees))}: median {r['median_ratio']:.2f}, "
+                      f"best-of {r['best_of_ratio']:.2f}", flush=True)
+            out[mode] = {"us_per_file": secs, "ratios": ratio}
+    return out
+
+
+def main() -> int:
+    return benchlib.bench_main(__doc__, _add_args, _body, root=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
