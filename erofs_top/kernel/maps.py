@@ -274,6 +274,9 @@ class OwnersCache:
                     cg = self.ids.setdefault(cg, cg)
                     d = self.prefix[(cg, bits)] = {cg: bits}
                 return d
+            # another mask of one owner (pages evicted or read here and
+            # there): its own dict, made at once (owners_of's loop is for several)
+            return {self.ids.setdefault(cg, cg): bits}
         ids = self.ids
         out: dict[int, int] = {}
         for cg, mask in owners_of(v).items():
@@ -714,22 +717,66 @@ class ChunkState:
                             packed[fk] = t
                         continue
                 got = [got]
-            changes = file_changes(fk, old, got)
-            if not changes:
+            if old is not None and got[0][1] is None and self._file_gone(fk, old, got):
+                changed.add(fk)                 # the usual gone: a file evicted whole
+                for kept in olds:
+                    if fk not in kept:
+                        kept[fk] = old
                 continue
+            flat = self._new_file(fk, got) if old is None else None
+            if flat is None:
+                changes = file_changes(fk, old, got)
+                if not changes:
+                    continue
+                flat = _with_changes(old, changes)
             if old is None:     # a new file: the key packed keeps is the one named changed
                 fk = (self.devs.setdefault(fk[0], fk[0]), fk[1])
             changed.add(fk)
             for kept in olds:                   # Snapshots.before_change, one lookup less
                 if fk not in kept:
                     kept[fk] = _MISSING if old is None else old
-            flat = _with_changes(old, changes)
             self.n_chunks += len(flat) // 3 - (_count(old) if old is not None else 0)
             if flat:
                 packed[fk] = pack(flat)
             elif old is not None:
                 del packed[fk]
         return changed
+
+    def _file_gone(self, fk, old, got: list) -> bool:
+        """A file ``old`` every entry of which is marked gone (``got``: (key,
+        None) pairs; a file evicted whole, the usual gone): dropped from
+        packed, its held pages out of held_delta, with no list of changes.
+        False (nothing done): not this case (a value, or not the file's
+        entries exactly)."""
+        t = _tuple_of(old)
+        s = _stride(t)
+        if len(got) != len(t) // s or any(kv[1] is not None for kv in got) or \
+                {kv[0][2] for kv in got} != set(t[::s]):
+            return False
+        _held_entries(self.held_delta, self.devs.get(fk[0], fk[0]), fk[1], t[1::s],
+                      t[2::s] if s == 3 else _it.repeat(0), -1)
+        self.n_chunks -= len(t) // s
+        del self.packed[fk]
+        return True
+
+    def _new_file(self, fk, got: list) -> list | None:
+        """The flat entries (chunk, owners, seeded, ...) of a file not in
+        packed whose marked entries ``got`` all have pages (a file read in,
+        the usual new file), its held pages into held_delta, with no list
+        of changes.  None (nothing done): not this case (an entry gone or
+        without pages, or one of the entries without pages, ``empty``)."""
+        dev, ino, empty = self.devs.get(fk[0], fk[0]), fk[1], self.empty
+        owners_of_value = self.owners_cache.owners
+        flat: list = []
+        for k, v in got:
+            if v is None or (empty and (dev, 0, ino, k[2]) in empty):
+                return None
+            owners = owners_of_value(v)
+            if not owners:
+                return None
+            flat += (k[2], owners, _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
+        _held_entries(self.held_delta, dev, ino, flat[1::3], flat[2::3], +1)
+        return flat
 
     def _one_change(self, fk, old: tuple, got: tuple):
         """The new packed tuple of a file ``old`` whose one marked entry
@@ -915,6 +962,18 @@ def _held_delta(delta: dict, dev: int, ino: int, owners: dict, seeded: int, sign
     for cg, mask in owners.items():
         key = (dev, ino, cg)
         delta[key] = delta.get(key, 0) + sign * (mask & ~seeded if seeded else mask).bit_count()
+
+
+def _held_entries(delta: dict, dev: int, ino: int, owners_seq, seeded_seq, sign: int) -> None:
+    """_held_delta of several entries of one file (their owners dicts and
+    seeded masks): summed per cgroup first, one key per cgroup."""
+    per: dict[int, int] = {}
+    for owners, seeded in zip(owners_seq, seeded_seq):
+        for cg, mask in owners.items():
+            per[cg] = per.get(cg, 0) + (mask & ~seeded if seeded else mask).bit_count()
+    for cg, n in per.items():
+        key = (dev, ino, cg)
+        delta[key] = delta.get(key, 0) + sign * n
 
 
 def _held_only(r, k, zero_entry: set) -> bool:
