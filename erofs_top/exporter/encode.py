@@ -249,8 +249,8 @@ class LineCache:
 
 # line_end of the int values met, across bodies and formats (a node's values
 # repeat from one refresh to the next: zeros, counts, sizes of files alike);
-# started anew past ENDS_MAX (~120 B an entry)
-ENDS_MAX = 32_768
+# started anew past ENDS_MAX (~125 B an entry: 2 MiB at the bound)
+ENDS_MAX = 16_384
 _ENDS: dict[int, str] = {}
 _INT_ONLY = {int}
 
