@@ -216,7 +216,7 @@ class LineCache:
                 hits[i] = self._keep(ident, labels, prefix)
         parts = [header] * (2 * len(hits) + 1)
         parts[1::2] = hits
-        parts[2::2] = map(line_end, metric.values)
+        parts[2::2] = _line_ends(metric.values)
         return "".join(parts)
 
     def _keep(self, ident: dict, labels: Labels, prefix: str) -> str:
@@ -245,6 +245,31 @@ class LineCache:
                 or line.count("\n") != 1):
             return None
         return shared_line(line[:len(line) - len(tail)])
+
+
+# line_end of the int values met, across bodies and formats (a node's values
+# repeat from one refresh to the next: zeros, counts, sizes of files alike);
+# started anew past ENDS_MAX (~125 B an entry: 2 MiB at the bound)
+ENDS_MAX = 16_384
+_ENDS: dict[int, str] = {}
+_INT_ONLY = {int}
+
+
+def _line_ends(values) -> list[str]:
+    """[line_end(v) for v in values], a kept str for an int value met
+    before.  Only for a column of ints alone: a float equal to an int (-0.0
+    to 0, whose line differs) never finds the int's line."""
+    if not set(map(type, values)) <= _INT_ONLY:
+        return list(map(line_end, values))
+    ends = _ENDS
+    if len(ends) > ENDS_MAX:
+        ends.clear()
+    got = list(map(ends.get, values))
+    if None in got:
+        for i in [i for i, e in enumerate(got) if e is None]:
+            v = values[i]
+            got[i] = ends[v] = line_end(v)
+    return got
 
 
 # one str per line across the LineCaches of all formats (text and OpenMetrics

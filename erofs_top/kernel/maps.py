@@ -274,6 +274,9 @@ class OwnersCache:
                     cg = self.ids.setdefault(cg, cg)
                     d = self.prefix[(cg, bits)] = {cg: bits}
                 return d
+            # another mask of one owner (pages evicted or read here and
+            # there): its own dict, made at once (owners_of's loop is for several)
+            return {self.ids.setdefault(cg, cg): bits}
         ids = self.ids
         out: dict[int, int] = {}
         for cg, mask in owners_of(v).items():
@@ -714,22 +717,66 @@ class ChunkState:
                             packed[fk] = t
                         continue
                 got = [got]
-            changes = file_changes(fk, old, got)
-            if not changes:
+            if old is not None and got[0][1] is None and self._file_gone(fk, old, got):
+                changed.add(fk)                 # the usual gone: a file evicted whole
+                for kept in olds:
+                    if fk not in kept:
+                        kept[fk] = old
                 continue
+            flat = self._new_file(fk, got) if old is None else None
+            if flat is None:
+                changes = file_changes(fk, old, got)
+                if not changes:
+                    continue
+                flat = _with_changes(old, changes)
             if old is None:     # a new file: the key packed keeps is the one named changed
                 fk = (self.devs.setdefault(fk[0], fk[0]), fk[1])
             changed.add(fk)
             for kept in olds:                   # Snapshots.before_change, one lookup less
                 if fk not in kept:
                     kept[fk] = _MISSING if old is None else old
-            flat = _with_changes(old, changes)
             self.n_chunks += len(flat) // 3 - (_count(old) if old is not None else 0)
             if flat:
                 packed[fk] = pack(flat)
             elif old is not None:
                 del packed[fk]
         return changed
+
+    def _file_gone(self, fk, old, got: list) -> bool:
+        """A file ``old`` every entry of which is marked gone (``got``: (key,
+        None) pairs; a file evicted whole, the usual gone): dropped from
+        packed, its held pages out of held_delta, with no list of changes.
+        False (nothing done): not this case (a value, or not the file's
+        entries exactly)."""
+        t = _tuple_of(old)
+        s = _stride(t)
+        if len(got) != len(t) // s or any(kv[1] is not None for kv in got) or \
+                {kv[0][2] for kv in got} != set(t[::s]):
+            return False
+        _held_entries(self.held_delta, self.devs.get(fk[0], fk[0]), fk[1], t[1::s],
+                      t[2::s] if s == 3 else _it.repeat(0), -1)
+        self.n_chunks -= len(t) // s
+        del self.packed[fk]
+        return True
+
+    def _new_file(self, fk, got: list) -> list | None:
+        """The flat entries (chunk, owners, seeded, ...) of a file not in
+        packed whose marked entries ``got`` all have pages (a file read in,
+        the usual new file), its held pages into held_delta, with no list
+        of changes.  None (nothing done): not this case (an entry gone or
+        without pages, or one of the entries without pages, ``empty``)."""
+        dev, ino, empty = self.devs.get(fk[0], fk[0]), fk[1], self.empty
+        owners_of_value = self.owners_cache.owners
+        flat: list = []
+        for k, v in got:
+            if v is None or (empty and (dev, 0, ino, k[2]) in empty):
+                return None
+            owners = owners_of_value(v)
+            if not owners:
+                return None
+            flat += (k[2], owners, _FULL_MASK if v[-1] == _FULL_MASK else v[-1])
+        _held_entries(self.held_delta, dev, ino, flat[1::3], flat[2::3], +1)
+        return flat
 
     def _one_change(self, fk, old: tuple, got: tuple):
         """The new packed tuple of a file ``old`` whose one marked entry
@@ -915,6 +962,18 @@ def _held_delta(delta: dict, dev: int, ino: int, owners: dict, seeded: int, sign
     for cg, mask in owners.items():
         key = (dev, ino, cg)
         delta[key] = delta.get(key, 0) + sign * (mask & ~seeded if seeded else mask).bit_count()
+
+
+def _held_entries(delta: dict, dev: int, ino: int, owners_seq, seeded_seq, sign: int) -> None:
+    """_held_delta of several entries of one file (their owners dicts and
+    seeded masks): summed per cgroup first, one key per cgroup."""
+    per: dict[int, int] = {}
+    for owners, seeded in zip(owners_seq, seeded_seq):
+        for cg, mask in owners.items():
+            per[cg] = per.get(cg, 0) + (mask & ~seeded if seeded else mask).bit_count()
+    for cg, n in per.items():
+        key = (dev, ino, cg)
+        delta[key] = delta.get(key, 0) + sign * n
 
 
 def _held_only(r, k, zero_entry: set) -> bool:
@@ -1231,21 +1290,26 @@ class IoState:
         marked = dict(found)
         self.changed = set()
         olds = self._views.olds()
-        self._held_changed(held_delta, marked, olds)
-        for k, v in marked.items():
-            self._marked(k, v, held_delta.get(k, 0), olds)
+        # the marked keys' held pages' changes taken out of held_delta (it is
+        # IoState's once given): what stays there is _held_changed's alone,
+        # with no look-up of each of its keys in marked
+        pop = held_delta.pop
+        deltas = [pop(k, 0) for k in marked] if held_delta else [0] * len(marked)
+        self._held_changed(held_delta, olds)
+        self._marked_all(marked, deltas, olds)
 
-    def _held_changed(self, held_delta: dict, marked: dict, olds) -> None:
+    def _held_changed(self, held_delta: dict, olds) -> None:
         """The keys whose held pages changed (by d, not 0) and whose io entry
-        (if any) was not marked: a row's inserted pages change by d, nothing
-        else.  The usual row (alone in its file's bytes, or in its dict by
-        cgroup) that stays is found and replaced in place (one lookup of its
-        file); the others take IoRows.find/put_row/drop."""
+        (if any) was not marked (those were taken out of held_delta): a row's
+        inserted pages change by d, nothing else.  The usual row (alone in
+        its file's bytes, or in its dict by cgroup) that stays is found and
+        replaced in place (one lookup of its file); the others take
+        IoRows.find/put_row/drop."""
         out, zero, changed, ids = self.out, self.zero_entry, self.changed, self.ids
         files, find, put = out.files, out.find, out.put_row
         unpack, size, FileIO = _row_unpack, _ROW_SIZE, _FileIO
         for k, d in held_delta.items():
-            if not d or (marked and k in marked):
+            if not d:
                 continue
             changed.add(k)
             per = files.get(k[0])
@@ -1281,45 +1345,85 @@ class IoState:
                 out.drop(k)
                 self.n_none -= 1
 
-    def _marked(self, k, v, d: int, olds) -> None:
-        """Key k's io entry was marked changed: v its value now (None: gone),
-        d the change of its held pages."""
-        out, ev, zero = self.out, self.ev_seeded, self.zero_entry
-        r = out.find(k)
-        if r is None:
-            was, held = None, 0
-        else:
-            s = ev.get(k, 0)
-            held = r[1] - r[2] + s
-            was = None if _held_only(r, k, zero) else (r[2], r[3], r[4], s)
-        h = held + d
-        if r is not None and d == 0 and v == was:
-            return
-        if v is None and r is None and not h:
-            return
-        if olds:
-            _keep_old(olds, k, r)
-        self.changed.add(k)
-        self.n_none -= r is not None and was is None
-        dev = self.ids.setdefault(k[0], k[0])
-        if v is None:
-            ev.pop(k, None)
-            zero.discard(k)
-            if h:
-                out.put_row(dev, k[1], k[2], h)
-                self.n_none += 1
+    def _marked_all(self, marked: dict, deltas: list, olds) -> None:
+        """The keys whose io entry was marked changed: marked[k] its value
+        now (None: gone), deltas (in marked's order) the change of its held
+        pages.  One loop, IoRows' usual forms inline (a file's only row: its
+        bytes found and replaced with one look-up of the file; ~1 us a key
+        less than a call of find and put_row each); a file of several rows
+        takes IoRows.find/put_row/drop."""
+        out, ev, zero, changed, ids = self.out, self.ev_seeded, self.zero_entry, \
+            self.changed, self.ids
+        files, find, n_none = out.files, out.find, self.n_none
+        unpack, unpack1, size, size1 = _row_unpack, _row1_unpack, _ROW_SIZE, _ROW1_SIZE
+        for (k, v), d in zip(marked.items(), deltas):
+            dev, ino, cg = k
+            per = files.get(dev)
+            b = per.get(ino) if per is not None else None
+            alone = False                   # k's row is its file's only row (b)
+            if b is None:
+                r = None
+            elif type(b) is dict:
+                r = b.get(cg)
+                r = None if r is None else unpack(r)
+            elif len(b) == size1 or len(b) == size:
+                r = unpack1(b) if len(b) == size1 else unpack(b)
+                if r[0] == cg:
+                    alone = True
+                else:
+                    r = None
             else:
-                out.drop(k)
-            return
-        out.put_row(dev, k[1], k[2], h + v[0] - v[3], v[0], v[1], v[2])
-        if v[3]:
-            ev[k] = v[3]
-        else:
-            ev.pop(k, None)
-        if v[0] or v[1] or v[2]:
-            zero.discard(k)
-        else:
-            zero.add(k)
+                r = find(k)
+            if r is None:
+                was, held = None, 0
+            else:
+                s = ev.get(k, 0) if ev else 0
+                held = r[1] - r[2] + s
+                # (_held_only inline)
+                was = None if not (r[2] or r[3] or r[4]) and k not in zero else \
+                    (r[2], r[3], r[4], s)
+            h = held + d
+            if r is not None and d == 0 and v == was:
+                continue
+            if v is None and r is None and not h:
+                continue
+            if olds:
+                _keep_old(olds, k, r)
+            changed.add(k)
+            n_none -= r is not None and was is None
+            if v is None:
+                ev.pop(k, None)
+                zero.discard(k)
+                if h:
+                    row = (h, 0, 0, 0)
+                    n_none += 1
+                elif alone:                 # IoRows.drop of a file's only row
+                    del per[ino]
+                    if not per:
+                        del files[dev]
+                    out.n -= 1
+                    continue
+                else:
+                    out.drop(k)
+                    continue
+            else:
+                row = (h + v[0] - v[3], v[0], v[1], v[2])
+                if v[3]:
+                    ev[k] = v[3]
+                else:
+                    ev.pop(k, None)
+                if v[0] or v[1] or v[2]:
+                    zero.discard(k)
+                else:
+                    zero.add(k)
+            if alone:                       # IoRows.put_row of a file's only row
+                per[ino] = _one_row(cg, *row)
+            elif b is None and per is not None:
+                per[ino] = _one_row(cg, *row)
+                out.n += 1
+            else:
+                out.put_row(ids.setdefault(dev, dev), ino, cg, *row)
+        self.n_none = n_none
 
     def snapshot(self) -> DictSnapshot:
         """out as it is now, for a Readings (later reads do not change it)."""
