@@ -210,8 +210,7 @@ def group_chunks(chunks: list[PageChunk]) -> dict[tuple, list[PageChunk]]:
     return by_file
 
 
-def _chunk_of(pc: PageChunk) -> int:
-    return pc.chunk
+_chunk_of = attrgetter("chunk")     # a PageChunk's chunk (in C: sorts, maps)
 
 
 def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
@@ -224,7 +223,15 @@ def same_input(old: list[PageChunk] | None, new: list[PageChunk]) -> bool:
             break
     else:
         return True
-    return len(new) > 1 and sorted(old, key=_chunk_of) == sorted(new, key=_chunk_of)
+    if len(new) == 1:
+        return False
+    if a.chunk == b.chunk:
+        # (a changed file, the usual case) the pairs before a and b are
+        # equal, so a and b are each list's next PageChunk of that chunk:
+        # sorted (stable), they would face each other, or the chunks differ;
+        # not the same either way, the other old PageChunks (cold) not read
+        return False
+    return sorted(old, key=_chunk_of) == sorted(new, key=_chunk_of)
 
 
 def chunk_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True) -> Entry:
