@@ -38,6 +38,7 @@ CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from erofs_top import pagecache
+""" + benchlib.CACHED_PAGES_SRC + r"""
 from erofs_top.resolve.content import ImageContent
 from erofs_top.resolve.mounts import SysMounts
 mountpoints, images = sys.argv[2].split(","), sys.argv[3].split(",")
@@ -48,18 +49,7 @@ mounts = [m for m in sm.mounts() if m.mountpoint in mountpoints]
 masks = lambda: [pagecache.resident_mask(i) for i in images]     # untimed
 
 
-def device_counts():    # a loop device's cached pages (cachestat: any tree has it)
-    out = []
-    for d in devices:
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            out.append(pagecache.cachestat(fd, 0, 0)["nr_cache"])
-        finally:
-            os.close(fd)
-    return out
-
-
-before, devices_before = masks(), device_counts()
+before, devices_before = masks(), cached_pages(devices)
 ic = ImageContent(digest_budget_bytes_per_s=None)
 t = time.perf_counter()
 files = 0
@@ -74,7 +64,7 @@ for m in mounts:
 spent = time.perf_counter() - t
 after = masks()
 print(json.dumps({"s": spent, "files": files,
-                  "device_delta": [a - b for a, b in zip(device_counts(), devices_before)],
+                  "device_delta": [a - b for a, b in zip(cached_pages(devices), devices_before)],
                   "cached_before": [bin(m).count("1") for m in before],
                   "gained": [bin(a & ~b).count("1") for a, b in zip(after, before)],
                   "lost": [bin(b & ~a).count("1") for a, b in zip(after, before)]}))
@@ -148,10 +138,7 @@ def _body(args):
                          f"{[sum(r['device_delta']) for r in rows]}" if devs else ""),
                       flush=True)
             secs = {k: [r["s"] for r in v] for k, v in runs.items()}
-            ratio = benchlib.ratios(secs, next(iter(trees)))
-            for tree, r in ratio.items():
-                print(f"  {tree} / {next(iter(trees))}: median {r['median_ratio']:.3f}, "
-                      f"best-of {r['best_of_ratio']:.3f}")
+            ratio = benchlib.print_tree_ratios(secs, trees, 3)
             out[case] = {"seconds": secs, "ratios": ratio}
     return out
 

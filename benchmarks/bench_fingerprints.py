@@ -33,20 +33,10 @@ CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from erofs_top import pagecache
+""" + benchlib.CACHED_PAGES_SRC + r"""
 from erofs_top.resolve.content import ImageContent
 from erofs_top.resolve.mounts import SysMounts
 mountpoint, watched = sys.argv[2], [p for p in sys.argv[4:] if p]
-
-
-def cached():
-    out = []
-    for p in watched:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            out.append(pagecache.cachestat(fd, 0, 0)["nr_cache"])
-        finally:
-            os.close(fd)
-    return out
 
 
 sm = SysMounts()
@@ -57,12 +47,12 @@ nids = list(ic._index_of(mi).paths)
 if sys.argv[3] == "after-file-info":     # as the aggregator asks: file_info first (untimed)
     for nid in nids:
         ic.file_info(mi, nid)
-before = cached()
+before = cached_pages(watched)
 t = time.perf_counter()
 found = sum(1 for nid in nids if ic.fingerprint(mi, nid))
 spent = time.perf_counter() - t
 print(json.dumps({"us_per_file": spent / len(nids) * 1e6, "files": len(nids), "found": found,
-                  "cached_delta": [a - b for a, b in zip(cached(), before)]}))
+                  "cached_delta": [a - b for a, b in zip(cached_pages(watched), before)]}))
 """
 
 
@@ -107,10 +97,7 @@ def _body(args):
                       f"{', loop device' if m.loopdev else ''}) "
                       f"{[r['cached_delta'] for r in rows]}", flush=True)
             secs = {k: [r["us_per_file"] for r in v] for k, v in runs.items()}
-            ratio = benchlib.ratios(secs, next(iter(trees)))
-            for tree, r in ratio.items():
-                print(f"  {tree} / {next(iter(trees))}: median {r['median_ratio']:.2f}, "
-                      f"best-of {r['best_of_ratio']:.2f}", flush=True)
+            ratio = benchlib.print_tree_ratios(secs, trees, 2)
             out[mode] = {"us_per_file": secs, "ratios": ratio}
     return out
 

@@ -354,3 +354,54 @@ def add_phase_args(ap, steps: int) -> None:
     ap.add_argument("--containers", type=int, default=1000)
     ap.add_argument("--churn", type=float, default=1.0, help="percent of chunk entries changed")
     ap.add_argument("--steps", type=int, default=steps, help="timed refreshes")
+
+
+def print_tree_ratios(values: dict[str, list[float]], trees: dict[str, str],
+                      digits: int = 3) -> dict[str, dict[str, float]]:
+    """ratios() of every tree to the first (the baseline), printed a line each."""
+    base = next(iter(trees))
+    ratio = ratios(values, base)
+    for tree, r in ratio.items():
+        print(f"  {tree} / {base}: median {r['median_ratio']:.{digits}f}, "
+              f"best-of {r['best_of_ratio']:.{digits}f}", flush=True)
+    return ratio
+
+
+# a child's cached_pages(paths): each file's or device's cached pages by
+# cachestat(2), through the checkout's own pagecache module (every tree has it)
+CACHED_PAGES_SRC = r"""
+def cached_pages(paths):
+    out = []
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            out.append(pagecache.cachestat(fd, 0, 0)["nr_cache"])
+        finally:
+            os.close(fd)
+    return out
+"""
+
+
+def steady_refreshes(node, agg, steps: int, churn_pct: float, spent: dict,
+                     before_step=None) -> tuple[float, int]:
+    """The phase scripts' run: a full pass and one refresh to settle
+    (untimed), then ``steps`` refreshes each after ``churn_pct`` % churn,
+    ``spent`` cleared before the first timed one; ``before_step(step)`` is
+    called after each churn.  Returns (CPU seconds of the timed refreshes,
+    files changed over them)."""
+    import gc
+    total, changed = 0.0, 0
+    for step in range(steps + 2):
+        if step:
+            node.churn(churn_pct / 100)
+        if before_step is not None:
+            before_step(step)
+        r = node.readings(by_file=True, hint=True)
+        changed += len(r.changed_files) if step >= 2 else 0
+        gc.collect()
+        if step == 2:
+            spent.clear()
+        t = time.process_time()
+        agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
+        total += time.process_time() - t if step >= 2 else 0.0
+    return total, changed

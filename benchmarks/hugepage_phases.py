@@ -19,7 +19,6 @@ Run:  .venv/bin/python benchmarks/hugepage_phases.py --files 250000 --containers
 from __future__ import annotations
 
 import ctypes
-import gc
 import resource
 import sys
 import time
@@ -81,19 +80,13 @@ def _body(args) -> dict:
         benchlib.wrap_timed(owner, name, label, spent)
     node = SyntheticNode(args.files, args.containers)
     agg = agg_mod.Aggregator(recheck_slices=0)
-    total, collapsed = 0.0, {}
-    for step in range(args.steps + 2):      # a full pass and one refresh to settle, untimed
-        if step:
-            node.churn(args.churn / 100)
+    collapsed: dict = {}
+
+    def after_full_pass(step: int) -> None:
         if step == 1 and args.collapse:
-            collapsed = collapse_heap()
-        r = node.readings(by_file=True, hint=True)
-        gc.collect()
-        if step == 2:
-            spent.clear()
-        t = time.process_time()
-        agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
-        total += time.process_time() - t if step >= 2 else 0.0
+            collapsed.update(collapse_heap())
+    total, _ = benchlib.steady_refreshes(node, agg, args.steps, args.churn, spent,
+                                         after_full_pass)
     n = args.steps
     print(f"{args.files} files x {args.containers} containers, {args.churn:g} % churn, "
           f"collapse {'on' if args.collapse else 'off'}: {total / n * 1e3:.1f} ms CPU per "

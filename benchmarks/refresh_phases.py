@@ -16,9 +16,7 @@ Run:  .venv/bin/python benchmarks/refresh_phases.py --files 250000 --containers 
 """
 from __future__ import annotations
 
-import gc
 import sys
-import time
 
 import benchlib
 import synthetic_node
@@ -50,18 +48,7 @@ def _body(args) -> dict:
         synthetic_node.CONTAINERS_PER_IMAGE = args.per_image
     node = SyntheticNode(args.files, args.containers)
     agg = agg_mod.Aggregator(recheck_slices=0)
-    total, changed = 0.0, 0
-    for step in range(args.steps + 2):      # a full pass and one refresh to settle, untimed
-        if step:
-            node.churn(args.churn / 100)
-        r = node.readings(by_file=True, hint=True)
-        changed += len(r.changed_files) if step >= 2 else 0
-        gc.collect()
-        if step == 2:
-            spent.clear()
-        t = time.process_time()
-        agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
-        total += time.process_time() - t if step >= 2 else 0.0
+    total, changed = benchlib.steady_refreshes(node, agg, args.steps, args.churn, spent)
     n = args.steps
     print(f"{args.files} files x {args.containers} containers "
           f"({synthetic_node.CONTAINERS_PER_IMAGE} per image), {args.churn:g} % churn: "
