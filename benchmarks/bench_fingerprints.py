@@ -1,10 +1,9 @@
 """Fingerprints per file: ImageContent.fingerprint() of every file of an
 image whose files carry the --xattr-inode-digest xattr, timed per checkout
 (--tree NAME=PATH, the first the baseline), interleaved, each in a process
-of its own (fresh caches).  Since 2026-12-06 the value is read from the
-image (resolve/xattrs.py: O_DIRECT metadata reads, the same inode reads
-file_info makes) instead of getxattr(2) through the mount; the figures say
-what that costs.  --files files of 3,000 random bytes in 20 directories,
+of its own (fresh caches): getxattr(2) through the mount on main; reading
+the value from the image (O_DIRECT metadata reads: branch
+issue11-xattrs-from-image) is what this was written to compare.  --files files of 3,000 random bytes in 20 directories,
 each with trusted.erofs.fingerprint = "sha256:" + its digest (set on the
 source tree; the host's mkfs.erofs copies it), mounted file-backed and on a
 loop device (--modes), read once by this process first (the caches warm, as
