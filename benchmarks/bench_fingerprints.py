@@ -76,29 +76,32 @@ def _add_args(ap) -> None:
 
 def _body(args):
     trees = benchlib.trees_of(args)
-    out = {}
     with Stack(prefix="erofs-top-bench-fp-") as stack:
         img, rels = _image(stack, args.files)
-        for mode in args.modes.split(","):
-            m = stack.mount(img, f"m-{mode}", mode=mode)
-            for rel in rels:
-                read_file(m.path(rel))
-            runs = benchlib.interleaved(
-                trees, args.rounds,
-                lambda tree, _: benchlib.child_json(CHILD, trees[tree], m.mountpoint, args.order,
-                                                    str(img), m.loopdev or ""))
-            print(f"{mode}: {args.files} files", flush=True)
-            for tree, rows in runs.items():
-                us = [r["us_per_file"] for r in rows]
-                print(f"  {tree:>6}: {statistics.median(us):6.1f} us per file median "
-                      f"({', '.join(f'{u:.1f}' for u in us)}); {rows[0]['found']} of "
-                      f"{rows[0]['files']} inodes with one; cached pages left (image"
-                      f"{', loop device' if m.loopdev else ''}) "
-                      f"{[r['cached_delta'] for r in rows]}", flush=True)
-            secs = {k: [r["us_per_file"] for r in v] for k, v in runs.items()}
-            ratio = benchlib.print_tree_ratios(secs, trees, 2)
-            out[mode] = {"us_per_file": secs, "ratios": ratio}
-    return out
+        return {mode: _one_mode(stack, img, rels, mode, trees, args)
+                for mode in args.modes.split(",")}
+
+
+def _one_mode(stack: Stack, img, rels: list[str], mode: str, trees: dict, args) -> dict:
+    """Every tree's fingerprint() of every file of ``img`` mounted as ``mode``."""
+    m = stack.mount(img, f"m-{mode}", mode=mode)
+    for rel in rels:
+        read_file(m.path(rel))
+    runs = benchlib.interleaved(
+        trees, args.rounds,
+        lambda tree, _: benchlib.child_json(CHILD, trees[tree], m.mountpoint, args.order,
+                                            str(img), m.loopdev or ""))
+    print(f"{mode}: {args.files} files", flush=True)
+    for tree, rows in runs.items():
+        us = [r["us_per_file"] for r in rows]
+        print(f"  {tree:>6}: {statistics.median(us):6.1f} us per file median "
+              f"({', '.join(f'{u:.1f}' for u in us)}); {rows[0]['found']} of "
+              f"{rows[0]['files']} inodes with one; cached pages left (image"
+              f"{', loop device' if m.loopdev else ''}) "
+              f"{[r['cached_delta'] for r in rows]}", flush=True)
+    us_per_file = {k: [r["us_per_file"] for r in v] for k, v in runs.items()}
+    return {"us_per_file": us_per_file,
+            "ratios": benchlib.print_tree_ratios(us_per_file, trees, 2)}
 
 
 def main() -> int:
