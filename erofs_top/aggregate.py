@@ -34,7 +34,8 @@ from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution,
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
                       duplicate_group_part, full_group_part, full_image_group, group_chunks,
-                      same_input, shared_entry, size_group_keys, usual_group_part)
+                      one_image_file, same_input, shared_entry, size_group_keys,
+                      usual_group_part)
 from . import large_groups
 from .large_groups import GroupDelta
 from .model import Health, MapUsage, Model
@@ -544,6 +545,10 @@ class Aggregator:
         each; the size groups of _content_keys: regular files of some size
         with pages)."""
         file_info, by_size = content.file_info, {}
+        prefetch = getattr(content, "prefetch_inodes", None)    # (real images: in image order)
+        if prefetch is not None:
+            prefetch([(m, e.ino) for e in self.entries.values()
+                      if (m := mount_of[e.dev]) is not None])
         for key, e in self.entries.items():
             m = e.mount = mount_of[e.dev]
             if m is None:
@@ -626,6 +631,9 @@ class Aggregator:
         pending."""
         by_size = self.new_sizes
         self.new_sizes = {}
+        prefetch = getattr(content, "prefetch_identities", None)    # (real images: in image order)
+        if prefetch is not None:
+            prefetch(_identity_pairs(by_size))
         size_keys, pending_sizes = self.size_keys, self.pending_sizes
         by_ckey: dict[str, tuple] = {}
         for size, flat in by_size.items():      # (_add_small's tuples and sets)
@@ -1145,6 +1153,19 @@ def _add_small(groups: dict, k, v) -> None:
             groups[k] = g + (v,) if len(g) < SMALL_GROUP else {*g, v}
     else:
         g.add(v)
+
+
+def _identity_pairs(by_size: dict[int, list]) -> list[tuple]:
+    """(mount, ino) of the members of every new size group whose content
+    keys need identities (two members or more, not one file of one image:
+    size_group_keys asks each for its build_id)."""
+    pairs = []
+    for flat in by_size.values():           # [key, entry, key, entry, ...]
+        if len(flat) > 2:
+            members = flat[1::2]
+            if one_image_file(members) is None:
+                pairs += [(e.mount, e.ino) for e in members if e.mount is not None]
+    return pairs
 
 
 def _drop_small(groups: dict, k, v) -> None:

@@ -395,6 +395,17 @@ def content_group_keys(group: list[Entry], content: ContentResolver) -> int:
     return size_group_keys(group, content)[0]
 
 
+def one_image_file(group: list[Entry]) -> tuple[str, int] | None:
+    """(image id, nid) when every member is the same file of one image
+    (mounted more than once: the same content, no identity to read)."""
+    images = {(e.mount.image_id if e.mount else "", e.ino) for e in group}
+    if len(images) == 1:
+        img, nid = next(iter(images))
+        if img:
+            return img, nid
+    return None
+
+
 def size_group_keys(group: list[Entry], content: ContentResolver) -> tuple[int, str]:
     """content_group_keys(), and the content key every member got when
     they all got the same one ("" otherwise: some member without a key, or
@@ -404,11 +415,10 @@ def size_group_keys(group: list[Entry], content: ContentResolver) -> tuple[int, 
     if len(group) < 2:
         return 0, ""
     size = group[0].info.size
-    images = {(e.mount.image_id if e.mount else "", e.ino) for e in group}
-    if len(images) == 1 and next(iter(images))[0]:
+    same = one_image_file(group)
+    if same is not None:
         # the same image (mounted twice): same nid is the same content, no hashing
-        img, nid = next(iter(images))
-        key = image_file_key(img, nid)
+        key = image_file_key(*same)
         for e in group:
             e.content_key = key
         return 0, key

@@ -451,6 +451,44 @@ def _near_runs_merged(runs) -> list[tuple[int, int]]:
     return coalesce_runs(runs, gap_pages=NEAR_RUN_GAP_PAGES - 1)
 
 
+def cached_pages(fd: int, first_page: int = 0, pages: int = 0) -> int:
+    """cachestat's cached pages of [first_page, +pages) (0: to the end), -1
+    where the kernel has no cachestat."""
+    return _cached_count(fd, first_page, pages)
+
+
+def read_dropping_new(fd: int, offset: int, length: int, read):
+    """``read()``, which reads bytes [offset, +length) of ``fd``'s file by
+    O_DIRECT, with the pages of that range it brought into the page cache
+    dropped again: some filesystems serve O_DIRECT through their cache
+    (btrfs compressed extents, ext4 with data=journal).  One cachestat of
+    the range where it is cached whole or not at all and nothing changed;
+    mincore bitmaps only where part of it was cached or pages appeared."""
+    first = offset // PAGE_SIZE
+    count = (offset + max(length, 1) - 1) // PAGE_SIZE - first + 1
+    before = _cached_count(fd, first, count)
+    if before >= count:
+        return read()                       # cached whole: nothing can be new
+    size = fd_size(fd)
+    count = min(count, -(-size // PAGE_SIZE) - first)
+    if count <= 0:
+        return read()
+    old = 0 if before == 0 else _range_mask(fd, size, first, count)
+    data = read()
+    if before >= 0 and _cached_count(fd, first, count) == before:
+        return data
+    new = _range_mask(fd, size, first, count) & ~old
+    for run_first, n in page_runs(mask_pages(new)):
+        os.posix_fadvise(fd, (first + run_first) * PAGE_SIZE, n * PAGE_SIZE,
+                         os.POSIX_FADV_DONTNEED)
+    return data
+
+
+def _range_mask(fd: int, size: int, first: int, count: int) -> int:
+    with _Mapping(fd, size, first, count) as m:
+        return _mask_from_vec(m.mincore())
+
+
 class Preserved:
     """What a preserve_residency block saw: ``outside_pages`` is path -> pages
     that became resident outside the runs watched for it (not dropped: not

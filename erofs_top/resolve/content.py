@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import stat
 import struct
@@ -26,15 +27,17 @@ import time
 
 from contextlib import contextmanager
 
-from ..pagecache import backing_readahead, coalesce_runs, preserve_residency
+from ..pagecache import (backing_readahead, cached_pages, coalesce_runs, fd_resident_mask,
+                         fd_size, preserve_residency)
 from ..names import decode, encode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
+from .filedata import FileData, FileDataStream, file_data
 from .readwindow import inode_runs, readahead_margin_pages
 from .mounts import walk_mount
 from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
                          compressed_page_map, data_extents, dump_extents, file_page_map,
-                         metadata_offsets, parse_inode, read_image, read_superblock)
+                         metadata_offsets, parse_inode, read_direct, read_image, read_superblock)
 from ..fragments import MAP_TO_LCLUSTER, MAP_WHOLE, MAP_WHOLE_IF_LONG, PackedExtent
 from ..readahead import MetaPages, ZExtentRa, ZFile
 from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER,
@@ -46,6 +49,9 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 WHOLE_EXTENT_ALGORITHMS = (1, 2, 3)     # lzma, deflate, zstd: a read maps the whole extent
 DEFAULT_DIGEST_BUDGET_BYTES_PER_S = 64 << 20
 READ_CHUNK_BYTES = 1 << 20
+WHOLE_READ_BYTES = 256 << 10    # image reads: a file up to this is read once, whole
+ELF_BUFFER_BYTES = 64 << 10     # a bigger file's ELF notes: through a buffer this big
+PREFETCH_BATCH = 2048           # files whose tails are kept at once (prefetch_identities)
 MAX_WINDOWS = 4096          # read windows kept between a file's build_id and its digest
 WINDOW_CHECK_FIRST = 16     # reads of an image checked for pages outside their window,
 WINDOW_CHECK_EVERY = 64     # then one in this many (a model miss is systematic: seen early)
@@ -140,18 +146,26 @@ class _MountIndex:
 
 
 class MetadataReader:
-    """Image metadata (inodes, compressed and chunk indexes) read in aligned
-    ``CHUNK_BYTES`` pieces and kept: a refresh maps thousands of files whose
-    inodes and indexes sit in a few metadata blocks, in nid order, and one
-    O_DIRECT read per piece instead of three per file is most of the cost
-    under emulation.  Images are read-only; at most ``MAX_CHUNKS`` pieces are
-    kept (the oldest go first)."""
+    """Image metadata (inodes, compressed and chunk indexes; small files'
+    data) read in aligned ``CHUNK_BYTES`` pieces and kept: a refresh maps
+    thousands of files whose inodes and indexes sit in a few metadata
+    blocks, in nid order, and one O_DIRECT read per piece instead of three
+    per file is most of the cost under emulation.  A miss a few pieces past
+    the end of one of the last ``STREAMS`` reads (a pass in image order,
+    ImageContent.prefetch_*: inodes and data blocks, two regions) reads
+    ``SEQ_CHUNKS`` pieces at once.  Images are read-only; at most
+    ``MAX_CHUNKS`` pieces are kept (the oldest go first)."""
 
     CHUNK_BYTES = 32 << 10
     MAX_CHUNKS = 128                        # 4 MiB
+    SEQ_CHUNKS = 8                          # 256 KiB a read in a sequential pass
+    STREAMS = 4                             # sequential passes followed at once
 
-    def __init__(self):
+    def __init__(self, read=read_image):
         self._chunks: dict[tuple[str, int], bytes] = {}
+        self._read = read                   # (path, offset, length) -> bytes
+        self._ends: list[tuple[str, int]] = []     # last piece of the last few reads
+        self.reads = 0                      # image reads made (tests, benchmarks)
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Bytes [offset, offset + length) of the file at ``path`` (short at EOF)."""
@@ -160,19 +174,45 @@ class MetadataReader:
         for k in range(offset // cb, (offset + length - 1) // cb + 1 if length else 0):
             chunk = self._chunks.get((path, k))
             if chunk is None:
-                chunk = read_image(path, k * cb, cb)
-                if len(self._chunks) >= self.MAX_CHUNKS:
-                    del self._chunks[next(iter(self._chunks))]
-                self._chunks[(path, k)] = chunk
+                chunk = self._fill(path, k)
             lo = max(offset - k * cb, 0)
             out += chunk[lo:offset + length - k * cb]
             if len(chunk) < cb:
                 break
         return bytes(out)
 
+    def _fill(self, path: str, k: int) -> bytes:
+        """Piece k of ``path`` read and kept, with the pieces after it when
+        the miss closely follows a recent read's end; returns piece k."""
+        cb, ends = self.CHUNK_BYTES, self._ends
+        stream = next((i for i, (p, end) in enumerate(ends)
+                       if p == path and 0 < k - end <= self.SEQ_CHUNKS), None)
+        n = 1 if stream is None else self.SEQ_CHUNKS
+        if stream is not None:
+            del ends[stream]
+        elif len(ends) >= self.STREAMS:
+            del ends[0]
+        data = self._read(path, k * cb, n * cb)
+        self.reads += 1
+        first, last = None, k
+        for i in range(n):
+            piece = data[i * cb:(i + 1) * cb]
+            if i and not piece:
+                break
+            if len(self._chunks) >= self.MAX_CHUNKS:
+                del self._chunks[next(iter(self._chunks))]
+            self._chunks[(path, k + i)] = piece
+            first = piece if first is None else first
+            last = k + i
+            if len(piece) < cb:
+                break
+        ends.append((path, last))
+        return first
+
     def forget(self, path: str) -> None:
         for key in [key for key in self._chunks if key[0] == path]:
             del self._chunks[key]
+        self._ends = [e for e in self._ends if e[0] != path]
 
 
 def _z_extent(e, inline: bool) -> ZExtentRa:
@@ -221,8 +261,13 @@ class ImageContent:
 
     def __init__(self, fingerprint_xattr: str = "trusted.erofs.fingerprint",
                  digest_budget_bytes_per_s: int | None = DEFAULT_DIGEST_BUDGET_BYTES_PER_S,
-                 *, clock=time.monotonic, preserve_cache: bool = True):
+                 *, clock=time.monotonic, preserve_cache: bool = True,
+                 data_from_image: bool = True):
         self.fingerprint_xattr = fingerprint_xattr
+        # hash plain files' data read from the image (filedata.py), not through the mount
+        self.data_from_image = data_from_image
+        self._direct_ok: dict[str, bool] = {}      # image path -> O_DIRECT reads work
+        self.data_reads_from_image = 0             # files build_id/digest read from the image
         self.digest_budget_bytes_per_s = digest_budget_bytes_per_s
         self.clock = clock
         self.preserve_cache = preserve_cache
@@ -230,7 +275,7 @@ class ImageContent:
         self._sb: dict[tuple[str, int], Superblock | None] = {}
         self._inodes: dict[tuple, tuple[Superblock, DiskInode] | None] = {}
         self._page_maps: dict[tuple, dict[int, tuple[int, ...]] | None] = {}
-        self._meta = MetadataReader()
+        self._meta = MetadataReader(self._read_image)
         self._fp: dict[tuple, str | None] = {}
         self._bid: dict[tuple, str | None] = {}
         self._digest: dict[tuple, str] = {}
@@ -284,6 +329,7 @@ class ImageContent:
                 del cache[key]
         if mount.image_path:
             self._meta.forget(mount.image_path)
+            self._direct_ok.pop(mount.image_path, None)
         if not mount.image_id:
             k = ("dev", mount.dev, mount.mountpoint)
             for cache in (self._inodes, self._page_maps, self._fp, self._bid, self._digest):
@@ -571,8 +617,11 @@ class ImageContent:
         key = self._content_key(mount, ino)
         if key in self._fp:
             return self._fp[key]
-        path = self.path_of(mount, ino)
         result = None
+        hit = self._disk_inode(mount, ino) if mount.image_path else None
+        # an inode without an xattr area has no xattr: no getxattr (and no
+        # path walk through the mount, which caches image pages)
+        path = self.path_of(mount, ino) if hit is None or hit[1].xattr_icount else ""
         if path and self.fingerprint_xattr:
             try:
                 result = fingerprint_hex(os.getxattr(path, self.fingerprint_xattr,
@@ -720,21 +769,128 @@ class ImageContent:
         self._dir_windows[key] = result
         return result
 
-    def build_id(self, mount: MountInfo, ino: int) -> str | None:
+    def build_id(self, mount: MountInfo, ino: int, data: FileData | None = None) -> str | None:
+        """The file's ELF build-id, or None (not ELF, none, unreadable);
+        ``data``: its FileData, made already (prefetch_identities)."""
         key = self._content_key(mount, ino)
         if key in self._bid:
             return self._bid[key]
-        path = self.path_of(mount, ino)
         result = None
+        data = data or self.file_data(mount, ino)
+        if data is not None:
+            try:
+                result = self._build_id_from_image(mount, ino, data)
+                self._bid[key] = result
+                return result
+            except OSError:
+                self._direct_ok[mount.image_path] = False   # through the mount from now on
+        path = self.path_of(mount, ino)
         if path:
             try:
                 with self._reading(mount, ino, path), open(path, "rb") as f:
                     result = build_id_of(f)     # checks the ELF magic first
                     if result is None:
-                        self._digest_ahead(mount, ino, f.fileno())
+                        self._digest_ahead(mount, ino, lambda: _fd_pieces(f.fileno()))
             except OSError:
                 result = None
         self._bid[key] = result
+        return result
+
+    def prefetch_inodes(self, pairs) -> None:
+        """The on-disk inodes of ``pairs`` ((mount, ino) about to be resolved)
+        read in image order: the aggregator resolves in its map's (hash)
+        order, in which every inode was a metadata reader miss, a read per
+        file; in order one read serves all the inodes of its pieces."""
+        for mount, ino in _image_order(pairs):
+            self._disk_inode(mount, ino)
+
+    def prefetch_identities(self, pairs) -> None:
+        """build_id (and, where it has none, the digest: _digest_ahead) of
+        ``pairs`` ((mount, ino) whose identities the content keys phase is
+        about to ask for), read from the images in passes of
+        PREFETCH_BATCH files: their inline tails in nid order (beside the
+        inodes), then their data in block order (mkfs.erofs places data in
+        another order than inodes), each a sequential pass over the image's
+        pieces instead of a read or two per file."""
+        todo = _image_order(pairs)
+        for start in range(0, len(todo), PREFETCH_BATCH):
+            batch = []
+            for mount, ino in todo[start:start + PREFETCH_BATCH]:
+                data = None
+                if self._content_key(mount, ino) not in self._bid:
+                    data = self.file_data(mount, ino)
+                    try:
+                        if data is not None:
+                            data.load_tail()
+                    except OSError:
+                        data = None         # build_id reads it again, or through the mount
+                batch.append((-1 if data is None else data.first_image_offset, mount, ino, data))
+            batch.sort(key=lambda t: (t[1].image_path, t[0]))
+            for _, mount, ino, data in batch:
+                self.build_id(mount, ino, data)
+
+    def file_data(self, mount: MountInfo, ino: int) -> FileData | None:
+        """The file's data as its image holds it (filedata.py: a plain file
+        on an image O_DIRECT can read), or None: read it through the mount."""
+        image = mount.image_path
+        if not self.data_from_image or not image:
+            return None
+        ok = self._direct_ok.get(image)
+        if ok is None:
+            # not known while the image is cached whole: harmless then (a read
+            # of cached pages adds none), and _read_data's checks see a change
+            ok = _direct_bypasses_cache(image, mount.image_offset) is not False
+            self._direct_ok[image] = ok
+        hit = self._disk_inode(mount, ino) if ok else None
+        if hit is None:
+            return None
+
+        def meta(off: int, n: int) -> bytes:
+            return self._meta.read(image, off, n)
+
+        def data(off: int, n: int) -> bytes:
+            # small reads through the chunk cache: a pass in image order reads
+            # each piece of the image once, inodes, tails and data together
+            if n <= WHOLE_READ_BYTES:
+                return self._meta.read(image, off, n)
+            return self._read_image(image, off, n)
+        try:
+            return file_data(hit[0], hit[1], meta, data, mount.image_offset)
+        except (OSError, ErofsFormatError, struct.error):
+            return None
+
+    def _read_image(self, image: str, offset: int, length: int) -> bytes:
+        """read_image (O_DIRECT; pages its filesystem still cached in the range
+        dropped), and on the window checks' schedule (an image's first
+        WINDOW_CHECK_FIRST reads, then one in WINDOW_CHECK_EVERY) a count of
+        the whole file's cached pages around it: pages cached elsewhere (a
+        buffered fallback's readahead) send the image's file data back to
+        reads through the mount, in windows.  Raises OSError."""
+        n = self._window_reads[image] = self._window_reads.get(image, 0) + 1
+        if n > WINDOW_CHECK_FIRST and n % WINDOW_CHECK_EVERY:
+            return read_image(image, offset, length)
+        before = _whole_cached(image)
+        data = read_image(image, offset, length)
+        if before >= 0 and _whole_cached(image) > before:
+            self._direct_ok[image] = False
+            self.window_misses += 1
+        return data
+
+    def _build_id_from_image(self, mount: MountInfo, ino: int, data: FileData) -> str | None:
+        """build_id from the image's bytes (and, for a file without one, its
+        digest from the same bytes: _digest_ahead).  A small file is read
+        once, whole; a bigger one through a buffered stream.  Raises OSError."""
+        self.data_reads_from_image += 1
+        if data.size <= WHOLE_READ_BYTES:
+            blob = data.pread(0, data.size)
+            result = build_id_of(io.BytesIO(blob))
+            if result is None:
+                self._digest_ahead(mount, ino, lambda: iter((blob,)), raise_errors=True)
+            return result
+        result = build_id_of(io.BufferedReader(FileDataStream(data), ELF_BUFFER_BYTES))
+        if result is None:
+            self._digest_ahead(mount, ino, lambda: data.pieces(READ_CHUNK_BYTES),
+                               raise_errors=True)
         return result
 
     def _refill(self) -> None:
@@ -764,12 +920,19 @@ class ImageContent:
             self._pending.add(key)
             self.digest_deferred += 1
             return None
+        data = self.file_data(mount, ino)
+        if data is not None:
+            try:
+                self.data_reads_from_image += 1
+                return self._hash_pieces(key, data.pieces(READ_CHUNK_BYTES))
+            except OSError:
+                self._direct_ok[mount.image_path] = False   # through the mount from now on
         try:
             path = self.path_of(mount, ino)     # where it opens (info.path is the name)
             with self._reading(mount, ino, path):
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    return self._hash_fd(key, fd)
+                    return self._hash_pieces(key, _fd_pieces(fd))
                 finally:
                     os.close(fd)
         except OSError:
@@ -783,15 +946,12 @@ class ImageContent:
         self._refill()
         return self._tokens > 0
 
-    def _hash_fd(self, key: tuple, fd: int) -> str:
-        """The digest of the open file from its start, counted and kept."""
+    def _hash_pieces(self, key: tuple, pieces) -> str:
+        """The digest of the file whose bytes ``pieces`` yields, counted and
+        kept (nothing counted when reading it raises)."""
         h = hashlib.sha256()
         n = 0
-        os.lseek(fd, 0, os.SEEK_SET)
-        while True:
-            chunk = os.read(fd, READ_CHUNK_BYTES)
-            if not chunk:
-                break
+        for chunk in pieces:
             h.update(chunk)
             n += len(chunk)
         if self.digest_budget_bytes_per_s:
@@ -802,11 +962,13 @@ class ImageContent:
         result = self._digest[key] = h.hexdigest()
         return result
 
-    def _digest_ahead(self, mount: MountInfo, ino: int, fd: int) -> None:
+    def _digest_ahead(self, mount: MountInfo, ino: int, pieces, raise_errors: bool = False) -> None:
         """In build_id's read window, the digest of a file without a build-id
         (not ELF, mostly) nor a fingerprint: entries.size_group_keys asks for
         it next (no build-id tells such files apart), and one window costs
-        half of two.
+        half of two.  ``pieces()`` yields the file's bytes; ``raise_errors``:
+        a read error is raised (an image read: the caller turns to the
+        mount), else left to digest().
         Not when the budget is spent (digest() defers it then)."""
         info = self.file_info(mount, ino)
         if info is None or not info.regular or self.fingerprint(mount, ino):
@@ -815,7 +977,65 @@ class ImageContent:
         if key in self._digest or not self._budget_left():
             return
         try:
-            self._hash_fd(key, fd)
+            self._hash_pieces(key, pieces())
         except OSError:
-            pass                    # digest() tries again (and counts the error)
+            if raise_errors:
+                raise
+            # digest() tries again (and counts the error)
+
+
+def _direct_bypasses_cache(image: str, offset: int) -> bool | None:
+    """Whether O_DIRECT reads of ``image`` leave its page cache alone: one
+    read of a page not cached, with the whole file watched (its new pages
+    dropped again); None (not known) while every page is cached.  Some
+    filesystems serve O_DIRECT through the cache (ext4 with data=journal,
+    btrfs compressed extents)."""
+    try:
+        fd = os.open(image, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+    except OSError:
+        return False
+    try:
+        pages = -(-fd_size(fd) // PAGE_SIZE)
+        first = offset // PAGE_SIZE
+        mask_before = fd_resident_mask(fd)
+        uncached = ~mask_before >> first & ((1 << max(0, pages - first)) - 1)
+        if not uncached:
+            return None
+        page = first + (uncached & -uncached).bit_length() - 1
+        with preserve_residency([image]):
+            read_direct(fd, page * PAGE_SIZE, PAGE_SIZE)
+            return not (fd_resident_mask(fd) >> page) & 1
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _image_order(pairs) -> list[tuple[MountInfo, int]]:
+    """The (mount, ino) pairs of readable images sorted by image and nid
+    (where the inodes and, mostly, the data sit in the image)."""
+    return sorted(((m, ino) for m, ino in pairs if m.image_path),
+                  key=lambda p: (p[0].image_path, p[0].image_offset, p[1]))
+
+
+def _whole_cached(path: str) -> int:
+    """cachestat's cached pages of the whole file, -1 where unknown."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    try:
+        return cached_pages(fd)
+    finally:
+        os.close(fd)
+
+
+def _fd_pieces(fd: int):
+    """An open file's bytes from its start, READ_CHUNK_BYTES at a time."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    while True:
+        chunk = os.read(fd, READ_CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
 

@@ -11,6 +11,7 @@ looking at a superblock never changes the backing-file numbers we report.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import mmap
 import os
@@ -20,7 +21,7 @@ import subprocess
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from ..pagecache import preserve_residency
+from ..pagecache import preserve_residency, read_dropping_new
 from .base import ImageInfo
 
 EROFS_SUPER_OFFSET = 1024
@@ -380,6 +381,16 @@ def _read_direct(fd: int, offset: int, length: int) -> bytes | None:
         buf.close()
 
 
+def read_direct(fd: int, offset: int, length: int) -> bytes:
+    """Bytes [offset, offset + length) of ``fd`` (opened with O_DIRECT),
+    short at its end; raises OSError where the file or its filesystem
+    refuses the read (no buffered fallback: the caller has another way)."""
+    data = _read_direct(fd, offset, length)
+    if data is None:
+        raise OSError(errno.EINVAL, "O_DIRECT read refused")
+    return data
+
+
 def read_image(path: str, offset: int, length: int) -> bytes:
     """Read bytes of an image file or block device without polluting the cache.
 
@@ -393,7 +404,8 @@ def read_image(path: str, offset: int, length: int) -> bytes:
         fd = None
     if fd is not None:
         try:
-            data = _read_direct(fd, offset, length)
+            # a filesystem may serve O_DIRECT through its cache: drop what it added
+            data = read_dropping_new(fd, offset, length, lambda: _read_direct(fd, offset, length))
         finally:
             os.close(fd)
         if data is not None:

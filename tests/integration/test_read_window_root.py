@@ -73,7 +73,7 @@ def test_path_walk_through_uncached_directories(stack, mode):
     _cold(img)
     m = stack.mount(img, f"walk-{mode}", mode=mode)
     mi = _mount_info(m)
-    ic = ImageContent(digest_budget_bytes_per_s=None)
+    ic = ImageContent(digest_budget_bytes_per_s=None, data_from_image=False)  # the window, not filedata.py
     path = m.path("d0/d1/d2/target.txt")
     nid = ic._index_of(mi).nid_of(path)          # from the image: no lookup through the mount
     assert nid is not None
@@ -103,7 +103,7 @@ def test_readahead_past_a_file_larger_than_the_window(stack):
     m = stack.mount(img, "ra")
     read_file(m.path("a/big.bin"), offset=0, length=64 << 10)      # the workload: its head
     mi = _mount_info(m)
-    ic = ImageContent(digest_budget_bytes_per_s=None)
+    ic = ImageContent(digest_budget_bytes_per_s=None, data_from_image=False)  # the window, not filedata.py
     path = m.path("a/big.bin")
     nid = ic._index_of(mi).nid_of(path)
     assert _window_pages(ic, mi, nid, path) < os.path.getsize(img) // pagecache.PAGE_SIZE
@@ -121,7 +121,7 @@ def test_compressed_image(stack, mode):
     m = stack.mount(img, f"z-{mode}", mode=mode)
     read_file(m.path("etc/d0/conf-000.txt"))
     mi = _mount_info(m)
-    ic = ImageContent(digest_budget_bytes_per_s=None)
+    ic = ImageContent(digest_budget_bytes_per_s=None, data_from_image=False)  # the window, not filedata.py
     for i in (7, 63, 119):
         path = m.path(f"etc/d{i % 5}/conf-{i:03d}.txt")
         nid = ic._index_of(mi).nid_of(path)
