@@ -31,6 +31,7 @@ from ..names import decode, encode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
 from .readwindow import inode_runs, readahead_margin_pages
+from .xattrs import XattrsUnreadable, find_xattr, long_prefixes
 from .mounts import walk_mount
 from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
                          compressed_page_map, data_extents, dump_extents, file_page_map,
@@ -188,6 +189,9 @@ def _z_extent(e, inline: bool) -> ZExtentRa:
                      -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE), whole)
 
 
+_RETRY = object()       # _mount_xattr: an unexpected error, not cached
+
+
 def _device_folio(device: str) -> tuple[int, int] | None:
     """(0, the device cache's smallest folio in pages: its block size) for
     _read_window; None if the device cannot be stat'ed."""
@@ -253,7 +257,9 @@ class ImageContent:
         self._window_reads: dict[str, int] = {}
         self._dir_windows: dict[tuple, list[tuple[int, int]] | None] = {}
         self._devices: dict[tuple, str] = {}        # mount -> its block device node
+        self._prefixes: dict[tuple, list] = {}      # image -> its long xattr name prefixes
         self.window_misses = 0       # reads that cached image pages outside their window
+        self.xattrs_from_mount = 0   # fingerprints the image could not give (getxattr instead)
         # mounts whose names came from walking them (no readable image)
         self.names_walked = 0
         self.names_walk_reason = ""
@@ -284,6 +290,7 @@ class ImageContent:
                 del cache[key]
         if mount.image_path:
             self._meta.forget(mount.image_path)
+            self._prefixes.pop((mount.image_path, mount.image_offset), None)
         if not mount.image_id:
             k = ("dev", mount.dev, mount.mountpoint)
             for cache in (self._inodes, self._page_maps, self._fp, self._bid, self._digest):
@@ -571,18 +578,53 @@ class ImageContent:
         key = self._content_key(mount, ino)
         if key in self._fp:
             return self._fp[key]
-        path = self.path_of(mount, ino)
         result = None
-        if path and self.fingerprint_xattr:
+        if self.fingerprint_xattr:
             try:
-                result = fingerprint_hex(os.getxattr(path, self.fingerprint_xattr,
-                                                     follow_symlinks=False))
-            except OSError as e:
-                if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOENT,
-                                   errno.EACCES, errno.EPERM, errno.ERANGE):
+                value = self._image_xattr(mount, ino, os.fsencode(self.fingerprint_xattr))
+            except XattrsUnreadable:
+                self.xattrs_from_mount += 1
+                value = self._mount_xattr(mount, ino)
+                if value is _RETRY:
                     return None     # unexpected: do not cache, try again later
+            result = None if value is None else fingerprint_hex(value)
         self._fp[key] = result
         return result
+
+    def _image_xattr(self, mount: MountInfo, ino: int, name: bytes) -> bytes | None:
+        """Xattr ``name`` of inode ``ino`` read from the image (xattrs.py: no
+        page enters a cache, no path needed).  Raises XattrsUnreadable where
+        the image cannot say (not readable, a layout xattrs.py leaves to
+        the kernel)."""
+        hit = self._disk_inode(mount, ino)
+        if hit is None:
+            raise XattrsUnreadable("inode not readable from the image")
+        sb, rec = hit
+
+        def read(offset: int, length: int) -> bytes:
+            return self._meta.read(mount.image_path, mount.image_offset + offset, length)
+        try:
+            pk = (mount.image_path, mount.image_offset)
+            prefixes = self._prefixes.get(pk)
+            if prefixes is None:
+                prefixes = self._prefixes[pk] = long_prefixes(sb, read)
+            return find_xattr(sb, rec, sb.inode_offset(rec.nid), read, name, prefixes)
+        except (OSError, ErofsFormatError, struct.error) as e:
+            raise XattrsUnreadable(str(e)) from e
+
+    def _mount_xattr(self, mount: MountInfo, ino: int):
+        """getxattr through the mount (the kernel's answer, for what the image
+        reader leaves to it); None for no xattr, _RETRY for an unexpected error."""
+        path = self.path_of(mount, ino)
+        if not path:
+            return None
+        try:
+            return os.getxattr(path, self.fingerprint_xattr, follow_symlinks=False)
+        except OSError as e:
+            if e.errno in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOENT,
+                           errno.EACCES, errno.EPERM, errno.ERANGE):
+                return None
+            return _RETRY
 
     @contextmanager
     def _reading(self, mount: MountInfo, ino: int, path: str):

@@ -6,6 +6,7 @@ path walk through directories whose dentries are not cached, readahead past
 the end of a file larger than the readahead window, a compressed image."""
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -128,3 +129,47 @@ def test_compressed_image(stack, mode):
         assert ic.file_info(mi, nid).aops == "compressed"
         assert _window_pages(ic, mi, nid, path) < os.path.getsize(img) // pagecache.PAGE_SIZE
         _hash_unperturbed(ic, mi, nid, path, img, device=m.loopdev)
+
+
+@pytest.mark.parametrize("mode", ["file", "loop"])
+def test_fingerprints_from_the_image(stack, mode):
+    """fingerprint() reads the xattr from the image (xattrs.py, O_DIRECT):
+    on a fresh mount, where a getxattr would walk uncached directories and
+    read the inode, no page enters the image's or the loop device's cache,
+    and every value is the kernel's (getxattr through a second mount):
+    inline entries and, for the content three files share, a shared one."""
+    files = {f"d0/d1/{'n' * 60}-{i:04d}": b"y" * 100 for i in range(300)}
+    files.update({f"d0/d1/t{i}.txt": f"text {i} ".encode() * 100 for i in range(4)})
+    files.update({f"d0/d1/same{i}.txt": b"same " * 300 for i in range(3)})
+    files["zz/filler.bin"] = 16 * MiB
+    src = make_tree(stack.dir / "src", files)
+    names = [f"d0/d1/t{i}.txt" for i in range(4)] + [f"d0/d1/same{i}.txt" for i in range(3)]
+    for rel in names:
+        digest = hashlib.sha256((src / rel).read_bytes()).digest()
+        os.setxattr(src / rel, "trusted.erofs.fingerprint", b"sha256:" + digest)
+    img = build_image(src, stack.dir / f"fp-{mode}.erofs")
+    _cold(img)
+    m = stack.mount(img, f"fp-{mode}", mode=mode)
+    mi = _mount_info(m)
+    ic = ImageContent(digest_budget_bytes_per_s=None)
+    index = ic._index_of(mi)
+    nids = [index.nid_of(m.path(rel)) for rel in names + ["zz/filler.bin"]]
+    image_before = pagecache.resident_mask(str(img))
+    device_before = pagecache.resident_mask(m.loopdev) if m.loopdev else 0
+    got = [ic.fingerprint(mi, nid) for nid in nids]
+    assert pagecache.resident_mask(str(img)) == image_before
+    if m.loopdev:
+        assert pagecache.resident_mask(m.loopdev) == device_before
+    assert ic.xattrs_from_mount == 0
+    m2 = stack.mount(img, f"fp2-{mode}", mode=mode)
+    assert got[:-1] == [os.getxattr(m2.path(rel), "trusted.erofs.fingerprint")[7:].hex()
+                        for rel in names]
+    assert got[-1] is None              # no xattr
+    assert len(set(got[4:7])) == 1
+    # the same look-up through the mount, on a third fresh mount, does cache pages
+    _cold(img)          # (the second mount's getxattr cached the image's metadata)
+    m3 = stack.mount(img, f"fp3-{mode}", mode=mode)
+    watched = m3.loopdev or str(img)
+    before = pagecache.resident_mask(watched)
+    os.getxattr(m3.path("d0/d1/t0.txt"), "trusted.erofs.fingerprint")
+    assert pagecache.resident_mask(watched) & ~before
