@@ -7,7 +7,10 @@ the end of a file larger than the readahead window, a compressed image."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -166,6 +169,9 @@ def test_fingerprints_from_the_image(stack, mode):
                         for rel in names]
     assert got[-1] is None              # no xattr
     assert len(set(got[4:7])) == 1
+    # the exporter on a BPF tier drops CAP_SYS_ADMIN, after which getxattr of
+    # trusted.* finds nothing: the image still gives the fingerprints
+    assert _fingerprints_without_sys_admin(m.mountpoint, names) == got[:-1]
     # the same look-up through the mount, on a third fresh mount, does cache pages
     _cold(img)          # (the second mount's getxattr cached the image's metadata)
     m3 = stack.mount(img, f"fp3-{mode}", mode=mode)
@@ -173,3 +179,33 @@ def test_fingerprints_from_the_image(stack, mode):
     before = pagecache.resident_mask(watched)
     os.getxattr(m3.path("d0/d1/t0.txt"), "trusted.erofs.fingerprint")
     assert pagecache.resident_mask(watched) & ~before
+
+
+_WITHOUT_SYS_ADMIN = r"""
+import json, os, sys
+from erofs_top.exporter.privileges import KEEP_BPF_TIER, drop_capabilities
+from erofs_top.resolve.content import ImageContent
+from erofs_top.resolve.mounts import SysMounts
+mountpoint, names = sys.argv[1], sys.argv[2:]
+drop_capabilities(KEEP_BPF_TIER)
+try:
+    os.getxattr(os.path.join(mountpoint, names[0]), "trusted.erofs.fingerprint")
+    print(json.dumps("getxattr still sees trusted.*"))
+    sys.exit()
+except OSError:
+    pass
+sm = SysMounts()
+sm.refresh()
+mi = next(m for m in sm.mounts() if m.mountpoint == mountpoint)
+ic = ImageContent(digest_budget_bytes_per_s=None)
+index = ic._index_of(mi)
+print(json.dumps([ic.fingerprint(mi, index.nid_of(os.path.join(mountpoint, n))) for n in names]))
+"""
+
+
+def _fingerprints_without_sys_admin(mountpoint: str, names: list[str]):
+    """fingerprint() of each file in a process holding only the exporter's
+    BPF-tier capabilities (exporter/privileges.py KEEP_BPF_TIER)."""
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_SYS_ADMIN, mountpoint, *names],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
