@@ -18,6 +18,7 @@ Pure: the caller hands in a reader ``read(offset, length)`` of the image.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from .superblock import (COMPAT_PLAIN_XATTR_PFX, COMPAT_SHARED_EA_IN_METABOX, INCOMPAT_METABOX,
                          DiskInode, Superblock)
@@ -58,15 +59,57 @@ def long_prefixes(sb: Superblock, read) -> list[bytes | None]:
     return out
 
 
-def _full_name(index: int, suffix: bytes, prefixes: list[bytes | None]) -> bytes | None:
-    if index & LONG_PREFIX:
-        i = index & ~LONG_PREFIX
-        if i >= len(prefixes):
-            raise XattrsUnreadable(f"long xattr prefix {i} not in the table")
-        prefix = prefixes[i]
-    else:
-        prefix = SHORT_PREFIXES.get(index)
-    return None if prefix is None else prefix + suffix
+@dataclass(frozen=True)
+class XattrName:
+    """An xattr name as this image's entries can spell it: the (name index,
+    suffix) pairs that mean it (a short prefix's, a long prefix's of the
+    table) and the table's length (an entry naming a long prefix past it is
+    not read here).  No pairs: no entry of the image can carry the name."""
+    codes: frozenset
+    prefix_count: int
+
+
+def xattr_name(name: bytes, prefixes: list[bytes | None]) -> XattrName:
+    """``name`` as entries spell it, given the image's long_prefixes()."""
+    codes = {(index, name[len(prefix):]) for index, prefix in SHORT_PREFIXES.items()
+             if name.startswith(prefix)}
+    codes.update((LONG_PREFIX | i, name[len(prefix):]) for i, prefix in enumerate(prefixes)
+                 if prefix is not None and name.startswith(prefix))
+    return XattrName(frozenset(codes), len(prefixes))
+
+
+def _matches(index: int, suffix: bytes, want: XattrName) -> bool:
+    if index & LONG_PREFIX and index & ~LONG_PREFIX >= want.prefix_count:
+        raise XattrsUnreadable(f"long xattr prefix {index & ~LONG_PREFIX} not in the table")
+    return (index, suffix) in want.codes
+
+
+def inline_value(area: bytes, want: XattrName) -> tuple[bytes | None, tuple[int, ...]]:
+    """(the value of the inline entry named ``want``, None if none; the
+    shared entries' ids) from an inode's xattr area (``xattr_size`` bytes
+    after the inode)."""
+    if len(area) < IBODY_HEADER:
+        raise XattrsUnreadable("truncated inline xattr area")
+    shared = area[4]
+    ids = struct.unpack_from(f"<{shared}I", area, IBODY_HEADER)
+    pos = IBODY_HEADER + 4 * shared
+    while pos + ENTRY_HEADER <= len(area):
+        name_len, index, value_size = struct.unpack_from("<BBH", area, pos)
+        start = pos + ENTRY_HEADER
+        if _matches(index, area[start:start + name_len], want):
+            return area[start + name_len:start + name_len + value_size], ids
+        pos += -(-(ENTRY_HEADER + name_len + value_size) // 4) * 4
+    return None, ids
+
+
+def shared_value(sb: Superblock, read, xid: int, want: XattrName) -> bytes | None:
+    """The value of shared entry ``xid`` if it is named ``want``, else None."""
+    if sb.feature_compat & COMPAT_SHARED_EA_IN_METABOX:
+        raise XattrsUnreadable("shared xattrs in the metabox")
+    at = sb.xattr_blkaddr * sb.block_size + 4 * xid
+    name_len, index, value_size = struct.unpack("<BBH", read(at, ENTRY_HEADER))
+    body = read(at + ENTRY_HEADER, name_len + value_size)
+    return body[name_len:] if _matches(index, body[:name_len], want) else None
 
 
 def find_xattr(sb: Superblock, rec: DiskInode, inode_at: int, read, name: bytes,
@@ -77,22 +120,10 @@ def find_xattr(sb: Superblock, rec: DiskInode, inode_at: int, read, name: bytes,
         return None
     if sb.feature_compat & COMPAT_SHARED_EA_IN_METABOX:
         raise XattrsUnreadable("shared xattrs in the metabox")
-    area = read(inode_at + rec.inode_size, rec.xattr_size)
-    if len(area) < IBODY_HEADER:
-        raise XattrsUnreadable("truncated inline xattr area")
-    shared = area[4]
-    ids = struct.unpack_from(f"<{shared}I", area, IBODY_HEADER)
-    pos = IBODY_HEADER + 4 * shared
-    while pos + ENTRY_HEADER <= len(area):
-        name_len, index, value_size = struct.unpack_from("<BBH", area, pos)
-        body = area[pos + ENTRY_HEADER:pos + ENTRY_HEADER + name_len + value_size]
-        if _full_name(index, body[:name_len], prefixes) == name:
-            return body[name_len:]
-        pos += -(-(ENTRY_HEADER + name_len + value_size) // 4) * 4
-    for xid in ids:
-        at = sb.xattr_blkaddr * sb.block_size + 4 * xid
-        name_len, index, value_size = struct.unpack("<BBH", read(at, ENTRY_HEADER))
-        body = read(at + ENTRY_HEADER, name_len + value_size)
-        if _full_name(index, body[:name_len], prefixes) == name:
-            return body[name_len:]
-    return None
+    want = xattr_name(name, prefixes)
+    value, ids = inline_value(read(inode_at + rec.inode_size, rec.xattr_size), want)
+    for xid in ids if value is None else ():
+        value = shared_value(sb, read, xid, want)
+        if value is not None:
+            break
+    return value
