@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from erofs_top import pagecache
+from erofs_top.resolve import content as content_mod
 from erofs_top.resolve.content import ImageContent
 from erofs_top.resolve.mounts import SysMounts
 from erofs_top.workload import build_image, drop_file_cache, make_tree, read_file
@@ -179,6 +180,51 @@ def test_fingerprints_from_the_image(stack, mode):
     before = pagecache.resident_mask(watched)
     os.getxattr(m3.path("d0/d1/t0.txt"), "trusted.erofs.fingerprint")
     assert pagecache.resident_mask(watched) & ~before
+
+
+def test_fingerprints_read_with_the_inode(stack, monkeypatch):
+    """file_info() reads each inode's xattr area with it (the same metadata
+    chunk); fingerprint() takes the value from there: after the metadata
+    reader dropped every chunk (as 4 MiB of later inodes do on a node) no
+    fingerprint reads the image again, and each is its own file's (files
+    with the xattr inline, with it and a shared one, with only the shared
+    one, with none).  Past the kept values' cap, the values are read again,
+    the same."""
+    files = {f"d{i % 3}/f{i:03d}": f"content {i} ".encode() * (50 + i) for i in range(120)}
+    src = make_tree(stack.dir / "src", files)
+    expected = {}
+    for i, rel in enumerate(files):
+        digest = hashlib.sha256((src / rel).read_bytes()).digest()
+        if i % 4 != 3:
+            os.setxattr(src / rel, "trusted.erofs.fingerprint", b"sha256:" + digest)
+        if i % 2:
+            os.setxattr(src / rel, "user.label", b"one label for many files")
+        expected[rel] = digest.hex() if i % 4 != 3 else None
+    img = build_image(src, stack.dir / "fpi.erofs")
+    m = stack.mount(img, "fpi", mode="file")
+    mi = _mount_info(m)
+    reads = []
+    real_read = content_mod.read_image
+    monkeypatch.setattr(content_mod, "read_image",
+                        lambda *a: reads.append(a) or real_read(*a))
+    for cap in (content_mod.FP_READ_MAX, 16):
+        monkeypatch.setattr(content_mod, "FP_READ_MAX", cap)
+        ic = ImageContent(digest_budget_bytes_per_s=None)
+        index = ic._index_of(mi)
+        nids = {rel: index.nid_of(m.path(rel)) for rel in files}
+        for nid in nids.values():
+            assert ic.file_info(mi, nid).regular
+        kept = len(ic._fp_read)
+        ic._meta.forget(str(img))
+        reads.clear()
+        got = {rel: ic.fingerprint(mi, nid) for rel, nid in nids.items()}
+        assert got == expected
+        assert kept == min(cap, len(files))
+        assert ic.xattrs_from_mount == 0 and not ic._fp_read
+        assert (len(reads) == 0) == (cap >= len(files)), len(reads)
+        assert ic._fp_shared[(str(img), 0)], "files of the shared entry looked it up"
+        ic.forget(mi)           # (unmounted: the per-image look-ups go)
+        assert not ic._fp_names and not ic._fp_shared
 
 
 _WITHOUT_SYS_ADMIN = r"""
