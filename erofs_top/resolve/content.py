@@ -629,7 +629,10 @@ class ImageContent:
         as read with the inode, else read now.  Raises XattrsUnreadable
         where the image cannot say (not readable, a layout xattrs.py leaves
         to the kernel)."""
-        hit = self._disk_inode(mount, ino)
+        value = self._fp_read.pop(key, _UNREAD)
+        if value is not _UNREAD:
+            return value
+        hit = self._disk_inode(mount, ino)      # (a first read keeps the value: taken here)
         if hit is None:
             raise XattrsUnreadable("inode not readable from the image")
         value = self._fp_read.pop(key, _UNREAD)
@@ -639,31 +642,40 @@ class ImageContent:
         """_image_xattr of the on-disk inode ``rec``."""
         if rec.xattr_icount == 0:
             return None
+        path, base = mount.image_path, mount.image_offset
 
         def read(offset: int, length: int) -> bytes:
-            return self._meta.read(mount.image_path, mount.image_offset + offset, length)
+            return self._meta.read(path, base + offset, length)
         try:
-            pk = (mount.image_path, mount.image_offset)
-            want = self._fp_name(pk, sb, read)
+            pk = (path, base)
+            want = self._fp_names.get(pk) or self._fp_name(pk, sb, read)
             if not want.codes:
                 return None         # no entry of this image can carry the name
             if sb.feature_compat & COMPAT_SHARED_EA_IN_METABOX:
                 raise XattrsUnreadable("shared xattrs in the metabox")
             value, ids = inline_value(read(sb.inode_offset(rec.nid) + rec.inode_size,
                                            rec.xattr_size), want)
-            shared = self._fp_shared.setdefault(pk, {})
-            for xid in ids if value is None else ():
-                if xid in shared:
-                    value = shared[xid]
-                else:
-                    value = shared_value(sb, read, xid, want)
-                    if len(shared) < SHARED_XATTRS_MAX:
-                        shared[xid] = value
-                if value is not None:
-                    break
+            if value is None and ids:
+                value = self._shared_xattr(pk, sb, read, ids, want)
             return value
         except (OSError, ErofsFormatError, struct.error) as e:
             raise XattrsUnreadable(str(e)) from e
+
+    def _shared_xattr(self, pk: tuple, sb: Superblock, read, ids: tuple[int, ...],
+                      want: XattrName) -> bytes | None:
+        """The value of the first of shared entries ``ids`` named ``want``:
+        each entry read once per image (SHARED_XATTRS_MAX of them kept)."""
+        shared = self._fp_shared.setdefault(pk, {})
+        for xid in ids:
+            if xid in shared:
+                value = shared[xid]
+            else:
+                value = shared_value(sb, read, xid, want)
+                if len(shared) < SHARED_XATTRS_MAX:
+                    shared[xid] = value
+            if value is not None:
+                return value
+        return None
 
     def _fp_name(self, pk: tuple, sb: Superblock, read) -> XattrName:
         """The fingerprint xattr's name as image ``pk``'s entries spell it,

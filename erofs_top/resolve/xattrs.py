@@ -78,6 +78,9 @@ def xattr_name(name: bytes, prefixes: list[bytes | None]) -> XattrName:
     return XattrName(frozenset(codes), len(prefixes))
 
 
+_ENTRY = struct.Struct("<BBH")      # erofs_xattr_entry: name_len, name_index, value_size
+
+
 def _matches(index: int, suffix: bytes, want: XattrName) -> bool:
     if index & LONG_PREFIX and index & ~LONG_PREFIX >= want.prefix_count:
         raise XattrsUnreadable(f"long xattr prefix {index & ~LONG_PREFIX} not in the table")
@@ -91,10 +94,10 @@ def inline_value(area: bytes, want: XattrName) -> tuple[bytes | None, tuple[int,
     if len(area) < IBODY_HEADER:
         raise XattrsUnreadable("truncated inline xattr area")
     shared = area[4]
-    ids = struct.unpack_from(f"<{shared}I", area, IBODY_HEADER)
-    pos = IBODY_HEADER + 4 * shared
-    while pos + ENTRY_HEADER <= len(area):
-        name_len, index, value_size = struct.unpack_from("<BBH", area, pos)
+    ids = struct.unpack_from(f"<{shared}I", area, IBODY_HEADER) if shared else ()
+    pos, end = IBODY_HEADER + 4 * shared, len(area)
+    while pos + ENTRY_HEADER <= end:
+        name_len, index, value_size = _ENTRY.unpack_from(area, pos)
         start = pos + ENTRY_HEADER
         if _matches(index, area[start:start + name_len], want):
             return area[start + name_len:start + name_len + value_size], ids
@@ -107,7 +110,7 @@ def shared_value(sb: Superblock, read, xid: int, want: XattrName) -> bytes | Non
     if sb.feature_compat & COMPAT_SHARED_EA_IN_METABOX:
         raise XattrsUnreadable("shared xattrs in the metabox")
     at = sb.xattr_blkaddr * sb.block_size + 4 * xid
-    name_len, index, value_size = struct.unpack("<BBH", read(at, ENTRY_HEADER))
+    name_len, index, value_size = _ENTRY.unpack(read(at, ENTRY_HEADER))
     body = read(at + ENTRY_HEADER, name_len + value_size)
     return body[name_len:] if _matches(index, body[:name_len], want) else None
 
