@@ -160,6 +160,11 @@ class MetadataReader:
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Bytes [offset, offset + length) of the file at ``path`` (short at EOF)."""
         cb = self.CHUNK_BYTES
+        k, lo = divmod(offset, cb)
+        if lo + length <= cb:       # one kept chunk: most reads (an inode, its xattrs)
+            chunk = self._chunks.get((path, k))
+            if chunk is not None:
+                return bytes(chunk[lo:lo + length])
         out = bytearray()
         for k in range(offset // cb, (offset + length - 1) // cb + 1 if length else 0):
             chunk = self._chunks.get((path, k))
