@@ -10,7 +10,8 @@ import pytest
 
 from erofs_top.resolve.superblock import (COMPAT_PLAIN_XATTR_PFX, COMPAT_SHARED_EA_IN_METABOX,
                                           FLAT_PLAIN, DiskInode, Superblock)
-from erofs_top.resolve.xattrs import XattrsUnreadable, find_xattr, long_prefixes
+from erofs_top.resolve.xattrs import (XattrsUnreadable, find_xattr, inline_value, long_prefixes,
+                                     xattr_name)
 
 BS = 4096
 INODE_AT = 1 * BS + 10 * 32         # meta_blkaddr 1, nid 10
@@ -99,3 +100,19 @@ def test_layouts_left_to_the_kernel():
     with pytest.raises(XattrsUnreadable):
         find_xattr(_sb(feature_compat=COMPAT_SHARED_EA_IN_METABOX), rec, INODE_AT, read,
                    b"user.a", [])
+
+
+def test_the_name_as_an_image_spells_it():
+    """xattr_name: the (index, suffix) pairs that mean a name in an image
+    (short prefixes, the long prefix table's entries); none where no prefix
+    of the image starts the name (fingerprint() then reads nothing)."""
+    table = [b"user.xy", b"trusted.erofs.fingerprint", None, b"trusted.erofs."]
+    want = xattr_name(b"trusted.erofs.fingerprint", table)
+    assert want.codes == {(4, b"erofs.fingerprint"), (0x81, b""), (0x83, b"fingerprint")}
+    assert want.prefix_count == 4
+    assert not xattr_name(b"vendor.fingerprint", table).codes
+    fp = b"sha256:" + bytes(range(32))
+    img, rec = _image([_entry(0x80, b".a", b"1"), _entry(0x83, b"fingerprint", fp)], [5], {})
+    area = bytes(img[INODE_AT + 32:INODE_AT + 32 + rec.xattr_size])
+    assert inline_value(area, want) == (fp, (5,))
+    assert inline_value(area, xattr_name(b"user.xy.b", table)) == (None, (5,))
