@@ -1,17 +1,20 @@
 """Fingerprints per file: ImageContent.fingerprint() of every file of an
 image whose files carry the --xattr-inode-digest xattr, timed per checkout
 (--tree NAME=PATH, the first the baseline), interleaved, each in a process
-of its own (fresh caches): getxattr(2) through the mount on main; reading
-the value from the image (O_DIRECT metadata reads: branch
-issue11-xattrs-from-image) is what this was written to compare.  --files files of 3,000 random bytes in 20 directories,
+of its own (fresh caches): getxattr(2) through the mount (main until
+issue 11's fingerprints from the image), or the value read from the image
+(resolve/xattrs.py: O_DIRECT metadata reads; since the fix, with the inode
+in file_info, kept until fingerprint() asks).  --files files of 3,000
+random bytes in 20 directories,
 each with trusted.erofs.fingerprint = "sha256:" + its digest (set on the
 source tree; the host's mkfs.erofs copies it), mounted file-backed and on a
 loop device (--modes), read once by this process first (the caches warm, as
 on a node: files with resident pages were opened by their workload).
-The image files' and loop devices' cached pages before and after each run
-are compared (cachestat): what a run left behind.  --order: whether
-file_info() of every file runs first, untimed (the aggregator's order: it
-reads the inodes the image reader then parses), or not.
+The image files' and loop devices' cached pages before file_info and after
+the fingerprints are compared (cachestat): what a run left behind.  --order: whether
+file_info() of every file runs first (the aggregator's order: it reads
+the inodes the image reader then parses), timed apart (``file_info``: a
+tree that reads the xattr with the inode pays there), or not.
 
 Run (root, under the shared lock):
   flock /tmp/erofs-top-heavy.lock .venv/bin/python benchmarks/bench_fingerprints.py \\
@@ -43,14 +46,17 @@ sm.refresh()
 mi = next(m for m in sm.mounts() if m.mountpoint == mountpoint)
 ic = ImageContent(digest_budget_bytes_per_s=None)
 nids = list(ic._index_of(mi).paths)
-if sys.argv[3] == "after-file-info":     # as the aggregator asks: file_info first (untimed)
+before = cached_pages(watched)
+t = time.perf_counter()
+if sys.argv[3] == "after-file-info":     # as the aggregator asks: file_info first (timed apart)
     for nid in nids:
         ic.file_info(mi, nid)
-before = cached_pages(watched)
+info_spent = time.perf_counter() - t
 t = time.perf_counter()
 found = sum(1 for nid in nids if ic.fingerprint(mi, nid))
 spent = time.perf_counter() - t
 print(json.dumps({"us_per_file": spent / len(nids) * 1e6, "files": len(nids), "found": found,
+                  "file_info_us_per_file": info_spent / len(nids) * 1e6,
                   "cached_delta": [a - b for a, b in zip(cached_pages(watched), before)]}))
 """
 
@@ -69,8 +75,8 @@ def _add_args(ap) -> None:
     ap.add_argument("--files", type=int, default=4000)
     ap.add_argument("--modes", default="file,loop", help="file-backed and/or loop mounts")
     ap.add_argument("--order", choices=("after-file-info", "alone"), default="after-file-info",
-                    help="file_info of every file first, untimed, as the aggregator asks it "
-                         "before a fingerprint (it reads the inodes the image reader parses); "
+                    help="file_info of every file first, timed apart, as the aggregator asks "
+                         "it before a fingerprint (it reads the inodes the image reader parses); "
                          "or fingerprint() alone")
 
 
@@ -94,14 +100,22 @@ def _one_mode(stack: Stack, img, rels: list[str], mode: str, trees: dict, args) 
     print(f"{mode}: {args.files} files", flush=True)
     for tree, rows in runs.items():
         us = [r["us_per_file"] for r in rows]
+        info_us = [r["file_info_us_per_file"] for r in rows]
         print(f"  {tree:>6}: {statistics.median(us):6.1f} us per file median "
-              f"({', '.join(f'{u:.1f}' for u in us)}); {rows[0]['found']} of "
+              f"({', '.join(f'{u:.1f}' for u in us)}); file_info before it "
+              f"{statistics.median(info_us):.1f} us ({', '.join(f'{u:.1f}' for u in info_us)}); "
+              f"{rows[0]['found']} of "
               f"{rows[0]['files']} inodes with one; cached pages left (image"
               f"{', loop device' if m.loopdev else ''}) "
               f"{[r['cached_delta'] for r in rows]}", flush=True)
     us_per_file = {k: [r["us_per_file"] for r in v] for k, v in runs.items()}
-    return {"us_per_file": us_per_file,
-            "ratios": benchlib.print_tree_ratios(us_per_file, trees, 2)}
+    both_us = {k: [r["us_per_file"] + r["file_info_us_per_file"] for r in v]
+               for k, v in runs.items()}
+    print("  fingerprint():", flush=True)
+    ratios = benchlib.print_tree_ratios(us_per_file, trees, 2)
+    print("  file_info() + fingerprint():", flush=True)
+    return {"us_per_file": us_per_file, "ratios": ratios, "file_info_and_fingerprint_us": both_us,
+            "ratios_with_file_info": benchlib.print_tree_ratios(both_us, trees, 2)}
 
 
 def main() -> int:

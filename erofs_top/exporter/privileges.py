@@ -9,7 +9,8 @@ docs/exporter.md):
 - CAP_DAC_READ_SEARCH: read image superblocks, name files and hash their
   content on mounts whose files root cannot read by mode bits;
 - CAP_SYS_ADMIN only on the snapshot tier: /proc/kpagecgroup and
-  pagemap PFNs (ground truth every refresh), trusted.* fingerprint xattrs;
+  pagemap PFNs (ground truth every refresh), trusted.* fingerprint xattrs
+  through the mount (most images give them: resolve/xattrs.py);
 - CAP_BPF on kernels before 6.5 (CAP_SYS_ADMIN before 5.8) to read the maps.
 
 Capabilities are per thread on Linux: call ``drop_capabilities`` while the

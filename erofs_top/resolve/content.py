@@ -34,10 +34,13 @@ from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
 from .filedata import FileData, FileDataStream, file_data
 from .readwindow import inode_runs, readahead_margin_pages
+from .xattrs import (XattrName, XattrsUnreadable, inline_value, long_prefixes, shared_value,
+                     xattr_name)
 from .mounts import walk_mount
-from .superblock import (COMPRESSED_FULL, INCOMPAT_FRAGMENTS, DiskInode, ErofsFormatError, Superblock,
-                         compressed_page_map, data_extents, dump_extents, file_page_map,
-                         metadata_offsets, parse_inode, read_direct, read_image, read_superblock)
+from .superblock import (COMPAT_SHARED_EA_IN_METABOX, COMPRESSED_FULL, INCOMPAT_FRAGMENTS,
+                         DiskInode, ErofsFormatError, Superblock, compressed_page_map,
+                         data_extents, dump_extents, file_page_map, metadata_offsets,
+                         parse_inode, read_direct, read_image, read_superblock)
 from ..fragments import MAP_TO_LCLUSTER, MAP_WHOLE, MAP_WHOLE_IF_LONG, PackedExtent
 from ..readahead import MetaPages, ZExtentRa, ZFile
 from ..zmap import (ADVISE_EXTENTS, ADVISE_FRAGMENT_PCLUSTER,
@@ -52,6 +55,8 @@ READ_CHUNK_BYTES = 1 << 20
 WHOLE_READ_BYTES = 256 << 10    # image reads: a file up to this is read once, whole
 ELF_BUFFER_BYTES = 64 << 10     # a bigger file's ELF notes: through a buffer this big
 PREFETCH_BATCH = 2048           # files whose tails are kept at once (prefetch_identities)
+FP_READ_MAX = 1 << 16      # fingerprint xattrs read with their inode, not asked for yet
+SHARED_XATTRS_MAX = 4096    # shared xattr entries kept per image (their ids -> our value?)
 MAX_WINDOWS = 4096          # read windows kept between a file's build_id and its digest
 WINDOW_CHECK_FIRST = 16     # reads of an image checked for pages outside their window,
 WINDOW_CHECK_EVERY = 64     # then one in this many (a model miss is systematic: seen early)
@@ -170,6 +175,11 @@ class MetadataReader:
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Bytes [offset, offset + length) of the file at ``path`` (short at EOF)."""
         cb = self.CHUNK_BYTES
+        k, lo = divmod(offset, cb)
+        if lo + length <= cb:       # one kept chunk: most reads (an inode, its xattrs)
+            chunk = self._chunks.get((path, k))
+            if chunk is not None:
+                return bytes(chunk[lo:lo + length])
         out = bytearray()
         for k in range(offset // cb, (offset + length - 1) // cb + 1 if length else 0):
             chunk = self._chunks.get((path, k))
@@ -226,6 +236,10 @@ def _z_extent(e, inline: bool) -> ZExtentRa:
     return ZExtentRa(e.logical_offset, e.logical_offset + e.logical_length,
                      e.physical_offset // PAGE_SIZE,
                      -(-(e.physical_offset % PAGE_SIZE + e.physical_length) // PAGE_SIZE), whole)
+
+
+_RETRY = object()       # _mount_xattr: an unexpected error, not cached
+_UNREAD = object()      # _image_xattr: not read with the inode
 
 
 def _device_folio(device: str) -> tuple[int, int] | None:
@@ -298,7 +312,16 @@ class ImageContent:
         self._window_reads: dict[str, int] = {}
         self._dir_windows: dict[tuple, list[tuple[int, int]] | None] = {}
         self._devices: dict[tuple, str] = {}        # mount -> its block device node
+        # image -> the fingerprint xattr's name as its entries spell it (None:
+        # its long prefix table is where xattrs.py does not read)
+        self._fp_names: dict[tuple, XattrName | None] = {}
+        # image -> {shared xattr id: its value if it is the fingerprint, else None}
+        self._fp_shared: dict[tuple, dict[int, bytes | None]] = {}
+        # content key -> the fingerprint xattr's value (None: none) read with
+        # the inode, while its metadata chunk is held; fingerprint() takes it
+        self._fp_read: dict[tuple, bytes | None] = {}
         self.window_misses = 0       # reads that cached image pages outside their window
+        self.xattrs_from_mount = 0   # fingerprints the image could not give (getxattr instead)
         # mounts whose names came from walking them (no readable image)
         self.names_walked = 0
         self.names_walk_reason = ""
@@ -330,9 +353,12 @@ class ImageContent:
         if mount.image_path:
             self._meta.forget(mount.image_path)
             self._direct_ok.pop(mount.image_path, None)
+            self._fp_names.pop((mount.image_path, mount.image_offset), None)
+            self._fp_shared.pop((mount.image_path, mount.image_offset), None)
         if not mount.image_id:
             k = ("dev", mount.dev, mount.mountpoint)
-            for cache in (self._inodes, self._page_maps, self._fp, self._bid, self._digest):
+            for cache in (self._inodes, self._page_maps, self._fp, self._fp_read, self._bid,
+                          self._digest):
                 for key in [key for key in cache if key[:3] == k]:
                     del cache[key]
             self._pending = {p for p in self._pending if p[:3] != k}
@@ -394,7 +420,26 @@ class ImageContent:
             except (OSError, ErofsFormatError):
                 result = None
         self._inodes[key] = result
+        if result is not None and result[1].xattr_icount and result[1].regular:
+            self._fingerprint_with_inode(mount, key, *result)
         return result
+
+    def _fingerprint_with_inode(self, mount: MountInfo, key: tuple, sb: Superblock,
+                                rec: DiskInode) -> None:
+        """Keep the fingerprint xattr's value (None: none) of inode ``rec``,
+        read now: its xattr area follows the inode in the metadata chunk
+        just read, which is gone (4 MiB later) by the time the content keys
+        ask fingerprint(); a second read then is an O_DIRECT read per file.
+        Nothing kept where fingerprint() will not find it in the image."""
+        if not self.fingerprint_xattr:
+            return
+        try:
+            value = self._image_xattr_of(mount, sb, rec)
+        except XattrsUnreadable:
+            return
+        if len(self._fp_read) >= FP_READ_MAX:
+            del self._fp_read[next(iter(self._fp_read))]        # the oldest
+        self._fp_read[key] = value
 
     def physical_pages(self, mount: MountInfo, ino: int) -> dict[int, tuple[int, ...]] | None:
         """file page -> image pages (image-relative) holding its data: the data
@@ -618,20 +663,101 @@ class ImageContent:
         if key in self._fp:
             return self._fp[key]
         result = None
-        hit = self._disk_inode(mount, ino) if mount.image_path else None
-        # an inode without an xattr area has no xattr: no getxattr (and no
-        # path walk through the mount, which caches image pages)
-        path = self.path_of(mount, ino) if hit is None or hit[1].xattr_icount else ""
-        if path and self.fingerprint_xattr:
+        if self.fingerprint_xattr:
             try:
-                result = fingerprint_hex(os.getxattr(path, self.fingerprint_xattr,
-                                                     follow_symlinks=False))
-            except OSError as e:
-                if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOENT,
-                                   errno.EACCES, errno.EPERM, errno.ERANGE):
+                value = self._image_xattr(mount, ino, key)
+            except XattrsUnreadable:
+                self.xattrs_from_mount += 1
+                value = self._mount_xattr(mount, ino)
+                if value is _RETRY:
                     return None     # unexpected: do not cache, try again later
+            result = None if value is None else fingerprint_hex(value)
         self._fp[key] = result
         return result
+
+    def _image_xattr(self, mount: MountInfo, ino: int, key: tuple) -> bytes | None:
+        """The fingerprint xattr of inode ``ino`` (content key ``key``) read
+        from the image (xattrs.py: no page enters a cache, no path needed):
+        as read with the inode, else read now.  Raises XattrsUnreadable
+        where the image cannot say (not readable, a layout xattrs.py leaves
+        to the kernel)."""
+        value = self._fp_read.pop(key, _UNREAD)
+        if value is not _UNREAD:
+            return value
+        hit = self._disk_inode(mount, ino)      # (a first read keeps the value: taken here)
+        if hit is None:
+            raise XattrsUnreadable("inode not readable from the image")
+        value = self._fp_read.pop(key, _UNREAD)
+        return self._image_xattr_of(mount, *hit) if value is _UNREAD else value
+
+    def _image_xattr_of(self, mount: MountInfo, sb: Superblock, rec: DiskInode) -> bytes | None:
+        """_image_xattr of the on-disk inode ``rec``."""
+        if rec.xattr_icount == 0:
+            return None
+        path, base = mount.image_path, mount.image_offset
+
+        def read(offset: int, length: int) -> bytes:
+            return self._meta.read(path, base + offset, length)
+        try:
+            pk = (path, base)
+            want = self._fp_names.get(pk) or self._fp_name(pk, sb, read)
+            if not want.codes:
+                return None         # no entry of this image can carry the name
+            if sb.feature_compat & COMPAT_SHARED_EA_IN_METABOX:
+                raise XattrsUnreadable("shared xattrs in the metabox")
+            value, ids = inline_value(read(sb.inode_offset(rec.nid) + rec.inode_size,
+                                           rec.xattr_size), want)
+            if value is None and ids:
+                value = self._shared_xattr(pk, sb, read, ids, want)
+            return value
+        except (OSError, ErofsFormatError, struct.error) as e:
+            raise XattrsUnreadable(str(e)) from e
+
+    def _shared_xattr(self, pk: tuple, sb: Superblock, read, ids: tuple[int, ...],
+                      want: XattrName) -> bytes | None:
+        """The value of the first of shared entries ``ids`` named ``want``:
+        each entry read once per image (SHARED_XATTRS_MAX of them kept)."""
+        shared = self._fp_shared.setdefault(pk, {})
+        for xid in ids:
+            if xid in shared:
+                value = shared[xid]
+            else:
+                value = shared_value(sb, read, xid, want)
+                if len(shared) < SHARED_XATTRS_MAX:
+                    shared[xid] = value
+            if value is not None:
+                return value
+        return None
+
+    def _fp_name(self, pk: tuple, sb: Superblock, read) -> XattrName:
+        """The fingerprint xattr's name as image ``pk``'s entries spell it,
+        worked out once per image.  Raises XattrsUnreadable where its long
+        prefix table is where xattrs.py does not read."""
+        if pk not in self._fp_names:
+            try:
+                prefixes = long_prefixes(sb, read)
+            except XattrsUnreadable:
+                self._fp_names[pk] = None
+                raise
+            self._fp_names[pk] = xattr_name(os.fsencode(self.fingerprint_xattr), prefixes)
+        want = self._fp_names[pk]
+        if want is None:
+            raise XattrsUnreadable("long xattr prefixes in the packed inode or metabox")
+        return want
+
+    def _mount_xattr(self, mount: MountInfo, ino: int):
+        """getxattr through the mount (the kernel's answer, for what the image
+        reader leaves to it); None for no xattr, _RETRY for an unexpected error."""
+        path = self.path_of(mount, ino)
+        if not path:
+            return None
+        try:
+            return os.getxattr(path, self.fingerprint_xattr, follow_symlinks=False)
+        except OSError as e:
+            if e.errno in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOENT,
+                           errno.EACCES, errno.EPERM, errno.ERANGE):
+                return None
+            return _RETRY
 
     @contextmanager
     def _reading(self, mount: MountInfo, ino: int, path: str):

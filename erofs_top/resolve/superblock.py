@@ -97,6 +97,7 @@ class Superblock:
     metabox_nid: int
     xattr_prefix_count: int
     ishare_xattr_prefix_id: int
+    xattr_prefix_start: int = 0     # the long xattr name prefixes' table, in 4-byte units
 
     @property
     def block_size(self) -> int:
@@ -155,6 +156,7 @@ def parse_superblock(sb_bytes: bytes) -> Superblock:
     volume_name = bytes(sb_bytes[64:80]).split(b"\0", 1)[0].decode("utf-8", "replace")
     incompat = struct.unpack_from("<I", sb_bytes, 80)[0]
     xattr_prefix_count = sb_bytes[91]
+    xattr_prefix_start = struct.unpack_from("<I", sb_bytes, 92)[0]
     packed_nid = struct.unpack_from("<Q", sb_bytes, 96)[0]
     ishare_prefix_id = sb_bytes[105]
     if not 9 <= blkszbits <= 16:
@@ -174,7 +176,7 @@ def parse_superblock(sb_bytes: bytes) -> Superblock:
         meta_blkaddr=meta_blkaddr, xattr_blkaddr=xattr_blkaddr, uuid=uuid,
         volume_name=volume_name, checksum=checksum, packed_nid=packed_nid,
         metabox_nid=metabox_nid, xattr_prefix_count=xattr_prefix_count,
-        ishare_xattr_prefix_id=ishare_prefix_id)
+        ishare_xattr_prefix_id=ishare_prefix_id, xattr_prefix_start=xattr_prefix_start)
 
 
 @dataclass(frozen=True)
