@@ -109,10 +109,11 @@ def _merged(extents: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
 def file_data(sb: Superblock, ino: DiskInode, read_meta: Reader, read_data: Reader,
               base: int = 0) -> FileData | None:
     """The FileData of ``ino`` (a regular, uncompressed file), or None where
-    its data is not read here: compressed layouts, chunks on another device,
-    metabox inodes, a flat inline file whose blocks are missing.
+    its data is not read here: compressed layouts, images with blob devices
+    (a block address may lie on one: fs/erofs/data.c erofs_map_dev), metabox
+    inodes, a flat inline file whose blocks are missing.
     ``base``: the image's offset in its file (added to every read)."""
-    if not ino.regular:
+    if not ino.regular or sb.extra_devices:
         return None
 
     def meta(off: int, n: int) -> bytes:

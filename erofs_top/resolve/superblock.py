@@ -98,6 +98,7 @@ class Superblock:
     xattr_prefix_count: int
     ishare_xattr_prefix_id: int
     xattr_prefix_start: int = 0     # the long xattr name prefixes' table, in 4-byte units
+    extra_devices: int = 0          # blob devices beside the image (a device table)
 
     @property
     def block_size(self) -> int:
@@ -155,6 +156,9 @@ def parse_superblock(sb_bytes: bytes) -> Superblock:
     uuid = bytes(sb_bytes[48:64])
     volume_name = bytes(sb_bytes[64:80]).split(b"\0", 1)[0].decode("utf-8", "replace")
     incompat = struct.unpack_from("<I", sb_bytes, 80)[0]
+    # as fs/erofs/super.c erofs_scan_devices reads it: only with the table's bit
+    extra_devices = (struct.unpack_from("<H", sb_bytes, 86)[0]
+                     if incompat & INCOMPAT_DEVICE_TABLE else 0)
     xattr_prefix_count = sb_bytes[91]
     xattr_prefix_start = struct.unpack_from("<I", sb_bytes, 92)[0]
     packed_nid = struct.unpack_from("<Q", sb_bytes, 96)[0]
@@ -176,7 +180,8 @@ def parse_superblock(sb_bytes: bytes) -> Superblock:
         meta_blkaddr=meta_blkaddr, xattr_blkaddr=xattr_blkaddr, uuid=uuid,
         volume_name=volume_name, checksum=checksum, packed_nid=packed_nid,
         metabox_nid=metabox_nid, xattr_prefix_count=xattr_prefix_count,
-        ishare_xattr_prefix_id=ishare_prefix_id, xattr_prefix_start=xattr_prefix_start)
+        ishare_xattr_prefix_id=ishare_prefix_id, xattr_prefix_start=xattr_prefix_start,
+        extra_devices=extra_devices)
 
 
 @dataclass(frozen=True)

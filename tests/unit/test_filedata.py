@@ -169,3 +169,23 @@ def test_short_reads_raise(images):
 def test_extents_merge_only_where_both_offsets_run_on():
     assert _merged([(0, 4, 100), (4, 4, 104), (8, 4, 200), (16, 4, 204)]) == \
         [(0, 8, 100), (8, 4, 200), (16, 4, 204)]
+
+
+def test_images_with_blob_devices_are_left_to_the_mount(images, tmp_path):
+    """mkfs.erofs --blobdev puts the data on another device: a block address
+    may lie there (erofs_map_dev), so nothing is read from the image."""
+    files, _ = images
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(files["blocks"])
+    img, blob = tmp_path / "main.erofs", tmp_path / "blob"
+    subprocess.run(["mkfs.erofs", f"--blobdev={blob}", "--chunksize=4096", str(img), str(src)],
+                   check=True, capture_output=True)
+    fd, sb, read, nids = _opened(str(img), 0)
+    try:
+        assert sb.extra_devices == 1
+        ino = parse_inode(read(sb.inode_offset(nids["/f"]), 64), nids["/f"])
+        assert ino.regular and ino.size == len(files["blocks"])
+        assert file_data(sb, ino, read, read) is None
+    finally:
+        os.close(fd)
