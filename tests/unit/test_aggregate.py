@@ -1,5 +1,6 @@
 """Aggregator math on fixture readings: no root, no BPF."""
 import json
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -285,3 +286,44 @@ def test_own_inode_pages_on_an_inode_share_mount_are_no_potential():
     m = run(r, _sharing_env(True, True))
     assert m.totals.redundant_bytes == 60 * PAGE
     assert m.totals.potential_savings_bytes == 0
+
+
+@dataclass
+class OrderingContent(StaticContent):
+    """StaticContent with ImageContent's optional read-order hooks, recording
+    what a full pass hands them (dev, ino)."""
+    inode_pairs: list = field(default_factory=list)
+    identity_pairs: list = field(default_factory=list)
+
+    def prefetch_inodes(self, pairs):
+        self.inode_pairs += [(m.dev, ino) for m, ino in pairs]
+
+    def prefetch_identities(self, pairs):
+        self.identity_pairs += [(m.dev, ino) for m, ino in pairs]
+
+
+def test_a_full_pass_lets_the_resolver_read_in_image_order(env):
+    """Before file_info, every resolved entry; before the content keys, the
+    members of the size groups whose keys need identities (two or more
+    members, more than one image file: not DEV_A/DEV_B's one file of image
+    one alone, not the single 10-page file).  The model is the one made
+    without the hooks."""
+    mounts, cgroups, content = env
+    ordering = OrderingContent(files=content.files, content=content.content)
+    r = Readings(taken_at=1.0, page_size=PAGE)
+    r.chunks += chunks_for(DEV_A, 40, 200, CG_A)
+    r.chunks += chunks_for(DEV_B, 40, 50, CG_B)
+    r.chunks += chunks_for(DEV_C, 77, 100, CG_B)
+    r.chunks += chunks_for(DEV_A, 50, 10, CG_A)
+    m = aggregate(r, mounts, cgroups, ordering, tier="tracepoint", started_at=0.0)
+    assert sorted(ordering.inode_pairs) == sorted([(DEV_A, 40), (DEV_B, 40), (DEV_C, 77),
+                                                   (DEV_A, 50)])
+    assert sorted(ordering.identity_pairs) == sorted([(DEV_A, 40), (DEV_B, 40), (DEV_C, 77)])
+    assert m.to_dict() == run(r, env).to_dict()
+
+    ordering = OrderingContent(files=content.files, content=content.content)
+    r = Readings(taken_at=1.0, page_size=PAGE)
+    r.chunks += chunks_for(DEV_A, 40, 200, CG_A)
+    r.chunks += chunks_for(DEV_B, 40, 50, CG_B)
+    aggregate(r, mounts, cgroups, ordering, tier="tracepoint", started_at=0.0)
+    assert ordering.identity_pairs == []        # one file of one image: no identity read

@@ -189,3 +189,25 @@ def test_images_with_blob_devices_are_left_to_the_mount(images, tmp_path):
         assert file_data(sb, ino, read, read) is None
     finally:
         os.close(fd)
+
+
+def test_metadata_reader_reads_ahead_on_sequential_passes():
+    """Two passes in image order at once (inodes low, data blocks high: a
+    prefetch_identities batch) read 8 pieces a time each, not one per piece;
+    every byte is the file's, up to its end."""
+    from erofs_top.resolve.content import MetadataReader
+    data = bytes(range(251)) * ((4 << 20) // 251)
+    calls = []
+
+    def read(path, off, n):
+        calls.append((off, n))
+        return data[off:off + n]
+    mr = MetadataReader(read)
+    cb = mr.CHUNK_BYTES
+    for i in range(200):
+        assert mr.read("img", i * 3000, 64) == data[i * 3000:i * 3000 + 64]
+        hi = (2 << 20) + i * 5000
+        assert mr.read("img", hi, 100) == data[hi:hi + 100]
+    pieces = -(-200 * 3000 // cb) + -(-200 * 5000 // cb)        # 19 + 31
+    assert mr.reads == len(calls) <= 2 + pieces // mr.SEQ_CHUNKS + 2, calls
+    assert mr.read("img", len(data) - 10, 100) == data[-10:]
