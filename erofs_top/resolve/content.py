@@ -1011,7 +1011,8 @@ class ImageContent:
             blob = data.pread(0, data.size)
             result = build_id_of(io.BytesIO(blob))
             if result is None:
-                self._digest_ahead(mount, ino, lambda: iter((blob,)), raise_errors=True)
+                self._digest_ahead(mount, ino, lambda: iter((blob,)), raise_errors=True,
+                                   read_already=True)
             return result
         result = build_id_of(io.BufferedReader(FileDataStream(data), ELF_BUFFER_BYTES))
         if result is None:
@@ -1088,19 +1089,24 @@ class ImageContent:
         result = self._digest[key] = h.hexdigest()
         return result
 
-    def _digest_ahead(self, mount: MountInfo, ino: int, pieces, raise_errors: bool = False) -> None:
+    def _digest_ahead(self, mount: MountInfo, ino: int, pieces, raise_errors: bool = False,
+                      read_already: bool = False) -> None:
         """In build_id's read window, the digest of a file without a build-id
         (not ELF, mostly) nor a fingerprint: entries.size_group_keys asks for
         it next (no build-id tells such files apart), and one window costs
         half of two.  ``pieces()`` yields the file's bytes; ``raise_errors``:
         a read error is raised (an image read: the caller turns to the
         mount), else left to digest().
-        Not when the budget is spent (digest() defers it then)."""
+        Not when the budget is spent (digest() defers it then), unless the
+        bytes are in memory already (``read_already``: a small file build_id
+        read whole from the image): hashing them costs no read, and a
+        deferred digest is a read of its own later; they are charged all
+        the same (the bucket goes below zero, later reads wait)."""
         info = self.file_info(mount, ino)
         if info is None or not info.regular or self.fingerprint(mount, ino):
             return
         key = self._content_key(mount, ino) + (info.size,)
-        if key in self._digest or not self._budget_left():
+        if key in self._digest or not (read_already or self._budget_left()):
             return
         try:
             self._hash_pieces(key, pieces())

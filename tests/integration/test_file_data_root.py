@@ -133,3 +133,26 @@ def test_a_filesystem_that_caches_o_direct_reads(stack, journaled_dir, mode):
         assert ic.digest(mi, nids[n]) == hashlib.sha256(files[n]).hexdigest()
     assert ic.data_reads_from_image == 0
     assert pagecache.resident_mask(str(img)) == image_before
+
+
+def test_small_files_read_whole_are_hashed_past_the_budget(stack):
+    """build_id reads a small file whole from the image: its digest is made
+    from those bytes even with the budget spent (a deferred digest would be
+    a read of its own later), and charged, so a file still to be read waits."""
+    files = {f"s/f{i:03d}.txt": (f"small {i} " * (40 + i)).encode() for i in range(30)}
+    files["z/big.bin"] = 2 * MiB
+    src = make_tree(stack.dir / "bsrc", files)
+    img = build_image(src, stack.dir / "budget.erofs")
+    m = stack.mount(img, "budget")
+    mi = _mount_info(m)
+    now = [100.0]
+    ic = ImageContent(digest_budget_bytes_per_s=1000, clock=lambda: now[0])
+    index = ic._index_of(mi)
+    small = [index.nid_of(m.path(n)) for n in files if n.startswith("s/")]
+    ic.prefetch_identities([(mi, nid) for nid in small])
+    assert ic.digest_files_total == len(small) and ic.digest_deferred == 0
+    assert ic.digest_bytes_total == sum(len(v) for k, v in files.items() if k.startswith("s/"))
+    assert ic.digest(mi, index.nid_of(m.path("z/big.bin"))) is None    # the bucket is spent
+    assert ic.digest_deferred == 1
+    for nid, n in zip(small, [n for n in files if n.startswith("s/")]):
+        assert ic.digest(mi, nid) == hashlib.sha256(files[n]).hexdigest()
