@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
 import subprocess
 
@@ -16,25 +15,11 @@ import pytest
 
 from erofs_top import pagecache
 from erofs_top.resolve.content import ImageContent, build_id_of
-from erofs_top.resolve.mounts import SysMounts
-from erofs_top.workload import build_image, drop_file_cache, make_tree
+from erofs_top.workload import build_image, make_tree
+
+from .image_reads import cold, mount_info
 
 MiB = 1 << 20
-
-
-def _mount_info(m):
-    sm = SysMounts()
-    sm.refresh()
-    return sm.by_dev(m.dev)
-
-
-def _cold(image) -> None:
-    fd = os.open(image, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    drop_file_cache(str(image))
 
 
 @pytest.mark.parametrize("layout", ["inline", "chunked"])
@@ -47,9 +32,9 @@ def test_digests_from_the_image_cache_nothing(stack, mode, layout):
     shutil.copy("/bin/true", src / "d0" / "elf")
     args = ("--chunksize=4096",) if layout == "chunked" else ()
     img = build_image(src, stack.dir / f"fd-{mode}-{layout}.erofs", *args)
-    _cold(img)
+    cold(img)
     m = stack.mount(img, f"fd-{mode}-{layout}", mode=mode)
-    mi = _mount_info(m)
+    mi = mount_info(m)
     ic = ImageContent(digest_budget_bytes_per_s=None)
     index = ic._index_of(mi)            # names from the image: no walk through the mount
     assert index.walked == "image"
@@ -79,7 +64,7 @@ def test_compressed_files_still_read_through_the_mount(stack):
     files = {f"etc/conf-{i:03d}.txt": (f"line {i} " * (3000 + 400 * i)).encode() for i in range(8)}
     img = build_image(make_tree(stack.dir / "zsrc", files), stack.dir / "z.erofs", "-zlz4hc")
     m = stack.mount(img, "z")
-    mi = _mount_info(m)
+    mi = mount_info(m)
     ic = ImageContent(digest_budget_bytes_per_s=None)
     nid = ic._index_of(mi).nid_of(m.path("etc/conf-003.txt"))
     assert ic.file_data(mi, nid) is None
@@ -119,9 +104,9 @@ def test_a_filesystem_that_caches_o_direct_reads(stack, journaled_dir, mode):
     files["zz/filler.bin"] = 16 * MiB
     src = make_tree(stack.dir / f"jsrc-{mode}", files)
     img = build_image(src, journaled_dir / f"j-{mode}.erofs")
-    _cold(img)
+    cold(img)
     m = stack.mount(img, f"j-{mode}", mode=mode)
-    mi = _mount_info(m)
+    mi = mount_info(m)
     ic = ImageContent(digest_budget_bytes_per_s=None)
     index = ic._index_of(mi)
     names = ["d0/f000.txt", "d0/f017.txt", "d0/f029.txt"]
@@ -144,7 +129,7 @@ def test_small_files_read_whole_are_hashed_past_the_budget(stack):
     src = make_tree(stack.dir / "bsrc", files)
     img = build_image(src, stack.dir / "budget.erofs")
     m = stack.mount(img, "budget")
-    mi = _mount_info(m)
+    mi = mount_info(m)
     now = [100.0]
     ic = ImageContent(digest_budget_bytes_per_s=1000, clock=lambda: now[0])
     index = ic._index_of(mi)

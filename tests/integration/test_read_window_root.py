@@ -17,27 +17,11 @@ import pytest
 from erofs_top import pagecache
 from erofs_top.resolve import content as content_mod
 from erofs_top.resolve.content import ImageContent
-from erofs_top.resolve.mounts import SysMounts
-from erofs_top.workload import build_image, drop_file_cache, make_tree, read_file
+from erofs_top.workload import build_image, make_tree, read_file
+
+from .image_reads import cold, mount_info
 
 MiB = 1 << 20
-
-
-def _mount_info(m):
-    sm = SysMounts()
-    sm.refresh()
-    return sm.by_dev(m.dev)
-
-
-def _cold(image) -> None:
-    """The image file out of the page cache (written back first: mkfs just
-    wrote it, and DONTNEED leaves dirty pages)."""
-    fd = os.open(image, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    drop_file_cache(str(image))
 
 
 def _window_pages(ic, mi, nid, path) -> int:
@@ -75,9 +59,9 @@ def test_path_walk_through_uncached_directories(stack, mode):
     files.update({f"d0/{'m' * 60}-{i:04d}": b"z" * 100 for i in range(300)})
     files.update({"d0/d1/d2/target.txt": b"target " * 100, "zz/filler.bin": 48 * MiB})
     img = build_image(make_tree(stack.dir / "src", files), stack.dir / f"walk-{mode}.erofs")
-    _cold(img)
+    cold(img)
     m = stack.mount(img, f"walk-{mode}", mode=mode)
-    mi = _mount_info(m)
+    mi = mount_info(m)
     ic = ImageContent(digest_budget_bytes_per_s=None, data_from_image=False)  # the window, not filedata.py
     path = m.path("d0/d1/d2/target.txt")
     nid = ic._index_of(mi).nid_of(path)          # from the image: no lookup through the mount
@@ -104,10 +88,10 @@ def test_readahead_past_a_file_larger_than_the_window(stack):
     big = 3 * ra_pages * pagecache.PAGE_SIZE + 5000
     files = {"a/big.bin": big, "b/after.bin": 6 * ra_pages * pagecache.PAGE_SIZE + 20 * MiB}
     img = build_image(make_tree(stack.dir / "src", files), stack.dir / "ra.erofs")
-    _cold(img)
+    cold(img)
     m = stack.mount(img, "ra")
     read_file(m.path("a/big.bin"), offset=0, length=64 << 10)      # the workload: its head
-    mi = _mount_info(m)
+    mi = mount_info(m)
     ic = ImageContent(digest_budget_bytes_per_s=None, data_from_image=False)  # the window, not filedata.py
     path = m.path("a/big.bin")
     nid = ic._index_of(mi).nid_of(path)
@@ -122,10 +106,10 @@ def test_compressed_image(stack, mode):
     files["zz/filler.bin"] = 40 * MiB
     img = build_image(make_tree(stack.dir / "src", files), stack.dir / f"z-{mode}.erofs",
                       "-zlz4hc")
-    _cold(img)
+    cold(img)
     m = stack.mount(img, f"z-{mode}", mode=mode)
     read_file(m.path("etc/d0/conf-000.txt"))
-    mi = _mount_info(m)
+    mi = mount_info(m)
     ic = ImageContent(digest_budget_bytes_per_s=None, data_from_image=False)  # the window, not filedata.py
     for i in (7, 63, 119):
         path = m.path(f"etc/d{i % 5}/conf-{i:03d}.txt")
@@ -152,9 +136,9 @@ def test_fingerprints_from_the_image(stack, mode):
         digest = hashlib.sha256((src / rel).read_bytes()).digest()
         os.setxattr(src / rel, "trusted.erofs.fingerprint", b"sha256:" + digest)
     img = build_image(src, stack.dir / f"fp-{mode}.erofs")
-    _cold(img)
+    cold(img)
     m = stack.mount(img, f"fp-{mode}", mode=mode)
-    mi = _mount_info(m)
+    mi = mount_info(m)
     ic = ImageContent(digest_budget_bytes_per_s=None)
     index = ic._index_of(mi)
     nids = [index.nid_of(m.path(rel)) for rel in names + ["zz/filler.bin"]]
@@ -174,7 +158,7 @@ def test_fingerprints_from_the_image(stack, mode):
     # trusted.* finds nothing: the image still gives the fingerprints
     assert _fingerprints_without_sys_admin(m.mountpoint, names) == got[:-1]
     # the same look-up through the mount, on a third fresh mount, does cache pages
-    _cold(img)          # (the second mount's getxattr cached the image's metadata)
+    cold(img)          # (the second mount's getxattr cached the image's metadata)
     m3 = stack.mount(img, f"fp3-{mode}", mode=mode)
     watched = m3.loopdev or str(img)
     before = pagecache.resident_mask(watched)
@@ -202,7 +186,7 @@ def test_fingerprints_read_with_the_inode(stack, monkeypatch):
         expected[rel] = digest.hex() if i % 4 != 3 else None
     img = build_image(src, stack.dir / "fpi.erofs")
     m = stack.mount(img, "fpi", mode="file")
-    mi = _mount_info(m)
+    mi = mount_info(m)
     reads = []
     real_read = content_mod.read_image
     monkeypatch.setattr(content_mod, "read_image",

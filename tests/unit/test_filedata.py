@@ -4,6 +4,7 @@ uncompressed layout (flat with an inline tail, flat without, chunk-based
 with holes) and at an offset in a bigger file."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -72,28 +73,37 @@ def images(tmp_path_factory):
     return files, out
 
 
+@contextlib.contextmanager
 def _opened(path: str, base: int):
+    """(superblock, reader, path -> nid) of the image at ``path`` + ``base``."""
     fd = os.open(path, os.O_RDONLY)
-    sb = read_superblock(path, base)[0]
+    try:
+        sb = read_superblock(path, base)[0]
 
-    def read(off: int, n: int) -> bytes:
-        return os.pread(fd, n, off)
+        def read(off: int, n: int) -> bytes:
+            return os.pread(fd, n, off)
 
-    def rel(off: int, n: int) -> bytes:
-        return read(base + off, n)
-    nids = {p.decode(): nid for nid, p in image_paths(sb, rel, sb.root_nid, b"").items()}
-    return fd, sb, read, nids
+        def rel(off: int, n: int) -> bytes:
+            return read(base + off, n)
+        nids = {p.decode(): nid for nid, p in image_paths(sb, rel, sb.root_nid, b"").items()}
+        yield sb, read, nids
+    finally:
+        os.close(fd)
+
+
+def _inode(sb, read, nids, name: str, base: int = 0):
+    nid = nids["/" + name]
+    return parse_inode(read(base + sb.inode_offset(nid), 64), nid)
 
 
 @pytest.mark.parametrize("layout,base", [("inline", 0), ("plain", 0), ("chunked", 0),
                                          ("padded", 3 * BS)])
 def test_every_file_reads_as_its_source(images, layout, base):
     files, paths = images
-    fd, sb, read, nids = _opened(paths[layout], base)
-    try:
+    with _opened(paths[layout], base) as (sb, read, nids):
         seen = set()
         for rel, want in files.items():
-            ino = parse_inode(read(base + sb.inode_offset(nids["/" + rel]), 64), nids["/" + rel])
+            ino = _inode(sb, read, nids, rel, base)
             seen.add(ino.layout)
             data = file_data(sb, ino, read, read, base)
             assert data is not None, rel
@@ -105,8 +115,6 @@ def test_every_file_reads_as_its_source(images, layout, base):
         expect = {"inline": {FLAT_INLINE}, "padded": {FLAT_INLINE}, "plain": {FLAT_PLAIN},
                   "chunked": {CHUNK_BASED}}[layout]
         assert expect <= seen, seen
-    finally:
-        os.close(fd)
 
 
 def test_chunk_holes_read_as_zeros_without_a_block(images, tmp_path):
@@ -116,9 +124,8 @@ def test_chunk_holes_read_as_zeros_without_a_block(images, tmp_path):
     files, paths = images
     holed = tmp_path / "holed.erofs"
     shutil.copy(paths["chunked"], holed)
-    fd, sb, read, nids = _opened(str(holed), 0)
-    try:
-        ino = parse_inode(read(sb.inode_offset(nids["/big"]), 64), nids["/big"])
+    with _opened(str(holed), 0) as (sb, read, nids):
+        ino = _inode(sb, read, nids, "big")
         fmt = ino.i_u & 0xFFFF
         assert ino.layout == CHUNK_BASED and fmt & CHUNK_FORMAT_BLKBITS_MASK == 0, \
             "one chunk per block (--chunksize=4096)"
@@ -137,33 +144,25 @@ def test_chunk_holes_read_as_zeros_without_a_block(images, tmp_path):
         want = bytearray(files["big"])
         want[5 * BS:6 * BS] = bytes(BS)
         assert b"".join(data.pieces(1 << 20)) == bytes(want)
-    finally:
-        os.close(fd)
 
 
 def test_elf_build_id_through_the_stream(images):
     files, paths = images
-    fd, sb, read, nids = _opened(paths["plain"], 0)
-    try:
-        ino = parse_inode(read(sb.inode_offset(nids["/elf"]), 64), nids["/elf"])
+    with _opened(paths["plain"], 0) as (sb, read, nids):
+        ino = _inode(sb, read, nids, "elf")
         data = file_data(sb, ino, read, read)
         want = build_id_of(io.BytesIO(files["elf"]))
         assert want, "/bin/true carries a build-id"
         assert build_id_of(io.BufferedReader(FileDataStream(data), 4096)) == want
-    finally:
-        os.close(fd)
 
 
 def test_short_reads_raise(images):
     files, paths = images
-    fd, sb, read, nids = _opened(paths["plain"], 0)
-    try:
-        ino = parse_inode(read(sb.inode_offset(nids["/blocks"]), 64), nids["/blocks"])
+    with _opened(paths["plain"], 0) as (sb, read, nids):
+        ino = _inode(sb, read, nids, "blocks")
         data = file_data(sb, ino, read, lambda off, n: read(off, n)[:-1])
         with pytest.raises(OSError):
             data.pread(0, 10)
-    finally:
-        os.close(fd)
 
 
 def test_extents_merge_only_where_both_offsets_run_on():
@@ -181,14 +180,11 @@ def test_images_with_blob_devices_are_left_to_the_mount(images, tmp_path):
     img, blob = tmp_path / "main.erofs", tmp_path / "blob"
     subprocess.run(["mkfs.erofs", f"--blobdev={blob}", "--chunksize=4096", str(img), str(src)],
                    check=True, capture_output=True)
-    fd, sb, read, nids = _opened(str(img), 0)
-    try:
+    with _opened(str(img), 0) as (sb, read, nids):
         assert sb.extra_devices == 1
-        ino = parse_inode(read(sb.inode_offset(nids["/f"]), 64), nids["/f"])
+        ino = _inode(sb, read, nids, "f")
         assert ino.regular and ino.size == len(files["blocks"])
         assert file_data(sb, ino, read, read) is None
-    finally:
-        os.close(fd)
 
 
 def test_metadata_reader_reads_ahead_on_sequential_passes():
