@@ -17,7 +17,7 @@ from erofs_top import pagecache
 from erofs_top.resolve.content import ImageContent, build_id_of
 from erofs_top.workload import build_image, make_tree
 
-from .image_reads import cold, mount_info
+from image_reads import cold, mount_info
 
 MiB = 1 << 20
 

@@ -19,7 +19,7 @@ from erofs_top.resolve import content as content_mod
 from erofs_top.resolve.content import ImageContent
 from erofs_top.workload import build_image, make_tree, read_file
 
-from .image_reads import cold, mount_info
+from image_reads import cold, mount_info
 
 MiB = 1 << 20
 
