@@ -169,9 +169,14 @@ def parse_superblock(sb_bytes: bytes) -> Superblock:
     if incompat & (INCOMPAT_48BIT | INCOMPAT_METABOX):
         if len(sb_bytes) < 144:
             raise ErofsFormatError("truncated 48-bit EROFS superblock (needs 144 bytes)")
-    if incompat & INCOMPAT_48BIT:
-        blocks = blocks_lo | rootnid_2b << 32          # the u16 is blocks_hi here
-        root_nid = struct.unpack_from("<Q", sb_bytes, 112)[0]
+    rootnid_8b = struct.unpack_from("<Q", sb_bytes, 112)[0] if incompat & INCOMPAT_48BIT else 0
+    if rootnid_8b:
+        # fs/erofs/super.c erofs_read_superblock: a 48-bit image with the
+        # 8-byte root nid set; the u16 is then blocks_hi.  Without it (what
+        # mkfs.erofs 1.9.4 -E48bit writes for a small image) the u16 stays
+        # the root nid and blocks_lo the block count.
+        blocks = blocks_lo | rootnid_2b << 32
+        root_nid = rootnid_8b
     if incompat & INCOMPAT_METABOX:
         metabox_nid = struct.unpack_from("<Q", sb_bytes, 128)[0]
     return Superblock(
@@ -182,6 +187,10 @@ def parse_superblock(sb_bytes: bytes) -> Superblock:
         metabox_nid=metabox_nid, xattr_prefix_count=xattr_prefix_count,
         ishare_xattr_prefix_id=ishare_prefix_id, xattr_prefix_start=xattr_prefix_start,
         extra_devices=extra_devices)
+
+
+I_NLINK_1_BIT = 4               # i_format: a compact non-directory inode's nlink is 1,
+                                # i_nb its startblk_hi (48-bit images)
 
 
 @dataclass(frozen=True)
@@ -233,8 +242,13 @@ def parse_inode(raw: bytes, nid: int = 0) -> DiskInode:
     else:
         size = struct.unpack_from("<I", raw, 8)[0]
     i_u = struct.unpack_from("<I", raw, 16)[0]
+    # fs/erofs/inode.c erofs_read_inode: i_nb holds startblk_hi in an extended
+    # inode, and in a compact one only with EROFS_I_NLINK_1_BIT (bit 4; not
+    # for directories, where the bit means "dot omitted"); else it is nlink
+    nlink_1 = bool(i_format >> I_NLINK_1_BIT & 1) and (mode & 0o170000) != 0o040000
     return DiskInode(nid=nid, extended=extended, layout=layout, mode=mode, size=size,
-                     xattr_icount=xattr_icount, i_u=i_u, startblk_hi=i_nb)
+                     xattr_icount=xattr_icount, i_u=i_u,
+                     startblk_hi=i_nb if extended or nlink_1 else 0)
 
 
 # ---------------------------------------------------------------- data maps

@@ -116,6 +116,12 @@ def test_48bit_superblock_fields():
     assert sb.ishare_xattrs and sb.volume_name == "label" and sb.sb_size == 144
     with pytest.raises(ErofsFormatError, match="48-bit"):
         parse_superblock(bytes(raw[:128]))
+    # without the 8-byte root nid (mkfs.erofs 1.9.4 -E48bit, a small image:
+    # checked in the lab, tests/vm/test_filedata_lab.py) the u16 is the root
+    # nid and blocks_lo the count, as fs/erofs/super.c reads them
+    struct.pack_into("<Q", raw, 112, 0)
+    sb = parse_superblock(bytes(raw))
+    assert sb.root_nid == 3 and sb.blocks == 5
 
 
 def test_metabox_inodes_refused_clearly():
@@ -177,3 +183,18 @@ def test_random_inode_bytes_never_traceback(data):
         pass
     else:
         assert ino.layout <= sbm.CHUNK_BASED and ino.size >= 0
+
+
+@pytest.mark.parametrize("extended,mode,nlink_1,want", [
+    (False, 0o100644, True, 7),      # compact file, EROFS_I_NLINK_1_BIT: i_nb is startblk_hi
+    (False, 0o100644, False, 0),     # compact file without it: i_nb is nlink
+    (False, 0o040755, True, 0),      # a directory: the bit means "dot omitted"
+    (True, 0o100644, False, 7),      # extended: i_nb is startblk_hi
+])
+def test_inode_startblk_hi_as_the_kernel_reads_it(extended, mode, nlink_1, want):
+    """fs/erofs/inode.c erofs_read_inode; found by the lab's 48-bit image
+    (tests/vm/test_filedata_lab.py), whose compact inodes hold nlink 1 there."""
+    raw = bytearray(64)
+    i_format = int(extended) | sbm.FLAT_PLAIN << 1 | int(nlink_1) << sbm.I_NLINK_1_BIT
+    struct.pack_into("<HHHH", raw, 0, i_format, 0, mode, 7)
+    assert parse_inode(bytes(raw), 1).startblk_hi == want
