@@ -451,12 +451,6 @@ def _near_runs_merged(runs) -> list[tuple[int, int]]:
     return coalesce_runs(runs, gap_pages=NEAR_RUN_GAP_PAGES - 1)
 
 
-def cached_pages(fd: int, first_page: int = 0, pages: int = 0) -> int:
-    """cachestat's cached pages of [first_page, +pages) (0: to the end), -1
-    where the kernel has no cachestat."""
-    return _cached_count(fd, first_page, pages)
-
-
 def read_dropping_new(fd: int, offset: int, length: int, read):
     """``read()``, which reads bytes [offset, +length) of ``fd``'s file by
     O_DIRECT, with the pages of that range it brought into the page cache

@@ -27,8 +27,8 @@ import time
 
 from contextlib import contextmanager
 
-from ..pagecache import (backing_readahead, cached_pages, coalesce_runs, fd_resident_mask,
-                         fd_size, preserve_residency)
+from ..pagecache import (backing_readahead, coalesce_runs, fd_resident_mask, fd_size,
+                         file_resident_pages, preserve_residency)
 from ..names import decode, encode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
@@ -796,10 +796,14 @@ class ImageContent:
         block device's whole cache is too big a bitmap for every read)."""
         if not name or runs is None:
             return name if whole_ok else ""
-        # the check outside the window counts the whole file's cached pages
-        # (O(them)): the first reads of a file, then one in WINDOW_CHECK_EVERY
+        return (name, runs, self._check_due(name))
+
+    def _check_due(self, name: str) -> bool:
+        """Whether this read of image file or device ``name`` counts the whole
+        file's cached pages around it (O(them)): its first WINDOW_CHECK_FIRST
+        reads, then one in WINDOW_CHECK_EVERY (a model miss is systematic)."""
         n = self._window_reads[name] = self._window_reads.get(name, 0) + 1
-        return (name, runs, n <= WINDOW_CHECK_FIRST or n % WINDOW_CHECK_EVERY == 0)
+        return n <= WINDOW_CHECK_FIRST or n % WINDOW_CHECK_EVERY == 0
 
     def read_window(self, mount: MountInfo, ino: int, path: str) -> list[tuple[int, int]] | None:
         """Page runs of the backing image file that opening ``path`` (inode
@@ -992,12 +996,11 @@ class ImageContent:
         the whole file's cached pages around it: pages cached elsewhere (a
         buffered fallback's readahead) send the image's file data back to
         reads through the mount, in windows.  Raises OSError."""
-        n = self._window_reads[image] = self._window_reads.get(image, 0) + 1
-        if n > WINDOW_CHECK_FIRST and n % WINDOW_CHECK_EVERY:
+        if not self._check_due(image):
             return read_image(image, offset, length)
-        before = _whole_cached(image)
+        before = file_resident_pages(image)
         data = read_image(image, offset, length)
-        if before >= 0 and _whole_cached(image) > before:
+        if file_resident_pages(image) > before:
             self._direct_ok[image] = False
             self.window_misses += 1
         return data
@@ -1148,18 +1151,6 @@ def _image_order(pairs) -> list[tuple[MountInfo, int]]:
     (where the inodes and, mostly, the data sit in the image)."""
     return sorted(((m, ino) for m, ino in pairs if m.image_path),
                   key=lambda p: (p[0].image_path, p[0].image_offset, p[1]))
-
-
-def _whole_cached(path: str) -> int:
-    """cachestat's cached pages of the whole file, -1 where unknown."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return -1
-    try:
-        return cached_pages(fd)
-    finally:
-        os.close(fd)
 
 
 def _fd_pieces(fd: int):
