@@ -418,7 +418,8 @@ def part_node(args) -> dict:
     from synthetic_node import SyntheticNode
     from erofs_top.collector import Collector
     t0 = time.perf_counter()
-    node = SyntheticNode(args.node_files, args.containers)
+    node = SyntheticNode(args.node_files, args.containers, rereads=args.rereads)
+    node.age(args.node_aged)
     node_rss = _rss_mb()
     src = (MapStateSource if args.map_state else ChurnSource)(node, args.node_churn)
     src.mark_every_chunk = args.mark_every_chunk
@@ -686,6 +687,15 @@ def _add_args(ap) -> None:
                          "aggregator (a real exporter's source; RSS also without the node)")
     ap.add_argument("--no-hint", action="store_true",
                     help="node: Readings without changed_files / changed_io")
+    ap.add_argument("--node-aged", type=int, default=0, metavar="N",
+                    help="node: N churns made before the first refresh (synthetic_node.py "
+                         "SyntheticNode.age: a node that has run a while; a fresh node's "
+                         "steady cost climbs for ~100 refreshes as churn ages it)")
+    ap.add_argument("--rereads", action="store_true",
+                    help="node: the churn's first reads are of files evicted whole before "
+                         "(a node's fixed set of image files: the node stays as it is), not "
+                         "of new files with new contents (the node drifts: more files, more "
+                         "content groups, at every refresh)")
     ap.add_argument("--scraped", action="store_true",
                     help="node: scraped once (OpenMetrics + gzip) before the timed refreshes: "
                          "they pre-encode /metrics as a scraped exporter's do")

@@ -66,7 +66,9 @@ def _body(args) -> dict:
     from erofs_top.collector import Collector
     from erofs_top.exporter.server import Exporter
     spent: dict[str, float] = {}
-    node = SyntheticNode(args.files, args.containers, exclusive_owners=args.exclusive_owners)
+    node = SyntheticNode(args.files, args.containers, exclusive_owners=args.exclusive_owners,
+                         rereads=args.rereads)
+    node.age(args.aged, args.churn / 100)
     src = MapStateSource(node, args.churn / 100)
     src.mark_every_chunk = args.mark_every_chunk
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
@@ -175,6 +177,11 @@ def _add_args(ap) -> None:
     ap.add_argument("--mark-every-chunk", action="store_true",
                     help="mark every chunk entry of a changed file dirty (before 2026-12-05 "
                          "13:45), not only those whose value changed (as the probe does)")
+    ap.add_argument("--rereads", action="store_true",
+                    help="churn's first reads are of files evicted whole before (the node's "
+                         "files stay the same), not new files (synthetic_node.py)")
+    ap.add_argument("--aged", type=int, default=0, metavar="N",
+                    help="N churns made before the first refresh (SyntheticNode.age)")
     ap.add_argument("--settle", type=int, default=1,
                     help="steady refreshes left untimed first (the cost climbs ~30 %% over "
                          "the first 10-20 after the full pass: docs/performance.md)")

@@ -44,8 +44,14 @@ FULL_MASK = (1 << 64) - 1
 
 class SyntheticNode:
     def __init__(self, n_files: int, n_containers: int, events_factor: int = 1, seed: int = 1,
-                 exclusive_owners: bool = False):
+                 exclusive_owners: bool = False, rereads: bool = False):
         self.rng = random.Random(seed)
+        # churn's first reads: files evicted whole read again (a node's fixed
+        # set of image files), not new files of new contents (see churn())
+        self.rereads = rereads
+        self.evicted: list[tuple[int, int]] = []        # (rereads) (container, ino) evicted whole
+        self.resident: list[tuple[int, int]] = []       # (rereads) resident files, and
+        self.resident_at: dict[tuple[int, int], int] = {}   # each one's place in the list
         # churn: a page evicted leaves the cgroup that inserted it (see churn())
         self.exclusive_owners = exclusive_owners
         self.n_containers = n_containers
@@ -65,6 +71,7 @@ class SyntheticNode:
             cg_paths[1000 + c] = f"/kubepods.slice/kubepods-besteffort.slice/" \
                                  f"cri-containerd-{c:064x}.scope"
         self.mounts = StaticMounts(self.mount_list)
+        self.container_of = {m.dev: c for c, m in enumerate(self.mount_list)}
         self.cgroups = StaticCgroups(cg_paths)
         self.content = StaticContent()
         self.files: dict[tuple[int, int], list[PageChunk]] = {}
@@ -83,9 +90,8 @@ class SyntheticNode:
             made += count
 
     def add_file(self, c: int) -> int:
-        """A file of container c's mount read for the first time: its chunk entries."""
+        """A new file of container c's mount read for the first time: its chunk entries."""
         m = self.mount_list[c]
-        cg = 1000 + c
         j = self.next_ino[c] - 100
         ino = self.next_ino[c]
         self.next_ino[c] += 1
@@ -96,6 +102,14 @@ class SyntheticNode:
         self.content.files[(m.dev, ino)] = FileInfo(ino, f"{m.mountpoint}/usr/lib/f{j}.so",
                                                     size, True, aops)
         self.content.content[(m.dev, ino)] = f"{(c % self.n_images) * 10_000_000 + j:064x}"
+        return self._read_whole(c, ino)
+
+    def _read_whole(self, c: int, ino: int) -> int:
+        """File ``ino`` of container c's mount read whole by c (some pages by
+        a second cgroup): its chunk entries and io row; returns its chunks."""
+        m = self.mount_list[c]
+        cg = 1000 + c
+        nchunks = 1 + ((ino - 100) % 4)
         chunks = []
         for k in range(nchunks):
             owners = {cg: FULL_MASK}
@@ -103,12 +117,16 @@ class SyntheticNode:
                 other = 1000 + self.rng.randrange(self.n_containers)
                 owners = {cg: (1 << 32) - 1, other: ((1 << 32) - 1) << 32}
             chunks.append(PageChunk(m.dev, ino, k, owners))
-        self.files[(m.dev, ino)] = chunks
-        self.changed.add((m.dev, ino))
+        key = (m.dev, ino)
+        self.files[key] = chunks
+        self.changed.add(key)
+        if self.rereads:
+            self.resident_at[key] = len(self.resident)
+            self.resident.append(key)
         pages = nchunks * 64 * self.events_factor
-        self._set_io((m.dev, ino), FileIO(m.dev, ino, cg, inserted_pages=pages,
-                                          evicted_pages=pages // 2, readahead_pages=pages,
-                                          read_folio_count=nchunks * self.events_factor))
+        self._set_io(key, FileIO(m.dev, ino, cg, inserted_pages=pages,
+                                 evicted_pages=pages // 2, readahead_pages=pages,
+                                 read_folio_count=nchunks * self.events_factor))
         return nchunks
 
     def chunk_count(self) -> int:
@@ -122,9 +140,16 @@ class SyntheticNode:
         while done < target:
             r = self.rng.random()
             if r < 0.25:
-                done += self.add_file(self.rng.randrange(self.n_containers))
+                if self.rereads:        # (none evicted yet: draw again)
+                    if self.evicted:
+                        done += self._read_whole(*_take(self.evicted, self.rng))
+                else:
+                    done += self.add_file(self.rng.randrange(self.n_containers))
                 continue
-            key = self.rng.choice(keys) if keys else self._random_key()
+            if self.rereads:
+                key = self.rng.choice(self.resident)
+            else:
+                key = self.rng.choice(keys) if keys else self._random_key()
             chunks = self.files.get(key)
             if not chunks:
                 continue
@@ -132,6 +157,8 @@ class SyntheticNode:
             if r < 0.5:
                 del self.files[key]
                 self._set_io(key, None)
+                if self.rereads:
+                    self._evicted_whole(key)
                 done += len(chunks)
                 continue
             i = self.rng.randrange(len(chunks))
@@ -151,6 +178,27 @@ class SyntheticNode:
                                      old.read_folio_count + 1))
             done += 1
         return done
+
+    def age(self, rounds: int, fraction: float = 0.01) -> None:
+        """``rounds`` churns made before the first read (none of them named
+        as changed): a node that has run a while.  Churn moves a fresh node
+        toward a steady mix of files read whole, partly evicted and gone
+        (more distinct unions, owners and groups; ~100+ rounds at 1 %), and
+        a refresh's cost with it: measured on a fresh node, the steady cost
+        seems to climb refresh by refresh."""
+        for _ in range(rounds):
+            self.churn(fraction)
+        self.changed, self.changed_io = set(), set()
+
+    def _evicted_whole(self, key: tuple[int, int]) -> None:
+        """(rereads) ``key`` leaves the resident list (the last one takes its
+        place) for the evicted one, as (its container, ino)."""
+        i = self.resident_at.pop(key)
+        last = self.resident.pop()
+        if last != key:
+            self.resident[i] = last
+            self.resident_at[last] = i
+        self.evicted.append((self.container_of[key[0]], key[1]))
 
     def _set_io(self, key: tuple[int, int], f: FileIO | None) -> None:
         old = self.io.pop(key, None)
@@ -192,3 +240,10 @@ class SyntheticNode:
 
     def resolvers(self):
         return self.mounts, self.cgroups, self.content
+
+
+def _take(items: list, rng: random.Random):
+    """A random item removed from ``items`` (the last one takes its place)."""
+    i = rng.randrange(len(items))
+    items[i], items[-1] = items[-1], items[i]
+    return items.pop()
