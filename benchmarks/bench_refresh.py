@@ -86,7 +86,8 @@ def part_full(files_list, repeat: int) -> dict:
 
 
 def part_incremental(files_list, full: dict, steps: int, hint: bool = True,
-                     fractions=FRACTIONS, containers=(10, 100, 1000), recheck: int = 0) -> None:
+                     fractions=FRACTIONS, containers=(10, 100, 1000), recheck: int = 0,
+                     rereads: bool = False, aged: int = 0) -> None:
     slices = f"re-derivation slices {recheck} (as the tools run)" if recheck else \
         "re-derivation slices off"
     print(f"\nIncremental refresh (Aggregator kept between refreshes, {slices}), "
@@ -97,7 +98,8 @@ def part_incremental(files_list, full: dict, steps: int, hint: bool = True,
           f"{'refresh':>10} {'us/changed':>11} {'vs full':>8}")
     for n_files in files_list:
         for n_ctr in containers:
-            node = SyntheticNode(n_files, n_ctr)
+            node = SyntheticNode(n_files, n_ctr, rereads=rereads)
+            node.age(aged)
             agg = Aggregator(recheck_slices=recheck)
             agg.update(node.readings(by_file=True), *node.resolvers(), tier="tracepoint",
                        started_at=0.0)
@@ -282,6 +284,13 @@ def _add_args(ap) -> None:
                     help="part 2: the Aggregator's re-derivation slices (default 0: off, "
                     "deltas only; the collector runs %d: each refresh also re-derives "
                     "1/N of the entries)" % RECHECK_SLICES)
+    ap.add_argument("--rereads", action="store_true",
+                    help="part 2: churn's first reads are of files evicted whole before (the "
+                    "node's files stay a fixed set; synthetic_node.py), not new files")
+    ap.add_argument("--aged", type=int, default=0, metavar="N",
+                    help="part 2: N churns of 1 %% made before the first refresh "
+                    "(SyntheticNode.age: a node that has run a while; a fresh node's steady "
+                    "cost climbs for ~100 refreshes as churn ages it)")
     ap.add_argument("--probe-steps", type=int, default=5,
                     help="steady reads per churn level in --probe-read (median)")
     ap.add_argument("--probe-sizes", default="10000,50000,200000,600000",
@@ -298,7 +307,7 @@ def _body(args):
         part_incremental(files_list, full, args.steps, hint=not args.no_hint,
                          fractions=fractions,
                          containers=tuple(int(x) for x in args.containers.split(",")),
-                         recheck=args.recheck_slices)
+                         recheck=args.recheck_slices, rereads=args.rereads, aged=args.aged)
     if args.probe_read:
         part_probe_read(tuple(int(x) for x in args.probe_sizes.split(",")), args.probe_steps)
     return {}

@@ -132,9 +132,10 @@ class SyntheticNode:
     def chunk_count(self) -> int:
         return sum(len(v) for v in self.files.values())
 
-    def churn(self, fraction: float) -> int:
-        """Change about ``fraction`` of the chunk entries; returns how many changed."""
-        target = max(1, int(self.chunk_count() * fraction))
+    def churn(self, fraction: float, chunks: int | None = None) -> int:
+        """Change about ``fraction`` of the chunk entries (of ``chunks``, when
+        the caller knows their count); returns how many changed."""
+        target = max(1, int((self.chunk_count() if chunks is None else chunks) * fraction))
         keys = list(self.files) if fraction > 0.05 else None
         done = 0
         while done < target:
@@ -186,8 +187,9 @@ class SyntheticNode:
         (more distinct unions, owners and groups; ~100+ rounds at 1 %), and
         a refresh's cost with it: measured on a fresh node, the steady cost
         seems to climb refresh by refresh."""
+        chunks = self.chunk_count()         # (about the same all along: churn keeps it)
         for _ in range(rounds):
-            self.churn(fraction)
+            self.churn(fraction, chunks)
         self.changed, self.changed_io = set(), set()
 
     def _evicted_whole(self, key: tuple[int, int]) -> None:
