@@ -32,8 +32,8 @@ import benchlib
 CHILD = r"""
 import gc, json, sys, time
 tree, n_files, n_ctr, churn = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-steps, per_image = int(sys.argv[5]), int(sys.argv[6])
-sys.path[:0] = [tree, tree + "/benchmarks"]
+steps, per_image, aged, node_tree = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), sys.argv[8]
+sys.path[:0] = [tree, (node_tree or tree) + "/benchmarks"]
 import synthetic_node
 from synthetic_node import SyntheticNode
 if per_image:
@@ -46,7 +46,9 @@ def rss_mb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
 
-node = SyntheticNode(n_files, n_ctr)
+node = SyntheticNode(n_files, n_ctr, rereads=True) if aged else SyntheticNode(n_files, n_ctr)
+if aged:
+    node.age(aged)
 res = node.resolvers()
 readings = node.readings(by_file=True, hint=True)
 gc.collect()
@@ -84,6 +86,14 @@ def _add_args(ap) -> None:
     ap.add_argument("--churn", type=float, default=0.01, help="share of chunk entries changed "
                     "before each steady refresh")
     ap.add_argument("--steps", type=int, default=3, help="steady refreshes per child (median)")
+    ap.add_argument("--aged", type=int, default=0, metavar="N",
+                    help="N churns of 1 %% (re-reads: the node's files stay a fixed set) "
+                    "before the first read (synthetic_node.py SyntheticNode.age: a node that "
+                    "has run a while; its objects made again as a first read decodes them); "
+                    "needs a tree whose synthetic_node.py has it: --node-from")
+    ap.add_argument("--node-from", default="", metavar="TREE",
+                    help="the synthetic node of this checkout for every --tree (default: each "
+                    "tree's own benchmarks/synthetic_node.py)")
     ap.add_argument("--per-image", type=int, default=0,
                     help="containers per image (0: synthetic_node's default, 4): a content "
                     "group holds ~N copies")
@@ -93,12 +103,13 @@ def _body(args):
     trees = benchlib.trees_of(args)
     print(f"{args.files} files x {args.containers} containers "
           f"({args.per_image or 'default'} per image), steady after "
-          f"{args.churn * 100:g} % churn (median of {args.steps}); {args.rounds} interleaved "
+          f"{args.churn * 100:g} % churn (median of {args.steps}); "
+          f"{f'aged {args.aged} churns; ' if args.aged else ''}{args.rounds} interleaved "
           f"rounds of {list(trees)}")
 
     def measure(name, rnd):
         v = benchlib.child_json(CHILD, trees[name], args.files, args.containers, args.churn,
-                                args.steps, args.per_image)
+                                args.steps, args.per_image, args.aged, args.node_from)
         print(f"  round {rnd} {name:>8}: full {v['full_cpu_s']:.2f} s CPU "
               f"({v['full_wall_s']:.2f} s wall), steady {v['steady_cpu_s'] * 1e3:.0f} ms CPU, "
               f"kept aggregator {v['kept_rss_mb']:.0f} MB after the full pass, "

@@ -191,6 +191,20 @@ class SyntheticNode:
         for _ in range(rounds):
             self.churn(fraction, chunks)
         self.changed, self.changed_io = set(), set()
+        if rounds:
+            self._decoded_afresh()
+
+    def _decoded_afresh(self) -> None:
+        """Every file's PageChunks and io row made again, in the files'
+        order: what a source's first read of the maps gives (objects made
+        one after the other as it decodes them), not the churn's objects
+        scattered over the heap, which a real first read never hands over."""
+        self.files = {key: [PageChunk(pc.dev, pc.ino, pc.chunk, dict(pc.owners), pc.seeded_mask)
+                            for pc in chunks] for key, chunks in self.files.items()}
+        self.io = {key: FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages, f.evicted_pages,
+                               f.readahead_pages, f.read_folio_count)
+                   for key, f in self.io.items()}
+        self.io_by_key = {(f.dev, f.ino, f.cgroup_id): f for f in self.io.values()}
 
     def _evicted_whole(self, key: tuple[int, int]) -> None:
         """(rereads) ``key`` leaves the resident list (the last one takes its
