@@ -46,12 +46,14 @@ def _body(args) -> dict:
         benchlib.wrap_timed(owner, name, label, spent)
     if args.per_image:
         synthetic_node.CONTAINERS_PER_IMAGE = args.per_image
-    node = SyntheticNode(args.files, args.containers)
+    node = SyntheticNode(args.files, args.containers, rereads=args.rereads)
+    node.age(args.aged, args.churn / 100)
     agg = agg_mod.Aggregator(recheck_slices=0)
     total, changed = benchlib.steady_refreshes(node, agg, args.steps, args.churn, spent)
     n = args.steps
     print(f"{args.files} files x {args.containers} containers "
-          f"({synthetic_node.CONTAINERS_PER_IMAGE} per image), {args.churn:g} % churn: "
+          f"({synthetic_node.CONTAINERS_PER_IMAGE} per image), {args.churn:g} % churn"
+          f"{f', aged {args.aged} churns' if args.aged else ''}: "
           f"{total / n * 1e3:.1f} ms CPU per refresh (timers included), "
           f"{changed / n:.0f} files changed per refresh (means of {n} refreshes)")
     for _, _, label in PHASES + PARTS:
@@ -65,6 +67,11 @@ def main() -> int:
         benchlib.add_phase_args(ap, 6)
         ap.add_argument("--per-image", type=int, default=0,
                         help="containers per image (0: synthetic_node's default, 4)")
+        ap.add_argument("--rereads", action="store_true",
+                        help="churn's first reads are of files evicted whole before (the "
+                        "node's files stay a fixed set), not new files (synthetic_node.py)")
+        ap.add_argument("--aged", type=int, default=0, metavar="N",
+                        help="N churns made before the first refresh (SyntheticNode.age)")
     return benchlib.bench_main(__doc__, add_args, _body, root=False)
 
 
