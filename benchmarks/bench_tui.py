@@ -208,12 +208,17 @@ class Churn:        # a Source: 1 % of the chunk entries change before each read
         pass
 
 
-def open_node_collector(n_files: int, n_containers: int):
-    """The real Collector on a synthetic node of n_files x n_containers."""
+NODE_AGED = [0]     # --node-aged (set before the collector opens)
+
+
+def open_node_collector(n_files: int, n_containers: int, aged: int = 0):
+    """The real Collector on a synthetic node of n_files x n_containers
+    (``aged``: that many churns made first, files re-read: SyntheticNode.age)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from synthetic_node import SyntheticNode
     from erofs_top.collector import Collector
-    node = SyntheticNode(n_files, n_containers)
+    node = SyntheticNode(n_files, n_containers, rereads=bool(aged))
+    node.age(aged)
     return Collector(Churn(node), mounts=node.mounts, cgroups=node.cgroups, content=node.content)
 
 
@@ -231,9 +236,9 @@ async def _keys_while_refreshing(n_files: int, n_containers: int, presses: int,
         from erofs_top.aggregate import FREEZE
         FREEZE["mode"] = "" if gc_freeze == "off" else gc_freeze
     if collector == "process":
-        col = ProcessSource(lambda: open_node_collector(n_files, n_containers))
+        col = ProcessSource(lambda: open_node_collector(n_files, n_containers, NODE_AGED[0]))
     else:
-        col = open_node_collector(n_files, n_containers)
+        col = open_node_collector(n_files, n_containers, NODE_AGED[0])
     latest: list = [col.refresh()]
     refresh_s: list[float] = []
     running, stop = threading.Event(), threading.Event()
@@ -317,7 +322,8 @@ def _node_keys(args) -> dict:
             run = subprocess.run(
                 [sys.executable, __file__, "--node-files", str(args.node_files),
                  "--node-containers", str(args.node_containers), "--presses",
-                 str(args.presses), "--collector", variant, "--json"]
+                 str(args.presses), "--collector", variant, "--json",
+                 "--node-aged", str(args.node_aged)]
                 + (["--gc-freeze", args.gc_freeze] if args.gc_freeze else []),
                 capture_output=True, text=True, check=False)
             if run.returncode != 0:
@@ -357,6 +363,9 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-files", type=int, default=0,
                     help="measure key -> repaint while a collector refreshes at 1 s")
     ap.add_argument("--node-containers", type=int, default=1000)
+    ap.add_argument("--node-aged", type=int, default=0, metavar="N",
+                    help="--node-files: N churns made first, files re-read (synthetic_node.py "
+                         "SyntheticNode.age: a node that has run a while)")
     ap.add_argument("--presses", type=int, default=30)
     ap.add_argument("--gc-freeze", choices=("off", "full", "every"), default="",
                     help="--node-files, collector thread: aggregate.FREEZE mode instead of "
@@ -379,6 +388,7 @@ def _body(args) -> dict:
         _child(args)
         return {}
     if args.node_files:
+        NODE_AGED[0] = args.node_aged
         return _node_keys(args)
     base = _run_scale(args.baseline_containers, args.baseline_files, args.refreshes)
     big = _run_scale(args.containers, args.files, args.refreshes)
