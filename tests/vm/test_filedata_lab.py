@@ -2,13 +2,15 @@
 against the source, on what erofs-utils 1.9.x writes and the host's 1.5
 cannot: chunk-based files whose zero chunks are holes, 48-bit images (whose
 superblock keeps the 2-byte root nid when the 8-byte one is unset), a
-separate metadata zone, aligned data.  Each image is also mounted and one
+separate metadata zone, aligned data, blocks of 512 and 2048 bytes, and a
+layer tar converted as containerd's EROFS differ converts it.  Each image is also mounted and one
 file's digest from the image equals the one read through the mount."""
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -22,7 +24,12 @@ from . import labkit as lk
 from .conftest import REPORT
 
 BUILDS = {"inline": (), "chunked": ("--chunksize=4096",), "chunk64k": ("--chunksize=65536",),
-          "48bit": ("-E48bit",), "metadata zone": ("--MZ",), "dsunit": ("--dsunit=4",)}
+          "48bit": ("-E48bit",), "metadata zone": ("--MZ",), "dsunit": ("--dsunit=4",),
+          # blocks smaller than a page (block addresses and inline tails in 512 B units)
+          "blocks 512": ("-b", "512"), "blocks 2048": ("-b", "2048"),
+          # containerd's EROFS differ: a layer tar converted whole, data where the
+          # tar had it (the image's source is the tar, not the directory)
+          "tar layer": ("--tar=f", "--aufs", "-Enoinline_data")}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +81,11 @@ def _files_from_image(img: str, root: str) -> tuple[int, int, object]:
 @pytest.mark.parametrize("build", list(BUILDS))
 def test_plain_files_read_from_the_image_equal_their_source(src, build):
     root = os.path.join(src, "src")
-    img = lk.mkfs_erofs(os.path.join(src, f"{build.replace(' ', '-')}.erofs"), root,
+    source = root
+    if build == "tar layer":
+        source = os.path.join(src, "layer.tar")
+        subprocess.run(["tar", "-C", root, "-cf", source, "."], check=True)
+    img = lk.mkfs_erofs(os.path.join(src, f"{build.replace(' ', '-')}.erofs"), source,
                         *BUILDS[build])
     files, holes, sb = _files_from_image(img, root)
     assert files == 7
@@ -83,6 +94,8 @@ def test_plain_files_read_from_the_image_equal_their_source(src, build):
         assert holes >= 65536, holes
     if build == "48bit":
         assert sb.feature_incompat & INCOMPAT_48BIT
+    if build.startswith("blocks"):
+        assert sb.block_size == int(build.split()[1])
     assert sb.blocks * sb.block_size <= os.path.getsize(img)
     with lk.erofs_mount(img) as mnt:
         sm = SysMounts()
