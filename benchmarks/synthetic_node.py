@@ -17,6 +17,15 @@ and with ``readings(by_file=True)`` the same per-file lists; with
 (``Readings.changed_files``, ``io_by_key``/``changed_io``), as a source with
 a dirty set kept by the probe would hand over.
 
+The default churn's first reads are new files of new contents, so the node
+grows and drifts (after 80 refreshes at 1 %: +3.8 % files, +27 % content
+groups).  ``rereads=True``: a first read is of a file evicted whole before
+(a node's fixed set of image files), so the node keeps its files.  Either
+way churn ages a fresh node (files partly evicted, copies holding different
+pages, objects made anywhere in the heap) for ~100+ refreshes, and a
+refresh's cost climbs with it; ``age(N)`` runs N churns before the first
+read (benchmarks/README.md, "A fresh node flatters every figure").
+
 Owners under churn: a page evicted or inserted is always the first owner's
 bit flipped.  On a chunk with a second owner (10 % of chunks) that bit is
 half the time one the second owner holds: the default churn then gives the
