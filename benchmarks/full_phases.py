@@ -26,8 +26,10 @@ import benchlib
 
 CHILD = r"""
 import gc, json, resource, sys, time
-tree, n_files, n_ctr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-sys.path[:0] = [tree, tree + "/benchmarks"]
+tree, n_files, n_ctr, aged, shuffled = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                        int(sys.argv[4]), sys.argv[5] == "1")
+node_tree = sys.argv[6] or tree
+sys.path[:0] = [tree, node_tree + "/benchmarks"]
 import benchlib
 from synthetic_node import SyntheticNode
 import erofs_top.aggregate as agg_mod
@@ -36,7 +38,16 @@ PHASES = ("_read_entries", "_resolve", "_content_keys", "_duplicates", "_attribu
 spent = {}
 for name in PHASES:
     benchlib.wrap_timed(agg_mod.Aggregator, name, name, spent)
-node = SyntheticNode(n_files, n_ctr)
+node = SyntheticNode(n_files, n_ctr, rereads=True) if aged else SyntheticNode(n_files, n_ctr)
+if aged:
+    node.age(aged)
+if shuffled:        # the files in another order, their objects made in it (a map's order)
+    import random
+    from erofs_top.readings import PageChunk
+    items = list(node.files.items())
+    random.Random(5).shuffle(items)
+    node.files = {k: [PageChunk(pc.dev, pc.ino, pc.chunk, dict(pc.owners), pc.seeded_mask)
+                      for pc in v] for k, v in items}
 readings = node.readings(by_file=True, hint=True)
 gc.collect()
 u = resource.getrusage(resource.RUSAGE_SELF)
@@ -58,6 +69,14 @@ def _add_args(ap) -> None:
     benchlib.add_tree_args(ap)
     ap.add_argument("--files", type=int, default=250_000)
     ap.add_argument("--containers", type=int, default=1000)
+    ap.add_argument("--aged", type=int, default=0, metavar="N",
+                    help="N churns of 1 %% (re-reads) before the pass (SyntheticNode.age); "
+                    "needs a synthetic_node.py that has it: --node-from")
+    ap.add_argument("--shuffled", action="store_true",
+                    help="the files handed over in a random order, their objects made in it "
+                    "(as a map's hash order), not in the order the node made them")
+    ap.add_argument("--node-from", default="", metavar="TREE",
+                    help="the synthetic node of this checkout for every --tree")
 
 
 def _body(args):
@@ -67,7 +86,8 @@ def _body(args):
           f"I/O sums, the update's own work)")
 
     def measure(name, rnd):
-        v = benchlib.child_json(CHILD, trees[name], args.files, args.containers)
+        v = benchlib.child_json(CHILD, trees[name], args.files, args.containers, args.aged,
+                                int(args.shuffled), args.node_from)
         print(f"  round {rnd} {name:>8}: " + ", ".join(
             f"{k.lstrip('_')} {v[k] * 1e3:.0f}" for k in KEYS), flush=True)
         return v
