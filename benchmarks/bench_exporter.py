@@ -467,7 +467,7 @@ def part_node(args) -> dict:
           f"{cpu * 1e3:.0f} ms CPU = {out['cpu_share'] * 100:.1f} % of one CPU at --interval "
           f"{args.interval:g} s (target <= 2 %)")
     print(f"  each steady refresh in order (after {args.node_settle} untimed; the cost climbs "
-          f"over the first ~10-20 after the full pass: docs/performance.md): "
+          f"while churn ages a fresh node, ~100 refreshes; --node-aged: docs/performance.md): "
           f"{', '.join(f'{c * 1e3:.0f}' for c in cpus)} ms")
     if args.map_state:
         print(f"  RSS without the synthetic node (its RSS once made: it stands for the kernel's "
@@ -672,7 +672,7 @@ def _add_args(ap) -> None:
     ap.add_argument("--node-refreshes", type=int, default=5)
     ap.add_argument("--node-settle", type=int, default=0,
                     help="node: steady refreshes left untimed before the timed ones (the "
-                         "steady cost climbs ~30 %% over the first 10-20 after the full pass)")
+                         "steady cost climbs while churn ages a fresh node: --node-aged)")
     ap.add_argument("--malloc-default", action="store_true",
                     help="node: leave glibc's malloc thresholds as they are (the exporter "
                          "fixes them: erofs_top/heap.py)")

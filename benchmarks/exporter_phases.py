@@ -183,8 +183,8 @@ def _add_args(ap) -> None:
     ap.add_argument("--aged", type=int, default=0, metavar="N",
                     help="N churns made before the first refresh (SyntheticNode.age)")
     ap.add_argument("--settle", type=int, default=1,
-                    help="steady refreshes left untimed first (the cost climbs ~30 %% over "
-                         "the first 10-20 after the full pass: docs/performance.md)")
+                    help="steady refreshes left untimed first (on a fresh node the cost climbs "
+                         "for ~100 as churn ages it: --aged; docs/performance.md)")
 
 
 if __name__ == "__main__":
