@@ -42,12 +42,7 @@ node = SyntheticNode(n_files, n_ctr, rereads=True) if aged else SyntheticNode(n_
 if aged:
     node.age(aged)
 if shuffled:        # the files in another order, their objects made in it (a map's order)
-    import random
-    from erofs_top.readings import PageChunk
-    items = list(node.files.items())
-    random.Random(5).shuffle(items)
-    node.files = {k: [PageChunk(pc.dev, pc.ino, pc.chunk, dict(pc.owners), pc.seeded_mask)
-                      for pc in v] for k, v in items}
+    node.decode_afresh(shuffle_seed=5)
 readings = node.readings(by_file=True, hint=True)
 gc.collect()
 u = resource.getrusage(resource.RUSAGE_SELF)

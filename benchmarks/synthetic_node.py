@@ -201,15 +201,20 @@ class SyntheticNode:
             self.churn(fraction, chunks)
         self.changed, self.changed_io = set(), set()
         if rounds:
-            self._decoded_afresh()
+            self.decode_afresh()
 
-    def _decoded_afresh(self) -> None:
+    def decode_afresh(self, shuffle_seed: int | None = None) -> None:
         """Every file's PageChunks and io row made again, in the files'
         order: what a source's first read of the maps gives (objects made
         one after the other as it decodes them), not the churn's objects
-        scattered over the heap, which a real first read never hands over."""
+        scattered over the heap, which a real first read never hands over.
+        ``shuffle_seed``: the files put in a random order first (a map's
+        hash order, unrelated to the order the node made them in)."""
+        items = list(self.files.items())
+        if shuffle_seed is not None:
+            random.Random(shuffle_seed).shuffle(items)
         self.files = {key: [PageChunk(pc.dev, pc.ino, pc.chunk, dict(pc.owners), pc.seeded_mask)
-                            for pc in chunks] for key, chunks in self.files.items()}
+                            for pc in chunks] for key, chunks in items}
         self.io = {key: FileIO(f.dev, f.ino, f.cgroup_id, f.inserted_pages, f.evicted_pages,
                                f.readahead_pages, f.read_folio_count)
                    for key, f in self.io.items()}

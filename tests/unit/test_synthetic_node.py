@@ -43,3 +43,15 @@ def test_age_churns_without_naming_changes():
     node.age(30, 0.02)
     assert not node.changed and not node.changed_io
     assert any(node.files.get(k) != v for k, v in before.items())
+
+
+def test_decode_afresh_makes_equal_new_objects():
+    node = SyntheticNode(500, 10, rereads=True)
+    node.age(5, 0.05)
+    before = dict(node.files)
+    node.decode_afresh(shuffle_seed=3)
+    assert node.files == before                         # the same lists, by value
+    assert list(node.files) != list(before)             # in another order
+    key = next(iter(before))
+    assert node.files[key] is not before[key] and node.files[key][0] is not before[key][0]
+    assert node.io_by_key == {(f.dev, f.ino, f.cgroup_id): f for f in node.io.values()}
