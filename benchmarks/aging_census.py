@@ -32,7 +32,6 @@ import time
 
 import benchlib  # (also sets sys.path)
 from bench_exporter import ChurnSource
-from synthetic_node import SyntheticNode
 
 from erofs_top.collector import Collector
 from erofs_top.exporter.server import Exporter
@@ -59,8 +58,7 @@ def _sizes(agg, node) -> dict:
 
 
 def _body(args) -> dict:
-    node = SyntheticNode(args.files, args.containers, rereads=args.rereads)
-    node.age(args.aged, args.churn / 100)
+    node = benchlib.aged_node(args)
     src = ChurnSource(node, args.churn / 100)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     ex = Exporter(col, interval=10.0, log=lambda m: None, lean_models=True)
@@ -113,10 +111,7 @@ def _add_args(ap) -> None:
     benchlib.add_phase_args(ap, 0)
     ap.add_argument("--refreshes", type=int, default=80)
     ap.add_argument("--every", type=int, default=20, help="refreshes per report line")
-    ap.add_argument("--rereads", action="store_true",
-                    help="churn's first reads are of files evicted whole before")
-    ap.add_argument("--aged", type=int, default=0, metavar="N",
-                    help="N churns made before the first refresh (SyntheticNode.age)")
+    benchlib.add_age_args(ap)
     ap.add_argument("--round-trip", action="store_true",
                     help="after each refresh, the node put back as it was after the full "
                     "pass and refreshed again (a leak check: the blocks must level off)")

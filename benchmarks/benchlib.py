@@ -356,6 +356,25 @@ def add_phase_args(ap, steps: int) -> None:
     ap.add_argument("--steps", type=int, default=steps, help="timed refreshes")
 
 
+def add_age_args(ap) -> None:
+    """The options of a synthetic node that has run a while (synthetic_node.py:
+    SyntheticNode rereads, age); aged_node() makes it."""
+    ap.add_argument("--rereads", action="store_true",
+                    help="churn's first reads are of files evicted whole before (the node's "
+                    "files stay a fixed set), not new files (synthetic_node.py)")
+    ap.add_argument("--aged", type=int, default=0, metavar="N",
+                    help="N churns made before the first refresh (SyntheticNode.age)")
+
+
+def aged_node(args, **kwargs):
+    """SyntheticNode(--files, --containers) with add_age_args' options applied
+    (aged at --churn %)."""
+    from synthetic_node import SyntheticNode     # (it imports this module)
+    node = SyntheticNode(args.files, args.containers, rereads=args.rereads, **kwargs)
+    node.age(args.aged, args.churn / 100)
+    return node
+
+
 def print_tree_ratios(values: dict[str, list[float]], trees: dict[str, str],
                       digits: int = 3) -> dict[str, dict[str, float]]:
     """ratios() of every tree to the first (the baseline), printed a line each."""

@@ -23,7 +23,6 @@ import sys
 import time
 
 import benchlib
-from synthetic_node import SyntheticNode
 
 import erofs_top.aggregate as agg_mod
 import erofs_top.attribution as attribution
@@ -66,9 +65,7 @@ def _body(args) -> dict:
     from erofs_top.collector import Collector
     from erofs_top.exporter.server import Exporter
     spent: dict[str, float] = {}
-    node = SyntheticNode(args.files, args.containers, exclusive_owners=args.exclusive_owners,
-                         rereads=args.rereads)
-    node.age(args.aged, args.churn / 100)
+    node = benchlib.aged_node(args, exclusive_owners=args.exclusive_owners)
     src = MapStateSource(node, args.churn / 100)
     src.mark_every_chunk = args.mark_every_chunk
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
@@ -177,11 +174,7 @@ def _add_args(ap) -> None:
     ap.add_argument("--mark-every-chunk", action="store_true",
                     help="mark every chunk entry of a changed file dirty (before 2026-12-05 "
                          "13:45), not only those whose value changed (as the probe does)")
-    ap.add_argument("--rereads", action="store_true",
-                    help="churn's first reads are of files evicted whole before (the node's "
-                         "files stay the same), not new files (synthetic_node.py)")
-    ap.add_argument("--aged", type=int, default=0, metavar="N",
-                    help="N churns made before the first refresh (SyntheticNode.age)")
+    benchlib.add_age_args(ap)
     ap.add_argument("--settle", type=int, default=1,
                     help="steady refreshes left untimed first (on a fresh node the cost climbs "
                          "for ~100 as churn ages it: --aged; docs/performance.md)")

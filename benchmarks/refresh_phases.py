@@ -20,7 +20,6 @@ import sys
 
 import benchlib
 import synthetic_node
-from synthetic_node import SyntheticNode
 
 import erofs_top.aggregate as agg_mod
 import erofs_top.attribution as attribution
@@ -46,8 +45,7 @@ def _body(args) -> dict:
         benchlib.wrap_timed(owner, name, label, spent)
     if args.per_image:
         synthetic_node.CONTAINERS_PER_IMAGE = args.per_image
-    node = SyntheticNode(args.files, args.containers, rereads=args.rereads)
-    node.age(args.aged, args.churn / 100)
+    node = benchlib.aged_node(args)
     agg = agg_mod.Aggregator(recheck_slices=0)
     total, changed = benchlib.steady_refreshes(node, agg, args.steps, args.churn, spent)
     n = args.steps
@@ -67,11 +65,7 @@ def main() -> int:
         benchlib.add_phase_args(ap, 6)
         ap.add_argument("--per-image", type=int, default=0,
                         help="containers per image (0: synthetic_node's default, 4)")
-        ap.add_argument("--rereads", action="store_true",
-                        help="churn's first reads are of files evicted whole before (the "
-                        "node's files stay a fixed set), not new files (synthetic_node.py)")
-        ap.add_argument("--aged", type=int, default=0, metavar="N",
-                        help="N churns made before the first refresh (SyntheticNode.age)")
+        benchlib.add_age_args(ap)
     return benchlib.bench_main(__doc__, add_args, _body, root=False)
 
 
