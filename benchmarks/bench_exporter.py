@@ -41,6 +41,10 @@ All HTTP is on 127.0.0.1.  Parts (each prints its numbers and ratios):
            2026-12-05 13:45): its work is in
            the refresh CPU and its objects in the RSS, printed also without
            the node's own RSS (the node stands for the kernel's maps).
+           --node-process: --map-state with the node in another process
+           (benchmarks/node_process.py), the reads over a pipe: the RSS is
+           the exporter's process, nothing subtracted (the subtraction
+           moves with the node's own heap as churn grows it).
            --malloc-default: without the exporter's fixed glibc thresholds.
   storm    --clients (50) concurrent clients scraping /metrics of the
            1,000 x 20 Model in a loop for --storm-seconds (60): every scrape
@@ -304,6 +308,31 @@ class MapStateSource(ChurnSource):
         return r
 
 
+class NodeProcessSource(MapStateSource):
+    """--node-process: MapStateSource with the node in another process
+    (benchmarks/node_process.py): the reads come over a pipe, the first as
+    packed buffers unpacked while the source reads them, the later ones as
+    the dirty keys' tuples (unpickling them: the decoding, ``churn_s``), so
+    this process holds no object of the node and its RSS is the exporter's."""
+
+    def read(self):
+        from erofs_top.kernel.maps import NoGC
+        t0 = time.process_time()
+        first, self.first = self.first, False
+        with NoGC():            # as a map read: no collection while the pairs arrive
+            got = self.node.read(churn=not first)
+        if first:
+            (kb, vb), (io_kb, io_vb) = got
+            found, gone, io_found = unpack_chunks(kb, vb), [], unpack_io(io_kb, io_vb)
+        else:
+            found, gone, io_found = got
+        self.churn_s += time.process_time() - t0
+        return self._readings(first, found, gone, io_found)
+
+    def close(self):
+        self.node.close()
+
+
 def marked_chunks(now, was: dict) -> list:
     """The PageChunks of ``now`` (a file's chunks) that the probe would have
     marked dirty: new, or with other owners or seeded pages than the entry
@@ -340,23 +369,44 @@ def _packed_pairs(files: dict):
     """_chunk_pairs of every file as a RawBatch read returns them: two packed
     buffers (packed here: the benchmark's time), unpacked lazily (the
     source's time, as in maps.chunk_items)."""
+    return unpack_chunks(*pack_chunks(files))
+
+
+def pack_chunks(files: dict) -> tuple[bytes, bytes]:
+    """The keys and values of every file's chunk entries, packed as a batch
+    map read returns them."""
     from erofs_top.kernel.maps import CHUNK_KEY, CHUNK_VAL
     kb, vb = bytearray(), bytearray()
     for fk, pcs in files.items():
         for (dev, ino, chunk), v in _chunk_pairs({fk: pcs}):
             kb += CHUNK_KEY.pack(dev, ino, chunk)
             vb += CHUNK_VAL.pack(*v)
-    return zip(CHUNK_KEY.iter_unpack(bytes(kb)), CHUNK_VAL.iter_unpack(bytes(vb)))
+    return bytes(kb), bytes(vb)
+
+
+def unpack_chunks(kb: bytes, vb: bytes):
+    """pack_chunks' pairs, unpacked as they are read (maps.chunk_items)."""
+    from erofs_top.kernel.maps import CHUNK_KEY, CHUNK_VAL
+    return zip(CHUNK_KEY.iter_unpack(kb), CHUNK_VAL.iter_unpack(vb))
 
 
 def _packed_io(io_by_key: dict):
     """The io rows as _packed_pairs packs the chunks (maps.io_items)."""
+    return unpack_io(*pack_io(io_by_key))
+
+
+def pack_io(io_by_key: dict) -> tuple[bytes, bytes]:
     from erofs_top.kernel.maps import IO_KEY, IO_VAL
     kb, vb = bytearray(), bytearray()
     for k, f in io_by_key.items():
         kb += IO_KEY.pack(*k)
         vb += IO_VAL.pack(*_io_value(f))
-    return zip(IO_KEY.iter_unpack(bytes(kb)), IO_VAL.iter_unpack(bytes(vb)))
+    return bytes(kb), bytes(vb)
+
+
+def unpack_io(kb: bytes, vb: bytes):
+    from erofs_top.kernel.maps import IO_KEY, IO_VAL
+    return zip(IO_KEY.iter_unpack(kb), IO_VAL.iter_unpack(vb))
 
 
 def _io_value(f) -> tuple | None:
@@ -379,7 +429,8 @@ def _node_header(args, node, made_s: float, node_rss: float) -> None:
     print(f"node: {args.node_files} files, {args.containers} containers, "
           f"{node.chunk_count()} chunk entries (made in {made_s:.0f} s, RSS then "
           f"{node_rss:.0f} MB)" + ("; the source's map state (ChunkState, IoState) between "
-                                   "it and the aggregator" if args.map_state else ""))
+                                   "it and the aggregator" if args.map_state or args.node_process else "")
+          + ("; the node in another process" if args.node_process else ""))
 
 
 def _scrape_while_refreshing(ex, scrapes: int) -> tuple[list, list, object]:
@@ -418,10 +469,17 @@ def part_node(args) -> dict:
     from synthetic_node import SyntheticNode
     from erofs_top.collector import Collector
     t0 = time.perf_counter()
-    node = SyntheticNode(args.node_files, args.containers, rereads=args.rereads)
-    node.age(args.node_aged)
-    node_rss = _rss_mb()
-    src = (MapStateSource if args.map_state else ChurnSource)(node, args.node_churn)
+    if args.node_process:
+        from node_process import NodeProcess
+        node = NodeProcess(args.node_files, args.containers, rereads=args.rereads,
+                           aged=args.node_aged, fraction=args.node_churn,
+                           mark_every_chunk=args.mark_every_chunk)
+        src = NodeProcessSource(node, args.node_churn)
+    else:
+        node = SyntheticNode(args.node_files, args.containers, rereads=args.rereads)
+        node.age(args.node_aged)
+        src = (MapStateSource if args.map_state else ChurnSource)(node, args.node_churn)
+    node_rss = _rss_mb()        # (--node-process: the interpreter and the resolvers only)
     src.mark_every_chunk = args.mark_every_chunk
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     if args.malloc_default:     # the exporter fixes glibc's thresholds: compare without it
@@ -469,7 +527,13 @@ def part_node(args) -> dict:
     print(f"  each steady refresh in order (after {args.node_settle} untimed; the cost climbs "
           f"while churn ages a fresh node, ~100 refreshes; --node-aged: docs/performance.md): "
           f"{', '.join(f'{c * 1e3:.0f}' for c in cpus)} ms")
-    if args.map_state:
+    if args.node_process:
+        src.close()
+        print(f"  RSS of the exporter's process (the node in another one): {out['rss_mb']:.0f} MB "
+              f"(target <= 300 MB), of which {node_rss:.0f} MB before the first refresh "
+              f"(interpreter, imports, the fixture resolvers' state); "
+              f"{out['rss_mb'] - node_rss:.0f} MB since")
+    elif args.map_state:
         print(f"  RSS without the synthetic node (its RSS once made: it stands for the kernel's "
               f"maps): {out['rss_mb'] - node_rss:.0f} MB (target <= 300 MB)")
     print(f"  RSS {out['rss_mb']:.0f} MB (target <= 300 MB); /metrics while refreshing back to "
@@ -685,6 +749,10 @@ def _add_args(ap) -> None:
     ap.add_argument("--map-state", action="store_true",
                     help="node: the probe source's ChunkState/IoState between the node and the "
                          "aggregator (a real exporter's source; RSS also without the node)")
+    ap.add_argument("--node-process", action="store_true",
+                    help="node: --map-state with the synthetic node in another process "
+                         "(benchmarks/node_process.py), the reads handed over a pipe: the RSS "
+                         "printed is then the exporter's process, nothing subtracted")
     ap.add_argument("--no-hint", action="store_true",
                     help="node: Readings without changed_files / changed_io")
     ap.add_argument("--node-aged", type=int, default=0, metavar="N",

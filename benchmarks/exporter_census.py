@@ -2,7 +2,8 @@
 its steady refreshes.
 
 bench_exporter.py's node part, --map-state --scraped: SyntheticNode(--files,
---containers) made first (untraced: it stands for the kernel's maps), then
+--containers) made first (untraced: it stands for the kernel's maps; or in
+another process, --node-process; --rereads, --aged N: benchlib.add_age_args), then
 traced: the probe source's kept state (ChunkState, IoState) fed as a map
 read feeds it, the real Collector, aggregator and Exporter, the first
 refresh, one OpenMetrics + gzip scrape, --steps steady refreshes at --churn
@@ -18,8 +19,7 @@ import gc
 import tracemalloc
 
 import benchlib  # (also sets sys.path)
-from bench_exporter import MapStateSource
-from synthetic_node import SyntheticNode
+from bench_exporter import MapStateSource, NodeProcessSource
 
 from erofs_top.collector import Collector
 from erofs_top.exporter.server import Exporter
@@ -38,12 +38,22 @@ def main() -> int:
     ap.add_argument("--churn", type=float, default=1.0, help="%% of chunk entries per refresh")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--lines", type=int, default=40, help="allocation sites shown")
+    ap.add_argument("--node-process", action="store_true",
+                    help="the node in another process (node_process.py, as bench_exporter.py "
+                         "--node-process): the files' FileInfo and digests derived when the "
+                         "aggregator asks, so what it keeps of them is traced too")
+    benchlib.add_age_args(ap)
     args = ap.parse_args()
-    node = SyntheticNode(args.files, args.containers)
+    if args.node_process:
+        from node_process import NodeProcess
+        node = NodeProcess(args.files, args.containers, rereads=args.rereads, aged=args.aged,
+                           fraction=args.churn / 100)
+    else:
+        node = benchlib.aged_node(args)
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.take_snapshot()
-    src = MapStateSource(node, args.churn / 100)
+    src = (NodeProcessSource if args.node_process else MapStateSource)(node, args.churn / 100)
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     ex = Exporter(col, interval=10.0, log=lambda m: None, lean_models=True)  # as the exporter command
     ex.refresh_once()
@@ -53,6 +63,8 @@ def main() -> int:
     gc.collect()
     snap = tracemalloc.take_snapshot()
     tracemalloc.stop()
+    if args.node_process:
+        node.close()
     n = args.files
     by_line = snap.compare_to(base, "lineno")
     total = sum(s.size_diff for s in by_line)

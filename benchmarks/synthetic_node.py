@@ -101,16 +101,10 @@ class SyntheticNode:
     def add_file(self, c: int) -> int:
         """A new file of container c's mount read for the first time: its chunk entries."""
         m = self.mount_list[c]
-        j = self.next_ino[c] - 100
         ino = self.next_ino[c]
         self.next_ino[c] += 1
-        nchunks = 1 + (j % 4)
-        # same nid -> same size within an image; sizes differ across images
-        size = (nchunks * 64 - 3) * PAGE + (c % self.n_images) * self.per_mount + j
-        aops = AOPS_FILEIO if m.backing == "file" else AOPS_BLOCK
-        self.content.files[(m.dev, ino)] = FileInfo(ino, f"{m.mountpoint}/usr/lib/f{j}.so",
-                                                    size, True, aops)
-        self.content.content[(m.dev, ino)] = f"{(c % self.n_images) * 10_000_000 + j:064x}"
+        self.content.files[(m.dev, ino)] = file_info(m, c, ino, self.n_images, self.per_mount)
+        self.content.content[(m.dev, ino)] = file_digest(c, ino, self.n_images)
         return self._read_whole(c, ino)
 
     def _read_whole(self, c: int, ino: int) -> int:
@@ -270,6 +264,45 @@ class SyntheticNode:
 
     def resolvers(self):
         return self.mounts, self.cgroups, self.content
+
+
+def file_info(m: MountInfo, c: int, ino: int, n_images: int, per_mount: int) -> FileInfo:
+    """The FileInfo of file ``ino`` of container c's mount ``m``."""
+    j = ino - 100
+    nchunks = 1 + (j % 4)
+    # same nid -> same size within an image; sizes differ across images
+    size = (nchunks * 64 - 3) * PAGE + (c % n_images) * per_mount + j
+    aops = AOPS_FILEIO if m.backing == "file" else AOPS_BLOCK
+    return FileInfo(ino, f"{m.mountpoint}/usr/lib/f{j}.so", size, True, aops)
+
+
+def file_digest(c: int, ino: int, n_images: int) -> str:
+    """The content digest of file ``ino`` of container c's mount: one per
+    (image, nid)."""
+    return f"{(c % n_images) * 10_000_000 + ino - 100:064x}"
+
+
+class DerivedContent(StaticContent):
+    """A SyntheticNode's StaticContent answers, derived from (dev, ino) when
+    asked (file_info, file_digest) instead of kept per file: a resolver that
+    reads an image's inode when asked, as ImageContent does, so the process
+    that uses it holds no per-file state but what erofs-top keeps of it
+    (node_process.py: the exporter's RSS).  Any (dev, ino) of a known mount
+    has an answer; the aggregator asks only of files the readings hold."""
+
+    def __init__(self, mount_list: list[MountInfo], n_images: int, per_mount: int):
+        super().__init__()
+        self.mount_at = {m.dev: c for c, m in enumerate(mount_list)}
+        self.n_images, self.per_mount = n_images, per_mount
+
+    def file_info(self, mount, ino):
+        c = self.mount_at.get(mount.dev)
+        return None if c is None else file_info(mount, c, ino, self.n_images, self.per_mount)
+
+    def digest(self, mount, ino):
+        self.digest_calls += 1
+        c = self.mount_at.get(mount.dev)
+        return None if c is None else file_digest(c, ino, self.n_images)
 
 
 def _take(items: list, rng: random.Random):

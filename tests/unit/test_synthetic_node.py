@@ -55,3 +55,18 @@ def test_decode_afresh_makes_equal_new_objects():
     key = next(iter(before))
     assert node.files[key] is not before[key] and node.files[key][0] is not before[key][0]
     assert node.io_by_key == {(f.dev, f.ino, f.cgroup_id): f for f in node.io.values()}
+
+
+def test_derived_content_answers_as_the_nodes_own():
+    """node_process.py's resolver derives each file's FileInfo and digest:
+    the same answers as the node's StaticContent for every file it made,
+    new ones of the default churn included."""
+    from synthetic_node import DerivedContent
+    node, first = _churned(rereads=False, rounds=10)
+    derived = DerivedContent(node.mount_list, node.n_images, node.per_mount)
+    mount_of = {m.dev: m for m in node.mount_list}
+    assert len(node.content.files) > len(first)
+    for (dev, ino), info in node.content.files.items():
+        assert derived.file_info(mount_of[dev], ino) == info
+        assert derived.digest(mount_of[dev], ino) == node.content.content[(dev, ino)]
+    assert len(set(node.content.content.values())) < len(node.content.content)  # copies share one
