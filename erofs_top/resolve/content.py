@@ -24,12 +24,13 @@ import os
 import stat
 import struct
 import time
+import weakref
 
 from contextlib import contextmanager
 
 from ..pagecache import (backing_readahead, coalesce_runs, fd_resident_mask, fd_size,
                          file_resident_pages, preserve_residency)
-from ..names import decode, encode
+from ..names import decode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
 from .dirtree import image_paths
 from .filedata import FileData, FileDataStream, file_data
@@ -104,27 +105,51 @@ def build_id_of(stream) -> str | None:
     return None
 
 
-class _MountIndex:
-    """ino -> path below one mount, built by one walk.  EROFS is read-only, so it
-    never goes stale while the superblock stays mounted.  Paths are where
-    erofs-top opens the files (``mount.local()``: a mount of another mount
-    namespace opens through /host or /proc/PID/root); FileInfo.path is the name
-    in the mount's namespace."""
+class ImageNames:
+    """nid -> path below a mount's root ("" the root itself, "/etc/passwd"
+    below it) of one image, read from the image once (dirtree.py) and kept
+    while a mount of that image and root is indexed: every mount of the same
+    image shares it (one mount per container of one image, as composefs and
+    per-container mounts have it, would otherwise keep the same names once
+    per container)."""
 
-    def __init__(self, mount: MountInfo, image_tree=None):
-        self.paths: dict[int, str] = {}
+    __slots__ = ("rel", "_nids", "__weakref__")
+
+    def __init__(self, rel: dict[int, str]):
+        self.rel = rel
+        self._nids: dict[str, int] | None = None
+
+    def nid_of(self, rel_path: str) -> int | None:
+        if self._nids is None:      # (built on first use: few indexes need it)
+            self._nids = {p: nid for nid, p in self.rel.items()}
+        return self._nids.get(rel_path)
+
+
+class _MountIndex:
+    """ino -> path below one mount.  EROFS is read-only, so it never goes
+    stale while the superblock stays mounted.  Paths are where erofs-top
+    opens the files (``mount.local()``: a mount of another mount namespace
+    opens through /host or /proc/PID/root); FileInfo.path is the name in the
+    mount's namespace.  Names read from the image are an ImageNames shared
+    by the mounts of that image (``shared_names``: key -> ImageNames, weakly
+    held); a walked mount keeps its own."""
+
+    def __init__(self, mount: MountInfo, image_tree=None, shared_names=None):
+        self.paths: dict[int, str] = {}     # (a walked mount) ino -> path
+        self.names: ImageNames | None = None
         self.infos: dict[int, FileInfo | None] = {}
         self.error = ""
         self.walked = ""            # "image" (read from the image file) or "mount"
         self.image_error = ""       # why the image could not be read (walked the mount)
         self._nids: dict[str, int] | None = None
-        root = mount.root_path
+        self.root = root = mount.root_path
+        self._prefix = root.rstrip("/")
         try:
             root_ino = os.stat(root).st_ino
             self.paths[root_ino] = root
             if image_tree is None:
                 self.image_error = f"no readable EROFS image behind {mount.source or '?'}"
-            elif self._from_image(image_tree, root_ino, root):
+            elif self._from_image(mount, image_tree, root_ino, shared_names):
                 return
             self.walked = "mount"
             for ent in walk_mount(root):
@@ -132,19 +157,46 @@ class _MountIndex:
         except OSError as e:
             self.error = f"{root}: {e.strerror}"
 
-    def _from_image(self, image_tree, root_ino: int, root: str) -> bool:
-        """Names read from the image file (no page cache: dirtree.py)."""
-        try:
-            tree = image_tree(root_ino, encode(root))
-        except (OSError, ErofsFormatError, struct.error) as e:
-            self.image_error = str(e)
-            return False
-        self.paths = {nid: decode(path) for nid, path in tree.items()}
+    def _from_image(self, mount: MountInfo, image_tree, root_ino: int, shared_names) -> bool:
+        """Names read from the image file (no page cache: dirtree.py), or
+        those another mount of the same image and root read."""
+        key = (mount.image_id, root_ino) if mount.image_id else None
+        names = None if key is None or shared_names is None else shared_names.get(key)
+        if names is None:
+            try:
+                tree = image_tree(root_ino, b"")
+            except (OSError, ErofsFormatError, struct.error) as e:
+                self.image_error = str(e)
+                return False
+            names = ImageNames({nid: decode(path) for nid, path in tree.items()})
+            if key is not None and shared_names is not None:
+                shared_names[key] = names
+        self.names, self.paths = names, {}
         self.walked = "image"
         return True
 
+    def path(self, ino: int) -> str:
+        """ino's path ("" unknown)."""
+        names = self.names
+        if names is None:
+            return self.paths.get(ino, "")
+        rel = names.rel.get(ino)
+        if rel is None:
+            return ""
+        return self._prefix + rel if rel else self.root
+
+    def inos(self):
+        """Every ino this index names."""
+        return self.paths.keys() if self.names is None else self.names.rel.keys()
+
     def nid_of(self, path: str) -> int | None:
         """The inode number of a path of this index (built on first use)."""
+        if self.names is not None:
+            if path == self.root:
+                return self.names.nid_of("")
+            if not path.startswith(self._prefix + "/"):
+                return None
+            return self.names.nid_of(path[len(self._prefix):])
         if self._nids is None:
             self._nids = {p: nid for nid, p in self.paths.items()}
         return self._nids.get(path)
@@ -286,6 +338,8 @@ class ImageContent:
         self.clock = clock
         self.preserve_cache = preserve_cache
         self._index: dict[tuple, _MountIndex] = {}
+        # (image_id, root nid) -> the names every mount of it shares, while one is indexed
+        self._names: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._sb: dict[tuple[str, int], Superblock | None] = {}
         self._inodes: dict[tuple, tuple[Superblock, DiskInode] | None] = {}
         self._page_maps: dict[tuple, dict[int, tuple[int, ...]] | None] = {}
@@ -368,7 +422,7 @@ class ImageContent:
         k = self._mount_key(mount)
         idx = self._index.get(k)
         if idx is None:
-            idx = self._index[k] = _MountIndex(mount, self._image_tree(mount))
+            idx = self._index[k] = _MountIndex(mount, self._image_tree(mount), self._names)
             if idx.walked == "mount":       # counted for good: the mount may be gone next refresh
                 self.names_walked += 1
                 self.names_walk_reason = idx.image_error
@@ -386,7 +440,7 @@ class ImageContent:
         return lambda root_nid, root_path: image_paths(sb, read, root_nid, root_path)
 
     def path_of(self, mount: MountInfo, ino: int) -> str:
-        return self._index_of(mount).paths.get(ino, "")
+        return self._index_of(mount).path(ino)
 
     def names_source(self, mount: MountInfo) -> str:
         """Where the mount's names came from: "image" (read from the image

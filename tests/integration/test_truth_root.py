@@ -203,7 +203,7 @@ def test_names_come_from_the_image_and_cache_nothing(stack, mode):
     ic = ImageContent()
     assert ic.path_of(mi, leaf) == f"{m.mountpoint}/d3/sub1/file-0010.txt"
     assert ic.names_source(mi) == "image"
-    infos = {ino: ic.file_info(mi, ino) for ino in ic._index_of(mi).paths}
+    infos = {ino: ic.file_info(mi, ino) for ino in ic._index_of(mi).inos()}
     assert [_resident(p) for p in caches] == before
     walked = {os.stat(os.path.join(d, n)).st_ino: os.path.join(d, n)
               for d, dirs, names in os.walk(m.mountpoint) for n in dirs + names}

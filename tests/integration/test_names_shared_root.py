@@ -1,0 +1,75 @@
+"""Mounts of one image share the names read from it (resolve/content.py
+ImageNames): each mount's paths are its own mount point's, the names object
+is one, another image's is another, and it goes once no mount of its image
+is indexed.  Oracles: os.walk / os.stat through each mount."""
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+
+from erofs_top.resolve.content import ImageContent
+from erofs_top.resolve.mounts import SysMounts
+from erofs_top.workload import build_image, make_tree
+
+pytestmark = pytest.mark.root
+
+# names with bytes a kernel path may hold (any but NUL and "/")
+ODD = [b"plain.txt", b"new\nline", b"lat1-\xe9", b"bad-utf8-\xff\xfe", b" lead space"]
+
+
+def _tree(root, seed: int):
+    files = {f"d{i % 5}/f{i:03d}.bin": 100 + i * seed for i in range(60)}
+    src = make_tree(root, files, seed=seed)
+    odd = os.path.join(os.fsencode(src), b"odd")
+    os.mkdir(odd)
+    for name in ODD:
+        with open(os.path.join(odd, name), "wb") as f:
+            f.write(name * seed)
+    return src
+
+
+def _walked(mountpoint: str) -> dict[int, str]:
+    """ino -> path of everything below a mount, through the mount (bytes kept)."""
+    top = os.fsencode(mountpoint)
+    out = {os.stat(top).st_ino: mountpoint}
+    for d, dirs, names in os.walk(top):
+        for n in dirs + names:
+            p = os.path.join(d, n)
+            out[os.stat(p).st_ino] = os.fsdecode(p)
+    return out
+
+
+def test_mounts_of_one_image_share_its_names(stack):
+    img_a = build_image(_tree(stack.dir / "a", 1), stack.dir / "a.erofs")
+    img_b = build_image(_tree(stack.dir / "b", 2), stack.dir / "b.erofs")
+    mounts = [stack.mount(img_a, "a1"), stack.mount(img_a, "a2", mode="loop"),
+              stack.mount(img_a, "a3"), stack.mount(img_b, "b1")]
+    sm = SysMounts()
+    sm.refresh()
+    infos = [sm.by_dev(m.dev) for m in mounts]
+    assert len({mi.image_id for mi in infos}) == 2      # a1..a3 one image, b1 another
+    ic = ImageContent()
+    indexes = [ic._index_of(mi) for mi in infos]
+    for m, mi, idx in zip(mounts, infos, indexes):
+        assert ic.names_source(mi) == "image"
+        walked = _walked(str(m.mountpoint))
+        assert len(walked) == 1 + 5 + 60 + 1 + len(ODD)
+        assert sorted(idx.inos()) == sorted(walked)
+        for ino, path in walked.items():
+            assert ic.path_of(mi, ino) == path
+            assert idx.nid_of(path) == ino
+        assert ic.file_info(mi, max(walked)).path == walked[max(walked)]
+    assert indexes[0].names is indexes[1].names is indexes[2].names
+    assert indexes[3].names is not indexes[0].names
+    assert ic.path_of(infos[0], 10 ** 9) == "" and indexes[0].nid_of("/elsewhere") is None
+    # the names go with the last index of their image
+    for mi in infos[:2]:
+        ic.forget(mi)
+    gc.collect()
+    assert len(ic._names) == 2
+    ic.forget(infos[2])
+    del indexes
+    gc.collect()
+    assert len(ic._names) == 1
