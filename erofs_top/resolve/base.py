@@ -89,7 +89,7 @@ class CgroupInfo:
     container_name: str = ""
 
 
-@dataclass
+@dataclass(slots=True)         # one per resident file (and mount): no __dict__ each
 class FileInfo:
     ino: int
     path: str                   # absolute path through the mount point ("" unknown)
