@@ -14,7 +14,9 @@ images (file-backed mounts), read by 50 cgroups; then
 Images: each has 2,500 files of 4-16 KiB; images 2k and 2k+1 share half of
 their files byte for byte (duplicates across images, found by content).
 Cgroup c reads every file of image c % 20 (so 2-3 cgroups per image: the
-first reader of a page pays).
+first reader of a page pays).  --mounts-per-image K: each image mounted K
+times, cgroup c reads mount c % (20 K) (one mount per container of one
+image, as composefs has it).
 
 Run (root, under the shared lock, ~5 min):
   flock /tmp/erofs-top-heavy.lock .venv/bin/python benchmarks/bench_node_real.py
@@ -125,6 +127,9 @@ def _add_args(ap) -> None:
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--files", type=int, default=2500, help="files per image")
     ap.add_argument("--cgroups", type=int, default=50)
+    ap.add_argument("--mounts-per-image", type=int, default=1, metavar="K",
+                    help="each image mounted K times (one mount per container of one image, as "
+                         "composefs has it); cgroup c reads mount c")
     ap.add_argument("--steady", type=int, default=3)
     ap.add_argument("--profile", metavar="FILE",
                     help="write cProfile stats of the first refresh to FILE (its time then "
@@ -137,11 +142,13 @@ def _body(args):
     with Stack(prefix="erofs-top-bench-node-") as stack:
         t = time.perf_counter()
         images = make_images(stack, args.images, args.files)
-        mounts = [stack.mount(img, f"m{i}") for i, img in enumerate(images)]
+        mounts = [stack.mount(img, f"m{i}-{k}") for k in range(args.mounts_per_image)
+                  for i, img in enumerate(images)]
         cgs = [stack.cgroup(f"{prefix}/c{c}") for c in range(args.cgroups)]
         for c, cg in enumerate(cgs):
             cg.run([sys.executable, "-S", "-c", READER, str(mounts[c % len(mounts)].path(""))])
-        print(f"{args.images} images x {args.files} files, {args.cgroups} cgroups read them "
+        print(f"{args.images} images x {args.files} files, {len(mounts)} mounts, "
+              f"{args.cgroups} cgroups read them "
               f"({time.perf_counter() - t:.0f} s to build, mount and read)", flush=True)
         before = cli_json("snapshot", "--files", "50")
         once = cli_json("once", "--files", "50")
@@ -158,15 +165,19 @@ def _body(args):
               f"once, snapshot after): {tot}")
         for line in bad[:10]:
             print("  DIFF", line)
+        rss0 = _rss_mib()
         col = open_collector()
         try:
             times = timed_refreshes(col, stack, mounts, cgs, args.steady, args.profile)
             model = col.last_model
+            rss = _rss_mib()
         finally:
             col.close()
         files = model.health.files_total
         chunks = next((m.entries for m in model.health.maps if m.name == "chunks"), 0)
-        print(f"live collector: {files} resident files, {chunks} chunk entries")
+        print(f"live collector: {files} resident files, {chunks} chunk entries; this "
+              f"process's RSS {rss0:.0f} MiB before it was opened, {rss:.0f} MiB after the "
+              f"refreshes")
         for label, rows in times.items():
             tot_ms = statistics.median(r[0] for r in rows) * 1e3
             read_ms = statistics.median(r[1] for r in rows) * 1e3
@@ -174,7 +185,13 @@ def _body(args):
                   f"{tot_ms - read_ms:.0f} ms; median of {len(rows)})")
     if bad:
         raise SystemExit(1)    # a cgroup outside 1 %: the DIFF lines above
-    return {"totals_once_snapshot": tot}
+    return {"totals_once_snapshot": tot, "rss_mib_before_after": (rss0, rss),
+            "refresh_s": {k: [r[0] for r in rows] for k, rows in times.items()}}
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
 
 
 def main() -> int:
