@@ -21,6 +21,13 @@ thread's arena is given back less readily (~5-10 MB of an exporter's RSS
 at 250,000 files, docs/performance.md "The kept forms").  Python's own
 objects take the GIL anyway: no lock contention is added that matters.
 Elsewhere (musl, no libc found) it does nothing and says so.
+
+``trim()`` gives back the free memory inside the heap, not only at its top
+(``malloc_trim(0)``): BCC's compile of the probes (clang and LLVM, in
+process) and a full pass free tens of MB in the middle of the heap, which
+the trim threshold never returns (~25 MB of a real exporter's RSS after its
+first refresh, docs/performance.md).  The exporter calls it after each
+refresh that began from scratch (the first, and any full pass later).
 """
 from __future__ import annotations
 
@@ -63,3 +70,12 @@ def fixed_thresholds(mmap_bytes: int = MMAP_THRESHOLD_BYTES,
     return bool(lib.mallopt(M_MMAP_THRESHOLD, mmap_bytes)) and bool(
         lib.mallopt(M_TRIM_THRESHOLD, trim_bytes)) and bool(lib.mallopt(M_ARENA_MAX, arenas))
 
+
+
+def trim() -> bool:
+    """Give the heap's free pages back to the system (glibc malloc_trim(0));
+    False where there is no glibc or nothing was given back."""
+    lib = _glibc()
+    if lib is None or not hasattr(lib, "malloc_trim"):
+        return False
+    return bool(lib.malloc_trim(0))

@@ -124,6 +124,9 @@ class Exporter:
         self.last_error = ""
         self._prerender()
         self.render_error = ""
+        agg = getattr(self.source, "aggregator", None)
+        if self.status.refreshes == 1 or getattr(agg, "built_anew", False):
+            heap.trim()     # the probes' compile and a full pass free much mid-heap
         return True
 
     def _prerender(self) -> None:

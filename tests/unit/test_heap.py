@@ -35,6 +35,8 @@ for _ in range(64):
     blocks.append(bytearray(1 << 20))       # zero-filled: its pages are touched
     kept.append(bytes(600))
 del blocks
+if sys.argv[2] == "trim" and not heap.trim():
+    raise SystemExit(4)
 print(rss_kib() - start)
 """
 
@@ -63,6 +65,14 @@ def test_default_thresholds_keep_them():
     if heap._glibc() is None:
         pytest.skip("not glibc")
     assert _growth_kib("default") > 48 * 1024      # the freed 64 MiB stay resident
+
+
+def test_trim_gives_back_the_holes_inside_the_heap():
+    """heap.trim() (malloc_trim) with glibc's default thresholds: the freed
+    1 MiB blocks between blocks that stay (the case above) leave the RSS."""
+    if heap._glibc() is None:
+        pytest.skip("not glibc")
+    assert _growth_kib("trim") < 16 * 1024
 
 
 # a thread's blocks: in an arena of its own by default, in the main one
@@ -97,3 +107,25 @@ def test_a_thread_has_its_own_arena_by_default():
     if heap._glibc() is None:
         pytest.skip("not glibc")
     assert _arenas("default") >= 2
+
+
+def test_the_exporter_trims_after_a_refresh_from_scratch(monkeypatch):
+    """The exporter trims after its first refresh (the probes' compile and
+    the full pass freed the most) and after a full pass, not after a
+    steady refresh (a synthetic node, the real Collector and aggregator)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_exporter import ChurnSource
+    from synthetic_node import SyntheticNode
+
+    from erofs_top.collector import Collector
+    from erofs_top.exporter.server import Exporter
+    trims = []
+    monkeypatch.setattr(heap, "trim", lambda: trims.append(1) or True)
+    node = SyntheticNode(400, 8)
+    src = ChurnSource(node, 0.05)
+    col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
+    ex = Exporter(col, interval=10.0, log=lambda m: None)
+    assert ex.refresh_once() and trims == [1]
+    assert ex.refresh_once() and ex.refresh_once() and trims == [1]     # steady: kept state
+    col.aggregator.__init__(col.aggregator.recheck_slices)                # state dropped
+    assert ex.refresh_once() and trims == [1, 1]
