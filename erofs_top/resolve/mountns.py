@@ -114,16 +114,19 @@ class MountNamespaces:
         others: list[MountTable] = []
         unknown = 0
 
-        def new(p: str, pid: str) -> bool:
-            """Is pid (in /proc p) in a mount namespace no table reads yet?"""
+        def new(p: str, pid: str, ns: str | None) -> bool:
+            """Is pid (in /proc p; ``ns`` its namespace link, None: unreadable)
+            in a mount namespace no table reads yet?  A readable link tells
+            namespaces apart by itself: no table text is read here (mount
+            ids differ between namespaces, so their texts never match
+            anyway); only a process without one is compared by text."""
             nonlocal unknown
-            ns = _ns_link(p, pid)
             if ns is not None:
                 if ns in seen_ns:
                     return False
                 seen_ns.add(ns)
-            else:
-                unknown += 1
+                return True
+            unknown += 1
             key = _text_key(f"{p}/{pid}/mountinfo")
             if key is None or key in seen_text:
                 return False
@@ -131,15 +134,16 @@ class MountNamespaces:
             return True
 
         host_proc = self._host_proc()
-        if host_proc and new(host_proc, "1"):
+        if host_proc and new(host_proc, "1", _ns_link(host_proc, "1")):
             first.append(MountTable("host", f"{host_proc}/1/mountinfo", self.host_root))
-        if new(proc, "1"):
+        if new(proc, "1", _ns_link(proc, "1")):
             first.append(MountTable("pid 1", f"{proc}/1/mountinfo", f"{proc}/1/root"))
         procs = [proc] + ([host_proc] if host_proc else [])
         cgroups_seen: set[tuple[str, str]] = set()
         for p in procs:
             for pid in _pids(p):
-                if _ns_link(p, pid) is None:
+                ns = _ns_link(p, pid)       # (read once: a readlink per process and scan)
+                if ns is None:
                     # no ptrace access: one process per cgroup stands for its namespace
                     try:
                         cg = names.read_text(f"{p}/{pid}/cgroup")
@@ -148,7 +152,7 @@ class MountNamespaces:
                     if (p, cg) in cgroups_seen:
                         continue
                     cgroups_seen.add((p, cg))
-                if new(p, pid):
+                if new(p, pid, ns):
                     label = f"pid {pid}" if p == proc else f"host pid {pid}"
                     others.append(MountTable(label, f"{p}/{pid}/mountinfo",
                                              f"{p}/{pid}/root"))

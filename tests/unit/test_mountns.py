@@ -101,3 +101,23 @@ def test_explicit_mountinfo_path_reads_only_that_file(node):
     sm = SysMounts(str(tmp / "proc" / "self" / "mountinfo"), sys_root=str(tmp / "sys"))
     [m] = sm.mounts()
     assert m.mountpoint.startswith("/host/") and m.mount_ns == "" and m.ns_prefix == ""
+
+
+def test_readable_namespace_links_are_not_compared_by_text(tmp_path, monkeypatch):
+    """A process whose namespace link is readable is told apart by the link
+    alone: its table is listed without reading it in the scan (one readlink
+    per process, no text read and hashed per namespace), even when its text
+    is the same as another's; a process in a namespace seen already adds none."""
+    from erofs_top.resolve import mountns
+    _proc(tmp_path, "self", "", "mnt:[100]")
+    _proc(tmp_path, "1", "", "mnt:[100]")
+    _proc(tmp_path, "50", _line(31, "0:41", "/a", "/img/a.erofs"), "mnt:[200]")
+    _proc(tmp_path, "51", _line(31, "0:41", "/a", "/img/a.erofs"), "mnt:[200]")
+    _proc(tmp_path, "60", _line(31, "0:41", "/a", "/img/a.erofs"), "mnt:[300]")
+    read = []
+    real = mountns._text_key
+    monkeypatch.setattr(mountns, "_text_key", lambda path: read.append(path) or real(path))
+    ns = MountNamespaces(proc_root=str(tmp_path / "proc"), host_root=str(tmp_path / "nohost"))
+    assert [t.label for t in ns.tables()] == ["self", "pid 50", "pid 60"]
+    assert read == [str(tmp_path / "proc" / "self" / "mountinfo")]
+    assert ns.notes == []
