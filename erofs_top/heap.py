@@ -71,7 +71,6 @@ def fixed_thresholds(mmap_bytes: int = MMAP_THRESHOLD_BYTES,
         lib.mallopt(M_TRIM_THRESHOLD, trim_bytes)) and bool(lib.mallopt(M_ARENA_MAX, arenas))
 
 
-
 def trim() -> bool:
     """Give the heap's free pages back to the system (glibc malloc_trim(0));
     False where there is no glibc or nothing was given back."""

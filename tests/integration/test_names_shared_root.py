@@ -64,12 +64,12 @@ def test_mounts_of_one_image_share_its_names(stack):
     assert indexes[0].names is indexes[1].names is indexes[2].names
     assert indexes[3].names is not indexes[0].names
     assert ic.path_of(infos[0], 10 ** 9) == "" and indexes[0].nid_of("/elsewhere") is None
-    # the names go with the last index of their image
+    # the names stay while an index of their image does, and go with the last
+    del indexes, idx
     for mi in infos[:2]:
         ic.forget(mi)
     gc.collect()
-    assert len(ic._names) == 2
+    assert len(ic._names) == 2          # a3's index keeps image a's names
     ic.forget(infos[2])
-    del indexes
     gc.collect()
-    assert len(ic._names) == 1
+    assert len(ic._names) == 1 and ic._index_of(infos[3]).names is not None
