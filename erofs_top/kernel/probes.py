@@ -23,6 +23,8 @@ KIND_EROFS = 1
 GEN_USER = 1        # probes/filemap.c watched_gen slot user space bumps
 COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost", "dirty_overflow")
+# record mode: events one poll_events() hands over at most (~3 MiB of records)
+POLL_EVENTS_MAX = 1 << 16
 FULL_READ_EVERY = 600   # reads: a full read of the maps every N (the others read marked keys)
 
 
@@ -376,9 +378,13 @@ class TracepointSource:
     # (bytes -> batch): a ctypes decode per event costs more than the event
     event_decoder = None
 
-    def poll_events(self, callback, timeout_ms: int = 100) -> None:
+    def poll_events(self, callback, timeout_ms: int = 100) -> bool:
         """Record mode: pass the pending events to callback, as a list of
-        PageEvent, or as event_decoder(concatenated raw records) when set."""
+        PageEvent, or as event_decoder(concatenated raw records) when set;
+        POLL_EVENTS_MAX of them at most.  True when it stopped there (more
+        may be waiting): under a flood the ring buffer never empties, and a
+        read that took everything would never return (a stop request would
+        wait for the readers to stop)."""
         if not self.record:
             raise RuntimeError("TracepointSource(record=True) needed for events")
         if not self._ring_open:
@@ -389,10 +395,13 @@ class TracepointSource:
             def on_event(_ctx_or_cpu, data, size):
                 if self.event_decoder is not None:
                     batch.append(ct.string_at(data, size))
-                    return
-                ev = table.event(data)
-                batch.append(PageEvent(ev.ts_ns, ev.kind, ev.dev, ev.ino, ev.index,
-                                       ev.nr_pages, ev.cgroup_id, ev.pid))
+                else:
+                    ev = table.event(data)
+                    batch.append(PageEvent(ev.ts_ns, ev.kind, ev.dev, ev.ino, ev.index,
+                                           ev.nr_pages, ev.cgroup_id, ev.pid))
+                # a negative return ends libbpf's read of the ring buffer (this
+                # record taken); a perf buffer's reader ignores it
+                return -1 if len(batch) >= POLL_EVENTS_MAX else 0
 
             def on_lost(n):
                 self.lost_events += n
@@ -406,12 +415,14 @@ class TracepointSource:
             self.bpf.ring_buffer_poll(timeout_ms)
         else:
             self.bpf.perf_buffer_poll(timeout_ms)
-        if self._batch:
-            items, self._batch[:] = list(self._batch), []
-            if self.event_decoder is not None:
-                callback(self.event_decoder(b"".join(items)))
-            else:
-                callback(items)
+        if not self._batch:
+            return False
+        items, self._batch[:] = list(self._batch), []
+        if self.event_decoder is not None:
+            callback(self.event_decoder(b"".join(items)))
+        else:
+            callback(items)
+        return len(items) >= POLL_EVENTS_MAX
 
     def events_lost(self) -> int:
         """Record mode: events the ring buffer (kernel) or perf buffer (user

@@ -159,6 +159,7 @@ class Recorder:
         self.content = col.content = LoggingContent(col.content)
         self.cgroups = col.cgroups = LoggingCgroups(col.cgroups)
         self.events_total = 0
+        self.last_event_ns = 0          # the last event's time (CLOCK_MONOTONIC)
         self.polls = 0
         self._new_files: set[tuple[int, int]] = set()
         self._new_cgroups: set[int] = set()
@@ -236,9 +237,21 @@ class Recorder:
             self._new_cgroups.add(cg)
 
     # ------------------------------------------------------------ events
+    def _drain(self, end_ts: int) -> None:
+        """The events made up to ``end_ts``: the ring buffer read until a
+        read comes back short (it was empty) or has passed end_ts (it is
+        time-ordered), so a flood that goes on after the stop does not
+        keep the recording open (each read takes POLL_EVENTS_MAX at most)."""
+        poll = self.col.source.poll_events
+        while poll(self.on_events, 0) and self.last_event_ns < end_ts:
+            pass
+
     def on_events(self, events) -> None:
         """A list of PageEvent, or an EventBatch (bulk-decoded probe records)."""
         seen_f, seen_c = self._seen_files, self._seen_cgroups
+        if len(events):
+            self.last_event_ns = events.ts_ns[-1] if isinstance(events, fmt.EventBatch) \
+                else events[-1].ts_ns
         if isinstance(events, fmt.EventBatch):
             self.w.add_batch(events)
             self.events_total += len(events)
@@ -385,7 +398,7 @@ class Recorder:
         end_ts = monotonic_ns()
         try:
             if not self.w.full:
-                col.source.poll_events(self.on_events, 0)
+                self._drain(end_ts)
                 self.w.flush_events()
         except KeyboardInterrupt:
             pass
