@@ -346,6 +346,7 @@ class ImageContent:
         self._meta = MetadataReader(self._read_image)
         self._fp: dict[tuple, str | None] = {}
         self._bid: dict[tuple, str | None] = {}
+        self._ckeys: dict[tuple, tuple] = {}       # _content_key's one tuple per file
         self._digest: dict[tuple, str] = {}
         self._pending: set[tuple] = set()
         self._tokens = float(digest_budget_bytes_per_s or 0)
@@ -385,12 +386,15 @@ class ImageContent:
     def _mount_key(mount: MountInfo) -> tuple:
         return (mount.dev, mount.mountpoint, mount.image_id)
 
-    @staticmethod
-    def _content_key(mount: MountInfo, ino: int) -> tuple:
+    def _content_key(self, mount: MountInfo, ino: int) -> tuple:
+        """One tuple per file: the caches keyed by it (inodes, page maps,
+        build-ids, fingerprints) share it, not a copy each."""
         # the same image mounted twice: same image_id, same nid -> same content
         if mount.image_id:
-            return ("img", mount.image_id, ino)
-        return ("dev", mount.dev, mount.mountpoint, ino)
+            key = ("img", mount.image_id, ino)
+        else:
+            key = ("dev", mount.dev, mount.mountpoint, ino)
+        return self._ckeys.setdefault(key, key)
 
     @property
     def digest_pending(self) -> int:
@@ -412,7 +416,7 @@ class ImageContent:
         if not mount.image_id:
             k = ("dev", mount.dev, mount.mountpoint)
             for cache in (self._inodes, self._page_maps, self._fp, self._fp_read, self._bid,
-                          self._digest):
+                          self._digest, self._ckeys):
                 for key in [key for key in cache if key[:3] == k]:
                     del cache[key]
             self._pending = {p for p in self._pending if p[:3] != k}

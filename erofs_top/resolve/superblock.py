@@ -19,6 +19,7 @@ import re
 import struct
 import subprocess
 import uuid as uuidlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..pagecache import preserve_residency, read_dropping_new
@@ -193,7 +194,7 @@ I_NLINK_1_BIT = 4               # i_format: a compact non-directory inode's nlin
                                 # i_nb its startblk_hi (48-bit images)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)     # one per file asked of, per image: no __dict__ each
 class DiskInode:
     nid: int
     extended: bool
@@ -320,9 +321,57 @@ def metadata_offsets(sb: Superblock, ino: DiskInode) -> tuple[int, int]:
     return at, tail
 
 
+class RunPageMap(Mapping):
+    """file_page_map's answer where file pages ``first`` .. first + n - 1 are
+    image pages ``base`` .. base + n - 1, one each (a plain file's data in
+    one run, page-aligned: most files): three ints, not a dict of 1-tuples
+    (~300 B per file; the resolver keeps one per file it was asked of).  A
+    read-only Mapping: get, keys, values, items, ==, as the dict."""
+
+    __slots__ = ("first", "n", "base")
+
+    def __init__(self, first: int, n: int, base: int):
+        self.first, self.n, self.base = first, n, base
+
+    def __getitem__(self, fpage):
+        i = fpage - self.first if fpage.__class__ is int else -1
+        if 0 <= i < self.n:
+            return (self.base + i,)
+        raise KeyError(fpage)
+
+    def __contains__(self, fpage) -> bool:
+        return fpage.__class__ is int and 0 <= fpage - self.first < self.n
+
+    def __iter__(self):
+        return iter(range(self.first, self.first + self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"RunPageMap(first={self.first}, n={self.n}, base={self.base})"
+
+
+def _as_run(pages: dict[int, tuple[int, ...]]) -> Mapping[int, tuple[int, ...]]:
+    """``pages`` as a RunPageMap when it is one run, else as it is."""
+    if not pages:
+        return pages
+    first = min(pages)
+    base_t = pages[first]
+    if len(base_t) != 1:
+        return pages
+    base, n = base_t[0], len(pages)
+    for i in range(n):
+        got = pages.get(first + i)
+        if got is None or len(got) != 1 or got[0] != base + i:
+            return pages
+    return RunPageMap(first, n, base)
+
+
 def file_page_map(extents: list[tuple[int, int, int]], image_base: int,
-                  page_size: int) -> dict[int, tuple[int, ...]]:
-    """file page index -> the image-file pages holding its data blocks.
+                  page_size: int) -> Mapping[int, tuple[int, ...]]:
+    """file page index -> the image-file pages holding its data blocks (a
+    RunPageMap where that is one run).
 
     ``image_base`` is the image's offset in the backing file (loop offset).
     A block smaller than a page makes one file page span several image pages
@@ -337,7 +386,7 @@ def file_page_map(extents: list[tuple[int, int, int]], image_base: int,
             last = (image_base + ioff + pos + run - 1) // page_size
             out.setdefault(fpage, set()).update(range(first, last + 1))
             pos += run
-    return {p: tuple(sorted(v)) for p, v in out.items()}
+    return _as_run({p: tuple(sorted(v)) for p, v in out.items()})
 
 
 _DUMP_EXTENT = re.compile(rb"^\s*\d+:\s*(\d+)\.\.\s*(\d+)\s*\|\s*(\d+)\s*:"

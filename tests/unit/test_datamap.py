@@ -123,3 +123,21 @@ def test_metadata_offsets_hold_the_inode_and_the_inline_tail(src, tmp_path, case
             assert tail_at == -1, f.name
     # a.bin (300,000 % 4096 = 992), odd.bin (57) and tiny (3) end in a tail
     assert tails == (3 if layout == FLAT_INLINE else 0)
+
+
+def test_one_run_is_kept_as_three_ints():
+    """A file whose pages are one run of image pages, one each (most plain
+    files): a RunPageMap, equal to the dict it stands for in every use."""
+    from erofs_top.resolve.superblock import RunPageMap
+    # 3 pages of data at image offset 40960, then a partial 4th page
+    pm = file_page_map([(0, 3 * 4096 + 100, 40960)], 0, 4096)
+    as_dict = {0: (10,), 1: (11,), 2: (12,), 3: (13,)}
+    assert isinstance(pm, RunPageMap) and pm == as_dict and as_dict == pm
+    assert dict(pm.items()) == as_dict and list(pm.values()) == list(as_dict.values())
+    assert pm.get(3) == (13,) and pm.get(4, ()) == () and pm.get(-1) is None
+    assert 2 in pm and 4 not in pm and "2" not in pm and 2.0 not in pm and len(pm) == 4
+    assert set().union(*(pm.keys(), {7})) == {0, 1, 2, 3, 7}
+    # not one run: kept as the dict (a gap in the image, a page over two image pages)
+    gap = file_page_map([(0, 4096, 0), (4096, 4096, 3 * 4096)], 0, 4096)
+    assert type(gap) is dict and gap == {0: (0,), 1: (3,)}
+    assert type(file_page_map([(0, 4096, 512)], 0, 4096)) is dict
