@@ -347,6 +347,8 @@ class ImageContent:
         self._fp: dict[tuple, str | None] = {}
         self._bid: dict[tuple, str | None] = {}
         self._ckeys: dict[tuple, tuple] = {}       # _content_key's one tuple per file
+        # image_id -> the mounts (_mount_key) its cached facts were asked through
+        self._image_mounts: dict[str, set[tuple]] = {}
         self._digest: dict[tuple, str] = {}
         self._pending: set[tuple] = set()
         self._tokens = float(digest_budget_bytes_per_s or 0)
@@ -392,6 +394,10 @@ class ImageContent:
         # the same image mounted twice: same image_id, same nid -> same content
         if mount.image_id:
             key = ("img", mount.image_id, ino)
+            mounts = self._image_mounts.get(mount.image_id)
+            if mounts is None:
+                mounts = self._image_mounts[mount.image_id] = set()
+            mounts.add(self._mount_key(mount))
         else:
             key = ("dev", mount.dev, mount.mountpoint, ino)
         return self._ckeys.setdefault(key, key)
@@ -415,11 +421,27 @@ class ImageContent:
             self._fp_shared.pop((mount.image_path, mount.image_offset), None)
         if not mount.image_id:
             k = ("dev", mount.dev, mount.mountpoint)
-            for cache in (self._inodes, self._page_maps, self._fp, self._fp_read, self._bid,
-                          self._digest, self._ckeys):
-                for key in [key for key in cache if key[:3] == k]:
-                    del cache[key]
-            self._pending = {p for p in self._pending if p[:3] != k}
+            self._drop_files(lambda key: key[:3] == k)
+            return
+        mounts = self._image_mounts.get(mount.image_id)
+        if mounts is not None:
+            mounts.discard(self._mount_key(mount))
+            if not mounts:
+                # the last mount of the image asked through went: its files'
+                # facts go too (kept, a node that pulls and removes images for
+                # weeks would keep every image's); mounted again, it is read again
+                del self._image_mounts[mount.image_id]
+                img = mount.image_id
+                self._drop_files(lambda key: key[1] == img if key[0] == "img"
+                                 else key[0] in ("z", "e") and key[2] == img)
+
+    def _drop_files(self, gone) -> None:
+        """Drop the per-file caches' keys for which ``gone(key)`` is true."""
+        for cache in (self._inodes, self._page_maps, self._fp, self._fp_read, self._bid,
+                      self._digest, self._ckeys):
+            for key in [key for key in cache if gone(key)]:
+                del cache[key]
+        self._pending = {p for p in self._pending if not gone(p)}
 
     # ---------------------------------------------------------------- names
     def _index_of(self, mount: MountInfo) -> _MountIndex:

@@ -73,3 +73,41 @@ def test_mounts_of_one_image_share_its_names(stack):
     ic.forget(infos[2])
     gc.collect()
     assert len(ic._names) == 1 and ic._index_of(infos[3]).names is not None
+
+
+def _image_keys(ic, image_id: str) -> int:
+    """The per-file cache entries of one image (content keys name its id)."""
+    caches = (ic._inodes, ic._page_maps, ic._bid, ic._digest, ic._ckeys)
+    return sum(1 for cache in caches for key in cache if image_id in key[:3])
+
+
+def test_an_images_file_facts_go_with_its_last_mount(stack):
+    """Inodes, page maps, build-ids, digests of an image's files stay while a
+    mount of it is known and go with the last one (a node that pulls and
+    removes images for weeks keeps none of the removed ones'); another
+    image's stay; mounted again, its answers are the same."""
+    img_a = build_image(_tree(stack.dir / "a", 1), stack.dir / "a.erofs")
+    img_b = build_image(_tree(stack.dir / "b", 2), stack.dir / "b.erofs")
+    mounts = [stack.mount(img_a, "a1"), stack.mount(img_a, "a2"), stack.mount(img_b, "b1")]
+    sm = SysMounts()
+    sm.refresh()
+    infos = [sm.by_dev(m.dev) for m in mounts]
+    ic = ImageContent(digest_budget_bytes_per_s=None)
+    asked = {}
+    for m, mi in zip(mounts, infos):
+        for ino in list(_walked(str(m.mountpoint)))[:20]:
+            info = ic.file_info(mi, ino)
+            if info is not None and info.regular:
+                asked[(mi.dev, ino)] = (ic.digest(mi, ino), ic.physical_pages(mi, ino))
+    a_id, b_id = infos[0].image_id, infos[2].image_id
+    assert _image_keys(ic, a_id) > 0 and _image_keys(ic, b_id) > 0
+    ic.forget(infos[0])
+    assert _image_keys(ic, a_id) > 0          # a2 still mounted
+    ic.forget(infos[1])
+    assert _image_keys(ic, a_id) == 0 and a_id not in ic._image_mounts
+    assert _image_keys(ic, b_id) > 0
+    # asked again through a2 (as if mounted again): the same answers
+    for (dev, ino), (digest, pages) in asked.items():
+        if dev == infos[1].dev:
+            assert (ic.digest(infos[1], ino), ic.physical_pages(infos[1], ino)) == (digest, pages)
+    assert _image_keys(ic, a_id) > 0
