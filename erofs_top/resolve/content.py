@@ -347,7 +347,7 @@ class ImageContent:
         self._fp: dict[tuple, str | None] = {}
         self._bid: dict[tuple, str | None] = {}
         self._ckeys: dict[tuple, tuple] = {}       # _content_key's one tuple per file
-        # image_id -> the mounts (_mount_key) its cached facts were asked through
+        # image_id -> its mounts (_mount_key) indexed (every file_info asks through one)
         self._image_mounts: dict[str, set[tuple]] = {}
         self._digest: dict[tuple, str] = {}
         self._pending: set[tuple] = set()
@@ -394,10 +394,6 @@ class ImageContent:
         # the same image mounted twice: same image_id, same nid -> same content
         if mount.image_id:
             key = ("img", mount.image_id, ino)
-            mounts = self._image_mounts.get(mount.image_id)
-            if mounts is None:
-                mounts = self._image_mounts[mount.image_id] = set()
-            mounts.add(self._mount_key(mount))
         else:
             key = ("dev", mount.dev, mount.mountpoint, ino)
         return self._ckeys.setdefault(key, key)
@@ -427,9 +423,9 @@ class ImageContent:
         if mounts is not None:
             mounts.discard(self._mount_key(mount))
             if not mounts:
-                # the last mount of the image asked through went: its files'
-                # facts go too (kept, a node that pulls and removes images for
-                # weeks would keep every image's); mounted again, it is read again
+                # the image's last indexed mount went: its files' facts go too
+                # (kept, a node that pulls and removes images for weeks would
+                # keep every image's); mounted again, it is read again
                 del self._image_mounts[mount.image_id]
                 img = mount.image_id
                 self._drop_files(lambda key: key[1] == img if key[0] == "img"
@@ -449,6 +445,8 @@ class ImageContent:
         idx = self._index.get(k)
         if idx is None:
             idx = self._index[k] = _MountIndex(mount, self._image_tree(mount), self._names)
+            if mount.image_id:
+                self._image_mounts.setdefault(mount.image_id, set()).add(k)
             if idx.walked == "mount":       # counted for good: the mount may be gone next refresh
                 self.names_walked += 1
                 self.names_walk_reason = idx.image_error
