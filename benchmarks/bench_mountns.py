@@ -1,88 +1,90 @@
-"""Mount tables of many mount namespaces: what a refresh pays to find and
-read them (resolve/mountns.py, resolve/mounts.py SysMounts).
+"""What reading every mount namespace costs a refresh (resolve/mountns.py).
 
-A node runs a mount namespace per container; erofs-top looks for EROFS
-mounts in every one (an image may be mounted inside one).  This makes
---namespaces processes each in a new mount namespace of its own (`unshare
--m sleep`; their tables are copies of this one's, with their own mount ids),
-then each --tree checkout, in a process of its own, times (CPU, median of
---repeat) MountNamespaces' scan of /proc, and SysMounts.refresh() with a
-scan each time (as the exporter at its 10 s interval: the scan is due at
-every refresh) and with the tables kept (nothing changed).  Interleaved
---rounds times; the sleepers are killed at the end, also on failure.
+Starts N processes, each in a mount namespace of its own with one tmpfs mounted
+in it (unshare -m), plus N processes sharing one namespace, then times
+``SysMounts.refresh()`` with the namespace scan forced on every call
+(scan_every_s=0: the worst case; the live default scans at most once a second)
+against the baseline, a SysMounts over /proc/self/mountinfo only, in the same
+run.  Root (unshare, mount).  Reports the median of --repeat runs of 20 calls.
 
-Run (root, ~10 s):
-  .venv/bin/python benchmarks/bench_mountns.py --tree base=/tmp/base --tree new=.
+    sudo .venv/bin/python benchmarks/bench_mountns.py [--procs 50,200]
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import statistics
 import subprocess
 import sys
 import time
 
 import benchlib
-
-CHILD = r"""
-import json, statistics, sys, time
-sys.path.insert(0, sys.argv[1])
-from erofs_top.resolve.mountns import MountNamespaces
 from erofs_top.resolve.mounts import SysMounts
-repeat = int(sys.argv[2])
+from erofs_top.resolve.mountns import MountNamespaces
 
-def cpu_ms(fn):
-    out = []
+CALLS = 20
+
+
+def _time(fn, repeat: int) -> float:
+    """Seconds per call: the median of repeat runs of CALLS calls."""
+    runs = []
     for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        out.append((time.process_time() - t) * 1e3)
-    return statistics.median(out)
-
-ns = MountNamespaces(scan_every_s=0)
-scanning = SysMounts(namespaces=MountNamespaces(scan_every_s=0))
-kept = SysMounts(namespaces=MountNamespaces(scan_every_s=1e9))
-scanning.refresh(), kept.refresh()
-print(json.dumps({"tables": len(ns.tables()), "scan_ms": cpu_ms(ns.tables),
-                  "refresh_scanning_ms": cpu_ms(scanning.refresh),
-                  "refresh_kept_ms": cpu_ms(kept.refresh)}))
-"""
+        t = time.perf_counter()
+        for _ in range(CALLS):
+            fn()
+        runs.append((time.perf_counter() - t) / CALLS)
+    return statistics.median(runs)
 
 
-def _add_args(ap) -> None:
-    benchlib.add_tree_args(ap)
-    ap.add_argument("--namespaces", type=int, default=400)
-    ap.add_argument("--repeat", type=int, default=9)
+def _start(n: int) -> list[subprocess.Popen]:
+    procs = []
+    for _ in range(n):      # own namespaces, one tmpfs each
+        procs.append(subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             "mount -t tmpfs bench /mnt && exec sleep 600"], start_new_session=True))
+    shared = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               "for i in $(seq %d); do sleep 600 & done; wait" % n],
+                              start_new_session=True)
+    procs.append(shared)
+    time.sleep(1.0)
+    return procs
 
 
 def _body(args) -> dict:
-    trees = benchlib.trees_of(args)
-    sleepers = []
-    try:
-        for _ in range(args.namespaces):
-            sleepers.append(subprocess.Popen(
-                ["unshare", "-m", "--propagation", "unchanged", "sleep", "3600"]))
-        time.sleep(1.0)         # (each has made its namespace)
-        print(f"{args.namespaces} extra mount namespaces (a process each); CPU per call, "
-              f"median of {args.repeat}:", flush=True)
-        values = benchlib.interleaved(
-            trees, args.rounds,
-            lambda name, _round: benchlib.child_json(CHILD, trees[name], args.repeat))
-    finally:
-        for p in sleepers:
-            p.kill()
-        for p in sleepers:
-            p.wait()
-    out = {}
-    for name, runs in values.items():
-        out[name] = {k: [r[k] for r in runs] for k in runs[0]}
-        med = {k: benchlib.median(v) for k, v in out[name].items()}
-        print(f"  {name}: {med['tables']:.0f} tables; scan {med['scan_ms']:.1f} ms, refresh "
-              f"with a scan {med['refresh_scanning_ms']:.1f} ms, refresh with the tables kept "
-              f"{med['refresh_kept_ms']:.1f} ms")
-    print("  refresh with a scan:")
-    out["ratio"] = benchlib.print_tree_ratios(
-        {k: v["refresh_scanning_ms"] for k, v in out.items()}, trees)
-    return out
+    figures = {}
+    print(f"{'namespaces':>10} {'processes':>9} {'tables':>6} {'baseline us':>11} "
+          f"{'all ns us':>9} {'ratio med':>9} {'ratio best':>10} {'us/process':>10}")
+    for n in (int(x) for x in args.procs.split(",")):
+        procs = _start(n)
+        try:
+            nprocs = len([p for p in os.listdir("/proc") if p.isdigit()])
+            cases = {"baseline": SysMounts("/proc/self/mountinfo"),
+                     "all-namespaces": SysMounts(namespaces=MountNamespaces(scan_every_s=0))}
+            vals = benchlib.interleaved(list(cases), args.repeat,
+                                        lambda case, _rnd: _time(cases[case].refresh, 1))
+            r = benchlib.ratios(vals, "baseline")["all-namespaces"]
+            t_base = benchlib.median(vals["baseline"])
+            t_all = benchlib.median(vals["all-namespaces"])
+            tables = len(cases["all-namespaces"].tables)
+            print(f"{n:>10} {nprocs:>9} {tables:>6} {t_base * 1e6:>11.0f} {t_all * 1e6:>9.0f} "
+                  f"{r['median_ratio']:>9.0f} {r['best_of_ratio']:>10.0f} "
+                  f"{t_all / nprocs * 1e6:>10.1f}")
+            figures[str(n)] = {"processes": nprocs, "tables": tables, "baseline_s": t_base,
+                               "all_namespaces_s": t_all, **r}
+        finally:
+            for p in procs:     # each in its own session: the group goes (sleeps too)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+            for p in procs:
+                p.wait()
+    return figures
+
+
+def _args(ap) -> None:
+    ap.add_argument("--procs", default="50,200", help="namespaces to start, comma-separated")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds per case")
 
 
 if __name__ == "__main__":
-    sys.exit(benchlib.bench_main(__doc__, _add_args, _body, root=True))
+    sys.exit(benchlib.bench_main(__doc__, _args, _body, root=True))
