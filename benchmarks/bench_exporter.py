@@ -417,14 +417,6 @@ def _io_value(f) -> tuple | None:
             int(str(f.read_folio_count)), 0)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _node_header(args, node, made_s: float, node_rss: float) -> None:
     print(f"node: {args.node_files} files, {args.containers} containers, "
           f"{node.chunk_count()} chunk entries (made in {made_s:.0f} s, RSS then "
@@ -479,7 +471,7 @@ def part_node(args) -> dict:
         node = SyntheticNode(args.node_files, args.containers, rereads=args.rereads)
         node.age(args.node_aged)
         src = (MapStateSource if args.map_state else ChurnSource)(node, args.node_churn)
-    node_rss = _rss_mb()        # (--node-process: the interpreter and the resolvers only)
+    node_rss = benchlib.rss_mib()        # (--node-process: the interpreter and the resolvers only)
     src.mark_every_chunk = args.mark_every_chunk
     col = Collector(src, mounts=node.mounts, cgroups=node.cgroups, content=node.content)
     if args.malloc_default:     # the exporter fixes glibc's thresholds: compare without it
@@ -508,13 +500,13 @@ def part_node(args) -> dict:
         ex.refresh_once()
         cpus.append(time.process_time() - c0 - (src.churn_s - churn0))
     cpu = statistics.median(cpus)
-    rss = _rss_mb()
+    rss = benchlib.rss_mib()
     lat, lat_gz, pauses = _scrape_while_refreshing(ex, args.scrapes)
     cyclic, full_gc_s = benchlib.thaw_and_collect()
     out = {"gc_pauses": pauses.summary(), "cyclic_garbage_left": cyclic,
            "full_gc_ms": full_gc_s * 1e3, "first_cpu_s": first_cpu, "refresh_cpu_s": cpu,
            "cpu_share": cpu / args.interval, "node_rss_mb": node_rss,
-           "rss_mb": max(rss, _rss_mb()), "scrape_p50_ms": statistics.median(lat) * 1e3,
+           "rss_mb": max(rss, benchlib.rss_mib()), "scrape_p50_ms": statistics.median(lat) * 1e3,
            "scrape_p99_ms": pct(lat, 0.99) * 1e3, "refreshes": len(cpus),
            "scrape_gzip_p50_ms": statistics.median(lat_gz) * 1e3,
            "scrape_gzip_p99_ms": pct(lat_gz, 0.99) * 1e3,

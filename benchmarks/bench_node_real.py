@@ -165,12 +165,12 @@ def _body(args):
               f"once, snapshot after): {tot}")
         for line in bad[:10]:
             print("  DIFF", line)
-        rss0 = _rss_mib()
+        rss0 = benchlib.rss_mib()
         col = open_collector()
         try:
             times = timed_refreshes(col, stack, mounts, cgs, args.steady, args.profile)
             model = col.last_model
-            rss = _rss_mib()
+            rss = benchlib.rss_mib()
         finally:
             col.close()
         files = model.health.files_total
@@ -188,10 +188,6 @@ def _body(args):
     return {"totals_once_snapshot": tot, "rss_mib_before_after": (rss0, rss),
             "refresh_s": {k: [r[0] for r in rows] for k, rows in times.items()}}
 
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
 
 
 def main() -> int:

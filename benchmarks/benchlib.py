@@ -160,6 +160,12 @@ def drop_cache(paths) -> None:
         drop_file_cache(str(p))
 
 
+def rss_mib() -> float:
+    """This process's resident set (VmRSS), MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) / 1024
+
+
 def median(xs):
     return statistics.median(xs)
 
