@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 
-from erofs_top import workload
+from erofs_top import pagecache, workload
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MiB = 1 << 20
@@ -262,6 +262,26 @@ def drop_caches() -> None:
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3\n")
+
+
+DROP_TRIES = 5
+
+
+def drop_caches_of(paths) -> tuple[int, int]:
+    """drop_caches() until the pages cached of ``paths`` (files) stop
+    falling: 0, or the same after another drop (pages the kernel holds, as
+    a mount's superblock block).  Returns (drops, pages left).  One drop is
+    not certain to empty them: a folio with a reference held elsewhere (a
+    per-CPU LRU batch) is skipped, and a cold cell would then read it
+    without a charge to its readers."""
+    left = None
+    for tries in range(1, DROP_TRIES + 1):
+        drop_caches()
+        now = sum(pagecache.file_resident_pages(p) for p in paths)
+        if now == 0 or now == left:
+            return tries, now
+        left = now
+    return DROP_TRIES, left
 
 
 _libc.mmap.restype = ctypes.c_void_p
