@@ -144,6 +144,7 @@ class _MountIndex:
         self._nids: dict[str, int] | None = None
         self.root = root = mount.root_path
         self._prefix = root.rstrip("/")
+        self.ns_strip = len(mount.ns_prefix)    # the path's part that is not the name
         try:
             root_ino = os.stat(root).st_ino
             self.paths[root_ino] = root
@@ -277,6 +278,34 @@ class MetadataReader:
         self._ends = [e for e in self._ends if e[0] != path]
 
 
+class IndexedFileInfo(FileInfo):
+    """A FileInfo whose path is made when asked (rows of the top files,
+    records) from its mount's index: the names are the image's, once for
+    every mount of it (ImageNames), so a resident file keeps no path string
+    of its own (~100-150 B each with a container's mount point).  Equal to
+    the FileInfo with the same fields."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: _MountIndex, ino: int, size: int, regular: bool, aops: str):
+        self._index = index
+        self.ino, self.size, self.regular, self.aops = ino, size, regular, aops
+
+    @property
+    def path(self) -> str:
+        return self._index.path(self.ino)[self._index.ns_strip:]
+
+    def _fields(self) -> tuple:
+        return (self.ino, self.path, self.size, self.regular, self.aops)
+
+    def __eq__(self, other):
+        if isinstance(other, FileInfo):
+            return self._fields() == (other.ino, other.path, other.size, other.regular, other.aops)
+        return NotImplemented
+
+    __hash__ = None     # as FileInfo's (a dataclass with eq)
+
+
 def _z_extent(e, inline: bool) -> ZExtentRa:
     """A zmap extent as the readahead replay maps it: its pcluster's image
     pages, or (an inline pcluster, ztailpacking) the one metadata page its
@@ -349,7 +378,9 @@ class ImageContent:
         self._ckeys: dict[tuple, tuple] = {}       # _content_key's one tuple per file
         # image_id -> its mounts (_mount_key) indexed (every file_info asks through one)
         self._image_mounts: dict[str, set[tuple]] = {}
-        self._digest: dict[tuple, str] = {}
+        # file -> its SHA-256, 32 bytes (a hex str is 113 B), under the file's
+        # one content-key tuple (its size adds nothing: EROFS files never change)
+        self._digest: dict[tuple, bytes] = {}
         self._pending: set[tuple] = set()
         self._tokens = float(digest_budget_bytes_per_s or 0)
         self._tokens_at = clock()
@@ -732,8 +763,7 @@ class ImageContent:
             aops = AOPS_FILEIO
         else:
             aops = AOPS_BLOCK
-        return FileInfo(ino=ino, path=path[len(mount.ns_prefix):], size=size,
-                        regular=stat.S_ISREG(mode), aops=aops)
+        return IndexedFileInfo(self._index_of(mount), ino, size, stat.S_ISREG(mode), aops)
 
     # ---------------------------------------------------------------- identities
     def fingerprint(self, mount: MountInfo, ino: int) -> str | None:
@@ -1111,7 +1141,7 @@ class ImageContent:
     def digest(self, mount: MountInfo, ino: int) -> str | None:
         """SHA-256 (hex) of the file's content, or None (budget spent, unreadable).
 
-        Cached by (image, nid, size): the same image mounted twice is hashed once.
+        Cached by file (image, nid): the same image mounted twice is hashed once.
         Budget: a token bucket of ``digest_budget_bytes_per_s`` (1 s deep).  A file
         may overdraw it, so big files get hashed too; later calls then wait until the
         bucket is positive again.  Requests the budget defers count in
@@ -1120,10 +1150,10 @@ class ImageContent:
         info = self.file_info(mount, ino)
         if info is None or not info.regular:
             return None
-        key = self._content_key(mount, ino) + (info.size,)
+        key = self._content_key(mount, ino)
         hit = self._digest.get(key)
         if hit is not None:
-            return hit
+            return hit.hex()
         if not self._budget_left():
             self._pending.add(key)
             self.digest_deferred += 1
@@ -1167,8 +1197,8 @@ class ImageContent:
         self.digest_bytes_total += n
         self.digest_files_total += 1
         self._pending.discard(key)
-        result = self._digest[key] = h.hexdigest()
-        return result
+        self._digest[key] = h.digest()
+        return h.hexdigest()
 
     def _digest_ahead(self, mount: MountInfo, ino: int, pieces, raise_errors: bool = False,
                       read_already: bool = False) -> None:
@@ -1186,7 +1216,7 @@ class ImageContent:
         info = self.file_info(mount, ino)
         if info is None or not info.regular or self.fingerprint(mount, ino):
             return
-        key = self._content_key(mount, ino) + (info.size,)
+        key = self._content_key(mount, ino)
         if key in self._digest or not (read_already or self._budget_left()):
             return
         try:

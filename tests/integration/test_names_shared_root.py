@@ -5,10 +5,13 @@ is indexed.  Oracles: os.walk / os.stat through each mount."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
+import stat
 
 import pytest
 
+from erofs_top.resolve.base import FileInfo
 from erofs_top.resolve.content import ImageContent
 from erofs_top.resolve.mounts import SysMounts
 from erofs_top.workload import build_image, make_tree
@@ -60,7 +63,12 @@ def test_mounts_of_one_image_share_its_names(stack):
         for ino, path in walked.items():
             assert ic.path_of(mi, ino) == path
             assert idx.nid_of(path) == ino
-        assert ic.file_info(mi, max(walked)).path == walked[max(walked)]
+        for ino, path in walked.items():
+            # the path is made from the shared names when asked (no string kept per file)
+            info = ic.file_info(mi, ino)
+            st = os.stat(path, follow_symlinks=False)
+            assert info == FileInfo(ino, path, st.st_size, stat.S_ISREG(st.st_mode), info.aops)
+            assert path not in [r for r in gc.get_referents(info) if isinstance(r, str)]
     assert indexes[0].names is indexes[1].names is indexes[2].names
     assert indexes[3].names is not indexes[0].names
     assert ic.path_of(infos[0], 10 ** 9) == "" and indexes[0].nid_of("/elsewhere") is None
@@ -99,6 +107,8 @@ def test_an_images_file_facts_go_with_its_last_mount(stack):
             info = ic.file_info(mi, ino)
             if info is not None and info.regular:
                 asked[(mi.dev, ino)] = (ic.digest(mi, ino), ic.physical_pages(mi, ino))
+                with open(ic.path_of(mi, ino), "rb") as f:     # oracle: the bytes through the mount
+                    assert asked[(mi.dev, ino)][0] == hashlib.sha256(f.read()).hexdigest()
     a_id, b_id = infos[0].image_id, infos[2].image_id
     assert _image_keys(ic, a_id) > 0 and _image_keys(ic, b_id) > 0
     ic.forget(infos[0])
