@@ -282,6 +282,30 @@ def file_digest(c: int, ino: int, n_images: int) -> str:
     return f"{(c % n_images) * 10_000_000 + ino - 100:064x}"
 
 
+class DerivedFileInfo(FileInfo):
+    """file_info()'s FileInfo with its path made when asked, from its mount
+    (as ImageContent's IndexedFileInfo makes it from the image's names): no
+    path string kept per resident file.  Equal to file_info()'s."""
+
+    __slots__ = ("_mount",)
+
+    def __init__(self, mount: MountInfo, ino: int, size: int, regular: bool, aops: str):
+        self._mount = mount
+        self.ino, self.size, self.regular, self.aops = ino, size, regular, aops
+
+    @property
+    def path(self) -> str:
+        return f"{self._mount.mountpoint}/usr/lib/f{self.ino - 100}.so"
+
+    def __eq__(self, other):
+        if isinstance(other, FileInfo):
+            return ((self.ino, self.path, self.size, self.regular, self.aops)
+                    == (other.ino, other.path, other.size, other.regular, other.aops))
+        return NotImplemented
+
+    __hash__ = None
+
+
 class DerivedContent(StaticContent):
     """A SyntheticNode's StaticContent answers, derived from (dev, ino) when
     asked (file_info, file_digest) instead of kept per file: a resolver that
@@ -297,7 +321,10 @@ class DerivedContent(StaticContent):
 
     def file_info(self, mount, ino):
         c = self.mount_at.get(mount.dev)
-        return None if c is None else file_info(mount, c, ino, self.n_images, self.per_mount)
+        if c is None:
+            return None
+        f = file_info(mount, c, ino, self.n_images, self.per_mount)
+        return DerivedFileInfo(mount, ino, f.size, f.regular, f.aops)
 
     def digest(self, mount, ino):
         self.digest_calls += 1
