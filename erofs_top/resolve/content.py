@@ -278,6 +278,22 @@ class MetadataReader:
         self._ends = [e for e in self._ends if e[0] != path]
 
 
+_UNSET = object()       # a fact of a file not read yet (None is an answer: none, unreadable)
+
+
+class _FileFacts:
+    """What ImageContent read of one file of an image: its on-disk inode,
+    page maps, fingerprint, build-id and digest (32 bytes; None until
+    hashed), each _UNSET until asked.  One object per file where a dict
+    entry per fact and a key tuple per file cost ~250 B more."""
+
+    __slots__ = ("inode", "page_map", "zfile", "extents", "fp", "bid", "digest")
+
+    def __init__(self):
+        self.inode = self.page_map = self.zfile = self.extents = self.fp = self.bid = _UNSET
+        self.digest: bytes | None = None
+
+
 class IndexedFileInfo(FileInfo):
     """A FileInfo whose path is made when asked (rows of the top files,
     records) from its mount's index: the names are the image's, once for
@@ -370,18 +386,14 @@ class ImageContent:
         # (image_id, root nid) -> the names every mount of it shares, while one is indexed
         self._names: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._sb: dict[tuple[str, int], Superblock | None] = {}
-        self._inodes: dict[tuple, tuple[Superblock, DiskInode] | None] = {}
-        self._page_maps: dict[tuple, dict[int, tuple[int, ...]] | None] = {}
         self._meta = MetadataReader(self._read_image)
-        self._fp: dict[tuple, str | None] = {}
-        self._bid: dict[tuple, str | None] = {}
-        self._ckeys: dict[tuple, tuple] = {}       # _content_key's one tuple per file
+        # what was read of each file: _image_key -> nid -> _FileFacts (inode,
+        # page maps, fingerprint, build-id, digest), kept while a mount of
+        # the image is indexed
+        self._files: dict[tuple, dict[int, _FileFacts]] = {}
         # image_id -> its mounts (_mount_key) indexed (every file_info asks through one)
         self._image_mounts: dict[str, set[tuple]] = {}
-        # file -> its SHA-256, 32 bytes (a hex str is 113 B), under the file's
-        # one content-key tuple (its size adds nothing: EROFS files never change)
-        self._digest: dict[tuple, bytes] = {}
-        self._pending: set[tuple] = set()
+        self._pending: set[tuple] = set()          # _content_key of digests the budget defers
         self._tokens = float(digest_budget_bytes_per_s or 0)
         self._tokens_at = clock()
         # counters the aggregator can report (health)
@@ -419,15 +431,29 @@ class ImageContent:
     def _mount_key(mount: MountInfo) -> tuple:
         return (mount.dev, mount.mountpoint, mount.image_id)
 
-    def _content_key(self, mount: MountInfo, ino: int) -> tuple:
-        """One tuple per file: the caches keyed by it (inodes, page maps,
-        build-ids, fingerprints) share it, not a copy each."""
-        # the same image mounted twice: same image_id, same nid -> same content
+    @staticmethod
+    def _image_key(mount: MountInfo) -> tuple:
+        """The image a mount shows: the same image mounted twice (same
+        image_id) has the same files; a mount without an image id its own."""
         if mount.image_id:
-            key = ("img", mount.image_id, ino)
-        else:
-            key = ("dev", mount.dev, mount.mountpoint, ino)
-        return self._ckeys.setdefault(key, key)
+            return ("img", mount.image_id)
+        return ("dev", mount.dev, mount.mountpoint)
+
+    def _content_key(self, mount: MountInfo, ino: int) -> tuple:
+        """A file of an image (for the few keyed sets: digests pending,
+        fingerprints read with the inode)."""
+        return self._image_key(mount) + (ino,)
+
+    def _facts(self, mount: MountInfo, ino: int) -> _FileFacts:
+        """What was read of file ``ino`` of the mount's image (made empty)."""
+        ik = self._image_key(mount)
+        per = self._files.get(ik)
+        if per is None:
+            per = self._files[ik] = {}
+        facts = per.get(ino)
+        if facts is None:
+            facts = per[ino] = _FileFacts()
+        return facts
 
     @property
     def digest_pending(self) -> int:
@@ -447,8 +473,7 @@ class ImageContent:
             self._fp_names.pop((mount.image_path, mount.image_offset), None)
             self._fp_shared.pop((mount.image_path, mount.image_offset), None)
         if not mount.image_id:
-            k = ("dev", mount.dev, mount.mountpoint)
-            self._drop_files(lambda key: key[:3] == k)
+            self._drop_files(self._image_key(mount))
             return
         mounts = self._image_mounts.get(mount.image_id)
         if mounts is not None:
@@ -458,17 +483,15 @@ class ImageContent:
                 # (kept, a node that pulls and removes images for weeks would
                 # keep every image's); mounted again, it is read again
                 del self._image_mounts[mount.image_id]
-                img = mount.image_id
-                self._drop_files(lambda key: key[1] == img if key[0] == "img"
-                                 else key[0] in ("z", "e") and key[2] == img)
+                self._drop_files(self._image_key(mount))
 
-    def _drop_files(self, gone) -> None:
-        """Drop the per-file caches' keys for which ``gone(key)`` is true."""
-        for cache in (self._inodes, self._page_maps, self._fp, self._fp_read, self._bid,
-                      self._digest, self._ckeys):
-            for key in [key for key in cache if gone(key)]:
-                del cache[key]
-        self._pending = {p for p in self._pending if not gone(p)}
+    def _drop_files(self, image_key: tuple) -> None:
+        """Drop what was read of the files of one image (_image_key)."""
+        self._files.pop(image_key, None)
+        n = len(image_key)
+        for key in [key for key in self._fp_read if key[:n] == image_key]:
+            del self._fp_read[key]
+        self._pending = {p for p in self._pending if p[:n] != image_key}
 
     # ---------------------------------------------------------------- names
     def _index_of(self, mount: MountInfo) -> _MountIndex:
@@ -517,9 +540,10 @@ class ImageContent:
     def _disk_inode(self, mount: MountInfo, ino: int) -> tuple[Superblock, DiskInode] | None:
         """The on-disk inode (and its superblock), read once per image and nid:
         the data layout and the data map both come from it."""
-        key = self._content_key(mount, ino)
-        if key in self._inodes:
-            return self._inodes[key]
+        facts = self._facts(mount, ino)
+        rec = facts.inode
+        if rec is not _UNSET:
+            return None if rec is None else (self._superblock(mount), rec)
         result = None
         sb = self._superblock(mount)
         if sb is not None:
@@ -528,9 +552,9 @@ class ImageContent:
                 result = sb, parse_inode(raw, ino)
             except (OSError, ErofsFormatError):
                 result = None
-        self._inodes[key] = result
+        facts.inode = None if result is None else result[1]
         if result is not None and result[1].xattr_icount and result[1].regular:
-            self._fingerprint_with_inode(mount, key, *result)
+            self._fingerprint_with_inode(mount, self._content_key(mount, ino), *result)
         return result
 
     def _fingerprint_with_inode(self, mount: MountInfo, key: tuple, sb: Superblock,
@@ -555,9 +579,9 @@ class ImageContent:
         blocks of a plain file, the compressed clusters of a compressed one
         (decoded by zmap; dump.erofs for layouts it does not know).  None where
         that is not known (unreadable, damaged).  Cached: images are read-only."""
-        key = self._content_key(mount, ino)
-        if key in self._page_maps:
-            return self._page_maps[key]
+        facts = self._facts(mount, ino)
+        if facts.page_map is not _UNSET:
+            return facts.page_map
         result = None
         hit = self._disk_inode(mount, ino)
         if hit is not None:
@@ -575,7 +599,7 @@ class ImageContent:
                                                  PAGE_SIZE)
             except (OSError, ErofsFormatError, struct.error, ValueError):
                 result = None
-        self._page_maps[key] = result
+        facts.page_map = result
         return result
 
     def _compressed_extents(self, mount: MountInfo, sb: Superblock, ino_rec: DiskInode,
@@ -599,9 +623,9 @@ class ImageContent:
         blocks and lclusters, decoded by zmap, an inline last pcluster
         (ztailpacking) read from its metadata page; None for anything else
         (fragments live in the packed inode: not replayed)."""
-        key = ("z",) + self._content_key(mount, ino)
-        if key in self._page_maps:
-            return self._page_maps[key]
+        facts = self._facts(mount, ino)
+        if facts.zfile is not _UNSET:
+            return facts.zfile
         result, hit = None, self._disk_inode(mount, ino)
         if hit is not None and hit[1].compressed and hit[0].blkszbits == 12:
             sb, rec = hit
@@ -619,7 +643,7 @@ class ImageContent:
                     e.kind in (KIND_COMPRESSED, KIND_INLINE)
                     and e.algorithm in (0, None) + WHOLE_EXTENT_ALGORITHMS for e in ext)):
                 result = ZFile([_z_extent(e, e.kind == KIND_INLINE) for e in ext])
-        self._page_maps[key] = result
+        facts.zfile = result
         return result
 
     def names_warning(self) -> str:
@@ -639,8 +663,8 @@ class ImageContent:
 
     def _extents_of(self, mount: MountInfo, ino: int) -> list | None:
         """zmap's extents of a compressed inode, None where not decoded."""
-        key = ("e",) + self._content_key(mount, ino)
-        if key not in self._page_maps:
+        facts = self._facts(mount, ino)
+        if facts.extents is _UNSET:
             result, hit = None, self._disk_inode(mount, ino)
             if hit is not None and hit[1].compressed:
                 def read(off: int, n: int) -> bytes:
@@ -649,8 +673,8 @@ class ImageContent:
                     result = compressed_extents(hit[0], hit[1], read)
                 except (OSError, ErofsFormatError, struct.error, ValueError):
                     result = None
-            self._page_maps[key] = result
-        return self._page_maps[key]
+            facts.extents = result
+        return facts.extents
 
     def fragment(self, mount: MountInfo, ino: int) -> tuple[int, int, int] | None:
         """A file's fragment: (file offset, offset in the packed inode, length),
@@ -767,20 +791,20 @@ class ImageContent:
 
     # ---------------------------------------------------------------- identities
     def fingerprint(self, mount: MountInfo, ino: int) -> str | None:
-        key = self._content_key(mount, ino)
-        if key in self._fp:
-            return self._fp[key]
+        facts = self._facts(mount, ino)
+        if facts.fp is not _UNSET:
+            return facts.fp
         result = None
         if self.fingerprint_xattr:
             try:
-                value = self._image_xattr(mount, ino, key)
+                value = self._image_xattr(mount, ino, self._content_key(mount, ino))
             except XattrsUnreadable:
                 self.xattrs_from_mount += 1
                 value = self._mount_xattr(mount, ino)
                 if value is _RETRY:
                     return None     # unexpected: do not cache, try again later
             result = None if value is None else fingerprint_hex(value)
-        self._fp[key] = result
+        facts.fp = result
         return result
 
     def _image_xattr(self, mount: MountInfo, ino: int, key: tuple) -> bytes | None:
@@ -1010,15 +1034,15 @@ class ImageContent:
     def build_id(self, mount: MountInfo, ino: int, data: FileData | None = None) -> str | None:
         """The file's ELF build-id, or None (not ELF, none, unreadable);
         ``data``: its FileData, made already (prefetch_identities)."""
-        key = self._content_key(mount, ino)
-        if key in self._bid:
-            return self._bid[key]
+        facts = self._facts(mount, ino)
+        if facts.bid is not _UNSET:
+            return facts.bid
         result = None
         data = data or self.file_data(mount, ino)
         if data is not None:
             try:
                 result = self._build_id_from_image(mount, ino, data)
-                self._bid[key] = result
+                facts.bid = result
                 return result
             except OSError:
                 self._direct_ok[mount.image_path] = False   # through the mount from now on
@@ -1031,7 +1055,7 @@ class ImageContent:
                         self._digest_ahead(mount, ino, lambda: _fd_pieces(f.fileno()))
             except OSError:
                 result = None
-        self._bid[key] = result
+        facts.bid = result
         return result
 
     def prefetch_inodes(self, pairs) -> None:
@@ -1055,7 +1079,7 @@ class ImageContent:
             batch = []
             for mount, ino in todo[start:start + PREFETCH_BATCH]:
                 data = None
-                if self._content_key(mount, ino) not in self._bid:
+                if self._facts(mount, ino).bid is _UNSET:
                     data = self.file_data(mount, ino)
                     try:
                         if data is not None:
@@ -1150,10 +1174,10 @@ class ImageContent:
         info = self.file_info(mount, ino)
         if info is None or not info.regular:
             return None
+        facts = self._facts(mount, ino)
+        if facts.digest is not None:
+            return facts.digest.hex()
         key = self._content_key(mount, ino)
-        hit = self._digest.get(key)
-        if hit is not None:
-            return hit.hex()
         if not self._budget_left():
             self._pending.add(key)
             self.digest_deferred += 1
@@ -1162,7 +1186,7 @@ class ImageContent:
         if data is not None:
             try:
                 self.data_reads_from_image += 1
-                return self._hash_pieces(key, data.pieces(READ_CHUNK_BYTES))
+                return self._hash_pieces(facts, key, data.pieces(READ_CHUNK_BYTES))
             except OSError:
                 self._direct_ok[mount.image_path] = False   # through the mount from now on
         try:
@@ -1170,7 +1194,7 @@ class ImageContent:
             with self._reading(mount, ino, path):
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    return self._hash_pieces(key, _fd_pieces(fd))
+                    return self._hash_pieces(facts, key, _fd_pieces(fd))
                 finally:
                     os.close(fd)
         except OSError:
@@ -1184,7 +1208,7 @@ class ImageContent:
         self._refill()
         return self._tokens > 0
 
-    def _hash_pieces(self, key: tuple, pieces) -> str:
+    def _hash_pieces(self, facts: _FileFacts, key: tuple, pieces) -> str:
         """The digest of the file whose bytes ``pieces`` yields, counted and
         kept (nothing counted when reading it raises)."""
         h = hashlib.sha256()
@@ -1197,7 +1221,7 @@ class ImageContent:
         self.digest_bytes_total += n
         self.digest_files_total += 1
         self._pending.discard(key)
-        self._digest[key] = h.digest()
+        facts.digest = h.digest()
         return h.hexdigest()
 
     def _digest_ahead(self, mount: MountInfo, ino: int, pieces, raise_errors: bool = False,
@@ -1216,11 +1240,11 @@ class ImageContent:
         info = self.file_info(mount, ino)
         if info is None or not info.regular or self.fingerprint(mount, ino):
             return
-        key = self._content_key(mount, ino)
-        if key in self._digest or not (read_already or self._budget_left()):
+        facts = self._facts(mount, ino)
+        if facts.digest is not None or not (read_already or self._budget_left()):
             return
         try:
-            self._hash_pieces(key, pieces())
+            self._hash_pieces(facts, self._content_key(mount, ino), pieces())
         except OSError:
             if raise_errors:
                 raise

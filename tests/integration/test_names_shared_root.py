@@ -84,9 +84,8 @@ def test_mounts_of_one_image_share_its_names(stack):
 
 
 def _image_keys(ic, image_id: str) -> int:
-    """The per-file cache entries of one image (content keys name its id)."""
-    caches = (ic._inodes, ic._page_maps, ic._bid, ic._digest, ic._ckeys)
-    return sum(1 for cache in caches for key in cache if image_id in key[:3])
+    """The files of one image whose facts the resolver keeps."""
+    return sum(len(files) for key, files in ic._files.items() if image_id in key)
 
 
 def test_an_images_file_facts_go_with_its_last_mount(stack):

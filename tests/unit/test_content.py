@@ -158,7 +158,7 @@ def test_forget_mount_drops_index(tree):
     small = ino(os.path.join(tree, "sub/small"))
     assert ic.digest(m, small)
     ic.forget(m)
-    assert ic._index == {} and ic._digest == {}
+    assert ic._index == {} and ic._files == {}
 
 
 def test_a_mount_without_a_readable_image_is_walked_and_says_so(tree):
