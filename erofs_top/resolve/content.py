@@ -145,6 +145,7 @@ class _MountIndex:
         self.root = root = mount.root_path
         self._prefix = root.rstrip("/")
         self.ns_strip = len(mount.ns_prefix)    # the path's part that is not the name
+        self.namer: tuple | None = None         # (IndexedFileInfo) once names are read
         try:
             root_ino = os.stat(root).st_ino
             self.paths[root_ino] = root
@@ -173,6 +174,7 @@ class _MountIndex:
             if key is not None and shared_names is not None:
                 shared_names[key] = names
         self.names, self.paths = names, {}
+        self.namer = (names, self._prefix, self.root, self.ns_strip)
         self.walked = "image"
         return True
 
@@ -296,20 +298,27 @@ class _FileFacts:
 
 class IndexedFileInfo(FileInfo):
     """A FileInfo whose path is made when asked (rows of the top files,
-    records) from its mount's index: the names are the image's, once for
-    every mount of it (ImageNames), so a resident file keeps no path string
-    of its own (~100-150 B each with a container's mount point).  Equal to
-    the FileInfo with the same fields."""
+    records) from the image's names (ImageNames, once for every mount of
+    it) and its mount's ``namer``: a resident file keeps no path string of
+    its own (~100-150 B each with a container's mount point).  The namer
+    is (names, mount prefix, mount root, length of the namespace prefix),
+    one per mount, and holds nothing that holds this FileInfo: no cycle, so
+    a mount's FileInfos go by reference counting (the exporter freezes the
+    cyclic GC's generations).  Equal to the FileInfo with the same fields."""
 
-    __slots__ = ("_index",)
+    __slots__ = ("_namer",)
 
-    def __init__(self, index: _MountIndex, ino: int, size: int, regular: bool, aops: str):
-        self._index = index
+    def __init__(self, namer: tuple, ino: int, size: int, regular: bool, aops: str):
+        self._namer = namer
         self.ino, self.size, self.regular, self.aops = ino, size, regular, aops
 
     @property
     def path(self) -> str:
-        return self._index.path(self.ino)[self._index.ns_strip:]
+        names, prefix, root, strip = self._namer
+        rel = names.rel.get(self.ino)
+        if rel is None:
+            return ""
+        return (prefix + rel if rel else root)[strip:]
 
     def _fields(self) -> tuple:
         return (self.ino, self.path, self.size, self.regular, self.aops)
@@ -542,8 +551,9 @@ class ImageContent:
         the data layout and the data map both come from it."""
         facts = self._facts(mount, ino)
         rec = facts.inode
-        if rec is not _UNSET:
-            return None if rec is None else (self._superblock(mount), rec)
+        if rec is not _UNSET:       # (read through a mount of the same image: its superblock is this one's)
+            sb = None if rec is None else self._superblock(mount)
+            return None if sb is None else (sb, rec)
         result = None
         sb = self._superblock(mount)
         if sb is not None:
@@ -787,7 +797,11 @@ class ImageContent:
             aops = AOPS_FILEIO
         else:
             aops = AOPS_BLOCK
-        return IndexedFileInfo(self._index_of(mount), ino, size, stat.S_ISREG(mode), aops)
+        namer = self._index_of(mount).namer
+        if namer is None:           # a walked mount: its paths are its own anyway
+            return FileInfo(ino=ino, path=path[len(mount.ns_prefix):], size=size,
+                            regular=stat.S_ISREG(mode), aops=aops)
+        return IndexedFileInfo(namer, ino, size, stat.S_ISREG(mode), aops)
 
     # ---------------------------------------------------------------- identities
     def fingerprint(self, mount: MountInfo, ino: int) -> str | None:

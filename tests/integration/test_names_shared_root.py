@@ -8,6 +8,7 @@ import gc
 import hashlib
 import os
 import stat
+import weakref
 
 import pytest
 
@@ -70,6 +71,20 @@ def test_mounts_of_one_image_share_its_names(stack):
             assert info == FileInfo(ino, path, st.st_size, stat.S_ISREG(st.st_mode), info.aops)
             assert path not in [r for r in gc.get_referents(info) if isinstance(r, str)]
     assert indexes[0].names is indexes[1].names is indexes[2].names
+    # a forgotten mount's index and FileInfos go by reference counting (no
+    # cycle: the exporter freezes the cyclic GC's generations)
+    gc.disable()
+    try:
+        gone = weakref.ref(indexes[3])
+        asked = ic.file_info(infos[3], max(ic._index_of(infos[3]).inos()))
+        assert asked is not None
+        del asked
+        ic.forget(infos[3])
+        indexes[3] = idx = None             # (the loop's last index is this one)
+        assert gone() is None
+    finally:
+        gc.enable()
+    indexes[3] = idx = ic._index_of(infos[3])
     assert indexes[3].names is not indexes[0].names
     assert ic.path_of(infos[0], 10 ** 9) == "" and indexes[0].nid_of("/elsewhere") is None
     # the names stay while an index of their image does, and go with the last
