@@ -43,8 +43,8 @@ import random
 import benchlib  # noqa: F401  (sets sys.path)
 
 from erofs_top.readings import FileIO, PageChunk, Readings, kdev
-from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_FILEIO, FileInfo, ImageInfo, MountInfo,
-                                    StaticCgroups, StaticContent, StaticMounts)
+from erofs_top.resolve.base import (AOPS_BLOCK, AOPS_FILEIO, FileInfo, ImageInfo, LazyPathFileInfo,
+                                    MountInfo, StaticCgroups, StaticContent, StaticMounts)
 
 PAGE = 4096
 CONTAINERS_PER_IMAGE = 4
@@ -282,28 +282,16 @@ def file_digest(c: int, ino: int, n_images: int) -> str:
     return f"{(c % n_images) * 10_000_000 + ino - 100:064x}"
 
 
-class DerivedFileInfo(FileInfo):
+class DerivedFileInfo(LazyPathFileInfo):
     """file_info()'s FileInfo with its path made when asked, from its mount
-    (as ImageContent's IndexedFileInfo makes it from the image's names): no
-    path string kept per resident file.  Equal to file_info()'s."""
+    (``_namer``; as ImageContent's IndexedFileInfo makes it from the image's
+    names): no path string kept per resident file."""
 
-    __slots__ = ("_mount",)
-
-    def __init__(self, mount: MountInfo, ino: int, size: int, regular: bool, aops: str):
-        self._mount = mount
-        self.ino, self.size, self.regular, self.aops = ino, size, regular, aops
+    __slots__ = ()
 
     @property
     def path(self) -> str:
-        return f"{self._mount.mountpoint}/usr/lib/f{self.ino - 100}.so"
-
-    def __eq__(self, other):
-        if isinstance(other, FileInfo):
-            return ((self.ino, self.path, self.size, self.regular, self.aops)
-                    == (other.ino, other.path, other.size, other.regular, other.aops))
-        return NotImplemented
-
-    __hash__ = None
+        return f"{self._namer.mountpoint}/usr/lib/f{self.ino - 100}.so"
 
 
 class DerivedContent(StaticContent):

@@ -98,6 +98,27 @@ class FileInfo:
     aops: str                   # AOPS_* of this file on this mount
 
 
+class LazyPathFileInfo(FileInfo):
+    """A FileInfo whose ``path`` a subclass makes when asked from
+    ``_namer`` (what names the file: shared by many files), so a resident
+    file keeps no path string of its own.  Equal to the FileInfo with the
+    same fields."""
+
+    __slots__ = ("_namer",)
+
+    def __init__(self, namer, ino: int, size: int, regular: bool, aops: str):
+        self._namer = namer
+        self.ino, self.size, self.regular, self.aops = ino, size, regular, aops
+
+    def __eq__(self, other):
+        if isinstance(other, FileInfo):
+            return ((self.ino, self.path, self.size, self.regular, self.aops)
+                    == (other.ino, other.path, other.size, other.regular, other.aops))
+        return NotImplemented
+
+    __hash__ = None     # as FileInfo's (a dataclass with eq)
+
+
 class MountResolver(Protocol):
     def refresh(self) -> tuple[list[MountInfo], list[MountInfo]]: ...   # (added, removed)
     def mounts(self) -> list[MountInfo]: ...

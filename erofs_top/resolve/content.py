@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from ..pagecache import (backing_readahead, coalesce_runs, fd_resident_mask, fd_size,
                          file_resident_pages, preserve_residency)
 from ..names import decode
-from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, MountInfo
+from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, LazyPathFileInfo, MountInfo
 from .dirtree import image_paths
 from .filedata import FileData, FileDataStream, file_data
 from .readwindow import inode_runs, readahead_margin_pages
@@ -296,7 +296,7 @@ class _FileFacts:
         self.digest: bytes | None = None
 
 
-class IndexedFileInfo(FileInfo):
+class IndexedFileInfo(LazyPathFileInfo):
     """A FileInfo whose path is made when asked (rows of the top files,
     records) from the image's names (ImageNames, once for every mount of
     it) and its mount's ``namer``: a resident file keeps no path string of
@@ -304,13 +304,9 @@ class IndexedFileInfo(FileInfo):
     is (names, mount prefix, mount root, length of the namespace prefix),
     one per mount, and holds nothing that holds this FileInfo: no cycle, so
     a mount's FileInfos go by reference counting (the exporter freezes the
-    cyclic GC's generations).  Equal to the FileInfo with the same fields."""
+    cyclic GC's generations)."""
 
-    __slots__ = ("_namer",)
-
-    def __init__(self, namer: tuple, ino: int, size: int, regular: bool, aops: str):
-        self._namer = namer
-        self.ino, self.size, self.regular, self.aops = ino, size, regular, aops
+    __slots__ = ()
 
     @property
     def path(self) -> str:
@@ -319,16 +315,6 @@ class IndexedFileInfo(FileInfo):
         if rel is None:
             return ""
         return (prefix + rel if rel else root)[strip:]
-
-    def _fields(self) -> tuple:
-        return (self.ino, self.path, self.size, self.regular, self.aops)
-
-    def __eq__(self, other):
-        if isinstance(other, FileInfo):
-            return self._fields() == (other.ino, other.path, other.size, other.regular, other.aops)
-        return NotImplemented
-
-    __hash__ = None     # as FileInfo's (a dataclass with eq)
 
 
 def _z_extent(e, inline: bool) -> ZExtentRa:
@@ -551,7 +537,7 @@ class ImageContent:
         the data layout and the data map both come from it."""
         facts = self._facts(mount, ino)
         rec = facts.inode
-        if rec is not _UNSET:       # (read through a mount of the same image: its superblock is this one's)
+        if rec is not _UNSET:       # (maybe read through another mount of the image)
             sb = None if rec is None else self._superblock(mount)
             return None if sb is None else (sb, rec)
         result = None
