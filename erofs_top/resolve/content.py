@@ -385,7 +385,7 @@ class ImageContent:
         # what was read of each file: _image_key -> nid -> _FileFacts (inode,
         # page maps, fingerprint, build-id, digest), kept while a mount of
         # the image is indexed
-        self._files: dict[tuple, dict[int, _FileFacts]] = {}
+        self._files: dict[str | tuple, dict[int, _FileFacts]] = {}
         # image_id -> its mounts (_mount_key) indexed (every file_info asks through one)
         self._image_mounts: dict[str, set[tuple]] = {}
         self._pending: set[tuple] = set()          # _content_key of digests the budget defers
@@ -427,21 +427,20 @@ class ImageContent:
         return (mount.dev, mount.mountpoint, mount.image_id)
 
     @staticmethod
-    def _image_key(mount: MountInfo) -> tuple:
+    def _image_key(mount: MountInfo) -> str | tuple:
         """The image a mount shows: the same image mounted twice (same
-        image_id) has the same files; a mount without an image id its own."""
-        if mount.image_id:
-            return ("img", mount.image_id)
-        return ("dev", mount.dev, mount.mountpoint)
+        image_id, the key) has the same files; a mount without an image id
+        its own ((dev, mount point): no tuple made for the usual mount)."""
+        return mount.image_id or (mount.dev, mount.mountpoint)
 
     def _content_key(self, mount: MountInfo, ino: int) -> tuple:
         """A file of an image (for the few keyed sets: digests pending,
         fingerprints read with the inode)."""
-        return self._image_key(mount) + (ino,)
+        return (self._image_key(mount), ino)
 
     def _facts(self, mount: MountInfo, ino: int) -> _FileFacts:
         """What was read of file ``ino`` of the mount's image (made empty)."""
-        ik = self._image_key(mount)
+        ik = mount.image_id or (mount.dev, mount.mountpoint)    # (_image_key, inline)
         per = self._files.get(ik)
         if per is None:
             per = self._files[ik] = {}
@@ -480,13 +479,12 @@ class ImageContent:
                 del self._image_mounts[mount.image_id]
                 self._drop_files(self._image_key(mount))
 
-    def _drop_files(self, image_key: tuple) -> None:
+    def _drop_files(self, image_key: str | tuple) -> None:
         """Drop what was read of the files of one image (_image_key)."""
         self._files.pop(image_key, None)
-        n = len(image_key)
-        for key in [key for key in self._fp_read if key[:n] == image_key]:
+        for key in [key for key in self._fp_read if key[0] == image_key]:
             del self._fp_read[key]
-        self._pending = {p for p in self._pending if p[:n] != image_key}
+        self._pending = {p for p in self._pending if p[0] != image_key}
 
     # ---------------------------------------------------------------- names
     def _index_of(self, mount: MountInfo) -> _MountIndex:

@@ -100,7 +100,7 @@ def test_mounts_of_one_image_share_its_names(stack):
 
 def _image_keys(ic, image_id: str) -> int:
     """The files of one image whose facts the resolver keeps."""
-    return sum(len(files) for key, files in ic._files.items() if image_id in key)
+    return sum(len(files) for key, files in ic._files.items() if key == image_id)
 
 
 def test_an_images_file_facts_go_with_its_last_mount(stack):
