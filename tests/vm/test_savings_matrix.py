@@ -303,9 +303,6 @@ def test_cell_matches_the_kernel(collector, images, pkg, cell):
                shared["erofs-top resident bytes before the readers"]]}
     RESULTS.append(row)
     base = plain["charged"]
-    assert not any(reclaimed[-1]), (
-        f"the guest reclaimed reader pages in {MEASURE_ATTEMPTS} attempts (memory pressure, "
-        f"not sharing): {reclaimed}; memory before the readers {shared['KiB before the readers']} KiB")
     assert real >= 0, row
     # names read from every build's image (dirtree.py), never by walking the mounts
     assert not [w for w in row["warnings"] if "named by walking" in w], row
@@ -314,6 +311,10 @@ def test_cell_matches_the_kernel(collector, images, pkg, cell):
     if not (predicted_ok and reported_ok):
         # whole, in the lab report: pytest shortens the row to 240 characters
         REPORT.append(f"matrix miss, the whole row: {json.dumps(row)}")
+        assert not any(reclaimed[-1]), (
+            f"the guest reclaimed reader pages in every one of {len(reclaimed)} attempts (memory "
+            f"pressure, not sharing): {reclaimed}; memory before the readers "
+            f"{shared['KiB before the readers']} KiB")
     assert predicted_ok, row
     assert reported_ok, row
 
