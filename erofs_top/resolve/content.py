@@ -440,7 +440,7 @@ class ImageContent:
 
     def _facts(self, mount: MountInfo, ino: int) -> _FileFacts:
         """What was read of file ``ino`` of the mount's image (made empty)."""
-        ik = mount.image_id or (mount.dev, mount.mountpoint)    # (_image_key, inline)
+        ik = self._image_key(mount)
         per = self._files.get(ik)
         if per is None:
             per = self._files[ik] = {}
