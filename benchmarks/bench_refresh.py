@@ -103,15 +103,19 @@ def part_incremental(files_list, full: dict, steps: int, hint: bool = True,
             agg = Aggregator(recheck_slices=recheck)
             agg.update(node.readings(by_file=True), *node.resolvers(), tier="tracepoint",
                        started_at=0.0)
+            r = None
             for frac in fractions:
                 times, changed = [], []
                 for _ in range(steps):
                     changed.append(node.churn(frac))
-                    r = node.readings(by_file=True, hint=hint)
+                    # the previous Readings stay alive until the update is
+                    # timed (benchlib.steady_refreshes says why)
+                    prev, r = r, node.readings(by_file=True, hint=hint)
                     gc.collect()
                     t = time.perf_counter()
                     agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
                     times.append(time.perf_counter() - t)
+                    del prev
                 t_med, n_changed = statistics.median(times), statistics.median(changed)
                 ref = full.get((n_files, n_ctr))
                 vs = f"{t_med / ref:>7.3f}x" if ref else ""

@@ -416,12 +416,19 @@ def steady_refreshes(node, agg, steps: int, churn_pct: float, spent: dict,
     files changed over them)."""
     import gc
     total, changed = 0.0, 0
+    r = None
     for step in range(steps + 2):
         if step:
             node.churn(churn_pct / 100)
         if before_step is not None:
             before_step(step)
-        r = node.readings(by_file=True, hint=True)
+        # The previous Readings stay alive until the update is timed: the
+        # synthetic node's are whole copies (a list of every chunk, dicts of
+        # every file and io row: ~6 ms to free at 250,000 files), which the
+        # aggregator lets go of in the update; the probe source's are views
+        # of its kept state (maps.Snapshots), freed in proportion to what
+        # changed (docs/performance.md, "The synthetic Readings' copies").
+        prev, r = r, node.readings(by_file=True, hint=True)
         changed += len(r.changed_files) if step >= 2 else 0
         gc.collect()
         if step == 2:
@@ -429,4 +436,5 @@ def steady_refreshes(node, agg, steps: int, churn_pct: float, spent: dict,
         t = time.process_time()
         agg.update(r, *node.resolvers(), tier="tracepoint", started_at=0.0)
         total += time.process_time() - t if step >= 2 else 0.0
+        del prev
     return total, changed
