@@ -18,6 +18,7 @@ import os
 import re
 import struct
 import subprocess
+import threading
 import uuid as uuidlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -435,20 +436,44 @@ def compressed_page_map(extents: list[tuple[int, int, int, int]],
 
 
 # ---------------------------------------------------------------- reading images
+# O_DIRECT reads go through one page-aligned buffer per thread, kept between
+# reads: a new mapping per read paid its creation, a fault and zeroing per
+# page and the unmap (~0.1 ms per 256 KiB read, ~0.7 s of a 50,000-file
+# node's first refresh).  Reads longer than DIRECT_BUFFER_MAX get a mapping
+# of their own, freed after it.
+DIRECT_BUFFER_MAX = 1 << 20
+_direct = threading.local()
+
+
+def _aligned_buffer(size: int) -> tuple[mmap.mmap, bool]:
+    """(a page-aligned buffer of at least ``size`` bytes, whether it is kept)."""
+    if size > DIRECT_BUFFER_MAX:
+        return mmap.mmap(-1, size), False
+    buf = getattr(_direct, "buf", None)
+    if buf is None or len(buf) < size:
+        if buf is not None:
+            buf.close()
+        # grown to a power of two: a few sizes over a run, not one per read
+        buf = _direct.buf = mmap.mmap(-1, max(1 << (size - 1).bit_length(), 1 << 16))
+    return buf, True
+
+
 def _read_direct(fd: int, offset: int, length: int) -> bytes | None:
     """Aligned O_DIRECT pread; None when the file or fs refuses O_DIRECT."""
     bs = 4096
     start = offset // bs * bs
     end = (offset + length + bs - 1) // bs * bs
-    buf = mmap.mmap(-1, end - start)          # page aligned, as O_DIRECT needs
+    buf, kept = _aligned_buffer(end - start)
     try:
-        try:
-            n = os.preadv(fd, [buf], start)
-        except OSError:
-            return None
-        return bytes(buf[offset - start:min(n, offset - start + length)])
+        with memoryview(buf) as view:
+            try:
+                n = os.preadv(fd, [view[:end - start]], start)
+            except OSError:
+                return None
+            return bytes(view[offset - start:min(n, offset - start + length)])
     finally:
-        buf.close()
+        if not kept:
+            buf.close()
 
 
 def read_direct(fd: int, offset: int, length: int) -> bytes:
