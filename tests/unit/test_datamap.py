@@ -141,3 +141,25 @@ def test_one_run_is_kept_as_three_ints():
     gap = file_page_map([(0, 4096, 0), (4096, 4096, 3 * 4096)], 0, 4096)
     assert type(gap) is dict and gap == {0: (0,), 1: (3,)}
     assert type(file_page_map([(0, 4096, 512)], 0, 4096)) is dict
+
+
+def test_direct_reads_through_the_kept_buffer_equal_the_file(tmp_path, monkeypatch):
+    """O_DIRECT reads go through a buffer kept between reads (grown, and a
+    mapping of its own past DIRECT_BUFFER_MAX): every read, in any order of
+    sizes, equals the file's bytes, short at its end."""
+    from erofs_top.resolve import superblock
+    monkeypatch.setattr(superblock, "DIRECT_BUFFER_MAX", 256 << 10)
+    monkeypatch.setattr(superblock, "_direct", superblock.threading.local())
+    path = tmp_path / "data.bin"
+    data = random.Random(3).randbytes(700_001)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        cases = [(0, 10), (5, 70_000), (123_456, 200_000), (4096, 4096), (1, 300_000),
+                 (650_000, 100_000), (0, 700_001), (699_999, 10), (8191, 1), (3, 65_536)]
+        for offset, length in cases:
+            got = superblock.read_direct(fd, offset, length)
+            assert got == data[offset:offset + length], (offset, length)
+        assert len(superblock._direct.buf) <= 256 << 10     # the cap: larger reads not kept
+    finally:
+        os.close(fd)
