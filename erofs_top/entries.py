@@ -275,6 +275,11 @@ def _any_chunk_entry(dev: int, ino: int, pcs: list[PageChunk], keep: bool = True
     else:
         e = SeededEntry(dev, ino, chunks, seeded=seeded) if seeded else Entry(dev, ino, chunks)
     _fill_union(e)
+    if seeded and seeded == e.union:
+        # every resident page seeded (a file read before the probes were
+        # attached: most files of a node at start): the union itself, read
+        # only as the union is, not a dict per file (~150 B each)
+        e.seeded = e.union
     owner = _one_owner(chunks)
     if owner is not None:
         e.chunks = owner                # (e.owner)
