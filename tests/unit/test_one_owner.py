@@ -142,3 +142,16 @@ def test_many_owner_fast_path_equals_the_general_one(seed):
         assert all(fast.chunks[c] is pc.owners for pc in pcs for c in [pc.chunk])
         assert chunk_entry(7, ino, pcs).chunks == slow.chunks
     assert taken > 30 and left > 30
+
+
+def test_a_wholly_seeded_file_keeps_its_union_as_its_seeded_masks():
+    """A file all of whose resident pages are seeded keeps no seeded dict of
+    its own (its union is read only); a partly seeded one keeps its own,
+    with the seeded pages only; the contribution's seeded pages are the same
+    either way."""
+    whole = [PageChunk(7, 1, 0, {11: 0b1111}, 0b1111), PageChunk(7, 1, 2, {22: 0b11}, 0b11)]
+    part = [PageChunk(7, 2, 0, {11: 0b1111}, 0b0101), PageChunk(7, 2, 2, {22: 0b11}, 0)]
+    e, p = chunk_entry(7, 1, whole), chunk_entry(7, 2, part)
+    assert e.seeded is e.union and dict(e.union) == {0: 0b1111, 2: 0b11}
+    assert p.seeded is not p.union and dict(p.seeded) == {0: 0b0101}
+    assert Contribution(e).seeded == 6 and Contribution(p).seeded == 2
