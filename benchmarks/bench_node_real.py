@@ -90,7 +90,8 @@ def compare(once: dict, before: dict, after: dict, cgroups: list[str]) -> list[s
     return bad
 
 
-def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None = None) -> dict:
+def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None = None,
+                    count_reads: bool = False) -> dict:
     reads = []
     orig = col.source.read
 
@@ -113,6 +114,10 @@ def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None 
         with cProfile.Profile() as prof:
             one("first")
         prof.dump_stats(profile)
+    elif count_reads:
+        with ReadCounter() as counted:
+            one("first")
+        counted.report()
     else:
         one("first")
     for _ in range(n_steady):
@@ -121,6 +126,70 @@ def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None 
         cgs[k].run([sys.executable, "-S", "-c", READER, str(mounts[(k + 7) % len(mounts)].path(""))])
         one("one more image read")
     return out
+
+
+class ReadCounter:
+    """--count-reads: the bytes the content resolver's image metadata reader
+    (resolve/content.py MetadataReader: inodes, inline tails, small files'
+    data, directories) reads from the images while it is entered, by the
+    resolver calls they were read for, and how many times each piece was
+    read.  The readers alive at entry (the collector's) read through it."""
+
+    CALLERS = 3             # the resolver's functions named per line, innermost first
+
+    def __init__(self):
+        self.by_caller: dict[str, int] = {}
+        self.pieces: dict[tuple[str, int], int] = {}
+        self.total = self.reads = 0
+        self._wrapped: list = []
+
+    def __enter__(self):
+        import gc
+
+        from erofs_top.resolve import content
+        self.piece_bytes = content.MetadataReader.CHUNK_BYTES
+        for reader in [o for o in gc.get_objects() if isinstance(o, content.MetadataReader)]:
+            self._wrapped.append((reader, reader._read))
+            reader._read = self._counted(reader._read)
+        return self
+
+    def _counted(self, read):
+        def counted(path: str, off: int, n: int) -> bytes:
+            self._count(path, off, n, sys._getframe(1))
+            return read(path, off, n)
+        return counted
+
+    def _count(self, path: str, off: int, n: int, frame) -> None:
+        self.total += n
+        self.reads += 1
+        cb = self.piece_bytes
+        for k in range(off // cb, (off + n + cb - 1) // cb):
+            self.pieces[(path, k)] = self.pieces.get((path, k), 0) + 1
+        names = []
+        while frame is not None and len(names) < self.CALLERS:
+            code = frame.f_code
+            if "/erofs_top/" in code.co_filename and code.co_name not in ("read", "_fill"):
+                names.append(code.co_name)
+            frame = frame.f_back
+        key = " < ".join(names)
+        self.by_caller[key] = self.by_caller.get(key, 0) + n
+
+    def __exit__(self, *exc):
+        for reader, read in self._wrapped:
+            reader._read = read
+        return False
+
+    def report(self) -> None:
+        times: dict[int, int] = {}
+        for n in self.pieces.values():
+            times[n] = times.get(n, 0) + 1
+        mib = benchlib.MiB
+        print(f"  first refresh's image metadata reads: {self.total / mib:.1f} MiB in "
+              f"{self.reads} reads over {len(self.pieces)} distinct {self.piece_bytes >> 10} "
+              f"KiB pieces ({len(self.pieces) * self.piece_bytes / mib:.1f} MiB); pieces by "
+              f"times read: " + ", ".join(f"{k}x {v}" for k, v in sorted(times.items())))
+        for key, n in sorted(self.by_caller.items(), key=lambda kv: -kv[1]):
+            print(f"    {n / mib:8.1f} MiB  {key}")
 
 
 def _add_args(ap) -> None:
@@ -134,6 +203,9 @@ def _add_args(ap) -> None:
     ap.add_argument("--profile", metavar="FILE",
                     help="write cProfile stats of the first refresh to FILE (its time then "
                          "includes the profiler's)")
+    ap.add_argument("--count-reads", action="store_true",
+                    help="count the first refresh's image metadata reads: bytes by the "
+                         "resolver call they were made for, times each 32 KiB piece was read")
 
 
 def _body(args):
@@ -168,7 +240,8 @@ def _body(args):
         rss0 = benchlib.rss_mib()
         col = open_collector()
         try:
-            times = timed_refreshes(col, stack, mounts, cgs, args.steady, args.profile)
+            times = timed_refreshes(col, stack, mounts, cgs, args.steady, args.profile,
+                                    args.count_reads)
             model = col.last_model
             rss = benchlib.rss_mib()
         finally:
