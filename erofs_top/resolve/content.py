@@ -27,6 +27,7 @@ import time
 import weakref
 
 from contextlib import contextmanager
+from itertools import islice
 
 from ..pagecache import (backing_readahead, coalesce_runs, fd_resident_mask, fd_size,
                          file_resident_pages, preserve_residency)
@@ -56,6 +57,7 @@ READ_CHUNK_BYTES = 1 << 20
 WHOLE_READ_BYTES = 256 << 10    # image reads: a file up to this is read once, whole
 ELF_BUFFER_BYTES = 64 << 10     # a bigger file's ELF notes: through a buffer this big
 PREFETCH_BATCH = 2048           # files whose tails are kept at once (prefetch_identities)
+IDENTITY_KEEP_BYTES = 32 << 20  # an image's pieces kept through its identity passes
 FP_READ_MAX = 1 << 16      # fingerprint xattrs read with their inode, not asked for yet
 SHARED_XATTRS_MAX = 4096    # shared xattr entries kept per image (their ids -> our value?)
 MAX_WINDOWS = 4096          # read windows kept between a file's build_id and its digest
@@ -214,7 +216,9 @@ class MetadataReader:
     the end of one of the last ``STREAMS`` reads (a pass in image order,
     ImageContent.prefetch_*: inodes and data blocks, two regions) reads
     ``SEQ_CHUNKS`` pieces at once.  Images are read-only; at most
-    ``MAX_CHUNKS`` pieces are kept (the oldest go first)."""
+    ``MAX_CHUNKS`` pieces are kept (the oldest go first), more while
+    ``keeping`` is entered.  A piece is a view of the read that brought
+    it (no copy per piece)."""
 
     CHUNK_BYTES = 32 << 10
     MAX_CHUNKS = 128                        # 4 MiB
@@ -222,10 +226,25 @@ class MetadataReader:
     STREAMS = 4                             # sequential passes followed at once
 
     def __init__(self, read=read_image):
-        self._chunks: dict[tuple[str, int], bytes] = {}
+        self._chunks: dict[tuple[str, int], bytes | memoryview] = {}
         self._read = read                   # (path, offset, length) -> bytes
         self._ends: list[tuple[str, int]] = []     # last piece of the last few reads
+        self._max_chunks = self.MAX_CHUNKS
         self.reads = 0                      # image reads made (tests, benchmarks)
+
+    @contextmanager
+    def keeping(self, max_bytes: int):
+        """Keep up to ``max_bytes`` of pieces while entered (passes over the
+        same part of an image one after the other: each piece read once),
+        then the oldest dropped down to ``MAX_CHUNKS`` again."""
+        self._max_chunks = max(self.MAX_CHUNKS, max_bytes // self.CHUNK_BYTES)
+        try:
+            yield self
+        finally:
+            self._max_chunks = self.MAX_CHUNKS
+            chunks = self._chunks
+            for key in list(islice(chunks, max(0, len(chunks) - self.MAX_CHUNKS))):
+                del chunks[key]
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Bytes [offset, offset + length) of the file at ``path`` (short at EOF)."""
@@ -259,12 +278,14 @@ class MetadataReader:
             del ends[0]
         data = self._read(path, k * cb, n * cb)
         self.reads += 1
+        if n > 1:
+            data = memoryview(data)
         first, last = None, k
         for i in range(n):
             piece = data[i * cb:(i + 1) * cb]
             if i and not piece:
                 break
-            if len(self._chunks) >= self.MAX_CHUNKS:
+            if len(self._chunks) >= self._max_chunks:
                 del self._chunks[next(iter(self._chunks))]
             self._chunks[(path, k + i)] = piece
             first = piece if first is None else first
@@ -1071,23 +1092,31 @@ class ImageContent:
         PREFETCH_BATCH files: their inline tails in nid order (beside the
         inodes), then their data in block order (mkfs.erofs places data in
         another order than inodes), each a sequential pass over the image's
-        pieces instead of a read or two per file."""
-        todo = _image_order(pairs)
-        for start in range(0, len(todo), PREFETCH_BATCH):
-            batch = []
-            for mount, ino in todo[start:start + PREFETCH_BATCH]:
-                data = None
-                if self._facts(mount, ino).bid is _UNSET:
-                    data = self.file_data(mount, ino)
-                    try:
-                        if data is not None:
-                            data.load_tail()
-                    except OSError:
-                        data = None         # build_id reads it again, or through the mount
-                batch.append((-1 if data is None else data.first_image_offset, mount, ino, data))
-            batch.sort(key=lambda t: (t[1].image_path, t[0]))
-            for _, mount, ino, data in batch:
-                self.build_id(mount, ino, data)
+        pieces instead of a read or two per file.  An image's passes keep
+        up to IDENTITY_KEEP_BYTES of its pieces (MetadataReader.keeping):
+        small files' tails and data share pieces, which the data pass
+        would read again (and the next batch of the image too)."""
+        for image_pairs in _by_image(_image_order(pairs)):
+            with self._meta.keeping(IDENTITY_KEEP_BYTES):
+                for start in range(0, len(image_pairs), PREFETCH_BATCH):
+                    self._prefetch_batch(image_pairs[start:start + PREFETCH_BATCH])
+
+    def _prefetch_batch(self, pairs) -> None:
+        """prefetch_identities of up to PREFETCH_BATCH files of one image."""
+        batch = []
+        for mount, ino in pairs:
+            data = None
+            if self._facts(mount, ino).bid is _UNSET:
+                data = self.file_data(mount, ino)
+                try:
+                    if data is not None:
+                        data.load_tail()
+                except OSError:
+                    data = None         # build_id reads it again, or through the mount
+            batch.append((-1 if data is None else data.first_image_offset, mount, ino, data))
+        batch.sort(key=lambda t: t[0])     # (one image: its data in block order)
+        for _, mount, ino, data in batch:
+            self.build_id(mount, ino, data)
 
     def file_data(self, mount: MountInfo, ino: int) -> FileData | None:
         """The file's data as its image holds it (filedata.py: a plain file
@@ -1281,6 +1310,15 @@ def _image_order(pairs) -> list[tuple[MountInfo, int]]:
     (where the inodes and, mostly, the data sit in the image)."""
     return sorted(((m, ino) for m, ino in pairs if m.image_path),
                   key=lambda p: (p[0].image_path, p[0].image_offset, p[1]))
+
+
+def _by_image(ordered: list[tuple[MountInfo, int]]):
+    """_image_order's pairs in runs of one image file each."""
+    start = 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i][0].image_path != ordered[start][0].image_path:
+            yield ordered[start:i]
+            start = i
 
 
 def _fd_pieces(fd: int):

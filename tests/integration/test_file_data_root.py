@@ -141,3 +141,31 @@ def test_small_files_read_whole_are_hashed_past_the_budget(stack):
     assert ic.digest_deferred == 1
     for nid, n in zip(small, [n for n in files if n.startswith("s/")]):
         assert ic.digest(mi, nid) == hashlib.sha256(files[n]).hexdigest()
+
+
+def test_identity_passes_read_each_piece_of_an_image_once(stack):
+    """prefetch_identities over every file of an image of small files
+    (tails next to the inodes, data blocks between them: both passes go over
+    the whole image, 3x the reader's 4 MiB): the image's bytes are read
+    once, not once per pass; the digests are the files'."""
+    import random
+    rng = random.Random(7)
+    files = {f"d{i % 20}/f{i:04d}.bin": rng.randbytes(rng.randrange(4096, 16384))
+             for i in range(1200)}
+    src = make_tree(stack.dir / "psrc", files)
+    img = build_image(src, stack.dir / "passes.erofs")
+    m = stack.mount(img, "passes")
+    mi = mount_info(m)
+    ic = ImageContent(digest_budget_bytes_per_s=None)
+    index = ic._index_of(mi)
+    nids = {n: index.nid_of(m.path(n)) for n in files}
+    ic.prefetch_inodes([(mi, nid) for nid in nids.values()])
+    image_bytes = img.stat().st_size
+    assert image_bytes > 3 * (ic._meta.MAX_CHUNKS * ic._meta.CHUNK_BYTES)
+    read_bytes = []
+    plain_read = ic._meta._read
+    ic._meta._read = lambda path, off, n: read_bytes.append(n) or plain_read(path, off, n)
+    ic.prefetch_identities([(mi, nid) for nid in nids.values()])
+    assert sum(read_bytes) <= image_bytes + 8 * ic._meta.CHUNK_BYTES, (sum(read_bytes), image_bytes)
+    for n, nid in nids.items():
+        assert ic.digest(mi, nid) == hashlib.sha256(files[n]).hexdigest(), n

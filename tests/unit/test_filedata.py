@@ -207,3 +207,33 @@ def test_metadata_reader_reads_ahead_on_sequential_passes():
     pieces = -(-200 * 3000 // cb) + -(-200 * 5000 // cb)        # 19 + 31
     assert mr.reads == len(calls) <= 2 + pieces // mr.SEQ_CHUNKS + 2, calls
     assert mr.read("img", len(data) - 10, 100) == data[-10:]
+
+
+def test_metadata_reader_keeping_reads_each_piece_once():
+    """Two passes over 8 MiB (twice MAX_CHUNKS' 4 MiB) one after the other:
+    while ``keeping`` 16 MiB the second pass reads nothing; after it the
+    kept pieces go back down to MAX_CHUNKS, the newest kept; without it
+    the second pass reads the whole region again."""
+    from erofs_top.resolve.content import MetadataReader
+    data = bytes(range(251)) * ((9 << 20) // 251)
+    got = []
+
+    def read(path, off, n):
+        got.append(n)
+        return data[off:off + n]
+
+    def two_passes(mr):
+        for _ in range(2):
+            for off in range(0, 8 << 20, 4000):
+                assert mr.read("img", off, 64) == data[off:off + 64]
+    mr = MetadataReader(read)
+    with mr.keeping(16 << 20):
+        two_passes(mr)
+        assert 8 << 20 <= sum(got) <= (8 << 20) + mr.SEQ_CHUNKS * mr.CHUNK_BYTES   # (read ahead)
+    assert len(mr._chunks) == mr.MAX_CHUNKS
+    before = sum(got)
+    off = (8 << 20) - 5000                     # the newest pieces stayed
+    assert mr.read("img", off, 64) == data[off:off + 64] and sum(got) == before
+    got.clear()
+    two_passes(MetadataReader(read))
+    assert sum(got) >= 2 * (8 << 20)
