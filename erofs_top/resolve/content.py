@@ -58,6 +58,7 @@ WHOLE_READ_BYTES = 256 << 10    # image reads: a file up to this is read once, w
 ELF_BUFFER_BYTES = 64 << 10     # a bigger file's ELF notes: through a buffer this big
 PREFETCH_BATCH = 2048           # files whose tails are kept at once (prefetch_identities)
 IDENTITY_KEEP_BYTES = 32 << 20  # an image's pieces kept through its identity passes
+KEPT_SEQ_CHUNKS = 32            # 1 MiB a sequential read while keeping (superblock.DIRECT_BUFFER_MAX)
 FP_READ_MAX = 1 << 16      # fingerprint xattrs read with their inode, not asked for yet
 SHARED_XATTRS_MAX = 4096    # shared xattr entries kept per image (their ids -> our value?)
 MAX_WINDOWS = 4096          # read windows kept between a file's build_id and its digest
@@ -230,6 +231,7 @@ class MetadataReader:
         self._read = read                   # (path, offset, length) -> bytes
         self._ends: list[tuple[str, int]] = []     # last piece of the last few reads
         self._max_chunks = self.MAX_CHUNKS
+        self._seq_chunks = self.SEQ_CHUNKS
         self.reads = 0                      # image reads made (tests, benchmarks)
 
     @contextmanager
@@ -238,10 +240,12 @@ class MetadataReader:
         same part of an image one after the other: each piece read once),
         then the oldest dropped down to ``MAX_CHUNKS`` again."""
         self._max_chunks = max(self.MAX_CHUNKS, max_bytes // self.CHUNK_BYTES)
+        self._seq_chunks = KEPT_SEQ_CHUNKS      # (room for longer reads: fewer of them)
         try:
             yield self
         finally:
             self._max_chunks = self.MAX_CHUNKS
+            self._seq_chunks = self.SEQ_CHUNKS
             chunks = self._chunks
             for key in list(islice(chunks, max(0, len(chunks) - self.MAX_CHUNKS))):
                 del chunks[key]
@@ -270,8 +274,8 @@ class MetadataReader:
         the miss closely follows a recent read's end; returns piece k."""
         cb, ends = self.CHUNK_BYTES, self._ends
         stream = next((i for i, (p, end) in enumerate(ends)
-                       if p == path and 0 < k - end <= self.SEQ_CHUNKS), None)
-        n = 1 if stream is None else self.SEQ_CHUNKS
+                       if p == path and 0 < k - end <= self._seq_chunks), None)
+        n = 1 if stream is None else self._seq_chunks
         if stream is not None:
             del ends[stream]
         elif len(ends) >= self.STREAMS:

@@ -214,7 +214,7 @@ def test_metadata_reader_keeping_reads_each_piece_once():
     while ``keeping`` 16 MiB the second pass reads nothing; after it the
     kept pieces go back down to MAX_CHUNKS, the newest kept; without it
     the second pass reads the whole region again."""
-    from erofs_top.resolve.content import MetadataReader
+    from erofs_top.resolve.content import KEPT_SEQ_CHUNKS, MetadataReader
     data = bytes(range(251)) * ((9 << 20) // 251)
     got = []
 
@@ -229,7 +229,7 @@ def test_metadata_reader_keeping_reads_each_piece_once():
     mr = MetadataReader(read)
     with mr.keeping(16 << 20):
         two_passes(mr)
-        assert 8 << 20 <= sum(got) <= (8 << 20) + mr.SEQ_CHUNKS * mr.CHUNK_BYTES   # (read ahead)
+        assert 8 << 20 <= sum(got) <= (8 << 20) + KEPT_SEQ_CHUNKS * mr.CHUNK_BYTES   # (read ahead)
     assert len(mr._chunks) == mr.MAX_CHUNKS
     before = sum(got)
     off = (8 << 20) - 5000                     # the newest pieces stayed
