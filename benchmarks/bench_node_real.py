@@ -91,7 +91,7 @@ def compare(once: dict, before: dict, after: dict, cgroups: list[str]) -> list[s
 
 
 def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None = None,
-                    count_reads: bool = False) -> dict:
+                    count_reads: bool = False, time_passes: bool = False) -> dict:
     reads = []
     orig = col.source.read
 
@@ -118,14 +118,65 @@ def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None 
         with ReadCounter() as counted:
             one("first")
         counted.report()
+    elif time_passes:
+        with PassTimer() as passes:
+            one("first")
+        passes.report()
     else:
         one("first")
+    if heap_fixed[0]:
+        from erofs_top import heap
+        heap.trim()         # as the exporter after a refresh from scratch
     for _ in range(n_steady):
         one("unchanged")
     for k in range(n_steady):       # one cgroup reads one more image: ~2 % of the files
         cgs[k].run([sys.executable, "-S", "-c", READER, str(mounts[(k + 7) % len(mounts)].path(""))])
         one("one more image read")
     return out
+
+
+heap_fixed = [False]        # --exporter-heap given (timed_refreshes trims as the exporter)
+
+
+class PassTimer:
+    """--time-passes: wall seconds of the content resolver's passes of a full
+    pass (ImageContent.prefetch_inodes, prefetch_identities) and of its
+    O_DIRECT image reads (content.read_image: metadata pieces and data)
+    while it is entered."""
+
+    NAMES = ("prefetch_inodes", "prefetch_identities")
+
+    def __init__(self):
+        self.spent: dict[str, float] = {}
+        self._undo: list = []
+
+    def _timed(self, label: str, fn):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - t
+        return timed
+
+    def __enter__(self):
+        from erofs_top.resolve import content
+        for name in self.NAMES:
+            fn = getattr(content.ImageContent, name)
+            self._undo.append((content.ImageContent, name, fn))
+            setattr(content.ImageContent, name, self._timed(name, fn))
+        self._undo.append((content, "read_image", content.read_image))
+        content.read_image = self._timed("image reads (read_image)", content.read_image)
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, fn in self._undo:
+            setattr(owner, name, fn)
+        return False
+
+    def report(self) -> None:
+        print("  first refresh's resolver passes: " + ", ".join(
+            f"{k} {v:.3f} s" for k, v in self.spent.items()))
 
 
 class ReadCounter:
@@ -203,6 +254,13 @@ def _add_args(ap) -> None:
     ap.add_argument("--profile", metavar="FILE",
                     help="write cProfile stats of the first refresh to FILE (its time then "
                          "includes the profiler's)")
+    ap.add_argument("--time-passes", action="store_true",
+                    help="time the content resolver's passes of the first refresh "
+                         "(prefetch_inodes, prefetch_identities) and its image reads")
+    ap.add_argument("--exporter-heap", action="store_true",
+                    help="glibc's mmap and trim thresholds fixed and the heap trimmed after "
+                         "the first refresh, as the exporter does (erofs_top/heap.py): the "
+                         "RSS an exporter would have")
     ap.add_argument("--count-reads", action="store_true",
                     help="count the first refresh's image metadata reads: bytes by the "
                          "resolver call they were made for, times each 32 KiB piece was read")
@@ -237,11 +295,15 @@ def _body(args):
               f"once, snapshot after): {tot}")
         for line in bad[:10]:
             print("  DIFF", line)
+        if args.exporter_heap:
+            from erofs_top import heap
+            heap_fixed[0] = heap.fixed_thresholds()
+            print(f"glibc thresholds fixed as the exporter fixes them: {heap_fixed[0]}")
         rss0 = benchlib.rss_mib()
         col = open_collector()
         try:
             times = timed_refreshes(col, stack, mounts, cgs, args.steady, args.profile,
-                                    args.count_reads)
+                                    args.count_reads, args.time_passes)
             model = col.last_model
             rss = benchlib.rss_mib()
         finally:

@@ -68,6 +68,8 @@ COMMANDS: list[tuple[str, bool, str, str]] = [
     ("node_real", True, "bench_node_real.py", r"within|first|unchanged|more image|RSS"),
     ("node_real_reads", False, "bench_node_real.py --count-reads --steady 1",
      r"metadata reads|MiB  |first"),
+    ("node_real_passes", False, "bench_node_real.py --time-passes --exporter-heap --steady 1",
+     r"resolver passes|first|RSS"),
     ("node_real_mounts", True, "bench_node_real.py --images 2 --mounts-per-image 25",
      r"within|first|unchanged|more image"),
     ("real_census", True, "real_census.py", r"keeps"),
