@@ -62,7 +62,7 @@ COMMANDS: list[tuple[str, bool, str, str]] = [
     ("tui_aged", False, "bench_tui.py --node-files 250000 --presses 20 --rounds 1 "
      "--node-aged 300", r"max|repaint|ms"),
     ("probes", False, "bench_probes.py --rounds 1", r"x\b|ratio|erofs|other"),
-    ("coldread", False, "bench_coldread.py", r"median|verdict|ratio"),
+    ("coldread", False, "bench_coldread.py", r"with/|met|missed|unresolved"),
     ("startup", False, "bench_startup.py --baseline-tree {base} --rounds 3",
      r"start|median|compile|verifier"),
     ("node_real", True, "bench_node_real.py", r"within|first|unchanged|more image|RSS"),

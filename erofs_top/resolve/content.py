@@ -31,6 +31,7 @@ from itertools import islice
 
 from ..pagecache import (backing_readahead, coalesce_runs, fd_resident_mask, fd_size,
                          file_resident_pages, preserve_residency)
+from .. import heap
 from ..names import decode
 from .base import AOPS_BLOCK, AOPS_COMPRESSED, AOPS_FILEIO, FileInfo, LazyPathFileInfo, MountInfo
 from .dirtree import image_paths
@@ -249,6 +250,10 @@ class MetadataReader:
             chunks = self._chunks
             for key in list(islice(chunks, max(0, len(chunks) - self.MAX_CHUNKS))):
                 del chunks[key]
+            for key, piece in chunks.items():
+                if type(piece) is memoryview:
+                    # copied: a view keeps its whole 1 MiB read (~7 MiB of 4 kept)
+                    chunks[key] = bytes(piece)
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Bytes [offset, offset + length) of the file at ``path`` (short at EOF)."""
@@ -1104,6 +1109,10 @@ class ImageContent:
             with self._meta.keeping(IDENTITY_KEEP_BYTES):
                 for start in range(0, len(image_pairs), PREFETCH_BATCH):
                     self._prefetch_batch(image_pairs[start:start + PREFETCH_BATCH])
+        # the kept pieces (up to IDENTITY_KEEP_BYTES, heap blocks once glibc's
+        # mmap threshold has risen) freed: given back, not left as the heap's
+        # free room in a TUI's or once's RSS (the exporter trims anyway)
+        heap.trim()
 
     def _prefetch_batch(self, pairs) -> None:
         """prefetch_identities of up to PREFETCH_BATCH files of one image."""

@@ -231,6 +231,7 @@ def test_metadata_reader_keeping_reads_each_piece_once():
         two_passes(mr)
         assert 8 << 20 <= sum(got) <= (8 << 20) + KEPT_SEQ_CHUNKS * mr.CHUNK_BYTES   # (read ahead)
     assert len(mr._chunks) == mr.MAX_CHUNKS
+    assert all(type(piece) is bytes for piece in mr._chunks.values())     # no 1 MiB read held
     before = sum(got)
     off = (8 << 20) - 5000                     # the newest pieces stayed
     assert mr.read("img", off, 64) == data[off:off + 64] and sum(got) == before
