@@ -9,7 +9,12 @@ images (file-backed mounts), read by 50 cgroups; then
 - refresh times of one live collector: the first refresh (everything new),
   then refreshes with nothing changed and after one cgroup read one more
   image (about 2 % of the files changed), split into the source's read()
-  (map reading) and the rest (aggregation, rows).
+  (map reading) and the rest (aggregation, rows).  --scattered N: the
+  first readers leave every tenth file of an image unread, and a further
+  step has the first reader of every mount read N of those files before
+  each refresh (a few pages new in every image file's cache, no new
+  reader of an image: the steady churn of a node whose containers read a
+  file now and then).
 
 Images: each has 2,500 files of 4-16 KiB; images 2k and 2k+1 share half of
 their files byte for byte (duplicates across images, found by content).
@@ -37,9 +42,16 @@ from erofs_top.workload import Stack, build_image
 
 CLI = [sys.executable, "-m", "erofs_top.cli"]
 READER = ("import os,sys\n"
+          "skip = len(sys.argv) > 2\n"
           "for d,_,fs in os.walk(sys.argv[1]):\n"
           "    for f in fs:\n"
+          "        if skip and f.startswith('f') and f[1:-4].isdigit() and int(f[1:-4]) % 10 == 9:\n"
+          "            continue\n"
           "        with open(os.path.join(d,f),'rb') as h: h.read()\n")
+# --scattered: read the named files (a few of every image)
+SCATTER = ("import sys\n"
+           "for p in sys.argv[1:]:\n"
+           "    with open(p,'rb') as h: h.read()\n")
 
 
 def make_images(stack: Stack, n_images: int, files_per_image: int) -> list:
@@ -91,7 +103,8 @@ def compare(once: dict, before: dict, after: dict, cgroups: list[str]) -> list[s
 
 
 def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None = None,
-                    count_reads: bool = False, time_passes: bool = False) -> dict:
+                    count_reads: bool = False, time_passes: bool = False,
+                    scattered: int = 0) -> dict:
     reads = []
     orig = col.source.read
 
@@ -129,10 +142,23 @@ def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None 
         heap.trim()         # as the exporter after a refresh from scratch
     for _ in range(n_steady):
         one("unchanged")
+    unread = [_unread_files(m.path("")) for m in mounts] if scattered else []
+    for k in range(n_steady if scattered else 0):    # a few unread files of every mount,
+        for i, left in enumerate(unread):            # each read by a cgroup that reads it
+            files = [str(p) for p in left[k * scattered:(k + 1) * scattered]]
+            cgs[i % len(cgs)].run([sys.executable, "-S", "-c", SCATTER, *files])
+        one(f"{scattered} files of each mount")
     for k in range(n_steady):       # one cgroup reads one more image: ~2 % of the files
         cgs[k].run([sys.executable, "-S", "-c", READER, str(mounts[(k + 7) % len(mounts)].path(""))])
         one("one more image read")
     return out
+
+
+def _unread_files(root) -> list:
+    """The files of a mount the first readers left unread (--scattered:
+    every tenth), in a fixed order."""
+    import pathlib
+    return sorted(p for p in pathlib.Path(root).rglob("f*.bin") if int(p.name[1:-4]) % 10 == 9)
 
 
 heap_fixed = [False]        # --exporter-heap given (timed_refreshes trims as the exporter)
@@ -251,6 +277,11 @@ def _add_args(ap) -> None:
                     help="each image mounted K times (one mount per container of one image, as "
                          "composefs has it); cgroup c reads mount c")
     ap.add_argument("--steady", type=int, default=3)
+    ap.add_argument("--scattered", type=int, default=0, metavar="N",
+                    help="the first readers leave every tenth file unread; a further step has "
+                         "mount i's first reader (cgroup i) read N of those files of mount i, "
+                         "every mount, before each of --steady refreshes (a few new pages in "
+                         "every image file's cache)")
     ap.add_argument("--profile", metavar="FILE",
                     help="write cProfile stats of the first refresh to FILE (its time then "
                          "includes the profiler's)")
@@ -276,7 +307,8 @@ def _body(args):
                   for i, img in enumerate(images)]
         cgs = [stack.cgroup(f"{prefix}/c{c}") for c in range(args.cgroups)]
         for c, cg in enumerate(cgs):
-            cg.run([sys.executable, "-S", "-c", READER, str(mounts[c % len(mounts)].path(""))])
+            cg.run([sys.executable, "-S", "-c", READER, str(mounts[c % len(mounts)].path("")),
+                    *(["skip"] if args.scattered else [])])
         print(f"{args.images} images x {args.files} files, {len(mounts)} mounts, "
               f"{args.cgroups} cgroups read them "
               f"({time.perf_counter() - t:.0f} s to build, mount and read)", flush=True)
@@ -303,7 +335,7 @@ def _body(args):
         col = open_collector()
         try:
             times = timed_refreshes(col, stack, mounts, cgs, args.steady, args.profile,
-                                    args.count_reads, args.time_passes)
+                                    args.count_reads, args.time_passes, args.scattered)
             model = col.last_model
             rss = benchlib.rss_mib()
         finally:
