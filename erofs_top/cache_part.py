@@ -65,15 +65,119 @@ def _same(a, b) -> bool:
     return a is b or a == b
 
 
+class _Counted:
+    """One cache's count in one stage, kept by deltas: per page the
+    candidates naming it (a group's (order, owner cgroup, copy's dev), or a
+    list of them: several groups) and how many groups keep it.  A page
+    counts when it has a candidate, no group keeps it and no other file
+    needs it (other_kept), for the candidate of the last group in the
+    groups' canonical order (potential()'s cand.update)."""
+
+    __slots__ = ("writers", "kept", "n", "by_cgroup", "by_dev")
+
+    def __init__(self):
+        self.writers: dict[int, tuple | list] = {}
+        self.kept: dict[int, int] = {}
+        self.n = 0
+        self.by_cgroup: dict[int, int] = {}
+        self.by_dev: dict[int, int] = {}
+
+    def status(self, p: int, other) -> tuple | None:
+        """The candidate page p counts for, None when it counts for none."""
+        w = self.writers.get(p)
+        if w is None or p in self.kept or p in other:
+            return None
+        return max(w) if w.__class__ is list else w
+
+    def count(self, w: tuple, sign: int) -> None:
+        self.n += sign
+        for mine, k in ((self.by_cgroup, w[1]), (self.by_dev, w[2])):
+            v = mine.get(k, 0) + sign
+            if v:
+                mine[k] = v
+            else:
+                del mine[k]
+
+    def change(self, old: tuple | None, new: tuple | None, other) -> None:
+        """One group's part here replaced: ``old`` and ``new`` are (order,
+        flat candidates (page, cg, dev, ...), kept pages) or None."""
+        affected: set[int] = set()
+        for part in (old, new):
+            if part is not None:
+                affected.update(part[1][0::3])
+                affected.update(part[2])
+        status = self.status
+        before = [(p, status(p, other)) for p in affected]
+        if old is not None:
+            self._put(old, -1)
+        if new is not None:
+            self._put(new, +1)
+        for p, b in before:
+            a = status(p, other)
+            if a is not b and a != b:
+                if b is not None:
+                    self.count(b, -1)
+                if a is not None:
+                    self.count(a, +1)
+
+    def _put(self, part: tuple, sign: int) -> None:
+        order, flat, pages = part
+        writers, kept = self.writers, self.kept
+        it = iter(flat)
+        for p, cg, dev in zip(it, it, it):
+            w, got = (order, cg, dev), writers.get(p)
+            if sign > 0:
+                writers[p] = w if got is None else (
+                    got + [w] if got.__class__ is list else [got, w])
+            elif got.__class__ is list:
+                got = list(got)
+                got.remove(w)       # (one: two groups may name the same order)
+                writers[p] = got[0] if len(got) == 1 else got
+            else:
+                del writers[p]
+        for p in pages:
+            v = kept.get(p, 0) + sign
+            if v:
+                kept[p] = v
+            else:
+                del kept[p]
+
+    def flip(self, pages: Iterable[int], other) -> None:
+        """The pages whose membership of ``other`` flipped since the last
+        count: each counts (or not) as it now should."""
+        for p in pages:
+            base = self.status(p, ())
+            if base is None:
+                continue
+            if p in other:      # (it was not: it counted)
+                self.count(base, -1)
+            else:
+                self.count(base, +1)
+
+    def recount(self, other) -> None:
+        """Every page's count again (``other`` replaced)."""
+        self.n = 0
+        self.by_cgroup, self.by_dev = {}, {}
+        status = self.status
+        for p in self.writers:
+            w = status(p, other)
+            if w is not None:
+                self.count(w, +1)
+
+
 class CachePart:
-    """Per group its candidates per stage, per cache its count per stage;
-    update() redoes what its inputs' changes reach (see the module doc)."""
+    """Per group its candidates per stage, per cache its count per stage
+    (_Counted); update() redoes what its inputs' changes reach (see the
+    module doc): a group's candidates move its caches' counts by the pages
+    they name (not a recount of every group reading through the cache)."""
 
     def __init__(self):
         self.results: dict[tuple, tuple] = {}   # gid -> per stage (STAGES order): _candidates()
+        self.orders: dict[tuple, tuple] = {}    # gid -> its canonical order when counted
         self.group_keys: dict[tuple, tuple] = {}        # gid -> caches it reads through
         self.key_gids: dict[tuple, set[tuple]] = {}         # cache -> gids reading through it
         self.inputs: dict[tuple, tuple] = {}    # cache -> (owned, readers, other_kept) last seen
+        self.counted: dict[tuple, tuple] = {}   # cache -> a _Counted per stage
         # stage -> cache -> (pages, {cg: pages}, {dev: pages}) counted
         self.counts: dict[str, dict[tuple, tuple]] = {s: {} for s in STAGES}
         # stage -> (image pages, compressed pages, by_cgroup, by_dev)
@@ -81,100 +185,108 @@ class CachePart:
         self.done: set[tuple] = set()           # gids left out last time
 
     def update(self, groups: dict[tuple, tuple], with_maps: set[tuple], changed: set[tuple],
-               done: set[tuple], owned: dict, readers: dict, other_kept: dict
-               ) -> dict[str, tuple]:
+               done: set[tuple], owned: dict, readers: dict, other_kept: dict,
+               other_flipped: dict[tuple, Iterable[int]] | None = None) -> dict[str, tuple]:
         """stage -> (image pages, compressed pages, by_cgroup, by_dev) of the
         groups ``with_maps`` less ``done``.  ``groups``: GroupCache.groups
         (gid -> (order, stages, ...)); ``changed``: the gids GroupCache
-        re-made or dropped since the last update."""
+        re-made or dropped since the last update; ``other_flipped``: cache
+        -> pages that joined or left an other_kept set changed in place
+        (OtherKept) since the last update (a set replaced is found here)."""
         redo = set(changed)
         if done != self.done:
             redo |= done ^ self.done
             self.done = set(done)
-        recount: set[tuple] = set()
-        for key, gids in self.key_gids.items():
+        moved: set[tuple] = set()
+        for key in self.key_gids:
             seen = self.inputs.get(key)
-            now = (owned.get(key), readers.get(key), other_kept.get(key))
-            if seen is not None and _same(seen[0], now[0]) and _same(seen[1], now[1]):
-                if not _same(seen[2], now[2]):
-                    recount.add(key)
-                continue
-            redo |= gids
-            recount.add(key)
+            other = other_kept.get(key)
+            if seen is None or not (_same(seen[0], owned.get(key))
+                                    and _same(seen[1], readers.get(key))):
+                redo |= self.key_gids[key]
+            if seen is not None and not _same(seen[2], other):
+                for c in self.counted[key]:
+                    c.recount(other or ())
+                moved.add(key)
+            elif other_flipped and key in other_flipped:
+                for c in self.counted[key]:
+                    c.flip(other_flipped[key], other or ())
+                moved.add(key)
         for gid in redo:
-            recount |= self._redo(gid, groups, gid in with_maps and gid not in done,
-                                  owned, readers)
-        for key in recount:
+            moved |= self._redo(gid, groups, gid in with_maps and gid not in done,
+                                owned, readers, other_kept)
+        for key in moved:
+            if key not in self.key_gids:
+                self.counted.pop(key, None)
+                self.inputs.pop(key, None)
+                for stage in STAGES:
+                    self.counts[stage].pop(key, None)
+                continue
             self.inputs[key] = (owned.get(key), readers.get(key), other_kept.get(key))
-            self._recount(key, groups, other_kept)
-        for key in [k for k in recount if k not in self.key_gids]:
-            del self.inputs[key]
-        if recount:
+            for stage, c in zip(STAGES, self.counted[key]):
+                if c.n:
+                    self.counts[stage][key] = (c.n, c.by_cgroup, c.by_dev)
+                else:
+                    self.counts[stage].pop(key, None)
+        if moved:
             for stage in STAGES:
                 self.totals[stage] = _sum(self.counts[stage])
         return self.totals
 
-    def _redo(self, gid: tuple, groups: dict, included: bool, owned, readers) -> set[tuple]:
-        """Group gid's candidates again (or dropped); returns the caches to recount."""
+    def _redo(self, gid: tuple, groups: dict, included: bool, owned, readers,
+              other_kept: dict) -> set[tuple]:
+        """Group gid's candidates again (or dropped), its caches' counts
+        moved by them; returns those caches."""
         keys = self.group_keys.pop(gid, ())
-        self.results.pop(gid, None)
+        old = self.results.pop(gid, None)
+        old_order = self.orders.pop(gid, None)
         for key in keys:
             gids = self.key_gids[key]
             gids.discard(gid)
             if not gids:
                 del self.key_gids[key]
         g = groups.get(gid) if included else None
-        if g is None or g[1] is None:
-            return set(keys)
-        stages = g[1]
-        new = _cache_keys(stages["rebuild"])    # (the other stages hold some of its copies)
-        results: list[tuple] = []
-        for i, stage in enumerate(STAGES):
-            copies = stages[stage]
-            if not copies:
-                results.append(_NOTHING)
-                continue
-            for j in range(i):      # stages often hold the same copies: computed once
-                if _same_copies(stages[STAGES[j]], copies):
-                    results.append(results[j])
-                    break
-            else:
-                results.append(_candidates(copies, owned, readers))
-        self.results[gid] = tuple(results)
-        self.group_keys[gid] = new
-        for key in new:
-            self.key_gids.setdefault(key, set()).add(gid)
+        new, results = (), None
+        if g is not None and g[1] is not None:
+            stages = g[1]
+            new = _cache_keys(stages["rebuild"])    # (the other stages hold some of its copies)
+            results = []
+            for i, stage in enumerate(STAGES):
+                copies = stages[stage]
+                if not copies:
+                    results.append(_NOTHING)
+                    continue
+                for j in range(i):      # stages often hold the same copies: computed once
+                    if _same_copies(stages[STAGES[j]], copies):
+                        results.append(results[j])
+                        break
+                else:
+                    results.append(_candidates(copies, owned, readers))
+            results = tuple(results)
+            self.results[gid] = results
+            self.orders[gid] = g[0]
+            self.group_keys[gid] = new
+            for key in new:
+                self.key_gids.setdefault(key, set()).add(gid)
+        for key in {*keys, *new}:
+            counted = self.counted.get(key)
+            if counted is None:
+                counted = self.counted[key] = tuple(_Counted() for _ in STAGES)
+            other = other_kept.get(key) or ()
+            for i, c in enumerate(counted):
+                c.change(_part(old, i, key, old_order) if key in keys else None,
+                         _part(results, i, key, g and g[0]) if key in new else None, other)
         return {*keys, *new}
 
-    def _recount(self, key: tuple, groups: dict, other_kept: dict) -> None:
-        """Cache ``key``'s count per stage from its groups' candidates, in
-        the groups' canonical order (savings._cache_pages, _count_images)."""
-        gids = sorted(self.key_gids.get(key, ()), key=lambda gid: groups[gid][0])
-        other = other_kept.get(key) or ()
-        for i in range(len(STAGES)):
-            cand: dict[int, tuple] = {}     # page -> (cg, dev): the last group's
-            kept: set[int] = set()
-            for gid in gids:
-                for k, flat, pages in self.results[gid][i]:
-                    if k != key:
-                        continue
-                    it = iter(flat)
-                    for p, cg, dev in zip(it, it, it):
-                        cand[p] = (cg, dev)
-                    kept.update(pages)
-            n = 0
-            by_cgroup: dict[int, int] = {}
-            by_dev: dict[int, int] = {}
-            for p, (cg, dev) in cand.items():
-                if p not in kept and p not in other:
-                    n += 1
-                    by_cgroup[cg] = by_cgroup.get(cg, 0) + 1
-                    by_dev[dev] = by_dev.get(dev, 0) + 1
-            counts = self.counts[STAGES[i]]
-            if n:
-                counts[key] = (n, by_cgroup, by_dev)
-            else:
-                counts.pop(key, None)
+
+def _part(results: tuple | None, i: int, key: tuple, order) -> tuple | None:
+    """(order, flat, kept pages) of a group's stage i at cache ``key``."""
+    if results is None:
+        return None
+    for k, flat, pages in results[i]:
+        if k == key:
+            return order, flat, pages
+    return None
 
 
 def _sum(counts: dict[tuple, tuple]) -> tuple:
@@ -195,45 +307,75 @@ def _sum(counts: dict[tuple, tuple]) -> tuple:
 
 
 class OtherKept:
-    """node_savings._other_kept of the non-group entries on a set of devs,
-    kept per dev: redone for the devs whose entries changed (or that
-    joined the set), the caches they hold pages of merged again."""
+    """node_savings' other_kept (cache -> pages the resident files outside
+    every mergeable group need) kept between refreshes by file: per dev its
+    such files and the pages each needs, per cache a count of the files
+    needing each page.  A dev is looked at again only when its entries
+    changed (or it joined the set), and there only the files that came or
+    went have their page maps read: a refresh costs what changed, not the
+    dev's files' page maps.  The sets it returns are those counts (a dict
+    is a set of its keys to every reader), changed in place; the pages that
+    joined or left one are in ``flipped`` until taken (take_flipped)."""
 
     def __init__(self):
-        self.by_dev: dict[int, dict[tuple, set[int]]] = {}
-        self.key_devs: dict[tuple, set[int]] = {}
-        self.kept: dict[tuple, set[int]] = {}
+        # dev -> (ino, id(mount)) -> (mount, ((cache, pages), ...)) of its files
+        self.by_dev: dict[int, dict[tuple, tuple]] = {}
+        self.kept: dict[tuple, dict[int, int]] = {}     # cache -> page -> files needing it
+        self.flipped: dict[tuple, dict[int, bool]] = {}  # cache -> page -> needed before
 
     def update(self, devs: set[int], changed_devs: Iterable[int] | None,
-               kept_on: Callable[[int], dict[tuple, set[int]]]) -> dict[tuple, set[int]]:
-        """cache -> pages the non-group entries on ``devs`` need.
+               files_on: Callable[[int], Iterable], needs: Callable[[object], tuple]
+               ) -> dict[tuple, dict[int, int]]:
+        """cache -> pages the files outside every group on ``devs`` need.
         ``changed_devs``: the devs whose entries (or their group membership)
-        may have changed since the last update (None: any); ``kept_on(dev)``:
-        that dev's part."""
+        may have changed since the last update (None: any); ``files_on(dev)``:
+        those files' entries on a dev; ``needs(entry)``: ((cache, pages),
+        ...) of one (its page maps)."""
         have = self.by_dev.keys()
         if changed_devs is None:
             redo = devs | have
         else:
             redo = (devs & set(changed_devs)) | (devs ^ have)
-        dirty: set[tuple] = set()
         for dev in redo:
-            old = self.by_dev.pop(dev, None)
-            for key in old or ():
-                self.key_devs[key].discard(dev)
-                dirty.add(key)
-            if dev in devs:
-                new = self.by_dev[dev] = kept_on(dev)
-                for key in new:
-                    self.key_devs.setdefault(key, set()).add(dev)
-                    dirty.add(key)
-        kept = self.kept
-        for key in dirty:
-            ds = self.key_devs.get(key)
-            if not ds:
-                self.key_devs.pop(key, None)
-                kept.pop(key, None)
-            elif len(ds) == 1:
-                kept[key] = self.by_dev[next(iter(ds))][key]    # (never changed in place)
-            else:
-                kept[key] = set().union(*(self.by_dev[d][key] for d in ds))
-        return kept
+            old = self.by_dev.pop(dev, {})
+            now: dict[tuple, tuple] = {}
+            for e in (files_on(dev) if dev in devs else ()):
+                k = (e.ino, id(e.mount))
+                got = old.pop(k, None)
+                if got is None:
+                    got = (e.mount, needs(e))
+                    self._count(got[1], +1)
+                now[k] = got
+            for _mount, need in old.values():
+                self._count(need, -1)
+            if now:
+                self.by_dev[dev] = now
+        return self.kept
+
+    def _count(self, need: tuple, sign: int) -> None:
+        kept, flipped = self.kept, self.flipped
+        for key, pages in need:
+            counts = kept.get(key)
+            if counts is None:
+                counts = kept[key] = {}
+            for p in pages:
+                n = counts.get(p, 0)
+                if n == 0 or n + sign == 0:     # needed now, or no more
+                    flipped.setdefault(key, {}).setdefault(p, n > 0)
+                if n + sign:
+                    counts[p] = n + sign
+                else:
+                    del counts[p]
+            if not counts:
+                del kept[key]
+
+    def take_flipped(self) -> dict[tuple, set[int]]:
+        """cache -> pages that joined or left its set since the last take."""
+        out = {}
+        for key, was in self.flipped.items():
+            now = self.kept.get(key, ())
+            pages = {p for p, before in was.items() if before != (p in now)}
+            if pages:
+                out[key] = pages
+        self.flipped = {}
+        return out

@@ -82,15 +82,15 @@ def _copy(e: Entry, image_pages, managed_pages, meta_pages) -> Copy:
                 -1 if meta is None else meta.inode_page, owner=e.owner)
 
 
-def _other_kept(others: Iterable[Entry], content: ContentResolver) -> dict[tuple, set[int]]:
-    """Cache pages other resident files need: they stay whatever sharing does."""
-    other_kept: dict[tuple, set[int]] = defaultdict(set)
-    for e in others:
-        for key, pm in ((image_key(e.mount), _page_map(content, e.mount, e.ino)),
-                        (managed_key(e.dev), _managed_map(content, e.mount, e.ino))):
-            for ps in (pm or {}).values() if key else ():
-                other_kept[key].update(ps)
-    return other_kept
+def _file_needs(e: Entry, content: ContentResolver) -> tuple:
+    """((cache, pages), ...): the cache pages a resident file outside every
+    group needs (they stay whatever sharing does): its page maps'."""
+    out = []
+    for key, pm in ((image_key(e.mount), _page_map(content, e.mount, e.ino)),
+                    (managed_key(e.dev), _managed_map(content, e.mount, e.ino))):
+        if key and pm:
+            out.append((key, tuple({p for ps in pm.values() for p in ps})))
+    return tuple(out)
 
 
 STAGES = ("rebuild", "now", "domains")
@@ -572,7 +572,8 @@ def node_savings(cache: GroupCache, shared: list[Entry],
     devs = set(cache.dev_count) | {d for e in shared for d, _ in (e.touched or {})}
     other_kept = _kept_others(cache, devs, changed_devs, others_on, content)
     cache_parts = cache.cache_part.update(cache.groups, cache.with_maps, cache.changed, done,
-                                          owned, readers, other_kept)
+                                          owned, readers, other_kept,
+                                          cache.other.take_flipped())
     cache.changed = set()
     out = Saved(*(_potential(cache.file_part_without(stage, done), cache_parts[stage])
                   for stage in STAGES))
@@ -609,16 +610,17 @@ def node_savings(cache: GroupCache, shared: list[Entry],
 
 def _kept_others(cache: GroupCache, devs: set[int], changed_devs: set[int] | None,
                  others_on: Callable[[set[int]], Iterable[Entry]],
-                 content: ContentResolver) -> dict[tuple, set[int]]:
-    """_other_kept(others_on(devs)), redone for the devs that changed
-    (those given, and those of the groups with maps re-made) only."""
+                 content: ContentResolver) -> dict[tuple, dict[int, int]]:
+    """The pages the files outside every group on ``devs`` need, per cache
+    (OtherKept: looked at again on the devs that changed, those given and
+    those of the groups with maps re-made, only)."""
     if changed_devs is not None:
         changed_devs = changed_devs | cache.changed_devs
     cache.changed_devs = set()
     if not has_page_maps(content):
         return {}
-    return cache.other.update(devs, changed_devs,
-                              lambda dev: dict(_other_kept(others_on({dev}), content)))
+    return cache.other.update(devs, changed_devs, lambda dev: others_on({dev}),
+                              lambda e: _file_needs(e, content))
 
 
 def _potential(file_part: Savings, cache_part: tuple) -> Savings:

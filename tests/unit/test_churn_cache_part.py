@@ -136,8 +136,8 @@ def test_the_world_makes_cache_savings():
 
 
 def test_unchanged_refresh_redoes_no_group(monkeypatch):
-    """Nothing changed: no group's candidates and no dev's other files are
-    computed again (what makes the unchanged refresh cheap)."""
+    """Nothing changed: no group's candidates and no other file's page maps
+    are computed again (what makes the unchanged refresh cheap)."""
     from erofs_top import cache_part, node_savings
     rng = random.Random(0)     # (a seed whose world has a cache part by step 10)
     node = ImageNode(rng, True)
@@ -154,9 +154,9 @@ def test_unchanged_refresh_redoes_no_group(monkeypatch):
             break
     assert any(_nonzero(first)), "no cache part: the test sees nothing"
     calls = []
-    real_c, real_o = cache_part._candidates, node_savings._other_kept
+    real_c, real_o = cache_part._candidates, node_savings._file_needs
     monkeypatch.setattr(cache_part, "_candidates", lambda *a: calls.append("c") or real_c(*a))
-    monkeypatch.setattr(node_savings, "_other_kept", lambda *a: calls.append("o") or real_o(*a))
+    monkeypatch.setattr(node_savings, "_file_needs", lambda *a: calls.append("o") or real_o(*a))
     r = node.readings(100.0)
     r.image_cache_owners = dict(node.owners)
     again = _refresh(agg, node, r, 200)
@@ -291,3 +291,106 @@ def test_a_file_joining_a_group_leaves_the_other_files():
                      started_at=0.0, files_cap=200)
     assert want.totals.potential_savings_image_cache_bytes > 0
     _assert_same(got, want, 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cache_part_other_changed_in_place(seed):
+    """other_kept changed in place (OtherKept's counts) with the pages that
+    flipped named: each cache's count moves by those pages and equals
+    potential(); a group re-made moves its caches by its own pages, no
+    cache counted again from scratch."""
+    from erofs_top import cache_part
+    from erofs_top.cache_part import STAGES, CachePart
+    from erofs_top.savings import Savings, potential
+    rng = random.Random(100 + seed)
+    groups = {n: _random_group(rng, n) for n in range(8)}
+    owned = {k: {p: rng.choice([1, 2, 3, 4, 5]) for p in range(PAGES) if rng.random() < 0.9}
+             for k in _caches()}
+    readers = {k: {1, 2, 3, 4, 5} for k in _caches()}        # (every owner: candidates)
+    other = {k: dict.fromkeys(rng.sample(range(PAGES), 5), 1) for k in _caches()}
+    part = CachePart()
+    part.update(groups, set(groups), set(groups), set(), owned, readers, other)
+    recounts = []
+    real = cache_part._Counted.recount
+    cache_part._Counted.recount = lambda self, o: recounts.append(1) or real(self, o)
+    try:
+        moved = 0
+        for step in range(60):
+            changed, flipped = set(), {}
+            if rng.random() < 0.3:
+                n = rng.randrange(8)
+                groups[n] = _random_group(rng, n)
+                changed.add(n)
+            for key in rng.sample(_caches(), 2):
+                pages = set(rng.sample(range(PAGES), rng.randrange(1, 6)))
+                for p in pages:
+                    if p in other[key]:
+                        del other[key][p]
+                    else:
+                        other[key][p] = 1
+                flipped[key] = pages
+            got = part.update(groups, set(groups), changed, set(), owned, readers, other,
+                              flipped)
+            for stage in STAGES:
+                want = potential([g[1][stage] for g in sorted(groups.values(),
+                                                              key=lambda g: g[0])],
+                                 owned, readers, other, file_part=Savings())
+                assert got[stage][:4] == (want.image_pages, want.compressed_pages,
+                                          dict(want.by_cgroup), dict(want.by_dev)), (step, stage)
+                moved += bool(want.image_pages or want.compressed_pages)
+    finally:
+        cache_part._Counted.recount = real
+    assert recounts == [] and moved > 30, moved
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_other_kept_equals_union_and_names_flips(seed):
+    """OtherKept after random changes of the files outside groups (some
+    devs named changed, a dev leaving and joining): the pages per cache are
+    the union of those files' needs, from scratch, and take_flipped names
+    exactly the pages that joined or left since the last take; a dev not
+    named changed has no page map read again."""
+    from types import SimpleNamespace
+
+    from erofs_top.cache_part import OtherKept
+    rng = random.Random(seed)
+    mounts = {dev: object() for dev in range(1, 5)}
+
+    def needs_of(dev, ino):
+        r = random.Random(dev * 1000 + ino)
+        return (((9, dev % 2), tuple(r.sample(range(40), 4))),
+                (("managed", dev), tuple(r.sample(range(10), 2))))
+    files = {dev: set(rng.sample(range(30), 8)) for dev in mounts}
+    ok = OtherKept()
+    read = []
+
+    def needs(e):
+        read.append((e.dev, e.ino))
+        return needs_of(e.dev, e.ino)
+
+    def files_on(dev):
+        return [SimpleNamespace(dev=dev, ino=i, mount=mounts[dev]) for i in sorted(files[dev])]
+    devs = set(mounts)
+    ok.update(devs, None, files_on, needs)
+    before = {k: set(v) for k, v in ok.kept.items()}
+    ok.take_flipped()
+    for step in range(30):
+        dev = rng.choice(sorted(mounts))
+        if rng.random() < 0.1:
+            devs = devs ^ {dev}
+        else:
+            files[dev] ^= set(rng.sample(range(30), rng.randrange(1, 4)))
+        read.clear()
+        kept = ok.update(devs, {dev}, files_on, needs)
+        want: dict = {}
+        for d in devs:
+            for i in files[d]:
+                for key, pages in needs_of(d, i):
+                    want.setdefault(key, set()).update(pages)
+        assert {k: set(v) for k, v in kept.items()} == want, step
+        assert all(d == dev for d, _ in read), step        # only the changed dev looked at
+        flips = ok.take_flipped()
+        assert flips == {k: (want.get(k, set()) ^ before.get(k, set()))
+                         for k in want.keys() | before.keys()
+                         if want.get(k, set()) ^ before.get(k, set())}, step
+        before = want
