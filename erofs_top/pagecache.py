@@ -17,14 +17,17 @@ tests.  This module imports nothing of erofs-top: resolvers use it too.
 """
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
 import mmap
 import os
+import re
 import stat
-import struct
+import sys
 import time
 from contextlib import contextmanager
+from itertools import groupby
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -249,51 +252,75 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
             return {}
         with _Mapping(fd, size) as m:
             vec = m.mincore()
-            want = range(m.pages) if pages is None else pages
-            resident = sorted(p for p in want if 0 <= p < m.pages and vec[p] & 1)
-            if not resident:
+            if pages is None:       # the runs straight from the vector (a whole image)
+                runs = [(r.start(), r.end() - r.start())
+                        for r in _RESIDENT_RUN.finditer(vec.translate(_BIT0_BYTE))]
+            else:
+                runs = list(page_runs(sorted(p for p in pages
+                                             if 0 <= p < m.pages and vec[p] & 1)))
+            if not runs:
                 return {}
             _libc.madvise(m.addr, m.length, MADV_RANDOM)
-            owners: dict[int, int] = {}
-            try:
-                pm = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                raise PageCacheError(e.errno, f"/proc/self/pagemap: {e.strerror}") from None
-            try:
-                kpc = os.open("/proc/kpagecgroup", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                os.close(pm)
-                raise PageCacheError(e.errno, f"/proc/kpagecgroup: {e.strerror}") from None
-            try:
-                vpage0 = m.addr // PAGE_SIZE
-                pfns: list[tuple[int, int]] = []          # (pfn, page index)
-                for first, count in page_runs(resident):
-                    addr = m.addr + first * PAGE_SIZE
-                    if _libc.madvise(addr, count * PAGE_SIZE, MADV_POPULATE_READ) != 0:
-                        continue    # I/O error or EINVAL on old kernels: owners unknown
-                    raw = os.pread(pm, 8 * count, 8 * (vpage0 + first))
-                    for i, ent in enumerate(struct.unpack(f"<{len(raw) // 8}Q", raw)):
-                        pfn = ent & PAGEMAP_PFN_MASK
-                        if ent & PAGEMAP_PRESENT and pfn:   # else PFN hidden (no CAP_SYS_ADMIN)
-                            pfns.append((pfn, first + i))
-                # one kpagecgroup read per run of consecutive PFNs (large folios)
-                pfns.sort()
-                i = 0
-                while i < len(pfns):
-                    j = i + 1
-                    while j < len(pfns) and pfns[j][0] == pfns[j - 1][0] + 1:
-                        j += 1
-                    raw = os.pread(kpc, 8 * (j - i), 8 * pfns[i][0])
-                    vals = struct.unpack(f"<{len(raw) // 8}Q", raw)
-                    for k, memcg in enumerate(vals):
-                        owners[pfns[i + k][1]] = memcg
-                    i = j
-            finally:
-                os.close(pm)
-                os.close(kpc)
-            return owners
+            with _PfnFiles() as (pm, kpc):
+                return _owners_of_runs(m, runs, pm, kpc)
     finally:
         os.close(fd)
+
+
+_RESIDENT_RUN = re.compile(b"\x01+")
+_BIT0_BYTE = bytes(b & 1 for b in range(256))
+
+
+class _PfnFiles:
+    """/proc/self/pagemap and /proc/kpagecgroup open (PageCacheError if not)."""
+
+    def __enter__(self) -> tuple[int, int]:
+        try:
+            self.pm = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise PageCacheError(e.errno, f"/proc/self/pagemap: {e.strerror}") from None
+        try:
+            self.kpc = os.open("/proc/kpagecgroup", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            os.close(self.pm)
+            raise PageCacheError(e.errno, f"/proc/kpagecgroup: {e.strerror}") from None
+        return self.pm, self.kpc
+
+    def __exit__(self, *exc):
+        os.close(self.pm)
+        os.close(self.kpc)
+
+
+def _owners_of_runs(m: _Mapping, runs: list[tuple[int, int]], pm: int, kpc: int
+                    ) -> dict[int, int]:
+    """page -> memcg inode of the pages of ``runs`` (first page, count) of
+    mapping ``m``: each run faulted in, its PFNs read from pagemap, then
+    one kpagecgroup read per stretch of consecutive PFNs (a large folio, or
+    pages allocated in a row): most pages cost no Python step of their own."""
+    owners: dict[int, int] = {}
+    vpage0 = m.addr // PAGE_SIZE
+    for first, count in runs:
+        if _libc.madvise(m.addr + first * PAGE_SIZE, count * PAGE_SIZE,
+                         MADV_POPULATE_READ) != 0:
+            continue    # I/O error or EINVAL on old kernels: owners unknown
+        ents = array.array("Q", os.pread(pm, 8 * count, 8 * (vpage0 + first)))
+        if sys.byteorder != "little":
+            ents.byteswap()
+        # a stretch: pages whose PFN minus their index in the run is the same
+        # (absent pages, PFN hidden, are left out: no owner known)
+        offs = [(e & PAGEMAP_PFN_MASK) - i if e & PAGEMAP_PRESENT and e & PAGEMAP_PFN_MASK
+                else None for i, e in enumerate(ents)]
+        i = 0
+        for off, stretch in groupby(offs):
+            n = sum(1 for _ in stretch)
+            if off is not None:
+                raw = os.pread(kpc, 8 * n, 8 * (off + i))
+                vals = array.array("Q", raw)
+                if sys.byteorder != "little":
+                    vals.byteswap()
+                owners.update(zip(range(first + i, first + i + len(vals)), vals))
+            i += n
+    return owners
 
 
 # ---------------------------------------------------------------- not perturbing
