@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 
 from .readings import UNKNOWN_CGROUP
-from .pagecache import PageCacheError, file_resident_pages, kpagecgroup_readable, page_owners
+from .pagecache import (PageCacheError, PageOwners, file_resident_pages, kpagecgroup_readable,
+                        page_owners_since)
 
 
 FULL_READ_EVERY_S = 60.0       # owners can move without any count changing
@@ -22,10 +23,14 @@ class ImageCacheReader:
     """Reads an image file's pages and owners again only when something moved:
     its resident page count (one cachestat), or the EROFS pages inserted on its
     mounts (a dropped and re-read image has the same count, new owners); and
-    every FULL_READ_EVERY_S anyway."""
+    then asks kpagecgroup only about the pages whose PFN moved (read in, or
+    evicted and read again: pagecache.page_owners_since), so a few pages
+    read in a large image cost a few lookups.  Every FULL_READ_EVERY_S all
+    pages are looked up again anyway."""
 
     def __init__(self, clock=time.monotonic):
-        self._last: dict[tuple[int, int], tuple[tuple, dict[int, int]]] = {}
+        # image -> (signature, page -> owner cgroup id, what page_owners_since read)
+        self._last: dict[tuple[int, int], tuple[tuple, dict[int, int], PageOwners | None]] = {}
         self.warning = ""
         self.clock = clock
         self._full_at = clock()
@@ -56,17 +61,25 @@ class ImageCacheReader:
                 if last is not None and last[0] == sig:
                     out[key] = last[1]
                     continue
-                memcgs = page_owners(m.local(m.backing_file)) if owners_ok and count else {}
+                read = page_owners_since(m.local(m.backing_file), last and last[2]) \
+                    if owners_ok and count else None
             except (OSError, PageCacheError):
                 continue
-            ids: dict[int, int] = {0: UNKNOWN_CGROUP}
-            owned = {}
-            for page, memcg in memcgs.items():
-                if memcg not in ids:
-                    ids[memcg] = memcg_to_id(memcg) if memcg_to_id else memcg
-                owned[page] = ids[memcg]
-            self._last[key] = (sig, owned)
+            if last is not None and read is not None and last[2] is not None and \
+                    read.owners is last[2].owners:
+                owned = last[1]         # no page moved: the same dict (nothing to redo)
+            else:
+                owned = _owned(read.owners if read is not None else {}, memcg_to_id)
+            self._last[key] = (sig, owned, read)
             out[key] = owned
         for k in [k for k in self._last if k not in out]:
             del self._last[k]
         return out
+
+
+def _owned(memcgs: dict[int, int], memcg_to_id) -> dict[int, int]:
+    """page -> owner cgroup id of page -> memcg inode (0: UNKNOWN_CGROUP)."""
+    ids: dict[int, int] = {0: UNKNOWN_CGROUP}
+    for memcg in set(memcgs.values()) - ids.keys():     # (a few: one per reader)
+        ids[memcg] = memcg_to_id(memcg) if memcg_to_id else memcg
+    return dict(zip(memcgs.keys(), map(ids.__getitem__, memcgs.values())))

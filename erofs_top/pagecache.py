@@ -27,7 +27,6 @@ import stat
 import sys
 import time
 from contextlib import contextmanager
-from itertools import groupby
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -245,11 +244,60 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
     memcg inode 0 means the page has no memcg (or the kernel hid it).
     Raises PageCacheError when pagemap/kpagecgroup cannot give PFNs (not root).
     """
+    return _read_owners(path, pages, None).owners
+
+
+class PageOwners:
+    """What page_owners_since read of a file: ``owners`` (page -> memcg
+    inode, as page_owners) and ``pfns`` (per page of the file its PFN then,
+    0 where none was resident or the PFN was hidden)."""
+
+    __slots__ = ("owners", "pfns")
+
+    def __init__(self, owners: dict[int, int], pfns: array.array):
+        self.owners, self.pfns = owners, pfns
+
+
+def page_owners_since(path: str, before: PageOwners | None) -> PageOwners:
+    """page_owners(path) of a whole file, kpagecgroup read only for the
+    pages whose PFN is not the one ``before`` saw (read in since, or
+    evicted and read again: a new folio, maybe charged to another memcg).
+    A folio's memcg is fixed for its life, but kpagecgroup names the
+    nearest online ancestor of a memcg taken offline (a cgroup removed):
+    one page of each memcg kept from ``before`` is read again, and if one
+    is named otherwise now, every page is read."""
+    got = _read_owners(path, None, before)
+    if before is not None and not _kept_memcgs_hold(path, got, before):
+        got = _read_owners(path, None, None)
+    return got
+
+
+def _kept_memcgs_hold(path: str, now: PageOwners, before: PageOwners) -> bool:
+    """Whether a page (same PFN) of each memcg ``now`` kept from ``before``
+    is still named with that memcg."""
+    probe: dict[int, int] = {}          # memcg -> a page kept with it
+    for page, memcg in now.owners.items():
+        if memcg not in probe and page < len(before.pfns) and before.pfns[page] and \
+                now.pfns[page] == before.pfns[page]:
+            probe[memcg] = page
+    if not probe:
+        return True
+    with _PfnFiles() as (_pm, kpc):
+        for memcg, page in probe.items():
+            raw = os.pread(kpc, 8, 8 * now.pfns[page])
+            if len(raw) != 8 or int.from_bytes(raw, sys.byteorder) != memcg:
+                return False
+    return True
+
+
+def _read_owners(path: str, pages: list[int] | None, before: PageOwners | None
+                 ) -> PageOwners:
+    """page_owners (``pages``) or page_owners_since (``before``)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
         if size == 0:
-            return {}
+            return PageOwners({}, array.array("Q"))
         with _Mapping(fd, size) as m:
             vec = m.mincore()
             if pages is None:       # the runs straight from the vector (a whole image)
@@ -258,17 +306,24 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
             else:
                 runs = list(page_runs(sorted(p for p in pages
                                              if 0 <= p < m.pages and vec[p] & 1)))
-            if not runs:
-                return {}
+            if not runs and before is None:
+                return PageOwners({}, array.array("Q"))
             _libc.madvise(m.addr, m.length, MADV_RANDOM)
             with _PfnFiles() as (pm, kpc):
-                return _owners_of_runs(m, runs, pm, kpc)
+                pfns = _pfns_of_runs(m, runs, pm)
+                if before is None or len(before.pfns) != len(pfns):
+                    look = [p for first, count in runs for p in range(first, first + count)
+                            if pfns[p]]
+                    return PageOwners(_memcgs(kpc, pfns, look), pfns)
+                return _owners_moved(kpc, pfns, before)
     finally:
         os.close(fd)
 
 
 _RESIDENT_RUN = re.compile(b"\x01+")
 _BIT0_BYTE = bytes(b & 1 for b in range(256))
+_DIFF_SPAN = 512            # pages compared at once (C speed) before page by page
+_PFN_GAP = 32               # PFNs apart that one kpagecgroup read still covers
 
 
 class _PfnFiles:
@@ -291,13 +346,10 @@ class _PfnFiles:
         os.close(self.kpc)
 
 
-def _owners_of_runs(m: _Mapping, runs: list[tuple[int, int]], pm: int, kpc: int
-                    ) -> dict[int, int]:
-    """page -> memcg inode of the pages of ``runs`` (first page, count) of
-    mapping ``m``: each run faulted in, its PFNs read from pagemap, then
-    one kpagecgroup read per stretch of consecutive PFNs (a large folio, or
-    pages allocated in a row): most pages cost no Python step of their own."""
-    owners: dict[int, int] = {}
+def _pfns_of_runs(m: _Mapping, runs: list[tuple[int, int]], pm: int) -> array.array:
+    """Per page of mapping ``m`` its PFN (0: none), the pages of ``runs``
+    (first page, count) faulted in and read from pagemap, one read a run."""
+    pfns = array.array("Q", bytes(8 * m.pages))
     vpage0 = m.addr // PAGE_SIZE
     for first, count in runs:
         if _libc.madvise(m.addr + first * PAGE_SIZE, count * PAGE_SIZE,
@@ -306,20 +358,54 @@ def _owners_of_runs(m: _Mapping, runs: list[tuple[int, int]], pm: int, kpc: int
         ents = array.array("Q", os.pread(pm, 8 * count, 8 * (vpage0 + first)))
         if sys.byteorder != "little":
             ents.byteswap()
-        # a stretch: pages whose PFN minus their index in the run is the same
-        # (absent pages, PFN hidden, are left out: no owner known)
-        offs = [(e & PAGEMAP_PFN_MASK) - i if e & PAGEMAP_PRESENT and e & PAGEMAP_PFN_MASK
-                else None for i, e in enumerate(ents)]
-        i = 0
-        for off, stretch in groupby(offs):
-            n = sum(1 for _ in stretch)
-            if off is not None:
-                raw = os.pread(kpc, 8 * n, 8 * (off + i))
-                vals = array.array("Q", raw)
-                if sys.byteorder != "little":
-                    vals.byteswap()
-                owners.update(zip(range(first + i, first + i + len(vals)), vals))
-            i += n
+        # (absent pages, PFN hidden without CAP_SYS_ADMIN: 0, no owner known)
+        pfns[first:first + len(ents)] = array.array(
+            "Q", [e & PAGEMAP_PFN_MASK if e & PAGEMAP_PRESENT else 0 for e in ents])
+    return pfns
+
+
+def _owners_moved(kpc: int, pfns: array.array, before: PageOwners) -> PageOwners:
+    """``before`` moved to the PFNs now: pages gone dropped, pages with a new
+    PFN looked up; ``before`` itself when nothing moved."""
+    old = before.pfns
+    gone, look = [], []
+    for lo in range(0, len(pfns), _DIFF_SPAN):
+        hi = lo + _DIFF_SPAN
+        if pfns[lo:hi] == old[lo:hi]:
+            continue
+        for p in range(lo, min(hi, len(pfns))):
+            if pfns[p] != old[p]:
+                (look if pfns[p] else gone).append(p)
+    if not gone and not look:
+        return PageOwners(before.owners, pfns)
+    owners = dict(before.owners)
+    for p in gone:
+        owners.pop(p, None)
+    owners.update(_memcgs(kpc, pfns, look))
+    return PageOwners(owners, pfns)
+
+
+def _memcgs(kpc: int, pfns: array.array, pages: list[int]) -> dict[int, int]:
+    """page -> memcg inode of ``pages`` (each with a PFN in ``pfns``): in PFN
+    order, one kpagecgroup read per stretch of PFNs at most _PFN_GAP apart
+    (scattered small folios: a read per page would cost a syscall each)."""
+    owners: dict[int, int] = {}
+    order = sorted(pages, key=pfns.__getitem__)
+    i, n = 0, len(order)
+    while i < n:
+        lo = prev = pfns[order[i]]
+        j = i + 1
+        while j < n and pfns[order[j]] - prev <= _PFN_GAP:
+            prev = pfns[order[j]]
+            j += 1
+        vals = array.array("Q", os.pread(kpc, 8 * (prev - lo + 1), 8 * lo))
+        if sys.byteorder != "little":
+            vals.byteswap()
+        for p in order[i:j]:
+            k = pfns[p] - lo
+            if k < len(vals):
+                owners[p] = vals[k]
+        i = j
     return owners
 
 

@@ -49,3 +49,63 @@ def test_page_owners_of_two_readers(stack, cgroup_prefix):
     some = list(range(190, 260)) + [450, 699, 5000]       # some resident, some not
     assert pagecache.page_owners(str(path), some) == {p: want[p] for p in some if p in want}
     assert pagecache.file_resident_pages(str(path)) == len(want)     # looking loaded nothing
+
+
+class _OneMount:
+    def __init__(self, info):
+        self.info = info
+
+    def mounts(self):
+        return [self.info]
+
+
+def test_image_cache_reader_follows_moved_pages(stack, cgroup_prefix):
+    """ImageCacheReader on a file-backed mount: after part of the image is
+    evicted and read again by another cgroup, and after the first reader's
+    cgroup is removed (kpagecgroup then names its parent for the same
+    pages), what it reports equals a fresh reader's full read; a read with
+    nothing moved hands back the same dict."""
+    from erofs_top.image_cache import ImageCacheReader
+    from erofs_top.resolve.cgroups import SysCgroups
+    from erofs_top.workload import build_image, drop_file_cache, make_tree
+    from image_reads import cold, mount_info
+    src = make_tree(stack.dir / "src", {f"d/f{i:02d}.bin": 200_000 + 4096 * i
+                                        for i in range(24)}, seed=3)
+    img = build_image(src, stack.dir / "img.erofs")
+    cold(img)
+    m = stack.mount(img, "m", "file")
+    mounts, cgroups = _OneMount(mount_info(m)), SysCgroups()
+    key = (mounts.info.backing_dev, mounts.info.backing_ino)
+    a, b = (stack.cgroup(f"{cgroup_prefix}/{n}") for n in "ab")
+    walk = ("import os,sys\n"
+            "for f in sorted(os.listdir(sys.argv[1])):\n"
+            "    open(os.path.join(sys.argv[1], f), 'rb').read()\n")
+    a.run([sys.executable, "-S", "-c", walk, m.path("d")])
+    reader = ImageCacheReader()
+    first = reader.read(mounts, cgroups, {m.dev: 1})[key]
+    assert sum(1 for cg in first.values() if cg == a.id) > 1000    # (the mount read a few)
+    assert reader.read(mounts, cgroups, {m.dev: 2})[key] is first     # nothing moved
+    # half of the image's pages out, its files' own pages out, read again by b
+    size = os.path.getsize(img)
+    fd = os.open(img, os.O_RDONLY)
+    os.posix_fadvise(fd, size // 4, size // 2, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    for f in sorted(os.listdir(m.path("d"))):
+        drop_file_cache(m.path("d/" + f))
+    b.run([sys.executable, "-S", "-c", walk, m.path("d")])
+    moved = reader.read(mounts, cgroups, {m.dev: 3})[key]
+    assert moved == ImageCacheReader().read(mounts, cgroups, {m.dev: 3})[key]
+    assert {a.id, b.id} <= set(moved.values())
+    a_memcg = _memcg_ino(a)
+    assert a_memcg in set(pagecache.page_owners(str(img)).values())
+    a.remove()          # its pages reported as its parent's once its memcg is offline
+    import time
+    for _ in range(100):
+        if a_memcg not in set(pagecache.page_owners(str(img)).values()):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("kpagecgroup still names the removed cgroup's memcg after 5 s")
+    gone = reader.read(mounts, cgroups, {m.dev: 4})[key]
+    assert gone == ImageCacheReader().read(mounts, cgroups, {m.dev: 4})[key]
+    assert a.id not in set(gone.values()) and b.id in set(gone.values())
