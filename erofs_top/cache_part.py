@@ -174,6 +174,9 @@ class CachePart:
     def __init__(self):
         self.results: dict[tuple, tuple] = {}   # gid -> per stage (STAGES order): _candidates()
         self.orders: dict[tuple, tuple] = {}    # gid -> its canonical order when counted
+        # gid -> cache -> the pages of it its copies' page maps name (what of
+        # ``owned`` its candidates read)
+        self.deps: dict[tuple, dict[tuple, tuple]] = {}
         self.group_keys: dict[tuple, tuple] = {}        # gid -> caches it reads through
         self.key_gids: dict[tuple, set[tuple]] = {}         # cache -> gids reading through it
         self.inputs: dict[tuple, tuple] = {}    # cache -> (owned, readers, other_kept) last seen
@@ -201,9 +204,14 @@ class CachePart:
         for key in self.key_gids:
             seen = self.inputs.get(key)
             other = other_kept.get(key)
-            if seen is None or not (_same(seen[0], owned.get(key))
-                                    and _same(seen[1], readers.get(key))):
+            if seen is None or not _same(seen[1], readers.get(key)):
                 redo |= self.key_gids[key]
+            elif not _same(seen[0], owned.get(key)):
+                # the groups that read an image page whose owner moved
+                pages = {p for p, _ in (seen[0] or {}).items() ^ (owned.get(key) or {}).items()}
+                deps = self.deps
+                redo.update(gid for gid in self.key_gids[key]
+                            if not pages.isdisjoint(deps[gid].get(key, ())))
             if seen is not None and not _same(seen[2], other):
                 for c in self.counted[key]:
                     c.recount(other or ())
@@ -240,6 +248,7 @@ class CachePart:
         keys = self.group_keys.pop(gid, ())
         old = self.results.pop(gid, None)
         old_order = self.orders.pop(gid, None)
+        self.deps.pop(gid, None)
         for key in keys:
             gids = self.key_gids[key]
             gids.discard(gid)
@@ -265,6 +274,7 @@ class CachePart:
             results = tuple(results)
             self.results[gid] = results
             self.orders[gid] = g[0]
+            self.deps[gid] = _page_deps(stages["rebuild"])
             self.group_keys[gid] = new
             for key in new:
                 self.key_gids.setdefault(key, set()).add(gid)
@@ -277,6 +287,17 @@ class CachePart:
                 c.change(_part(old, i, key, old_order) if key in keys else None,
                          _part(results, i, key, g and g[0]) if key in new else None, other)
         return {*keys, *new}
+
+
+def _page_deps(copies: list[Copy]) -> dict[tuple, tuple]:
+    """cache -> the pages of it the copies' page maps name (image files and
+    compressed caches: image_candidates reads ``owned`` there only)."""
+    deps: dict[tuple, set[int]] = {}
+    for c in copies:
+        for key, pm in ((c.image, c.page_map), c.managed or (None, None)):
+            if key and pm:
+                deps.setdefault(key, set()).update(p for ps in pm.values() for p in ps)
+    return {k: tuple(v) for k, v in deps.items()}
 
 
 def _part(results: tuple | None, i: int, key: tuple, order) -> tuple | None:

@@ -394,3 +394,50 @@ def test_other_kept_equals_union_and_names_flips(seed):
                          for k in want.keys() | before.keys()
                          if want.get(k, set()) ^ before.get(k, set())}, step
         before = want
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cache_part_owner_moved_on_a_few_pages(seed):
+    """An image's owners changed on a few pages (a new dict, as
+    ImageCacheReader hands over): only the groups whose copies' page maps
+    name one of those pages are redone, and the counts equal potential()."""
+    from erofs_top import cache_part
+    from erofs_top.cache_part import STAGES, CachePart
+    from erofs_top.savings import Savings, potential
+    rng = random.Random(200 + seed)
+    groups = {n: _random_group(rng, n) for n in range(12)}
+    owned = {k: {p: rng.choice([1, 2, 3, 4, 5]) for p in range(PAGES) if rng.random() < 0.9}
+             for k in _caches()}
+    readers = {k: {1, 2, 3, 4, 5} for k in _caches()}
+    part = CachePart()
+    part.update(groups, set(groups), set(groups), set(), owned, readers, {})
+    redone = []
+    real = cache_part._candidates
+    cache_part._candidates = lambda copies, o, r: redone.append(copies) or real(copies, o, r)
+    try:
+        fewer = 0
+        for step in range(30):
+            key = rng.choice(_caches())
+            pages = rng.sample(range(PAGES), 2)
+            owned[key] = dict(owned[key])
+            for p in pages:
+                owned[key][p] = rng.choice([1, 2, 3, 4, 5])
+            redone.clear()
+            got = part.update(groups, set(groups), set(), set(), owned, readers, {})
+            for stage in STAGES:
+                want = potential([g[1][stage] for g in sorted(groups.values(),
+                                                              key=lambda g: g[0])],
+                                 owned, readers, {}, file_part=Savings())
+                assert got[stage][:4] == (want.image_pages, want.compressed_pages,
+                                          dict(want.by_cgroup), dict(want.by_dev)), (step, stage)
+            reading = [n for n, g in groups.items() if any(
+                pm and p in {x for ps in pm.values() for x in ps}
+                for c in g[1]["rebuild"]
+                for k, pm in ((c.image, c.page_map), c.managed or (None, None)) if k == key
+                for p in pages)]
+            on_key = [n for n in groups if key in part.group_keys.get(n, ())]
+            assert len({id(c) for c in redone}) <= 3 * len(reading), step
+            fewer += len(reading) < len(on_key)
+    finally:
+        cache_part._candidates = real
+    assert fewer > 5, fewer
