@@ -174,9 +174,9 @@ class CachePart:
     def __init__(self):
         self.results: dict[tuple, tuple] = {}   # gid -> per stage (STAGES order): _candidates()
         self.orders: dict[tuple, tuple] = {}    # gid -> its canonical order when counted
-        # gid -> cache -> the pages of it its copies' page maps name (what of
-        # ``owned`` its candidates read)
-        self.deps: dict[tuple, dict[tuple, tuple]] = {}
+        # gid -> per cache of group_keys[gid] the pages of it its copies' page
+        # maps name (what of ``owned`` its candidates read)
+        self.deps: dict[tuple, tuple] = {}
         self.group_keys: dict[tuple, tuple] = {}        # gid -> caches it reads through
         self.key_gids: dict[tuple, set[tuple]] = {}         # cache -> gids reading through it
         self.inputs: dict[tuple, tuple] = {}    # cache -> (owned, readers, other_kept) last seen
@@ -209,9 +209,8 @@ class CachePart:
             elif not _same(seen[0], owned.get(key)):
                 # the groups that read an image page whose owner moved
                 pages = {p for p, _ in (seen[0] or {}).items() ^ (owned.get(key) or {}).items()}
-                deps = self.deps
                 redo.update(gid for gid in self.key_gids[key]
-                            if not pages.isdisjoint(deps[gid].get(key, ())))
+                            if not pages.isdisjoint(self._deps_at(gid, key)))
             if seen is not None and not _same(seen[2], other):
                 for c in self.counted[key]:
                     c.recount(other or ())
@@ -240,6 +239,11 @@ class CachePart:
             for stage in STAGES:
                 self.totals[stage] = _sum(self.counts[stage])
         return self.totals
+
+    def _deps_at(self, gid: tuple, key: tuple) -> tuple:
+        """The pages of cache ``key`` group gid's candidates read."""
+        keys = self.group_keys.get(gid, ())
+        return self.deps[gid][keys.index(key)] if key in keys else ()
 
     def _redo(self, gid: tuple, groups: dict, included: bool, owned, readers,
               other_kept: dict) -> set[tuple]:
@@ -274,7 +278,8 @@ class CachePart:
             results = tuple(results)
             self.results[gid] = results
             self.orders[gid] = g[0]
-            self.deps[gid] = _page_deps(stages["rebuild"])
+            deps = _page_deps(stages["rebuild"])
+            self.deps[gid] = tuple(tuple(deps.get(key, ())) for key in new)
             self.group_keys[gid] = new
             for key in new:
                 self.key_gids.setdefault(key, set()).add(gid)
@@ -289,7 +294,7 @@ class CachePart:
         return {*keys, *new}
 
 
-def _page_deps(copies: list[Copy]) -> dict[tuple, tuple]:
+def _page_deps(copies: list[Copy]) -> dict[tuple, set[int]]:
     """cache -> the pages of it the copies' page maps name (image files and
     compressed caches: image_candidates reads ``owned`` there only)."""
     deps: dict[tuple, set[int]] = {}
@@ -297,7 +302,7 @@ def _page_deps(copies: list[Copy]) -> dict[tuple, tuple]:
         for key, pm in ((c.image, c.page_map), c.managed or (None, None)):
             if key and pm:
                 deps.setdefault(key, set()).update(p for ps in pm.values() for p in ps)
-    return {k: tuple(v) for k, v in deps.items()}
+    return deps
 
 
 def _part(results: tuple | None, i: int, key: tuple, order) -> tuple | None:
@@ -339,8 +344,8 @@ class OtherKept:
     joined or left one are in ``flipped`` until taken (take_flipped)."""
 
     def __init__(self):
-        # dev -> (ino, id(mount)) -> (mount, ((cache, pages), ...)) of its files
-        self.by_dev: dict[int, dict[tuple, tuple]] = {}
+        # dev -> ino -> (mount, ((cache, pages), ...)) of its files
+        self.by_dev: dict[int, dict[int, tuple]] = {}
         self.kept: dict[tuple, dict[int, int]] = {}     # cache -> page -> files needing it
         self.flipped: dict[tuple, dict[int, bool]] = {}  # cache -> page -> needed before
 
@@ -361,12 +366,13 @@ class OtherKept:
             old = self.by_dev.pop(dev, {})
             now: dict[tuple, tuple] = {}
             for e in (files_on(dev) if dev in devs else ()):
-                k = (e.ino, id(e.mount))
-                got = old.pop(k, None)
-                if got is None:
+                got = old.pop(e.ino, None)
+                if got is None or got[0] is not e.mount:    # (another mount on the dev)
+                    if got is not None:
+                        self._count(got[1], -1)
                     got = (e.mount, needs(e))
                     self._count(got[1], +1)
-                now[k] = got
+                now[e.ino] = got
             for _mount, need in old.values():
                 self._count(need, -1)
             if now:

@@ -65,11 +65,10 @@ class ImageCacheReader:
                     if owners_ok and count else None
             except (OSError, PageCacheError):
                 continue
-            if last is not None and read is not None and last[2] is not None and \
-                    read.owners is last[2].owners:
+            if last is not None and read is not None and last[2] is not None and not read.moved:
                 owned = last[1]         # no page moved: the same dict (nothing to redo)
             else:
-                owned = _owned(read.owners if read is not None else {}, memcg_to_id)
+                owned = _owned(read, memcg_to_id)
             self._last[key] = (sig, owned, read)
             out[key] = owned
         for k in [k for k in self._last if k not in out]:
@@ -77,8 +76,10 @@ class ImageCacheReader:
         return out
 
 
-def _owned(memcgs: dict[int, int], memcg_to_id) -> dict[int, int]:
-    """page -> owner cgroup id of page -> memcg inode (0: UNKNOWN_CGROUP)."""
+def _owned(read: PageOwners | None, memcg_to_id) -> dict[int, int]:
+    """page -> owner cgroup id of the pages ``read`` knows the memcg of
+    (memcg 0: UNKNOWN_CGROUP)."""
+    memcgs = read.owners() if read is not None else {}
     ids: dict[int, int] = {0: UNKNOWN_CGROUP}
     for memcg in set(memcgs.values()) - ids.keys():     # (a few: one per reader)
         ids[memcg] = memcg_to_id(memcg) if memcg_to_id else memcg

@@ -27,6 +27,7 @@ import stat
 import sys
 import time
 from contextlib import contextmanager
+from itertools import compress
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -244,18 +245,35 @@ def page_owners(path: str, pages: list[int] | None = None) -> dict[int, int]:
     memcg inode 0 means the page has no memcg (or the kernel hid it).
     Raises PageCacheError when pagemap/kpagecgroup cannot give PFNs (not root).
     """
-    return _read_owners(path, pages, None).owners
+    return _read_owners(path, pages, None).owners()
 
 
 class PageOwners:
-    """What page_owners_since read of a file: ``owners`` (page -> memcg
-    inode, as page_owners) and ``pfns`` (per page of the file its PFN then,
-    0 where none was resident or the PFN was hidden)."""
+    """What page_owners_since read of a file, per page of it (8 bytes a page
+    each, no object per page): ``pfns`` its PFN (0: not resident, or the
+    PFN hidden) and ``memcgs`` its memcg inode (NO_MEMCG: none known);
+    ``moved``: whether any page's PFN or memcg differs from what the read
+    it started from saw."""
 
-    __slots__ = ("owners", "pfns")
+    __slots__ = ("pfns", "memcgs", "moved")
 
-    def __init__(self, owners: dict[int, int], pfns: array.array):
-        self.owners, self.pfns = owners, pfns
+    def __init__(self, pfns: array.array, memcgs: array.array, moved: bool = True):
+        self.pfns, self.memcgs, self.moved = pfns, memcgs, moved
+
+    def owners(self) -> dict[int, int]:
+        """page -> memcg inode of the pages with one known (page_owners)."""
+        pages = list(compress(range(len(self.pfns)), self.pfns))
+        memcgs = list(map(self.memcgs.__getitem__, pages))
+        if NO_MEMCG in memcgs:
+            return {p: m for p, m in zip(pages, memcgs) if m != NO_MEMCG}
+        return dict(zip(pages, memcgs))
+
+
+NO_MEMCG = (1 << 64) - 1
+
+
+def _no_memcgs(n: int) -> array.array:
+    return array.array("Q", b"\xff" * (8 * n))
 
 
 def page_owners_since(path: str, before: PageOwners | None) -> PageOwners:
@@ -267,24 +285,29 @@ def page_owners_since(path: str, before: PageOwners | None) -> PageOwners:
     one page of each memcg kept from ``before`` is read again, and if one
     is named otherwise now, every page is read."""
     got = _read_owners(path, None, before)
-    if before is not None and not _kept_memcgs_hold(path, got, before):
+    if before is not None and not _kept_memcgs_hold(got, before):
         got = _read_owners(path, None, None)
     return got
 
 
-def _kept_memcgs_hold(path: str, now: PageOwners, before: PageOwners) -> bool:
+def _kept_memcgs_hold(now: PageOwners, before: PageOwners) -> bool:
     """Whether a page (same PFN) of each memcg ``now`` kept from ``before``
     is still named with that memcg."""
+    left = set(now.memcgs) - {NO_MEMCG}
     probe: dict[int, int] = {}          # memcg -> a page kept with it
-    for page, memcg in now.owners.items():
-        if memcg not in probe and page < len(before.pfns) and before.pfns[page] and \
-                now.pfns[page] == before.pfns[page]:
+    old, pfns, memcgs = before.pfns, now.pfns, now.memcgs
+    for page in compress(range(len(pfns)), pfns):
+        if not left:
+            break
+        memcg = memcgs[page]
+        if memcg in left and page < len(old) and old[page] == pfns[page]:
             probe[memcg] = page
+            left.discard(memcg)
     if not probe:
         return True
     with _PfnFiles() as (_pm, kpc):
         for memcg, page in probe.items():
-            raw = os.pread(kpc, 8, 8 * now.pfns[page])
+            raw = os.pread(kpc, 8, 8 * pfns[page])
             if len(raw) != 8 or int.from_bytes(raw, sys.byteorder) != memcg:
                 return False
     return True
@@ -297,7 +320,7 @@ def _read_owners(path: str, pages: list[int] | None, before: PageOwners | None
     try:
         size = os.fstat(fd).st_size
         if size == 0:
-            return PageOwners({}, array.array("Q"))
+            return PageOwners(array.array("Q"), array.array("Q"))
         with _Mapping(fd, size) as m:
             vec = m.mincore()
             if pages is None:       # the runs straight from the vector (a whole image)
@@ -307,14 +330,14 @@ def _read_owners(path: str, pages: list[int] | None, before: PageOwners | None
                 runs = list(page_runs(sorted(p for p in pages
                                              if 0 <= p < m.pages and vec[p] & 1)))
             if not runs and before is None:
-                return PageOwners({}, array.array("Q"))
+                return PageOwners(array.array("Q", bytes(8 * m.pages)), _no_memcgs(m.pages))
             _libc.madvise(m.addr, m.length, MADV_RANDOM)
             with _PfnFiles() as (pm, kpc):
                 pfns = _pfns_of_runs(m, runs, pm)
                 if before is None or len(before.pfns) != len(pfns):
-                    look = [p for first, count in runs for p in range(first, first + count)
-                            if pfns[p]]
-                    return PageOwners(_memcgs(kpc, pfns, look), pfns)
+                    memcgs = _no_memcgs(len(pfns))
+                    _fill_memcgs(kpc, pfns, list(compress(range(len(pfns)), pfns)), memcgs)
+                    return PageOwners(pfns, memcgs)
                 return _owners_moved(kpc, pfns, before)
     finally:
         os.close(fd)
@@ -365,31 +388,28 @@ def _pfns_of_runs(m: _Mapping, runs: list[tuple[int, int]], pm: int) -> array.ar
 
 
 def _owners_moved(kpc: int, pfns: array.array, before: PageOwners) -> PageOwners:
-    """``before`` moved to the PFNs now: pages gone dropped, pages with a new
-    PFN looked up; ``before`` itself when nothing moved."""
+    """``before`` moved to the PFNs now: pages gone have no memcg, pages
+    with a new PFN are looked up; moved False when no PFN moved."""
     old = before.pfns
-    gone, look = [], []
+    changed: list[int] = []
     for lo in range(0, len(pfns), _DIFF_SPAN):
         hi = lo + _DIFF_SPAN
-        if pfns[lo:hi] == old[lo:hi]:
-            continue
-        for p in range(lo, min(hi, len(pfns))):
-            if pfns[p] != old[p]:
-                (look if pfns[p] else gone).append(p)
-    if not gone and not look:
-        return PageOwners(before.owners, pfns)
-    owners = dict(before.owners)
-    for p in gone:
-        owners.pop(p, None)
-    owners.update(_memcgs(kpc, pfns, look))
-    return PageOwners(owners, pfns)
+        if pfns[lo:hi] != old[lo:hi]:
+            changed += [p for p in range(lo, min(hi, len(pfns))) if pfns[p] != old[p]]
+    if not changed:
+        return PageOwners(pfns, before.memcgs, moved=False)
+    memcgs = array.array("Q", before.memcgs)
+    for p in changed:
+        memcgs[p] = NO_MEMCG        # (gone; or read in: looked up below)
+    _fill_memcgs(kpc, pfns, [p for p in changed if pfns[p]], memcgs)
+    return PageOwners(pfns, memcgs)
 
 
-def _memcgs(kpc: int, pfns: array.array, pages: list[int]) -> dict[int, int]:
-    """page -> memcg inode of ``pages`` (each with a PFN in ``pfns``): in PFN
-    order, one kpagecgroup read per stretch of PFNs at most _PFN_GAP apart
-    (scattered small folios: a read per page would cost a syscall each)."""
-    owners: dict[int, int] = {}
+def _fill_memcgs(kpc: int, pfns: array.array, pages: list[int], memcgs: array.array) -> None:
+    """memcgs[p] = the memcg inode of each page p of ``pages`` (each with a
+    PFN in ``pfns``): in PFN order, one kpagecgroup read per stretch of PFNs
+    at most _PFN_GAP apart (scattered small folios: a read per page would
+    cost a syscall each)."""
     order = sorted(pages, key=pfns.__getitem__)
     i, n = 0, len(order)
     while i < n:
@@ -403,10 +423,8 @@ def _memcgs(kpc: int, pfns: array.array, pages: list[int]) -> dict[int, int]:
             vals.byteswap()
         for p in order[i:j]:
             k = pfns[p] - lo
-            if k < len(vals):
-                owners[p] = vals[k]
+            memcgs[p] = vals[k] if k < len(vals) else NO_MEMCG
         i = j
-    return owners
 
 
 # ---------------------------------------------------------------- not perturbing
