@@ -974,10 +974,16 @@ class Aggregator:
                     e = entries[k]
                     if e.union and not e.shared_mapping and not e.in_group:
                         yield e
-        # the devs whose entries changed (other_kept is redone there only)
-        changed_devs = None if self.built_anew else {k[0] for k in touched if k[0] != "shared"}
+        def other_at(dev, ino):
+            e = entries.get((dev, ino))
+            if e is None or not e.union or e.shared_mapping or e.in_group:
+                return None
+            return e
+        # the files whose entries changed (other_kept is redone for them only)
+        changed_files = None if self.built_anew else {k for k in touched if k[0] != "shared"}
         return node_savings(cache, shared, others_on, owned, readers, mounts, content, health,
-                            replay, replay_groups, entries_on, stages_of, changed_devs)
+                            replay, replay_groups, entries_on, stages_of, changed_files,
+                            other_at)
 
 
 class Ranking:

@@ -344,40 +344,70 @@ class OtherKept:
     joined or left one are in ``flipped`` until taken (take_flipped)."""
 
     def __init__(self):
-        # dev -> ino -> (mount, ((cache, pages), ...)) of its files
+        # dev (each of the set) -> ino -> (mount, ((cache, pages), ...)) of its files
         self.by_dev: dict[int, dict[int, tuple]] = {}
         self.kept: dict[tuple, dict[int, int]] = {}     # cache -> page -> files needing it
         self.flipped: dict[tuple, dict[int, bool]] = {}  # cache -> page -> needed before
 
-    def update(self, devs: set[int], changed_devs: Iterable[int] | None,
-               files_on: Callable[[int], Iterable], needs: Callable[[object], tuple]
+    def update(self, devs: set[int], changed: dict[int, set[int]] | None,
+               files_on: Callable[[int], Iterable], needs: Callable[[object], tuple],
+               file_at: Callable[[int, int], object] | None = None
                ) -> dict[tuple, dict[int, int]]:
         """cache -> pages the files outside every group on ``devs`` need.
-        ``changed_devs``: the devs whose entries (or their group membership)
-        may have changed since the last update (None: any); ``files_on(dev)``:
-        those files' entries on a dev; ``needs(entry)``: ((cache, pages),
-        ...) of one (its page maps)."""
+        ``changed``: dev -> the inos whose entries (or their group
+        membership) may have changed since the last update (None: any);
+        ``files_on(dev)``: those files' entries on a dev; ``file_at(dev,
+        ino)``: that file's entry if it is one of them, else None (without
+        it a dev with a changed file is looked at whole); ``needs(entry)``:
+        ((cache, pages), ...) of one (its page maps)."""
         have = self.by_dev.keys()
-        if changed_devs is None:
-            redo = devs | have
+        if changed is None:
+            whole = devs | have
         else:
-            redo = (devs & set(changed_devs)) | (devs ^ have)
-        for dev in redo:
-            old = self.by_dev.pop(dev, {})
-            now: dict[tuple, tuple] = {}
-            for e in (files_on(dev) if dev in devs else ()):
-                got = old.pop(e.ino, None)
-                if got is None or got[0] is not e.mount:    # (another mount on the dev)
-                    if got is not None:
-                        self._count(got[1], -1)
-                    got = (e.mount, needs(e))
-                    self._count(got[1], +1)
-                now[e.ino] = got
-            for _mount, need in old.values():
-                self._count(need, -1)
-            if now:
-                self.by_dev[dev] = now
+            whole = devs ^ have
+            if file_at is None:
+                whole |= devs & changed.keys()
+            else:
+                for dev in (devs & changed.keys()) - whole:
+                    self._files(dev, changed[dev], file_at, needs)
+        for dev in whole:
+            if dev in devs:
+                self._dev(dev, files_on(dev), needs)
+            else:
+                self._dev(dev, (), needs)
+                del self.by_dev[dev]
         return self.kept
+
+    def _dev(self, dev: int, files: Iterable, needs: Callable[[object], tuple]) -> None:
+        """Dev ``dev``'s files outside every group are ``files`` now."""
+        old = self.by_dev.pop(dev, {})
+        now: dict[int, tuple] = {}
+        for e in files:
+            got = old.pop(e.ino, None)
+            if got is None or got[0] is not e.mount:    # (another mount on the dev)
+                if got is not None:
+                    self._count(got[1], -1)
+                got = (e.mount, needs(e))
+                self._count(got[1], +1)
+            now[e.ino] = got
+        for _mount, need in old.values():
+            self._count(need, -1)
+        self.by_dev[dev] = now      # (kept empty too: a dev of grouped files is not looked at again)
+
+    def _files(self, dev: int, inos: Iterable[int], file_at: Callable[[int, int], object],
+               needs: Callable[[object], tuple]) -> None:
+        """The files ``inos`` of dev ``dev`` looked at again, one by one."""
+        mine = self.by_dev.setdefault(dev, {})
+        for ino in inos:
+            e = file_at(dev, ino)
+            got = mine.get(ino)
+            if got is not None and (e is None or got[0] is not e.mount):
+                self._count(got[1], -1)
+                del mine[ino]
+                got = None
+            if e is not None and got is None:
+                got = mine[ino] = (e.mount, needs(e))
+                self._count(got[1], +1)
 
     def _count(self, need: tuple, sign: int) -> None:
         kept, flipped = self.kept, self.flipped

@@ -220,9 +220,10 @@ class GroupCache:
         self.unmapped = 0
         self.with_maps: set[tuple] = set()      # gids of the groups with cache page maps
         # since the last node_savings(): the gids of groups with cache page
-        # maps re-made or dropped, and their copies' devs (before and after)
+        # maps re-made or dropped, and their copies' files, (dev, ino),
+        # before and after (their group membership may have moved)
         self.changed: set[tuple] = set()
-        self.changed_devs: set[int] = set()
+        self.changed_files: set[tuple] = set()
         self.cache_part = CachePart()           # the potential savings' cache part
         self.other = OtherKept()                # node_savings' other_kept
 
@@ -237,7 +238,7 @@ class GroupCache:
         if old is not None and old[3]:
             self.with_maps.discard(gid)
             self.changed.add(gid)
-            self.changed_devs.update(old[5])
+            self.changed_files.update((c.key[0], c.key[1]) for c in old[1]["rebuild"])
         if not members:
             if old is not None:
                 self._account(old, -1)
@@ -281,7 +282,7 @@ class GroupCache:
         """A group with cache page maps made: with_maps and the changes follow."""
         self.with_maps.add(gid)
         self.changed.add(gid)
-        self.changed_devs.update(new[5])
+        self.changed_files.update((c.key[0], c.key[1]) for c in new[1]["rebuild"])
 
     def move(self, gid: tuple, members: list[Entry], content: ContentResolver, delta,
              maps: bool) -> None:
@@ -558,19 +559,22 @@ def node_savings(cache: GroupCache, shared: list[Entry],
                  replay_groups: dict[tuple, set[int]] | None = None,
                  entries_on: Callable[[int], Iterable[Entry]] | None = None,
                  stages_of: Callable[[tuple], dict[str, list[Copy]]] | None = None,
-                 changed_devs: set[int] | None = None) -> Saved:
+                 changed_files: set[tuple] | None = None,
+                 other_at: Callable[[int, int], Entry | None] | None = None) -> Saved:
     """Potential (stock mounts) and realized (inode_share) savings: savings.py,
     or read_replay.py for the mounts ``replay`` explains (``replay_groups``:
     gid -> its mounts).
     ``others_on(devs)``: the live non-shared entries on those devs outside
-    every mergeable group; ``changed_devs``: the devs whose entries changed
-    since the last call with this ``cache`` (None: any)."""
+    every mergeable group; ``changed_files``: the files, (dev, ino), whose
+    entries changed since the last call with this ``cache`` (None: any);
+    ``other_at(dev, ino)``: that file's entry if it is one of others_on's
+    (None: else; without it, a dev with a changed file is looked at whole)."""
     replay = replay or ReplaySaved()
     explained = replay.explained_devs
     done = {gid for gid, devs in (replay_groups or {}).items() if devs <= explained}
     shared_left = [e for e in shared if not _explained_shared(e, explained)]
     devs = set(cache.dev_count) | {d for e in shared for d, _ in (e.touched or {})}
-    other_kept = _kept_others(cache, devs, changed_devs, others_on, content)
+    other_kept = _kept_others(cache, devs, changed_files, others_on, other_at, content)
     cache_parts = cache.cache_part.update(cache.groups, cache.with_maps, cache.changed, done,
                                           owned, readers, other_kept,
                                           cache.other.take_flipped())
@@ -608,19 +612,23 @@ def node_savings(cache: GroupCache, shared: list[Entry],
     return out
 
 
-def _kept_others(cache: GroupCache, devs: set[int], changed_devs: set[int] | None,
+def _kept_others(cache: GroupCache, devs: set[int], changed_files: set[tuple] | None,
                  others_on: Callable[[set[int]], Iterable[Entry]],
+                 other_at: Callable[[int, int], Entry | None] | None,
                  content: ContentResolver) -> dict[tuple, dict[int, int]]:
     """The pages the files outside every group on ``devs`` need, per cache
-    (OtherKept: looked at again on the devs that changed, those given and
-    those of the groups with maps re-made, only)."""
-    if changed_devs is not None:
-        changed_devs = changed_devs | cache.changed_devs
-    cache.changed_devs = set()
+    (OtherKept: looked at again for the files that changed, those given
+    and the copies of the groups with maps re-made, only)."""
+    changed: dict[int, set[int]] | None = None
+    if changed_files is not None:
+        changed = {}
+        for dev, ino in chain(changed_files, cache.changed_files):
+            changed.setdefault(dev, set()).add(ino)
+    cache.changed_files = set()
     if not has_page_maps(content):
         return {}
-    return cache.other.update(devs, changed_devs, lambda dev: others_on({dev}),
-                              lambda e: _file_needs(e, content))
+    return cache.other.update(devs, changed, lambda dev: others_on({dev}),
+                              lambda e: _file_needs(e, content), other_at)
 
 
 def _potential(file_part: Savings, cache_part: tuple) -> Savings:

@@ -343,13 +343,15 @@ def test_cache_part_other_changed_in_place(seed):
     assert recounts == [] and moved > 30, moved
 
 
+@pytest.mark.parametrize("by_file", [True, False])
 @pytest.mark.parametrize("seed", range(6))
-def test_other_kept_equals_union_and_names_flips(seed):
+def test_other_kept_equals_union_and_names_flips(seed, by_file):
     """OtherKept after random changes of the files outside groups (some
     devs named changed, a dev leaving and joining): the pages per cache are
     the union of those files' needs, from scratch, and take_flipped names
     exactly the pages that joined or left since the last take; a dev not
-    named changed has no page map read again."""
+    named changed has no page map read again, nor (``by_file``: the
+    changed files named, file_at given) a file not named."""
     from types import SimpleNamespace
 
     from erofs_top.cache_part import OtherKept
@@ -370,18 +372,23 @@ def test_other_kept_equals_union_and_names_flips(seed):
 
     def files_on(dev):
         return [SimpleNamespace(dev=dev, ino=i, mount=mounts[dev]) for i in sorted(files[dev])]
+
+    def file_at(dev, ino):
+        return SimpleNamespace(dev=dev, ino=ino, mount=mounts[dev]) if ino in files[dev] else None
     devs = set(mounts)
     ok.update(devs, None, files_on, needs)
     before = {k: set(v) for k, v in ok.kept.items()}
     ok.take_flipped()
     for step in range(30):
         dev = rng.choice(sorted(mounts))
+        inos = set()
         if rng.random() < 0.1:
             devs = devs ^ {dev}
         else:
-            files[dev] ^= set(rng.sample(range(30), rng.randrange(1, 4)))
+            inos = set(rng.sample(range(30), rng.randrange(1, 4)))
+            files[dev] ^= inos
         read.clear()
-        kept = ok.update(devs, {dev}, files_on, needs)
+        kept = ok.update(devs, {dev: inos}, files_on, needs, file_at if by_file else None)
         want: dict = {}
         for d in devs:
             for i in files[d]:
@@ -389,6 +396,8 @@ def test_other_kept_equals_union_and_names_flips(seed):
                     want.setdefault(key, set()).update(pages)
         assert {k: set(v) for k, v in kept.items()} == want, step
         assert all(d == dev for d, _ in read), step        # only the changed dev looked at
+        if by_file and dev in devs and dev in ok.by_dev and inos:
+            assert {i for _, i in read} <= inos, step       # only the changed files
         flips = ok.take_flipped()
         assert flips == {k: (want.get(k, set()) ^ before.get(k, set()))
                          for k in want.keys() | before.keys()
