@@ -222,6 +222,8 @@ class CachePart:
         for gid in redo:
             moved |= self._redo(gid, groups, gid in with_maps and gid not in done,
                                 owned, readers, other_kept)
+        for key in self.key_gids:   # (each compared again next time with what it read now)
+            self.inputs[key] = (owned.get(key), readers.get(key), other_kept.get(key))
         for key in moved:
             if key not in self.key_gids:
                 self.counted.pop(key, None)
@@ -229,7 +231,6 @@ class CachePart:
                 for stage in STAGES:
                     self.counts[stage].pop(key, None)
                 continue
-            self.inputs[key] = (owned.get(key), readers.get(key), other_kept.get(key))
             for stage, c in zip(STAGES, self.counted[key]):
                 if c.n:
                     self.counts[stage][key] = (c.n, c.by_cgroup, c.by_dev)
