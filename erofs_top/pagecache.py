@@ -325,7 +325,7 @@ def _read_owners(path: str, pages: list[int] | None, before: PageOwners | None
             vec = m.mincore()
             if pages is None:       # the runs straight from the vector (a whole image)
                 runs = [(r.start(), r.end() - r.start())
-                        for r in _RESIDENT_RUN.finditer(vec.translate(_BIT0_BYTE))]
+                        for r in _RESIDENT_RUN.finditer(vec.translate(_BIT0))]
             else:
                 runs = list(page_runs(sorted(p for p in pages
                                              if 0 <= p < m.pages and vec[p] & 1)))
@@ -343,8 +343,7 @@ def _read_owners(path: str, pages: list[int] | None, before: PageOwners | None
         os.close(fd)
 
 
-_RESIDENT_RUN = re.compile(b"\x01+")
-_BIT0_BYTE = bytes(b & 1 for b in range(256))
+_RESIDENT_RUN = re.compile(b"1+")     # (in the vector translated by _BIT0)
 _DIFF_SPAN = 512            # pages compared at once (C speed) before page by page
 _PFN_GAP = 32               # PFNs apart that one kpagecgroup read still covers
 
