@@ -191,7 +191,9 @@ def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) ->
         rd = readers.get(m.image, ())
         return sum(1 for ps in (m.page_map or {}).values()
                    for p in ps if pages.get(p) in rd)
-    return max(members, key=lambda m: (held(m), -members.index(m)))
+    # the first of those with the most (an index, not members.index: that
+    # compares copies field by field, O(copies^2) per group)
+    return members[max(range(len(members)), key=lambda i: (held(members[i]), -i))]
 
 
 def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
