@@ -204,13 +204,15 @@ class CachePart:
         for key in self.key_gids:
             seen = self.inputs.get(key)
             other = other_kept.get(key)
-            if seen is None or not _same(seen[1], readers.get(key)):
+            if seen is None:
                 redo |= self.key_gids[key]
-            elif not _same(seen[0], owned.get(key)):
-                # the groups that read an image page whose owner moved
-                pages = {p for p, _ in (seen[0] or {}).items() ^ (owned.get(key) or {}).items()}
-                redo.update(gid for gid in self.key_gids[key]
-                            if not pages.isdisjoint(self._deps_at(gid, key)))
+            else:
+                # the groups that read a page whose owner moved or whose
+                # owner joined or left the readers
+                pages = _moved_pages(seen, owned.get(key), readers.get(key))
+                if pages:
+                    redo.update(gid for gid in self.key_gids[key]
+                                if not pages.isdisjoint(self._deps_at(gid, key)))
             if seen is not None and not _same(seen[2], other):
                 for c in self.counted[key]:
                     c.recount(other or ())
@@ -293,6 +295,27 @@ class CachePart:
                 c.change(_part(old, i, key, old_order) if key in keys else None,
                          _part(results, i, key, g and g[0]) if key in new else None, other)
         return {*keys, *new}
+
+
+def _moved_pages(seen: tuple, owned: dict[int, int] | None,
+                 readers: set[int] | None) -> set[int]:
+    """The pages of one cache whose candidates may differ from those of the
+    inputs ``seen`` (owned, readers, other_kept as last read): the pages
+    whose owner moved, and the pages owned by a cgroup that joined or left
+    the readers.  image_candidates reads the readers only as "is this
+    page's owner a reader" (the keeper, the pages a copy holds), so a new
+    reader of an image that owns none of a group's pages leaves the group
+    as it was: a new container of an image read by 25 others redoes the
+    groups naming its own pages, not every group of the image."""
+    before, was = seen[0], seen[1]
+    pages: set[int] = set()
+    if not _same(before, owned):
+        pages = {p for p, _ in (before or {}).items() ^ (owned or {}).items()}
+    if not _same(was, readers):
+        flipped = set(was or ()) ^ set(readers or ())
+        if flipped and owned:
+            pages.update(p for p, cg in owned.items() if cg in flipped)
+    return pages
 
 
 def _page_deps(copies: list[Copy]) -> dict[tuple, set[int]]:

@@ -450,3 +450,67 @@ def test_cache_part_owner_moved_on_a_few_pages(seed):
     finally:
         cache_part._candidates = real
     assert fewer > 5, fewer
+
+
+
+def _spread_group(rng, n: int) -> tuple:
+    """A group of 2-3 copies, each through its own image (so one keeps a
+    page and the others' are candidates), 4 file pages each, read by
+    cgroup 1 or 2."""
+    copies = []
+    for i, img in enumerate(rng.sample([(9, 1), (9, 2), (9, 3)], rng.randrange(2, 4))):
+        start = rng.randrange(PAGES - 4)
+        copies.append(Copy((i + 1, 100 * n + i, 0), {0: 0xF}, None, img,
+                           {f: (start + f,) for f in range(4)}, True,
+                           owner=rng.choice([1, 2])))
+    return ((rng.random(), n), {"rebuild": copies, "now": copies, "domains": copies})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cache_part_reader_joined_or_left(seed):
+    """A cgroup joins or leaves one image's readers (a new container of an
+    image, the last reader's files gone): only the groups whose copies'
+    page maps name a page that cgroup owns there are redone (none when it
+    owns none: cgroup 7; 6 owns pages but holds no copy), and the counts
+    equal potential()."""
+    from erofs_top import cache_part
+    from erofs_top.cache_part import STAGES, CachePart
+    from erofs_top.savings import Savings, potential
+    rng = random.Random(300 + seed)
+    images = [(9, 1), (9, 2), (9, 3)]
+    groups = {n: _spread_group(rng, n) for n in range(12)}
+    owned = {k: {p: rng.choice([1, 2, 6]) for p in range(PAGES)} for k in images}
+    readers = {k: {1, 2, 3, 4, 5, 6} for k in images}
+    part = CachePart()
+    part.update(groups, set(groups), set(groups), set(), owned, readers, {})
+    redone = []
+    real = cache_part._candidates
+    cache_part._candidates = lambda copies, o, r: redone.append(copies) or real(copies, o, r)
+    try:
+        fewer = moved = 0
+        for step in range(40):
+            key, cg = rng.choice(images), rng.choice([1, 2, 6, 7])
+            before = part.update(groups, set(groups), set(), set(), owned, readers, {})
+            before = {stage: (t[0], t[1], dict(t[2]), dict(t[3])) for stage, t in before.items()}
+            readers[key] = readers[key] ^ {cg}         # (a new set, as Accumulator.readers)
+            redone.clear()
+            got = part.update(groups, set(groups), set(), set(), owned, readers, {})
+            for stage in STAGES:
+                want = potential([g[1][stage] for g in sorted(groups.values(),
+                                                              key=lambda g: g[0])],
+                                 owned, readers, {}, file_part=Savings())
+                assert got[stage][:4] == (want.image_pages, want.compressed_pages,
+                                          dict(want.by_cgroup), dict(want.by_dev)), (step, stage)
+            moved += got["rebuild"][:4] != before["rebuild"]
+            mine = {p for p, owner in owned[key].items() if owner == cg}
+            reading = [n for n, g in groups.items()
+                       if any(c.image == key and not mine.isdisjoint(
+                           x for ps in c.page_map.values() for x in ps) for c in g[1]["rebuild"])]
+            on_key = [n for n in groups if key in part.group_keys.get(n, ())]
+            if cg == 7:
+                assert not redone, step
+            assert len({id(c) for c in redone}) <= len(reading), step
+            fewer += len(reading) < len(on_key)
+    finally:
+        cache_part._candidates = real
+    assert fewer > 5 and moved > 5, (fewer, moved)
