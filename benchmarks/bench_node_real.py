@@ -14,7 +14,9 @@ images (file-backed mounts), read by 50 cgroups; then
   step has the first reader of every mount read N of those files before
   each refresh (a few pages new in every image file's cache, no new
   reader of an image: the steady churn of a node whose containers read a
-  file now and then).
+  file now and then).  --replace N: a last step where container k ends
+  (cgroup removed, mount unmounted) and a new one of the same image
+  starts on a new mount and reads it (a pod replaced).
 
 Images: each has 2,500 files of 4-16 KiB; images 2k and 2k+1 share half of
 their files byte for byte (duplicates across images, found by content).
@@ -104,7 +106,7 @@ def compare(once: dict, before: dict, after: dict, cgroups: list[str]) -> list[s
 
 def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None = None,
                     count_reads: bool = False, time_passes: bool = False,
-                    scattered: int = 0) -> dict:
+                    scattered: int = 0, replace: int = 0, prefix: str = "") -> dict:
     reads = []
     orig = col.source.read
 
@@ -151,7 +153,23 @@ def timed_refreshes(col, stack, mounts, cgs, n_steady: int, profile: str | None 
     for k in range(n_steady):       # one cgroup reads one more image: ~2 % of the files
         cgs[k].run([sys.executable, "-S", "-c", READER, str(mounts[(k + 7) % len(mounts)].path(""))])
         one("one more image read")
+    for k in range(replace):
+        _replace_container(stack, mounts, cgs, k, prefix)
+        one("a container replaced")
     return out
+
+
+def _replace_container(stack, mounts, cgs, k: int, prefix: str) -> None:
+    """--replace: container k ends (its cgroup removed, the pages it charged
+    reparented by the kernel; its mount unmounted, that mount's cache
+    dropped) and a new one of the same image starts (a new mount, a new
+    cgroup that reads it whole): a pod replaced on a node."""
+    old = mounts[k]
+    cgs[k].remove()
+    old.umount()
+    mounts[k] = stack.mount(old.image, f"r{k}")
+    cgs[k] = stack.cgroup(f"{prefix}/r{k}")
+    cgs[k].run([sys.executable, "-S", "-c", READER, str(mounts[k].path(""))])
 
 
 def _unread_files(root) -> list:
@@ -282,6 +300,11 @@ def _add_args(ap) -> None:
                          "mount i's first reader (cgroup i) read N of those files of mount i, "
                          "every mount, before each of --steady refreshes (a few new pages in "
                          "every image file's cache)")
+    ap.add_argument("--replace", type=int, default=0, metavar="N",
+                    help="a last step, N times: container k (cgroup k, mount k) ends, its "
+                         "cgroup removed and its mount unmounted, and a new container of the "
+                         "same image starts on a new mount and reads it whole (a pod "
+                         "replaced); with --mounts-per-image, one mount per container")
     ap.add_argument("--profile", metavar="FILE",
                     help="write cProfile stats of the first refresh to FILE (its time then "
                          "includes the profiler's)")
@@ -335,7 +358,8 @@ def _body(args):
         col = open_collector()
         try:
             times = timed_refreshes(col, stack, mounts, cgs, args.steady, args.profile,
-                                    args.count_reads, args.time_passes, args.scattered)
+                                    args.count_reads, args.time_passes, args.scattered,
+                                    args.replace, prefix)
             model = col.last_model
             rss = benchlib.rss_mib()
         finally:
