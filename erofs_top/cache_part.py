@@ -17,7 +17,7 @@ from __future__ import annotations
 from itertools import chain
 from typing import Callable, Iterable
 
-from .savings import Copy, _as_managed, _fingerprinted_first, image_candidates
+from .savings import Copy, _as_managed, _fingerprinted_first, image_candidates, mapped_pages
 
 STAGES = ("rebuild", "now", "domains")
 
@@ -325,7 +325,7 @@ def _page_deps(copies: list[Copy]) -> dict[tuple, set[int]]:
     for c in copies:
         for key, pm in ((c.image, c.page_map), c.managed or (None, None)):
             if key and pm:
-                deps.setdefault(key, set()).update(p for ps in pm.values() for p in ps)
+                deps.setdefault(key, set()).update(mapped_pages(pm))
     return deps
 
 

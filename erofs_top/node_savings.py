@@ -16,7 +16,7 @@ from .model import Health
 from .read_replay import Inode, ReadLog, ReplaySaved, World, chunk_pages, page_list, replay_savings
 from .readings import CHUNK_PAGES, Readings
 from .resolve.base import AOPS_COMPRESSED, ContentResolver, MountInfo, MountResolver
-from .savings import (Copy, Savings, group_file_part,
+from .savings import (Copy, Savings, group_file_part, mapped_pages,
                       realized_cache_pages, realized_file_pages, touched_copies)
 
 _dev_of = attrgetter("dev")
@@ -89,7 +89,7 @@ def _file_needs(e: Entry, content: ContentResolver) -> tuple:
     for key, pm in ((image_key(e.mount), _page_map(content, e.mount, e.ino)),
                     (managed_key(e.dev), _managed_map(content, e.mount, e.ino))):
         if key and pm:
-            out.append((key, tuple({p for ps in pm.values() for p in ps})))
+            out.append((key, tuple(set(mapped_pages(pm)))))
     return tuple(out)
 
 

@@ -183,14 +183,23 @@ def _same_pages(rows: list[tuple], by_cgroup: dict[int, int], by_dev: dict[int, 
     return (len(rows) - 1) * pages, max(0, fingerprinted - 1) * pages
 
 
+def mapped_pages(pm) -> Iterable[int]:
+    """Every cache page a page map (file page -> pages) names, repeats
+    included; a run of pages (resolve.superblock.RunPageMap: most files)
+    as a range, not a tuple per page."""
+    if pm.__class__ is dict:
+        return chain.from_iterable(pm.values())
+    run = getattr(pm, "page_run", None)
+    return run() if run is not None else chain.from_iterable(pm.values())
+
+
 def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
     """The copy whose image the shared inode would read through: the one with
     the most of its image pages already charged to its readers."""
     def held(m: Copy) -> int:
         pages = owned.get(m.image, {}) if m.image else {}
         rd = readers.get(m.image, ())
-        return sum(1 for ps in (m.page_map or {}).values()
-                   for p in ps if pages.get(p) in rd)
+        return sum(1 for p in mapped_pages(m.page_map or {}) if pages.get(p) in rd)
     # the first of those with the most (an index, not members.index: that
     # compares copies field by field, O(copies^2) per group)
     return members[max(range(len(members)), key=lambda i: (held(members[i]), -i))]
@@ -213,7 +222,7 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
             kept[m.image].add(m.inode_page)
     if len(mapped) < 2:
         for m in mapped:
-            kept[m.image].update(p for ps in m.page_map.values() for p in ps)
+            kept[m.image].update(mapped_pages(m.page_map))
         return cand, kept
     keeper = _keeper(mapped, owned, readers)
     # a cache page this content pulled in through an image is charged to a

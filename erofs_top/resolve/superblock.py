@@ -349,8 +349,24 @@ class RunPageMap(Mapping):
     def __len__(self) -> int:
         return self.n
 
+    # get, values, items without Mapping's mixins (a __getitem__ call and a
+    # KeyError per page: a group's copies are walked at every refresh of it)
+    def get(self, fpage, default=None):
+        i = fpage - self.first if fpage.__class__ is int else -1
+        return (self.base + i,) if 0 <= i < self.n else default
+
+    def values(self) -> list[tuple[int]]:
+        return [(p,) for p in range(self.base, self.base + self.n)]
+
+    def items(self) -> list[tuple[int, tuple[int]]]:
+        return list(zip(range(self.first, self.first + self.n), self.values()))
+
     def __repr__(self) -> str:
         return f"RunPageMap(first={self.first}, n={self.n}, base={self.base})"
+
+    def page_run(self) -> range:
+        """The image pages it names (savings.mapped_pages)."""
+        return range(self.base, self.base + self.n)
 
 
 def _as_run(pages: dict[int, tuple[int, ...]]) -> Mapping[int, tuple[int, ...]]:

@@ -137,9 +137,13 @@ def test_one_run_is_kept_as_three_ints():
     assert pm.get(3) == (13,) and pm.get(4, ()) == () and pm.get(-1) is None
     assert 2 in pm and 4 not in pm and "2" not in pm and 2.0 not in pm and len(pm) == 4
     assert set().union(*(pm.keys(), {7})) == {0, 1, 2, 3, 7}
+    from erofs_top.savings import mapped_pages
+    assert list(mapped_pages(pm)) == [10, 11, 12, 13]
     # not one run: kept as the dict (a gap in the image, a page over two image pages)
     gap = file_page_map([(0, 4096, 0), (4096, 4096, 3 * 4096)], 0, 4096)
     assert type(gap) is dict and gap == {0: (0,), 1: (3,)}
+    assert list(mapped_pages(gap)) == [0, 3]
+    assert list(mapped_pages(file_page_map([(0, 4096, 512)], 0, 4096))) == [0, 1]
     assert type(file_page_map([(0, 4096, 512)], 0, 4096)) is dict
 
 
