@@ -944,12 +944,17 @@ class Aggregator:
         else:
             put, mergeable, maps = cache.put, self.mergeable, has_page_maps(content)
             move = cache.move
-            for gid, part in self.dirty_groups.items():
-                groups = mergeable.get(gid[0], ())
-                if type(part) is GroupDelta:        # a kept large group (large_groups)
-                    move(gid, groups[0], content, part, maps)
-                    continue
-                put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part, maps)
+            cache.touched = touched     # (the copies of the others are kept)
+            try:
+                for gid, part in self.dirty_groups.items():
+                    groups = mergeable.get(gid[0], ())
+                    if type(part) is GroupDelta:        # a kept large group (large_groups)
+                        move(gid, groups[0], content, part, maps)
+                        continue
+                    put(gid, groups[gid[1]] if gid[1] < len(groups) else None, content, part,
+                        maps)
+            finally:
+                cache.touched = None
         self.dirty_groups = {}
         shared = sorted((entries[k] for k in self.special if k[0] == "shared"),
                         key=ORDER)

@@ -155,15 +155,24 @@ def _move_part(total: Savings, a: tuple, b: tuple) -> None:
                     mine.pop(k, None)
 
 
-def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, list[Copy]]:
+def stage_groups(members: list[Entry], content: ContentResolver,
+                 kept: dict[tuple, Copy] | None = None,
+                 touched: set[tuple] | None = None) -> dict[str, list[Copy]]:
     """The copies of one mergeable group for each stage of the prediction:
     ``now`` (a: stock mounts of images with fingerprints join one shared
     inode), ``domains`` (a + c: the shared inodes of one content in different
     domains merge too), ``rebuild`` (a + b + c: images without fingerprints
-    rebuilt).  Shared inodes come first, largest first: they keep their pages."""
+    rebuilt).  Shared inodes come first, largest first: they keep their pages.
+    ``kept``: the group's copies as last made, by key, and ``touched``: the
+    entries changed since (the aggregator's): a stock copy of an entry not
+    touched is taken as it was (see _kept_copy)."""
     image_pages, managed_pages, meta_pages = _map_fns(content)
     if not any(e.shared_mapping for e in members):      # the usual group: stock copies only
-        copies = [_copy(e, image_pages, managed_pages, meta_pages) for e in members]
+        if kept and touched is not None:
+            copies = [_kept_copy(e, kept, touched) or _copy(e, image_pages, managed_pages,
+                                                            meta_pages) for e in members]
+        else:
+            copies = [_copy(e, image_pages, managed_pages, meta_pages) for e in members]
         ready = [c for c in copies if c.fingerprinted]
         return {"rebuild": copies, "now": ready, "domains": list(ready)}
     shared = sorted((e for e in members if e.shared_mapping),
@@ -173,6 +182,22 @@ def stage_groups(members: list[Entry], content: ContentResolver) -> dict[str, li
                     for e in members if not e.shared_mapping]
     ready = [c for c in stock_copies if c.fingerprinted]
     return {"rebuild": first + stock_copies, "now": first[:1] + ready, "domains": first + ready}
+
+
+def _kept_copy(e: Entry, kept: dict[tuple, Copy], touched: set[tuple]) -> Copy | None:
+    """The copy of stock entry ``e`` made last time, when it holds: the entry
+    not touched since (its pages and owners the same) and its mount's image
+    the same (a copy's page maps are the image's, fixed: EROFS is read-only).
+    A group of 25 copies with one copy gone and one new (a container
+    replaced) then makes one copy, not 25 with their page maps.  None: make it."""
+    c = kept.get((e.dev, e.ino, 0))
+    if c is None or (e.dev, e.ino) in touched:
+        return None
+    m = e.mount
+    if m is None or c.image != image_key(m) or c.fingerprinted != bool(
+            m.image and m.image.ishare_xattrs):
+        return None
+    return c
 
 
 def _map_fns(content: ContentResolver) -> tuple:
@@ -226,6 +251,9 @@ class GroupCache:
         self.changed_files: set[tuple] = set()
         self.cache_part = CachePart()           # the potential savings' cache part
         self.other = OtherKept()                # node_savings' other_kept
+        # the entries changed since the last refresh's puts, while the
+        # aggregator puts this refresh's groups (None: every copy made anew)
+        self.touched: set[tuple] | None = None
 
     def put(self, gid: tuple, members: list[Entry] | None, content: ContentResolver,
             part: tuple | None = None, maps: bool | None = None) -> None:
@@ -233,16 +261,26 @@ class GroupCache:
         file part when the caller counted it already (entries.duplicate_group_part:
         stock copies only, none fingerprinted, so the other stages are empty).
         ``maps``: has_page_maps(content), when the caller knows it (many puts)."""
-        groups = self.groups
-        old = groups.pop(gid, None)
+        old = self.groups.pop(gid, None)
+        left = None
         if old is not None and old[3]:
             self.with_maps.discard(gid)
             self.changed.add(gid)
-            self.changed_files.update((c.key[0], c.key[1]) for c in old[1]["rebuild"])
+            left = {(c.key[0], c.key[1]) for c in old[1]["rebuild"]}
+        new = self._put(gid, old, members, content, part, maps)
+        if new is not None and new[3]:
+            self._mapped(gid, new, left)
+        elif left:
+            self.changed_files |= left
+
+    def _put(self, gid: tuple, old: tuple | None, members: list[Entry] | None,
+             content: ContentResolver, part: tuple | None, maps: bool | None) -> tuple | None:
+        """put() but for with_maps and the changes: the group kept now, or None."""
+        groups = self.groups
         if not members:
             if old is not None:
                 self._account(old, -1)
-            return
+            return None
         if part is not None and not (has_page_maps(content) if maps is None else maps):
             # no copy needed: no cache page map, no compressed copy left unmapped
             devs = tuple(map(_dev_of, members))
@@ -262,27 +300,33 @@ class GroupCache:
                 if old[5] != devs:
                     self._count_devs(old[5], -1)
                     self._count_devs(devs, +1)
-                return
+                return groups[gid]
             first = members[0]
             new = ((first.dev, first.ino, first.shared_mapping), None, (part, None, None),
                    False, 0, devs)
         else:
             first = members[0]
+            kept = None
+            if old is not None and old[1] is not None and self.touched is not None:
+                kept = {c.key: c for c in old[1]["rebuild"]}
             new = self._made((first.dev, first.ino, first.shared_mapping),
-                             stage_groups(members, content), part)
+                             stage_groups(members, content, kept, self.touched), part)
         groups[gid] = new
         if old is None:
             self._account(new, +1)
         else:
             self._reaccount(old, new)
-        if new[3]:
-            self._mapped(gid, new)
+        return new
 
-    def _mapped(self, gid: tuple, new: tuple) -> None:
-        """A group with cache page maps made: with_maps and the changes follow."""
+    def _mapped(self, gid: tuple, new: tuple, left: set[tuple] | None = None) -> None:
+        """A group with cache page maps made: with_maps and the changes follow.
+        ``left``: the files of its copies before (a group re-made): only
+        the files that joined or left it changed membership (a copy in both
+        stays in a group; a changed entry is the aggregator's to name)."""
         self.with_maps.add(gid)
         self.changed.add(gid)
-        self.changed_files.update((c.key[0], c.key[1]) for c in new[1]["rebuild"])
+        files = {(c.key[0], c.key[1]) for c in new[1]["rebuild"]}
+        self.changed_files |= files ^ left if left else files
 
     def move(self, gid: tuple, members: list[Entry], content: ContentResolver, delta,
              maps: bool) -> None:

@@ -76,3 +76,63 @@ def test_sums_kept_by_deltas_equal_the_final_groups_put_once(seed):
         fresh.put(gid, members, content)
     assert _sums(cache) == _sums(fresh)
     assert _sums(fresh)[0][0][0] > 0 and _sums(fresh)[1]       # something to compare
+
+
+class _MappedContent(StaticContent):
+    """StaticContent with image page maps (a file-backed mount's), counting
+    the maps asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = 0
+
+    def image_pages(self, mount, ino):
+        self.asked += 1
+        return {0: (ino * 4,), 1: (ino * 4 + 1,)}
+
+
+def _image_mount(dev: int) -> MountInfo:
+    m = _mount(dev, False)
+    m.backing_dev, m.backing_ino = 99, 1000 + dev % 3      # three image files
+    return m
+
+
+def test_a_group_put_again_keeps_its_untouched_copies_and_names_moved_files():
+    """A mapped group put again with one copy gone and one new (a container
+    replaced), the aggregator's touched set given: the untouched copies are
+    the objects made before (no page map asked again), the touched and new
+    ones made anew; changed_files names the files that left or joined (not
+    every copy's); without touched every copy is made anew.  Sums equal a
+    fresh cache's."""
+    rng = random.Random(5)
+    content = _MappedContent()
+    mounts = {dev: _image_mount(dev) for dev in range(1, 9)}
+    members = [_entry(rng, dev, 10, mounts) for dev in range(1, 7)]
+    cache = GroupCache()
+    cache.put(("c", 0), members, content)
+    before = {c.key: c for c in cache.groups[("c", 0)][1]["rebuild"]}
+    cache.changed_files = set()
+    changed = _entry(rng, 3, 10, mounts)           # dev 3's copy changed
+    now = [e for e in members if e.dev not in (2, 3)] + [changed, _entry(rng, 7, 10, mounts)]
+    now.sort(key=lambda e: e.order)
+    content.asked = 0
+    cache.touched = {(3, 10), (7, 10), (2, 10)}
+    cache.put(("c", 0), now, content)
+    cache.touched = None
+    after = {c.key: c for c in cache.groups[("c", 0)][1]["rebuild"]}
+    assert content.asked == 2                       # dev 3 and dev 7: made
+    for dev in (1, 4, 5, 6):
+        assert after[(dev, 10, 0)] is before[(dev, 10, 0)]
+    assert after[(3, 10, 0)] is not before[(3, 10, 0)] and after[(3, 10, 0)].union == changed.union
+    assert cache.changed_files == {(2, 10), (7, 10)}
+    fresh = GroupCache()
+    fresh.put(("c", 0), now, content)
+    assert _sums(cache) == _sums(fresh)
+    # no touched set (put outside a refresh): every copy made again
+    content.asked = 0
+    cache.put(("c", 0), now, content)
+    assert content.asked == len(now)
+    # the group dropped: every file of it named
+    cache.changed_files = set()
+    cache.put(("c", 0), None, content)
+    assert cache.changed_files == {(e.dev, 10) for e in now}
