@@ -585,7 +585,12 @@ class Aggregator:
             old = None if held is None else held.size_idx
             if old == size:
                 if size is not None and key in redo:
-                    dirty[size] = None
+                    # re-resolved (a new mount on the dev): as if it left and
+                    # joined again (its key made anew, the others' kept where
+                    # that is exact: _same_image_join, _digest_join)
+                    joined = dirty.setdefault(size, [])
+                    if joined is not None:
+                        joined.append(e)
                 continue
             if old is not None:
                 _drop_small(self.size_keys, old, key)
@@ -606,7 +611,8 @@ class Aggregator:
                 self.size_keys.pop(size, None)
                 self.pending_sizes.pop(size, None)
                 continue
-            if joined is not None and _same_image_join(keys, joined, entries):
+            if joined is not None and (_same_image_join(keys, joined, entries)
+                                       or _digest_join(keys, joined, entries, content)):
                 rekeyed.update(map(_key, joined))
                 continue
             group = [entries[k] for k in keys]
@@ -1260,6 +1266,50 @@ def _same_image_join(keys, joined: list[Entry], entries: dict) -> bool:
             return False
     for e in joined:
         e.content_key = ck
+    return True
+
+
+def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResolver) -> bool:
+    """A size group whose members left keep their "sha256:" keys and whose
+    joined members are not ELF files (no build-id): entries.size_group_keys
+    then keys every member by its own digest, the same for those left (no
+    build-id shortcut: a member without one is in the group), so only the
+    joined get theirs (O(joined), not a digest look-up per member: a new
+    container of an image whose files other images share).  False, nothing
+    changed, for any other group: one image file after all (its "img:"
+    key), a member left without a key, a joined file's digest not known."""
+    if len(keys) < 2:
+        return False
+    ids = set(map(id, joined))
+    first = None
+    several = False
+    for k in keys:
+        e = entries[k]
+        if id(e) in ids:
+            continue
+        if not e.content_key.startswith("sha256:") or e.mount is None:
+            return False
+        file = (e.mount.image_id, e.ino)
+        if first is None:
+            first = file
+        elif file != first:
+            several = True
+    if first is None:
+        return False
+    made = []
+    for e in joined:
+        m = e.mount
+        if m is None or content.build_id(m, e.ino):
+            return False
+        several = several or (m.image_id, e.ino) != first
+        digest = content.fingerprint(m, e.ino) or content.digest(m, e.ino)
+        if digest is None:
+            return False
+        made.append(f"sha256:{digest}:{e.info.size}")
+    if not several:             # (one image file: size_group_keys gives it its "img:" key)
+        return False
+    for e, key in zip(joined, made):
+        e.content_key = key
     return True
 
 

@@ -327,3 +327,72 @@ def test_a_full_pass_lets_the_resolver_read_in_image_order(env):
     r.chunks += chunks_for(DEV_B, 40, 50, CG_B)
     aggregate(r, mounts, cgroups, ordering, tier="tracepoint", started_at=0.0)
     assert ordering.identity_pairs == []        # one file of one image: no identity read
+
+
+class ElfContent(StaticContent):
+    """StaticContent whose files in ``elf`` carry an ELF build-id."""
+
+    def __init__(self, elf=(), **kw):
+        super().__init__(**kw)
+        self.elf = dict(elf)
+
+    def build_id(self, mount, ino):
+        return self.elf.get((mount.dev, ino))
+
+
+FILLER = range(100, 120)
+
+
+def _keys_env(elf=()):
+    """Four mounts (image one twice, image two on a loop, image three) and
+    one 200-page file of one content in each (a library every image holds)."""
+    img1, img2, img3 = image("one"), image("two"), image("three")
+    dev_d = kdev(0, 42)
+    mounts = StaticMounts([mount(DEV_A, "file", img1), mount(DEV_B, "file", img1),
+                           mount(DEV_C, "loop", img2), mount(dev_d, "file", img3)])
+    files = {(dev, ino): FileInfo(ino, f"/mnt/{dev}/lib.so", 200 * PAGE, True, AOPS_FILEIO)
+             for dev, ino in ((DEV_A, 40), (DEV_B, 40), (DEV_C, 77), (dev_d, 40))}
+    for ino in FILLER:      # (files of other sizes: a refresh changes few of the files)
+        files[(DEV_A, ino)] = FileInfo(ino, f"/mnt/a/f{ino}", ino * PAGE, True, AOPS_FILEIO)
+    content = ElfContent(elf, files=files, content=dict.fromkeys(files, "aa" * 32))
+    return mounts, StaticCgroups({CG_A: "/pods/ctrA", CG_B: "/pods/ctrB"}), content, dev_d
+
+
+@pytest.mark.parametrize("elf", [False, True])
+def test_a_copy_joining_a_keyed_size_group_reads_its_digest_alone(elf):
+    """A size group keyed by digests (copies of one content in two images)
+    that a copy joins (a new container's mount): without build-ids only the
+    joined copy's digest is read, and its key is the one a fresh pass
+    gives; with build-ids (ELF files) the group is keyed again whole.  A
+    group left as one image file (the other image's copy gone) gets its
+    "img:" key, as a fresh pass gives it."""
+    from erofs_top.aggregate import Aggregator
+    mounts, cgroups, content, dev_d = _keys_env(
+        {k: "b1" for k in ((DEV_A, 40), (DEV_B, 40), (DEV_C, 77), (kdev(0, 42), 40))}
+        if elf else ())
+
+    def refresh(agg, *files):
+        r = Readings(taken_at=1.0, page_size=PAGE)
+        for dev, ino in files:
+            r.chunks += chunks_for(dev, ino, 200, CG_A)
+        for ino in FILLER:
+            r.chunks += chunks_for(DEV_A, ino, 2, CG_B)
+        content.digest_calls = 0
+        got = agg.update(r, mounts, cgroups, content, tier="tracepoint", started_at=0.0)
+        refresh.digests = content.digest_calls
+        want = Aggregator()
+        assert got == want.update(r, mounts, cgroups, content, tier="tracepoint",
+                                  started_at=0.0)
+        return ({k: e.content_key for k, e in agg.entries.items() if k[1] not in FILLER},
+                {k: e.content_key for k, e in want.entries.items() if k[1] not in FILLER})
+
+    agg = Aggregator()
+    got, want = refresh(agg, (DEV_A, 40), (DEV_C, 77))
+    assert got == want and got[(DEV_A, 40)].startswith("sha256:")
+    got, want = refresh(agg, (DEV_A, 40), (DEV_C, 77), (dev_d, 40))
+    assert got == want and len(set(got.values())) == 1
+    assert refresh.digests == (3 if elf else 1)
+    # image two's copy gone, image one's second mount joins: one image file
+    got, want = refresh(agg, (DEV_A, 40), (DEV_B, 40))
+    assert got == want and got[(DEV_A, 40)].startswith("img:")
+    assert not agg.built_anew       # (each refresh after the first: incremental)
