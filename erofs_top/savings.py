@@ -232,32 +232,34 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
     by_image: dict[tuple, set[int]] = defaultdict(set)
     for m in mapped:
         by_image[m.image] |= _file_holders(m)
-    file_readers = {m.key: by_image[m.image] & readers.get(m.image, set()) for m in mapped}
+    # per copy what the walk reads of it, looked up once (not per file page)
+    mine_of = {img: cgs & readers.get(img, set()) for img, cgs in by_image.items()}
+    rows = [(m, m.page_map, owned.get(m.image, {}), mine_of[m.image]) for m in mapped]
     for fpage in set().union(*(m.page_map.keys() for m in mapped)):
         holders, read_through = [], False
-        for m in mapped:
-            ps = m.page_map.get(fpage, ())
-            pages = owned.get(m.image, {})
+        for m, pm, pages, mine in rows:
+            ps = pm.get(fpage, ())
             if resident:
-                mine = file_readers[m.key]
                 hit = [p for p in ps if pages.get(p) in mine]
             else:
                 hit = [p for p in ps if p not in pages]
                 read_through |= len(hit) < len(ps)
             if hit:
-                holders.append((m, hit))
+                holders.append((m, hit, pages))
             else:
                 kept[m.image].update(ps)
         if not holders:
             continue
         # one holder keeps its copy, unless (realized) another image already served it
         keep = None if read_through else next((h for h in holders if h[0] is keeper), holders[0])
-        for m, hit in holders:
+        for m, hit, pages in holders:
             if keep is not None and m is keep[0]:
                 kept[m.image].update(hit)
                 continue
+            mine = cand[m.image]
+            dev = m.key[0]
             for p in hit:
-                cand[m.image][p] = (owned.get(m.image, {}).get(p, 0), m.key[0])
+                mine[p] = (pages.get(p, 0), dev)
     return cand, kept
 
 
