@@ -76,6 +76,10 @@ COMMANDS: list[tuple[str, bool, str, str]] = [
     # has no --scattered before 9ac89f2: copy this one into the base tree to compare)
     ("node_real_scattered", False, "bench_node_real.py --scattered 10 --exporter-heap",
      r"within|first|unchanged|files of each|more image|RSS"),
+    # pods replaced on a node of one mount per container (the base's bench_node_real.py
+    # has no --replace before it came: copy this one into the base tree to compare)
+    ("node_real_replace", False, "bench_node_real.py --images 2 --mounts-per-image 25 "
+     "--replace 3 --steady 1", r"within|first|unchanged|more image|replaced"),
     ("real_census", True, "real_census.py", r"keeps"),
     ("readings_release", False, "readings_release.py --files 250000 --churn 0.1",
      r"ms"),
