@@ -405,14 +405,35 @@ def test_other_kept_equals_union_and_names_flips(seed, by_file):
         before = want
 
 
+def _count_redone(monkeypatch) -> list:
+    """cache_part._candidates wrapped: each group's copies it is called for
+    appended to the list returned (the groups a CachePart.update redoes)."""
+    from erofs_top import cache_part
+    redone: list = []
+    real = cache_part._candidates
+    monkeypatch.setattr(cache_part, "_candidates",
+                        lambda copies, o, r: redone.append(copies) or real(copies, o, r))
+    return redone
+
+
+def _assert_potential(got: dict, groups: dict, owned: dict, readers: dict, step: int) -> None:
+    """CachePart.update's totals (``got``) equal potential() of every group
+    (no other files' pages) in each stage."""
+    from erofs_top.cache_part import STAGES
+    from erofs_top.savings import Savings, potential
+    for stage in STAGES:
+        want = potential([g[1][stage] for g in sorted(groups.values(), key=lambda g: g[0])],
+                         owned, readers, {}, file_part=Savings())
+        assert got[stage][:4] == (want.image_pages, want.compressed_pages,
+                                  dict(want.by_cgroup), dict(want.by_dev)), (step, stage)
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_cache_part_owner_moved_on_a_few_pages(seed):
+def test_cache_part_owner_moved_on_a_few_pages(seed, monkeypatch):
     """An image's owners changed on a few pages (a new dict, as
     ImageCacheReader hands over): only the groups whose copies' page maps
     name one of those pages are redone, and the counts equal potential()."""
-    from erofs_top import cache_part
-    from erofs_top.cache_part import STAGES, CachePart
-    from erofs_top.savings import Savings, potential
+    from erofs_top.cache_part import CachePart
     rng = random.Random(200 + seed)
     groups = {n: _random_group(rng, n) for n in range(12)}
     owned = {k: {p: rng.choice([1, 2, 3, 4, 5]) for p in range(PAGES) if rng.random() < 0.9}
@@ -420,37 +441,26 @@ def test_cache_part_owner_moved_on_a_few_pages(seed):
     readers = {k: {1, 2, 3, 4, 5} for k in _caches()}
     part = CachePart()
     part.update(groups, set(groups), set(groups), set(), owned, readers, {})
-    redone = []
-    real = cache_part._candidates
-    cache_part._candidates = lambda copies, o, r: redone.append(copies) or real(copies, o, r)
-    try:
-        fewer = 0
-        for step in range(30):
-            key = rng.choice(_caches())
-            pages = rng.sample(range(PAGES), 2)
-            owned[key] = dict(owned[key])
-            for p in pages:
-                owned[key][p] = rng.choice([1, 2, 3, 4, 5])
-            redone.clear()
-            got = part.update(groups, set(groups), set(), set(), owned, readers, {})
-            for stage in STAGES:
-                want = potential([g[1][stage] for g in sorted(groups.values(),
-                                                              key=lambda g: g[0])],
-                                 owned, readers, {}, file_part=Savings())
-                assert got[stage][:4] == (want.image_pages, want.compressed_pages,
-                                          dict(want.by_cgroup), dict(want.by_dev)), (step, stage)
-            reading = [n for n, g in groups.items() if any(
-                pm and p in {x for ps in pm.values() for x in ps}
-                for c in g[1]["rebuild"]
-                for k, pm in ((c.image, c.page_map), c.managed or (None, None)) if k == key
-                for p in pages)]
-            on_key = [n for n in groups if key in part.group_keys.get(n, ())]
-            assert len({id(c) for c in redone}) <= 3 * len(reading), step
-            fewer += len(reading) < len(on_key)
-    finally:
-        cache_part._candidates = real
+    redone = _count_redone(monkeypatch)
+    fewer = 0
+    for step in range(30):
+        key = rng.choice(_caches())
+        pages = rng.sample(range(PAGES), 2)
+        owned[key] = dict(owned[key])
+        for p in pages:
+            owned[key][p] = rng.choice([1, 2, 3, 4, 5])
+        redone.clear()
+        got = part.update(groups, set(groups), set(), set(), owned, readers, {})
+        _assert_potential(got, groups, owned, readers, step)
+        reading = [n for n, g in groups.items() if any(
+            pm and p in {x for ps in pm.values() for x in ps}
+            for c in g[1]["rebuild"]
+            for k, pm in ((c.image, c.page_map), c.managed or (None, None)) if k == key
+            for p in pages)]
+        on_key = [n for n in groups if key in part.group_keys.get(n, ())]
+        assert len({id(c) for c in redone}) <= 3 * len(reading), step
+        fewer += len(reading) < len(on_key)
     assert fewer > 5, fewer
-
 
 
 def _spread_group(rng, n: int) -> tuple:
@@ -467,15 +477,13 @@ def _spread_group(rng, n: int) -> tuple:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_cache_part_reader_joined_or_left(seed):
+def test_cache_part_reader_joined_or_left(seed, monkeypatch):
     """A cgroup joins or leaves one image's readers (a new container of an
     image, the last reader's files gone): only the groups whose copies'
     page maps name a page that cgroup owns there are redone (none when it
     owns none: cgroup 7; 6 owns pages but holds no copy), and the counts
     equal potential()."""
-    from erofs_top import cache_part
-    from erofs_top.cache_part import STAGES, CachePart
-    from erofs_top.savings import Savings, potential
+    from erofs_top.cache_part import CachePart
     rng = random.Random(300 + seed)
     images = [(9, 1), (9, 2), (9, 3)]
     groups = {n: _spread_group(rng, n) for n in range(12)}
@@ -483,34 +491,24 @@ def test_cache_part_reader_joined_or_left(seed):
     readers = {k: {1, 2, 3, 4, 5, 6} for k in images}
     part = CachePart()
     part.update(groups, set(groups), set(groups), set(), owned, readers, {})
-    redone = []
-    real = cache_part._candidates
-    cache_part._candidates = lambda copies, o, r: redone.append(copies) or real(copies, o, r)
-    try:
-        fewer = moved = 0
-        for step in range(40):
-            key, cg = rng.choice(images), rng.choice([1, 2, 6, 7])
-            before = part.update(groups, set(groups), set(), set(), owned, readers, {})
-            before = {stage: (t[0], t[1], dict(t[2]), dict(t[3])) for stage, t in before.items()}
-            readers[key] = readers[key] ^ {cg}         # (a new set, as Accumulator.readers)
-            redone.clear()
-            got = part.update(groups, set(groups), set(), set(), owned, readers, {})
-            for stage in STAGES:
-                want = potential([g[1][stage] for g in sorted(groups.values(),
-                                                              key=lambda g: g[0])],
-                                 owned, readers, {}, file_part=Savings())
-                assert got[stage][:4] == (want.image_pages, want.compressed_pages,
-                                          dict(want.by_cgroup), dict(want.by_dev)), (step, stage)
-            moved += got["rebuild"][:4] != before["rebuild"]
-            mine = {p for p, owner in owned[key].items() if owner == cg}
-            reading = [n for n, g in groups.items()
-                       if any(c.image == key and not mine.isdisjoint(
-                           x for ps in c.page_map.values() for x in ps) for c in g[1]["rebuild"])]
-            on_key = [n for n in groups if key in part.group_keys.get(n, ())]
-            if cg == 7:
-                assert not redone, step
-            assert len({id(c) for c in redone}) <= len(reading), step
-            fewer += len(reading) < len(on_key)
-    finally:
-        cache_part._candidates = real
+    redone = _count_redone(monkeypatch)
+    fewer = moved = 0
+    for step in range(40):
+        key, cg = rng.choice(images), rng.choice([1, 2, 6, 7])
+        before = part.update(groups, set(groups), set(), set(), owned, readers, {})
+        before = {stage: (t[0], t[1], dict(t[2]), dict(t[3])) for stage, t in before.items()}
+        readers[key] = readers[key] ^ {cg}         # (a new set, as Accumulator.readers)
+        redone.clear()
+        got = part.update(groups, set(groups), set(), set(), owned, readers, {})
+        _assert_potential(got, groups, owned, readers, step)
+        moved += got["rebuild"][:4] != before["rebuild"]
+        mine = {p for p, owner in owned[key].items() if owner == cg}
+        reading = [n for n, g in groups.items()
+                   if any(c.image == key and not mine.isdisjoint(
+                       x for ps in c.page_map.values() for x in ps) for c in g[1]["rebuild"])]
+        on_key = [n for n in groups if key in part.group_keys.get(n, ())]
+        if cg == 7:
+            assert not redone, step
+        assert len({id(c) for c in redone}) <= len(reading), step
+        fewer += len(reading) < len(on_key)
     assert fewer > 5 and moved > 5, (fewer, moved)
