@@ -74,14 +74,20 @@ def _refresh(col):
     return got, aggregate(r, col.mounts, col.cgroups, col.content, **kw)
 
 
-def _check(col, pods, step):
-    before = _dup_bytes_oracle(pods)
+def _same_as_fresh(col, step):
+    """The kept refresh's Model, failing unless it equals aggregate()'s."""
     got, want = _refresh(col)
-    after = _dup_bytes_oracle(pods)
     if got != want:
         g, w = got.to_dict(), want.to_dict()
         pytest.fail(f"step {step}: kept refresh != from scratch in "
                     f"{sorted(k for k in w if g[k] != w[k])}")
+    return got
+
+
+def _check(col, pods, step):
+    before = _dup_bytes_oracle(pods)
+    got = _same_as_fresh(col, step)
+    after = _dup_bytes_oracle(pods)
     if before == after:             # the cache did not change under the refresh
         dup = {mt.dev: mt.duplicate_bytes for mt in got.mounts if mt.dev in before}
         assert dup == before, f"step {step}"
@@ -126,3 +132,72 @@ def test_a_fleet_of_one_image_refreshes_as_from_scratch(fleet):
     finally:
         col.close()
     assert large_groups.STATS["moved"] > moved, "no kept group moved: the path is not taken"
+
+
+def test_pods_replaced_and_new_readers_refresh_as_from_scratch(stack, cgroup_prefix,
+                                                               monkeypatch):
+    """Two images that share one library byte for byte (its copies keyed by
+    digest, not by one image file), a pod per mount: a new reader of a
+    pod's cached files (a cache's readers change), part of one pod's copy
+    evicted and read again by another cgroup (its group re-made, the other
+    copies kept, that copy's holders changed), then pods replaced (a
+    pod's cgroup removed and its mount unmounted, a new mount of the same
+    image read by a new cgroup).  After each step the kept refresh equals
+    aggregate() from scratch, and the paths under test are taken: a copy
+    joins the library's digest-keyed size group with its own digest alone
+    (aggregate._digest_join), a re-made group keeps its untouched copies
+    (node_savings._kept_copy)."""
+    from erofs_top import aggregate as aggregate_mod
+    from erofs_top import node_savings
+    from erofs_top.tiers import open_collector
+    lib = os.urandom(600 * KiB)
+    src_a = make_tree(stack.dir / "a", {"lib/libfleet.so": lib, "bin/app": 200 * KiB}, seed=3)
+    src_b = make_tree(stack.dir / "b", {"lib/libfleet.so": lib, "etc/b.conf": 12 * KiB}, seed=4)
+    images = [build_image(src_a, stack.dir / "a.erofs"),
+              build_image(src_b, stack.dir / "b.erofs")]
+    taken = {"joins": 0, "kept": 0}
+
+    def counted(name, fn):
+        def wrapper(*a):
+            r = fn(*a)
+            taken[name] += bool(r)
+            return r
+        return wrapper
+    monkeypatch.setattr(aggregate_mod, "_digest_join",
+                        counted("joins", aggregate_mod._digest_join))
+    monkeypatch.setattr(node_savings, "_kept_copy", counted("kept", node_savings._kept_copy))
+
+    def start(name, img):
+        m = stack.mount(img, name)
+        cg = stack.cgroup(f"{cgroup_prefix}/{name}")
+        for rel in ("lib/libfleet.so", "bin/app", "etc/b.conf"):
+            if os.path.exists(m.path(rel)):
+                read_file(m.path(rel), cg)
+        return m, cg
+
+    col = open_collector(seed=False, sharing=False)
+    try:
+        col.refresh()
+        pods = [start(f"a{i}", images[0]) for i in range(4)] + \
+            [start(f"b{i}", images[1]) for i in range(2)]
+        _check_fresh(col, "pods started")
+        extra = stack.cgroup(f"{cgroup_prefix}/reader")
+        read_file(pods[1][0].path("lib/libfleet.so"), extra)    # cached: a new reader only
+        read_file(pods[1][0].path("bin/app"), extra)
+        _check_fresh(col, "a new reader of a pod's files")
+        drop_file_cache(pods[3][0].path("lib/libfleet.so"), 64 * KiB, 128 * KiB)
+        read_file(pods[3][0].path("lib/libfleet.so"), extra, offset=64 * KiB, length=128 * KiB)
+        _check_fresh(col, "part of one pod's library read again by another cgroup")
+        for k, (i, img) in enumerate(((2, 0), (5, 1), (0, 0))):
+            m, cg = pods[i]
+            cg.remove()
+            m.umount()
+            pods[i] = start(f"r{k}", images[img])
+            _check_fresh(col, f"pod {i} replaced")
+    finally:
+        col.close()
+    assert taken["joins"] and taken["kept"], taken
+
+
+def _check_fresh(col, step):
+    assert _same_as_fresh(col, step).totals.duplicate_bytes > 0, step
