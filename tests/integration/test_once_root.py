@@ -254,7 +254,13 @@ def test_cli_once_json_runs_cmd_and_passes_status(stack, cgroup_prefix):
     doc = json.loads(r.stdout)
     assert doc["schema"] == 1 and doc["tier"] in ("tracepoint", "full")
     mrow = next(x for x in doc["mounts"] if x["dev"] == m.dev_str)
-    assert mrow["resident_bytes"] == approx(resident_bytes(m.path("lib.so")))
+    # once's row against mincore after it: pages only leave the cache in
+    # between (this host evicts a few even with free memory; 5 pages once
+    # in CI), so the row holds at least what is left and at most what cat
+    # read (the file, 256 pages) and the root directory's block
+    left = resident_bytes(m.path("lib.so"))
+    assert left - 2 * PAGE <= mrow["resident_bytes"] <= 1 * MiB + 2 * PAGE, (
+        mrow["resident_bytes"], left)
     assert not any(" - erofs " in l and "bpf" in l for l in open("/proc/self/mountinfo"))
 
 
