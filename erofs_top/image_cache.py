@@ -23,10 +23,12 @@ class ImageCacheReader:
     """Reads an image file's pages and owners again only when something moved:
     its resident page count (one cachestat), or the EROFS pages inserted on its
     mounts (a dropped and re-read image has the same count, new owners); and
-    then asks kpagecgroup only about the pages whose PFN moved (read in, or
-    evicted and read again: pagecache.page_owners_since), so a few pages
-    read in a large image cost a few lookups.  Every FULL_READ_EVERY_S all
-    pages are looked up again anyway."""
+    then asks pagemap and kpagecgroup about every cached page of it
+    (pagecache.page_owners_since: a page read again can have the same PFN
+    and a new owner).  When no page's PFN or owner moved it hands back the
+    same dict, so nothing downstream is redone.  Every FULL_READ_EVERY_S
+    all images are read again anyway (an image page re-read without an
+    EROFS insertion, e.g. metadata, and the count back where it was)."""
 
     def __init__(self, clock=time.monotonic):
         # image -> (signature, page -> owner cgroup id, what page_owners_since read)

@@ -21,13 +21,14 @@ import array
 import ctypes
 import errno
 import mmap
+import operator
 import os
 import re
 import stat
 import sys
 import time
 from contextlib import contextmanager
-from itertools import compress
+from itertools import compress, islice, repeat
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -253,7 +254,7 @@ class PageOwners:
     each, no object per page): ``pfns`` its PFN (0: not resident, or the
     PFN hidden) and ``memcgs`` its memcg inode (NO_MEMCG: none known);
     ``moved``: whether any page's PFN or memcg differs from what the read
-    it started from saw."""
+    it started from saw (True for a first read)."""
 
     __slots__ = ("pfns", "memcgs", "moved")
 
@@ -277,40 +278,14 @@ def _no_memcgs(n: int) -> array.array:
 
 
 def page_owners_since(path: str, before: PageOwners | None) -> PageOwners:
-    """page_owners(path) of a whole file, kpagecgroup read only for the
-    pages whose PFN is not the one ``before`` saw (read in since, or
-    evicted and read again: a new folio, maybe charged to another memcg).
-    A folio's memcg is fixed for its life, but kpagecgroup names the
-    nearest online ancestor of a memcg taken offline (a cgroup removed):
-    one page of each memcg kept from ``before`` is read again, and if one
-    is named otherwise now, every page is read."""
-    got = _read_owners(path, None, before)
-    if before is not None and not _kept_memcgs_hold(got, before):
-        got = _read_owners(path, None, None)
-    return got
-
-
-def _kept_memcgs_hold(now: PageOwners, before: PageOwners) -> bool:
-    """Whether a page (same PFN) of each memcg ``now`` kept from ``before``
-    is still named with that memcg."""
-    left = set(now.memcgs) - {NO_MEMCG}
-    probe: dict[int, int] = {}          # memcg -> a page kept with it
-    old, pfns, memcgs = before.pfns, now.pfns, now.memcgs
-    for page in compress(range(len(pfns)), pfns):
-        if not left:
-            break
-        memcg = memcgs[page]
-        if memcg in left and page < len(old) and old[page] == pfns[page]:
-            probe[memcg] = page
-            left.discard(memcg)
-    if not probe:
-        return True
-    with _PfnFiles() as (_pm, kpc):
-        for memcg, page in probe.items():
-            raw = os.pread(kpc, 8, 8 * pfns[page])
-            if len(raw) != 8 or int.from_bytes(raw, sys.byteorder) != memcg:
-                return False
-    return True
+    """page_owners(path) of a whole file, every resident page's memcg read
+    again, and ``moved`` False when no page's PFN or memcg differs from
+    ``before``.  A PFN that did not move is no proof the page stayed: a
+    page evicted and read again often gets the same PFN back (a CPU's free
+    list hands out the last page freed first), charged to whoever read it
+    this time; and kpagecgroup names a removed cgroup's pages with its
+    parent."""
+    return _read_owners(path, None, before)
 
 
 def _read_owners(path: str, pages: list[int] | None, before: PageOwners | None
@@ -334,17 +309,14 @@ def _read_owners(path: str, pages: list[int] | None, before: PageOwners | None
             _libc.madvise(m.addr, m.length, MADV_RANDOM)
             with _PfnFiles() as (pm, kpc):
                 pfns = _pfns_of_runs(m, runs, pm)
-                if before is None or len(before.pfns) != len(pfns):
-                    memcgs = _no_memcgs(len(pfns))
-                    _fill_memcgs(kpc, pfns, list(compress(range(len(pfns)), pfns)), memcgs)
-                    return PageOwners(pfns, memcgs)
-                return _owners_moved(kpc, pfns, before)
+                memcgs = _memcgs_of(kpc, pfns)
+                moved = before is None or pfns != before.pfns or memcgs != before.memcgs
+                return PageOwners(pfns, memcgs, moved)
     finally:
         os.close(fd)
 
 
 _RESIDENT_RUN = re.compile(b"1+")     # (in the vector translated by _BIT0)
-_DIFF_SPAN = 512            # pages compared at once (C speed) before page by page
 _PFN_GAP = 32               # PFNs apart that one kpagecgroup read still covers
 
 
@@ -386,44 +358,30 @@ def _pfns_of_runs(m: _Mapping, runs: list[tuple[int, int]], pm: int) -> array.ar
     return pfns
 
 
-def _owners_moved(kpc: int, pfns: array.array, before: PageOwners) -> PageOwners:
-    """``before`` moved to the PFNs now: pages gone have no memcg, pages
-    with a new PFN are looked up; moved False when no PFN moved."""
-    old = before.pfns
-    changed: list[int] = []
-    for lo in range(0, len(pfns), _DIFF_SPAN):
-        hi = lo + _DIFF_SPAN
-        if pfns[lo:hi] != old[lo:hi]:
-            changed += [p for p in range(lo, min(hi, len(pfns))) if pfns[p] != old[p]]
-    if not changed:
-        return PageOwners(pfns, before.memcgs, moved=False)
-    memcgs = array.array("Q", before.memcgs)
-    for p in changed:
-        memcgs[p] = NO_MEMCG        # (gone; or read in: looked up below)
-    _fill_memcgs(kpc, pfns, [p for p in changed if pfns[p]], memcgs)
-    return PageOwners(pfns, memcgs)
-
-
-def _fill_memcgs(kpc: int, pfns: array.array, pages: list[int], memcgs: array.array) -> None:
-    """memcgs[p] = the memcg inode of each page p of ``pages`` (each with a
-    PFN in ``pfns``): in PFN order, one kpagecgroup read per stretch of PFNs
-    at most _PFN_GAP apart (scattered small folios: a read per page would
-    cost a syscall each)."""
-    order = sorted(pages, key=pfns.__getitem__)
-    i, n = 0, len(order)
-    while i < n:
-        lo = prev = pfns[order[i]]
-        j = i + 1
-        while j < n and pfns[order[j]] - prev <= _PFN_GAP:
-            prev = pfns[order[j]]
-            j += 1
-        vals = array.array("Q", os.pread(kpc, 8 * (prev - lo + 1), 8 * lo))
+def _memcgs_of(kpc: int, pfns: array.array) -> array.array:
+    """Per page its memcg inode (NO_MEMCG: no PFN, or past what kpagecgroup
+    gives), the pages with a PFN in ``pfns`` read in PFN order: one
+    kpagecgroup read per stretch of PFNs at most _PFN_GAP apart (scattered
+    small folios: a read per page would cost a syscall each).  The per-page
+    steps are C loops (map, compress): an image's every page is read."""
+    n = len(pfns)
+    order = sorted(compress(range(n), pfns), key=pfns.__getitem__)
+    if not order:
+        return _no_memcgs(n)
+    by_pfn = list(map(pfns.__getitem__, order))
+    jumps = map(_PFN_GAP.__lt__, map(operator.sub, islice(by_pfn, 1, None), by_pfn))
+    cuts = [0, *compress(range(1, len(by_pfn)), jumps), len(by_pfn)]
+    got: list[int] = []
+    for i, j in zip(cuts, islice(cuts, 1, None)):
+        lo, span = by_pfn[i], by_pfn[j - 1] - by_pfn[i] + 1
+        vals = array.array("Q", os.pread(kpc, 8 * span, 8 * lo))
         if sys.byteorder != "little":
             vals.byteswap()
-        for p in order[i:j]:
-            k = pfns[p] - lo
-            memcgs[p] = vals[k] if k < len(vals) else NO_MEMCG
-        i = j
+        if len(vals) < span:            # (short read: PFNs past the end)
+            vals.extend(repeat(NO_MEMCG, span - len(vals)))
+        got += map(vals.__getitem__, map(lo.__rsub__, by_pfn[i:j]))
+    by_page = dict(zip(order, got))
+    return array.array("Q", map(by_page.get, range(n), repeat(NO_MEMCG)))
 
 
 # ---------------------------------------------------------------- not perturbing

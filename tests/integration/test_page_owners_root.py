@@ -109,3 +109,41 @@ def test_image_cache_reader_follows_moved_pages(stack, cgroup_prefix):
     gone = reader.read(mounts, cgroups, {m.dev: 4})[key]
     assert gone == ImageCacheReader().read(mounts, cgroups, {m.dev: 4})[key]
     assert a.id not in set(gone.values()) and b.id in set(gone.values())
+
+
+# Each page dropped and read again at once by the same process, on one CPU:
+# the freed page goes to that CPU's free list, which hands out the last page
+# freed first, so the page often comes back at the same PFN, charged to the
+# reader's cgroup this time.
+_REREAD_ON_CPU0 = ("import os,sys\n"
+                   "os.sched_setaffinity(0, {0})\n"
+                   "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+                   "os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)\n"
+                   "for p in range(int(sys.argv[2]), int(sys.argv[3])):\n"
+                   "    os.posix_fadvise(fd, p * %d, %d, os.POSIX_FADV_DONTNEED)\n"
+                   "    os.pread(fd, 1, p * %d)\n" % (PS, PS, PS))
+
+
+def test_owners_since_names_a_page_read_again_at_the_same_pfn(stack, cgroup_prefix):
+    """A page evicted and read again by another cgroup can get the same PFN
+    back: page_owners_since must still name its new owner (a PFN that did
+    not move is no proof the page was not replaced)."""
+    path = stack.dir / "same-pfn.bin"
+    with open(path, "wb") as f:
+        f.write(os.urandom(256 * PS))
+        f.flush()
+        os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+    a, b = (stack.cgroup(f"{cgroup_prefix}/{n}") for n in "ab")
+    a.run([sys.executable, "-S", "-c", _READ, str(path), "0-256"])
+    before = pagecache.page_owners_since(str(path), None)
+    assert set(before.owners().values()) == {_memcg_ino(a)}
+    b.run([sys.executable, "-S", "-c", _REREAD_ON_CPU0, str(path), "128", "256"])
+    fresh = pagecache.page_owners_since(str(path), None)
+    same_pfn = [p for p in range(128, 256) if fresh.pfns[p] == before.pfns[p]]
+    assert same_pfn, "no page came back at its PFN: the case is not exercised"
+    owners = fresh.owners()
+    assert [owners[p] for p in range(256)] == [_memcg_ino(a)] * 128 + [_memcg_ino(b)] * 128
+    assert pagecache.page_owners_since(str(path), before).owners() == fresh.owners()
