@@ -21,14 +21,13 @@ import array
 import ctypes
 import errno
 import mmap
-import operator
 import os
 import re
 import stat
 import sys
 import time
 from contextlib import contextmanager
-from itertools import compress, islice, repeat
+from itertools import compress
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -362,26 +361,25 @@ def _memcgs_of(kpc: int, pfns: array.array) -> array.array:
     """Per page its memcg inode (NO_MEMCG: no PFN, or past what kpagecgroup
     gives), the pages with a PFN in ``pfns`` read in PFN order: one
     kpagecgroup read per stretch of PFNs at most _PFN_GAP apart (scattered
-    small folios: a read per page would cost a syscall each).  The per-page
-    steps are C loops (map, compress): an image's every page is read."""
-    n = len(pfns)
-    order = sorted(compress(range(n), pfns), key=pfns.__getitem__)
-    if not order:
-        return _no_memcgs(n)
-    by_pfn = list(map(pfns.__getitem__, order))
-    jumps = map(_PFN_GAP.__lt__, map(operator.sub, islice(by_pfn, 1, None), by_pfn))
-    cuts = [0, *compress(range(1, len(by_pfn)), jumps), len(by_pfn)]
-    got: list[int] = []
-    for i, j in zip(cuts, islice(cuts, 1, None)):
-        lo, span = by_pfn[i], by_pfn[j - 1] - by_pfn[i] + 1
-        vals = array.array("Q", os.pread(kpc, 8 * span, 8 * lo))
+    small folios: a read per page would cost a syscall each; the reads are
+    most of the time, a C-loop variant was slower on short stretches)."""
+    memcgs = _no_memcgs(len(pfns))
+    order = sorted(compress(range(len(pfns)), pfns), key=pfns.__getitem__)
+    i, n = 0, len(order)
+    while i < n:
+        lo = prev = pfns[order[i]]
+        j = i + 1
+        while j < n and pfns[order[j]] - prev <= _PFN_GAP:
+            prev = pfns[order[j]]
+            j += 1
+        vals = array.array("Q", os.pread(kpc, 8 * (prev - lo + 1), 8 * lo))
         if sys.byteorder != "little":
             vals.byteswap()
-        if len(vals) < span:            # (short read: PFNs past the end)
-            vals.extend(repeat(NO_MEMCG, span - len(vals)))
-        got += map(vals.__getitem__, map(lo.__rsub__, by_pfn[i:j]))
-    by_page = dict(zip(order, got))
-    return array.array("Q", map(by_page.get, range(n), repeat(NO_MEMCG)))
+        for p in order[i:j]:
+            k = pfns[p] - lo
+            memcgs[p] = vals[k] if k < len(vals) else NO_MEMCG
+        i = j
+    return memcgs
 
 
 # ---------------------------------------------------------------- not perturbing
