@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import click
@@ -363,7 +364,8 @@ def _doctor_leftovers(rep) -> None:
 def demo(no_ui, as_json, no_bpf, hold):
     """Run erofs-top on a built-in workload: two small EROFS images (a "minor
     version" pair) mounted file-backed, readers in two cgroups
-    `ctr-a` and `ctr-b` reading every file.  The library and binary are the same
+    `ctr-a` and `ctr-b` reading every file, and again every 5 s while it runs
+    (pages the kernel evicted come back).  The library and binary are the same
     bytes in both images, so they show up as duplicate.  Everything the demo
     made (mounts, loop device, cgroups, images) is removed on exit or Ctrl-C."""
     from . import workload
@@ -381,12 +383,16 @@ def demo(no_ui, as_json, no_bpf, hold):
     # cleanup below (erofs_top/signals.py); a second one is absorbed meanwhile
     col = None
     stack = None
+    readers, stop_reading = None, threading.Event()
     try:
         stack = workload.Stack(prefix=f"erofs-top-demo-{os.getpid()}-")
         try:
             col = _open(no_bpf)
             scen = workload.DemoScenario(stack)
             scen.read_all()
+            # the containers keep using their files while it runs (pages the
+            # host evicts come back), as a running service does
+            readers = scen.keep_reading(stop_reading)
             if ui:
                 from .tui.app import run_app
                 run_app(col, title="erofs-top demo")
@@ -395,6 +401,9 @@ def demo(no_ui, as_json, no_bpf, hold):
                 emit(col.refresh(), as_json)
         finally:
             with POLICY.cleanup():
+                stop_reading.set()
+                if readers:
+                    readers.join()      # (a read in flight ends before the mounts go)
                 if col:
                     col.close()
                 stack.close()

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -311,6 +312,22 @@ class DemoScenario:
         for ctr, mnt in ((self.ctr_a, self.mount_a), (self.ctr_b, self.mount_b)):
             for rel in DEMO_FILES:
                 read_file(mnt.path(rel), ctr)
+
+    def keep_reading(self, stop: threading.Event, every_s: float = 5.0) -> threading.Thread:
+        """A thread that reads every file again each ``every_s`` until
+        ``stop`` is set, as running services keep using their files: pages
+        the kernel evicted meanwhile come back, charged to the same
+        container (a cached page is not read again).  Join it before the
+        mounts go."""
+        def loop():
+            while not stop.wait(every_s):
+                try:
+                    self.read_all()
+                except (OSError, subprocess.CalledProcessError):
+                    return      # (the demo is being torn down)
+        t = threading.Thread(target=loop, name="demo-readers", daemon=True)
+        t.start()
+        return t
 
 
 # ---------------------------------------------------------------- leftovers

@@ -147,3 +147,33 @@ def test_owners_since_names_a_page_read_again_at_the_same_pfn(stack, cgroup_pref
     owners = fresh.owners()
     assert [owners[p] for p in range(256)] == [_memcg_ino(a)] * 128 + [_memcg_ino(b)] * 128
     assert pagecache.page_owners_since(str(path), before).owners() == fresh.owners()
+
+
+def test_demo_readers_bring_evicted_pages_back_to_their_container(stack, cgroup_prefix):
+    """The demo's containers keep using their files (DemoScenario.keep_reading):
+    a file's pages the kernel evicted come back, charged to the container
+    that reads it, and the readers stop when told."""
+    import threading
+    import time
+    from erofs_top.workload import DEMO_FILES, DemoScenario, drop_file_cache
+    scen = DemoScenario(stack, cgroup_prefix)
+    scen.read_all()
+    lib = scen.mount_a.path("usr/lib/libdemo.so.1")
+    pages = DEMO_FILES["usr/lib/libdemo.so.1"] // PS
+    assert pagecache.file_resident_pages(lib) == pages
+    stop = threading.Event()
+    readers = scen.keep_reading(stop, every_s=0.2)
+    try:
+        drop_file_cache(lib)
+        assert pagecache.file_resident_pages(lib) < pages
+        for _ in range(100):
+            if pagecache.file_resident_pages(lib) == pages:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the demo's readers did not read the evicted library again in 10 s")
+        assert set(pagecache.page_owners(lib).values()) == {_memcg_ino(scen.ctr_a)}
+    finally:
+        stop.set()
+        readers.join(30)
+    assert not readers.is_alive()
