@@ -196,10 +196,17 @@ def mapped_pages(pm) -> Iterable[int]:
 def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
     """The copy whose image the shared inode would read through: the one with
     the most of its image pages already charged to its readers."""
+    counted: dict[tuple, int] = {}      # (image, page map) -> held (mounts of one image)
+
     def held(m: Copy) -> int:
-        pages = owned.get(m.image, {}) if m.image else {}
-        rd = readers.get(m.image, ())
-        return sum(1 for p in mapped_pages(m.page_map or {}) if pages.get(p) in rd)
+        key = (m.image, id(m.page_map))
+        n = counted.get(key)
+        if n is None:
+            pages = owned.get(m.image, {}) if m.image else {}
+            rd = readers.get(m.image, ())
+            n = counted[key] = sum(1 for p in mapped_pages(m.page_map or {})
+                                   if pages.get(p) in rd)
+        return n
     # the first of those with the most (an index, not members.index: that
     # compares copies field by field, O(copies^2) per group)
     return members[max(range(len(members)), key=lambda i: (held(members[i]), -i))]
@@ -232,35 +239,87 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
     by_image: dict[tuple, set[int]] = defaultdict(set)
     for m in mapped:
         by_image[m.image] |= _file_holders(m)
-    # per copy what the walk reads of it, looked up once (not per file page)
-    mine_of = {img: cgs & readers.get(img, set()) for img, cgs in by_image.items()}
-    rows = [(m, m.page_map, owned.get(m.image, {}), mine_of[m.image]) for m in mapped]
-    for fpage in set().union(*(m.page_map.keys() for m in mapped)):
+    classes = _same_map_classes(mapped, owned, by_image, readers)
+    keeper_class = next(c for c in classes if any(m is keeper for m in c.copies))
+    for fpage in set().union(*(c.page_map.keys() for c in classes)):
         holders, read_through = [], False
-        for m, pm, pages, mine in rows:
-            ps = pm.get(fpage, ())
+        for c in classes:
+            ps = c.page_map.get(fpage, ())
             if resident:
-                hit = [p for p in ps if pages.get(p) in mine]
+                hit = [p for p in ps if c.owned.get(p) in c.mine]
             else:
-                hit = [p for p in ps if p not in pages]
+                hit = [p for p in ps if p not in c.owned]
                 read_through |= len(hit) < len(ps)
             if hit:
-                holders.append((m, hit, pages))
+                holders.append((c, hit))
             else:
-                kept[m.image].update(ps)
-        if not holders:
-            continue
-        # one holder keeps its copy, unless (realized) another image already served it
-        keep = None if read_through else next((h for h in holders if h[0] is keeper), holders[0])
-        for m, hit, pages in holders:
-            if keep is not None and m is keep[0]:
-                kept[m.image].update(hit)
-                continue
-            mine = cand[m.image]
-            dev = m.key[0]
-            for p in hit:
-                mine[p] = (pages.get(p, 0), dev)
+                kept[c.image].update(ps)
+        if holders:
+            _hold(holders, None if read_through else keeper_class, cand, kept)
     return cand, kept
+
+
+class _MapClass:
+    """The copies of one group that read one page map through one image
+    (mounts of the same image: every container of an image its own mount):
+    what one file page gives one of them, it gives each; ``rows``: their
+    indexes in the group's order."""
+    __slots__ = ("image", "page_map", "owned", "mine", "rows", "copies")
+
+    def __init__(self, image, page_map, owned, mine):
+        self.image, self.page_map, self.owned, self.mine = image, page_map, owned, mine
+        self.rows: list[int] = []
+        self.copies: list[Copy] = []
+
+
+def _same_map_classes(mapped: list[Copy], owned, by_image, readers) -> list[_MapClass]:
+    """The copies grouped by (image, page map), in the order of their first
+    copy; each with what the walk reads of its image, looked up once."""
+    mine_of = {img: cgs & readers.get(img, set()) for img, cgs in by_image.items()}
+    classes: dict[tuple, _MapClass] = {}
+    for i, m in enumerate(mapped):
+        key = (m.image, id(m.page_map))
+        c = classes.get(key)
+        if c is None:
+            c = classes[key] = _MapClass(m.image, m.page_map, owned.get(m.image, {}),
+                                         mine_of[m.image])
+        c.rows.append(i)
+        c.copies.append(m)
+    return list(classes.values())
+
+
+def _hold(holders: list[tuple[_MapClass, list[int]]], keeper: _MapClass | None,
+          cand: dict, kept: dict) -> None:
+    """One file page's holders (classes in order, the pages each holds):
+    one copy keeps its pages (the keeper if it holds them, else the first
+    holder; none when ``keeper`` is None: another image already served
+    them), every other holding copy's pages are candidates, each page
+    naming the dev of the last copy (in group order) that gave it up, as
+    one copy at a time would leave it.  ``keeper``: the keeper's class."""
+    keep_class = None
+    if keeper is not None:      # (classes are in the order of their first copy)
+        keep_class = next((c for c, _ in holders if c is keeper), holders[0][0])
+    gives: list[tuple[int, int, _MapClass, list[int], int]] = []   # (first, last, class, hit, dev)
+    for c, hit in holders:
+        # the copies that give up: all but keep, which is its class's first
+        # (a class's copies hold alike; the keeper is the first of the most)
+        rows, lo = c.rows, 0
+        if c is keep_class:
+            kept[c.image].update(hit)
+            lo = 1
+        if lo < len(rows):
+            gives.append((rows[lo], rows[-1], c, hit, c.copies[-1].key[0]))
+    if len(gives) > 1:      # first writes in group order, the last writer's value wins
+        gives.sort(key=lambda g: g[0])
+        for _, _, c, hit, dev in gives:
+            mine = cand[c.image]
+            for p in hit:
+                mine[p] = None
+        gives.sort(key=lambda g: g[1])
+    for _, _, c, hit, dev in gives:
+        mine, owners = cand[c.image], c.owned
+        for p in hit:
+            mine[p] = (owners.get(p, 0), dev)
 
 
 def _file_holders(m: Copy) -> set[int]:
