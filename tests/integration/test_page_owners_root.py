@@ -27,15 +27,20 @@ def _memcg_ino(cg) -> int:
     return os.stat(cg.mem_dir or cg.dir).st_ino
 
 
-def test_page_owners_of_two_readers(stack, cgroup_prefix):
-    path = stack.dir / "two-readers.bin"
+def _cold_file(path, pages: int):
+    """A file of ``pages`` random pages on disk, none of them cached."""
     with open(path, "wb") as f:
-        f.write(os.urandom(700 * PS))
+        f.write(os.urandom(pages * PS))
         f.flush()
         os.fsync(f.fileno())
     fd = os.open(path, os.O_RDONLY)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     os.close(fd)
+    return path
+
+
+def test_page_owners_of_two_readers(stack, cgroup_prefix):
+    path = _cold_file(stack.dir / "two-readers.bin", 700)
     assert pagecache.file_resident_pages(str(path)) == 0
     a, b = (stack.cgroup(f"{cgroup_prefix}/{n}") for n in "ab")
     runs = {a: [(0, 200), (400, 450), (699, 700)], b: [(250, 350), (500, 600)]}
@@ -128,14 +133,7 @@ def test_owners_since_names_a_page_read_again_at_the_same_pfn(stack, cgroup_pref
     """A page evicted and read again by another cgroup can get the same PFN
     back: page_owners_since must still name its new owner (a PFN that did
     not move is no proof the page was not replaced)."""
-    path = stack.dir / "same-pfn.bin"
-    with open(path, "wb") as f:
-        f.write(os.urandom(256 * PS))
-        f.flush()
-        os.fsync(f.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
+    path = _cold_file(stack.dir / "same-pfn.bin", 256)
     a, b = (stack.cgroup(f"{cgroup_prefix}/{n}") for n in "ab")
     a.run([sys.executable, "-S", "-c", _READ, str(path), "0-256"])
     before = pagecache.page_owners_since(str(path), None)
