@@ -1289,6 +1289,8 @@ def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResol
             continue
         if not e.content_key.startswith("sha256:") or e.mount is None:
             return False
+        if several:
+            continue            # (the other members: their keys checked only)
         file = (e.mount.image_id, e.ino)
         if first is None:
             first = file

@@ -193,23 +193,11 @@ def mapped_pages(pm) -> Iterable[int]:
     return run() if run is not None else chain.from_iterable(pm.values())
 
 
-def _keeper(members: list[Copy], owned: dict[tuple, dict[int, int]], readers) -> Copy:
-    """The copy whose image the shared inode would read through: the one with
-    the most of its image pages already charged to its readers."""
-    counted: dict[tuple, int] = {}      # (image, page map) -> held (mounts of one image)
-
-    def held(m: Copy) -> int:
-        key = (m.image, id(m.page_map))
-        n = counted.get(key)
-        if n is None:
-            pages = owned.get(m.image, {}) if m.image else {}
-            rd = readers.get(m.image, ())
-            n = counted[key] = sum(1 for p in mapped_pages(m.page_map or {})
-                                   if pages.get(p) in rd)
-        return n
-    # the first of those with the most (an index, not members.index: that
-    # compares copies field by field, O(copies^2) per group)
-    return members[max(range(len(members)), key=lambda i: (held(members[i]), -i))]
+def _held(image, page_map, owned, readers) -> int:
+    """How many of a copy's image pages are charged to the image's readers."""
+    pages = owned.get(image, {}) if image else {}
+    rd = readers.get(image, ())
+    return sum(1 for p in mapped_pages(page_map or {}) if pages.get(p) in rd)
 
 
 def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
@@ -231,7 +219,6 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
         for m in mapped:
             kept[m.image].update(mapped_pages(m.page_map))
         return cand, kept
-    keeper = _keeper(mapped, owned, readers)
     # a cache page this content pulled in through an image is charged to a
     # cgroup holding pages of a copy read through that image: pages charged
     # to anyone else (the image's writer, a reader of other files only) stay
@@ -240,7 +227,10 @@ def image_candidates(members: list[Copy], owned: dict[tuple, dict[int, int]],
     for m in mapped:
         by_image[m.image] |= _file_holders(m)
     classes = _same_map_classes(mapped, owned, by_image, readers)
-    keeper_class = next(c for c in classes if any(m is keeper for m in c.copies))
+    # the keeper, whose image the shared inode would read through: the copy
+    # with the most of its image pages charged to the image's readers, the
+    # first of those (a class's copies hold alike: its first copy)
+    keeper_class = max(classes, key=lambda c: _held(c.image, c.page_map, owned, readers))
     for fpage in set().union(*(c.page_map.keys() for c in classes)):
         holders, read_through = [], False
         for c in classes:

@@ -14,7 +14,7 @@ from collections import defaultdict
 import pytest
 
 from erofs_top.resolve.superblock import RunPageMap
-from erofs_top.savings import Copy, _file_holders, _keeper, image_candidates, mapped_pages
+from erofs_top.savings import Copy, _file_holders, image_candidates, mapped_pages
 
 
 def _reference_image_candidates(members, owned, readers, *, resident):
@@ -28,7 +28,10 @@ def _reference_image_candidates(members, owned, readers, *, resident):
         for m in mapped:
             kept[m.image].update(mapped_pages(m.page_map))
         return cand, kept
-    keeper = _keeper(mapped, owned, readers)
+    def held(m):
+        pages, rd = owned.get(m.image, {}), readers.get(m.image, ())
+        return sum(1 for p in mapped_pages(m.page_map) if pages.get(p) in rd)
+    keeper = mapped[max(range(len(mapped)), key=lambda i: (held(mapped[i]), -i))]
     by_image = defaultdict(set)
     for m in mapped:
         by_image[m.image] |= _file_holders(m)
