@@ -322,9 +322,11 @@ def _page_deps(copies: list[Copy]) -> dict[tuple, set[int]]:
     """cache -> the pages of it the copies' page maps name (image files and
     compressed caches: image_candidates reads ``owned`` there only)."""
     deps: dict[tuple, set[int]] = {}
+    seen: set[tuple] = set()    # (mounts of one image share the image's page map)
     for c in copies:
         for key, pm in ((c.image, c.page_map), c.managed or (None, None)):
-            if key and pm:
+            if key and pm and (key, id(pm)) not in seen:
+                seen.add((key, id(pm)))
                 deps.setdefault(key, set()).update(mapped_pages(pm))
     return deps
 
