@@ -323,7 +323,7 @@ class DemoScenario:
             while not stop.wait(every_s):
                 try:
                     self.read_all()
-                except (OSError, subprocess.CalledProcessError):
+                except (OSError, subprocess.SubprocessError):
                     return      # (the demo is being torn down)
         t = threading.Thread(target=loop, name="demo-readers", daemon=True)
         t.start()
