@@ -11,6 +11,7 @@ import time
 import pytest
 
 from erofs_top.workload import build_image, make_tree
+from procs import bpf_prog_fds
 
 pytestmark = pytest.mark.root
 CLI = [sys.executable, "-m", "erofs_top.cli"]
@@ -80,9 +81,7 @@ def test_ctrl_c_detaches_and_exits_130(stack):
     # wait until the probes are attached (the program shows up in its fdinfo)
     deadline = time.time() + 60
     while time.time() < deadline:
-        fds = os.listdir(f"/proc/{p.pid}/fd") if p.poll() is None else []
-        if any(os.readlink(f"/proc/{p.pid}/fd/{fd}") == "anon_inode:bpf-prog"
-               for fd in fds if os.path.exists(f"/proc/{p.pid}/fd/{fd}")):
+        if p.poll() is None and bpf_prog_fds(p.pid):
             break
         time.sleep(0.2)
     else:

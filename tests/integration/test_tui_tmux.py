@@ -24,6 +24,7 @@ import uuid
 import pytest
 
 from erofs_top import workload
+from procs import bpf_prog_fds
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -176,17 +177,6 @@ def child_pids(pid: int) -> list[int]:
         with open(f"/proc/{pid}/task/{task}/children") as f:
             out += [int(c) for c in f.read().split()]
     return out
-
-
-def bpf_prog_fds(pid: int) -> int:
-    """How many BPF programs the process holds open (fds)."""
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            count += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:bpf-prog"
-        except OSError:         # closed meanwhile
-            pass
-    return count
 
 
 def test_files_view_shows_elf_build_id_and_sections_of_a_real_image(stack, cgroup_prefix):
