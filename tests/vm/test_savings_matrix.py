@@ -19,6 +19,7 @@ offers one no cell builds, or stops offering one a cell builds.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
@@ -28,7 +29,7 @@ import random
 
 import pytest
 
-from erofs_top import workload
+from erofs_top import pagecache
 
 from . import labkit as lk
 from .conftest import FINGERPRINT_XATTR, REPORT
@@ -217,29 +218,51 @@ def _run(collector, images: list[tuple[str, bool]], opts: str, plan, cold: bool)
                 lk.read_file(img)
         memory = {k: lk.meminfo_kib(k) for k in ("MemAvailable", "MemFree")}
         before = collector.refresh().totals.resident_bytes  # 0 on a cold cell's fresh mounts
+        after_read = []     # when a charge moves, these say whether erofs-top's refresh moved it
         for cg, (idx, fn) in zip(cgs, plan):
             cg.run(fn, mnts[idx])
+            after_read.append(cg.file_bytes())
+        before_refresh = [cg.file_bytes() for cg in cgs]
         model = collector.refresh()
         stats = [lk.memcg_stats(cg.path_abs) for cg in cgs]
+        owned = _pages_by_memcg(mnts, [img for img, _ in images])
     # pgsteal: pages reclaim took from the readers (memory pressure in the
     # guest), which erofs-top's own drops (fadvise) never count as
     return {"charged": sum(st["file"] for st in stats), "totals": model.totals,
             "warnings": model.health.warnings,
             "reclaimed_pages": sum(st["pgsteal"] for st in stats),
-            "readers": _readers_seen(model, cgs, stats),
+            "readers": _readers_seen(model, cgs, stats, after_read, before_refresh, owned),
             "drop_caches runs, image pages left": drops, "KiB before the readers": memory,
             "erofs-top resident bytes before the readers": before}
 
 
-def _readers_seen(model, cgs, stats) -> list[dict]:
+def _pages_by_memcg(mnts: list[str], images: list[str]) -> collections.Counter:
+    """memcg inode -> resident pages of the mounts' files and of the image
+    files, page by page from /proc/kpagecgroup, each page frame once (an
+    inode_share file's pages are its shared inode's, under every mount): the
+    pages themselves, apart from memory.stat's counters, so that a miss says
+    whether pages or counters moved (the compressed-data cache and
+    directories are not in it)."""
+    memcg_of_pfn: dict[int, int] = {}
+    for path in [p for m in mnts for p in _files(m)] + sorted(set(images)):
+        read = pagecache.page_owners_since(path, None)
+        memcg_of_pfn.update((pfn, memcg) for pfn, memcg in zip(read.pfns, read.memcgs) if pfn)
+    return collections.Counter(memcg_of_pfn.values())
+
+
+def _readers_seen(model, cgs, stats, after_read, before_refresh, owned) -> list[dict]:
     """Per reader cgroup: the kernel's charge and reclaim next to what
-    erofs-top attributed to it, so that a miss says which side moved."""
-    root = workload.cgroup2_root()
-    by_path = {c.cgroup: c for c in model.containers}
+    erofs-top attributed to it, so that a miss says which side moved; the
+    charge also right after its own read and before erofs-top's last
+    refresh (a later reader or the refresh moved what changed), and the
+    resident pages of the cell's files the kernel says are its own."""
+    by_id = {c.cgroup_id: c for c in model.containers}
     seen = []
-    for cg, st in zip(cgs, stats):
-        row = by_path.get("/" + os.path.relpath(cg.path_abs, root))
+    for cg, st, read_b, refresh_b in zip(cgs, stats, after_read, before_refresh):
+        row = by_id.get(cg.id)
         seen.append({"memory.stat file": st["file"], "pgsteal": st["pgsteal"],
+                     "file after its read": read_b, "file before the last refresh": refresh_b,
+                     "its pages by kpagecgroup (bytes)": owned[cg.id] * lk.PAGE,
                      "erofs-top resident": row.resident_bytes if row else None,
                      "erofs-top evicted": row.evicted_bytes if row else None})
     return seen
