@@ -1277,7 +1277,9 @@ def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResol
     joined get theirs (O(joined), not a digest look-up per member: a new
     container of an image whose files other images share).  False, nothing
     changed, for any other group: one image file after all (its "img:"
-    key), a member left without a key, a joined file's digest not known."""
+    key), a member left without a key, a joined file's digest not known,
+    or, when members only left, every member left an ELF file
+    (_plain_member)."""
     if len(keys) < 2:
         return False
     ids = set(map(id, joined))
@@ -1298,6 +1300,8 @@ def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResol
             several = True
     if first is None:
         return False
+    if not joined and not _plain_member(keys, entries, content):
+        return False
     made = []
     for e in joined:
         m = e.mount
@@ -1313,6 +1317,18 @@ def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResol
     for e, key in zip(joined, made):
         e.content_key = key
     return True
+
+
+def _plain_member(keys, entries: dict, content: ContentResolver) -> bool:
+    """Whether a member of the size group has no build-id: only then does
+    size_group_keys key every member by its digest (among ELF files alone,
+    one with a build-id no other member has is unique content, keyed by
+    none), so that members that only left keep the others' keys exact."""
+    for k in keys:
+        e = entries[k]
+        if not content.build_id(e.mount, e.ino):
+            return True
+    return False
 
 
 def _key(e: Entry) -> tuple:

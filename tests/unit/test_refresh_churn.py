@@ -49,10 +49,14 @@ class LateContent(StaticContent):
     real resolver).  No page maps: no group has cache page maps (a resolver
     without image_pages / managed_pages / meta_pages)."""
 
-    def __init__(self, late, **kw):
+    def __init__(self, late, build_ids=None, **kw):
         super().__init__(**kw)
         self.late = late
         self.step = 0
+        self.build_ids = build_ids or {}
+
+    def build_id(self, mount, ino):
+        return self.build_ids.get((mount.dev, ino))
 
     def digest(self, mount, ino):
         if self.late.get((mount.dev, ino), 0) > self.step:
@@ -90,7 +94,7 @@ class Node:
             m.inode_share = True
         self.mounts = StaticMounts(list(self.all_mounts))
         self.cgroups = StaticCgroups({cg: f"/pods/c{cg}" for cg in CGROUPS if cg})
-        files, content, late = {}, {}, {}
+        files, content, late, build_ids = {}, {}, {}, {}
         for m in self.all_mounts:
             for ino in range(1, 13):
                 size = (ino % 5 + 1) * 40 * PAGE     # same sizes across mounts
@@ -99,10 +103,15 @@ class Node:
                 files[(m.dev, ino)] = FileInfo(ino, f"{m.mountpoint}/f{ino}", size,
                                                ino != 11, aops)
                 content[(m.dev, ino)] = f"{ino % 7:064x}"    # equal content across images
+                # ELF files in one size group with a file that is not: 12's
+                # build-id is the same in every image, 2's its image's own
+                # (size_group_keys: a unique build-id among ELF peers is unique content)
+                if ino in (2, 12):
+                    build_ids[(m.dev, ino)] = "b12" if ino == 12 else f"b2-{m.image.image_id}"
                 if rng.random() < 0.3:
                     late[(m.dev, ino)] = rng.randrange(1, 12)
-        self.content = (FakePageMapContent if maps else LateContent)(late, files=files,
-                                                                      content=content)
+        self.content = (FakePageMapContent if maps else LateContent)(
+            late, build_ids, files=files, content=content)
         self.chunks: dict[tuple, PageChunk] = {}     # (dev, ino, chunk) -> PageChunk
         self.io: dict[tuple, FileIO] = {}
         self.shared: dict[int, SharedInode] = {}
