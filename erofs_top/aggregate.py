@@ -112,6 +112,12 @@ class Aggregator:
         # groups are small (a size or a content of 1-4 files), kept as a tuple
         # (48-112 B) until they grow (a set: 216 B and up); _add_small
         self.size_keys: dict[int, tuple | set[tuple]] = {}
+        # size -> keys of two members of two image files, left by a
+        # _digest_join that walked the group: while both stay (and did not
+        # join again), the group is still digest-keyed and of several files
+        # (no other path changes a kept member's key or mount), and the next
+        # join need not walk it; dropped whenever the group is keyed another way
+        self.digest_witnesses: dict[int, tuple[tuple, tuple]] = {}
         self.pending_sizes: dict[int, int] = {}         # size -> identities pending
         self.ckey_keys: dict[str, tuple | set[tuple]] = {}
         self.redundant: dict[str, int] = {}             # content key -> redundant pages
@@ -605,16 +611,20 @@ class Aggregator:
             elif e is not None:
                 e.content_key = ""
         rekeyed: set[tuple] = set()
+        witnesses = self.digest_witnesses
         for size, joined in dirty.items():
             keys = self.size_keys.get(size)
             if not keys:
                 self.size_keys.pop(size, None)
                 self.pending_sizes.pop(size, None)
+                witnesses.pop(size, None)
                 continue
             if joined is not None and (_same_image_join(keys, joined, entries)
-                                       or _digest_join(keys, joined, entries, content)):
+                                       or _digest_join(keys, joined, entries, content,
+                                                       witnesses, size)):
                 rekeyed.update(map(_key, joined))
                 continue
+            witnesses.pop(size, None)
             group = [entries[k] for k in keys]
             group.sort(key=ORDER)
             before = [e.content_key for e in group]
@@ -637,6 +647,7 @@ class Aggregator:
         pending."""
         by_size = self.new_sizes
         self.new_sizes = {}
+        self.digest_witnesses = {}
         prefetch = getattr(content, "prefetch_identities", None)    # (real images: in image order)
         if prefetch is not None:
             prefetch(_identity_pairs(by_size))
@@ -1269,37 +1280,29 @@ def _same_image_join(keys, joined: list[Entry], entries: dict) -> bool:
     return True
 
 
-def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResolver) -> bool:
+def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResolver,
+                 witnesses: dict[int, tuple[tuple, tuple]], size: int) -> bool:
     """A size group whose members left keep their "sha256:" keys and whose
     joined members are not ELF files (no build-id): entries.size_group_keys
     then keys every member by its own digest, the same for those left (no
     build-id shortcut: a member without one is in the group), so only the
     joined get theirs (O(joined), not a digest look-up per member: a new
-    container of an image whose files other images share).  False, nothing
-    changed, for any other group: one image file after all (its "img:"
-    key), a member left without a key, a joined file's digest not known,
-    or, when members only left, every member left an ELF file
-    (_plain_member)."""
+    container of an image whose files other images share).  The members
+    left are walked once to check their keys; the walk leaves two of them
+    of two image files in ``witnesses`` (Aggregator.digest_witnesses), and
+    while both stay, the next join walks none.  False, nothing changed, for
+    any other group: one image file after all (its "img:" key), a member
+    left without a key, a joined file's digest not known, or, when members
+    only left, every member left an ELF file (_plain_member)."""
     if len(keys) < 2:
         return False
     ids = set(map(id, joined))
-    first = None
-    several = False
-    for k in keys:
-        e = entries[k]
-        if id(e) in ids:
-            continue
-        if not e.content_key.startswith("sha256:") or e.mount is None:
+    seen = _witnessed(witnesses.get(size), keys, ids, entries)
+    if seen is None:
+        seen = _digest_members(keys, ids, entries)
+        if seen is None:
             return False
-        if several:
-            continue            # (the other members: their keys checked only)
-        file = (e.mount.image_id, e.ino)
-        if first is None:
-            first = file
-        elif file != first:
-            several = True
-    if first is None:
-        return False
+    first, several = seen[0], seen[1]
     if not joined and not _plain_member(keys, entries, content):
         return False
     made = []
@@ -1316,7 +1319,50 @@ def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResol
         return False
     for e, key in zip(joined, made):
         e.content_key = key
+    if len(seen) == 3:
+        witnesses[size] = seen[2]
     return True
+
+
+def _witnessed(pair, keys, ids: set[int], entries: dict) -> tuple | None:
+    """(the first witness's image file, True): both of the group's witnesses
+    still members, neither joined again; else None."""
+    if pair is None:
+        return None
+    a, b = pair
+    if a not in keys or b not in keys:
+        return None
+    ea, eb = entries[a], entries[b]
+    if id(ea) in ids or id(eb) in ids:
+        return None
+    return (ea.mount.image_id, ea.ino), True
+
+
+def _digest_members(keys, ids: set[int], entries: dict) -> tuple | None:
+    """_digest_join's walk of the members left (not in ``ids``): None when
+    one has no "sha256:" key or no mount, or none is left; else (the first
+    one's image file, several files among them, and when several: the keys
+    of a member of the first file and of one of another, the witnesses)."""
+    first = first_key = None
+    for k in keys:
+        e = entries[k]
+        if id(e) in ids:
+            continue
+        if not e.content_key.startswith("sha256:") or e.mount is None:
+            return None
+        file = (e.mount.image_id, e.ino)
+        if first is None:
+            first, first_key = file, k
+        elif file != first:
+            other = k
+            break
+    else:
+        return None if first is None else (first, False)
+    for k in keys:          # (the other members: their keys checked only)
+        e = entries[k]
+        if id(e) not in ids and (not e.content_key.startswith("sha256:") or e.mount is None):
+            return None
+    return first, True, (first_key, other)
 
 
 def _plain_member(keys, entries: dict, content: ContentResolver) -> bool:

@@ -145,7 +145,8 @@ def test_pods_replaced_and_new_readers_refresh_as_from_scratch(stack, cgroup_pre
     image read by a new cgroup).  After each step the kept refresh equals
     aggregate() from scratch, and the paths under test are taken: a copy
     joins the library's digest-keyed size group with its own digest alone
-    (aggregate._digest_join), a re-made group keeps its untouched copies
+    (aggregate._digest_join; after the first, walking none of its members:
+    its witnesses), a re-made group keeps its untouched copies
     (node_savings._kept_copy)."""
     from erofs_top import aggregate as aggregate_mod
     from erofs_top import node_savings
@@ -155,7 +156,7 @@ def test_pods_replaced_and_new_readers_refresh_as_from_scratch(stack, cgroup_pre
     src_b = make_tree(stack.dir / "b", {"lib/libfleet.so": lib, "etc/b.conf": 12 * KiB}, seed=4)
     images = [build_image(src_a, stack.dir / "a.erofs"),
               build_image(src_b, stack.dir / "b.erofs")]
-    taken = {"joins": 0, "kept": 0}
+    taken = {"joins": 0, "kept": 0, "walks": 0}
 
     def counted(name, fn):
         def wrapper(*a):
@@ -166,6 +167,12 @@ def test_pods_replaced_and_new_readers_refresh_as_from_scratch(stack, cgroup_pre
     monkeypatch.setattr(aggregate_mod, "_digest_join",
                         counted("joins", aggregate_mod._digest_join))
     monkeypatch.setattr(node_savings, "_kept_copy", counted("kept", node_savings._kept_copy))
+    walk = aggregate_mod._digest_members
+
+    def walked(*a):
+        taken["walks"] += 1
+        return walk(*a)
+    monkeypatch.setattr(aggregate_mod, "_digest_members", walked)
 
     def start(name, img):
         m = stack.mount(img, name)
@@ -197,6 +204,8 @@ def test_pods_replaced_and_new_readers_refresh_as_from_scratch(stack, cgroup_pre
     finally:
         col.close()
     assert taken["joins"] and taken["kept"], taken
+    # a later join found the group's witnesses and walked none of it
+    assert taken["walks"] < taken["joins"], taken
 
 
 def _check_fresh(col, step):

@@ -305,6 +305,38 @@ def test_incremental_refresh_equals_full_recompute(seed, ops_per_refresh, rechec
             for s in r.shared) * PAGE
 
 
+def test_a_size_group_keyed_another_way_forgets_its_digest_witnesses():
+    """aggregate._digest_join's witnesses (two members of two image files
+    whose stay proves the group digest-keyed) are dropped when the group is
+    keyed by the full path: there, ELF files alone key none with a build-id
+    of its own, and a later join must walk the group again.  Scripted on
+    test_refresh_churn's world: two copies of ELF file 12 (one build-id)
+    become the witnesses when file 7 (no build-id) joins; 7 goes (ELF files
+    alone: the full path); file 2 of image 2 (a build-id of its own) joins,
+    keyed by none; a 7 joins again: every member keyed by its digest, file
+    2 too."""
+    node = Node(random.Random(0), hint=True)
+    node.rng.random = lambda: 0.0       # every read hands over the files changed (no full pass)
+    node.content.late = {}
+    node.chunks.clear()
+    m1, m2, m4, m5 = (node.all_mounts[i] for i in (1, 2, 4, 5))   # (0 and 3: inode_share)
+    others = [(m, ino) for m in node.all_mounts for ino in (1, 3, 4, 5, 8, 9)]   # (other sizes)
+    steps = [[(m1, 12), (m2, 12)] + others, [(m4, 7)], [], [(m2, 2)], [(m5, 7)]]
+    gone = {2: [(m4, 7)]}
+    agg = Aggregator()
+    for step, files in enumerate(steps):
+        for m, ino in gone.get(step, ()):
+            del node.chunks[(m.dev, ino, 0)]
+        for m, ino in files:
+            node.chunks[(m.dev, ino, 0)] = PageChunk(m.dev, ino, 0, {1001: 0xFF}, 0)
+        r = node.readings(float(step))
+        _assert_same(_refresh(agg, node, r, 200),
+                     aggregate(r, node.mounts, node.cgroups, node.content, tier="full",
+                               started_at=0.0, files_cap=200), step)
+    keys = {e.ino: e.content_key for e in agg.entries.values() if e.ino in (2, 7)}
+    assert keys[2].startswith("sha256:") and keys[7].startswith("sha256:"), keys
+
+
 def test_unchanged_readings_reuse_every_entry():
     """No churn: the second refresh rebuilds no entry (what makes it cheap)."""
     node = Node(random.Random(5))
