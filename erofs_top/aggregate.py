@@ -1293,7 +1293,7 @@ def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResol
     while both stay, the next join walks none.  False, nothing changed, for
     any other group: one image file after all (its "img:" key), a member
     left without a key, a joined file's digest not known, or, when members
-    only left, every member left an ELF file (_plain_member)."""
+    only left, one left would now be keyed by none (_keys_stay)."""
     if len(keys) < 2:
         return False
     ids = set(map(id, joined))
@@ -1303,7 +1303,7 @@ def _digest_join(keys, joined: list[Entry], entries: dict, content: ContentResol
         if seen is None:
             return False
     first, several = seen[0], seen[1]
-    if not joined and not _plain_member(keys, entries, content):
+    if not joined and not _keys_stay(keys, entries, content):
         return False
     made = []
     for e in joined:
@@ -1365,16 +1365,19 @@ def _digest_members(keys, ids: set[int], entries: dict) -> tuple | None:
     return first, True, (first_key, other)
 
 
-def _plain_member(keys, entries: dict, content: ContentResolver) -> bool:
-    """Whether a member of the size group has no build-id: only then does
-    size_group_keys key every member by its digest (among ELF files alone,
-    one with a build-id no other member has is unique content, keyed by
-    none), so that members that only left keep the others' keys exact."""
+def _keys_stay(keys, entries: dict, content: ContentResolver) -> bool:
+    """Whether size_group_keys would key every member by its digest after
+    members only left: when one has no ELF build-id, or every build-id is
+    another member's too (among ELF files alone, one whose build-id no
+    other member has is unique content, keyed by none)."""
+    counts: dict[str, int] = {}
     for k in keys:
         e = entries[k]
-        if not content.build_id(e.mount, e.ino):
+        bid = content.build_id(e.mount, e.ino)
+        if not bid:
             return True
-    return False
+        counts[bid] = counts.get(bid, 0) + 1
+    return min(counts.values()) >= 2
 
 
 def _key(e: Entry) -> tuple:
