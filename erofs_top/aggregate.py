@@ -33,7 +33,8 @@ from .attribution import (Accumulators, Contribution, IoSums, OwnerContribution,
                           rank_of)
 from .entries import (DERIVED_CLASS_VALUES, NONE, ORDER, Entry, SharedEntry, _any_chunk_entry,
                       _many_owner_entry, _one_owner_entry, chunk_entry, content_group_keys,
-                      duplicate_group_part, full_group_part, full_image_group, group_chunks,
+                      duplicate_group_part, elf_build_id_counts, full_group_part,
+                      full_image_group, group_chunks,
                       one_image_file, same_input, shared_entry, size_group_keys,
                       usual_group_part)
 from . import large_groups
@@ -1344,7 +1345,8 @@ def _digest_members(keys, ids: set[int], entries: dict) -> tuple | None:
     one's image file, several files among them, and when several: the keys
     of a member of the first file and of one of another, the witnesses)."""
     first = first_key = None
-    for k in keys:
+    members = iter(keys)
+    for k in members:
         e = entries[k]
         if id(e) in ids:
             continue
@@ -1358,7 +1360,7 @@ def _digest_members(keys, ids: set[int], entries: dict) -> tuple | None:
             break
     else:
         return None if first is None else (first, False)
-    for k in keys:          # (the other members: their keys checked only)
+    for k in members:       # (the members after those two: their keys checked only)
         e = entries[k]
         if id(e) not in ids and (not e.content_key.startswith("sha256:") or e.mount is None):
             return None
@@ -1367,17 +1369,11 @@ def _digest_members(keys, ids: set[int], entries: dict) -> tuple | None:
 
 def _keys_stay(keys, entries: dict, content: ContentResolver) -> bool:
     """Whether size_group_keys would key every member by its digest after
-    members only left: when one has no ELF build-id, or every build-id is
-    another member's too (among ELF files alone, one whose build-id no
-    other member has is unique content, keyed by none)."""
-    counts: dict[str, int] = {}
-    for k in keys:
-        e = entries[k]
-        bid = content.build_id(e.mount, e.ino)
-        if not bid:
-            return True
-        counts[bid] = counts.get(bid, 0) + 1
-    return min(counts.values()) >= 2
+    members only left: unless every one is an ELF file and one's build-id
+    is no other member's (entries.elf_build_id_counts, its rule)."""
+    counts = elf_build_id_counts(content.build_id(e.mount, e.ino)
+                                 for e in map(entries.__getitem__, keys))
+    return counts is None or min(counts.values()) >= 2
 
 
 def _key(e: Entry) -> tuple:

@@ -4,7 +4,6 @@ rebuilds only those whose input changed (erofs_top/aggregate.py)."""
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import chain
@@ -411,6 +410,19 @@ def one_image_file(group: list[Entry]) -> tuple[str, int] | None:
     return None
 
 
+def elf_build_id_counts(build_ids) -> dict[str, int] | None:
+    """Each build-id's count when every member of a size group is an ELF
+    file with one: then one counted once is unique content, keyed by none
+    (size_group_keys); None as soon as a member has none (every member is
+    keyed by its digest)."""
+    counts: dict[str, int] = {}
+    for b in build_ids:
+        if not b:
+            return None
+        counts[b] = counts.get(b, 0) + 1
+    return counts
+
+
 def size_group_keys(group: list[Entry], content: ContentResolver) -> tuple[int, str]:
     """content_group_keys(), and the content key every member got when
     they all got the same one ("" otherwise: some member without a key, or
@@ -429,15 +441,11 @@ def size_group_keys(group: list[Entry], content: ContentResolver) -> tuple[int, 
         return 0, key
     # ELF build-ids: a cheap first check; different build-ids are different content
     build_ids = [content.build_id(e.mount, e.ino) if e.mount else None for e in group]
-    counts: dict[str, int] = defaultdict(int)
-    for b in build_ids:
-        if b:
-            counts[b] += 1
-    all_elf = all(build_ids)
+    counts = elf_build_id_counts(build_ids)
     pending = keyed = 0
     keys: dict[str, str] = {}
     for e, b in zip(group, build_ids):
-        if b and counts[b] == 1 and all_elf:
+        if counts is not None and counts[b] == 1:
             continue                    # unique build-id among ELF peers: unique content
         if e.mount is None:
             continue
