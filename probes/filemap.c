@@ -14,7 +14,8 @@
  *
  * Filter, in the kernel: `watched_devs` holds the s_dev (kernel encoding,
  * major<<20|minor) of every EROFS superblock.  erofs_fill_inode adds new ones
- * at mount time; user space removes the ones it saw unmounted.  The image
+ * at mount time; user space removes the ones whose superblock it found dead
+ * (ustat(2)): one unmounted lazily stays watched while it lives.  The image
  * files' own page cache (the double cache of file-backed and loop mounts) is
  * not traced: user space asks cachestat(2) for it at each refresh, so events
  * on the host filesystem cost nothing but the filter.

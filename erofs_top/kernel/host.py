@@ -4,6 +4,8 @@ No bcc import here: doctor must work where bcc is missing.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import platform
 import re
@@ -138,6 +140,32 @@ def bpf_problem() -> tuple[str, str] | None:
     except OSError:
         pass
     return None
+
+
+# ustat(2) by architecture: it finds a superblock by its dev among all the
+# kernel's (user_get_super), in no mount namespace too; generic-table
+# architectures (arm64, riscv) have none
+_USTAT_NR = {"x86_64": 136, "i386": 62, "i686": 62, "ppc64le": 62, "s390x": 62}
+_libc = None
+
+
+def superblock_alive(kdev: int) -> bool | None:
+    """Whether a superblock with kernel dev ``kdev`` (major << 20 | minor)
+    is alive: mounted in any mount namespace, or unmounted lazily and still
+    held (an open file, a process's cwd).  A dead superblock's pages are all
+    gone (generic_shutdown_super evicts every inode).  None: cannot tell
+    (no ustat(2) here, or a seccomp filter refuses it)."""
+    global _libc
+    nr = _USTAT_NR.get(platform.machine())
+    if nr is None:
+        return None
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(64)       # struct ustat: 32 bytes on x86_64
+    dev_t = os.makedev(kdev >> 20, kdev & 0xFFFFF)
+    if _libc.syscall(nr, ctypes.c_uint(dev_t & 0xFFFFFFFF), buf) == 0:
+        return True
+    return False if ctypes.get_errno() == errno.EINVAL else None
 
 
 def kpagecgroup_readable() -> bool:

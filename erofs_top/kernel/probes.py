@@ -188,6 +188,12 @@ class TracepointSource:
         self._reads_since_full = None       # None: the next read is a full one
         self._dirty_overflow = 0
         self.last_read_full = True
+        # devs gone from mountinfo whose superblock still lives (watched on),
+        # and those found dead since the last read (their entries purged)
+        self.detached: set[int] = set()
+        self.dead_devs: set[int] = set()
+        self.purged_entries = 0
+        self.unknown_devs: set[int] = set()     # unwatched, liveness unknown (told once)
 
     # ---------------------------------------------------------- sharing (full tier)
     def _start_sharing(self) -> None:
@@ -197,10 +203,20 @@ class TracepointSource:
     def _sync_mounts(self) -> None:
         """Keep watched_devs current.  The kernel adds new EROFS superblocks
         itself (erofs_fill_inode fires at mount time); user space adds the ones
-        it finds in mountinfo and removes those it saw mounted and now sees
-        gone.  Devs only the kernel knows (mounts in other mount namespaces)
-        stay watched."""
+        it finds in mountinfo.  A dev it saw mounted and now sees gone stays
+        watched while its superblock lives (host.superblock_alive: unmounted
+        lazily and still held, or mounted in another namespace): its pages
+        are still cached, their evictions still to count, and the last come
+        when it dies.  A dead one is unwatched and its entries purged
+        (_purge_dead).  Devs only the kernel knows (mounts in other mount
+        namespaces) stay watched."""
         want = {m.dev for m in self.mounts.mounts()}
+        # (detached devs are watched: among those left; None: cannot tell, unwatched)
+        verdict = {dev: host.superblock_alive(dev) for dev in self.watched - want}
+        self.detached = {dev for dev, alive in verdict.items() if alive}
+        self.dead_devs |= {dev for dev, alive in verdict.items() if alive is False}
+        self.unknown_devs |= {dev for dev, alive in verdict.items() if alive is None}
+        want |= self.detached
         if want == self.watched:
             return
         wd = self.bpf[b"watched_devs"]
@@ -215,6 +231,26 @@ class TracepointSource:
         # after the change: the probes' per-CPU filter caches drop their answers
         gen = self.bpf[b"watched_gen"]
         gen[ct.c_int(GEN_USER)] = ct.c_uint64(gen[ct.c_int(GEN_USER)].value + 1)
+
+    def _purge_dead(self, state: maps.ChunkState) -> set[tuple]:
+        """The chunk entries left on superblocks found dead (dead_devs),
+        deleted from the map and the kept state: their pages are gone, but
+        deletes the probe did not count (the superblock died unwatched, or
+        its last pages went after its dev left the filter) would keep them
+        resident for ever.  Returns the files whose entries went."""
+        dead, self.dead_devs = self.dead_devs, set()
+        if not dead:
+            return set()
+        table, by_file = self.bpf[b"chunks"], state.by_file
+        files = [fk for fk in state.packed if fk[0] in dead]
+        gone = [(fk[0], fk[1], pc.chunk) for fk in files for pc in by_file[fk]]
+        for dev, ino, chunk in gone:
+            try:
+                del table[table.Key(dev, 0, ino, chunk)]
+            except KeyError:
+                pass
+        self.purged_entries += len(gone)
+        return state.patch([], gone) if gone else set()
 
     def _seed(self) -> int:
         """Pages resident before we attached: from ground truth, owners through
@@ -296,6 +332,12 @@ class TracepointSource:
             except Exception as e:
                 r.warnings.append(f"sharing probes unreadable: {e}")
         r.warnings += self.degraded
+        if self.unknown_devs:
+            devs = ", ".join(f"{d >> 20}:{d & 0xFFFFF}" for d in sorted(self.unknown_devs))
+            r.warnings.append(f"unmounted EROFS dev(s) {devs} unwatched: whether their superblock "
+                              f"still lives is unknown here (no ustat(2)), so evictions after "
+                              f"the unmount are not counted")
+            self.unknown_devs = set()
         if self._flusher is not None and self._flusher.left:
             r.warnings.append("io counts of CPU(s) " + ", ".join(map(str, self._flusher.left))
                               + " not flushed from the probe's per-CPU slots: in a later read")
@@ -329,6 +371,7 @@ class TracepointSource:
         if full:
             chunk_pairs, n_chunks = maps.chunk_items(self.bpf[b"chunks"], self._chunk_raw)
             changed = state.update(chunk_pairs)
+            changed |= self._purge_dead(state)      # (before io_state takes held_delta)
             io_pairs, n_io = maps.io_items(self.bpf[b"io"], self._io_raw)
             r.io = io_state.update(io_pairs, state.held_delta)
             self._reads_since_full = 0
@@ -337,6 +380,7 @@ class TracepointSource:
             chunk_keys, io_keys = drained
             found, gone = self._lookup(b"chunks", chunk_keys, maps.CHUNK_KEY, maps.CHUNK_VAL)
             changed = state.patch(found, gone)
+            changed |= self._purge_dead(state)
             io_found, io_gone = self._lookup(b"io", io_keys, maps.IO_KEY, maps.IO_VAL)
             r.io = io_state.patch(io_found + [(k, None) for k in io_gone], state.held_delta)
             n_chunks, n_io = state.n_entries, io_state.n_entries
