@@ -149,23 +149,33 @@ _USTAT_NR = {"x86_64": 136, "i386": 62, "i686": 62, "ppc64le": 62, "s390x": 62}
 _libc = None
 
 
-def superblock_alive(kdev: int) -> bool | None:
-    """Whether a superblock with kernel dev ``kdev`` (major << 20 | minor)
-    is alive: mounted in any mount namespace, or unmounted lazily and still
-    held (an open file, a process's cwd).  A dead superblock's pages are all
-    gone (generic_shutdown_super evicts every inode).  None: cannot tell
-    (no ustat(2) here, or a seccomp filter refuses it)."""
+class _Ustat(ctypes.Structure):
+    _fields_ = [("f_tfree", ctypes.c_int), ("f_tinode", ctypes.c_ulong),
+                ("f_fname", ctypes.c_char * 6), ("f_fpack", ctypes.c_char * 6)]
+
+
+def erofs_superblock_alive(kdev: int) -> bool | None:
+    """Whether an EROFS superblock with kernel dev ``kdev`` (major << 20 |
+    minor) is alive: mounted in any mount namespace, or unmounted lazily
+    and still held (an open file, a process's cwd).  A dead superblock's
+    pages are all gone (generic_shutdown_super evicts every inode).
+    ustat(2) finds the superblock with that dev; it is EROFS's by its
+    statfs (erofs_statfs since 4.19: no free block, f_ffree = ULLONG_MAX -
+    inodes), so an anonymous dev taken again by another filesystem (tmpfs,
+    overlay) reads as dead.  None: cannot tell (no ustat(2) here, or a
+    seccomp filter refuses it)."""
     global _libc
     nr = _USTAT_NR.get(platform.machine())
     if nr is None:
         return None
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(64)       # struct ustat: 32 bytes on x86_64
+    out = _Ustat()
     dev_t = os.makedev(kdev >> 20, kdev & 0xFFFFF)
-    if _libc.syscall(nr, ctypes.c_uint(dev_t & 0xFFFFFFFF), buf) == 0:
-        return True
-    return False if ctypes.get_errno() == errno.EINVAL else None
+    if _libc.syscall(nr, ctypes.c_uint(dev_t & 0xFFFFFFFF), ctypes.byref(out)) != 0:
+        return False if ctypes.get_errno() == errno.EINVAL else None
+    high_bit = 1 << (8 * ctypes.sizeof(ctypes.c_ulong) - 1)
+    return out.f_tfree == 0 and out.f_tinode >= high_bit
 
 
 def kpagecgroup_readable() -> bool:

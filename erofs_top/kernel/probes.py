@@ -204,7 +204,7 @@ class TracepointSource:
         """Keep watched_devs current.  The kernel adds new EROFS superblocks
         itself (erofs_fill_inode fires at mount time); user space adds the ones
         it finds in mountinfo.  A dev it saw mounted and now sees gone stays
-        watched while its superblock lives (host.superblock_alive: unmounted
+        watched while its superblock lives (host.erofs_superblock_alive: unmounted
         lazily and still held, or mounted in another namespace): its pages
         are still cached, their evictions still to count, and the last come
         when it dies.  A dead one is unwatched and its entries purged
@@ -212,7 +212,7 @@ class TracepointSource:
         namespaces) stay watched."""
         want = {m.dev for m in self.mounts.mounts()}
         # (detached devs are watched: among those left; None: cannot tell, unwatched)
-        verdict = {dev: host.superblock_alive(dev) for dev in self.watched - want}
+        verdict = {dev: host.erofs_superblock_alive(dev) for dev in self.watched - want}
         self.detached = {dev for dev, alive in verdict.items() if alive}
         self.dead_devs |= {dev for dev, alive in verdict.items() if alive is False}
         self.unknown_devs |= {dev for dev, alive in verdict.items() if alive is None}

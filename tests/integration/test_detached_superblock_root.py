@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import os
+import subprocess
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_a_detached_superblock_stays_watched_until_it_dies(stack):
         files = set(want)
         assert _pages_on(col, dev, files) == want
         _umount_lazily(str(stack.dir / "mnt" / "lazy"))
-        assert host.superblock_alive(dev) is True
+        assert host.erofs_superblock_alive(dev) is True
         # unmounted, alive: its pages are still cached (the kernel's own count
         # through the open file) and still erofs-top's
         assert os.path.exists(f"/proc/self/fd/{fd}")
@@ -78,7 +79,7 @@ def test_a_detached_superblock_stays_watched_until_it_dies(stack):
         # its death evicts the rest, and nothing stays resident on its dev
         os.close(fd)
         fd = -1
-        assert host.superblock_alive(dev) is False
+        assert host.erofs_superblock_alive(dev) is False
         assert _pages_on(col, dev) == {}
         assert col.source.purged_entries == 0       # every eviction was seen
         assert dev not in col.source.watched
@@ -104,11 +105,58 @@ def test_entries_of_a_superblock_that_died_unseen_are_purged(stack):
         gen[ct.c_int(1)] = ct.c_uint64(gen[ct.c_int(1)].value + 1)    # GEN_USER
         os.close(fd)
         fd = -1
-        assert host.superblock_alive(dev) is False
+        assert host.erofs_superblock_alive(dev) is False
         assert _pages_on(col, dev) == {}
         assert src.purged_entries > 0
         assert not any(k.dev == dev for k in src.bpf[b"chunks"].keys())
     finally:
         if fd >= 0:
             os.close(fd)
+        col.close()
+
+
+def _take_dev(stack, dev: int) -> str:
+    """A tmpfs mounted on the anonymous dev a dead superblock left (the
+    kernel hands out the lowest free one: mount until one gets it; the
+    others are unmounted).  Returns its mount point."""
+    tries = []
+    try:
+        for i in range(64):
+            mp = stack.dir / f"tmpfs{i}"
+            mp.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mp)], check=True)
+            st = os.stat(mp)
+            if (os.major(st.st_dev) << 20 | os.minor(st.st_dev)) == dev:
+                return str(mp)
+            tries.append(mp)
+        raise AssertionError(f"no tmpfs got dev {dev >> 20}:{dev & 0xFFFFF} in 64 mounts")
+    finally:
+        for mp in tries:
+            subprocess.run(["umount", str(mp)], check=True)
+
+
+def test_a_dev_another_filesystem_takes_again_is_not_watched_as_erofs(stack):
+    col = _collector()
+    fd, taken = -1, None
+    try:
+        dev, fd, inos = _detached(stack, "reused")
+        assert _pages_on(col, dev, set(inos.values()))
+        _umount_lazily(str(stack.dir / "mnt" / "reused"))
+        assert _pages_on(col, dev, set(inos.values()))
+        assert dev in col.source.watched            # detached, alive: watched on
+        os.close(fd)
+        fd = -1
+        taken = _take_dev(stack, dev)               # before erofs-top's next read
+        assert host.erofs_superblock_alive(dev) is False
+        assert _pages_on(col, dev) == {}
+        assert dev not in col.source.watched
+        # the tmpfs's own page cache on that dev is not traced as EROFS pages
+        with open(f"{taken}/x.bin", "wb") as f:
+            f.write(os.urandom(256 * KiB))
+        assert _pages_on(col, dev) == {}
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if taken:
+            subprocess.run(["umount", taken], check=False)
         col.close()
