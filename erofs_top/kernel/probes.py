@@ -201,28 +201,33 @@ class TracepointSource:
 
     # ---------------------------------------------------------- filters
     def _sync_mounts(self) -> None:
-        """Keep watched_devs current.  The kernel adds new EROFS superblocks
-        itself (erofs_fill_inode fires at mount time); user space adds the ones
-        it finds in mountinfo.  A dev it saw mounted and now sees gone stays
-        watched while its superblock lives (host.erofs_superblock_alive: unmounted
-        lazily and still held, or mounted in another namespace): its pages
-        are still cached, their evictions still to count, and the last come
-        when it dies.  A dead one is unwatched and its entries purged
-        (_purge_dead).  Devs only the kernel knows (mounts in other mount
-        namespaces) stay watched."""
+        """Keep watched_devs current: a dev is watched while an EROFS
+        superblock with that dev lives.  The kernel adds new EROFS superblocks
+        itself (erofs_fill_inode fires at mount time); user space adds the
+        ones it finds in mountinfo.  Any other watched dev is asked of
+        host.erofs_superblock_alive: one unmounted lazily and still held, or
+        mounted in another namespace, stays (its pages are still cached,
+        their evictions still to count, the last ones when it dies); a dead
+        one, or one another filesystem took again, is unwatched and its
+        entries purged (_purge_dead).  Where that cannot be told, a dev user
+        space saw mounted is unwatched when it leaves mountinfo (a warning
+        says so) and one only the kernel added stays."""
         want = {m.dev for m in self.mounts.mounts()}
-        # (detached devs are watched: among those left; None: cannot tell, unwatched)
-        verdict = {dev: host.erofs_superblock_alive(dev) for dev in self.watched - want}
-        self.detached = {dev for dev, alive in verdict.items() if alive}
-        self.dead_devs |= {dev for dev, alive in verdict.items() if alive is False}
-        self.unknown_devs |= {dev for dev, alive in verdict.items() if alive is None}
-        want |= self.detached
-        if want == self.watched:
-            return
         wd = self.bpf[b"watched_devs"]
+        verdict = {dev: host.erofs_superblock_alive(dev)
+                   for dev in ({k.value for k in wd.keys()} | self.watched) - want}
+        dead = {dev for dev, alive in verdict.items() if alive is False}
+        self.dead_devs |= dead
+        left = self.watched - want
+        self.detached = {dev for dev in left if verdict.get(dev)}
+        self.unknown_devs |= {dev for dev in left if verdict.get(dev, False) is None}
+        want |= self.detached
+        drop = (self.watched - want) | dead
+        if want == self.watched and not drop:
+            return
         for dev in want - self.watched:
             wd[ct.c_uint32(dev)] = ct.c_uint64(KIND_EROFS)
-        for dev in self.watched - want:
+        for dev in drop:
             try:
                 del wd[ct.c_uint32(dev)]
             except KeyError:
