@@ -178,6 +178,98 @@ def erofs_superblock_alive(kdev: int) -> bool | None:
     return out.f_tfree == 0 and out.f_tinode >= high_bit
 
 
+def erofs_sysfs_names(root: str = "/sys/fs/erofs") -> list[str] | None:
+    """The names under /sys/fs/erofs: one per live EROFS superblock
+    (erofs_register_sysfs at fill_super, gone at its death), mounted or
+    not; None where there is no such directory (kernels before 5.14, no
+    sysfs in this mount namespace)."""
+    try:
+        return [n for n in os.listdir(root) if n != "features"]
+    except OSError:
+        return None
+
+
+_DEV_NAME = re.compile(r"(\d+):(\d+)")
+
+
+def sysfs_name_dev(name: str, block_root: str = "/sys/class/block") -> int | None:
+    """The kernel dev (major << 20 | minor) a /sys/fs/erofs name gives: a
+    block device's name (loop and disk mounts: its dev file), or a dev
+    "major:minor" itself (file-backed mounts on 7.x).  None for a name that
+    names no dev (file-backed on 6.x: the private bdi's "erofs-N";
+    fscache: the fsid, "domain_id,fsid")."""
+    m = _DEV_NAME.fullmatch(name)
+    if m is None and "/" not in name and name not in (".", ".."):
+        try:
+            with open(os.path.join(block_root, name, "dev")) as f:
+                m = _DEV_NAME.fullmatch(f.read().strip())
+        except OSError:
+            return None
+    return None if m is None else int(m[1]) << 20 | int(m[2])
+
+
+def superblocks_alive_by_sysfs(devs, mounted: set[int], name_devs: list[int | None]
+                               ) -> dict[int, bool | None]:
+    """Whether an EROFS superblock with each dev of ``devs`` lives, told from
+    /sys/fs/erofs where ustat(2) is missing (arm64, riscv).  ``name_devs``:
+    the dev of each name there (sysfs_name_dev; None: the name gives none),
+    ``mounted``: the EROFS devs in the mountinfo erofs-top reads.  A dev a
+    name gives is alive.  Names that give none are counted: when the mounted
+    devs no name gives account for all of them, no other superblock lives,
+    so every other dev is dead.  Otherwise (a superblock detached and still
+    held, or mounted where erofs-top does not look; or a mount made or gone
+    between the two reads) a dev no name gives cannot be told: None."""
+    named = {d for d in name_devs if d is not None}
+    unnamed = sum(d is None for d in name_devs)
+    placed = len({d for d in mounted if d not in named})
+    out: dict[int, bool | None] = {}
+    for dev in devs:
+        if dev in named:
+            out[dev] = True
+        else:
+            out[dev] = False if unnamed == placed else None
+    return out
+
+
+class SuperblockLiveness:
+    """erofs_superblock_alive of many devs, where ustat(2) cannot tell
+    (arm64, riscv; a seccomp filter) told from /sys/fs/erofs
+    (superblocks_alive_by_sysfs).  There a dev is dead only when found so
+    at two reads in a row: ``mounted`` may be older than the names (mount
+    namespaces are scanned at most once a second), and a mount that went
+    meanwhile would make a live detached superblock's name look like the
+    gone one's.  A dev that cannot be ruled out is reported alive and put
+    in ``guessed`` (kept watched: once the superblocks that made it
+    uncertain die, it is told).  None: nothing here can tell (no ustat(2),
+    no /sys/fs/erofs)."""
+
+    def __init__(self, ustat=None, sysfs_names=None, name_dev=None):
+        # (passed in by tests; the host's own by default)
+        self.ustat = ustat or erofs_superblock_alive
+        self.sysfs_names = sysfs_names or erofs_sysfs_names
+        self.name_dev = name_dev or sysfs_name_dev
+        self.guessed: set[int] = set()
+        self.dead_once: set[int] = set()
+
+    def __call__(self, devs, mounted: set[int]) -> dict[int, bool | None]:
+        out = {dev: self.ustat(dev) for dev in devs}
+        unknown = [dev for dev, alive in out.items() if alive is None]
+        self.guessed = set()
+        names = self.sysfs_names() if unknown else None
+        if names is None:
+            self.dead_once = set()
+            return out
+        told = superblocks_alive_by_sysfs(unknown, mounted, [self.name_dev(n) for n in names])
+        dead = {dev for dev, alive in told.items() if alive is False}
+        for dev, alive in told.items():
+            if alive is None or (alive is False and dev not in self.dead_once):
+                self.guessed.add(dev)
+                alive = True
+            out[dev] = alive
+        self.dead_once = dead
+        return out
+
+
 def kpagecgroup_readable() -> bool:
     try:
         with open("/proc/kpagecgroup", "rb") as f:

@@ -194,6 +194,8 @@ class TracepointSource:
         self.dead_devs: set[int] = set()
         self.purged_entries = 0
         self.unknown_devs: set[int] = set()     # unwatched, liveness unknown (told once)
+        self.liveness = host.SuperblockLiveness()
+        self.guessed_told: set[int] = set()     # kept watched, liveness uncertain (told once)
 
     # ---------------------------------------------------------- sharing (full tier)
     def _start_sharing(self) -> None:
@@ -209,13 +211,14 @@ class TracepointSource:
         mounted in another namespace, stays (its pages are still cached,
         their evictions still to count, the last ones when it dies); a dead
         one, or one another filesystem took again, is unwatched and its
-        entries purged (_purge_dead).  Where that cannot be told, a dev user
-        space saw mounted is unwatched when it leaves mountinfo (a warning
-        says so) and one only the kernel added stays."""
+        entries purged (_purge_dead).  Without ustat(2) (arm64) /sys/fs/erofs
+        tells (host.SuperblockLiveness; a dev it cannot rule out stays
+        watched until it can).  Where nothing can tell, a dev user space saw
+        mounted is unwatched when it leaves mountinfo (a warning says so)
+        and one only the kernel added stays."""
         want = {m.dev for m in self.mounts.mounts()}
         wd = self.bpf[b"watched_devs"]
-        verdict = {dev: host.erofs_superblock_alive(dev)
-                   for dev in ({k.value for k in wd.keys()} | self.watched) - want}
+        verdict = self.liveness(({k.value for k in wd.keys()} | self.watched) - want, want)
         dead = {dev for dev, alive in verdict.items() if alive is False}
         self.dead_devs |= dead
         left = self.watched - want
@@ -337,12 +340,7 @@ class TracepointSource:
             except Exception as e:
                 r.warnings.append(f"sharing probes unreadable: {e}")
         r.warnings += self.degraded
-        if self.unknown_devs:
-            devs = ", ".join(f"{d >> 20}:{d & 0xFFFFF}" for d in sorted(self.unknown_devs))
-            r.warnings.append(f"unmounted EROFS dev(s) {devs} unwatched: whether their superblock "
-                              f"still lives is unknown here (no ustat(2)), so evictions after "
-                              f"the unmount are not counted")
-            self.unknown_devs = set()
+        self._dev_warnings(r)
         if self._flusher is not None and self._flusher.left:
             r.warnings.append("io counts of CPU(s) " + ", ".join(map(str, self._flusher.left))
                               + " not flushed from the probe's per-CPU slots: in a later read")
@@ -351,6 +349,23 @@ class TracepointSource:
         r.bpf_run_time_ns, r.bpf_run_count = self._prog_stats()
         r.page_cache_bytes = pagecache.meminfo_cached_bytes()
         return r
+
+    def _dev_warnings(self, r: Readings) -> None:
+        """Unmounted devs whose superblock's life cannot be told (each told once)."""
+        if self.unknown_devs:
+            devs = ", ".join(f"{d >> 20}:{d & 0xFFFFF}" for d in sorted(self.unknown_devs))
+            r.warnings.append(f"unmounted EROFS dev(s) {devs} unwatched: whether their superblock "
+                              f"still lives is unknown here (no ustat(2), no /sys/fs/erofs), so "
+                              f"evictions after the unmount are not counted")
+            self.unknown_devs = set()
+        guessed = self.liveness.guessed - self.guessed_told
+        if guessed:
+            devs = ", ".join(f"{d >> 20}:{d & 0xFFFFF}" for d in sorted(guessed))
+            r.warnings.append(f"unmounted EROFS dev(s) {devs} kept watched: no ustat(2) here, and "
+                              f"/sys/fs/erofs cannot tell yet whether their superblock lives "
+                              f"(told once it can)")
+            self.guessed_told |= guessed
+        self.guessed_told &= self.liveness.guessed
 
     def _read_maps(self, r: Readings) -> tuple[int, int]:
         """chunks and io into r (chunks, chunks_by_file, changed_files, io,
