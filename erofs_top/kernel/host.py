@@ -270,6 +270,19 @@ class SuperblockLiveness:
         return out
 
 
+def superblock_liveness_method(sysfs_root: str = "/sys/fs/erofs") -> tuple[bool, str, str]:
+    """(ok, detail, fix) for doctor: how erofs-top tells whether an
+    unmounted EROFS superblock still lives (SuperblockLiveness)."""
+    if erofs_superblock_alive(0xFFFFF) is not None:     # (the last anonymous minor: unused)
+        return True, "ustat(2) finds a detached superblock by its dev", ""
+    if erofs_sysfs_names(sysfs_root) is not None:
+        return True, (f"no ustat(2) on {platform.machine()}: told from {sysfs_root} (a dev it "
+                      f"cannot rule out stays watched until it can)"), ""
+    return False, f"no ustat(2) on {platform.machine()} and no {sysfs_root}", (
+        "a layer unmounted lazily (containerd) is unwatched at its unmount: its later "
+        "evictions are not counted; a kernel with EROFS sysfs (5.14+) mends it")
+
+
 def kpagecgroup_readable() -> bool:
     try:
         with open("/proc/kpagecgroup", "rb") as f:
@@ -435,6 +448,7 @@ def doctor(mounts=None) -> Report:
           "" if full else "the tracepoint tier runs instead; fix the reason above for the full tier")
     cg = cgroup2_mount()
     r.add("cgroup v2", bool(cg), cg or "not mounted", "" if cg else "mount -t cgroup2 none /sys/fs/cgroup")
+    r.add("unmounted superblocks", *superblock_liveness_method())
     kpc = kpagecgroup_readable()
     r.add("kpagecgroup", kpc, "readable" if kpc else "not readable",
           "" if kpc else "run as root; without it seeded pages have unknown owners")

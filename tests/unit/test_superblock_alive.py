@@ -106,3 +106,14 @@ def test_ustat_answers_first_and_nothing_tells_without_it_or_sysfs():
     assert live([1, 2], set()) == {1: True, 2: False} and not asked
     live = host.SuperblockLiveness(ustat=lambda dev: None, sysfs_names=lambda: None)
     assert live([1, 2], set()) == {1: None, 2: None} and live.guessed == set()
+
+
+def test_doctor_says_how_a_detached_superblock_is_told(tmp_path, monkeypatch):
+    ok, detail, fix = host.superblock_liveness_method(str(tmp_path))
+    if platform.machine() == "x86_64":
+        assert ok and "ustat(2)" in detail and not fix
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    ok, detail, fix = host.superblock_liveness_method(str(tmp_path))
+    assert ok and str(tmp_path) in detail and "aarch64" in detail and not fix
+    ok, detail, fix = host.superblock_liveness_method(str(tmp_path / "none"))
+    assert not ok and "unwatched at its unmount" in fix
