@@ -240,7 +240,7 @@ class SuperblockLiveness:
     meanwhile would make a live detached superblock's name look like the
     gone one's.  A dev that cannot be ruled out is reported alive and put
     in ``guessed`` (kept watched: once the superblocks that made it
-    uncertain die, it is told).  None: nothing here can tell (no ustat(2),
+    uncertain die, it is told; a dev found dead once is kept too, silently).  None: nothing here can tell (no ustat(2),
     no /sys/fs/erofs)."""
 
     def __init__(self, ustat=None, sysfs_names=None, name_dev=None):
@@ -262,9 +262,11 @@ class SuperblockLiveness:
         told = superblocks_alive_by_sysfs(unknown, mounted, [self.name_dev(n) for n in names])
         dead = {dev for dev, alive in told.items() if alive is False}
         for dev, alive in told.items():
-            if alive is None or (alive is False and dev not in self.dead_once):
+            if alive is None:
                 self.guessed.add(dev)
                 alive = True
+            elif alive is False and dev not in self.dead_once:
+                alive = True        # (dead at the next read, unless told otherwise then)
             out[dev] = alive
         self.dead_once = dead
         return out
