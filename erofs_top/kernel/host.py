@@ -240,8 +240,8 @@ class SuperblockLiveness:
     meanwhile would make a live detached superblock's name look like the
     gone one's.  A dev that cannot be ruled out is reported alive and put
     in ``guessed`` (kept watched: once the superblocks that made it
-    uncertain die, it is told; a dev found dead once is kept too, silently).  None: nothing here can tell (no ustat(2),
-    no /sys/fs/erofs)."""
+    uncertain die, it is told); a dev found dead once is kept too, silently.
+    None: nothing here can tell (no ustat(2), no /sys/fs/erofs)."""
 
     def __init__(self, ustat=None, sysfs_names=None, name_dev=None):
         # (passed in by tests; the host's own by default)
