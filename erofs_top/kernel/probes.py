@@ -20,6 +20,7 @@ from .probe_files import ProbeFileMissing, probe_file
 from .maps import MAX_OWNERS
 
 KIND_EROFS = 1
+GEN_KERNEL = 0      # probes/filemap.c watched_gen slot erofs_fill_inode bumps
 GEN_USER = 1        # probes/filemap.c watched_gen slot user space bumps
 COUNTERS = ("chunk_update_failures", "io_update_failures", "owner_overflow_pages",
             "big_folio_lost_pages", "delete_untracked_pages", "events_lost", "dirty_overflow")
@@ -196,6 +197,10 @@ class TracepointSource:
         self.unknown_devs: set[int] = set()     # unwatched, liveness unknown (told once)
         self.liveness = host.SuperblockLiveness()
         self.guessed_told: set[int] = set()     # kept watched, liveness uncertain (told once)
+        # watched_devs' keys as last walked, and the kernel's generation then
+        # (the walk is redone only when erofs_fill_inode added a dev since)
+        self.in_filter: set[int] = set()
+        self._kernel_gen: int | None = None
 
     # ---------------------------------------------------------- sharing (full tier)
     def _start_sharing(self) -> None:
@@ -218,7 +223,8 @@ class TracepointSource:
         and one only the kernel added stays."""
         want = {m.dev for m in self.mounts.mounts()}
         wd = self.bpf[b"watched_devs"]
-        verdict = self.liveness(({k.value for k in wd.keys()} | self.watched) - want, want)
+        self._walk_filter()
+        verdict = self.liveness((self.in_filter | self.watched) - want, want)
         dead = {dev for dev, alive in verdict.items() if alive is False}
         self.dead_devs |= dead
         left = self.watched - want
@@ -226,6 +232,7 @@ class TracepointSource:
         self.unknown_devs |= {dev for dev in left if verdict.get(dev, False) is None}
         want |= self.detached
         drop = (self.watched - want) | dead
+        self.in_filter = (self.in_filter | want) - drop
         if want == self.watched and not drop:
             return
         for dev in want - self.watched:
@@ -239,6 +246,17 @@ class TracepointSource:
         # after the change: the probes' per-CPU filter caches drop their answers
         gen = self.bpf[b"watched_gen"]
         gen[ct.c_int(GEN_USER)] = ct.c_uint64(gen[ct.c_int(GEN_USER)].value + 1)
+
+    def _walk_filter(self) -> None:
+        """in_filter: watched_devs' keys, walked again (a syscall per key)
+        only when the kernel's generation moved: erofs_fill_inode adds a
+        dev, then bumps it, so a dev added after the generation is read
+        here is found at the next read; user space's own changes are kept
+        in in_filter as _sync_mounts makes them."""
+        kgen = self.bpf[b"watched_gen"][ct.c_int(GEN_KERNEL)].value
+        if kgen != self._kernel_gen:
+            self._kernel_gen = kgen
+            self.in_filter = {k.value for k in self.bpf[b"watched_devs"].keys()}
 
     def _purge_dead(self, state: maps.ChunkState) -> set[tuple]:
         """The chunk entries left on superblocks found dead (dead_devs),
