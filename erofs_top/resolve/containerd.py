@@ -39,6 +39,8 @@ TASK_DIR = "io.containerd.runtime.v2.task"
 EROFS_SNAPSHOTTER = "io.containerd.snapshotter.v1.erofs"
 MAX_MANIFEST_BYTES = 4 << 20
 RUNTIME_CONTAINERD = "containerd"
+MAX_NAMED = 1 << 16         # names_for's kept answers
+_UNNAMED = object()
 
 _SNAPSHOT_MOUNT = re.compile(r"/io\.containerd\.snapshotter\.v1\.erofs/snapshots/(\d+)/fs/?$")
 _DIGEST = re.compile(r"^(sha256):([0-9a-f]{64})$")
@@ -139,8 +141,14 @@ class Layer:
 
 
 # ---------------------------------------------------------------- parsers (pure)
-def read_tasks(state_dir: str) -> tuple[list[Task], str]:
-    """Bundles of running tasks; (tasks, error or "")."""
+def read_tasks(state_dir: str, kept: dict | None = None) -> tuple[list[Task], str]:
+    """Bundles of running tasks; (tasks, error or "").  ``kept``, given,
+    carries each bundle's Task from one read to the next ((namespace, id)
+    -> (its config.json's identity, Task)): a bundle whose config.json is
+    the same file, unchanged (inode, size, mtime), is not parsed again, and
+    its init.pid is read until it has one.  The bundles are listed at every
+    refresh, and a node runs ~1,000 tasks of a 10-20 KB JSON spec each
+    (docs/performance.md, "Runtime names at node scale")."""
     base = os.path.join(state_dir, TASK_DIR)
     out: list[Task] = []
     try:
@@ -150,6 +158,7 @@ def read_tasks(state_dir: str) -> tuple[list[Task], str]:
     except OSError as e:
         return [], f"{base}: {e.strerror}"
     err = ""
+    now: dict = {}
     for ns in namespaces:
         try:
             ids = sorted(os.listdir(os.path.join(base, ns)))
@@ -157,25 +166,52 @@ def read_tasks(state_dir: str) -> tuple[list[Task], str]:
             err = err or f"{base}/{ns}: {e.strerror}"
             continue
         for cid in ids:
-            d = os.path.join(base, ns, cid)
-            cg, ann = "", ()
-            try:
-                with open(os.path.join(d, "config.json"), "rb") as f:
-                    spec = json.load(f)
-                cg = cgroup_of(str((spec.get("linux") or {}).get("cgroupsPath") or ""))
-                ann = tuple(sorted((str(k), str(v)) for k, v in
-                                   (spec.get("annotations") or {}).items()))
-            except (OSError, ValueError, AttributeError) as e:
-                if isinstance(e, PermissionError):
-                    err = err or f"{d}/config.json: permission denied"
-            pid = 0
-            try:
-                with open(os.path.join(d, "init.pid")) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                pass
-            out.append(Task(ns, cid, cg, pid, ann))
+            t, why = _read_task(os.path.join(base, ns, cid), ns, cid, kept, now)
+            err = err or why
+            out.append(t)
+    if kept is not None:
+        kept.clear()
+        kept.update(now)        # (a bundle gone is forgotten)
     return out, err
+
+
+def _read_task(d: str, ns: str, cid: str, kept: dict | None, now: dict) -> tuple[Task, str]:
+    """One bundle's Task (read_tasks): ``kept``'s when its config.json is
+    unchanged, put into ``now`` when its config.json parsed."""
+    cfg = os.path.join(d, "config.json")
+    try:
+        s = os.stat(cfg)
+        ident = (s.st_ino, s.st_size, s.st_mtime_ns)
+    except OSError:
+        ident = None
+    hit = kept.get((ns, cid)) if kept is not None and ident is not None else None
+    if hit is not None and hit[0] == ident:
+        t = hit[1]
+        if not t.pid:       # (init.pid is written once the task started)
+            t = Task(ns, cid, t.cgroup, _init_pid(d), t.annotations)
+        now[(ns, cid)] = (ident, t)
+        return t, ""
+    try:
+        with open(cfg, "rb") as f:
+            spec = json.load(f)
+        cg = cgroup_of(str((spec.get("linux") or {}).get("cgroupsPath") or ""))
+        ann = tuple(sorted((str(k), str(v)) for k, v in
+                           (spec.get("annotations") or {}).items()))
+    except (OSError, ValueError, AttributeError) as e:
+        why = f"{d}/config.json: permission denied" if isinstance(e, PermissionError) else ""
+        return Task(ns, cid, "", _init_pid(d), ()), why
+    t = Task(ns, cid, cg, _init_pid(d), ann)
+    if ident is not None:
+        now[(ns, cid)] = (ident, t)
+    return t, ""
+
+
+def _init_pid(d: str) -> int:
+    try:
+        with open(os.path.join(d, "init.pid")) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def parse_meta(root: bolt.Bucket) -> tuple[list[CtrContainer], list[CtrImage]]:
@@ -310,8 +346,11 @@ class ContainerdState:
         self.containers: dict[tuple[str, str], CtrContainer] = {}
         self.images: dict[tuple[str, str], CtrImage] = {}
         self.tasks: list[Task] = []
+        self._bundles: dict = {}        # read_tasks' kept parses
         self._by_cgroup: dict[str, Task] = {}
         self._by_id: dict[str, list[Task]] = {}
+        self._by_ctr_id: dict[str, list[tuple[str, str]]] = {}
+        self._named: dict[tuple[str, str], Names | None] = {}     # names_for's answers
         self._layers: dict[str, Layer] = {}
 
     # -- refresh
@@ -326,12 +365,16 @@ class ContainerdState:
         st.found = os.path.isdir(self.root) or os.path.isdir(os.path.join(self.state, TASK_DIR))
         if not st.found:
             return
+        meta_was = self._meta_key
         self._read_meta()
-        self.tasks, st.tasks = read_tasks(self.state)
-        self._by_cgroup = {t.cgroup: t for t in self.tasks if t.cgroup}
-        self._by_id = {}
-        for t in self.tasks:
-            self._by_id.setdefault(t.id, []).append(t)
+        tasks, st.tasks = read_tasks(self.state, self._bundles)
+        if tasks != self.tasks or self._meta_key != meta_was:
+            # (the same Task objects when no bundle changed: compared by identity)
+            self.tasks, self._named = tasks, {}
+            self._by_cgroup = {t.cgroup: t for t in tasks if t.cgroup}
+            self._by_id = {}
+            for t in tasks:
+                self._by_id.setdefault(t.id, []).append(t)
         st.running = len(self.tasks)
         st.content = self.store.error
 
@@ -360,6 +403,11 @@ class ContainerdState:
         containers, images = parse_meta(tree)
         self._meta_key = key
         self.containers = {(c.namespace, c.id): c for c in containers}
+        # (namespace, id) keys by id: names_for's match by the id a cgroup path
+        # gave, a dict look-up per cgroup, not a walk of every container
+        self._by_ctr_id = {}
+        for k in self.containers:
+            self._by_ctr_id.setdefault(k[1], []).append(k)
         self.images = {(i.namespace, i.name): i for i in images}
         self._layers = layer_index(images, self.store)
         st.meta, st.meta_txid = "", txid
@@ -381,7 +429,19 @@ class ContainerdState:
 
         Matched by the bundle's cgroupsPath, else by the container id the path
         gave (CRI layouts), else by ctr's own layout ``/<namespace>/<id>`` when
-        meta.db knows that container (no bundle dir readable)."""
+        meta.db knows that container (no bundle dir readable).  Kept until
+        the tasks or meta.db change (every refresh asks again for every
+        cgroup)."""
+        key = (cgroup_path, container_id)
+        named = self._named
+        hit = named.get(key, _UNNAMED)
+        if hit is _UNNAMED:
+            if len(named) >= MAX_NAMED:     # (paths that come and go, nothing else changing)
+                named.clear()
+            hit = named[key] = self._names_now(cgroup_path, container_id)
+        return hit
+
+    def _names_now(self, cgroup_path: str, container_id: str) -> Names | None:
         t = self._task(cgroup_path, container_id)
         if t is not None:
             ns, cid = t.namespace, t.id
@@ -390,7 +450,7 @@ class ContainerdState:
             if len(comps) == 2 and tuple(comps) in self.containers:
                 ns, cid = comps
             elif container_id:
-                hits = [k for k in self.containers if k[1] == container_id]
+                hits = self._by_ctr_id.get(container_id, ())
                 if len(hits) != 1:
                     return None
                 ns, cid = hits[0]

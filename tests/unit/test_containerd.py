@@ -4,6 +4,7 @@ bundles, content store, layer UUIDs, and the whole naming step."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import struct
@@ -375,3 +376,70 @@ def test_kubelet_dirs_are_listed_again_after_a_miss_at_most_every_2_s(tmp_path):
         assert k.lookup(POD, K1) == ("", "", "")      # a miss: no re-list within 2 s
     now[0] += 2.5
     assert k.lookup(POD, K1) == ("shop", "web", "redis")
+
+
+# ---------------------------------------------------------------- at node scale
+def _bundle(tree, cid: str) -> str:
+    return os.path.join(tree[1], "io.containerd.runtime.v2.task", "default", cid)
+
+
+def _set_cgroup(tree, cid: str, path: str, mtime_ns: int) -> None:
+    cfg = os.path.join(_bundle(tree, cid), "config.json")
+    with open(cfg) as f:
+        spec = json.load(f)
+    spec["linux"]["cgroupsPath"] = path
+    with open(cfg, "w") as f:
+        json.dump(spec, f)
+    os.utime(cfg, ns=(mtime_ns, mtime_ns))
+
+
+def test_a_bundle_is_parsed_again_only_when_its_config_json_changes(tree, monkeypatch):
+    kept: dict = {}
+    first, _ = read_tasks(tree[1], kept)
+    parsed = []
+    real = json.load
+    monkeypatch.setattr(json, "load", lambda f: parsed.append(f.name) or real(f))
+    again, _ = read_tasks(tree[1], kept)
+    assert parsed == [] and again == first
+    # rewritten in place, the same size (c1 -> c2): its mtime tells
+    _set_cgroup(tree, "c1", "/default/c2", 1_000_000_000)
+    parsed.clear()
+    by_id = {t.id: t for t in read_tasks(tree[1], kept)[0]}
+    assert by_id["c1"].cgroup == "/default/c2" and len(parsed) == 1
+    assert by_id[K1].cgroup == f"/kubepods/besteffort/pod{POD}/{K1}"
+    # a bundle gone is forgotten
+    shutil.rmtree(_bundle(tree, K1))
+    assert [t.id for t in read_tasks(tree[1], kept)[0]] == ["c1"]
+    assert [k[1] for k in kept] == ["c1"]
+
+
+def test_a_bundle_read_while_it_is_written_is_read_again(tree):
+    kept: dict = {}
+    d = _bundle(tree, "c3")
+    os.mkdir(d)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        f.write('{"linux": {"cgroupsPath": "/default/c')        # half written
+    tasks = {t.id: t for t in read_tasks(tree[1], kept)[0]}
+    assert tasks["c3"].cgroup == "" and tasks["c3"].pid == 0
+    shutil.copy(os.path.join(_bundle(tree, "c1"), "config.json"), os.path.join(d, "config.json"))
+    _set_cgroup(tree, "c3", "/default/c3", 2_000_000_000)
+    tasks = {t.id: t for t in read_tasks(tree[1], kept)[0]}
+    assert tasks["c3"].cgroup == "/default/c3" and tasks["c3"].pid == 0
+    with open(os.path.join(d, "init.pid"), "w") as f:        # the task started
+        f.write("4242")
+    assert {t.id: t for t in read_tasks(tree[1], kept)[0]}["c3"].pid == 4242
+
+
+def test_names_follow_tasks_that_come_and_go(tree):
+    s = _state(tree)
+    assert s.names_for("/default/c9") is None
+    d = _bundle(tree, "c9")
+    shutil.copytree(_bundle(tree, "c1"), d)
+    _set_cgroup(tree, "c9", "/default/c9", 3_000_000_000)
+    s.refresh(force=True)
+    n = s.names_for("/default/c9")
+    assert n is not None and (n.namespace, n.container_id) == ("default", "c9")
+    shutil.rmtree(d)
+    s.refresh(force=True)
+    assert s.names_for("/default/c9") is None
+    assert s.names_for("/default/c1").container_id == "c1"
