@@ -111,9 +111,16 @@ def parse_mountinfo_line(line: str) -> MountinfoEntry | None:
 
 
 def parse_mountinfo(text: str, fstype: str | None = None) -> list[MountinfoEntry]:
-    """All well-formed entries of a mountinfo text, optionally only of one fstype."""
+    """All well-formed entries of a mountinfo text, optionally only of one
+    fstype: then a line without " - <fstype> " is not parsed (a node's
+    table has thousands of tmpfs and overlay lines and a few EROFS ones;
+    mountinfo escapes a space in every field, so that text is only ever
+    the separator and the fstype)."""
     out = []
+    sep = None if fstype is None else f" - {fstype} "
     for line in text.split("\n"):      # not splitlines(): \\x0b, \\x1c, U+2028 are name bytes
+        if sep is not None and sep not in line:
+            continue
         if not line.strip():
             continue
         e = parse_mountinfo_line(line)

@@ -41,6 +41,21 @@ def test_parse_mountinfo_fields():
     assert len(parse_mountinfo(MI)) == 6       # all types, garbage skipped
 
 
+def test_only_the_fstype_after_the_separator_makes_an_erofs_line():
+    # the kernel escapes a space in every field (\\040): " - erofs " is only
+    # ever the separator and the fstype, so other lines are not parsed
+    text = MI + (
+        "52 22 0:42 / /run/a\\040-\\040erofs\\040b rw - tmpfs tmpfs rw\n"
+        "53 22 0:43 / /run/x rw - tmpfs a\\040-\\040erofs\\040src rw\n"
+        "54 22 0:44 / /run/y\\040-\\040tmpfs\\040z ro shared:9 - erofs /img\\040-\\040erofs ro\n"
+        "55 22 0:45 / /run/f ro - fuse.erofs erofsfuse ro\n")
+    es = parse_mountinfo(text, "erofs")
+    assert [e.mount_id for e in es] == [47, 48, 49, 50, 54]
+    assert (es[-1].mountpoint, es[-1].source) == ("/run/y - tmpfs z", "/img - erofs")
+    assert [e.mount_id for e in parse_mountinfo(text, "tmpfs")] == [52, 53]
+    assert len(parse_mountinfo(text)) == 10
+
+
 @pytest.mark.parametrize("line", ["", "1 2 3", "1 2 x:y / / rw - erofs src opts",
                                   "a b 0:1 / / rw - erofs s o", "1 2 0:1 / / rw erofs"])
 def test_malformed_lines_are_none(line):
