@@ -378,6 +378,34 @@ def test_kubelet_dirs_are_listed_again_after_a_miss_at_most_every_2_s(tmp_path):
     assert k.lookup(POD, K1) == ("shop", "web", "redis")
 
 
+def test_a_miss_that_lasts_stops_re_listing_the_kubelet_dirs(tmp_path, monkeypatch):
+    # a pod's sandbox (the pause container) never has a log: the dirs are
+    # re-listed for it only within MISS_RELIST_S of its first miss
+    now = [100.0]
+    pods, ctrs = tmp_path / "pods", tmp_path / "containers"
+    pods.mkdir()
+    ctrs.mkdir()
+    (pods / f"shop_web_{POD}").mkdir()
+    k = KubeletLogs(str(pods), str(ctrs), clock=lambda: now[0])
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: listed.append(p) or real(p))
+    sandbox = "f" * 64
+    for _ in range(20):                         # 20 refreshes, 2.5 s apart: 50 s
+        assert k.lookup(POD, sandbox) == ("shop", "web", "")
+        now[0] += 2.5
+    relists = len(listed)
+    assert 2 * 10 <= relists <= 2 * 14          # two dirs a listing, for ~30 s only
+    k.lookup(POD, sandbox)
+    now[0] += 2.5
+    k.lookup(POD, sandbox)
+    assert len(listed) == relists
+    (ctrs / f"web_shop_redis-{K1}.log").touch()   # a new container: listed again at once
+    assert k.lookup(POD, K1) == ("shop", "web", "")
+    now[0] += 2.5
+    assert k.lookup(POD, K1) == ("shop", "web", "redis")
+
+
 # ---------------------------------------------------------------- at node scale
 def _bundle(tree, cid: str) -> str:
     return os.path.join(tree[1], "io.containerd.runtime.v2.task", "default", cid)
