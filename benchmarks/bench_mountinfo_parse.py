@@ -16,10 +16,8 @@ Run:  .venv/bin/python benchmarks/bench_mountinfo_parse.py [--containers 1000] [
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
-import benchlib  # noqa: F401  (sets sys.path)
+import benchlib
 
 from erofs_top.resolve.mounts import parse_mountinfo
 
@@ -53,15 +51,6 @@ def node_table(containers: int, layers: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cpu_ms(fn, rounds: int) -> float:
-    runs = []
-    for _ in range(rounds):
-        t = time.process_time()
-        fn()
-        runs.append((time.process_time() - t) * 1e3)
-    return statistics.median(runs)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--containers", type=int, default=1000, help="pods on the node")
@@ -69,9 +58,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15, help="parses timed (median)")
     args = ap.parse_args()
     text = node_table(args.containers, args.layers)
-    every = cpu_ms(lambda: [e for e in parse_mountinfo(text) if e.fstype == "erofs"],
+    every = benchlib.median_cpu_ms(lambda: [e for e in parse_mountinfo(text) if e.fstype == "erofs"],
                    args.rounds)
-    erofs_only = cpu_ms(lambda: parse_mountinfo(text, "erofs"), args.rounds)
+    erofs_only = benchlib.median_cpu_ms(lambda: parse_mountinfo(text, "erofs"), args.rounds)
     got = parse_mountinfo(text, "erofs")
     assert got == [e for e in parse_mountinfo(text) if e.fstype == "erofs"]
     assert len(got) == args.layers

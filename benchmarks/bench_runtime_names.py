@@ -32,11 +32,9 @@ import json
 import os
 import re
 import shutil
-import statistics
 import tempfile
-import time
 
-import benchlib  # noqa: F401  (sets sys.path)
+import benchlib
 from benchlib import REPO
 
 from erofs_top.resolve.base import CgroupInfo
@@ -107,15 +105,6 @@ def make_state(root: str, tasks: int) -> tuple[list[str], int]:
     return paths, size
 
 
-def cpu_ms(fn, rounds: int) -> float:
-    runs = []
-    for _ in range(rounds):
-        t = time.process_time()
-        fn()
-        runs.append((time.process_time() - t) * 1e3)
-    return statistics.median(runs)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", type=int, default=1000, help="running tasks (bundles)")
@@ -137,23 +126,23 @@ def main() -> None:
 def run(args, root: str, state: str, paths: list[str], size: int) -> None:
     print(f"{args.tasks} task bundles, config.json {size} B each (the lab's spec grown to a "
           f"CRI container's), {args.rounds} refreshes each, median CPU")
-    every = cpu_ms(lambda: read_tasks(state), args.rounds)
+    every = benchlib.median_cpu_ms(lambda: read_tasks(state), args.rounds)
     s = ContainerdState(root, state, min_interval_s=0)
     s.refresh(force=True)
     first = s.tasks
-    kept = cpu_ms(lambda: s.refresh(force=True), args.rounds)
+    kept = benchlib.median_cpu_ms(lambda: s.refresh(force=True), args.rounds)
     assert s.tasks == first == read_tasks(state)[0], "kept parses differ from a fresh read"
     names = RuntimeNames(s, KubeletLogs(os.path.join(root, "no-kubelet")))
     infos = []
     for i, p in enumerate(paths):
         ident = identify(p)
         infos.append(CgroupInfo(i + 100, p, ident.runtime, ident.container_id, ident.pod_uid))
-    named = cpu_ms(lambda: [names.name_cgroup(ci) for ci in infos], args.rounds)
+    named = benchlib.median_cpu_ms(lambda: [names.name_cgroup(ci) for ci in infos], args.rounds)
 
     def asked_anew():           # as before: every answer made again at every refresh
         s._named = {}
         return [names.name_cgroup(ci) for ci in infos]
-    named_before = cpu_ms(asked_anew, args.rounds)
+    named_before = benchlib.median_cpu_ms(asked_anew, args.rounds)
     assert all(names.name_cgroup(ci).namespace == "k8s.io" for ci in infos)
     print(f"  every bundle parsed (before): {every:.1f} ms per refresh")
     print(f"  kept parses (now):            {kept:.1f} ms per refresh "

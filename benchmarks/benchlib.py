@@ -166,6 +166,16 @@ def rss_mib() -> float:
         return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")) / 1024
 
 
+def median_cpu_ms(fn, rounds: int) -> float:
+    """Median CPU (ms, this process) of ``rounds`` calls of fn()."""
+    runs = []
+    for _ in range(rounds):
+        t = time.process_time()
+        fn()
+        runs.append((time.process_time() - t) * 1e3)
+    return statistics.median(runs)
+
+
 def median(xs):
     return statistics.median(xs)
 
