@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..readings import kdev
+
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 EVENTS = ("filemap:mm_filemap_add_to_page_cache", "filemap:mm_filemap_delete_from_page_cache",
           "erofs:erofs_fill_inode", "erofs:erofs_readahead", "erofs:erofs_read_folio")
@@ -205,7 +207,7 @@ def sysfs_name_dev(name: str, block_root: str = "/sys/class/block") -> int | Non
                 m = _DEV_NAME.fullmatch(f.read().strip())
         except OSError:
             return None
-    return None if m is None else int(m[1]) << 20 | int(m[2])
+    return None if m is None else kdev(int(m[1]), int(m[2]))
 
 
 def superblocks_alive_by_sysfs(devs, mounted: set[int], name_devs: list[int | None]

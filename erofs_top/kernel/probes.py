@@ -13,7 +13,7 @@ from .. import pagecache
 from ..errors import CollectorError
 from ..model import TIER_FULL, TIER_TRACEPOINT
 from ..pagecache import PAGE_SIZE
-from ..readings import PageEvent, Readings
+from ..readings import PageEvent, Readings, kdev_str
 from ..snapshot import snapshot_readings
 from . import gather, host, maps, slots, startup
 from .probe_files import ProbeFileMissing, probe_file
@@ -371,14 +371,14 @@ class TracepointSource:
     def _dev_warnings(self, r: Readings) -> None:
         """Unmounted devs whose superblock's life cannot be told (each told once)."""
         if self.unknown_devs:
-            devs = ", ".join(f"{d >> 20}:{d & 0xFFFFF}" for d in sorted(self.unknown_devs))
+            devs = ", ".join(map(kdev_str, sorted(self.unknown_devs)))
             r.warnings.append(f"unmounted EROFS dev(s) {devs} unwatched: whether their superblock "
                               f"still lives is unknown here (no ustat(2), no /sys/fs/erofs), so "
                               f"evictions after the unmount are not counted")
             self.unknown_devs = set()
         guessed = self.liveness.guessed - self.guessed_told
         if guessed:
-            devs = ", ".join(f"{d >> 20}:{d & 0xFFFFF}" for d in sorted(guessed))
+            devs = ", ".join(map(kdev_str, sorted(guessed)))
             r.warnings.append(f"unmounted EROFS dev(s) {devs} kept watched: no ustat(2) here, and "
                               f"/sys/fs/erofs cannot tell yet whether their superblock lives "
                               f"(told once it can)")
