@@ -48,8 +48,8 @@ class KubeletLogs:
         missed = self._missed
         if len(missed) >= MAX_MISSED:
             missed.clear()
-        first = missed.setdefault((pod_uid, container_id), self.clock())
-        if self.clock() - first < MISS_RELIST_S:
+        now = self.clock()
+        if now - missed.setdefault((pod_uid, container_id), now) < MISS_RELIST_S:
             self._stale = True
 
     def available(self) -> bool:
