@@ -348,6 +348,8 @@ cmd_run() {
     [[ -f $ROOT_IMG && -f $KERNEL ]] || die "the lab is not built: run tests/vm/lab.sh build (or make vm-build)"
     need_cmd qemu-system-x86_64 qemu-system-x86; need_cmd debugfs e2fsprogs; need_cmd timeout coreutils
     RUN=$(mktemp -d /tmp/erofs-top-lab.XXXXXX)
+    # interrupted (scripts/test.sh stops the lab's process group): nothing is kept
+    trap 'rm -rf "$RUN"; exit 130' INT TERM
     mkdir -p "$RUN/ctl/out"
     if [[ $# -eq 1 ]]; then printf '%s\n' "$1" > "$RUN/ctl/cmd"      # a shell string
     else printf '%q ' "$@" > "$RUN/ctl/cmd"; echo >> "$RUN/ctl/cmd"; fi  # an exact argv
