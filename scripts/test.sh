@@ -5,32 +5,48 @@
 #      page-cache sharing (`make vm-build`); EROFS_TOP_SKIP_VM=1 skips the lab
 #   3. the host suite: unit tests + root integration tests on this kernel
 #      (real images, mounts, cgroups, BPF, a real Prometheus server), while
-#      the lab runs tests/vm inside the guest (`make vm-test`) beside it: the
-#      guest's vCPUs share one host thread under TCG (tests/vm/lab.sh), so the
-#      two take about the time of the longer one, not their sum.  The lab's
-#      output is kept in a file and shown after the host suite's.
+#      the lab's tests (tests/vm) run beside it in two guests at once, each on
+#      its own part of the files (LAB_PARTS).  Under TCG a guest's vCPUs share
+#      one host thread (tests/vm/lab.sh), so one guest alone leaves a core idle
+#      once the host suite is done.  The guests' output is kept in files and
+#      shown after the host suite's, one guest after the other.
 # Extra arguments go to the host pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The lab's test files of the first guest (the containerd tests and the
+# headline check: about half the lab's time); the second runs every other
+# file of tests/vm, so a new file runs there unless it is named here.
+LAB_FIRST=(tests/vm/test_containerd.py tests/vm/test_headline.py)
+LAB_DURATIONS=--durations=15    # the slowest tests of each guest, for the suite's time budget
 ./scripts/setup.sh
 vm_rc=0
-lab_pid=""
-lab_log=""
+lab_pids=()
+lab_logs=()
 stop_lab() {
-    # the lab runs in its own session: make, lab.sh, timeout and qemu go together
-    if [[ -n $lab_pid ]]; then kill -TERM -- "-$lab_pid" 2>/dev/null || true; fi
-    if [[ -n $lab_log ]]; then rm -f "$lab_log"; fi
+    # each guest runs in its own session: make, lab.sh, timeout and qemu go together
+    local p
+    for p in "${lab_pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+    if (( ${#lab_logs[@]} )); then rm -f "${lab_logs[@]}"; fi
+}
+start_guest() {      # start_guest NAME PYTEST-ARGS...
+    local log
+    log=$(mktemp "/tmp/erofs-top-lab-$1.XXXXXX")
+    lab_logs+=("$log")
+    shift
+    setsid make vm-test VM_PYTEST="$*" > "$log" 2>&1 < /dev/null &
+    lab_pids+=($!)
 }
 if [[ ${EROFS_TOP_SKIP_VM:-0} != 1 ]]; then
     echo "== qemu lab: build (or reuse the cache)"
     # built before the host suite starts: the build's chroot mounts stay off its way
     if make vm-build; then
-        lab_log=$(mktemp /tmp/erofs-top-lab-output.XXXXXX)
         trap 'stop_lab; exit 130' INT TERM
         trap stop_lab EXIT
-        setsid make vm-test > "$lab_log" 2>&1 < /dev/null &
-        lab_pid=$!
-        echo "== qemu lab tests started beside the host tests (output: $lab_log, shown after them)"
+        start_guest first "${LAB_FIRST[@]}" "$LAB_DURATIONS"
+        rest=()
+        for f in "${LAB_FIRST[@]}"; do rest+=("--ignore=$f"); done
+        start_guest rest "${rest[@]}" "$LAB_DURATIONS"
+        echo "== qemu lab tests started beside the host tests, in two guests (output: ${lab_logs[*]}, shown after them)"
     else
         vm_rc=$?
     fi
@@ -39,14 +55,16 @@ echo "== host tests (kernel $(uname -r))"
 host_rc=0
 # tests/vm runs inside the lab, not on the host
 .venv/bin/python -m pytest -p no:cacheprovider --ignore=tests/vm "$@" || host_rc=$?
-if [[ -n $lab_pid ]]; then
-    echo "== qemu lab tests (Linux 7.x with page-cache sharing)"
-    # the output so far, then the rest as it comes, until the lab ends (in the
+for i in "${!lab_pids[@]}"; do
+    echo "== qemu lab tests, guest $((i + 1)) of ${#lab_pids[@]} (Linux 7.x with page-cache sharing)"
+    # the output so far, then the rest as it comes, until the guest ends (in the
     # background: a signal's trap runs at once in `wait`, not after tail ends)
-    tail -n +1 -f --pid="$lab_pid" "$lab_log" &
+    tail -n +1 -f --pid="${lab_pids[$i]}" "${lab_logs[$i]}" &
     wait $! || true
-    wait "$lab_pid" || vm_rc=$?
-    lab_pid=""
-fi
+    rc=0
+    wait "${lab_pids[$i]}" || rc=$?
+    (( rc == 0 )) || vm_rc=$rc
+done
+lab_pids=()
 echo "== host tests exit $host_rc, lab tests exit $vm_rc"
 (( host_rc == 0 && vm_rc == 0 ))
