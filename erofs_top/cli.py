@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from .model import Model
 from .names import display
 from .output import EXIT_PIPE, OutputClosed, OutputError, echo_out, flush_stdout, quiet_stdout
 from .params import count, seconds
-from .signals import POLICY, STOP_SIGNALS
+from .signals import POLICY
 from .tiers import open_or_fail as _open
 from .units import fmt_bytes
 
@@ -455,9 +454,7 @@ def entry() -> None:
     finally:
         POLICY.raising = False  # a signal during the interpreter's exit must not raise
         if POLICY.stopping:
-            # Python's teardown puts the default handlers back: a second signal
-            # then would kill the process instead of being absorbed
-            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            POLICY.ignore_rest()
 
 
 def _entry() -> None:

@@ -87,6 +87,18 @@ class Policy:
                 cb()
         os._exit(self.exit_code)
 
+    def ignore_rest(self) -> None:
+        """Stop signals from now on are ignored, in every thread: for the
+        interpreter's teardown after an orderly stop.  The teardown puts the
+        default action back for each handler Python installed (not for an
+        ignored signal), so a later signal would kill the process, exit
+        status -signal instead of 128 + the first.  A mask would not do: it
+        is the calling thread's, and the kernel gives a process's signal to
+        any thread that does not block it (a daemon thread still alive)."""
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(ValueError, OSError):   # not the main thread
+                signal.signal(sig, signal.SIG_IGN)
+
     # ------------------------------------------------------------ helpers
     @contextlib.contextmanager
     def polling(self):
