@@ -6,7 +6,7 @@
 #   3. the host suite: unit tests + root integration tests on this kernel
 #      (real images, mounts, cgroups, BPF, a real Prometheus server), while
 #      the lab's tests (tests/vm) run beside it in two guests at once, each on
-#      its own part of the files (LAB_PARTS).  Under TCG a guest's vCPUs share
+#      its own part of the files (LAB_FIRST below).  Under TCG a guest's vCPUs share
 #      one host thread (tests/vm/lab.sh), so one guest alone leaves a core idle
 #      once the host suite is done.  The guests' output is kept in files and
 #      shown after the host suite's, one guest after the other.
